@@ -1,0 +1,3 @@
+from ketch.cli.main import main
+
+raise SystemExit(main())

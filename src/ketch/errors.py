@@ -1,0 +1,72 @@
+"""Every error a user can meet, with the exit code the CLI maps it to.
+
+Front doors map these in one place each: the CLI to an exit code and a one-line message,
+the API server to an HTTP status and {"message": ...}.
+"""
+
+from __future__ import annotations
+
+
+class KetchError(Exception):
+    """An error with a message meant for the user."""
+
+    exit_code: int = 1
+    http_status: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class NotFound(KetchError):
+    http_status = 404
+
+
+class ImageNotFound(NotFound):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"No such image: {name}")
+
+
+class ContainerNotFound(NotFound):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"No such container: {name}")
+
+
+class Conflict(KetchError):
+    http_status = 409
+
+
+class InvalidArgument(KetchError):
+    http_status = 400
+
+
+class InvalidReference(InvalidArgument):
+    def __init__(self, name: str = "", detail: str = "invalid reference format") -> None:
+        super().__init__(detail)
+        self.name = name
+
+
+class AmbiguousID(InvalidArgument):
+    def __init__(self, prefix: str, kind: str = "image") -> None:
+        super().__init__(
+            f"{kind} ID prefix {prefix!r} is ambiguous: give more characters of the ID"
+        )
+
+
+class DigestMismatch(KetchError):
+    http_status = 400
+
+
+class UnsafeArchive(InvalidArgument):
+    """A tar entry would land outside the directory it is extracted into."""
+
+
+class RuntimeFailure(KetchError):
+    """The OCI runtime (runc/crun) or the container monitor failed."""
+
+
+class BuildError(KetchError):
+    pass

@@ -1,0 +1,1 @@
+"""Persistent state: the SQLite database, the content store, image and container records."""

@@ -1,0 +1,87 @@
+"""Fixtures shared by the whole suite.
+
+Every test that touches state gets its own temporary ketch root; nothing is written
+under /var/lib/ketch. Under CI=true a missing prerequisite fails instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.rootfs import write_busybox_rootfs_tar
+
+IN_CI = os.environ.get("CI") == "true"
+
+
+def require(condition: bool, what: str) -> None:
+    """Skip locally, fail under CI, when a prerequisite is missing."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"missing prerequisite under CI: {what}")
+    pytest.skip(f"missing prerequisite: {what}")
+
+
+def require_root() -> None:
+    require(os.geteuid() == 0, "tests must run as root")
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name)
+    require(path is not None, f"{name} is not installed")
+    assert path is not None
+    return path
+
+
+@pytest.fixture(scope="session")
+def busybox_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uncompressed rootfs tarball with busybox-static and its applets."""
+    require(shutil.which("busybox") is not None or os.path.exists("/bin/busybox"),
+            "busybox-static is not installed")
+    return write_busybox_rootfs_tar(tmp_path_factory.mktemp("images") / "busybox-rootfs.tar")
+
+
+@pytest.fixture
+def ketch_root(tmp_path: Path) -> Path:
+    """A fresh, empty state root for one test."""
+    root = tmp_path / "ketch-root"
+    root.mkdir()
+    return root
+
+
+class KetchCLI:
+    """Runs the real `ketch` command line against one state root."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def __call__(self, *args: str, input: bytes | str | None = None, check: bool = True,
+                 timeout: float = 120, env: dict[str, str] | None = None
+                 ) -> subprocess.CompletedProcess[str]:
+        full_env = dict(os.environ)
+        full_env["KETCH_ROOT"] = str(self.root)
+        full_env.setdefault("KETCH_RUN_ROOT", str(self.root / "run"))
+        if env:
+            full_env.update(env)
+        data = input.decode() if isinstance(input, bytes) else input
+        proc = subprocess.run(
+            [sys.executable, "-m", "ketch", *args], input=data, capture_output=True,
+            text=True, timeout=timeout, env=full_env,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"ketch {' '.join(args)} exited {proc.returncode}\n"
+                f"stdout: {proc.stdout}\nstderr: {proc.stderr}"
+            )
+        return proc
+
+
+@pytest.fixture
+def ketch(ketch_root: Path) -> KetchCLI:
+    return KetchCLI(ketch_root)
