@@ -1,0 +1,1 @@
+"""The `ketch` command line: parses flags, calls the Engine, formats results."""

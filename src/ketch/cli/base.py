@@ -1,0 +1,217 @@
+"""What every command module shares: the command registry, Docker-style argument parsing
+and help, output helpers, and the mapping of errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from ketch.errors import KetchError
+
+if TYPE_CHECKING:
+    from ketch.engine import Engine
+
+Handler = Callable[[argparse.Namespace], int | None]
+
+
+@dataclass
+class Command:
+    name: str
+    usage: str
+    help: str
+    setup: Callable[[argparse.ArgumentParser], None]
+    handler: Handler
+    aliases: list[str] = field(default_factory=list)
+    # exit code for errors from the command itself (Docker: 125 for `run`/`create`)
+    error_exit: int | None = None
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.commands: dict[str, Command] = {}
+        self.alias_of: dict[str, str] = {}
+
+    def command(self, name: str, usage: str, help: str, *, aliases: tuple[str, ...] = (),
+                error_exit: int | None = None
+                ) -> Callable[[Callable[[argparse.ArgumentParser], None]], Any]:
+        """Decorate a `setup(parser)` function; it returns the handler via `.handler`."""
+
+        def deco(setup: Callable[[argparse.ArgumentParser], None]) -> Any:
+            def bind(handler: Handler) -> Handler:
+                self.commands[name] = Command(name, usage, help, setup, handler,
+                                              list(aliases), error_exit)
+                for a in aliases:
+                    self.alias_of[a] = name
+                return handler
+
+            setup.handler = bind  # type: ignore[attr-defined]
+            return setup
+
+        return deco
+
+    def get(self, name: str) -> Command | None:
+        return self.commands.get(self.alias_of.get(name, name))
+
+
+class UsageError(Exception):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with Docker's help layout and usage errors that exit 125 in one line."""
+
+    def __init__(self, *args: Any, usage_line: str = "", **kw: Any) -> None:
+        kw.setdefault("add_help", False)
+        kw.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kw)
+        self.usage_line = usage_line
+        self.add_argument("-h", "--help", action="store_true", help="Print usage")
+
+    def error(self, message: str) -> NoReturn:
+        message = message.replace("unrecognized arguments:", "unknown flag:")
+        raise UsageError(message)
+
+    def format_help(self) -> str:
+        out = [f"\nUsage:  {self.usage_line}\n", f"{self.description}\n"]
+        opts = [a for a in self._actions if a.option_strings]
+        if opts:
+            out.append("Options:")
+            rows = []
+            for a in opts:
+                shorts = [o for o in a.option_strings if not o.startswith("--")]
+                longs = [o for o in a.option_strings if o.startswith("--")]
+                flag = (shorts[0] + ", " if shorts else "    ") + (longs[0] if longs else "")
+                if a.nargs != 0 and a.metavar != "":
+                    flag += " " + (a.metavar or _metavar(a))
+                rows.append((flag, a.help or ""))
+            width = max(len(r[0]) for r in rows) + 3
+            for flag, h in rows:
+                out.append(f"  {flag:<{width}}{h}")
+        return "\n".join(out) + "\n"
+
+
+def _metavar(a: argparse.Action) -> str:
+    if a.type is int:
+        return "int"
+    if isinstance(a, argparse._AppendAction):
+        return "list"
+    return "string"
+
+
+class _Formatter(argparse.HelpFormatter):
+    pass
+
+
+def add_filter(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--filter", action="append", default=[], metavar="filter",
+                   help="Provide filter values (e.g. \"dangling=true\")")
+
+
+def parse_filters(values: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for v in values:
+        if "=" not in v:
+            raise KetchError(f"bad format of filter (expected name=value): {v}")
+        k, val = v.split("=", 1)
+        out.setdefault(k.strip().lower(), []).append(val)
+    return out
+
+
+_engine: Engine | None = None
+
+
+def engine() -> Engine:
+    global _engine
+    if _engine is None:
+        from ketch.engine import Engine
+
+        _engine = Engine()
+    return _engine
+
+
+def out(text: str = "") -> None:
+    sys.stdout.write(text + ("" if text.endswith("\n") else "\n"))
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=4, ensure_ascii=False) + "\n")
+
+
+def format_each(fmt: str, items: list[Any]) -> None:
+    """`--format` for inspect-like commands: 'json' or a Go template per item."""
+    if fmt == "json":
+        for it in items:
+            sys.stdout.write(json.dumps(it, ensure_ascii=False, separators=(",", ":")) + "\n")
+        return
+    from ketch.fmt.template import Template
+
+    t = Template(fmt)
+    for it in items:
+        sys.stdout.write(t.execute(it) + "\n")
+
+
+def group_help(group: str, module: str, help: str) -> str:
+    reg: Registry = importlib.import_module(module).registry
+    lines = ["", f"Usage:  ketch {group} COMMAND", "", help, "", "Commands:"]
+    for name in sorted(reg.commands):
+        lines.append(f"  {name:<11} {reg.commands[name].help}")
+    lines += ["", f"Run 'ketch {group} COMMAND --help' for more information on a command.", ""]
+    return "\n".join(lines)
+
+
+def run_command(module: str, group: str, sub: str, prog: str, args: list[str], *,
+                debug: bool) -> int:
+    reg: Registry = importlib.import_module(module).registry
+    cmd = reg.get(sub)
+    if cmd is None:
+        sys.stderr.write(f"ketch: '{group} {sub}' is not a ketch command (see 'ketch {group}"
+                         " --help')\n")
+        return 1
+    usage = prog + (" " + cmd.usage if cmd.usage else "")
+    p = Parser(prog=prog, description=cmd.help, usage_line=usage)
+    cmd.setup(p)
+    try:
+        ns = p.parse_args(args)
+    except UsageError as e:
+        sys.stderr.write(f"{prog}: {e} (see '{prog} --help')\n")
+        return 125
+    if ns.help:
+        sys.stdout.write(p.format_help())
+        return 0
+    try:
+        rc = cmd.handler(ns)
+        sys.stdout.flush()
+        return rc or 0
+    except KetchError as e:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        sys.stderr.write(f"Error: {e.message}\n")
+        return cmd.error_exit or e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 0
+    except Exception as e:  # the one place an unexpected error is turned into a message
+        if debug:
+            raise
+        sys.stderr.write(f"Error: internal error: {type(e).__name__}: {e}"
+                         " (run with --debug for a traceback)\n")
+        return cmd.error_exit or 1
+
+
+def _quiet_stdout() -> None:
+    # Silence the interpreter's own flush error on a closed pipe.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass

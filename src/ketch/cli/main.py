@@ -1,0 +1,159 @@
+"""Entry point: global flags, command lookup, and the one place errors become exit codes.
+
+The command table is static so `ketch --version` and `ketch --help` import nothing
+heavy; a command's module is imported only when that command runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# name -> (module, command inside the module's group, one-line help)
+# Group commands ("image ls") and Docker's top-level shortcuts ("images") share handlers.
+GROUPS: dict[str, tuple[str, str]] = {
+    "builder": ("ketch.cli.build", "Manage builds"),
+    "container": ("ketch.cli.container", "Manage containers"),
+    "image": ("ketch.cli.image", "Manage images"),
+    "network": ("ketch.cli.network", "Manage networks"),
+    "system": ("ketch.cli.system", "Manage ketch"),
+    "volume": ("ketch.cli.volume", "Manage volumes"),
+}
+
+SHORTCUTS: dict[str, tuple[str, str, str]] = {
+    # common commands
+    "run": ("container", "run", "Create and run a new container from an image"),
+    "exec": ("container", "exec", "Execute a command in a running container"),
+    "ps": ("container", "ls", "List containers"),
+    "build": ("image", "build", "Build an image from a Dockerfile"),
+    "pull": ("image", "pull", "Download an image from a registry"),
+    "push": ("image", "push", "Upload an image to a registry"),
+    "images": ("image", "ls", "List images"),
+    "login": ("system", "login", "Log in to a registry"),
+    "logout": ("system", "logout", "Log out from a registry"),
+    "version": ("system", "version", "Show the ketch version information"),
+    "info": ("system", "info", "Display system-wide information"),
+    # other commands
+    "attach": ("container", "attach", "Attach local standard input, output, and error streams"
+               " to a running container"),
+    "commit": ("container", "commit", "Create a new image from a container's changes"),
+    "cp": ("container", "cp", "Copy files/folders between a container and the local"
+           " filesystem"),
+    "create": ("container", "create", "Create a new container"),
+    "diff": ("container", "diff", "Inspect changes to files or directories on a container's"
+             " filesystem"),
+    "export": ("container", "export", "Export a container's filesystem as a tar archive"),
+    "history": ("image", "history", "Show the history of an image"),
+    "import": ("image", "import", "Import the contents from a tarball to create a filesystem"
+               " image"),
+    "inspect": ("system", "inspect", "Return low-level information on ketch objects"),
+    "kill": ("container", "kill", "Kill one or more running containers"),
+    "load": ("image", "load", "Load an image from a tar archive or STDIN"),
+    "logs": ("container", "logs", "Fetch the logs of a container"),
+    "pause": ("container", "pause", "Pause all processes within one or more containers"),
+    "port": ("container", "port", "List port mappings or a specific mapping for the"
+             " container"),
+    "rename": ("container", "rename", "Rename a container"),
+    "restart": ("container", "restart", "Restart one or more containers"),
+    "rm": ("container", "rm", "Remove one or more containers"),
+    "rmi": ("image", "rm", "Remove one or more images"),
+    "save": ("image", "save", "Save one or more images to a tar archive (streamed to STDOUT"
+             " by default)"),
+    "start": ("container", "start", "Start one or more stopped containers"),
+    "stats": ("container", "stats", "Display a live stream of container(s) resource usage"
+              " statistics"),
+    "stop": ("container", "stop", "Stop one or more running containers"),
+    "tag": ("image", "tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
+    "top": ("container", "top", "Display the running processes of a container"),
+    "unpause": ("container", "unpause", "Unpause all processes within one or more"
+                " containers"),
+    "wait": ("container", "wait", "Block until one or more containers stop, then print their"
+             " exit codes"),
+    # beyond docker
+    "registry": ("system", "registry", "Run ketch's OCI registry server"),
+    "serve": ("system", "serve", "Serve the Docker Engine API on a unix socket"),
+}
+
+COMMON = ["run", "exec", "ps", "build", "pull", "push", "images", "login", "logout",
+          "version", "info"]
+
+
+def top_help() -> str:
+    lines = ["", "Usage:  ketch [OPTIONS] COMMAND", "",
+             "A daemonless, Docker-compatible container engine", "",
+             "Common Commands:"]
+    for name in COMMON:
+        lines.append(f"  {name:<11} {SHORTCUTS[name][2]}")
+    lines += ["", "Management Commands:"]
+    for name, (_, h) in GROUPS.items():
+        lines.append(f"  {name:<11} {h}")
+    lines += ["", "Commands:"]
+    for name in sorted(SHORTCUTS):
+        if name not in COMMON:
+            lines.append(f"  {name:<11} {SHORTCUTS[name][2]}")
+    lines += ["", "Global Options:",
+              "      --root string       State root (default \"/var/lib/ketch\"; env"
+              " KETCH_ROOT)",
+              "      --run-root string   Run state root (default \"/run/ketch\"; env"
+              " KETCH_RUN_ROOT)",
+              "  -D, --debug             Show Python tracebacks on errors",
+              "  -h, --help              Print usage",
+              "  -v, --version           Print version information and quit", "",
+              "Run 'ketch COMMAND --help' for more information on a command.", ""]
+    return "\n".join(lines)
+
+
+def _err(msg: str) -> None:
+    sys.stderr.write(msg.rstrip("\n") + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = bool(os.environ.get("KETCH_DEBUG"))
+    # Global flags before the command word.
+    while args and args[0].startswith("-"):
+        a = args.pop(0)
+        if a in ("-v", "--version"):
+            from ketch import __version__
+
+            print(f"ketch version {__version__}")
+            return 0
+        if a in ("-h", "--help"):
+            print(top_help())
+            return 0
+        if a in ("-D", "--debug"):
+            debug = True
+            continue
+        name, eq, val = a.partition("=")
+        if name in ("--root", "--run-root"):
+            if not eq:
+                if not args:
+                    _err(f"ketch: flag needs an argument: {name}")
+                    return 125
+                val = args.pop(0)
+            os.environ["KETCH_ROOT" if name == "--root" else "KETCH_RUN_ROOT"] = val
+            continue
+        _err(f"ketch: unknown flag: {a} (see 'ketch --help')")
+        return 125
+    if not args:
+        print(top_help())
+        return 0
+    word = args.pop(0)
+    if word in GROUPS:
+        group = word
+        if not args or args[0] in ("-h", "--help"):
+            from ketch.cli.base import group_help
+
+            print(group_help(group, GROUPS[group][0], GROUPS[group][1]))
+            return 0
+        sub = args.pop(0)
+        prog = f"ketch {group} {sub}"
+    elif word in SHORTCUTS:
+        group, sub, _ = SHORTCUTS[word]
+        prog = f"ketch {word}"
+    else:
+        _err(f"ketch: '{word}' is not a ketch command (see 'ketch --help')")
+        return 1
+    from ketch.cli.base import run_command
+
+    return run_command(GROUPS[group][0], group, sub, prog, args, debug=debug)

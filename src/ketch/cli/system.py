@@ -1,0 +1,172 @@
+"""`ketch system ...`, version, info, inspect."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ketch.cli.base import Registry, engine, format_each, out, print_json
+from ketch.errors import KetchError
+
+registry = Registry()
+
+
+@registry.command("version", "[OPTIONS]", "Show the ketch version information")
+def _version(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--format", metavar="string",
+                   help="Format output using a custom template")
+
+
+@_version.handler
+def version(ns: argparse.Namespace) -> None:
+    import platform
+
+    from ketch import __version__
+
+    v = engine().version()
+    data = {"Client": {"Version": __version__, "ApiVersion": v["ApiVersion"],
+                       "GoVersion": v["GoVersion"], "Os": "linux", "Arch": v["Arch"]},
+            "Server": v}
+    if ns.format:
+        format_each(ns.format, [data])
+        return
+    out(f"Client:\n Version:           {__version__}\n API version:       {v['ApiVersion']}\n"
+        f" Python version:    {platform.python_version()}\n OS/Arch:           linux/"
+        f"{v['Arch']}\n\nServer: ketch (daemonless)\n Engine:\n  Version:          "
+        f"{v['Version']}\n  API version:      {v['ApiVersion']} (minimum version"
+        f" {v['MinAPIVersion']})\n  OS/Arch:          linux/{v['Arch']}\n"
+        f"  Kernel version:   {v['KernelVersion']}")
+
+
+@registry.command("info", "[OPTIONS]", "Display system-wide information")
+def _info(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--format", metavar="string",
+                   help="Format output using a custom template")
+
+
+@_info.handler
+def info(ns: argparse.Namespace) -> None:
+    i = engine().info()
+    if ns.format:
+        format_each(ns.format, [i])
+        return
+    lines = [
+        "Server:",
+        f" Containers: {i['Containers']}",
+        f"  Running: {i['ContainersRunning']}",
+        f"  Paused: {i['ContainersPaused']}",
+        f"  Stopped: {i['ContainersStopped']}",
+        f" Images: {i['Images']}",
+        f" Server Version: {i['ServerVersion']}",
+        f" Storage Driver: {i['Driver']}",
+        f"  Backing Filesystem: {i['DriverStatus'][0][1]}",
+        f" Logging Driver: {i['LoggingDriver']}",
+        f" Cgroup Driver: {i['CgroupDriver']}",
+        f" Cgroup Version: {i['CgroupVersion']}",
+        " Runtimes: " + " ".join(i["Runtimes"]),
+        f" Default Runtime: {i['DefaultRuntime']}",
+        f" Kernel Version: {i['KernelVersion']}",
+        f" Operating System: {i['OperatingSystem']}",
+        f" OSType: {i['OSType']}",
+        f" Architecture: {i['Architecture']}",
+        f" CPUs: {i['NCPU']}",
+        f" Total Memory: {i['MemTotal'] / (1 << 30):.2f}GiB",
+        f" Name: {i['Name']}",
+        f" Ketch Root Dir: {i['DockerRootDir']}",
+        " Daemon: none (daemonless)",
+    ]
+    out("\n".join(lines))
+
+
+@registry.command("df", "[OPTIONS]", "Show ketch disk usage")
+def _df(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="store_true", help="Show detailed information"
+                   " on space usage")
+    p.add_argument("--format", metavar="string", help="Format output using a custom template")
+
+
+@_df.handler
+def df(ns: argparse.Namespace) -> None:
+    from ketch.fmt.template import render_table
+    from ketch.fmt.units import human_size
+
+    d = engine().system_df()
+    images = d["Images"]
+    active_images = [i for i in images if i["Containers"] > 0]
+    img_size = d["LayersSize"]
+    reclaim_img = sum(i["Size"] for i in images if i["Containers"] <= 0)
+    conts = d["Containers"]
+    running = [c for c in conts if c.get("State") == "running"]
+    c_size = sum(c.get("SizeRw", 0) for c in conts)
+    c_reclaim = sum(c.get("SizeRw", 0) for c in conts if c.get("State") != "running")
+
+    def pct(part: int, whole: int) -> str:
+        return f"{human_size(part)} ({part * 100 // whole if whole else 0}%)"
+
+    rows = [
+        {"Type": "Images", "TotalCount": str(len(images)), "Active": str(len(active_images)),
+         "Size": human_size(img_size), "Reclaimable": pct(min(reclaim_img, img_size),
+                                                           img_size)},
+        {"Type": "Containers", "TotalCount": str(len(conts)), "Active": str(len(running)),
+         "Size": human_size(c_size), "Reclaimable": pct(c_reclaim, c_size)},
+        {"Type": "Local Volumes", "TotalCount": "0", "Active": "0", "Size": "0B",
+         "Reclaimable": "0B"},
+        {"Type": "Build Cache", "TotalCount": "0", "Active": "0", "Size": "0B",
+         "Reclaimable": "0B"},
+    ]
+    if ns.format == "json":
+        format_each("json", rows)
+        return
+    fmt = ns.format or ("table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t"
+                        "{{.Reclaimable}}")
+    sys.stdout.write(render_table(fmt, rows, {
+        "Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE",
+        "Reclaimable": "RECLAIMABLE"}))
+
+
+@registry.command("inspect", "[OPTIONS] NAME|ID [NAME|ID...]",
+                  "Return low-level information on ketch objects")
+def _inspect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("names", nargs="+", metavar="NAME|ID")
+    p.add_argument("-f", "--format", metavar="string",
+                   help="Format output using a custom template")
+    p.add_argument("-s", "--size", action="store_true",
+                   help="Display total file sizes if the type is container")
+    p.add_argument("--type", metavar="string",
+                   help="Return JSON for specified type (container, image, network, volume)")
+
+
+@_inspect.handler
+def inspect(ns: argparse.Namespace) -> int:
+    from ketch.errors import NotFound
+
+    e = engine()
+    results = []
+    rc = 0
+    for name in ns.names:
+        found = None
+        lookups = []
+        if ns.type in (None, "container") and hasattr(e, "containers"):
+            lookups.append(lambda n: e.containers.inspect(n, size=ns.size))
+        if ns.type in (None, "image"):
+            lookups.append(e.images.inspect)
+        if ns.type in (None, "network") and hasattr(e, "networks"):
+            lookups.append(lambda n: e.networks.inspect(n))
+        for look in lookups:
+            try:
+                found = look(name)
+                break
+            except NotFound:
+                continue
+            except KetchError:
+                continue
+        if found is None:
+            sys.stderr.write(f"Error: No such object: {name}\n")
+            rc = 1
+        else:
+            results.append(found)
+    if ns.format:
+        format_each(ns.format, results)
+    else:
+        print_json(results)
+    return rc

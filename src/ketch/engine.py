@@ -1,0 +1,158 @@
+"""`Engine`: the one façade the CLI, the API server and library users call.
+
+It owns the state root and hands out the services that do the work (images,
+containers, networks, builder). Services load lazily so a command only pays for what
+it uses.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ketch import __version__
+from ketch.layers.store import LayerStore
+from ketch.store.content import ContentStore
+from ketch.store.db import Database
+from ketch.store.images import ImageRecords
+
+if TYPE_CHECKING:
+    from ketch.images.service import ImageService
+
+DEFAULT_ROOT = "/var/lib/ketch"
+DEFAULT_RUN_ROOT = "/run/ketch"
+API_VERSION = "1.45"
+MIN_API_VERSION = "1.24"
+
+
+class Engine:
+    def __init__(self, root: str | os.PathLike[str] | None = None,
+                 run_root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root or os.environ.get("KETCH_ROOT") or DEFAULT_ROOT).absolute()
+        self.run_root = Path(run_root or os.environ.get("KETCH_RUN_ROOT")
+                             or DEFAULT_RUN_ROOT).absolute()
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
+        self.db = Database(self.root / "ketch.db")
+        self.content = ContentStore(self.root)
+        self.records = ImageRecords(self.db)
+        self.layers = LayerStore(self.root, self.db, self.records, self.content)
+
+    @cached_property
+    def images(self) -> ImageService:
+        from ketch.images.service import ImageService
+
+        svc = ImageService(self)
+        svc.users = self._image_users
+        return svc
+
+    # Containers register as users of images and layers; until the container service
+    # exists in this state root, nothing uses them.
+    def _image_users(self, image_id: str) -> list[tuple[str, bool]]:
+        users = getattr(self, "_container_image_users", None)
+        return users(image_id) if users else []
+
+    def layer_users(self) -> set[str]:
+        users = getattr(self, "_container_layer_users", None)
+        return users() if users else set()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- system -------------------------------------------------------------------
+    def version(self) -> dict[str, Any]:
+        kernel = platform.release()
+        from ketch.oci.model import host_platform
+
+        plat = host_platform()
+        details = {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
+                   "GitCommit": "", "GoVersion": "python" + platform.python_version(),
+                   "Os": "linux", "Arch": plat.architecture, "KernelVersion": kernel,
+                   "BuildTime": "", "Experimental": False}
+        return {"Platform": {"Name": "ketch"}, "Version": __version__,
+                "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
+                "GitCommit": "", "GoVersion": details["GoVersion"], "Os": "linux",
+                "Arch": plat.architecture, "KernelVersion": kernel, "BuildTime": "",
+                "Components": [{"Name": "Engine", "Version": __version__,
+                                "Details": details}]}
+
+    def info(self) -> dict[str, Any]:
+        images = self.records.all()
+        counts = self._container_counts()
+        mem = 0
+        try:
+            with open("/proc/meminfo") as f:
+                mem = int(f.readline().split()[1]) * 1024
+        except OSError:
+            pass
+        runtimes = {n: {"path": shutil.which(n) or n} for n in ("runc", "crun")
+                    if shutil.which(n)}
+        return {
+            "ID": "", "Containers": sum(counts.values()),
+            "ContainersRunning": counts.get("running", 0),
+            "ContainersPaused": counts.get("paused", 0),
+            "ContainersStopped": sum(v for k, v in counts.items()
+                                     if k not in ("running", "paused")),
+            "Images": len(images), "Driver": "overlay2",
+            "DriverStatus": [["Backing Filesystem", _fs_type(self.root)]],
+            "DockerRootDir": str(self.root), "KernelVersion": platform.release(),
+            "OperatingSystem": _os_name(), "OSType": "linux",
+            "Architecture": platform.machine(), "NCPU": os.cpu_count() or 1,
+            "MemTotal": mem, "Name": platform.node(), "ServerVersion": __version__,
+            "CgroupDriver": "cgroupfs", "CgroupVersion": _cgroup_version(),
+            "Runtimes": runtimes, "DefaultRuntime": "runc", "LoggingDriver": "k8s-file",
+            "SecurityOptions": ["name=seccomp,profile=builtin"], "Labels": [],
+            "ExperimentalBuild": False, "Swarm": {"LocalNodeState": "inactive"},
+        }
+
+    def _container_counts(self) -> dict[str, int]:
+        counts = getattr(self, "_container_state_counts", None)
+        return counts() if counts else {}
+
+    def system_df(self) -> dict[str, Any]:
+        images = self.images.list(all=True)
+        layers_size = sum(layer.size for layer in self.records.all_layers())
+        return {"LayersSize": layers_size, "Images": images,
+                "Containers": self._df_containers(), "Volumes": [], "BuildCache": []}
+
+    def _df_containers(self) -> list[dict[str, Any]]:
+        f = getattr(self, "_container_df", None)
+        return f() if f else []
+
+
+def _fs_type(path: Path) -> str:
+    best, fstype = "", "unknown"
+    try:
+        with open("/proc/mounts") as f:
+            for line in f:
+                parts = line.split()
+                mnt = parts[1]
+                if str(path).startswith(mnt) and len(mnt) > len(best):
+                    best, fstype = mnt, parts[2]
+    except OSError:
+        pass
+    return fstype
+
+
+def _os_name() -> str:
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "Linux"
+
+
+def _cgroup_version() -> str:
+    return "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"

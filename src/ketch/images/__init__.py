@@ -1,0 +1,1 @@
+"""Local images: lookup by name or ID prefix, tags, removal, prune, history, save/load/import."""

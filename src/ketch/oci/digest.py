@@ -1,0 +1,37 @@
+"""Digests: `algorithm:hex`, sha256 only for content we write, validated on the way in."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from ketch.errors import InvalidArgument
+
+_DIGEST_RE = re.compile(r"^(sha256:[a-f0-9]{64}|sha384:[a-f0-9]{96}|sha512:[a-f0-9]{128})$")
+
+Digest = str
+
+
+def validate_digest(d: str) -> str:
+    if not _DIGEST_RE.match(d):
+        raise InvalidArgument(f"invalid digest {d!r}: expected sha256:<64 hex characters>")
+    return d
+
+
+def sha256_bytes(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def hex_of(d: str) -> str:
+    return d.split(":", 1)[1] if ":" in d else d
+
+
+def chain_ids(diff_ids: list[str]) -> list[str]:
+    """ChainID(L0) = DiffID(L0); ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln))."""
+    out: list[str] = []
+    for d in diff_ids:
+        if not out:
+            out.append(d)
+        else:
+            out.append(sha256_bytes(f"{out[-1]} {d}".encode()))
+    return out

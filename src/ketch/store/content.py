@@ -1,0 +1,147 @@
+"""Content-addressed blobs under `blobs/sha256/<hex>` (OCI image-layout compatible).
+
+A blob is written to `tmp/`, hashed while it streams, fsynced, verified against the
+digest and size the caller expects, and only then renamed into place. Nothing
+unverified is ever stored under a digest, and a crash leaves at most a temp file
+that `clean_tmp` removes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from ketch.errors import DigestMismatch, NotFound
+from ketch.oci.digest import hex_of, validate_digest
+
+CHUNK = 1 << 20
+
+
+class BlobWriter:
+    """A file in tmp/ that hashes what is written; `commit` verifies and renames it."""
+
+    def __init__(self, store: ContentStore) -> None:
+        self._store = store
+        fd, name = tempfile.mkstemp(prefix=f"blob-{os.getpid()}-", dir=store.tmp)
+        self.path = Path(name)
+        self._f = os.fdopen(fd, "wb", buffering=CHUNK)
+        self._h = hashlib.sha256()
+        self.size = 0
+        self._done = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self._f.write(data)
+        self._h.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def copy_from(self, src: BinaryIO, limit: int | None = None) -> None:
+        remaining = limit
+        while remaining is None or remaining > 0:
+            n = CHUNK if remaining is None else min(CHUNK, remaining)
+            chunk = src.read(n)
+            if not chunk:
+                break
+            self.write(chunk)
+            if remaining is not None:
+                remaining -= len(chunk)
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self._h.hexdigest()
+
+    def commit(self, expected: str | None = None, size: int | None = None) -> str:
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self._f.close()
+        digest = self.digest
+        try:
+            if expected is not None and expected != digest:
+                raise DigestMismatch(
+                    f"content digest mismatch: expected {expected}, got {digest}")
+            if size is not None and size != self.size:
+                raise DigestMismatch(
+                    f"content size mismatch for {digest}: expected {size}, got {self.size}")
+            final = self._store.path(digest)
+            if final.exists():
+                self.path.unlink()
+            else:
+                os.rename(self.path, final)
+            self._done = True
+            return digest
+        finally:
+            if not self._done:
+                self.path.unlink(missing_ok=True)
+                self._done = True
+
+    def abort(self) -> None:
+        if not self._done:
+            self._f.close()
+            self.path.unlink(missing_ok=True)
+            self._done = True
+
+
+class ContentStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blobs = root / "blobs" / "sha256"
+        self.tmp = root / "tmp"
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+
+    def path(self, digest: str) -> Path:
+        validate_digest(digest)
+        if not digest.startswith("sha256:"):
+            raise NotFound(f"unsupported digest algorithm in {digest}")
+        return self.blobs / hex_of(digest)
+
+    def exists(self, digest: str) -> bool:
+        return self.path(digest).exists()
+
+    def size(self, digest: str) -> int:
+        try:
+            return self.path(digest).stat().st_size
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} not found") from None
+
+    def open(self, digest: str) -> BinaryIO:
+        try:
+            return open(self.path(digest), "rb")
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} not found") from None
+
+    def read(self, digest: str) -> bytes:
+        with self.open(digest) as f:
+            return f.read()
+
+    @contextmanager
+    def writer(self) -> Iterator[BlobWriter]:
+        w = BlobWriter(self)
+        try:
+            yield w
+        finally:
+            w.abort()
+
+    def put(self, data: bytes, expected: str | None = None) -> str:
+        with self.writer() as w:
+            w.write(data)
+            return w.commit(expected, len(data) if expected else None)
+
+    def put_stream(self, src: BinaryIO, expected: str | None = None,
+                   size: int | None = None) -> tuple[str, int]:
+        with self.writer() as w:
+            w.copy_from(src, size)
+            n = w.size
+            return w.commit(expected, size), n
+
+    def delete(self, digest: str) -> None:
+        self.path(digest).unlink(missing_ok=True)
+
+    def walk(self) -> Iterator[str]:
+        for p in self.blobs.iterdir():
+            yield "sha256:" + p.name
