@@ -21,6 +21,7 @@ from ketch.store.db import Database
 from ketch.store.images import ImageRecords
 
 if TYPE_CHECKING:
+    from ketch.containers.service import ContainerService
     from ketch.images.service import ImageService
 
 DEFAULT_ROOT = "/var/lib/ketch"
@@ -49,15 +50,18 @@ class Engine:
         svc.users = self._image_users
         return svc
 
-    # Containers register as users of images and layers; until the container service
-    # exists in this state root, nothing uses them.
+    @cached_property
+    def containers(self) -> ContainerService:
+        from ketch.containers.service import ContainerService
+
+        return ContainerService(self)
+
+    # Images ask who uses them through the Engine, so images never import containers.
     def _image_users(self, image_id: str) -> list[tuple[str, bool]]:
-        users = getattr(self, "_container_image_users", None)
-        return users(image_id) if users else []
+        return self.containers.image_users(image_id)
 
     def layer_users(self) -> set[str]:
-        users = getattr(self, "_container_layer_users", None)
-        return users() if users else set()
+        return self.containers.records.chains_in_use()
 
     def close(self) -> None:
         self.db.close()
@@ -115,8 +119,7 @@ class Engine:
         }
 
     def _container_counts(self) -> dict[str, int]:
-        counts = getattr(self, "_container_state_counts", None)
-        return counts() if counts else {}
+        return self.containers.records.state_counts()
 
     def system_df(self) -> dict[str, Any]:
         images = self.images.list(all=True)
@@ -125,8 +128,7 @@ class Engine:
                 "Containers": self._df_containers(), "Volumes": [], "BuildCache": []}
 
     def _df_containers(self) -> list[dict[str, Any]]:
-        f = getattr(self, "_container_df", None)
-        return f() if f else []
+        return self.containers.df()
 
 
 def _fs_type(path: Path) -> str:

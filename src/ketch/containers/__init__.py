@@ -1,0 +1,1 @@
+"""Containers: records and state machine, root filesystems, lifecycle over the runtime."""

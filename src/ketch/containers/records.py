@@ -1,0 +1,166 @@
+"""Container records in ketch.db.
+
+`config` and `host_config` are kept in the Engine API's own JSON shapes (Config,
+HostConfig), so `inspect`, the API server and the CLI all read the same thing. Names are
+UNIQUE in SQLite: two `run --name x` at once cannot both win.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+from ketch.errors import AmbiguousID, Conflict, ContainerNotFound
+from ketch.store.db import Database
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS containers (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    image_id TEXT NOT NULL,
+    image_name TEXT NOT NULL,
+    created REAL NOT NULL,
+    state TEXT NOT NULL,
+    pid INTEGER NOT NULL DEFAULT 0,
+    exit_code INTEGER NOT NULL DEFAULT 0,
+    error TEXT NOT NULL DEFAULT '',
+    started_at REAL NOT NULL DEFAULT 0,
+    finished_at REAL NOT NULL DEFAULT 0,
+    restart_count INTEGER NOT NULL DEFAULT 0,
+    config TEXT NOT NULL,
+    host_config TEXT NOT NULL,
+    chain_ids TEXT NOT NULL,
+    network TEXT NOT NULL DEFAULT '{}',
+    extra TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS containers_image ON containers(image_id);
+"""
+
+STATES = ("created", "running", "paused", "restarting", "removing", "exited", "dead")
+
+
+@dataclass
+class ContainerRecord:
+    id: str
+    name: str
+    image_id: str
+    image_name: str
+    created: float
+    state: str
+    pid: int
+    exit_code: int
+    error: str
+    started_at: float
+    finished_at: float
+    restart_count: int
+    config: dict[str, Any]
+    host_config: dict[str, Any]
+    chain_ids: list[str]
+    network: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def running(self) -> bool:
+        return self.state in ("running", "paused", "restarting")
+
+
+_JSON_FIELDS = ("config", "host_config", "chain_ids", "network", "extra")
+
+
+def _row(row: sqlite3.Row) -> ContainerRecord:
+    d = dict(row)
+    for k in _JSON_FIELDS:
+        d[k] = json.loads(d[k])
+    return ContainerRecord(**d)
+
+
+class ContainerRecords:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        db.ensure_schema("containers", SCHEMA)
+
+    def insert(self, rec: ContainerRecord) -> None:
+        d = rec.__dict__.copy()
+        for k in _JSON_FIELDS:
+            d[k] = json.dumps(d[k])
+        cols = ",".join(d)
+        try:
+            with self.db.transaction() as conn:
+                conn.execute(f"INSERT INTO containers({cols}) VALUES({','.join('?' * len(d))})",
+                             tuple(d.values()))
+        except sqlite3.IntegrityError:
+            other = self.db.conn.execute("SELECT id FROM containers WHERE name=?",
+                                         (rec.name,)).fetchone()
+            oid = other["id"] if other else "?"
+            raise Conflict(
+                f'Conflict. The container name "/{rec.name}" is already in use by container'
+                f' "{oid}". You have to remove (or rename) that container to be able to reuse'
+                " that name.") from None
+
+    def update(self, cid: str, **fields: Any) -> None:
+        if not fields:
+            return
+        vals = []
+        for k, v in fields.items():
+            vals.append(json.dumps(v) if k in _JSON_FIELDS else v)
+        sets = ",".join(f"{k}=?" for k in fields)
+        try:
+            with self.db.transaction() as conn:
+                conn.execute(f"UPDATE containers SET {sets} WHERE id=?", (*vals, cid))
+        except sqlite3.IntegrityError:
+            raise Conflict(
+                f'Conflict. The container name "/{fields.get("name")}" is already in use.'
+                " You have to remove (or rename) that container to be able to reuse that"
+                " name.") from None
+
+    def delete(self, cid: str) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM containers WHERE id=?", (cid,))
+
+    def get(self, cid: str) -> ContainerRecord | None:
+        row = self.db.conn.execute("SELECT * FROM containers WHERE id=?", (cid,)).fetchone()
+        return _row(row) if row else None
+
+    def all(self) -> list[ContainerRecord]:
+        return [_row(r) for r in self.db.conn.execute(
+            "SELECT * FROM containers ORDER BY created DESC")]
+
+    def find(self, name_or_id: str) -> ContainerRecord:
+        """Docker's lookup order: full ID, exact name, then unique ID prefix."""
+        key = name_or_id.lstrip("/") if name_or_id.startswith("/") else name_or_id
+        if not key:
+            raise ContainerNotFound(name_or_id)
+        conn = self.db.conn
+        row = conn.execute("SELECT * FROM containers WHERE id=?", (key,)).fetchone()
+        if row is None:
+            row = conn.execute("SELECT * FROM containers WHERE name=?", (key,)).fetchone()
+        if row is None and all(c in "0123456789abcdef" for c in key):
+            rows = conn.execute("SELECT * FROM containers WHERE id >= ? AND id < ? LIMIT 2",
+                                (key, key + "g")).fetchall()
+            if len(rows) > 1:
+                raise AmbiguousID(key, "container")
+            row = rows[0] if rows else None
+        if row is None:
+            raise ContainerNotFound(name_or_id)
+        return _row(row)
+
+    def users_of_image(self, image_id: str) -> list[tuple[str, bool]]:
+        return [(r["id"], r["state"] in ("running", "paused", "restarting"))
+                for r in self.db.conn.execute(
+                    "SELECT id, state FROM containers WHERE image_id=?", (image_id,))]
+
+    def chains_in_use(self) -> set[str]:
+        out: set[str] = set()
+        for r in self.db.conn.execute("SELECT chain_ids FROM containers"):
+            out.update(json.loads(r["chain_ids"]))
+        return out
+
+    def state_counts(self) -> dict[str, int]:
+        return {r["state"]: r["n"] for r in self.db.conn.execute(
+            "SELECT state, COUNT(*) AS n FROM containers GROUP BY state")}

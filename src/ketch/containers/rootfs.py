@@ -1,0 +1,98 @@
+"""A container's root filesystem: overlayfs over the image's unpacked layers.
+
+`mount_spec` says what to mount (containerd's snapshotter idea: compute, then mount);
+`mount`/`unmount` do the privileged part with mount(2) directly, avoiding a process
+launch per container.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ketch.errors import KetchError
+
+_libc: ctypes.CDLL | None = None
+MNT_DETACH = 2
+
+
+def libc() -> ctypes.CDLL:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    return _libc
+
+
+@dataclass
+class OverlayMount:
+    lower: list[Path]  # topmost first
+    upper: Path
+    work: Path
+    target: Path
+
+    def options(self, relative_to: Path | None = None) -> str:
+        lowers = [os.path.relpath(p, relative_to) if relative_to else str(p)
+                  for p in self.lower]
+        return f"lowerdir={':'.join(lowers)},upperdir={self.upper},workdir={self.work}"
+
+
+def is_mounted(path: Path) -> bool:
+    target = os.path.realpath(path)
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                if line.split()[4] == target:
+                    return True
+    except OSError:
+        pass
+    return False
+
+
+def mount_overlay(m: OverlayMount) -> None:
+    for d in (m.upper, m.work, m.target):
+        d.mkdir(parents=True, exist_ok=True)
+    if is_mounted(m.target):
+        return
+    # Relative lowerdirs from the layer store keep the option string under a page even
+    # for images with many layers (mount(2) takes at most 4096 bytes of options).
+    base = os.path.commonpath([str(p) for p in m.lower]) if m.lower else None
+    opts = m.options(Path(base) if base and len(m.lower) > 1 else None)
+    cwd = os.getcwd() if base and len(m.lower) > 1 else None
+    try:
+        if cwd is not None:
+            os.chdir(base)  # type: ignore[arg-type]
+        rc = libc().mount(b"overlay", str(m.target).encode(), b"overlay", 0, opts.encode())
+        if rc != 0:
+            e = ctypes.get_errno()
+            raise KetchError(f"mounting the container's root filesystem failed:"
+                             f" {os.strerror(e)}")
+    finally:
+        if cwd is not None:
+            os.chdir(cwd)
+
+
+def bind_mount(source: Path, target: Path, readonly: bool = False) -> None:
+    MS_BIND, MS_REMOUNT, MS_RDONLY = 4096, 32, 1
+    if libc().mount(str(source).encode(), str(target).encode(), None, MS_BIND, None) != 0:
+        e = ctypes.get_errno()
+        raise KetchError(f"bind mount of {source} failed: {os.strerror(e)}")
+    if readonly:
+        libc().mount(None, str(target).encode(), None, MS_BIND | MS_REMOUNT | MS_RDONLY, None)
+
+
+def unmount(target: Path) -> None:
+    """Unmount (lazily if busy); missing or already-unmounted targets are fine."""
+    for _ in range(3):
+        if libc().umount2(str(target).encode(), 0) == 0:
+            continue
+        e = ctypes.get_errno()
+        if e in (errno.EINVAL, errno.ENOENT):
+            return
+        if e == errno.EBUSY:
+            libc().umount2(str(target).encode(), MNT_DETACH)
+            return
+        raise KetchError(f"unmounting {target} failed: {os.strerror(e)}")
