@@ -8,5 +8,5 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 bash scripts/install-deps.sh
-python3 -m ruff check src tests bench
+python3 -m ruff check .
 exec python3 -m pytest -q "$@"
