@@ -30,6 +30,8 @@ class Command:
     aliases: list[str] = field(default_factory=list)
     # exit code for errors from the command itself (Docker: 125 for `run`/`create`)
     error_exit: int | None = None
+    # `run`/`create` use -h for --hostname, as Docker does
+    short_help: bool = True
 
 
 class Registry:
@@ -38,14 +40,14 @@ class Registry:
         self.alias_of: dict[str, str] = {}
 
     def command(self, name: str, usage: str, help: str, *, aliases: tuple[str, ...] = (),
-                error_exit: int | None = None
+                error_exit: int | None = None, short_help: bool = True
                 ) -> Callable[[Callable[[argparse.ArgumentParser], None]], Any]:
         """Decorate a `setup(parser)` function; it returns the handler via `.handler`."""
 
         def deco(setup: Callable[[argparse.ArgumentParser], None]) -> Any:
             def bind(handler: Handler) -> Handler:
                 self.commands[name] = Command(name, usage, help, setup, handler,
-                                              list(aliases), error_exit)
+                                              list(aliases), error_exit, short_help)
                 for a in aliases:
                     self.alias_of[a] = name
                 return handler
@@ -66,12 +68,15 @@ class UsageError(Exception):
 class Parser(argparse.ArgumentParser):
     """argparse with Docker's help layout and usage errors that exit 125 in one line."""
 
-    def __init__(self, *args: Any, usage_line: str = "", **kw: Any) -> None:
+    def __init__(self, *args: Any, usage_line: str = "", short_help: bool = True,
+                 **kw: Any) -> None:
         kw.setdefault("add_help", False)
         kw.setdefault("formatter_class", _Formatter)
+        kw.setdefault("allow_abbrev", False)
         super().__init__(*args, **kw)
         self.usage_line = usage_line
-        self.add_argument("-h", "--help", action="store_true", help="Print usage")
+        flags = ["-h", "--help"] if short_help else ["--help"]
+        self.add_argument(*flags, action="store_true", help="Print usage")
 
     def error(self, message: str) -> NoReturn:
         message = message.replace("unrecognized arguments:", "unknown flag:")
@@ -174,7 +179,8 @@ def run_command(module: str, group: str, sub: str, prog: str, args: list[str], *
                          " --help')\n")
         return 1
     usage = prog + (" " + cmd.usage if cmd.usage else "")
-    p = Parser(prog=prog, description=cmd.help, usage_line=usage)
+    p = Parser(prog=prog, description=cmd.help, usage_line=usage,
+               short_help=cmd.short_help)
     cmd.setup(p)
     try:
         ns = p.parse_args(args)

@@ -1,0 +1,623 @@
+"""`ketch container ...` and its shortcuts: run, create, start, stop, ps, logs, rm, ..."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from ketch.cli.base import (
+    Registry,
+    add_filter,
+    engine,
+    format_each,
+    out,
+    parse_filters,
+    print_json,
+)
+from ketch.cli.container_opts import add_create_flags, build_create_body
+from ketch.errors import InvalidArgument, KetchError
+
+registry = Registry()
+
+PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
+              "CreatedSince": "CREATED", "RunningFor": "CREATED", "CreatedAt": "CREATED AT",
+              "Status": "STATUS", "Ports": "PORTS", "Names": "NAMES", "State": "STATE",
+              "Size": "SIZE", "Labels": "LABELS", "Mounts": "MOUNTS",
+              "Networks": "NETWORKS"}
+
+
+def _each(names: list[str], fn, *, echo: bool = True) -> int:  # type: ignore[no-untyped-def]
+    """Apply `fn` to every name; print each name that worked, an error for each that not."""
+    rc = 0
+    for n in names:
+        try:
+            fn(n)
+            if echo:
+                out(n)
+        except KetchError as e:
+            sys.stderr.write(f"Error: {e.message}\n")
+            rc = 1
+    return rc
+
+
+# -- run / create -------------------------------------------------------------------------
+def _create_from_ns(ns: argparse.Namespace):  # type: ignore[no-untyped-def]
+    body = build_create_body(ns)
+    rec = engine().containers.create(body["Config"], body["HostConfig"], name=ns.name,
+                                     networking_config=body["NetworkingConfig"])
+    if ns.cidfile:
+        if os.path.exists(ns.cidfile):
+            raise InvalidArgument(f"container ID file found, make sure the other container"
+                                  f" isn't running or delete {ns.cidfile}")
+        with open(ns.cidfile, "w") as f:
+            f.write(rec.id)
+    return rec
+
+
+@registry.command("create", "[OPTIONS] IMAGE [COMMAND] [ARG...]", "Create a new container",
+                  error_exit=125, short_help=False)
+def _create(p: argparse.ArgumentParser) -> None:
+    add_create_flags(p)
+
+
+@_create.handler
+def create(ns: argparse.Namespace) -> None:
+    out(_create_from_ns(ns).id)
+
+
+@registry.command("run", "[OPTIONS] IMAGE [COMMAND] [ARG...]",
+                  "Create and run a new container from an image", error_exit=125,
+                  short_help=False)
+def _run(p: argparse.ArgumentParser) -> None:
+    add_create_flags(p)
+    p.add_argument("-d", "--detach", action="store_true",
+                   help="Run container in background and print container ID")
+    p.add_argument("--sig-proxy", default="true", metavar="bool",
+                   help="Proxy received signals to the process (default true)")
+
+
+@_run.handler
+def run(ns: argparse.Namespace) -> int:
+    from ketch.containers.attach import run_attached
+
+    if ns.tty and not ns.detach and not sys.stdin.isatty():
+        raise InvalidArgument("the input device is not a TTY")
+    rec = _create_from_ns(ns)
+    svc = engine().containers
+    if ns.detach:
+        svc.start(rec.id)
+        out(rec.id)
+        return 0
+    return run_attached(svc, rec.id, stdin=ns.interactive, tty=ns.tty,
+                        detach_keys=ns.detach_keys, sig_proxy=ns.sig_proxy != "false",
+                        remove=ns.rm)
+
+
+@registry.command("start", "[OPTIONS] CONTAINER [CONTAINER...]",
+                  "Start one or more stopped containers")
+def _start(p: argparse.ArgumentParser) -> None:
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.add_argument("-a", "--attach", action="store_true",
+                   help="Attach STDOUT/STDERR and forward signals")
+    p.add_argument("-i", "--interactive", action="store_true",
+                   help="Attach container's STDIN")
+    p.add_argument("--detach-keys", metavar="string",
+                   help="Override the key sequence for detaching a container")
+
+
+@_start.handler
+def start(ns: argparse.Namespace) -> int:
+    svc = engine().containers
+    if ns.attach or ns.interactive:
+        if len(ns.containers) > 1:
+            raise InvalidArgument("you cannot start and attach multiple containers at once")
+        from ketch.containers.attach import run_attached
+
+        rec = svc.get(ns.containers[0])
+        return run_attached(svc, rec.id, stdin=ns.interactive,
+                            tty=bool(rec.config.get("Tty")), detach_keys=ns.detach_keys,
+                            sig_proxy=True, remove=bool(rec.host_config.get("AutoRemove")))
+    return _each(ns.containers, svc.start)
+
+
+@registry.command("stop", "[OPTIONS] CONTAINER [CONTAINER...]",
+                  "Stop one or more running containers")
+def _stop(p: argparse.ArgumentParser) -> None:
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.add_argument("-s", "--signal", metavar="string", help="Signal to send to the container")
+    p.add_argument("-t", "--timeout", "--time", type=int, metavar="int",
+                   help="Seconds to wait before killing the container")
+
+
+@_stop.handler
+def stop(ns: argparse.Namespace) -> int:
+    svc = engine().containers
+    return _each(ns.containers, lambda n: svc.stop(n, timeout=ns.timeout, signal=ns.signal))
+
+
+@registry.command("restart", "[OPTIONS] CONTAINER [CONTAINER...]",
+                  "Restart one or more containers")
+def _restart(p: argparse.ArgumentParser) -> None:
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.add_argument("-s", "--signal", metavar="string", help="Signal to send to the container")
+    p.add_argument("-t", "--timeout", "--time", type=int, metavar="int",
+                   help="Seconds to wait before killing the container")
+
+
+@_restart.handler
+def restart(ns: argparse.Namespace) -> int:
+    svc = engine().containers
+    return _each(ns.containers, lambda n: svc.restart(n, timeout=ns.timeout))
+
+
+@registry.command("kill", "[OPTIONS] CONTAINER [CONTAINER...]",
+                  "Kill one or more running containers")
+def _kill(p: argparse.ArgumentParser) -> None:
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.add_argument("-s", "--signal", default="KILL", metavar="string",
+                   help="Signal to send to the container")
+
+
+@_kill.handler
+def kill(ns: argparse.Namespace) -> int:
+    svc = engine().containers
+    return _each(ns.containers, lambda n: svc.kill(n, ns.signal))
+
+
+@registry.command("pause", "CONTAINER [CONTAINER...]",
+                  "Pause all processes within one or more containers")
+def _pause(p: argparse.ArgumentParser) -> None:
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+
+@_pause.handler
+def pause(ns: argparse.Namespace) -> int:
+    return _each(ns.containers, engine().containers.pause)
+
+
+@registry.command("unpause", "CONTAINER [CONTAINER...]",
+                  "Unpause all processes within one or more containers")
+def _unpause(p: argparse.ArgumentParser) -> None:
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+
+@_unpause.handler
+def unpause(ns: argparse.Namespace) -> int:
+    return _each(ns.containers, engine().containers.unpause)
+
+
+@registry.command("rm", "[OPTIONS] CONTAINER [CONTAINER...]",
+                  "Remove one or more containers", aliases=("remove",))
+def _rm(p: argparse.ArgumentParser) -> None:
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.add_argument("-f", "--force", action="store_true",
+                   help="Force the removal of a running container (uses SIGKILL)")
+    p.add_argument("-v", "--volumes", action="store_true",
+                   help="Remove anonymous volumes associated with the container")
+    p.add_argument("-l", "--link", action="store_true", help="Remove the specified link")
+
+
+@_rm.handler
+def rm(ns: argparse.Namespace) -> int:
+    svc = engine().containers
+    return _each(ns.containers, lambda n: svc.remove(n, force=ns.force, volumes=ns.volumes))
+
+
+@registry.command("prune", "[OPTIONS]", "Remove all stopped containers")
+def _prune(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--filter", action="append", default=[], metavar="filter",
+                   help="Provide filter values (e.g. \"until=<timestamp>\")")
+    p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
+
+
+@_prune.handler
+def prune(ns: argparse.Namespace) -> None:
+    from ketch.cli.image import confirm
+    from ketch.fmt.units import human_size
+
+    if not ns.force and not confirm("WARNING! This will remove all stopped containers.\n"
+                                    "Are you sure you want to continue?"):
+        return
+    res = engine().containers.prune(parse_filters(ns.filter))
+    if res.deleted:
+        out("Deleted Containers:")
+        for cid in res.deleted:
+            out(cid)
+        out("")
+    out(f"Total reclaimed space: {human_size(res.space_reclaimed)}")
+
+
+# -- ps -------------------------------------------------------------------------------------
+@registry.command("ls", "[OPTIONS]", "List containers", aliases=("list", "ps"))
+def _ls(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--all", action="store_true",
+                   help="Show all containers (default shows just running)")
+    add_filter(p)
+    p.add_argument("--format", metavar="string", help="Format output using a custom template")
+    p.add_argument("-n", "--last", type=int, default=-1, metavar="int",
+                   help="Show n last created containers (includes all states)")
+    p.add_argument("-l", "--latest", action="store_true",
+                   help="Show the latest created container (includes all states)")
+    p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
+    p.add_argument("-q", "--quiet", action="store_true", help="Only display container IDs")
+    p.add_argument("-s", "--size", action="store_true", help="Display total file sizes")
+
+
+def ports_text(ports: list[dict]) -> str:  # type: ignore[type-arg]
+    """The PORTS column: `0.0.0.0:3000->80/tcp, 80/tcp` as Docker prints it."""
+    parts = []
+    for p in ports:
+        if p.get("PublicPort"):
+            ip = p.get("IP") or "0.0.0.0"
+            host = f"[{ip}]" if ":" in ip else ip
+            parts.append(f"{host}:{p['PublicPort']}->{p['PrivatePort']}/{p['Type']}")
+        else:
+            parts.append(f"{p['PrivatePort']}/{p['Type']}")
+    return ", ".join(dict.fromkeys(parts))
+
+
+def _ellipsis(s: str, n: int) -> str:
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+@_ls.handler
+def ls(ns: argparse.Namespace) -> None:
+    from ketch.fmt.template import render_table
+    from ketch.fmt.units import human_size, rfc3339nano, time_ago
+
+    items = engine().containers.list(all=ns.all, filters=parse_filters(ns.filter),
+                                     limit=ns.last, size=ns.size, latest=ns.latest)
+    if ns.quiet:
+        for c in items:
+            out(c["Id"] if ns.no_trunc else c["Id"][:12])
+        return
+    now = time.time()
+    rows = []
+    for c in items:
+        cmd = c["Command"]
+        image = c["Image"]
+        if not ns.no_trunc:
+            cmd = _ellipsis(cmd, 20)
+            if image.startswith("sha256:"):
+                image = image[7:19]
+        size = ""
+        if ns.size:
+            size = (f"{human_size(c['SizeRw'])} (virtual {human_size(c['SizeRootFs'])})")
+        rows.append({
+            "ID": c["Id"] if ns.no_trunc else c["Id"][:12], "Image": image,
+            "Command": f'"{cmd}"', "CreatedSince": time_ago(c["Created"], now),
+            "RunningFor": time_ago(c["Created"], now),
+            "CreatedAt": rfc3339nano(c["Created"]), "Status": c["Status"],
+            "State": c["State"], "Ports": ports_text(c["Ports"]),
+            "Names": ",".join(n.lstrip("/") for n in c["Names"]), "Size": size,
+            "Labels": ",".join(f"{k}={v}" for k, v in (c["Labels"] or {}).items()),
+            "Mounts": "", "Networks": ",".join(c["NetworkSettings"]["Networks"]),
+        })
+    fmt = ns.format
+    if fmt == "json":
+        format_each("json", rows)
+        return
+    if not fmt or fmt == "table":
+        fmt = ("table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.CreatedSince}}\t{{.Status}}\t"
+               "{{.Ports}}\t{{.Names}}")
+        if ns.size:
+            fmt += "\t{{.Size}}"
+    sys.stdout.write(render_table(fmt, rows, PS_HEADERS))
+
+
+# -- logs / wait / inspect / port / rename --------------------------------------------------
+@registry.command("logs", "[OPTIONS] CONTAINER", "Fetch the logs of a container")
+def _logs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("--details", action="store_true", help="Show extra details provided to"
+                   " logs")
+    p.add_argument("-f", "--follow", action="store_true", help="Follow log output")
+    p.add_argument("--since", metavar="string", help="Show logs since timestamp (e.g."
+                   " \"2013-01-02T13:23:37Z\") or relative (e.g. \"42m\" for 42 minutes)")
+    p.add_argument("-n", "--tail", default="all", metavar="string",
+                   help="Number of lines to show from the end of the logs (default \"all\")")
+    p.add_argument("-t", "--timestamps", action="store_true", help="Show timestamps")
+    p.add_argument("--until", metavar="string", help="Show logs before a timestamp")
+
+
+@_logs.handler
+def logs(ns: argparse.Namespace) -> None:
+    from ketch.fmt.units import parse_timestamp
+
+    now = time.time()
+    tail = None
+    if ns.tail != "all":
+        try:
+            tail = int(ns.tail)
+        except ValueError:
+            raise InvalidArgument(f"invalid value for --tail: {ns.tail!r}: expected a number"
+                                  " or \"all\"") from None
+        if tail < 0:
+            tail = None
+    since = parse_timestamp(ns.since, now) if ns.since else None
+    until = parse_timestamp(ns.until, now) if ns.until else None
+    stdout = sys.stdout.buffer
+    stderr = sys.stderr.buffer
+    for stream, data in engine().containers.logs(ns.container, follow=ns.follow, tail=tail,
+                                                 since=since, until=until,
+                                                 timestamps=ns.timestamps):
+        target = stderr if stream == "stderr" else stdout
+        target.write(data)
+        if ns.follow:
+            target.flush()
+    stdout.flush()
+
+
+@registry.command("wait", "CONTAINER [CONTAINER...]",
+                  "Block until one or more containers stop, then print their exit codes")
+def _wait(p: argparse.ArgumentParser) -> None:
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+
+@_wait.handler
+def wait(ns: argparse.Namespace) -> int:
+    svc = engine().containers
+    rc = 0
+    for n in ns.containers:
+        try:
+            out(str(svc.wait(n)))
+        except KetchError as e:
+            sys.stderr.write(f"Error: {e.message}\n")
+            rc = 1
+    return rc
+
+
+@registry.command("inspect", "[OPTIONS] CONTAINER [CONTAINER...]",
+                  "Display detailed information on one or more containers")
+def _inspect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.add_argument("-f", "--format", metavar="string",
+                   help="Format output using a custom template")
+    p.add_argument("-s", "--size", action="store_true", help="Display total file sizes")
+
+
+@_inspect.handler
+def inspect(ns: argparse.Namespace) -> int:
+    svc = engine().containers
+    results = []
+    rc = 0
+    for n in ns.containers:
+        try:
+            results.append(svc.inspect(n, size=ns.size))
+        except KetchError as e:
+            sys.stderr.write(f"Error: {e.message}\n")
+            rc = 1
+    if ns.format:
+        format_each(ns.format, results)
+    else:
+        print_json(results)
+    return rc
+
+
+@registry.command("port", "CONTAINER [PRIVATE_PORT[/PROTO]]",
+                  "List port mappings or a specific mapping for the container")
+def _port(p: argparse.ArgumentParser) -> None:
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("port", nargs="?", metavar="PRIVATE_PORT[/PROTO]")
+
+
+@_port.handler
+def port(ns: argparse.Namespace) -> int:
+    lines = engine().containers.port_lines(ns.container, ns.port)
+    if ns.port and not lines:
+        sys.stderr.write(f"Error: No public port '{ns.port}' published for {ns.container}\n")
+        return 1
+    for line in lines:
+        out(line)
+    return 0
+
+
+@registry.command("rename", "CONTAINER NEW_NAME", "Rename a container")
+def _rename(p: argparse.ArgumentParser) -> None:
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("new_name", metavar="NEW_NAME")
+
+
+@_rename.handler
+def rename(ns: argparse.Namespace) -> None:
+    engine().containers.rename(ns.container, ns.new_name)
+
+
+# -- exec / attach / top / diff / commit / cp / stats / export ------------------------------
+@registry.command("exec", "[OPTIONS] CONTAINER COMMAND [ARG...]",
+                  "Execute a command in a running container", error_exit=126)
+def _exec(p: argparse.ArgumentParser) -> None:
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+    p.add_argument("-d", "--detach", action="store_true",
+                   help="Detached mode: run command in the background")
+    p.add_argument("--detach-keys", metavar="string",
+                   help="Override the key sequence for detaching a container")
+    p.add_argument("-e", "--env", action="append", default=[], metavar="list",
+                   help="Set environment variables")
+    p.add_argument("-i", "--interactive", action="store_true",
+                   help="Keep STDIN open even if not attached")
+    p.add_argument("--privileged", action="store_true",
+                   help="Give extended privileges to the command")
+    p.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
+    p.add_argument("-u", "--user", metavar="string",
+                   help="Username or UID (format: \"<name|uid>[:<group|gid>]\")")
+    p.add_argument("-w", "--workdir", metavar="string",
+                   help="Working directory inside the container")
+
+
+@_exec.handler
+def exec_(ns: argparse.Namespace) -> int:
+    if not ns.command:
+        raise InvalidArgument("exec needs a command to run: ketch exec CONTAINER COMMAND")
+    from ketch.containers.attach import exec_attached
+
+    return exec_attached(engine().containers, ns.container, ns.command, env=ns.env,
+                         user=ns.user, workdir=ns.workdir, tty=ns.tty,
+                         stdin=ns.interactive, detach=ns.detach,
+                         privileged=ns.privileged)
+
+
+@registry.command("attach", "[OPTIONS] CONTAINER",
+                  "Attach local standard input, output, and error streams to a running"
+                  " container")
+def _attach(p: argparse.ArgumentParser) -> None:
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("--detach-keys", metavar="string",
+                   help="Override the key sequence for detaching a container")
+    p.add_argument("--no-stdin", action="store_true", help="Do not attach STDIN")
+    p.add_argument("--sig-proxy", default="true", metavar="bool",
+                   help="Proxy all received signals to the process (default true)")
+
+
+@_attach.handler
+def attach(ns: argparse.Namespace) -> int:
+    from ketch.containers.attach import attach_running
+
+    return attach_running(engine().containers, ns.container, stdin=not ns.no_stdin,
+                          detach_keys=ns.detach_keys, sig_proxy=ns.sig_proxy != "false")
+
+
+@registry.command("top", "CONTAINER [ps OPTIONS]",
+                  "Display the running processes of a container")
+def _top(p: argparse.ArgumentParser) -> None:
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("ps_args", nargs=argparse.REMAINDER)
+
+
+@_top.handler
+def top(ns: argparse.Namespace) -> None:
+    from ketch.fmt.template import tabwrite
+
+    titles, procs = engine().containers.top(ns.container, ns.ps_args)
+    sys.stdout.write(tabwrite([titles, *procs]))
+
+
+@registry.command("diff", "CONTAINER",
+                  "Inspect changes to files or directories on a container's filesystem")
+def _diff(p: argparse.ArgumentParser) -> None:
+    p.add_argument("container", metavar="CONTAINER")
+
+
+@_diff.handler
+def diff(ns: argparse.Namespace) -> None:
+    for kind, path in engine().containers.diff(ns.container):
+        out(f"{'CAD'[kind]} {path}")
+
+
+@registry.command("commit", "[OPTIONS] CONTAINER [REPOSITORY[:TAG]]",
+                  "Create a new image from a container's changes")
+def _commit(p: argparse.ArgumentParser) -> None:
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("reference", nargs="?")
+    p.add_argument("-a", "--author", metavar="string", help="Author")
+    p.add_argument("-c", "--change", action="append", default=[], metavar="list",
+                   help="Apply Dockerfile instruction to the created image")
+    p.add_argument("-m", "--message", metavar="string", help="Commit message")
+    p.add_argument("-p", "--pause", default="true", metavar="bool",
+                   help="Pause container during commit (default true)")
+
+
+@_commit.handler
+def commit(ns: argparse.Namespace) -> None:
+    rec = engine().containers.commit(ns.container, ref=ns.reference, changes=ns.change,
+                                     message=ns.message or "", author=ns.author or "",
+                                     pause=ns.pause != "false")
+    out(rec.id)
+
+
+@registry.command("cp", "[OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n\tketch cp [OPTIONS]"
+                  " SRC_PATH|- CONTAINER:DEST_PATH",
+                  "Copy files/folders between a container and the local filesystem")
+def _cp(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src", metavar="SRC")
+    p.add_argument("dest", metavar="DEST")
+    p.add_argument("-a", "--archive", action="store_true",
+                   help="Archive mode (copy all uid/gid information)")
+    p.add_argument("-L", "--follow-link", action="store_true",
+                   help="Always follow symbol link in SRC_PATH")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="Suppress progress output during copy")
+
+
+def _split_cp(arg: str) -> tuple[str | None, str]:
+    if arg.startswith("/") or arg.startswith(".") or arg == "-":
+        return None, arg
+    name, sep, path = arg.partition(":")
+    if sep and name and "/" not in name:
+        return name, path
+    return None, arg
+
+
+@_cp.handler
+def cp(ns: argparse.Namespace) -> None:
+    from ketch.containers import copy
+
+    src_c, src = _split_cp(ns.src)
+    dst_c, dst = _split_cp(ns.dest)
+    svc = engine().containers
+    if src_c and dst_c:
+        raise InvalidArgument("copying between containers is not supported")
+    if not src_c and not dst_c:
+        raise InvalidArgument("must specify at least one container source")
+    if src_c:
+        copy.copy_out(svc, src_c, src, dst, follow_link=ns.follow_link)
+    else:
+        assert dst_c is not None
+        copy.copy_in(svc, dst_c, src, dst, follow_link=ns.follow_link,
+                     copy_uid_gid=ns.archive)
+
+
+@registry.command("stats", "[OPTIONS] [CONTAINER...]",
+                  "Display a live stream of container(s) resource usage statistics")
+def _stats(p: argparse.ArgumentParser) -> None:
+    p.add_argument("containers", nargs="*", metavar="CONTAINER")
+    p.add_argument("-a", "--all", action="store_true",
+                   help="Show all containers (default shows just running)")
+    p.add_argument("--format", metavar="string", help="Format output using a custom template")
+    p.add_argument("--no-stream", action="store_true",
+                   help="Disable streaming stats and only pull the first result")
+    p.add_argument("--no-trunc", action="store_true", help="Do not truncate output")
+
+
+@_stats.handler
+def stats(ns: argparse.Namespace) -> None:
+    from ketch.fmt.template import render_table
+
+    rows = engine().containers.stats_rows(ns.containers, all=ns.all)
+    fmt = ns.format or ("table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t"
+                        "{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}")
+    sys.stdout.write(render_table(fmt, rows, {
+        "ID": "CONTAINER ID", "Container": "CONTAINER", "Name": "NAME", "CPUPerc": "CPU %",
+        "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %", "NetIO": "NET I/O",
+        "BlockIO": "BLOCK I/O", "PIDs": "PIDS"}))
+
+
+@registry.command("export", "[OPTIONS] CONTAINER",
+                  "Export a container's filesystem as a tar archive")
+def _export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("-o", "--output", metavar="string",
+                   help="Write to a file, instead of STDOUT")
+
+
+@_export.handler
+def export(ns: argparse.Namespace) -> None:
+    from ketch.containers import copy
+
+    copy.export(engine().containers, ns.container, ns.output)
+
+
+@registry.command("cleanup", "CONTAINER", "Finish a container after its process exited"
+                  " (run by the container monitor)")
+def _cleanup(p: argparse.ArgumentParser) -> None:
+    p.add_argument("container", metavar="CONTAINER")
+
+
+@_cleanup.handler
+def cleanup(ns: argparse.Namespace) -> None:
+    from ketch.containers import lifecycle
+
+    lifecycle.cleanup(engine().containers, ns.container)
