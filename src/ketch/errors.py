@@ -12,6 +12,9 @@ class KetchError(Exception):
 
     exit_code: int = 1
     http_status: int = 500
+    # True when exit_code was chosen for this error (126/127 from a failed start) and
+    # must not be replaced by the command's generic failure code (125 for `run`).
+    exit_code_is_specific: bool = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

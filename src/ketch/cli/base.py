@@ -200,6 +200,8 @@ def run_command(module: str, group: str, sub: str, prog: str, args: list[str], *
 
             traceback.print_exc()
         sys.stderr.write(f"Error: {e.message}\n")
+        if e.exit_code_is_specific:
+            return e.exit_code
         return cmd.error_exit or e.exit_code
     except KeyboardInterrupt:
         return 130

@@ -34,6 +34,8 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 class RunError(KetchError):
     """`run`/`start` could not start the process: exit 125, 126 or 127 as Docker."""
 
+    exit_code_is_specific = True
+
     def __init__(self, message: str, exit_code: int = 125) -> None:
         super().__init__(message)
         self.exit_code = exit_code
@@ -459,6 +461,88 @@ class ContainerService:
             raise InvalidArgument(
                 "Renaming a container with the same name as its current name")
         self.records.update(rec.id, name=new_name)
+
+    # -- lifecycle (ketch.containers.lifecycle does the work) ---------------------------
+    def start(self, name_or_id: str) -> ContainerRecord:
+        from ketch.containers import lifecycle
+
+        return lifecycle.start(self, name_or_id)
+
+    def stop(self, name_or_id: str, *, timeout: int | None = None,
+             signal: str | None = None) -> None:
+        from ketch.containers import lifecycle
+
+        lifecycle.stop(self, name_or_id, timeout=timeout, signal=signal)
+
+    def restart(self, name_or_id: str, *, timeout: int | None = None) -> None:
+        self.stop(name_or_id, timeout=timeout)
+        rec = self.get(name_or_id)
+        self.records.update(rec.id, restart_count=rec.restart_count + 1)
+        self.start(rec.id)
+
+    def kill(self, name_or_id: str, signal: str | int = "KILL") -> None:
+        from ketch.containers import lifecycle
+
+        lifecycle.kill(self, name_or_id, signal)
+
+    def pause(self, name_or_id: str) -> None:
+        from ketch.containers import lifecycle
+
+        rec = self.get(name_or_id)
+        if rec.state != "running":
+            raise Conflict(f"container {rec.id} is not running")
+        lifecycle.monitor(self, rec).runtime.pause(rec.id)
+        self.records.update(rec.id, state="paused")
+
+    def unpause(self, name_or_id: str) -> None:
+        from ketch.containers import lifecycle
+
+        rec = self.get(name_or_id)
+        if rec.state != "paused":
+            raise Conflict(f"container {rec.id} is not paused")
+        lifecycle.monitor(self, rec).runtime.resume(rec.id)
+        self.records.update(rec.id, state="running")
+
+    def wait(self, name_or_id: str) -> int:
+        from ketch.containers import lifecycle
+
+        return lifecycle.wait(self, name_or_id)
+
+    def logs(self, name_or_id: str, *, follow: bool = False, tail: int | None = None,
+             since: float | None = None, until: float | None = None,
+             timestamps: bool = False) -> Iterator[tuple[str, bytes]]:
+        from ketch.containers import lifecycle
+        from ketch.runtime.logs import read_log
+
+        rec = self.get(name_or_id)
+        p = lifecycle.paths(self, rec)
+
+        def running() -> bool:
+            cur = self.records.get(rec.id)
+            return cur is not None and self._refresh(cur).running
+
+        for chunk in read_log(p.log_path, follow=follow, tail=tail, since=since,
+                              until=until, timestamps=timestamps,
+                              is_done=lambda: not running()):
+            yield chunk.stream, chunk.data
+
+    def port_lines(self, name_or_id: str, port: str | None = None) -> list[str]:
+        rec = self.get(name_or_id)
+        want = None
+        if port:
+            num, _, proto = port.partition("/")
+            want = (int(num), proto or "tcp")
+        lines = []
+        for p in rec.network.get("Ports") or []:
+            if "PublicPort" not in p or rec.state not in ("running", "paused"):
+                continue
+            if want and (p["PrivatePort"], p["Type"]) != want:
+                continue
+            ip = p.get("IP") or "0.0.0.0"
+            host = f"[{ip}]" if ":" in ip else ip
+            prefix = "" if want else f"{p['PrivatePort']}/{p['Type']} -> "
+            lines.append(f"{prefix}{host}:{p['PublicPort']}")
+        return lines
 
     # -- hooks for images and GC -------------------------------------------------------
     def image_users(self, image_id: str) -> list[tuple[str, bool]]:

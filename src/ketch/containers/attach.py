@@ -1,0 +1,182 @@
+"""Attached runs: `run` (without -d), `start -a`, `attach` and `exec`, wiring the user's
+terminal or pipes to a container through its monitor's attach socket."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import termios
+import tty
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from ketch.errors import Conflict
+
+if TYPE_CHECKING:
+    from ketch.containers.service import ContainerService
+    from ketch.runtime.monitor import AttachSession, ContainerPaths
+
+
+@contextlib.contextmanager
+def raw_terminal(enabled: bool) -> Iterator[None]:
+    if not enabled or not os.isatty(0):
+        yield
+        return
+    saved = termios.tcgetattr(0)
+    try:
+        tty.setraw(0)
+        yield
+    finally:
+        termios.tcsetattr(0, termios.TCSADRAIN, saved)
+
+
+def _term_size() -> tuple[int, int] | None:
+    for fd in (0, 1):
+        try:
+            size = os.get_terminal_size(fd)
+            return size.lines, size.columns
+        except OSError:
+            continue
+    return None
+
+
+def _detach_keys(spec: str | None) -> bytes:
+    from ketch.runtime.monitor import DEFAULT_DETACH_KEYS, parse_detach_keys
+
+    return parse_detach_keys(spec) if spec else DEFAULT_DETACH_KEYS
+
+
+def _proxy_signals(svc: ContainerService, cid: str) -> dict[int, Any]:
+    """Forward SIGINT/SIGTERM/... to the container, as Docker's --sig-proxy does."""
+    from ketch.errors import KetchError
+
+    def forward(signum: int, _frame: Any) -> None:
+        with contextlib.suppress(KetchError):
+            svc.kill(cid, signum)
+
+    old = {}
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+              signal.SIGUSR2):
+        old[s] = signal.signal(s, forward)
+    return old
+
+
+def _stream(svc: ContainerService, session: AttachSession, paths: ContainerPaths, *,
+            stdin: bool, tty_mode: bool, detach_keys: str | None) -> bool:
+    """Copy until the container's output ends; True when the user detached."""
+    from ketch.containers import lifecycle
+
+    rec_monitor = None
+    if tty_mode:
+        size = _term_size()
+        if size:
+            rec_monitor = lifecycle.monitor(svc, svc.records.get(paths.container_id))  # type: ignore[arg-type]
+            with contextlib.suppress(Exception):
+                rec_monitor.resize(paths, *size)
+
+            def on_winch(_s: int, _f: Any) -> None:
+                sz = _term_size()
+                if sz and rec_monitor is not None:
+                    with contextlib.suppress(Exception):
+                        rec_monitor.resize(paths, *sz)
+
+            signal.signal(signal.SIGWINCH, on_winch)
+    keys = _detach_keys(detach_keys) if (stdin and tty_mode) or detach_keys else None
+    with raw_terminal(tty_mode and stdin):
+        result = session.stream(stdout=sys.stdout.buffer, stderr=sys.stderr.buffer,
+                                stdin=sys.stdin.buffer if stdin else None, detach_keys=keys)
+    sys.stdout.flush()
+    return result.detached
+
+
+def run_attached(svc: ContainerService, cid: str, *, stdin: bool, tty: bool,
+                 detach_keys: str | None, sig_proxy: bool, remove: bool) -> int:
+    """Start a created (or stopped) container attached; return its exit code."""
+    from ketch.containers import lifecycle
+
+    holder: dict[str, AttachSession] = {}
+
+    def attach_first(paths: ContainerPaths) -> None:
+        rec = svc.records.get(cid)
+        assert rec is not None
+        holder["s"] = lifecycle.monitor(svc, rec).attach(paths)
+
+    try:
+        rec = lifecycle.start(svc, cid, before_start=attach_first)
+    except BaseException:
+        if "s" in holder:
+            holder["s"].close()
+        if remove:
+            with contextlib.suppress(Exception):
+                svc.remove(cid, force=True)
+        raise
+    paths = lifecycle.paths(svc, rec)
+    old = _proxy_signals(svc, cid) if sig_proxy and not tty else {}
+    try:
+        with holder["s"] as session:
+            detached = _stream(svc, session, paths, stdin=stdin, tty_mode=tty,
+                               detach_keys=detach_keys)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    if detached:
+        sys.stderr.write("\r\nread escape sequence\r\n" if tty else "")
+        return 0
+    return svc.wait(cid)
+
+
+def attach_running(svc: ContainerService, name_or_id: str, *, stdin: bool,
+                   detach_keys: str | None, sig_proxy: bool) -> int:
+    from ketch.containers import lifecycle
+
+    rec = svc.get(name_or_id)
+    if rec.state == "paused":
+        raise Conflict("You cannot attach to a paused container, unpause it first")
+    if rec.state != "running":
+        raise Conflict("You cannot attach to a stopped container, start it first")
+    paths = lifecycle.paths(svc, rec)
+    tty_mode = bool(rec.config.get("Tty"))
+    old = _proxy_signals(svc, rec.id) if sig_proxy and not tty_mode else {}
+    try:
+        with lifecycle.monitor(svc, rec).attach(paths) as session:
+            detached = _stream(svc, session, paths,
+                               stdin=stdin and bool(rec.config.get("OpenStdin")),
+                               tty_mode=tty_mode, detach_keys=detach_keys)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    if detached:
+        return 0
+    return svc.wait(rec.id)
+
+
+def exec_attached(svc: ContainerService, name_or_id: str, command: list[str], *,
+                  env: list[str], user: str | None, workdir: str | None, tty: bool,
+                  stdin: bool, detach: bool, privileged: bool) -> int:
+    import json
+
+    from ketch.containers import lifecycle
+    from ketch.runtime.spec import exec_process
+    from ketch.runtime.users import resolve_user
+
+    rec = svc.get(name_or_id)
+    if rec.state == "paused":
+        raise Conflict(f"container {rec.id} is paused, unpause the container before exec")
+    if rec.state != "running":
+        raise Conflict(f"container {rec.id} is not running")
+    paths = lifecycle.paths(svc, rec)
+    base = json.loads(paths.config.read_text())
+    u = resolve_user(svc.path(rec.id) / "merged", user) if user else None
+    proc = exec_process(base, command, env=env, cwd=workdir, user=u, terminal=tty,
+                        privileged=privileged or None)
+    mon = lifecycle.monitor(svc, rec)
+    with raw_terminal(tty and stdin and not detach):
+        res = mon.exec_process(paths, proc, stdout=sys.stdout.buffer, stderr=sys.stderr.buffer,
+                               stdin=sys.stdin.buffer if stdin and not detach else None,
+                               detach=detach)
+    sys.stdout.flush()
+    if detach or res.exit_code is None:
+        return 0
+    return res.exit_code

@@ -1,0 +1,446 @@
+"""Starting, stopping and finishing containers: the container service's work over the
+runtime (runc under conmon), overlayfs and the network service.
+
+start:  rootfs mounted → network set up → config.json → conmon runs `runc create`
+        → (caller attaches) → `runc start` → record "running"
+finish: exit code recorded → runtime state, network, mounts released → `--rm` removal
+Every step has its undo, and a failed start undoes everything it did.
+"""
+
+from __future__ import annotations
+
+import os
+import signal as _signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ketch.containers.records import ContainerRecord
+from ketch.containers.rootfs import OverlayMount, mount_overlay, unmount
+from ketch.errors import Conflict, InvalidArgument, KetchError
+
+if TYPE_CHECKING:
+    from ketch.containers.service import ContainerService
+    from ketch.runtime.monitor import ConmonMonitor, ContainerPaths
+
+DEFAULT_STOP_TIMEOUT = 10
+
+
+# -- plumbing -------------------------------------------------------------------------------
+def paths(svc: ContainerService, rec: ContainerRecord) -> ContainerPaths:
+    from ketch.runtime.monitor import ContainerPaths
+
+    return ContainerPaths.create(rec.id, svc.path(rec.id), svc.run_dir / rec.id,
+                                 svc.path(rec.id) / "ctr.log")
+
+
+def monitor(svc: ContainerService, rec: ContainerRecord) -> ConmonMonitor:
+    from ketch.runtime.monitor import ConmonMonitor
+    from ketch.runtime.oci import OCIRuntime
+
+    name = rec.host_config.get("Runtime") or "runc"
+    if name not in ("runc", "crun"):
+        raise InvalidArgument(f"unknown runtime {name!r}: use runc or crun")
+    runtime = OCIRuntime(name, svc.engine.run_root / name)
+    exit_cmd = [sys.executable, "-m", "ketch", "--root", str(svc.engine.root),
+                "--run-root", str(svc.engine.run_root), "container", "cleanup", rec.id]
+    return ConmonMonitor(runtime, exit_command=exit_cmd)
+
+
+def process_alive(svc: ContainerService, rec: ContainerRecord) -> bool:
+    mon = monitor(svc, rec)
+    p = paths(svc, rec)
+    if mon.exit_status(p) is not None:
+        return False
+    return mon.monitor_alive(p)
+
+
+# -- start ----------------------------------------------------------------------------------
+def _write_etc_files(svc: ContainerService, rec: ContainerRecord,
+                     net: dict[str, Any]) -> None:
+    d = svc.path(rec.id)
+    hostname = rec.config.get("Hostname") or rec.id[:12]
+    (d / "hostname").write_text(hostname + "\n")
+    hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
+             "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes",
+             "ff02::2\tip6-allrouters"]
+    for entry in rec.host_config.get("ExtraHosts") or []:
+        host, _, ip = entry.partition(":")
+        if ip == "host-gateway":
+            ip = next(iter(net.get("Networks", {}).values()), {}).get("Gateway", "")
+        hosts.append(f"{ip}\t{host}")
+    for n in (net.get("Networks") or {}).values():
+        if n.get("IPAddress"):
+            hosts.append(f"{n['IPAddress']}\t{hostname}")
+            break
+    (d / "hosts").write_text("\n".join(hosts) + "\n")
+    (d / "resolv.conf").write_text(_resolv_conf(rec, net))
+
+
+def _resolv_conf(rec: ContainerRecord, net: dict[str, Any]) -> str:
+    dns = list(rec.host_config.get("Dns") or [])
+    search = list(rec.host_config.get("DnsSearch") or [])
+    options = list(rec.host_config.get("DnsOptions") or [])
+    if net.get("DNS"):
+        dns = dns or [net["DNS"]]
+    if not dns:
+        try:
+            with open("/etc/resolv.conf") as f:
+                for line in f:
+                    parts = line.split()
+                    if len(parts) >= 2 and parts[0] == "nameserver":
+                        if not parts[1].startswith("127.") and parts[1] != "::1":
+                            dns.append(parts[1])
+                    elif parts and parts[0] == "search" and not search:
+                        search = parts[1:]
+                    elif parts and parts[0] == "options" and not options:
+                        options = parts[1:]
+        except OSError:
+            pass
+    if not dns:
+        dns = ["8.8.8.8", "8.8.4.4"]  # Docker's fallback when the host has only loopback
+    lines = [f"nameserver {d}" for d in dns]
+    if search:
+        lines.append("search " + " ".join(search))
+    if options:
+        lines.append("options " + " ".join(options))
+    return "\n".join(lines) + "\n"
+
+
+def _volume_dir(svc: ContainerService, name: str) -> Path:
+    from ketch.containers.volumes import VolumeStore
+
+    return VolumeStore(svc.engine).ensure(name)
+
+
+def _mounts(svc: ContainerService, rec: ContainerRecord, rootfs: Path
+            ) -> tuple[list[Any], list[dict[str, Any]]]:
+    """OCI mounts for binds, volumes and tmpfs, and Docker's `Mounts` for inspect."""
+    from ketch.runtime.spec import Mount
+
+    d = svc.path(rec.id)
+    hc = rec.host_config
+    mounts = [Mount("/etc/hostname", str(d / "hostname"), "bind", ["rbind", "rprivate"]),
+              Mount("/etc/hosts", str(d / "hosts"), "bind", ["rbind", "rprivate"]),
+              Mount("/etc/resolv.conf", str(d / "resolv.conf"), "bind",
+                    ["rbind", "rprivate"])]
+    shown: list[dict[str, Any]] = []
+    targets: set[str] = set()
+
+    def add(kind: str, source: str, target: str, ro: bool, name: str = "") -> None:
+        if target in targets:
+            raise InvalidArgument(f"duplicate mount point: {target}")
+        targets.add(target)
+        opts = ["rbind", "rprivate"] + (["ro"] if ro else [])
+        mounts.append(Mount(target, source, "bind", opts))
+        shown.append({"Type": kind, "Name": name, "Source": source, "Destination": target,
+                      "Driver": "local" if kind == "volume" else "", "Mode": "ro" if ro
+                      else "", "RW": not ro, "Propagation": "rprivate"})
+
+    for spec in hc.get("Binds") or []:
+        parts = spec.split(":")
+        src, target = parts[0], parts[1]
+        ro = len(parts) > 2 and "ro" in parts[2].split(",")
+        if src.startswith("/"):
+            if not os.path.exists(src):
+                os.makedirs(src, exist_ok=True)  # Docker creates a missing bind source
+            add("bind", src, target, ro)
+        else:
+            add("volume", str(_volume_dir(svc, src)), target, ro, src)
+    for m in hc.get("Mounts") or []:
+        kind, target, src, ro = m["Type"], m["Target"], m.get("Source") or "", m["ReadOnly"]
+        if kind == "bind":
+            if not src.startswith("/") or not os.path.exists(src):
+                raise InvalidArgument(f"invalid mount config for type \"bind\": bind source"
+                                      f" path does not exist: {src}")
+            add("bind", src, target, ro)
+        elif kind == "volume":
+            name = src or os.urandom(32).hex()
+            add("volume", str(_volume_dir(svc, name)), target, ro, name)
+        else:
+            targets.add(target)
+            mounts.append(Mount(target, "tmpfs", "tmpfs",
+                                ["nosuid", "nodev", "noexec"] + (["ro"] if ro else [])))
+    for target, opts in (hc.get("Tmpfs") or {}).items():
+        targets.add(target)
+        extra = [o for o in (opts or "").split(",") if o]
+        mounts.append(Mount(target, "tmpfs", "tmpfs", ["nosuid", "nodev", "noexec"] + extra))
+    for target in (rec.config.get("Volumes") or {}):
+        if target not in targets:  # an image VOLUME gets an anonymous volume
+            anon = rec.extra.get("anon_volumes", {}).get(target) or os.urandom(32).hex()
+            rec.extra.setdefault("anon_volumes", {})[target] = anon
+            add("volume", str(_volume_dir(svc, anon)), target, False, anon)
+    return mounts, shown
+
+
+def _network_up(svc: ContainerService, rec: ContainerRecord) -> dict[str, Any]:
+    """Set up the container's network; returns what NetworkSettings shows."""
+    mode = rec.host_config.get("NetworkMode") or "bridge"
+    if mode == "host":
+        return {"SandboxKey": "", "Networks": {"host": {}}, "Ports": [], "netns": "host"}
+    return svc.engine.network_setup(rec)
+
+
+def _network_down(svc: ContainerService, rec: ContainerRecord) -> None:
+    svc.engine.network_teardown(rec)
+
+
+def start(svc: ContainerService, name_or_id: str, *,
+          before_start: Callable[[ContainerPaths], None] | None = None) -> ContainerRecord:
+    from ketch.runtime.monitor import ContainerStartError, write_config
+    from ketch.runtime.spec import ContainerSpec, generate_config
+    from ketch.runtime.users import resolve_groups, resolve_user
+
+    rec = svc.get(name_or_id)
+    with svc.lock(rec.id):
+        rec = svc._refresh(svc.records.get(rec.id) or rec)
+        if rec.state in ("running", "paused"):
+            return rec
+        if rec.state == "removing":
+            raise Conflict(f"container {rec.name} is being removed")
+        d = svc.path(rec.id)
+        rootfs = d / "merged"
+        lowers = svc.engine.layers.lower_dirs(rec.chain_ids) if rec.chain_ids else []
+        if not lowers:
+            (d / "empty").mkdir(exist_ok=True)
+            lowers = [d / "empty"]
+        mount_overlay(OverlayMount(lowers, d / "upper", d / "work", rootfs))
+        net: dict[str, Any] = {}
+        p = paths(svc, rec)
+        mon = monitor(svc, rec)
+        started = False
+        try:
+            c = rec.config
+            hc = rec.host_config
+            user = resolve_user(rootfs, c.get("User") or None)
+            if hc.get("GroupAdd"):
+                user.additional_gids = list(user.additional_gids) + resolve_groups(
+                    rootfs, list(hc["GroupAdd"]))
+            wd = c.get("WorkingDir") or "/"
+            os.makedirs(rootfs / wd.lstrip("/"), exist_ok=True)  # Docker creates WORKDIR
+            mounts, shown = _mounts(svc, rec, rootfs)
+            net = _network_up(svc, rec)
+            _write_etc_files(svc, rec, net)
+            args = list(c.get("Entrypoint") or []) + list(c.get("Cmd") or [])
+            nano = hc.get("NanoCpus") or 0
+            spec = ContainerSpec(
+                id=rec.id, rootfs=rootfs, args=args, env=list(c.get("Env") or []),
+                cwd=wd, user=user, hostname=c.get("Hostname") or rec.id[:12],
+                terminal=bool(c.get("Tty")), mounts=mounts,
+                readonly_rootfs=bool(hc.get("ReadonlyRootfs")),
+                privileged=bool(hc.get("Privileged")),
+                cap_add=list(hc.get("CapAdd") or []), cap_drop=list(hc.get("CapDrop") or []),
+                memory=hc.get("Memory") or None, memory_swap=hc.get("MemorySwap") or None,
+                memory_reservation=hc.get("MemoryReservation") or None,
+                cpus=(nano / 1e9) if nano else None, cpu_shares=hc.get("CpuShares") or None,
+                cpuset_cpus=hc.get("CpusetCpus") or None,
+                pids_limit=hc.get("PidsLimit") or None,
+                netns_path=net.get("netns"), stop_signal=c.get("StopSignal"),
+                sysctls=dict(hc.get("Sysctls") or {}),
+                ulimits={u["Name"]: (u["Soft"], u["Hard"]) for u in hc.get("Ulimits") or []},
+            )
+            if hc.get("ShmSize"):
+                spec.shm_size = hc["ShmSize"]
+            write_config(d, generate_config(spec))
+            mon.create_container(p, name=rec.name, terminal=bool(c.get("Tty")),
+                                 stdin=bool(c.get("OpenStdin")))
+            started = True
+            if before_start is not None:
+                before_start(p)
+            mon.start(p)
+            pid = int(p.pidfile.read_text().strip()) if p.pidfile.exists() else 0
+        except ContainerStartError as e:
+            _undo_start(svc, rec, mon, p, started)
+            svc.records.update(rec.id, error=e.message, exit_code=e.exit_code)
+            from ketch.containers.service import RunError
+
+            raise RunError(e.message, e.exit_code) from None
+        except BaseException:
+            _undo_start(svc, rec, mon, p, started)
+            raise
+        extra = dict(rec.extra)
+        extra["Mounts"] = shown
+        svc.records.update(rec.id, state="running", pid=pid, started_at=time.time(),
+                           finished_at=0.0, exit_code=0, error="",
+                           network=_public_net(net), extra=extra)
+        return svc.records.get(rec.id) or rec
+
+
+def _public_net(net: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in net.items() if k != "netns"} | (
+        {"SandboxKey": net["netns"]} if net.get("netns") not in (None, "host") else {})
+
+
+def _undo_start(svc: ContainerService, rec: ContainerRecord, mon: ConmonMonitor,
+                p: ContainerPaths, started: bool) -> None:
+    try:
+        if started:
+            mon.runtime.kill(rec.id, _signal.SIGKILL)
+    except KetchError:
+        pass
+    try:
+        mon.cleanup(p)
+    except KetchError:
+        pass
+    try:
+        _network_down(svc, rec)
+    except KetchError:
+        pass
+    unmount(svc.path(rec.id) / "merged")
+
+
+# -- stop / kill / finish ---------------------------------------------------------------------
+def kill(svc: ContainerService, name_or_id: str, sig: str | int = "KILL") -> None:
+    from ketch.runtime.spec import signal_number
+
+    rec = svc.get(name_or_id)
+    if rec.state not in ("running", "paused"):
+        raise Conflict(f"cannot kill container: {name_or_id}: container {rec.id} is not"
+                       " running")
+    try:
+        num = signal_number(sig)
+    except (KetchError, ValueError):
+        raise InvalidArgument(f"invalid signal: {sig}") from None
+    monitor(svc, rec).runtime.kill(rec.id, num)
+
+
+def kill_now(svc: ContainerService, rec: ContainerRecord) -> None:
+    mon = monitor(svc, rec)
+    p = paths(svc, rec)
+    if rec.state == "paused":
+        try:
+            mon.runtime.resume(rec.id)
+        except KetchError:
+            pass
+    try:
+        mon.runtime.kill(rec.id, _signal.SIGKILL)
+    except KetchError:
+        pass
+    try:
+        mon.wait_exit(p, timeout=10)
+    except (TimeoutError, KetchError):
+        pass
+
+
+def stop(svc: ContainerService, name_or_id: str, *, timeout: int | None = None,
+         signal: str | None = None) -> None:
+    from ketch.runtime.spec import signal_number
+
+    rec = svc.get(name_or_id)
+    if rec.state not in ("running", "paused"):
+        return  # Docker: stopping a stopped container succeeds
+    if timeout is None:
+        timeout = rec.config.get("StopTimeout")
+        timeout = DEFAULT_STOP_TIMEOUT if timeout is None else int(timeout)
+    sig = signal_number(signal or rec.config.get("StopSignal") or "SIGTERM")
+    mon = monitor(svc, rec)
+    p = paths(svc, rec)
+    svc.records.update(rec.id, extra=rec.extra | {"stopping": True})
+    if rec.state == "paused":
+        try:
+            mon.runtime.resume(rec.id)
+        except KetchError:
+            pass
+    try:
+        if timeout != 0:
+            mon.runtime.kill(rec.id, sig)
+            try:
+                mon.wait_exit(p, timeout=timeout if timeout > 0 else None)
+                finish(svc, rec.id)
+                return
+            except TimeoutError:
+                pass
+        mon.runtime.kill(rec.id, _signal.SIGKILL)
+        mon.wait_exit(p, timeout=30)
+    except KetchError:
+        if mon.exit_status(p) is None and mon.monitor_alive(p):
+            raise
+    finish(svc, rec.id)
+
+
+def finish(svc: ContainerService, cid: str, *, locked: bool = False) -> None:
+    """Record the exit and release what the running container held (idempotent)."""
+    if not locked:
+        with svc.lock(cid):
+            _finish(svc, cid)
+    else:
+        _finish(svc, cid)
+
+
+def _finish(svc: ContainerService, cid: str) -> None:
+    rec = svc.records.get(cid)
+    if rec is None or rec.state not in ("running", "paused", "restarting"):
+        return
+    mon = monitor(svc, rec)
+    p = paths(svc, rec)
+    status = mon.exit_status(p)
+    if status is None and mon.monitor_alive(p):
+        return  # still running
+    code = status.exit_code if status else 137
+    finished = status.finished_at if status else time.time()
+    extra = dict(rec.extra)
+    extra.pop("stopping", None)
+    extra["OOMKilled"] = bool(status and status.oom_killed)
+    release_resources(svc, rec)
+    svc.records.update(cid, state="exited", exit_code=code, finished_at=finished, pid=0,
+                       extra=extra)
+    if rec.host_config.get("AutoRemove"):
+        svc._delete(svc.records.get(cid) or rec, volumes=True)
+
+
+def release_resources(svc: ContainerService, rec: ContainerRecord) -> None:
+    mon = monitor(svc, rec)
+    p = paths(svc, rec)
+    try:
+        mon.cleanup(p)
+    except KetchError:
+        pass
+    try:
+        _network_down(svc, rec)
+    except KetchError:
+        pass
+    unmount(svc.path(rec.id) / "merged")
+
+
+def remove_anonymous_volumes(svc: ContainerService, rec: ContainerRecord) -> None:
+    from ketch.containers.volumes import VolumeStore
+
+    store = VolumeStore(svc.engine)
+    for name in (rec.extra.get("anon_volumes") or {}).values():
+        store.remove(name, missing_ok=True)
+
+
+def cleanup(svc: ContainerService, name_or_id: str) -> None:
+    """The monitor's exit command: finish the container now that its process exited."""
+    try:
+        rec = svc.records.find(name_or_id)
+    except KetchError:
+        return
+    finish(svc, rec.id)
+
+
+def wait(svc: ContainerService, name_or_id: str) -> int:
+    """Block until the container is not running; its exit code (also after `--rm`)."""
+    rec = svc.get(name_or_id)
+    mon = monitor(svc, rec)
+    p = paths(svc, rec)
+    code = rec.exit_code
+    delay = 0.005
+    while True:
+        cur = svc.records.get(rec.id)
+        if cur is None:
+            return code
+        if cur.state not in ("running", "paused", "restarting"):
+            return cur.exit_code
+        status = mon.exit_status(p)
+        if status is not None:
+            code = status.exit_code
+            finish(svc, rec.id)
+            continue
+        if not mon.monitor_alive(p):
+            finish(svc, rec.id)
+            continue
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
