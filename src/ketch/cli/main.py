@@ -25,7 +25,7 @@ SHORTCUTS: dict[str, tuple[str, str, str]] = {
     "run": ("container", "run", "Create and run a new container from an image"),
     "exec": ("container", "exec", "Execute a command in a running container"),
     "ps": ("container", "ls", "List containers"),
-    "build": ("image", "build", "Build an image from a Dockerfile"),
+    "build": ("builder", "build", "Build an image from a Dockerfile"),
     "pull": ("image", "pull", "Download an image from a registry"),
     "push": ("image", "push", "Upload an image to a registry"),
     "images": ("image", "ls", "List images"),
