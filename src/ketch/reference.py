@@ -1,0 +1,263 @@
+"""Image references: the `[host[:port]/]path[:tag][@algo:hex]` grammar and Docker Hub names.
+
+This module owns the one definition of what an image name is. It follows
+distribution/reference (the package the docker CLI and moby vendor) rule for rule, so a
+name that docker accepts parses here to the same domain, path, tag and digest, and a
+name docker rejects fails here with the same message.
+
+Everything is normalised on the way in: `node` becomes `docker.io/library/node:latest`,
+and `familiar()` gives back the short form docker prints.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ketch.errors import InvalidReference
+
+DEFAULT_DOMAIN = "docker.io"
+# The Hub's original name. Users still type it, and credentials for the Hub are stored
+# under its v1 URL, so it stays a synonym of docker.io.
+LEGACY_DEFAULT_DOMAIN = "index.docker.io"
+OFFICIAL_REPO_PREFIX = "library/"
+DEFAULT_TAG = "latest"
+# The key docker's config.json (and credential helpers) use for Docker Hub.
+HUB_AUTH_KEY = "https://index.docker.io/v1/"
+# Names that all mean Docker Hub when given to `login` or found in an auth lookup.
+_HUB_HOSTNAMES = frozenset({DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN, "registry-1.docker.io"})
+
+# distribution/reference limits the path (domain excluded) since v0.6; the domain used to
+# count too, which made long names valid or not depending on the registry's host name.
+NAME_TOTAL_LENGTH_MAX = 255
+
+# --- the grammar, built from the same pieces as distribution/reference's regexp.go ------
+_ALPHANUMERIC = r"[a-z0-9]+"
+# One period, one or two underscores, or any number of dashes: dashes may repeat so that
+# host-like names ("a--b") stay valid; underscores may not, to keep names readable.
+_SEPARATOR = r"(?:[._]|__|[-]+)"
+_PATH_COMPONENT = _ALPHANUMERIC + r"(?:" + _SEPARATOR + _ALPHANUMERIC + r")*"
+_REMOTE_NAME = _PATH_COMPONENT + r"(?:/" + _PATH_COMPONENT + r")*"
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN_NAME = _DOMAIN_COMPONENT + r"(?:\." + _DOMAIN_COMPONENT + r")*"
+# Bracketed IPv6 only; zone identifiers ("%eth0") and embedded IPv4 are deliberately out.
+_IPV6 = r"\[(?:[a-fA-F0-9:]+)\]"
+_HOST = r"(?:" + _DOMAIN_NAME + r"|" + _IPV6 + r")"
+_DOMAIN_AND_PORT = _HOST + r"(?::[0-9]+)?"
+_NAME = r"(?:" + _DOMAIN_AND_PORT + r"/)?" + _REMOTE_NAME
+_TAG = r"[\w][\w.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][0-9a-fA-F]{32,}"
+
+# re.ASCII: Go's \w is [0-9A-Za-z_]; Python's would also admit non-ASCII letters in tags.
+_REFERENCE_RE = re.compile(
+    r"^(" + _NAME + r")(?::(" + _TAG + r"))?(?:@(" + _DIGEST + r"))?$", re.ASCII
+)
+_ANCHORED_NAME_RE = re.compile(r"^(?:(" + _DOMAIN_AND_PORT + r")/)?(" + _REMOTE_NAME + r")$")
+_ANCHORED_TAG_RE = re.compile(r"^" + _TAG + r"$", re.ASCII)
+_ANCHORED_DIGEST_RE = re.compile(r"^" + _DIGEST + r"$")
+_IDENTIFIER_RE = re.compile(r"^[a-f0-9]{64}$")
+_FULL_ID_RE = re.compile(r"^(?:sha256:)?[a-f0-9]{64}$")
+_ID_PREFIX_RE = re.compile(r"^(?:sha256:)?([a-f0-9]+)$")
+
+# Algorithms go-digest registers in the docker CLI, with their hex length.
+_DIGEST_HEX_LENGTH = {"sha256": 64, "sha384": 96, "sha512": 128}
+
+# The messages are distribution/reference's and go-digest's, so users see what docker says.
+ERR_INVALID_FORMAT = "invalid reference format"
+ERR_TAG_INVALID_FORMAT = "invalid tag format"
+ERR_NAME_EMPTY = "repository name must have at least one component"
+ERR_NAME_CONTAINS_UPPERCASE = "repository name must be lowercase"
+ERR_NAME_TOO_LONG = f"repository name must not be more than {NAME_TOTAL_LENGTH_MAX} characters"
+ERR_DIGEST_INVALID_FORMAT = "invalid checksum digest format"
+ERR_DIGEST_INVALID_LENGTH = "invalid checksum digest length"
+ERR_DIGEST_UNSUPPORTED = "unsupported digest algorithm"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A normalised image reference: domain and path always set, tag and digest optional."""
+
+    domain: str
+    path: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @property
+    def repository(self) -> str:
+        """The full repository name without tag or digest: `docker.io/library/node`."""
+        return f"{self.domain}/{self.path}"
+
+    @property
+    def familiar_name(self) -> str:
+        """The repository as docker shows it: `node`, `user/app`, `localhost:5000/app`."""
+        if self.domain != DEFAULT_DOMAIN:
+            return self.repository
+        if self.path.startswith(OFFICIAL_REPO_PREFIX):
+            rest = self.path[len(OFFICIAL_REPO_PREFIX) :]
+            # "library/a/b" is a user namespace called library, not an official image.
+            if "/" not in rest:
+                return rest
+        return self.path
+
+    def familiar(self) -> str:
+        """The short form docker prints: `node:latest`, `user/app@sha256:...`."""
+        return self.familiar_name + self._suffix()
+
+    def with_tag(self, tag: str) -> Reference:
+        """The same repository with `tag`; a digest, if any, is kept (as WithTag does)."""
+        if not _ANCHORED_TAG_RE.match(tag):
+            raise InvalidReference(tag, ERR_TAG_INVALID_FORMAT)
+        return Reference(self.domain, self.path, tag, self.digest)
+
+    def with_digest(self, digest: str) -> Reference:
+        """The same repository pinned to `digest`; a tag, if any, is kept."""
+        _validate_digest(digest)
+        return Reference(self.domain, self.path, self.tag, digest)
+
+    def _suffix(self) -> str:
+        out = ""
+        if self.tag is not None:
+            out += ":" + self.tag
+        if self.digest is not None:
+            out += "@" + self.digest
+        return out
+
+    def __str__(self) -> str:
+        return self.repository + self._suffix()
+
+
+def parse(s: str, *, default_tag: str | None = DEFAULT_TAG) -> Reference:
+    """Parse a name as the docker CLI does and return it normalised.
+
+    This is ParseNormalizedNamed followed by TagNameOnly: a reference with neither tag
+    nor digest gets `default_tag` (pass None to keep it bare). Raises InvalidReference
+    with docker's message when `s` is not a valid image name.
+    """
+    if _IDENTIFIER_RE.match(s):
+        # A bare 64-hex string is an image ID; letting it through as a name would make
+        # `docker run <id>` ambiguous.
+        raise InvalidReference(
+            s,
+            f"invalid repository name ({s}), cannot specify 64-byte hexadecimal strings",
+        )
+    domain, remainder = _split_docker_domain(s)
+    remote = remainder.split(":", 1)[0]
+    if remote.lower() != remote:
+        raise InvalidReference(
+            s, f"invalid reference format: repository name ({remote}) must be lowercase"
+        )
+    ref = _parse_canonical(domain + "/" + remainder, original=s)
+    if default_tag is not None and ref.tag is None and ref.digest is None:
+        if not _ANCHORED_TAG_RE.match(default_tag):
+            raise InvalidReference(default_tag, ERR_TAG_INVALID_FORMAT)
+        ref = Reference(ref.domain, ref.path, default_tag, None)
+    return ref
+
+
+def _split_docker_domain(name: str) -> tuple[str, str]:
+    """Decide whether the first component of `name` is a registry host.
+
+    Mirrors splitDockerDomain: only a component with "." or ":" or the word localhost is
+    a host (so "user/app" is a Hub namespace), and Hub names get the "library/" prefix.
+    """
+    first, sep, rest = name.partition("/")
+    if not sep:
+        # A single element ("ubuntu", "ubuntu:22.04") is always an official Hub image;
+        # it must not be read as "host:port".
+        return DEFAULT_DOMAIN, OFFICIAL_REPO_PREFIX + name
+    if first == "localhost":
+        domain, remote = first, rest
+    elif first == LEGACY_DEFAULT_DOMAIN:
+        domain, remote = DEFAULT_DOMAIN, rest
+    elif "." in first or ":" in first:
+        domain, remote = first, rest
+    elif first.lower() != first:
+        # Namespaces are lower-case, so an upper-case first element can only be a host.
+        domain, remote = first, rest
+    else:
+        domain, remote = DEFAULT_DOMAIN, name
+    if domain == DEFAULT_DOMAIN and "/" not in remote:
+        remote = OFFICIAL_REPO_PREFIX + remote
+    return domain, remote
+
+
+def _parse_canonical(s: str, *, original: str) -> Reference:
+    """distribution/reference's Parse, for a string that already carries its domain."""
+    if not s:
+        raise InvalidReference(original, ERR_NAME_EMPTY)
+    m = _REFERENCE_RE.match(s)
+    if m is None:
+        lowered = s.lower()
+        if lowered != s and _REFERENCE_RE.match(lowered):
+            raise InvalidReference(original, ERR_NAME_CONTAINS_UPPERCASE)
+        raise InvalidReference(original, ERR_INVALID_FORMAT)
+    name, tag, digest = m.group(1), m.group(2), m.group(3)
+    nm = _ANCHORED_NAME_RE.match(name)
+    if nm is None or nm.group(1) is None:
+        # Callers always prepend a domain, so this means the input had none that parses.
+        raise InvalidReference(original, ERR_INVALID_FORMAT)
+    domain, path = nm.group(1), nm.group(2)
+    if len(path) > NAME_TOTAL_LENGTH_MAX:
+        raise InvalidReference(original, ERR_NAME_TOO_LONG)
+    if digest is not None:
+        _validate_digest(digest, original=original)
+    return Reference(domain, path, tag, digest)
+
+
+def _validate_digest(digest: str, *, original: str | None = None) -> None:
+    """go-digest's Parse: a registered algorithm and exactly its length of lower hex."""
+    name = digest if original is None else original
+    algorithm, sep, encoded = digest.partition(":")
+    if not sep or not algorithm or not encoded:
+        raise InvalidReference(name, ERR_DIGEST_INVALID_FORMAT)
+    length = _DIGEST_HEX_LENGTH.get(algorithm)
+    if length is None:
+        if not _ANCHORED_DIGEST_RE.match(digest):
+            raise InvalidReference(name, ERR_DIGEST_INVALID_FORMAT)
+        raise InvalidReference(name, ERR_DIGEST_UNSUPPORTED)
+    if len(encoded) != length:
+        raise InvalidReference(name, ERR_DIGEST_INVALID_LENGTH)
+    if not re.fullmatch(r"[a-f0-9]+", encoded):
+        raise InvalidReference(name, ERR_DIGEST_INVALID_FORMAT)
+
+
+def is_valid_tag(tag: str) -> bool:
+    """True if `tag` may follow a ":" in a reference."""
+    return _ANCHORED_TAG_RE.match(tag) is not None
+
+
+def is_full_image_id(s: str) -> bool:
+    """True for a complete image ID: 64 lower-case hex, bare or with "sha256:"."""
+    return _FULL_ID_RE.match(s) is not None
+
+
+def looks_like_id_prefix(s: str, *, min_length: int = 4) -> bool:
+    """True if `s` could be a (possibly shortened) image ID.
+
+    Same test as moby's image lookup (`^(sha256:)?[a-f0-9]{4,64}$`). Such a string may
+    also be a valid name ("cafe", "dbcc1"): engines look the name up first and fall back
+    to the ID prefix, which is why this is a "looks like", not a decision.
+    """
+    m = _ID_PREFIX_RE.match(s)
+    return m is not None and min_length <= len(m.group(1)) <= 64
+
+
+def registry_for_auth(ref: Reference | str) -> str:
+    """The key under which credentials for `ref`'s registry live in docker's config.json.
+
+    Docker Hub is stored under its historical v1 URL; every other registry under its
+    host[:port]. A string is read as a registry address as given to `docker login`
+    (scheme and path are ignored), not as an image name.
+    """
+    if isinstance(ref, Reference):
+        host = ref.domain
+    else:
+        host = ref.strip()
+        for scheme in ("https://", "http://"):
+            if host.startswith(scheme):
+                host = host[len(scheme) :]
+                break
+        host = host.split("/", 1)[0]
+    if host in _HUB_HOSTNAMES:
+        return HUB_AUTH_KEY
+    return host
