@@ -51,6 +51,12 @@ class Engine:
         return svc
 
     @cached_property
+    def networks(self) -> Any:
+        from ketch.network.service import NetworkService
+
+        return NetworkService(self.db, self.root, self.run_root)
+
+    @cached_property
     def containers(self) -> ContainerService:
         from ketch.containers.service import ContainerService
 

@@ -1,0 +1,60 @@
+"""Between a container record and the network service: HostConfig's network settings
+become a `setup` call, and its result becomes Docker's NetworkSettings data."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ketch.containers.records import ContainerRecord
+
+if TYPE_CHECKING:
+    from ketch.engine import Engine
+    from ketch.network.models import PortBinding
+
+
+def _bindings(rec: ContainerRecord) -> list[PortBinding]:
+    from ketch.network.models import PortBinding
+    from ketch.network.ports import publish_all
+
+    hc = rec.host_config
+    out: list[PortBinding] = []
+    for key, binds in (hc.get("PortBindings") or {}).items():
+        port, _, proto = key.partition("/")
+        for b in binds or [{}]:
+            hp = str(b.get("HostPort") or "")
+            lo, _, hi = hp.partition("-")
+            out.append(PortBinding(int(port), proto or "tcp", b.get("HostIp") or "",
+                                   int(lo) if lo else 0, int(hi) if hi else 0))
+    if hc.get("PublishAllPorts"):
+        bound = {b.port_key for b in out}
+        exposed = [k for k in (rec.config.get("ExposedPorts") or {}) if k not in bound]
+        out.extend(publish_all(exposed))
+    return out
+
+
+def setup(engine: Engine, rec: ContainerRecord) -> dict[str, Any]:
+    svc = engine.networks
+    hc = rec.host_config
+    mode = hc.get("NetworkMode") or "bridge"
+    if mode.startswith("container:"):
+        other = engine.containers.get(mode.split(":", 1)[1])
+        mode = f"container:{other.id}"
+    endpoints = ((hc.get("_NetworkingConfig") or {}).get("EndpointsConfig") or {})
+    ep_cfg = endpoints.get(mode) or next(iter(endpoints.values()), {}) or {}
+    # Docker answers DNS for the container's name and short ID as well as its aliases.
+    aliases = [rec.name, rec.id[:12]] + list(ep_cfg.get("Aliases") or [])
+    ip = ((ep_cfg.get("IPAMConfig") or {}).get("IPv4Address")) or None
+    att = svc.setup(rec.id, mode=mode, ports=_bindings(rec), aliases=aliases, ip=ip,
+                    hostname=rec.config.get("Hostname") or rec.id[:12])
+    ports = [{"IP": b.display_ip, "PrivatePort": b.container_port,
+              "PublicPort": b.host_port, "Type": b.protocol} for b in att.ports]
+    return {
+        "netns": att.netns_path if att.netns_path else "host",
+        "Networks": {name: ep.to_docker() for name, ep in att.networks.items()},
+        "Ports": ports,
+        "DNS": att.dns_servers[0] if att.dns_servers else "",
+    }
+
+
+def teardown(engine: Engine, rec: ContainerRecord) -> None:
+    engine.networks.teardown(rec.id)
