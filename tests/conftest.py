@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tests.helpers.rootfs import write_busybox_rootfs_tar
 
 IN_CI = os.environ.get("CI") == "true"
