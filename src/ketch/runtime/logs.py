@@ -1,0 +1,536 @@
+"""Reading conmon's k8s-file container logs, fast.
+
+Each record is one line: `<RFC3339Nano timestamp> <stdout|stderr> <F|P> <text>`, where
+F ends a line of output and P is a piece of a longer line (conmon reads 8 KiB at a time),
+whose own newline is not part of the output.
+
+A log can hold millions of lines, so nothing here handles lines one by one in Python on
+the common path: blocks of ~1 MiB are split and their fixed-width headers sliced off with
+C-level map/join, streams are coalesced into large chunks, `tail` seeks backwards from the end and `since`/
+`until` are found by bisecting the file on timestamps (conmon writes them in order).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from itertools import repeat
+from operator import itemgetter
+from pathlib import Path
+from typing import IO, Any, BinaryIO, NamedTuple
+
+BLOCK = 1 << 20
+WRITE_BUFFER = 1 << 20
+STREAMS = ("stdout", "stderr")
+
+# conmon writes "%Y-%m-%dT%H:%M:%S.%09ld+HH:MM" (35 bytes) then " stdout F " (10): a
+# fixed-width header, checked per block and then cut off with C-level slicing.
+_TS_WIDTH = 35
+_HEADER = _TS_WIDTH + 10
+_KIND = itemgetter(slice(_TS_WIDTH, _HEADER))
+_BODY = itemgetter(slice(_HEADER, None))
+_SECOND = itemgetter(slice(0, 19))
+_FRACTION = itemgetter(slice(19, 29))
+_ZONE = itemgetter(slice(29, _TS_WIDTH))
+_FULL_KINDS = {b" stdout F ": "stdout", b" stderr F ": "stderr"}
+_UTC_ZONES = (b"+00:00", b"-00:00")
+_KIND_FLAG = {b" stdout F ": b"o", b" stderr F ": b"e"}
+_RUNS = re.compile(rb"o+|e+")
+
+
+class LogChunk(NamedTuple):
+    """Output of one stream: possibly many lines, as the container wrote them."""
+
+    stream: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One record, for callers that want lines with their timestamps."""
+
+    stream: str
+    timestamp: int  # nanoseconds since the epoch
+    message: bytes  # without the newline
+    partial: bool   # a piece of a longer line; the next piece follows
+
+
+# --- timestamps -------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4096)
+def _second_to_epoch(prefix: bytes, tz: bytes) -> int:
+    """Epoch seconds of "YYYY-MM-DDTHH:MM:SS" in zone "+HH:MM"/"Z" (cached: a log has
+    few distinct seconds compared with lines)."""
+    text = (prefix + (b"+00:00" if tz in (b"", b"Z") else tz)).decode("ascii")
+    return int(datetime.fromisoformat(text).timestamp())
+
+
+def parse_timestamp(raw: bytes | str) -> int:
+    """RFC 3339 with up to nanoseconds → nanoseconds since the epoch."""
+    if isinstance(raw, str):
+        raw = raw.encode("ascii")
+    prefix, rest = raw[:19], raw[19:]
+    frac = 0
+    if rest.startswith(b"."):
+        end = 1
+        while end < len(rest) and 48 <= rest[end] <= 57:
+            end += 1
+        frac = int(rest[1:end][:9].ljust(9, b"0") or b"0")
+        rest = rest[end:]
+    try:
+        return _second_to_epoch(prefix, rest) * 1_000_000_000 + frac
+    except ValueError as e:
+        raise ValueError(f"bad log timestamp {raw!r}") from e
+
+
+def format_timestamp(ns: int) -> str:
+    """Docker's `logs -t` form: UTC, nine fractional digits, "Z"."""
+    sec, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{frac:09d}Z"
+
+
+@lru_cache(maxsize=4096)
+def _docker_second(prefix: bytes, tz: bytes) -> bytes:
+    if tz in (b"", b"Z", b"+00:00"):
+        return prefix
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(_second_to_epoch(prefix, tz))
+                         ).encode("ascii")
+
+
+def _docker_ts(raw: bytes) -> bytes:
+    """conmon's local-time stamp → Docker's UTC stamp, as bytes."""
+    prefix, rest = raw[:19], raw[19:]
+    frac = b"000000000"
+    if rest.startswith(b"."):
+        end = 1
+        while end < len(rest) and 48 <= rest[end] <= 57:
+            end += 1
+        frac = rest[1:end][:9].ljust(9, b"0")
+        rest = rest[end:]
+    return _docker_second(prefix, rest) + b"." + frac + b"Z"
+
+
+def to_ns(value: datetime | float | int | None) -> int | None:
+    """A bound for since/until: datetime (naive = UTC) or Unix seconds."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return int(value.timestamp()) * 1_000_000_000 + value.microsecond * 1000
+    return int(round(float(value) * 1_000_000_000))
+
+
+# --- converting records ------------------------------------------------------------
+
+
+class _Converter:
+    """Turns blocks of whole records into lists of LogChunks (one per run of a stream)."""
+
+    def __init__(self, timestamps: bool, streams: tuple[str, ...] = STREAMS) -> None:
+        self.timestamps = timestamps
+        self.streams = streams
+        # Whether the last record of each stream was a P piece: the next piece continues
+        # the same line and gets no timestamp of its own.
+        self.partial = {"stdout": False, "stderr": False}
+
+    def convert(self, block: bytes) -> list[LogChunk]:
+        """`block` is a run of whole records (ends with a newline)."""
+        lines = block.split(b"\n")
+        lines.pop()
+        if not lines:
+            return []
+        if not (self.partial["stdout"] or self.partial["stderr"]):
+            kinds = set(map(_KIND, lines))
+            if kinds <= _FULL_KINDS.keys():
+                zones = set(map(_ZONE, lines)) if self.timestamps else {None}
+                if len(zones) == 1:
+                    return self._fast(block, lines, kinds, zones.pop())
+        return self._slow(lines)
+
+    def _fast(self, block: bytes, lines: list[bytes], kinds: set[bytes],
+              zone: bytes | None) -> list[LogChunk]:
+        """Only complete lines with well-formed headers, one time zone."""
+        if len(kinds) == 1:
+            kind = next(iter(kinds))
+            stream = _FULL_KINDS[kind]
+            if stream not in self.streams:
+                return []
+            if zone in _UTC_ZONES:
+                # "...123456789+00:00 stdout F text" → "...123456789Z text", in one pass
+                # over the block, unless some text contains the marker itself.
+                marker = zone + kind  # type: ignore[operator]
+                if block.count(marker) == len(lines):
+                    return [LogChunk(stream, block.replace(marker, b"Z "))]
+            return [LogChunk(stream, self._bodies(lines, zone))]
+        # Several streams: find the runs of each with one regex over a string of one
+        # flag byte per line ("ooeoo..."), then join each run's bodies.
+        if self.timestamps:
+            bodies = self._bodies(lines, zone).split(b"\n")
+        else:
+            bodies = list(map(_BODY, lines))
+        flags = b"".join(map(_KIND_FLAG.__getitem__, map(_KIND, lines)))
+        out: list[LogChunk] = []
+        wanted = self.streams
+        for run in _RUNS.finditer(flags):
+            start, end = run.span()
+            stream = "stdout" if flags[start] == 111 else "stderr"  # 111 is "o"
+            if stream in wanted:
+                out.append(LogChunk(stream, b"\n".join(bodies[start:end]) + b"\n"))
+        return out
+
+    def _bodies(self, lines: list[bytes], zone: bytes | None) -> bytes:
+        """Lines without their headers (with Docker timestamps when asked), joined."""
+        if not self.timestamps:
+            return b"\n".join(map(_BODY, lines)) + b"\n"
+        seconds = map(_SECOND, lines)
+        if zone not in _UTC_ZONES:
+            table = {p: _docker_second(p, zone or b"") for p in set(map(_SECOND, lines))}
+            seconds = map(table.__getitem__, seconds)
+        return b"\n".join(map(b"".join, zip(seconds, map(_FRACTION, lines), repeat(b"Z "),
+                                            map(_BODY, lines)))) + b"\n"
+
+    def _slow(self, lines: list[bytes]) -> list[LogChunk]:
+        """Record by record: partial lines, odd timestamps, or lines that are no records
+        (never written by conmon; skipped)."""
+        out: list[LogChunk] = []
+        cur_stream = ""
+        buf: list[bytes] = []
+        for line in lines:
+            parts = line.split(b" ", 3)
+            if len(parts) < 4 or parts[2] not in (b"F", b"P"):
+                continue
+            raw_ts, stream_b, tag, text = parts
+            stream = stream_b.decode("ascii", "replace")
+            if stream not in self.partial:
+                continue
+            prefix = b""
+            if self.timestamps and not self.partial[stream]:
+                prefix = _docker_ts(raw_ts) + b" "
+            self.partial[stream] = tag == b"P"
+            if stream not in self.streams:
+                continue
+            if stream != cur_stream and buf:
+                out.append(LogChunk(cur_stream, b"".join(buf)))
+                buf = []
+            cur_stream = stream
+            buf.append(prefix + text + (b"" if tag == b"P" else b"\n"))
+        if buf:
+            out.append(LogChunk(cur_stream, b"".join(buf)))
+        return out
+
+
+# --- locating records --------------------------------------------------------------
+
+
+def _record_after(f: BinaryIO, pos: int, limit: int) -> tuple[int, int | None]:
+    """(start, timestamp) of the first record starting at or after `pos`; the
+    timestamp is None at `limit` (end of the region)."""
+    start = pos
+    if pos > 0:
+        f.seek(pos - 1)
+        while True:
+            chunk = f.read(4096)
+            if not chunk:
+                return limit, None
+            nl = chunk.find(b"\n")
+            if nl >= 0:
+                start = f.tell() - len(chunk) + nl + 1
+                break
+    if start >= limit:
+        return limit, None
+    f.seek(start)
+    head = f.read(64)
+    try:
+        return start, parse_timestamp(head.split(b" ", 1)[0])
+    except ValueError:
+        return start, None
+
+
+def _first_at_or_after(f: BinaryIO, lo: int, hi: int, bound: int, strict: bool) -> int:
+    """Offset of the first record in [lo, hi) whose timestamp is >= bound (> bound
+    when `strict`), found by bisection; hi if none."""
+    def satisfied(pos: int) -> tuple[bool, int]:
+        start, ts = _record_after(f, pos, hi)
+        if ts is None:
+            return True, start
+        return (ts > bound if strict else ts >= bound), start
+
+    left, right = lo, hi
+    while left < right:
+        mid = (left + right) // 2
+        ok, _start = satisfied(mid)
+        if ok:
+            right = mid
+        else:
+            left = mid + 1
+    return _record_after(f, left, hi)[0] if left < hi else hi
+
+
+def _tail_offset(f: BinaryIO, lo: int, hi: int, n: int) -> int:
+    """Start of the n-th last record in [lo, hi); `hi` is just after a newline."""
+    if n <= 0:
+        return hi
+    need = n + 1  # the newline ending the record before the first one we keep
+    pos = hi
+    while pos > lo:
+        start = max(lo, pos - BLOCK)
+        f.seek(start)
+        data = f.read(pos - start)
+        count = data.count(b"\n")
+        if count >= need:
+            idx = len(data)
+            for _ in range(need):
+                idx = data.rindex(b"\n", 0, idx)
+            return start + idx + 1
+        need -= count
+        pos = start
+    return lo
+
+
+def _last_newline(f: BinaryIO, size: int) -> int:
+    """Offset just after the last newline (records after it are still being written)."""
+    pos = size
+    while pos > 0:
+        start = max(0, pos - 65536)
+        f.seek(start)
+        data = f.read(pos - start)
+        idx = data.rfind(b"\n")
+        if idx >= 0:
+            return start + idx + 1
+        pos = start
+    return 0
+
+
+# --- public API --------------------------------------------------------------------
+
+
+def read_log(path: Path | str, *, tail: int | None = None,
+             since: datetime | float | None = None, until: datetime | float | None = None,
+             timestamps: bool = False, follow: bool = False,
+             is_done: Callable[[], bool] | None = None, streams: tuple[str, ...] = STREAMS,
+             poll_interval: float = 0.1) -> Iterator[LogChunk]:
+    """Chunks of a container's output, as `docker logs` shows them.
+
+    `tail` keeps the last N records; `since`/`until` bound timestamps (inclusive);
+    `timestamps` prefixes each line with Docker's UTC timestamp. With `follow`, keeps
+    reading until `is_done()` is true (the container exited) and the file is drained.
+    """
+    return _read_log(path, tail=tail, since=since, until=until, timestamps=timestamps,
+                     follow=follow, is_done=is_done, streams=streams,
+                     poll_interval=poll_interval)
+
+
+def _read_log(path: Path | str, *, tail: int | None = None,
+              since: datetime | float | None = None, until: datetime | float | None = None,
+              timestamps: bool = False, follow: bool = False,
+              is_done: Callable[[], bool] | None = None, streams: tuple[str, ...] = STREAMS,
+              poll_interval: float = 0.1, idle: Callable[[], None] | None = None
+              ) -> Iterator[LogChunk]:
+    since_ns, until_ns = to_ns(since), to_ns(until)
+    path = Path(path)
+    converter = _Converter(timestamps, streams)
+    f = _open_waiting(path, follow, is_done, poll_interval)
+    if f is None:
+        return
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        end = _last_newline(f, size)
+        start = 0
+        if since_ns is not None:
+            start = _first_at_or_after(f, 0, end, since_ns, strict=False)
+        stop_early = False
+        if until_ns is not None:
+            cut = _first_at_or_after(f, start, end, until_ns, strict=True)
+            stop_early = cut < end
+            end = cut
+        if tail is not None:
+            start = max(start, _tail_offset(f, start, end, tail))
+        pos = start
+        while pos < end:
+            f.seek(pos)
+            block = f.read(min(BLOCK, end - pos))
+            cut_at = block.rfind(b"\n") + 1 if pos + len(block) < end else len(block)
+            if cut_at == 0:
+                cut_at = len(block)  # a single record longer than a block
+            yield from converter.convert(block[:cut_at])
+            pos += cut_at
+        if not follow or stop_early:
+            return
+        if idle is not None:
+            idle()
+        yield from _follow(f, path, end, converter, until_ns, is_done, poll_interval, idle)
+
+
+def _open_waiting(path: Path, follow: bool, is_done: Callable[[], bool] | None,
+                  poll_interval: float) -> BinaryIO | None:
+    while True:
+        try:
+            return open(path, "rb")
+        except FileNotFoundError:
+            if not follow or (is_done is not None and is_done()):
+                return None
+            time.sleep(poll_interval)
+
+
+def _follow(f: BinaryIO, path: Path, pos: int, converter: _Converter, until_ns: int | None,
+            is_done: Callable[[], bool] | None, poll_interval: float,
+            idle: Callable[[], None] | None) -> Iterator[LogChunk]:
+    carry = b""
+    delay = min(0.02, poll_interval)
+    finishing = False
+    opened: BinaryIO | None = None  # a file reopened after rotation; ours to close
+    try:
+        while True:
+            f.seek(pos)
+            data = f.read(BLOCK)
+            if data:
+                pos += len(data)
+                delay = min(0.02, poll_interval)
+                data = carry + data
+                cut = data.rfind(b"\n") + 1
+                carry = data[cut:]
+                block = data[:cut]
+                reached = False
+                if block and until_ns is not None:
+                    block, reached = _cut_until(block, until_ns)
+                if block:
+                    yield from converter.convert(block)
+                if reached:
+                    return
+                continue
+            if finishing:
+                return
+            if idle is not None:
+                idle()
+            if is_done is not None and is_done():
+                # The monitor writes the exit file only after draining the container's
+                # output into the log: one more read gets everything.
+                finishing = True
+                continue
+            if _rotated(f, path, pos):
+                if opened is not None:
+                    opened.close()
+                opened = _open_waiting(path, True, is_done, poll_interval)
+                if opened is None:
+                    return
+                f, pos, carry = opened, 0, b""
+                continue
+            time.sleep(delay)
+            delay = min(delay * 2, poll_interval)
+    finally:
+        if opened is not None:
+            opened.close()
+
+
+def _cut_until(block: bytes, until_ns: int) -> tuple[bytes, bool]:
+    offset = 0
+    for line in block.split(b"\n")[:-1]:
+        try:
+            ts = parse_timestamp(line.split(b" ", 1)[0])
+        except ValueError:
+            ts = None
+        if ts is not None and ts > until_ns:
+            return block[:offset], True
+        offset += len(line) + 1
+    return block, False
+
+
+def _rotated(f: BinaryIO, path: Path, pos: int) -> bool:
+    """conmon replaces the file when it reaches --log-size-max."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return False
+    own = os.fstat(f.fileno())
+    return (st.st_ino, st.st_dev) != (own.st_ino, own.st_dev) or own.st_size < pos
+
+
+def _same_file(a: IO[bytes], b: IO[bytes]) -> bool:
+    if a is b:
+        return True
+    try:
+        sa, sb = os.fstat(a.fileno()), os.fstat(b.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def write_log(path: Path | str, stdout: IO[bytes] | None, stderr: IO[bytes] | None,
+              **options: Any) -> None:
+    """Copy a log to two byte streams (the CLI's `logs`); options as for read_log.
+
+    Output is gathered into large writes (sys.stderr.buffer is unbuffered when not a
+    TTY). When both streams lead to the same file (`2>&1`, a terminal) they share one
+    buffer, so lines keep their order; otherwise each is buffered on its own.
+    """
+    streams = tuple(s for s, out in (("stdout", stdout), ("stderr", stderr)) if out)
+    if stdout is not None and stderr is not None and _same_file(stdout, stderr):
+        targets = {"stdout": stdout, "stderr": stdout}
+    else:
+        targets = {"stdout": stdout, "stderr": stderr}  # type: ignore[dict-item]
+    pending: dict[int, tuple[IO[bytes], bytearray]] = {}
+    for out in targets.values():
+        if out is not None:
+            pending.setdefault(id(out), (out, bytearray()))
+
+    def flush() -> None:
+        for out, buf in pending.values():
+            if buf:
+                out.write(buf)
+                buf.clear()
+            with contextlib.suppress(AttributeError, OSError, ValueError):
+                out.flush()
+
+    for chunk in _read_log(path, streams=streams, idle=flush, **options):
+        out = targets[chunk.stream]
+        entry = pending[id(out)]
+        buf = entry[1]
+        if not buf and len(chunk.data) >= WRITE_BUFFER:
+            out.write(chunk.data)
+            continue
+        buf += chunk.data
+        if len(buf) >= WRITE_BUFFER:
+            out.write(buf)
+            buf.clear()
+    flush()
+
+
+def iter_entries(path: Path | str, **options: object) -> Iterator[LogEntry]:
+    """Records one by one with their timestamps (slower; for small logs and tests)."""
+    tail = options.pop("tail", None)
+    since_ns = to_ns(options.pop("since", None))  # type: ignore[arg-type]
+    until_ns = to_ns(options.pop("until", None))  # type: ignore[arg-type]
+    if options:
+        raise TypeError(f"unexpected options: {', '.join(options)}")
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return
+    with f:
+        end = _last_newline(f, os.fstat(f.fileno()).st_size)
+        start = 0
+        if since_ns is not None:
+            start = _first_at_or_after(f, 0, end, since_ns, strict=False)
+        if until_ns is not None:
+            end = _first_at_or_after(f, start, end, until_ns, strict=True)
+        if tail is not None:
+            start = max(start, _tail_offset(f, start, end, int(tail)))  # type: ignore[call-overload]
+        f.seek(start)
+        data = f.read(end - start)
+    for line in data.split(b"\n")[:-1]:
+        parts = line.split(b" ", 3)
+        if len(parts) < 4 or parts[2] not in (b"F", b"P"):
+            continue
+        try:
+            ts = parse_timestamp(parts[0])
+        except ValueError:
+            continue
+        yield LogEntry(parts[1].decode("ascii", "replace"), ts, parts[3], parts[2] == b"P")

@@ -1,0 +1,854 @@
+"""Per-container monitor: conmon in front of runc/crun.
+
+conmon (Podman's monitor, about 1 MB per container, no resident daemon) runs
+`runc create`, then outlives the ketch process that launched it: it holds the
+container's stdio (or TTY master), writes the k8s-file log, serves an attach socket,
+records the exit code in an exit file and runs an exit command (ketch's cleanup).
+
+Callers (the Engine) deal in `ContainerPaths` and plain options; conmon's flags, its
+sync/start/attach pipes and its attach-socket framing stay in this module.
+
+Protocol facts, from conmon and Podman's libpod:
+- `_OCI_SYNCPIPE`/`_OCI_STARTPIPE`/`_OCI_ATTACHPIPE` name inherited fds (SEQPACKET
+  socketpairs). conmon blocks on the start pipe before forking; reports
+  `{"data": <pid>}` or `{"data": -1, "message": "<runtime stderr>"}` on the sync pipe;
+  in exec mode it later reports `{"data": <exit code>}`.
+- The attach socket (`<bundle>/attach`, SOCK_SEQPACKET) carries output packets whose
+  first byte names the stream (2 stdout, 3 stderr); input is written raw. Closing our
+  write side closes the container's stdin unless conmon got `--leave-stdin-open`.
+- `<bundle>/ctl` is a fifo taking "1 <height> <width>\\n" to resize the TTY.
+- Exit status lands in `<exit-dir>/<cid>` and `<persist-dir>/exit` (128+n for signal n).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import secrets
+import selectors
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from ketch.errors import InvalidArgument, RuntimeFailure
+from ketch.runtime.oci import OCIRuntime, runtime_error_message
+
+STDIN_PIPE, STDOUT_PIPE, STDERR_PIPE = 1, 2, 3
+DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p, ctrl-q
+# conmon reads at most this much per attach packet (CONN_SOCK_BUF_SIZE - 1); a bigger
+# SEQPACKET message would be truncated, so stdin goes out in smaller packets.
+STDIN_PACKET = 8192
+CREATE_TIMEOUT = 60.0
+STDIN_BACKLOG = 1 << 20
+
+
+def _noop() -> None:
+    pass
+
+OutputSink = Callable[[bytes], Any] | IO[bytes]
+InputSource = int | IO[bytes]
+
+
+class ContainerStartError(RuntimeFailure):
+    """The process could not be started. `exit_code` follows Docker: 127 when the
+    executable is not found, 126 when it cannot be invoked, 125 otherwise."""
+
+    def __init__(self, message: str, exit_code: int = 125) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def classify_start_error(message: str) -> int:
+    """Docker's mapping of a runtime start error to an exit code (moby's
+    translateContainerdStartErr)."""
+    lowered = message.lower()
+    if "permission denied" in lowered or "is a directory" in lowered:
+        return 126
+    if ("executable file not found" in lowered or "no such file or directory" in lowered
+            or "not found in $path" in lowered):
+        return 127
+    return 125
+
+
+def parse_detach_keys(spec: str) -> bytes:
+    """Docker's `--detach-keys` syntax ("ctrl-p,ctrl-q", "ctrl-a,d") → bytes."""
+    out = bytearray()
+    for key in spec.split(","):
+        key = key.strip()
+        lowered = key.lower()
+        if len(key) == 1:
+            out.append(ord(key))
+        elif lowered.startswith("ctrl-") and len(key) == 6:
+            ch = lowered[5]
+            if "a" <= ch <= "z":
+                out.append(ord(ch) - ord("a") + 1)
+            elif ch in "@[\\]^_":
+                out.append(ord(ch) - ord("@"))  # ctrl-@ is NUL, ctrl-[ is ESC, ...
+            else:
+                raise InvalidArgument(f"Invalid detach keys ({spec}) provided")
+        else:
+            raise InvalidArgument(f"Invalid detach keys ({spec}) provided")
+    if not out:
+        raise InvalidArgument(f"Invalid detach keys ({spec}) provided")
+    return bytes(out)
+
+
+@dataclass(frozen=True)
+class ContainerPaths:
+    """Where one container's monitor files live.
+
+    `bundle` holds config.json (written by the caller); conmon adds `attach`, `ctl` and
+    `winsz` there. `run_dir` holds transient state (pid files, exit files) and may be on
+    tmpfs; `log_path` is the k8s-file log.
+    """
+
+    container_id: str
+    bundle: Path
+    run_dir: Path
+    log_path: Path
+
+    @classmethod
+    def create(cls, container_id: str, bundle: Path, run_dir: Path | None = None,
+               log_path: Path | None = None) -> ContainerPaths:
+        run = run_dir if run_dir is not None else bundle / "run"
+        return cls(container_id, Path(bundle), Path(run),
+                   Path(log_path) if log_path is not None else Path(bundle) / "ctr.log")
+
+    @property
+    def config(self) -> Path:
+        return self.bundle / "config.json"
+
+    @property
+    def attach_socket(self) -> Path:
+        return self.bundle / "attach"
+
+    @property
+    def ctl_fifo(self) -> Path:
+        return self.bundle / "ctl"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.run_dir / "pidfile"
+
+    @property
+    def conmon_pidfile(self) -> Path:
+        return self.run_dir / "conmon.pid"
+
+    @property
+    def exit_dir(self) -> Path:
+        return self.run_dir / "exits"
+
+    @property
+    def exit_file(self) -> Path:
+        return self.exit_dir / self.container_id
+
+    @property
+    def persist_dir(self) -> Path:
+        return self.run_dir / "persist"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.run_dir / "sockets"
+
+    @property
+    def exec_root(self) -> Path:
+        return self.run_dir / "exec"
+
+
+@dataclass(frozen=True)
+class StartedContainer:
+    container_id: str
+    pid: int
+    conmon_pid: int
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    exit_code: int
+    oom_killed: bool
+    finished_at: float
+
+
+@dataclass(frozen=True)
+class AttachResult:
+    detached: bool
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exec_id: str
+    pid: int
+    exit_code: int | None  # None when detached
+    detached: bool = False
+
+
+def write_config(bundle: Path, config: Mapping[str, Any]) -> Path:
+    """Write config.json into `bundle` atomically (write, fsync, rename)."""
+    bundle.mkdir(parents=True, exist_ok=True)
+    target = bundle / "config.json"
+    tmp = bundle / f".config.json.{secrets.token_hex(4)}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(config, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, target)
+    return target
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def process_alive(pid: int) -> bool:
+    """True while `pid` runs; zombies count as exited (this host's init reaps late)."""
+    if pid <= 0:
+        return False
+    with contextlib.suppress(ChildProcessError, OSError):
+        # Reap it if it happens to be our child, so it does not linger as a zombie.
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat_line = f.read()
+        state = stat_line[stat_line.rindex(b")") + 2:stat_line.rindex(b")") + 3]
+        return state not in (b"Z", b"X")
+    except (OSError, ValueError):
+        return False
+
+
+def _recv_json(sock: socket.socket, timeout: float) -> dict[str, Any] | None:
+    """One JSON message from a conmon pipe; None on EOF."""
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise RuntimeFailure("timed out waiting for the container monitor (conmon)")
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            continue
+        if not chunk:
+            if buf.strip():
+                break
+            return None
+        buf += chunk
+        if b"\n" in buf:
+            break
+    line = buf.split(b"\n", 1)[0]
+    try:
+        doc = json.loads(line)
+    except ValueError as e:
+        raise RuntimeFailure(f"unexpected message from conmon: {line[:200]!r}") from e
+    return doc if isinstance(doc, dict) else {"data": doc}
+
+
+def _sink(target: OutputSink | None) -> Callable[[bytes], Any] | None:
+    if target is None:
+        return None
+    if callable(target):
+        return target
+    write = target.write
+    flush = getattr(target, "flush", None)
+
+    def out(data: bytes) -> None:
+        write(data)
+        if flush is not None:
+            flush()
+
+    return out
+
+
+class _DetachMatcher:
+    """Finds Docker's detach sequence in typed input; held-back bytes are released
+    when the sequence breaks off."""
+
+    def __init__(self, keys: bytes | None) -> None:
+        self.keys = keys or b""
+        self.held = bytearray()
+
+    def flush(self) -> bytes:
+        held = bytes(self.held)
+        self.held.clear()
+        return held
+
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        if not self.keys:
+            return data, False
+        out = bytearray()
+        for byte in data:
+            if byte == self.keys[len(self.held)]:
+                self.held.append(byte)
+                if len(self.held) == len(self.keys):
+                    self.held.clear()
+                    return bytes(out), True
+                continue
+            out += self.held
+            self.held.clear()
+            if byte == self.keys[0]:
+                self.held.append(byte)
+            else:
+                out.append(byte)
+        return bytes(out), False
+
+
+def _input_fd(stdin: InputSource) -> tuple[int, Callable[[], None]]:
+    """A readable fd for `stdin`; objects without one are pumped through a pipe by a
+    daemon thread."""
+    if isinstance(stdin, int):
+        return stdin, _noop
+    try:
+        return stdin.fileno(), _noop
+    except (AttributeError, OSError, ValueError):
+        pass
+    r, w = os.pipe()
+
+    def pump() -> None:
+        try:
+            while True:
+                read1 = getattr(stdin, "read1", None)
+                data = read1(65536) if read1 else stdin.read(65536)
+                if not data:
+                    break
+                os.write(w, data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(w)
+
+    threading.Thread(target=pump, name="ketch-stdin-pump", daemon=True).start()
+    return r, lambda: os.close(r)
+
+
+def _connect_seqpacket(directory: Path, name: str) -> socket.socket:
+    """Connect to `directory/name` even when the path exceeds sun_path's 108 bytes, by
+    going through /proc/self/fd of an O_PATH handle on the directory (as conmon binds)."""
+    dir_fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            sock.connect(f"/proc/self/fd/{dir_fd}/{name}")
+        except OSError:
+            sock.close()
+            raise
+        return sock
+    finally:
+        os.close(dir_fd)
+
+
+class AttachSession:
+    """A connection to conmon's attach socket. Connect before `runc start` to see every
+    byte of output; then `stream()`."""
+
+    def __init__(self, bundle: Path) -> None:
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                self.sock = _connect_seqpacket(bundle, "attach")
+                break
+            except (FileNotFoundError, ConnectionRefusedError) as e:
+                # conmon binds the socket right after forking; a fresh container may not
+                # have it yet.
+                if time.monotonic() > deadline:
+                    raise RuntimeFailure(
+                        f"cannot attach: the container monitor has no attach socket "
+                        f"({e.strerror})") from e
+                time.sleep(0.005)
+        self.bundle = bundle
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+    def __enter__(self) -> AttachSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def stream(self, *, stdout: OutputSink | None = None, stderr: OutputSink | None = None,
+               stdin: InputSource | None = None,
+               detach_keys: bytes | None = DEFAULT_DETACH_KEYS) -> AttachResult:
+        """Copy output to the sinks and `stdin` to the container until the container's
+        output ends (it exited) or the detach keys are typed. EOF on `stdin` half-closes
+        the connection, which closes the container's stdin as Docker does. Without
+        `stdin` nothing is sent and the container's stdin is left alone."""
+        out, err = _sink(stdout), _sink(stderr)
+        sock = self.sock
+        sock.setblocking(False)
+        sel = selectors.DefaultSelector()
+        sel.register(sock, selectors.EVENT_READ, "sock")
+        in_fd: int | None = None
+        release_in: Callable[[], None] = _noop
+        if stdin is not None:
+            in_fd, release_in = _input_fd(stdin)
+            sel.register(in_fd, selectors.EVENT_READ, "stdin")
+        matcher = _DetachMatcher(detach_keys if stdin is not None else None)
+        pending = bytearray()
+        reading_stdin = in_fd is not None
+        half_close = False
+        try:
+            while True:
+                for key, events in sel.select():
+                    if key.data == "stdin":
+                        assert in_fd is not None
+                        try:
+                            data = os.read(in_fd, 32768)
+                        except OSError:
+                            data = b""
+                        if data:
+                            data, detach = matcher.feed(data)
+                            pending += data
+                            if detach:
+                                self.close()
+                                return AttachResult(detached=True)
+                        else:
+                            pending += matcher.flush()
+                            sel.unregister(in_fd)
+                            reading_stdin = False
+                            half_close = True
+                    elif events & selectors.EVENT_READ and not self._read_output(out, err):
+                        return AttachResult(detached=False)
+                if pending:
+                    self._flush_input(pending)
+                if half_close and not pending:
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_WR)
+                    half_close = False
+                if reading_stdin:
+                    # Back-pressure: a container that does not read its stdin must not
+                    # make us buffer ours without bound.
+                    assert in_fd is not None
+                    registered = in_fd in sel.get_map()
+                    if len(pending) > STDIN_BACKLOG and registered:
+                        sel.unregister(in_fd)
+                    elif len(pending) <= STDIN_BACKLOG and not registered:
+                        sel.register(in_fd, selectors.EVENT_READ, "stdin")
+                sel.modify(sock, selectors.EVENT_READ
+                           | (selectors.EVENT_WRITE if pending else 0), "sock")
+        finally:
+            sel.close()
+            release_in()
+
+    def _flush_input(self, pending: bytearray) -> None:
+        while pending:
+            chunk = bytes(pending[:STDIN_PACKET])
+            try:
+                sent = self.sock.send(chunk)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                # The container side is gone; its output loop will notice EOF.
+                pending.clear()
+                return
+            del pending[:sent]
+
+    def _read_output(self, out: Callable[[bytes], Any] | None,
+                     err: Callable[[bytes], Any] | None) -> bool:
+        """Drain available packets; False at end of stream."""
+        for _ in range(64):
+            try:
+                packet = self.sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return True
+            except ConnectionResetError:
+                return False
+            if not packet:
+                return False
+            kind, payload = packet[0], packet[1:]
+            if kind == STDOUT_PIPE and out is not None:
+                out(payload)
+            elif kind == STDERR_PIPE and err is not None:
+                err(payload)
+        return True
+
+
+def resize_tty(bundle: Path, height: int, width: int) -> None:
+    """Resize the container's TTY through conmon's control fifo."""
+    if not (0 <= height <= 1000 and 0 <= width <= 1000):
+        raise InvalidArgument(f"invalid terminal size {height}x{width}")
+    try:
+        fd = os.open(bundle / "ctl", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno in (errno.ENXIO, errno.ENOENT):
+            return  # nobody reads it any more: the container is gone
+        raise RuntimeFailure(f"cannot resize the terminal: {e.strerror}") from e
+    try:
+        os.write(fd, f"1 {height} {width}\n".encode())
+    finally:
+        os.close(fd)
+
+
+class ConmonMonitor:
+    """Runs containers and exec sessions under conmon.
+
+    `exit_command` is run by conmon after the container exits, even when nobody is
+    attached (ketch passes `python -m ketch --root R container cleanup ID`).
+    """
+
+    def __init__(self, runtime: OCIRuntime, conmon_path: str | None = None, *,
+                 exit_command: Sequence[str] | None = None, sync_log: bool = False,
+                 log_size_max: int | None = None) -> None:
+        path = conmon_path or shutil.which("conmon")
+        if not path:
+            raise RuntimeFailure("conmon is not installed: apt-get install conmon")
+        self.runtime = runtime
+        self.conmon_path = path
+        self.exit_command = list(exit_command) if exit_command else None
+        self.sync_log = sync_log
+        self.log_size_max = log_size_max
+
+    # --- conmon invocation ----------------------------------------------------------
+
+    def _common_args(self, cid: str, cuuid: str, bundle: Path, pidfile: Path,
+                     exit_dir: Path, name: str | None) -> list[str]:
+        args = [
+            "--api-version",
+            "--cid", cid, "--cuuid", cuuid, "--name", name or cid,
+            "--runtime", self.runtime.path,
+            "--bundle", str(bundle),
+            "--container-pidfile", str(pidfile),
+            "--exit-dir", str(exit_dir),
+        ]
+        for arg in self.runtime.global_args:
+            args.append(f"--runtime-arg={arg}")
+        if not self.sync_log:
+            # conmon fsyncs the log when the container exits; logs are not worth the
+            # latency on every `run --rm`.
+            args.append("--no-sync-log")
+        return args
+
+    @staticmethod
+    def _exit_command_args(command: Sequence[str] | None) -> list[str]:
+        if not command:
+            return []
+        if not os.path.isabs(command[0]):
+            raise InvalidArgument("the exit command must be an absolute path (conmon execv()s it)")
+        args = ["--exit-command", command[0]]
+        for arg in command[1:]:
+            args.append(f"--exit-command-arg={arg}")
+        return args
+
+    def _spawn(self, args: list[str], cwd: Path, pipes: Mapping[str, socket.socket]
+               ) -> subprocess.Popen[bytes]:
+        env = {k: v for k, v in os.environ.items()
+               if k != "NOTIFY_SOCKET" and not k.startswith("_OCI_")}
+        env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        for var, sock in pipes.items():
+            env[var] = str(sock.fileno())
+        try:
+            return subprocess.Popen(
+                [self.conmon_path, *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                pass_fds=[s.fileno() for s in pipes.values()], start_new_session=True)
+        except OSError as e:
+            raise RuntimeFailure(f"cannot run conmon: {e.strerror}") from e
+
+    @staticmethod
+    def _wait_parent(proc: subprocess.Popen[bytes], timeout: float) -> None:
+        """conmon's first process exits as soon as it has forked the monitor."""
+        try:
+            _out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            proc.kill()
+            proc.wait()
+            raise RuntimeFailure("conmon did not start in time") from e
+        if proc.returncode != 0:
+            message = (err or b"").decode(errors="replace").strip().splitlines()
+            raise RuntimeFailure(
+                f"conmon failed (exit {proc.returncode}): "
+                f"{message[-1] if message else 'no message'}")
+
+    # --- containers ---------------------------------------------------------------
+
+    def create_container(self, paths: ContainerPaths, *, name: str | None = None,
+                         terminal: bool = False, stdin: bool = False,
+                         leave_stdin_open: bool | None = None,
+                         exit_command: Sequence[str] | None = None,
+                         log_size_max: int | None = None,
+                         timeout: float = CREATE_TIMEOUT) -> StartedContainer:
+        """Launch conmon, which runs `<runtime> create`; the container is then in the
+        "created" state with its process waiting. Attach now if needed, then `start`.
+
+        `leave_stdin_open` defaults to `terminal`: detaching from a TTY must not close
+        the shell's stdin, while `-i` without a TTY follows Docker's StdinOnce.
+        """
+        if not paths.config.exists():
+            raise InvalidArgument(f"no config.json in bundle {paths.bundle}")
+        if ":" in str(paths.log_path):
+            raise InvalidArgument("the log path must not contain ':' (conmon's separator)")
+        cid = paths.container_id
+        existing = self.runtime.state(cid)
+        if existing is not None:
+            if existing.status in ("running", "paused"):
+                raise RuntimeFailure(f"container {cid} is already {existing.status}")
+            # Leftover state of a stopped (or never started) run: remove it so the ID
+            # can be created again.
+            self.runtime.delete(cid, force=True)
+        self._clear_transient(paths)
+        for d in (paths.run_dir, paths.exit_dir, paths.persist_dir, paths.socket_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        paths.log_path.parent.mkdir(parents=True, exist_ok=True)
+
+        args = self._common_args(cid, cid, paths.bundle, paths.pidfile, paths.exit_dir, name)
+        args += [
+            "--conmon-pidfile", str(paths.conmon_pidfile),
+            "--persist-dir", str(paths.persist_dir),
+            "--socket-dir-path", str(paths.socket_dir),
+            "--log-path", f"k8s-file:{paths.log_path}",
+        ]
+        size = log_size_max if log_size_max is not None else self.log_size_max
+        if size:
+            args += ["--log-size-max", str(size)]
+        if terminal:
+            args.append("--terminal")
+        if stdin:
+            args.append("--stdin")
+        if stdin and (terminal if leave_stdin_open is None else leave_stdin_open):
+            args.append("--leave-stdin-open")
+        command = exit_command if exit_command is not None else self.exit_command
+        args += self._exit_command_args(command)
+
+        parent_sync, child_sync = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        parent_start, child_start = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            proc = self._spawn(args, paths.run_dir, {"_OCI_SYNCPIPE": child_sync,
+                                                     "_OCI_STARTPIPE": child_start})
+            child_sync.close()
+            child_start.close()
+            # conmon waits on the start pipe so a caller could move it to a cgroup first.
+            parent_start.send(b"\0")
+            self._wait_parent(proc, timeout)
+            message = _recv_json(parent_sync, timeout)
+        finally:
+            for s in (parent_sync, child_sync, parent_start, child_start):
+                s.close()
+        if message is None:
+            self._abort(paths)
+            raise RuntimeFailure("conmon exited without reporting the container's start")
+        pid = int(message.get("data", -1))
+        if pid <= 0:
+            self._abort(paths)
+            text = runtime_error_message(str(message.get("message") or ""))
+            raise ContainerStartError(f"OCI runtime create failed: {text}",
+                                      classify_start_error(text))
+        conmon_pid = _read_int(paths.conmon_pidfile) or 0
+        return StartedContainer(cid, pid, conmon_pid)
+
+    def start(self, paths: ContainerPaths) -> None:
+        """Let a created container's process run (`<runtime> start`)."""
+        try:
+            self.runtime.start(paths.container_id)
+        except RuntimeFailure as e:
+            self._abort(paths)
+            raise ContainerStartError(str(e), classify_start_error(str(e))) from e
+
+    def start_container(self, paths: ContainerPaths, *, name: str | None = None,
+                        terminal: bool = False, stdin: bool = False,
+                        leave_stdin_open: bool | None = None,
+                        exit_command: Sequence[str] | None = None,
+                        log_size_max: int | None = None,
+                        before_start: Callable[[StartedContainer], None] | None = None,
+                        ) -> StartedContainer:
+        """create_container + start. `before_start` runs in between (e.g. to attach)."""
+        started = self.create_container(
+            paths, name=name, terminal=terminal, stdin=stdin,
+            leave_stdin_open=leave_stdin_open, exit_command=exit_command,
+            log_size_max=log_size_max)
+        if before_start is not None:
+            try:
+                before_start(started)
+            except BaseException:
+                self._abort(paths)
+                raise
+        self.start(paths)
+        return started
+
+    def _abort(self, paths: ContainerPaths) -> None:
+        """Undo a half-made container: no process, runtime state or cgroup may stay."""
+        with contextlib.suppress(RuntimeFailure):
+            self.runtime.delete(paths.container_id, force=True)
+        conmon_pid = _read_int(paths.conmon_pidfile)
+        if conmon_pid:
+            deadline = time.monotonic() + 5
+            while process_alive(conmon_pid) and time.monotonic() < deadline:
+                time.sleep(0.005)
+
+    # --- observing ----------------------------------------------------------------
+
+    def attach(self, paths: ContainerPaths) -> AttachSession:
+        return AttachSession(paths.bundle)
+
+    def resize(self, paths: ContainerPaths, height: int, width: int) -> None:
+        resize_tty(paths.bundle, height, width)
+
+    def conmon_pid(self, paths: ContainerPaths) -> int | None:
+        return _read_int(paths.conmon_pidfile)
+
+    def monitor_alive(self, paths: ContainerPaths) -> bool:
+        pid = self.conmon_pid(paths)
+        return pid is not None and process_alive(pid)
+
+    def exit_status(self, paths: ContainerPaths) -> ExitStatus | None:
+        """The recorded exit, or None while the container has not exited."""
+        for path in (paths.persist_dir / "exit", paths.exit_file):
+            code = _read_int(path)
+            if code is not None:
+                oom = (paths.persist_dir / "oom").exists() or (paths.run_dir / "oom").exists()
+                return ExitStatus(code, oom, path.stat().st_mtime)
+        return None
+
+    def wait_exit(self, paths: ContainerPaths, timeout: float | None = None) -> ExitStatus:
+        """Block until conmon records the exit code (polls with a growing sleep)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.001
+        conmon_pid = self.conmon_pid(paths)
+        while True:
+            status = self.exit_status(paths)
+            if status is not None:
+                return status
+            if conmon_pid is not None and not process_alive(conmon_pid):
+                status = self.exit_status(paths)
+                if status is not None:
+                    return status
+                raise RuntimeFailure(
+                    f"the monitor of container {paths.container_id} died without "
+                    "recording an exit code")
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"container {paths.container_id} is still running")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def wait_monitor_exit(self, paths: ContainerPaths, timeout: float = 30) -> None:
+        """Wait for conmon itself to finish (it runs the exit command after the exit
+        file is written)."""
+        pid = self.conmon_pid(paths)
+        if pid is None:
+            return
+        deadline = time.monotonic() + timeout
+        delay = 0.001
+        while process_alive(pid):
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"conmon {pid} is still running")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def cleanup(self, paths: ContainerPaths) -> None:
+        """After exit: remove the runtime state (and cgroup) and transient files. The
+        log and config.json stay. Safe to call more than once, from several processes."""
+        self.runtime.delete(paths.container_id, force=True)
+        self._clear_transient(paths)
+
+    @staticmethod
+    def _clear_transient(paths: ContainerPaths) -> None:
+        for name in ("attach", "ctl", "winsz"):
+            with contextlib.suppress(FileNotFoundError):
+                (paths.bundle / name).unlink()
+        for path in (paths.pidfile, paths.conmon_pidfile, paths.exit_file,
+                     paths.persist_dir / "exit", paths.persist_dir / "oom",
+                     paths.run_dir / "oom", paths.socket_dir / paths.container_id):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        if paths.exec_root.exists():
+            shutil.rmtree(paths.exec_root, ignore_errors=True)
+
+    # --- exec ---------------------------------------------------------------------
+
+    def exec_process(self, paths: ContainerPaths, process: Mapping[str, Any], *,
+                     stdout: OutputSink | None = None, stderr: OutputSink | None = None,
+                     stdin: InputSource | None = None, detach: bool = False,
+                     detach_keys: bytes | None = DEFAULT_DETACH_KEYS,
+                     on_started: Callable[[int], None] | None = None,
+                     timeout: float = CREATE_TIMEOUT) -> ExecResult:
+        """Run `process` (an OCI process object, see spec.exec_process) in the running
+        container, under a short-lived conmon in exec mode. Attached: streams until the
+        process exits and returns its exit code. Detached: returns once it runs.
+        A process that cannot start raises ContainerStartError (exit code 126/127)."""
+        exec_id = secrets.token_hex(16)
+        exec_dir = paths.exec_root / exec_id
+        exec_dir.mkdir(parents=True)
+        spec_file = exec_dir / "process.json"
+        spec_file.write_text(json.dumps(process))
+        terminal = bool(process.get("terminal"))
+        args = self._common_args(paths.container_id, exec_id, exec_dir, exec_dir / "pid",
+                                 exec_dir, None)
+        args += [
+            "--persist-dir", str(exec_dir),
+            "--socket-dir-path", str(exec_dir),
+            "--log-path", "none",
+            "--exec", "--exec-attach", "--exec-process-spec", str(spec_file),
+        ]
+        if terminal:
+            args.append("--terminal")
+        if stdin is not None:
+            args.append("--stdin")
+        pipes = {name: socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                 for name in ("_OCI_SYNCPIPE", "_OCI_STARTPIPE", "_OCI_ATTACHPIPE")}
+        session: AttachSession | None = None
+        try:
+            proc = self._spawn(args, exec_dir, {k: v[1] for k, v in pipes.items()})
+            for _parent, child in pipes.values():
+                child.close()
+            sync, start, attach_pipe = (pipes[k][0] for k in
+                                        ("_OCI_SYNCPIPE", "_OCI_STARTPIPE", "_OCI_ATTACHPIPE"))
+            start.send(b"\0")
+            self._wait_parent(proc, timeout)
+            ready = _recv_json(attach_pipe, timeout)
+            if ready is None:
+                raise RuntimeFailure("conmon exited before the exec session was ready")
+            if not detach:
+                session = AttachSession(exec_dir)
+            # Second start message: conmon's child now runs `<runtime> exec`.
+            start.send(b"\0")
+            message = _recv_json(sync, timeout)
+            if message is None:
+                raise RuntimeFailure("conmon exited without reporting the exec session")
+            pid = int(message.get("data", -1))
+            if pid <= 0:
+                text = runtime_error_message(str(message.get("message") or ""))
+                raise ContainerStartError(f"OCI runtime exec failed: {text}",
+                                          classify_start_error(text))
+            if on_started is not None:
+                on_started(pid)
+            if detach or session is None:
+                return ExecResult(exec_id, pid, None, detached=True)
+            result = session.stream(stdout=stdout, stderr=stderr, stdin=stdin,
+                                    detach_keys=detach_keys)
+            if result.detached:
+                return ExecResult(exec_id, pid, None, detached=True)
+            final = _recv_json(sync, timeout=24 * 3600)
+            code = _read_int(exec_dir / "exit")
+            if final is not None and "data" in final:
+                code = int(final["data"])
+            return ExecResult(exec_id, pid, code if code is not None else -1)
+        finally:
+            if session is not None:
+                session.close()
+            for parent, child in pipes.values():
+                parent.close()
+                child.close()
+            if not detach:
+                shutil.rmtree(exec_dir, ignore_errors=True)

@@ -1,0 +1,222 @@
+"""Driver for an OCI runtime binary (runc, or crun) behind ketch's own state root.
+
+Every call passes `--root <state_root>` so ketch's containers never mix with Docker's,
+Podman's or a bare `runc list`. Failures raise RuntimeFailure carrying the runtime's
+own message, reduced to one readable line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal as _signal
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ketch.errors import InvalidArgument, RuntimeFailure
+from ketch.runtime.spec import signal_number
+
+SUPPORTED_RUNTIMES = ("runc", "crun")
+
+# runc (logrus text format): time="..." level=error msg="container \"x\" does not exist"
+_LOGFMT_MSG = re.compile(r'level=(?:error|fatal|warning)\s+msg="((?:[^"\\]|\\.)*)"')
+
+
+def _unquote_go(text: str) -> str:
+    try:
+        return json.loads(f'"{text}"')
+    except ValueError:
+        return text.replace('\\"', '"')
+
+
+def runtime_error_message(output: str | bytes) -> str:
+    """The useful line of a runtime's stderr: logrus `msg="..."`, a JSON log record's
+    `msg`, or the last non-empty line; crun's `crun: ` prefix is kept off."""
+    if isinstance(output, bytes):
+        output = output.decode("utf-8", errors="replace")
+    messages = [_unquote_go(m) for m in _LOGFMT_MSG.findall(output)]
+    if not messages:
+        for line in output.splitlines():
+            line = line.strip()
+            if line.startswith("{"):
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    record = None
+                if isinstance(record, dict) and record.get("msg"):
+                    messages.append(str(record["msg"]))
+                    continue
+            if line:
+                messages.append(line)
+    if not messages:
+        return "unknown error from the OCI runtime"
+    message = messages[-1]
+    for prefix in ("crun: ", "Error: "):
+        if message.startswith(prefix):
+            message = message[len(prefix):]
+    return " ".join(message.split())
+
+
+_MISSING = ("does not exist", "not found", "no such file or directory")
+
+
+def _is_missing(message: str) -> bool:
+    lowered = message.lower()
+    return "container" in lowered and any(m in lowered for m in _MISSING)
+
+
+class ContainerMissing(RuntimeFailure):
+    """The runtime has no state for this container ID."""
+
+
+@dataclass(frozen=True)
+class RuntimeState:
+    """`runc state` output: status is created, running, paused or stopped."""
+
+    id: str
+    pid: int
+    status: str
+    bundle: str
+    created: str
+    annotations: dict[str, str]
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> RuntimeState:
+        return cls(id=doc.get("id", ""), pid=int(doc.get("pid") or 0),
+                   status=doc.get("status", ""), bundle=doc.get("bundle", ""),
+                   created=doc.get("created", ""),
+                   annotations=dict(doc.get("annotations") or {}))
+
+
+class OCIRuntime:
+    """One OCI runtime binary with a private state root."""
+
+    def __init__(self, name: str = "runc", state_root: Path | str = "/run/ketch/runc",
+                 path: str | None = None) -> None:
+        base = os.path.basename(name)
+        if path is None and base not in SUPPORTED_RUNTIMES and not os.path.isabs(name):
+            raise InvalidArgument(
+                f"unknown OCI runtime {name!r}: choose one of {', '.join(SUPPORTED_RUNTIMES)}")
+        found = path or (name if os.path.isabs(name) else shutil.which(name))
+        if not found:
+            raise RuntimeFailure(f"OCI runtime {name} is not installed (not found in $PATH)")
+        self.name = base
+        self.path = found
+        self.state_root = Path(state_root)
+
+    def __repr__(self) -> str:
+        return f"OCIRuntime({self.name!r}, state_root={str(self.state_root)!r})"
+
+    @property
+    def global_args(self) -> list[str]:
+        """Flags that go before the subcommand (also handed to conmon)."""
+        return ["--root", str(self.state_root)]
+
+    def command(self, *args: str) -> list[str]:
+        return [self.path, *self.global_args, *args]
+
+    def _run(self, *args: str, input: bytes | None = None, timeout: float = 60,
+             what: str | None = None) -> subprocess.CompletedProcess[bytes]:
+        self.state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            proc = subprocess.run(self.command(*args), input=input, capture_output=True,
+                                  timeout=timeout, check=False)
+        except subprocess.TimeoutExpired as e:
+            raise RuntimeFailure(f"{self.name} {args[0]} timed out after {timeout:.0f}s") from e
+        if proc.returncode != 0:
+            message = runtime_error_message(proc.stderr or proc.stdout)
+            error_cls = ContainerMissing if _is_missing(message) else RuntimeFailure
+            raise error_cls(f"{self.name} {what or args[0]}: {message}")
+        return proc
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    def create(self, container_id: str, bundle: Path, *, pid_file: Path | None = None,
+               console_socket: Path | None = None) -> None:
+        args = ["create", "--bundle", str(bundle)]
+        if pid_file is not None:
+            args += ["--pid-file", str(pid_file)]
+        if console_socket is not None:
+            args += ["--console-socket", str(console_socket)]
+        self._run(*args, container_id)
+
+    def start(self, container_id: str) -> None:
+        self._run("start", container_id)
+
+    def state(self, container_id: str) -> RuntimeState | None:
+        """The runtime's view of the container, or None when it has no state for it."""
+        try:
+            proc = self._run("state", container_id)
+        except ContainerMissing:
+            return None
+        return RuntimeState.from_json(json.loads(proc.stdout))
+
+    def list(self) -> list[RuntimeState]:
+        if not self.state_root.exists():
+            return []
+        proc = self._run("list", "--format", "json")
+        docs = json.loads(proc.stdout or b"null") or []
+        return [RuntimeState.from_json(d) for d in docs]
+
+    def kill(self, container_id: str, sig: int | str = _signal.SIGTERM,
+             all_processes: bool = False) -> None:
+        args = ["kill"]
+        if all_processes:
+            args.append("--all")
+        self._run(*args, container_id, str(signal_number(sig)))
+
+    def delete(self, container_id: str, force: bool = False) -> None:
+        """Remove the runtime state (and cgroup). Missing state is not an error:
+        cleanup must be idempotent."""
+        args = ["delete"]
+        if force:
+            args.append("--force")
+        try:
+            self._run(*args, container_id)
+        except ContainerMissing:
+            return
+
+    def pause(self, container_id: str) -> None:
+        self._run("pause", container_id)
+
+    def resume(self, container_id: str) -> None:
+        self._run("resume", container_id)
+
+    def ps(self, container_id: str) -> list[int]:
+        """Host PIDs of every process in the container."""
+        proc = self._run("ps", "--format", "json", container_id)
+        return [int(p) for p in json.loads(proc.stdout or b"[]") or []]
+
+    def update(self, container_id: str, resources: dict[str, Any]) -> None:
+        """Change cgroup limits of a live container (`docker update`)."""
+        self._run("update", "--resources", "-", container_id,
+                  input=json.dumps(resources).encode())
+
+    def stats(self, container_id: str) -> dict[str, Any]:
+        """One cgroup statistics sample (`runc events --stats`): cpu, memory, pids."""
+        if self.name != "runc":
+            raise RuntimeFailure(f"{self.name} does not report statistics")
+        proc = self._run("events", "--stats", container_id)
+        doc = json.loads(proc.stdout)
+        return dict(doc.get("data") or {})
+
+    def exec_args(self, container_id: str, process_file: Path, *, tty: bool = False,
+                  detach: bool = False, pid_file: Path | None = None,
+                  console_socket: Path | None = None,
+                  extra: Sequence[str] = ()) -> list[str]:
+        """Argument vector of `<runtime> exec` for callers that drive it themselves."""
+        args = ["exec", "--process", str(process_file)]
+        if tty:
+            args.append("--tty")
+        if detach:
+            args.append("--detach")
+        if pid_file is not None:
+            args += ["--pid-file", str(pid_file)]
+        if console_socket is not None:
+            args += ["--console-socket", str(console_socket)]
+        return self.command(*args, *extra, container_id)
