@@ -20,3 +20,5 @@ systemctl disable --now docker-registry >/dev/null 2>&1 || true
 
 python3 -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 \
   | grep -v -E "^WARNING: (Running pip as|Location)" || true
+# PYTHONDONTWRITEBYTECODE may be set; precompile so each ketch call does not recompile.
+python3 -m compileall -q src >/dev/null
