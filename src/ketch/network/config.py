@@ -1,0 +1,97 @@
+"""Network settings: default bridge, address pools, device and chain names.
+
+Sources, later ones win: built-in defaults, `<state root>/network.toml` (or the file
+named by KETCH_NETWORK_CONFIG), then environment variables. Every name ketch gives a
+kernel object (bridge, veth, iptables chain) comes from here, so a test suite can run
+beside a real installation with its own prefixes and never touch the real objects.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from ketch.errors import InvalidArgument
+
+# Podman takes 10.88.0.0/16 and Docker 172.17.0.0/16 (then 172.18-31, 192.168.x), so
+# the defaults sit in a part of 10/8 neither of them uses.
+DEFAULT_BRIDGE_SUBNET = "10.193.0.0/16"
+DEFAULT_POOL = "10.194.0.0/15"
+
+ENV_KEYS = {
+    "bridge_subnet": "KETCH_BRIDGE_SUBNET",
+    "bridge_name": "KETCH_BRIDGE_NAME",
+    "pool": "KETCH_NETWORK_POOL",
+    "mtu": "KETCH_NETWORK_MTU",
+}
+
+
+@dataclass
+class NetworkConfig:
+    bridge_name: str = "ketch0"
+    bridge_subnet: str = DEFAULT_BRIDGE_SUBNET
+    bridge_gateway: str | None = None
+    # user-defined networks without --subnet get the next free /pool_prefixlen here
+    pool: str = DEFAULT_POOL
+    pool_prefixlen: int = 24
+    mtu: int = 1500
+    bridge_prefix: str = "kbr-"        # user network bridges: kbr-<network id>
+    veth_prefix: str = "kv"            # host side of a container's veth pair
+    chain_prefix: str = "KETCH"        # iptables chains: KETCH, KETCH-FORWARD, ...
+    # None: forward container DNS queries to the host's resolv.conf nameservers
+    dns_upstreams: list[str] | None = None
+    resolv_conf: str = "/etc/resolv.conf"
+    # random host ports come from here; None reads net.ipv4.ip_local_port_range
+    port_range: tuple[int, int] | None = None
+
+    @classmethod
+    def load(cls, state_root: Path | None = None,
+             env: dict[str, str] | None = None) -> NetworkConfig:
+        env = dict(os.environ) if env is None else env
+        cfg = cls()
+        path = env.get("KETCH_NETWORK_CONFIG")
+        candidate = Path(path) if path else (state_root / "network.toml" if state_root else None)
+        if candidate is not None and candidate.is_file():
+            with open(candidate, "rb") as f:
+                data = tomllib.load(f)
+            cfg.update(data.get("network", data))
+        for key, var in ENV_KEYS.items():
+            if env.get(var):
+                cfg.update({key: env[var]})
+        return cfg
+
+    def update(self, data: dict[str, Any]) -> None:
+        known = {f.name: f for f in fields(self)}
+        for key, value in data.items():
+            if key not in known:
+                raise InvalidArgument(f"unknown network setting {key!r}")
+            if key in ("mtu", "pool_prefixlen"):
+                value = int(value)
+            elif key == "port_range" and value is not None:
+                lo, hi = value.split("-") if isinstance(value, str) else value
+                value = (int(lo), int(hi))
+            setattr(self, key, value)
+        self.validate()
+
+    def validate(self) -> None:
+        if len(self.bridge_name) > 15:
+            raise InvalidArgument(f"bridge name {self.bridge_name!r} is longer than 15 characters")
+        if len(self.bridge_prefix) > 10 or len(self.veth_prefix) > 10:
+            raise InvalidArgument("bridge and veth prefixes must be at most 10 characters")
+        if len(self.chain_prefix) > 14:
+            raise InvalidArgument("chain prefix must be at most 14 characters")
+        if not 68 <= self.mtu <= 65535:
+            raise InvalidArgument(f"invalid MTU {self.mtu}")
+
+    def local_port_range(self) -> tuple[int, int]:
+        if self.port_range:
+            return self.port_range
+        try:
+            with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+                lo, hi = f.read().split()
+            return int(lo), int(hi)
+        except (OSError, ValueError):
+            return 32768, 60999

@@ -1,0 +1,285 @@
+"""iptables rules for bridge networks and published ports, applied in batches.
+
+Layout (prefix P, "KETCH" by default), modelled on Docker's libnetwork chains:
+
+    filter FORWARD     -> P-FORWARD  (inserted first: a Docker daemon sets the FORWARD
+                                      policy to DROP, so ketch's traffic needs explicit
+                                      accepts ahead of Docker's rules)
+    P-FORWARD          -> P-ISOLATION-1 first (drops traffic between ketch networks and
+                          into/out of --internal ones), then per network: accept what
+                          leaves the bridge, replies coming back, and DNATed
+                          (published-port) traffic coming in
+    filter INPUT       -> P-INPUT    (per network: the DNS service, and a guard against
+                                      containers reaching the host's 127.0.0.1 services
+                                      through route_localnet)
+    nat PREROUTING/OUTPUT, dst-type LOCAL -> P   (one DNAT rule per published port;
+                          OUTPUT covers connections from the host itself, 127.0.0.1
+                          included)
+    nat POSTROUTING    -> P-POSTROUTING (per network: MASQUERADE for outbound traffic,
+                          for loopback-sourced traffic to published ports, and for
+                          hairpin traffic from a container to a port published by a
+                          neighbour)
+
+Chains and per-network rules stay across runs; a container with published ports adds
+and removes only its DNAT rules, in one `iptables-restore --noflush` transaction each
+way. Rules are written in the canonical form `iptables-save` prints, so presence checks
+are plain string comparisons.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from ketch.errors import KetchError
+from ketch.network.models import PortBinding
+
+
+class FirewallError(KetchError):
+    pass
+
+
+@dataclass(frozen=True)
+class Rule:
+    table: str
+    chain: str
+    spec: str
+    insert: bool = False  # insert at the top of the chain instead of appending
+
+    def add_line(self) -> str:
+        return f"-I {self.chain} 1 {self.spec}" if self.insert else f"-A {self.chain} {self.spec}"
+
+    def delete_line(self) -> str:
+        return f"-D {self.chain} {self.spec}"
+
+    def saved_line(self) -> str:
+        return f"-A {self.chain} {self.spec}"
+
+    def encode(self) -> list[str | bool]:
+        return [self.table, self.chain, self.spec, self.insert]
+
+    @classmethod
+    def decode(cls, data: Sequence[object]) -> Rule:
+        return cls(str(data[0]), str(data[1]), str(data[2]), bool(data[3]))
+
+
+@dataclass
+class Ruleset:
+    """What `iptables-save` reported: chain names and rule lines per table."""
+
+    chains: dict[str, set[str]]
+    rules: dict[str, list[str]]
+
+    def has_rule(self, rule: Rule) -> bool:
+        return rule.saved_line() in self.rules.get(rule.table, ())
+
+    def has_chain(self, table: str, chain: str) -> bool:
+        return chain in self.chains.get(table, ())
+
+
+def _restore_text(chains: Iterable[tuple[str, str]], lines: Iterable[tuple[str, str]]) -> str:
+    by_table: dict[str, list[str]] = {}
+    for table, chain in chains:
+        by_table.setdefault(table, []).append(f":{chain} - [0:0]")
+    for table, line in lines:
+        by_table.setdefault(table, []).append(line)
+    out = []
+    for table, body in by_table.items():
+        out.append(f"*{table}")
+        out.extend(body)
+        out.append("COMMIT")
+    return "\n".join(out) + "\n"
+
+
+class Firewall:
+    def __init__(self, prefix: str = "KETCH") -> None:
+        self.prefix = prefix
+        self.dnat_chain = prefix
+        self.postrouting_chain = f"{prefix}-POSTROUTING"
+        self.forward_chain = f"{prefix}-FORWARD"
+        self.isolation1 = f"{prefix}-ISOLATION-1"
+        self.isolation2 = f"{prefix}-ISOLATION-2"
+        self.input_chain = f"{prefix}-INPUT"
+        self._restore_bin: str | None = None
+
+    # -- rule sets -----------------------------------------------------------------------
+    def base_chains(self) -> list[tuple[str, str]]:
+        return [("nat", self.dnat_chain), ("nat", self.postrouting_chain),
+                ("filter", self.forward_chain), ("filter", self.isolation1),
+                ("filter", self.isolation2), ("filter", self.input_chain)]
+
+    def base_rules(self) -> list[Rule]:
+        local = "-m addrtype --dst-type LOCAL"
+        return [
+            Rule("nat", "PREROUTING", f"{local} -j {self.dnat_chain}"),
+            Rule("nat", "OUTPUT", f"{local} -j {self.dnat_chain}"),
+            Rule("nat", "POSTROUTING", f"-j {self.postrouting_chain}", insert=True),
+            Rule("filter", "FORWARD", f"-j {self.forward_chain}", insert=True),
+            Rule("filter", self.forward_chain, f"-j {self.isolation1}", insert=True),
+            Rule("filter", "INPUT", f"-j {self.input_chain}", insert=True),
+        ]
+
+    def network_rules(self, bridge: str, subnet: str, gateway: str, internal: bool,
+                      dns: bool) -> list[Rule]:
+        br = bridge
+        rules: list[Rule] = []
+        if internal:
+            rules += [
+                Rule("filter", self.isolation1, f"-i {br} ! -o {br} -j DROP"),
+                Rule("filter", self.isolation1, f"! -i {br} -o {br} -j DROP"),
+                Rule("filter", self.forward_chain, f"-i {br} -o {br} -j ACCEPT"),
+            ]
+        else:
+            rules += [
+                Rule("filter", self.isolation1, f"-i {br} ! -o {br} -j {self.isolation2}"),
+                Rule("filter", self.isolation2, f"-o {br} -j DROP"),
+                Rule("filter", self.forward_chain,
+                     f"-o {br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
+                Rule("filter", self.forward_chain, f"-o {br} -m conntrack --ctstate DNAT -j ACCEPT"),
+                Rule("filter", self.forward_chain, f"-i {br} -j ACCEPT"),
+                Rule("nat", self.postrouting_chain, f"-s {subnet} ! -o {br} -j MASQUERADE"),
+                Rule("nat", self.postrouting_chain,
+                     f"-s {subnet} -o {br} -m conntrack --ctstate DNAT -j MASQUERADE"),
+            ]
+        rules += [
+            # published ports on 127.0.0.1 reach the container with a loopback source
+            # (route_localnet); it must leave the bridge with the gateway's address
+            Rule("nat", self.postrouting_chain, f"-s 127.0.0.0/8 -o {br} -j MASQUERADE"),
+            # route_localnet would otherwise let a container address the host's
+            # loopback-only services (the kube-proxy CVE-2020-8558 lesson)
+            Rule("filter", self.input_chain,
+                 f"-d 127.0.0.0/8 -i {br} -m conntrack ! --ctstate RELATED,ESTABLISHED -j DROP"),
+        ]
+        if dns:
+            for proto in ("udp", "tcp"):
+                rules.append(Rule("filter", self.input_chain,
+                                  f"-d {gateway}/32 -i {br} -p {proto} -m {proto} --dport 53 -j ACCEPT"))
+        return rules
+
+    def port_rules(self, bindings: Iterable[PortBinding], container_ip: str) -> list[Rule]:
+        rules = []
+        for b in bindings:
+            if b.family != 4:
+                continue  # IPv6 host addresses go through the userland proxy
+            dest = f"-d {b.host_ip}/32 " if b.host_ip else ""
+            rules.append(Rule(
+                "nat", self.dnat_chain,
+                f"{dest}-p {b.protocol} -m {b.protocol} --dport {b.host_port} "
+                f"-j DNAT --to-destination {container_ip}:{b.container_port}"))
+        return rules
+
+    # -- applying ------------------------------------------------------------------------
+    def _restore_cmd(self) -> list[str]:
+        if self._restore_bin is None:
+            found = shutil.which("iptables-restore")
+            if found is None:
+                raise FirewallError("iptables-restore is not installed (Debian: apt-get install iptables)")
+            self._restore_bin = found
+        return [self._restore_bin, "--noflush", "-w"]
+
+    def start(self, add: Sequence[Rule] = (), delete: Sequence[Rule] = (),
+              chains: Sequence[tuple[str, str]] = ()) -> subprocess.Popen[bytes] | None:
+        """Start one iptables-restore transaction; `finish` waits for it. Splitting the
+        two lets the caller overlap the kernel's commit with other work."""
+        if not add and not delete and not chains:
+            return None
+        lines = [(r.table, r.delete_line()) for r in delete]
+        lines += [(r.table, r.add_line()) for r in add]
+        return self._start_lines(lines, chains)
+
+    @staticmethod
+    def finish(proc: subprocess.Popen[bytes] | None) -> None:
+        if proc is None:
+            return
+        assert proc.stderr is not None
+        err = proc.stderr.read().decode(errors="replace")
+        proc.stderr.close()
+        if proc.wait() != 0:
+            raise FirewallError(f"iptables-restore failed: {err.strip()}\n"
+                                f"{getattr(proc, 'text', '')}")
+
+    def apply(self, add: Sequence[Rule] = (), delete: Sequence[Rule] = (),
+              chains: Sequence[tuple[str, str]] = ()) -> None:
+        self.finish(self.start(add, delete, chains))
+
+    def save(self) -> Ruleset:
+        found = shutil.which("iptables-save")
+        if found is None:
+            raise FirewallError("iptables-save is not installed (Debian: apt-get install iptables)")
+        out = subprocess.run([found], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise FirewallError(f"iptables-save failed: {out.stderr.strip()}")
+        chains: dict[str, set[str]] = {}
+        rules: dict[str, list[str]] = {}
+        table = ""
+        for line in out.stdout.splitlines():
+            if line.startswith("*"):
+                table = line[1:]
+                chains.setdefault(table, set())
+                rules.setdefault(table, [])
+            elif line.startswith(":"):
+                chains[table].add(line[1:].split(" ", 1)[0])
+            elif line.startswith("-A "):
+                rules[table].append(line)
+        return Ruleset(chains, rules)
+
+    def ensure(self, rules: Sequence[Rule]) -> None:
+        """Create the base chains and add whichever of `rules` (base rules first) are
+        missing. Idempotent; costs one iptables-save and at most one restore."""
+        current = self.save()
+        chains = [(t, c) for t, c in self.base_chains() if not current.has_chain(t, c)]
+        wanted = [r for r in [*self.base_rules(), *rules] if not current.has_rule(r)]
+        seen: set[Rule] = set()
+        missing = []
+        for r in wanted:
+            if r not in seen:
+                seen.add(r)
+                missing.append(r)
+        self.apply(add=missing, chains=chains)
+
+    def delete(self, rules: Sequence[Rule]) -> None:
+        """Delete rules; those already gone (a reboot, a manual flush) are skipped."""
+        if not rules:
+            return
+        try:
+            self.apply(delete=rules)
+            return
+        except FirewallError:
+            pass
+        current = self.save()
+        present = [r for r in dict.fromkeys(rules) if current.has_rule(r)]
+        self.apply(delete=present)
+
+    def uninstall(self) -> None:
+        """Remove every chain of this prefix and every rule jumping to one of them."""
+        current = self.save()
+        ours = {c for _t, c in self.base_chains()}
+        lines: list[tuple[str, str]] = []
+        for table, table_rules in current.rules.items():
+            for line in table_rules:
+                parts = line.split()
+                chain = parts[1]
+                target = parts[parts.index("-j") + 1] if "-j" in parts else ""
+                if chain not in ours and target in ours:
+                    lines.append((table, "-D " + line[3:]))
+        for table, chain in self.base_chains():
+            if current.has_chain(table, chain):
+                lines.append((table, f"-F {chain}"))
+        for table, chain in self.base_chains():
+            if current.has_chain(table, chain):
+                lines.append((table, f"-X {chain}"))
+        if lines:
+            self.finish(self._start_lines(lines))
+
+    def _start_lines(self, lines: list[tuple[str, str]],
+                     chains: Sequence[tuple[str, str]] = ()) -> subprocess.Popen[bytes]:
+        text = _restore_text(chains, lines)
+        proc = subprocess.Popen(self._restore_cmd(), stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert proc.stdin is not None
+        proc.stdin.write(text.encode())
+        proc.stdin.close()
+        proc.text = text  # type: ignore[attr-defined]  # kept for the error message
+        return proc

@@ -1,0 +1,175 @@
+"""Named network namespaces as bind-mounted files, the way `ip netns` keeps them.
+
+A namespace lives as long as something references it; a bind mount of
+/proc/<tid>/ns/net onto a file under <run root>/netns keeps it after the creating
+thread is gone, and runc joins it by that path. The unshare/setns dance runs in a
+short-lived helper thread: network namespaces are per thread, so the caller's thread
+never changes namespace even if something fails halfway. What the thread brings back
+is a netlink socket opened inside the namespace, which keeps working from any thread.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from ketch.network.netlink import Netlink
+
+CLONE_NEWNET = 0x40000000
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_SHARED = 1 << 20
+MNT_DETACH = 2
+
+T = TypeVar("T")
+
+_libc: ctypes.CDLL | None = None
+_prepared_dirs: set[str] = set()
+_prepare_lock = threading.Lock()
+
+
+def _c() -> ctypes.CDLL:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _mount(source: str | None, target: str, flags: int) -> None:
+    _check(_c().mount(source.encode() if source else None, target.encode(), None,
+                      ctypes.c_ulong(flags), None), f"mount {target}")
+
+
+def _in_thread(fn: Callable[[], T]) -> T:
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(fn())
+        except BaseException as e:  # handed to the caller's thread below
+            error.append(e)
+
+    t = threading.Thread(target=run, name="ketch-netns")
+    t.start()
+    t.join()
+    if error:
+        raise error[0]
+    return result[0]
+
+
+def prepare_dir(directory: Path) -> None:
+    """Make the namespace directory a shared mount point, as iproute2 does for
+    /run/netns: processes that copied the mount table earlier (a container's mount
+    namespace, a PrivateTmp service) then see our unmounts, instead of pinning dead
+    namespaces forever."""
+    key = str(directory)
+    if key in _prepared_dirs:
+        return
+    with _prepare_lock:
+        if key in _prepared_dirs:
+            return
+        directory.mkdir(parents=True, exist_ok=True)
+        if not _is_mount_point(directory):
+            _mount(key, key, MS_BIND | MS_REC)
+        _mount(None, key, MS_SHARED | MS_REC)
+        _prepared_dirs.add(key)
+
+
+def _is_mount_point(path: Path) -> bool:
+    target = str(path)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mount_point = line.split(" ", 5)[4]
+            if mount_point.replace("\\040", " ") == target:
+                return True
+    return False
+
+
+def release_dir(directory: Path) -> None:
+    """Undo prepare_dir (used when a whole run root goes away, e.g. in tests)."""
+    key = str(directory)
+    while _is_mount_point(directory):
+        if _c().umount2(key.encode(), MNT_DETACH) != 0:
+            break
+    _prepared_dirs.discard(key)
+
+
+def create(path: Path) -> Netlink:
+    """Create a network namespace pinned at `path` with its loopback up; returns a
+    netlink socket inside it."""
+    prepare_dir(path.parent)
+
+    def work() -> Netlink:
+        _check(_c().unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+        os.close(fd)
+        try:
+            _mount(f"/proc/self/task/{threading.get_native_id()}/ns/net", str(path), MS_BIND)
+        except BaseException:
+            os.unlink(path)
+            raise
+        nl = Netlink()
+        nl.set_up(1)  # lo is always index 1 in a fresh namespace
+        return nl
+
+    return _in_thread(work)
+
+
+def enter(path: Path | str) -> Netlink:
+    """A netlink socket inside the existing namespace at `path`."""
+
+    def work() -> Netlink:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _check(_c().setns(fd, CLONE_NEWNET), f"setns {path}")
+        finally:
+            os.close(fd)
+        return Netlink()
+
+    return _in_thread(work)
+
+
+def run_in(path: Path | str, fn: Callable[[], T]) -> T:
+    """Run `fn` in a helper thread that has joined the namespace at `path`."""
+
+    def work() -> T:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _check(_c().setns(fd, CLONE_NEWNET), f"setns {path}")
+        finally:
+            os.close(fd)
+        return fn()
+
+    return _in_thread(work)
+
+
+def remove(path: Path) -> bool:
+    """Unmount and delete a namespace file; False when there was nothing to remove.
+
+    The kernel frees the namespace (and the container end of its veths) once the last
+    reference is gone; this drops ours."""
+    key = str(path).encode()
+    found = False
+    while _c().umount2(key, MNT_DETACH) == 0:
+        found = True
+    try:
+        os.unlink(path)
+        found = True
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        if e.errno != errno.EBUSY:
+            raise
+    return found

@@ -1,0 +1,962 @@
+"""NetworkService: everything below "a container has a network namespace".
+
+State lives in ketch.db (tables net_*): networks, one sandbox per container (its
+namespace, firewall rules and helper processes), endpoints (which double as IPAM
+leases: UNIQUE(network_id, ip)), DNS names and published ports. Allocation of
+addresses and host ports happens inside one `BEGIN IMMEDIATE` transaction, so
+concurrent ketch processes never hand out the same address or port; the kernel side
+(namespace, veth, DNAT rules, helper processes) is built after the commit, and
+`teardown` undoes it from the records, so a crash between the two is repaired by the
+next teardown.
+
+Cost per container on a warm host (bridge and chains exist): one namespace (unshare +
+bind mount, in-process), one veth created directly inside it over netlink, address and
+route over netlink, and - only with published ports - one iptables-restore process. No
+other process is started.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import ipaddress
+import json
+import os
+import random
+import re
+import secrets
+import socket
+import sqlite3
+import sys
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ketch.errors import Conflict, InvalidArgument, KetchError, NotFound
+from ketch.network import netns, procs
+from ketch.network.config import NetworkConfig
+from ketch.network.files import host_nameservers
+from ketch.network.firewall import Firewall, FirewallError, Rule
+from ketch.network.models import Endpoint, Network, NetworkAttachment, PortBinding
+from ketch.network.netlink import Netlink, NetlinkError
+from ketch.store.db import Database
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS net_networks (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    driver TEXT NOT NULL,
+    bridge TEXT NOT NULL DEFAULT '',
+    subnet TEXT NOT NULL DEFAULT '',
+    gateway TEXT NOT NULL DEFAULT '',
+    internal INTEGER NOT NULL DEFAULT 0,
+    builtin INTEGER NOT NULL DEFAULT 0,
+    labels TEXT NOT NULL DEFAULT '{}',
+    created REAL NOT NULL,
+    last_ip TEXT NOT NULL DEFAULT '',
+    fw_rules TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE IF NOT EXISTS net_sandboxes (
+    container_id TEXT PRIMARY KEY,
+    mode TEXT NOT NULL,
+    netns_path TEXT,
+    owns_netns INTEGER NOT NULL DEFAULT 0,
+    hostname TEXT NOT NULL DEFAULT '',
+    dns TEXT NOT NULL DEFAULT '',
+    fw_rules TEXT NOT NULL DEFAULT '[]',
+    proxy_pid INTEGER,
+    proxy_started TEXT,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS net_endpoints (
+    container_id TEXT NOT NULL,
+    network_id TEXT NOT NULL,
+    endpoint_id TEXT NOT NULL,
+    ip TEXT NOT NULL,
+    prefixlen INTEGER NOT NULL,
+    gateway TEXT NOT NULL,
+    mac TEXT NOT NULL,
+    ifname TEXT NOT NULL,
+    host_ifname TEXT NOT NULL,
+    aliases TEXT NOT NULL DEFAULT '[]',
+    seq INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (container_id, network_id),
+    UNIQUE (network_id, ip)
+);
+CREATE TABLE IF NOT EXISTS net_names (
+    network_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    ip TEXT NOT NULL,
+    container_id TEXT NOT NULL,
+    primary_name INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS net_names_lookup ON net_names(network_id, name);
+CREATE INDEX IF NOT EXISTS net_names_container ON net_names(container_id);
+CREATE TABLE IF NOT EXISTS net_ports (
+    protocol TEXT NOT NULL,
+    host_ip TEXT NOT NULL,
+    host_port INTEGER NOT NULL,
+    container_id TEXT NOT NULL,
+    network_id TEXT NOT NULL,
+    container_ip TEXT NOT NULL,
+    container_port INTEGER NOT NULL,
+    PRIMARY KEY (protocol, host_ip, host_port)
+);
+CREATE INDEX IF NOT EXISTS net_ports_container ON net_ports(container_id);
+CREATE TABLE IF NOT EXISTS net_dns (
+    network_id TEXT PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    started TEXT NOT NULL
+);
+"""
+
+BUILTIN = ("bridge", "host", "none")
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+HELPERS = Path(__file__).parent
+
+
+def _mac_for(ip: str) -> str:
+    # derived from the address like Docker's 02:42:<ip>: a reused address keeps its
+    # MAC, so neighbours' ARP caches stay right
+    return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.ip_address(ip).packed)
+
+
+def _short_hash(*parts: str, length: int) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:length]
+
+
+def _host_routes() -> list[ipaddress.IPv4Network]:
+    """IPv4 networks the host already routes (other than the default route)."""
+    out = []
+    try:
+        with open("/proc/net/route") as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                dest = int(fields[1], 16)
+                mask = int(fields[7], 16)
+                if mask == 0:
+                    continue
+                net = ipaddress.IPv4Network(
+                    (socket.inet_ntoa(dest.to_bytes(4, "little")),
+                     bin(mask).count("1")), strict=False)
+                out.append(net)
+    except (OSError, StopIteration, ValueError):
+        pass
+    return out
+
+
+def _write_sysctl(path: str, value: str) -> None:
+    try:
+        with open(path) as f:
+            if f.read().strip() == value:
+                return
+        with open(path, "w") as f:
+            f.write(value)
+    except OSError as e:
+        raise KetchError(f"cannot set {path} to {value}: {e.strerror}") from e
+
+
+class NetworkService:
+    def __init__(self, db: Database, state_root: Path, run_root: Path,
+                 config: NetworkConfig | None = None) -> None:
+        self.db = db
+        self.state_root = Path(state_root)
+        self.run_root = Path(run_root)
+        self.config = config or NetworkConfig.load(self.state_root)
+        self.config.validate()
+        self.fw = Firewall(self.config.chain_prefix)
+        self.netns_dir = self.run_root / "netns"
+        self.run_dir = self.run_root / "network"
+        self._ready = False
+        self._boot_id = ""
+
+    # -- schema and built-in networks --------------------------------------------------
+    def _init(self) -> None:
+        if self._ready:
+            return
+        self.db.ensure_schema("network", SCHEMA)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with self.db.transaction() as conn:
+            rows = {r["name"]: r for r in conn.execute(
+                "SELECT * FROM net_networks WHERE builtin=1")}
+            subnet = str(ipaddress.ip_network(self.config.bridge_subnet, strict=False))
+            gateway = self.config.bridge_gateway or str(
+                next(ipaddress.ip_network(subnet).hosts()))
+            for name, driver in (("bridge", "bridge"), ("host", "host"), ("none", "null")):
+                if name not in rows:
+                    conn.execute(
+                        "INSERT INTO net_networks (id, name, driver, bridge, subnet, gateway,"
+                        " builtin, created) VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
+                        (secrets.token_hex(32), name, driver,
+                         self.config.bridge_name if name == "bridge" else "",
+                         subnet if name == "bridge" else "",
+                         gateway if name == "bridge" else "", time.time()))
+            row = rows.get("bridge")
+            if row is not None and (row["subnet"], row["gateway"], row["bridge"]) != (
+                    subnet, gateway, self.config.bridge_name):
+                busy = conn.execute("SELECT 1 FROM net_endpoints WHERE network_id=? LIMIT 1",
+                                    (row["id"],)).fetchone()
+                # a changed KETCH_BRIDGE_SUBNET takes effect once nothing uses the old one
+                if not busy:
+                    conn.execute("UPDATE net_networks SET subnet=?, gateway=?, bridge=?,"
+                                 " last_ip='' WHERE id=?",
+                                 (subnet, gateway, self.config.bridge_name, row["id"]))
+        self._ready = True
+
+    # -- network records ---------------------------------------------------------------
+    @staticmethod
+    def _row_to_network(row: sqlite3.Row) -> Network:
+        return Network(id=row["id"], name=row["name"], driver=row["driver"],
+                       bridge=row["bridge"], subnet=row["subnet"], gateway=row["gateway"],
+                       internal=bool(row["internal"]), labels=json.loads(row["labels"]),
+                       created=row["created"], builtin=bool(row["builtin"]))
+
+    def _find_network(self, conn: sqlite3.Connection, ref: str) -> Network:
+        if ref == "default":
+            ref = "bridge"
+        row = conn.execute("SELECT * FROM net_networks WHERE name=? OR id=?",
+                           (ref, ref)).fetchone()
+        if row is None and re.fullmatch(r"[0-9a-f]{1,64}", ref):
+            rows = conn.execute("SELECT * FROM net_networks WHERE id LIKE ?",
+                                (ref + "%",)).fetchall()
+            if len(rows) > 1:
+                raise NotFound(f"network {ref} is ambiguous ({len(rows)} matches found based on ID prefix)")
+            row = rows[0] if rows else None
+        if row is None:
+            raise NotFound(f"network {ref} not found")
+        return self._row_to_network(row)
+
+    def _endpoints(self, conn: sqlite3.Connection, where: str,
+                   args: Sequence[Any]) -> list[tuple[str, Endpoint]]:
+        rows = conn.execute(
+            "SELECT e.*, n.name AS network_name FROM net_endpoints e JOIN net_networks n"
+            f" ON n.id = e.network_id WHERE {where} ORDER BY e.seq", args).fetchall()
+        return [(r["container_id"], Endpoint(
+            network_id=r["network_id"], network_name=r["network_name"], ip=r["ip"],
+            prefixlen=r["prefixlen"], gateway=r["gateway"], mac=r["mac"],
+            aliases=json.loads(r["aliases"]), endpoint_id=r["endpoint_id"],
+            ifname=r["ifname"], host_ifname=r["host_ifname"])) for r in rows]
+
+    # -- public: networks --------------------------------------------------------------
+    def create_network(self, name: str, subnet: str | None = None, gateway: str | None = None,
+                       internal: bool = False, driver: str = "bridge",
+                       labels: dict[str, str] | None = None) -> Network:
+        self._init()
+        if not NAME_RE.match(name):
+            raise InvalidArgument(
+                f'invalid network name "{name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed')
+        if driver in ("host", "null"):
+            raise Conflict(f'only one instance of "{driver}" network is allowed')
+        if driver != "bridge":
+            raise NotFound(f'plugin "{driver}" not found')
+        net_id = secrets.token_hex(32)
+        bridge = self.config.bridge_prefix + net_id[: 15 - len(self.config.bridge_prefix)]
+        with self.db.transaction() as conn:
+            if conn.execute("SELECT 1 FROM net_networks WHERE name=?", (name,)).fetchone():
+                raise Conflict(f"network with name {name} already exists")
+            taken = [ipaddress.ip_network(r["subnet"]) for r in conn.execute(
+                "SELECT subnet FROM net_networks WHERE subnet != ''")]
+            if subnet:
+                try:
+                    net = ipaddress.ip_network(subnet, strict=False)
+                except ValueError:
+                    raise InvalidArgument(f"invalid subnet {subnet}") from None
+                if net.version != 4:
+                    raise InvalidArgument("IPv6 networks are not supported yet")
+                if net.prefixlen > 30:
+                    raise InvalidArgument(f"subnet {subnet} is too small")
+                if any(net.overlaps(t) for t in taken):
+                    raise Conflict("Pool overlaps with other one on this address space")
+            else:
+                net = self._free_subnet(taken)
+            if gateway:
+                try:
+                    gw = ipaddress.ip_address(gateway)
+                except ValueError:
+                    raise InvalidArgument(f"invalid gateway address {gateway}") from None
+                if gw not in net or gw in (net.network_address, net.broadcast_address):
+                    raise InvalidArgument(f"no matching subnet for gateway {gateway}")
+            else:
+                gw = next(net.hosts())
+            conn.execute(
+                "INSERT INTO net_networks (id, name, driver, bridge, subnet, gateway, internal,"
+                " labels, created) VALUES (?, ?, 'bridge', ?, ?, ?, ?, ?, ?)",
+                (net_id, name, bridge, str(net), str(gw), int(internal),
+                 json.dumps(labels or {}), time.time()))
+        network = self.inspect_network(net_id)
+        try:
+            self._ensure_ready(network)  # Docker creates the bridge with the network
+        except BaseException:
+            self._remove_network_objects(network)
+            with self.db.transaction() as conn:
+                conn.execute("DELETE FROM net_networks WHERE id=?", (net_id,))
+            raise
+        return network
+
+    def _free_subnet(self, taken: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
+                     ) -> ipaddress.IPv4Network:
+        pool = ipaddress.ip_network(self.config.pool, strict=False)
+        busy = taken + _host_routes()
+        for candidate in pool.subnets(new_prefix=self.config.pool_prefixlen):
+            if not any(candidate.overlaps(b) for b in busy):
+                return candidate  # type: ignore[return-value]
+        raise Conflict("could not find an available, non-overlapping IPv4 address pool "
+                       "among the defaults to assign to the network")
+
+    def list_networks(self) -> list[Network]:
+        self._init()
+        rows = self.db.conn.execute("SELECT * FROM net_networks ORDER BY created").fetchall()
+        return [self._row_to_network(r) for r in rows]
+
+    def inspect_network(self, ref: str) -> Network:
+        self._init()
+        conn = self.db.conn
+        net = self._find_network(conn, ref)
+        net.containers = dict(self._endpoints(conn, "e.network_id=?", (net.id,)))
+        return net
+
+    def remove_network(self, ref: str) -> None:
+        self._init()
+        with self.db.transaction() as conn:
+            net = self._find_network(conn, ref)
+            if net.builtin:
+                raise InvalidArgument(f"{net.name} is a pre-defined network and cannot be removed")
+            if conn.execute("SELECT 1 FROM net_endpoints WHERE network_id=? LIMIT 1",
+                            (net.id,)).fetchone():
+                raise Conflict(f"error while removing network: network {net.name} id {net.id} "
+                               "has active endpoints")
+            rules = json.loads(conn.execute("SELECT fw_rules FROM net_networks WHERE id=?",
+                                            (net.id,)).fetchone()[0])
+            conn.execute("DELETE FROM net_networks WHERE id=?", (net.id,))
+            conn.execute("DELETE FROM net_names WHERE network_id=?", (net.id,))
+        self._remove_network_objects(net, [Rule.decode(r) for r in rules])
+
+    def prune_networks(self, labels: dict[str, str | None] | None = None) -> list[str]:
+        """Remove user-defined networks without containers; `labels` keeps only those
+        carrying every given label (value None: any value). Returns the removed names."""
+        removed = []
+        for net in self.list_networks():
+            if net.builtin:
+                continue
+            if labels and not all(k in net.labels and (v is None or net.labels[k] == v)
+                                  for k, v in labels.items()):
+                continue
+            try:
+                self.remove_network(net.id)
+            except (Conflict, NotFound):
+                continue
+            removed.append(net.name)
+        return removed
+
+    def _remove_network_objects(self, net: Network, rules: Sequence[Rule] | None = None) -> None:
+        self._stop_dns(net.id)
+        if rules is None:
+            rules = self.fw.network_rules(net.bridge, net.subnet, net.gateway, net.internal,
+                                          net.resolves_names)
+        self.fw.delete(rules)
+        with Netlink() as nl:
+            nl.delete_link(net.bridge)
+        self._marker(net).unlink(missing_ok=True)
+
+    # -- kernel objects of a network ---------------------------------------------------
+    def _marker(self, net: Network) -> Path:
+        return self.run_dir / f"ready-{net.bridge}"
+
+    def _token(self) -> str:
+        if not self._boot_id:
+            try:
+                self._boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+            except OSError:
+                self._boot_id = "unknown"
+        return f"{self._boot_id} {self.fw.prefix}"
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.run_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _ensure_ready(self, net: Network) -> None:
+        """Bridge up with its gateway address, sysctls, chains and the network's rules.
+        Cheap when already done: a marker file (reset by a reboot via the boot id) and
+        the bridge's sysfs entry are checked, nothing else."""
+        _write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")
+        marker = self._marker(net)
+        try:
+            if (marker.read_text() == self._token()
+                    and os.path.exists(f"/sys/class/net/{net.bridge}")):
+                return
+        except OSError:
+            pass
+        with self._lock():
+            with Netlink() as nl:
+                index = nl.link_index(net.bridge)
+                if index is None:
+                    mac = "02:" + ":".join(_short_hash(net.id, length=10)[i:i + 2]
+                                           for i in range(0, 10, 2))
+                    index = nl.create_bridge(net.bridge, mac, self.config.mtu)
+                nl.add_address(index, f"{net.gateway}/{net.prefixlen}")
+                nl.set_up(index)
+            _write_sysctl(f"/proc/sys/net/ipv4/conf/{net.bridge}/route_localnet", "1")
+            rules = self.fw.network_rules(net.bridge, net.subnet, net.gateway, net.internal,
+                                          net.resolves_names)
+            self.fw.ensure(rules)
+            with self.db.transaction() as conn:
+                conn.execute("UPDATE net_networks SET fw_rules=? WHERE id=?",
+                             (json.dumps([r.encode() for r in rules]), net.id))
+            marker.write_text(self._token())
+
+    # -- public: containers ------------------------------------------------------------
+    def setup(self, container_id: str, mode: str = "bridge",
+              ports: Iterable[PortBinding] = (), aliases: Iterable[str] = (),
+              ip: str | None = None, hostname: str = "", mac: str | None = None,
+              name: str | None = None, dns: Iterable[str] = ()) -> NetworkAttachment:
+        """Give a container its network. `mode`: bridge | host | none | container:<id> |
+        a network name or ID. `name` (the container's name) and `aliases` become DNS
+        names on user-defined networks; `dns` is where that network's DNS service
+        forwards this container's other queries."""
+        self._init()
+        ports = list(ports)
+        aliases = [a for a in dict.fromkeys(aliases) if a]
+        if self._sandbox_row(container_id) is not None:
+            self.teardown(container_id)  # a crashed run left its records: start clean
+        if mode.startswith("container:"):
+            if ports:
+                raise InvalidArgument("conflicting options: port publishing and the "
+                                      "container type network mode")
+            return self._setup_joined(container_id, mode.split(":", 1)[1], hostname)
+        with self.db.transaction() as conn:
+            net = self._find_network(conn, mode or "bridge")
+        if net.driver == "host":
+            return self._setup_simple(container_id, "host", None, hostname)
+        netns_path = self.netns_dir / container_id
+        if net.driver == "null":
+            self._setup_simple(container_id, "none", netns_path, hostname)
+            try:
+                netns.remove(netns_path)
+                netns.create(netns_path).close()
+            except BaseException:
+                self.teardown(container_id)
+                raise
+            return self.attachment(container_id)  # type: ignore[return-value]
+        if ip and net.builtin:
+            raise InvalidArgument("user specified IP address is supported on user defined "
+                                  "networks only")
+        for b in ports:
+            if b.family == 6 and b.protocol == "sctp":
+                raise InvalidArgument("sctp ports cannot be published on IPv6 host addresses")
+        if net.internal:
+            ports = []  # as Docker: nothing is published from an internal network
+
+        proxy_sockets: list[tuple[socket.socket, PortBinding]] = []
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO net_sandboxes (container_id, mode, netns_path, owns_netns,"
+                " hostname, dns, created) VALUES (?, ?, ?, 1, ?, ?, ?)",
+                (container_id, mode or "bridge", str(netns_path), hostname,
+                 ",".join(dns), time.time()))
+            ep = self._add_endpoint(conn, container_id, net, aliases, ip, mac, name, "eth0", 0)
+            resolved, proxy_sockets = self._allocate_ports(conn, container_id, net, ep.ip, ports)
+            rules = self.fw.port_rules(resolved, ep.ip)
+            conn.execute("UPDATE net_sandboxes SET fw_rules=? WHERE container_id=?",
+                         (json.dumps([r.encode() for r in rules]), container_id))
+        try:
+            self._ensure_ready(net)
+            # the DNAT rules go in while the namespace is built: both wait on the kernel
+            proc = self.fw.start(add=rules)
+            try:
+                self._build_namespace(netns_path, net, ep, default_route=True)
+            finally:
+                self.fw.finish(proc)
+            if proxy_sockets:
+                self._start_proxy(container_id, ep.ip, proxy_sockets)
+            if net.resolves_names:
+                self._ensure_dns(net)
+        except BaseException:
+            for s, _b in proxy_sockets:
+                s.close()
+            self.teardown(container_id)
+            raise
+        return self.attachment(container_id)  # type: ignore[return-value]
+
+    def _setup_simple(self, container_id: str, mode: str, netns_path: Path | None,
+                      hostname: str) -> NetworkAttachment:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO net_sandboxes (container_id, mode, netns_path, owns_netns,"
+                " hostname, created) VALUES (?, ?, ?, ?, ?, ?)",
+                (container_id, mode, str(netns_path) if netns_path else None,
+                 int(netns_path is not None), hostname, time.time()))
+        return self.attachment(container_id)  # type: ignore[return-value]
+
+    def _setup_joined(self, container_id: str, other: str, hostname: str) -> NetworkAttachment:
+        row = self._sandbox_row(other)
+        if row is None:
+            rows = self.db.conn.execute(
+                "SELECT * FROM net_sandboxes WHERE container_id LIKE ?", (other + "%",)
+            ).fetchall()
+            row = rows[0] if len(rows) == 1 else None
+        if row is None:
+            raise NotFound(f"No such container: {other}")
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO net_sandboxes (container_id, mode, netns_path, owns_netns,"
+                " hostname, created) VALUES (?, ?, ?, 0, ?, ?)",
+                (container_id, f"container:{row['container_id']}", row["netns_path"],
+                 hostname, time.time()))
+        return self.attachment(container_id)  # type: ignore[return-value]
+
+    def _add_endpoint(self, conn: sqlite3.Connection, container_id: str, net: Network,
+                      aliases: list[str], ip: str | None, mac: str | None,
+                      name: str | None, ifname: str, seq: int) -> Endpoint:
+        subnet = ipaddress.ip_network(net.subnet)
+        gateway = ipaddress.ip_address(net.gateway)
+        used = {r[0] for r in conn.execute("SELECT ip FROM net_endpoints WHERE network_id=?",
+                                           (net.id,))}
+        if ip:
+            try:
+                addr = ipaddress.ip_address(ip)
+            except ValueError:
+                raise InvalidArgument(f"invalid IP address: {ip}") from None
+            if addr not in subnet or addr in (subnet.network_address, subnet.broadcast_address):
+                raise InvalidArgument(f"no configured subnet contains IP address {ip}")
+            if addr == gateway or str(addr) in used:
+                raise Conflict("Address already in use")
+            chosen = str(addr)
+        else:
+            chosen = self._next_ip(conn, net, subnet, gateway, used)
+        mac = mac or _mac_for(chosen)
+        host_if = self.config.veth_prefix + _short_hash(
+            container_id, net.id, length=15 - len(self.config.veth_prefix))
+        ep = Endpoint(network_id=net.id, network_name=net.name, ip=chosen,
+                      prefixlen=subnet.prefixlen, gateway=str(gateway), mac=mac,
+                      aliases=aliases, endpoint_id=secrets.token_hex(32), ifname=ifname,
+                      host_ifname=host_if)
+        conn.execute(
+            "INSERT INTO net_endpoints (container_id, network_id, endpoint_id, ip, prefixlen,"
+            " gateway, mac, ifname, host_ifname, aliases, seq)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (container_id, net.id, ep.endpoint_id, ep.ip, ep.prefixlen, ep.gateway, ep.mac,
+             ifname, host_if, json.dumps(aliases), seq))
+        if net.resolves_names:
+            names = ([name] if name else []) + aliases + [container_id[:12]]
+            for i, n in enumerate(dict.fromkeys(x.lower() for x in names)):
+                conn.execute("INSERT INTO net_names (network_id, name, ip, container_id,"
+                             " primary_name) VALUES (?, ?, ?, ?, ?)",
+                             (net.id, n, chosen, container_id, int(i == 0)))
+        return ep
+
+    @staticmethod
+    def _next_ip(conn: sqlite3.Connection, net: Network, subnet: ipaddress._BaseNetwork,
+                 gateway: ipaddress._BaseAddress, used: set[str]) -> str:
+        # round robin from the last address handed out (as CNI host-local does): a
+        # just-freed address is not reused at once while neighbours may still cache it
+        first = int(subnet.network_address) + 1
+        last = int(subnet.broadcast_address) - 1
+        row = conn.execute("SELECT last_ip FROM net_networks WHERE id=?", (net.id,)).fetchone()
+        start = first
+        if row and row[0]:
+            prev = int(ipaddress.ip_address(row[0]))
+            if first <= prev < last:
+                start = prev + 1
+        size = last - first + 1
+        for i in range(size):
+            cand = first + (start - first + i) % size
+            text = str(ipaddress.ip_address(cand))
+            if cand != int(gateway) and text not in used:
+                conn.execute("UPDATE net_networks SET last_ip=? WHERE id=?", (text, net.id))
+                return text
+        raise Conflict(f"no available IPv4 addresses on this network's address pools: "
+                       f"{net.name} ({net.id})")
+
+    # -- ports -------------------------------------------------------------------------
+    def _allocate_ports(self, conn: sqlite3.Connection, container_id: str, net: Network,
+                        container_ip: str, wanted: list[PortBinding]
+                        ) -> tuple[list[PortBinding], list[tuple[socket.socket, PortBinding]]]:
+        """Choose and record host ports. Runs inside the write transaction, so the
+        records of every other ketch process are final while we look at them; a real
+        bind test catches ports held by anything else on the host."""
+        resolved: list[PortBinding] = []
+        sockets: list[tuple[socket.socket, PortBinding]] = []
+        if not wanted:
+            return resolved, sockets
+        taken: dict[tuple[str, int], list[str]] = {}
+        for r in conn.execute("SELECT protocol, host_ip, host_port FROM net_ports"):
+            taken.setdefault((r[0], r[2]), []).append(r[1])
+        lo, hi = self.config.local_port_range()
+        try:
+            for b in wanted:
+                if b.host_port and not b.host_port_end:
+                    candidates: Iterable[int] = [b.host_port]
+                elif b.host_port:
+                    candidates = range(b.host_port, b.host_port_end + 1)
+                else:
+                    offset = random.randrange(hi - lo + 1)
+                    candidates = (lo + (offset + i) % (hi - lo + 1) for i in range(hi - lo + 1))
+                explicit = bool(b.host_port) and not b.host_port_end
+                chosen = None
+                for port in candidates:
+                    if _records_conflict(taken.get((b.protocol, port), ()), b.host_ip):
+                        if explicit:
+                            raise Conflict(f"Bind for {_where(b, port)} failed: "
+                                           "port is already allocated")
+                        continue
+                    try:
+                        sock = _probe(b.host_ip, b.protocol, port, keep=b.family == 6)
+                    except OSError as e:
+                        if explicit or e.errno != errno.EADDRINUSE:
+                            raise _bind_error(b, port, e) from None
+                        continue
+                    chosen = port
+                    if sock is not None:
+                        sockets.append((sock, PortBinding(b.container_port, b.protocol,
+                                                          b.host_ip, port)))
+                    break
+                if chosen is None:
+                    if not b.host_port:
+                        raise Conflict("all ports are allocated")
+                    raise Conflict(f"Bind for {_where(b, b.host_port)}-{b.host_port_end} "
+                                   "failed: port is already allocated")
+                res = PortBinding(b.container_port, b.protocol, b.host_ip, chosen)
+                taken.setdefault((b.protocol, chosen), []).append(b.host_ip)
+                resolved.append(res)
+                conn.execute(
+                    "INSERT INTO net_ports (protocol, host_ip, host_port, container_id,"
+                    " network_id, container_ip, container_port) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (res.protocol, res.host_ip, res.host_port, container_id, net.id,
+                     container_ip, res.container_port))
+        except BaseException:
+            for s, _b in sockets:
+                s.close()
+            raise
+        return resolved, sockets
+
+    def _start_proxy(self, container_id: str, container_ip: str,
+                     sockets: list[tuple[socket.socket, PortBinding]]) -> None:
+        specs = [f"{3 + i}:{b.protocol}:{b.container_port}" for i, (_s, b) in enumerate(sockets)]
+        argv = [sys.executable, "-I", "-S", str(HELPERS / "proxy.py"),
+                "--target", container_ip, *specs]
+        try:
+            pid, started = procs.spawn_detached(
+                argv, [s for s, _b in sockets], self.run_dir / f"proxy-{container_id[:12]}.log")
+        finally:
+            for s, _b in sockets:
+                s.close()
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE net_sandboxes SET proxy_pid=?, proxy_started=?"
+                         " WHERE container_id=?", (pid, started, container_id))
+
+    # -- namespace plumbing ------------------------------------------------------------
+    def _build_namespace(self, path: Path, net: Network, ep: Endpoint,
+                         default_route: bool, create: bool = True) -> None:
+        if create:
+            if path.exists():
+                netns.remove(path)  # left behind by a crash; its records are gone
+            inner = netns.create(path)
+        else:
+            inner = netns.enter(path)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                with Netlink() as host:
+                    bridge = host.link_index(net.bridge)
+                    if bridge is None:
+                        raise KetchError(f"bridge {net.bridge} of network {net.name} is missing")
+                    try:
+                        host.create_veth(ep.host_ifname, ep.ifname, fd, ep.mac, bridge,
+                                         self.config.mtu)
+                    except NetlinkError as e:
+                        if e.errno != errno.EEXIST:
+                            raise
+                        host.delete_link(ep.host_ifname)  # a leftover of a crashed run
+                        host.create_veth(ep.host_ifname, ep.ifname, fd, ep.mac, bridge,
+                                         self.config.mtu)
+            finally:
+                os.close(fd)
+            index = inner.link_index(ep.ifname)
+            if index is None:
+                raise KetchError(f"{ep.ifname} did not appear in the container's namespace")
+            inner.add_address(index, ep.cidr)
+            inner.set_up(index)
+            if default_route and not net.internal:
+                inner.add_default_route(ep.gateway, index)
+        finally:
+            inner.close()
+
+    # -- DNS service -------------------------------------------------------------------
+    def _ensure_dns(self, net: Network) -> None:
+        with self._lock():
+            row = self.db.conn.execute("SELECT pid, started FROM net_dns WHERE network_id=?",
+                                       (net.id,)).fetchone()
+            if row and procs.alive(row["pid"], row["started"]):
+                return
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                for s in (udp, tcp):
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    s.bind((net.gateway, 53))
+                tcp.listen(64)
+                upstreams = self.config.dns_upstreams
+                if upstreams is None:
+                    upstreams = host_nameservers(Path(self.config.resolv_conf))
+                argv = [sys.executable, "-I", "-S", str(HELPERS / "dnsd.py"),
+                        "--db", str(self.db.path), "--network", net.id, "--subnet", net.subnet,
+                        "--udp-fd", "3", "--tcp-fd", "4", "--upstream", ",".join(upstreams)]
+                pid, started = procs.spawn_detached(argv, [udp, tcp],
+                                                    self.run_dir / f"dns-{net.id[:12]}.log")
+            except OSError as e:
+                raise KetchError(f"cannot start the DNS service of network {net.name} on "
+                                 f"{net.gateway}:53: {e.strerror or e}") from e
+            finally:
+                udp.close()
+                tcp.close()
+            with self.db.transaction() as conn:
+                conn.execute("INSERT OR REPLACE INTO net_dns (network_id, pid, started)"
+                             " VALUES (?, ?, ?)", (net.id, pid, started))
+
+    def _stop_dns(self, network_id: str, only_if_unused: bool = False) -> None:
+        with self._lock():
+            conn = self.db.conn
+            if only_if_unused and conn.execute(
+                    "SELECT 1 FROM net_endpoints WHERE network_id=? LIMIT 1",
+                    (network_id,)).fetchone():
+                return
+            row = conn.execute("SELECT pid, started FROM net_dns WHERE network_id=?",
+                               (network_id,)).fetchone()
+            if row is None:
+                return
+            procs.stop(row["pid"], row["started"])
+            with self.db.transaction() as wconn:
+                wconn.execute("DELETE FROM net_dns WHERE network_id=?", (network_id,))
+
+    def dns_pid(self, network: str) -> int | None:
+        """The DNS service's process of a network, if one is running."""
+        self._init()
+        net = self._find_network(self.db.conn, network)
+        row = self.db.conn.execute("SELECT pid, started FROM net_dns WHERE network_id=?",
+                                   (net.id,)).fetchone()
+        if row and procs.alive(row["pid"], row["started"]):
+            return int(row["pid"])
+        return None
+
+    # -- teardown ----------------------------------------------------------------------
+    def _sandbox_row(self, container_id: str) -> sqlite3.Row | None:
+        self._init()
+        return self.db.conn.execute("SELECT * FROM net_sandboxes WHERE container_id=?",
+                                    (container_id,)).fetchone()
+
+    def teardown(self, container_id: str) -> None:
+        """Remove everything `setup` and `connect` made for the container. Idempotent:
+        whatever is already gone is skipped."""
+        row = self._sandbox_row(container_id)
+        if row is None:
+            if (self.netns_dir / container_id).exists():
+                netns.remove(self.netns_dir / container_id)
+            return
+        conn = self.db.conn
+        endpoints = self._endpoints(conn, "e.container_id=?", (container_id,))
+        rules = [Rule.decode(r) for r in json.loads(row["fw_rules"])]
+        # the iptables commit and the veth deletion each wait for the kernel (RCU grace
+        # periods); overlapping them roughly halves teardown time
+        proc = None
+        try:
+            proc = self.fw.start(delete=rules)
+        except FirewallError:
+            proc = None
+        procs.stop(row["proxy_pid"], row["proxy_started"])
+        with Netlink() as nl:
+            for _cid, ep in endpoints:
+                nl.delete_link(ep.host_ifname)
+        if row["owns_netns"] and row["netns_path"]:
+            netns.remove(Path(row["netns_path"]))
+        try:
+            self.fw.finish(proc)
+        except FirewallError:
+            self.fw.delete(rules)  # some were gone already; delete the rest
+        with self.db.transaction() as wconn:
+            for table in ("net_ports", "net_names", "net_endpoints", "net_sandboxes"):
+                wconn.execute(f"DELETE FROM {table} WHERE container_id=?", (container_id,))
+        nets = {ep.network_id for _cid, ep in endpoints}
+        for net_id in nets:
+            self._stop_dns(net_id, only_if_unused=True)
+
+    # -- connect / disconnect ----------------------------------------------------------
+    def connect(self, container_id: str, network: str, aliases: Iterable[str] = (),
+                ip: str | None = None, name: str | None = None) -> Endpoint:
+        self._init()
+        row = self._sandbox_row(container_id)
+        if row is None:
+            raise NotFound(f"No such container: {container_id}")
+        if not row["owns_netns"] or row["mode"] in ("host", "none"):
+            raise InvalidArgument("container sharing network namespace with another container "
+                                  "or host cannot be connected to any other network")
+        aliases = [a for a in dict.fromkeys(aliases) if a]
+        with self.db.transaction() as conn:
+            net = self._find_network(conn, network)
+            if net.driver != "bridge":
+                raise InvalidArgument(f"container cannot be connected to network {net.name}")
+            if ip and net.builtin:
+                raise InvalidArgument("user specified IP address is supported on user "
+                                      "defined networks only")
+            if conn.execute("SELECT 1 FROM net_endpoints WHERE container_id=? AND network_id=?",
+                            (container_id, net.id)).fetchone():
+                raise Conflict(f"endpoint with name {container_id[:12]} already exists in "
+                               f"network {net.name}")
+            existing = conn.execute(
+                "SELECT ifname, seq FROM net_endpoints WHERE container_id=?",
+                (container_id,)).fetchall()
+            names = {r["ifname"] for r in existing}
+            ifname = next(f"eth{i}" for i in range(len(names) + 1) if f"eth{i}" not in names)
+            seq = max((r["seq"] for r in existing), default=-1) + 1
+            ep = self._add_endpoint(conn, container_id, net, aliases, ip, None, name, ifname, seq)
+        try:
+            self._ensure_ready(net)
+            self._build_namespace(Path(row["netns_path"]), net, ep,
+                                  default_route=not existing, create=False)
+            if net.resolves_names:
+                self._ensure_dns(net)
+        except BaseException:
+            self._drop_endpoint(container_id, ep)
+            raise
+        return ep
+
+    def disconnect(self, container_id: str, network: str) -> None:
+        self._init()
+        conn = self.db.conn
+        net = self._find_network(conn, network)
+        found = self._endpoints(conn, "e.container_id=? AND e.network_id=?",
+                                (container_id, net.id))
+        if not found:
+            raise NotFound(f"container {container_id} is not connected to network {net.name}")
+        self._drop_endpoint(container_id, found[0][1])
+
+    def _drop_endpoint(self, container_id: str, ep: Endpoint) -> None:
+        row = self._sandbox_row(container_id)
+        rules = [Rule.decode(r) for r in json.loads(row["fw_rules"])] if row else []
+        # published ports follow the address they point at
+        gone = [r for r in rules if f"--to-destination {ep.ip}:" in r.spec]
+        self.fw.delete(gone)
+        with Netlink() as nl:
+            nl.delete_link(ep.host_ifname)
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM net_ports WHERE container_id=? AND network_id=?",
+                         (container_id, ep.network_id))
+            conn.execute("DELETE FROM net_names WHERE container_id=? AND network_id=?",
+                         (container_id, ep.network_id))
+            conn.execute("DELETE FROM net_endpoints WHERE container_id=? AND network_id=?",
+                         (container_id, ep.network_id))
+            if row is not None:
+                keep = [r.encode() for r in rules if r not in gone]
+                conn.execute("UPDATE net_sandboxes SET fw_rules=? WHERE container_id=?",
+                             (json.dumps(keep), container_id))
+        self._stop_dns(ep.network_id, only_if_unused=True)
+
+    # -- queries -----------------------------------------------------------------------
+    def attachment(self, container_id: str) -> NetworkAttachment | None:
+        """What the container is attached to now, or None."""
+        row = self._sandbox_row(container_id)
+        if row is None:
+            return None
+        conn = self.db.conn
+        mode = row["mode"]
+        netns_path = row["netns_path"]
+        source = container_id
+        if mode.startswith("container:"):
+            source = mode.split(":", 1)[1]
+            other = self._sandbox_row(source)
+            if other is not None and other["mode"] == "host":
+                netns_path = None
+        endpoints = self._endpoints(conn, "e.container_id=?", (source,))
+        att = NetworkAttachment(container_id=container_id, mode=mode, netns_path=netns_path,
+                                hostname=row["hostname"])
+        for _cid, ep in endpoints:
+            att.networks[ep.network_name] = ep
+        att.ports = self.ports(source)
+        first = endpoints[0][1] if endpoints else None
+        if first is not None:
+            net_row = conn.execute("SELECT builtin FROM net_networks WHERE id=?",
+                                   (first.network_id,)).fetchone()
+            if net_row is not None and not net_row["builtin"]:
+                att.dns_servers = [first.gateway]
+        return att
+
+    def ports(self, container_id: str) -> list[PortBinding]:
+        self._init()
+        rows = self.db.conn.execute(
+            "SELECT * FROM net_ports WHERE container_id=? ORDER BY container_port, protocol,"
+            " host_ip, host_port", (container_id,)).fetchall()
+        return [PortBinding(r["container_port"], r["protocol"], r["host_ip"], r["host_port"])
+                for r in rows]
+
+    def sandboxes(self) -> list[str]:
+        """Containers that have network state (for the Engine's crash recovery)."""
+        self._init()
+        return [r[0] for r in self.db.conn.execute("SELECT container_id FROM net_sandboxes")]
+
+    # -- maintenance -------------------------------------------------------------------
+    def uninstall(self) -> None:
+        """Remove every kernel object of this configuration: containers' network state,
+        bridges, DNS processes, iptables chains; the records of user networks stay, and
+        their bridges come back on next use. For tests and `system reset`."""
+        for cid in self.sandboxes():
+            self.teardown(cid)
+        for net in self.list_networks():
+            if net.driver == "bridge":
+                self._remove_network_objects(net)
+        self.fw.uninstall()
+        netns.release_dir(self.netns_dir)
+
+
+def _records_conflict(existing: Iterable[str], host_ip: str) -> bool:
+    fam = 6 if ":" in host_ip else 4
+    for other in existing:
+        if (6 if ":" in other else 4) != fam:
+            continue
+        if other == host_ip or other in ("", "::") or host_ip in ("", "::"):
+            return True
+    return False
+
+
+def _probe(host_ip: str, protocol: str, port: int, keep: bool) -> socket.socket | None:
+    """Bind the port to see whether anything on the host holds it. With `keep` (ports
+    served by the userland proxy) the bound socket is returned for the proxy to use."""
+    if protocol == "sctp":
+        return None  # no portable bind test; ketch's own records still apply
+    family = socket.AF_INET6 if ":" in host_ip else socket.AF_INET
+    kind = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
+    sock = socket.socket(family, kind)
+    try:
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if kind == socket.SOCK_STREAM:
+            # ignore connections lingering in TIME_WAIT; a listener still conflicts
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host_ip or ("::" if family == socket.AF_INET6 else "0.0.0.0"), port))
+        if keep:
+            if kind == socket.SOCK_STREAM:
+                sock.listen(128)
+            return sock
+    except BaseException:
+        sock.close()
+        raise
+    sock.close()
+    return None
+
+
+def _where(b: PortBinding, port: int) -> str:
+    return PortBinding(b.container_port, b.protocol, b.host_ip, port).host_address()
+
+
+def _bind_error(b: PortBinding, port: int, e: OSError) -> KetchError:
+    if e.errno == errno.EADDRINUSE:
+        return Conflict(f"Bind for {_where(b, port)} failed: port is already allocated")
+    return InvalidArgument(f"Bind for {_where(b, port)} failed: {e.strerror or e}")
