@@ -58,3 +58,48 @@ def setup(engine: Engine, rec: ContainerRecord) -> dict[str, Any]:
 
 def teardown(engine: Engine, rec: ContainerRecord) -> None:
     engine.networks.teardown(rec.id)
+
+
+def connect(engine: Engine, name_or_id: str, network: str, *, aliases: list[str],
+            ip: str | None) -> None:
+    rec = engine.containers.get(name_or_id)
+    if rec.state not in ("running", "paused"):
+        from ketch.errors import Conflict
+
+        raise Conflict(f"container {rec.name} is not running: start it, then connect it to"
+                       f" {network}")
+    ep = engine.networks.connect(rec.id, network, [rec.name, rec.id[:12], *aliases], ip)
+    net = dict(rec.network)
+    nets = dict(net.get("Networks") or {})
+    nets[ep.network_name] = ep.to_docker()
+    net["Networks"] = nets
+    engine.containers.records.update(rec.id, network=net)
+
+
+def disconnect(engine: Engine, name_or_id: str, network: str) -> None:
+    rec = engine.containers.get(name_or_id)
+    target = engine.networks.inspect_network(network)
+    engine.networks.disconnect(rec.id, target.id)
+    net = dict(rec.network)
+    nets = {k: v for k, v in (net.get("Networks") or {}).items() if k != target.name}
+    net["Networks"] = nets
+    engine.containers.records.update(rec.id, network=net)
+
+
+def network_json(engine: Engine, net: Any) -> dict[str, Any]:
+    """`docker network inspect` shape for a ketch.network.models.Network."""
+    from ketch.fmt.units import rfc3339nano
+
+    containers = {}
+    names = {r.id: r.name for r in engine.containers.records.all()}
+    for cid, ep in (net.containers or {}).items():
+        containers[cid] = {"Name": names.get(cid, cid[:12]), "EndpointID": ep.endpoint_id,
+                           "MacAddress": ep.mac, "IPv4Address": ep.cidr, "IPv6Address": ""}
+    ipam = [{"Subnet": net.subnet, "Gateway": net.gateway}] if net.subnet else []
+    options = {"com.docker.network.bridge.name": net.bridge} if net.bridge else {}
+    return {"Name": net.name, "Id": net.id, "Created": rfc3339nano(net.created),
+            "Scope": "local", "Driver": net.driver, "EnableIPv4": True, "EnableIPv6": False,
+            "IPAM": {"Driver": "default", "Options": None, "Config": ipam},
+            "Internal": net.internal, "Attachable": False, "Ingress": False,
+            "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": containers,
+            "Options": options, "Labels": dict(net.labels or {})}

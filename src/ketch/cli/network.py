@@ -1,0 +1,189 @@
+"""`ketch network ...`: create, ls, inspect, rm, connect, disconnect, prune."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ketch.cli.base import Registry, engine, format_each, out, parse_filters, print_json
+from ketch.errors import KetchError
+
+registry = Registry()
+
+
+@registry.command("create", "[OPTIONS] NETWORK", "Create a network")
+def _create(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", metavar="NETWORK")
+    p.add_argument("-d", "--driver", default="bridge", metavar="string",
+                   help="Driver to manage the Network (default \"bridge\")")
+    p.add_argument("--subnet", action="append", default=[], metavar="strings",
+                   help="Subnet in CIDR format that represents a network segment")
+    p.add_argument("--gateway", action="append", default=[], metavar="strings",
+                   help="IPv4 or IPv6 Gateway for the master subnet")
+    p.add_argument("--internal", action="store_true",
+                   help="Restrict external access to the network")
+    p.add_argument("--label", action="append", default=[], metavar="list",
+                   help="Set metadata on a network")
+
+
+@_create.handler
+def create(ns: argparse.Namespace) -> None:
+    labels = dict((lab.split("=", 1) + [""])[:2] for lab in ns.label)
+    net = engine().networks.create_network(
+        ns.name, subnet=ns.subnet[-1] if ns.subnet else None,
+        gateway=ns.gateway[-1] if ns.gateway else None, internal=ns.internal,
+        driver=ns.driver, labels=labels)
+    out(net.id)
+
+
+@registry.command("ls", "[OPTIONS]", "List networks", aliases=("list",))
+def _ls(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--filter", action="append", default=[], metavar="filter",
+                   help="Provide filter values (e.g. \"driver=bridge\")")
+    p.add_argument("--format", metavar="string", help="Format output using a custom template")
+    p.add_argument("--no-trunc", action="store_true", help="Do not truncate the output")
+    p.add_argument("-q", "--quiet", action="store_true", help="Only display network IDs")
+
+
+@_ls.handler
+def ls(ns: argparse.Namespace) -> None:
+    from ketch.fmt.template import render_table
+
+    filters = parse_filters(ns.filter)
+    rows = []
+    for n in engine().networks.list_networks():
+        if "driver" in filters and n.driver not in filters["driver"]:
+            continue
+        if "name" in filters and not any(f in n.name for f in filters["name"]):
+            continue
+        if "id" in filters and not any(n.id.startswith(f) for f in filters["id"]):
+            continue
+        if "type" in filters and (("builtin" in filters["type"]) != n.builtin):
+            continue
+        rows.append({"ID": n.id if ns.no_trunc else n.id[:12], "Name": n.name,
+                     "Driver": n.driver, "Scope": "local",
+                     "Internal": str(n.internal).lower(), "IPv6": "false"})
+    if ns.quiet:
+        for r in rows:
+            out(r["ID"])
+        return
+    if ns.format == "json":
+        format_each("json", rows)
+        return
+    fmt = ns.format or "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
+    sys.stdout.write(render_table(fmt, rows, {"ID": "NETWORK ID", "Name": "NAME",
+                                              "Driver": "DRIVER", "Scope": "SCOPE",
+                                              "Internal": "INTERNAL", "IPv6": "IPV6"}))
+
+
+@registry.command("inspect", "[OPTIONS] NETWORK [NETWORK...]",
+                  "Display detailed information on one or more networks")
+def _inspect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("networks", nargs="+", metavar="NETWORK")
+    p.add_argument("-f", "--format", metavar="string",
+                   help="Format output using a custom template")
+
+
+@_inspect.handler
+def inspect(ns: argparse.Namespace) -> int:
+    from ketch.containers.netglue import network_json
+
+    e = engine()
+    results, rc = [], 0
+    for name in ns.networks:
+        try:
+            results.append(network_json(e, e.networks.inspect_network(name)))
+        except KetchError as err:
+            sys.stderr.write(f"Error: {err.message}\n")
+            rc = 1
+    if ns.format:
+        format_each(ns.format, results)
+    else:
+        print_json(results)
+    return rc
+
+
+@registry.command("rm", "NETWORK [NETWORK...]", "Remove one or more networks",
+                  aliases=("remove",))
+def _rm(p: argparse.ArgumentParser) -> None:
+    p.add_argument("networks", nargs="+", metavar="NETWORK")
+    p.add_argument("-f", "--force", action="store_true",
+                   help="Do not error if the network does not exist")
+
+
+@_rm.handler
+def rm(ns: argparse.Namespace) -> int:
+    from ketch.errors import NotFound
+
+    rc = 0
+    for name in ns.networks:
+        try:
+            engine().networks.remove_network(name)
+            out(name)
+        except NotFound as err:
+            if not ns.force:
+                sys.stderr.write(f"Error: {err.message}\n")
+                rc = 1
+        except KetchError as err:
+            sys.stderr.write(f"Error: {err.message}\n")
+            rc = 1
+    return rc
+
+
+@registry.command("connect", "[OPTIONS] NETWORK CONTAINER", "Connect a container to a"
+                  " network")
+def _connect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("network", metavar="NETWORK")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("--alias", action="append", default=[], metavar="strings",
+                   help="Add network-scoped alias for the container")
+    p.add_argument("--ip", metavar="string", help="IPv4 address (e.g., \"172.30.100.104\")")
+
+
+@_connect.handler
+def connect(ns: argparse.Namespace) -> None:
+    from ketch.containers.netglue import connect as do_connect
+
+    do_connect(engine(), ns.container, ns.network, aliases=ns.alias, ip=ns.ip)
+
+
+@registry.command("disconnect", "[OPTIONS] NETWORK CONTAINER",
+                  "Disconnect a container from a network")
+def _disconnect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("network", metavar="NETWORK")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("-f", "--force", action="store_true",
+                   help="Force the container to disconnect from a network")
+
+
+@_disconnect.handler
+def disconnect(ns: argparse.Namespace) -> None:
+    from ketch.containers.netglue import disconnect as do_disconnect
+
+    do_disconnect(engine(), ns.container, ns.network)
+
+
+@registry.command("prune", "[OPTIONS]", "Remove all unused networks")
+def _prune(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--filter", action="append", default=[], metavar="filter",
+                   help="Provide filter values (e.g. \"label=<key>=<value>\")")
+    p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
+
+
+@_prune.handler
+def prune(ns: argparse.Namespace) -> None:
+    from ketch.cli.image import confirm
+
+    if not ns.force and not confirm("WARNING! This will remove all custom networks not used"
+                                    " by at least one container.\nAre you sure you want to"
+                                    " continue?"):
+        return
+    labels: dict[str, str | None] = {}
+    for f in parse_filters(ns.filter).get("label", []):
+        k, eq, v = f.partition("=")
+        labels[k] = v if eq else None
+    removed = engine().networks.prune_networks(labels or None)
+    if removed:
+        out("Deleted Networks:")
+        for name in removed:
+            out(name)
