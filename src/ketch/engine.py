@@ -71,20 +71,12 @@ class Engine:
 
     # -- networking (ketch.network) ------------------------------------------------------
     def network_setup(self, rec: Any) -> dict[str, Any]:
-        """Give a container its network; returns NetworkSettings-shaped data + "netns"."""
-        try:
-            from ketch.network.service import NetworkService  # noqa: F401
-        except ImportError:
-            return {}  # network service not available: a private namespace, loopback only
+        """Give a container its network: NetworkSettings data, "netns", "attachment"."""
         from ketch.containers.netglue import setup
 
         return setup(self, rec)
 
     def network_teardown(self, rec: Any) -> None:
-        try:
-            from ketch.network.service import NetworkService  # noqa: F401
-        except ImportError:
-            return
         from ketch.containers.netglue import teardown
 
         teardown(self, rec)

@@ -60,53 +60,17 @@ def process_alive(svc: ContainerService, rec: ContainerRecord) -> bool:
 # -- start ----------------------------------------------------------------------------------
 def _write_etc_files(svc: ContainerService, rec: ContainerRecord,
                      net: dict[str, Any]) -> None:
+    from ketch.network.files import render_hosts, render_resolv_conf
+
     d = svc.path(rec.id)
+    hc = rec.host_config
     hostname = rec.config.get("Hostname") or rec.id[:12]
+    att = net["attachment"]
     (d / "hostname").write_text(hostname + "\n")
-    hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
-             "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes",
-             "ff02::2\tip6-allrouters"]
-    for entry in rec.host_config.get("ExtraHosts") or []:
-        host, _, ip = entry.partition(":")
-        if ip == "host-gateway":
-            ip = next(iter(net.get("Networks", {}).values()), {}).get("Gateway", "")
-        hosts.append(f"{ip}\t{host}")
-    for n in (net.get("Networks") or {}).values():
-        if n.get("IPAddress"):
-            hosts.append(f"{n['IPAddress']}\t{hostname}")
-            break
-    (d / "hosts").write_text("\n".join(hosts) + "\n")
-    (d / "resolv.conf").write_text(_resolv_conf(rec, net))
-
-
-def _resolv_conf(rec: ContainerRecord, net: dict[str, Any]) -> str:
-    dns = list(rec.host_config.get("Dns") or [])
-    search = list(rec.host_config.get("DnsSearch") or [])
-    options = list(rec.host_config.get("DnsOptions") or [])
-    if net.get("DNS"):
-        dns = dns or [net["DNS"]]
-    if not dns:
-        try:
-            with open("/etc/resolv.conf") as f:
-                for line in f:
-                    parts = line.split()
-                    if len(parts) >= 2 and parts[0] == "nameserver":
-                        if not parts[1].startswith("127.") and parts[1] != "::1":
-                            dns.append(parts[1])
-                    elif parts and parts[0] == "search" and not search:
-                        search = parts[1:]
-                    elif parts and parts[0] == "options" and not options:
-                        options = parts[1:]
-        except OSError:
-            pass
-    if not dns:
-        dns = ["8.8.8.8", "8.8.4.4"]  # Docker's fallback when the host has only loopback
-    lines = [f"nameserver {d}" for d in dns]
-    if search:
-        lines.append("search " + " ".join(search))
-    if options:
-        lines.append("options " + " ".join(options))
-    return "\n".join(lines) + "\n"
+    (d / "hosts").write_text(render_hosts(att, hostname, hc.get("ExtraHosts") or (),
+                                          rec.config.get("Domainname") or ""))
+    (d / "resolv.conf").write_text(render_resolv_conf(
+        att, hc.get("Dns") or (), hc.get("DnsSearch") or (), hc.get("DnsOptions") or ()))
 
 
 def _volume_dir(svc: ContainerService, name: str) -> Path:
@@ -176,10 +140,7 @@ def _mounts(svc: ContainerService, rec: ContainerRecord, rootfs: Path
 
 
 def _network_up(svc: ContainerService, rec: ContainerRecord) -> dict[str, Any]:
-    """Set up the container's network; returns what NetworkSettings shows."""
-    mode = rec.host_config.get("NetworkMode") or "bridge"
-    if mode == "host":
-        return {"SandboxKey": "", "Networks": {"host": {}}, "Ports": [], "netns": "host"}
+    """Set up the container's network; NetworkSettings data + "netns" + "attachment"."""
     return svc.engine.network_setup(rec)
 
 
@@ -269,8 +230,11 @@ def start(svc: ContainerService, name_or_id: str, *,
 
 
 def _public_net(net: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in net.items() if k != "netns"} | (
-        {"SandboxKey": net["netns"]} if net.get("netns") not in (None, "host") else {})
+    """What the record keeps: NetworkSettings data, without live objects."""
+    out = {k: v for k, v in net.items() if k not in ("netns", "attachment")}
+    if net.get("netns") not in (None, "host"):
+        out["SandboxKey"] = net["netns"]
+    return out
 
 
 def _undo_start(svc: ContainerService, rec: ContainerRecord, mon: ConmonMonitor,
@@ -387,7 +351,49 @@ def _finish(svc: ContainerService, cid: str) -> None:
     svc.records.update(cid, state="exited", exit_code=code, finished_at=finished, pid=0,
                        extra=extra)
     if rec.host_config.get("AutoRemove"):
+        # An attached `run --rm` (or `wait`) may find the record gone before it reads the
+        # exit code: leave the code where `wait` looks for it.
+        _remember_exit_code(svc, cid, code)
         svc._delete(svc.records.get(cid) or rec, volumes=True)
+
+
+# Exit codes of auto-removed containers are kept this long for late waiters (Podman
+# keeps its exit-code table for five minutes for the same reason).
+EXIT_CODE_KEEP = 300.0
+
+
+def _exit_code_file(svc: ContainerService, cid: str) -> Path:
+    return svc.run_dir / f"{cid}.exitcode"
+
+
+def _remember_exit_code(svc: ContainerService, cid: str, code: int) -> None:
+    svc.run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = svc.run_dir / f".{cid}.exitcode.tmp"
+    tmp.write_text(str(code))
+    os.replace(tmp, _exit_code_file(svc, cid))
+    now = time.time()
+    try:
+        entries = list(os.scandir(svc.run_dir))
+    except OSError:
+        return
+    for e in entries:
+        if e.name.endswith(".exitcode"):
+            try:
+                if now - e.stat().st_mtime > EXIT_CODE_KEEP:
+                    os.unlink(e.path)
+            except OSError:
+                pass
+
+
+def remembered_exit_code(svc: ContainerService, cid: str) -> int | None:
+    """The code `finish` left for an auto-removed container; read once, then dropped."""
+    path = _exit_code_file(svc, cid)
+    try:
+        code = int(path.read_text())
+    except (OSError, ValueError):
+        return None
+    path.unlink(missing_ok=True)
+    return code
 
 
 def release_resources(svc: ContainerService, rec: ContainerRecord) -> None:
@@ -431,7 +437,8 @@ def wait(svc: ContainerService, name_or_id: str) -> int:
     while True:
         cur = svc.records.get(rec.id)
         if cur is None:
-            return code
+            remembered = remembered_exit_code(svc, rec.id)
+            return code if remembered is None else remembered
         if cur.state not in ("running", "paused", "restarting"):
             return cur.exit_code
         status = mon.exit_status(p)

@@ -50,9 +50,9 @@ def setup(engine: Engine, rec: ContainerRecord) -> dict[str, Any]:
               "PublicPort": b.host_port, "Type": b.protocol} for b in att.ports]
     return {
         "netns": att.netns_path if att.netns_path else "host",
+        "attachment": att,
         "Networks": {name: ep.to_docker() for name, ep in att.networks.items()},
         "Ports": ports,
-        "DNS": att.dns_servers[0] if att.dns_servers else "",
     }
 
 
