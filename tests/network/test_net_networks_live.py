@@ -19,12 +19,13 @@ from tests.network.helpers import (
 )
 
 from ketch.errors import Conflict, InvalidArgument, NotFound
-from ketch.network import render_resolv_conf
+from ketch.network import parse_publish, render_resolv_conf
 from ketch.network.procs import start_time
 
 WEB = "a" * 64
 CLIENT = "b" * 64
 OTHER = "d" * 64
+HELLO = "hello from busybox httpd\n"
 
 
 def nslookup(netns_path: str, name: str, server: str) -> str | None:
@@ -255,3 +256,26 @@ def test_dns_answers_quickly(netenv: NetEnv) -> None:
         assert nslookup(client.netns_path, "web", net.gateway)
     assert (time.perf_counter() - t) / 5 < 1.0
     assert subprocess.run(["true"]).returncode == 0
+
+
+def test_works_beside_a_forward_drop_policy_like_dockers(netenv: NetEnv) -> None:
+    """dockerd sets the FORWARD policy to DROP. A DROP at the end of FORWARD for this
+    test's bridge stands in for it (the real policy is global and would disturb
+    everything else on the host)."""
+    server = netenv.svc.setup(WEB, ports=parse_publish(f"{free_port()}:80"))
+    client = netenv.svc.setup(CLIENT)
+    host_port = server.ports[0].host_port
+    drops = [["-i", netenv.bridge, "-j", "DROP"], ["-o", netenv.bridge, "-j", "DROP"]]
+    for rule in drops:
+        subprocess.run(["iptables", "-A", "FORWARD", *rule], check=True)
+    try:
+        with httpd(server.netns_path, server.ip, 80, netenv.www):
+            # container to container across the bridge
+            assert wget(client.netns_path, f"http://{server.ip}/") == HELLO
+            # container to a neighbour's published port through the host (hairpin NAT)
+            gateway = client.primary.gateway
+            assert wget(client.netns_path, f"http://{gateway}:{host_port}/") == HELLO
+            assert http_get("127.0.0.1", host_port) == HELLO
+    finally:
+        for rule in drops:
+            subprocess.run(["iptables", "-D", "FORWARD", *rule], check=True)

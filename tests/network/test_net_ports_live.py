@@ -107,6 +107,24 @@ def test_udp_port_is_published(netenv: NetEnv) -> None:
             assert s.recvfrom(100)[0] == b"echo:ping"
 
 
+def test_udp_client_reaches_the_next_container_on_the_same_port(netenv: NetEnv) -> None:
+    """A client that keeps sending from one source port must not stay stuck on the
+    conntrack entry of a container that is gone."""
+    port = free_port(kind=socket.SOCK_DGRAM)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(3)
+        first = netenv.svc.setup(CID, ports=parse_publish(f"{port}:5353/udp"))
+        with udp_echo(first.netns_path, 5353):
+            client.sendto(b"one", ("127.0.0.1", port))
+            assert client.recvfrom(100)[0] == b"echo:one"
+        netenv.svc.teardown(CID)
+        second = netenv.svc.setup("b" * 64, ports=parse_publish(f"{port}:5353/udp"))
+        assert second.ip != first.ip
+        with udp_echo(second.netns_path, 5353):
+            client.sendto(b"two", ("127.0.0.1", port))
+            assert client.recvfrom(100)[0] == b"echo:two"
+
+
 def test_repeated_publish_flags_all_apply(netenv: NetEnv) -> None:
     a, b = free_port(), free_port()
     while b == a:

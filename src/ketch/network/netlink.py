@@ -270,3 +270,54 @@ class Netlink:
                             RTN_UNICAST, 0)
                 + nla(RTA_GATEWAY, gw.packed) + nla_u32(RTA_OIF, oif))
         self.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, body)
+
+
+# -- conntrack (NETLINK_NETFILTER, linux/netfilter/nfnetlink_conntrack.h) ---------------
+
+NETLINK_NETFILTER = 12
+NFNL_SUBSYS_CTNETLINK = 1
+IPCTNL_MSG_CT_GET = 1
+IPCTNL_MSG_CT_DELETE = 2
+CTA_TUPLE_ORIG = 1
+CTA_TUPLE_REPLY = 2
+CTA_TUPLE_IP = 1
+CTA_TUPLE_PROTO = 2
+CTA_IP_V4_SRC = 1
+CTA_PROTO_NUM = 1
+CTA_PROTO_SRC_PORT = 2
+_NFGENMSG = struct.Struct("=BBH")
+
+
+def delete_conntrack(protocol: int, reply_src: str, reply_port: int) -> int:
+    """Delete the connection-tracking entries whose reply comes from
+    `reply_src:reply_port` (a container's published port). Without this, a UDP client
+    that keeps sending keeps its old DNAT entry alive and never reaches the next
+    container published on the same host port. Returns how many were deleted."""
+    want_ip = ipaddress.ip_address(reply_src).packed
+    want_port = struct.pack("!H", reply_port)
+    msg_type = NFNL_SUBSYS_CTNETLINK << 8
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                       NETLINK_NETFILTER) as sock:
+        sock.bind((0, 0))
+        nl = Netlink(sock)
+        body = _NFGENMSG.pack(socket.AF_INET, 0, 0)
+        victims = []
+        for payload in nl.dump(msg_type | IPCTNL_MSG_CT_GET, body):
+            attrs = parse_attrs(payload, _NFGENMSG.size)
+            reply = parse_attrs(attrs.get(CTA_TUPLE_REPLY, b""))
+            ip = parse_attrs(reply.get(CTA_TUPLE_IP, b""))
+            proto = parse_attrs(reply.get(CTA_TUPLE_PROTO, b""))
+            if (ip.get(CTA_IP_V4_SRC) == want_ip
+                    and proto.get(CTA_PROTO_NUM, b"\0")[:1] == bytes([protocol])
+                    and proto.get(CTA_PROTO_SRC_PORT) == want_port
+                    and CTA_TUPLE_ORIG in attrs):
+                victims.append(nested(CTA_TUPLE_ORIG, attrs[CTA_TUPLE_ORIG]))
+        deleted = 0
+        for orig in victims:
+            try:
+                nl.request(msg_type | IPCTNL_MSG_CT_DELETE, 0, body + orig)
+                deleted += 1
+            except NetlinkError as e:
+                if e.errno != errno.ENOENT:  # expired meanwhile
+                    raise
+        return deleted

@@ -41,7 +41,7 @@ from ketch.network.config import NetworkConfig
 from ketch.network.files import host_nameservers
 from ketch.network.firewall import Firewall, FirewallError, Rule
 from ketch.network.models import Endpoint, Network, NetworkAttachment, PortBinding
-from ketch.network.netlink import Netlink, NetlinkError
+from ketch.network.netlink import Netlink, NetlinkError, delete_conntrack
 from ketch.store.db import Database
 
 SCHEMA = """
@@ -433,8 +433,7 @@ class NetworkService:
                 raise InvalidArgument("conflicting options: port publishing and the "
                                       "container type network mode")
             return self._setup_joined(container_id, mode.split(":", 1)[1], hostname)
-        with self.db.transaction() as conn:
-            net = self._find_network(conn, mode or "bridge")
+        net = self._find_network(self.db.conn, mode or "bridge")
         if net.driver == "host":
             return self._setup_simple(container_id, "host", None, hostname)
         netns_path = self.netns_dir / container_id
@@ -461,7 +460,7 @@ class NetworkService:
             conn.execute(
                 "INSERT INTO net_sandboxes (container_id, mode, netns_path, owns_netns,"
                 " hostname, dns, created) VALUES (?, ?, ?, 1, ?, ?, ?)",
-                (container_id, mode or "bridge", str(netns_path), hostname,
+                (container_id, net.name, str(netns_path), hostname,
                  ",".join(dns), time.time()))
             ep = self._add_endpoint(conn, container_id, net, aliases, ip, mac, name, "eth0", 0)
             resolved, proxy_sockets = self._allocate_ports(conn, container_id, net, ep.ip, ports)
@@ -555,8 +554,10 @@ class NetworkService:
         return ep
 
     @staticmethod
-    def _next_ip(conn: sqlite3.Connection, net: Network, subnet: ipaddress._BaseNetwork,
-                 gateway: ipaddress._BaseAddress, used: set[str]) -> str:
+    def _next_ip(conn: sqlite3.Connection, net: Network,
+                 subnet: ipaddress.IPv4Network | ipaddress.IPv6Network,
+                 gateway: ipaddress.IPv4Address | ipaddress.IPv6Address,
+                 used: set[str]) -> str:
         # round robin from the last address handed out (as CNI host-local does): a
         # just-freed address is not reused at once while neighbours may still cache it
         first = int(subnet.network_address) + 1
@@ -765,6 +766,9 @@ class NetworkService:
         conn = self.db.conn
         endpoints = self._endpoints(conn, "e.container_id=?", (container_id,))
         rules = [Rule.decode(r) for r in json.loads(row["fw_rules"])]
+        datagram_ports = conn.execute(
+            "SELECT DISTINCT protocol, container_ip, container_port FROM net_ports"
+            " WHERE container_id=? AND protocol != 'tcp'", (container_id,)).fetchall()
         # the iptables commit and the veth deletion each wait for the kernel (RCU grace
         # periods); overlapping them roughly halves teardown time
         proc = None
@@ -782,6 +786,8 @@ class NetworkService:
             self.fw.finish(proc)
         except FirewallError:
             self.fw.delete(rules)  # some were gone already; delete the rest
+        for p in datagram_ports:
+            _forget_flows(p["protocol"], p["container_ip"], p["container_port"])
         with self.db.transaction() as wconn:
             for table in ("net_ports", "net_names", "net_endpoints", "net_sandboxes"):
                 wconn.execute(f"DELETE FROM {table} WHERE container_id=?", (container_id,))
@@ -914,6 +920,16 @@ class NetworkService:
                 self._remove_network_objects(net)
         self.fw.uninstall()
         netns.release_dir(self.netns_dir)
+
+
+def _forget_flows(protocol: str, container_ip: str, container_port: int) -> None:
+    """Drop the conntrack entries still pointing at a published UDP/SCTP port, so the
+    next container on that host port gets the traffic. Best effort: without
+    nf_conntrack_netlink the entries simply time out."""
+    try:
+        delete_conntrack(17 if protocol == "udp" else 132, container_ip, container_port)
+    except OSError:
+        pass
 
 
 def _records_conflict(existing: Iterable[str], host_ip: str) -> bool:
