@@ -168,6 +168,16 @@ def test_flushed_chains_come_back_on_next_network_setup(netenv: NetEnv) -> None:
         assert http_get("127.0.0.1", port) == "hello from busybox httpd\n"
 
 
+def test_chains_removed_behind_ketchs_back_are_rebuilt(netenv: NetEnv) -> None:
+    netenv.svc.setup("w" * 64)
+    netenv.svc.teardown("w" * 64)
+    Firewall(netenv.chain_prefix).uninstall()  # the marker files still say "ready"
+    port = free_port()
+    att = netenv.svc.setup("c" * 64, ports=parse_publish(f"{port}:80"))
+    with httpd(att.netns_path, att.ip, 80, netenv.www):
+        assert http_get("127.0.0.1", port) == "hello from busybox httpd\n"
+
+
 def test_rules_are_written_the_way_iptables_save_prints_them(netenv: NetEnv) -> None:
     """Presence checks and deletions compare strings, so the canonical form matters."""
     from ketch.network.models import PortBinding

@@ -474,7 +474,14 @@ class NetworkService:
             try:
                 self._build_namespace(netns_path, net, ep, default_route=True)
             finally:
-                self.fw.finish(proc)
+                try:
+                    self.fw.finish(proc)
+                except FirewallError:
+                    # the chains went away behind ketch's back (iptables -F, a firewall
+                    # reload): rebuild them once and try again
+                    self._marker(net).unlink(missing_ok=True)
+                    self._ensure_ready(net)
+                    self.fw.apply(add=rules)
             if proxy_sockets:
                 self._start_proxy(container_id, ep.ip, proxy_sockets)
             if net.resolves_names:
