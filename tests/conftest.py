@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,12 +47,58 @@ def busybox_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_busybox_rootfs_tar(tmp_path_factory.mktemp("images") / "busybox-rootfs.tar")
 
 
+def isolated_network_config(root: Path) -> None:
+    """Give a state root its own bridge, subnets and iptables chains (network.toml), so
+    tests never touch a user's `ketch0` bridge or KETCH chains, nor each other's."""
+    import secrets
+
+    from tests.network.helpers import SubnetPicker
+
+    tok = secrets.token_hex(2)
+    pick = SubnetPicker()
+    (root / "network.toml").write_text(
+        "[network]\n"
+        f'bridge_name = "kt{tok}b0"\n'
+        f'bridge_subnet = "{pick()}"\n'
+        f'pool = "{pick()}"\n'
+        "pool_prefixlen = 26\n"
+        f'bridge_prefix = "kt{tok}n"\n'
+        f'veth_prefix = "kt{tok}v"\n'
+        f'chain_prefix = "KT{tok.upper()}"\n'
+        "dns_upstreams = []\n")
+
+
+def teardown_root(root: Path, run_root: Path) -> None:
+    """Remove every container of a test root and the kernel objects of its network."""
+    from ketch.engine import Engine
+
+    try:
+        engine = Engine(root, run_root)
+    except Exception:
+        return
+    try:
+        for rec in engine.containers.records.all():
+            try:
+                engine.containers.remove(rec.id, force=True, volumes=True)
+            except Exception:
+                pass
+        try:
+            engine.networks.uninstall()
+        except Exception:
+            pass
+    finally:
+        engine.close()
+
+
 @pytest.fixture
-def ketch_root(tmp_path: Path) -> Path:
-    """A fresh, empty state root for one test."""
+def ketch_root(tmp_path: Path) -> Iterator[Path]:
+    """A fresh, empty state root for one test, with its own network names; everything
+    the test started there is removed afterwards."""
     root = tmp_path / "ketch-root"
     root.mkdir()
-    return root
+    isolated_network_config(root)
+    yield root
+    teardown_root(root, root / "run")
 
 
 class KetchCLI:
