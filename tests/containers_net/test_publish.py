@@ -10,62 +10,11 @@ import socket
 import subprocess
 import sys
 import threading
-import urllib.request
 from pathlib import Path
 
 import pytest
-from tests.conftest import KetchCLI, require_root, require_tool
-
-PAGE = "hello from busybox httpd"
-
-
-@pytest.fixture
-def net_ketch(ketch: KetchCLI, busybox_tar: Path) -> KetchCLI:
-    require_root()
-    for tool in ("runc", "conmon", "iptables", "ip"):
-        require_tool(tool)
-    ketch("import", "--change", 'CMD ["sh"]', str(busybox_tar), "busybox")
-    ketch("import", "--change", "EXPOSE 80", "--change",
-          'CMD ["httpd", "-f", "-p", "80", "-h", "/www"]', str(busybox_tar), "web")
-    return ketch
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def fetch(url: str, timeout: float = 5.0) -> str:
-    last: Exception | None = None
-    for _ in range(25):
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310
-                return r.read().decode()
-        except OSError as e:  # the server may take a moment to listen
-            last = e
-            import time
-
-            time.sleep(0.1)
-    raise AssertionError(f"{url} did not answer: {last}")
-
-
-def unreachable(url: str) -> bool:
-    try:
-        urllib.request.urlopen(url, timeout=1)  # noqa: S310
-    except OSError:
-        return True
-    return False
-
-
-def gateway(ketch: KetchCLI, network: str = "bridge") -> str:
-    return ketch("network", "inspect", "-f", "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
-                 network).stdout.strip()
-
-
-def httpd(ketch: KetchCLI, *flags: str, port: int = 80, name: str = "web") -> str:
-    return ketch("run", "-d", "--name", name, *flags, "busybox", "httpd", "-f", "-p",
-                 str(port), "-h", "/www").stdout.strip()
+from tests.conftest import KetchCLI
+from tests.containers_net.helpers import PAGE, fetch, free_port, gateway, httpd, unreachable
 
 
 def test_publish_host_port_reaches_container_on_loopback_and_gateway(net_ketch: KetchCLI
