@@ -37,7 +37,10 @@ class OverlayMount:
     def options(self, relative_to: Path | None = None) -> str:
         lowers = [os.path.relpath(p, relative_to) if relative_to else str(p)
                   for p in self.lower]
-        return f"lowerdir={':'.join(lowers)},upperdir={self.upper},workdir={self.work}"
+        # Redirects and metacopy entries cannot be expressed in a layer tar: keep them off
+        # so every upper dir can become a layer (Docker's overlay2 does the same).
+        return (f"lowerdir={':'.join(lowers)},upperdir={self.upper},workdir={self.work},"
+                "redirect_dir=off,metacopy=off")
 
 
 def is_mounted(path: Path) -> bool:
