@@ -35,8 +35,13 @@ def normalize_port(p: str) -> str:
 
 
 def apply_instruction(config: dict[str, Any], instr: Any,
-                      expand: Callable[[str], str] = _identity) -> None:
-    """Apply one parsed metadata instruction (ketch.build.parser.Instruction) to `config`."""
+                      expand: Callable[[str], str] = _identity, *,
+                      cmd_set: bool = False) -> None:
+    """Apply one parsed metadata instruction (ketch.build.parser.Instruction) to `config`.
+
+    `cmd_set` says whether the same build stage already set CMD: ENTRYPOINT clears an
+    inherited CMD but keeps one the Dockerfile gave before it (moby's cmdSet).
+    """
     c = config.setdefault("config", {})
     cmd = instr.cmd.upper()
     args: list[str] = list(instr.args)
@@ -49,7 +54,7 @@ def apply_instruction(config: dict[str, Any], instr: Any,
             c["Cmd"] = value
         else:
             c["Entrypoint"] = value
-            if "Cmd" in c and not getattr(instr, "_keep_cmd", False):
+            if not cmd_set:
                 c["Cmd"] = None  # ENTRYPOINT resets an inherited CMD, as Docker does
         if not instr.json_form:
             c["ArgsEscaped"] = True
@@ -65,10 +70,14 @@ def apply_instruction(config: dict[str, Any], instr: Any,
             labels[expand(k)] = expand(v)
         c["Labels"] = labels
     elif cmd == "EXPOSE":
+        from ketch.build.parser import parse_port_spec
+
         ports = dict(c.get("ExposedPorts") or {})
         for a in args:
             for word in expand(a).split():
-                ports[normalize_port(word)] = {}
+                # `8000-8002/udp` exposes three ports, `80` is 80/tcp (nat.ParsePortSpecs)
+                for p in parse_port_spec(word):
+                    ports[p] = {}
         c["ExposedPorts"] = ports
     elif cmd == "USER":
         c["User"] = expand(args[0])
@@ -88,9 +97,11 @@ def apply_instruction(config: dict[str, Any], instr: Any,
             vols[v] = {}
         c["Volumes"] = vols
     elif cmd == "STOPSIGNAL":
-        c["StopSignal"] = expand(args[0])
+        sig = expand(args[0])
+        _check_signal(sig)
+        c["StopSignal"] = sig
     elif cmd == "ONBUILD":
-        c["OnBuild"] = list(c.get("OnBuild") or []) + [instr.original.split(None, 1)[1]]
+        c["OnBuild"] = list(c.get("OnBuild") or []) + [args[0]]
     elif cmd == "SHELL":
         c["Shell"] = args
     elif cmd == "HEALTHCHECK":
@@ -99,6 +110,19 @@ def apply_instruction(config: dict[str, Any], instr: Any,
         config["author"] = args[0] if args else ""
     else:
         raise InvalidArgument(f"{cmd} is not a metadata instruction")
+
+
+def _check_signal(sig: str) -> None:
+    import signal
+
+    name = sig.upper()
+    if name.isdigit():
+        if not 0 < int(name) < 65:
+            raise InvalidArgument(f"Invalid signal: {sig}")
+        return
+    name = name if name.startswith("SIG") else "SIG" + name
+    if not hasattr(signal, name) and not name.startswith("SIGRTM"):
+        raise InvalidArgument(f"Invalid signal: {sig}")
 
 
 def healthcheck_config(instr: Any) -> dict[str, Any]:

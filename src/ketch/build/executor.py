@@ -1,0 +1,850 @@
+"""The build executor: Docker's classic builder over ketch's images, containers and layers.
+
+Every instruction of a stage becomes an image whose parent is the previous step's image,
+recorded with a cache key; the cache is those images themselves (moby's classic
+design): a step is reused when the current image has a child with the same key. The key
+is the instruction as Docker writes it into the history (`/bin/sh -c #(nop)  CMD [...]`,
+`|1 A=1 /bin/sh -c make`), after variable expansion, so it covers the build args the
+step sees; COPY/ADD name their sources by a tarsum-like checksum (see checksum.py). The
+parent image ID covers everything before the step, so the first changed step and every
+later one re-run, and an unchanged rebuild gives the same image ID.
+
+RUN runs a real container from the previous step's image (same runtime, networking and
+monitor as `ketch run`), streams its output, and the container's overlay upper dir
+becomes the layer. COPY/ADD write through an overlay of the previous image and its upper
+dir becomes the layer. Metadata instructions add no layer (`empty_layer: true`).
+
+Output is the classic builder's (`Step 2/7 : WORKDIR /app`, ` ---> Using cache`,
+` ---> Running in …`, ` ---> <id>`, `Successfully built …`); the caller renders it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+import os
+import posixpath
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ketch.build.parser import Dockerfile, Instruction, Stage, parse, parse_instruction
+from ketch.build.shell import expand, expand_heredoc
+from ketch.errors import BuildError, ImageNotFound, KetchError
+
+if TYPE_CHECKING:
+    from ketch.build.checksum import ChecksumCache
+    from ketch.build.context import BuildContext, Source, SourceRoot
+    from ketch.build.snapshot import Workspace
+    from ketch.build.watchdog import Watchdog
+    from ketch.engine import Engine
+    from ketch.images.service import NewLayer
+
+CACHE_KEY_VERSION = "ketch-build/1"
+DEFAULT_SHELL = ["/bin/sh", "-c"]
+
+# Predefined ARGs (Dockerfile reference): usable without a declaration, passed to RUN,
+# but kept out of the history and the cache key unless the Dockerfile declares them.
+PROXY_ARGS = frozenset({
+    "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
+    "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy",
+})
+
+Emit = Callable[[str], None]
+EmitBytes = Callable[[bytes], None]
+
+
+@dataclass
+class BuildOptions:
+    tags: list[str] = field(default_factory=list)
+    build_args: dict[str, str | None] = field(default_factory=dict)
+    target: str | None = None
+    no_cache: bool = False
+    pull: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    network: str | None = None
+    platform: str | None = None
+    remove: bool = True  # --rm: intermediate containers go once their step is committed
+    force_remove: bool = False  # --force-rm: also the one of a failed step
+
+
+@dataclass
+class BuildResult:
+    image_id: str
+    tags: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _State:
+    """One stage while it is being built: the current image and what the next step sees."""
+
+    stage: Stage
+    image_id: str | None
+    config: dict[str, Any]
+    layers: list[NewLayer]
+    args: dict[str, str | None] = field(default_factory=dict)
+    cmd_set: bool = False
+
+    @property
+    def run_config(self) -> dict[str, Any]:
+        return self.config.setdefault("config", {})
+
+    @property
+    def shell(self) -> list[str]:
+        return list(self.run_config.get("Shell") or DEFAULT_SHELL)
+
+    @property
+    def diff_ids(self) -> list[str]:
+        return list((self.config.get("rootfs") or {}).get("diff_ids") or [])
+
+
+def _go_quote_list(items: list[str] | None) -> str:
+    """Go's %q of a []string: ["node" "server.js"]."""
+    return "[" + " ".join(json.dumps(i, ensure_ascii=False) for i in (items or [])) + "]"
+
+
+def _go_duration(ns: int) -> str:
+    """Go's time.Duration.String() for whole numbers of nanoseconds."""
+    if ns == 0:
+        return "0s"
+    neg, ns = ns < 0, abs(ns)
+    if ns < 1_000_000_000:
+        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
+            if ns >= size:
+                text = f"{ns / size:.9f}".rstrip("0").rstrip(".") + unit
+                return ("-" if neg else "") + text
+    h, rem = divmod(ns, 3_600_000_000_000)
+    m, rem = divmod(rem, 60_000_000_000)
+    s = f"{rem / 1e9:.9f}".rstrip("0").rstrip(".") + "s"
+    text = (f"{h}h" if h else "") + (f"{m}m" if h or m else "") + s
+    return ("-" if neg else "") + text
+
+
+def _healthcheck_text(hc: dict[str, Any]) -> str:
+    """What Docker's %q of a *HealthConfig prints, used in the history and the key."""
+    retries = int(hc.get("Retries") or 0)
+    durations = " ".join(f'"{_go_duration(int(hc.get(k) or 0))}"'
+                         for k in ("Interval", "Timeout", "StartPeriod", "StartInterval"))
+    return f"&{{{_go_quote_list(hc.get('Test'))} {durations} '\\x{retries:02x}'}}"
+
+
+def _dockerfile_quote(value: str) -> str:
+    """A double-quoted Dockerfile word whose expansion is exactly `value`."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
+
+
+def _short(image_id: str | None) -> str:
+    return (image_id or "").split(":", 1)[-1][:12]
+
+
+class Builder:
+    """Runs one build. `emit` gets the classic builder's output lines (each ends in
+    "\\n"); `emit_bytes` gets RUN output as the container writes it."""
+
+    def __init__(self, engine: Engine, context: BuildContext, dockerfile_text: str,
+                 dockerfile_name: str, options: BuildOptions, emit: Emit,
+                 emit_bytes: EmitBytes | None = None) -> None:
+        self.engine = engine
+        self.images = engine.images
+        self.context = context
+        self.text = dockerfile_text
+        self.name = dockerfile_name
+        self.options = options
+        self.emit = emit
+        self.emit_bytes = emit_bytes or (lambda b: emit(b.decode("utf-8", "replace")))
+        self.build_args = {k: v for k, v in options.build_args.items() if v is not None}
+        self.consumed: set[str] = set()
+        self.meta: dict[str, str | None] = {}
+        self.results: dict[int, _State] = {}
+        self.step_no = 0
+        self.total = 0
+        self.escape = "\\"
+        self.df: Dockerfile | None = None
+        self._checksums: ChecksumCache | None = None
+        self._watchdog: Watchdog | None = None
+        self.warnings: list[str] = []
+
+    # -- output ------------------------------------------------------------------------
+    def say(self, line: str) -> None:
+        self.emit(line + "\n")
+
+    # -- the whole build ---------------------------------------------------------------
+    def build(self) -> BuildResult:
+        from ketch import reference
+
+        tags = [str(reference.parse(t)) for t in self.options.tags]
+        self._check_platform(self.options.platform)
+        df = parse(self.text, name=self.name)
+        self.df = df
+        self.escape = df.escape
+        for w in df.warnings:
+            self.say(f"[WARNING]: {w}")
+        self._meta_args(df)
+        target = self._target(df)
+        needed = self._needed(df, target)
+        stages = [s for s in df.stages[: target.index + 1] if s.index in needed]
+        self.total = sum(1 + len(s.instructions) for s in stages)
+        label_instr = self._label_instruction()
+        if label_instr is not None:
+            self.total += 1
+        try:
+            for stage in stages:
+                extra = [label_instr] if stage is target and label_instr is not None else []
+                self.results[stage.index] = self._build_stage(stage, extra)
+        finally:
+            self._finish()
+        final = self.results[target.index]
+        if final.image_id is None:
+            raise BuildError("No image was generated. Is your Dockerfile empty?")
+        unused = sorted(k for k in self.options.build_args
+                        if k not in self.consumed and k not in PROXY_ARGS)
+        if unused:
+            msg = f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed"
+            self.warnings.append(msg)
+            self.say(msg)
+        records = self.engine.records
+        # An unchanged rebuild finds its tags in place and writes nothing.
+        moved = [t for t in tags if records.lookup_tag(t) != final.image_id]
+        if moved:
+            with self.engine.db.transaction() as conn:
+                for t in moved:
+                    records.set_tag(conn, t, final.image_id)
+        self.say(f"Successfully built {_short(final.image_id)}")
+        for t in tags:
+            self.say(f"Successfully tagged {reference.parse(t).familiar()}")
+        return BuildResult(final.image_id, tags, self.warnings)
+
+    def _finish(self) -> None:
+        if self._checksums is not None:
+            try:
+                self._checksums.flush()
+            except KetchError:
+                pass  # the cache of checksums is an optimisation, never a failure
+        if self._watchdog is not None:
+            self._watchdog.close()
+
+    @property
+    def watchdog(self) -> Watchdog:
+        if self._watchdog is None:
+            from ketch.build.watchdog import Watchdog
+
+            self._watchdog = Watchdog(self.engine.root, self.engine.run_root)
+        return self._watchdog
+
+    @property
+    def checksums(self) -> ChecksumCache:
+        if self._checksums is None:
+            from ketch.build.checksum import ChecksumCache
+
+            self._checksums = ChecksumCache(self.engine.db, self.context.root,
+                                            persistent=not self.context.temporary)
+        return self._checksums
+
+    def _check_platform(self, value: str | None) -> None:
+        if not value:
+            return
+        from ketch.oci.model import host_platform
+
+        host = host_platform()
+        parts = value.lower().split("/")
+        want = [host.os, host.architecture] + ([host.variant] if host.variant else [])
+        if parts[0] != host.os or (len(parts) > 1 and parts[1] != host.architecture) or (
+                len(parts) > 2 and parts[2] != (host.variant or parts[2])):
+            raise BuildError(f'platform "{value}" is not supported: ketch builds for the'
+                             f" host platform ({'/'.join(want)}) only")
+
+    # -- ARGs, stages and what the target needs ----------------------------------------
+    def _platform_args(self) -> dict[str, str]:
+        from ketch.oci.model import host_platform
+
+        p = host_platform()
+        plat = f"{p.os}/{p.architecture}" + (f"/{p.variant}" if p.variant else "")
+        out = {}
+        for prefix in ("TARGET", "BUILD"):
+            out[prefix + "PLATFORM"] = plat
+            out[prefix + "OS"] = p.os
+            out[prefix + "ARCH"] = p.architecture
+            out[prefix + "VARIANT"] = p.variant or ""
+        return out
+
+    def _arg_value(self, name: str, default: str | None, fallback: str | None) -> str | None:
+        if name in self.build_args:
+            self.consumed.add(name)
+            return self.build_args[name]
+        if default is not None:
+            return default
+        if fallback is not None:
+            return fallback
+        return self._platform_args().get(name)
+
+    def _meta_args(self, df: Dockerfile) -> None:
+        for ins in df.meta_args:
+            for word in ins.args:
+                name, eq, raw = word.partition("=")
+                env = {k: v for k, v in self.meta.items() if v is not None}
+                default = expand(raw, env, self.escape) if eq else None
+                self.meta[name] = self._arg_value(name, default, None)
+
+    def _meta_env(self) -> dict[str, str]:
+        return {k: v for k, v in self.meta.items() if v is not None}
+
+    def _target(self, df: Dockerfile) -> Stage:
+        if not self.options.target:
+            return df.stages[-1]
+        st = df.stage(self.options.target) if not self.options.target.isdigit() else None
+        if st is None:
+            raise BuildError(f"failed to reach build target {self.options.target} in"
+                             " Dockerfile")
+        return st
+
+    def _needed(self, df: Dockerfile, target: Stage) -> set[int]:
+        """The target and every stage it reaches through FROM and COPY --from."""
+        needed: set[int] = set()
+        todo = [target]
+        meta = self._meta_env()
+        while todo:
+            st = todo.pop()
+            if st.index in needed:
+                continue
+            needed.add(st.index)
+            dep = df.stage(expand(st.base, meta, self.escape), before=st.index)
+            if dep is not None:
+                todo.append(dep)
+            for ins in st.instructions:
+                ref = ins.flag("from") if ins.cmd == "COPY" else None
+                if ref:
+                    dep = df.stage(expand(ref, meta, self.escape), before=st.index)
+                    if dep is not None:
+                        todo.append(dep)
+        return needed
+
+    def _label_instruction(self) -> Instruction | None:
+        """`--label`s become a LABEL step at the end of the target stage (classic builder)."""
+        if not self.options.labels:
+            return None
+        words = " ".join(f"{_dockerfile_quote(k)}={_dockerfile_quote(v)}"
+                         for k, v in sorted(self.options.labels.items()))
+        return parse_instruction("LABEL " + words)
+
+    # -- stages -------------------------------------------------------------------------
+    def _step(self, ins: Instruction) -> None:
+        self.step_no += 1
+        self.say(f"Step {self.step_no}/{self.total} : {ins.original.strip()}")
+
+    def _build_stage(self, stage: Stage, extra: list[Instruction]) -> _State:
+        assert self.df is not None
+        self._step(stage.from_instr)
+        meta = self._meta_env()
+        if stage.platform:
+            self._check_platform(expand(stage.platform, meta | self._platform_args(),
+                                        self.escape))
+        base = expand(stage.base, meta, self.escape)
+        if not base:
+            raise BuildError(f"base name ({stage.base}) should not be blank")
+        dep = self.df.stage(base, before=stage.index)
+        if dep is not None:
+            prev = self.results[dep.index]
+            st = _State(stage, prev.image_id, copy.deepcopy(prev.config), list(prev.layers),
+                        dict(prev.args))
+        elif base.lower() == "scratch":
+            st = _State(stage, None, self._scratch_config(), [])
+        else:
+            st = self._from_image(stage, base)
+        triggers = list(st.run_config.get("OnBuild") or [])
+        if triggers:
+            # The triggers run now, in this build, and are not inherited further.
+            st.run_config["OnBuild"] = None
+            word = "trigger" if len(triggers) == 1 else "triggers"
+            self.say(f"# Executing {len(triggers)} build {word}")
+            for text in triggers:
+                ins = parse_instruction(text, escape=self.escape)
+                if ins.cmd in ("ONBUILD", "FROM", "MAINTAINER"):
+                    raise BuildError(f"{ins.cmd} isn't allowed as an ONBUILD trigger")
+                self._dispatch(st, ins)
+        self.say(f" ---> {_short(st.image_id)}")
+        for ins in list(stage.instructions) + extra:
+            self._step(ins)
+            self._dispatch(st, ins)
+            self.say(f" ---> {_short(st.image_id)}")
+        return st
+
+    def _scratch_config(self) -> dict[str, Any]:
+        from ketch.oci.model import host_platform
+
+        p = host_platform()
+        cfg: dict[str, Any] = {"architecture": p.architecture, "os": p.os, "config": {},
+                               "rootfs": {"type": "layers", "diff_ids": []}, "history": []}
+        if p.variant:
+            cfg["variant"] = p.variant
+        return cfg
+
+    def _from_image(self, stage: Stage, name: str) -> _State:
+        try:
+            rec = self.images.resolve(name)
+        except ImageNotFound:
+            raise BuildError(
+                f"pull access denied for {name}: the image is not in ketch's local store and"
+                " ketch cannot pull yet; `ketch load` or `ketch import` it first") from None
+        config, layers = self._image_state(rec)
+        return _State(stage, rec.id, config, layers)
+
+    def _image_state(self, rec: Any) -> tuple[dict[str, Any], list[NewLayer]]:
+        from ketch.images.service import NewLayer
+
+        config = json.loads(self.engine.content.read(rec.id))
+        manifest = self.images.get_manifest(rec)
+        diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
+        layers = [NewLayer(d.digest, d.media_type, d.size, diff, 0)
+                  for d, diff in zip(manifest.layers, diff_ids, strict=True)]
+        config.setdefault("config", {})
+        config.setdefault("history", [])
+        return config, layers
+
+    # -- dispatch -------------------------------------------------------------------------
+    def _dispatch(self, st: _State, ins: Instruction) -> None:
+        cmd = ins.cmd
+        if cmd == "RUN":
+            self._run(st, ins)
+        elif cmd in ("COPY", "ADD"):
+            self._copy(st, ins)
+        elif cmd == "ARG":
+            self._arg(st, ins)
+        elif cmd == "FROM":
+            raise BuildError("FROM isn't allowed here")
+        else:
+            self._metadata(st, ins)
+
+    def _env(self, st: _State) -> dict[str, str]:
+        """What $VAR expands to: the stage's ARGs, overridden by ENV (reference "ARG")."""
+        env = {k: v for k, v in st.args.items() if v is not None}
+        for e in st.run_config.get("Env") or []:
+            k, _, v = e.partition("=")
+            env[k] = v
+        return env
+
+    def _nop(self, st: _State, comment: str, single: bool = False) -> str:
+        # Docker writes WORKDIR/COPY/ADD as one "#(nop) X" word and the rest as two
+        # ("#(nop) ", "X"), hence one space or two after "#(nop)".
+        sep = " " if single else "  "
+        return " ".join(st.shell) + f" #(nop){sep}{comment}"
+
+    def _key(self, st: _State, kind: str, created_by: str, *extra: str) -> str:
+        data = json.dumps([CACHE_KEY_VERSION, kind, created_by, *extra],
+                          separators=(",", ":"), ensure_ascii=False)
+        return "sha256:" + hashlib.sha256(data.encode("utf-8", "surrogateescape")).hexdigest()
+
+    def _probe(self, st: _State, key: str) -> bool:
+        if self.options.no_cache:
+            return False
+        rec = self.images.cached(st.image_id, key)
+        if rec is None:
+            return False
+        self.say(" ---> Using cache")
+        st.image_id = rec.id
+        st.config, st.layers = self._image_state(rec)
+        return True
+
+    def _commit(self, st: _State, config: dict[str, Any], created_by: str, key: str,
+                layer: NewLayer | None) -> None:
+        from ketch.images.service import now_rfc3339
+
+        now = now_rfc3339()
+        config["created"] = now
+        hist: dict[str, Any] = {"created": now, "created_by": created_by}
+        layers = list(st.layers)
+        if layer is None:
+            hist["empty_layer"] = True
+        else:
+            config.setdefault("rootfs", {"type": "layers", "diff_ids": []})
+            config["rootfs"].setdefault("diff_ids", []).append(layer.diff_id)
+            layers.append(layer)
+        config.setdefault("history", []).append(hist)
+        rec = self.images.commit(config, layers, parent=st.image_id, cache_key=key)
+        st.image_id, st.config, st.layers = rec.id, config, layers
+
+    # -- metadata instructions -------------------------------------------------------------
+    def _metadata(self, st: _State, ins: Instruction) -> None:
+        from ketch.images.changes import apply_instruction
+
+        env = self._env(st)
+
+        def exp(s: str) -> str:
+            return expand(s, env, self.escape)
+
+        config = copy.deepcopy(st.config)
+        try:
+            apply_instruction(config, ins, exp, cmd_set=st.cmd_set)
+        except KetchError as e:
+            raise BuildError(str(e)) from None
+        c = config.setdefault("config", {})
+        cmd = ins.cmd
+        extra: list[str] = []
+        single = False
+        if cmd == "CMD":
+            comment = f"CMD {_go_quote_list(c.get('Cmd'))}"
+        elif cmd == "ENTRYPOINT":
+            comment = f"ENTRYPOINT {_go_quote_list(c.get('Entrypoint'))}"
+            extra = [f"cmd_set={st.cmd_set}"]
+        elif cmd in ("ENV", "LABEL"):
+            pairs = [f"{exp(k)}={exp(v)}" for k, v in zip(ins.args[::2], ins.args[1::2],
+                                                            strict=True)]
+            comment = f"{cmd} " + " ".join(pairs)
+        elif cmd == "EXPOSE":
+            from ketch.build.parser import parse_port_spec
+
+            ports: list[str] = []
+            for a in ins.args:
+                for word in exp(a).split():
+                    ports.extend(parse_port_spec(word))
+            comment = "EXPOSE " + " ".join(sorted(set(ports)))
+        elif cmd == "USER":
+            comment = f"USER {c.get('User', '')}"
+        elif cmd == "WORKDIR":
+            comment = f"WORKDIR {c.get('WorkingDir', '')}"
+            single = True
+        elif cmd == "VOLUME":
+            comment = "VOLUME [" + " ".join(exp(a) for a in ins.args) + "]"
+        elif cmd == "STOPSIGNAL":
+            comment = f"STOPSIGNAL {c.get('StopSignal', '')}"
+        elif cmd == "ONBUILD":
+            comment = f"ONBUILD {ins.args[0]}"
+        elif cmd == "SHELL":
+            comment = "SHELL [" + " ".join(c.get("Shell") or []) + "]"
+        elif cmd == "HEALTHCHECK":
+            comment = f"HEALTHCHECK {_healthcheck_text(c.get('Healthcheck') or {})}"
+        elif cmd == "MAINTAINER":
+            comment = f"MAINTAINER {config.get('author', '')}"
+        else:
+            raise BuildError(f"unknown instruction: {cmd}")
+        # The history shows the command with the shell in force before this step.
+        created_by = self._nop(st, comment, single)
+        key = self._key(st, cmd, created_by, *extra)
+        if cmd == "CMD":
+            st.cmd_set = True
+        if self._probe(st, key):
+            return
+        self._commit(st, config, created_by, key, None)
+
+    def _arg(self, st: _State, ins: Instruction) -> None:
+        env = self._env(st)
+        parts = []
+        for word in ins.args:
+            name, eq, raw = word.partition("=")
+            default = expand(raw, env, self.escape) if eq else None
+            # `ARG NAME` inside a stage takes the global (pre-FROM) value, if any.
+            st.args[name] = self._arg_value(name, default, self.meta.get(name))
+            parts.append(name + (f"={default}" if eq else ""))
+        created_by = self._nop(st, "ARG " + " ".join(parts))
+        key = self._key(st, "ARG", created_by)
+        if self._probe(st, key):
+            return
+        self._commit(st, copy.deepcopy(st.config), created_by, key, None)
+
+    # -- RUN ----------------------------------------------------------------------------
+    def _run_args(self, st: _State) -> tuple[list[str], list[str]]:
+        """(declared ARGs as KEY=value for the history and key, undeclared proxy args)."""
+        env_keys = {e.partition("=")[0] for e in st.run_config.get("Env") or []}
+        declared = sorted(f"{k}={v}" for k, v in st.args.items()
+                          if v is not None and k not in env_keys)
+        proxies = [f"{k}={v}" for k, v in sorted(self.build_args.items())
+                   if k in PROXY_ARGS and k not in st.args and k not in env_keys]
+        return declared, proxies
+
+    def _run(self, st: _State, ins: Instruction) -> None:
+        script: Path | None = None
+        if ins.json_form:
+            cmd = list(ins.args)
+        elif ins.heredocs:
+            cmd, script = self._heredoc_command(st, ins)
+        else:
+            cmd = st.shell + [ins.args[0] if ins.args else ""]
+        declared, proxies = self._run_args(st)
+        save = ([f"|{len(declared)}", *declared] if declared else []) + cmd
+        created_by = " ".join(save)
+        extra = ["script:" + hashlib.sha256(script.read_bytes()).hexdigest()] if script else []
+        key = self._key(st, "RUN", created_by, *extra)
+        try:
+            if self._probe(st, key):
+                return
+            binds = [f"{script}:/dev/pipes/{ins.heredocs[0].name}:ro"] if script else []
+            with self._container(st, cmd, declared + proxies, binds) as (cid, keep):
+                from ketch.build.snapshot import commit_upper, drop_mount_points
+                from ketch.oci.digest import chain_ids
+
+                chains = chain_ids(st.diff_ids)
+                lowers = self.engine.layers.lower_dirs(chains) if chains else []
+                upper = self.engine.containers.path(cid) / "upper"
+                if not keep:
+                    drop_mount_points(upper, lowers)
+                # The layer and the image that uses it are recorded under the GC's
+                # shared lock: a concurrent `rmi` must not sweep the layer in between.
+                with self.images.writing():
+                    layer = commit_upper(self.engine, upper, lowers,
+                                         chains[-1] if chains else None, move=not keep)
+                    self._commit(st, copy.deepcopy(st.config), created_by, key, layer)
+        finally:
+            if script is not None:
+                script.unlink(missing_ok=True)
+
+    def _heredoc_command(self, st: _State, ins: Instruction) -> tuple[list[str], Path | None]:
+        """RUN with here-documents, as BuildKit runs them.
+
+        `RUN <<EOF` alone runs the body as a script (its `#!` line, if any, picks the
+        interpreter); anything else is handed to the shell with the bodies appended, so
+        the shell itself feeds each heredoc to its command.
+        """
+        from ketch.build.shell import split_shell_words
+
+        line = ins.args[0] if ins.args else ""
+        words = split_shell_words(line, self.escape)
+        docs = ins.heredocs
+        if len(docs) == 1 and len(words) == 1 and words[0].lstrip("0123456789").startswith("<<"):
+            body = docs[0].content
+            if not body.startswith("#!"):
+                return st.shell + [body], None
+            tmp = self.engine.root / "tmp"
+            tmp.mkdir(parents=True, exist_ok=True)
+            path = tmp / f"heredoc-{os.getpid()}-{docs[0].name}"
+            path.write_text(body, encoding="utf-8", errors="surrogateescape")
+            os.chmod(path, 0o755)
+            return [f"/dev/pipes/{docs[0].name}"], path
+        text = line + "\n" + "".join(d.body + d.name + "\n" for d in docs)
+        return st.shell + [text], None
+
+    @contextlib.contextmanager
+    def _container(self, st: _State, cmd: list[str], extra_env: list[str],
+                   binds: list[str]) -> Iterator[tuple[str, bool]]:
+        """Run `cmd` in a container of the current image, streaming its output; yields
+        (container id, kept?) once it exited 0, and removes it afterwards by --rm rules."""
+        from ketch.containers import lifecycle
+
+        if st.image_id is None:
+            raise BuildError("Please provide a source image with `from` prior to run")
+        svc = self.engine.containers
+        config: dict[str, Any] = {
+            "Image": st.image_id, "Cmd": cmd, "Entrypoint": [], "Env": extra_env,
+            # A RUN container runs no health checks (Docker: withoutHealthcheck).
+            "Healthcheck": {"Test": ["NONE"]},
+        }
+        host_config: dict[str, Any] = {"NetworkMode": self.options.network or "default"}
+        if binds:
+            host_config["Binds"] = binds
+        wd = self.watchdog
+        wd.start()  # before the container exists, so a SIGKILL at any point is covered
+        rec = svc.create(config, host_config)
+        cid = rec.id
+        wd.add("container", cid)
+        keep = not self.options.remove and not self.options.force_remove
+        ok = False
+        try:
+            self.say(f" ---> Running in {cid[:12]}")
+            holder: dict[str, Any] = {}
+
+            def attach_first(paths: Any) -> None:
+                holder["s"] = lifecycle.monitor(svc, rec).attach(paths)
+
+            try:
+                lifecycle.start(svc, cid, before_start=attach_first)
+            except BaseException:
+                if "s" in holder:
+                    holder["s"].close()
+                raise
+            with holder["s"] as session:
+                session.stream(stdout=self.emit_bytes, stderr=self.emit_bytes,
+                               detach_keys=None)
+            code = svc.wait(cid)
+            if code != 0:
+                raise BuildError(f"The command '{' '.join(cmd)}' returned a non-zero"
+                                 f" code: {code}")
+            yield cid, keep
+            ok = True
+        finally:
+            # --rm removes the containers of committed steps; a failed step's container
+            # goes too unless the user asked to keep them (--rm=false without --force-rm).
+            if self.options.force_remove or not keep:
+                try:
+                    svc.remove(cid, force=True, volumes=True)
+                finally:
+                    wd.done("container", cid)
+                if ok:
+                    self.say(f" ---> Removed intermediate container {cid[:12]}")
+            else:
+                wd.done("container", cid)
+
+    # -- COPY / ADD ------------------------------------------------------------------------
+    def _copy(self, st: _State, ins: Instruction) -> None:
+        from ketch.build.copy import (
+            container_dest,
+            dest_is_dir,
+            is_url,
+            parse_chmod,
+        )
+
+        cmd = ins.cmd
+        env = self._env(st)
+
+        def exp(s: str) -> str:
+            return expand(s, env, self.escape)
+
+        words = list(ins.args)
+        docs = list(ins.heredocs)
+        raw_srcs, dest = words[:-1], exp(words[-1])
+        chown = exp(ins.flag("chown") or "")
+        chmod_text = exp(ins.flag("chmod") or "")
+        chmod = parse_chmod(chmod_text)
+        from_ref = exp(ins.flag("from") or "") if cmd == "COPY" else ""
+        for unsupported in ("exclude", "parents", "keep-git-dir"):
+            if ins.flags.get(unsupported) not in (None, "false"):
+                raise BuildError(f"{cmd} --{unsupported} is not supported by ketch's builder")
+        checksum = exp(ins.flag("checksum") or "")
+        # Sources: heredocs, URLs (ADD), or paths in the context / another stage.
+        heredocs: list[tuple[str, bytes]] = []
+        urls: list[str] = []
+        paths: list[str] = []
+        for w in raw_srcs:
+            if docs and not ins.json_form and w.lstrip("0123456789").startswith("<<"):
+                doc = docs.pop(0)
+                body = doc.content
+                if doc.expand:
+                    body = expand_heredoc(body, env, self.escape)
+                heredocs.append((doc.name, body.encode("utf-8", "surrogateescape")))
+                continue
+            src = exp(w)
+            if cmd == "ADD" and is_url(src):
+                urls.append(src)
+            else:
+                paths.append(src)
+        workdir = st.run_config.get("WorkingDir") or "/"
+        cdest = container_dest(dest, workdir)
+        count = len(heredocs) + len(urls)
+        root: SourceRoot | None = None
+        from_ws: Workspace | None = None
+        downloads: list[Any] = []
+        try:
+            sources: list[Source] = []
+            if paths:
+                root, from_ws = self._source_root(st, from_ref)
+                sources = root.resolve(paths, cmd)
+            count += len(sources)
+            into_dir = dest_is_dir(dest)
+            if count > 1 and not into_dir:
+                raise BuildError(f"When using {cmd} with more than one source file, the"
+                                 " destination must be a directory and end with a /")
+            digests = []
+            if sources:
+                from ketch.build.checksum import ChecksumCache, sources_digest
+
+                cache = self.checksums if from_ws is None else ChecksumCache(
+                    None, root.root if root else Path("/"), persistent=False)
+                digests.append(sources_digest(root, sources, cache))  # type: ignore[arg-type]
+            for name, data in heredocs:
+                digests.append("file:" + hashlib.sha256(
+                    name.encode() + b"\0" + data).hexdigest())
+            if urls:
+                from ketch.build.copy import download
+
+                for url in urls:
+                    d = download(url, self.engine.root / "tmp")
+                    downloads.append(d)
+                    if checksum and checksum != "sha256:" + d.digest:
+                        raise BuildError(f"ADD failed: digest mismatch for {url}: expected"
+                                         f" {checksum}, got sha256:{d.digest}")
+                    digests.append("file:" + hashlib.sha256(
+                        f"{d.name}\0{d.digest}".encode()).hexdigest())
+            src_hash = digests[0] if len(digests) == 1 else "multi:" + hashlib.sha256(
+                ",".join(digests).encode()).hexdigest()
+            flags = (f"--chown={chown} " if chown else "") + (
+                f"--chmod={chmod_text} " if chmod_text else "")
+            created_by = self._nop(st, f"{cmd} {flags}{src_hash} in {dest} ", single=True)
+            key = self._key(st, cmd, created_by)
+            if self._probe(st, key):
+                return
+            self._copy_miss(st, created_by, key, cmd, root, sources, heredocs, downloads,
+                            cdest, into_dir, chown, chmod)
+        finally:
+            if from_ws is not None:
+                from_ws.close()
+            for d in downloads:
+                d.path.unlink(missing_ok=True)
+
+    def _source_root(self, st: _State, from_ref: str) -> tuple[SourceRoot, Workspace | None]:
+        if not from_ref:
+            return self.context, None
+        from ketch.build.context import SourceRoot
+        from ketch.build.snapshot import Workspace
+        from ketch.oci.digest import chain_ids
+
+        assert self.df is not None
+        dep = self.df.stage(from_ref, before=st.stage.index)
+        if dep is not None:
+            prev = self.results.get(dep.index)
+            if prev is None:
+                raise BuildError(f"invalid from flag value {from_ref}: stage was not built")
+            diff_ids = prev.diff_ids
+        else:
+            try:
+                rec = self.images.resolve(from_ref)
+            except ImageNotFound:
+                raise BuildError(f"invalid from flag value {from_ref}: No such image:"
+                                 f" {from_ref}") from None
+            self.images.ensure_unpacked(rec)
+            diff_ids = self.images.get_config(rec).diff_ids
+        ws = Workspace(self.engine, chain_ids(diff_ids), self.watchdog)
+        try:
+            merged = ws.mount()
+        except BaseException:
+            ws.close()
+            raise
+        return SourceRoot(merged, None, label=f"stage {from_ref}"), ws
+
+    def _copy_miss(self, st: _State, created_by: str, key: str, cmd: str,
+                   root: SourceRoot | None, sources: list[Source],
+                   heredocs: list[tuple[str, bytes]], downloads: list[Any], cdest: str,
+                   into_dir: bool, chown: str, chmod: int | None) -> None:
+        from ketch.build.copy import Copier, is_archive, resolve_chown
+        from ketch.build.snapshot import Workspace, commit_upper
+        from ketch.oci.digest import chain_ids
+
+        chains = chain_ids(st.diff_ids)
+        ws = Workspace(self.engine, chains, self.watchdog)
+        try:
+            merged = ws.mount()
+            copier = Copier(merged, resolve_chown(merged, chown), chmod)
+            # Docker's WORKDIR makes the directory; ketch's WORKDIR is metadata only, so
+            # the first step that writes files makes it (RUN: the runtime, here: COPY).
+            copier.ensure_workdir(st.run_config.get("WorkingDir") or "/")
+            for src in sources:
+                if cmd == "ADD" and not src.is_dir and is_archive(src.path):
+                    copier.extract_tar(src, cdest)
+                else:
+                    assert root is not None
+                    copier.copy_source(root, src, cdest, into_dir)
+            for name, data in heredocs:
+                target = posixpath.join(cdest, name) if into_dir else cdest
+                copier.write_bytes(target, data)
+            for d in downloads:
+                target = posixpath.join(cdest, d.name) if into_dir else cdest
+                copier.write_bytes(target, d.path.read_bytes(), 0o600, d.mtime_ns)
+            copier.finish()
+            ws.unmount()
+            with self.images.writing():
+                layer = commit_upper(self.engine, ws.upper, ws.lowers,
+                                     chains[-1] if chains else None)
+                self._commit(st, copy.deepcopy(st.config), created_by, key, layer)
+        except OSError as e:
+            raise BuildError(f"{cmd} failed: {e.strerror or e}"
+                             + (f": {e.filename}" if e.filename else "")) from None
+        finally:
+            ws.close()
+
+
+def build(engine: Engine, context: BuildContext, dockerfile_text: str, dockerfile_name: str,
+          options: BuildOptions, emit: Emit, emit_bytes: EmitBytes | None = None
+          ) -> BuildResult:
+    """Run a build; the caller owns (and closes) the context."""
+    return Builder(engine, context, dockerfile_text, dockerfile_name, options, emit,
+                   emit_bytes).build()

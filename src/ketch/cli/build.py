@@ -1,0 +1,139 @@
+"""`ketch builder ...` and the `ketch build` shortcut: flags in, the classic builder's
+output out. The work is in ketch.build.executor."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ketch.cli.base import Registry, engine
+from ketch.errors import BuildError, InvalidArgument
+
+registry = Registry()
+
+
+def _bool(value: str) -> bool:
+    v = value.lower()
+    if v in ("1", "t", "true", "yes", "y", "on"):
+        return True
+    if v in ("0", "f", "false", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean value {value!r}")
+
+
+@registry.command("build", "[OPTIONS] PATH | -", "Build an image from a Dockerfile")
+def _build(p: argparse.ArgumentParser) -> None:
+    p.add_argument("context", metavar="PATH")
+    p.add_argument("--build-arg", action="append", default=[], metavar="list",
+                   help="Set build-time variables")
+    p.add_argument("-f", "--file", metavar="string",
+                   help="Name of the Dockerfile (default: \"PATH/Dockerfile\"; \"-\" reads"
+                   " it from stdin)")
+    p.add_argument("--force-rm", action="store_true",
+                   help="Always remove intermediate containers")
+    p.add_argument("--iidfile", metavar="string", help="Write the image ID to the file")
+    p.add_argument("--label", action="append", default=[], metavar="list",
+                   help="Set metadata for an image")
+    p.add_argument("--network", metavar="string", default=None,
+                   help="Set the networking mode for the RUN instructions during build"
+                   " (default \"default\")")
+    p.add_argument("--no-cache", action="store_true",
+                   help="Do not use cache when building the image")
+    p.add_argument("--platform", metavar="string",
+                   help="Set platform if server is multi-platform capable (only the host's"
+                   " platform is supported)")
+    p.add_argument("--pull", action="store_true",
+                   help="Always attempt to pull a newer version of the image (accepted;"
+                   " ketch has no registry client yet, so base images come from the"
+                   " local store)")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="Suppress the build output and print image ID on success")
+    p.add_argument("--rm", nargs="?", const=True, default=True, type=_bool, metavar="",
+                   help="Remove intermediate containers after a successful build"
+                   " (default true)")
+    p.add_argument("-t", "--tag", action="append", default=[], metavar="list",
+                   help="Name and optionally a tag in the \"name:tag\" format")
+    p.add_argument("--target", metavar="string", help="Set the target build stage to build.")
+
+
+def _build_args(values: list[str]) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for v in values:
+        key, eq, val = v.partition("=")
+        # `--build-arg NAME` takes the value from the environment, or stays unset.
+        out[key] = val if eq else os.environ.get(key)
+    return out
+
+
+def _labels(values: list[str]) -> dict[str, str]:
+    out = {}
+    for v in values:
+        key, _, val = v.partition("=")
+        out[key] = val
+    return out
+
+
+def _check_tags(tags: list[str]) -> None:
+    from ketch import reference
+
+    for t in tags:
+        try:
+            r = reference.parse(t)
+        except InvalidArgument as e:
+            raise InvalidArgument(f'invalid argument "{t}" for "-t, --tag" flag: {e}') from None
+        if r.digest:
+            raise InvalidArgument(f'invalid argument "{t}" for "-t, --tag" flag: a tag cannot'
+                                  " contain a digest")
+
+
+@_build.handler
+def build(ns: argparse.Namespace) -> int:
+    from ketch.build.context import prepare
+    from ketch.build.executor import BuildOptions, build
+
+    _check_tags(ns.tag)
+    options = BuildOptions(
+        tags=ns.tag, build_args=_build_args(ns.build_arg), target=ns.target,
+        no_cache=ns.no_cache, pull=ns.pull, labels=_labels(ns.label), network=ns.network,
+        platform=ns.platform, remove=ns.rm, force_remove=ns.force_rm)
+    out = sys.stdout
+    quiet_buf: list[str] = []
+
+    def emit(text: str) -> None:
+        if ns.quiet:
+            quiet_buf.append(text)
+            return
+        out.write(text)
+        out.flush()
+
+    def emit_bytes(data: bytes) -> None:
+        if ns.quiet:
+            quiet_buf.append(data.decode("utf-8", "replace"))
+            return
+        out.flush()
+        out.buffer.write(data)
+        out.buffer.flush()
+
+    eng = engine()
+    try:
+        prepared = prepare(ns.context, ns.file, eng.root / "tmp")
+        try:
+            result = build(eng, prepared.context, prepared.dockerfile_text,
+                           prepared.dockerfile_name, options, emit, emit_bytes)
+        finally:
+            prepared.context.close()
+    except BuildError as e:
+        # The classic builder's failures are printed as they are, one line, exit 1
+        # ("The command '/bin/sh -c false' returned a non-zero code: 1").
+        if ns.quiet and quiet_buf:
+            sys.stderr.write("".join(quiet_buf))
+        out.flush()
+        sys.stderr.write(e.message.rstrip("\n") + "\n")
+        return 1
+    if ns.iidfile:
+        with open(ns.iidfile, "w") as f:
+            f.write(result.image_id)
+    if ns.quiet:
+        out.write(result.image_id + "\n")
+    return 0
