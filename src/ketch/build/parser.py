@@ -874,45 +874,13 @@ def parse_go_duration(text: str) -> int:
 
     HEALTHCHECK flags use Go's time.ParseDuration syntax; ValueError on bad input.
     """
-    s = text
-    negative = False
-    if s[:1] in ("+", "-"):
-        negative = s[0] == "-"
-        s = s[1:]
-    if s == "0":
-        return 0
-    if not s:
-        raise ValueError(f"time: invalid duration {_go_quote(text)}")
-    total = 0
-    while s:
-        i = 0
-        while i < len(s) and s[i].isdigit():
-            i += 1
-        whole = s[:i]
-        frac = ""
-        if i < len(s) and s[i] == ".":
-            j = i + 1
-            while j < len(s) and s[j].isdigit():
-                j += 1
-            frac = s[i + 1 : j]
-            i = j
-        if not whole and not frac:
-            raise ValueError(f"time: invalid duration {_go_quote(text)}")
-        k = i
-        while k < len(s) and s[k] != "." and not s[k].isdigit():
-            k += 1
-        unit = s[i:k]
-        if not unit:
-            raise ValueError(f"time: missing unit in duration {_go_quote(text)}")
-        scale = _DURATION_UNITS.get(unit)
-        if scale is None:
-            raise ValueError(f"time: unknown unit {_go_quote(unit)} in duration {_go_quote(text)}")
-        total += int(whole or "0") * scale
-        if frac:
-            total += int(frac) * scale // 10 ** len(frac)
-        s = s[k:]
-    return -total if negative else total
+    from ketch.errors import InvalidArgument
+    from ketch.fmt.units import parse_duration
 
+    try:
+        return round(parse_duration(text) * 1_000_000_000)
+    except InvalidArgument as e:
+        raise ValueError(str(e)) from None
 
 def _port_range(text: str) -> tuple[int, int]:
     if not text:
