@@ -218,10 +218,6 @@ def process_alive(pid: int) -> bool:
     """True while `pid` runs; zombies count as exited (this host's init reaps late)."""
     if pid <= 0:
         return False
-    with contextlib.suppress(ChildProcessError, OSError):
-        # Reap it if it happens to be our child, so it does not linger as a zombie.
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -423,6 +419,8 @@ class AttachSession:
                             data, detach = matcher.feed(data)
                             pending += data
                             if detach:
+                                # What was typed before the keys still goes in.
+                                self._drain_input(pending)
                                 self.close()
                                 return AttachResult(detached=True)
                         else:
@@ -452,6 +450,16 @@ class AttachSession:
         finally:
             sel.close()
             release_in()
+
+    def _drain_input(self, pending: bytearray, timeout: float = 5.0) -> None:
+        """Send all of `pending`, waiting for the socket as needed (bounded)."""
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            self._flush_input(pending)
+            if pending:
+                with selectors.DefaultSelector() as sel:
+                    sel.register(self.sock, selectors.EVENT_WRITE)
+                    sel.select(max(0.0, deadline - time.monotonic()))
 
     def _flush_input(self, pending: bytearray) -> None:
         while pending:
@@ -730,7 +738,10 @@ class ConmonMonitor:
             status = self.exit_status(paths)
             if status is not None:
                 return status
-            if conmon_pid is not None and not process_alive(conmon_pid):
+            if conmon_pid is None:
+                raise RuntimeFailure(
+                    f"container {paths.container_id} has no monitor: it was not started")
+            if not process_alive(conmon_pid):
                 status = self.exit_status(paths)
                 if status is not None:
                     return status
@@ -808,6 +819,7 @@ class ConmonMonitor:
         pipes = {name: socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
                  for name in ("_OCI_SYNCPIPE", "_OCI_STARTPIPE", "_OCI_ATTACHPIPE")}
         session: AttachSession | None = None
+        finished = False  # the session is over: its directory can go
         try:
             proc = self._spawn(args, exec_dir, {k: v[1] for k, v in pipes.items()})
             for _parent, child in pipes.values():
@@ -828,6 +840,7 @@ class ConmonMonitor:
                 raise RuntimeFailure("conmon exited without reporting the exec session")
             pid = int(message.get("data", -1))
             if pid <= 0:
+                finished = True
                 text = runtime_error_message(str(message.get("message") or ""))
                 raise ContainerStartError(f"OCI runtime exec failed: {text}",
                                           classify_start_error(text))
@@ -843,6 +856,7 @@ class ConmonMonitor:
             code = _read_int(exec_dir / "exit")
             if final is not None and "data" in final:
                 code = int(final["data"])
+            finished = True
             return ExecResult(exec_id, pid, code if code is not None else -1)
         finally:
             if session is not None:
@@ -850,5 +864,7 @@ class ConmonMonitor:
             for parent, child in pipes.values():
                 parent.close()
                 child.close()
-            if not detach:
+            # A detached session keeps its directory (conmon still writes there);
+            # cleanup() removes what is left when the container goes.
+            if finished:
                 shutil.rmtree(exec_dir, ignore_errors=True)

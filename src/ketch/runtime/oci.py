@@ -62,12 +62,13 @@ def runtime_error_message(output: str | bytes) -> str:
     return " ".join(message.split())
 
 
-_MISSING = ("does not exist", "not found", "no such file or directory")
-
-
-def _is_missing(message: str) -> bool:
+def _is_missing(message: str, state_root: Path) -> bool:
+    """Whether the runtime failed because it has no state for the container: runc says
+    "container ... does not exist", crun fails to open `<root>/<id>/status`."""
     lowered = message.lower()
-    return "container" in lowered and any(m in lowered for m in _MISSING)
+    if "container" in lowered and ("does not exist" in lowered or "not found" in lowered):
+        return True
+    return str(state_root) in message and "no such file or directory" in lowered
 
 
 class ContainerMissing(RuntimeFailure):
@@ -130,7 +131,7 @@ class OCIRuntime:
             raise RuntimeFailure(f"{self.name} {args[0]} timed out after {timeout:.0f}s") from e
         if proc.returncode != 0:
             message = runtime_error_message(proc.stderr or proc.stdout)
-            error_cls = ContainerMissing if _is_missing(message) else RuntimeFailure
+            error_cls = ContainerMissing if _is_missing(message, self.state_root) else RuntimeFailure
             raise error_cls(f"{self.name} {what or args[0]}: {message}")
         return proc
 

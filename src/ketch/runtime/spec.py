@@ -445,6 +445,13 @@ def _namespaces(spec: ContainerSpec) -> list[dict[str, Any]]:
     return namespaces
 
 
+def _oci_user(user: User) -> dict[str, Any]:
+    # Docker lists the primary group first among the supplementary ones (moby's
+    # getUser), so `id` shows "groups=33(www-data)" rather than no groups at all.
+    gids = list(dict.fromkeys([user.gid, *user.additional_gids]))
+    return {"uid": user.uid, "gid": user.gid, "additionalGids": gids}
+
+
 def generate_config(spec: ContainerSpec) -> dict[str, Any]:
     """Build the OCI runtime-spec 1.0.2 config.json document for `spec`."""
     if not spec.args:
@@ -456,9 +463,7 @@ def generate_config(spec: ContainerSpec) -> dict[str, Any]:
             f"the working directory '{spec.cwd}' is invalid, it needs to be an absolute path")
 
     caps = effective_capabilities(spec.privileged, spec.cap_add, spec.cap_drop)
-    user: dict[str, Any] = {"uid": spec.user.uid, "gid": spec.user.gid}
-    if spec.user.additional_gids:
-        user["additionalGids"] = list(dict.fromkeys(spec.user.additional_gids))
+    user = _oci_user(spec.user)
     process: dict[str, Any] = {
         "terminal": spec.terminal,
         "user": user,
@@ -552,9 +557,7 @@ def exec_process(base: Mapping[str, Any], args: list[str], *, env: Iterable[str]
     if terminal and "TERM" not in merged:
         merged["TERM"] = "xterm"
     if user is not None:
-        process["user"] = {"uid": user.uid, "gid": user.gid}
-        if user.additional_gids:
-            process["user"]["additionalGids"] = list(user.additional_gids)
+        process["user"] = _oci_user(user)
         if user.home and not any(e.startswith("HOME=") for e in env):
             merged["HOME"] = user.home
     process["env"] = [f"{k}={v}" for k, v in merged.items()]

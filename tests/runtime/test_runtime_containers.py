@@ -1,0 +1,504 @@
+"""Real containers: busybox under conmon + runc, detached, attached, exec'd, limited."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from ketch.errors import InvalidArgument, RuntimeFailure
+from ketch.runtime.logs import iter_entries, read_log
+from ketch.runtime.monitor import ContainerStartError, process_alive
+from ketch.runtime.spec import exec_process, host_capabilities
+from ketch.runtime.users import resolve_user
+
+DOCKER_DEFAULT_CAPEFF = "00000000a80425fb"
+
+
+def cap_line(text: str, name: str) -> str:
+    match = re.search(rf"^{name}:\s*([0-9a-f]+)$", text, re.M)
+    assert match, text
+    return match.group(1)
+
+
+# --- running, exit codes, logs -------------------------------------------------------
+
+
+def test_echo_output_lands_in_the_log_as_a_k8s_file_record(harness):
+    status, out, err = harness.run(["echo", "hello"])
+    assert status.exit_code == 0 and not status.oom_killed
+    assert (out, err) == ("hello\n", "")
+    raw = harness.created[0].log_path.read_text()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}[+-]\d\d:\d\d stdout F hello\n",
+                        raw), raw
+
+
+def test_stdout_and_stderr_are_logged_apart(harness):
+    _status, out, err = harness.run(["sh", "-c", "echo out; echo err >&2"])
+    assert (out, err) == ("out\n", "err\n")
+
+
+@pytest.mark.parametrize("args, code", [(["true"], 0), (["sh", "-c", "exit 3"], 3),
+                                        (["false"], 1)])
+def test_exit_codes_are_recorded(harness, args, code):
+    status, _, _ = harness.run(args)
+    assert status.exit_code == code
+
+
+def test_missing_executable_fails_start_with_exit_code_127_and_leaves_nothing(harness):
+    with pytest.raises(ContainerStartError) as info:
+        harness.start(["no-such-command"])
+    assert info.value.exit_code == 127
+    assert "executable file not found in $PATH" in str(info.value)
+    assert "\n" not in str(info.value)
+    paths = harness.created[0]
+    assert harness.runtime.state(paths.container_id) is None
+    harness.monitor.wait_monitor_exit(paths, timeout=10)
+
+
+def test_non_executable_file_fails_start_with_exit_code_126(harness):
+    with pytest.raises(ContainerStartError) as info:
+        harness.start(["/etc/passwd"])
+    assert info.value.exit_code == 126
+    assert "permission denied" in str(info.value)
+
+
+def test_start_reports_the_container_and_monitor_pids(harness):
+    paths, started = harness.start(["sleep", "30"])
+    assert started.pid > 0 and started.conmon_pid > 0
+    assert process_alive(started.pid) and process_alive(started.conmon_pid)
+    assert int(paths.pidfile.read_text()) == started.pid
+    state = harness.runtime.state(paths.container_id)
+    assert state is not None and state.status == "running" and state.pid == started.pid
+    assert harness.monitor.exit_status(paths) is None
+
+
+def test_true_runs_from_start_to_recorded_exit_quickly(harness):
+    spec = harness.spec(["true"])
+    paths = harness.prepare(spec)
+    begin = time.perf_counter()
+    harness.monitor.start_container(paths)
+    harness.monitor.wait_exit(paths, timeout=10)
+    elapsed = time.perf_counter() - begin
+    assert elapsed < 1.0, f"start to exit took {elapsed:.3f}s"
+
+
+def test_monitor_memory_stays_near_two_mebibytes(harness):
+    _paths, started = harness.start(["sleep", "30"])
+    status = Path(f"/proc/{started.conmon_pid}/status").read_text()
+    rss_kib = int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1))
+    assert rss_kib < 4096, f"conmon uses {rss_kib} KiB"
+
+
+def test_exit_command_runs_after_the_container_exits_even_when_nobody_waits(harness, tmp_path):
+    marker = tmp_path / "exit-command-ran"
+    # Write then rename, so the test never reads a half-written marker.
+    script = ("import os, sys, pathlib; "
+              "pathlib.Path(sys.argv[1] + '.tmp').write_text(' '.join(sys.argv[2:])); "
+              "os.replace(sys.argv[1] + '.tmp', sys.argv[1])")
+    paths, _ = harness.start(["sh", "-c", "sleep 0.2"], exit_command=[
+        sys.executable, "-c", script, str(marker), "container", "cleanup", "ID"])
+    harness.wait_for(marker.exists, timeout=15, what="the exit command")
+    assert marker.read_text() == "container cleanup ID"
+    assert harness.monitor.exit_status(paths).exit_code == 0
+
+
+def test_exit_command_must_be_an_absolute_path(harness):
+    with pytest.raises(InvalidArgument):
+        harness.start(["true"], exit_command=["ketch", "cleanup"])
+
+
+def test_cleanup_removes_runtime_state_cgroups_and_monitor_files(harness):
+    paths, _ = harness.start(["true"])
+    harness.monitor.wait_exit(paths, timeout=10)
+    harness.monitor.wait_monitor_exit(paths)
+    harness.monitor.cleanup(paths)
+    assert harness.runtime.state(paths.container_id) is None
+    assert not any((paths.bundle / n).exists() for n in ("attach", "ctl", "winsz"))
+    assert not paths.exit_file.exists() and not paths.pidfile.exists()
+    assert paths.log_path.exists() and paths.config.exists()
+    harness.monitor.cleanup(paths)  # twice is fine
+
+
+def test_same_container_id_can_run_again_after_it_stopped(harness):
+    spec = harness.spec(["sh", "-c", "echo run"])
+    paths = harness.prepare(spec)
+    for _ in range(2):
+        harness.monitor.start_container(paths)
+        assert harness.monitor.wait_exit(paths, timeout=10).exit_code == 0
+        harness.monitor.wait_monitor_exit(paths)
+    assert harness.output(paths)[0] == "run\nrun\n"
+
+
+def test_a_killed_monitor_is_reported_instead_of_waiting_forever(harness):
+    paths, started = harness.start(["sleep", "30"])
+    os.kill(started.conmon_pid, signal.SIGKILL)
+    harness.wait_for(lambda: not process_alive(started.conmon_pid), what="conmon to die")
+    with pytest.raises(RuntimeFailure, match="died without recording an exit code"):
+        harness.monitor.wait_exit(paths, timeout=10)
+
+
+# --- signals, pause -------------------------------------------------------------------
+
+
+def test_kill_then_wait_reports_128_plus_the_signal(harness):
+    paths, _ = harness.start(["sleep", "30"])
+    harness.runtime.kill(paths.container_id, "SIGKILL")
+    assert harness.monitor.wait_exit(paths, timeout=10).exit_code == 137
+
+
+def test_a_trapped_sigterm_lets_the_process_choose_its_exit_code(harness):
+    paths, _ = harness.start(["sh", "-c", "trap 'exit 42' TERM; echo ready; "
+                                          "while true; do sleep 0.05; done"])
+    harness.wait_for(lambda: "ready" in harness.output(paths)[0], what="the trap")
+    harness.runtime.kill(paths.container_id, signal.SIGTERM)
+    assert harness.monitor.wait_exit(paths, timeout=10).exit_code == 42
+
+
+def test_wait_exit_times_out_while_the_container_runs(harness):
+    paths, _ = harness.start(["sleep", "30"])
+    with pytest.raises(TimeoutError):
+        harness.monitor.wait_exit(paths, timeout=0.2)
+
+
+def test_pause_freezes_and_resume_thaws(harness):
+    paths, started = harness.start(["sh", "-c", "while true; do date +%s%N; sleep 0.05; done"])
+    cid = paths.container_id
+    harness.runtime.pause(cid)
+    assert harness.runtime.state(cid).status == "paused"
+    assert harness.runtime.ps(cid) == [started.pid] or started.pid in harness.runtime.ps(cid)
+    lines_paused = len(harness.output(paths)[0].splitlines())
+    time.sleep(0.3)
+    assert len(harness.output(paths)[0].splitlines()) == lines_paused
+    harness.runtime.resume(cid)
+    assert harness.runtime.state(cid).status == "running"
+    harness.wait_for(lambda: len(harness.output(paths)[0].splitlines()) > lines_paused,
+                     what="output after resume")
+
+
+def test_stats_sample_memory_cpu_and_pids(harness):
+    paths, _ = harness.start(["sleep", "30"])
+    stats = harness.runtime.stats(paths.container_id)
+    assert stats["pids"]["current"] >= 1
+    assert stats["memory"]["usage"]["usage"] > 0
+    assert "usage" in stats["cpu"]
+
+
+def test_runtime_errors_are_one_readable_line(harness):
+    with pytest.raises(RuntimeFailure) as info:
+        harness.runtime.pause("does-not-exist")
+    assert "does not exist" in str(info.value) and "\n" not in str(info.value)
+    assert "level=" not in str(info.value)
+
+
+# --- attach, stdin, tty, detach, resize ----------------------------------------------
+
+
+def start_attached(harness, args, *, terminal=False, stdin=True):
+    spec = harness.spec(args, terminal=terminal)
+    paths = harness.prepare(spec)
+    sessions = []
+    harness.monitor.start_container(
+        paths, terminal=terminal, stdin=stdin,
+        before_start=lambda _s: sessions.append(harness.monitor.attach(paths)))
+    return paths, sessions[0]
+
+
+def test_stdin_is_forwarded_through_attach_and_eof_closes_it(harness):
+    paths, session = start_attached(harness, ["sh", "-c", "cat; echo after-eof >&2"])
+    out, err = [], []
+    with session:
+        result = session.stream(stdout=out.append, stderr=err.append,
+                                stdin=io.BytesIO(b"hello\nworld\n"))
+    assert not result.detached
+    assert b"".join(out) == b"hello\nworld\n"
+    assert b"".join(err) == b"after-eof\n"
+    assert harness.monitor.wait_exit(paths, timeout=10).exit_code == 0
+
+
+def test_large_stdin_survives_the_attach_socket_packet_limit(harness):
+    payload = os.urandom(300_000).hex().encode()  # 600 kB, many packets
+    paths, session = start_attached(harness, ["sh", "-c", "cat | wc -c"])
+    out = []
+    with session:
+        session.stream(stdout=out.append, stdin=io.BytesIO(payload))
+    assert b"".join(out).strip() == str(len(payload)).encode()
+
+
+def test_attach_without_stdin_leaves_the_containers_stdin_open(harness):
+    paths, session = start_attached(harness, ["sh", "-c", "echo start; read x; echo got $x"])
+    out: list[bytes] = []
+    with session:
+        reader = threading.Thread(target=lambda: session.stream(stdout=out.append))
+        reader.start()
+        harness.wait_for(lambda: b"start" in b"".join(out), what="first output")
+        # A second client sends the line: the first one, attached without stdin, did not
+        # close the container's stdin.
+        with harness.monitor.attach(paths) as writer:
+            writer.stream(stdin=io.BytesIO(b"hi\n"))
+        reader.join(timeout=10)
+    assert b"".join(out) == b"start\ngot hi\n"
+
+
+def test_tty_mode_runs_an_interactive_shell_through_attach(harness):
+    paths, session = start_attached(harness, ["sh"], terminal=True)
+    r, w = os.pipe()
+    os.write(w, b"echo hi-$((6*7)); exit 5\n")
+    out = []
+    try:
+        with session:
+            result = session.stream(stdout=out.append, stdin=r)
+    finally:
+        os.close(w)
+        os.close(r)
+    text = b"".join(out).decode()
+    assert not result.detached
+    assert "hi-42\r\n" in text  # a TTY turns \n into \r\n
+    assert harness.monitor.wait_exit(paths, timeout=10).exit_code == 5
+
+
+def test_detach_keys_leave_the_container_running_and_reattach_works(harness):
+    paths, session = start_attached(harness, ["sh"], terminal=True)
+    with session:
+        result = session.stream(stdout=lambda _b: None, stdin=io.BytesIO(b"x=1\n\x10\x11"))
+    assert result.detached
+    time.sleep(0.2)
+    assert harness.runtime.state(paths.container_id).status == "running"
+    out = []
+    with harness.monitor.attach(paths) as again:
+        again.stream(stdout=out.append, stdin=io.BytesIO(b"echo x=$x; exit 7\n"))
+    assert b"x=1" in b"".join(out)
+    assert harness.monitor.wait_exit(paths, timeout=10).exit_code == 7
+
+
+def test_resize_reaches_the_containers_tty(harness):
+    spec = harness.spec(["sh", "-c", "sleep 0.5; stty size"], terminal=True)
+    paths = harness.prepare(spec)
+    harness.monitor.start_container(paths, terminal=True)
+    harness.monitor.resize(paths, 33, 111)
+    harness.monitor.wait_exit(paths, timeout=10)
+    assert "33 111" in harness.output(paths)[0]
+
+
+def test_attach_works_through_a_bundle_path_longer_than_a_socket_address(harness, tmp_path):
+    spec = harness.spec(["cat"])
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    paths = harness.prepare(spec, bundle=deep / "bundle")
+    assert len(str(paths.attach_socket)) > 108
+    sessions = []
+    harness.monitor.start_container(paths, stdin=True, before_start=lambda _s: sessions.append(
+        harness.monitor.attach(paths)))
+    out = []
+    with sessions[0] as session:
+        session.stream(stdout=out.append, stdin=io.BytesIO(b"deep\n"))
+    assert b"".join(out) == b"deep\n"
+
+
+# --- exec ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def running(harness):
+    paths, _ = harness.start(["sleep", "60"], hostname="exec-box", env=["FROM_CTR=1"])
+    return paths, json.loads(paths.config.read_text())
+
+
+def test_exec_streams_output_and_returns_the_exit_code(harness, running):
+    paths, config = running
+    out, err = [], []
+    result = harness.monitor.exec_process(
+        paths, exec_process(config, ["sh", "-c", "echo $FROM_CTR $X; hostname; echo e >&2; "
+                                                 "exit 9"], env=["X=2"]),
+        stdout=out.append, stderr=err.append)
+    assert result.exit_code == 9 and not result.detached
+    assert b"".join(out) == b"1 2\nexec-box\n" and b"".join(err) == b"e\n"
+
+
+def test_exec_forwards_stdin(harness, running):
+    paths, config = running
+    out = []
+    result = harness.monitor.exec_process(paths, exec_process(config, ["cat"]),
+                                          stdout=out.append, stdin=io.BytesIO(b"piped\n"))
+    assert result.exit_code == 0 and b"".join(out) == b"piped\n"
+
+
+def test_exec_of_a_missing_command_fails_with_127(harness, running):
+    paths, config = running
+    with pytest.raises(ContainerStartError) as info:
+        harness.monitor.exec_process(paths, exec_process(config, ["nope"]))
+    assert info.value.exit_code == 127
+    assert "executable file not found" in str(info.value)
+
+
+def test_exec_with_a_tty_gets_a_terminal(harness, running):
+    paths, config = running
+    out = []
+    result = harness.monitor.exec_process(
+        paths, exec_process(config, ["sh", "-c", "tty; exit 3"], terminal=True),
+        stdout=out.append)
+    assert result.exit_code == 3
+    assert re.search(rb"/dev/pts/\d+\r\n", b"".join(out))
+
+
+def test_detached_exec_returns_at_once_and_keeps_running(harness, running):
+    paths, config = running
+    result = harness.monitor.exec_process(
+        paths, exec_process(config, ["sh", "-c", "sleep 0.3; echo done > /tmp/exec-mark"]),
+        detach=True)
+    assert result.detached and result.exit_code is None and result.pid > 0
+    out = []
+
+    def marked() -> bool:
+        out.clear()
+        harness.monitor.exec_process(paths, exec_process(config, ["cat", "/tmp/exec-mark"]),
+                                     stdout=out.append, stderr=lambda _b: None)
+        return b"".join(out) == b"done\n"
+
+    harness.wait_for(marked, what="the detached exec")
+
+
+def test_exec_as_another_user(harness, running):
+    paths, config = running
+    out = []
+    user = resolve_user(harness.rootfs, "nobody")
+    harness.monitor.exec_process(paths, exec_process(config, ["id"], user=user),
+                                 stdout=out.append)
+    assert b"".join(out).startswith(b"uid=65534(nobody) gid=65534(nogroup)")
+
+
+# --- users, capabilities, read-only, limits --------------------------------------------
+
+
+def test_user_resolved_from_the_images_passwd_runs_the_process(harness):
+    user = resolve_user(harness.rootfs, "www-data")
+    _status, out, _ = harness.run(["sh", "-c", "id; echo HOME=$HOME"], user=user)
+    assert out == "uid=33(www-data) gid=33(www-data) groups=33(www-data)\nHOME=/var/www\n"
+
+
+def test_numeric_user_and_group_without_passwd_entries(harness):
+    user = resolve_user(harness.rootfs, "4321:8765")
+    _status, out, _ = harness.run(["sh", "-c", "id -u; id -g; echo $HOME"], user=user)
+    assert out == "4321\n8765\n/\n"
+
+
+def test_default_capabilities_are_dockers(harness):
+    _status, out, _ = harness.run(["cat", "/proc/self/status"])
+    assert cap_line(out, "CapEff") == DOCKER_DEFAULT_CAPEFF
+    assert cap_line(out, "CapBnd") == DOCKER_DEFAULT_CAPEFF
+    assert cap_line(out, "CapInh") == "0000000000000000"
+
+
+def test_cap_drop_and_cap_add_change_the_effective_set(harness):
+    _status, out, _ = harness.run(["cat", "/proc/self/status"], cap_drop=["CHOWN"],
+                                  cap_add=["NET_ADMIN"])
+    expected = (0xA80425FB & ~(1 << 0)) | (1 << 12)
+    assert int(cap_line(out, "CapEff"), 16) == expected
+
+
+def test_privileged_gets_every_capability_the_host_has(harness):
+    _status, out, _ = harness.run(["cat", "/proc/self/status"], privileged=True)
+    from ketch.runtime.spec import ALL_CAPABILITIES
+
+    mask = sum(1 << ALL_CAPABILITIES.index(c) for c in host_capabilities())
+    assert int(cap_line(out, "CapEff"), 16) == mask
+
+
+def test_masked_paths_are_empty_and_read_only_paths_refuse_writes(harness):
+    assert Path("/proc/keys").stat() and Path("/sys/firmware").is_dir()
+    status, out, _ = harness.run(["sh", "-c", "wc -c < /proc/keys; ls /sys/firmware | wc -l; "
+                                              "echo 1 > /proc/sys/kernel/domainname || echo ro"])
+    assert out.split() == ["0", "0", "ro"]
+
+
+def test_read_only_rootfs_refuses_writes_but_keeps_tmpfs_writable(harness):
+    status, out, err = harness.run(["sh", "-c", "touch /file; echo rc=$?; "
+                                                "touch /dev/shm/ok && echo shm-ok"],
+                                   readonly_rootfs=True)
+    assert "rc=1" in out and "shm-ok" in out
+    assert "Read-only file system" in err
+
+
+def test_memory_limit_is_visible_in_the_containers_cgroup(harness):
+    status, out, _ = harness.run(["sh", "-c",
+                                  "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null "
+                                  "|| cat /sys/fs/cgroup/memory.max"],
+                                 memory=64 * 1024 * 1024)
+    assert out.strip() == str(64 * 1024 * 1024)
+
+
+def test_pids_limit_is_enforced(harness):
+    status, out, err = harness.run(["sh", "-c",
+                                    "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || "
+                                    "cat /sys/fs/cgroup/pids.max; "
+                                    "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 2 & done; wait"],
+                                   pids_limit=5)
+    assert out.splitlines()[0] == "5"
+    assert "can't fork" in err or "Resource temporarily unavailable" in err
+
+
+def test_nofile_rlimit_inside_never_exceeds_the_hosts_hard_limit(harness):
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    _status, out, _ = harness.run(["sh", "-c", "ulimit -Sn; ulimit -Hn"],
+                                  ulimits={"nofile": (10**7, 10**7)})
+    soft_in, hard_in = (int(x) for x in out.split())
+    assert hard_in <= hard and soft_in <= hard_in
+    assert hard_in == min(hard, 1048576)
+
+
+def test_explicit_lower_ulimits_apply(harness):
+    _status, out, _ = harness.run(["sh", "-c", "ulimit -Sn; ulimit -Hn"],
+                                  ulimits={"nofile": (256, 512)})
+    assert out.split() == ["256", "512"]
+
+
+def test_cpu_quota_reaches_the_cgroup(harness):
+    _status, out, _ = harness.run(["sh", "-c", "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us "
+                                               "2>/dev/null || cat /sys/fs/cgroup/cpu.max"],
+                                  cpus=0.5)
+    assert out.split()[0] == "50000"
+
+
+def test_hostname_and_environment_reach_the_process(harness):
+    _status, out, _ = harness.run(["sh", "-c", "hostname; echo $HOSTNAME $GREETING"],
+                                  hostname="box1", env=["GREETING=hey"])
+    assert out == "box1\nbox1 hey\n"
+
+
+# --- logs of live containers ---------------------------------------------------------
+
+
+def test_logs_tail_and_since_on_a_real_log(harness):
+    status, _, _ = harness.run(["sh", "-c", "seq 1 100; sleep 1.2; echo late"])
+    paths = harness.created[0]
+    assert status.exit_code == 0
+    tail = b"".join(c.data for c in read_log(paths.log_path, tail=3))
+    assert tail == b"99\n100\nlate\n"
+    entries = list(iter_entries(paths.log_path))
+    early, late = entries[-2].timestamp, entries[-1].timestamp
+    since = (early + late) / 2 / 1e9
+    assert b"".join(c.data for c in read_log(paths.log_path, since=since)) == b"late\n"
+    stamped = b"".join(c.data for c in read_log(paths.log_path, tail=1, timestamps=True))
+    assert re.fullmatch(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z late\n", stamped)
+
+
+def test_logs_follow_a_container_printing_every_200ms(harness):
+    paths, _ = harness.start(["sh", "-c", "for i in 1 2 3 4 5; do echo tick $i; sleep 0.2; "
+                                          "done"])
+    arrivals = []
+    for chunk in read_log(paths.log_path, follow=True,
+                          is_done=lambda: harness.monitor.exit_status(paths) is not None):
+        for line in chunk.data.decode().splitlines():
+            arrivals.append((time.monotonic(), line))
+    assert [line for _t, line in arrivals] == [f"tick {i}" for i in range(1, 6)]
+    # Lines arrived while the container ran, not all at the end.
+    assert arrivals[-1][0] - arrivals[0][0] > 0.5

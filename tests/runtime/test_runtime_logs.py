@@ -1,0 +1,175 @@
+"""Reading conmon's k8s-file logs: streams, partial lines, tail, since/until, follow."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from ketch.runtime.logs import (
+    format_timestamp,
+    iter_entries,
+    parse_timestamp,
+    read_log,
+    write_log,
+)
+
+BASE = 1_700_000_000  # 2023-11-14T22:13:20Z
+
+
+def stamp(sec: float, zone: str = "+00:00") -> str:
+    whole = int(sec)
+    frac = round((sec - whole) * 1e9)
+    shift = 0
+    if zone not in ("+00:00", "Z"):
+        sign = 1 if zone[0] == "+" else -1
+        shift = sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
+    t = time.gmtime(whole + shift)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", t) + f".{frac:09d}{zone}"
+
+
+def record(sec: float, stream: str, text: str, tag: str = "F", zone: str = "+00:00") -> str:
+    return f"{stamp(sec, zone)} {stream} {tag} {text}\n"
+
+
+def write(path: Path, records: list[str]) -> Path:
+    path.write_text("".join(records))
+    return path
+
+
+def collect(path: Path, **kwargs: object) -> tuple[bytes, bytes]:
+    out, err = io.BytesIO(), io.BytesIO()
+    write_log(path, out, err, **kwargs)
+    return out.getvalue(), err.getvalue()
+
+
+def test_timestamps_parse_to_nanoseconds_in_any_zone():
+    assert parse_timestamp(stamp(BASE + 0.5)) == BASE * 10**9 + 500_000_000
+    assert parse_timestamp(stamp(BASE + 0.5, "+02:00")) == BASE * 10**9 + 500_000_000
+    assert parse_timestamp(stamp(BASE, "-05:30")) == BASE * 10**9
+    assert format_timestamp(BASE * 10**9 + 7) == "2023-11-14T22:13:20.000000007Z"
+
+
+def test_streams_are_kept_apart_and_in_order(tmp_path: Path):
+    log = write(tmp_path / "log", [record(BASE, "stdout", "one"), record(BASE, "stderr", "two"),
+                                   record(BASE + 1, "stdout", "three")])
+    chunks = list(read_log(log))
+    assert [(c.stream, c.data) for c in chunks] == [
+        ("stdout", b"one\n"), ("stderr", b"two\n"), ("stdout", b"three\n")]
+    assert collect(log) == (b"one\nthree\n", b"two\n")
+
+
+def test_partial_records_join_into_one_line(tmp_path: Path):
+    log = write(tmp_path / "log", [record(BASE, "stdout", "hel", "P"),
+                                   record(BASE, "stderr", "err", "F"),
+                                   record(BASE, "stdout", "lo", "F"),
+                                   record(BASE, "stdout", "no newline", "P")])
+    out, err = collect(log)
+    assert out == b"hello\nno newline"
+    assert err == b"err\n"
+    entries = list(iter_entries(log))
+    assert [(e.stream, e.message, e.partial) for e in entries][0] == ("stdout", b"hel", True)
+
+
+def test_timestamps_option_prints_dockers_utc_stamp_once_per_line(tmp_path: Path):
+    log = write(tmp_path / "log", [record(BASE + 0.25, "stdout", "a"),
+                                   record(BASE + 1, "stdout", "b", "P"),
+                                   record(BASE + 1, "stdout", "c"),
+                                   record(BASE + 2, "stderr", "d", zone="+02:00")])
+    out, err = collect(log, timestamps=True)
+    assert out == (b"2023-11-14T22:13:20.250000000Z a\n"
+                   b"2023-11-14T22:13:21.000000000Z bc\n")
+    assert err == b"2023-11-14T22:13:22.000000000Z d\n"
+
+
+def test_non_utc_logs_are_converted_to_utc(tmp_path: Path):
+    log = write(tmp_path / "log", [record(BASE + i, "stdout", f"l{i}", zone="+09:00")
+                                   for i in range(3)])
+    out, _ = collect(log, timestamps=True)
+    assert out.splitlines()[2] == b"2023-11-14T22:13:22.000000000Z l2"
+
+
+def test_tail_keeps_the_last_records(tmp_path: Path):
+    log = write(tmp_path / "log", [record(BASE + i, "stdout", str(i)) for i in range(1000)])
+    assert collect(log, tail=3)[0] == b"997\n998\n999\n"
+    assert collect(log, tail=0)[0] == b""
+    assert collect(log, tail=5000)[0].count(b"\n") == 1000
+
+
+def test_since_and_until_bound_the_output_inclusively(tmp_path: Path):
+    log = write(tmp_path / "log", [record(BASE + i, "stdout", str(i)) for i in range(100)])
+    assert collect(log, since=BASE + 97)[0] == b"97\n98\n99\n"
+    assert collect(log, until=BASE + 2)[0] == b"0\n1\n2\n"
+    assert collect(log, since=BASE + 10.5, until=BASE + 12)[0] == b"11\n12\n"
+    assert collect(log, since=BASE + 50, tail=2)[0] == b"98\n99\n"
+    assert collect(log, since=BASE + 1000)[0] == b""
+
+
+def test_an_unfinished_last_record_is_not_shown(tmp_path: Path):
+    log = tmp_path / "log"
+    log.write_text(record(BASE, "stdout", "done") + stamp(BASE) + " stdout F half")
+    assert collect(log)[0] == b"done\n"
+
+
+def test_missing_log_reads_as_empty(tmp_path: Path):
+    assert list(read_log(tmp_path / "nope")) == []
+
+
+def test_follow_streams_new_records_until_done_and_drained(tmp_path: Path):
+    log = write(tmp_path / "log", [record(BASE, "stdout", "first")])
+    done = threading.Event()
+
+    def writer() -> None:
+        with open(log, "a") as f:
+            for i in range(5):
+                time.sleep(0.05)
+                f.write(record(BASE + 1 + i, "stdout" if i % 2 else "stderr", f"n{i}"))
+                f.flush()
+        done.set()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    seen = list(read_log(log, follow=True, is_done=done.is_set, poll_interval=0.02))
+    t.join()
+    assert b"".join(c.data for c in seen if c.stream == "stdout") == b"first\nn1\nn3\n"
+    assert b"".join(c.data for c in seen if c.stream == "stderr") == b"n0\nn2\nn4\n"
+
+
+def test_follow_stops_at_until(tmp_path: Path):
+    log = write(tmp_path / "log", [record(BASE + i, "stdout", str(i)) for i in range(3)])
+    chunks = list(read_log(log, follow=True, until=BASE + 1, is_done=lambda: False))
+    assert b"".join(c.data for c in chunks) == b"0\n1\n"
+
+
+def test_streams_filter_keeps_only_the_asked_stream(tmp_path: Path):
+    log = write(tmp_path / "log", [record(BASE, "stdout", "o"), record(BASE, "stderr", "e")])
+    assert [c.data for c in read_log(log, streams=("stderr",))] == [b"e\n"]
+    out = io.BytesIO()
+    write_log(log, out, None)
+    assert out.getvalue() == b"o\n"
+
+
+def _million_line_log(path: Path) -> Path:
+    head = stamp(BASE)[:19]
+    lines = [f"{head}.{i % 10**9:09d}+00:00 stdout F line {i}\n" for i in range(1_000_000)]
+    path.write_text("".join(lines))
+    return path
+
+
+@pytest.mark.slow
+def test_a_million_lines_are_written_out_within_the_budget(tmp_path: Path):
+    log = _million_line_log(tmp_path / "big.log")
+    target = tmp_path / "out"
+    with open(target, "wb") as out:
+        start = time.perf_counter()
+        write_log(log, out, None)
+        elapsed = time.perf_counter() - start
+    assert target.stat().st_size == sum(len(f"line {i}\n") for i in range(1_000_000))
+    # Goal for the whole `logs` command is 2.5 s; the reader gets well under that.
+    assert elapsed < 2.0, f"1M lines took {elapsed:.2f}s"
+    start = time.perf_counter()
+    assert collect(log, tail=2)[0] == b"line 999998\nline 999999\n"
+    assert time.perf_counter() - start < 0.2
