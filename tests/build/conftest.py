@@ -1,0 +1,143 @@
+"""Fixtures for the builder tests: a ketch root with a busybox image, build contexts
+written from dicts, and a check after every test that the build left nothing behind
+(no container, no mount, no staging directory)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.conftest import IN_CI, KetchCLI, require, require_root, require_tool
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write_tree(root: Path, files: dict[str, str | bytes]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        p = root / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            p.write_bytes(content)
+        else:
+            p.write_text(content)
+    return root
+
+
+def mounts_under(*paths: Path) -> list[str]:
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            target = line.split()[4]
+            if any(target.startswith(str(p)) for p in paths):
+                found.append(target)
+    return found
+
+
+def leftovers(root: Path) -> list[str]:
+    """What a finished build must not leave in a ketch root."""
+    problems = []
+    run = root / "run"
+    # run/netns itself is the network service's shared mount (like /run/netns); the
+    # namespaces below it belong to containers and must be gone.
+    mnts = [m for m in mounts_under(root, run) if m != str(run / "netns")]
+    if mnts:
+        problems.append(f"mounts: {mnts}")
+    containers = root / "containers"
+    if containers.is_dir() and any(containers.iterdir()):
+        problems.append(f"container dirs: {sorted(p.name[:12] for p in containers.iterdir())}")
+    tmp = root / "tmp"
+    if tmp.is_dir():
+        staging = [p.name for p in tmp.iterdir()]
+        if staging:
+            problems.append(f"tmp/: {staging}")
+    build_run = run / "build"
+    if build_run.is_dir() and any(build_run.iterdir()):
+        problems.append(f"run/build: {sorted(p.name for p in build_run.iterdir())}")
+    return problems
+
+
+@pytest.fixture(scope="session")
+def build_prereqs() -> None:
+    require_root()
+    require_tool("runc")
+    require_tool("conmon")
+
+
+class Builder:
+    """The `ketch` CLI with build helpers, on one test's ketch root."""
+
+    def __init__(self, cli: KetchCLI, tmp: Path) -> None:
+        self.cli = cli
+        self.root = cli.root
+        self.tmp = tmp
+        self.allow_containers = False
+
+    def __call__(self, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:
+        return self.cli(*args, **kw)  # type: ignore[arg-type]
+
+    def context(self, files: dict[str, str | bytes], name: str = "ctx") -> Path:
+        return write_tree(self.tmp / name, files)
+
+    def build(self, ctx: Path | str, *args: str, check: bool = True,
+              input: str | bytes | None = None, timeout: float = 180
+              ) -> subprocess.CompletedProcess[str]:
+        return self.cli("build", *args, str(ctx), check=check, input=input, timeout=timeout)
+
+    def image_id(self, name: str) -> str:
+        return self.cli("image", "inspect", "--format", "{{.Id}}", name).stdout.strip()
+
+    def inspect(self, name: str, fmt: str) -> str:
+        return self.cli("image", "inspect", "--format", fmt, name).stdout.strip()
+
+    def run(self, image: str, *cmd: str) -> str:
+        return self.cli("run", "--rm", image, *cmd).stdout
+
+
+@pytest.fixture
+def kb(build_prereqs: None, ketch: KetchCLI, busybox_tar: Path, tmp_path: Path
+       ) -> Iterator[Builder]:
+    ketch("import", "--change", 'CMD ["sh"]', str(busybox_tar), "busybox")
+    b = Builder(ketch, tmp_path)
+    yield b
+    problems = leftovers(ketch.root)
+    if problems and not b.allow_containers:
+        # Leave the machine clean for the next test before failing this one.
+        for c in ketch("ps", "-aq", "--no-trunc", check=False).stdout.split():
+            ketch("rm", "-f", c, check=False)
+        pytest.fail("the build left things behind: " + "; ".join(problems))
+    if b.allow_containers:
+        for c in ketch("ps", "-aq", "--no-trunc", check=False).stdout.split():
+            ketch("rm", "-f", c, check=False)
+
+
+# -- the real node image (Debian's nodejs + npm via mmdebstrap), made once ----------------
+NODE_CACHE = Path(os.environ.get("KETCH_TEST_CACHE", "/var/tmp/ketch-test-cache"))
+
+
+@pytest.fixture(scope="session")
+def node_rootfs_tar() -> Path:
+    """A bookworm minbase rootfs with nodejs and npm, kept between test sessions."""
+    require_root()
+    require(shutil.which("mmdebstrap") is not None, "mmdebstrap is not installed")
+    tar = NODE_CACHE / "node-bookworm-rootfs.tar"
+    if tar.exists() and tar.stat().st_size > 0:
+        return tar
+    NODE_CACHE.mkdir(parents=True, exist_ok=True)
+    partial = tar.with_suffix(".partial")
+    proc = subprocess.run(
+        ["mmdebstrap", "--quiet", "--variant=minbase", "--include=nodejs,npm",
+         "--customize-hook=rm -rf \"$1\"/var/lib/apt/lists/* \"$1\"/var/cache/apt/*.bin",
+         "bookworm", str(partial)], capture_output=True, text=True, timeout=1500)
+    if proc.returncode != 0:
+        partial.unlink(missing_ok=True)
+        msg = f"mmdebstrap failed: {proc.stderr.strip()[-500:]}"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    os.replace(partial, tar)
+    return tar
