@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets everything up and runs the main job on a fresh Debian 12 machine, as root:
-# makes a busybox image offline and drives ketch's image management commands with it.
+# makes a busybox image offline and drives ketch's image management commands with it,
+# then builds the notes' Node app (examples/node-app) and serves it on 127.0.0.1:3000.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -21,3 +22,20 @@ say ketch save -o "$work/busybox-saved.tar" busybox:latest
 say ketch rmi demo/busybox:1.0
 say ketch load -i "$work/busybox-saved.tar"
 say ketch images
+
+# The notes' Node app: a node base image from the Debian mirror (mmdebstrap), the
+# optimised Dockerfile built with the layer cache, run with -p 3000:80 and fetched.
+say bash examples/make-node-image.sh node:latest
+(cd examples/node-app && say ketch build -t node-hello .)
+(cd examples/node-app && say ketch build -t node-hello .)   # unchanged: every step cached
+ketch rm -f node-hello >/dev/null 2>&1 || true
+say ketch run -d -p 3000:80 --name node-hello node-hello
+page=""
+for _ in $(seq 1 50); do
+  page=$(python3 -c "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:3000/', timeout=2).read().decode())" 2>/dev/null) && break
+  sleep 0.2
+done
+printf '\n$ curl http://127.0.0.1:3000/\n%s\n' "$page"
+say ketch stop node-hello
+say ketch rm node-hello
+[ -n "$page" ] || { echo "demo: the page did not come back from 127.0.0.1:3000" >&2; exit 1; }

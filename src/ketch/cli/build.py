@@ -24,7 +24,7 @@ def _bool(value: str) -> bool:
 
 @registry.command("build", "[OPTIONS] PATH | -", "Build an image from a Dockerfile")
 def _build(p: argparse.ArgumentParser) -> None:
-    p.add_argument("context", metavar="PATH")
+    p.add_argument("context", metavar="PATH", nargs="?")
     p.add_argument("--build-arg", action="append", default=[], metavar="list",
                    help="Set build-time variables")
     p.add_argument("-f", "--file", metavar="string",
@@ -92,6 +92,9 @@ def build(ns: argparse.Namespace) -> int:
     from ketch.build.context import prepare
     from ketch.build.executor import BuildOptions, build
 
+    if ns.context is None:
+        raise InvalidArgument('"ketch build" requires exactly 1 argument: the build context'
+                              " (a directory, a tarball or -)")
     _check_tags(ns.tag)
     options = BuildOptions(
         tags=ns.tag, build_args=_build_args(ns.build_arg), target=ns.target,

@@ -68,7 +68,8 @@ def apply_instruction(config: dict[str, Any], instr: Any,
         labels = dict(c.get("Labels") or {})
         for k, v in zip(args[::2], args[1::2], strict=True):
             labels[expand(k)] = expand(v)
-        c["Labels"] = labels
+        # Go marshals maps with sorted keys; so does Docker's image config.
+        c["Labels"] = dict(sorted(labels.items()))
     elif cmd == "EXPOSE":
         from ketch.build.parser import parse_port_spec
 
@@ -78,7 +79,7 @@ def apply_instruction(config: dict[str, Any], instr: Any,
                 # `8000-8002/udp` exposes three ports, `80` is 80/tcp (nat.ParsePortSpecs)
                 for p in parse_port_spec(word):
                     ports[p] = {}
-        c["ExposedPorts"] = ports
+        c["ExposedPorts"] = dict(sorted(ports.items()))
     elif cmd == "USER":
         c["User"] = expand(args[0])
     elif cmd == "WORKDIR":
@@ -95,7 +96,7 @@ def apply_instruction(config: dict[str, Any], instr: Any,
             if not v:
                 raise InvalidArgument("VOLUME specified can not be an empty string")
             vols[v] = {}
-        c["Volumes"] = vols
+        c["Volumes"] = dict(sorted(vols.items()))
     elif cmd == "STOPSIGNAL":
         sig = expand(args[0])
         _check_signal(sig)

@@ -1,0 +1,69 @@
+"""`ketch build` flags: -t, -q, --iidfile, --label, --pull, --platform, --network,
+--rm/--force-rm."""
+
+from __future__ import annotations
+
+import platform
+import re
+
+from tests.build.conftest import Builder
+
+
+def test_tags_quiet_iidfile_and_labels(kb: Builder) -> None:
+    ctx = kb.context({"Dockerfile": "FROM busybox\nLABEL from=dockerfile\nRUN echo noisy\n"})
+    iid = kb.tmp / "iid"
+    r = kb.build(ctx, "-q", "-t", "app:1", "-t", "registry.example:5000/team/app",
+                 "--iidfile", str(iid), "--label", "built-by=ketch", "--label", "x=a b")
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}\n", r.stdout), r.stdout
+    assert iid.read_text() == r.stdout.strip()
+    assert kb.image_id("app:1") == kb.image_id("registry.example:5000/team/app:latest") \
+        == r.stdout.strip()
+    labels = kb.inspect("app:1", "{{json .Config.Labels}}")
+    assert labels == '{"built-by":"ketch","from":"dockerfile","x":"a b"}'
+    bad = kb.build(ctx, "-t", "Bad:Tag", check=False)
+    assert bad.returncode != 0
+    assert 'invalid argument "Bad:Tag" for "-t, --tag" flag' in bad.stderr
+
+
+def test_pull_is_accepted_and_platform_must_be_the_hosts(kb: Builder) -> None:
+    ctx = kb.context({"Dockerfile": "FROM busybox\nCMD [\"true\"]\n"})
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    kb.build(ctx, "--pull", "--platform", f"linux/{arch}", "-t", "p")
+    other = "s390x" if arch != "s390x" else "amd64"
+    r = kb.build(ctx, "--platform", f"linux/{other}", check=False)
+    assert r.returncode == 1 and "host platform" in r.stderr
+    help_text = kb("build", "--help").stdout
+    assert "--pull" in help_text and "registry" in help_text
+
+
+def test_network_none_gives_run_only_loopback(kb: Builder) -> None:
+    ctx = kb.context({"Dockerfile": "FROM busybox\nRUN ls /sys/class/net | sort | tr '\\n' ' '"
+                                    " > /ifaces\n"})
+    kb.build(ctx, "--network", "none", "-t", "nonet")
+    assert kb.run("nonet", "cat", "/ifaces").split() == ["lo"]
+    kb.build(ctx, "--no-cache", "-t", "withnet")
+    assert len(kb.run("withnet", "cat", "/ifaces").split()) >= 2
+
+
+def test_rm_false_keeps_intermediate_containers(kb: Builder) -> None:
+    kb.allow_containers = True
+    ctx = kb.context({"Dockerfile": "FROM busybox\nRUN echo kept > /k\n"})
+    out = kb.build(ctx, "--rm=false", "-t", "kept").stdout
+    assert "Removed intermediate container" not in out
+    cid = re.search(r"Running in ([0-9a-f]{12})", out).group(1)  # type: ignore[union-attr]
+    assert cid in kb("ps", "-aq").stdout
+    assert kb.run("kept", "cat", "/k") == "kept\n"
+
+
+def test_failed_step_container_is_removed_unless_kept(kb: Builder) -> None:
+    kb.allow_containers = True
+    ctx = kb.context({"Dockerfile": "FROM busybox\nRUN exit 3\n"})
+    r = kb.build(ctx, "--rm=false", check=False)
+    assert r.returncode == 1
+    assert r.stderr.strip() == "The command '/bin/sh -c exit 3' returned a non-zero code: 3"
+    assert kb("ps", "-aq").stdout.strip()  # --rm=false keeps it for a post-mortem
+    for c in kb("ps", "-aq").stdout.split():
+        kb("rm", "-f", c)
+    r = kb.build(ctx, "--rm=false", "--force-rm", check=False)
+    assert r.returncode == 1
+    assert kb("ps", "-aq").stdout.strip() == ""
