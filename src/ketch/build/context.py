@@ -16,7 +16,6 @@ import os
 import shutil
 import stat
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,7 +26,6 @@ from ketch.errors import BuildError
 _GLOB_CHARS = frozenset("*?[")
 
 
-@dataclass
 class Source:
     """One COPY/ADD source found in a context (or in another stage's root).
 
@@ -36,9 +34,12 @@ class Source:
     host path to read; `st` its lstat.
     """
 
-    rel: str
-    path: Path
-    st: os.stat_result
+    __slots__ = ("rel", "path", "st")
+
+    def __init__(self, rel: str, path: Path, st: os.stat_result) -> None:
+        self.rel = rel
+        self.path = path
+        self.st = st
 
     @property
     def is_dir(self) -> bool:
@@ -158,13 +159,14 @@ class BuildContext(SourceRoot):
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-@dataclass
 class Prepared:
     """What `prepare` found: the context and the Dockerfile's text and name."""
 
-    context: BuildContext
-    dockerfile_text: str
-    dockerfile_name: str
+    def __init__(self, context: BuildContext, dockerfile_text: str,
+                 dockerfile_name: str) -> None:
+        self.context = context
+        self.dockerfile_text = dockerfile_text
+        self.dockerfile_name = dockerfile_name
 
 
 def _is_tar_head(head: bytes) -> bool:

@@ -24,7 +24,6 @@ import errno
 import os
 import posixpath
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
 from ketch.build.context import Source, SourceRoot
@@ -33,10 +32,12 @@ from ketch.errors import BuildError
 _OPEN_NEW = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-@dataclass
 class Owner:
-    uid: int = 0
-    gid: int = 0
+    __slots__ = ("uid", "gid")
+
+    def __init__(self, uid: int = 0, gid: int = 0) -> None:
+        self.uid = uid
+        self.gid = gid
 
 
 def parse_chmod(value: str | None) -> int | None:
@@ -292,12 +293,12 @@ def is_url(src: str) -> bool:
     return src.startswith("http://") or src.startswith("https://")
 
 
-@dataclass
 class Download:
-    path: Path
-    name: str
-    digest: str
-    mtime_ns: int | None
+    def __init__(self, path: Path, name: str, digest: str, mtime_ns: int | None) -> None:
+        self.path = path
+        self.name = name
+        self.digest = digest
+        self.mtime_ns = mtime_ns
 
 
 def download(url: str, tmp_dir: Path) -> Download:
