@@ -587,8 +587,8 @@ class Builder:
                 chains = chain_ids(st.diff_ids)
                 lowers = self.engine.layers.lower_dirs(chains) if chains else []
                 upper = self.engine.containers.path(cid) / "upper"
-                if not keep:
-                    drop_mount_points(upper, lowers)
+                # (a kept container gets them again from the runtime when it starts)
+                drop_mount_points(upper, lowers)
                 # The layer and the image that uses it are recorded under the GC's
                 # shared lock: a concurrent `rmi` must not sweep the layer in between.
                 with self.images.writing():
