@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from tests.conftest import KetchCLI
+from tests.conftest import KetchCLI, require
 from tests.containers_net.helpers import PAGE, fetch, free_port, gateway, httpd, unreachable
 
 
@@ -37,8 +37,7 @@ def test_publish_on_loopback_only(net_ketch: KetchCLI) -> None:
 
 
 def test_publish_ipv6_loopback(net_ketch: KetchCLI) -> None:
-    if not Path("/proc/net/if_inet6").exists():
-        pytest.skip("this kernel has no IPv6")
+    require(Path("/proc/net/if_inet6").exists(), "IPv6 on this kernel")
     port = free_port()
     httpd(net_ketch, "-p", f"[::1]:{port}:80")
     assert PAGE in fetch(f"http://[::1]:{port}/")
