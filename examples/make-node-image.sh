@@ -16,7 +16,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mirror="${DEBIAN_MIRROR:-}"
 # The apt lists and caches are dropped so the layer holds only what runs.
-mmdebstrap --quiet --variant=minbase --include=nodejs,npm \
+mmdebstrap --quiet --format=tar --variant=minbase --include=nodejs,npm \
   --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin' \
   bookworm "$work/node.tar" ${mirror:+"$mirror"}
 "${ketch[@]}" import --change 'CMD ["node"]' "$work/node.tar" "$image"

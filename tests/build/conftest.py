@@ -128,13 +128,14 @@ def node_rootfs_tar() -> Path:
     if tar.exists() and tar.stat().st_size > 0:
         return tar
     NODE_CACHE.mkdir(parents=True, exist_ok=True)
-    partial = tar.with_suffix(".partial")
+    partial = tar.with_name(f"partial-{os.getpid()}.tar")
     proc = subprocess.run(
-        ["mmdebstrap", "--quiet", "--variant=minbase", "--include=nodejs,npm",
+        ["mmdebstrap", "--quiet", "--format=tar", "--variant=minbase", "--include=nodejs,npm",
          "--customize-hook=rm -rf \"$1\"/var/lib/apt/lists/* \"$1\"/var/cache/apt/*.bin",
          "bookworm", str(partial)], capture_output=True, text=True, timeout=1500)
     if proc.returncode != 0:
-        partial.unlink(missing_ok=True)
+        shutil.rmtree(partial, ignore_errors=True) if partial.is_dir() else \
+            partial.unlink(missing_ok=True)
         msg = f"mmdebstrap failed: {proc.stderr.strip()[-500:]}"
         if IN_CI:
             pytest.fail(msg)

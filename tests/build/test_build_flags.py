@@ -67,3 +67,27 @@ def test_failed_step_container_is_removed_unless_kept(kb: Builder) -> None:
     r = kb.build(ctx, "--rm=false", "--force-rm", check=False)
     assert r.returncode == 1
     assert kb("ps", "-aq").stdout.strip() == ""
+
+
+def test_run_network_flag_and_buildkit_only_flags(kb: Builder) -> None:
+    ctx = kb.context({"Dockerfile": "FROM busybox\nRUN --network=none ls /sys/class/net >"
+                                    " /ifaces\n"})
+    kb.build(ctx, "-t", "runnet")
+    assert kb.run("runnet", "cat", "/ifaces").split() == ["lo"]
+    mount = kb.context({"Dockerfile": "FROM busybox\nRUN --mount=type=cache,target=/c true\n"},
+                       "mount")
+    r = kb.build(mount, check=False)
+    assert r.returncode == 1 and "requires BuildKit" in r.stderr
+
+
+def test_builder_prune_removes_intermediate_images(kb: Builder) -> None:
+    ctx = kb.context({"Dockerfile": "FROM busybox\nENV A=1\nRUN echo x > /x\n"})
+    kb.build(ctx, "-t", "pruned")
+    (ctx / "Dockerfile").write_text("FROM busybox\nENV A=2\nRUN echo y > /x\n")
+    kb.build(ctx, "-t", "pruned")  # the first build's images are now dangling cache
+    before = kb("images", "-a", "-q").stdout.split()
+    out = kb("builder", "prune", "-f").stdout
+    assert "Total reclaimed space:" in out
+    after = kb("images", "-a", "-q").stdout.split()
+    assert len(after) == len(before) - 2  # the old ENV and RUN images
+    assert kb.run("pruned", "cat", "/x") == "y\n"

@@ -120,6 +120,13 @@ class ChecksumCache:
                 " ctime_ns=excluded.ctime_ns, digest=excluded.digest", rows)
 
 
+def forget(db: Database) -> int:
+    """Drop every remembered digest (`ketch builder prune`); returns how many."""
+    db.ensure_schema("build_checksums", SCHEMA)
+    with db.transaction() as conn:
+        return conn.execute("DELETE FROM build_checksums").rowcount
+
+
 def entry_digest(name: str, st: os.stat_result, host_path: str, cache: ChecksumCache) -> str:
     """One tar entry's checksum: its header fields (mtime excluded) and its content."""
     mode = st.st_mode

@@ -564,6 +564,14 @@ class Builder:
         return declared, proxies
 
     def _run(self, st: _State, ins: Instruction) -> None:
+        for flag in ("mount", "security", "device"):
+            if ins.flags.get(flag):
+                raise BuildError(f"the --{flag} option requires BuildKit; ketch's builder is"
+                                 " the classic one")
+        network = ins.flag("network")
+        if network not in (None, "default", "none", "host"):
+            raise BuildError(f"unsupported RUN --network value {network!r}: use default,"
+                             " none or host")
         script: Path | None = None
         if ins.json_form:
             cmd = list(ins.args)
@@ -575,12 +583,15 @@ class Builder:
         save = ([f"|{len(declared)}", *declared] if declared else []) + cmd
         created_by = " ".join(save)
         extra = ["script:" + hashlib.sha256(script.read_bytes()).hexdigest()] if script else []
+        if network not in (None, "default"):
+            extra.append(f"network={network}")
         key = self._key(st, "RUN", created_by, *extra)
         try:
             if self._probe(st, key):
                 return
             binds = [f"{script}:/dev/pipes/{ins.heredocs[0].name}:ro"] if script else []
-            with self._container(st, cmd, declared + proxies, binds) as (cid, keep):
+            with self._container(st, cmd, declared + proxies, binds,
+                                 network) as (cid, keep):
                 from ketch.build.snapshot import commit_upper, drop_mount_points
                 from ketch.oci.digest import chain_ids
 
@@ -626,7 +637,8 @@ class Builder:
 
     @contextlib.contextmanager
     def _container(self, st: _State, cmd: list[str], extra_env: list[str],
-                   binds: list[str]) -> Iterator[tuple[str, bool]]:
+                   binds: list[str], network: str | None = None
+                   ) -> Iterator[tuple[str, bool]]:
         """Run `cmd` in a container of the current image, streaming its output; yields
         (container id, kept?) once it exited 0, and removes it afterwards by --rm rules."""
         from ketch.containers import lifecycle
@@ -639,7 +651,9 @@ class Builder:
             # A RUN container runs no health checks (Docker: withoutHealthcheck).
             "Healthcheck": {"Test": ["NONE"]},
         }
-        host_config: dict[str, Any] = {"NetworkMode": self.options.network or "default"}
+        if network in (None, "default"):
+            network = self.options.network or "default"
+        host_config: dict[str, Any] = {"NetworkMode": network}
         if binds:
             host_config["Binds"] = binds
         wd = self.watchdog

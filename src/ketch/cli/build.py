@@ -140,3 +140,33 @@ def build(ns: argparse.Namespace) -> int:
     if ns.quiet:
         out.write(result.image_id + "\n")
     return 0
+
+
+@registry.command("prune", "[OPTIONS]", "Remove build cache")
+def _prune(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--all", action="store_true",
+                   help="Remove all unused build cache, not just dangling ones")
+    p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
+
+
+@_prune.handler
+def prune(ns: argparse.Namespace) -> int:
+    """The classic builder's cache is its intermediate images (pruned like dangling
+    images) plus ketch's remembered file digests."""
+    from ketch.build.checksum import forget
+    from ketch.fmt.units import human_size
+
+    if not ns.force:
+        from ketch.cli.image import confirm
+
+        if not confirm("WARNING! This will remove all dangling build cache."):
+            return 0
+    eng = engine()
+    # Tagged images are never build cache, with or without -a.
+    report = eng.images.prune()
+    forget(eng.db)
+    for d in report.deleted:
+        for k, v in d.items():
+            sys.stdout.write(f"{k}: {v}\n")
+    sys.stdout.write(f"Total reclaimed space: {human_size(report.space_reclaimed)}\n")
+    return 0
