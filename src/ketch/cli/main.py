@@ -19,6 +19,10 @@ GROUPS: dict[str, tuple[str, str]] = {
     "system": ("ketch.cli.system", "Manage ketch"),
     "volume": ("ketch.cli.volume", "Manage volumes"),
 }
+# Groups that only back shortcuts (not listed as management commands).
+HIDDEN_GROUPS: dict[str, tuple[str, str]] = {
+    "distribution": ("ketch.cli.distribution", "Registries: pull, push, login, logout"),
+}
 
 SHORTCUTS: dict[str, tuple[str, str, str]] = {
     # common commands
@@ -26,11 +30,11 @@ SHORTCUTS: dict[str, tuple[str, str, str]] = {
     "exec": ("container", "exec", "Execute a command in a running container"),
     "ps": ("container", "ls", "List containers"),
     "build": ("builder", "build", "Build an image from a Dockerfile"),
-    "pull": ("image", "pull", "Download an image from a registry"),
-    "push": ("image", "push", "Upload an image to a registry"),
+    "pull": ("distribution", "pull", "Download an image from a registry"),
+    "push": ("distribution", "push", "Upload an image to a registry"),
     "images": ("image", "ls", "List images"),
-    "login": ("system", "login", "Log in to a registry"),
-    "logout": ("system", "logout", "Log out from a registry"),
+    "login": ("distribution", "login", "Log in to a registry"),
+    "logout": ("distribution", "logout", "Log out from a registry"),
     "version": ("system", "version", "Show the ketch version information"),
     "info": ("system", "info", "Display system-wide information"),
     # other commands
@@ -70,7 +74,7 @@ SHORTCUTS: dict[str, tuple[str, str, str]] = {
     "wait": ("container", "wait", "Block until one or more containers stop, then print their"
              " exit codes"),
     # beyond docker
-    "registry": ("system", "registry", "Run ketch's OCI registry server"),
+    "registry": ("distribution", "serve", "Run ketch's OCI registry server"),
     "serve": ("system", "serve", "Serve the Docker Engine API on a unix socket"),
 }
 
@@ -156,4 +160,5 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from ketch.cli.base import run_command
 
-    return run_command(GROUPS[group][0], group, sub, prog, args, debug=debug)
+    module = (GROUPS.get(group) or HIDDEN_GROUPS[group])[0]
+    return run_command(module, group, sub, prog, args, debug=debug)
