@@ -231,8 +231,8 @@ class Builder:
         if self._checksums is not None:
             try:
                 self._checksums.flush()
-            except KetchError:
-                pass  # the cache of checksums is an optimisation, never a failure
+            except Exception:  # noqa: BLE001 - an optimisation must never fail a build
+                pass
         if self._watchdog is not None:
             self._watchdog.close()
 
