@@ -8,8 +8,6 @@ it uses.
 from __future__ import annotations
 
 import os
-import platform
-import shutil
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -92,6 +90,8 @@ class Engine:
 
     # -- system -------------------------------------------------------------------
     def version(self) -> dict[str, Any]:
+        import platform
+
         kernel = platform.release()
         from ketch.oci.model import host_platform
 
@@ -108,6 +108,9 @@ class Engine:
                                 "Details": details}]}
 
     def info(self) -> dict[str, Any]:
+        import platform
+        import shutil
+
         images = self.records.all()
         counts = self._container_counts()
         mem = 0
@@ -140,7 +143,7 @@ class Engine:
         return self.containers.records.state_counts()
 
     def system_df(self) -> dict[str, Any]:
-        images = self.images.list(all=True)
+        images = self.images.list(all=True, container_count=True)
         layers_size = sum(layer.size for layer in self.records.all_layers())
         return {"LayersSize": layers_size, "Images": images,
                 "Containers": self._df_containers(), "Volumes": [], "BuildCache": []}

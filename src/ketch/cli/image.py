@@ -20,6 +20,33 @@ from ketch.errors import InvalidArgument, KetchError
 
 registry = Registry()
 
+
+def positional(p: argparse.ArgumentParser, metavar: str) -> None:
+    """Positional arguments, counted by the handler (`check_args`) rather than argparse:
+    as with docker's cobra, `--help` must work without them, and a wrong count gets
+    docker's message."""
+    p.add_argument("args", nargs="*", metavar=metavar)
+    p.set_defaults(prog=p.prog)
+
+
+def check_args(ns: argparse.Namespace, low: int, high: int | None = None) -> list[str]:
+    """docker/cli's RequiresMinArgs/MaxArgs/RangeArgs/ExactArgs; `high` None: no limit."""
+    n = len(ns.args)
+
+    def noun(k: int) -> str:
+        return f"{k} argument" + ("" if k == 1 else "s")
+
+    if high == low and n != low:
+        raise InvalidArgument(f'"{ns.prog}" requires exactly {noun(low)}.')
+    if n < low and high is None:
+        raise InvalidArgument(f'"{ns.prog}" requires at least {noun(low)}.')
+    if low == 0 and high is not None and n > high:
+        raise InvalidArgument(f'"{ns.prog}" accepts at most {noun(high)}.')
+    if high is not None and not low <= n <= high:
+        raise InvalidArgument(
+            f'"{ns.prog}" requires at least {low} and at most {noun(high)}.')
+    return list(ns.args)
+
 IMAGE_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID",
                  "Digest": "DIGEST", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
                  "Size": "SIZE", "VirtualSize": "SIZE", "SharedSize": "SHARED SIZE",
@@ -28,7 +55,7 @@ IMAGE_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID",
 
 @registry.command("ls", "[OPTIONS] [REPOSITORY[:TAG]]", "List images", aliases=("list",))
 def _ls(p: argparse.ArgumentParser) -> None:
-    p.add_argument("reference", nargs="?")
+    positional(p, "REPOSITORY[:TAG]")
     p.add_argument("-a", "--all", action="store_true",
                    help="Show all images (default hides intermediate images)")
     p.add_argument("--digests", action="store_true", help="Show digests")
@@ -40,59 +67,117 @@ def _ls(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
 
 
+DEFAULT_IMAGE_COLUMNS = ("Repository", "Tag", "ID", "CreatedSince", "Size")
+DIGEST_IMAGE_COLUMNS = ("Repository", "Tag", "Digest", "ID", "CreatedSince", "Size")
+
+
 @_ls.handler
 def images_ls(ns: argparse.Namespace) -> None:
-    from ketch.fmt.template import render_table
-    from ketch.fmt.units import human_size, rfc3339nano, time_ago
+    from ketch.fmt.units import human_size, time_ago
 
+    match = check_args(ns, 0, 1)
     filters = parse_filters(ns.filter)
-    if ns.reference:
-        filters.setdefault("reference", []).append(ns.reference)
-    images = engine().images.list(all=ns.all, filters=filters)
+    if match:
+        filters.setdefault("reference", []).append(match[0])
+    fmt = ns.format or "table"
+    need_digest = ns.digests or "{{.Digest}}" in fmt
     rows = []
     now = time.time()
-    for img in images:
-        tags = img["RepoTags"] or ["<none>:<none>"]
-        digests = img["RepoDigests"]
+    # The default table only needs some of the fields: skip the others' formatting.
+    everything = fmt != "table"
+    for img in engine().images.list(all=ns.all, filters=filters):
         image_id = img["Id"] if ns.no_trunc else img["Id"].split(":", 1)[1][:12]
-        for t in tags:
-            repo, _, tag = t.rpartition(":")
-            digest = "<none>"
-            for d in digests:
-                if d.split("@", 1)[0] == repo:
-                    digest = d.split("@", 1)[1]
-            rows.append({
-                "Repository": repo, "Tag": tag, "ID": image_id, "Digest": digest,
-                "CreatedSince": time_ago(img["Created"], now),
-                "CreatedAt": rfc3339nano(img["Created"]),
-                "Size": human_size(img["Size"]), "VirtualSize": human_size(img["Size"]),
-                "SharedSize": "N/A", "UniqueSize": "N/A",
+        common = {"CreatedSince": time_ago(img["Created"], now), "ID": image_id,
+                  "Size": human_size(img["Size"], 3)}
+        if everything:
+            common.update({
                 "Containers": str(img["Containers"]) if img["Containers"] >= 0 else "N/A",
-            })
-    if ns.quiet:
-        seen = []
-        for r in rows:
-            if r["ID"] not in seen:
-                seen.append(r["ID"])
-        for i in seen:
-            out(i)
+                "CreatedAt": _go_time(img["Created"]), "SharedSize": "N/A",
+                "UniqueSize": "N/A", "VirtualSize": human_size(img["Size"])})
+        for repo, tag, digest in _image_rows(img["RepoTags"], img["RepoDigests"],
+                                             need_digest, ns.digests):
+            rows.append({**common, "Digest": digest, "Repository": repo, "Tag": tag})
+    if fmt == "table" and ns.quiet:
+        for r in rows:  # one line per row, as docker prints it (IDs repeat)
+            out(r["ID"])
         return
-    fmt = ns.format
     if fmt == "json":
-        format_each("json", rows)
+        format_each("json", [dict(sorted(r.items())) for r in rows])  # Go sorts map keys
         return
-    if not fmt or fmt == "table":
-        cols = "{{.Repository}}\t{{.Tag}}\t"
-        if ns.digests:
-            cols += "{{.Digest}}\t"
-        fmt = "table " + cols + "{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+    if fmt == "table":
+        # The default table needs no template engine: cells are ASCII (the reference
+        # grammar guarantees it), so docker's tabwriter reduces to padding.
+        cols = DIGEST_IMAGE_COLUMNS if ns.digests else DEFAULT_IMAGE_COLUMNS
+        sys.stdout.write(_tabulate([[IMAGE_HEADERS[c] for c in cols]]
+                                   + [[r[c] for c in cols] for r in rows]))
+        return
+    from ketch.fmt.template import render_table
+
+    if fmt.startswith("table") and ns.digests and "{{.Digest}}" not in fmt:
+        fmt += "\t{{.Digest}}"
     sys.stdout.write(render_table(fmt, rows, IMAGE_HEADERS))
+
+
+def _image_rows(repo_tags: list[str], repo_digests: list[str], need_digest: bool,
+                show_digests: bool) -> list[tuple[str, str, str]]:
+    """docker/cli's imageFormatTaggedAndDigest: a row per repository tag (times each of
+    the repository's digests when digests are wanted), then digest-only repositories."""
+    if not repo_tags and not repo_digests:
+        return [("<none>", "<none>", "<none>")]
+    tags: dict[str, list[str]] = {}
+    for t in repo_tags:
+        name, _, tag = t.rpartition(":")
+        tags.setdefault(name, []).append(tag)
+    digests: dict[str, list[str]] = {}
+    for d in repo_digests:
+        name, _, digest = d.partition("@")
+        digests.setdefault(name, []).append(digest)
+    rows = []
+    for repo, repo_tag_list in tags.items():
+        ds = digests.pop(repo, []) if need_digest else []
+        digests.pop(repo, None)
+        for tag in repo_tag_list:
+            if not ds:
+                rows.append((repo, tag, "<none>"))
+            rows.extend((repo, tag, d) for d in ds)
+    for repo, ds in digests.items():
+        if show_digests:
+            rows.extend((repo, "<none>", d) for d in ds)
+        else:
+            rows.append((repo, "<none>", ""))
+    return rows
+
+
+def _tabulate(rows: list[list[str]], minwidth: int = 10, padding: int = 3) -> str:
+    """docker/cli's tabwriter settings for ASCII cells: every column but the last is
+    padded to max(widest cell + padding, minwidth)."""
+    if not rows:
+        return ""
+    if not all(c.isascii() for r in rows for c in r):
+        from ketch.fmt.template import tabwrite  # counts wide characters as docker does
+
+        return tabwrite(rows, minwidth, padding)
+    widths = [max(minwidth, max(len(r[i]) for r in rows) + padding)
+              for i in range(len(rows[0]) - 1)]
+    lines = []
+    for r in rows:
+        cells = [c.ljust(w) for c, w in zip(r, widths, strict=False)]
+        lines.append("".join(cells) + r[-1])
+    return "\n".join(lines) + "\n"
+
+
+def _go_time(ts: float) -> str:
+    """Go's time.Time.String() in the local zone, as docker's CreatedAt column prints it:
+    "2024-05-01 12:00:00 +0000 UTC"."""
+    from datetime import datetime
+
+    return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S %z %Z")
 
 
 @registry.command("rm", "[OPTIONS] IMAGE [IMAGE...]", "Remove one or more images",
                   aliases=("remove", "rmi"))
 def _rm(p: argparse.ArgumentParser) -> None:
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    positional(p, "IMAGE")
     p.add_argument("-f", "--force", action="store_true", help="Force removal of the image")
     p.add_argument("--no-prune", action="store_true", help="Do not delete untagged parents")
 
@@ -100,7 +185,7 @@ def _rm(p: argparse.ArgumentParser) -> None:
 @_rm.handler
 def images_rm(ns: argparse.Namespace) -> int:
     rc = 0
-    for name in ns.images:
+    for name in check_args(ns, 1):
         try:
             for item in engine().images.remove(name, force=ns.force, prune=not ns.no_prune):
                 for k, v in item.items():
@@ -114,19 +199,19 @@ def images_rm(ns: argparse.Namespace) -> int:
 @registry.command("tag", "SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]",
                   "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE")
 def _tag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source")
-    p.add_argument("target")
+    positional(p, "SOURCE_IMAGE TARGET_IMAGE")
 
 
 @_tag.handler
 def images_tag(ns: argparse.Namespace) -> None:
-    engine().images.tag(ns.source, ns.target)
+    source, target = check_args(ns, 2, 2)
+    engine().images.tag(source, target)
 
 
 @registry.command("inspect", "[OPTIONS] IMAGE [IMAGE...]",
                   "Display detailed information on one or more images")
 def _inspect(p: argparse.ArgumentParser) -> None:
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    positional(p, "IMAGE")
     p.add_argument("-f", "--format", metavar="string",
                    help="Format output using a custom template")
 
@@ -135,7 +220,7 @@ def _inspect(p: argparse.ArgumentParser) -> None:
 def images_inspect(ns: argparse.Namespace) -> int:
     results = []
     rc = 0
-    for name in ns.images:
+    for name in check_args(ns, 1):
         try:
             results.append(engine().images.inspect(name))
         except KetchError as e:
@@ -150,41 +235,73 @@ def images_inspect(ns: argparse.Namespace) -> int:
 
 @registry.command("history", "[OPTIONS] IMAGE", "Show the history of an image")
 def _history(p: argparse.ArgumentParser) -> None:
-    p.add_argument("image")
-    p.add_argument("-H", "--human", action="store_true", default=True,
+    positional(p, "IMAGE")
+    # A Go bool flag: `-H`, `--human` or `--human=false`. argparse cannot take an
+    # optional value only after "=", so a value that is not a boolean is the IMAGE.
+    p.add_argument("-H", "--human", nargs="?", const="true", default="true", metavar="",
                    help="Print sizes and dates in human readable format (default true)")
     p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
     p.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
     p.add_argument("--format", metavar="string", help="Format output using a custom template")
 
 
+_BOOLS = {"1": True, "t": True, "T": True, "true": True, "TRUE": True, "True": True,
+          "0": False, "f": False, "F": False, "false": False, "FALSE": False, "False": False}
+
+
 @_history.handler
 def images_history(ns: argparse.Namespace) -> None:
-    from ketch.fmt.template import render_table
     from ketch.fmt.units import human_size, time_ago
 
+    human = _BOOLS.get(ns.human)
+    if human is None:
+        if ns.args:
+            raise InvalidArgument(f'invalid argument "{ns.human}" for "-H, --human" flag:'
+                                  f' strconv.ParseBool: parsing "{ns.human}": invalid syntax')
+        ns.args, human = [ns.human], True
+    (image,) = check_args(ns, 1, 1)
     rows = []
-    for h in engine().images.history(ns.image):
+    now = time.time()
+    for h in engine().images.history(image):
         hid = h["Id"]
         if hid != "<missing>" and not ns.no_trunc:
             hid = hid.split(":", 1)[1][:12]
-        created_by = h["CreatedBy"]
+        created_by = h["CreatedBy"].replace("\t", " ")
         if not ns.no_trunc and len(created_by) > 45:
             created_by = created_by[:44] + "…"
-        rows.append({"ID": hid, "CreatedSince": time_ago(h["Created"]),
-                     "CreatedBy": created_by, "Size": human_size(h["Size"]),
+        created_at = _rfc3339(h["Created"])
+        rows.append({"ID": hid,
+                     "CreatedSince": time_ago(h["Created"], now) if human else created_at,
+                     "CreatedAt": created_at, "CreatedBy": created_by,
+                     "Size": human_size(h["Size"], 3) if human else str(h["Size"]),
                      "Comment": h["Comment"]})
-    if ns.quiet:
+    fmt = ns.format or "table"
+    if fmt == "table" and ns.quiet:
         for r in rows:
             out(r["ID"])
         return
-    fmt = ns.format or "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
     if fmt == "json":
-        format_each("json", rows)
+        format_each("json", [dict(sorted(r.items())) for r in rows])
         return
-    sys.stdout.write(render_table(fmt, rows, {
-        "ID": "IMAGE", "CreatedSince": "CREATED", "CreatedBy": "CREATED BY", "Size": "SIZE",
-        "Comment": "COMMENT"}))
+    if fmt == "table":
+        second = "CreatedSince" if human else "CreatedAt"
+        cols = ("ID", second, "CreatedBy", "Size", "Comment")
+        sys.stdout.write(_tabulate([[HISTORY_HEADERS[c] for c in cols]]
+                                   + [[r[c] for c in cols] for r in rows]))
+        return
+    from ketch.fmt.template import render_table
+
+    sys.stdout.write(render_table(fmt, rows, HISTORY_HEADERS))
+
+
+HISTORY_HEADERS = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
+                   "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT"}
+
+
+def _rfc3339(ts: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @registry.command("prune", "[OPTIONS]", "Remove unused images")
@@ -229,7 +346,7 @@ def images_prune(ns: argparse.Namespace) -> None:
 @registry.command("save", "[OPTIONS] IMAGE [IMAGE...]",
                   "Save one or more images to a tar archive (streamed to STDOUT by default)")
 def _save(p: argparse.ArgumentParser) -> None:
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    positional(p, "IMAGE")
     p.add_argument("-o", "--output", metavar="string",
                    help="Write to a file, instead of STDOUT")
     p.add_argument("--platform", metavar="string", help="Save only the given platform")
@@ -237,11 +354,12 @@ def _save(p: argparse.ArgumentParser) -> None:
 
 @_save.handler
 def images_save(ns: argparse.Namespace) -> None:
+    names = check_args(ns, 1)
     if ns.output:
         tmp = f"{ns.output}.ketch-{os.getpid()}.tmp"
         try:
             with open(tmp, "wb") as f:
-                engine().images.save(ns.images, f)
+                engine().images.save(names, f)
             os.replace(tmp, ns.output)
         finally:
             if os.path.exists(tmp):
@@ -252,7 +370,7 @@ def images_save(ns: argparse.Namespace) -> None:
                               " redirect")
     sys.stdout.flush()
     with os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=1 << 20) as f:
-        engine().images.save(ns.images, f)
+        engine().images.save(names, f)
 
 
 @registry.command("load", "[OPTIONS]", "Load an image from a tar archive or STDIN")
@@ -281,8 +399,7 @@ def images_load(ns: argparse.Namespace) -> None:
 @registry.command("import", "[OPTIONS] file|URL|- [REPOSITORY[:TAG]]",
                   "Import the contents from a tarball to create a filesystem image")
 def _import(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source")
-    p.add_argument("reference", nargs="?")
+    positional(p, "file|URL|- [REPOSITORY[:TAG]]")
     p.add_argument("-c", "--change", action="append", default=[], metavar="list",
                    help="Apply Dockerfile instruction to the created image")
     p.add_argument("-m", "--message", metavar="string",
@@ -293,17 +410,23 @@ def _import(p: argparse.ArgumentParser) -> None:
 
 @_import.handler
 def images_import(ns: argparse.Namespace) -> None:
-    if ns.source == "-":
+    args = check_args(ns, 1, 2)
+    source, ref = args[0], (args[1] if len(args) > 1 else None)
+    if ref is not None:
+        from ketch import reference
+
+        reference.parse(ref)  # a bad name fails before anything is read
+    if source == "-":
         f = os.fdopen(os.dup(sys.stdin.fileno()), "rb")
-    elif "://" in ns.source:
+    elif "://" in source:
         raise InvalidArgument("importing from a URL is not supported yet: download the file"
                               " and import it by path")
     else:
         try:
-            f = open(ns.source, "rb")
+            f = open(source, "rb")
         except OSError as e:
-            raise InvalidArgument(f"cannot open {ns.source}: {e.strerror}") from None
+            raise InvalidArgument(f"cannot open {source}: {e.strerror}") from None
     with f:
-        rec = engine().images.import_tar(f, changes=ns.change, ref=ns.reference,
+        rec = engine().images.import_tar(f, changes=ns.change, ref=ref,
                                          message=ns.message or "")
     out(rec.id)

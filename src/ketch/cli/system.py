@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ketch.cli.base import Registry, engine, format_each, out, print_json
+from ketch.cli.image import check_args, positional
 from ketch.errors import KetchError
 
 registry = Registry()
@@ -94,19 +95,23 @@ def df(ns: argparse.Namespace) -> None:
     images = d["Images"]
     active_images = [i for i in images if i["Containers"] > 0]
     img_size = d["LayersSize"]
-    reclaim_img = sum(i["Size"] for i in images if i["Containers"] <= 0)
+    # docker/cli's disk-usage formatter: what images in use hold exclusively is not
+    # reclaimable; everything else is.
+    used = sum(i["Size"] - i["SharedSize"] for i in images
+               if i["Containers"] > 0 and i["SharedSize"] >= 0)
     conts = d["Containers"]
     running = [c for c in conts if c.get("State") == "running"]
     c_size = sum(c.get("SizeRw", 0) for c in conts)
     c_reclaim = sum(c.get("SizeRw", 0) for c in conts if c.get("State") != "running")
 
     def pct(part: int, whole: int) -> str:
-        return f"{human_size(part)} ({part * 100 // whole if whole else 0}%)"
+        if whole <= 0:
+            return human_size(part)
+        return f"{human_size(part)} ({part * 100 // whole}%)"
 
     rows = [
         {"Type": "Images", "TotalCount": str(len(images)), "Active": str(len(active_images)),
-         "Size": human_size(img_size), "Reclaimable": pct(min(reclaim_img, img_size),
-                                                           img_size)},
+         "Size": human_size(img_size), "Reclaimable": pct(img_size - used, img_size)},
         {"Type": "Containers", "TotalCount": str(len(conts)), "Active": str(len(running)),
          "Size": human_size(c_size), "Reclaimable": pct(c_reclaim, c_size)},
         {"Type": "Local Volumes", "TotalCount": "0", "Active": "0", "Size": "0B",
@@ -127,7 +132,7 @@ def df(ns: argparse.Namespace) -> None:
 @registry.command("inspect", "[OPTIONS] NAME|ID [NAME|ID...]",
                   "Return low-level information on ketch objects")
 def _inspect(p: argparse.ArgumentParser) -> None:
-    p.add_argument("names", nargs="+", metavar="NAME|ID")
+    positional(p, "NAME|ID")
     p.add_argument("-f", "--format", metavar="string",
                    help="Format output using a custom template")
     p.add_argument("-s", "--size", action="store_true",
@@ -143,7 +148,7 @@ def inspect(ns: argparse.Namespace) -> int:
     e = engine()
     results = []
     rc = 0
-    for name in ns.names:
+    for name in check_args(ns, 1):
         found = None
         lookups = []
         if ns.type in (None, "container") and hasattr(e, "containers"):

@@ -13,7 +13,9 @@ import os
 import shutil
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -143,7 +145,9 @@ def write_image_archive(svc: ImageService, entries: list[tuple[ImageRecord, list
     tw.close()
 
 
-def _safe_member(stage: Path, name: str) -> Path:
+def _safe_member(stage: Path, name: Any) -> Path:
+    if not isinstance(name, str) or not name:
+        raise InvalidArgument(f"invalid archive: bad file name {name!r} in its index")
     p = (stage / name).resolve()
     if not str(p).startswith(str(stage.resolve()) + os.sep):
         raise InvalidArgument(f"invalid archive: entry {name!r} points outside the archive")
@@ -154,23 +158,69 @@ def _safe_member(stage: Path, name: str) -> Path:
 
 def read_image_archive(svc: ImageService, stream: BinaryIO,
                        say: Callable[[str], None]) -> list[str]:
-    from ketch.archive import extract, open_decompressed
+    """Load every image of a docker-archive or OCI image layout tar (maybe compressed).
+
+    The archive is unpacked into tmp/ first (safely: it is untrusted input) and checked
+    completely (indexes, configs, digests) before the first image is recorded; an image
+    is recorded only after all its layers are verified and stored, so a failure or a
+    kill leaves at most unreferenced blobs and layers, which gc removes.
+    """
+    from ketch.archive import extract
 
     stage = Path(tempfile.mkdtemp(prefix=f"load-{os.getpid()}-", dir=svc.content.tmp))
     try:
         try:
-            extract(open_decompressed(stream), stage, whiteouts="none", same_owner=False)
-        except (tarfile.TarError, EOFError, OSError) as e:
+            extract(stream, stage, whiteouts="none", same_owner=False)
+        except (tarfile.TarError, EOFError, zlib.error) as e:
             raise InvalidArgument(f"invalid archive: {e or 'unexpected end of file'}") from None
+        except KetchError as e:
+            msg = e.message
+            raise InvalidArgument(msg if "archive" in msg else f"invalid archive: {msg}"
+                                  ) from None
+        except OSError as e:
+            raise InvalidArgument(
+                f"invalid archive: {e.strerror or e or 'unexpected end of file'}") from None
+        _start_writeback(stage)
         if (stage / "manifest.json").is_file():
             return _load_docker(svc, stage, say)
         if (stage / "index.json").is_file():
             return _load_oci(svc, stage, say)
+        if not any(stage.iterdir()):
+            raise InvalidArgument("invalid archive: it is empty (unexpected EOF)")
         raise InvalidArgument(
             "invalid archive: it has neither manifest.json nor index.json;"
             " expected the output of `docker save` or an OCI image layout")
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def _start_writeback(stage: Path) -> None:
+    """fsync the big staged files in a background thread while layers are unpacked.
+
+    Layer tars become blobs by rename, after an fsync (`ContentStore.adopt`); flushing
+    them early overlaps that disk wait with the CPU work of unpacking, instead of paying
+    it after each layer.
+    """
+    import threading
+
+    def flush() -> None:
+        for dirpath, _, files in os.walk(stage):
+            for name in files:
+                p = os.path.join(dirpath, name)
+                try:
+                    if os.lstat(p).st_size < CHUNK:
+                        continue
+                    fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW)
+                except OSError:
+                    continue
+                try:
+                    os.fsync(fd)
+                except OSError:
+                    pass
+                finally:
+                    os.close(fd)
+
+    threading.Thread(target=flush, name="writeback", daemon=True).start()
 
 
 def _read_json(p: Path, what: str) -> Any:
@@ -180,21 +230,49 @@ def _read_json(p: Path, what: str) -> Any:
         raise InvalidArgument(f"invalid archive: {what} is not valid JSON: {e}") from None
 
 
+def _parse_tags(names: Any, what: str) -> list[str]:
+    if names is None:
+        return []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise InvalidArgument(f"invalid archive: {what} is not a list of names")
+    out = []
+    for n in names:
+        ref = reference.parse(n)
+        if ref.digest:
+            raise InvalidArgument(f"invalid archive: {what} holds a digest reference {n!r}")
+        out.append(str(ref))
+    return out
+
+
+@dataclass
+class _Layer:
+    """A layer file of the archive, already verified and stored as a blob when `blob`."""
+
+    path: Path
+    blob: str | None = None
+    media_type: str | None = None
+    size: int = 0
+
+
 def _load_docker(svc: ImageService, stage: Path, say: Callable[[str], None]) -> list[str]:
     entries = _read_json(stage / "manifest.json", "manifest.json")
     if not isinstance(entries, list):
         raise InvalidArgument("invalid archive: manifest.json is not a list")
     prepared = []
     for e in entries:  # check everything before recording anything
-        cfg_bytes = _safe_member(stage, e["Config"]).read_bytes()
+        if not isinstance(e, dict):
+            raise InvalidArgument("invalid archive: manifest.json entry is not an object")
+        cfg_bytes = _safe_member(stage, e.get("Config")).read_bytes()
         cfg = ImageConfig.parse(cfg_bytes)
-        layers = [_safe_member(stage, p) for p in e.get("Layers") or []]
+        layer_names = e.get("Layers") or []
+        if not isinstance(layer_names, list):
+            raise InvalidArgument("invalid archive: Layers in manifest.json is not a list")
+        layers = [_Layer(_safe_member(stage, p)) for p in layer_names]
         if len(layers) != len(cfg.diff_ids):
             raise InvalidArgument(
-                f"invalid archive: {len(layers)} layers but the config lists"
-                f" {len(cfg.diff_ids)}")
-        tags = [str(reference.parse(t)) for t in e.get("RepoTags") or []]
-        prepared.append((cfg_bytes, cfg, layers, tags))
+                f"invalid archive: invalid manifest, layers length mismatch: expected"
+                f" {len(cfg.diff_ids)}, got {len(layers)}")
+        prepared.append((cfg_bytes, cfg, layers, _parse_tags(e.get("RepoTags"), "RepoTags")))
     messages = []
     for cfg_bytes, cfg, layer_files, tags in prepared:
         image_id = _commit_loaded(svc, cfg_bytes, cfg, layer_files, tags, say)
@@ -205,94 +283,126 @@ def _load_docker(svc: ImageService, stage: Path, say: Callable[[str], None]) -> 
 
 
 def _commit_loaded(svc: ImageService, cfg_bytes: bytes, cfg: ImageConfig,
-                   layer_files: list[Path], tags: list[str],
+                   layers: list[_Layer], tags: list[str],
                    say: Callable[[str], None]) -> str:
-    from ketch.archive import open_decompressed
-    from ketch.images.service import NewLayer, parse_created
+    from ketch.images.service import NewLayer, familiar, parse_created
 
     new_layers = []
     parent = None
-    for path, diff_id, chain in zip(layer_files, cfg.diff_ids, chain_ids(cfg.diff_ids),
-                                    strict=True):
-        with open(path, "rb") as f:
+    for layer, diff_id, chain in zip(layers, cfg.diff_ids, chain_ids(cfg.diff_ids),
+                                     strict=True):
+        if not layer.path.exists() and svc.content.exists(diff_id):
+            # An earlier image of this archive shares the file and moved it into the store.
+            layer.path = svc.content.path(diff_id)
+        with open(layer.path, "rb") as f:
             magic = f.read(4)
         compressed = magic[:2] == b"\x1f\x8b" or magic == b"\x28\xb5\x2f\xfd"
-        if compressed:
-            with open(path, "rb") as f:
+        if layer.blob is not None:
+            blob, size, mt = layer.blob, layer.size, layer.media_type or MediaType.OCI_LAYER
+        elif compressed:
+            with open(layer.path, "rb") as f:
                 blob, size = svc.content.put_stream(f)
             mt = (MediaType.OCI_LAYER_ZSTD if magic == b"\x28\xb5\x2f\xfd"
                   else MediaType.OCI_LAYER_GZIP)
         else:
-            blob, size, mt = diff_id, path.stat().st_size, MediaType.OCI_LAYER
+            blob, size, mt = diff_id, layer.path.stat().st_size, MediaType.OCI_LAYER
         lr = svc.records.layer(chain)
         if lr is None or not svc.layers.has(chain):
-            with open(path, "rb") as f:
-                lr = svc.layers.unpack(open_decompressed(f), chain_id=chain, diff_id=diff_id,
-                                       parent=parent, blob_digest=blob, media_type=mt,
-                                       blob_size=size)
-        if not compressed and not svc.content.exists(blob):
-            # unpack verified the bytes against the diff ID, which is this blob's digest
-            os.rename(path, svc.content.path(blob))
+            with open(layer.path, "rb") as f:
+                lr = svc.layers.unpack(f, chain_id=chain, diff_id=diff_id, parent=parent,
+                                       blob_digest=blob, media_type=mt, blob_size=size)
+        if not svc.content.exists(blob):
+            # unpack verified these bytes against the diff ID, which is this blob's digest
+            svc.content.adopt(layer.path, blob)
         new_layers.append(NewLayer(blob, mt, size, diff_id, lr.size))
         parent = chain
     image_id = sha256_bytes(cfg_bytes)
     for t in tags:
         old = svc.records.lookup_tag(t)
         if old and old != image_id:
-            say(f"The image {reference.parse(t).familiar()} already exists, renaming the old"
-                f" one with ID {old} to empty string")
+            say(f"The image {familiar(t)} already exists, renaming the old one with ID {old}"
+                " to empty string")
     svc.commit(cfg.raw, new_layers, tags=tags, created=parse_created(cfg.created),
                config_bytes=cfg_bytes)
     return image_id
 
 
 def _loaded_messages(image_id: str, tags: list[str]) -> list[str]:
+    from ketch.images.service import familiar
+
     if tags:
-        return [f"Loaded image: {reference.parse(t).familiar()}" for t in tags]
+        return [f"Loaded image: {familiar(t)}" for t in tags]
     return [f"Loaded image ID: {image_id}"]
 
 
-def _blob(stage: Path, digest: str) -> Path:
-    return _safe_member(stage, f"blobs/sha256/{hex_of(digest)}")
+def _verified(stage: Path, desc: Descriptor, what: str) -> bytes:
+    data = _safe_member(stage, f"blobs/sha256/{hex_of(desc.digest)}").read_bytes()
+    if sha256_bytes(data) != desc.digest or len(data) != desc.size:
+        raise InvalidArgument(
+            f"invalid archive: {what} {desc.digest} does not match its digest or size")
+    return data
+
+
+def _oci_tag(annotations: dict[str, str] | None) -> list[str]:
+    """The name an index entry gives its image: containerd's full name if present, else
+    `org.opencontainers.image.ref.name` when it is a whole reference ("foo:1"), not just
+    a tag ("latest", which names nothing without a repository)."""
+    ann = annotations or {}
+    name = ann.get("io.containerd.image.name")
+    if not name:
+        name = ann.get("org.opencontainers.image.ref.name") or ""
+        if not any(c in name for c in ":/@"):
+            return []
+    try:
+        ref = reference.parse(name)
+    except InvalidArgument:
+        return []
+    return [] if ref.digest else [str(ref)]
 
 
 def _load_oci(svc: ImageService, stage: Path, say: Callable[[str], None]) -> list[str]:
     index = Index.parse((stage / "index.json").read_bytes())
-    messages = []
-    for desc in index.manifests:
+    if not index.manifests:
+        raise InvalidArgument("invalid archive: index.json lists no images")
+    prepared = []
+    for desc in index.manifests:  # check everything before recording anything
         mdesc = desc
-        mbytes = _blob(stage, mdesc.digest).read_bytes()
-        if sha256_bytes(mbytes) != mdesc.digest:
-            raise InvalidArgument(f"invalid archive: manifest {mdesc.digest} is corrupt")
+        mbytes = _verified(stage, mdesc, "manifest")
         if mdesc.media_type in MediaType.INDEXES:
             inner = Index.parse(mbytes).select(host_platform())
             if inner is None:
                 raise InvalidArgument(
                     f"invalid archive: no manifest for platform {host_platform()}")
             mdesc = inner
-            mbytes = _blob(stage, mdesc.digest).read_bytes()
+            mbytes = _verified(stage, mdesc, "manifest")
         manifest = Manifest.parse(mbytes)
-        cfg_bytes = _blob(stage, manifest.config.digest).read_bytes()
-        if sha256_bytes(cfg_bytes) != manifest.config.digest:
-            raise InvalidArgument("invalid archive: image config is corrupt")
+        cfg_bytes = _verified(stage, manifest.config, "image config")
         cfg = ImageConfig.parse(cfg_bytes)
-        files = []
-        for ld in manifest.layers:
-            p = _blob(stage, ld.digest)
-            with open(p, "rb") as f:
-                svc.content.put_stream(f, expected=ld.digest, size=ld.size)
-            files.append(p)
-        ann = desc.annotations or {}
-        name = ann.get("io.containerd.image.name") or ann.get(
-            "org.opencontainers.image.ref.name")
-        tags = []
-        if name:
-            try:
-                tags = [str(reference.parse(name))]
-            except InvalidArgument:
-                tags = []
-        image_id = _commit_loaded(svc, cfg_bytes, cfg, files, tags, say)
+        if len(manifest.layers) != len(cfg.diff_ids):
+            raise InvalidArgument(
+                f"invalid archive: manifest lists {len(manifest.layers)} layers but the"
+                f" config {len(cfg.diff_ids)}")
+        layers = [_Layer(_safe_member(stage, f"blobs/sha256/{hex_of(ld.digest)}"))
+                  for ld in manifest.layers]
+        prepared.append((desc, manifest, cfg_bytes, cfg, layers))
+    messages = []
+    for desc, manifest, cfg_bytes, cfg, layers in prepared:
+        for ld, layer in zip(manifest.layers, layers, strict=True):
+            with open(layer.path, "rb") as f:
+                # Nothing is stored under a digest it does not have: put_stream verifies.
+                layer.blob, layer.size = svc.content.put_stream(f, expected=ld.digest,
+                                                                size=ld.size)
+            layer.media_type = _layer_media_type(ld.media_type)
+        tags = _oci_tag(desc.annotations)
+        image_id = _commit_loaded(svc, cfg_bytes, cfg, layers, tags, say)
         messages.extend(_loaded_messages(image_id, tags))
     for m in messages:
         say(m)
     return messages
+
+
+def _layer_media_type(mt: str) -> str:
+    """Docker's layer media types as their OCI equivalents (ketch's manifests are OCI)."""
+    return {MediaType.DOCKER_LAYER_GZIP: MediaType.OCI_LAYER_GZIP,
+            "application/vnd.docker.image.rootfs.diff.tar": MediaType.OCI_LAYER}.get(
+                mt, mt or MediaType.OCI_LAYER)

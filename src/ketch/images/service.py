@@ -6,7 +6,7 @@ both front doors only format them.
 
 from __future__ import annotations
 
-import fnmatch
+import builtins
 import json
 import os
 import re
@@ -16,15 +16,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ketch import reference
-from ketch.errors import AmbiguousID, Conflict, ImageNotFound, InvalidArgument
+from ketch.errors import (
+    AmbiguousID,
+    Conflict,
+    ImageNotFound,
+    InvalidArgument,
+    InvalidReference,
+)
 from ketch.oci.digest import chain_ids, hex_of, sha256_bytes
 from ketch.oci.media import MediaType
-from ketch.oci.model import Descriptor, ImageConfig, Manifest, host_platform
 from ketch.store.images import ImageRecord, LayerRecord, labels_of
 
 if TYPE_CHECKING:
     from ketch.engine import Engine
+    from ketch.oci.model import ImageConfig, Manifest
 
 _FULL_ID = re.compile(r"^(?:sha256:)?([0-9a-f]{64})$")
 _HEX_PREFIX = re.compile(r"^(?:sha256:)?([0-9a-f]{1,63})$")
@@ -83,6 +88,8 @@ class ImageService:
     # -- lookup -------------------------------------------------------------------
     def resolve(self, name: str) -> ImageRecord:
         """Find an image by reference, full ID or unique ID prefix (Docker's order)."""
+        from ketch import reference
+
         if not name:
             raise ImageNotFound(name)
         m = _FULL_ID.match(name)
@@ -118,9 +125,13 @@ class ImageService:
         raise ImageNotFound(name)
 
     def get_config(self, rec: ImageRecord) -> ImageConfig:
+        from ketch.oci.model import ImageConfig
+
         return ImageConfig.parse(self.content.read(rec.id))
 
     def get_manifest(self, rec: ImageRecord) -> Manifest:
+        from ketch.oci.model import Manifest
+
         return Manifest.parse(self.content.read(rec.manifest_digest))
 
     def chain_ids(self, rec: ImageRecord) -> list[str]:
@@ -148,6 +159,8 @@ class ImageService:
 
         `config_bytes` keeps an existing config byte for byte (its digest is the image ID).
         """
+        from ketch.oci.model import Descriptor, Manifest
+
         cfg_bytes = config_bytes or json.dumps(config, separators=(",", ":")).encode()
         image_id = self.content.put(cfg_bytes)
         manifest = Manifest(
@@ -196,66 +209,103 @@ class ImageService:
                 raise InvalidArgument(f"invalid filter '{k}'")
         return filters
 
-    def list(self, *, all: bool = False,
-             filters: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
+    def list(self, *, all: bool = False, filters: dict[str, list[str]] | None = None,
+             container_count: bool = False) -> list[dict[str, Any]]:
+        """`GET /images/json`: Docker's image summaries, newest first.
+
+        Containers and SharedSize stay -1 ("not computed") unless `container_count` is
+        set, as in Docker: listing images must not pay for a scan of every container.
+        """
         filters = self._parse_filters(
             filters, {"dangling", "label", "reference", "before", "since", "until"})
+        dangling_only = False
+        if "dangling" in filters:
+            values = set(filters["dangling"])
+            if values == {"true"}:
+                dangling_only = True
+            elif values != {"false"}:
+                raise InvalidArgument(
+                    f"invalid filter 'dangling=[{' '.join(filters['dangling'])}]'")
+        before = since = until = None
+        for v in filters.get("before", []):
+            before = self.resolve(v).created
+        for v in filters.get("since", []):
+            since = self.resolve(v).created
+        if "until" in filters:
+            from ketch.fmt.units import parse_timestamp
+
+            until = parse_timestamp(filters["until"][-1], time.time())
+        patterns = [_compile_path_pattern(p) for p in filters.get("reference", [])]
         records = self.records.all()
         has_children = {r.parent for r in records if r.parent}
-        before = since = None
-        if "before" in filters:
-            before = self.resolve(filters["before"][-1]).created
-        if "since" in filters:
-            since = self.resolve(filters["since"][-1]).created
+        users: dict[str, int] = {}
+        shared: dict[str, int] = {}
+        if container_count:
+            for r in records:
+                users[r.id] = len(self.users(r.id))
+            shared = self._shared_sizes(records)
         out = []
         for r in records:
-            dangling = not r.tags and not r.digests
-            if "dangling" in filters:
-                want = filters["dangling"][-1].lower()
-                if want not in ("true", "false", "1", "0"):
-                    raise InvalidArgument(
-                        f"invalid filter 'dangling={want}': expected true or false")
-                if (want in ("true", "1")) != (dangling and r.id not in has_children):
-                    continue
-            elif not all and dangling and r.id in has_children:
-                continue  # intermediate build images are shown only with -a
-            if not _labels_match(r.labels, filters.get("label", [])):
+            if dangling_only and r.id in has_children:
                 continue
             if before is not None and r.created >= before:
                 continue
             if since is not None and r.created <= since:
                 continue
-            if "until" in filters:
-                from ketch.fmt.units import parse_timestamp
-
-                if r.created > parse_timestamp(filters["until"][-1], time.time()):
-                    continue
-            tags = [reference.parse(t).familiar() for t in r.tags]
-            if "reference" in filters:
-                pats = filters["reference"]
-                tags = [t for t in tags if any(_ref_match(p, t) for p in pats)]
-                if not tags:
+            if until is not None and r.created > until:
+                continue
+            if "label" in filters and not _labels_match(r.labels, filters["label"]):
+                continue
+            # moby lists references in lexical order of their familiar form.
+            tags = sorted(familiar(t) for t in r.tags)
+            digests = sorted(familiar(d) for d in r.digests)
+            if patterns:
+                tags = [t for t in tags if _ref_matches(patterns, t)]
+                digests = [d for d in digests if _ref_matches(patterns, d)]
+            if dangling_only and tags:
+                continue
+            if not tags and not digests:
+                if ((not all and r.id in has_children)
+                        or ("dangling" in filters and not dangling_only) or patterns):
                     continue
             out.append({
-                "Id": r.id,
-                "ParentId": r.parent or "",
-                "RepoTags": tags,
-                "RepoDigests": [_familiar_digest(d) for d in r.digests],
+                "Containers": users.get(r.id, -1),
                 "Created": int(r.created),
-                "Size": r.size,
-                "SharedSize": -1,
-                "VirtualSize": r.size,
+                "Id": r.id,
                 "Labels": r.labels or None,
-                "Containers": len(self.users(r.id)),
+                "ParentId": r.parent or "",
+                "RepoDigests": digests,
+                "RepoTags": tags,
+                "SharedSize": shared.get(r.id, -1),
+                "Size": r.size,
+                "VirtualSize": r.size,
             })
         return out
 
+    def _shared_sizes(self, records: builtins.list[ImageRecord]) -> dict[str, int]:
+        """Per image, the size of its layers that another image uses too."""
+        layer_sizes = {lr.chain_id: lr.size for lr in self.records.all_layers()}
+        chains_of: dict[str, builtins.list[str]] = {}
+        refs: dict[str, int] = {}
+        for r in records:
+            try:
+                chains_of[r.id] = self.chain_ids(r)
+            except Exception:  # a damaged record shares nothing
+                chains_of[r.id] = []
+            for c in chains_of[r.id]:
+                refs[c] = refs.get(c, 0) + 1
+        return {image_id: sum(layer_sizes.get(c, 0) for c in chains if refs[c] > 1)
+                for image_id, chains in chains_of.items()}
+
     def inspect(self, name: str) -> dict[str, Any]:
+        from ketch.fmt.units import rfc3339nano
+
         rec = self.resolve(name)
-        cfg = self.get_config(rec).raw
+        image_config = self.get_config(rec)
+        cfg = image_config.raw
         c = cfg.get("config") or {}
-        chains = chain_ids(self.get_config(rec).diff_ids)
-        lowers = [str(self.layers.path(ch)) for ch in reversed(chains)]
+        diff_ids = image_config.diff_ids
+        lowers = [str(self.layers.path(ch)) for ch in reversed(chain_ids(diff_ids))]
         config = {
             "Hostname": "", "Domainname": "", "User": c.get("User", ""),
             "AttachStdin": False, "AttachStdout": False, "AttachStderr": False,
@@ -267,13 +317,20 @@ class ImageService:
             "Labels": c.get("Labels"), "StopSignal": c.get("StopSignal"),
             "Shell": c.get("Shell"),
         }
+        # Docker's container.Config marshals these as null; the rest are omitempty.
         config = {k: v for k, v in config.items()
                   if v is not None or k in ("Cmd", "Entrypoint", "Env", "Labels", "OnBuild",
                                             "Volumes")}
-        return {
+        graph: dict[str, str] = {}
+        if lowers:
+            graph["UpperDir"] = lowers[0]
+            if len(lowers) > 1:
+                graph["LowerDir"] = ":".join(lowers[1:])
+        tagged = self.records.last_tag_time(rec.id)
+        out: dict[str, Any] = {
             "Id": rec.id,
-            "RepoTags": [reference.parse(t).familiar() for t in rec.tags],
-            "RepoDigests": [_familiar_digest(d) for d in rec.digests],
+            "RepoTags": sorted(familiar(t) for t in rec.tags),
+            "RepoDigests": sorted(familiar(d) for d in rec.digests),
             "Parent": rec.parent or "",
             "Comment": _last_comment(cfg),
             "Created": cfg.get("created") or "",
@@ -284,179 +341,237 @@ class ImageService:
             "Variant": cfg.get("variant"),
             "Os": cfg.get("os", ""),
             "Size": rec.size,
-            "VirtualSize": rec.size,
-            "GraphDriver": {"Name": "overlay2", "Data": {
-                "LowerDir": ":".join(lowers[1:]) if len(lowers) > 1 else None,
-                "MergedDir": None, "UpperDir": lowers[0] if lowers else None,
-                "WorkDir": None}},
-            "RootFS": {"Type": "layers", "Layers": self.get_config(rec).diff_ids},
-            "Metadata": {"LastTagTime": ""},
+            "GraphDriver": {"Name": "overlay2", "Data": graph},
+            "RootFS": {"Type": "layers", "Layers": diff_ids},
+            "Metadata": {"LastTagTime": rfc3339nano(tagged) if tagged
+                         else "0001-01-01T00:00:00Z"},
         }
+        if not out["Variant"]:
+            del out["Variant"]
+        return out
 
     def history(self, name: str) -> list[dict[str, Any]]:
+        """Docker's history: one row per history entry, newest first; rows get image IDs
+        (and those images' tags) from the local parent chain, the rest say <missing>."""
         rec = self.resolve(name)
         cfg = self.get_config(rec)
-        diff_ids = cfg.diff_ids
-        chains = chain_ids(diff_ids)
         sizes = []
-        for ch in chains:
+        for ch in chain_ids(cfg.diff_ids):
             lr = self.records.layer(ch)
             sizes.append(lr.size if lr else 0)
-        # Image IDs for history rows come from the parent chain of locally built images.
-        ids: list[str | None] = []
-        cur: ImageRecord | None = rec
-        while cur is not None:
-            ids.append(cur.id)
-            cur = self.records.get(cur.parent) if cur.parent else None
-        rows = []
-        layer_i = len(sizes) - 1
-        hist = cfg.history or [{"created": cfg.created, "created_by": ""}] * len(sizes)
-        for i, h in enumerate(reversed(hist)):
-            empty = bool(h.get("empty_layer"))
+        rows: list[dict[str, Any]] = []
+        layer_i = 0
+        for h in cfg.history:
             size = 0
-            if not empty and layer_i >= 0:
-                size = sizes[layer_i]
-                layer_i -= 1
-            rows.append({
-                "Id": (ids[i] if i < len(ids) and ids[i] else "<missing>"),
-                "Created": int(parse_created(h.get("created"))),
-                "CreatedBy": h.get("created_by", ""),
-                "Tags": [reference.parse(t).familiar() for t in rec.tags] if i == 0 else None,
-                "Size": size,
-                "Comment": h.get("comment", ""),
-            })
+            if not h.get("empty_layer"):
+                if layer_i < len(sizes):
+                    size = sizes[layer_i]
+                layer_i += 1
+            rows.insert(0, {"Id": "<missing>", "Created": int(parse_created(h.get("created"))),
+                            "CreatedBy": h.get("created_by", ""), "Tags": None, "Size": size,
+                            "Comment": h.get("comment", "")})
+        cur: ImageRecord | None = rec
+        for row in rows:
+            if cur is None:
+                break
+            row["Id"] = cur.id
+            row["Tags"] = [familiar(t) for t in cur.tags] or None
+            cur = self.records.get(cur.parent) if cur.parent else None
         return rows
 
     # -- tag / remove -----------------------------------------------------------------
     def tag(self, source: str, target: str) -> None:
-        rec = self.resolve(source)
+        """`docker tag`: both names are checked before the image is looked up."""
+        from ketch import reference
+
+        for name in (source, target):
+            try:
+                if not _FULL_ID.match(name):
+                    reference.parse(name)
+            except InvalidReference as e:
+                raise InvalidReference(name, f'Error parsing reference: "{name}" is not a'
+                                       f" valid repository/tag: {e.message}") from None
         ref = reference.parse(target)
         if ref.digest:
             raise InvalidArgument("refusing to create a tag with a digest reference")
+        rec = self.resolve(source)
         with self.db.transaction() as conn:
             self.records.set_tag(conn, str(ref), rec.id)
 
     def remove(self, name: str, *, force: bool = False,
                prune: bool = True) -> list[dict[str, str]]:
-        """Docker's `rmi` for one name: untag, and delete when nothing references it."""
-        rec = self.resolve(name)
-        out: list[dict[str, str]] = []
-        ref_given = self._is_reference_to(name, rec)
-        users = self.users(rec.id)
-        running = [cid for cid, run in users if run]
-        if ref_given:
-            full = str(reference.parse(name))
-            key = full if not reference.parse(name).digest else None
-            if len(rec.tags) + len(rec.digests) == 1 and users and not force:
-                raise Conflict(
-                    f'conflict: unable to remove repository reference "{name}" (must force)'
-                    f" - container {users[0][0][:12]} is using its referenced image"
-                    f" {rec.short_id}")
-            with self.db.transaction() as conn:
-                if key:
-                    self.records.remove_tag(conn, key)
-                    self.records.remove_repo_digests(
-                        conn, rec.id, reference.parse(name).repository)
-                else:
-                    conn.execute("DELETE FROM repo_digests WHERE name=?", (full,))
-            out.append({"Untagged": reference.parse(name).familiar()})
-            rec = self.records.get(rec.id) or rec
-            if rec.tags or rec.digests:
-                return out
-        else:
-            if len(rec.tags) > 1 and not force:
-                raise Conflict(
-                    f"conflict: unable to delete {rec.short_id} (must be forced) - image is"
-                    " referenced in multiple repositories")
-        if running:
-            raise Conflict(
-                f"conflict: unable to delete {rec.short_id} (cannot be forced) - image is"
-                f" being used by running container {running[0][:12]}")
-        if users and not force:
-            raise Conflict(
-                f"conflict: unable to delete {rec.short_id} (must be forced) - image is being"
-                f" used by stopped container {users[0][0][:12]}")
-        if self.records.children(rec.id):
-            if ref_given:
-                return out
-            raise Conflict(
-                f"conflict: unable to delete {rec.short_id} (cannot be forced) - image has"
-                " dependent child images")
-        for t in rec.tags:
-            out.append({"Untagged": reference.parse(t).familiar()})
-        for d in rec.digests:
-            out.append({"Untagged": _familiar_digest(d)})
-        out.extend(self._delete_chain(rec, prune))
+        """`docker rmi NAME`: moby's ImageDelete, rule for rule.
+
+        A name untags; the image itself goes only when no other tag or digest is left
+        (and then quietly: a conflict just keeps it). An ID deletes, refusing when the
+        image has child images or a running container (even with -f), or, without -f,
+        a stopped container or tags in several repositories.
+        """
+        records = self._remove(name, force=force, prune=prune)
         self.gc()
-        return out
+        return records
 
-    def _is_reference_to(self, name: str, rec: ImageRecord) -> bool:
-        if _FULL_ID.match(name):
-            return False
-        try:
+    def _remove(self, name: str, *, force: bool, prune: bool) -> list[dict[str, str]]:
+        from ketch import reference
+
+        rec = self.resolve(name)
+        records: list[dict[str, str]] = []
+        refs = sorted(rec.tags + rec.digests, key=familiar)  # moby's lexical order
+        removed_repo_ref = False
+        if not _is_id_prefix(rec.id, name):
+            if not force and _is_single_reference(rec.tags, rec.digests):
+                users = self.users(rec.id)
+                if users:
+                    raise Conflict(
+                        f'conflict: unable to remove repository reference "{name}" (must'
+                        f" force) - container {users[0][0][:12]} is using its referenced"
+                        f" image {rec.short_id}")
             ref = reference.parse(name)
-        except InvalidArgument:
-            return False
-        if ref.digest:
-            return f"{ref.repository}@{ref.digest}" in rec.digests
-        return str(ref) in rec.tags
-
-    def _delete_chain(self, rec: ImageRecord, prune: bool) -> list[dict[str, str]]:
-        out = []
-        cur: ImageRecord | None = rec
-        while cur is not None:
+            key = f"{ref.repository}@{ref.digest}" if ref.digest else str(ref)
             with self.db.transaction() as conn:
-                self.records.delete(conn, cur.id)
-            out.append({"Deleted": cur.id})
-            if not prune or not cur.parent:
-                break
-            parent = self.records.get(cur.parent)
-            if (parent is None or parent.tags or parent.digests
-                    or self.records.children(parent.id) or self.users(parent.id)):
-                break
-            cur = parent
-        return out
+                if ref.digest:
+                    self.records.remove_digest(conn, key)
+                else:
+                    self.records.remove_tag(conn, key)
+            records.append({"Untagged": familiar(key)})
+            rec = self.records.get(rec.id) or rec
+            if not ref.digest and not any(_repo_of(t) == ref.repository for t in rec.tags):
+                # The last tag of a repository takes that repository's digests with it.
+                for d in rec.digests:
+                    if _repo_of(d) == ref.repository:
+                        with self.db.transaction() as conn:
+                            self.records.remove_digest(conn, d)
+                        records.append({"Untagged": familiar(d)})
+                rec = self.records.get(rec.id) or rec
+            if rec.tags or rec.digests:
+                return records
+            removed_repo_ref = True
+        elif _is_single_reference(rec.tags, rec.digests):
+            conflict = self._conflict(rec, hard=True, soft=not force, active_ref=False)
+            if conflict is not None:
+                raise conflict
+            with self.db.transaction() as conn:
+                for t in rec.tags:
+                    self.records.remove_tag(conn, t)
+                for d in rec.digests:
+                    self.records.remove_digest(conn, d)
+            records.extend({"Untagged": familiar(r)} for r in refs)
+            rec = self.records.get(rec.id) or rec
+        self._delete_image(rec, records, force=force, prune=prune, quiet=removed_repo_ref)
+        return records
+
+    def _conflict(self, rec: ImageRecord, *, hard: bool, soft: bool,
+                  active_ref: bool = True) -> _DeleteConflict | None:
+        if hard and self.records.children(rec.id):
+            return _DeleteConflict(rec, "image has dependent child images", hard=True)
+        users = self.users(rec.id) if hard or soft else []
+        if hard:
+            running = [cid for cid, run in users if run]
+            if running:
+                return _DeleteConflict(
+                    rec, f"image is being used by running container {running[0][:12]}",
+                    hard=True, used=True)
+        if soft and active_ref and (rec.tags or rec.digests):
+            return _DeleteConflict(rec, "image is referenced in multiple repositories")
+        if soft:
+            stopped = [cid for cid, run in users if not run]
+            if stopped:
+                return _DeleteConflict(
+                    rec, f"image is being used by stopped container {stopped[0][:12]}",
+                    used=True)
+        return None
+
+    def _delete_image(self, rec: ImageRecord, records: builtins.list[dict[str, str]], *,
+                      force: bool, prune: bool, quiet: bool) -> None:
+        conflict = self._conflict(rec, hard=True, soft=not force)
+        if conflict is not None:
+            dangling = not (rec.tags or rec.digests or self.records.children(rec.id))
+            if quiet and (not dangling or conflict.used):
+                return
+            raise conflict
+        try:
+            chains = self.chain_ids(rec)
+        except Exception:  # a damaged image can still be deleted
+            chains = []
+        with self.db.transaction() as conn:
+            self.records.delete(conn, rec.id)
+        for r in sorted(rec.tags + rec.digests, key=familiar):
+            records.append({"Untagged": familiar(r)})
+        records.append({"Deleted": rec.id})
+        # Report the layers nothing references any more, topmost first, as Docker does;
+        # the sweep that removes them from disk is gc().
+        if chains:
+            in_use = self._chains_in_use()
+            for ch in reversed(chains):
+                if ch in in_use:
+                    break
+                if self.records.layer(ch) is not None:
+                    records.append({"Deleted": ch})
+        if prune and rec.parent:
+            parent = self.records.get(rec.parent)
+            if parent is not None:
+                self._delete_image(parent, records, force=False, prune=True, quiet=True)
+
+    def _chains_in_use(self) -> set[str]:
+        used = set(self.engine.layer_users())
+        for r in self.records.all():
+            try:
+                used.update(self.chain_ids(r))
+            except Exception:  # a damaged record keeps what it may reference
+                continue
+        return used
 
     def prune(self, *, all: bool = False,
               filters: dict[str, list[str]] | None = None) -> PruneReport:
+        """`docker image prune`: moby's ImagePrune over `_remove`, never forced."""
         filters = self._parse_filters(filters, {"label", "label!", "until", "dangling"})
+        dangling_only = not all
+        if "dangling" in filters:
+            value = filters["dangling"][-1].lower()
+            if value not in ("true", "false", "1", "0"):
+                raise InvalidArgument(f"invalid filter 'dangling={value}'")
+            dangling_only = value in ("true", "1")
+        until = None
+        if "until" in filters:
+            if len(filters["until"]) > 1:
+                raise InvalidArgument("more than one until filter specified")
+            from ketch.fmt.units import parse_timestamp
+
+            until = parse_timestamp(filters["until"][0], time.time())
         report = PruneReport()
-        if "dangling" in filters and filters["dangling"][-1].lower() in ("false", "0"):
-            all = True
-        before_bytes = self._disk_bytes()
-        changed = True
-        while changed:  # deleting a child can make its parent prunable
-            changed = False
-            records = self.records.all()
-            has_children = {r.parent for r in records if r.parent}
-            for r in records:
-                if r.id in has_children or self.users(r.id):
+        layer_sizes = {lr.chain_id: lr.size for lr in self.records.all_layers()}
+        records = self.records.all()
+        has_children = {r.parent for r in records if r.parent}
+        candidates = []
+        for r in records:
+            if dangling_only and r.id in has_children:
+                continue
+            if not (r.tags or r.digests) and r.id in has_children:
+                continue
+            if until is not None and r.created > until:
+                continue
+            if not _labels_match(r.labels, filters.get("label", [])):
+                continue
+            if filters.get("label!") and _labels_match(r.labels, filters["label!"]):
+                continue
+            candidates.append(r.id)
+        for image_id in candidates:
+            cur = self.records.get(image_id)
+            if cur is None:
+                continue  # already pruned as the parent of another
+            refs = cur.tags + cur.digests
+            names = refs if refs else [hex_of(cur.id)]
+            if refs and dangling_only and cur.tags:
+                continue
+            for n in names:
+                try:
+                    report.deleted.extend(self._remove(n, force=False, prune=True))
+                except (Conflict, ImageNotFound):
                     continue
-                if not all and (r.tags or r.digests):
-                    continue
-                if not _labels_match(r.labels, filters.get("label", [])):
-                    continue
-                if filters.get("label!") and _labels_match(r.labels, filters["label!"]):
-                    continue
-                if "until" in filters:
-                    from ketch.fmt.units import parse_timestamp
-
-                    if r.created >= parse_timestamp(filters["until"][-1], time.time()):
-                        continue
-                for t in r.tags:
-                    report.deleted.append({"Untagged": reference.parse(t).familiar()})
-                for d in r.digests:
-                    report.deleted.append({"Untagged": _familiar_digest(d)})
-                with self.db.transaction() as conn:
-                    self.records.delete(conn, r.id)
-                report.deleted.append({"Deleted": r.id})
-                changed = True
         self.gc()
-        report.space_reclaimed = max(0, before_bytes - self._disk_bytes())
+        report.space_reclaimed = sum(layer_sizes.get(d["Deleted"], 0)
+                                     for d in report.deleted if "Deleted" in d)
         return report
-
-    def _disk_bytes(self) -> int:
-        return sum(layer.size for layer in self.records.all_layers())
 
     # -- garbage collection ---------------------------------------------------------------
     @contextmanager
@@ -471,8 +586,12 @@ class ImageService:
         finally:
             os.close(fd)
 
-    def gc(self, extra_chains: set[str] | None = None) -> None:
-        """Mark and sweep: remove blobs and layers no image or container references."""
+    def gc(self, extra_chains: set[str] | None = None) -> bool:
+        """Mark and sweep: remove blobs and layers no image or container references.
+
+        Returns False when a writer held the lock and nothing was swept (the next gc
+        will); the records are the truth, so skipping is always safe.
+        """
         import fcntl
 
         fd = os.open(self.engine.root / "gc.lock", os.O_CREAT | os.O_RDWR, 0o600)
@@ -480,7 +599,8 @@ class ImageService:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                return  # a writer is busy; the next gc will sweep
+                return False
+            from ketch.oci.model import Manifest
             from ketch.store.tmpclean import clean_tmp
 
             clean_tmp(self.content.tmp)
@@ -499,9 +619,12 @@ class ImageService:
             for lr in self.records.all_layers():
                 if lr.chain_id not in keep_chains:
                     self.layers.remove(lr.chain_id)
+            # Directories a killed unpack left without a record.
+            self.layers.sweep_unrecorded()
             for d in list(self.content.walk()):
                 if d not in keep_blobs:
                     self.content.delete(d)
+            return True
         finally:
             os.close(fd)
 
@@ -510,8 +633,10 @@ class ImageService:
                    ref: str | None = None, message: str = "",
                    platform: str | None = None) -> ImageRecord:
         """`docker import`: one layer from a rootfs tarball (plain or compressed)."""
+        from ketch import reference
         from ketch.archive import open_decompressed
         from ketch.images.changes import apply_changes
+        from ketch.oci.model import host_platform
 
         target = reference.parse(ref) if ref else None
         if target is not None and target.digest:
@@ -537,17 +662,15 @@ class ImageService:
         from pathlib import Path
 
         from ketch.archive import extract
-        from ketch.layers.store import HashingReader
 
         stage = Path(tempfile.mkdtemp(prefix=f"layer-{os.getpid()}-", dir=self.content.tmp))
         try:
             with self.content.writer() as w:
-                reader = HashingReader(_Tee(stream, w))
-                (stage / "diff").mkdir()
-                extract(reader, stage / "diff", whiteouts="overlay")
-                reader.drain()
-                diff_id = reader.digest
-                size = reader.size
+                # One read: the tee stores the tar as the blob while extract() unpacks it
+                # and hashes it (the DiffID, which is also the blob's digest).
+                stats = extract(_Tee(stream, w), stage / "diff", whiteouts="overlay")
+                diff_id = stats.diff_id
+                size = stats.uncompressed_size
                 blob = w.commit(diff_id)
             chain = diff_id if parent is None else sha256_bytes(f"{parent} {diff_id}".encode())
             self.layers.adopt_dir(stage / "diff", chain_id=chain, diff_id=diff_id,
@@ -569,27 +692,45 @@ class ImageService:
                         lr.size if lr else size)
 
     def save(self, names: list[str], out: Any) -> None:
+        """Write the images `names` select as one archive (moby's tarexport parseNames):
+        `repo` takes every tag of that repository, `repo:tag` that tag, an ID or digest
+        the image without a name."""
+        from ketch import reference
         from ketch.images.archive import write_image_archive
 
         if not names:
             raise InvalidArgument("docker save requires at least one image name")
-        entries = []
+        selected: dict[str, tuple[ImageRecord, builtins.list[str]]] = {}
+
+        def add(rec: ImageRecord, tag: str | None) -> None:
+            entry = selected.setdefault(rec.id, (rec, []))
+            if tag and tag not in entry[1]:
+                entry[1].append(tag)
+
         for n in names:
-            rec = self.resolve(n)
-            tags: list[str] = []
-            if not _FULL_ID.match(n) and not _HEX_PREFIX.match(n) or self._is_reference_to(
-                    n, rec):
-                try:
-                    r = reference.parse(n)
-                    if not r.digest and str(r) in rec.tags:
-                        tags = [str(r)]
-                    elif not r.digest and reference.parse(n).tag:
-                        # a repository name: every tag of it on this image
-                        tags = [t for t in rec.tags if t.startswith(r.repository + ":")]
-                except InvalidArgument:
-                    pass
-            entries.append((rec, tags))
-        write_image_archive(self, entries, out)
+            if _FULL_ID.match(n):
+                add(self.resolve(n), None)
+                continue
+            ref = reference.parse(n, default_tag=None)
+            if ref.digest or ref.familiar_name == "sha256":
+                # `sha256:<prefix>` parses as a name; it is an ID, as moby reads it.
+                add(self.resolve(n), None)
+            elif ref.tag is None:
+                tagged = self.records.tags_in_repository(ref.repository)
+                for tag, image_id in tagged:
+                    rec = self.records.get(image_id)
+                    if rec is not None:
+                        add(rec, tag)
+                if not tagged:
+                    add(self.resolve(n), None)
+            elif self.records.lookup_tag(str(ref)):
+                add(self.resolve(n), str(ref))
+            else:
+                add(self.resolve(n), None)
+        for rec, _ in selected.values():
+            if not self.get_config(rec).diff_ids:
+                raise InvalidArgument("empty export - not implemented")
+        write_image_archive(self, list(selected.values()), out)
 
     def load(self, stream: Any, *, on_message: Callable[[str], None] | None = None
              ) -> list[str]:
@@ -624,19 +765,118 @@ def _labels_match(labels: dict[str, str], wanted: list[str]) -> bool:
     return True
 
 
-def _ref_match(pattern: str, familiar_tag: str) -> bool:
-    name, _, tag = familiar_tag.rpartition(":")
-    if ":" in pattern:
-        return fnmatch.fnmatchcase(familiar_tag, pattern)
-    return fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(familiar_tag, pattern)
+class _DeleteConflict(Conflict):
+    """moby's imageDeleteConflict: hard ones cannot be forced; `used` means a container."""
+
+    def __init__(self, rec: ImageRecord, message: str, *, hard: bool = False,
+                 used: bool = False) -> None:
+        super().__init__(f"conflict: unable to delete {rec.short_id}"
+                         f" ({'cannot be forced' if hard else 'must be forced'}) - {message}")
+        self.hard = hard
+        self.used = used
 
 
-def _familiar_digest(name: str) -> str:
-    repo, _, digest = name.partition("@")
-    try:
-        return reference.parse(repo, default_tag=None).familiar_name + "@" + digest
-    except InvalidArgument:
-        return name
+def familiar(name: str) -> str:
+    """The short form of a stored, already normalised reference (`busybox:latest`).
+
+    Stored names were produced by `reference.parse`, so plain string surgery is exact
+    here and spares `images` a regex parse per tag.
+    """
+    if name.startswith("docker.io/"):
+        rest = name[len("docker.io/"):]
+        if rest.startswith("library/"):
+            short = rest[len("library/"):]
+            if "/" not in short.split("@", 1)[0].split(":", 1)[0]:
+                return short
+        return rest
+    return name
+
+
+def _repo_of(name: str) -> str:
+    """`docker.io/library/x` from `docker.io/library/x:tag` or `...x@sha256:...`."""
+    if "@" in name:
+        return name.split("@", 1)[0]
+    head, sep, tail = name.rpartition(":")
+    return head if sep and "/" not in tail else name
+
+
+def _is_id_prefix(image_id: str, name: str) -> bool:
+    return image_id.startswith(name) or hex_of(image_id).startswith(name)
+
+
+def _is_single_reference(tags: builtins.list[str], digests: builtins.list[str]) -> bool:
+    """moby's isSingleReference: at most one tag, and every reference in one repository."""
+    refs = tags + digests
+    if len(refs) <= 1:
+        return len(refs) == 1
+    if len(tags) > 1:
+        return False
+    single = tags[0] if tags else digests[0]
+    return {_repo_of(d) for d in digests} == {_repo_of(single)}
+
+
+def _compile_path_pattern(pattern: str) -> re.Pattern[str]:
+    """Go's path.Match as a regex: `*` and `?` stop at "/", `[...]` classes, `\\` escapes."""
+    out = []
+    i, n = 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        if ch == "*":
+            out.append("[^/]*")
+        elif ch == "?":
+            out.append("[^/]")
+        elif ch == "\\":
+            i += 1
+            if i >= n:
+                raise InvalidArgument("syntax error in pattern")
+            out.append(re.escape(pattern[i]))
+        elif ch == "[":
+            j = i + 1
+            negate = j < n and pattern[j] == "^"
+            if negate:
+                j += 1
+            parts = []
+            first = True
+            while True:
+                if j >= n:
+                    raise InvalidArgument("syntax error in pattern")
+                if pattern[j] == "]" and not first:
+                    break
+                first = False
+                lo, j = _class_char(pattern, j)
+                if j < n and pattern[j] == "-":
+                    hi, j = _class_char(pattern, j + 1)
+                    if hi < lo:
+                        raise InvalidArgument("syntax error in pattern")
+                    parts.append(f"{re.escape(lo)}-{re.escape(hi)}")
+                else:
+                    parts.append(re.escape(lo))
+            body = "".join(parts)
+            out.append(f"[^/{body}]" if negate else f"[{body}]")
+            i = j
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    return re.compile("".join(out) + r"\Z", re.DOTALL)
+
+
+def _class_char(pattern: str, j: int) -> tuple[str, int]:
+    if j >= len(pattern) or pattern[j] in "-]":
+        raise InvalidArgument("syntax error in pattern")
+    if pattern[j] == "\\":
+        j += 1
+        if j >= len(pattern):
+            raise InvalidArgument("syntax error in pattern")
+    return pattern[j], j + 1
+
+
+def _ref_matches(patterns: builtins.list[re.Pattern[str]], ref: str) -> bool:
+    """distribution's FamiliarMatch: the pattern against `name:tag`, then against `name`."""
+    name = ref.split("@", 1)[0]
+    head, sep, tail = name.rpartition(":")
+    if sep and "/" not in tail:
+        name = head
+    return any(p.match(ref) or p.match(name) for p in patterns)
 
 
 def _last_comment(cfg: dict[str, Any]) -> str:

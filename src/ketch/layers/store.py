@@ -9,10 +9,7 @@ at once; the second simply finds it done.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,10 +24,18 @@ from ketch.store.images import ImageRecords, LayerRecord
 CHUNK = 1 << 20
 
 
+def _rmtree(path: Path, ignore_errors: bool = False) -> None:
+    import shutil  # on first use: `ketch images` never removes a layer
+
+    shutil.rmtree(path, ignore_errors=ignore_errors)
+
+
 class HashingReader:
     """Passes reads through while hashing and counting them."""
 
     def __init__(self, src: BinaryIO) -> None:
+        import hashlib
+
         self._src = src
         self._h = hashlib.sha256()
         self.size = 0
@@ -93,7 +98,9 @@ class LayerStore:
         When `diff_id` is None the caller does not know it yet (a fresh layer); the
         chain ID must then be computed by the caller afterwards, so use `unpack_new`.
         """
-        from ketch.archive import extract, open_decompressed
+        import tempfile
+
+        from ketch.archive import extract
 
         with self._lock(chain_id):
             existing = self.records.layer(chain_id)
@@ -101,26 +108,24 @@ class LayerStore:
                 return existing
             staging = Path(tempfile.mkdtemp(prefix=f"layer-{os.getpid()}-", dir=self.tmp))
             try:
-                reader = HashingReader(open_decompressed(stream))
-                (staging / "diff").mkdir()
-                extract(reader, staging / "diff", whiteouts="overlay")
-                reader.drain()
-                if diff_id is not None and reader.digest != diff_id:
+                # extract() hashes the decompressed stream (the DiffID) as it unpacks it.
+                stats = extract(stream, staging / "diff", whiteouts="overlay")
+                if diff_id is not None and stats.diff_id != diff_id:
                     raise DigestMismatch(
                         f"layer content does not match its diff ID: expected {diff_id},"
-                        f" got {reader.digest}")
-                rec = LayerRecord(chain_id, diff_id or reader.digest, parent, blob_digest,
-                                  media_type, blob_size, reader.size)
+                        f" got {stats.diff_id}")
+                rec = LayerRecord(chain_id, diff_id or stats.diff_id, parent, blob_digest,
+                                  media_type, blob_size, stats.uncompressed_size)
                 final = self.dir / hex_of(chain_id)
                 if final.exists():
-                    shutil.rmtree(final)
+                    _rmtree(final)
                 os.rename(staging, final)
                 with self.db.transaction() as conn:
                     self.records.add_layer(conn, rec)
                 return rec
             finally:
                 if staging.exists():
-                    shutil.rmtree(staging, ignore_errors=True)
+                    _rmtree(staging, ignore_errors=True)
 
     def unpack_blob(self, blob_digest: str, media_type: str | None, *, chain_id: str,
                     diff_id: str, parent: str | None) -> LayerRecord:
@@ -136,11 +141,11 @@ class LayerStore:
         with self._lock(chain_id):
             existing = self.records.layer(chain_id)
             if existing is not None and self.path(chain_id).is_dir():
-                shutil.rmtree(tree, ignore_errors=True)
+                _rmtree(tree, ignore_errors=True)
                 return existing
             final = self.dir / hex_of(chain_id)
             if final.exists():
-                shutil.rmtree(final)
+                _rmtree(final)
             final.mkdir()
             os.rename(tree, final / "diff")
             rec = LayerRecord(chain_id, diff_id, parent, blob_digest, media_type, blob_size,
@@ -153,8 +158,32 @@ class LayerStore:
         with self._lock(chain_id):
             with self.db.transaction() as conn:
                 self.records.delete_layer(conn, chain_id)
-            shutil.rmtree(self.dir / hex_of(chain_id), ignore_errors=True)
+            _rmtree(self.dir / hex_of(chain_id), ignore_errors=True)
         (self.dir / f"{hex_of(chain_id)}.lock").unlink(missing_ok=True)
+
+    def sweep_unrecorded(self) -> int:
+        """Remove layer directories that have no record: a kill between the rename into
+        place and the record leaves them. Their lock is taken first, so a layer being
+        unpacked right now is never touched."""
+        recorded = {hex_of(lr.chain_id) for lr in self.records.all_layers()}
+        removed = 0
+        for entry in self.dir.iterdir():
+            name = entry.name
+            if name in recorded or not entry.is_dir() or len(name) != 64:
+                continue
+            fd = os.open(self.dir / f"{name}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                if self.records.layer("sha256:" + name) is None:
+                    _rmtree(entry, ignore_errors=True)
+                    (self.dir / f"{name}.lock").unlink(missing_ok=True)
+                    removed += 1
+            finally:
+                os.close(fd)
+        return removed
 
     def disk_usage(self, chain_id: str) -> int:
         rec = self.records.layer(chain_id)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 from ketch.errors import InvalidArgument
@@ -19,6 +18,8 @@ def validate_digest(d: str) -> str:
 
 
 def sha256_bytes(data: bytes) -> str:
+    import hashlib  # on first use: loading OpenSSL costs start-up time
+
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 

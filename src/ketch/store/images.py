@@ -187,9 +187,25 @@ class ImageRecords:
         conn.execute("DELETE FROM tags WHERE name=?", (name,))
         conn.execute("DELETE FROM repo_digests WHERE name=?", (name,))
 
+    def remove_digest(self, conn: sqlite3.Connection, name: str) -> None:
+        conn.execute("DELETE FROM repo_digests WHERE name=?", (name,))
+
     def remove_repo_digests(self, conn: sqlite3.Connection, image_id: str, repo: str) -> None:
-        conn.execute("DELETE FROM repo_digests WHERE image_id=? AND name LIKE ?",
-                     (image_id, repo + "@%"))
+        # A range, not LIKE: "_" is a LIKE wildcard and legal in repository names.
+        conn.execute("DELETE FROM repo_digests WHERE image_id=? AND name >= ? AND name < ?",
+                     (image_id, repo + "@", repo + "A"))
+
+    def tags_in_repository(self, repo: str) -> list[tuple[str, str]]:
+        """(tag name, image ID) for every tag of `repo` (a full repository name)."""
+        # ":" sorts just before ";", and a repository path never contains ":".
+        return [(r["name"], r["image_id"]) for r in self.db.conn.execute(
+            "SELECT name, image_id FROM tags WHERE name >= ? AND name < ? ORDER BY name",
+            (repo + ":", repo + ";"))]
+
+    def last_tag_time(self, image_id: str) -> float | None:
+        row = self.db.conn.execute("SELECT MAX(added) AS t FROM tags WHERE image_id=?",
+                                   (image_id,)).fetchone()
+        return row["t"] if row and row["t"] is not None else None
 
     # -- layers -----------------------------------------------------------------
     def layer(self, chain_id: str) -> LayerRecord | None:

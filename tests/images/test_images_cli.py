@@ -1,0 +1,156 @@
+"""The command line around images: help everywhere, version, info, system df, error
+shapes, and what start-up imports (so `--version` and `images` stay fast)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tests.conftest import KetchCLI
+from tests.images.conftest import assert_one_line_error, import_files
+
+ISSUE_2_COMMANDS = [
+    ["images"], ["image", "ls"], ["image", "list"], ["tag"], ["image", "tag"], ["rmi"],
+    ["image", "rm"], ["image", "remove"], ["image", "inspect"], ["history"],
+    ["image", "history"], ["image", "prune"], ["save"], ["image", "save"], ["load"],
+    ["image", "load"], ["import"], ["image", "import"], ["version"], ["system", "version"],
+    ["info"], ["system", "info"], ["system", "df"], ["inspect"],
+]
+
+
+def test_top_level_help_lists_every_image_and_system_command(ketch: KetchCLI) -> None:
+    out = ketch("--help").stdout
+    assert out == ketch().stdout  # no command at all prints the same help
+    listed = set(re.findall(r"^  ([a-z]+) ", out, re.M))
+    assert {"images", "tag", "rmi", "save", "load", "import", "history", "version", "info",
+            "inspect", "image", "system"} <= listed
+
+
+@pytest.mark.parametrize("cmd", ISSUE_2_COMMANDS, ids=" ".join)
+def test_every_command_has_help(ketch: KetchCLI, cmd: list[str]) -> None:
+    proc = ketch(*cmd, "--help")
+    assert proc.stderr == ""
+    assert proc.stdout.lstrip().startswith("Usage:  ketch ")
+    assert "Options:" in proc.stdout and "--help" in proc.stdout
+
+
+@pytest.mark.parametrize("group", ["image", "system"])
+def test_every_group_has_help_listing_its_commands(ketch: KetchCLI, group: str) -> None:
+    out = ketch(group, "--help").stdout
+    assert out == ketch(group).stdout
+    assert f"Usage:  ketch {group} COMMAND" in out
+    want = {"image": {"ls", "rm", "tag", "inspect", "history", "prune", "save", "load",
+                      "import"},
+            "system": {"df", "info", "version"}}[group]
+    assert want <= set(re.findall(r"^  ([a-z]+) ", out, re.M))
+
+
+def test_help_of_images_shows_dockers_flags(ketch: KetchCLI) -> None:
+    out = ketch("images", "--help").stdout
+    for flag in ("-a, --all", "--digests", "-f, --filter", "--format", "--no-trunc",
+                 "-q, --quiet"):
+        assert flag in out
+
+
+def test_unknown_flag_is_a_usage_error(ketch: KetchCLI) -> None:
+    proc = ketch("images", "--bogus", check=False)
+    assert proc.returncode == 125
+    assert "unknown flag" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unknown_command_is_an_error(ketch: KetchCLI) -> None:
+    proc = ketch("image", "frobnicate", check=False)
+    assert proc.returncode == 1 and "is not a ketch command" in proc.stderr
+
+
+@pytest.mark.parametrize("cmd", [["image", "inspect"], ["rmi"], ["history"], ["save"],
+                                 ["tag", "-", "x:1"]], ids=" ".join)
+def test_unknown_image_says_no_such_image_and_exits_1(ketch: KetchCLI, cmd: list[str]) -> None:
+    args = [c if c != "-" else "ghost:1" for c in cmd]
+    if "ghost:1" not in args:
+        args.append("ghost:1")
+    env = {"KETCH_ROOT": str(ketch.root)}
+    proc = ketch(*args, check=False, env=env)
+    assert proc.returncode == 1
+    assert "Error: No such image: ghost:1" in proc.stderr
+    assert_one_line_error(proc.stderr)
+
+
+def test_version_prints_client_and_server(ketch: KetchCLI) -> None:
+    out = ketch("version").stdout
+    assert out.startswith("Client:\n Version:")
+    assert "Server: ketch" in out and "API version:" in out
+    assert ketch("--version").stdout.startswith("ketch version ")
+    assert ketch("-v").stdout == ketch("--version").stdout
+    data = json.loads(ketch("version", "--format", "{{json .}}").stdout)
+    assert data["Client"]["Version"] == data["Server"]["Version"]
+
+
+def test_info_counts_images_and_names_the_root(ketch: KetchCLI, busybox: str,
+                                               tmp_path: Path) -> None:
+    import_files(ketch, tmp_path, {"x": b"1"}, "x:1")
+    out = ketch("info").stdout
+    assert " Images: 2\n" in out
+    assert f" Ketch Root Dir: {ketch.root}" in out
+    assert ketch("info", "--format", "{{.Images}} {{.Driver}}").stdout == "2 overlay2\n"
+
+
+def test_system_df_sums_images_and_marks_used_ones_active(ketch: KetchCLI, busybox: str,
+                                                         tmp_path: Path) -> None:
+    out = ketch("system", "df").stdout.splitlines()
+    assert re.match(r"^TYPE +TOTAL +ACTIVE +SIZE +RECLAIMABLE$", out[0])
+    assert re.match(r"^Images +1 +0 +2\.14MB +2\.14MB \(100%\)$", out[1])
+    ketch("create", "busybox", "true")
+    import_files(ketch, tmp_path, {"x": b"1" * 1000}, "x:1")
+    out = ketch("system", "df").stdout.splitlines()
+    m = re.match(r"^Images +2 +1 +(\S+) +(\S+) \((\d+)%\)$", out[1])
+    assert m, out[1]
+    assert int(m.group(3)) < 5  # only the small unused image can be reclaimed
+    rows = [json.loads(x) for x in ketch("system", "df", "--format", "json").stdout.split("\n")
+            if x]
+    assert [r["Type"] for r in rows] == ["Images", "Containers", "Local Volumes",
+                                         "Build Cache"]
+
+
+def test_root_flag_chooses_the_state_root(ketch: KetchCLI, busybox: str,
+                                          tmp_path: Path) -> None:
+    other = tmp_path / "other-root"
+    env = dict(os.environ, KETCH_ROOT="/nonexistent-should-not-be-used")
+    proc = subprocess.run([sys.executable, "-m", "ketch", "--root", str(ketch.root), "images",
+                           "-q"], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.stdout.strip() == busybox[7:19]
+    proc = subprocess.run([sys.executable, "-m", "ketch", f"--root={other}", "images", "-q"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0 and proc.stdout == ""
+
+
+# -- start-up cost --------------------------------------------------------------------------
+def _imported_modules(ketch: KetchCLI, *args: str) -> set[str]:
+    env = dict(os.environ, KETCH_ROOT=str(ketch.root), KETCH_RUN_ROOT=str(ketch.root / "run"))
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "ketch", *args],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}
+
+
+def test_version_flag_imports_nothing_heavy(ketch: KetchCLI) -> None:
+    mods = _imported_modules(ketch, "--version")
+    heavy = {"sqlite3", "argparse", "json", "tarfile", "ketch.engine", "ketch.cli.base",
+             "ketch.store.db", "ketch.reference", "ketch.fmt.template", "dataclasses"}
+    assert not mods & heavy, mods & heavy
+
+
+def test_images_does_not_load_the_container_or_archive_machinery(
+        ketch: KetchCLI, busybox: str) -> None:
+    mods = _imported_modules(ketch, "images")
+    assert "ketch.images.service" in mods
+    unwanted = {m for m in mods if m.startswith(("ketch.containers", "ketch.network",
+                                                 "ketch.archive", "ketch.runtime",
+                                                 "ketch.build", "tarfile"))}
+    assert not unwanted, unwanted
