@@ -85,11 +85,12 @@ RUN echo from-custom-shell > /custom.txt
 def test_run_layers_record_deletions_and_drop_runtime_mount_points(kb: Builder) -> None:
     ctx = kb.context({"Dockerfile": """\
 FROM busybox
-RUN mkdir -p /d/sub && echo 1 > /d/sub/f && echo k > /keep
-RUN rm -rf /d/sub /keep
+RUN mkdir -p /d/sub /o && echo 1 > /d/sub/f && echo k > /keep && echo old > /o/old
+RUN rm -rf /d/sub /keep /o && mkdir /o && echo new > /o/new
 """})
     kb.build(ctx, "-t", "del")
-    assert kb.run("del", "sh", "-c", "ls -A /d; test -e /keep || echo gone") == "gone\n"
+    assert kb.run("del", "sh", "-c", "ls -A /d; test -e /keep || echo gone; ls /o") == \
+        "gone\nnew\n"  # a deleted file, and a directory replaced (opaque) in one layer
     from ketch.engine import Engine
 
     with Engine(kb.root, kb.root / "run") as engine:
@@ -99,9 +100,15 @@ RUN rm -rf /d/sub /keep
         second_run = engine.layers.path(chains[2])
         # /etc/hosts, /etc/hostname and /etc/resolv.conf are the runtime's mount points,
         # not the image's: they never reach a layer
-        assert sorted(p.name for p in first_run.iterdir()) == ["d", "keep"]
-        assert sorted(p.name for p in second_run.iterdir()) == ["d", "keep"]
+        assert sorted(p.name for p in first_run.iterdir()) == ["d", "keep", "o"]
+        assert sorted(p.name for p in second_run.iterdir()) == ["d", "keep", "o"]
         assert (second_run / "keep").is_char_device()  # a whiteout
+        import tarfile
+
+        blob = engine.images.get_manifest(rec).layers[2].digest
+        with engine.content.open(blob) as f, tarfile.open(fileobj=f, mode="r:gz") as tf:
+            names = tf.getnames()
+        assert {".wh.keep", "d/.wh.sub", "o/.wh..wh..opq", "o/new"} <= set(names)
 
 
 def test_arg_scoping_build_args_and_first_use_invalidation(kb: Builder) -> None:
