@@ -25,7 +25,7 @@ from ketch.errors import (
 )
 from ketch.oci.digest import chain_ids, hex_of, sha256_bytes
 from ketch.oci.media import MediaType
-from ketch.store.images import ImageRecord, LayerRecord, labels_of
+from ketch.store.images import ImageRecord, labels_of
 
 if TYPE_CHECKING:
     from ketch.engine import Engine
@@ -84,6 +84,8 @@ class ImageService:
         self.layers = engine.layers
         self.db = engine.db
         self.users: ImageUsers = lambda image_id: []
+        # An image ID is the digest of its config, so its chain IDs never change.
+        self._chains: dict[str, list[str]] = {}
 
     # -- lookup -------------------------------------------------------------------
     def resolve(self, name: str) -> ImageRecord:
@@ -135,7 +137,10 @@ class ImageService:
         return Manifest.parse(self.content.read(rec.manifest_digest))
 
     def chain_ids(self, rec: ImageRecord) -> list[str]:
-        return chain_ids(self.get_config(rec).diff_ids)
+        chains = self._chains.get(rec.id)
+        if chains is None:
+            chains = self._chains[rec.id] = chain_ids(self.get_config(rec).diff_ids)
+        return list(chains)
 
     def ensure_unpacked(self, rec: ImageRecord) -> list[str]:
         """Make sure every layer of the image is unpacked; returns its chain IDs."""
@@ -514,9 +519,10 @@ class ImageService:
 
     def _chains_in_use(self) -> set[str]:
         used = set(self.engine.layer_users())
-        for r in self.records.all():
+        for image_id in self.records.ids():
             try:
-                used.update(self.chain_ids(r))
+                used.update(self._chains.get(image_id) or self.chain_ids(
+                    self.records.get(image_id)))  # type: ignore[arg-type]
             except Exception:  # a damaged record keeps what it may reference
                 continue
         return used
@@ -613,7 +619,7 @@ class ImageService:
                 try:
                     m = Manifest.parse(self.content.read(r.manifest_digest))
                     keep_blobs.update(d.digest for d in m.layers)
-                    keep_chains.update(chain_ids(self.get_config(r).diff_ids))
+                    keep_chains.update(self.chain_ids(r))
                 except Exception:  # a damaged record keeps what it may reference
                     continue
             for lr in self.records.all_layers():
@@ -882,11 +888,3 @@ def _ref_matches(patterns: builtins.list[re.Pattern[str]], ref: str) -> bool:
 def _last_comment(cfg: dict[str, Any]) -> str:
     hist = cfg.get("history") or []
     return (hist[-1].get("comment") or "") if hist else ""
-
-
-def layer_record_size(rec: LayerRecord | None) -> int:
-    return rec.size if rec else 0
-
-
-def short(image_id: str) -> str:
-    return hex_of(image_id)[:12]

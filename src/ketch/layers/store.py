@@ -21,38 +21,11 @@ from ketch.store.content import ContentStore
 from ketch.store.db import Database
 from ketch.store.images import ImageRecords, LayerRecord
 
-CHUNK = 1 << 20
-
 
 def _rmtree(path: Path, ignore_errors: bool = False) -> None:
     import shutil  # on first use: `ketch images` never removes a layer
 
     shutil.rmtree(path, ignore_errors=ignore_errors)
-
-
-class HashingReader:
-    """Passes reads through while hashing and counting them."""
-
-    def __init__(self, src: BinaryIO) -> None:
-        import hashlib
-
-        self._src = src
-        self._h = hashlib.sha256()
-        self.size = 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._src.read(n)
-        self._h.update(data)
-        self.size += len(data)
-        return data
-
-    def drain(self) -> None:
-        while self.read(CHUNK):
-            pass
-
-    @property
-    def digest(self) -> str:
-        return "sha256:" + self._h.hexdigest()
 
 
 class LayerStore:

@@ -111,6 +111,9 @@ class ImageRecords:
         rows = conn.execute("SELECT * FROM images ORDER BY created DESC, added DESC").fetchall()
         return [self._from_row(r, tags.get(r["id"], []), digests.get(r["id"], [])) for r in rows]
 
+    def ids(self) -> list[str]:
+        return [r["id"] for r in self.db.conn.execute("SELECT id FROM images")]
+
     def ids_with_prefix(self, hex_prefix: str) -> list[str]:
         rows = self.db.conn.execute(
             "SELECT id FROM images WHERE id >= ? AND id < ? LIMIT 2",
