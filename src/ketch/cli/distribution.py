@@ -1,0 +1,190 @@
+"""`ketch pull/push/login/logout` and `ketch registry serve`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ketch.cli.base import Registry, engine, out
+from ketch.errors import InvalidArgument, KetchError
+
+registry = Registry()
+
+
+def _say(line: str) -> None:
+    out(line)
+    sys.stdout.flush()
+
+
+@registry.command("pull", "[OPTIONS] NAME[:TAG|@DIGEST]", "Download an image from a registry")
+def _pull(p: argparse.ArgumentParser) -> None:
+    p.add_argument("args", nargs="*", metavar="NAME")
+    p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
+    p.add_argument("--platform", metavar="string",
+                   help="Set platform if server is multi-platform capable")
+    p.add_argument("-a", "--all-tags", action="store_true",
+                   help="Download all tagged images in the repository")
+
+
+@_pull.handler
+def pull_cmd(ns: argparse.Namespace) -> None:
+    from ketch.distribution.pull import pull
+
+    if len(ns.args) != 1:
+        raise InvalidArgument('"ketch pull" requires exactly 1 argument.')
+    if ns.all_tags:
+        raise InvalidArgument("--all-tags is not supported by ketch yet")
+    if ns.platform:
+        from ketch.oci.model import Platform, host_platform
+
+        if not host_platform().matches(Platform.parse(ns.platform)):
+            raise InvalidArgument(f"--platform {ns.platform}: ketch pulls only the host"
+                                  " platform")
+    pull(engine(), ns.args[0], _say, quiet=ns.quiet)
+
+
+@registry.command("push", "[OPTIONS] NAME[:TAG]", "Upload an image to a registry")
+def _push(p: argparse.ArgumentParser) -> None:
+    p.add_argument("args", nargs="*", metavar="NAME")
+    p.add_argument("-a", "--all-tags", action="store_true",
+                   help="Push all tags of an image to the repository")
+    p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
+
+
+@_push.handler
+def push_cmd(ns: argparse.Namespace) -> None:
+    from ketch import reference
+    from ketch.distribution.push import push
+
+    if len(ns.args) != 1:
+        raise InvalidArgument('"ketch push" requires exactly 1 argument.')
+    say = (lambda s: None) if ns.quiet else _say
+    name = ns.args[0]
+    if ns.all_tags:
+        ref = reference.parse(name, default_tag=None)
+        if ref.tag or ref.digest:
+            raise InvalidArgument("tag can't be used with --all-tags/-a")
+        tags = engine().records.tags_in_repository(ref.repository)
+        if not tags:
+            raise KetchError(f"An image does not exist locally with the tag:"
+                             f" {ref.familiar_name}")
+        for tag, _ in tags:
+            push(engine(), tag, say)
+        return
+    push(engine(), name, say)
+    if ns.quiet:
+        out(reference.parse(name).familiar())
+
+
+@registry.command("login", "[OPTIONS] [SERVER]", "Log in to a registry")
+def _login(p: argparse.ArgumentParser) -> None:
+    p.add_argument("args", nargs="*", metavar="SERVER")
+    p.add_argument("-u", "--username", metavar="string", help="Username")
+    p.add_argument("-p", "--password", metavar="string", help="Password")
+    p.add_argument("--password-stdin", action="store_true",
+                   help="Take the password from stdin")
+
+
+@_login.handler
+def login_cmd(ns: argparse.Namespace) -> None:
+    from ketch import reference
+    from ketch.distribution import credentials
+    from ketch.distribution.transport import Transport
+
+    if len(ns.args) > 1:
+        raise InvalidArgument('"ketch login" requires at most 1 argument.')
+    server = ns.args[0] if ns.args else reference.HUB_AUTH_KEY
+    key = reference.registry_for_auth(server)
+    password = ns.password
+    if ns.password_stdin:
+        if password:
+            raise InvalidArgument("--password and --password-stdin are mutually exclusive")
+        if not ns.username:
+            raise InvalidArgument("Must provide --username with --password-stdin")
+        password = sys.stdin.read().rstrip("\r\n")
+    elif password:
+        sys.stderr.write("WARNING! Using --password via the CLI is insecure."
+                         " Use --password-stdin.\n")
+    user = ns.username
+    if not user or not password:
+        stored = credentials.get(key)
+        if stored is None or (user and stored[0] != user):
+            raise InvalidArgument("Cannot perform an interactive login from a"
+                                  " non TTY device: give -u and -p or --password-stdin")
+        user, password = stored
+    domain = "docker.io" if key == reference.HUB_AUTH_KEY else key
+    t = Transport(domain, (user, password))
+    try:
+        t.ping()
+    except KetchError as e:
+        raise KetchError(f"login to {server} failed: {e.message}") from None
+    finally:
+        t.close()
+    credentials.store(key, user, password)
+    out("Login Succeeded")
+
+
+@registry.command("logout", "[SERVER]", "Log out from a registry")
+def _logout(p: argparse.ArgumentParser) -> None:
+    p.add_argument("args", nargs="*", metavar="SERVER")
+
+
+@_logout.handler
+def logout_cmd(ns: argparse.Namespace) -> None:
+    from ketch import reference
+    from ketch.distribution import credentials
+
+    if len(ns.args) > 1:
+        raise InvalidArgument('"ketch logout" requires at most 1 argument.')
+    server = ns.args[0] if ns.args else reference.HUB_AUTH_KEY
+    key = reference.registry_for_auth(server)
+    if credentials.remove(key):
+        out(f"Removing login credentials for {key}")
+    else:
+        out(f"Not logged in to {key}")
+
+
+@registry.command("serve", "serve [OPTIONS]", "Run ketch's OCI registry server")
+def _serve(p: argparse.ArgumentParser) -> None:
+    # `ketch registry serve`: the shortcut hands over "serve" as the first word.
+    p.add_argument("args", nargs="*", metavar="serve")
+    p.add_argument("--addr", default="127.0.0.1:5000", metavar="string",
+                   help='Listen address (default "127.0.0.1:5000")')
+    p.add_argument("--root", metavar="string",
+                   help="Storage directory (default: <ketch root>/registry)")
+    p.add_argument("--htpasswd", metavar="string",
+                   help="Require basic auth checked against this htpasswd file (bcrypt)")
+    p.add_argument("--quiet", action="store_true", help="Do not log requests")
+
+
+@_serve.handler
+def serve_cmd(ns: argparse.Namespace) -> None:
+    import os
+    from pathlib import Path
+
+    from ketch.registry.auth import Htpasswd
+    from ketch.registry.server import RegistryServer, parse_addr
+
+    if ns.args not in ([], ["serve"]):
+        raise InvalidArgument(f"unknown command {' '.join(ns.args)!r} (see 'ketch registry"
+                              " --help')")
+    root = Path(ns.root) if ns.root else Path(
+        os.environ.get("KETCH_ROOT") or "/var/lib/ketch") / "registry"
+    htpasswd = Htpasswd(Path(ns.htpasswd)) if ns.htpasswd else None
+    host, port = parse_addr(ns.addr)
+    try:
+        server = RegistryServer((host, port), root, htpasswd, quiet=ns.quiet)
+    except OSError as e:
+        raise KetchError(f"listen tcp {ns.addr}: {e.strerror or e}") from None
+    bound = server.server_address
+    shown = f"[{bound[0]}]:{bound[1]}" if ":" in bound[0] else f"{bound[0]}:{bound[1]}"
+    sys.stderr.write(f"ketch registry listening on {shown}, storage {root}\n")
+    # The bound address on stdout lets scripts and tests use port 0 (an ephemeral port).
+    out(f"listening on {shown}")
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -1,0 +1,153 @@
+"""`pull`: a manifest (through an index to the host's platform), its config and layers.
+
+Blobs stream into the content store with their digest and size checked before they are
+kept; blobs already present are not downloaded again. Layers are unpacked in order and
+the image is recorded with its tag and its RepoDigest (the digest the registry served).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ketch import reference
+from ketch.distribution import credentials
+from ketch.distribution.transport import MANIFEST_ACCEPT, RegistryErrorResponse, Transport
+from ketch.errors import DigestMismatch, KetchError, NotFound
+from ketch.oci.media import MediaType
+
+if TYPE_CHECKING:
+    from ketch.engine import Engine
+    from ketch.oci.model import Manifest
+
+Say = Callable[[str], None]
+MAX_MANIFEST = 4 << 20
+
+
+@dataclass
+class PullResult:
+    image_id: str
+    digest: str
+    downloaded: bool
+
+
+def transport_for(ref: reference.Reference) -> Transport:
+    return Transport(ref.domain, credentials.get(reference.registry_for_auth(ref)))
+
+
+def fetch_manifest(t: Transport, ref: reference.Reference, which: str,
+                   scope: str) -> tuple[bytes, str, str]:
+    """Bytes, media type and digest of a manifest, the digest checked when pinned."""
+    try:
+        resp = t.request("GET", f"/v2/{ref.path}/manifests/{which}", scope=scope,
+                         headers={"Accept": MANIFEST_ACCEPT})
+    except RegistryErrorResponse as e:
+        if e.status == 404:
+            raise NotFound(f"manifest for {ref.familiar()} not found: manifest unknown:"
+                           " manifest unknown") from None
+        raise
+    data = resp.body
+    if len(data) > MAX_MANIFEST:
+        raise KetchError(f"manifest for {ref.familiar()} is too large")
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    if which.startswith("sha256:") and digest != which:
+        raise DigestMismatch(f"manifest verification failed for digest {which}")
+    media_type = resp.header("Content-Type").split(";")[0].strip()
+    try:
+        declared = json.loads(data).get("mediaType")
+    except (ValueError, AttributeError):
+        raise KetchError(f"invalid manifest for {ref.familiar()}") from None
+    return data, declared or media_type, digest
+
+
+def fetch_blob(engine: Engine, t: Transport, repo_path: str, digest: str, size: int,
+               scope: str) -> None:
+    resp = t.request("GET", f"/v2/{repo_path}/blobs/{digest}", scope=scope, stream=True)
+    raw = resp.raw
+    assert raw is not None
+    with engine.content.writer() as w:
+        while chunk := raw.read(1 << 20):
+            w.write(chunk)
+        w.commit(digest, size if size >= 0 else None)
+
+
+def pull(engine: Engine, name: str, say: Say, *, quiet: bool = False) -> PullResult:
+    from ketch.images.service import NewLayer
+    from ketch.oci.model import ImageConfig, Index, Manifest, host_platform
+
+    bare = reference.parse(name, default_tag=None)
+    if bare.tag is None and bare.digest is None:
+        say("Using default tag: latest")
+    ref = reference.parse(name)
+    which = ref.digest or ref.tag or "latest"
+    t = transport_for(ref)
+    scope = f"repository:{ref.path}:pull"
+    images = engine.images
+    try:
+        data, media_type, top_digest = fetch_manifest(t, ref, which, scope)
+        if not quiet:
+            say(f"{ref.tag or ref.digest}: Pulling from {ref.path}")
+        if media_type in MediaType.INDEXES or b'"manifests"' in data[:4096] and (
+                media_type not in MediaType.MANIFESTS):
+            index = Index.parse(data)
+            want = host_platform()
+            desc = index.select(want)
+            if desc is None:
+                raise NotFound(f"no matching manifest for {want} in the manifest list"
+                               " entries")
+            data, media_type, _ = fetch_manifest(t, ref, desc.digest, scope)
+        manifest: Manifest = Manifest.parse(data)
+        cfg_desc = manifest.config
+        with images.writing():
+            if not engine.content.exists(cfg_desc.digest):
+                fetch_blob(engine, t, ref.path, cfg_desc.digest, cfg_desc.size, scope)
+            config_bytes = engine.content.read(cfg_desc.digest)
+            config = ImageConfig.parse(config_bytes)
+            diff_ids = config.diff_ids
+            if len(diff_ids) != len(manifest.layers):
+                raise KetchError(f"invalid image {ref.familiar()}: {len(manifest.layers)}"
+                                 f" layers but {len(diff_ids)} diff IDs")
+            existed = engine.records.get(cfg_desc.digest) is not None
+            layers: list[NewLayer] = []
+            parent: str | None = None
+            for desc, diff_id in zip(manifest.layers, diff_ids, strict=True):
+                short = desc.digest.split(":", 1)[1][:12]
+                if desc.urls:
+                    raise KetchError(f"foreign layer {desc.digest} is not supported")
+                if engine.content.exists(desc.digest):
+                    if not quiet:
+                        say(f"{short}: Already exists")
+                else:
+                    fetch_blob(engine, t, ref.path, desc.digest, desc.size, scope)
+                    if not quiet:
+                        say(f"{short}: Pull complete")
+                layer = images.add_layer_blob(desc.digest, desc.media_type, diff_id, 0,
+                                              parent)
+                layers.append(layer)
+                parent = (diff_id if parent is None else
+                          "sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()
+                                                     ).hexdigest())
+            tags = [str(ref)] if ref.tag else []
+            if existed:
+                rec = engine.records.get(cfg_desc.digest)
+                assert rec is not None
+            else:
+                rec = images.commit(config.raw, layers, config_bytes=config_bytes)
+            with engine.db.transaction() as conn:
+                for tag in tags:
+                    engine.records.set_tag(conn, tag, rec.id)
+                engine.records.add_digest(conn, f"{ref.repository}@{top_digest}", rec.id)
+    finally:
+        t.close()
+    if not quiet:
+        say(f"Digest: {top_digest}")
+        shown = ref.familiar()
+        if existed:
+            say(f"Status: Image is up to date for {shown}")
+        else:
+            say(f"Status: Downloaded newer image for {shown}")
+    say(str(ref))
+    return PullResult(rec.id, top_digest, not existed)

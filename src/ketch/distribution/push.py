@@ -1,0 +1,116 @@
+"""`push`: layers and config (skipping blobs the registry has, mounting blobs it holds
+in another repository), then the manifest under the tag."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urljoin
+
+from ketch import reference
+from ketch.distribution.pull import transport_for
+from ketch.distribution.transport import RegistryErrorResponse, Transport
+from ketch.errors import ImageNotFound, KetchError
+
+if TYPE_CHECKING:
+    from ketch.engine import Engine
+    from ketch.oci.model import Descriptor
+
+Say = Callable[[str], None]
+
+
+def _blob_exists(t: Transport, path: str, digest: str, scope: str) -> bool:
+    try:
+        t.request("HEAD", f"/v2/{path}/blobs/{digest}", scope=scope)
+        return True
+    except RegistryErrorResponse as e:
+        if e.status == 404:
+            return False
+        raise
+
+
+def _mount(t: Transport, path: str, digest: str, source: str, scope: str) -> bool:
+    resp = t.request("POST", f"/v2/{path}/blobs/uploads/?mount={quote(digest)}"
+                     f"&from={quote(source)}", scope=scope, ok=(201, 202))
+    if resp.status == 201:
+        return True
+    # 202: the registry started a normal upload instead; abandon it.
+    loc = resp.header("Location")
+    if loc:
+        try:
+            t.request("DELETE", urljoin(t.base + "/", loc), scope=scope, ok=(204, 404))
+        except KetchError:
+            pass
+    return False
+
+
+def _upload(engine: Engine, t: Transport, path: str, desc: Descriptor, scope: str) -> None:
+    resp = t.request("POST", f"/v2/{path}/blobs/uploads/", scope=scope, ok=(202,))
+    loc = resp.header("Location")
+    if not loc:
+        raise KetchError("registry started an upload without a Location")
+    url = urljoin(t.base + f"/v2/{path}/blobs/uploads/", loc)
+    url += ("&" if "?" in url else "?") + "digest=" + quote(desc.digest)
+    with engine.content.open(desc.digest) as f:
+        t.request("PUT", url, scope=scope, body=f, ok=(201, 204),
+                  headers={"Content-Type": "application/octet-stream",
+                           "Content-Length": str(desc.size)})
+
+
+def push(engine: Engine, name: str, say: Say) -> str:
+    bare = reference.parse(name, default_tag=None)
+    if bare.digest:
+        raise KetchError("cannot push a digest reference")
+    if bare.tag is None:
+        say("Using default tag: latest")
+    ref = reference.parse(name)
+    try:
+        rec = engine.images.resolve(str(ref))
+    except ImageNotFound:
+        raise ImageNotFound(f"An image does not exist locally with the tag:"
+                            f" {ref.familiar_name}") from None
+    images = engine.images
+    manifest = images.get_manifest(rec)
+    manifest_bytes = engine.content.read(rec.manifest_digest)
+    say(f"The push refers to repository [{ref.repository}]")
+    scope = f"repository:{ref.path}:pull,push"
+    # Other repositories of the same registry this image came from or went to: the
+    # registry can link their blobs instead of receiving them again.
+    sources = []
+    for d in rec.digests + rec.tags:
+        r = reference.parse(d.split("@", 1)[0], default_tag=None)
+        if r.domain == ref.domain and r.path != ref.path and r.path not in sources:
+            sources.append(r.path)
+    t = transport_for(ref)
+    try:
+        for desc in [*reversed(manifest.layers), manifest.config]:
+            short = desc.digest.split(":", 1)[1][:12]
+            is_layer = desc is not manifest.config
+            if _blob_exists(t, ref.path, desc.digest, scope):
+                if is_layer:
+                    say(f"{short}: Layer already exists")
+                continue
+            mounted = None
+            for src in sources:
+                mscope = f"{scope} repository:{src}:pull"
+                if _mount(t, ref.path, desc.digest, src, mscope):
+                    mounted = src
+                    break
+            if mounted is None:
+                _upload(engine, t, ref.path, desc, scope)
+            if is_layer:
+                say(f"{short}: Mounted from {mounted}" if mounted else f"{short}: Pushed")
+        resp = t.request("PUT", f"/v2/{ref.path}/manifests/{ref.tag}", scope=scope,
+                         body=manifest_bytes, ok=(200, 201, 202),
+                         headers={"Content-Type": manifest.media_type})
+    finally:
+        t.close()
+    digest = "sha256:" + hashlib.sha256(manifest_bytes).hexdigest()
+    served = resp.header("Docker-Content-Digest")
+    if served and served != digest:
+        raise KetchError(f"registry stored the manifest as {served}, expected {digest}")
+    with engine.db.transaction() as conn:
+        engine.records.add_digest(conn, f"{ref.repository}@{digest}", rec.id)
+    say(f"{ref.tag}: digest: {digest} size: {len(manifest_bytes)}")
+    return digest

@@ -1,0 +1,331 @@
+"""HTTP to one registry: scheme choice, timeouts, error mapping and auth challenges.
+
+A 401 carries `WWW-Authenticate`; for `Basic` the stored credentials are sent, for
+`Bearer` a token is fetched from the realm (docker's token auth spec) for the scope the
+request needs, then the request is retried once.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import ipaddress
+import json
+import re
+import socket
+import ssl
+import threading
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+from urllib.parse import urlencode, urljoin, urlsplit
+
+from ketch.errors import KetchError
+
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 120.0
+HUB_REGISTRY = "registry-1.docker.io"
+
+MANIFEST_ACCEPT = ", ".join([
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+])
+
+
+class RegistryUnauthorized(KetchError):
+    pass
+
+
+class RegistryErrorResponse(KetchError):
+    def __init__(self, message: str, status: int, code: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+def is_loopback(host: str) -> bool:
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def endpoint_host(domain: str) -> str:
+    """The host to connect to for a reference's domain (Docker Hub is served elsewhere)."""
+    return HUB_REGISTRY if domain == "docker.io" else domain
+
+
+@dataclass
+class Response:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes = b""
+    raw: http.client.HTTPResponse | None = None
+    url: str = ""
+
+    def header(self, name: str) -> str:
+        return self.headers.get(name) or ""
+
+
+def _resolve(host: str, port: int, timeout: float) -> None:
+    """Fail fast when name resolution hangs (no DNS server reachable)."""
+    result: list[Any] = []
+
+    def run() -> None:
+        try:
+            result.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except OSError as e:
+            result.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout)
+    if not result:
+        raise OSError(f"lookup {host}: timed out")
+    if isinstance(result[0], OSError):
+        raise OSError(f"lookup {host}: no such host")
+
+
+class _HTTP(http.client.HTTPConnection):
+    def connect(self) -> None:
+        _resolve(self.host, self.port, CONNECT_TIMEOUT)
+        super().connect()
+        # A short connect timeout fails fast without a route; transfers may be slow.
+        self.sock.settimeout(READ_TIMEOUT)
+
+
+class _HTTPS(http.client.HTTPSConnection):
+    def connect(self) -> None:
+        _resolve(self.host, self.port, CONNECT_TIMEOUT)
+        super().connect()
+        self.sock.settimeout(READ_TIMEOUT)
+
+
+@dataclass
+class Transport:
+    domain: str
+    credentials: tuple[str, str] | None = None
+    scheme: str = ""
+    _conns: dict[str, http.client.HTTPConnection] = field(default_factory=dict)
+    _basic: bool = False
+    _tokens: dict[str, str] = field(default_factory=dict)
+    _challenge: tuple[str, dict[str, str]] | None = None
+
+    def __post_init__(self) -> None:
+        self.host = endpoint_host(self.domain)
+        if not self.scheme:
+            # Docker allows plain HTTP to loopback registries without configuration.
+            self.scheme = "http" if is_loopback(self.host) else "https"
+
+    @property
+    def base(self) -> str:
+        return f"{self.scheme}://{self.host}"
+
+    def _conn(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
+        key = f"{scheme}://{netloc}"
+        conn = self._conns.get(key)
+        if conn is None:
+            if scheme == "https":
+                conn = _HTTPS(netloc, timeout=CONNECT_TIMEOUT,
+                              context=ssl.create_default_context())
+            else:
+                conn = _HTTP(netloc, timeout=CONNECT_TIMEOUT)
+            self._conns[key] = conn
+        return conn
+
+    def close(self) -> None:
+        for c in self._conns.values():
+            c.close()
+        self._conns.clear()
+
+    # -- one exchange ---------------------------------------------------------------
+    def _once(self, method: str, url: str, headers: dict[str, str],
+              body: bytes | BinaryIO | None, stream: bool) -> Response:
+        parts = urlsplit(url)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        for attempt in (0, 1):
+            conn = self._conn(parts.scheme, parts.netloc)
+            try:
+                if hasattr(body, "seek"):
+                    body.seek(0)  # type: ignore[union-attr]
+                conn.request(method, path, body=body, headers=headers)
+                raw = conn.getresponse()
+            except (http.client.RemoteDisconnected, BrokenPipeError,
+                    ConnectionResetError, http.client.CannotSendRequest) as e:
+                conn.close()
+                self._conns.pop(f"{parts.scheme}://{parts.netloc}", None)
+                if attempt == 0:
+                    continue  # a kept-alive connection the server had closed
+                raise KetchError(f'{method} "{url}": {e}') from None
+            except ssl.SSLError as e:
+                conn.close()
+                self._conns.pop(f"{parts.scheme}://{parts.netloc}", None)
+                raise KetchError(f'{method} "{url}": tls: {e.reason or e}') from None
+            except OSError as e:
+                conn.close()
+                self._conns.pop(f"{parts.scheme}://{parts.netloc}", None)
+                reason = e.strerror or str(e) or type(e).__name__
+                raise KetchError(f'{method} "{url}": dial tcp {parts.netloc}: {reason}'
+                                 ) from None
+            resp = Response(raw.status, raw.headers, url=url)
+            if stream and 200 <= raw.status < 300:
+                resp.raw = raw
+            else:
+                resp.body = raw.read()
+            return resp
+        raise AssertionError("unreachable")
+
+    def request(self, method: str, path: str, *, scope: str,
+                headers: dict[str, str] | None = None,
+                body: bytes | BinaryIO | None = None, stream: bool = False,
+                ok: tuple[int, ...] = (200,), redirects: int = 5) -> Response:
+        """Send, answering one auth challenge; a status outside `ok` raises."""
+        url = path if path.startswith(("http://", "https://")) else self.base + path
+        hdrs = dict(headers or {})
+        hdrs.setdefault("User-Agent", "ketch")
+        if body is None and method in ("PUT", "POST", "PATCH"):
+            hdrs.setdefault("Content-Length", "0")
+        same_host = urlsplit(url).netloc == self.host
+        for _ in range(redirects + 1):
+            auth = self._authorization(scope) if same_host else None
+            if auth:
+                hdrs["Authorization"] = auth
+            else:
+                hdrs.pop("Authorization", None)
+            resp = self._once(method, url, hdrs, body, stream)
+            if resp.status == 401 and same_host:
+                if self._answer_challenge(resp, scope):
+                    hdrs["Authorization"] = self._authorization(scope) or ""
+                    resp = self._once(method, url, hdrs, body, stream)
+                if resp.status == 401:
+                    raise RegistryUnauthorized(_error_message(resp, "unauthorized"))
+            if resp.status in (301, 302, 303, 307, 308) and resp.header("Location"):
+                # Blob downloads may be redirected to storage on another host.
+                url = urljoin(url, resp.header("Location"))
+                same_host = urlsplit(url).netloc == self.host
+                if resp.status == 303:
+                    method, body = "GET", None
+                continue
+            if resp.status not in ok:
+                if resp.raw is not None:
+                    resp.body = resp.raw.read()
+                raise RegistryErrorResponse(_error_message(resp, ""), resp.status,
+                                            _error_code(resp))
+            return resp
+        raise KetchError(f'{method} "{url}": stopped after {redirects} redirects')
+
+    # -- auth ---------------------------------------------------------------------------
+    def _authorization(self, scope: str) -> str | None:
+        if self._challenge is None:
+            return None
+        kind, _ = self._challenge
+        if kind == "basic" and self.credentials:
+            user, password = self.credentials
+            return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        if kind == "bearer" and scope in self._tokens:
+            return "Bearer " + self._tokens[scope]
+        return None
+
+    def _answer_challenge(self, resp: Response, scope: str) -> bool:
+        """Prepare credentials for a 401; False when there is nothing new to try."""
+        challenge = parse_challenge(resp.header("WWW-Authenticate"))
+        if challenge is None:
+            return False
+        kind, params = challenge
+        first = self._challenge is None or self._challenge[0] != kind
+        self._challenge = challenge
+        if kind == "basic":
+            if not self.credentials:
+                raise RegistryUnauthorized("no basic auth credentials")
+            return first
+        if kind == "bearer":
+            if scope in self._tokens:
+                return False
+            self._tokens[scope] = self._fetch_token(params, scope)
+            return True
+        return False
+
+    def _fetch_token(self, params: dict[str, str], scope: str) -> str:
+        realm = params.get("realm")
+        if not realm:
+            raise RegistryUnauthorized("bearer challenge without a realm")
+        query = {}
+        if params.get("service"):
+            query["service"] = params["service"]
+        if scope:
+            query["scope"] = scope
+        if self.credentials:
+            query["account"] = self.credentials[0]
+        url = realm + ("&" if "?" in realm else "?") + urlencode(query)
+        hdrs = {"User-Agent": "ketch"}
+        if self.credentials:
+            user, password = self.credentials
+            hdrs["Authorization"] = "Basic " + base64.b64encode(
+                f"{user}:{password}".encode()).decode()
+        resp = self._once("GET", url, hdrs, None, False)
+        if resp.status == 401:
+            raise RegistryUnauthorized(_error_message(resp, "unauthorized: incorrect"
+                                                      " username or password"))
+        if resp.status != 200:
+            raise RegistryErrorResponse(
+                f"token server {realm} answered {resp.status}", resp.status)
+        try:
+            data = json.loads(resp.body)
+            token = data.get("token") or data.get("access_token")
+        except ValueError:
+            token = None
+        if not token:
+            raise KetchError(f"token server {realm} sent no token")
+        return str(token)
+
+    def ping(self) -> Response:
+        """GET /v2/, authenticating if challenged (what `login` verifies)."""
+        resp = self._once("GET", self.base + "/v2/", {"User-Agent": "ketch"}, None, False)
+        if resp.status == 401:
+            if not self._answer_challenge(resp, ""):
+                raise RegistryUnauthorized(_error_message(resp, "unauthorized"))
+            hdrs = {"User-Agent": "ketch", "Authorization": self._authorization("") or ""}
+            resp = self._once("GET", self.base + "/v2/", hdrs, None, False)
+            if resp.status == 401:
+                raise RegistryUnauthorized(_error_message(resp, "unauthorized"))
+        if resp.status != 200:
+            raise RegistryErrorResponse(
+                f"{self.base}/v2/ does not look like a registry (HTTP {resp.status})",
+                resp.status)
+        return resp
+
+
+_PARAM_RE = re.compile(r'(\w+)=(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
+
+
+def parse_challenge(header: str) -> tuple[str, dict[str, str]] | None:
+    if not header:
+        return None
+    kind, _, rest = header.strip().partition(" ")
+    params = {m.group(1).lower(): (m.group(2) if m.group(2) is not None else m.group(3))
+              for m in _PARAM_RE.finditer(rest)}
+    return kind.lower(), params
+
+
+def _error_code(resp: Response) -> str:
+    try:
+        return str(json.loads(resp.body)["errors"][0]["code"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return ""
+
+
+def _error_message(resp: Response, default: str) -> str:
+    try:
+        errs = json.loads(resp.body)["errors"]
+        return "; ".join(f"{str(e.get('code', '')).lower()}: {e.get('message', '')}"
+                         for e in errs)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        pass
+    if default:
+        return default
+    return f"{urlsplit(resp.url).path}: unexpected HTTP status {resp.status}"

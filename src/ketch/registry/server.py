@@ -1,0 +1,331 @@
+"""HTTP routing for the registry: the OCI Distribution Spec endpoints over `Storage`.
+
+A threaded stdlib HTTP/1.1 server: no dependency, one thread per connection, bodies
+streamed in both directions (Content-Length or chunked transfer coding).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import sys
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+from ketch.registry.auth import Htpasswd
+from ketch.registry.errors import RegistryError
+from ketch.registry.storage import CHUNK, Storage, check_digest, check_name, paginate
+
+_ROUTES = [
+    ("manifest", re.compile(r"^/v2/(?P<name>.+)/manifests/(?P<ref>[^/]+)$")),
+    ("upload", re.compile(r"^/v2/(?P<name>.+)/blobs/uploads/(?P<uuid>[^/]+)$")),
+    ("uploads", re.compile(r"^/v2/(?P<name>.+)/blobs/uploads/?$")),
+    ("blob", re.compile(r"^/v2/(?P<name>.+)/blobs/(?P<digest>[^/]+)$")),
+    ("tags", re.compile(r"^/v2/(?P<name>.+)/tags/list$")),
+    ("catalog", re.compile(r"^/v2/_catalog$")),
+    ("base", re.compile(r"^/v2/?$")),
+]
+MANIFEST_ACCEPT_DEFAULT = "application/vnd.oci.image.manifest.v1+json"
+MAX_MANIFEST = 4 << 20
+
+
+class RegistryServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, addr: tuple[str, int], root: Path,
+                 htpasswd: Htpasswd | None = None, quiet: bool = False) -> None:
+        self.storage = Storage(root)
+        self.htpasswd = htpasswd
+        self.quiet = quiet
+        if ":" in addr[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(addr, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: RegistryServer
+    server_version = "ketch-registry"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if not self.server.quiet:
+            sys.stderr.write(f"{self.address_string()} {format % args}\n")
+
+    # -- plumbing ---------------------------------------------------------------------
+    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
+              content_type: str | None = None, head: bool = False,
+              length: int | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Docker-Distribution-API-Version", "registry/2.0")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        if content_type:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body) if length is None else length))
+        self.end_headers()
+        if body and not head:
+            self.wfile.write(body)
+
+    def _json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(data).encode(), headers, "application/json")
+
+    def _body(self) -> Iterator[bytes]:
+        """The request body as chunks, whatever its framing."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            while True:
+                line = self.rfile.readline(1024)
+                size = int(line.split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                        pass
+                    return
+                left = size
+                while left:
+                    data = self.rfile.read(min(left, CHUNK))
+                    if not data:
+                        raise ConnectionError("client closed the connection mid-body")
+                    left -= len(data)
+                    yield data
+                self.rfile.readline(1024)
+        else:
+            left = int(self.headers.get("Content-Length") or 0)
+            while left > 0:
+                data = self.rfile.read(min(left, CHUNK))
+                if not data:
+                    raise ConnectionError("client closed the connection mid-body")
+                left -= len(data)
+                yield data
+
+    def _drain(self) -> None:
+        for _ in self._body():
+            pass
+
+    def _read_all(self, limit: int) -> bytes:
+        out = bytearray()
+        for chunk in self._body():
+            out += chunk
+            if len(out) > limit:
+                raise RegistryError("SIZE_INVALID", "manifest too large",
+                                    status=413)
+        return bytes(out)
+
+    # -- dispatch -----------------------------------------------------------------------
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_HEAD(self) -> None:
+        self._dispatch("HEAD")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def _dispatch(self, method: str) -> None:
+        url = urlsplit(self.path)
+        self.query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        body_read = method in ("GET", "HEAD", "DELETE")
+        try:
+            if self.server.htpasswd is not None:
+                if self.server.htpasswd.check_header(self.headers.get("Authorization")) is None:
+                    raise RegistryError("UNAUTHORIZED", "authentication required",
+                                        [{"Type": "registry", "Action": "access"}])
+            for kind, rx in _ROUTES:
+                m = rx.match(url.path)
+                if m is None:
+                    continue
+                args = m.groupdict()
+                if "name" in args:
+                    check_name(args["name"])
+                handler = getattr(self, f"_{kind}_{method.lower()}", None)
+                if handler is None:
+                    raise RegistryError("UNSUPPORTED", "the operation is unsupported",
+                                        status=405)
+                handler(**args)
+                return
+            raise RegistryError("NOT_FOUND", "no such endpoint", status=404)
+        except RegistryError as e:
+            if not body_read:
+                try:
+                    self._drain()
+                except (ConnectionError, ValueError):
+                    self.close_connection = True
+            headers = {}
+            if e.status == 401:
+                headers["WWW-Authenticate"] = 'Basic realm="ketch-registry"'
+            if method == "HEAD":
+                self._send(e.status, b"", headers, head=True)
+            else:
+                self._json(e.status, e.body(), headers)
+        except (ConnectionError, ValueError) as e:
+            self.close_connection = True
+            self.log_message("dropped request: %s", e)
+
+    # -- handlers -----------------------------------------------------------------------
+    def _base_get(self) -> None:
+        self._json(200, {})
+
+    _base_head = _base_get
+
+    def _catalog_get(self) -> None:
+        n = _int(self.query.get("n"))
+        repos, more = paginate(self.server.storage.catalog(), n, self.query.get("last"))
+        headers = {}
+        if more and repos:
+            headers["Link"] = f'</v2/_catalog?n={n}&last={quote(repos[-1])}>; rel="next"'
+        self._json(200, {"repositories": repos}, headers)
+
+    def _tags_get(self, name: str) -> None:
+        n = _int(self.query.get("n"))
+        tags, more = paginate(self.server.storage.tags(name), n, self.query.get("last"))
+        headers = {}
+        if more and tags:
+            headers["Link"] = (f'</v2/{name}/tags/list?n={n}&last={quote(tags[-1])}>;'
+                               ' rel="next"')
+        self._json(200, {"name": name, "tags": tags}, headers)
+
+    def _manifest_get(self, name: str, ref: str, head: bool = False) -> None:
+        data, media_type, digest = self.server.storage.get_manifest(name, ref)
+        self._send(200, data, {"Docker-Content-Digest": digest, "ETag": f'"{digest}"'},
+                   media_type, head=head)
+
+    def _manifest_head(self, name: str, ref: str) -> None:
+        self._manifest_get(name, ref, head=True)
+
+    def _manifest_put(self, name: str, ref: str) -> None:
+        data = self._read_all(MAX_MANIFEST)
+        digest = self.server.storage.put_manifest(
+            name, ref, data, self.headers.get("Content-Type") or "")
+        self._send(201, b"", {"Location": f"/v2/{name}/manifests/{digest}",
+                              "Docker-Content-Digest": digest})
+
+    def _manifest_delete(self, name: str, ref: str) -> None:
+        self.server.storage.delete_manifest(name, ref)
+        self._send(202)
+
+    def _blob_get(self, name: str, digest: str, head: bool = False) -> None:
+        f, size = self.server.storage.open_blob(name, digest)
+        with f:
+            headers = {"Docker-Content-Digest": digest, "ETag": f'"{digest}"',
+                       "Accept-Ranges": "bytes"}
+            start, end = 0, size - 1
+            rng = self.headers.get("Range")
+            status = 200
+            m = re.match(r"^bytes=(\d+)-(\d*)$", rng or "")
+            if m and not head:
+                start = int(m.group(1))
+                end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
+                if start >= size or end < start:
+                    raise RegistryError("RANGE_INVALID", "requested range not satisfiable",
+                                        status=416)
+                status = 206
+                headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+            self._send(status, b"", headers, "application/octet-stream", head=True,
+                       length=end - start + 1)
+            if head:
+                return
+            f.seek(start)
+            left = end - start + 1
+            while left > 0:
+                chunk = f.read(min(CHUNK, left))
+                if not chunk:
+                    break
+                self.wfile.write(chunk)
+                left -= len(chunk)
+
+    def _blob_head(self, name: str, digest: str) -> None:
+        self._blob_get(name, digest, head=True)
+
+    def _blob_delete(self, name: str, digest: str) -> None:
+        self.server.storage.delete_blob(name, digest)
+        self._send(202)
+
+    def _uploads_post(self, name: str) -> None:
+        st = self.server.storage
+        mount, source = self.query.get("mount"), self.query.get("from")
+        if mount and source:
+            if st.mount(name, mount, source):
+                self._drain()
+                self._send(201, b"", {"Location": f"/v2/{name}/blobs/{mount}",
+                                      "Docker-Content-Digest": mount})
+                return
+        digest = self.query.get("digest")
+        if digest:
+            st.put_monolithic(name, digest, self._body())
+            self._send(201, b"", {"Location": f"/v2/{name}/blobs/{digest}",
+                                  "Docker-Content-Digest": digest})
+            return
+        self._drain()
+        uid = st.start_upload(name)
+        self._send(202, b"", self._upload_headers(name, uid, 0))
+
+    def _upload_headers(self, name: str, uid: str, offset: int) -> dict[str, str]:
+        return {"Location": f"/v2/{name}/blobs/uploads/{uid}",
+                "Range": f"0-{max(offset - 1, 0)}", "Docker-Upload-UUID": uid}
+
+    def _upload_get(self, name: str, uuid: str) -> None:
+        offset = self.server.storage.upload_offset(name, uuid)
+        self._send(204, b"", self._upload_headers(name, uuid, offset))
+
+    def _upload_patch(self, name: str, uuid: str) -> None:
+        start = None
+        m = re.match(r"^(?:bytes )?(\d+)-(\d+)", self.headers.get("Content-Range") or "")
+        if m:
+            start = int(m.group(1))
+        offset = self.server.storage.append_upload(name, uuid, self._body(), start)
+        self._send(202, b"", self._upload_headers(name, uuid, offset))
+
+    def _upload_put(self, name: str, uuid: str) -> None:
+        digest = self.query.get("digest")
+        st = self.server.storage
+        st.append_upload(name, uuid, self._body())
+        if not digest:
+            st.cancel_upload(name, uuid)
+            raise RegistryError("DIGEST_INVALID", "digest parameter missing")
+        check_digest(digest)
+        st.finish_upload(name, uuid, digest)
+        self._send(201, b"", {"Location": f"/v2/{name}/blobs/{digest}",
+                              "Docker-Content-Digest": digest})
+
+    def _upload_delete(self, name: str, uuid: str) -> None:
+        self.server.storage.cancel_upload(name, uuid)
+        self._send(204)
+
+
+def _int(s: str | None) -> int | None:
+    if s is None or s == "":
+        return None
+    try:
+        n = int(s)
+    except ValueError:
+        raise RegistryError("PAGINATION_NUMBER_INVALID", "invalid number of results",
+                            status=400) from None
+    if n < 0:
+        raise RegistryError("PAGINATION_NUMBER_INVALID", "invalid number of results",
+                            status=400)
+    return n
+
+
+def parse_addr(addr: str) -> tuple[str, int]:
+    host, sep, port = addr.rpartition(":")
+    if not sep:
+        host, port = addr, "5000"
+    host = host.strip("[]") or "0.0.0.0"
+    try:
+        return host, int(port)
+    except ValueError:
+        from ketch.errors import InvalidArgument
+
+        raise InvalidArgument(f"invalid listen address {addr!r}") from None
