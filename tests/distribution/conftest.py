@@ -1,0 +1,139 @@
+"""Registries on 127.0.0.1 ephemeral ports for the distribution tests: ketch's own
+(`ketch registry serve` as a subprocess, or in-process for HTTP-level tests) and
+Debian's `docker-registry` as an interop peer. Only loopback traffic."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from tests.conftest import require_tool
+
+from ketch.registry.auth import Htpasswd
+from ketch.registry.server import RegistryServer
+
+
+@dataclass
+class Served:
+    host: str  # "127.0.0.1:PORT", the domain image names use
+    root: Path
+
+
+def _wait_for_v2(host: str, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"registry exited early with {proc.returncode}")
+        try:
+            c = http.client.HTTPConnection(host, timeout=2)
+            c.request("GET", "/v2/")
+            c.getresponse().read()
+            c.close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"registry on {host} did not come up")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def write_htpasswd(path: Path, user: str, password: str) -> Path:
+    """A bcrypt htpasswd file, as `htpasswd -B` writes it."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+    path.write_text(f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))}\n")
+    return path
+
+
+@pytest.fixture
+def ketch_registry(tmp_path: Path) -> Iterator[Callable[..., Served]]:
+    """Start `ketch registry serve` on an ephemeral port; stopped after the test."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(htpasswd: Path | None = None) -> Served:
+        root = tmp_path / f"registry-{len(procs)}"
+        cmd = [sys.executable, "-m", "ketch", "registry", "serve", "--addr", "127.0.0.1:0",
+               "--root", str(root), "--quiet"]
+        if htpasswd:
+            cmd += ["--htpasswd", str(htpasswd)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        procs.append(proc)
+        assert proc.stdout is not None
+        line = proc.stdout.readline().decode().strip()
+        assert line.startswith("listening on "), line
+        host = line.removeprefix("listening on ")
+        if htpasswd is None:
+            _wait_for_v2(host, proc)
+        return Served(host, root)
+
+    yield start
+    for p in procs:
+        _stop(p)
+
+
+@pytest.fixture
+def inproc_registry(tmp_path: Path) -> Iterator[Callable[..., Served]]:
+    """ketch's registry in a thread of the test process, for HTTP-level tests."""
+    servers: list[RegistryServer] = []
+
+    def start(htpasswd: Path | None = None) -> Served:
+        root = tmp_path / f"inproc-{len(servers)}"
+        srv = RegistryServer(("127.0.0.1", 0), root,
+                             Htpasswd(htpasswd) if htpasswd else None, quiet=True)
+        servers.append(srv)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        return Served(f"127.0.0.1:{srv.server_address[1]}", root)
+
+    yield start
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def docker_registry(tmp_path: Path) -> Iterator[Served]:
+    """Debian's docker-registry (CNCF distribution) on an ephemeral loopback port."""
+    binary = require_tool("docker-registry")
+    root = tmp_path / "docker-registry"
+    root.mkdir()
+    port = _free_port()
+    cfg = tmp_path / "docker-registry.yml"
+    cfg.write_text(
+        "version: 0.1\n"
+        "log:\n  level: error\n"
+        "storage:\n  filesystem:\n    rootdirectory: " + str(root) + "\n"
+        "  delete:\n    enabled: true\n"
+        "http:\n  addr: 127.0.0.1:" + str(port) + "\n")
+    env = dict(os.environ)
+    proc = subprocess.Popen([binary, "serve", str(cfg)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env)
+    try:
+        _wait_for_v2(f"127.0.0.1:{port}", proc)
+        yield Served(f"127.0.0.1:{port}", root)
+    finally:
+        _stop(proc)

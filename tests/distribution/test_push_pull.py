@@ -1,0 +1,162 @@
+"""End-to-end: `ketch push` to a registry and `ketch pull` back into another state root."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from tests.conftest import KetchCLI, require_root, require_tool
+
+
+@pytest.fixture(autouse=True)
+def _as_root() -> None:
+    # Unpacking layers keeps ownership and device nodes, which only root can do.
+    require_root()
+
+
+def _import(ketch: KetchCLI, tar: Path, name: str) -> str:
+    return ketch("import", str(tar), name).stdout.strip()
+
+
+def _image_id(ketch: KetchCLI, name: str) -> str:
+    return ketch("image", "inspect", "--format", "{{.Id}}", name).stdout.strip()
+
+
+def test_push_then_pull_keeps_image_id_and_runs(ketch: KetchCLI, tmp_path: Path,
+                                                busybox_tar: Path, ketch_registry) -> None:
+    reg = ketch_registry()
+    name = f"{reg.host}/busybox"
+    image_id = _import(ketch, busybox_tar, f"{name}:latest")
+    pushed = ketch("push", name).stdout
+    assert "Using default tag: latest" in pushed
+    assert f"The push refers to repository [{name}]" in pushed
+    assert ": Pushed" in pushed
+    digest = pushed.strip().splitlines()[-1].split("digest: ")[1].split()[0]
+
+    again = ketch("push", f"{name}:latest").stdout
+    assert ": Layer already exists" in again
+
+    other = KetchCLI(tmp_path / "other-root")
+    other.root.mkdir()
+    pulled = other("pull", name).stdout
+    assert "latest: Pulling from busybox" in pulled
+    assert ": Pull complete" in pulled
+    assert f"Digest: {digest}" in pulled
+    assert f"Status: Downloaded newer image for {name}:latest" in pulled
+    assert _image_id(other, name) == image_id
+    repo_digests = json.loads(other("image", "inspect", "--format",
+                                    "{{json .RepoDigests}}", name).stdout)
+    assert repo_digests == [f"{name}@{digest}"]
+
+    second = other("pull", name).stdout
+    assert f"Status: Image is up to date for {name}:latest" in second
+
+    out = other("run", "--rm", "--network", "none", name, "echo", "hello-from-registry")
+    assert out.stdout.strip() == "hello-from-registry"
+
+
+def test_pull_by_digest_then_rmi(ketch: KetchCLI, tmp_path: Path, busybox_tar: Path,
+                                 ketch_registry) -> None:
+    reg = ketch_registry()
+    name = f"{reg.host}/tools/bb"
+    image_id = _import(ketch, busybox_tar, f"{name}:v1")
+    digest = ketch("push", f"{name}:v1").stdout.strip().split("digest: ")[1].split()[0]
+
+    other = KetchCLI(tmp_path / "other-root")
+    other.root.mkdir()
+    pulled = other("pull", f"{name}@{digest}").stdout
+    assert f"Status: Downloaded newer image for {name}@{digest}" in pulled
+    assert _image_id(other, f"{name}@{digest}") == image_id
+    # Pulled by digest: no tag is created.
+    tags = json.loads(other("image", "inspect", "--format", "{{json .RepoTags}}",
+                            image_id).stdout)
+    assert tags == []
+
+    removed = other("rmi", f"{name}@{digest}").stdout
+    assert f"Untagged: {name}@{digest}" in removed
+    assert f"Deleted: {image_id}" in removed
+    assert other("images", "-q").stdout.strip() == ""
+
+
+def test_cross_repository_push_mounts_blobs(ketch: KetchCLI, busybox_tar: Path,
+                                            ketch_registry) -> None:
+    reg = ketch_registry()
+    _import(ketch, busybox_tar, f"{reg.host}/first:latest")
+    ketch("push", f"{reg.host}/first:latest")
+    ketch("tag", f"{reg.host}/first:latest", f"{reg.host}/second:latest")
+    out = ketch("push", f"{reg.host}/second:latest").stdout
+    assert ": Mounted from first" in out
+
+
+def test_pull_of_unknown_image_reports_manifest_unknown(ketch: KetchCLI,
+                                                         ketch_registry) -> None:
+    reg = ketch_registry()
+    proc = ketch("pull", f"{reg.host}/missing:1.0", check=False)
+    assert proc.returncode != 0
+    assert proc.stderr.strip() == (f"Error: manifest for {reg.host}/missing:1.0 not found:"
+                                   " manifest unknown: manifest unknown")
+
+
+def test_push_of_missing_image_fails(ketch: KetchCLI, ketch_registry) -> None:
+    reg = ketch_registry()
+    proc = ketch("push", f"{reg.host}/ghost", check=False)
+    assert proc.returncode != 0
+    assert "An image does not exist locally with the tag" in proc.stderr
+
+
+def test_pull_from_docker_hub_fails_fast_without_network(ketch: KetchCLI) -> None:
+    start = time.monotonic()
+    proc = ketch("pull", "busybox", check=False, timeout=60)
+    assert time.monotonic() - start < 30
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), proc.stderr
+    assert "registry-1.docker.io" in lines[0]
+
+
+def test_skopeo_copies_an_image_out_of_ketch_registry(ketch: KetchCLI, tmp_path: Path,
+                                                      busybox_tar: Path,
+                                                      ketch_registry) -> None:
+    skopeo = require_tool("skopeo")
+    import subprocess
+
+    reg = ketch_registry()
+    image_id = _import(ketch, busybox_tar, f"{reg.host}/x:latest")
+    ketch("push", f"{reg.host}/x:latest")
+    archive = tmp_path / "x.tar"
+    subprocess.run([skopeo, "copy", "--src-tls-verify=false",
+                    f"docker://{reg.host}/x:latest", f"docker-archive:{archive}"],
+                   check=True, capture_output=True, timeout=120)
+    # The archive loads back as the same image: skopeo read config and layers intact.
+    other = KetchCLI(tmp_path / "other-root")
+    other.root.mkdir()
+    other("load", "-i", str(archive))
+    assert other("images", "-q", "--no-trunc").stdout.split() == [image_id]
+
+    # And the other direction: skopeo pushes (chunked PATCH uploads), ketch pulls.
+    subprocess.run([skopeo, "copy", "--dest-tls-verify=false", f"docker-archive:{archive}",
+                    f"docker://{reg.host}/from-skopeo:v2"],
+                   check=True, capture_output=True, timeout=120)
+    third = KetchCLI(tmp_path / "third-root")
+    third.root.mkdir()
+    third("pull", f"{reg.host}/from-skopeo:v2")
+    assert _image_id(third, f"{reg.host}/from-skopeo:v2") == image_id
+
+
+def test_push_and_pull_against_debian_docker_registry(ketch: KetchCLI, tmp_path: Path,
+                                                      busybox_tar: Path,
+                                                      docker_registry) -> None:
+    name = f"{docker_registry.host}/interop/busybox:1"
+    image_id = _import(ketch, busybox_tar, name)
+    pushed = ketch("push", name).stdout
+    assert ": Pushed" in pushed
+    other = KetchCLI(tmp_path / "other-root")
+    other.root.mkdir()
+    pulled = other("pull", name).stdout
+    assert f"Status: Downloaded newer image for {name}" in pulled
+    assert _image_id(other, name) == image_id
+    out = other("run", "--rm", "--network", "none", name, "cat", "/etc/hostname",
+                check=False)
+    assert out.returncode == 0, out.stderr
