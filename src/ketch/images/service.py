@@ -337,7 +337,7 @@ class ImageService:
             "RepoTags": sorted(familiar(t) for t in rec.tags),
             "RepoDigests": sorted(familiar(d) for d in rec.digests),
             "Parent": rec.parent or "",
-            "Comment": _last_comment(cfg),
+            "Comment": cfg.get("comment") or "",
             "Created": cfg.get("created") or "",
             "DockerVersion": cfg.get("docker_version", ""),
             "Author": cfg.get("author", ""),
@@ -648,13 +648,14 @@ class ImageService:
         if target is not None and target.digest:
             raise InvalidArgument("refusing to create a tag with a digest reference")
         plat = host_platform()
+        created = now_rfc3339()
+        # moby's ImportImage: the message is the image's comment and its one history entry's
+        comment = message or "Imported from -"
         config: dict[str, Any] = {
-            "architecture": plat.architecture, "os": plat.os, "created": now_rfc3339(),
-            "config": {}, "rootfs": {"type": "layers", "diff_ids": []},
-            "history": [{"created": None, "created_by": "", "comment": message
-                         or "Imported from -"}],
+            "architecture": plat.architecture, "os": plat.os, "created": created,
+            "comment": comment, "config": {}, "rootfs": {"type": "layers", "diff_ids": []},
+            "history": [{"created": created, "comment": comment}],
         }
-        config["history"][0]["created"] = config["created"]
         apply_changes(config, changes)
         with self.writing():
             layer = self.add_layer_stream(open_decompressed(stream), parent=None)
@@ -883,8 +884,3 @@ def _ref_matches(patterns: builtins.list[re.Pattern[str]], ref: str) -> bool:
     if sep and "/" not in tail:
         name = head
     return any(p.match(ref) or p.match(name) for p in patterns)
-
-
-def _last_comment(cfg: dict[str, Any]) -> str:
-    hist = cfg.get("history") or []
-    return (hist[-1].get("comment") or "") if hist else ""
