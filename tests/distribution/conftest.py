@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.conftest import require_tool
+from tests.conftest import KetchCLI, isolated_network_config, require_tool, teardown_root
 
 from ketch.registry.auth import Htpasswd
 from ketch.registry.server import RegistryServer
@@ -137,3 +137,20 @@ def docker_registry(tmp_path: Path) -> Iterator[Served]:
         yield Served(f"127.0.0.1:{port}", root)
     finally:
         _stop(proc)
+
+
+@pytest.fixture
+def other_root(tmp_path: Path) -> Iterator[Callable[[str], KetchCLI]]:
+    """More state roots (the pulling side), isolated and torn down like `ketch_root`."""
+    roots: list[Path] = []
+
+    def make(name: str) -> KetchCLI:
+        root = tmp_path / name
+        root.mkdir()
+        isolated_network_config(root)
+        roots.append(root)
+        return KetchCLI(root)
+
+    yield make
+    for r in roots:
+        teardown_root(r, r / "run")

@@ -25,7 +25,7 @@ def _image_id(ketch: KetchCLI, name: str) -> str:
 
 
 def test_push_then_pull_keeps_image_id_and_runs(ketch: KetchCLI, tmp_path: Path,
-                                                busybox_tar: Path, ketch_registry) -> None:
+                                                busybox_tar: Path, ketch_registry, other_root) -> None:
     reg = ketch_registry()
     name = f"{reg.host}/busybox"
     image_id = _import(ketch, busybox_tar, f"{name}:latest")
@@ -38,8 +38,7 @@ def test_push_then_pull_keeps_image_id_and_runs(ketch: KetchCLI, tmp_path: Path,
     again = ketch("push", f"{name}:latest").stdout
     assert ": Layer already exists" in again
 
-    other = KetchCLI(tmp_path / "other-root")
-    other.root.mkdir()
+    other = other_root("other-root")
     pulled = other("pull", name).stdout
     assert "latest: Pulling from busybox" in pulled
     assert ": Pull complete" in pulled
@@ -58,14 +57,13 @@ def test_push_then_pull_keeps_image_id_and_runs(ketch: KetchCLI, tmp_path: Path,
 
 
 def test_pull_by_digest_then_rmi(ketch: KetchCLI, tmp_path: Path, busybox_tar: Path,
-                                 ketch_registry) -> None:
+                                 ketch_registry, other_root) -> None:
     reg = ketch_registry()
     name = f"{reg.host}/tools/bb"
     image_id = _import(ketch, busybox_tar, f"{name}:v1")
     digest = ketch("push", f"{name}:v1").stdout.strip().split("digest: ")[1].split()[0]
 
-    other = KetchCLI(tmp_path / "other-root")
-    other.root.mkdir()
+    other = other_root("other-root")
     pulled = other("pull", f"{name}@{digest}").stdout
     assert f"Status: Downloaded newer image for {name}@{digest}" in pulled
     assert _image_id(other, f"{name}@{digest}") == image_id
@@ -118,7 +116,7 @@ def test_pull_from_docker_hub_fails_fast_without_network(ketch: KetchCLI) -> Non
 
 def test_skopeo_copies_an_image_out_of_ketch_registry(ketch: KetchCLI, tmp_path: Path,
                                                       busybox_tar: Path,
-                                                      ketch_registry) -> None:
+                                                      ketch_registry, other_root) -> None:
     skopeo = require_tool("skopeo")
     import subprocess
 
@@ -130,8 +128,7 @@ def test_skopeo_copies_an_image_out_of_ketch_registry(ketch: KetchCLI, tmp_path:
                     f"docker://{reg.host}/x:latest", f"docker-archive:{archive}"],
                    check=True, capture_output=True, timeout=120)
     # The archive loads back as the same image: skopeo read config and layers intact.
-    other = KetchCLI(tmp_path / "other-root")
-    other.root.mkdir()
+    other = other_root("other-root")
     other("load", "-i", str(archive))
     assert other("images", "-q", "--no-trunc").stdout.split() == [image_id]
 
@@ -139,21 +136,19 @@ def test_skopeo_copies_an_image_out_of_ketch_registry(ketch: KetchCLI, tmp_path:
     subprocess.run([skopeo, "copy", "--dest-tls-verify=false", f"docker-archive:{archive}",
                     f"docker://{reg.host}/from-skopeo:v2"],
                    check=True, capture_output=True, timeout=120)
-    third = KetchCLI(tmp_path / "third-root")
-    third.root.mkdir()
+    third = other_root("third-root")
     third("pull", f"{reg.host}/from-skopeo:v2")
     assert _image_id(third, f"{reg.host}/from-skopeo:v2") == image_id
 
 
 def test_push_and_pull_against_debian_docker_registry(ketch: KetchCLI, tmp_path: Path,
                                                       busybox_tar: Path,
-                                                      docker_registry) -> None:
+                                                      docker_registry, other_root) -> None:
     name = f"{docker_registry.host}/interop/busybox:1"
     image_id = _import(ketch, busybox_tar, name)
     pushed = ketch("push", name).stdout
     assert ": Pushed" in pushed
-    other = KetchCLI(tmp_path / "other-root")
-    other.root.mkdir()
+    other = other_root("other-root")
     pulled = other("pull", name).stdout
     assert f"Status: Downloaded newer image for {name}" in pulled
     assert _image_id(other, name) == image_id

@@ -75,7 +75,16 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(data).encode(), headers, "application/json")
 
     def _body(self) -> Iterator[bytes]:
-        """The request body as chunks, whatever its framing."""
+        """The request body as chunks, whatever its framing.
+
+        One iterator per request: draining after an error continues where the handler
+        stopped reading instead of waiting for bytes that were already consumed.
+        """
+        if self._body_iter is None:
+            self._body_iter = self._read_body()
+        return self._body_iter
+
+    def _read_body(self) -> Iterator[bytes]:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             while True:
                 line = self.rfile.readline(1024)
@@ -135,6 +144,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         url = urlsplit(self.path)
+        self._body_iter: Iterator[bytes] | None = None
         self.query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         body_read = method in ("GET", "HEAD", "DELETE")
         try:
@@ -160,18 +170,29 @@ class _Handler(BaseHTTPRequestHandler):
             if not body_read:
                 try:
                     self._drain()
-                except (ConnectionError, ValueError):
+                except (OSError, ValueError):
                     self.close_connection = True
             headers = {}
             if e.status == 401:
                 headers["WWW-Authenticate"] = 'Basic realm="ketch-registry"'
+            self._error(method, e, headers)
+        except (OSError, ValueError) as e:
+            self.close_connection = True
+            self.log_message("dropped request: %s", e)
+        except Exception as e:  # a bug must cost one request, not the connection thread
+            self.close_connection = True
+            self.log_message("internal error: %s: %s", type(e).__name__, e)
+            self._error(method, RegistryError("UNKNOWN", "internal server error",
+                                              status=500), {})
+
+    def _error(self, method: str, e: RegistryError, headers: dict[str, str]) -> None:
+        try:
             if method == "HEAD":
                 self._send(e.status, b"", headers, head=True)
             else:
                 self._json(e.status, e.body(), headers)
-        except (ConnectionError, ValueError) as e:
+        except OSError:
             self.close_connection = True
-            self.log_message("dropped request: %s", e)
 
     # -- handlers -----------------------------------------------------------------------
     def _base_get(self) -> None:
