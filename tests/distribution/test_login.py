@@ -1,0 +1,82 @@
+"""`ketch login/logout` keep docker's config.json, and push/pull use what they stored."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+
+import pytest
+from tests.conftest import KetchCLI
+from tests.distribution.conftest import write_htpasswd
+
+
+@pytest.fixture
+def docker_config(tmp_path: Path) -> dict[str, str]:
+    d = tmp_path / "docker-config"
+    d.mkdir()
+    # Something docker owns that ketch must keep.
+    (d / "config.json").write_text(json.dumps({"psFormat": "table {{.ID}}"}))
+    return {"DOCKER_CONFIG": str(d)}
+
+
+def _config(env: dict[str, str]) -> dict:
+    return json.loads((Path(env["DOCKER_CONFIG"]) / "config.json").read_text())
+
+
+def test_login_stores_docker_auth_and_logout_removes_it(ketch: KetchCLI, tmp_path: Path,
+                                                         ketch_registry,
+                                                         docker_config: dict[str, str]
+                                                         ) -> None:
+    reg = ketch_registry(write_htpasswd(tmp_path / "htpasswd", "alice", "s3cret"))
+    out = ketch("login", reg.host, "-u", "alice", "--password-stdin", input="s3cret\n",
+                env=docker_config)
+    assert out.stdout.strip() == "Login Succeeded"
+    cfg = _config(docker_config)
+    assert cfg["psFormat"] == "table {{.ID}}"
+    assert cfg["auths"][reg.host]["auth"] == base64.b64encode(b"alice:s3cret").decode()
+    path = Path(docker_config["DOCKER_CONFIG"]) / "config.json"
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+
+    out = ketch("logout", reg.host, env=docker_config)
+    assert out.stdout.strip() == f"Removing login credentials for {reg.host}"
+    assert reg.host not in _config(docker_config).get("auths", {})
+    again = ketch("logout", reg.host, env=docker_config)
+    assert again.stdout.strip() == f"Not logged in to {reg.host}"
+
+
+def test_login_with_wrong_password_is_unauthorized_and_stores_nothing(
+        ketch: KetchCLI, tmp_path: Path, ketch_registry,
+        docker_config: dict[str, str]) -> None:
+    reg = ketch_registry(write_htpasswd(tmp_path / "htpasswd", "alice", "s3cret"))
+    proc = ketch("login", reg.host, "-u", "alice", "-p", "wrong", env=docker_config,
+                 check=False)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and "unauthorized" in errors[0]
+    assert "Traceback" not in proc.stderr
+    assert "auths" not in _config(docker_config)
+
+
+def test_push_and_pull_need_credentials_and_use_stored_ones(
+        ketch: KetchCLI, tmp_path: Path, busybox_tar: Path, ketch_registry, other_root,
+        docker_config: dict[str, str]) -> None:
+    reg = ketch_registry(write_htpasswd(tmp_path / "htpasswd", "alice", "s3cret"))
+    name = f"{reg.host}/private/app:1"
+    ketch("import", str(busybox_tar), name)
+
+    denied = ketch("push", name, env=docker_config, check=False)
+    assert denied.returncode != 0
+    assert denied.stderr.strip() == "Error: no basic auth credentials"
+
+    ketch("login", reg.host, "-u", "alice", "-p", "s3cret", env=docker_config)
+    assert ": Pushed" in ketch("push", name, env=docker_config).stdout
+
+    puller = other_root("puller")
+    anonymous = puller("pull", name, env=docker_config | {"DOCKER_CONFIG": str(tmp_path)},
+                       check=False)
+    assert anonymous.returncode != 0
+    assert anonymous.stderr.strip() == "Error: no basic auth credentials"
+    pulled = puller("pull", name, env=docker_config)
+    assert f"Status: Downloaded newer image for {name}" in pulled.stdout
