@@ -67,6 +67,21 @@ class Engine:
     def layer_users(self) -> set[str]:
         return self.containers.records.chains_in_use()
 
+    # -- builds (ketch.build) ----------------------------------------------------------------
+    def build(self, context: str, dockerfile: str | None, options: Any, emit: Any,
+              emit_bytes: Any = None) -> Any:
+        """Build an image: `context` is a directory, a tarball or "-" (stdin);
+        `options` a ketch.build.executor.BuildOptions; `emit` receives the step output."""
+        from ketch.build.context import prepare
+        from ketch.build.executor import build
+
+        prepared = prepare(context, dockerfile, self.root / "tmp")
+        try:
+            return build(self, prepared.context, prepared.dockerfile_text,
+                         prepared.dockerfile_name, options, emit, emit_bytes)
+        finally:
+            prepared.context.close()
+
     # -- networking (ketch.network) ------------------------------------------------------
     def network_setup(self, rec: Any) -> dict[str, Any]:
         """Give a container its network: NetworkSettings data, "netns", "attachment"."""

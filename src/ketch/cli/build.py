@@ -89,8 +89,7 @@ def _check_tags(tags: list[str]) -> None:
 
 @_build.handler
 def build(ns: argparse.Namespace) -> int:
-    from ketch.build.context import prepare
-    from ketch.build.executor import BuildOptions, build
+    from ketch.build.executor import BuildOptions
 
     if ns.context is None:
         raise InvalidArgument('"ketch build" requires exactly 1 argument: the build context'
@@ -118,14 +117,8 @@ def build(ns: argparse.Namespace) -> int:
         out.buffer.write(data)
         out.buffer.flush()
 
-    eng = engine()
     try:
-        prepared = prepare(ns.context, ns.file, eng.root / "tmp")
-        try:
-            result = build(eng, prepared.context, prepared.dockerfile_text,
-                           prepared.dockerfile_name, options, emit, emit_bytes)
-        finally:
-            prepared.context.close()
+        result = engine().build(ns.context, ns.file, options, emit, emit_bytes)
     except BuildError as e:
         # The classic builder's failures are printed as they are, one line, exit 1
         # ("The command '/bin/sh -c false' returned a non-zero code: 1").
