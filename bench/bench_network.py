@@ -150,7 +150,8 @@ def main() -> None:
         subprocess.run([sys.executable, "-c",
                         "from ketch.engine import Engine; e = Engine();"
                         "[e.containers.remove(r.id, force=True) for r in"
-                        " e.containers.records.all()]"], env=engine_env)
+                        " e.containers.records.all()]; e.networks.uninstall()"],
+                       env=engine_env)
         shutil.rmtree(work, ignore_errors=True)
     print(f"{'metric':<28}{'ketch':>12}{'docker':>12}{'ketch/docker':>14}")
     for metric in results["ketch"]:
