@@ -102,6 +102,14 @@ def test_save_of_a_missing_image_fails_and_leaves_no_file(ketch: KetchCLI, busyb
     assert not out.exists() and not list(tmp_path.glob("x.tar*"))
 
 
+def test_save_into_a_missing_directory_says_so(ketch: KetchCLI, busybox: str,
+                                               tmp_path: Path) -> None:
+    proc = ketch("save", "-o", str(tmp_path / "no" / "such" / "x.tar"), "busybox", check=False)
+    assert proc.returncode == 1
+    assert_one_line_error(proc.stderr, "failed to save image: invalid output path: directory",
+                          "does not exist")
+
+
 def test_save_refuses_to_write_to_a_terminal(ketch: KetchCLI, busybox: str) -> None:
     import pty
 

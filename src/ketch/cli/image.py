@@ -47,6 +47,7 @@ def check_args(ns: argparse.Namespace, low: int, high: int | None = None) -> lis
             f'"{ns.prog}" requires at least {low} and at most {noun(high)}.')
     return list(ns.args)
 
+
 IMAGE_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID",
                  "Digest": "DIGEST", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
                  "Size": "SIZE", "VirtualSize": "SIZE", "SharedSize": "SHARED SIZE",
@@ -356,10 +357,19 @@ def _save(p: argparse.ArgumentParser) -> None:
 def images_save(ns: argparse.Namespace) -> None:
     names = check_args(ns, 1)
     if ns.output:
+        parent = os.path.dirname(os.path.abspath(ns.output))
+        if not os.path.isdir(parent):
+            raise InvalidArgument(f"failed to save image: invalid output path: directory"
+                                  f' "{parent}" does not exist')
+        # Written beside the target and renamed at the end: a failed save never leaves
+        # a half archive under the name asked for.
         tmp = f"{ns.output}.ketch-{os.getpid()}.tmp"
         try:
-            with open(tmp, "wb") as f:
-                engine().images.save(names, f)
+            try:
+                with open(tmp, "wb") as f:
+                    engine().images.save(names, f)
+            except OSError as e:
+                raise InvalidArgument(f"failed to save image: {e.strerror or e}") from None
             os.replace(tmp, ns.output)
         finally:
             if os.path.exists(tmp):
