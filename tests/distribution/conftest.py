@@ -69,12 +69,12 @@ def ketch_registry(tmp_path: Path) -> Iterator[Callable[..., Served]]:
     """Start `ketch registry serve` on an ephemeral port; stopped after the test."""
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(htpasswd: Path | None = None) -> Served:
+    def start(htpasswd: Path | None = None, auth: str = "basic") -> Served:
         root = tmp_path / f"registry-{len(procs)}"
         cmd = [sys.executable, "-m", "ketch", "registry", "serve", "--addr", "127.0.0.1:0",
                "--root", str(root), "--quiet"]
         if htpasswd:
-            cmd += ["--htpasswd", str(htpasswd)]
+            cmd += ["--htpasswd", str(htpasswd), "--auth", auth]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         procs.append(proc)
         assert proc.stdout is not None
@@ -95,10 +95,11 @@ def inproc_registry(tmp_path: Path) -> Iterator[Callable[..., Served]]:
     """ketch's registry in a thread of the test process, for HTTP-level tests."""
     servers: list[RegistryServer] = []
 
-    def start(htpasswd: Path | None = None) -> Served:
+    def start(htpasswd: Path | None = None, auth: str = "basic") -> Served:
         root = tmp_path / f"inproc-{len(servers)}"
         srv = RegistryServer(("127.0.0.1", 0), root,
-                             Htpasswd(htpasswd) if htpasswd else None, quiet=True)
+                             Htpasswd(htpasswd) if htpasswd else None, quiet=True,
+                             token_auth=auth == "token")
         servers.append(srv)
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         return Served(f"127.0.0.1:{srv.server_address[1]}", root)

@@ -80,3 +80,28 @@ def test_push_and_pull_need_credentials_and_use_stored_ones(
     assert anonymous.stderr.strip() == "Error: no basic auth credentials"
     pulled = puller("pull", name, env=docker_config)
     assert f"Status: Downloaded newer image for {name}" in pulled.stdout
+
+
+def test_bearer_token_registry_login_push_pull(ketch: KetchCLI, tmp_path: Path,
+                                               busybox_tar: Path, ketch_registry, other_root,
+                                               docker_config: dict[str, str]) -> None:
+    reg = ketch_registry(write_htpasswd(tmp_path / "htpasswd", "bob", "pw"), auth="token")
+    name = f"{reg.host}/team/app:2"
+    image_id = ketch("import", str(busybox_tar), name).stdout.strip()
+
+    denied = ketch("push", name, env=docker_config, check=False)
+    assert denied.returncode != 0 and "unauthorized" in denied.stderr
+
+    wrong = ketch("login", reg.host, "-u", "bob", "-p", "nope", env=docker_config,
+                  check=False)
+    assert wrong.returncode != 0 and "unauthorized" in wrong.stderr
+
+    ketch("login", reg.host, "-u", "bob", "--password-stdin", input="pw",
+          env=docker_config)
+    assert ": Pushed" in ketch("push", name, env=docker_config).stdout
+    ketch("tag", name, f"{reg.host}/team/copy:2")
+    assert ": Mounted from team/app" in ketch("push", f"{reg.host}/team/copy:2",
+                                              env=docker_config).stdout
+    puller = other_root("puller")
+    puller("pull", name, env=docker_config)
+    assert puller("images", "-q", "--no-trunc").stdout.split() == [image_id]

@@ -207,3 +207,31 @@ def test_htpasswd_auth_is_enforced_on_every_endpoint(inproc_registry, tmp_path: 
     good = base64.b64encode(b"alice:s3cret").decode()
     assert call(reg.host, "GET", path, headers={"Authorization": f"Basic {good}"}
                 ).status != 401
+
+
+def _token(host: str, scope: str, user: bytes = b"carol:pw") -> str:
+    basic = base64.b64encode(user).decode()
+    r = call(host, "GET", f"/token?service=ketch-registry&scope={scope}",
+             headers={"Authorization": f"Basic {basic}"})
+    assert r.status == 200, r.body
+    return r.json()["token"]
+
+
+def test_bearer_tokens_grant_only_their_scope(inproc_registry, tmp_path: Path) -> None:
+    reg = inproc_registry(write_htpasswd(tmp_path / "htpasswd", "carol", "pw"), auth="token")
+    r = call(reg.host, "GET", "/v2/app/tags/list")
+    assert r.status == 401
+    challenge = r.headers["www-authenticate"]
+    assert challenge.startswith(f'Bearer realm="http://{reg.host}/token"')
+    assert 'scope="repository:app:pull"' in challenge
+    bad = base64.b64encode(b"carol:wrong").decode()
+    assert call(reg.host, "GET", "/token?scope=repository:app:pull",
+                headers={"Authorization": f"Basic {bad}"}).status == 401
+
+    pull_only = {"Authorization": "Bearer " + _token(reg.host, "repository:app:pull")}
+    assert call(reg.host, "POST", "/v2/app/blobs/uploads/", headers=pull_only).status == 401
+    assert call(reg.host, "GET", "/v2/other/tags/list", headers=pull_only).status == 401
+    push = {"Authorization": "Bearer " + _token(reg.host, "repository:app:pull,push")}
+    assert call(reg.host, "POST", "/v2/app/blobs/uploads/", headers=push).status == 202
+    forged = pull_only["Authorization"][:-4] + "AAAA"
+    assert call(reg.host, "GET", "/v2/", headers={"Authorization": forged}).status == 401

@@ -154,6 +154,9 @@ def _serve(p: argparse.ArgumentParser) -> None:
                    help="Storage directory (default: <ketch root>/registry)")
     p.add_argument("--htpasswd", metavar="string",
                    help="Require basic auth checked against this htpasswd file (bcrypt)")
+    p.add_argument("--auth", choices=("basic", "token"), default="basic", metavar="string",
+                   help='With --htpasswd: "basic" auth on every request, or "token" for'
+                   ' bearer tokens from the registry\'s /token endpoint (default "basic")')
     p.add_argument("--quiet", action="store_true", help="Do not log requests")
 
 
@@ -171,9 +174,13 @@ def serve_cmd(ns: argparse.Namespace) -> None:
     root = Path(ns.root) if ns.root else Path(
         os.environ.get("KETCH_ROOT") or "/var/lib/ketch") / "registry"
     htpasswd = Htpasswd(Path(ns.htpasswd)) if ns.htpasswd else None
+    if ns.auth == "token" and htpasswd is None:
+        raise InvalidArgument("--auth token needs --htpasswd (the token endpoint checks"
+                              " credentials against it)")
     host, port = parse_addr(ns.addr)
     try:
-        server = RegistryServer((host, port), root, htpasswd, quiet=ns.quiet)
+        server = RegistryServer((host, port), root, htpasswd, quiet=ns.quiet,
+                                token_auth=ns.auth == "token")
     except OSError as e:
         raise KetchError(f"listen tcp {ns.addr}: {e.strerror or e}") from None
     bound = server.server_address

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 from ketch.registry.auth import Htpasswd
 from ketch.registry.errors import RegistryError
 from ketch.registry.storage import CHUNK, Storage, check_digest, check_name, paginate
+from ketch.registry.tokens import SERVICE, TokenIssuer, parse_scopes
 
 _ROUTES = [
     ("manifest", re.compile(r"^/v2/(?P<name>.+)/manifests/(?P<ref>[^/]+)$")),
@@ -38,9 +39,11 @@ class RegistryServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, addr: tuple[str, int], root: Path,
-                 htpasswd: Htpasswd | None = None, quiet: bool = False) -> None:
+                 htpasswd: Htpasswd | None = None, quiet: bool = False,
+                 token_auth: bool = False) -> None:
         self.storage = Storage(root)
         self.htpasswd = htpasswd
+        self.tokens = TokenIssuer() if htpasswd is not None and token_auth else None
         self.quiet = quiet
         if ":" in addr[0]:
             self.address_family = socket.AF_INET6
@@ -147,11 +150,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._body_iter: Iterator[bytes] | None = None
         self.query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         body_read = method in ("GET", "HEAD", "DELETE")
+        self._scope = ""
+        self.access: dict[tuple[str, str], set[str]] | None = None
         try:
-            if self.server.htpasswd is not None:
-                if self.server.htpasswd.check_header(self.headers.get("Authorization")) is None:
-                    raise RegistryError("UNAUTHORIZED", "authentication required",
-                                        [{"Type": "registry", "Action": "access"}])
+            if url.path == "/token" and self.server.tokens is not None:
+                if method != "GET":
+                    raise RegistryError("UNSUPPORTED", "the operation is unsupported",
+                                        status=405)
+                self._token_get(parse_qs(url.query).get("scope", []))
+                return
             for kind, rx in _ROUTES:
                 m = rx.match(url.path)
                 if m is None:
@@ -159,12 +166,14 @@ class _Handler(BaseHTTPRequestHandler):
                 args = m.groupdict()
                 if "name" in args:
                     check_name(args["name"])
+                self._authorize(kind, args.get("name"), method)
                 handler = getattr(self, f"_{kind}_{method.lower()}", None)
                 if handler is None:
                     raise RegistryError("UNSUPPORTED", "the operation is unsupported",
                                         status=405)
                 handler(**args)
                 return
+            self._authorize("base", None, method)
             raise RegistryError("NOT_FOUND", "no such endpoint", status=404)
         except RegistryError as e:
             if not body_read:
@@ -174,7 +183,7 @@ class _Handler(BaseHTTPRequestHandler):
                     self.close_connection = True
             headers = {}
             if e.status == 401:
-                headers["WWW-Authenticate"] = 'Basic realm="ketch-registry"'
+                headers["WWW-Authenticate"] = self._challenge()
             self._error(method, e, headers)
         except (OSError, ValueError) as e:
             self.close_connection = True
@@ -193,6 +202,55 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(e.status, e.body(), headers)
         except OSError:
             self.close_connection = True
+
+    # -- auth ---------------------------------------------------------------------------
+    def _authorize(self, kind: str, name: str | None, method: str) -> None:
+        srv = self.server
+        if srv.htpasswd is None:
+            return
+        if srv.tokens is None:
+            if srv.htpasswd.check_header(self.headers.get("Authorization")) is None:
+                raise RegistryError("UNAUTHORIZED", "authentication required",
+                                    [{"Type": "registry", "Action": "access"}])
+            return
+        if kind == "catalog":
+            self._scope = "registry:catalog:*"
+        elif name is not None:
+            action = "pull" if method in ("GET", "HEAD") else "push"
+            if method == "DELETE":
+                action = "delete"
+            self._scope = f"repository:{name}:{action}"
+        self.access = srv.tokens.verify(self.headers.get("Authorization"))
+        if self.access is None or (self._scope and not self._granted(self._scope)):
+            raise RegistryError("UNAUTHORIZED", "authentication required",
+                                [{"Type": "registry", "Action": "access"}])
+
+    def _granted(self, scope: str) -> bool:
+        if self.server.tokens is None:
+            return True
+        for (kind, name), actions in parse_scopes([scope]).items():
+            have = (self.access or {}).get((kind, name), set())
+            if "*" not in have and not actions <= have:
+                return False
+        return True
+
+    def _challenge(self) -> str:
+        if self.server.tokens is None:
+            return 'Basic realm="ketch-registry"'
+        addr = self.server.server_address
+        host = self.headers.get("Host") or f"{addr[0]}:{addr[1]}"
+        out = f'Bearer realm="http://{host}/token",service="{SERVICE}"'
+        if self._scope:
+            out += f',scope="{self._scope}"'
+        return out
+
+    def _token_get(self, scopes: list[str]) -> None:
+        assert self.server.htpasswd is not None and self.server.tokens is not None
+        user = self.server.htpasswd.check_header(self.headers.get("Authorization"))
+        if user is None:
+            raise RegistryError("UNAUTHORIZED", "incorrect username or password")
+        # Every authenticated user may pull and push everywhere: htpasswd has no ACLs.
+        self._json(200, self.server.tokens.issue(user, parse_scopes(scopes)))
 
     # -- handlers -----------------------------------------------------------------------
     def _base_get(self) -> None:
@@ -276,7 +334,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _uploads_post(self, name: str) -> None:
         st = self.server.storage
         mount, source = self.query.get("mount"), self.query.get("from")
-        if mount and source:
+        if mount and source and self._granted(f"repository:{source}:pull"):
             if st.mount(name, mount, source):
                 self._drain()
                 self._send(201, b"", {"Location": f"/v2/{name}/blobs/{mount}",
