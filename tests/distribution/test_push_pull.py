@@ -155,3 +155,36 @@ def test_push_and_pull_against_debian_docker_registry(ketch: KetchCLI, tmp_path:
     out = other("run", "--rm", "--network", "none", name, "cat", "/etc/hostname",
                 check=False)
     assert out.returncode == 0, out.stderr
+
+
+def test_pull_through_an_index_picks_the_host_platform(ketch: KetchCLI, busybox_tar: Path,
+                                                       ketch_registry, other_root) -> None:
+    from tests.distribution.test_registry_server import call, sha
+
+    from ketch.oci.model import host_platform
+
+    reg = ketch_registry()
+    name = f"{reg.host}/multi"
+    image_id = _import(ketch, busybox_tar, f"{name}:single")
+    ketch("push", f"{name}:single")
+    manifest = call(reg.host, "GET", "/v2/multi/manifests/single").body
+    plat = host_platform()
+    other_arch = "s390x" if plat.architecture != "s390x" else "arm64"
+    index = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+             "digest": sha(manifest), "size": len(manifest),
+             "platform": {"architecture": other_arch, "os": "linux"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+             "digest": sha(manifest), "size": len(manifest),
+             "platform": {"architecture": plat.architecture, "os": plat.os}},
+        ]}).encode()
+    r = call(reg.host, "PUT", "/v2/multi/manifests/latest", index,
+             {"Content-Type": "application/vnd.oci.image.index.v1+json"})
+    assert r.status == 201
+    puller = other_root("puller")
+    out = puller("pull", name).stdout
+    # The RepoDigest is the index's digest, as docker records it.
+    assert f"Digest: {sha(index)}" in out
+    assert _image_id(puller, name) == image_id
