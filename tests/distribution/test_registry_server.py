@@ -235,3 +235,24 @@ def test_bearer_tokens_grant_only_their_scope(inproc_registry, tmp_path: Path) -
     assert call(reg.host, "POST", "/v2/app/blobs/uploads/", headers=push).status == 202
     forged = pull_only["Authorization"][:-4] + "AAAA"
     assert call(reg.host, "GET", "/v2/", headers={"Authorization": forged}).status == 401
+
+
+def test_garbage_collect_removes_only_unreferenced_blobs(ketch, inproc_registry) -> None:
+    reg = inproc_registry()
+    push_image(reg.host, "app", "v1", config=b'{"os":"linux","v":1}')
+    orphan = push_blob(reg.host, "app", b"never referenced")
+    old = push_image(reg.host, "app", "v2", config=b'{"os":"linux","v":2}')
+    push_image(reg.host, "app", "v2", config=b'{"os":"linux","v":3}')  # v2 moves on
+    dry = ketch("registry", "garbage-collect", "--root", str(reg.root), "--dry-run").stdout
+    assert f"blob eligible for deletion: {orphan}" in dry
+    assert call(reg.host, "HEAD", f"/v2/app/blobs/{orphan}").status == 200
+    out = ketch("registry", "garbage-collect", "--root", str(reg.root),
+                "--delete-untagged").stdout
+    assert f"deleted blob: {orphan}" in out
+    assert f"deleted blob: {old}" in out
+    assert call(reg.host, "HEAD", f"/v2/app/blobs/{orphan}").status == 404
+    for tag in ("v1", "v2"):
+        m = call(reg.host, "GET", f"/v2/app/manifests/{tag}")
+        assert m.status == 200
+        for d in [json.loads(m.body)["config"], *json.loads(m.body)["layers"]]:
+            assert call(reg.host, "HEAD", f"/v2/app/blobs/{d['digest']}").status == 200

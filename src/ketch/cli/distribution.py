@@ -144,10 +144,15 @@ def logout_cmd(ns: argparse.Namespace) -> None:
         out(f"Not logged in to {key}")
 
 
-@registry.command("serve", "serve [OPTIONS]", "Run ketch's OCI registry server")
+@registry.command("serve", "serve|garbage-collect [OPTIONS]",
+                  "Run ketch's OCI registry server, or collect its unreferenced blobs")
 def _serve(p: argparse.ArgumentParser) -> None:
-    # `ketch registry serve`: the shortcut hands over "serve" as the first word.
+    # `ketch registry WORD`: the shortcut hands over WORD as the first argument.
     p.add_argument("args", nargs="*", metavar="serve")
+    p.add_argument("--dry-run", action="store_true",
+                   help="garbage-collect: only list the blobs that would be removed")
+    p.add_argument("--delete-untagged", action="store_true",
+                   help="garbage-collect: also delete manifests no tag points at")
     p.add_argument("--addr", default="127.0.0.1:5000", metavar="string",
                    help='Listen address (default "127.0.0.1:5000")')
     p.add_argument("--root", metavar="string",
@@ -168,11 +173,22 @@ def serve_cmd(ns: argparse.Namespace) -> None:
     from ketch.registry.auth import Htpasswd
     from ketch.registry.server import RegistryServer, parse_addr
 
-    if ns.args not in ([], ["serve"]):
-        raise InvalidArgument(f"unknown command {' '.join(ns.args)!r} (see 'ketch registry"
-                              " --help')")
     root = Path(ns.root) if ns.root else Path(
         os.environ.get("KETCH_ROOT") or "/var/lib/ketch") / "registry"
+    if ns.args == ["garbage-collect"]:
+        from ketch.registry.storage import Storage, garbage_collect
+
+        if not root.is_dir():
+            raise KetchError(f"no registry storage at {root}")
+        removed = garbage_collect(Storage(root), delete_untagged=ns.delete_untagged,
+                                  dry_run=ns.dry_run)
+        for digest in removed:
+            out(f"blob eligible for deletion: {digest}" if ns.dry_run
+                else f"deleted blob: {digest}")
+        return
+    if ns.args not in ([], ["serve"]):
+        raise InvalidArgument(f"unknown command {' '.join(ns.args)!r}: use 'ketch registry"
+                              " serve' or 'ketch registry garbage-collect'")
     htpasswd = Htpasswd(Path(ns.htpasswd)) if ns.htpasswd else None
     if ns.auth == "token" and htpasswd is None:
         raise InvalidArgument("--auth token needs --htpasswd (the token endpoint checks"

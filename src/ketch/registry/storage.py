@@ -331,3 +331,54 @@ def paginate(items: list[str], n: int | None, last: str | None) -> tuple[list[st
     if n is None:
         return items, False
     return items[:n], len(items) > n
+
+
+def garbage_collect(storage: Storage, *, delete_untagged: bool = False,
+                    dry_run: bool = False) -> list[str]:
+    """Mark and sweep: delete blobs no manifest of any repository references.
+
+    Like distribution's `garbage-collect`, this is for a registry that is not serving:
+    a blob uploaded just before its manifest would look unreferenced. Returns the
+    digests removed (or that would be, with `dry_run`).
+    """
+    paths = storage.paths
+    marked: set[str] = set()
+    for name in storage.catalog():
+        tagged = set()
+        for tag in storage._tag_names(name):
+            try:
+                tagged.add(paths.tag(name, tag).read_text().strip())
+            except OSError:
+                continue
+        try:
+            revisions = ["sha256:" + p.name for p in paths.revisions(name).iterdir()]
+        except FileNotFoundError:
+            revisions = []
+        children: set[str] = set()
+        for digest in revisions:
+            try:
+                doc = json.loads(paths.blob(digest).read_bytes())
+            except (OSError, ValueError):
+                continue
+            children.update(m.get("digest", "") for m in doc.get("manifests") or [])
+        for digest in revisions:
+            if delete_untagged and digest not in tagged and digest not in children:
+                if not dry_run:
+                    shutil.rmtree(paths.revision(name, digest), ignore_errors=True)
+                continue
+            marked.add(digest)
+            try:
+                doc = json.loads(paths.blob(digest).read_bytes())
+            except (OSError, ValueError):
+                continue
+            for d in [doc.get("config") or {}, *(doc.get("layers") or [])]:
+                if d.get("digest"):
+                    marked.add(d["digest"])
+    removed = []
+    for p in paths.blobs.iterdir():
+        digest = "sha256:" + p.name
+        if digest not in marked:
+            removed.append(digest)
+            if not dry_run:
+                p.unlink(missing_ok=True)
+    return sorted(removed)
