@@ -256,3 +256,28 @@ def test_garbage_collect_removes_only_unreferenced_blobs(ketch, inproc_registry)
         assert m.status == 200
         for d in [json.loads(m.body)["config"], *json.loads(m.body)["layers"]]:
             assert call(reg.host, "HEAD", f"/v2/app/blobs/{d['digest']}").status == 200
+
+
+def test_referrers_lists_manifests_with_a_subject(inproc_registry) -> None:
+    reg = inproc_registry()
+    subject = push_image(reg.host, "app", "v1")
+    size = len(call(reg.host, "GET", f"/v2/app/manifests/{subject}").body)
+    empty = b"{}"
+    sbom = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/spdx+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json",
+                   "digest": push_blob(reg.host, "app", empty), "size": 2},
+        "layers": [],
+        "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": subject, "size": size}}).encode()
+    r = call(reg.host, "PUT", f"/v2/app/manifests/{sha(sbom)}", sbom,
+             {"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    assert r.status == 201 and r.headers["oci-subject"] == subject
+    found = call(reg.host, "GET", f"/v2/app/referrers/{subject}").json()
+    assert [m["digest"] for m in found["manifests"]] == [sha(sbom)]
+    assert found["manifests"][0]["artifactType"] == "application/spdx+json"
+    filtered = call(reg.host, "GET",
+                    f"/v2/app/referrers/{subject}?artifactType=application/other")
+    assert filtered.json()["manifests"] == []
+    assert filtered.headers["oci-filters-applied"] == "artifactType"

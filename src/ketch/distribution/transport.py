@@ -131,10 +131,10 @@ class Transport:
         conn = self._conns.get(key)
         if conn is None:
             if scheme == "https":
-                conn = _HTTPS(netloc, timeout=CONNECT_TIMEOUT,
+                conn = _HTTPS(netloc, timeout=CONNECT_TIMEOUT, blocksize=1 << 20,
                               context=ssl.create_default_context())
             else:
-                conn = _HTTP(netloc, timeout=CONNECT_TIMEOUT)
+                conn = _HTTP(netloc, timeout=CONNECT_TIMEOUT, blocksize=1 << 20)
             self._conns[key] = conn
         return conn
 

@@ -27,6 +27,7 @@ _ROUTES = [
     ("uploads", re.compile(r"^/v2/(?P<name>.+)/blobs/uploads/?$")),
     ("blob", re.compile(r"^/v2/(?P<name>.+)/blobs/(?P<digest>[^/]+)$")),
     ("tags", re.compile(r"^/v2/(?P<name>.+)/tags/list$")),
+    ("referrers", re.compile(r"^/v2/(?P<name>.+)/referrers/(?P<digest>[^/]+)$")),
     ("catalog", re.compile(r"^/v2/_catalog$")),
     ("base", re.compile(r"^/v2/?$")),
 ]
@@ -275,6 +276,15 @@ class _Handler(BaseHTTPRequestHandler):
                                ' rel="next"')
         self._json(200, {"name": name, "tags": tags}, headers)
 
+    def _referrers_get(self, name: str, digest: str) -> None:
+        artifact_type = self.query.get("artifactType")
+        found = self.server.storage.referrers(name, digest, artifact_type)
+        headers = {"OCI-Filters-Applied": "artifactType"} if artifact_type else {}
+        body = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": found}
+        self._send(200, json.dumps(body).encode(), headers,
+                   "application/vnd.oci.image.index.v1+json")
+
     def _manifest_get(self, name: str, ref: str, head: bool = False) -> None:
         data, media_type, digest = self.server.storage.get_manifest(name, ref)
         self._send(200, data, {"Docker-Content-Digest": digest, "ETag": f'"{digest}"'},
@@ -287,8 +297,16 @@ class _Handler(BaseHTTPRequestHandler):
         data = self._read_all(MAX_MANIFEST)
         digest = self.server.storage.put_manifest(
             name, ref, data, self.headers.get("Content-Type") or "")
-        self._send(201, b"", {"Location": f"/v2/{name}/manifests/{digest}",
-                              "Docker-Content-Digest": digest})
+        headers = {"Location": f"/v2/{name}/manifests/{digest}",
+                   "Docker-Content-Digest": digest}
+        try:
+            subject = json.loads(data).get("subject") or {}
+        except (ValueError, AttributeError):
+            subject = {}
+        if isinstance(subject, dict) and subject.get("digest"):
+            # Tells OCI 1.1 clients the referrers API exists (no fallback tag needed).
+            headers["OCI-Subject"] = str(subject["digest"])
+        self._send(201, b"", headers)
 
     def _manifest_delete(self, name: str, ref: str) -> None:
         self.server.storage.delete_manifest(name, ref)

@@ -302,6 +302,42 @@ class Storage:
                 self._digest_for(name, reference)
                 self.paths.tag(name, reference).unlink()
 
+    def referrers(self, name: str, digest: str,
+                  artifact_type: str | None = None) -> list[dict[str, object]]:
+        """Descriptors of this repository's manifests whose `subject` is `digest`.
+
+        A scan of the revisions: repositories hold few manifests, and a scan needs no
+        index that could disagree with the manifests themselves.
+        """
+        check_digest(digest)
+        out: list[dict[str, object]] = []
+        try:
+            revisions = sorted(p.name for p in self.paths.revisions(name).iterdir())
+        except FileNotFoundError:
+            return out
+        for hexpart in revisions:
+            rev = "sha256:" + hexpart
+            try:
+                data = self.paths.blob(rev).read_bytes()
+                doc = json.loads(data)
+                media_type = (self.paths.revision(name, rev) / "type").read_text()
+            except (OSError, ValueError):
+                continue
+            subject = doc.get("subject") if isinstance(doc, dict) else None
+            if not isinstance(subject, dict) or subject.get("digest") != digest:
+                continue
+            kind = doc.get("artifactType") or (doc.get("config") or {}).get("mediaType")
+            if artifact_type and kind != artifact_type:
+                continue
+            desc: dict[str, object] = {"mediaType": media_type, "digest": rev,
+                                       "size": len(data)}
+            if kind:
+                desc["artifactType"] = kind
+            if doc.get("annotations"):
+                desc["annotations"] = doc["annotations"]
+            out.append(desc)
+        return out
+
     # -- listing ------------------------------------------------------------------------
     def _tag_names(self, name: str) -> list[str]:
         try:
