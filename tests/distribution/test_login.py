@@ -8,8 +8,14 @@ import os
 from pathlib import Path
 
 import pytest
-from tests.conftest import KetchCLI
+from tests.conftest import KetchCLI, require_root
 from tests.distribution.conftest import write_htpasswd
+
+
+@pytest.fixture(autouse=True)
+def _as_root() -> None:
+    # Images are imported and pulled here: unpacking layers keeps ownership, root only.
+    require_root()
 
 
 @pytest.fixture

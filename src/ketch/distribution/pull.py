@@ -130,7 +130,8 @@ def pull(engine: Engine, name: str, say: Say, *, quiet: bool = False) -> PullRes
                 parent = (diff_id if parent is None else
                           "sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()
                                                      ).hexdigest())
-            tags = [str(ref)] if ref.tag else []
+            # A name with both tag and digest pulls the digest; docker ignores the tag.
+            tags = [f"{ref.repository}:{ref.tag}"] if ref.tag and not ref.digest else []
             if existed:
                 rec = engine.records.get(cfg_desc.digest)
                 assert rec is not None

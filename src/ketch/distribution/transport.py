@@ -170,8 +170,8 @@ class Transport:
                 conn.close()
                 self._conns.pop(f"{parts.scheme}://{parts.netloc}", None)
                 reason = e.strerror or str(e) or type(e).__name__
-                raise KetchError(f'{method} "{url}": dial tcp {parts.netloc}: {reason}'
-                                 ) from None
+                raise KetchError(f'{method.capitalize()} "{url}": dial tcp {parts.netloc}:'
+                                 f' {reason}') from None
             resp = Response(raw.status, raw.headers, url=url)
             if stream and 200 <= raw.status < 300:
                 resp.raw = raw
