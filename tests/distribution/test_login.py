@@ -111,3 +111,30 @@ def test_bearer_token_registry_login_push_pull(ketch: KetchCLI, tmp_path: Path,
     puller = other_root("puller")
     puller("pull", name, env=docker_config)
     assert puller("images", "-q", "--no-trunc").stdout.split() == [image_id]
+
+
+@pytest.mark.parametrize("auth", ["basic", "token"])
+def test_skopeo_authenticates_against_ketch_registry(ketch: KetchCLI, tmp_path: Path,
+                                                     busybox_tar: Path, ketch_registry,
+                                                     docker_config: dict[str, str],
+                                                     auth: str) -> None:
+    import subprocess
+
+    from tests.conftest import require_tool
+
+    skopeo = require_tool("skopeo")
+    reg = ketch_registry(write_htpasswd(tmp_path / "htpasswd", "dave", "pw"), auth=auth)
+    name = f"{reg.host}/auth/{auth}:1"
+    ketch("import", str(busybox_tar), name)
+    ketch("login", reg.host, "-u", "dave", "-p", "pw", env=docker_config)
+    ketch("push", name, env=docker_config)
+    base = [skopeo, "copy", "--src-tls-verify=false", f"docker://{name}"]
+    anonymous = subprocess.run([*base, f"dir:{tmp_path / 'anon'}"], capture_output=True,
+                               text=True, timeout=120,
+                               env={**os.environ, "DOCKER_CONFIG": str(tmp_path / "none"),
+                                    "REGISTRY_AUTH_FILE": str(tmp_path / "none.json")})
+    assert anonymous.returncode != 0
+    assert "unauthorized" in anonymous.stderr.lower() or "401" in anonymous.stderr
+    subprocess.run([*base, "--src-creds", "dave:pw", f"dir:{tmp_path / 'copy'}"],
+                   check=True, capture_output=True, timeout=120)
+    assert (tmp_path / "copy" / "manifest.json").exists()

@@ -369,6 +369,9 @@ def paginate(items: list[str], n: int | None, last: str | None) -> tuple[list[st
     return items[:n], len(items) > n
 
 
+UPLOAD_MAX_AGE = 24 * 3600
+
+
 def garbage_collect(storage: Storage, *, delete_untagged: bool = False,
                     dry_run: bool = False) -> list[str]:
     """Mark and sweep: delete blobs no manifest of any repository references.
@@ -410,6 +413,8 @@ def garbage_collect(storage: Storage, *, delete_untagged: bool = False,
             for d in [doc.get("config") or {}, *(doc.get("layers") or [])]:
                 if d.get("digest"):
                     marked.add(d["digest"])
+    if not dry_run:
+        _purge_uploads(storage)
     removed = []
     for p in paths.blobs.iterdir():
         digest = "sha256:" + p.name
@@ -418,3 +423,23 @@ def garbage_collect(storage: Storage, *, delete_untagged: bool = False,
             if not dry_run:
                 p.unlink(missing_ok=True)
     return sorted(removed)
+
+
+def _purge_uploads(storage: Storage) -> None:
+    """Drop upload sessions a client abandoned a day ago or more."""
+    import time
+
+    cutoff = time.time() - UPLOAD_MAX_AGE
+    for uploads in storage.paths.repositories.glob("**/_uploads"):
+        for d in uploads.iterdir():
+            try:
+                if (d / "data").stat().st_mtime < cutoff:
+                    shutil.rmtree(d, ignore_errors=True)
+            except FileNotFoundError:
+                shutil.rmtree(d, ignore_errors=True)
+    for p in storage.paths.tmp.iterdir():
+        try:
+            if p.stat().st_mtime < cutoff:
+                p.unlink(missing_ok=True)
+        except OSError:
+            continue
