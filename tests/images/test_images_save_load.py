@@ -272,3 +272,35 @@ def test_oci_archive_written_by_skopeo_loads(ketch: KetchCLI, busybox: str, tmp_
     proc = subprocess.run([skopeo, "inspect", f"docker-archive:{tmp_path / 'again.tar'}"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_loaded_layers_stack_as_overlay_lower_dirs_with_whiteouts(
+        ketch: KetchCLI, tmp_path: Path) -> None:
+    """The unpacked layers are real overlay lower dirs: a whiteout in the top layer hides
+    the file of the layer below, an opaque dir hides its old content."""
+    from tests.conftest import require
+    from tests.images.archives import Entry, tar_bytes
+
+    base = files_tar({"keep": b"k", "gone": b"g", "dir/old": b"o"})
+    top = tar_bytes([Entry(".wh.gone"), Entry("dir", type=tarfile.DIRTYPE),
+                     Entry("dir/.wh..wh..opq"), Entry("dir/new", b"n")])
+    spec = ImageSpec([base, top], tags=["wh:1"])
+    ketch("load", "-i", str(docker_archive(tmp_path / "wh.tar", [spec])))
+    data = json.loads(ketch("image", "inspect", "-f", "{{json .GraphDriver.Data}}",
+                            "wh:1").stdout)
+    lowers = f"{data['UpperDir']}:{data['LowerDir']}"
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    mount = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={lowers}",
+                            str(merged)], capture_output=True, text=True)
+    require(mount.returncode == 0, f"overlayfs mount: {mount.stderr.strip()}")
+    try:
+        assert sorted(p.name for p in merged.iterdir()) == ["dir", "keep"]
+        assert sorted(p.name for p in (merged / "dir").iterdir()) == ["new"]
+    finally:
+        subprocess.run(["umount", str(merged)], check=True)
+    # and the image saves back byte for byte what was loaded
+    out = ketch_bytes(ketch, "save", "wh:1").stdout
+    (tmp_path / "again.tar").write_bytes(out)
+    files = members(tmp_path / "again.tar")
+    assert files[f"blobs/sha256/{sha256(top)[7:]}"] == top
