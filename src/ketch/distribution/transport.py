@@ -244,8 +244,8 @@ class Transport:
                 raise RegistryUnauthorized("no basic auth credentials")
             return first
         if kind == "bearer":
-            if scope in self._tokens:
-                return False
+            # A cached token was refused (expired, or the server restarted): fetch a
+            # fresh one; `request` retries only once, so this cannot loop.
             self._tokens[scope] = self._fetch_token(params, scope)
             return True
         return False

@@ -53,6 +53,8 @@ class RegistryServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Idle keep-alive connections (and stalled uploads) release their thread eventually.
+    timeout = 300
     server: RegistryServer
     server_version = "ketch-registry"
 
