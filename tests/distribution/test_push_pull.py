@@ -188,3 +188,62 @@ def test_pull_through_an_index_picks_the_host_platform(ketch: KetchCLI, busybox_
     # The RepoDigest is the index's digest, as docker records it.
     assert f"Digest: {sha(index)}" in out
     assert _image_id(puller, name) == image_id
+
+
+def _tar_with(files: dict[str, bytes]) -> bytes:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for path, data in files.items():
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            info.mode = 0o644
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_pull_of_multi_layer_gzip_image_unpacks_layers_in_order(
+        ketch: KetchCLI, busybox_tar: Path, ketch_registry) -> None:
+    import gzip
+
+    from tests.distribution.test_registry_server import call, push_blob, sha
+
+    from ketch.oci.model import host_platform
+
+    reg = ketch_registry()
+    base = busybox_tar.read_bytes()
+    layers = [base,
+              _tar_with({"etc/motd": b"first\n", "data/one": b"1\n"}),
+              _tar_with({"etc/motd": b"second\n", "data/two": b"2\n"}),
+              _tar_with({"data/three": b"3\n"})]
+    blobs = [layers[0]] + [gzip.compress(x, mtime=0) for x in layers[1:]]
+    plat = host_platform()
+    config = json.dumps({
+        "architecture": plat.architecture, "os": plat.os,
+        "config": {"Cmd": ["sh"], "Env": ["PATH=/bin:/usr/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": [sha(x) for x in layers]},
+    }).encode()
+    manifest = json.dumps({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                   "digest": push_blob(reg.host, "layered", config), "size": len(config)},
+        "layers": [{"mediaType": ("application/vnd.oci.image.layer.v1.tar" if i == 0 else
+                                  "application/vnd.docker.image.rootfs.diff.tar.gzip"),
+                    "digest": push_blob(reg.host, "layered", b), "size": len(b)}
+                   for i, b in enumerate(blobs)],
+    }).encode()
+    r = call(reg.host, "PUT", "/v2/layered/manifests/v1", manifest,
+             {"Content-Type": "application/vnd.docker.distribution.manifest.v2+json"})
+    assert r.status == 201
+    out = ketch("pull", f"{reg.host}/layered:v1").stdout
+    assert out.count(": Pull complete") == 4
+    assert _image_id(ketch, f"{reg.host}/layered:v1") == sha(config)
+    run = ketch("run", "--rm", "--network", "none", f"{reg.host}/layered:v1", "cat",
+                "/etc/motd", "/data/one", "/data/two", "/data/three")
+    assert run.stdout == "second\n1\n2\n3\n"
+    # Pushed back elsewhere, the same compressed blobs and image ID arrive.
+    ketch("tag", f"{reg.host}/layered:v1", f"{reg.host}/copy:v1")
+    assert ": Mounted from layered" in ketch("push", f"{reg.host}/copy:v1").stdout

@@ -21,10 +21,12 @@ from ketch.oci.media import MediaType
 
 if TYPE_CHECKING:
     from ketch.engine import Engine
-    from ketch.oci.model import Manifest
+    from ketch.images.service import NewLayer
+    from ketch.oci.model import Descriptor, Manifest
 
 Say = Callable[[str], None]
 MAX_MANIFEST = 4 << 20
+MAX_CONCURRENT_DOWNLOADS = 3
 
 
 @dataclass
@@ -74,8 +76,44 @@ def fetch_blob(engine: Engine, t: Transport, repo_path: str, digest: str, size: 
         w.commit(digest, size if size >= 0 else None)
 
 
+def _download_and_unpack(engine: Engine, t: Transport, repo_path: str,
+                         manifest: Manifest, diff_ids: list[str], scope: str,
+                         say: Say) -> list[NewLayer]:
+    """Download missing layer blobs a few at a time (as docker does: 3) and unpack each
+    in order as soon as it and its parents are in: unpacking overlaps downloading."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    def download(desc: Descriptor) -> None:
+        own = t.clone()
+        try:
+            fetch_blob(engine, own, repo_path, desc.digest, desc.size, scope)
+        finally:
+            own.close()
+
+    pending: dict[str, Future[None]] = {}
+    layers: list[NewLayer] = []
+    pool = ThreadPoolExecutor(max_workers=MAX_CONCURRENT_DOWNLOADS)
+    try:
+        for desc in manifest.layers:
+            if desc.digest not in pending and not engine.content.exists(desc.digest):
+                pending[desc.digest] = pool.submit(download, desc)
+        parent: str | None = None
+        for desc, diff_id in zip(manifest.layers, diff_ids, strict=True):
+            short = desc.digest.split(":", 1)[1][:12]
+            future = pending.get(desc.digest)
+            if future is not None:
+                future.result()
+            layers.append(engine.images.add_layer_blob(desc.digest, desc.media_type,
+                                                       diff_id, 0, parent))
+            say(f"{short}: Pull complete" if future is not None else f"{short}: Already exists")
+            parent = (diff_id if parent is None else
+                      "sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()).hexdigest())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return layers
+
+
 def pull(engine: Engine, name: str, say: Say, *, quiet: bool = False) -> PullResult:
-    from ketch.images.service import NewLayer
     from ketch.oci.model import ImageConfig, Index, Manifest, host_platform
 
     bare = reference.parse(name, default_tag=None)
@@ -111,25 +149,11 @@ def pull(engine: Engine, name: str, say: Say, *, quiet: bool = False) -> PullRes
                 raise KetchError(f"invalid image {ref.familiar()}: {len(manifest.layers)}"
                                  f" layers but {len(diff_ids)} diff IDs")
             existed = engine.records.get(cfg_desc.digest) is not None
-            layers: list[NewLayer] = []
-            parent: str | None = None
-            for desc, diff_id in zip(manifest.layers, diff_ids, strict=True):
-                short = desc.digest.split(":", 1)[1][:12]
+            for desc in manifest.layers:
                 if desc.urls:
                     raise KetchError(f"foreign layer {desc.digest} is not supported")
-                if engine.content.exists(desc.digest):
-                    if not quiet:
-                        say(f"{short}: Already exists")
-                else:
-                    fetch_blob(engine, t, ref.path, desc.digest, desc.size, scope)
-                    if not quiet:
-                        say(f"{short}: Pull complete")
-                layer = images.add_layer_blob(desc.digest, desc.media_type, diff_id, 0,
-                                              parent)
-                layers.append(layer)
-                parent = (diff_id if parent is None else
-                          "sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()
-                                                     ).hexdigest())
+            layers = _download_and_unpack(engine, t, ref.path, manifest, diff_ids, scope,
+                                          say if not quiet else (lambda s: None))
             # A name with both tag and digest pulls the digest; docker ignores the tag.
             tags = [f"{ref.repository}:{ref.tag}"] if ref.tag and not ref.digest else []
             if existed:

@@ -122,6 +122,13 @@ class Transport:
             # Docker allows plain HTTP to loopback registries without configuration.
             self.scheme = "http" if is_loopback(self.host) else "https"
 
+    def clone(self) -> Transport:
+        """A transport for another thread: own connections, shared credentials/tokens."""
+        other = Transport(self.domain, self.credentials, self.scheme)
+        other._tokens = self._tokens
+        other._challenge = self._challenge
+        return other
+
     @property
     def base(self) -> str:
         return f"{self.scheme}://{self.host}"
