@@ -247,3 +247,22 @@ def test_pull_of_multi_layer_gzip_image_unpacks_layers_in_order(
     # Pushed back elsewhere, the same compressed blobs and image ID arrive.
     ketch("tag", f"{reg.host}/layered:v1", f"{reg.host}/copy:v1")
     assert ": Mounted from layered" in ketch("push", f"{reg.host}/copy:v1").stdout
+
+
+def test_pull_refuses_a_blob_whose_bytes_do_not_match_its_digest(
+        ketch: KetchCLI, busybox_tar: Path, ketch_registry, other_root) -> None:
+    reg = ketch_registry()
+    name = f"{reg.host}/tampered:1"
+    _import(ketch, busybox_tar, name)
+    ketch("push", name)
+    # Corrupt the layer on the registry's disk: the client must notice by itself.
+    layer = max((reg.root / "blobs" / "sha256").iterdir(), key=lambda p: p.stat().st_size)
+    layer.write_bytes(b"not the layer you are looking for")
+    puller = other_root("puller")
+    proc = puller("pull", name, check=False)
+    assert proc.returncode != 0
+    assert proc.stderr.startswith("Error: content") and "mismatch" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert puller("images", "-q").stdout.strip() == ""
+    assert f"sha256:{layer.name}" not in {
+        "sha256:" + p.name for p in (puller.root / "blobs" / "sha256").iterdir()}
