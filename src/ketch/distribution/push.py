@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ketch.oci.model import Descriptor
 
 Say = Callable[[str], None]
+MAX_CONCURRENT_UPLOADS = 5
 
 
 def _blob_exists(t: Transport, path: str, digest: str, scope: str) -> bool:
@@ -58,6 +59,49 @@ def _upload(engine: Engine, t: Transport, path: str, desc: Descriptor, scope: st
                            "Content-Length": str(desc.size)})
 
 
+def _send_blob(engine: Engine, t: Transport, path: str, desc: Descriptor,
+               sources: list[str], scope: str) -> str:
+    """Make the registry hold `desc`; returns how ("Pushed", "Mounted from x", ...)."""
+    if _blob_exists(t, path, desc.digest, scope):
+        return "Layer already exists"
+    for src in sources:
+        if _mount(t, path, desc.digest, src, f"{scope} repository:{src}:pull"):
+            return f"Mounted from {src}"
+    _upload(engine, t, path, desc, scope)
+    return "Pushed"
+
+
+def _send_blobs(engine: Engine, t: Transport, path: str, layers: list[Descriptor],
+                config: Descriptor, sources: list[str], scope: str, say: Say) -> None:
+    """Layers a few at a time (docker uploads 5 at once), then the config: a manifest
+    may only be put once everything it references is there."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    def send(desc: Descriptor) -> str:
+        own = t.clone()
+        try:
+            return _send_blob(engine, own, path, desc, sources, scope)
+        finally:
+            own.close()
+
+    futures: dict[str, Future[str]] = {}
+    pool = ThreadPoolExecutor(max_workers=MAX_CONCURRENT_UPLOADS)
+    try:
+        ordered = list(reversed(layers))  # docker lists the top layer first
+        for desc in ordered:
+            if desc.digest not in futures:
+                futures[desc.digest] = pool.submit(send, desc)
+        shown: set[str] = set()
+        for desc in ordered:
+            how = futures[desc.digest].result()
+            if desc.digest not in shown:
+                shown.add(desc.digest)
+                say(f"{desc.digest.split(':', 1)[1][:12]}: {how}")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    _send_blob(engine, t, path, config, [], scope)
+
+
 def push(engine: Engine, name: str, say: Say) -> str:
     bare = reference.parse(name, default_tag=None)
     if bare.digest:
@@ -84,23 +128,8 @@ def push(engine: Engine, name: str, say: Say) -> str:
             sources.append(r.path)
     t = transport_for(ref)
     try:
-        for desc in [*reversed(manifest.layers), manifest.config]:
-            short = desc.digest.split(":", 1)[1][:12]
-            is_layer = desc is not manifest.config
-            if _blob_exists(t, ref.path, desc.digest, scope):
-                if is_layer:
-                    say(f"{short}: Layer already exists")
-                continue
-            mounted = None
-            for src in sources:
-                mscope = f"{scope} repository:{src}:pull"
-                if _mount(t, ref.path, desc.digest, src, mscope):
-                    mounted = src
-                    break
-            if mounted is None:
-                _upload(engine, t, ref.path, desc, scope)
-            if is_layer:
-                say(f"{short}: Mounted from {mounted}" if mounted else f"{short}: Pushed")
+        _send_blobs(engine, t, ref.path, manifest.layers, manifest.config, sources, scope,
+                    say)
         resp = t.request("PUT", f"/v2/{ref.path}/manifests/{ref.tag}", scope=scope,
                          body=manifest_bytes, ok=(200, 201, 202),
                          headers={"Content-Type": manifest.media_type})
