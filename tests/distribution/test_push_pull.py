@@ -266,3 +266,24 @@ def test_pull_refuses_a_blob_whose_bytes_do_not_match_its_digest(
     assert puller("images", "-q").stdout.strip() == ""
     assert f"sha256:{layer.name}" not in {
         "sha256:" + p.name for p in (puller.root / "blobs" / "sha256").iterdir()}
+
+
+def test_pull_all_tags_follows_tag_list_pages(ketch: KetchCLI, busybox_tar: Path,
+                                              ketch_registry, other_root) -> None:
+    from ketch import reference
+    from ketch.distribution.pull import list_tags
+
+    reg = ketch_registry()
+    repo = f"{reg.host}/many"
+    _import(ketch, busybox_tar, f"{repo}:a")
+    for tag in ("b", "c", "d", "e"):
+        ketch("tag", f"{repo}:a", f"{repo}:{tag}")
+    ketch("push", "--all-tags", repo)
+    assert list_tags(reference.parse(repo, default_tag=None), page_size=2) == [
+        "a", "b", "c", "d", "e"]
+    puller = other_root("puller")
+    out = puller("pull", "--all-tags", repo).stdout
+    assert out.count("Status: ") == 5
+    tags = json.loads(puller("image", "inspect", "--format", "{{json .RepoTags}}",
+                             f"{repo}:a").stdout)
+    assert tags == [f"{repo}:{t}" for t in "abcde"]

@@ -33,7 +33,15 @@ def pull_cmd(ns: argparse.Namespace) -> None:
     if len(ns.args) != 1:
         raise InvalidArgument('"ketch pull" requires exactly 1 argument.')
     if ns.all_tags:
-        raise InvalidArgument("--all-tags is not supported by ketch yet")
+        from ketch import reference
+        from ketch.distribution.pull import list_tags
+
+        ref = reference.parse(ns.args[0], default_tag=None)
+        if ref.tag or ref.digest:
+            raise InvalidArgument("tag can't be used with --all-tags/-a")
+        for tag in sorted(list_tags(ref)):
+            pull(engine(), str(ref.with_tag(tag)), _say, quiet=ns.quiet)
+        return
     if ns.platform:
         from ketch.oci.model import Platform, host_platform
 

@@ -176,3 +176,26 @@ def pull(engine: Engine, name: str, say: Say, *, quiet: bool = False) -> PullRes
             say(f"Status: Downloaded newer image for {shown}")
     say(str(ref))
     return PullResult(rec.id, top_digest, not existed)
+
+
+def list_tags(ref: reference.Reference, page_size: int = 100) -> list[str]:
+    """Every tag of `ref`'s repository, following the registry's `Link` pages."""
+    import re
+
+    t = transport_for(ref)
+    scope = f"repository:{ref.path}:pull"
+    tags: list[str] = []
+    path: str | None = f"/v2/{ref.path}/tags/list?n={page_size}"
+    try:
+        while path:
+            resp = t.request("GET", path, scope=scope)
+            try:
+                page = json.loads(resp.body).get("tags") or []
+            except (ValueError, AttributeError):
+                raise KetchError(f"invalid tag list from {ref.domain}") from None
+            tags.extend(page)
+            m = re.search(r"<([^>]+)>\s*;\s*rel=\"?next\"?", resp.header("Link"))
+            path = m.group(1) if m and page else None
+    finally:
+        t.close()
+    return tags
