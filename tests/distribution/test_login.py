@@ -138,3 +138,55 @@ def test_skopeo_authenticates_against_ketch_registry(ketch: KetchCLI, tmp_path: 
     subprocess.run([*base, "--src-creds", "dave:pw", f"dir:{tmp_path / 'copy'}"],
                    check=True, capture_output=True, timeout=120)
     assert (tmp_path / "copy" / "manifest.json").exists()
+
+
+FAKE_HELPER = """#!{python}
+import json, os, sys
+path = os.environ["FAKE_HELPER_STORE"]
+db = json.load(open(path)) if os.path.exists(path) else {{}}
+action, data = sys.argv[1], sys.stdin.read()
+if action == "store":
+    entry = json.loads(data)
+    db[entry["ServerURL"]] = [entry["Username"], entry["Secret"]]
+elif action == "get":
+    if data not in db:
+        print("credentials not found in native keychain")
+        sys.exit(1)
+    print(json.dumps({{"ServerURL": data, "Username": db[data][0], "Secret": db[data][1]}}))
+elif action == "erase":
+    db.pop(data, None)
+json.dump(db, open(path, "w"))
+"""
+
+
+def test_login_uses_the_configured_credential_helper(ketch: KetchCLI, tmp_path: Path,
+                                                      busybox_tar: Path, ketch_registry,
+                                                      docker_config: dict[str, str]
+                                                      ) -> None:
+    import sys
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    helper = bindir / "docker-credential-ketchtest"
+    helper.write_text(FAKE_HELPER.format(python=sys.executable))
+    helper.chmod(0o755)
+    store = tmp_path / "helper-store.json"
+    env = docker_config | {"PATH": f"{bindir}:{os.environ['PATH']}",
+                           "FAKE_HELPER_STORE": str(store)}
+    cfg_path = Path(docker_config["DOCKER_CONFIG"]) / "config.json"
+    cfg_path.write_text(json.dumps({"credsStore": "ketchtest"}))
+
+    reg = ketch_registry(write_htpasswd(tmp_path / "htpasswd", "erin", "pw"))
+    ketch("login", reg.host, "-u", "erin", "-p", "pw", env=env)
+    assert json.loads(store.read_text()) == {reg.host: ["erin", "pw"]}
+    assert _config(docker_config)["auths"] == {reg.host: {}}
+
+    name = f"{reg.host}/helped:1"
+    ketch("import", str(busybox_tar), name)
+    assert ": Pushed" in ketch("push", name, env=env).stdout
+
+    out = ketch("logout", reg.host, env=env)
+    assert out.stdout.strip() == f"Removing login credentials for {reg.host}"
+    assert json.loads(store.read_text()) == {}
+    denied = ketch("push", name, env=env, check=False)
+    assert denied.stderr.strip() == "Error: no basic auth credentials"

@@ -1,7 +1,9 @@
 """Credentials in docker's `config.json` (`$DOCKER_CONFIG`, else `~/.docker`).
 
 The file is shared with the docker CLI, so ketch keeps every key it does not own and
-stores logins exactly as docker does: `auths[server].auth = base64("user:password")`.
+stores logins exactly as docker does: `auths[server].auth = base64("user:password")`,
+or through a credential helper (`credHelpers[server]`, else `credsStore`) speaking the
+docker-credential-helpers protocol (`docker-credential-NAME get|store|erase`).
 """
 
 from __future__ import annotations
@@ -54,8 +56,45 @@ def _save(data: dict[str, Any]) -> None:
         raise
 
 
+def _helper_for(data: dict[str, Any], server: str) -> str | None:
+    name = (data.get("credHelpers") or {}).get(server) or data.get("credsStore")
+    return f"docker-credential-{name}" if name else None
+
+
+def _run_helper(helper: str, action: str, payload: str) -> str:
+    import shutil
+    import subprocess
+
+    path = shutil.which(helper)
+    if path is None:
+        raise KetchError(f"credential helper {helper} is configured in {config_path()} but"
+                         " not installed")
+    try:
+        proc = subprocess.run([path, action], input=payload, capture_output=True,
+                              text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise KetchError(f"credential helper {helper} {action}: {e}") from None
+    if proc.returncode != 0:
+        message = (proc.stdout or proc.stderr).strip()
+        if action == "get" and "credentials not found" in message.lower():
+            return ""
+        raise KetchError(f"credential helper {helper} {action}: {message}")
+    return proc.stdout
+
+
 def get(server: str) -> tuple[str, str] | None:
     """(user, password) stored for `server` (a key as `registry_for_auth` gives it)."""
+    data = _load()
+    helper = _helper_for(data, server)
+    if helper is not None:
+        answer = _run_helper(helper, "get", server)
+        if not answer:
+            return None
+        try:
+            creds = json.loads(answer)
+            return str(creds["Username"]), str(creds["Secret"])
+        except (ValueError, KeyError, TypeError):
+            raise KetchError(f"credential helper {helper} sent an invalid answer") from None
     entry = (_load().get("auths") or {}).get(server)
     if entry is None and not server.startswith(("http://", "https://")):
         # docker also matches keys stored with a scheme or path ("https://host/v2/").
@@ -81,6 +120,14 @@ def get(server: str) -> tuple[str, str] | None:
 
 def store(server: str, user: str, password: str) -> None:
     data = _load()
+    helper = _helper_for(data, server)
+    if helper is not None:
+        _run_helper(helper, "store", json.dumps(
+            {"ServerURL": server, "Username": user, "Secret": password}))
+        # docker keeps an empty entry so `auths` still lists the registry.
+        data.setdefault("auths", {})[server] = {}
+        _save(data)
+        return
     auths = data.setdefault("auths", {})
     auths[server] = {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
     _save(data)
@@ -90,8 +137,14 @@ def remove(server: str) -> bool:
     """Forget `server`'s credentials; False when there were none."""
     data = _load()
     auths = data.get("auths") or {}
-    if server not in auths:
-        return False
-    del auths[server]
-    _save(data)
-    return True
+    helper = _helper_for(data, server)
+    if helper is not None:
+        known = server in auths or get(server) is not None
+        if known:
+            _run_helper(helper, "erase", server)
+    else:
+        known = server in auths
+    if server in auths:
+        del auths[server]
+        _save(data)
+    return known
