@@ -55,6 +55,16 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def insecure_registries() -> set[str]:
+    """Registries allowed over plain HTTP besides loopback: `KETCH_INSECURE_REGISTRIES`,
+    comma-separated host[:port] (docker's daemon.json `insecure-registries`)."""
+    import os
+
+    raw = os.environ.get("KETCH_INSECURE_REGISTRIES", "")
+    return {h.strip().removeprefix("http://").rstrip("/") for h in raw.split(",")
+            if h.strip()}
+
+
 def endpoint_host(domain: str) -> str:
     """The host to connect to for a reference's domain (Docker Hub is served elsewhere)."""
     return HUB_REGISTRY if domain == "docker.io" else domain
@@ -120,7 +130,8 @@ class Transport:
         self.host = endpoint_host(self.domain)
         if not self.scheme:
             # Docker allows plain HTTP to loopback registries without configuration.
-            self.scheme = "http" if is_loopback(self.host) else "https"
+            plain = is_loopback(self.host) or self.host in insecure_registries()
+            self.scheme = "http" if plain else "https"
 
     def clone(self) -> Transport:
         """A transport for another thread: own connections, shared credentials/tokens."""
