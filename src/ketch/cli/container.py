@@ -149,7 +149,8 @@ def _restart(p: argparse.ArgumentParser) -> None:
 @_restart.handler
 def restart(ns: argparse.Namespace) -> int:
     svc = engine().containers
-    return _each(ns.containers, lambda n: svc.restart(n, timeout=ns.timeout))
+    return _each(ns.containers,
+                 lambda n: svc.restart(n, timeout=ns.timeout, signal=ns.signal))
 
 
 @registry.command("kill", "[OPTIONS] CONTAINER [CONTAINER...]",
@@ -284,7 +285,7 @@ def ls(ns: argparse.Namespace) -> None:
                 image = image[7:19]
         size = ""
         if ns.size:
-            size = (f"{human_size(c['SizeRw'])} (virtual {human_size(c['SizeRootFs'])})")
+            size = (f"{human_size(c['SizeRw'], 3)} (virtual {human_size(c['SizeRootFs'], 3)})")
         rows.append({
             "ID": c["Id"] if ns.no_trunc else c["Id"][:12], "Image": image,
             "Command": f'"{cmd}"', "CreatedSince": time_ago(c["Created"], now),
@@ -340,10 +341,15 @@ def logs(ns: argparse.Namespace) -> None:
     until = parse_timestamp(ns.until, now) if ns.until else None
     stdout = sys.stdout.buffer
     stderr = sys.stderr.buffer
+    last = None
     for stream, data in engine().containers.logs(ns.container, follow=ns.follow, tail=tail,
                                                  since=since, until=until,
                                                  timestamps=ns.timestamps):
         target = stderr if stream == "stderr" else stdout
+        if last is not None and last is not target:
+            # keep the log's order when both streams reach one file (`2>&1`, a terminal)
+            last.flush()
+        last = target
         target.write(data)
         if ns.follow:
             target.flush()
@@ -586,13 +592,28 @@ def _stats(p: argparse.ArgumentParser) -> None:
 def stats(ns: argparse.Namespace) -> None:
     from ketch.fmt.template import render_table
 
-    rows = engine().containers.stats_rows(ns.containers, all=ns.all)
     fmt = ns.format or ("table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t"
                         "{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}")
-    sys.stdout.write(render_table(fmt, rows, {
-        "ID": "CONTAINER ID", "Container": "CONTAINER", "Name": "NAME", "CPUPerc": "CPU %",
-        "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %", "NetIO": "NET I/O",
-        "BlockIO": "BLOCK I/O", "PIDs": "PIDS"}))
+    if ns.no_trunc:
+        fmt = fmt.replace("{{.ID}}", "{{.FullID}}")
+    headers = {"ID": "CONTAINER ID", "FullID": "CONTAINER ID", "Container": "CONTAINER",
+               "Name": "NAME", "CPUPerc": "CPU %", "MemUsage": "MEM USAGE / LIMIT",
+               "MemPerc": "MEM %", "NetIO": "NET I/O", "BlockIO": "BLOCK I/O", "PIDs": "PIDS"}
+    svc = engine().containers
+    tty = sys.stdout.isatty()
+    while True:
+        rows = svc.stats_rows(ns.containers, all=ns.all)
+        text = render_table(fmt, rows, headers)
+        if ns.no_stream:
+            sys.stdout.write(text)
+            return
+        # streaming: redraw in place on a terminal, as docker does; plain blocks otherwise
+        sys.stdout.write(("\033[2J\033[H" if tty else "") + text)
+        sys.stdout.flush()
+        try:
+            time.sleep(0.5)
+        except KeyboardInterrupt:
+            return
 
 
 @registry.command("export", "[OPTIONS] CONTAINER",

@@ -204,8 +204,13 @@ def build_create_body(ns: argparse.Namespace) -> dict[str, Any]:
     if ns.no_healthcheck:
         config["Healthcheck"] = {"Test": ["NONE"]}
     restart_name, _, retries = ns.restart.partition(":")
+    # `-v /path` (no source) is an anonymous volume: Docker puts it in Config.Volumes.
+    binds = [v for v in ns.volume if ":" in v]
+    for v in ns.volume:
+        if ":" not in v:
+            config.setdefault("Volumes", {})[v] = {}
     host_config: dict[str, Any] = {
-        "Binds": ns.volume or None,
+        "Binds": binds or None,
         "PortBindings": port_bindings,
         "PublishAllPorts": ns.publish_all,
         "AutoRemove": ns.rm,

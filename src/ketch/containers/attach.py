@@ -26,7 +26,9 @@ def raw_terminal(enabled: bool) -> Iterator[None]:
         return
     saved = termios.tcgetattr(0)
     try:
-        tty.setraw(0)
+        # TCSANOW, not setraw's default TCSAFLUSH: what the user typed before we got here
+        # belongs to the container
+        tty.setraw(0, termios.TCSANOW)
         yield
     finally:
         termios.tcsetattr(0, termios.TCSADRAIN, saved)

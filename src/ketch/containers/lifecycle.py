@@ -43,10 +43,35 @@ def monitor(svc: ContainerService, rec: ContainerRecord) -> ConmonMonitor:
     name = rec.host_config.get("Runtime") or "runc"
     if name not in ("runc", "crun"):
         raise InvalidArgument(f"unknown runtime {name!r}: use runc or crun")
-    runtime = OCIRuntime(name, svc.engine.run_root / name)
-    exit_cmd = [sys.executable, "-m", "ketch", "--root", str(svc.engine.root),
-                "--run-root", str(svc.engine.run_root), "container", "cleanup", rec.id]
-    return ConmonMonitor(runtime, exit_command=exit_cmd)
+    # One runtime per name and process: finding the binaries on $PATH for every record
+    # made `ps -a` with many running containers slow.
+    cache: dict[str, OCIRuntime] = svc.__dict__.setdefault("_runtimes", {})
+    runtime = cache.get(name)
+    if runtime is None:
+        runtime = cache[name] = OCIRuntime(name, svc.engine.run_root / name)
+    conmon: dict[str, str] = svc.__dict__.setdefault("_conmon", {})
+    if "path" not in conmon:
+        import shutil
+
+        conmon["path"] = shutil.which("conmon") or ""
+    return ConmonMonitor(runtime, conmon["path"] or None,
+                         exit_command=_exit_command(svc, rec))
+
+
+# conmon runs the exit command the moment the container exits, and waits for it. Usually
+# someone is already finishing the container (an attached `run`, `stop`, `wait`, or any
+# command that looks at it), so the command waits a moment and starts Python only if the
+# container's pid file (removed by whoever finishes it) is still there: a `run --rm` then
+# costs no second interpreter, while a detached container nobody watches is still cleaned
+# up (and removed, with --rm) a second after it exits. A container that never started has
+# no pid file: nothing to wait for, and the `start` that failed undoes it itself.
+_EXIT_SCRIPT = '[ -e "$0" ] || exit 0; sleep 1; [ -e "$0" ] || exit 0; exec "$@"'
+
+
+def _exit_command(svc: ContainerService, rec: ContainerRecord) -> list[str]:
+    cleanup = [sys.executable, "-m", "ketch", "--root", str(svc.engine.root),
+               "--run-root", str(svc.engine.run_root), "container", "cleanup", rec.id]
+    return ["/bin/sh", "-c", _EXIT_SCRIPT, str(paths(svc, rec).pidfile), *cleanup]
 
 
 def process_alive(svc: ContainerService, rec: ContainerRecord) -> bool:
@@ -121,7 +146,10 @@ def _mounts(svc: ContainerService, rec: ContainerRecord, rootfs: Path
                                       f" path does not exist: {src}")
             add("bind", src, target, ro)
         elif kind == "volume":
-            name = src or os.urandom(32).hex()
+            # an anonymous volume keeps its name across restarts, and `rm -v` finds it
+            name = src or rec.extra.get("anon_volumes", {}).get(target) or os.urandom(32).hex()
+            if not src:
+                rec.extra.setdefault("anon_volumes", {})[target] = name
             add("volume", str(_volume_dir(svc, name)), target, ro, name)
         else:
             targets.add(target)
@@ -167,7 +195,8 @@ def start(svc: ContainerService, name_or_id: str, *,
         if not lowers:
             (d / "empty").mkdir(exist_ok=True)
             lowers = [d / "empty"]
-        mount_overlay(OverlayMount(lowers, d / "upper", d / "work", rootfs))
+        mount_overlay(OverlayMount(lowers, d / "upper", d / "work", rootfs,
+                                   volatile=bool(rec.host_config.get("AutoRemove"))))
         net: dict[str, Any] = {}
         p = paths(svc, rec)
         mon = monitor(svc, rec)
@@ -215,11 +244,13 @@ def start(svc: ContainerService, name_or_id: str, *,
         except ContainerStartError as e:
             _undo_start(svc, rec, mon, p, started)
             svc.records.update(rec.id, error=e.message, exit_code=e.exit_code)
+            _remove_if_auto(svc, rec)
             from ketch.containers.service import RunError
 
             raise RunError(e.message, e.exit_code) from None
         except BaseException:
             _undo_start(svc, rec, mon, p, started)
+            _remove_if_auto(svc, rec)
             raise
         extra = dict(rec.extra)
         extra["Mounts"] = shown
@@ -235,6 +266,16 @@ def _public_net(net: dict[str, Any]) -> dict[str, Any]:
     if net.get("netns") not in (None, "host"):
         out["SandboxKey"] = net["netns"]
     return out
+
+
+def _remove_if_auto(svc: ContainerService, rec: ContainerRecord) -> None:
+    """A `--rm` container that could not start is removed, as Docker does (also when
+    started detached, where no attached CLI is left to do it)."""
+    if rec.host_config.get("AutoRemove"):
+        try:
+            svc._delete(rec, volumes=True, release=False)
+        except KetchError:
+            pass
 
 
 def _undo_start(svc: ContainerService, rec: ContainerRecord, mon: ConmonMonitor,
@@ -329,6 +370,9 @@ def finish(svc: ContainerService, cid: str, *, locked: bool = False) -> None:
     if not locked:
         with svc.lock(cid):
             _finish(svc, cid)
+            if svc.records.get(cid) is None:
+                # removed meanwhile (--rm): the lock file we just made is all that is left
+                (svc.run_dir / f"{cid}.lock").unlink(missing_ok=True)
     else:
         _finish(svc, cid)
 
@@ -351,49 +395,10 @@ def _finish(svc: ContainerService, cid: str) -> None:
     svc.records.update(cid, state="exited", exit_code=code, finished_at=finished, pid=0,
                        extra=extra)
     if rec.host_config.get("AutoRemove"):
-        # An attached `run --rm` (or `wait`) may find the record gone before it reads the
-        # exit code: leave the code where `wait` looks for it.
-        _remember_exit_code(svc, cid, code)
-        svc._delete(svc.records.get(cid) or rec, volumes=True)
-
-
-# Exit codes of auto-removed containers are kept this long for late waiters (Podman
-# keeps its exit-code table for five minutes for the same reason).
-EXIT_CODE_KEEP = 300.0
-
-
-def _exit_code_file(svc: ContainerService, cid: str) -> Path:
-    return svc.run_dir / f"{cid}.exitcode"
-
-
-def _remember_exit_code(svc: ContainerService, cid: str, code: int) -> None:
-    svc.run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = svc.run_dir / f".{cid}.exitcode.tmp"
-    tmp.write_text(str(code))
-    os.replace(tmp, _exit_code_file(svc, cid))
-    now = time.time()
-    try:
-        entries = list(os.scandir(svc.run_dir))
-    except OSError:
-        return
-    for e in entries:
-        if e.name.endswith(".exitcode"):
-            try:
-                if now - e.stat().st_mtime > EXIT_CODE_KEEP:
-                    os.unlink(e.path)
-            except OSError:
-                pass
-
-
-def remembered_exit_code(svc: ContainerService, cid: str) -> int | None:
-    """The code `finish` left for an auto-removed container; read once, then dropped."""
-    path = _exit_code_file(svc, cid)
-    try:
-        code = int(path.read_text())
-    except (OSError, ValueError):
-        return None
-    path.unlink(missing_ok=True)
-    return code
+        # An attached `run --rm` (or `wait`) may find the record gone before it reads
+        # the exit code: the record leaves it behind.
+        svc._delete(svc.records.get(cid) or rec, volumes=True, release=False,
+                    exit_code=code)
 
 
 def release_resources(svc: ContainerService, rec: ContainerRecord) -> None:
@@ -415,7 +420,10 @@ def remove_anonymous_volumes(svc: ContainerService, rec: ContainerRecord) -> Non
 
     store = VolumeStore(svc.engine)
     for name in (rec.extra.get("anon_volumes") or {}).values():
-        store.remove(name, missing_ok=True)
+        # the container being removed still counts as a user; anyone else keeps it
+        if any(cid != rec.id for cid in store.in_use(name)):
+            continue
+        store.remove(name, force=True, missing_ok=True)
 
 
 def cleanup(svc: ContainerService, name_or_id: str) -> None:
@@ -423,6 +431,10 @@ def cleanup(svc: ContainerService, name_or_id: str) -> None:
     try:
         rec = svc.records.find(name_or_id)
     except KetchError:
+        return
+    if not rec.running:
+        # never started (a failed create) or already finished: the `start` that failed
+        # may hold the lock while it waits for conmon, which waits for us
         return
     finish(svc, rec.id)
 
@@ -437,7 +449,7 @@ def wait(svc: ContainerService, name_or_id: str) -> int:
     while True:
         cur = svc.records.get(rec.id)
         if cur is None:
-            remembered = remembered_exit_code(svc, rec.id)
+            remembered = svc.records.take_exit_code(rec.id)
             return code if remembered is None else remembered
         if cur.state not in ("running", "paused", "restarting"):
             return cur.exit_code

@@ -6,6 +6,7 @@ The surnames are people who shaped computing and science; the lists are ours.
 from __future__ import annotations
 
 import random
+from collections.abc import Container
 
 ADJECTIVES = (
     "agile", "amazing", "bold", "brave", "bright", "busy", "calm", "clever", "cool",
@@ -31,7 +32,7 @@ SURNAMES = (
 )
 
 
-def generate(taken: set[str], rng: random.Random | None = None) -> str:
+def generate(taken: Container[str], rng: random.Random | None = None) -> str:
     r = rng or random.Random()
     for attempt in range(20):
         name = f"{r.choice(ADJECTIVES)}_{r.choice(SURNAMES)}"

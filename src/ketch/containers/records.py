@@ -36,7 +36,17 @@ CREATE TABLE IF NOT EXISTS containers (
     extra TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS containers_image ON containers(image_id);
+CREATE TABLE IF NOT EXISTS container_exits (
+    id TEXT PRIMARY KEY,
+    exit_code INTEGER NOT NULL,
+    at REAL NOT NULL
+);
 """
+
+# Exit codes of auto-removed containers are kept this long for a late `wait` (an
+# attached `run --rm` may find the record gone); Podman keeps its exit-code table for
+# five minutes for the same reason.
+EXIT_CODE_KEEP = 300.0
 
 STATES = ("created", "running", "paused", "restarting", "removing", "exited", "dead")
 
@@ -114,14 +124,36 @@ class ContainerRecords:
             with self.db.transaction() as conn:
                 conn.execute(f"UPDATE containers SET {sets} WHERE id=?", (*vals, cid))
         except sqlite3.IntegrityError:
+            other = self.db.conn.execute("SELECT id FROM containers WHERE name=?",
+                                         (fields.get("name"),)).fetchone()
+            oid = other["id"] if other else "?"
             raise Conflict(
-                f'Conflict. The container name "/{fields.get("name")}" is already in use.'
-                " You have to remove (or rename) that container to be able to reuse that"
-                " name.") from None
+                f'Conflict. The container name "/{fields.get("name")}" is already in use by'
+                f' container "{oid}". You have to remove (or rename) that container to be'
+                " able to reuse that name.") from None
 
-    def delete(self, cid: str) -> None:
+    def delete(self, cid: str, *, exit_code: int | None = None) -> None:
+        """Delete the record; `exit_code` is kept for `take_exit_code` a while."""
+        import time
+
         with self.db.transaction() as conn:
             conn.execute("DELETE FROM containers WHERE id=?", (cid,))
+            if exit_code is not None:
+                now = time.time()
+                conn.execute("DELETE FROM container_exits WHERE at < ?",
+                             (now - EXIT_CODE_KEEP,))
+                conn.execute("INSERT OR REPLACE INTO container_exits VALUES(?,?,?)",
+                             (cid, exit_code, now))
+
+    def take_exit_code(self, cid: str) -> int | None:
+        """The exit code a deleted auto-remove container left, once."""
+        with self.db.transaction() as conn:
+            row = conn.execute("SELECT exit_code FROM container_exits WHERE id=?",
+                               (cid,)).fetchone()
+            if row is None:
+                return None
+            conn.execute("DELETE FROM container_exits WHERE id=?", (cid,))
+            return int(row["exit_code"])
 
     def get(self, cid: str) -> ContainerRecord | None:
         row = self.db.conn.execute("SELECT * FROM containers WHERE id=?", (cid,)).fetchone()
@@ -150,6 +182,10 @@ class ContainerRecords:
             raise ContainerNotFound(name_or_id)
         return _row(row)
 
+    def names_taken(self) -> _TakenNames:
+        """A set-like view of the names in use, asked one name at a time."""
+        return _TakenNames(self.db)
+
     def users_of_image(self, image_id: str) -> list[tuple[str, bool]]:
         return [(r["id"], r["state"] in ("running", "paused", "restarting"))
                 for r in self.db.conn.execute(
@@ -164,3 +200,14 @@ class ContainerRecords:
     def state_counts(self) -> dict[str, int]:
         return {r["state"]: r["n"] for r in self.db.conn.execute(
             "SELECT state, COUNT(*) AS n FROM containers GROUP BY state")}
+
+
+class _TakenNames:
+    """`name in taken` as one indexed lookup, instead of loading every record."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def __contains__(self, name: object) -> bool:
+        return self.db.conn.execute("SELECT 1 FROM containers WHERE name=?",
+                                    (name,)).fetchone() is not None

@@ -33,6 +33,9 @@ class OverlayMount:
     upper: Path
     work: Path
     target: Path
+    # No syncs of the upper dir, ever: for containers that are deleted when they exit
+    # (`--rm`), where durability buys nothing and unmounting then skips a filesystem sync.
+    volatile: bool = False
 
     def options(self, relative_to: Path | None = None) -> str:
         lowers = [os.path.relpath(p, relative_to) if relative_to else str(p)
@@ -40,7 +43,7 @@ class OverlayMount:
         # Redirects and metacopy entries cannot be expressed in a layer tar: keep them off
         # so every upper dir can become a layer (Docker's overlay2 does the same).
         return (f"lowerdir={':'.join(lowers)},upperdir={self.upper},workdir={self.work},"
-                "redirect_dir=off,metacopy=off")
+                "redirect_dir=off,metacopy=off" + (",volatile" if self.volatile else ""))
 
 
 def is_mounted(path: Path) -> bool:
@@ -60,6 +63,13 @@ def mount_overlay(m: OverlayMount) -> None:
         d.mkdir(parents=True, exist_ok=True)
     if is_mounted(m.target):
         return
+    # A volatile mount leaves this marker behind and overlayfs refuses the work dir until
+    # it is gone (the mount before was never synced: fine for a container we delete).
+    incompat = m.work / "work" / "incompat"
+    if incompat.exists():
+        import shutil
+
+        shutil.rmtree(incompat, ignore_errors=True)
     # Relative lowerdirs from the layer store keep the option string under a page even
     # for images with many layers (mount(2) takes at most 4096 bytes of options).
     base = os.path.commonpath([str(p) for p in m.lower]) if m.lower else None

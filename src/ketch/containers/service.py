@@ -26,6 +26,7 @@ from ketch.errors import Conflict, ImageNotFound, InvalidArgument, KetchError
 
 if TYPE_CHECKING:
     from ketch.engine import Engine
+    from ketch.store.images import ImageRecord
 
 _NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -138,7 +139,8 @@ class ContainerService:
             img = self.engine.images.resolve(image_name)
         except ImageNotFound:
             raise ImageNotFound(image_name) from None
-        icfg = self.engine.images.get_config(img).raw
+        cfg = self.engine.images.get_config(img)
+        icfg = cfg.raw
         merged = merge_image_config(config, icfg)
         if not merged.get("Cmd") and not merged.get("Entrypoint"):
             raise InvalidArgument("no command specified")
@@ -148,7 +150,12 @@ class ContainerService:
                     f'Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are'
                     " allowed")
             name = name.lstrip("/")
-        chains = self.engine.images.ensure_unpacked(img)
+        from ketch.oci.digest import chain_ids
+
+        # ensure_unpacked reads the config and manifest again: only when a layer is missing
+        chains = chain_ids(cfg.diff_ids)
+        if not all(self.engine.layers.has(c) for c in chains):
+            chains = self.engine.images.ensure_unpacked(img)
         cid = secrets.token_hex(32)
         if not merged.get("Hostname"):
             merged["Hostname"] = cid[:12]
@@ -159,7 +166,7 @@ class ContainerService:
         from ketch.containers import names
 
         rec = ContainerRecord(
-            id=cid, name=name or names.generate({r.name for r in self.records.all()}),
+            id=cid, name=name or names.generate(self.records.names_taken()),
             image_id=img.id, image_name=image_name, created=time.time(), state="created",
             pid=0, exit_code=0, error="", started_at=0.0, finished_at=0.0, restart_count=0,
             config=merged, host_config=host_config, chain_ids=chains)
@@ -182,6 +189,17 @@ class ContainerService:
                 raise InvalidArgument(
                     f"invalid volume specification: '{spec}': the container path must be"
                     " absolute")
+        # Named volumes exist from `create` on, as in Docker (`volume rm` sees the user).
+        from ketch.containers.volumes import VolumeStore
+
+        store = VolumeStore(self.engine)
+        for spec in hc.get("Binds") or []:
+            source = spec.split(":")[0]
+            if not source.startswith("/"):
+                store.ensure(source)
+        for m in hc.get("Mounts") or []:
+            if m.get("Type") == "volume" and m.get("Source"):
+                store.ensure(m["Source"])
         restart = (hc.get("RestartPolicy") or {}).get("Name") or "no"
         if restart not in ("no", "always", "unless-stopped", "on-failure", ""):
             raise InvalidArgument(f"invalid restart policy '{restart}'")
@@ -412,14 +430,18 @@ class ContainerService:
             self._delete(rec, volumes=volumes)
         return rec.id
 
-    def _delete(self, rec: ContainerRecord, *, volumes: bool = False) -> None:
+    def _delete(self, rec: ContainerRecord, *, volumes: bool = False,
+                release: bool = True, exit_code: int | None = None) -> None:
         from ketch.containers import lifecycle
 
-        lifecycle.release_resources(self, rec)
+        if release:  # `finish` has just released them when it auto-removes
+            lifecycle.release_resources(self, rec)
         if volumes:
             lifecycle.remove_anonymous_volumes(self, rec)
-        self.records.delete(rec.id)
+        self.records.delete(rec.id, exit_code=exit_code)
         shutil.rmtree(self.path(rec.id), ignore_errors=True)
+        # conmon's pid, exit and socket directories under the run root go with it
+        shutil.rmtree(self.run_dir / rec.id, ignore_errors=True)
         (self.run_dir / f"{rec.id}.lock").unlink(missing_ok=True)
 
     def prune(self, filters: dict[str, list[str]] | None = None) -> PruneResult:
@@ -474,10 +496,11 @@ class ContainerService:
 
         lifecycle.stop(self, name_or_id, timeout=timeout, signal=signal)
 
-    def restart(self, name_or_id: str, *, timeout: int | None = None) -> None:
-        self.stop(name_or_id, timeout=timeout)
+    def restart(self, name_or_id: str, *, timeout: int | None = None,
+                signal: str | None = None) -> None:
+        # RestartCount counts restarts by the restart policy, not `docker restart`
         rec = self.get(name_or_id)
-        self.records.update(rec.id, restart_count=rec.restart_count + 1)
+        self.stop(rec.id, timeout=timeout, signal=signal)
         self.start(rec.id)
 
     def kill(self, name_or_id: str, signal: str | int = "KILL") -> None:
@@ -544,6 +567,83 @@ class ContainerService:
             lines.append(f"{prefix}{host}:{p['PublicPort']}")
         return lines
 
+    # -- top / diff / commit / stats ---------------------------------------------------
+    def _running(self, name_or_id: str) -> ContainerRecord:
+        rec = self.get(name_or_id)
+        if rec.state not in ("running", "paused"):
+            raise Conflict(f"container {rec.id} is not running")
+        return rec
+
+    def top(self, name_or_id: str, ps_args: list[str] | None = None
+            ) -> tuple[list[str], list[list[str]]]:
+        """`top`: the host's `ps` output, rows limited to the container's processes."""
+        import subprocess
+
+        from ketch.containers import lifecycle
+
+        rec = self._running(name_or_id)
+        pids = set(lifecycle.monitor(self, rec).runtime.ps(rec.id))
+        args = list(ps_args or []) or ["-ef"]
+        try:
+            proc = subprocess.run(["ps", *args], capture_output=True, text=True, check=False)
+        except OSError as e:
+            raise KetchError(f"Error running ps: {e.strerror}") from None
+        if proc.returncode != 0:
+            raise KetchError(f"ps: {proc.stderr.strip() or 'exit status ' + str(proc.returncode)}")
+        lines = proc.stdout.splitlines()
+        if not lines:
+            raise KetchError("ps printed nothing")
+        titles = lines[0].split()
+        if "PID" not in titles:
+            raise KetchError("Couldn't find PID field in ps output")
+        pid_at = titles.index("PID")
+        rows = []
+        for line in lines[1:]:
+            fields = line.split()
+            if len(fields) <= pid_at:
+                continue
+            try:
+                pid = int(fields[pid_at])
+            except ValueError:
+                raise KetchError(f"Unexpected pid '{fields[pid_at]}'") from None
+            if pid in pids:
+                # the last column (the command) keeps its spaces
+                n = len(titles) - 1
+                rows.append(fields[:n] + [" ".join(fields[n:])])
+        return titles, rows
+
+    def diff(self, name_or_id: str) -> list[tuple[int, str]]:
+        """`diff`: (0 changed, 1 added, 2 deleted, path) from the container's upper dir."""
+        rec = self.get(name_or_id)
+        lowers = self.engine.layers.lower_dirs(rec.chain_ids) if rec.chain_ids else []
+        return _upper_changes(self.path(rec.id) / "upper", lowers)
+
+    def commit(self, name_or_id: str, *, ref: str | None = None,
+               changes: list[str] | None = None, message: str = "", author: str = "",
+               pause: bool = True) -> ImageRecord:
+        """`commit`: a new image, the container's image plus its upper dir as a layer."""
+        rec = self.get(name_or_id)
+        paused = False
+        if pause and rec.state == "running":
+            self.pause(rec.id)
+            paused = True
+        try:
+            return _commit_container(self, rec, ref=ref, changes=list(changes or []),
+                                    message=message, author=author)
+        finally:
+            if paused:
+                self.unpause(rec.id)
+
+    def stats_rows(self, names: list[str] | None = None, *, all: bool = False,
+                   interval: float = 0.5) -> list[dict[str, str]]:
+        """`stats --no-stream`: one row per container, as docker's stats columns."""
+        if names:
+            recs = [(n, self.get(n)) for n in names]
+        else:
+            recs = [(r.id[:12], r) for r in (self._refresh(x) for x in self.records.all())
+                    if all or r.state in ("running", "paused")]
+        return _stats_rows(self, recs, interval)
+
     # -- hooks for images and GC -------------------------------------------------------
     def image_users(self, image_id: str) -> list[tuple[str, bool]]:
         return [(cid, running) for cid, running in self.records.users_of_image(image_id)]
@@ -555,3 +655,283 @@ class ContainerService:
 def _label_ok(labels: dict[str, str], f: str) -> bool:
     k, eq, v = f.partition("=")
     return k in labels and (not eq or labels[k] == v)
+
+
+# -- diff ----------------------------------------------------------------------------------
+# Files the runtime creates in a container's root as mount points: Docker keeps them in a
+# per-container init layer, so they are no change the user made.
+_MOUNTPOINT_FILES = {"etc/hostname", "etc/hosts", "etc/resolv.conf", ".dockerenv"}
+_MOUNTPOINT_DIRS = {"proc", "sys", "dev"}
+_OPAQUE = "trusted.overlay.opaque"
+
+
+def _is_whiteout(st: os.stat_result) -> bool:
+    import stat
+
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _in_lowers(lowers: list[Path], parts: list[str]) -> os.stat_result | None:
+    """What the image (overlay lower dirs, topmost first) has at `parts`, or None."""
+    import stat
+
+    for lower in lowers:
+        cur = lower
+        masks_below = False
+        for i, part in enumerate(parts):
+            cur = cur / part
+            try:
+                st = os.lstat(cur)
+            except (FileNotFoundError, NotADirectoryError):
+                break  # not in this layer: the layers below decide, unless masked
+            if _is_whiteout(st):
+                return None
+            if i == len(parts) - 1:
+                return st
+            if not stat.S_ISDIR(st.st_mode):
+                return None  # a file hides everything below its name
+            if _opaque(cur):
+                masks_below = True
+        if masks_below:
+            return None
+    return None
+
+
+def _opaque(path: Path | str) -> bool:
+    try:
+        return os.getxattr(path, _OPAQUE, follow_symlinks=False) == b"y"
+    except OSError:
+        return False
+
+
+def _upper_changes(upper: Path, lowers: list[Path]) -> list[tuple[int, str]]:
+    """moby's overlay changes: whiteouts are deletions, entries the image lacks are
+    additions, the rest modifications; a directory counts only if its own metadata
+    changed or something directly in it was added or deleted."""
+    import stat
+
+    changes: dict[str, int] = {}
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        try:
+            entries = list(os.scandir(upper / rel if rel else upper))
+        except OSError:
+            continue
+        for e in entries:
+            path = f"{rel}/{e.name}" if rel else e.name
+            st = e.stat(follow_symlinks=False)
+            if _is_whiteout(st):
+                changes[path] = 2
+                continue
+            is_dir = stat.S_ISDIR(st.st_mode)
+            lower = _in_lowers(lowers, path.split("/"))
+            if lower is None:
+                if path in _MOUNTPOINT_FILES and stat.S_ISREG(st.st_mode) and not st.st_size:
+                    continue
+                if path in _MOUNTPOINT_DIRS and is_dir and not any(os.scandir(e.path)):
+                    continue
+                changes[path] = 1
+            elif not (is_dir and stat.S_ISDIR(lower.st_mode)
+                      and (st.st_mode, st.st_uid, st.st_gid)
+                      == (lower.st_mode, lower.st_uid, lower.st_gid)
+                      and not _opaque(e.path)):
+                changes[path] = 0
+            if is_dir:
+                stack.append(path)
+    for path, kind in list(changes.items()):
+        parent = path.rpartition("/")[0]
+        if kind in (1, 2) and parent and parent not in changes:
+            changes[parent] = 0
+    return sorted(((k, "/" + p) for p, k in changes.items()), key=lambda c: c[1])
+
+
+# -- commit --------------------------------------------------------------------------------
+_IMAGE_CONFIG_KEYS = ("User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes",
+                      "WorkingDir", "Labels", "StopSignal", "Healthcheck", "ArgsEscaped",
+                      "OnBuild", "Shell")
+
+
+def _commit_container(svc: ContainerService, rec: ContainerRecord, *, ref: str | None,
+                      changes: list[str], message: str, author: str) -> ImageRecord:
+    import threading
+
+    from ketch import reference
+    from ketch.archive import write_layer_from_upper
+    from ketch.images.changes import apply_changes
+    from ketch.images.service import NewLayer, now_rfc3339
+
+    images = svc.engine.images
+    tags: list[str] = []
+    if ref:
+        target = reference.parse(ref)
+        if target.digest:
+            raise InvalidArgument("refusing to create a tag with a digest reference")
+        tags = [str(target)]
+    base = images.records.get(rec.image_id)
+    if base is None:
+        raise ImageNotFound(rec.image_id)
+    base_cfg = images.get_config(base).raw
+    base_manifest = images.get_manifest(base)
+    config: dict[str, Any] = {
+        k: v for k, v in base_cfg.items()
+        if k in ("architecture", "os", "os.version", "os.features", "variant")}
+    # Docker keeps the container's own settings (its command, env, ...) in the image.
+    config["config"] = {k: rec.config[k] for k in _IMAGE_CONFIG_KEYS
+                        if rec.config.get(k) is not None}
+    apply_changes(config, changes)
+    config["created"] = now_rfc3339()
+    if author:
+        config["author"] = author
+    path, args = svc.command_line(rec)
+    history = list(base_cfg.get("history") or [])
+    entry: dict[str, Any] = {"created": config["created"],
+                             "created_by": " ".join([path, *args]).strip()}
+    if author:
+        entry["author"] = author
+    if message:
+        entry["comment"] = message
+    history.append(entry)
+    config["history"] = history
+    diff_ids = list((base_cfg.get("rootfs") or {}).get("diff_ids") or [])
+
+    upper = svc.path(rec.id) / "upper"
+    lowers = svc.engine.layers.lower_dirs(rec.chain_ids) if rec.chain_ids else []
+    r, w = os.pipe()
+    failed: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            with open(w, "wb") as out:
+                write_layer_from_upper(upper, out, lower_dirs=lowers)
+        except BaseException as e:  # reported by the reading side
+            failed.append(e)
+
+    with images.writing():
+        t = threading.Thread(target=produce, daemon=True)
+        t.start()
+        try:
+            with open(r, "rb") as stream:
+                layer = images.add_layer_stream(
+                    stream, parent=rec.chain_ids[-1] if rec.chain_ids else None)
+        finally:
+            t.join()
+        if failed:
+            raise failed[0]
+        config["rootfs"] = {"type": "layers", "diff_ids": diff_ids + [layer.diff_id]}
+        layers = [NewLayer(d.digest, d.media_type, d.size, diff_id, 0)
+                  for d, diff_id in zip(base_manifest.layers, diff_ids, strict=True)]
+        return images.commit(config, layers + [layer], parent=base.id, tags=tags)
+
+
+# -- stats ---------------------------------------------------------------------------------
+def _bytes_size(n: float) -> str:
+    """go-units BytesSize: binary units, four significant digits ("1.5MiB")."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+    i = 0
+    while n >= 1024 and i < len(units) - 1:
+        n /= 1024
+        i += 1
+    return f"{n:.4g}{units[i]}"
+
+
+def _system_cpu_ns() -> int:
+    """Host CPU time, as docker's daemon reads it: /proc/stat's first line in ns."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()[1:8]
+    return sum(int(x) for x in fields) * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+
+def _host_memory() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            return int(f.readline().split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _net_io(pid: int) -> tuple[int, int]:
+    rx = tx = 0
+    try:
+        with open(f"/proc/{pid}/net/dev") as f:
+            lines = f.readlines()[2:]
+    except OSError:
+        return 0, 0
+    for line in lines:
+        name, _, rest = line.partition(":")
+        if name.strip() == "lo":
+            continue
+        fields = rest.split()
+        if len(fields) >= 9:
+            rx += int(fields[0])
+            tx += int(fields[8])
+    return rx, tx
+
+
+def _stats_rows(svc: ContainerService, recs: list[tuple[str, ContainerRecord]],
+                interval: float) -> list[dict[str, str]]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ketch.containers import lifecycle
+    from ketch.fmt.units import human_size
+
+    live = [r for _, r in recs if r.state in ("running", "paused")]
+
+    def sample(rec: ContainerRecord) -> dict[str, Any]:
+        try:
+            return lifecycle.monitor(svc, rec).runtime.stats(rec.id)
+        except KetchError:
+            return {}
+
+    def sample_all() -> tuple[int, dict[str, dict[str, Any]]]:
+        if not live:
+            return 0, {}
+        with ThreadPoolExecutor(max_workers=min(16, len(live))) as pool:
+            data = dict(zip((r.id for r in live), pool.map(sample, live), strict=True))
+        return _system_cpu_ns(), data
+
+    sys0, first = sample_all()
+    if live:
+        time.sleep(interval)
+    sys1, second = sample_all()
+    host_mem = _host_memory()
+    rows = []
+    for given, rec in recs:
+        row = {"ID": rec.id[:12], "FullID": rec.id, "Name": rec.name, "Container": given,
+               "CPUPerc": "0.00%", "MemUsage": "0B / 0B", "MemPerc": "0.00%",
+               "NetIO": "0B / 0B", "BlockIO": "0B / 0B", "PIDs": "0"}
+        now, before = second.get(rec.id) or {}, first.get(rec.id) or {}
+        if now:
+            cpu_now = ((now.get("cpu") or {}).get("usage") or {})
+            cpu_before = ((before.get("cpu") or {}).get("usage") or {})
+            cpu_delta = (cpu_now.get("total") or 0) - (cpu_before.get("total") or 0)
+            ncpu = len(cpu_now.get("percpu") or []) or os.cpu_count() or 1
+            cpu = cpu_delta / (sys1 - sys0) * ncpu * 100 if sys1 > sys0 and cpu_delta > 0 \
+                else 0.0
+            mem = now.get("memory") or {}
+            usage = (mem.get("usage") or {}).get("usage") or 0
+            raw = mem.get("raw") or mem.get("stats") or {}
+            inactive = raw.get("total_inactive_file", raw.get("inactive_file", 0)) or 0
+            if inactive < usage:
+                usage -= inactive
+            limit = (mem.get("usage") or {}).get("limit") or 0
+            if host_mem and (not limit or limit > host_mem):
+                limit = host_mem
+            rd = wr = 0
+            for e in (now.get("blkio") or {}).get("ioServiceBytesRecursive") or []:
+                op = str(e.get("op", "")).lower()
+                if op == "read":
+                    rd += int(e.get("value") or 0)
+                elif op == "write":
+                    wr += int(e.get("value") or 0)
+            rx, tx = _net_io(rec.pid)
+            row.update({
+                "CPUPerc": f"{cpu:.2f}%",
+                "MemUsage": f"{_bytes_size(usage)} / {_bytes_size(limit)}",
+                "MemPerc": f"{(usage / limit * 100) if limit else 0.0:.2f}%",
+                "NetIO": f"{human_size(rx, 3)} / {human_size(tx, 3)}",
+                "BlockIO": f"{human_size(rd, 3)} / {human_size(wr, 3)}",
+                "PIDs": str((now.get("pids") or {}).get("current") or 0),
+            })
+        rows.append(row)
+    return rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,22 +34,44 @@ class VolumeStore:
         data.mkdir(parents=True, exist_ok=True)
         return data
 
-    def create(self, name: str | None = None) -> dict[str, Any]:
+    def create(self, name: str | None = None, *, labels: dict[str, str] | None = None,
+               options: dict[str, str] | None = None) -> dict[str, Any]:
+        import json
         import os
 
+        if options:
+            raise InvalidArgument("invalid option key: the local driver of ketch takes no"
+                                  f" options ({', '.join(sorted(options))})")
         name = name or os.urandom(32).hex()
+        existed = (self.path(name) / "_data").is_dir()
         self.ensure(name)
+        if labels and not existed:
+            meta = self.path(name) / "labels.json"
+            tmp = meta.with_suffix(".tmp")
+            tmp.write_text(json.dumps(labels))
+            os.replace(tmp, meta)
         return self.inspect(name)
+
+    def labels(self, name: str) -> dict[str, str] | None:
+        import json
+
+        try:
+            return json.loads((self.path(name) / "labels.json").read_text()) or None
+        except (OSError, ValueError):
+            return None
 
     def inspect(self, name: str) -> dict[str, Any]:
         p = self.path(name)
         if not p.is_dir():
             raise NotFound(f"get {name}: no such volume")
-        from ketch.fmt.units import rfc3339nano
+        import time
 
-        return {"Name": name, "Driver": "local", "Mountpoint": str(p / "_data"),
-                "CreatedAt": rfc3339nano(p.stat().st_mtime), "Labels": None,
-                "Scope": "local", "Options": None}
+        # the local driver's format: RFC 3339 in seconds, local time
+        created = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(p.stat().st_mtime))
+        created = created[:-2] + ":" + created[-2:]
+        return {"CreatedAt": created.replace("+00:00", "Z"), "Driver": "local",
+                "Labels": self.labels(name), "Mountpoint": str(p / "_data"), "Name": name,
+                "Options": None, "Scope": "local"}
 
     def list(self) -> list[dict[str, Any]]:
         if not self.dir.is_dir():
@@ -76,9 +99,21 @@ class VolumeStore:
             raise Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
         shutil.rmtree(p)
 
-    def prune(self) -> tuple[list[str], int]:
+    @staticmethod
+    def is_anonymous(name: str) -> bool:
+        """Anonymous volumes get 64 hex digits for a name, as Docker's do."""
+        return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
+
+    def prune(self, *, all: bool = False,
+              keep: Callable[[dict[str, Any]], bool] | None = None) -> tuple[list[str], int]:
+        """Remove unused volumes: anonymous ones only (Docker 23+) unless `all`; `keep`
+        spares volumes a filter excludes."""
         removed, space = [], 0
         for v in self.list():
+            if not all and not self.is_anonymous(v["Name"]):
+                continue
+            if keep is not None and keep(v):
+                continue
             if self.in_use(v["Name"]):
                 continue
             for f in Path(v["Mountpoint"]).rglob("*"):

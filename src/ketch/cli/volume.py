@@ -1,0 +1,210 @@
+"""`ketch volume ...`: create, ls, inspect, rm and prune named and anonymous volumes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, Any
+
+from ketch.cli.base import Registry, add_filter, engine, format_each, out, parse_filters
+from ketch.errors import InvalidArgument, KetchError
+
+if TYPE_CHECKING:
+    from ketch.containers.volumes import VolumeStore
+
+registry = Registry()
+
+VOLUME_HEADERS = {"Driver": "DRIVER", "Name": "VOLUME NAME", "Mountpoint": "MOUNTPOINT",
+                  "Scope": "SCOPE", "Labels": "LABELS", "CreatedAt": "CREATED"}
+LS_FILTERS = ("dangling", "driver", "label", "name")
+
+
+def _store() -> VolumeStore:
+    from ketch.containers.volumes import VolumeStore
+
+    return VolumeStore(engine())
+
+
+def _kv(items: list[str], what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        k, _, v = item.partition("=")
+        if not k:
+            raise InvalidArgument(f"invalid {what}: {item!r}")
+        out[k] = v
+    return out
+
+
+@registry.command("create", "[OPTIONS] [VOLUME]", "Create a volume")
+def _create(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", nargs="?", metavar="VOLUME")
+    p.add_argument("-d", "--driver", default="local", metavar="string",
+                   help='Specify volume driver name (default "local")')
+    p.add_argument("--label", action="append", default=[], metavar="list",
+                   help="Set metadata for a volume")
+    p.add_argument("--name", dest="name_flag", metavar="string", help="Specify volume name")
+    p.add_argument("-o", "--opt", action="append", default=[], metavar="map",
+                   help="Set driver specific options")
+
+
+@_create.handler
+def create(ns: argparse.Namespace) -> None:
+    if ns.name and ns.name_flag and ns.name != ns.name_flag:
+        raise InvalidArgument("conflicting options: cannot specify a volume-name through"
+                              " both --name and as a positional arg")
+    if ns.driver != "local":
+        raise InvalidArgument(f"plugin \"{ns.driver}\" not found: ketch has only the local"
+                              " volume driver")
+    v = _store().create(ns.name or ns.name_flag, labels=_kv(ns.label, "label"),
+                        options=_kv(ns.opt, "option"))
+    out(v["Name"])
+
+
+@registry.command("ls", "[OPTIONS]", "List volumes", aliases=("list",))
+def _ls(p: argparse.ArgumentParser) -> None:
+    add_filter(p)
+    p.add_argument("--format", metavar="string", help="Format output using a custom template")
+    p.add_argument("-q", "--quiet", action="store_true", help="Only display volume names")
+
+
+def _matches(store: VolumeStore, v: dict[str, Any], filters: dict[str, list[str]]) -> bool:
+    for key, wanted in filters.items():
+        if key == "dangling":
+            dangling = not store.in_use(v["Name"])
+            if not any((w.lower() in ("true", "1")) == dangling for w in wanted):
+                return False
+        elif key == "driver":
+            if v["Driver"] not in wanted:
+                return False
+        elif key == "name":
+            if not any(w in v["Name"] for w in wanted):
+                return False
+        elif key == "label":
+            labels = v.get("Labels") or {}
+            for w in wanted:
+                k, eq, val = w.partition("=")
+                if k not in labels or (eq and labels[k] != val):
+                    return False
+    return True
+
+
+@_ls.handler
+def ls(ns: argparse.Namespace) -> None:
+    from ketch.fmt.template import render_table
+
+    filters = parse_filters(ns.filter)
+    for k in filters:
+        if k not in LS_FILTERS:
+            raise InvalidArgument(f"invalid filter '{k}'")
+    store = _store()
+    vols = [v for v in store.list() if _matches(store, v, filters)]
+    if ns.quiet:
+        for v in vols:
+            out(v["Name"])
+        return
+    rows = [dict(v, Labels=",".join(f"{k}={val}" for k, val in (v["Labels"] or {}).items()))
+            for v in vols]
+    fmt = ns.format
+    if fmt == "json":
+        format_each("json", rows)
+        return
+    if not fmt or fmt == "table":
+        fmt = "table {{.Driver}}\t{{.Name}}"
+    sys.stdout.write(render_table(fmt, rows, VOLUME_HEADERS))
+
+
+@registry.command("inspect", "[OPTIONS] VOLUME [VOLUME...]",
+                  "Display detailed information on one or more volumes")
+def _inspect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("volumes", nargs="+", metavar="VOLUME")
+    p.add_argument("-f", "--format", metavar="string",
+                   help="Format output using a custom template")
+
+
+@_inspect.handler
+def inspect(ns: argparse.Namespace) -> int:
+    from ketch.cli.base import print_json
+
+    store = _store()
+    results, rc = [], 0
+    for name in ns.volumes:
+        try:
+            results.append(store.inspect(name))
+        except KetchError as e:
+            sys.stderr.write(f"Error: {e.message}\n")
+            rc = 1
+    if ns.format:
+        format_each(ns.format, results)
+    else:
+        print_json(results)
+    return rc
+
+
+@registry.command("rm", "[OPTIONS] VOLUME [VOLUME...]", "Remove one or more volumes",
+                  aliases=("remove",))
+def _rm(p: argparse.ArgumentParser) -> None:
+    p.add_argument("volumes", nargs="+", metavar="VOLUME")
+    p.add_argument("-f", "--force", action="store_true",
+                   help="Force the removal of one or more volumes")
+
+
+@_rm.handler
+def rm(ns: argparse.Namespace) -> int:
+    store = _store()
+    rc = 0
+    for name in ns.volumes:
+        try:
+            # -f only forgives a missing volume; Docker never removes one in use
+            store.remove(name, missing_ok=ns.force)
+            out(name)
+        except KetchError as e:
+            sys.stderr.write(f"Error: {e.message}\n")
+            rc = 1
+    return rc
+
+
+@registry.command("prune", "[OPTIONS]", "Remove unused local volumes")
+def _prune(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--all", action="store_true",
+                   help="Remove all unused volumes, not just anonymous ones")
+    p.add_argument("--filter", action="append", default=[], metavar="filter",
+                   help="Provide filter values (e.g. \"label=<label>\")")
+    p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
+
+
+@_prune.handler
+def prune(ns: argparse.Namespace) -> None:
+    from ketch.cli.base import confirm
+    from ketch.fmt.units import human_size
+
+    filters = parse_filters(ns.filter)
+    for k in filters:
+        if k not in ("label", "label!", "all"):
+            raise InvalidArgument(f"invalid filter '{k}'")
+    everything = ns.all or any(v.lower() in ("true", "1") for v in filters.pop("all", []))
+    if not ns.force:
+        warning = ("WARNING! This will remove all local volumes not used by at least one"
+                   " container." if everything else
+                   "WARNING! This will remove anonymous local volumes not used by at least"
+                   " one container.")
+        if not confirm(warning + "\nAre you sure you want to continue?"):
+            return
+    store = _store()
+
+    def keep(v: dict[str, Any]) -> bool:
+        labels = v.get("Labels") or {}
+
+        def has(f: str) -> bool:
+            k, eq, val = f.partition("=")
+            return k in labels and (not eq or labels[k] == val)
+
+        return (any(not has(f) for f in filters.get("label", []))
+                or any(has(f) for f in filters.get("label!", [])))
+
+    removed, space = store.prune(all=everything, keep=keep)
+    if removed:
+        out("Deleted Volumes:")
+        for name in removed:
+            out(name)
+        out("")
+    out(f"Total reclaimed space: {human_size(space)}")

@@ -1,0 +1,197 @@
+"""Fixtures for container tests: real runc, conmon and overlayfs, as root.
+
+Each test module gets one state root with the offline busybox image imported; `ketch`
+runs the CLI against it. Every container a test makes is tracked by ID (a --cidfile is
+added to `run`/`create` when the test gives none), and after each test all containers
+are removed and the test fails if any overlay mount, conmon process, runc state or
+cgroup of those containers is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.conftest import KetchCLI, require, require_root, require_tool
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CGROUP_PARENT = "ketch"
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 15, interval: float = 0.05,
+             what: str = "condition") -> Any:
+    """Poll `cond` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def mounts_under(path: Path) -> list[str]:
+    prefix = str(path)
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            target = line.split()[4]
+            if target.startswith(prefix):
+                found.append(target)
+    return found
+
+
+def cgroups_of(cid: str) -> list[Path]:
+    if not CGROUP_ROOT.is_dir():
+        return []
+    candidates = [CGROUP_ROOT / CGROUP_PARENT / cid]
+    candidates += [h / CGROUP_PARENT / cid for h in CGROUP_ROOT.iterdir() if h.is_dir()]
+    return [p for p in candidates if p.is_dir()]
+
+
+def conmons_mentioning(marker: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X"):
+            continue
+        argv0 = cmdline.split(b"\0", 1)[0]
+        if argv0.endswith(b"conmon") and marker.encode() in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def leaks(root: Path, ids: set[str]) -> list[str]:
+    """What is left of containers that should be gone: mounts, monitors, state, cgroups.
+
+    `<run root>/netns` itself stays mounted on purpose (the network service keeps its
+    namespace files there, as `ip netns` keeps /run/netns); what is mounted on the files
+    inside it, like every overlay, belongs to one container.
+    """
+    netns_dir = str(root / "run" / "netns")
+    found = [f"mount {m}" for m in mounts_under(root) if m != netns_dir]
+    found += [f"conmon pid {p}" for p in conmons_mentioning(str(root))]
+    runc_root = root / "run" / "runc"
+    if runc_root.is_dir():
+        found += [f"runc state {p.name}" for p in runc_root.iterdir() if p.is_dir()]
+    for cid in ids:
+        found += [f"cgroup {p}" for p in cgroups_of(cid)]
+    return found
+
+
+class TrackingCLI(KetchCLI):
+    """KetchCLI that remembers the ID of every container `run`/`create` made."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.ids: set[str] = set()
+        self._n = 0
+
+    def __call__(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        args_l = list(args)
+        cidfile = None
+        if args_l and args_l[0] in ("run", "create") and not any(
+                a == "--cidfile" or a.startswith("--cidfile=") for a in args_l):
+            self._n += 1
+            cidfile = self.root / f"cid-{os.getpid()}-{self._n}"
+            args_l[1:1] = ["--cidfile", str(cidfile)]
+        try:
+            return super().__call__(*args_l, **kw)
+        finally:
+            if cidfile is not None:
+                self.note_cidfile(cidfile)
+
+    def note_cidfile(self, path: Path) -> None:
+        try:
+            cid = path.read_text().strip()
+        except FileNotFoundError:
+            return
+        if cid:
+            self.ids.add(cid)
+        path.unlink()
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["KETCH_ROOT"] = str(self.root)
+        env["KETCH_RUN_ROOT"] = str(self.root / "run")
+        return env
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "ketch", *args]
+
+    def remove_everything(self) -> None:
+        ids = self("ps", "-aq", "--no-trunc", check=False).stdout.split()
+        self.ids.update(ids)
+        if ids:
+            self("rm", "-f", "-v", *ids, check=False)
+        self("volume", "prune", "-a", "-f", check=False)
+
+
+@pytest.fixture(scope="session")
+def container_prereqs() -> None:
+    require_root()
+    for tool in ("runc", "conmon"):
+        require_tool(tool)
+    require(Path("/proc/filesystems").read_text().find("overlay") >= 0,
+            "the kernel has no overlayfs")
+
+
+@pytest.fixture(scope="module")
+def image_root(tmp_path_factory: pytest.TempPathFactory, busybox_tar: Path,
+               container_prereqs: None) -> Iterator[Path]:
+    """A state root holding the busybox image (`busybox`, CMD ["sh"]), per test module."""
+    root = tmp_path_factory.mktemp("ketch-ctr")
+    cli = TrackingCLI(root)
+    cli("import", "--change", 'CMD ["sh"]', str(busybox_tar), "busybox")
+    yield root
+    cli.remove_everything()
+    wait_for(lambda: not leaks(root, cli.ids), timeout=20, what="the module's containers to go")
+    from ketch.containers.rootfs import unmount
+
+    unmount(root / "run" / "netns")
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def ketch(image_root: Path) -> Iterator[TrackingCLI]:
+    """The CLI on this module's root; everything the test made is removed afterwards and
+    must leave nothing behind."""
+    cli = TrackingCLI(image_root)
+    yield cli
+    cli.remove_everything()
+    left: list[str] = []
+
+    def clean() -> bool:
+        left[:] = leaks(image_root, cli.ids)
+        return not left
+
+    try:
+        wait_for(clean, timeout=20, what="containers to be cleaned up")
+    except AssertionError:
+        pytest.fail(f"left behind after the test: {left}")
+
+
+@pytest.fixture
+def run_d(ketch: TrackingCLI) -> Callable[..., str]:
+    """`run -d ARGS...` → the full container ID."""
+
+    def run(*args: str) -> str:
+        cid = ketch("run", "-d", *args).stdout.strip()
+        ketch.ids.add(cid)
+        return cid
+
+    return run

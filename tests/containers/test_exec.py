@@ -1,0 +1,268 @@
+"""Terminals and processes: `run -it` through a pseudo-terminal, `exec`, `attach`,
+`top` and `stats`."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+import pexpect
+import pytest
+from tests.containers.conftest import wait_for
+
+PROMPT = r"[#$] "
+
+
+def spawn(ketch, *args: str) -> pexpect.spawn:
+    return pexpect.spawn(ketch.argv(*args)[0], ketch.argv(*args)[1:], env=ketch.env(),
+                         timeout=30, encoding="utf-8", dimensions=(40, 100))
+
+
+# -- run -it ----------------------------------------------------------------------------
+def test_run_it_drives_a_shell_through_a_pseudo_terminal(ketch, tmp_path):
+    cidfile = tmp_path / "cid"
+    child = spawn(ketch, "run", "-it", "--cidfile", str(cidfile), "--name", "tty1",
+                  "busybox", "sh")
+    try:
+        child.expect(PROMPT)
+        child.sendline("echo $((6*7)); tty")
+        child.expect("42")
+        child.expect("/dev/pts/")
+        child.sendline("stty size")
+        child.expect("40 100")
+        child.sendline("exit 5")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+        ketch.note_cidfile(cidfile)
+    assert child.exitstatus == 5
+    assert ketch("container", "inspect", "-f", "{{.State.ExitCode}}", "tty1"
+                 ).stdout.strip() == "5"
+
+
+def test_run_it_rm_exits_with_the_shells_code_and_removes_it(ketch, tmp_path):
+    cidfile = tmp_path / "cid"
+    child = spawn(ketch, "run", "-it", "--rm", "--cidfile", str(cidfile), "busybox")
+    try:
+        child.expect(PROMPT)
+        child.sendline("exit 3")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+        ketch.note_cidfile(cidfile)
+    assert child.exitstatus == 3
+    assert ketch("ps", "-aq").stdout == ""
+
+
+def test_ctrl_p_ctrl_q_detaches_and_attach_comes_back(ketch, tmp_path):
+    cidfile = tmp_path / "cid"
+    child = spawn(ketch, "run", "-it", "--cidfile", str(cidfile), "--name", "det",
+                  "busybox", "sh")
+    try:
+        child.expect(PROMPT)
+        child.send("\x10\x11")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+        ketch.note_cidfile(cidfile)
+    assert child.exitstatus == 0
+    assert ketch("container", "inspect", "-f", "{{.State.Status}}", "det"
+                 ).stdout.strip() == "running"
+    again = spawn(ketch, "attach", "det")
+    try:
+        again.sendline("echo back-$((1+1))")
+        again.expect("back-2")
+        again.sendline("exit 0")
+        again.expect(pexpect.EOF)
+    finally:
+        again.close()
+    assert ketch("wait", "det").stdout == "0\n"
+
+
+def test_run_t_without_a_terminal_is_refused(ketch):
+    p = ketch("run", "-it", "busybox", "true", check=False)
+    assert p.returncode == 125
+    assert p.stderr == "Error: the input device is not a TTY\n"
+
+
+def test_ctrl_c_stops_an_attached_container(ketch, tmp_path):
+    cidfile = tmp_path / "cid"
+    child = spawn(ketch, "run", "--cidfile", str(cidfile), "--name", "intr", "busybox", "sh",
+                  "-c", 'trap "echo bye; exit 130" INT; echo up; while true; do sleep 0.1; done')
+    try:
+        child.expect("up")
+        child.sendintr()
+        child.expect("bye")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+        ketch.note_cidfile(cidfile)
+    assert child.exitstatus == 130
+    assert ketch("container", "inspect", "-f", "{{.State.Status}}", "intr"
+                 ).stdout.strip() == "exited"
+
+
+# -- exec -------------------------------------------------------------------------------
+@pytest.fixture
+def box(run_d):
+    return run_d("--name", "box", "-e", "BASE=1", "busybox", "sleep", "300")
+
+
+def test_exec_runs_in_the_container_with_its_environment(ketch, box):
+    p = ketch("exec", "box", "sh", "-c", 'echo $BASE $HOSTNAME; cat /proc/1/cmdline')
+    base, host = p.stdout.split("\n")[0].split()
+    assert base == "1" and host == box[:12]
+    assert p.stdout.split("\n")[1].startswith("sleep")
+
+
+def test_exec_env_workdir_user(ketch, box):
+    p = ketch("exec", "-e", "NEW=2", "--env", "BASE=3", "-w", "/tmp", "-u", "33:33", "box",
+              "sh", "-c", "echo $NEW $BASE; pwd; id -u; id -g")
+    assert p.stdout.split() == ["2", "3", "/tmp", "33", "33"]
+    p = ketch("exec", "-u", "nobody", "box", "id", "-un")
+    assert p.stdout == "nobody\n"
+
+
+def test_exec_interactive_reads_stdin(ketch, box):
+    p = ketch("exec", "-i", "box", "sh", "-c", "tr a-z A-Z", input="shout\n")
+    assert p.stdout == "SHOUT\n"
+    p = ketch("exec", "box", "cat", input="ignored\n")
+    assert p.stdout == ""
+
+
+def test_exec_tty(ketch, box):
+    child = spawn(ketch, "exec", "-it", "box", "sh")
+    try:
+        child.expect(PROMPT)
+        child.sendline("tty; echo $((2*21))")
+        child.expect("/dev/pts/")
+        child.expect("42")
+        child.sendline("exit 6")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 6
+
+
+def test_exec_detached(ketch, box):
+    p = ketch("exec", "-d", "box", "sh", "-c", "sleep 0.3; echo done > /tmp/flag")
+    assert p.stdout == ""
+    wait_for(lambda: ketch("exec", "box", "cat", "/tmp/flag", check=False).stdout == "done\n",
+             what="the detached exec")
+
+
+def test_exec_exit_codes(ketch, box):
+    assert ketch("exec", "box", "sh", "-c", "exit 4", check=False).returncode == 4
+    p = ketch("exec", "box", "no-such-binary", check=False)
+    assert p.returncode in (126, 127)
+    assert "executable file not found" in p.stderr
+    ketch("kill", "box")
+    p = ketch("exec", "box", "true", check=False)
+    assert p.returncode == 126
+    assert re.fullmatch(r"Error: container [0-9a-f]{64} is not running\n", p.stderr)
+
+
+def test_exec_in_a_paused_container_is_refused(ketch, box):
+    ketch("pause", "box")
+    p = ketch("exec", "box", "true", check=False)
+    assert p.returncode == 126 and "is paused" in p.stderr
+    ketch("unpause", "box")
+
+
+# -- attach -----------------------------------------------------------------------------
+def test_attach_streams_output_until_exit(ketch, run_d):
+    run_d("--name", "att", "busybox", "sh", "-c",
+          "sleep 0.5; echo one; sleep 0.3; echo two >&2; exit 8")
+    p = ketch("attach", "att", check=False, timeout=30)
+    assert p.returncode == 8
+    assert "one" in p.stdout and "two" in p.stderr
+
+
+def test_attach_to_a_stopped_container_is_refused(ketch):
+    ketch("create", "--name", "cold", "busybox")
+    p = ketch("attach", "cold", check=False)
+    assert p.returncode == 1
+    assert p.stderr == "Error: You cannot attach to a stopped container, start it first\n"
+
+
+# -- top --------------------------------------------------------------------------------
+def test_top_lists_the_containers_processes(ketch, run_d):
+    run_d("--name", "tp", "busybox", "sh", "-c", "sleep 300 & sleep 301 & wait")
+    wait_for(lambda: "sleep 301" in ketch("top", "tp").stdout, what="both sleeps")
+    lines = ketch("top", "tp").stdout.splitlines()
+    assert lines[0].split() == ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+    cmds = [line.split(None, 7)[7] for line in lines[1:]]
+    assert sorted(cmds) == ["sh -c sleep 300 & sleep 301 & wait", "sleep 300", "sleep 301"]
+    p = ketch("top", "tp", "-o", "pid,comm")
+    assert p.stdout.splitlines()[0].split() == ["PID", "COMMAND"]
+    assert sorted(line.split()[1] for line in p.stdout.splitlines()[1:]) == [
+        "sh", "sleep", "sleep"]
+
+
+def test_top_of_a_stopped_container_is_refused(ketch):
+    ketch("create", "--name", "idle", "busybox")
+    p = ketch("top", "idle", check=False)
+    assert p.returncode == 1
+    assert re.fullmatch(r"Error: container [0-9a-f]{64} is not running\n", p.stderr)
+
+
+# -- stats ------------------------------------------------------------------------------
+def test_stats_no_stream(ketch, run_d):
+    run_d("--name", "burn", "-m", "100m", "busybox", "sh", "-c", "while true; do :; done")
+    run_d("--name", "calm", "busybox", "sleep", "300")
+    ketch("create", "--name", "never", "busybox")
+    p = ketch("stats", "--no-stream")
+    lines = p.stdout.splitlines()
+    assert re.split(r"\s{2,}", lines[0].strip()) == [
+        "CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O",
+        "BLOCK I/O", "PIDS"]
+    rows = {re.split(r"\s{2,}", line.strip())[1]: re.split(r"\s{2,}", line.strip())
+            for line in lines[1:]}
+    assert set(rows) == {"burn", "calm"}
+    burn = rows["burn"]
+    assert re.fullmatch(r"\d+\.\d\d%", burn[2]) and float(burn[2][:-1]) > 20
+    assert re.fullmatch(r"[\d.]+[KM]iB / 100MiB", burn[3])
+    assert re.fullmatch(r"\d+\.\d\d%", burn[4])
+    assert re.fullmatch(r"[\d.]+[kMG]?B / [\d.]+[kMG]?B", burn[5])
+    assert burn[7] == "1"
+    assert float(rows["calm"][2][:-1]) < 20
+    p = ketch("stats", "--no-stream", "-a", "--format", "{{.Name}} {{.PIDs}} {{.CPUPerc}}")
+    assert "never 0 0.00%" in p.stdout.splitlines()
+    p = ketch("stats", "--no-stream", "--format", "{{.Container}}", "calm")
+    assert p.stdout == "calm\n"
+    ketch("kill", "burn")
+
+
+def test_stats_of_unknown_container(ketch):
+    p = ketch("stats", "--no-stream", "nosuch", check=False)
+    assert p.returncode == 1 and p.stderr == "Error: No such container: nosuch\n"
+
+
+def test_exec_keeps_running_processes_visible_to_top(ketch, box):
+    proc = subprocess.Popen(ketch.argv("exec", "box", "sleep", "7"), env=ketch.env())
+    try:
+        wait_for(lambda: "sleep 7" in ketch("top", "box").stdout, what="the exec'd sleep")
+    finally:
+        proc.kill()
+        proc.wait()
+    time.sleep(0.1)
+
+
+def test_stats_streams_until_interrupted(ketch, run_d):
+    run_d("--name", "streamed", "busybox", "sleep", "300")
+    proc = subprocess.Popen(ketch.argv("stats", "streamed"), env=ketch.env(),
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        headers = 0
+        while headers < 2:
+            line = proc.stdout.readline()
+            assert line, "stats ended by itself"
+            headers += line.startswith("CONTAINER ID")
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
+    p = ketch("stats", "--no-stream", "--no-trunc", "--format", "{{.ID}}", "streamed")
+    assert len(p.stdout.strip()) == 64

@@ -1,0 +1,66 @@
+"""Nothing outlives a container: after many `run --rm` cycles (attached, detached,
+failing) no overlay mount, conmon, runc state, cgroup or run-state file is left."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.containers.conftest import leaks, wait_for
+
+CYCLES = 50
+
+
+def leftovers(root: Path, ids: set[str]) -> list[str]:
+    found = leaks(root, ids)
+    run_containers = root / "run" / "containers"
+    if run_containers.is_dir():
+        found += [f"run state {p.name}" for p in run_containers.iterdir()]
+    containers = root / "containers"
+    if containers.is_dir():
+        found += [f"container dir {p.name}" for p in containers.iterdir()]
+    return found
+
+
+def assert_clean(ketch) -> None:
+    found: list[str] = []
+
+    def clean() -> bool:
+        found[:] = leftovers(ketch.root, ketch.ids)
+        return not found
+
+    try:
+        wait_for(clean, timeout=30, what="cleanup")
+    except AssertionError:
+        raise AssertionError(f"left behind: {found}") from None
+
+
+def test_fifty_run_rm_cycles_leave_nothing_behind(ketch):
+    for i in range(CYCLES):
+        p = ketch("run", "--rm", "busybox", "sh", "-c", f"echo {i}; exit {i % 3}",
+                  check=False)
+        assert (p.returncode, p.stdout) == (i % 3, f"{i}\n")
+    assert len(ketch.ids) == CYCLES
+    assert ketch("ps", "-aq").stdout == ""
+    assert_clean(ketch)
+
+
+def test_detached_and_failing_runs_leave_nothing_behind(ketch):
+    for _ in range(5):
+        ketch("run", "-d", "--rm", "busybox", "true")
+        p = ketch("run", "--rm", "busybox", "no-such-command", check=False)
+        assert p.returncode == 127
+        p = ketch("run", "-d", "--rm", "busybox", "no-such-command", check=False)
+        assert p.returncode == 127
+        p = ketch("run", "--rm", "-v", "/etc/passwd:/etc/hostname/x", "busybox", "true",
+                  check=False)
+        assert p.returncode != 0
+    wait_for(lambda: ketch("ps", "-aq").stdout == "", what="the --rm containers to go")
+    assert_clean(ketch)
+
+
+def test_removed_containers_leave_nothing_behind(ketch, run_d):
+    ids = [run_d("busybox", "sleep", "300") for _ in range(3)]
+    ketch("pause", ids[0])
+    ketch("stop", "-t", "0", ids[1])
+    ketch("rm", "-f", *ids)
+    assert_clean(ketch)

@@ -1,0 +1,130 @@
+"""`ps` / `container ls`: columns, Docker's status texts, and every flag and filter."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+HEADER = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+UP = r"Up (Less than a second|\d+ seconds?)"
+EXITED = r"Exited \((\d+)\) (Less than a second|\d+ seconds?) ago"
+
+
+def columns(line: str) -> list[str]:
+    return [c for c in re.split(r"\s{2,}", line.strip()) if c]
+
+
+@pytest.fixture
+def three(ketch, run_d):
+    """One running, one exited (code 3), one created container."""
+    up = run_d("--name", "up1", "-l", "role=web", "busybox", "sleep", "60")
+    ketch("run", "--name", "ex1", "-l", "role=job", "busybox", "sh", "-c", "exit 3",
+          check=False)
+    ex = ketch("container", "inspect", "-f", "{{.Id}}", "ex1").stdout.strip()
+    cr = ketch("create", "--name", "cr1", "busybox", "echo", "a long command line here"
+               ).stdout.strip()
+    return {"up": up, "ex": ex, "cr": cr}
+
+
+def test_ps_shows_running_containers_in_dockers_columns(ketch, three):
+    lines = ketch("ps").stdout.splitlines()
+    assert len(lines) == 2
+    header = lines[0]
+    for title in HEADER:
+        assert title in header
+    # columns line up with the header, as docker's tabwriter does
+    row = lines[1]
+    assert row.index(three["up"][:12]) == header.index("CONTAINER ID")
+    assert row[header.index("NAMES"):].strip() == "up1"
+    cols = columns(row)
+    assert cols[0] == three["up"][:12]
+    assert cols[1] == "busybox"
+    assert cols[2] == '"sleep 60"'
+    assert re.fullmatch(r"(Less than a second|\d+ seconds?) ago", cols[3])
+    assert re.fullmatch(UP, cols[4])
+
+
+def test_ps_all_shows_docker_status_texts_newest_first(ketch, three):
+    rows = [columns(line) for line in ketch("ps", "-a").stdout.splitlines()[1:]]
+    assert [r[-1] for r in rows] == ["cr1", "ex1", "up1"]
+    status = {r[-1]: r[4] for r in rows}
+    assert status["cr1"] == "Created"
+    m = re.fullmatch(EXITED, status["ex1"])
+    assert m and m.group(1) == "3"
+    assert re.fullmatch(UP, status["up1"])
+    # a long command is cut to 20 characters with an ellipsis
+    assert rows[0][2] == '"echo a long command…"'
+
+
+def test_ps_paused_status(ketch, three):
+    ketch("pause", "up1")
+    status = ketch("ps", "--format", "{{.Status}}").stdout.strip()
+    assert re.fullmatch(UP + r" \(Paused\)", status)
+    ketch("unpause", "up1")
+
+
+def test_ps_quiet_no_trunc_last_latest(ketch, three):
+    assert ketch("ps", "-q").stdout.split() == [three["up"][:12]]
+    assert ketch("ps", "-aq", "--no-trunc").stdout.split() == [three["cr"], three["ex"],
+                                                               three["up"]]
+    assert ketch("ps", "-q", "-n", "2").stdout.split() == [three["cr"][:12],
+                                                           three["ex"][:12]]
+    assert ketch("ps", "-q", "-l").stdout.split() == [three["cr"][:12]]
+    full = ketch("ps", "-a", "--no-trunc").stdout
+    assert '"echo a long command line here"' in full
+    assert three["cr"] in full
+
+
+def test_ps_size(ketch, three):
+    ketch("exec", "up1", "sh", "-c", "head -c 5000 /dev/zero > /tmp/five-k")
+    lines = ketch("ps", "-s").stdout.splitlines()
+    assert lines[0].rstrip().endswith("SIZE")
+    assert re.search(r"5kB \(virtual 2\.\d+MB\)$", lines[1].rstrip()), lines[1]
+
+
+@pytest.mark.parametrize("flt, expect", [
+    ("status=exited", ["ex1"]),
+    ("status=created", ["cr1"]),
+    ("status=running", ["up1"]),
+    ("name=1", ["cr1", "ex1", "up1"]),
+    ("name=^/?ex", ["ex1"]),
+    ("label=role", ["ex1", "up1"]),
+    ("label=role=web", ["up1"]),
+    ("exited=3", ["ex1"]),
+    ("exited=0", []),
+    ("ancestor=busybox", ["cr1", "ex1", "up1"]),
+    ("ancestor=busybox:latest", ["cr1", "ex1", "up1"]),
+])
+def test_ps_filters(ketch, three, flt, expect):
+    names = ketch("ps", "-a", "--filter", flt, "--format", "{{.Names}}").stdout.split()
+    assert names == expect
+
+
+def test_ps_filter_by_id_prefix(ketch, three):
+    out = ketch("ps", "-a", "-f", f"id={three['ex'][:6]}", "-q").stdout.split()
+    assert out == [three["ex"][:12]]
+
+
+def test_ps_filter_unknown_is_an_error(ketch, three):
+    p = ketch("ps", "--filter", "colour=red", check=False)
+    assert p.returncode == 1
+    assert p.stderr.strip() == "Error: invalid filter 'colour'"
+
+
+def test_ps_format_template_table_and_json(ketch, three):
+    out = ketch("ps", "--format", "{{.ID}} {{.Names}} {{.State}}").stdout
+    assert out == f"{three['up'][:12]} up1 running\n"
+    table = ketch("ps", "-a", "--format", "table {{.Names}}\t{{.Image}}").stdout.splitlines()
+    assert columns(table[0]) == ["NAMES", "IMAGE"]
+    assert [columns(r)[0] for r in table[1:]] == ["cr1", "ex1", "up1"]
+    docs = [json.loads(line) for line in ketch("ps", "-a", "--format", "json"
+                                               ).stdout.splitlines()]
+    assert {d["Names"] for d in docs} == {"cr1", "ex1", "up1"}
+    assert {"ID", "Image", "Command", "Status", "State", "Labels"} <= set(docs[0])
+
+
+def test_container_ls_and_list_are_ps(ketch, three):
+    assert ketch("container", "ls", "-q").stdout == ketch("ps", "-q").stdout
+    assert ketch("container", "list", "-aq").stdout == ketch("container", "ps", "-aq").stdout

@@ -1,0 +1,147 @@
+"""Bind mounts, named and anonymous volumes, and the `volume` commands."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+
+def test_bind_mount_read_write_and_read_only(ketch, tmp_path: Path):
+    host = tmp_path / "share"
+    host.mkdir()
+    (host / "in").write_text("from host\n")
+    p = ketch("run", "--rm", "-v", f"{host}:/share", "busybox", "sh", "-c",
+              "cat /share/in; echo from container > /share/out")
+    assert p.stdout == "from host\n"
+    assert (host / "out").read_text() == "from container\n"
+    p = ketch("run", "--rm", "-v", f"{host}:/share:ro", "busybox", "sh", "-c",
+              "cat /share/in; touch /share/nope", check=False)
+    assert p.returncode == 1 and p.stdout == "from host\n"
+    assert "Read-only file system" in p.stderr
+    assert not (host / "nope").exists()
+
+
+def test_bind_mount_with_mount_flag(ketch, tmp_path: Path):
+    (tmp_path / "f").write_text("x\n")
+    p = ketch("run", "--rm", "--mount", f"type=bind,source={tmp_path},target=/m,readonly",
+              "busybox", "sh", "-c", "cat /m/f; touch /m/g", check=False)
+    assert p.stdout == "x\n" and "Read-only file system" in p.stderr
+    p = ketch("run", "--rm", "--mount", "type=bind,source=/no/such/dir,target=/m", "busybox",
+              "true", check=False)
+    assert p.returncode == 125 and "bind source path does not exist" in p.stderr
+
+
+def test_inspect_shows_mounts(ketch, run_d, tmp_path: Path):
+    cid = run_d("-v", f"{tmp_path}:/b:ro", "-v", "named1:/n", "busybox", "sleep", "60")
+    mounts = json.loads(ketch("container", "inspect", "-f", "{{json .Mounts}}", cid).stdout)
+    by_dest = {m["Destination"]: m for m in mounts}
+    assert by_dest["/b"]["Type"] == "bind" and by_dest["/b"]["RW"] is False
+    assert by_dest["/b"]["Source"] == str(tmp_path)
+    assert by_dest["/n"]["Type"] == "volume" and by_dest["/n"]["Name"] == "named1"
+    assert by_dest["/n"]["RW"] is True
+
+
+def test_named_volume_outlives_its_containers(ketch):
+    ketch("run", "--rm", "-v", "keep:/data", "busybox", "sh", "-c", "echo saved > /data/f")
+    assert ketch("volume", "ls", "-q").stdout.split() == ["keep"]
+    p = ketch("run", "--rm", "--mount", "source=keep,target=/again", "busybox", "cat",
+              "/again/f")
+    assert p.stdout == "saved\n"
+
+
+def test_anonymous_volumes_and_rm_v(ketch):
+    ketch("create", "--name", "anon", "-v", "/scratch", "busybox", "sh", "-c",
+          "echo x > /scratch/x")
+    ketch("start", "-a", "anon")
+    vols = ketch("volume", "ls", "-q").stdout.split()
+    assert len(vols) == 1 and re.fullmatch(r"[0-9a-f]{64}", vols[0])
+    # a restart keeps the same anonymous volume
+    ketch("start", "-a", "anon")
+    assert ketch("volume", "ls", "-q").stdout.split() == vols
+    ketch("rm", "-v", "anon")
+    assert ketch("volume", "ls", "-q").stdout == ""
+
+
+def test_run_rm_removes_its_anonymous_volumes_but_not_named_ones(ketch):
+    ketch("run", "--rm", "-v", "/tmpvol", "-v", "named2:/n", "--mount", "type=volume,"
+          "target=/anon2", "busybox", "true")
+    assert ketch("volume", "ls", "-q").stdout.split() == ["named2"]
+
+
+def test_tmpfs_mount(ketch):
+    p = ketch("run", "--rm", "--tmpfs", "/cache", "busybox", "sh", "-c",
+              "grep ' /cache ' /proc/mounts")
+    assert "tmpfs" in p.stdout
+
+
+# -- volume commands --------------------------------------------------------------------
+def test_volume_create_ls_inspect_rm(ketch):
+    assert ketch("volume", "create", "v1").stdout == "v1\n"
+    assert ketch("volume", "create", "--label", "team=core", "v2").stdout == "v2\n"
+    anon = ketch("volume", "create").stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", anon)
+    lines = ketch("volume", "ls").stdout.splitlines()
+    assert re.split(r"\s{2,}", lines[0].strip()) == ["DRIVER", "VOLUME NAME"]
+    assert sorted(re.split(r"\s+", line.strip())[1] for line in lines[1:]) == sorted(
+        [anon, "v1", "v2"])
+    doc = json.loads(ketch("volume", "inspect", "v2").stdout)
+    assert len(doc) == 1
+    v = doc[0]
+    assert v["Name"] == "v2" and v["Driver"] == "local" and v["Scope"] == "local"
+    assert v["Labels"] == {"team": "core"}
+    assert Path(v["Mountpoint"]).is_dir() and v["Mountpoint"].endswith("/v2/_data")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|[+-]\d\d:\d\d)", v["CreatedAt"])
+    assert ketch("volume", "inspect", "-f", "{{.Name}}", "v1", "v2").stdout == "v1\nv2\n"
+    assert ketch("volume", "ls", "-q", "--filter", "label=team").stdout == "v2\n"
+    assert ketch("volume", "ls", "-q", "-f", "name=v").stdout.split() == ["v1", "v2"]
+    assert ketch("volume", "ls", "--format", "{{.Name}}:{{.Driver}}", "-f", "name=v1"
+                 ).stdout == "v1:local\n"
+    assert ketch("volume", "rm", "v1", "v2", anon).stdout == f"v1\nv2\n{anon}\n"
+    assert ketch("volume", "ls", "-q").stdout == ""
+
+
+def test_volume_rm_refuses_a_volume_in_use(ketch):
+    ketch("create", "--name", "holder", "-v", "used:/u", "busybox")
+    p = ketch("volume", "rm", "used", check=False)
+    assert p.returncode == 1
+    cid = ketch("container", "inspect", "-f", "{{.Id}}", "holder").stdout.strip()
+    assert p.stderr == f"Error: remove used: volume is in use - [{cid}]\n"
+    p = ketch("volume", "rm", "nosuch", check=False)
+    assert p.returncode == 1 and p.stderr == "Error: get nosuch: no such volume\n"
+    assert ketch("volume", "rm", "-f", "nosuch").returncode == 0
+    ketch("rm", "holder")
+    ketch("volume", "rm", "used")
+
+
+def test_volume_ls_dangling(ketch):
+    ketch("volume", "create", "free")
+    ketch("create", "--name", "h1", "-v", "taken:/t", "busybox")
+    assert ketch("volume", "ls", "-q", "-f", "dangling=true").stdout == "free\n"
+    assert ketch("volume", "ls", "-q", "-f", "dangling=false").stdout == "taken\n"
+
+
+def test_volume_prune(ketch):
+    ketch("volume", "create", "named-free")
+    anon = ketch("volume", "create").stdout.strip()
+    ketch("create", "--name", "h2", "-v", "/in-use", "busybox")
+    ketch("start", "-a", "h2")
+    in_use = [v for v in ketch("volume", "ls", "-q").stdout.split()
+              if v not in (anon, "named-free")]
+    p = ketch("volume", "prune", input="y\n")
+    assert "anonymous local volumes" in p.stdout
+    assert f"Deleted Volumes:\n{anon}\n" in p.stdout
+    assert re.search(r"Total reclaimed space: .*B\n$", p.stdout)
+    assert sorted(ketch("volume", "ls", "-q").stdout.split()) == sorted(in_use +
+                                                                       ["named-free"])
+    ketch("volume", "prune", "-a", "-f")
+    assert ketch("volume", "ls", "-q").stdout.split() == in_use
+
+
+@pytest.mark.parametrize("spec", ["rel/path:/x", "/host:relative"])
+def test_bad_volume_specs(ketch, spec):
+    p = ketch("run", "--rm", "-v", spec, "busybox", "true", check=False)
+    assert p.returncode == 125
+    assert p.stderr.count("\n") == 1
