@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ketch.errors import KetchError
+from ketch.errors import InvalidArgument, KetchError
 
 if TYPE_CHECKING:
     from ketch.engine import Engine
@@ -128,6 +128,43 @@ def parse_filters(values: list[str]) -> dict[str, list[str]]:
     return out
 
 
+def positional(p: argparse.ArgumentParser, metavar: str) -> None:
+    """Positional arguments, counted by the handler (`check_args`) rather than argparse:
+    as with docker's cobra, `--help` must work without them, and a wrong count gets
+    docker's message."""
+    p.add_argument("args", nargs="*", metavar=metavar)
+    p.set_defaults(prog=p.prog)
+
+
+def check_args(ns: argparse.Namespace, low: int, high: int | None = None) -> list[str]:
+    """docker/cli's RequiresMinArgs/MaxArgs/RangeArgs/ExactArgs; `high` None: no limit."""
+    n = len(ns.args)
+
+    def noun(k: int) -> str:
+        return f"{k} argument" + ("" if k == 1 else "s")
+
+    if high == low and n != low:
+        raise InvalidArgument(f'"{ns.prog}" requires exactly {noun(low)}.')
+    if n < low and high is None:
+        raise InvalidArgument(f'"{ns.prog}" requires at least {noun(low)}.')
+    if low == 0 and high is not None and n > high:
+        raise InvalidArgument(f'"{ns.prog}" accepts at most {noun(high)}.')
+    if high is not None and not low <= n <= high:
+        raise InvalidArgument(
+            f'"{ns.prog}" requires at least {low} and at most {noun(high)}.')
+    return list(ns.args)
+
+
+def confirm(question: str) -> bool:
+    sys.stdout.write(question + " [y/N] ")
+    sys.stdout.flush()
+    if not sys.stdin or not sys.stdin.isatty():
+        answer = sys.stdin.readline() if sys.stdin else ""
+    else:
+        answer = sys.stdin.readline()
+    return answer.strip().lower() in ("y", "yes")
+
+
 _engine: Engine | None = None
 
 
@@ -185,6 +222,10 @@ def run_command(module: str, group: str, sub: str, prog: str, args: list[str], *
     try:
         ns = p.parse_args(args)
     except UsageError as e:
+        # `--help` works without the command's required arguments, as in Docker.
+        if "--help" in args or (cmd.short_help and "-h" in args):
+            sys.stdout.write(p.format_help())
+            return 0
         sys.stderr.write(f"{prog}: {e} (see '{prog} --help')\n")
         return 125
     if ns.help:

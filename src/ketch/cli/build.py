@@ -150,7 +150,7 @@ def prune(ns: argparse.Namespace) -> int:
     from ketch.fmt.units import human_size
 
     if not ns.force:
-        from ketch.cli.image import confirm
+        from ketch.cli.base import confirm
 
         if not confirm("WARNING! This will remove all dangling build cache."):
             return 0

@@ -10,42 +10,18 @@ import time
 from ketch.cli.base import (
     Registry,
     add_filter,
+    check_args,
+    confirm,
     engine,
     format_each,
     out,
     parse_filters,
+    positional,
     print_json,
 )
 from ketch.errors import InvalidArgument, KetchError
 
 registry = Registry()
-
-
-def positional(p: argparse.ArgumentParser, metavar: str) -> None:
-    """Positional arguments, counted by the handler (`check_args`) rather than argparse:
-    as with docker's cobra, `--help` must work without them, and a wrong count gets
-    docker's message."""
-    p.add_argument("args", nargs="*", metavar=metavar)
-    p.set_defaults(prog=p.prog)
-
-
-def check_args(ns: argparse.Namespace, low: int, high: int | None = None) -> list[str]:
-    """docker/cli's RequiresMinArgs/MaxArgs/RangeArgs/ExactArgs; `high` None: no limit."""
-    n = len(ns.args)
-
-    def noun(k: int) -> str:
-        return f"{k} argument" + ("" if k == 1 else "s")
-
-    if high == low and n != low:
-        raise InvalidArgument(f'"{ns.prog}" requires exactly {noun(low)}.')
-    if n < low and high is None:
-        raise InvalidArgument(f'"{ns.prog}" requires at least {noun(low)}.')
-    if low == 0 and high is not None and n > high:
-        raise InvalidArgument(f'"{ns.prog}" accepts at most {noun(high)}.')
-    if high is not None and not low <= n <= high:
-        raise InvalidArgument(
-            f'"{ns.prog}" requires at least {low} and at most {noun(high)}.')
-    return list(ns.args)
 
 
 IMAGE_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID",
@@ -312,16 +288,6 @@ def _prune(p: argparse.ArgumentParser) -> None:
     p.add_argument("--filter", action="append", default=[], metavar="filter",
                    help="Provide filter values (e.g. \"until=<timestamp>\")")
     p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
-
-
-def confirm(question: str) -> bool:
-    sys.stdout.write(question + " [y/N] ")
-    sys.stdout.flush()
-    if not sys.stdin or not sys.stdin.isatty():
-        answer = sys.stdin.readline() if sys.stdin else ""
-    else:
-        answer = sys.stdin.readline()
-    return answer.strip().lower() in ("y", "yes")
 
 
 @_prune.handler

@@ -75,7 +75,6 @@ SHORTCUTS: dict[str, tuple[str, str, str]] = {
              " exit codes"),
     # beyond docker
     "registry": ("distribution", "serve", "Run ketch's OCI registry server"),
-    "serve": ("system", "serve", "Serve the Docker Engine API on a unix socket"),
 }
 
 COMMON = ["run", "exec", "ps", "build", "pull", "push", "images", "login", "logout",

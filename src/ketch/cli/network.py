@@ -172,7 +172,7 @@ def _prune(p: argparse.ArgumentParser) -> None:
 
 @_prune.handler
 def prune(ns: argparse.Namespace) -> None:
-    from ketch.cli.image import confirm
+    from ketch.cli.base import confirm
 
     if not ns.force and not confirm("WARNING! This will remove all custom networks not used"
                                     " by at least one container.\nAre you sure you want to"

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ketch.cli.base import Registry, engine, format_each, out, print_json
-from ketch.cli.image import check_args, positional
+from ketch.cli.base import Registry, check_args, engine, format_each, out, positional, print_json
 from ketch.errors import KetchError
 
 registry = Registry()

@@ -4,16 +4,26 @@ Front doors (CLI, API server) format through here so that sizes, ages, tables an
 `--format` templates read exactly as docker's do.
 """
 
-from ketch.fmt.template import Template, render_table, tabwrite
-from ketch.fmt.units import (
-    human_duration,
-    human_size,
-    parse_duration,
-    parse_size,
-    parse_timestamp,
-    rfc3339nano,
-    time_ago,
-)
+from typing import Any
+
+# Exports load on first use: importing fmt.units must not pull in the template engine.
+_EXPORTS = {
+    "Template": "ketch.fmt.template", "render_table": "ketch.fmt.template",
+    "tabwrite": "ketch.fmt.template", "human_duration": "ketch.fmt.units",
+    "human_size": "ketch.fmt.units", "parse_duration": "ketch.fmt.units",
+    "parse_size": "ketch.fmt.units", "parse_timestamp": "ketch.fmt.units",
+    "rfc3339nano": "ketch.fmt.units", "time_ago": "ketch.fmt.units",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(name)
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "Template",
