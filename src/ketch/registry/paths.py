@@ -8,43 +8,54 @@
 
 Per-repository links into one global blob store give deduplication and cheap
 cross-repository mounts; a blob is only served for a repository that links it.
+Paths are driver paths: "/"-separated and relative to the driver's root.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+BLOBS = "blobs/sha256"
+REPOSITORIES = "repositories"
+TMP = "tmp"
 
 
-class Layout:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.blobs = root / "blobs" / "sha256"
-        self.repositories = root / "repositories"
-        self.tmp = root / "tmp"
+def blob(digest: str) -> str:
+    return f"{BLOBS}/{_hex(digest)}"
 
-    def blob(self, digest: str) -> Path:
-        return self.blobs / _hex(digest)
 
-    def repo(self, name: str) -> Path:
-        return self.repositories / name
+def repo(name: str) -> str:
+    return f"{REPOSITORIES}/{name}"
 
-    def layer_link(self, name: str, digest: str) -> Path:
-        return self.repo(name) / "_layers" / "sha256" / _hex(digest)
 
-    def revisions(self, name: str) -> Path:
-        return self.repo(name) / "_manifests" / "revisions" / "sha256"
+def layer_link(name: str, digest: str) -> str:
+    return f"{repo(name)}/_layers/sha256/{_hex(digest)}"
 
-    def revision(self, name: str, digest: str) -> Path:
-        return self.revisions(name) / _hex(digest)
 
-    def tags(self, name: str) -> Path:
-        return self.repo(name) / "_manifests" / "tags"
+def revisions(name: str) -> str:
+    return f"{repo(name)}/_manifests/revisions/sha256"
 
-    def tag(self, name: str, tag: str) -> Path:
-        return self.tags(name) / tag
 
-    def upload(self, name: str, uuid: str) -> Path:
-        return self.repo(name) / "_uploads" / uuid
+def revision(name: str, digest: str) -> str:
+    return f"{revisions(name)}/{_hex(digest)}"
+
+
+def revision_type(name: str, digest: str) -> str:
+    return f"{revision(name, digest)}/type"
+
+
+def tags(name: str) -> str:
+    return f"{repo(name)}/_manifests/tags"
+
+
+def tag(name: str, tag: str) -> str:
+    return f"{tags(name)}/{tag}"
+
+
+def upload(name: str, uuid: str) -> str:
+    return f"{repo(name)}/_uploads/{uuid}"
+
+
+def upload_data(name: str, uuid: str) -> str:
+    return f"{upload(name, uuid)}/data"
 
 
 def _hex(digest: str) -> str:

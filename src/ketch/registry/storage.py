@@ -1,6 +1,6 @@
-"""Registry semantics over the filesystem: blobs, uploads, manifests, tags, catalog.
+"""Registry semantics over a storage driver: blobs, uploads, manifests, tags, catalog.
 
-Every write lands in a temporary file first and is renamed into place only after its
+Every write lands in a temporary file first and is moved into place only after its
 digest has been checked, so a failed or lying upload never leaves a blob behind.
 """
 
@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
-import tempfile
 import threading
 import uuid as uuidlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
+from ketch.registry import paths
+from ketch.registry.driver import FilesystemDriver, PathNotFound, StorageDriver
 from ketch.registry.errors import RegistryError
-from ketch.registry.paths import Layout
 
 CHUNK = 1 << 20
 _DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
@@ -56,59 +54,68 @@ def check_name(name: str) -> str:
 
 
 class Storage:
-    def __init__(self, root: Path) -> None:
-        self.paths = Layout(root)
-        for d in (self.paths.blobs, self.paths.repositories, self.paths.tmp):
-            d.mkdir(parents=True, exist_ok=True)
-        # Manifest and tag writes of one repository are serialised so that a manifest
-        # is never tagged while its revision is half written.
+    def __init__(self, root: Path | StorageDriver) -> None:
+        self.driver: StorageDriver = (FilesystemDriver(root) if isinstance(root, Path)
+                                      else root)
+        # Manifest and tag writes are serialised so that a manifest is never tagged
+        # while its revision is half written.
         self._lock = threading.Lock()
+
+    def _exists(self, path: str) -> bool:
+        try:
+            self.driver.stat(path)
+            return True
+        except PathNotFound:
+            return False
 
     # -- blobs ------------------------------------------------------------------------
     def blob_size(self, name: str, digest: str) -> int:
         check_digest(digest)
-        if not self.paths.layer_link(name, digest).exists() and not (
-                self.paths.revision(name, digest).exists()):
+        if not self._exists(paths.layer_link(name, digest)) and not self._exists(
+                paths.revision(name, digest)):
             raise RegistryError("BLOB_UNKNOWN", "blob unknown to registry", {"digest": digest})
         try:
-            return self.paths.blob(digest).stat().st_size
-        except FileNotFoundError:
+            return self.driver.stat(paths.blob(digest)).size
+        except PathNotFound:
             raise RegistryError("BLOB_UNKNOWN", "blob unknown to registry",
                                 {"digest": digest}) from None
 
     def open_blob(self, name: str, digest: str) -> tuple[BinaryIO, int]:
         size = self.blob_size(name, digest)
-        return open(self.paths.blob(digest), "rb"), size
+        try:
+            return self.driver.reader(paths.blob(digest)), size
+        except PathNotFound:
+            raise RegistryError("BLOB_UNKNOWN", "blob unknown to registry",
+                                {"digest": digest}) from None
 
     def link_blob(self, name: str, digest: str) -> None:
-        link = self.paths.layer_link(name, digest)
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.write_text(digest)
+        self.driver.put_content(paths.layer_link(name, digest), digest.encode())
 
     def delete_blob(self, name: str, digest: str) -> None:
         check_digest(digest)
-        link = self.paths.layer_link(name, digest)
-        if not link.exists():
-            raise RegistryError("BLOB_UNKNOWN", "blob unknown to registry", {"digest": digest})
-        # Only the link goes: other repositories may share the blob (garbage collection
-        # removes unreferenced blobs offline, as distribution does).
-        link.unlink()
+        try:
+            # Only the link goes: other repositories may share the blob (garbage
+            # collection removes unreferenced blobs offline, as distribution does).
+            self.driver.delete(paths.layer_link(name, digest))
+        except PathNotFound:
+            raise RegistryError("BLOB_UNKNOWN", "blob unknown to registry",
+                                {"digest": digest}) from None
 
     def mount(self, name: str, digest: str, source: str) -> bool:
         check_digest(digest)
         if not NAME_RE.match(source):
             return False
-        if not self.paths.layer_link(source, digest).exists():
+        if not self._exists(paths.layer_link(source, digest)):
             return False
-        if not self.paths.blob(digest).exists():
+        if not self._exists(paths.blob(digest)):
             return False
         self.link_blob(name, digest)
         return True
 
-    def _store_verified(self, src: Path, digest: str) -> None:
+    def _store_verified(self, src: str, digest: str) -> None:
         """Hash `src`, compare with `digest`, and move it into the blob store."""
         h = hashlib.sha256()
-        with open(src, "rb") as f:
+        with self.driver.reader(src) as f:
             while chunk := f.read(CHUNK):
                 h.update(chunk)
         actual = "sha256:" + h.hexdigest()
@@ -116,82 +123,89 @@ class Storage:
             raise RegistryError("DIGEST_INVALID",
                                 "provided digest did not match uploaded content",
                                 {"expected": digest, "actual": actual})
-        final = self.paths.blob(digest)
-        if final.exists():
-            src.unlink()
+        if self._exists(paths.blob(digest)):
+            self.driver.delete(src)
         else:
-            with open(src, "rb") as f:
-                os.fsync(f.fileno())
-            os.rename(src, final)
+            self.driver.move(src, paths.blob(digest))
 
     # -- uploads ----------------------------------------------------------------------
     def start_upload(self, name: str) -> str:
         uid = str(uuidlib.uuid4())
-        d = self.paths.upload(name, uid)
-        d.mkdir(parents=True)
-        (d / "data").touch()
+        self.driver.put_content(paths.upload_data(name, uid), b"")
         return uid
 
-    def _upload_dir(self, name: str, uid: str) -> Path:
-        d = self.paths.upload(name, uid)
-        if not _UUID_RE.match(uid) or not (d / "data").exists():
+    def _upload_data(self, name: str, uid: str) -> str:
+        data = paths.upload_data(name, uid) if _UUID_RE.match(uid) else ""
+        if not data or not self._exists(data):
             raise RegistryError("BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry",
                                 {"uuid": uid})
-        return d
+        return data
 
     def upload_offset(self, name: str, uid: str) -> int:
-        return (self._upload_dir(name, uid) / "data").stat().st_size
+        return self.driver.stat(self._upload_data(name, uid)).size
 
     def append_upload(self, name: str, uid: str, body: Iterator[bytes],
                       start: int | None = None) -> int:
-        data = self._upload_dir(name, uid) / "data"
-        offset = data.stat().st_size
-        if start is not None and start != offset:
-            raise RegistryError("RANGE_INVALID", "invalid content range",
-                                {"offset": offset, "start": start})
-        with open(data, "ab") as f:
+        data = self._upload_data(name, uid)
+        w = self.driver.writer(data, append=True)
+        try:
+            if start is not None and start != w.size:
+                raise RegistryError("RANGE_INVALID", "invalid content range",
+                                    {"offset": w.size, "start": start})
             for chunk in body:
-                f.write(chunk)
-        return data.stat().st_size
+                w.write(chunk)
+            w.commit()
+        finally:
+            w.cancel()
+        return w.size
 
     def finish_upload(self, name: str, uid: str, digest: str) -> None:
-        d = self._upload_dir(name, uid)
+        data = self._upload_data(name, uid)
         check_digest(digest)
         try:
-            self._store_verified(d / "data", digest)
+            self._store_verified(data, digest)
             self.link_blob(name, digest)
         finally:
-            shutil.rmtree(d, ignore_errors=True)
+            self._delete_quietly(paths.upload(name, uid))
 
     def cancel_upload(self, name: str, uid: str) -> None:
-        shutil.rmtree(self._upload_dir(name, uid), ignore_errors=True)
+        self._upload_data(name, uid)
+        self._delete_quietly(paths.upload(name, uid))
+
+    def _delete_quietly(self, path: str) -> None:
+        try:
+            self.driver.delete(path)
+        except PathNotFound:
+            pass
 
     def put_monolithic(self, name: str, digest: str, body: Iterator[bytes]) -> None:
         check_digest(digest)
-        fd, tmp = tempfile.mkstemp(dir=self.paths.tmp, prefix="upload-")
+        tmp = f"{paths.TMP}/upload-{uuidlib.uuid4()}"
+        w = self.driver.writer(tmp)
         try:
-            with os.fdopen(fd, "wb") as f:
-                for chunk in body:
-                    f.write(chunk)
-            self._store_verified(Path(tmp), digest)
+            for chunk in body:
+                w.write(chunk)
+            w.commit()
+            self._store_verified(tmp, digest)
             self.link_blob(name, digest)
         finally:
-            Path(tmp).unlink(missing_ok=True)
+            w.cancel()
+            self._delete_quietly(tmp)
 
     # -- manifests ----------------------------------------------------------------------
     def _digest_for(self, name: str, reference: str) -> str:
         if ":" in reference and not _TAG_RE.match(reference):
             check_digest(reference)
-            if not self.paths.revision(name, reference).exists():
+            if not self._exists(paths.revision(name, reference)):
                 raise RegistryError("MANIFEST_UNKNOWN", "manifest unknown",
                                     {"digest": reference})
             return reference
         if not _TAG_RE.match(reference):
             raise RegistryError("MANIFEST_INVALID", "invalid tag", {"tag": reference})
         try:
-            return self.paths.tag(name, reference).read_text().strip()
-        except FileNotFoundError:
-            if not self.paths.repo(name).exists():
+            return self.driver.get_content(paths.tag(name, reference)).decode().strip()
+        except PathNotFound:
+            if not self._exists(paths.repo(name)):
                 raise RegistryError("NAME_UNKNOWN", "repository name not known to registry",
                                     {"name": name}) from None
             raise RegistryError("MANIFEST_UNKNOWN", "manifest unknown",
@@ -200,11 +214,10 @@ class Storage:
     def get_manifest(self, name: str, reference: str) -> tuple[bytes, str, str]:
         """The manifest's bytes, media type and digest."""
         digest = self._digest_for(name, reference)
-        rev = self.paths.revision(name, digest)
         try:
-            media_type = (rev / "type").read_text()
-            data = self.paths.blob(digest).read_bytes()
-        except FileNotFoundError:
+            media_type = self.driver.get_content(paths.revision_type(name, digest)).decode()
+            data = self.driver.get_content(paths.blob(digest))
+        except PathNotFound:
             raise RegistryError("MANIFEST_UNKNOWN", "manifest unknown",
                                 {"digest": digest}) from None
         return data, media_type, digest
@@ -221,24 +234,12 @@ class Storage:
                                     {"expected": reference, "actual": digest})
         media_type = self._validate_manifest(name, data, content_type)
         with self._lock:
-            final = self.paths.blob(digest)
-            if not final.exists():
-                fd, tmp = tempfile.mkstemp(dir=self.paths.tmp, prefix="manifest-")
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                os.rename(tmp, final)
-            rev = self.paths.revision(name, digest)
-            rev.mkdir(parents=True, exist_ok=True)
-            (rev / "type").write_text(media_type)
+            if not self._exists(paths.blob(digest)):
+                self.driver.put_content(paths.blob(digest), data)
+            self.driver.put_content(paths.revision_type(name, digest), media_type.encode())
             if is_tag:
-                tag = self.paths.tag(name, reference)
-                tag.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=self.paths.tmp, prefix="tag-")
-                with os.fdopen(fd, "w") as f:
-                    f.write(digest)
-                os.rename(tmp, tag)
+                self.driver.put_content(paths.tag(name, reference), digest.encode())
         return digest
-
     def _validate_manifest(self, name: str, data: bytes, content_type: str) -> str:
         try:
             doc = json.loads(data)
@@ -271,7 +272,7 @@ class Storage:
                                             {"digest": d["digest"]})
             elif media_type in INDEX_TYPES:
                 for d in doc.get("manifests") or []:
-                    if not self.paths.revision(name, check_digest(d["digest"])).exists():
+                    if not self._exists(paths.revision(name, check_digest(d["digest"]))):
                         raise RegistryError("MANIFEST_BLOB_UNKNOWN",
                                             "manifest unknown to registry",
                                             {"digest": d["digest"]})
@@ -285,22 +286,41 @@ class Storage:
 
     def _has_blob(self, name: str, digest: str) -> bool:
         check_digest(digest)
-        return (self.paths.layer_link(name, digest).exists()
-                and self.paths.blob(digest).exists())
+        return (self._exists(paths.layer_link(name, digest))
+                and self._exists(paths.blob(digest)))
 
     def delete_manifest(self, name: str, reference: str) -> None:
         with self._lock:
             if ":" in reference and not _TAG_RE.match(reference):
                 digest = self._digest_for(name, reference)
-                shutil.rmtree(self.paths.revision(name, digest), ignore_errors=True)
+                self._delete_quietly(paths.revision(name, digest))
                 # Tags pointing at the deleted manifest go with it, as in distribution.
                 for tag in self._tag_names(name):
-                    p = self.paths.tag(name, tag)
-                    if p.read_text().strip() == digest:
-                        p.unlink()
+                    if self._read_tag(name, tag) == digest:
+                        self._delete_quietly(paths.tag(name, tag))
             else:
                 self._digest_for(name, reference)
-                self.paths.tag(name, reference).unlink()
+                self._delete_quietly(paths.tag(name, reference))
+
+    def _read_tag(self, name: str, tag: str) -> str | None:
+        try:
+            return self.driver.get_content(paths.tag(name, tag)).decode().strip()
+        except PathNotFound:
+            return None
+
+    def revisions(self, name: str) -> list[str]:
+        try:
+            return ["sha256:" + h for h in self.driver.list(paths.revisions(name))]
+        except PathNotFound:
+            return []
+
+    def _read_json(self, digest: str) -> tuple[bytes, dict[str, Any]] | None:
+        try:
+            data = self.driver.get_content(paths.blob(digest))
+            doc = json.loads(data)
+        except (PathNotFound, ValueError):
+            return None
+        return (data, doc) if isinstance(doc, dict) else None
 
     def referrers(self, name: str, digest: str,
                   artifact_type: str | None = None) -> list[dict[str, object]]:
@@ -311,20 +331,18 @@ class Storage:
         """
         check_digest(digest)
         out: list[dict[str, object]] = []
-        try:
-            revisions = sorted(p.name for p in self.paths.revisions(name).iterdir())
-        except FileNotFoundError:
-            return out
-        for hexpart in revisions:
-            rev = "sha256:" + hexpart
-            try:
-                data = self.paths.blob(rev).read_bytes()
-                doc = json.loads(data)
-                media_type = (self.paths.revision(name, rev) / "type").read_text()
-            except (OSError, ValueError):
+        for rev in self.revisions(name):
+            found = self._read_json(rev)
+            if found is None:
                 continue
-            subject = doc.get("subject") if isinstance(doc, dict) else None
+            data, doc = found
+            subject = doc.get("subject")
             if not isinstance(subject, dict) or subject.get("digest") != digest:
+                continue
+            try:
+                media_type = self.driver.get_content(
+                    paths.revision_type(name, rev)).decode()
+            except PathNotFound:
                 continue
             kind = doc.get("artifactType") or (doc.get("config") or {}).get("mediaType")
             if artifact_type and kind != artifact_type:
@@ -341,23 +359,32 @@ class Storage:
     # -- listing ------------------------------------------------------------------------
     def _tag_names(self, name: str) -> list[str]:
         try:
-            return sorted(p.name for p in self.paths.tags(name).iterdir())
-        except FileNotFoundError:
+            return self.driver.list(paths.tags(name))
+        except PathNotFound:
             return []
 
     def tags(self, name: str) -> list[str]:
-        if not self.paths.repo(name).exists():
+        if not self._exists(paths.repo(name)):
             raise RegistryError("NAME_UNKNOWN", "repository name not known to registry",
                                 {"name": name})
         return self._tag_names(name)
 
     def catalog(self) -> list[str]:
-        out = []
-        for dirpath, dirnames, _ in os.walk(self.paths.repositories):
-            if "_manifests" in dirnames or "_layers" in dirnames:
-                out.append(os.path.relpath(dirpath, self.paths.repositories))
-            dirnames[:] = [d for d in dirnames if not d.startswith("_")]
-        return sorted(out)
+        out: list[str] = []
+
+        def visit(prefix: str) -> None:
+            try:
+                children = self.driver.list(f"{paths.REPOSITORIES}/{prefix}".rstrip("/"))
+            except PathNotFound:
+                return
+            if "_manifests" in children or "_layers" in children:
+                out.append(prefix.rstrip("/"))
+            for child in children:
+                if not child.startswith("_"):
+                    visit(f"{prefix}{child}/")
+
+        visit("")
+        return sorted(o for o in out if o)
 
 
 def paginate(items: list[str], n: int | None, last: str | None) -> tuple[list[str], bool]:
@@ -380,66 +407,66 @@ def garbage_collect(storage: Storage, *, delete_untagged: bool = False,
     a blob uploaded just before its manifest would look unreferenced. Returns the
     digests removed (or that would be, with `dry_run`).
     """
-    paths = storage.paths
     marked: set[str] = set()
     for name in storage.catalog():
-        tagged = set()
-        for tag in storage._tag_names(name):
-            try:
-                tagged.add(paths.tag(name, tag).read_text().strip())
-            except OSError:
-                continue
-        try:
-            revisions = ["sha256:" + p.name for p in paths.revisions(name).iterdir()]
-        except FileNotFoundError:
-            revisions = []
-        children: set[str] = set()
-        for digest in revisions:
-            try:
-                doc = json.loads(paths.blob(digest).read_bytes())
-            except (OSError, ValueError):
-                continue
-            children.update(m.get("digest", "") for m in doc.get("manifests") or [])
+        tagged = {storage._read_tag(name, t) for t in storage._tag_names(name)}
+        revisions = storage.revisions(name)
+        docs = {d: storage._read_json(d) for d in revisions}
+        children = {str(m.get("digest", "")) for found in docs.values() if found
+                    for m in found[1].get("manifests") or [] if isinstance(m, dict)}
         for digest in revisions:
             if delete_untagged and digest not in tagged and digest not in children:
                 if not dry_run:
-                    shutil.rmtree(paths.revision(name, digest), ignore_errors=True)
+                    storage._delete_quietly(paths.revision(name, digest))
                 continue
             marked.add(digest)
-            try:
-                doc = json.loads(paths.blob(digest).read_bytes())
-            except (OSError, ValueError):
+            found = docs[digest]
+            if found is None:
                 continue
+            doc = found[1]
             for d in [doc.get("config") or {}, *(doc.get("layers") or [])]:
-                if d.get("digest"):
+                if isinstance(d, dict) and d.get("digest"):
                     marked.add(d["digest"])
     if not dry_run:
         _purge_uploads(storage)
     removed = []
-    for p in paths.blobs.iterdir():
-        digest = "sha256:" + p.name
+    try:
+        blobs = storage.driver.list(paths.BLOBS)
+    except PathNotFound:
+        blobs = []
+    for hexpart in blobs:
+        digest = "sha256:" + hexpart
         if digest not in marked:
             removed.append(digest)
             if not dry_run:
-                p.unlink(missing_ok=True)
+                storage._delete_quietly(paths.blob(digest))
     return sorted(removed)
 
 
 def _purge_uploads(storage: Storage) -> None:
-    """Drop upload sessions a client abandoned a day ago or more."""
+    """Drop upload sessions and temp files a client abandoned a day ago or more."""
     import time
 
     cutoff = time.time() - UPLOAD_MAX_AGE
-    for uploads in storage.paths.repositories.glob("**/_uploads"):
-        for d in uploads.iterdir():
+    try:
+        entries = list(storage.driver.walk(paths.REPOSITORIES))
+    except PathNotFound:
+        entries = []
+    for info in entries:
+        if info.is_dir and info.path.rsplit("/", 2)[-2:-1] == ["_uploads"]:
             try:
-                if (d / "data").stat().st_mtime < cutoff:
-                    shutil.rmtree(d, ignore_errors=True)
-            except FileNotFoundError:
-                shutil.rmtree(d, ignore_errors=True)
-    for p in storage.paths.tmp.iterdir():
+                mtime = storage.driver.stat(f"{info.path}/data").mtime
+            except PathNotFound:
+                mtime = 0.0
+            if mtime < cutoff:
+                storage._delete_quietly(info.path)
+    try:
+        tmp = storage.driver.list(paths.TMP)
+    except PathNotFound:
+        tmp = []
+    for name in tmp:
         try:
-            if p.stat().st_mtime < cutoff:
-                p.unlink(missing_ok=True)
-        except OSError:
+            if storage.driver.stat(f"{paths.TMP}/{name}").mtime < cutoff:
+                storage._delete_quietly(f"{paths.TMP}/{name}")
+        except PathNotFound:
             continue
