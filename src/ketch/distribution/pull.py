@@ -148,7 +148,13 @@ def pull(engine: Engine, name: str, say: Say, *, quiet: bool = False) -> PullRes
             if len(diff_ids) != len(manifest.layers):
                 raise KetchError(f"invalid image {ref.familiar()}: {len(manifest.layers)}"
                                  f" layers but {len(diff_ids)} diff IDs")
+            # Docker's "up to date": the name already pointed at this very image.
+            repo_digest = f"{ref.repository}@{top_digest}"
+            known = (engine.records.lookup_tag(f"{ref.repository}:{ref.tag}")
+                     if ref.tag and not ref.digest
+                     else engine.records.lookup_digest(repo_digest))
             existed = engine.records.get(cfg_desc.digest) is not None
+            up_to_date = existed and known == cfg_desc.digest
             for desc in manifest.layers:
                 if desc.urls:
                     raise KetchError(f"foreign layer {desc.digest} is not supported")
@@ -164,18 +170,18 @@ def pull(engine: Engine, name: str, say: Say, *, quiet: bool = False) -> PullRes
             with engine.db.transaction() as conn:
                 for tag in tags:
                     engine.records.set_tag(conn, tag, rec.id)
-                engine.records.add_digest(conn, f"{ref.repository}@{top_digest}", rec.id)
+                engine.records.add_digest(conn, repo_digest, rec.id)
     finally:
         t.close()
     if not quiet:
         say(f"Digest: {top_digest}")
         shown = ref.familiar()
-        if existed:
+        if up_to_date:
             say(f"Status: Image is up to date for {shown}")
         else:
             say(f"Status: Downloaded newer image for {shown}")
     say(str(ref))
-    return PullResult(rec.id, top_digest, not existed)
+    return PullResult(rec.id, top_digest, not up_to_date)
 
 
 def list_tags(ref: reference.Reference, page_size: int = 100) -> list[str]:
