@@ -45,6 +45,9 @@ def _each(names: list[str], fn, *, echo: bool = True) -> int:  # type: ignore[no
 # -- run / create -------------------------------------------------------------------------
 def _create_from_ns(ns: argparse.Namespace):  # type: ignore[no-untyped-def]
     body = build_create_body(ns)
+    if ns.network == "host" and (ns.publish or ns.publish_all):
+        sys.stderr.write("WARNING: Published ports are discarded when using host network"
+                         " mode\n")
     rec = engine().containers.create(body["Config"], body["HostConfig"], name=ns.name,
                                      networking_config=body["NetworkingConfig"])
     if ns.cidfile:
@@ -215,7 +218,7 @@ def _prune(p: argparse.ArgumentParser) -> None:
 
 @_prune.handler
 def prune(ns: argparse.Namespace) -> None:
-    from ketch.cli.image import confirm
+    from ketch.cli.base import confirm
     from ketch.fmt.units import human_size
 
     if not ns.force and not confirm("WARNING! This will remove all stopped containers.\n"

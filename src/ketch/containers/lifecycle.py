@@ -285,15 +285,7 @@ def _undo_start(svc: ContainerService, rec: ContainerRecord, mon: ConmonMonitor,
             mon.runtime.kill(rec.id, _signal.SIGKILL)
     except KetchError:
         pass
-    try:
-        mon.cleanup(p)
-    except KetchError:
-        pass
-    try:
-        _network_down(svc, rec)
-    except KetchError:
-        pass
-    unmount(svc.path(rec.id) / "merged")
+    release_resources(svc, rec)
 
 
 # -- stop / kill / finish ---------------------------------------------------------------------
