@@ -150,12 +150,18 @@ def inspect(ns: argparse.Namespace) -> int:
     for name in check_args(ns, 1):
         found = None
         lookups = []
-        if ns.type in (None, "container") and hasattr(e, "containers"):
+        if ns.type in (None, "container"):
             lookups.append(lambda n: e.containers.inspect(n, size=ns.size))
         if ns.type in (None, "image"):
             lookups.append(e.images.inspect)
-        if ns.type in (None, "network") and hasattr(e, "networks"):
-            lookups.append(lambda n: e.networks.inspect(n))
+        if ns.type in (None, "network"):
+            from ketch.containers.netglue import network_json
+
+            lookups.append(lambda n: network_json(e, e.networks.inspect_network(n)))
+        if ns.type in (None, "volume"):
+            from ketch.containers.volumes import VolumeStore
+
+            lookups.append(VolumeStore(e).inspect)
         for look in lookups:
             try:
                 found = look(name)
