@@ -203,7 +203,11 @@ def test_id_prefixes_unique_and_ambiguous(ketch):
         dup = next((c for c in firsts if firsts.count(c) > 1), None)
         if dup:
             break
-    target = ids[0]
+    # The target is removed below, so it must not be one of the pair that makes `dup`
+    # ambiguous.
+    while not any(i[0] != dup for i in ids):
+        ids.append(ketch("create", "busybox").stdout.strip())
+    target = next(i for i in ids if i[0] != dup)
     prefix = next(target[:n] for n in range(1, 64)
                   if sum(i.startswith(target[:n]) for i in ids) == 1)
     assert ketch("container", "inspect", "-f", "{{.Id}}", prefix).stdout.strip() == target
