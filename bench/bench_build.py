@@ -134,9 +134,13 @@ def main() -> int:
         else:
             results["docker"] = "no Docker engine reachable (docker info failed)"
     finally:
+        bench_env = dict(os.environ, KETCH_ROOT=str(work / "root"),
+                         KETCH_RUN_ROOT=str(work / "run"))
         subprocess.run(ketch_cmd() + ["image", "prune", "-a", "-f"], capture_output=True,
-                       env=dict(os.environ, KETCH_ROOT=str(work / "root"),
-                                KETCH_RUN_ROOT=str(work / "run")))
+                       env=bench_env)
+        # RUN steps set up networking: drop the bench root's bridge, rules and netns mount.
+        subprocess.run([sys.executable, "-c", "from ketch.engine import Engine;"
+                        " Engine().networks.uninstall()"], capture_output=True, env=bench_env)
         shutil.rmtree(work, ignore_errors=True)
     if args.json:
         print(json.dumps(results, indent=2))
