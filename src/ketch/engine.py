@@ -82,6 +82,18 @@ class Engine:
         finally:
             prepared.context.close()
 
+    # -- registries (ketch.distribution) ---------------------------------------------------
+    def pull(self, name: str, say: Any, *, quiet: bool = False) -> Any:
+        """Pull `name` from its registry; `say` receives Docker's progress lines."""
+        from ketch.distribution.pull import pull
+
+        return pull(self, name, say, quiet=quiet)
+
+    def push(self, name: str, say: Any) -> str:
+        from ketch.distribution.push import push
+
+        return push(self, name, say)
+
     # -- networking (ketch.network) ------------------------------------------------------
     def network_setup(self, rec: Any) -> dict[str, Any]:
         """Give a container its network: NetworkSettings data, "netns", "attachment"."""

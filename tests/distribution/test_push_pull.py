@@ -287,3 +287,23 @@ def test_pull_all_tags_follows_tag_list_pages(ketch: KetchCLI, busybox_tar: Path
     tags = json.loads(puller("image", "inspect", "--format", "{{json .RepoTags}}",
                              f"{repo}:a").stdout)
     assert tags == [f"{repo}:{t}" for t in "abcde"]
+
+
+def test_run_pulls_a_missing_image_as_docker_does(ketch: KetchCLI, busybox_tar: Path,
+                                                  ketch_registry, other_root) -> None:
+    reg = ketch_registry()
+    name = f"{reg.host}/runme"
+    _import(ketch, busybox_tar, f"{name}:latest")
+    ketch("push", name)
+    other = other_root("runner")
+    never = other("run", "--rm", "--pull", "never", "--network", "none", name, "true",
+                  check=False)
+    assert never.returncode == 125
+    assert never.stderr.strip() == f"Error: No such image: {name}"
+    r = other("run", "--rm", "--network", "none", name, "echo", "pulled-and-ran")
+    assert r.stdout.strip() == "pulled-and-ran"
+    assert f"Unable to find image '{name}:latest' locally" in r.stderr
+    assert "Pull complete" in r.stderr
+    assert _image_id(other, name) == _image_id(ketch, name)
+    bad = other("run", "--rm", "--pull", "sometimes", name, "true", check=False)
+    assert bad.returncode == 125 and "invalid pull option" in bad.stderr

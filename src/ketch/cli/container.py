@@ -17,7 +17,7 @@ from ketch.cli.base import (
     print_json,
 )
 from ketch.cli.container_opts import add_create_flags, build_create_body
-from ketch.errors import InvalidArgument, KetchError
+from ketch.errors import ImageNotFound, InvalidArgument, KetchError
 
 registry = Registry()
 
@@ -48,8 +48,22 @@ def _create_from_ns(ns: argparse.Namespace):  # type: ignore[no-untyped-def]
     if ns.network == "host" and (ns.publish or ns.publish_all):
         sys.stderr.write("WARNING: Published ports are discarded when using host network"
                          " mode\n")
-    rec = engine().containers.create(body["Config"], body["HostConfig"], name=ns.name,
-                                     networking_config=body["NetworkingConfig"])
+    if ns.pull not in ("missing", "always", "never"):
+        raise InvalidArgument(f'invalid pull option: "{ns.pull}": must be one of "always",'
+                              ' "missing" or "never"')
+    if ns.pull == "always":
+        _pull_for_run(ns.image, ns.quiet)
+    try:
+        rec = engine().containers.create(body["Config"], body["HostConfig"], name=ns.name,
+                                         networking_config=body["NetworkingConfig"])
+    except ImageNotFound:
+        if ns.pull != "missing" or _is_image_id(ns.image):
+            raise
+        # As the docker CLI does: say so, pull, and create again.
+        sys.stderr.write(f"Unable to find image '{_with_default_tag(ns.image)}' locally\n")
+        _pull_for_run(ns.image, ns.quiet)
+        rec = engine().containers.create(body["Config"], body["HostConfig"], name=ns.name,
+                                         networking_config=body["NetworkingConfig"])
     if ns.cidfile:
         if os.path.exists(ns.cidfile):
             raise InvalidArgument(f"container ID file found, make sure the other container"
@@ -57,6 +71,29 @@ def _create_from_ns(ns: argparse.Namespace):  # type: ignore[no-untyped-def]
         with open(ns.cidfile, "w") as f:
             f.write(rec.id)
     return rec
+
+
+def _is_image_id(name: str) -> bool:
+    from ketch.reference import is_full_image_id
+
+    return is_full_image_id(name)
+
+
+def _with_default_tag(name: str) -> str:
+    from ketch import reference
+
+    try:
+        return reference.parse(name).familiar()
+    except KetchError:
+        return name
+
+
+def _pull_for_run(name: str, quiet: bool) -> None:
+    def say(line: str) -> None:
+        if not quiet:
+            sys.stderr.write(line + "\n")
+
+    engine().pull(name, say, quiet=quiet)
 
 
 @registry.command("create", "[OPTIONS] IMAGE [COMMAND] [ARG...]", "Create a new container",

@@ -28,7 +28,6 @@ def _pull(p: argparse.ArgumentParser) -> None:
 
 @_pull.handler
 def pull_cmd(ns: argparse.Namespace) -> None:
-    from ketch.distribution.pull import pull
 
     if len(ns.args) != 1:
         raise InvalidArgument('"ketch pull" requires exactly 1 argument.')
@@ -40,7 +39,7 @@ def pull_cmd(ns: argparse.Namespace) -> None:
         if ref.tag or ref.digest:
             raise InvalidArgument("tag can't be used with --all-tags/-a")
         for tag in sorted(list_tags(ref)):
-            pull(engine(), str(ref.with_tag(tag)), _say, quiet=ns.quiet)
+            engine().pull(str(ref.with_tag(tag)), _say, quiet=ns.quiet)
         return
     if ns.platform:
         from ketch.oci.model import Platform, host_platform
@@ -48,7 +47,7 @@ def pull_cmd(ns: argparse.Namespace) -> None:
         if not host_platform().matches(Platform.parse(ns.platform)):
             raise InvalidArgument(f"--platform {ns.platform}: ketch pulls only the host"
                                   " platform")
-    pull(engine(), ns.args[0], _say, quiet=ns.quiet)
+    engine().pull(ns.args[0], _say, quiet=ns.quiet)
 
 
 @registry.command("push", "[OPTIONS] NAME[:TAG]", "Upload an image to a registry")
@@ -62,7 +61,6 @@ def _push(p: argparse.ArgumentParser) -> None:
 @_push.handler
 def push_cmd(ns: argparse.Namespace) -> None:
     from ketch import reference
-    from ketch.distribution.push import push
 
     if len(ns.args) != 1:
         raise InvalidArgument('"ketch push" requires exactly 1 argument.')
@@ -77,9 +75,9 @@ def push_cmd(ns: argparse.Namespace) -> None:
             raise KetchError(f"An image does not exist locally with the tag:"
                              f" {ref.familiar_name}")
         for tag, _ in tags:
-            push(engine(), tag, say)
+            engine().push(tag, say)
         return
-    push(engine(), name, say)
+    engine().push(name, say)
     if ns.quiet:
         out(reference.parse(name).familiar())
 
