@@ -198,6 +198,23 @@ def format_each(fmt: str, items: list[Any]) -> None:
         sys.stdout.write(t.execute(it) + "\n")
 
 
+def inspect_each(names: list[str], lookup: Callable[[str], Any], fmt: str | None) -> int:
+    """The `inspect` commands: look each name up, print the results as a JSON list or
+    through `--format`, and an error line for each name that was not found."""
+    results, rc = [], 0
+    for name in names:
+        try:
+            results.append(lookup(name))
+        except KetchError as e:
+            sys.stderr.write(f"Error: {e.message}\n")
+            rc = 1
+    if fmt:
+        format_each(fmt, results)
+    else:
+        print_json(results)
+    return rc
+
+
 def group_help(group: str, module: str, help: str) -> str:
     reg: Registry = importlib.import_module(module).registry
     lines = ["", f"Usage:  ketch {group} COMMAND", "", help, "", "Commands:"]

@@ -12,9 +12,9 @@ from ketch.cli.base import (
     add_filter,
     engine,
     format_each,
+    inspect_each,
     out,
     parse_filters,
-    print_json,
 )
 from ketch.cli.container_opts import add_create_flags, build_create_body
 from ketch.errors import ImageNotFound, InvalidArgument, KetchError
@@ -427,19 +427,7 @@ def _inspect(p: argparse.ArgumentParser) -> None:
 @_inspect.handler
 def inspect(ns: argparse.Namespace) -> int:
     svc = engine().containers
-    results = []
-    rc = 0
-    for n in ns.containers:
-        try:
-            results.append(svc.inspect(n, size=ns.size))
-        except KetchError as e:
-            sys.stderr.write(f"Error: {e.message}\n")
-            rc = 1
-    if ns.format:
-        format_each(ns.format, results)
-    else:
-        print_json(results)
-    return rc
+    return inspect_each(ns.containers, lambda n: svc.inspect(n, size=ns.size), ns.format)
 
 
 @registry.command("port", "CONTAINER [PRIVATE_PORT[/PROTO]]",

@@ -14,10 +14,10 @@ from ketch.cli.base import (
     confirm,
     engine,
     format_each,
+    inspect_each,
     out,
     parse_filters,
     positional,
-    print_json,
 )
 from ketch.errors import InvalidArgument, KetchError
 
@@ -195,19 +195,7 @@ def _inspect(p: argparse.ArgumentParser) -> None:
 
 @_inspect.handler
 def images_inspect(ns: argparse.Namespace) -> int:
-    results = []
-    rc = 0
-    for name in check_args(ns, 1):
-        try:
-            results.append(engine().images.inspect(name))
-        except KetchError as e:
-            sys.stderr.write(f"Error: {e.message}\n")
-            rc = 1
-    if ns.format:
-        format_each(ns.format, results)
-    else:
-        print_json(results)
-    return rc
+    return inspect_each(check_args(ns, 1), engine().images.inspect, ns.format)
 
 
 @registry.command("history", "[OPTIONS] IMAGE", "Show the history of an image")

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ketch.cli.base import Registry, engine, format_each, out, parse_filters, print_json
+from ketch.cli.base import (
+    Registry,
+    engine,
+    format_each,
+    inspect_each,
+    out,
+    parse_filters,
+)
 from ketch.errors import KetchError
 
 registry = Registry()
@@ -89,18 +96,8 @@ def inspect(ns: argparse.Namespace) -> int:
     from ketch.containers.netglue import network_json
 
     e = engine()
-    results, rc = [], 0
-    for name in ns.networks:
-        try:
-            results.append(network_json(e, e.networks.inspect_network(name)))
-        except KetchError as err:
-            sys.stderr.write(f"Error: {err.message}\n")
-            rc = 1
-    if ns.format:
-        format_each(ns.format, results)
-    else:
-        print_json(results)
-    return rc
+    return inspect_each(ns.networks, lambda n: network_json(e, e.networks.inspect_network(n)),
+                        ns.format)
 
 
 @registry.command("rm", "NETWORK [NETWORK...]", "Remove one or more networks",

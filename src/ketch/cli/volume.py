@@ -6,7 +6,15 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ketch.cli.base import Registry, add_filter, engine, format_each, out, parse_filters
+from ketch.cli.base import (
+    Registry,
+    add_filter,
+    engine,
+    format_each,
+    inspect_each,
+    out,
+    parse_filters,
+)
 from ketch.errors import InvalidArgument, KetchError
 
 if TYPE_CHECKING:
@@ -123,21 +131,9 @@ def _inspect(p: argparse.ArgumentParser) -> None:
 
 @_inspect.handler
 def inspect(ns: argparse.Namespace) -> int:
-    from ketch.cli.base import print_json
 
     store = _store()
-    results, rc = [], 0
-    for name in ns.volumes:
-        try:
-            results.append(store.inspect(name))
-        except KetchError as e:
-            sys.stderr.write(f"Error: {e.message}\n")
-            rc = 1
-    if ns.format:
-        format_each(ns.format, results)
-    else:
-        print_json(results)
-    return rc
+    return inspect_each(ns.volumes, store.inspect, ns.format)
 
 
 @registry.command("rm", "[OPTIONS] VOLUME [VOLUME...]", "Remove one or more volumes",
