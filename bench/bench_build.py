@@ -45,7 +45,7 @@ GOALS = {"cold": 1.70, "unchanged": 0.066, "one-file": 0.32}
 
 
 def ketch_cmd() -> list[str]:
-    script = Path(sys.executable).with_name("ketch")
+    script = Path(os.environ.get("KETCH_BIN") or Path(sys.executable).with_name("ketch"))
     return [str(script)] if script.exists() else [sys.executable, "-m", "ketch"]
 
 

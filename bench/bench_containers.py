@@ -72,7 +72,7 @@ class Engine:
 
 
 def ketch_engine(root: Path) -> Engine:
-    script = Path(sys.executable).with_name("ketch")
+    script = Path(os.environ.get("KETCH_BIN") or Path(sys.executable).with_name("ketch"))
     argv = [str(script)] if script.exists() else [sys.executable, "-m", "ketch"]
     env = dict(os.environ, KETCH_ROOT=str(root / "root"), KETCH_RUN_ROOT=str(root / "run"))
     return Engine("ketch", argv, env)

@@ -22,3 +22,6 @@ python3 -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 \
   | grep -v -E "^WARNING: (Running pip as|Location)" || true
 # PYTHONDONTWRITEBYTECODE may be set; precompile so each ketch call does not recompile.
 python3 -m compileall -q src >/dev/null
+# Replace pip's console script with ketch's lean launcher (python -I -S, explicit sys.path):
+# no site .pth processing at every start. See src/ketch/launcher.py.
+python3 -m ketch.launcher >/dev/null

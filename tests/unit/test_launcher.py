@@ -1,0 +1,63 @@
+"""The `ketch` launcher written by `python -m ketch.launcher` (scripts/install-deps.sh)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import ketch
+
+
+def _write(tmp_path: Path) -> Path:
+    target = tmp_path / "ketch"
+    proc = subprocess.run([sys.executable, "-m", "ketch.launcher", str(target)],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"wrote {target}"
+    return target
+
+
+def test_launcher_runs_ketch_isolated_from_the_callers_environment(tmp_path: Path) -> None:
+    target = _write(tmp_path)
+    text = target.read_text()
+    first = text.splitlines()[0]
+    assert first == f"#!{os.path.realpath(sys.executable)} -IS"
+    assert os.access(target, os.X_OK)
+    # ketch's source directory is on the launcher's path; the working directory of the
+    # `python -m` that wrote it is not.
+    src = os.path.dirname(os.path.dirname(ketch.__file__))
+    assert repr(src) in text
+    assert repr(str(tmp_path)) not in text
+    # A module on PYTHONPATH named like one of ketch's must not shadow it: -I ignores it.
+    decoy = tmp_path / "decoy"
+    (decoy / "ketch").mkdir(parents=True)
+    (decoy / "ketch" / "__init__.py").write_text("raise SystemExit('decoy imported')\n")
+    env = dict(os.environ, PYTHONPATH=str(decoy))
+    proc = subprocess.run([str(target), "--version"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"ketch version {ketch.__version__}\n"
+    # and a real command reaches its module (the command table and argument parsing)
+    proc = subprocess.run([str(target), "tag", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "Usage:  ketch tag" in proc.stdout
+
+
+def test_launcher_skips_site(tmp_path: Path) -> None:
+    target = _write(tmp_path)
+    probe = tmp_path / "probe.py"
+    # Run the launcher's own interpreter line on a probe: `site` must not have run.
+    probe.write_text("import sys; print('site' in sys.modules, sys.flags.isolated)\n")
+    first = target.read_text().splitlines()[0][2:].split()
+    proc = subprocess.run([*first, str(probe)], capture_output=True, text=True)
+    assert proc.stdout.split() == ["False", "1"]
+
+
+def test_launcher_refuses_bad_usage(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "ketch.launcher", "--bogus"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.startswith("usage:")
+    proc = subprocess.run([sys.executable, "-m", "ketch.launcher",
+                           str(tmp_path / "missing" / "ketch")], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and "cannot write" in proc.stderr
