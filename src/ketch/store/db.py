@@ -32,7 +32,8 @@ class Database:
                                    isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode=WAL")
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                _enable_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             self._local.conn = conn
@@ -58,7 +59,15 @@ class Database:
         """Create a service's tables once per process (idempotent DDL: IF NOT EXISTS)."""
         if name in self._schemas_done:
             return
-        self.conn.executescript(ddl)
+        conn = self.conn
+        if conn.in_transaction:
+            # executescript would commit the caller's transaction first: a service made
+            # lazily inside a transaction creates its tables as part of it instead.
+            for statement in ddl.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        else:
+            conn.executescript(ddl)
         self._schemas_done.add(name)
 
     def close(self) -> None:
@@ -66,3 +75,25 @@ class Database:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch a new database to WAL (persistent: done once per database file).
+
+    The switch needs the database to itself and SQLite does not wait for it through the
+    busy handler, so two ketch processes opening a fresh root at once would see
+    "database is locked": retry until the busy timeout instead.
+    """
+    import time
+
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.002
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
