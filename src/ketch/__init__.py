@@ -6,7 +6,7 @@ so `ketch --version` stays fast.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False  # typing itself is not imported: `ketch --version` stays cheap
 
 __version__ = "0.1.0"
 
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["Engine", "__version__"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> type[Engine]:
     if name == "Engine":
         from ketch.engine import Engine
 

@@ -10,17 +10,19 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from ketch import __version__
-from ketch.layers.store import LayerStore
-from ketch.store.content import ContentStore
 from ketch.store.db import Database
-from ketch.store.images import ImageRecords
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ketch.containers.service import ContainerService
     from ketch.images.service import ImageService
+    from ketch.layers.store import LayerStore
+    from ketch.store.content import ContentStore
+    from ketch.store.images import ImageRecords
 
 DEFAULT_ROOT = "/var/lib/ketch"
 DEFAULT_RUN_ROOT = "/run/ketch"
@@ -36,9 +38,25 @@ class Engine:
                              or DEFAULT_RUN_ROOT).absolute()
         self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
         self.db = Database(self.root / "ketch.db")
-        self.content = ContentStore(self.root)
-        self.records = ImageRecords(self.db)
-        self.layers = LayerStore(self.root, self.db, self.records, self.content)
+
+    # The stores load on first use: `ps` needs neither blobs nor layers.
+    @cached_property
+    def content(self) -> ContentStore:
+        from ketch.store.content import ContentStore
+
+        return ContentStore(self.root)
+
+    @cached_property
+    def records(self) -> ImageRecords:
+        from ketch.store.images import ImageRecords
+
+        return ImageRecords(self.db)
+
+    @cached_property
+    def layers(self) -> LayerStore:
+        from ketch.layers.store import LayerStore
+
+        return LayerStore(self.root, self.db, self.records, self.content)
 
     @cached_property
     def images(self) -> ImageService:

@@ -5,33 +5,41 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NoReturn
 
 from ketch.errors import InvalidArgument, KetchError
 
+TYPE_CHECKING = False  # `typing` and `dataclasses` cost milliseconds at every start
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, NoReturn
+
     from ketch.engine import Engine
 
-Handler = Callable[[argparse.Namespace], int | None]
+    Handler = Callable[[argparse.Namespace], int | None]
 
 
-@dataclass
 class Command:
-    name: str
-    usage: str
-    help: str
-    setup: Callable[[argparse.ArgumentParser], None]
-    handler: Handler
-    aliases: list[str] = field(default_factory=list)
-    # exit code for errors from the command itself (Docker: 125 for `run`/`create`)
-    error_exit: int | None = None
-    # `run`/`create` use -h for --hostname, as Docker does
-    short_help: bool = True
+    """A command of a group: its flags (`setup`), handler and Docker's conventions."""
+
+    __slots__ = ("name", "usage", "help", "setup", "handler", "aliases", "error_exit",
+                 "short_help")
+
+    def __init__(self, name: str, usage: str, help: str,
+                 setup: Callable[[argparse.ArgumentParser], None], handler: Handler,
+                 aliases: list[str] | None = None, error_exit: int | None = None,
+                 short_help: bool = True) -> None:
+        self.name = name
+        self.usage = usage
+        self.help = help
+        self.setup = setup
+        self.handler = handler
+        self.aliases = aliases or []
+        # exit code for errors from the command itself (Docker: 125 for `run`/`create`)
+        self.error_exit = error_exit
+        # `run`/`create` use -h for --hostname, as Docker does
+        self.short_help = short_help
 
 
 class Registry:
@@ -77,6 +85,12 @@ class Parser(argparse.ArgumentParser):
         self.usage_line = usage_line
         flags = ["-h", "--help"] if short_help else ["--help"]
         self.add_argument(*flags, action="store_true", help="Print usage")
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse makes a formatter for every add_argument (to check metavars), and the
+        # default one asks shutil for the terminal width: an import of shutil, bz2 and
+        # lzma at every start. Help is laid out by format_help below, not by argparse.
+        return self.formatter_class(prog=self.prog, width=100)
 
     def error(self, message: str) -> NoReturn:
         message = message.replace("unrecognized arguments:", "unknown flag:")
@@ -182,12 +196,16 @@ def out(text: str = "") -> None:
 
 
 def print_json(data: Any) -> None:
+    import json
+
     sys.stdout.write(json.dumps(data, indent=4, ensure_ascii=False) + "\n")
 
 
 def format_each(fmt: str, items: list[Any]) -> None:
     """`--format` for inspect-like commands: 'json' or a Go template per item."""
     if fmt == "json":
+        import json
+
         for it in items:
             sys.stdout.write(json.dumps(it, ensure_ascii=False, separators=(",", ":")) + "\n")
         return

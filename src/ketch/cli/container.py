@@ -26,6 +26,7 @@ PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
               "Status": "STATUS", "Ports": "PORTS", "Names": "NAMES", "State": "STATE",
               "Size": "SIZE", "Labels": "LABELS", "Mounts": "MOUNTS",
               "Networks": "NETWORKS"}
+PS_DEFAULT_COLUMNS = ["ID", "Image", "Command", "CreatedSince", "Status", "Ports", "Names"]
 
 
 def _each(names: list[str], fn, *, echo: bool = True) -> int:  # type: ignore[no-untyped-def]
@@ -305,8 +306,7 @@ def _ellipsis(s: str, n: int) -> str:
 
 @_ls.handler
 def ls(ns: argparse.Namespace) -> None:
-    from ketch.fmt.template import render_table
-    from ketch.fmt.units import human_size, rfc3339nano, time_ago
+    from ketch.fmt.units import human_size, time_ago
 
     items = engine().containers.list(all=ns.all, filters=parse_filters(ns.filter),
                                      limit=ns.last, size=ns.size, latest=ns.latest)
@@ -314,6 +314,9 @@ def ls(ns: argparse.Namespace) -> None:
         for c in items:
             out(c["Id"] if ns.no_trunc else c["Id"][:12])
         return
+    fmt = ns.format or "table"
+    # The default table needs only its columns: skip formatting the others.
+    everything = fmt != "table"
     now = time.time()
     rows = []
     for c in items:
@@ -326,25 +329,34 @@ def ls(ns: argparse.Namespace) -> None:
         size = ""
         if ns.size:
             size = (f"{human_size(c['SizeRw'], 3)} (virtual {human_size(c['SizeRootFs'], 3)})")
-        rows.append({
+        row = {
             "ID": c["Id"] if ns.no_trunc else c["Id"][:12], "Image": image,
             "Command": f'"{cmd}"', "CreatedSince": time_ago(c["Created"], now),
-            "RunningFor": time_ago(c["Created"], now),
-            "CreatedAt": rfc3339nano(c["Created"]), "Status": c["Status"],
-            "State": c["State"], "Ports": ports_text(c["Ports"]),
+            "Status": c["Status"], "Ports": ports_text(c["Ports"]),
             "Names": ",".join(n.lstrip("/") for n in c["Names"]), "Size": size,
-            "Labels": ",".join(f"{k}={v}" for k, v in (c["Labels"] or {}).items()),
-            "Mounts": "", "Networks": ",".join(c["NetworkSettings"]["Networks"]),
-        })
-    fmt = ns.format
+        }
+        if everything:
+            from ketch.fmt.units import rfc3339nano
+
+            row.update({
+                "RunningFor": row["CreatedSince"], "CreatedAt": rfc3339nano(c["Created"]),
+                "State": c["State"],
+                "Labels": ",".join(f"{k}={v}" for k, v in (c["Labels"] or {}).items()),
+                "Mounts": "", "Networks": ",".join(c["NetworkSettings"]["Networks"]),
+            })
+        rows.append(row)
     if fmt == "json":
         format_each("json", rows)
         return
-    if not fmt or fmt == "table":
-        fmt = ("table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.CreatedSince}}\t{{.Status}}\t"
-               "{{.Ports}}\t{{.Names}}")
-        if ns.size:
-            fmt += "\t{{.Size}}"
+    if fmt == "table":
+        from ketch.fmt.table import tabulate
+
+        cols = [*PS_DEFAULT_COLUMNS, "Size"] if ns.size else PS_DEFAULT_COLUMNS
+        sys.stdout.write(tabulate([[PS_HEADERS[k] for k in cols]]
+                                  + [[r[k] for k in cols] for r in rows]))
+        return
+    from ketch.fmt.template import render_table
+
     sys.stdout.write(render_table(fmt, rows, PS_HEADERS))
 
 

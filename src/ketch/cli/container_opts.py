@@ -6,9 +6,12 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-from typing import Any
 
 from ketch.errors import InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def add_create_flags(p: argparse.ArgumentParser) -> None:

@@ -20,6 +20,7 @@ from ketch.cli.base import (
     positional,
 )
 from ketch.errors import InvalidArgument, KetchError
+from ketch.fmt.table import tabulate
 
 registry = Registry()
 
@@ -85,7 +86,7 @@ def images_ls(ns: argparse.Namespace) -> None:
         # The default table needs no template engine: cells are ASCII (the reference
         # grammar guarantees it), so docker's tabwriter reduces to padding.
         cols = DIGEST_IMAGE_COLUMNS if ns.digests else DEFAULT_IMAGE_COLUMNS
-        sys.stdout.write(_tabulate([[IMAGE_HEADERS[c] for c in cols]]
+        sys.stdout.write(tabulate([[IMAGE_HEADERS[c] for c in cols]]
                                    + [[r[c] for c in cols] for r in rows]))
         return
     from ketch.fmt.template import render_table
@@ -123,24 +124,6 @@ def _image_rows(repo_tags: list[str], repo_digests: list[str], need_digest: bool
         else:
             rows.append((repo, "<none>", ""))
     return rows
-
-
-def _tabulate(rows: list[list[str]], minwidth: int = 10, padding: int = 3) -> str:
-    """docker/cli's tabwriter settings for ASCII cells: every column but the last is
-    padded to max(widest cell + padding, minwidth)."""
-    if not rows:
-        return ""
-    if not all(c.isascii() for r in rows for c in r):
-        from ketch.fmt.template import tabwrite  # counts wide characters as docker does
-
-        return tabwrite(rows, minwidth, padding)
-    widths = [max(minwidth, max(len(r[i]) for r in rows) + padding)
-              for i in range(len(rows[0]) - 1)]
-    lines = []
-    for r in rows:
-        cells = [c.ljust(w) for c, w in zip(r, widths, strict=False)]
-        lines.append("".join(cells) + r[-1])
-    return "\n".join(lines) + "\n"
 
 
 def _go_time(ts: float) -> str:
@@ -251,7 +234,7 @@ def images_history(ns: argparse.Namespace) -> None:
     if fmt == "table":
         second = "CreatedSince" if human else "CreatedAt"
         cols = ("ID", second, "CreatedBy", "Size", "Comment")
-        sys.stdout.write(_tabulate([[HISTORY_HEADERS[c] for c in cols]]
+        sys.stdout.write(tabulate([[HISTORY_HEADERS[c] for c in cols]]
                                    + [[r[c] for c in cols] for r in rows]))
         return
     from ketch.fmt.template import render_table

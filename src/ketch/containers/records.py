@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass, field
-from typing import Any
 
 from ketch.errors import AmbiguousID, Conflict, ContainerNotFound
 from ketch.store.db import Database
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS containers (
@@ -51,25 +53,44 @@ EXIT_CODE_KEEP = 300.0
 STATES = ("created", "running", "paused", "restarting", "removing", "exited", "dead")
 
 
-@dataclass
 class ContainerRecord:
-    id: str
-    name: str
-    image_id: str
-    image_name: str
-    created: float
-    state: str
-    pid: int
-    exit_code: int
-    error: str
-    started_at: float
-    finished_at: float
-    restart_count: int
-    config: dict[str, Any]
-    host_config: dict[str, Any]
-    chain_ids: list[str]
-    network: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
+    """One row of `containers`; the attributes are its columns, in order (`insert`
+    writes `__dict__` as is). A plain class: `ps` builds a hundred of these, and the
+    dataclasses machinery costs more to import than the listing takes."""
+
+    def __init__(self, id: str, name: str, image_id: str, image_name: str, created: float,
+                 state: str, pid: int, exit_code: int, error: str, started_at: float,
+                 finished_at: float, restart_count: int, config: dict[str, Any],
+                 host_config: dict[str, Any], chain_ids: list[str],
+                 network: dict[str, Any] | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
+        self.id = id
+        self.name = name
+        self.image_id = image_id
+        self.image_name = image_name
+        self.created = created
+        self.state = state
+        self.pid = pid
+        self.exit_code = exit_code
+        self.error = error
+        self.started_at = started_at
+        self.finished_at = finished_at
+        self.restart_count = restart_count
+        self.config = config
+        self.host_config = host_config
+        self.chain_ids = chain_ids
+        self.network = network if network is not None else {}
+        self.extra = extra if extra is not None else {}
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not ContainerRecord:
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as a dataclass with eq
+
+    def __repr__(self) -> str:
+        return f"ContainerRecord(id={self.id!r}, name={self.name!r}, state={self.state!r})"
 
     @property
     def short_id(self) -> str:

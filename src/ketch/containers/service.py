@@ -12,19 +12,18 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-import secrets
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from ketch.containers.records import ContainerRecord, ContainerRecords
 from ketch.errors import Conflict, ImageNotFound, InvalidArgument, KetchError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ketch.engine import Engine
     from ketch.store.images import ImageRecord
 
@@ -42,10 +41,10 @@ class RunError(KetchError):
         self.exit_code = exit_code
 
 
-@dataclass
 class PruneResult:
-    deleted: list[str] = field(default_factory=list)
-    space_reclaimed: int = 0
+    def __init__(self, deleted: list[str] | None = None, space_reclaimed: int = 0) -> None:
+        self.deleted = deleted if deleted is not None else []
+        self.space_reclaimed = space_reclaimed
 
 
 def _ts(t: float) -> str:
@@ -156,7 +155,7 @@ class ContainerService:
         chains = chain_ids(cfg.diff_ids)
         if not all(self.engine.layers.has(c) for c in chains):
             chains = self.engine.images.ensure_unpacked(img)
-        cid = secrets.token_hex(32)
+        cid = os.urandom(32).hex()
         if not merged.get("Hostname"):
             merged["Hostname"] = cid[:12]
         merged["Image"] = image_name
@@ -175,6 +174,8 @@ class ContainerService:
         try:
             self.records.insert(rec)
         except BaseException:
+            import shutil
+
             shutil.rmtree(d, ignore_errors=True)
             raise
         return rec
@@ -439,6 +440,8 @@ class ContainerService:
         if volumes:
             lifecycle.remove_anonymous_volumes(self, rec)
         self.records.delete(rec.id, exit_code=exit_code)
+        import shutil
+
         shutil.rmtree(self.path(rec.id), ignore_errors=True)
         # conmon's pid, exit and socket directories under the run root go with it
         shutil.rmtree(self.run_dir / rec.id, ignore_errors=True)

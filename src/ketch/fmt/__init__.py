@@ -4,8 +4,6 @@ Front doors (CLI, API server) format through here so that sizes, ages, tables an
 `--format` templates read exactly as docker's do.
 """
 
-from typing import Any
-
 # Exports load on first use: importing fmt.units must not pull in the template engine.
 _EXPORTS = {
     "Template": "ketch.fmt.template", "render_table": "ketch.fmt.template",
@@ -16,7 +14,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(name)

@@ -20,12 +20,12 @@ import functools
 import inspect
 import math
 import re
-import unicodedata
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NoReturn
 
 from ketch.errors import InvalidArgument
+from ketch.fmt.table import display_width
 
 __all__ = [
     "CONTAINER_HEADERS",
@@ -1723,16 +1723,6 @@ def tabwrite(rows: list[list[str]], minwidth: int = 10, padding: int = 3) -> str
     return tabwrite_text("".join("\t".join(row) + "\n" for row in rows), minwidth, padding)
 
 
-def _display_width(text: str) -> int:
-    """Terminal columns a string takes (docker's tabwriter counts wide runes as 2)."""
-    width = 0
-    for ch in text:
-        if unicodedata.combining(ch) or unicodedata.category(ch) in ("Cc", "Cf", "Mn", "Me"):
-            continue
-        width += 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
-    return width
-
-
 @dataclasses.dataclass
 class _Cell:
     text: str
@@ -1754,7 +1744,7 @@ def tabwrite_text(text: str, minwidth: int = 10, padding: int = 3, padchar: str 
     def terminate(htab: bool) -> int:
         value = "".join(cell)
         cell.clear()
-        lines[-1].append(_Cell(value, _display_width(value), htab))
+        lines[-1].append(_Cell(value, display_width(value), htab))
         return len(lines[-1])
 
     def flush() -> None:

@@ -11,9 +11,12 @@ from __future__ import annotations
 import math
 import re
 import time
-from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
 from ketch.errors import InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from datetime import datetime, tzinfo
 
 _DECIMAL_UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
 _BINARY_MULTIPLIERS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
@@ -252,6 +255,8 @@ def parse_timestamp(text: str, now: float | None = None, *, tz: tzinfo | None = 
 
 
 def _timestamp_from_match(m: re.Match[str], text: str, tz: tzinfo | None) -> float:
+    from datetime import UTC, datetime, timedelta, timezone
+
     parts = m.groupdict()
     zone = parts.get("z")
     if zone is None:
@@ -281,6 +286,8 @@ def _timestamp_from_match(m: re.Match[str], text: str, tz: tzinfo | None) -> flo
 
 
 def _local_zone() -> tzinfo:
+    from datetime import datetime
+
     zone = datetime.now().astimezone().tzinfo
     assert zone is not None
     return zone
@@ -293,7 +300,9 @@ def rfc3339nano(ts: float | datetime) -> str:
     float holds about microsecond precision for present-day times, so floats are
     rounded to microseconds; use `rfc3339nano_ns` when nanoseconds are known.
     """
-    if isinstance(ts, datetime):
+    if not isinstance(ts, int | float):  # a datetime
+        from datetime import UTC
+
         moment = ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
         seconds = math.floor(moment.timestamp())
         return rfc3339nano_ns(seconds * 1_000_000_000 + moment.microsecond * 1000)
@@ -304,8 +313,10 @@ def rfc3339nano(ts: float | datetime) -> str:
 def rfc3339nano_ns(ns: int) -> str:
     """RFC 3339 with nanoseconds, from integer nanoseconds since the Unix epoch."""
     seconds, nanos = divmod(ns, 1_000_000_000)
-    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
-    out = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    # time.gmtime: no datetime import for the timestamps every listing prints
+    t = time.gmtime(seconds)
+    out = (f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
+           f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}")
     if nanos:
         out += f".{nanos:09d}".rstrip("0")
     return out + "Z"

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
 from ketch.store.db import Database
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
@@ -51,34 +53,55 @@ CREATE TABLE IF NOT EXISTS layers (
 """
 
 
-@dataclass
-class ImageRecord:
-    id: str
-    manifest_digest: str
-    manifest_media_type: str
-    created: float
-    size: int
-    added: float
-    parent: str | None
-    labels: dict[str, str] = field(default_factory=dict)
-    tags: list[str] = field(default_factory=list)
-    digests: list[str] = field(default_factory=list)
-    cache_key: str | None = None
+class _Record:
+    """Equality and repr by attributes, as dataclasses give, without importing them
+    (`dataclasses` pulls in `inspect`: milliseconds at every ketch start)."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.__dict__.items())
+        return f"{type(self).__name__}({args})"
+
+
+class ImageRecord(_Record):
+    def __init__(self, id: str, manifest_digest: str, manifest_media_type: str,
+                 created: float, size: int, added: float, parent: str | None,
+                 labels: dict[str, str] | None = None, tags: list[str] | None = None,
+                 digests: list[str] | None = None, cache_key: str | None = None) -> None:
+        self.id = id
+        self.manifest_digest = manifest_digest
+        self.manifest_media_type = manifest_media_type
+        self.created = created
+        self.size = size
+        self.added = added
+        self.parent = parent
+        self.labels = labels if labels is not None else {}
+        self.tags = tags if tags is not None else []
+        self.digests = digests if digests is not None else []
+        self.cache_key = cache_key
 
     @property
     def short_id(self) -> str:
         return self.id.split(":", 1)[1][:12]
 
 
-@dataclass
-class LayerRecord:
-    chain_id: str
-    diff_id: str
-    parent: str | None
-    blob_digest: str | None
-    media_type: str | None
-    blob_size: int | None
-    size: int
+class LayerRecord(_Record):
+    def __init__(self, chain_id: str, diff_id: str, parent: str | None,
+                 blob_digest: str | None, media_type: str | None, blob_size: int | None,
+                 size: int) -> None:
+        self.chain_id = chain_id
+        self.diff_id = diff_id
+        self.parent = parent
+        self.blob_digest = blob_digest
+        self.media_type = media_type
+        self.blob_size = blob_size
+        self.size = size
 
 
 class ImageRecords:
