@@ -8,7 +8,6 @@ launch per container.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 from dataclasses import dataclass
@@ -23,7 +22,9 @@ MNT_DETACH = 2
 def libc() -> ctypes.CDLL:
     global _libc
     if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # CDLL(None): the libc this interpreter already links (ctypes.util.find_library
+        # would run `ldconfig -p`, a process launch per container start)
+        _libc = ctypes.CDLL(None, use_errno=True)
     return _libc
 
 

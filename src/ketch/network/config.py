@@ -9,7 +9,6 @@ beside a real installation with its own prefixes and never touch the real object
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -55,6 +54,8 @@ class NetworkConfig:
         path = env.get("KETCH_NETWORK_CONFIG")
         candidate = Path(path) if path else (state_root / "network.toml" if state_root else None)
         if candidate is not None and candidate.is_file():
+            import tomllib  # only when there is a file: its import costs a `run` 5 ms
+
             with open(candidate, "rb") as f:
                 data = tomllib.load(f)
             cfg.update(data.get("network", data))

@@ -609,7 +609,7 @@ class ConmonMonitor:
         if ":" in str(paths.log_path):
             raise InvalidArgument("the log path must not contain ':' (conmon's separator)")
         cid = paths.container_id
-        existing = self.runtime.state(cid)
+        existing = self.runtime.state(cid) if self.runtime.has_state(cid) else None
         if existing is not None:
             if existing.status in ("running", "paused"):
                 raise RuntimeFailure(f"container {cid} is already {existing.status}")

@@ -149,6 +149,11 @@ class OCIRuntime:
     def start(self, container_id: str) -> None:
         self._run("start", container_id)
 
+    def has_state(self, container_id: str) -> bool:
+        """Whether the runtime may hold state for the container: runc and crun both keep
+        it in `<root>/<id>/`. A cheap check before `state`, which costs a process."""
+        return os.path.lexists(self.state_root / container_id)
+
     def state(self, container_id: str) -> RuntimeState | None:
         """The runtime's view of the container, or None when it has no state for it."""
         try:
