@@ -396,14 +396,22 @@ def _finish(svc: ContainerService, cid: str) -> None:
 def release_resources(svc: ContainerService, rec: ContainerRecord) -> None:
     mon = monitor(svc, rec)
     p = paths(svc, rec)
+    # `runc delete` (a process) and the network teardown (the veth deletion waits for
+    # the kernel) overlap; the rootfs is unmounted once the runtime is done with it.
+    finish: Callable[[], None] | None = None
     try:
-        mon.cleanup(p)
+        finish = mon.cleanup_begin(p)
     except KetchError:
         pass
     try:
         _network_down(svc, rec)
     except KetchError:
         pass
+    if finish is not None:
+        try:
+            finish()
+        except KetchError:
+            pass
     unmount(svc.path(rec.id) / "merged")
 
 

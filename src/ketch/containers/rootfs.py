@@ -10,10 +10,10 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from ketch.errors import KetchError
+from ketch.values import value
 
 _libc: ctypes.CDLL | None = None
 MNT_DETACH = 2
@@ -28,7 +28,7 @@ def libc() -> ctypes.CDLL:
     return _libc
 
 
-@dataclass
+@value
 class OverlayMount:
     lower: list[Path]  # topmost first
     upper: Path

@@ -31,17 +31,17 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from ketch.errors import KetchError
 from ketch.network.models import PortBinding
+from ketch.values import value
 
 
 class FirewallError(KetchError):
     pass
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class Rule:
     table: str
     chain: str
@@ -65,7 +65,7 @@ class Rule:
         return cls(str(data[0]), str(data[1]), str(data[2]), bool(data[3]))
 
 
-@dataclass
+@value
 class Ruleset:
     """What `iptables-save` reported: chain names and rule lines per table."""
 

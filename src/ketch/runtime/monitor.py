@@ -34,12 +34,12 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from ketch.errors import InvalidArgument, RuntimeFailure
 from ketch.runtime.oci import OCIRuntime, runtime_error_message
+from ketch.values import value
 
 STDIN_PIPE, STDOUT_PIPE, STDERR_PIPE = 1, 2, 3
 DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p, ctrl-q
@@ -101,7 +101,7 @@ def parse_detach_keys(spec: str) -> bytes:
     return bytes(out)
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class ContainerPaths:
     """Where one container's monitor files live.
 
@@ -163,26 +163,26 @@ class ContainerPaths:
         return self.run_dir / "exec"
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class StartedContainer:
     container_id: str
     pid: int
     conmon_pid: int
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class ExitStatus:
     exit_code: int
     oom_killed: bool
     finished_at: float
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class AttachResult:
     detached: bool
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class ExecResult:
     exec_id: str
     pid: int
@@ -770,8 +770,19 @@ class ConmonMonitor:
     def cleanup(self, paths: ContainerPaths) -> None:
         """After exit: remove the runtime state (and cgroup) and transient files. The
         log and config.json stay. Safe to call more than once, from several processes."""
-        self.runtime.delete(paths.container_id, force=True)
-        self._clear_transient(paths)
+        self.cleanup_begin(paths)()
+
+    def cleanup_begin(self, paths: ContainerPaths) -> Callable[[], None]:
+        """`cleanup` in two halves: the runtime's delete starts now, and the returned
+        function waits for it and removes the transient files. The caller can release
+        other resources (the network) in between."""
+        wait = self.runtime.delete_begin(paths.container_id, force=True)
+
+        def finish() -> None:
+            wait()
+            self._clear_transient(paths)
+
+        return finish
 
     @staticmethod
     def _clear_transient(paths: ContainerPaths) -> None:

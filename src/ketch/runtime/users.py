@@ -11,18 +11,18 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
 from ketch.errors import InvalidArgument, UnsafeArchive
 from ketch.runtime.spec import User
+from ketch.values import value
 
 MAX_ID = 2**31 - 1
 # An /etc/passwd bigger than this is not a passwd file we want to hold in memory.
 MAX_DB_SIZE = 16 * 1024 * 1024
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class PasswdEntry:
     name: str
     uid: int
@@ -30,7 +30,7 @@ class PasswdEntry:
     home: str
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class GroupEntry:
     name: str
     gid: int
