@@ -7,8 +7,6 @@ import contextlib
 import os
 import signal
 import sys
-import termios
-import tty
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +22,9 @@ def raw_terminal(enabled: bool) -> Iterator[None]:
     if not enabled or not os.isatty(0):
         yield
         return
+    import termios
+    import tty
+
     saved = termios.tcgetattr(0)
     try:
         # TCSANOW, not setraw's default TCSAFLUSH: what the user typed before we got here
