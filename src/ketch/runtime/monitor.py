@@ -26,7 +26,6 @@ import contextlib
 import errno
 import json
 import os
-import secrets
 import selectors
 import shutil
 import socket
@@ -194,7 +193,7 @@ def write_config(bundle: Path, config: Mapping[str, Any]) -> Path:
     """Write config.json into `bundle` atomically (write, fsync, rename)."""
     bundle.mkdir(parents=True, exist_ok=True)
     target = bundle / "config.json"
-    tmp = bundle / f".config.json.{secrets.token_hex(4)}"
+    tmp = bundle / f".config.json.{os.urandom(4).hex()}"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(config, f, indent=1)
         f.flush()
@@ -809,7 +808,7 @@ class ConmonMonitor:
         container, under a short-lived conmon in exec mode. Attached: streams until the
         process exits and returns its exit code. Detached: returns once it runs.
         A process that cannot start raises ContainerStartError (exit code 126/127)."""
-        exec_id = secrets.token_hex(16)
+        exec_id = os.urandom(16).hex()
         exec_dir = paths.exec_root / exec_id
         exec_dir.mkdir(parents=True)
         spec_file = exec_dir / "process.json"

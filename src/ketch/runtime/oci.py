@@ -24,7 +24,7 @@ from ketch.values import value
 SUPPORTED_RUNTIMES = ("runc", "crun")
 
 # runc (logrus text format): time="..." level=error msg="container \"x\" does not exist"
-_LOGFMT_MSG = re.compile(r'level=(?:error|fatal|warning)\s+msg="((?:[^"\\]|\\.)*)"')
+_LOGFMT_MSG = r'level=(?:error|fatal|warning)\s+msg="((?:[^"\\]|\\.)*)"'
 
 
 def _unquote_go(text: str) -> str:
@@ -39,7 +39,7 @@ def runtime_error_message(output: str | bytes) -> str:
     `msg`, or the last non-empty line; crun's `crun: ` prefix is kept off."""
     if isinstance(output, bytes):
         output = output.decode("utf-8", errors="replace")
-    messages = [_unquote_go(m) for m in _LOGFMT_MSG.findall(output)]
+    messages = [_unquote_go(m) for m in re.findall(_LOGFMT_MSG, output)]  # cached by re
     if not messages:
         for line in output.splitlines():
             line = line.strip()
