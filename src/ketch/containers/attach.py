@@ -116,6 +116,11 @@ def run_attached(svc: ContainerService, cid: str, *, stdin: bool, tty: bool,
                 svc.remove(cid, force=True)
         raise
     paths = lifecycle.paths(svc, rec)
+    # `run` turns the cyclic collector off for the start-up; an attached session can
+    # last for hours, so it is back on from here.
+    import gc
+
+    gc.enable()
     old = _proxy_signals(svc, cid) if sig_proxy and not tty else {}
     try:
         with holder["s"] as session:
