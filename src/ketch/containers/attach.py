@@ -117,10 +117,14 @@ def run_attached(svc: ContainerService, cid: str, *, stdin: bool, tty: bool,
         raise
     paths = lifecycle.paths(svc, rec)
     # `run` turns the cyclic collector off for the start-up; an attached session can
-    # last for hours, so it is back on from here.
+    # last for hours, so it is back on from here. Freeze first: what the start-up
+    # allocated lives on, and the first collection would otherwise scan all of it
+    # (~20 ms).
     import gc
 
-    gc.enable()
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
     old = _proxy_signals(svc, cid) if sig_proxy and not tty else {}
     try:
         with holder["s"] as session:

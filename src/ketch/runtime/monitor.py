@@ -190,14 +190,15 @@ class ExecResult:
 
 
 def write_config(bundle: Path, config: Mapping[str, Any]) -> Path:
-    """Write config.json into `bundle` atomically (write, fsync, rename)."""
+    """Write config.json into `bundle` atomically (write, rename): a reader sees the old
+    file or the new one. No fsync: config.json is derived state, written again at every
+    start, and only read (by the runtime, by `exec`) while the container runs, which a
+    crash ends; a sync would cost every start a few ms of waiting for the disk."""
     bundle.mkdir(parents=True, exist_ok=True)
     target = bundle / "config.json"
     tmp = bundle / f".config.json.{os.urandom(4).hex()}"
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(config, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
+        f.write(json.dumps(config, indent=1))
     os.replace(tmp, target)
     return target
 
