@@ -53,9 +53,9 @@ def monitor(svc: ContainerService, rec: ContainerRecord) -> ConmonMonitor:
         runtime = cache[name] = OCIRuntime(name, svc.engine.run_root / name)
     conmon: dict[str, str] = svc.__dict__.setdefault("_conmon", {})
     if "path" not in conmon:
-        import shutil
+        from ketch.runtime.oci import which
 
-        conmon["path"] = shutil.which("conmon") or ""
+        conmon["path"] = which("conmon") or ""
     return ConmonMonitor(runtime, conmon["path"] or None,
                          exit_command=_exit_command(svc, rec))
 

@@ -27,7 +27,6 @@ import errno
 import json
 import os
 import selectors
-import shutil
 import socket
 import subprocess
 import threading
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ketch.errors import InvalidArgument, RuntimeFailure
-from ketch.runtime.oci import OCIRuntime, runtime_error_message
+from ketch.runtime.oci import OCIRuntime, runtime_error_message, which
 from ketch.values import value
 
 STDIN_PIPE, STDOUT_PIPE, STDERR_PIPE = 1, 2, 3
@@ -520,7 +519,7 @@ class ConmonMonitor:
     def __init__(self, runtime: OCIRuntime, conmon_path: str | None = None, *,
                  exit_command: Sequence[str] | None = None, sync_log: bool = False,
                  log_size_max: int | None = None) -> None:
-        path = conmon_path or shutil.which("conmon")
+        path = conmon_path or which("conmon")
         if not path:
             raise RuntimeFailure("conmon is not installed: apt-get install conmon")
         self.runtime = runtime
@@ -795,6 +794,8 @@ class ConmonMonitor:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
         if paths.exec_root.exists():
+            import shutil
+
             shutil.rmtree(paths.exec_root, ignore_errors=True)
 
     # --- exec ---------------------------------------------------------------------
@@ -878,4 +879,6 @@ class ConmonMonitor:
             # A detached session keeps its directory (conmon still writes there);
             # cleanup() removes what is left when the container goes.
             if finished:
+                import shutil
+
                 shutil.rmtree(exec_dir, ignore_errors=True)
