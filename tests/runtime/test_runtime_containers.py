@@ -502,3 +502,27 @@ def test_logs_follow_a_container_printing_every_200ms(harness):
     assert [line for _t, line in arrivals] == [f"tick {i}" for i in range(1, 6)]
     # Lines arrived while the container ran, not all at the end.
     assert arrivals[-1][0] - arrivals[0][0] > 0.5
+
+
+def test_runtime_state_dir_tells_whether_state_exists(harness):
+    paths, _ = harness.start(["true"])
+    cid = paths.container_id
+    assert harness.runtime.has_state(cid)
+    assert not harness.runtime.has_state("no-such-container")
+    harness.monitor.wait_exit(paths, timeout=10)
+    harness.monitor.wait_monitor_exit(paths)
+    harness.monitor.cleanup(paths)
+    assert not harness.runtime.has_state(cid)
+    assert harness.runtime.state(cid) is None
+
+
+def test_cleanup_in_two_halves_removes_runtime_state_and_monitor_files(harness):
+    paths, _ = harness.start(["true"])
+    harness.monitor.wait_exit(paths, timeout=10)
+    harness.monitor.wait_monitor_exit(paths)
+    finish = harness.monitor.cleanup_begin(paths)
+    finish()
+    assert harness.runtime.state(paths.container_id) is None
+    assert not paths.exit_file.exists() and not paths.pidfile.exists()
+    # a container the runtime never knew: the delete finds nothing, quietly
+    harness.runtime.delete_begin("never-created", force=True)()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from ketch.errors import InvalidArgument
+from ketch.runtime import users
 from ketch.runtime.users import resolve_groups, resolve_user
 
 PASSWD = """root:x:0:0:root:/root:/bin/sh
@@ -24,6 +25,34 @@ staff:x:50:app,other
 docker:x:999:app
 app:x:1000:
 """
+
+
+@pytest.fixture(autouse=True, params=["openat2", "walk"])
+def in_root_resolver(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with the kernel's RESOLVE_IN_ROOT and with the Python walk."""
+    if request.param == "walk":
+        monkeypatch.setattr(users, "_openat2_missing", True)
+    return str(request.param)
+
+
+def test_the_kernel_resolves_in_root_on_this_host(tmp_path: Path, in_root_resolver: str):
+    if in_root_resolver == "walk":
+        pytest.skip("the kernel path only")
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "passwd").write_text(PASSWD)
+    fd = users._openat2_in_root(tmp_path, "/etc/passwd", os.O_RDONLY)
+    if fd is None:
+        pytest.skip("no openat2 here (kernel older than 5.6 or filtered)")
+    try:
+        assert os.read(fd, 100).startswith(b"root:x:0:0")
+    finally:
+        os.close(fd)
+    # `..` stays at the root: /../../etc/passwd is the rootfs's own file
+    fd = users._openat2_in_root(tmp_path, "/../../etc/passwd", os.O_RDONLY)
+    assert fd is not None
+    os.close(fd)
+    with pytest.raises(FileNotFoundError):
+        users._openat2_in_root(tmp_path, "/etc/shadow", os.O_RDONLY)
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ import contextlib
 import os
 import signal
 import sys
-import termios
-import tty
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +22,9 @@ def raw_terminal(enabled: bool) -> Iterator[None]:
     if not enabled or not os.isatty(0):
         yield
         return
+    import termios
+    import tty
+
     saved = termios.tcgetattr(0)
     try:
         # TCSANOW, not setraw's default TCSAFLUSH: what the user typed before we got here
@@ -115,6 +116,15 @@ def run_attached(svc: ContainerService, cid: str, *, stdin: bool, tty: bool,
                 svc.remove(cid, force=True)
         raise
     paths = lifecycle.paths(svc, rec)
+    # `run` turns the cyclic collector off for the start-up; an attached session can
+    # last for hours, so it is back on from here. Freeze first: what the start-up
+    # allocated lives on, and the first collection would otherwise scan all of it
+    # (~20 ms).
+    import gc
+
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
     old = _proxy_signals(svc, cid) if sig_proxy and not tty else {}
     try:
         with holder["s"] as session:

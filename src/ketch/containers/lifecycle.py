@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal as _signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from ketch.errors import Conflict, InvalidArgument, KetchError
 
 if TYPE_CHECKING:
     from ketch.containers.service import ContainerService
+    from ketch.network.service import DeferredStep
     from ketch.runtime.monitor import ConmonMonitor, ContainerPaths
 
 DEFAULT_STOP_TIMEOUT = 10
@@ -51,9 +53,9 @@ def monitor(svc: ContainerService, rec: ContainerRecord) -> ConmonMonitor:
         runtime = cache[name] = OCIRuntime(name, svc.engine.run_root / name)
     conmon: dict[str, str] = svc.__dict__.setdefault("_conmon", {})
     if "path" not in conmon:
-        import shutil
+        from ketch.runtime.oci import which
 
-        conmon["path"] = shutil.which("conmon") or ""
+        conmon["path"] = which("conmon") or ""
     return ConmonMonitor(runtime, conmon["path"] or None,
                          exit_command=_exit_command(svc, rec))
 
@@ -167,9 +169,47 @@ def _mounts(svc: ContainerService, rec: ContainerRecord, rootfs: Path
     return mounts, shown
 
 
-def _network_up(svc: ContainerService, rec: ContainerRecord) -> dict[str, Any]:
-    """Set up the container's network; NetworkSettings data + "netns" + "attachment"."""
-    return svc.engine.network_setup(rec)
+def _network_up(svc: ContainerService, rec: ContainerRecord,
+                later: list[DeferredStep] | None = None) -> dict[str, Any]:
+    """Set up the container's network; NetworkSettings data + "netns" + "attachment".
+    With `later`, the plumbing inside the namespace is left there (netglue.setup)."""
+    if later is None:
+        return svc.engine.network_setup(rec)
+    from ketch.containers.netglue import setup
+
+    return setup(svc.engine, rec, later=later)
+
+
+class _Background:
+    """Deferred network steps, run in a helper thread while conmon has the runtime
+    create the container: both wait on the kernel, and the runtime needs only the
+    namespace to exist. `wait` joins, and raises what a step raised."""
+
+    def __init__(self, steps: list[DeferredStep]) -> None:
+        self.steps = steps
+        self.error: BaseException | None = None
+        self.thread: threading.Thread | None = None
+        if steps:
+            self.thread = threading.Thread(target=self._run, name="ketch-net-plumb")
+            self.thread.start()
+
+    def _run(self) -> None:
+        for i, step in enumerate(self.steps):
+            try:
+                step()
+            except BaseException as e:  # handed to the caller's thread by wait()
+                self.error = e
+                for rest in self.steps[i + 1:]:
+                    rest.cancel()
+                return
+
+    def wait(self, *, raise_error: bool = True) -> None:
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+        if raise_error and self.error is not None:
+            error, self.error = self.error, None
+            raise error
 
 
 def _network_down(svc: ContainerService, rec: ContainerRecord) -> None:
@@ -201,6 +241,8 @@ def start(svc: ContainerService, name_or_id: str, *,
         p = paths(svc, rec)
         mon = monitor(svc, rec)
         started = False
+        later: list[DeferredStep] = []
+        plumbing: _Background | None = None
         try:
             c = rec.config
             hc = rec.host_config
@@ -211,7 +253,7 @@ def start(svc: ContainerService, name_or_id: str, *,
             wd = c.get("WorkingDir") or "/"
             os.makedirs(rootfs / wd.lstrip("/"), exist_ok=True)  # Docker creates WORKDIR
             mounts, shown = _mounts(svc, rec, rootfs)
-            net = _network_up(svc, rec)
+            net = _network_up(svc, rec, later)
             _write_etc_files(svc, rec, net)
             args = list(c.get("Entrypoint") or []) + list(c.get("Cmd") or [])
             nano = hc.get("NanoCpus") or 0
@@ -234,14 +276,21 @@ def start(svc: ContainerService, name_or_id: str, *,
             if hc.get("ShmSize"):
                 spec.shm_size = hc["ShmSize"]
             write_config(d, generate_config(spec))
-            mon.create_container(p, name=rec.name, terminal=bool(c.get("Tty")),
-                                 stdin=bool(c.get("OpenStdin")))
+            plumbing = _Background(later)
+            try:
+                mon.create_container(p, name=rec.name, terminal=bool(c.get("Tty")),
+                                     stdin=bool(c.get("OpenStdin")))
+            except BaseException:
+                plumbing.wait(raise_error=False)
+                raise
             started = True
+            plumbing.wait()  # the network is complete before the process can run
             if before_start is not None:
                 before_start(p)
             mon.start(p)
             pid = int(p.pidfile.read_text().strip()) if p.pidfile.exists() else 0
         except ContainerStartError as e:
+            _cancel(later, plumbing)
             _undo_start(svc, rec, mon, p, started)
             svc.records.update(rec.id, error=e.message, exit_code=e.exit_code)
             _remove_if_auto(svc, rec)
@@ -249,6 +298,7 @@ def start(svc: ContainerService, name_or_id: str, *,
 
             raise RunError(e.message, e.exit_code) from None
         except BaseException:
+            _cancel(later, plumbing)
             _undo_start(svc, rec, mon, p, started)
             _remove_if_auto(svc, rec)
             raise
@@ -258,6 +308,16 @@ def start(svc: ContainerService, name_or_id: str, *,
                            finished_at=0.0, exit_code=0, error="",
                            network=_public_net(net), extra=extra)
         return svc.records.get(rec.id) or rec
+
+
+def _cancel(later: list[DeferredStep], plumbing: _Background | None) -> None:
+    """A start that failed: deferred network steps that never ran release what they hold
+    (the teardown in _undo_start removes what they made)."""
+    if plumbing is not None:
+        plumbing.wait(raise_error=False)
+    else:
+        for step in later:
+            step.cancel()
 
 
 def _public_net(net: dict[str, Any]) -> dict[str, Any]:
@@ -396,14 +456,22 @@ def _finish(svc: ContainerService, cid: str) -> None:
 def release_resources(svc: ContainerService, rec: ContainerRecord) -> None:
     mon = monitor(svc, rec)
     p = paths(svc, rec)
+    # `runc delete` (a process) and the network teardown (the veth deletion waits for
+    # the kernel) overlap; the rootfs is unmounted once the runtime is done with it.
+    finish: Callable[[], None] | None = None
     try:
-        mon.cleanup(p)
+        finish = mon.cleanup_begin(p)
     except KetchError:
         pass
     try:
         _network_down(svc, rec)
     except KetchError:
         pass
+    if finish is not None:
+        try:
+            finish()
+        except KetchError:
+            pass
     unmount(svc.path(rec.id) / "merged")
 
 

@@ -10,6 +10,7 @@ from ketch.containers.records import ContainerRecord
 if TYPE_CHECKING:
     from ketch.engine import Engine
     from ketch.network.models import PortBinding
+    from ketch.network.service import DeferredStep
 
 
 def _bindings(rec: ContainerRecord) -> list[PortBinding]:
@@ -32,7 +33,9 @@ def _bindings(rec: ContainerRecord) -> list[PortBinding]:
     return out
 
 
-def setup(engine: Engine, rec: ContainerRecord) -> dict[str, Any]:
+def setup(engine: Engine, rec: ContainerRecord, *,
+          later: list[DeferredStep] | None = None) -> dict[str, Any]:
+    """The container's network; with `later`, see NetworkService.setup."""
     svc = engine.networks
     hc = rec.host_config
     mode = hc.get("NetworkMode") or "bridge"
@@ -45,7 +48,7 @@ def setup(engine: Engine, rec: ContainerRecord) -> dict[str, Any]:
     aliases = [rec.name, rec.id[:12]] + list(ep_cfg.get("Aliases") or [])
     ip = ((ep_cfg.get("IPAMConfig") or {}).get("IPv4Address")) or None
     att = svc.setup(rec.id, mode=mode, ports=_bindings(rec), aliases=aliases, ip=ip,
-                    hostname=rec.config.get("Hostname") or rec.id[:12])
+                    hostname=rec.config.get("Hostname") or rec.id[:12], later=later)
     ports = [{"IP": b.display_ip, "PrivatePort": b.container_port,
               "PublicPort": b.host_port, "Type": b.protocol} for b in att.ports]
     return {

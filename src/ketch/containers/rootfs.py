@@ -8,13 +8,12 @@ launch per container.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from ketch.errors import KetchError
+from ketch.values import value
 
 _libc: ctypes.CDLL | None = None
 MNT_DETACH = 2
@@ -23,11 +22,13 @@ MNT_DETACH = 2
 def libc() -> ctypes.CDLL:
     global _libc
     if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # CDLL(None): the libc this interpreter already links (ctypes.util.find_library
+        # would run `ldconfig -p`, a process launch per container start)
+        _libc = ctypes.CDLL(None, use_errno=True)
     return _libc
 
 
-@dataclass
+@value
 class OverlayMount:
     lower: list[Path]  # topmost first
     upper: Path

@@ -9,11 +9,10 @@ beside a real installation with its own prefixes and never touch the real object
 from __future__ import annotations
 
 import os
-import tomllib
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ketch import values
 from ketch.errors import InvalidArgument
 
 # Podman takes 10.88.0.0/16 and Docker 172.17.0.0/16 (then 172.18-31, 192.168.x), so
@@ -29,7 +28,7 @@ ENV_KEYS = {
 }
 
 
-@dataclass
+@values.value
 class NetworkConfig:
     bridge_name: str = "ketch0"
     bridge_subnet: str = DEFAULT_BRIDGE_SUBNET
@@ -55,6 +54,8 @@ class NetworkConfig:
         path = env.get("KETCH_NETWORK_CONFIG")
         candidate = Path(path) if path else (state_root / "network.toml" if state_root else None)
         if candidate is not None and candidate.is_file():
+            import tomllib  # only when there is a file: its import costs a `run` 5 ms
+
             with open(candidate, "rb") as f:
                 data = tomllib.load(f)
             cfg.update(data.get("network", data))
@@ -64,7 +65,7 @@ class NetworkConfig:
         return cfg
 
     def update(self, data: dict[str, Any]) -> None:
-        known = {f.name: f for f in fields(self)}
+        known = set(values.fields_of(self))
         for key, value in data.items():
             if key not in known:
                 raise InvalidArgument(f"unknown network setting {key!r}")

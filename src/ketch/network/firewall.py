@@ -28,20 +28,19 @@ are plain string comparisons.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from ketch.errors import KetchError
 from ketch.network.models import PortBinding
+from ketch.values import value
 
 
 class FirewallError(KetchError):
     pass
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class Rule:
     table: str
     chain: str
@@ -65,7 +64,7 @@ class Rule:
         return cls(str(data[0]), str(data[1]), str(data[2]), bool(data[3]))
 
 
-@dataclass
+@value
 class Ruleset:
     """What `iptables-save` reported: chain names and rule lines per table."""
 
@@ -173,6 +172,8 @@ class Firewall:
     # -- applying ------------------------------------------------------------------------
     def _restore_cmd(self) -> list[str]:
         if self._restore_bin is None:
+            import shutil  # only when there are rules to apply
+
             found = shutil.which("iptables-restore")
             if found is None:
                 raise FirewallError("iptables-restore is not installed (Debian: apt-get install iptables)")
@@ -205,6 +206,8 @@ class Firewall:
         self.finish(self.start(add, delete, chains))
 
     def save(self) -> Ruleset:
+        import shutil
+
         found = shutil.which("iptables-save")
         if found is None:
             raise FirewallError("iptables-save is not installed (Debian: apt-get install iptables)")

@@ -1,14 +1,15 @@
 """The values the network service hands to the Engine: port bindings, endpoints,
-attachments and network records. Plain dataclasses, no behaviour beyond formatting."""
+attachments and network records. Plain value classes (ketch.values), no behaviour beyond formatting."""
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
 from typing import Any
 
+from ketch.values import field, value
 
-@dataclass(frozen=True)
+
+@value(frozen=True)
 class PortBinding:
     """One published container port.
 
@@ -47,7 +48,7 @@ class PortBinding:
         return f"{self.host_address()}->{self.port_key}"
 
 
-@dataclass
+@value
 class Endpoint:
     """A container's interface on one network."""
 
@@ -78,7 +79,7 @@ class Endpoint:
         }
 
 
-@dataclass
+@value
 class NetworkAttachment:
     """What `setup` built for one container.
 
@@ -109,7 +110,7 @@ class NetworkAttachment:
         return ep.ip if ep else ""
 
 
-@dataclass
+@value
 class Network:
     id: str
     name: str

@@ -26,20 +26,18 @@ import contextlib
 import errno
 import json
 import os
-import secrets
 import selectors
-import shutil
 import socket
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from ketch.errors import InvalidArgument, RuntimeFailure
-from ketch.runtime.oci import OCIRuntime, runtime_error_message
+from ketch.runtime.oci import OCIRuntime, runtime_error_message, which
+from ketch.values import value
 
 STDIN_PIPE, STDOUT_PIPE, STDERR_PIPE = 1, 2, 3
 DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p, ctrl-q
@@ -101,7 +99,7 @@ def parse_detach_keys(spec: str) -> bytes:
     return bytes(out)
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class ContainerPaths:
     """Where one container's monitor files live.
 
@@ -163,26 +161,26 @@ class ContainerPaths:
         return self.run_dir / "exec"
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class StartedContainer:
     container_id: str
     pid: int
     conmon_pid: int
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class ExitStatus:
     exit_code: int
     oom_killed: bool
     finished_at: float
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class AttachResult:
     detached: bool
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class ExecResult:
     exec_id: str
     pid: int
@@ -191,14 +189,15 @@ class ExecResult:
 
 
 def write_config(bundle: Path, config: Mapping[str, Any]) -> Path:
-    """Write config.json into `bundle` atomically (write, fsync, rename)."""
+    """Write config.json into `bundle` atomically (write, rename): a reader sees the old
+    file or the new one. No fsync: config.json is derived state, written again at every
+    start, and only read (by the runtime, by `exec`) while the container runs, which a
+    crash ends; a sync would cost every start a few ms of waiting for the disk."""
     bundle.mkdir(parents=True, exist_ok=True)
     target = bundle / "config.json"
-    tmp = bundle / f".config.json.{secrets.token_hex(4)}"
+    tmp = bundle / f".config.json.{os.urandom(4).hex()}"
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(config, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
+        f.write(json.dumps(config, indent=1))
     os.replace(tmp, target)
     return target
 
@@ -520,7 +519,7 @@ class ConmonMonitor:
     def __init__(self, runtime: OCIRuntime, conmon_path: str | None = None, *,
                  exit_command: Sequence[str] | None = None, sync_log: bool = False,
                  log_size_max: int | None = None) -> None:
-        path = conmon_path or shutil.which("conmon")
+        path = conmon_path or which("conmon")
         if not path:
             raise RuntimeFailure("conmon is not installed: apt-get install conmon")
         self.runtime = runtime
@@ -609,7 +608,7 @@ class ConmonMonitor:
         if ":" in str(paths.log_path):
             raise InvalidArgument("the log path must not contain ':' (conmon's separator)")
         cid = paths.container_id
-        existing = self.runtime.state(cid)
+        existing = self.runtime.state(cid) if self.runtime.has_state(cid) else None
         if existing is not None:
             if existing.status in ("running", "paused"):
                 raise RuntimeFailure(f"container {cid} is already {existing.status}")
@@ -770,8 +769,19 @@ class ConmonMonitor:
     def cleanup(self, paths: ContainerPaths) -> None:
         """After exit: remove the runtime state (and cgroup) and transient files. The
         log and config.json stay. Safe to call more than once, from several processes."""
-        self.runtime.delete(paths.container_id, force=True)
-        self._clear_transient(paths)
+        self.cleanup_begin(paths)()
+
+    def cleanup_begin(self, paths: ContainerPaths) -> Callable[[], None]:
+        """`cleanup` in two halves: the runtime's delete starts now, and the returned
+        function waits for it and removes the transient files. The caller can release
+        other resources (the network) in between."""
+        wait = self.runtime.delete_begin(paths.container_id, force=True)
+
+        def finish() -> None:
+            wait()
+            self._clear_transient(paths)
+
+        return finish
 
     @staticmethod
     def _clear_transient(paths: ContainerPaths) -> None:
@@ -784,6 +794,8 @@ class ConmonMonitor:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
         if paths.exec_root.exists():
+            import shutil
+
             shutil.rmtree(paths.exec_root, ignore_errors=True)
 
     # --- exec ---------------------------------------------------------------------
@@ -798,7 +810,7 @@ class ConmonMonitor:
         container, under a short-lived conmon in exec mode. Attached: streams until the
         process exits and returns its exit code. Detached: returns once it runs.
         A process that cannot start raises ContainerStartError (exit code 126/127)."""
-        exec_id = secrets.token_hex(16)
+        exec_id = os.urandom(16).hex()
         exec_dir = paths.exec_root / exec_id
         exec_dir.mkdir(parents=True)
         spec_file = exec_dir / "process.json"
@@ -867,4 +879,6 @@ class ConmonMonitor:
             # A detached session keeps its directory (conmon still writes there);
             # cleanup() removes what is left when the container goes.
             if finished:
+                import shutil
+
                 shutil.rmtree(exec_dir, ignore_errors=True)

@@ -16,12 +16,12 @@ import resource
 import signal as _signal
 import stat
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from ketch.errors import InvalidArgument
+from ketch.values import field, value
 
 OCI_VERSION = "1.0.2"
 
@@ -76,7 +76,7 @@ MIN_MEMORY = 6 * 1024 * 1024
 CPU_PERIOD = 100_000
 
 
-@dataclass
+@value
 class Mount:
     """One entry of config.json `mounts` (bind mounts, volumes, tmpfs)."""
 
@@ -95,7 +95,7 @@ class Mount:
                 "options": options}
 
 
-@dataclass
+@value
 class User:
     """The numeric identity the process runs as (see ketch.runtime.users)."""
 
@@ -105,7 +105,7 @@ class User:
     home: str | None = None
 
 
-@dataclass
+@value
 class ContainerSpec:
     """Everything the runtime layer needs to run one container, already resolved."""
 

@@ -1,0 +1,123 @@
+"""`value`: a dataclass stand-in that costs nothing at import.
+
+`dataclasses.dataclass` writes and compiles the source of `__init__`, `__repr__`,
+`__eq__` (and `__setattr__`, `__hash__` when frozen) for every class, about 1 ms a class
+on our machines; the modules on `ketch run`'s path hold some twenty such classes, which
+cost the command 15-20 ms before it did anything. `value` gives the same behaviour for
+the simple records these modules use: keyword or positional construction in field order,
+defaults and `field(default_factory=...)`, `==` over the fields, a dataclass-style
+`repr`, and for `frozen=True` immutability and a hash. The methods are generic (they
+loop over the field names) instead of generated; records are built a few times per
+command, so the slower construction does not show. Type checkers see a dataclass
+(PEP 681 `dataclass_transform`).
+
+Not supported (use `dataclasses` for these): `ClassVar`/`InitVar` annotations,
+`__post_init__`, inheritance between value classes, `order=True`, `slots=True`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar, dataclass_transform
+
+T = TypeVar("T")
+
+_MISSING: Any = object()
+
+
+class _Factory:
+    __slots__ = ("make",)
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make = make
+
+
+def field(*, default_factory: Callable[[], T]) -> T:
+    """A field whose default is made per instance, as `dataclasses.field(default_factory=)`."""
+    return _Factory(default_factory)  # type: ignore[return-value]
+
+
+def fields_of(obj: Any) -> tuple[str, ...]:
+    """The field names of a value class or instance, in declaration order."""
+    return obj.__value_fields__  # type: ignore[no-any-return]
+
+
+def _init(self: Any, *args: Any, **kwargs: Any) -> None:
+    cls = type(self)
+    names: tuple[str, ...] = cls.__value_fields__
+    if len(args) > len(names):
+        raise TypeError(f"{cls.__name__}() takes {len(names)} positional arguments but "
+                        f"{len(args)} were given")
+    defaults: dict[str, Any] = cls.__value_defaults__
+    setter = object.__setattr__
+    for i, name in enumerate(names):
+        if i < len(args):
+            if name in kwargs:
+                raise TypeError(f"{cls.__name__}() got multiple values for argument {name!r}")
+            value = args[i]
+        elif name in kwargs:
+            value = kwargs.pop(name)
+        else:
+            default = defaults.get(name, _MISSING)
+            if default is _MISSING:
+                raise TypeError(f"{cls.__name__}() missing required argument: {name!r}")
+            value = default.make() if isinstance(default, _Factory) else default
+        setter(self, name, value)
+    if kwargs:
+        raise TypeError(f"{cls.__name__}() got an unexpected keyword argument "
+                        f"{next(iter(kwargs))!r}")
+
+
+def _repr(self: Any) -> str:
+    inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__value_fields__)
+    return f"{type(self).__qualname__}({inner})"
+
+
+def _eq(self: Any, other: Any) -> Any:
+    if other.__class__ is not self.__class__:
+        return NotImplemented
+    return all(getattr(self, n) == getattr(other, n) for n in self.__value_fields__)
+
+
+def _frozen_setattr(self: Any, name: str, value: Any) -> None:
+    raise AttributeError(f"cannot assign to field {name!r}: {type(self).__name__} is frozen")
+
+
+def _frozen_delattr(self: Any, name: str) -> None:
+    raise AttributeError(f"cannot delete field {name!r}: {type(self).__name__} is frozen")
+
+
+def _hash(self: Any) -> int:
+    return hash(tuple(getattr(self, n) for n in self.__value_fields__))
+
+
+@dataclass_transform(field_specifiers=(field,))
+def value(cls: type[T] | None = None, /, *, frozen: bool = False) -> Any:
+    """Class decorator: see the module's docstring."""
+
+    def wrap(c: type[T]) -> type[T]:
+        names = tuple(c.__dict__.get("__annotations__", {}))
+        defaults: dict[str, Any] = {}
+        for name in names:
+            if name in c.__dict__:
+                default = c.__dict__[name]
+                defaults[name] = default
+                if isinstance(default, _Factory):
+                    delattr(c, name)
+            elif defaults:
+                raise TypeError(f"non-default argument {name!r} follows default argument")
+        c.__value_fields__ = names  # type: ignore[attr-defined]
+        c.__value_defaults__ = defaults  # type: ignore[attr-defined]
+        c.__init__ = _init  # type: ignore[misc]
+        if "__repr__" not in c.__dict__:
+            c.__repr__ = _repr  # type: ignore[assignment]
+        c.__eq__ = _eq  # type: ignore[method-assign, assignment]
+        if frozen:
+            c.__setattr__ = _frozen_setattr  # type: ignore[method-assign, assignment]
+            c.__delattr__ = _frozen_delattr  # type: ignore[method-assign, assignment]
+            c.__hash__ = _hash  # type: ignore[method-assign, assignment]
+        else:
+            c.__hash__ = None  # type: ignore[assignment]
+        return c
+
+    return wrap if cls is None else wrap(cls)

@@ -1,0 +1,92 @@
+"""ketch.values.value: the dataclass stand-in used on `run`'s path."""
+
+from __future__ import annotations
+
+import pytest
+
+from ketch.network.config import NetworkConfig
+from ketch.network.models import PortBinding
+from ketch.runtime.spec import ContainerSpec, Mount, User
+from ketch.values import field, fields_of, value
+
+
+@value
+class Point:
+    x: int
+    y: int = 0
+    tags: list[str] = field(default_factory=list)
+
+
+@value(frozen=True)
+class Key:
+    name: str
+    n: int = 1
+
+
+def test_construction_positional_keyword_and_defaults() -> None:
+    assert Point(1).y == 0
+    assert Point(1, 2).y == 2
+    assert Point(x=3, y=4).x == 3
+    assert Point(1).tags == []
+
+
+def test_default_factory_makes_a_new_object_per_instance() -> None:
+    a, b = Point(1), Point(1)
+    a.tags.append("t")
+    assert b.tags == []
+    assert "tags" not in vars(Point)
+
+
+def test_bad_arguments_raise_type_error() -> None:
+    with pytest.raises(TypeError, match="missing"):
+        Point()  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="multiple values"):
+        Point(1, x=2)  # type: ignore[misc]
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        Point(1, z=2)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="positional"):
+        Point(1, 2, [], 4)  # type: ignore[call-arg]
+
+
+def test_equality_repr_and_hash() -> None:
+    assert Point(1, 2) == Point(1, 2)
+    assert Point(1, 2) != Point(1, 3)
+    assert Point(1) != Key("a")
+    assert repr(Point(1)) == "Point(x=1, y=0, tags=[])"
+    assert Point.__hash__ is None  # mutable and comparable: unhashable, as a dataclass
+    assert {Key("a"), Key("a"), Key("b")} == {Key("a"), Key("b")}
+
+
+def test_frozen_refuses_changes() -> None:
+    k = Key("a")
+    with pytest.raises(AttributeError):
+        k.n = 2  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        del k.name  # type: ignore[misc]
+    assert k.n == 1
+
+
+def test_fields_in_declaration_order() -> None:
+    assert fields_of(Point) == ("x", "y", "tags")
+    assert fields_of(Point(1)) == ("x", "y", "tags")
+
+
+def test_non_default_after_default_is_refused() -> None:
+    with pytest.raises(TypeError, match="follows default"):
+        @value
+        class Bad:
+            a: int = 0
+            b: int
+
+
+def test_ketch_records_keep_their_behaviour() -> None:
+    spec = ContainerSpec(id="c1", rootfs=__import__("pathlib").Path("/r"), args=["true"])
+    assert spec.user == User() and spec.mounts == [] and spec.cgroups_path == "/ketch/c1"
+    assert Mount("/x", "/y").to_oci()["options"] == ["rbind"]
+    assert PortBinding(80) == PortBinding(80, "tcp")
+    assert len({PortBinding(80), PortBinding(80)}) == 1
+    cfg = NetworkConfig.load(None, env={})
+    cfg.update({"mtu": "1400"})
+    assert cfg.mtu == 1400
+    with pytest.raises(Exception, match="unknown network setting"):
+        cfg.update({"nope": 1})
