@@ -21,7 +21,6 @@ Output is the classic builder's (`Step 2/7 : WORKDIR /app`, ` ---> Using cache`,
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import os
 import posixpath
@@ -117,6 +116,16 @@ class _State:
     @property
     def diff_ids(self) -> list[str]:
         return list((self.config.get("rootfs") or {}).get("diff_ids") or [])
+
+
+def _clone(value: Any) -> Any:
+    """A deep copy of JSON data (an image config): copy.deepcopy's result for it, without
+    importing copy and weakref at the start of every build."""
+    if isinstance(value, dict):
+        return {k: _clone(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clone(v) for v in value]
+    return value
 
 
 def _go_quote_list(items: list[str] | None) -> str:
@@ -368,7 +377,7 @@ class Builder:
         if dep is not None:
             prev = self.results[dep.index]
             layers = list(prev.layers) if prev.layers is not None else None
-            st = _State(stage, prev.image_id, copy.deepcopy(prev.config), layers,
+            st = _State(stage, prev.image_id, _clone(prev.config), layers,
                         dict(prev.args))
         elif base.lower() == "scratch":
             st = _State(stage, None, self._scratch_config(), [])
@@ -497,7 +506,7 @@ class Builder:
         def exp(s: str) -> str:
             return expand(s, env, self.escape)
 
-        config = copy.deepcopy(st.config)
+        config = _clone(st.config)
         try:
             apply_instruction(config, ins, exp, cmd_set=st.cmd_set)
         except KetchError as e:
@@ -564,7 +573,7 @@ class Builder:
         key = self._key(st, "ARG", created_by)
         if self._probe(st, key):
             return
-        self._commit(st, copy.deepcopy(st.config), created_by, key, None)
+        self._commit(st, _clone(st.config), created_by, key, None)
 
     # -- RUN ----------------------------------------------------------------------------
     def _run_args(self, st: _State) -> tuple[list[str], list[str]]:
@@ -618,7 +627,7 @@ class Builder:
                 with self.images.writing():
                     layer = commit_upper(self.engine, upper, lowers,
                                          chains[-1] if chains else None, move=not keep)
-                    self._commit(st, copy.deepcopy(st.config), created_by, key, layer)
+                    self._commit(st, _clone(st.config), created_by, key, layer)
         finally:
             if script is not None:
                 script.unlink(missing_ok=True)
@@ -871,7 +880,7 @@ class Builder:
             with self.images.writing():
                 layer = commit_upper(self.engine, ws.upper, ws.lowers,
                                      chains[-1] if chains else None)
-                self._commit(st, copy.deepcopy(st.config), created_by, key, layer)
+                self._commit(st, _clone(st.config), created_by, key, layer)
         except OSError as e:
             raise BuildError(f"{cmd} failed: {e.strerror or e}"
                              + (f": {e.filename}" if e.filename else "")) from None

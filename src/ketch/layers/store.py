@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
 
 from ketch.errors import DigestMismatch, NotFound
 from ketch.oci.digest import hex_of
-from ketch.store.content import ContentStore
-from ketch.store.db import Database
-from ketch.store.images import ImageRecords, LayerRecord
+from ketch.store.images import LayerRecord
+
+# `typing` costs milliseconds at start, and the store classes arrive with the Engine.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import BinaryIO
+
+    from ketch.store.content import ContentStore
+    from ketch.store.db import Database
+    from ketch.store.images import ImageRecords
 
 
 def _rmtree(path: Path, ignore_errors: bool = False) -> None:
