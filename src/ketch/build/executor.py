@@ -722,7 +722,7 @@ class Builder:
 
     # -- COPY / ADD ------------------------------------------------------------------------
     def _copy(self, st: _State, ins: Instruction) -> None:
-        from ketch.build.copy import (
+        from ketch.build.copyargs import (
             container_dest,
             dest_is_dir,
             is_url,
