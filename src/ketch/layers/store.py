@@ -8,7 +8,6 @@ at once; the second simply finds it done.
 
 from __future__ import annotations
 
-import fcntl
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,6 +63,8 @@ class LayerStore:
     def _lock(self, chain_id: str) -> Iterator[None]:
         fd = os.open(self.dir / f"{hex_of(chain_id)}.lock", os.O_CREAT | os.O_RDWR, 0o600)
         try:
+            import fcntl  # on first use: a cached build only asks whether layers exist
+
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
@@ -144,6 +145,8 @@ class LayerStore:
         """Remove layer directories that have no record: a kill between the rename into
         place and the record leaves them. Their lock is taken first, so a layer being
         unpacked right now is never touched."""
+        import fcntl
+
         recorded = {hex_of(lr.chain_id) for lr in self.records.all_layers()}
         removed = 0
         for entry in self.dir.iterdir():
