@@ -111,7 +111,8 @@ def main() -> int:
         ketch = ketch_cmd()
         subprocess.run(ketch + ["import", "--change", 'CMD ["sh"]', str(rootfs),
                                 "bench-base"], env=env, check=True, capture_output=True)
-        floor = statistics.median(timed([sys.executable, "-c", "pass"], work, env)
+        # ketch's launcher starts Python with -I -S (no site, no .pth files): so does this.
+        floor = statistics.median(timed([sys.executable, "-I", "-S", "-c", "pass"], work, env)
                                   for _ in range(args.runs))
         results["python-startup"] = {"floor": floor}
         ctx = work / "ketch-ctx"
@@ -148,7 +149,8 @@ def main() -> int:
     k = results["ketch"]
     d = results["docker"]
     assert isinstance(k, dict)
-    print(f"python start-up on this machine (floor): {results['python-startup']['floor']:.3f} s")  # type: ignore[index]
+    print("python -I -S start-up on this machine (floor):"
+          f" {results['python-startup']['floor']:.3f} s")  # type: ignore[index]
     print(f"{'case':<10} {'ketch':>8} {'docker':>8} {'ratio':>7} {'goal':>7}")
     for case in ("cold", "unchanged", "one-file"):
         dk = f"{d[case]:.3f}" if isinstance(d, dict) else "-"

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 from tests.build.conftest import Builder
 
@@ -154,3 +158,65 @@ def test_cache_is_shared_between_contexts_with_equal_content(kb: Builder) -> Non
     second = kb.build(b, "-t", "two").stdout
     assert built_id(first) == built_id(second)
     assert "Running in" not in second
+
+
+def _age(ctx: Path) -> None:
+    """Make every file of the context older than the checksum cache's racy window, so
+    the first build remembers their digests (as for a checkout that sat for a while)."""
+    old = time.time() - 3600
+    for p in [ctx, *ctx.rglob("*")]:
+        os.utime(p, (old, old))
+    time.sleep(1.1)  # utime set the ctimes to now: let them leave the racy window too
+
+
+def test_same_size_edit_with_the_mtime_put_back_still_misses(kb: Builder) -> None:
+    """The remembered digest is keyed by more than size and mtime: an edit that keeps the
+    size and restores the mtime (an editor, `touch -r`, a checkout) must re-run COPY."""
+    ctx = kb.context(FILES)
+    _age(ctx)
+    kb.build(ctx, "-t", "app")
+    assert steps(kb.build(ctx, "-t", "app").stdout)[5] == "cache"  # digests remembered
+    server = ctx / "server.js"
+    before = server.stat()
+    server.write_text("console.log('v9')\n")  # same length as 'v1'
+    os.utime(server, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert server.stat().st_size == before.st_size
+    assert server.stat().st_mtime_ns == before.st_mtime_ns
+    out = kb.build(ctx, "-t", "app").stdout
+    assert steps(out) == {1: "new", 2: "cache", 3: "cache", 4: "cache", 5: "new",
+                          6: "new", 7: "new"}
+    assert kb.run("app", "cat", "/app/server.js") == "console.log('v9')\n"
+
+
+def test_a_cached_step_whose_layer_is_gone_runs_again(kb: Builder) -> None:
+    """A cache hit is checked against the store: an image whose layer directory is gone
+    (a crash, or a removal racing the build) is not reused."""
+    ctx = kb.context(FILES)
+    kb.build(ctx, "-t", "app")
+    top = kb.inspect("app", "{{json .GraphDriver.Data.UpperDir}}").strip('"')
+    assert top.endswith("/diff") and Path(top).is_dir()  # the COPY . layer
+    shutil.rmtree(top)
+    out = kb.build(ctx, "-t", "app").stdout
+    assert steps(out) == {1: "new", 2: "cache", 3: "cache", 4: "cache", 5: "new",
+                          6: "new", 7: "new"}
+    assert kb.run("app", "cat", "/app/server.js") == "console.log('v1')\n"
+
+
+def test_unchanged_rebuild_loads_no_run_or_commit_machinery(kb: Builder) -> None:
+    """A fully cached build only looks things up: the container, runtime, network,
+    archive and snapshot code (and tarfile) load when a step misses, not before."""
+    ctx = kb.context(FILES)
+    kb.build(ctx, "-t", "app")
+    env = dict(os.environ, KETCH_ROOT=str(kb.root), KETCH_RUN_ROOT=str(kb.root / "run"))
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "ketch", "build", "-t",
+                           "app", str(ctx)], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert set(steps(proc.stdout).values()) == {"new", "cache"}
+    mods = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}
+    unwanted = {m for m in mods if m.startswith((
+        "ketch.containers", "ketch.runtime", "ketch.network", "ketch.archive",
+        "ketch.build.snapshot", "ketch.build.watchdog", "ketch.oci.model", "tarfile"))}
+    unwanted |= mods & {"ketch.build.copy"}  # the copier; copyargs is what keys need
+    assert not unwanted, unwanted

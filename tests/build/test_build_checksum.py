@@ -86,3 +86,27 @@ def test_ignored_files_are_outside_the_digest(tree: Path) -> None:
     base = _digest(tree, None, ["."])
     (tree / "src" / "b.js").write_text("changed\n")
     assert _digest(tree, None, ["."]) == base
+
+
+def test_same_size_rewrite_with_restored_mtime_is_read_again(tree: Path, tmp_path: Path
+                                                             ) -> None:
+    """Size and mtime alone would call these files unchanged; the remembered digest is
+    also keyed by ctime and inode, which no user-level write can put back."""
+    db = Database(tmp_path / "ketch.db")
+    first = _digest(tree, db, ["."])
+    a = tree / "src" / "a.js"
+    st = a.stat()
+    a.write_text("z\n")  # same size
+    os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (a.stat().st_size, a.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    changed = _digest(tree, db, ["."])
+    assert changed != first
+    # Replaced by another file (new inode) with the same size and mtime: read again too.
+    b = tree / "src" / "b.js"
+    st = b.stat()
+    tmp = tree / "src" / ".b.tmp"
+    tmp.write_text("y\n")
+    os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(tmp, b)
+    assert _digest(tree, db, ["."]) not in (first, changed)
+    db.close()

@@ -15,14 +15,17 @@ can never leave a stale digest behind (git's "racy clean" problem).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING
 
+# Headers and directory digests are small: no OpenSSL for them (see images/hashing.py).
+from ketch.images.hashing import small_sha256
+
+TYPE_CHECKING = False  # `typing` and `pathlib` cost milliseconds at start
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ketch.build.context import Source, SourceRoot
     from ketch.store.db import Database
 
@@ -59,6 +62,8 @@ def _type_char(mode: int) -> str:
 
 
 def hash_file(path: Path | str) -> str:
+    import hashlib  # OpenSSL's sha256: much faster than _sha256 on large files
+
     h = hashlib.sha256()
     with open(path, "rb", buffering=0) as f:
         while chunk := f.read(_CHUNK):
@@ -137,7 +142,7 @@ def entry_digest(name: str, st: os.stat_result, host_path: str, cache: ChecksumC
     content = cache.content(host_path, st) if kind == "0" else ""
     header = (f"name={name}\0mode={stat.S_IMODE(mode):o}\0uid={st.st_uid}\0gid={st.st_gid}"
               f"\0size={size}\0type={kind}\0linkname={link}\0dev={dev}\0{content}")
-    return hashlib.sha256(header.encode("utf-8", "surrogateescape")).hexdigest()
+    return small_sha256(header.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def source_digest(root: SourceRoot, src: Source, cache: ChecksumCache) -> str:
@@ -145,7 +150,7 @@ def source_digest(root: SourceRoot, src: Source, cache: ChecksumCache) -> str:
     if not src.is_dir:
         return "file:" + entry_digest(os.path.basename(src.rel) or src.rel, src.st,
                                       str(src.path), cache)
-    h = hashlib.sha256()
+    h = small_sha256()
     h.update(entry_digest(".", src.st, str(src.path), cache).encode())
     base = str(src.path)
     prefix_len = 0 if src.rel in ("", ".") else len(src.rel) + 1
@@ -164,4 +169,4 @@ def sources_digest(root: SourceRoot, sources: list[Source], cache: ChecksumCache
     digests = [source_digest(root, s, cache) for s in sources]
     if len(digests) == 1:
         return digests[0]
-    return "multi:" + hashlib.sha256(",".join(digests).encode()).hexdigest()
+    return "multi:" + small_sha256(",".join(digests).encode()).hexdigest()

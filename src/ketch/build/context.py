@@ -13,14 +13,16 @@ it and `.dockerignore` are only hidden from COPY/ADD when a pattern excludes the
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import sys
 from pathlib import Path
-from typing import IO, Any
 
 from ketch.build.dockerignore import Pattern, PatternMatcher, clean_path, read_ignore_file
 from ketch.errors import BuildError
+
+TYPE_CHECKING = False  # `typing` costs milliseconds at start; a cached build loads this
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 # The characters that make a COPY/ADD source a pattern (Go's filepath.Match).
 _GLOB_CHARS = frozenset("*?[")
@@ -156,6 +158,8 @@ class BuildContext(SourceRoot):
 
     def close(self) -> None:
         if self.temporary:
+            import shutil
+
             shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -188,6 +192,8 @@ def _unpack(stream: IO[bytes] | Any, tmp_root: Path) -> Path:
         # Ownership is kept: it is part of what COPY's checksum covers, as in Docker.
         extract(stream, dest, whiteouts="none", same_owner=True)
     except BaseException:
+        import shutil
+
         shutil.rmtree(dest, ignore_errors=True)
         raise
     return dest

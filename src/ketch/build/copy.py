@@ -27,7 +27,11 @@ import stat
 from pathlib import Path
 
 from ketch.build.context import Source, SourceRoot
+from ketch.build.copyargs import container_dest, dest_is_dir, is_url, parse_chmod
 from ketch.errors import BuildError
+
+__all__ = ["Copier", "Download", "Owner", "container_dest", "dest_is_dir", "download",
+           "is_archive", "is_url", "parse_chmod", "resolve_chown"]
 
 _OPEN_NEW = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -38,19 +42,6 @@ class Owner:
     def __init__(self, uid: int = 0, gid: int = 0) -> None:
         self.uid = uid
         self.gid = gid
-
-
-def parse_chmod(value: str | None) -> int | None:
-    if not value:
-        return None
-    try:
-        mode = int(value, 8)
-    except ValueError:
-        raise BuildError(f"invalid chmod parameter {value!r}: use an octal mode like"
-                         " 0755") from None
-    if not 0 <= mode <= 0o7777:
-        raise BuildError(f"invalid chmod parameter {value!r}: out of range")
-    return mode
 
 
 def resolve_chown(rootfs: Path, spec: str | None) -> Owner:
@@ -78,16 +69,6 @@ def resolve_chown(rootfs: Path, spec: str | None) -> Owner:
     uid = lookup(user, "/etc/passwd", "user")
     gid = lookup(group, "/etc/group", "group") if sep and group else uid
     return Owner(uid, gid)
-
-
-def dest_is_dir(dest: str) -> bool:
-    return dest.endswith("/") or dest.endswith("/.") or dest in (".", "")
-
-
-def container_dest(dest: str, workdir: str) -> str:
-    """The absolute path a COPY destination names (relative ones start at WORKDIR)."""
-    full = dest if dest.startswith("/") else posixpath.join(workdir or "/", dest)
-    return posixpath.normpath(full)
 
 
 class Copier:
@@ -287,10 +268,6 @@ def is_archive(path: Path) -> bool:
         return tarfile.is_tarfile(path)
     except (OSError, tarfile.TarError, EOFError):
         return False
-
-
-def is_url(src: str) -> bool:
-    return src.startswith("http://") or src.startswith("https://")
 
 
 class Download:

@@ -21,26 +21,34 @@ Output is the classic builder's (`Step 2/7 : WORKDIR /app`, ` ---> Using cache`,
 from __future__ import annotations
 
 import contextlib
-import copy
-import hashlib
 import json
 import os
 import posixpath
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from ketch.build.parser import Dockerfile, Instruction, Stage, parse, parse_instruction
+from ketch.build.parser import parse, parse_instruction
 from ketch.build.shell import expand, expand_heredoc
 from ketch.errors import BuildError, ImageNotFound, KetchError
+from ketch.images.hashing import small_sha256
 
+# An unchanged rebuild is mostly interpreter start-up: this module imports only what a
+# fully cached build needs. `typing`, `pathlib` and `hashlib` (OpenSSL) cost milliseconds
+# each; running, committing and copying load their machinery when a step misses.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+    from typing import Any
+
     from ketch.build.checksum import ChecksumCache
     from ketch.build.context import BuildContext, Source, SourceRoot
+    from ketch.build.parser import Dockerfile, Instruction, Stage
     from ketch.build.snapshot import Workspace
     from ketch.build.watchdog import Watchdog
     from ketch.engine import Engine
     from ketch.images.service import NewLayer
+
+    Emit = Callable[[str], None]
+    EmitBytes = Callable[[bytes], None]
 
 CACHE_KEY_VERSION = "ketch-build/1"
 DEFAULT_SHELL = ["/bin/sh", "-c"]
@@ -51,9 +59,6 @@ PROXY_ARGS = frozenset({
     "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
     "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy",
 })
-
-Emit = Callable[[str], None]
-EmitBytes = Callable[[bytes], None]
 
 
 # Plain classes rather than dataclasses: building a dataclass costs about a millisecond
@@ -90,10 +95,12 @@ class _State:
     """One stage while it is being built: the current image and what the next step sees."""
 
     def __init__(self, stage: Stage, image_id: str | None, config: dict[str, Any],
-                 layers: list[NewLayer], args: dict[str, str | None] | None = None) -> None:
+                 layers: list[NewLayer] | None, args: dict[str, str | None] | None = None
+                 ) -> None:
         self.stage = stage
         self.image_id = image_id
         self.config = config
+        # None until a step needs them (Builder._layers): a cache hit only needs the config.
         self.layers = layers
         self.args: dict[str, str | None] = args if args is not None else {}
         self.cmd_set = False
@@ -109,6 +116,16 @@ class _State:
     @property
     def diff_ids(self) -> list[str]:
         return list((self.config.get("rootfs") or {}).get("diff_ids") or [])
+
+
+def _clone(value: Any) -> Any:
+    """A deep copy of JSON data (an image config): copy.deepcopy's result for it, without
+    importing copy and weakref at the start of every build."""
+    if isinstance(value, dict):
+        return {k: _clone(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clone(v) for v in value]
+    return value
 
 
 def _go_quote_list(items: list[str] | None) -> str:
@@ -175,6 +192,8 @@ class Builder:
         self.df: Dockerfile | None = None
         self._checksums: ChecksumCache | None = None
         self._watchdog: Watchdog | None = None
+        # Chain IDs whose layers this build found in the store (cache hits check each once).
+        self._verified_chains: set[str] = set()
         self.warnings: list[str] = []
 
     # -- output ------------------------------------------------------------------------
@@ -357,7 +376,8 @@ class Builder:
         dep = self.df.stage(base, before=stage.index)
         if dep is not None:
             prev = self.results[dep.index]
-            st = _State(stage, prev.image_id, copy.deepcopy(prev.config), list(prev.layers),
+            layers = list(prev.layers) if prev.layers is not None else None
+            st = _State(stage, prev.image_id, _clone(prev.config), layers,
                         dict(prev.args))
         elif base.lower() == "scratch":
             st = _State(stage, None, self._scratch_config(), [])
@@ -398,20 +418,21 @@ class Builder:
             raise BuildError(
                 f"pull access denied for {name}: the image is not in ketch's local store and"
                 " ketch cannot pull yet; `ketch load` or `ketch import` it first") from None
-        config, layers = self._image_state(rec)
-        return _State(stage, rec.id, config, layers)
+        return _State(stage, rec.id, self._state_config(self.images.read_config(rec.id)),
+                      None)
 
-    def _image_state(self, rec: Any) -> tuple[dict[str, Any], list[NewLayer]]:
-        from ketch.images.service import NewLayer
-
-        config = json.loads(self.engine.content.read(rec.id))
-        manifest = self.images.get_manifest(rec)
-        diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
-        layers = [NewLayer(d.digest, d.media_type, d.size, diff, 0)
-                  for d, diff in zip(manifest.layers, diff_ids, strict=True)]
+    @staticmethod
+    def _state_config(config: dict[str, Any]) -> dict[str, Any]:
         config.setdefault("config", {})
         config.setdefault("history", [])
-        return config, layers
+        return config
+
+    def _layers(self, st: _State) -> list[NewLayer]:
+        """The current image's layers (blobs and diff IDs), read when a step first needs
+        them: only a step that commits does."""
+        if st.layers is None:
+            st.layers = self.images.new_layers(st.image_id) if st.image_id else []
+        return st.layers
 
     # -- dispatch -------------------------------------------------------------------------
     def _dispatch(self, st: _State, ins: Instruction) -> None:
@@ -444,17 +465,18 @@ class Builder:
     def _key(self, st: _State, kind: str, created_by: str, *extra: str) -> str:
         data = json.dumps([CACHE_KEY_VERSION, kind, created_by, *extra],
                           separators=(",", ":"), ensure_ascii=False)
-        return "sha256:" + hashlib.sha256(data.encode("utf-8", "surrogateescape")).hexdigest()
+        return "sha256:" + small_sha256(data.encode("utf-8", "surrogateescape")).hexdigest()
 
     def _probe(self, st: _State, key: str) -> bool:
         if self.options.no_cache:
             return False
-        rec = self.images.cached(st.image_id, key)
-        if rec is None:
+        hit = self.images.cached_config(st.image_id, key, self._verified_chains)
+        if hit is None:
             return False
         self.say(" ---> Using cache")
-        st.image_id = rec.id
-        st.config, st.layers = self._image_state(rec)
+        st.image_id = hit[0]
+        st.config = self._state_config(hit[1])
+        st.layers = None
         return True
 
     def _commit(self, st: _State, config: dict[str, Any], created_by: str, key: str,
@@ -464,7 +486,7 @@ class Builder:
         now = now_rfc3339()
         config["created"] = now
         hist: dict[str, Any] = {"created": now, "created_by": created_by}
-        layers = list(st.layers)
+        layers = list(self._layers(st))
         if layer is None:
             hist["empty_layer"] = True
         else:
@@ -484,7 +506,7 @@ class Builder:
         def exp(s: str) -> str:
             return expand(s, env, self.escape)
 
-        config = copy.deepcopy(st.config)
+        config = _clone(st.config)
         try:
             apply_instruction(config, ins, exp, cmd_set=st.cmd_set)
         except KetchError as e:
@@ -551,7 +573,7 @@ class Builder:
         key = self._key(st, "ARG", created_by)
         if self._probe(st, key):
             return
-        self._commit(st, copy.deepcopy(st.config), created_by, key, None)
+        self._commit(st, _clone(st.config), created_by, key, None)
 
     # -- RUN ----------------------------------------------------------------------------
     def _run_args(self, st: _State) -> tuple[list[str], list[str]]:
@@ -582,7 +604,7 @@ class Builder:
         declared, proxies = self._run_args(st)
         save = ([f"|{len(declared)}", *declared] if declared else []) + cmd
         created_by = " ".join(save)
-        extra = ["script:" + hashlib.sha256(script.read_bytes()).hexdigest()] if script else []
+        extra = ["script:" + small_sha256(script.read_bytes()).hexdigest()] if script else []
         if network not in (None, "default"):
             extra.append(f"network={network}")
         key = self._key(st, "RUN", created_by, *extra)
@@ -605,7 +627,7 @@ class Builder:
                 with self.images.writing():
                     layer = commit_upper(self.engine, upper, lowers,
                                          chains[-1] if chains else None, move=not keep)
-                    self._commit(st, copy.deepcopy(st.config), created_by, key, layer)
+                    self._commit(st, _clone(st.config), created_by, key, layer)
         finally:
             if script is not None:
                 script.unlink(missing_ok=True)
@@ -700,7 +722,7 @@ class Builder:
 
     # -- COPY / ADD ------------------------------------------------------------------------
     def _copy(self, st: _State, ins: Instruction) -> None:
-        from ketch.build.copy import (
+        from ketch.build.copyargs import (
             container_dest,
             dest_is_dir,
             is_url,
@@ -761,11 +783,12 @@ class Builder:
             if sources:
                 from ketch.build.checksum import ChecksumCache, sources_digest
 
+                assert root is not None
                 cache = self.checksums if from_ws is None else ChecksumCache(
-                    None, root.root if root else Path("/"), persistent=False)
+                    None, root.root, persistent=False)
                 digests.append(sources_digest(root, sources, cache))  # type: ignore[arg-type]
             for name, data in heredocs:
-                digests.append("file:" + hashlib.sha256(
+                digests.append("file:" + small_sha256(
                     name.encode() + b"\0" + data).hexdigest())
             if urls:
                 from ketch.build.copy import download
@@ -776,9 +799,9 @@ class Builder:
                     if checksum and checksum != "sha256:" + d.digest:
                         raise BuildError(f"ADD failed: digest mismatch for {url}: expected"
                                          f" {checksum}, got sha256:{d.digest}")
-                    digests.append("file:" + hashlib.sha256(
+                    digests.append("file:" + small_sha256(
                         f"{d.name}\0{d.digest}".encode()).hexdigest())
-            src_hash = digests[0] if len(digests) == 1 else "multi:" + hashlib.sha256(
+            src_hash = digests[0] if len(digests) == 1 else "multi:" + small_sha256(
                 ",".join(digests).encode()).hexdigest()
             flags = (f"--chown={chown} " if chown else "") + (
                 f"--chmod={chmod_text} " if chmod_text else "")
@@ -857,7 +880,7 @@ class Builder:
             with self.images.writing():
                 layer = commit_upper(self.engine, ws.upper, ws.lowers,
                                      chains[-1] if chains else None)
-                self._commit(st, copy.deepcopy(st.config), created_by, key, layer)
+                self._commit(st, _clone(st.config), created_by, key, layer)
         except OSError as e:
             raise BuildError(f"{cmd} failed: {e.strerror or e}"
                              + (f": {e.filename}" if e.filename else "")) from None

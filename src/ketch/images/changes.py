@@ -3,10 +3,12 @@ and the builder's CMD/ENV/LABEL/... steps share this one implementation."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from ketch.errors import InvalidArgument
+
+TYPE_CHECKING = False  # `typing` costs milliseconds at start; a cached build loads this
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 CHANGE_INSTRUCTIONS = {"CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "STOPSIGNAL",
                        "USER", "VOLUME", "WORKDIR"}

@@ -11,10 +11,8 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 from ketch.errors import (
     AmbiguousID,
@@ -22,38 +20,68 @@ from ketch.errors import (
     ImageNotFound,
     InvalidArgument,
     InvalidReference,
+    NotFound,
 )
+from ketch.images.hashing import chain_ids as small_chain_ids
 from ketch.oci.digest import chain_ids, hex_of, sha256_bytes
 from ketch.oci.media import MediaType
 from ketch.store.images import ImageRecord, labels_of
 
+# `typing` and `dataclasses` are not imported at run time: a cached `build` loads this
+# module, and each costs milliseconds of start-up.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
     from ketch.engine import Engine
     from ketch.oci.model import ImageConfig, Manifest
 
-_FULL_ID = re.compile(r"^(?:sha256:)?([0-9a-f]{64})$")
-_HEX_PREFIX = re.compile(r"^(?:sha256:)?([0-9a-f]{1,63})$")
+    # Container users of an image: returns (container id, running?) pairs. The container
+    # service registers itself here so images never import containers.
+    ImageUsers = Callable[[str], list[tuple[str, bool]]]
 
-# Container users of an image: returns (container id, running?) pairs. The container
-# service registers itself here so images never import containers.
-ImageUsers = Callable[[str], list[tuple[str, bool]]]
+_HEX = frozenset("0123456789abcdef")
 
 
-@dataclass
+def _hex_of_id(name: str, full: bool) -> str | None:
+    """The hex of `[sha256:]<hex>`: 64 digits when `full`, else 1 to 63; None otherwise."""
+    h = name[7:] if name.startswith("sha256:") else name
+    if not h or not _HEX.issuperset(h) or (len(h) == 64) != full or len(h) > 64:
+        return None
+    return h
+
+
 class NewLayer:
     """A layer blob already in the content store, with its unpacked tree in the layer store."""
 
-    blob_digest: str
-    media_type: str
-    blob_size: int
-    diff_id: str
-    size: int
+    __slots__ = ("blob_digest", "media_type", "blob_size", "diff_id", "size")
+
+    def __init__(self, blob_digest: str, media_type: str, blob_size: int, diff_id: str,
+                 size: int) -> None:
+        self.blob_digest = blob_digest
+        self.media_type = media_type
+        self.blob_size = blob_size
+        self.diff_id = diff_id
+        self.size = size
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not NewLayer:
+            return NotImplemented
+        return all(getattr(self, k) == getattr(other, k) for k in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return "NewLayer(" + ", ".join(f"{k}={getattr(self, k)!r}"
+                                       for k in self.__slots__) + ")"
 
 
-@dataclass
 class PruneReport:
-    deleted: list[dict[str, str]] = field(default_factory=list)
-    space_reclaimed: int = 0
+    def __init__(self, deleted: builtins.list[dict[str, str]] | None = None,
+                 space_reclaimed: int = 0) -> None:
+        self.deleted: builtins.list[dict[str, str]] = deleted if deleted is not None else []
+        self.space_reclaimed = space_reclaimed
 
 
 def now_rfc3339() -> str:
@@ -94,9 +122,9 @@ class ImageService:
 
         if not name:
             raise ImageNotFound(name)
-        m = _FULL_ID.match(name)
-        if m:
-            rec = self.records.get("sha256:" + m.group(1))
+        full = _hex_of_id(name, True)
+        if full:
+            rec = self.records.get("sha256:" + full)
             if rec:
                 return rec
             raise ImageNotFound(name)
@@ -112,16 +140,16 @@ class ImageService:
                 rec = self.records.get(image_id)
                 if rec:
                     return rec
-        m = _HEX_PREFIX.match(name)
-        if m:
-            ids = self.records.ids_with_prefix(m.group(1))
+        prefix = _hex_of_id(name, False)
+        if prefix:
+            ids = self.records.ids_with_prefix(prefix)
             if len(ids) > 1:
                 raise AmbiguousID(name, "image")
             if ids:
                 rec = self.records.get(ids[0])
                 if rec:
                     return rec
-        if ref is None and not m:
+        if ref is None and not prefix:
             # Not a valid name and not an ID: Docker reports the format problem.
             reference.parse(name)
         raise ImageNotFound(name)
@@ -193,17 +221,49 @@ class ImageService:
         assert out is not None
         return out
 
-    def cached(self, parent: str | None, cache_key: str) -> ImageRecord | None:
+    # -- the build cache ----------------------------------------------------------------
+    def read_config(self, image_id: str) -> dict[str, Any]:
+        """An image's config JSON as a dict (its blob is named by the image ID)."""
+        return json.loads(self.content.read(image_id))
+
+    def new_layers(self, image_id: str) -> builtins.list[NewLayer]:
+        """An image's layers as `commit` takes them: blobs from the manifest, diff IDs from
+        the config (sizes are the layer store's business, so 0 here)."""
+        from ketch.oci.model import Manifest
+
+        rec = self.records.get(image_id)
+        if rec is None:
+            raise ImageNotFound(image_id)
+        manifest = Manifest.parse(self.content.read(rec.manifest_digest))
+        diff_ids = (self.read_config(image_id).get("rootfs") or {}).get("diff_ids") or []
+        return [NewLayer(d.digest, d.media_type, d.size, diff, 0)
+                for d, diff in zip(manifest.layers, diff_ids, strict=True)]
+
+    def cached_config(self, parent: str | None, cache_key: str,
+                      verified: set[str] | None = None
+                      ) -> tuple[str, dict[str, Any]] | None:
+        """The classic builder's cache, whose entries are images: the child of `parent`
+        recorded under `cache_key`, as (image ID, config), if its config and every layer
+        it stacks are in the store; None otherwise (a miss, so the step runs again).
+
+        `verified` holds chain IDs this caller already found in the store; the ones found
+        now are added, so a build checks each layer once, not once per step.
+        """
         image_id = self.records.cached_child(parent, cache_key)
         if image_id is None:
             return None
-        rec = self.records.get(image_id)
-        if rec is None:
+        try:
+            config = self.read_config(image_id)
+        except (NotFound, ValueError):  # blob gone, or not a config: not a usable entry
             return None
-        for chain in self.chain_ids(rec):
-            if not self.layers.has(chain):
-                return None
-        return rec
+        diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
+        known = verified if verified is not None else set()
+        for chain in small_chain_ids(diff_ids):
+            if chain not in known:
+                if not self.layers.has(chain):
+                    return None
+                known.add(chain)
+        return image_id, config
 
     # -- list / inspect ---------------------------------------------------------------
     def _parse_filters(self, filters: dict[str, list[str]] | None,
@@ -391,7 +451,7 @@ class ImageService:
 
         for name in (source, target):
             try:
-                if not _FULL_ID.match(name):
+                if not _hex_of_id(name, True):
                     reference.parse(name)
             except InvalidReference as e:
                 raise InvalidReference(name, f'Error parsing reference: "{name}" is not a'
@@ -715,7 +775,7 @@ class ImageService:
                 entry[1].append(tag)
 
         for n in names:
-            if _FULL_ID.match(n):
+            if _hex_of_id(n, True):
                 add(self.resolve(n), None)
                 continue
             ref = reference.parse(n, default_tag=None)

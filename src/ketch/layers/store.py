@@ -8,18 +8,23 @@ at once; the second simply finds it done.
 
 from __future__ import annotations
 
-import fcntl
 import os
-from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
 
 from ketch.errors import DigestMismatch, NotFound
 from ketch.oci.digest import hex_of
-from ketch.store.content import ContentStore
-from ketch.store.db import Database
-from ketch.store.images import ImageRecords, LayerRecord
+from ketch.store.images import LayerRecord
+
+# `typing` costs milliseconds at start, and the store classes arrive with the Engine.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import BinaryIO
+
+    from ketch.store.content import ContentStore
+    from ketch.store.db import Database
+    from ketch.store.images import ImageRecords
 
 
 def _rmtree(path: Path, ignore_errors: bool = False) -> None:
@@ -58,6 +63,8 @@ class LayerStore:
     def _lock(self, chain_id: str) -> Iterator[None]:
         fd = os.open(self.dir / f"{hex_of(chain_id)}.lock", os.O_CREAT | os.O_RDWR, 0o600)
         try:
+            import fcntl  # on first use: a cached build only asks whether layers exist
+
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
@@ -138,6 +145,8 @@ class LayerStore:
         """Remove layer directories that have no record: a kill between the rename into
         place and the record leaves them. Their lock is taken first, so a layer being
         unpacked right now is never touched."""
+        import fcntl
+
         recorded = {hex_of(lr.chain_id) for lr in self.records.all_layers()}
         removed = 0
         for entry in self.dir.iterdir():
