@@ -3,21 +3,23 @@ and help, output helpers, and the mapping of errors to exit codes."""
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import sys
 
+from ketch.cli.flags import REMAINDER, Namespace, Parser, UsageError, count_message
 from ketch.errors import InvalidArgument, KetchError
+
+__all__ = ["REMAINDER", "Namespace", "Parser", "UsageError"]
 
 TYPE_CHECKING = False  # `typing` and `dataclasses` cost milliseconds at every start
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any, NoReturn
+    from typing import Any
 
     from ketch.engine import Engine
 
-    Handler = Callable[[argparse.Namespace], int | None]
+    Handler = Callable[[Namespace], int | None]
 
 
 class Command:
@@ -27,7 +29,7 @@ class Command:
                  "short_help")
 
     def __init__(self, name: str, usage: str, help: str,
-                 setup: Callable[[argparse.ArgumentParser], None], handler: Handler,
+                 setup: Callable[[Parser], None], handler: Handler,
                  aliases: list[str] | None = None, error_exit: int | None = None,
                  short_help: bool = True) -> None:
         self.name = name
@@ -49,10 +51,10 @@ class Registry:
 
     def command(self, name: str, usage: str, help: str, *, aliases: tuple[str, ...] = (),
                 error_exit: int | None = None, short_help: bool = True
-                ) -> Callable[[Callable[[argparse.ArgumentParser], None]], Any]:
+                ) -> Callable[[Callable[[Parser], None]], Any]:
         """Decorate a `setup(parser)` function; it returns the handler via `.handler`."""
 
-        def deco(setup: Callable[[argparse.ArgumentParser], None]) -> Any:
+        def deco(setup: Callable[[Parser], None]) -> Any:
             def bind(handler: Handler) -> Handler:
                 self.commands[name] = Command(name, usage, help, setup, handler,
                                               list(aliases), error_exit, short_help)
@@ -69,65 +71,7 @@ class Registry:
         return self.commands.get(self.alias_of.get(name, name))
 
 
-class UsageError(Exception):
-    pass
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with Docker's help layout and usage errors that exit 125 in one line."""
-
-    def __init__(self, *args: Any, usage_line: str = "", short_help: bool = True,
-                 **kw: Any) -> None:
-        kw.setdefault("add_help", False)
-        kw.setdefault("formatter_class", _Formatter)
-        kw.setdefault("allow_abbrev", False)
-        super().__init__(*args, **kw)
-        self.usage_line = usage_line
-        flags = ["-h", "--help"] if short_help else ["--help"]
-        self.add_argument(*flags, action="store_true", help="Print usage")
-
-    def _get_formatter(self) -> argparse.HelpFormatter:
-        # argparse makes a formatter for every add_argument (to check metavars), and the
-        # default one asks shutil for the terminal width: an import of shutil, bz2 and
-        # lzma at every start. Help is laid out by format_help below, not by argparse.
-        return self.formatter_class(prog=self.prog, width=100)
-
-    def error(self, message: str) -> NoReturn:
-        message = message.replace("unrecognized arguments:", "unknown flag:")
-        raise UsageError(message)
-
-    def format_help(self) -> str:
-        out = [f"\nUsage:  {self.usage_line}\n", f"{self.description}\n"]
-        opts = [a for a in self._actions if a.option_strings]
-        if opts:
-            out.append("Options:")
-            rows = []
-            for a in opts:
-                shorts = [o for o in a.option_strings if not o.startswith("--")]
-                longs = [o for o in a.option_strings if o.startswith("--")]
-                flag = (shorts[0] + ", " if shorts else "    ") + (longs[0] if longs else "")
-                if a.nargs != 0 and a.metavar != "":
-                    flag += " " + (a.metavar or _metavar(a))
-                rows.append((flag, a.help or ""))
-            width = max(len(r[0]) for r in rows) + 3
-            for flag, h in rows:
-                out.append(f"  {flag:<{width}}{h}")
-        return "\n".join(out) + "\n"
-
-
-def _metavar(a: argparse.Action) -> str:
-    if a.type is int:
-        return "int"
-    if isinstance(a, argparse._AppendAction):
-        return "list"
-    return "string"
-
-
-class _Formatter(argparse.HelpFormatter):
-    pass
-
-
-def add_filter(p: argparse.ArgumentParser) -> None:
+def add_filter(p: Parser) -> None:
     p.add_argument("-f", "--filter", action="append", default=[], metavar="filter",
                    help="Provide filter values (e.g. \"dangling=true\")")
 
@@ -142,7 +86,7 @@ def parse_filters(values: list[str]) -> dict[str, list[str]]:
     return out
 
 
-def positional(p: argparse.ArgumentParser, metavar: str) -> None:
+def positional(p: Parser, metavar: str) -> None:
     """Positional arguments, counted by the handler (`check_args`) rather than argparse:
     as with docker's cobra, `--help` must work without them, and a wrong count gets
     docker's message."""
@@ -150,22 +94,11 @@ def positional(p: argparse.ArgumentParser, metavar: str) -> None:
     p.set_defaults(prog=p.prog)
 
 
-def check_args(ns: argparse.Namespace, low: int, high: int | None = None) -> list[str]:
+def check_args(ns: Namespace, low: int, high: int | None = None) -> list[str]:
     """docker/cli's RequiresMinArgs/MaxArgs/RangeArgs/ExactArgs; `high` None: no limit."""
     n = len(ns.args)
-
-    def noun(k: int) -> str:
-        return f"{k} argument" + ("" if k == 1 else "s")
-
-    if high == low and n != low:
-        raise InvalidArgument(f'"{ns.prog}" requires exactly {noun(low)}.')
-    if n < low and high is None:
-        raise InvalidArgument(f'"{ns.prog}" requires at least {noun(low)}.')
-    if low == 0 and high is not None and n > high:
-        raise InvalidArgument(f'"{ns.prog}" accepts at most {noun(high)}.')
-    if high is not None and not low <= n <= high:
-        raise InvalidArgument(
-            f'"{ns.prog}" requires at least {low} and at most {noun(high)}.')
+    if n < low or (high is not None and n > high):
+        raise InvalidArgument(count_message(ns.prog, low, high, n))
     return list(ns.args)
 
 
@@ -255,18 +188,18 @@ def run_command(module: str, group: str, sub: str, prog: str, args: list[str], *
                short_help=cmd.short_help)
     cmd.setup(p)
     try:
-        ns = p.parse_args(args)
-    except UsageError as e:
-        # `--help` works without the command's required arguments, as in Docker.
-        if "--help" in args or (cmd.short_help and "-h" in args):
+        try:
+            ns = p.parse_args(args)
+        except UsageError as e:
+            # `--help` works whatever else is wrong with the command line, as in docker
+            if "--help" in args or (cmd.short_help and "-h" in args):
+                sys.stdout.write(p.format_help())
+                return 0
+            sys.stderr.write(f"{prog}: {e} (see '{prog} --help')\n")
+            return 125
+        if ns.help:
             sys.stdout.write(p.format_help())
             return 0
-        sys.stderr.write(f"{prog}: {e} (see '{prog} --help')\n")
-        return 125
-    if ns.help:
-        sys.stdout.write(p.format_help())
-        return 0
-    try:
         rc = cmd.handler(ns)
         sys.stdout.flush()
         return rc or 0

@@ -3,27 +3,18 @@ output out. The work is in ketch.build.executor."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 from ketch.cli.base import Registry, engine
+from ketch.cli.flags import Namespace, Parser
 from ketch.errors import BuildError, InvalidArgument
 
 registry = Registry()
 
 
-def _bool(value: str) -> bool:
-    v = value.lower()
-    if v in ("1", "t", "true", "yes", "y", "on"):
-        return True
-    if v in ("0", "f", "false", "no", "n", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"invalid boolean value {value!r}")
-
-
 @registry.command("build", "[OPTIONS] PATH | -", "Build an image from a Dockerfile")
-def _build(p: argparse.ArgumentParser) -> None:
+def _build(p: Parser) -> None:
     p.add_argument("context", metavar="PATH", nargs="?")
     p.add_argument("--build-arg", action="append", default=[], metavar="list",
                    help="Set build-time variables")
@@ -44,12 +35,10 @@ def _build(p: argparse.ArgumentParser) -> None:
                    help="Set platform if server is multi-platform capable (only the host's"
                    " platform is supported)")
     p.add_argument("--pull", action="store_true",
-                   help="Always attempt to pull a newer version of the image (accepted;"
-                   " ketch has no registry client yet, so base images come from the"
-                   " local store)")
+                   help="Always attempt to pull a newer version of the image")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="Suppress the build output and print image ID on success")
-    p.add_argument("--rm", nargs="?", const=True, default=True, type=_bool, metavar="",
+    p.add_argument("--rm", action="store_true", default=True,
                    help="Remove intermediate containers after a successful build"
                    " (default true)")
     p.add_argument("-t", "--tag", action="append", default=[], metavar="list",
@@ -88,7 +77,7 @@ def _check_tags(tags: list[str]) -> None:
 
 
 @_build.handler
-def build(ns: argparse.Namespace) -> int:
+def build(ns: Namespace) -> int:
     from ketch.build.executor import BuildOptions
 
     if ns.context is None:
@@ -136,14 +125,14 @@ def build(ns: argparse.Namespace) -> int:
 
 
 @registry.command("prune", "[OPTIONS]", "Remove build cache")
-def _prune(p: argparse.ArgumentParser) -> None:
+def _prune(p: Parser) -> None:
     p.add_argument("-a", "--all", action="store_true",
                    help="Remove all unused build cache, not just dangling ones")
     p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
 
 
 @_prune.handler
-def prune(ns: argparse.Namespace) -> int:
+def prune(ns: Namespace) -> int:
     """The classic builder's cache is its intermediate images (pruned like dangling
     images) plus ketch's remembered file digests."""
     from ketch.build.checksum import forget

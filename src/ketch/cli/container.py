@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -17,6 +16,7 @@ from ketch.cli.base import (
     parse_filters,
 )
 from ketch.cli.container_opts import add_create_flags, build_create_body
+from ketch.cli.flags import REMAINDER, Namespace, Parser
 from ketch.errors import ImageNotFound, InvalidArgument, KetchError
 
 registry = Registry()
@@ -44,7 +44,7 @@ def _each(names: list[str], fn, *, echo: bool = True) -> int:  # type: ignore[no
 
 
 # -- run / create -------------------------------------------------------------------------
-def _create_from_ns(ns: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _create_from_ns(ns: Namespace):  # type: ignore[no-untyped-def]
     body = build_create_body(ns)
     if ns.network == "host" and (ns.publish or ns.publish_all):
         sys.stderr.write("WARNING: Published ports are discarded when using host network"
@@ -99,28 +99,28 @@ def _pull_for_run(name: str, quiet: bool) -> None:
 
 @registry.command("create", "[OPTIONS] IMAGE [COMMAND] [ARG...]", "Create a new container",
                   error_exit=125, short_help=False)
-def _create(p: argparse.ArgumentParser) -> None:
+def _create(p: Parser) -> None:
     add_create_flags(p)
 
 
 @_create.handler
-def create(ns: argparse.Namespace) -> None:
+def create(ns: Namespace) -> None:
     out(_create_from_ns(ns).id)
 
 
 @registry.command("run", "[OPTIONS] IMAGE [COMMAND] [ARG...]",
                   "Create and run a new container from an image", error_exit=125,
                   short_help=False)
-def _run(p: argparse.ArgumentParser) -> None:
+def _run(p: Parser) -> None:
     add_create_flags(p)
     p.add_argument("-d", "--detach", action="store_true",
                    help="Run container in background and print container ID")
-    p.add_argument("--sig-proxy", default="true", metavar="bool",
+    p.add_argument("--sig-proxy", action="store_true", default=True,
                    help="Proxy received signals to the process (default true)")
 
 
 @_run.handler
-def run(ns: argparse.Namespace) -> int:
+def run(ns: Namespace) -> int:
     import gc
 
     # Creating and starting a container imports most of ketch and allocates much that
@@ -137,7 +137,7 @@ def run(ns: argparse.Namespace) -> int:
         gc.enable()
 
 
-def _run_body(ns: argparse.Namespace) -> int:
+def _run_body(ns: Namespace) -> int:
     from ketch.containers.attach import run_attached
 
     if ns.tty and not ns.detach and not sys.stdin.isatty():
@@ -149,13 +149,13 @@ def _run_body(ns: argparse.Namespace) -> int:
         out(rec.id)
         return 0
     return run_attached(svc, rec.id, stdin=ns.interactive, tty=ns.tty,
-                        detach_keys=ns.detach_keys, sig_proxy=ns.sig_proxy != "false",
+                        detach_keys=ns.detach_keys, sig_proxy=ns.sig_proxy,
                         remove=ns.rm)
 
 
 @registry.command("start", "[OPTIONS] CONTAINER [CONTAINER...]",
                   "Start one or more stopped containers")
-def _start(p: argparse.ArgumentParser) -> None:
+def _start(p: Parser) -> None:
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
     p.add_argument("-a", "--attach", action="store_true",
                    help="Attach STDOUT/STDERR and forward signals")
@@ -166,7 +166,7 @@ def _start(p: argparse.ArgumentParser) -> None:
 
 
 @_start.handler
-def start(ns: argparse.Namespace) -> int:
+def start(ns: Namespace) -> int:
     svc = engine().containers
     if ns.attach or ns.interactive:
         if len(ns.containers) > 1:
@@ -182,7 +182,7 @@ def start(ns: argparse.Namespace) -> int:
 
 @registry.command("stop", "[OPTIONS] CONTAINER [CONTAINER...]",
                   "Stop one or more running containers")
-def _stop(p: argparse.ArgumentParser) -> None:
+def _stop(p: Parser) -> None:
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
     p.add_argument("-s", "--signal", metavar="string", help="Signal to send to the container")
     p.add_argument("-t", "--timeout", "--time", type=int, metavar="int",
@@ -190,14 +190,14 @@ def _stop(p: argparse.ArgumentParser) -> None:
 
 
 @_stop.handler
-def stop(ns: argparse.Namespace) -> int:
+def stop(ns: Namespace) -> int:
     svc = engine().containers
     return _each(ns.containers, lambda n: svc.stop(n, timeout=ns.timeout, signal=ns.signal))
 
 
 @registry.command("restart", "[OPTIONS] CONTAINER [CONTAINER...]",
                   "Restart one or more containers")
-def _restart(p: argparse.ArgumentParser) -> None:
+def _restart(p: Parser) -> None:
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
     p.add_argument("-s", "--signal", metavar="string", help="Signal to send to the container")
     p.add_argument("-t", "--timeout", "--time", type=int, metavar="int",
@@ -205,7 +205,7 @@ def _restart(p: argparse.ArgumentParser) -> None:
 
 
 @_restart.handler
-def restart(ns: argparse.Namespace) -> int:
+def restart(ns: Namespace) -> int:
     svc = engine().containers
     return _each(ns.containers,
                  lambda n: svc.restart(n, timeout=ns.timeout, signal=ns.signal))
@@ -213,43 +213,43 @@ def restart(ns: argparse.Namespace) -> int:
 
 @registry.command("kill", "[OPTIONS] CONTAINER [CONTAINER...]",
                   "Kill one or more running containers")
-def _kill(p: argparse.ArgumentParser) -> None:
+def _kill(p: Parser) -> None:
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
     p.add_argument("-s", "--signal", default="KILL", metavar="string",
                    help="Signal to send to the container")
 
 
 @_kill.handler
-def kill(ns: argparse.Namespace) -> int:
+def kill(ns: Namespace) -> int:
     svc = engine().containers
     return _each(ns.containers, lambda n: svc.kill(n, ns.signal))
 
 
 @registry.command("pause", "CONTAINER [CONTAINER...]",
                   "Pause all processes within one or more containers")
-def _pause(p: argparse.ArgumentParser) -> None:
+def _pause(p: Parser) -> None:
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
 
 
 @_pause.handler
-def pause(ns: argparse.Namespace) -> int:
+def pause(ns: Namespace) -> int:
     return _each(ns.containers, engine().containers.pause)
 
 
 @registry.command("unpause", "CONTAINER [CONTAINER...]",
                   "Unpause all processes within one or more containers")
-def _unpause(p: argparse.ArgumentParser) -> None:
+def _unpause(p: Parser) -> None:
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
 
 
 @_unpause.handler
-def unpause(ns: argparse.Namespace) -> int:
+def unpause(ns: Namespace) -> int:
     return _each(ns.containers, engine().containers.unpause)
 
 
 @registry.command("rm", "[OPTIONS] CONTAINER [CONTAINER...]",
                   "Remove one or more containers", aliases=("remove",))
-def _rm(p: argparse.ArgumentParser) -> None:
+def _rm(p: Parser) -> None:
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
     p.add_argument("-f", "--force", action="store_true",
                    help="Force the removal of a running container (uses SIGKILL)")
@@ -259,20 +259,20 @@ def _rm(p: argparse.ArgumentParser) -> None:
 
 
 @_rm.handler
-def rm(ns: argparse.Namespace) -> int:
+def rm(ns: Namespace) -> int:
     svc = engine().containers
     return _each(ns.containers, lambda n: svc.remove(n, force=ns.force, volumes=ns.volumes))
 
 
 @registry.command("prune", "[OPTIONS]", "Remove all stopped containers")
-def _prune(p: argparse.ArgumentParser) -> None:
+def _prune(p: Parser) -> None:
     p.add_argument("--filter", action="append", default=[], metavar="filter",
                    help="Provide filter values (e.g. \"until=<timestamp>\")")
     p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
 
 
 @_prune.handler
-def prune(ns: argparse.Namespace) -> None:
+def prune(ns: Namespace) -> None:
     from ketch.cli.base import confirm
     from ketch.fmt.units import human_size
 
@@ -290,7 +290,7 @@ def prune(ns: argparse.Namespace) -> None:
 
 # -- ps -------------------------------------------------------------------------------------
 @registry.command("ls", "[OPTIONS]", "List containers", aliases=("list", "ps"))
-def _ls(p: argparse.ArgumentParser) -> None:
+def _ls(p: Parser) -> None:
     p.add_argument("-a", "--all", action="store_true",
                    help="Show all containers (default shows just running)")
     add_filter(p)
@@ -322,7 +322,7 @@ def _ellipsis(s: str, n: int) -> str:
 
 
 @_ls.handler
-def ls(ns: argparse.Namespace) -> None:
+def ls(ns: Namespace) -> None:
     from ketch.fmt.units import human_size, time_ago
 
     items = engine().containers.list(all=ns.all, filters=parse_filters(ns.filter),
@@ -379,7 +379,7 @@ def ls(ns: argparse.Namespace) -> None:
 
 # -- logs / wait / inspect / port / rename --------------------------------------------------
 @registry.command("logs", "[OPTIONS] CONTAINER", "Fetch the logs of a container")
-def _logs(p: argparse.ArgumentParser) -> None:
+def _logs(p: Parser) -> None:
     p.add_argument("container", metavar="CONTAINER")
     p.add_argument("--details", action="store_true", help="Show extra details provided to"
                    " logs")
@@ -393,7 +393,7 @@ def _logs(p: argparse.ArgumentParser) -> None:
 
 
 @_logs.handler
-def logs(ns: argparse.Namespace) -> None:
+def logs(ns: Namespace) -> None:
     from ketch.fmt.units import parse_timestamp
 
     now = time.time()
@@ -427,12 +427,12 @@ def logs(ns: argparse.Namespace) -> None:
 
 @registry.command("wait", "CONTAINER [CONTAINER...]",
                   "Block until one or more containers stop, then print their exit codes")
-def _wait(p: argparse.ArgumentParser) -> None:
+def _wait(p: Parser) -> None:
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
 
 
 @_wait.handler
-def wait(ns: argparse.Namespace) -> int:
+def wait(ns: Namespace) -> int:
     svc = engine().containers
     rc = 0
     for n in ns.containers:
@@ -446,7 +446,7 @@ def wait(ns: argparse.Namespace) -> int:
 
 @registry.command("inspect", "[OPTIONS] CONTAINER [CONTAINER...]",
                   "Display detailed information on one or more containers")
-def _inspect(p: argparse.ArgumentParser) -> None:
+def _inspect(p: Parser) -> None:
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
     p.add_argument("-f", "--format", metavar="string",
                    help="Format output using a custom template")
@@ -454,20 +454,20 @@ def _inspect(p: argparse.ArgumentParser) -> None:
 
 
 @_inspect.handler
-def inspect(ns: argparse.Namespace) -> int:
+def inspect(ns: Namespace) -> int:
     svc = engine().containers
     return inspect_each(ns.containers, lambda n: svc.inspect(n, size=ns.size), ns.format)
 
 
 @registry.command("port", "CONTAINER [PRIVATE_PORT[/PROTO]]",
                   "List port mappings or a specific mapping for the container")
-def _port(p: argparse.ArgumentParser) -> None:
+def _port(p: Parser) -> None:
     p.add_argument("container", metavar="CONTAINER")
     p.add_argument("port", nargs="?", metavar="PRIVATE_PORT[/PROTO]")
 
 
 @_port.handler
-def port(ns: argparse.Namespace) -> int:
+def port(ns: Namespace) -> int:
     lines = engine().containers.port_lines(ns.container, ns.port)
     if ns.port and not lines:
         sys.stderr.write(f"Error: No public port '{ns.port}' published for {ns.container}\n")
@@ -478,22 +478,22 @@ def port(ns: argparse.Namespace) -> int:
 
 
 @registry.command("rename", "CONTAINER NEW_NAME", "Rename a container")
-def _rename(p: argparse.ArgumentParser) -> None:
+def _rename(p: Parser) -> None:
     p.add_argument("container", metavar="CONTAINER")
     p.add_argument("new_name", metavar="NEW_NAME")
 
 
 @_rename.handler
-def rename(ns: argparse.Namespace) -> None:
+def rename(ns: Namespace) -> None:
     engine().containers.rename(ns.container, ns.new_name)
 
 
 # -- exec / attach / top / diff / commit / cp / stats / export ------------------------------
 @registry.command("exec", "[OPTIONS] CONTAINER COMMAND [ARG...]",
                   "Execute a command in a running container", error_exit=126)
-def _exec(p: argparse.ArgumentParser) -> None:
+def _exec(p: Parser) -> None:
     p.add_argument("container", metavar="CONTAINER")
-    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+    p.add_argument("command", nargs=REMAINDER, metavar="COMMAND")
     p.add_argument("-d", "--detach", action="store_true",
                    help="Detached mode: run command in the background")
     p.add_argument("--detach-keys", metavar="string",
@@ -512,7 +512,7 @@ def _exec(p: argparse.ArgumentParser) -> None:
 
 
 @_exec.handler
-def exec_(ns: argparse.Namespace) -> int:
+def exec_(ns: Namespace) -> int:
     if not ns.command:
         raise InvalidArgument("exec needs a command to run: ketch exec CONTAINER COMMAND")
     from ketch.containers.attach import exec_attached
@@ -526,32 +526,32 @@ def exec_(ns: argparse.Namespace) -> int:
 @registry.command("attach", "[OPTIONS] CONTAINER",
                   "Attach local standard input, output, and error streams to a running"
                   " container")
-def _attach(p: argparse.ArgumentParser) -> None:
+def _attach(p: Parser) -> None:
     p.add_argument("container", metavar="CONTAINER")
     p.add_argument("--detach-keys", metavar="string",
                    help="Override the key sequence for detaching a container")
     p.add_argument("--no-stdin", action="store_true", help="Do not attach STDIN")
-    p.add_argument("--sig-proxy", default="true", metavar="bool",
+    p.add_argument("--sig-proxy", action="store_true", default=True,
                    help="Proxy all received signals to the process (default true)")
 
 
 @_attach.handler
-def attach(ns: argparse.Namespace) -> int:
+def attach(ns: Namespace) -> int:
     from ketch.containers.attach import attach_running
 
     return attach_running(engine().containers, ns.container, stdin=not ns.no_stdin,
-                          detach_keys=ns.detach_keys, sig_proxy=ns.sig_proxy != "false")
+                          detach_keys=ns.detach_keys, sig_proxy=ns.sig_proxy)
 
 
 @registry.command("top", "CONTAINER [ps OPTIONS]",
                   "Display the running processes of a container")
-def _top(p: argparse.ArgumentParser) -> None:
+def _top(p: Parser) -> None:
     p.add_argument("container", metavar="CONTAINER")
-    p.add_argument("ps_args", nargs=argparse.REMAINDER)
+    p.add_argument("ps_args", nargs=REMAINDER)
 
 
 @_top.handler
-def top(ns: argparse.Namespace) -> None:
+def top(ns: Namespace) -> None:
     from ketch.fmt.template import tabwrite
 
     titles, procs = engine().containers.top(ns.container, ns.ps_args)
@@ -560,41 +560,41 @@ def top(ns: argparse.Namespace) -> None:
 
 @registry.command("diff", "CONTAINER",
                   "Inspect changes to files or directories on a container's filesystem")
-def _diff(p: argparse.ArgumentParser) -> None:
+def _diff(p: Parser) -> None:
     p.add_argument("container", metavar="CONTAINER")
 
 
 @_diff.handler
-def diff(ns: argparse.Namespace) -> None:
+def diff(ns: Namespace) -> None:
     for kind, path in engine().containers.diff(ns.container):
         out(f"{'CAD'[kind]} {path}")
 
 
 @registry.command("commit", "[OPTIONS] CONTAINER [REPOSITORY[:TAG]]",
                   "Create a new image from a container's changes")
-def _commit(p: argparse.ArgumentParser) -> None:
+def _commit(p: Parser) -> None:
     p.add_argument("container", metavar="CONTAINER")
     p.add_argument("reference", nargs="?")
     p.add_argument("-a", "--author", metavar="string", help="Author")
     p.add_argument("-c", "--change", action="append", default=[], metavar="list",
                    help="Apply Dockerfile instruction to the created image")
     p.add_argument("-m", "--message", metavar="string", help="Commit message")
-    p.add_argument("-p", "--pause", default="true", metavar="bool",
+    p.add_argument("-p", "--pause", action="store_true", default=True,
                    help="Pause container during commit (default true)")
 
 
 @_commit.handler
-def commit(ns: argparse.Namespace) -> None:
+def commit(ns: Namespace) -> None:
     rec = engine().containers.commit(ns.container, ref=ns.reference, changes=ns.change,
                                      message=ns.message or "", author=ns.author or "",
-                                     pause=ns.pause != "false")
+                                     pause=ns.pause)
     out(rec.id)
 
 
 @registry.command("cp", "[OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n\tketch cp [OPTIONS]"
                   " SRC_PATH|- CONTAINER:DEST_PATH",
                   "Copy files/folders between a container and the local filesystem")
-def _cp(p: argparse.ArgumentParser) -> None:
+def _cp(p: Parser) -> None:
     p.add_argument("src", metavar="SRC")
     p.add_argument("dest", metavar="DEST")
     p.add_argument("-a", "--archive", action="store_true",
@@ -615,7 +615,7 @@ def _split_cp(arg: str) -> tuple[str | None, str]:
 
 
 @_cp.handler
-def cp(ns: argparse.Namespace) -> None:
+def cp(ns: Namespace) -> None:
     from ketch.containers import copy
 
     src_c, src = _split_cp(ns.src)
@@ -635,7 +635,7 @@ def cp(ns: argparse.Namespace) -> None:
 
 @registry.command("stats", "[OPTIONS] [CONTAINER...]",
                   "Display a live stream of container(s) resource usage statistics")
-def _stats(p: argparse.ArgumentParser) -> None:
+def _stats(p: Parser) -> None:
     p.add_argument("containers", nargs="*", metavar="CONTAINER")
     p.add_argument("-a", "--all", action="store_true",
                    help="Show all containers (default shows just running)")
@@ -646,7 +646,7 @@ def _stats(p: argparse.ArgumentParser) -> None:
 
 
 @_stats.handler
-def stats(ns: argparse.Namespace) -> None:
+def stats(ns: Namespace) -> None:
     from ketch.fmt.template import render_table
 
     fmt = ns.format or ("table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t"
@@ -675,14 +675,14 @@ def stats(ns: argparse.Namespace) -> None:
 
 @registry.command("export", "[OPTIONS] CONTAINER",
                   "Export a container's filesystem as a tar archive")
-def _export(p: argparse.ArgumentParser) -> None:
+def _export(p: Parser) -> None:
     p.add_argument("container", metavar="CONTAINER")
     p.add_argument("-o", "--output", metavar="string",
                    help="Write to a file, instead of STDOUT")
 
 
 @_export.handler
-def export(ns: argparse.Namespace) -> None:
+def export(ns: Namespace) -> None:
     from ketch.containers import copy
 
     copy.export(engine().containers, ns.container, ns.output)
@@ -690,12 +690,12 @@ def export(ns: argparse.Namespace) -> None:
 
 @registry.command("cleanup", "CONTAINER", "Finish a container after its process exited"
                   " (run by the container monitor)")
-def _cleanup(p: argparse.ArgumentParser) -> None:
+def _cleanup(p: Parser) -> None:
     p.add_argument("container", metavar="CONTAINER")
 
 
 @_cleanup.handler
-def cleanup(ns: argparse.Namespace) -> None:
+def cleanup(ns: Namespace) -> None:
     from ketch.containers import lifecycle
 
     lifecycle.cleanup(engine().containers, ns.container)

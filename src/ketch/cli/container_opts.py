@@ -3,10 +3,9 @@ NetworkingConfig), as docker/cli builds it. Parsing only; the Engine validates."
 
 from __future__ import annotations
 
-import argparse
 import os
-import shlex
 
+from ketch.cli.flags import REMAINDER, Namespace, Parser
 from ketch.errors import InvalidArgument
 
 TYPE_CHECKING = False
@@ -14,10 +13,10 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def add_create_flags(p: argparse.ArgumentParser) -> None:
+def add_create_flags(p: Parser) -> None:
     a = p.add_argument
     a("image", metavar="IMAGE")
-    a("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+    a("command", nargs=REMAINDER, metavar="COMMAND")
     a("-a", "--attach", action="append", default=[], metavar="list",
       help="Attach to STDIN, STDOUT or STDERR")
     a("--add-host", action="append", default=[], metavar="list",
@@ -138,7 +137,7 @@ def _bytes(v: str | None, flag: str) -> int | None:
                               " 512m or 2g") from None
 
 
-def build_create_body(ns: argparse.Namespace) -> dict[str, Any]:
+def build_create_body(ns: Namespace) -> dict[str, Any]:
     env = []
     for f in ns.env_file:
         for line in _read_kv_file(f, "env"):
@@ -188,6 +187,8 @@ def build_create_body(ns: argparse.Namespace) -> dict[str, Any]:
         "AttachStderr": not attach or "stderr" in attach,
     }
     if ns.entrypoint is not None:
+        import shlex
+
         config["Entrypoint"] = shlex.split(ns.entrypoint) if ns.entrypoint else [""]
         if ns.entrypoint == "":
             config["Entrypoint"] = None

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from ketch.cli.base import Registry, engine, out
+from ketch.cli.flags import Namespace, Parser
 from ketch.errors import InvalidArgument, KetchError
 
 registry = Registry()
@@ -17,7 +17,7 @@ def _say(line: str) -> None:
 
 
 @registry.command("pull", "[OPTIONS] NAME[:TAG|@DIGEST]", "Download an image from a registry")
-def _pull(p: argparse.ArgumentParser) -> None:
+def _pull(p: Parser) -> None:
     p.add_argument("args", nargs="*", metavar="NAME")
     p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
     p.add_argument("--platform", metavar="string",
@@ -27,7 +27,7 @@ def _pull(p: argparse.ArgumentParser) -> None:
 
 
 @_pull.handler
-def pull_cmd(ns: argparse.Namespace) -> None:
+def pull_cmd(ns: Namespace) -> None:
 
     if len(ns.args) != 1:
         raise InvalidArgument('"ketch pull" requires exactly 1 argument.')
@@ -51,7 +51,7 @@ def pull_cmd(ns: argparse.Namespace) -> None:
 
 
 @registry.command("push", "[OPTIONS] NAME[:TAG]", "Upload an image to a registry")
-def _push(p: argparse.ArgumentParser) -> None:
+def _push(p: Parser) -> None:
     p.add_argument("args", nargs="*", metavar="NAME")
     p.add_argument("-a", "--all-tags", action="store_true",
                    help="Push all tags of an image to the repository")
@@ -59,7 +59,7 @@ def _push(p: argparse.ArgumentParser) -> None:
 
 
 @_push.handler
-def push_cmd(ns: argparse.Namespace) -> None:
+def push_cmd(ns: Namespace) -> None:
     from ketch import reference
 
     if len(ns.args) != 1:
@@ -83,7 +83,7 @@ def push_cmd(ns: argparse.Namespace) -> None:
 
 
 @registry.command("login", "[OPTIONS] [SERVER]", "Log in to a registry")
-def _login(p: argparse.ArgumentParser) -> None:
+def _login(p: Parser) -> None:
     p.add_argument("args", nargs="*", metavar="SERVER")
     p.add_argument("-u", "--username", metavar="string", help="Username")
     p.add_argument("-p", "--password", metavar="string", help="Password")
@@ -92,7 +92,7 @@ def _login(p: argparse.ArgumentParser) -> None:
 
 
 @_login.handler
-def login_cmd(ns: argparse.Namespace) -> None:
+def login_cmd(ns: Namespace) -> None:
     from ketch import reference
     from ketch.distribution import credentials
     from ketch.distribution.transport import Transport
@@ -131,12 +131,12 @@ def login_cmd(ns: argparse.Namespace) -> None:
 
 
 @registry.command("logout", "[SERVER]", "Log out from a registry")
-def _logout(p: argparse.ArgumentParser) -> None:
+def _logout(p: Parser) -> None:
     p.add_argument("args", nargs="*", metavar="SERVER")
 
 
 @_logout.handler
-def logout_cmd(ns: argparse.Namespace) -> None:
+def logout_cmd(ns: Namespace) -> None:
     from ketch import reference
     from ketch.distribution import credentials
 
@@ -152,7 +152,7 @@ def logout_cmd(ns: argparse.Namespace) -> None:
 
 @registry.command("serve", "serve|garbage-collect [OPTIONS]",
                   "Run ketch's OCI registry server, or collect its unreferenced blobs")
-def _serve(p: argparse.ArgumentParser) -> None:
+def _serve(p: Parser) -> None:
     # `ketch registry WORD`: the shortcut hands over WORD as the first argument.
     p.add_argument("args", nargs="*", metavar="serve")
     p.add_argument("--dry-run", action="store_true",
@@ -172,7 +172,7 @@ def _serve(p: argparse.ArgumentParser) -> None:
 
 
 @_serve.handler
-def serve_cmd(ns: argparse.Namespace) -> None:
+def serve_cmd(ns: Namespace) -> None:
     import os
     from pathlib import Path
 

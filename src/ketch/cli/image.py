@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -19,6 +18,7 @@ from ketch.cli.base import (
     parse_filters,
     positional,
 )
+from ketch.cli.flags import Namespace, Parser
 from ketch.errors import InvalidArgument, KetchError
 from ketch.fmt.table import tabulate
 
@@ -32,7 +32,7 @@ IMAGE_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID",
 
 
 @registry.command("ls", "[OPTIONS] [REPOSITORY[:TAG]]", "List images", aliases=("list",))
-def _ls(p: argparse.ArgumentParser) -> None:
+def _ls(p: Parser) -> None:
     positional(p, "REPOSITORY[:TAG]")
     p.add_argument("-a", "--all", action="store_true",
                    help="Show all images (default hides intermediate images)")
@@ -50,7 +50,7 @@ DIGEST_IMAGE_COLUMNS = ("Repository", "Tag", "Digest", "ID", "CreatedSince", "Si
 
 
 @_ls.handler
-def images_ls(ns: argparse.Namespace) -> None:
+def images_ls(ns: Namespace) -> None:
     from ketch.fmt.units import human_size, time_ago
 
     match = check_args(ns, 0, 1)
@@ -136,14 +136,14 @@ def _go_time(ts: float) -> str:
 
 @registry.command("rm", "[OPTIONS] IMAGE [IMAGE...]", "Remove one or more images",
                   aliases=("remove", "rmi"))
-def _rm(p: argparse.ArgumentParser) -> None:
+def _rm(p: Parser) -> None:
     positional(p, "IMAGE")
     p.add_argument("-f", "--force", action="store_true", help="Force removal of the image")
     p.add_argument("--no-prune", action="store_true", help="Do not delete untagged parents")
 
 
 @_rm.handler
-def images_rm(ns: argparse.Namespace) -> int:
+def images_rm(ns: Namespace) -> int:
     rc = 0
     for name in check_args(ns, 1):
         try:
@@ -158,55 +158,44 @@ def images_rm(ns: argparse.Namespace) -> int:
 
 @registry.command("tag", "SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]",
                   "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE")
-def _tag(p: argparse.ArgumentParser) -> None:
+def _tag(p: Parser) -> None:
     positional(p, "SOURCE_IMAGE TARGET_IMAGE")
 
 
 @_tag.handler
-def images_tag(ns: argparse.Namespace) -> None:
+def images_tag(ns: Namespace) -> None:
     source, target = check_args(ns, 2, 2)
     engine().images.tag(source, target)
 
 
 @registry.command("inspect", "[OPTIONS] IMAGE [IMAGE...]",
                   "Display detailed information on one or more images")
-def _inspect(p: argparse.ArgumentParser) -> None:
+def _inspect(p: Parser) -> None:
     positional(p, "IMAGE")
     p.add_argument("-f", "--format", metavar="string",
                    help="Format output using a custom template")
 
 
 @_inspect.handler
-def images_inspect(ns: argparse.Namespace) -> int:
+def images_inspect(ns: Namespace) -> int:
     return inspect_each(check_args(ns, 1), engine().images.inspect, ns.format)
 
 
 @registry.command("history", "[OPTIONS] IMAGE", "Show the history of an image")
-def _history(p: argparse.ArgumentParser) -> None:
+def _history(p: Parser) -> None:
     positional(p, "IMAGE")
-    # A Go bool flag: `-H`, `--human` or `--human=false`. argparse cannot take an
-    # optional value only after "=", so a value that is not a boolean is the IMAGE.
-    p.add_argument("-H", "--human", nargs="?", const="true", default="true", metavar="",
+    p.add_argument("-H", "--human", action="store_true", default=True,
                    help="Print sizes and dates in human readable format (default true)")
     p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
     p.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
     p.add_argument("--format", metavar="string", help="Format output using a custom template")
 
 
-_BOOLS = {"1": True, "t": True, "T": True, "true": True, "TRUE": True, "True": True,
-          "0": False, "f": False, "F": False, "false": False, "FALSE": False, "False": False}
-
-
 @_history.handler
-def images_history(ns: argparse.Namespace) -> None:
+def images_history(ns: Namespace) -> None:
     from ketch.fmt.units import human_size, time_ago
 
-    human = _BOOLS.get(ns.human)
-    if human is None:
-        if ns.args:
-            raise InvalidArgument(f'invalid argument "{ns.human}" for "-H, --human" flag:'
-                                  f' strconv.ParseBool: parsing "{ns.human}": invalid syntax')
-        ns.args, human = [ns.human], True
+    human = ns.human
     (image,) = check_args(ns, 1, 1)
     rows = []
     now = time.time()
@@ -253,7 +242,7 @@ def _rfc3339(ts: float) -> str:
 
 
 @registry.command("prune", "[OPTIONS]", "Remove unused images")
-def _prune(p: argparse.ArgumentParser) -> None:
+def _prune(p: Parser) -> None:
     p.add_argument("-a", "--all", action="store_true",
                    help="Remove all unused images, not just dangling ones")
     p.add_argument("--filter", action="append", default=[], metavar="filter",
@@ -262,7 +251,7 @@ def _prune(p: argparse.ArgumentParser) -> None:
 
 
 @_prune.handler
-def images_prune(ns: argparse.Namespace) -> None:
+def images_prune(ns: Namespace) -> None:
     from ketch.fmt.units import human_size
 
     if not ns.force:
@@ -283,7 +272,7 @@ def images_prune(ns: argparse.Namespace) -> None:
 
 @registry.command("save", "[OPTIONS] IMAGE [IMAGE...]",
                   "Save one or more images to a tar archive (streamed to STDOUT by default)")
-def _save(p: argparse.ArgumentParser) -> None:
+def _save(p: Parser) -> None:
     positional(p, "IMAGE")
     p.add_argument("-o", "--output", metavar="string",
                    help="Write to a file, instead of STDOUT")
@@ -291,7 +280,7 @@ def _save(p: argparse.ArgumentParser) -> None:
 
 
 @_save.handler
-def images_save(ns: argparse.Namespace) -> None:
+def images_save(ns: Namespace) -> None:
     names = check_args(ns, 1)
     if ns.output:
         parent = os.path.dirname(os.path.abspath(ns.output))
@@ -321,7 +310,7 @@ def images_save(ns: argparse.Namespace) -> None:
 
 
 @registry.command("load", "[OPTIONS]", "Load an image from a tar archive or STDIN")
-def _load(p: argparse.ArgumentParser) -> None:
+def _load(p: Parser) -> None:
     p.add_argument("-i", "--input", metavar="string",
                    help="Read from tar archive file, instead of STDIN")
     p.add_argument("-q", "--quiet", action="store_true", help="Suppress the load output")
@@ -329,7 +318,7 @@ def _load(p: argparse.ArgumentParser) -> None:
 
 
 @_load.handler
-def images_load(ns: argparse.Namespace) -> None:
+def images_load(ns: Namespace) -> None:
     if ns.input:
         try:
             f = open(ns.input, "rb")
@@ -345,7 +334,7 @@ def images_load(ns: argparse.Namespace) -> None:
 
 @registry.command("import", "[OPTIONS] file|URL|- [REPOSITORY[:TAG]]",
                   "Import the contents from a tarball to create a filesystem image")
-def _import(p: argparse.ArgumentParser) -> None:
+def _import(p: Parser) -> None:
     positional(p, "file|URL|- [REPOSITORY[:TAG]]")
     p.add_argument("-c", "--change", action="append", default=[], metavar="list",
                    help="Apply Dockerfile instruction to the created image")
@@ -356,7 +345,7 @@ def _import(p: argparse.ArgumentParser) -> None:
 
 
 @_import.handler
-def images_import(ns: argparse.Namespace) -> None:
+def images_import(ns: Namespace) -> None:
     args = check_args(ns, 1, 2)
     source, ref = args[0], (args[1] if len(args) > 1 else None)
     if ref is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from ketch.cli.base import (
@@ -13,13 +12,14 @@ from ketch.cli.base import (
     out,
     parse_filters,
 )
+from ketch.cli.flags import Namespace, Parser
 from ketch.errors import KetchError
 
 registry = Registry()
 
 
 @registry.command("create", "[OPTIONS] NETWORK", "Create a network")
-def _create(p: argparse.ArgumentParser) -> None:
+def _create(p: Parser) -> None:
     p.add_argument("name", metavar="NETWORK")
     p.add_argument("-d", "--driver", default="bridge", metavar="string",
                    help="Driver to manage the Network (default \"bridge\")")
@@ -34,7 +34,7 @@ def _create(p: argparse.ArgumentParser) -> None:
 
 
 @_create.handler
-def create(ns: argparse.Namespace) -> None:
+def create(ns: Namespace) -> None:
     labels = dict((lab.split("=", 1) + [""])[:2] for lab in ns.label)
     net = engine().networks.create_network(
         ns.name, subnet=ns.subnet[-1] if ns.subnet else None,
@@ -44,7 +44,7 @@ def create(ns: argparse.Namespace) -> None:
 
 
 @registry.command("ls", "[OPTIONS]", "List networks", aliases=("list",))
-def _ls(p: argparse.ArgumentParser) -> None:
+def _ls(p: Parser) -> None:
     p.add_argument("-f", "--filter", action="append", default=[], metavar="filter",
                    help="Provide filter values (e.g. \"driver=bridge\")")
     p.add_argument("--format", metavar="string", help="Format output using a custom template")
@@ -53,7 +53,7 @@ def _ls(p: argparse.ArgumentParser) -> None:
 
 
 @_ls.handler
-def ls(ns: argparse.Namespace) -> None:
+def ls(ns: Namespace) -> None:
     from ketch.fmt.template import render_table
 
     filters = parse_filters(ns.filter)
@@ -85,14 +85,14 @@ def ls(ns: argparse.Namespace) -> None:
 
 @registry.command("inspect", "[OPTIONS] NETWORK [NETWORK...]",
                   "Display detailed information on one or more networks")
-def _inspect(p: argparse.ArgumentParser) -> None:
+def _inspect(p: Parser) -> None:
     p.add_argument("networks", nargs="+", metavar="NETWORK")
     p.add_argument("-f", "--format", metavar="string",
                    help="Format output using a custom template")
 
 
 @_inspect.handler
-def inspect(ns: argparse.Namespace) -> int:
+def inspect(ns: Namespace) -> int:
     from ketch.containers.netglue import network_json
 
     e = engine()
@@ -102,14 +102,14 @@ def inspect(ns: argparse.Namespace) -> int:
 
 @registry.command("rm", "NETWORK [NETWORK...]", "Remove one or more networks",
                   aliases=("remove",))
-def _rm(p: argparse.ArgumentParser) -> None:
+def _rm(p: Parser) -> None:
     p.add_argument("networks", nargs="+", metavar="NETWORK")
     p.add_argument("-f", "--force", action="store_true",
                    help="Do not error if the network does not exist")
 
 
 @_rm.handler
-def rm(ns: argparse.Namespace) -> int:
+def rm(ns: Namespace) -> int:
     from ketch.errors import NotFound
 
     rc = 0
@@ -129,7 +129,7 @@ def rm(ns: argparse.Namespace) -> int:
 
 @registry.command("connect", "[OPTIONS] NETWORK CONTAINER", "Connect a container to a"
                   " network")
-def _connect(p: argparse.ArgumentParser) -> None:
+def _connect(p: Parser) -> None:
     p.add_argument("network", metavar="NETWORK")
     p.add_argument("container", metavar="CONTAINER")
     p.add_argument("--alias", action="append", default=[], metavar="strings",
@@ -138,7 +138,7 @@ def _connect(p: argparse.ArgumentParser) -> None:
 
 
 @_connect.handler
-def connect(ns: argparse.Namespace) -> None:
+def connect(ns: Namespace) -> None:
     from ketch.containers.netglue import connect as do_connect
 
     do_connect(engine(), ns.container, ns.network, aliases=ns.alias, ip=ns.ip)
@@ -146,7 +146,7 @@ def connect(ns: argparse.Namespace) -> None:
 
 @registry.command("disconnect", "[OPTIONS] NETWORK CONTAINER",
                   "Disconnect a container from a network")
-def _disconnect(p: argparse.ArgumentParser) -> None:
+def _disconnect(p: Parser) -> None:
     p.add_argument("network", metavar="NETWORK")
     p.add_argument("container", metavar="CONTAINER")
     p.add_argument("-f", "--force", action="store_true",
@@ -154,21 +154,21 @@ def _disconnect(p: argparse.ArgumentParser) -> None:
 
 
 @_disconnect.handler
-def disconnect(ns: argparse.Namespace) -> None:
+def disconnect(ns: Namespace) -> None:
     from ketch.containers.netglue import disconnect as do_disconnect
 
     do_disconnect(engine(), ns.container, ns.network)
 
 
 @registry.command("prune", "[OPTIONS]", "Remove all unused networks")
-def _prune(p: argparse.ArgumentParser) -> None:
+def _prune(p: Parser) -> None:
     p.add_argument("--filter", action="append", default=[], metavar="filter",
                    help="Provide filter values (e.g. \"label=<key>=<value>\")")
     p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
 
 
 @_prune.handler
-def prune(ns: argparse.Namespace) -> None:
+def prune(ns: Namespace) -> None:
     from ketch.cli.base import confirm
 
     if not ns.force and not confirm("WARNING! This will remove all custom networks not used"

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from ketch.cli.base import Registry, check_args, engine, format_each, out, positional, print_json
+from ketch.cli.flags import Namespace, Parser
 from ketch.errors import KetchError
 
 registry = Registry()
 
 
 @registry.command("version", "[OPTIONS]", "Show the ketch version information")
-def _version(p: argparse.ArgumentParser) -> None:
+def _version(p: Parser) -> None:
     p.add_argument("-f", "--format", metavar="string",
                    help="Format output using a custom template")
 
 
 @_version.handler
-def version(ns: argparse.Namespace) -> None:
+def version(ns: Namespace) -> None:
     import platform
 
     from ketch import __version__
@@ -39,13 +39,13 @@ def version(ns: argparse.Namespace) -> None:
 
 
 @registry.command("info", "[OPTIONS]", "Display system-wide information")
-def _info(p: argparse.ArgumentParser) -> None:
+def _info(p: Parser) -> None:
     p.add_argument("-f", "--format", metavar="string",
                    help="Format output using a custom template")
 
 
 @_info.handler
-def info(ns: argparse.Namespace) -> None:
+def info(ns: Namespace) -> None:
     i = engine().info()
     if ns.format:
         format_each(ns.format, [i])
@@ -79,14 +79,14 @@ def info(ns: argparse.Namespace) -> None:
 
 
 @registry.command("df", "[OPTIONS]", "Show ketch disk usage")
-def _df(p: argparse.ArgumentParser) -> None:
+def _df(p: Parser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="Show detailed information"
                    " on space usage")
     p.add_argument("--format", metavar="string", help="Format output using a custom template")
 
 
 @_df.handler
-def df(ns: argparse.Namespace) -> None:
+def df(ns: Namespace) -> None:
     from ketch.fmt.template import render_table
     from ketch.fmt.units import human_size
 
@@ -130,7 +130,7 @@ def df(ns: argparse.Namespace) -> None:
 
 @registry.command("inspect", "[OPTIONS] NAME|ID [NAME|ID...]",
                   "Return low-level information on ketch objects")
-def _inspect(p: argparse.ArgumentParser) -> None:
+def _inspect(p: Parser) -> None:
     positional(p, "NAME|ID")
     p.add_argument("-f", "--format", metavar="string",
                    help="Format output using a custom template")
@@ -141,7 +141,7 @@ def _inspect(p: argparse.ArgumentParser) -> None:
 
 
 @_inspect.handler
-def inspect(ns: argparse.Namespace) -> int:
+def inspect(ns: Namespace) -> int:
     from ketch.errors import NotFound
 
     e = engine()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +14,7 @@ from ketch.cli.base import (
     out,
     parse_filters,
 )
+from ketch.cli.flags import Namespace, Parser
 from ketch.errors import InvalidArgument, KetchError
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ def _kv(items: list[str], what: str) -> dict[str, str]:
 
 
 @registry.command("create", "[OPTIONS] [VOLUME]", "Create a volume")
-def _create(p: argparse.ArgumentParser) -> None:
+def _create(p: Parser) -> None:
     p.add_argument("name", nargs="?", metavar="VOLUME")
     p.add_argument("-d", "--driver", default="local", metavar="string",
                    help='Specify volume driver name (default "local")')
@@ -56,7 +56,7 @@ def _create(p: argparse.ArgumentParser) -> None:
 
 
 @_create.handler
-def create(ns: argparse.Namespace) -> None:
+def create(ns: Namespace) -> None:
     if ns.name and ns.name_flag and ns.name != ns.name_flag:
         raise InvalidArgument("conflicting options: cannot specify a volume-name through"
                               " both --name and as a positional arg")
@@ -69,7 +69,7 @@ def create(ns: argparse.Namespace) -> None:
 
 
 @registry.command("ls", "[OPTIONS]", "List volumes", aliases=("list",))
-def _ls(p: argparse.ArgumentParser) -> None:
+def _ls(p: Parser) -> None:
     add_filter(p)
     p.add_argument("--format", metavar="string", help="Format output using a custom template")
     p.add_argument("-q", "--quiet", action="store_true", help="Only display volume names")
@@ -97,7 +97,7 @@ def _matches(store: VolumeStore, v: dict[str, Any], filters: dict[str, list[str]
 
 
 @_ls.handler
-def ls(ns: argparse.Namespace) -> None:
+def ls(ns: Namespace) -> None:
     from ketch.fmt.template import render_table
 
     filters = parse_filters(ns.filter)
@@ -123,14 +123,14 @@ def ls(ns: argparse.Namespace) -> None:
 
 @registry.command("inspect", "[OPTIONS] VOLUME [VOLUME...]",
                   "Display detailed information on one or more volumes")
-def _inspect(p: argparse.ArgumentParser) -> None:
+def _inspect(p: Parser) -> None:
     p.add_argument("volumes", nargs="+", metavar="VOLUME")
     p.add_argument("-f", "--format", metavar="string",
                    help="Format output using a custom template")
 
 
 @_inspect.handler
-def inspect(ns: argparse.Namespace) -> int:
+def inspect(ns: Namespace) -> int:
 
     store = _store()
     return inspect_each(ns.volumes, store.inspect, ns.format)
@@ -138,14 +138,14 @@ def inspect(ns: argparse.Namespace) -> int:
 
 @registry.command("rm", "[OPTIONS] VOLUME [VOLUME...]", "Remove one or more volumes",
                   aliases=("remove",))
-def _rm(p: argparse.ArgumentParser) -> None:
+def _rm(p: Parser) -> None:
     p.add_argument("volumes", nargs="+", metavar="VOLUME")
     p.add_argument("-f", "--force", action="store_true",
                    help="Force the removal of one or more volumes")
 
 
 @_rm.handler
-def rm(ns: argparse.Namespace) -> int:
+def rm(ns: Namespace) -> int:
     store = _store()
     rc = 0
     for name in ns.volumes:
@@ -160,7 +160,7 @@ def rm(ns: argparse.Namespace) -> int:
 
 
 @registry.command("prune", "[OPTIONS]", "Remove unused local volumes")
-def _prune(p: argparse.ArgumentParser) -> None:
+def _prune(p: Parser) -> None:
     p.add_argument("-a", "--all", action="store_true",
                    help="Remove all unused volumes, not just anonymous ones")
     p.add_argument("--filter", action="append", default=[], metavar="filter",
@@ -169,7 +169,7 @@ def _prune(p: argparse.ArgumentParser) -> None:
 
 
 @_prune.handler
-def prune(ns: argparse.Namespace) -> None:
+def prune(ns: Namespace) -> None:
     from ketch.cli.base import confirm
     from ketch.fmt.units import human_size
 
