@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
-from pathlib import Path
 
 from ketch import __version__
 from ketch.store.db import Database
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
     from ketch.containers.service import ContainerService
@@ -33,11 +33,25 @@ MIN_API_VERSION = "1.24"
 class Engine:
     def __init__(self, root: str | os.PathLike[str] | None = None,
                  run_root: str | os.PathLike[str] | None = None) -> None:
-        self.root = Path(root or os.environ.get("KETCH_ROOT") or DEFAULT_ROOT).absolute()
-        self.run_root = Path(run_root or os.environ.get("KETCH_RUN_ROOT")
-                             or DEFAULT_RUN_ROOT).absolute()
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
-        self.db = Database(self.root / "ketch.db")
+        # Paths as strings first: `root` and `run_root` are Paths on first use, so a
+        # command that needs neither (`ps`) does not import pathlib (and re with it).
+        self.root_dir = os.path.abspath(root or os.environ.get("KETCH_ROOT") or DEFAULT_ROOT)
+        self.run_root_dir = os.path.abspath(run_root or os.environ.get("KETCH_RUN_ROOT")
+                                            or DEFAULT_RUN_ROOT)
+        os.makedirs(self.root_dir, mode=0o711, exist_ok=True)
+        self.db = Database(os.path.join(self.root_dir, "ketch.db"))
+
+    @cached_property
+    def root(self) -> Path:
+        from pathlib import Path
+
+        return Path(self.root_dir)
+
+    @cached_property
+    def run_root(self) -> Path:
+        from pathlib import Path
+
+        return Path(self.run_root_dir)
 
     # The stores load on first use: `ps` needs neither blobs nor layers.
     @cached_property

@@ -7,11 +7,11 @@ UNIQUE in SQLite: two `run --name x` at once cannot both win.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 
 from ketch.errors import AmbiguousID, Conflict, ContainerNotFound
 from ketch.store.db import Database
+from ketch.store.jsoncol import dumps, loads
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ _JSON_FIELDS = ("config", "host_config", "chain_ids", "network", "extra")
 def _row(row: sqlite3.Row) -> ContainerRecord:
     d = dict(row)
     for k in _JSON_FIELDS:
-        d[k] = json.loads(d[k])
+        d[k] = loads(d[k])
     return ContainerRecord(**d)
 
 
@@ -119,7 +119,7 @@ class ContainerRecords:
     def insert(self, rec: ContainerRecord) -> None:
         d = rec.__dict__.copy()
         for k in _JSON_FIELDS:
-            d[k] = json.dumps(d[k])
+            d[k] = dumps(d[k])
         cols = ",".join(d)
         try:
             with self.db.transaction() as conn:
@@ -139,7 +139,7 @@ class ContainerRecords:
             return
         vals = []
         for k, v in fields.items():
-            vals.append(json.dumps(v) if k in _JSON_FIELDS else v)
+            vals.append(dumps(v) if k in _JSON_FIELDS else v)
         sets = ",".join(f"{k}=?" for k in fields)
         try:
             with self.db.transaction() as conn:
@@ -215,7 +215,7 @@ class ContainerRecords:
     def chains_in_use(self) -> set[str]:
         out: set[str] = set()
         for r in self.db.conn.execute("SELECT chain_ids FROM containers"):
-            out.update(json.loads(r["chain_ids"]))
+            out.update(loads(r["chain_ids"]))
         return out
 
     def state_counts(self) -> dict[str, int]:

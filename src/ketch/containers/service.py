@@ -11,23 +11,30 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 import time
-from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from functools import cached_property
 
 from ketch.containers.records import ContainerRecord, ContainerRecords
 from ketch.errors import Conflict, ImageNotFound, InvalidArgument, KetchError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
     from typing import Any
 
     from ketch.engine import Engine
     from ketch.store.images import ImageRecord
 
-_NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+def valid_name(name: str) -> bool:
+    """Docker's container name rule, `^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$`."""
+    name = name[1:] if name.startswith("/") else name
+    return (len(name) >= 2 and name[0].isascii() and name[0].isalnum()
+            and all(c in _NAME_CHARS for c in name))
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
@@ -92,9 +99,16 @@ class ContainerService:
         self.engine = engine
         self.db = engine.db
         self.records = ContainerRecords(engine.db)
-        self.dir = engine.root / "containers"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.run_dir = engine.run_root / "containers"
+        os.makedirs(os.path.join(engine.root_dir, "containers"), exist_ok=True)
+
+    # Paths on first use: listing containers needs none (and no pathlib import).
+    @cached_property
+    def dir(self) -> Path:
+        return self.engine.root / "containers"
+
+    @cached_property
+    def run_dir(self) -> Path:
+        return self.engine.run_root / "containers"
 
     # -- paths and locks --------------------------------------------------------------
     def path(self, cid: str) -> Path:
@@ -144,7 +158,7 @@ class ContainerService:
         if not merged.get("Cmd") and not merged.get("Entrypoint"):
             raise InvalidArgument("no command specified")
         if name is not None:
-            if not _NAME_RE.match(name):
+            if not valid_name(name):
                 raise InvalidArgument(
                     f'Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are'
                     " allowed")
@@ -274,7 +288,7 @@ class ContainerService:
                 continue
             if "status" in filters and r.state not in filters["status"]:
                 continue
-            if "name" in filters and not any(re.search(n.lstrip("/"), r.name)
+            if "name" in filters and not any(_search(n.lstrip("/"), r.name)
                                              for n in filters["name"]):
                 continue
             if "id" in filters and not any(r.id.startswith(i) for i in filters["id"]):
@@ -477,7 +491,7 @@ class ContainerService:
 
     def rename(self, name_or_id: str, new_name: str) -> None:
         rec = self.get(name_or_id)
-        if not _NAME_RE.match(new_name):
+        if not valid_name(new_name):
             raise InvalidArgument(
                 f"Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are"
                 " allowed")
@@ -938,3 +952,13 @@ def _stats_rows(svc: ContainerService, recs: list[tuple[str, ContainerRecord]],
             })
         rows.append(row)
     return rows
+
+
+def _search(pattern: str, text: str) -> bool:
+    """The `name=` filter: a regular expression searched in the name, as Docker's."""
+    import re
+
+    try:
+        return re.search(pattern, text) is not None
+    except re.error as e:
+        raise InvalidArgument(f"invalid name filter {pattern!r}: {e}") from None

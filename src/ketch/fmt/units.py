@@ -9,13 +9,13 @@ parsers docker uses for flags: RAMInBytes for `--memory`, time.ParseDuration for
 from __future__ import annotations
 
 import math
-import re
 import time
 
 from ketch.errors import InvalidArgument
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import re
     from datetime import datetime, tzinfo
 
 _DECIMAL_UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
@@ -113,12 +113,15 @@ def parse_size(text: str) -> int:
     return int(size * multiplier)
 
 
-_GO_FLOAT_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+# `re` is imported where a pattern is used: listing (`ps`, `images`) parses nothing.
+_GO_FLOAT = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 
 
 def _go_parse_float(text: str) -> float:
     """strconv.ParseFloat for the decimal forms people type (no hex, no underscores)."""
-    if not _GO_FLOAT_RE.fullmatch(text):
+    import re
+
+    if not re.fullmatch(_GO_FLOAT, text):
         raise InvalidArgument(f'strconv.ParseFloat: parsing "{text}": invalid syntax')
     return float(text)
 
@@ -134,7 +137,7 @@ _DURATION_UNITS = {
     "m": 60.0,
     "h": 3600.0,
 }
-_DURATION_PART_RE = re.compile(r"(\d*)(?:\.(\d*))?([^\d.]*)")
+_DURATION_PART = r"(\d*)(?:\.(\d*))?([^\d.]*)"
 
 
 def parse_duration(text: str) -> float:
@@ -142,6 +145,8 @@ def parse_duration(text: str) -> float:
 
     Raises InvalidArgument with Go's message ('time: invalid duration "x"').
     """
+    import re
+
     original = text
     s = text
     negative = False
@@ -154,7 +159,7 @@ def parse_duration(text: str) -> float:
         raise InvalidArgument(f'time: invalid duration "{original}"')
     total = 0.0
     while s:
-        m = _DURATION_PART_RE.match(s)
+        m = re.match(_DURATION_PART, s)
         assert m is not None  # every group may be empty, so the pattern always matches
         whole, frac, unit = m.group(1), m.group(2), m.group(3)
         if not whole and not frac:
@@ -243,6 +248,8 @@ def parse_timestamp(text: str, now: float | None = None, *, tz: tzinfo | None = 
         pattern = _DATE
     if has_zone:
         pattern += _ZONE
+    import re
+
     m = re.fullmatch(pattern, text)
     if m is not None:
         return _timestamp_from_match(m, text, tz)

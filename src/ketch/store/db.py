@@ -8,20 +8,24 @@ another's schema.
 
 from __future__ import annotations
 
+import os
 import sqlite3
-import threading
-from collections.abc import Iterator
+from _thread import _local as thread_local  # threading.local, without importing threading
 from contextlib import contextmanager
-from pathlib import Path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 BUSY_TIMEOUT_MS = 30_000
 
 
 class Database:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: str | Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self._local = thread_local()
         self._schemas_done: set[str] = set()
 
     @property

@@ -1,0 +1,53 @@
+"""JSON columns of ketch.db, decoded without importing the `json` package.
+
+`json.decoder` compiles regular expressions at import, which pulls in `re` and `enum`:
+about a sixth of `ketch ps`'s run time on this class of machine. The C scanner
+underneath it (`_json.make_scanner`, what `json.loads` itself runs) needs none of
+that, so the columns ketch wrote with `json.dumps` are read through it directly. Any
+text it does not take whole (and any interpreter without `_json`) goes to
+`json.loads`, which gives the same result or the usual error.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+class _Context:
+    # the attributes the C scanner reads from a JSONDecoder
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = float  # NaN, Infinity, -Infinity: float() reads all three
+
+
+try:
+    from _json import make_scanner as _make_scanner
+
+    _scan = _make_scanner(_Context())
+except ImportError:  # pragma: no cover - CPython always has _json
+    _scan = None
+
+
+def loads(text: str) -> Any:
+    if _scan is not None and text and text[0] in '{["ntf-0123456789':
+        try:
+            value, end = _scan(text, 0)
+        except (StopIteration, ValueError):
+            pass
+        else:
+            if end == len(text):
+                return value
+    import json
+
+    return json.loads(text)
+
+
+def dumps(value: Any) -> str:
+    import json
+
+    return json.dumps(value)
