@@ -46,11 +46,20 @@ def test_failing_run_quotes_the_command_and_keeps_earlier_steps(kb: Builder) -> 
     assert r.stderr.strip() == "The command 'false' returned a non-zero code: 1"
 
 
-def test_missing_base_image(kb: Builder) -> None:
-    ctx = kb.context({"Dockerfile": "FROM no-such-image:1\n"})
+def test_missing_base_image_that_cannot_be_pulled(kb: Builder) -> None:
+    # A missing base image is pulled; a loopback port nothing listens on stands in for
+    # a registry out of reach (tests talk to no other address).
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = kb.context({"Dockerfile": f"FROM 127.0.0.1:{port}/no-such-image:1\n"})
     r = kb.build(ctx, check=False)
     assert r.returncode == 1
-    assert "no-such-image:1" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"failed to pull base image 127.0.0.1:{port}/no-such-image:1: "), r.stderr
 
 
 def _start(kb: Builder, ctx: object) -> subprocess.Popen[bytes]:

@@ -313,3 +313,26 @@ def test_run_pulls_a_missing_image_as_docker_does(ketch: KetchCLI, busybox_tar: 
     assert _image_id(other, name) == _image_id(ketch, name)
     bad = other("run", "--rm", "--pull", "sometimes", name, "true", check=False)
     assert bad.returncode == 125 and "invalid pull option" in bad.stderr
+
+
+def test_build_pulls_a_missing_base_image_and_pull_flag_pulls_again(
+        ketch: KetchCLI, busybox_tar: Path, ketch_registry, other_root, tmp_path: Path) -> None:
+    reg = ketch_registry()
+    name = f"{reg.host}/base"
+    _import(ketch, busybox_tar, f"{name}:1")
+    ketch("push", f"{name}:1")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        f"FROM {name}:1\nCOPY --from={name}:1 /bin/busybox /copied/busybox\nCMD [\"true\"]\n")
+    other = other_root("builder")
+    r = other("build", "-t", "app", str(ctx))
+    assert "Pull complete" in r.stdout, r.stdout
+    assert _image_id(other, f"{name}:1") == _image_id(ketch, f"{name}:1")
+    assert other("run", "--rm", "--network", "none", "app", "/copied/busybox", "echo", "ok"
+                 ).stdout.strip() == "ok"
+    # present now: no pull without --pull; with it, the registry is asked again
+    again = other("build", "-t", "app", str(ctx))
+    assert "Pulling" not in again.stdout and "Using cache" in again.stdout
+    forced = other("build", "--pull", "-t", "app", str(ctx))
+    assert f"Status: Image is up to date for {name}:1" in forced.stdout, forced.stdout

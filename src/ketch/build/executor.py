@@ -412,14 +412,26 @@ class Builder:
         return cfg
 
     def _from_image(self, stage: Stage, name: str) -> _State:
+        # As `docker build`: a base image missing here is pulled; `--pull` pulls it even
+        # when present (a newer one may have been pushed). An image ID is never pulled.
+        if self.options.pull and not _looks_like_id(name):
+            self._pull(name)
         try:
             rec = self.images.resolve(name)
         except ImageNotFound:
-            raise BuildError(
-                f"pull access denied for {name}: the image is not in ketch's local store and"
-                " ketch cannot pull yet; `ketch load` or `ketch import` it first") from None
+            if _looks_like_id(name) or self.options.pull:
+                raise BuildError(f"pull access denied for {name}, repository does not exist"
+                                 " or may require authorization") from None
+            self._pull(name)
+            rec = self.images.resolve(name)
         return _State(stage, rec.id, self._state_config(self.images.read_config(rec.id)),
                       None)
+
+    def _pull(self, name: str) -> None:
+        try:
+            self.engine.pull(name, self.say, quiet=False)
+        except KetchError as e:
+            raise BuildError(f"failed to pull base image {name}: {e.message}") from None
 
     @staticmethod
     def _state_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -835,8 +847,11 @@ class Builder:
             try:
                 rec = self.images.resolve(from_ref)
             except ImageNotFound:
-                raise BuildError(f"invalid from flag value {from_ref}: No such image:"
-                                 f" {from_ref}") from None
+                if _looks_like_id(from_ref):
+                    raise BuildError(f"invalid from flag value {from_ref}: No such image:"
+                                     f" {from_ref}") from None
+                self._pull(from_ref)
+                rec = self.images.resolve(from_ref)
             self.images.ensure_unpacked(rec)
             diff_ids = self.images.get_config(rec).diff_ids
         ws = Workspace(self.engine, chain_ids(diff_ids), self.watchdog)
@@ -894,3 +909,10 @@ def build(engine: Engine, context: BuildContext, dockerfile_text: str, dockerfil
     """Run a build; the caller owns (and closes) the context."""
     return Builder(engine, context, dockerfile_text, dockerfile_name, options, emit,
                    emit_bytes).build()
+
+
+def _looks_like_id(name: str) -> bool:
+    """`sha256:<hex>` or a bare hex ID (prefix): resolved locally, never pulled."""
+    hexpart = name[7:] if name.startswith("sha256:") else name
+    return len(hexpart) >= 12 and all(c in "0123456789abcdef" for c in hexpart) and (
+        name.startswith("sha256:") or len(hexpart) == 64)
