@@ -61,10 +61,18 @@ def _type_char(mode: int) -> str:
     return "?"
 
 
-def hash_file(path: Path | str) -> str:
-    import hashlib  # OpenSSL's sha256: much faster than _sha256 on large files
+_SMALL_FILE = 1 << 20
 
-    h = hashlib.sha256()
+
+def hash_file(path: Path | str, size: int | None = None) -> str:
+    if size is not None and size < _SMALL_FILE:
+        # CPython's own sha256: no OpenSSL to load for the few small files of a typical
+        # context (same digest)
+        from ketch.images.hashing import small_sha256 as sha256
+    else:
+        from hashlib import sha256  # OpenSSL's: several times faster on large files
+
+    h = sha256()
     with open(path, "rb", buffering=0) as f:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
@@ -106,7 +114,7 @@ class ChecksumCache:
         hit = known.get(path)
         if hit is not None and hit[:5] == ident:
             return hit[5]
-        digest = hash_file(path)
+        digest = hash_file(path, st.st_size)
         known[path] = (*ident, digest)
         if self.db is not None and self._now_ns - max(st.st_mtime_ns, st.st_ctime_ns) > _RACY_NS:
             self._new.append((path, *ident, digest))

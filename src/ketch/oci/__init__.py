@@ -6,9 +6,10 @@ dataclasses of `ketch.oci.model` only on the paths that read manifests.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+TYPE_CHECKING = False  # importing `typing` costs milliseconds on every command's path
 if TYPE_CHECKING:
+    from typing import Any
+
     from ketch.oci.digest import Digest, sha256_bytes, validate_digest
     from ketch.oci.media import MediaType
     from ketch.oci.model import (

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import re
-
 from ketch.errors import InvalidArgument
 
-_DIGEST_RE = re.compile(r"^(sha256:[a-f0-9]{64}|sha384:[a-f0-9]{96}|sha512:[a-f0-9]{128})$")
+_HEX_LENGTH = {"sha256": 64, "sha384": 96, "sha512": 128}
+_LOWER_HEX = frozenset("0123456789abcdef")
 
 Digest = str
 
 
 def validate_digest(d: str) -> str:
-    if not _DIGEST_RE.match(d):
+    algorithm, _, hexpart = d.partition(":")
+    if len(hexpart) != _HEX_LENGTH.get(algorithm) or not _LOWER_HEX.issuperset(hexpart):
         raise InvalidArgument(f"invalid digest {d!r}: expected sha256:<64 hex characters>")
     return d
 

@@ -12,12 +12,15 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
 
 from ketch.errors import DigestMismatch, NotFound
 from ketch.oci.digest import hex_of, validate_digest
 
 CHUNK = 1 << 20
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 
 class BlobWriter:
