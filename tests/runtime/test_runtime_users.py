@@ -35,26 +35,6 @@ def in_root_resolver(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyP
     return str(request.param)
 
 
-def test_the_kernel_resolves_in_root_on_this_host(tmp_path: Path, in_root_resolver: str):
-    if in_root_resolver == "walk":
-        pytest.skip("the kernel path only")
-    (tmp_path / "etc").mkdir()
-    (tmp_path / "etc" / "passwd").write_text(PASSWD)
-    fd = users._openat2_in_root(tmp_path, "/etc/passwd", os.O_RDONLY)
-    if fd is None:
-        pytest.skip("no openat2 here (kernel older than 5.6 or filtered)")
-    try:
-        assert os.read(fd, 100).startswith(b"root:x:0:0")
-    finally:
-        os.close(fd)
-    # `..` stays at the root: /../../etc/passwd is the rootfs's own file
-    fd = users._openat2_in_root(tmp_path, "/../../etc/passwd", os.O_RDONLY)
-    assert fd is not None
-    os.close(fd)
-    with pytest.raises(FileNotFoundError):
-        users._openat2_in_root(tmp_path, "/etc/shadow", os.O_RDONLY)
-
-
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     r = tmp_path / "root"
