@@ -11,9 +11,11 @@ and `familiar()` gives back the short form docker prints.
 
 from __future__ import annotations
 
-import re
-
 from ketch.errors import InvalidReference
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import re
 
 DEFAULT_DOMAIN = "docker.io"
 # The Hub's original name. Users still type it, and credentials for the Hub are stored
@@ -47,16 +49,60 @@ _NAME = r"(?:" + _DOMAIN_AND_PORT + r"/)?" + _REMOTE_NAME
 _TAG = r"[\w][\w.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][0-9a-fA-F]{32,}"
 
-# re.ASCII: Go's \w is [0-9A-Za-z_]; Python's would also admit non-ASCII letters in tags.
-_REFERENCE_RE = re.compile(
-    r"^(" + _NAME + r")(?::(" + _TAG + r"))?(?:@(" + _DIGEST + r"))?$", re.ASCII
-)
-_ANCHORED_NAME_RE = re.compile(r"^(?:(" + _DOMAIN_AND_PORT + r")/)?(" + _REMOTE_NAME + r")$")
-_ANCHORED_TAG_RE = re.compile(r"^" + _TAG + r"$", re.ASCII)
-_ANCHORED_DIGEST_RE = re.compile(r"^" + _DIGEST + r"$")
-_IDENTIFIER_RE = re.compile(r"^[a-f0-9]{64}$")
-_FULL_ID_RE = re.compile(r"^(?:sha256:)?[a-f0-9]{64}$")
-_ID_PREFIX_RE = re.compile(r"^(?:sha256:)?([a-f0-9]+)$")
+# Compiled on first use: most commands name images the fast path below takes whole, and
+# compiling the full grammar costs milliseconds at start-up. `ascii`: Go's \w is
+# [0-9A-Za-z_]; Python's would also admit non-ASCII letters in tags.
+_PATTERNS: dict[str, tuple[str, bool]] = {
+    "reference": (r"^(" + _NAME + r")(?::(" + _TAG + r"))?(?:@(" + _DIGEST + r"))?$", True),
+    "anchored_name": (r"^(?:(" + _DOMAIN_AND_PORT + r")/)?(" + _REMOTE_NAME + r")$", False),
+    "anchored_digest": (r"^" + _DIGEST + r"$", False),
+}
+_compiled: dict[str, re.Pattern[str]] = {}
+
+
+def _rx(name: str) -> re.Pattern[str]:
+    pattern = _compiled.get(name)
+    if pattern is None:
+        import re
+
+        source, ascii_only = _PATTERNS[name]
+        pattern = _compiled[name] = re.compile(source, re.ASCII if ascii_only else 0)
+    return pattern
+
+
+_LOWER_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+_LOWER_HEX = frozenset("0123456789abcdef")
+_TAG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+def _is_tag(tag: str) -> bool:
+    # [\w][\w.-]{0,127} with Go's ASCII \w
+    return (0 < len(tag) <= 128 and tag[0] not in ".-" and _TAG_CHARS.issuperset(tag))
+
+
+def _is_path_component(c: str) -> bool:
+    # [a-z0-9]+ joined by one "." , "_" or "__", or any run of "-"
+    if not c or c[0] not in _LOWER_ALNUM or c[-1] not in _LOWER_ALNUM:
+        return False
+    i, n = 0, len(c)
+    while i < n:
+        ch = c[i]
+        if ch in _LOWER_ALNUM:
+            i += 1
+            continue
+        if ch == ".":
+            i += 1
+        elif ch == "_":
+            i += 2 if c.startswith("__", i) else 1
+        elif ch == "-":
+            while i < n and c[i] == "-":
+                i += 1
+        else:
+            return False
+        if i >= n or c[i] not in _LOWER_ALNUM:
+            return False
+    return True
+
 
 # Algorithms go-digest registers in the docker CLI, with their hex length.
 _DIGEST_HEX_LENGTH = {"sha256": 64, "sha384": 96, "sha512": 128}
@@ -140,7 +186,7 @@ class Reference:
 
     def with_tag(self, tag: str) -> Reference:
         """The same repository with `tag`; a digest, if any, is kept (as WithTag does)."""
-        if not _ANCHORED_TAG_RE.match(tag):
+        if not _is_tag(tag):
             raise InvalidReference(tag, ERR_TAG_INVALID_FORMAT)
         return Reference(self.domain, self.path, tag, self.digest)
 
@@ -168,7 +214,19 @@ def parse(s: str, *, default_tag: str | None = DEFAULT_TAG) -> Reference:
     nor digest gets `default_tag` (pass None to keep it bare). Raises InvalidReference
     with docker's message when `s` is not a valid image name.
     """
-    if _IDENTIFIER_RE.match(s):
+    if "/" not in s and "@" not in s:
+        # The common shape, `name` or `name:tag` on Docker Hub, checked without the
+        # full grammar (same rules: one lower-case path component, a valid tag).
+        name, colon, tag = s.partition(":")
+        if (_is_path_component(name) and (not colon or _is_tag(tag))
+                and len(name) + len(OFFICIAL_REPO_PREFIX) <= NAME_TOTAL_LENGTH_MAX
+                and not (len(name) == 64 and _LOWER_HEX.issuperset(name))):
+            if not colon:
+                tag = default_tag  # type: ignore[assignment]
+                if tag is not None and not _is_tag(tag):
+                    raise InvalidReference(tag, ERR_TAG_INVALID_FORMAT)
+            return Reference(DEFAULT_DOMAIN, OFFICIAL_REPO_PREFIX + name, tag or None, None)
+    if len(s) == 64 and _LOWER_HEX.issuperset(s):
         # A bare 64-hex string is an image ID; letting it through as a name would make
         # `docker run <id>` ambiguous.
         raise InvalidReference(
@@ -183,7 +241,7 @@ def parse(s: str, *, default_tag: str | None = DEFAULT_TAG) -> Reference:
         )
     ref = _parse_canonical(domain + "/" + remainder, original=s)
     if default_tag is not None and ref.tag is None and ref.digest is None:
-        if not _ANCHORED_TAG_RE.match(default_tag):
+        if not _is_tag(default_tag):
             raise InvalidReference(default_tag, ERR_TAG_INVALID_FORMAT)
         ref = Reference(ref.domain, ref.path, default_tag, None)
     return ref
@@ -220,14 +278,14 @@ def _parse_canonical(s: str, *, original: str) -> Reference:
     """distribution/reference's Parse, for a string that already carries its domain."""
     if not s:
         raise InvalidReference(original, ERR_NAME_EMPTY)
-    m = _REFERENCE_RE.match(s)
+    m = _rx("reference").match(s)
     if m is None:
         lowered = s.lower()
-        if lowered != s and _REFERENCE_RE.match(lowered):
+        if lowered != s and _rx("reference").match(lowered):
             raise InvalidReference(original, ERR_NAME_CONTAINS_UPPERCASE)
         raise InvalidReference(original, ERR_INVALID_FORMAT)
     name, tag, digest = m.group(1), m.group(2), m.group(3)
-    nm = _ANCHORED_NAME_RE.match(name)
+    nm = _rx("anchored_name").match(name)
     if nm is None or nm.group(1) is None:
         # Callers always prepend a domain, so this means the input had none that parses.
         raise InvalidReference(original, ERR_INVALID_FORMAT)
@@ -247,23 +305,24 @@ def _validate_digest(digest: str, *, original: str | None = None) -> None:
         raise InvalidReference(name, ERR_DIGEST_INVALID_FORMAT)
     length = _DIGEST_HEX_LENGTH.get(algorithm)
     if length is None:
-        if not _ANCHORED_DIGEST_RE.match(digest):
+        if not _rx("anchored_digest").match(digest):
             raise InvalidReference(name, ERR_DIGEST_INVALID_FORMAT)
         raise InvalidReference(name, ERR_DIGEST_UNSUPPORTED)
     if len(encoded) != length:
         raise InvalidReference(name, ERR_DIGEST_INVALID_LENGTH)
-    if not re.fullmatch(r"[a-f0-9]+", encoded):
+    if not _LOWER_HEX.issuperset(encoded):
         raise InvalidReference(name, ERR_DIGEST_INVALID_FORMAT)
 
 
 def is_valid_tag(tag: str) -> bool:
     """True if `tag` may follow a ":" in a reference."""
-    return _ANCHORED_TAG_RE.match(tag) is not None
+    return _is_tag(tag)
 
 
 def is_full_image_id(s: str) -> bool:
     """True for a complete image ID: 64 lower-case hex, bare or with "sha256:"."""
-    return _FULL_ID_RE.match(s) is not None
+    hexpart = s[7:] if s.startswith("sha256:") else s
+    return len(hexpart) == 64 and _LOWER_HEX.issuperset(hexpart)
 
 
 def looks_like_id_prefix(s: str, *, min_length: int = 4) -> bool:
@@ -273,8 +332,8 @@ def looks_like_id_prefix(s: str, *, min_length: int = 4) -> bool:
     also be a valid name ("cafe", "dbcc1"): engines look the name up first and fall back
     to the ID prefix, which is why this is a "looks like", not a decision.
     """
-    m = _ID_PREFIX_RE.match(s)
-    return m is not None and min_length <= len(m.group(1)) <= 64
+    hexpart = s[7:] if s.startswith("sha256:") else s
+    return min_length <= len(hexpart) <= 64 and _LOWER_HEX.issuperset(hexpart)
 
 
 def registry_for_auth(ref: Reference | str) -> str:

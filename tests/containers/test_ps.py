@@ -128,3 +128,30 @@ def test_ps_format_template_table_and_json(ketch, three):
 def test_container_ls_and_list_are_ps(ketch, three):
     assert ketch("container", "ls", "-q").stdout == ketch("ps", "-q").stdout
     assert ketch("container", "list", "-aq").stdout == ketch("container", "ps", "-aq").stdout
+
+
+def test_ps_of_created_and_exited_containers_stays_on_the_lean_import_path(ketch):
+    # `ps` is mostly start-up: its path must not grow back the heavy imports that made
+    # it slower than docker's (bench/bench_containers.py measures the time itself).
+    import os
+    import subprocess
+    import sys
+
+    import ketch as ketch_pkg
+
+    cid = ketch("create", "--name", "lean1", "-l", "k=v", "busybox", "true").stdout.strip()
+    ketch.ids.add(cid)
+    src = os.path.dirname(os.path.dirname(ketch_pkg.__file__))
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from ketch.cli.main import main;"
+            " sys.exit(main(['ps', '-a', '--no-trunc']))")
+    env = dict(os.environ, KETCH_ROOT=str(ketch.root), KETCH_RUN_ROOT=str(ketch.root / "run"))
+    proc = subprocess.run([sys.executable, "-I", "-S", "-X", "importtime", "-c", code, src],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert cid in proc.stdout and "lean1" in proc.stdout
+    mods = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}
+    assert {"ketch.containers.records", "sqlite3"} <= mods
+    heavy = {"argparse", "re", "json", "pathlib", "threading", "typing", "dataclasses",
+             "enum", "shlex", "ketch.runtime", "ketch.network"}
+    assert not mods & heavy, sorted(mods & heavy)
