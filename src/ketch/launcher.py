@@ -50,7 +50,9 @@ def search_path() -> list[str]:
 def render(python: str, path: list[str]) -> str:
     return (f"#!{python} -IS\n{HEADER}"
             "import sys\n"
-            f"sys.path[0:0] = {path!r}\n"
+            # after the standard library, as `site` would put them: nothing installed
+            # can shadow a standard module
+            f"sys.path += {path!r}\n"
             "from ketch.cli.main import main\n"
             "sys.exit(main())\n")
 

@@ -12,6 +12,7 @@ and `familiar()` gives back the short form docker prints.
 from __future__ import annotations
 
 from ketch.errors import InvalidReference
+from ketch.values import value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -118,50 +119,14 @@ ERR_DIGEST_INVALID_LENGTH = "invalid checksum digest length"
 ERR_DIGEST_UNSUPPORTED = "unsupported digest algorithm"
 
 
+@value(frozen=True)
 class Reference:
-    """A normalised image reference: domain and path always set, tag and digest optional.
+    """A normalised image reference: domain and path always set, tag and digest optional."""
 
-    Immutable and hashable. A plain class rather than a frozen dataclass: importing
-    `dataclasses` (inspect, ast, dis, tokenize) costs more start-up time than anything
-    else a cached `build` or a `run` loads.
-    """
-
-    __slots__ = ("domain", "path", "tag", "digest")
     domain: str
     path: str
-    tag: str | None
-    digest: str | None
-
-    def __init__(self, domain: str, path: str, tag: str | None = None,
-                 digest: str | None = None) -> None:
-        object.__setattr__(self, "domain", domain)
-        object.__setattr__(self, "path", path)
-        object.__setattr__(self, "tag", tag)
-        object.__setattr__(self, "digest", digest)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"cannot assign to field {name!r}: a Reference is immutable")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"cannot delete field {name!r}: a Reference is immutable")
-
-    def _key(self) -> tuple[str, str, str | None, str | None]:
-        return (self.domain, self.path, self.tag, self.digest)
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._key() == other._key()  # type: ignore[attr-defined]
-
-    def __hash__(self) -> int:
-        return hash(self._key())
-
-    def __reduce__(self) -> tuple[type[Reference], tuple[str, str, str | None, str | None]]:
-        return (Reference, self._key())  # copy and pickle through __init__
-
-    def __repr__(self) -> str:
-        return (f"Reference(domain={self.domain!r}, path={self.path!r}, tag={self.tag!r},"
-                f" digest={self.digest!r})")
+    tag: str | None = None
+    digest: str | None = None
 
     @property
     def repository(self) -> str:

@@ -17,12 +17,18 @@ Not supported (use `dataclasses` for these): `ClassVar`/`InitVar` annotations,
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar, dataclass_transform
+TYPE_CHECKING = False  # `typing` costs milliseconds of every command's start-up
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, TypeVar, dataclass_transform
 
-T = TypeVar("T")
+    T = TypeVar("T")
+else:
+    def dataclass_transform(**_: object) -> Callable[[T], T]:
+        """At run time a no-op; type checkers see typing's (PEP 681)."""
+        return lambda f: f
 
-_MISSING: Any = object()
+_MISSING = object()
 
 
 class _Factory:
@@ -66,6 +72,17 @@ def _init(self: Any, *args: Any, **kwargs: Any) -> None:
     if kwargs:
         raise TypeError(f"{cls.__name__}() got an unexpected keyword argument "
                         f"{next(iter(kwargs))!r}")
+
+
+def from_fields(cls: type[T], fields: dict[str, Any]) -> T:
+    """An instance from a mapping of every field to its value (a database row), without
+    the per-field checks of `__init__`: for records read by the hundred."""
+    obj = object.__new__(cls)
+    if fields.keys() != set(cls.__value_fields__):  # type: ignore[attr-defined]
+        raise TypeError(f"{cls.__name__}: fields {sorted(fields)} do not match "
+                        f"{list(cls.__value_fields__)}")  # type: ignore[attr-defined]
+    obj.__dict__.update(fields)
+    return obj
 
 
 def _repr(self: Any) -> str:

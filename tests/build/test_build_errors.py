@@ -46,6 +46,15 @@ def test_failing_run_quotes_the_command_and_keeps_earlier_steps(kb: Builder) -> 
     assert r.stderr.strip() == "The command 'false' returned a non-zero code: 1"
 
 
+def test_missing_base_image_id_is_not_pulled(kb: Builder) -> None:
+    missing = "sha256:" + "0" * 64
+    ctx = kb.context({"Dockerfile": f"FROM {missing}\n"})
+    r = kb.build(ctx, check=False)
+    assert r.returncode == 1
+    assert r.stderr == f"No such image: {missing}\n"
+    assert "Pulling" not in r.stdout
+
+
 def test_missing_base_image_that_cannot_be_pulled(kb: Builder) -> None:
     # A missing base image is pulled; a loopback port nothing listens on stands in for
     # a registry out of reach (tests talk to no other address).

@@ -155,3 +155,13 @@ def test_ps_of_created_and_exited_containers_stays_on_the_lean_import_path(ketch
     heavy = {"argparse", "re", "json", "pathlib", "threading", "typing", "dataclasses",
              "enum", "shlex", "ketch.runtime", "ketch.network"}
     assert not mods & heavy, sorted(mods & heavy)
+
+
+def test_ps_name_filter_is_a_regular_expression_and_a_bad_one_is_one_line(ketch):
+    cid = ketch("create", "--name", "web-1", "busybox").stdout.strip()
+    ketch.ids.add(cid)
+    assert ketch("ps", "-aq", "--filter", "name=^w.b-[0-9]$").stdout.strip() == cid[:12]
+    assert ketch("ps", "-aq", "--filter", "name=^eb").stdout == ""
+    bad = ketch("ps", "-a", "--filter", "name=[", check=False)
+    assert bad.returncode == 1 and len(bad.stderr.splitlines()) == 1
+    assert bad.stderr.startswith("Error: invalid name filter '['"), bad.stderr

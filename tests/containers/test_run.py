@@ -251,6 +251,18 @@ def test_name_conflict_is_refused_with_dockers_message(ketch, run_d):
         " You have to remove (or rename) that container to be able to reuse that name.")
 
 
+@pytest.mark.parametrize("bad", ["a", "-x", "has space", "é1", "a/b", "ab\n"])
+def test_invalid_names_are_refused_and_nothing_is_created(ketch, bad):
+    p = ketch("create", "--name", bad, "busybox", check=False)
+    assert p.returncode == 125
+    assert p.stderr == (f"Error: Invalid container name ({bad}), only [a-zA-Z0-9]"
+                        "[a-zA-Z0-9_.-] are allowed\n")
+    assert ketch("ps", "-aq").stdout == ""
+    ok = ketch("create", "--name", "/Ok_1.x-y", "busybox").stdout.strip()
+    ketch.ids.add(ok)
+    assert ketch("ps", "-a", "--format", "{{.Names}}").stdout == "Ok_1.x-y\n"
+
+
 def test_two_runs_with_the_same_name_at_once_exactly_one_wins(ketch):
     results: list[subprocess.CompletedProcess[str]] = []
     barrier = threading.Barrier(2)

@@ -168,6 +168,20 @@ def test_struct_prints_as_go_struct() -> None:
     assert render("{{json .Ports}}", CTR) == '[{"Private":80,"Public":8080}]'
 
 
+def test_value_records_print_as_go_structs_too() -> None:
+    # ketch's records are `ketch.values.value` classes, not dataclasses
+    from ketch.values import value
+
+    @value
+    class VPort:
+        Private: int
+        Public: int
+
+    ports = {"Ports": [VPort(80, 8080)]}
+    assert render("{{.Ports}}", ports) == "[{80 8080}]"
+    assert render("{{json .Ports}}", ports) == '[{"Private":80,"Public":8080}]'
+
+
 def test_missing_struct_field_is_an_error_unlike_a_missing_map_key() -> None:
     with pytest.raises(InvalidArgument) as e:
         render("{{.Nope}}", CTR)

@@ -61,3 +61,21 @@ def test_launcher_refuses_bad_usage(tmp_path: Path) -> None:
                            str(tmp_path / "missing" / "ketch")], capture_output=True, text=True)
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1 and "cannot write" in proc.stderr
+
+
+def test_installed_packages_cannot_shadow_the_standard_library(tmp_path: Path) -> None:
+    # A launcher whose extra directory holds a `sqlite3` package: `ketch ps` must still
+    # import the standard one, as a normal interpreter with site-packages would.
+    from ketch.launcher import render
+
+    shadow = tmp_path / "shadow"
+    (shadow / "sqlite3").mkdir(parents=True)
+    (shadow / "sqlite3" / "__init__.py").write_text("raise SystemExit('shadow imported')\n")
+    src = os.path.dirname(os.path.dirname(ketch.__file__))
+    target = tmp_path / "ketch"
+    target.write_text(render(os.path.realpath(sys.executable), [str(shadow), src]))
+    target.chmod(0o755)
+    env = dict(os.environ, KETCH_ROOT=str(tmp_path / "root"))
+    proc = subprocess.run([str(target), "ps", "-a"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("CONTAINER ID")

@@ -29,6 +29,7 @@ from ketch.build.parser import parse, parse_instruction
 from ketch.build.shell import expand, expand_heredoc
 from ketch.errors import BuildError, ImageNotFound, KetchError
 from ketch.images.hashing import small_sha256
+from ketch.reference import is_full_image_id
 
 # An unchanged rebuild is mostly interpreter start-up: this module imports only what a
 # fully cached build needs. `typing`, `pathlib` and `hashlib` (OpenSSL) cost milliseconds
@@ -413,16 +414,16 @@ class Builder:
 
     def _from_image(self, stage: Stage, name: str) -> _State:
         # As `docker build`: a base image missing here is pulled; `--pull` pulls it even
-        # when present (a newer one may have been pushed). An image ID is never pulled.
-        if self.options.pull and not _looks_like_id(name):
+        # when present (a newer one may have been pushed). A full image ID is never pulled.
+        if self.options.pull and not is_full_image_id(name):
             self._pull(name)
         try:
             rec = self.images.resolve(name)
         except ImageNotFound:
-            if _looks_like_id(name) or self.options.pull:
-                raise BuildError(f"pull access denied for {name}, repository does not exist"
-                                 " or may require authorization") from None
-            self._pull(name)
+            if is_full_image_id(name):
+                raise BuildError(f"No such image: {name}") from None
+            if not self.options.pull:  # with --pull it was pulled just above
+                self._pull(name)
             rec = self.images.resolve(name)
         return _State(stage, rec.id, self._state_config(self.images.read_config(rec.id)),
                       None)
@@ -847,7 +848,7 @@ class Builder:
             try:
                 rec = self.images.resolve(from_ref)
             except ImageNotFound:
-                if _looks_like_id(from_ref):
+                if is_full_image_id(from_ref):
                     raise BuildError(f"invalid from flag value {from_ref}: No such image:"
                                      f" {from_ref}") from None
                 self._pull(from_ref)
@@ -909,10 +910,3 @@ def build(engine: Engine, context: BuildContext, dockerfile_text: str, dockerfil
     """Run a build; the caller owns (and closes) the context."""
     return Builder(engine, context, dockerfile_text, dockerfile_name, options, emit,
                    emit_bytes).build()
-
-
-def _looks_like_id(name: str) -> bool:
-    """`sha256:<hex>` or a bare hex ID (prefix): resolved locally, never pulled."""
-    hexpart = name[7:] if name.startswith("sha256:") else name
-    return len(hexpart) >= 12 and all(c in "0123456789abcdef" for c in hexpart) and (
-        name.startswith("sha256:") or len(hexpart) == 64)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from ketch.build.shell import ShellLex
 from ketch.errors import BuildError
+from ketch.values import field, value
 
 TYPE_CHECKING = False  # `typing`, `dataclasses` and `pathlib` cost milliseconds at start
 if TYPE_CHECKING:
@@ -56,24 +57,8 @@ class _ArgError(Exception):
     """An error found while parsing one instruction; the caller adds the line."""
 
 
-class _Record:
-    """Equality and repr by fields, as dataclasses give, without importing them: an
-    unchanged rebuild is mostly start-up, and `dataclasses` costs milliseconds of it."""
-
-    __slots__: tuple[str, ...] = ()
-    __hash__ = None  # type: ignore[assignment]
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return all(getattr(self, k) == getattr(other, k) for k in self.__slots__)
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
-        return f"{type(self).__name__}({args})"
-
-
-class Heredoc(_Record):
+@value
+class Heredoc:
     """A here-document attached to RUN, COPY or ADD.
 
     `body` is the text exactly as written (every line with its newline, tabs intact),
@@ -81,15 +66,11 @@ class Heredoc(_Record):
     `content` is what a file created from it contains.
     """
 
-    __slots__ = ("name", "body", "expand", "chomp_tabs", "fd")
-
-    def __init__(self, name: str, body: str, expand: bool, chomp_tabs: bool,
-                 fd: int | None) -> None:
-        self.name = name
-        self.body = body
-        self.expand = expand  # False when any part of the delimiter word was quoted
-        self.chomp_tabs = chomp_tabs  # <<-WORD
-        self.fd = fd  # the N in N<<WORD
+    name: str
+    body: str
+    expand: bool  # False when any part of the delimiter word was quoted
+    chomp_tabs: bool  # <<-WORD
+    fd: int | None  # the N in N<<WORD
 
     @property
     def content(self) -> str:
@@ -98,23 +79,17 @@ class Heredoc(_Record):
         return "".join(line.lstrip("\t") for line in self.body.splitlines(keepends=True))
 
 
-class Instruction(_Record):
-    __slots__ = ("cmd", "args", "original", "flags", "json_form", "heredocs", "line", "sub",
-                 "end_line")
-
-    def __init__(self, cmd: str, args: list[str], original: str,
-                 flags: dict[str, str | list[str]] | None = None, json_form: bool = False,
-                 heredocs: list[Heredoc] | None = None, line: int = 0,
-                 sub: Instruction | None = None, end_line: int = 0) -> None:
-        self.cmd = cmd
-        self.args = args
-        self.original = original
-        self.flags: dict[str, str | list[str]] = flags if flags is not None else {}
-        self.json_form = json_form
-        self.heredocs: list[Heredoc] = heredocs if heredocs is not None else []
-        self.line = line
-        self.sub = sub
-        self.end_line = end_line  # last line, heredoc bodies included
+@value
+class Instruction:
+    cmd: str
+    args: list[str]
+    original: str
+    flags: dict[str, str | list[str]] = field(default_factory=dict)
+    json_form: bool = False
+    heredocs: list[Heredoc] = field(default_factory=list)
+    line: int = 0
+    sub: Instruction | None = None
+    end_line: int = 0  # last line, heredoc bodies included
 
     def flag(self, name: str) -> str | None:
         """A single-valued flag (`--from=x` → "x"); booleans read "true"/"false"."""
@@ -129,31 +104,24 @@ class Instruction(_Record):
         return list(value) if isinstance(value, list) else [value]
 
 
-class Stage(_Record):
-    __slots__ = ("name", "base", "platform", "index", "instructions", "from_instr")
-
-    def __init__(self, name: str | None, base: str, platform: str | None, index: int,
-                 instructions: list[Instruction], from_instr: Instruction) -> None:
-        self.name = name  # lower-cased, as Docker compares stage names
-        self.base = base  # unexpanded image reference or earlier stage name
-        self.platform = platform  # unexpanded --platform value
-        self.index = index
-        self.instructions = instructions
-        self.from_instr = from_instr
+@value
+class Stage:
+    name: str | None  # lower-cased, as Docker compares stage names
+    base: str  # unexpanded image reference or earlier stage name
+    platform: str | None  # unexpanded --platform value
+    index: int
+    instructions: list[Instruction]
+    from_instr: Instruction
 
 
-class Dockerfile(_Record):
-    __slots__ = ("directives", "meta_args", "stages", "escape", "warnings", "instructions")
-
-    def __init__(self, directives: dict[str, str], meta_args: list[Instruction],
-                 stages: list[Stage], escape: str, warnings: list[str],
-                 instructions: list[Instruction]) -> None:
-        self.directives = directives
-        self.meta_args = meta_args  # ARGs before the first FROM
-        self.stages = stages
-        self.escape = escape
-        self.warnings = warnings
-        self.instructions = instructions  # every instruction in file order
+@value
+class Dockerfile:
+    directives: dict[str, str]
+    meta_args: list[Instruction]  # ARGs before the first FROM
+    stages: list[Stage]
+    escape: str
+    warnings: list[str]
+    instructions: list[Instruction]  # every instruction in file order
 
     def stage(self, ref: str, before: int | None = None) -> Stage | None:
         """The stage `ref` names (a name or an index), as seen from stage `before`.

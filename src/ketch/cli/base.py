@@ -3,7 +3,6 @@ and help, output helpers, and the mapping of errors to exit codes."""
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 
@@ -87,9 +86,8 @@ def parse_filters(values: list[str]) -> dict[str, list[str]]:
 
 
 def positional(p: Parser, metavar: str) -> None:
-    """Positional arguments, counted by the handler (`check_args`) rather than argparse:
-    as with docker's cobra, `--help` must work without them, and a wrong count gets
-    docker's message."""
+    """Positional arguments collected as `args` and counted by the handler with
+    `check_args` (docker's count messages, as the parser gives for declared ones)."""
     p.add_argument("args", nargs="*", metavar=metavar)
     p.set_defaults(prog=p.prog)
 
@@ -166,8 +164,14 @@ def inspect_each(names: list[str], lookup: Callable[[str], Any], fmt: str | None
     return rc
 
 
+def _module(name: str) -> Any:
+    # __import__ rather than importlib: importlib's package costs an import of its own
+    __import__(name)
+    return sys.modules[name]
+
+
 def group_help(group: str, module: str, help: str) -> str:
-    reg: Registry = importlib.import_module(module).registry
+    reg: Registry = _module(module).registry
     lines = ["", f"Usage:  ketch {group} COMMAND", "", help, "", "Commands:"]
     for name in sorted(reg.commands):
         lines.append(f"  {name:<11} {reg.commands[name].help}")
@@ -177,7 +181,7 @@ def group_help(group: str, module: str, help: str) -> str:
 
 def run_command(module: str, group: str, sub: str, prog: str, args: list[str], *,
                 debug: bool) -> int:
-    reg: Registry = importlib.import_module(module).registry
+    reg: Registry = _module(module).registry
     cmd = reg.get(sub)
     if cmd is None:
         sys.stderr.write(f"ketch: '{group} {sub}' is not a ketch command (see 'ketch {group}"

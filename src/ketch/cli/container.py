@@ -15,7 +15,6 @@ from ketch.cli.base import (
     out,
     parse_filters,
 )
-from ketch.cli.container_opts import add_create_flags, build_create_body
 from ketch.cli.flags import REMAINDER, Namespace, Parser
 from ketch.errors import ImageNotFound, InvalidArgument, KetchError
 
@@ -45,6 +44,8 @@ def _each(names: list[str], fn, *, echo: bool = True) -> int:  # type: ignore[no
 
 # -- run / create -------------------------------------------------------------------------
 def _create_from_ns(ns: Namespace):  # type: ignore[no-untyped-def]
+    from ketch.cli.container_opts import build_create_body
+
     body = build_create_body(ns)
     if ns.network == "host" and (ns.publish or ns.publish_all):
         sys.stderr.write("WARNING: Published ports are discarded when using host network"
@@ -100,6 +101,8 @@ def _pull_for_run(name: str, quiet: bool) -> None:
 @registry.command("create", "[OPTIONS] IMAGE [COMMAND] [ARG...]", "Create a new container",
                   error_exit=125, short_help=False)
 def _create(p: Parser) -> None:
+    from ketch.cli.container_opts import add_create_flags
+
     add_create_flags(p)
 
 
@@ -112,6 +115,8 @@ def create(ns: Namespace) -> None:
                   "Create and run a new container from an image", error_exit=125,
                   short_help=False)
 def _run(p: Parser) -> None:
+    from ketch.cli.container_opts import add_create_flags
+
     add_create_flags(p)
     p.add_argument("-d", "--detach", action="store_true",
                    help="Run container in background and print container ID")

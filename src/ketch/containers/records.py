@@ -12,6 +12,7 @@ import sqlite3
 from ketch.errors import AmbiguousID, Conflict, ContainerNotFound
 from ketch.store.db import Database
 from ketch.store.jsoncol import dumps, loads
+from ketch.values import field, from_fields, value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -53,41 +54,28 @@ EXIT_CODE_KEEP = 300.0
 STATES = ("created", "running", "paused", "restarting", "removing", "exited", "dead")
 
 
+@value
 class ContainerRecord:
-    """One row of `containers`; the attributes are its columns, in order (`insert`
-    writes `__dict__` as is). A plain class: `ps` builds a hundred of these, and the
-    dataclasses machinery costs more to import than the listing takes."""
+    """One row of `containers`; the fields are its columns, in order (`insert` writes
+    `__dict__` as is)."""
 
-    def __init__(self, id: str, name: str, image_id: str, image_name: str, created: float,
-                 state: str, pid: int, exit_code: int, error: str, started_at: float,
-                 finished_at: float, restart_count: int, config: dict[str, Any],
-                 host_config: dict[str, Any], chain_ids: list[str],
-                 network: dict[str, Any] | None = None,
-                 extra: dict[str, Any] | None = None) -> None:
-        self.id = id
-        self.name = name
-        self.image_id = image_id
-        self.image_name = image_name
-        self.created = created
-        self.state = state
-        self.pid = pid
-        self.exit_code = exit_code
-        self.error = error
-        self.started_at = started_at
-        self.finished_at = finished_at
-        self.restart_count = restart_count
-        self.config = config
-        self.host_config = host_config
-        self.chain_ids = chain_ids
-        self.network = network if network is not None else {}
-        self.extra = extra if extra is not None else {}
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not ContainerRecord:
-            return NotImplemented
-        return self.__dict__ == other.__dict__
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, as a dataclass with eq
+    id: str
+    name: str
+    image_id: str
+    image_name: str
+    created: float
+    state: str
+    pid: int
+    exit_code: int
+    error: str
+    started_at: float
+    finished_at: float
+    restart_count: int
+    config: dict[str, Any]
+    host_config: dict[str, Any]
+    chain_ids: list[str]
+    network: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return f"ContainerRecord(id={self.id!r}, name={self.name!r}, state={self.state!r})"
@@ -108,7 +96,7 @@ def _row(row: sqlite3.Row) -> ContainerRecord:
     d = dict(row)
     for k in _JSON_FIELDS:
         d[k] = loads(d[k])
-    return ContainerRecord(**d)
+    return from_fields(ContainerRecord, d)
 
 
 class ContainerRecords:

@@ -9,7 +9,6 @@ cleaned up even if the monitor's exit command never ran.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import time
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from functools import cached_property
 
 from ketch.containers.records import ContainerRecord, ContainerRecords
 from ketch.errors import Conflict, ImageNotFound, InvalidArgument, KetchError
+from ketch.values import field, value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -48,10 +48,10 @@ class RunError(KetchError):
         self.exit_code = exit_code
 
 
+@value
 class PruneResult:
-    def __init__(self, deleted: list[str] | None = None, space_reclaimed: int = 0) -> None:
-        self.deleted = deleted if deleted is not None else []
-        self.space_reclaimed = space_reclaimed
+    deleted: list[str] = field(default_factory=list)
+    space_reclaimed: int = 0
 
 
 def _ts(t: float) -> str:
@@ -120,6 +120,8 @@ class ContainerService:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.run_dir / f"{cid}.lock", os.O_CREAT | os.O_RDWR, 0o600)
         try:
+            import fcntl
+
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:

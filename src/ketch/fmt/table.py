@@ -10,7 +10,7 @@ from __future__ import annotations
 
 def display_width(text: str) -> int:
     """Terminal columns a string takes (docker's tabwriter counts wide runes as 2)."""
-    if text.isascii():
+    if text.isascii() and text.isprintable():
         return len(text)
     import unicodedata
 
@@ -26,7 +26,8 @@ def tabulate(rows: list[list[str]], minwidth: int = 10, padding: int = 3) -> str
     """Every column but the last padded to max(widest cell + padding, minwidth)."""
     if not rows:
         return ""
-    if any(ch in c for r in rows for c in r for ch in "\t\n\v\f"):
+    cells = "\0".join("\0".join(r) for r in rows)
+    if "\t" in cells or "\n" in cells or "\v" in cells or "\f" in cells:
         # cells that split into more cells or lines: Go's tabwriter rules in full
         from ketch.fmt.template import tabwrite
 

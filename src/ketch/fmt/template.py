@@ -105,10 +105,21 @@ def _sprint_value(value: Any) -> str:
     if type(value).__str__ is not object.__str__:
         # Go prints a value through its String() method; __str__ is Python's equivalent.
         return str(value)
-    if dataclasses.is_dataclass(value):
-        fields = dataclasses.fields(value)
-        return "{" + " ".join(_sprint_value(getattr(value, f.name)) for f in fields) + "}"
+    names = _struct_fields(value)
+    if names is not None:
+        return "{" + " ".join(_sprint_value(getattr(value, n)) for n in names) + "}"
     return str(value)
+
+
+def _struct_fields(value: Any) -> list[str] | None:
+    """The field names of a record (a dataclass or a ketch.values value), as Go's
+    struct fields; None for anything else."""
+    if isinstance(value, type):
+        return None
+    if dataclasses.is_dataclass(value):
+        return [f.name for f in dataclasses.fields(value)]
+    names = getattr(type(value), "__value_fields__", None)
+    return list(names) if names is not None else None
 
 
 def _sorted_keys(mapping: Mapping[Any, Any]) -> list[Any]:
@@ -191,11 +202,10 @@ def _json_encode(value: Any) -> str:
         return "{" + members + "}"
     if isinstance(value, list | tuple):
         return "[" + ",".join(_json_encode(v) for v in value) + "]"
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        members = ",".join(
-            f"{_json_string(f.name)}:{_json_encode(getattr(value, f.name))}"
-            for f in dataclasses.fields(value)
-        )
+    names = _struct_fields(value)
+    if names is not None:
+        members = ",".join(f"{_json_string(n)}:{_json_encode(getattr(value, n))}"
+                           for n in names)
         return "{" + members + "}"
     raise _FuncError(f"json: unsupported type: {_go_type_name(value)}")
 

@@ -8,7 +8,6 @@ parsers docker uses for flags: RAMInBytes for `--memory`, time.ParseDuration for
 
 from __future__ import annotations
 
-import math
 import time
 
 from ketch.errors import InvalidArgument
@@ -311,6 +310,8 @@ def rfc3339nano(ts: float | datetime) -> str:
         from datetime import UTC
 
         moment = ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+        import math
+
         seconds = math.floor(moment.timestamp())
         return rfc3339nano_ns(seconds * 1_000_000_000 + moment.microsecond * 1000)
     micros = round(ts * 1_000_000)

@@ -26,6 +26,7 @@ from ketch.images.hashing import chain_ids as small_chain_ids
 from ketch.oci.digest import chain_ids, hex_of, sha256_bytes
 from ketch.oci.media import MediaType
 from ketch.store.images import ImageRecord, labels_of
+from ketch.values import field, value
 
 # `typing` and `dataclasses` are not imported at run time: a cached `build` loads this
 # module, and each costs milliseconds of start-up.
@@ -52,36 +53,21 @@ def _hex_of_id(name: str, full: bool) -> str | None:
     return h
 
 
+@value
 class NewLayer:
     """A layer blob already in the content store, with its unpacked tree in the layer store."""
 
-    __slots__ = ("blob_digest", "media_type", "blob_size", "diff_id", "size")
-
-    def __init__(self, blob_digest: str, media_type: str, blob_size: int, diff_id: str,
-                 size: int) -> None:
-        self.blob_digest = blob_digest
-        self.media_type = media_type
-        self.blob_size = blob_size
-        self.diff_id = diff_id
-        self.size = size
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not NewLayer:
-            return NotImplemented
-        return all(getattr(self, k) == getattr(other, k) for k in self.__slots__)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return "NewLayer(" + ", ".join(f"{k}={getattr(self, k)!r}"
-                                       for k in self.__slots__) + ")"
+    blob_digest: str
+    media_type: str
+    blob_size: int
+    diff_id: str
+    size: int
 
 
+@value
 class PruneReport:
-    def __init__(self, deleted: builtins.list[dict[str, str]] | None = None,
-                 space_reclaimed: int = 0) -> None:
-        self.deleted: builtins.list[dict[str, str]] = deleted if deleted is not None else []
-        self.space_reclaimed = space_reclaimed
+    deleted: builtins.list[dict[str, str]] = field(default_factory=list)
+    space_reclaimed: int = 0
 
 
 def now_rfc3339() -> str:

@@ -12,6 +12,8 @@ import sqlite3
 import time
 
 from ketch.store.db import Database
+from ketch.store.jsoncol import dumps, loads
+from ketch.values import field, value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -53,55 +55,34 @@ CREATE TABLE IF NOT EXISTS layers (
 """
 
 
-class _Record:
-    """Equality and repr by attributes, as dataclasses give, without importing them
-    (`dataclasses` pulls in `inspect`: milliseconds at every ketch start)."""
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return self.__dict__ == other.__dict__
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.__dict__.items())
-        return f"{type(self).__name__}({args})"
-
-
-class ImageRecord(_Record):
-    def __init__(self, id: str, manifest_digest: str, manifest_media_type: str,
-                 created: float, size: int, added: float, parent: str | None,
-                 labels: dict[str, str] | None = None, tags: list[str] | None = None,
-                 digests: list[str] | None = None, cache_key: str | None = None) -> None:
-        self.id = id
-        self.manifest_digest = manifest_digest
-        self.manifest_media_type = manifest_media_type
-        self.created = created
-        self.size = size
-        self.added = added
-        self.parent = parent
-        self.labels = labels if labels is not None else {}
-        self.tags = tags if tags is not None else []
-        self.digests = digests if digests is not None else []
-        self.cache_key = cache_key
+@value
+class ImageRecord:
+    id: str
+    manifest_digest: str
+    manifest_media_type: str
+    created: float
+    size: int
+    added: float
+    parent: str | None
+    labels: dict[str, str] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    digests: list[str] = field(default_factory=list)
+    cache_key: str | None = None
 
     @property
     def short_id(self) -> str:
         return self.id.split(":", 1)[1][:12]
 
 
-class LayerRecord(_Record):
-    def __init__(self, chain_id: str, diff_id: str, parent: str | None,
-                 blob_digest: str | None, media_type: str | None, blob_size: int | None,
-                 size: int) -> None:
-        self.chain_id = chain_id
-        self.diff_id = diff_id
-        self.parent = parent
-        self.blob_digest = blob_digest
-        self.media_type = media_type
-        self.blob_size = blob_size
-        self.size = size
+@value
+class LayerRecord:
+    chain_id: str
+    diff_id: str
+    parent: str | None
+    blob_digest: str | None
+    media_type: str | None
+    blob_size: int | None
+    size: int
 
 
 class ImageRecords:
@@ -111,11 +92,9 @@ class ImageRecords:
 
     # -- images -----------------------------------------------------------------
     def _from_row(self, row: sqlite3.Row, tags: list[str], digests: list[str]) -> ImageRecord:
-        import json
-
         return ImageRecord(row["id"], row["manifest_digest"], row["manifest_media_type"],
                            row["created"], row["size"], row["added"], row["parent"],
-                           json.loads(row["labels"]), tags, digests, row["cache_key"])
+                           loads(row["labels"]), tags, digests, row["cache_key"])
 
     def get(self, image_id: str) -> ImageRecord | None:
         row = self.db.conn.execute("SELECT * FROM images WHERE id=?", (image_id,)).fetchone()
@@ -144,8 +123,6 @@ class ImageRecords:
         return [r["id"] for r in rows]
 
     def add(self, conn: sqlite3.Connection, rec: ImageRecord) -> None:
-        import json
-
         conn.execute(
             "INSERT INTO images(id, manifest_digest, manifest_media_type, created, size, added,"
             " parent, labels, cache_key) VALUES(?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE"
@@ -154,7 +131,7 @@ class ImageRecords:
             " parent=COALESCE(images.parent, excluded.parent),"
             " cache_key=COALESCE(images.cache_key, excluded.cache_key)",
             (rec.id, rec.manifest_digest, rec.manifest_media_type, rec.created, rec.size,
-             rec.added, rec.parent, json.dumps(rec.labels), rec.cache_key))
+             rec.added, rec.parent, dumps(rec.labels), rec.cache_key))
 
     def delete(self, conn: sqlite3.Connection, image_id: str) -> None:
         conn.execute("DELETE FROM tags WHERE image_id=?", (image_id,))

@@ -1,0 +1,33 @@
+"""ketch.db's JSON columns decode to exactly what json.loads gives, errors included."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ketch.store.jsoncol import dumps, loads
+
+VALUES = [
+    {"Cmd": ["sh", "-c", "echo \"hi\" \\ there"], "Env": ["A=1"], "Labels": {"é": "日本"}},
+    [], {}, None, True, False, 0, -12, 3.5, 1e300, "text", ["\u0000", "\ud7ff"],
+    {"nested": [{"a": [None, {"b": -0.0}]}]},
+]
+
+
+@pytest.mark.parametrize("value", VALUES)
+def test_round_trip_matches_json(value: object) -> None:
+    text = dumps(value)
+    assert text == json.dumps(value)
+    assert repr(loads(text)) == repr(json.loads(text))
+
+
+@pytest.mark.parametrize("text", ["NaN", "[Infinity, -Infinity]", " {} ", "{\"a\": 1}\n"])
+def test_texts_outside_the_fast_path_still_decode(text: str) -> None:
+    assert repr(loads(text)) == repr(json.loads(text))
+
+
+@pytest.mark.parametrize("text", ["", "{", "[1,]", "{} {}", "tru", "'x'"])
+def test_bad_text_raises_jsons_error(text: str) -> None:
+    with pytest.raises(json.JSONDecodeError):
+        loads(text)
