@@ -194,7 +194,7 @@ class Engine:
             "MemTotal": mem, "Name": platform.node(), "ServerVersion": __version__,
             "CgroupDriver": "cgroupfs", "CgroupVersion": _cgroup_version(),
             "Runtimes": runtimes, "DefaultRuntime": "runc", "LoggingDriver": "k8s-file",
-            "SecurityOptions": ["name=seccomp,profile=builtin"], "Labels": [],
+            "SecurityOptions": _security_options(), "Labels": [],
             "ExperimentalBuild": False, "Swarm": {"LocalNodeState": "inactive"},
         }
 
@@ -209,6 +209,15 @@ class Engine:
 
     def _df_containers(self) -> list[dict[str, Any]]:
         return self.containers.df()
+
+
+def _security_options() -> list[str]:
+    """What every container gets: Docker's seccomp profile when the kernel filters
+    syscalls. No AppArmor or SELinux (ketch applies neither), no cgroup namespace
+    (containers share the host's), not rootless."""
+    from ketch.runtime.seccomp import seccomp_supported
+
+    return ["name=seccomp,profile=builtin"] if seccomp_supported() else []
 
 
 def _fs_type(path: Path) -> str:

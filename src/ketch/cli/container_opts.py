@@ -207,6 +207,9 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
         config["StopTimeout"] = ns.stop_timeout
     if ns.no_healthcheck:
         config["Healthcheck"] = {"Test": ["NONE"]}
+    from ketch.containers.security import client_security_opts
+
+    security_opts, unconfined_paths = client_security_opts(ns.security_opt)
     restart_name, _, retries = ns.restart.partition(":")
     # `-v /path` (no source) is an anonymous volume: Docker puts it in Config.Volumes.
     binds = [v for v in ns.volume if ":" in v]
@@ -228,10 +231,13 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
         "Dns": ns.dns, "DnsSearch": ns.dns_search, "DnsOptions": ns.dns_option,
         "ExtraHosts": ns.add_host or None,
         "GroupAdd": ns.group_add or None,
-        "SecurityOpt": ns.security_opt or None,
+        "SecurityOpt": security_opts or None,
         "Runtime": ns.runtime or "runc",
         "Init": ns.init or None,
     }
+    if unconfined_paths:
+        host_config["MaskedPaths"] = []
+        host_config["ReadonlyPaths"] = []
     mem = _bytes(ns.memory, "--memory")
     if mem is not None:
         host_config["Memory"] = mem

@@ -65,6 +65,7 @@ def info(ns: Namespace) -> None:
         f" Cgroup Version: {i['CgroupVersion']}",
         " Runtimes: " + " ".join(i["Runtimes"]),
         f" Default Runtime: {i['DefaultRuntime']}",
+        *_security_lines(i.get("SecurityOptions") or []),
         f" Kernel Version: {i['KernelVersion']}",
         f" Operating System: {i['OperatingSystem']}",
         f" OSType: {i['OSType']}",
@@ -76,6 +77,18 @@ def info(ns: Namespace) -> None:
         " Daemon: none (daemonless)",
     ]
     out("\n".join(lines))
+
+
+def _security_lines(options: list[str]) -> list[str]:
+    """docker info's layout: `name=seccomp,profile=builtin` → "seccomp", "Profile: builtin"."""
+    if not options:
+        return []
+    lines = [" Security Options:"]
+    for opt in options:
+        fields = dict(kv.partition("=")[::2] for kv in opt.split(","))
+        lines.append(f"  {fields.pop('name', opt)}")
+        lines.extend(f"   {k.capitalize()}: {v}" for k, v in fields.items())
+    return lines
 
 
 @registry.command("df", "[OPTIONS]", "Show ketch disk usage")

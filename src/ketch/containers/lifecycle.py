@@ -218,6 +218,7 @@ def _network_down(svc: ContainerService, rec: ContainerRecord) -> None:
 
 def start(svc: ContainerService, name_or_id: str, *,
           before_start: Callable[[ContainerPaths], None] | None = None) -> ContainerRecord:
+    from ketch.containers.security import parse_security_opts
     from ketch.runtime.monitor import ContainerStartError, write_config
     from ketch.runtime.spec import ContainerSpec, generate_config
     from ketch.runtime.users import resolve_groups, resolve_user
@@ -275,6 +276,13 @@ def start(svc: ContainerService, name_or_id: str, *,
             )
             if hc.get("ShmSize"):
                 spec.shm_size = hc["ShmSize"]
+            security = parse_security_opts(hc.get("SecurityOpt"))
+            spec.seccomp = security.seccomp
+            spec.no_new_privileges = security.no_new_privileges
+            if hc.get("MaskedPaths") is not None:
+                spec.masked_paths = list(hc["MaskedPaths"])
+            if hc.get("ReadonlyPaths") is not None:
+                spec.readonly_paths = list(hc["ReadonlyPaths"])
             write_config(d, generate_config(spec))
             plumbing = _Background(later)
             try:

@@ -200,6 +200,9 @@ class ContainerService:
         mode = hc.get("NetworkMode") or "default"
         if mode == "default":
             hc["NetworkMode"] = "bridge"
+        from ketch.containers.security import parse_security_opts
+
+        parse_security_opts(hc.get("SecurityOpt"))
         for spec in hc.get("Binds") or []:
             parts = spec.split(":")
             if len(parts) < 2 or not parts[1].startswith("/"):

@@ -138,6 +138,12 @@ class ContainerSpec:
     ulimits: dict[str, tuple[int, int]] = field(default_factory=dict)
     shm_size: int = DEFAULT_SHM_SIZE
     no_new_privileges: bool = False
+    # Docker-format seccomp profile: "builtin" (Docker's default), JSON text, or
+    # "unconfined"; --privileged runs without a filter whatever this says.
+    seccomp: str = "builtin"
+    # None = Docker's defaults; [] = none (`--security-opt systempaths=unconfined`).
+    masked_paths: list[str] | None = None
+    readonly_paths: list[str] | None = None
     oom_score_adj: int | None = None
     cgroup_parent: str = DEFAULT_CGROUP_PARENT
 
@@ -452,6 +458,15 @@ def _oci_user(user: User) -> dict[str, Any]:
     return {"uid": user.uid, "gid": user.gid, "additionalGids": gids}
 
 
+def _seccomp(profile: str, caps: list[str]) -> dict[str, Any]:
+    """linux.seccomp for `profile` resolved against the container's capabilities;
+    the profile module is loaded only here, when a config.json is written."""
+    from ketch.runtime.seccomp import default_profile, load_profile, oci_seccomp
+
+    doc = default_profile() if profile == "builtin" else load_profile(profile)
+    return oci_seccomp(doc, caps)
+
+
 def generate_config(spec: ContainerSpec) -> dict[str, Any]:
     """Build the OCI runtime-spec 1.0.2 config.json document for `spec`."""
     if not spec.args:
@@ -508,8 +523,12 @@ def generate_config(spec: ContainerSpec) -> dict[str, Any]:
         "devices": host_devices() if spec.privileged else [],
     }
     if not spec.privileged:
-        linux["maskedPaths"] = list(MASKED_PATHS)
-        linux["readonlyPaths"] = list(READONLY_PATHS)
+        linux["maskedPaths"] = list(MASKED_PATHS if spec.masked_paths is None
+                                    else spec.masked_paths)
+        linux["readonlyPaths"] = list(READONLY_PATHS if spec.readonly_paths is None
+                                      else spec.readonly_paths)
+        if spec.seccomp != "unconfined":
+            linux["seccomp"] = _seccomp(spec.seccomp, caps)
     if spec.sysctls:
         if spec.netns_path == "host" and any(k.startswith("net.") for k in spec.sysctls):
             raise InvalidArgument(
