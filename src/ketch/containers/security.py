@@ -9,9 +9,9 @@ is wrong) and tells `start` what to put into config.json.
 
 Accepted, as Docker accepts them (`key=value`, or the legacy `key:value`):
 `seccomp=unconfined|builtin|<profile JSON>`, `no-new-privileges[=BOOL]`,
-`label=disable`, `apparmor=unconfined`. These hosts have neither SELinux nor AppArmor
-enabled, so other `label=` values and named AppArmor profiles are refused instead of
-being silently ignored.
+`label=disable`, `apparmor=unconfined`. ketch applies neither SELinux labels nor
+AppArmor profiles (the machines it targets have neither enabled), so other `label=`
+values and named AppArmor profiles are refused instead of being silently ignored.
 """
 
 from __future__ import annotations
@@ -82,16 +82,16 @@ def _label(value_: str, opt: str) -> None:
     if value_ == "disable":
         return
     raise InvalidArgument(
-        f'invalid --security-opt "{opt}": SELinux is not enabled on this host, so no '
-        "label can be applied (only label=disable is accepted)")
+        f'invalid --security-opt "{opt}": ketch applies no SELinux labels; only '
+        "label=disable is accepted")
 
 
 def _apparmor(value_: str, opt: str) -> None:
     if value_ == "unconfined":
         return
     raise InvalidArgument(
-        f'invalid --security-opt "{opt}": AppArmor is not enabled on this host, so the '
-        f'profile "{value_}" cannot be applied (only apparmor=unconfined is accepted)')
+        f'invalid --security-opt "{opt}": ketch cannot apply the AppArmor profile '
+        f'"{value_}"; only apparmor=unconfined is accepted')
 
 
 def parse_security_opts(opts: list[str] | None) -> SecurityOptions:
