@@ -18,6 +18,7 @@ when a container's config.json is written.
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from typing import Any
 
 from ketch.errors import InvalidArgument
@@ -264,6 +265,7 @@ def _kernel_at_least(minimum: str) -> bool:
     return _version_tuple(os.uname().release) >= _version_tuple(minimum)
 
 
+@lru_cache(maxsize=1)
 def seccomp_supported() -> bool:
     """The kernel filters syscalls: /proc/self/status has the Seccomp field."""
     try:

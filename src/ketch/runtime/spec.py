@@ -458,11 +458,25 @@ def _oci_user(user: User) -> dict[str, Any]:
     return {"uid": user.uid, "gid": user.gid, "additionalGids": gids}
 
 
-def _seccomp(profile: str, caps: list[str]) -> dict[str, Any]:
-    """linux.seccomp for `profile` resolved against the container's capabilities;
-    the profile module is loaded only here, when a config.json is written."""
-    from ketch.runtime.seccomp import default_profile, load_profile, oci_seccomp
+def _seccomp(profile: str, caps: list[str]) -> dict[str, Any] | None:
+    """linux.seccomp for `profile` resolved against the container's capabilities, None
+    for no filter. As Docker: a kernel without seccomp runs containers unfiltered, but
+    refuses a custom profile. The profile module is loaded only here, when a
+    config.json is written."""
+    if profile == "unconfined":
+        return None
+    from ketch.runtime.seccomp import (
+        default_profile,
+        load_profile,
+        oci_seccomp,
+        seccomp_supported,
+    )
 
+    if not seccomp_supported():
+        if profile == "builtin":
+            return None
+        raise InvalidArgument(
+            "seccomp is not enabled in your kernel, cannot run a custom seccomp profile")
     doc = default_profile() if profile == "builtin" else load_profile(profile)
     return oci_seccomp(doc, caps)
 
@@ -527,8 +541,9 @@ def generate_config(spec: ContainerSpec) -> dict[str, Any]:
                                     else spec.masked_paths)
         linux["readonlyPaths"] = list(READONLY_PATHS if spec.readonly_paths is None
                                       else spec.readonly_paths)
-        if spec.seccomp != "unconfined":
-            linux["seccomp"] = _seccomp(spec.seccomp, caps)
+        seccomp = _seccomp(spec.seccomp, caps)
+        if seccomp is not None:
+            linux["seccomp"] = seccomp
     if spec.sysctls:
         if spec.netns_path == "host" and any(k.startswith("net.") for k in spec.sysctls):
             raise InvalidArgument(
