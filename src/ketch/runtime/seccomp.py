@@ -8,11 +8,11 @@ host, so `--cap-add SYS_ADMIN` opens mount/unshare/setns as it does under Docker
 
 The facts of the default profile (which syscalls, which argument filters, which
 capability opens what) are those of moby's `profiles/seccomp/default.json`; the lists
-below are grouped by purpose. They were checked name by name against that file; the six
-calls of kernels 6.5-6.7 it lacks (cachestat, fchmodat2, futex_requeue, futex_wait,
-futex_wake, map_shadow_stack) are allowed as later moby releases allow them. A name
-this host's libseccomp does not know is skipped by runc. This module is imported only
-when a container's config.json is written.
+below are grouped by purpose. They were checked name by name against a 2023 version of
+that file, plus the calls of kernels 6.5-6.7 moby added in 2024 to match containerd's
+profile (moby#47341: cachestat, fchmodat2, map_shadow_stack, futex_requeue/wait/wake).
+A name this host's libseccomp does not know is skipped by runc. This module is
+imported only when a container's config.json is written.
 """
 
 from __future__ import annotations
