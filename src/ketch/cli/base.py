@@ -142,7 +142,8 @@ def format_each(fmt: str, items: list[Any]) -> None:
         return
     from ketch.fmt.template import Template
 
-    t = Template(fmt)
+    # docker's inspect runs the template on the decoded JSON with missingkey=error
+    t = Template(fmt, missingkey_error=True)
     for it in items:
         sys.stdout.write(t.execute(it) + "\n")
 
