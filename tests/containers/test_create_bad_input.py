@@ -31,6 +31,12 @@ CASES = [
                               " mount path must be absolute"),
     (["-v", "/data:ro"], "invalid volume specification: '/data:ro'"),
     (["--tmpfs", "/"], "invalid specification: destination can't be '/'"),
+    (["--tmpfs", "rel"], "invalid mount path: 'rel' mount path must be absolute"),
+    (["--mount", "type=bind,source=/tmp,target=/"],
+     "invalid mount config for type \"bind\": invalid specification: destination can't"
+     " be '/'"),
+    # a named volume is not made when another flag is refused
+    (["-v", "keepme:/data", "--cpus", "999"], CPU_RANGE),
     (["-m", "1m"], "Minimum memory limit allowed is 6MB"),
     (["-m", "6291455b"], "Minimum memory limit allowed is 6MB"),
     (["-m", "99999999999999999999g"],
