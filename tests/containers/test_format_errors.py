@@ -58,3 +58,16 @@ def test_ps_label_method_prints_the_label(ketch, objects):
 def test_volume_ls_label_method_prints_the_label(ketch, objects):
     p = ketch("volume", "ls", "--format", '{{.Name}} {{.Label "owner"}}')
     assert p.stdout == "fmt-vol qa\n"
+
+
+def test_inspect_prints_the_items_the_template_suits_and_an_error_for_the_others(
+        ketch, objects):
+    ketch("volume", "create", "fmt-plain")
+    try:
+        p = ketch("volume", "inspect", "-f", "{{.Labels.owner}}", "fmt-vol", "fmt-plain",
+                  check=False)
+    finally:
+        ketch("volume", "rm", "fmt-plain")
+    assert p.returncode == 1
+    assert p.stdout == "qa\n"
+    assert p.stderr.count("\n") == 1 and p.stderr.startswith("Error: template parsing error:")
