@@ -14,8 +14,10 @@ CPU_RANGE = (f"Range of CPUs is from 0.01 to {NCPU}.00, as there are only {NCPU}
 
 # (flags, the message after "Error: ")
 CASES = [
-    (["-e", ""], "invalid environment variable: "),
-    (["-e", "=x"], "invalid environment variable: =x"),
+    (["-e", ""], "invalid argument \"\" for \"-e, --env\" flag: invalid environment"
+                 " variable: "),
+    (["-e", "=x"], "invalid argument \"=x\" for \"-e, --env\" flag: invalid environment"
+                   " variable: =x"),
     (["-v", ""], "invalid empty volume spec"),
     (["-v", "/a:/b:/c:/d"], "invalid spec: /a:/b:/c:/d: too many colons"),
     (["-v", "/tmp::/x"], "invalid spec: /tmp::/x: empty section between colons"),
@@ -143,4 +145,14 @@ def test_engine_refuses_the_same_values_without_the_cli(image_root, host_config,
             engine.containers.create({"Image": "busybox", "Cmd": ["true"]},
                                      dict(host_config))
         assert message in str(e.value)
+        assert engine.containers.list(all=True) == []
+
+
+def test_engine_refuses_an_env_entry_without_a_name(image_root):
+    from ketch.engine import Engine
+    from ketch.errors import InvalidArgument
+
+    with Engine(image_root) as engine:
+        with pytest.raises(InvalidArgument, match="^invalid environment variable: =x$"):
+            engine.containers.create({"Image": "busybox", "Cmd": ["true"], "Env": ["=x"]})
         assert engine.containers.list(all=True) == []

@@ -144,7 +144,11 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
             if e:
                 env.append(e)
     for e in ns.env:
-        entry = _env_entry(e)
+        try:
+            entry = _env_entry(e)
+        except InvalidArgument as err:
+            raise InvalidArgument(f'invalid argument "{e}" for "-e, --env" flag: {err}'
+                                  ) from None
         if entry:
             env.append(entry)
     labels: dict[str, str] = {}
