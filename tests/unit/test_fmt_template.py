@@ -414,3 +414,9 @@ def test_label_method_reads_the_rows_labels():
 def test_label_is_no_field_of_a_listing_without_labels():
     with pytest.raises(InvalidArgument, match="can't evaluate field Label in type"):
         render_table('{{.Label "x"}}', LABELLED_ROWS, CONTAINER_HEADERS)
+
+
+def test_a_field_given_apart_from_the_headers_gets_its_title():
+    out = render_table("table {{.ID}}\t{{.LocalVolumes}}", LABELLED_ROWS, {"ID": "ID"},
+                       fields={"LocalVolumes": "LOCAL VOLUMES"})
+    assert out.splitlines() == ["ID        LOCAL VOLUMES", "abc       "]

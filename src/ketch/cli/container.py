@@ -380,7 +380,7 @@ def ls(ns: Namespace) -> None:
     from ketch.fmt.template import CONTAINER_HEADERS, render_table
 
     sys.stdout.write(render_table(fmt, rows, PS_HEADERS, go_type="*formatter.ContainerContext",
-                                  fields=tuple(CONTAINER_HEADERS),
+                                  fields=CONTAINER_HEADERS,
                                   labels=[c["Labels"] or {} for c in items]))
 
 

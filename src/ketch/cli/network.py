@@ -83,7 +83,8 @@ def ls(ns: Namespace) -> None:
                                               "Driver": "DRIVER", "Scope": "SCOPE",
                                               "Internal": "INTERNAL", "IPv6": "IPV6"},
                                   go_type="*network.networkContext",
-                                  fields=("Labels", "CreatedAt"), labels=labels))
+                                  fields={"Labels": "LABELS", "CreatedAt": "CREATED AT"},
+                                  labels=labels))
 
 
 @registry.command("inspect", "[OPTIONS] NETWORK [NETWORK...]",

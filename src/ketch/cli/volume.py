@@ -119,7 +119,7 @@ def ls(ns: Namespace) -> None:
     if not fmt or fmt == "table":
         fmt = "table {{.Driver}}\t{{.Name}}"
     sys.stdout.write(render_table(fmt, rows, VOLUME_HEADERS, go_type="*formatter.volumeContext",
-                                  fields=("Links", "Size"),
+                                  fields={"Links": "LINKS", "Size": "SIZE"},
                                   labels=[v["Labels"] or {} for v in vols]))
 
 

@@ -1747,7 +1747,7 @@ class _HeaderContext(dict[str, str]):
 
 
 def render_table(fmt: str, rows: list[Any], headers: Mapping[str, str], *,
-                 go_type: str = "*formatter.Context", fields: tuple[str, ...] = (),
+                 go_type: str = "*formatter.Context", fields: Mapping[str, str] | None = None,
                  labels: Sequence[Mapping[str, str]] | None = None) -> str:
     """Render rows with a docker `--format` value, the way docker/cli's formatter does.
 
@@ -1757,8 +1757,8 @@ def render_table(fmt: str, rows: list[Any], headers: Mapping[str, str], *,
     Every row ends with a newline.
 
     Dict rows are docker's typed contexts (`go_type`, e.g. "*formatter.ContainerContext"):
-    the fields are the row's keys, the headers' and `fields`; any other is an error, as
-    in docker. `labels` (one mapping per row) gives the rows docker's `Label` method.
+    the fields are the row's keys, the headers' and `fields` (more field -> title); any
+    other is an error, as in docker. `labels` (one mapping per row) gives the rows docker's `Label` method.
     """
     text = fmt
     is_table = text.startswith("table")
@@ -1770,13 +1770,14 @@ def render_table(fmt: str, rows: list[Any], headers: Mapping[str, str], *,
     if is_table and not text:
         text = "\t".join("{{." + name + "}}" for name in headers)
     body = Template(text)
-    known = frozenset(headers) | frozenset(fields)
+    titles = {**(fields or {}), **headers}
+    known = frozenset(titles)
     rows = [Context(r, go_type, known, labels[i] if labels is not None else None)
             if type(r) is dict else r for i, r in enumerate(rows)]
     rendered = "".join(body.execute(row) + "\n" for row in rows)
     if not is_table:
         return rendered
-    header = Template(text, funcs=HEADER_FUNCS).execute(_HeaderContext(headers))
+    header = Template(text, funcs=HEADER_FUNCS).execute(_HeaderContext(titles))
     return tabwrite_text(header + "\n" + rendered)
 
 
