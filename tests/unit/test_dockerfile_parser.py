@@ -356,12 +356,26 @@ def test_stages_have_names_bases_platforms_and_their_instructions() -> None:
     assert [i.cmd for i in df.instructions] == ["ARG", "FROM", "RUN", "FROM", "COPY"]
 
 
-def test_duplicate_stage_names_warn_and_references_take_the_latest() -> None:
-    df = parse("FROM a AS base\nFROM b AS base\nFROM c\nCOPY --from=base / /\n")
-    assert any("duplicate stage name" in w for w in df.warnings)
-    assert df.stage("base", before=2) is df.stages[1]
-    assert df.stage("base", before=1) is df.stages[0]
-    assert df.stage("BASE") is df.stages[1]
+def test_duplicate_stage_names_are_refused_with_the_line() -> None:
+    with pytest.raises(DockerfileParseError) as info:
+        parse("FROM a AS base\nRUN true\nFROM b AS Base\nFROM c\nCOPY --from=base / /\n")
+    assert str(info.value) == ('Dockerfile parse error on line 3: duplicate stage name "base",'
+                               " stage names should be unique")
+
+
+@pytest.mark.parametrize(("text", "line", "cmd"), [
+    ("FROM a\nENV A=x\0y\n", 2, "ENV"),
+    ("FROM a\nRUN true\nENV A\0B=1\n", 3, "ENV"),
+    ("FROM a\nLABEL a=b c=\"d\0\"\n", 2, "LABEL"),
+    ("ARG V=\0\nFROM a\n", 1, "ARG"),
+    ("FROM a\nARG V=1 \\\n  W=\0\n", 2, "ARG"),
+])
+def test_nul_byte_in_env_arg_label_is_refused_with_the_line(text: str, line: int,
+                                                             cmd: str) -> None:
+    with pytest.raises(DockerfileParseError) as info:
+        parse(text)
+    assert str(info.value) == (f"Dockerfile parse error on line {line}: {cmd} names and"
+                               " values cannot contain a NUL byte")
 
 
 def test_stages_can_be_referenced_by_index() -> None:

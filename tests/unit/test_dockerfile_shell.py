@@ -342,3 +342,18 @@ def test_expanding_instructions_match_the_reference() -> None:
         "ARG",
     } == EXPANDING_INSTRUCTIONS
     assert not {"RUN", "CMD", "ENTRYPOINT", "SHELL", "HEALTHCHECK"} & EXPANDING_INSTRUCTIONS
+
+
+@pytest.mark.parametrize(("word", "spelled"), [
+    ("${FOO:#x}", ":#"), ("${FOO:##x*}", ":#"), ("${FOO:%x}", ":%"), ("${FOO:%%*x}", ":%"),
+    ("${UNSET:#x}", ":#"),
+])
+def test_pattern_trims_have_no_colon_form(word: str, spelled: str) -> None:
+    with pytest.raises(BuildError) as info:
+        expand(word, {"FOO": "xyx"})
+    assert str(info.value) == (f'failed to process "{word}": unsupported modifier ({spelled})'
+                               " in substitution")
+
+
+def test_pattern_trims_without_colon_still_trim() -> None:
+    assert expand("${FOO#x} ${FOO%x} ${FOO##*y} ${FOO%%y*}", {"FOO": "xyx"}) == "yx xy x x"

@@ -358,3 +358,65 @@ def test_tabwriter_matches_go(
     minwidth: int, padding: int, padchar: str, src: str, expected: str
 ) -> None:
     assert tabwrite_text(src, minwidth, padding, padchar) == expected
+
+
+# -- missing fields and keys are errors where docker makes them errors ----------------------
+def strict(text: str, data: Any = INSPECT) -> str:
+    return Template(text, missingkey_error=True).execute(data)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("{{.Nope}}", 'template: :1:2: executing "" at <.Nope>: map has no entry for key "Nope"'),
+    ("x {{.State.Health.Status}}",
+     'template: :1:4: executing "" at <.State.Health.Status>: map has no entry for key'
+     ' "Health"'),
+    ("{{.Config.Entrypoint.X}}",
+     'template: :1:2: executing "" at <.Config.Entrypoint.X>: nil pointer evaluating'
+     " interface {}.X"),
+])
+def test_missingkey_error_refuses_a_missing_key_as_docker_inspect_does(text, message):
+    with pytest.raises(InvalidArgument) as e:
+        strict(text)
+    assert str(e.value) == "template parsing error: " + message
+
+
+def test_missingkey_error_still_prints_present_keys_and_index_of_missing_keys():
+    assert strict('{{.State.Pid}} {{index .Config.Labels "absent"}}|{{.Config.Entrypoint}}'
+                  ) == "4242 |<no value>"
+
+
+LABELLED_ROWS = [{"ID": "abc", "Names": "web", "Labels": "role=db"}]
+
+
+@pytest.mark.parametrize("fmt", ["{{.Nope}}", "table {{.ID}}\t{{.Nope}}", "{{.ID.Nope}}"])
+def test_a_field_the_listing_lacks_is_an_error_naming_dockers_type(fmt):
+    with pytest.raises(InvalidArgument) as e:
+        render_table(fmt, LABELLED_ROWS, CONTAINER_HEADERS,
+                     go_type="*formatter.ContainerContext")
+    assert "can't evaluate field Nope in type" in str(e.value)
+    assert str(e.value).startswith('template parsing error: template: :1:')
+    if fmt == "{{.Nope}}":
+        assert str(e.value).endswith(
+            "at <.Nope>: can't evaluate field Nope in type *formatter.ContainerContext")
+
+
+def test_a_field_docker_has_but_the_row_omits_prints_empty():
+    out = render_table("{{.ID}}|{{.Platform}}|", LABELLED_ROWS, CONTAINER_HEADERS)
+    assert out == "abc||\n"
+
+
+def test_label_method_reads_the_rows_labels():
+    out = render_table('table {{.Names}}\t{{.Label "role"}}\t{{.Label "com.x.tier"}}',
+                       LABELLED_ROWS, CONTAINER_HEADERS, labels=[{"role": "db", "com.x.tier": "back"}])
+    assert out.splitlines() == ["NAMES     role      tier", "web       db        back"]
+
+
+def test_label_is_no_field_of_a_listing_without_labels():
+    with pytest.raises(InvalidArgument, match="can't evaluate field Label in type"):
+        render_table('{{.Label "x"}}', LABELLED_ROWS, CONTAINER_HEADERS)
+
+
+def test_a_field_given_apart_from_the_headers_gets_its_title():
+    out = render_table("table {{.ID}}\t{{.LocalVolumes}}", LABELLED_ROWS, {"ID": "ID"},
+                       fields={"LocalVolumes": "LOCAL VOLUMES"})
+    assert out.splitlines() == ["ID        LOCAL VOLUMES", "abc       "]

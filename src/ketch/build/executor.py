@@ -129,6 +129,30 @@ def _clone(value: Any) -> Any:
     return value
 
 
+def _has_raw_bytes(text: str) -> bool:
+    """True when `text` carries bytes that were not UTF-8 (kept as lone surrogates by
+    the surrogateescape decoding of the Dockerfile)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _json_text(value: Any) -> Any:
+    """JSON data as Docker stores it: each byte that was not UTF-8 becomes U+FFFD (Go's
+    json.Marshal does so per byte), never a lone surrogate escape."""
+    if isinstance(value, str):
+        if not _has_raw_bytes(value):
+            return value
+        return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in value)
+    if isinstance(value, dict):
+        return {_json_text(k): _json_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_text(v) for v in value]
+    return value
+
+
 def _go_quote_list(items: list[str] | None) -> str:
     """Go's %q of a []string: ["node" "server.js"]."""
     return "[" + " ".join(json.dumps(i, ensure_ascii=False) for i in (items or [])) + "]"
@@ -497,6 +521,8 @@ class Builder:
         from ketch.images.service import now_rfc3339
 
         now = now_rfc3339()
+        config = _json_text(config)
+        created_by = _json_text(created_by)
         config["created"] = now
         hist: dict[str, Any] = {"created": now, "created_by": created_by}
         layers = list(self._layers(st))
@@ -617,6 +643,13 @@ class Builder:
         declared, proxies = self._run_args(st)
         save = ([f"|{len(declared)}", *declared] if declared else []) + cmd
         created_by = " ".join(save)
+        pipe_name = "heredoc" if not script else ins.heredocs[0].name
+        if script is None and not ins.json_form and _has_raw_bytes(cmd[-1]):
+            # config.json is JSON, which cannot carry bytes that are not UTF-8: the shell
+            # reads the command from a file instead, so it gets them unchanged.
+            pipe_name = "ketch-run"
+            script = self._script_file(cmd[-1], pipe_name)
+            cmd = st.shell + [f". /dev/pipes/{pipe_name}"]
         extra = ["script:" + small_sha256(script.read_bytes()).hexdigest()] if script else []
         if network not in (None, "default"):
             extra.append(f"network={network}")
@@ -624,7 +657,7 @@ class Builder:
         try:
             if self._probe(st, key):
                 return
-            binds = [f"{script}:/dev/pipes/{ins.heredocs[0].name}:ro"] if script else []
+            binds = [f"{script}:/dev/pipes/{pipe_name}:ro"] if script else []
             with self._container(st, cmd, declared + proxies, binds,
                                  network) as (cid, keep):
                 from ketch.build.snapshot import commit_upper, drop_mount_points
@@ -661,14 +694,18 @@ class Builder:
             body = docs[0].content
             if not body.startswith("#!"):
                 return st.shell + [body], None
-            tmp = self.engine.root / "tmp"
-            tmp.mkdir(parents=True, exist_ok=True)
-            path = tmp / f"heredoc-{os.getpid()}-{docs[0].name}"
-            path.write_text(body, encoding="utf-8", errors="surrogateescape")
-            os.chmod(path, 0o755)
-            return [f"/dev/pipes/{docs[0].name}"], path
+            return [f"/dev/pipes/{docs[0].name}"], self._script_file(body, docs[0].name)
         text = line + "\n" + "".join(d.body + d.name + "\n" for d in docs)
         return st.shell + [text], None
+
+    def _script_file(self, body: str, name: str) -> Path:
+        """A host file with `body`'s bytes, to bind into a RUN container."""
+        tmp = self.engine.root / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        path = tmp / f"heredoc-{os.getpid()}-{name}"
+        path.write_text(body, encoding="utf-8", errors="surrogateescape")
+        os.chmod(path, 0o755)
+        return path
 
     @contextlib.contextmanager
     def _container(self, st: _State, cmd: list[str], extra_env: list[str],

@@ -395,10 +395,10 @@ class _Parser:
                 stage_name = ins.args[2].lower() if len(ins.args) == 3 else None
                 if stage_name is not None:
                     if stage_name in stage_names:
-                        self.warnings.append(
-                            f"line {start}: duplicate stage name {_go_quote(stage_name)}, "
-                            "stage names should be unique"
-                        )
+                        # BuildKit refuses it: `FROM x` and `COPY --from` could not tell
+                        # the stages apart
+                        raise self.error(start, f"duplicate stage name {_go_quote(stage_name)},"
+                                                " stage names should be unique")
                     stage_names.add(stage_name)
                 platform = ins.flag("platform")
                 stages.append(Stage(stage_name, ins.args[0], platform, len(stages), [], ins))
@@ -770,6 +770,9 @@ def _heredoc_from_word(fd: str, dash: str, rest: str) -> Heredoc | None:
 def _validate(ins: Instruction) -> None:
     cmd = ins.cmd
     args = ins.args
+    if cmd in ("ENV", "LABEL", "ARG") and any("\0" in a for a in args):
+        # Docker would store it, and no process could ever be given such a variable
+        raise _ArgError(f"{cmd} names and values cannot contain a NUL byte")
     if cmd in ("ENV", "LABEL"):
         if not args:
             raise _ArgError(f"{cmd} requires at least one argument")

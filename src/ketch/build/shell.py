@@ -318,6 +318,9 @@ class _Scan:
             self.pos += 1
         if modifier not in "+-?#%" and not null_is_unset:
             raise _LexError(f"unsupported modifier ({ch}) in substitution")
+        if null_is_unset and modifier in "#%":
+            # the pattern trims have no ':' form (BuildKit refuses `${v:#p}` outright)
+            raise _LexError(f"unsupported modifier (:{modifier}) in substitution")
 
         # Pattern operands keep their escapes so that \* and \? stay literal.
         try:

@@ -142,7 +142,8 @@ def format_each(fmt: str, items: list[Any]) -> None:
         return
     from ketch.fmt.template import Template
 
-    t = Template(fmt)
+    # docker's inspect runs the template on the decoded JSON with missingkey=error
+    t = Template(fmt, missingkey_error=True)
     for it in items:
         sys.stdout.write(t.execute(it) + "\n")
 
@@ -151,12 +152,24 @@ def inspect_each(names: list[str], lookup: Callable[[str], Any], fmt: str | None
     """The `inspect` commands: look each name up, print the results as a JSON list or
     through `--format`, and an error line for each name that was not found."""
     results, rc = [], 0
+    template = None
+    if fmt and fmt != "json":
+        from ketch.fmt.template import Template
+
+        template = Template(fmt, missingkey_error=True)  # a parse error stops everything
     for name in names:
         try:
-            results.append(lookup(name))
+            item = lookup(name)
+            if template is not None:
+                # as docker: an item the template fails on is an error line, the others
+                # are still printed
+                sys.stdout.write(template.execute(item) + "\n")
+            results.append(item)
         except KetchError as e:
             sys.stderr.write(f"Error: {e.message}\n")
             rc = 1
+    if template is not None:
+        return rc
     if fmt:
         format_each(fmt, results)
     else:

@@ -377,9 +377,11 @@ def ls(ns: Namespace) -> None:
         sys.stdout.write(tabulate([[PS_HEADERS[k] for k in cols]]
                                   + [[r[k] for k in cols] for r in rows]))
         return
-    from ketch.fmt.template import render_table
+    from ketch.fmt.template import CONTAINER_HEADERS, render_table
 
-    sys.stdout.write(render_table(fmt, rows, PS_HEADERS))
+    sys.stdout.write(render_table(fmt, rows, PS_HEADERS, go_type="*formatter.ContainerContext",
+                                  fields=CONTAINER_HEADERS,
+                                  labels=[c["Labels"] or {} for c in items]))
 
 
 # -- logs / wait / inspect / port / rename --------------------------------------------------
@@ -665,7 +667,7 @@ def stats(ns: Namespace) -> None:
     tty = sys.stdout.isatty()
     while True:
         rows = svc.stats_rows(ns.containers, all=ns.all)
-        text = render_table(fmt, rows, headers)
+        text = render_table(fmt, rows, headers, go_type="*container.statsContext")
         if ns.no_stream:
             sys.stdout.write(text)
             return

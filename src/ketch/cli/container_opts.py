@@ -115,8 +115,8 @@ def _read_kv_file(path: str, what: str) -> list[str]:
 
 
 def _env_entry(e: str) -> str | None:
-    if "=" in e:
-        if e.startswith("="):
+    if "=" in e or not e:
+        if not e.partition("=")[0]:
             raise InvalidArgument(f"invalid environment variable: {e}")
         return e
     # `-e NAME` passes the caller's value, or nothing when it is unset
@@ -132,9 +132,8 @@ def _bytes(v: str | None, flag: str) -> int | None:
 
     try:
         return parse_size(v)
-    except InvalidArgument:
-        raise InvalidArgument(f"invalid argument {v!r} for {flag}: expected a size such as"
-                              " 512m or 2g") from None
+    except InvalidArgument as e:
+        raise InvalidArgument(f'invalid argument "{v}" for "{flag}" flag: {e}') from None
 
 
 def build_create_body(ns: Namespace) -> dict[str, Any]:
@@ -145,7 +144,11 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
             if e:
                 env.append(e)
     for e in ns.env:
-        entry = _env_entry(e)
+        try:
+            entry = _env_entry(e)
+        except InvalidArgument as err:
+            raise InvalidArgument(f'invalid argument "{e}" for "-e, --env" flag: {err}'
+                                  ) from None
         if entry:
             env.append(entry)
     labels: dict[str, str] = {}
@@ -212,6 +215,10 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
     security_opts, unconfined_paths = client_security_opts(ns.security_opt)
     restart_name, _, retries = ns.restart.partition(":")
     # `-v /path` (no source) is an anonymous volume: Docker puts it in Config.Volumes.
+    from ketch.containers.hostconfig import check_volume_flag, parse_ulimit
+
+    for v in ns.volume:
+        check_volume_flag(v)
     binds = [v for v in ns.volume if ":" in v]
     for v in ns.volume:
         if ":" not in v:
@@ -238,7 +245,7 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
     if unconfined_paths:
         host_config["MaskedPaths"] = []
         host_config["ReadonlyPaths"] = []
-    mem = _bytes(ns.memory, "--memory")
+    mem = _bytes(ns.memory, "-m, --memory")
     if mem is not None:
         host_config["Memory"] = mem
     swap = _bytes(ns.memory_swap, "--memory-swap")
@@ -248,11 +255,17 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
     if res is not None:
         host_config["MemoryReservation"] = res
     if ns.cpus is not None:
+        from fractions import Fraction
+
         try:
-            host_config["NanoCpus"] = int(round(float(ns.cpus) * 1e9))
-        except ValueError:
-            raise InvalidArgument(f"invalid argument {ns.cpus!r} for --cpus: expected a"
-                                  " number such as 1.5") from None
+            nano = Fraction(ns.cpus) * 10**9
+        except (ValueError, ZeroDivisionError):
+            raise InvalidArgument(f'invalid argument "{ns.cpus}" for "--cpus" flag: failed to'
+                                  f" parse {ns.cpus} as a rational number") from None
+        if nano.denominator != 1:
+            raise InvalidArgument(f'invalid argument "{ns.cpus}" for "--cpus" flag: value is'
+                                  " too precise")
+        host_config["NanoCpus"] = int(nano)
     if ns.cpu_shares is not None:
         host_config["CpuShares"] = ns.cpu_shares
     if ns.cpuset_cpus:
@@ -270,16 +283,15 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
             tmpfs[path] = opts
         host_config["Tmpfs"] = tmpfs
     if ns.ulimit:
-        ulimits = []
+        ulimits = {}
         for u in ns.ulimit:
-            name, _, val = u.partition("=")
-            soft, _, hard = val.partition(":")
             try:
-                ulimits.append({"Name": name, "Soft": int(soft),
-                                "Hard": int(hard or soft)})
-            except ValueError:
-                raise InvalidArgument(f"invalid ulimit argument: {u}") from None
-        host_config["Ulimits"] = ulimits
+                entry = parse_ulimit(u)
+            except InvalidArgument as e:
+                raise InvalidArgument(f'invalid argument "{u}" for "--ulimit" flag: {e}'
+                                      ) from None
+            ulimits[entry["Name"]] = entry  # the last one given for a name wins, as Docker
+        host_config["Ulimits"] = list(ulimits.values())
     if ns.mount:
         host_config["Mounts"] = [parse_mount(m) for m in ns.mount]
     networking: dict[str, Any] = {}

@@ -301,13 +301,18 @@ def _parse_int(raw: str) -> int:
     # leading 0 for octal, no spaces
     if raw and raw == raw.strip() and "_" not in raw:
         try:
-            return int(raw, 0)
+            value = int(raw, 0)
         except ValueError:
+            value = None
             if raw.lstrip("+-").startswith("0") and raw.lstrip("+-").isdigit():
                 try:
-                    return int(raw, 8)
+                    value = int(raw, 8)
                 except ValueError:
                     pass
+        if value is not None:
+            if not -(2**63) <= value < 2**63:
+                raise FlagValueError(f'strconv.ParseInt: parsing "{raw}": value out of range')
+            return value
     raise FlagValueError(f'strconv.ParseInt: parsing "{raw}": invalid syntax')
 
 

@@ -93,7 +93,7 @@ def images_ls(ns: Namespace) -> None:
 
     if fmt.startswith("table") and ns.digests and "{{.Digest}}" not in fmt:
         fmt += "\t{{.Digest}}"
-    sys.stdout.write(render_table(fmt, rows, IMAGE_HEADERS))
+    sys.stdout.write(render_table(fmt, rows, IMAGE_HEADERS, go_type="*formatter.imageContext"))
 
 
 def _image_rows(repo_tags: list[str], repo_digests: list[str], need_digest: bool,
@@ -228,7 +228,7 @@ def images_history(ns: Namespace) -> None:
         return
     from ketch.fmt.template import render_table
 
-    sys.stdout.write(render_table(fmt, rows, HISTORY_HEADERS))
+    sys.stdout.write(render_table(fmt, rows, HISTORY_HEADERS, go_type="*image.historyContext"))
 
 
 HISTORY_HEADERS = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",

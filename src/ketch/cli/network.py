@@ -57,7 +57,7 @@ def ls(ns: Namespace) -> None:
     from ketch.fmt.template import render_table
 
     filters = parse_filters(ns.filter)
-    rows = []
+    rows, labels = [], []
     for n in engine().networks.list_networks():
         if "driver" in filters and n.driver not in filters["driver"]:
             continue
@@ -70,6 +70,7 @@ def ls(ns: Namespace) -> None:
         rows.append({"ID": n.id if ns.no_trunc else n.id[:12], "Name": n.name,
                      "Driver": n.driver, "Scope": "local",
                      "Internal": str(n.internal).lower(), "IPv6": "false"})
+        labels.append(n.labels)
     if ns.quiet:
         for r in rows:
             out(r["ID"])
@@ -80,7 +81,10 @@ def ls(ns: Namespace) -> None:
     fmt = ns.format or "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
     sys.stdout.write(render_table(fmt, rows, {"ID": "NETWORK ID", "Name": "NAME",
                                               "Driver": "DRIVER", "Scope": "SCOPE",
-                                              "Internal": "INTERNAL", "IPv6": "IPV6"}))
+                                              "Internal": "INTERNAL", "IPv6": "IPV6"},
+                                  go_type="*network.networkContext",
+                                  fields={"Labels": "LABELS", "CreatedAt": "CREATED AT"},
+                                  labels=labels))
 
 
 @registry.command("inspect", "[OPTIONS] NETWORK [NETWORK...]",

@@ -118,7 +118,9 @@ def ls(ns: Namespace) -> None:
         return
     if not fmt or fmt == "table":
         fmt = "table {{.Driver}}\t{{.Name}}"
-    sys.stdout.write(render_table(fmt, rows, VOLUME_HEADERS))
+    sys.stdout.write(render_table(fmt, rows, VOLUME_HEADERS, go_type="*formatter.volumeContext",
+                                  fields={"Links": "LINKS", "Size": "SIZE"},
+                                  labels=[v["Labels"] or {} for v in vols]))
 
 
 @registry.command("inspect", "[OPTIONS] VOLUME [VOLUME...]",

@@ -147,6 +147,9 @@ class ContainerService:
                name: str | None = None,
                networking_config: dict[str, Any] | None = None) -> ContainerRecord:
         host_config = dict(host_config or {})
+        from ketch.containers.hostconfig import validate
+
+        validate(config, host_config)
         image_name = config.get("Image") or ""
         if not image_name:
             raise InvalidArgument("no image given: the first argument must be an image name")
@@ -203,12 +206,12 @@ class ContainerService:
         from ketch.containers.security import parse_security_opts
 
         parse_security_opts(hc.get("SecurityOpt"))
-        for spec in hc.get("Binds") or []:
-            parts = spec.split(":")
-            if len(parts) < 2 or not parts[1].startswith("/"):
-                raise InvalidArgument(
-                    f"invalid volume specification: '{spec}': the container path must be"
-                    " absolute")
+        restart = (hc.get("RestartPolicy") or {}).get("Name") or "no"
+        if restart not in ("no", "always", "unless-stopped", "on-failure", ""):
+            raise InvalidArgument(f"invalid restart policy '{restart}'")
+        if hc.get("AutoRemove") and restart not in ("no", ""):
+            raise InvalidArgument("conflicting options: cannot specify both --restart and"
+                                  " --rm")
         # Named volumes exist from `create` on, as in Docker (`volume rm` sees the user).
         from ketch.containers.volumes import VolumeStore
 
@@ -220,12 +223,6 @@ class ContainerService:
         for m in hc.get("Mounts") or []:
             if m.get("Type") == "volume" and m.get("Source"):
                 store.ensure(m["Source"])
-        restart = (hc.get("RestartPolicy") or {}).get("Name") or "no"
-        if restart not in ("no", "always", "unless-stopped", "on-failure", ""):
-            raise InvalidArgument(f"invalid restart policy '{restart}'")
-        if hc.get("AutoRemove") and restart not in ("no", ""):
-            raise InvalidArgument("conflicting options: cannot specify both --restart and"
-                                  " --rm")
 
     # -- list / inspect -----------------------------------------------------------------
     def status_text(self, rec: ContainerRecord, now: float | None = None) -> str:

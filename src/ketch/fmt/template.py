@@ -8,8 +8,10 @@ whitespace trimming, variable scoping, printing of values (`map[a:1 b:2]`, `[x y
 join, split, upper, lower, title, pad, truncate) and docker/cli's tabwriter alignment.
 
 Data is plain Python: dicts are Go maps (field access is a key lookup, and a missing key
-prints `<no value>`), lists and tuples are slices, and other objects (dataclasses) are
-structs whose public attributes and methods are fields.
+prints `<no value>`, or is an error under `missingkey_error`, Go's `missingkey=error`),
+lists and tuples are slices, and other objects (dataclasses) are structs whose public
+attributes and methods are fields. A `Context` is a dict that behaves as one of
+docker/cli's typed formatter contexts: a field it does not have is an error.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ketch.fmt.table import display_width
 
 __all__ = [
     "CONTAINER_HEADERS",
+    "Context",
     "IMAGE_HEADERS",
     "MISSING",
     "Template",
@@ -60,6 +63,22 @@ class _Missing:
 
 
 MISSING = _Missing()
+
+
+class Context(dict[str, Any]):
+    """A row of a listing, as docker/cli's formatter context for it (a Go struct):
+    `{{.Nope}}` is "can't evaluate field Nope in type <go_type>", a field docker has that
+    the row leaves out prints empty, and `{{.Label "k"}}` reads the row's labels."""
+
+    def __init__(self, row: Mapping[str, Any], go_type: str, known: frozenset[str],
+                 labels: Mapping[str, str] | None = None) -> None:
+        super().__init__(row)
+        self.go_type = go_type
+        self.known = known
+        self.labels = labels
+
+    def Label(self, name: str) -> str:  # noqa: N802 - the name templates call it by
+        return (self.labels or {}).get(name, "")
 
 
 class _TemplateError(Exception):
@@ -1299,6 +1318,7 @@ class _State:
         self.node: _Node | None = None
         self.out: list[str] = []
         self.depth = 0
+        self.strict = template.missingkey_error
 
     def error(self, message: str) -> NoReturn:
         if self.node is None:
@@ -1517,8 +1537,22 @@ class _State:
         self.node = node
         has_args = len(args) > 1 or has_final
         if receiver is MISSING or receiver is None:
-            # Selecting from nothing yields nothing, as for Go's nil interface.
+            # Selecting from nothing yields nothing, as for Go's nil interface, unless
+            # missing keys are errors.
+            if self.strict and receiver is MISSING:
+                self.error(f'nil data; no entry for key "{name}"')
+            if self.strict:
+                self.error(f"nil pointer evaluating interface {{}}.{name}")
             return MISSING
+        if isinstance(receiver, Context):
+            method = self._extension_method(receiver, name)
+            if method is not None and (name != "Label" or receiver.labels is not None):
+                return self.call(dot, name, method, node, args, final, has_final)
+            if name in receiver or name in receiver.known:
+                if has_args:
+                    self.error(f"{name} has arguments but cannot be invoked as function")
+                return receiver.get(name, "")
+            self.error(f"can't evaluate field {name} in type {receiver.go_type}")
         if isinstance(receiver, Mapping):
             # Go looks for a method before the map key, and a map entry takes no arguments.
             method = self._extension_method(receiver, name)
@@ -1526,7 +1560,10 @@ class _State:
                 return self.call(dot, name, method, node, args, final, has_final)
             if has_args:
                 self.error(f"{name} is not a method but has arguments")
-            return receiver.get(name, MISSING)
+            value = receiver.get(name, MISSING)
+            if value is MISSING and self.strict:
+                self.error(f'map has no entry for key "{name}"')
+            return value
         if name.startswith("_") or isinstance(
             receiver, str | int | float | bool | list | tuple | bytes
         ):
@@ -1631,8 +1668,10 @@ class _State:
 class Template:
     """A compiled Go template. Parse errors raise InvalidArgument at construction."""
 
-    def __init__(self, text: str, funcs: Mapping[str, Callable[..., Any]] | None = None) -> None:
+    def __init__(self, text: str, funcs: Mapping[str, Callable[..., Any]] | None = None,
+                 *, missingkey_error: bool = False) -> None:
         self.source = text
+        self.missingkey_error = missingkey_error
         self.funcs: dict[str, Callable[..., Any]] = dict(DOCKER_FUNCS)
         if funcs:
             self.funcs.update(funcs)
@@ -1695,7 +1734,11 @@ IMAGE_HEADERS: dict[str, str] = {
 
 
 class _HeaderContext(dict[str, str]):
-    """The data a table header is rendered from: field name -> column title."""
+    """The data a table header is rendered from: field name -> column title. A field
+    with no title heads an empty column (the rows, if any, have refused it already)."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return super().get(key, "")
 
     def Label(self, name: str) -> str:  # noqa: N802 - the name templates call it by
         """`{{.Label "com.example.vendor"}}` heads its column "vendor", as docker does."""
@@ -1703,13 +1746,19 @@ class _HeaderContext(dict[str, str]):
         return last.replace("-", " ").replace("_", " ")
 
 
-def render_table(fmt: str, rows: list[Any], headers: Mapping[str, str]) -> str:
+def render_table(fmt: str, rows: list[Any], headers: Mapping[str, str], *,
+                 go_type: str = "*formatter.Context", fields: Mapping[str, str] | None = None,
+                 labels: Sequence[Mapping[str, str]] | None = None) -> str:
     """Render rows with a docker `--format` value, the way docker/cli's formatter does.
 
     "table ..." adds a header row (the same template run over `headers`) and aligns the
     columns with docker's tabwriter settings; a bare "table" uses every header in order.
     "json" means `{{json .}}`. Literal `\\t` and `\\n` in the format become tab and newline.
     Every row ends with a newline.
+
+    Dict rows are docker's typed contexts (`go_type`, e.g. "*formatter.ContainerContext"):
+    the fields are the row's keys, the headers' and `fields` (more field -> title); any
+    other is an error, as in docker. `labels` (one mapping per row) gives the rows docker's `Label` method.
     """
     text = fmt
     is_table = text.startswith("table")
@@ -1721,10 +1770,14 @@ def render_table(fmt: str, rows: list[Any], headers: Mapping[str, str]) -> str:
     if is_table and not text:
         text = "\t".join("{{." + name + "}}" for name in headers)
     body = Template(text)
+    titles = {**(fields or {}), **headers}
+    known = frozenset(titles)
+    rows = [Context(r, go_type, known, labels[i] if labels is not None else None)
+            if type(r) is dict else r for i, r in enumerate(rows)]
     rendered = "".join(body.execute(row) + "\n" for row in rows)
     if not is_table:
         return rendered
-    header = Template(text, funcs=HEADER_FUNCS).execute(_HeaderContext(headers))
+    header = Template(text, funcs=HEADER_FUNCS).execute(_HeaderContext(titles))
     return tabwrite_text(header + "\n" + rendered)
 
 

@@ -95,7 +95,7 @@ def parse_size(text: str) -> int:
     if size < 0:
         raise InvalidArgument(f"invalid size: '{text}'")
     if not suffix:
-        return int(size)
+        return _fits(int(size), text)
     lowered = suffix.lower()
     bad_suffix = InvalidArgument(f"invalid suffix: '{lowered if len(suffix) <= 3 else suffix}'")
     if len(suffix) > 3:
@@ -103,13 +103,21 @@ def parse_size(text: str) -> int:
     if lowered[0] == "b":
         if len(lowered) > 1:
             raise bad_suffix
-        return int(size)
+        return _fits(int(size), text)
     multiplier = _BINARY_MULTIPLIERS.get(lowered[0])
     if multiplier is None:
         raise bad_suffix
     if (len(lowered) == 2 and lowered[1] != "b") or (len(lowered) == 3 and lowered[1:] != "ib"):
         raise bad_suffix
-    return int(size * multiplier)
+    return _fits(int(size * multiplier), text)
+
+
+def _fits(n: int, text: str) -> int:
+    # go-units converts with int64(float), which wraps on amd64: 99999999999999999999g
+    # would become a negative size; ketch says so instead.
+    if n > 2**63 - 1:
+        raise InvalidArgument(f"invalid size: '{text}': value out of range")
+    return n
 
 
 # `re` is imported where a pattern is used: listing (`ps`, `images`) parses nothing.

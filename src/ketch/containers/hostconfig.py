@@ -1,0 +1,277 @@
+"""Checks on a create request (Config, HostConfig) before anything is made, with the
+messages the Docker daemon gives for the same values.
+
+Every front door (the CLI today, the API server later) goes through
+ContainerService.create, which calls `validate` first: a request refused here leaves no
+container, volume or directory behind. Where Docker accepts a value that can only fail
+later (a CPU quota under the kernel's 1 ms, negative CPU shares, a cpuset naming CPUs
+the host lacks), it is refused here instead of at `start` with runc's text.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+
+from ketch.errors import InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+MIN_MEMORY = 6 * 1024 * 1024  # Docker's floor for a memory limit or reservation
+INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
+
+# The rlimits Docker lets a container set (go-units' table; "as" is left out as there).
+ULIMIT_NAMES = frozenset({
+    "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
+    "nproc", "rss", "rtprio", "rttime", "sigpending", "stack"})
+
+# Mode words a `-v src:dst:mode` may carry, by group; one of each group at most.
+_RW_MODES = {"rw", "ro", "ro-non-recursive", "ro-force-recursive", "rro"}
+_LABEL_MODES = {"z", "Z"}
+_PROPAGATION_MODES = {"private", "rprivate", "slave", "rslave", "shared", "rshared"}
+_COPY_MODES = {"nocopy"}
+_CONSISTENCY_MODES = {"consistent", "cached", "delegated"}
+_MODE_GROUPS = (_RW_MODES, _LABEL_MODES, _PROPAGATION_MODES, _COPY_MODES, _CONSISTENCY_MODES)
+
+
+def valid_mount_mode(mode: str) -> bool:
+    if mode == "":
+        return True
+    counts = [0] * len(_MODE_GROUPS)
+    for word in mode.split(","):
+        for i, group in enumerate(_MODE_GROUPS):
+            if word in group:
+                counts[i] += 1
+                break
+        else:
+            return False
+    return max(counts) <= 1
+
+
+def check_volume_flag(spec: str) -> None:
+    """What the docker CLI refuses in a `-v` value before sending it (its compose-style
+    volume parser): an empty value, an empty field, more than three fields."""
+    if spec == "":
+        raise InvalidArgument("invalid empty volume spec")
+    if len(spec) <= 2:
+        return
+    fields = spec.split(":")
+    for i, field in enumerate(fields):
+        if field == "":
+            raise InvalidArgument(f"invalid spec: {spec}: empty section between colons")
+        if i == 3:
+            raise InvalidArgument(f"invalid spec: {spec}: too many colons")
+
+
+def parse_bind(spec: str) -> tuple[str, str, str]:
+    """A HostConfig.Binds entry → (source, target, mode), as the daemon parses it."""
+    bad_spec = f"invalid volume specification: '{spec}'"
+    parts = spec.split(":", 3)
+    if parts[0] == "" or len(parts) not in (2, 3):
+        raise InvalidArgument(bad_spec)
+    source, target = parts[0], parts[1]
+    mode = parts[2] if len(parts) == 3 else ""
+    if len(parts) == 2 and valid_mount_mode(target):
+        raise InvalidArgument(bad_spec)  # `/data:ro`: a mode where the target belongs
+    if not valid_mount_mode(mode):
+        raise InvalidArgument(f"invalid mode: {mode}")
+    kind = "bind" if source.startswith("/") else "volume"
+    _check_target(target, f"{bad_spec}: invalid mount config for type \"{kind}\"")
+    return source, target, mode
+
+
+def _check_target(target: str, context: str) -> None:
+    if not target:
+        raise InvalidArgument(f"{context}: field Target must not be empty")
+    if _is_root(target):
+        raise InvalidArgument(f"{context}: invalid specification: destination can't be '/'")
+    if not target.startswith("/"):
+        raise InvalidArgument(f"{context}: invalid mount path: '{target}' mount path must be"
+                              " absolute")
+
+
+def _is_root(target: str) -> bool:
+    # normpath keeps a leading "//" (POSIX leaves its meaning open); it is "/" here
+    return posixpath.normpath(target) in ("/", "//")
+
+
+def parse_ulimit(text: str) -> dict[str, Any]:
+    """`nofile=1024[:2048]` → {"Name", "Soft", "Hard"}, with go-units' messages."""
+    name, eq, values = text.partition("=")
+    if not eq:
+        raise InvalidArgument(f"invalid ulimit argument: {text}")
+    if name not in ULIMIT_NAMES:
+        raise InvalidArgument(f"invalid ulimit type: {name}")
+    parts = values.split(":")
+    if len(parts) > 2:
+        raise InvalidArgument(f"too many limit value arguments - {values}, can only have up"
+                              " to two, `soft[:hard]`")
+    soft = _ulimit_value(parts[0])
+    hard = _ulimit_value(parts[1]) if len(parts) == 2 else soft
+    entry = {"Name": name, "Soft": soft, "Hard": hard}
+    check_ulimit(entry)
+    return entry
+
+
+def _ulimit_value(s: str) -> int:
+    if s == "infinity":
+        return -1
+    import re
+
+    if not re.fullmatch(r"[+-]?[0-9]+", s):
+        raise InvalidArgument(f'strconv.ParseInt: parsing "{s}": invalid syntax')
+    v = int(s)
+    if not INT64_MIN <= v <= INT64_MAX:
+        raise InvalidArgument(f'strconv.ParseInt: parsing "{s}": value out of range')
+    return v
+
+
+def check_ulimit(u: dict[str, Any]) -> None:
+    name, soft, hard = u.get("Name"), u.get("Soft"), u.get("Hard")
+    if name not in ULIMIT_NAMES:
+        raise InvalidArgument(f"invalid ulimit type: {name}")
+    if not isinstance(soft, int) or not isinstance(hard, int):
+        raise InvalidArgument(f"invalid ulimit {name}: Soft and Hard must be integers")
+    if hard != -1:
+        if soft == -1:
+            raise InvalidArgument("ulimit soft limit must be less than or equal to hard"
+                                  f" limit: soft: -1 (unlimited), hard: {hard}")
+        if soft > hard:
+            raise InvalidArgument("ulimit soft limit must be less than or equal to hard"
+                                  f" limit: {soft} > {hard}")
+
+
+def _int_field(hc: dict[str, Any], key: str) -> int:
+    v = hc.get(key)
+    if v is None:
+        return 0
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise InvalidArgument(f"invalid {key}: {v!r} is not an integer")
+    if not INT64_MIN <= v <= INT64_MAX:
+        raise InvalidArgument(f"invalid {key}: {v} is out of range (a signed 64-bit number)")
+    return v
+
+
+def available_cpus() -> set[int]:
+    """The CPUs this host lets containers use (the root cpuset, as Docker reads it)."""
+    for path in ("/sys/fs/cgroup/cpuset.cpus.effective",
+                 "/sys/fs/cgroup/cpuset/cpuset.effective_cpus",
+                 "/sys/fs/cgroup/cpuset/cpuset.cpus",
+                 "/sys/devices/system/cpu/online"):
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        if text:
+            return parse_uint_list(text)
+    return set(os.sched_getaffinity(0))
+
+
+def parse_uint_list(text: str) -> set[int]:
+    """`0-3,5` → {0, 1, 2, 3, 5}; Docker's "invalid format" for anything else."""
+    out: set[int] = set()
+    if text == "":
+        return out
+    bad = InvalidArgument(f"invalid format: {text}")
+    for part in text.split(","):
+        lo, dash, hi = part.partition("-")
+        if not lo.isdigit() or (dash and not hi.isdigit()) or not lo.isascii():
+            raise bad
+        low, high = int(lo), int(hi) if dash else int(lo)
+        if high < low or high > 1 << 20:
+            raise bad
+        out.update(range(low, high + 1))
+    return out
+
+
+def _format_cpus(cpus: set[int]) -> str:
+    ranges: list[list[int]] = []
+    for c in sorted(cpus):
+        if ranges and c == ranges[-1][1] + 1:
+            ranges[-1][1] = c
+        else:
+            ranges.append([c, c])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
+
+
+def check_resources(hc: dict[str, Any]) -> None:
+    """HostConfig's resource fields, in the order and with the words of the daemon."""
+    memory = _int_field(hc, "Memory")
+    swap = _int_field(hc, "MemorySwap")
+    reservation = _int_field(hc, "MemoryReservation")
+    if memory != 0 and memory < MIN_MEMORY:
+        raise InvalidArgument("Minimum memory limit allowed is 6MB")
+    if memory > 0 and swap > 0 and swap < memory:
+        raise InvalidArgument(
+            "Minimum memoryswap limit should be larger than memory limit, see usage")
+    if memory == 0 and swap > 0:
+        raise InvalidArgument(
+            "You should always set the Memory limit when using Memoryswap limit, see usage")
+    if swap < -1:
+        raise InvalidArgument(f"invalid MemorySwap: {swap} (use -1 for unlimited swap)")
+    if reservation < 0:
+        raise InvalidArgument(f"invalid MemoryReservation: {reservation} is negative")
+    if reservation > 0 and reservation < MIN_MEMORY:
+        raise InvalidArgument("Minimum memory reservation allowed is 6MB")
+    if memory > 0 and reservation > 0 and memory < reservation:
+        raise InvalidArgument("Minimum memory limit can not be less than memory reservation"
+                              " limit, see usage")
+    nano = _int_field(hc, "NanoCpus")
+    ncpu = len(os.sched_getaffinity(0))
+    # Docker lets 0 < NanoCpus < 0.01 CPU through to fail in the kernel at start
+    # (a CFS quota under 1 ms); its own message names 0.01 as the floor, so ketch
+    # refuses those here too.
+    if nano < 0 or nano > ncpu * 10**9 or 0 < nano < 10**7:
+        raise InvalidArgument(f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only"
+                              f" {ncpu} CPUs available")
+    if _int_field(hc, "CpuShares") < 0:
+        raise InvalidArgument("shares: invalid argument")
+    _int_field(hc, "PidsLimit")
+    cpuset = hc.get("CpusetCpus") or ""
+    if cpuset:
+        try:
+            wanted = parse_uint_list(cpuset)
+        except InvalidArgument as e:
+            raise InvalidArgument(f"Invalid value {cpuset} for cpuset cpus: {e}") from None
+        have = available_cpus()
+        if not wanted <= have:
+            raise InvalidArgument(f"Requested CPUs are not available - requested {cpuset},"
+                                  f" available: {_format_cpus(have)}")
+    if _int_field(hc, "ShmSize") < 0:
+        raise InvalidArgument("SHM size can not be less than 0")
+    for u in hc.get("Ulimits") or []:
+        check_ulimit(u)
+
+
+def check_env(config: dict[str, Any]) -> None:
+    for e in config.get("Env") or []:
+        if not isinstance(e, str) or e.partition("=")[0] == "":
+            raise InvalidArgument(f"invalid environment variable: {e}")
+
+
+def check_mounts(config: dict[str, Any], hc: dict[str, Any]) -> None:
+    for spec in hc.get("Binds") or []:
+        parse_bind(spec)
+    for target in config.get("Volumes") or {}:
+        _check_target(target, f"invalid volume specification: '{target}': invalid mount"
+                              " config for type \"volume\"")
+    for m in hc.get("Mounts") or []:
+        _check_target(m.get("Target") or "", f"invalid mount config for type"
+                                             f" \"{m.get('Type')}\"")
+    for target in hc.get("Tmpfs") or {}:
+        if _is_root(target):
+            raise InvalidArgument("invalid specification: destination can't be '/'")
+        if not target.startswith("/"):
+            raise InvalidArgument(f"invalid mount path: '{target}' mount path must be"
+                                  " absolute")
+
+
+def validate(config: dict[str, Any], hc: dict[str, Any]) -> None:
+    """Refuse a create request the daemon would refuse; changes nothing."""
+    check_env(config)
+    check_mounts(config, hc)
+    check_resources(hc)

@@ -1,0 +1,73 @@
+"""`--format` with a field that does not exist is an error (exit 1, docker's one-line
+message), never `<no value>`; `ps --format '{{.Label "k"}}'` reads a label."""
+
+from __future__ import annotations
+
+import pytest
+
+PREFIX = 'Error: template parsing error: template: :1:2: executing "" at <.Nope>: '
+
+
+@pytest.fixture
+def objects(ketch):
+    """One labelled container and one labelled volume to list and inspect."""
+    ketch("create", "--name", "fmt-ctr", "-l", "role=web", "-l", "com.example.tier=front",
+          "busybox", "true")
+    ketch("volume", "create", "--label", "owner=qa", "fmt-vol")
+    yield
+    ketch("rm", "-f", "fmt-ctr")
+    ketch("volume", "rm", "-f", "fmt-vol")
+
+
+@pytest.mark.parametrize(("command", "message"), [
+    (["ps", "-a"], "can't evaluate field Nope in type *formatter.ContainerContext"),
+    (["images"], "can't evaluate field Nope in type *formatter.imageContext"),
+    (["history", "busybox"], "can't evaluate field Nope in type *image.historyContext"),
+    (["network", "ls"], "can't evaluate field Nope in type *network.networkContext"),
+    (["volume", "ls"], "can't evaluate field Nope in type *formatter.volumeContext"),
+    (["inspect", "fmt-ctr"], 'map has no entry for key "Nope"'),
+    (["container", "inspect", "fmt-ctr"], 'map has no entry for key "Nope"'),
+    (["image", "inspect", "busybox"], 'map has no entry for key "Nope"'),
+    (["network", "inspect", "bridge"], 'map has no entry for key "Nope"'),
+    (["volume", "inspect", "fmt-vol"], 'map has no entry for key "Nope"'),
+    (["version"], 'map has no entry for key "Nope"'),
+    (["info"], 'map has no entry for key "Nope"'),
+])
+def test_unknown_field_in_format_is_an_error_with_dockers_message(ketch, objects, command,
+                                                                  message):
+    p = ketch(*command, "--format", "{{.Nope}}", check=False)
+    assert p.returncode == 1
+    assert p.stdout == ""
+    assert p.stderr == PREFIX + message + "\n"
+
+
+def test_inspect_missing_nested_key_is_an_error_not_no_value(ketch, objects):
+    p = ketch("inspect", "--format", "{{.State.Health.Status}}", "fmt-ctr", check=False)
+    assert p.returncode == 1
+    assert "<no value>" not in p.stdout
+    assert p.stderr.strip().endswith('map has no entry for key "Health"')
+
+
+def test_ps_label_method_prints_the_label(ketch, objects):
+    p = ketch("ps", "-a", "--format", '{{.Names}} {{.Label "role"}} {{.Label "none"}}|')
+    assert p.stdout == "fmt-ctr web |\n"
+    p = ketch("ps", "-a", "--format", 'table {{.Names}}\t{{.Label "com.example.tier"}}')
+    assert p.stdout.split("\n")[:2] == ["NAMES     tier", "fmt-ctr   front"]
+
+
+def test_volume_ls_label_method_prints_the_label(ketch, objects):
+    p = ketch("volume", "ls", "--format", '{{.Name}} {{.Label "owner"}}')
+    assert p.stdout == "fmt-vol qa\n"
+
+
+def test_inspect_prints_the_items_the_template_suits_and_an_error_for_the_others(
+        ketch, objects):
+    ketch("volume", "create", "fmt-plain")
+    try:
+        p = ketch("volume", "inspect", "-f", "{{.Labels.owner}}", "fmt-vol", "fmt-plain",
+                  check=False)
+    finally:
+        ketch("volume", "rm", "fmt-plain")
+    assert p.returncode == 1
+    assert p.stdout == "qa\n"
+    assert p.stderr.count("\n") == 1 and p.stderr.startswith("Error: template parsing error:")
