@@ -41,6 +41,7 @@ _ROUTES = [
 ]
 MANIFEST_ACCEPT_DEFAULT = "application/vnd.oci.image.manifest.v1+json"
 MAX_MANIFEST = 4 << 20
+PIECE_WAIT = 10.0
 
 
 class RegistryServer(ThreadingHTTPServer):
@@ -165,20 +166,34 @@ class _Handler(BaseHTTPRequestHandler):
                     return
                 left = size
                 while left:
-                    data = self.rfile.read1(min(left, CHUNK))
-                    if not data:
-                        raise ConnectionError("client closed the connection mid-body")
+                    data = self._read_piece(left)
                     left -= len(data)
                     yield data
                 self.rfile.readline(1024)
         else:
             left = int(self.headers.get("Content-Length") or 0)
             while left > 0:
-                data = self.rfile.read1(min(left, CHUNK))
-                if not data:
-                    raise ConnectionError("client closed the connection mid-body")
+                data = self._read_piece(left)
                 left -= len(data)
                 yield data
+
+    def _read_piece(self, left: int) -> bytes:
+        """Up to CHUNK bytes of the body, sooner when the client is slow: whatever has
+        arrived is handed on after PIECE_WAIT seconds, so an upload's temp file is
+        written (its mtime refreshed) well within UPLOAD_TIMEOUT while it is alive."""
+        import time
+
+        want = min(left, CHUNK)
+        buf = bytearray()
+        deadline = time.monotonic() + PIECE_WAIT
+        while len(buf) < want:
+            data = self.rfile.read1(want - len(buf))
+            if not data:
+                raise ConnectionError("client closed the connection mid-body")
+            buf += data
+            if time.monotonic() > deadline:
+                break
+        return bytes(buf)
 
     def _drain(self) -> None:
         for _ in self._body():
