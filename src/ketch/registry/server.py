@@ -42,6 +42,7 @@ _ROUTES = [
 MANIFEST_ACCEPT_DEFAULT = "application/vnd.oci.image.manifest.v1+json"
 MAX_MANIFEST = 4 << 20
 PIECE_WAIT = 10.0
+MAX_QUERY_TAGS = 64  # the spec asks for at least 10; more may be answered with 414
 
 
 class RegistryServer(ThreadingHTTPServer):
@@ -381,6 +382,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _manifest_put(self, name: str, ref: str) -> None:
         data = self._read_all(MAX_MANIFEST)
         tags = self.query_all.get("tag") or []
+        if len(tags) > MAX_QUERY_TAGS:
+            raise RegistryError("TAG_INVALID", "too many tag parameters",
+                                {"count": len(tags)}, status=414)
         digest = self.server.storage.put_manifest(
             name, ref, data, self.headers.get("Content-Type") or "", tags=tags)
         headers = {"Location": f"/v2/{name}/manifests/{digest}",
@@ -438,7 +442,8 @@ class _Handler(BaseHTTPRequestHandler):
             if not self._granted(scope):
                 # Distribution's answer: the token must cover the source too. Turning
                 # the mount into a plain upload instead would hide why it failed.
-                self._scope = f"{self._scope} {scope}".strip()
+                # Both scopes, as distribution asks, so the client can upgrade its token.
+                self._scope = f"repository:{name}:pull,push {scope}"
                 raise RegistryError("UNAUTHORIZED", "authentication required",
                                     [{"Type": "repository", "Name": source,
                                       "Action": "pull"}])
