@@ -218,6 +218,11 @@ def test_garbage_collect_removes_temp_files_of_an_upload_cut_off_by_sigkill(
     assert _temp_files(reg.root) == temps
     from ketch.registry.storage import UPLOAD_TIMEOUT
 
+    recent = time.time() - UPLOAD_TIMEOUT + 60
+    for t in temps:
+        os.utime(t, (recent, recent))
+    ketch("registry", "garbage-collect", "--root", str(reg.root))
+    assert _temp_files(reg.root) == temps
     old = time.time() - UPLOAD_TIMEOUT - 60
     for t in temps:
         os.utime(t, (old, old))

@@ -242,6 +242,14 @@ def test_load_of_a_manifest_listing_no_image_fails_where_docker_exits_0(
         ti.size = 2
         tf.addfile(ti, io.BytesIO(b"[]"))
     assert_refused_unchanged(ketch, tmp_path / "none.tar", "no image")
+    index = json.dumps({"schemaVersion": 2, "manifests": []}).encode()
+    with tarfile.open(tmp_path / "none-oci.tar", "w") as tf:
+        for name, data in (("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
+                           ("index.json", index)):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    assert_refused_unchanged(ketch, tmp_path / "none-oci.tar", "no image")
 
 
 @pytest.mark.parametrize("bad", ["UPPER:tag", "a b", "ok:1 ", "name:", ":tag",

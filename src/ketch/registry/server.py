@@ -20,7 +20,7 @@ from ketch.registry.auth import Htpasswd
 from ketch.registry.errors import RegistryError
 from ketch.registry.storage import (
     CHUNK,
-    UPLOAD_TIMEOUT,
+    UPLOAD_IDLE,
     Storage,
     check_digest,
     check_name,
@@ -65,7 +65,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # Idle keep-alive connections (and stalled uploads) release their thread eventually;
     # garbage collection relies on this bound (see UPLOAD_TIMEOUT).
-    timeout = UPLOAD_TIMEOUT
+    timeout = UPLOAD_IDLE
     server: RegistryServer
     server_version = "ketch-registry"
 

@@ -441,10 +441,12 @@ def paginate(items: list[str], n: int | None, last: str | None) -> tuple[list[st
 
 # A resumable upload session (POST, PATCH...) may be continued for a day.
 UPLOAD_MAX_AGE = 24 * 3600
-# A request body that sends nothing for this long is dropped by the server, and every
-# piece received is written at once, so a temp file untouched for longer belongs to no
-# live request: its writer was killed.
-UPLOAD_TIMEOUT = 300
+# The server drops a connection that sends nothing for UPLOAD_IDLE seconds, and hands
+# on what a body sent within 10 s of its arrival, so a live upload writes its temp file
+# at least every UPLOAD_IDLE + 10 s. One untouched for UPLOAD_TIMEOUT belongs to no live
+# request: its writer was killed.
+UPLOAD_IDLE = 300
+UPLOAD_TIMEOUT = 2 * UPLOAD_IDLE
 
 
 def garbage_collect(storage: Storage, *, delete_untagged: bool = False,
