@@ -166,11 +166,12 @@ def test_load_refuses_a_hardlink_to_an_archive_symlink_that_leads_outside(
 
 
 # -- config and layers -----------------------------------------------------------------------
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
 @pytest.mark.parametrize("member", ["config", "layer"])
 @pytest.mark.parametrize("form", ["docker-archive", "oci-archive"])
 def test_load_refuses_a_config_or_layer_symlink_that_leads_to_a_host_file(
         ketch: KetchCLI, tmp_path: Path, host: Path, spec: ImageSpec, member: str,
-        form: str) -> None:
+        form: str, compress: bool) -> None:
     cfg = spec.config_bytes()
     layer = spec.layers[0]
     if form == "docker-archive":
@@ -183,9 +184,20 @@ def test_load_refuses_a_config_or_layer_symlink_that_leads_to_a_host_file(
     # The host holds exactly the bytes the archive promises, so only the link is wrong.
     (host / "member").write_bytes(cfg if member == "config" else layer)
     for target in (str(host / "member"), UP + str(host / "member").lstrip("/")):
-        evil = _rewrite(valid, tmp_path / "evil.tar",
+        evil = _rewrite(valid, tmp_path / "evil.tar", compress=compress,
                         replace={name: _link(name, target)})
         assert_refused_unchanged(ketch, evil, "outside the archive")
+
+
+@pytest.mark.parametrize("name", ["c\x00.json", 7, "", ["a"]])
+def test_load_refuses_a_manifest_naming_a_member_that_cannot_be_a_file_name(
+        ketch: KetchCLI, tmp_path: Path, name: object) -> None:
+    data = json.dumps([{"Config": name, "RepoTags": ["x:1"], "Layers": []}]).encode()
+    with tarfile.open(tmp_path / "odd.tar", "w") as tf:
+        ti = tarfile.TarInfo("manifest.json")
+        ti.size = len(data)
+        tf.addfile(ti, io.BytesIO(data))
+    assert_refused_unchanged(ketch, tmp_path / "odd.tar", "bad file name")
 
 
 # -- links that stay inside ------------------------------------------------------------------

@@ -158,7 +158,7 @@ def _member(stage: Path, name: Any, what: str | None = None) -> Path:
     the archive invalid, wherever in a chain of links it appears. Hardlinks need no
     check here: extraction only ever links to files of the archive itself.
     """
-    if not isinstance(name, str) or not name:
+    if not isinstance(name, str) or not name or "\0" in name:
         raise InvalidArgument(f"invalid archive: bad file name {name!r} in its index")
     what = what or name
     outside = InvalidArgument(
