@@ -149,8 +149,8 @@ class _Handler(BaseHTTPRequestHandler):
         return self._body_iter
 
     def _read_body(self) -> Iterator[bytes]:
-        # read1: every piece is handed on as it arrives (and written by the upload), so
-        # a temp file's mtime tells a live upload from a dead one.
+        # In pieces of what arrived (see _read_piece), so that an upload's temp file
+        # is written while the client sends: its mtime tells a live upload from a dead one.
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             while True:
                 line = self.rfile.readline(1024)
