@@ -26,6 +26,7 @@ from ketch.registry.server import RegistryServer
 class Served:
     host: str  # "127.0.0.1:PORT", the domain image names use
     root: Path
+    proc: subprocess.Popen[bytes] | None = None  # the `ketch registry serve` process
 
 
 def _wait_for_v2(host: str, proc: subprocess.Popen[bytes] | None = None) -> None:
@@ -83,11 +84,12 @@ def ketch_registry(tmp_path: Path) -> Iterator[Callable[..., Served]]:
         host = line.removeprefix("listening on ")
         if htpasswd is None:
             _wait_for_v2(host, proc)
-        return Served(host, root)
+        return Served(host, root, proc)
 
     yield start
     for p in procs:
-        _stop(p)
+        if p.poll() is None:
+            _stop(p)
 
 
 @pytest.fixture

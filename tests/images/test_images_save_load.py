@@ -156,9 +156,11 @@ def test_load_of_an_untagged_archive_reports_the_id(ketch: KetchCLI, busybox: st
         f"Loaded image ID: {busybox}\n")
 
 
-def test_load_quiet_prints_nothing(ketch: KetchCLI, busybox: str, tmp_path: Path) -> None:
+def test_load_quiet_still_names_the_loaded_image(ketch: KetchCLI, busybox: str,
+                                                tmp_path: Path) -> None:
     ketch("save", "-o", str(tmp_path / "bb.tar"), "busybox")
-    assert ketch("load", "-q", "-i", str(tmp_path / "bb.tar")).stdout == ""
+    assert ketch("load", "-q", "-i", str(tmp_path / "bb.tar")).stdout == (
+        "Loaded image: busybox:latest\n")
 
 
 def test_load_moves_an_existing_tag_and_says_so(ketch: KetchCLI, tmp_path: Path) -> None:

@@ -182,15 +182,19 @@ def serve_cmd(ns: Namespace) -> None:
     root = Path(ns.root) if ns.root else Path(
         os.environ.get("KETCH_ROOT") or "/var/lib/ketch") / "registry"
     if ns.args == ["garbage-collect"]:
-        from ketch.registry.storage import Storage, garbage_collect
+        from ketch.registry.storage import Storage, collect_temp_files, garbage_collect
 
         if not root.is_dir():
             raise KetchError(f"no registry storage at {root}")
-        removed = garbage_collect(Storage(root), delete_untagged=ns.delete_untagged,
+        storage = Storage(root)
+        removed = garbage_collect(storage, delete_untagged=ns.delete_untagged,
                                   dry_run=ns.dry_run)
         for digest in removed:
             out(f"blob eligible for deletion: {digest}" if ns.dry_run
                 else f"deleted blob: {digest}")
+        for path in collect_temp_files(storage, dry_run=ns.dry_run):
+            out(f"temp file eligible for deletion: {path}" if ns.dry_run
+                else f"deleted temp file: {path}")
         return
     if ns.args not in ([], ["serve"]):
         raise InvalidArgument(f"unknown command {' '.join(ns.args)!r}: use 'ketch registry"

@@ -329,7 +329,9 @@ def images_load(ns: Namespace) -> None:
             raise InvalidArgument("requested load from stdin, but stdin is empty")
         f = os.fdopen(os.dup(sys.stdin.fileno()), "rb")
     with f:
-        engine().images.load(f, on_message=(lambda m: None) if ns.quiet else out)
+        # -q drops only progress (ketch prints none yet); the "Loaded image" lines stay,
+        # as in Docker.
+        engine().images.load(f, on_message=out)
 
 
 @registry.command("import", "[OPTIONS] file|URL|- [REPOSITORY[:TAG]]",

@@ -54,8 +54,13 @@ def fetch_manifest(t: Transport, ref: reference.Reference, which: str,
     data = resp.body
     if len(data) > MAX_MANIFEST:
         raise KetchError(f"manifest for {ref.familiar()} is too large")
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    if which.startswith("sha256:") and digest != which:
+    # Pinned by digest: verified in that digest's algorithm (sha512 included), and
+    # named by it; by tag: the canonical sha256, as the registry reports it.
+    algorithm = which.partition(":")[0] if ":" in which else "sha256"
+    if algorithm not in ("sha256", "sha384", "sha512"):
+        raise KetchError(f"unsupported digest algorithm in {which}")
+    digest = f"{algorithm}:" + hashlib.new(algorithm, data).hexdigest()
+    if ":" in which and digest != which:
         raise DigestMismatch(f"manifest verification failed for digest {which}")
     media_type = resp.header("Content-Type").split(";")[0].strip()
     try:
@@ -139,6 +144,12 @@ def pull(engine: Engine, name: str, say: Say, *, quiet: bool = False) -> PullRes
             data, media_type, _ = fetch_manifest(t, ref, desc.digest, scope)
         manifest: Manifest = Manifest.parse(data)
         cfg_desc = manifest.config
+        for d in [cfg_desc, *manifest.layers]:
+            if not d.digest.startswith("sha256:"):
+                # The content store is addressed by sha256 (image IDs, diff IDs, chain
+                # IDs all are): say so instead of failing on a digest mismatch later.
+                raise KetchError(f"image {ref.familiar()} refers to blob {d.digest}: only"
+                                 " sha256 blobs can be pulled into ketch's store")
         with images.writing():
             if not engine.content.exists(cfg_desc.digest):
                 fetch_blob(engine, t, ref.path, cfg_desc.digest, cfg_desc.size, scope)

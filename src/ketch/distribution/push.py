@@ -137,9 +137,18 @@ def push(engine: Engine, name: str, say: Say) -> str:
         t.close()
     digest = "sha256:" + hashlib.sha256(manifest_bytes).hexdigest()
     served = resp.header("Docker-Content-Digest")
-    if served and served != digest:
+    if served and served != digest and not _same_content(served, manifest_bytes):
         raise KetchError(f"registry stored the manifest as {served}, expected {digest}")
     with engine.db.transaction() as conn:
         engine.records.add_digest(conn, f"{ref.repository}@{digest}", rec.id)
     say(f"{ref.tag}: digest: {digest} size: {len(manifest_bytes)}")
     return digest
+
+
+def _same_content(served: str, data: bytes) -> bool:
+    """True when a registry's digest in another algorithm (the spec lets it answer
+    with its own canonical one, e.g. sha512) still names exactly these bytes."""
+    algorithm, _, hexpart = served.partition(":")
+    if algorithm not in ("sha384", "sha512"):
+        return False
+    return hashlib.new(algorithm, data).hexdigest() == hexpart

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import tarfile
 import tempfile
 import zlib
@@ -145,15 +146,62 @@ def write_image_archive(svc: ImageService, entries: list[tuple[ImageRecord, list
     tw.close()
 
 
-def _safe_member(stage: Path, name: Any) -> Path:
-    if not isinstance(name, str) or not name:
+_MAX_LINKS = 40  # as the kernel's limit on symlinks followed in one lookup
+
+
+def _member(stage: Path, name: Any, what: str | None = None) -> Path:
+    """The staged regular file that archive member `name` names.
+
+    The archive is untrusted: its members may be symlinks. They are followed here, one
+    component at a time and never by the kernel, only while they stay inside the
+    archive: an absolute target or a `..` that climbs above the archive's root makes
+    the archive invalid, wherever in a chain of links it appears. Hardlinks need no
+    check here: extraction only ever links to files of the archive itself.
+    """
+    if not isinstance(name, str) or not name or "\0" in name:
         raise InvalidArgument(f"invalid archive: bad file name {name!r} in its index")
-    p = (stage / name).resolve()
-    if not str(p).startswith(str(stage.resolve()) + os.sep):
-        raise InvalidArgument(f"invalid archive: entry {name!r} points outside the archive")
-    if not p.is_file():
-        raise InvalidArgument(f"invalid archive: {name} is missing")
-    return p
+    what = what or name
+    outside = InvalidArgument(
+        f"invalid archive: {what} leads outside the archive ({name!r})")
+    if name.startswith("/"):
+        raise outside
+    pending = name.split("/")[::-1]
+    resolved: list[str] = []
+    links = 0
+    while pending:
+        part = pending.pop()
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not resolved:
+                raise outside
+            resolved.pop()
+            continue
+        cur = stage.joinpath(*resolved, part)
+        try:
+            st = os.lstat(cur)
+        except (FileNotFoundError, NotADirectoryError):
+            raise InvalidArgument(f"invalid archive: {what} is missing") from None
+        if stat.S_ISLNK(st.st_mode):
+            links += 1
+            if links > _MAX_LINKS:
+                raise InvalidArgument(f"invalid archive: {what} is a loop of symlinks")
+            target = os.readlink(cur)
+            if target.startswith("/"):
+                raise outside
+            pending.extend(target.split("/")[::-1])
+            continue
+        resolved.append(part)
+    path = stage.joinpath(*resolved)
+    if not resolved or not stat.S_ISREG(os.lstat(path).st_mode):
+        raise InvalidArgument(f"invalid archive: {what} is not a regular file")
+    return path
+
+
+def _read_member(stage: Path, name: Any, what: str | None = None) -> bytes:
+    fd = os.open(_member(stage, name, what), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with open(fd, "rb") as f:
+        return f.read()
 
 
 def read_image_archive(svc: ImageService, stream: BinaryIO,
@@ -181,9 +229,10 @@ def read_image_archive(svc: ImageService, stream: BinaryIO,
             raise InvalidArgument(
                 f"invalid archive: {e.strerror or e or 'unexpected end of file'}") from None
         _start_writeback(stage)
-        if (stage / "manifest.json").is_file():
+        # lexists, not is_file: a link that leads away must fail, not be skipped
+        if os.path.lexists(stage / "manifest.json"):
             return _load_docker(svc, stage, say)
-        if (stage / "index.json").is_file():
+        if os.path.lexists(stage / "index.json"):
             return _load_oci(svc, stage, say)
         if not any(stage.iterdir()):
             raise InvalidArgument("invalid archive: it is empty (unexpected EOF)")
@@ -223,11 +272,12 @@ def _start_writeback(stage: Path) -> None:
     threading.Thread(target=flush, name="writeback", daemon=True).start()
 
 
-def _read_json(p: Path, what: str) -> Any:
+def _read_json(stage: Path, name: str) -> Any:
+    data = _read_member(stage, name)
     try:
-        return json.loads(p.read_bytes())
+        return json.loads(data)
     except ValueError as e:
-        raise InvalidArgument(f"invalid archive: {what} is not valid JSON: {e}") from None
+        raise InvalidArgument(f"invalid archive: {name} is not valid JSON: {e}") from None
 
 
 def _parse_tags(names: Any, what: str) -> list[str]:
@@ -237,7 +287,11 @@ def _parse_tags(names: Any, what: str) -> list[str]:
         raise InvalidArgument(f"invalid archive: {what} is not a list of names")
     out = []
     for n in names:
-        ref = reference.parse(n)
+        try:
+            ref = reference.parse(n)
+        except InvalidArgument as e:
+            raise InvalidArgument(f"invalid archive: {what} entry {n!r}: {e.message}"
+                                  ) from None
         if ref.digest:
             raise InvalidArgument(f"invalid archive: {what} holds a digest reference {n!r}")
         out.append(str(ref))
@@ -255,19 +309,22 @@ class _Layer:
 
 
 def _load_docker(svc: ImageService, stage: Path, say: Callable[[str], None]) -> list[str]:
-    entries = _read_json(stage / "manifest.json", "manifest.json")
+    entries = _read_json(stage, "manifest.json")
     if not isinstance(entries, list):
         raise InvalidArgument("invalid archive: manifest.json is not a list")
+    if not entries:
+        # Docker loads nothing and exits 0; an archive that holds no image is a mistake.
+        raise InvalidArgument("invalid archive: manifest.json lists no image")
     prepared = []
     for e in entries:  # check everything before recording anything
         if not isinstance(e, dict):
             raise InvalidArgument("invalid archive: manifest.json entry is not an object")
-        cfg_bytes = _safe_member(stage, e.get("Config")).read_bytes()
+        cfg_bytes = _read_member(stage, e.get("Config"), "image config")
         cfg = ImageConfig.parse(cfg_bytes)
         layer_names = e.get("Layers") or []
         if not isinstance(layer_names, list):
             raise InvalidArgument("invalid archive: Layers in manifest.json is not a list")
-        layers = [_Layer(_safe_member(stage, p)) for p in layer_names]
+        layers = [_Layer(_member(stage, p)) for p in layer_names]
         if len(layers) != len(cfg.diff_ids):
             raise InvalidArgument(
                 f"invalid archive: invalid manifest, layers length mismatch: expected"
@@ -336,7 +393,7 @@ def _loaded_messages(image_id: str, tags: list[str]) -> list[str]:
 
 
 def _verified(stage: Path, desc: Descriptor, what: str) -> bytes:
-    data = _safe_member(stage, f"blobs/sha256/{hex_of(desc.digest)}").read_bytes()
+    data = _read_member(stage, f"blobs/sha256/{hex_of(desc.digest)}")
     if sha256_bytes(data) != desc.digest or len(data) != desc.size:
         raise InvalidArgument(
             f"invalid archive: {what} {desc.digest} does not match its digest or size")
@@ -361,7 +418,7 @@ def _oci_tag(annotations: dict[str, str] | None) -> list[str]:
 
 
 def _load_oci(svc: ImageService, stage: Path, say: Callable[[str], None]) -> list[str]:
-    index = Index.parse((stage / "index.json").read_bytes())
+    index = Index.parse(_read_member(stage, "index.json"))
     if not index.manifests:
         raise InvalidArgument("invalid archive: index.json lists no images")
     prepared = []
@@ -382,7 +439,7 @@ def _load_oci(svc: ImageService, stage: Path, say: Callable[[str], None]) -> lis
             raise InvalidArgument(
                 f"invalid archive: manifest lists {len(manifest.layers)} layers but the"
                 f" config {len(cfg.diff_ids)}")
-        layers = [_Layer(_safe_member(stage, f"blobs/sha256/{hex_of(ld.digest)}"))
+        layers = [_Layer(_member(stage, f"blobs/sha256/{hex_of(ld.digest)}"))
                   for ld in manifest.layers]
         prepared.append((desc, manifest, cfg_bytes, cfg, layers))
     messages = []

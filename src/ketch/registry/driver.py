@@ -60,6 +60,8 @@ class StorageDriver(Protocol):
 
     def walk(self, path: str) -> Iterator[FileInfo]: ...
 
+    def temp_files(self, path: str) -> Iterator[FileInfo]: ...
+
 
 class _FsWriter:
     """Appends go straight to the file (uploads resume at their size); new files are
@@ -68,19 +70,23 @@ class _FsWriter:
     def __init__(self, final: Path, append: bool) -> None:
         final.parent.mkdir(parents=True, exist_ok=True)
         self._final = final
+        # Unbuffered: each write reaches the file at once, so its mtime shows the
+        # writer is alive (garbage collection spares temp files touched recently).
         if append:
             self._tmp = None
-            self._f = open(final, "ab")
+            self._f = open(final, "ab", buffering=0)
             self.size = self._f.tell()
         else:
             fd, name = tempfile.mkstemp(dir=final.parent, prefix=".tmp-")
             self._tmp = Path(name)
-            self._f = os.fdopen(fd, "wb")
+            self._f = os.fdopen(fd, "wb", buffering=0)
             self.size = 0
         self._done = False
 
     def write(self, data: bytes) -> int:
-        self._f.write(data)
+        view = memoryview(data)
+        while view:
+            view = view[self._f.write(view):]
         self.size += len(data)
         return len(data)
 
@@ -186,3 +192,18 @@ class FilesystemDriver:
                 except FileNotFoundError:
                     continue
                 yield FileInfo(f"{rel}/{name}", st.st_size, st.st_mtime, False)
+
+    def temp_files(self, path: str) -> Iterator[FileInfo]:
+        """The `.tmp-*` files of writes in progress or cut off, which list and walk hide."""
+        base = self._full(path)
+        for dirpath, _, filenames in os.walk(base):
+            rel = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
+            for name in sorted(filenames):
+                if not name.startswith(".tmp-"):
+                    continue
+                try:
+                    st = os.stat(os.path.join(dirpath, name))
+                except FileNotFoundError:
+                    continue
+                prefix = "" if rel == "." else f"{rel}/"
+                yield FileInfo(f"{prefix}{name}", st.st_size, st.st_mtime, False)

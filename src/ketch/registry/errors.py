@@ -19,6 +19,7 @@ STATUS = {
     "DENIED": 403,
     "UNSUPPORTED": 405,
     "RANGE_INVALID": 416,
+    "TAG_INVALID": 400,
 }
 
 
@@ -26,8 +27,9 @@ class RegistryError(Exception):
     """An error the server answers with `{"errors": [{code, message, detail}]}`."""
 
     def __init__(self, code: str, message: str, detail: Any = None,
-                 status: int | None = None) -> None:
+                 status: int | None = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
+        self.headers = headers or {}
         self.code = code
         self.message = message
         self.detail = detail

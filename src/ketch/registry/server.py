@@ -18,7 +18,15 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from ketch.registry.auth import Htpasswd
 from ketch.registry.errors import RegistryError
-from ketch.registry.storage import CHUNK, Storage, check_digest, check_name, paginate
+from ketch.registry.storage import (
+    CHUNK,
+    UPLOAD_IDLE,
+    Storage,
+    check_digest,
+    check_name,
+    paginate,
+    upload_headers,
+)
 from ketch.registry.tokens import SERVICE, TokenIssuer, parse_scopes
 
 _ROUTES = [
@@ -33,6 +41,8 @@ _ROUTES = [
 ]
 MANIFEST_ACCEPT_DEFAULT = "application/vnd.oci.image.manifest.v1+json"
 MAX_MANIFEST = 4 << 20
+PIECE_WAIT = 10.0
+MAX_QUERY_TAGS = 64  # the spec asks for at least 10; more may be answered with 414
 
 
 class RegistryServer(ThreadingHTTPServer):
@@ -53,8 +63,9 @@ class RegistryServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    # Idle keep-alive connections (and stalled uploads) release their thread eventually.
-    timeout = 300
+    # Idle keep-alive connections (and stalled uploads) release their thread eventually;
+    # garbage collection relies on this bound (see UPLOAD_TIMEOUT).
+    timeout = UPLOAD_IDLE
     server: RegistryServer
     server_version = "ketch-registry"
 
@@ -65,10 +76,12 @@ class _Handler(BaseHTTPRequestHandler):
     # -- plumbing ---------------------------------------------------------------------
     def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
               content_type: str | None = None, head: bool = False,
-              length: int | None = None) -> None:
+              length: int | None = None, extra: list[tuple[str, str]] | None = None) -> None:
         self.send_response(status)
         self.send_header("Docker-Distribution-API-Version", "registry/2.0")
         for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        for k, v in extra or []:  # headers that may repeat
             self.send_header(k, v)
         if content_type:
             self.send_header("Content-Type", content_type)
@@ -79,6 +92,51 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(data).encode(), headers, "application/json")
+
+    def send_error(self, code: int, message: str | None = None,
+                   explain: str | None = None) -> None:
+        """Requests the HTTP layer cannot parse (a request line that is not one, bytes
+        left over from a body longer than its Content-Length, ...) get the spec's JSON
+        error shape too, and the connection is closed: its framing is lost."""
+        self.close_connection = True
+        # An unparsable request line leaves the version at HTTP/0.9, which would send
+        # the body bare; nobody speaks 0.9 to a registry, so answer in HTTP/1.1.
+        self.request_version = self.protocol_version
+        short, _ = self.responses.get(code, ("error", ""))
+        body = {"errors": [{"code": "UNSUPPORTED" if code == 501 else "UNKNOWN",
+                            "message": message or short}]}
+        try:
+            self.send_response(code, message)
+            self.send_header("Docker-Distribution-API-Version", "registry/2.0")
+            self.send_header("Connection", "close")
+            data = json.dumps(body).encode()
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+                self.wfile.write(data)
+        except OSError:
+            pass
+
+    def _check_framing(self) -> None:
+        """Refuse a body whose length cannot be known before reading any of it."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            return
+        values = self.headers.get_all("Content-Length") or []
+        if not values:
+            return
+        if len(set(values)) == 1 and values[0].strip().isascii() and values[0].strip(
+                ).isdigit():
+            return
+        self._framing_lost()
+        raise RegistryError("SIZE_INVALID", "invalid Content-Length header",
+                            {"Content-Length": ", ".join(values)}, status=400)
+
+    def _framing_lost(self) -> None:
+        # Where this request's body ends is unknown: nothing more can be read from
+        # the connection, so it is neither drained nor kept open.
+        self._body_iter = iter(())
+        self.close_connection = True
 
     def _body(self) -> Iterator[bytes]:
         """The request body as chunks, whatever its framing.
@@ -91,30 +149,52 @@ class _Handler(BaseHTTPRequestHandler):
         return self._body_iter
 
     def _read_body(self) -> Iterator[bytes]:
+        # In pieces of what arrived (see _read_piece), so that an upload's temp file
+        # is written while the client sends: its mtime tells a live upload from a dead one.
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             while True:
                 line = self.rfile.readline(1024)
-                size = int(line.split(b";")[0].strip() or b"0", 16)
+                digits = line.split(b";")[0].strip()
+                if not line.endswith(b"\n") or not digits or not all(
+                        c in b"0123456789abcdefABCDEF" for c in digits):
+                    self._framing_lost()
+                    raise RegistryError("SIZE_INVALID", "invalid chunked transfer coding",
+                                        status=400)
+                size = int(digits, 16)
                 if size == 0:
                     while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
                         pass
                     return
                 left = size
                 while left:
-                    data = self.rfile.read(min(left, CHUNK))
-                    if not data:
-                        raise ConnectionError("client closed the connection mid-body")
+                    data = self._read_piece(left)
                     left -= len(data)
                     yield data
                 self.rfile.readline(1024)
         else:
             left = int(self.headers.get("Content-Length") or 0)
             while left > 0:
-                data = self.rfile.read(min(left, CHUNK))
-                if not data:
-                    raise ConnectionError("client closed the connection mid-body")
+                data = self._read_piece(left)
                 left -= len(data)
                 yield data
+
+    def _read_piece(self, left: int) -> bytes:
+        """Up to CHUNK bytes of the body, sooner when the client is slow: whatever has
+        arrived is handed on after PIECE_WAIT seconds, so an upload's temp file is
+        written (its mtime refreshed) well within UPLOAD_TIMEOUT while it is alive."""
+        import time
+
+        want = min(left, CHUNK)
+        buf = bytearray()
+        deadline = time.monotonic() + PIECE_WAIT
+        while len(buf) < want:
+            data = self.rfile.read1(want - len(buf))
+            if not data:
+                raise ConnectionError("client closed the connection mid-body")
+            buf += data
+            if time.monotonic() > deadline:
+                break
+        return bytes(buf)
 
     def _drain(self) -> None:
         for _ in self._body():
@@ -151,11 +231,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         url = urlsplit(self.path)
         self._body_iter: Iterator[bytes] | None = None
-        self.query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        self.query_all = parse_qs(url.query)
+        self.query = {k: v[-1] for k, v in self.query_all.items()}
         body_read = method in ("GET", "HEAD", "DELETE")
         self._scope = ""
         self.access: dict[tuple[str, str], set[str]] | None = None
         try:
+            self._check_framing()
             if url.path == "/token" and self.server.tokens is not None:
                 if method != "GET":
                     raise RegistryError("UNSUPPORTED", "the operation is unsupported",
@@ -184,9 +266,11 @@ class _Handler(BaseHTTPRequestHandler):
                     self._drain()
                 except (OSError, ValueError):
                     self.close_connection = True
-            headers = {}
+            headers = dict(e.headers)
             if e.status == 401:
                 headers["WWW-Authenticate"] = self._challenge()
+            if self.close_connection:
+                headers["Connection"] = "close"
             self._error(method, e, headers)
         except (OSError, ValueError) as e:
             self.close_connection = True
@@ -297,8 +381,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _manifest_put(self, name: str, ref: str) -> None:
         data = self._read_all(MAX_MANIFEST)
+        tags = self.query_all.get("tag") or []
+        if len(tags) > MAX_QUERY_TAGS:
+            raise RegistryError("TAG_INVALID", "too many tag parameters",
+                                {"count": len(tags)}, status=414)
         digest = self.server.storage.put_manifest(
-            name, ref, data, self.headers.get("Content-Type") or "")
+            name, ref, data, self.headers.get("Content-Type") or "", tags=tags)
         headers = {"Location": f"/v2/{name}/manifests/{digest}",
                    "Docker-Content-Digest": digest}
         try:
@@ -308,7 +396,7 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(subject, dict) and subject.get("digest"):
             # Tells OCI 1.1 clients the referrers API exists (no fallback tag needed).
             headers["OCI-Subject"] = str(subject["digest"])
-        self._send(201, b"", headers)
+        self._send(201, b"", headers, extra=[("OCI-Tag", t) for t in dict.fromkeys(tags)])
 
     def _manifest_delete(self, name: str, ref: str) -> None:
         self.server.storage.delete_manifest(name, ref)
@@ -320,15 +408,10 @@ class _Handler(BaseHTTPRequestHandler):
             headers = {"Docker-Content-Digest": digest, "ETag": f'"{digest}"',
                        "Accept-Ranges": "bytes"}
             start, end = 0, size - 1
-            rng = self.headers.get("Range")
             status = 200
-            m = re.match(r"^bytes=(\d+)-(\d*)$", rng or "")
-            if m and not head:
-                start = int(m.group(1))
-                end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
-                if start >= size or end < start:
-                    raise RegistryError("RANGE_INVALID", "requested range not satisfiable",
-                                        status=416)
+            wanted = _byte_range(self.headers.get("Range"), size) if not head else None
+            if wanted is not None:
+                start, end = wanted
                 status = 206
                 headers["Content-Range"] = f"bytes {start}-{end}/{size}"
             self._send(status, b"", headers, "application/octet-stream", head=True,
@@ -354,7 +437,16 @@ class _Handler(BaseHTTPRequestHandler):
     def _uploads_post(self, name: str) -> None:
         st = self.server.storage
         mount, source = self.query.get("mount"), self.query.get("from")
-        if mount and source and self._granted(f"repository:{source}:pull"):
+        if mount and source:
+            scope = f"repository:{source}:pull"
+            if not self._granted(scope):
+                # Distribution's answer: the token must cover the source too. Turning
+                # the mount into a plain upload instead would hide why it failed.
+                # Both scopes, as distribution asks, so the client can upgrade its token.
+                self._scope = f"repository:{name}:pull,push {scope}"
+                raise RegistryError("UNAUTHORIZED", "authentication required",
+                                    [{"Type": "repository", "Name": source,
+                                      "Action": "pull"}])
             if st.mount(name, mount, source):
                 self._drain()
                 self._send(201, b"", {"Location": f"/v2/{name}/blobs/{mount}",
@@ -368,28 +460,34 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._drain()
         uid = st.start_upload(name)
-        self._send(202, b"", self._upload_headers(name, uid, 0))
-
-    def _upload_headers(self, name: str, uid: str, offset: int) -> dict[str, str]:
-        return {"Location": f"/v2/{name}/blobs/uploads/{uid}",
-                "Range": f"0-{max(offset - 1, 0)}", "Docker-Upload-UUID": uid}
+        self._send(202, b"", upload_headers(name, uid, 0))
 
     def _upload_get(self, name: str, uuid: str) -> None:
         offset = self.server.storage.upload_offset(name, uuid)
-        self._send(204, b"", self._upload_headers(name, uuid, offset))
+        self._send(204, b"", upload_headers(name, uuid, offset))
+
+    def _content_range_start(self, name: str, uuid: str) -> int | None:
+        """Where the chunk of this PATCH or closing PUT claims to start, if it says."""
+        value = self.headers.get("Content-Range")
+        if value is None:
+            return None
+        m = re.match(r"^(?:bytes )?(\d+)-(\d+)$", value.strip())
+        if m is None or int(m.group(2)) < int(m.group(1)):
+            offset = self.server.storage.upload_offset(name, uuid)
+            raise RegistryError("RANGE_INVALID", "invalid content range",
+                                {"Content-Range": value},
+                                headers=upload_headers(name, uuid, offset))
+        return int(m.group(1))
 
     def _upload_patch(self, name: str, uuid: str) -> None:
-        start = None
-        m = re.match(r"^(?:bytes )?(\d+)-(\d+)", self.headers.get("Content-Range") or "")
-        if m:
-            start = int(m.group(1))
+        start = self._content_range_start(name, uuid)
         offset = self.server.storage.append_upload(name, uuid, self._body(), start)
-        self._send(202, b"", self._upload_headers(name, uuid, offset))
+        self._send(202, b"", upload_headers(name, uuid, offset))
 
     def _upload_put(self, name: str, uuid: str) -> None:
         digest = self.query.get("digest")
         st = self.server.storage
-        st.append_upload(name, uuid, self._body())
+        st.append_upload(name, uuid, self._body(), self._content_range_start(name, uuid))
         if not digest:
             st.cancel_upload(name, uuid)
             raise RegistryError("DIGEST_INVALID", "digest parameter missing")
@@ -401,6 +499,28 @@ class _Handler(BaseHTTPRequestHandler):
     def _upload_delete(self, name: str, uuid: str) -> None:
         self.server.storage.cancel_upload(name, uuid)
         self._send(204)
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The (first, last) byte positions a single-range `Range` header asks for, None
+    to send the whole blob (no header, or one this server does not parse: RFC 9110
+    lets a server ignore Range), RANGE_INVALID (416) when nothing of it exists."""
+    m = re.match(r"^bytes=(\d*)-(\d*)$", (header or "").strip())
+    if m is None or not (m.group(1) or m.group(2)):
+        return None
+    if m.group(1):
+        start = int(m.group(1))
+        end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
+        if m.group(2) and int(m.group(2)) < start:
+            return None  # syntactically invalid: ignored
+    else:  # a suffix: the last N bytes
+        start, end = max(size - int(m.group(2)), 0), size - 1
+        if int(m.group(2)) == 0:
+            start = size
+    if start >= size:
+        raise RegistryError("RANGE_INVALID", "requested range not satisfiable",
+                            status=416, headers={"Content-Range": f"bytes */{size}"})
+    return start, end
 
 
 def _int(s: str | None) -> int | None:

@@ -20,7 +20,7 @@ from ketch.registry.driver import FilesystemDriver, PathNotFound, StorageDriver
 from ketch.registry.errors import RegistryError
 
 CHUNK = 1 << 20
-_DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
+_DIGEST_RE = re.compile(r"^(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$")
 _ANY_DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
 _TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$", re.ASCII)
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
@@ -40,11 +40,28 @@ INDEX_TYPES = frozenset({
 def check_digest(digest: str) -> str:
     if _DIGEST_RE.match(digest):
         return digest
-    if _ANY_DIGEST_RE.match(digest):
-        raise RegistryError("UNSUPPORTED", "only sha256 digests are supported",
+    if _ANY_DIGEST_RE.match(digest) and digest.partition(":")[0] not in paths.ALGORITHMS:
+        raise RegistryError("UNSUPPORTED", "only sha256 and sha512 digests are supported",
                             {"digest": digest}, status=400)
     raise RegistryError("DIGEST_INVALID", "provided digest did not match uploaded content",
                         {"digest": digest})
+
+
+def digest_bytes(data: bytes, algorithm: str = "sha256") -> str:
+    return f"{algorithm}:" + hashlib.new(algorithm, data).hexdigest()
+
+
+def check_tag(tag: str) -> str:
+    if not _TAG_RE.match(tag):
+        raise RegistryError("TAG_INVALID", "manifest tag did not match URI", {"tag": tag},
+                            status=400)
+    return tag
+
+
+def upload_headers(name: str, uid: str, offset: int) -> dict[str, str]:
+    """Where an upload session lives and how much of it the registry has."""
+    return {"Location": f"/v2/{name}/blobs/uploads/{uid}",
+            "Range": f"0-{max(offset - 1, 0)}", "Docker-Upload-UUID": uid}
 
 
 def check_name(name: str) -> str:
@@ -102,8 +119,7 @@ class Storage:
                                 {"digest": digest}) from None
 
     def mount(self, name: str, digest: str, source: str) -> bool:
-        check_digest(digest)
-        if not NAME_RE.match(source):
+        if not _DIGEST_RE.match(digest) or not NAME_RE.match(source):
             return False
         if not self._exists(paths.layer_link(source, digest)):
             return False
@@ -114,11 +130,12 @@ class Storage:
 
     def _store_verified(self, src: str, digest: str) -> None:
         """Hash `src`, compare with `digest`, and move it into the blob store."""
-        h = hashlib.sha256()
+        algorithm = digest.partition(":")[0]
+        h = hashlib.new(algorithm)
         with self.driver.reader(src) as f:
             while chunk := f.read(CHUNK):
                 h.update(chunk)
-        actual = "sha256:" + h.hexdigest()
+        actual = f"{algorithm}:" + h.hexdigest()
         if actual != digest:
             raise RegistryError("DIGEST_INVALID",
                                 "provided digest did not match uploaded content",
@@ -151,7 +168,8 @@ class Storage:
         try:
             if start is not None and start != w.size:
                 raise RegistryError("RANGE_INVALID", "invalid content range",
-                                    {"offset": w.size, "start": start})
+                                    {"offset": w.size, "start": start},
+                                    headers=upload_headers(name, uid, w.size))
             for chunk in body:
                 w.write(chunk)
             w.commit()
@@ -223,11 +241,18 @@ class Storage:
         return data, media_type, digest
 
     def put_manifest(self, name: str, reference: str, data: bytes,
-                     content_type: str) -> str:
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+                     content_type: str, tags: list[str] | None = None) -> str:
+        """Store a manifest under its digest (in the reference's algorithm when the
+        reference is a digest, else sha256) and point `reference` (a tag) and `tags`
+        (OCI 1.1's `?tag=`) at it."""
         is_tag = _TAG_RE.match(reference) is not None and ":" not in reference
-        if not is_tag:
+        tags = [check_tag(t) for t in tags or []]
+        if is_tag:
+            tags = [reference, *tags]
+            digest = digest_bytes(data)
+        else:
             check_digest(reference)
+            digest = digest_bytes(data, reference.partition(":")[0])
             if reference != digest:
                 raise RegistryError("DIGEST_INVALID",
                                     "manifest digest did not match the reference",
@@ -237,8 +262,8 @@ class Storage:
             if not self._exists(paths.blob(digest)):
                 self.driver.put_content(paths.blob(digest), data)
             self.driver.put_content(paths.revision_type(name, digest), media_type.encode())
-            if is_tag:
-                self.driver.put_content(paths.tag(name, reference), digest.encode())
+            for t in dict.fromkeys(tags):
+                self.driver.put_content(paths.tag(name, t), digest.encode())
         return digest
     def _validate_manifest(self, name: str, data: bytes, content_type: str) -> str:
         try:
@@ -250,16 +275,30 @@ class Storage:
             raise RegistryError("MANIFEST_INVALID", "manifest invalid",
                                 "only schemaVersion 2 manifests are supported")
         declared = doc.get("mediaType")
+        if declared is not None and not isinstance(declared, str):
+            raise RegistryError("MANIFEST_INVALID", "manifest invalid",
+                                "mediaType is not a string")
         media_type = declared or content_type.split(";")[0].strip()
-        if not media_type or media_type == "application/json":
+        shape_manifest = "config" in doc or "layers" in doc
+        shape_index = "manifests" in doc
+        if not media_type or media_type in ("application/json", "application/octet-stream"):
             # OCI lets mediaType be omitted: the shape tells an index from a manifest.
-            media_type = ("application/vnd.oci.image.index.v1+json" if "manifests" in doc
+            media_type = ("application/vnd.oci.image.index.v1+json" if shape_index
                           else "application/vnd.oci.image.manifest.v1+json")
         if declared and content_type and content_type.split(";")[0].strip() not in (
                 declared, "application/json", "application/octet-stream"):
             raise RegistryError("MANIFEST_INVALID", "manifest invalid",
                                 f"Content-Type {content_type} does not match mediaType"
                                 f" {declared}")
+        # A body must be one thing whatever it is called (CVE-2021-41190): an index may
+        # not carry config or layers, a manifest no manifests, or a client that reads the
+        # other shape would see content this registry never checked.
+        if media_type in INDEX_TYPES and shape_manifest:
+            raise RegistryError("MANIFEST_INVALID", "manifest invalid",
+                                "expected an index but found a manifest (config/layers)")
+        if media_type in MANIFEST_TYPES and shape_index:
+            raise RegistryError("MANIFEST_INVALID", "manifest invalid",
+                                "expected a manifest but found an index (manifests)")
         try:
             if media_type in MANIFEST_TYPES:
                 refs = [doc["config"]] + list(doc.get("layers") or [])
@@ -309,10 +348,14 @@ class Storage:
             return None
 
     def revisions(self, name: str) -> list[str]:
-        try:
-            return ["sha256:" + h for h in self.driver.list(paths.revisions(name))]
-        except PathNotFound:
-            return []
+        out = []
+        for algorithm in paths.ALGORITHMS:
+            try:
+                out += [f"{algorithm}:{h}"
+                        for h in self.driver.list(paths.revisions(name, algorithm))]
+            except PathNotFound:
+                continue
+        return out
 
     def _read_json(self, digest: str) -> tuple[bytes, dict[str, Any]] | None:
         try:
@@ -396,7 +439,14 @@ def paginate(items: list[str], n: int | None, last: str | None) -> tuple[list[st
     return items[:n], len(items) > n
 
 
+# A resumable upload session (POST, PATCH...) may be continued for a day.
 UPLOAD_MAX_AGE = 24 * 3600
+# The server drops a connection that sends nothing for UPLOAD_IDLE seconds, and hands
+# on what a body sent within 10 s of its arrival, so a live upload writes its temp file
+# at least every UPLOAD_IDLE + 10 s. One untouched for UPLOAD_TIMEOUT belongs to no live
+# request: its writer was killed.
+UPLOAD_IDLE = 300
+UPLOAD_TIMEOUT = 2 * UPLOAD_IDLE
 
 
 def garbage_collect(storage: Storage, *, delete_untagged: bool = False,
@@ -428,14 +478,15 @@ def garbage_collect(storage: Storage, *, delete_untagged: bool = False,
                 if isinstance(d, dict) and d.get("digest"):
                     marked.add(d["digest"])
     if not dry_run:
-        _purge_uploads(storage)
+        _purge_sessions(storage)
     removed = []
-    try:
-        blobs = storage.driver.list(paths.BLOBS)
-    except PathNotFound:
-        blobs = []
-    for hexpart in blobs:
-        digest = "sha256:" + hexpart
+    blobs = []
+    for algorithm in paths.ALGORITHMS:
+        try:
+            blobs += [f"{algorithm}:{h}" for h in storage.driver.list(paths.blobs(algorithm))]
+        except PathNotFound:
+            continue
+    for digest in blobs:
         if digest not in marked:
             removed.append(digest)
             if not dry_run:
@@ -443,8 +494,8 @@ def garbage_collect(storage: Storage, *, delete_untagged: bool = False,
     return sorted(removed)
 
 
-def _purge_uploads(storage: Storage) -> None:
-    """Drop upload sessions and temp files a client abandoned a day ago or more."""
+def _purge_sessions(storage: Storage) -> None:
+    """Drop upload sessions a client abandoned a day ago or more."""
     import time
 
     cutoff = time.time() - UPLOAD_MAX_AGE
@@ -460,6 +511,18 @@ def _purge_uploads(storage: Storage) -> None:
                 mtime = 0.0
             if mtime < cutoff:
                 storage._delete_quietly(info.path)
+
+
+def collect_temp_files(storage: Storage, *, dry_run: bool = False,
+                       now: float | None = None) -> list[str]:
+    """Delete the temp files of writes that were cut off (a killed server, a crash):
+    `.tmp-*` files anywhere, and monolithic uploads left in tmp/, once untouched for
+    longer than UPLOAD_TIMEOUT. Fresher ones may belong to a live request and stay.
+    Returns their paths."""
+    import time
+
+    cutoff = (time.time() if now is None else now) - UPLOAD_TIMEOUT
+    stale = [info.path for info in storage.driver.temp_files("") if info.mtime < cutoff]
     try:
         tmp = storage.driver.list(paths.TMP)
     except PathNotFound:
@@ -467,6 +530,10 @@ def _purge_uploads(storage: Storage) -> None:
     for name in tmp:
         try:
             if storage.driver.stat(f"{paths.TMP}/{name}").mtime < cutoff:
-                storage._delete_quietly(f"{paths.TMP}/{name}")
+                stale.append(f"{paths.TMP}/{name}")
         except PathNotFound:
             continue
+    if not dry_run:
+        for path in stale:
+            storage._delete_quietly(path)
+    return sorted(stale)
