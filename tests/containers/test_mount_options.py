@@ -173,3 +173,38 @@ def test_volume_that_cannot_be_mounted_fails_the_start(ketch):
     assert p.returncode == 125 and "failed to mount local volume" in p.stderr
     data = Path(json.loads(ketch("volume", "inspect", "badmount").stdout)[0]["Mountpoint"])
     wait_for(lambda: not mounts_under(data), what="nothing mounted")
+
+
+def test_bind_nonrecursive_leaves_out_mounts_below_the_source(ketch, mount_point):
+    sub = mount_point / "sub"
+    sub.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(sub)], check=True)
+    (sub / "f").write_text("on the submount\n")
+    spec = f"type=bind,src={mount_point},dst=/s"
+    assert ketch("run", "--rm", "--mount", spec, "busybox", "cat", "/s/sub/f"
+                 ).stdout == "on the submount\n"
+    p = ketch("run", "--rm", "--mount", spec + ",bind-nonrecursive", "busybox", "ls", "-A",
+              "/s/sub")
+    assert p.stdout == ""
+
+
+def test_mount_volume_label_labels_the_new_volume(ketch):
+    ketch("run", "--rm", "--mount", "type=volume,src=lv,dst=/x,volume-label=team=core",
+          "busybox", "true")
+    assert ketch("volume", "inspect", "-f", "{{json .Labels}}", "lv").stdout == \
+        '{"team":"core"}\n'
+
+
+def test_cp_into_a_stopped_container_reaches_its_bind_volume(ketch, tmp_path):
+    host = tmp_path / "host"
+    host.mkdir()
+    ketch("volume", "create", "--opt", "type=none", "--opt", "o=bind", "--opt",
+          f"device={host}", "cpv")
+    ketch("create", "--name", "cpt", "-v", "cpv:/b", "busybox", "true")
+    ketch("start", "-a", "cpt")  # mounts and seeds the volume once, then stops
+    src = tmp_path / "f"
+    src.write_text("copied\n")
+    ketch("cp", str(src), "cpt:/b/f")
+    assert (host / "f").read_text() == "copied\n"
+    ketch("cp", "cpt:/b/f", str(tmp_path / "back"))
+    assert (tmp_path / "back").read_text() == "copied\n"

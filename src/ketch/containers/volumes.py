@@ -133,7 +133,7 @@ class VolumeStore:
 
         with self._lock(name):
             if not is_mounted(data):
-                _mount_device(opts, data)
+                mount_device(opts, data)
             self._set_holders(name, self._holders(name) | {holder})
         return data
 
@@ -228,7 +228,7 @@ class VolumeStore:
         return removed, space
 
 
-def _mount_device(opts: dict[str, str], target: Path) -> None:
+def mount_device(opts: dict[str, str], target: Path) -> None:
     """mount(2) the local driver's `device` of `type` with options `o` on `target`."""
     import ctypes
     import os
