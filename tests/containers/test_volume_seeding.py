@@ -88,3 +88,11 @@ def test_seeding_follows_no_symlink_out_of_the_image(ketch, seeded_image):
         import shutil
 
         shutil.rmtree(host, ignore_errors=True)
+
+
+def test_volume_emptied_by_its_container_is_not_seeded_again_on_restart(ketch,
+                                                                       seeded_image):
+    ketch("create", "--name", "emptier", "-v", "once:/data", seeded_image, "sh", "-c",
+          "ls /data; rm -rf /data/*")
+    assert ketch("start", "-a", "emptier").stdout == "f\nlink\nsub\n"
+    assert ketch("start", "-a", "emptier").stdout == ""

@@ -127,6 +127,9 @@ def _mounts(svc: ContainerService, rec: ContainerRecord, rootfs: Path
                     ["rbind", "rprivate"])]
     shown: list[dict[str, Any]] = []
     root_propagation: str | None = None
+    # Docker copies image content into volumes once, for the container's creation: a
+    # volume its own container emptied stays empty across restarts
+    first_start = "Mounts" not in rec.extra
     points: list[MountPoint] = [parse_bind(b) for b in hc.get("Binds") or []]
     points += [mount_point(m) for m in hc.get("Mounts") or []]
     for target, opts in (hc.get("Tmpfs") or {}).items():
@@ -165,7 +168,7 @@ def _mounts(svc: ContainerService, rec: ContainerRecord, rootfs: Path
             if not store.path(name).is_dir():
                 store.create(name, labels=mp.volume_labels, options=mp.volume_options)
             data = store.acquire(name, rec.id)
-            if mp.copy_data:
+            if mp.copy_data and first_start:
                 seed_from_image(rootfs, mp.target, data)
             source = str(data)
         mounts.append(Mount(mp.target, source, "bind",
