@@ -4,7 +4,8 @@ digesting/compressing streams around them.
 Public API (import from here; the submodules are implementation):
 
 * extraction: `extract`, `ExtractStats`
-* writing: `write_layer_from_upper`, `write_tree`, `layer_blob_from_upper`
+* writing: `write_layer_from_upper`, `write_tree`, `write_dir_fd`,
+  `layer_blob_from_upper`
 * streams: `open_decompressed`, `compress_gzip`, `gzip_writer`, `DigestingWriter`,
   `DigestingReader`, `LayerDigests`, `detect_compression`
 * paths in an untrusted root: `safe_join`, `resolve_in_root`, `open_in_root`, `InRoot`
@@ -38,7 +39,12 @@ from ketch.archive.whiteouts import (
     WHITEOUT_OPAQUE,
     WHITEOUT_PREFIX,
 )
-from ketch.archive.writer import layer_blob_from_upper, write_layer_from_upper, write_tree
+from ketch.archive.writer import (
+    layer_blob_from_upper,
+    write_dir_fd,
+    write_layer_from_upper,
+    write_tree,
+)
 
 __all__ = [
     "COPY_BUFSIZE",
@@ -64,6 +70,7 @@ __all__ = [
     "open_in_root",
     "resolve_in_root",
     "safe_join",
+    "write_dir_fd",
     "write_layer_from_upper",
     "write_tree",
 ]

@@ -485,6 +485,19 @@ def write_tree(
     writer.close()
 
 
+def write_dir_fd(dir_fd: int, out_fileobj: IO[bytes] | Any) -> None:
+    """Tar everything below the open directory `dir_fd` (not the directory itself), named
+    relative to it. For a directory found with `InRoot`: the walk starts at exactly the
+    inode that was opened, whatever its path has become since."""
+    writer = _TarWriter(out_fileobj)
+    try:
+        writer.walk(dir_fd, "")
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
+
+
 def layer_blob_from_upper(
     upper: Path | str,
     dst_file: IO[bytes] | Any,

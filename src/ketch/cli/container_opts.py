@@ -304,24 +304,10 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
 
 
 def parse_mount(spec: str) -> dict[str, Any]:
-    fields: dict[str, str] = {}
-    readonly = False
-    for part in spec.split(","):
-        k, eq, v = part.partition("=")
-        k = k.strip().lower()
-        if k in ("readonly", "ro") and (not eq or v in ("1", "true")):
-            readonly = True
-            continue
-        if not eq:
-            raise InvalidArgument(f"invalid field '{part}' must be a key=value pair")
-        fields[k] = v
-    mtype = fields.get("type", "volume")
-    target = fields.get("target") or fields.get("destination") or fields.get("dst")
-    if not target:
-        raise InvalidArgument("target is required in --mount")
-    out: dict[str, Any] = {"Type": mtype, "Target": target,
-                           "Source": fields.get("source") or fields.get("src") or "",
-                           "ReadOnly": readonly}
-    if mtype not in ("bind", "volume", "tmpfs"):
-        raise InvalidArgument(f"invalid mount type {mtype!r}: use bind, volume or tmpfs")
-    return out
+    from ketch.containers.mounts import parse_mount_flag
+
+    try:
+        return parse_mount_flag(spec)
+    except InvalidArgument as e:
+        raise InvalidArgument(f'invalid argument "{spec}" for "--mount" flag:'
+                              f" {e.message}") from None

@@ -88,6 +88,22 @@ def container_mounts(svc: ContainerService, rec: ContainerRecord) -> list[dict[s
     return out
 
 
+def _mount_volume_devices(svc: ContainerService, mounts: list[dict[str, Any]]) -> None:
+    """Volumes with local driver options (tmpfs, bind, NFS) that are not mounted because
+    the container is stopped: mounted here, in the child's namespace, as Docker mounts
+    them for `cp`, so a bind volume's copy lands in its host directory."""
+    from ketch.containers.rootfs import is_mounted
+    from ketch.containers.volumes import VolumeStore, mount_device
+
+    store = VolumeStore(svc.engine)
+    for m in mounts:
+        if m.get("Type") != "volume" or not m.get("Name"):
+            continue
+        opts = store.options(m["Name"])
+        if opts and not is_mounted(Path(m["Source"])):
+            mount_device(opts, Path(m["Source"]))
+
+
 def _mount_volumes(root_fd: int, mounts: list[dict[str, Any]]) -> None:
     from ketch.archive import InRoot
     from ketch.containers.rootfs import libc
@@ -143,7 +159,9 @@ def _in_container_fs(svc: ContainerService, rec: ContainerRecord,
             root = _mount_root(svc, rec)
             root_fd = os.open(root, _DIR_FLAGS)
             if volumes:
-                _mount_volumes(root_fd, container_mounts(svc, rec))
+                mounts = container_mounts(svc, rec)
+                _mount_volume_devices(svc, mounts)
+                _mount_volumes(root_fd, mounts)
             result = {"ok": work(root_fd, root)}
             code = 0
         except KetchError as e:

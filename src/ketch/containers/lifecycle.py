@@ -100,73 +100,105 @@ def _write_etc_files(svc: ContainerService, rec: ContainerRecord,
         att, hc.get("Dns") or (), hc.get("DnsSearch") or (), hc.get("DnsOptions") or ()))
 
 
-def _volume_dir(svc: ContainerService, name: str) -> Path:
-    from ketch.containers.volumes import VolumeStore
-
-    return VolumeStore(svc.engine).ensure(name)
-
-
 def _mounts(svc: ContainerService, rec: ContainerRecord, rootfs: Path
-            ) -> tuple[list[Any], list[dict[str, Any]]]:
-    """OCI mounts for binds, volumes and tmpfs, and Docker's `Mounts` for inspect."""
+            ) -> tuple[list[Any], list[dict[str, Any]], str | None]:
+    """OCI mounts for binds, volumes and tmpfs, Docker's `Mounts` for inspect, and the
+    propagation the container's root needs for shared or slave binds (None: runc's).
+
+    Volumes are mounted by their driver first (local driver options) and, when empty,
+    seeded from the image's content at their mount point (not with `nocopy`)."""
+    from ketch.containers.mounts import (
+        DEFAULT_PROPAGATION,
+        MountPoint,
+        check_propagation,
+        check_tmpfs_options,
+        mount_point,
+        parse_bind,
+    )
+    from ketch.containers.volumes import VolumeStore, seed_from_image
     from ketch.runtime.spec import Mount
 
     d = svc.path(rec.id)
     hc = rec.host_config
+    store = VolumeStore(svc.engine)
     mounts = [Mount("/etc/hostname", str(d / "hostname"), "bind", ["rbind", "rprivate"]),
               Mount("/etc/hosts", str(d / "hosts"), "bind", ["rbind", "rprivate"]),
               Mount("/etc/resolv.conf", str(d / "resolv.conf"), "bind",
                     ["rbind", "rprivate"])]
     shown: list[dict[str, Any]] = []
-    targets: set[str] = set()
-
-    def add(kind: str, source: str, target: str, ro: bool, name: str = "") -> None:
-        if target in targets:
-            raise InvalidArgument(f"duplicate mount point: {target}")
-        targets.add(target)
-        opts = ["rbind", "rprivate"] + (["ro"] if ro else [])
-        mounts.append(Mount(target, source, "bind", opts))
-        shown.append({"Type": kind, "Name": name, "Source": source, "Destination": target,
-                      "Driver": "local" if kind == "volume" else "", "Mode": "ro" if ro
-                      else "", "RW": not ro, "Propagation": "rprivate"})
-
-    for spec in hc.get("Binds") or []:
-        parts = spec.split(":")
-        src, target = parts[0], parts[1]
-        ro = len(parts) > 2 and "ro" in parts[2].split(",")
-        if src.startswith("/"):
-            if not os.path.exists(src):
-                os.makedirs(src, exist_ok=True)  # Docker creates a missing bind source
-            add("bind", src, target, ro)
-        else:
-            add("volume", str(_volume_dir(svc, src)), target, ro, src)
-    for m in hc.get("Mounts") or []:
-        kind, target, src, ro = m["Type"], m["Target"], m.get("Source") or "", m["ReadOnly"]
-        if kind == "bind":
-            if not src.startswith("/") or not os.path.exists(src):
-                raise InvalidArgument(f"invalid mount config for type \"bind\": bind source"
-                                      f" path does not exist: {src}")
-            add("bind", src, target, ro)
-        elif kind == "volume":
-            # an anonymous volume keeps its name across restarts, and `rm -v` finds it
-            name = src or rec.extra.get("anon_volumes", {}).get(target) or os.urandom(32).hex()
-            if not src:
-                rec.extra.setdefault("anon_volumes", {})[target] = name
-            add("volume", str(_volume_dir(svc, name)), target, ro, name)
-        else:
-            targets.add(target)
-            mounts.append(Mount(target, "tmpfs", "tmpfs",
-                                ["nosuid", "nodev", "noexec"] + (["ro"] if ro else [])))
+    root_propagation: str | None = None
+    # Docker copies image content into volumes once, for the container's creation: a
+    # volume its own container emptied stays empty across restarts
+    first_start = "Mounts" not in rec.extra
+    points: list[MountPoint] = [parse_bind(b) for b in hc.get("Binds") or []]
+    points += [mount_point(m) for m in hc.get("Mounts") or []]
     for target, opts in (hc.get("Tmpfs") or {}).items():
-        targets.add(target)
-        extra = [o for o in (opts or "").split(",") if o]
-        mounts.append(Mount(target, "tmpfs", "tmpfs", ["nosuid", "nodev", "noexec"] + extra))
+        check_tmpfs_options(opts or "")
+        points.append(MountPoint("tmpfs", target, tmpfs_data=opts or ""))
+    targets = {p.target for p in points}
     for target in (rec.config.get("Volumes") or {}):
-        if target not in targets:  # an image VOLUME gets an anonymous volume
-            anon = rec.extra.get("anon_volumes", {}).get(target) or os.urandom(32).hex()
-            rec.extra.setdefault("anon_volumes", {})[target] = anon
-            add("volume", str(_volume_dir(svc, anon)), target, False, anon)
-    return mounts, shown
+        if target not in targets:  # an image VOLUME (or `-v /path`): an anonymous volume
+            points.append(MountPoint("volume", target))
+    seen: set[str] = set()
+    for mp in points:
+        if mp.target in seen:
+            raise InvalidArgument(f"Duplicate mount point: {mp.target}")
+        seen.add(mp.target)
+        ro = ["ro"] if mp.read_only else []
+        if mp.type == "tmpfs":
+            extra = [o for o in mp.tmpfs_data.split(",") if o]
+            mounts.append(Mount(mp.target, "tmpfs", "tmpfs",
+                                ["nosuid", "nodev", "noexec"] + ro + extra))
+            continue
+        propagation = mp.propagation or DEFAULT_PROPAGATION
+        name = ""
+        if mp.type == "bind":
+            source = mp.source
+            if not os.path.exists(source):
+                os.makedirs(source, exist_ok=True)  # Docker creates a missing -v source
+            wanted = check_propagation(source, propagation)
+            if wanted == "rshared" or (wanted and root_propagation is None):
+                root_propagation = "shared" if wanted == "rshared" else "rslave"
+        else:
+            # an anonymous volume keeps its name across restarts, and `rm -v` finds it
+            anon = rec.extra.setdefault("anon_volumes", {})
+            name = mp.source or anon.get(mp.target) or os.urandom(32).hex()
+            if not mp.source:
+                anon[mp.target] = name
+            if not store.path(name).is_dir():
+                store.create(name, labels=mp.volume_labels, options=mp.volume_options)
+            data = store.acquire(name, rec.id)
+            if mp.copy_data and first_start:
+                seed_from_image(rootfs, mp.target, data)
+            source = str(data)
+        mounts.append(Mount(mp.target, source, "bind",
+                            ["rbind" if mp.recursive else "bind", propagation] + ro))
+        shown.append({"Type": mp.type, "Name": name, "Source": source,
+                      "Destination": mp.target, "Driver": "local" if name else "",
+                      "Mode": mp.mode, "RW": not mp.read_only, "Propagation":
+                      "" if name else propagation})
+    return mounts, shown, root_propagation
+
+
+def volume_names(rec: ContainerRecord) -> list[str]:
+    """The volumes a container refers to: named ones in its mounts and its anonymous ones."""
+    names = [b.split(":")[0] for b in rec.host_config.get("Binds") or []
+             if b.count(":") >= 1 and not b.startswith("/")]
+    names += [m["Source"] for m in rec.host_config.get("Mounts") or []
+              if m.get("Type") == "volume" and m.get("Source")]
+    names += list((rec.extra.get("anon_volumes") or {}).values())
+    return list(dict.fromkeys(names))
+
+
+def _release_volumes(svc: ContainerService, rec: ContainerRecord) -> None:
+    from ketch.containers.volumes import VolumeStore
+
+    store = VolumeStore(svc.engine)
+    for name in volume_names(rec):
+        try:
+            store.release(name, rec.id)
+        except KetchError:
+            pass
 
 
 def _network_up(svc: ContainerService, rec: ContainerRecord,
@@ -253,10 +285,18 @@ def start(svc: ContainerService, name_or_id: str, *,
                     rootfs, list(hc["GroupAdd"]))
             wd = c.get("WorkingDir") or "/"
             os.makedirs(rootfs / wd.lstrip("/"), exist_ok=True)  # Docker creates WORKDIR
-            mounts, shown = _mounts(svc, rec, rootfs)
+            mounts, shown, root_propagation = _mounts(svc, rec, rootfs)
             net = _network_up(svc, rec, later)
             _write_etc_files(svc, rec, net)
             args = list(c.get("Entrypoint") or []) + list(c.get("Cmd") or [])
+            if hc.get("Init") or (hc.get("Init") is None and svc.settings.init):
+                # Docker's docker-init: tini as PID 1 reaps orphans and forwards signals
+                from ketch.containers.settings import INIT_TARGET
+                from ketch.runtime.spec import Mount
+
+                mounts.append(Mount(INIT_TARGET, svc.settings.init_binary(), "bind",
+                                    ["bind", "ro"]))
+                args = [INIT_TARGET, "--", *args]
             nano = hc.get("NanoCpus") or 0
             spec = ContainerSpec(
                 id=rec.id, rootfs=rootfs, args=args, env=list(c.get("Env") or []),
@@ -283,6 +323,7 @@ def start(svc: ContainerService, name_or_id: str, *,
                 spec.masked_paths = list(hc["MaskedPaths"])
             if hc.get("ReadonlyPaths") is not None:
                 spec.readonly_paths = list(hc["ReadonlyPaths"])
+            spec.rootfs_propagation = root_propagation
             write_config(d, generate_config(spec))
             plumbing = _Background(later)
             try:
@@ -481,6 +522,7 @@ def release_resources(svc: ContainerService, rec: ContainerRecord) -> None:
         except KetchError:
             pass
     unmount(svc.path(rec.id) / "merged")
+    _release_volumes(svc, rec)
 
 
 def remove_anonymous_volumes(svc: ContainerService, rec: ContainerRecord) -> None:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
+    from ketch.containers.settings import ContainerSettings
     from ketch.engine import Engine
     from ketch.store.images import ImageRecord
 
@@ -100,6 +101,12 @@ class ContainerService:
         self.db = engine.db
         self.records = ContainerRecords(engine.db)
         os.makedirs(os.path.join(engine.root_dir, "containers"), exist_ok=True)
+
+    @cached_property
+    def settings(self) -> ContainerSettings:
+        from ketch.containers.settings import ContainerSettings
+
+        return ContainerSettings.load(self.engine.root)
 
     # Paths on first use: listing containers needs none (and no pathlib import).
     @cached_property
@@ -212,17 +219,24 @@ class ContainerService:
         if hc.get("AutoRemove") and restart not in ("no", ""):
             raise InvalidArgument("conflicting options: cannot specify both --restart and"
                                   " --rm")
-        # Named volumes exist from `create` on, as in Docker (`volume rm` sees the user).
+        # Every mount is checked before anything exists, with Docker's messages; named
+        # volumes exist from `create` on, as in Docker (`volume rm` sees the user).
+        from ketch.containers.mounts import check_tmpfs_options, mount_point, parse_bind
         from ketch.containers.volumes import VolumeStore
 
+        points = [parse_bind(b) for b in hc.get("Binds") or []]
+        points += [mount_point(m) for m in hc.get("Mounts") or []]
+        for opts in (hc.get("Tmpfs") or {}).values():
+            check_tmpfs_options(opts or "")
         store = VolumeStore(self.engine)
-        for spec in hc.get("Binds") or []:
-            source = spec.split(":")[0]
-            if not source.startswith("/"):
-                store.ensure(source)
-        for m in hc.get("Mounts") or []:
-            if m.get("Type") == "volume" and m.get("Source"):
-                store.ensure(m["Source"])
+        for p in points:
+            if p.type == "volume" and p.source:
+                store.path(p.source)  # the name's check, before any volume is made
+        for p in points:
+            if p.type == "volume" and p.source:
+                store.create(p.source, labels=p.volume_labels, options=p.volume_options)
+        if hc.get("Init") or (hc.get("Init") is None and self.settings.init):
+            self.settings.init_binary()  # refused now, not at start, when it is missing
 
     # -- list / inspect -----------------------------------------------------------------
     def status_text(self, rec: ContainerRecord, now: float | None = None) -> str:

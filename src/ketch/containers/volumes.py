@@ -1,20 +1,42 @@
 """Named and anonymous volumes: directories under `volumes/<name>/_data`, as Docker's
-local driver keeps them."""
+local driver keeps them.
+
+The local driver's options (`type`, `device`, `o`: tmpfs, bind or NFS volumes) are kept
+in `opts.json`; such a volume is mounted (mount(2)) on `_data` while a container uses it
+and unmounted when the last one stops, as Docker's local driver does. `active` lists the
+containers holding the mount, under the volume's lock. An empty volume is seeded from
+the image's content at its mount point (`seed_from_image`).
+"""
 
 from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ketch.errors import Conflict, InvalidArgument, NotFound
+from ketch.errors import Conflict, InvalidArgument, KetchError, NotFound
 
 if TYPE_CHECKING:
     from ketch.engine import Engine
 
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+# The local driver's options (Docker 20.10) and which others each one needs.
+DRIVER_OPTIONS = ("type", "device", "o")
+_REQUIRED = {"device": ("type",), "type": ("device",), "o": ("device", "type")}
+
+
+def check_driver_options(options: dict[str, str]) -> None:
+    for key in options:
+        if key not in DRIVER_OPTIONS:
+            raise InvalidArgument(f'invalid option key: "{key}"')
+    for key, needs in _REQUIRED.items():
+        if key in options:
+            for other in needs:
+                if other not in options:
+                    raise InvalidArgument(f'missing required option: "{other}"')
 
 
 class VolumeStore:
@@ -36,21 +58,97 @@ class VolumeStore:
 
     def create(self, name: str | None = None, *, labels: dict[str, str] | None = None,
                options: dict[str, str] | None = None) -> dict[str, Any]:
+        """Create a volume (an existing one is returned as it is, as Docker does)."""
+        import os
+
+        options = dict(options or {})
+        check_driver_options(options)
+        name = name or os.urandom(32).hex()
+        existed = (self.path(name) / "_data").is_dir()
+        if not existed:
+            # metadata first: a volume whose `_data` exists is complete
+            self.path(name).mkdir(parents=True, exist_ok=True)
+            if labels:
+                self._write_json(name, "labels.json", labels)
+            if options:
+                self._write_json(name, "opts.json", options)
+        self.ensure(name)
+        return self.inspect(name)
+
+    def _write_json(self, name: str, file: str, data: dict[str, str]) -> None:
         import json
         import os
 
-        if options:
-            raise InvalidArgument("invalid option key: the local driver of ketch takes no"
-                                  f" options ({', '.join(sorted(options))})")
-        name = name or os.urandom(32).hex()
-        existed = (self.path(name) / "_data").is_dir()
-        self.ensure(name)
-        if labels and not existed:
-            meta = self.path(name) / "labels.json"
-            tmp = meta.with_suffix(".tmp")
-            tmp.write_text(json.dumps(labels))
-            os.replace(tmp, meta)
-        return self.inspect(name)
+        meta = self.path(name) / file
+        tmp = meta.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, meta)
+
+    def options(self, name: str) -> dict[str, str]:
+        import json
+
+        try:
+            return json.loads((self.path(name) / "opts.json").read_text()) or {}
+        except (OSError, ValueError):
+            return {}
+
+    # -- mounting driver volumes -----------------------------------------------------------
+    @contextmanager
+    def _lock(self, name: str) -> Iterator[None]:
+        import fcntl
+        import os
+
+        fd = os.open(self.path(name) / "lock", os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _holders(self, name: str) -> set[str]:
+        try:
+            return set((self.path(name) / "active").read_text().split())
+        except OSError:
+            return set()
+
+    def _set_holders(self, name: str, holders: set[str]) -> None:
+        import os
+
+        f = self.path(name) / "active"
+        if not holders:
+            f.unlink(missing_ok=True)
+            return
+        tmp = f.with_suffix(".tmp")
+        tmp.write_text("\n".join(sorted(holders)) + "\n")
+        os.replace(tmp, f)
+
+    def acquire(self, name: str, holder: str) -> Path:
+        """The volume's data directory for container `holder`, with the driver's
+        filesystem mounted on it first if the volume has `type`/`device` options."""
+        data = self.ensure(name)
+        opts = self.options(name)
+        if not opts:
+            return data
+        from ketch.containers.rootfs import is_mounted
+
+        with self._lock(name):
+            if not is_mounted(data):
+                mount_device(opts, data)
+            self._set_holders(name, self._holders(name) | {holder})
+        return data
+
+    def release(self, name: str, holder: str) -> None:
+        """Container `holder` no longer uses the volume: the last one out unmounts it."""
+        if not self.options(name) or not (self.path(name) / "_data").is_dir():
+            return
+        from ketch.containers.rootfs import unmount
+
+        with self._lock(name):
+            known = {r.id for r in self.engine.containers.records.all()}
+            holders = {h for h in self._holders(name) if h != holder and h in known}
+            self._set_holders(name, holders)
+            if not holders:
+                unmount(self.path(name) / "_data")
 
     def labels(self, name: str) -> dict[str, str] | None:
         import json
@@ -71,7 +169,7 @@ class VolumeStore:
         created = created[:-2] + ":" + created[-2:]
         return {"CreatedAt": created.replace("+00:00", "Z"), "Driver": "local",
                 "Labels": self.labels(name), "Mountpoint": str(p / "_data"), "Name": name,
-                "Options": None, "Scope": "local"}
+                "Options": self.options(name) or None, "Scope": "local"}
 
     def list(self) -> list[dict[str, Any]]:
         if not self.dir.is_dir():
@@ -97,6 +195,12 @@ class VolumeStore:
         users = self.in_use(name)
         if users and not force:
             raise Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
+        from ketch.containers.rootfs import is_mounted, unmount
+
+        # never delete through a mount: a bind volume's `_data` is the user's directory
+        unmount(p / "_data")
+        if is_mounted(p / "_data"):
+            raise Conflict(f"remove {name}: the volume's filesystem is still mounted")
         shutil.rmtree(p)
 
     @staticmethod
@@ -122,3 +226,79 @@ class VolumeStore:
             self.remove(v["Name"])
             removed.append(v["Name"])
         return removed, space
+
+
+def mount_device(opts: dict[str, str], target: Path) -> None:
+    """mount(2) the local driver's `device` of `type` with options `o` on `target`."""
+    import ctypes
+    import os
+
+    from ketch.containers.mounts import split_mount_options
+    from ketch.containers.rootfs import libc
+
+    device = opts.get("device") or ""
+    if not device:
+        raise InvalidArgument("missing device in volume options")
+    flags, data = split_mount_options(opts.get("o") or "")
+    fstype = opts.get("type") or ""
+    if libc().mount(device.encode(), str(target).encode(),
+                    fstype.encode() if fstype and fstype != "none" else None, flags,
+                    data.encode() if data else None) != 0:
+        e = ctypes.get_errno()
+        raise KetchError(f"error while mounting volume '{target}': failed to mount local"
+                         f" volume: mount {device}:{target}, flags: {flags:#x}, data: {data}:"
+                         f" {os.strerror(e).lower()}")
+
+
+def seed_from_image(rootfs: Path, target: str, data: Path) -> bool:
+    """Docker's copy-up: an empty volume gets what the image has at `target` (owners,
+    modes, xattrs, symlinks as links) and that directory's own owner and mode. A volume
+    with anything in it is left alone. The image path is walked in-root and copied from
+    the descriptor that walk returned, so no symlink leads outside either tree."""
+    import os
+    import stat
+    import threading
+
+    from ketch.archive import InRoot, extract, write_dir_fd
+    from ketch.errors import UnsafeArchive
+
+    with os.scandir(data) as it:
+        if any(True for _ in it):
+            return False
+    root_fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            got = InRoot(root_fd).open_dir(target)
+        except (OSError, UnsafeArchive):
+            return False  # missing, or not a directory: nothing to copy
+        if got is None:
+            return False
+        src_fd = got[0]
+    finally:
+        os.close(root_fd)
+    try:
+        r, w = os.pipe()
+        failed: list[BaseException] = []
+
+        def produce() -> None:
+            try:
+                with open(w, "wb") as out:
+                    write_dir_fd(src_fd, out)
+            except BaseException as e:  # reported by the reading side
+                failed.append(e)
+
+        t = threading.Thread(target=produce, daemon=True)
+        t.start()
+        try:
+            with open(r, "rb") as stream:
+                extract(stream, data, whiteouts="none", same_owner=True)
+        finally:
+            t.join()
+        if failed:
+            raise failed[0]
+        st = os.fstat(src_fd)
+        os.chown(data, st.st_uid, st.st_gid)
+        os.chmod(data, stat.S_IMODE(st.st_mode))
+    finally:
+        os.close(src_fd)
+    return True

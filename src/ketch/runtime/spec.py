@@ -146,6 +146,8 @@ class ContainerSpec:
     readonly_paths: list[str] | None = None
     oom_score_adj: int | None = None
     cgroup_parent: str = DEFAULT_CGROUP_PARENT
+    # "shared" / "rslave" when a bind mount propagates that way (as Docker sets it)
+    rootfs_propagation: str | None = None
 
     @property
     def cgroups_path(self) -> str:
@@ -536,6 +538,8 @@ def generate_config(spec: ContainerSpec) -> dict[str, Any]:
         "cgroupsPath": spec.cgroups_path,
         "devices": host_devices() if spec.privileged else [],
     }
+    if spec.rootfs_propagation:
+        linux["rootfsPropagation"] = spec.rootfs_propagation
     if not spec.privileged:
         linux["maskedPaths"] = list(MASKED_PATHS if spec.masked_paths is None
                                     else spec.masked_paths)

@@ -1,0 +1,72 @@
+"""Container defaults from the state root's `ketch.toml` (Docker keeps them in
+daemon.json): its `[containers]` table.
+
+    [containers]
+    init = true                          # as `--init` for every container (daemon.json "init")
+    init_path = "/usr/bin/tini-static"   # the init binary (daemon.json "init-path")
+
+A container's own `--init` wins over `init`. Unknown keys are refused, so a misspelt
+setting never goes unnoticed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ketch.errors import InvalidArgument
+from ketch.values import value
+
+CONFIG_FILE = "ketch.toml"
+# Where the init is mounted in the container, and how it is called: as Docker does
+INIT_TARGET = "/sbin/docker-init"
+# A static binary: the init must run in images without a C library
+_INIT_NAMES = ("tini-static", "docker-init")
+
+
+@value
+class ContainerSettings:
+    init: bool = False
+    init_path: str = ""
+
+    @classmethod
+    def load(cls, root: Path) -> ContainerSettings:
+        settings = cls()
+        path = root / CONFIG_FILE
+        if not path.is_file():
+            return settings
+        import tomllib  # only when there is a file
+
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise InvalidArgument(f"cannot read {path}: {e}") from None
+        table = data.get("containers") or {}
+        for key, val in table.items():
+            if key == "init" and isinstance(val, bool):
+                settings.init = val
+            elif key == "init_path" and isinstance(val, str):
+                settings.init_path = val
+            else:
+                raise InvalidArgument(f"{path}: unknown or malformed setting"
+                                      f" [containers] {key} = {val!r}")
+        return settings
+
+    def init_binary(self) -> str:
+        """The init binary to mount at /sbin/docker-init; a one-line error if missing."""
+        if self.init_path:
+            if not os.access(self.init_path, os.X_OK) or os.path.isdir(self.init_path):
+                raise InvalidArgument(f"--init: the init binary {self.init_path} (init_path"
+                                      f" in {CONFIG_FILE}) does not exist or is not"
+                                      " executable")
+            return self.init_path
+        from ketch.runtime.oci import which
+
+        for name in _INIT_NAMES:
+            found = which(name)
+            if found:
+                return found
+        raise InvalidArgument("--init: no init binary found: install Debian's tini package"
+                              " (/usr/bin/tini-static) or set init_path in"
+                              f" {CONFIG_FILE}")
