@@ -213,7 +213,9 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
     from ketch.containers.security import client_security_opts
 
     security_opts, unconfined_paths = client_security_opts(ns.security_opt)
-    restart_name, _, retries = ns.restart.partition(":")
+    from ketch.containers.restart import parse_flag
+
+    restart_policy = parse_flag(ns.restart)
     # `-v /path` (no source) is an anonymous volume: Docker puts it in Config.Volumes.
     from ketch.containers.hostconfig import check_volume_flag, parse_ulimit
 
@@ -229,8 +231,7 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
         "PublishAllPorts": ns.publish_all,
         "AutoRemove": ns.rm,
         "NetworkMode": ns.network or "default",
-        "RestartPolicy": {"Name": restart_name,
-                          "MaximumRetryCount": int(retries) if retries.isdigit() else 0},
+        "RestartPolicy": restart_policy,
         "Privileged": ns.privileged,
         "ReadonlyRootfs": ns.read_only,
         "CapAdd": ns.cap_add or None,

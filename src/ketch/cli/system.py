@@ -193,3 +193,22 @@ def inspect(ns: Namespace) -> int:
     else:
         print_json(results)
     return rc
+
+
+@registry.command("restart-policies", "[OPTIONS]",
+                  "Start the containers whose restart policy wants them running (at boot)")
+def _restart_policies(p: Parser) -> None:
+    p.add_argument("--print-unit", action="store_true",
+                   help="Print a systemd unit that runs this command at boot")
+
+
+@_restart_policies.handler
+def restart_policies(ns: Namespace) -> None:
+    from ketch.containers import restart
+
+    e = engine()
+    if ns.print_unit:
+        sys.stdout.write(restart.unit_file(e.root_dir, e.run_root_dir))
+        return
+    for name in restart.restore(e.containers):
+        out(name)

@@ -68,12 +68,19 @@ def monitor(svc: ContainerService, rec: ContainerRecord) -> ConmonMonitor:
 # up (and removed, with --rm) a second after it exits. A container that never started has
 # no pid file: nothing to wait for, and the `start` that failed undoes it itself.
 _EXIT_SCRIPT = '[ -e "$0" ] || exit 0; sleep 1; [ -e "$0" ] || exit 0; exec "$@"'
+# With a restart policy the exit is acted on at once: the policy's backoff is the only
+# delay before the restart (an attached `run` finishing meanwhile is harmless: the
+# second to take the container lock finds the exit recorded).
+_EXIT_SCRIPT_NOW = '[ -e "$0" ] || exit 0; exec "$@"'
 
 
 def _exit_command(svc: ContainerService, rec: ContainerRecord) -> list[str]:
     cleanup = [sys.executable, "-m", "ketch", "--root", str(svc.engine.root),
                "--run-root", str(svc.engine.run_root), "container", "cleanup", rec.id]
-    return ["/bin/sh", "-c", _EXIT_SCRIPT, str(paths(svc, rec).pidfile), *cleanup]
+    script = _EXIT_SCRIPT
+    if (rec.host_config.get("RestartPolicy") or {}).get("Name") not in (None, "", "no"):
+        script = _EXIT_SCRIPT_NOW
+    return ["/bin/sh", "-c", script, str(paths(svc, rec).pidfile), *cleanup]
 
 
 def process_alive(svc: ContainerService, rec: ContainerRecord) -> bool:
@@ -249,7 +256,10 @@ def _network_down(svc: ContainerService, rec: ContainerRecord) -> None:
 
 
 def start(svc: ContainerService, name_or_id: str, *,
-          before_start: Callable[[ContainerPaths], None] | None = None) -> ContainerRecord:
+          before_start: Callable[[ContainerPaths], None] | None = None,
+          policy_token: str | None = None) -> ContainerRecord:
+    """Start the container. `policy_token`: a restart by the restart policy
+    (containers.restart), done only if the record still waits for that restart."""
     from ketch.containers.security import parse_security_opts
     from ketch.runtime.monitor import ContainerStartError, write_config
     from ketch.runtime.spec import ContainerSpec, generate_config
@@ -257,9 +267,14 @@ def start(svc: ContainerService, name_or_id: str, *,
 
     rec = svc.get(name_or_id)
     with svc.lock(rec.id):
-        rec = svc._refresh(svc.records.get(rec.id) or rec)
+        rec = svc._refresh(svc.records.get(rec.id) or rec, locked=True)
         if rec.state in ("running", "paused"):
             return rec
+        if rec.state == "restarting" and (policy_token is None or (
+                rec.extra.get("Restarter") or {}).get("token") != policy_token):
+            return rec  # Docker: starting a restarting container changes nothing
+        if policy_token is not None and rec.state != "restarting":
+            return rec  # the restart was called off (stop, kill, start, rm)
         if rec.state == "removing":
             raise Conflict(f"container {rec.name} is being removed")
         d = svc.path(rec.id)
@@ -336,6 +351,7 @@ def start(svc: ContainerService, name_or_id: str, *,
             plumbing.wait()  # the network is complete before the process can run
             if before_start is not None:
                 before_start(p)
+            started_at = time.time()  # the process may run (and exit) before start returns
             mon.start(p)
             pid = int(p.pidfile.read_text().strip()) if p.pidfile.exists() else 0
         except ContainerStartError as e:
@@ -351,11 +367,14 @@ def start(svc: ContainerService, name_or_id: str, *,
             _undo_start(svc, rec, mon, p, started)
             _remove_if_auto(svc, rec)
             raise
-        extra = dict(rec.extra)
-        extra["Mounts"] = shown
-        svc.records.update(rec.id, state="running", pid=pid, started_at=time.time(),
-                           finished_at=0.0, exit_code=0, error="",
-                           network=_public_net(net), extra=extra)
+        from ketch.containers.restart import started_fields
+
+        fields = started_fields(rec, policy_token)
+        fields["extra"]["Mounts"] = shown
+        if policy_token is None:
+            fields["finished_at"] = 0.0
+        svc.records.update(rec.id, state="running", pid=pid, started_at=started_at,
+                           exit_code=0, error="", network=_public_net(net), **fields)
         return svc.records.get(rec.id) or rec
 
 
@@ -399,16 +418,24 @@ def _undo_start(svc: ContainerService, rec: ContainerRecord, mon: ConmonMonitor,
 
 # -- stop / kill / finish ---------------------------------------------------------------------
 def kill(svc: ContainerService, name_or_id: str, sig: str | int = "KILL") -> None:
+    from ketch.containers.restart import cancels, suppress
     from ketch.runtime.spec import signal_number
 
     rec = svc.get(name_or_id)
-    if rec.state not in ("running", "paused"):
+    if not rec.running:
         raise Conflict(f"cannot kill container: {name_or_id}: container {rec.id} is not"
                        " running")
     try:
         num = signal_number(sig)
     except (KetchError, ValueError):
         raise InvalidArgument(f"invalid signal: {sig}") from None
+    with svc.lock(rec.id):
+        rec = svc.records.get(rec.id) or rec
+        # Docker counts a kill as the user stopping the container (unless-stopped stays
+        # down), and a kill with the stop signal or SIGKILL calls the policy off
+        suppress(svc, rec, cancel=cancels(rec, num))
+    if rec.state == "restarting":
+        return  # nothing runs: the wait was called off, or goes on (another signal)
     monitor(svc, rec).runtime.kill(rec.id, num)
 
 
@@ -432,18 +459,27 @@ def kill_now(svc: ContainerService, rec: ContainerRecord) -> None:
 
 def stop(svc: ContainerService, name_or_id: str, *, timeout: int | None = None,
          signal: str | None = None) -> None:
+    from ketch.containers.restart import suppress
     from ketch.runtime.spec import signal_number
 
     rec = svc.get(name_or_id)
-    if rec.state not in ("running", "paused"):
+    if not rec.running:
         return  # Docker: stopping a stopped container succeeds
+    with svc.lock(rec.id):
+        rec = svc.records.get(rec.id) or rec
+        if not rec.running:
+            return
+        # stopped by the user: no restart until the next `start`; a restart that was
+        # waiting is called off, and the container stays exited
+        if suppress(svc, rec, cancel=True):
+            return
+        rec = svc.records.get(rec.id) or rec
     if timeout is None:
         timeout = rec.config.get("StopTimeout")
         timeout = DEFAULT_STOP_TIMEOUT if timeout is None else int(timeout)
     sig = signal_number(signal or rec.config.get("StopSignal") or "SIGTERM")
     mon = monitor(svc, rec)
     p = paths(svc, rec)
-    svc.records.update(rec.id, extra=rec.extra | {"stopping": True})
     if rec.state == "paused":
         try:
             mon.runtime.resume(rec.id)
@@ -466,22 +502,24 @@ def stop(svc: ContainerService, name_or_id: str, *, timeout: int | None = None,
     finish(svc, rec.id)
 
 
-def finish(svc: ContainerService, cid: str, *, locked: bool = False) -> None:
-    """Record the exit and release what the running container held (idempotent)."""
+def finish(svc: ContainerService, cid: str, *, locked: bool = False,
+           apply_policy: bool = True) -> None:
+    """Record the exit and release what the running container held (idempotent); the
+    restart policy decides whether the container is restarted (containers.restart)."""
     if not locked:
         with svc.lock(cid):
-            _finish(svc, cid)
+            _finish(svc, cid, apply_policy)
             if svc.records.get(cid) is None:
                 # removed meanwhile (--rm): the lock file we just made is all that is left
                 (svc.run_dir / f"{cid}.lock").unlink(missing_ok=True)
     else:
-        _finish(svc, cid)
+        _finish(svc, cid, apply_policy)
 
 
-def _finish(svc: ContainerService, cid: str) -> None:
+def _finish(svc: ContainerService, cid: str, apply_policy: bool = True) -> None:
     rec = svc.records.get(cid)
-    if rec is None or rec.state not in ("running", "paused", "restarting"):
-        return
+    if rec is None or rec.state not in ("running", "paused"):
+        return  # "restarting": finished already, a restart is waiting
     mon = monitor(svc, rec)
     p = paths(svc, rec)
     status = mon.exit_status(p)
@@ -493,6 +531,13 @@ def _finish(svc: ContainerService, cid: str) -> None:
     extra.pop("stopping", None)
     extra["OOMKilled"] = bool(status and status.oom_killed)
     release_resources(svc, rec)
+    # The policy acts on an exit the monitor recorded; a monitor gone without one (the
+    # host rebooted) leaves the container exited, for the boot-time command.
+    from ketch.containers import restart
+
+    if apply_policy and status is not None and restart.should_restart(rec, code):
+        restart.schedule(svc, rec, exit_code=code, finished_at=finished, extra=extra)
+        return
     svc.records.update(cid, state="exited", exit_code=code, finished_at=finished, pid=0,
                        extra=extra)
     if rec.host_config.get("AutoRemove"):
@@ -550,19 +595,28 @@ def cleanup(svc: ContainerService, name_or_id: str) -> None:
 
 
 def wait(svc: ContainerService, name_or_id: str) -> int:
-    """Block until the container is not running; its exit code (also after `--rm`)."""
+    """Block until the container's process exits, or return at once if it is not
+    running; its exit code (also after `--rm`). As Docker's wait, an exit the restart
+    policy acts on counts: a restarting container is waited for until its next exit."""
     rec = svc.get(name_or_id)
     mon = monitor(svc, rec)
     p = paths(svc, rec)
     code = rec.exit_code
+    count = rec.restart_count
     delay = 0.005
     while True:
         cur = svc.records.get(rec.id)
         if cur is None:
             remembered = svc.records.take_exit_code(rec.id)
             return code if remembered is None else remembered
-        if cur.state not in ("running", "paused", "restarting"):
+        if not cur.running:
             return cur.exit_code
+        if cur.state == "restarting":
+            if cur.restart_count != count:
+                return cur.exit_code
+            svc._refresh(cur)  # the restart called off, or nobody left to make it
+            time.sleep(0.05)
+            continue
         status = mon.exit_status(p)
         if status is not None:
             code = status.exit_code

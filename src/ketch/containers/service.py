@@ -139,14 +139,20 @@ class ContainerService:
         rec = self.records.find(name_or_id)
         return self._refresh(rec)
 
-    def _refresh(self, rec: ContainerRecord) -> ContainerRecord:
+    def _refresh(self, rec: ContainerRecord, *, locked: bool = False) -> ContainerRecord:
+        """The record, finished first if its process has exited. `locked`: the caller
+        holds the container's lock (taking it again would wait for ourselves)."""
         if rec.state not in ("running", "paused", "restarting"):
             return rec
+        if rec.state == "restarting":
+            from ketch.containers.restart import settle_if_orphaned
+
+            return settle_if_orphaned(self, rec)
         from ketch.containers import lifecycle
 
         if lifecycle.process_alive(self, rec):
             return rec
-        lifecycle.finish(self, rec.id)
+        lifecycle.finish(self, rec.id, locked=locked)
         return self.records.get(rec.id) or rec
 
     # -- create -----------------------------------------------------------------------
@@ -157,6 +163,9 @@ class ContainerService:
         from ketch.containers.hostconfig import validate
 
         validate(config, host_config)
+        from ketch.containers.restart import validate as validate_restart
+
+        validate_restart(host_config)  # before the image, as the daemon checks it
         image_name = config.get("Image") or ""
         if not image_name:
             raise InvalidArgument("no image given: the first argument must be an image name")
@@ -213,12 +222,6 @@ class ContainerService:
         from ketch.containers.security import parse_security_opts
 
         parse_security_opts(hc.get("SecurityOpt"))
-        restart = (hc.get("RestartPolicy") or {}).get("Name") or "no"
-        if restart not in ("no", "always", "unless-stopped", "on-failure", ""):
-            raise InvalidArgument(f"invalid restart policy '{restart}'")
-        if hc.get("AutoRemove") and restart not in ("no", ""):
-            raise InvalidArgument("conflicting options: cannot specify both --restart and"
-                                  " --rm")
         # Every mount is checked before anything exists, with Docker's messages; named
         # volumes exist from `create` on, as in Docker (`volume rm` sees the user).
         from ketch.containers.mounts import check_tmpfs_options, mount_point, parse_bind
@@ -393,7 +396,8 @@ class ContainerService:
         out: dict[str, Any] = {
             "Id": r.id, "Created": _ts(r.created), "Path": path, "Args": args,
             "State": {
-                "Status": r.state, "Running": r.state in ("running", "paused"),
+                # Docker counts a restarting container as running
+                "Status": r.state, "Running": r.running,
                 "Paused": r.state == "paused", "Restarting": r.state == "restarting",
                 "OOMKilled": bool(r.extra.get("OOMKilled")), "Dead": r.state == "dead",
                 "Pid": r.pid if r.state in ("running", "paused") else 0,
@@ -448,16 +452,22 @@ class ContainerService:
     def remove(self, name_or_id: str, *, force: bool = False, volumes: bool = False) -> str:
         rec = self.get(name_or_id)
         with self.lock(rec.id):
-            rec = self._refresh(self.records.get(rec.id) or rec)
+            rec = self._refresh(self.records.get(rec.id) or rec, locked=True)
             if rec.running:
+                if not force and rec.state == "restarting":
+                    raise Conflict(
+                        f"You cannot remove a restarting container {rec.id}. Stop the"
+                        " container before attempting removal or force remove")
                 if not force:
                     raise Conflict(
                         f"cannot remove container \"/{rec.name}\": container is running:"
                         " stop the container before removing or force remove")
                 from ketch.containers import lifecycle
+                from ketch.containers.restart import suppress
 
-                lifecycle.kill_now(self, rec)
-                lifecycle.finish(self, rec.id, locked=True)
+                if not suppress(self, rec, cancel=True):  # a waiting restart is called off
+                    lifecycle.kill_now(self, rec)
+                    lifecycle.finish(self, rec.id, locked=True, apply_policy=False)
             self._delete(rec, volumes=volumes)
         return rec.id
 
