@@ -146,6 +146,9 @@ def attach_running(svc: ContainerService, name_or_id: str, *, stdin: bool,
     rec = svc.get(name_or_id)
     if rec.state == "paused":
         raise Conflict("You cannot attach to a paused container, unpause it first")
+    if rec.state == "restarting":
+        raise Conflict("You cannot attach to a restarting container, wait until it is"
+                       " running")
     if rec.state != "running":
         raise Conflict("You cannot attach to a stopped container, start it first")
     paths = lifecycle.paths(svc, rec)
@@ -176,6 +179,9 @@ def exec_attached(svc: ContainerService, name_or_id: str, command: list[str], *,
     rec = svc.get(name_or_id)
     if rec.state == "paused":
         raise Conflict(f"container {rec.id} is paused, unpause the container before exec")
+    if rec.state == "restarting":
+        raise Conflict(f"Container {rec.id} is restarting, wait until the container is"
+                       " running")
     if rec.state != "running":
         raise Conflict(f"container {rec.id} is not running")
     paths = lifecycle.paths(svc, rec)
