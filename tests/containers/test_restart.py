@@ -167,6 +167,23 @@ def test_kill_calls_off_an_always_policy(ketch, run_d):
     assert look(ketch, "killed")["exit"] == 137
 
 
+def test_kill_with_another_signal_than_the_stop_signal_keeps_the_policy(ketch, run_d):
+    # Docker: only SIGKILL or the container's stop signal call the policy off
+    script = 'trap "exit 5" USR1; trap "exit 6" TERM; echo up; while true; do sleep 0.1; done'
+    run_d("--name", "sig", "--restart", "always", "--stop-signal", "TERM", "busybox", "sh",
+          "-c", script)
+    wait_for(lambda: ketch("logs", "sig").stdout == "up\n", what="the traps")
+    ketch("kill", "-s", "USR1", "sig")
+    wait_for(lambda: ketch("logs", "sig").stdout == "up\nup\n", timeout=30,
+             what="the restart after USR1")
+    s = look(ketch, "sig")
+    assert (s["count"], s["status"]) == (1, "running")
+    ketch("kill", "-s", "TERM", "sig")
+    wait_for(lambda: look(ketch, "sig")["status"] == "exited", what="the exit on TERM")
+    assert stays(lambda: look(ketch, "sig")["status"] == "exited", 1.5)
+    assert (look(ketch, "sig")["exit"], ketch("logs", "sig").stdout) == (6, "up\nup\n")
+
+
 def test_rm_force_during_the_backoff_leaves_nothing(ketch, run_d, image_root):
     cid = run_d("--name", "doomed", "--restart", "always", "busybox", "sh", "-c", "exit 3")
     wait_for(lambda: (lambda s: s["status"] == "restarting" and s["count"] >= 3)(
