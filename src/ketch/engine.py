@@ -11,6 +11,7 @@ import os
 from functools import cached_property
 
 from ketch import __version__
+from ketch.errors import KetchError
 from ketch.store.db import Database
 
 TYPE_CHECKING = False
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from ketch.layers.store import LayerStore
     from ketch.store.content import ContentStore
     from ketch.store.images import ImageRecords
+    from ketch.store.intents import Intent, Intents
 
 DEFAULT_ROOT = "/var/lib/ketch"
 DEFAULT_RUN_ROOT = "/run/ketch"
@@ -99,6 +101,70 @@ class Engine:
     def layer_users(self) -> set[str]:
         return self.containers.records.chains_in_use()
 
+    # -- crash recovery ---------------------------------------------------------------
+    @cached_property
+    def intents(self) -> Intents:
+        from ketch.store.intents import Intents
+
+        return Intents(self.db)
+
+    def recover(self, *, repair: bool = True) -> list[tuple[Intent, str]]:
+        """Finish or undo what killed ketch processes left: every intent whose owner is
+        dead goes to the service its kind names (`containers.start` → containers), which
+        rolls it back or forward. Costs one query when there is nothing to do. Returns
+        (intent, outcome) for each one found."""
+        found = self.intents.orphaned()
+        report: list[tuple[Intent, str]] = []
+        for intent in found:
+            if not repair:
+                report.append((intent, "found"))
+                continue
+            if not self.intents.claim(intent):
+                continue  # another process is recovering it
+            service = getattr(self, intent.kind.partition(".")[0], None)
+            try:
+                done = service.recover(intent) if service is not None else True
+            except Exception as e:  # the command goes on; the intent is retried later
+                report.append((intent, f"failed: {e}"))
+                continue
+            if done:
+                self.intents.end(intent.id)
+                report.append((intent, "repaired"))
+            else:
+                report.append((intent, "deferred"))
+        return report
+
+    def check(self, *, repair: bool = False) -> list[tuple[str, str]]:
+        """`system check`: what killed processes left, as (what, outcome) pairs; outcome
+        is "found" without `repair`, else "repaired", "deferred" or "failed: ...".
+        Looks at the intents, staging in tmp/ of dead writers, containers recorded as
+        running whose process is gone, and network state of containers with no record."""
+        from ketch.store.tmpclean import clean_tmp, debris
+
+        out = [(i.describe(), outcome) for i, outcome in self.recover(repair=repair)]
+        for path in debris(self.root / "tmp"):
+            out.append((f"staging {path.name} of a dead process",
+                        "repaired" if repair else "found"))
+        if repair:
+            clean_tmp(self.root / "tmp")
+        for what, fix in self.containers.check():
+            out.append((what, self._repair(fix) if repair else "found"))
+        known = {r.id for r in self.containers.records.all()}
+        for cid in self.networks.sandboxes():
+            if cid not in known:
+                out.append((f"network state of removed container {cid[:12]}",
+                            self._repair(lambda c=cid: self.networks.teardown(c))
+                            if repair else "found"))
+        return out
+
+    @staticmethod
+    def _repair(fix: Any) -> str:
+        try:
+            fix()
+        except (OSError, KetchError) as e:
+            return f"failed: {e}"
+        return "repaired"
+
     # -- builds (ketch.build) ----------------------------------------------------------------
     def build(self, context: str, dockerfile: str | None, options: Any, emit: Any,
               emit_bytes: Any = None) -> Any:
@@ -107,12 +173,13 @@ class Engine:
         from ketch.build.context import prepare
         from ketch.build.executor import build
 
-        prepared = prepare(context, dockerfile, self.root / "tmp")
-        try:
-            return build(self, prepared.context, prepared.dockerfile_text,
-                         prepared.dockerfile_name, options, emit, emit_bytes)
-        finally:
-            prepared.context.close()
+        with self.intents.held("images.write"):  # its context staging is in tmp/
+            prepared = prepare(context, dockerfile, self.root / "tmp")
+            try:
+                return build(self, prepared.context, prepared.dockerfile_text,
+                             prepared.dockerfile_name, options, emit, emit_bytes)
+            finally:
+                prepared.context.close()
 
     # -- registries (ketch.distribution) ---------------------------------------------------
     def pull(self, name: str, say: Any, *, quiet: bool = False) -> Any:

@@ -185,9 +185,10 @@ def _unpack(stream: IO[bytes] | Any, tmp_root: Path) -> Path:
     import tempfile
 
     from ketch.archive import extract
+    from ketch.store.intents import owner_tag
 
     tmp_root.mkdir(parents=True, exist_ok=True)
-    dest = Path(tempfile.mkdtemp(prefix=f"context-{os.getpid()}-", dir=tmp_root))
+    dest = Path(tempfile.mkdtemp(prefix=f"context-{owner_tag()}-", dir=tmp_root))
     try:
         # Ownership is kept: it is part of what COPY's checksum covers, as in Docker.
         extract(stream, dest, whiteouts="none", same_owner=True)

@@ -113,9 +113,11 @@ class Workspace:
     def __init__(self, engine: Engine, chains: list[str], watchdog: Watchdog | None) -> None:
         self.engine = engine
         self.watchdog = watchdog
+        from ketch.store.intents import owner_tag
+
         tmp = engine.root / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
-        self.stage = Path(tempfile.mkdtemp(prefix=f"build-{os.getpid()}-", dir=tmp))
+        self.stage = Path(tempfile.mkdtemp(prefix=f"build-{owner_tag()}-", dir=tmp))
         if watchdog is not None:
             watchdog.add("dir", str(self.stage))
         self.upper = self.stage / "upper"

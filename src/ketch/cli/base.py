@@ -113,12 +113,16 @@ def confirm(question: str) -> bool:
 _engine: Engine | None = None
 
 
-def engine() -> Engine:
+def engine(*, recover: bool = True) -> Engine:
+    """The command's Engine; made on first use, which first finishes or undoes what a
+    killed ketch process left (one query when there is nothing to do)."""
     global _engine
     if _engine is None:
         from ketch.engine import Engine
 
         _engine = Engine()
+        if recover:
+            _engine.recover()
     return _engine
 
 

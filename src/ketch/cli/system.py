@@ -141,6 +141,23 @@ def df(ns: Namespace) -> None:
         "Reclaimable": "RECLAIMABLE"}))
 
 
+@registry.command("check", "[OPTIONS]",
+                  "Find (and with --repair, finish or undo) what killed ketch commands left")
+def _check(p: Parser) -> None:
+    p.add_argument("-r", "--repair", action="store_true",
+                   help="Repair what is found (roll interrupted operations back or forward)")
+
+
+@_check.handler
+def check(ns: Namespace) -> int:
+    found = engine(recover=False).check(repair=ns.repair)
+    for what, outcome in found:
+        out(f"{outcome}: {what}")
+    if not found:
+        out("No problems found")
+    return 1 if any(outcome != "repaired" for _what, outcome in found) else 0
+
+
 @registry.command("inspect", "[OPTIONS] NAME|ID [NAME|ID...]",
                   "Return low-level information on ketch objects")
 def _inspect(p: Parser) -> None:

@@ -260,11 +260,6 @@ def start(svc: ContainerService, name_or_id: str, *,
           policy_token: str | None = None) -> ContainerRecord:
     """Start the container. `policy_token`: a restart by the restart policy
     (containers.restart), done only if the record still waits for that restart."""
-    from ketch.containers.security import parse_security_opts
-    from ketch.runtime.monitor import ContainerStartError, write_config
-    from ketch.runtime.spec import ContainerSpec, generate_config
-    from ketch.runtime.users import resolve_groups, resolve_user
-
     rec = svc.get(name_or_id)
     with svc.lock(rec.id):
         rec = svc._refresh(svc.records.get(rec.id) or rec, locked=True)
@@ -277,105 +272,119 @@ def start(svc: ContainerService, name_or_id: str, *,
             return rec  # the restart was called off (stop, kill, start, rm)
         if rec.state == "removing":
             raise Conflict(f"container {rec.name} is being removed")
-        d = svc.path(rec.id)
-        rootfs = d / "merged"
-        lowers = svc.engine.layers.lower_dirs(rec.chain_ids) if rec.chain_ids else []
-        if not lowers:
-            (d / "empty").mkdir(exist_ok=True)
-            lowers = [d / "empty"]
-        mount_overlay(OverlayMount(lowers, d / "upper", d / "work", rootfs,
-                                   volatile=bool(rec.host_config.get("AutoRemove"))))
-        net: dict[str, Any] = {}
-        p = paths(svc, rec)
-        mon = monitor(svc, rec)
-        started = False
-        later: list[DeferredStep] = []
-        plumbing: _Background | None = None
+        # If this process is killed before the record says "running", whoever finds
+        # the intent undoes the start (containers/recovery.py): mounts, runtime, network.
+        with svc.engine.intents.held("containers.start", rec.id):
+            return _start_locked(svc, rec, before_start, policy_token)
+
+
+def _start_locked(svc: ContainerService, rec: ContainerRecord,
+                  before_start: Callable[[ContainerPaths], None] | None,
+                  policy_token: str | None) -> ContainerRecord:
+    from ketch.containers.security import parse_security_opts
+    from ketch.runtime.monitor import ContainerStartError, write_config
+    from ketch.runtime.spec import ContainerSpec, generate_config
+    from ketch.runtime.users import resolve_groups, resolve_user
+
+    d = svc.path(rec.id)
+    rootfs = d / "merged"
+    lowers = svc.engine.layers.lower_dirs(rec.chain_ids) if rec.chain_ids else []
+    if not lowers:
+        (d / "empty").mkdir(exist_ok=True)
+        lowers = [d / "empty"]
+    mount_overlay(OverlayMount(lowers, d / "upper", d / "work", rootfs,
+                               volatile=bool(rec.host_config.get("AutoRemove"))))
+    net: dict[str, Any] = {}
+    p = paths(svc, rec)
+    mon = monitor(svc, rec)
+    started = False
+    later: list[DeferredStep] = []
+    plumbing: _Background | None = None
+    try:
+        c = rec.config
+        hc = rec.host_config
+        user = resolve_user(rootfs, c.get("User") or None)
+        if hc.get("GroupAdd"):
+            user.additional_gids = list(user.additional_gids) + resolve_groups(
+                rootfs, list(hc["GroupAdd"]))
+        wd = c.get("WorkingDir") or "/"
+        os.makedirs(rootfs / wd.lstrip("/"), exist_ok=True)  # Docker creates WORKDIR
+        mounts, shown, root_propagation = _mounts(svc, rec, rootfs)
+        net = _network_up(svc, rec, later)
+        _write_etc_files(svc, rec, net)
+        args = list(c.get("Entrypoint") or []) + list(c.get("Cmd") or [])
+        if hc.get("Init") or (hc.get("Init") is None and svc.settings.init):
+            # Docker's docker-init: tini as PID 1 reaps orphans and forwards signals
+            from ketch.containers.settings import INIT_TARGET
+            from ketch.runtime.spec import Mount
+
+            mounts.append(Mount(INIT_TARGET, svc.settings.init_binary(), "bind",
+                                ["bind", "ro"]))
+            args = [INIT_TARGET, "--", *args]
+        nano = hc.get("NanoCpus") or 0
+        spec = ContainerSpec(
+            id=rec.id, rootfs=rootfs, args=args, env=list(c.get("Env") or []),
+            cwd=wd, user=user, hostname=c.get("Hostname") or rec.id[:12],
+            terminal=bool(c.get("Tty")), mounts=mounts,
+            readonly_rootfs=bool(hc.get("ReadonlyRootfs")),
+            privileged=bool(hc.get("Privileged")),
+            cap_add=list(hc.get("CapAdd") or []), cap_drop=list(hc.get("CapDrop") or []),
+            memory=hc.get("Memory") or None, memory_swap=hc.get("MemorySwap") or None,
+            memory_reservation=hc.get("MemoryReservation") or None,
+            cpus=(nano / 1e9) if nano else None, cpu_shares=hc.get("CpuShares") or None,
+            cpuset_cpus=hc.get("CpusetCpus") or None,
+            pids_limit=hc.get("PidsLimit") or None,
+            netns_path=net.get("netns"), stop_signal=c.get("StopSignal"),
+            sysctls=dict(hc.get("Sysctls") or {}),
+            ulimits={u["Name"]: (u["Soft"], u["Hard"]) for u in hc.get("Ulimits") or []},
+        )
+        if hc.get("ShmSize"):
+            spec.shm_size = hc["ShmSize"]
+        security = parse_security_opts(hc.get("SecurityOpt"))
+        spec.seccomp = security.seccomp
+        spec.no_new_privileges = security.no_new_privileges
+        if hc.get("MaskedPaths") is not None:
+            spec.masked_paths = list(hc["MaskedPaths"])
+        if hc.get("ReadonlyPaths") is not None:
+            spec.readonly_paths = list(hc["ReadonlyPaths"])
+        spec.rootfs_propagation = root_propagation
+        write_config(d, generate_config(spec))
+        plumbing = _Background(later)
         try:
-            c = rec.config
-            hc = rec.host_config
-            user = resolve_user(rootfs, c.get("User") or None)
-            if hc.get("GroupAdd"):
-                user.additional_gids = list(user.additional_gids) + resolve_groups(
-                    rootfs, list(hc["GroupAdd"]))
-            wd = c.get("WorkingDir") or "/"
-            os.makedirs(rootfs / wd.lstrip("/"), exist_ok=True)  # Docker creates WORKDIR
-            mounts, shown, root_propagation = _mounts(svc, rec, rootfs)
-            net = _network_up(svc, rec, later)
-            _write_etc_files(svc, rec, net)
-            args = list(c.get("Entrypoint") or []) + list(c.get("Cmd") or [])
-            if hc.get("Init") or (hc.get("Init") is None and svc.settings.init):
-                # Docker's docker-init: tini as PID 1 reaps orphans and forwards signals
-                from ketch.containers.settings import INIT_TARGET
-                from ketch.runtime.spec import Mount
-
-                mounts.append(Mount(INIT_TARGET, svc.settings.init_binary(), "bind",
-                                    ["bind", "ro"]))
-                args = [INIT_TARGET, "--", *args]
-            nano = hc.get("NanoCpus") or 0
-            spec = ContainerSpec(
-                id=rec.id, rootfs=rootfs, args=args, env=list(c.get("Env") or []),
-                cwd=wd, user=user, hostname=c.get("Hostname") or rec.id[:12],
-                terminal=bool(c.get("Tty")), mounts=mounts,
-                readonly_rootfs=bool(hc.get("ReadonlyRootfs")),
-                privileged=bool(hc.get("Privileged")),
-                cap_add=list(hc.get("CapAdd") or []), cap_drop=list(hc.get("CapDrop") or []),
-                memory=hc.get("Memory") or None, memory_swap=hc.get("MemorySwap") or None,
-                memory_reservation=hc.get("MemoryReservation") or None,
-                cpus=(nano / 1e9) if nano else None, cpu_shares=hc.get("CpuShares") or None,
-                cpuset_cpus=hc.get("CpusetCpus") or None,
-                pids_limit=hc.get("PidsLimit") or None,
-                netns_path=net.get("netns"), stop_signal=c.get("StopSignal"),
-                sysctls=dict(hc.get("Sysctls") or {}),
-                ulimits={u["Name"]: (u["Soft"], u["Hard"]) for u in hc.get("Ulimits") or []},
-            )
-            if hc.get("ShmSize"):
-                spec.shm_size = hc["ShmSize"]
-            security = parse_security_opts(hc.get("SecurityOpt"))
-            spec.seccomp = security.seccomp
-            spec.no_new_privileges = security.no_new_privileges
-            if hc.get("MaskedPaths") is not None:
-                spec.masked_paths = list(hc["MaskedPaths"])
-            if hc.get("ReadonlyPaths") is not None:
-                spec.readonly_paths = list(hc["ReadonlyPaths"])
-            spec.rootfs_propagation = root_propagation
-            write_config(d, generate_config(spec))
-            plumbing = _Background(later)
-            try:
-                mon.create_container(p, name=rec.name, terminal=bool(c.get("Tty")),
-                                     stdin=bool(c.get("OpenStdin")))
-            except BaseException:
-                plumbing.wait(raise_error=False)
-                raise
-            started = True
-            plumbing.wait()  # the network is complete before the process can run
-            if before_start is not None:
-                before_start(p)
-            started_at = time.time()  # the process may run (and exit) before start returns
-            mon.start(p)
-            pid = int(p.pidfile.read_text().strip()) if p.pidfile.exists() else 0
-        except ContainerStartError as e:
-            _cancel(later, plumbing)
-            _undo_start(svc, rec, mon, p, started)
-            svc.records.update(rec.id, error=e.message, exit_code=e.exit_code)
-            _remove_if_auto(svc, rec)
-            from ketch.containers.service import RunError
-
-            raise RunError(e.message, e.exit_code) from None
+            mon.create_container(p, name=rec.name, terminal=bool(c.get("Tty")),
+                                 stdin=bool(c.get("OpenStdin")))
         except BaseException:
-            _cancel(later, plumbing)
-            _undo_start(svc, rec, mon, p, started)
-            _remove_if_auto(svc, rec)
+            plumbing.wait(raise_error=False)
             raise
-        from ketch.containers.restart import started_fields
+        started = True
+        plumbing.wait()  # the network is complete before the process can run
+        if before_start is not None:
+            before_start(p)
+        started_at = time.time()  # the process may run (and exit) before start returns
+        mon.start(p)
+        pid = int(p.pidfile.read_text().strip()) if p.pidfile.exists() else 0
+    except ContainerStartError as e:
+        _cancel(later, plumbing)
+        _undo_start(svc, rec, mon, p, started)
+        svc.records.update(rec.id, error=e.message, exit_code=e.exit_code)
+        _remove_if_auto(svc, rec)
+        from ketch.containers.service import RunError
 
-        fields = started_fields(rec, policy_token)
-        fields["extra"]["Mounts"] = shown
-        if policy_token is None:
-            fields["finished_at"] = 0.0
-        svc.records.update(rec.id, state="running", pid=pid, started_at=started_at,
-                           exit_code=0, error="", network=_public_net(net), **fields)
-        return svc.records.get(rec.id) or rec
+        raise RunError(e.message, e.exit_code) from None
+    except BaseException:
+        _cancel(later, plumbing)
+        _undo_start(svc, rec, mon, p, started)
+        _remove_if_auto(svc, rec)
+        raise
+    from ketch.containers.restart import started_fields
+
+    fields = started_fields(rec, policy_token)
+    fields["extra"]["Mounts"] = shown
+    if policy_token is None:
+        fields["finished_at"] = 0.0
+    svc.records.update(rec.id, state="running", pid=pid, started_at=started_at,
+                       exit_code=0, error="", network=_public_net(net), **fields)
+    return svc.records.get(rec.id) or rec
 
 
 def _cancel(later: list[DeferredStep], plumbing: _Background | None) -> None:

@@ -16,6 +16,7 @@ from ketch.values import field, from_fields, value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 SCHEMA = """
@@ -104,13 +105,18 @@ class ContainerRecords:
         self.db = db
         db.ensure_schema("containers", SCHEMA)
 
-    def insert(self, rec: ContainerRecord) -> None:
+    def insert(self, rec: ContainerRecord,
+               check: Callable[[sqlite3.Connection], None] | None = None) -> None:
+        """Insert the record; `check` runs first in the same write transaction (the image
+        service's reservation: its image still exists, so `rmi` cannot slip between)."""
         d = rec.__dict__.copy()
         for k in _JSON_FIELDS:
             d[k] = dumps(d[k])
         cols = ",".join(d)
         try:
             with self.db.transaction() as conn:
+                if check is not None:
+                    check(conn)
                 conn.execute(f"INSERT INTO containers({cols}) VALUES({','.join('?' * len(d))})",
                              tuple(d.values()))
         except sqlite3.IntegrityError:

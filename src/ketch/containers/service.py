@@ -207,7 +207,11 @@ class ContainerService:
         d = self.path(cid)
         d.mkdir(parents=True)
         try:
-            self.records.insert(rec)
+            # The record is the image's reservation: written in the transaction that
+            # sees the image and its layers still recorded, so an `rmi` or `image prune`
+            # either comes first (and this create fails) or sees the container.
+            self.records.insert(rec, check=lambda _conn: self.engine.images.reserve(
+                img.id, chains, image_name))
         except BaseException:
             import shutil
 
@@ -462,13 +466,17 @@ class ContainerService:
                     raise Conflict(
                         f"cannot remove container \"/{rec.name}\": container is running:"
                         " stop the container before removing or force remove")
-                from ketch.containers import lifecycle
-                from ketch.containers.restart import suppress
+            # killed half-way, the removal is finished by the next command
+            with self.engine.intents.held("containers.remove", rec.id,
+                                          {"volumes": volumes}):
+                if rec.running:
+                    from ketch.containers import lifecycle
+                    from ketch.containers.restart import suppress
 
-                if not suppress(self, rec, cancel=True):  # a waiting restart is called off
-                    lifecycle.kill_now(self, rec)
-                    lifecycle.finish(self, rec.id, locked=True, apply_policy=False)
-            self._delete(rec, volumes=volumes)
+                    if not suppress(self, rec, cancel=True):  # a waiting restart is off
+                        lifecycle.kill_now(self, rec)
+                        lifecycle.finish(self, rec.id, locked=True, apply_policy=False)
+                self._delete(self.records.get(rec.id) or rec, volumes=volumes)
         return rec.id
 
     def _delete(self, rec: ContainerRecord, *, volumes: bool = False,
@@ -666,16 +674,36 @@ class ContainerService:
                pause: bool = True) -> ImageRecord:
         """`commit`: a new image, the container's image plus its upper dir as a layer."""
         rec = self.get(name_or_id)
-        paused = False
-        if pause and rec.state == "running":
-            self.pause(rec.id)
-            paused = True
-        try:
+        if not (pause and rec.state == "running"):
             return _commit_container(self, rec, ref=ref, changes=list(changes or []),
-                                    message=message, author=author)
-        finally:
-            if paused:
+                                     message=message, author=author)
+        # Killed while the container is frozen, this process leaves the intent for the
+        # next ketch command to thaw it (lifecycle.recover).
+        with self.engine.intents.held("containers.pause", rec.id):
+            self.pause(rec.id)
+            try:
+                return _commit_container(self, rec, ref=ref, changes=list(changes or []),
+                                         message=message, author=author)
+            finally:
                 self.unpause(rec.id)
+
+    def check(self) -> list[tuple[str, Any]]:
+        """Containers recorded as running whose process is gone: (what, repair)."""
+        from ketch.containers import lifecycle
+
+        found = []
+        for rec in self.records.all():
+            if rec.running and not lifecycle.process_alive(self, rec):
+                found.append((f"container {rec.short_id} recorded as {rec.state} but its"
+                              " process is gone", lambda c=rec.id: lifecycle.finish(self, c)))
+        return found
+
+    def recover(self, intent: Any) -> bool:
+        """Finish or undo a container operation of a killed process (Engine.recover)."""
+        from ketch.containers import recovery
+
+        return recovery.recover(self, intent.kind.partition(".")[2], intent.subject,
+                                intent.data)
 
     def stats_rows(self, names: list[str] | None = None, *, all: bool = False,
                    interval: float = 0.5) -> list[dict[str, str]]:

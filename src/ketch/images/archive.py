@@ -214,8 +214,9 @@ def read_image_archive(svc: ImageService, stream: BinaryIO,
     kill leaves at most unreferenced blobs and layers, which gc removes.
     """
     from ketch.archive import extract
+    from ketch.store.intents import owner_tag
 
-    stage = Path(tempfile.mkdtemp(prefix=f"load-{os.getpid()}-", dir=svc.content.tmp))
+    stage = Path(tempfile.mkdtemp(prefix=f"load-{owner_tag()}-", dir=svc.content.tmp))
     try:
         try:
             extract(stream, stage, whiteouts="none", same_owner=False)

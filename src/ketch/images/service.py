@@ -470,16 +470,19 @@ class ImageService:
         refs = sorted(rec.tags + rec.digests, key=familiar)  # moby's lexical order
         removed_repo_ref = False
         if not _is_id_prefix(rec.id, name):
-            if not force and _is_single_reference(rec.tags, rec.digests):
-                users = self.users(rec.id)
-                if users:
-                    raise Conflict(
-                        f'conflict: unable to remove repository reference "{name}" (must'
-                        f" force) - container {users[0][0][:12]} is using its referenced"
-                        f" image {rec.short_id}")
             ref = reference.parse(name)
             key = f"{ref.repository}@{ref.digest}" if ref.digest else str(ref)
             with self.db.transaction() as conn:
+                # checked in the transaction that untags: a container created meanwhile
+                # (its record reserves the image) is seen, never slipped past
+                cur = self.records.get(rec.id) or rec
+                if not force and _is_single_reference(cur.tags, cur.digests):
+                    users = self.users(rec.id)
+                    if users:
+                        raise Conflict(
+                            f'conflict: unable to remove repository reference "{name}"'
+                            f" (must force) - container {users[0][0][:12]} is using its"
+                            f" referenced image {rec.short_id}")
                 if ref.digest:
                     self.records.remove_digest(conn, key)
                 else:
@@ -545,6 +548,13 @@ class ImageService:
         except Exception:  # a damaged image can still be deleted
             chains = []
         with self.db.transaction() as conn:
+            # again inside the transaction: a container created since the check above
+            # holds the image (its record is the reservation, see `reserve`)
+            conflict = self._conflict(rec, hard=True, soft=not force)
+            if conflict is not None:
+                if quiet and conflict.used:
+                    return
+                raise conflict
             self.records.delete(conn, rec.id)
         for r in sorted(rec.tags + rec.digests, key=familiar):
             records.append({"Untagged": familiar(r)})
@@ -562,6 +572,13 @@ class ImageService:
             parent = self.records.get(rec.parent)
             if parent is not None:
                 self._delete_image(parent, records, force=False, prune=True, quiet=True)
+
+    def reserve(self, image_id: str, chains: builtins.list[str], name: str) -> None:
+        """Called inside the transaction that records a new container of the image: the
+        image and its unpacked layers must still be recorded (ImageNotFound if not)."""
+        if self.records.get(image_id) is None or any(
+                self.records.layer(c) is None for c in chains):
+            raise ImageNotFound(name)
 
     def _chains_in_use(self) -> set[str]:
         used = set(self.engine.layer_users())
@@ -634,9 +651,21 @@ class ImageService:
         fd = os.open(self.engine.root / "gc.lock", os.O_CREAT | os.O_RDWR, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)
-            yield
+            # Staging in tmp/ and blobs or layers not yet recorded: if this process is
+            # killed, whoever finds the intent removes them (`recover`).
+            with self.engine.intents.held("images.write"):
+                yield
         finally:
             os.close(fd)
+
+    def recover(self, intent: Any) -> bool:
+        """A writer was killed: remove its staging, and the blobs and layers it stored
+        but never recorded in an image (gc). False when a live writer keeps gc out for
+        now; the intent stays and a later command finishes it."""
+        from ketch.store.tmpclean import clean_tmp
+
+        clean_tmp(self.content.tmp)
+        return self.gc()
 
     def gc(self, extra_chains: set[str] | None = None) -> bool:
         """Mark and sweep: remove blobs and layers no image or container references.
@@ -652,33 +681,37 @@ class ImageService:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return False
-            from ketch.oci.model import Manifest
-            from ketch.store.tmpclean import clean_tmp
-
-            clean_tmp(self.content.tmp)
-            keep_blobs: set[str] = set()
-            keep_chains: set[str] = set(extra_chains or ())
-            keep_chains |= self.engine.layer_users()
-            for r in self.records.all():
-                keep_blobs.add(r.id)
-                keep_blobs.add(r.manifest_digest)
-                try:
-                    m = Manifest.parse(self.content.read(r.manifest_digest))
-                    keep_blobs.update(d.digest for d in m.layers)
-                    keep_chains.update(self.chain_ids(r))
-                except Exception:  # a damaged record keeps what it may reference
-                    continue
-            for lr in self.records.all_layers():
-                if lr.chain_id not in keep_chains:
-                    self.layers.remove(lr.chain_id)
-            # Directories a killed unpack left without a record.
-            self.layers.sweep_unrecorded()
-            for d in list(self.content.walk()):
-                if d not in keep_blobs:
-                    self.content.delete(d)
+            with self.engine.intents.held("images.gc"):  # killed: the next gc finishes
+                self._sweep(extra_chains)
             return True
         finally:
             os.close(fd)
+
+    def _sweep(self, extra_chains: set[str] | None) -> None:
+        from ketch.oci.model import Manifest
+        from ketch.store.tmpclean import clean_tmp
+
+        clean_tmp(self.content.tmp)
+        keep_blobs: set[str] = set()
+        keep_chains: set[str] = set(extra_chains or ())
+        keep_chains |= self.engine.layer_users()
+        for r in self.records.all():
+            keep_blobs.add(r.id)
+            keep_blobs.add(r.manifest_digest)
+            try:
+                m = Manifest.parse(self.content.read(r.manifest_digest))
+                keep_blobs.update(d.digest for d in m.layers)
+                keep_chains.update(self.chain_ids(r))
+            except Exception:  # a damaged record keeps what it may reference
+                continue
+        for lr in self.records.all_layers():
+            if lr.chain_id not in keep_chains:
+                self.layers.remove(lr.chain_id)
+        # Directories a killed unpack left without a record.
+        self.layers.sweep_unrecorded()
+        for d in list(self.content.walk()):
+            if d not in keep_blobs:
+                self.content.delete(d)
 
     # -- import / save / load ------------------------------------------------------------
     def import_tar(self, stream: Any, *, changes: list[str] = (),  # type: ignore[assignment]
@@ -715,8 +748,9 @@ class ImageService:
         from pathlib import Path
 
         from ketch.archive import extract
+        from ketch.store.intents import owner_tag
 
-        stage = Path(tempfile.mkdtemp(prefix=f"layer-{os.getpid()}-", dir=self.content.tmp))
+        stage = Path(tempfile.mkdtemp(prefix=f"layer-{owner_tag()}-", dir=self.content.tmp))
         try:
             with self.content.writer() as w:
                 # One read: the tee stores the tar as the blob while extract() unpacks it

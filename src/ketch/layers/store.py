@@ -81,12 +81,13 @@ class LayerStore:
         import tempfile
 
         from ketch.archive import extract
+        from ketch.store.intents import owner_tag
 
         with self._lock(chain_id):
             existing = self.records.layer(chain_id)
             if existing is not None and self.path(chain_id).is_dir():
                 return existing
-            staging = Path(tempfile.mkdtemp(prefix=f"layer-{os.getpid()}-", dir=self.tmp))
+            staging = Path(tempfile.mkdtemp(prefix=f"layer-{owner_tag()}-", dir=self.tmp))
             try:
                 # extract() hashes the decompressed stream (the DiffID) as it unpacks it.
                 stats = extract(stream, staging / "diff", whiteouts="overlay")

@@ -31,8 +31,10 @@ class BlobWriter:
         import hashlib
         import tempfile
 
+        from ketch.store.intents import owner_tag
+
         self._store = store
-        fd, name = tempfile.mkstemp(prefix=f"blob-{os.getpid()}-", dir=store.tmp)
+        fd, name = tempfile.mkstemp(prefix=f"blob-{owner_tag()}-", dir=store.tmp)
         self.path = Path(name)
         self._f = os.fdopen(fd, "wb", buffering=CHUNK)
         self._h = hashlib.sha256()

@@ -1,7 +1,8 @@
-"""Removal of staging files that a killed ketch process left in tmp/.
+"""Removal of staging entries that a killed ketch process left in tmp/.
 
-Staging names carry the writer's pid (`blob-<pid>-...`, `layer-<pid>-...`); an entry
-whose pid is no longer alive can only be debris.
+Staging names carry their writer: `<kind>-<pid>.<start time>-...` (see
+`ketch.store.intents.owner_tag`; older names carry the pid alone). An entry whose
+writer is no longer alive can only be debris.
 """
 
 from __future__ import annotations
@@ -10,8 +11,22 @@ import os
 import shutil
 from pathlib import Path
 
+from ketch.store.intents import alive
 
-def _pid_alive(pid: int) -> bool:
+
+def _owner(name: str) -> tuple[int, str | None] | None:
+    parts = name.split("-")
+    if len(parts) < 2:
+        return None
+    pid, _, started = parts[1].partition(".")
+    if not pid.isdigit():
+        return None
+    return int(pid), (started or None)
+
+
+def _owner_alive(pid: int, started: str | None) -> bool:
+    if started is not None:
+        return alive(pid, started)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -21,20 +36,44 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def clean_tmp(tmp: Path) -> int:
+def _remove(entry: Path) -> None:
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry, ignore_errors=True)
+    else:
+        entry.unlink(missing_ok=True)
+
+
+def clean_tmp(tmp: Path, owner: tuple[int, str] | None = None) -> int:
+    """Remove staging whose writer is dead (with `owner`: only that writer's, which the
+    caller knows is dead). Returns how many entries went."""
     removed = 0
-    if not tmp.is_dir():
+    try:
+        entries = list(os.scandir(tmp))
+    except OSError:
         return 0
-    for entry in tmp.iterdir():
-        parts = entry.name.split("-")
-        if len(parts) < 2 or not parts[1].isdigit():
+    for entry in entries:
+        who = _owner(entry.name)
+        if who is None:
             continue
-        pid = int(parts[1])
-        if pid == os.getpid() or _pid_alive(pid):
+        if owner is not None:
+            if who != owner:
+                continue
+        elif who[0] == os.getpid() or _owner_alive(*who):
             continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
+        _remove(Path(entry.path))
         removed += 1
     return removed
+
+
+def debris(tmp: Path) -> list[Path]:
+    """Staging entries whose writer is dead (for `system check`)."""
+    out = []
+    try:
+        entries = list(os.scandir(tmp))
+    except OSError:
+        return []
+    for entry in entries:
+        who = _owner(entry.name)
+        if who is not None and who[0] != os.getpid() and not _owner_alive(*who):
+            out.append(Path(entry.path))
+    return out
