@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import KetchCLI, require, require_root, require_tool
+from tests.conftest import (
+    KetchCLI,
+    isolated_network_config,
+    require,
+    require_root,
+    require_tool,
+    teardown_root,
+)
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_PARENT = "ketch"
@@ -155,11 +162,13 @@ def image_root(tmp_path_factory: pytest.TempPathFactory, busybox_tar: Path,
                container_prereqs: None) -> Iterator[Path]:
     """A state root holding the busybox image (`busybox`, CMD ["sh"]), per test module."""
     root = tmp_path_factory.mktemp("ketch-ctr")
+    isolated_network_config(root)
     cli = TrackingCLI(root)
     cli("import", "--change", 'CMD ["sh"]', str(busybox_tar), "busybox")
     yield root
     cli.remove_everything()
     wait_for(lambda: not leaks(root, cli.ids), timeout=20, what="the module's containers to go")
+    teardown_root(root, root / "run")  # the root's bridge and chains
     from ketch.containers.rootfs import unmount
 
     unmount(root / "run" / "netns")

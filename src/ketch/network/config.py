@@ -20,6 +20,13 @@ from ketch.errors import InvalidArgument
 DEFAULT_BRIDGE_SUBNET = "10.193.0.0/16"
 DEFAULT_POOL = "10.194.0.0/15"
 
+# A state root other than the default one gets its own default bridge, chains and
+# subnet (a /24 of this range, starting at one derived from the root's path), so two
+# roots on one host never share an address allocator or hand out the same address.
+DEFAULT_ROOT = "/var/lib/ketch"
+DERIVED_SUBNETS = "10.192.0.0/16"
+DERIVED_PREFIXLEN = 24
+
 ENV_KEYS = {
     "bridge_subnet": "KETCH_BRIDGE_SUBNET",
     "bridge_name": "KETCH_BRIDGE_NAME",
@@ -45,6 +52,9 @@ class NetworkConfig:
     resolv_conf: str = "/etc/resolv.conf"
     # random host ports come from here; None reads net.ipv4.ip_local_port_range
     port_range: tuple[int, int] | None = None
+    # the default bridge's subnet is derived from the state root (not configured): it is
+    # checked against the host's routes when the bridge is made, and moved if taken
+    derived_subnet: bool = False
 
     @classmethod
     def load(cls, state_root: Path | None = None,
@@ -53,16 +63,33 @@ class NetworkConfig:
         cfg = cls()
         path = env.get("KETCH_NETWORK_CONFIG")
         candidate = Path(path) if path else (state_root / "network.toml" if state_root else None)
+        given: set[str] = set()
         if candidate is not None and candidate.is_file():
             import tomllib  # only when there is a file: its import costs a `run` 5 ms
 
             with open(candidate, "rb") as f:
                 data = tomllib.load(f)
             cfg.update(data.get("network", data))
+            given.update(data.get("network", data))
         for key, var in ENV_KEYS.items():
             if env.get(var):
                 cfg.update({key: env[var]})
+                given.add(key)
+        if state_root is not None and os.path.abspath(state_root) != DEFAULT_ROOT:
+            cfg.derive(str(os.path.abspath(state_root)), given)
         return cfg
+
+    def derive(self, root: str, given: set[str]) -> None:
+        """Names and subnet of a non-default state root, from its path (what the
+        configuration sets itself is kept)."""
+        h = derived_hash(root)
+        if "bridge_name" not in given:
+            self.bridge_name = f"ketch-{h[:8]}"
+        if "chain_prefix" not in given:
+            self.chain_prefix = f"K{h[:8].upper()}"
+        if "bridge_subnet" not in given:
+            self.bridge_subnet = str(derived_subnets(root)[0])
+            self.derived_subnet = "bridge_gateway" not in given
 
     def update(self, data: dict[str, Any]) -> None:
         known = set(values.fields_of(self))
@@ -96,3 +123,21 @@ class NetworkConfig:
             return int(lo), int(hi)
         except (OSError, ValueError):
             return 32768, 60999
+
+
+def derived_hash(root: str) -> str:
+    try:
+        from _sha256 import sha256
+    except ImportError:
+        from hashlib import sha256
+    return sha256(root.encode()).hexdigest()
+
+
+def derived_subnets(root: str) -> list[Any]:
+    """The /24s a root's default bridge may take, in the order it tries them: the one
+    its path hashes to first, then the following ones."""
+    import ipaddress
+
+    space = list(ipaddress.ip_network(DERIVED_SUBNETS).subnets(new_prefix=DERIVED_PREFIXLEN))
+    start = int(derived_hash(root)[8:16], 16) % len(space)
+    return space[start:] + space[:start]

@@ -34,7 +34,7 @@ from typing import Any
 
 from ketch.errors import Conflict, InvalidArgument, KetchError, NotFound
 from ketch.network import netns, procs
-from ketch.network.config import NetworkConfig
+from ketch.network.config import DERIVED_SUBNETS, NetworkConfig
 from ketch.network.files import host_nameservers
 from ketch.network.firewall import Firewall, FirewallError, Rule
 from ketch.network.models import Endpoint, Network, NetworkAttachment, PortBinding
@@ -152,6 +152,18 @@ def _host_routes() -> list[ipaddress.IPv4Network]:
     return out
 
 
+@contextmanager
+def _host_lock() -> Iterator[None]:
+    """One lock for every state root on the host (the default bridges' subnets)."""
+    os.makedirs("/run/lock", exist_ok=True)
+    fd = os.open("/run/lock/ketch-bridges.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def _write_sysctl(path: str, value: str) -> None:
     try:
         with open(path) as f:
@@ -213,6 +225,11 @@ class NetworkService:
                          subnet if name == "bridge" else "",
                          gateway if name == "bridge" else "", time.time()))
             row = rows.get("bridge")
+            if row is not None and self.config.derived_subnet and row["subnet"] and (
+                    ipaddress.ip_network(row["subnet"]).subnet_of(
+                        ipaddress.ip_network(DERIVED_SUBNETS))):
+                # the subnet a derived bridge claimed (maybe not its first choice) stays
+                subnet, gateway = row["subnet"], row["gateway"]
             if row is not None and (row["subnet"], row["gateway"], row["bridge"]) != (
                     subnet, gateway, self.config.bridge_name):
                 busy = conn.execute("SELECT 1 FROM net_endpoints WHERE network_id=? LIMIT 1",
@@ -431,6 +448,39 @@ class NetworkService:
                              (json.dumps([r.encode() for r in rules]), net.id))
             marker.write_text(self._token())
 
+    def _claim_bridge_subnet(self, net: Network) -> Network:
+        """The default bridge of a non-default state root takes its subnet when the
+        bridge is made, under a host-wide lock, against the routes the host has then:
+        a subnet another root's bridge (or anything else) routes is skipped for the next
+        one of the root's sequence (config.derived_subnets). The bridge with its address
+        is the claim every other root sees, so two roots never share a subnet."""
+        from ketch.network.config import derived_subnets
+
+        if os.path.exists(f"/sys/class/net/{net.bridge}"):
+            return net
+        with _host_lock():
+            if os.path.exists(f"/sys/class/net/{net.bridge}"):
+                return net
+            taken = _host_routes()
+            if any(ipaddress.ip_network(net.subnet).overlaps(t) for t in taken):
+                with self.db.transaction() as conn:
+                    if conn.execute("SELECT 1 FROM net_endpoints WHERE network_id=? LIMIT 1",
+                                    (net.id,)).fetchone():
+                        raise Conflict(f"the default bridge's subnet {net.subnet} is routed"
+                                       " elsewhere on this host; remove this root's"
+                                       " containers or set bridge_subnet in network.toml")
+                    root = os.path.abspath(self.state_root)
+                    free = [c for c in derived_subnets(root)
+                            if not any(c.overlaps(t) for t in taken)]
+                    if not free:
+                        raise Conflict("no free subnet left for the default bridge")
+                    conn.execute("UPDATE net_networks SET subnet=?, gateway=?, last_ip=''"
+                                 " WHERE id=?", (str(free[0]), str(next(free[0].hosts())),
+                                                 net.id))
+                    net = self._find_network(conn, net.id)
+            self._ensure_ready(net)
+        return net
+
     # -- public: containers ------------------------------------------------------------
     def setup(self, container_id: str, mode: str = "bridge",
               ports: Iterable[PortBinding] = (), aliases: Iterable[str] = (),
@@ -479,6 +529,8 @@ class NetworkService:
         if net.internal:
             ports = []  # as Docker: nothing is published from an internal network
 
+        if net.builtin and self.config.derived_subnet:
+            net = self._claim_bridge_subnet(net)
         proxy_sockets: list[tuple[socket.socket, PortBinding]] = []
         with self.db.transaction() as conn:
             conn.execute(
