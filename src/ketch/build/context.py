@@ -251,7 +251,9 @@ def prepare(context: str, dockerfile: str | None, tmp_root: Path,
         else:
             # `docker build - < Dockerfile`: the Dockerfile alone, an empty context.
             text = (head + stdin.read()).decode("utf-8", "surrogateescape")
-            empty = tmp_root / f"context-{os.getpid()}-{os.urandom(4).hex()}"
+            from ketch.store.intents import owner_tag
+
+            empty = tmp_root / f"context-{owner_tag()}-{os.urandom(4).hex()}"
             empty.mkdir(parents=True)
             ctx = BuildContext(empty, temporary=True)
     else:

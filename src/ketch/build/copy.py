@@ -286,9 +286,11 @@ def download(url: str, tmp_dir: Path) -> Download:
     import urllib.parse
     import urllib.request
 
+    from ketch.store.intents import owner_tag
+
     name = posixpath.basename(urllib.parse.urlparse(url).path) or "__unnamed__"
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    path = tmp_dir / f"download-{os.getpid()}-{os.urandom(4).hex()}"
+    path = tmp_dir / f"download-{owner_tag()}-{os.urandom(4).hex()}"
     h = hashlib.sha256()
     mtime_ns = None
     try:

@@ -700,9 +700,11 @@ class Builder:
 
     def _script_file(self, body: str, name: str) -> Path:
         """A host file with `body`'s bytes, to bind into a RUN container."""
+        from ketch.store.intents import owner_tag
+
         tmp = self.engine.root / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
-        path = tmp / f"heredoc-{os.getpid()}-{name}"
+        path = tmp / f"heredoc-{owner_tag()}-{name}"
         path.write_text(body, encoding="utf-8", errors="surrogateescape")
         os.chmod(path, 0o755)
         return path
