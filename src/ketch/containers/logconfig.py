@@ -1,0 +1,69 @@
+"""A container's log driver: `--log-driver`/`--log-opt`, with defaults from the state
+root's `ketch.toml` (Docker keeps them in daemon.json as "log-driver"/"log-opts"):
+
+    [containers]
+    log_driver = "json-file"                          # json-file, local, k8s-file, none, journald
+    log_opts = { max-size = "10m", max-file = "3" }   # as --log-opt
+
+As in Docker, the default options apply to a container that uses the default driver.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ketch.errors import InvalidArgument
+from ketch.runtime.logs import DEFAULT_DRIVER, LogPolicy, log_policy
+
+CONFIG_FILE = "ketch.toml"
+
+
+def root_defaults(root: Path) -> tuple[str, dict[str, str]]:
+    """(driver, options) from `<root>/ketch.toml`; Docker's json-file, no options, when
+    the file or its keys are absent."""
+    path = root / CONFIG_FILE
+    if not path.is_file():
+        return DEFAULT_DRIVER, {}
+    import tomllib  # only when there is a file
+
+    try:
+        with open(path, "rb") as f:
+            table = tomllib.load(f).get("containers") or {}
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise InvalidArgument(f"cannot read {path}: {e}") from None
+    driver = table.get("log_driver", DEFAULT_DRIVER)
+    opts = table.get("log_opts", {})
+    if not isinstance(driver, str) or not isinstance(opts, dict) or not all(
+            isinstance(v, str) for v in opts.values()):
+        raise InvalidArgument(f"{path}: [containers] log_driver must be a string and"
+                              " log_opts a table of strings")
+    try:
+        log_policy(driver, opts)
+    except InvalidArgument as e:
+        raise InvalidArgument(f"{path}: [containers] log settings: {e}") from None
+    return driver, dict(opts)
+
+
+def resolve(hc: dict[str, Any], root: Path) -> dict[str, Any]:
+    """The LogConfig a new container gets ({"Type", "Config"}), checked: InvalidArgument
+    with Docker's message for an unknown driver or option or a bad value."""
+    given = hc.get("LogConfig") or {}
+    driver = given.get("Type") or ""
+    opts = dict(given.get("Config") or {})
+    default_driver, default_opts = root_defaults(root)
+    if not driver:
+        driver = default_driver
+    if driver == default_driver:
+        opts = {**default_opts, **opts}
+    log_policy(driver, opts)
+    return {"Type": driver, "Config": opts}
+
+
+def policy(hc: dict[str, Any]) -> LogPolicy:
+    """A created container's policy (records from before LogConfig: json-file)."""
+    cfg = hc.get("LogConfig") or {}
+    try:
+        return log_policy(cfg.get("Type") or DEFAULT_DRIVER, dict(cfg.get("Config") or {}))
+    except InvalidArgument:
+        return LogPolicy(DEFAULT_DRIVER)
