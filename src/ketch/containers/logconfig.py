@@ -57,7 +57,7 @@ def resolve(hc: dict[str, Any], root: Path) -> dict[str, Any]:
     if driver == default_driver:
         opts = {**default_opts, **opts}
     log_policy(driver, opts)
-    return {"Type": driver, "Config": opts}
+    return {"Type": driver, "Config": dict(sorted(opts.items()))}  # as Go's JSON shows maps
 
 
 def policy(hc: dict[str, Any]) -> LogPolicy:
