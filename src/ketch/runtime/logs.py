@@ -819,7 +819,8 @@ def start_offset(path: Path) -> int:
 def _set_start(path: Path, offset: int) -> None:
     name = path.with_name(path.name + ".start")
     tmp = name.with_name(name.name + ".tmp")
-    tmp.write_bytes(b"%d" % offset)
+    with open(tmp, "wb", opener=_private) as f:
+        f.write(b"%d" % offset)
     os.rename(tmp, name)
 
 
