@@ -11,12 +11,25 @@ As in Docker, the default options apply to a container that uses the default dri
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ketch.errors import InvalidArgument
-from ketch.runtime.logs import DEFAULT_DRIVER, LogPolicy, log_policy
+
+if TYPE_CHECKING:
+    from ketch.runtime.logs import LogPolicy
 
 CONFIG_FILE = "ketch.toml"
+DEFAULT_DRIVER = "json-file"
+# One unrotated file: conmon's default, nothing to check or set up. ketch.runtime.logs
+# (and the dataclasses it imports, 10+ ms) stays off the create/start path then.
+_PLAIN_DRIVERS = ("json-file", "k8s-file")
+
+
+def _check(driver: str, opts: dict[str, str]) -> None:
+    if driver not in _PLAIN_DRIVERS or opts:
+        from ketch.runtime.logs import log_policy
+
+        log_policy(driver, opts)
 
 
 def root_defaults(root: Path) -> tuple[str, dict[str, str]]:
@@ -39,7 +52,7 @@ def root_defaults(root: Path) -> tuple[str, dict[str, str]]:
         raise InvalidArgument(f"{path}: [containers] log_driver must be a string and"
                               " log_opts a table of strings")
     try:
-        log_policy(driver, opts)
+        _check(driver, opts)
     except InvalidArgument as e:
         raise InvalidArgument(f"{path}: [containers] log settings: {e}") from None
     return driver, dict(opts)
@@ -56,14 +69,27 @@ def resolve(hc: dict[str, Any], root: Path) -> dict[str, Any]:
         driver = default_driver
     if driver == default_driver:
         opts = {**default_opts, **opts}
-    log_policy(driver, opts)
+    _check(driver, opts)
     return {"Type": driver, "Config": dict(sorted(opts.items()))}  # as Go's JSON shows maps
 
 
-def policy(hc: dict[str, Any]) -> LogPolicy:
-    """A created container's policy (records from before LogConfig: json-file)."""
+def policy(hc: dict[str, Any]) -> LogPolicy | None:
+    """A created container's policy; None for one plain file (and for records from
+    before LogConfig)."""
     cfg = hc.get("LogConfig") or {}
+    driver = cfg.get("Type") or DEFAULT_DRIVER
+    opts = dict(cfg.get("Config") or {})
+    if driver in _PLAIN_DRIVERS and not opts:
+        return None
+    from ketch.runtime.logs import log_policy
+
     try:
-        return log_policy(cfg.get("Type") or DEFAULT_DRIVER, dict(cfg.get("Config") or {}))
+        return log_policy(driver, opts)
     except InvalidArgument:
-        return LogPolicy(DEFAULT_DRIVER)
+        return None
+
+
+def reads_back(hc: dict[str, Any]) -> bool:
+    """Whether `logs` can show this container's output (its driver keeps a file)."""
+    driver = (hc.get("LogConfig") or {}).get("Type") or DEFAULT_DRIVER
+    return driver in ("json-file", "local", "k8s-file")

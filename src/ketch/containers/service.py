@@ -375,7 +375,7 @@ class ContainerService:
         path, args = self.command_line(r)
         d = self.path(r.id)
         lowers = [str(self.engine.layers.path(c)) for c in reversed(r.chain_ids)]
-        from ketch.runtime.logs import FILE_DRIVERS
+        from ketch.containers.logconfig import reads_back
 
         hc = {k: v for k, v in r.host_config.items() if not k.startswith("_")}
         hc.setdefault("NetworkMode", "bridge")
@@ -413,7 +413,7 @@ class ContainerService:
             "Image": r.image_id,
             "ResolvConfPath": str(d / "resolv.conf"),
             "HostnamePath": str(d / "hostname"), "HostsPath": str(d / "hosts"),
-            "LogPath": str(d / "ctr.log") if hc["LogConfig"]["Type"] in FILE_DRIVERS else "",
+            "LogPath": str(d / "ctr.log") if reads_back(hc) else "",
             "Name": "/" + r.name,
             "RestartCount": r.restart_count, "Driver": "overlay2", "Platform": "linux",
             "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
@@ -588,9 +588,9 @@ class ContainerService:
         from ketch.runtime.logs import read_log
 
         rec = self.get(name_or_id)
-        from ketch.containers.logconfig import policy
+        from ketch.containers.logconfig import reads_back
 
-        if not policy(rec.host_config).stores_file:
+        if not reads_back(rec.host_config):
             raise KetchError("configured logging driver does not support reading")
         p = lifecycle.paths(self, rec)
 
