@@ -1,10 +1,5 @@
 """A container's log driver: `--log-driver`/`--log-opt`, with defaults from the state
-root's `ketch.toml` (Docker keeps them in daemon.json as "log-driver"/"log-opts"):
-
-    [containers]
-    log_driver = "json-file"                          # json-file, local, k8s-file, none, journald
-    log_opts = { max-size = "10m", max-file = "3" }   # as --log-opt
-
+root's `ketch.toml` (`[containers] log_driver`, `log_opts`: containers/settings.py).
 As in Docker, the default options apply to a container that uses the default driver.
 """
 
@@ -18,7 +13,6 @@ from ketch.errors import InvalidArgument
 if TYPE_CHECKING:
     from ketch.runtime.logs import LogPolicy
 
-CONFIG_FILE = "ketch.toml"
 DEFAULT_DRIVER = "json-file"
 # One unrotated file: conmon's default, nothing to check or set up. ketch.runtime.logs
 # (and the dataclasses it imports, 10+ ms) stays off the create/start path then.
@@ -33,29 +27,18 @@ def _check(driver: str, opts: dict[str, str]) -> None:
 
 
 def root_defaults(root: Path) -> tuple[str, dict[str, str]]:
-    """(driver, options) from `<root>/ketch.toml`; Docker's json-file, no options, when
-    the file or its keys are absent."""
-    path = root / CONFIG_FILE
-    if not path.is_file():
-        return DEFAULT_DRIVER, {}
-    import tomllib  # only when there is a file
+    """(driver, options) from `<root>/ketch.toml` (containers/settings.py); Docker's
+    json-file, no options, when the file or its keys are absent."""
+    from ketch.containers.settings import CONFIG_FILE, ContainerSettings
 
-    try:
-        with open(path, "rb") as f:
-            table = tomllib.load(f).get("containers") or {}
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise InvalidArgument(f"cannot read {path}: {e}") from None
-    driver = table.get("log_driver", DEFAULT_DRIVER)
-    opts = table.get("log_opts", {})
-    if not isinstance(driver, str) or not isinstance(opts, dict) or not all(
-            isinstance(v, str) for v in opts.values()):
-        raise InvalidArgument(f"{path}: [containers] log_driver must be a string and"
-                              " log_opts a table of strings")
+    settings = ContainerSettings.load(root)
+    driver, opts = settings.log_driver, dict(settings.log_opts or {})
     try:
         _check(driver, opts)
     except InvalidArgument as e:
-        raise InvalidArgument(f"{path}: [containers] log settings: {e}") from None
-    return driver, dict(opts)
+        raise InvalidArgument(f"{root / CONFIG_FILE}: [containers] log settings: {e}"
+                              ) from None
+    return driver, opts
 
 
 def resolve(hc: dict[str, Any], root: Path) -> dict[str, Any]:
