@@ -237,6 +237,8 @@ class Engine:
         import platform
         import shutil
 
+        from ketch.containers.logconfig import root_defaults
+
         images = self.records.all()
         counts = self._container_counts()
         mem = 0
@@ -260,7 +262,8 @@ class Engine:
             "Architecture": platform.machine(), "NCPU": os.cpu_count() or 1,
             "MemTotal": mem, "Name": platform.node(), "ServerVersion": __version__,
             "CgroupDriver": "cgroupfs", "CgroupVersion": _cgroup_version(),
-            "Runtimes": runtimes, "DefaultRuntime": "runc", "LoggingDriver": "k8s-file",
+            "Runtimes": runtimes, "DefaultRuntime": "runc",
+            "LoggingDriver": root_defaults(self.root)[0],
             "SecurityOptions": _security_options(), "Labels": [],
             "ExperimentalBuild": False, "Swarm": {"LocalNodeState": "inactive"},
         }

@@ -52,6 +52,8 @@ def add_create_flags(p: Parser) -> None:
     a("--label-file", action="append", default=[], metavar="list",
       help="Read in a line delimited file of labels")
     a("--log-driver", metavar="string", help="Logging driver for the container")
+    a("--log-opt", action="append", default=[], metavar="list",
+      help="Log driver options")
     a("-m", "--memory", metavar="bytes", help="Memory limit")
     a("--memory-reservation", metavar="bytes", help="Memory soft limit")
     a("--memory-swap", metavar="bytes",
@@ -243,6 +245,15 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
         "Runtime": ns.runtime or "runc",
         "Init": ns.init or None,
     }
+    if ns.log_driver is not None or ns.log_opt:
+        opts = {}
+        for o in ns.log_opt:
+            k, eq, v = o.partition("=")
+            if not eq or not k:
+                raise InvalidArgument(f'invalid argument "{o}" for "--log-opt" flag: invalid'
+                                      " key value pair format")
+            opts[k] = v
+        host_config["LogConfig"] = {"Type": ns.log_driver or "", "Config": opts}
     if unconfined_paths:
         host_config["MaskedPaths"] = []
         host_config["ReadonlyPaths"] = []

@@ -351,8 +351,10 @@ def _start_locked(svc: ContainerService, rec: ContainerRecord,
         write_config(d, generate_config(spec))
         plumbing = _Background(later)
         try:
+            from ketch.containers.logconfig import policy
+
             mon.create_container(p, name=rec.name, terminal=bool(c.get("Tty")),
-                                 stdin=bool(c.get("OpenStdin")))
+                                 stdin=bool(c.get("OpenStdin")), log=policy(hc))
         except BaseException:
             plumbing.wait(raise_error=False)
             raise

@@ -166,6 +166,9 @@ class ContainerService:
         from ketch.containers.restart import validate as validate_restart
 
         validate_restart(host_config)  # before the image, as the daemon checks it
+        from ketch.containers.logconfig import resolve
+
+        host_config["LogConfig"] = resolve(host_config, self.engine.root)
         image_name = config.get("Image") or ""
         if not image_name:
             raise InvalidArgument("no image given: the first argument must be an image name")
@@ -376,8 +379,11 @@ class ContainerService:
         path, args = self.command_line(r)
         d = self.path(r.id)
         lowers = [str(self.engine.layers.path(c)) for c in reversed(r.chain_ids)]
+        from ketch.containers.logconfig import reads_back
+
         hc = {k: v for k, v in r.host_config.items() if not k.startswith("_")}
         hc.setdefault("NetworkMode", "bridge")
+        hc.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
         hc.setdefault("PortBindings", {})
         hc.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
         hc.setdefault("AutoRemove", False)
@@ -411,7 +417,8 @@ class ContainerService:
             "Image": r.image_id,
             "ResolvConfPath": str(d / "resolv.conf"),
             "HostnamePath": str(d / "hostname"), "HostsPath": str(d / "hosts"),
-            "LogPath": str(d / "ctr.log"), "Name": "/" + r.name,
+            "LogPath": str(d / "ctr.log") if reads_back(hc) else "",
+            "Name": "/" + r.name,
             "RestartCount": r.restart_count, "Driver": "overlay2", "Platform": "linux",
             "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
             "ExecIDs": r.extra.get("ExecIDs") or None,
@@ -589,6 +596,10 @@ class ContainerService:
         from ketch.runtime.logs import read_log
 
         rec = self.get(name_or_id)
+        from ketch.containers.logconfig import reads_back
+
+        if not reads_back(rec.host_config):
+            raise KetchError("configured logging driver does not support reading")
         p = lifecycle.paths(self, rec)
 
         def running() -> bool:

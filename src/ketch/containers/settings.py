@@ -4,8 +4,11 @@ daemon.json): its `[containers]` table.
     [containers]
     init = true                          # as `--init` for every container (daemon.json "init")
     init_path = "/usr/bin/tini-static"   # the init binary (daemon.json "init-path")
+    log_driver = "json-file"             # as --log-driver (daemon.json "log-driver")
+    log_opts = { max-size = "10m", max-file = "3" }   # as --log-opt ("log-opts")
 
-A container's own `--init` wins over `init`. Unknown keys are refused, so a misspelt
+A container's own `--init` wins over `init`; its own `--log-driver` over `log_driver`, and
+`log_opts` apply to containers of the default driver (containers/logconfig.py). Unknown keys are refused, so a misspelt
 setting never goes unnoticed.
 """
 
@@ -28,6 +31,8 @@ _INIT_NAMES = ("tini-static", "docker-init")
 class ContainerSettings:
     init: bool = False
     init_path: str = ""
+    log_driver: str = "json-file"
+    log_opts: dict[str, str] | None = None
 
     @classmethod
     def load(cls, root: Path) -> ContainerSettings:
@@ -48,6 +53,11 @@ class ContainerSettings:
                 settings.init = val
             elif key == "init_path" and isinstance(val, str):
                 settings.init_path = val
+            elif key == "log_driver" and isinstance(val, str):
+                settings.log_driver = val
+            elif key == "log_opts" and isinstance(val, dict) and all(
+                    isinstance(v, str) for v in val.values()):
+                settings.log_opts = dict(val)
             else:
                 raise InvalidArgument(f"{path}: unknown or malformed setting"
                                       f" [containers] {key} = {val!r}")

@@ -13,6 +13,7 @@ C-level map/join, streams are coalesced into large chunks, `tail` seeks backward
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import time
@@ -274,10 +275,11 @@ def _first_at_or_after(f: BinaryIO, lo: int, hi: int, bound: int, strict: bool) 
     return _record_after(f, left, hi)[0] if left < hi else hi
 
 
-def _tail_offset(f: BinaryIO, lo: int, hi: int, n: int) -> int:
-    """Start of the n-th last record in [lo, hi); `hi` is just after a newline."""
+def _tail_offset(f: BinaryIO, lo: int, hi: int, n: int) -> tuple[int, int]:
+    """(start of the n-th last record in [lo, hi), how many records that keeps): fewer
+    than n when the region holds fewer. `hi` is just after a newline."""
     if n <= 0:
-        return hi
+        return hi, 0
     need = n + 1  # the newline ending the record before the first one we keep
     pos = hi
     while pos > lo:
@@ -289,10 +291,10 @@ def _tail_offset(f: BinaryIO, lo: int, hi: int, n: int) -> int:
             idx = len(data)
             for _ in range(need):
                 idx = data.rindex(b"\n", 0, idx)
-            return start + idx + 1
+            return start + idx + 1, n
         need -= count
         pos = start
-    return lo
+    return lo, n + 1 - need
 
 
 def _last_newline(f: BinaryIO, size: int) -> int:
@@ -337,36 +339,118 @@ def _read_log(path: Path | str, *, tail: int | None = None,
     since_ns, until_ns = to_ns(since), to_ns(until)
     path = Path(path)
     converter = _Converter(timestamps, streams)
-    f = _open_waiting(path, follow, is_done, poll_interval)
+    # Rotated generations first (oldest first), opened before the current file so that a
+    # rotation meanwhile shifts names under us without losing what was opened.
+    older = _open_older(path)
+    f = _open_waiting(path, follow and not older, is_done, poll_interval)
     if f is None:
-        return
-    with f:
-        size = os.fstat(f.fileno()).st_size
-        end = _last_newline(f, size)
-        start = 0
-        if since_ns is not None:
-            start = _first_at_or_after(f, 0, end, since_ns, strict=False)
-        stop_early = False
-        if until_ns is not None:
-            cut = _first_at_or_after(f, start, end, until_ns, strict=True)
-            stop_early = cut < end
-            end = cut
-        if tail is not None:
-            start = max(start, _tail_offset(f, start, end, tail))
-        pos = start
-        while pos < end:
-            f.seek(pos)
-            block = f.read(min(BLOCK, end - pos))
-            cut_at = block.rfind(b"\n") + 1 if pos + len(block) < end else len(block)
-            if cut_at == 0:
-                cut_at = len(block)  # a single record longer than a block
-            yield from converter.convert(block[:cut_at])
-            pos += cut_at
+        if not older:
+            return
+        f = io.BytesIO()
+    with contextlib.ExitStack() as stack:
+        for g in older:
+            stack.enter_context(g)
+        stack.enter_context(f)
+        regions, stop_early = _regions([*older, f], since_ns, until_ns, tail,
+                                       start_offset(path))
+        for g, pos, end in regions:
+            while pos < end:
+                g.seek(pos)
+                block = g.read(min(BLOCK, end - pos))
+                cut_at = block.rfind(b"\n") + 1 if pos + len(block) < end else len(block)
+                if cut_at == 0:
+                    cut_at = len(block)  # a single record longer than a block
+                yield from converter.convert(block[:cut_at])
+                pos += cut_at
         if not follow or stop_early:
             return
         if idle is not None:
             idle()
+        if isinstance(f, io.BytesIO):  # the current file did not exist yet
+            f = _open_waiting(path, True, is_done, poll_interval)
+            if f is None:
+                return
+            stack.enter_context(f)
+            end = 0
+        else:
+            end = regions[-1][2] if regions and regions[-1][0] is f else _last_newline(
+                f, os.fstat(f.fileno()).st_size)
         yield from _follow(f, path, end, converter, until_ns, is_done, poll_interval, idle)
+
+
+def _regions(files: list[BinaryIO], since_ns: int | None, until_ns: int | None,
+             tail: int | None, base: int = 0) -> tuple[list[tuple[BinaryIO, int, int]], bool]:
+    """The part of each file (oldest first) to show: [(file, start, end)], and whether
+    `until` ends the output before the last file's end. The last file's records begin
+    at `base` (what the keeper has rotated out is before it)."""
+    out: list[tuple[BinaryIO, int, int]] = []
+    stop_early = False
+    last = files[-1]
+    for g in files:
+        size = _size(g)
+        lo = min(base, size) if g is last else 0
+        end = max(lo, _last_newline(g, size))
+        start = lo
+        if since_ns is not None:
+            start = _first_at_or_after(g, lo, end, since_ns, strict=False)
+        if until_ns is not None:
+            cut = _first_at_or_after(g, start, end, until_ns, strict=True)
+            stop_early = cut < end
+            end = cut
+        out.append((g, start, end))
+        if stop_early:
+            break
+    if tail is not None:
+        need = tail
+        kept: list[tuple[BinaryIO, int, int]] = []
+        for g, start, end in reversed(out):
+            if need <= 0 and kept:
+                break
+            offset, found = _tail_offset(g, start, end, need)
+            kept.append((g, max(start, offset), end))
+            need -= found
+        out = kept[::-1]
+    return out, stop_early
+
+
+def _size(f: BinaryIO) -> int:
+    if isinstance(f, io.BytesIO):
+        return len(f.getbuffer())
+    return os.fstat(f.fileno()).st_size
+
+
+def rotated_paths(path: Path) -> list[Path]:
+    """The rotated generations of a log, oldest first: `<log>.N[.gz]` ... `<log>.1[.gz]`
+    (a plain file wins over its .gz: the keeper removes it only after the .gz is whole)."""
+    found: list[Path] = []
+    n = 1
+    while True:
+        plain = path.with_name(f"{path.name}.{n}")
+        if plain.exists():
+            found.append(plain)
+        else:
+            packed = path.with_name(f"{path.name}.{n}.gz")
+            if not packed.exists():
+                break
+            found.append(packed)
+        n += 1
+    return found[::-1]
+
+
+def _open_older(path: Path) -> list[BinaryIO]:
+    opened: list[BinaryIO] = []
+    for p in rotated_paths(path):
+        try:
+            if p.suffix == ".gz":
+                import gzip
+
+                with open(p, "rb") as raw:
+                    opened.append(io.BytesIO(gzip.decompress(raw.read())))
+            else:
+                opened.append(open(p, "rb"))
+        except (FileNotFoundError, EOFError, OSError):
+            continue  # rotated away or still being written: the next generation has it
+    return opened
 
 
 def _open_waiting(path: Path, follow: bool, is_done: Callable[[], bool] | None,
@@ -387,6 +471,7 @@ def _follow(f: BinaryIO, path: Path, pos: int, converter: _Converter, until_ns: 
     delay = min(0.02, poll_interval)
     finishing = False
     opened: BinaryIO | None = None  # a file reopened after rotation; ours to close
+    drained = False
     try:
         while True:
             f.seek(pos)
@@ -416,6 +501,12 @@ def _follow(f: BinaryIO, path: Path, pos: int, converter: _Converter, until_ns: 
                 finishing = True
                 continue
             if _rotated(f, path, pos):
+                if not drained:
+                    # conmon may have written to the old file after our last read and
+                    # before it opened the new one: read it once more first.
+                    drained = True
+                    continue
+                drained = False
                 if opened is not None:
                     opened.close()
                 opened = _open_waiting(path, True, is_done, poll_interval)
@@ -516,13 +607,13 @@ def iter_entries(path: Path | str, **options: object) -> Iterator[LogEntry]:
         return
     with f:
         end = _last_newline(f, os.fstat(f.fileno()).st_size)
-        start = 0
+        start = min(start_offset(Path(path)), end)
         if since_ns is not None:
-            start = _first_at_or_after(f, 0, end, since_ns, strict=False)
+            start = _first_at_or_after(f, start, end, since_ns, strict=False)
         if until_ns is not None:
             end = _first_at_or_after(f, start, end, until_ns, strict=True)
         if tail is not None:
-            start = max(start, _tail_offset(f, start, end, int(tail)))  # type: ignore[call-overload]
+            start = max(start, _tail_offset(f, start, end, int(tail))[0])  # type: ignore[call-overload]
         f.seek(start)
         data = f.read(end - start)
     for line in data.split(b"\n")[:-1]:
@@ -534,3 +625,328 @@ def iter_entries(path: Path | str, **options: object) -> Iterator[LogEntry]:
         except ValueError:
             continue
         yield LogEntry(parts[1].decode("ascii", "replace"), ts, parts[3], parts[2] == b"P")
+
+
+# --- log drivers and rotation -------------------------------------------------------
+#
+# `json-file` (Docker's default name), `local` and ketch's native `k8s-file` all store
+# conmon's k8s-file records: `logs` reads them exactly as Docker's json-file reader reads
+# its own (tail, since/until, follow, across rotated and gzipped generations), and conmon
+# writes them without a copy through Python. Rotation: with max-file 1 conmon itself
+# starts the file over at max-size (Docker's json-file does the same); with more files a
+# small keeper process (keep_rotating, below) moves full generations out of the file
+# conmon appends to, so the container never waits for a rename or for gzip.
+
+DEFAULT_DRIVER = "json-file"
+FILE_DRIVERS = ("json-file", "local", "k8s-file")
+_ROTATION_OPTS = ("max-size", "max-file", "compress")
+_DRIVER_OPTS: dict[str, tuple[str, ...]] = {
+    "json-file": _ROTATION_OPTS, "local": _ROTATION_OPTS, "k8s-file": _ROTATION_OPTS,
+    "none": (), "journald": ("tag",),
+}
+# Docker's local driver rotates by default: 20 MB files, 5 of them, compressed
+_LOCAL_DEFAULTS = {"max-size": "20m", "max-file": "5", "compress": "true"}
+JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
+
+
+@dataclass(frozen=True)
+class LogPolicy:
+    driver: str
+    max_size: int | None = None  # bytes per file; None: one file, unbounded
+    max_file: int = 1
+    compress: bool = False
+
+    @property
+    def stores_file(self) -> bool:
+        return self.driver in FILE_DRIVERS
+
+    @property
+    def keeper_needed(self) -> bool:
+        """More than one file: ketch rotates (conmon alone can only start over)."""
+        return self.stores_file and self.max_size is not None and self.max_file > 1
+
+
+def _go_bool(text: str) -> bool:
+    if text in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if text in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise ValueError(f'strconv.ParseBool: parsing "{text}": invalid syntax')
+
+
+def log_policy(driver: str, opts: dict[str, str]) -> LogPolicy:
+    """Check a LogConfig as Docker does at create; InvalidArgument with Docker's message
+    (ketch also refuses max-file > 1 without max-size, which Docker accepts and ignores)."""
+    from ketch.errors import InvalidArgument
+
+    allowed = _DRIVER_OPTS.get(driver)
+    if allowed is None:
+        raise InvalidArgument(f"logger: no log driver named '{driver}' is registered")
+    for key in opts:
+        if key not in allowed:
+            raise InvalidArgument(f"unknown log opt '{key}' for {driver} log driver")
+    if driver == "journald" and not JOURNAL_SOCKET.exists():
+        raise InvalidArgument(f"logger: journald is not running on this host (no"
+                              f" {JOURNAL_SOCKET}): use another --log-driver")
+    if driver not in FILE_DRIVERS:
+        return LogPolicy(driver)
+    if driver == "local":
+        opts = {**_LOCAL_DEFAULTS, **opts}
+    max_size: int | None = None
+    if "max-size" in opts:
+        from ketch.fmt.units import parse_size
+
+        max_size = parse_size(opts["max-size"])
+        if max_size <= 0:
+            raise InvalidArgument("max-size must be a positive number")
+    max_file = 1
+    if "max-file" in opts:
+        text = opts["max-file"]
+        if not re.fullmatch(r"[+-]?[0-9]+", text):
+            raise InvalidArgument(f'strconv.Atoi: parsing "{text}": invalid syntax')
+        max_file = int(text)
+        if max_file < 1:
+            raise InvalidArgument("max-file cannot be less than 1")
+        if max_file > 1 and max_size is None:
+            raise InvalidArgument("max-file cannot be greater than 1 when max-size is not"
+                                  " set: nothing would ever be rotated")
+    compress = False
+    if "compress" in opts:
+        try:
+            compress = _go_bool(opts["compress"])
+        except ValueError as e:
+            raise InvalidArgument(str(e)) from None
+        if compress and driver == "local" and max_file < 2:
+            raise InvalidArgument("compression cannot be enabled when max file count is"
+                                  f" {max_file}")
+        if compress and (max_file == 1 or max_size is None):
+            raise InvalidArgument("compress cannot be true when max-file is less than 2 or"
+                                  " max-size is not set")
+    return LogPolicy(driver, max_size, max_file, compress)
+
+
+def log_files(path: Path) -> list[Path]:
+    """Every file of a container's log, oldest first."""
+    return [*rotated_paths(path), *([path] if path.exists() else [])]
+
+
+def _shift(path: Path, max_file: int) -> None:
+    """ctr.log.k → ctr.log.k+1, dropping the oldest kept: `.1` is then free."""
+    def name(n: int, gz: bool) -> Path:
+        return path.with_name(f"{path.name}.{n}" + (".gz" if gz else ""))
+
+    for gz in (False, True):
+        with contextlib.suppress(FileNotFoundError):
+            name(max_file - 1, gz).unlink()
+    for n in range(max_file - 2, 0, -1):
+        for gz in (False, True):
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(name(n, gz), name(n + 1, gz))
+
+
+def _private(name: str, flags: int) -> int:
+    return os.open(name, flags, 0o600)
+
+
+def _gzip_file(src: Path) -> None:
+    """`src` → `src.gz`, by a gzip process at low priority: in this process it would
+    hold the interpreter the keeper needs to act in time (Python's gzip module where
+    there is no gzip binary)."""
+    dst = src.with_name(src.name + ".gz")
+    tmp = src.with_name(src.name + ".gz.tmp")
+    try:
+        with open(src, "rb") as fin, open(tmp, "wb", opener=_private) as fout:
+            from shutil import which
+
+            if which("gzip"):
+                import subprocess
+
+                subprocess.run(["nice", "-n", "10", "gzip", "-6", "-c"], stdin=fin,
+                               stdout=fout, check=True)
+            else:
+                import gzip
+                import shutil
+
+                with gzip.open(fout, "wb") as packed:
+                    shutil.copyfileobj(fin, packed, BLOCK)
+        os.rename(tmp, dst)
+        src.unlink()
+    except (FileNotFoundError, OSError, ValueError, RuntimeError):
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie is not alive for us
+    with contextlib.suppress(OSError):
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    return True
+
+
+_FALLOC_FL_KEEP_SIZE, _FALLOC_FL_PUNCH_HOLE = 0x01, 0x02
+_PUNCH_ALIGN = 1 << 16  # punch whole 64 KiB pieces: any filesystem block size divides it
+
+
+def _punch(fd: int, length: int) -> bool:
+    """Free the disk blocks of the file's first `length` bytes (they then read as
+    zeros); the size and every offset stay as they are. False when not supported."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    length -= length % _PUNCH_ALIGN
+    if length <= 0:
+        return True
+    return libc.fallocate(fd, _FALLOC_FL_KEEP_SIZE | _FALLOC_FL_PUNCH_HOLE, 0, length) == 0
+
+
+def start_offset(path: Path) -> int:
+    """Where a log's records begin: past what the keeper has rotated out (0 if none)."""
+    try:
+        with open(path.with_name(path.name + ".start"), "rb") as f:
+            return int(f.read() or b"0")
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def _set_start(path: Path, offset: int) -> None:
+    name = path.with_name(path.name + ".start")
+    tmp = name.with_name(name.name + ".tmp")
+    with open(tmp, "wb", opener=_private) as f:
+        f.write(b"%d" % offset)
+    os.rename(tmp, name)
+
+
+def keep_rotating(path: Path, conmon_pid: int, max_size: int, max_file: int,
+                  compress: bool, ready: Callable[[], None] | None = None) -> None:
+    """The keeper: rotate a log conmon keeps appending to, while conmon runs.
+
+    conmon can only start its file over (losing it), and cannot be told to reopen it.
+    So conmon keeps one file and never stops appending, and when the records past the
+    start offset reach max-size the keeper copies them (in the kernel) to a new
+    generation `.1` (older ones shift, the oldest goes), moves the start offset
+    (`<log>.start`, which readers honour) past them and frees their disk blocks with a
+    hole punch: the file's size grows, its disk use does not. Nothing is lost however
+    late the keeper runs, and neither conmon nor the container ever waits for it; gzip
+    runs in a worker thread (as a low-priority gzip process).
+    """
+    import queue
+    import threading
+
+    done: queue.Queue[Path | None] = queue.Queue()
+
+    def finish_generations() -> None:
+        while (pending := done.get()) is not None:
+            _shift(path, max_file)
+            first = path.with_name(f"{path.name}.1")
+            try:
+                os.rename(pending, first)
+            except FileNotFoundError:
+                continue
+            if compress:
+                _gzip_file(first)
+
+    worker = threading.Thread(target=finish_generations, daemon=True)
+    worker.start()
+    seq = 0
+    f: BinaryIO | None = None
+    start = 0
+    last_size, last_time = 0, time.monotonic()
+    try:
+        while True:
+            alive = _alive(conmon_pid)
+            if f is None or _rotated(f, path, 0):
+                # first round, or conmon started the file over (its backstop limit)
+                if f is not None:
+                    f.close()
+                try:
+                    f = open(path, "r+b")
+                except FileNotFoundError:
+                    f = None
+                    if not alive:
+                        return
+                    time.sleep(0.05)
+                    continue
+                start = start_offset(path)
+                if start > os.fstat(f.fileno()).st_size:
+                    start = 0
+                    _set_start(path, 0)
+                if ready is not None:
+                    ready()  # from here on nothing conmon writes can be lost
+                    ready = None
+            size = os.fstat(f.fileno()).st_size
+            if size - start >= max_size:
+                # cut after the last whole record of max-size bytes (or, for one huge
+                # record, after its end), copy that out, then drop it from the file
+                f.seek(start)
+                head = f.read(max_size)
+                cut = start + head.rfind(b"\n") + 1
+                if cut == start:
+                    cut = _last_newline(f, size)
+                    if cut <= start:
+                        cut = size
+                seq += 1
+                pending = path.with_name(f"{path.name}.done{seq}")
+                out = os.open(pending, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                              0o600)
+                try:
+                    _copy_range(f.fileno(), out, start, cut - start)
+                finally:
+                    os.close(out)
+                done.put(pending)
+                _set_start(path, cut)
+                start = cut
+                _punch(f.fileno(), cut - 1)  # the newline before `start` stays readable
+                last_size, last_time = 0, time.monotonic()
+                continue
+            if not alive:
+                return
+            # poll sooner as the file nears max-size; a late poll only lets the file
+            # grow past it for a moment, it never loses anything
+            now = time.monotonic()
+            rate = (size - last_size) / max(now - last_time, 1e-3) if last_size else 0
+            last_size, last_time = size, now
+            room = start + max_size - size
+            time.sleep(0.25 if rate <= 0 else min(0.25, max(0.005, room / rate / 2)))
+    finally:
+        done.put(None)
+        worker.join()
+        if f is not None:
+            f.close()
+
+
+def _copy_range(src: int, dst: int, offset: int, count: int) -> None:
+    while count > 0:
+        try:
+            n = os.copy_file_range(src, dst, count, offset)
+        except OSError:
+            n = 0
+        if n <= 0:  # not supported between these files: copy through memory
+            os.lseek(src, offset, os.SEEK_SET)
+            data = os.read(src, min(count, BLOCK))
+            if not data:
+                return
+            n = os.write(dst, data)
+        offset += n
+        count -= n
+
+
+if __name__ == "__main__":
+    import sys
+
+    # python -m ketch.runtime.logs keep <log> <conmon pid> <max-size> <max-file> <0|1>
+    # stdout is a pipe to the starting `ketch`: one line once the keeper is ready.
+    def _ready() -> None:
+        with contextlib.suppress(OSError):
+            os.write(1, b"ready\n")
+            os.close(1)
+
+    _, _cmd, _log, _pid, _size_s, _files, _gz = sys.argv
+    keep_rotating(Path(_log), int(_pid), int(_size_s), int(_files), _gz == "1", _ready)

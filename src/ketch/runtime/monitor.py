@@ -33,11 +33,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ketch.errors import InvalidArgument, RuntimeFailure
 from ketch.runtime.oci import OCIRuntime, runtime_error_message, which
 from ketch.values import value
+
+if TYPE_CHECKING:
+    from ketch.runtime.logs import LogPolicy
 
 STDIN_PIPE, STDOUT_PIPE, STDERR_PIPE = 1, 2, 3
 DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p, ctrl-q
@@ -596,12 +599,14 @@ class ConmonMonitor:
                          leave_stdin_open: bool | None = None,
                          exit_command: Sequence[str] | None = None,
                          log_size_max: int | None = None,
+                         log: LogPolicy | None = None,
                          timeout: float = CREATE_TIMEOUT) -> StartedContainer:
         """Launch conmon, which runs `<runtime> create`; the container is then in the
         "created" state with its process waiting. Attach now if needed, then `start`.
 
         `leave_stdin_open` defaults to `terminal`: detaching from a TTY must not close
         the shell's stdin, while `-i` without a TTY follows Docker's StdinOnce.
+        `log` is the container's log driver and rotation (default: one k8s-file).
         """
         if not paths.config.exists():
             raise InvalidArgument(f"no config.json in bundle {paths.bundle}")
@@ -625,11 +630,21 @@ class ConmonMonitor:
             "--conmon-pidfile", str(paths.conmon_pidfile),
             "--persist-dir", str(paths.persist_dir),
             "--socket-dir-path", str(paths.socket_dir),
-            "--log-path", f"k8s-file:{paths.log_path}",
         ]
         size = log_size_max if log_size_max is not None else self.log_size_max
-        if size:
-            args += ["--log-size-max", str(size)]
+        if log is not None and log.driver == "none":
+            args += ["--log-path", "none"]
+        elif log is not None and log.driver == "journald":
+            args += ["--log-path", "journald:"]
+        else:
+            args += ["--log-path", f"k8s-file:{paths.log_path}"]
+            if log is not None and log.max_size is not None:
+                # One file: conmon starts it over when full. More: conmon appends to
+                # one file and the keeper (ketch.runtime.logs.keep_rotating) moves the
+                # full generations out of it.
+                size = None if log.keeper_needed else log.max_size
+            if size:
+                args += ["--log-size-max", str(size)]
         if terminal:
             args.append("--terminal")
         if stdin:
@@ -663,6 +678,8 @@ class ConmonMonitor:
             raise ContainerStartError(f"OCI runtime create failed: {text}",
                                       classify_start_error(text))
         conmon_pid = _read_int(paths.conmon_pidfile) or 0
+        if log is not None and log.keeper_needed and conmon_pid:
+            _spawn_log_keeper(paths.log_path, conmon_pid, log)
         return StartedContainer(cid, pid, conmon_pid)
 
     def start(self, paths: ContainerPaths) -> None:
@@ -678,13 +695,14 @@ class ConmonMonitor:
                         leave_stdin_open: bool | None = None,
                         exit_command: Sequence[str] | None = None,
                         log_size_max: int | None = None,
+                        log: LogPolicy | None = None,
                         before_start: Callable[[StartedContainer], None] | None = None,
                         ) -> StartedContainer:
         """create_container + start. `before_start` runs in between (e.g. to attach)."""
         started = self.create_container(
             paths, name=name, terminal=terminal, stdin=stdin,
             leave_stdin_open=leave_stdin_open, exit_command=exit_command,
-            log_size_max=log_size_max)
+            log_size_max=log_size_max, log=log)
         if before_start is not None:
             try:
                 before_start(started)
@@ -882,3 +900,30 @@ class ConmonMonitor:
                 import shutil
 
                 shutil.rmtree(exec_dir, ignore_errors=True)
+
+
+LOG_KEEPER_TIMEOUT = 5.0
+
+
+def _spawn_log_keeper(log_path: Path, conmon_pid: int, log: LogPolicy) -> None:
+    """Start the process that rotates this container's log (ketch.runtime.logs); it
+    ends by itself once conmon has exited."""
+    import sys
+
+    assert log.max_size is not None
+    argv = [sys.executable, "-m", "ketch.runtime.logs", "keep", str(log_path),
+            str(conmon_pid), str(log.max_size), str(log.max_file), str(int(log.compress))]
+    # A keeper that cannot start does not fail the container's start (its log is then
+    # not rotated). The container starts once the keeper has opened the log.
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, start_new_session=True,
+                                close_fds=True)
+    except OSError:
+        return
+    assert proc.stdout is not None
+    with proc.stdout:
+        ready = selectors.DefaultSelector()
+        with ready:
+            ready.register(proc.stdout, selectors.EVENT_READ)
+            ready.select(LOG_KEEPER_TIMEOUT)
