@@ -4,6 +4,7 @@ written from dicts, and a check after every test that the build left nothing beh
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -128,6 +129,16 @@ def node_rootfs_tar() -> Path:
     if tar.exists() and tar.stat().st_size > 0:
         return tar
     NODE_CACHE.mkdir(parents=True, exist_ok=True)
+    # One maker at a time (xdist workers, or another test run): the others wait for it
+    # and take its tarball.
+    with open(NODE_CACHE / "node-bookworm-rootfs.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (tar.exists() and tar.stat().st_size > 0):
+            _make_node_rootfs(tar)
+    return tar
+
+
+def _make_node_rootfs(tar: Path) -> None:
     partial = tar.with_name(f"partial-{os.getpid()}.tar")
     proc = subprocess.run(
         ["mmdebstrap", "--quiet", "--format=tar", "--variant=minbase", "--include=nodejs,npm",
@@ -141,4 +152,3 @@ def node_rootfs_tar() -> Path:
             pytest.fail(msg)
         pytest.skip(msg)
     os.replace(partial, tar)
-    return tar

@@ -12,14 +12,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import KetchCLI, require, require_root, require_tool
+from tests.conftest import KetchCLI, ketch_command, require, require_root, require_tool
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_PARENT = "ketch"
@@ -131,7 +130,7 @@ class TrackingCLI(KetchCLI):
         return env
 
     def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "ketch", *args]
+        return [*ketch_command(), *args]
 
     def remove_everything(self) -> None:
         ids = self("ps", "-aq", "--no-trunc", check=False).stdout.split()
