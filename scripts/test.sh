@@ -11,4 +11,6 @@ fi
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 python3 -m ruff check .
-exec python3 -m pytest -q "$@"
+# In parallel (pytest-xdist): the tests mostly wait on containers and subprocesses, so
+# more workers than cores pay off. KETCH_TEST_WORKERS=0 runs them in this one process.
+exec python3 -m pytest -q -p no:benchmark -n "${KETCH_TEST_WORKERS:-4}" "$@"

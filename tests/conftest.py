@@ -108,6 +108,16 @@ def busybox_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_busybox_rootfs_tar(tmp_path_factory.mktemp("images") / "busybox-rootfs.tar")
 
 
+def import_image(root: Path, tar: Path, ref: str, *changes: str) -> str:
+    """`ketch import [--change C]... TAR REF` for a test's set-up, through the Engine in
+    this process (no interpreter start-up per test; the import command itself is tested
+    through the CLI in tests/images). Returns the image ID."""
+    from ketch.engine import Engine
+
+    with Engine(root, root / "run") as engine, open(tar, "rb") as f:
+        return engine.images.import_tar(f, changes=list(changes), ref=ref).id
+
+
 def isolated_network_config(root: Path) -> None:
     """Give a state root its own bridge, subnets and iptables chains (network.toml), so
     tests never touch a user's `ketch0` bridge or KETCH chains, nor each other's."""

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import IN_CI, KetchCLI, require, require_root, require_tool
+from tests.conftest import IN_CI, KetchCLI, import_image, require, require_root, require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -102,7 +102,7 @@ class Builder:
 @pytest.fixture
 def kb(build_prereqs: None, ketch: KetchCLI, busybox_tar: Path, tmp_path: Path
        ) -> Iterator[Builder]:
-    ketch("import", "--change", 'CMD ["sh"]', str(busybox_tar), "busybox")
+    import_image(ketch.root, busybox_tar, "busybox", 'CMD ["sh"]')
     b = Builder(ketch, tmp_path)
     yield b
     problems = leftovers(ketch.root)

@@ -66,10 +66,10 @@ def _entry(name: str, kind: bytes, mode: int, size: int = 0, link: str = "") -> 
 
 
 def write_rootfs_tar(dest: Path, busybox: str | None = None) -> Path:
-    """Write the rootfs tarball (uncompressed) to `dest`, atomically; returns `dest`."""
+    """Write the rootfs tarball (uncompressed) to `dest` (its directory must exist),
+    atomically; returns `dest`."""
     busybox = busybox or find_busybox()
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
     try:
         with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tf:
