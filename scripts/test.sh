@@ -11,6 +11,9 @@ fi
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 python3 -m ruff check .
+# pytest keeps its assertion-rewritten test modules as bytecode; with writing switched off
+# every run (and every worker) would rewrite all of them again.
+unset PYTHONDONTWRITEBYTECODE
 # In parallel (pytest-xdist): the tests mostly wait on containers and subprocesses, so
 # more workers than cores pay off. KETCH_TEST_WORKERS=0 runs them in this one process.
-exec python3 -m pytest -q -p no:benchmark -n "${KETCH_TEST_WORKERS:-4}" "$@"
+exec python3 -m pytest -q -n "${KETCH_TEST_WORKERS:-4}" "$@"
