@@ -81,6 +81,7 @@ def test_start_reports_the_container_and_monitor_pids(harness):
     assert harness.monitor.exit_status(paths) is None
 
 
+@pytest.mark.timing
 def test_true_runs_from_start_to_recorded_exit_quickly(harness):
     spec = harness.spec(["true"])
     paths = harness.prepare(spec)
