@@ -101,7 +101,7 @@ def main() -> int:
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench: run as root (builds mount overlays and run containers)")
-    from tests.helpers.rootfs import write_busybox_rootfs_tar
+    from ketch.images.busybox import write_rootfs_tar as write_busybox_rootfs_tar
 
     work = Path(tempfile.mkdtemp(prefix="ketch-bench-build-"))
     results: dict[str, dict[str, float] | str] = {}

@@ -215,7 +215,7 @@ def main() -> int:
         if c not in CASES:
             print(f"bench: unknown case {c!r}", file=sys.stderr)
             return 1
-    from tests.helpers.rootfs import write_busybox_rootfs_tar
+    from ketch.images.busybox import write_rootfs_tar as write_busybox_rootfs_tar
 
     results: dict[str, dict[str, object]] = {}
     with tempfile.TemporaryDirectory(prefix="ketch-bench-") as tmp:

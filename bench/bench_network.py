@@ -23,8 +23,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.helpers.rootfs import write_busybox_rootfs_tar  # noqa: E402
+from ketch.images.busybox import write_rootfs_tar as write_busybox_rootfs_tar
 
 SIZE_MB = 200
 

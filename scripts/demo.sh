@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
-# Sets everything up and runs the main job on a fresh Debian 12 machine, as root:
+# Sets everything up and runs the main job on a fresh Debian 12 machine, as root (re-run
+# through sudo when started as another user):
 # makes a busybox image offline and drives ketch's image management commands with it,
 # then builds the notes' Node app (examples/node-app) and serves it on 127.0.0.1:3000.
 set -euo pipefail
+if [ "$(id -u)" != 0 ]; then
+  # ketch needs root (overlay mounts, runc, bridges): through sudo if there is one.
+  command -v sudo >/dev/null 2>&1 && exec sudo -- bash "$0" "$@"
+  echo "scripts/demo.sh: ketch runs containers as root: run it as root" >&2
+  exit 1
+fi
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 
@@ -11,8 +18,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 say() { printf '\n$ %s\n' "$*"; "$@"; }
 
-python3 -c "from pathlib import Path; import sys; sys.path.insert(0, '.');
-from tests.helpers.rootfs import write_busybox_rootfs_tar as w; w(Path('$work/busybox.tar'))"
+say python3 -m ketch.images.busybox "$work/busybox.tar"   # busybox-static as a rootfs tarball
 say ketch import --change 'CMD ["sh"]' "$work/busybox.tar" busybox:latest
 say ketch tag busybox:latest demo/busybox:1.0
 say ketch images

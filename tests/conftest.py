@@ -2,14 +2,21 @@
 
 Every test that touches state gets its own temporary ketch root; nothing is written
 under /var/lib/ketch. Under CI=true a missing prerequisite fails instead of skipping.
+
+The suite runs in parallel (pytest-xdist, scripts/test.sh): every fixture here is per
+test or per worker process, and what workers share (the node image cache, host ports,
+test subnets, the host's ip_forward setting) is locked or split between them.
 """
 
 from __future__ import annotations
 
+import atexit
+import fcntl
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +24,92 @@ import pytest
 from tests.helpers.rootfs import write_busybox_rootfs_tar
 
 IN_CI = os.environ.get("CI") == "true"
+
+
+def worker_index() -> int | None:
+    """This xdist worker's number (gw3 → 3), or None outside xdist."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return int(name[2:]) if name.startswith("gw") and name[2:].isdigit() else None
+
+
+_IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+_ip_forward_before = pytest.StashKey[str]()
+
+
+_lock_dir = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):
+        return
+    # Setting up a bridge network turns on IPv4 forwarding (as Docker does). The host is
+    # put back the way the test run found it, once, by the main process after every
+    # worker is done (a worker restoring it would switch it off under the others).
+    try:
+        config.stash[_ip_forward_before] = _IP_FORWARD.read_text().strip()
+    except OSError:
+        pass
+    # The workers (started after this) share the locks that run `timing` tests alone.
+    lock_dir = tempfile.mkdtemp(prefix="ketch-test-locks-")
+    os.environ["KETCH_TEST_LOCK_DIR"] = config.stash[_lock_dir] = lock_dir
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    before = config.stash.get(_ip_forward_before, None)
+    if before is not None and os.geteuid() == 0:
+        try:
+            _IP_FORWARD.write_text(before)
+        except OSError:
+            pass
+    lock_dir = config.stash.get(_lock_dir, None)
+    if lock_dir is not None:
+        shutil.rmtree(lock_dir, ignore_errors=True)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Under xdist, a test marked `timing` (it asserts a time budget) runs while no other
+    test does: it waits for the running ones to finish and holds the others back. Every
+    test holds the shared side of one lock; a timing test takes it exclusively, first
+    closing a gate so that a stream of new tests cannot keep it waiting."""
+    lock_dir = os.environ.get("KETCH_TEST_LOCK_DIR")
+    if worker_index() is None or not lock_dir:
+        return (yield)
+    exclusive = item.get_closest_marker("timing") is not None
+    with open(os.path.join(lock_dir, "gate"), "a") as gate, \
+            open(os.path.join(lock_dir, "tests"), "a") as tests:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(tests, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        finally:
+            if not exclusive:
+                fcntl.flock(gate, fcntl.LOCK_UN)
+        return (yield)  # both locks go with the files
+
+
+_LAUNCHER: list[str] = []
+
+
+def ketch_command() -> list[str]:
+    """The argv prefix that runs the `ketch` CLI as users run it: the `-I -S` launcher
+    that scripts/install-deps.sh installs (src/ketch/launcher.py), rendered once per
+    process into a temporary directory and pointing at the ketch package these tests
+    import (the checkout's src/), not at whatever is installed."""
+    if not _LAUNCHER:
+        import ketch
+
+        src = os.path.dirname(os.path.dirname(os.path.abspath(ketch.__file__)))
+        where = tempfile.mkdtemp(prefix="ketch-test-launcher-")
+        atexit.register(shutil.rmtree, where, True)
+        target = os.path.join(where, "ketch")
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+        subprocess.run([sys.executable, "-m", "ketch.launcher", target], env=env, cwd=where,
+                       check=True, capture_output=True)
+        text = Path(target).read_text()
+        assert f"sys.path += [{src!r}" in text, f"the launcher does not use {src}:\n{text}"
+        _LAUNCHER.append(target)
+    return list(_LAUNCHER)
 
 
 def require(condition: bool, what: str) -> None:
@@ -45,6 +138,16 @@ def busybox_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
     require(shutil.which("busybox") is not None or os.path.exists("/bin/busybox"),
             "busybox-static is not installed")
     return write_busybox_rootfs_tar(tmp_path_factory.mktemp("images") / "busybox-rootfs.tar")
+
+
+def import_image(root: Path, tar: Path, ref: str, *changes: str) -> str:
+    """`ketch import [--change C]... TAR REF` for a test's set-up, through the Engine in
+    this process (no interpreter start-up per test; the import command itself is tested
+    through the CLI in tests/images). Returns the image ID."""
+    from ketch.engine import Engine
+
+    with Engine(root, root / "run") as engine, open(tar, "rb") as f:
+        return engine.images.import_tar(f, changes=list(changes), ref=ref).id
 
 
 def isolated_network_config(root: Path) -> None:
@@ -117,7 +220,7 @@ class KetchCLI:
             full_env.update(env)
         data = input.decode() if isinstance(input, bytes) else input
         proc = subprocess.run(
-            [sys.executable, "-m", "ketch", *args], input=data, capture_output=True,
+            [*ketch_command(), *args], input=data, capture_output=True,
             text=True, timeout=timeout, env=full_env,
         )
         if check and proc.returncode != 0:

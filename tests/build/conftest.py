@@ -4,6 +4,7 @@ written from dicts, and a check after every test that the build left nothing beh
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -11,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import IN_CI, KetchCLI, require, require_root, require_tool
+from tests.conftest import IN_CI, KetchCLI, import_image, require, require_root, require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -101,7 +102,7 @@ class Builder:
 @pytest.fixture
 def kb(build_prereqs: None, ketch: KetchCLI, busybox_tar: Path, tmp_path: Path
        ) -> Iterator[Builder]:
-    ketch("import", "--change", 'CMD ["sh"]', str(busybox_tar), "busybox")
+    import_image(ketch.root, busybox_tar, "busybox", 'CMD ["sh"]')
     b = Builder(ketch, tmp_path)
     yield b
     problems = leftovers(ketch.root)
@@ -128,6 +129,16 @@ def node_rootfs_tar() -> Path:
     if tar.exists() and tar.stat().st_size > 0:
         return tar
     NODE_CACHE.mkdir(parents=True, exist_ok=True)
+    # One maker at a time (xdist workers, or another test run): the others wait for it
+    # and take its tarball.
+    with open(NODE_CACHE / "node-bookworm-rootfs.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (tar.exists() and tar.stat().st_size > 0):
+            _make_node_rootfs(tar)
+    return tar
+
+
+def _make_node_rootfs(tar: Path) -> None:
     partial = tar.with_name(f"partial-{os.getpid()}.tar")
     proc = subprocess.run(
         ["mmdebstrap", "--quiet", "--format=tar", "--variant=minbase", "--include=nodejs,npm",
@@ -141,4 +152,3 @@ def node_rootfs_tar() -> Path:
             pytest.fail(msg)
         pytest.skip(msg)
     os.replace(partial, tar)
-    return tar

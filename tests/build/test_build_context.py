@@ -5,11 +5,11 @@ from __future__ import annotations
 import io
 import os
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 from tests.build.conftest import Builder
+from tests.conftest import ketch_command
 
 LIST = "FROM busybox\nCOPY . /ctx/\nCMD [\"find\", \"/ctx\"]\n"
 
@@ -65,7 +65,7 @@ def test_context_from_a_tarball_and_from_stdin(kb: Builder) -> None:
     assert listing(kb, "fromtar") == ["/ctx/.dockerignore", "/ctx/Dockerfile", "/ctx/a.txt"]
     # the CLI helper speaks text; a gzip stream on stdin goes through raw bytes
     env = dict(os.environ, KETCH_ROOT=str(kb.root), KETCH_RUN_ROOT=str(kb.root / "run"))
-    proc = subprocess.run([sys.executable, "-m", "ketch", "build", "-t", "fromstdin", "-"],
+    proc = subprocess.run([*ketch_command(), "build", "-t", "fromstdin", "-"],
                           input=data, capture_output=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert listing(kb, "fromstdin") == listing(kb, "fromtar")

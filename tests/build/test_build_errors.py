@@ -6,11 +6,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 from tests.build.conftest import Builder, leftovers
+from tests.conftest import ketch_command
 
 
 @pytest.mark.parametrize("dockerfile, message", [
@@ -73,7 +73,7 @@ def test_missing_base_image_that_cannot_be_pulled(kb: Builder) -> None:
 
 def _start(kb: Builder, ctx: object) -> subprocess.Popen[bytes]:
     env = dict(os.environ, KETCH_ROOT=str(kb.root), KETCH_RUN_ROOT=str(kb.root / "run"))
-    return subprocess.Popen([sys.executable, "-m", "ketch", "build", "-t", "slow", str(ctx)],
+    return subprocess.Popen([*ketch_command(), "build", "-t", "slow", str(ctx)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 
 

@@ -4,19 +4,13 @@ build, the cache when only the source changes, and the page through `-p HOST:80`
 from __future__ import annotations
 
 import shutil
-import socket
 import time
 import urllib.request
 from pathlib import Path
 
 from tests.build.conftest import REPO, Builder
 from tests.build.test_build_cache import steps
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.helpers.ports import free_port
 
 
 def _fetch(url: str, timeout: float = 20) -> str:
@@ -47,7 +41,7 @@ def test_sample_app_builds_caches_and_serves_its_page(kb: Builder, node_rootfs_t
     assert steps(second) == {1: "new", 2: "cache", 3: "cache", 4: "cache", 5: "new",
                              6: "new", 7: "new"}
 
-    port = _free_port()
+    port = free_port()
     kb("run", "-d", "-p", f"{port}:80", "--name", "node-hello", "node-hello")
     try:
         page = _fetch(f"http://127.0.0.1:{port}/")

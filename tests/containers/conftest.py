@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +20,9 @@ from typing import Any
 import pytest
 from tests.conftest import (
     KetchCLI,
+    import_image,
     isolated_network_config,
+    ketch_command,
     require,
     require_root,
     require_tool,
@@ -138,7 +139,7 @@ class TrackingCLI(KetchCLI):
         return env
 
     def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "ketch", *args]
+        return [*ketch_command(), *args]
 
     def remove_everything(self) -> None:
         ids = self("ps", "-aq", "--no-trunc", check=False).stdout.split()
@@ -160,15 +161,17 @@ def container_prereqs() -> None:
 @pytest.fixture(scope="module")
 def image_root(tmp_path_factory: pytest.TempPathFactory, busybox_tar: Path,
                container_prereqs: None) -> Iterator[Path]:
-    """A state root holding the busybox image (`busybox`, CMD ["sh"]), per test module."""
+    """A state root holding the busybox image (`busybox`, CMD ["sh"]), per test module,
+    with its own bridge, subnets and chains (never the host's `ketch0`, nor another
+    worker's)."""
     root = tmp_path_factory.mktemp("ketch-ctr")
     isolated_network_config(root)
     cli = TrackingCLI(root)
-    cli("import", "--change", 'CMD ["sh"]', str(busybox_tar), "busybox")
+    import_image(root, busybox_tar, "busybox", 'CMD ["sh"]')
     yield root
     cli.remove_everything()
     wait_for(lambda: not leaks(root, cli.ids), timeout=20, what="the module's containers to go")
-    teardown_root(root, root / "run")  # the root's bridge and chains
+    teardown_root(root, root / "run")
     from ketch.containers.rootfs import unmount
 
     unmount(root / "run" / "netns")

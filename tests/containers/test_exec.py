@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import time
+from pathlib import Path
 
 import pexpect
 import pytest
@@ -171,12 +173,33 @@ def test_exec_in_a_paused_container_is_refused(ketch, box):
 
 
 # -- attach -----------------------------------------------------------------------------
-def test_attach_streams_output_until_exit(ketch, run_d):
-    run_d("--name", "att", "busybox", "sh", "-c",
-          "sleep 0.5; echo one; sleep 0.3; echo two >&2; exit 8")
-    p = ketch("attach", "att", check=False, timeout=30)
-    assert p.returncode == 8
-    assert "one" in p.stdout and "two" in p.stderr
+def _has_socket(pid: int) -> bool:
+    fds = Path(f"/proc/{pid}/fd")
+    try:
+        return any(os.readlink(fd).startswith("socket:") for fd in fds.iterdir())
+    except OSError:
+        return False
+
+
+def test_attach_streams_output_until_exit(ketch, run_d, tmp_path):
+    # The container prints only once `attach` is connected (attach shows what comes after
+    # it, as Docker's does), however long the command takes to start.
+    run_d("--name", "att", "-v", f"{tmp_path}:/w", "busybox", "sh", "-c",
+          "while [ ! -e /w/go ]; do sleep 0.05; done; echo one; sleep 0.3; echo two >&2; "
+          "exit 8")
+    proc = subprocess.Popen(ketch.argv("attach", "att"), env=ketch.env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: _has_socket(proc.pid) or proc.poll() is not None,
+                 what="attach to connect")
+        (tmp_path / "go").touch()
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 8, err
+    assert out == "one\n" and err == "two\n"
 
 
 def test_attach_to_a_stopped_container_is_refused(ketch):
@@ -221,12 +244,13 @@ def test_stats_no_stream(ketch, run_d):
             for line in lines[1:]}
     assert set(rows) == {"burn", "calm"}
     burn = rows["burn"]
-    assert re.fullmatch(r"\d+\.\d\d%", burn[2]) and float(burn[2][:-1]) > 20
+    # a busy loop against a sleeper (the loop's share shrinks when the host is busy)
+    assert re.fullmatch(r"\d+\.\d\d%", burn[2]) and float(burn[2][:-1]) > 2
     assert re.fullmatch(r"[\d.]+[KM]iB / 100MiB", burn[3])
     assert re.fullmatch(r"\d+\.\d\d%", burn[4])
     assert re.fullmatch(r"[\d.]+[kMG]?B / [\d.]+[kMG]?B", burn[5])
     assert burn[7] == "1"
-    assert float(rows["calm"][2][:-1]) < 20
+    assert float(rows["calm"][2][:-1]) < 1
     p = ketch("stats", "--no-stream", "-a", "--format", "{{.Name}} {{.PIDs}} {{.CPUPerc}}")
     assert "never 0 0.00%" in p.stdout.splitlines()
     p = ketch("stats", "--no-stream", "--format", "{{.Container}}", "calm")

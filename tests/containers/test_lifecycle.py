@@ -238,7 +238,10 @@ def test_rmi_refused_while_a_stopped_container_uses_the_image(ketch):
                         f" (must force) - container {cid[:12]} is using its referenced image"
                         f" {iid.split(':')[1][:12]}\n")
     p = ketch("rmi", iid.split(":")[1][:12], check=False)
-    assert p.returncode == 1 and "cannot delete" in p.stderr or "conflict" in p.stderr
+    assert p.returncode == 1
+    assert p.stderr == (f"Error: conflict: unable to delete {iid.split(':')[1][:12]}"
+                        f" (must be forced) - image is being used by stopped container"
+                        f" {cid[:12]}\n")
     ketch("image", "prune", "-a", "-f")
     assert ketch("image", "inspect", "held:1").returncode == 0
     ketch("rm", "user")

@@ -36,14 +36,18 @@ def test_logs_follow_streams_a_container_that_prints_every_200ms(ketch, run_d):
     try:
         arrivals: list[tuple[float, str]] = []
         assert proc.stdout is not None
-        while len(arrivals) < 8:
+        # What was printed before the follower started comes at once; after that, lines
+        # arrive as the container prints them (~0.2 s apart), not all at the end.
+        live = 0
+        while live < 4:
             line = proc.stdout.readline()
             assert line, "logs -f ended early"
             arrivals.append((time.monotonic(), line))
+            if len(arrivals) > 1 and arrivals[-1][0] - arrivals[-2][0] > 0.1:
+                live += 1
+            assert len(arrivals) < 60, "no line arrived on its own in 60 lines"
         numbers = [int(line.split()[1]) for _, line in arrivals]
-        assert numbers == list(range(numbers[0], numbers[0] + 8))
-        # lines arrive as the container prints them, not all at the end
-        assert arrivals[-1][0] - arrivals[2][0] > 0.6
+        assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
         assert proc.poll() is None
         ketch("stop", "-t", "1", "ticker")
         # the follower ends by itself once the container has stopped

@@ -201,7 +201,8 @@ def test_memory_cpus_and_pids_limits_reach_the_cgroup(ketch, run_d):
 def test_pids_limit_is_enforced(ketch):
     p = ketch("run", "--rm", "--pids-limit", "5", "busybox", "sh", "-c",
               "for i in 1 2 3 4 5 6 7 8; do sleep 5 & done; wait", check=False)
-    assert "can't fork" in p.stderr or "Resource temporarily unavailable" in p.stderr
+    # busybox ash's message when fork(2) fails with EAGAIN (the pids cgroup is full)
+    assert "can't fork: Resource temporarily unavailable" in p.stderr, p.stderr
 
 
 def test_rlimit_nofile_never_exceeds_the_hosts_hard_limit(ketch):

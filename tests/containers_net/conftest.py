@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.conftest import KetchCLI, require_root, require_tool
+from tests.conftest import KetchCLI, import_image, require_root, require_tool
 
 
 @pytest.fixture
@@ -13,9 +13,9 @@ def net_ketch(ketch: KetchCLI, busybox_tar: Path) -> KetchCLI:
     require_root()
     for tool in ("runc", "conmon", "iptables", "ip"):
         require_tool(tool)
-    ketch("import", "--change", 'CMD ["sh"]', str(busybox_tar), "busybox")
-    ketch("import", "--change", "EXPOSE 80", "--change",
-          'CMD ["httpd", "-f", "-p", "80", "-h", "/www"]', str(busybox_tar), "web")
+    import_image(ketch.root, busybox_tar, "busybox", 'CMD ["sh"]')
+    import_image(ketch.root, busybox_tar, "web", "EXPOSE 80",
+                 'CMD ["httpd", "-f", "-p", "80", "-h", "/www"]')
     return ketch
 
 

@@ -3,19 +3,13 @@ test's own bridge gateways and to the test's own containers."""
 
 from __future__ import annotations
 
-import socket
 import time
 import urllib.request
 
 from tests.conftest import KetchCLI
+from tests.helpers.ports import free_port as free_port  # re-exported for the tests
 
 PAGE = "hello from busybox httpd"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def fetch(url: str, timeout: float = 5.0) -> str:

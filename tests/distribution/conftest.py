@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import http.client
 import os
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.conftest import KetchCLI, isolated_network_config, require_tool, teardown_root
+from tests.conftest import (
+    KetchCLI,
+    isolated_network_config,
+    ketch_command,
+    require_tool,
+    teardown_root,
+)
+from tests.helpers.ports import free_port
 
 from ketch.registry.auth import Htpasswd
 from ketch.registry.server import RegistryServer
@@ -72,7 +77,7 @@ def ketch_registry(tmp_path: Path) -> Iterator[Callable[..., Served]]:
 
     def start(htpasswd: Path | None = None, auth: str = "basic") -> Served:
         root = tmp_path / f"registry-{len(procs)}"
-        cmd = [sys.executable, "-m", "ketch", "registry", "serve", "--addr", "127.0.0.1:0",
+        cmd = [*ketch_command(), "registry", "serve", "--addr", "127.0.0.1:0",
                "--root", str(root), "--quiet"]
         if htpasswd:
             cmd += ["--htpasswd", str(htpasswd), "--auth", auth]
@@ -112,19 +117,13 @@ def inproc_registry(tmp_path: Path) -> Iterator[Callable[..., Served]]:
         s.server_close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def docker_registry(tmp_path: Path) -> Iterator[Served]:
     """Debian's docker-registry (CNCF distribution) on an ephemeral loopback port."""
     binary = require_tool("docker-registry")
     root = tmp_path / "docker-registry"
     root.mkdir()
-    port = _free_port()
+    port = free_port()
     cfg = tmp_path / "docker-registry.yml"
     cfg.write_text(
         "version: 0.1\n"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.conftest import KetchCLI, require_root
+from tests.conftest import KetchCLI, import_image, require_root
 from tests.images.archives import files_tar
 
 
@@ -22,8 +22,7 @@ def _as_root() -> None:
 @pytest.fixture
 def busybox(ketch: KetchCLI, busybox_tar: Path) -> str:
     """busybox:latest imported into the test's root; returns its image ID."""
-    proc = ketch("import", "--change", 'CMD ["sh"]', str(busybox_tar), "busybox:latest")
-    image_id = proc.stdout.strip()
+    image_id = import_image(ketch.root, busybox_tar, "busybox:latest", 'CMD ["sh"]')
     assert image_id.startswith("sha256:") and len(image_id) == 71
     return image_id
 

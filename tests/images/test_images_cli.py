@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.conftest import KetchCLI
+from tests.conftest import KetchCLI, ketch_command
 from tests.images.conftest import assert_one_line_error, import_files
 
 ISSUE_2_COMMANDS = [
@@ -121,10 +121,10 @@ def test_root_flag_chooses_the_state_root(ketch: KetchCLI, busybox: str,
                                           tmp_path: Path) -> None:
     other = tmp_path / "other-root"
     env = dict(os.environ, KETCH_ROOT="/nonexistent-should-not-be-used")
-    proc = subprocess.run([sys.executable, "-m", "ketch", "--root", str(ketch.root), "images",
+    proc = subprocess.run([*ketch_command(), "--root", str(ketch.root), "images",
                            "-q"], capture_output=True, text=True, env=env, timeout=60)
     assert proc.stdout.strip() == busybox[7:19]
-    proc = subprocess.run([sys.executable, "-m", "ketch", f"--root={other}", "images", "-q"],
+    proc = subprocess.run([*ketch_command(), f"--root={other}", "images", "-q"],
                           capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 0 and proc.stdout == ""
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from tests.conftest import KetchCLI
+from tests.conftest import KetchCLI, ketch_command
 from tests.images.archives import ImageSpec, big_layer, docker_archive, files_tar, sha256
 from tests.images.conftest import StoreState, gc
 
@@ -50,7 +49,7 @@ def _listed_images_are_whole(ketch: KetchCLI) -> list[str]:
         fmt = "{{len .RootFS.Layers}} {{.GraphDriver.Data.UpperDir}}"
         n, upper = ketch("image", "inspect", "-f", fmt, image_id).stdout.split()
         assert n == "2" and Path(upper).is_dir()
-        saved = subprocess.run([sys.executable, "-m", "ketch", "save", image_id],
+        saved = subprocess.run([*ketch_command(), "save", image_id],
                                capture_output=True, env=_env(ketch), timeout=300)
         assert saved.returncode == 0, saved.stderr
         assert len(saved.stdout) > 48 << 20
@@ -66,7 +65,7 @@ def test_load_killed_at_any_point_leaves_a_usable_store(
     path, spec = big_archive
     image_id = sha256(spec.config_bytes())
     delay = (load_seconds * int(when[:-1]) / 100) if isinstance(when, str) else when
-    proc = subprocess.Popen([sys.executable, "-m", "ketch", "load", "-i", str(path)],
+    proc = subprocess.Popen([*ketch_command(), "load", "-i", str(path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=_env(ketch))
     time.sleep(delay)
@@ -100,7 +99,7 @@ def test_load_killed_at_any_point_leaves_a_usable_store(
 def test_two_loads_at_once_both_succeed(ketch: KetchCLI,
                                         big_archive: tuple[Path, ImageSpec]) -> None:
     path, spec = big_archive
-    procs = [subprocess.Popen([sys.executable, "-m", "ketch", "load", "-i", str(path)],
+    procs = [subprocess.Popen([*ketch_command(), "load", "-i", str(path)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(ketch))
              for _ in range(2)]
     results = [p.communicate(timeout=300) for p in procs]

@@ -7,12 +7,11 @@ import gzip
 import json
 import os
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
-from tests.conftest import KetchCLI, require_tool
+from tests.conftest import KetchCLI, ketch_command, require_tool
 from tests.images.archives import ImageSpec, docker_archive, files_tar, oci_archive, sha256
 from tests.images.conftest import StoreState, assert_one_line_error, child_image
 
@@ -21,7 +20,7 @@ def ketch_bytes(ketch: KetchCLI, *args: str, stdin: bytes | None = None,
                 check: bool = True) -> subprocess.CompletedProcess[bytes]:
     """The CLI with binary stdin/stdout (KetchCLI speaks text)."""
     env = dict(os.environ, KETCH_ROOT=str(ketch.root), KETCH_RUN_ROOT=str(ketch.root / "run"))
-    proc = subprocess.run([sys.executable, "-m", "ketch", *args], input=stdin,
+    proc = subprocess.run([*ketch_command(), *args], input=stdin,
                           capture_output=True, env=env, timeout=300)
     if check:
         assert proc.returncode == 0, proc.stderr.decode()
@@ -116,7 +115,7 @@ def test_save_refuses_to_write_to_a_terminal(ketch: KetchCLI, busybox: str) -> N
     primary, secondary = pty.openpty()
     try:
         env = dict(os.environ, KETCH_ROOT=str(ketch.root))
-        proc = subprocess.run([sys.executable, "-m", "ketch", "save", "busybox"],
+        proc = subprocess.run([*ketch_command(), "save", "busybox"],
                               stdout=secondary, stderr=subprocess.PIPE, env=env, timeout=60)
     finally:
         os.close(primary)
@@ -236,12 +235,13 @@ def test_skopeo_inspects_ketchs_save_output(ketch: KetchCLI, busybox: str, tmp_p
         assert proc.returncode == 0, proc.stderr
         info = json.loads(proc.stdout)
         assert info["Os"] == "linux" and info["Layers"] == layers
-        proc = subprocess.run([skopeo, "inspect", "--config",
+        # the config blob skopeo reads back is the very one the image ID names
+        proc = subprocess.run([skopeo, "inspect", "--config", "--raw",
                                f"{transport}:{tmp_path / 'bb.tar'}"],
                               capture_output=True, timeout=120)
-        assert proc.returncode == 0
-        assert sha256(proc.stdout.strip()) == busybox or json.loads(proc.stdout)["config"][
-            "Cmd"] == ["sh"]
+        assert proc.returncode == 0, proc.stderr
+        assert sha256(proc.stdout) == busybox
+        assert json.loads(proc.stdout)["config"]["Cmd"] == ["sh"]
 
 
 def test_docker_archive_written_by_skopeo_loads_with_the_same_id(

@@ -9,7 +9,6 @@ namespaces; DNS upstreams are empty, so nothing is ever forwarded off the host.
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,20 +46,3 @@ def netenv(tmp_path: Path) -> Iterator[NetEnv]:
         leftovers = {"links": env.links(), "rules": env.rules(), "netns": env.namespaces()}
         svc.db.close()
         assert leftovers == {"links": [], "rules": [], "netns": []}, leftovers
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _restore_ip_forward() -> Iterator[None]:
-    """Setting up a bridge network turns on IPv4 forwarding (as Docker does); put the
-    host back the way the test session found it."""
-    path = Path("/proc/sys/net/ipv4/ip_forward")
-    try:
-        before = path.read_text().strip()
-    except OSError:
-        before = None
-    yield
-    if before is not None and os.geteuid() == 0:
-        try:
-            path.write_text(before)
-        except OSError:
-            pass

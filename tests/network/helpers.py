@@ -18,7 +18,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import require, require_root, require_tool
+from tests.conftest import require, require_root, require_tool, worker_index
+from tests.helpers.ports import free_port as free_port  # re-exported for the tests
+from tests.helpers.ports import free_port_run as free_port_run
 
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 
@@ -39,16 +41,21 @@ def _routed_networks() -> list[ipaddress.IPv4Network]:
 
 
 class SubnetPicker:
-    """Random 10.240-254.x.0/24 subnets not routed on this host and not used twice."""
+    """Random 10.240-254.x.0/24 subnets not routed on this host and not used twice.
+
+    A subnet is only routed once its bridge exists, so two tests running at once could
+    pick the same one: each xdist worker picks from its own 10.(240+N).0.0/16."""
 
     def __init__(self) -> None:
         self.used: list[ipaddress.IPv4Network] = []
+        n = worker_index()
+        self.second = (240, 254) if n is None or n > 14 else (240 + n, 240 + n)
 
     def __call__(self) -> str:
         routed = _routed_networks()
         for _ in range(500):
             net = ipaddress.IPv4Network(
-                f"10.{random.randint(240, 254)}.{random.randint(0, 255)}.0/24")
+                f"10.{random.randint(*self.second)}.{random.randint(0, 255)}.0/24")
             if any(net.overlaps(r) for r in routed + self.used):
                 continue
             self.used.append(net)
@@ -95,41 +102,6 @@ def require_network_tools() -> None:
 
 
 # -- traffic helpers --------------------------------------------------------------------
-
-def free_port(host: str = "0.0.0.0", kind: int = socket.SOCK_STREAM) -> int:
-    """A port nothing on the host has bound (on `host`, all IPv4 addresses by default)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    for _ in range(200):
-        port = random.randint(20000, 30000)
-        s = socket.socket(family, kind)
-        try:
-            s.bind((host, port))
-            return port
-        except OSError:
-            continue
-        finally:
-            s.close()
-    raise RuntimeError("no free port")
-
-
-def free_port_run(count: int) -> int:
-    """The first of `count` consecutive free TCP ports."""
-    for _ in range(200):
-        start = random.randint(20000, 30000)
-        socks = []
-        try:
-            for p in range(start, start + count):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("0.0.0.0", p))
-            return start
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port range")
-
 
 def http_get(host: str, port: int, path: str = "/", timeout: float = 3.0) -> str:
     """A plain HTTP/1.0 GET over a socket: no proxy settings can redirect it."""

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from tests.network.helpers import NetEnv, free_port, http_get, httpd
 
 from ketch.network import parse_publish
@@ -29,6 +30,7 @@ def _counts(netenv: NetEnv) -> dict[str, object]:
     }
 
 
+@pytest.mark.timing
 def test_fifty_setup_teardown_cycles_leave_nothing_behind(netenv: NetEnv) -> None:
     netenv.svc.create_network("ktweb", subnet=netenv.pick_subnet())
     port = free_port()

@@ -241,10 +241,18 @@ def test_default_subnet_comes_from_the_environment(tmp_path: Path) -> None:
 
 
 def test_teardown_is_idempotent(netenv: NetEnv) -> None:
-    netenv.svc.setup(WEB)
+    port = free_port()
+    att = netenv.svc.setup(WEB, ports=parse_publish(f"{port}:80"))
+    assert len(netenv.veths()) == 1 and Path(att.netns_path).exists()
+    assert [b.host_port for b in netenv.svc.ports(WEB)] == [port]
     netenv.svc.teardown(WEB)
+    gone = {"veths": [], "netns": [], "ports": []}
+    assert {"veths": netenv.veths(), "netns": netenv.namespaces(),
+            "ports": netenv.svc.ports(WEB)} == gone
     netenv.svc.teardown(WEB)
     netenv.svc.teardown("never-set-up")
+    assert {"veths": netenv.veths(), "netns": netenv.namespaces(),
+            "ports": netenv.svc.ports(WEB)} == gone
 
 
 def test_dns_answers_quickly(netenv: NetEnv) -> None:

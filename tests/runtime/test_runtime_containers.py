@@ -81,6 +81,7 @@ def test_start_reports_the_container_and_monitor_pids(harness):
     assert harness.monitor.exit_status(paths) is None
 
 
+@pytest.mark.timing
 def test_true_runs_from_start_to_recorded_exit_quickly(harness):
     spec = harness.spec(["true"])
     paths = harness.prepare(spec)
@@ -174,7 +175,7 @@ def test_pause_freezes_and_resume_thaws(harness):
     cid = paths.container_id
     harness.runtime.pause(cid)
     assert harness.runtime.state(cid).status == "paused"
-    assert harness.runtime.ps(cid) == [started.pid] or started.pid in harness.runtime.ps(cid)
+    assert started.pid in harness.runtime.ps(cid)  # (with the loop's sleep, if forked)
     lines_paused = len(harness.output(paths)[0].splitlines())
     time.sleep(0.3)
     assert len(harness.output(paths)[0].splitlines()) == lines_paused
@@ -441,7 +442,8 @@ def test_pids_limit_is_enforced(harness):
                                     "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 2 & done; wait"],
                                    pids_limit=5)
     assert out.splitlines()[0] == "5"
-    assert "can't fork" in err or "Resource temporarily unavailable" in err
+    # busybox ash's message when fork(2) fails with EAGAIN (the pids cgroup is full)
+    assert "can't fork: Resource temporarily unavailable" in err, err
 
 
 def test_nofile_rlimit_inside_never_exceeds_the_hosts_hard_limit(harness):

@@ -159,6 +159,7 @@ def _million_line_log(path: Path) -> Path:
     return path
 
 
+@pytest.mark.timing
 @pytest.mark.slow
 def test_a_million_lines_are_written_out_within_the_budget(tmp_path: Path):
     log = _million_line_log(tmp_path / "big.log")

@@ -646,8 +646,12 @@ class ContainerService:
         rec = self._running(name_or_id)
         pids = set(lifecycle.monitor(self, rec).runtime.ps(rec.id))
         args = list(ps_args or []) or ["-ef"]
+        # Docker's daemon runs ps with no terminal and no COLUMNS: full command lines,
+        # whatever width the caller's terminal or environment has.
+        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
         try:
-            proc = subprocess.run(["ps", *args], capture_output=True, text=True, check=False)
+            proc = subprocess.run(["ps", *args], capture_output=True, text=True, check=False,
+                                  stdin=subprocess.DEVNULL, env=env)
         except OSError as e:
             raise KetchError(f"Error running ps: {e.strerror}") from None
         if proc.returncode != 0:
