@@ -1,8 +1,17 @@
 """`Engine`: the one façade the CLI, the API server and library users call.
 
-It owns the state root and hands out the services that do the work (images,
-containers, networks, builder). Services load lazily so a command only pays for what
-it uses.
+It is also the composition root: it owns the state root, builds the stores and the
+services (images, containers, networks, volumes) and hands each what it needs, so no
+service imports this module. Images, distribution and the stores get their concrete
+dependencies; the container service and the builder see the Engine through the small
+Protocols they declare (`ketch.containers.host.ContainerHost`,
+`ketch.build.host.BuildHost`), which lets a command build only the services it touches:
+`ps` never loads the image store, the network service or the builder.
+
+Every operation a front door offers is a method here, or a method of a service exposed
+here (`engine.containers.stop(...)`, `engine.images.tag(...)`), taking plain values
+and returning Docker-shaped results. Front doors parse and render; they never import a
+service package.
 """
 
 from __future__ import annotations
@@ -16,15 +25,23 @@ from ketch.store.db import Database
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
     from pathlib import Path
-    from typing import Any
+    from typing import IO, Any
 
+    from ketch.build.executor import BuildResult
+    from ketch.containers.records import ContainerRecord
     from ketch.containers.service import ContainerService
-    from ketch.images.service import ImageService
+    from ketch.containers.volumes import VolumeStore
+    from ketch.distribution.pull import PullResult
+    from ketch.images.service import ImageService, PruneReport
     from ketch.layers.store import LayerStore
+    from ketch.network.service import NetworkService
     from ketch.store.content import ContentStore
     from ketch.store.images import ImageRecords
     from ketch.store.intents import Intent, Intents
+
+    Say = Callable[[str], None]
 
 DEFAULT_ROOT = "/var/lib/ketch"
 DEFAULT_RUN_ROOT = "/run/ketch"
@@ -33,6 +50,17 @@ MIN_API_VERSION = "1.24"
 
 
 class Engine:
+    """A ketch state root, and everything that can be done with it.
+
+    `Engine(root, run_root)` opens (creating if needed) the state under `root` (default
+    `$KETCH_ROOT` or /var/lib/ketch) with run state under `run_root` (default
+    `$KETCH_RUN_ROOT` or /run/ketch). Use it as a context manager, or call `close()`.
+
+    Services, created on first use: `images`, `containers`, `networks`, `volumes`;
+    stores: `content` (blobs), `records` (image records), `layers` (unpacked layers).
+    Errors are `ketch.errors.KetchError` subclasses with a one-line message.
+    """
+
     def __init__(self, root: str | os.PathLike[str] | None = None,
                  run_root: str | os.PathLike[str] | None = None) -> None:
         # Paths as strings first: `root` and `run_root` are Paths on first use, so a
@@ -76,23 +104,38 @@ class Engine:
 
     @cached_property
     def images(self) -> ImageService:
+        """Local images: list, inspect, history, tag, remove, prune, import, load, save."""
         from ketch.images.service import ImageService
 
-        svc = ImageService(self)
-        svc.users = self._image_users
-        return svc
+        return ImageService(self.root, self.db, self.records, self.content, self.layers,
+                            users=self._image_users, layer_users=self.layer_users,
+                            intents=lambda: self.intents)
 
     @cached_property
-    def networks(self) -> Any:
+    def networks(self) -> NetworkService:
+        """Networks: create, list, inspect, remove, prune (see also `network_*` here)."""
         from ketch.network.service import NetworkService
 
         return NetworkService(self.db, self.root, self.run_root)
 
     @cached_property
     def containers(self) -> ContainerService:
+        """Containers: create, start, stop, kill, list, inspect, logs, remove, prune, ..."""
         from ketch.containers.service import ContainerService
 
         return ContainerService(self)
+
+    @cached_property
+    def volumes(self) -> VolumeStore:
+        """Named and anonymous volumes: create, list, inspect, remove, prune."""
+        from ketch.containers.volumes import VolumeStore
+
+        return VolumeStore(self)
+
+    def reopen(self) -> Engine:
+        """A new Engine on the same state (its own database connection), e.g. for a
+        child process after fork."""
+        return Engine(self.root_dir, self.run_root_dir)
 
     # Images ask who uses them through the Engine, so images never import containers.
     def _image_users(self, image_id: str) -> list[tuple[str, bool]]:
@@ -166,13 +209,25 @@ class Engine:
         return "repaired"
 
     # -- builds (ketch.build) ----------------------------------------------------------------
-    def build(self, context: str, dockerfile: str | None, options: Any, emit: Any,
-              emit_bytes: Any = None) -> Any:
-        """Build an image: `context` is a directory, a tarball or "-" (stdin);
-        `options` a ketch.build.executor.BuildOptions; `emit` receives the step output."""
-        from ketch.build.context import prepare
-        from ketch.build.executor import build
+    def build(self, context: str, dockerfile: str | None = None, *,
+              emit: Callable[[str], None], emit_bytes: Callable[[bytes], None] | None = None,
+              tags: Iterable[str] = (), build_args: dict[str, str | None] | None = None,
+              target: str | None = None, no_cache: bool = False, pull: bool = False,
+              labels: dict[str, str] | None = None, network: str | None = None,
+              platform: str | None = None, remove: bool = True,
+              force_remove: bool = False) -> BuildResult:
+        """Build an image from a Dockerfile, as `docker build` with the classic builder.
 
+        `context` is a directory, a tarball or "-" (a tar on standard input);
+        `dockerfile` a path (default `Dockerfile` in the context). The step output goes
+        to `emit` (text) and `emit_bytes` (a RUN step's raw output). The result holds
+        the image ID, its tags and warnings; a failed step raises `BuildError`."""
+        from ketch.build.context import prepare
+        from ketch.build.executor import BuildOptions, build
+
+        options = BuildOptions(tags=list(tags), build_args=build_args, target=target,
+                               no_cache=no_cache, pull=pull, labels=labels, network=network,
+                               platform=platform, remove=remove, force_remove=force_remove)
         with self.intents.held("images.write"):  # its context staging is in tmp/
             prepared = prepare(context, dockerfile, self.root / "tmp")
             try:
@@ -181,31 +236,190 @@ class Engine:
             finally:
                 prepared.context.close()
 
+    def build_prune(self) -> PruneReport:
+        """Remove the build cache: dangling (intermediate) images and the remembered
+        digests of context files. Tagged images are never build cache."""
+        from ketch.build.checksum import forget
+
+        report = self.images.prune()
+        forget(self.db)
+        return report
+
     # -- registries (ketch.distribution) ---------------------------------------------------
-    def pull(self, name: str, say: Any, *, quiet: bool = False) -> Any:
+    def pull(self, name: str, say: Say, *, quiet: bool = False) -> PullResult:
         """Pull `name` from its registry; `say` receives Docker's progress lines."""
         from ketch.distribution.pull import pull
 
-        return pull(self, name, say, quiet=quiet)
+        return pull(self.images, name, say, quiet=quiet)
 
-    def push(self, name: str, say: Any) -> str:
+    def push(self, name: str, say: Say) -> str:
+        """Push the local image `name` to its registry; returns the manifest digest.
+        `say` receives Docker's progress lines."""
         from ketch.distribution.push import push
 
-        return push(self, name, say)
+        return push(self.images, name, say)
+
+    def registry_tags(self, repository: str) -> list[str]:
+        """The tags a registry holds for `repository` (a name without tag or digest)."""
+        from ketch import reference
+        from ketch.distribution.pull import list_tags
+
+        return sorted(list_tags(reference.parse(repository, default_tag=None)))
+
+    def login(self, server: str | None, username: str | None,
+              password: str | None) -> str:
+        """Check the credentials against `server` (default Docker Hub) and store them;
+        without a username or password, the stored ones are checked again. Returns the
+        key the credentials are stored under."""
+        from ketch import reference
+        from ketch.distribution import credentials
+        from ketch.distribution.transport import Transport
+        from ketch.errors import InvalidArgument, KetchError
+
+        server = server or reference.HUB_AUTH_KEY
+        key = reference.registry_for_auth(server)
+        if not username or not password:
+            stored = credentials.get(key)
+            if stored is None or (username and stored[0] != username):
+                raise InvalidArgument("Cannot perform an interactive login from a"
+                                      " non TTY device: give -u and -p or --password-stdin")
+            username, password = stored
+        domain = "docker.io" if key == reference.HUB_AUTH_KEY else key
+        t = Transport(domain, (username, password))
+        try:
+            t.ping()
+        except KetchError as e:
+            raise KetchError(f"login to {server} failed: {e.message}") from None
+        finally:
+            t.close()
+        credentials.store(key, username, password)
+        return key
+
+    def logout(self, server: str | None) -> tuple[str, bool]:
+        """Forget the stored credentials of `server` (default Docker Hub); returns the
+        key and whether there were any."""
+        from ketch import reference
+        from ketch.distribution import credentials
+
+        key = reference.registry_for_auth(server or reference.HUB_AUTH_KEY)
+        return key, credentials.remove(key)
 
     # -- networking (ketch.network) ------------------------------------------------------
-    def network_setup(self, rec: Any) -> dict[str, Any]:
+    def network_setup(self, rec: ContainerRecord) -> dict[str, Any]:
         """Give a container its network: NetworkSettings data, "netns", "attachment"."""
         from ketch.containers.netglue import setup
 
         return setup(self, rec)
 
-    def network_teardown(self, rec: Any) -> None:
+    def network_teardown(self, rec: ContainerRecord) -> None:
+        """Take a container's network down (veths, rules, leases)."""
         from ketch.containers.netglue import teardown
 
         teardown(self, rec)
 
+    def network_inspect(self, name_or_id: str) -> dict[str, Any]:
+        """`docker network inspect` data of one network, with its containers' names."""
+        from ketch.containers.netglue import network_json
+
+        return network_json(self, self.networks.inspect_network(name_or_id))
+
+    def network_connect(self, network: str, container: str, *, aliases: Iterable[str] = (),
+                        ip: str | None = None) -> None:
+        """Connect a running container to a network (`docker network connect`)."""
+        from ketch.containers.netglue import connect
+
+        connect(self, container, network, aliases=list(aliases), ip=ip)
+
+    def network_disconnect(self, network: str, container: str) -> None:
+        """Disconnect a container from a network (`docker network disconnect`)."""
+        from ketch.containers.netglue import disconnect
+
+        disconnect(self, container, network)
+
+    # -- containers: attached sessions, files ------------------------------------------
+    # The attached forms drive this process's standard streams and terminal.
+    def run_attached(self, container: str, *, stdin: bool, tty: bool,
+                     detach_keys: str | None = None, sig_proxy: bool = True,
+                     remove: bool = False) -> int:
+        """Start a created container attached to this process's terminal/streams and
+        return its exit code (0 when detached with the detach keys); `remove` removes it
+        if starting fails (its monitor removes it after exit when it has AutoRemove)."""
+        from ketch.containers.attach import run_attached
+
+        return run_attached(self.containers, container, stdin=stdin, tty=tty,
+                            detach_keys=detach_keys, sig_proxy=sig_proxy, remove=remove)
+
+    def attach(self, container: str, *, stdin: bool = True, detach_keys: str | None = None,
+               sig_proxy: bool = True) -> int:
+        """Attach this process's streams to a running container; its exit code."""
+        from ketch.containers.attach import attach_running
+
+        return attach_running(self.containers, container, stdin=stdin,
+                              detach_keys=detach_keys, sig_proxy=sig_proxy)
+
+    def exec(self, container: str, command: list[str], *, env: Iterable[str] = (),
+             user: str | None = None, workdir: str | None = None, tty: bool = False,
+             stdin: bool = False, detach: bool = False, privileged: bool = False) -> int:
+        """Run `command` in a running container with this process's streams; its exit
+        code (0 when detached)."""
+        from ketch.containers.attach import exec_attached
+
+        return exec_attached(self.containers, container, command, env=list(env),
+                             user=user, workdir=workdir, tty=tty, stdin=stdin,
+                             detach=detach, privileged=privileged)
+
+    def copy_from_container(self, container: str, path: str, dest: str, *,
+                            follow_link: bool = False, out: IO[bytes] | None = None) -> int:
+        """`docker cp CONTAINER:PATH DEST`: DEST a host path, or "-" for a tar written to
+        `out` (standard output by default). Returns the bytes of tar that moved."""
+        from ketch.containers.copy import copy_out
+
+        return copy_out(self.containers, container, path, dest, follow_link, out)
+
+    def copy_to_container(self, container: str, src: str, path: str, *,
+                          follow_link: bool = False, copy_uid_gid: bool = False,
+                          tar: IO[bytes] | None = None) -> int:
+        """`docker cp SRC CONTAINER:PATH`: SRC a host path, or "-" for a tar read from
+        `tar` (standard input by default). Returns the bytes of tar that moved."""
+        from ketch.containers.copy import copy_in
+
+        return copy_in(self.containers, container, src, path, follow_link, copy_uid_gid,
+                       tar)
+
+    def export(self, container: str, output: str | None = None,
+               out: IO[bytes] | None = None) -> int:
+        """A container's root filesystem as a tar, into the file `output` or to `out`
+        (standard output by default)."""
+        from ketch.containers.copy import export
+
+        return export(self.containers, container, output, out)
+
+    def container_cleanup(self, container: str) -> None:
+        """Finish a container whose process exited (the monitor's exit command)."""
+        from ketch.containers.lifecycle import cleanup
+
+        cleanup(self.containers, container)
+
+    # -- value grammars the front doors share ---------------------------------------------
+    @staticmethod
+    def port_bindings(spec: str) -> list[tuple[str, dict[str, str]]]:
+        """A `-p` value (`[IP:][HOST:]CONTAINER[/PROTO]`, ranges allowed) as Engine API
+        PortBindings entries: ("80/tcp", {"HostIp": ..., "HostPort": ...}) pairs."""
+        from ketch.network.ports import parse_publish
+
+        return [(f"{b.container_port}/{b.protocol}",
+                 {"HostIp": b.host_ip or "", "HostPort": str(b.host_port or "")})
+                for b in parse_publish(spec)]
+
+    @staticmethod
+    def exposed_port(spec: str) -> str:
+        """An `--expose`/EXPOSE value as an ExposedPorts key (`80` -> `80/tcp`)."""
+        from ketch.images.changes import normalize_port
+
+        return normalize_port(spec)
+
     def close(self) -> None:
+        """Close the database connection."""
         self.db.close()
 
     def __enter__(self) -> Engine:
@@ -216,6 +430,7 @@ class Engine:
 
     # -- system -------------------------------------------------------------------
     def version(self) -> dict[str, Any]:
+        """`docker version`'s server part (the Engine API's GET /version)."""
         import platform
 
         kernel = platform.release()
@@ -234,6 +449,7 @@ class Engine:
                                 "Details": details}]}
 
     def info(self) -> dict[str, Any]:
+        """`docker info` data (the Engine API's GET /info)."""
         import platform
         import shutil
 
@@ -272,6 +488,7 @@ class Engine:
         return self.containers.records.state_counts()
 
     def system_df(self) -> dict[str, Any]:
+        """`docker system df` data: images, containers, volumes, build cache."""
         images = self.images.list(all=True, container_count=True)
         layers_size = sum(layer.size for layer in self.records.all_layers())
         return {"LayersSize": layers_size, "Images": images,

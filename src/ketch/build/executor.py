@@ -42,10 +42,10 @@ if TYPE_CHECKING:
 
     from ketch.build.checksum import ChecksumCache
     from ketch.build.context import BuildContext, Source, SourceRoot
+    from ketch.build.host import BuildHost
     from ketch.build.parser import Dockerfile, Instruction, Stage
     from ketch.build.snapshot import Workspace
     from ketch.build.watchdog import Watchdog
-    from ketch.engine import Engine
     from ketch.images.service import NewLayer
 
     Emit = Callable[[str], None]
@@ -196,7 +196,7 @@ class Builder:
     """Runs one build. `emit` gets the classic builder's output lines (each ends in
     "\\n"); `emit_bytes` gets RUN output as the container writes it."""
 
-    def __init__(self, engine: Engine, context: BuildContext, dockerfile_text: str,
+    def __init__(self, engine: BuildHost, context: BuildContext, dockerfile_text: str,
                  dockerfile_name: str, options: BuildOptions, emit: Emit,
                  emit_bytes: EmitBytes | None = None) -> None:
         self.engine = engine
@@ -285,7 +285,7 @@ class Builder:
         if self._watchdog is None:
             from ketch.build.watchdog import Watchdog
 
-            self._watchdog = Watchdog(self.engine.root, self.engine.run_root)
+            self._watchdog = Watchdog(self.engine.reopen)
         return self._watchdog
 
     @property
@@ -943,7 +943,7 @@ class Builder:
             ws.close()
 
 
-def build(engine: Engine, context: BuildContext, dockerfile_text: str, dockerfile_name: str,
+def build(engine: BuildHost, context: BuildContext, dockerfile_text: str, dockerfile_name: str,
           options: BuildOptions, emit: Emit, emit_bytes: EmitBytes | None = None
           ) -> BuildResult:
     """Run a build; the caller owns (and closes) the context."""

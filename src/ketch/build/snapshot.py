@@ -21,8 +21,8 @@ from ketch.oci.digest import sha256_bytes
 from ketch.oci.media import MediaType
 
 if TYPE_CHECKING:
+    from ketch.build.host import BuildHost
     from ketch.build.watchdog import Watchdog
-    from ketch.engine import Engine
 
 # What runc creates in a container's root as mount points when the image lacks them.
 # Docker hides them in an "init layer" below the container's upper dir; ketch drops
@@ -77,7 +77,7 @@ def drop_mount_points(upper: Path, lowers: list[Path]) -> None:
             os.rmdir(p)
 
 
-def commit_upper(engine: Engine, upper: Path, lowers: list[Path], parent_chain: str | None,
+def commit_upper(engine: BuildHost, upper: Path, lowers: list[Path], parent_chain: str | None,
                  *, move: bool = True) -> NewLayer:
     """Write the layer blob for `upper` and put the tree in the layer store.
 
@@ -110,7 +110,7 @@ class Workspace:
     cleaner. The watchdog knows both, so a killed build leaves neither behind.
     """
 
-    def __init__(self, engine: Engine, chains: list[str], watchdog: Watchdog | None) -> None:
+    def __init__(self, engine: BuildHost, chains: list[str], watchdog: Watchdog | None) -> None:
         self.engine = engine
         self.watchdog = watchdog
         from ketch.store.intents import owner_tag

@@ -15,11 +15,19 @@ import os
 import signal
 from pathlib import Path
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ketch.build.host import Closable
+
 
 class Watchdog:
-    def __init__(self, root: Path, run_root: Path) -> None:
-        self.root = root
-        self.run_root = run_root
+    """`reopen` gives the child, after fork, its own handle on the state (a new
+    database connection: the parent's must not be shared across fork)."""
+
+    def __init__(self, reopen: Callable[[], Closable]) -> None:
+        self.reopen = reopen
         self._fd: int | None = None
         self._pid = 0
 
@@ -29,7 +37,7 @@ class Watchdog:
         if pid == 0:  # pragma: no cover - the child; exercised by the SIGKILL test
             try:
                 os.close(w)
-                _child(r, self.root, self.run_root)
+                _child(r, self.reopen)
             finally:
                 os._exit(0)
         os.close(r)
@@ -66,7 +74,7 @@ class Watchdog:
             os.waitpid(self._pid, 0)
 
 
-def _child(r: int, root: Path, run_root: Path) -> None:  # pragma: no cover
+def _child(r: int, reopen: Callable[[], Closable]) -> None:  # pragma: no cover
     os.setsid()
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(s, signal.SIG_IGN)
@@ -93,16 +101,14 @@ def _child(r: int, root: Path, run_root: Path) -> None:  # pragma: no cover
                     pending[kind].discard(value)
     if not any(pending.values()):
         return
-    _cleanup(pending, root, run_root)
+    _cleanup(pending, reopen)
 
 
-def _cleanup(pending: dict[str, set[str]], root: Path, run_root: Path) -> None:  # pragma: no cover
+def _cleanup(pending: dict[str, set[str]], reopen: Callable[[], Closable]) -> None:  # pragma: no cover
     import shutil
 
     if pending["container"]:
-        from ketch.engine import Engine
-
-        engine = Engine(root, run_root)
+        engine = reopen()
         for cid in pending["container"]:
             with contextlib.suppress(Exception):
                 engine.containers.remove(cid, force=True, volumes=True)

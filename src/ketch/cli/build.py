@@ -78,16 +78,10 @@ def _check_tags(tags: list[str]) -> None:
 
 @_build.handler
 def build(ns: Namespace) -> int:
-    from ketch.build.executor import BuildOptions
-
     if ns.context is None:
         raise InvalidArgument('"ketch build" requires exactly 1 argument: the build context'
                               " (a directory, a tarball or -)")
     _check_tags(ns.tag)
-    options = BuildOptions(
-        tags=ns.tag, build_args=_build_args(ns.build_arg), target=ns.target,
-        no_cache=ns.no_cache, pull=ns.pull, labels=_labels(ns.label), network=ns.network,
-        platform=ns.platform, remove=ns.rm, force_remove=ns.force_rm)
     out = sys.stdout
     quiet_buf: list[str] = []
 
@@ -107,7 +101,11 @@ def build(ns: Namespace) -> int:
         out.buffer.flush()
 
     try:
-        result = engine().build(ns.context, ns.file, options, emit, emit_bytes)
+        result = engine().build(
+            ns.context, ns.file, emit=emit, emit_bytes=emit_bytes, tags=ns.tag,
+            build_args=_build_args(ns.build_arg), target=ns.target, no_cache=ns.no_cache,
+            pull=ns.pull, labels=_labels(ns.label), network=ns.network,
+            platform=ns.platform, remove=ns.rm, force_remove=ns.force_rm)
     except BuildError as e:
         # The classic builder's failures are printed as they are, one line, exit 1
         # ("The command '/bin/sh -c false' returned a non-zero code: 1").
@@ -135,7 +133,6 @@ def _prune(p: Parser) -> None:
 def prune(ns: Namespace) -> int:
     """The classic builder's cache is its intermediate images (pruned like dangling
     images) plus ketch's remembered file digests."""
-    from ketch.build.checksum import forget
     from ketch.fmt.units import human_size
 
     if not ns.force:
@@ -143,10 +140,8 @@ def prune(ns: Namespace) -> int:
 
         if not confirm("WARNING! This will remove all dangling build cache."):
             return 0
-    eng = engine()
     # Tagged images are never build cache, with or without -a.
-    report = eng.images.prune()
-    forget(eng.db)
+    report = engine().build_prune()
     for d in report.deleted:
         for k, v in d.items():
             sys.stdout.write(f"{k}: {v}\n")

@@ -143,19 +143,16 @@ def run(ns: Namespace) -> int:
 
 
 def _run_body(ns: Namespace) -> int:
-    from ketch.containers.attach import run_attached
-
     if ns.tty and not ns.detach and not sys.stdin.isatty():
         raise InvalidArgument("the input device is not a TTY")
     rec = _create_from_ns(ns)
-    svc = engine().containers
     if ns.detach:
-        svc.start(rec.id)
+        engine().containers.start(rec.id)
         out(rec.id)
         return 0
-    return run_attached(svc, rec.id, stdin=ns.interactive, tty=ns.tty,
-                        detach_keys=ns.detach_keys, sig_proxy=ns.sig_proxy,
-                        remove=ns.rm)
+    return engine().run_attached(rec.id, stdin=ns.interactive, tty=ns.tty,
+                                 detach_keys=ns.detach_keys, sig_proxy=ns.sig_proxy,
+                                 remove=ns.rm)
 
 
 @registry.command("start", "[OPTIONS] CONTAINER [CONTAINER...]",
@@ -176,12 +173,11 @@ def start(ns: Namespace) -> int:
     if ns.attach or ns.interactive:
         if len(ns.containers) > 1:
             raise InvalidArgument("you cannot start and attach multiple containers at once")
-        from ketch.containers.attach import run_attached
-
         rec = svc.get(ns.containers[0])
-        return run_attached(svc, rec.id, stdin=ns.interactive,
-                            tty=bool(rec.config.get("Tty")), detach_keys=ns.detach_keys,
-                            sig_proxy=True, remove=bool(rec.host_config.get("AutoRemove")))
+        return engine().run_attached(rec.id, stdin=ns.interactive,
+                                     tty=bool(rec.config.get("Tty")),
+                                     detach_keys=ns.detach_keys, sig_proxy=True,
+                                     remove=bool(rec.host_config.get("AutoRemove")))
     return _each(ns.containers, svc.start)
 
 
@@ -522,12 +518,9 @@ def _exec(p: Parser) -> None:
 def exec_(ns: Namespace) -> int:
     if not ns.command:
         raise InvalidArgument("exec needs a command to run: ketch exec CONTAINER COMMAND")
-    from ketch.containers.attach import exec_attached
-
-    return exec_attached(engine().containers, ns.container, ns.command, env=ns.env,
-                         user=ns.user, workdir=ns.workdir, tty=ns.tty,
-                         stdin=ns.interactive, detach=ns.detach,
-                         privileged=ns.privileged)
+    return engine().exec(ns.container, ns.command, env=ns.env, user=ns.user,
+                         workdir=ns.workdir, tty=ns.tty, stdin=ns.interactive,
+                         detach=ns.detach, privileged=ns.privileged)
 
 
 @registry.command("attach", "[OPTIONS] CONTAINER",
@@ -544,10 +537,8 @@ def _attach(p: Parser) -> None:
 
 @_attach.handler
 def attach(ns: Namespace) -> int:
-    from ketch.containers.attach import attach_running
-
-    return attach_running(engine().containers, ns.container, stdin=not ns.no_stdin,
-                          detach_keys=ns.detach_keys, sig_proxy=ns.sig_proxy)
+    return engine().attach(ns.container, stdin=not ns.no_stdin,
+                           detach_keys=ns.detach_keys, sig_proxy=ns.sig_proxy)
 
 
 @registry.command("top", "CONTAINER [ps OPTIONS]",
@@ -623,21 +614,18 @@ def _split_cp(arg: str) -> tuple[str | None, str]:
 
 @_cp.handler
 def cp(ns: Namespace) -> None:
-    from ketch.containers import copy
-
     src_c, src = _split_cp(ns.src)
     dst_c, dst = _split_cp(ns.dest)
-    svc = engine().containers
     if src_c and dst_c:
         raise InvalidArgument("copying between containers is not supported")
     if not src_c and not dst_c:
         raise InvalidArgument("must specify at least one container source")
     if src_c:
-        copy.copy_out(svc, src_c, src, dst, follow_link=ns.follow_link)
+        engine().copy_from_container(src_c, src, dst, follow_link=ns.follow_link)
     else:
         assert dst_c is not None
-        copy.copy_in(svc, dst_c, src, dst, follow_link=ns.follow_link,
-                     copy_uid_gid=ns.archive)
+        engine().copy_to_container(dst_c, src, dst, follow_link=ns.follow_link,
+                                   copy_uid_gid=ns.archive)
 
 
 @registry.command("stats", "[OPTIONS] [CONTAINER...]",
@@ -690,9 +678,7 @@ def _export(p: Parser) -> None:
 
 @_export.handler
 def export(ns: Namespace) -> None:
-    from ketch.containers import copy
-
-    copy.export(engine().containers, ns.container, ns.output)
+    engine().export(ns.container, ns.output)
 
 
 @registry.command("cleanup", "CONTAINER", "Finish a container after its process exited"
@@ -703,6 +689,4 @@ def _cleanup(p: Parser) -> None:
 
 @_cleanup.handler
 def cleanup(ns: Namespace) -> None:
-    from ketch.containers import lifecycle
-
-    lifecycle.cleanup(engine().containers, ns.container)
+    engine().container_cleanup(ns.container)

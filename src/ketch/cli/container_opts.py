@@ -162,20 +162,15 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
         k, _, v = lab.partition("=")
         labels[k] = v
     exposed: dict[str, dict[str, Any]] = {}
-    from ketch.images.changes import normalize_port
+    from ketch.engine import Engine
 
     for e in ns.expose:
-        exposed[normalize_port(e)] = {}
+        exposed[Engine.exposed_port(e)] = {}
     port_bindings: dict[str, list[dict[str, str]]] = {}
-    if ns.publish:
-        from ketch.network.ports import parse_publish
-
-        for spec in ns.publish:
-            for b in parse_publish(spec):
-                key = f"{b.container_port}/{b.protocol}"
-                exposed.setdefault(key, {})
-                port_bindings.setdefault(key, []).append(
-                    {"HostIp": b.host_ip or "", "HostPort": str(b.host_port or "")})
+    for spec in ns.publish:
+        for key, binding in Engine.port_bindings(spec):
+            exposed.setdefault(key, {})
+            port_bindings.setdefault(key, []).append(binding)
     stdin_attach = ns.interactive
     attach = {s.lower() for s in ns.attach}
     config: dict[str, Any] = {

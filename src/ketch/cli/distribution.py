@@ -33,12 +33,11 @@ def pull_cmd(ns: Namespace) -> None:
         raise InvalidArgument('"ketch pull" requires exactly 1 argument.')
     if ns.all_tags:
         from ketch import reference
-        from ketch.distribution.pull import list_tags
 
         ref = reference.parse(ns.args[0], default_tag=None)
         if ref.tag or ref.digest:
             raise InvalidArgument("tag can't be used with --all-tags/-a")
-        for tag in sorted(list_tags(ref)):
+        for tag in engine().registry_tags(ns.args[0]):
             engine().pull(str(ref.with_tag(tag)), _say, quiet=ns.quiet)
         return
     if ns.platform:
@@ -93,14 +92,8 @@ def _login(p: Parser) -> None:
 
 @_login.handler
 def login_cmd(ns: Namespace) -> None:
-    from ketch import reference
-    from ketch.distribution import credentials
-    from ketch.distribution.transport import Transport
-
     if len(ns.args) > 1:
         raise InvalidArgument('"ketch login" requires at most 1 argument.')
-    server = ns.args[0] if ns.args else reference.HUB_AUTH_KEY
-    key = reference.registry_for_auth(server)
     password = ns.password
     if ns.password_stdin:
         if password:
@@ -111,22 +104,7 @@ def login_cmd(ns: Namespace) -> None:
     elif password:
         sys.stderr.write("WARNING! Using --password via the CLI is insecure."
                          " Use --password-stdin.\n")
-    user = ns.username
-    if not user or not password:
-        stored = credentials.get(key)
-        if stored is None or (user and stored[0] != user):
-            raise InvalidArgument("Cannot perform an interactive login from a"
-                                  " non TTY device: give -u and -p or --password-stdin")
-        user, password = stored
-    domain = "docker.io" if key == reference.HUB_AUTH_KEY else key
-    t = Transport(domain, (user, password))
-    try:
-        t.ping()
-    except KetchError as e:
-        raise KetchError(f"login to {server} failed: {e.message}") from None
-    finally:
-        t.close()
-    credentials.store(key, user, password)
+    engine().login(ns.args[0] if ns.args else None, ns.username, password)
     out("Login Succeeded")
 
 
@@ -137,14 +115,10 @@ def _logout(p: Parser) -> None:
 
 @_logout.handler
 def logout_cmd(ns: Namespace) -> None:
-    from ketch import reference
-    from ketch.distribution import credentials
-
     if len(ns.args) > 1:
         raise InvalidArgument('"ketch logout" requires at most 1 argument.')
-    server = ns.args[0] if ns.args else reference.HUB_AUTH_KEY
-    key = reference.registry_for_auth(server)
-    if credentials.remove(key):
+    key, removed = engine().logout(ns.args[0] if ns.args else None)
+    if removed:
         out(f"Removing login credentials for {key}")
     else:
         out(f"Not logged in to {key}")

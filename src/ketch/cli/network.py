@@ -97,11 +97,7 @@ def _inspect(p: Parser) -> None:
 
 @_inspect.handler
 def inspect(ns: Namespace) -> int:
-    from ketch.containers.netglue import network_json
-
-    e = engine()
-    return inspect_each(ns.networks, lambda n: network_json(e, e.networks.inspect_network(n)),
-                        ns.format)
+    return inspect_each(ns.networks, engine().network_inspect, ns.format)
 
 
 @registry.command("rm", "NETWORK [NETWORK...]", "Remove one or more networks",
@@ -143,9 +139,7 @@ def _connect(p: Parser) -> None:
 
 @_connect.handler
 def connect(ns: Namespace) -> None:
-    from ketch.containers.netglue import connect as do_connect
-
-    do_connect(engine(), ns.container, ns.network, aliases=ns.alias, ip=ns.ip)
+    engine().network_connect(ns.network, ns.container, aliases=ns.alias, ip=ns.ip)
 
 
 @registry.command("disconnect", "[OPTIONS] NETWORK CONTAINER",
@@ -159,9 +153,7 @@ def _disconnect(p: Parser) -> None:
 
 @_disconnect.handler
 def disconnect(ns: Namespace) -> None:
-    from ketch.containers.netglue import disconnect as do_disconnect
-
-    do_disconnect(engine(), ns.container, ns.network)
+    engine().network_disconnect(ns.network, ns.container)
 
 
 @registry.command("prune", "[OPTIONS]", "Remove all unused networks")

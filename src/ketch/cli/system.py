@@ -185,13 +185,9 @@ def inspect(ns: Namespace) -> int:
         if ns.type in (None, "image"):
             lookups.append(e.images.inspect)
         if ns.type in (None, "network"):
-            from ketch.containers.netglue import network_json
-
-            lookups.append(lambda n: network_json(e, e.networks.inspect_network(n)))
+            lookups.append(e.network_inspect)
         if ns.type in (None, "volume"):
-            from ketch.containers.volumes import VolumeStore
-
-            lookups.append(VolumeStore(e).inspect)
+            lookups.append(e.volumes.inspect)
         for look in lookups:
             try:
                 found = look(name)

@@ -28,9 +28,7 @@ LS_FILTERS = ("dangling", "driver", "label", "name")
 
 
 def _store() -> VolumeStore:
-    from ketch.containers.volumes import VolumeStore
-
-    return VolumeStore(engine())
+    return engine().volumes
 
 
 def _kv(items: list[str], what: str) -> dict[str, str]:

@@ -378,8 +378,9 @@ def _check_overwrite(dest_dir_fd: int, name: str, src_is_dir: bool) -> None:
 
 # -- copy out ---------------------------------------------------------------------------
 def copy_out(svc: ContainerService, name: str, src: str, dest: str,
-             follow_link: bool) -> int:
-    """`cp CONTAINER:SRC DEST|-`; returns the number of bytes of tar that moved."""
+             follow_link: bool, stream: IO[bytes] | None = None) -> int:
+    """`cp CONTAINER:SRC DEST|-`; returns the number of bytes of tar that moved.
+    With DEST "-" the tar goes to `stream` (standard output by default)."""
     spec = _Spec("/" + src.lstrip("/"))
     target = None if dest == "-" else _Spec(_local_abs(dest))
     if target is not None:
@@ -405,7 +406,7 @@ def copy_out(svc: ContainerService, name: str, src: str, dest: str,
             contents = spec.contents or not found.name
             arcname = "" if contents else spec.base
             if target is None:
-                out = sys.stdout.buffer
+                out = stream or sys.stdout.buffer
                 counter = _Counter(out)
                 write_tree(top, counter, arcname_prefix=arcname)
                 out.flush()
@@ -444,8 +445,9 @@ def _host_destination(target: _Spec, src_is_dir: bool, contents: bool,
 
 # -- copy in ----------------------------------------------------------------------------
 def copy_in(svc: ContainerService, name: str, src: str, dest: str, follow_link: bool,
-            copy_uid_gid: bool) -> int:
-    """`cp SRC|- CONTAINER:DEST`; returns the number of bytes of tar that moved."""
+            copy_uid_gid: bool, stream: IO[bytes] | None = None) -> int:
+    """`cp SRC|- CONTAINER:DEST`; returns the number of bytes of tar that moved.
+    With SRC "-" the tar is read from `stream` (standard input by default)."""
     dspec = _Spec("/" + dest.lstrip("/"))
     source = None if src == "-" else _Spec(_local_abs(src))
     src_path = ""
@@ -509,7 +511,7 @@ def copy_in(svc: ContainerService, name: str, src: str, dest: str, follow_link: 
             into = f"/proc/self/fd/{dfd}"
             try:
                 if source is None:
-                    counter = _CountingReader(sys.stdin.buffer)
+                    counter = _CountingReader(stream or sys.stdin.buffer)
                     extract(counter, into, whiteouts="none", same_owner=copy_uid_gid)
                     return counter.count
                 _check_overwrite(dfd, top_name, src_is_dir)
@@ -559,9 +561,11 @@ def _refuse_read_only(svc: ContainerService, rec: ContainerRecord, path: str) ->
 
 
 # -- export -----------------------------------------------------------------------------
-def export(svc: ContainerService, name: str, output: str | None) -> int:
-    """`export`: the container's root filesystem as a tar (volumes are not included)."""
-    if output is None and sys.stdout.isatty():
+def export(svc: ContainerService, name: str, output: str | None,
+           stream: IO[bytes] | None = None) -> int:
+    """`export`: the container's root filesystem as a tar (volumes are not included),
+    into the file `output`, else to `stream` (standard output by default)."""
+    if output is None and stream is None and sys.stdout.isatty():
         raise InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag or"
                               " redirect")
 
@@ -569,9 +573,10 @@ def export(svc: ContainerService, name: str, output: str | None) -> int:
         from ketch.archive import write_tree
 
         if output is None:
-            counter = _Counter(sys.stdout.buffer)
+            out = stream or sys.stdout.buffer
+            counter = _Counter(out)
             write_tree(root, counter)
-            sys.stdout.buffer.flush()
+            out.flush()
             return counter.count
         tmp = f"{output}.ketch-{os.getpid()}.tmp"
         try:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ketch.containers.records import ContainerRecord
 
 if TYPE_CHECKING:
-    from ketch.engine import Engine
+    from ketch.containers.host import ContainerHost
     from ketch.network.models import PortBinding
     from ketch.network.service import DeferredStep
 
@@ -33,7 +33,7 @@ def _bindings(rec: ContainerRecord) -> list[PortBinding]:
     return out
 
 
-def setup(engine: Engine, rec: ContainerRecord, *,
+def setup(engine: ContainerHost, rec: ContainerRecord, *,
           later: list[DeferredStep] | None = None) -> dict[str, Any]:
     """The container's network; with `later`, see NetworkService.setup."""
     svc = engine.networks
@@ -59,11 +59,11 @@ def setup(engine: Engine, rec: ContainerRecord, *,
     }
 
 
-def teardown(engine: Engine, rec: ContainerRecord) -> None:
+def teardown(engine: ContainerHost, rec: ContainerRecord) -> None:
     engine.networks.teardown(rec.id)
 
 
-def connect(engine: Engine, name_or_id: str, network: str, *, aliases: list[str],
+def connect(engine: ContainerHost, name_or_id: str, network: str, *, aliases: list[str],
             ip: str | None) -> None:
     rec = engine.containers.get(name_or_id)
     if rec.state not in ("running", "paused"):
@@ -79,7 +79,7 @@ def connect(engine: Engine, name_or_id: str, network: str, *, aliases: list[str]
     engine.containers.records.update(rec.id, network=net)
 
 
-def disconnect(engine: Engine, name_or_id: str, network: str) -> None:
+def disconnect(engine: ContainerHost, name_or_id: str, network: str) -> None:
     rec = engine.containers.get(name_or_id)
     target = engine.networks.inspect_network(network)
     engine.networks.disconnect(rec.id, target.id)
@@ -89,7 +89,7 @@ def disconnect(engine: Engine, name_or_id: str, network: str) -> None:
     engine.containers.records.update(rec.id, network=net)
 
 
-def network_json(engine: Engine, net: Any) -> dict[str, Any]:
+def network_json(engine: ContainerHost, net: Any) -> dict[str, Any]:
     """`docker network inspect` shape for a ketch.network.models.Network."""
     from ketch.fmt.units import rfc3339nano
 

@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
+    from ketch.containers.host import ContainerHost
     from ketch.containers.settings import ContainerSettings
-    from ketch.engine import Engine
     from ketch.store.images import ImageRecord
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
@@ -96,7 +96,7 @@ def merge_image_config(config: dict[str, Any], image: dict[str, Any]) -> dict[st
 
 
 class ContainerService:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: ContainerHost) -> None:
         self.engine = engine
         self.db = engine.db
         self.records = ContainerRecords(engine.db)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ketch.errors import Conflict, InvalidArgument, KetchError, NotFound
 
 if TYPE_CHECKING:
-    from ketch.engine import Engine
+    from ketch.containers.host import ContainerHost
 
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 # The local driver's options (Docker 20.10) and which others each one needs.
@@ -40,7 +40,7 @@ def check_driver_options(options: dict[str, str]) -> None:
 
 
 class VolumeStore:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: ContainerHost) -> None:
         self.engine = engine
         self.dir = engine.root / "volumes"
 

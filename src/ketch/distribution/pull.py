@@ -20,8 +20,7 @@ from ketch.errors import DigestMismatch, KetchError, NotFound
 from ketch.oci.media import MediaType
 
 if TYPE_CHECKING:
-    from ketch.engine import Engine
-    from ketch.images.service import NewLayer
+    from ketch.images.service import ImageService, NewLayer
     from ketch.oci.model import Descriptor, Manifest
 
 Say = Callable[[str], None]
@@ -70,18 +69,18 @@ def fetch_manifest(t: Transport, ref: reference.Reference, which: str,
     return data, declared or media_type, digest
 
 
-def fetch_blob(engine: Engine, t: Transport, repo_path: str, digest: str, size: int,
+def fetch_blob(images: ImageService, t: Transport, repo_path: str, digest: str, size: int,
                scope: str) -> None:
     resp = t.request("GET", f"/v2/{repo_path}/blobs/{digest}", scope=scope, stream=True)
     raw = resp.raw
     assert raw is not None
-    with engine.content.writer() as w:
+    with images.content.writer() as w:
         while chunk := raw.read(1 << 20):
             w.write(chunk)
         w.commit(digest, size if size >= 0 else None)
 
 
-def _download_and_unpack(engine: Engine, t: Transport, repo_path: str,
+def _download_and_unpack(images: ImageService, t: Transport, repo_path: str,
                          manifest: Manifest, diff_ids: list[str], scope: str,
                          say: Say) -> list[NewLayer]:
     """Download missing layer blobs a few at a time (as docker does: 3) and unpack each
@@ -91,7 +90,7 @@ def _download_and_unpack(engine: Engine, t: Transport, repo_path: str,
     def download(desc: Descriptor) -> None:
         own = t.clone()
         try:
-            fetch_blob(engine, own, repo_path, desc.digest, desc.size, scope)
+            fetch_blob(images, own, repo_path, desc.digest, desc.size, scope)
         finally:
             own.close()
 
@@ -100,7 +99,7 @@ def _download_and_unpack(engine: Engine, t: Transport, repo_path: str,
     pool = ThreadPoolExecutor(max_workers=MAX_CONCURRENT_DOWNLOADS)
     try:
         for desc in manifest.layers:
-            if desc.digest not in pending and not engine.content.exists(desc.digest):
+            if desc.digest not in pending and not images.content.exists(desc.digest):
                 pending[desc.digest] = pool.submit(download, desc)
         parent: str | None = None
         for desc, diff_id in zip(manifest.layers, diff_ids, strict=True):
@@ -108,7 +107,7 @@ def _download_and_unpack(engine: Engine, t: Transport, repo_path: str,
             future = pending.get(desc.digest)
             if future is not None:
                 future.result()
-            layers.append(engine.images.add_layer_blob(desc.digest, desc.media_type,
+            layers.append(images.add_layer_blob(desc.digest, desc.media_type,
                                                        diff_id, 0, parent))
             say(f"{short}: Pull complete" if future is not None else f"{short}: Already exists")
             parent = (diff_id if parent is None else
@@ -118,7 +117,7 @@ def _download_and_unpack(engine: Engine, t: Transport, repo_path: str,
     return layers
 
 
-def pull(engine: Engine, name: str, say: Say, *, quiet: bool = False) -> PullResult:
+def pull(images: ImageService, name: str, say: Say, *, quiet: bool = False) -> PullResult:
     from ketch.oci.model import ImageConfig, Index, Manifest, host_platform
 
     bare = reference.parse(name, default_tag=None)
@@ -128,7 +127,6 @@ def pull(engine: Engine, name: str, say: Say, *, quiet: bool = False) -> PullRes
     which = ref.digest or ref.tag or "latest"
     t = transport_for(ref)
     scope = f"repository:{ref.path}:pull"
-    images = engine.images
     try:
         data, media_type, top_digest = fetch_manifest(t, ref, which, scope)
         if not quiet:
@@ -151,9 +149,9 @@ def pull(engine: Engine, name: str, say: Say, *, quiet: bool = False) -> PullRes
                 raise KetchError(f"image {ref.familiar()} refers to blob {d.digest}: only"
                                  " sha256 blobs can be pulled into ketch's store")
         with images.writing():
-            if not engine.content.exists(cfg_desc.digest):
-                fetch_blob(engine, t, ref.path, cfg_desc.digest, cfg_desc.size, scope)
-            config_bytes = engine.content.read(cfg_desc.digest)
+            if not images.content.exists(cfg_desc.digest):
+                fetch_blob(images, t, ref.path, cfg_desc.digest, cfg_desc.size, scope)
+            config_bytes = images.content.read(cfg_desc.digest)
             config = ImageConfig.parse(config_bytes)
             diff_ids = config.diff_ids
             if len(diff_ids) != len(manifest.layers):
@@ -161,27 +159,27 @@ def pull(engine: Engine, name: str, say: Say, *, quiet: bool = False) -> PullRes
                                  f" layers but {len(diff_ids)} diff IDs")
             # Docker's "up to date": the name already pointed at this very image.
             repo_digest = f"{ref.repository}@{top_digest}"
-            known = (engine.records.lookup_tag(f"{ref.repository}:{ref.tag}")
+            known = (images.records.lookup_tag(f"{ref.repository}:{ref.tag}")
                      if ref.tag and not ref.digest
-                     else engine.records.lookup_digest(repo_digest))
-            existed = engine.records.get(cfg_desc.digest) is not None
+                     else images.records.lookup_digest(repo_digest))
+            existed = images.records.get(cfg_desc.digest) is not None
             up_to_date = existed and known == cfg_desc.digest
             for desc in manifest.layers:
                 if desc.urls:
                     raise KetchError(f"foreign layer {desc.digest} is not supported")
-            layers = _download_and_unpack(engine, t, ref.path, manifest, diff_ids, scope,
+            layers = _download_and_unpack(images, t, ref.path, manifest, diff_ids, scope,
                                           say if not quiet else (lambda s: None))
             # A name with both tag and digest pulls the digest; docker ignores the tag.
             tags = [f"{ref.repository}:{ref.tag}"] if ref.tag and not ref.digest else []
             if existed:
-                rec = engine.records.get(cfg_desc.digest)
+                rec = images.records.get(cfg_desc.digest)
                 assert rec is not None
             else:
                 rec = images.commit(config.raw, layers, config_bytes=config_bytes)
-            with engine.db.transaction() as conn:
+            with images.db.transaction() as conn:
                 for tag in tags:
-                    engine.records.set_tag(conn, tag, rec.id)
-                engine.records.add_digest(conn, repo_digest, rec.id)
+                    images.records.set_tag(conn, tag, rec.id)
+                images.records.add_digest(conn, repo_digest, rec.id)
     finally:
         t.close()
     if not quiet:

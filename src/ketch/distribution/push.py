@@ -14,7 +14,7 @@ from ketch.distribution.transport import RegistryErrorResponse, Transport
 from ketch.errors import ImageNotFound, KetchError
 
 if TYPE_CHECKING:
-    from ketch.engine import Engine
+    from ketch.images.service import ImageService
     from ketch.oci.model import Descriptor
 
 Say = Callable[[str], None]
@@ -46,20 +46,20 @@ def _mount(t: Transport, path: str, digest: str, source: str, scope: str) -> boo
     return False
 
 
-def _upload(engine: Engine, t: Transport, path: str, desc: Descriptor, scope: str) -> None:
+def _upload(images: ImageService, t: Transport, path: str, desc: Descriptor, scope: str) -> None:
     resp = t.request("POST", f"/v2/{path}/blobs/uploads/", scope=scope, ok=(202,))
     loc = resp.header("Location")
     if not loc:
         raise KetchError("registry started an upload without a Location")
     url = urljoin(t.base + f"/v2/{path}/blobs/uploads/", loc)
     url += ("&" if "?" in url else "?") + "digest=" + quote(desc.digest)
-    with engine.content.open(desc.digest) as f:
+    with images.content.open(desc.digest) as f:
         t.request("PUT", url, scope=scope, body=f, ok=(201, 204),
                   headers={"Content-Type": "application/octet-stream",
                            "Content-Length": str(desc.size)})
 
 
-def _send_blob(engine: Engine, t: Transport, path: str, desc: Descriptor,
+def _send_blob(images: ImageService, t: Transport, path: str, desc: Descriptor,
                sources: list[str], scope: str) -> str:
     """Make the registry hold `desc`; returns how ("Pushed", "Mounted from x", ...)."""
     if _blob_exists(t, path, desc.digest, scope):
@@ -67,11 +67,11 @@ def _send_blob(engine: Engine, t: Transport, path: str, desc: Descriptor,
     for src in sources:
         if _mount(t, path, desc.digest, src, f"{scope} repository:{src}:pull"):
             return f"Mounted from {src}"
-    _upload(engine, t, path, desc, scope)
+    _upload(images, t, path, desc, scope)
     return "Pushed"
 
 
-def _send_blobs(engine: Engine, t: Transport, path: str, layers: list[Descriptor],
+def _send_blobs(images: ImageService, t: Transport, path: str, layers: list[Descriptor],
                 config: Descriptor, sources: list[str], scope: str, say: Say) -> None:
     """Layers a few at a time (docker uploads 5 at once), then the config: a manifest
     may only be put once everything it references is there."""
@@ -80,7 +80,7 @@ def _send_blobs(engine: Engine, t: Transport, path: str, layers: list[Descriptor
     def send(desc: Descriptor) -> str:
         own = t.clone()
         try:
-            return _send_blob(engine, own, path, desc, sources, scope)
+            return _send_blob(images, own, path, desc, sources, scope)
         finally:
             own.close()
 
@@ -99,10 +99,10 @@ def _send_blobs(engine: Engine, t: Transport, path: str, layers: list[Descriptor
                 say(f"{desc.digest.split(':', 1)[1][:12]}: {how}")
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    _send_blob(engine, t, path, config, [], scope)
+    _send_blob(images, t, path, config, [], scope)
 
 
-def push(engine: Engine, name: str, say: Say) -> str:
+def push(images: ImageService, name: str, say: Say) -> str:
     bare = reference.parse(name, default_tag=None)
     if bare.digest:
         raise KetchError("cannot push a digest reference")
@@ -110,13 +110,12 @@ def push(engine: Engine, name: str, say: Say) -> str:
         say("Using default tag: latest")
     ref = reference.parse(name)
     try:
-        rec = engine.images.resolve(str(ref))
+        rec = images.resolve(str(ref))
     except ImageNotFound:
         raise ImageNotFound(f"An image does not exist locally with the tag:"
                             f" {ref.familiar_name}") from None
-    images = engine.images
     manifest = images.get_manifest(rec)
-    manifest_bytes = engine.content.read(rec.manifest_digest)
+    manifest_bytes = images.content.read(rec.manifest_digest)
     say(f"The push refers to repository [{ref.repository}]")
     scope = f"repository:{ref.path}:pull,push"
     # Other repositories of the same registry this image came from or went to: the
@@ -128,7 +127,7 @@ def push(engine: Engine, name: str, say: Say) -> str:
             sources.append(r.path)
     t = transport_for(ref)
     try:
-        _send_blobs(engine, t, ref.path, manifest.layers, manifest.config, sources, scope,
+        _send_blobs(images, t, ref.path, manifest.layers, manifest.config, sources, scope,
                     say)
         resp = t.request("PUT", f"/v2/{ref.path}/manifests/{ref.tag}", scope=scope,
                          body=manifest_bytes, ok=(200, 201, 202),
@@ -139,8 +138,8 @@ def push(engine: Engine, name: str, say: Say) -> str:
     served = resp.header("Docker-Content-Digest")
     if served and served != digest and not _same_content(served, manifest_bytes):
         raise KetchError(f"registry stored the manifest as {served}, expected {digest}")
-    with engine.db.transaction() as conn:
-        engine.records.add_digest(conn, f"{ref.repository}@{digest}", rec.id)
+    with images.db.transaction() as conn:
+        images.records.add_digest(conn, f"{ref.repository}@{digest}", rec.id)
     say(f"{ref.tag}: digest: {digest} size: {len(manifest_bytes)}")
     return digest
 

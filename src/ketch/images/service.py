@@ -33,10 +33,15 @@ from ketch.values import field, value
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
     from typing import Any
 
-    from ketch.engine import Engine
+    from ketch.layers.store import LayerStore
     from ketch.oci.model import ImageConfig, Manifest
+    from ketch.store.content import ContentStore
+    from ketch.store.db import Database
+    from ketch.store.images import ImageRecords
+    from ketch.store.intents import Intents
 
     # Container users of an image: returns (container id, running?) pairs. The container
     # service registers itself here so images never import containers.
@@ -90,14 +95,35 @@ def parse_created(s: str | None) -> float:
     return base.timestamp() + frac
 
 
+def _open_intents(db: Database) -> Intents:
+    from ketch.store.intents import Intents
+
+    return Intents(db)
+
+
 class ImageService:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.records = engine.records
-        self.content = engine.content
-        self.layers = engine.layers
-        self.db = engine.db
-        self.users: ImageUsers = lambda image_id: []
+    """Local images: lookup, list, inspect, tag, remove, prune, import/load/save, gc.
+
+    Built by the Engine with the stores it works on. `users` and `layer_users` are the
+    two questions only the container service can answer (which containers use an image,
+    which layer chains containers hold); the Engine wires them, so images never import
+    containers.
+    """
+
+    def __init__(self, root: Path, db: Database, records: ImageRecords, content: ContentStore,
+                 layers: LayerStore, *,
+                 users: ImageUsers | None = None,
+                 layer_users: Callable[[], set[str]] | None = None,
+                 intents: Callable[[], Intents] | None = None) -> None:
+        self.root = root
+        self.records = records
+        self.content = content
+        self.layers = layers
+        self.db = db
+        self.users: ImageUsers = users or (lambda image_id: [])
+        self.layer_users: Callable[[], set[str]] = layer_users or set
+        # the crash-recovery journal, opened on first write (listing never needs it)
+        self.intents: Callable[[], Intents] = intents or (lambda: _open_intents(db))
         # An image ID is the digest of its config, so its chain IDs never change.
         self._chains: dict[str, list[str]] = {}
 
@@ -581,7 +607,7 @@ class ImageService:
             raise ImageNotFound(name)
 
     def _chains_in_use(self) -> set[str]:
-        used = set(self.engine.layer_users())
+        used = set(self.layer_users())
         for image_id in self.records.ids():
             try:
                 used.update(self._chains.get(image_id) or self.chain_ids(
@@ -648,12 +674,12 @@ class ImageService:
         """Held (shared) by anything that writes blobs/layers before recording an image."""
         import fcntl
 
-        fd = os.open(self.engine.root / "gc.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        fd = os.open(self.root / "gc.lock", os.O_CREAT | os.O_RDWR, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)
             # Staging in tmp/ and blobs or layers not yet recorded: if this process is
             # killed, whoever finds the intent removes them (`recover`).
-            with self.engine.intents.held("images.write"):
+            with self.intents().held("images.write"):
                 yield
         finally:
             os.close(fd)
@@ -675,13 +701,13 @@ class ImageService:
         """
         import fcntl
 
-        fd = os.open(self.engine.root / "gc.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        fd = os.open(self.root / "gc.lock", os.O_CREAT | os.O_RDWR, 0o600)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return False
-            with self.engine.intents.held("images.gc"):  # killed: the next gc finishes
+            with self.intents().held("images.gc"):  # killed: the next gc finishes
                 self._sweep(extra_chains)
             return True
         finally:
@@ -694,7 +720,7 @@ class ImageService:
         clean_tmp(self.content.tmp)
         keep_blobs: set[str] = set()
         keep_chains: set[str] = set(extra_chains or ())
-        keep_chains |= self.engine.layer_users()
+        keep_chains |= self.layer_users()
         for r in self.records.all():
             keep_blobs.add(r.id)
             keep_blobs.add(r.manifest_digest)

@@ -1,0 +1,49 @@
+"""What the container service needs from the composition root, as a Protocol.
+
+The Engine builds the container service and hands itself over as this narrow view: the
+paths, the stores and the sibling services a container's lifecycle uses. The container
+package never imports `ketch.engine`, and a command that only lists containers never
+builds the image or network services (they are created on first use).
+
+Imported only for type checking (no run-time cost).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from ketch.containers.records import ContainerRecord
+from ketch.containers.service import ContainerService
+from ketch.containers.volumes import VolumeStore
+from ketch.images.service import ImageService
+from ketch.layers.store import LayerStore
+from ketch.network.service import NetworkService
+from ketch.store.db import Database
+from ketch.store.images import ImageRecords
+
+
+class ContainerHost(Protocol):
+    root_dir: str
+    run_root_dir: str
+    db: Database
+
+    @property
+    def root(self) -> Path: ...
+    @property
+    def run_root(self) -> Path: ...
+    @property
+    def records(self) -> ImageRecords: ...
+    @property
+    def layers(self) -> LayerStore: ...
+    @property
+    def images(self) -> ImageService: ...
+    @property
+    def networks(self) -> NetworkService: ...
+    @property
+    def containers(self) -> ContainerService: ...
+    @property
+    def volumes(self) -> VolumeStore: ...
+
+    def network_setup(self, rec: ContainerRecord) -> dict[str, Any]: ...
+    def network_teardown(self, rec: ContainerRecord) -> None: ...
