@@ -5,7 +5,7 @@ services (images, containers, networks, volumes) and hands each what it needs, s
 service imports this module. Images, distribution and the stores get their concrete
 dependencies; the container service and the builder see the Engine through the small
 Protocols they declare (`ketch.containers.host.ContainerHost`,
-`ketch.build.host.BuildHost`), which lets a command build only the services it touches:
+`ketch.builder.host.BuildHost`), which lets a command build only the services it touches:
 `ps` never loads the image store, the network service or the builder.
 
 Every operation a front door offers is a method here, or a method of a service exposed
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import IO, Any
 
-    from ketch.build.executor import BuildResult
+    from ketch.builder.executor import BuildResult
     from ketch.containers.records import ContainerRecord
     from ketch.containers.service import ContainerService
     from ketch.containers.volumes import VolumeStore
@@ -208,7 +208,7 @@ class Engine:
             return f"failed: {e}"
         return "repaired"
 
-    # -- builds (ketch.build) ----------------------------------------------------------------
+    # -- builds (ketch.builder) ----------------------------------------------------------------
     def build(self, context: str, dockerfile: str | None = None, *,
               emit: Callable[[str], None], emit_bytes: Callable[[bytes], None] | None = None,
               tags: Iterable[str] = (), build_args: dict[str, str | None] | None = None,
@@ -222,8 +222,8 @@ class Engine:
         `dockerfile` a path (default `Dockerfile` in the context). The step output goes
         to `emit` (text) and `emit_bytes` (a RUN step's raw output). The result holds
         the image ID, its tags and warnings; a failed step raises `BuildError`."""
-        from ketch.build.context import prepare
-        from ketch.build.executor import BuildOptions, build
+        from ketch.builder.context import prepare
+        from ketch.builder.executor import BuildOptions, build
 
         options = BuildOptions(tags=list(tags), build_args=build_args, target=target,
                                no_cache=no_cache, pull=pull, labels=labels, network=network,
@@ -239,7 +239,7 @@ class Engine:
     def build_prune(self) -> PruneReport:
         """Remove the build cache: dangling (intermediate) images and the remembered
         digests of context files. Tagged images are never build cache."""
-        from ketch.build.checksum import forget
+        from ketch.builder.checksum import forget
 
         report = self.images.prune()
         forget(self.db)

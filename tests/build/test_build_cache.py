@@ -217,6 +217,6 @@ def test_unchanged_rebuild_loads_no_run_or_commit_machinery(kb: Builder) -> None
             if line.startswith("import time:") and "|" in line}
     unwanted = {m for m in mods if m.startswith((
         "ketch.containers", "ketch.runtime", "ketch.network", "ketch.archive",
-        "ketch.build.snapshot", "ketch.build.watchdog", "ketch.oci.model", "tarfile"))}
-    unwanted |= mods & {"ketch.build.copy"}  # the copier; copyargs is what keys need
+        "ketch.builder.snapshot", "ketch.builder.watchdog", "ketch.oci.model", "tarfile"))}
+    unwanted |= mods & {"ketch.builder.copy"}  # the copier; copyargs is what keys need
     assert not unwanted, unwanted

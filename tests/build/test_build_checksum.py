@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ketch.build import checksum
-from ketch.build.checksum import ChecksumCache, sources_digest
-from ketch.build.context import BuildContext
+from ketch.builder import checksum
+from ketch.builder.checksum import ChecksumCache, sources_digest
+from ketch.builder.context import BuildContext
 from ketch.store.db import Database
 
 

@@ -152,5 +152,5 @@ def test_images_does_not_load_the_container_or_archive_machinery(
     assert "ketch.images.service" in mods
     unwanted = {m for m in mods if m.startswith(("ketch.containers", "ketch.network",
                                                  "ketch.archive", "ketch.runtime",
-                                                 "ketch.build", "tarfile"))}
+                                                 "ketch.builder", "tarfile"))}
     assert not unwanted, unwanted

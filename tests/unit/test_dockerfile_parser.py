@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ketch.build.parser import (
+from ketch.builder.parser import (
     Dockerfile,
     DockerfileParseError,
     Instruction,

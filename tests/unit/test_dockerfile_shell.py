@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ketch.build.shell import (
+from ketch.builder.shell import (
     EXPANDING_INSTRUCTIONS,
     ShellLex,
     expand,

@@ -1,5 +1,5 @@
 """`ketch builder ...` and the `ketch build` shortcut: flags in, the classic builder's
-output out. The work is in ketch.build.executor."""
+output out. The work is in ketch.builder.executor."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """What COPY/ADD's words mean before anything is copied: the destination, `--chmod`, and
 whether a source is a URL. The cache key of every COPY/ADD step needs these, so they
-live apart from the copying machinery (ketch.build.copy), which loads only on a miss."""
+live apart from the copying machinery (ketch.builder.copy), which loads only on a miss."""
 
 from __future__ import annotations
 

@@ -21,8 +21,8 @@ from ketch.oci.digest import sha256_bytes
 from ketch.oci.media import MediaType
 
 if TYPE_CHECKING:
-    from ketch.build.host import BuildHost
-    from ketch.build.watchdog import Watchdog
+    from ketch.builder.host import BuildHost
+    from ketch.builder.watchdog import Watchdog
 
 # What runc creates in a container's root as mount points when the image lacks them.
 # Docker hides them in an "init layer" below the container's upper dir; ketch drops

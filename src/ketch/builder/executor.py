@@ -25,8 +25,8 @@ import json
 import os
 import posixpath
 
-from ketch.build.parser import parse, parse_instruction
-from ketch.build.shell import expand, expand_heredoc
+from ketch.builder.parser import parse, parse_instruction
+from ketch.builder.shell import expand, expand_heredoc
 from ketch.errors import BuildError, ImageNotFound, KetchError
 from ketch.images.hashing import small_sha256
 from ketch.reference import is_full_image_id
@@ -40,12 +40,12 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
-    from ketch.build.checksum import ChecksumCache
-    from ketch.build.context import BuildContext, Source, SourceRoot
-    from ketch.build.host import BuildHost
-    from ketch.build.parser import Dockerfile, Instruction, Stage
-    from ketch.build.snapshot import Workspace
-    from ketch.build.watchdog import Watchdog
+    from ketch.builder.checksum import ChecksumCache
+    from ketch.builder.context import BuildContext, Source, SourceRoot
+    from ketch.builder.host import BuildHost
+    from ketch.builder.parser import Dockerfile, Instruction, Stage
+    from ketch.builder.snapshot import Workspace
+    from ketch.builder.watchdog import Watchdog
     from ketch.images.service import NewLayer
 
     Emit = Callable[[str], None]
@@ -283,7 +283,7 @@ class Builder:
     @property
     def watchdog(self) -> Watchdog:
         if self._watchdog is None:
-            from ketch.build.watchdog import Watchdog
+            from ketch.builder.watchdog import Watchdog
 
             self._watchdog = Watchdog(self.engine.reopen)
         return self._watchdog
@@ -291,7 +291,7 @@ class Builder:
     @property
     def checksums(self) -> ChecksumCache:
         if self._checksums is None:
-            from ketch.build.checksum import ChecksumCache
+            from ketch.builder.checksum import ChecksumCache
 
             self._checksums = ChecksumCache(self.engine.db, self.context.root,
                                             persistent=not self.context.temporary)
@@ -564,7 +564,7 @@ class Builder:
                                                             strict=True)]
             comment = f"{cmd} " + " ".join(pairs)
         elif cmd == "EXPOSE":
-            from ketch.build.parser import parse_port_spec
+            from ketch.builder.parser import parse_port_spec
 
             ports: list[str] = []
             for a in ins.args:
@@ -660,7 +660,7 @@ class Builder:
             binds = [f"{script}:/dev/pipes/{pipe_name}:ro"] if script else []
             with self._container(st, cmd, declared + proxies, binds,
                                  network) as (cid, keep):
-                from ketch.build.snapshot import commit_upper, drop_mount_points
+                from ketch.builder.snapshot import commit_upper, drop_mount_points
                 from ketch.oci.digest import chain_ids
 
                 chains = chain_ids(st.diff_ids)
@@ -685,7 +685,7 @@ class Builder:
         interpreter); anything else is handed to the shell with the bodies appended, so
         the shell itself feeds each heredoc to its command.
         """
-        from ketch.build.shell import split_shell_words
+        from ketch.builder.shell import split_shell_words
 
         line = ins.args[0] if ins.args else ""
         words = split_shell_words(line, self.escape)
@@ -774,7 +774,7 @@ class Builder:
 
     # -- COPY / ADD ------------------------------------------------------------------------
     def _copy(self, st: _State, ins: Instruction) -> None:
-        from ketch.build.copyargs import (
+        from ketch.builder.copyargs import (
             container_dest,
             dest_is_dir,
             is_url,
@@ -833,7 +833,7 @@ class Builder:
                                  " destination must be a directory and end with a /")
             digests = []
             if sources:
-                from ketch.build.checksum import ChecksumCache, sources_digest
+                from ketch.builder.checksum import ChecksumCache, sources_digest
 
                 assert root is not None
                 cache = self.checksums if from_ws is None else ChecksumCache(
@@ -843,7 +843,7 @@ class Builder:
                 digests.append("file:" + small_sha256(
                     name.encode() + b"\0" + data).hexdigest())
             if urls:
-                from ketch.build.copy import download
+                from ketch.builder.copy import download
 
                 for url in urls:
                     d = download(url, self.engine.root / "tmp")
@@ -872,8 +872,8 @@ class Builder:
     def _source_root(self, st: _State, from_ref: str) -> tuple[SourceRoot, Workspace | None]:
         if not from_ref:
             return self.context, None
-        from ketch.build.context import SourceRoot
-        from ketch.build.snapshot import Workspace
+        from ketch.builder.context import SourceRoot
+        from ketch.builder.snapshot import Workspace
         from ketch.oci.digest import chain_ids
 
         assert self.df is not None
@@ -906,8 +906,8 @@ class Builder:
                    root: SourceRoot | None, sources: list[Source],
                    heredocs: list[tuple[str, bytes]], downloads: list[Any], cdest: str,
                    into_dir: bool, chown: str, chmod: int | None) -> None:
-        from ketch.build.copy import Copier, is_archive, resolve_chown
-        from ketch.build.snapshot import Workspace, commit_upper
+        from ketch.builder.copy import Copier, is_archive, resolve_chown
+        from ketch.builder.snapshot import Workspace, commit_upper
         from ketch.oci.digest import chain_ids
 
         chains = chain_ids(st.diff_ids)

@@ -19,7 +19,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ketch.build.host import Closable
+    from ketch.builder.host import Closable
 
 
 class Watchdog:

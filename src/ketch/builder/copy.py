@@ -26,8 +26,8 @@ import posixpath
 import stat
 from pathlib import Path
 
-from ketch.build.context import Source, SourceRoot
-from ketch.build.copyargs import container_dest, dest_is_dir, is_url, parse_chmod
+from ketch.builder.context import Source, SourceRoot
+from ketch.builder.copyargs import container_dest, dest_is_dir, is_url, parse_chmod
 from ketch.errors import BuildError
 
 __all__ = ["Copier", "Download", "Owner", "container_dest", "dest_is_dir", "download",

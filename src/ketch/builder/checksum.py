@@ -26,7 +26,7 @@ TYPE_CHECKING = False  # `typing` and `pathlib` cost milliseconds at start
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from ketch.build.context import Source, SourceRoot
+    from ketch.builder.context import Source, SourceRoot
     from ketch.store.db import Database
 
 SCHEMA = """
