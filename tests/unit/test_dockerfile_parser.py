@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ketch.builder.parser import (
+from ketch.dockerfile.parser import (
     Dockerfile,
     DockerfileParseError,
     Instruction,

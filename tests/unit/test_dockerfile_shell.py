@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ketch.builder.shell import (
+from ketch.dockerfile.shell import (
     EXPANDING_INSTRUCTIONS,
     ShellLex,
     expand,

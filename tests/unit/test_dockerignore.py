@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ketch.builder.dockerignore import (
+from ketch.dockerfile.dockerignore import (
     Pattern,
     PatternMatcher,
     clean_path,
@@ -361,7 +361,7 @@ def test_excluded_directories_without_exceptions_are_never_read(
         read.append(os.path.relpath(path, tmp_path))
         return real_scandir(path)
 
-    monkeypatch.setattr("ketch.builder.dockerignore.os.scandir", recording_scandir)
+    monkeypatch.setattr("ketch.dockerfile.dockerignore.os.scandir", recording_scandir)
     assert list(walk_context(tmp_path, PatternMatcher(["node_modules"]))) == ["src", "src/app.js"]
     assert sorted(read) == [".", "src"]
     read.clear()

@@ -1,7 +1,8 @@
-"""Dockerfile builds: parsing, variable expansion and the build-context filter.
+"""The classic builder: runs a parsed Dockerfile (`ketch.dockerfile`) against a build
+context, step by step, with the layer cache.
 
-`parser` turns Dockerfile text into instructions and stages, `shell` expands `$VAR`
-references the way Docker's builder does, and `dockerignore` decides which files of the
-build context the builder may see. These three modules are pure; the build executor and
-the cache keys sit on top of them.
+`context` prepares the build context (directory, tarball or stdin, filtered by
+`.dockerignore`), `executor` runs the steps (RUN in a container, COPY/ADD into a
+snapshot), `checksum` and `copyargs` make the cache keys, `snapshot` commits a step's
+changes as a layer, and `watchdog` undoes what a killed build left behind.
 """

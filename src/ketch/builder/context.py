@@ -17,7 +17,7 @@ import stat
 import sys
 from pathlib import Path
 
-from ketch.builder.dockerignore import Pattern, PatternMatcher, clean_path, read_ignore_file
+from ketch.dockerfile.dockerignore import Pattern, PatternMatcher, clean_path, read_ignore_file
 from ketch.errors import BuildError
 
 TYPE_CHECKING = False  # `typing` costs milliseconds at start; a cached build loads this
@@ -66,7 +66,7 @@ class SourceRoot:
     def listing(self) -> list[str]:
         """Every path in the root that .dockerignore lets through, parents first."""
         if self._listing is None:
-            from ketch.builder.dockerignore import walk_context
+            from ketch.dockerfile.dockerignore import walk_context
 
             self._listing = list(walk_context(self.root, self.matcher))
         return self._listing

@@ -25,8 +25,8 @@ import json
 import os
 import posixpath
 
-from ketch.builder.parser import parse, parse_instruction
-from ketch.builder.shell import expand, expand_heredoc
+from ketch.dockerfile.parser import parse, parse_instruction
+from ketch.dockerfile.shell import expand, expand_heredoc
 from ketch.errors import BuildError, ImageNotFound, KetchError
 from ketch.images.hashing import small_sha256
 from ketch.reference import is_full_image_id
@@ -43,9 +43,9 @@ if TYPE_CHECKING:
     from ketch.builder.checksum import ChecksumCache
     from ketch.builder.context import BuildContext, Source, SourceRoot
     from ketch.builder.host import BuildHost
-    from ketch.builder.parser import Dockerfile, Instruction, Stage
     from ketch.builder.snapshot import Workspace
     from ketch.builder.watchdog import Watchdog
+    from ketch.dockerfile.parser import Dockerfile, Instruction, Stage
     from ketch.images.service import NewLayer
 
     Emit = Callable[[str], None]
@@ -564,7 +564,7 @@ class Builder:
                                                             strict=True)]
             comment = f"{cmd} " + " ".join(pairs)
         elif cmd == "EXPOSE":
-            from ketch.builder.parser import parse_port_spec
+            from ketch.dockerfile.parser import parse_port_spec
 
             ports: list[str] = []
             for a in ins.args:
@@ -685,7 +685,7 @@ class Builder:
         interpreter); anything else is handed to the shell with the bodies appended, so
         the shell itself feeds each heredoc to its command.
         """
-        from ketch.builder.shell import split_shell_words
+        from ketch.dockerfile.shell import split_shell_words
 
         line = ins.args[0] if ins.args else ""
         words = split_shell_words(line, self.escape)

@@ -39,7 +39,7 @@ def normalize_port(p: str) -> str:
 def apply_instruction(config: dict[str, Any], instr: Any,
                       expand: Callable[[str], str] = _identity, *,
                       cmd_set: bool = False) -> None:
-    """Apply one parsed metadata instruction (ketch.builder.parser.Instruction) to `config`.
+    """Apply one parsed metadata instruction (ketch.dockerfile.parser.Instruction) to `config`.
 
     `cmd_set` says whether the same build stage already set CMD: ENTRYPOINT clears an
     inherited CMD but keeps one the Dockerfile gave before it (moby's cmdSet).
@@ -73,7 +73,7 @@ def apply_instruction(config: dict[str, Any], instr: Any,
         # Go marshals maps with sorted keys; so does Docker's image config.
         c["Labels"] = dict(sorted(labels.items()))
     elif cmd == "EXPOSE":
-        from ketch.builder.parser import parse_port_spec
+        from ketch.dockerfile.parser import parse_port_spec
 
         ports = dict(c.get("ExposedPorts") or {})
         for a in args:
@@ -154,7 +154,7 @@ def apply_changes(config: dict[str, Any], changes: list[str]) -> None:
     """`--change 'CMD ["x"]'`: each change is one Dockerfile metadata instruction."""
     if not changes:
         return
-    from ketch.builder.parser import parse
+    from ketch.dockerfile.parser import parse
 
     for change in changes:
         word = change.strip().split(None, 1)[0].upper() if change.strip() else ""
@@ -169,7 +169,7 @@ def apply_changes(config: dict[str, Any], changes: list[str]) -> None:
             env[k] = v
 
         def expand(s: str, env: dict[str, str] = env) -> str:
-            from ketch.builder.shell import expand as shell_expand
+            from ketch.dockerfile.shell import expand as shell_expand
 
             return shell_expand(s, env)
 

@@ -3,7 +3,7 @@
 The rules follow BuildKit's `frontend/dockerfile/parser` (lexing, continuation lines,
 directives, heredocs, per-instruction argument forms) and `instructions` (flags,
 argument counts, stages). Nothing is expanded here: arguments are kept as written
-(quotes included) so the builder can expand them with `ketch.builder.shell` once it knows
+(quotes included) so the builder can expand them with `ketch.dockerfile.shell` once it knows
 the ARG and ENV values in effect.
 
 `Instruction.args` holds, per instruction:
@@ -19,7 +19,7 @@ the ARG and ENV values in effect.
 
 from __future__ import annotations
 
-from ketch.builder.shell import ShellLex
+from ketch.dockerfile.shell import ShellLex
 from ketch.errors import BuildError
 from ketch.values import field, value
 
