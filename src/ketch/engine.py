@@ -25,7 +25,7 @@ from ketch.store.db import Database
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Iterator
     from pathlib import Path
     from typing import IO, Any
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ketch.containers.records import ContainerRecord
     from ketch.containers.service import ContainerService
     from ketch.containers.volumes import VolumeStore
-    from ketch.distribution.pull import PullResult
+    from ketch.distribution.progress import Progress, PullResult, PushResult
     from ketch.images.service import ImageService, PruneReport
     from ketch.layers.store import LayerStore
     from ketch.network.service import NetworkService
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from ketch.store.images import ImageRecords
     from ketch.store.intents import Intent, Intents
 
-    Say = Callable[[str], None]
 
 DEFAULT_ROOT = "/var/lib/ketch"
 DEFAULT_RUN_ROOT = "/run/ketch"
@@ -246,18 +245,22 @@ class Engine:
         return report
 
     # -- registries (ketch.distribution) ---------------------------------------------------
-    def pull(self, name: str, say: Say, *, quiet: bool = False) -> PullResult:
-        """Pull `name` from its registry; `say` receives Docker's progress lines."""
+    def pull(self, name: str, *, quiet: bool = False) -> Iterator[Progress | PullResult]:
+        """Pull `name` from its registry, as an iterator of events: `Progress` (Docker's
+        status messages; the per-layer ones left out when `quiet`), then a `PullResult`.
+        `str(event)` is the docker CLI's line, `event.message()` the Engine API's JSON
+        message. The pull runs as the iterator is advanced: drain it."""
         from ketch.distribution.pull import pull
 
-        return pull(self.images, name, say, quiet=quiet)
+        return pull(self.images, name, quiet=quiet)
 
-    def push(self, name: str, say: Say) -> str:
-        """Push the local image `name` to its registry; returns the manifest digest.
-        `say` receives Docker's progress lines."""
+    def push(self, name: str) -> Iterator[Progress | PushResult]:
+        """Push the local image `name` to its registry, as an iterator of events:
+        `Progress`, then a `PushResult` (tag, manifest digest, size). The push runs as
+        the iterator is advanced: drain it."""
         from ketch.distribution.push import push
 
-        return push(self.images, name, say)
+        return push(self.images, name)
 
     def registry_tags(self, repository: str) -> list[str]:
         """The tags a registry holds for `repository` (a name without tag or digest)."""

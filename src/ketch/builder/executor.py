@@ -454,7 +454,8 @@ class Builder:
 
     def _pull(self, name: str) -> None:
         try:
-            self.engine.pull(name, self.say, quiet=False)
+            for event in self.engine.pull(name):
+                self.say(str(event))
         except KetchError as e:
             raise BuildError(f"failed to pull base image {name}: {e.message}") from None
 

@@ -10,6 +10,7 @@ Imported only for type checking (no run-time cost).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -47,5 +48,5 @@ class BuildHost(Protocol):
     @property
     def containers(self) -> ContainerService: ...
 
-    def pull(self, name: str, say: Any, *, quiet: bool = False) -> Any: ...
+    def pull(self, name: str, *, quiet: bool = False) -> Iterator[Any]: ...
     def reopen(self) -> Closable: ...

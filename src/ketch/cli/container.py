@@ -95,7 +95,8 @@ def _pull_for_run(name: str, quiet: bool) -> None:
         if not quiet:
             sys.stderr.write(line + "\n")
 
-    engine().pull(name, say, quiet=quiet)
+    for event in engine().pull(name, quiet=quiet):
+        say(str(event))
 
 
 @registry.command("create", "[OPTIONS] IMAGE [COMMAND] [ARG...]", "Create a new container",

@@ -8,12 +8,20 @@ from ketch.cli.base import Registry, engine, out
 from ketch.cli.flags import Namespace, Parser
 from ketch.errors import InvalidArgument, KetchError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 registry = Registry()
 
 
-def _say(line: str) -> None:
-    out(line)
-    sys.stdout.flush()
+def _show(events: Iterable[object], *, silent: bool = False) -> None:
+    """Run a pull or push to its end, printing its events as the docker CLI's lines
+    (none when `silent`)."""
+    for event in events:
+        if not silent:
+            out(str(event))
+            sys.stdout.flush()
 
 
 @registry.command("pull", "[OPTIONS] NAME[:TAG|@DIGEST]", "Download an image from a registry")
@@ -38,7 +46,7 @@ def pull_cmd(ns: Namespace) -> None:
         if ref.tag or ref.digest:
             raise InvalidArgument("tag can't be used with --all-tags/-a")
         for tag in engine().registry_tags(ns.args[0]):
-            engine().pull(str(ref.with_tag(tag)), _say, quiet=ns.quiet)
+            _show(engine().pull(str(ref.with_tag(tag)), quiet=ns.quiet))
         return
     if ns.platform:
         from ketch.oci.model import Platform, host_platform
@@ -46,7 +54,7 @@ def pull_cmd(ns: Namespace) -> None:
         if not host_platform().matches(Platform.parse(ns.platform)):
             raise InvalidArgument(f"--platform {ns.platform}: ketch pulls only the host"
                                   " platform")
-    engine().pull(ns.args[0], _say, quiet=ns.quiet)
+    _show(engine().pull(ns.args[0], quiet=ns.quiet))
 
 
 @registry.command("push", "[OPTIONS] NAME[:TAG]", "Upload an image to a registry")
@@ -63,7 +71,6 @@ def push_cmd(ns: Namespace) -> None:
 
     if len(ns.args) != 1:
         raise InvalidArgument('"ketch push" requires exactly 1 argument.')
-    say = (lambda s: None) if ns.quiet else _say
     name = ns.args[0]
     if ns.all_tags:
         ref = reference.parse(name, default_tag=None)
@@ -74,9 +81,9 @@ def push_cmd(ns: Namespace) -> None:
             raise KetchError(f"An image does not exist locally with the tag:"
                              f" {ref.familiar_name}")
         for tag, _ in tags:
-            engine().push(tag, say)
+            _show(engine().push(tag), silent=ns.quiet)
         return
-    engine().push(name, say)
+    _show(engine().push(name), silent=ns.quiet)
     if ns.quiet:
         out(reference.parse(name).familiar())
 

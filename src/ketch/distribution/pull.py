@@ -9,30 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ketch import reference
 from ketch.distribution import credentials
+from ketch.distribution.progress import Progress, PullResult
 from ketch.distribution.transport import MANIFEST_ACCEPT, RegistryErrorResponse, Transport
 from ketch.errors import DigestMismatch, KetchError, NotFound
 from ketch.oci.media import MediaType
 
 if TYPE_CHECKING:
+    from collections.abc import Generator, Iterator
+
     from ketch.images.service import ImageService, NewLayer
     from ketch.oci.model import Descriptor, Manifest
 
-Say = Callable[[str], None]
 MAX_MANIFEST = 4 << 20
 MAX_CONCURRENT_DOWNLOADS = 3
-
-
-@dataclass
-class PullResult:
-    image_id: str
-    digest: str
-    downloaded: bool
 
 
 def transport_for(ref: reference.Reference) -> Transport:
@@ -82,7 +75,7 @@ def fetch_blob(images: ImageService, t: Transport, repo_path: str, digest: str, 
 
 def _download_and_unpack(images: ImageService, t: Transport, repo_path: str,
                          manifest: Manifest, diff_ids: list[str], scope: str,
-                         say: Say) -> list[NewLayer]:
+                         quiet: bool) -> Generator[Progress, None, list[NewLayer]]:
     """Download missing layer blobs a few at a time (as docker does: 3) and unpack each
     in order as soon as it and its parents are in: unpacking overlaps downloading."""
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -109,7 +102,9 @@ def _download_and_unpack(images: ImageService, t: Transport, repo_path: str,
                 future.result()
             layers.append(images.add_layer_blob(desc.digest, desc.media_type,
                                                        diff_id, 0, parent))
-            say(f"{short}: Pull complete" if future is not None else f"{short}: Already exists")
+            if not quiet:
+                yield Progress("Pull complete" if future is not None else "Already exists",
+                               short)
             parent = (diff_id if parent is None else
                       "sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()).hexdigest())
     finally:
@@ -117,12 +112,15 @@ def _download_and_unpack(images: ImageService, t: Transport, repo_path: str,
     return layers
 
 
-def pull(images: ImageService, name: str, say: Say, *, quiet: bool = False) -> PullResult:
+def pull(images: ImageService, name: str, *,
+         quiet: bool = False) -> Iterator[Progress | PullResult]:
+    """Pull `name`: progress events (fewer when `quiet`), then a PullResult. Nothing
+    happens until the iterator is advanced; abandoning it ends the pull."""
     from ketch.oci.model import ImageConfig, Index, Manifest, host_platform
 
     bare = reference.parse(name, default_tag=None)
     if bare.tag is None and bare.digest is None:
-        say("Using default tag: latest")
+        yield Progress("Using default tag: latest")
     ref = reference.parse(name)
     which = ref.digest or ref.tag or "latest"
     t = transport_for(ref)
@@ -130,7 +128,7 @@ def pull(images: ImageService, name: str, say: Say, *, quiet: bool = False) -> P
     try:
         data, media_type, top_digest = fetch_manifest(t, ref, which, scope)
         if not quiet:
-            say(f"{ref.tag or ref.digest}: Pulling from {ref.path}")
+            yield Progress(f"Pulling from {ref.path}", ref.tag or ref.digest or "")
         if media_type in MediaType.INDEXES or b'"manifests"' in data[:4096] and (
                 media_type not in MediaType.MANIFESTS):
             index = Index.parse(data)
@@ -167,8 +165,8 @@ def pull(images: ImageService, name: str, say: Say, *, quiet: bool = False) -> P
             for desc in manifest.layers:
                 if desc.urls:
                     raise KetchError(f"foreign layer {desc.digest} is not supported")
-            layers = _download_and_unpack(images, t, ref.path, manifest, diff_ids, scope,
-                                          say if not quiet else (lambda s: None))
+            layers = yield from _download_and_unpack(images, t, ref.path, manifest, diff_ids,
+                                                     scope, quiet)
             # A name with both tag and digest pulls the digest; docker ignores the tag.
             tags = [f"{ref.repository}:{ref.tag}"] if ref.tag and not ref.digest else []
             if existed:
@@ -183,14 +181,13 @@ def pull(images: ImageService, name: str, say: Say, *, quiet: bool = False) -> P
     finally:
         t.close()
     if not quiet:
-        say(f"Digest: {top_digest}")
+        yield Progress(f"Digest: {top_digest}")
         shown = ref.familiar()
         if up_to_date:
-            say(f"Status: Image is up to date for {shown}")
+            yield Progress(f"Status: Image is up to date for {shown}")
         else:
-            say(f"Status: Downloaded newer image for {shown}")
-    say(str(ref))
-    return PullResult(rec.id, top_digest, not up_to_date)
+            yield Progress(f"Status: Downloaded newer image for {shown}")
+    yield PullResult(rec.id, top_digest, not up_to_date, str(ref))
 
 
 def list_tags(ref: reference.Reference, page_size: int = 100) -> list[str]:

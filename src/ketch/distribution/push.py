@@ -4,20 +4,21 @@ in another repository), then the manifest under the tag."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urljoin
 
 from ketch import reference
+from ketch.distribution.progress import Progress, PushResult
 from ketch.distribution.pull import transport_for
 from ketch.distribution.transport import RegistryErrorResponse, Transport
 from ketch.errors import ImageNotFound, KetchError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from ketch.images.service import ImageService
     from ketch.oci.model import Descriptor
 
-Say = Callable[[str], None]
 MAX_CONCURRENT_UPLOADS = 5
 
 
@@ -72,7 +73,7 @@ def _send_blob(images: ImageService, t: Transport, path: str, desc: Descriptor,
 
 
 def _send_blobs(images: ImageService, t: Transport, path: str, layers: list[Descriptor],
-                config: Descriptor, sources: list[str], scope: str, say: Say) -> None:
+                config: Descriptor, sources: list[str], scope: str) -> Iterator[Progress]:
     """Layers a few at a time (docker uploads 5 at once), then the config: a manifest
     may only be put once everything it references is there."""
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -96,18 +97,20 @@ def _send_blobs(images: ImageService, t: Transport, path: str, layers: list[Desc
             how = futures[desc.digest].result()
             if desc.digest not in shown:
                 shown.add(desc.digest)
-                say(f"{desc.digest.split(':', 1)[1][:12]}: {how}")
+                yield Progress(how, desc.digest.split(":", 1)[1][:12])
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     _send_blob(images, t, path, config, [], scope)
 
 
-def push(images: ImageService, name: str, say: Say) -> str:
+def push(images: ImageService, name: str) -> Iterator[Progress | PushResult]:
+    """Push the local image `name`: progress events, then a PushResult. Nothing happens
+    until the iterator is advanced."""
     bare = reference.parse(name, default_tag=None)
     if bare.digest:
         raise KetchError("cannot push a digest reference")
     if bare.tag is None:
-        say("Using default tag: latest")
+        yield Progress("Using default tag: latest")
     ref = reference.parse(name)
     try:
         rec = images.resolve(str(ref))
@@ -116,7 +119,7 @@ def push(images: ImageService, name: str, say: Say) -> str:
                             f" {ref.familiar_name}") from None
     manifest = images.get_manifest(rec)
     manifest_bytes = images.content.read(rec.manifest_digest)
-    say(f"The push refers to repository [{ref.repository}]")
+    yield Progress(f"The push refers to repository [{ref.repository}]")
     scope = f"repository:{ref.path}:pull,push"
     # Other repositories of the same registry this image came from or went to: the
     # registry can link their blobs instead of receiving them again.
@@ -127,8 +130,8 @@ def push(images: ImageService, name: str, say: Say) -> str:
             sources.append(r.path)
     t = transport_for(ref)
     try:
-        _send_blobs(images, t, ref.path, manifest.layers, manifest.config, sources, scope,
-                    say)
+        yield from _send_blobs(images, t, ref.path, manifest.layers, manifest.config,
+                               sources, scope)
         resp = t.request("PUT", f"/v2/{ref.path}/manifests/{ref.tag}", scope=scope,
                          body=manifest_bytes, ok=(200, 201, 202),
                          headers={"Content-Type": manifest.media_type})
@@ -140,8 +143,7 @@ def push(images: ImageService, name: str, say: Say) -> str:
         raise KetchError(f"registry stored the manifest as {served}, expected {digest}")
     with images.db.transaction() as conn:
         images.records.add_digest(conn, f"{ref.repository}@{digest}", rec.id)
-    say(f"{ref.tag}: digest: {digest} size: {len(manifest_bytes)}")
-    return digest
+    yield PushResult(ref.tag or "latest", digest, len(manifest_bytes))
 
 
 def _same_content(served: str, data: bytes) -> bool:
