@@ -141,6 +141,7 @@ class Engine:
         return self.containers.image_users(image_id)
 
     def layer_users(self) -> set[str]:
+        """Chain IDs of the layers containers stand on (kept by image gc)."""
         return self.containers.records.chains_in_use()
 
     # -- crash recovery ---------------------------------------------------------------
