@@ -416,6 +416,35 @@ class Engine:
                 for b in parse_publish(spec)]
 
     @staticmethod
+    def security_opts(opts: list[str]) -> tuple[list[str], bool]:
+        """`--security-opt` values as the Engine API's SecurityOpt (a seccomp profile
+        path replaced by its JSON), and whether `systempaths=unconfined` was among them."""
+        from ketch.containers.security import client_security_opts
+
+        return client_security_opts(opts)
+
+    @staticmethod
+    def restart_policy(spec: str) -> dict[str, Any]:
+        """A `--restart` value (`NAME[:COUNT]`) as an Engine API RestartPolicy."""
+        from ketch.containers.restart import parse_flag
+
+        return parse_flag(spec)
+
+    @staticmethod
+    def check_volume_flag(spec: str) -> None:
+        """Refuse a `-v` value the docker CLI refuses before sending it."""
+        from ketch.containers.hostconfig import check_volume_flag
+
+        check_volume_flag(spec)
+
+    @staticmethod
+    def ulimit(spec: str) -> dict[str, Any]:
+        """A `--ulimit` value (`nofile=1024[:2048]`) as an Engine API Ulimits entry."""
+        from ketch.containers.hostconfig import parse_ulimit
+
+        return parse_ulimit(spec)
+
+    @staticmethod
     def exposed_port(spec: str) -> str:
         """An `--expose`/EXPOSE value as an ExposedPorts key (`80` -> `80/tcp`)."""
         from ketch.images.changes import normalize_port

@@ -207,17 +207,11 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
         config["StopTimeout"] = ns.stop_timeout
     if ns.no_healthcheck:
         config["Healthcheck"] = {"Test": ["NONE"]}
-    from ketch.containers.security import client_security_opts
-
-    security_opts, unconfined_paths = client_security_opts(ns.security_opt)
-    from ketch.containers.restart import parse_flag
-
-    restart_policy = parse_flag(ns.restart)
+    security_opts, unconfined_paths = Engine.security_opts(ns.security_opt)
+    restart_policy = Engine.restart_policy(ns.restart)
     # `-v /path` (no source) is an anonymous volume: Docker puts it in Config.Volumes.
-    from ketch.containers.hostconfig import check_volume_flag, parse_ulimit
-
     for v in ns.volume:
-        check_volume_flag(v)
+        Engine.check_volume_flag(v)
     binds = [v for v in ns.volume if ":" in v]
     for v in ns.volume:
         if ":" not in v:
@@ -293,7 +287,7 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
         ulimits = {}
         for u in ns.ulimit:
             try:
-                entry = parse_ulimit(u)
+                entry = Engine.ulimit(u)
             except InvalidArgument as e:
                 raise InvalidArgument(f'invalid argument "{u}" for "--ulimit" flag: {e}'
                                       ) from None
