@@ -445,6 +445,13 @@ class Engine:
         return parse_ulimit(spec)
 
     @staticmethod
+    def mount(spec: str) -> dict[str, Any]:
+        """A `--mount` value as an Engine API Mount object."""
+        from ketch.containers.mounts import parse_mount_flag
+
+        return parse_mount_flag(spec)
+
+    @staticmethod
     def exposed_port(spec: str) -> str:
         """An `--expose`/EXPOSE value as an ExposedPorts key (`80` -> `80/tcp`)."""
         from ketch.images.changes import normalize_port

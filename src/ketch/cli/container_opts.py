@@ -305,10 +305,10 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
 
 
 def parse_mount(spec: str) -> dict[str, Any]:
-    from ketch.containers.mounts import parse_mount_flag
+    from ketch.engine import Engine
 
     try:
-        return parse_mount_flag(spec)
+        return Engine.mount(spec)
     except InvalidArgument as e:
         raise InvalidArgument(f'invalid argument "{spec}" for "--mount" flag:'
                               f" {e.message}") from None
