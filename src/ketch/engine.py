@@ -398,6 +398,26 @@ class Engine:
 
         return export(self.containers, container, output, out)
 
+    def restart_wait(self, container: str, token: str, at: float) -> int:
+        """The process a restart policy leaves behind: sleep until `at`, then start the
+        container if `token` is still the one its record waits for."""
+        from ketch.containers.restart import wait_and_start
+
+        return wait_and_start(self.containers, container, token, at)
+
+    def restore_restart_policies(self) -> list[str]:
+        """Start what restart policies want running after a reboot (`always`, and
+        `unless-stopped` unless stopped by the user); the names started."""
+        from ketch.containers.restart import restore
+
+        return restore(self.containers)
+
+    def restart_policies_unit(self) -> str:
+        """A systemd unit that runs `ketch system restart-policies` at boot."""
+        from ketch.containers.restart import unit_file
+
+        return unit_file(self.root_dir, self.run_root_dir)
+
     def container_cleanup(self, container: str) -> None:
         """Finish a container whose process exited (the monitor's exit command)."""
         from ketch.containers.lifecycle import cleanup

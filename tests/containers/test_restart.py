@@ -45,7 +45,7 @@ def restarters(cid: str) -> list[int]:
             continue
         if stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X"):
             continue
-        if b"ketch.containers.restart" in cmdline and cid.encode() in cmdline:
+        if b"restart-wait" in cmdline and cid.encode() in cmdline:
             found.append(int(entry.name))
     return found
 

@@ -682,6 +682,19 @@ def export(ns: Namespace) -> None:
     engine().export(ns.container, ns.output)
 
 
+@registry.command("restart-wait", "CONTAINER TOKEN AT", "Wait, then restart a container"
+                  " as its restart policy asks (run by ketch itself)")
+def _restart_wait(p: Parser) -> None:
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("token", metavar="TOKEN")
+    p.add_argument("at", metavar="AT")
+
+
+@_restart_wait.handler
+def restart_wait(ns: Namespace) -> int:
+    return engine().restart_wait(ns.container, ns.token, float(ns.at))
+
+
 @registry.command("cleanup", "CONTAINER", "Finish a container after its process exited"
                   " (run by the container monitor)")
 def _cleanup(p: Parser) -> None:

@@ -217,11 +217,8 @@ def _restart_policies(p: Parser) -> None:
 
 @_restart_policies.handler
 def restart_policies(ns: Namespace) -> None:
-    from ketch.containers import restart
-
-    e = engine()
     if ns.print_unit:
-        sys.stdout.write(restart.unit_file(e.root_dir, e.run_root_dir))
+        sys.stdout.write(engine().restart_policies_unit())
         return
-    for name in restart.restore(e.containers):
+    for name in engine().restore_restart_policies():
         out(name)

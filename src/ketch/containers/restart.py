@@ -165,9 +165,11 @@ def schedule(svc: ContainerService, rec: ContainerRecord, *, exit_code: int,
     token = os.urandom(8).hex()
     at = time.time() + delay
     engine = svc.engine
+    # the waiting process is a ketch command (`container restart-wait`): the Engine
+    # builds its services there, as in any other ketch process
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ketch.containers.restart", engine.root_dir,
-         engine.run_root_dir, rec.id, token, repr(at)],
+        [sys.executable, "-m", "ketch", "--root", engine.root_dir, "--run-root",
+         engine.run_root_dir, "container", "restart-wait", rec.id, token, repr(at)],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True, close_fds=True)
     extra = dict(extra)
@@ -292,34 +294,23 @@ def unit_file(root: str, run_root: str) -> str:
 
 
 # -- the waiting process ----------------------------------------------------------------------
-def main(argv: list[str]) -> int:
-    """`python -m ketch.containers.restart ROOT RUN_ROOT ID TOKEN AT`: sleep until AT,
-    then start the container if TOKEN is still its record's."""
-    root, run_root, cid, token, at = argv
-    time.sleep(max(0.0, float(at) - time.time()))
+def wait_and_start(svc: ContainerService, cid: str, token: str, at: float) -> int:
+    """The process `schedule` leaves (`ketch container restart-wait ID TOKEN AT`):
+    sleep until AT, then start the container if TOKEN is still its record's."""
+    time.sleep(max(0.0, at - time.time()))
     from ketch.containers import lifecycle
-    from ketch.engine import Engine
 
-    engine = Engine(root, run_root)
     try:
-        svc = engine.containers
-        try:
-            lifecycle.start(svc, cid, policy_token=token)
-        except BaseException as e:
-            # could not start: the container stays exited, as Docker leaves it
-            with svc.lock(cid):
-                rec = svc.records.get(cid)
-                if rec is not None and rec.state == "restarting" and (
-                        (rec.extra.get(RESTARTER) or {}).get("token") == token):
-                    extra = dict(rec.extra)
-                    extra.pop(RESTARTER, None)
-                    svc.records.update(cid, state="exited", extra=extra,
-                                       error=str(e) or rec.error)
-            return 1
-    finally:
-        engine.close()
+        lifecycle.start(svc, cid, policy_token=token)
+    except BaseException as e:
+        # could not start: the container stays exited, as Docker leaves it
+        with svc.lock(cid):
+            rec = svc.records.get(cid)
+            if rec is not None and rec.state == "restarting" and (
+                    (rec.extra.get(RESTARTER) or {}).get("token") == token):
+                extra = dict(rec.extra)
+                extra.pop(RESTARTER, None)
+                svc.records.update(cid, state="exited", extra=extra,
+                                   error=str(e) or rec.error)
+        return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
