@@ -21,6 +21,7 @@ from ketch.layers.store import LayerStore
 from ketch.network.service import NetworkService
 from ketch.store.db import Database
 from ketch.store.images import ImageRecords
+from ketch.store.intents import Intents
 
 
 class ContainerHost(Protocol):
@@ -44,6 +45,8 @@ class ContainerHost(Protocol):
     def containers(self) -> ContainerService: ...
     @property
     def volumes(self) -> VolumeStore: ...
+    @property
+    def intents(self) -> Intents: ...
 
     def network_setup(self, rec: ContainerRecord) -> dict[str, Any]: ...
     def network_teardown(self, rec: ContainerRecord) -> None: ...
