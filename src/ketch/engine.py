@@ -147,6 +147,7 @@ class Engine:
     # -- crash recovery ---------------------------------------------------------------
     @cached_property
     def intents(self) -> Intents:
+        """The journal of state changes in progress, for crash recovery."""
         from ketch.store.intents import Intents
 
         return Intents(self.db)
