@@ -62,9 +62,9 @@ def test_unchanged_files_are_not_read_again(tree: Path, tmp_path: Path,
     reads: list[str] = []
     real = checksum.hash_file
 
-    def counting(path: Path | str) -> str:
+    def counting(path: Path | str, size: int | None = None) -> str:
         reads.append(os.path.basename(str(path)))
-        return real(path)
+        return real(path, size)
 
     monkeypatch.setattr(checksum, "hash_file", counting)
     first = _digest(tree, db, ["."])
