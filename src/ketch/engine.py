@@ -247,14 +247,16 @@ class Engine:
         return report
 
     # -- registries (ketch.distribution) ---------------------------------------------------
-    def pull(self, name: str, *, quiet: bool = False) -> Iterator[Progress | PullResult]:
+    def pull(self, name: str, *, quiet: bool = False,
+             platform: str | None = None) -> Iterator[Progress | PullResult]:
         """Pull `name` from its registry, as an iterator of events: `Progress` (Docker's
         status messages; the per-layer ones left out when `quiet`), then a `PullResult`.
         `str(event)` is the docker CLI's line, `event.message()` the Engine API's JSON
-        message. The pull runs as the iterator is advanced: drain it."""
+        message. The pull runs as the iterator is advanced: drain it. `platform` picks
+        that entry of a multi-platform image."""
         from ketch.distribution.pull import pull
 
-        return pull(self.images, name, quiet=quiet)
+        return pull(self.images, name, quiet=quiet, platform=platform)
 
     def push(self, name: str) -> Iterator[Progress | PushResult]:
         """Push the local image `name` to its registry, as an iterator of events:
@@ -345,14 +347,16 @@ class Engine:
     # The attached forms drive this process's standard streams and terminal.
     def run_attached(self, container: str, *, stdin: bool, tty: bool,
                      detach_keys: str | None = None, sig_proxy: bool = True,
-                     remove: bool = False) -> int:
+                     remove: bool = False, stdout: bool = True, stderr: bool = True
+                     ) -> int:
         """Start a created container attached to this process's terminal/streams and
         return its exit code (0 when detached with the detach keys); `remove` removes it
         if starting fails (its monitor removes it after exit when it has AutoRemove)."""
         from ketch.containers.attach import run_attached
 
         return run_attached(self.containers, container, stdin=stdin, tty=tty,
-                            detach_keys=detach_keys, sig_proxy=sig_proxy, remove=remove)
+                            detach_keys=detach_keys, sig_proxy=sig_proxy, remove=remove,
+                            stdout=stdout, stderr=stderr)
 
     def attach(self, container: str, *, stdin: bool = True, detach_keys: str | None = None,
                sig_proxy: bool = True) -> int:
@@ -478,6 +482,13 @@ class Engine:
         from ketch.images.changes import normalize_port
 
         return normalize_port(spec)
+
+    @staticmethod
+    def exposed_ports(spec: str) -> list[str]:
+        """`--expose 7000-7001` → ["7000/tcp", "7001/tcp"], one key per port as docker's."""
+        from ketch.network.ports import parse_expose
+
+        return parse_expose(spec)
 
     def close(self) -> None:
         """Close the database connection."""

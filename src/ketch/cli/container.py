@@ -54,18 +54,23 @@ def _create_from_ns(ns: Namespace):  # type: ignore[no-untyped-def]
         raise InvalidArgument(f'invalid pull option: "{ns.pull}": must be one of "always",'
                               ' "missing" or "never"')
     if ns.pull == "always":
-        _pull_for_run(ns.image, ns.quiet)
+        _pull_for_run(ns.image, ns.quiet, ns.platform)
+    warnings: list[str] = []
     try:
         rec = engine().containers.create(body["Config"], body["HostConfig"], name=ns.name,
-                                         networking_config=body["NetworkingConfig"])
+                                         networking_config=body["NetworkingConfig"],
+                                         warnings=warnings, platform=ns.platform)
     except ImageNotFound:
         if ns.pull != "missing" or _is_image_id(ns.image):
             raise
         # As the docker CLI does: say so, pull, and create again.
         sys.stderr.write(f"Unable to find image '{_with_default_tag(ns.image)}' locally\n")
-        _pull_for_run(ns.image, ns.quiet)
+        _pull_for_run(ns.image, ns.quiet, ns.platform)
         rec = engine().containers.create(body["Config"], body["HostConfig"], name=ns.name,
-                                         networking_config=body["NetworkingConfig"])
+                                         networking_config=body["NetworkingConfig"],
+                                         warnings=warnings, platform=ns.platform)
+    for w in warnings:
+        sys.stderr.write(f"WARNING: {w}\n")
     if ns.cidfile:
         if os.path.exists(ns.cidfile):
             raise InvalidArgument(f"container ID file found, make sure the other container"
@@ -90,12 +95,12 @@ def _with_default_tag(name: str) -> str:
         return name
 
 
-def _pull_for_run(name: str, quiet: bool) -> None:
+def _pull_for_run(name: str, quiet: bool, platform: str | None = None) -> None:
     def say(line: str) -> None:
         if not quiet:
             sys.stderr.write(line + "\n")
 
-    for event in engine().pull(name, quiet=quiet):
+    for event in engine().pull(name, quiet=quiet, platform=platform):
         say(str(event))
 
 
@@ -144,16 +149,21 @@ def run(ns: Namespace) -> int:
 
 
 def _run_body(ns: Namespace) -> int:
-    if ns.tty and not ns.detach and not sys.stdin.isatty():
+    if ns.detach and ns.attach:
+        raise InvalidArgument("Conflicting options: -a and -d")
+    # docker's CheckTty: only an attached stdin must be a terminal for -t
+    if ns.tty and ns.interactive and not ns.detach and not sys.stdin.isatty():
         raise InvalidArgument("the input device is not a TTY")
     rec = _create_from_ns(ns)
     if ns.detach:
         engine().containers.start(rec.id)
         out(rec.id)
         return 0
+    c = rec.config
     return engine().run_attached(rec.id, stdin=ns.interactive, tty=ns.tty,
                                  detach_keys=ns.detach_keys, sig_proxy=ns.sig_proxy,
-                                 remove=ns.rm)
+                                 remove=ns.rm, stdout=bool(c.get("AttachStdout", True)),
+                                 stderr=bool(c.get("AttachStderr", True)))
 
 
 @registry.command("start", "[OPTIONS] CONTAINER [CONTAINER...]",
@@ -417,7 +427,8 @@ def logs(ns: Namespace) -> None:
     last = None
     for stream, data in engine().containers.logs(ns.container, follow=ns.follow, tail=tail,
                                                  since=since, until=until,
-                                                 timestamps=ns.timestamps):
+                                                 timestamps=ns.timestamps,
+                                                 details=ns.details):
         target = stderr if stream == "stderr" else stdout
         if last is not None and last is not target:
             # keep the log's order when both streams reach one file (`2>&1`, a terminal)
@@ -504,6 +515,8 @@ def _exec(p: Parser) -> None:
                    help="Override the key sequence for detaching a container")
     p.add_argument("-e", "--env", action="append", default=[], metavar="list",
                    help="Set environment variables")
+    p.add_argument("--env-file", action="append", default=[], metavar="list",
+                   help="Read in a file of environment variables")
     p.add_argument("-i", "--interactive", action="store_true",
                    help="Keep STDIN open even if not attached")
     p.add_argument("--privileged", action="store_true",
@@ -519,9 +532,11 @@ def _exec(p: Parser) -> None:
 def exec_(ns: Namespace) -> int:
     if not ns.command:
         raise InvalidArgument("exec needs a command to run: ketch exec CONTAINER COMMAND")
-    return engine().exec(ns.container, ns.command, env=ns.env, user=ns.user,
-                         workdir=ns.workdir, tty=ns.tty, stdin=ns.interactive,
-                         detach=ns.detach, privileged=ns.privileged)
+    from ketch.cli.container_opts import environment
+
+    return engine().exec(ns.container, ns.command, env=environment(ns.env_file, ns.env),
+                         user=ns.user, workdir=ns.workdir, tty=ns.tty,
+                         stdin=ns.interactive, detach=ns.detach, privileged=ns.privileged)
 
 
 @registry.command("attach", "[OPTIONS] CONTAINER",

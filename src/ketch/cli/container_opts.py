@@ -24,16 +24,34 @@ def add_create_flags(p: Parser) -> None:
     a("--cap-add", action="append", default=[], metavar="list", help="Add Linux capabilities")
     a("--cap-drop", action="append", default=[], metavar="list",
       help="Drop Linux capabilities")
+    a("--blkio-weight", type=int, metavar="uint16",
+      help="Block IO (relative weight), between 10 and 1000, or 0 to disable (default 0)")
+    a("--cgroup-parent", metavar="string", help="Optional parent cgroup for the container")
+    a("--cgroupns", metavar="string",
+      help='Cgroup namespace to use (host|private): "host" runs the container in the'
+           ' host\'s cgroup namespace, "private" in its own (default "private")')
     a("--cidfile", metavar="string", help="Write the container ID to the file")
+    a("--cpu-period", type=int, metavar="int", help="Limit CPU CFS (Completely Fair"
+      " Scheduler) period")
+    a("--cpu-quota", type=int, metavar="int", help="Limit CPU CFS (Completely Fair"
+      " Scheduler) quota")
     a("-c", "--cpu-shares", type=int, metavar="int", help="CPU shares (relative weight)")
     a("--cpus", metavar="decimal", help="Number of CPUs")
     a("--cpuset-cpus", metavar="string", help="CPUs in which to allow execution (0-3, 0,1)")
+    a("--cpuset-mems", metavar="string", help="MEMs in which to allow execution (0-3, 0,1)")
+    a("--device", action="append", default=[], metavar="list",
+      help="Add a host device to the container")
+    a("--device-cgroup-rule", action="append", default=[], metavar="list",
+      help="Add a rule to the cgroup allowed devices list")
+    a("--disable-content-trust", action="store_true", default=True,
+      help="Skip image verification (default true; ketch verifies no signatures)")
     a("--detach-keys", metavar="string", help="Override the key sequence for detaching a"
       " container")
     a("--dns", action="append", default=[], metavar="list", help="Set custom DNS servers")
     a("--dns-search", action="append", default=[], metavar="list",
       help="Set custom DNS search domains")
     a("--dns-option", action="append", default=[], metavar="list", help="Set DNS options")
+    a("--domainname", metavar="string", help="Container NIS domain name")
     a("-e", "--env", action="append", default=[], metavar="list",
       help="Set environment variables")
     a("--env-file", action="append", default=[], metavar="list",
@@ -41,12 +59,18 @@ def add_create_flags(p: Parser) -> None:
     a("--entrypoint", metavar="string", help="Overwrite the default ENTRYPOINT of the image")
     a("--expose", action="append", default=[], metavar="list",
       help="Expose a port or a range of ports")
+    a("--gpus", metavar="gpu-request", help="GPU devices to add to the container ('all' to"
+      " pass all GPUs); ketch has no GPU support and refuses it")
     a("--group-add", action="append", default=[], metavar="list",
       help="Add additional groups to join")
     a("-h", "--hostname", metavar="string", help="Container host name")
     a("--init", action="store_true", help="Run an init inside the container")
     a("-i", "--interactive", action="store_true", help="Keep STDIN open even if not attached")
     a("--ip", metavar="string", help="IPv4 address (e.g., 172.30.100.104)")
+    a("--ipc", metavar="string", help="IPC mode to use (private, shareable, host,"
+      " container:NAME)")
+    a("--kernel-memory", metavar="bytes", help="Kernel memory limit (deprecated: accepted"
+      " and ignored, with a warning)")
     a("-l", "--label", action="append", default=[], metavar="list",
       help="Set meta data on a container")
     a("--label-file", action="append", default=[], metavar="list",
@@ -54,10 +78,14 @@ def add_create_flags(p: Parser) -> None:
     a("--log-driver", metavar="string", help="Logging driver for the container")
     a("--log-opt", action="append", default=[], metavar="list",
       help="Log driver options")
+    a("--mac-address", metavar="string", help="Container MAC address (e.g.,"
+      " 92:d0:c6:0a:29:33)")
     a("-m", "--memory", metavar="bytes", help="Memory limit")
     a("--memory-reservation", metavar="bytes", help="Memory soft limit")
     a("--memory-swap", metavar="bytes",
       help="Swap limit equal to memory plus swap: '-1' to enable unlimited swap")
+    a("--memory-swappiness", type=int, default=-1, metavar="int",
+      help="Tune container memory swappiness (0 to 100) (default -1)")
     a("--mount", action="append", default=[], metavar="mount",
       help="Attach a filesystem mount to the container")
     a("--name", metavar="string", help="Assign a name to the container")
@@ -66,10 +94,16 @@ def add_create_flags(p: Parser) -> None:
       help="Add network-scoped alias for the container")
     a("--no-healthcheck", action="store_true", help="Disable any container-specified"
       " HEALTHCHECK")
+    a("--oom-kill-disable", action="store_true", help="Disable OOM Killer")
+    a("--oom-score-adj", type=int, metavar="int", help="Tune host's OOM preferences (-1000"
+      " to 1000)")
+    a("--pid", metavar="string", help="PID namespace to use (host, container:NAME)")
     a("--pids-limit", type=int, metavar="int", help="Tune container pids limit (set -1 for"
       " unlimited)")
     a("--platform", metavar="string", help="Set platform if server is multi-platform capable")
-    a("--privileged", action="store_true", help="Give extended privileges to this container")
+    a("--privileged", action="store_true",
+      help="Give extended privileges to this container (every capability ketch's own"
+           " bounding set holds, all host devices)")
     a("-p", "--publish", action="append", default=[], metavar="list",
       help="Publish a container's port(s) to the host")
     a("-P", "--publish-all", action="store_true",
@@ -94,10 +128,13 @@ def add_create_flags(p: Parser) -> None:
     a("--tmpfs", action="append", default=[], metavar="list", help="Mount a tmpfs directory")
     a("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
     a("--ulimit", action="append", default=[], metavar="ulimit", help="Ulimit options")
+    a("--uts", metavar="string", help="UTS namespace to use (host)")
     a("-u", "--user", metavar="string",
       help="Username or UID (format: <name|uid>[:<group|gid>])")
     a("-v", "--volume", action="append", default=[], metavar="list",
       help="Bind mount a volume")
+    a("--volumes-from", action="append", default=[], metavar="list",
+      help="Mount volumes from the specified container(s)")
     a("-w", "--workdir", metavar="string", help="Working directory inside the container")
 
 
@@ -138,26 +175,33 @@ def _bytes(v: str | None, flag: str) -> int | None:
         raise InvalidArgument(f'invalid argument "{v}" for "{flag}" flag: {e}') from None
 
 
-def build_create_body(ns: Namespace) -> dict[str, Any]:
-    env = []
-    for f in ns.env_file:
+def environment(env_files: list[str], env: list[str]) -> list[str]:
+    """`--env-file` entries, then `-e`: NAME=value, or NAME alone for the caller's value."""
+    out = []
+    for f in env_files:
         for line in _read_kv_file(f, "env"):
             e = _env_entry(line)
             if e:
-                env.append(e)
-    for e in ns.env:
+                out.append(e)
+    for e in env:
         try:
             entry = _env_entry(e)
         except InvalidArgument as err:
             raise InvalidArgument(f'invalid argument "{e}" for "-e, --env" flag: {err}'
                                   ) from None
         if entry:
-            env.append(entry)
+            out.append(entry)
+    return out
+
+
+def build_create_body(ns: Namespace) -> dict[str, Any]:
+    env = environment(ns.env_file, ns.env)
     labels: dict[str, str] = {}
     for f in ns.label_file:
         for line in _read_kv_file(f, "label"):
-            k, _, v = line.partition("=")
-            labels[k] = v
+            k, eq, v = line.partition("=")
+            if eq:  # docker's label files ignore a line without "="
+                labels[k] = v
     for lab in ns.label:
         k, _, v = lab.partition("=")
         labels[k] = v
@@ -165,7 +209,8 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
     from ketch.engine import Engine
 
     for e in ns.expose:
-        exposed[Engine.exposed_port(e)] = {}
+        for key in Engine.exposed_ports(e):  # a range is one entry per port, as docker's
+            exposed[key] = {}
     port_bindings: dict[str, list[dict[str, str]]] = {}
     for spec in ns.publish:
         for key, binding in Engine.port_bindings(spec):
@@ -173,6 +218,9 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
             port_bindings.setdefault(key, []).append(binding)
     stdin_attach = ns.interactive
     attach = {s.lower() for s in ns.attach}
+    for s in attach:
+        if s not in ("stdin", "stdout", "stderr"):
+            raise InvalidArgument(f"valid streams are STDIN, STDOUT and STDERR, not {s!r}")
     config: dict[str, Any] = {
         "Image": ns.image,
         "Cmd": ns.command or None,
@@ -187,11 +235,8 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
         "AttachStderr": not attach or "stderr" in attach,
     }
     if ns.entrypoint is not None:
-        import shlex
-
-        config["Entrypoint"] = shlex.split(ns.entrypoint) if ns.entrypoint else [""]
-        if ns.entrypoint == "":
-            config["Entrypoint"] = None
+        # docker keeps the value as one word: `--entrypoint "sh -c"` runs "sh -c"
+        config["Entrypoint"] = [ns.entrypoint] if ns.entrypoint else None
     if ns.workdir:
         if not ns.workdir.startswith("/"):
             raise InvalidArgument(f"the working directory '{ns.workdir}' is invalid: it needs"
@@ -201,6 +246,10 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
         config["User"] = ns.user
     if ns.hostname:
         config["Hostname"] = ns.hostname
+    if ns.domainname:
+        config["Domainname"] = ns.domainname
+    if ns.mac_address:
+        config["MacAddress"] = ns.mac_address
     if ns.stop_signal:
         config["StopSignal"] = ns.stop_signal
     if ns.stop_timeout is not None:
@@ -233,6 +282,15 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
         "SecurityOpt": security_opts or None,
         "Runtime": ns.runtime or "runc",
         "Init": ns.init or None,
+        "VolumesFrom": ns.volumes_from or None,
+        "PidMode": ns.pid or "",
+        "IpcMode": ns.ipc or "",
+        "UTSMode": ns.uts or "",
+        "CgroupnsMode": ns.cgroupns or "",
+        "CgroupParent": ns.cgroup_parent or "",
+        "Devices": [parse_device(d) for d in ns.device] or None,
+        "DeviceCgroupRules": ns.device_cgroup_rule or None,
+        "OomKillDisable": ns.oom_kill_disable,
     }
     if ns.log_driver is not None or ns.log_opt:
         opts = {}
@@ -246,6 +304,21 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
     if unconfined_paths:
         host_config["MaskedPaths"] = []
         host_config["ReadonlyPaths"] = []
+    if ns.gpus is not None:
+        host_config["DeviceRequests"] = [{"Driver": "", "Count": -1 if ns.gpus == "all"
+                                          else 0, "Capabilities": [["gpu"]],
+                                          "Options": {}, "DeviceIDs": None}]
+    for key, val in (("OomScoreAdj", ns.oom_score_adj), ("CpuPeriod", ns.cpu_period),
+                     ("CpuQuota", ns.cpu_quota), ("BlkioWeight", ns.blkio_weight)):
+        if val is not None:
+            host_config[key] = val
+    if ns.cpuset_mems:
+        host_config["CpusetMems"] = ns.cpuset_mems
+    if ns.memory_swappiness != -1:
+        host_config["MemorySwappiness"] = ns.memory_swappiness
+    kmem = _bytes(ns.kernel_memory, "--kernel-memory")
+    if kmem is not None:
+        host_config["KernelMemory"] = kmem
     mem = _bytes(ns.memory, "-m, --memory")
     if mem is not None:
         host_config["Memory"] = mem
@@ -276,7 +349,14 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
     if ns.shm_size:
         host_config["ShmSize"] = _bytes(ns.shm_size, "--shm-size")
     if ns.sysctl:
-        host_config["Sysctls"] = dict(s.split("=", 1) for s in ns.sysctl if "=" in s)
+        sysctls = {}
+        for s in ns.sysctl:
+            k, eq, v = s.partition("=")
+            if not eq:
+                raise InvalidArgument(f"invalid argument \"{s}\" for \"--sysctl\" flag:"
+                                      f" sysctl '{s}' is not whitelisted")
+            sysctls[k] = v
+        host_config["Sysctls"] = sysctls
     if ns.tmpfs:
         tmpfs = {}
         for t in ns.tmpfs:
@@ -302,6 +382,28 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
             "Aliases": ns.network_alias or None,
             "IPAMConfig": {"IPv4Address": ns.ip} if ns.ip else None}}}
     return {"Config": config, "HostConfig": host_config, "NetworkingConfig": networking}
+
+
+def parse_device(spec: str) -> dict[str, str]:
+    """`--device /dev/x[:/dev/in-container][:rwm]` → HostConfig.Devices, as docker's
+    parseDevice (a second field made only of r, w and m is the permissions)."""
+    parts = spec.split(":")
+    src = parts[0]
+    dst = ""
+    perms = "rwm"
+    if len(parts) == 3:
+        dst, perms = parts[1], parts[2]
+    elif len(parts) == 2:
+        if parts[1] and set(parts[1]) <= set("rwm"):
+            perms = parts[1]
+        else:
+            dst = parts[1]
+    elif len(parts) != 1 or not src:
+        raise InvalidArgument(f"invalid device specification: {spec}")
+    if not perms or not set(perms) <= set("rwm"):
+        raise InvalidArgument(f"invalid device mode: {perms}")
+    return {"PathOnHost": src, "PathInContainer": dst or src,
+            "CgroupPermissions": perms}
 
 
 def parse_mount(spec: str) -> dict[str, Any]:

@@ -67,7 +67,8 @@ def _proxy_signals(svc: ContainerService, cid: str) -> dict[int, Any]:
 
 
 def _stream(svc: ContainerService, session: AttachSession, paths: ContainerPaths, *,
-            stdin: bool, tty_mode: bool, detach_keys: str | None) -> bool:
+            stdin: bool, tty_mode: bool, detach_keys: str | None, stdout: bool = True,
+            stderr: bool = True) -> bool:
     """Copy until the container's output ends; True when the user detached."""
     from ketch.containers import lifecycle
 
@@ -88,15 +89,18 @@ def _stream(svc: ContainerService, session: AttachSession, paths: ContainerPaths
             signal.signal(signal.SIGWINCH, on_winch)
     keys = _detach_keys(detach_keys) if (stdin and tty_mode) or detach_keys else None
     with raw_terminal(tty_mode and stdin):
-        result = session.stream(stdout=sys.stdout.buffer, stderr=sys.stderr.buffer,
+        result = session.stream(stdout=sys.stdout.buffer if stdout else None,
+                                stderr=sys.stderr.buffer if stderr else None,
                                 stdin=sys.stdin.buffer if stdin else None, detach_keys=keys)
     sys.stdout.flush()
     return result.detached
 
 
 def run_attached(svc: ContainerService, cid: str, *, stdin: bool, tty: bool,
-                 detach_keys: str | None, sig_proxy: bool, remove: bool) -> int:
-    """Start a created (or stopped) container attached; return its exit code."""
+                 detach_keys: str | None, sig_proxy: bool, remove: bool,
+                 stdout: bool = True, stderr: bool = True) -> int:
+    """Start a created (or stopped) container attached; return its exit code.
+    `stdout`/`stderr` False leave that stream unread (`run -a stdout`)."""
     from ketch.containers import lifecycle
 
     holder: dict[str, AttachSession] = {}
@@ -129,7 +133,7 @@ def run_attached(svc: ContainerService, cid: str, *, stdin: bool, tty: bool,
     try:
         with holder["s"] as session:
             detached = _stream(svc, session, paths, stdin=stdin, tty_mode=tty,
-                               detach_keys=detach_keys)
+                               detach_keys=detach_keys, stdout=stdout, stderr=stderr)
     finally:
         for s, h in old.items():
             signal.signal(s, h)

@@ -143,6 +143,18 @@ def _mounts(svc: ContainerService, rec: ContainerRecord, rootfs: Path
         check_tmpfs_options(opts or "")
         points.append(MountPoint("tmpfs", target, tmpfs_data=opts or ""))
     targets = {p.target for p in points}
+    from ketch.containers.options import volumes_from
+
+    for m, ro in volumes_from(svc, rec):
+        if m["Destination"] in targets:  # the container's own mounts win
+            continue
+        targets.add(m["Destination"])
+        if m["Type"] == "volume":
+            points.append(MountPoint("volume", m["Destination"], m.get("Name") or "",
+                                     read_only=ro, copy_data=False))
+        else:
+            points.append(MountPoint(m["Type"], m["Destination"], m["Source"], read_only=ro,
+                                     propagation=m.get("Propagation") or ""))
     for target in (rec.config.get("Volumes") or {}):
         if target not in targets:  # an image VOLUME (or `-v /path`): an anonymous volume
             points.append(MountPoint("volume", target))
@@ -348,6 +360,9 @@ def _start_locked(svc: ContainerService, rec: ContainerRecord,
         if hc.get("ReadonlyPaths") is not None:
             spec.readonly_paths = list(hc["ReadonlyPaths"])
         spec.rootfs_propagation = root_propagation
+        from ketch.containers import options
+
+        options.apply(svc, rec, spec)
         write_config(d, generate_config(spec))
         plumbing = _Background(later)
         try:
@@ -559,13 +574,14 @@ def _finish(svc: ContainerService, cid: str, apply_policy: bool = True) -> None:
 
 
 def release_resources(svc: ContainerService, rec: ContainerRecord) -> None:
-    mon = monitor(svc, rec)
     p = paths(svc, rec)
     # `runc delete` (a process) and the network teardown (the veth deletion waits for
     # the kernel) overlap; the rootfs is unmounted once the runtime is done with it.
+    # Nothing here may stop the rest: a container whose runtime cannot even be found
+    # must still lose its network and overlay.
     finish: Callable[[], None] | None = None
     try:
-        finish = mon.cleanup_begin(p)
+        finish = monitor(svc, rec).cleanup_begin(p)
     except KetchError:
         pass
     try:

@@ -48,7 +48,8 @@ def setup(engine: ContainerHost, rec: ContainerRecord, *,
     aliases = [rec.name, rec.id[:12]] + list(ep_cfg.get("Aliases") or [])
     ip = ((ep_cfg.get("IPAMConfig") or {}).get("IPv4Address")) or None
     att = svc.setup(rec.id, mode=mode, ports=_bindings(rec), aliases=aliases, ip=ip,
-                    hostname=rec.config.get("Hostname") or rec.id[:12], later=later)
+                    hostname=rec.config.get("Hostname") or rec.id[:12],
+                    mac=rec.config.get("MacAddress") or None, later=later)
     ports = [{"IP": b.display_ip, "PrivatePort": b.container_port,
               "PublicPort": b.host_port, "Type": b.protocol} for b in att.ports]
     return {

@@ -158,7 +158,11 @@ class ContainerService:
     # -- create -----------------------------------------------------------------------
     def create(self, config: dict[str, Any], host_config: dict[str, Any] | None = None, *,
                name: str | None = None,
-               networking_config: dict[str, Any] | None = None) -> ContainerRecord:
+               networking_config: dict[str, Any] | None = None,
+               warnings: list[str] | None = None,
+               platform: str | None = None) -> ContainerRecord:
+        """A new container in state "created". Docker's create warnings (settings this
+        host cannot apply and drops) are appended to `warnings`."""
         host_config = dict(host_config or {})
         from ketch.containers.hostconfig import validate
 
@@ -169,6 +173,7 @@ class ContainerService:
         from ketch.containers.logconfig import resolve
 
         host_config["LogConfig"] = resolve(host_config, self.engine.root)
+        warnings = [] if warnings is None else warnings
         image_name = config.get("Image") or ""
         if not image_name:
             raise InvalidArgument("no image given: the first argument must be an image name")
@@ -178,6 +183,13 @@ class ContainerService:
             raise ImageNotFound(image_name) from None
         cfg = self.engine.images.get_config(img)
         icfg = cfg.raw
+        if platform:
+            from ketch.oci.model import Platform
+
+            # Docker uses a local image only when it is of the platform asked for;
+            # otherwise the image is "not found" and the caller pulls that platform.
+            if not Platform.parse(platform).matches(Platform.from_json(icfg)):
+                raise ImageNotFound(image_name)
         merged = merge_image_config(config, icfg)
         if not merged.get("Cmd") and not merged.get("Entrypoint"):
             raise InvalidArgument("no command specified")
@@ -194,10 +206,11 @@ class ContainerService:
         if not all(self.engine.layers.has(c) for c in chains):
             chains = self.engine.images.ensure_unpacked(img)
         cid = os.urandom(32).hex()
+        self._validate_host_config(host_config, merged, warnings)
+        self._namespace_hostname(host_config, merged)
         if not merged.get("Hostname"):
             merged["Hostname"] = cid[:12]
         merged["Image"] = image_name
-        self._validate_host_config(host_config, merged)
         if networking_config:
             host_config.setdefault("_NetworkingConfig", networking_config)
         from ketch.containers import names
@@ -222,7 +235,33 @@ class ContainerService:
             raise
         return rec
 
-    def _validate_host_config(self, hc: dict[str, Any], config: dict[str, Any]) -> None:
+    def _namespace_hostname(self, hc: dict[str, Any], config: dict[str, Any]) -> None:
+        """Docker's host name for shared namespaces: the host's own with `--network
+        host` or `--uts host`, the other container's with `--network container:X`."""
+        mode = hc.get("NetworkMode") or "bridge"
+        if mode.startswith("container:"):
+            if config.get("Hostname"):
+                raise InvalidArgument("conflicting options: hostname and the network mode")
+            other = self.get(mode.split(":", 1)[1])
+            config["Hostname"] = other.config.get("Hostname") or other.id[:12]
+            if other.config.get("Domainname"):
+                config["Domainname"] = other.config["Domainname"]
+        elif hc.get("UTSMode") == "host":
+            if config.get("Hostname"):
+                raise InvalidArgument("conflicting options: hostname and the UTS mode")
+            import socket
+
+            config["Hostname"] = socket.gethostname()
+        elif mode == "host" and not config.get("Hostname"):
+            import socket
+
+            config["Hostname"] = socket.gethostname()
+
+    def _validate_host_config(self, hc: dict[str, Any], config: dict[str, Any],
+                              warnings: list[str]) -> None:
+        from ketch.containers import options
+
+        options.validate(self, hc, config, warnings)
         mode = hc.get("NetworkMode") or "default"
         if mode == "default":
             hc["NetworkMode"] = "bridge"
@@ -591,7 +630,11 @@ class ContainerService:
 
     def logs(self, name_or_id: str, *, follow: bool = False, tail: int | None = None,
              since: float | None = None, until: float | None = None,
-             timestamps: bool = False) -> Iterator[tuple[str, bytes]]:
+             timestamps: bool = False, details: bool = False
+             ) -> Iterator[tuple[str, bytes]]:
+        """(stream, data) of the container's log. `details`: each line gets the log's
+        extra attributes and a space before its text, as Docker's (ketch's log records
+        carry no attributes, so the space alone)."""
         from ketch.containers import lifecycle
         from ketch.runtime.logs import read_log
 
@@ -606,10 +649,14 @@ class ContainerService:
             cur = self.records.get(rec.id)
             return cur is not None and self._refresh(cur).running
 
+        at_line_start = {"stdout": True, "stderr": True}
         for chunk in read_log(p.log_path, follow=follow, tail=tail, since=since,
                               until=until, timestamps=timestamps,
                               is_done=lambda: not running()):
-            yield chunk.stream, chunk.data
+            data = chunk.data
+            if details:
+                data = _with_details(data, at_line_start, chunk.stream, timestamps)
+            yield chunk.stream, data
 
     def port_lines(self, name_or_id: str, port: str | None = None) -> list[str]:
         rec = self.get(name_or_id)
@@ -736,6 +783,28 @@ class ContainerService:
 
     def df(self) -> list[dict[str, Any]]:
         return self.list(all=True, size=True)
+
+
+def _with_details(data: bytes, at_line_start: dict[str, bool], stream: str,
+                  timestamps: bool) -> bytes:
+    """A space (the empty attribute list's separator) at the start of each line's text:
+    after the timestamp with `-t`, so "TS  text" as Docker prints it."""
+    lines = data.split(b"\n")
+    out = []
+    for i, line in enumerate(lines):
+        starts = at_line_start[stream] if i == 0 else True
+        if i == len(lines) - 1 and not line:
+            out.append(line)  # after the last newline: nothing yet
+            continue
+        if starts:
+            if timestamps:
+                ts, sep, rest = line.partition(b" ")
+                line = ts + sep + b" " + rest
+            else:
+                line = b" " + line
+        out.append(line)
+    at_line_start[stream] = data.endswith(b"\n")
+    return b"\n".join(out)
 
 
 def _label_ok(labels: dict[str, str], f: str) -> bool:
@@ -869,6 +938,8 @@ def _commit_container(svc: ContainerService, rec: ContainerRecord, *, ref: str |
     config["created"] = now_rfc3339()
     if author:
         config["author"] = author
+    if message:
+        config["comment"] = message  # `inspect`'s .Comment, as moby's commit
     path, args = svc.command_line(rec)
     history = list(base_cfg.get("history") or [])
     entry: dict[str, Any] = {"created": config["created"],

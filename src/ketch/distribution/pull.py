@@ -112,11 +112,12 @@ def _download_and_unpack(images: ImageService, t: Transport, repo_path: str,
     return layers
 
 
-def pull(images: ImageService, name: str, *,
-         quiet: bool = False) -> Iterator[Progress | PullResult]:
+def pull(images: ImageService, name: str, *, quiet: bool = False,
+         platform: str | None = None) -> Iterator[Progress | PullResult]:
     """Pull `name`: progress events (fewer when `quiet`), then a PullResult. Nothing
-    happens until the iterator is advanced; abandoning it ends the pull."""
-    from ketch.oci.model import ImageConfig, Index, Manifest, host_platform
+    happens until the iterator is advanced; abandoning it ends the pull. `platform`
+    ("linux/arm64") picks that entry of an index instead of the host's."""
+    from ketch.oci.model import ImageConfig, Index, Manifest, Platform, host_platform
 
     bare = reference.parse(name, default_tag=None)
     if bare.tag is None and bare.digest is None:
@@ -132,7 +133,7 @@ def pull(images: ImageService, name: str, *,
         if media_type in MediaType.INDEXES or b'"manifests"' in data[:4096] and (
                 media_type not in MediaType.MANIFESTS):
             index = Index.parse(data)
-            want = host_platform()
+            want = Platform.parse(platform) if platform else host_platform()
             desc = index.select(want)
             if desc is None:
                 raise NotFound(f"no matching manifest for {want} in the manifest list"

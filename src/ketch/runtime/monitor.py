@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from ketch.errors import InvalidArgument, RuntimeFailure
-from ketch.runtime.oci import OCIRuntime, runtime_error_message, which
+from ketch.runtime.oci import OCIRuntime, explain_runtime_error, runtime_error_message, which
 from ketch.values import value
 
 if TYPE_CHECKING:
@@ -675,6 +675,9 @@ class ConmonMonitor:
         if pid <= 0:
             self._abort(paths)
             text = runtime_error_message(str(message.get("message") or ""))
+            explained = explain_runtime_error(text)
+            if explained != text:
+                raise ContainerStartError(explained, 125)
             raise ContainerStartError(f"OCI runtime create failed: {text}",
                                       classify_start_error(text))
         conmon_pid = _read_int(paths.conmon_pidfile) or 0

@@ -71,6 +71,51 @@ def runtime_error_message(output: str | bytes) -> str:
     return " ".join(message.split())
 
 
+_CGROUP_WRITE = re.compile(
+    r'failed to write "(?P<value>[^"]*)"(?: to "[^"]*")?: (?:write|open) '
+    r'/sys/fs/cgroup/(?:[^/]+/)*?(?P<file>[a-z_]+\.[a-z_.]+): (?P<why>.+)$')
+_SYSCTL = re.compile(r"(?P<op>open|write) /proc/sys/(?P<key>\S+): (?P<why>.+)$")
+_CGROUP_FLAGS = {"cpuset.cpus": "--cpuset-cpus", "cpuset.mems": "--cpuset-mems",
+                 "cpu.cfs_quota_us": "--cpu-quota", "cpu.cfs_period_us": "--cpu-period",
+                 "cpu.shares": "--cpu-shares", "memory.limit_in_bytes": "--memory",
+                 "memory.memsw.limit_in_bytes": "--memory-swap",
+                 "memory.swappiness": "--memory-swappiness", "blkio.weight": "--blkio-weight",
+                 "pids.max": "--pids-limit"}
+
+
+def _host_list(name: str) -> str:
+    try:
+        with open(f"/sys/devices/system/{name}/online") as f:
+            return f.read().strip()
+    except OSError:
+        return "unknown"
+
+
+def explain_runtime_error(message: str) -> str:
+    """The runtime's text for a container it could not create, as one line a user can
+    act on when ketch recognises the cause (a cgroup value or sysctl the kernel
+    refused); runc's text otherwise."""
+    m = _CGROUP_WRITE.search(message)
+    if m:
+        value, file, why = m["value"], m["file"], m["why"]
+        if file == "cpuset.cpus":
+            return (f"Requested CPUs are not available - requested {value}, available:"
+                    f" {_host_list('cpu')}")
+        if file == "cpuset.mems":
+            return (f"Requested memory nodes are not available - requested {value},"
+                    f" available: {_host_list('node')}")
+        flag = _CGROUP_FLAGS.get(file)
+        what = f"{flag} {value}" if flag else f"{file} = {value}"
+        return f"the kernel refused {what}: {why}"
+    m = _SYSCTL.search(message)
+    if m:
+        key = m["key"].replace("/", ".")
+        if m["op"] == "open" and "no such file" in m["why"]:
+            return f"invalid sysctl {key}: the kernel has no such setting"
+        return f"the kernel refused sysctl {key}: {m['why']}"
+    return message
+
+
 def _is_missing(message: str, state_root: Path) -> bool:
     """Whether the runtime failed because it has no state for the container: runc says
     "container ... does not exist", crun fails to open `<root>/<id>/status`."""

@@ -148,6 +148,25 @@ class ContainerSpec:
     cgroup_parent: str = DEFAULT_CGROUP_PARENT
     # "shared" / "rslave" when a bind mount propagates that way (as Docker sets it)
     rootfs_propagation: str | None = None
+    domainname: str | None = None
+    cpu_period: int | None = None
+    cpu_quota: int | None = None
+    cpuset_mems: str | None = None
+    memory_swappiness: int | None = None
+    oom_kill_disable: bool = False
+    blkio_weight: int | None = None
+    # namespaces other than the network's: None = a new private one, "host" = the
+    # host's (no namespace entry), else a path to join (/proc/<pid>/ns/<kind>)
+    pid_ns: str | None = None
+    ipc_ns: str | None = None
+    uts_ns: str | None = None
+    # cgroup namespace: False = the host's (Docker's default on cgroup v1)
+    cgroupns_private: bool = False
+    # `--device`: host nodes made in the container (host_devices' shape, with "path"
+    # the path inside) and allowed in the device cgroup
+    devices: list[dict[str, Any]] = field(default_factory=list)
+    # `--device-cgroup-rule`: runtime-spec device rules added after Docker's defaults
+    device_rules: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def cgroups_path(self) -> str:
@@ -390,6 +409,37 @@ def host_devices(root: str = "/dev") -> list[dict[str, Any]]:
     return devices
 
 
+def device_node(host_path: str, container_path: str, access: str) -> dict[str, Any]:
+    """`--device`: the host node's type and numbers, to be made at `container_path`."""
+    try:
+        st = os.stat(host_path)
+    except OSError as e:
+        raise InvalidArgument(f"error gathering device information while adding custom"
+                              f" device \"{host_path}\": {e.strerror.lower()}") from None
+    if stat.S_ISCHR(st.st_mode):
+        kind = "c"
+    elif stat.S_ISBLK(st.st_mode):
+        kind = "b"
+    else:
+        raise InvalidArgument(f"error gathering device information while adding custom"
+                              f" device \"{host_path}\": not a device node")
+    return {"path": container_path, "type": kind, "major": os.major(st.st_rdev),
+            "minor": os.minor(st.st_rdev), "fileMode": stat.S_IMODE(st.st_mode),
+            "uid": st.st_uid, "gid": st.st_gid, "access": access}
+
+
+def parse_device_cgroup_rule(rule: str) -> dict[str, Any]:
+    """`c 1:3 rwm`, `a *:* m`: Docker's --device-cgroup-rule grammar → a spec rule."""
+    parts = rule.split()
+    nums = parts[1].split(":") if len(parts) == 3 else []
+    if (len(parts) != 3 or parts[0] not in ("a", "b", "c") or len(nums) != 2
+            or not all(n == "*" or n.isdigit() for n in nums)
+            or not parts[2] or not set(parts[2]) <= set("rwm") or len(parts[2]) > 3):
+        raise InvalidArgument(f"invalid device cgroup format '{rule}'")
+    major, minor = (None if n == "*" else int(n) for n in nums)
+    return _device_rule(True, parts[0], major, minor, parts[2])
+
+
 def _memory_resources(spec: ContainerSpec) -> dict[str, Any]:
     memory: dict[str, Any] = {}
     limit = spec.memory or 0
@@ -438,14 +488,27 @@ def _cpu_resources(spec: ContainerSpec) -> dict[str, Any]:
             raise InvalidArgument("invalid CPU shares: must be positive")
         # The kernel's bounds for cpu.shares; Docker clamps the same way.
         cpu["shares"] = max(2, min(262144, spec.cpu_shares))
+    if spec.cpu_period:
+        cpu["period"] = spec.cpu_period
+    if spec.cpu_quota:
+        cpu["quota"] = spec.cpu_quota
     if spec.cpuset_cpus:
         cpu["cpus"] = spec.cpuset_cpus
+    if spec.cpuset_mems:
+        cpu["mems"] = spec.cpuset_mems
     return cpu
 
 
 def _namespaces(spec: ContainerSpec) -> list[dict[str, Any]]:
-    namespaces: list[dict[str, Any]] = [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"},
-                                        {"type": "mount"}]
+    namespaces: list[dict[str, Any]] = []
+    for kind, where in (("pid", spec.pid_ns), ("ipc", spec.ipc_ns), ("uts", spec.uts_ns)):
+        if where is None:
+            namespaces.append({"type": kind})
+        elif where != "host":
+            namespaces.append({"type": kind, "path": where})
+    namespaces.append({"type": "mount"})
+    if spec.cgroupns_private:
+        namespaces.append({"type": "cgroup"})
     if spec.netns_path is None:
         namespaces.append({"type": "network"})
     elif spec.netns_path != "host":
@@ -523,7 +586,16 @@ def generate_config(spec: ContainerSpec) -> dict[str, Any]:
     resources: dict[str, Any] = {
         "devices": [_device_rule(True)] if spec.privileged else _default_device_rules(),
     }
+    if not spec.privileged:
+        resources["devices"] += [
+            _device_rule(True, d["type"], d["major"], d["minor"], d.get("access", "rwm"))
+            for d in spec.devices]
+        resources["devices"] += list(spec.device_rules)
     memory = _memory_resources(spec)
+    if spec.memory_swappiness is not None:
+        memory["swappiness"] = spec.memory_swappiness
+    if spec.oom_kill_disable:
+        memory["disableOOMKiller"] = True
     if memory:
         resources["memory"] = memory
     cpu = _cpu_resources(spec)
@@ -531,12 +603,15 @@ def generate_config(spec: ContainerSpec) -> dict[str, Any]:
         resources["cpu"] = cpu
     if spec.pids_limit is not None and spec.pids_limit > 0:
         resources["pids"] = {"limit": spec.pids_limit}
+    if spec.blkio_weight:
+        resources["blockIO"] = {"weight": spec.blkio_weight}
 
     linux: dict[str, Any] = {
         "namespaces": _namespaces(spec),
         "resources": resources,
         "cgroupsPath": spec.cgroups_path,
-        "devices": host_devices() if spec.privileged else [],
+        "devices": host_devices() if spec.privileged else [
+            {k: v for k, v in d.items() if k != "access"} for d in spec.devices],
     }
     if spec.rootfs_propagation:
         linux["rootfsPropagation"] = spec.rootfs_propagation
@@ -548,6 +623,9 @@ def generate_config(spec: ContainerSpec) -> dict[str, Any]:
         seccomp = _seccomp(spec.seccomp, caps)
         if seccomp is not None:
             linux["seccomp"] = seccomp
+    if spec.domainname and spec.uts_ns != "host":
+        # runc 1.1 ignores the spec's `domainname`; the UTS sysctl sets it, as moby does
+        spec.sysctls = {"kernel.domainname": spec.domainname, **spec.sysctls}
     if spec.sysctls:
         if spec.netns_path == "host" and any(k.startswith("net.") for k in spec.sysctls):
             raise InvalidArgument(
@@ -566,7 +644,7 @@ def generate_config(spec: ContainerSpec) -> dict[str, Any]:
         "mounts": mounts,
         "linux": linux,
     }
-    if spec.hostname:
+    if spec.hostname and spec.uts_ns != "host":
         config["hostname"] = spec.hostname
     if annotations:
         config["annotations"] = annotations

@@ -1,0 +1,191 @@
+"""HostConfig options that are not mounts, network or resources already handled in
+lifecycle: checked at `create` with Docker's messages (nothing is created when one is
+wrong), and resolved at `start` into ContainerSpec fields (namespaces to join, device
+nodes, cgroup settings)."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from ketch.errors import Conflict, InvalidArgument
+
+if TYPE_CHECKING:
+    from ketch.containers.records import ContainerRecord
+    from ketch.containers.service import ContainerService
+    from ketch.runtime.spec import ContainerSpec
+
+RUNTIMES = ("runc", "crun")
+
+# docker's CLI accepts only sysctls that are namespaced per container (opts.ValidateSysctl)
+SYSCTL_NAMES = frozenset((
+    "kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+    "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"))
+SYSCTL_PREFIXES = ("net.", "fs.mqueue.")
+
+_BLKIO_WEIGHT_FILES = ("/sys/fs/cgroup/blkio/blkio.weight", "/sys/fs/cgroup/blkio/blkio.bfq.weight",
+                       "/sys/fs/cgroup/io.weight", "/sys/fs/cgroup/io.bfq.weight")
+
+
+def _namespace_mode(value: str, kind: str, allowed: tuple[str, ...]) -> None:
+    if value in allowed or (value.startswith("container:") and len(value) > 10
+                            and "container" in allowed):
+        return
+    raise InvalidArgument(f"invalid {kind} mode: {value}")
+
+
+def blkio_weight_supported() -> bool:
+    return any(os.path.exists(p) for p in _BLKIO_WEIGHT_FILES)
+
+
+def validate(svc: ContainerService, hc: dict[str, Any], config: dict[str, Any],
+             warnings: list[str]) -> None:
+    """Docker's create-time checks of these options; settings this host cannot apply
+    are dropped with Docker's warning, as dockerd does."""
+    runtime = hc.get("Runtime") or "runc"
+    if runtime not in RUNTIMES:
+        raise InvalidArgument(f"Unknown runtime specified {runtime}")
+    if hc.get("DeviceRequests"):
+        caps = [c for r in hc["DeviceRequests"] for c in (r.get("Capabilities") or [])]
+        raise InvalidArgument(
+            f'could not select device driver "" with capabilities: {_go_list(caps)}:'
+            " ketch has no GPU support")
+    for key, value in (hc.get("Sysctls") or {}).items():
+        if key not in SYSCTL_NAMES and not key.startswith(SYSCTL_PREFIXES):
+            raise InvalidArgument(f"sysctl '{key}={value}' is not whitelisted")
+    adj = hc.get("OomScoreAdj")
+    if adj is not None and not -1000 <= adj <= 1000:
+        raise InvalidArgument(f"Invalid value {adj}, range for oom score adj is [-1000, 1000]")
+    swappiness = hc.get("MemorySwappiness")
+    if swappiness is not None and swappiness != -1 and not 0 <= swappiness <= 100:
+        raise InvalidArgument(
+            f"Invalid value: {swappiness}, valid memory swappiness range is 0-100")
+    period, quota = hc.get("CpuPeriod") or 0, hc.get("CpuQuota") or 0
+    if hc.get("NanoCpus") and period:
+        raise InvalidArgument("Conflicting options: Nano CPUs and CPU Period cannot both be set")
+    if hc.get("NanoCpus") and quota:
+        raise InvalidArgument("Conflicting options: Nano CPUs and CPU Quota cannot both be set")
+    if period and not 1000 <= period <= 1_000_000:
+        raise InvalidArgument("CPU cfs period can not be less than 1ms (i.e. 1000) or larger"
+                              " than 1s (i.e. 1000000)")
+    if quota and quota < 1000 and quota != -1:
+        raise InvalidArgument("CPU cfs quota can not be less than 1ms (i.e. 1000)")
+    weight = hc.get("BlkioWeight") or 0
+    if weight:
+        if not 10 <= weight <= 1000:
+            raise InvalidArgument("Range of blkio weight is from 10 to 1000")
+        if not blkio_weight_supported():
+            warnings.append("Your kernel does not support Block I/O weight or the cgroup is"
+                            " not mounted. Weight discarded.")
+            hc["BlkioWeight"] = 0
+    if hc.get("KernelMemory"):
+        # memory.kmem.limit_in_bytes is deprecated since Linux 5.4 and a no-op since 6.x:
+        # dropped, as dockerd drops it where the kernel cannot apply it
+        warnings.append("Your kernel does not support kernel memory limit capabilities or"
+                        " the cgroup is not mounted. Limitation discarded.")
+        hc["KernelMemory"] = 0
+    if hc.get("OomKillDisable") and not hc.get("Memory"):
+        warnings.append("Disabling the OOM killer on containers without setting a"
+                        " '-m/--memory' limit may be dangerous.")
+    for key, kind, allowed in (("PidMode", "PID", ("", "host", "container")),
+                               ("IpcMode", "IPC", ("", "private", "shareable", "host",
+                                                   "none", "container")),
+                               ("UTSMode", "UTS", ("", "host")),
+                               ("CgroupnsMode", "cgroup namespace", ("", "host", "private"))):
+        mode = hc.get(key) or ""
+        _namespace_mode(mode, kind, allowed)
+        if mode.startswith("container:"):
+            svc.get(mode.split(":", 1)[1])  # No such container: ... at create, as Docker
+    mac = config.get("MacAddress")
+    if mac and not _valid_mac(mac):
+        raise InvalidArgument(f"{mac} is not a valid mac address")
+    parent = hc.get("CgroupParent") or ""
+    if ".." in parent.split("/"):
+        raise InvalidArgument(f"invalid cgroup parent {parent!r}: '..' is not allowed")
+    for spec in hc.get("VolumesFrom") or []:
+        name, _, mode = spec.partition(":")
+        if mode and mode not in ("ro", "rw", "z", "Z"):
+            raise InvalidArgument(f"invalid mode for volumes-from: {mode}")
+        svc.get(name)
+    from ketch.runtime.spec import parse_device_cgroup_rule
+
+    for rule in hc.get("DeviceCgroupRules") or []:
+        parse_device_cgroup_rule(rule)
+    for dev in hc.get("Devices") or []:
+        if not dev.get("PathInContainer", "").startswith("/"):
+            raise InvalidArgument(f"invalid device specification: {dev.get('PathOnHost')}:"
+                                  f"{dev.get('PathInContainer')}: the container path must"
+                                  " be absolute")
+
+
+def _valid_mac(mac: str) -> bool:
+    parts = mac.replace("-", ":").split(":")
+    return len(parts) == 6 and all(len(p) == 2 and all(ch in "0123456789abcdefABCDEF"
+                                                       for ch in p) for p in parts)
+
+
+def _go_list(caps: list[Any]) -> str:
+    """Go's %v of [][]string: [[gpu]]."""
+    return "[" + " ".join("[" + " ".join(map(str, c)) + "]" for c in caps) + "]"
+
+
+def _joined(svc: ContainerService, mode: str, kind: str, what: str) -> str:
+    """`container:X` → X's namespace file; X must be running."""
+    other = svc.get(mode.split(":", 1)[1])
+    if other.state not in ("running", "paused") or not other.pid:
+        raise Conflict(f"cannot join {what} of a non running container: {other.id}")
+    if kind == "ipc" and (other.host_config.get("IpcMode") or "private") not in (
+            "shareable", "host"):
+        raise Conflict(f"cannot join IPC of a non-shareable container: {other.id}: use"
+                       " --ipc shareable for it")
+    return f"/proc/{other.pid}/ns/{kind}"
+
+
+def apply(svc: ContainerService, rec: ContainerRecord, spec: ContainerSpec) -> None:
+    """Fill the spec fields of these options for `start`."""
+    from ketch.runtime.spec import device_node, parse_device_cgroup_rule
+
+    hc = rec.host_config
+    c = rec.config
+    spec.domainname = c.get("Domainname") or None
+    spec.oom_score_adj = hc.get("OomScoreAdj")
+    spec.cpu_period = hc.get("CpuPeriod") or None
+    spec.cpu_quota = hc.get("CpuQuota") or None
+    spec.cpuset_mems = hc.get("CpusetMems") or None
+    swappiness = hc.get("MemorySwappiness")
+    spec.memory_swappiness = None if swappiness in (None, -1) else swappiness
+    spec.oom_kill_disable = bool(hc.get("OomKillDisable"))
+    spec.blkio_weight = hc.get("BlkioWeight") or None
+    parent = hc.get("CgroupParent")
+    if parent:
+        spec.cgroup_parent = parent if parent.startswith("/") else "/" + parent
+    spec.cgroupns_private = (hc.get("CgroupnsMode") or "host") == "private"
+    for key, kind, what in (("PidMode", "pid", "PID"), ("IpcMode", "ipc", "IPC"),
+                            ("UTSMode", "uts", "UTS")):
+        mode = hc.get(key) or ""
+        if mode == "host":
+            setattr(spec, f"{kind}_ns", "host")
+        elif mode.startswith("container:"):
+            setattr(spec, f"{kind}_ns", _joined(svc, mode, kind, what))
+    spec.devices = [device_node(d["PathOnHost"], d.get("PathInContainer") or d["PathOnHost"],
+                                d.get("CgroupPermissions") or "rwm")
+                    for d in hc.get("Devices") or []]
+    spec.device_rules = [parse_device_cgroup_rule(r) for r in hc.get("DeviceCgroupRules") or []]
+
+
+def volumes_from(svc: ContainerService, rec: ContainerRecord) -> list[tuple[dict[str, Any], bool]]:
+    """`--volumes-from X[:ro|rw]`: X's volume and bind mounts, each with whether the
+    new container gets it read-only (X's own mode unless `:ro`/`:rw` overrides)."""
+    out: list[tuple[dict[str, Any], bool]] = []
+    for spec in rec.host_config.get("VolumesFrom") or []:
+        name, _, mode = spec.partition(":")
+        other = svc.get(name)
+        mounts = other.extra.get("Mounts") or []
+        if not mounts and (other.host_config.get("Binds") or other.host_config.get("Mounts")
+                           or other.config.get("Volumes")):
+            raise Conflict(f"cannot take volumes from container {other.name}: it has never"
+                           " been started, so its volumes do not exist yet")
+        for m in mounts:
+            ro = (mode == "ro") or (mode != "rw" and not m.get("RW", True))
+            out.append((m, ro))
+    return out

@@ -1,0 +1,414 @@
+"""`run`/`create` options beside Docker 20.10: each one has Docker's effect, seen from
+inside or outside a real container, or Docker's clear refusal with nothing created."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from pathlib import Path
+
+import pytest
+from tests.conftest import require
+from tests.containers.conftest import mounts_under
+
+V1 = Path("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists()
+
+
+def require_cgroup_v1() -> None:
+    require(V1, "cgroup v1 controllers (cpu, cpuset, memory) at /sys/fs/cgroup/<name>")
+
+
+def nothing_created(ketch) -> bool:
+    return ketch("ps", "-aq").stdout.split() == []
+
+
+# -- attach, detach, tty ---------------------------------------------------------------
+def test_attach_stdout_only_shows_stdout(ketch):
+    p = ketch("run", "--rm", "-a", "stdout", "busybox", "sh", "-c", "echo out; echo err >&2")
+    assert (p.stdout, p.stderr) == ("out\n", "")
+
+
+def test_attach_stderr_only_shows_stderr(ketch):
+    p = ketch("run", "--rm", "-a", "STDERR", "busybox", "sh", "-c", "echo out; echo err >&2")
+    assert (p.stdout, p.stderr) == ("", "err\n")
+
+
+def test_attach_with_detach_is_refused_as_docker(ketch):
+    p = ketch("run", "-d", "-a", "stdout", "busybox", "true", check=False)
+    assert p.returncode == 125
+    assert "Conflicting options: -a and -d" in p.stderr
+    assert nothing_created(ketch)
+
+
+def test_attach_to_an_unknown_stream_is_refused(ketch):
+    p = ketch("run", "--rm", "-a", "stdweird", "busybox", "true", check=False)
+    assert p.returncode == 125
+    assert "valid streams are STDIN, STDOUT and STDERR" in p.stderr
+
+
+def test_tty_without_interactive_runs_when_stdin_is_no_terminal(ketch):
+    p = ketch("run", "--rm", "-t", "busybox", "sh", "-c", "echo hi; tty", input="")
+    assert p.returncode == 0
+    # the process's stdout is the pty
+    lines = p.stdout.splitlines()
+    assert lines[0] == "hi"
+    assert re.fullmatch(r"/dev/pts/\d+", lines[1]), lines
+
+
+def test_tty_with_interactive_still_needs_a_terminal(ketch):
+    p = ketch("run", "--rm", "-it", "busybox", "true", input="", check=False)
+    assert p.returncode == 125
+    assert "the input device is not a TTY" in p.stderr
+
+
+# -- entrypoint, expose, publish ------------------------------------------------------
+def test_entrypoint_is_one_word_as_docker_keeps_it(ketch):
+    cid = ketch("create", "--entrypoint", "sh -c", "busybox", "echo hi").stdout.strip()
+    assert ketch("inspect", "-f", "{{json .Config.Entrypoint}}", cid).stdout.strip() == \
+        '["sh -c"]'
+    p = ketch("start", "-a", cid, check=False)
+    assert p.returncode == 127  # no executable called "sh -c", as with Docker
+    assert '"sh -c"' in p.stderr
+
+
+def test_expose_range_is_one_port_each_and_publish_all_publishes_them(ketch, run_d):
+    cid = run_d("--expose", "7000-7001", "-P", "busybox", "sleep", "30")
+    exposed = ketch("inspect", "-f", "{{json .Config.ExposedPorts}}", cid).stdout.strip()
+    assert exposed == '{"7000/tcp":{},"7001/tcp":{}}'
+    lines = ketch("port", cid).stdout.splitlines()
+    lo, hi = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    seen = {}
+    for line in lines:
+        m = re.fullmatch(r"(\d+)/tcp -> 0\.0\.0\.0:(\d+)", line)
+        assert m, lines
+        seen[int(m.group(1))] = int(m.group(2))
+    assert sorted(seen) == [7000, 7001]
+    assert all(lo <= port <= hi for port in seen.values()), seen
+
+
+# -- hostnames of shared namespaces ----------------------------------------------------
+def test_network_host_gives_the_hosts_name(ketch):
+    p = ketch("run", "--rm", "--network", "host", "busybox", "hostname")
+    assert p.stdout.strip() == socket.gethostname()
+
+
+def test_network_container_gives_that_containers_name(ketch, run_d):
+    run_d("--name", "donor", "--hostname", "donorhost", "busybox", "sleep", "30")
+    p = ketch("run", "--rm", "--network", "container:donor", "busybox", "hostname")
+    assert p.stdout.strip() == "donorhost"
+    bad = ketch("run", "--rm", "--network", "container:donor", "-h", "x", "busybox",
+                "true", check=False)
+    assert bad.returncode == 125
+    assert "conflicting options: hostname and the network mode" in bad.stderr
+
+
+def test_ip_on_the_default_bridge_is_refused_as_docker(ketch):
+    # moby: enableIPOnPredefinedNetwork() is false on Linux
+    p = ketch("run", "--rm", "--ip", "10.250.0.9", "busybox", "true", check=False)
+    assert p.returncode == 125
+    assert "user specified IP address is supported on user defined networks only" in p.stderr
+
+
+# -- runtime, failed starts ------------------------------------------------------------
+def test_unknown_runtime_is_refused_at_create_and_leaves_nothing(ketch):
+    p = ketch("create", "--runtime", "bogus", "busybox", "true", check=False)
+    assert p.returncode == 125
+    assert "Unknown runtime specified bogus" in p.stderr
+    assert nothing_created(ketch)
+
+
+@pytest.mark.parametrize("remove", [("rm", "-f"), ("container", "prune", "-f")])
+def test_a_container_whose_start_failed_is_removable_and_unmounted(ketch, remove):
+    cid = ketch("create", "busybox", "/no/such/program").stdout.strip()
+    p = ketch("start", cid, check=False)
+    assert p.returncode != 0
+    assert ketch("inspect", "-f", "{{.State.Status}}", cid).stdout.strip() == "created"
+    assert not mounts_under(ketch.root / "containers" / cid)
+    ketch(*remove, *([cid] if remove[0] == "rm" else []))
+    assert nothing_created(ketch)
+
+
+# -- platform --------------------------------------------------------------------------
+def test_platform_mismatch_does_not_use_the_local_image_and_pulls(ketch):
+    from ketch.oci.model import host_platform
+
+    other = "linux/arm64" if host_platform().architecture != "arm64" else "linux/amd64"
+    # nothing listens on port 1 of loopback: the pull fails at once, never leaving the host
+    ketch("tag", "busybox", "127.0.0.1:1/plat/busybox")
+    try:
+        assert ketch("run", "--rm", "127.0.0.1:1/plat/busybox", "true").returncode == 0
+        p = ketch("run", "--rm", "--platform", other, "127.0.0.1:1/plat/busybox", "true",
+                  check=False)
+        assert p.returncode == 125
+        assert "Unable to find image '127.0.0.1:1/plat/busybox:latest' locally" in p.stderr
+        assert "127.0.0.1:1" in p.stderr.splitlines()[-1]
+        assert nothing_created(ketch)
+    finally:
+        ketch("rmi", "127.0.0.1:1/plat/busybox", check=False)
+
+
+# -- sysctls, labels, commit, logs ------------------------------------------------------
+def test_sysctl_without_equals_is_refused_with_dockers_message(ketch):
+    p = ketch("run", "--rm", "--sysctl", "noequals", "busybox", "true", check=False)
+    assert p.returncode == 125
+    assert "sysctl 'noequals' is not whitelisted" in p.stderr
+    assert nothing_created(ketch)
+
+
+def test_sysctl_outside_dockers_list_is_refused_at_create(ketch):
+    p = ketch("create", "--sysctl", "kernel.domainname=x", "busybox", "true", check=False)
+    assert p.returncode == 125
+    assert "sysctl 'kernel.domainname=x' is not whitelisted" in p.stderr
+    assert nothing_created(ketch)
+
+
+def test_sysctl_the_kernel_lacks_gives_one_clean_line(ketch):
+    p = ketch("run", "--rm", "--sysctl", "net.ipv4.no_such_knob=1", "busybox", "true",
+              check=False)
+    assert p.returncode == 125
+    assert p.stderr.strip().splitlines() == [
+        "Error: invalid sysctl net.ipv4.no_such_knob: the kernel has no such setting"]
+
+
+def test_sysctl_takes_effect(ketch):
+    p = ketch("run", "--rm", "--sysctl", "kernel.shmmni=1234", "busybox", "cat",
+              "/proc/sys/kernel/shmmni")
+    assert p.stdout.strip() == "1234"
+
+
+def test_cpuset_of_a_cpu_the_host_lacks_gives_one_clean_line(ketch):
+    n = os.cpu_count() or 1
+    p = ketch("run", "--rm", "--cpuset-cpus", str(n + 5), "busybox", "true", check=False)
+    assert p.returncode == 125
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"Error: Requested CPUs are not available - requested {n + 5},"
+                               " available: ")
+    assert "runc" not in lines[0]
+
+
+def test_label_file_line_without_equals_is_left_out(ketch, tmp_path):
+    f = tmp_path / "labels"
+    f.write_text("a=1\nb\n# comment\nc=\n")
+    cid = ketch("create", "--label-file", str(f), "busybox", "true").stdout.strip()
+    labels = ketch("inspect", "-f", "{{json .Config.Labels}}", cid).stdout.strip()
+    assert labels == '{"a":"1","c":""}'
+
+
+def test_commit_message_is_the_images_comment(ketch, run_d):
+    cid = run_d("busybox", "sh", "-c", "echo x > /f; sleep 30")
+    ketch("commit", "-m", "added f", cid, "committed:msg")
+    try:
+        inspect = ketch("image", "inspect", "-f", "{{.Comment}}", "committed:msg")
+        assert inspect.stdout.strip() == "added f"
+        history = ketch("history", "--format", "{{.Comment}}", "committed:msg").stdout
+        assert history.splitlines()[0] == "added f"
+    finally:
+        ketch("rmi", "committed:msg", check=False)
+
+
+def test_logs_details_puts_a_space_before_each_line(ketch):
+    cid = ketch("create", "busybox", "sh", "-c", "echo one; echo two").stdout.strip()
+    ketch("start", "-a", cid)
+    assert ketch("logs", "--details", cid).stdout == " one\n two\n"
+    stamped = ketch("logs", "--details", "-t", cid).stdout.splitlines()
+    assert all(re.fullmatch(r"\S+Z  (one|two)", line) for line in stamped), stamped
+
+
+# -- options Docker has that ketch lacked -----------------------------------------------
+def test_gpus_are_refused_clearly(ketch):
+    p = ketch("run", "--rm", "--gpus", "all", "busybox", "true", check=False)
+    assert p.returncode == 125
+    assert "no GPU support" in p.stderr
+    assert nothing_created(ketch)
+
+
+def test_domainname(ketch):
+    p = ketch("run", "--rm", "--domainname", "example.org", "busybox", "cat",
+              "/proc/sys/kernel/domainname")
+    assert p.stdout.strip() == "example.org"
+
+
+def test_oom_score_adj(ketch):
+    p = ketch("run", "--rm", "--oom-score-adj", "500", "busybox", "cat",
+              "/proc/self/oom_score_adj")
+    assert p.stdout.strip() == "500"
+    bad = ketch("run", "--rm", "--oom-score-adj", "1001", "busybox", "true", check=False)
+    assert bad.returncode == 125
+    assert "Invalid value 1001, range for oom score adj is [-1000, 1000]" in bad.stderr
+
+
+def test_cpu_period_and_quota_reach_the_cgroup(ketch):
+    require_cgroup_v1()
+    p = ketch("run", "--rm", "--cpu-period", "50000", "--cpu-quota", "25000", "busybox",
+              "cat", "/sys/fs/cgroup/cpu/cpu.cfs_period_us", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+    assert p.stdout.split() == ["50000", "25000"]
+    bad = ketch("run", "--rm", "--cpus", "1", "--cpu-quota", "25000", "busybox", "true",
+                check=False)
+    assert bad.returncode == 125
+    assert "Conflicting options: Nano CPUs and CPU Quota cannot both be set" in bad.stderr
+
+
+def test_cpuset_mems_memory_swappiness_and_oom_kill_disable(ketch):
+    require_cgroup_v1()
+    p = ketch("run", "--rm", "--cpuset-mems", "0", "--memory-swappiness", "7", "-m", "64m",
+              "--oom-kill-disable", "busybox", "cat", "/sys/fs/cgroup/cpuset/cpuset.mems",
+              "/sys/fs/cgroup/memory/memory.swappiness", "/sys/fs/cgroup/memory/memory.oom_control")
+    out = p.stdout.split("\n")
+    assert out[0] == "0"
+    assert out[1] == "7"
+    assert "oom_kill_disable 1" in p.stdout
+    bad = ketch("run", "--rm", "--memory-swappiness", "101", "busybox", "true", check=False)
+    assert "Invalid value: 101, valid memory swappiness range is 0-100" in bad.stderr
+
+
+def test_oom_kill_disable_without_memory_limit_warns_as_docker(ketch):
+    p = ketch("run", "--rm", "--oom-kill-disable", "busybox", "true")
+    assert ("WARNING: Disabling the OOM killer on containers without setting a"
+            " '-m/--memory' limit may be dangerous.") in p.stderr
+
+
+def test_blkio_weight_is_applied_or_discarded_with_dockers_warning(ketch):
+    from ketch.containers.options import blkio_weight_supported
+
+    p = ketch("run", "--rm", "--blkio-weight", "300", "busybox", "sh", "-c",
+              "cat /sys/fs/cgroup/blkio/blkio*weight 2>/dev/null; true")
+    if blkio_weight_supported():
+        assert "300" in p.stdout.split()
+    else:
+        assert ("WARNING: Your kernel does not support Block I/O weight or the cgroup is not"
+                " mounted. Weight discarded.") in p.stderr
+    bad = ketch("run", "--rm", "--blkio-weight", "5", "busybox", "true", check=False)
+    assert "Range of blkio weight is from 10 to 1000" in bad.stderr
+
+
+def test_kernel_memory_is_accepted_with_dockers_warning(ketch):
+    p = ketch("run", "--rm", "--kernel-memory", "64m", "busybox", "true")
+    assert "WARNING: Your kernel does not support kernel memory limit" in p.stderr
+
+
+def test_disable_content_trust_is_accepted(ketch):
+    assert ketch("run", "--rm", "--disable-content-trust", "busybox", "echo", "ok").stdout \
+        == "ok\n"
+
+
+def test_pid_host_and_pid_container(ketch, run_d):
+    p = ketch("run", "--rm", "--pid", "host", "busybox", "readlink", "/proc/self/ns/pid")
+    assert p.stdout.strip() == os.readlink("/proc/self/ns/pid")
+    run_d("--name", "pidowner", "busybox", "sleep", "30")
+    p = ketch("run", "--rm", "--pid", "container:pidowner", "busybox", "ps", "-o", "pid,args")
+    assert re.search(r"^\s*1 sleep 30$", p.stdout, re.M), p.stdout
+    bad = ketch("run", "--rm", "--pid", "bogus", "busybox", "true", check=False)
+    assert bad.returncode == 125
+    assert "invalid PID mode: bogus" in bad.stderr
+
+
+def test_ipc_host_shareable_and_container(ketch, run_d):
+    p = ketch("run", "--rm", "--ipc", "host", "busybox", "readlink", "/proc/self/ns/ipc")
+    assert p.stdout.strip() == os.readlink("/proc/self/ns/ipc")
+    run_d("--name", "ipcowner", "--ipc", "shareable", "busybox", "sleep", "30")
+    mine = ketch("exec", "ipcowner", "readlink", "/proc/self/ns/ipc").stdout.strip()
+    joined = ketch("run", "--rm", "--ipc", "container:ipcowner", "busybox", "readlink",
+                   "/proc/self/ns/ipc").stdout.strip()
+    assert joined == mine != os.readlink("/proc/self/ns/ipc")
+    run_d("--name", "ipcprivate", "busybox", "sleep", "30")
+    bad = ketch("run", "--rm", "--ipc", "container:ipcprivate", "busybox", "true",
+                check=False)
+    assert bad.returncode == 125
+    assert "non-shareable" in bad.stderr
+
+
+def test_uts_host_gives_the_hosts_name(ketch):
+    p = ketch("run", "--rm", "--uts", "host", "busybox", "sh", "-c",
+              "hostname; readlink /proc/self/ns/uts")
+    assert p.stdout.split() == [socket.gethostname(), os.readlink("/proc/self/ns/uts")]
+
+
+def test_cgroupns_private_and_host(ketch):
+    private = ketch("run", "--rm", "--cgroupns", "private", "busybox", "readlink",
+                    "/proc/self/ns/cgroup").stdout.strip()
+    host = ketch("run", "--rm", "--cgroupns", "host", "busybox", "readlink",
+                 "/proc/self/ns/cgroup").stdout.strip()
+    assert host == os.readlink("/proc/self/ns/cgroup")
+    assert private.startswith("cgroup:[") and private != host
+
+
+def test_cgroup_parent_places_the_container_there(ketch):
+    parent = f"ketch-test-parent-{os.getpid()}"
+    try:
+        p = ketch("run", "--rm", "--cgroup-parent", parent, "busybox", "cat", "/proc/self/cgroup")
+        lines = [ln for ln in p.stdout.splitlines() if ln.split(":")[1] in ("pids", "")]
+        assert lines and all(ln.split(":")[2].startswith(f"/{parent}/") for ln in lines), \
+            p.stdout
+    finally:
+        for hierarchy in Path("/sys/fs/cgroup").iterdir():
+            d = hierarchy / parent
+            if d.is_dir():
+                d.rmdir()
+        if (Path("/sys/fs/cgroup") / parent).is_dir():
+            (Path("/sys/fs/cgroup") / parent).rmdir()
+
+
+def test_device_is_made_and_allowed_in_the_container(ketch):
+    require(Path("/dev/fuse").exists(), "/dev/fuse on the host")
+    st = os.stat("/dev/fuse")
+    p = ketch("run", "--rm", "--device", "/dev/fuse:/dev/myfuse:r", "busybox", "sh", "-c",
+              "stat -c '%t:%T' /dev/myfuse; cat /dev/myfuse; echo rc=$?")
+    numbers, *rest = p.stdout.splitlines()
+    assert numbers == f"{os.major(st.st_rdev):x}:{os.minor(st.st_rdev):x}"
+    # the device cgroup lets it be opened (fuse then refuses the read itself)
+    assert "can't open" not in p.stderr
+    missing = ketch("run", "--rm", "--device", "/dev/no-such-dev", "busybox", "true",
+                    check=False)
+    assert missing.returncode == 125
+    assert 'error gathering device information while adding custom device' in missing.stderr
+
+
+def test_device_cgroup_rule_allows_a_device_node(ketch):
+    script = "mknod /dev/f c 10 229; cat /dev/f 2>&1; true"
+    denied = ketch("run", "--rm", "busybox", "sh", "-c", script).stdout
+    allowed = ketch("run", "--rm", "--device-cgroup-rule", "c 10:229 rw", "busybox",
+                    "sh", "-c", script).stdout
+    assert "can't open '/dev/f': Operation not permitted" in denied
+    assert "can't open" not in allowed
+    bad = ketch("run", "--rm", "--device-cgroup-rule", "x 1:2 rw", "busybox", "true",
+                check=False)
+    assert bad.returncode == 125
+    assert "invalid device cgroup format 'x 1:2 rw'" in bad.stderr
+
+
+def test_volumes_from_mounts_the_other_containers_volumes(ketch, run_d, tmp_path):
+    bind = tmp_path / "bind"
+    bind.mkdir()
+    run_d("--name", "vsrc", "-v", "vfdata:/data", "-v", f"{bind}:/b:ro", "busybox", "sh",
+          "-c", "echo seeded > /data/f; sleep 30")
+    from tests.containers.conftest import wait_for
+
+    wait_for(lambda: "seeded" in ketch("exec", "vsrc", "cat", "/data/f", check=False).stdout)
+    p = ketch("run", "--rm", "--volumes-from", "vsrc", "busybox", "sh", "-c",
+              "cat /data/f; echo new > /data/g; touch /b/x 2>/dev/null || echo b-ro")
+    assert p.stdout.split() == ["seeded", "b-ro"]
+    ro = ketch("run", "--rm", "--volumes-from", "vsrc:ro", "busybox", "sh", "-c",
+               "touch /data/h 2>/dev/null || echo data-ro")
+    assert ro.stdout.strip() == "data-ro"
+    missing = ketch("create", "--volumes-from", "nobody", "busybox", "true", check=False)
+    assert missing.returncode == 125
+    assert "No such container: nobody" in missing.stderr
+
+
+def test_mac_address(ketch):
+    p = ketch("run", "--rm", "--mac-address", "92:d0:c6:0a:29:33", "busybox", "cat",
+              "/sys/class/net/eth0/address")
+    assert p.stdout.strip() == "92:d0:c6:0a:29:33"
+    bad = ketch("run", "--rm", "--mac-address", "nope", "busybox", "true", check=False)
+    assert bad.returncode == 125
+    assert "nope is not a valid mac address" in bad.stderr
+
+
+def test_exec_env_file(ketch, run_d, tmp_path):
+    f = tmp_path / "env"
+    f.write_text("A=1\n# comment\nB=two words\n")
+    cid = run_d("busybox", "sleep", "30")
+    p = ketch("exec", "--env-file", str(f), "-e", "C=3", cid, "sh", "-c", "echo $A,$B,$C")
+    assert p.stdout == "1,two words,3\n"
