@@ -412,3 +412,18 @@ def test_exec_env_file(ketch, run_d, tmp_path):
     cid = run_d("busybox", "sleep", "30")
     p = ketch("exec", "--env-file", str(f), "-e", "C=3", cid, "sh", "-c", "echo $A,$B,$C")
     assert p.stdout == "1,two words,3\n"
+
+
+# -- other commands' options -----------------------------------------------------------
+def test_ps_format_label_prints_that_labels_value(ketch):
+    ketch("create", "--label", "role=web", "--name", "labelled", "busybox", "true")
+    ketch("create", "--name", "plain", "busybox", "true")
+    p = ketch("ps", "-a", "--format", '{{.Names}}={{.Label "role"}}')
+    assert sorted(p.stdout.splitlines()) == ["labelled=web", "plain="]
+
+
+def test_load_quiet_still_says_what_it_loaded(ketch, tmp_path):
+    tar = tmp_path / "bb.tar"
+    ketch("save", "-o", str(tar), "busybox")
+    p = ketch("load", "-q", "-i", str(tar))
+    assert p.stdout == "Loaded image: busybox:latest\n"
