@@ -427,3 +427,47 @@ def test_load_quiet_still_says_what_it_loaded(ketch, tmp_path):
     ketch("save", "-o", str(tar), "busybox")
     p = ketch("load", "-q", "-i", str(tar))
     assert p.stdout == "Loaded image: busybox:latest\n"
+
+
+def test_device_throttles_reach_the_blkio_cgroup(ketch):
+    require_cgroup_v1()
+    require(Path("/dev/loop0").exists(), "/dev/loop0 on the host")
+    st = os.stat("/dev/loop0")
+    dev = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+    p = ketch("run", "--rm", "--device-read-bps", "/dev/loop0:1mb", "--device-write-bps",
+              "/dev/loop0:2mb", "--device-read-iops", "/dev/loop0:40", "--device-write-iops",
+              "/dev/loop0:50", "busybox", "cat",
+              *(f"/sys/fs/cgroup/blkio/blkio.throttle.{f}_device"
+                for f in ("read_bps", "write_bps", "read_iops", "write_iops")))
+    assert p.stdout.splitlines() == [f"{dev} 1048576", f"{dev} 2097152", f"{dev} 40",
+                                     f"{dev} 50"]
+    bad = ketch("run", "--rm", "--device-read-iops", "/dev/loop0:fast", "busybox", "true",
+                check=False)
+    assert bad.returncode == 125
+    assert "invalid rate for device: /dev/loop0:fast." in bad.stderr
+    missing = ketch("run", "--rm", "--device-read-bps", "/dev/no-such:1mb", "busybox", "true",
+                    check=False)
+    assert missing.returncode == 125
+    assert "error getting device information for /dev/no-such" in missing.stderr
+    assert nothing_created(ketch)
+
+
+@pytest.mark.parametrize("option, message", [
+    (("--isolation", "hyperv"), "Invalid isolation: \"hyperv\" - linux only supports 'default'"),
+    (("--userns", "private"), "--userns: invalid USER mode"),
+    (("--storage-opt", "size=1G"),
+     "--storage-opt is supported only for overlay over xfs with 'pquota' mount option"),
+    (("--volume-driver", "flocker"),
+     'error looking up volume plugin flocker: plugin "flocker" not found'),
+])
+def test_options_ketch_cannot_honour_are_refused_as_docker(ketch, option, message):
+    p = ketch("create", *option, "busybox", "true", check=False)
+    assert p.returncode == 125
+    assert p.stderr.strip() == f"Error: {message}"
+    assert nothing_created(ketch)
+
+
+@pytest.mark.parametrize("option", [("--isolation", "default"), ("--userns", "host"),
+                                    ("--volume-driver", "local")])
+def test_the_values_docker_has_on_linux_are_accepted(ketch, option):
+    assert ketch("run", "--rm", *option, "busybox", "echo", "ok").stdout == "ok\n"

@@ -26,6 +26,8 @@ def add_create_flags(p: Parser) -> None:
       help="Drop Linux capabilities")
     a("--blkio-weight", type=int, metavar="uint16",
       help="Block IO (relative weight), between 10 and 1000, or 0 to disable (default 0)")
+    a("--blkio-weight-device", action="append", default=[], metavar="list",
+      help="Block IO weight (relative device weight)")
     a("--cgroup-parent", metavar="string", help="Optional parent cgroup for the container")
     a("--cgroupns", metavar="string",
       help='Cgroup namespace to use (host|private): "host" runs the container in the'
@@ -43,6 +45,14 @@ def add_create_flags(p: Parser) -> None:
       help="Add a host device to the container")
     a("--device-cgroup-rule", action="append", default=[], metavar="list",
       help="Add a rule to the cgroup allowed devices list")
+    a("--device-read-bps", action="append", default=[], metavar="list",
+      help="Limit read rate (bytes per second) from a device")
+    a("--device-read-iops", action="append", default=[], metavar="list",
+      help="Limit read rate (IO per second) from a device")
+    a("--device-write-bps", action="append", default=[], metavar="list",
+      help="Limit write rate (bytes per second) to a device")
+    a("--device-write-iops", action="append", default=[], metavar="list",
+      help="Limit write rate (IO per second) to a device")
     a("--disable-content-trust", action="store_true", default=True,
       help="Skip image verification (default true; ketch verifies no signatures)")
     a("--detach-keys", metavar="string", help="Override the key sequence for detaching a"
@@ -69,6 +79,8 @@ def add_create_flags(p: Parser) -> None:
     a("--ip", metavar="string", help="IPv4 address (e.g., 172.30.100.104)")
     a("--ipc", metavar="string", help="IPC mode to use (private, shareable, host,"
       " container:NAME)")
+    a("--isolation", metavar="string", help="Container isolation technology (Linux has"
+      " only 'default')")
     a("--kernel-memory", metavar="bytes", help="Kernel memory limit (deprecated: accepted"
       " and ignored, with a warning)")
     a("-l", "--label", action="append", default=[], metavar="list",
@@ -121,6 +133,9 @@ def add_create_flags(p: Parser) -> None:
     a("--security-opt", action="append", default=[], metavar="list",
       help="Security Options")
     a("--shm-size", metavar="bytes", help="Size of /dev/shm")
+    a("--storage-opt", action="append", default=[], metavar="list",
+      help="Storage driver options for the container (refused: ketch's overlay has no"
+           " per-container size)")
     a("--stop-signal", metavar="string", help="Signal to stop the container")
     a("--stop-timeout", type=int, metavar="int",
       help="Timeout (in seconds) to stop a container")
@@ -128,11 +143,15 @@ def add_create_flags(p: Parser) -> None:
     a("--tmpfs", action="append", default=[], metavar="list", help="Mount a tmpfs directory")
     a("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
     a("--ulimit", action="append", default=[], metavar="ulimit", help="Ulimit options")
+    a("--userns", metavar="string", help="User namespace to use (host: the only mode"
+      " without user-namespace remapping)")
     a("--uts", metavar="string", help="UTS namespace to use (host)")
     a("-u", "--user", metavar="string",
       help="Username or UID (format: <name|uid>[:<group|gid>])")
     a("-v", "--volume", action="append", default=[], metavar="list",
       help="Bind mount a volume")
+    a("--volume-driver", metavar="string", help="Optional volume driver for the container"
+      " (local)")
     a("--volumes-from", action="append", default=[], metavar="list",
       help="Mount volumes from the specified container(s)")
     a("-w", "--workdir", metavar="string", help="Working directory inside the container")
@@ -291,6 +310,9 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
         "Devices": [parse_device(d) for d in ns.device] or None,
         "DeviceCgroupRules": ns.device_cgroup_rule or None,
         "OomKillDisable": ns.oom_kill_disable,
+        "Isolation": ns.isolation or "",
+        "UsernsMode": ns.userns or "",
+        "VolumeDriver": ns.volume_driver or "",
     }
     if ns.log_driver is not None or ns.log_opt:
         opts = {}
@@ -304,6 +326,8 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
     if unconfined_paths:
         host_config["MaskedPaths"] = []
         host_config["ReadonlyPaths"] = []
+    if ns.storage_opt:
+        host_config["StorageOpt"] = dict(o.partition("=")[::2] for o in ns.storage_opt)
     if ns.gpus is not None:
         host_config["DeviceRequests"] = [{"Driver": "", "Count": -1 if ns.gpus == "all"
                                           else 0, "Capabilities": [["gpu"]],
@@ -314,6 +338,14 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
             host_config[key] = val
     if ns.cpuset_mems:
         host_config["CpusetMems"] = ns.cpuset_mems
+    for key, specs, bps in (("BlkioDeviceReadBps", ns.device_read_bps, True),
+                            ("BlkioDeviceWriteBps", ns.device_write_bps, True),
+                            ("BlkioDeviceReadIOps", ns.device_read_iops, False),
+                            ("BlkioDeviceWriteIOps", ns.device_write_iops, False)):
+        if specs:
+            host_config[key] = [_throttle(s, bps) for s in specs]
+    if ns.blkio_weight_device:
+        host_config["BlkioWeightDevice"] = [_weight_device(s) for s in ns.blkio_weight_device]
     if ns.memory_swappiness != -1:
         host_config["MemorySwappiness"] = ns.memory_swappiness
     kmem = _bytes(ns.kernel_memory, "--kernel-memory")
@@ -382,6 +414,40 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
             "Aliases": ns.network_alias or None,
             "IPAMConfig": {"IPv4Address": ns.ip} if ns.ip else None}}}
     return {"Config": config, "HostConfig": host_config, "NetworkingConfig": networking}
+
+
+def _throttle(spec: str, bps: bool) -> dict[str, Any]:
+    """`/dev/sda:1mb` (bps) or `/dev/sda:100` (iops), checked as docker's CLI does."""
+    path, sep, rate = spec.rpartition(":")
+    if not sep or not path:
+        raise InvalidArgument(f"bad format: {spec}")
+    if not path.startswith("/dev/"):
+        raise InvalidArgument(f"bad format for device path: {path}")
+    try:
+        if bps:
+            from ketch.fmt.units import parse_size
+
+            value = parse_size(rate)
+        else:
+            value = int(rate)
+        if value < 0:
+            raise ValueError(rate)
+    except (ValueError, InvalidArgument):
+        unit = "[<unit>]" if bps else ""
+        extra = " Unit is optional and can be kb, mb, or gb" if bps else ""
+        raise InvalidArgument(f"invalid rate for device: {spec}. The correct format is"
+                              f" <device-path>:<number>{unit}. Number must be a positive"
+                              f" integer.{extra}") from None
+    return {"Path": path, "Rate": value}
+
+
+def _weight_device(spec: str) -> dict[str, Any]:
+    path, sep, weight = spec.rpartition(":")
+    if not sep or not path.startswith("/dev/"):
+        raise InvalidArgument(f"bad format for device path: {spec}")
+    if not weight.isdigit() or not (10 <= int(weight) <= 1000 or int(weight) == 0):
+        raise InvalidArgument(f"invalid weight for device: {spec}")
+    return {"Path": path, "Weight": int(weight)}
 
 
 def parse_device(spec: str) -> dict[str, str]:

@@ -45,6 +45,18 @@ def validate(svc: ContainerService, hc: dict[str, Any], config: dict[str, Any],
     runtime = hc.get("Runtime") or "runc"
     if runtime not in RUNTIMES:
         raise InvalidArgument(f"Unknown runtime specified {runtime}")
+    if (hc.get("Isolation") or "default") != "default":
+        raise InvalidArgument(f'Invalid isolation: "{hc["Isolation"]}" - linux only supports'
+                              " 'default'")
+    if (hc.get("UsernsMode") or "host") != "host":
+        raise InvalidArgument("--userns: invalid USER mode")
+    if hc.get("StorageOpt"):
+        raise InvalidArgument("--storage-opt is supported only for overlay over xfs with"
+                              " 'pquota' mount option")
+    driver = hc.get("VolumeDriver") or "local"
+    if driver != "local":
+        raise InvalidArgument(f'error looking up volume plugin {driver}: plugin "{driver}"'
+                              " not found")
     if hc.get("DeviceRequests"):
         caps = [c for r in hc["DeviceRequests"] for c in (r.get("Capabilities") or [])]
         raise InvalidArgument(
@@ -78,6 +90,13 @@ def validate(svc: ContainerService, hc: dict[str, Any], config: dict[str, Any],
             warnings.append("Your kernel does not support Block I/O weight or the cgroup is"
                             " not mounted. Weight discarded.")
             hc["BlkioWeight"] = 0
+    if hc.get("BlkioWeightDevice") and not blkio_weight_supported():
+        warnings.append("Your kernel does not support BPS Block I/O weight_device or the"
+                        " cgroup is not mounted. Weight-device discarded.")
+        hc["BlkioWeightDevice"] = None
+    for key in _THROTTLES:
+        for entry in hc.get(key) or []:
+            _block_device(entry["Path"])
     if hc.get("KernelMemory"):
         # memory.kmem.limit_in_bytes is deprecated since Linux 5.4 and a no-op since 6.x:
         # dropped, as dockerd drops it where the kernel cannot apply it
@@ -118,6 +137,26 @@ def validate(svc: ContainerService, hc: dict[str, Any], config: dict[str, Any],
                                   " be absolute")
 
 
+_THROTTLES = {"BlkioDeviceReadBps": "throttleReadBpsDevice",
+              "BlkioDeviceWriteBps": "throttleWriteBpsDevice",
+              "BlkioDeviceReadIOps": "throttleReadIOPSDevice",
+              "BlkioDeviceWriteIOps": "throttleWriteIOPSDevice"}
+
+
+def _block_device(path: str) -> tuple[int, int]:
+    """(major, minor) of the host's device node at `path`."""
+    import stat
+
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise InvalidArgument(f"error getting device information for {path}:"
+                              f" {e.strerror.lower()}") from None
+    if not (stat.S_ISBLK(st.st_mode) or stat.S_ISCHR(st.st_mode)):
+        raise InvalidArgument(f"{path} is not a device")
+    return os.major(st.st_rdev), os.minor(st.st_rdev)
+
+
 def _valid_mac(mac: str) -> bool:
     parts = mac.replace("-", ":").split(":")
     return len(parts) == 6 and all(len(p) == 2 and all(ch in "0123456789abcdefABCDEF"
@@ -156,6 +195,19 @@ def apply(svc: ContainerService, rec: ContainerRecord, spec: ContainerSpec) -> N
     spec.memory_swappiness = None if swappiness in (None, -1) else swappiness
     spec.oom_kill_disable = bool(hc.get("OomKillDisable"))
     spec.blkio_weight = hc.get("BlkioWeight") or None
+    for key, field in _THROTTLES.items():
+        entries = []
+        for entry in hc.get(key) or []:
+            major, minor = _block_device(entry["Path"])
+            entries.append({"major": major, "minor": minor, "rate": entry["Rate"]})
+        if entries:
+            spec.block_io[field] = entries
+    weights = []
+    for entry in hc.get("BlkioWeightDevice") or []:
+        major, minor = _block_device(entry["Path"])
+        weights.append({"major": major, "minor": minor, "weight": entry["Weight"]})
+    if weights:
+        spec.block_io["weightDevice"] = weights
     parent = hc.get("CgroupParent")
     if parent:
         spec.cgroup_parent = parent if parent.startswith("/") else "/" + parent

@@ -155,6 +155,8 @@ class ContainerSpec:
     memory_swappiness: int | None = None
     oom_kill_disable: bool = False
     blkio_weight: int | None = None
+    # runtime-spec linux.resources.blockIO lists: throttle*Device, weightDevice
+    block_io: dict[str, list[dict[str, int]]] = field(default_factory=dict)
     # namespaces other than the network's: None = a new private one, "host" = the
     # host's (no namespace entry), else a path to join (/proc/<pid>/ns/<kind>)
     pid_ns: str | None = None
@@ -603,8 +605,11 @@ def generate_config(spec: ContainerSpec) -> dict[str, Any]:
         resources["cpu"] = cpu
     if spec.pids_limit is not None and spec.pids_limit > 0:
         resources["pids"] = {"limit": spec.pids_limit}
-    if spec.blkio_weight:
-        resources["blockIO"] = {"weight": spec.blkio_weight}
+    if spec.blkio_weight or spec.block_io:
+        block_io: dict[str, Any] = dict(spec.block_io)
+        if spec.blkio_weight:
+            block_io["weight"] = spec.blkio_weight
+        resources["blockIO"] = block_io
 
     linux: dict[str, Any] = {
         "namespaces": _namespaces(spec),
