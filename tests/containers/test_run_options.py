@@ -471,3 +471,21 @@ def test_options_ketch_cannot_honour_are_refused_as_docker(ketch, option, messag
                                     ("--volume-driver", "local")])
 def test_the_values_docker_has_on_linux_are_accepted(ketch, option):
     assert ketch("run", "--rm", *option, "busybox", "echo", "ok").stdout == "ok\n"
+
+
+def test_link_adds_hosts_entry_and_legacy_environment(ketch, run_d):
+    cid = run_d("--name", "db", "-e", "PGX=1", "--expose", "5432", "busybox", "sleep", "30")
+    ip = ketch("inspect", "-f", "{{.NetworkSettings.IPAddress}}", cid).stdout.strip()
+    p = ketch("run", "--rm", "--name", "app", "--link", "db:database", "busybox", "sh", "-c",
+              "grep database /etc/hosts; env | grep ^DATABASE_ | sort")
+    lines = p.stdout.splitlines()
+    assert lines[0].split() == [ip, "database", cid[:12], "db"]
+    assert lines[1:] == sorted([
+        "DATABASE_ENV_PGX=1", "DATABASE_NAME=/app/database",
+        f"DATABASE_PORT=tcp://{ip}:5432", f"DATABASE_PORT_5432_TCP=tcp://{ip}:5432",
+        f"DATABASE_PORT_5432_TCP_ADDR={ip}", "DATABASE_PORT_5432_TCP_PORT=5432",
+        "DATABASE_PORT_5432_TCP_PROTO=tcp"])
+    ketch("stop", "-t", "0", "db")
+    stopped = ketch("run", "--rm", "--link", "db", "busybox", "true", check=False)
+    assert stopped.returncode == 125
+    assert "Cannot link to a non running container: /db AS" in stopped.stderr

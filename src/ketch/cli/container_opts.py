@@ -87,6 +87,9 @@ def add_create_flags(p: Parser) -> None:
       help="Set meta data on a container")
     a("--label-file", action="append", default=[], metavar="list",
       help="Read in a line delimited file of labels")
+    a("--link", action="append", default=[], metavar="list",
+      help="Add link to another container (name[:alias]): /etc/hosts entries and the"
+           " legacy <ALIAS>_PORT_* environment")
     a("--log-driver", metavar="string", help="Logging driver for the container")
     a("--log-opt", action="append", default=[], metavar="list",
       help="Log driver options")
@@ -310,6 +313,7 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
         "Devices": [parse_device(d) for d in ns.device] or None,
         "DeviceCgroupRules": ns.device_cgroup_rule or None,
         "OomKillDisable": ns.oom_kill_disable,
+        "Links": ns.link or None,
         "Isolation": ns.isolation or "",
         "UsernsMode": ns.userns or "",
         "VolumeDriver": ns.volume_driver or "",

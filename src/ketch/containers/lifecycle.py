@@ -93,7 +93,7 @@ def process_alive(svc: ContainerService, rec: ContainerRecord) -> bool:
 
 # -- start ----------------------------------------------------------------------------------
 def _write_etc_files(svc: ContainerService, rec: ContainerRecord,
-                     net: dict[str, Any]) -> None:
+                     net: dict[str, Any], link_hosts: list[tuple[str, str]]) -> None:
     from ketch.network.files import render_hosts, render_resolv_conf
 
     d = svc.path(rec.id)
@@ -101,7 +101,8 @@ def _write_etc_files(svc: ContainerService, rec: ContainerRecord,
     hostname = rec.config.get("Hostname") or rec.id[:12]
     att = net["attachment"]
     (d / "hostname").write_text(hostname + "\n")
-    (d / "hosts").write_text(render_hosts(att, hostname, hc.get("ExtraHosts") or (),
+    extra: list[str | tuple[str, str]] = [*(hc.get("ExtraHosts") or ()), *link_hosts]
+    (d / "hosts").write_text(render_hosts(att, hostname, extra,
                                           rec.config.get("Domainname") or ""))
     (d / "resolv.conf").write_text(render_resolv_conf(
         att, hc.get("Dns") or (), hc.get("DnsSearch") or (), hc.get("DnsOptions") or ()))
@@ -323,7 +324,10 @@ def _start_locked(svc: ContainerService, rec: ContainerRecord,
         os.makedirs(rootfs / wd.lstrip("/"), exist_ok=True)  # Docker creates WORKDIR
         mounts, shown, root_propagation = _mounts(svc, rec, rootfs)
         net = _network_up(svc, rec, later)
-        _write_etc_files(svc, rec, net)
+        from ketch.containers import options
+
+        link_hosts, link_env = options.links(svc, rec, net)
+        _write_etc_files(svc, rec, net, link_hosts)
         args = list(c.get("Entrypoint") or []) + list(c.get("Cmd") or [])
         if hc.get("Init") or (hc.get("Init") is None and svc.settings.init):
             # Docker's docker-init: tini as PID 1 reaps orphans and forwards signals
@@ -360,9 +364,10 @@ def _start_locked(svc: ContainerService, rec: ContainerRecord,
         if hc.get("ReadonlyPaths") is not None:
             spec.readonly_paths = list(hc["ReadonlyPaths"])
         spec.rootfs_propagation = root_propagation
-        from ketch.containers import options
-
         options.apply(svc, rec, spec)
+        # link variables come first: the container's own -e wins, as in Docker
+        own = {e.partition("=")[0] for e in spec.env}
+        spec.env = [e for e in link_env if e.partition("=")[0] not in own] + spec.env
         write_config(d, generate_config(spec))
         plumbing = _Background(later)
         try:

@@ -121,6 +121,14 @@ def validate(svc: ContainerService, hc: dict[str, Any], config: dict[str, Any],
     parent = hc.get("CgroupParent") or ""
     if ".." in parent.split("/"):
         raise InvalidArgument(f"invalid cgroup parent {parent!r}: '..' is not allowed")
+    if hc.get("Links") and (hc.get("NetworkMode") or "") == "host":
+        raise InvalidArgument("conflicting options: host type networking can't be used with"
+                              " links. This would result in undefined behavior")
+    for link in hc.get("Links") or []:
+        name, _, alias = link.partition(":")
+        if not name or ":" in alias:
+            raise InvalidArgument(f"invalid link format: {link}")
+        svc.get(name.lstrip("/"))
     for spec in hc.get("VolumesFrom") or []:
         name, _, mode = spec.partition(":")
         if mode and mode not in ("ro", "rw", "z", "Z"):
@@ -223,6 +231,49 @@ def apply(svc: ContainerService, rec: ContainerRecord, spec: ContainerSpec) -> N
                                 d.get("CgroupPermissions") or "rwm")
                     for d in hc.get("Devices") or []]
     spec.device_rules = [parse_device_cgroup_rule(r) for r in hc.get("DeviceCgroupRules") or []]
+
+
+def links(svc: ContainerService, rec: ContainerRecord, net: dict[str, Any]
+          ) -> tuple[list[tuple[str, str]], list[str]]:
+    """`--link name[:alias]`: /etc/hosts entries (names, IP) and Docker's legacy link
+    environment (ALIAS_NAME, ALIAS_PORT_80_TCP_ADDR, ALIAS_ENV_X, ...). The linked
+    container must be running, on a network this container is on."""
+    hosts: list[tuple[str, str]] = []
+    env: list[str] = []
+    mine = set((net.get("Networks") or {}).keys())
+    for link in rec.host_config.get("Links") or []:
+        name, _, alias = link.partition(":")
+        other = svc.get(name.lstrip("/"))
+        alias = alias or other.name
+        if other.state not in ("running", "paused"):
+            raise Conflict(f"Cannot link to a non running container: /{other.name} AS"
+                           f" /{rec.name}/{alias}")
+        nets = other.network.get("Networks") or {}
+        shared = [n for n in nets if n in mine]
+        if not shared:
+            raise Conflict(f"Cannot link to /{other.name}, as it does not belong to the"
+                           " default network")
+        ip = nets[shared[0]].get("IPAddress") or ""
+        names = [alias] + [n for n in (other.id[:12], other.name) if n != alias]
+        hosts.append((" ".join(names), ip))
+        prefix = "".join(ch if ch.isalnum() else "_" for ch in alias).upper()
+        env.append(f"{prefix}_NAME=/{rec.name}/{alias}")
+        ports = []
+        for key in other.config.get("ExposedPorts") or {}:
+            port, _, proto = key.partition("/")
+            ports.append((int(port), proto or "tcp"))
+        for i, (port, proto) in enumerate(sorted(ports)):
+            url = f"{proto}://{ip}:{port}"
+            if i == 0:
+                env.append(f"{prefix}_PORT={url}")
+            key = f"{prefix}_PORT_{port}_{proto.upper()}"
+            env += [f"{key}={url}", f"{key}_ADDR={ip}", f"{key}_PORT={port}",
+                    f"{key}_PROTO={proto}"]
+        for entry in other.config.get("Env") or []:
+            k, _, v = entry.partition("=")
+            if k not in ("HOME", "PATH"):
+                env.append(f"{prefix}_ENV_{k}={v}")
+    return hosts, env
 
 
 def volumes_from(svc: ContainerService, rec: ContainerRecord) -> list[tuple[dict[str, Any], bool]]:
