@@ -489,3 +489,18 @@ def test_link_adds_hosts_entry_and_legacy_environment(ketch, run_d):
     stopped = ketch("run", "--rm", "--link", "db", "busybox", "true", check=False)
     assert stopped.returncode == 125
     assert "Cannot link to a non running container: /db AS" in stopped.stderr
+
+
+def test_ipc_none_has_no_dev_shm(ketch):
+    p = ketch("run", "--rm", "--ipc", "none", "busybox", "sh", "-c",
+              "test -e /dev/shm && echo present; readlink /proc/self/ns/ipc")
+    assert p.stdout.strip() != os.readlink("/proc/self/ns/ipc")
+    assert "present" not in p.stdout
+
+
+def test_inspect_shows_dockers_namespace_defaults(ketch):
+    from ketch.containers.options import default_cgroupns_mode
+
+    cid = ketch("create", "busybox", "true").stdout.strip()
+    p = ketch("inspect", "-f", "{{.HostConfig.IpcMode}} {{.HostConfig.CgroupnsMode}}", cid)
+    assert p.stdout.split() == ["private", default_cgroupns_mode()]

@@ -34,6 +34,11 @@ def _namespace_mode(value: str, kind: str, allowed: tuple[str, ...]) -> None:
     raise InvalidArgument(f"invalid {kind} mode: {value}")
 
 
+def default_cgroupns_mode() -> str:
+    """dockerd's default: a private cgroup namespace on cgroup v2, the host's on v1."""
+    return "private" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "host"
+
+
 def blkio_weight_supported() -> bool:
     return any(os.path.exists(p) for p in _BLKIO_WEIGHT_FILES)
 
@@ -115,6 +120,9 @@ def validate(svc: ContainerService, hc: dict[str, Any], config: dict[str, Any],
         _namespace_mode(mode, kind, allowed)
         if mode.startswith("container:"):
             svc.get(mode.split(":", 1)[1])  # No such container: ... at create, as Docker
+    # dockerd's defaults, recorded as it records them (inspect shows them)
+    hc["IpcMode"] = hc.get("IpcMode") or "private"
+    hc["CgroupnsMode"] = hc.get("CgroupnsMode") or default_cgroupns_mode()
     mac = config.get("MacAddress")
     if mac and not _valid_mac(mac):
         raise InvalidArgument(f"{mac} is not a valid mac address")
@@ -219,7 +227,7 @@ def apply(svc: ContainerService, rec: ContainerRecord, spec: ContainerSpec) -> N
     parent = hc.get("CgroupParent")
     if parent:
         spec.cgroup_parent = parent if parent.startswith("/") else "/" + parent
-    spec.cgroupns_private = (hc.get("CgroupnsMode") or "host") == "private"
+    spec.cgroupns_private = (hc.get("CgroupnsMode") or default_cgroupns_mode()) == "private"
     for key, kind, what in (("PidMode", "pid", "PID"), ("IpcMode", "ipc", "IPC"),
                             ("UTSMode", "uts", "UTS")):
         mode = hc.get(key) or ""
@@ -227,6 +235,7 @@ def apply(svc: ContainerService, rec: ContainerRecord, spec: ContainerSpec) -> N
             setattr(spec, f"{kind}_ns", "host")
         elif mode.startswith("container:"):
             setattr(spec, f"{kind}_ns", _joined(svc, mode, kind, what))
+    spec.no_shm = hc.get("IpcMode") == "none"
     spec.devices = [device_node(d["PathOnHost"], d.get("PathInContainer") or d["PathOnHost"],
                                 d.get("CgroupPermissions") or "rwm")
                     for d in hc.get("Devices") or []]

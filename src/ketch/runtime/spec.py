@@ -164,6 +164,8 @@ class ContainerSpec:
     uts_ns: str | None = None
     # cgroup namespace: False = the host's (Docker's default on cgroup v1)
     cgroupns_private: bool = False
+    # `--ipc none`: a private IPC namespace and no /dev/shm at all
+    no_shm: bool = False
     # `--device`: host nodes made in the container (host_devices' shape, with "path"
     # the path inside) and allowed in the device cgroup
     devices: list[dict[str, Any]] = field(default_factory=list)
@@ -582,6 +584,8 @@ def generate_config(spec: ContainerSpec) -> dict[str, Any]:
         process["oomScoreAdj"] = spec.oom_score_adj
 
     user_destinations = {m.destination.rstrip("/") or "/" for m in spec.mounts}
+    if spec.no_shm:
+        user_destinations.add("/dev/shm")
     mounts = [m for m in _default_mounts(spec) if m["destination"] not in user_destinations]
     mounts.extend(m.to_oci() for m in spec.mounts)
 
