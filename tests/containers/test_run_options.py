@@ -504,3 +504,70 @@ def test_inspect_shows_dockers_namespace_defaults(ketch):
     cid = ketch("create", "busybox", "true").stdout.strip()
     p = ketch("inspect", "-f", "{{.HostConfig.IpcMode}} {{.HostConfig.CgroupnsMode}}", cid)
     assert p.stdout.split() == ["private", default_cgroupns_mode()]
+
+
+
+# -- flags that took effect without a test of their own ---------------------------------
+def test_blkio_weight_device_is_applied_or_discarded_with_dockers_warning(ketch):
+    from ketch.containers.options import blkio_weight_supported
+
+    require(Path("/dev/loop0").exists(), "/dev/loop0 on the host")
+    p = ketch("run", "--rm", "--blkio-weight-device", "/dev/loop0:200", "busybox", "sh",
+              "-c", "cat /sys/fs/cgroup/blkio/blkio*weight_device 2>/dev/null; true")
+    if blkio_weight_supported():
+        assert "200" in p.stdout
+    else:
+        assert "Weight-device discarded." in p.stderr
+    bad = ketch("run", "--rm", "--blkio-weight-device", "/dev/loop0:5", "busybox", "true",
+                check=False)
+    assert "invalid weight for device: /dev/loop0:5" in bad.stderr
+
+
+def test_detach_keys_detach_an_attached_run(ketch, tmp_path):
+    import pexpect
+
+    cidfile = tmp_path / "cid"
+    argv = ketch.argv("run", "-it", "--cidfile", str(cidfile), "--detach-keys", "ctrl-a,d",
+                      "--name", "keys", "busybox", "sh")
+    child = pexpect.spawn(argv[0], argv[1:], env=ketch.env(), timeout=30, encoding="utf-8")
+    try:
+        child.expect(r"[#$] ")
+        child.send("\x01d")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+        ketch.note_cidfile(cidfile)
+    assert child.exitstatus == 0
+    assert ketch("inspect", "-f", "{{.State.Status}}", "keys").stdout.strip() == "running"
+
+
+def test_dns_option_group_add_and_shm_size(ketch):
+    p = ketch("run", "--rm", "--dns-option", "ndots:3", "--group-add", "1234",
+              "--shm-size", "8m", "busybox", "sh", "-c",
+              "grep ^options /etc/resolv.conf; id -G; df -k /dev/shm | tail -1")
+    options, groups, shm = p.stdout.splitlines()
+    assert options == "options ndots:3"
+    assert "1234" in groups.split()
+    assert shm.split()[1] == str(8 * 1024)
+
+
+def test_memory_reservation_reaches_the_cgroup(ketch):
+    require_cgroup_v1()
+    p = ketch("run", "--rm", "-m", "64m", "--memory-reservation", "32m", "busybox", "cat",
+              "/sys/fs/cgroup/memory/memory.soft_limit_in_bytes")
+    assert p.stdout.strip() == str(32 << 20)
+
+
+def test_no_healthcheck_and_stop_timeout_are_recorded_and_used(ketch, run_d):
+    cid = run_d("--no-healthcheck", "--stop-timeout", "1", "busybox", "sh", "-c",
+                "trap '' TERM; sleep 30")
+    fields = ketch("inspect", "-f", "{{json .Config.Healthcheck}} {{.Config.StopTimeout}}",
+                   cid).stdout.split()
+    assert fields == ['{"Test":["NONE"]}', "1"]
+    import time
+
+    start = time.monotonic()
+    ketch("stop", cid)  # TERM is ignored: SIGKILL after the container's 1 s, not 10 s
+    assert time.monotonic() - start < 8
+    assert ketch("inspect", "-f", "{{.State.ExitCode}}", cid).stdout.strip() == "137"
+
