@@ -571,3 +571,25 @@ def test_no_healthcheck_and_stop_timeout_are_recorded_and_used(ketch, run_d):
     assert time.monotonic() - start < 8
     assert ketch("inspect", "-f", "{{.State.ExitCode}}", cid).stdout.strip() == "137"
 
+
+
+def test_network_subnet_overlapping_a_host_route_or_network_is_refused(ketch):
+    import ipaddress
+
+    routes = []
+    for line in Path("/proc/net/route").read_text().splitlines()[1:]:
+        fields = line.split()
+        if 0 < bin(int(fields[7], 16)).count("1") <= 29:
+            dest = ipaddress.IPv4Address(int(fields[1], 16).to_bytes(4, "little"))
+            routes.append(ipaddress.IPv4Network(f"{dest}/{bin(int(fields[7], 16)).count('1')}"))
+    require(bool(routes), "a non-default IPv4 route on the host")
+    inside = next(routes[0].subnets(new_prefix=min(routes[0].prefixlen + 1, 30)))
+    p = ketch("network", "create", "--subnet", str(inside), "overlaps-route", check=False)
+    assert p.returncode == 1
+    assert "Pool overlaps with other one on this address space" in p.stderr
+    bridge = ketch("network", "inspect", "-f", "{{(index .IPAM.Config 0).Subnet}}", "bridge")
+    p = ketch("network", "create", "--subnet", bridge.stdout.strip(), "overlaps-bridge",
+              check=False)
+    assert p.returncode == 1
+    assert "Pool overlaps with other one on this address space" in p.stderr
+    assert "overlaps" not in ketch("network", "ls", "--format", "{{.Name}}").stdout

@@ -303,7 +303,9 @@ class NetworkService:
                     raise InvalidArgument("IPv6 networks are not supported yet")
                 if net.prefixlen > 30:
                     raise InvalidArgument(f"subnet {subnet} is too small")
-                if any(net.overlaps(t) for t in taken):
+                # a route the host already has (another engine's bridge, a VPN, the LAN)
+                # would be shadowed: refused like an overlap with a known network
+                if any(net.overlaps(t) for t in taken + _host_routes()):
                     raise Conflict("Pool overlaps with other one on this address space")
             else:
                 net = self._free_subnet(taken)
