@@ -422,13 +422,6 @@ def test_ps_format_label_prints_that_labels_value(ketch):
     assert sorted(p.stdout.splitlines()) == ["labelled=web", "plain="]
 
 
-def test_load_quiet_still_says_what_it_loaded(ketch, tmp_path):
-    tar = tmp_path / "bb.tar"
-    ketch("save", "-o", str(tar), "busybox")
-    p = ketch("load", "-q", "-i", str(tar))
-    assert p.stdout == "Loaded image: busybox:latest\n"
-
-
 def test_device_throttles_reach_the_blkio_cgroup(ketch):
     require_cgroup_v1()
     require(Path("/dev/loop0").exists(), "/dev/loop0 on the host")
