@@ -13,9 +13,6 @@ from ketch.containers.options import CREATE_OPTIONS
 
 TESTS = Path(__file__).resolve().parent.parent
 
-# Flags whose work is in progress elsewhere (issue 10): each is removed from here with
-# the change that gives it its effect and its test.
-IN_PROGRESS = {"--init", "--security-opt"}
 
 
 def declared() -> dict[str, list[str]]:
@@ -39,12 +36,7 @@ def test_every_flag_is_used_by_some_test():
                         if p.name != Path(__file__).name)
     untested = []
     for flag, names in declared().items():
-        if flag in IN_PROGRESS:
-            continue
         if not any(re.search(rf'["\']{re.escape(n)}(=|["\'])', sources) for n in names):
             untested.append(flag)
     assert untested == []
 
-
-def test_flags_in_progress_are_still_declared():
-    assert IN_PROGRESS <= set(declared())

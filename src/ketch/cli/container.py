@@ -28,15 +28,6 @@ PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
 PS_DEFAULT_COLUMNS = ["ID", "Image", "Command", "CreatedSince", "Status", "Ports", "Names"]
 
 
-class _PsRow(dict):  # type: ignore[type-arg]
-    """A `ps --format` row; `{{.Label "key"}}` is one label's value, as docker's."""
-
-    labels: dict[str, str]
-
-    def Label(self, name: str) -> str:  # noqa: N802 - the name templates call it by
-        return self.labels.get(name, "")
-
-
 def _each(names: list[str], fn, *, echo: bool = True) -> int:  # type: ignore[no-untyped-def]
     """Apply `fn` to every name; print each name that worked, an error for each that not."""
     rc = 0
@@ -376,8 +367,6 @@ def ls(ns: Namespace) -> None:
         if everything:
             from ketch.fmt.units import rfc3339nano
 
-            row = _PsRow(row)
-            row.labels = dict(c["Labels"] or {})
             row.update({
                 "RunningFor": row["CreatedSince"], "CreatedAt": rfc3339nano(c["Created"]),
                 "State": c["State"],

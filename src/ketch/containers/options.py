@@ -341,7 +341,7 @@ CREATE_OPTIONS: dict[str, str] = {
     "--gpus": "refused: ketch has no GPU support",
     "--group-add": "supplementary groups of the process",
     "--hostname": "the UTS host name and /etc/hostname",
-    "--init": "an init process as PID 1",
+    "--init": "tini as PID 1: zombies reaped, signals forwarded",
     "--interactive": "the container's stdin stays open and is attached",
     "--ip": "the address on a user-defined network (refused on the default bridge)",
     "--ipc": "a private, shareable, host, none or another container's IPC namespace",
