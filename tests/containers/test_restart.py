@@ -132,9 +132,21 @@ def test_policies_that_do_not_restart(ketch, run_d, policy, command, code):
     assert restarters(cid) == []
 
 
+def _tar_with(name: str) -> bytes:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.addfile(tarfile.TarInfo(name))
+    return buf.getvalue()
+
+
 def test_stop_calls_restarts_off_until_the_next_start(ketch, run_d):
+    # once /rearmed exists (copied in while stopped) each run lasts 8 s, so the count
+    # read right after `start` cannot race the next exit on a loaded machine
     cid = run_d("--name", "svc", "--restart", "always", "busybox", "sh", "-c",
-                "echo run; sleep 1; exit 3")
+                "echo run; [ -e /rearmed ] && sleep 7; sleep 1; exit 3")
     wait_for(lambda: look(ketch, "svc")["count"] >= 1, timeout=30, what="a restart")
     assert ketch("stop", "-t", "1", "svc").stdout == "svc\n"
     assert look(ketch, "svc")["status"] == "exited"
@@ -142,6 +154,7 @@ def test_stop_calls_restarts_off_until_the_next_start(ketch, run_d):
     assert stays(lambda: look(ketch, "svc")["status"] == "exited", 2.5)
     assert ketch("logs", "svc").stdout.count("run") == runs and restarters(cid) == []
     # `start` re-arms the policy and the count starts over, as Docker's
+    ketch("cp", "-", "svc:/", input=_tar_with("rearmed"))
     ketch("start", "svc")
     assert look(ketch, "svc")["count"] == 0
     wait_for(lambda: look(ketch, "svc")["count"] >= 1, timeout=30, what="a restart")
