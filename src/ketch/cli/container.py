@@ -384,7 +384,7 @@ def ls(ns: Namespace) -> None:
         sys.stdout.write(tabulate([[PS_HEADERS[k] for k in cols]]
                                   + [[r[k] for k in cols] for r in rows]))
         return
-    from ketch.fmt.template import CONTAINER_HEADERS, render_table
+    from ketch.fmt.gotemplate import CONTAINER_HEADERS, render_table
 
     sys.stdout.write(render_table(fmt, rows, PS_HEADERS, go_type="*formatter.ContainerContext",
                                   fields=CONTAINER_HEADERS,
@@ -566,7 +566,7 @@ def _top(p: Parser) -> None:
 
 @_top.handler
 def top(ns: Namespace) -> None:
-    from ketch.fmt.template import tabwrite
+    from ketch.fmt.tabwriter import tabwrite
 
     titles, procs = engine().containers.top(ns.container, ns.ps_args)
     sys.stdout.write(tabwrite([titles, *procs]))
@@ -658,7 +658,7 @@ def _stats(p: Parser) -> None:
 
 @_stats.handler
 def stats(ns: Namespace) -> None:
-    from ketch.fmt.template import render_table
+    from ketch.fmt.gotemplate import render_table
 
     fmt = ns.format or ("table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t"
                         "{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}")
