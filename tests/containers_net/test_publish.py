@@ -63,6 +63,36 @@ def test_publish_port_ranges(net_ketch: KetchCLI) -> None:
     assert PAGE in fetch(f"http://127.0.0.1:{p + 1}/")
 
 
+def _free_port_run(length: int) -> int:
+    """The first of `length` consecutive ports free on every address."""
+    while True:
+        first = free_port()
+        if first + length > 65535:
+            continue
+        try:
+            for q in range(first, first + length):
+                with socket.socket() as s:
+                    s.bind(("0.0.0.0", q))
+        except OSError:
+            continue
+        return first
+
+
+def test_ps_groups_a_published_range_as_docker_does(net_ketch: KetchCLI) -> None:
+    # `-p 80-82:80-82` on free ports: Docker's PORTS column shows the run once.
+    p = _free_port_run(3)
+    span = f"{p}-{p + 2}"
+    net_ketch("run", "-d", "--name", "ranged", "-p", f"{span}:{span}", "busybox", "sleep",
+              "60")
+    assert net_ketch("port", "ranged").stdout.splitlines() == [
+        f"{q}/tcp -> 0.0.0.0:{q}" for q in range(p, p + 3)]
+    expected = f"0.0.0.0:{span}->{span}/tcp"
+    assert net_ketch("ps", "--format", "{{.Ports}}").stdout.strip() == expected
+    header, row = net_ketch("ps").stdout.splitlines()
+    column = header.index("PORTS")
+    assert row[column:].startswith(expected + "   "), row
+
+
 def test_publish_random_host_port_is_reported_by_port(net_ketch: KetchCLI) -> None:
     httpd(net_ketch, "-p", "80")
     line = net_ketch("port", "web", "80/tcp").stdout.strip()
