@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class _Missing:
@@ -235,7 +238,7 @@ def type_name(value: Any) -> str:
 
 
 def quote(s: str) -> str:
-    """strconv.Quote."""
+    """Go's %q of a string (strconv.Quote), as Docker's error messages quote words."""
     named = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t",
              "\v": "\\v", "\\": "\\\\", '"': '\\"'}  # fmt: skip
     out = ['"']
