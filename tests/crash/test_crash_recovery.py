@@ -23,7 +23,7 @@ from tests.crash.conftest import (
     start_stage,
     store_state,
 )
-from tests.helpers.host import free_port
+from tests.helpers.ports import free_port
 from tests.images.archives import ImageSpec, big_layer, docker_archive, files_tar
 
 pytestmark = pytest.mark.slow
