@@ -33,6 +33,25 @@ _HUB_HOSTNAMES = frozenset({DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN, "registry-1.d
 # count too, which made long names valid or not depending on the registry's host name.
 NAME_TOTAL_LENGTH_MAX = 255
 
+def familiar(name: str) -> str:
+    """The short form docker prints of a normalised name (`docker.io/library/node:1` ->
+    `node:1`, `docker.io/user/app` -> `user/app`, other registries unchanged).
+
+    Names stored by ketch went through `parse`, so plain string surgery is exact and
+    spares listings a regex parse per tag.
+    """
+    prefix = DEFAULT_DOMAIN + "/"
+    if not name.startswith(prefix):
+        return name
+    rest = name[len(prefix) :]
+    if rest.startswith(OFFICIAL_REPO_PREFIX):
+        short = rest[len(OFFICIAL_REPO_PREFIX) :]
+        # "library/a/b" is a user namespace called library, not an official image.
+        if "/" not in short.split("@", 1)[0].split(":", 1)[0]:
+            return short
+    return rest
+
+
 # --- the grammar, built from the same pieces as distribution/reference's regexp.go ------
 _ALPHANUMERIC = r"[a-z0-9]+"
 # One period, one or two underscores, or any number of dashes: dashes may repeat so that
@@ -136,14 +155,7 @@ class Reference:
     @property
     def familiar_name(self) -> str:
         """The repository as docker shows it: `node`, `user/app`, `localhost:5000/app`."""
-        if self.domain != DEFAULT_DOMAIN:
-            return self.repository
-        if self.path.startswith(OFFICIAL_REPO_PREFIX):
-            rest = self.path[len(OFFICIAL_REPO_PREFIX) :]
-            # "library/a/b" is a user namespace called library, not an official image.
-            if "/" not in rest:
-                return rest
-        return self.path
+        return familiar(self.repository)
 
     def familiar(self) -> str:
         """The short form docker prints: `node:latest`, `user/app@sha256:...`."""

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import IN_CI, KetchCLI, import_image, require, require_root, require_tool
+from tests.helpers.host import mounts_under
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,16 +28,6 @@ def write_tree(root: Path, files: dict[str, str | bytes]) -> Path:
         else:
             p.write_text(content)
     return root
-
-
-def mounts_under(*paths: Path) -> list[str]:
-    found = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            target = line.split()[4]
-            if any(target.startswith(str(p)) for p in paths):
-                found.append(target)
-    return found
 
 
 def leftovers(root: Path) -> list[str]:

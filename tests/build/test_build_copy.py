@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import http.server
 import io
 import tarfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from tests.build.conftest import Builder
+from tests.helpers.host import serve_http
 
 TREE = {
     "dir/a.txt": "a\n",
@@ -120,20 +119,8 @@ def test_add_extracts_local_archives_and_copy_does_not(kb: Builder) -> None:
 def web(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     root = tmp_path / "www"
     root.mkdir()
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a: object, **kw: object) -> None:
-            super().__init__(*a, directory=str(root), **kw)  # type: ignore[arg-type]
-
-        def log_message(self, *a: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    t = threading.Thread(target=server.serve_forever, daemon=True)
-    t.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", root
-    server.shutdown()
-    server.server_close()
+    with serve_http(directory=root) as server:
+        yield f"http://127.0.0.1:{server.server_port}", root
 
 
 def test_add_url_downloads_and_keys_the_cache_on_the_content(kb: Builder,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,33 +27,10 @@ from tests.conftest import (
     require_tool,
     teardown_root,
 )
+from tests.helpers.host import conmon_pids, mounts_under, wait_for
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_PARENT = "ketch"
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = 15, interval: float = 0.05,
-             what: str = "condition") -> Any:
-    """Poll `cond` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-def mounts_under(path: Path) -> list[str]:
-    prefix = str(path)
-    found = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            target = line.split()[4]
-            if target.startswith(prefix):
-                found.append(target)
-    return found
 
 
 def cgroups_of(cid: str) -> list[Path]:
@@ -63,24 +39,6 @@ def cgroups_of(cid: str) -> list[Path]:
     candidates = [CGROUP_ROOT / CGROUP_PARENT / cid]
     candidates += [h / CGROUP_PARENT / cid for h in CGROUP_ROOT.iterdir() if h.is_dir()]
     return [p for p in candidates if p.is_dir()]
-
-
-def conmons_mentioning(marker: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X"):
-            continue
-        argv0 = cmdline.split(b"\0", 1)[0]
-        if argv0.endswith(b"conmon") and marker.encode() in cmdline:
-            pids.append(int(entry.name))
-    return pids
 
 
 def leaks(root: Path, ids: set[str]) -> list[str]:
@@ -92,7 +50,7 @@ def leaks(root: Path, ids: set[str]) -> list[str]:
     """
     netns_dir = str(root / "run" / "netns")
     found = [f"mount {m}" for m in mounts_under(root) if m != netns_dir]
-    found += [f"conmon pid {p}" for p in conmons_mentioning(str(root))]
+    found += [f"conmon pid {p}" for p in conmon_pids(str(root))]
     runc_root = root / "run" / "runc"
     if runc_root.is_dir():
         found += [f"runc state {p.name}" for p in runc_root.iterdir() if p.is_dir()]

@@ -11,7 +11,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from tests.containers.conftest import mounts_under, wait_for
+from tests.helpers.host import mounts_under, wait_for
 
 SETUP = (
     "mkdir -p /d/sub /d/empty; echo a > /d/a; echo b > /d/sub/b; chmod 640 /d/a;"

@@ -35,7 +35,7 @@ def test_diff_of_an_untouched_container_is_empty(ketch):
 def test_diff_of_a_running_container(ketch, run_d):
     run_d("--name", "live", "busybox", "sh", "-c", "touch /root/x; sleep 300")
     ketch("exec", "live", "true")
-    from tests.containers.conftest import wait_for
+    from tests.helpers.host import wait_for
 
     wait_for(lambda: "A /root/x" in ketch("diff", "live").stdout, what="the change")
 

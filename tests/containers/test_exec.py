@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from tests.containers.conftest import wait_for
+from tests.helpers.host import wait_for
 
 PROMPT = r"[#$] "
 

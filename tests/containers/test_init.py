@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import require
-from tests.containers.conftest import wait_for
+from tests.helpers.host import wait_for
 
 # A background child whose parent exits at once is re-parented to PID 1; when it exits
 # only PID 1 can reap it. Without an init, PID 1 is `sleep`, which never does.

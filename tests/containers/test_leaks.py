@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.containers.conftest import leaks, wait_for
+from tests.containers.conftest import leaks
+from tests.helpers.host import wait_for
 
 CYCLES = 50
 

@@ -7,7 +7,7 @@ import json
 import re
 import time
 
-from tests.containers.conftest import wait_for
+from tests.helpers.host import wait_for
 
 TRAP_USR1 = 'trap "echo got-usr1; exit 9" USR1; echo ready; while true; do sleep 0.1; done'
 

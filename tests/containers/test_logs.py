@@ -8,7 +8,7 @@ import subprocess
 import time
 from datetime import datetime
 
-from tests.containers.conftest import wait_for
+from tests.helpers.host import wait_for
 
 TICKER = "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done"
 TS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z"

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.containers.conftest import mounts_under, wait_for
+from tests.helpers.host import mounts_under, wait_for
 
 
 def _df_blocks(out: str) -> int:

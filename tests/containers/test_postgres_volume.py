@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import IN_CI, require, require_root
-from tests.containers.conftest import TrackingCLI, wait_for
+from tests.containers.conftest import TrackingCLI
+from tests.helpers.host import wait_for
 
 CACHE = Path(os.environ.get("KETCH_TEST_CACHE", "/var/tmp/ketch-test-cache"))
 DOCKERFILE = """FROM pgbase

@@ -12,7 +12,8 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from tests.containers.conftest import cgroups_of, conmons_mentioning, wait_for
+from tests.containers.conftest import cgroups_of
+from tests.helpers.host import conmon_pids, wait_for
 
 from ketch.containers.records import ContainerRecord
 from ketch.containers.restart import BACKOFF_FIRST, BACKOFF_MAX, next_delay
@@ -208,7 +209,7 @@ def test_rm_force_during_the_backoff_leaves_nothing(ketch, run_d, image_root):
     assert ketch("ps", "-aq").stdout == ""
     assert restarters(cid) == []
     # nothing comes back once the backoff would have run out
-    assert stays(lambda: not conmons_mentioning(cid) and ketch("ps", "-aq").stdout == "",
+    assert stays(lambda: not conmon_pids(cid) and ketch("ps", "-aq").stdout == "",
                  2)
     assert not (image_root / "containers" / cid).exists()
     assert not [m for m in Path("/proc/self/mountinfo").read_text().splitlines()
@@ -240,7 +241,7 @@ def _reboot(root: Path, cid: str, pid: int) -> None:
     conmon = int((root / "run" / "containers" / cid / "conmon.pid").read_text())
     for p in (conmon, pid):
         os.kill(p, signal.SIGKILL)
-    wait_for(lambda: not conmons_mentioning(cid), what="conmon to die")
+    wait_for(lambda: not conmon_pids(cid), what="conmon to die")
     shutil.rmtree(root / "run" / "runc" / cid)
     shutil.rmtree(root / "run" / "containers" / cid)
     for cg in cgroups_of(cid):

@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.containers.conftest import cgroups_of, wait_for
+from tests.containers.conftest import cgroups_of
+from tests.helpers.host import wait_for
 
 DOCKER_DEFAULT_CAPEFF = 0xA80425FB
 CAP_NET_RAW = 13

@@ -7,7 +7,8 @@ import os
 
 import pytest
 from tests.conftest import KetchCLI
-from tests.containers_net.helpers import PAGE, fetch, free_port, httpd
+from tests.containers_net.helpers import PAGE, fetch, httpd
+from tests.helpers.ports import free_port
 
 
 @pytest.fixture

@@ -5,16 +5,16 @@ gateway and to the test's own containers."""
 
 from __future__ import annotations
 
-import http.server
 import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 from tests.conftest import KetchCLI, require
-from tests.containers_net.helpers import PAGE, fetch, free_port, gateway, httpd, unreachable
+from tests.containers_net.helpers import PAGE, fetch, gateway, httpd, unreachable
+from tests.helpers.host import serve_http
+from tests.helpers.ports import free_port, free_port_run
 
 
 def test_publish_host_port_reaches_container_on_loopback_and_gateway(net_ketch: KetchCLI
@@ -61,6 +61,21 @@ def test_publish_port_ranges(net_ketch: KetchCLI) -> None:
     assert cid
     assert PAGE in fetch(f"http://127.0.0.1:{p}/")
     assert PAGE in fetch(f"http://127.0.0.1:{p + 1}/")
+
+
+def test_ps_groups_a_published_range_as_docker_does(net_ketch: KetchCLI) -> None:
+    # `-p 80-82:80-82` on free ports: Docker's PORTS column shows the run once.
+    p = free_port_run(3)
+    span = f"{p}-{p + 2}"
+    net_ketch("run", "-d", "--name", "ranged", "-p", f"{span}:{span}", "busybox", "sleep",
+              "60")
+    assert net_ketch("port", "ranged").stdout.splitlines() == [
+        f"{q}/tcp -> 0.0.0.0:{q}" for q in range(p, p + 3)]
+    expected = f"0.0.0.0:{span}->{span}/tcp"
+    assert net_ketch("ps", "--format", "{{.Ports}}").stdout.strip() == expected
+    header, row = net_ketch("ps").stdout.splitlines()
+    column = header.index("PORTS")
+    assert row[column:].startswith(expected + "   "), row
 
 
 def test_publish_random_host_port_is_reported_by_port(net_ketch: KetchCLI) -> None:
@@ -152,48 +167,26 @@ def test_default_bridge_does_not_resolve_container_names(net_ketch: KetchCLI) ->
     net_ketch("network", "rm", "named")
 
 
-class _Hello(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(b"host says hi\n")
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def _serve_on(address: str) -> http.server.HTTPServer:
-    server = http.server.HTTPServer((address, 0), _Hello)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 def test_container_reaches_a_server_on_the_bridge_gateway(net_ketch: KetchCLI) -> None:
     net_ketch("run", "--rm", "busybox", "true")  # brings the bridge up
     gw = gateway(net_ketch)
-    server = _serve_on(gw)
-    try:
+    with serve_http(gw, body=b"host says hi\n") as server:
         r = net_ketch("run", "--rm", "busybox", "wget", "-q", "-O", "-",
                       f"http://{gw}:{server.server_port}/")
-        assert "host says hi" in r.stdout
-    finally:
-        server.shutdown()
+    assert "host says hi" in r.stdout
 
 
 def test_internal_network_has_no_outbound(net_ketch: KetchCLI) -> None:
     net_ketch("network", "create", "--internal", "closed")
     net_ketch("run", "--rm", "busybox", "true")
     gw = gateway(net_ketch)
-    server = _serve_on(gw)
-    url = f"http://{gw}:{server.server_port}/"
-    try:
+    with serve_http(gw, body=b"host says hi\n") as server:
+        url = f"http://{gw}:{server.server_port}/"
         # busybox's wget -T crashes; `timeout` bounds the attempt instead
         closed = net_ketch("run", "--rm", "--network", "closed", "busybox", "timeout", "3",
                            "wget", "-q", "-O", "-", url, check=False)
         open_ = net_ketch("run", "--rm", "busybox", "timeout", "3", "wget", "-q", "-O", "-",
                           url, check=False)
-    finally:
-        server.shutdown()
     assert "host says hi" in open_.stdout  # the same request works from the bridge
     assert closed.returncode != 0 and "host says hi" not in closed.stdout
     net_ketch("network", "rm", "closed")

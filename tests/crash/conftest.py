@@ -25,7 +25,7 @@ from tests.conftest import (
     require_tool,
     teardown_root,
 )
-from tests.containers.conftest import conmons_mentioning, mounts_under
+from tests.helpers.host import conmon_pids, mounts_under
 
 
 @pytest.fixture(scope="session")
@@ -119,7 +119,7 @@ def start_stage(cli: KetchCLI, stage: str) -> Callable[[], bool]:
             d = root / "run" / "netns"
             return d.is_dir() and any(d.iterdir())
         if stage == "conmon":
-            return bool(conmons_mentioning(str(root)))
+            return bool(conmon_pids(str(root)))
         if stage == "runtime":
             d = root / "run" / "runc"
             return d.is_dir() and any(p.is_dir() for p in d.iterdir())
@@ -153,7 +153,7 @@ def leftovers(cli: KetchCLI, keep: set[str] = frozenset()) -> list[str]:
     netns_dir = root / "run" / "netns"
     found += [f"mount {m}" for m in mounts_under(root)
               if m != str(netns_dir) and not any(k in m for k in keep)]
-    found += [f"conmon {p}" for p in conmons_mentioning(str(root))
+    found += [f"conmon {p}" for p in conmon_pids(str(root))
               if not any(k in Path(f"/proc/{p}/cmdline").read_text(errors="replace")
                          for k in keep)]
     runc_root = root / "run" / "runc"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -24,6 +23,7 @@ from tests.crash.conftest import (
     start_stage,
     store_state,
 )
+from tests.helpers.ports import free_port
 from tests.images.archives import ImageSpec, big_layer, docker_archive, files_tar
 
 pytestmark = pytest.mark.slow
@@ -166,17 +166,11 @@ def test_killed_commit_leaves_the_container_running_not_frozen(
 
 
 # -- run -d -p -----------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.parametrize("when", ["0.25s", "record", "mount", "netns", "conmon", "runtime"])
 def test_killed_run_detached_with_port_is_undone_by_the_next_command(
         croot: KetchCLI, when: str) -> None:
     """Killed 0.25 s in, and the moment each resource of the start appears."""
-    port = _free_port()
+    port = free_port()
     name = f"web-{when.replace('.', '')}"
     args = ["run", "-d", "--name", name, "-p", f"{port}:80", "busybox", "sleep", "300"]
     if when[0].isdigit():

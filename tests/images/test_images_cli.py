@@ -142,7 +142,8 @@ def _imported_modules(ketch: KetchCLI, *args: str) -> set[str]:
 def test_version_flag_imports_nothing_heavy(ketch: KetchCLI) -> None:
     mods = _imported_modules(ketch, "--version")
     heavy = {"sqlite3", "argparse", "json", "tarfile", "ketch.engine", "ketch.cli.base",
-             "ketch.store.db", "ketch.reference", "ketch.fmt.template", "dataclasses"}
+             "ketch.store.db", "ketch.reference", "ketch.fmt.template", "ketch.fmt.gotemplate",
+             "dataclasses"}
     assert not mods & heavy, mods & heavy
 
 
@@ -152,5 +153,6 @@ def test_images_does_not_load_the_container_or_archive_machinery(
     assert "ketch.images.service" in mods
     unwanted = {m for m in mods if m.startswith(("ketch.containers", "ketch.network",
                                                  "ketch.archive", "ketch.runtime",
-                                                 "ketch.builder", "tarfile"))}
+                                                 "ketch.builder", "tarfile",
+                                                 "ketch.fmt.gotemplate", "ketch.fmt.tabwriter"))}
     assert not unwanted, unwanted

@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.helpers.ports import free_port
 from tests.network.helpers import (
     BUSYBOX,
     NetEnv,
-    free_port,
     http_get,
     httpd,
     in_netns,

@@ -6,11 +6,10 @@ from __future__ import annotations
 import socket
 
 import pytest
+from tests.helpers.ports import free_port, free_port_run
 from tests.network.helpers import (
     NetEnv,
     can_connect,
-    free_port,
-    free_port_run,
     http_get,
     httpd,
     udp_echo,

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from tests.conftest import require_root, require_tool
+from tests.helpers.host import conmon_pids, wait_for
 from tests.helpers.rootfs import extract_rootfs
 
 from ketch.errors import RuntimeFailure
@@ -21,7 +22,6 @@ from ketch.runtime.monitor import (
     ContainerPaths,
     ExitStatus,
     StartedContainer,
-    process_alive,
     write_config,
 )
 from ketch.runtime.oci import OCIRuntime
@@ -42,23 +42,6 @@ def cgroup_dirs(cgroup_path: str) -> list[Path]:
         if path.is_dir():
             found.append(path)
     return found
-
-
-def conmon_processes_under(marker: str) -> list[int]:
-    """Live conmon processes whose command line mentions `marker` (a test's tmp dir)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"conmon" in cmdline.split(b"\0", 1)[0] and marker.encode() in cmdline:
-            pid = int(entry.name)
-            if process_alive(pid):
-                pids.append(pid)
-    return pids
 
 
 @pytest.fixture(scope="session")
@@ -136,11 +119,7 @@ class Harness:
 
     @staticmethod
     def wait_for(predicate: Any, timeout: float = 10, what: str = "condition") -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
-            time.sleep(0.02)
+        wait_for(predicate, timeout, interval=0.02, what=what)
 
     def teardown(self) -> None:
         problems = []
@@ -163,7 +142,7 @@ class Harness:
             if left:
                 problems.append(f"cgroups of {cid[:12]} left: {left}")
         deadline = time.monotonic() + 5
-        while (pids := conmon_processes_under(str(self.tmp_path))) and \
+        while (pids := conmon_pids(str(self.tmp_path))) and \
                 time.monotonic() < deadline:
             time.sleep(0.05)
         if pids:

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from ketch.fmt.table import display_width, tabulate
-from ketch.fmt.template import tabwrite
+from ketch.fmt.tabwriter import tabwrite
 
 CELLS = ["", "a", "busybox", "sha256:0123456789ab", "Up 2 minutes", "日本語", "naïve",
          "e\u0301", "tab\there", "two\nlines", "\x1b[0m", "0.0.0.0:3000->80/tcp",

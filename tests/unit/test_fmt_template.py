@@ -13,7 +13,8 @@ import pytest
 
 from ketch.errors import InvalidArgument
 from ketch.fmt import Template, render_table, tabwrite
-from ketch.fmt.template import CONTAINER_HEADERS, IMAGE_HEADERS, tabwrite_text
+from ketch.fmt.gotemplate import CONTAINER_HEADERS
+from ketch.fmt.tabwriter import tabwrite_text
 
 INSPECT: dict[str, Any] = {
     "Id": "4fa6e0f0c678",
@@ -281,7 +282,8 @@ def test_ps_table_matches_docker_layout() -> None:
 
 def test_table_columns_are_at_least_ten_wide_plus_three_padding() -> None:
     out = render_table("table {{.Repository}}\t{{.Tag}}\t{{.Size}}",
-                       [{"Repository": "a", "Tag": "b", "Size": "1MB"}], IMAGE_HEADERS)  # fmt: skip
+                       [{"Repository": "a", "Tag": "b", "Size": "1MB"}],
+                       {"Repository": "REPOSITORY", "Tag": "TAG", "Size": "SIZE"})
     assert out == "REPOSITORY   TAG       SIZE\na            b         1MB\n"
 
 

@@ -18,6 +18,7 @@ from ketch.reference import (
     parse,
     registry_for_auth,
 )
+from ketch.reference import familiar as familiar_of
 
 F64 = "f" * 64
 SHA = "sha256:" + F64
@@ -221,6 +222,8 @@ def test_familiar_name_drops_docker_io_and_library_as_docker_prints_it(
 )
 def test_familiar_string_is_what_docker_shows(text: str, familiar: str) -> None:
     assert parse(text).familiar() == familiar
+    # the string form listings use on stored (normalised) names says the same
+    assert familiar_of(str(parse(text))) == familiar
 
 
 def test_familiar_form_parses_back_to_the_same_reference() -> None:

@@ -19,7 +19,7 @@ import os
 import stat
 import time
 
-# Headers and directory digests are small: no OpenSSL for them (see images/hashing.py).
+# Headers and directory digests are small: no OpenSSL for them (see oci/digest.py).
 from ketch.images.hashing import small_sha256
 
 TYPE_CHECKING = False  # `typing` and `pathlib` cost milliseconds at start

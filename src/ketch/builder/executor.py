@@ -28,6 +28,8 @@ import posixpath
 from ketch.dockerfile.parser import parse, parse_instruction
 from ketch.dockerfile.shell import expand, expand_heredoc
 from ketch.errors import BuildError, ImageNotFound, KetchError
+from ketch.fmt.gofmt import quote as go_quote
+from ketch.fmt.units import format_duration_ns
 from ketch.images.hashing import small_sha256
 from ketch.reference import is_full_image_id
 
@@ -155,30 +157,13 @@ def _json_text(value: Any) -> Any:
 
 def _go_quote_list(items: list[str] | None) -> str:
     """Go's %q of a []string: ["node" "server.js"]."""
-    return "[" + " ".join(json.dumps(i, ensure_ascii=False) for i in (items or [])) + "]"
-
-
-def _go_duration(ns: int) -> str:
-    """Go's time.Duration.String() for whole numbers of nanoseconds."""
-    if ns == 0:
-        return "0s"
-    neg, ns = ns < 0, abs(ns)
-    if ns < 1_000_000_000:
-        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
-            if ns >= size:
-                text = f"{ns / size:.9f}".rstrip("0").rstrip(".") + unit
-                return ("-" if neg else "") + text
-    h, rem = divmod(ns, 3_600_000_000_000)
-    m, rem = divmod(rem, 60_000_000_000)
-    s = f"{rem / 1e9:.9f}".rstrip("0").rstrip(".") + "s"
-    text = (f"{h}h" if h else "") + (f"{m}m" if h or m else "") + s
-    return ("-" if neg else "") + text
+    return "[" + " ".join(go_quote(i) for i in (items or [])) + "]"
 
 
 def _healthcheck_text(hc: dict[str, Any]) -> str:
     """What Docker's %q of a *HealthConfig prints, used in the history and the key."""
     retries = int(hc.get("Retries") or 0)
-    durations = " ".join(f'"{_go_duration(int(hc.get(k) or 0))}"'
+    durations = " ".join(f'"{format_duration_ns(int(hc.get(k) or 0))}"'
                          for k in ("Interval", "Timeout", "StartPeriod", "StartInterval"))
     return f"&{{{_go_quote_list(hc.get('Test'))} {durations} '\\x{retries:02x}'}}"
 

@@ -144,7 +144,7 @@ def format_each(fmt: str, items: list[Any]) -> None:
         for it in items:
             sys.stdout.write(json.dumps(it, ensure_ascii=False, separators=(",", ":")) + "\n")
         return
-    from ketch.fmt.template import Template
+    from ketch.fmt.gotemplate import Template
 
     # docker's inspect runs the template on the decoded JSON with missingkey=error
     t = Template(fmt, missingkey_error=True)
@@ -158,7 +158,7 @@ def inspect_each(names: list[str], lookup: Callable[[str], Any], fmt: str | None
     results, rc = [], 0
     template = None
     if fmt and fmt != "json":
-        from ketch.fmt.template import Template
+        from ketch.fmt.gotemplate import Template
 
         template = Template(fmt, missingkey_error=True)  # a parse error stops everything
     for name in names:

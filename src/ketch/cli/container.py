@@ -316,25 +316,13 @@ def _ls(p: Parser) -> None:
     p.add_argument("-s", "--size", action="store_true", help="Display total file sizes")
 
 
-def ports_text(ports: list[dict]) -> str:  # type: ignore[type-arg]
-    """The PORTS column: `0.0.0.0:3000->80/tcp, 80/tcp` as Docker prints it."""
-    parts = []
-    for p in ports:
-        if p.get("PublicPort"):
-            ip = p.get("IP") or "0.0.0.0"
-            host = f"[{ip}]" if ":" in ip else ip
-            parts.append(f"{host}:{p['PublicPort']}->{p['PrivatePort']}/{p['Type']}")
-        else:
-            parts.append(f"{p['PrivatePort']}/{p['Type']}")
-    return ", ".join(dict.fromkeys(parts))
-
-
 def _ellipsis(s: str, n: int) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
 @_ls.handler
 def ls(ns: Namespace) -> None:
+    from ketch.fmt.ports import displayable_ports
     from ketch.fmt.units import human_size, time_ago
 
     items = engine().containers.list(all=ns.all, filters=parse_filters(ns.filter),
@@ -361,7 +349,7 @@ def ls(ns: Namespace) -> None:
         row = {
             "ID": c["Id"] if ns.no_trunc else c["Id"][:12], "Image": image,
             "Command": f'"{cmd}"', "CreatedSince": time_ago(c["Created"], now),
-            "Status": c["Status"], "Ports": ports_text(c["Ports"]),
+            "Status": c["Status"], "Ports": displayable_ports(c["Ports"]),
             "Names": ",".join(n.lstrip("/") for n in c["Names"]), "Size": size,
         }
         if everything:
@@ -384,7 +372,7 @@ def ls(ns: Namespace) -> None:
         sys.stdout.write(tabulate([[PS_HEADERS[k] for k in cols]]
                                   + [[r[k] for k in cols] for r in rows]))
         return
-    from ketch.fmt.template import CONTAINER_HEADERS, render_table
+    from ketch.fmt.gotemplate import CONTAINER_HEADERS, render_table
 
     sys.stdout.write(render_table(fmt, rows, PS_HEADERS, go_type="*formatter.ContainerContext",
                                   fields=CONTAINER_HEADERS,
@@ -566,7 +554,7 @@ def _top(p: Parser) -> None:
 
 @_top.handler
 def top(ns: Namespace) -> None:
-    from ketch.fmt.template import tabwrite
+    from ketch.fmt.tabwriter import tabwrite
 
     titles, procs = engine().containers.top(ns.container, ns.ps_args)
     sys.stdout.write(tabwrite([titles, *procs]))
@@ -658,7 +646,7 @@ def _stats(p: Parser) -> None:
 
 @_stats.handler
 def stats(ns: Namespace) -> None:
-    from ketch.fmt.template import render_table
+    from ketch.fmt.gotemplate import render_table
 
     fmt = ns.format or ("table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t"
                         "{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}")

@@ -89,7 +89,7 @@ def images_ls(ns: Namespace) -> None:
         sys.stdout.write(tabulate([[IMAGE_HEADERS[c] for c in cols]]
                                    + [[r[c] for c in cols] for r in rows]))
         return
-    from ketch.fmt.template import render_table
+    from ketch.fmt.gotemplate import render_table
 
     if fmt.startswith("table") and ns.digests and "{{.Digest}}" not in fmt:
         fmt += "\t{{.Digest}}"
@@ -226,7 +226,7 @@ def images_history(ns: Namespace) -> None:
         sys.stdout.write(tabulate([[HISTORY_HEADERS[c] for c in cols]]
                                    + [[r[c] for c in cols] for r in rows]))
         return
-    from ketch.fmt.template import render_table
+    from ketch.fmt.gotemplate import render_table
 
     sys.stdout.write(render_table(fmt, rows, HISTORY_HEADERS, go_type="*image.historyContext"))
 

@@ -54,7 +54,7 @@ def _ls(p: Parser) -> None:
 
 @_ls.handler
 def ls(ns: Namespace) -> None:
-    from ketch.fmt.template import render_table
+    from ketch.fmt.gotemplate import render_table
 
     filters = parse_filters(ns.filter)
     rows, labels = [], []

@@ -100,7 +100,7 @@ def _df(p: Parser) -> None:
 
 @_df.handler
 def df(ns: Namespace) -> None:
-    from ketch.fmt.template import render_table
+    from ketch.fmt.gotemplate import render_table
     from ketch.fmt.units import human_size
 
     d = engine().system_df()

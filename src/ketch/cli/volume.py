@@ -96,7 +96,7 @@ def _matches(store: VolumeStore, v: dict[str, Any], filters: dict[str, list[str]
 
 @_ls.handler
 def ls(ns: Namespace) -> None:
-    from ketch.fmt.template import render_table
+    from ketch.fmt.gotemplate import render_table
 
     filters = parse_filters(ns.filter)
     for k in filters:

@@ -18,6 +18,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ketch.errors import BuildError
+from ketch.globs import check_glob as _check_glob
+from ketch.globs import class_regex as _class_regex
+from ketch.globs import segment_regex as _segment_regex
 
 __all__ = [
     "Pattern",
@@ -53,78 +56,6 @@ def clean_path(path: str) -> str:
     if rooted:
         return "/" + joined
     return joined or "."
-
-
-def _check_glob(pattern: str) -> None:
-    """Reject what Go's filepath.Match reports as ErrBadPattern."""
-    i = 0
-    n = len(pattern)
-    while i < n:
-        ch = pattern[i]
-        if ch == "\\":
-            if i + 1 >= n:
-                raise ValueError("trailing escape")
-            i += 2
-        elif ch == "[":
-            i = _class_end(pattern, i)
-        else:
-            i += 1
-
-
-def _class_end(pattern: str, i: int) -> int:
-    """Index after the `[...]` class starting at i; ValueError if it is malformed."""
-    n = len(pattern)
-    i += 1
-    if i < n and pattern[i] == "^":
-        i += 1
-    ranges = 0
-    while True:
-        if i < n and pattern[i] == "]" and ranges > 0:
-            return i + 1
-        _, i = _class_char(pattern, i)
-        if i < n and pattern[i] == "-":
-            _, i = _class_char(pattern, i + 1)
-        ranges += 1
-
-
-def _class_char(pattern: str, i: int) -> tuple[str, int]:
-    n = len(pattern)
-    if i >= n or pattern[i] in "-]":
-        raise ValueError("bad character class")
-    if pattern[i] == "\\":
-        i += 1
-        if i >= n:
-            raise ValueError("bad character class")
-    ch = pattern[i]
-    i += 1
-    if i >= n:
-        # The class was never closed.
-        raise ValueError("bad character class")
-    return ch, i
-
-
-def _class_regex(pattern: str, i: int) -> tuple[str, int]:
-    """Translate the (already validated) class at i into a Python regex class."""
-    i += 1
-    negate = False
-    if pattern[i] == "^":
-        negate = True
-        i += 1
-    items: list[str] = []
-    ranges = 0
-    while not (pattern[i] == "]" and ranges > 0):
-        lo, i = _class_char(pattern, i)
-        hi = lo
-        if pattern[i] == "-":
-            hi, i = _class_char(pattern, i + 1)
-        # Go accepts an inverted range and it never matches; Python would refuse it.
-        if lo <= hi:
-            items.append(re.escape(lo) if lo == hi else f"{re.escape(lo)}-{re.escape(hi)}")
-        ranges += 1
-    body = "".join(items)
-    if not body:
-        return ("." if negate else "(?!)"), i + 1
-    return ("[^" if negate else "[") + body + "]", i + 1
 
 
 class Pattern:
@@ -259,29 +190,6 @@ class Pattern:
             if not self._segments[k].match(part):
                 return False
         return len(pattern_parts) > len(dir_parts)
-
-
-def _segment_regex(segment: str) -> re.Pattern[str]:
-    out: list[str] = []
-    i = 0
-    n = len(segment)
-    while i < n:
-        ch = segment[i]
-        i += 1
-        if ch == "*":
-            out.append("[^/]*")
-        elif ch == "?":
-            out.append("[^/]")
-        elif ch == "\\" and i < n:
-            out.append(re.escape(segment[i]))
-            i += 1
-        elif ch == "[":
-            cls, i = _class_regex(segment, i - 1)
-            out.append(cls)
-        else:
-            out.append(re.escape(ch))
-    out.append(r"\Z")
-    return re.compile("".join(out))
 
 
 def parse_pattern(text: str, line: int = 0) -> Pattern:

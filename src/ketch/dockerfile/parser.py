@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from ketch.dockerfile.shell import ShellLex
 from ketch.errors import BuildError
+from ketch.fmt.gofmt import quote as go_quote
 from ketch.values import field, value
 
 TYPE_CHECKING = False  # `typing`, `dataclasses` and `pathlib` cost milliseconds at start
@@ -279,10 +280,6 @@ def _strip_onbuild(line: str) -> str:
     return text.lstrip()
 
 
-def _go_quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def parse_file(path: str | Path) -> Dockerfile:
     """Read and parse a Dockerfile from disk (UTF-8, BOM allowed)."""
     import os
@@ -397,7 +394,7 @@ class _Parser:
                     if stage_name in stage_names:
                         # BuildKit refuses it: `FROM x` and `COPY --from` could not tell
                         # the stages apart
-                        raise self.error(start, f"duplicate stage name {_go_quote(stage_name)},"
+                        raise self.error(start, f"duplicate stage name {go_quote(stage_name)},"
                                                 " stage names should be unique")
                     stage_names.add(stage_name)
                 platform = ins.flag("platform")
@@ -721,7 +718,7 @@ def _name_values(rest: str, cmd: str, esc: str) -> list[str]:
         key, eq, value = w.partition("=")
         if not eq:
             raise _ArgError(
-                f"Syntax error - can't find = in {_go_quote(w)}. Must be of the form: name=value"
+                f"Syntax error - can't find = in {go_quote(w)}. Must be of the form: name=value"
             )
         out += [key, value]
     return out
@@ -791,7 +788,7 @@ def _validate(ins: Instruction) -> None:
         if len(args) == 3 and args[1].lower() == "as":
             if not _valid_stage_name(args[2].lower()):
                 raise _ArgError(
-                    f"invalid name for build stage: {_go_quote(args[2])}, "
+                    f"invalid name for build stage: {go_quote(args[2])}, "
                     "name can't start with a number or contain symbols"
                 )
         elif len(args) != 1:
@@ -841,7 +838,7 @@ def _validate_healthcheck(ins: Instruction) -> None:
             raise _ArgError("HEALTHCHECK NONE takes no arguments")
         return
     if kind != "CMD":
-        raise _ArgError(f"Unknown type {_go_quote(kind)} in HEALTHCHECK (try CMD)")
+        raise _ArgError(f"Unknown type {go_quote(kind)} in HEALTHCHECK (try CMD)")
     if len(args) == 1:
         raise _ArgError("Missing command after HEALTHCHECK CMD")
     for name in ("interval", "timeout", "start-period", "start-interval"):
@@ -854,13 +851,13 @@ def _validate_healthcheck(ins: Instruction) -> None:
             raise _ArgError(str(exc)) from None
         # 0 means "use the default", as `docker run --health-interval 0` does.
         if ns != 0 and ns < _MIN_DURATION_NS:
-            raise _ArgError(f"Interval {_go_quote(name)} cannot be less than 1ms")
+            raise _ArgError(f"Interval {go_quote(name)} cannot be less than 1ms")
     retries = ins.flag("retries")
     if retries:
         try:
             count = int(retries, 10)
         except ValueError:
-            raise _ArgError(f"invalid value for --retries: {_go_quote(retries)}") from None
+            raise _ArgError(f"invalid value for --retries: {go_quote(retries)}") from None
         if count < 0:
             raise _ArgError(f"--retries cannot be negative ({count})")
 

@@ -19,6 +19,7 @@ import re
 from collections.abc import Mapping
 
 from ketch.errors import BuildError
+from ketch.fmt.gofmt import quote as go_quote
 
 __all__ = [
     "EXPANDED_FLAGS",
@@ -473,7 +474,7 @@ class ShellLex:
         try:
             value, words = scan.until("", self.raw_escapes)
         except _LexError as exc:
-            raise BuildError(f"failed to process {_go_quote(word)}: {exc}") from None
+            raise BuildError(f"failed to process {go_quote(word)}: {exc}") from None
         return Expansion(value, words, scan.matched, scan.unmatched)
 
     def _plain(self, word: str) -> bool:
@@ -524,23 +525,3 @@ def split_shell_words(text: str, escape: str = "\\") -> list[str]:
     if lex._plain(text):
         return text.split()
     return lex.process(text, {}).words
-
-
-def _go_quote(text: str) -> str:
-    # Error messages quote the word like Go's %q so they read the same as Docker's.
-    out = ['"']
-    for ch in text:
-        if ch == '"' or ch == "\\":
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ord(ch) < 0x20:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)

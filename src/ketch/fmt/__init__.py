@@ -6,8 +6,8 @@ Front doors (CLI, API server) format through here so that sizes, ages, tables an
 
 # Exports load on first use: importing fmt.units must not pull in the template engine.
 _EXPORTS = {
-    "Template": "ketch.fmt.template", "render_table": "ketch.fmt.template",
-    "tabwrite": "ketch.fmt.template", "human_duration": "ketch.fmt.units",
+    "Template": "ketch.fmt.gotemplate", "render_table": "ketch.fmt.gotemplate",
+    "tabwrite": "ketch.fmt.tabwriter", "human_duration": "ketch.fmt.units",
     "human_size": "ketch.fmt.units", "parse_duration": "ketch.fmt.units",
     "parse_size": "ketch.fmt.units", "parse_timestamp": "ketch.fmt.units",
     "rfc3339nano": "ketch.fmt.units", "time_ago": "ketch.fmt.units",

@@ -2,7 +2,7 @@
 padding 3, the last column not padded), for rows of equal length.
 
 The listing commands' default tables need nothing more; Go templates and ragged rows go
-through `ketch.fmt.template.tabwrite_text`, which this module does not import.
+through `ketch.fmt.tabwriter.tabwrite_text`, which this module does not import.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def tabulate(rows: list[list[str]], minwidth: int = 10, padding: int = 3) -> str
     cells = "\0".join("\0".join(r) for r in rows)
     if "\t" in cells or "\n" in cells or "\v" in cells or "\f" in cells:
         # cells that split into more cells or lines: Go's tabwriter rules in full
-        from ketch.fmt.template import tabwrite
+        from ketch.fmt.tabwriter import tabwrite
 
         return tabwrite(rows, minwidth, padding)
     ncols = len(rows[0])

@@ -184,7 +184,11 @@ def parse_duration(text: str) -> float:
 
 def format_duration(seconds: float) -> str:
     """Go's Duration.String(): "1h30m0s", "250ms", "0s" (for messages and inspect output)."""
-    ns = round(seconds * 1e9)
+    return format_duration_ns(round(seconds * 1e9))
+
+
+def format_duration_ns(ns: int) -> str:
+    """Go's Duration.String() of a whole number of nanoseconds, exactly."""
     if ns == 0:
         return "0s"
     sign = "-" if ns < 0 else ""

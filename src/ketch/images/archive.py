@@ -343,7 +343,8 @@ def _load_docker(svc: ImageService, stage: Path, say: Callable[[str], None]) -> 
 def _commit_loaded(svc: ImageService, cfg_bytes: bytes, cfg: ImageConfig,
                    layers: list[_Layer], tags: list[str],
                    say: Callable[[str], None]) -> str:
-    from ketch.images.service import NewLayer, familiar, parse_created
+    from ketch.images.service import NewLayer, parse_created
+    from ketch.reference import familiar
 
     new_layers = []
     parent = None
@@ -386,7 +387,7 @@ def _commit_loaded(svc: ImageService, cfg_bytes: bytes, cfg: ImageConfig,
 
 
 def _loaded_messages(image_id: str, tags: list[str]) -> list[str]:
-    from ketch.images.service import familiar
+    from ketch.reference import familiar
 
     if tags:
         return [f"Loaded image: {familiar(t)}" for t in tags]

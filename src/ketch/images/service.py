@@ -22,9 +22,9 @@ from ketch.errors import (
     InvalidReference,
     NotFound,
 )
-from ketch.images.hashing import chain_ids as small_chain_ids
 from ketch.oci.digest import chain_ids, hex_of, sha256_bytes
 from ketch.oci.media import MediaType
+from ketch.reference import familiar
 from ketch.store.images import ImageRecord, labels_of
 from ketch.values import field, value
 
@@ -270,7 +270,7 @@ class ImageService:
             return None
         diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
         known = verified if verified is not None else set()
-        for chain in small_chain_ids(diff_ids):
+        for chain in chain_ids(diff_ids):
             if chain not in known:
                 if not self.layers.has(chain):
                     return None
@@ -889,22 +889,6 @@ class _DeleteConflict(Conflict):
         self.used = used
 
 
-def familiar(name: str) -> str:
-    """The short form of a stored, already normalised reference (`busybox:latest`).
-
-    Stored names were produced by `reference.parse`, so plain string surgery is exact
-    here and spares `images` a regex parse per tag.
-    """
-    if name.startswith("docker.io/"):
-        rest = name[len("docker.io/"):]
-        if rest.startswith("library/"):
-            short = rest[len("library/"):]
-            if "/" not in short.split("@", 1)[0].split(":", 1)[0]:
-                return short
-        return rest
-    return name
-
-
 def _repo_of(name: str) -> str:
     """`docker.io/library/x` from `docker.io/library/x:tag` or `...x@sha256:...`."""
     if "@" in name:
@@ -929,58 +913,13 @@ def _is_single_reference(tags: builtins.list[str], digests: builtins.list[str]) 
 
 
 def _compile_path_pattern(pattern: str) -> re.Pattern[str]:
-    """Go's path.Match as a regex: `*` and `?` stop at "/", `[...]` classes, `\\` escapes."""
-    out = []
-    i, n = 0, len(pattern)
-    while i < n:
-        ch = pattern[i]
-        if ch == "*":
-            out.append("[^/]*")
-        elif ch == "?":
-            out.append("[^/]")
-        elif ch == "\\":
-            i += 1
-            if i >= n:
-                raise InvalidArgument("syntax error in pattern")
-            out.append(re.escape(pattern[i]))
-        elif ch == "[":
-            j = i + 1
-            negate = j < n and pattern[j] == "^"
-            if negate:
-                j += 1
-            parts = []
-            first = True
-            while True:
-                if j >= n:
-                    raise InvalidArgument("syntax error in pattern")
-                if pattern[j] == "]" and not first:
-                    break
-                first = False
-                lo, j = _class_char(pattern, j)
-                if j < n and pattern[j] == "-":
-                    hi, j = _class_char(pattern, j + 1)
-                    if hi < lo:
-                        raise InvalidArgument("syntax error in pattern")
-                    parts.append(f"{re.escape(lo)}-{re.escape(hi)}")
-                else:
-                    parts.append(re.escape(lo))
-            body = "".join(parts)
-            out.append(f"[^/{body}]" if negate else f"[{body}]")
-            i = j
-        else:
-            out.append(re.escape(ch))
-        i += 1
-    return re.compile("".join(out) + r"\Z", re.DOTALL)
+    """Go's path.Match, as distribution's FamiliarMatch uses it."""
+    from ketch.globs import compile_glob
 
-
-def _class_char(pattern: str, j: int) -> tuple[str, int]:
-    if j >= len(pattern) or pattern[j] in "-]":
-        raise InvalidArgument("syntax error in pattern")
-    if pattern[j] == "\\":
-        j += 1
-        if j >= len(pattern):
-            raise InvalidArgument("syntax error in pattern")
-    return pattern[j], j + 1
+    try:
+        return compile_glob(pattern)
+    except ValueError:
+        raise InvalidArgument("syntax error in pattern") from None
 
 
 def _ref_matches(patterns: builtins.list[re.Pattern[str]], ref: str) -> bool:

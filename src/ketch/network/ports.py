@@ -203,52 +203,19 @@ def format_port_lines(bindings: Iterable[PortBinding], port: str | None = None) 
     return lines
 
 
-def _ip_order(ip: str) -> tuple[int, int]:
-    if not ip:
-        return (0, 0)
-    addr = ipaddress.ip_address(ip)
-    return (addr.version // 2, int(addr))  # no address, then IPv4, then IPv6
-
-
 def format_ports(bindings: Iterable[PortBinding], exposed: Iterable[str] = ()) -> str:
     """The PORTS column of `docker ps`, by the Docker CLI's rules: runs of ports
     published on the same number inside and out collapse (`0.0.0.0:80-82->80-82/tcp`),
     exposed-only ports collapse per protocol (`443-444/tcp`), and mappings to another
     host port are listed one by one at the end."""
-    items: list[tuple[int, str, int, str]] = []  # (container port, host ip, host port, proto)
-    published = set()
-    for b in bindings:
-        items.append((b.container_port, b.display_ip, b.host_port, b.protocol))
-        published.add((b.container_port, b.protocol))
+    from ketch.fmt.ports import displayable_ports
+
+    entries: list[dict[str, str | int]] = [
+        {"IP": b.display_ip, "PrivatePort": b.container_port, "PublicPort": b.host_port,
+         "Type": b.protocol} for b in bindings]
+    published = {(b["PrivatePort"], b["Type"]) for b in entries}
     for key in exposed:
         port, proto = split_port_key(key)
         if (port, proto) not in published:
-            items.append((port, "", 0, proto))
-    items.sort(key=lambda t: (t[0], _ip_order(t[1]), t[2], t[3]))
-
-    def host_port(ip: str, port: str) -> str:
-        return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
-
-    def group_text(key: tuple[str, str], first: int, last: int) -> str:
-        ip, proto = key
-        span = str(first) if first == last else f"{first}-{last}"
-        return (f"{host_port(ip, span)}->{span}/{proto}" if ip else f"{span}/{proto}")
-
-    groups: dict[tuple[str, str], list[int]] = {}  # insertion order = creation order
-    result: list[str] = []
-    mappings: list[str] = []
-    for cport, ip, hport, proto in items:
-        if ip and hport != cport:
-            mappings.append(f"{host_port(ip, str(hport))}->{cport}/{proto}")
-            continue
-        key = (ip, proto)
-        group = groups.get(key)
-        if group is None:
-            groups[key] = [cport, cport]
-        elif cport == group[1] + 1:
-            group[1] = cport
-        else:
-            result.append(group_text(key, group[0], group[1]))
-            groups[key] = [cport, cport]
-    result += [group_text(k, g[0], g[1]) for k, g in groups.items()]
-    return ", ".join(result + mappings)
+            entries.append({"PrivatePort": port, "Type": proto})
+    return displayable_ports(entries)

@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from ketch.errors import InvalidArgument
 
+# Small inputs (chain IDs, cache keys, file headers) hash through CPython's own sha256:
+# `hashlib` loads OpenSSL, which costs milliseconds at the start of every command that
+# merely looks things up. Content of any size goes through hashlib (sha256_bytes),
+# whose OpenSSL code is several times faster on large inputs.
+try:
+    from _sha256 import sha256 as small_sha256
+except ImportError:  # pragma: no cover - an interpreter built without it
+    from hashlib import sha256 as small_sha256
+
 _HEX_LENGTH = {"sha256": 64, "sha384": 96, "sha512": 128}
 _LOWER_HEX = frozenset("0123456789abcdef")
 
@@ -31,8 +40,6 @@ def chain_ids(diff_ids: list[str]) -> list[str]:
     """ChainID(L0) = DiffID(L0); ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln))."""
     out: list[str] = []
     for d in diff_ids:
-        if not out:
-            out.append(d)
-        else:
-            out.append(sha256_bytes(f"{out[-1]} {d}".encode()))
+        out.append(d if not out else
+                   "sha256:" + small_sha256(f"{out[-1]} {d}".encode()).hexdigest())
     return out

@@ -1,0 +1,78 @@
+"""docker/cli's formatter on top of the template engine: tables and headers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ketch.fmt.gotemplate.exec import Context, Template
+from ketch.fmt.gotemplate.funcs import HEADER_FUNCS
+from ketch.fmt.tabwriter import tabwrite_text
+
+# docker/cli's column headers, keyed by the field names its --format templates use.
+CONTAINER_HEADERS: dict[str, str] = {
+    "ID": "CONTAINER ID",
+    "Image": "IMAGE",
+    "Command": "COMMAND",
+    "CreatedAt": "CREATED AT",
+    "RunningFor": "CREATED",
+    "Ports": "PORTS",
+    "State": "STATE",
+    "Status": "STATUS",
+    "Size": "SIZE",
+    "Names": "NAMES",
+    "Labels": "LABELS",
+    "Mounts": "MOUNTS",
+    "LocalVolumes": "LOCAL VOLUMES",
+    "Networks": "NETWORKS",
+    "Platform": "PLATFORM",
+}
+
+
+class _HeaderContext(dict[str, str]):
+    """The data a table header is rendered from: field name -> column title. A field
+    with no title heads an empty column (the rows, if any, have refused it already)."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return super().get(key, "")
+
+    def Label(self, name: str) -> str:  # noqa: N802 - the name templates call it by
+        """`{{.Label "com.example.vendor"}}` heads its column "vendor", as docker does."""
+        last = name.split(".")[-1]
+        return last.replace("-", " ").replace("_", " ")
+
+
+def render_table(fmt: str, rows: list[Any], headers: Mapping[str, str], *,
+                 go_type: str = "*formatter.Context", fields: Mapping[str, str] | None = None,
+                 labels: Sequence[Mapping[str, str]] | None = None) -> str:
+    """Render rows with a docker `--format` value, the way docker/cli's formatter does.
+
+    "table ..." adds a header row (the same template run over `headers`) and aligns the
+    columns with docker's tabwriter settings; a bare "table" uses every header in order.
+    "json" means `{{json .}}`. Literal `\\t` and `\\n` in the format become tab and newline.
+    Every row ends with a newline.
+
+    Dict rows are docker's typed contexts (`go_type`, e.g. "*formatter.ContainerContext"):
+    the fields are the row's keys, the headers' and `fields` (more field -> title); any
+    other is an error, as in docker. `labels` (one mapping per row) gives the rows docker's `Label` method.
+    """
+    text = fmt
+    is_table = text.startswith("table")
+    if is_table:
+        text = text[len("table") :]
+    elif text == "json":
+        text = "{{json .}}"
+    text = text.strip(" ").replace("\\t", "\t").replace("\\n", "\n")
+    if is_table and not text:
+        text = "\t".join("{{." + name + "}}" for name in headers)
+    body = Template(text)
+    titles = {**(fields or {}), **headers}
+    known = frozenset(titles)
+    rows = [Context(r, go_type, known, labels[i] if labels is not None else None)
+            if type(r) is dict else r for i, r in enumerate(rows)]
+    rendered = "".join(body.execute(row) + "\n" for row in rows)
+    if not is_table:
+        return rendered
+    header = Template(text, funcs=HEADER_FUNCS).execute(_HeaderContext(titles))
+    return tabwrite_text(header + "\n" + rendered)
+

@@ -1,0 +1,91 @@
+"""What tests look at on the host, in one place: polling for a condition, mounts left
+under a directory, live conmon monitors, and a small HTTP server on the host (free ports
+are tests/helpers/ports.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 15, interval: float = 0.05,
+             what: str = "condition") -> Any:
+    """Poll `cond` until it returns something truthy (returned); fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def mounts_under(*paths: Path) -> list[str]:
+    """Mount points (this process's view) at or below any of `paths`."""
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            target = line.split()[4]
+            if any(target.startswith(str(p)) for p in paths):
+                found.append(target)
+    return found
+
+
+def conmon_pids(marker: str) -> list[int]:
+    """Live (not zombie) conmon processes whose command line mentions `marker`, e.g. a
+    test's state root."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X"):
+            continue
+        argv0 = cmdline.split(b"\0", 1)[0]
+        if argv0.endswith(b"conmon") and marker.encode() in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+@contextlib.contextmanager
+def serve_http(address: str = "127.0.0.1", *, directory: Path | None = None,
+               body: bytes = b"") -> Iterator[http.server.HTTPServer]:
+    """An HTTP server on the host, on a free port of `address`, for the duration: files
+    from `directory`, or `body` for every GET. `server.server_port` is its port."""
+    if directory is not None:
+        root = str(directory)
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *a: Any, **kw: Any) -> None:
+                super().__init__(*a, directory=root, **kw)
+
+            def log_message(self, *a: object) -> None:
+                pass
+    else:
+        class Handler(http.server.BaseHTTPRequestHandler):  # type: ignore[no-redef]
+            def do_GET(self) -> None:  # noqa: N802
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a: object) -> None:
+                pass
+
+    server = http.server.ThreadingHTTPServer((address, 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
