@@ -222,3 +222,25 @@ def restart_policies(ns: Namespace) -> None:
         return
     for name in engine().restore_restart_policies():
         out(name)
+
+
+@registry.command("service", "[OPTIONS] [URI]",
+                  "Serve the Docker Engine API (default unix:///run/ketch/ketch.sock)")
+def _service(p: Parser) -> None:
+    p.add_argument("uri", nargs="?", metavar="URI")
+    p.add_argument("-t", "--time", type=int, default=5, metavar="int",
+                   help="Time until the service exits when idle, in seconds; 0 for"
+                   " never (default 5)")
+
+
+@_service.handler
+def service(ns: Namespace) -> None:
+    if ns.time < 0:
+        from ketch.errors import InvalidArgument
+
+        raise InvalidArgument(f"invalid --time {ns.time}: must be 0 or more seconds")
+    # The HTTP stack loads here only: no other command pays for it.
+    from ketch.api.server import serve
+
+    e = engine()
+    serve(e.root_dir, e.run_root_dir, ns.uri, float(ns.time))
