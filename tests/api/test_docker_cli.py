@@ -1,0 +1,172 @@
+"""The stock docker CLI (28) against `ketch system service`: the everyday workflow, on
+the same state as the ketch CLI."""
+
+from __future__ import annotations
+
+import json
+
+from tests.api.conftest import Api
+from tests.containers.conftest import wait_for
+
+
+def test_docker_version_shows_the_ketch_server_engine(api: Api) -> None:
+    out = api.docker("version").stdout
+    server = out.split("Server:", 1)[1]
+    assert "Engine:" in server
+    assert "API version:      1.45 (minimum version 1.24)" in server
+    assert "API version:       1.45 (downgraded from" in out.split("Server:", 1)[0]
+
+
+def test_docker_info_reports_containers_and_images(api: Api) -> None:
+    out = api.docker("info", "--format", "{{.Images}} {{.OSType}}").stdout
+    assert out.strip() == "1 linux"
+
+
+def test_docker_run_rm_prints_the_output_and_leaves_no_container(api: Api) -> None:
+    res = api.docker("run", "--rm", "busybox", "echo", "hi")
+    assert res.stdout == "hi\n"
+    assert api.docker("ps", "-aq").stdout == ""
+    assert api.ketch("ps", "-aq").stdout == ""
+
+
+def test_docker_run_rm_exits_with_the_containers_exit_code(api: Api) -> None:
+    res = api.docker("run", "--rm", "busybox", "sh", "-c", "echo bye >&2; exit 3",
+                     check=False)
+    assert res.returncode == 3
+    assert res.stderr == "bye\n"
+
+
+def test_docker_run_attached_keeps_stdout_and_stderr_apart(api: Api) -> None:
+    res = api.docker("run", "--name", "apart", "busybox", "sh", "-c",
+                     "echo out; echo err >&2")
+    assert res.stdout == "out\n"
+    assert res.stderr == "err\n"
+    state = json.loads(api.docker("inspect", "apart").stdout)[0]["State"]
+    assert state["Status"] == "exited" and state["ExitCode"] == 0
+
+
+def test_docker_run_interactive_forwards_stdin_until_eof(api: Api) -> None:
+    res = api.docker("run", "--rm", "-i", "busybox", "sh", "-c", "tr a-z A-Z",
+                     input="piped through\n")
+    assert res.stdout == "PIPED THROUGH\n"
+
+
+def test_docker_run_detached_is_seen_by_docker_ps_and_ketch_ps_at_once(api: Api) -> None:
+    cid = api.docker("run", "-d", "--name", "web", "busybox", "sleep", "30").stdout.strip()
+    assert len(cid) == 64
+    ps = api.docker("ps", "--format", "{{.Names}} {{.Status}}").stdout
+    assert ps.startswith("web Up")
+    assert "web" in api.ketch("ps", "--format", "{{.Names}}").stdout.split()
+    # and the other way round: a container made by the ketch CLI shows through the API
+    api.ketch("run", "-d", "--name", "fromketch", "busybox", "sleep", "30")
+    names = api.docker("ps", "--format", "{{.Names}}").stdout.split()
+    assert sorted(names) == ["fromketch", "web"]
+    assert api.docker("stop", "-t", "1", "web", "fromketch").stdout.split() == [
+        "web", "fromketch"]
+    assert api.docker("ps", "-q").stdout == ""
+    assert len(api.docker("ps", "-aq").stdout.split()) == 2
+
+
+def test_docker_ps_filters_by_name_status_label_and_id(api: Api) -> None:
+    a = api.docker("run", "-d", "--name", "fa", "--label", "tier=web", "busybox",
+                   "sleep", "30").stdout.strip()
+    api.docker("create", "--name", "fb", "busybox", "true")
+
+    def names(*flags: str) -> list[str]:
+        return sorted(api.docker("ps", "-a", "--format", "{{.Names}}", *flags).stdout.split())
+
+    assert names("--filter", "name=fa") == ["fa"]
+    assert names("--filter", "status=created") == ["fb"]
+    assert names("--filter", "label=tier=web") == ["fa"]
+    assert names("--filter", f"id={a[:12]}") == ["fa"]
+    assert names("--last", "1") == ["fb"]
+
+
+def test_docker_logs_reads_both_streams_tail_and_timestamps(api: Api) -> None:
+    api.docker("run", "--name", "talk", "busybox", "sh", "-c",
+               "echo one; sleep 0.2; echo two >&2; sleep 0.2; echo three")
+    res = api.docker("logs", "talk")
+    assert res.stdout == "one\nthree\n"
+    assert res.stderr == "two\n"
+    assert api.docker("logs", "--tail", "1", "talk").stdout == "three\n"
+    stamped = api.docker("logs", "-t", "talk").stdout.splitlines()
+    assert [line.split(" ", 1)[1] for line in stamped] == ["one", "three"]
+    assert all(line[:4].isdigit() and "T" in line.split(" ")[0] for line in stamped)
+
+
+def test_docker_logs_of_a_tty_container_is_the_raw_stream(api: Api) -> None:
+    api.docker("run", "-d", "-t", "--name", "tty", "busybox", "sh", "-c", "echo on-a-tty")
+    wait_for(lambda: api.docker("ps", "-aq", "--filter", "status=exited").stdout.strip(),
+             what="the container to exit")
+    # no frame headers: the same bytes as the ketch CLI reads from the log
+    out = api.docker("logs", "tty").stdout
+    assert out.rstrip("\r\n") == "on-a-tty"
+    assert out == api.ketch("logs", "tty").stdout
+
+
+def test_docker_logs_follow_ends_when_the_container_exits(api: Api) -> None:
+    api.docker("run", "-d", "--name", "fol", "busybox", "sh", "-c",
+               "for i in 1 2 3; do echo line$i; sleep 0.3; done")
+    res = api.docker("logs", "-f", "fol", timeout=30)
+    assert res.stdout == "line1\nline2\nline3\n"
+
+
+def test_docker_stop_of_a_stopped_container_succeeds(api: Api) -> None:
+    api.docker("create", "--name", "idle", "busybox", "true")
+    assert api.docker("stop", "idle").stdout == "idle\n"
+    api.docker("start", "idle")
+    wait_for(lambda: api.docker("inspect", "-f", "{{.State.Status}}", "idle").stdout.strip()
+             == "exited", what="the container to exit")
+
+
+def test_docker_restart_and_kill(api: Api) -> None:
+    api.docker("run", "-d", "--name", "rk", "busybox", "sleep", "30")
+    first = api.docker("inspect", "-f", "{{.State.Pid}}", "rk").stdout.strip()
+    api.docker("restart", "-t", "1", "rk")
+    second = api.docker("inspect", "-f", "{{.State.Pid}}", "rk").stdout.strip()
+    assert second != first and second != "0"
+    api.docker("kill", "rk")
+    wait_for(lambda: api.docker("inspect", "-f", "{{.State.ExitCode}}", "rk").stdout.strip()
+             == "137", what="the kill to be recorded")
+    res = api.docker("kill", "rk", check=False)
+    assert res.returncode == 1
+    assert "is not running" in res.stderr
+
+
+def test_docker_rm_refuses_a_running_container_without_force(api: Api) -> None:
+    api.docker("run", "-d", "--name", "busy", "busybox", "sleep", "30")
+    res = api.docker("rm", "busy", check=False)
+    assert res.returncode == 1
+    assert "cannot remove container" in res.stderr and "force" in res.stderr
+    assert api.docker("rm", "-f", "busy").stdout == "busy\n"
+    assert api.ketch("ps", "-aq").stdout == ""
+
+
+def test_docker_unknown_container_says_no_such_container(api: Api) -> None:
+    res = api.docker("logs", "nothere", check=False)
+    assert res.returncode == 1
+    assert "No such container: nothere" in res.stderr
+
+
+def test_docker_images_tag_and_rmi_refused_while_used(api: Api) -> None:
+    rows = api.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    assert rows == ["busybox:latest"]
+    api.docker("tag", "busybox", "mybox:1")
+    rows = api.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    assert sorted(rows) == ["busybox:latest", "mybox:1"]
+    assert api.docker("image", "inspect", "-f", "{{.Id}}", "mybox:1").stdout.strip() == \
+        api.docker("image", "inspect", "-f", "{{.Id}}", "busybox").stdout.strip()
+    assert api.docker("rmi", "mybox:1").stdout == "Untagged: mybox:1\n"
+    api.docker("create", "--name", "user", "busybox", "true")
+    image_id = api.docker("image", "inspect", "-f", "{{.Id}}", "busybox").stdout.strip()
+    res = api.docker("rmi", image_id, check=False)
+    assert res.returncode == 1
+    assert "conflict" in res.stderr and "is being used by stopped container" in res.stderr
+    assert api.docker("images", "-q").stdout.strip() == image_id[7:19]
+
+
+def test_docker_run_of_a_missing_image_asks_to_pull(api: Api) -> None:
+    # 404 "No such image" makes the CLI pull; with --pull=never it reports it instead
+    res = api.docker("run", "--rm", "--pull=never", "nosuchimage:1", "true", check=False)
+    assert res.returncode == 125
+    assert "No such image: nosuchimage:1" in res.stderr
