@@ -170,3 +170,43 @@ def test_docker_run_of_a_missing_image_asks_to_pull(api: Api) -> None:
     res = api.docker("run", "--rm", "--pull=never", "nosuchimage:1", "true", check=False)
     assert res.returncode == 125
     assert "No such image: nosuchimage:1" in res.stderr
+
+
+def test_docker_run_it_through_a_pseudo_terminal(api: Api) -> None:
+    import os
+    import pty
+    import select
+    import time
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the docker CLI on a terminal
+        os.execvpe("docker", ["docker", "run", "--rm", "-it", "busybox", "sh"],
+                   api.docker_env())
+    seen = bytearray()
+
+    def read_until(marker: bytes, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while marker not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.2)
+            if ready:
+                try:
+                    seen.extend(os.read(fd, 4096))
+                except OSError:
+                    return
+
+    try:
+        read_until(b"# ")
+        os.write(fd, b"echo TTY-$((6*7))\r")
+        read_until(b"TTY-42\r\n")
+        assert b"TTY-42\r\n" in seen  # the shell's output, through the raw TTY stream
+        os.write(fd, b"exit 7\r")
+        read_until(b"\0", timeout=10)  # until the CLI closes the terminal
+    finally:
+        deadline = time.monotonic() + 20
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if done[0] == 0:
+            os.kill(pid, 9)
+            done = os.waitpid(pid, 0)
+        os.close(fd)
+    assert os.waitstatus_to_exitcode(done[1]) == 7
