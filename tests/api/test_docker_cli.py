@@ -210,3 +210,18 @@ def test_docker_run_it_through_a_pseudo_terminal(api: Api) -> None:
             done = os.waitpid(pid, 0)
         os.close(fd)
     assert os.waitstatus_to_exitcode(done[1]) == 7
+
+
+def test_docker_start_attach_prints_the_output_of_a_created_container(api: Api) -> None:
+    api.docker("create", "--name", "later", "busybox", "sh", "-c", "echo started; exit 6")
+    res = api.docker("start", "-a", "later", check=False)
+    assert res.stdout == "started\n"
+    assert res.returncode == 6
+
+
+def test_docker_attach_to_a_running_container_gets_its_later_output(api: Api) -> None:
+    api.docker("run", "-d", "--name", "talker", "busybox", "sh", "-c",
+               "sleep 2; echo from-attach; exit 4")
+    res = api.docker("attach", "--no-stdin", "talker", check=False)
+    assert res.stdout == "from-attach\n"
+    assert res.returncode == 4
