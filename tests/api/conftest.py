@@ -49,10 +49,12 @@ def start_service(root: Path, uri: str, *extra: str,
                   env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     full = dict(os.environ)
     full.update(env or {})
-    return subprocess.Popen(
-        [sys.executable, "-m", "ketch", "--root", str(root), "--run-root",
-         str(root / "run"), "system", "service", uri, *extra],
-        env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # the service's output goes to a file: a pipe nobody reads could fill and stall it
+    with open(root / "service.log", "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "ketch", "--root", str(root), "--run-root",
+             str(root / "run"), "system", "service", uri, *extra],
+            env=full, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
 
 
 def ping(path: str) -> bool:
@@ -155,11 +157,13 @@ def service(api_root: Path) -> Iterator[Api]:
     try:
         wait_for(lambda: proc.poll() is not None or ping(str(sock)), timeout=20,
                  what="the service to answer")
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        assert proc.poll() is None, (api_root / "service.log").read_text()
         yield Api(api_root, sock, proc)
     finally:
         stop_service(proc)
     assert not sock.exists(), "the service left its socket behind"
+    log = (api_root / "service.log").read_text()
+    assert "Traceback" not in log, log
 
 
 @pytest.fixture

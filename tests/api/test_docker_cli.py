@@ -225,3 +225,22 @@ def test_docker_attach_to_a_running_container_gets_its_later_output(api: Api) ->
     res = api.docker("attach", "--no-stdin", "talker", check=False)
     assert res.stdout == "from-attach\n"
     assert res.returncode == 4
+
+
+def test_a_client_leaving_logs_follow_does_not_disturb_the_service(api: Api) -> None:
+    import subprocess
+    import time
+
+    api.docker("run", "-d", "--name", "chatty", "busybox", "sh", "-c",
+               "while true; do echo tick; sleep 0.1; done")
+    follower = subprocess.Popen(["docker", "logs", "-f", "chatty"], env=api.docker_env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                stdin=subprocess.DEVNULL)
+    assert follower.stdout is not None
+    assert follower.stdout.readline() == b"tick\n"
+    follower.kill()
+    follower.wait()
+    follower.stdout.close()
+    time.sleep(0.5)  # the service writes on into the closed connection meanwhile
+    assert api.docker("ps", "--format", "{{.Names}}").stdout == "chatty\n"
+    api.docker("rm", "-f", "chatty")

@@ -54,7 +54,7 @@ def test_default_socket_is_ketch_sock_under_the_run_root(api_root: Path) -> None
     proc = subprocess.Popen(
         [sys.executable, "-m", "ketch", "--root", str(api_root), "--run-root",
          str(api_root / "run"), "system", "service", "--time", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sock = api_root / "run" / "ketch.sock"
     try:
         wait_for(lambda: ping(str(sock)), what="the service to answer on the default socket")
@@ -117,7 +117,8 @@ def test_socket_activation_serves_the_inherited_socket(api_root: Path) -> None:
               ' system service --time 0')
     proc = subprocess.Popen(["/bin/sh", "-c", script, sys.executable, str(api_root)],
                             pass_fds=(3,), preexec_fn=lambda: os.dup2(fd, 3),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     listener.close()
     try:
         wait_for(lambda: ping(str(path)), what="the activated service to answer")

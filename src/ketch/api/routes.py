@@ -9,6 +9,7 @@ status (404 not found, 409 conflict, 400 bad parameter); anything else is a 500.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import threading
@@ -20,7 +21,7 @@ from aiohttp import web
 
 from ketch.api import streams
 from ketch.engine import API_VERSION, MIN_API_VERSION, Engine
-from ketch.errors import Conflict, InvalidArgument, KetchError, NotFound
+from ketch.errors import Conflict, InvalidArgument, KetchError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -307,8 +308,11 @@ async def containers_wait(request: web.Request) -> web.StreamResponse:
     if code is None:  # the client left or the service stops
         resp.force_close()
         return resp
-    await resp.write(json.dumps({"StatusCode": code, "Error": error}).encode() + b"\n")
-    await resp.write_eof()
+    try:
+        await resp.write(json.dumps({"StatusCode": code, "Error": error}).encode() + b"\n")
+        await resp.write_eof()
+    except ConnectionError:
+        resp.force_close()
     return resp
 
 
@@ -360,9 +364,11 @@ async def containers_logs(request: web.Request) -> web.StreamResponse:
                 data = streams.frame(streams.STDERR if kind == "stderr" else streams.STDOUT,
                                      data)
             await resp.write(data)
+        await resp.write_eof()
+    except ConnectionError:
+        resp.force_close()  # the client left (`logs -f` interrupted)
     finally:
         stop.cancel()
-    await resp.write_eof()
     return resp
 
 
@@ -406,7 +412,14 @@ async def containers_attach(request: web.Request) -> web.StreamResponse:
     resp = await conn.accept()
     svc.hijacked.add(conn)
     try:
-        session = await _session_for(svc, rec.id)
+        try:
+            session = await _session_for(svc, rec.id)
+        except KetchError as exc:
+            # the status line is sent: say it on the stream, as the daemon's errors after
+            # a hijack reach the client only as output
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(conn.stderr, f"Error: {exc.message}\n".encode())
+            return resp
         if session is None:
             return resp
         svc.sessions.add(session)
@@ -445,9 +458,7 @@ async def _session_for(svc: Service, cid: str) -> Any:
                 return await asyncio.wait_for(asyncio.shield(fut), 0.25)
             except TimeoutError:
                 pass
-            cur = await svc.run(lambda e: e.containers.records.get(cid))
-            if cur is None:
-                raise NotFound(f"No such container: {cid}")
+            cur = await svc.run(lambda e: e.containers.get(cid))  # NotFound once removed
             if cur.running and not fut.done():
                 try:
                     return await svc.run(lambda e: e.containers.attach_session(cid))
