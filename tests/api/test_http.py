@@ -27,6 +27,7 @@ def test_ping_answers_head_and_get_with_the_api_version(api: Api) -> None:
         assert headers["Ostype"] == "linux"
         assert headers["Docker-Experimental"] == "false"
         assert headers["Cache-Control"] == "no-cache, no-store, must-revalidate"
+        assert headers["Server"].startswith("ketch/")
         assert body == (b"OK" if method == "GET" else b"")
 
 
@@ -100,6 +101,7 @@ def test_start_and_stop_that_change_nothing_answer_304(api: Api) -> None:
     assert request(api, "POST", "/containers/s304/stop")[0] == 304
     assert request(api, "POST", "/containers/s304/start")[0] == 204
     assert request(api, "POST", "/containers/s304/start")[0] == 304
+    assert request(api, "POST", "/containers/s304/pause")[0] == 404  # not in this slice
     assert request(api, "POST", "/containers/s304/stop?t=1")[0] == 204
     assert request(api, "POST", "/containers/s304/stop")[0] == 304
     status, _, body = request(api, "POST", "/containers/s304/kill")

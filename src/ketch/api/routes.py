@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ketch import __version__
 from ketch.api import streams
 from ketch.engine import API_VERSION, MIN_API_VERSION, Engine
 from ketch.errors import Conflict, InvalidArgument, KetchError
@@ -170,6 +171,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 # -- system ------------------------------------------------------------------------------------
+_SERVER = f"ketch/{__version__} (linux)"
 _PING_HEADERS = {"Api-Version": API_VERSION, "Ostype": "linux",
                  "Docker-Experimental": "false", "Builder-Version": "1", "Swarm": "inactive",
                  "Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache"}
@@ -225,6 +227,8 @@ async def containers_start(request: web.Request) -> web.Response:
     svc: Service = request.app[SVC]
     name = request.match_info["id"]
     rec = await svc.run(lambda e: e.containers.get(name))
+    if rec.state == "paused":
+        raise Conflict("cannot start a paused container, try unpause instead")
     if rec.running:
         return _empty(304)
     waiting = svc.pending.pop(rec.id, [])
@@ -535,9 +539,14 @@ async def _not_found(request: web.Request) -> web.Response:
     return _error(404, "page not found")
 
 
+async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = _SERVER
+
+
 def make_app(svc: Service) -> web.Application:
     app = web.Application(middlewares=[_errors], client_max_size=64 << 20)
     app[SVC] = svc
+    app.on_response_prepare.append(_server_header)
     for method, path, handler in ROUTES:
         # unversioned, and /v1.N/... for every version up to ketch's
         app.router.add_route(method, path, handler)
