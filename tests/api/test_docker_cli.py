@@ -244,3 +244,34 @@ def test_a_client_leaving_logs_follow_does_not_disturb_the_service(api: Api) -> 
     time.sleep(0.5)  # the service writes on into the closed connection meanwhile
     assert api.docker("ps", "--format", "{{.Names}}").stdout == "chatty\n"
     api.docker("rm", "-f", "chatty")
+
+
+def test_docker_pause_unpause_rename_and_top(api: Api) -> None:
+    api.docker("run", "-d", "--name", "p1", "busybox", "sleep", "30")
+    api.docker("pause", "p1")
+    assert api.docker("inspect", "-f", "{{.State.Status}}", "p1").stdout == "paused\n"
+    res = api.docker("start", "p1", check=False)
+    assert res.returncode == 1 and "paused" in res.stderr
+    api.docker("unpause", "p1")
+    assert api.docker("inspect", "-f", "{{.State.Status}}", "p1").stdout == "running\n"
+    api.docker("rename", "p1", "p2")
+    assert api.docker("ps", "--format", "{{.Names}}").stdout == "p2\n"
+    top = api.docker("top", "p2").stdout.splitlines()
+    assert top[0].split()[0] == "UID" and "CMD" in top[0]
+    assert top[1].endswith("sleep 30")
+
+
+def test_docker_container_prune_removes_only_stopped_ones(api: Api) -> None:
+    api.docker("run", "-d", "--name", "keep", "busybox", "sleep", "30")
+    gone = api.docker("create", "--name", "gone", "busybox", "true").stdout.strip()
+    out = api.docker("container", "prune", "-f").stdout
+    assert out.startswith(f"Deleted Containers:\n{gone}\n")
+    assert api.docker("ps", "-a", "--format", "{{.Names}}").stdout == "keep\n"
+
+
+def test_docker_history_lists_the_image_layers(api: Api) -> None:
+    fmt = "{{.ID}}|{{.CreatedBy}}|{{.Size}}|{{.Comment}}"
+    rows = api.docker("history", "--format", fmt, "busybox").stdout
+    image_id = api.docker("image", "inspect", "-f", "{{.Id}}", "busybox").stdout.strip()
+    assert rows.startswith(image_id[7:19] + "|")
+    assert rows == api.ketch("history", "--format", fmt, "busybox").stdout

@@ -387,6 +387,41 @@ def _seconds(request: web.Request, name: str) -> float | None:
                               ) from None
 
 
+async def containers_pause(request: web.Request) -> web.Response:
+    name = request.match_info["id"]
+    await request.app[SVC].run(lambda e: e.containers.pause(name))
+    return _empty()
+
+
+async def containers_unpause(request: web.Request) -> web.Response:
+    name = request.match_info["id"]
+    await request.app[SVC].run(lambda e: e.containers.unpause(name))
+    return _empty()
+
+
+async def containers_rename(request: web.Request) -> web.Response:
+    name = request.match_info["id"]
+    new_name = request.query.get("name") or ""
+    if not new_name:
+        raise InvalidArgument("Neither old nor new names may be empty")
+    await request.app[SVC].run(lambda e: e.containers.rename(name, new_name))
+    return _empty()
+
+
+async def containers_top(request: web.Request) -> web.Response:
+    name = request.match_info["id"]
+    ps_args = (request.query.get("ps_args") or "").split() or None
+    titles, procs = await request.app[SVC].run(lambda e: e.containers.top(name, ps_args))
+    return _json({"Titles": titles, "Processes": procs})
+
+
+async def containers_prune(request: web.Request) -> web.Response:
+    filters = _filters(request)
+    res = await request.app[SVC].run(lambda e: e.containers.prune(filters))
+    return _json({"ContainersDeleted": res.deleted or None,
+                  "SpaceReclaimed": res.space_reclaimed})
+
+
 async def containers_resize(request: web.Request) -> web.Response:
     name = request.match_info["id"]
     h = _int(request, "h", 0) or 0
@@ -491,6 +526,11 @@ async def images_inspect(request: web.Request) -> web.Response:
     return _json(await request.app[SVC].run(lambda e: e.images.inspect(name)))
 
 
+async def images_history(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    return _json(await request.app[SVC].run(lambda e: e.images.history(name)))
+
+
 async def images_delete(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     force = _bool(request, "force")
@@ -525,11 +565,17 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/containers/{id}/kill", containers_kill),
     ("POST", "/containers/{id}/wait", containers_wait),
     ("POST", "/containers/{id}/resize", containers_resize),
+    ("POST", "/containers/{id}/pause", containers_pause),
+    ("POST", "/containers/{id}/unpause", containers_unpause),
+    ("POST", "/containers/{id}/rename", containers_rename),
+    ("GET", "/containers/{id}/top", containers_top),
+    ("POST", "/containers/prune", containers_prune),
     ("POST", "/containers/{id}/attach", containers_attach),
     ("GET", "/containers/{id}/logs", containers_logs),
     ("DELETE", "/containers/{id}", containers_delete),
     ("GET", "/images/json", images_list),
     ("GET", "/images/{name:.+}/json", images_inspect),
+    ("GET", "/images/{name:.+}/history", images_history),
     ("POST", "/images/{name:.+}/tag", images_tag),
     ("DELETE", "/images/{name:.+}", images_delete),
 ]
