@@ -447,12 +447,22 @@ async def containers_attach(request: web.Request) -> web.StreamResponse:
     if rec.state == "paused":
         raise Conflict("You cannot attach to a paused container, unpause it first")
     tty = bool(rec.config.get("Tty"))
+    # Waiting for the start is registered before the client hears 101: the docker CLI
+    # sends its start as soon as it has the upgrade.
+    fut: asyncio.Future[Any] | None = None
+    if not rec.running:
+        fut = asyncio.get_running_loop().create_future()
+        svc.pending.setdefault(rec.id, []).append(fut)
     conn = streams.Hijacked(request, tty)
-    resp = await conn.accept()
+    try:
+        resp = await conn.accept()
+    except BaseException:
+        _forget(svc, rec.id, fut)
+        raise
     svc.hijacked.add(conn)
     try:
         try:
-            session = await _session_for(svc, rec.id)
+            session = await _session_for(svc, rec, fut)
         except KetchError as exc:
             # the status line is sent: say it on the stream, as the daemon's errors after
             # a hijack reach the client only as output
@@ -480,37 +490,46 @@ async def containers_attach(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-async def _session_for(svc: Service, cid: str) -> Any:
-    """An attach session: at once for a running container, else one handed over by the
-    start of this service (before the process runs, so no output is missed), or one made
-    when another front door started it. None when the service stops first."""
-    rec = await svc.run(lambda e: e.containers.get(cid))
-    if rec.running:
+async def _session_for(svc: Service, rec: Any, fut: asyncio.Future[Any] | None) -> Any:
+    """An attach session: at once for a running container (`fut` None), else the one the
+    start in this service hands over before the process runs (so no output is missed),
+    or one made when another front door started it. None when the service stops first
+    or the container ran and exited unseen."""
+    cid = rec.id
+    if fut is None:
         return await svc.run(lambda e: e.containers.attach_session(cid))
-    fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    svc.pending.setdefault(cid, []).append(fut)
     try:
         while True:
+            if fut.done():
+                return fut.result()
             if svc.stopping.is_set():
                 return None
-            try:
-                return await asyncio.wait_for(asyncio.shield(fut), 0.25)
-            except TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(fut), 0.25)
+                continue
             cur = await svc.run(lambda e: e.containers.get(cid))  # NotFound once removed
-            if cur.running and not fut.done():
+            if fut.done():
+                continue
+            if cur.running:
                 try:
                     return await svc.run(lambda e: e.containers.attach_session(cid))
                 except Conflict:
-                    continue
+                    return None  # it has exited again already
+            if cur.started_at != rec.started_at:
+                return None
     finally:
-        waiting = svc.pending.get(cid)
-        if waiting and fut in waiting:
-            waiting.remove(fut)
-            if not waiting:
-                svc.pending.pop(cid, None)
-        if not fut.done():
-            fut.cancel()
+        _forget(svc, cid, fut)
+
+
+def _forget(svc: Service, cid: str, fut: asyncio.Future[Any] | None) -> None:
+    if fut is None:
+        return
+    waiting = svc.pending.get(cid)
+    if waiting and fut in waiting:
+        waiting.remove(fut)
+        if not waiting:
+            svc.pending.pop(cid, None)
+    fut.cancel()  # a start finding it cancelled closes the session it made for it
 
 
 # -- images ------------------------------------------------------------------------------------
