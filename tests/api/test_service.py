@@ -171,3 +171,28 @@ def test_raw_attach_without_upgrade_is_refused(api_root: Path) -> None:
     finally:
         stop_service(proc)
         cli.remove_everything()
+
+
+def test_sigterm_ends_an_attached_run_but_not_its_container(api_root: Path) -> None:
+    sock = api_root / "attached.sock"
+    proc = start_service(api_root, f"unix://{sock}", "--time", "0")
+    cli = TrackingCLI(api_root)
+    try:
+        wait_for(lambda: ping(str(sock)), what="the service to answer")
+        env = dict(os.environ, DOCKER_HOST=f"unix://{sock}",
+                   DOCKER_CONFIG=str(api_root / "docker-config"))
+        client = subprocess.Popen(["docker", "run", "--name", "held", "busybox", "sh", "-c",
+                                   "echo up; sleep 30"], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        assert client.stdout is not None
+        assert client.stdout.readline() == b"up\n"
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        client.wait(timeout=20)
+        client.stdout.close()
+        assert time.monotonic() - started < 15  # the stream was ended, not waited for
+        assert cli("ps", "--format", "{{.Names}} {{.State}}").stdout == "held running\n"
+    finally:
+        stop_service(proc)
+        cli.remove_everything()
