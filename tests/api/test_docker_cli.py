@@ -275,3 +275,25 @@ def test_docker_history_lists_the_image_layers(api: Api) -> None:
     image_id = api.docker("image", "inspect", "-f", "{{.Id}}", "busybox").stdout.strip()
     assert rows.startswith(image_id[7:19] + "|")
     assert rows == api.ketch("history", "--format", fmt, "busybox").stdout
+
+
+def test_docker_run_publish_serves_the_containers_page_on_loopback(api: Api) -> None:
+    import socket
+    import urllib.request
+
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    api.docker("run", "-d", "--name", "web", "-p", f"127.0.0.1:{port}:80", "busybox", "sh",
+               "-c", "mkdir /w && echo page > /w/index.html && exec httpd -f -p 80 -h /w")
+    assert api.docker("ps", "--format", "{{.Ports}}").stdout == f"127.0.0.1:{port}->80/tcp\n"
+
+    def fetch() -> bytes | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
+                return r.read()  # type: ignore[no-any-return]
+        except OSError:
+            return None
+
+    assert wait_for(fetch, what="the published page") == b"page\n"
