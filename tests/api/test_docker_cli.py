@@ -43,6 +43,7 @@ def test_docker_run_attached_keeps_stdout_and_stderr_apart(api: Api) -> None:
     assert res.stderr == "err\n"
     state = json.loads(api.docker("inspect", "apart").stdout)[0]["State"]
     assert state["Status"] == "exited" and state["ExitCode"] == 0
+    assert api.docker("wait", "apart").stdout == "0\n"
 
 
 def test_docker_run_interactive_forwards_stdin_until_eof(api: Api) -> None:

@@ -438,9 +438,8 @@ async def containers_attach(request: web.Request) -> web.StreamResponse:
     want_out = _bool(request, "stdout")
     want_err = _bool(request, "stderr")
     detach_keys = request.query.get("detachKeys") or None
+    want_logs = _bool(request, "logs")
     rec = await svc.run(lambda e: e.containers.get(name))
-    if not want_stream:
-        raise InvalidArgument("attaching without stream=1 (logs=1) is not supported yet")
     if not streams.wants_upgrade(request):
         raise InvalidArgument("attach needs an HTTP upgrade: send Connection: Upgrade and"
                               " Upgrade: tcp")
@@ -450,7 +449,7 @@ async def containers_attach(request: web.Request) -> web.StreamResponse:
     # Waiting for the start is registered before the client hears 101: the docker CLI
     # sends its start as soon as it has the upgrade.
     fut: asyncio.Future[Any] | None = None
-    if not rec.running:
+    if want_stream and not rec.running:
         fut = asyncio.get_running_loop().create_future()
         svc.pending.setdefault(rec.id, []).append(fut)
     conn = streams.Hijacked(request, tty)
@@ -461,6 +460,13 @@ async def containers_attach(request: web.Request) -> web.StreamResponse:
         raise
     svc.hijacked.add(conn)
     try:
+        if want_logs:  # what the container wrote so far, then (stream=1) what follows
+            try:
+                await svc.run(lambda e: _replay_logs(e, rec.id, conn, want_out, want_err))
+            except OSError:
+                return resp
+        if not want_stream:
+            return resp
         try:
             session = await _session_for(svc, rec, fut)
         except KetchError as exc:
@@ -488,6 +494,15 @@ async def containers_attach(request: web.Request) -> web.StreamResponse:
         svc.hijacked.discard(conn)
         conn.finish()
     return resp
+
+
+def _replay_logs(e: Engine, cid: str, conn: streams.Hijacked, want_out: bool,
+                 want_err: bool) -> None:
+    for kind, data in e.containers.logs(cid):
+        if kind == "stderr" and want_err:
+            conn.stderr(data)
+        elif kind != "stderr" and want_out:
+            conn.stdout(data)
 
 
 async def _session_for(svc: Service, rec: Any, fut: asyncio.Future[Any] | None) -> Any:
