@@ -171,3 +171,45 @@ def test_image_delete_and_tag_answer_dockers_shapes(api: Api) -> None:
     status, _, body = request(api, "GET", "/images/busybox/json")
     assert status == 200
     assert json.loads(body)["RepoTags"] == ["busybox:latest"]
+
+
+def test_create_with_wrong_field_types_is_400_and_creates_nothing(api: Api) -> None:
+    hdr = {"Content-Type": "application/json"}
+    for body, message in (
+            ({"Image": 5}, "invalid Image: expected a string, got number"),
+            ({"Image": "busybox", "Env": "A=1"},
+             "invalid Env: expected an array of strings, got string"),
+            ({"Image": "busybox", "Cmd": ["true"], "Labels": ["x"]},
+             "invalid Labels: expected an object, got array"),
+            ({"Image": "busybox", "Cmd": ["true"], "Tty": 1},
+             "invalid Tty: expected a boolean, got number"),
+            ({"Image": "busybox", "Cmd": ["true"], "HostConfig": []},
+             "invalid HostConfig: expected an object")):
+        status, _, data = request(api, "POST", "/containers/create", json.dumps(body).encode(),
+                                  hdr)
+        assert (status, json.loads(data)["message"]) == (400, message)
+    assert api.ketch("ps", "-aq").stdout == ""
+
+
+def test_create_takes_a_string_cmd_as_one_argument_as_docker_does(api: Api) -> None:
+    status, _, data = request(api, "POST", "/containers/create?name=strcmd",
+                              json.dumps({"Image": "busybox", "Cmd": "echo hi"}).encode(),
+                              {"Content-Type": "application/json"})
+    assert status == 201
+    status, _, data = request(api, "GET", "/containers/strcmd/json")
+    assert json.loads(data)["Config"]["Cmd"] == ["echo hi"]
+
+
+def test_two_creates_of_one_name_at_once_one_wins_one_gets_409(api: Api) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = json.dumps({"Image": "busybox", "Cmd": ["true"]}).encode()
+
+    def create(_: int) -> int:
+        return request(api, "POST", "/containers/create?name=contested", body,
+                       {"Content-Type": "application/json"})[0]
+
+    with ThreadPoolExecutor(2) as pool:
+        statuses = sorted(pool.map(create, range(2)))
+    assert statuses == [201, 409]
+    assert api.ketch("ps", "-a", "--format", "{{.Names}}").stdout == "contested\n"

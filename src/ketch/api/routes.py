@@ -205,8 +205,10 @@ async def containers_list(request: web.Request) -> web.Response:
 async def containers_create(request: web.Request) -> web.Response:
     body = await _json_body(request)
     name = request.query.get("name") or None
-    host_config = body.pop("HostConfig", None) or {}
-    networking = body.pop("NetworkingConfig", None) or None
+    host_config = body.pop("HostConfig", None)
+    networking = body.pop("NetworkingConfig", None)
+    if host_config is None:
+        host_config = {}
     if not isinstance(host_config, dict):
         raise InvalidArgument("invalid HostConfig: expected an object")
     if networking is not None and not isinstance(networking, dict):
