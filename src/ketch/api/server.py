@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from aiohttp import web
 
 from ketch.api.routes import Service, make_app
-from ketch.errors import InvalidArgument, KetchError
+from ketch.errors import InvalidArgument
 
 LISTEN_FDS_START = 3
 DRAIN_SECONDS = 10.0
@@ -175,8 +175,7 @@ async def _serve(svc: Service, sock: socket.socket, idle: float) -> bool:
         for conn in list(svc.hijacked):
             conn.shutdown()
         for session in list(svc.sessions):
-            with contextlib.suppress(OSError, KetchError):
-                session.sock.shutdown(socket.SHUT_RDWR)
+            session.interrupt()
         await runner.cleanup()
     executor.shutdown(wait=False, cancel_futures=True)
     workers = list(getattr(executor, "_threads", ()))
