@@ -74,12 +74,3 @@ def test_docker_py_images_list_inspect_and_not_found(api: Api) -> None:
         client.containers.get("nosuch")
     assert exc.value.explanation == "No such container: nosuch"
 
-
-def test_docker_py_attach_with_logs_replays_the_output_so_far(api: Api) -> None:
-    client = api.client()
-    c = client.containers.run("busybox", ["sh", "-c", "echo early; sleep 0.2; echo oops >&2"],
-                              detach=True)
-    assert c.wait(timeout=30)["StatusCode"] == 0
-    assert c.attach(stdout=True, stderr=True, logs=True) == b"early\noops\n"
-    assert c.attach(stdout=True, stderr=False, logs=True) == b"early\n"
-    assert c.attach(stdout=True, stderr=True, logs=False) == b""

@@ -213,3 +213,45 @@ def test_two_creates_of_one_name_at_once_one_wins_one_gets_409(api: Api) -> None
         statuses = sorted(pool.map(create, range(2)))
     assert statuses == [201, 409]
     assert api.ketch("ps", "-a", "--format", "{{.Names}}").stdout == "contested\n"
+
+
+def _raw_attach(api: Api, path: str) -> tuple[bytes, bytes]:
+    """An attach request over a plain socket, read to EOF: (head, body). (http.client
+    and docker-py buffer past the 101's headers: what arrives with them would be lost.)"""
+    import socket
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(30)
+    s.connect(str(api.sock))
+    s.sendall(f"POST {path} HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\n"
+              "Upgrade: tcp\r\nContent-Length: 0\r\n\r\n".encode())
+    data = bytearray()
+    while chunk := s.recv(65536):
+        data += chunk
+    s.close()
+    head, _, body = bytes(data).partition(b"\r\n\r\n")
+    return head, body
+
+
+def _frames(body: bytes) -> list[tuple[int, bytes]]:
+    frames = []
+    while body:
+        kind, size = struct.unpack(">BxxxL", body[:8])
+        frames.append((kind, body[8:8 + size]))
+        body = body[8 + size:]
+    return frames
+
+
+def test_attach_upgrades_and_replays_the_log_with_logs_1(api: Api) -> None:
+    api.docker("run", "--name", "replayed", "busybox", "sh", "-c",
+               "echo early; sleep 0.2; echo oops >&2")
+    head, body = _raw_attach(api, "/v1.45/containers/replayed/attach?logs=1&stdout=1&stderr=1")
+    lines = head.decode().split("\r\n")
+    assert lines[0] == "HTTP/1.1 101 UPGRADED"
+    assert "Content-Type: application/vnd.docker.multiplexed-stream" in lines
+    assert "Upgrade: tcp" in lines
+    assert _frames(body) == [(1, b"early\n"), (2, b"oops\n")]
+    _, body = _raw_attach(api, "/containers/replayed/attach?logs=1&stdout=1")
+    assert _frames(body) == [(1, b"early\n")]
+    _, body = _raw_attach(api, "/containers/replayed/attach?stdout=1&stderr=1")
+    assert body == b""
