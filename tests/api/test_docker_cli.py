@@ -298,3 +298,12 @@ def test_docker_run_publish_serves_the_containers_page_on_loopback(api: Api) -> 
             return None
 
     assert wait_for(fetch, what="the published page") == b"page\n"
+
+
+def test_docker_run_of_a_missing_command_exits_127_and_leaves_nothing(api: Api) -> None:
+    res = api.docker("run", "--rm", "busybox", "nope", check=False)
+    assert res.returncode == 127
+    assert 'exec: "nope": executable file not found in $PATH' in res.stderr
+    res = api.docker("run", "--rm", "busybox", "/etc", check=False)
+    assert res.returncode == 126
+    assert api.docker("ps", "-aq").stdout == ""

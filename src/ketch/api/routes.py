@@ -4,6 +4,9 @@ loop never blocks on the store or the runtime) and answers in Docker's JSON shap
 
 Errors are mapped to statuses in one place, `_errors`: ketch's error types carry their
 status (404 not found, 409 conflict, 400 bad parameter); anything else is a 500.
+
+One module while the handlers are thin and share the request helpers and the route
+table; split it by resource (containers, images, exec, build, ...) as those arrive.
 """
 
 from __future__ import annotations
