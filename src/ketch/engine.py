@@ -512,7 +512,7 @@ class Engine:
         details = {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
                    "GitCommit": "", "GoVersion": "python" + platform.python_version(),
                    "Os": "linux", "Arch": plat.architecture, "KernelVersion": kernel,
-                   "BuildTime": "", "Experimental": False}
+                   "BuildTime": "", "Experimental": "false"}
         return {"Platform": {"Name": "ketch"}, "Version": __version__,
                 "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
                 "GitCommit": "", "GoVersion": details["GoVersion"], "Os": "linux",

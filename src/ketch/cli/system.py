@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from ketch.cli.base import Registry, check_args, engine, format_each, out, positional, print_json
@@ -222,3 +223,30 @@ def restart_policies(ns: Namespace) -> None:
         return
     for name in engine().restore_restart_policies():
         out(name)
+
+
+@registry.command("service", "[OPTIONS] [URI]",
+                  "Serve the Docker Engine API (default unix:///run/ketch/ketch.sock)")
+def _service(p: Parser) -> None:
+    p.add_argument("uri", nargs="?", metavar="URI")
+    p.add_argument("-t", "--time", type=int, default=5, metavar="int",
+                   help="Time until the service exits when idle, in seconds; 0 for"
+                   " never (default 5)")
+
+
+@_service.handler
+def service(ns: Namespace) -> None:
+    if ns.time < 0:
+        from ketch.errors import InvalidArgument
+
+        raise InvalidArgument(f"invalid --time {ns.time}: must be 0 or more seconds")
+    # The service is its own program (ketch/api/__main__.py): this process becomes it,
+    # with the interpreter and module path this one runs with, so the CLI never loads
+    # the HTTP stack and the long-running service keeps none of the CLI's tuning.
+    e = engine()
+    code = (f"import sys; sys.path[:] = {sys.path!r}; from ketch.api.__main__ import main;"
+            " sys.exit(main())")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-I", "-S", "-c", code, e.root_dir,
+                              e.run_root_dir, ns.uri or "", str(ns.time)])

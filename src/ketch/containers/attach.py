@@ -202,3 +202,118 @@ def exec_attached(svc: ContainerService, name_or_id: str, command: list[str], *,
     if detach or res.exit_code is None:
         return 0
     return res.exit_code
+
+
+# -- for front doors that carry the streams themselves (the Engine API service) ---------------
+class OutputStreams:
+    """Where an attach session's output goes and how input comes in, for a caller that
+    is not a terminal: `stdout`/`stderr` take bytes, `stdin` is a readable fd (or None),
+    `detach_keys` Docker's key spec (used only with stdin)."""
+
+    def __init__(self, stdout: Any, stderr: Any, stdin: int | None = None,
+                 detach_keys: str | None = None) -> None:
+        self.stdout = stdout
+        self.stderr = stderr
+        self.stdin = stdin
+        self.detach_keys = detach_keys
+
+
+def start_with_sessions(svc: ContainerService, name_or_id: str, count: int
+                        ) -> tuple[Any, list[AttachSession]]:
+    """Start a container with `count` attach sessions connected before its process runs,
+    so they see all of its output. Returns (record, sessions)."""
+    from ketch.containers import lifecycle
+
+    sessions: list[AttachSession] = []
+
+    def attach_first(paths: ContainerPaths) -> None:
+        rec = svc.records.get(svc.get(name_or_id).id)
+        assert rec is not None
+        mon = lifecycle.monitor(svc, rec)
+        for _ in range(count):
+            sessions.append(mon.attach(paths))
+
+    try:
+        rec = lifecycle.start(svc, name_or_id, before_start=attach_first if count else None)
+    except BaseException:
+        for s in sessions:
+            s.close()
+        raise
+    return rec, sessions
+
+
+def session_of_running(svc: ContainerService, name_or_id: str) -> AttachSession:
+    """An attach session to a running container (output from now on)."""
+    from ketch.containers import lifecycle
+
+    rec = svc.get(name_or_id)
+    if rec.state == "paused":
+        raise Conflict("You cannot attach to a paused container, unpause it first")
+    if rec.state != "running":
+        raise Conflict("You cannot attach to a stopped container, start it first")
+    return lifecycle.monitor(svc, rec).attach(lifecycle.paths(svc, rec))
+
+
+def pump(session: AttachSession, streams: OutputStreams) -> bool:
+    """Copy one session until the container's output ends; True when detached."""
+    keys = None
+    if streams.stdin is not None:
+        keys = _detach_keys(streams.detach_keys)
+    with session:
+        result = session.stream(stdout=streams.stdout, stderr=streams.stderr,
+                                stdin=streams.stdin, detach_keys=keys)
+    return result.detached
+
+
+def resize(svc: ContainerService, name_or_id: str, height: int, width: int) -> None:
+    from ketch.containers import lifecycle
+
+    rec = svc.get(name_or_id)
+    if rec.state not in ("running", "paused"):
+        raise Conflict(f"cannot resize container {rec.id}: it is not running")
+    if not rec.config.get("Tty"):
+        return  # Docker: resizing a container without a TTY does nothing
+    lifecycle.monitor(svc, rec).resize(lifecycle.paths(svc, rec), height, width)
+
+
+WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
+
+
+def wait_condition(svc: ContainerService, name_or_id: str, condition: str = "not-running",
+                   *, cancelled: Any = None) -> int | None:
+    """Docker's wait conditions: `not-running` returns at once for a stopped container,
+    `next-exit` waits for the next exit (also of a container not started yet), `removed`
+    until the record is gone (the exit code an auto-removed container left). None when
+    `cancelled()` turned true first."""
+    import time
+
+    if condition not in WAIT_CONDITIONS:
+        from ketch.errors import InvalidArgument
+
+        raise InvalidArgument(f"invalid condition: {condition!r}: must be one of "
+                              + ", ".join(WAIT_CONDITIONS))
+    rec = svc.get(name_or_id)
+    cid = rec.id
+    code = rec.exit_code
+    first_start = rec.started_at
+    armed = rec.running  # next-exit: a running container's exit counts
+    delay = 0.005
+    while True:
+        cur = svc.records.get(cid)
+        if cur is not None:
+            cur = svc._refresh(cur)
+            cur = svc.records.get(cid)
+        if cur is None:
+            left = svc.records.take_exit_code(cid)
+            return code if left is None else left
+        code = cur.exit_code
+        if cur.running or cur.started_at != first_start:
+            armed = True
+        if condition == "not-running" and not cur.running:
+            return code
+        if condition == "next-exit" and armed and not cur.running:
+            return code
+        if cancelled is not None and cancelled():
+            return None
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)

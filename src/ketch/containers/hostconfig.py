@@ -270,8 +270,70 @@ def check_mounts(config: dict[str, Any], hc: dict[str, Any]) -> None:
                                   " absolute")
 
 
+# Config fields by JSON type, as the daemon decodes them (an API client may send any JSON)
+_STR_FIELDS = ("Image", "Hostname", "Domainname", "User", "WorkingDir", "StopSignal",
+               "MacAddress")
+_BOOL_FIELDS = ("AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin",
+                "StdinOnce", "NetworkDisabled", "ArgsEscaped")
+_STR_LIST_FIELDS = ("Env", "OnBuild", "Shell")
+_STR_SLICE_FIELDS = ("Cmd", "Entrypoint")  # Docker's StrSlice: a string or strings
+_OBJECT_FIELDS = ("Labels", "ExposedPorts", "Volumes")
+
+
+def _json_type(v: Any) -> str:
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, int | float):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "array"
+    return "object"
+
+
+def _wrong(name: str, v: Any, want: str) -> InvalidArgument:
+    return InvalidArgument(f"invalid {name}: expected {want}, got {_json_type(v)}")
+
+
+def check_config_types(config: dict[str, Any]) -> None:
+    """The JSON types of a create request's Config (null is always allowed). A string
+    Cmd or Entrypoint is taken as a one-element list, as the daemon does."""
+    for name in _STR_FIELDS:
+        v = config.get(name)
+        if v is not None and not isinstance(v, str):
+            raise _wrong(name, v, "a string")
+    for name in _BOOL_FIELDS:
+        v = config.get(name)
+        if v is not None and not isinstance(v, bool):
+            raise _wrong(name, v, "a boolean")
+    for name in _STR_SLICE_FIELDS:
+        v = config.get(name)
+        if isinstance(v, str):
+            config[name] = [v]
+        elif v is not None and not (isinstance(v, list)
+                                    and all(isinstance(x, str) for x in v)):
+            raise _wrong(name, v, "a string or an array of strings")
+    for name in _STR_LIST_FIELDS:
+        v = config.get(name)
+        if v is not None and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
+            raise _wrong(name, v, "an array of strings")
+    for name in _OBJECT_FIELDS:
+        v = config.get(name)
+        if v is not None and not isinstance(v, dict):
+            raise _wrong(name, v, "an object")
+    labels = config.get("Labels") or {}
+    if not all(isinstance(v, str) for v in labels.values()):
+        raise InvalidArgument("invalid Labels: every value must be a string")
+    timeout = config.get("StopTimeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int)):
+        raise _wrong("StopTimeout", timeout, "an integer")
+
+
 def validate(config: dict[str, Any], hc: dict[str, Any]) -> None:
-    """Refuse a create request the daemon would refuse; changes nothing."""
+    """Refuse a create request the daemon would refuse; changes nothing but the form of
+    a string Cmd/Entrypoint."""
+    check_config_types(config)
     check_env(config)
     check_mounts(config, hc)
     check_resources(hc)

@@ -20,7 +20,7 @@ from ketch.values import field, value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from pathlib import Path
     from typing import Any
 
@@ -432,6 +432,10 @@ class ContainerService:
         hc.setdefault("Memory", 0)
         hc.setdefault("NanoCpus", 0)
         hc.setdefault("Runtime", "runc")
+        if not (hc.get("LogConfig") or {}).get("Type"):
+            # Docker's default driver name: clients (docker-py's `run`) read the logs
+            # back through the API only for drivers that keep them, as ketch's log does
+            hc["LogConfig"] = {"Type": "json-file", "Config": {}}
         cfg = dict(r.config)
         cfg.setdefault("AttachStdin", False)
         cfg.setdefault("AttachStdout", False)
@@ -627,6 +631,42 @@ class ContainerService:
         from ketch.containers import lifecycle
 
         return lifecycle.wait(self, name_or_id)
+
+    def wait_condition(self, name_or_id: str, condition: str = "not-running", *,
+                       cancelled: Callable[[], bool] | None = None) -> int | None:
+        """Docker's `wait?condition=`: not-running, next-exit or removed (see
+        containers.attach.wait_condition); None if `cancelled()` came first."""
+        from ketch.containers import attach
+
+        return attach.wait_condition(self, name_or_id, condition, cancelled=cancelled)
+
+    def start_attached(self, name_or_id: str, sessions: int = 1
+                       ) -> tuple[ContainerRecord, list[Any]]:
+        """Start with `sessions` attach sessions connected before the process runs (for
+        callers that carry the streams themselves); copy them with `pump`."""
+        from ketch.containers import attach
+
+        return attach.start_with_sessions(self, name_or_id, sessions)
+
+    def attach_session(self, name_or_id: str) -> Any:
+        """An attach session to a running container; copy it with `pump`."""
+        from ketch.containers import attach
+
+        return attach.session_of_running(self, name_or_id)
+
+    def pump(self, session: Any, stdout: Callable[[bytes], Any],
+             stderr: Callable[[bytes], Any], stdin: int | None = None,
+             detach_keys: str | None = None) -> bool:
+        """Copy an attach session: output to the callables, input from the fd `stdin`,
+        until the container's output ends; True when the detach keys were read."""
+        from ketch.containers import attach
+
+        return attach.pump(session, attach.OutputStreams(stdout, stderr, stdin, detach_keys))
+
+    def resize(self, name_or_id: str, height: int, width: int) -> None:
+        from ketch.containers import attach
+
+        attach.resize(self, name_or_id, height, width)
 
     def logs(self, name_or_id: str, *, follow: bool = False, tail: int | None = None,
              since: float | None = None, until: float | None = None,

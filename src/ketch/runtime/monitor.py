@@ -381,6 +381,12 @@ class AttachSession:
         with contextlib.suppress(OSError):
             self.sock.close()
 
+    def interrupt(self) -> None:
+        """End a `stream()` running in another thread (it returns as at the end of the
+        output); the container is not affected."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+
     def __enter__(self) -> AttachSession:
         return self
 

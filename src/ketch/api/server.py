@@ -1,0 +1,186 @@
+"""Running the service: where it listens, when it stops.
+
+- `unix:///path` (default `<run root>/ketch.sock`, mode 0660), `tcp://127.0.0.1:PORT`
+  (loopback only: the API gives root on the host and has no TLS here), or a socket
+  handed over by socket activation (`LISTEN_FDS`/`LISTEN_PID`, fd 3).
+- `idle` seconds without a request in progress end the service (0: never), as
+  Podman's `system service --time`.
+- SIGTERM/SIGINT: stop listening, end the long streams (attach, logs -f, wait), let
+  the other requests finish, exit. Containers do not depend on the service: their
+  monitors (conmon) keep them running and record their exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import os
+import signal
+import socket
+import stat
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+from aiohttp import web
+
+from ketch.api.routes import Service, make_app
+from ketch.errors import InvalidArgument
+
+LISTEN_FDS_START = 3
+DRAIN_SECONDS = 10.0
+WORKERS = 64
+
+
+def default_uri(run_root: str) -> str:
+    return "unix://" + os.path.join(run_root, "ketch.sock")
+
+
+def activated_socket() -> socket.socket | None:
+    """The first socket systemd (or any socket activator) passed, or None."""
+    try:
+        pid = int(os.environ.get("LISTEN_PID", ""))
+        count = int(os.environ.get("LISTEN_FDS", ""))
+    except ValueError:
+        return None
+    if pid != os.getpid() or count < 1:
+        return None
+    for var in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(var, None)
+    sock = socket.socket(fileno=LISTEN_FDS_START)
+    os.set_inheritable(LISTEN_FDS_START, False)
+    sock.setblocking(False)
+    return sock
+
+
+def _unix_listener(path: str) -> socket.socket:
+    os.makedirs(os.path.dirname(path) or ".", mode=0o711, exist_ok=True)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISSOCK(st.st_mode):
+            raise InvalidArgument(f"cannot listen on {path}: it exists and is not a socket")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+        except OSError:
+            os.unlink(path)  # left behind by a service that did not exit cleanly
+        else:
+            raise InvalidArgument(f"cannot listen on {path}: another service is using it")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(path)
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o660)
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def _tcp_listener(where: str) -> socket.socket:
+    host, sep, port_text = where.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not port_text.isdigit():
+        raise InvalidArgument(f"invalid TCP address {where!r}: use tcp://127.0.0.1:PORT")
+    try:
+        ip = ipaddress.ip_address(host or "127.0.0.1")
+    except ValueError:
+        raise InvalidArgument(f"invalid TCP address {where!r}: give an IP address") from None
+    if not ip.is_loopback:
+        raise InvalidArgument(f"refusing to serve on {host}: the API gives root access to"
+                              " this host and ketch serves it without TLS; use a loopback"
+                              " address or the unix socket")
+    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((str(ip), int(port_text)))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def listen(uri: str) -> tuple[socket.socket, str | None]:
+    """A listening socket for `uri`, and the unix path to remove at exit."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        raise InvalidArgument(f"invalid URI {uri!r}: use unix:///PATH or tcp://127.0.0.1:PORT")
+    if scheme == "unix":
+        if not rest.startswith("/"):
+            raise InvalidArgument(f"invalid URI {uri!r}: the socket path must be absolute")
+        return _unix_listener(rest), rest
+    if scheme == "tcp":
+        return _tcp_listener(rest), None
+    raise InvalidArgument(f"unsupported URI scheme {scheme!r}: use unix:// or tcp://")
+
+
+def serve(root: str, run_root: str, uri: str | None, idle: float) -> None:
+    """Serve until idle for `idle` seconds (0: never) or a SIGTERM/SIGINT."""
+    sock = activated_socket()
+    path = None
+    if sock is None:
+        sock, path = listen(uri or default_uri(run_root))
+    try:
+        # Not asyncio.run: its exit joins the worker threads, and one may be blocked
+        # for good on a stream nobody reads any more.
+        loop = asyncio.new_event_loop()
+        try:
+            clean = loop.run_until_complete(_serve(Service(root, run_root), sock, idle))
+        finally:
+            loop.close()
+    finally:
+        if path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        sock.close()
+    if not clean:
+        # A worker thread is still blocked reading for a stream that nobody reads any
+        # more (`logs -f` of a silent container): nothing is left to write, leave now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+async def _serve(svc: Service, sock: socket.socket, idle: float) -> bool:
+    loop = asyncio.get_running_loop()
+    executor = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="ketch-api")
+    loop.set_default_executor(executor)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, svc.stopping.set)
+    runner = web.AppRunner(make_app(svc), handle_signals=False, access_log=None,
+                           shutdown_timeout=DRAIN_SECONDS)
+    await runner.setup()
+    site = web.SockSite(runner, sock, shutdown_timeout=DRAIN_SECONDS)
+    await site.start()
+    svc.last_active = loop.time()
+    try:
+        while not svc.stopping.is_set():
+            timeout = 1.0
+            if idle > 0:
+                if svc.active == 0:
+                    left = svc.last_active + idle - loop.time()
+                    if left <= 0:
+                        break
+                    timeout = min(timeout, left)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(svc.stopping.wait(), timeout)
+    finally:
+        svc.stopping.set()
+        # End the long streams first, so the drain waits only for short requests.
+        for conn in list(svc.hijacked):
+            conn.shutdown()
+        for session in list(svc.sessions):
+            session.interrupt()
+        await runner.cleanup()
+    executor.shutdown(wait=False, cancel_futures=True)
+    workers = list(getattr(executor, "_threads", ()))
+    for _ in range(20):  # idle workers leave at once; give finishing ones a moment
+        if not any(t.is_alive() for t in workers):
+            return True
+        await asyncio.sleep(0.05)
+    return False

@@ -1,0 +1,137 @@
+"""Docker's stream formats: the 8-byte multiplexed frames (logs and attach of a container
+without a TTY) and hijacked connections (attach with `Upgrade: tcp`).
+
+A hijacked connection leaves aiohttp's hands after the 101 response: the event loop
+stops reading it and a worker thread copies between the socket and the container's
+monitor with blocking I/O, as the attach session in `ketch.containers` expects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import struct
+import threading
+
+from aiohttp import web
+
+MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
+RAW = "application/vnd.docker.raw-stream"
+STDOUT, STDERR = 1, 2
+_HEADER = struct.Struct(">BxxxL")
+
+
+def frame(stream: int, data: bytes) -> bytes:
+    """One multiplexed frame: [stream, 0, 0, 0, size (big-endian u32)] + payload."""
+    return _HEADER.pack(stream, len(data)) + data
+
+
+def wants_upgrade(request: web.Request) -> bool:
+    connection = request.headers.get("Connection", "").lower()
+    return "upgrade" in connection and request.headers.get("Upgrade", "").lower() == "tcp"
+
+
+class _Tail:
+    """Takes the bytes a client sent after its request (before the upgrade was
+    answered): they belong to the container's stdin."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        self.data += data
+        return False, b""
+
+    def feed_eof(self) -> None:
+        pass
+
+
+class Hijacked:
+    """A client connection taken over after `101 UPGRADED`: `write` sends bytes (from any
+    thread), `stdin_fd()` gives a readable fd with what the client sends."""
+
+    def __init__(self, request: web.Request, tty: bool) -> None:
+        self.request = request
+        self.tty = tty
+        self.sock: socket.socket | None = None
+        self._tail = b""
+        self._pipe_threads: list[threading.Thread] = []
+        self._closed = False
+
+    async def accept(self) -> web.StreamResponse:
+        media = RAW if self.tty else MULTIPLEXED
+        resp = web.StreamResponse(status=101, reason="UPGRADED", headers={
+            "Content-Type": media, "Connection": "Upgrade", "Upgrade": "tcp"})
+        resp.force_close()
+        await resp.prepare(self.request)
+        protocol = self.request.protocol
+        transport = self.request.transport
+        assert transport is not None
+        tail = _Tail()
+        protocol.set_parser(tail)  # type: ignore[union-attr,arg-type]
+        transport.pause_reading()  # type: ignore[attr-defined]
+        self._tail = bytes(tail.data)
+        raw = transport.get_extra_info("socket")
+        fd = os.dup(raw.fileno())
+        os.set_blocking(fd, True)
+        self.sock = socket.socket(fileno=fd)
+        return resp
+
+    # -- called from the worker thread ---------------------------------------------------
+    def write(self, stream: int, data: bytes) -> None:
+        if not data or self.sock is None:
+            return
+        self.sock.sendall(data if self.tty else frame(stream, data))
+
+    def stdout(self, data: bytes) -> None:
+        self.write(STDOUT, data)
+
+    def stderr(self, data: bytes) -> None:
+        self.write(STDERR, data)
+
+    def stdin_fd(self) -> int:
+        """The client's input: the socket itself, or a pipe fed by the early bytes and
+        then the socket when the client sent some before the upgrade was answered."""
+        assert self.sock is not None
+        if not self._tail:
+            return self.sock.fileno()
+        r, w = os.pipe()
+        sock, tail = self.sock, self._tail
+
+        def copy() -> None:
+            try:
+                os.write(w, tail)
+                while True:
+                    data = sock.recv(65536)
+                    if not data:
+                        break
+                    os.write(w, data)
+            except OSError:
+                pass
+            finally:
+                os.close(w)
+
+        t = threading.Thread(target=copy, name="ketch-api-stdin", daemon=True)
+        t.start()
+        self._pipe_threads.append(t)
+        return r
+
+    def shutdown(self) -> None:
+        """End the connection (the service is stopping): the copying thread sees EOF."""
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
+
+    def finish(self) -> None:
+        """The stream ended: tell the client (EOF) and let go of the connection."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_WR)
+            self.sock.close()
+        transport = self.request.transport
+        if transport is not None:
+            transport.close()

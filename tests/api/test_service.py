@@ -1,0 +1,198 @@
+"""`ketch system service` as a process: where it listens, when it exits, and that the
+containers it started do not depend on it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.api.conftest import UnixHTTPConnection, ping, start_service, stop_service
+from tests.containers.conftest import TrackingCLI, wait_for
+
+
+def _exited(proc: subprocess.Popen[bytes], timeout: float) -> int:
+    try:
+        return proc.wait(timeout=timeout)
+    finally:
+        stop_service(proc)
+
+
+def test_service_exits_after_the_idle_time(api_root: Path) -> None:
+    sock = api_root / "idle.sock"
+    proc = start_service(api_root, f"unix://{sock}", "--time", "1")
+    wait_for(lambda: ping(str(sock)), what="the service to answer")
+    started = time.monotonic()
+    assert _exited(proc, 15) == 0
+    assert time.monotonic() - started < 10
+    assert not sock.exists()
+
+
+def test_service_listens_on_a_socket_of_mode_0660_and_sigterm_ends_it(api_root: Path
+                                                                       ) -> None:
+    sock = api_root / "mode.sock"
+    proc = start_service(api_root, f"unix://{sock}", "--time", "0")
+    try:
+        wait_for(lambda: ping(str(sock)), what="the service to answer")
+        assert stat.S_IMODE(os.stat(sock).st_mode) == 0o660
+        time.sleep(1.5)  # --time 0: idle is not a reason to leave
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert not sock.exists()
+    finally:
+        stop_service(proc)
+
+
+def test_default_socket_is_ketch_sock_under_the_run_root(api_root: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ketch", "--root", str(api_root), "--run-root",
+         str(api_root / "run"), "system", "service", "--time", "0"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sock = api_root / "run" / "ketch.sock"
+    try:
+        wait_for(lambda: ping(str(sock)), what="the service to answer on the default socket")
+    finally:
+        stop_service(proc)
+    assert not sock.exists()
+
+
+def test_a_second_service_on_the_same_socket_is_refused(api_root: Path) -> None:
+    sock = api_root / "twice.sock"
+    first = start_service(api_root, f"unix://{sock}", "--time", "0")
+    try:
+        wait_for(lambda: ping(str(sock)), what="the service to answer")
+        second = subprocess.run(
+            [sys.executable, "-m", "ketch", "--root", str(api_root), "system", "service",
+             f"unix://{sock}"], capture_output=True, text=True, timeout=30)
+        assert second.returncode == 1
+        assert second.stderr == (f"Error: cannot listen on {sock}: another service is"
+                                 " using it\n")
+        assert ping(str(sock))
+    finally:
+        stop_service(first)
+
+
+def test_tcp_on_loopback_serves_and_other_addresses_are_refused(api_root: Path) -> None:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    proc = start_service(api_root, f"tcp://127.0.0.1:{port}", "--time", "0")
+    try:
+        def answers() -> bool:
+            import http.client
+
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/v1.45/version")
+                return json.loads(conn.getresponse().read())["ApiVersion"] == "1.45"
+            except OSError:
+                return False
+
+        wait_for(answers, what="the service to answer on TCP")
+    finally:
+        stop_service(proc)
+    res = subprocess.run([sys.executable, "-m", "ketch", "--root", str(api_root), "system",
+                          "service", "tcp://0.0.0.0:2375"], capture_output=True, text=True,
+                         timeout=30)
+    assert res.returncode == 1
+    assert res.stderr.startswith("Error: refusing to serve on 0.0.0.0:")
+
+
+def test_socket_activation_serves_the_inherited_socket(api_root: Path) -> None:
+    path = api_root / "activated.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(8)
+    fd = listener.fileno()
+    # as systemd does: the socket is fd 3, LISTEN_PID names the service's own pid
+    script = ('export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0" -m ketch --root "$1"'
+              ' system service --time 0')
+    proc = subprocess.Popen(["/bin/sh", "-c", script, sys.executable, str(api_root)],
+                            pass_fds=(3,), preexec_fn=lambda: os.dup2(fd, 3),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    listener.close()
+    try:
+        wait_for(lambda: ping(str(path)), what="the activated service to answer")
+        assert not (api_root / "run" / "ketch.sock").exists()
+    finally:
+        stop_service(proc)
+
+
+def test_containers_started_through_the_service_outlive_it(api_root: Path) -> None:
+    sock = api_root / "outlive.sock"
+    proc = start_service(api_root, f"unix://{sock}", "--time", "0")
+    cli = TrackingCLI(api_root)
+    try:
+        wait_for(lambda: ping(str(sock)), what="the service to answer")
+        env = dict(os.environ, DOCKER_HOST=f"unix://{sock}",
+                   DOCKER_CONFIG=str(api_root / "docker-config"))
+        run = subprocess.run(["docker", "run", "-d", "--name", "survivor", "busybox",
+                              "sleep", "30"], capture_output=True, text=True, env=env,
+                             timeout=60, stdin=subprocess.DEVNULL)
+        assert run.returncode == 0, run.stderr
+        # a client following the logs does not keep the service from stopping
+        follower = subprocess.Popen(["docker", "logs", "-f", "survivor"], env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    stdin=subprocess.DEVNULL)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        follower.wait(timeout=20)
+        follower.stdout.close()  # type: ignore[union-attr]
+        follower.stderr.close()  # type: ignore[union-attr]
+        assert cli("ps", "--format", "{{.Names}} {{.State}}").stdout == "survivor running\n"
+    finally:
+        stop_service(proc)
+        cli.remove_everything()
+
+
+def test_raw_attach_without_upgrade_is_refused(api_root: Path) -> None:
+    sock = api_root / "noupgrade.sock"
+    proc = start_service(api_root, f"unix://{sock}", "--time", "0")
+    cli = TrackingCLI(api_root)
+    try:
+        wait_for(lambda: ping(str(sock)), what="the service to answer")
+        cli("create", "--name", "plain", "busybox", "true")
+        conn = UnixHTTPConnection(str(sock))
+        conn.request("POST", "/containers/plain/attach?stream=1&stdout=1")
+        resp = conn.getresponse()
+        assert resp.status == 400
+        assert "Upgrade: tcp" in json.loads(resp.read())["message"]
+        conn.close()
+    finally:
+        stop_service(proc)
+        cli.remove_everything()
+
+
+def test_sigterm_ends_an_attached_run_but_not_its_container(api_root: Path) -> None:
+    sock = api_root / "attached.sock"
+    proc = start_service(api_root, f"unix://{sock}", "--time", "0")
+    cli = TrackingCLI(api_root)
+    try:
+        wait_for(lambda: ping(str(sock)), what="the service to answer")
+        env = dict(os.environ, DOCKER_HOST=f"unix://{sock}",
+                   DOCKER_CONFIG=str(api_root / "docker-config"))
+        client = subprocess.Popen(["docker", "run", "--name", "held", "busybox", "sh", "-c",
+                                   "echo up; sleep 30"], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        assert client.stdout is not None
+        assert client.stdout.readline() == b"up\n"
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        client.wait(timeout=20)
+        client.stdout.close()
+        assert time.monotonic() - started < 15  # the stream was ended, not waited for
+        assert cli("ps", "--format", "{{.Names}} {{.State}}").stdout == "held running\n"
+    finally:
+        stop_service(proc)
+        cli.remove_everything()
