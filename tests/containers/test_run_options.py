@@ -365,6 +365,16 @@ def test_device_is_made_and_allowed_in_the_container(ketch):
     assert 'error gathering device information while adding custom device' in missing.stderr
 
 
+@pytest.mark.parametrize(("path", "why"), [("/dev/no-such-dev", "no such file or directory"),
+                                         ("/etc/hostname", "not a device node")])
+def test_create_refuses_a_device_the_host_lacks_and_creates_nothing(ketch, path, why):
+    p = ketch("create", "--device", path, "busybox", "true", check=False)
+    assert p.returncode == 125
+    assert p.stderr == ("Error: error gathering device information while adding custom"
+                        f' device "{path}": {why}\n')
+    assert ketch("ps", "-aq").stdout == ""
+
+
 def test_device_cgroup_rule_allows_a_device_node(ketch):
     script = "mknod /dev/f c 10 229; cat /dev/f 2>&1; true"
     denied = ketch("run", "--rm", "busybox", "sh", "-c", script).stdout

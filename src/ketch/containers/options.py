@@ -151,6 +151,24 @@ def validate(svc: ContainerService, hc: dict[str, Any], config: dict[str, Any],
             raise InvalidArgument(f"invalid device specification: {dev.get('PathOnHost')}:"
                                   f"{dev.get('PathInContainer')}: the container path must"
                                   " be absolute")
+        _host_device(dev.get("PathOnHost") or "")
+
+
+def _host_device(path: str) -> None:
+    """Docker's create-time check of `--device`: the host path is a device node or a
+    directory of them (as /dev/snd)."""
+    import stat
+
+    from ketch.fmt.gofmt import quote
+
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise InvalidArgument("error gathering device information while adding custom device"
+                              f" {quote(path)}: {(e.strerror or str(e)).lower()}") from None
+    if not (stat.S_ISBLK(st.st_mode) or stat.S_ISCHR(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        raise InvalidArgument("error gathering device information while adding custom device"
+                              f" {quote(path)}: not a device node")
 
 
 _THROTTLES = {"BlkioDeviceReadBps": "throttleReadBpsDevice",
