@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import threading
 import time
 from pathlib import Path
@@ -174,3 +175,73 @@ def test_a_million_lines_are_written_out_within_the_budget(tmp_path: Path):
     start = time.perf_counter()
     assert collect(log, tail=2)[0] == b"line 999998\nline 999999\n"
     assert time.perf_counter() - start < 0.2
+
+
+# --- the keeper's hole punch, between two reads of a reader ---------------------------
+
+
+def _lines(first: int, count: int) -> list[str]:
+    # ~100 bytes a record: 12,000 of them are more than one read block (1 MiB)
+    return [record(BASE + i / 1000, "stdout", f"line {i} " + "padding " * 6)
+            for i in range(first, first + count)]
+
+
+def _expected(count: int) -> bytes:
+    return b"".join(f"line {i} {'padding ' * 6}\n".encode() for i in range(count))
+
+
+def _rotate(log: Path, manifest: object, seq: int, max_size: int) -> None:
+    """One step of the keeper, exactly as keep_rotating takes it (the worker that later
+    renames `.doneN` to `.1` is played by the test)."""
+    from ketch.runtime.logs import _rotate_out, start_offset
+
+    with open(log, "r+b") as f:
+        size = os.fstat(f.fileno()).st_size
+        start = start_offset(log)
+        pending = log.with_name(f"{log.name}.done{seq}")
+        _rotate_out(f, log, start, size, max_size, pending, manifest)  # type: ignore[arg-type]
+
+
+def _keeper_manifest(log: Path) -> object:
+    from ketch.runtime.logs import _Manifest
+
+    m = _Manifest(log, 100)
+    m.restart(os.stat(log).st_ino, False)
+    return m
+
+
+def test_logs_never_returns_bytes_the_keeper_punched_while_it_read(tmp_path: Path):
+    log = write(tmp_path / "ctr.log", _lines(0, 30_000))  # ~3 MiB: three read blocks
+    manifest = _keeper_manifest(log)
+    reader = read_log(log)
+    first = next(reader).data  # the first block is read: now the keeper rotates twice,
+    _rotate(log, manifest, 1, 1 << 20)  # over what the reader is about to read
+    _rotate(log, manifest, 2, 1 << 20)
+    (tmp_path / "ctr.log.done1").rename(tmp_path / "ctr.log.2")  # the worker's shift
+    (tmp_path / "ctr.log.done2").rename(tmp_path / "ctr.log.1")
+    with open(log, "rb") as f:
+        assert f.read(4096) == bytes(4096)  # punched: what a naive read gets
+    data = first + b"".join(c.data for c in reader)
+    assert b"\0" not in data
+    assert data == _expected(30_000)
+    # and a new reader sees the generations plus the rest of the live file, once each
+    assert b"".join(c.data for c in read_log(log)) == _expected(30_000)
+
+
+def test_logs_follow_reads_punched_records_from_the_generation_that_holds_them(
+        tmp_path: Path):
+    log = write(tmp_path / "ctr.log", _lines(0, 10))
+    manifest = _keeper_manifest(log)
+    done = threading.Event()
+    reader = read_log(log, follow=True, is_done=done.is_set, poll_interval=0.01)
+    got = [next(reader).data]  # the first ten lines, then it follows
+    with open(log, "a") as f:
+        f.write("".join(_lines(10, 29_990)))
+    got.append(next(reader).data)  # the follower has read one block of the new records
+    _rotate(log, manifest, 1, 2 << 20)  # the keeper moves out the part it reads next
+    (tmp_path / "ctr.log.done1").rename(tmp_path / "ctr.log.1")
+    done.set()
+    got.extend(c.data for c in reader)
+    data = b"".join(got)
+    assert b"\0" not in data
+    assert data == _expected(30_000)

@@ -341,22 +341,33 @@ def _read_log(path: Path | str, *, tail: int | None = None,
     converter = _Converter(timestamps, streams)
     # Rotated generations first (oldest first), opened before the current file so that a
     # rotation meanwhile shifts names under us without losing what was opened.
-    older = _open_older(path)
-    f = _open_waiting(path, follow and not older, is_done, poll_interval)
+    # The start offset is read first: a generation the keeper moves out meanwhile is
+    # then read through the live file (and recovered from the generation where the
+    # keeper has already punched it), never skipped; one opened twice is dropped below.
+    base = start_offset(path)
+    opened = _open_older(path)
+    f = _open_waiting(path, follow and not opened, is_done, poll_interval)
     if f is None:
-        if not older:
+        if not opened:
             return
         f = io.BytesIO()
     with contextlib.ExitStack() as stack:
-        for g in older:
+        for g, _ino in opened:
             stack.enter_context(g)
         stack.enter_context(f)
-        regions, stop_early = _regions([*older, f], since_ns, until_ns, tail,
-                                       start_offset(path))
+        live_ino, ranges = _generations(path)
+        older = [g for g, ino in opened if ranges.get(ino, (-1, -1))[0] < base
+                 or not _is_live(f, live_ino)]
+        regions, stop_early = _regions([*older, f], since_ns, until_ns, tail, base)
         for g, pos, end in regions:
             while pos < end:
                 g.seek(pos)
                 block = g.read(min(BLOCK, end - pos))
+                if g is f:
+                    block = _checked(f, path, pos, block)
+                    if not block:  # moved out and dropped (max-file) before we got there
+                        pos = min(end, start_offset(path))
+                        continue
                 cut_at = block.rfind(b"\n") + 1 if pos + len(block) < end else len(block)
                 if cut_at == 0:
                     cut_at = len(block)  # a single record longer than a block
@@ -437,20 +448,110 @@ def rotated_paths(path: Path) -> list[Path]:
     return found[::-1]
 
 
-def _open_older(path: Path) -> list[BinaryIO]:
-    opened: list[BinaryIO] = []
+def _open_generation(p: Path) -> tuple[BinaryIO, int]:
+    """A rotated generation, readable and seekable, with its inode number."""
+    if p.suffix == ".gz":
+        import gzip
+
+        with open(p, "rb") as raw:
+            ino = os.fstat(raw.fileno()).st_ino
+            return io.BytesIO(gzip.decompress(raw.read())), ino
+    g = open(p, "rb")
+    return g, os.fstat(g.fileno()).st_ino
+
+
+def _open_older(path: Path) -> list[tuple[BinaryIO, int]]:
+    opened: list[tuple[BinaryIO, int]] = []
     for p in rotated_paths(path):
         try:
-            if p.suffix == ".gz":
-                import gzip
-
-                with open(p, "rb") as raw:
-                    opened.append(io.BytesIO(gzip.decompress(raw.read())))
-            else:
-                opened.append(open(p, "rb"))
+            opened.append(_open_generation(p))
         except (FileNotFoundError, EOFError, OSError):
             continue  # rotated away or still being written: the next generation has it
     return opened
+
+
+# --- reading past the keeper's hole punch ---------------------------------------------
+#
+# The keeper copies a generation out, records it in `<log>.gens` (the live file's inode,
+# then one `<inode> <first offset> <end offset>` line per generation file, by inode so
+# that renames and shifts do not matter), moves `<log>.start` past it, and only then
+# punches the copied bytes (they read as zeros). A reader checks the start offset after
+# each read from the live file: if it is still at or before the offset read from, no
+# punch can have reached the bytes read (the punch follows the move); if it moved past,
+# the bytes before it are taken from the generation that holds them instead.
+
+
+def _generations(path: Path) -> tuple[int, dict[int, tuple[int, int]]]:
+    """(inode of the live file the offsets refer to, {inode: (first, end)})."""
+    try:
+        lines = path.with_name(path.name + ".gens").read_bytes().split(b"\n")
+        live = int(lines[0])
+        ranges: dict[int, tuple[int, int]] = {}
+        for line in lines[1:]:
+            if line:
+                ino, first, end = map(int, line.split())
+                ranges[ino] = (first, end)
+        return live, ranges
+    except (FileNotFoundError, ValueError):
+        return -1, {}
+
+
+def _is_live(f: BinaryIO, live_ino: int) -> bool:
+    try:
+        return os.fstat(f.fileno()).st_ino == live_ino
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return False
+
+
+_GENERATION_NAME = re.compile(r"\.(?:[0-9]+(?:\.gz)?|done[0-9]+)")
+
+
+def _recover(f: BinaryIO, path: Path, pos: int, hi: int) -> bytes | None:
+    """Bytes from `pos` (at most up to `hi`) of the live file `f`, read from the
+    generation the keeper copied them to; None when no generation holds them any more
+    (dropped by max-file) or `f` is not the file the keeper rotates."""
+    for attempt in range(50):
+        live_ino, ranges = _generations(path)
+        if not _is_live(f, live_ino):
+            return None
+        wanted = {ino for ino, (first, end) in ranges.items() if first <= pos < end}
+        if not wanted:
+            return None
+        # names move (shift, gzip) while we look: identify each file by its inode
+        prefix = path.name
+        with contextlib.suppress(FileNotFoundError):
+            for name in os.listdir(path.parent):
+                if not (name.startswith(prefix)
+                        and _GENERATION_NAME.fullmatch(name[len(prefix):])):
+                    continue
+                try:
+                    if os.stat(path.parent / name).st_ino not in wanted:
+                        continue
+                    g, ino = _open_generation(path.parent / name)
+                except (FileNotFoundError, EOFError, OSError):
+                    continue
+                with g:
+                    if ino not in wanted:
+                        continue
+                    first, end = ranges[ino]
+                    g.seek(pos - first)
+                    data = g.read(min(hi, end, pos + BLOCK) - pos)
+                    if data:
+                        return data
+        time.sleep(0.002 * min(attempt + 1, 10))
+    return None
+
+
+def _checked(f: BinaryIO, path: Path, pos: int, data: bytes) -> bytes:
+    """`data` just read from the live file at `pos`, or, where the keeper may have
+    punched it meanwhile, the same bytes from the generation it copied them to: a
+    prefix of what was asked, never zeros. Empty when they are gone for good."""
+    if not data:
+        return data
+    moved = start_offset(path)
+    if moved <= pos or not _is_live(f, _generations(path)[0]):
+        return data
+    return _recover(f, path, pos, min(moved, pos + len(data))) or b""
 
 
 def _open_waiting(path: Path, follow: bool, is_done: Callable[[], bool] | None,
@@ -475,7 +576,11 @@ def _follow(f: BinaryIO, path: Path, pos: int, converter: _Converter, until_ns: 
     try:
         while True:
             f.seek(pos)
-            data = f.read(BLOCK)
+            data = _checked(f, path, pos, f.read(BLOCK))
+            if not data and start_offset(path) > pos and _is_live(f, _generations(path)[0]):
+                # moved out and dropped (max-file) before we got there: go on after it
+                pos, carry = start_offset(path), b""
+                continue
             if data:
                 pos += len(data)
                 delay = min(0.02, poll_interval)
@@ -748,7 +853,7 @@ def _private(name: str, flags: int) -> int:
     return os.open(name, flags, 0o600)
 
 
-def _gzip_file(src: Path) -> None:
+def _gzip_file(src: Path, packed: Callable[[int], None] | None = None) -> None:
     """`src` → `src.gz`, by a gzip process at low priority: in this process it would
     hold the interpreter the keeper needs to act in time (Python's gzip module where
     there is no gzip binary)."""
@@ -767,8 +872,10 @@ def _gzip_file(src: Path) -> None:
                 import gzip
                 import shutil
 
-                with gzip.open(fout, "wb") as packed:
-                    shutil.copyfileobj(fin, packed, BLOCK)
+                with gzip.open(fout, "wb") as out:
+                    shutil.copyfileobj(fin, out, BLOCK)
+            if packed is not None:
+                packed(os.fstat(fout.fileno()).st_ino)  # recorded before it is visible
         os.rename(tmp, dst)
         src.unlink()
     except (FileNotFoundError, OSError, ValueError, RuntimeError):
@@ -824,6 +931,80 @@ def _set_start(path: Path, offset: int) -> None:
     os.rename(tmp, name)
 
 
+class _Manifest:
+    """The keeper's `<log>.gens` (see _generations), rewritten whole and atomically."""
+
+    def __init__(self, path: Path, keep: int) -> None:
+        import threading
+
+        self.path = path
+        self.name = path.with_name(path.name + ".gens")
+        self.keep = keep
+        self.live = -1
+        self.ranges: dict[int, tuple[int, int]] = {}
+        self.lock = threading.Lock()
+
+    def restart(self, live_ino: int, keep_ranges: bool) -> None:
+        with self.lock:
+            if not keep_ranges:
+                self.ranges.clear()
+            else:
+                self.ranges = _generations(self.path)[1]
+            self.live = live_ino
+            self._write()
+
+    def add(self, ino: int, first: int, end: int) -> None:
+        with self.lock:
+            self._add(ino, (first, end))
+
+    def same_as(self, ino: int, other: int) -> None:
+        """`ino` holds what `other` holds (its gzip copy)."""
+        with self.lock:
+            if other in self.ranges:
+                self._add(ino, self.ranges[other])
+
+    def _add(self, ino: int, span: tuple[int, int]) -> None:
+        self.ranges.pop(ino, None)  # an inode freed by a dropped generation, reused
+        self.ranges[ino] = span
+        while len(self.ranges) > self.keep:
+            del self.ranges[next(iter(self.ranges))]
+        self._write()
+
+    def _write(self) -> None:
+        tmp = self.name.with_name(self.name.name + ".tmp")
+        lines = [b"%d" % self.live, *(b"%d %d %d" % (ino, a, b)
+                                      for ino, (a, b) in self.ranges.items())]
+        with open(tmp, "wb", opener=_private) as f:
+            f.write(b"\n".join(lines) + b"\n")
+        os.rename(tmp, self.name)
+
+
+def _rotate_out(f: BinaryIO, path: Path, start: int, size: int, max_size: int,
+                pending: Path, manifest: _Manifest) -> int:
+    """One rotation step: copy max-size bytes of whole records from `start` (or one
+    huge record) to `pending`, record it, move the start past it and punch it out of
+    the live file. Returns the new start."""
+    f.seek(start)
+    head = f.read(max_size)
+    cut = start + head.rfind(b"\n") + 1
+    if cut == start:
+        cut = _last_newline(f, size)
+        if cut <= start:
+            cut = size
+    out = os.open(pending, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        _copy_range(f.fileno(), out, start, cut - start)
+        copied = os.fstat(out).st_ino
+    finally:
+        os.close(out)
+    # readers can find the copy (by inode) before the start moves past it, and the start
+    # moves before the punch: see _checked
+    manifest.add(copied, start, cut)
+    _set_start(path, cut)
+    _punch(f.fileno(), cut - 1)  # the newline before the new start stays readable
+    return cut
+
+
 def keep_rotating(path: Path, conmon_pid: int, max_size: int, max_file: int,
                   compress: bool, ready: Callable[[], None] | None = None) -> None:
     """The keeper: rotate a log conmon keeps appending to, while conmon runs.
@@ -851,8 +1032,12 @@ def keep_rotating(path: Path, conmon_pid: int, max_size: int, max_file: int,
             except FileNotFoundError:
                 continue
             if compress:
-                _gzip_file(first)
+                with contextlib.suppress(OSError):
+                    plain = os.stat(first).st_ino
+                    _gzip_file(first, lambda ino, plain=plain: manifest.same_as(ino, plain))
 
+    # generations by inode: the kept ones, a gzip copy each and a few being finished
+    manifest = _Manifest(path, 2 * max_file + 8)
     worker = threading.Thread(target=finish_generations, daemon=True)
     worker.start()
     seq = 0
@@ -875,35 +1060,22 @@ def keep_rotating(path: Path, conmon_pid: int, max_size: int, max_file: int,
                     time.sleep(0.05)
                     continue
                 start = start_offset(path)
-                if start > os.fstat(f.fileno()).st_size:
+                live = os.fstat(f.fileno())
+                if start > live.st_size:
                     start = 0
                     _set_start(path, 0)
+                # offsets recorded for this same file stay valid (a restarted keeper)
+                manifest.restart(live.st_ino, _generations(path)[0] == live.st_ino
+                                 and start > 0)
                 if ready is not None:
                     ready()  # from here on nothing conmon writes can be lost
                     ready = None
             size = os.fstat(f.fileno()).st_size
             if size - start >= max_size:
-                # cut after the last whole record of max-size bytes (or, for one huge
-                # record, after its end), copy that out, then drop it from the file
-                f.seek(start)
-                head = f.read(max_size)
-                cut = start + head.rfind(b"\n") + 1
-                if cut == start:
-                    cut = _last_newline(f, size)
-                    if cut <= start:
-                        cut = size
                 seq += 1
                 pending = path.with_name(f"{path.name}.done{seq}")
-                out = os.open(pending, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                              0o600)
-                try:
-                    _copy_range(f.fileno(), out, start, cut - start)
-                finally:
-                    os.close(out)
+                start = _rotate_out(f, path, start, size, max_size, pending, manifest)
                 done.put(pending)
-                _set_start(path, cut)
-                start = cut
-                _punch(f.fileno(), cut - 1)  # the newline before `start` stays readable
                 last_size, last_time = 0, time.monotonic()
                 continue
             if not alive:
