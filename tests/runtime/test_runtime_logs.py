@@ -245,3 +245,22 @@ def test_logs_follow_reads_punched_records_from_the_generation_that_holds_them(
     data = b"".join(got)
     assert b"\0" not in data
     assert data == _expected(30_000)
+
+
+
+def test_logs_reads_every_generation_once_in_order_while_the_keeper_shifts_names(
+        tmp_path: Path):
+    log = write(tmp_path / "ctr.log", _lines(0, 5000))
+    manifest = _keeper_manifest(log)
+    for seq in (1, 2, 3):
+        _rotate(log, manifest, seq, 100_000)
+    # caught in the middle of the keeper's shift: `.1` is free, the newest generation
+    # is still `.done3`, and one name is seen twice (a hard link stands for a rename
+    # that a directory listing can show under both names)
+    (tmp_path / "ctr.log.done1").rename(tmp_path / "ctr.log.3")
+    (tmp_path / "ctr.log.done2").rename(tmp_path / "ctr.log.2")
+    os.link(tmp_path / "ctr.log.2", tmp_path / "ctr.log.4")
+    assert not (tmp_path / "ctr.log.1").exists()
+    assert b"".join(c.data for c in read_log(log)) == _expected(5000)
+    last_two = b"".join(_expected(5000).splitlines(keepends=True)[-2:])
+    assert b"".join(c.data for c in read_log(log, tail=2)) == last_two

@@ -355,9 +355,7 @@ def _read_log(path: Path | str, *, tail: int | None = None,
         for g, _ino in opened:
             stack.enter_context(g)
         stack.enter_context(f)
-        live_ino, ranges = _generations(path)
-        older = [g for g, ino in opened if ranges.get(ino, (-1, -1))[0] < base
-                 or not _is_live(f, live_ino)]
+        older = _in_order(opened, base, f, *_generations(path))
         regions, stop_early = _regions([*older, f], since_ns, until_ns, tail, base)
         for g, pos, end in regions:
             while pos < end:
@@ -460,14 +458,58 @@ def _open_generation(p: Path) -> tuple[BinaryIO, int]:
     return g, os.fstat(g.fileno()).st_ino
 
 
+def _in_order(opened: list[tuple[BinaryIO, int]], base: int, f: BinaryIO, live_ino: int,
+              ranges: dict[int, tuple[int, int]]) -> list[BinaryIO]:
+    """The generations to read before the live file's records at `base`, oldest
+    first. The keeper may shift names while they are opened: those it recorded for this
+    live file are put in order by their offsets, a copy seen twice (its gzip copy, or
+    under two names) is read once, and one moved out after `base` was read is left to
+    the live file's reading (which recovers it)."""
+    if not _is_live(f, live_ino):
+        return [g for g, _ino in opened]
+    unknown = [g for g, ino in opened if ino not in ranges]
+    known: dict[tuple[int, int], BinaryIO] = {}
+    for g, ino in opened:
+        if ino in ranges and ranges[ino][0] < base:
+            known.setdefault(ranges[ino], g)
+    return unknown + [known[span] for span in sorted(known)]
+
+
 def _open_older(path: Path) -> list[tuple[BinaryIO, int]]:
+    """The rotated generations, oldest first by name (see _in_order), each once. All
+    `<log>.N[.gz]` in the directory: while the keeper shifts names one may be missing
+    for a moment, which must not hide the older ones."""
+    found: dict[int, Path] = {}
+    finishing: dict[int, Path] = {}  # moved out, not yet shifted in as `.1`: the newest
+    with contextlib.suppress(FileNotFoundError):
+        for name in os.listdir(path.parent):
+            m = _ROTATED_NAME.fullmatch(name[len(path.name):])
+            if not name.startswith(path.name) or m is None:
+                continue
+            if m[1]:
+                finishing[int(m[1])] = path.parent / name
+                continue
+            n = int(m[2])
+            if n not in found or not m[3]:  # a plain file wins over its .gz
+                found[n] = path.parent / name
     opened: list[tuple[BinaryIO, int]] = []
-    for p in rotated_paths(path):
+    seen: set[int] = set()
+    names = [found[n] for n in sorted(found, reverse=True)]
+    names += [finishing[n] for n in sorted(finishing)]
+    for name in names:
         try:
-            opened.append(_open_generation(p))
+            g, ino = _open_generation(name)
         except (FileNotFoundError, EOFError, OSError):
             continue  # rotated away or still being written: the next generation has it
+        if ino in seen:  # renamed while we listed: opened once already
+            g.close()
+            continue
+        seen.add(ino)
+        opened.append((g, ino))
     return opened
+
+
+_ROTATED_NAME = re.compile(r"\.(?:done([0-9]+)|([0-9]+)(\.gz)?)")
 
 
 # --- reading past the keeper's hole punch ---------------------------------------------
@@ -719,8 +761,17 @@ def iter_entries(path: Path | str, **options: object) -> Iterator[LogEntry]:
             end = _first_at_or_after(f, start, end, until_ns, strict=True)
         if tail is not None:
             start = max(start, _tail_offset(f, start, end, int(tail))[0])  # type: ignore[call-overload]
-        f.seek(start)
-        data = f.read(end - start)
+        pieces = []
+        pos = start
+        while pos < end:
+            f.seek(pos)
+            piece = _checked(f, Path(path), pos, f.read(end - pos))
+            if not piece:  # moved out and dropped (max-file) before we got there
+                pos = start_offset(Path(path))
+                continue
+            pieces.append(piece)
+            pos += len(piece)
+        data = b"".join(pieces)
     for line in data.split(b"\n")[:-1]:
         parts = line.split(b" ", 3)
         if len(parts) < 4 or parts[2] not in (b"F", b"P"):
