@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import json
 import platform as _platform
-from dataclasses import dataclass, field
-from typing import Any
 
 from ketch.errors import InvalidArgument
 from ketch.oci.digest import validate_digest
 from ketch.oci.media import MediaType
+from ketch.values import field, value
+
+TYPE_CHECKING = False  # `typing` and `dataclasses` cost milliseconds of every start
+if TYPE_CHECKING:
+    from typing import Any
 
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le",
          "s390x": "s390x", "i686": "386", "riscv64": "riscv64"}
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class Platform:
     os: str = "linux"
     architecture: str = "amd64"
@@ -54,7 +57,7 @@ def host_platform() -> Platform:
     return Platform("linux", _ARCH.get(machine, machine), variant)
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class Descriptor:
     media_type: str
     digest: str
@@ -93,7 +96,7 @@ class Descriptor:
         return out
 
 
-@dataclass
+@value
 class Manifest:
     config: Descriptor
     layers: list[Descriptor]
@@ -122,7 +125,7 @@ class Manifest:
         return json.dumps(d, separators=(",", ":")).encode()
 
 
-@dataclass
+@value
 class Index:
     manifests: list[Descriptor]
     media_type: str = MediaType.OCI_INDEX
@@ -152,7 +155,7 @@ class Index:
         return json.dumps(d, separators=(",", ":")).encode()
 
 
-@dataclass
+@value
 class ImageConfig:
     """The image configuration JSON (image-spec config.md); `raw` keeps unknown fields."""
 
