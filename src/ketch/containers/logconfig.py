@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 DEFAULT_DRIVER = "json-file"
 # One unrotated file: conmon's default, nothing to check or set up. ketch.runtime.logs
-# (and the dataclasses it imports, 10+ ms) stays off the create/start path then.
+# (and typing, pathlib and datetime, which it imports) stays off the create/start path then.
 _PLAIN_DRIVERS = ("json-file", "k8s-file")
 
 

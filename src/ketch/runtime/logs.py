@@ -18,13 +18,14 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any, BinaryIO, NamedTuple
+
+from ketch.values import value
 
 BLOCK = 1 << 20
 WRITE_BUFFER = 1 << 20
@@ -52,7 +53,7 @@ class LogChunk(NamedTuple):
     data: bytes
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class LogEntry:
     """One record, for callers that want lines with their timestamps."""
 
@@ -805,7 +806,7 @@ _LOCAL_DEFAULTS = {"max-size": "20m", "max-file": "5", "compress": "true"}
 JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class LogPolicy:
     driver: str
     max_size: int | None = None  # bytes per file; None: one file, unbounded
