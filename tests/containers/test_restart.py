@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from tests.containers.conftest import cgroups_of
-from tests.helpers.host import conmon_pids, wait_for
+from tests.helpers.host import conmon_pids, live_pids, wait_for
 
 from ketch.containers.records import ContainerRecord
 from ketch.containers.restart import BACKOFF_FIRST, BACKOFF_MAX, next_delay
@@ -35,20 +35,7 @@ def look(ketch, name: str) -> dict:
 
 def restarters(cid: str) -> list[int]:
     """Live processes waiting to restart this container."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X"):
-            continue
-        if b"restart-wait" in cmdline and cid.encode() in cmdline:
-            found.append(int(entry.name))
-    return found
+    return live_pids(lambda cmdline: b"restart-wait" in cmdline and cid.encode() in cmdline)
 
 
 def stays(cond, seconds: float) -> bool:

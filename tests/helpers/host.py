@@ -38,9 +38,8 @@ def mounts_under(*paths: Path) -> list[str]:
     return found
 
 
-def conmon_pids(marker: str) -> list[int]:
-    """Live (not zombie) conmon processes whose command line mentions `marker`, e.g. a
-    test's state root."""
+def live_pids(match) -> list[int]:  # type: ignore[no-untyped-def]
+    """Live (not zombie) processes whose NUL-separated command line satisfies `match`."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -52,10 +51,16 @@ def conmon_pids(marker: str) -> list[int]:
             continue
         if stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X"):
             continue
-        argv0 = cmdline.split(b"\0", 1)[0]
-        if argv0.endswith(b"conmon") and marker.encode() in cmdline:
+        if match(cmdline):
             pids.append(int(entry.name))
     return pids
+
+
+def conmon_pids(marker: str) -> list[int]:
+    """Live (not zombie) conmon processes whose command line mentions `marker`, e.g. a
+    test's state root."""
+    return live_pids(lambda cmdline: cmdline.split(b"\0", 1)[0].endswith(b"conmon")
+                     and marker.encode() in cmdline)
 
 
 @contextlib.contextmanager
