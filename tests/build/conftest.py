@@ -4,16 +4,14 @@ written from dicts, and a check after every test that the build left nothing beh
 
 from __future__ import annotations
 
-import fcntl
-import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import IN_CI, KetchCLI, import_image, require, require_root, require_tool
+from tests.conftest import KetchCLI, import_image, require_root, require_tool
 from tests.helpers.host import mounts_under
+from tests.helpers.rootfs import debian_rootfs_tar
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -108,38 +106,9 @@ def kb(build_prereqs: None, ketch: KetchCLI, busybox_tar: Path, tmp_path: Path
 
 
 # -- the real node image (Debian's nodejs + npm via mmdebstrap), made once ----------------
-NODE_CACHE = Path(os.environ.get("KETCH_TEST_CACHE", "/var/tmp/ketch-test-cache"))
 
 
 @pytest.fixture(scope="session")
 def node_rootfs_tar() -> Path:
     """A bookworm minbase rootfs with nodejs and npm, kept between test sessions."""
-    require_root()
-    require(shutil.which("mmdebstrap") is not None, "mmdebstrap is not installed")
-    tar = NODE_CACHE / "node-bookworm-rootfs.tar"
-    if tar.exists() and tar.stat().st_size > 0:
-        return tar
-    NODE_CACHE.mkdir(parents=True, exist_ok=True)
-    # One maker at a time (xdist workers, or another test run): the others wait for it
-    # and take its tarball.
-    with open(NODE_CACHE / "node-bookworm-rootfs.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (tar.exists() and tar.stat().st_size > 0):
-            _make_node_rootfs(tar)
-    return tar
-
-
-def _make_node_rootfs(tar: Path) -> None:
-    partial = tar.with_name(f"partial-{os.getpid()}.tar")
-    proc = subprocess.run(
-        ["mmdebstrap", "--quiet", "--format=tar", "--variant=minbase", "--include=nodejs,npm",
-         "--customize-hook=rm -rf \"$1\"/var/lib/apt/lists/* \"$1\"/var/cache/apt/*.bin",
-         "bookworm", str(partial)], capture_output=True, text=True, timeout=1500)
-    if proc.returncode != 0:
-        shutil.rmtree(partial, ignore_errors=True) if partial.is_dir() else \
-            partial.unlink(missing_ok=True)
-        msg = f"mmdebstrap failed: {proc.stderr.strip()[-500:]}"
-        if IN_CI:
-            pytest.fail(msg)
-        pytest.skip(msg)
-    os.replace(partial, tar)
+    return debian_rootfs_tar("node", "nodejs,npm")

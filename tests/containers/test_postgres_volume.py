@@ -4,17 +4,13 @@ data survives `rm` and a new container on the same volume sees it."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
-from tests.conftest import IN_CI, require, require_root
 from tests.containers.conftest import TrackingCLI
 from tests.helpers.host import wait_for
+from tests.helpers.rootfs import debian_rootfs_tar
 
-CACHE = Path(os.environ.get("KETCH_TEST_CACHE", "/var/tmp/ketch-test-cache"))
 DOCKERFILE = """FROM pgbase
 ENV PGDATA=/var/lib/postgresql/data
 RUN mkdir -p "$PGDATA" && chown postgres:postgres "$PGDATA" && chmod 700 "$PGDATA"
@@ -29,26 +25,7 @@ CMD ["/usr/lib/postgresql/15/bin/postgres", "-c", "unix_socket_directories=/tmp"
 @pytest.fixture(scope="session")
 def postgres_rootfs_tar() -> Path:
     """A bookworm minbase rootfs with Debian's postgresql, kept between test sessions."""
-    require_root()
-    require(shutil.which("mmdebstrap") is not None, "mmdebstrap is not installed")
-    tar = CACHE / "postgres-bookworm-rootfs.tar"
-    if tar.exists() and tar.stat().st_size > 0:
-        return tar
-    CACHE.mkdir(parents=True, exist_ok=True)
-    partial = tar.with_name(f"partial-pg-{os.getpid()}.tar")
-    proc = subprocess.run(
-        ["mmdebstrap", "--quiet", "--format=tar", "--variant=minbase",
-         "--include=postgresql",
-         "--customize-hook=rm -rf \"$1\"/var/lib/apt/lists/* \"$1\"/var/cache/apt/*.bin",
-         "bookworm", str(partial)], capture_output=True, text=True, timeout=1500)
-    if proc.returncode != 0:
-        partial.unlink(missing_ok=True)
-        msg = f"mmdebstrap failed: {proc.stderr.strip()[-500:]}"
-        if IN_CI:
-            pytest.fail(msg)
-        pytest.skip(msg)
-    os.replace(partial, tar)
-    return tar
+    return debian_rootfs_tar("postgres", "postgresql")
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,19 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import shutil
+import subprocess
 import tarfile
 from pathlib import Path
+
+import pytest
 
 from ketch.images.busybox import GROUP, PASSWD, applets, find_busybox, write_rootfs_tar
 
 __all__ = ["GROUP", "PASSWD", "busybox_applets", "extract_rootfs", "require_busybox",
-           "write_busybox_rootfs_tar"]
+           "debian_rootfs_tar", "write_busybox_rootfs_tar"]
 
 require_busybox = find_busybox
 busybox_applets = applets
@@ -26,3 +32,39 @@ def extract_rootfs(tar_path: Path, dest: Path) -> Path:
     with tarfile.open(tar_path) as tf:
         tf.extractall(dest, filter="fully_trusted")
     return dest
+
+
+# -- Debian rootfs tarballs made with mmdebstrap, cached between test sessions -----------
+CACHE = Path(os.environ.get("KETCH_TEST_CACHE", "/var/tmp/ketch-test-cache"))
+
+
+def debian_rootfs_tar(name: str, packages: str) -> Path:
+    """`CACHE/<name>-bookworm-rootfs.tar`: a bookworm minbase rootfs with `packages`
+    (comma-separated) from the Debian mirror, made once. One maker at a time (xdist
+    workers, another test run): the others wait on its lock and take its tarball."""
+    from tests.conftest import IN_CI, require, require_root
+
+    require_root()
+    require(shutil.which("mmdebstrap") is not None, "mmdebstrap is not installed")
+    tar = CACHE / f"{name}-bookworm-rootfs.tar"
+    if tar.exists() and tar.stat().st_size > 0:
+        return tar
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / f"{name}-bookworm-rootfs.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if tar.exists() and tar.stat().st_size > 0:
+            return tar
+        partial = tar.with_name(f"partial-{name}-{os.getpid()}.tar")
+        proc = subprocess.run(
+            ["mmdebstrap", "--quiet", "--format=tar", "--variant=minbase",
+             f"--include={packages}",
+             "--customize-hook=rm -rf \"$1\"/var/lib/apt/lists/* \"$1\"/var/cache/apt/*.bin",
+             "bookworm", str(partial)], capture_output=True, text=True, timeout=1500)
+        if proc.returncode != 0:
+            partial.unlink(missing_ok=True)
+            msg = f"mmdebstrap failed: {proc.stderr.strip()[-500:]}"
+            if IN_CI:
+                pytest.fail(msg)
+            pytest.skip(msg)
+        os.replace(partial, tar)
+    return tar
