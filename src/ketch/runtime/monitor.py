@@ -750,9 +750,14 @@ class ConmonMonitor:
         """The recorded exit, or None while the container has not exited."""
         for path in (paths.persist_dir / "exit", paths.exit_file):
             code = _read_int(path)
-            if code is not None:
-                oom = (paths.persist_dir / "oom").exists() or (paths.run_dir / "oom").exists()
-                return ExitStatus(code, oom, path.stat().st_mtime)
+            if code is None:
+                continue
+            try:
+                when = path.stat().st_mtime
+            except FileNotFoundError:
+                continue  # cleaned up since it was read (a restart's cleanup): not an exit now
+            oom = (paths.persist_dir / "oom").exists() or (paths.run_dir / "oom").exists()
+            return ExitStatus(code, oom, when)
         return None
 
     def wait_exit(self, paths: ContainerPaths, timeout: float | None = None) -> ExitStatus:
