@@ -1,0 +1,35 @@
+"""The system endpoints: ping (GET and HEAD, the version headers), version, info."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ketch.api.common import SVC, Handler, json_response
+from ketch.engine import API_VERSION
+
+# -- system ------------------------------------------------------------------------------------
+_PING_HEADERS = {"Api-Version": API_VERSION, "Ostype": "linux",
+                 "Docker-Experimental": "false", "Builder-Version": "1", "Swarm": "inactive",
+                 "Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache"}
+
+
+async def ping(request: web.Request) -> web.Response:
+    if request.method == "HEAD":
+        return web.Response(headers=_PING_HEADERS, content_type="text/plain")
+    return web.Response(text="OK", headers=_PING_HEADERS, content_type="text/plain")
+
+
+async def version(request: web.Request) -> web.Response:
+    return json_response(await request.app[SVC].run(lambda e: e.version()))
+
+
+async def info(request: web.Request) -> web.Response:
+    return json_response(await request.app[SVC].run(lambda e: e.info()))
+
+
+ROUTES: list[tuple[str, str, Handler]] = [
+    ("GET", "/_ping", ping),
+    ("HEAD", "/_ping", ping),
+    ("GET", "/version", version),
+    ("GET", "/info", info),
+]
