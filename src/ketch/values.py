@@ -125,7 +125,7 @@ def value(cls: type[T] | None = None, /, *, frozen: bool = False) -> Any:
                 raise TypeError(f"non-default argument {name!r} follows default argument")
         c.__value_fields__ = names  # type: ignore[attr-defined]
         c.__value_defaults__ = defaults  # type: ignore[attr-defined]
-        c.__init__ = _init  # type: ignore[misc]
+        c.__init__ = _init  # type: ignore[misc,method-assign]
         if "__repr__" not in c.__dict__:
             c.__repr__ = _repr  # type: ignore[assignment]
         c.__eq__ = _eq  # type: ignore[method-assign, assignment]

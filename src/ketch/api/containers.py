@@ -194,7 +194,7 @@ async def containers_logs(request: web.Request) -> web.StreamResponse:
             if step not in finished:
                 resp.force_close()
                 return resp
-            item = step.result()
+            item: Any = step.result()
             if item is done:
                 break
             kind, data = item

@@ -228,7 +228,7 @@ def open_decompressed(fileobj: IO[bytes] | Any, *, threaded: bool = True) -> Bin
                 "the stream is zstd-compressed but the 'zstandard' package is not installed"
             ) from None
         return zstandard.ZstdDecompressor().stream_reader(  # type: ignore[no-any-return]
-            raw, read_size=COPY_BUFSIZE, read_across_frames=True, closefd=False
+            raw, read_size=COPY_BUFSIZE, read_across_frames=True, closefd=False,  # type: ignore[arg-type]
         )
     if kind == "bzip2":
         import bz2
@@ -237,7 +237,7 @@ def open_decompressed(fileobj: IO[bytes] | Any, *, threaded: bool = True) -> Bin
     if kind == "xz":
         import lzma
 
-        return lzma.LZMAFile(raw, "rb")  # type: ignore[return-value]
+        return lzma.LZMAFile(raw, "rb")  # type: ignore[return-value,arg-type]
     raise InvalidArgument(f"unsupported compression: {kind}")  # pragma: no cover
 
 

@@ -47,6 +47,9 @@ class Namespace:
     def __contains__(self, key: str) -> bool:
         return key in self.__dict__
 
+    if TYPE_CHECKING:  # the attributes are the declared flags: any name, any value
+        def __getattr__(self, name: str) -> Any: ...
+
     def __repr__(self) -> str:
         return "Namespace(" + ", ".join(f"{k}={v!r}" for k, v in self.__dict__.items()) + ")"
 
@@ -170,17 +173,17 @@ class Parser:
                 break
             if arg.startswith("--"):
                 name, eq, value = arg.partition("=")
-                a = self._by_option.get(name)
-                if a is None:
+                flag = self._by_option.get(name)
+                if flag is None:
                     raise UsageError(f"unknown flag: {name}")
                 if eq:
-                    self._set(a, value, values, appended)
-                elif a.is_bool:
-                    values[a.dest] = True
-                elif a.optional_value:
-                    values[a.dest] = a.const
+                    self._set(flag, value, values, appended)
+                elif flag.is_bool:
+                    values[flag.dest] = True
+                elif flag.optional_value:
+                    values[flag.dest] = flag.const
                 elif i < n:
-                    self._set(a, args[i], values, appended)
+                    self._set(flag, args[i], values, appended)
                     i += 1
                 else:
                     raise UsageError(f"flag needs an argument: {name}")

@@ -59,7 +59,7 @@ def _proxy_signals(svc: ContainerService, cid: str) -> dict[int, Any]:
         with contextlib.suppress(KetchError):
             svc.kill(cid, signum)
 
-    old = {}
+    old: dict[int, Any] = {}
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
               signal.SIGUSR2):
         old[s] = signal.signal(s, forward)

@@ -310,7 +310,7 @@ def _not_found(path: str, container: str) -> NotFound:
 
 
 # -- moving tar streams -----------------------------------------------------------------
-def _pump(write: Callable[[IO[bytes]], None], read: Callable[[IO[bytes]], None]) -> int:
+def _pump(write: Callable[[IO[bytes]], None], read: Callable[[IO[bytes]], object]) -> int:
     """`write` produces a tar into a pipe on a thread while `read` consumes it here;
     returns the bytes that went through. The writer's error wins (it is the cause)."""
     r, w = os.pipe()

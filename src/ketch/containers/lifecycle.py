@@ -164,11 +164,11 @@ def _mounts(svc: ContainerService, rec: ContainerRecord, rootfs: Path
         if mp.target in seen:
             raise InvalidArgument(f"Duplicate mount point: {mp.target}")
         seen.add(mp.target)
-        ro = ["ro"] if mp.read_only else []
+        ro_opt = ["ro"] if mp.read_only else []
         if mp.type == "tmpfs":
             extra = [o for o in mp.tmpfs_data.split(",") if o]
             mounts.append(Mount(mp.target, "tmpfs", "tmpfs",
-                                ["nosuid", "nodev", "noexec"] + ro + extra))
+                                ["nosuid", "nodev", "noexec"] + ro_opt + extra))
             continue
         propagation = mp.propagation or DEFAULT_PROPAGATION
         name = ""
@@ -192,7 +192,7 @@ def _mounts(svc: ContainerService, rec: ContainerRecord, rootfs: Path
                 seed_from_image(rootfs, mp.target, data)
             source = str(data)
         mounts.append(Mount(mp.target, source, "bind",
-                            ["rbind" if mp.recursive else "bind", propagation] + ro))
+                            ["rbind" if mp.recursive else "bind", propagation] + ro_opt))
         shown.append({"Type": mp.type, "Name": name, "Source": source,
                       "Destination": mp.target, "Driver": "local" if name else "",
                       "Mode": mp.mode, "RW": not mp.read_only, "Propagation":

@@ -43,7 +43,7 @@ def setup(engine: ContainerHost, rec: ContainerRecord, *,
         other = engine.containers.get(mode.split(":", 1)[1])
         mode = f"container:{other.id}"
     endpoints = ((hc.get("_NetworkingConfig") or {}).get("EndpointsConfig") or {})
-    ep_cfg = endpoints.get(mode) or next(iter(endpoints.values()), {}) or {}
+    ep_cfg: dict[str, Any] = endpoints.get(mode) or next(iter(endpoints.values()), {}) or {}
     # Docker answers DNS for the container's name and short ID as well as its aliases.
     aliases = [rec.name, rec.id[:12]] + list(ep_cfg.get("Aliases") or [])
     ip = ((ep_cfg.get("IPAMConfig") or {}).get("IPv4Address")) or None

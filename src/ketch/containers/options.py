@@ -185,7 +185,7 @@ def _block_device(path: str) -> tuple[int, int]:
         st = os.stat(path)
     except OSError as e:
         raise InvalidArgument(f"error getting device information for {path}:"
-                              f" {e.strerror.lower()}") from None
+                              f" {(e.strerror or str(e)).lower()}") from None
     if not (stat.S_ISBLK(st.st_mode) or stat.S_ISCHR(st.st_mode)):
         raise InvalidArgument(f"{path} is not a device")
     return os.major(st.st_rdev), os.minor(st.st_rdev)

@@ -9,6 +9,7 @@ cleaned up even if the monitor's exit command never ran.
 
 from __future__ import annotations
 
+import builtins
 import os
 import time
 from contextlib import contextmanager
@@ -545,7 +546,7 @@ class ContainerService:
         shutil.rmtree(self.run_dir / rec.id, ignore_errors=True)
         (self.run_dir / f"{rec.id}.lock").unlink(missing_ok=True)
 
-    def prune(self, filters: dict[str, list[str]] | None = None) -> PruneResult:
+    def prune(self, filters: dict[str, builtins.list[str]] | None = None) -> PruneResult:
         filters = filters or {}
         for k in filters:
             if k not in ("until", "label", "label!"):
@@ -641,7 +642,7 @@ class ContainerService:
         return attach.wait_condition(self, name_or_id, condition, cancelled=cancelled)
 
     def start_attached(self, name_or_id: str, sessions: int = 1
-                       ) -> tuple[ContainerRecord, list[Any]]:
+                       ) -> tuple[ContainerRecord, builtins.list[Any]]:
         """Start with `sessions` attach sessions connected before the process runs (for
         callers that carry the streams themselves); copy them with `pump`."""
         from ketch.containers import attach
@@ -654,8 +655,8 @@ class ContainerService:
 
         return attach.session_of_running(self, name_or_id)
 
-    def pump(self, session: Any, stdout: Callable[[bytes], Any],
-             stderr: Callable[[bytes], Any], stdin: int | None = None,
+    def pump(self, session: Any, stdout: Callable[[bytes], Any] | None,
+             stderr: Callable[[bytes], Any] | None, stdin: int | None = None,
              detach_keys: str | None = None) -> bool:
         """Copy an attach session: output to the callables, input from the fd `stdin`,
         until the container's output ends; True when the detach keys were read."""
@@ -698,7 +699,7 @@ class ContainerService:
                 data = _with_details(data, at_line_start, chunk.stream, timestamps)
             yield chunk.stream, data
 
-    def port_lines(self, name_or_id: str, port: str | None = None) -> list[str]:
+    def port_lines(self, name_or_id: str, port: str | None = None) -> builtins.list[str]:
         rec = self.get(name_or_id)
         want = None
         if port:
@@ -723,8 +724,8 @@ class ContainerService:
             raise Conflict(f"container {rec.id} is not running")
         return rec
 
-    def top(self, name_or_id: str, ps_args: list[str] | None = None
-            ) -> tuple[list[str], list[list[str]]]:
+    def top(self, name_or_id: str, ps_args: builtins.list[str] | None = None
+            ) -> tuple[builtins.list[str], builtins.list[builtins.list[str]]]:
         """`top`: the host's `ps` output, rows limited to the container's processes."""
         import subprocess
 
@@ -765,14 +766,14 @@ class ContainerService:
                 rows.append(fields[:n] + [" ".join(fields[n:])])
         return titles, rows
 
-    def diff(self, name_or_id: str) -> list[tuple[int, str]]:
+    def diff(self, name_or_id: str) -> builtins.list[tuple[int, str]]:
         """`diff`: (0 changed, 1 added, 2 deleted, path) from the container's upper dir."""
         rec = self.get(name_or_id)
         lowers = self.engine.layers.lower_dirs(rec.chain_ids) if rec.chain_ids else []
         return _upper_changes(self.path(rec.id) / "upper", lowers)
 
     def commit(self, name_or_id: str, *, ref: str | None = None,
-               changes: list[str] | None = None, message: str = "", author: str = "",
+               changes: builtins.list[str] | None = None, message: str = "", author: str = "",
                pause: bool = True) -> ImageRecord:
         """`commit`: a new image, the container's image plus its upper dir as a layer."""
         rec = self.get(name_or_id)
@@ -789,7 +790,7 @@ class ContainerService:
             finally:
                 self.unpause(rec.id)
 
-    def check(self) -> list[tuple[str, Any]]:
+    def check(self) -> builtins.list[tuple[str, Any]]:
         """Containers recorded as running whose process is gone: (what, repair)."""
         from ketch.containers import lifecycle
 
@@ -807,8 +808,8 @@ class ContainerService:
         return recovery.recover(self, intent.kind.partition(".")[2], intent.subject,
                                 intent.data)
 
-    def stats_rows(self, names: list[str] | None = None, *, all: bool = False,
-                   interval: float = 0.5) -> list[dict[str, str]]:
+    def stats_rows(self, names: builtins.list[str] | None = None, *, all: bool = False,
+                   interval: float = 0.5) -> builtins.list[dict[str, str]]:
         """`stats --no-stream`: one row per container, as docker's stats columns."""
         if names:
             recs = [(n, self.get(n)) for n in names]
@@ -818,10 +819,10 @@ class ContainerService:
         return _stats_rows(self, recs, interval)
 
     # -- hooks for images and GC -------------------------------------------------------
-    def image_users(self, image_id: str) -> list[tuple[str, bool]]:
+    def image_users(self, image_id: str) -> builtins.list[tuple[str, bool]]:
         return [(cid, running) for cid, running in self.records.users_of_image(image_id)]
 
-    def df(self) -> list[dict[str, Any]]:
+    def df(self) -> builtins.list[dict[str, Any]]:
         return self.list(all=True, size=True)
 
 
@@ -830,7 +831,7 @@ def _with_details(data: bytes, at_line_start: dict[str, bool], stream: str,
     """A space (the empty attribute list's separator) at the start of each line's text:
     after the timestamp with `-t`, so "TS  text" as Docker prints it."""
     lines = data.split(b"\n")
-    out = []
+    out: builtins.list[bytes] = []
     for i, line in enumerate(lines):
         starts = at_line_start[stream] if i == 0 else True
         if i == len(lines) - 1 and not line:

@@ -10,6 +10,7 @@ the image's content at its mount point (`seed_from_image`).
 
 from __future__ import annotations
 
+import builtins
 import re
 import shutil
 from collections.abc import Callable, Iterator
@@ -176,7 +177,7 @@ class VolumeStore:
             return []
         return [self.inspect(p.name) for p in sorted(self.dir.iterdir()) if p.is_dir()]
 
-    def in_use(self, name: str) -> list[str]:
+    def in_use(self, name: str) -> builtins.list[str]:
         users = []
         for r in self.engine.containers.records.all():
             binds = [b.split(":")[0] for b in r.host_config.get("Binds") or []]
@@ -209,7 +210,7 @@ class VolumeStore:
         return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
 
     def prune(self, *, all: bool = False,
-              keep: Callable[[dict[str, Any]], bool] | None = None) -> tuple[list[str], int]:
+              keep: Callable[[dict[str, Any]], bool] | None = None) -> tuple[builtins.list[str], int]:
         """Remove unused volumes: anonymous ones only (Docker 23+) unless `all`; `keep`
         spares volumes a filter excludes."""
         removed, space = [], 0

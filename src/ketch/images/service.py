@@ -427,7 +427,7 @@ class ImageService:
             del out["Variant"]
         return out
 
-    def history(self, name: str) -> list[dict[str, Any]]:
+    def history(self, name: str) -> builtins.list[dict[str, Any]]:
         """Docker's history: one row per history entry, newest first; rows get image IDs
         (and those images' tags) from the local parent chain, the rest say <missing>."""
         rec = self.resolve(name)
@@ -476,7 +476,7 @@ class ImageService:
             self.records.set_tag(conn, str(ref), rec.id)
 
     def remove(self, name: str, *, force: bool = False,
-               prune: bool = True) -> list[dict[str, str]]:
+               prune: bool = True) -> builtins.list[dict[str, str]]:
         """`docker rmi NAME`: moby's ImageDelete, rule for rule.
 
         A name untags; the image itself goes only when no other tag or digest is left
@@ -488,7 +488,7 @@ class ImageService:
         self.gc()
         return records
 
-    def _remove(self, name: str, *, force: bool, prune: bool) -> list[dict[str, str]]:
+    def _remove(self, name: str, *, force: bool, prune: bool) -> builtins.list[dict[str, str]]:
         from ketch import reference
 
         rec = self.resolve(name)
@@ -617,7 +617,7 @@ class ImageService:
         return used
 
     def prune(self, *, all: bool = False,
-              filters: dict[str, list[str]] | None = None) -> PruneReport:
+              filters: dict[str, builtins.list[str]] | None = None) -> PruneReport:
         """`docker image prune`: moby's ImagePrune over `_remove`, never forced."""
         filters = self._parse_filters(filters, {"label", "label!", "until", "dangling"})
         dangling_only = not all
@@ -740,7 +740,7 @@ class ImageService:
                 self.content.delete(d)
 
     # -- import / save / load ------------------------------------------------------------
-    def import_tar(self, stream: Any, *, changes: list[str] = (),  # type: ignore[assignment]
+    def import_tar(self, stream: Any, *, changes: builtins.list[str] = (),  # type: ignore[assignment]
                    ref: str | None = None, message: str = "",
                    platform: str | None = None) -> ImageRecord:
         """`docker import`: one layer from a rootfs tarball (plain or compressed)."""
@@ -804,7 +804,7 @@ class ImageService:
         return NewLayer(blob_digest, media_type, self.content.size(blob_digest), diff_id,
                         lr.size if lr else size)
 
-    def save(self, names: list[str], out: Any) -> None:
+    def save(self, names: builtins.list[str], out: Any) -> None:
         """Write the images `names` select as one archive (moby's tarexport parseNames):
         `repo` takes every tag of that repository, `repo:tag` that tag, an ID or digest
         the image without a name."""
@@ -846,7 +846,7 @@ class ImageService:
         write_image_archive(self, list(selected.values()), out)
 
     def load(self, stream: Any, *, on_message: Callable[[str], None] | None = None
-             ) -> list[str]:
+             ) -> builtins.list[str]:
         from ketch.images.archive import read_image_archive
 
         with self.writing():

@@ -285,7 +285,7 @@ class Server:
 
     def on_accept(self) -> None:
         try:
-            fd, addr = self.tcp._accept()
+            fd, addr = self.tcp._accept()  # type: ignore[attr-defined]
         except BlockingIOError:
             return
         conn = _socket.socket(self.tcp.family, _socket.SOCK_STREAM, 0, fd)

@@ -82,7 +82,7 @@ def serve_udp(listener: socket.socket, target: tuple[str, int]) -> None:
                 break
             seen[0] = time.monotonic()
             try:
-                listener.sendto(data, client)  # type: ignore[arg-type]
+                listener.sendto(data, client)  # type: ignore[call-overload]
             except OSError:
                 pass
         with lock:

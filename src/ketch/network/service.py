@@ -226,8 +226,8 @@ class NetworkService:
                          gateway if name == "bridge" else "", time.time()))
             row = rows.get("bridge")
             if row is not None and self.config.derived_subnet and row["subnet"] and (
-                    ipaddress.ip_network(row["subnet"]).subnet_of(
-                        ipaddress.ip_network(DERIVED_SUBNETS))):
+                    ipaddress.IPv4Network(row["subnet"]).subnet_of(
+                        ipaddress.IPv4Network(DERIVED_SUBNETS))):
                 # the subnet a derived bridge claimed (maybe not its first choice) stays
                 subnet, gateway = row["subnet"], row["gateway"]
             if row is not None and (row["subnet"], row["gateway"], row["bridge"]) != (

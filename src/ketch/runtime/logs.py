@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
@@ -497,9 +497,9 @@ def _open_older(path: Path) -> list[tuple[BinaryIO, int]]:
     seen: set[int] = set()
     names = [found[n] for n in sorted(found, reverse=True)]
     names += [finishing[n] for n in sorted(finishing)]
-    for name in names:
+    for gen in names:
         try:
-            g, ino = _open_generation(name)
+            g, ino = _open_generation(gen)
         except (FileNotFoundError, EOFError, OSError):
             continue  # rotated away or still being written: the next generation has it
         if ino in seen:  # renamed while we listed: opened once already
@@ -1086,7 +1086,7 @@ def keep_rotating(path: Path, conmon_pid: int, max_size: int, max_file: int,
             if compress:
                 with contextlib.suppress(OSError):
                     plain = os.stat(first).st_ino
-                    _gzip_file(first, lambda ino, plain=plain: manifest.same_as(ino, plain))
+                    _gzip_file(first, partial(manifest.same_as, other=plain))
 
     # generations by inode: the kept ones, a gzip copy each and a few being finished
     manifest = _Manifest(path, 2 * max_file + 8)

@@ -7,6 +7,7 @@ own message, reduced to one readable line.
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import re
@@ -287,7 +288,7 @@ class OCIRuntime:
     def resume(self, container_id: str) -> None:
         self._run("resume", container_id)
 
-    def ps(self, container_id: str) -> list[int]:
+    def ps(self, container_id: str) -> builtins.list[int]:
         """Host PIDs of every process in the container."""
         proc = self._run("ps", "--format", "json", container_id)
         return [int(p) for p in json.loads(proc.stdout or b"[]") or []]
@@ -308,7 +309,7 @@ class OCIRuntime:
     def exec_args(self, container_id: str, process_file: Path, *, tty: bool = False,
                   detach: bool = False, pid_file: Path | None = None,
                   console_socket: Path | None = None,
-                  extra: Sequence[str] = ()) -> list[str]:
+                  extra: Sequence[str] = ()) -> builtins.list[str]:
         """Argument vector of `<runtime> exec` for callers that drive it themselves."""
         args = ["exec", "--process", str(process_file)]
         if tty:

@@ -28,9 +28,9 @@ class _Context:
 try:
     from _json import make_scanner as _make_scanner
 
-    _scan = _make_scanner(_Context())
+    _scan = _make_scanner(_Context())  # type: ignore[arg-type]
 except ImportError:  # pragma: no cover - CPython always has _json
-    _scan = None
+    _scan = None  # type: ignore[assignment]
 
 
 def loads(text: str) -> Any:
