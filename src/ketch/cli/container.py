@@ -132,20 +132,12 @@ def _run(p: Parser) -> None:
 
 @_run.handler
 def run(ns: Namespace) -> int:
-    import gc
+    from ketch import gcpolicy
 
-    # Creating and starting a container imports most of ketch and allocates much that
-    # lives until the command ends: the collector's passes over it cost `run` ~10 ms and
-    # find nothing. run_attached turns collection back on once the container runs.
-    gc.disable()
-    try:
+    # Creating and starting a container allocates much that lives until the command
+    # ends; an attached session turns collection back on once the container runs.
+    with gcpolicy.startup_paused():
         return _run_body(ns)
-    finally:
-        # Exit would scan every object again (~20 ms with all of ketch loaded); what
-        # exists now lives until then anyway. Frozen before enabling, or the first
-        # collection would scan it all.
-        gc.freeze()
-        gc.enable()
 
 
 def _run_body(ns: Namespace) -> int:

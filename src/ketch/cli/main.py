@@ -111,12 +111,9 @@ def _err(msg: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import gc
+    from ketch import gcpolicy
 
-    # A command's start is mostly imports: thousands of long-lived objects and no
-    # garbage cycles. The default threshold (700) collects through them dozens of times
-    # (5 ms of `ps`); cycles are still collected, just less often, in long-running ones.
-    gc.set_threshold(20_000, 20, 100)
+    gcpolicy.command_started()
     args = list(sys.argv[1:] if argv is None else argv)
     debug = bool(os.environ.get("KETCH_DEBUG"))
     # Global flags before the command word.

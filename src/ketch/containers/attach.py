@@ -120,15 +120,9 @@ def run_attached(svc: ContainerService, cid: str, *, stdin: bool, tty: bool,
                 svc.remove(cid, force=True)
         raise
     paths = lifecycle.paths(svc, rec)
-    # `run` turns the cyclic collector off for the start-up; an attached session can
-    # last for hours, so it is back on from here. Freeze first: what the start-up
-    # allocated lives on, and the first collection would otherwise scan all of it
-    # (~20 ms).
-    import gc
+    from ketch import gcpolicy
 
-    if not gc.isenabled():
-        gc.freeze()
-        gc.enable()
+    gcpolicy.long_session_started()
     old = _proxy_signals(svc, cid) if sig_proxy and not tty else {}
     try:
         with holder["s"] as session:
