@@ -347,16 +347,17 @@ class Engine:
     # The attached forms drive this process's standard streams and terminal.
     def run_attached(self, container: str, *, stdin: bool, tty: bool,
                      detach_keys: str | None = None, sig_proxy: bool = True,
-                     remove: bool = False, stdout: bool = True, stderr: bool = True
-                     ) -> int:
+                     remove: bool = False, stdout: bool = True, stderr: bool = True,
+                     on_started: Callable[[], None] | None = None) -> int:
         """Start a created container attached to this process's terminal/streams and
         return its exit code (0 when detached with the detach keys); `remove` removes it
-        if starting fails (its monitor removes it after exit when it has AutoRemove)."""
+        if starting fails (its monitor removes it after exit when it has AutoRemove).
+        `on_started` is called once the container runs, before the session streams."""
         from ketch.containers.attach import run_attached
 
         return run_attached(self.containers, container, stdin=stdin, tty=tty,
                             detach_keys=detach_keys, sig_proxy=sig_proxy, remove=remove,
-                            stdout=stdout, stderr=stderr)
+                            stdout=stdout, stderr=stderr, on_started=on_started)
 
     def attach(self, container: str, *, stdin: bool = True, detach_keys: str | None = None,
                sig_proxy: bool = True) -> int:

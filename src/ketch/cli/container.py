@@ -132,10 +132,11 @@ def _run(p: Parser) -> None:
 
 @_run.handler
 def run(ns: Namespace) -> int:
-    from ketch import gcpolicy
+    from ketch.cli import gcpolicy
 
     # Creating and starting a container allocates much that lives until the command
-    # ends; an attached session turns collection back on once the container runs.
+    # ends; an attached session turns collection back on once the container runs
+    # (run_attached's on_started).
     with gcpolicy.startup_paused():
         return _run_body(ns)
 
@@ -151,11 +152,14 @@ def _run_body(ns: Namespace) -> int:
         engine().containers.start(rec.id)
         out(rec.id)
         return 0
+    from ketch.cli import gcpolicy
+
     c = rec.config
     return engine().run_attached(rec.id, stdin=ns.interactive, tty=ns.tty,
                                  detach_keys=ns.detach_keys, sig_proxy=ns.sig_proxy,
                                  remove=ns.rm, stdout=bool(c.get("AttachStdout", True)),
-                                 stderr=bool(c.get("AttachStderr", True)))
+                                 stderr=bool(c.get("AttachStderr", True)),
+                                 on_started=gcpolicy.long_session_started)
 
 
 @registry.command("start", "[OPTIONS] CONTAINER [CONTAINER...]",

@@ -111,7 +111,7 @@ def _err(msg: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ketch import gcpolicy
+    from ketch.cli import gcpolicy
 
     gcpolicy.command_started()
     args = list(sys.argv[1:] if argv is None else argv)

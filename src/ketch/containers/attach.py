@@ -7,7 +7,7 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ketch.errors import Conflict
@@ -98,9 +98,11 @@ def _stream(svc: ContainerService, session: AttachSession, paths: ContainerPaths
 
 def run_attached(svc: ContainerService, cid: str, *, stdin: bool, tty: bool,
                  detach_keys: str | None, sig_proxy: bool, remove: bool,
-                 stdout: bool = True, stderr: bool = True) -> int:
+                 stdout: bool = True, stderr: bool = True,
+                 on_started: Callable[[], None] | None = None) -> int:
     """Start a created (or stopped) container attached; return its exit code.
-    `stdout`/`stderr` False leave that stream unread (`run -a stdout`)."""
+    `stdout`/`stderr` False leave that stream unread (`run -a stdout`); `on_started`
+    is called once it runs (the CLI turns its garbage collector back on there)."""
     from ketch.containers import lifecycle
 
     holder: dict[str, AttachSession] = {}
@@ -120,9 +122,8 @@ def run_attached(svc: ContainerService, cid: str, *, stdin: bool, tty: bool,
                 svc.remove(cid, force=True)
         raise
     paths = lifecycle.paths(svc, rec)
-    from ketch import gcpolicy
-
-    gcpolicy.long_session_started()
+    if on_started is not None:
+        on_started()
     old = _proxy_signals(svc, cid) if sig_proxy and not tty else {}
     try:
         with holder["s"] as session:

@@ -1,5 +1,5 @@
 """The one owner of the cyclic garbage collector's settings (see ARCHITECTURE.md,
-"Start-up policy"). Nothing else in ketch calls `gc`.
+"Start-up policy"). Nothing else in ketch calls `gc`; the services never do.
 
 A ketch command is a short process whose start is mostly imports: thousands of
 long-lived objects and no garbage cycles. Collection passes over them find nothing and
@@ -7,7 +7,7 @@ cost milliseconds, so:
 - every command raises the thresholds (`command_started`);
 - `run` turns collection off while it creates and starts the container
   (`startup_paused`), and a session that then stays attached for hours turns it back on
-  (`long_session_started`);
+  (`long_session_started`, which `run` hands to the Engine's `run_attached`);
 - before collection comes back on, what exists is frozen: it lives until exit anyway,
   and the first collection (or the one at exit) would otherwise scan all of it (~20 ms
   with all of ketch loaded).
