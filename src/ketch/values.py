@@ -11,8 +11,10 @@ loop over the field names) instead of generated; records are built a few times p
 command, so the slower construction does not show. Type checkers see a dataclass
 (PEP 681 `dataclass_transform`).
 
-Not supported (use `dataclasses` for these): `ClassVar`/`InitVar` annotations,
-`__post_init__`, inheritance between value classes, `order=True`, `slots=True`.
+A value class may derive from another: its fields follow the base's, as with dataclasses.
+Not supported: `ClassVar`/`InitVar` annotations, `__post_init__`, `order=True`,
+`slots=True` (no module of ketch needs them; `dataclasses` is not used, see
+ARCHITECTURE.md, "Start-up policy").
 """
 
 from __future__ import annotations
@@ -113,9 +115,15 @@ def value(cls: type[T] | None = None, /, *, frozen: bool = False) -> Any:
     """Class decorator: see the module's docstring."""
 
     def wrap(c: type[T]) -> type[T]:
-        names = tuple(c.__dict__.get("__annotations__", {}))
+        inherited: tuple[str, ...] = ()
         defaults: dict[str, Any] = {}
-        for name in names:
+        for base in reversed(c.__mro__[1:]):
+            base_fields = base.__dict__.get("__value_fields__", ())
+            inherited += tuple(n for n in base_fields if n not in inherited)
+            defaults.update(base.__dict__.get("__value_defaults__", {}))
+        own = tuple(n for n in c.__dict__.get("__annotations__", {}) if n not in inherited)
+        names = inherited + own
+        for name in own:
             if name in c.__dict__:
                 default = c.__dict__[name]
                 defaults[name] = default

@@ -90,3 +90,21 @@ def test_ketch_records_keep_their_behaviour() -> None:
     assert cfg.mtu == 1400
     with pytest.raises(Exception, match="unknown network setting"):
         cfg.update({"nope": 1})
+
+
+def test_a_derived_value_has_its_bases_fields_first():
+    @value
+    class Node:
+        pos: int
+        text: str = ""
+
+    @value
+    class Named(Node):
+        name: str = "x"
+
+    n = Named(3, "t", "n")
+    assert (n.pos, n.text, n.name) == (3, "t", "n")
+    assert Named(pos=1) == Named(1, "", "x")
+    assert Named(1) != Node(1)
+    assert fields_of(Named) == ("pos", "text", "name")
+    assert repr(Named(2, name="y")) == f"{Named.__qualname__}(pos=2, text='', name='y')"

@@ -16,7 +16,6 @@ import tarfile
 import tempfile
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -26,6 +25,7 @@ from ketch.oci.digest import chain_ids, hex_of, sha256_bytes
 from ketch.oci.media import MediaType
 from ketch.oci.model import Descriptor, ImageConfig, Index, Manifest, host_platform
 from ketch.store.images import ImageRecord
+from ketch.values import value
 
 if TYPE_CHECKING:
     from ketch.images.service import ImageService
@@ -299,7 +299,7 @@ def _parse_tags(names: Any, what: str) -> list[str]:
     return out
 
 
-@dataclass
+@value
 class _Layer:
     """A layer file of the archive, already verified and stored as a blob when `blob`."""
 

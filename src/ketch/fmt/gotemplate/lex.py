@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from typing import Any, NoReturn
+
+from ketch.values import value
 
 
 class TemplateError(Exception):
@@ -27,7 +28,7 @@ _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _VARIABLE_RE = re.compile(r"\$[A-Za-z0-9_]*")
 
 
-@dataclasses.dataclass
+@value
 class Token:
     kind: str  # field var dot string number char bool nil ident keyword ( ) | := = ,
     value: Any
@@ -36,13 +37,13 @@ class Token:
     text: str
 
 
-@dataclasses.dataclass
+@value
 class TextItem:
     text: str
     pos: int
 
 
-@dataclasses.dataclass
+@value
 class ActionItem:
     tokens: list[Token]
     pos: int

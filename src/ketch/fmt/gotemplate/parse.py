@@ -2,82 +2,82 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
 from ketch.fmt.gotemplate.funcs import BUILTINS, LAZY_BUILTINS
 from ketch.fmt.gotemplate.lex import ActionItem, Lexer, TemplateError, TextItem, Token, line_of
+from ketch.values import value
 
 # --- parse tree --------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
+@value
 class Node:
     pos: int
     text: str  # the source it came from, shown in execution errors as <...>
 
 
-@dataclasses.dataclass
+@value
 class FieldNode(Node):
     idents: list[str]
 
 
-@dataclasses.dataclass
+@value
 class VariableNode(Node):
     name: str
     idents: list[str]
 
 
-@dataclasses.dataclass
+@value
 class ChainNode(Node):
     node: Node
     idents: list[str]
 
 
-@dataclasses.dataclass
+@value
 class IdentifierNode(Node):
     name: str
 
 
-@dataclasses.dataclass
+@value
 class ConstNode(Node):
     value: Any
 
 
-@dataclasses.dataclass
+@value
 class DotNode(Node):
     pass
 
 
-@dataclasses.dataclass
+@value
 class NilNode(Node):
     pass
 
 
-@dataclasses.dataclass
+@value
 class CommandNode(Node):
     args: list[Node]
 
 
-@dataclasses.dataclass
+@value
 class PipeNode(Node):
     decl: list[str]
     is_assign: bool
     cmds: list[CommandNode]
 
 
-@dataclasses.dataclass
+@value
 class TextNode(Node):
     pass
 
 
-@dataclasses.dataclass
+@value
 class ActionNode(Node):
     pipe: PipeNode
 
 
-@dataclasses.dataclass
+@value
 class BranchNode(Node):
     kind: str  # if, with, range
     pipe: PipeNode
@@ -85,13 +85,13 @@ class BranchNode(Node):
     else_body: list[Node] | None
 
 
-@dataclasses.dataclass
+@value
 class TemplateNode(Node):
     name: str
     pipe: PipeNode | None
 
 
-@dataclasses.dataclass
+@value
 class LoopControlNode(Node):
     kind: str  # break, continue
 
