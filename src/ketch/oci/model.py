@@ -7,7 +7,7 @@ parse and build them.
 from __future__ import annotations
 
 import json
-import platform as _platform
+import os
 
 from ketch.errors import InvalidArgument
 from ketch.oci.digest import validate_digest
@@ -52,7 +52,7 @@ class Platform:
 
 
 def host_platform() -> Platform:
-    machine = _platform.machine()
+    machine = os.uname().machine  # what platform.machine() returns, without importing it
     variant = "v8" if machine == "aarch64" else None
     return Platform("linux", _ARCH.get(machine, machine), variant)
 
