@@ -676,22 +676,22 @@ class ContainerService:
         """(stream, data) of the container's log. `details`: each line gets the log's
         extra attributes and a space before its text, as Docker's (ketch's log records
         carry no attributes, so the space alone)."""
-        from ketch.containers import lifecycle
+        from ketch.containers.logconfig import reads_back
         from ketch.runtime.logs import read_log
 
         rec = self.get(name_or_id)
-        from ketch.containers.logconfig import reads_back
-
         if not reads_back(rec.host_config):
             raise KetchError("configured logging driver does not support reading")
-        p = lifecycle.paths(self, rec)
+        # the log's path, as lifecycle.paths() names it, without loading the lifecycle
+        # and the monitor: `logs --tail` is a read of a file's end
+        log_path = self.path(rec.id) / "ctr.log"
 
         def running() -> bool:
             cur = self.records.get(rec.id)
             return cur is not None and self._refresh(cur).running
 
         at_line_start = {"stdout": True, "stderr": True}
-        for chunk in read_log(p.log_path, follow=follow, tail=tail, since=since,
+        for chunk in read_log(log_path, follow=follow, tail=tail, since=since,
                               until=until, timestamps=timestamps,
                               is_done=lambda: not running()):
             data = chunk.data
