@@ -160,15 +160,14 @@ def connect(engine: ContainerHost, name_or_id: str, network: str, *, aliases: li
     rec = engine.containers.get(name_or_id)
     if rec.state not in ("running", "paused"):
         # Docker's way: a stopped container gets the network at its next start
-        net = engine.networks.inspect_network(network)
-        if network in configured_networks(engine, rec) or net.name in configured_networks(
-                engine, rec):
+        target = engine.networks.inspect_network(network)
+        if target.name in configured_networks(engine, rec):
             raise Forbidden(f"endpoint with name {rec.name} already exists in network"
-                            f" {net.name}")
+                            f" {target.name}")
         cfg: dict[str, Any] = {"Aliases": aliases or None}
         if ip:
             cfg["IPAMConfig"] = {"IPv4Address": ip}
-        _edit_endpoints(engine, rec, net.id, cfg)
+        _edit_endpoints(engine, rec, target.id, cfg)
         return
     ep = engine.networks.connect(rec.id, network, [rec.name, rec.id[:12], *aliases], ip)
     net = dict(rec.network)
