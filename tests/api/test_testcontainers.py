@@ -55,3 +55,36 @@ def test_testcontainers_runs_a_local_image_waits_for_its_log_and_stops_it(
         assert api.docker("ps", "-aq").stdout == ""
     finally:
         api.docker("rmi", "tc-httpd:1", check=False)
+
+
+def test_testcontainers_network_lets_one_container_reach_another_by_alias(
+        api: Api, busybox_tar: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    try:
+        from testcontainers.core.config import testcontainers_config
+        from testcontainers.core.container import DockerContainer
+        from testcontainers.core.network import Network
+        from testcontainers.core.wait_strategies import LogMessageWaitStrategy
+    except ImportError:
+        require(False, "testcontainers is not installed (pip install -e '.[test]')")
+        raise
+    monkeypatch.setenv("DOCKER_HOST", api.url)
+    monkeypatch.setattr(testcontainers_config, "ryuk_disabled", True)
+    with Network() as network:
+        server = (DockerContainer("busybox")
+                  .with_command(["sh", "-c", "mkdir -p /www; echo via alias >"
+                                 " /www/index.html; echo up; exec httpd -f -p 80 -h /www"])
+                  .with_network(network).with_network_aliases("backend")
+                  .waiting_for(LogMessageWaitStrategy("up")))
+        client = (DockerContainer("busybox")
+                  .with_command(["sh", "-c", "until wget -qO- http://backend/; do sleep 0.2;"
+                                 " done; echo fetched"])
+                  .with_network(network)
+                  .waiting_for(LogMessageWaitStrategy("fetched")))
+        with server, client:
+            out, _err = client.get_logs()
+            assert out.decode().splitlines() == ["via alias", "fetched"]
+            nets = api.docker("inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}"
+                              "{{$k}}{{end}}", server.get_wrapped_container().id).stdout
+            assert nets.strip() == network.name
+        assert api.docker("ps", "-aq").stdout == ""
+    assert api.docker("network", "ls", "-q", "--filter", "type=custom").stdout == ""
