@@ -173,6 +173,22 @@ def test_a_created_container_connected_to_a_network_joins_it_at_start(napi: Api)
     napi.docker("rm", "-f", "late")
 
 
+def test_created_containers_show_the_networks_they_will_join(napi: Api) -> None:
+    napi.docker("network", "create", "apnz")
+    napi.docker("create", "--name", "plain", "busybox", "true")
+    napi.docker("create", "--name", "onnz", "--network", "apnz", "--network-alias", "al",
+                "busybox", "true")
+    napi.ketch("create", "--name", "byketch", "busybox", "true")
+    ps = napi.docker("ps", "-a", "--format", "{{.Names}} {{.Networks}}").stdout
+    assert sorted(ps.splitlines()) == ["byketch bridge", "onnz apnz", "plain bridge"]
+    nets = json.loads(napi.docker("inspect", "-f", "{{json .NetworkSettings.Networks}}",
+                                  "onnz").stdout)
+    assert list(nets) == ["apnz"] and nets["apnz"]["Aliases"] == ["al"]
+    assert nets["apnz"]["NetworkID"] == napi.docker("network", "inspect", "-f", "{{.Id}}",
+                                                    "apnz").stdout.strip()
+    assert nets["apnz"]["IPAddress"] == ""
+
+
 def test_docker_network_prune_removes_only_unused_networks(napi: Api) -> None:
     napi.docker("network", "create", "--label", "keep=1", "apkeep")
     napi.docker("network", "create", "apgone")

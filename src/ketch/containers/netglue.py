@@ -96,8 +96,8 @@ def configured_networks(engine: ContainerHost, rec: ContainerRecord) -> dict[str
     mode = rec.host_config.get("NetworkMode") or "bridge"
     if mode.startswith("container:"):
         return {}
-    endpoints = ((rec.host_config.get("_NetworkingConfig") or {}).get("EndpointsConfig")
-                 or {})
+    endpoints = {"bridge" if k == "default" else k: v for k, v in (
+        (rec.host_config.get("_NetworkingConfig") or {}).get("EndpointsConfig") or {}).items()}
     names = [mode if mode != "default" else "bridge"] + [n for n in endpoints if n != mode]
     known = {}
     for n in engine.networks.list_networks():

@@ -493,7 +493,8 @@ class ContainerService:
         mode = r.host_config.get("NetworkMode") or "bridge"
         if mode.startswith("container:"):
             return {}
-        eps = (r.host_config.get("_NetworkingConfig") or {}).get("EndpointsConfig") or {}
+        eps = {"bridge" if k == "default" else k: v for k, v in (
+            (r.host_config.get("_NetworkingConfig") or {}).get("EndpointsConfig") or {}).items()}
         last = (r.network or {}).get("Networks") or {}
         out = {}
         for name in dict.fromkeys(["bridge" if mode == "default" else mode, *eps]):
