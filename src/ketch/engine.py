@@ -330,6 +330,20 @@ class Engine:
 
         return network_json(self, self.networks.inspect_network(name_or_id))
 
+    def network_list(self, filters: dict[str, list[str]] | None = None
+                     ) -> list[dict[str, Any]]:
+        """`docker network ls` data: each network as `network_inspect` shows it."""
+        from ketch.containers.netglue import network_json
+
+        return [network_json(self, self.networks.inspect_network(n.id))
+                for n in self.networks.list_networks(filters)]
+
+    def network_create(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Create a network from Docker's NetworkCreateRequest: {"Id", "Warning"}."""
+        from ketch.containers.netglue import create_from_request
+
+        return create_from_request(self, request)
+
     def network_connect(self, network: str, container: str, *, aliases: Iterable[str] = (),
                         ip: str | None = None) -> None:
         """Connect a running container to a network (`docker network connect`)."""
@@ -565,7 +579,8 @@ class Engine:
         images = self.images.list(all=True, container_count=True)
         layers_size = sum(layer.size for layer in self.records.all_layers())
         return {"LayersSize": layers_size, "Images": images,
-                "Containers": self._df_containers(), "Volumes": [], "BuildCache": []}
+                "Containers": self._df_containers(), "Volumes": self.volumes.df(),
+                "BuildCache": []}
 
     def _df_containers(self) -> list[dict[str, Any]]:
         return self.containers.df()

@@ -46,6 +46,13 @@ class InvalidArgument(KetchError):
     http_status = 400
 
 
+class Forbidden(KetchError):
+    """Refused for what the object is, whatever the request says: a pre-defined
+    network, one with containers still on it (Docker answers 403 there)."""
+
+    http_status = 403
+
+
 class InvalidReference(InvalidArgument):
     def __init__(self, name: str = "", detail: str = "invalid reference format") -> None:
         super().__init__(detail)

@@ -18,7 +18,7 @@ from tests.network.helpers import (
     tcp_server,
 )
 
-from ketch.errors import Conflict, InvalidArgument, NotFound
+from ketch.errors import Conflict, Forbidden, InvalidArgument, NotFound
 from ketch.network import parse_publish, render_resolv_conf
 from ketch.network.procs import start_time
 
@@ -192,18 +192,18 @@ def test_network_commands_follow_dockers_rules(netenv: NetEnv) -> None:
         netenv.svc.create_network("ktweb2", subnet=subnet)
     with pytest.raises(InvalidArgument):
         netenv.svc.create_network("bad name!")
-    with pytest.raises(InvalidArgument, match="pre-defined"):
+    with pytest.raises(Forbidden, match="pre-defined"):
         netenv.svc.remove_network("bridge")
     with pytest.raises(NotFound):
         netenv.svc.remove_network("ktnope")
     netenv.svc.setup(WEB, mode="ktweb")
     assert list(netenv.svc.inspect_network("ktweb").containers) == [WEB]
-    with pytest.raises(Conflict, match="has active endpoints"):
+    with pytest.raises(Forbidden, match="has active endpoints"):
         netenv.svc.remove_network("ktweb")
     auto = netenv.svc.create_network("ktauto")
     assert auto.subnet.endswith("/26")
     netenv.svc.teardown(WEB)
-    assert sorted(netenv.svc.prune_networks(labels={"team": "a"})) == ["ktweb"]
+    assert sorted(netenv.svc.prune_networks({"label": ["team=a"]})) == ["ktweb"]
     assert not Path(f"/sys/class/net/{net.bridge}").exists()
     assert netenv.svc.prune_networks() == ["ktauto"]
 

@@ -27,9 +27,14 @@ async def info(request: web.Request) -> web.Response:
     return json_response(await request.app[SVC].run(lambda e: e.info()))
 
 
+async def system_df(request: web.Request) -> web.Response:
+    return json_response(await request.app[SVC].run(lambda e: e.system_df()))
+
+
 ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/_ping", ping),
     ("HEAD", "/_ping", ping),
     ("GET", "/version", version),
     ("GET", "/info", info),
+    ("GET", "/system/df", system_df),
 ]

@@ -58,15 +58,7 @@ def ls(ns: Namespace) -> None:
 
     filters = parse_filters(ns.filter)
     rows, labels = [], []
-    for n in engine().networks.list_networks():
-        if "driver" in filters and n.driver not in filters["driver"]:
-            continue
-        if "name" in filters and not any(f in n.name for f in filters["name"]):
-            continue
-        if "id" in filters and not any(n.id.startswith(f) for f in filters["id"]):
-            continue
-        if "type" in filters and (("builtin" in filters["type"]) != n.builtin):
-            continue
+    for n in engine().networks.list_networks(filters):
         rows.append({"ID": n.id if ns.no_trunc else n.id[:12], "Name": n.name,
                      "Driver": n.driver, "Scope": "local",
                      "Internal": str(n.internal).lower(), "IPv6": "false"})
@@ -171,11 +163,7 @@ def prune(ns: Namespace) -> None:
                                     " by at least one container.\nAre you sure you want to"
                                     " continue?"):
         return
-    labels: dict[str, str | None] = {}
-    for f in parse_filters(ns.filter).get("label", []):
-        k, eq, v = f.partition("=")
-        labels[k] = v if eq else None
-    removed = engine().networks.prune_networks(labels or None)
+    removed = engine().networks.prune_networks(parse_filters(ns.filter))
     if removed:
         out("Deleted Networks:")
         for name in removed:

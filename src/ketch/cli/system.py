@@ -117,6 +117,10 @@ def df(ns: Namespace) -> None:
     c_size = sum(c.get("SizeRw", 0) for c in conts)
     c_reclaim = sum(c.get("SizeRw", 0) for c in conts if c.get("State") != "running")
 
+    vols = d["Volumes"]
+    v_size = sum(v["UsageData"]["Size"] for v in vols)
+    v_reclaim = sum(v["UsageData"]["Size"] for v in vols if v["UsageData"]["RefCount"] == 0)
+
     def pct(part: int, whole: int) -> str:
         if whole <= 0:
             return human_size(part)
@@ -127,8 +131,9 @@ def df(ns: Namespace) -> None:
          "Size": human_size(img_size), "Reclaimable": pct(img_size - used, img_size)},
         {"Type": "Containers", "TotalCount": str(len(conts)), "Active": str(len(running)),
          "Size": human_size(c_size), "Reclaimable": pct(c_reclaim, c_size)},
-        {"Type": "Local Volumes", "TotalCount": "0", "Active": "0", "Size": "0B",
-         "Reclaimable": "0B"},
+        {"Type": "Local Volumes", "TotalCount": str(len(vols)),
+         "Active": str(sum(1 for v in vols if v["UsageData"]["RefCount"] > 0)),
+         "Size": human_size(v_size), "Reclaimable": pct(v_reclaim, v_size)},
         {"Type": "Build Cache", "TotalCount": "0", "Active": "0", "Size": "0B",
          "Reclaimable": "0B"},
     ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ketch.cli.base import (
     Registry,
@@ -24,7 +24,6 @@ registry = Registry()
 
 VOLUME_HEADERS = {"Driver": "DRIVER", "Name": "VOLUME NAME", "Mountpoint": "MOUNTPOINT",
                   "Scope": "SCOPE", "Labels": "LABELS", "CreatedAt": "CREATED"}
-LS_FILTERS = ("dangling", "driver", "label", "name")
 
 
 def _store() -> VolumeStore:
@@ -73,37 +72,11 @@ def _ls(p: Parser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="Only display volume names")
 
 
-def _matches(store: VolumeStore, v: dict[str, Any], filters: dict[str, list[str]]) -> bool:
-    for key, wanted in filters.items():
-        if key == "dangling":
-            dangling = not store.in_use(v["Name"])
-            if not any((w.lower() in ("true", "1")) == dangling for w in wanted):
-                return False
-        elif key == "driver":
-            if v["Driver"] not in wanted:
-                return False
-        elif key == "name":
-            if not any(w in v["Name"] for w in wanted):
-                return False
-        elif key == "label":
-            labels = v.get("Labels") or {}
-            for w in wanted:
-                k, eq, val = w.partition("=")
-                if k not in labels or (eq and labels[k] != val):
-                    return False
-    return True
-
-
 @_ls.handler
 def ls(ns: Namespace) -> None:
     from ketch.fmt.gotemplate import render_table
 
-    filters = parse_filters(ns.filter)
-    for k in filters:
-        if k not in LS_FILTERS:
-            raise InvalidArgument(f"invalid filter '{k}'")
-    store = _store()
-    vols = [v for v in store.list() if _matches(store, v, filters)]
+    vols = _store().list(parse_filters(ns.filter))
     if ns.quiet:
         for v in vols:
             out(v["Name"])
@@ -174,10 +147,7 @@ def prune(ns: Namespace) -> None:
     from ketch.fmt.units import human_size
 
     filters = parse_filters(ns.filter)
-    for k in filters:
-        if k not in ("label", "label!", "all"):
-            raise InvalidArgument(f"invalid filter '{k}'")
-    everything = ns.all or any(v.lower() in ("true", "1") for v in filters.pop("all", []))
+    everything = ns.all or any(v.lower() in ("true", "1") for v in filters.get("all", []))
     if not ns.force:
         warning = ("WARNING! This will remove all local volumes not used by at least one"
                    " container." if everything else
@@ -185,19 +155,7 @@ def prune(ns: Namespace) -> None:
                    " one container.")
         if not confirm(warning + "\nAre you sure you want to continue?"):
             return
-    store = _store()
-
-    def keep(v: dict[str, Any]) -> bool:
-        labels = v.get("Labels") or {}
-
-        def has(f: str) -> bool:
-            k, eq, val = f.partition("=")
-            return k in labels and (not eq or labels[k] == val)
-
-        return (any(not has(f) for f in filters.get("label", []))
-                or any(has(f) for f in filters.get("label!", [])))
-
-    removed, space = store.prune(all=everything, keep=keep)
+    removed, space = _store().prune(all=ns.all, filters=filters)
     if removed:
         out("Deleted Volumes:")
         for name in removed:

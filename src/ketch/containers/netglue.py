@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ketch.containers.records import ContainerRecord
+from ketch.errors import Forbidden, InvalidArgument, KetchError, NotFound
 
 if TYPE_CHECKING:
     from ketch.containers.host import ContainerHost
@@ -50,6 +51,8 @@ def setup(engine: ContainerHost, rec: ContainerRecord, *,
     att = svc.setup(rec.id, mode=mode, ports=_bindings(rec), aliases=aliases, ip=ip,
                     hostname=rec.config.get("Hostname") or rec.id[:12],
                     mac=rec.config.get("MacAddress") or None, later=later)
+    if att.networks:
+        _connect_others(engine, rec, att, endpoints, later)
     ports = [{"IP": b.display_ip, "PrivatePort": b.container_port,
               "PublicPort": b.host_port, "Type": b.protocol} for b in att.ports]
     return {
@@ -60,6 +63,94 @@ def setup(engine: ContainerHost, rec: ContainerRecord, *,
     }
 
 
+def _connect_others(engine: ContainerHost, rec: ContainerRecord, att: Any,
+                    endpoints: dict[str, Any], later: list[DeferredStep] | None) -> None:
+    """The networks the container was connected to while it was not running (or
+    created on, beside its NetworkMode): each gets its endpoint now, after the first."""
+    svc = engine.networks
+    first = {ep.network_id for ep in att.networks.values()}
+    try:
+        for ref, cfg in endpoints.items():
+            net = svc.inspect_network(ref)
+            if net.id in first:
+                continue
+            cfg = cfg or {}
+            ip = (cfg.get("IPAMConfig") or {}).get("IPv4Address") or None
+            ep = svc.connect(rec.id, net.id, [rec.name, rec.id[:12],
+                                              *(cfg.get("Aliases") or [])], ip)
+            att.networks[ep.network_name] = ep
+            first.add(net.id)
+    except BaseException:
+        for step in later or ():
+            step.cancel()
+        if later:
+            later.clear()
+        svc.teardown(rec.id)
+        raise
+
+
+def configured_networks(engine: ContainerHost, rec: ContainerRecord) -> dict[str, Any]:
+    """NetworkSettings.Networks of a container that is not running: the networks it
+    will join at its start, with their configured aliases and no addresses (as Docker
+    shows a created or stopped container)."""
+    mode = rec.host_config.get("NetworkMode") or "bridge"
+    if mode.startswith("container:"):
+        return {}
+    endpoints = {"bridge" if k == "default" else k: v for k, v in (
+        (rec.host_config.get("_NetworkingConfig") or {}).get("EndpointsConfig") or {}).items()}
+    names = [mode if mode != "default" else "bridge"] + [n for n in endpoints if n != mode]
+    known = {}
+    for n in engine.networks.list_networks():
+        known[n.name] = known[n.id] = n
+    out: dict[str, Any] = {}
+    for name in names:
+        cfg = endpoints.get(name) or {}
+        net = known.get(name) or next((n for n in known.values()
+                                       if len(name) >= 12 and n.id.startswith(name)), None)
+        if net is None or net.name in out:
+            continue  # removed since: the start reports it
+        out[net.name] = {
+            "IPAMConfig": cfg.get("IPAMConfig"), "Links": cfg.get("Links"),
+            "Aliases": list(cfg.get("Aliases") or []) or None, "MacAddress": "",
+            "NetworkID": net.id, "EndpointID": "", "Gateway": "", "IPAddress": "",
+            "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0, "DriverOpts": cfg.get("DriverOpts"), "DNSNames": None}
+    return out
+
+
+def _edit_endpoints(engine: ContainerHost, rec: ContainerRecord, network: str,
+                    config: dict[str, Any] | None) -> None:
+    """Record (config) or forget (None) a network in a stopped container's
+    configuration: it takes effect at the next start."""
+    hc = dict(rec.host_config)
+    nc = dict(hc.get("_NetworkingConfig") or {})
+    eps = {k: v for k, v in (nc.get("EndpointsConfig") or {}).items()}
+    net = engine.networks.inspect_network(network)
+    mode = hc.get("NetworkMode") or "bridge"
+    for key in list(eps):
+        try:
+            same = engine.networks.inspect_network(key).id == net.id
+        except KetchError:
+            same = False
+        if same:
+            del eps[key]
+    primary = mode in (net.name, net.id) or (mode == "default" and net.name == "bridge")
+    if config is not None:
+        if mode == "none" and hc.pop("_NetworkModeWas", None):
+            hc["NetworkMode"] = mode = net.name  # its networks were all disconnected
+        if mode in ("none", "host") or mode.startswith("container:"):
+            raise InvalidArgument("container sharing network namespace with another container "
+                                  "or host cannot be connected to any other network")
+        eps[net.name] = config
+    elif primary and eps:
+        hc["NetworkMode"] = next(iter(eps))  # the first one left takes its place
+    elif primary:
+        hc["_NetworkModeWas"], hc["NetworkMode"] = mode, "none"
+    nc["EndpointsConfig"] = eps
+    hc["_NetworkingConfig"] = nc
+    engine.containers.records.update(rec.id, host_config=hc)
+
+
 def teardown(engine: ContainerHost, rec: ContainerRecord) -> None:
     engine.networks.teardown(rec.id)
 
@@ -68,10 +159,16 @@ def connect(engine: ContainerHost, name_or_id: str, network: str, *, aliases: li
             ip: str | None) -> None:
     rec = engine.containers.get(name_or_id)
     if rec.state not in ("running", "paused"):
-        from ketch.errors import Conflict
-
-        raise Conflict(f"container {rec.name} is not running: start it, then connect it to"
-                       f" {network}")
+        # Docker's way: a stopped container gets the network at its next start
+        target = engine.networks.inspect_network(network)
+        if target.name in configured_networks(engine, rec):
+            raise Forbidden(f"endpoint with name {rec.name} already exists in network"
+                            f" {target.name}")
+        cfg: dict[str, Any] = {"Aliases": aliases or None}
+        if ip:
+            cfg["IPAMConfig"] = {"IPv4Address": ip}
+        _edit_endpoints(engine, rec, target.id, cfg)
+        return
     ep = engine.networks.connect(rec.id, network, [rec.name, rec.id[:12], *aliases], ip)
     net = dict(rec.network)
     nets = dict(net.get("Networks") or {})
@@ -83,6 +180,11 @@ def connect(engine: ContainerHost, name_or_id: str, network: str, *, aliases: li
 def disconnect(engine: ContainerHost, name_or_id: str, network: str) -> None:
     rec = engine.containers.get(name_or_id)
     target = engine.networks.inspect_network(network)
+    if rec.state not in ("running", "paused"):
+        if target.name not in configured_networks(engine, rec):
+            raise NotFound(f"container {rec.id} is not connected to network {target.name}")
+        _edit_endpoints(engine, rec, target.id, None)
+        return
     engine.networks.disconnect(rec.id, target.id)
     net = dict(rec.network)
     nets = {k: v for k, v in (net.get("Networks") or {}).items() if k != target.name}
@@ -107,3 +209,65 @@ def network_json(engine: ContainerHost, net: Any) -> dict[str, Any]:
             "Internal": net.internal, "Attachable": False, "Ingress": False,
             "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": containers,
             "Options": options, "Labels": dict(net.labels or {})}
+
+
+# Docker's bridge driver options that ketch's bridges already behave as (any other is
+# refused rather than silently ignored)
+_ACCEPTED_OPTIONS = {"com.docker.network.bridge.enable_icc": "true",
+                     "com.docker.network.bridge.enable_ip_masquerade": "true",
+                     "com.docker.network.driver.mtu": None}
+
+
+def create_from_request(engine: ContainerHost, doc: dict[str, Any]) -> dict[str, Any]:
+    """POST /networks/create: Docker's NetworkCreateRequest; {"Id", "Warning"}."""
+    name = doc.get("Name")
+    if not isinstance(name, str) or not name:
+        raise InvalidArgument("network name cannot be empty" if not name
+                              else "invalid Name: expected a string")
+    driver = doc.get("Driver") or "bridge"
+    if not isinstance(driver, str):
+        raise InvalidArgument("invalid Driver: expected a string")
+    if doc.get("EnableIPv6"):
+        raise InvalidArgument("IPv6 networks are not supported yet")
+    if doc.get("Ingress") or doc.get("ConfigOnly") or (doc.get("ConfigFrom") or {}).get(
+            "Network"):
+        raise InvalidArgument("ingress and config-only networks need swarm mode, which"
+                              " ketch has not")
+    scope = doc.get("Scope") or "local"
+    if scope != "local":
+        raise InvalidArgument(f'invalid scope "{scope}": ketch has only local networks')
+    labels = doc.get("Labels") or {}
+    options = doc.get("Options") or {}
+    if not isinstance(labels, dict) or not isinstance(options, dict):
+        raise InvalidArgument("invalid Labels or Options: expected an object")
+    mtu = str(engine.networks.config.mtu)
+    for key, value in options.items():
+        want = _ACCEPTED_OPTIONS.get(key, "") if key in _ACCEPTED_OPTIONS else None
+        if key == "com.docker.network.driver.mtu":
+            want = mtu
+        if want is None or str(value).lower() != want:
+            raise InvalidArgument(f"network option {key}={value} is not supported by ketch")
+    ipam = doc.get("IPAM") or {}
+    if (ipam.get("Driver") or "default") != "default":
+        raise NotFound(f'plugin "{ipam["Driver"]}" not found')
+    configs = [c for c in ipam.get("Config") or [] if c]
+    v4 = [c for c in configs if ":" not in str(c.get("Subnet") or "")]
+    if len(configs) > len(v4):
+        raise InvalidArgument("IPv6 networks are not supported yet")
+    if len(v4) > 1:
+        raise InvalidArgument("ketch networks have one IPv4 subnet: more than one IPAM"
+                              " config was given")
+    subnet = gateway = None
+    if v4:
+        c = v4[0]
+        if c.get("IPRange") and c.get("IPRange") != c.get("Subnet"):
+            raise InvalidArgument("IPAM IPRange is not supported by ketch")
+        if c.get("AuxiliaryAddresses"):
+            raise InvalidArgument("IPAM AuxiliaryAddresses are not supported by ketch")
+        subnet, gateway = c.get("Subnet") or None, c.get("Gateway") or None
+        if gateway and not subnet:
+            raise InvalidArgument("a gateway needs a subnet")
+    net = engine.networks.create_network(
+        name, subnet=subnet, gateway=gateway, internal=bool(doc.get("Internal")),
+        driver=driver, labels={str(k): str(v) for k, v in labels.items()})
+    return {"Id": net.id, "Warning": ""}

@@ -385,7 +385,7 @@ class ContainerService:
                 "Created": int(r.created), "Ports": self.ports(r), "Labels": labels,
                 "State": r.state, "Status": self.status_text(r, now),
                 "HostConfig": {"NetworkMode": r.host_config.get("NetworkMode", "bridge")},
-                "NetworkSettings": {"Networks": (r.network.get("Networks") or {})},
+                "NetworkSettings": {"Networks": self._networks(r, lean=True)},
                 "Mounts": r.extra.get("Mounts") or [],
             }
             if size:
@@ -479,6 +479,35 @@ class ContainerService:
             out["SizeRootFs"] = out["SizeRw"] + self._image_size(r)
         return out
 
+    def _networks(self, r: ContainerRecord, lean: bool = False) -> dict[str, Any]:
+        """NetworkSettings.Networks: the endpoints of a running container; those it will
+        get at its start otherwise (as Docker shows them, without addresses). `lean`
+        (the list) reads the record alone: the network names as configured, no IDs of
+        networks the container was never started on."""
+        if r.state in ("running", "paused", "restarting"):
+            return (r.network or {}).get("Networks") or {}
+        if not lean:
+            from ketch.containers.netglue import configured_networks
+
+            return configured_networks(self.engine, r)
+        mode = r.host_config.get("NetworkMode") or "bridge"
+        if mode.startswith("container:"):
+            return {}
+        eps = {"bridge" if k == "default" else k: v for k, v in (
+            (r.host_config.get("_NetworkingConfig") or {}).get("EndpointsConfig") or {}).items()}
+        last = (r.network or {}).get("Networks") or {}
+        out = {}
+        for name in dict.fromkeys(["bridge" if mode == "default" else mode, *eps]):
+            cfg = eps.get(name) or {}
+            out[name] = {"IPAMConfig": cfg.get("IPAMConfig"), "Links": cfg.get("Links"),
+                         "Aliases": list(cfg.get("Aliases") or []) or None,
+                         "MacAddress": "",
+                         "NetworkID": (last.get(name) or {}).get("NetworkID", ""),
+                         "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
+                         "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                         "DriverOpts": cfg.get("DriverOpts"), "DNSNames": None}
+        return out
+
     def _network_settings(self, r: ContainerRecord) -> dict[str, Any]:
         n = r.network or {}
         ports: dict[str, Any] = {}
@@ -491,7 +520,7 @@ class ContainerService:
             ports.setdefault(key, None)
             ports[key] = (ports[key] or []) + [{"HostIp": p.get("IP", "0.0.0.0"),
                                                  "HostPort": str(p["PublicPort"])}]
-        nets = n.get("Networks") or {}
+        nets = self._networks(r)
         primary = nets.get("bridge") or (next(iter(nets.values())) if nets else {})
         return {
             "Bridge": "", "SandboxID": "", "SandboxKey": n.get("SandboxKey", ""),

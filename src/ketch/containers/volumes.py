@@ -13,7 +13,7 @@ from __future__ import annotations
 import builtins
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -172,10 +172,35 @@ class VolumeStore:
                 "Labels": self.labels(name), "Mountpoint": str(p / "_data"), "Name": name,
                 "Options": self.options(name) or None, "Scope": "local"}
 
-    def list(self) -> list[dict[str, Any]]:
+    def list(self, filters: dict[str, builtins.list[str]] | None = None
+             ) -> builtins.list[dict[str, Any]]:
+        """The volumes, by name; `filters` as `docker volume ls --filter`: dangling,
+        driver, label (key or key=value, all must match), name (substring)."""
+        filters = filters or {}
+        for k in filters:
+            if k not in LS_FILTERS:
+                raise InvalidArgument(f"invalid filter '{k}'")
         if not self.dir.is_dir():
             return []
-        return [self.inspect(p.name) for p in sorted(self.dir.iterdir()) if p.is_dir()]
+        vols = [self.inspect(p.name) for p in sorted(self.dir.iterdir()) if p.is_dir()]
+        return [v for v in vols if self._matches(v, filters)]
+
+    def _matches(self, v: dict[str, Any], filters: dict[str, builtins.list[str]]) -> bool:
+        for key, wanted in filters.items():
+            if key == "dangling":
+                dangling = not self.in_use(v["Name"])
+                if not any((w.lower() in ("true", "1")) == dangling for w in wanted):
+                    return False
+            elif key == "driver":
+                if v["Driver"] not in wanted:
+                    return False
+            elif key == "name":
+                if not any(w in v["Name"] for w in wanted):
+                    return False
+            elif key == "label":
+                if not all(_has_label(v, w) for w in wanted):
+                    return False
+        return True
 
     def in_use(self, name: str) -> builtins.list[str]:
         users = []
@@ -204,20 +229,44 @@ class VolumeStore:
             raise Conflict(f"remove {name}: the volume's filesystem is still mounted")
         shutil.rmtree(p)
 
+    def df(self) -> builtins.list[dict[str, Any]]:
+        """`docker system df` data: each volume with UsageData {Size, RefCount}."""
+        out = []
+        for v in self.list():
+            size = 0
+            for f in Path(v["Mountpoint"]).rglob("*"):
+                try:
+                    if f.is_file() and not f.is_symlink():
+                        size += f.lstat().st_size
+                except OSError:
+                    pass
+            out.append(dict(v, UsageData={"Size": size, "RefCount": len(self.in_use(v["Name"]))}))
+        return out
+
     @staticmethod
     def is_anonymous(name: str) -> bool:
         """Anonymous volumes get 64 hex digits for a name, as Docker's do."""
         return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
 
-    def prune(self, *, all: bool = False,
-              keep: Callable[[dict[str, Any]], bool] | None = None) -> tuple[builtins.list[str], int]:
-        """Remove unused volumes: anonymous ones only (Docker 23+) unless `all`; `keep`
-        spares volumes a filter excludes."""
+    def prune(self, *, all: bool = False, filters: dict[str, builtins.list[str]] | None = None
+              ) -> tuple[builtins.list[str], int]:
+        """Remove unused volumes: anonymous ones only (Docker 23+) unless `all` or the
+        filter all=true; the filters label / label! spare volumes without / with the
+        label. Returns the removed names and the bytes they held."""
+        filters = dict(filters or {})
+        for k in filters:
+            if k not in ("label", "label!", "all"):
+                raise InvalidArgument(f"invalid filter '{k}'")
+        for w in filters.get("all", []):
+            if w.lower() not in ("true", "false", "1", "0"):
+                raise InvalidArgument(f"invalid filter 'all={w}'")
+        all = all or any(w.lower() in ("true", "1") for w in filters.pop("all", []))
         removed, space = [], 0
         for v in self.list():
             if not all and not self.is_anonymous(v["Name"]):
                 continue
-            if keep is not None and keep(v):
+            if not all_labels(v, filters.get("label", [])) or any(
+                    _has_label(v, f) for f in filters.get("label!", [])):
                 continue
             if self.in_use(v["Name"]):
                 continue
@@ -227,6 +276,20 @@ class VolumeStore:
             self.remove(v["Name"])
             removed.append(v["Name"])
         return removed, space
+
+
+LS_FILTERS = ("dangling", "driver", "label", "name")
+
+
+def _has_label(v: dict[str, Any], f: str) -> bool:
+    """`f` is "key" (any value) or "key=value"."""
+    labels = v.get("Labels") or {}
+    k, eq, val = f.partition("=")
+    return k in labels and (not eq or labels[k] == val)
+
+
+def all_labels(v: dict[str, Any], wanted: list[str]) -> bool:
+    return all(_has_label(v, f) for f in wanted)
 
 
 def mount_device(opts: dict[str, str], target: Path) -> None:

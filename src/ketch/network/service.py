@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ketch.errors import Conflict, InvalidArgument, KetchError, NotFound
+from ketch.errors import Conflict, Forbidden, InvalidArgument, KetchError, NotFound
 from ketch.network import netns, procs
 from ketch.network.config import DERIVED_SUBNETS, NetworkConfig
 from ketch.network.files import host_nameservers
@@ -343,10 +343,26 @@ class NetworkService:
         raise Conflict("could not find an available, non-overlapping IPv4 address pool "
                        "among the defaults to assign to the network")
 
-    def list_networks(self) -> list[Network]:
+    def list_networks(self, filters: dict[str, list[str]] | None = None) -> list[Network]:
+        """The networks, oldest first; `filters` as `docker network ls --filter`: driver,
+        id (prefix), name (substring), label (key or key=value), scope, type
+        (builtin|custom), dangling (no containers)."""
         self._init()
-        rows = self.db.conn.execute("SELECT * FROM net_networks ORDER BY created").fetchall()
-        return [self._row_to_network(r) for r in rows]
+        filters = filters or {}
+        for key in filters:
+            if key not in NETWORK_FILTERS:
+                raise InvalidArgument(f"invalid filter '{key}'")
+        for t in filters.get("type", []):
+            if t not in ("builtin", "custom"):
+                raise InvalidArgument(f"invalid filter: 'type'='{t}'")
+        for d in filters.get("dangling", []):
+            if d.lower() not in ("true", "false", "1", "0"):
+                raise InvalidArgument(f"invalid filter 'dangling={d}'")
+        conn = self.db.conn
+        rows = conn.execute("SELECT * FROM net_networks ORDER BY created").fetchall()
+        used = {r[0] for r in conn.execute("SELECT DISTINCT network_id FROM net_endpoints")}
+        return [n for n in map(self._row_to_network, rows)
+                if _network_matches(n, n.id in used, filters)]
 
     def inspect_network(self, ref: str) -> Network:
         self._init()
@@ -360,10 +376,10 @@ class NetworkService:
         with self.db.transaction() as conn:
             net = self._find_network(conn, ref)
             if net.builtin:
-                raise InvalidArgument(f"{net.name} is a pre-defined network and cannot be removed")
+                raise Forbidden(f"{net.name} is a pre-defined network and cannot be removed")
             if conn.execute("SELECT 1 FROM net_endpoints WHERE network_id=? LIMIT 1",
                             (net.id,)).fetchone():
-                raise Conflict(f"error while removing network: network {net.name} id {net.id} "
+                raise Forbidden(f"error while removing network: network {net.name} id {net.id} "
                                "has active endpoints")
             rules = json.loads(conn.execute("SELECT fw_rules FROM net_networks WHERE id=?",
                                             (net.id,)).fetchone()[0])
@@ -371,19 +387,30 @@ class NetworkService:
             conn.execute("DELETE FROM net_names WHERE network_id=?", (net.id,))
         self._remove_network_objects(net, [Rule.decode(r) for r in rules])
 
-    def prune_networks(self, labels: dict[str, str | None] | None = None) -> list[str]:
-        """Remove user-defined networks without containers; `labels` keeps only those
-        carrying every given label (value None: any value). Returns the removed names."""
+    def prune_networks(self, filters: dict[str, list[str]] | None = None) -> list[str]:
+        """Remove user-defined networks without containers; `filters` as `docker network
+        prune --filter`: label (key or key=value, all must match), label! (none may),
+        until (created before). Returns the removed names."""
+        filters = filters or {}
+        for key in filters:
+            if key not in ("label", "label!", "until"):
+                raise InvalidArgument(f"invalid filter '{key}'")
+        until = None
+        if filters.get("until"):
+            from ketch.fmt.units import parse_timestamp
+
+            until = parse_timestamp(filters["until"][-1], time.time())
         removed = []
         for net in self.list_networks():
-            if net.builtin:
+            if net.builtin or (until is not None and net.created >= until):
                 continue
-            if labels and not all(k in net.labels and (v is None or net.labels[k] == v)
-                                  for k, v in labels.items()):
+            if not all(_has_label(net, f) for f in filters.get("label", [])):
+                continue
+            if any(_has_label(net, f) for f in filters.get("label!", [])):
                 continue
             try:
                 self.remove_network(net.id)
-            except (Conflict, NotFound):
+            except (Forbidden, NotFound):
                 continue
             removed.append(net.name)
         return removed
@@ -1017,6 +1044,35 @@ class NetworkService:
                 self._remove_network_objects(net)
         self.fw.uninstall()
         netns.release_dir(self.netns_dir)
+
+
+NETWORK_FILTERS = ("dangling", "driver", "id", "label", "name", "scope", "type")
+
+
+def _has_label(net: Network, f: str) -> bool:
+    """`f` is "key" (any value) or "key=value"."""
+    k, eq, v = f.partition("=")
+    return k in net.labels and (not eq or net.labels[k] == v)
+
+
+def _network_matches(net: Network, used: bool, filters: dict[str, list[str]]) -> bool:
+    """Every filter key must match; the values of one key are alternatives."""
+
+    checks: dict[str, Callable[[str], bool]] = {
+        "driver": lambda v: net.driver == v,
+        "id": lambda v: net.id.startswith(v),
+        "name": lambda v: v in net.name,
+        "scope": lambda v: v == "local",
+        "type": lambda v: (v == "builtin") == net.builtin,
+        "dangling": lambda v: (v.lower() in ("true", "1")) == (not used and not net.builtin),
+    }
+    for key, wanted in filters.items():
+        if key == "label":
+            if not all(_has_label(net, f) for f in wanted):
+                return False
+        elif wanted and not any(checks[key](v) for v in wanted):
+            return False
+    return True
 
 
 def _forget_flows(protocol: str, container_ip: str, container_port: int) -> None:
