@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import IO, Any
 
+    from ketch.builder.events import BuildEvent
     from ketch.builder.executor import BuildResult
     from ketch.containers.records import ContainerRecord
     from ketch.containers.service import ContainerService
@@ -211,31 +212,45 @@ class Engine:
 
     # -- builds (ketch.builder) ----------------------------------------------------------------
     def build(self, context: str, dockerfile: str | None = None, *,
-              emit: Callable[[str], None], emit_bytes: Callable[[bytes], None] | None = None,
+              context_tar: IO[bytes] | None = None,
               tags: Iterable[str] = (), build_args: dict[str, str | None] | None = None,
               target: str | None = None, no_cache: bool = False, pull: bool = False,
               labels: dict[str, str] | None = None, network: str | None = None,
               platform: str | None = None, remove: bool = True,
-              force_remove: bool = False) -> BuildResult:
-        """Build an image from a Dockerfile, as `docker build` with the classic builder.
+              force_remove: bool = False, extra_hosts: Iterable[str] = ()
+              ) -> Iterator[BuildEvent | BuildResult]:
+        """Build an image from a Dockerfile, as `docker build` with the classic builder,
+        as an iterator of events (ketch.builder.events): the builder's output lines
+        (`BuildLog`), a RUN step's raw output (`BuildOutput`), the image built
+        (`BuildImage`), then the `BuildResult` (image ID, tags, warnings). A failed step
+        raises `BuildError` from the iterator. The build runs as the iterator is
+        drained; closing it early cancels the build.
 
-        `context` is a directory, a tarball or "-" (a tar on standard input);
-        `dockerfile` a path (default `Dockerfile` in the context). The step output goes
-        to `emit` (text) and `emit_bytes` (a RUN step's raw output). The result holds
-        the image ID, its tags and warnings; a failed step raises `BuildError`."""
-        from ketch.builder.context import prepare
-        from ketch.builder.executor import BuildOptions, build
+        `context` is a directory, a tarball or "-" (a tar read from `context_tar`,
+        default standard input); `dockerfile` a path (default `Dockerfile` in the
+        context). A tar context whose members climb out of it (`..`, absolute names) is
+        refused (InvalidArgument) before anything is unpacked."""
+        from ketch.builder.events import events_of
 
-        options = BuildOptions(tags=list(tags), build_args=build_args, target=target,
-                               no_cache=no_cache, pull=pull, labels=labels, network=network,
-                               platform=platform, remove=remove, force_remove=force_remove)
-        with self.intents.held("images.write"):  # its context staging is in tmp/
-            prepared = prepare(context, dockerfile, self.root / "tmp")
-            try:
-                return build(self, prepared.context, prepared.dockerfile_text,
-                             prepared.dockerfile_name, options, emit, emit_bytes)
-            finally:
-                prepared.context.close()
+        options_kw = dict(tags=list(tags), build_args=build_args, target=target,
+                          no_cache=no_cache, pull=pull, labels=labels, network=network,
+                          platform=platform, remove=remove, force_remove=force_remove,
+                          extra_hosts=list(extra_hosts))
+
+        def work(emit: Callable[[BuildEvent], None]) -> BuildResult:
+            from ketch.builder.context import prepare
+            from ketch.builder.executor import BuildOptions, build
+
+            options = BuildOptions(**options_kw)  # type: ignore[arg-type]
+            with self.intents.held("images.write"):  # its context staging is in tmp/
+                prepared = prepare(context, dockerfile, self.root / "tmp", context_tar)
+                try:
+                    return build(self, prepared.context, prepared.dockerfile_text,
+                                 prepared.dockerfile_name, options, emit)
+                finally:
+                    prepared.context.close()
+
+        return events_of(work)
 
     def build_prune(self) -> PruneReport:
         """Remove the build cache: dangling (intermediate) images and the remembered

@@ -181,6 +181,28 @@ def _is_tar_head(head: bytes) -> bool:
     return len(head) >= 262 and head[257:262] == b"ustar"
 
 
+def check_members(stream: IO[bytes] | Any) -> None:
+    """Refuse a context tar with a member named absolutely or climbing out with `..`
+    (the extractor would contain it; a client sending one is broken or hostile, and
+    nothing is unpacked). Reads `stream` through; the caller rewinds it."""
+    import tarfile
+
+    from ketch.archive import open_decompressed
+    from ketch.errors import InvalidArgument
+
+    try:
+        with tarfile.open(fileobj=open_decompressed(stream, threaded=False),
+                          mode="r|") as tf:
+            for member in tf:
+                for name in (member.name, member.linkname if member.islnk() else ""):
+                    if name.startswith("/") or ".." in name.split("/"):
+                        raise InvalidArgument(
+                            f"invalid build context: the member {name!r} of the context"
+                            " tar points outside of it")
+    except tarfile.TarError as e:
+        raise InvalidArgument(f"invalid build context: not a tar archive: {e}") from None
+
+
 def _unpack(stream: IO[bytes] | Any, tmp_root: Path) -> Path:
     import tempfile
 
@@ -245,8 +267,14 @@ def prepare(context: str, dockerfile: str | None, tmp_root: Path,
     text: str | None = None
     name = "Dockerfile"
     if context == "-":
+        seekable = getattr(stdin, "seekable", lambda: False)()
         head = _read_head(stdin)
-        if _is_tar_head(head):
+        if _is_tar_head(head) and seekable:
+            stdin.seek(0)
+            check_members(stdin)
+            stdin.seek(0)
+            ctx = BuildContext(_unpack(stdin, tmp_root), temporary=True)
+        elif _is_tar_head(head):
             ctx = BuildContext(_unpack(_Prefixed(head, stdin), tmp_root), temporary=True)
         else:
             # `docker build - < Dockerfile`: the Dockerfile alone, an empty context.
@@ -269,6 +297,8 @@ def prepare(context: str, dockerfile: str | None, tmp_root: Path,
                 if not _is_tar_head(_read_head(f)):
                     raise BuildError(f"unable to prepare context: {context} is neither a"
                                      " directory nor a tar archive")
+                f.seek(0)
+                check_members(f)
                 f.seek(0)
                 ctx = BuildContext(_unpack(f, tmp_root), temporary=True)
         else:
