@@ -217,7 +217,8 @@ class Engine:
               target: str | None = None, no_cache: bool = False, pull: bool = False,
               labels: dict[str, str] | None = None, network: str | None = None,
               platform: str | None = None, remove: bool = True,
-              force_remove: bool = False, extra_hosts: Iterable[str] = ()
+              force_remove: bool = False, extra_hosts: Iterable[str] = (),
+              auth: dict[str, tuple[str, str]] | None = None
               ) -> Iterator[BuildEvent | BuildResult]:
         """Build an image from a Dockerfile, as `docker build` with the classic builder,
         as an iterator of events (ketch.builder.events): the builder's output lines
@@ -229,7 +230,10 @@ class Engine:
         `context` is a directory, a tarball or "-" (a tar read from `context_tar`,
         default standard input); `dockerfile` a path (default `Dockerfile` in the
         context). A tar context whose members climb out of it (`..`, absolute names) is
-        refused (InvalidArgument) before anything is unpacked."""
+        refused (InvalidArgument) before anything is unpacked. `auth` (as for `pull`)
+        is what pulling base images uses instead of the stored logins."""
+        import contextlib
+
         from ketch.builder.events import events_of
 
         options_kw = dict(tags=list(tags), build_args=build_args, target=target,
@@ -242,8 +246,14 @@ class Engine:
             from ketch.builder.executor import BuildOptions, build
 
             options = BuildOptions(**options_kw)  # type: ignore[arg-type]
-            with self.intents.held("images.write"):  # its context staging is in tmp/
-                prepared = prepare(context, dockerfile, self.root / "tmp", context_tar)
+            given: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+            if auth is not None:
+                from ketch.distribution import credentials
+
+                given = credentials.given(auth)
+            with given, self.intents.held("images.write"):  # context staging in tmp/
+                prepared = prepare(context, dockerfile, self.root / "tmp", context_tar,
+                                   dockerfile_in_context=context_tar is not None)
                 try:
                     return build(self, prepared.context, prepared.dockerfile_text,
                                  prepared.dockerfile_name, options, emit)
@@ -262,24 +272,40 @@ class Engine:
         return report
 
     # -- registries (ketch.distribution) ---------------------------------------------------
-    def pull(self, name: str, *, quiet: bool = False,
-             platform: str | None = None) -> Iterator[Progress | PullResult]:
+    def pull(self, name: str, *, quiet: bool = False, platform: str | None = None,
+             auth: dict[str, tuple[str, str]] | None = None
+             ) -> Iterator[Progress | PullResult]:
         """Pull `name` from its registry, as an iterator of events: `Progress` (Docker's
         status messages; the per-layer ones left out when `quiet`), then a `PullResult`.
         `str(event)` is the docker CLI's line, `event.message()` the Engine API's JSON
         message. The pull runs as the iterator is advanced: drain it. `platform` picks
-        that entry of a multi-platform image."""
+        that entry of a multi-platform image. `auth` (registry key as
+        `reference.registry_for_auth` gives it -> (user, password)) replaces the stored
+        logins for this pull, as a client's X-Registry-Auth does; {} pulls anonymously."""
         from ketch.distribution.pull import pull
 
-        return pull(self.images, name, quiet=quiet, platform=platform)
+        return _with_auth(auth, pull(self.images, name, quiet=quiet, platform=platform))
 
-    def push(self, name: str) -> Iterator[Progress | PushResult]:
+    def push(self, name: str, *, auth: dict[str, tuple[str, str]] | None = None
+             ) -> Iterator[Progress | PushResult]:
         """Push the local image `name` to its registry, as an iterator of events:
         `Progress`, then a `PushResult` (tag, manifest digest, size). The push runs as
-        the iterator is advanced: drain it."""
+        the iterator is advanced: drain it. `auth` as for `pull`."""
         from ketch.distribution.push import push
 
-        return push(self.images, name)
+        return _with_auth(auth, push(self.images, name))
+
+    def search(self, term: str, *, limit: int | None = None) -> list[dict[str, Any]]:
+        """`docker search`: ketch knows no index to search (Docker Hub's search API is a
+        service of Docker's own, and registries have none), so this always fails."""
+        from ketch.errors import KetchError
+
+        if not term:
+            from ketch.errors import InvalidArgument
+
+            raise InvalidArgument("term is required: the text to search for")
+        raise KetchError(f"cannot search for {term!r}: ketch has no index to search (Docker"
+                         " Hub's search service is not reachable, registries offer none)")
 
     def registry_tags(self, repository: str) -> list[str]:
         """The tags a registry holds for `repository` (a name without tag or digest)."""
@@ -289,14 +315,15 @@ class Engine:
         return sorted(list_tags(reference.parse(repository, default_tag=None)))
 
     def login(self, server: str | None, username: str | None,
-              password: str | None) -> str:
-        """Check the credentials against `server` (default Docker Hub) and store them;
-        without a username or password, the stored ones are checked again. Returns the
-        key the credentials are stored under."""
+              password: str | None, *, store: bool = True) -> str:
+        """Check the credentials against `server` (default Docker Hub) and store them
+        (unless not `store`: the Engine API's client keeps its own); without a username
+        or password, the stored ones are checked again. Returns the key the credentials
+        are stored under. Rejected credentials raise Unauthorized."""
         from ketch import reference
         from ketch.distribution import credentials
-        from ketch.distribution.transport import Transport
-        from ketch.errors import InvalidArgument, KetchError
+        from ketch.distribution.transport import RegistryUnauthorized, Transport
+        from ketch.errors import InvalidArgument, KetchError, Unauthorized
 
         server = server or reference.HUB_AUTH_KEY
         key = reference.registry_for_auth(server)
@@ -310,11 +337,14 @@ class Engine:
         t = Transport(domain, (username, password))
         try:
             t.ping()
+        except RegistryUnauthorized as e:
+            raise Unauthorized(f"login to {server} failed: {e.message}") from None
         except KetchError as e:
             raise KetchError(f"login to {server} failed: {e.message}") from None
         finally:
             t.close()
-        credentials.store(key, username, password)
+        if store:
+            credentials.store(key, username, password)
         return key
 
     def logout(self, server: str | None) -> tuple[str, bool]:
@@ -584,6 +614,21 @@ class Engine:
 
     def _df_containers(self) -> list[dict[str, Any]]:
         return self.containers.df()
+
+
+def _with_auth(auth: dict[str, tuple[str, str]] | None,
+               events: Iterator[Any]) -> Iterator[Any]:
+    """`events` drained with `auth` instead of the stored logins (when not None)."""
+    if auth is None:
+        return events
+
+    def drain() -> Iterator[Any]:
+        from ketch.distribution import credentials
+
+        with credentials.given(auth):
+            yield from events
+
+    return drain()
 
 
 def _security_options() -> list[str]:

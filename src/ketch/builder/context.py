@@ -251,13 +251,15 @@ def _read_head(stream: IO[bytes] | Any, n: int = 512) -> bytes:
 
 
 def prepare(context: str, dockerfile: str | None, tmp_root: Path,
-            stdin: IO[bytes] | None = None) -> Prepared:
+            stdin: IO[bytes] | None = None, *, dockerfile_in_context: bool = False
+            ) -> Prepared:
     """Turn `docker build`'s PATH | URL | - and -f into a context directory + Dockerfile.
 
     `context` is a directory, a tarball (plain or compressed), or "-" for stdin (a tar
     context, or a bare Dockerfile and no context). `dockerfile` is a path relative to
     the current directory (falling back to the context), "-" for stdin, or None for
-    `Dockerfile` in the context.
+    `Dockerfile` in the context. With `dockerfile_in_context` (a remote client's
+    build) the Dockerfile is only looked up inside the context, never on this host.
     """
     stdin = stdin if stdin is not None else sys.stdin.buffer
     if context == "-" and dockerfile == "-":
@@ -305,7 +307,7 @@ def prepare(context: str, dockerfile: str | None, tmp_root: Path,
             raise BuildError(f"unable to prepare context: {context} is not a directory")
     try:
         if text is None:
-            text, name = _read_dockerfile(ctx, dockerfile, stdin)
+            text, name = _read_dockerfile(ctx, dockerfile, stdin, dockerfile_in_context)
     except BaseException:
         ctx.close()
         raise
@@ -313,11 +315,15 @@ def prepare(context: str, dockerfile: str | None, tmp_root: Path,
 
 
 def _read_dockerfile(ctx: BuildContext, dockerfile: str | None,
-                     stdin: IO[bytes]) -> tuple[str, str]:
-    if dockerfile == "-":
+                     stdin: IO[bytes], in_context: bool = False) -> tuple[str, str]:
+    if dockerfile == "-" and not in_context:
         return stdin.read().decode("utf-8", "surrogateescape"), "Dockerfile"
     candidates: list[Path] = []
-    if dockerfile:
+    if dockerfile and in_context:
+        from ketch.archive import safe_join
+
+        candidates = [safe_join(ctx.root, dockerfile.lstrip("/"))]
+    elif dockerfile:
         given = Path(dockerfile)
         if given.is_absolute():
             candidates = [given]
