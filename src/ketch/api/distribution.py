@@ -19,8 +19,16 @@ def _messages(events: Iterator[Any]) -> Iterator[Message]:
     """Progress events as the stream's messages (a PullResult has none)."""
     for event in events:
         message = getattr(event, "message", None)
-        if message is not None:
-            yield message()
+        if message is None:
+            continue
+        msg = message()
+        if "aux" in msg and "status" in msg:
+            # dockerd sends the push's last line and its aux apart: clients print no
+            # message that has an aux
+            yield {"status": msg["status"]}
+            yield {"progressDetail": {}, "aux": msg["aux"]}
+        else:
+            yield msg
 
 
 def _leading(msg: Message) -> bool:
