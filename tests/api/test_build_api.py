@@ -186,3 +186,38 @@ def test_build_prune_removes_the_dangling_cache(api: Api, tmp_path: Path) -> Non
     assert set(report) == {"CachesDeleted", "SpaceReclaimed"}
     assert api.docker("images", "-aq").stdout.split() == \
         api.docker("images", "-q", "busybox").stdout.split()
+
+
+def test_docker_build_passes_add_host_network_and_labels(api: Api, tmp_path: Path) -> None:
+    ctx = _context(tmp_path, "FROM busybox\n"
+                   "RUN grep -q '10.1.2.3[[:space:]]*buildhost' /etc/hosts && echo host-ok\n"
+                   "RUN echo links=$(ls /sys/class/net)\n")
+    res = api.docker("build", "--add-host", "buildhost:10.1.2.3", "--network", "none",
+                     "--label", "made.by=api", "-t", "flags", str(ctx), timeout=120)
+    assert "host-ok\n" in res.stdout
+    assert "links=lo\n" in res.stdout  # --network none: loopback only
+    labels = api.docker("image", "inspect", "-f", "{{json .Config.Labels}}", "flags").stdout
+    assert json.loads(labels) == {"made.by": "api"}
+    _rmi(api, "flags")
+
+
+def test_build_stops_and_cleans_up_when_the_client_goes_away(api: Api) -> None:
+    from tests.containers.conftest import wait_for
+
+    body = _tar({"Dockerfile": b"FROM busybox\n"
+                 b"RUN i=0; while [ $i -lt 120 ]; do echo tick $i; i=$((i+1)); sleep 0.5;"
+                 b" done\n"})
+    conn = api.http()
+    conn.request("POST", "/v1.45/build?t=abandoned", body=body,
+                 headers={"Content-Type": "application/x-tar"})
+    resp = conn.getresponse()
+    assert resp.status == 200
+    seen = b""
+    while b"tick 1" not in seen:
+        seen += resp.fp.readline()
+    conn.sock.close()
+    conn.close()
+    assert api.ketch("ps", "-aq").stdout.strip() != ""  # the step's container, running
+    wait_for(lambda: api.ketch("ps", "-aq").stdout.strip() == "", timeout=20,
+             what="the abandoned build's step container to go")
+    assert api.docker("image", "inspect", "abandoned", check=False).returncode == 1

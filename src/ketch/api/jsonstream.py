@@ -78,7 +78,7 @@ async def json_stream(request: web.Request, make: Callable[[Engine], Iterable[Me
             if resp is None:
                 resp = await _start(request)
             for m in [*held, msg]:
-                await resp.write(json.dumps(m).encode() + b"\r\n")
+                await _send(resp, m)
             held.clear()
         exc = fut.exception()
         if exc is not None and resp is None:
@@ -86,13 +86,31 @@ async def json_stream(request: web.Request, make: Callable[[Engine], Iterable[Me
         if resp is None:
             resp = await _start(request)
         for m in held:
-            await resp.write(json.dumps(m).encode() + b"\r\n")
+            await _send(resp, m)
         if exc is not None:
-            await resp.write(json.dumps(error_message(exc)).encode() + b"\r\n")
-        await resp.write_eof()
+            await _send(resp, error_message(exc))
+        try:
+            await resp.write_eof()
+        except ConnectionError:
+            pass
+        return resp
+    except _Gone:
+        # the client went away: the iterator ends at its next message, nothing to answer
+        assert resp is not None
         return resp
     finally:
         gone.set()
+
+
+class _Gone(Exception):
+    """Writing to the client failed: it closed the connection."""
+
+
+async def _send(resp: web.StreamResponse, msg: Message) -> None:
+    try:
+        await resp.write(json.dumps(msg).encode() + b"\r\n")
+    except ConnectionError:
+        raise _Gone() from None
 
 
 async def _start(request: web.Request) -> web.StreamResponse:
