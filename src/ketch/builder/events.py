@@ -30,6 +30,9 @@ class BuildLog:
     def text(self) -> str:
         return self.line
 
+    def raw(self) -> bytes:
+        return self.line.encode("utf-8", "surrogateescape")
+
     def message(self) -> dict[str, object]:
         return {"stream": self.line}
 
@@ -43,6 +46,9 @@ class BuildOutput:
     def text(self) -> str:
         return self.data.decode("utf-8", "replace")
 
+    def raw(self) -> bytes:
+        return self.data
+
     def message(self) -> dict[str, object]:
         return {"stream": self.text()}
 
@@ -55,6 +61,9 @@ class BuildImage:
 
     def text(self) -> str:
         return ""
+
+    def raw(self) -> bytes:
+        return b""
 
     def message(self) -> dict[str, object]:
         return {"aux": {"ID": self.image_id}}

@@ -91,19 +91,15 @@ def build(ns: Namespace) -> int:
                 target=ns.target, no_cache=ns.no_cache, pull=ns.pull,
                 labels=_labels(ns.label), network=ns.network, platform=ns.platform,
                 remove=ns.rm, force_remove=ns.force_rm):
-            # the events have text(), a RUN step's output its bytes too; the last
-            # one is the result
-            if not hasattr(event, "text"):
+            # the events have text() and raw() (a RUN step's output as it came);
+            # the last one is the result
+            if not hasattr(event, "raw"):
                 result = event
             elif ns.quiet:
-                quiet_buf.append(event.text())
-            elif isinstance(getattr(event, "data", None), bytes):
-                out.flush()
-                out.buffer.write(event.data)
-                out.buffer.flush()
+                quiet_buf.append(event.raw().decode("utf-8", "replace"))
             else:
-                out.write(event.text())
-                out.flush()
+                out.buffer.write(event.raw())
+                out.buffer.flush()
     except BuildError as e:
         # The classic builder's failures are printed as they are, one line, exit 1
         # ("The command '/bin/sh -c false' returned a non-zero code: 1").
