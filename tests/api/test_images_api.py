@@ -178,3 +178,26 @@ def test_docker_py_push_pull_list_remove_with_auth_config(
     assert f"{repo}:v2" in image.tags
     assert image.id == client.images.get("busybox").id
     client.images.remove(f"{repo}:v2")
+
+
+def test_docker_build_pulls_its_base_with_the_clients_credentials(
+        api: Api, ketch_registry: Callable[..., Served], tmp_path: Path) -> None:
+    reg = _login_registry(ketch_registry, tmp_path)
+    base = f"{reg.host}/base/box:1"
+    api.docker("login", "-u", "alice", "--password-stdin", reg.host, input="s3cret\n")
+    api.docker("tag", "busybox", base)
+    api.docker("push", base, timeout=120)
+    api.docker("rmi", base)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {base}\nRUN echo on-base\n")
+    # the build's X-Registry-Config carries the CLI's logins: the base is pulled with them
+    built = api.docker("build", "-t", "on-base", str(ctx), timeout=120)
+    assert f"Status: Downloaded newer image for {base}" in built.stdout
+    assert "on-base\n" in built.stdout
+    api.docker("rmi", "on-base", base)
+    api.docker("logout", reg.host)
+    refused = api.docker("build", "-t", "on-base", str(ctx), check=False, timeout=120)
+    assert refused.returncode == 1
+    assert f"failed to pull base image {base}" in refused.stderr
+    assert api.docker("image", "inspect", base, check=False).returncode == 1
