@@ -221,3 +221,16 @@ def test_build_stops_and_cleans_up_when_the_client_goes_away(api: Api) -> None:
     wait_for(lambda: api.ketch("ps", "-aq").stdout.strip() == "", timeout=20,
              what="the abandoned build's step container to go")
     assert api.docker("image", "inspect", "abandoned", check=False).returncode == 1
+
+
+def test_docker_build_reads_a_dockerfile_from_stdin(api: Api, tmp_path: Path) -> None:
+    alone = api.docker("build", "-t", "stdin-only", "-", input="FROM busybox\nLABEL s=1\n",
+                       timeout=120)
+    assert "Successfully tagged stdin-only:latest" in alone.stdout
+    ctx = _context(tmp_path, "FROM busybox\nRUN false\n", data="from-context\n")
+    # -f - with a directory context: the CLI adds the Dockerfile to the context tar
+    res = api.docker("build", "-t", "stdin-file", "-f", "-", str(ctx),
+                     input="FROM busybox\nCOPY data /data\n", timeout=120)
+    assert "Step 2/2 : COPY data /data" in res.stdout
+    assert api.docker("run", "--rm", "stdin-file", "cat", "/data").stdout == "from-context\n"
+    _rmi(api, "stdin-only", "stdin-file")

@@ -190,17 +190,23 @@ def check_members(stream: IO[bytes] | Any) -> None:
     from ketch.archive import open_decompressed
     from ketch.errors import InvalidArgument
 
+    seen = 0
     try:
         with tarfile.open(fileobj=open_decompressed(stream, threaded=False),
                           mode="r|") as tf:
             for member in tf:
+                seen += 1
                 for name in (member.name, member.linkname if member.islnk() else ""):
                     if name.startswith("/") or ".." in name.split("/"):
                         raise InvalidArgument(
                             f"invalid build context: the member {name!r} of the context"
                             " tar points outside of it")
     except tarfile.TarError as e:
-        raise InvalidArgument(f"invalid build context: not a tar archive: {e}") from None
+        # The docker CLI's `build -f - DIR` context ends right after its last member's
+        # data (no padding, no end blocks), which Go's reader accepts: a tar that ends
+        # early after whole members is read as ending there.
+        if not seen:
+            raise InvalidArgument(f"invalid build context: not a tar archive: {e}") from None
 
 
 def _unpack(stream: IO[bytes] | Any, tmp_root: Path) -> Path:
