@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+import traceback
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -126,7 +128,18 @@ async def _save(request: web.Request, names: list[str]) -> web.StreamResponse:
         def flush(self) -> None:
             pass
 
-    await request.app[SVC].run(lambda e: e.images.save(names, Out()))
+    try:
+        await request.app[SVC].run(lambda e: e.images.save(names, Out()))
+    except Exception as e:
+        if not resp.prepared:
+            raise  # nothing sent yet: an ordinary error response
+        # half an archive went out: the client must see a broken stream, not an end
+        if not isinstance(e, ConnectionError):  # else the client is gone already
+            traceback.print_exc(file=sys.stderr)
+        resp.force_close()
+        if request.transport is not None:
+            request.transport.abort()
+        return resp
     if not resp.prepared:
         await resp.prepare(request)
     await resp.write_eof()

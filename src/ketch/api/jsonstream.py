@@ -64,7 +64,12 @@ async def json_stream(request: web.Request, make: Callable[[Engine], Iterable[Me
                 close()
 
     fut = asyncio.ensure_future(svc.run(work))
-    fut.add_done_callback(lambda f: queue.put_nowait((_END, None)))
+    def done(f: asyncio.Future[None]) -> None:
+        if not f.cancelled():
+            f.exception()  # retrieved here: the handler may have gone with its client
+        queue.put_nowait((_END, None))
+
+    fut.add_done_callback(done)
     resp: web.StreamResponse | None = None
     held: list[Message] = []
     try:
