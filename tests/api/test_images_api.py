@@ -201,3 +201,19 @@ def test_docker_build_pulls_its_base_with_the_clients_credentials(
     assert refused.returncode == 1
     assert f"failed to pull base image {base}" in refused.stderr
     assert api.docker("image", "inspect", base, check=False).returncode == 1
+
+
+def test_docker_py_save_load_and_prune(api: Api) -> None:
+    client = api.client()
+    image = client.images.get("busybox")
+    image.tag("dpy-saved", "1")
+    archive = b"".join(client.images.get("dpy-saved:1").save(named="dpy-saved:1"))
+    client.images.remove("dpy-saved:1")
+    loaded = client.images.load(archive)
+    assert [i.id for i in loaded] == [image.id]
+    assert "dpy-saved:1" in client.images.get(image.id).tags
+    client.images.remove("dpy-saved:1")
+    report = client.images.prune(filters={"dangling": True})
+    assert report == {"ImagesDeleted": None, "SpaceReclaimed": 0}
+    with pytest.raises(docker.errors.APIError, match="no index to search"):
+        client.images.search("busybox")
