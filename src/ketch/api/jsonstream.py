@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -125,9 +126,12 @@ async def _start(request: web.Request) -> web.StreamResponse:
 
 
 async def spool_body(request: web.Request) -> IO[bytes]:
-    """The request body in an unnamed temporary file, rewound (a context or archive is
-    read more than once, and by a worker thread)."""
-    f = tempfile.TemporaryFile(prefix="ketch-api-body-")
+    """The request body in an unnamed temporary file under the state root's tmp/ (not
+    /tmp, often a small tmpfs), rewound: a context or archive is read more than once,
+    and by a worker thread."""
+    tmp = os.path.join(request.app[SVC].root, "tmp")
+    os.makedirs(tmp, exist_ok=True)
+    f = tempfile.TemporaryFile(prefix="ketch-api-body-", dir=tmp)
     try:
         async for chunk in request.content.iter_chunked(1 << 16):
             f.write(chunk)
