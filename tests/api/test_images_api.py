@@ -217,3 +217,18 @@ def test_docker_py_save_load_and_prune(api: Api) -> None:
     assert report == {"ImagesDeleted": None, "SpaceReclaimed": 0}
     with pytest.raises(docker.errors.APIError, match="no index to search"):
         client.images.search("busybox")
+
+
+def test_docker_py_pushes_anonymously_without_auth_config(
+        api: Api, ketch_registry: Callable[..., Served]) -> None:
+    reg = ketch_registry()  # no htpasswd: open to anyone
+    client = api.client()
+    repo = f"{reg.host}/open/box"
+    client.images.get("busybox").tag(repo, "v3")
+    lines = list(client.images.push(repo, "v3", stream=True, decode=True))
+    assert not [m for m in lines if "error" in m], lines
+    assert [m["aux"]["Tag"] for m in lines if "aux" in m] == ["v3"]
+    client.images.remove(f"{repo}:v3")
+    pulled = client.images.pull(repo, tag="v3")
+    assert pulled.id == client.images.get("busybox").id
+    client.images.remove(f"{repo}:v3")

@@ -12,7 +12,13 @@ from typing import IO, Any
 from aiohttp import web
 
 from ketch.api.common import SVC, Handler, json_body, json_response, query_filters
-from ketch.api.jsonstream import Message, json_stream, registry_auth, spool_body
+from ketch.api.jsonstream import (
+    Message,
+    body_auth,
+    json_stream,
+    registry_auth,
+    spool_body,
+)
 from ketch.engine import Engine
 from ketch.errors import InvalidArgument
 
@@ -89,9 +95,10 @@ async def images_push(request: web.Request) -> web.StreamResponse:
     tag = request.query.get("tag") or ""
     if tag:
         name = f"{name}:{tag}"
-    if "X-Registry-Auth" not in request.headers:
-        raise InvalidArgument("bad parameters and missing X-Registry-Auth")
     auth = registry_auth(request, name)
+    if auth is None:
+        # the old clients' form: the auth config as the body (none: anonymous)
+        auth = body_auth(await json_body(request), name)
 
     def messages(e: Engine) -> Iterator[Message]:
         return _messages(e.push(name, auth=auth))

@@ -176,6 +176,15 @@ def registry_auth(request: web.Request, image: str) -> dict[str, tuple[str, str]
     return {reference.registry_for_auth(reference.parse(image)): creds}
 
 
+def body_auth(config: dict[str, Any], image: str) -> dict[str, tuple[str, str]]:
+    """An auth config sent as a request body (push before X-Registry-Auth existed) as
+    the Engine's `auth`; an empty one is anonymous."""
+    creds = _user_password(config)
+    if creds is None:
+        return {}
+    return {reference.registry_for_auth(reference.parse(image)): creds}
+
+
 def registry_config(request: web.Request) -> dict[str, tuple[str, str]] | None:
     """X-Registry-Config (a build's: registry -> auth config) as the Engine's `auth`."""
     value = request.headers.get("X-Registry-Config")
