@@ -232,3 +232,12 @@ def test_docker_py_pushes_anonymously_without_auth_config(
     pulled = client.images.pull(repo, tag="v3")
     assert pulled.id == client.images.get("busybox").id
     client.images.remove(f"{repo}:v3")
+
+
+def test_docker_push_of_a_missing_local_image_fails(
+        api: Api, ketch_registry: Callable[..., Served]) -> None:
+    reg = ketch_registry()
+    res = api.docker("push", f"{reg.host}/not/here:v1", check=False)
+    assert res.returncode == 1
+    assert res.stderr.startswith("Error response from daemon: ")
+    assert f"An image does not exist locally with the tag: {reg.host}/not/here\n" in res.stderr
