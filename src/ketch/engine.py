@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import IO, Any
 
+    from ketch.builder.events import BuildEvent
     from ketch.builder.executor import BuildResult
     from ketch.containers.records import ContainerRecord
     from ketch.containers.service import ContainerService
@@ -211,31 +212,55 @@ class Engine:
 
     # -- builds (ketch.builder) ----------------------------------------------------------------
     def build(self, context: str, dockerfile: str | None = None, *,
-              emit: Callable[[str], None], emit_bytes: Callable[[bytes], None] | None = None,
+              context_tar: IO[bytes] | None = None,
               tags: Iterable[str] = (), build_args: dict[str, str | None] | None = None,
               target: str | None = None, no_cache: bool = False, pull: bool = False,
               labels: dict[str, str] | None = None, network: str | None = None,
               platform: str | None = None, remove: bool = True,
-              force_remove: bool = False) -> BuildResult:
-        """Build an image from a Dockerfile, as `docker build` with the classic builder.
+              force_remove: bool = False, extra_hosts: Iterable[str] = (),
+              auth: dict[str, tuple[str, str]] | None = None
+              ) -> Iterator[BuildEvent | BuildResult]:
+        """Build an image from a Dockerfile, as `docker build` with the classic builder,
+        as an iterator of events (ketch.builder.events): the builder's output lines
+        (`BuildLog`), a RUN step's raw output (`BuildOutput`), the image built
+        (`BuildImage`), then the `BuildResult` (image ID, tags, warnings). A failed step
+        raises `BuildError` from the iterator. The build runs as the iterator is
+        drained; closing it early cancels the build.
 
-        `context` is a directory, a tarball or "-" (a tar on standard input);
-        `dockerfile` a path (default `Dockerfile` in the context). The step output goes
-        to `emit` (text) and `emit_bytes` (a RUN step's raw output). The result holds
-        the image ID, its tags and warnings; a failed step raises `BuildError`."""
-        from ketch.builder.context import prepare
-        from ketch.builder.executor import BuildOptions, build
+        `context` is a directory, a tarball or "-" (a tar read from `context_tar`,
+        default standard input); `dockerfile` a path (default `Dockerfile` in the
+        context). A tar context whose members climb out of it (`..`, absolute names) is
+        refused (InvalidArgument) before anything is unpacked. `auth` (as for `pull`)
+        is what pulling base images uses instead of the stored logins."""
+        import contextlib
 
-        options = BuildOptions(tags=list(tags), build_args=build_args, target=target,
-                               no_cache=no_cache, pull=pull, labels=labels, network=network,
-                               platform=platform, remove=remove, force_remove=force_remove)
-        with self.intents.held("images.write"):  # its context staging is in tmp/
-            prepared = prepare(context, dockerfile, self.root / "tmp")
-            try:
-                return build(self, prepared.context, prepared.dockerfile_text,
-                             prepared.dockerfile_name, options, emit, emit_bytes)
-            finally:
-                prepared.context.close()
+        from ketch.builder.events import events_of
+
+        options_kw = dict(tags=list(tags), build_args=build_args, target=target,
+                          no_cache=no_cache, pull=pull, labels=labels, network=network,
+                          platform=platform, remove=remove, force_remove=force_remove,
+                          extra_hosts=list(extra_hosts))
+
+        def work(emit: Callable[[BuildEvent], None]) -> BuildResult:
+            from ketch.builder.context import prepare
+            from ketch.builder.executor import BuildOptions, build
+
+            options = BuildOptions(**options_kw)  # type: ignore[arg-type]
+            given: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+            if auth is not None:
+                from ketch.distribution import credentials
+
+                given = credentials.given(auth)
+            with given, self.intents.held("images.write"):  # context staging in tmp/
+                prepared = prepare(context, dockerfile, self.root / "tmp", context_tar,
+                                   dockerfile_in_context=context_tar is not None)
+                try:
+                    return build(self, prepared.context, prepared.dockerfile_text,
+                                 prepared.dockerfile_name, options, emit)
+                finally:
+                    prepared.context.close()
+
+        return events_of(work)
 
     def build_prune(self) -> PruneReport:
         """Remove the build cache: dangling (intermediate) images and the remembered
@@ -247,24 +272,40 @@ class Engine:
         return report
 
     # -- registries (ketch.distribution) ---------------------------------------------------
-    def pull(self, name: str, *, quiet: bool = False,
-             platform: str | None = None) -> Iterator[Progress | PullResult]:
+    def pull(self, name: str, *, quiet: bool = False, platform: str | None = None,
+             auth: dict[str, tuple[str, str]] | None = None
+             ) -> Iterator[Progress | PullResult]:
         """Pull `name` from its registry, as an iterator of events: `Progress` (Docker's
         status messages; the per-layer ones left out when `quiet`), then a `PullResult`.
         `str(event)` is the docker CLI's line, `event.message()` the Engine API's JSON
         message. The pull runs as the iterator is advanced: drain it. `platform` picks
-        that entry of a multi-platform image."""
+        that entry of a multi-platform image. `auth` (registry key as
+        `reference.registry_for_auth` gives it -> (user, password)) replaces the stored
+        logins for this pull, as a client's X-Registry-Auth does; {} pulls anonymously."""
         from ketch.distribution.pull import pull
 
-        return pull(self.images, name, quiet=quiet, platform=platform)
+        return _with_auth(auth, pull(self.images, name, quiet=quiet, platform=platform))
 
-    def push(self, name: str) -> Iterator[Progress | PushResult]:
+    def push(self, name: str, *, auth: dict[str, tuple[str, str]] | None = None
+             ) -> Iterator[Progress | PushResult]:
         """Push the local image `name` to its registry, as an iterator of events:
         `Progress`, then a `PushResult` (tag, manifest digest, size). The push runs as
-        the iterator is advanced: drain it."""
+        the iterator is advanced: drain it. `auth` as for `pull`."""
         from ketch.distribution.push import push
 
-        return push(self.images, name)
+        return _with_auth(auth, push(self.images, name))
+
+    def search(self, term: str, *, limit: int | None = None) -> list[dict[str, Any]]:
+        """`docker search`: ketch knows no index to search (Docker Hub's search API is a
+        service of Docker's own, and registries have none), so this always fails."""
+        from ketch.errors import KetchError
+
+        if not term:
+            from ketch.errors import InvalidArgument
+
+            raise InvalidArgument("term is required: the text to search for")
+        raise KetchError(f"cannot search for {term!r}: ketch has no index to search (Docker"
+                         " Hub's search service is not reachable, registries offer none)")
 
     def registry_tags(self, repository: str) -> list[str]:
         """The tags a registry holds for `repository` (a name without tag or digest)."""
@@ -274,14 +315,15 @@ class Engine:
         return sorted(list_tags(reference.parse(repository, default_tag=None)))
 
     def login(self, server: str | None, username: str | None,
-              password: str | None) -> str:
-        """Check the credentials against `server` (default Docker Hub) and store them;
-        without a username or password, the stored ones are checked again. Returns the
-        key the credentials are stored under."""
+              password: str | None, *, store: bool = True) -> str:
+        """Check the credentials against `server` (default Docker Hub) and store them
+        (unless not `store`: the Engine API's client keeps its own); without a username
+        or password, the stored ones are checked again. Returns the key the credentials
+        are stored under. Rejected credentials raise Unauthorized."""
         from ketch import reference
         from ketch.distribution import credentials
-        from ketch.distribution.transport import Transport
-        from ketch.errors import InvalidArgument, KetchError
+        from ketch.distribution.transport import RegistryUnauthorized, Transport
+        from ketch.errors import InvalidArgument, KetchError, Unauthorized
 
         server = server or reference.HUB_AUTH_KEY
         key = reference.registry_for_auth(server)
@@ -295,11 +337,14 @@ class Engine:
         t = Transport(domain, (username, password))
         try:
             t.ping()
+        except RegistryUnauthorized as e:
+            raise Unauthorized(f"login to {server} failed: {e.message}") from None
         except KetchError as e:
             raise KetchError(f"login to {server} failed: {e.message}") from None
         finally:
             t.close()
-        credentials.store(key, username, password)
+        if store:
+            credentials.store(key, username, password)
         return key
 
     def logout(self, server: str | None) -> tuple[str, bool]:
@@ -584,6 +629,21 @@ class Engine:
 
     def _df_containers(self) -> list[dict[str, Any]]:
         return self.containers.df()
+
+
+def _with_auth(auth: dict[str, tuple[str, str]] | None,
+               events: Iterator[Any]) -> Iterator[Any]:
+    """`events` drained with `auth` instead of the stored logins (when not None)."""
+    if auth is None:
+        return events
+
+    def drain() -> Iterator[Any]:
+        from ketch.distribution import credentials
+
+        with credentials.given(auth):
+            yield from events
+
+    return drain()
 
 
 def _security_options() -> list[str]:

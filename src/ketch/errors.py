@@ -38,6 +38,10 @@ class ContainerNotFound(NotFound):
         super().__init__(f"No such container: {name}")
 
 
+class Unauthorized(KetchError):
+    http_status = 401
+
+
 class Conflict(KetchError):
     http_status = 409
 

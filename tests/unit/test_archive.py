@@ -1019,3 +1019,25 @@ def test_extract_stats_diff_id_matches_the_blob_pipeline(upper: Path, tmp_path: 
     stats = extract(blob, tmp_path / "x")
     assert stats.diff_id == d.diff_id and stats.uncompressed_size == d.uncompressed_size
 
+
+
+def _cut_after_last_data(data: bytes, last_size: int, last_offset_data: int) -> bytes:
+    return data[: last_offset_data + last_size]
+
+
+def test_a_tar_ending_right_after_its_last_members_data_is_complete(tmp_path: Path) -> None:
+    # what the docker CLI sends for `docker build -f - DIR`: no padding, no end blocks
+    data = make_tar(reg("a", b"first\n"), reg("b", b"second, 47 bytes long" * 2 + b"!!!!\n"))
+    last = members(data)[-1]
+    cut = _cut_after_last_data(data, last.size, last.offset_data)
+    assert len(cut) % 512 != 0
+    unpack(cut, tmp_path / "out")
+    assert (tmp_path / "out" / "a").read_bytes() == b"first\n"
+    assert (tmp_path / "out" / "b").read_bytes() == b"second, 47 bytes long" * 2 + b"!!!!\n"
+
+
+def test_a_tar_whose_last_members_data_is_cut_short_is_refused(tmp_path: Path) -> None:
+    data = make_tar(reg("a", b"first\n"), reg("b", b"x" * 100))
+    last = members(data)[-1]
+    with pytest.raises(KetchError, match="archive ends in the middle of 'b'"):
+        unpack(data[: last.offset_data + 60], tmp_path / "out")

@@ -115,10 +115,12 @@ def extract(
         stack.callback(ex.close)
 
         tf = _open_tar(forward)
+        last: tarfile.TarInfo | None = None
         while tf is not None:
-            member = _next_member(tf)
+            member = _next_member(tf, last)
             if member is None:
                 break
+            last = member
             # TarFile remembers every member for random access; a streamed layer can
             # have 10^5 of them and we never look back.
             tf.members.clear()
@@ -284,9 +286,19 @@ def _open_tar(reader: _ForwardReader) -> tarfile.TarFile | None:
         raise _corrupt(e) from e
 
 
-def _next_member(tf: tarfile.TarFile) -> tarfile.TarInfo | None:
+def _next_member(tf: tarfile.TarFile, last: tarfile.TarInfo | None = None
+                 ) -> tarfile.TarInfo | None:
     try:
         return tf.next()
+    except tarfile.ReadError as e:
+        # A stream that stops right after the last member's data, without its padding
+        # and the end blocks, has ended: Go's reader (dockerd's) reads it so, and the
+        # docker CLI sends such build contexts (`docker build -f - DIR`). Data cut
+        # short is still an error.
+        if (str(e) == "unexpected end of data" and last is not None and tf.fileobj is not None
+                and tf.fileobj.tell() >= last.offset_data + last.size):
+            return None
+        raise _corrupt(e) from e
     except Exception as e:
         raise _corrupt(e) from e
 

@@ -181,6 +181,34 @@ def _is_tar_head(head: bytes) -> bool:
     return len(head) >= 262 and head[257:262] == b"ustar"
 
 
+def check_members(stream: IO[bytes] | Any) -> None:
+    """Refuse a context tar with a member named absolutely or climbing out with `..`
+    (the extractor would contain it; a client sending one is broken or hostile, and
+    nothing is unpacked). Reads `stream` through; the caller rewinds it."""
+    import tarfile
+
+    from ketch.archive import open_decompressed
+    from ketch.errors import InvalidArgument
+
+    seen = 0
+    try:
+        with tarfile.open(fileobj=open_decompressed(stream, threaded=False),
+                          mode="r|") as tf:
+            for member in tf:
+                seen += 1
+                for name in (member.name, member.linkname if member.islnk() else ""):
+                    if name.startswith("/") or ".." in name.split("/"):
+                        raise InvalidArgument(
+                            f"invalid build context: the member {name!r} of the context"
+                            " tar points outside of it")
+    except tarfile.TarError as e:
+        # The docker CLI's `build -f - DIR` context ends right after its last member's
+        # data (no padding, no end blocks), which Go's reader accepts: a tar that ends
+        # early after whole members is read as ending there.
+        if not seen:
+            raise InvalidArgument(f"invalid build context: not a tar archive: {e}") from None
+
+
 def _unpack(stream: IO[bytes] | Any, tmp_root: Path) -> Path:
     import tempfile
 
@@ -229,13 +257,15 @@ def _read_head(stream: IO[bytes] | Any, n: int = 512) -> bytes:
 
 
 def prepare(context: str, dockerfile: str | None, tmp_root: Path,
-            stdin: IO[bytes] | None = None) -> Prepared:
+            stdin: IO[bytes] | None = None, *, dockerfile_in_context: bool = False
+            ) -> Prepared:
     """Turn `docker build`'s PATH | URL | - and -f into a context directory + Dockerfile.
 
     `context` is a directory, a tarball (plain or compressed), or "-" for stdin (a tar
     context, or a bare Dockerfile and no context). `dockerfile` is a path relative to
     the current directory (falling back to the context), "-" for stdin, or None for
-    `Dockerfile` in the context.
+    `Dockerfile` in the context. With `dockerfile_in_context` (a remote client's
+    build) the Dockerfile is only looked up inside the context, never on this host.
     """
     stdin = stdin if stdin is not None else sys.stdin.buffer
     if context == "-" and dockerfile == "-":
@@ -245,8 +275,14 @@ def prepare(context: str, dockerfile: str | None, tmp_root: Path,
     text: str | None = None
     name = "Dockerfile"
     if context == "-":
+        seekable = getattr(stdin, "seekable", lambda: False)()
         head = _read_head(stdin)
-        if _is_tar_head(head):
+        if _is_tar_head(head) and seekable:
+            stdin.seek(0)
+            check_members(stdin)
+            stdin.seek(0)
+            ctx = BuildContext(_unpack(stdin, tmp_root), temporary=True)
+        elif _is_tar_head(head):
             ctx = BuildContext(_unpack(_Prefixed(head, stdin), tmp_root), temporary=True)
         else:
             # `docker build - < Dockerfile`: the Dockerfile alone, an empty context.
@@ -270,12 +306,14 @@ def prepare(context: str, dockerfile: str | None, tmp_root: Path,
                     raise BuildError(f"unable to prepare context: {context} is neither a"
                                      " directory nor a tar archive")
                 f.seek(0)
+                check_members(f)
+                f.seek(0)
                 ctx = BuildContext(_unpack(f, tmp_root), temporary=True)
         else:
             raise BuildError(f"unable to prepare context: {context} is not a directory")
     try:
         if text is None:
-            text, name = _read_dockerfile(ctx, dockerfile, stdin)
+            text, name = _read_dockerfile(ctx, dockerfile, stdin, dockerfile_in_context)
     except BaseException:
         ctx.close()
         raise
@@ -283,11 +321,15 @@ def prepare(context: str, dockerfile: str | None, tmp_root: Path,
 
 
 def _read_dockerfile(ctx: BuildContext, dockerfile: str | None,
-                     stdin: IO[bytes]) -> tuple[str, str]:
-    if dockerfile == "-":
+                     stdin: IO[bytes], in_context: bool = False) -> tuple[str, str]:
+    if dockerfile == "-" and not in_context:
         return stdin.read().decode("utf-8", "surrogateescape"), "Dockerfile"
     candidates: list[Path] = []
-    if dockerfile:
+    if dockerfile and in_context:
+        from ketch.archive import safe_join
+
+        candidates = [safe_join(ctx.root, dockerfile.lstrip("/"))]
+    elif dockerfile:
         given = Path(dockerfile)
         if given.is_absolute():
             candidates = [given]

@@ -44,14 +44,14 @@ if TYPE_CHECKING:
 
     from ketch.builder.checksum import ChecksumCache
     from ketch.builder.context import BuildContext, Source, SourceRoot
+    from ketch.builder.events import BuildEvent
     from ketch.builder.host import BuildHost
     from ketch.builder.snapshot import Workspace
     from ketch.builder.watchdog import Watchdog
     from ketch.dockerfile.parser import Dockerfile, Instruction, Stage
     from ketch.images.service import NewLayer
 
-    Emit = Callable[[str], None]
-    EmitBytes = Callable[[bytes], None]
+    Emit = Callable[[BuildEvent], None]
 
 CACHE_KEY_VERSION = "ketch-build/1"
 DEFAULT_SHELL = ["/bin/sh", "-c"]
@@ -74,7 +74,7 @@ class BuildOptions:
                  no_cache: bool = False, pull: bool = False,
                  labels: dict[str, str] | None = None, network: str | None = None,
                  platform: str | None = None, remove: bool = True,
-                 force_remove: bool = False) -> None:
+                 force_remove: bool = False, extra_hosts: list[str] | None = None) -> None:
         self.tags = list(tags or [])
         self.build_args = dict(build_args or {})
         self.target = target
@@ -85,6 +85,7 @@ class BuildOptions:
         self.platform = platform
         self.remove = remove  # --rm: a step's container goes once the step is committed
         self.force_remove = force_remove  # --force-rm: also the one of a failed step
+        self.extra_hosts = list(extra_hosts or [])  # --add-host: RUN containers' /etc/hosts
 
 
 class BuildResult:
@@ -178,12 +179,11 @@ def _short(image_id: str | None) -> str:
 
 
 class Builder:
-    """Runs one build. `emit` gets the classic builder's output lines (each ends in
-    "\\n"); `emit_bytes` gets RUN output as the container writes it."""
+    """Runs one build. `emit` gets its events (ketch.builder.events): the classic
+    builder's output lines, RUN output as the container writes it, the image built."""
 
     def __init__(self, engine: BuildHost, context: BuildContext, dockerfile_text: str,
-                 dockerfile_name: str, options: BuildOptions, emit: Emit,
-                 emit_bytes: EmitBytes | None = None) -> None:
+                 dockerfile_name: str, options: BuildOptions, emit: Emit) -> None:
         self.engine = engine
         self.images = engine.images
         self.context = context
@@ -191,7 +191,6 @@ class Builder:
         self.name = dockerfile_name
         self.options = options
         self.emit = emit
-        self.emit_bytes = emit_bytes or (lambda b: emit(b.decode("utf-8", "replace")))
         self.build_args = {k: v for k, v in options.build_args.items() if v is not None}
         self.consumed: set[str] = set()
         self.meta: dict[str, str | None] = {}
@@ -208,7 +207,14 @@ class Builder:
 
     # -- output ------------------------------------------------------------------------
     def say(self, line: str) -> None:
-        self.emit(line + "\n")
+        from ketch.builder.events import BuildLog
+
+        self.emit(BuildLog(line + "\n"))
+
+    def emit_bytes(self, data: bytes) -> None:
+        from ketch.builder.events import BuildOutput
+
+        self.emit(BuildOutput(data))
 
     # -- the whole build ---------------------------------------------------------------
     def build(self) -> BuildResult:
@@ -238,6 +244,9 @@ class Builder:
         final = self.results[target.index]
         if final.image_id is None:
             raise BuildError("No image was generated. Is your Dockerfile empty?")
+        from ketch.builder.events import BuildImage
+
+        self.emit(BuildImage(final.image_id))  # moby's aux message, before the warnings
         unused = sorted(k for k in self.options.build_args
                         if k not in self.consumed and k not in PROXY_ARGS)
         if unused:
@@ -716,6 +725,8 @@ class Builder:
         host_config: dict[str, Any] = {"NetworkMode": network}
         if binds:
             host_config["Binds"] = binds
+        if self.options.extra_hosts:
+            host_config["ExtraHosts"] = list(self.options.extra_hosts)
         wd = self.watchdog
         wd.start()  # before the container exists, so a SIGKILL at any point is covered
         rec = svc.create(config, host_config)
@@ -930,8 +941,6 @@ class Builder:
 
 
 def build(engine: BuildHost, context: BuildContext, dockerfile_text: str, dockerfile_name: str,
-          options: BuildOptions, emit: Emit, emit_bytes: EmitBytes | None = None
-          ) -> BuildResult:
-    """Run a build; the caller owns (and closes) the context."""
-    return Builder(engine, context, dockerfile_text, dockerfile_name, options, emit,
-                   emit_bytes).build()
+          options: BuildOptions, emit: Emit) -> BuildResult:
+    """Run a build, its events to `emit`; the caller owns (and closes) the context."""
+    return Builder(engine, context, dockerfile_text, dockerfile_name, options, emit).build()

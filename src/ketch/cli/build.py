@@ -84,28 +84,22 @@ def build(ns: Namespace) -> int:
     _check_tags(ns.tag)
     out = sys.stdout
     quiet_buf: list[str] = []
-
-    def emit(text: str) -> None:
-        if ns.quiet:
-            quiet_buf.append(text)
-            return
-        out.write(text)
-        out.flush()
-
-    def emit_bytes(data: bytes) -> None:
-        if ns.quiet:
-            quiet_buf.append(data.decode("utf-8", "replace"))
-            return
-        out.flush()
-        out.buffer.write(data)
-        out.buffer.flush()
-
+    result = None
     try:
-        result = engine().build(
-            ns.context, ns.file, emit=emit, emit_bytes=emit_bytes, tags=ns.tag,
-            build_args=_build_args(ns.build_arg), target=ns.target, no_cache=ns.no_cache,
-            pull=ns.pull, labels=_labels(ns.label), network=ns.network,
-            platform=ns.platform, remove=ns.rm, force_remove=ns.force_rm)
+        for event in engine().build(
+                ns.context, ns.file, tags=ns.tag, build_args=_build_args(ns.build_arg),
+                target=ns.target, no_cache=ns.no_cache, pull=ns.pull,
+                labels=_labels(ns.label), network=ns.network, platform=ns.platform,
+                remove=ns.rm, force_remove=ns.force_rm):
+            # the events have text() and raw() (a RUN step's output as it came);
+            # the last one is the result
+            if not hasattr(event, "raw"):
+                result = event
+            elif ns.quiet:
+                quiet_buf.append(event.raw().decode("utf-8", "replace"))
+            else:
+                out.buffer.write(event.raw())
+                out.buffer.flush()
     except BuildError as e:
         # The classic builder's failures are printed as they are, one line, exit 1
         # ("The command '/bin/sh -c false' returned a non-zero code: 1").
@@ -114,6 +108,7 @@ def build(ns: Namespace) -> int:
         out.flush()
         sys.stderr.write(e.message.rstrip("\n") + "\n")
         return 1
+    assert result is not None
     if ns.iidfile:
         with open(ns.iidfile, "w") as f:
             f.write(result.image_id)

@@ -12,6 +12,9 @@ import base64
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +85,29 @@ def _run_helper(helper: str, action: str, payload: str) -> str:
     return proc.stdout
 
 
+# Credentials a client sent with its request (the Engine API's X-Registry-Auth and
+# X-Registry-Config): while set, they are the only ones, as for dockerd, which never
+# reads the client's config.json. Per thread (a context variable).
+_given: ContextVar[dict[str, tuple[str, str]] | None] = ContextVar("ketch_given_auth",
+                                                                   default=None)
+
+
+@contextmanager
+def given(auths: dict[str, tuple[str, str]]) -> Iterator[None]:
+    """Use `auths` (registry key -> (user, password)) instead of the stored logins in
+    this thread while the block runs; an empty map means anonymous everywhere."""
+    token = _given.set(dict(auths))
+    try:
+        yield
+    finally:
+        _given.reset(token)
+
+
 def get(server: str) -> tuple[str, str] | None:
     """(user, password) stored for `server` (a key as `registry_for_auth` gives it)."""
+    override = _given.get()
+    if override is not None:
+        return override.get(server)
     data = _load()
     helper = _helper_for(data, server)
     if helper is not None:

@@ -649,6 +649,8 @@ class ImageService:
                 continue
             if filters.get("label!") and _labels_match(r.labels, filters["label!"]):
                 continue
+            if self.users(r.id):
+                continue  # moby's ImagePrune: an image a container uses keeps every tag
             candidates.append(r.id)
         for image_id in candidates:
             cur = self.records.get(image_id)

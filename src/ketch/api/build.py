@@ -1,0 +1,90 @@
+"""The build endpoints: POST /build (the classic builder's JSON stream) and
+POST /build/prune."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from aiohttp import web
+
+from ketch.api.common import SVC, Handler, json_response, query_bool
+from ketch.api.jsonstream import Message, json_stream, registry_config, spool_body
+from ketch.engine import Engine
+from ketch.errors import InvalidArgument
+
+
+def _json_query(request: web.Request, name: str) -> dict[str, Any]:
+    raw = request.query.get(name)
+    if not raw:
+        return {}
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        raise InvalidArgument(f"invalid {name}: not JSON") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise InvalidArgument(f"invalid {name}: expected a JSON object")
+    return doc
+
+
+async def build(request: web.Request) -> web.StreamResponse:
+    q = request.query
+    if q.get("remote"):
+        raise InvalidArgument("building from a remote context (remote=) is not supported:"
+                              " send the context as the request body")
+    build_args = {str(k): (None if v is None else str(v))
+                  for k, v in _json_query(request, "buildargs").items()}
+    labels = {str(k): str(v) for k, v in _json_query(request, "labels").items()}
+    quiet = query_bool(request, "q")
+    kwargs: dict[str, Any] = dict(
+        tags=q.getall("t", []), build_args=build_args, target=q.get("target") or None,
+        no_cache=query_bool(request, "nocache"), pull=query_bool(request, "pull"),
+        labels=labels, network=q.get("networkmode") or None,
+        platform=q.get("platform") or None, remove=query_bool(request, "rm", True),
+        force_remove=query_bool(request, "forcerm"),
+        extra_hosts=[h for v in q.getall("extrahosts", []) for h in v.split(",") if h],
+        auth=registry_config(request))
+    dockerfile = q.get("dockerfile") or None
+    body = await spool_body(request)
+
+    def messages(e: Engine) -> Iterator[Message]:
+        suppressed: list[Message] = []  # q=1: sent only if the build fails
+        image_id = ""
+        try:
+            for event in e.build("-", dockerfile, context_tar=body, **kwargs):
+                message = getattr(event, "message", None)
+                if message is None:
+                    continue  # the result: its image was announced already
+                msg = message()
+                if "aux" in msg:
+                    image_id = msg["aux"]["ID"]
+                    yield msg
+                elif quiet:
+                    suppressed.append(msg)
+                else:
+                    yield msg
+        except BaseException:
+            yield from suppressed
+            raise
+        finally:
+            body.close()
+        if quiet and image_id:
+            yield {"stream": image_id + "\n"}
+
+    return await json_stream(request, messages)
+
+
+async def build_prune(request: web.Request) -> web.Response:
+    report = await request.app[SVC].run(lambda e: e.build_prune())
+    return json_response({"CachesDeleted": [d["Deleted"] for d in report.deleted
+                                            if "Deleted" in d],
+                          "SpaceReclaimed": report.space_reclaimed})
+
+
+ROUTES: list[tuple[str, str, Handler]] = [
+    ("POST", "/build", build),
+    ("POST", "/build/prune", build_prune),
+]

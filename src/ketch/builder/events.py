@@ -1,0 +1,119 @@
+"""The events a build yields, one per message of Docker's build stream.
+
+`Engine.build` is an iterator of these, as pulls and pushes are iterators of
+`Progress` events. A front door renders them: the CLI writes `text()` (the classic
+builder's output), the Engine API service sends `message()` as one JSON object of the
+stream (`{"stream": ...}`, `{"aux": {"ID": ...}}`).
+"""
+
+from __future__ import annotations
+
+from ketch.errors import BuildError
+from ketch.values import value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from typing import Any, TypeVar
+
+    R = TypeVar("R")
+
+_EVENT, _RESULT, _FAILED = 0, 1, 2
+
+
+@value(frozen=True)
+class BuildLog:
+    """A line of the builder's own output ("Step 1/3 : FROM busybox\\n"), newline included."""
+
+    line: str
+
+    def text(self) -> str:
+        return self.line
+
+    def raw(self) -> bytes:
+        return self.line.encode("utf-8", "surrogateescape")
+
+    def message(self) -> dict[str, object]:
+        return {"stream": self.line}
+
+
+@value(frozen=True)
+class BuildOutput:
+    """What a RUN step's container wrote, as the bytes came."""
+
+    data: bytes
+
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace")
+
+    def raw(self) -> bytes:
+        return self.data
+
+    def message(self) -> dict[str, object]:
+        return {"stream": self.text()}
+
+
+@value(frozen=True)
+class BuildImage:
+    """The image the build produced, announced before "Successfully built"."""
+
+    image_id: str
+
+    def text(self) -> str:
+        return ""
+
+    def raw(self) -> bytes:
+        return b""
+
+    def message(self) -> dict[str, object]:
+        return {"aux": {"ID": self.image_id}}
+
+
+BuildEvent = BuildLog | BuildOutput | BuildImage
+
+
+def events_of(work: Callable[[Callable[[BuildEvent], None]], R]) -> Iterator[BuildEvent | R]:
+    """Turn `work(emit)`, which reports through `emit` and returns its result, into an
+    iterator of its events and then the result: `work` runs in a thread of its own
+    while the caller drains the iterator, and its exception comes out of the iterator.
+
+    Closing the iterator early (a client gone, Ctrl-C) cancels the work: its next
+    `emit` raises BuildError, so the builder's own clean-up (step containers, staging)
+    runs. Work that emits nothing for a long time notices only when it next emits."""
+    import queue
+    import threading
+
+    q: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+    cancelled = threading.Event()
+
+    def emit(event: BuildEvent) -> None:
+        if cancelled.is_set():
+            raise BuildError("the build was cancelled")
+        q.put((_EVENT, event))
+
+    def main() -> None:
+        try:
+            q.put((_RESULT, work(emit)))
+        except BaseException as e:  # handed over to the iterator's caller
+            q.put((_FAILED, e))
+
+    t = threading.Thread(target=main, name="ketch-build", daemon=True)
+    t.start()
+    finished = False
+    try:
+        while True:
+            kind, item = q.get()
+            if kind == _EVENT:
+                yield item
+                continue
+            finished = True
+            if kind == _FAILED:
+                raise item
+            yield item
+            return
+    finally:
+        if not finished:
+            cancelled.set()
+            t.join(timeout=5)  # time for its clean-up when it is emitting
+        else:
+            t.join()
