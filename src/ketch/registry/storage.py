@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ketch.registry import paths
-from ketch.registry.driver import FilesystemDriver, PathNotFound, StorageDriver
+from ketch.registry.driver import FilesystemDriver, FileWriter, PathNotFound, StorageDriver
 from ketch.registry.errors import RegistryError
 
 CHUNK = 1 << 20
@@ -161,15 +161,22 @@ class Storage:
     def upload_offset(self, name: str, uid: str) -> int:
         return self.driver.stat(self._upload_data(name, uid)).size
 
-    def append_upload(self, name: str, uid: str, body: Iterator[bytes],
-                      start: int | None = None) -> int:
+    def upload_writer(self, name: str, uid: str, start: int | None = None) -> FileWriter:
+        """A writer appending to upload `uid`, after checking that a chunk claiming to
+        start at `start` continues it (RANGE_INVALID, nothing written, if not)."""
         data = self._upload_data(name, uid)
         w = self.driver.writer(data, append=True)
+        if start is not None and start != w.size:
+            w.cancel()
+            raise RegistryError("RANGE_INVALID", "invalid content range",
+                                {"offset": w.size, "start": start},
+                                headers=upload_headers(name, uid, w.size))
+        return w
+
+    def append_upload(self, name: str, uid: str, body: Iterator[bytes],
+                      start: int | None = None) -> int:
+        w = self.upload_writer(name, uid, start)
         try:
-            if start is not None and start != w.size:
-                raise RegistryError("RANGE_INVALID", "invalid content range",
-                                    {"offset": w.size, "start": start},
-                                    headers=upload_headers(name, uid, w.size))
             for chunk in body:
                 w.write(chunk)
             w.commit()
@@ -196,16 +203,30 @@ class Storage:
         except PathNotFound:
             pass
 
-    def put_monolithic(self, name: str, digest: str, body: Iterator[bytes]) -> None:
+    def monolithic_writer(self, digest: str) -> tuple[str, FileWriter]:
+        """A temp file for a blob pushed in one request, and its writer; the blob is
+        kept by `store_monolithic` once the writer committed."""
         check_digest(digest)
         tmp = f"{paths.TMP}/upload-{uuidlib.uuid4()}"
-        w = self.driver.writer(tmp)
+        return tmp, self.driver.writer(tmp)
+
+    def store_monolithic(self, name: str, digest: str, tmp: str) -> None:
+        try:
+            self._store_verified(tmp, digest)
+            self.link_blob(name, digest)
+        finally:
+            self._delete_quietly(tmp)
+
+    def discard(self, tmp: str) -> None:
+        self._delete_quietly(tmp)
+
+    def put_monolithic(self, name: str, digest: str, body: Iterator[bytes]) -> None:
+        tmp, w = self.monolithic_writer(digest)
         try:
             for chunk in body:
                 w.write(chunk)
             w.commit()
-            self._store_verified(tmp, digest)
-            self.link_blob(name, digest)
+            self.store_monolithic(name, digest, tmp)
         finally:
             w.cancel()
             self._delete_quietly(tmp)
