@@ -2,7 +2,7 @@
 
 aiohttp's low-level server, as the Engine API service uses: one event loop for all
 connections, a listen backlog of BACKLOG, request bodies streamed to disk in pieces
-of at most CHUNK bytes (the memory a request holds is bounded whatever it uploads),
+of about PIECE bytes (the memory a request holds is bounded whatever it uploads),
 blobs sent with sendfile(2). File-system work runs in a thread pool so the loop never
 waits for a disk; bcrypt checks run in a pool of their own (see auth.Authenticator).
 """
@@ -53,6 +53,9 @@ _ROUTES = [
     ("base", re.compile(r"^/v2/?$")),
 ]
 MAX_MANIFEST = 4 << 20
+# Body bytes a request holds before they are written to disk (plus READ_BUFSIZE that
+# the HTTP layer buffers): what bounds the server's memory per upload.
+PIECE = 256 << 10
 # What has arrived of a slow body is written out at least this often, so an upload's
 # temp file shows (by its mtime) that its writer is alive.
 PIECE_WAIT = 10.0
@@ -60,7 +63,7 @@ MAX_QUERY_TAGS = 64  # the spec asks for at least 10; more may be answered with 
 BACKLOG = 1024
 WORKERS = 32
 # Bytes the HTTP layer buffers per connection before it stops reading the socket.
-READ_BUFSIZE = 256 << 10
+READ_BUFSIZE = 64 << 10
 DRAIN_SECONDS = 10.0
 API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
 
@@ -190,8 +193,9 @@ class RegistryServer:
 
     def __init__(self, addr: tuple[str, int], root: Path,
                  htpasswd: Htpasswd | None = None, quiet: bool = False,
-                 token_auth: bool = False, backlog: int = BACKLOG) -> None:
-        self.storage = Storage(root)
+                 token_auth: bool = False, backlog: int = BACKLOG,
+                 sparse_indexes: bool = False) -> None:
+        self.storage = Storage(root, sparse_indexes=sparse_indexes)
         self.htpasswd = htpasswd
         self.auth = Authenticator(htpasswd) if htpasswd is not None else None
         self.tokens = TokenIssuer() if htpasswd is not None and token_auth else None
@@ -270,10 +274,11 @@ class RegistryServer:
                              f" {ms:.1f}ms\n")
 
     async def _chunks(self, req: _Request) -> AsyncIterator[bytes]:
-        """The request body in pieces of at most CHUNK bytes, whatever its framing,
-        each as soon as CHUNK bytes are there, or PIECE_WAIT seconds passed."""
+        """The request body in pieces of about PIECE bytes, whatever its framing: each
+        as soon as PIECE bytes are there, or PIECE_WAIT seconds passed."""
         content = req.raw.content
-        buf = bytearray()
+        parts: list[bytes] = []
+        have = 0
         since = time.monotonic()
         while True:
             try:
@@ -285,17 +290,14 @@ class RegistryServer:
                                     str(e.message or e), status=400) from None
             if not data:
                 break
-            buf += data
-            while len(buf) >= CHUNK:
-                yield bytes(buf[:CHUNK])
-                del buf[:CHUNK]
+            parts.append(data)
+            have += len(data)
+            if have >= PIECE or time.monotonic() - since > PIECE_WAIT:
+                yield parts[0] if len(parts) == 1 else b"".join(parts)
+                parts, have = [], 0
                 since = time.monotonic()
-            if buf and time.monotonic() - since > PIECE_WAIT:
-                yield bytes(buf)
-                buf.clear()
-                since = time.monotonic()
-        if buf:
-            yield bytes(buf)
+        if parts:
+            yield b"".join(parts)
 
     async def _read_all(self, req: _Request, limit: int) -> bytes:
         out = bytearray()

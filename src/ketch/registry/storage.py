@@ -19,7 +19,7 @@ from ketch.registry import paths
 from ketch.registry.driver import FilesystemDriver, FileWriter, PathNotFound, StorageDriver
 from ketch.registry.errors import RegistryError
 
-CHUNK = 1 << 20
+CHUNK = 256 << 10
 _DIGEST_RE = re.compile(r"^(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$")
 _ANY_DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
 _TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$", re.ASCII)
@@ -71,7 +71,10 @@ def check_name(name: str) -> str:
 
 
 class Storage:
-    def __init__(self, root: Path | StorageDriver) -> None:
+    def __init__(self, root: Path | StorageDriver, sparse_indexes: bool = False) -> None:
+        # With sparse_indexes, an index may name manifests this registry does not hold
+        # (a mirror of only some platforms, the distribution-spec's "sparse" option).
+        self.sparse_indexes = sparse_indexes
         self.driver: StorageDriver = (FilesystemDriver(root) if isinstance(root, Path)
                                       else root)
         # Manifest and tag writes are serialised so that a manifest is never tagged
@@ -332,7 +335,8 @@ class Storage:
                                             {"digest": d["digest"]})
             elif media_type in INDEX_TYPES:
                 for d in doc.get("manifests") or []:
-                    if not self._exists(paths.revision(name, check_digest(d["digest"]))):
+                    child = paths.revision(name, check_digest(d["digest"]))
+                    if not self.sparse_indexes and not self._exists(child):
                         raise RegistryError("MANIFEST_BLOB_UNKNOWN",
                                             "manifest unknown to registry",
                                             {"digest": d["digest"]})
