@@ -61,7 +61,8 @@ PIECE = 256 << 10
 PIECE_WAIT = 10.0
 MAX_QUERY_TAGS = 64  # the spec asks for at least 10; more may be answered with 414
 BACKLOG = 1024
-WORKERS = 32
+WORKERS = 16  # metadata: manifests, links, listings, opening blobs
+BULK_WORKERS = 32  # body bytes: writes, fsyncs, hashing
 # Bytes the HTTP layer buffers per connection before it stops reading the socket.
 READ_BUFSIZE = 64 << 10
 DRAIN_SECONDS = 10.0
@@ -215,6 +216,7 @@ class RegistryServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._stopped = threading.Event()
+        self._bulk: ThreadPoolExecutor | None = None
 
     # -- running --------------------------------------------------------------------------
     def serve_forever(self) -> None:
@@ -244,6 +246,8 @@ class RegistryServer:
         self._stop = asyncio.Event()
         executor = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="registry")
         loop.set_default_executor(executor)
+        self._bulk = ThreadPoolExecutor(max_workers=BULK_WORKERS,
+                                        thread_name_prefix="registry-bulk")
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._stop.set)
@@ -259,12 +263,20 @@ class RegistryServer:
         finally:
             await runner.cleanup()
             executor.shutdown(wait=True, cancel_futures=True)
+            self._bulk.shutdown(wait=True, cancel_futures=True)
 
     # -- plumbing -------------------------------------------------------------------------
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` in the worker pool: file-system work never blocks the loop."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, functools.partial(fn, *args))
+
+    async def _run_bulk(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` in the pool for the bulk of the bytes (body writes, fsyncs,
+        hashing whole blobs): a manifest or HEAD request never queues behind them."""
+        loop = asyncio.get_running_loop()
+        assert self._bulk is not None
+        return await loop.run_in_executor(self._bulk, functools.partial(fn, *args))
 
     def _log(self, req: _Request, status: int, started: float) -> None:
         if not self.quiet:
@@ -282,7 +294,9 @@ class RegistryServer:
         since = time.monotonic()
         while True:
             try:
-                data = await asyncio.wait_for(content.readany(), UPLOAD_IDLE)
+                # One timer per read, without wait_for's task per read.
+                async with asyncio.timeout(UPLOAD_IDLE):
+                    data = await content.readany()
             except TimeoutError:
                 raise ConnectionError("client sent nothing for too long") from None
             except HttpProcessingError as e:
@@ -311,10 +325,10 @@ class RegistryServer:
         """Stream the body into a storage writer and commit it; the size written."""
         try:
             async for chunk in self._chunks(req):
-                await self._run(writer.write, chunk)
-            await self._run(writer.commit)
+                await self._run_bulk(writer.write, chunk)
+            await self._run_bulk(writer.commit)
         finally:
-            await self._run(writer.cancel)
+            await self._run_bulk(writer.cancel)
         return int(writer.size)
 
     # -- dispatch -------------------------------------------------------------------------
@@ -531,7 +545,7 @@ class RegistryServer:
             tmp, w = await self._run(st.monolithic_writer, digest)
             try:
                 await self._write_body(req, w)
-                await self._run(st.store_monolithic, name, digest, tmp)
+                await self._run_bulk(st.store_monolithic, name, digest, tmp)
             finally:
                 await self._run(st.discard, tmp)
             return _response(201, b"", {"Location": f"/v2/{name}/blobs/{digest}",
@@ -573,7 +587,7 @@ class RegistryServer:
             await self._run(st.cancel_upload, name, uuid)
             raise RegistryError("DIGEST_INVALID", "digest parameter missing")
         check_digest(digest)
-        await self._run(st.finish_upload, name, uuid, digest)
+        await self._run_bulk(st.finish_upload, name, uuid, digest)
         return _response(201, b"", {"Location": f"/v2/{name}/blobs/{digest}",
                                     "Docker-Content-Digest": digest})
 
