@@ -66,7 +66,7 @@ def _wait(host: str, proc: subprocess.Popen[bytes]) -> None:
 
 
 def start_ketch(work: Path) -> tuple[subprocess.Popen[bytes], str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    env = dict(os.environ, PYTHONPATH=os.environ.get("KETCH_SRC") or str(REPO / "src"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "ketch", "registry", "serve", "--addr", "127.0.0.1:0",
          "--root", str(work / "ketch-registry"), "--quiet"],
