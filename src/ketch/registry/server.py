@@ -65,7 +65,7 @@ WORKERS = 16  # metadata: manifests, links, listings, opening blobs
 BULK_WORKERS = 32  # body bytes: writes, fsyncs, hashing
 # Bytes the HTTP layer buffers per connection before it stops reading the socket.
 READ_BUFSIZE = 64 << 10
-DRAIN_SECONDS = 10.0
+DRAIN_SECONDS = 5.0
 API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
 
 T = TypeVar("T")
