@@ -77,6 +77,21 @@ def test_index_naming_absent_manifests_needs_the_sparse_switch(ketch_registry) -
     assert r.status == 400
 
 
+def test_manifest_put_with_sixty_long_tag_parameters_applies_them_all(ketch_registry) -> None:
+    reg: Served = ketch_registry()
+    cfg = push_blob(reg.host, "app", b"{}")
+    layer = push_blob(reg.host, "app", b"layer")
+    body = manifest_bytes(cfg, [(layer, 5)])
+    tags = [f"t{i:03d}" + "x" * 120 for i in range(60)]  # a request line of ~8 KiB
+    query = "&".join(f"tag={t}" for t in tags)
+    r = call(reg.host, "PUT", f"/v2/app/manifests/{digest_of(body)}?{query}", body,
+             {"Content-Type": OCI_MANIFEST})
+    assert r.status == 201, r.body
+    assert sorted(r.all("OCI-Tag")) == tags
+    listed = json.loads(call(reg.host, "GET", "/v2/app/tags/list").body)["tags"]
+    assert listed == tags
+
+
 CLIENTS = 50
 BLOB = 4 << 20  # 50 x 4 MiB in flight: 200 MiB that must not sit in the server's memory
 RSS_BOUND_KIB = 128 << 10  # measured 78 MiB (23 MiB idle)

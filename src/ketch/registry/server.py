@@ -66,7 +66,9 @@ BULK_WORKERS = 32  # body bytes: writes, fsyncs, hashing
 # Bytes the HTTP layer buffers per connection before it stops reading the socket.
 READ_BUFSIZE = 64 << 10
 DRAIN_SECONDS = 5.0
-API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
+# A request line may carry MAX_QUERY_TAGS `tag=` parameters of up to 128 characters.
+MAX_LINE = 64 << 10
+API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0", "Server": "ketch-registry"}
 
 T = TypeVar("T")
 
@@ -251,8 +253,8 @@ class RegistryServer:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._stop.set)
-        server = _LowLevelServer(self._handle, access_log=None,
-                                 read_bufsize=READ_BUFSIZE)
+        server = _LowLevelServer(self._handle, access_log=None, read_bufsize=READ_BUFSIZE,
+                                 max_line_size=MAX_LINE, max_field_size=MAX_LINE)
         runner = web.ServerRunner(server, handle_signals=False,
                                   shutdown_timeout=DRAIN_SECONDS)
         await runner.setup()
