@@ -116,7 +116,9 @@ class _ProtocolHandler(RequestHandler):
     Content-Length, a broken request line, bytes left over from a body longer than its
     Content-Length) with the spec's JSON error shape instead of plain text."""
 
-    def eof_received(self) -> bool:
+    # asyncio's protocols may return True here to keep the transport open for writing;
+    # aiohttp's annotation says None.
+    def eof_received(self) -> bool:  # type: ignore[override]
         """A client that ends its sending side (shutdown(SHUT_WR)) still gets the
         answers to the requests it sent, then the connection closes; a body it cut
         short fails the request instead of waiting for bytes that cannot come."""
