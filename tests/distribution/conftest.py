@@ -75,10 +75,11 @@ def ketch_registry(tmp_path: Path) -> Iterator[Callable[..., Served]]:
     """Start `ketch registry serve` on an ephemeral port; stopped after the test."""
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(htpasswd: Path | None = None, auth: str = "basic") -> Served:
+    def start(htpasswd: Path | None = None, auth: str = "basic",
+              extra: tuple[str, ...] = ()) -> Served:
         root = tmp_path / f"registry-{len(procs)}"
         cmd = [*ketch_command(), "registry", "serve", "--addr", "127.0.0.1:0",
-               "--root", str(root), "--quiet"]
+               "--root", str(root), "--quiet", *extra]
         if htpasswd:
             cmd += ["--htpasswd", str(htpasswd), "--auth", auth]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)

@@ -179,9 +179,14 @@ def test_body_longer_than_its_content_length_gets_json_errors_only(reg: Served) 
     req = (f"POST /v2/app/blobs/uploads/?digest={d} HTTP/1.1\r\n"
            f"Host: {reg.host}\r\nContent-Length: 40\r\n\r\n").encode() + data
     replies = raw_exchange(reg.host, req, replies=2)
-    assert [s for s, _ in replies] == [400, 400], replies
-    assert json.loads(replies[0][1])["errors"][0]["code"] == "DIGEST_INVALID"
-    assert json.loads(replies[1][1])["errors"][0]["message"]
+    # The HTTP layer may answer the first request (DIGEST_INVALID: 40 bytes are not the
+    # 64 the digest names) before it meets the garbage, or, when both arrive in one
+    # read, answer only the garbage and close: either way, JSON errors only.
+    assert replies, "the server dropped the connection without an answer"
+    assert all(s == 400 for s, _ in replies), replies
+    codes = [json.loads(b)["errors"][0]["code"] for _, b in replies]
+    assert all(json.loads(b)["errors"][0]["message"] for _, b in replies)
+    assert codes[-1] != "DIGEST_INVALID" and set(codes[:-1]) <= {"DIGEST_INVALID"}, codes
     assert call(reg.host, "HEAD", f"/v2/app/blobs/{d}").status == 404
 
 

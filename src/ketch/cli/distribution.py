@@ -149,6 +149,8 @@ def _serve(p: Parser) -> None:
     p.add_argument("--auth", choices=("basic", "token"), default="basic", metavar="string",
                    help='With --htpasswd: "basic" auth on every request, or "token" for'
                    ' bearer tokens from the registry\'s /token endpoint (default "basic")')
+    p.add_argument("--sparse-indexes", action="store_true",
+                   help="Accept image indexes that name manifests the registry does not hold")
     p.add_argument("--quiet", action="store_true", help="Do not log requests")
 
 
@@ -187,7 +189,8 @@ def serve_cmd(ns: Namespace) -> None:
     host, port = parse_addr(ns.addr)
     try:
         server = RegistryServer((host, port), root, htpasswd, quiet=ns.quiet,
-                                token_auth=ns.auth == "token")
+                                token_auth=ns.auth == "token",
+                                sparse_indexes=ns.sparse_indexes)
     except OSError as e:
         raise KetchError(f"listen tcp {ns.addr}: {e.strerror or e}") from None
     bound = server.server_address
@@ -197,8 +200,6 @@ def serve_cmd(ns: Namespace) -> None:
     out(f"listening on {shown}")
     sys.stdout.flush()
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        server.serve_forever()  # until SIGTERM or SIGINT
     finally:
         server.server_close()

@@ -1,22 +1,35 @@
-"""HTTP routing for the registry: the OCI Distribution Spec endpoints over `Storage`.
+"""HTTP for the registry: the OCI Distribution Spec endpoints over `Storage`.
 
-A threaded stdlib HTTP/1.1 server: no dependency, one thread per connection, bodies
-streamed in both directions (Content-Length or chunked transfer coding).
+aiohttp's low-level server, as the Engine API service uses: one event loop for all
+connections, a listen backlog of BACKLOG, request bodies streamed to disk in pieces
+of about PIECE bytes (the memory a request holds is bounded whatever it uploads),
+blobs sent with sendfile(2). File-system work runs in a thread pool so the loop never
+waits for a disk; bcrypt checks run in a pool of their own (see auth.Authenticator).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import json
 import re
+import signal
 import socket
 import sys
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, TypeVar
 from urllib.parse import parse_qs, quote, urlsplit
 
-from ketch.registry.auth import Htpasswd
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
+
+from ketch.registry.auth import Authenticator, Htpasswd, TooManyFailures
 from ketch.registry.errors import RegistryError
 from ketch.registry.storage import (
     CHUNK,
@@ -39,354 +52,441 @@ _ROUTES = [
     ("catalog", re.compile(r"^/v2/_catalog$")),
     ("base", re.compile(r"^/v2/?$")),
 ]
-MANIFEST_ACCEPT_DEFAULT = "application/vnd.oci.image.manifest.v1+json"
 MAX_MANIFEST = 4 << 20
+# Body bytes a request holds before they are written to disk (plus READ_BUFSIZE that
+# the HTTP layer buffers): what bounds the server's memory per upload.
+PIECE = 256 << 10
+# What has arrived of a slow body is written out at least this often, so an upload's
+# temp file shows (by its mtime) that its writer is alive.
 PIECE_WAIT = 10.0
 MAX_QUERY_TAGS = 64  # the spec asks for at least 10; more may be answered with 414
+BACKLOG = 1024
+WORKERS = 16  # metadata: manifests, links, listings, opening blobs
+BULK_WORKERS = 32  # body bytes: writes, fsyncs, hashing
+# Bytes the HTTP layer buffers per connection before it stops reading the socket.
+READ_BUFSIZE = 64 << 10
+DRAIN_SECONDS = 5.0
+# A request line may carry MAX_QUERY_TAGS `tag=` parameters of up to 128 characters.
+MAX_LINE = 64 << 10
+API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0", "Server": "ketch-registry"}
+
+T = TypeVar("T")
 
 
-class RegistryServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class _Request:
+    """What the handlers need of one request: its parts, parsed once."""
+
+    def __init__(self, raw: web.BaseRequest) -> None:
+        self.raw = raw
+        self.method = raw.method
+        url = urlsplit(raw.raw_path)
+        self.path = url.path
+        self.query_all = parse_qs(url.query)
+        self.query = {k: v[-1] for k, v in self.query_all.items()}
+        self.headers = raw.headers
+        self.scope = ""
+        self.access: dict[tuple[str, str], set[str]] | None = None
+
+
+def _response(status: int, body: bytes = b"", headers: dict[str, str] | None = None,
+              content_type: str | None = None,
+              extra: list[tuple[str, str]] | None = None) -> web.Response:
+    resp = web.Response(status=status, body=body or None, headers={**API_VERSION,
+                                                                   **(headers or {})})
+    for k, v in extra or []:  # headers that may repeat
+        resp.headers.add(k, v)
+    if content_type:
+        resp.headers["Content-Type"] = content_type
+    return resp
+
+
+def _json(status: int, data: Any, headers: dict[str, str] | None = None) -> web.Response:
+    return _response(status, json.dumps(data).encode(), headers, "application/json")
+
+
+def _error_response(method: str, e: RegistryError,
+                    headers: dict[str, str]) -> web.StreamResponse:
+    if method == "HEAD":
+        return _response(e.status, b"", headers)
+    return _json(e.status, e.body(), headers)
+
+
+class _ProtocolHandler(RequestHandler):
+    """aiohttp's connection handler, answering requests it cannot parse (a bad
+    Content-Length, a broken request line, bytes left over from a body longer than its
+    Content-Length) with the spec's JSON error shape instead of plain text."""
+
+    # asyncio's protocols may return True here to keep the transport open for writing;
+    # aiohttp's annotation says None.
+    def eof_received(self) -> bool:  # type: ignore[override]
+        """A client that ends its sending side (shutdown(SHUT_WR)) still gets the
+        answers to the requests it sent, then the connection closes; a body it cut
+        short fails the request instead of waiting for bytes that cannot come."""
+        current = getattr(self, "_current_request", None)
+        content = getattr(current, "content", None)
+        if content is not None and not content.is_eof():
+            content.set_exception(ConnectionError("client closed its side mid-body"))
+        self.close()
+        return True
+
+    def handle_error(self, request: web.BaseRequest, status: int = 500,
+                     exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started")
+        text = str(message or (exc and getattr(exc, "message", "")) or "bad request")
+        code = "UNKNOWN"
+        lowered = text.lower()
+        if status == 400 and ("content-length" in lowered or "chunk" in lowered):
+            code = "SIZE_INVALID"
+        first = text.splitlines()[0][:200] if text.strip() else "bad request"
+        body = {"errors": [{"code": code, "message": f"malformed HTTP request: {first}"}]}
+        resp = _response(status, json.dumps(body).encode(), {"Connection": "close"},
+                         "application/json")
+        resp.force_close()
+        return resp
+
+
+class _LowLevelServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _ProtocolHandler(self, loop=self._loop, **self._kwargs)
+
+
+class _BlobResponse(web.StreamResponse):
+    """A byte range of an open blob, sent with sendfile(2) where the transport allows."""
+
+    def __init__(self, f: BinaryIO, offset: int, count: int, status: int,
+                 headers: dict[str, str]) -> None:
+        super().__init__(status=status, headers=headers)
+        self._file = f
+        self._offset = offset
+        self._count = count
+        self.content_length = count
+
+    async def prepare(self, request: web.BaseRequest) -> Any:
+        try:
+            if request.method == "HEAD" or self._count == 0:
+                return await super().prepare(request)
+            writer = await super().prepare(request)
+            transport = request.transport
+            if transport is None:
+                raise ConnectionResetError("connection lost")
+            loop = asyncio.get_running_loop()
+            try:
+                await loop.sendfile(transport, self._file, self._offset, self._count)
+            except NotImplementedError:  # TLS or a transport without sendfile
+                await self._copy(writer, loop)
+            await super().write_eof()
+            return writer
+        finally:
+            self._file.close()
+
+    async def _copy(self, writer: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._file.seek(self._offset)
+        left = self._count
+        while left > 0:
+            chunk = await loop.run_in_executor(None, self._file.read, min(CHUNK, left))
+            if not chunk:
+                break
+            await writer.write(chunk)
+            left -= len(chunk)
+
+
+class RegistryServer:
+    """The registry on one listening socket. `serve_forever` runs it in the calling
+    thread until SIGTERM/SIGINT (in the main thread) or `shutdown()`."""
 
     def __init__(self, addr: tuple[str, int], root: Path,
                  htpasswd: Htpasswd | None = None, quiet: bool = False,
-                 token_auth: bool = False) -> None:
-        self.storage = Storage(root)
+                 token_auth: bool = False, backlog: int = BACKLOG,
+                 sparse_indexes: bool = False) -> None:
+        self.storage = Storage(root, sparse_indexes=sparse_indexes)
         self.htpasswd = htpasswd
+        self.auth = Authenticator(htpasswd) if htpasswd is not None else None
         self.tokens = TokenIssuer() if htpasswd is not None and token_auth else None
         self.quiet = quiet
-        if ":" in addr[0]:
-            self.address_family = socket.AF_INET6
-        super().__init__(addr, _Handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Idle keep-alive connections (and stalled uploads) release their thread eventually;
-    # garbage collection relies on this bound (see UPLOAD_TIMEOUT).
-    timeout = UPLOAD_IDLE
-    server: RegistryServer
-    server_version = "ketch-registry"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if not self.server.quiet:
-            sys.stderr.write(f"{self.address_string()} {format % args}\n")
-
-    # -- plumbing ---------------------------------------------------------------------
-    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
-              content_type: str | None = None, head: bool = False,
-              length: int | None = None, extra: list[tuple[str, str]] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Docker-Distribution-API-Version", "registry/2.0")
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        for k, v in extra or []:  # headers that may repeat
-            self.send_header(k, v)
-        if content_type:
-            self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body) if length is None else length))
-        self.end_headers()
-        if body and not head:
-            self.wfile.write(body)
-
-    def _json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
-        self._send(status, json.dumps(data).encode(), headers, "application/json")
-
-    def send_error(self, code: int, message: str | None = None,
-                   explain: str | None = None) -> None:
-        """Requests the HTTP layer cannot parse (a request line that is not one, bytes
-        left over from a body longer than its Content-Length, ...) get the spec's JSON
-        error shape too, and the connection is closed: its framing is lost."""
-        self.close_connection = True
-        # An unparsable request line leaves the version at HTTP/0.9, which would send
-        # the body bare; nobody speaks 0.9 to a registry, so answer in HTTP/1.1.
-        self.request_version = self.protocol_version
-        short, _ = self.responses.get(code, ("error", ""))
-        body = {"errors": [{"code": "UNSUPPORTED" if code == 501 else "UNKNOWN",
-                            "message": message or short}]}
+        family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
         try:
-            self.send_response(code, message)
-            self.send_header("Docker-Distribution-API-Version", "registry/2.0")
-            self.send_header("Connection", "close")
-            data = json.dumps(body).encode()
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            if self.command != "HEAD" and code >= 200 and code not in (204, 304):
-                self.wfile.write(data)
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.socket.bind(addr)
+            self.socket.listen(backlog)
         except OSError:
-            pass
+            self.socket.close()
+            raise
+        self.socket.setblocking(False)
+        self.backlog = backlog
+        self.server_address: tuple[str, int] = self.socket.getsockname()[:2]
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._stopped = threading.Event()
+        self._bulk: ThreadPoolExecutor | None = None
 
-    def _check_framing(self) -> None:
-        """Refuse a body whose length cannot be known before reading any of it."""
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            return
-        values = self.headers.get_all("Content-Length") or []
-        if not values:
-            return
-        if len(set(values)) == 1 and values[0].strip().isascii() and values[0].strip(
-                ).isdigit():
-            return
-        self._framing_lost()
-        raise RegistryError("SIZE_INVALID", "invalid Content-Length header",
-                            {"Content-Length": ", ".join(values)}, status=400)
+    # -- running --------------------------------------------------------------------------
+    def serve_forever(self) -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(self._serve())
+        finally:
+            loop.close()
+            self._stopped.set()
 
-    def _framing_lost(self) -> None:
-        # Where this request's body ends is unknown: nothing more can be read from
-        # the connection, so it is neither drained nor kept open.
-        self._body_iter = iter(())
-        self.close_connection = True
+    def shutdown(self) -> None:
+        """Stop a server running in another thread and wait until it has."""
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(stop.set)
+            self._stopped.wait(DRAIN_SECONDS + 5)
 
-    def _body(self) -> Iterator[bytes]:
-        """The request body as chunks, whatever its framing.
+    def server_close(self) -> None:
+        self.socket.close()
+        if self.auth is not None:
+            self.auth.close()
 
-        One iterator per request: draining after an error continues where the handler
-        stopped reading instead of waiting for bytes that were already consumed.
-        """
-        if self._body_iter is None:
-            self._body_iter = self._read_body()
-        return self._body_iter
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._stop = asyncio.Event()
+        executor = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="registry")
+        loop.set_default_executor(executor)
+        self._bulk = ThreadPoolExecutor(max_workers=BULK_WORKERS,
+                                        thread_name_prefix="registry-bulk")
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._stop.set)
+        server = _LowLevelServer(self._handle, access_log=None, read_bufsize=READ_BUFSIZE,
+                                 max_line_size=MAX_LINE, max_field_size=MAX_LINE)
+        runner = web.ServerRunner(server, handle_signals=False,
+                                  shutdown_timeout=DRAIN_SECONDS)
+        await runner.setup()
+        site = web.SockSite(runner, self.socket, backlog=self.backlog)
+        await site.start()
+        try:
+            await self._stop.wait()
+        finally:
+            await runner.cleanup()
+            executor.shutdown(wait=True, cancel_futures=True)
+            self._bulk.shutdown(wait=True, cancel_futures=True)
 
-    def _read_body(self) -> Iterator[bytes]:
-        # In pieces of what arrived (see _read_piece), so that an upload's temp file
-        # is written while the client sends: its mtime tells a live upload from a dead one.
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            while True:
-                line = self.rfile.readline(1024)
-                digits = line.split(b";")[0].strip()
-                if not line.endswith(b"\n") or not digits or not all(
-                        c in b"0123456789abcdefABCDEF" for c in digits):
-                    self._framing_lost()
-                    raise RegistryError("SIZE_INVALID", "invalid chunked transfer coding",
-                                        status=400)
-                size = int(digits, 16)
-                if size == 0:
-                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                        pass
-                    return
-                left = size
-                while left:
-                    data = self._read_piece(left)
-                    left -= len(data)
-                    yield data
-                self.rfile.readline(1024)
-        else:
-            left = int(self.headers.get("Content-Length") or 0)
-            while left > 0:
-                data = self._read_piece(left)
-                left -= len(data)
-                yield data
+    # -- plumbing -------------------------------------------------------------------------
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` in the worker pool: file-system work never blocks the loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, functools.partial(fn, *args))
 
-    def _read_piece(self, left: int) -> bytes:
-        """Up to CHUNK bytes of the body, sooner when the client is slow: whatever has
-        arrived is handed on after PIECE_WAIT seconds, so an upload's temp file is
-        written (its mtime refreshed) well within UPLOAD_TIMEOUT while it is alive."""
-        import time
+    async def _run_bulk(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` in the pool for the bulk of the bytes (body writes, fsyncs,
+        hashing whole blobs): a manifest or HEAD request never queues behind them."""
+        loop = asyncio.get_running_loop()
+        assert self._bulk is not None
+        return await loop.run_in_executor(self._bulk, functools.partial(fn, *args))
 
-        want = min(left, CHUNK)
-        buf = bytearray()
-        deadline = time.monotonic() + PIECE_WAIT
-        while len(buf) < want:
-            data = self.rfile.read1(want - len(buf))
+    def _log(self, req: _Request, status: int, started: float) -> None:
+        if not self.quiet:
+            peer = req.raw.remote or "-"
+            ms = (time.monotonic() - started) * 1000
+            sys.stderr.write(f"{peer} {req.method} {req.raw.raw_path} {status}"
+                             f" {ms:.1f}ms\n")
+
+    async def _chunks(self, req: _Request) -> AsyncIterator[bytes]:
+        """The request body in pieces of about PIECE bytes, whatever its framing: each
+        as soon as PIECE bytes are there, or PIECE_WAIT seconds passed."""
+        content = req.raw.content
+        parts: list[bytes] = []
+        have = 0
+        since = time.monotonic()
+        while True:
+            try:
+                # One timer per read, without wait_for's task per read.
+                async with asyncio.timeout(UPLOAD_IDLE):
+                    data = await content.readany()
+            except TimeoutError:
+                raise ConnectionError("client sent nothing for too long") from None
+            except HttpProcessingError as e:
+                raise RegistryError("SIZE_INVALID", "invalid request body framing",
+                                    str(e.message or e), status=400) from None
             if not data:
-                raise ConnectionError("client closed the connection mid-body")
-            buf += data
-            if time.monotonic() > deadline:
                 break
-        return bytes(buf)
+            parts.append(data)
+            have += len(data)
+            if have >= PIECE or time.monotonic() - since > PIECE_WAIT:
+                yield parts[0] if len(parts) == 1 else b"".join(parts)
+                parts, have = [], 0
+                since = time.monotonic()
+        if parts:
+            yield b"".join(parts)
 
-    def _drain(self) -> None:
-        for _ in self._body():
-            pass
-
-    def _read_all(self, limit: int) -> bytes:
+    async def _read_all(self, req: _Request, limit: int) -> bytes:
         out = bytearray()
-        for chunk in self._body():
+        async for chunk in self._chunks(req):
             out += chunk
             if len(out) > limit:
-                raise RegistryError("SIZE_INVALID", "manifest too large",
-                                    status=413)
+                raise RegistryError("SIZE_INVALID", "manifest too large", status=413)
         return bytes(out)
 
-    # -- dispatch -----------------------------------------------------------------------
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_HEAD(self) -> None:
-        self._dispatch("HEAD")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def _dispatch(self, method: str) -> None:
-        url = urlsplit(self.path)
-        self._body_iter: Iterator[bytes] | None = None
-        self.query_all = parse_qs(url.query)
-        self.query = {k: v[-1] for k, v in self.query_all.items()}
-        body_read = method in ("GET", "HEAD", "DELETE")
-        self._scope = ""
-        self.access: dict[tuple[str, str], set[str]] | None = None
+    async def _write_body(self, req: _Request, writer: Any) -> int:
+        """Stream the body into a storage writer and commit it; the size written."""
         try:
-            self._check_framing()
-            if url.path == "/token" and self.server.tokens is not None:
-                if method != "GET":
-                    raise RegistryError("UNSUPPORTED", "the operation is unsupported",
-                                        status=405)
-                self._token_get(parse_qs(url.query).get("scope", []))
-                return
-            for kind, rx in _ROUTES:
-                m = rx.match(url.path)
-                if m is None:
-                    continue
-                args = m.groupdict()
-                if "name" in args:
-                    check_name(args["name"])
-                self._authorize(kind, args.get("name"), method)
-                handler = getattr(self, f"_{kind}_{method.lower()}", None)
-                if handler is None:
-                    raise RegistryError("UNSUPPORTED", "the operation is unsupported",
-                                        status=405)
-                handler(**args)
-                return
-            self._authorize("base", None, method)
-            raise RegistryError("NOT_FOUND", "no such endpoint", status=404)
+            async for chunk in self._chunks(req):
+                await self._run_bulk(writer.write, chunk)
+            await self._run_bulk(writer.commit)
+        finally:
+            await self._run_bulk(writer.cancel)
+        return int(writer.size)
+
+    # -- dispatch -------------------------------------------------------------------------
+    async def _handle(self, raw: web.BaseRequest) -> web.StreamResponse:
+        started = time.monotonic()
+        req = _Request(raw)
+        try:
+            resp = await self._dispatch(req)
         except RegistryError as e:
-            if not body_read:
-                try:
-                    self._drain()
-                except (OSError, ValueError):
-                    self.close_connection = True
             headers = dict(e.headers)
             if e.status == 401:
-                headers["WWW-Authenticate"] = self._challenge()
-            if self.close_connection:
-                headers["Connection"] = "close"
-            self._error(method, e, headers)
-        except (OSError, ValueError) as e:
-            self.close_connection = True
-            self.log_message("dropped request: %s", e)
-        except Exception as e:  # a bug must cost one request, not the connection thread
-            self.close_connection = True
-            self.log_message("internal error: %s: %s", type(e).__name__, e)
-            self._error(method, RegistryError("UNKNOWN", "internal server error",
-                                              status=500), {})
+                headers["WWW-Authenticate"] = self._challenge(req)
+            resp = _error_response(req.method, e, headers)
+            if e.code == "SIZE_INVALID" and e.status == 400:
+                resp.force_close()  # where the body ends is unknown
+        except TooManyFailures as e:
+            resp = _error_response(req.method, RegistryError(
+                "TOOMANYREQUESTS", "too many failed login attempts", status=429),
+                {"Retry-After": str(e.retry_after)})
+        except (ConnectionError, asyncio.CancelledError):
+            raise
+        except Exception as e:  # a bug costs one request, not the server
+            sys.stderr.write(f"registry: internal error: {type(e).__name__}: {e}\n")
+            resp = _error_response(req.method, RegistryError(
+                "UNKNOWN", "internal server error", status=500), {})
+            resp.force_close()
+        self._log(req, resp.status, started)
+        return resp
 
-    def _error(self, method: str, e: RegistryError, headers: dict[str, str]) -> None:
-        try:
-            if method == "HEAD":
-                self._send(e.status, b"", headers, head=True)
-            else:
-                self._json(e.status, e.body(), headers)
-        except OSError:
-            self.close_connection = True
+    async def _dispatch(self, req: _Request) -> web.StreamResponse:
+        method = req.method
+        if req.path == "/token" and self.tokens is not None:
+            if method != "GET":
+                raise RegistryError("UNSUPPORTED", "the operation is unsupported",
+                                    status=405)
+            return await self._token_get(req, req.query_all.get("scope", []))
+        for kind, rx in _ROUTES:
+            m = rx.match(req.path)
+            if m is None:
+                continue
+            args = m.groupdict()
+            if "name" in args:
+                check_name(args["name"])
+            await self._authorize(req, kind, args.get("name"))
+            handler = getattr(self, f"_{kind}_{method.lower()}", None)
+            if handler is None:
+                raise RegistryError("UNSUPPORTED", "the operation is unsupported",
+                                    status=405)
+            return await handler(req, **args)  # type: ignore[no-any-return]
+        await self._authorize(req, "base", None)
+        raise RegistryError("NOT_FOUND", "no such endpoint", status=404)
 
-    # -- auth ---------------------------------------------------------------------------
-    def _authorize(self, kind: str, name: str | None, method: str) -> None:
-        srv = self.server
-        if srv.htpasswd is None:
+    # -- auth -----------------------------------------------------------------------------
+    async def _user(self, req: _Request) -> str | None:
+        assert self.auth is not None
+        return await self.auth.user(req.headers.get("Authorization"),
+                                    req.raw.remote or "")
+
+    async def _authorize(self, req: _Request, kind: str, name: str | None) -> None:
+        if self.auth is None:
             return
-        if srv.tokens is None:
-            if srv.htpasswd.check_header(self.headers.get("Authorization")) is None:
+        if self.tokens is None:
+            if await self._user(req) is None:
                 raise RegistryError("UNAUTHORIZED", "authentication required",
                                     [{"Type": "registry", "Action": "access"}])
             return
         if kind == "catalog":
-            self._scope = "registry:catalog:*"
+            req.scope = "registry:catalog:*"
         elif name is not None:
-            action = "pull" if method in ("GET", "HEAD") else "push"
-            if method == "DELETE":
+            action = "pull" if req.method in ("GET", "HEAD") else "push"
+            if req.method == "DELETE":
                 action = "delete"
-            self._scope = f"repository:{name}:{action}"
-        self.access = srv.tokens.verify(self.headers.get("Authorization"))
-        if self.access is None or (self._scope and not self._granted(self._scope)):
+            req.scope = f"repository:{name}:{action}"
+        req.access = self.tokens.verify(req.headers.get("Authorization"))
+        if req.access is None or (req.scope and not self._granted(req, req.scope)):
             raise RegistryError("UNAUTHORIZED", "authentication required",
                                 [{"Type": "registry", "Action": "access"}])
 
-    def _granted(self, scope: str) -> bool:
-        if self.server.tokens is None:
+    def _granted(self, req: _Request, scope: str) -> bool:
+        if self.tokens is None:
             return True
         for (kind, name), actions in parse_scopes([scope]).items():
-            have = (self.access or {}).get((kind, name), set())
+            have = (req.access or {}).get((kind, name), set())
             if "*" not in have and not actions <= have:
                 return False
         return True
 
-    def _challenge(self) -> str:
-        if self.server.tokens is None:
+    def _challenge(self, req: _Request) -> str:
+        if self.tokens is None:
             return 'Basic realm="ketch-registry"'
-        addr = self.server.server_address
-        host = self.headers.get("Host") or f"{addr[0]}:{addr[1]}"
+        addr = self.server_address
+        host = req.headers.get("Host") or f"{addr[0]}:{addr[1]}"
         out = f'Bearer realm="http://{host}/token",service="{SERVICE}"'
-        if self._scope:
-            out += f',scope="{self._scope}"'
+        if req.scope:
+            out += f',scope="{req.scope}"'
         return out
 
-    def _token_get(self, scopes: list[str]) -> None:
-        assert self.server.htpasswd is not None and self.server.tokens is not None
-        user = self.server.htpasswd.check_header(self.headers.get("Authorization"))
+    async def _token_get(self, req: _Request, scopes: list[str]) -> web.StreamResponse:
+        assert self.tokens is not None
+        user = await self._user(req)
         if user is None:
             raise RegistryError("UNAUTHORIZED", "incorrect username or password")
         # Every authenticated user may pull and push everywhere: htpasswd has no ACLs.
-        self._json(200, self.server.tokens.issue(user, parse_scopes(scopes)))
+        return _json(200, self.tokens.issue(user, parse_scopes(scopes)))
 
-    # -- handlers -----------------------------------------------------------------------
-    def _base_get(self) -> None:
-        self._json(200, {})
+    # -- handlers -------------------------------------------------------------------------
+    async def _base_get(self, req: _Request) -> web.StreamResponse:
+        return _json(200, {})
 
     _base_head = _base_get
 
-    def _catalog_get(self) -> None:
-        n = _int(self.query.get("n"))
-        repos, more = paginate(self.server.storage.catalog(), n, self.query.get("last"))
+    async def _catalog_get(self, req: _Request) -> web.StreamResponse:
+        n = _int(req.query.get("n"))
+        repos, more = paginate(await self._run(self.storage.catalog), n, req.query.get("last"))
         headers = {}
         if more and repos:
             headers["Link"] = f'</v2/_catalog?n={n}&last={quote(repos[-1])}>; rel="next"'
-        self._json(200, {"repositories": repos}, headers)
+        return _json(200, {"repositories": repos}, headers)
 
-    def _tags_get(self, name: str) -> None:
-        n = _int(self.query.get("n"))
-        tags, more = paginate(self.server.storage.tags(name), n, self.query.get("last"))
+    async def _tags_get(self, req: _Request, name: str) -> web.StreamResponse:
+        n = _int(req.query.get("n"))
+        tags, more = paginate(await self._run(self.storage.tags, name), n,
+                              req.query.get("last"))
         headers = {}
         if more and tags:
             headers["Link"] = (f'</v2/{name}/tags/list?n={n}&last={quote(tags[-1])}>;'
                                ' rel="next"')
-        self._json(200, {"name": name, "tags": tags}, headers)
+        return _json(200, {"name": name, "tags": tags}, headers)
 
-    def _referrers_get(self, name: str, digest: str) -> None:
-        artifact_type = self.query.get("artifactType")
-        found = self.server.storage.referrers(name, digest, artifact_type)
+    async def _referrers_get(self, req: _Request, name: str,
+                             digest: str) -> web.StreamResponse:
+        artifact_type = req.query.get("artifactType")
+        found = await self._run(self.storage.referrers, name, digest, artifact_type)
         headers = {"OCI-Filters-Applied": "artifactType"} if artifact_type else {}
         body = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
                 "manifests": found}
-        self._send(200, json.dumps(body).encode(), headers,
-                   "application/vnd.oci.image.index.v1+json")
+        return _response(200, json.dumps(body).encode(), headers,
+                         "application/vnd.oci.image.index.v1+json")
 
-    def _manifest_get(self, name: str, ref: str, head: bool = False) -> None:
-        data, media_type, digest = self.server.storage.get_manifest(name, ref)
-        self._send(200, data, {"Docker-Content-Digest": digest, "ETag": f'"{digest}"'},
-                   media_type, head=head)
+    async def _manifest_get(self, req: _Request, name: str, ref: str) -> web.StreamResponse:
+        data, media_type, digest = await self._run(self.storage.get_manifest, name, ref)
+        return _response(200, data, {"Docker-Content-Digest": digest, "ETag": f'"{digest}"'},
+                         media_type)
 
-    def _manifest_head(self, name: str, ref: str) -> None:
-        self._manifest_get(name, ref, head=True)
+    _manifest_head = _manifest_get  # aiohttp sends no body for HEAD, the length stays
 
-    def _manifest_put(self, name: str, ref: str) -> None:
-        data = self._read_all(MAX_MANIFEST)
-        tags = self.query_all.get("tag") or []
+    async def _manifest_put(self, req: _Request, name: str, ref: str) -> web.StreamResponse:
+        tags = req.query_all.get("tag") or []
         if len(tags) > MAX_QUERY_TAGS:
             raise RegistryError("TAG_INVALID", "too many tag parameters",
                                 {"count": len(tags)}, status=414)
-        digest = self.server.storage.put_manifest(
-            name, ref, data, self.headers.get("Content-Type") or "", tags=tags)
+        data = await self._read_all(req, MAX_MANIFEST)
+        digest = await self._run(self.storage.put_manifest, name, ref, data,
+                                 req.headers.get("Content-Type") or "", tags)
         headers = {"Location": f"/v2/{name}/manifests/{digest}",
                    "Docker-Content-Digest": digest}
         try:
@@ -396,109 +496,108 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(subject, dict) and subject.get("digest"):
             # Tells OCI 1.1 clients the referrers API exists (no fallback tag needed).
             headers["OCI-Subject"] = str(subject["digest"])
-        self._send(201, b"", headers, extra=[("OCI-Tag", t) for t in dict.fromkeys(tags)])
+        return _response(201, b"", headers, extra=[("OCI-Tag", t) for t in dict.fromkeys(tags)])
 
-    def _manifest_delete(self, name: str, ref: str) -> None:
-        self.server.storage.delete_manifest(name, ref)
-        self._send(202)
+    async def _manifest_delete(self, req: _Request, name: str,
+                               ref: str) -> web.StreamResponse:
+        await self._run(self.storage.delete_manifest, name, ref)
+        return _response(202)
 
-    def _blob_get(self, name: str, digest: str, head: bool = False) -> None:
-        f, size = self.server.storage.open_blob(name, digest)
-        with f:
-            headers = {"Docker-Content-Digest": digest, "ETag": f'"{digest}"',
-                       "Accept-Ranges": "bytes"}
+    async def _blob_get(self, req: _Request, name: str, digest: str) -> web.StreamResponse:
+        f, size = await self._run(self.storage.open_blob, name, digest)
+        try:
+            headers = {**API_VERSION, "Docker-Content-Digest": digest,
+                       "ETag": f'"{digest}"', "Accept-Ranges": "bytes",
+                       "Content-Type": "application/octet-stream"}
             start, end = 0, size - 1
             status = 200
-            wanted = _byte_range(self.headers.get("Range"), size) if not head else None
+            wanted = (_byte_range(req.headers.get("Range"), size)
+                      if req.method == "GET" else None)
             if wanted is not None:
                 start, end = wanted
                 status = 206
                 headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-            self._send(status, b"", headers, "application/octet-stream", head=True,
-                       length=end - start + 1)
-            if head:
-                return
-            f.seek(start)
-            left = end - start + 1
-            while left > 0:
-                chunk = f.read(min(CHUNK, left))
-                if not chunk:
-                    break
-                self.wfile.write(chunk)
-                left -= len(chunk)
+        except BaseException:
+            f.close()
+            raise
+        return _BlobResponse(f, start, end - start + 1, status, headers)
 
-    def _blob_head(self, name: str, digest: str) -> None:
-        self._blob_get(name, digest, head=True)
+    _blob_head = _blob_get
 
-    def _blob_delete(self, name: str, digest: str) -> None:
-        self.server.storage.delete_blob(name, digest)
-        self._send(202)
+    async def _blob_delete(self, req: _Request, name: str, digest: str) -> web.StreamResponse:
+        await self._run(self.storage.delete_blob, name, digest)
+        return _response(202)
 
-    def _uploads_post(self, name: str) -> None:
-        st = self.server.storage
-        mount, source = self.query.get("mount"), self.query.get("from")
+    async def _uploads_post(self, req: _Request, name: str) -> web.StreamResponse:
+        st = self.storage
+        mount, source = req.query.get("mount"), req.query.get("from")
         if mount and source:
             scope = f"repository:{source}:pull"
-            if not self._granted(scope):
+            if not self._granted(req, scope):
                 # Distribution's answer: the token must cover the source too. Turning
                 # the mount into a plain upload instead would hide why it failed.
                 # Both scopes, as distribution asks, so the client can upgrade its token.
-                self._scope = f"repository:{name}:pull,push {scope}"
+                req.scope = f"repository:{name}:pull,push {scope}"
                 raise RegistryError("UNAUTHORIZED", "authentication required",
                                     [{"Type": "repository", "Name": source,
                                       "Action": "pull"}])
-            if st.mount(name, mount, source):
-                self._drain()
-                self._send(201, b"", {"Location": f"/v2/{name}/blobs/{mount}",
-                                      "Docker-Content-Digest": mount})
-                return
-        digest = self.query.get("digest")
+            if await self._run(st.mount, name, mount, source):
+                return _response(201, b"", {"Location": f"/v2/{name}/blobs/{mount}",
+                                            "Docker-Content-Digest": mount})
+        digest = req.query.get("digest")
         if digest:
-            st.put_monolithic(name, digest, self._body())
-            self._send(201, b"", {"Location": f"/v2/{name}/blobs/{digest}",
-                                  "Docker-Content-Digest": digest})
-            return
-        self._drain()
-        uid = st.start_upload(name)
-        self._send(202, b"", upload_headers(name, uid, 0))
+            tmp, w = await self._run(st.monolithic_writer, digest)
+            try:
+                await self._write_body(req, w)
+                await self._run_bulk(st.store_monolithic, name, digest, tmp)
+            finally:
+                await self._run(st.discard, tmp)
+            return _response(201, b"", {"Location": f"/v2/{name}/blobs/{digest}",
+                                        "Docker-Content-Digest": digest})
+        uid = await self._run(st.start_upload, name)
+        return _response(202, b"", upload_headers(name, uid, 0))
 
-    def _upload_get(self, name: str, uuid: str) -> None:
-        offset = self.server.storage.upload_offset(name, uuid)
-        self._send(204, b"", upload_headers(name, uuid, offset))
+    async def _upload_get(self, req: _Request, name: str, uuid: str) -> web.StreamResponse:
+        offset = await self._run(self.storage.upload_offset, name, uuid)
+        return _response(204, b"", upload_headers(name, uuid, offset))
 
-    def _content_range_start(self, name: str, uuid: str) -> int | None:
+    async def _content_range_start(self, req: _Request, name: str, uuid: str) -> int | None:
         """Where the chunk of this PATCH or closing PUT claims to start, if it says."""
-        value = self.headers.get("Content-Range")
+        value = req.headers.get("Content-Range")
         if value is None:
             return None
         m = re.match(r"^(?:bytes )?(\d+)-(\d+)$", value.strip())
         if m is None or int(m.group(2)) < int(m.group(1)):
-            offset = self.server.storage.upload_offset(name, uuid)
+            offset = await self._run(self.storage.upload_offset, name, uuid)
             raise RegistryError("RANGE_INVALID", "invalid content range",
                                 {"Content-Range": value},
                                 headers=upload_headers(name, uuid, offset))
         return int(m.group(1))
 
-    def _upload_patch(self, name: str, uuid: str) -> None:
-        start = self._content_range_start(name, uuid)
-        offset = self.server.storage.append_upload(name, uuid, self._body(), start)
-        self._send(202, b"", upload_headers(name, uuid, offset))
+    async def _append(self, req: _Request, name: str, uuid: str) -> int:
+        start = await self._content_range_start(req, name, uuid)
+        w = await self._run(self.storage.upload_writer, name, uuid, start)
+        return await self._write_body(req, w)
 
-    def _upload_put(self, name: str, uuid: str) -> None:
-        digest = self.query.get("digest")
-        st = self.server.storage
-        st.append_upload(name, uuid, self._body(), self._content_range_start(name, uuid))
+    async def _upload_patch(self, req: _Request, name: str, uuid: str) -> web.StreamResponse:
+        offset = await self._append(req, name, uuid)
+        return _response(202, b"", upload_headers(name, uuid, offset))
+
+    async def _upload_put(self, req: _Request, name: str, uuid: str) -> web.StreamResponse:
+        digest = req.query.get("digest")
+        st = self.storage
+        await self._append(req, name, uuid)
         if not digest:
-            st.cancel_upload(name, uuid)
+            await self._run(st.cancel_upload, name, uuid)
             raise RegistryError("DIGEST_INVALID", "digest parameter missing")
         check_digest(digest)
-        st.finish_upload(name, uuid, digest)
-        self._send(201, b"", {"Location": f"/v2/{name}/blobs/{digest}",
-                              "Docker-Content-Digest": digest})
+        await self._run_bulk(st.finish_upload, name, uuid, digest)
+        return _response(201, b"", {"Location": f"/v2/{name}/blobs/{digest}",
+                                    "Docker-Content-Digest": digest})
 
-    def _upload_delete(self, name: str, uuid: str) -> None:
-        self.server.storage.cancel_upload(name, uuid)
-        self._send(204)
+    async def _upload_delete(self, req: _Request, name: str, uuid: str) -> web.StreamResponse:
+        await self._run(self.storage.cancel_upload, name, uuid)
+        return _response(204)
 
 
 def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ketch.registry import paths
-from ketch.registry.driver import FilesystemDriver, PathNotFound, StorageDriver
+from ketch.registry.driver import FilesystemDriver, FileWriter, PathNotFound, StorageDriver
 from ketch.registry.errors import RegistryError
 
-CHUNK = 1 << 20
+CHUNK = 256 << 10
 _DIGEST_RE = re.compile(r"^(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$")
 _ANY_DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
 _TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$", re.ASCII)
@@ -71,7 +71,10 @@ def check_name(name: str) -> str:
 
 
 class Storage:
-    def __init__(self, root: Path | StorageDriver) -> None:
+    def __init__(self, root: Path | StorageDriver, sparse_indexes: bool = False) -> None:
+        # With sparse_indexes, an index may name manifests this registry does not hold
+        # (a mirror of only some platforms, the distribution-spec's "sparse" option).
+        self.sparse_indexes = sparse_indexes
         self.driver: StorageDriver = (FilesystemDriver(root) if isinstance(root, Path)
                                       else root)
         # Manifest and tag writes are serialised so that a manifest is never tagged
@@ -161,15 +164,22 @@ class Storage:
     def upload_offset(self, name: str, uid: str) -> int:
         return self.driver.stat(self._upload_data(name, uid)).size
 
-    def append_upload(self, name: str, uid: str, body: Iterator[bytes],
-                      start: int | None = None) -> int:
+    def upload_writer(self, name: str, uid: str, start: int | None = None) -> FileWriter:
+        """A writer appending to upload `uid`, after checking that a chunk claiming to
+        start at `start` continues it (RANGE_INVALID, nothing written, if not)."""
         data = self._upload_data(name, uid)
         w = self.driver.writer(data, append=True)
+        if start is not None and start != w.size:
+            w.cancel()
+            raise RegistryError("RANGE_INVALID", "invalid content range",
+                                {"offset": w.size, "start": start},
+                                headers=upload_headers(name, uid, w.size))
+        return w
+
+    def append_upload(self, name: str, uid: str, body: Iterator[bytes],
+                      start: int | None = None) -> int:
+        w = self.upload_writer(name, uid, start)
         try:
-            if start is not None and start != w.size:
-                raise RegistryError("RANGE_INVALID", "invalid content range",
-                                    {"offset": w.size, "start": start},
-                                    headers=upload_headers(name, uid, w.size))
             for chunk in body:
                 w.write(chunk)
             w.commit()
@@ -196,16 +206,30 @@ class Storage:
         except PathNotFound:
             pass
 
-    def put_monolithic(self, name: str, digest: str, body: Iterator[bytes]) -> None:
+    def monolithic_writer(self, digest: str) -> tuple[str, FileWriter]:
+        """A temp file for a blob pushed in one request, and its writer; the blob is
+        kept by `store_monolithic` once the writer committed."""
         check_digest(digest)
         tmp = f"{paths.TMP}/upload-{uuidlib.uuid4()}"
-        w = self.driver.writer(tmp)
+        return tmp, self.driver.writer(tmp)
+
+    def store_monolithic(self, name: str, digest: str, tmp: str) -> None:
+        try:
+            self._store_verified(tmp, digest)
+            self.link_blob(name, digest)
+        finally:
+            self._delete_quietly(tmp)
+
+    def discard(self, tmp: str) -> None:
+        self._delete_quietly(tmp)
+
+    def put_monolithic(self, name: str, digest: str, body: Iterator[bytes]) -> None:
+        tmp, w = self.monolithic_writer(digest)
         try:
             for chunk in body:
                 w.write(chunk)
             w.commit()
-            self._store_verified(tmp, digest)
-            self.link_blob(name, digest)
+            self.store_monolithic(name, digest, tmp)
         finally:
             w.cancel()
             self._delete_quietly(tmp)
@@ -311,7 +335,8 @@ class Storage:
                                             {"digest": d["digest"]})
             elif media_type in INDEX_TYPES:
                 for d in doc.get("manifests") or []:
-                    if not self._exists(paths.revision(name, check_digest(d["digest"]))):
+                    child = paths.revision(name, check_digest(d["digest"]))
+                    if not self.sparse_indexes and not self._exists(child):
                         raise RegistryError("MANIFEST_BLOB_UNKNOWN",
                                             "manifest unknown to registry",
                                             {"digest": d["digest"]})
