@@ -286,14 +286,20 @@ class Engine:
 
         return _with_auth(auth, pull(self.images, name, quiet=quiet, platform=platform))
 
-    def push(self, name: str, *, auth: dict[str, tuple[str, str]] | None = None
-             ) -> Iterator[Progress | PushResult]:
+    def push(self, name: str, *, auth: dict[str, tuple[str, str]] | None = None,
+             compression_format: str | None = None,
+             compression_level: int | str | None = None) -> Iterator[Progress | PushResult]:
         """Push the local image `name` to its registry, as an iterator of events:
         `Progress`, then a `PushResult` (tag, manifest digest, size). The push runs as
-        the iterator is advanced: drain it. `auth` as for `pull`."""
+        the iterator is advanced: drain it. `auth` as for `pull`. Layers stored
+        uncompressed are sent as `compression_format` ("gzip" by default, "zstd", "none")
+        at `compression_level`; both are checked before anything is sent."""
+        from ketch.distribution.compression import parse
         from ketch.distribution.push import push
 
-        return _with_auth(auth, push(self.images, name))
+        parse(compression_format, compression_level)
+        return _with_auth(auth, push(self.images, name, compression_format=compression_format,
+                                     compression_level=compression_level))
 
     def search(self, term: str, *, limit: int | None = None) -> list[dict[str, Any]]:
         """`docker search`: ketch knows no index to search (Docker Hub's search API is a

@@ -27,9 +27,15 @@ def test_engine_push_and_pull_yield_progress_then_a_result(
         pushed = list(engine.push(f"{name}:v1"))
     assert all(isinstance(e, Progress) for e in pushed[:-1])
     assert str(pushed[0]) == f"The push refers to repository [{name}]"
-    layer = next(e for e in pushed if isinstance(e, Progress) and e.id)
+    per_layer = [e for e in pushed if isinstance(e, Progress) and e.id]
+    layer = per_layer[-1]
+    assert per_layer[0].message() == {"status": "Preparing", "id": layer.id}
     assert layer.message() == {"status": "Pushed", "id": layer.id}
     assert len(layer.id) == 12
+    # Bytes sent, as the API's progressDetail; the last one says all of them went.
+    bars = [e.message() for e in per_layer if e.status == "Pushing"]
+    assert bars and bars[-1]["progressDetail"]["current"] == bars[-1]["progressDetail"][
+        "total"] > 0
     result = pushed[-1]
     assert isinstance(result, PushResult)
     assert result.tag == "v1" and result.digest.startswith("sha256:")

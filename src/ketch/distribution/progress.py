@@ -12,16 +12,30 @@ from ketch.values import value
 @value(frozen=True)
 class Progress:
     """`status` about the object `id` (a short layer digest or a tag), or about the whole
-    operation when `id` is empty."""
+    operation when `id` is empty. `current` of `total` bytes is the progress of a
+    transfer (Docker's progressDetail); both are 0 for a plain status."""
 
     status: str
     id: str = ""
+    current: int = 0
+    total: int = 0
+
+    @property
+    def has_progress(self) -> bool:
+        """A progress-bar update (`Downloading`, `Pushing`, ...), which the docker CLI
+        draws on a terminal and leaves out of plain output."""
+        return bool(self.current or self.total)
 
     def __str__(self) -> str:
         return f"{self.id}: {self.status}" if self.id else self.status
 
-    def message(self) -> dict[str, str]:
-        return {"status": self.status, "id": self.id} if self.id else {"status": self.status}
+    def message(self) -> dict[str, object]:
+        msg: dict[str, object] = {"status": self.status}
+        if self.has_progress:
+            msg["progressDetail"] = {"current": self.current, "total": self.total}
+        if self.id:
+            msg["id"] = self.id
+        return msg
 
 
 @value(frozen=True)
