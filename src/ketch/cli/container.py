@@ -101,7 +101,8 @@ def _pull_for_run(name: str, quiet: bool, platform: str | None = None) -> None:
             sys.stderr.write(line + "\n")
 
     for event in engine().pull(name, quiet=quiet, platform=platform):
-        say(str(event))
+        if not getattr(event, "has_progress", False):  # bars only in `ketch pull`
+            say(str(event))
 
 
 @registry.command("create", "[OPTIONS] IMAGE [COMMAND] [ARG...]", "Create a new container",

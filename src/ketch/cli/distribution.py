@@ -16,12 +16,11 @@ registry = Registry()
 
 
 def _show(events: Iterable[object], *, silent: bool = False) -> None:
-    """Run a pull or push to its end, printing its events as the docker CLI's lines
-    (none when `silent`)."""
-    for event in events:
-        if not silent:
-            out(str(event))
-            sys.stdout.flush()
+    """Run a pull or push to its end, showing its events as the docker CLI does (bars
+    on a terminal, plain lines otherwise; nothing when `silent`)."""
+    from ketch.cli.progress import show
+
+    show(events, quiet=silent)
 
 
 @registry.command("pull", "[OPTIONS] NAME[:TAG|@DIGEST]", "Download an image from a registry")
@@ -46,7 +45,7 @@ def pull_cmd(ns: Namespace) -> None:
         if ref.tag or ref.digest:
             raise InvalidArgument("tag can't be used with --all-tags/-a")
         for tag in engine().registry_tags(ns.args[0]):
-            _show(engine().pull(str(ref.with_tag(tag)), quiet=ns.quiet))
+            _pull_one(str(ref.with_tag(tag)), ns.quiet)
         return
     if ns.platform:
         from ketch.oci.model import Platform, host_platform
@@ -54,7 +53,16 @@ def pull_cmd(ns: Namespace) -> None:
         if not host_platform().matches(Platform.parse(ns.platform)):
             raise InvalidArgument(f"--platform {ns.platform}: ketch pulls only the host"
                                   " platform")
-    _show(engine().pull(ns.args[0], quiet=ns.quiet))
+    _pull_one(ns.args[0], ns.quiet)
+
+
+def _pull_one(name: str, quiet: bool) -> None:
+    """`-q` prints only the reference pulled (the final event), as docker does."""
+    from ketch.cli.progress import show
+
+    last = show(engine().pull(name, quiet=quiet), quiet=quiet)
+    if quiet and last is not None:
+        out(str(last))
 
 
 @registry.command("push", "[OPTIONS] NAME[:TAG]", "Upload an image to a registry")
@@ -63,6 +71,11 @@ def _push(p: Parser) -> None:
     p.add_argument("-a", "--all-tags", action="store_true",
                    help="Push all tags of an image to the repository")
     p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
+    p.add_argument("--compression-format", metavar="string",
+                   help='Compression for layers stored uncompressed: "gzip" (default),'
+                   ' "zstd" or "none"')
+    p.add_argument("--compression-level", metavar="int",
+                   help="Compression level (gzip 0-9, zstd 1-22)")
 
 
 @_push.handler
@@ -72,6 +85,8 @@ def push_cmd(ns: Namespace) -> None:
     if len(ns.args) != 1:
         raise InvalidArgument('"ketch push" requires exactly 1 argument.')
     name = ns.args[0]
+    opts = {"compression_format": ns.compression_format,
+            "compression_level": ns.compression_level}
     if ns.all_tags:
         ref = reference.parse(name, default_tag=None)
         if ref.tag or ref.digest:
@@ -81,9 +96,9 @@ def push_cmd(ns: Namespace) -> None:
             raise KetchError(f"An image does not exist locally with the tag:"
                              f" {ref.familiar_name}")
         for tag, _ in tags:
-            _show(engine().push(tag), silent=ns.quiet)
+            _show(engine().push(tag, **opts), silent=ns.quiet)
         return
-    _show(engine().push(name), silent=ns.quiet)
+    _show(engine().push(name, **opts), silent=ns.quiet)
     if ns.quiet:
         out(reference.parse(name).familiar())
 
