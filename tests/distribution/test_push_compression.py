@@ -247,3 +247,37 @@ def test_push_and_pull_without_a_terminal_print_plain_lines(
     assert "\x1b[" not in out and "Pull complete" in out
     quiet = other_root("quiet-puller")("pull", "-q", name).stdout
     assert quiet == f"{name}\n"
+
+
+def test_load_on_a_terminal_shows_loading_layer_bars_and_plain_output_without(
+        ketch: KetchCLI, busybox_tar: Path, other_root, tmp_path: Path) -> None:
+    ketch("import", str(busybox_tar), "saved/bb:1")
+    archive = tmp_path / "bb.tar"
+    ketch("save", "-o", str(archive), "saved/bb:1")
+
+    rc, out = _run_on_pty(other_root("tty-loader").root, "load", "-i", str(archive))
+    assert rc == 0, out
+    assert ": Loading layer [" in out
+    assert "\x1b[1A\r\x1b[2K" in out  # the layer's bar redrawn in place
+    assert out.rstrip().splitlines()[-1] == "Loaded image: saved/bb:1"
+
+    plain = other_root("plain-loader")("load", "-i", str(archive)).stdout
+    assert plain == "Loaded image: saved/bb:1\n"
+
+
+def test_a_pulled_image_is_pushed_with_its_compressed_blobs_as_they_are(
+        ketch: KetchCLI, busybox_tar: Path, ketch_registry, other_root) -> None:
+    first, second = ketch_registry(), ketch_registry()
+    name = f"{first.host}/orig:1"
+    ketch("import", str(busybox_tar), name)
+    digest = ketch("push", name).stdout.strip().split("digest: ")[1].split()[0]
+
+    other = other_root("repusher")
+    other("pull", name)
+    again = f"{second.host}/copy:1"
+    other("tag", name, again)
+    # zstd asked for: layers already compressed are not recompressed.
+    out = other("push", "--compression-format", "zstd", again).stdout
+    assert ": Pushed" in out
+    assert out.strip().splitlines()[-1].split("digest: ")[1].split()[0] == digest
+    assert _skopeo_manifest(again)["layers"] == _skopeo_manifest(name)["layers"]

@@ -329,9 +329,15 @@ def images_load(ns: Namespace) -> None:
             raise InvalidArgument("requested load from stdin, but stdin is empty")
         f = os.fdopen(os.dup(sys.stdin.fileno()), "rb")
     with f:
-        # -q drops only progress (ketch prints none yet); the "Loaded image" lines stay,
-        # as in Docker.
-        engine().images.load(f, on_message=out)
+        # Progress bars only on a terminal and without -q; the "Loaded image" lines
+        # always, as in Docker.
+        if ns.quiet or not sys.stdout.isatty():
+            engine().images.load(f, on_message=out)
+            return
+        from ketch.cli.ttyprogress import Renderer
+
+        renderer = Renderer(sys.stdout)
+        engine().images.load(f, on_message=renderer.show, on_progress=renderer.show)
 
 
 @registry.command("import", "[OPTIONS] file|URL|- [REPOSITORY[:TAG]]",

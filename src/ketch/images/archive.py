@@ -205,13 +205,16 @@ def _read_member(stage: Path, name: Any, what: str | None = None) -> bytes:
 
 
 def read_image_archive(svc: ImageService, stream: BinaryIO,
-                       say: Callable[[str], None]) -> list[str]:
+                       say: Callable[[str], None],
+                       progress: Callable[[Any], None] | None = None) -> list[str]:
     """Load every image of a docker-archive or OCI image layout tar (maybe compressed).
 
     The archive is unpacked into tmp/ first (safely: it is untrusted input) and checked
     completely (indexes, configs, digests) before the first image is recorded; an image
     is recorded only after all its layers are verified and stored, so a failure or a
-    kill leaves at most unreferenced blobs and layers, which gc removes.
+    kill leaves at most unreferenced blobs and layers, which gc removes. `progress`
+    gets a `Progress` ("Loading layer", bytes read of the layer file) while each layer
+    is unpacked.
     """
     from ketch.archive import extract
     from ketch.store.intents import owner_tag
@@ -232,9 +235,9 @@ def read_image_archive(svc: ImageService, stream: BinaryIO,
         _start_writeback(stage)
         # lexists, not is_file: a link that leads away must fail, not be skipped
         if os.path.lexists(stage / "manifest.json"):
-            return _load_docker(svc, stage, say)
+            return _load_docker(svc, stage, say, progress)
         if os.path.lexists(stage / "index.json"):
-            return _load_oci(svc, stage, say)
+            return _load_oci(svc, stage, say, progress)
         if not any(stage.iterdir()):
             raise InvalidArgument("invalid archive: it is empty (unexpected EOF)")
         raise InvalidArgument(
@@ -309,7 +312,8 @@ class _Layer:
     size: int = 0
 
 
-def _load_docker(svc: ImageService, stage: Path, say: Callable[[str], None]) -> list[str]:
+def _load_docker(svc: ImageService, stage: Path, say: Callable[[str], None],
+                 progress: Callable[[Any], None] | None = None) -> list[str]:
     entries = _read_json(stage, "manifest.json")
     if not isinstance(entries, list):
         raise InvalidArgument("invalid archive: manifest.json is not a list")
@@ -333,7 +337,7 @@ def _load_docker(svc: ImageService, stage: Path, say: Callable[[str], None]) -> 
         prepared.append((cfg_bytes, cfg, layers, _parse_tags(e.get("RepoTags"), "RepoTags")))
     messages = []
     for cfg_bytes, cfg, layer_files, tags in prepared:
-        image_id = _commit_loaded(svc, cfg_bytes, cfg, layer_files, tags, say)
+        image_id = _commit_loaded(svc, cfg_bytes, cfg, layer_files, tags, say, progress)
         messages.extend(_loaded_messages(image_id, tags))
     for m in messages:
         say(m)
@@ -342,7 +346,8 @@ def _load_docker(svc: ImageService, stage: Path, say: Callable[[str], None]) -> 
 
 def _commit_loaded(svc: ImageService, cfg_bytes: bytes, cfg: ImageConfig,
                    layers: list[_Layer], tags: list[str],
-                   say: Callable[[str], None]) -> str:
+                   say: Callable[[str], None],
+                   progress: Callable[[Any], None] | None = None) -> str:
     from ketch.images.service import NewLayer, parse_created
     from ketch.reference import familiar
 
@@ -368,7 +373,8 @@ def _commit_loaded(svc: ImageService, cfg_bytes: bytes, cfg: ImageConfig,
         lr = svc.records.layer(chain)
         if lr is None or not svc.layers.has(chain):
             with open(layer.path, "rb") as f:
-                lr = svc.layers.unpack(f, chain_id=chain, diff_id=diff_id, parent=parent,
+                src: Any = f if progress is None else _Reporting(f, diff_id, progress)
+                lr = svc.layers.unpack(src, chain_id=chain, diff_id=diff_id, parent=parent,
                                        blob_digest=blob, media_type=mt, blob_size=size)
         if not svc.content.exists(blob):
             # unpack verified these bytes against the diff ID, which is this blob's digest
@@ -384,6 +390,41 @@ def _commit_loaded(svc: ImageService, cfg_bytes: bytes, cfg: ImageConfig,
     svc.commit(cfg.raw, new_layers, tags=tags, created=parse_created(cfg.created),
                config_bytes=cfg_bytes)
     return image_id
+
+
+class _Reporting:
+    """A layer file being unpacked, reporting Docker's "Loading layer" progress."""
+
+    def __init__(self, f: BinaryIO, diff_id: str, progress: Callable[[Any], None]) -> None:
+        import time
+
+        from ketch.distribution.progress import Progress
+
+        self._f = f
+        self._progress = progress
+        self._make = Progress
+        self._clock = time.monotonic
+        self._id = diff_id.split(":", 1)[1][:12]
+        self._total = os.fstat(f.fileno()).st_size
+        self._done = 0
+        self._last = 0.0
+        progress(Progress("Loading layer", self._id, current=0, total=self._total))
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        self._done += len(data)
+        now = self._clock()
+        if now - self._last >= 0.1 or not data or self._done >= self._total:
+            self._last = now
+            self._progress(self._make("Loading layer", self._id, current=self._done,
+                                      total=self._total))
+        return data
+
+    def readinto(self, b: Any) -> int:
+        view = memoryview(b).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
 
 
 def _loaded_messages(image_id: str, tags: list[str]) -> list[str]:
@@ -419,7 +460,8 @@ def _oci_tag(annotations: dict[str, str] | None) -> list[str]:
     return [] if ref.digest else [str(ref)]
 
 
-def _load_oci(svc: ImageService, stage: Path, say: Callable[[str], None]) -> list[str]:
+def _load_oci(svc: ImageService, stage: Path, say: Callable[[str], None],
+              progress: Callable[[Any], None] | None = None) -> list[str]:
     index = Index.parse(_read_member(stage, "index.json"))
     if not index.manifests:
         raise InvalidArgument("invalid archive: index.json lists no images")
@@ -453,7 +495,7 @@ def _load_oci(svc: ImageService, stage: Path, say: Callable[[str], None]) -> lis
                                                                 size=ld.size)
             layer.media_type = _layer_media_type(ld.media_type)
         tags = _oci_tag(desc.annotations)
-        image_id = _commit_loaded(svc, cfg_bytes, cfg, layers, tags, say)
+        image_id = _commit_loaded(svc, cfg_bytes, cfg, layers, tags, say, progress)
         messages.extend(_loaded_messages(image_id, tags))
     for m in messages:
         say(m)

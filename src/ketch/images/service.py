@@ -847,12 +847,15 @@ class ImageService:
                 raise InvalidArgument("empty export - not implemented")
         write_image_archive(self, list(selected.values()), out)
 
-    def load(self, stream: Any, *, on_message: Callable[[str], None] | None = None
-             ) -> builtins.list[str]:
+    def load(self, stream: Any, *, on_message: Callable[[str], None] | None = None,
+             on_progress: Callable[[Any], None] | None = None) -> builtins.list[str]:
+        """`docker load`: `on_message` gets the "Loaded image" lines, `on_progress` (when
+        given) a `Progress` event per layer as it is unpacked ("Loading layer")."""
         from ketch.images.archive import read_image_archive
 
         with self.writing():
-            return read_image_archive(self, stream, on_message or (lambda s: None))
+            return read_image_archive(self, stream, on_message or (lambda s: None),
+                                      on_progress)
 
 
 class _Tee:
