@@ -158,7 +158,7 @@ class _Pusher:
         self.manifest_media_type = manifest_media_type
         self.fallback_source = fallback_source
         self.blobs = CompressedBlobs(images.db)
-        self.events: queue.SimpleQueue[Progress] = queue.SimpleQueue()
+        self.events: queue.SimpleQueue[Progress | None] = queue.SimpleQueue()
 
     def emit(self, event: Progress) -> None:
         self.events.put(event)
@@ -218,7 +218,6 @@ class _Pusher:
                     diff_ids: list[str]) -> Iterator[Progress | list[Descriptor]]:
         """Progress events while the layers go (docker uploads 5 at once, and lists the
         top layer first), then the list of descriptors the manifest is to name."""
-        import queue
         from concurrent.futures import Future, ThreadPoolExecutor
 
         futures: dict[str, Future[Descriptor]] = {}
@@ -230,20 +229,23 @@ class _Pusher:
         for i, (desc, _) in enumerate(unique.values()):
             if i >= MAX_CONCURRENT_UPLOADS:
                 yield Progress("Waiting", _short(desc.digest))
+        def job(desc: Descriptor, diff: str) -> Descriptor:
+            try:
+                return self.send_layer(desc, diff)
+            finally:
+                self.events.put(None)  # this layer is done (or failed)
+
         pool = ThreadPoolExecutor(max_workers=MAX_CONCURRENT_UPLOADS)
         try:
             for desc, diff in unique.values():
-                futures[desc.digest] = pool.submit(self.send_layer, desc, diff)
-            while True:
-                try:
-                    yield self.events.get(timeout=0.05)
-                    continue
-                except queue.Empty:
-                    pass
-                if all(f.done() for f in futures.values()):
-                    break
-            while not self.events.empty():
-                yield self.events.get()
+                futures[desc.digest] = pool.submit(job, desc, diff)
+            running = len(futures)
+            while running:
+                event = self.events.get()
+                if event is None:
+                    running -= 1
+                else:
+                    yield event
             yield [futures[d.digest].result() for d in layers]
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
