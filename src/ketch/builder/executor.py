@@ -449,7 +449,7 @@ class Builder:
     def _pull(self, name: str) -> None:
         try:
             for event in self.engine.pull(name):
-                if not getattr(event, "has_progress", False):
+                if not getattr(event, "bar", False):
                     self.say(str(event))
         except KetchError as e:
             raise BuildError(f"failed to pull base image {name}: {e.message}") from None

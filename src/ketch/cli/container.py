@@ -101,7 +101,7 @@ def _pull_for_run(name: str, quiet: bool, platform: str | None = None) -> None:
             sys.stderr.write(line + "\n")
 
     for event in engine().pull(name, quiet=quiet, platform=platform):
-        if not getattr(event, "has_progress", False):  # bars only in `ketch pull`
+        if not getattr(event, "bar", False):
             say(str(event))
 
 

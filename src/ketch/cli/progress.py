@@ -32,7 +32,7 @@ def show(events: Iterable[object], *, quiet: bool = False,
             renderer.show(last)
         return last
     for last in events:
-        if getattr(last, "has_progress", False):
+        if getattr(last, "bar", False):
             continue  # the docker CLI draws bars only on a terminal
         stream.write(f"{last}\n")
         stream.flush()

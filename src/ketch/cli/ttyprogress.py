@@ -25,7 +25,7 @@ def human(n: float) -> str:
 
 
 def bar(current: int, total: int) -> str:
-    """`[=====>      ] 12.3MB/45.6MB`, or only the bytes when the total is unknown."""
+    """`[=====>      ] 12.3MB/45.6MB`, or only the bytes when the total is unknown (<= 0)."""
     if total <= 0:
         return human(current)
     filled = min(BAR_WIDTH, current * BAR_WIDTH // total)
@@ -56,7 +56,7 @@ class Renderer:
         status = getattr(event, "status", None)
         if status is None:
             return str(event)
-        if getattr(event, "has_progress", False):
+        if getattr(event, "bar", False):
             status = f"{status} {bar(event.current, event.total)}"  # type: ignore[attr-defined]
         return f"{ident}: {status}" if ident else status
 

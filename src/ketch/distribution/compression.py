@@ -118,9 +118,9 @@ class _Sink:
 
 
 class CompressedStream:
-    """Compressed bytes of `src` as an iterable of chunks (an HTTP body of unknown
-    length, sent chunked), hashed and counted as they pass; `read_bytes` counts the
-    uncompressed input consumed (for progress)."""
+    """Compressed bytes of `src` as a readable stream without a length (an HTTP client
+    sends it chunked), hashed and counted as they pass; `read_bytes` counts the
+    uncompressed input consumed (for progress), `done` says the end was reached."""
 
     def __init__(self, src: BinaryIO, compression: Compression, size_hint: int,
                  on_read: Callable[[int], None] | None = None) -> None:
@@ -132,6 +132,8 @@ class CompressedStream:
         self.size = 0
         self.read_bytes = 0
         self.done = False
+        self._parts: Iterator[bytes] | None = None
+        self._pending = b""
 
     @property
     def digest(self) -> str:
@@ -149,7 +151,22 @@ class CompressedStream:
             if self.on_read is not None:
                 self.on_read(self.read_bytes)
 
-    def __iter__(self) -> Iterator[bytes]:
+    def read(self, n: int = -1) -> bytes:
+        """Up to `n` compressed bytes (all that is left when `n` < 0); b"" at the end."""
+        if self._parts is None:
+            self._parts = self._produce()
+        while not self._pending or (n < 0 and not self.done):
+            part = next(self._parts, None)
+            if part is None:
+                break
+            self._pending += part
+        if n < 0 or len(self._pending) <= n:
+            data, self._pending = self._pending, b""
+        else:
+            data, self._pending = self._pending[:n], self._pending[n:]
+        return data
+
+    def _produce(self) -> Iterator[bytes]:
         fmt = self.compression.format
         if fmt == "gzip":
             yield from self._gzip()

@@ -6,35 +6,43 @@ the Engine API service sends `event.message()` as one JSON object of the stream.
 
 from __future__ import annotations
 
-from ketch.values import value
+from time import time as _now
+
+from ketch.values import field, value
 
 
 @value(frozen=True)
 class Progress:
     """`status` about the object `id` (a short layer digest or a tag), or about the whole
-    operation when `id` is empty. `current` of `total` bytes is the progress of a
-    transfer (Docker's progressDetail); both are 0 for a plain status."""
+    operation when `id` is empty.
+
+    `current`/`total` (bytes; -1 when absent) make it a progress-bar update, Docker's
+    `progressDetail`: the docker CLI draws those on a terminal and leaves them out of its
+    plain output (`bar`). `time` is when the event happened (seconds since the epoch).
+    """
 
     status: str
     id: str = ""
-    current: int = 0
-    total: int = 0
+    current: int = -1
+    total: int = -1
+    time: float = field(default_factory=_now)
 
     @property
-    def has_progress(self) -> bool:
-        """A progress-bar update (`Downloading`, `Pushing`, ...), which the docker CLI
-        draws on a terminal and leaves out of plain output."""
-        return bool(self.current or self.total)
+    def bar(self) -> bool:
+        """A progress-bar update (Downloading/Extracting with bytes), not a status line."""
+        return self.current >= 0
 
     def __str__(self) -> str:
         return f"{self.id}: {self.status}" if self.id else self.status
 
     def message(self) -> dict[str, object]:
-        msg: dict[str, object] = {"status": self.status}
-        if self.has_progress:
-            msg["progressDetail"] = {"current": self.current, "total": self.total}
-        if self.id:
-            msg["id"] = self.id
+        msg: dict[str, object] = ({"status": self.status, "id": self.id} if self.id
+                                  else {"status": self.status})
+        if self.bar:
+            detail: dict[str, int] = {"current": self.current}
+            if self.total >= 0:
+                detail["total"] = self.total
+            msg["progressDetail"] = detail
         return msg
 
 
