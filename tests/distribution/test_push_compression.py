@@ -281,3 +281,21 @@ def test_a_pulled_image_is_pushed_with_its_compressed_blobs_as_they_are(
     assert ": Pushed" in out
     assert out.strip().splitlines()[-1].split("digest: ")[1].split()[0] == digest
     assert _skopeo_manifest(again)["layers"] == _skopeo_manifest(name)["layers"]
+
+
+def test_each_compression_level_is_its_own_blob(ketch: KetchCLI, busybox_tar: Path,
+                                                ketch_registry) -> None:
+    reg = ketch_registry()
+    name = f"{reg.host}/levels:1"
+    ketch("import", str(busybox_tar), name)
+    ketch("push", "--compression-level", "1", name)
+    fast = _skopeo_manifest(name)["layers"][0]
+    # Another level: not the blob remembered for level 1, so compressed and sent again.
+    out = ketch("push", "--compression-level", "9", name).stdout
+    assert ": Pushed" in out
+    best = _skopeo_manifest(name)["layers"][0]
+    assert best["digest"] != fast["digest"] and best["size"] < fast["size"]
+    # Back to level 1: the registry still has that blob.
+    out = ketch("push", "--compression-level", "1", name).stdout
+    assert ": Layer already exists" in out
+    assert _skopeo_manifest(name)["layers"][0] == fast

@@ -25,7 +25,11 @@ from ketch.distribution.compression import (
 )
 from ketch.distribution.progress import Progress, PushResult
 from ketch.distribution.pull import transport_for
-from ketch.distribution.transport import RegistryErrorResponse, Transport
+from ketch.distribution.transport import (
+    RegistryErrorResponse,
+    RegistryUnauthorized,
+    Transport,
+)
 from ketch.errors import ImageNotFound, KetchError
 from ketch.oci.media import MediaType
 
@@ -58,8 +62,10 @@ def _mount(t: Transport, path: str, digest: str, source: str, scope: str) -> boo
     try:
         resp = t.request("POST", f"/v2/{path}/blobs/uploads/?mount={quote(digest)}"
                          f"&from={quote(source)}", scope=scope, ok=(201, 202))
+    except RegistryUnauthorized:
+        return False  # no pull right on the source repository: upload instead
     except RegistryErrorResponse as e:
-        if e.status in (401, 403, 404):  # no pull right on the source: upload instead
+        if e.status in (401, 403, 404):
             return False
         raise
     if resp.status == 201:
