@@ -104,6 +104,7 @@ class _CountingProxy:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.host = f"127.0.0.1:{self.sock.getsockname()[1]}"
         self.sent = 0
+        self.mounts = 0  # cross-repository mount requests seen
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -125,6 +126,7 @@ class _CountingProxy:
                 if count:
                     with self.lock:
                         self.sent += len(data)
+                        self.mounts += data.count(b"/blobs/uploads/?mount=")
                 dst.sendall(data)
         except OSError:
             pass
@@ -299,3 +301,19 @@ def test_each_compression_level_is_its_own_blob(ketch: KetchCLI, busybox_tar: Pa
     out = ketch("push", "--compression-level", "1", name).stdout
     assert ": Layer already exists" in out
     assert _skopeo_manifest(name)["layers"][0] == fast
+
+
+def test_push_tries_one_mount_source_at_most(ketch: KetchCLI, busybox_tar: Path,
+                                             counting_proxy: _CountingProxy) -> None:
+    host = counting_proxy.host
+    ketch("import", str(busybox_tar), f"{host}/t0:1")
+    for i in range(1, 6):  # tagged in five other repositories, none of them pushed
+        ketch("tag", f"{host}/t0:1", f"{host}/t{i}:1")
+    out = ketch("push", f"{host}/t0:1").stdout
+    assert ": Pushed" in out
+    assert counting_proxy.mounts == 0  # no repository is known to hold the layer
+
+    ketch("tag", f"{host}/t0:1", f"{host}/new:1")
+    out = ketch("push", f"{host}/new:1").stdout
+    assert ": Mounted from t0" in out
+    assert counting_proxy.mounts == 1
