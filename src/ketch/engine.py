@@ -434,14 +434,16 @@ class Engine:
 
     def exec(self, container: str, command: list[str], *, env: Iterable[str] = (),
              user: str | None = None, workdir: str | None = None, tty: bool = False,
-             stdin: bool = False, detach: bool = False, privileged: bool = False) -> int:
+             stdin: bool = False, detach: bool = False, privileged: bool = False,
+             detach_keys: str | None = None) -> int:
         """Run `command` in a running container with this process's streams; its exit
-        code (0 when detached)."""
+        code (0 when detached). Callers carrying the streams themselves use
+        containers.exec_create / exec_start / exec_resize / exec_inspect."""
         from ketch.containers.attach import exec_attached
 
         return exec_attached(self.containers, container, command, env=list(env),
                              user=user, workdir=workdir, tty=tty, stdin=stdin,
-                             detach=detach, privileged=privileged)
+                             detach=detach, privileged=privileged, detach_keys=detach_keys)
 
     def copy_from_container(self, container: str, path: str, dest: str, *,
                             follow_link: bool = False, out: IO[bytes] | None = None) -> int:

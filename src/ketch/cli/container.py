@@ -521,7 +521,8 @@ def exec_(ns: Namespace) -> int:
 
     return engine().exec(ns.container, ns.command, env=environment(ns.env_file, ns.env),
                          user=ns.user, workdir=ns.workdir, tty=ns.tty,
-                         stdin=ns.interactive, detach=ns.detach, privileged=ns.privileged)
+                         stdin=ns.interactive, detach=ns.detach, privileged=ns.privileged,
+                         detach_keys=ns.detach_keys)
 
 
 @registry.command("attach", "[OPTIONS] CONTAINER",

@@ -168,35 +168,35 @@ def attach_running(svc: ContainerService, name_or_id: str, *, stdin: bool,
 
 def exec_attached(svc: ContainerService, name_or_id: str, command: list[str], *,
                   env: list[str], user: str | None, workdir: str | None, tty: bool,
-                  stdin: bool, detach: bool, privileged: bool) -> int:
-    import json
+                  stdin: bool, detach: bool, privileged: bool,
+                  detach_keys: str | None = None) -> int:
+    """`exec` on this process's streams and terminal: an exec session (containers.execs)
+    created and started here, resized with the terminal."""
+    from ketch.containers import execs
 
-    from ketch.containers import lifecycle
-    from ketch.runtime.spec import exec_process
-    from ketch.runtime.users import resolve_user
+    size = _term_size() if tty else None
+    eid = execs.create(svc, name_or_id, command, env=env, user=user, workdir=workdir,
+                       tty=tty, stdin=stdin, privileged=privileged,
+                       detach_keys=detach_keys, console_size=size)
+    old = None
+    if tty and not detach:
+        def on_winch(_s: int, _f: Any) -> None:
+            sz = _term_size()
+            if sz:
+                with contextlib.suppress(Exception):
+                    execs.resize(svc, eid, *sz)
 
-    rec = svc.get(name_or_id)
-    if rec.state == "paused":
-        raise Conflict(f"container {rec.id} is paused, unpause the container before exec")
-    if rec.state == "restarting":
-        raise Conflict(f"Container {rec.id} is restarting, wait until the container is"
-                       " running")
-    if rec.state != "running":
-        raise Conflict(f"container {rec.id} is not running")
-    paths = lifecycle.paths(svc, rec)
-    base = json.loads(paths.config.read_text())
-    u = resolve_user(svc.path(rec.id) / "merged", user) if user else None
-    proc = exec_process(base, command, env=env, cwd=workdir, user=u, terminal=tty,
-                        privileged=privileged or None)
-    mon = lifecycle.monitor(svc, rec)
-    with raw_terminal(tty and stdin and not detach):
-        res = mon.exec_process(paths, proc, stdout=sys.stdout.buffer, stderr=sys.stderr.buffer,
+        old = signal.signal(signal.SIGWINCH, on_winch)
+    try:
+        with raw_terminal(tty and stdin and not detach):
+            code = execs.start(svc, eid, stdout=sys.stdout.buffer, stderr=sys.stderr.buffer,
                                stdin=sys.stdin.buffer if stdin and not detach else None,
                                detach=detach)
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGWINCH, old)
     sys.stdout.flush()
-    if detach or res.exit_code is None:
-        return 0
-    return res.exit_code
+    return 0 if code is None else code
 
 
 # -- for front doors that carry the streams themselves (the Engine API service) ---------------

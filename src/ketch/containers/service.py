@@ -693,6 +693,46 @@ class ContainerService:
 
         return attach.pump(session, attach.OutputStreams(stdout, stderr, stdin, detach_keys))
 
+    # -- exec sessions (containers.execs) ----------------------------------------------
+    def exec_create(self, name_or_id: str, command: list[str], *,
+                    env: list[str] | None = None, user: str | None = None,
+                    workdir: str | None = None, tty: bool = False, stdin: bool = False,
+                    stdout: bool = True, stderr: bool = True, privileged: bool = False,
+                    detach_keys: str | None = None,
+                    console_size: tuple[int, int] | None = None) -> str:
+        """Create an exec session in a running container; its ID."""
+        from ketch.containers import execs
+
+        return execs.create(self, name_or_id, command, env=env, user=user, workdir=workdir,
+                            tty=tty, stdin=stdin, stdout=stdout, stderr=stderr,
+                            privileged=privileged, detach_keys=detach_keys,
+                            console_size=console_size)
+
+    def exec_start(self, exec_id: str, *, stdout: Callable[[bytes], Any] | None = None,
+                   stderr: Callable[[bytes], Any] | None = None, stdin: int | None = None,
+                   detach: bool = False) -> int | None:
+        """Run an exec session: output to the callables, input from the fd `stdin`; its
+        exit code, or None when detached."""
+        from ketch.containers import execs
+
+        return execs.start(self, exec_id, stdout=stdout, stderr=stderr, stdin=stdin,
+                           detach=detach)
+
+    def exec_inspect(self, exec_id: str) -> dict[str, Any]:
+        from ketch.containers import execs
+
+        return execs.inspect(self, exec_id)
+
+    def exec_tty(self, exec_id: str) -> bool:
+        from ketch.containers import execs
+
+        return execs.tty(self, exec_id)
+
+    def exec_resize(self, exec_id: str, height: int, width: int) -> None:
+        from ketch.containers import execs
+
+        execs.resize(self, exec_id, height, width)
+
     def resize(self, name_or_id: str, height: int, width: int) -> None:
         from ketch.containers import attach
 

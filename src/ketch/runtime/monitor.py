@@ -837,12 +837,14 @@ class ConmonMonitor:
                      stdin: InputSource | None = None, detach: bool = False,
                      detach_keys: bytes | None = DEFAULT_DETACH_KEYS,
                      on_started: Callable[[int], None] | None = None,
-                     timeout: float = CREATE_TIMEOUT) -> ExecResult:
+                     timeout: float = CREATE_TIMEOUT,
+                     exec_id: str | None = None) -> ExecResult:
         """Run `process` (an OCI process object, see spec.exec_process) in the running
         container, under a short-lived conmon in exec mode. Attached: streams until the
         process exits and returns its exit code. Detached: returns once it runs.
-        A process that cannot start raises ContainerStartError (exit code 126/127)."""
-        exec_id = os.urandom(16).hex()
+        A process that cannot start raises ContainerStartError (exit code 126/127).
+        `exec_id` names the session's directory (its ctl fifo serves resizes)."""
+        exec_id = exec_id or os.urandom(16).hex()
         exec_dir = paths.exec_root / exec_id
         exec_dir.mkdir(parents=True)
         spec_file = exec_dir / "process.json"

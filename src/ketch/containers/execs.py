@@ -1,0 +1,233 @@
+"""Exec sessions: `ketch exec` and the Engine API's /containers/{id}/exec, /exec/{id}/...
+
+A session is created with its settings (command, env, user, TTY, which streams), started
+once with streams the caller supplies (output sinks, an input fd), resized while it runs
+and inspected during and after its run. Its record is a small JSON file in the
+container's run directory (`exec/<id>.json`), so every ketch process sees it: the service
+that created it, the one that inspects it, a CLI. The records go with the container's
+runtime state when it stops, as Docker forgets a container's exec sessions then.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ketch.errors import Conflict, InvalidArgument, NotFound
+
+if TYPE_CHECKING:
+    from ketch.containers.records import ContainerRecord
+    from ketch.containers.service import ContainerService
+    from ketch.runtime.monitor import InputSource, OutputSink
+
+_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def _dir(svc: ContainerService, cid: str) -> Path:
+    return svc.run_dir / cid / "exec"  # the monitor's exec root (ContainerPaths.exec_root)
+
+
+def _write(path: Path, doc: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc))
+    os.replace(tmp, path)
+
+
+def _update(path: Path, **fields: Any) -> dict[str, Any]:
+    """Change some fields of a record under its lock (a start and a resize may write at
+    once, from different processes); the record as written."""
+    import fcntl
+
+    fd = os.open(path.with_suffix(".lock"), os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        doc = json.loads(path.read_text())
+        doc.update(fields)
+        _write(path, doc)
+        return doc
+    finally:
+        os.close(fd)
+
+
+def _check_running(rec: ContainerRecord) -> None:
+    if rec.state == "paused":
+        raise Conflict(f"container {rec.id} is paused, unpause the container before exec")
+    if rec.state == "restarting":
+        raise Conflict(f"Container {rec.id} is restarting, wait until the container is"
+                       " running")
+    if rec.state != "running":
+        raise Conflict(f"container {rec.id} is not running")
+
+
+def create(svc: ContainerService, name_or_id: str, command: list[str], *,
+           env: list[str] | None = None, user: str | None = None,
+           workdir: str | None = None, tty: bool = False, stdin: bool = False,
+           stdout: bool = True, stderr: bool = True, privileged: bool = False,
+           detach_keys: str | None = None,
+           console_size: tuple[int, int] | None = None) -> str:
+    """Record an exec session in a running container; its ID."""
+    from ketch.runtime.monitor import parse_detach_keys
+
+    rec = svc.get(name_or_id)
+    _check_running(rec)
+    if not command:
+        raise InvalidArgument("No exec command specified")
+    if detach_keys:
+        parse_detach_keys(detach_keys)  # an invalid spec is refused here, not at start
+    if workdir and not workdir.startswith("/"):
+        raise InvalidArgument(f"the working directory '{workdir}' is invalid, it needs to"
+                              " be an absolute path")
+    eid = os.urandom(32).hex()
+    doc = {
+        "ID": eid, "ContainerID": rec.id, "StartedAt": rec.started_at,
+        "Cmd": list(command), "Env": list(env or []), "User": user or "",
+        "WorkingDir": workdir or "", "Tty": tty, "AttachStdin": stdin,
+        "AttachStdout": stdout, "AttachStderr": stderr, "Privileged": privileged,
+        "DetachKeys": detach_keys or "",
+        "ConsoleSize": list(console_size) if console_size else None,
+        "Started": False, "Running": False, "Pid": 0, "ExitCode": None,
+    }
+    d = _dir(svc, rec.id)
+    d.mkdir(parents=True, exist_ok=True)
+    _write(d / f"{eid}.json", doc)
+    return eid
+
+
+def _find(svc: ContainerService, eid: str) -> tuple[Path, dict[str, Any]]:
+    if _ID.fullmatch(eid):
+        for path in svc.run_dir.glob(f"*/exec/{eid}.json"):
+            with contextlib.suppress(OSError, ValueError):
+                return path, json.loads(path.read_text())
+    raise NotFound(f"No such exec instance: {eid}")
+
+
+def _settle(path: Path, doc: dict[str, Any]) -> dict[str, Any]:
+    """A session started detached (or left with the detach keys) ran on without anyone
+    recording its end: read its exit from the monitor's files."""
+    if not doc["Running"]:
+        return doc
+    from ketch.runtime.monitor import process_alive
+
+    exit_file = path.with_suffix("") / "exit"
+    try:
+        code: int | None = int(exit_file.read_text().strip())
+    except (OSError, ValueError):
+        code = None
+    if code is None and doc["Pid"] and process_alive(doc["Pid"]):
+        return doc
+    doc["Running"] = False
+    doc["ExitCode"] = code if code is not None else -1
+    return doc
+
+
+def inspect(svc: ContainerService, eid: str) -> dict[str, Any]:
+    """Docker's ExecInspectResponse."""
+    path, doc = _find(svc, eid)
+    doc = _settle(path, doc)
+    cmd = doc["Cmd"]
+    return {
+        "CanRemove": False, "ContainerID": doc["ContainerID"],
+        "DetachKeys": doc["DetachKeys"], "ExitCode": doc["ExitCode"], "ID": doc["ID"],
+        "OpenStderr": doc["AttachStderr"], "OpenStdin": doc["AttachStdin"],
+        "OpenStdout": doc["AttachStdout"], "Running": doc["Running"], "Pid": doc["Pid"],
+        "ProcessConfig": {"arguments": cmd[1:], "entrypoint": cmd[0],
+                          "privileged": doc["Privileged"], "tty": doc["Tty"],
+                          "user": doc["User"]},
+    }
+
+
+def tty(svc: ContainerService, eid: str) -> bool:
+    return bool(_find(svc, eid)[1]["Tty"])
+
+
+def start(svc: ContainerService, eid: str, *, stdout: OutputSink | None = None,
+          stderr: OutputSink | None = None, stdin: InputSource | None = None,
+          detach: bool = False, on_started: Callable[[int], None] | None = None
+          ) -> int | None:
+    """Run a created session once. Attached: copy its output to the sinks (those its
+    settings attach) and `stdin` in (when it attaches stdin) until it exits; returns its
+    exit code. Detached, or left with the detach keys: returns None once it runs. A
+    command that cannot start raises ContainerStartError (126/127)."""
+    from ketch.containers import lifecycle
+    from ketch.runtime.monitor import (
+        DEFAULT_DETACH_KEYS,
+        ContainerStartError,
+        parse_detach_keys,
+        resize_tty,
+    )
+    from ketch.runtime.spec import exec_process
+    from ketch.runtime.users import resolve_user
+
+    path, doc = _find(svc, eid)
+    rec = svc.get(doc["ContainerID"])
+    _check_running(rec)
+    if rec.started_at != doc["StartedAt"]:
+        raise NotFound(f"No such exec instance: {eid}")  # of an earlier run
+    try:  # one start per session, whoever asks
+        os.close(os.open(path.with_suffix(".started"), os.O_CREAT | os.O_EXCL | os.O_WRONLY,
+                         0o600))
+    except FileExistsError:
+        doc = _settle(path, doc)
+        if doc["Running"] or doc["ExitCode"] is None:
+            raise Conflict(f"Error: Exec command {eid} is already running") from None
+        raise Conflict(f"Error: Exec command {eid} has already run") from None
+    paths = lifecycle.paths(svc, rec)
+    try:
+        base = json.loads(paths.config.read_text())
+        u = resolve_user(svc.path(rec.id) / "merged", doc["User"]) if doc["User"] else None
+        proc = exec_process(base, doc["Cmd"], env=doc["Env"], cwd=doc["WorkingDir"] or None,
+                            user=u, terminal=doc["Tty"],
+                            privileged=doc["Privileged"] or None)
+    except BaseException:
+        _update(path, Started=True, ExitCode=126)
+        raise
+    _update(path, Started=True)
+
+    def started(pid: int) -> None:
+        size = _update(path, Running=True, Pid=pid).get("ConsoleSize")
+        if doc["Tty"] and size:
+            with contextlib.suppress(Exception):
+                resize_tty(path.with_suffix(""), int(size[0]), int(size[1]))
+        if on_started is not None:
+            on_started(pid)
+
+    keys = parse_detach_keys(doc["DetachKeys"]) if doc["DetachKeys"] else DEFAULT_DETACH_KEYS
+    mon = lifecycle.monitor(svc, rec)
+    try:
+        res = mon.exec_process(
+            paths, proc, exec_id=eid,
+            stdout=stdout if doc["AttachStdout"] else None,
+            stderr=stderr if doc["AttachStderr"] else None,
+            stdin=stdin if doc["AttachStdin"] and not detach else None,
+            detach=detach, detach_keys=keys, on_started=started)
+    except ContainerStartError as e:
+        _update(path, Running=False, ExitCode=e.exit_code)
+        raise
+    except BaseException:
+        if not _find(svc, eid)[1]["Running"]:
+            _update(path, ExitCode=126)
+        raise
+    if res.detached or res.exit_code is None:
+        return None
+    _update(path, Running=False, ExitCode=res.exit_code)
+    return res.exit_code
+
+
+def resize(svc: ContainerService, eid: str, height: int, width: int) -> None:
+    """Resize a session's TTY (remembered for its start when it is not running yet)."""
+    from ketch.runtime.monitor import resize_tty
+
+    if not (0 <= height <= 1000 and 0 <= width <= 1000):
+        raise InvalidArgument(f"invalid terminal size {height}x{width}")
+    path, doc = _find(svc, eid)
+    if not doc["Tty"]:
+        return
+    doc = _update(path, ConsoleSize=[height, width])  # for a start still to come
+    if not doc["Running"]:
+        return
+    resize_tty(path.with_suffix(""), height, width)
