@@ -455,13 +455,22 @@ class Engine:
 
     def copy_to_container(self, container: str, src: str, path: str, *,
                           follow_link: bool = False, copy_uid_gid: bool = False,
-                          tar: IO[bytes] | None = None) -> int:
+                          tar: IO[bytes] | None = None,
+                          no_overwrite_dir_non_dir: bool = False) -> int:
         """`docker cp SRC CONTAINER:PATH`: SRC a host path, or "-" for a tar read from
-        `tar` (standard input by default). Returns the bytes of tar that moved."""
+        `tar` (standard input by default; checked whole before anything is written).
+        Returns the bytes of tar that moved."""
         from ketch.containers.copy import copy_in
 
         return copy_in(self.containers, container, src, path, follow_link, copy_uid_gid,
-                       tar)
+                       tar, no_overwrite_dir_non_dir)
+
+    def container_path_stat(self, container: str, path: str) -> dict[str, Any]:
+        """Docker's stat of a path in a container: name, size, mode (Go FileMode bits),
+        mtime, linkTarget."""
+        from ketch.containers.copy import stat_path
+
+        return stat_path(self.containers, container, path)
 
     def export(self, container: str, output: str | None = None,
                out: IO[bytes] | None = None) -> int:

@@ -10,12 +10,22 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ketch.api import build, containers, distribution, execs, images, networks, system, volumes
+from ketch.api import (
+    archive,
+    build,
+    containers,
+    distribution,
+    execs,
+    images,
+    networks,
+    system,
+    volumes,
+)
 from ketch.api.common import SERVER, SVC, Service, error_response, errors_middleware
 
 __all__ = ["Service", "make_app"]
 
-MODULES = (system, containers, images, networks, volumes, build, distribution, execs)
+MODULES = (system, containers, images, networks, volumes, build, distribution, execs, archive)
 
 
 async def _not_found(request: web.Request) -> web.Response:

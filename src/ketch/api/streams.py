@@ -8,11 +8,15 @@ monitor with blocking I/O, as the attach session in `ketch.containers` expects.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import io
 import os
 import socket
 import struct
 import threading
+from collections.abc import Awaitable, Callable
+from typing import IO, Any
 
 from aiohttp import web
 
@@ -135,3 +139,51 @@ class Hijacked:
         transport = self.request.transport
         if transport is not None:
             transport.close()
+
+
+class BodyReader(io.RawIOBase):
+    """A request body as a blocking binary file, for a worker thread (the Engine reads
+    tar streams): each read waits for the event loop to hand over the next bytes."""
+
+    def __init__(self, request: web.Request, loop: asyncio.AbstractEventLoop) -> None:
+        self.content = request.content
+        self.loop = loop
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        data = asyncio.run_coroutine_threadsafe(self.content.read(len(b)), self.loop).result()
+        n = len(data)
+        b[:n] = data
+        return n
+
+
+async def send_file_from(resp: web.StreamResponse, produce: Callable[[IO[bytes]], Any],
+                         run: Callable[[Callable[[], Any]], Awaitable[Any]]) -> None:
+    """Send what `produce(out)` writes (in a worker thread, through a pipe) as the body
+    of the prepared `resp`. A client that leaves breaks the pipe, which ends `produce`;
+    an error of `produce` after the headers went out can only cut the body short."""
+    r, w = os.pipe()
+    out = open(w, "wb")
+
+    def job() -> Any:
+        try:
+            return produce(out)
+        finally:
+            with contextlib.suppress(OSError):
+                out.close()
+
+    task = asyncio.ensure_future(run(job))
+    try:
+        while True:
+            data = await asyncio.to_thread(os.read, r, 1 << 16)
+            if not data:
+                break
+            await resp.write(data)
+    finally:
+        os.close(r)
+        try:
+            await task
+        except Exception:  # noqa: BLE001 - the body is cut short; the client sees it
+            resp.force_close()

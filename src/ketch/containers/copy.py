@@ -138,7 +138,7 @@ def _mount_volumes(root_fd: int, mounts: list[dict[str, Any]]) -> None:
 
 
 def _in_container_fs(svc: ContainerService, rec: ContainerRecord,
-                     work: Callable[[int, Path], int], *, volumes: bool = True) -> int:
+                     work: Callable[[int, Path], Any], *, volumes: bool = True) -> Any:
     """Run `work(root_fd, root_path)` in a child that sees the container's filesystem.
 
     The child shares our stdin/stdout (tar streams go straight through); its result, or
@@ -195,7 +195,7 @@ def _in_container_fs(svc: ContainerService, rec: ContainerRecord,
     except ValueError:
         result = {}
     if "ok" in result:
-        return int(result["ok"])
+        return result["ok"]
     message = result.get("error") or "copying failed: the helper process died"
     raise _ERRORS.get(result.get("kind") or "", KetchError)(message)
 
@@ -305,6 +305,19 @@ def _lookup(walker: InRoot, path: str, *, follow: bool) -> _Found | None:
     raise UnsafeArchive(f"too many levels of symbolic links in {path!r}")
 
 
+def check_in_root(path: str) -> None:
+    """Refuse a path whose ".." climb above the container's root (a tar stream's path:
+    the API's archive endpoints, `cp -`); InvalidArgument."""
+    depth = 0
+    for part in path.split("/"):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                raise InvalidArgument(f"path {path!r} leads outside the container's root")
+        elif part not in ("", "."):
+            depth += 1
+
+
 def _not_found(path: str, container: str) -> NotFound:
     return NotFound(f"Could not find the file {path} in container {container}")
 
@@ -368,7 +381,7 @@ def _check_overwrite(dest_dir_fd: int, name: str, src_is_dir: bool) -> None:
         return
     try:
         st = os.stat(name, dir_fd=dest_dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return
     if stat.S_ISDIR(st.st_mode) and not src_is_dir:
         raise InvalidArgument(f'cannot overwrite directory "{name}" with non-directory')
@@ -376,11 +389,77 @@ def _check_overwrite(dest_dir_fd: int, name: str, src_is_dir: bool) -> None:
         raise InvalidArgument(f'cannot overwrite non-directory "{name}" with directory')
 
 
+# -- stat -------------------------------------------------------------------------------
+# Go's os.FileMode type bits, which Docker's path stat carries (above the permissions)
+_GO_DIR, _GO_SYMLINK, _GO_DEVICE, _GO_PIPE = 1 << 31, 1 << 27, 1 << 26, 1 << 25
+_GO_SOCKET, _GO_SETUID, _GO_SETGID, _GO_CHAR, _GO_STICKY = (1 << 24, 1 << 23, 1 << 22,
+                                                            1 << 21, 1 << 20)
+_GO_IRREGULAR = 1 << 19
+
+
+def go_file_mode(mode: int) -> int:
+    """A stat st_mode as Go's os.FileMode."""
+    out = mode & 0o777
+    kind = stat.S_IFMT(mode)
+    out |= {stat.S_IFDIR: _GO_DIR, stat.S_IFLNK: _GO_SYMLINK, stat.S_IFBLK: _GO_DEVICE,
+            stat.S_IFCHR: _GO_DEVICE | _GO_CHAR, stat.S_IFIFO: _GO_PIPE,
+            stat.S_IFSOCK: _GO_SOCKET, stat.S_IFREG: 0}.get(kind, _GO_IRREGULAR)
+    for bit, go in ((stat.S_ISUID, _GO_SETUID), (stat.S_ISGID, _GO_SETGID),
+                    (stat.S_ISVTX, _GO_STICKY)):
+        if mode & bit:
+            out |= go
+    return out
+
+
+def _rfc3339(ns: int) -> str:
+    import datetime
+
+    sec, frac = divmod(ns, 1_000_000_000)
+    text = datetime.datetime.fromtimestamp(sec, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return text + (f".{frac:09d}".rstrip("0") if frac else "") + "Z"
+
+
+def stat_path(svc: ContainerService, name: str, path: str) -> dict[str, Any]:
+    """Docker's container path stat (the archive endpoints' X-Docker-Container-Path-Stat):
+    name, size, mode (Go FileMode bits), mtime and, for a symlink, linkTarget (where it
+    leads, resolved inside the container). NotFound "Could not find the file ..."."""
+    check_in_root(path)
+    spec = _Spec("/" + path.lstrip("/"))
+    base = posixpath.basename(spec.raw.rstrip("/")) or "/"
+
+    def work(root_fd: int, root: Path) -> dict[str, Any]:
+        from ketch.archive import InRoot
+
+        walker = InRoot(root_fd)
+        found = _lookup(walker, spec.trimmed, follow=spec.asserts_dir)
+        if found is None or found.st is None:
+            if found is not None:
+                found.close()
+            raise _not_found(spec.raw, name)
+        try:
+            st = found.st
+            link = ""
+            if stat.S_ISLNK(st.st_mode):
+                target = _lookup(walker, spec.trimmed, follow=True)
+                if target is not None:
+                    link = "/" + target.rel.strip("/")
+                    target.close()
+            return {"name": base, "size": st.st_size, "mode": go_file_mode(st.st_mode),
+                    "mtime": _rfc3339(st.st_mtime_ns), "linkTarget": link}
+        finally:
+            found.close()
+
+    with _container_held(svc, name) as rec:
+        return dict(_in_container_fs(svc, rec, work))
+
+
 # -- copy out ---------------------------------------------------------------------------
 def copy_out(svc: ContainerService, name: str, src: str, dest: str,
              follow_link: bool, stream: IO[bytes] | None = None) -> int:
     """`cp CONTAINER:SRC DEST|-`; returns the number of bytes of tar that moved.
     With DEST "-" the tar goes to `stream` (standard output by default)."""
+    if dest == "-":
+        check_in_root(src)
     spec = _Spec("/" + src.lstrip("/"))
     target = None if dest == "-" else _Spec(_local_abs(dest))
     if target is not None:
@@ -445,9 +524,13 @@ def _host_destination(target: _Spec, src_is_dir: bool, contents: bool,
 
 # -- copy in ----------------------------------------------------------------------------
 def copy_in(svc: ContainerService, name: str, src: str, dest: str, follow_link: bool,
-            copy_uid_gid: bool, stream: IO[bytes] | None = None) -> int:
+            copy_uid_gid: bool, stream: IO[bytes] | None = None,
+            no_overwrite_dir_non_dir: bool = False) -> int:
     """`cp SRC|- CONTAINER:DEST`; returns the number of bytes of tar that moved.
-    With SRC "-" the tar is read from `stream` (standard input by default)."""
+    With SRC "-" the tar is read from `stream` (standard input by default), kept in a
+    temporary file and checked whole before anything is written: a member with an
+    absolute name or a ".." refuses the copy, and with `no_overwrite_dir_non_dir` so
+    does one that would replace a directory with a non-directory or the reverse."""
     dspec = _Spec("/" + dest.lstrip("/"))
     source = None if src == "-" else _Spec(_local_abs(src))
     src_path = ""
@@ -489,7 +572,15 @@ def copy_in(svc: ContainerService, name: str, src: str, dest: str, follow_link: 
             raise InvalidArgument("no such directory")
         return found.parent_rel, found.name
 
-    with _container_held(svc, name) as rec:
+    spool: IO[bytes] | None = None
+    members: list[tuple[str, bool]] = []
+    if source is None:
+        check_in_root(dest)
+        spool, members = _spool_checked(svc, stream or sys.stdin.buffer)
+
+    with contextlib.ExitStack() as cleanup, _container_held(svc, name) as rec:
+        if spool is not None:
+            cleanup.callback(spool.close)
 
         def work(root_fd: int, root: Path) -> int:
             from ketch.archive import InRoot, extract, write_tree
@@ -510,8 +601,11 @@ def copy_in(svc: ContainerService, name: str, src: str, dest: str, follow_link: 
             # the extractor works below the directory we hold, never by its path
             into = f"/proc/self/fd/{dfd}"
             try:
-                if source is None:
-                    counter = _CountingReader(stream or sys.stdin.buffer)
+                if spool is not None:
+                    if no_overwrite_dir_non_dir:
+                        for member, is_dir in members:
+                            _check_overwrite(dfd, member, is_dir)
+                    counter = _CountingReader(spool)
                     extract(counter, into, whiteouts="none", same_owner=copy_uid_gid)
                     return counter.count
                 _check_overwrite(dfd, top_name, src_is_dir)
@@ -523,6 +617,49 @@ def copy_in(svc: ContainerService, name: str, src: str, dest: str, follow_link: 
                 os.close(dfd)
 
         return _in_container_fs(svc, rec, work)
+
+
+def _spool_checked(svc: ContainerService, stream: IO[bytes]
+                   ) -> tuple[IO[bytes], list[tuple[str, bool]]]:
+    """The tar of `stream` in a temporary file (rewound) and its members (clean name, is
+    a directory); UnsafeArchive for an absolute name or a "..", InvalidArgument for what
+    is not a tar."""
+    import shutil
+    import tarfile
+    import tempfile
+
+    from ketch.errors import UnsafeArchive
+
+    tmp = svc.engine.root / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    f = tempfile.TemporaryFile(dir=tmp)
+    try:
+        shutil.copyfileobj(stream, f, 1 << 20)
+        if f.tell() == 0:
+            return _rewound(f), []  # an empty body copies nothing
+        f.seek(0)
+        members: list[tuple[str, bool]] = []
+        try:
+            with tarfile.open(fileobj=f, mode="r:*") as tf:
+                for m in tf:
+                    for what in (m.name, m.linkname if m.islnk() else ""):
+                        if what.startswith("/") or ".." in what.split("/"):
+                            raise UnsafeArchive(f"archive entry {what!r} points outside"
+                                                " the destination")
+                    clean = "/".join(p for p in m.name.split("/") if p not in ("", "."))
+                    if clean:
+                        members.append((clean, m.isdir()))
+        except (tarfile.TarError, EOFError) as e:
+            raise InvalidArgument(f"the request body is not a tar archive: {e}") from None
+        return _rewound(f), members
+    except BaseException:
+        f.close()
+        raise
+
+
+def _rewound(f: IO[bytes]) -> IO[bytes]:
+    f.seek(0)
+    return f
 
 
 class _CountingReader:
