@@ -18,6 +18,7 @@ from ketch.api import (
     execs,
     images,
     networks,
+    resources,
     system,
     volumes,
 )
@@ -25,7 +26,7 @@ from ketch.api.common import SERVER, SVC, Service, error_response, errors_middle
 
 __all__ = ["Service", "make_app"]
 
-MODULES = (system, containers, images, networks, volumes, build, distribution, execs, archive)
+MODULES = (system, containers, images, networks, volumes, build, distribution, execs, archive, resources)
 
 
 async def _not_found(request: web.Request) -> web.Response:

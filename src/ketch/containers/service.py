@@ -887,6 +887,23 @@ class ContainerService:
                     if all or r.state in ("running", "paused")]
         return _stats_rows(self, recs, interval)
 
+    def update(self, name_or_id: str, changes: dict[str, Any]) -> list[str]:
+        """`update`: resource limits and restart policy (Docker's UpdateConfig), in the
+        HostConfig and, while it runs, the container's cgroup; the warnings."""
+        from ketch.containers.update import update
+
+        return update(self, name_or_id, changes)
+
+    def stats(self, name_or_id: str, *, stream: bool = True, one_shot: bool = False,
+              interval: float = 1.0, cancelled: Callable[[], bool] | None = None
+              ) -> Iterator[dict[str, Any]]:
+        """Docker's stats documents (GET /containers/{id}/stats): one per `interval`
+        while `stream`, else one (see containers.stats.stream)."""
+        from ketch.containers import stats
+
+        return stats.stream(self, name_or_id, follow=stream, one_shot=one_shot,
+                            interval=interval, cancelled=cancelled)
+
     # -- hooks for images and GC -------------------------------------------------------
     def image_users(self, image_id: str) -> builtins.list[tuple[str, bool]]:
         return [(cid, running) for cid, running in self.records.users_of_image(image_id)]
@@ -1092,116 +1109,26 @@ def _commit_container(svc: ContainerService, rec: ContainerRecord, *, ref: str |
 
 
 # -- stats ---------------------------------------------------------------------------------
-def _bytes_size(n: float) -> str:
-    """go-units BytesSize: binary units, four significant digits ("1.5MiB")."""
-    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
-    i = 0
-    while n >= 1024 and i < len(units) - 1:
-        n /= 1024
-        i += 1
-    return f"{n:.4g}{units[i]}"
-
-
-def _system_cpu_ns() -> int:
-    """Host CPU time, as docker's daemon reads it: /proc/stat's first line in ns."""
-    with open("/proc/stat") as f:
-        fields = f.readline().split()[1:8]
-    return sum(int(x) for x in fields) * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
-
-
-def _host_memory() -> int:
-    try:
-        with open("/proc/meminfo") as f:
-            return int(f.readline().split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def _net_io(pid: int) -> tuple[int, int]:
-    rx = tx = 0
-    try:
-        with open(f"/proc/{pid}/net/dev") as f:
-            lines = f.readlines()[2:]
-    except OSError:
-        return 0, 0
-    for line in lines:
-        name, _, rest = line.partition(":")
-        if name.strip() == "lo":
-            continue
-        fields = rest.split()
-        if len(fields) >= 9:
-            rx += int(fields[0])
-            tx += int(fields[8])
-    return rx, tx
-
-
 def _stats_rows(svc: ContainerService, recs: list[tuple[str, ContainerRecord]],
                 interval: float) -> list[dict[str, str]]:
+    """Two Docker stats documents per container, `interval` apart (sampled in parallel),
+    rendered as `docker stats` rows."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from ketch.containers import lifecycle
-    from ketch.fmt.units import human_size
+    from ketch.containers import stats
 
-    live = [r for _, r in recs if r.state in ("running", "paused")]
+    def sample_all(pre: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+        with ThreadPoolExecutor(max_workers=max(1, min(16, len(recs)))) as pool:
+            return list(pool.map(lambda i: stats.document(
+                svc, recs[i][1], pre[i] if pre else None), range(len(recs))))
 
-    def sample(rec: ContainerRecord) -> dict[str, Any]:
-        try:
-            return lifecycle.monitor(svc, rec).runtime.stats(rec.id)
-        except KetchError:
-            return {}
-
-    def sample_all() -> tuple[int, dict[str, dict[str, Any]]]:
-        if not live:
-            return 0, {}
-        with ThreadPoolExecutor(max_workers=min(16, len(live))) as pool:
-            data = dict(zip((r.id for r in live), pool.map(sample, live), strict=True))
-        return _system_cpu_ns(), data
-
-    sys0, first = sample_all()
-    if live:
+    if not recs:
+        return []
+    first = sample_all(None)
+    if any(r.state in ("running", "paused") for _, r in recs):
         time.sleep(interval)
-    sys1, second = sample_all()
-    host_mem = _host_memory()
-    rows = []
-    for given, rec in recs:
-        row = {"ID": rec.id[:12], "FullID": rec.id, "Name": rec.name, "Container": given,
-               "CPUPerc": "0.00%", "MemUsage": "0B / 0B", "MemPerc": "0.00%",
-               "NetIO": "0B / 0B", "BlockIO": "0B / 0B", "PIDs": "0"}
-        now, before = second.get(rec.id) or {}, first.get(rec.id) or {}
-        if now:
-            cpu_now = ((now.get("cpu") or {}).get("usage") or {})
-            cpu_before = ((before.get("cpu") or {}).get("usage") or {})
-            cpu_delta = (cpu_now.get("total") or 0) - (cpu_before.get("total") or 0)
-            ncpu = len(cpu_now.get("percpu") or []) or os.cpu_count() or 1
-            cpu = cpu_delta / (sys1 - sys0) * ncpu * 100 if sys1 > sys0 and cpu_delta > 0 \
-                else 0.0
-            mem = now.get("memory") or {}
-            usage = (mem.get("usage") or {}).get("usage") or 0
-            raw = mem.get("raw") or mem.get("stats") or {}
-            inactive = raw.get("total_inactive_file", raw.get("inactive_file", 0)) or 0
-            if inactive < usage:
-                usage -= inactive
-            limit = (mem.get("usage") or {}).get("limit") or 0
-            if host_mem and (not limit or limit > host_mem):
-                limit = host_mem
-            rd = wr = 0
-            for e in (now.get("blkio") or {}).get("ioServiceBytesRecursive") or []:
-                op = str(e.get("op", "")).lower()
-                if op == "read":
-                    rd += int(e.get("value") or 0)
-                elif op == "write":
-                    wr += int(e.get("value") or 0)
-            rx, tx = _net_io(rec.pid)
-            row.update({
-                "CPUPerc": f"{cpu:.2f}%",
-                "MemUsage": f"{_bytes_size(usage)} / {_bytes_size(limit)}",
-                "MemPerc": f"{(usage / limit * 100) if limit else 0.0:.2f}%",
-                "NetIO": f"{human_size(rx, 3)} / {human_size(tx, 3)}",
-                "BlockIO": f"{human_size(rd, 3)} / {human_size(wr, 3)}",
-                "PIDs": str((now.get("pids") or {}).get("current") or 0),
-            })
-        rows.append(row)
-    return rows
+    second = sample_all(first)
+    return [stats.row(doc, given) for doc, (given, _) in zip(second, recs, strict=True)]
 
 
 def _search(pattern: str, text: str) -> bool:

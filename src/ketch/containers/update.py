@@ -1,0 +1,117 @@
+"""`docker update` (POST /containers/{id}/update): a container's resource limits and
+restart policy changed after its creation. The new values go into its HostConfig (the
+next start uses them) and, while it runs, into its cgroup at once (`runc update`).
+As dockerd, a field left out or zero keeps its value."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ketch.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from ketch.containers.service import ContainerService
+
+INT_FIELDS = ("BlkioWeight", "CpuShares", "CpuPeriod", "CpuQuota", "CpuRealtimePeriod",
+              "CpuRealtimeRuntime", "Memory", "MemoryReservation", "MemorySwap",
+              "KernelMemory", "NanoCpus", "PidsLimit")
+STR_FIELDS = ("CpusetCpus", "CpusetMems")
+
+
+def _changes(update: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k in INT_FIELDS:
+        v = update.get(k)
+        if v is None:
+            continue
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise InvalidArgument(f"invalid {k}: expected an integer")
+        if v != 0:
+            out[k] = v
+    for k in STR_FIELDS:
+        v = update.get(k)
+        if v is None:
+            continue
+        if not isinstance(v, str):
+            raise InvalidArgument(f"invalid {k}: expected a string")
+        if v:
+            out[k] = v
+    rp = update.get("RestartPolicy")
+    if rp is not None:
+        if not isinstance(rp, dict):
+            raise InvalidArgument("invalid RestartPolicy: expected an object")
+        if rp.get("Name"):
+            out["RestartPolicy"] = {"Name": rp["Name"],
+                                    "MaximumRetryCount": rp.get("MaximumRetryCount") or 0}
+    return out
+
+
+def _cgroup_resources(hc: dict[str, Any]) -> dict[str, Any]:
+    """The OCI LinuxResources `runc update` applies, from a HostConfig (the same
+    derivation as a start's: swap twice the memory unless set)."""
+    from ketch.runtime.spec import CPU_PERIOD, swap_limit_supported
+
+    res: dict[str, Any] = {}
+    memory: dict[str, Any] = {}
+    limit = hc.get("Memory") or 0
+    if limit:
+        memory["limit"] = limit
+        if swap_limit_supported():
+            swap = hc.get("MemorySwap") or 0
+            memory["swap"] = limit * 2 if swap == 0 else swap
+    if hc.get("MemoryReservation"):
+        memory["reservation"] = hc["MemoryReservation"]
+    if memory:
+        res["memory"] = memory
+    cpu: dict[str, Any] = {}
+    if hc.get("NanoCpus"):
+        cpu["period"] = CPU_PERIOD
+        cpu["quota"] = int(round(hc["NanoCpus"] / 1e9 * CPU_PERIOD))
+    if hc.get("CpuShares"):
+        cpu["shares"] = max(2, min(262144, hc["CpuShares"]))
+    if hc.get("CpuPeriod"):
+        cpu["period"] = hc["CpuPeriod"]
+    if hc.get("CpuQuota"):
+        cpu["quota"] = hc["CpuQuota"]
+    for key, field in (("cpus", "CpusetCpus"), ("mems", "CpusetMems")):
+        if hc.get(field):
+            cpu[key] = hc[field]
+    if cpu:
+        res["cpu"] = cpu
+    if hc.get("PidsLimit") and hc["PidsLimit"] > 0:
+        res["pids"] = {"limit": hc["PidsLimit"]}
+    if hc.get("BlkioWeight"):
+        res["blockIO"] = {"weight": hc["BlkioWeight"]}
+    return res
+
+
+def update(svc: ContainerService, name_or_id: str, changes: dict[str, Any]) -> list[str]:
+    """Apply `changes` (Docker's UpdateConfig: resources and RestartPolicy); the
+    warnings (none)."""
+    from ketch.containers import lifecycle
+    from ketch.containers.hostconfig import check_resources
+    from ketch.containers.restart import validate
+
+    wanted = _changes(changes)
+    rec = svc.get(name_or_id)
+    with svc.lock(rec.id):
+        rec = svc._refresh(svc.records.find(rec.id), locked=True)
+        hc = dict(rec.host_config)
+        hc.update(wanted)
+        if ("Memory" in wanted and "MemorySwap" not in wanted
+                and (hc.get("MemorySwap") or 0) > 0 and wanted["Memory"] > hc["MemorySwap"]):
+            raise InvalidArgument("Memory limit should be smaller than already set memoryswap"
+                                  " limit, update the memoryswap at the same time")
+        if "MemorySwap" in wanted and not hc.get("Memory"):
+            raise InvalidArgument("You should always set the Memory limit when using"
+                                  " Memoryswap limit, see usage")
+        check_resources(hc)
+        if "RestartPolicy" in wanted:
+            if hc.get("AutoRemove") and wanted["RestartPolicy"]["Name"] not in ("", "no"):
+                raise InvalidArgument("Restart policy cannot be updated because AutoRemove"
+                                      " is enabled for the container")
+            validate(hc)
+        if rec.state in ("running", "paused") and any(k != "RestartPolicy" for k in wanted):
+            lifecycle.monitor(svc, rec).runtime.update(rec.id, _cgroup_resources(hc))
+        svc.records.update(rec.id, host_config=hc)
+    return []
