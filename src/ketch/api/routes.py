@@ -12,6 +12,7 @@ from aiohttp import web
 
 from ketch.api import (
     archive,
+    attach_ws,
     build,
     containers,
     distribution,
@@ -26,7 +27,7 @@ from ketch.api.common import SERVER, SVC, Service, error_response, errors_middle
 
 __all__ = ["Service", "make_app"]
 
-MODULES = (system, containers, images, networks, volumes, build, distribution, execs, archive, resources)
+MODULES = (system, containers, images, networks, volumes, build, distribution, execs, archive, resources, attach_ws)
 
 
 async def _not_found(request: web.Request) -> web.Response:
