@@ -164,3 +164,31 @@ def test_archive_put_refuses_replacing_a_directory_with_a_file(api: Api) -> None
     r.read()
     conn.close()
     assert api.docker("exec", "put2", "ls", "-A", "/tmp").stdout == "d\n"
+
+
+def test_docker_py_commit_merges_the_given_config_over_the_containers(api: Api) -> None:
+    client = api.client()
+    c = client.containers.run("busybox", ["sh", "-c", "echo x > /f"], detach=True,
+                              environment=["KEEP=1", "OVER=old"], name="cm2")
+    c.wait(timeout=30)
+    img = c.commit(repository="merged", tag="v1", message="via docker-py",
+                   conf={"Env": ["OVER=new"], "Cmd": ["cat", "/f"],
+                         "Labels": {"from": "commit"}})
+    cfg = img.attrs["Config"]
+    c.reload()
+    expected = ["OVER=new"] + [e for e in c.attrs["Config"]["Env"] if not e.startswith("OVER=")]
+    assert cfg["Env"] == expected
+    assert cfg["Cmd"] == ["cat", "/f"] and cfg["Labels"] == {"from": "commit"}
+    assert client.containers.run("merged:v1", remove=True) == b"x\n"
+    assert img.attrs["Comment"] == "via docker-py"
+    client.images.remove("merged:v1")
+    conn = api.http()
+    conn.request("POST", "/commit?container=nosuch&repo=x")
+    r = conn.getresponse()
+    assert r.status == 404
+    r.read()
+    conn.request("POST", "/commit?container=cm2&repo=x", "{bad json")
+    r = conn.getresponse()
+    assert r.status == 400
+    r.read()
+    conn.close()

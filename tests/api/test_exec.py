@@ -184,3 +184,17 @@ def test_exec_bad_input_unknown_id_404_malformed_json_400(api: Api) -> None:
     assert r.status == 400
     assert json.loads(r.read())["message"] == "No exec command specified"
     conn.close()
+
+
+def test_container_inspect_lists_the_running_exec_sessions(api: Api) -> None:
+    client = api.client()
+    c = client.containers.run("busybox", ["sleep", "300"], detach=True, name="ex11")
+    eid = client.api.exec_create(c.id, ["sleep", "3"])["Id"]
+    client.api.exec_start(eid, detach=True)
+    c.reload()
+    assert c.attrs["ExecIDs"] == [eid]
+    assert client.api.exec_inspect(eid)["Running"] is True
+    wait_for(lambda: client.api.exec_inspect(eid)["Running"] is False, timeout=15,
+             what="the exec to end")
+    c.reload()
+    assert c.attrs["ExecIDs"] is None

@@ -103,9 +103,10 @@ async def commit(request: web.Request) -> web.Response:
     comment = request.query.get("comment") or ""
     author = request.query.get("author") or ""
     pause = query_bool(request, "pause", True)
-    await json_body(request)  # a Config to merge: read (and refused if malformed)
+    config = await json_body(request) or None  # over the container's settings
     img = await request.app[SVC].run(lambda e: e.containers.commit(
-        name, ref=ref, changes=changes_, message=comment, author=author, pause=pause))
+        name, ref=ref, changes=changes_, message=comment, author=author, pause=pause,
+        config=config))
     return json_response({"Id": img.id}, 201)
 
 

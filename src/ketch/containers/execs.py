@@ -141,6 +141,20 @@ def inspect(svc: ContainerService, eid: str) -> dict[str, Any]:
     }
 
 
+def running_ids(svc: ContainerService, cid: str) -> list[str]:
+    """The IDs of the container's exec sessions still running (inspect's ExecIDs)."""
+    try:
+        paths = sorted(_dir(svc, cid).glob("*.json"))
+    except OSError:
+        return []
+    out = []
+    for path in paths:
+        with contextlib.suppress(OSError, ValueError):
+            if _settle(path, json.loads(path.read_text()))["Running"]:
+                out.append(path.stem)
+    return out
+
+
 def tty(svc: ContainerService, eid: str) -> bool:
     return bool(_find(svc, eid)[1]["Tty"])
 
@@ -207,6 +221,8 @@ def start(svc: ContainerService, eid: str, *, stdout: OutputSink | None = None,
             detach=detach, detach_keys=keys, on_started=started)
     except ContainerStartError as e:
         _update(path, Running=False, ExitCode=e.exit_code)
+        # the command's own failure: `exec` exits 126/127 with it, as docker exec does
+        e.exit_code_is_specific = e.exit_code in (126, 127)
         raise
     except BaseException:
         if not _find(svc, eid)[1]["Running"]:

@@ -465,7 +465,7 @@ class ContainerService:
             "Name": "/" + r.name,
             "RestartCount": r.restart_count, "Driver": "overlay2", "Platform": "linux",
             "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
-            "ExecIDs": r.extra.get("ExecIDs") or None,
+            "ExecIDs": _running_execs(self, r) or None,
             "HostConfig": hc,
             "GraphDriver": {"Name": "overlay2", "Data": {
                 "LowerDir": ":".join(lowers), "MergedDir": str(d / "merged"),
@@ -843,19 +843,22 @@ class ContainerService:
 
     def commit(self, name_or_id: str, *, ref: str | None = None,
                changes: builtins.list[str] | None = None, message: str = "", author: str = "",
-               pause: bool = True) -> ImageRecord:
-        """`commit`: a new image, the container's image plus its upper dir as a layer."""
+               pause: bool = True, config: dict[str, Any] | None = None) -> ImageRecord:
+        """`commit`: a new image, the container's image plus its upper dir as a layer.
+        `config` (the API's body) overrides the container's settings, which fill in
+        what it leaves unset (moby's merge)."""
         rec = self.get(name_or_id)
         if not (pause and rec.state == "running"):
             return _commit_container(self, rec, ref=ref, changes=list(changes or []),
-                                     message=message, author=author)
+                                     message=message, author=author, user_config=config)
         # Killed while the container is frozen, this process leaves the intent for the
         # next ketch command to thaw it (lifecycle.recover).
         with self.engine.intents.held("containers.pause", rec.id):
             self.pause(rec.id)
             try:
                 return _commit_container(self, rec, ref=ref, changes=list(changes or []),
-                                         message=message, author=author)
+                                         message=message, author=author,
+                                         user_config=config)
             finally:
                 self.unpause(rec.id)
 
@@ -1034,8 +1037,40 @@ _IMAGE_CONFIG_KEYS = ("User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volum
                       "OnBuild", "Shell")
 
 
+def _running_execs(svc: ContainerService, rec: ContainerRecord) -> list[str]:
+    if rec.state not in ("running", "paused"):
+        return []
+    from ketch.containers import execs
+
+    return execs.running_ids(svc, rec.id)
+
+
+def _merge_config(user: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """A commit's Config from the caller over the container's: what the caller leaves
+    unset comes from the container; ports, volumes, labels and Env (by name) are merged."""
+    out = {k: v for k, v in user.items() if k in _IMAGE_CONFIG_KEYS and v not in (None, "",
+                                                                                  [], {})}
+    for k in ("ExposedPorts", "Volumes", "Labels"):
+        if base.get(k):
+            out[k] = {**base[k], **(out.get(k) or {})}
+    if base.get("Env"):
+        own = {e.partition("=")[0] for e in out.get("Env") or []}
+        out["Env"] = list(out.get("Env") or []) + [e for e in base["Env"]
+                                                   if e.partition("=")[0] not in own]
+    if not out.get("Entrypoint"):
+        if not out.get("Cmd") and base.get("Cmd") is not None:
+            out["Cmd"] = base["Cmd"]
+        if base.get("Entrypoint") is not None:
+            out["Entrypoint"] = base["Entrypoint"]
+    for k in ("User", "WorkingDir", "StopSignal", "Healthcheck", "OnBuild", "Shell"):
+        if not out.get(k) and base.get(k) is not None:
+            out[k] = base[k]
+    return out
+
+
 def _commit_container(svc: ContainerService, rec: ContainerRecord, *, ref: str | None,
-                      changes: list[str], message: str, author: str) -> ImageRecord:
+                      changes: list[str], message: str, author: str,
+                      user_config: dict[str, Any] | None = None) -> ImageRecord:
     import threading
 
     from ketch import reference
@@ -1061,6 +1096,8 @@ def _commit_container(svc: ContainerService, rec: ContainerRecord, *, ref: str |
     # Docker keeps the container's own settings (its command, env, ...) in the image.
     config["config"] = {k: rec.config[k] for k in _IMAGE_CONFIG_KEYS
                         if rec.config.get(k) is not None}
+    if user_config:
+        config["config"] = _merge_config(user_config, config["config"])
     apply_changes(config, changes)
     config["created"] = now_rfc3339()
     if author:
