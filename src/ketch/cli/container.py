@@ -670,6 +670,74 @@ def stats(ns: Namespace) -> None:
             return
 
 
+@registry.command("update", "[OPTIONS] CONTAINER [CONTAINER...]",
+                  "Update configuration of one or more containers")
+def _update(p: Parser) -> None:
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.add_argument("--blkio-weight", type=int, metavar="uint16",
+                   help="Block IO (relative weight), between 10 and 1000, or 0 to disable")
+    p.add_argument("--cpu-period", type=int, metavar="int",
+                   help="Limit CPU CFS (Completely Fair Scheduler) period")
+    p.add_argument("--cpu-quota", type=int, metavar="int",
+                   help="Limit CPU CFS (Completely Fair Scheduler) quota")
+    p.add_argument("-c", "--cpu-shares", type=int, metavar="int",
+                   help="CPU shares (relative weight)")
+    p.add_argument("--cpus", metavar="decimal", help="Number of CPUs")
+    p.add_argument("--cpuset-cpus", metavar="string",
+                   help="CPUs in which to allow execution (0-3, 0,1)")
+    p.add_argument("--cpuset-mems", metavar="string",
+                   help="MEMs in which to allow execution (0-3, 0,1)")
+    p.add_argument("-m", "--memory", metavar="bytes", help="Memory limit")
+    p.add_argument("--memory-reservation", metavar="bytes", help="Memory soft limit")
+    p.add_argument("--memory-swap", metavar="bytes",
+                   help="Swap limit equal to memory plus swap: -1 to enable unlimited swap")
+    p.add_argument("--pids-limit", type=int, metavar="int",
+                   help="Tune container pids limit (set -1 for unlimited)")
+    p.add_argument("--restart", metavar="string",
+                   help="Restart policy to apply when a container exits")
+
+
+@_update.handler
+def update(ns: Namespace) -> int:
+    from ketch.cli.container_opts import _bytes
+    from ketch.engine import Engine
+
+    changes: dict[str, object] = {}
+    for key, val in (("BlkioWeight", ns.blkio_weight), ("CpuPeriod", ns.cpu_period),
+                     ("CpuQuota", ns.cpu_quota), ("CpuShares", ns.cpu_shares),
+                     ("PidsLimit", ns.pids_limit), ("CpusetCpus", ns.cpuset_cpus),
+                     ("CpusetMems", ns.cpuset_mems),
+                     ("Memory", _bytes(ns.memory, "-m, --memory")),
+                     ("MemoryReservation", _bytes(ns.memory_reservation,
+                                                  "--memory-reservation")),
+                     ("MemorySwap", _bytes(ns.memory_swap, "--memory-swap"))):
+        if val is not None:
+            changes[key] = val
+    if ns.cpus is not None:
+        from fractions import Fraction
+
+        try:
+            nano = Fraction(ns.cpus) * 10**9
+        except (ValueError, ZeroDivisionError):
+            raise InvalidArgument(f'invalid argument "{ns.cpus}" for "--cpus" flag: failed to'
+                                  f" parse {ns.cpus} as a rational number") from None
+        changes["NanoCpus"] = int(nano)
+    if ns.restart is not None:
+        changes["RestartPolicy"] = Engine.restart_policy(ns.restart)
+    if not changes:
+        raise InvalidArgument("you must provide one or more flags when using this command")
+    svc = engine().containers
+    rc = 0
+    for name in ns.containers:
+        try:
+            svc.update(name, changes)
+            sys.stdout.write(name + "\n")
+        except KetchError as e:
+            sys.stderr.write(f"Error: {e.message}\n")
+            rc = 1
+    return rc
+
+
 @registry.command("export", "[OPTIONS] CONTAINER",
                   "Export a container's filesystem as a tar archive")
 def _export(p: Parser) -> None:

@@ -71,6 +71,7 @@ SHORTCUTS: dict[str, tuple[str, str, str]] = {
     "top": ("container", "top", "Display the running processes of a container"),
     "unpause": ("container", "unpause", "Unpause all processes within one or more"
                 " containers"),
+    "update": ("container", "update", "Update configuration of one or more containers"),
     "wait": ("container", "wait", "Block until one or more containers stop, then print their"
              " exit codes"),
     # beyond docker

@@ -1,0 +1,44 @@
+"""`ketch update`: resource limits and the restart policy changed after creation, live
+for a running container (its cgroup) and kept for its next start."""
+
+from __future__ import annotations
+
+MiB = 1 << 20
+
+
+def _limit(ketch, name: str) -> str:  # type: ignore[no-untyped-def]
+    return ketch("stats", "--no-stream", "--format", "{{.MemUsage}}", name).stdout.split(
+        " / ")[1].strip()
+
+
+def test_update_memory_of_a_running_container_changes_its_cgroup(ketch, run_d) -> None:  # type: ignore[no-untyped-def]
+    run_d("--name", "upd", "-m", "64m", "busybox", "sleep", "300")
+    assert _limit(ketch, "upd") == "64MiB"
+    p = ketch("update", "--memory", "128m", "--pids-limit", "50", "--restart",
+              "on-failure:2", "upd")
+    assert p.stdout == "upd\n"
+    assert _limit(ketch, "upd") == "128MiB"
+    got = ketch("inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}}"
+                " {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy"
+                ".MaximumRetryCount}}", "upd").stdout.strip()
+    assert got == f"{128 * MiB} 50 on-failure:2"
+    # kept for the next start
+    ketch("stop", "-t", "0", "upd")
+    ketch("start", "upd")
+    assert _limit(ketch, "upd") == "128MiB"
+
+
+def test_update_refuses_bad_values_and_changes_nothing(ketch, run_d) -> None:  # type: ignore[no-untyped-def]
+    run_d("--name", "upd2", "-m", "64m", "busybox", "sleep", "300")
+    p = ketch("update", "upd2", check=False)
+    assert p.returncode == 1
+    assert p.stderr == "Error: you must provide one or more flags when using this command\n"
+    p = ketch("update", "-m", "1", "upd2", check=False)
+    assert p.returncode == 1 and p.stderr == "Error: Minimum memory limit allowed is 6MB\n"
+    p = ketch("update", "--restart", "sometimes", "upd2", check=False)
+    assert p.returncode == 1 and "invalid restart policy" in p.stderr
+    p = ketch("update", "-m", "96m", "nosuch", check=False)
+    assert p.stderr == "Error: No such container: nosuch\n"
+    assert ketch("inspect", "-f", "{{.HostConfig.Memory}}", "upd2").stdout.strip() == \
+        str(64 * MiB)
+    assert _limit(ketch, "upd2") == "64MiB"
