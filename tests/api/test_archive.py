@@ -192,3 +192,37 @@ def test_docker_py_commit_merges_the_given_config_over_the_containers(api: Api) 
     assert r.status == 400
     r.read()
     conn.close()
+
+
+def test_file_endpoints_of_an_unknown_container_are_404(api: Api) -> None:
+    conn = api.http()
+    for method, path in (("GET", "/containers/nosuch/export"),
+                         ("GET", "/containers/nosuch/changes"),
+                         ("GET", "/containers/nosuch/archive?path=/"),
+                         ("HEAD", "/containers/nosuch/archive?path=/"),
+                         ("PUT", "/containers/nosuch/archive?path=/")):
+        conn.request(method, path, _tar(("f", b"x")) if method == "PUT" else None)
+        r = conn.getresponse()
+        body = r.read()
+        assert r.status == 404, (method, path)
+        if method != "HEAD":
+            assert json.loads(body)["message"] == "No such container: nosuch"
+    conn.request("GET", "/containers/nosuch/archive")
+    r = conn.getresponse()
+    assert r.status == 400
+    r.read()
+    conn.close()
+
+
+def test_docker_cp_streams_tars_through_stdin_and_stdout(api: Api, tmp_path: Path) -> None:
+    api.docker("run", "-d", "--name", "cp3", "busybox", "sleep", "300")
+    proc = subprocess.run(["docker", "cp", "-", "cp3:/tmp"],
+                          input=_tar(("t", None), ("t/in.txt", b"piped\n")),
+                          capture_output=True, env=api.docker_env(), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = subprocess.run(["docker", "cp", "cp3:/tmp/t/.", "-"], capture_output=True,
+                         env=api.docker_env(), timeout=60, check=True)
+    tf = tarfile.open(fileobj=io.BytesIO(out.stdout))
+    files = {m.name: tf.extractfile(m).read() for m in tf if m.isfile()}  # type: ignore[union-attr]
+    assert list(files.values()) == [b"piped\n"]
+    assert list(files)[0].endswith("in.txt")

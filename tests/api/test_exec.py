@@ -198,3 +198,17 @@ def test_container_inspect_lists_the_running_exec_sessions(api: Api) -> None:
              what="the exec to end")
     c.reload()
     assert c.attrs["ExecIDs"] is None
+
+
+def test_exec_start_in_a_container_stopped_since_the_create_is_409(api: Api) -> None:
+    client = api.client()
+    c = client.containers.run("busybox", ["sleep", "300"], detach=True, name="ex12")
+    eid = client.api.exec_create(c.id, ["true"])["Id"]
+    c.kill()
+    c.wait(timeout=30)
+    import docker
+
+    # its sessions went with its runtime state, as dockerd forgets them at the exit
+    with pytest.raises(docker.errors.NotFound) as exc:
+        client.api.exec_start(eid)
+    assert "No such exec instance" in str(exc.value)

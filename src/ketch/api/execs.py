@@ -12,7 +12,8 @@ from aiohttp import web
 
 from ketch.api import streams
 from ketch.api.common import SVC, Handler, Service, empty, json_body, json_response, query_int
-from ketch.errors import InvalidArgument, KetchError
+from ketch.engine import Engine
+from ketch.errors import Conflict, InvalidArgument, KetchError
 
 
 def _get(body: dict[str, Any], name: str, kind: type, default: Any) -> Any:
@@ -63,7 +64,8 @@ async def exec_start(request: web.Request) -> web.StreamResponse:
     body = await json_body(request)
     detach = _get(body, "Detach", bool, False)
     _get(body, "Tty", bool, False)
-    info = await svc.run(lambda e: e.containers.exec_inspect(eid))  # 404 before any upgrade
+    # an unknown session (404) or a stopped container (409) is answered before any upgrade
+    info = await svc.run(lambda e: _startable(e, eid))
     if detach:
         # nothing on the body: Docker's answer to a detached start is empty
         await svc.run(lambda e: e.containers.exec_start(eid, detach=True))
@@ -72,6 +74,14 @@ async def exec_start(request: web.Request) -> web.StreamResponse:
     if streams.wants_upgrade(request):
         return await _hijacked(request, svc, eid, tty, bool(info["OpenStdin"]))
     return await _plain(request, svc, eid, tty)
+
+
+def _startable(e: Engine, eid: str) -> dict[str, Any]:
+    info = e.containers.exec_inspect(eid)
+    rec = e.containers.get(info["ContainerID"])
+    if not rec.running:
+        raise Conflict(f"container {rec.id} is not running")
+    return info
 
 
 async def _hijacked(request: web.Request, svc: Service, eid: str, tty: bool,

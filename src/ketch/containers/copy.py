@@ -576,6 +576,7 @@ def copy_in(svc: ContainerService, name: str, src: str, dest: str, follow_link: 
     members: list[tuple[str, bool]] = []
     if source is None:
         check_in_root(dest)
+        svc.get(name)  # an unknown container before reading the stream
         spool, members = _spool_checked(svc, stream or sys.stdin.buffer)
 
     with contextlib.ExitStack() as cleanup, _container_held(svc, name) as rec:
