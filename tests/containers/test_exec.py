@@ -292,3 +292,26 @@ def test_stats_streams_until_interrupted(ketch, run_d):
         proc.wait()
     p = ketch("stats", "--no-stream", "--no-trunc", "--format", "{{.ID}}", "streamed")
     assert len(p.stdout.strip()) == 64
+
+
+def test_exec_sessions_beyond_the_kept_number_are_forgotten_oldest_first(
+        ketch, run_d, monkeypatch):
+    from ketch.containers import execs
+    from ketch.engine import Engine
+    from ketch.errors import NotFound
+
+    run_d("--name", "many", "busybox", "sleep", "300")
+    monkeypatch.setattr(execs, "KEEP_FINISHED", 2)
+    e = Engine(str(ketch.root), str(ketch.root / "run"))
+    ids = []
+    for _ in range(5):
+        eid = e.containers.exec_create("many", ["true"])
+        assert e.containers.exec_start(eid) == 0
+        ids.append(eid)
+    known = []
+    for eid in ids:
+        try:
+            known.append(e.containers.exec_inspect(eid)["ID"])
+        except NotFound as err:
+            assert err.message == f"No such exec instance: {eid}"
+    assert known == ids[-3:]  # the two kept finished ones and the newest

@@ -95,7 +95,35 @@ def create(svc: ContainerService, name_or_id: str, command: list[str], *,
     d = _dir(svc, rec.id)
     d.mkdir(parents=True, exist_ok=True)
     _write(d / f"{eid}.json", doc)
+    _prune(d)
     return eid
+
+
+KEEP_FINISHED = 256
+"""Finished sessions kept per running container (for their inspect); older ones go."""
+
+
+def _prune(d: Path) -> None:
+    import shutil
+
+    try:
+        paths = list(d.glob("*.json"))
+        if len(paths) <= KEEP_FINISHED:
+            return
+        paths.sort(key=lambda p: p.stat().st_mtime)
+    except OSError:
+        return
+    finished = []
+    for path in paths:
+        with contextlib.suppress(OSError, ValueError):
+            doc = _settle(path, json.loads(path.read_text()))
+            if not doc["Running"] and doc["ExitCode"] is not None:
+                finished.append(path)
+    for path in finished[:max(0, len(finished) - KEEP_FINISHED)]:
+        for extra in (path, path.with_suffix(".lock"), path.with_suffix(".started")):
+            with contextlib.suppress(OSError):
+                extra.unlink()
+        shutil.rmtree(path.with_suffix(""), ignore_errors=True)
 
 
 def _find(svc: ContainerService, eid: str) -> tuple[Path, dict[str, Any]]:
