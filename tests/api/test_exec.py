@@ -87,6 +87,14 @@ def test_docker_exec_it_through_a_pseudo_terminal_gets_its_size(api: Api) -> Non
         read_until(b"TTY-42\r\n")
         assert b"33 101\r\n" in seen
         assert b"TTY-42\r\n" in seen
+        # the terminal changes size: the CLI resizes the exec's TTY (POST /exec/ID/resize)
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        deadline = time.monotonic() + 15
+        while b"40 120\r\n" not in seen and time.monotonic() < deadline:
+            time.sleep(0.3)
+            os.write(fd, b"stty size\r")
+            read_until(b"40 120\r\n", timeout=1)
+        assert b"40 120\r\n" in seen
         os.write(fd, b"exit 3\r")
         read_until(b"\0", timeout=10)
     finally:

@@ -35,18 +35,23 @@ def _strings(body: dict[str, Any], name: str) -> list[str]:
     return list(v)
 
 
+def _console_size(body: dict[str, Any]) -> tuple[int, int] | None:
+    size = _get(body, "ConsoleSize", list, None)
+    if not size:
+        return None
+    if len(size) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0
+                                 for x in size):
+        raise InvalidArgument("invalid ConsoleSize: expected [height, width]")
+    return (size[0], size[1]) if any(size) else None
+
+
 async def exec_create(request: web.Request) -> web.Response:
     name = request.match_info["id"]
     body = await json_body(request)
     cmd = body.get("Cmd")
     cmd = [cmd] if isinstance(cmd, str) else _strings(body, "Cmd")
     env = _strings(body, "Env")
-    size = _get(body, "ConsoleSize", list, None)
-    console: tuple[int, int] | None = None
-    if size:
-        if len(size) != 2 or not all(isinstance(x, int) and x >= 0 for x in size):
-            raise InvalidArgument("invalid ConsoleSize: expected [height, width]")
-        console = (size[0], size[1])
+    console = _console_size(body)
     kw = dict(env=env, user=_get(body, "User", str, "") or None,
               workdir=_get(body, "WorkingDir", str, "") or None,
               tty=_get(body, "Tty", bool, False), stdin=_get(body, "AttachStdin", bool, False),
@@ -64,8 +69,11 @@ async def exec_start(request: web.Request) -> web.StreamResponse:
     body = await json_body(request)
     detach = _get(body, "Detach", bool, False)
     _get(body, "Tty", bool, False)
+    size = _console_size(body)
     # an unknown session (404) or a stopped container (409) is answered before any upgrade
     info = await svc.run(lambda e: _startable(e, eid))
+    if size:  # the TTY's size at start (API 1.42+), as a resize before it runs
+        await svc.run(lambda e: e.containers.exec_resize(eid, *size))
     if detach:
         # nothing on the body: Docker's answer to a detached start is empty
         await svc.run(lambda e: e.containers.exec_start(eid, detach=True))
