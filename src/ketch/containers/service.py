@@ -694,8 +694,8 @@ class ContainerService:
         return attach.pump(session, attach.OutputStreams(stdout, stderr, stdin, detach_keys))
 
     # -- exec sessions (containers.execs) ----------------------------------------------
-    def exec_create(self, name_or_id: str, command: list[str], *,
-                    env: list[str] | None = None, user: str | None = None,
+    def exec_create(self, name_or_id: str, command: builtins.list[str], *,
+                    env: builtins.list[str] | None = None, user: str | None = None,
                     workdir: str | None = None, tty: bool = False, stdin: bool = False,
                     stdout: bool = True, stderr: bool = True, privileged: bool = False,
                     detach_keys: str | None = None,
@@ -890,7 +890,7 @@ class ContainerService:
                     if all or r.state in ("running", "paused")]
         return _stats_rows(self, recs, interval)
 
-    def update(self, name_or_id: str, changes: dict[str, Any]) -> list[str]:
+    def update(self, name_or_id: str, changes: dict[str, Any]) -> builtins.list[str]:
         """`update`: resource limits and restart policy (Docker's UpdateConfig), in the
         HostConfig and, while it runs, the container's cgroup; the warnings."""
         from ketch.containers.update import update
