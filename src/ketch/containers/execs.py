@@ -183,10 +183,6 @@ def running_ids(svc: ContainerService, cid: str) -> list[str]:
     return out
 
 
-def tty(svc: ContainerService, eid: str) -> bool:
-    return bool(_find(svc, eid)[1]["Tty"])
-
-
 def start(svc: ContainerService, eid: str, *, stdout: OutputSink | None = None,
           stderr: OutputSink | None = None, stdin: InputSource | None = None,
           detach: bool = False, on_started: Callable[[int], None] | None = None

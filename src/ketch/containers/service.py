@@ -723,11 +723,6 @@ class ContainerService:
 
         return execs.inspect(self, exec_id)
 
-    def exec_tty(self, exec_id: str) -> bool:
-        from ketch.containers import execs
-
-        return execs.tty(self, exec_id)
-
     def exec_resize(self, exec_id: str, height: int, width: int) -> None:
         from ketch.containers import execs
 
