@@ -226,3 +226,23 @@ def test_docker_cp_streams_tars_through_stdin_and_stdout(api: Api, tmp_path: Pat
     files = {m.name: tf.extractfile(m).read() for m in tf if m.isfile()}  # type: ignore[union-attr]
     assert list(files.values()) == [b"piped\n"]
     assert list(files)[0].endswith("in.txt")
+
+
+def test_archive_put_keeps_the_tars_owners_only_with_copy_uid_gid(api: Api) -> None:
+    api.docker("run", "-d", "--name", "own1", "busybox", "sleep", "300")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name in ("kept", "reset"):
+            info = tarfile.TarInfo(name)
+            info.size, info.uid, info.gid = 2, 1234, 4321
+            tf.addfile(info, io.BytesIO(b"x\n"))
+    data = buf.getvalue()
+    conn = api.http()
+    for name, query in (("kept", "&copyUIDGID=true"), ("reset", "")):
+        conn.request("PUT", f"/containers/own1/archive?path=/tmp{query}", data)
+        r = conn.getresponse()
+        r.read()
+        assert r.status == 200
+        owner = api.docker("exec", "own1", "stat", "-c", "%u:%g", f"/tmp/{name}").stdout
+        assert owner == ("1234:4321\n" if name == "kept" else "0:0\n")
+    conn.close()
