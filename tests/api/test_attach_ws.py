@@ -99,3 +99,24 @@ def test_docker_py_exec_socket_forwards_stdin(api: Api) -> None:
     sock.close()
     assert frames == [(1, b"exec:in\n")]
     assert client.api.exec_inspect(eid)["ExitCode"] == 0
+
+
+def test_docker_py_exec_socket_detaches_with_the_detach_keys(api: Api) -> None:
+    client = api.client()
+    c = client.containers.run("busybox", ["sleep", "300"], detach=True, name="as3")
+    eid = client.api.exec_create(c.id, ["cat"], stdin=True, tty=True,
+                                 detach_keys="ctrl-x,x")["Id"]
+    sock = client.api.exec_start(eid, tty=True, socket=True)
+    raw: socket.socket = sock._sock  # type: ignore[attr-defined]
+    raw.settimeout(15)
+    raw.sendall(b"echoed\n")
+    seen = b""
+    while b"echoed\r\n" not in seen:
+        chunk = raw.recv(4096)
+        assert chunk, "the exec ended before echoing"
+        seen += chunk
+    raw.sendall(b"\x18x")  # ctrl-x, x: the session lets go; cat goes on
+    while raw.recv(4096):
+        pass
+    sock.close()
+    assert client.api.exec_inspect(eid)["Running"] is True

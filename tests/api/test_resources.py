@@ -58,6 +58,16 @@ def test_update_bad_input_is_refused_and_changes_nothing(api: Api) -> None:
     conn.close()
     assert api.docker("inspect", "-f", "{{.HostConfig.Memory}}", "up2").stdout.strip() \
         == str(64 * MiB)
+    # field names match without regard to case, as dockerd's JSON decoding
+    conn = api.http()
+    conn.request("POST", "/v1.45/containers/up2/update",
+                 json.dumps({"memory": 80 * MiB, "memorySwap": 160 * MiB}),
+                 {"Content-Type": "application/json"})
+    r = conn.getresponse()
+    assert r.status == 200 and json.loads(r.read()) == {"Warnings": []}
+    conn.close()
+    assert api.docker("inspect", "-f", "{{.HostConfig.Memory}}", "up2").stdout.strip() \
+        == str(80 * MiB)
 
 
 def test_docker_py_stats_documents_one_shot_and_streamed(api: Api) -> None:

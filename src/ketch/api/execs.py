@@ -16,8 +16,14 @@ from ketch.engine import Engine
 from ketch.errors import Conflict, InvalidArgument, KetchError
 
 
+def _folded(body: dict[str, Any]) -> dict[str, Any]:
+    """The body's keys lower-cased: dockerd decodes JSON with Go's encoding/json, which
+    matches field names without regard to case (docker-py sends `detachKeys`)."""
+    return {k.lower(): v for k, v in body.items()}
+
+
 def _get(body: dict[str, Any], name: str, kind: type, default: Any) -> Any:
-    v = body.get(name)
+    v = body.get(name.lower())
     if v is None:
         return default
     if not isinstance(v, kind) or kind is int and isinstance(v, bool):
@@ -47,8 +53,8 @@ def _console_size(body: dict[str, Any]) -> tuple[int, int] | None:
 
 async def exec_create(request: web.Request) -> web.Response:
     name = request.match_info["id"]
-    body = await json_body(request)
-    cmd = body.get("Cmd")
+    body = _folded(await json_body(request))
+    cmd = body.get("cmd")
     cmd = [cmd] if isinstance(cmd, str) else _strings(body, "Cmd")
     env = _strings(body, "Env")
     console = _console_size(body)
@@ -66,7 +72,7 @@ async def exec_create(request: web.Request) -> web.Response:
 async def exec_start(request: web.Request) -> web.StreamResponse:
     svc: Service = request.app[SVC]
     eid = request.match_info["id"]
-    body = await json_body(request)
+    body = _folded(await json_body(request))
     detach = _get(body, "Detach", bool, False)
     _get(body, "Tty", bool, False)
     size = _console_size(body)

@@ -19,6 +19,9 @@ STR_FIELDS = ("CpusetCpus", "CpusetMems")
 
 
 def _changes(update: dict[str, Any]) -> dict[str, Any]:
+    # field names match without regard to case, as Go's encoding/json decodes dockerd's
+    names = {k.lower(): k for k in (*INT_FIELDS, *STR_FIELDS, "RestartPolicy")}
+    update = {names.get(k.lower(), k): v for k, v in update.items()}
     out: dict[str, Any] = {}
     for k in INT_FIELDS:
         v = update.get(k)
@@ -40,9 +43,10 @@ def _changes(update: dict[str, Any]) -> dict[str, Any]:
     if rp is not None:
         if not isinstance(rp, dict):
             raise InvalidArgument("invalid RestartPolicy: expected an object")
-        if rp.get("Name"):
-            out["RestartPolicy"] = {"Name": rp["Name"],
-                                    "MaximumRetryCount": rp.get("MaximumRetryCount") or 0}
+        rp = {k.lower(): v for k, v in rp.items()}
+        if rp.get("name"):
+            out["RestartPolicy"] = {"Name": rp["name"],
+                                    "MaximumRetryCount": rp.get("maximumretrycount") or 0}
     return out
 
 
