@@ -120,3 +120,30 @@ def test_docker_py_exec_socket_detaches_with_the_detach_keys(api: Api) -> None:
         pass
     sock.close()
     assert client.api.exec_inspect(eid)["Running"] is True
+
+
+def test_a_websocket_client_leaving_frees_its_attach_at_once(api: Api) -> None:
+    from tests.containers.conftest import wait_for
+
+    api.docker("run", "-d", "--name", "ws3", "busybox", "sleep", "300")
+
+    async def attach_and_leave() -> None:
+        conn = aiohttp.UnixConnector(path=str(api.sock))
+        async with aiohttp.ClientSession(connector=conn) as s:
+            ws = await s.ws_connect("http://localhost/containers/ws3/attach/ws?stream=1"
+                                    "&stdout=1&stderr=1")
+            wait_for(lambda: attach_sockets() == 1, timeout=10, what="the attach")
+            await ws.close()
+
+    def attach_sockets() -> int:
+        """The service's connections to conmon attach sockets (seqpacket, its only)."""
+        import subprocess
+
+        out = subprocess.run(["ss", "-xp"], capture_output=True, text=True).stdout
+        return sum(1 for line in out.splitlines()
+                   if line.startswith("u_seq") and f"pid={api.proc.pid}," in line)
+
+    asyncio.run(attach_and_leave())
+    # the silent container keeps nothing of the service: its attach session is gone
+    wait_for(lambda: attach_sockets() == 0, timeout=10, what="the attach to be released")
+    assert api.docker("inspect", "-f", "{{.State.Running}}", "ws3").stdout.strip() == "true"

@@ -56,6 +56,8 @@ async def attach_ws(request: web.Request) -> web.StreamResponse:
     if want_in and rec.config.get("OpenStdin"):
         stdin_r, stdin_w = os.pipe()
 
+    held: dict[str, Any] = {}  # the attach session, once there is one
+
     async def read_client() -> None:
         try:
             async for msg in ws:
@@ -69,6 +71,10 @@ async def attach_ws(request: web.Request) -> web.StreamResponse:
             if stdin_w is not None:
                 with contextlib.suppress(OSError):
                     os.close(stdin_w)
+            if ws.closed and "session" in held:
+                # a websocket has no half-close: the client is gone, so let go of the
+                # session now rather than at the container's next output
+                held["session"].interrupt()
 
     reader = asyncio.ensure_future(read_client())
     try:
@@ -82,6 +88,9 @@ async def attach_ws(request: web.Request) -> web.StreamResponse:
                 await ws.send_str(f"Error: {exc.message}\n")
                 session = None
             if session is not None:
+                held["session"] = session
+                if reader.done():
+                    session.interrupt()  # the client is gone already
                 svc.sessions.add(session)
                 try:
                     await svc.run(lambda e: e.containers.pump(
