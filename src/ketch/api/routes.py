@@ -27,7 +27,8 @@ from ketch.api.common import SERVER, SVC, Service, error_response, errors_middle
 
 __all__ = ["Service", "make_app"]
 
-MODULES = (system, containers, images, networks, volumes, build, distribution, execs, archive, resources, attach_ws)
+MODULES = (system, containers, images, networks, volumes, build, distribution, execs, archive,
+           resources, attach_ws)
 
 
 async def _not_found(request: web.Request) -> web.Response:
