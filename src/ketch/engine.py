@@ -506,6 +506,29 @@ class Engine:
 
         cleanup(self.containers, container)
 
+    # -- events (ketch.events) -------------------------------------------------------------
+    def events(self, *, since: str | None = None, until: str | None = None,
+               filters: dict[str, list[str]] | None = None,
+               stopped: Callable[[], bool] | None = None) -> Iterator[dict[str, Any]]:
+        """`docker events`: the events every ketch process journaled, as dicts of
+        dockerd's JSON shape (Type, Action, Actor, scope, time, timeNano, and status/id/
+        from for containers and images).
+
+        `since`/`until` as the docker CLI takes them (RFC 3339, Unix seconds, a duration
+        like 10m before now). Without `since` only new events come; without `until`, or
+        with one in the future, the iterator follows the journal until then, or until
+        `stopped()` is true (checked a few times a second). Bad values and unknown
+        filters raise InvalidArgument here, before anything is read."""
+        import time
+
+        from ketch.events.reader import Filter, parse_time, read
+
+        now = time.time()
+        start = parse_time(since, now)
+        end = parse_time(until, now)
+        flt = Filter(filters)
+        return read(self.root_dir, since=start, until=end, filters=flt, stopped=stopped)
+
     # -- value grammars the front doors share ---------------------------------------------
     @staticmethod
     def port_bindings(spec: str) -> list[tuple[str, dict[str, str]]]:

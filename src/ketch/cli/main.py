@@ -44,6 +44,7 @@ SHORTCUTS: dict[str, tuple[str, str, str]] = {
     "cp": ("container", "cp", "Copy files/folders between a container and the local"
            " filesystem"),
     "create": ("container", "create", "Create a new container"),
+    "events": ("system", "events", "Get real time events from the server"),
     "diff": ("container", "diff", "Inspect changes to files or directories on a container's"
              " filesystem"),
     "export": ("container", "export", "Export a container's filesystem as a tar archive"),

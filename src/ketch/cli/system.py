@@ -9,6 +9,11 @@ from ketch.cli.base import Registry, check_args, engine, format_each, out, posit
 from ketch.cli.flags import Namespace, Parser
 from ketch.errors import KetchError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
 registry = Registry()
 
 
@@ -212,6 +217,46 @@ def inspect(ns: Namespace) -> int:
     else:
         print_json(results)
     return rc
+
+
+@registry.command("events", "[OPTIONS]", "Get real time events from the server")
+def _events(p: Parser) -> None:
+    p.add_argument("-f", "--filter", action="append", default=[], metavar="filter",
+                   help="Filter output based on conditions provided")
+    p.add_argument("--format", metavar="string",
+                   help="Format output using a custom template: 'json' or a Go template")
+    p.add_argument("--since", metavar="string", help="Show all events created since timestamp")
+    p.add_argument("--until", metavar="string", help="Stream events until this timestamp")
+
+
+@_events.handler
+def events(ns: Namespace) -> None:
+    from ketch.cli.base import parse_filters
+
+    stream = engine().events(since=ns.since, until=ns.until,
+                             filters=parse_filters(ns.filter))
+    render = _event_renderer(ns.format)
+    try:
+        for ev in stream:
+            sys.stdout.write(render(ev) + "\n")
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        return  # Ctrl-C ends the stream, as docker's: exit 0, no message
+
+
+def _event_renderer(fmt: str | None) -> Callable[[dict[str, Any]], str]:
+    from ketch.events import reader
+
+    if not fmt:
+        return reader.plain
+    if fmt.strip() in ("json", "{{json .}}"):
+        import json
+
+        return lambda ev: json.dumps(ev, ensure_ascii=False, separators=(",", ":"))
+    from ketch.fmt.gotemplate import Template
+
+    template = Template(fmt)
+    return lambda ev: template.execute(reader.template_view(ev))
 
 
 @registry.command("restart-policies", "[OPTIONS]",

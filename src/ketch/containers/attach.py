@@ -111,6 +111,7 @@ def run_attached(svc: ContainerService, cid: str, *, stdin: bool, tty: bool,
         rec = svc.records.get(cid)
         assert rec is not None
         holder["s"] = lifecycle.monitor(svc, rec).attach(paths)
+        svc.event(rec, "attach")
 
     try:
         rec = lifecycle.start(svc, cid, before_start=attach_first)
@@ -155,6 +156,7 @@ def attach_running(svc: ContainerService, name_or_id: str, *, stdin: bool,
     old = _proxy_signals(svc, rec.id) if sig_proxy and not tty_mode else {}
     try:
         with lifecycle.monitor(svc, rec).attach(paths) as session:
+            svc.event(rec, "attach")
             detached = _stream(svc, session, paths,
                                stdin=stdin and bool(rec.config.get("OpenStdin")),
                                tty_mode=tty_mode, detach_keys=detach_keys)
@@ -227,6 +229,7 @@ def start_with_sessions(svc: ContainerService, name_or_id: str, count: int
         mon = lifecycle.monitor(svc, rec)
         for _ in range(count):
             sessions.append(mon.attach(paths))
+        svc.event(rec, "attach")
 
     try:
         rec = lifecycle.start(svc, name_or_id, before_start=attach_first if count else None)
@@ -246,7 +249,9 @@ def session_of_running(svc: ContainerService, name_or_id: str) -> AttachSession:
         raise Conflict("You cannot attach to a paused container, unpause it first")
     if rec.state != "running":
         raise Conflict("You cannot attach to a stopped container, start it first")
-    return lifecycle.monitor(svc, rec).attach(lifecycle.paths(svc, rec))
+    session = lifecycle.monitor(svc, rec).attach(lifecycle.paths(svc, rec))
+    svc.event(rec, "attach")
+    return session
 
 
 def pump(session: AttachSession, streams: OutputStreams) -> bool:
@@ -269,6 +274,7 @@ def resize(svc: ContainerService, name_or_id: str, height: int, width: int) -> N
     if not rec.config.get("Tty"):
         return  # Docker: resizing a container without a TTY does nothing
     lifecycle.monitor(svc, rec).resize(lifecycle.paths(svc, rec), height, width)
+    svc.event(rec, "resize", height=height, width=width)
 
 
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")

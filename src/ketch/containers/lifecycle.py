@@ -188,6 +188,8 @@ def _mounts(svc: ContainerService, rec: ContainerRecord, rootfs: Path
             if not store.path(name).is_dir():
                 store.create(name, labels=mp.volume_labels, options=mp.volume_options)
             data = store.acquire(name, rec.id)
+            store.event("mount", name, container=rec.id, destination=mp.target,
+                        propagation="", **{"read/write": str(not mp.read_only).lower()})
             if mp.copy_data and first_start:
                 seed_from_image(rootfs, mp.target, data)
             source = str(data)
@@ -214,11 +216,14 @@ def _release_volumes(svc: ContainerService, rec: ContainerRecord) -> None:
     from ketch.containers.volumes import VolumeStore
 
     store = VolumeStore(svc.engine)
+    mounted = rec.state in ("running", "paused")  # not again when a stopped one is removed
     for name in volume_names(rec):
         try:
             store.release(name, rec.id)
         except KetchError:
-            pass
+            continue
+        if mounted and store.path(name).is_dir():
+            store.event("unmount", name, container=rec.id)
 
 
 def _network_up(svc: ContainerService, rec: ContainerRecord,
@@ -406,7 +411,9 @@ def _start_locked(svc: ContainerService, rec: ContainerRecord,
         fields["finished_at"] = 0.0
     svc.records.update(rec.id, state="running", pid=pid, started_at=started_at,
                        exit_code=0, error="", network=_public_net(net), **fields)
-    return svc.records.get(rec.id) or rec
+    rec = svc.records.get(rec.id) or rec
+    svc.event(rec, "start")
+    return rec
 
 
 def _cancel(later: list[DeferredStep], plumbing: _Background | None) -> None:
@@ -468,6 +475,7 @@ def kill(svc: ContainerService, name_or_id: str, sig: str | int = "KILL") -> Non
     if rec.state == "restarting":
         return  # nothing runs: the wait was called off, or goes on (another signal)
     monitor(svc, rec).runtime.kill(rec.id, num)
+    svc.event(rec, "kill", signal=num)
 
 
 def kill_now(svc: ContainerService, rec: ContainerRecord) -> None:
@@ -480,6 +488,7 @@ def kill_now(svc: ContainerService, rec: ContainerRecord) -> None:
             pass
     try:
         mon.runtime.kill(rec.id, _signal.SIGKILL)
+        svc.event(rec, "kill", signal=int(_signal.SIGKILL))
     except KetchError:
         pass
     try:
@@ -517,20 +526,28 @@ def stop(svc: ContainerService, name_or_id: str, *, timeout: int | None = None,
         except KetchError:
             pass
     try:
-        if timeout != 0:
-            mon.runtime.kill(rec.id, sig)
-            try:
-                mon.wait_exit(p, timeout=timeout if timeout > 0 else None)
-                finish(svc, rec.id)
-                return
-            except TimeoutError:
-                pass
-        mon.runtime.kill(rec.id, _signal.SIGKILL)
-        mon.wait_exit(p, timeout=30)
+        _stop_process(svc, rec, mon, p, sig, timeout)
     except KetchError:
         if mon.exit_status(p) is None and mon.monitor_alive(p):
             raise
     finish(svc, rec.id)
+    svc.event(rec, "stop")
+
+
+def _stop_process(svc: ContainerService, rec: ContainerRecord, mon: ConmonMonitor,
+                  p: ContainerPaths, sig: int, timeout: int) -> None:
+    """The stop signal, and SIGKILL if the process outlives `timeout` (-1: forever)."""
+    if timeout != 0:
+        mon.runtime.kill(rec.id, sig)
+        svc.event(rec, "kill", signal=sig)
+        try:
+            mon.wait_exit(p, timeout=timeout if timeout > 0 else None)
+            return
+        except TimeoutError:
+            pass
+    mon.runtime.kill(rec.id, _signal.SIGKILL)
+    svc.event(rec, "kill", signal=int(_signal.SIGKILL))
+    mon.wait_exit(p, timeout=30)
 
 
 def finish(svc: ContainerService, cid: str, *, locked: bool = False,
@@ -561,6 +578,7 @@ def _finish(svc: ContainerService, cid: str, apply_policy: bool = True) -> None:
     extra = dict(rec.extra)
     extra.pop("stopping", None)
     extra["OOMKilled"] = bool(status and status.oom_killed)
+    svc.event(rec, "die", exitCode=code)  # before the network goes, as dockerd's order
     release_resources(svc, rec)
     # The policy acts on an exit the monitor recorded; a monitor gone without one (the
     # host rebooted) leaves the container exited, for the boot-time command.

@@ -51,6 +51,8 @@ def setup(engine: ContainerHost, rec: ContainerRecord, *,
     att = svc.setup(rec.id, mode=mode, ports=_bindings(rec), aliases=aliases, ip=ip,
                     hostname=rec.config.get("Hostname") or rec.id[:12],
                     mac=rec.config.get("MacAddress") or None, later=later)
+    for ep in att.networks.values():
+        svc.event("connect", ep.network_id, ep.network_name, container=rec.id)
     if att.networks:
         _connect_others(engine, rec, att, endpoints, later)
     ports = [{"IP": b.display_ip, "PrivatePort": b.container_port,

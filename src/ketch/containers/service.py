@@ -135,6 +135,18 @@ class ContainerService:
         finally:
             os.close(fd)
 
+    # -- events ------------------------------------------------------------------------
+    def event(self, rec: ContainerRecord, action: str, **extra: object) -> None:
+        """Journal a container event (ketch.events) with dockerd's attributes: the
+        container's labels, its image and name, and what `extra` adds."""
+        from ketch.events.journal import emit
+
+        attrs: dict[str, object] = dict(rec.config.get("Labels") or {})
+        attrs["image"] = rec.image_name
+        attrs["name"] = rec.name
+        attrs.update(extra)
+        emit(self.engine.root_dir, "container", action, rec.id, attrs)
+
     # -- lookup ------------------------------------------------------------------------
     def get(self, name_or_id: str) -> ContainerRecord:
         rec = self.records.find(name_or_id)
@@ -234,6 +246,7 @@ class ContainerService:
 
             shutil.rmtree(d, ignore_errors=True)
             raise
+        self.event(rec, "create")
         return rec
 
     def _namespace_hostname(self, hc: dict[str, Any], config: dict[str, Any]) -> None:
@@ -568,6 +581,7 @@ class ContainerService:
         if volumes:
             lifecycle.remove_anonymous_volumes(self, rec)
         self.records.delete(rec.id, exit_code=exit_code)
+        self.event(rec, "destroy")
         import shutil
 
         shutil.rmtree(self.path(rec.id), ignore_errors=True)
@@ -614,6 +628,7 @@ class ContainerService:
             raise InvalidArgument(
                 "Renaming a container with the same name as its current name")
         self.records.update(rec.id, name=new_name)
+        self.event(self.records.get(rec.id) or rec, "rename", oldName=f"/{rec.name}")
 
     # -- lifecycle (ketch.containers.lifecycle does the work) ---------------------------
     def start(self, name_or_id: str) -> ContainerRecord:
@@ -632,7 +647,7 @@ class ContainerService:
         # RestartCount counts restarts by the restart policy, not `docker restart`
         rec = self.get(name_or_id)
         self.stop(rec.id, timeout=timeout, signal=signal)
-        self.start(rec.id)
+        self.event(self.start(rec.id), "restart")
 
     def kill(self, name_or_id: str, signal: str | int = "KILL") -> None:
         from ketch.containers import lifecycle
@@ -647,6 +662,7 @@ class ContainerService:
             raise Conflict(f"container {rec.id} is not running")
         lifecycle.monitor(self, rec).runtime.pause(rec.id)
         self.records.update(rec.id, state="paused")
+        self.event(rec, "pause")
 
     def unpause(self, name_or_id: str) -> None:
         from ketch.containers import lifecycle
@@ -656,6 +672,7 @@ class ContainerService:
             raise Conflict(f"container {rec.id} is not paused")
         lifecycle.monitor(self, rec).runtime.resume(rec.id)
         self.records.update(rec.id, state="running")
+        self.event(rec, "unpause")
 
     def wait(self, name_or_id: str) -> int:
         from ketch.containers import lifecycle
@@ -1137,7 +1154,9 @@ def _commit_container(svc: ContainerService, rec: ContainerRecord, *, ref: str |
         config["rootfs"] = {"type": "layers", "diff_ids": diff_ids + [layer.diff_id]}
         layers = [NewLayer(d.digest, d.media_type, d.size, diff_id, 0)
                   for d, diff_id in zip(base_manifest.layers, diff_ids, strict=True)]
-        return images.commit(config, layers + [layer], parent=base.id, tags=tags)
+        image = images.commit(config, layers + [layer], parent=base.id, tags=tags)
+    svc.event(rec, "commit", comment=message, imageID=image.id, imageRef=ref or "")
+    return image
 
 
 # -- stats ---------------------------------------------------------------------------------

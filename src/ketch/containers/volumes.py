@@ -74,7 +74,15 @@ class VolumeStore:
             if options:
                 self._write_json(name, "opts.json", options)
         self.ensure(name)
+        if not existed:
+            self.event("create", name)
         return self.inspect(name)
+
+    def event(self, action: str, name: str, **attrs: object) -> None:
+        """Journal a volume event (ketch.events), with dockerd's attributes."""
+        from ketch.events.journal import emit
+
+        emit(self.engine.root_dir, "volume", action, name, {"driver": "local", **attrs})
 
     def _write_json(self, name: str, file: str, data: dict[str, str]) -> None:
         import json
@@ -228,6 +236,7 @@ class VolumeStore:
         if is_mounted(p / "_data"):
             raise Conflict(f"remove {name}: the volume's filesystem is still mounted")
         shutil.rmtree(p)
+        self.event("destroy", name)
 
     def df(self) -> builtins.list[dict[str, Any]]:
         """`docker system df` data: each volume with UsageData {Size, RefCount}."""

@@ -188,6 +188,7 @@ def pull(images: ImageService, name: str, *, quiet: bool = False,
             yield Progress(f"Status: Image is up to date for {shown}")
         else:
             yield Progress(f"Status: Downloaded newer image for {shown}")
+    images.event("pull", ref.familiar(), ref.familiar())
     yield PullResult(rec.id, top_digest, not up_to_date, str(ref))
 
 

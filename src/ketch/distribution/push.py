@@ -324,6 +324,7 @@ def push(images: ImageService, name: str, *, compression_format: str | None = No
         raise KetchError(f"registry stored the manifest as {served}, expected {digest}")
     with images.db.transaction() as conn:
         images.records.add_digest(conn, f"{ref.repository}@{digest}", rec.id)
+    images.event("push", ref.familiar(), ref.familiar())
     yield PushResult(ref.tag or "latest", digest, len(manifest_bytes))
 
 

@@ -20,6 +20,7 @@ from ketch.errors import (
     ImageNotFound,
     InvalidArgument,
     InvalidReference,
+    KetchError,
     NotFound,
 )
 from ketch.oci.digest import chain_ids, hex_of, sha256_bytes
@@ -126,6 +127,14 @@ class ImageService:
         self.intents: Callable[[], Intents] = intents or (lambda: _open_intents(db))
         # An image ID is the digest of its config, so its chain IDs never change.
         self._chains: dict[str, list[str]] = {}
+
+    # -- events -------------------------------------------------------------------
+    def event(self, action: str, actor_id: str, name: str) -> None:
+        """Journal an image event (ketch.events): `actor_id` is the image ID (the
+        reference for pull and push, as dockerd), `name` its `name` attribute."""
+        from ketch.events.journal import emit
+
+        emit(str(self.root), "image", action, actor_id, {"name": name})
 
     # -- lookup -------------------------------------------------------------------
     def resolve(self, name: str) -> ImageRecord:
@@ -474,6 +483,7 @@ class ImageService:
         rec = self.resolve(source)
         with self.db.transaction() as conn:
             self.records.set_tag(conn, str(ref), rec.id)
+        self.event("tag", rec.id, familiar(str(ref)))
 
     def remove(self, name: str, *, force: bool = False,
                prune: bool = True) -> builtins.list[dict[str, str]]:
@@ -514,6 +524,7 @@ class ImageService:
                 else:
                     self.records.remove_tag(conn, key)
             records.append({"Untagged": familiar(key)})
+            self.event("untag", rec.id, familiar(key))
             rec = self.records.get(rec.id) or rec
             if not ref.digest and not any(_repo_of(t) == ref.repository for t in rec.tags):
                 # The last tag of a repository takes that repository's digests with it.
@@ -522,6 +533,7 @@ class ImageService:
                         with self.db.transaction() as conn:
                             self.records.remove_digest(conn, d)
                         records.append({"Untagged": familiar(d)})
+                        self.event("untag", rec.id, familiar(d))
                 rec = self.records.get(rec.id) or rec
             if rec.tags or rec.digests:
                 return records
@@ -536,6 +548,8 @@ class ImageService:
                 for d in rec.digests:
                     self.records.remove_digest(conn, d)
             records.extend({"Untagged": familiar(r)} for r in refs)
+            for r in refs:
+                self.event("untag", rec.id, familiar(r))
             rec = self.records.get(rec.id) or rec
         self._delete_image(rec, records, force=force, prune=prune, quiet=removed_repo_ref)
         return records
@@ -584,7 +598,9 @@ class ImageService:
             self.records.delete(conn, rec.id)
         for r in sorted(rec.tags + rec.digests, key=familiar):
             records.append({"Untagged": familiar(r)})
+            self.event("untag", rec.id, familiar(r))
         records.append({"Deleted": rec.id})
+        self.event("delete", rec.id, rec.id)
         # Report the layers nothing references any more, topmost first, as Docker does;
         # the sweep that removes them from disk is gc().
         if chains:
@@ -767,7 +783,9 @@ class ImageService:
         with self.writing():
             layer = self.add_layer_stream(open_decompressed(stream), parent=None)
             config["rootfs"]["diff_ids"] = [layer.diff_id]
-            return self.commit(config, [layer], tags=[str(target)] if target else [])
+            rec = self.commit(config, [layer], tags=[str(target)] if target else [])
+        self.event("import", rec.id, familiar(str(target)) if target else rec.id)
+        return rec
 
     def add_layer_stream(self, stream: Any, parent: str | None) -> NewLayer:
         """Store an uncompressed layer tar stream as a blob and unpack it, in one read."""
@@ -846,6 +864,8 @@ class ImageService:
             if not self.get_config(rec).diff_ids:
                 raise InvalidArgument("empty export - not implemented")
         write_image_archive(self, list(selected.values()), out)
+        for rec, tags in selected.values():
+            self.event("save", rec.id, familiar(tags[0]) if tags else rec.id)
 
     def load(self, stream: Any, *, on_message: Callable[[str], None] | None = None,
              on_progress: Callable[[Any], None] | None = None) -> builtins.list[str]:
@@ -854,8 +874,15 @@ class ImageService:
         from ketch.images.archive import read_image_archive
 
         with self.writing():
-            return read_image_archive(self, stream, on_message or (lambda s: None),
-                                      on_progress)
+            loaded = read_image_archive(self, stream, on_message or (lambda s: None),
+                                        on_progress)
+        for line in loaded:  # "Loaded image: NAME" or "Loaded image ID: ID"
+            name = line.partition(": ")[2]
+            try:
+                self.event("load", self.resolve(name).id, name)
+            except KetchError:
+                continue  # untagged or removed meanwhile: nothing to name
+        return loaded
 
 
 class _Tee:

@@ -276,6 +276,16 @@ class NetworkService:
             ifname=r["ifname"], host_ifname=r["host_ifname"])) for r in rows]
 
     # -- public: networks --------------------------------------------------------------
+    def event(self, action: str, net_id: str, name: str, driver: str = "bridge",
+              container: str | None = None) -> None:
+        """Journal a network event (ketch.events), with dockerd's attributes."""
+        from ketch.events.journal import emit
+
+        attrs = {"name": name, "type": driver}
+        if container:
+            attrs["container"] = container
+        emit(str(self.state_root), "network", action, net_id, attrs)
+
     def create_network(self, name: str, subnet: str | None = None, gateway: str | None = None,
                        internal: bool = False, driver: str = "bridge",
                        labels: dict[str, str] | None = None) -> Network:
@@ -331,6 +341,7 @@ class NetworkService:
             with self.db.transaction() as conn:
                 conn.execute("DELETE FROM net_networks WHERE id=?", (net_id,))
             raise
+        self.event("create", network.id, network.name, network.driver)
         return network
 
     def _free_subnet(self, taken: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
@@ -386,6 +397,7 @@ class NetworkService:
             conn.execute("DELETE FROM net_networks WHERE id=?", (net.id,))
             conn.execute("DELETE FROM net_names WHERE network_id=?", (net.id,))
         self._remove_network_objects(net, [Rule.decode(r) for r in rules])
+        self.event("destroy", net.id, net.name, net.driver)
 
     def prune_networks(self, filters: dict[str, list[str]] | None = None) -> list[str]:
         """Remove user-defined networks without containers; `filters` as `docker network
@@ -918,6 +930,8 @@ class NetworkService:
         nets = {ep.network_id for _cid, ep in endpoints}
         for net_id in nets:
             self._stop_dns(net_id, only_if_unused=True)
+        for _cid, ep in endpoints:
+            self.event("disconnect", ep.network_id, ep.network_name, container=container_id)
 
     # -- connect / disconnect ----------------------------------------------------------
     def connect(self, container_id: str, network: str, aliases: Iterable[str] = (),
@@ -957,6 +971,7 @@ class NetworkService:
         except BaseException:
             self._drop_endpoint(container_id, ep)
             raise
+        self.event("connect", net.id, net.name, net.driver, container_id)
         return ep
 
     def disconnect(self, container_id: str, network: str) -> None:
@@ -968,6 +983,7 @@ class NetworkService:
         if not found:
             raise NotFound(f"container {container_id} is not connected to network {net.name}")
         self._drop_endpoint(container_id, found[0][1])
+        self.event("disconnect", net.id, net.name, net.driver, container_id)
 
     def _drop_endpoint(self, container_id: str, ep: Endpoint) -> None:
         row = self._sandbox_row(container_id)
