@@ -16,6 +16,7 @@ from ketch.api import (
     build,
     containers,
     distribution,
+    events,
     execs,
     images,
     networks,
@@ -28,7 +29,7 @@ from ketch.api.common import SERVER, SVC, Service, error_response, errors_middle
 __all__ = ["Service", "make_app"]
 
 MODULES = (system, containers, images, networks, volumes, build, distribution, execs, archive,
-           resources, attach_ws)
+           resources, attach_ws, events)
 
 
 async def _not_found(request: web.Request) -> web.Response:

@@ -1,0 +1,225 @@
+"""`ketch events`: the journal every ketch process writes (the CLI, the monitor's exit
+command), read back with Docker's plain lines, JSON and templates, --since/--until and
+filters, followed live, and kept to a bounded size."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from tests.containers.conftest import TrackingCLI
+from tests.helpers.host import wait_for
+
+JSON_KEYS = ["status", "id", "from", "Type", "Action", "Actor", "scope", "time", "timeNano"]
+
+
+def mark() -> str:
+    """Now, as Unix seconds with nanoseconds (what the docker CLI sends for --since)."""
+    ns = time.time_ns()
+    return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
+
+
+def actions(ketch: TrackingCLI, since: str, *filters: str) -> list[str]:
+    args = ["events", "--since", since, "--until", mark(), "--format", "{{.Action}}"]
+    for f in filters:
+        args += ["--filter", f]
+    return ketch(*args, timeout=30).stdout.split("\n")[:-1]
+
+
+def test_run_rm_journals_create_attach_start_die_destroy_in_order(ketch: TrackingCLI) -> None:
+    t0 = mark()
+    proc = ketch("run", "--rm", "--name", "ev-run", "-l", "team=blue", "busybox",
+                 "sh", "-c", "exit 3", check=False)
+    assert proc.returncode == 3, proc.stderr
+    assert actions(ketch, t0, "container=ev-run") == [
+        "create", "attach", "start", "die", "destroy"]
+    lines = ketch("events", "--since", t0, "--until", mark(), "--filter", "event=die",
+                  "--filter", "type=container").stdout.splitlines()
+    assert len(lines) == 1
+    # Docker's plain line: RFC 3339 with nanoseconds, type, action, ID, sorted attributes
+    stamp, kind, action, cid, attrs = lines[0].split(" ", 4)
+    assert len(stamp) == len("2026-12-03T16:00:00.000000000Z") and stamp.endswith("Z")
+    assert (kind, action, len(cid)) == ("container", "die", 64)
+    assert attrs == "(exitCode=3, image=busybox, name=ev-run, team=blue)"
+
+
+def test_events_json_has_dockerds_shape(ketch: TrackingCLI) -> None:
+    t0 = mark()
+    cid = ketch("create", "--name", "ev-json", "busybox", "true").stdout.strip()
+    ketch.ids.add(cid)
+    out = ketch("events", "--since", t0, "--until", mark(), "--filter", "container=ev-json",
+                "--format", "{{json .}}").stdout.splitlines()
+    assert len(out) == 1
+    ev = json.loads(out[0])
+    assert list(ev) == JSON_KEYS
+    assert ev["status"] == ev["Action"] == "create"
+    assert ev["id"] == ev["Actor"]["ID"] == cid
+    assert ev["from"] == "busybox" and ev["scope"] == "local"
+    assert ev["Actor"]["Attributes"] == {"image": "busybox", "name": "ev-json"}
+    assert ev["time"] == ev["timeNano"] // 1_000_000_000
+    # Go template fields by their Go names
+    line = ketch("events", "--since", t0, "--until", mark(), "--filter", "container=ev-json",
+                 "--format", "{{.Type}} {{.Status}} {{.Actor.Attributes.name}} {{.From}}"
+                 ).stdout
+    assert line == "container create ev-json busybox\n"
+
+
+def test_stop_journals_kill_die_stop_with_signal_and_exit_code(ketch: TrackingCLI,
+                                                               run_d) -> None:
+    t0 = mark()
+    run_d("--name", "ev-stop", "busybox", "sleep", "100")
+    ketch("stop", "-t", "0", "ev-stop")
+    ketch("rm", "ev-stop")
+    lines = ketch("events", "--since", t0, "--until", mark(), "--filter", "container=ev-stop",
+                  "--format", "{{.Action}} {{.Actor.Attributes.signal}}"
+                  " {{.Actor.Attributes.exitCode}}").stdout.splitlines()
+    assert lines == ["create <no value> <no value>", "start <no value> <no value>",
+                     "kill 9 <no value>", "die <no value> 137", "stop <no value> <no value>",
+                     "destroy <no value> <no value>"]
+
+
+def test_filters_select_by_type_event_image_label_and_name_prefix(ketch: TrackingCLI) -> None:
+    t0 = mark()
+    ketch("tag", "busybox", "ev-img:1")
+    a = ketch("create", "--name", "ev-flt-a", "-l", "tier=web", "busybox").stdout.strip()
+    b = ketch("create", "--name", "ev-flt-b", "busybox").stdout.strip()
+    ketch.ids.update({a, b})
+    ketch("rmi", "ev-img:1")
+    assert actions(ketch, t0, "type=image") == ["tag", "untag"]
+    assert actions(ketch, t0, "image=ev-img") == ["tag", "untag"]
+    ids = ketch("events", "--since", t0, "--until", mark(), "--filter", "event=create",
+                "--format", "{{.ID}}").stdout.split()
+    assert ids == [a, b]
+    assert ketch("events", "--since", t0, "--until", mark(), "--filter", "label=tier=web",
+                 "--format", "{{.ID}}").stdout.split() == [a]
+    # several values of one key: either; different keys: both
+    assert ketch("events", "--since", t0, "--until", mark(), "--filter", "container=ev-flt-b",
+                 "--filter", f"container={a[:12]}", "--filter", "type=container",
+                 "--format", "{{.Actor.Attributes.name}}").stdout.split() == [
+                     "ev-flt-a", "ev-flt-b"]
+    assert actions(ketch, t0, "container=ev-flt", "type=image") == []
+
+
+def test_since_and_until_take_rfc3339_unix_seconds_and_durations(ketch: TrackingCLI) -> None:
+    a = ketch("create", "--name", "ev-t-a", "busybox").stdout.strip()
+    ketch.ids.add(a)
+    time.sleep(0.05)
+    t1 = time.time()
+    b = ketch("create", "--name", "ev-t-b", "busybox").stdout.strip()
+    ketch.ids.add(b)
+    t2 = time.time()
+    rfc = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t1)) + f".{int(t1 % 1 * 1e6):06d}Z"
+    for since, until in ((f"{t1:.6f}", f"{t2:.6f}"), (rfc, f"{t2:.6f}")):
+        got = ketch("events", "--since", since, "--until", until, "--filter",
+                    "container=ev-t-", "--format", "{{.Actor.Attributes.name}}").stdout
+        assert got == "ev-t-b\n", (since, until)
+    got = ketch("events", "--since", "10m", "--until", "0s", "--filter", "container=ev-t-",
+                "--format", "{{.Actor.Attributes.name}}").stdout.split()
+    assert got == ["ev-t-a", "ev-t-b"]
+
+
+def test_bad_since_and_unknown_filters_are_one_line_errors(ketch: TrackingCLI) -> None:
+    for args, message in ((["--since", "yesterday"], "yesterday"),
+                          (["--filter", "colour=red"], "invalid filter 'colour'"),
+                          (["--filter", "type=boat"], "unknown event type: boat"),
+                          (["--filter", "nonsense"], "bad format of filter")):
+        proc = ketch("events", "--until", "0s", *args, check=False, timeout=30)
+        assert proc.returncode != 0 and proc.stdout == ""
+        assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
+def test_events_follows_until_interrupted_and_exits_0_quietly(ketch: TrackingCLI) -> None:
+    follower = subprocess.Popen(
+        ketch.argv("events", "--filter", "container=ev-follow", "--format",
+                   "{{.Action}}"), env=ketch.env(), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)  # it is reading the journal's end by now
+        cid = ketch("create", "--name", "ev-follow", "busybox").stdout.strip()
+        ketch.ids.add(cid)
+        assert follower.stdout is not None
+        assert follower.stdout.readline() == "create\n"
+        ketch("rm", "ev-follow")
+        assert follower.stdout.readline() == "destroy\n"
+        follower.send_signal(signal.SIGINT)
+        assert follower.wait(timeout=10) == 0
+        assert follower.stderr is not None and follower.stderr.read() == ""
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+
+
+def test_until_in_the_future_follows_until_then(ketch: TrackingCLI) -> None:
+    start = time.monotonic()
+    proc = subprocess.Popen(ketch.argv("events", "--until", f"{time.time() + 2:.3f}",
+                                       "--filter", "container=ev-until", "--format",
+                                       "{{.Action}}"),
+                            env=ketch.env(), stdout=subprocess.PIPE, text=True)
+    time.sleep(0.8)
+    ketch.ids.add(ketch("create", "--name", "ev-until", "busybox").stdout.strip())
+    out, _ = proc.communicate(timeout=15)
+    assert out == "create\n"
+    assert 1.5 < time.monotonic() - start < 10
+
+
+def test_container_killed_while_nothing_listens_still_has_its_die(ketch: TrackingCLI,
+                                                                   run_d) -> None:
+    t0 = mark()
+    cid = run_d("--name", "ev-killed", "busybox", "sleep", "100")
+    pid = int(ketch("inspect", "-f", "{{.State.Pid}}", cid).stdout)
+    os.kill(pid, signal.SIGKILL)  # from outside: no ketch command sees it happen
+    # `events` only reads the journal: the die comes from the monitor's exit command
+    found: list[str] = []
+
+    def died() -> bool:
+        found[:] = ketch("events", "--since", t0, "--until", mark(), "--filter",
+                         "event=die", "--filter", f"container={cid}", "--format",
+                         "{{.Actor.Attributes.exitCode}}").stdout.split()
+        return bool(found)
+
+    wait_for(died, timeout=20, what="the die event of a container killed from outside")
+    assert found == ["137"]
+    # and nothing journals it twice once a command looks at the container
+    assert ketch("inspect", "-f", "{{.State.ExitCode}}", cid).stdout.strip() == "137"
+    assert actions(ketch, t0, "event=die", f"container={cid}") == ["die"]
+
+
+def test_journal_stays_bounded_and_whole_under_concurrent_writers(ketch: TrackingCLI) -> None:
+    limit = 4096
+    env = {"KETCH_EVENTS_MAX_BYTES": str(limit)}
+    t0 = mark()
+    names = [f"ev-bound-{i}:v" for i in range(24)]
+    with ThreadPoolExecutor(4) as pool:  # four writers at a time
+        list(pool.map(lambda n: ketch("tag", "busybox", n, env=env), names))
+    ketch("rmi", *names, env=env)  # one process, 24 events
+    folder = Path(ketch.root) / "events"
+    files = sorted(p.name for p in folder.iterdir() if p.name.startswith("events.log"))
+    assert files == ["events.log", "events.log.1"]
+    sizes = [(folder / f).stat().st_size for f in files]
+    assert all(s <= limit for s in sizes), sizes
+    for f in files:  # no torn or interleaved line
+        for line in (folder / f).read_text().splitlines():
+            assert json.loads(line)["scope"] == "local"
+    kept = actions(ketch, t0, "type=image")
+    # the newest events are all there, the oldest went with the rotation
+    assert kept[-24:] == ["untag"] * 24
+    assert 24 <= len(kept) < 48
+
+
+@pytest.mark.parametrize("fmt", ["json", "{{json .}}"])
+def test_json_format_spellings_print_one_object_per_line(ketch: TrackingCLI, fmt: str) -> None:
+    t0 = mark()
+    ketch("tag", "busybox", "ev-fmt:1")
+    ketch("rmi", "ev-fmt:1")
+    out = ketch("events", "--since", t0, "--until", mark(), "--filter", "image=ev-fmt",
+                "--format", fmt).stdout.splitlines()
+    assert [json.loads(x)["Action"] for x in out] == ["tag", "untag"]
+    assert json.loads(out[0])["Actor"]["Attributes"]["name"] == "ev-fmt:1"
