@@ -245,10 +245,10 @@ def events(ns: Namespace) -> None:
 
 
 def _event_renderer(fmt: str | None) -> Callable[[dict[str, Any]], str]:
-    from ketch.events import reader
+    from ketch.fmt import events as render
 
     if not fmt:
-        return reader.plain
+        return render.plain
     if fmt.strip() in ("json", "{{json .}}"):
         import json
 
@@ -256,7 +256,7 @@ def _event_renderer(fmt: str | None) -> Callable[[dict[str, Any]], str]:
     from ketch.fmt.gotemplate import Template
 
     template = Template(fmt)
-    return lambda ev: template.execute(reader.template_view(ev))
+    return lambda ev: template.execute(render.template_view(ev))
 
 
 @registry.command("restart-policies", "[OPTIONS]",

@@ -1,5 +1,5 @@
 """Reading the events journal: replay from a time, follow like `tail -f`, filter as
-dockerd does (moby daemon/events/filter.go), and Docker's plain line.
+dockerd does (moby daemon/events/filter.go).
 
 A reader holds no lock and never blocks a writer. It keeps the file it reads open, so a
 rotation (the writer renaming events.log to events.log.1) costs it nothing: at the end
@@ -217,32 +217,3 @@ def read(root: str, *, since: int | None = None, until: int | None = None,
     finally:
         for f in files:
             f.close()
-
-
-def plain(ev: dict[str, Any]) -> str:
-    """The docker CLI's line for an event: `TIME TYPE ACTION ID (k=v, ...)`, the time in
-    the local zone with nanoseconds (Go's "2006-01-02T15:04:05.000000000Z07:00")."""
-    ns = int(ev.get("timeNano") or int(ev.get("time") or 0) * 1_000_000_000)
-    seconds, nanos = divmod(ns, 1_000_000_000)
-    t = time.localtime(seconds)
-    off = t.tm_gmtoff or 0
-    zone = "Z" if off == 0 else (f"{'+' if off > 0 else '-'}{abs(off) // 3600:02d}:"
-                                 f"{abs(off) % 3600 // 60:02d}")
-    stamp = (f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:"
-             f"{t.tm_min:02d}:{t.tm_sec:02d}.{nanos:09d}{zone}")
-    actor = ev.get("Actor") or {}
-    line = f"{stamp} {ev.get('Type')} {ev.get('Action')} {actor.get('ID') or ''}"
-    attrs = actor.get("Attributes") or {}
-    if attrs:
-        line += " (" + ", ".join(f"{k}={attrs[k]}" for k in sorted(attrs)) + ")"
-    return line
-
-
-def template_view(ev: dict[str, Any]) -> dict[str, Any]:
-    """The fields a Go template sees: moby's events.Message by its Go names (.Type,
-    .Action, .Actor.ID, .Status, .ID, .From, .Time, .TimeNano, .Scope)."""
-    view = dict(ev)
-    view.update({"Status": ev.get("status", ""), "ID": ev.get("id", ""),
-                 "From": ev.get("from", ""), "Scope": ev.get("scope", ""),
-                 "Time": ev.get("time", 0), "TimeNano": ev.get("timeNano", 0)})
-    return view
