@@ -139,7 +139,7 @@ class ContainerService:
     def event(self, rec: ContainerRecord, action: str, **extra: object) -> None:
         """Journal a container event (ketch.events) with dockerd's attributes: the
         container's labels, its image and name, and what `extra` adds."""
-        from ketch.events.journal import emit
+        from ketch.events import emit
 
         attrs: dict[str, object] = dict(rec.config.get("Labels") or {})
         attrs["image"] = rec.image_name

@@ -80,7 +80,7 @@ class VolumeStore:
 
     def event(self, action: str, name: str, **attrs: object) -> None:
         """Journal a volume event (ketch.events), with dockerd's attributes."""
-        from ketch.events.journal import emit
+        from ketch.events import emit
 
         emit(self.engine.root_dir, "volume", action, name, {"driver": "local", **attrs})
 

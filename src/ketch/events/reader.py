@@ -13,7 +13,7 @@ import os
 import time
 
 from ketch.errors import InvalidArgument
-from ketch.events.journal import FILE, OLD_FILE, directory
+from ketch.events import FILE, OLD_FILE, directory
 from ketch.store.jsoncol import loads
 
 TYPE_CHECKING = False

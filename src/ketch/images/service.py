@@ -132,7 +132,7 @@ class ImageService:
     def event(self, action: str, actor_id: str, name: str) -> None:
         """Journal an image event (ketch.events): `actor_id` is the image ID (the
         reference for pull and push, as dockerd), `name` its `name` attribute."""
-        from ketch.events.journal import emit
+        from ketch.events import emit
 
         emit(str(self.root), "image", action, actor_id, {"name": name})
 

@@ -279,7 +279,7 @@ class NetworkService:
     def event(self, action: str, net_id: str, name: str, driver: str = "bridge",
               container: str | None = None) -> None:
         """Journal a network event (ketch.events), with dockerd's attributes."""
-        from ketch.events.journal import emit
+        from ketch.events import emit
 
         attrs = {"name": name, "type": driver}
         if container:
