@@ -209,9 +209,17 @@ def read(root: str, *, since: int | None = None, until: int | None = None,
             except FileNotFoundError:
                 ino = None
             if ino is not None and (not files or files[-1].ino != ino):
+                if files:
+                    # two rotations since we looked: the file between ours and the new
+                    # one is events.log.1 now, read before the new one
+                    between = _open(os.path.join(folder, OLD_FILE))
+                    if between is not None and between.ino not in (files[-1].ino, ino):
+                        files.append(between)
+                    elif between is not None:
+                        between.close()
                 new = _open(path)
                 if new is not None:
-                    files.append(new)  # the old one is read to its end first
+                    files.append(new)  # the ones before are read to their end first
                     continue
             time.sleep(poll)
     finally:
