@@ -254,3 +254,56 @@ def test_json_format_spellings_print_one_object_per_line(ketch: TrackingCLI, fmt
                 "--format", fmt).stdout.splitlines()
     assert [json.loads(x)["Action"] for x in out] == ["tag", "untag"]
     assert json.loads(out[0])["Actor"]["Attributes"]["name"] == "ev-fmt:1"
+
+
+def test_rename_pause_unpause_restart_and_exec_are_journaled(ketch: TrackingCLI,
+                                                              run_d) -> None:
+    t0 = mark()
+    run_d("--name", "ev-life", "busybox", "sleep", "100")
+    ketch("rename", "ev-life", "ev-life2")
+    ketch("pause", "ev-life2")
+    ketch("unpause", "ev-life2")
+    assert ketch("exec", "ev-life2", "sh", "-c", "exit 4", check=False).returncode == 4
+    ketch("restart", "-t", "0", "ev-life2")
+    lines = ketch("events", "--since", t0, "--until", mark(), "--filter", "type=container",
+                  "--filter", "container=ev-life", "--format",
+                  "{{.Action}}|{{.Actor.Attributes.name}}").stdout.splitlines()
+    # the name filter matches the name at the time of each event (a prefix matches both)
+    assert [x.split("|")[0] for x in lines] == [
+        "create", "start", "rename", "pause", "unpause", "exec_create: sh -c exit 4",
+        "exec_start: sh -c exit 4", "exec_die", "kill", "die", "stop", "start", "restart"]
+    assert lines[2] == "rename|ev-life2" and lines[1] == "start|ev-life"
+    old = ketch("events", "--since", t0, "--until", mark(), "--filter", "event=rename",
+                "--filter", "container=ev-life2", "--format",
+                "{{.Actor.Attributes.oldName}}").stdout
+    assert old == "/ev-life\n"
+    code = ketch("events", "--since", t0, "--until", mark(), "--filter", "event=exec_die",
+                 "--filter", "container=ev-life2", "--format",
+                 "{{.Actor.Attributes.exitCode}}").stdout
+    assert code == "4\n"
+    # dockerd matches exec_start without its command as a prefix
+    assert actions(ketch, t0, "event=exec_start", "container=ev-life2") == [
+        "exec_start: sh -c exit 4"]
+
+
+def test_network_and_volume_events(ketch: TrackingCLI) -> None:
+    t0 = mark()
+    ketch("network", "create", "ev-net")
+    ketch("volume", "create", "ev-vol")
+    try:
+        proc = ketch("run", "--rm", "--network", "ev-net", "-v", "ev-vol:/data", "busybox",
+                     "true")
+        assert proc.returncode == 0
+    finally:
+        ketch("network", "rm", "ev-net")
+        ketch("volume", "rm", "ev-vol")
+    net = ketch("events", "--since", t0, "--until", mark(), "--filter", "network=ev-net",
+                "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}"
+                ).stdout.splitlines()
+    assert net == ["network create ev-net", "network connect ev-net",
+                   "network disconnect ev-net", "network destroy ev-net"]
+    vol = ketch("events", "--since", t0, "--until", mark(), "--filter", "volume=ev-vol",
+                "--format", "{{.Action}} {{.Actor.ID}} {{.Actor.Attributes.destination}}"
+                ).stdout.splitlines()
+    assert vol == ["create ev-vol <no value>", "mount ev-vol /data",
+                   "unmount ev-vol <no value>", "destroy ev-vol <no value>"]
