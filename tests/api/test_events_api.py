@@ -37,6 +37,23 @@ def test_docker_events_since_until_shows_a_run(api: Api) -> None:
     assert " container die " in plain and "(exitCode=5, image=busybox, name=dev-run)" in plain
 
 
+def test_docker_exec_is_journaled_with_its_exit_code(api: Api) -> None:
+    t0 = mark()
+    api.docker("run", "-d", "--name", "dev-exec", "busybox", "sleep", "60")
+    try:
+        assert api.docker("exec", "dev-exec", "sh", "-c", "exit 6", check=False
+                          ).returncode == 6
+        out = api.docker("events", "--since", t0, "--until", mark(), "--filter",
+                         "container=dev-exec", "--filter", "event=exec_create",
+                         "--filter", "event=exec_start", "--filter", "event=exec_die",
+                         "--format", "{{.Action}}|{{.Actor.Attributes.exitCode}}"
+                         ).stdout.splitlines()
+        assert out == ["exec_create: sh -c exit 6|<no value>",
+                       "exec_start: sh -c exit 6|<no value>", "exec_die|6"]
+    finally:
+        api.docker("rm", "-f", "dev-exec")
+
+
 def test_docker_events_sees_what_the_ketch_cli_did(api: Api) -> None:
     t0 = mark()
     api.ketch("tag", "busybox", "dev-tagged:1")

@@ -96,6 +96,7 @@ def create(svc: ContainerService, name_or_id: str, command: list[str], *,
     d.mkdir(parents=True, exist_ok=True)
     _write(d / f"{eid}.json", doc)
     _prune(d)
+    svc.event(rec, "exec_create: " + " ".join(command), execID=eid)
     return eid
 
 
@@ -225,6 +226,7 @@ def start(svc: ContainerService, eid: str, *, stdout: OutputSink | None = None,
         _update(path, Started=True, ExitCode=126)
         raise
     _update(path, Started=True)
+    svc.event(rec, "exec_start: " + " ".join(doc["Cmd"]), execID=eid)
 
     def started(pid: int) -> None:
         size = _update(path, Running=True, Pid=pid).get("ConsoleSize")
@@ -245,6 +247,7 @@ def start(svc: ContainerService, eid: str, *, stdout: OutputSink | None = None,
             detach=detach, detach_keys=keys, on_started=started)
     except ContainerStartError as e:
         _update(path, Running=False, ExitCode=e.exit_code)
+        svc.event(rec, "exec_die", execID=eid, exitCode=e.exit_code)
         # the command's own failure: `exec` exits 126/127 with it, as docker exec does
         e.exit_code_is_specific = e.exit_code in (126, 127)
         raise
@@ -255,6 +258,7 @@ def start(svc: ContainerService, eid: str, *, stdout: OutputSink | None = None,
     if res.detached or res.exit_code is None:
         return None
     _update(path, Running=False, ExitCode=res.exit_code)
+    svc.event(rec, "exec_die", execID=eid, exitCode=res.exit_code)
     return res.exit_code
 
 
