@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 CHANGES = ("echo new > /tmp/new; rm /etc/group; echo more >> /etc/passwd;"
            " mkdir -p /var/made/deeper")
@@ -76,8 +77,14 @@ def test_commit_with_changes_and_without_a_name(ketch):
 
 
 def test_commit_of_a_running_container_pauses_it_and_resumes(ketch, run_d):
+    # the file is replaced by a rename, so a commit at any instant sees it whole; the
+    # commit waits until the first one exists
     run_d("--name", "busy", "busybox", "sh", "-c",
-          "while true; do date > /tmp/now; sleep 0.05; done")
+          "while true; do date > /tmp/next; mv /tmp/next /tmp/now; sleep 0.05; done")
+    for _ in range(100):
+        if ketch("exec", "busy", "test", "-s", "/tmp/now", check=False).returncode == 0:
+            break
+        time.sleep(0.05)
     ketch("commit", "busy", "snap:running")
     status = ketch("container", "inspect", "-f", "{{.State.Status}}", "busy").stdout.strip()
     assert status == "running"
