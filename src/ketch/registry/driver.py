@@ -12,9 +12,10 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
+
+from ketch.values import value
 
 
 class PathNotFound(Exception):
@@ -23,7 +24,7 @@ class PathNotFound(Exception):
         self.path = path
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class FileInfo:
     path: str
     size: int
