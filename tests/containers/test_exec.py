@@ -147,6 +147,23 @@ def test_exec_tty(ketch, box):
     assert child.exitstatus == 6
 
 
+def test_exec_detach_keys_leave_the_exec_running(ketch, box):
+    child = spawn(ketch, "exec", "-it", "--detach-keys", "ctrl-a,d", "box", "sh", "-c",
+                  "echo ready; sleep 1; touch /tmp/after-detach; sleep 300")
+    try:
+        child.expect("ready")
+        child.send("\x01d")  # ctrl-a then d: the session ends, the process goes on
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0
+    wait_for(lambda: ketch("exec", "box", "test", "-e", "/tmp/after-detach",
+                           check=False).returncode == 0, what="the detached exec's file")
+    bad = ketch("exec", "--detach-keys", "ctrl-", "box", "true", check=False)
+    assert bad.stderr.strip().endswith("Invalid detach keys (ctrl-) provided")
+    assert bad.returncode != 0
+
+
 def test_exec_detached(ketch, box):
     p = ketch("exec", "-d", "box", "sh", "-c", "sleep 0.3; echo done > /tmp/flag")
     assert p.stdout == ""
