@@ -133,3 +133,131 @@ def test_restarted_container_gets_its_published_port_back(nk: KetchCLI) -> None:
     nk("restart", "-t", "1", "web")
     assert PAGE in fetch(f"http://127.0.0.1:{port}/")
     assert nk("port", "web").stdout.strip() == f"80/tcp -> 0.0.0.0:{port}"
+
+
+# -- network create's IPAM and driver options -------------------------------------------
+def _pool_base(nk: KetchCLI) -> str:
+    cfg = (nk.root / "network.toml").read_text()
+    return cfg.split('pool = "')[1].split('"')[0].rsplit(".", 1)[0]  # this root's /24
+
+
+def test_ip_range_gives_addresses_from_the_range_and_aux_addresses_are_never_assigned(
+        nk: KetchCLI) -> None:
+    base = _pool_base(nk)
+    nk("network", "create", "--subnet", f"{base}.0/26", "--ip-range", f"{base}.16/29",
+       "--aux-address", f"router={base}.16", "--aux-address", f"printer={base}.17",
+       "ranged")
+    ipam = json.loads(nk("network", "inspect", "-f", "{{json .IPAM.Config}}",
+                         "ranged").stdout)[0]
+    assert ipam["IPRange"] == f"{base}.16/29"
+    assert ipam["AuxiliaryAddresses"] == {"router": f"{base}.16", "printer": f"{base}.17"}
+    ips = []
+    for i in range(6):  # the /29 holds .16-.23: six left once the two aux are reserved
+        nk("run", "-d", "--name", f"r{i}", "--network", "ranged", "busybox", "sleep", "60")
+        ips.append(nk("inspect", "-f", "{{.NetworkSettings.Networks.ranged.IPAddress}}",
+                      f"r{i}").stdout.strip())
+    assert sorted(ips, key=lambda a: int(a.rsplit(".", 1)[1])) == [
+        f"{base}.{n}" for n in range(18, 24)]
+    full = nk("run", "-d", "--name", "r6", "--network", "ranged", "busybox", "sleep", "60",
+              check=False)
+    assert full.returncode != 0 and "no available IPv4 addresses" in full.stderr
+    nk("rm", "-f", "r6", check=False)
+    # an address outside the range but inside the subnet may still be asked for
+    nk("run", "-d", "--name", "outside", "--network", "ranged", "--ip", f"{base}.40",
+       "busybox", "sleep", "60")
+    aux = nk("run", "-d", "--name", "onaux", "--network", "ranged", "--ip", f"{base}.17",
+             "busybox", "sleep", "60", check=False)
+    assert aux.returncode == 125 and "Address already in use" in aux.stderr
+    nk("rm", "-f", "onaux", "outside", *[f"r{i}" for i in range(6)])
+    nk("network", "rm", "ranged")
+
+
+def test_bridge_options_name_the_bridge_set_the_mtu_and_the_default_host_ip(
+        nk: KetchCLI) -> None:
+    bridge = "kt" + os.urandom(4).hex()
+    port = free_port()
+    nk("network", "create", "-o", f"com.docker.network.bridge.name={bridge}",
+       "-o", "com.docker.network.driver.mtu=1400",
+       "-o", "com.docker.network.bridge.host_binding_ipv4=127.0.0.1", "--attachable", "opts")
+    try:
+        assert os.path.exists(f"/sys/class/net/{bridge}")
+        assert open(f"/sys/class/net/{bridge}/mtu").read().strip() == "1400"
+        info = json.loads(nk("network", "inspect", "opts").stdout)[0]
+        assert info["Attachable"] is True
+        assert info["Options"]["com.docker.network.driver.mtu"] == "1400"
+        httpd(nk, "--network", "opts", "-p", f"{port}:80")
+        assert nk("exec", "web", "cat", "/sys/class/net/eth0/mtu").stdout.strip() == "1400"
+        assert nk("port", "web").stdout.strip() == f"80/tcp -> 127.0.0.1:{port}"
+        assert PAGE in fetch(f"http://127.0.0.1:{port}/")
+    finally:
+        nk("rm", "-f", "web", check=False)
+        nk("network", "rm", "opts")
+    assert not os.path.exists(f"/sys/class/net/{bridge}")
+
+
+def test_enable_icc_false_keeps_containers_of_a_network_apart(nk: KetchCLI) -> None:
+    from tests.conftest import require
+
+    require(open("/proc/sys/net/bridge/bridge-nf-call-iptables").read().strip() == "1",
+            "bridge-nf-call-iptables=1 (br_netfilter)")
+    for name, icc in (("together", "true"), ("apart", "false")):
+        nk("network", "create", "-o", f"com.docker.network.bridge.enable_icc={icc}", name)
+        httpd(nk, "--network", name, name=f"{name}-web")
+        ip = nk("inspect", "-f", f"{{{{.NetworkSettings.Networks.{name}.IPAddress}}}}",
+                f"{name}-web").stdout.strip()
+        nk("run", "-d", "--name", f"{name}-client", "--network", name, "busybox", "sleep",
+           "60")
+        # busybox's wget -T crashes; `timeout` bounds the attempt instead
+        p = nk("exec", f"{name}-client", "timeout", "3", "wget", "-q", "-O", "-",
+               f"http://{ip}/", check=False)
+        if icc == "true":
+            assert PAGE in p.stdout
+        else:
+            assert p.returncode != 0 and PAGE not in p.stdout
+        nk("rm", "-f", f"{name}-client")
+        nk("rm", "-f", f"{name}-web")
+        nk("network", "rm", name)
+
+
+def test_enable_ip_masquerade_false_leaves_out_the_masquerade_rule(nk: KetchCLI) -> None:
+    import subprocess
+
+    base = _pool_base(nk)
+    nk("network", "create", "--subnet", f"{base}.64/26", "-o",
+       "com.docker.network.bridge.enable_ip_masquerade=false", "nomasq")
+    nk("network", "create", "--subnet", f"{base}.128/26", "masq")
+    nat = subprocess.run(["iptables", "-w", "-t", "nat", "-S"], capture_output=True,
+                         text=True, check=True).stdout
+    outward = [line for line in nat.splitlines() if "! -o" in line and "MASQUERADE" in line]
+    assert any(f"-s {base}.128/26" in line for line in outward)
+    assert not any(f"-s {base}.64/26" in line for line in outward)
+    nk("network", "rm", "nomasq", "masq")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ipv6", "--subnet", "fd00:1::/64"], "IPv6 networks are not supported"),
+    (["--ipam-opt", "a=b"], "takes no options (--ipam-opt)"),
+    (["--ipam-driver", "dhcp"], 'plugin "dhcp" not found'),
+    (["-o", "com.docker.network.bridge.bogus=1"],
+     'unsupported bridge driver option "com.docker.network.bridge.bogus"'),
+    (["-o", "com.docker.network.bridge.enable_icc=maybe"], 'invalid boolean "maybe"'),
+    (["-o", "com.docker.network.driver.mtu=9"], "invalid MTU number"),
+    (["-o", "noequals"], "invalid key value pair format"),
+    (["--config-only"], "configuration-only networks"),
+    (["--config-from", "x"], "configuration-only networks"),
+    (["--ingress"], "swarm mode"),
+    (["--scope", "swarm"], 'invalid scope "swarm"'),
+    (["--ip-range", "10.99.0.0/28"], "must have a corresponding subnet"),
+    (["--subnet", "SUBNET", "--ip-range", "10.99.0.0/28"], "no matching subnet for range"),
+    (["--subnet", "SUBNET", "--aux-address", "x=10.99.0.5"],
+     "no matching subnet for aux-address 10.99.0.5"),
+    (["--subnet", "SUBNET", "--subnet", "SUBNET"], "more than one --subnet"),
+])
+def test_network_create_refuses_what_ketch_cannot_do_and_creates_nothing(
+        nk: KetchCLI, args: list[str], message: str) -> None:
+    base = _pool_base(nk)
+    args = [f"{base}.0/26" if a == "SUBNET" else a for a in args]
+    p = nk("network", "create", *args, "refused", check=False)
+    assert p.returncode == 1
+    assert message in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    assert "refused" not in nk("network", "ls", "--format", "{{.Name}}").stdout.split()

@@ -13,7 +13,7 @@ from ketch.cli.base import (
     parse_filters,
 )
 from ketch.cli.flags import Namespace, Parser
-from ketch.errors import KetchError
+from ketch.errors import InvalidArgument, KetchError
 
 registry = Registry()
 
@@ -21,25 +21,72 @@ registry = Registry()
 @registry.command("create", "[OPTIONS] NETWORK", "Create a network")
 def _create(p: Parser) -> None:
     p.add_argument("name", metavar="NETWORK")
+    p.add_argument("--attachable", action="store_true",
+                   help="Enable manual container attachment")
+    p.add_argument("--aux-address", action="append", default=[], metavar="map",
+                   help="Auxiliary IPv4 or IPv6 addresses used by Network driver")
+    p.add_argument("--config-from", metavar="string",
+                   help="The network from which to copy the configuration")
+    p.add_argument("--config-only", action="store_true",
+                   help="Create a configuration only network")
     p.add_argument("-d", "--driver", default="bridge", metavar="string",
                    help="Driver to manage the Network (default \"bridge\")")
-    p.add_argument("--subnet", action="append", default=[], metavar="strings",
-                   help="Subnet in CIDR format that represents a network segment")
     p.add_argument("--gateway", action="append", default=[], metavar="strings",
                    help="IPv4 or IPv6 Gateway for the master subnet")
+    p.add_argument("--ingress", action="store_true",
+                   help="Create swarm routing-mesh network")
     p.add_argument("--internal", action="store_true",
                    help="Restrict external access to the network")
+    p.add_argument("--ip-range", action="append", default=[], metavar="strings",
+                   help="Allocate container ip from a sub-range")
+    p.add_argument("--ipam-driver", default="default", metavar="string",
+                   help="IP Address Management Driver (default \"default\")")
+    p.add_argument("--ipam-opt", action="append", default=[], metavar="map",
+                   help="Set IPAM driver specific options")
+    p.add_argument("--ipv6", action="store_true", help="Enable IPv6 networking")
     p.add_argument("--label", action="append", default=[], metavar="list",
                    help="Set metadata on a network")
+    p.add_argument("-o", "--opt", action="append", default=[], metavar="map",
+                   help="Set driver specific options")
+    p.add_argument("--scope", default="local", metavar="string",
+                   help="Control the network's scope")
+    p.add_argument("--subnet", action="append", default=[], metavar="strings",
+                   help="Subnet in CIDR format that represents a network segment")
+
+
+def _map(values: list[str], flag: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for v in values:
+        k, eq, val = v.partition("=")
+        if not eq or not k:
+            raise InvalidArgument(f'invalid argument "{v}" for "{flag}" flag: invalid key'
+                                  " value pair format")
+        out[k] = val
+    return out
+
+
+def _one(values: list[str], what: str) -> str | None:
+    if len(values) > 1:
+        raise InvalidArgument(f"ketch networks have one subnet: more than one {what} given")
+    return values[0] if values else None
 
 
 @_create.handler
 def create(ns: Namespace) -> None:
+    if ns.config_from or ns.config_only:
+        raise InvalidArgument("configuration-only networks (--config-only, --config-from)"
+                              " are not supported by ketch")
+    if ns.ingress:
+        raise InvalidArgument("--ingress needs swarm mode, which ketch does not have")
     labels = dict((lab.split("=", 1) + [""])[:2] for lab in ns.label)
     net = engine().networks.create_network(
-        ns.name, subnet=ns.subnet[-1] if ns.subnet else None,
-        gateway=ns.gateway[-1] if ns.gateway else None, internal=ns.internal,
-        driver=ns.driver, labels=labels)
+        ns.name, subnet=_one(ns.subnet, "--subnet"), gateway=_one(ns.gateway, "--gateway"),
+        internal=ns.internal, driver=ns.driver, labels=labels,
+        ip_range=_one(ns.ip_range, "--ip-range"),
+        aux_addresses=_map(ns.aux_address, "--aux-address"),
+        options=_map(ns.opt, "-o, --opt"), attachable=ns.attachable,
+        ipam_driver=ns.ipam_driver, ipam_options=_map(ns.ipam_opt, "--ipam-opt"),
+        ipv6=ns.ipv6, scope=ns.scope)
     out(net.id)
 
 

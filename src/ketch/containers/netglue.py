@@ -203,12 +203,19 @@ def network_json(engine: ContainerHost, net: Any) -> dict[str, Any]:
     for cid, ep in (net.containers or {}).items():
         containers[cid] = {"Name": names.get(cid, cid[:12]), "EndpointID": ep.endpoint_id,
                            "MacAddress": ep.mac, "IPv4Address": ep.cidr, "IPv6Address": ""}
-    ipam = [{"Subnet": net.subnet, "Gateway": net.gateway}] if net.subnet else []
+    ipam: list[dict[str, Any]] = []
+    if net.subnet:
+        ipam.append({"Subnet": net.subnet, "Gateway": net.gateway})
+        if net.ip_range:
+            ipam[0]["IPRange"] = net.ip_range
+        if net.aux_addresses:
+            ipam[0]["AuxiliaryAddresses"] = dict(net.aux_addresses)
     options = {"com.docker.network.bridge.name": net.bridge} if net.bridge else {}
+    options.update(net.options)
     return {"Name": net.name, "Id": net.id, "Created": rfc3339nano(net.created),
             "Scope": "local", "Driver": net.driver, "EnableIPv4": True, "EnableIPv6": False,
             "IPAM": {"Driver": "default", "Options": None, "Config": ipam},
-            "Internal": net.internal, "Attachable": False, "Ingress": False,
+            "Internal": net.internal, "Attachable": net.attachable, "Ingress": False,
             "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": containers,
             "Options": options, "Labels": dict(net.labels or {})}
 

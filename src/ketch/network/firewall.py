@@ -121,15 +121,22 @@ class Firewall:
         ]
 
     def network_rules(self, bridge: str, subnet: str, gateway: str, internal: bool,
-                      dns: bool) -> list[Rule]:
+                      dns: bool, *, icc: bool = True, masquerade: bool = True) -> list[Rule]:
+        """`icc` False: containers of the bridge cannot reach each other (Docker's
+        enable_icc=false); `masquerade` False: traffic leaves with the containers' own
+        addresses (enable_ip_masquerade=false)."""
         br = bridge
         rules: list[Rule] = []
+        if not icc:
+            # before the ACCEPTs below; seen only with bridge-nf-call-iptables on
+            rules.append(Rule("filter", self.forward_chain, f"-i {br} -o {br} -j DROP"))
         if internal:
             rules += [
                 Rule("filter", self.isolation1, f"-i {br} ! -o {br} -j DROP"),
                 Rule("filter", self.isolation1, f"! -i {br} -o {br} -j DROP"),
-                Rule("filter", self.forward_chain, f"-i {br} -o {br} -j ACCEPT"),
             ]
+            if icc:
+                rules.append(Rule("filter", self.forward_chain, f"-i {br} -o {br} -j ACCEPT"))
         else:
             rules += [
                 Rule("filter", self.isolation1, f"-i {br} ! -o {br} -j {self.isolation2}"),
@@ -138,10 +145,12 @@ class Firewall:
                      f"-o {br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
                 Rule("filter", self.forward_chain, f"-o {br} -m conntrack --ctstate DNAT -j ACCEPT"),
                 Rule("filter", self.forward_chain, f"-i {br} -j ACCEPT"),
-                Rule("nat", self.postrouting_chain, f"-s {subnet} ! -o {br} -j MASQUERADE"),
                 Rule("nat", self.postrouting_chain,
                      f"-s {subnet} -o {br} -m conntrack --ctstate DNAT -j MASQUERADE"),
             ]
+            if masquerade:
+                rules.append(Rule("nat", self.postrouting_chain,
+                                  f"-s {subnet} ! -o {br} -j MASQUERADE"))
         rules += [
             # published ports on 127.0.0.1 reach the container with a loopback source
             # (route_localnet); it must leave the bridge with the gateway's address

@@ -123,6 +123,13 @@ class Network:
     created: float = 0.0
     builtin: bool = False
     containers: dict[str, Endpoint] = field(default_factory=dict)
+    ip_range: str = ""
+    aux_addresses: dict[str, str] = field(default_factory=dict)
+    options: dict[str, str] = field(default_factory=dict)  # the driver's `-o` options
+    attachable: bool = False
+
+    def option(self, key: str, default: str) -> str:
+        return self.options.get(key, default)
 
     @property
     def short_id(self) -> str:

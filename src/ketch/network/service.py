@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS net_networks (
     labels TEXT NOT NULL DEFAULT '{}',
     created REAL NOT NULL,
     last_ip TEXT NOT NULL DEFAULT '',
-    fw_rules TEXT NOT NULL DEFAULT '[]'
+    fw_rules TEXT NOT NULL DEFAULT '[]',
+    extra TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS net_sandboxes (
     container_id TEXT PRIMARY KEY,
@@ -210,6 +211,10 @@ class NetworkService:
         self.db.ensure_schema("network", SCHEMA)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with self.db.transaction() as conn:
+            columns = {r[1] for r in conn.execute("PRAGMA table_info(net_networks)")}
+            if "extra" not in columns:  # a root made before networks had options
+                conn.execute("ALTER TABLE net_networks ADD COLUMN extra TEXT NOT NULL"
+                             " DEFAULT '{}'")
             rows = {r["name"]: r for r in conn.execute(
                 "SELECT * FROM net_networks WHERE builtin=1")}
             subnet = str(ipaddress.ip_network(self.config.bridge_subnet, strict=False))
@@ -244,10 +249,15 @@ class NetworkService:
     # -- network records ---------------------------------------------------------------
     @staticmethod
     def _row_to_network(row: sqlite3.Row) -> Network:
+        extra = json.loads(row["extra"] or "{}")
         return Network(id=row["id"], name=row["name"], driver=row["driver"],
                        bridge=row["bridge"], subnet=row["subnet"], gateway=row["gateway"],
                        internal=bool(row["internal"]), labels=json.loads(row["labels"]),
-                       created=row["created"], builtin=bool(row["builtin"]))
+                       created=row["created"], builtin=bool(row["builtin"]),
+                       ip_range=extra.get("ip_range", ""),
+                       aux_addresses=extra.get("aux_addresses") or {},
+                       options=extra.get("options") or {},
+                       attachable=bool(extra.get("attachable")))
 
     def _find_network(self, conn: sqlite3.Connection, ref: str) -> Network:
         if ref == "default":
@@ -288,7 +298,16 @@ class NetworkService:
 
     def create_network(self, name: str, subnet: str | None = None, gateway: str | None = None,
                        internal: bool = False, driver: str = "bridge",
-                       labels: dict[str, str] | None = None) -> Network:
+                       labels: dict[str, str] | None = None, *, ip_range: str | None = None,
+                       aux_addresses: dict[str, str] | None = None,
+                       options: dict[str, str] | None = None, attachable: bool = False,
+                       ipam_driver: str = "default", ipam_options: dict[str, str] | None = None,
+                       ipv6: bool = False, scope: str = "local") -> Network:
+        """A user-defined bridge network. `ip_range` narrows where containers' addresses
+        come from, `aux_addresses` are never handed out, `options` are the bridge
+        driver's (ketch.network.options); what ketch cannot do is refused."""
+        from ketch.network import options as netopts
+
         self._init()
         if not NAME_RE.match(name):
             raise InvalidArgument(
@@ -297,11 +316,33 @@ class NetworkService:
             raise Conflict(f'only one instance of "{driver}" network is allowed')
         if driver != "bridge":
             raise NotFound(f'plugin "{driver}" not found')
+        if ipam_driver not in ("", "default"):
+            raise NotFound(f'plugin "{ipam_driver}" not found: ketch has only the default'
+                           " IPAM driver")
+        if ipam_options:
+            raise InvalidArgument("ketch's default IPAM driver takes no options (--ipam-opt)")
+        if ipv6:
+            raise InvalidArgument("IPv6 networks are not supported: ketch networks are IPv4"
+                                  " only")
+        if scope not in ("", "local"):
+            raise InvalidArgument(f'invalid scope "{scope}": a bridge network is "local"')
+        options = dict(options or {})
+        netopts.check_driver_options(options)
+        aux = dict(aux_addresses or {})
+        if (ip_range or aux) and not subnet:
+            raise InvalidArgument("every ip-range or aux-address must have a corresponding"
+                                  " subnet")
         net_id = os.urandom(32).hex()
-        bridge = self.config.bridge_prefix + net_id[: 15 - len(self.config.bridge_prefix)]
+        bridge = options.get(netopts.BRIDGE_NAME) or (
+            self.config.bridge_prefix + net_id[: 15 - len(self.config.bridge_prefix)])
         with self.db.transaction() as conn:
             if conn.execute("SELECT 1 FROM net_networks WHERE name=?", (name,)).fetchone():
                 raise Conflict(f"network with name {name} already exists")
+            if netopts.BRIDGE_NAME in options and (
+                    conn.execute("SELECT 1 FROM net_networks WHERE bridge=?",
+                                 (bridge,)).fetchone()
+                    or os.path.exists(f"/sys/class/net/{bridge}")):
+                raise Conflict(f"bridge name {bridge} is already in use on this host")
             taken = [ipaddress.ip_network(r["subnet"]) for r in conn.execute(
                 "SELECT subnet FROM net_networks WHERE subnet != ''")]
             if subnet:
@@ -328,11 +369,14 @@ class NetworkService:
                     raise InvalidArgument(f"no matching subnet for gateway {gateway}")
             else:
                 gw = next(net.hosts())
+            rng, aux = netopts.ipam_config(net, ip_range, str(gw), aux)
+            extra = {"ip_range": rng, "aux_addresses": aux, "options": options,
+                     "attachable": attachable}
             conn.execute(
                 "INSERT INTO net_networks (id, name, driver, bridge, subnet, gateway, internal,"
-                " labels, created) VALUES (?, ?, 'bridge', ?, ?, ?, ?, ?, ?)",
+                " labels, created, extra) VALUES (?, ?, 'bridge', ?, ?, ?, ?, ?, ?, ?)",
                 (net_id, name, bridge, str(net), str(gw), int(internal),
-                 json.dumps(labels or {}), time.time()))
+                 json.dumps(labels or {}), time.time(), json.dumps(extra)))
         network = self.inspect_network(net_id)
         try:
             self._ensure_ready(network)  # Docker creates the bridge with the network
@@ -430,8 +474,12 @@ class NetworkService:
     def _remove_network_objects(self, net: Network, rules: Sequence[Rule] | None = None) -> None:
         self._stop_dns(net.id)
         if rules is None:
-            rules = self.fw.network_rules(net.bridge, net.subnet, net.gateway, net.internal,
-                                          net.resolves_names)
+            from ketch.network.options import ENABLE_ICC, ENABLE_MASQUERADE, parse_bool
+
+            rules = self.fw.network_rules(
+                net.bridge, net.subnet, net.gateway, net.internal, net.resolves_names,
+                icc=parse_bool(ENABLE_ICC, net.option(ENABLE_ICC, "true")),
+                masquerade=parse_bool(ENABLE_MASQUERADE, net.option(ENABLE_MASQUERADE, "true")))
         self.fw.delete(rules)
         with Netlink() as nl:
             nl.delete_link(net.bridge)
@@ -459,6 +507,11 @@ class NetworkService:
         finally:
             os.close(fd)
 
+    def _mtu(self, net: Network) -> int:
+        from ketch.network.options import MTU
+
+        return int(net.option(MTU, str(self.config.mtu)))
+
     def _ensure_ready(self, net: Network) -> None:
         """Bridge up with its gateway address, sysctls, chains and the network's rules.
         Cheap when already done: a marker file (reset by a reboot via the boot id) and
@@ -477,12 +530,16 @@ class NetworkService:
                 if index is None:
                     mac = "02:" + ":".join(_short_hash(net.id, length=10)[i:i + 2]
                                            for i in range(0, 10, 2))
-                    index = nl.create_bridge(net.bridge, mac, self.config.mtu)
+                    index = nl.create_bridge(net.bridge, mac, self._mtu(net))
                 nl.add_address(index, f"{net.gateway}/{net.prefixlen}")
                 nl.set_up(index)
             _write_sysctl(f"/proc/sys/net/ipv4/conf/{net.bridge}/route_localnet", "1")
-            rules = self.fw.network_rules(net.bridge, net.subnet, net.gateway, net.internal,
-                                          net.resolves_names)
+            from ketch.network.options import ENABLE_ICC, ENABLE_MASQUERADE, parse_bool
+
+            rules = self.fw.network_rules(
+                net.bridge, net.subnet, net.gateway, net.internal, net.resolves_names,
+                icc=parse_bool(ENABLE_ICC, net.option(ENABLE_ICC, "true")),
+                masquerade=parse_bool(ENABLE_MASQUERADE, net.option(ENABLE_MASQUERADE, "true")))
             self.fw.ensure(rules)
             with self.db.transaction() as conn:
                 conn.execute("UPDATE net_networks SET fw_rules=? WHERE id=?",
@@ -651,7 +708,8 @@ class NetworkService:
                 raise InvalidArgument(f"invalid IP address: {ip}") from None
             if addr not in subnet or addr in (subnet.network_address, subnet.broadcast_address):
                 raise InvalidArgument(f"no configured subnet contains IP address {ip}")
-            if addr == gateway or str(addr) in used:
+            if (addr == gateway or str(addr) in used
+                    or str(addr) in net.aux_addresses.values()):
                 raise Conflict("Address already in use")
             chosen = str(addr)
         else:
@@ -686,6 +744,11 @@ class NetworkService:
         # just-freed address is not reused at once while neighbours may still cache it
         first = int(subnet.network_address) + 1
         last = int(subnet.broadcast_address) - 1
+        if net.ip_range:  # --ip-range: only this part of the subnet is handed out
+            rng = ipaddress.ip_network(net.ip_range)
+            first = max(first, int(rng.network_address))
+            last = min(last, int(rng.broadcast_address))
+        used = used | set(net.aux_addresses.values())  # --aux-address: never handed out
         row = conn.execute("SELECT last_ip FROM net_networks WHERE id=?", (net.id,)).fetchone()
         start = first
         if row and row[0]:
@@ -717,6 +780,13 @@ class NetworkService:
         for r in conn.execute("SELECT protocol, host_ip, host_port FROM net_ports"):
             taken.setdefault((r[0], r[2]), []).append(r[1])
         lo, hi = self.config.local_port_range()
+        from ketch.network.options import HOST_BINDING_IPV4
+
+        default_ip = net.option(HOST_BINDING_IPV4, "")
+        if default_ip:  # the network's host_binding_ipv4: where `-p 8080:80` listens
+            wanted = [PortBinding(container_port=b.container_port, protocol=b.protocol,
+                                  host_ip=b.host_ip or default_ip, host_port=b.host_port,
+                                  host_port_end=b.host_port_end) for b in wanted]
         try:
             for b in wanted:
                 if b.host_port and not b.host_port_end:
@@ -809,13 +879,13 @@ class NetworkService:
                         raise KetchError(f"bridge {net.bridge} of network {net.name} is missing")
                     try:
                         host.create_veth(ep.host_ifname, ep.ifname, fd, ep.mac, bridge,
-                                         self.config.mtu)
+                                         self._mtu(net))
                     except NetlinkError as e:
                         if e.errno != errno.EEXIST:
                             raise
                         host.delete_link(ep.host_ifname)  # a leftover of a crashed run
                         host.create_veth(ep.host_ifname, ep.ifname, fd, ep.mac, bridge,
-                                         self.config.mtu)
+                                         self._mtu(net))
             finally:
                 os.close(fd)
             index = inner.link_index(ep.ifname)

@@ -1,0 +1,106 @@
+"""`network create`'s options: the bridge driver's `-o` keys Docker 20.10 knows, checked
+at create (nothing is made when one is wrong), and the table of the command's flags."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any
+
+from ketch.errors import InvalidArgument
+
+BRIDGE_NAME = "com.docker.network.bridge.name"
+ENABLE_ICC = "com.docker.network.bridge.enable_icc"
+ENABLE_MASQUERADE = "com.docker.network.bridge.enable_ip_masquerade"
+HOST_BINDING_IPV4 = "com.docker.network.bridge.host_binding_ipv4"
+MTU = "com.docker.network.driver.mtu"
+DRIVER_OPTIONS = (BRIDGE_NAME, ENABLE_ICC, ENABLE_MASQUERADE, HOST_BINDING_IPV4, MTU)
+
+_IFNAME = re.compile(r"^[a-zA-Z0-9_.-]{1,15}$")
+_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+
+
+def parse_bool(key: str, value: str) -> bool:
+    """Go's strconv.ParseBool, which Docker's bridge driver uses for its switches."""
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise InvalidArgument(f'failed to parse {key} value: invalid boolean "{value}"')
+
+
+def check_driver_options(options: dict[str, str]) -> None:
+    """Refuse a key the bridge driver does not have (Docker would store it and do
+    nothing) and a value it cannot use."""
+    for key, value in options.items():
+        if key not in DRIVER_OPTIONS:
+            raise InvalidArgument(f'unsupported bridge driver option "{key}": ketch knows '
+                                  + ", ".join(DRIVER_OPTIONS))
+        if key in (ENABLE_ICC, ENABLE_MASQUERADE):
+            parse_bool(key, value)
+        elif key == BRIDGE_NAME and not _IFNAME.match(value):
+            raise InvalidArgument(f"invalid bridge name {value!r}: at most 15 letters, digits,"
+                                  " '_', '.' or '-'")
+        elif key == HOST_BINDING_IPV4:
+            try:
+                ip = ipaddress.ip_address(value)
+            except ValueError:
+                ip = None
+            if ip is None or ip.version != 4:
+                raise InvalidArgument(f"invalid IPv4 address for {key}: {value!r}")
+        elif key == MTU:
+            try:
+                mtu = int(value)
+            except ValueError:
+                mtu = 0
+            if not 68 <= mtu <= 65535:
+                raise InvalidArgument(f"invalid MTU number: {value!r} (68 to 65535)")
+
+
+def ipam_config(subnet: Any, ip_range: str | None, gateway: str | None,
+                aux: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """Docker's checks of --ip-range and --aux-address against the subnet; the range
+    (normalised) and the auxiliary addresses."""
+    rng = ""
+    if ip_range:
+        try:
+            r = ipaddress.ip_network(ip_range, strict=False)
+        except ValueError:
+            raise InvalidArgument(f"invalid CIDR address: {ip_range}") from None
+        if r.version != subnet.version or not r.subnet_of(subnet):
+            raise InvalidArgument(f"no matching subnet for range {ip_range}")
+        rng = str(r)
+    for key, value in aux.items():
+        try:
+            a = ipaddress.ip_address(value)
+        except ValueError:
+            raise InvalidArgument(f"invalid aux-address {key}={value}") from None
+        if a not in subnet:
+            raise InvalidArgument(f"no matching subnet for aux-address {value}")
+        if gateway and a == ipaddress.ip_address(gateway):
+            raise InvalidArgument(f"aux-address {key}={value} is the gateway's address")
+    return rng, {k: str(ipaddress.ip_address(v)) for k, v in aux.items()}
+
+
+# Every `network create` flag and how it takes effect (tests/containers/test_option_table.py
+# keeps this table, the declared flags and the tests in step).
+NETWORK_CREATE_OPTIONS: dict[str, str] = {
+    "--attachable": "recorded (Attachable in inspect); any container may join a bridge",
+    "--aux-address": "addresses reserved in the subnet, never given to a container",
+    "--config-from": "refused: ketch has no configuration-only networks",
+    "--config-only": "refused: ketch has no configuration-only networks",
+    "--driver": "bridge only ('host' and 'null' exist once, other drivers are refused)",
+    "--gateway": "the bridge's address and the containers' default route",
+    "--ingress": "refused: swarm routing mesh",
+    "--internal": "no route out and no masquerading: only the network's own members",
+    "--ip-range": "containers get addresses from this part of the subnet",
+    "--ipam-driver": "only 'default'",
+    "--ipam-opt": "refused: ketch's default IPAM driver takes no options",
+    "--ipv6": "refused: ketch networks are IPv4 only",
+    "--label": "Labels of the network",
+    "--opt": "bridge driver options: bridge.name, enable_icc, enable_ip_masquerade,"
+             " host_binding_ipv4, driver.mtu; any other key refused",
+    "--scope": "only 'local'",
+    "--subnet": "the network's IPv4 subnet (overlaps with networks and host routes refused)",
+}
