@@ -218,7 +218,8 @@ class Engine:
               labels: dict[str, str] | None = None, network: str | None = None,
               platform: str | None = None, remove: bool = True,
               force_remove: bool = False, extra_hosts: Iterable[str] = (),
-              auth: dict[str, tuple[str, str]] | None = None
+              auth: dict[str, tuple[str, str]] | None = None,
+              run_host_config: dict[str, Any] | None = None
               ) -> Iterator[BuildEvent | BuildResult]:
         """Build an image from a Dockerfile, as `docker build` with the classic builder,
         as an iterator of events (ketch.builder.events): the builder's output lines
@@ -231,7 +232,9 @@ class Engine:
         default standard input); `dockerfile` a path (default `Dockerfile` in the
         context). A tar context whose members climb out of it (`..`, absolute names) is
         refused (InvalidArgument) before anything is unpacked. `auth` (as for `pull`)
-        is what pulling base images uses instead of the stored logins."""
+        is what pulling base images uses instead of the stored logins.
+        `run_host_config` (Engine API HostConfig keys: resources, SecurityOpt, Ulimits,
+        CgroupParent, ...) applies to every RUN step's container, checked first."""
         import contextlib
 
         from ketch.builder.events import events_of
@@ -239,7 +242,7 @@ class Engine:
         options_kw = dict(tags=list(tags), build_args=build_args, target=target,
                           no_cache=no_cache, pull=pull, labels=labels, network=network,
                           platform=platform, remove=remove, force_remove=force_remove,
-                          extra_hosts=list(extra_hosts))
+                          extra_hosts=list(extra_hosts), run_host_config=run_host_config)
 
         def work(emit: Callable[[BuildEvent], None]) -> BuildResult:
             from ketch.builder.context import prepare

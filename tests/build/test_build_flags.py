@@ -1,4 +1,5 @@
-"""`ketch build` flags: -t, -q, --iidfile, --label, --pull, --platform, --network,
+"""`ketch build` flags: -t, -q, --iidfile, --label, --pull, --platform, --network, the
+RUN steps' resources and host settings, the refused BuildKit/experimental flags,
 --rm/--force-rm."""
 
 from __future__ import annotations
@@ -91,3 +92,54 @@ def test_builder_prune_removes_intermediate_images(kb: Builder) -> None:
     after = kb("images", "-a", "-q").stdout.split()
     assert len(after) == len(before) - 2  # the old ENV and RUN images
     assert kb.run("pruned", "cat", "/x") == "y\n"
+
+
+def test_resource_and_host_flags_apply_to_every_run_step(kb: Builder) -> None:
+    from tests.conftest import require
+
+    require(open("/proc/self/mountinfo").read().count(" /sys/fs/cgroup/memory ") > 0,
+            "cgroup v1 (the RUN step reads its limits from /sys/fs/cgroup/<controller>)")
+    script = ("cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.shares"
+              " /sys/fs/cgroup/cpu/cpu.cfs_period_us /sys/fs/cgroup/cpu/cpu.cfs_quota_us"
+              " /sys/fs/cgroup/cpuset/cpuset.cpus > /r;"
+              " df -k /dev/shm | tail -1 | awk '{print $2}' >> /r; ulimit -n >> /r;"
+              " grep db.internal /etc/hosts | awk '{print $1}' >> /r;"
+              " grep ^NoNewPrivs /proc/self/status | awk '{print $2}' >> /r;"
+              " grep -c ketch-build-parent /proc/self/cgroup >> /r")
+    ctx = kb.context({"Dockerfile": f"FROM busybox\nRUN {script}\nRUN cat /r > /r2\n"})
+    kb.build(ctx, "-m", "32m", "--memory-swap", "64m", "--cpu-shares", "512",
+             "--cpu-period", "50000", "--cpu-quota", "25000", "--cpuset-cpus", "0",
+             "--cpuset-mems", "0", "--shm-size", "8m", "--ulimit", "nofile=512:1024",
+             "--add-host", "db.internal:10.1.2.3", "--security-opt", "no-new-privileges",
+             "--cgroup-parent", "ketch-build-parent", "--isolation", "default",
+             "--compress", "--progress", "plain", "-t", "limited")
+    values = kb.run("limited", "cat", "/r").split()
+    assert values[:5] == [str(32 << 20), "512", "50000", "25000", "0"]
+    assert values[5:9] == [str(8 * 1024), "512", "10.1.2.3", "1"]
+    assert int(values[9]) >= 3  # the step ran below the parent in each controller
+    # the settings are the RUN containers', not the image's
+    assert kb.inspect("limited", "{{json .Config.Labels}}") == "null"
+
+
+def test_build_refuses_what_it_cannot_do_and_builds_nothing(kb: Builder) -> None:
+    ctx = kb.context({"Dockerfile": "FROM busybox\nRUN touch /x\n"})
+    for args, message in (
+            (["--squash"], "experimental"),
+            (["--stream"], "experimental"),
+            (["--secret", "id=a,src=/etc/hostname"], "--secret requires DOCKER_BUILDKIT=1"),
+            (["--ssh", "default"], "--ssh requires DOCKER_BUILDKIT=1"),
+            (["-o", "type=local,dest=out"], "--output requires DOCKER_BUILDKIT=1"),
+            (["--progress", "tty"], 'invalid --progress value "tty"'),
+            (["--cache-from", "busybox"], "--cache-from is not supported"),
+            (["--isolation", "hyperv"], 'Invalid isolation: "hyperv"'),
+            (["--cpu-period", "10"], "CPU cfs period can not be less than 1ms"),
+            (["-m", "lots"], 'invalid argument "lots" for "-m, --memory" flag'),
+            (["--ulimit", "nofile"], 'invalid argument "nofile" for "--ulimit" flag'),
+            (["--security-opt", "bogus"], "bogus"),
+            (["--platform", "linux/s390x" if platform.machine() != "s390x" else "linux/amd64"],
+             "host platform")):
+        r = kb.build(ctx, *args, "-t", "refused", check=False)
+        assert r.returncode != 0, args
+        assert message in r.stderr, (args, r.stderr)
+        assert "Step 1/" not in r.stdout, args
+        assert kb("images", "-q", "refused").stdout == "", args

@@ -74,7 +74,8 @@ class BuildOptions:
                  no_cache: bool = False, pull: bool = False,
                  labels: dict[str, str] | None = None, network: str | None = None,
                  platform: str | None = None, remove: bool = True,
-                 force_remove: bool = False, extra_hosts: list[str] | None = None) -> None:
+                 force_remove: bool = False, extra_hosts: list[str] | None = None,
+                 run_host_config: dict[str, Any] | None = None) -> None:
         self.tags = list(tags or [])
         self.build_args = dict(build_args or {})
         self.target = target
@@ -86,6 +87,8 @@ class BuildOptions:
         self.remove = remove  # --rm: a step's container goes once the step is committed
         self.force_remove = force_remove  # --force-rm: also the one of a failed step
         self.extra_hosts = list(extra_hosts or [])  # --add-host: RUN containers' /etc/hosts
+        # -m, --cpu-*, --ulimit, --security-opt, ...: the HostConfig of every RUN container
+        self.run_host_config = dict(run_host_config or {})
 
 
 class BuildResult:
@@ -222,6 +225,12 @@ class Builder:
 
         tags = [str(reference.parse(t)) for t in self.options.tags]
         self._check_platform(self.options.platform)
+        if self.options.run_host_config or self.options.extra_hosts:
+            # refused before any step runs, with the messages `run` gives
+            for w in self.engine.containers.check_host_config(
+                    {**self.options.run_host_config, "ExtraHosts": self.options.extra_hosts}):
+                self.warnings.append(w)
+                self.say(f"[Warning] {w}")
         df = parse(self.text, name=self.name)
         self.df = df
         self.escape = df.escape
@@ -723,7 +732,7 @@ class Builder:
         }
         if network in (None, "default"):
             network = self.options.network or "default"
-        host_config: dict[str, Any] = {"NetworkMode": network}
+        host_config: dict[str, Any] = {**self.options.run_host_config, "NetworkMode": network}
         if binds:
             host_config["Binds"] = binds
         if self.options.extra_hosts:

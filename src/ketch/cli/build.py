@@ -16,24 +16,54 @@ registry = Registry()
 @registry.command("build", "[OPTIONS] PATH | -", "Build an image from a Dockerfile")
 def _build(p: Parser) -> None:
     p.add_argument("context", metavar="PATH", nargs="?")
+    p.add_argument("--add-host", action="append", default=[], metavar="list",
+                   help="Add a custom host-to-IP mapping (host:ip)")
     p.add_argument("--build-arg", action="append", default=[], metavar="list",
                    help="Set build-time variables")
+    p.add_argument("--cache-from", action="append", default=[], metavar="strings",
+                   help="Images to consider as cache sources (not supported: refused)")
+    p.add_argument("--cgroup-parent", metavar="string",
+                   help="Optional parent cgroup for the container")
+    p.add_argument("--compress", action="store_true",
+                   help="Compress the build context using gzip (ketch reads the context"
+                   " in place: nothing to compress)")
+    p.add_argument("--cpu-period", type=int, metavar="int",
+                   help="Limit the CPU CFS (Completely Fair Scheduler) period")
+    p.add_argument("--cpu-quota", type=int, metavar="int",
+                   help="Limit the CPU CFS (Completely Fair Scheduler) quota")
+    p.add_argument("-c", "--cpu-shares", type=int, metavar="int",
+                   help="CPU shares (relative weight)")
+    p.add_argument("--cpuset-cpus", metavar="string",
+                   help="CPUs in which to allow execution (0-3, 0,1)")
+    p.add_argument("--cpuset-mems", metavar="string",
+                   help="MEMs in which to allow execution (0-3, 0,1)")
+    p.add_argument("--disable-content-trust", action="store_true", default=True,
+                   help="Skip image verification (default true)")
     p.add_argument("-f", "--file", metavar="string",
                    help="Name of the Dockerfile (default: \"PATH/Dockerfile\"; \"-\" reads"
                    " it from stdin)")
     p.add_argument("--force-rm", action="store_true",
                    help="Always remove intermediate containers")
     p.add_argument("--iidfile", metavar="string", help="Write the image ID to the file")
+    p.add_argument("--isolation", metavar="string", help="Container isolation technology")
     p.add_argument("--label", action="append", default=[], metavar="list",
                    help="Set metadata for an image")
+    p.add_argument("-m", "--memory", metavar="bytes", help="Memory limit")
+    p.add_argument("--memory-swap", metavar="bytes",
+                   help="Swap limit equal to memory plus swap: '-1' to enable unlimited swap")
     p.add_argument("--network", metavar="string", default=None,
                    help="Set the networking mode for the RUN instructions during build"
                    " (default \"default\")")
     p.add_argument("--no-cache", action="store_true",
                    help="Do not use cache when building the image")
+    p.add_argument("-o", "--output", metavar="stringArray",
+                   help="Output destination (needs BuildKit: refused)")
     p.add_argument("--platform", metavar="string",
                    help="Set platform if server is multi-platform capable (only the host's"
                    " platform is supported)")
+    p.add_argument("--progress", default="auto", metavar="string",
+                   help="Set type of progress output (auto, plain): the classic builder's"
+                   " output is plain")
     p.add_argument("--pull", action="store_true",
                    help="Always attempt to pull a newer version of the image")
     p.add_argument("-q", "--quiet", action="store_true",
@@ -41,9 +71,80 @@ def _build(p: Parser) -> None:
     p.add_argument("--rm", action="store_true", default=True,
                    help="Remove intermediate containers after a successful build"
                    " (default true)")
+    p.add_argument("--secret", action="append", default=[], metavar="stringArray",
+                   help="Secret file to expose to the build (needs BuildKit: refused)")
+    p.add_argument("--security-opt", action="append", default=[], metavar="strings",
+                   help="Security options")
+    p.add_argument("--shm-size", metavar="bytes", help="Size of /dev/shm")
+    p.add_argument("--squash", action="store_true",
+                   help="Squash newly built layers into a single new layer (experimental:"
+                   " refused)")
+    p.add_argument("--ssh", action="append", default=[], metavar="stringArray",
+                   help="SSH agent socket or keys to expose to the build (needs BuildKit:"
+                   " refused)")
+    p.add_argument("--stream", action="store_true",
+                   help="Stream attaches to server to negotiate build context"
+                   " (experimental: refused)")
     p.add_argument("-t", "--tag", action="append", default=[], metavar="list",
                    help="Name and optionally a tag in the \"name:tag\" format")
     p.add_argument("--target", metavar="string", help="Set the target build stage to build.")
+    p.add_argument("--ulimit", action="append", default=[], metavar="ulimit",
+                   help="Ulimit options")
+
+
+def _refuse_unsupported(ns: Namespace) -> None:
+    """Docker's classic builder refuses the BuildKit-only and experimental flags."""
+    for flag, given in (("--secret", ns.secret), ("--ssh", ns.ssh), ("--output", ns.output)):
+        if given:
+            raise InvalidArgument(f"{flag} requires DOCKER_BUILDKIT=1: ketch has only the"
+                                  " classic builder")
+    if ns.progress not in ("auto", "plain"):
+        raise InvalidArgument(f'invalid --progress value "{ns.progress}": the classic'
+                              ' builder\'s output is plain ("auto" or "plain")')
+    if ns.squash:
+        raise InvalidArgument("--squash is only supported on a Docker daemon with"
+                              " experimental features enabled: ketch has no experimental"
+                              " builder")
+    if ns.stream:
+        raise InvalidArgument("--stream is an experimental feature ketch does not have")
+    if ns.cache_from:
+        raise InvalidArgument("--cache-from is not supported: ketch's build cache is the"
+                              " local images only")
+
+
+def _run_host_config(ns: Namespace) -> dict[str, object]:
+    """The HostConfig settings every RUN step's container gets, as `docker build` gives
+    them (resources, cgroup parent, security options, ulimits; --add-host goes as the
+    build's extra hosts)."""
+    from ketch.cli.container_opts import _bytes
+    from ketch.engine import Engine
+
+    hc: dict[str, object] = {}
+    for key, val in (("CpuPeriod", ns.cpu_period), ("CpuQuota", ns.cpu_quota),
+                     ("CpuShares", ns.cpu_shares), ("CpusetCpus", ns.cpuset_cpus),
+                     ("CpusetMems", ns.cpuset_mems), ("CgroupParent", ns.cgroup_parent),
+                     ("Isolation", ns.isolation),
+                     ("Memory", _bytes(ns.memory, "-m, --memory")),
+                     ("MemorySwap", _bytes(ns.memory_swap, "--memory-swap")),
+                     ("ShmSize", _bytes(ns.shm_size, "--shm-size"))):
+        if val is not None and val != "":
+            hc[key] = val
+    if ns.security_opt:
+        opts, unconfined = Engine.security_opts(ns.security_opt)
+        hc["SecurityOpt"] = opts
+        if unconfined:
+            hc["MaskedPaths"], hc["ReadonlyPaths"] = [], []
+    if ns.ulimit:
+        ulimits = {}
+        for u in ns.ulimit:
+            try:
+                entry = Engine.ulimit(u)
+            except InvalidArgument as e:
+                raise InvalidArgument(f'invalid argument "{u}" for "--ulimit" flag: {e}'
+                                      ) from None
+            ulimits[entry["Name"]] = entry
+        hc["Ulimits"] = list(ulimits.values())
+    return hc
 
 
 def _build_args(values: list[str]) -> dict[str, str | None]:
@@ -82,6 +183,8 @@ def build(ns: Namespace) -> int:
         raise InvalidArgument('"ketch build" requires exactly 1 argument: the build context'
                               " (a directory, a tarball or -)")
     _check_tags(ns.tag)
+    _refuse_unsupported(ns)
+    run_host_config = _run_host_config(ns)
     out = sys.stdout
     quiet_buf: list[str] = []
     result = None
@@ -90,7 +193,8 @@ def build(ns: Namespace) -> int:
                 ns.context, ns.file, tags=ns.tag, build_args=_build_args(ns.build_arg),
                 target=ns.target, no_cache=ns.no_cache, pull=ns.pull,
                 labels=_labels(ns.label), network=ns.network, platform=ns.platform,
-                remove=ns.rm, force_remove=ns.force_rm):
+                remove=ns.rm, force_remove=ns.force_rm, extra_hosts=ns.add_host,
+                run_host_config=run_host_config):
             # the events have text() and raw() (a RUN step's output as it came);
             # the last one is the result
             if not hasattr(event, "raw"):

@@ -271,6 +271,20 @@ class ContainerService:
 
             config["Hostname"] = socket.gethostname()
 
+    def check_host_config(self, host_config: dict[str, Any]) -> list[str]:
+        """Refuse settings `create` would refuse (Docker's messages), creating nothing;
+        the warnings `create` would give. For settings applied to containers made later
+        (a build's RUN steps)."""
+        from ketch.containers.hostconfig import validate
+
+        hc = dict(host_config)
+        if hc.get("Binds") or hc.get("Mounts"):
+            raise InvalidArgument("mounts cannot be checked ahead of create")
+        validate({}, hc)
+        warnings: list[str] = []
+        self._validate_host_config(hc, {}, warnings)
+        return warnings
+
     def _validate_host_config(self, hc: dict[str, Any], config: dict[str, Any],
                               warnings: list[str]) -> None:
         from ketch.containers import options
