@@ -112,7 +112,7 @@ def test_resource_and_host_flags_apply_to_every_run_step(kb: Builder) -> None:
              "--cpuset-mems", "0", "--shm-size", "8m", "--ulimit", "nofile=512:1024",
              "--add-host", "db.internal:10.1.2.3", "--security-opt", "no-new-privileges",
              "--cgroup-parent", "ketch-build-parent", "--isolation", "default",
-             "--compress", "--progress", "plain", "-t", "limited")
+             "--compress", "--progress", "plain", "--disable-content-trust", "-t", "limited")
     values = kb.run("limited", "cat", "/r").split()
     assert values[:5] == [str(32 << 20), "512", "50000", "25000", "0"]
     assert values[5:9] == [str(8 * 1024), "512", "10.1.2.3", "1"]

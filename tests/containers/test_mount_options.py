@@ -158,6 +158,9 @@ def test_bind_volume_shows_a_host_directory_and_rm_keeps_it(ketch, tmp_path):
     (["bogus=1"], 'Error: invalid option key: "bogus"\n'),
     (["type=tmpfs"], 'Error: missing required option: "device"\n'),
     (["o=size=1m", "device=tmpfs"], 'Error: missing required option: "type"\n'),
+    (["type=nfs", "o=addr=192.0.2.1,rw", "device=:/export"],
+     'Error: volume type "nfs" is a network filesystem: ketch mounts no network filesystems'
+     ' (tmpfs, bind and local devices only)\n'),
 ])
 def test_volume_create_refuses_unknown_or_incomplete_options(ketch, opts, message):
     args = [a for o in opts for a in ("--opt", o)]

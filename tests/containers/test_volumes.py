@@ -78,6 +78,18 @@ def test_tmpfs_mount(ketch):
 
 
 # -- volume commands --------------------------------------------------------------------
+def test_volume_create_takes_the_local_driver_and_the_name_flag_only(ketch):
+    assert ketch("volume", "create", "--driver", "local", "--name", "byflag").stdout == \
+        "byflag\n"
+    p = ketch("volume", "create", "-d", "convoy", "other", check=False)
+    assert p.returncode == 1
+    assert p.stderr == ('Error: plugin "convoy" not found: ketch has only the local volume'
+                        " driver\n")
+    p = ketch("volume", "create", "--name", "one", "two", check=False)
+    assert p.returncode == 1 and "conflicting options" in p.stderr
+    assert ketch("volume", "ls", "-q").stdout == "byflag\n"
+
+
 def test_volume_create_ls_inspect_rm(ketch):
     assert ketch("volume", "create", "v1").stdout == "v1\n"
     assert ketch("volume", "create", "--label", "team=core", "v2").stdout == "v2\n"

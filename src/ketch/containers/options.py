@@ -411,3 +411,17 @@ CREATE_OPTIONS: dict[str, str] = {
     "--volumes-from": "another container's volume and bind mounts",
     "--workdir": "the process's working directory",
 }
+
+
+# Every `exec` flag and how it takes effect (same test as CREATE_OPTIONS).
+EXEC_OPTIONS: dict[str, str] = {
+    "--detach": "the process runs on; the command returns once it started",
+    "--detach-keys": "the key sequence that ends the attached session, the process going on",
+    "--env": "process environment, over the container's",
+    "--env-file": "process environment, read by the CLI",
+    "--interactive": "the process's stdin is this command's",
+    "--privileged": "every capability in ketch's bounding set for the process",
+    "--tty": "a pseudo-terminal for the process",
+    "--user": "the process's user and group",
+    "--workdir": "the process's working directory",
+}

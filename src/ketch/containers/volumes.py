@@ -27,6 +27,17 @@ _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 # The local driver's options (Docker 20.10) and which others each one needs.
 DRIVER_OPTIONS = ("type", "device", "o")
 _REQUIRED = {"device": ("type",), "type": ("device",), "o": ("device", "type")}
+_NETWORK_FS = frozenset(("nfs", "nfs4", "cifs", "smb3", "ceph", "glusterfs", "9p"))
+
+# Every `volume create` flag and how it takes effect (tests/containers/test_option_table.py
+# keeps this table, the declared flags and the tests in step).
+VOLUME_CREATE_OPTIONS: dict[str, str] = {
+    "--driver": "only 'local'",
+    "--label": "Labels of the volume",
+    "--name": "the volume's name (as the argument; both must agree)",
+    "--opt": "the local driver's type/device/o: tmpfs, bind (o=bind) and local devices,"
+             " mounted while a container uses the volume; network filesystems refused",
+}
 
 
 def check_driver_options(options: dict[str, str]) -> None:
@@ -38,6 +49,11 @@ def check_driver_options(options: dict[str, str]) -> None:
             for other in needs:
                 if other not in options:
                     raise InvalidArgument(f'missing required option: "{other}"')
+    fstype = options.get("type", "")
+    if fstype in _NETWORK_FS or any(o.startswith("addr=")
+                                    for o in options.get("o", "").split(",")):
+        raise InvalidArgument(f'volume type "{fstype}" is a network filesystem: ketch mounts'
+                              " no network filesystems (tmpfs, bind and local devices only)")
 
 
 class VolumeStore:
