@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import platform
 import re
+from pathlib import Path
 
 from tests.build.conftest import Builder
 
@@ -107,18 +108,31 @@ def test_resource_and_host_flags_apply_to_every_run_step(kb: Builder) -> None:
               " grep ^NoNewPrivs /proc/self/status | awk '{print $2}' >> /r;"
               " grep -c ketch-build-parent /proc/self/cgroup >> /r")
     ctx = kb.context({"Dockerfile": f"FROM busybox\nRUN {script}\nRUN cat /r > /r2\n"})
-    kb.build(ctx, "-m", "32m", "--memory-swap", "64m", "--cpu-shares", "512",
-             "--cpu-period", "50000", "--cpu-quota", "25000", "--cpuset-cpus", "0",
-             "--cpuset-mems", "0", "--shm-size", "8m", "--ulimit", "nofile=512:1024",
-             "--add-host", "db.internal:10.1.2.3", "--security-opt", "no-new-privileges",
-             "--cgroup-parent", "ketch-build-parent", "--isolation", "default",
-             "--compress", "--progress", "plain", "--disable-content-trust", "-t", "limited")
+    try:
+        _build_limited(kb, ctx)
+    finally:  # the parent cgroup the steps ran under is the test's to remove
+        import os
+
+        for controller in os.listdir("/sys/fs/cgroup"):
+            try:
+                os.rmdir(f"/sys/fs/cgroup/{controller}/ketch-build-parent")
+            except OSError:
+                pass
     values = kb.run("limited", "cat", "/r").split()
     assert values[:5] == [str(32 << 20), "512", "50000", "25000", "0"]
     assert values[5:9] == [str(8 * 1024), "512", "10.1.2.3", "1"]
     assert int(values[9]) >= 3  # the step ran below the parent in each controller
     # the settings are the RUN containers', not the image's
     assert kb.inspect("limited", "{{json .Config.Labels}}") == "null"
+
+
+def _build_limited(kb: Builder, ctx: Path) -> None:
+    kb.build(ctx, "-m", "32m", "--memory-swap", "64m", "--cpu-shares", "512",
+             "--cpu-period", "50000", "--cpu-quota", "25000", "--cpuset-cpus", "0",
+             "--cpuset-mems", "0", "--shm-size", "8m", "--ulimit", "nofile=512:1024",
+             "--add-host", "db.internal:10.1.2.3", "--security-opt", "no-new-privileges",
+             "--cgroup-parent", "ketch-build-parent", "--isolation", "default",
+             "--compress", "--progress", "plain", "--disable-content-trust", "-t", "limited")
 
 
 def test_build_refuses_what_it_cannot_do_and_builds_nothing(kb: Builder) -> None:

@@ -596,3 +596,33 @@ def test_network_subnet_overlapping_a_host_route_or_network_is_refused(ketch):
     assert p.returncode == 1
     assert "Pool overlaps with other one on this address space" in p.stderr
     assert "overlaps" not in ketch("network", "ls", "--format", "{{.Name}}").stdout
+
+
+def test_cpu_rt_runtime_and_period_reach_the_containers_cgroup(ketch):
+    require_cgroup_v1()
+    rt = "/sys/fs/cgroup/cpu/cpu.rt_runtime_us"
+    if not Path(rt).exists():
+        p = ketch("run", "--rm", "--cpu-rt-runtime", "10000", "busybox", "true", check=False)
+        assert p.returncode == 125
+        assert "Your kernel does not support cgroup cpu real-time runtime" in p.stderr
+        return
+    parent = Path("/sys/fs/cgroup/cpu/ketch/cpu.rt_runtime_us")  # the default parent
+    before = parent.read_text() if parent.exists() else None
+    try:
+        p = ketch("run", "--rm", "--cpu-rt-period", "100000", "--cpu-rt-runtime", "20000",
+                  "busybox", "cat", "/sys/fs/cgroup/cpu/cpu.rt_period_us", rt)
+        assert p.stdout.split() == ["100000", "20000"]
+        # the parent got the container's share of real-time bandwidth (20 %)
+        assert int(parent.read_text()) >= 200000
+    finally:
+        if before is not None:
+            try:
+                parent.write_text(before)  # give the host its budget back
+            except OSError:
+                pass  # another container of the parent still holds some
+    bad = ketch("run", "--rm", "--cpu-rt-period", "1000", "--cpu-rt-runtime", "2000",
+                "busybox", "true", check=False)
+    assert bad.returncode == 125
+    assert bad.stderr.strip() == ("Error: cpu real-time runtime cannot be higher than cpu"
+                                  " real-time period")
+    assert ketch("ps", "-aq").stdout == ""

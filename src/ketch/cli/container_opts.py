@@ -37,6 +37,10 @@ def add_create_flags(p: Parser) -> None:
       " Scheduler) period")
     a("--cpu-quota", type=int, metavar="int", help="Limit CPU CFS (Completely Fair"
       " Scheduler) quota")
+    a("--cpu-rt-period", type=int, metavar="int",
+      help="Limit CPU real-time period in microseconds")
+    a("--cpu-rt-runtime", type=int, metavar="int",
+      help="Limit CPU real-time runtime in microseconds")
     a("-c", "--cpu-shares", type=int, metavar="int", help="CPU shares (relative weight)")
     a("--cpus", metavar="decimal", help="Number of CPUs")
     a("--cpuset-cpus", metavar="string", help="CPUs in which to allow execution (0-3, 0,1)")
@@ -337,7 +341,9 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
                                           else 0, "Capabilities": [["gpu"]],
                                           "Options": {}, "DeviceIDs": None}]
     for key, val in (("OomScoreAdj", ns.oom_score_adj), ("CpuPeriod", ns.cpu_period),
-                     ("CpuQuota", ns.cpu_quota), ("BlkioWeight", ns.blkio_weight)):
+                     ("CpuQuota", ns.cpu_quota), ("BlkioWeight", ns.blkio_weight),
+                     ("CpuRealtimePeriod", ns.cpu_rt_period),
+                     ("CpuRealtimeRuntime", ns.cpu_rt_runtime)):
         if val is not None:
             host_config[key] = val
     if ns.cpuset_mems:

@@ -27,6 +27,41 @@ _BLKIO_WEIGHT_FILES = ("/sys/fs/cgroup/blkio/blkio.weight", "/sys/fs/cgroup/blki
                        "/sys/fs/cgroup/io.weight", "/sys/fs/cgroup/io.bfq.weight")
 
 
+# real-time group scheduling (CONFIG_RT_GROUP_SCHED) shows as these files on cgroup v1;
+# cgroup v2 has no real-time controller
+_CPU_V1 = "/sys/fs/cgroup/cpu"
+_RT_PERIOD = f"{_CPU_V1}/cpu.rt_period_us"
+_RT_RUNTIME = f"{_CPU_V1}/cpu.rt_runtime_us"
+
+
+def _reserve_rt_runtime(parent: str, runtime: int, period: int | None) -> None:
+    """A cgroup gets real-time bandwidth (runtime per period) only out of its parent's
+    (none for a new cgroup): give each ancestor of the container's cgroup at least the
+    container's share, as dockerd's --cpu-rt-runtime gives its parent cgroup a budget."""
+    share = runtime / (period or 1_000_000)  # a new cgroup's period is the kernel's 1 s
+    import math
+
+    path = _CPU_V1
+    for part in [p for p in parent.split("/") if p]:
+        path = f"{path}/{part}"
+        os.makedirs(path, exist_ok=True)
+        f = f"{path}/cpu.rt_runtime_us"
+        with open(f"{path}/cpu.rt_period_us") as fh:
+            needed = math.ceil(share * int(fh.read().strip()))
+        with open(f) as fh:
+            if int(fh.read().strip() or 0) >= needed:
+                continue
+        try:
+            with open(f, "w") as fh:
+                fh.write(str(needed))
+        except OSError as e:
+            raise InvalidArgument(
+                f"cannot give cgroup {path[len(_CPU_V1):]} {needed} µs of real-time runtime:"
+                f" {(e.strerror or str(e)).lower()} (the host's budget is"
+                f" {open(_RT_RUNTIME).read().strip()} µs in each period, shared by its"
+                " cgroups)") from None
+
+
 def _namespace_mode(value: str, kind: str, allowed: tuple[str, ...]) -> None:
     if value in allowed or (value.startswith("container:") and len(value) > 10
                             and "container" in allowed):
@@ -87,6 +122,14 @@ def validate(svc: ContainerService, hc: dict[str, Any], config: dict[str, Any],
                               " than 1s (i.e. 1000000)")
     if quota and quota < 1000 and quota != -1:
         raise InvalidArgument("CPU cfs quota can not be less than 1ms (i.e. 1000)")
+    rt_period, rt_runtime = hc.get("CpuRealtimePeriod") or 0, hc.get("CpuRealtimeRuntime") or 0
+    if rt_period and not os.path.exists(_RT_PERIOD):
+        raise InvalidArgument("Your kernel does not support cgroup cpu real-time period")
+    if rt_runtime and not os.path.exists(_RT_RUNTIME):
+        raise InvalidArgument("Your kernel does not support cgroup cpu real-time runtime")
+    if rt_period and rt_runtime and rt_runtime > rt_period:
+        raise InvalidArgument("cpu real-time runtime cannot be higher than cpu real-time"
+                              " period")
     weight = hc.get("BlkioWeight") or 0
     if weight:
         if not 10 <= weight <= 1000:
@@ -225,6 +268,8 @@ def apply(svc: ContainerService, rec: ContainerRecord, spec: ContainerSpec) -> N
     spec.cpu_period = hc.get("CpuPeriod") or None
     spec.cpu_quota = hc.get("CpuQuota") or None
     spec.cpuset_mems = hc.get("CpusetMems") or None
+    spec.cpu_rt_period = hc.get("CpuRealtimePeriod") or None
+    spec.cpu_rt_runtime = hc.get("CpuRealtimeRuntime") or None
     swappiness = hc.get("MemorySwappiness")
     spec.memory_swappiness = None if swappiness in (None, -1) else swappiness
     spec.oom_kill_disable = bool(hc.get("OomKillDisable"))
@@ -258,6 +303,8 @@ def apply(svc: ContainerService, rec: ContainerRecord, spec: ContainerSpec) -> N
                                 d.get("CgroupPermissions") or "rwm")
                     for d in hc.get("Devices") or []]
     spec.device_rules = [parse_device_cgroup_rule(r) for r in hc.get("DeviceCgroupRules") or []]
+    if spec.cpu_rt_runtime:
+        _reserve_rt_runtime(spec.cgroup_parent, spec.cpu_rt_runtime, spec.cpu_rt_period)
 
 
 def links(svc: ContainerService, rec: ContainerRecord, net: dict[str, Any]
@@ -336,6 +383,9 @@ CREATE_OPTIONS: dict[str, str] = {
     "--cidfile": "the CLI writes the new container's ID to the file",
     "--cpu-period": "cpu.cfs_period_us",
     "--cpu-quota": "cpu.cfs_quota_us",
+    "--cpu-rt-period": "cpu.rt_period_us (refused without real-time group scheduling)",
+    "--cpu-rt-runtime": "cpu.rt_runtime_us, the parent cgroups given that budget (refused"
+                        " without real-time group scheduling)",
     "--cpu-shares": "cpu.shares",
     "--cpus": "cpu quota over a 100 ms period",
     "--cpuset-cpus": "cpuset.cpus (a CPU the host lacks: Docker's one-line error)",

@@ -151,6 +151,8 @@ class ContainerSpec:
     domainname: str | None = None
     cpu_period: int | None = None
     cpu_quota: int | None = None
+    cpu_rt_period: int | None = None
+    cpu_rt_runtime: int | None = None
     cpuset_mems: str | None = None
     memory_swappiness: int | None = None
     oom_kill_disable: bool = False
@@ -496,6 +498,10 @@ def _cpu_resources(spec: ContainerSpec) -> dict[str, Any]:
         cpu["period"] = spec.cpu_period
     if spec.cpu_quota:
         cpu["quota"] = spec.cpu_quota
+    if spec.cpu_rt_period:
+        cpu["realtimePeriod"] = spec.cpu_rt_period
+    if spec.cpu_rt_runtime:
+        cpu["realtimeRuntime"] = spec.cpu_rt_runtime
     if spec.cpuset_cpus:
         cpu["cpus"] = spec.cpuset_cpus
     if spec.cpuset_mems:
