@@ -261,3 +261,24 @@ def test_network_create_refuses_what_ketch_cannot_do_and_creates_nothing(
     assert p.returncode == 1
     assert message in p.stderr and len(p.stderr.strip().splitlines()) == 1
     assert "refused" not in nk("network", "ls", "--format", "{{.Name}}").stdout.split()
+
+
+def test_link_local_ip_adds_addresses_to_eth0_and_ip6_is_refused(nk: KetchCLI) -> None:
+    nk("network", "create", "ll")
+    nk("run", "-d", "--name", "ll1", "--network", "ll", "--link-local-ip", "169.254.10.10",
+       "--link-local-ip", "fe80::a:1", "busybox", "sleep", "60")
+    addrs = nk("exec", "ll1", "ip", "-o", "addr", "show", "eth0").stdout
+    assert "inet 169.254.10.10/16" in addrs and "inet6 fe80::a:1/64" in addrs
+    ipam = json.loads(nk("inspect", "-f", "{{json .NetworkSettings.Networks.ll.IPAMConfig}}",
+                         "ll1").stdout)
+    assert ipam == {"LinkLocalIPs": ["169.254.10.10", "fe80::a:1"]}
+    for args, message in (
+            (["--network", "ll", "--link-local-ip", "10.0.0.1"],
+             "invalid link-local IP address: 10.0.0.1"),
+            (["--network", "ll", "--ip6", "fd00::5"], "Invalid address fd00::5: It does not"
+             " belong to any of this network's subnets")):
+        p = nk("run", "--name", "refused", *args, "busybox", "true", check=False)
+        assert p.returncode == 125 and message in p.stderr
+        assert "refused" not in nk("ps", "-a", "--format", "{{.Names}}").stdout.split()
+    nk("rm", "-f", "ll1")
+    nk("network", "rm", "ll")

@@ -81,6 +81,8 @@ def add_create_flags(p: Parser) -> None:
     a("--init", action="store_true", help="Run an init inside the container")
     a("-i", "--interactive", action="store_true", help="Keep STDIN open even if not attached")
     a("--ip", metavar="string", help="IPv4 address (e.g., 172.30.100.104)")
+    a("--ip6", metavar="string", help="IPv6 address (e.g., 2001:db8::33): refused, ketch"
+      " networks are IPv4 only")
     a("--ipc", metavar="string", help="IPC mode to use (private, shareable, host,"
       " container:NAME)")
     a("--isolation", metavar="string", help="Container isolation technology (Linux has"
@@ -94,6 +96,8 @@ def add_create_flags(p: Parser) -> None:
     a("--link", action="append", default=[], metavar="list",
       help="Add link to another container (name[:alias]): /etc/hosts entries and the"
            " legacy <ALIAS>_PORT_* environment")
+    a("--link-local-ip", action="append", default=[], metavar="list",
+      help="Container IPv4/IPv6 link-local addresses")
     a("--log-driver", metavar="string", help="Logging driver for the container")
     a("--log-opt", action="append", default=[], metavar="list",
       help="Log driver options")
@@ -418,11 +422,12 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
     if ns.mount:
         host_config["Mounts"] = [parse_mount(m) for m in ns.mount]
     networking: dict[str, Any] = {}
-    if ns.network_alias or ns.ip:
+    if ns.network_alias or ns.ip or ns.ip6 or ns.link_local_ip:
         net = ns.network or "bridge"
+        ipam = {k: v for k, v in (("IPv4Address", ns.ip), ("IPv6Address", ns.ip6),
+                                  ("LinkLocalIPs", ns.link_local_ip)) if v}
         networking = {"EndpointsConfig": {net: {
-            "Aliases": ns.network_alias or None,
-            "IPAMConfig": {"IPv4Address": ns.ip} if ns.ip else None}}}
+            "Aliases": ns.network_alias or None, "IPAMConfig": ipam or None}}}
     return {"Config": config, "HostConfig": host_config, "NetworkingConfig": networking}
 
 

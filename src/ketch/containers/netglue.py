@@ -47,20 +47,26 @@ def setup(engine: ContainerHost, rec: ContainerRecord, *,
     ep_cfg: dict[str, Any] = endpoints.get(mode) or next(iter(endpoints.values()), {}) or {}
     # Docker answers DNS for the container's name and short ID as well as its aliases.
     aliases = [rec.name, rec.id[:12]] + list(ep_cfg.get("Aliases") or [])
-    ip = ((ep_cfg.get("IPAMConfig") or {}).get("IPv4Address")) or None
+    ipam = ep_cfg.get("IPAMConfig") or {}
+    ip = ipam.get("IPv4Address") or None
     att = svc.setup(rec.id, mode=mode, ports=_bindings(rec), aliases=aliases, ip=ip,
                     hostname=rec.config.get("Hostname") or rec.id[:12],
-                    mac=rec.config.get("MacAddress") or None, later=later)
+                    mac=rec.config.get("MacAddress") or None, later=later,
+                    link_local=ipam.get("LinkLocalIPs") or ())
     for ep in att.networks.values():
         svc.event("connect", ep.network_id, ep.network_name, container=rec.id)
     if att.networks:
         _connect_others(engine, rec, att, endpoints, later)
+    networks = {name: ep.to_docker() for name, ep in att.networks.items()}
+    primary = next(iter(networks.values()), None)
+    if ipam and primary is not None:
+        primary["IPAMConfig"] = dict(ipam)  # inspect echoes the request, as Docker's
     ports = [{"IP": b.display_ip, "PrivatePort": b.container_port,
               "PublicPort": b.host_port, "Type": b.protocol} for b in att.ports]
     return {
         "netns": att.netns_path if att.netns_path else "host",
         "attachment": att,
-        "Networks": {name: ep.to_docker() for name, ep in att.networks.items()},
+        "Networks": networks,
         "Ports": ports,
     }
 

@@ -197,6 +197,28 @@ def validate(svc: ContainerService, hc: dict[str, Any], config: dict[str, Any],
         _host_device(dev.get("PathOnHost") or "")
 
 
+def check_endpoints(networking: dict[str, Any]) -> None:
+    """The endpoint settings ketch cannot give are refused at create: an IPv6 address
+    (ketch networks are IPv4 only); link-local addresses must be link-local."""
+    import ipaddress
+
+    for name, ep in ((networking or {}).get("EndpointsConfig") or {}).items():
+        ipam = (ep or {}).get("IPAMConfig") or {}
+        v6 = ipam.get("IPv6Address")
+        if v6:
+            raise InvalidArgument(f"Invalid address {v6}: It does not belong to any of this"
+                                  f" network's subnets ({name} has no IPv6: ketch networks"
+                                  " are IPv4 only)")
+        for ll in ipam.get("LinkLocalIPs") or []:
+            try:
+                addr = ipaddress.ip_address(ll)
+            except ValueError:
+                addr = None
+            if addr is None or not addr.is_link_local:
+                raise InvalidArgument(f"invalid link-local IP address: {ll}: not in"
+                                      " 169.254.0.0/16 or fe80::/10")
+
+
 def _host_device(path: str) -> None:
     """Docker's create-time check of `--device`: the host path is a device node or a
     directory of them (as /dev/snd)."""
@@ -412,6 +434,8 @@ CREATE_OPTIONS: dict[str, str] = {
     "--init": "tini as PID 1: zombies reaped, signals forwarded",
     "--interactive": "the container's stdin stays open and is attached",
     "--ip": "the address on a user-defined network (refused on the default bridge)",
+    "--ip6": "refused: ketch networks are IPv4 only",
+    "--link-local-ip": "extra link-local addresses (169.254.0.0/16, fe80::/10) on eth0",
     "--ipc": "a private, shareable, host, none or another container's IPC namespace",
     "--isolation": "only 'default', as Docker on Linux",
     "--kernel-memory": "accepted and discarded with Docker's warning",

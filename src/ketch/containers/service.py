@@ -225,6 +225,9 @@ class ContainerService:
             merged["Hostname"] = cid[:12]
         merged["Image"] = image_name
         if networking_config:
+            from ketch.containers.options import check_endpoints
+
+            check_endpoints(networking_config)
             host_config.setdefault("_NetworkingConfig", networking_config)
         from ketch.containers import names
 

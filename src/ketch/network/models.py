@@ -62,6 +62,8 @@ class Endpoint:
     endpoint_id: str = ""
     ifname: str = "eth0"
     host_ifname: str = ""
+    # `--link-local-ip`: extra addresses on the interface (not kept in the records)
+    link_local: list[str] = field(default_factory=list)
 
     @property
     def cidr(self) -> str:

@@ -584,11 +584,13 @@ class NetworkService:
               ports: Iterable[PortBinding] = (), aliases: Iterable[str] = (),
               ip: str | None = None, hostname: str = "", mac: str | None = None,
               name: str | None = None, dns: Iterable[str] = (), *,
-              later: list[DeferredStep] | None = None) -> NetworkAttachment:
+              later: list[DeferredStep] | None = None,
+              link_local: Iterable[str] = ()) -> NetworkAttachment:
         """Give a container its network. `mode`: bridge | host | none | container:<id> |
         a network name or ID. `name` (the container's name) and `aliases` become DNS
         names on user-defined networks; `dns` is where that network's DNS service
-        forwards this container's other queries.
+        forwards this container's other queries. `link_local` addresses (169.254/16,
+        fe80::/10) are added to the interface besides its address on the network.
 
         With `later` (a list), the namespace, addresses, records and rules are made now
         but the veth plumbing inside the namespace is appended to `later` for the caller
@@ -618,7 +620,8 @@ class NetworkService:
                 self.teardown(container_id)
                 raise
             return self.attachment(container_id)  # type: ignore[return-value]
-        if ip and net.builtin:
+        link_local = list(link_local)
+        if (ip or link_local) and net.builtin:
             raise InvalidArgument("user specified IP address is supported on user defined "
                                   "networks only")
         for b in ports:
@@ -637,6 +640,7 @@ class NetworkService:
                 (container_id, net.name, str(netns_path), hostname,
                  ",".join(dns), time.time()))
             ep = self._add_endpoint(conn, container_id, net, aliases, ip, mac, name, "eth0", 0)
+            ep.link_local = list(link_local)
             resolved, proxy_sockets = self._allocate_ports(conn, container_id, net, ep.ip, ports)
             rules = self.fw.port_rules(resolved, ep.ip)
             conn.execute("UPDATE net_sandboxes SET fw_rules=? WHERE container_id=?",
@@ -892,6 +896,8 @@ class NetworkService:
             if index is None:
                 raise KetchError(f"{ep.ifname} did not appear in the container's namespace")
             inner.add_address(index, ep.cidr)
+            for ll in ep.link_local:  # Docker's prefixes for link-local addresses
+                inner.add_address(index, f"{ll}/16" if "." in ll else f"{ll}/64")
             inner.set_up(index)
             if default_route and not net.internal:
                 inner.add_default_route(ep.gateway, index)
