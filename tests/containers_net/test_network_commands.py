@@ -235,7 +235,10 @@ def test_enable_ip_masquerade_false_leaves_out_the_masquerade_rule(nk: KetchCLI)
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--ipv6", "--subnet", "fd00:1::/64"], "IPv6 networks are not supported"),
+    (["--ipv6"], "--ipv6 needs an IPv6 --subnet"),
+    (["--subnet", "fd00:1::/64"], "an IPv6 --subnet or --gateway needs --ipv6"),
+    (["--ipv6", "--subnet", "fd00:1::/64", "--subnet", "fd00:2::/64"],
+     "more than one IPv6 --subnet"),
     (["--ipam-opt", "a=b"], "takes no options (--ipam-opt)"),
     (["--ipam-driver", "dhcp"], 'plugin "dhcp" not found'),
     (["-o", "com.docker.network.bridge.bogus=1"],
@@ -251,7 +254,7 @@ def test_enable_ip_masquerade_false_leaves_out_the_masquerade_rule(nk: KetchCLI)
     (["--subnet", "SUBNET", "--ip-range", "10.99.0.0/28"], "no matching subnet for range"),
     (["--subnet", "SUBNET", "--aux-address", "x=10.99.0.5"],
      "no matching subnet for aux-address 10.99.0.5"),
-    (["--subnet", "SUBNET", "--subnet", "SUBNET"], "more than one --subnet"),
+    (["--subnet", "SUBNET", "--subnet", "SUBNET"], "more than one IPv4 --subnet"),
 ])
 def test_network_create_refuses_what_ketch_cannot_do_and_creates_nothing(
         nk: KetchCLI, args: list[str], message: str) -> None:
@@ -263,7 +266,7 @@ def test_network_create_refuses_what_ketch_cannot_do_and_creates_nothing(
     assert "refused" not in nk("network", "ls", "--format", "{{.Name}}").stdout.split()
 
 
-def test_link_local_ip_adds_addresses_to_eth0_and_ip6_is_refused(nk: KetchCLI) -> None:
+def test_link_local_ip_adds_addresses_to_eth0_and_ip6_needs_an_ipv6_network(nk: KetchCLI) -> None:
     nk("network", "create", "ll")
     nk("run", "-d", "--name", "ll1", "--network", "ll", "--link-local-ip", "169.254.10.10",
        "--link-local-ip", "fe80::a:1", "busybox", "sleep", "60")
@@ -276,9 +279,35 @@ def test_link_local_ip_adds_addresses_to_eth0_and_ip6_is_refused(nk: KetchCLI) -
             (["--network", "ll", "--link-local-ip", "10.0.0.1"],
              "invalid link-local IP address: 10.0.0.1"),
             (["--network", "ll", "--ip6", "fd00::5"], "Invalid address fd00::5: It does not"
-             " belong to any of this network's subnets")):
+             " belong to any of this network's subnets (ll was not created with --ipv6)")):
         p = nk("run", "--name", "refused", *args, "busybox", "true", check=False)
         assert p.returncode == 125 and message in p.stderr
         assert "refused" not in nk("ps", "-a", "--format", "{{.Names}}").stdout.split()
     nk("rm", "-f", "ll1")
     nk("network", "rm", "ll")
+
+
+def test_ipv6_network_gives_the_bridge_and_containers_ipv6_addresses(nk: KetchCLI) -> None:
+    prefix = f"fd{os.urandom(1).hex()}:{os.urandom(2).hex()}:{os.urandom(2).hex()}::"
+    nk("network", "create", "--ipv6", "--subnet", f"{prefix}/64", "v6net")
+    info = json.loads(nk("network", "inspect", "v6net").stdout)[0]
+    assert info["EnableIPv6"] is True
+    assert {"Subnet": f"{prefix}/64", "Gateway": f"{prefix}1"} in info["IPAM"]["Config"]
+    assert nk("network", "ls", "-f", "name=v6net", "--format", "{{.IPv6}}").stdout == "true\n"
+    httpd(nk, "--network", "v6net", "--ip6", f"{prefix}80", name="web6")
+    nk("run", "-d", "--name", "c6", "--network", "v6net", "busybox", "sleep", "60")
+    ip6 = nk("inspect", "-f", "{{.NetworkSettings.Networks.v6net.GlobalIPv6Address}}"
+             " {{.NetworkSettings.Networks.v6net.GlobalIPv6PrefixLen}}"
+             " {{.NetworkSettings.Networks.v6net.IPv6Gateway}}", "c6").stdout.split()
+    assert ip6[0].startswith(prefix) and ip6[1:] == ["64", f"{prefix}1"]
+    assert f"inet6 {ip6[0]}/64" in nk("exec", "c6", "ip", "-o", "addr", "show",
+                                      "eth0").stdout
+    # container to container over IPv6, and the host to a container through the bridge
+    r = nk("exec", "c6", "timeout", "5", "wget", "-q", "-O", "-", f"http://[{prefix}80]/")
+    assert PAGE in r.stdout
+    assert PAGE in fetch(f"http://[{prefix}80]/")
+    taken = nk("run", "--network", "v6net", "--ip6", f"{prefix}80", "--name", "dup",
+               "busybox", "true", check=False)
+    assert taken.returncode == 125 and "Address already in use" in taken.stderr
+    nk("rm", "-f", "web6", "c6", "dup")
+    nk("network", "rm", "v6net")

@@ -67,7 +67,8 @@ def _map(values: list[str], flag: str) -> dict[str, str]:
 
 def _one(values: list[str], what: str) -> str | None:
     if len(values) > 1:
-        raise InvalidArgument(f"ketch networks have one subnet: more than one {what} given")
+        raise InvalidArgument(f"ketch networks have one subnet of each IP version: more"
+                              f" than one {what} given")
     return values[0] if values else None
 
 
@@ -79,8 +80,12 @@ def create(ns: Namespace) -> None:
     if ns.ingress:
         raise InvalidArgument("--ingress needs swarm mode, which ketch does not have")
     labels = dict((lab.split("=", 1) + [""])[:2] for lab in ns.label)
+    v6 = [s for s in ns.subnet if ":" in s]
+    gw6 = [g for g in ns.gateway if ":" in g]
     net = engine().networks.create_network(
-        ns.name, subnet=_one(ns.subnet, "--subnet"), gateway=_one(ns.gateway, "--gateway"),
+        ns.name, subnet=_one([s for s in ns.subnet if ":" not in s], "IPv4 --subnet"),
+        gateway=_one([g for g in ns.gateway if ":" not in g], "IPv4 --gateway"),
+        subnet6=_one(v6, "IPv6 --subnet"), gateway6=_one(gw6, "IPv6 --gateway"),
         internal=ns.internal, driver=ns.driver, labels=labels,
         ip_range=_one(ns.ip_range, "--ip-range"),
         aux_addresses=_map(ns.aux_address, "--aux-address"),
@@ -108,7 +113,7 @@ def ls(ns: Namespace) -> None:
     for n in engine().networks.list_networks(filters):
         rows.append({"ID": n.id if ns.no_trunc else n.id[:12], "Name": n.name,
                      "Driver": n.driver, "Scope": "local",
-                     "Internal": str(n.internal).lower(), "IPv6": "false"})
+                     "Internal": str(n.internal).lower(), "IPv6": str(n.ipv6).lower()})
         labels.append(n.labels)
     if ns.quiet:
         for r in rows:

@@ -52,7 +52,8 @@ def setup(engine: ContainerHost, rec: ContainerRecord, *,
     att = svc.setup(rec.id, mode=mode, ports=_bindings(rec), aliases=aliases, ip=ip,
                     hostname=rec.config.get("Hostname") or rec.id[:12],
                     mac=rec.config.get("MacAddress") or None, later=later,
-                    link_local=ipam.get("LinkLocalIPs") or ())
+                    link_local=ipam.get("LinkLocalIPs") or (),
+                    ip6=ipam.get("IPv6Address") or None)
     for ep in att.networks.values():
         svc.event("connect", ep.network_id, ep.network_name, container=rec.id)
     if att.networks:
@@ -208,7 +209,8 @@ def network_json(engine: ContainerHost, net: Any) -> dict[str, Any]:
     names = {r.id: r.name for r in engine.containers.records.all()}
     for cid, ep in (net.containers or {}).items():
         containers[cid] = {"Name": names.get(cid, cid[:12]), "EndpointID": ep.endpoint_id,
-                           "MacAddress": ep.mac, "IPv4Address": ep.cidr, "IPv6Address": ""}
+                           "MacAddress": ep.mac, "IPv4Address": ep.cidr,
+                           "IPv6Address": f"{ep.ip6}/{ep.ip6_prefixlen}" if ep.ip6 else ""}
     ipam: list[dict[str, Any]] = []
     if net.subnet:
         ipam.append({"Subnet": net.subnet, "Gateway": net.gateway})
@@ -216,10 +218,12 @@ def network_json(engine: ContainerHost, net: Any) -> dict[str, Any]:
             ipam[0]["IPRange"] = net.ip_range
         if net.aux_addresses:
             ipam[0]["AuxiliaryAddresses"] = dict(net.aux_addresses)
+    if net.subnet6:
+        ipam.append({"Subnet": net.subnet6, "Gateway": net.gateway6})
     options = {"com.docker.network.bridge.name": net.bridge} if net.bridge else {}
     options.update(net.options)
     return {"Name": net.name, "Id": net.id, "Created": rfc3339nano(net.created),
-            "Scope": "local", "Driver": net.driver, "EnableIPv4": True, "EnableIPv6": False,
+            "Scope": "local", "Driver": net.driver, "EnableIPv4": True, "EnableIPv6": net.ipv6,
             "IPAM": {"Driver": "default", "Options": None, "Config": ipam},
             "Internal": net.internal, "Attachable": net.attachable, "Ingress": False,
             "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": containers,

@@ -197,18 +197,17 @@ def validate(svc: ContainerService, hc: dict[str, Any], config: dict[str, Any],
         _host_device(dev.get("PathOnHost") or "")
 
 
-def check_endpoints(networking: dict[str, Any]) -> None:
-    """The endpoint settings ketch cannot give are refused at create: an IPv6 address
-    (ketch networks are IPv4 only); link-local addresses must be link-local."""
+def check_endpoints(networking: dict[str, Any], has_ipv6: Any) -> None:
+    """Endpoint settings checked at create: an IPv6 address (--ip6) needs a network
+    made with --ipv6 (`has_ipv6(name)`); link-local addresses must be link-local."""
     import ipaddress
 
     for name, ep in ((networking or {}).get("EndpointsConfig") or {}).items():
         ipam = (ep or {}).get("IPAMConfig") or {}
         v6 = ipam.get("IPv6Address")
-        if v6:
+        if v6 and not has_ipv6(name):
             raise InvalidArgument(f"Invalid address {v6}: It does not belong to any of this"
-                                  f" network's subnets ({name} has no IPv6: ketch networks"
-                                  " are IPv4 only)")
+                                  f" network's subnets ({name} was not created with --ipv6)")
         for ll in ipam.get("LinkLocalIPs") or []:
             try:
                 addr = ipaddress.ip_address(ll)
@@ -434,7 +433,7 @@ CREATE_OPTIONS: dict[str, str] = {
     "--init": "tini as PID 1: zombies reaped, signals forwarded",
     "--interactive": "the container's stdin stays open and is attached",
     "--ip": "the address on a user-defined network (refused on the default bridge)",
-    "--ip6": "refused: ketch networks are IPv4 only",
+    "--ip6": "the IPv6 address on a network created with --ipv6 (refused on others)",
     "--link-local-ip": "extra link-local addresses (169.254.0.0/16, fe80::/10) on eth0",
     "--ipc": "a private, shareable, host, none or another container's IPC namespace",
     "--isolation": "only 'default', as Docker on Linux",

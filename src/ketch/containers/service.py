@@ -227,7 +227,8 @@ class ContainerService:
         if networking_config:
             from ketch.containers.options import check_endpoints
 
-            check_endpoints(networking_config)
+            check_endpoints(networking_config,
+                            lambda n: self.engine.networks.inspect_network(n).ipv6)
             host_config.setdefault("_NetworkingConfig", networking_config)
         from ketch.containers import names
 

@@ -64,6 +64,10 @@ class Endpoint:
     host_ifname: str = ""
     # `--link-local-ip`: extra addresses on the interface (not kept in the records)
     link_local: list[str] = field(default_factory=list)
+    # on a network created with --ipv6: the container's IPv6 address and the gateway's
+    ip6: str = ""
+    ip6_prefixlen: int = 0
+    gateway6: str = ""
 
     @property
     def cidr(self) -> str:
@@ -76,7 +80,8 @@ class Endpoint:
             "MacAddress": self.mac, "NetworkID": self.network_id,
             "EndpointID": self.endpoint_id, "Gateway": self.gateway,
             "IPAddress": self.ip, "IPPrefixLen": self.prefixlen,
-            "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+            "IPv6Gateway": self.gateway6, "GlobalIPv6Address": self.ip6,
+            "GlobalIPv6PrefixLen": self.ip6_prefixlen,
             "DriverOpts": None, "DNSNames": list(self.aliases) or None,
         }
 
@@ -129,9 +134,15 @@ class Network:
     aux_addresses: dict[str, str] = field(default_factory=dict)
     options: dict[str, str] = field(default_factory=dict)  # the driver's `-o` options
     attachable: bool = False
+    subnet6: str = ""  # --ipv6: the network's IPv6 subnet and gateway
+    gateway6: str = ""
 
     def option(self, key: str, default: str) -> str:
         return self.options.get(key, default)
+
+    @property
+    def ipv6(self) -> bool:
+        return bool(self.subnet6)
 
     @property
     def short_id(self) -> str:

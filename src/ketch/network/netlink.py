@@ -241,7 +241,10 @@ class Netlink:
         iface = ipaddress.ip_interface(cidr)
         family = socket.AF_INET if iface.version == 4 else socket.AF_INET6
         packed = iface.ip.packed
-        body = (_IFADDRMSG.pack(family, iface.network.prefixlen, 0, RT_SCOPE_UNIVERSE, index)
+        # IPv6: IFA_F_NODAD (0x02), usable at once instead of "tentative" for a second
+        flags = 0x02 if iface.version == 6 else 0
+        scope = 253 if iface.version == 6 and iface.ip.is_link_local else RT_SCOPE_UNIVERSE
+        body = (_IFADDRMSG.pack(family, iface.network.prefixlen, flags, scope, index)
                 + nla(IFA_LOCAL, packed) + nla(IFA_ADDRESS, packed))
         if iface.version == 4 and iface.network.prefixlen < 31:
             body += nla(IFA_BROADCAST, iface.network.broadcast_address.packed)

@@ -81,6 +81,7 @@ CREATE TABLE IF NOT EXISTS net_endpoints (
     host_ifname TEXT NOT NULL,
     aliases TEXT NOT NULL DEFAULT '[]',
     seq INTEGER NOT NULL DEFAULT 0,
+    ip6 TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (container_id, network_id),
     UNIQUE (network_id, ip)
 );
@@ -215,6 +216,9 @@ class NetworkService:
             if "extra" not in columns:  # a root made before networks had options
                 conn.execute("ALTER TABLE net_networks ADD COLUMN extra TEXT NOT NULL"
                              " DEFAULT '{}'")
+            if "ip6" not in {r[1] for r in conn.execute("PRAGMA table_info(net_endpoints)")}:
+                conn.execute("ALTER TABLE net_endpoints ADD COLUMN ip6 TEXT NOT NULL"
+                             " DEFAULT ''")
             rows = {r["name"]: r for r in conn.execute(
                 "SELECT * FROM net_networks WHERE builtin=1")}
             subnet = str(ipaddress.ip_network(self.config.bridge_subnet, strict=False))
@@ -257,7 +261,8 @@ class NetworkService:
                        ip_range=extra.get("ip_range", ""),
                        aux_addresses=extra.get("aux_addresses") or {},
                        options=extra.get("options") or {},
-                       attachable=bool(extra.get("attachable")))
+                       attachable=bool(extra.get("attachable")),
+                       subnet6=extra.get("subnet6", ""), gateway6=extra.get("gateway6", ""))
 
     def _find_network(self, conn: sqlite3.Connection, ref: str) -> Network:
         if ref == "default":
@@ -277,13 +282,22 @@ class NetworkService:
     def _endpoints(self, conn: sqlite3.Connection, where: str,
                    args: Sequence[Any]) -> list[tuple[str, Endpoint]]:
         rows = conn.execute(
-            "SELECT e.*, n.name AS network_name FROM net_endpoints e JOIN net_networks n"
-            f" ON n.id = e.network_id WHERE {where} ORDER BY e.seq", args).fetchall()
-        return [(r["container_id"], Endpoint(
-            network_id=r["network_id"], network_name=r["network_name"], ip=r["ip"],
-            prefixlen=r["prefixlen"], gateway=r["gateway"], mac=r["mac"],
-            aliases=json.loads(r["aliases"]), endpoint_id=r["endpoint_id"],
-            ifname=r["ifname"], host_ifname=r["host_ifname"])) for r in rows]
+            "SELECT e.*, n.name AS network_name, n.extra AS network_extra FROM net_endpoints e"
+            f" JOIN net_networks n ON n.id = e.network_id WHERE {where} ORDER BY e.seq",
+            args).fetchall()
+        out = []
+        for r in rows:
+            ep = Endpoint(
+                network_id=r["network_id"], network_name=r["network_name"], ip=r["ip"],
+                prefixlen=r["prefixlen"], gateway=r["gateway"], mac=r["mac"],
+                aliases=json.loads(r["aliases"]), endpoint_id=r["endpoint_id"],
+                ifname=r["ifname"], host_ifname=r["host_ifname"])
+            if r["ip6"]:
+                extra = json.loads(r["network_extra"] or "{}")
+                ep.ip6, ep.gateway6 = r["ip6"], extra.get("gateway6", "")
+                ep.ip6_prefixlen = ipaddress.ip_network(extra["subnet6"]).prefixlen
+            out.append((r["container_id"], ep))
+        return out
 
     # -- public: networks --------------------------------------------------------------
     def event(self, action: str, net_id: str, name: str, driver: str = "bridge",
@@ -302,7 +316,8 @@ class NetworkService:
                        aux_addresses: dict[str, str] | None = None,
                        options: dict[str, str] | None = None, attachable: bool = False,
                        ipam_driver: str = "default", ipam_options: dict[str, str] | None = None,
-                       ipv6: bool = False, scope: str = "local") -> Network:
+                       ipv6: bool = False, scope: str = "local", subnet6: str | None = None,
+                       gateway6: str | None = None) -> Network:
         """A user-defined bridge network. `ip_range` narrows where containers' addresses
         come from, `aux_addresses` are never handed out, `options` are the bridge
         driver's (ketch.network.options); what ketch cannot do is refused."""
@@ -321,9 +336,11 @@ class NetworkService:
                            " IPAM driver")
         if ipam_options:
             raise InvalidArgument("ketch's default IPAM driver takes no options (--ipam-opt)")
-        if ipv6:
-            raise InvalidArgument("IPv6 networks are not supported: ketch networks are IPv4"
-                                  " only")
+        if ipv6 and not subnet6:
+            raise InvalidArgument("--ipv6 needs an IPv6 --subnet: ketch has no default IPv6"
+                                  " address pool")
+        if (subnet6 or gateway6) and not ipv6:
+            raise InvalidArgument("an IPv6 --subnet or --gateway needs --ipv6")
         if scope not in ("", "local"):
             raise InvalidArgument(f'invalid scope "{scope}": a bridge network is "local"')
         options = dict(options or {})
@@ -372,6 +389,12 @@ class NetworkService:
             rng, aux = netopts.ipam_config(net, ip_range, str(gw), aux)
             extra = {"ip_range": rng, "aux_addresses": aux, "options": options,
                      "attachable": attachable}
+            if subnet6:
+                net6, gw6 = netopts.ipv6_config(subnet6, gateway6, [
+                    ipaddress.ip_network(json.loads(r[0] or "{}")["subnet6"]) for r in
+                    conn.execute("SELECT extra FROM net_networks WHERE extra LIKE"
+                                 " '%\"subnet6\"%'")])
+                extra.update(subnet6=str(net6), gateway6=str(gw6))
             conn.execute(
                 "INSERT INTO net_networks (id, name, driver, bridge, subnet, gateway, internal,"
                 " labels, created, extra) VALUES (?, ?, 'bridge', ?, ?, ?, ?, ?, ?, ?)",
@@ -532,6 +555,9 @@ class NetworkService:
                                            for i in range(0, 10, 2))
                     index = nl.create_bridge(net.bridge, mac, self._mtu(net))
                 nl.add_address(index, f"{net.gateway}/{net.prefixlen}")
+                if net.ipv6:
+                    prefix = ipaddress.ip_network(net.subnet6).prefixlen
+                    nl.add_address(index, f"{net.gateway6}/{prefix}")
                 nl.set_up(index)
             _write_sysctl(f"/proc/sys/net/ipv4/conf/{net.bridge}/route_localnet", "1")
             from ketch.network.options import ENABLE_ICC, ENABLE_MASQUERADE, parse_bool
@@ -585,7 +611,7 @@ class NetworkService:
               ip: str | None = None, hostname: str = "", mac: str | None = None,
               name: str | None = None, dns: Iterable[str] = (), *,
               later: list[DeferredStep] | None = None,
-              link_local: Iterable[str] = ()) -> NetworkAttachment:
+              link_local: Iterable[str] = (), ip6: str | None = None) -> NetworkAttachment:
         """Give a container its network. `mode`: bridge | host | none | container:<id> |
         a network name or ID. `name` (the container's name) and `aliases` become DNS
         names on user-defined networks; `dns` is where that network's DNS service
@@ -621,7 +647,7 @@ class NetworkService:
                 raise
             return self.attachment(container_id)  # type: ignore[return-value]
         link_local = list(link_local)
-        if (ip or link_local) and net.builtin:
+        if (ip or ip6 or link_local) and net.builtin:
             raise InvalidArgument("user specified IP address is supported on user defined "
                                   "networks only")
         for b in ports:
@@ -639,7 +665,8 @@ class NetworkService:
                 " hostname, dns, created) VALUES (?, ?, ?, 1, ?, ?, ?)",
                 (container_id, net.name, str(netns_path), hostname,
                  ",".join(dns), time.time()))
-            ep = self._add_endpoint(conn, container_id, net, aliases, ip, mac, name, "eth0", 0)
+            ep = self._add_endpoint(conn, container_id, net, aliases, ip, mac, name, "eth0", 0,
+                                    requested6=ip6)
             ep.link_local = list(link_local)
             resolved, proxy_sockets = self._allocate_ports(conn, container_id, net, ep.ip, ports)
             rules = self.fw.port_rules(resolved, ep.ip)
@@ -700,7 +727,8 @@ class NetworkService:
 
     def _add_endpoint(self, conn: sqlite3.Connection, container_id: str, net: Network,
                       aliases: list[str], ip: str | None, mac: str | None,
-                      name: str | None, ifname: str, seq: int) -> Endpoint:
+                      name: str | None, ifname: str, seq: int,
+                      requested6: str | None = None) -> Endpoint:
         subnet = ipaddress.ip_network(net.subnet)
         gateway = ipaddress.ip_address(net.gateway)
         used = {r[0] for r in conn.execute("SELECT ip FROM net_endpoints WHERE network_id=?",
@@ -718,6 +746,12 @@ class NetworkService:
             chosen = str(addr)
         else:
             chosen = self._next_ip(conn, net, subnet, gateway, used)
+        ip6 = ""
+        if net.ipv6:
+            ip6 = self._next_ip6(conn, net, requested6)
+        elif requested6:
+            raise InvalidArgument(f"Invalid address {requested6}: It does not belong to any"
+                                  f" of this network's subnets ({net.name} has no IPv6)")
         mac = mac or _mac_for(chosen)
         host_if = self.config.veth_prefix + _short_hash(
             container_id, net.id, length=15 - len(self.config.veth_prefix))
@@ -725,12 +759,15 @@ class NetworkService:
                       prefixlen=subnet.prefixlen, gateway=str(gateway), mac=mac,
                       aliases=aliases, endpoint_id=os.urandom(32).hex(), ifname=ifname,
                       host_ifname=host_if)
+        if ip6:
+            ep.ip6, ep.gateway6 = ip6, net.gateway6
+            ep.ip6_prefixlen = ipaddress.ip_network(net.subnet6).prefixlen
         conn.execute(
             "INSERT INTO net_endpoints (container_id, network_id, endpoint_id, ip, prefixlen,"
-            " gateway, mac, ifname, host_ifname, aliases, seq)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " gateway, mac, ifname, host_ifname, aliases, seq, ip6)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (container_id, net.id, ep.endpoint_id, ep.ip, ep.prefixlen, ep.gateway, ep.mac,
-             ifname, host_if, json.dumps(aliases), seq))
+             ifname, host_if, json.dumps(aliases), seq, ip6))
         if net.resolves_names:
             names = ([name] if name else []) + aliases + [container_id[:12]]
             for i, n in enumerate(dict.fromkeys(x.lower() for x in names)):
@@ -738,6 +775,35 @@ class NetworkService:
                              " primary_name) VALUES (?, ?, ?, ?, ?)",
                              (net.id, n, chosen, container_id, int(i == 0)))
         return ep
+
+    @staticmethod
+    def _next_ip6(conn: sqlite3.Connection, net: Network, requested: str | None) -> str:
+        """The endpoint's IPv6 address: the one asked for (--ip6), else the lowest free
+        one after the gateway's."""
+        subnet = ipaddress.ip_network(net.subnet6)
+        gateway = ipaddress.ip_address(net.gateway6)
+        used = {ipaddress.ip_address(r[0]) for r in conn.execute(
+            "SELECT ip6 FROM net_endpoints WHERE network_id=? AND ip6 != ''", (net.id,))}
+        if requested:
+            try:
+                addr = ipaddress.ip_address(requested)
+            except ValueError:
+                raise InvalidArgument(f"invalid IPv6 address: {requested}") from None
+            if addr not in subnet or addr == subnet.network_address:
+                raise InvalidArgument(f"Invalid address {requested}: It does not belong to"
+                                      " any of this network's subnets")
+            if addr == gateway or addr in used:
+                raise Conflict("Address already in use")
+            return str(addr)
+        cand = int(subnet.network_address) + 1
+        last = int(subnet.broadcast_address)
+        while cand <= last:
+            addr = ipaddress.ip_address(cand)
+            if addr != gateway and addr not in used:
+                return str(addr)
+            cand += 1
+        raise Conflict(f"no available IPv6 addresses on this network's address pools:"
+                       f" {net.name} ({net.id})")
 
     @staticmethod
     def _next_ip(conn: sqlite3.Connection, net: Network,
@@ -896,6 +962,9 @@ class NetworkService:
             if index is None:
                 raise KetchError(f"{ep.ifname} did not appear in the container's namespace")
             inner.add_address(index, ep.cidr)
+            if ep.ip6:
+                # on-link only: no IPv6 default route, so nothing leaves the bridge by v6
+                inner.add_address(index, f"{ep.ip6}/{ep.ip6_prefixlen}")
             for ll in ep.link_local:  # Docker's prefixes for link-local addresses
                 inner.add_address(index, f"{ll}/16" if "." in ll else f"{ll}/64")
             inner.set_up(index)
