@@ -74,11 +74,6 @@ def _one(values: list[str], what: str) -> str | None:
 
 @_create.handler
 def create(ns: Namespace) -> None:
-    if ns.config_from or ns.config_only:
-        raise InvalidArgument("configuration-only networks (--config-only, --config-from)"
-                              " are not supported by ketch")
-    if ns.ingress:
-        raise InvalidArgument("--ingress needs swarm mode, which ketch does not have")
     labels = dict((lab.split("=", 1) + [""])[:2] for lab in ns.label)
     v6 = [s for s in ns.subnet if ":" in s]
     gw6 = [g for g in ns.gateway if ":" in g]
@@ -91,7 +86,8 @@ def create(ns: Namespace) -> None:
         aux_addresses=_map(ns.aux_address, "--aux-address"),
         options=_map(ns.opt, "-o, --opt"), attachable=ns.attachable,
         ipam_driver=ns.ipam_driver, ipam_options=_map(ns.ipam_opt, "--ipam-opt"),
-        ipv6=ns.ipv6, scope=ns.scope)
+        ipv6=ns.ipv6, scope=ns.scope, config_only=ns.config_only,
+        config_from=ns.config_from, ingress=ns.ingress)
     out(net.id)
 
 

@@ -317,7 +317,8 @@ class NetworkService:
                        options: dict[str, str] | None = None, attachable: bool = False,
                        ipam_driver: str = "default", ipam_options: dict[str, str] | None = None,
                        ipv6: bool = False, scope: str = "local", subnet6: str | None = None,
-                       gateway6: str | None = None) -> Network:
+                       gateway6: str | None = None, config_only: bool = False,
+                       config_from: str | None = None, ingress: bool = False) -> Network:
         """A user-defined bridge network. `ip_range` narrows where containers' addresses
         come from, `aux_addresses` are never handed out, `options` are the bridge
         driver's (ketch.network.options); what ketch cannot do is refused."""
@@ -331,6 +332,11 @@ class NetworkService:
             raise Conflict(f'only one instance of "{driver}" network is allowed')
         if driver != "bridge":
             raise NotFound(f'plugin "{driver}" not found')
+        if config_only or config_from:
+            raise InvalidArgument("configuration-only networks (--config-only, --config-from)"
+                                  " are not supported by ketch")
+        if ingress:
+            raise InvalidArgument("--ingress needs swarm mode, which ketch does not have")
         if ipam_driver not in ("", "default"):
             raise NotFound(f'plugin "{ipam_driver}" not found: ketch has only the default'
                            " IPAM driver")
