@@ -306,6 +306,9 @@ def test_ipv6_network_gives_the_bridge_and_containers_ipv6_addresses(nk: KetchCL
     r = nk("exec", "c6", "timeout", "5", "wget", "-q", "-O", "-", f"http://[{prefix}80]/")
     assert PAGE in r.stdout
     assert PAGE in fetch(f"http://[{prefix}80]/")
+    # the network's DNS answers AAAA queries with the container's IPv6 address
+    r = nk("exec", "c6", "nslookup", "-type=AAAA", "web6")
+    assert f"{prefix}80" in r.stdout.split("web6")[-1]
     taken = nk("run", "--network", "v6net", "--ip6", f"{prefix}80", "--name", "dup",
                "busybox", "true", check=False)
     assert taken.returncode == 125 and "Address already in use" in taken.stderr

@@ -33,6 +33,7 @@ IDLE_CHECK_SECONDS = 10.0
 
 QTYPE_A = 1
 QTYPE_PTR = 12
+QTYPE_AAAA = 28
 QTYPE_ANY = 255
 RCODE_SERVFAIL = 2
 RCODE_NXDOMAIN = 3
@@ -118,6 +119,14 @@ class Records:
                           (self.network_id, name))
         return [r[0] for r in rows]
 
+    def addresses6(self, name: str) -> list[str]:
+        """The IPv6 addresses of `name`'s containers (networks made with --ipv6)."""
+        rows = self.query("SELECT e.ip6 FROM net_names n JOIN net_endpoints e"
+                          " ON e.container_id = n.container_id AND e.network_id = n.network_id"
+                          " WHERE n.network_id=? AND n.name=? AND e.ip6 != ''",
+                          (self.network_id, name))
+        return [r[0] for r in rows]
+
     def name_of(self, ip: str) -> str | None:
         rows = self.query("SELECT name FROM net_names WHERE network_id=? AND ip=?"
                           " ORDER BY primary_name DESC LIMIT 1", (self.network_id, ip))
@@ -169,6 +178,9 @@ class Resolver:
             start = os.urandom(1)[0] % len(ips)
             ips = ips[start:] + ips[:start]
             return q.reply(0, [record(QTYPE_A, _socket.inet_aton(ip)) for ip in ips])
+        if q.qtype == QTYPE_AAAA:
+            return q.reply(0, [record(QTYPE_AAAA, _socket.inet_pton(_socket.AF_INET6, ip))
+                               for ip in self.records.addresses6(name)])
         return q.reply(0, [])  # a name we own, without records of that type
 
     def upstreams_for(self, client_ip: str) -> list[str]:
