@@ -177,6 +177,20 @@ def _write_sysctl(path: str, value: str) -> None:
         raise KetchError(f"cannot set {path} to {value}: {e.strerror}") from e
 
 
+def _bridge_netfilter() -> None:
+    """Traffic between two ports of one bridge passes iptables only with br_netfilter's
+    bridge-nf-call-iptables on, which enable_icc=false needs (Docker sets it too)."""
+    path = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+    if not os.path.exists(path):
+        import subprocess
+
+        subprocess.run(["modprobe", "br_netfilter"], capture_output=True, check=False)
+    if not os.path.exists(path):
+        raise KetchError("com.docker.network.bridge.enable_icc=false needs the br_netfilter"
+                         " kernel module, which cannot be loaded on this host")
+    _write_sysctl(path, "1")
+
+
 class DeferredStep:
     """Work `setup(later=...)` leaves to its caller: call it once, or `cancel` it."""
 
@@ -505,9 +519,12 @@ class NetworkService:
         if rules is None:
             from ketch.network.options import ENABLE_ICC, ENABLE_MASQUERADE, parse_bool
 
+            icc = parse_bool(ENABLE_ICC, net.option(ENABLE_ICC, "true"))
+            if not icc:
+                _bridge_netfilter()
             rules = self.fw.network_rules(
                 net.bridge, net.subnet, net.gateway, net.internal, net.resolves_names,
-                icc=parse_bool(ENABLE_ICC, net.option(ENABLE_ICC, "true")),
+                icc=icc,
                 masquerade=parse_bool(ENABLE_MASQUERADE, net.option(ENABLE_MASQUERADE, "true")))
         self.fw.delete(rules)
         with Netlink() as nl:
