@@ -519,12 +519,9 @@ class NetworkService:
         if rules is None:
             from ketch.network.options import ENABLE_ICC, ENABLE_MASQUERADE, parse_bool
 
-            icc = parse_bool(ENABLE_ICC, net.option(ENABLE_ICC, "true"))
-            if not icc:
-                _bridge_netfilter()
             rules = self.fw.network_rules(
                 net.bridge, net.subnet, net.gateway, net.internal, net.resolves_names,
-                icc=icc,
+                icc=parse_bool(ENABLE_ICC, net.option(ENABLE_ICC, "true")),
                 masquerade=parse_bool(ENABLE_MASQUERADE, net.option(ENABLE_MASQUERADE, "true")))
         self.fw.delete(rules)
         with Netlink() as nl:
@@ -585,9 +582,12 @@ class NetworkService:
             _write_sysctl(f"/proc/sys/net/ipv4/conf/{net.bridge}/route_localnet", "1")
             from ketch.network.options import ENABLE_ICC, ENABLE_MASQUERADE, parse_bool
 
+            icc = parse_bool(ENABLE_ICC, net.option(ENABLE_ICC, "true"))
+            if not icc:
+                _bridge_netfilter()
             rules = self.fw.network_rules(
                 net.bridge, net.subnet, net.gateway, net.internal, net.resolves_names,
-                icc=parse_bool(ENABLE_ICC, net.option(ENABLE_ICC, "true")),
+                icc=icc,
                 masquerade=parse_bool(ENABLE_MASQUERADE, net.option(ENABLE_MASQUERADE, "true")))
             self.fw.ensure(rules)
             with self.db.transaction() as conn:
