@@ -99,11 +99,31 @@ def test_docker_network_create_inspect_ls_and_rm(napi: Api) -> None:
     assert links(_netcfg(napi.root)["bridge_prefix"]) == []
 
 
+def test_docker_network_create_ip_range_aux_address_and_driver_options(napi: Api) -> None:
+    subnet = SubnetPicker()()
+    base = subnet.rsplit(".", 1)[0]
+    napi.docker("network", "create", "--subnet", subnet, "--ip-range", f"{base}.128/25",
+                "--aux-address", f"printer={base}.128", "-o",
+                "com.docker.network.driver.mtu=1400", "--attachable", "apranged")
+    info = json.loads(napi.docker("network", "inspect", "apranged").stdout)[0]
+    assert info["IPAM"]["Config"] == [{"Subnet": subnet, "Gateway": f"{base}.1",
+                                       "IPRange": f"{base}.128/25",
+                                       "AuxiliaryAddresses": {"printer": f"{base}.128"}}]
+    assert info["Attachable"] is True
+    assert info["Options"]["com.docker.network.driver.mtu"] == "1400"
+    bridge = info["Options"]["com.docker.network.bridge.name"]
+    assert open(f"/sys/class/net/{bridge}/mtu").read().strip() == "1400"
+    r = napi.docker("network", "create", "--ipam-opt", "x=y", "apipamopt", check=False)
+    assert r.returncode == 1 and "takes no options (--ipam-opt)" in r.stderr
+    napi.docker("network", "rm", "apranged")
+
+
 def test_network_create_refuses_bad_requests_and_creates_nothing(napi: Api) -> None:
     for body, want in ((["x"], 400), ({}, 400), ({"Name": "bad name!"}, 400),
                        ({"Name": "v6", "EnableIPv6": True}, 400),
-                       ({"Name": "opt", "Options": {"com.docker.network.bridge.name": "x"}},
+                       ({"Name": "opt", "Options": {"com.docker.network.bridge.bogus": "x"}},
                         400),
+                       ({"Name": "cfg", "ConfigOnly": True}, 400),
                        ({"Name": "plug", "Driver": "overlay"}, 404)):
         status, doc = _status(napi, "POST", "/v1.45/networks/create", body)
         assert (status, bool(doc.get("message"))) == (want, True), (body, doc)

@@ -230,13 +230,6 @@ def network_json(engine: ContainerHost, net: Any) -> dict[str, Any]:
             "Options": options, "Labels": dict(net.labels or {})}
 
 
-# Docker's bridge driver options that ketch's bridges already behave as (any other is
-# refused rather than silently ignored)
-_ACCEPTED_OPTIONS = {"com.docker.network.bridge.enable_icc": "true",
-                     "com.docker.network.bridge.enable_ip_masquerade": "true",
-                     "com.docker.network.driver.mtu": None}
-
-
 def create_from_request(engine: ContainerHost, doc: dict[str, Any]) -> dict[str, Any]:
     """POST /networks/create: Docker's NetworkCreateRequest; {"Id", "Warning"}."""
     name = doc.get("Name")
@@ -246,47 +239,38 @@ def create_from_request(engine: ContainerHost, doc: dict[str, Any]) -> dict[str,
     driver = doc.get("Driver") or "bridge"
     if not isinstance(driver, str):
         raise InvalidArgument("invalid Driver: expected a string")
-    if doc.get("EnableIPv6"):
-        raise InvalidArgument("IPv6 networks are not supported yet")
-    if doc.get("Ingress") or doc.get("ConfigOnly") or (doc.get("ConfigFrom") or {}).get(
-            "Network"):
-        raise InvalidArgument("ingress and config-only networks need swarm mode, which"
-                              " ketch has not")
     scope = doc.get("Scope") or "local"
-    if scope != "local":
-        raise InvalidArgument(f'invalid scope "{scope}": ketch has only local networks')
     labels = doc.get("Labels") or {}
     options = doc.get("Options") or {}
     if not isinstance(labels, dict) or not isinstance(options, dict):
         raise InvalidArgument("invalid Labels or Options: expected an object")
-    mtu = str(engine.networks.config.mtu)
-    for key, value in options.items():
-        want = _ACCEPTED_OPTIONS.get(key, "") if key in _ACCEPTED_OPTIONS else None
-        if key == "com.docker.network.driver.mtu":
-            want = mtu
-        if want is None or str(value).lower() != want:
-            raise InvalidArgument(f"network option {key}={value} is not supported by ketch")
     ipam = doc.get("IPAM") or {}
-    if (ipam.get("Driver") or "default") != "default":
-        raise NotFound(f'plugin "{ipam["Driver"]}" not found')
     configs = [c for c in ipam.get("Config") or [] if c]
     v4 = [c for c in configs if ":" not in str(c.get("Subnet") or "")]
-    if len(configs) > len(v4):
-        raise InvalidArgument("IPv6 networks are not supported yet")
-    if len(v4) > 1:
-        raise InvalidArgument("ketch networks have one IPv4 subnet: more than one IPAM"
-                              " config was given")
-    subnet = gateway = None
-    if v4:
-        c = v4[0]
-        if c.get("IPRange") and c.get("IPRange") != c.get("Subnet"):
-            raise InvalidArgument("IPAM IPRange is not supported by ketch")
-        if c.get("AuxiliaryAddresses"):
-            raise InvalidArgument("IPAM AuxiliaryAddresses are not supported by ketch")
-        subnet, gateway = c.get("Subnet") or None, c.get("Gateway") or None
-        if gateway and not subnet:
-            raise InvalidArgument("a gateway needs a subnet")
+    v6 = [c for c in configs if ":" in str(c.get("Subnet") or "")]
+    if len(v4) > 1 or len(v6) > 1:
+        raise InvalidArgument("ketch networks have one subnet of each IP version: more than"
+                              " one IPAM config was given")
+    c4, c6 = (v4[0] if v4 else {}), (v6[0] if v6 else {})
+    if (c4.get("Gateway") and not c4.get("Subnet")) or (c6.get("Gateway")
+                                                         and not c6.get("Subnet")):
+        raise InvalidArgument("a gateway needs a subnet")
+    if c6.get("AuxiliaryAddresses") or (c6.get("IPRange")
+                                        and c6.get("IPRange") != c6.get("Subnet")):
+        raise InvalidArgument("an IPv6 IPRange or AuxiliaryAddresses are not supported by"
+                              " ketch")
     net = engine.networks.create_network(
-        name, subnet=subnet, gateway=gateway, internal=bool(doc.get("Internal")),
-        driver=driver, labels={str(k): str(v) for k, v in labels.items()})
+        name, subnet=c4.get("Subnet") or None, gateway=c4.get("Gateway") or None,
+        internal=bool(doc.get("Internal")), driver=driver,
+        labels={str(k): str(v) for k, v in labels.items()},
+        ip_range=c4.get("IPRange") or None,
+        aux_addresses={str(k): str(v) for k, v in (c4.get("AuxiliaryAddresses")
+                                                   or {}).items()},
+        options={str(k): str(v) for k, v in options.items()},
+        attachable=bool(doc.get("Attachable")), ipam_driver=ipam.get("Driver") or "default",
+        ipam_options=ipam.get("Options") or None, ipv6=bool(doc.get("EnableIPv6")),
+        scope=scope, subnet6=c6.get("Subnet") or None, gateway6=c6.get("Gateway") or None,
+        config_only=bool(doc.get("ConfigOnly")),
+        config_from=(doc.get("ConfigFrom") or {}).get("Network") or None,
+        ingress=bool(doc.get("Ingress")))
     return {"Id": net.id, "Warning": ""}
