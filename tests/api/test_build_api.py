@@ -234,3 +234,19 @@ def test_docker_build_reads_a_dockerfile_from_stdin(api: Api, tmp_path: Path) ->
     assert "Step 2/2 : COPY data /data" in res.stdout
     assert api.docker("run", "--rm", "stdin-file", "cat", "/data").stdout == "from-context\n"
     _rmi(api, "stdin-only", "stdin-file")
+
+
+def test_docker_build_resource_flags_reach_the_run_steps(api: Api, tmp_path: Path) -> None:
+    from tests.conftest import require
+
+    require(Path("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists(), "cgroup v1")
+    ctx = _context(tmp_path, "FROM busybox\nRUN cat /sys/fs/cgroup/memory/memory.limit_in_bytes"
+                             " /sys/fs/cgroup/cpu/cpu.shares > /r; ulimit -n >> /r\n")
+    api.docker("build", "-m", "48m", "--cpu-shares", "256", "--ulimit", "nofile=300:400",
+               "-t", "limited", str(ctx), timeout=120)
+    assert api.docker("run", "--rm", "limited", "cat", "/r").stdout.split() == [
+        str(48 << 20), "256", "300"]
+    r = api.docker("build", "--cpu-period", "10", "-t", "refused", str(ctx), check=False,
+                   timeout=120)
+    assert r.returncode != 0 and "CPU cfs period can not be less than 1ms" in r.stderr
+    _rmi(api, "limited")

@@ -30,11 +30,49 @@ def _json_query(request: web.Request, name: str) -> dict[str, Any]:
     return doc
 
 
+# POST /build query parameters that set the RUN steps' HostConfig (0 or empty: unset,
+# as the docker CLI sends every one of them)
+_RUN_INTS = {"memory": "Memory", "memswap": "MemorySwap", "cpushares": "CpuShares",
+             "cpuperiod": "CpuPeriod", "cpuquota": "CpuQuota", "shmsize": "ShmSize"}
+_RUN_STRS = {"cpusetcpus": "CpusetCpus", "cpusetmems": "CpusetMems",
+             "cgroupparent": "CgroupParent", "isolation": "Isolation"}
+
+
+def _run_host_config(request: web.Request) -> dict[str, Any]:
+    q = request.query
+    if query_bool(request, "squash"):
+        raise InvalidArgument("squash is only supported with experimental mode: ketch has no"
+                              " experimental builder")
+    hc: dict[str, Any] = {}
+    for key, field in _RUN_INTS.items():
+        raw = q.get(key)
+        if raw in (None, "", "0"):
+            continue
+        try:
+            hc[field] = int(raw)
+        except ValueError:
+            raise InvalidArgument(f"invalid {key}: {raw!r} is not an integer") from None
+    for key, field in _RUN_STRS.items():
+        if q.get(key):
+            hc[field] = q[key]
+    raw = q.get("ulimits")
+    if raw and raw not in ("null", "[]"):
+        try:
+            ulimits = json.loads(raw)
+        except ValueError:
+            raise InvalidArgument("invalid ulimits: not JSON") from None
+        if not isinstance(ulimits, list):
+            raise InvalidArgument("invalid ulimits: expected a JSON array")
+        hc["Ulimits"] = ulimits
+    return hc
+
+
 async def build(request: web.Request) -> web.StreamResponse:
     q = request.query
     if q.get("remote"):
         raise InvalidArgument("building from a remote context (remote=) is not supported:"
                               " send the context as the request body")
+    run_host_config = _run_host_config(request)
     build_args = {str(k): (None if v is None else str(v))
                   for k, v in _json_query(request, "buildargs").items()}
     labels = {str(k): str(v) for k, v in _json_query(request, "labels").items()}
@@ -46,7 +84,7 @@ async def build(request: web.Request) -> web.StreamResponse:
         platform=q.get("platform") or None, remove=query_bool(request, "rm", True),
         force_remove=query_bool(request, "forcerm"),
         extra_hosts=[h for v in q.getall("extrahosts", []) for h in v.split(",") if h],
-        auth=registry_config(request))
+        auth=registry_config(request), run_host_config=run_host_config)
     dockerfile = q.get("dockerfile") or None
     body = await spool_body(request)
 
