@@ -11,7 +11,6 @@ test subnets, the host's ip_forward setting) is locked or split between them.
 from __future__ import annotations
 
 import atexit
-import fcntl
 import os
 import shutil
 import subprocess
@@ -36,7 +35,6 @@ _IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 _ip_forward_before = pytest.StashKey[str]()
 
 
-_lock_dir = pytest.StashKey[str]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -49,9 +47,6 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_ip_forward_before] = _IP_FORWARD.read_text().strip()
     except OSError:
         pass
-    # The workers (started after this) share the locks that run `timing` tests alone.
-    lock_dir = tempfile.mkdtemp(prefix="ketch-test-locks-")
-    os.environ["KETCH_TEST_LOCK_DIR"] = config.stash[_lock_dir] = lock_dir
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -61,30 +56,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
             _IP_FORWARD.write_text(before)
         except OSError:
             pass
-    lock_dir = config.stash.get(_lock_dir, None)
-    if lock_dir is not None:
-        shutil.rmtree(lock_dir, ignore_errors=True)
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
-    """Under xdist, a test marked `timing` (it asserts a time budget) runs while no other
-    test does: it waits for the running ones to finish and holds the others back. Every
-    test holds the shared side of one lock; a timing test takes it exclusively, first
-    closing a gate so that a stream of new tests cannot keep it waiting."""
-    lock_dir = os.environ.get("KETCH_TEST_LOCK_DIR")
-    if worker_index() is None or not lock_dir:
-        return (yield)
-    exclusive = item.get_closest_marker("timing") is not None
-    with open(os.path.join(lock_dir, "gate"), "a") as gate, \
-            open(os.path.join(lock_dir, "tests"), "a") as tests:
-        fcntl.flock(gate, fcntl.LOCK_EX)
-        try:
-            fcntl.flock(tests, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        finally:
-            if not exclusive:
-                fcntl.flock(gate, fcntl.LOCK_UN)
-        return (yield)  # both locks go with the files
 
 
 _LAUNCHER: list[str] = []

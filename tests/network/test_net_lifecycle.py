@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
 from tests.network.helpers import NetEnv, free_port, http_get, httpd
 
 from ketch.network import parse_publish
@@ -30,7 +28,6 @@ def _counts(netenv: NetEnv) -> dict[str, object]:
     }
 
 
-@pytest.mark.timing
 def test_fifty_setup_teardown_cycles_leave_nothing_behind(netenv: NetEnv) -> None:
     netenv.svc.create_network("ktweb", subnet=netenv.pick_subnet())
     port = free_port()
@@ -38,23 +35,15 @@ def test_fifty_setup_teardown_cycles_leave_nothing_behind(netenv: NetEnv) -> Non
     netenv.svc.setup("w" * 64, ports=parse_publish(f"{port}:80"))
     netenv.svc.teardown("w" * 64)
     before = _counts(netenv)
-    setup_times, teardown_times = [], []
     for i in range(50):
         cid = f"{i:064x}"
         mode = "ktweb" if i % 2 else "bridge"
-        t0 = time.perf_counter()
         att = netenv.svc.setup(cid, mode=mode, name=f"c{i}",
                                ports=parse_publish(f"{port}:80") + parse_publish("81/udp"))
-        t1 = time.perf_counter()
         assert len(netenv.veths()) == 1 and len(att.ports) == 2
         netenv.svc.teardown(cid)
-        teardown_times.append(time.perf_counter() - t1)
-        setup_times.append(t1 - t0)
+    # (the set-up's speed is measured by bench/bench_network.py, not here)
     assert _counts(netenv) == before
-    print(f"\nsetup median {statistics.median(setup_times) * 1000:.1f} ms, "
-          f"teardown median {statistics.median(teardown_times) * 1000:.1f} ms")
-    # goal: network set-up well under Docker's 0.06 s per container
-    assert statistics.median(setup_times) < 0.06
 
 
 def test_setup_without_ports_starts_no_process(netenv: NetEnv) -> None:

@@ -160,21 +160,15 @@ def _million_line_log(path: Path) -> Path:
     return path
 
 
-@pytest.mark.timing
 @pytest.mark.slow
-def test_a_million_lines_are_written_out_within_the_budget(tmp_path: Path):
+def test_a_million_lines_are_written_out_whole_and_tailed(tmp_path: Path):
+    # (the speed of both is measured by bench/bench_containers.py's logs rows)
     log = _million_line_log(tmp_path / "big.log")
     target = tmp_path / "out"
     with open(target, "wb") as out:
-        start = time.perf_counter()
         write_log(log, out, None)
-        elapsed = time.perf_counter() - start
     assert target.stat().st_size == sum(len(f"line {i}\n") for i in range(1_000_000))
-    # Goal for the whole `logs` command is 2.5 s; the reader gets well under that.
-    assert elapsed < 2.0, f"1M lines took {elapsed:.2f}s"
-    start = time.perf_counter()
     assert collect(log, tail=2)[0] == b"line 999998\nline 999999\n"
-    assert time.perf_counter() - start < 0.2
 
 
 # --- the keeper's hole punch, between two reads of a reader ---------------------------
