@@ -64,51 +64,71 @@ def fetch_manifest(t: Transport, ref: reference.Reference, which: str,
 
 def fetch_blob(images: ImageService, t: Transport, repo_path: str, digest: str, size: int,
                scope: str) -> None:
+    """A small blob (a config) into the content store, checked before it is kept."""
     resp = t.request("GET", f"/v2/{repo_path}/blobs/{digest}", scope=scope, stream=True)
     raw = resp.raw
     assert raw is not None
-    with images.content.writer() as w:
-        while chunk := raw.read(1 << 20):
-            w.write(chunk)
-        w.commit(digest, size if size >= 0 else None)
+    try:
+        with images.content.writer() as w:
+            while chunk := raw.read(1 << 20):
+                w.write(chunk)
+            w.commit(digest, size if size >= 0 else None)
+    except TimeoutError:
+        raise KetchError(_stalled(t, digest)) from None
+
+
+def _stalled(t: Transport, digest: str) -> str:
+    from ketch.distribution.transport import read_timeout
+
+    return (f"error pulling {digest[7:19]}: {t.host} sent nothing for"
+            f" {read_timeout():g}s (read timed out)")
+
+
+def _short(digest: str) -> str:
+    return digest.split(":", 1)[1][:12]
+
+
+def _layer_plan(images: ImageService, manifest: Manifest,
+                diff_ids: list[str]) -> list[tuple[Descriptor, str, str | None, str]]:
+    """(descriptor, diff ID, parent chain ID, chain ID) of every layer, in order."""
+    plan = []
+    parent: str | None = None
+    for desc, diff_id in zip(manifest.layers, diff_ids, strict=True):
+        chain = (diff_id if parent is None else
+                 "sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()).hexdigest())
+        plan.append((desc, diff_id, parent, chain))
+        parent = chain
+    return plan
 
 
 def _download_and_unpack(images: ImageService, t: Transport, repo_path: str,
                          manifest: Manifest, diff_ids: list[str], scope: str,
                          quiet: bool) -> Generator[Progress, None, list[NewLayer]]:
-    """Download missing layer blobs a few at a time (as docker does: 3) and unpack each
-    in order as soon as it and its parents are in: unpacking overlaps downloading."""
-    from concurrent.futures import Future, ThreadPoolExecutor
+    """Every layer the store lacks, in one pass: see `ketch.distribution.pipeline`.
+    When everything is present (the common re-pull) no thread is started."""
+    from ketch.images.service import NewLayer
 
-    def download(desc: Descriptor) -> None:
-        own = t.clone()
-        try:
-            fetch_blob(images, own, repo_path, desc.digest, desc.size, scope)
-        finally:
-            own.close()
+    plan = _layer_plan(images, manifest, diff_ids)
+    content, layer_store = images.content, images.layers
+    missing_blobs = {d.digest for d, _, _, _ in plan if not content.exists(d.digest)}
+    missing_chains = {c for _, _, _, c in plan if not layer_store.has(c)}
+    if missing_blobs or missing_chains:
+        from ketch.distribution.pipeline import LayerPipeline
 
-    pending: dict[str, Future[None]] = {}
-    layers: list[NewLayer] = []
-    pool = ThreadPoolExecutor(max_workers=MAX_CONCURRENT_DOWNLOADS)
-    try:
-        for desc in manifest.layers:
-            if desc.digest not in pending and not images.content.exists(desc.digest):
-                pending[desc.digest] = pool.submit(download, desc)
-        parent: str | None = None
-        for desc, diff_id in zip(manifest.layers, diff_ids, strict=True):
-            short = desc.digest.split(":", 1)[1][:12]
-            future = pending.get(desc.digest)
-            if future is not None:
-                future.result()
-            layers.append(images.add_layer_blob(desc.digest, desc.media_type,
-                                                       diff_id, 0, parent))
+        pipe = LayerPipeline(images, t, repo_path, scope, plan, missing_blobs,
+                             missing_chains, MAX_CONCURRENT_DOWNLOADS)
+        for event in pipe.run():
             if not quiet:
-                yield Progress("Pull complete" if future is not None else "Already exists",
-                               short)
-            parent = (diff_id if parent is None else
-                      "sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()).hexdigest())
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+                yield event
+    elif not quiet:
+        for desc, _, _, _ in plan:
+            yield Progress("Already exists", _short(desc.digest))
+    layers: list[NewLayer] = []
+    for desc, diff_id, _, chain in plan:
+        lr = images.records.layer(chain)
+        assert lr is not None
+        layers.append(NewLayer(desc.digest, desc.media_type, content.size(desc.digest),
+                               diff_id, lr.size))
     return layers
 
 

@@ -13,7 +13,6 @@ import ipaddress
 import json
 import re
 import socket
-import ssl
 import threading
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -23,6 +22,19 @@ from ketch.errors import KetchError
 
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 120.0
+
+
+def read_timeout() -> float:
+    """Seconds a registry may send nothing before a request fails (default 120):
+    `KETCH_REGISTRY_READ_TIMEOUT` overrides it."""
+    import os
+
+    raw = os.environ.get("KETCH_REGISTRY_READ_TIMEOUT", "")
+    try:
+        value = float(raw) if raw else READ_TIMEOUT
+    except ValueError:
+        value = READ_TIMEOUT
+    return value if value > 0 else READ_TIMEOUT
 HUB_REGISTRY = "registry-1.docker.io"
 
 MANIFEST_ACCEPT = ", ".join([
@@ -102,18 +114,26 @@ def _resolve(host: str, port: int, timeout: float) -> None:
 
 
 class _HTTP(http.client.HTTPConnection):
+    up = False  # connected: a timeout after this is the registry not sending
+
     def connect(self) -> None:
+        self.up = False
         _resolve(self.host, self.port, CONNECT_TIMEOUT)
         super().connect()
+        self.up = True
         # A short connect timeout fails fast without a route; transfers may be slow.
-        self.sock.settimeout(READ_TIMEOUT)
+        self.sock.settimeout(read_timeout())
 
 
 class _HTTPS(http.client.HTTPSConnection):
+    up = False
+
     def connect(self) -> None:
+        self.up = False
         _resolve(self.host, self.port, CONNECT_TIMEOUT)
         super().connect()
-        self.sock.settimeout(READ_TIMEOUT)
+        self.up = True
+        self.sock.settimeout(read_timeout())
 
 
 @dataclass
@@ -149,6 +169,8 @@ class Transport:
         conn = self._conns.get(key)
         if conn is None:
             if scheme == "https":
+                import ssl  # only for https: a loopback registry speaks plain HTTP
+
                 conn = _HTTPS(netloc, timeout=CONNECT_TIMEOUT, blocksize=1 << 20,
                               context=ssl.create_default_context())
             else:
@@ -180,13 +202,17 @@ class Transport:
                 if attempt == 0:
                     continue  # a kept-alive connection the server had closed
                 raise KetchError(f'{method} "{url}": {e}') from None
-            except ssl.SSLError as e:
-                conn.close()
-                self._conns.pop(f"{parts.scheme}://{parts.netloc}", None)
-                raise KetchError(f'{method} "{url}": tls: {e.reason or e}') from None
             except OSError as e:
                 conn.close()
                 self._conns.pop(f"{parts.scheme}://{parts.netloc}", None)
+                if parts.scheme == "https":
+                    import ssl
+
+                    if isinstance(e, ssl.SSLError):
+                        raise KetchError(f'{method} "{url}": tls: {e.reason or e}') from None
+                if isinstance(e, TimeoutError) and getattr(conn, "up", False):
+                    raise KetchError(f'{method} "{url}": {parts.netloc} sent nothing for'
+                                     f' {read_timeout():g}s (read timed out)') from None
                 reason = e.strerror or str(e) or type(e).__name__
                 raise KetchError(f'{method.capitalize()} "{url}": dial tcp {parts.netloc}:'
                                  f' {reason}') from None
