@@ -11,8 +11,9 @@ the content store only when its digest and size are right; the unpacked tree is 
 into the layer store only when its DiffID is right *and* its blob was committed. Layers
 are extracted one at a time in manifest order (each into its own directory, so order
 does not change the result, but one extraction at a time suits a small machine and
-keeps the events in Docker's order), while later layers keep downloading. A failure
-keeps what was complete (blobs verified, layers unpacked) so the next pull resumes.
+keeps the events in Docker's order), while later layers keep downloading. After a
+failure no new download starts, but those under way and the extraction of the layers
+before the failed one finish: what was complete is kept and the next pull resumes.
 """
 
 from __future__ import annotations
@@ -27,15 +28,15 @@ from ketch.distribution.progress import Progress
 from ketch.errors import DigestMismatch, KetchError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from ketch.distribution.transport import Transport
     from ketch.images.service import ImageService
     from ketch.oci.model import Descriptor
 
 CHUNK = 1 << 20
-# A Downloading/Extracting progress event at most every this many bytes.
-PROGRESS_STEP = 4 << 20
+# A Downloading/Extracting progress event every this many (compressed) bytes.
+PROGRESS_STEP = 1 << 20
 
 
 def _short(digest: str) -> str:
@@ -85,11 +86,14 @@ class SpoolReader:
     """Reads a spool's file up to what has been written, waiting for more until the
     download is over; the download's error (a digest mismatch, a stall) surfaces here."""
 
-    def __init__(self, spool: Spool, cancel: threading.Event) -> None:
+    def __init__(self, spool: Spool, cancel: threading.Event,
+                 progress: Callable[[int], None] | None = None) -> None:
         self._spool = spool
         self._cancel = cancel
         self._fd = spool.open(cancel)
         self._pos = 0
+        self._progress = progress
+        self._next_report = PROGRESS_STEP
         self.closed = False
 
     def readable(self) -> bool:
@@ -110,6 +114,9 @@ class SpoolReader:
             return 0
         n = os.preadv(self._fd, [view[:min(len(view), avail)]], self._pos)
         self._pos += n
+        if self._progress is not None and self._pos >= self._next_report:
+            self._progress(self._pos)
+            self._next_report = self._pos + PROGRESS_STEP
         return n
 
     def read(self, size: int = -1) -> bytes:
@@ -170,8 +177,6 @@ class LayerPipeline:
                 event = self.events.get()
                 if event is None:
                     running -= 1
-                    if self.errors:
-                        self.cancel.set()  # the first error ends the pull
                     continue
                 yield event
         finally:
@@ -202,7 +207,10 @@ class LayerPipeline:
         try:
             while not self.cancel.is_set():
                 with self._todo_lock:
-                    if not self._todo:
+                    # After a failure no new download starts; those under way finish,
+                    # so what completes is kept for the next pull.
+                    if not self._todo or self.errors:
+                        self._fail_rest()
                         return
                     spool = self._todo.pop(0)
                 try:
@@ -212,9 +220,22 @@ class LayerPipeline:
                         spool.error = e
                         spool.finished = True
                         spool.cond.notify_all()
-                    raise
+                    with self._todo_lock:
+                        self.errors.append(e)
+                        self._fail_rest()
+                    return
         finally:
             t.close()
+
+    def _fail_rest(self) -> None:
+        """Mark the downloads that will not start as failed (the extraction waits on
+        them). Called with the to-do lock held."""
+        for spool in self._todo:
+            with spool.cond:
+                spool.error = _Cancelled()
+                spool.finished = True
+                spool.cond.notify_all()
+        self._todo.clear()
 
     def _download(self, t: Transport, spool: Spool) -> None:
         import tempfile
@@ -328,8 +349,10 @@ class LayerPipeline:
                 size = self.images.content.size(desc.digest)
                 before_commit = None
             else:
-                stream = SpoolReader(spool, self.cancel)
                 size = desc.size
+                stream = SpoolReader(spool, self.cancel,
+                                     lambda n, short=short, size=size: emit(
+                                         Progress("Extracting", short, n, size)))
 
                 def before_commit(spool: Spool = spool) -> None:
                     spool.wait_committed(self.cancel)
