@@ -83,3 +83,40 @@ def test_extract_over_an_existing_setgid_dir_still_sets_each_owner(tmp_path: Pat
     os.chmod(dest, 0o2775)  # new entries would inherit group 77 and the setgid bit
     extract(io.BytesIO(_archive()), dest)
     _check(dest)
+
+
+def test_small_files_written_by_threads_keep_archive_order_for_links_and_repeats(
+        tmp_path: Path) -> None:
+    """Small files are created off the reading thread; a hardlink to one, a later entry
+    of the same name, a directory replacing one and a path through a symlinked directory
+    still see the archive's order, and directory mtimes are those of the archive."""
+    from ketch.archive import extract
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        def add(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"",
+                link: str = "", mode: int = 0o644) -> None:
+            info = tarfile.TarInfo(name)
+            info.type, info.mode, info.mtime = kind, mode, 1600000000
+            info.size = len(data) if kind == tarfile.REGTYPE else 0
+            info.linkname = link
+            tf.addfile(info, io.BytesIO(data))
+
+        add("d", tarfile.DIRTYPE, mode=0o755)
+        for i in range(300):
+            add(f"d/f{i}", data=f"first {i}\n".encode())
+        add("d/hard", tarfile.LNKTYPE, link="d/f299")  # just queued
+        add("d/f8", data=b"second 8\n")  # the later entry wins
+        add("d/f9", tarfile.DIRTYPE, mode=0o700)  # a directory replaces a file
+        add("alias", tarfile.SYMTYPE, link="d")
+        add("alias/f10", data=b"through the symlink\n")
+    dest = tmp_path / "dest"
+    extract(io.BytesIO(buf.getvalue()), dest)
+    assert (dest / "d" / "f0").read_bytes() == b"first 0\n"
+    assert (dest / "d" / "f299").read_bytes() == b"first 299\n"
+    assert os.stat(dest / "d" / "hard").st_ino == os.stat(dest / "d" / "f299").st_ino
+    assert (dest / "d" / "f8").read_bytes() == b"second 8\n"
+    assert (dest / "d" / "f9").is_dir()
+    assert (dest / "d" / "f10").read_bytes() == b"through the symlink\n"
+    assert os.stat(dest / "d").st_mtime == 1600000000
+    assert len(os.listdir(dest / "d")) == 301

@@ -174,6 +174,84 @@ def _umask() -> int:
     return 0o7777  # unknown: every mode counts as needing its chmod
 
 
+# Files up to this size are read whole and handed to the writer threads.
+_SMALL_FILE = 256 << 10
+_WRITERS = 2
+
+
+def _write_small(name: str, pfd: int, base: str, data: bytes, created: int, mode: int,
+                 uid: int, gid: int, chmod: bool, mtime: int) -> None:
+    fd = os.open(base, _NEW_FILE_FLAGS, created, dir_fd=pfd)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if uid >= 0:
+            os.fchown(fd, uid, gid)
+        if chmod:  # after chown, which clears setuid/setgid bits
+            os.fchmod(fd, mode)
+        os.utime(fd, ns=(mtime, mtime))
+    finally:
+        os.close(fd)
+
+
+class _Writers:
+    """A few threads creating small files; `wait` returns when all put so far are done
+    and raises the first failure."""
+
+    def __init__(self) -> None:
+        import queue
+        import threading
+
+        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=512)
+        self._cond = threading.Condition()
+        self._outstanding = 0
+        self._error: KetchError | None = None
+        self._threads = [threading.Thread(target=self._run, name="extract-writer",
+                                          daemon=True) for _ in range(_WRITERS)]
+        for t in self._threads:
+            t.start()
+
+    def put(self, task: tuple[Any, ...]) -> None:
+        with self._cond:
+            if self._error is not None:
+                raise self._error
+            self._outstanding += 1
+        self._queue.put(task)
+
+    def _run(self) -> None:
+        while (task := self._queue.get()) is not None:
+            try:
+                if self._error is None:
+                    _write_small(*task)
+            except OSError as e:
+                with self._cond:
+                    if self._error is None:
+                        self._error = KetchError(
+                            f"cannot extract {task[0]!r}: {e.strerror or e}")
+            finally:
+                with self._cond:
+                    self._outstanding -= 1
+                    if not self._outstanding:
+                        self._cond.notify_all()
+
+    def wait(self) -> None:
+        with self._cond:
+            while self._outstanding:
+                self._cond.wait()
+            if self._error is not None:
+                raise self._error
+
+    def stop(self) -> None:
+        with self._cond:
+            while self._outstanding:
+                self._cond.wait()
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join()
+
+
 def _corrupt(e: BaseException) -> KetchError:
     if isinstance(e, KetchError):
         return e
@@ -387,15 +465,43 @@ class _Extractor:
         # closed when the entry is done, so a number is never reused under our feet.
         self._retired: list[int] = []
         self._buf = memoryview(bytearray(COPY_BUFSIZE))
+        # Small new files are written by a few threads (their system calls release the
+        # GIL, so file creation overlaps reading the archive); `_pending` holds their
+        # resolved paths until `_drain` has seen them done.
+        self._writers: _Writers | None = None
+        self._pending: set[str] = set()
 
     # -- bookkeeping ---------------------------------------------------------------------
     def close(self) -> None:
+        if self._writers is not None:
+            self._writers.stop()  # before their directory descriptors are closed
+            self._writers = None
+            self._pending.clear()
         self._drop_cache()
         self.end_entry()
 
     def end_entry(self) -> None:
+        if self._pending:
+            return  # a writer may still use a retired descriptor: closed at `_drain`
         while self._retired:
             os.close(self._retired.pop())
+
+    def _drain(self) -> None:
+        """Wait for the writers: before anything that may touch what they create."""
+        if self._pending:
+            assert self._writers is not None
+            self._pending.clear()
+            self._writers.wait()
+            self.end_entry()
+
+    def _conflicts(self, name: str) -> bool:
+        """Whether `name` or a directory above it is a file a writer has yet to make."""
+        pending = self._pending
+        while name:
+            if name in pending:
+                return True
+            name = name.rpartition("/")[0]
+        return False
 
     def _drop_cache(self) -> None:
         self._retired.extend(fd for fd, _ in self._cache.values())
@@ -461,6 +567,7 @@ class _Extractor:
 
     def _remove(self, pfd: int, name: str) -> None:
         """Remove whatever `name` is (a whole tree for a directory), never following links."""
+        self._drain()
         st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
         if stat.S_ISDIR(st.st_mode):
             shutil.rmtree(name, dir_fd=pfd)
@@ -500,16 +607,26 @@ class _Extractor:
     # -- entries -------------------------------------------------------------------------
     def add(self, member: tarfile.TarInfo, tf: tarfile.TarFile) -> None:
         name = clean_member_name(member.name)
+        # A hardlink may point at a file a writer has yet to make; anything else waits
+        # only when its own path goes through or replaces one.
+        if self._pending and (member.islnk() or self._conflicts(name)):
+            self._drain()
         if self.mode != "none" and WHITEOUT_PREFIX in name and self._whiteout(member, name):
             return
         parent, _, base = name.rpartition("/")
         if not base:
+            self._drain()
             self._root_entry(member)
             return
         got = self._dir(parent, create=True)
         assert got is not None
         pfd, presolved = got
         rel = _join(presolved, base)
+        if rel in self._pending:  # the same file again through a symlinked directory
+            self._drain()
+        if member.isreg() and self._delegate(member, tf, pfd, base, rel):
+            self._mark(rel)
+            return
         if member.isdir():
             self._directory(member, pfd, base, rel)
         elif member.isreg():
@@ -551,6 +668,34 @@ class _Extractor:
                 os.close(fd)
         self.dirs[rel] = (member.mode & 0o7777, _mtime_ns(member))
         self.stats.dirs += 1
+
+    def _delegate(self, member: tarfile.TarInfo, tf: tarfile.TarFile, pfd: int, base: str,
+                  rel: str) -> bool:
+        """Hand a small plain file to the writers; False when it is not one for them."""
+        if (self.own is None or member.size > _SMALL_FILE or member.sparse is not None
+                or rel in self.unpacked or _xattrs(member)):
+            return False  # (a name made before is replaced by the careful path)
+        src = tf.fileobj
+        src.seek(member.offset_data)
+        try:
+            data = src.read(member.size)
+        except Exception as e:
+            raise _corrupt(e) from e
+        if len(data) != member.size:
+            raise InvalidArgument(f"archive ends in the middle of {member.name!r}")
+        mode = member.mode & 0o7777
+        created = mode & 0o777
+        chown = self._needs_chown(member)
+        chmod = chown or self._needs_chmod(mode, created)
+        if self._writers is None:
+            self._writers = _Writers()
+        self._pending.add(rel)
+        self._writers.put((member.name, pfd, base, data, created, mode,
+                           member.uid if chown else -1, member.gid, chmod,
+                           _mtime_ns(member)))
+        self.stats.files += 1
+        self.stats.bytes_written += member.size
+        return True
 
     def _file(self, member: tarfile.TarInfo, tf: tarfile.TarFile, pfd: int, base: str) -> None:
         mode = member.mode & 0o7777
@@ -783,6 +928,7 @@ class _Extractor:
 
     def finish(self) -> None:
         """Apply directory modes and mtimes, children before parents."""
+        self._drain()  # new files change their directory's mtime
 
         def depth(rel: str) -> int:
             return rel.count("/") + 1 if rel else 0
