@@ -161,7 +161,7 @@ def push_blob(host: str, data_path: Path | None, data: bytes | None, digest: str
     c.close()
 
 
-def publish(host: str, base_tar: Path) -> str:
+def publish(host: str, base_tar: Path) -> tuple[str, str]:
     base_gz = gzipped(base_tar)
     app_raw, app_gz = app_layer()
     base_digest, base_diff = sha256_file(base_gz), sha256_stream_gunzip(base_gz)
@@ -192,7 +192,7 @@ def publish(host: str, base_tar: Path) -> str:
     r.read()
     if r.status != 201:
         raise SystemExit(f"manifest push failed: HTTP {r.status}")
-    return f"{host}/{REPO}:1"
+    return f"{host}/{REPO}:1", cfg_digest
 
 
 # -- timing ------------------------------------------------------------------------------------
@@ -239,11 +239,12 @@ def main() -> int:
     have_docker = docker_reachable()
     registry, host = start_registry(work)
     tmpfs: Path | None = None
+    image_id = ""
     rows: list[tuple[str, tuple[float, float], tuple[float, float] | None]] = []
     try:
         print(f"publishing {base} ({base.stat().st_size / 1e6:.0f} MB) on {host} ...",
               file=sys.stderr)
-        image = publish(host, base)
+        image, image_id = publish(host, base)
         places = [("state root fs", work)]
         if not opts.no_tmpfs:
             tmpfs = work / "tmpfs"
@@ -256,8 +257,12 @@ def main() -> int:
         def env_for(root: Path) -> dict[str, str]:
             return dict(os.environ, KETCH_ROOT=str(root), KETCH_RUN_ROOT=str(root / "run"))
 
+        def docker_rmi() -> None:
+            # By ID: every name of the image goes, so its layers really are removed.
+            subprocess.run(["docker", "rmi", "-f", image_id], capture_output=True)
+
         def docker_missing() -> float:
-            subprocess.run(["docker", "rmi", "-f", image], capture_output=True)
+            docker_rmi()
             return timed(["docker", "pull", "-q", image], dict(os.environ))
 
         for label, where in places:
@@ -287,8 +292,8 @@ def main() -> int:
     finally:
         registry.terminate()
         registry.wait()
-        if have_docker:
-            subprocess.run(["docker", "rmi", "-f", f"{host}/{REPO}:1"], capture_output=True)
+        if have_docker and image_id:
+            subprocess.run(["docker", "rmi", "-f", image_id], capture_output=True)
         if tmpfs is not None:
             subprocess.run(["umount", str(tmpfs)], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)

@@ -73,6 +73,10 @@ class Relay:
 
     def close(self) -> None:
         self._stop.set()
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept
+        except OSError:
+            pass
         self._listener.close()
         for s in self._socks:
             try:

@@ -173,3 +173,30 @@ def test_pull_from_a_registry_that_stops_sending_times_out_in_one_line(
     assert elapsed < 30
     assert digests[0][7:] not in _files_of(puller.root)
     assert not os.listdir(puller.root / "tmp")
+
+
+def test_an_abandoned_pull_stops_its_stalled_download_at_once_and_leaves_no_staging(
+        ketch_registry, tmp_path: Path) -> None:
+    reg = ketch_registry()
+    _publish(reg.host, "slow", [_random_files(6, 1, 4 << 20, "x")])
+    root = tmp_path / "puller"
+    root.mkdir()
+    isolated_network_config(root)
+    # The registry stops sending after 1 MiB of the layer and keeps the connection
+    # open: closing the pull must not wait for the read timeout (120 s).
+    with Relay(reg.host, stall_after=1 << 20) as relay:
+        try:
+            with Engine(root, root / "run") as engine:
+                events = engine.pull(f"{relay.host}/slow:1")
+                for event in events:
+                    if isinstance(event, Progress) and event.status == "Extracting":
+                        break
+                assert relay.stalled.wait(10)
+                time.sleep(0.5)  # what was sent is read: the download waits in recv
+                start = time.monotonic()
+                events.close()  # type: ignore[attr-defined]
+                assert time.monotonic() - start < 5
+                assert engine.images.list() == []
+            assert [p.name for p in (root / "tmp").iterdir()] == []
+        finally:
+            teardown_root(root, root / "run")

@@ -102,6 +102,8 @@ class SpoolReader:
     def readinto(self, b: Any) -> int:
         view = memoryview(b).cast("B")
         sp = self._spool
+        if self._cancel.is_set():
+            raise _Cancelled()
         with sp.cond:
             while self._pos >= sp.written and not sp.finished:
                 if self._cancel.is_set():
@@ -154,6 +156,7 @@ class LayerPipeline:
         self.errors: list[BaseException] = []
         self._todo = list(self.spools.values())
         self._todo_lock = threading.Lock()
+        self._transports: list[Transport] = []
 
     # -- the caller's side ---------------------------------------------------------------
     def run(self) -> Iterator[Progress]:
@@ -181,10 +184,27 @@ class LayerPipeline:
                 yield event
         finally:
             self.cancel.set()
+            self._unblock()
             for th in threads:
                 th.join()
         if self.errors:
             raise self._first_error()
+
+    def _unblock(self) -> None:
+        """Wake downloads blocked in a read (an abandoned pull, Ctrl-C) instead of
+        waiting up to the read timeout for them."""
+        import _socket
+
+        with self._todo_lock:
+            transports = list(self._transports)
+        for t in transports:
+            for conn in list(t._conns.values()):
+                sock = getattr(conn, "sock", None)
+                if sock is not None:
+                    try:
+                        sock.shutdown(_socket.SHUT_RDWR)
+                    except OSError:
+                        pass
 
     def _first_error(self) -> BaseException:
         # A digest mismatch or a stall is the cause; an extraction that stopped because
@@ -204,6 +224,8 @@ class LayerPipeline:
     # -- downloads -------------------------------------------------------------------------
     def _download_loop(self) -> None:
         t = self.transport.clone()
+        with self._todo_lock:
+            self._transports.append(t)
         try:
             while not self.cancel.is_set():
                 with self._todo_lock:

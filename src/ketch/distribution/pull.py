@@ -118,9 +118,13 @@ def _download_and_unpack(images: ImageService, t: Transport, repo_path: str,
 
         pipe = LayerPipeline(images, t, repo_path, scope, plan, missing_blobs,
                              missing_chains, MAX_CONCURRENT_DOWNLOADS)
-        for event in pipe.run():
-            if not quiet:
-                yield event
+        events = pipe.run()
+        try:
+            for event in events:
+                if not quiet:
+                    yield event
+        finally:
+            events.close()  # an abandoned pull stops its threads now, not at gc
     elif not quiet:
         for desc, _, _, _ in plan:
             yield Progress("Already exists", _short(desc.digest))
