@@ -225,6 +225,9 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5, help="runs per timing (default 5)")
     ap.add_argument("--base", help="the Debian rootfs tarball to use as the base layer")
     ap.add_argument("--no-tmpfs", action="store_true", help="skip the tmpfs rows")
+    ap.add_argument("--settle", type=float, default=0, metavar="S",
+                    help="wait S seconds before each timed all-missing pull, so that"
+                    " inodes freed by the previous removal are reusable again (ext4)")
     opts = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root (ketch unpacks layers with their owners)")
@@ -270,10 +273,13 @@ def main() -> int:
             dm: list[float] = []
             for _ in range(opts.runs):
                 root = where / f"root-{next(counter)}"
+                time.sleep(opts.settle)
                 km.append(timed([*ketch, "pull", "-q", image], env_for(root)))
                 subprocess.run([*ketch, "rmi", image], env=env_for(root), capture_output=True)
                 shutil.rmtree(root, ignore_errors=True)
                 if have_docker and where is work:
+                    docker_rmi()
+                    time.sleep(opts.settle)
                     dm.append(docker_missing())
             rows.append((f"pull, all missing ({label})", stats(km),
                          stats(dm) if dm else None))
