@@ -67,9 +67,9 @@ class Spool:
                 if cancel.is_set():
                     raise _Cancelled()
                 self.cond.wait(0.2)
-            if self.path is None:
-                assert self.error is not None
+            if self.error is not None:
                 raise self.error
+            assert self.path is not None
             return os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
 
     def wait_committed(self, cancel: threading.Event) -> None:
@@ -338,11 +338,14 @@ class LayerPipeline:
         finally:
             os.close(fd)
             if not done:
-                # An open reader keeps the file readable until it is done with it.
-                try:
-                    os.unlink(path)
-                except OSError:
-                    pass
+                # An open reader keeps the file readable until it is done with it; one
+                # that has yet to open it waits for the error (path unset, not finished).
+                with spool.cond:
+                    spool.path = None
+                    try:
+                        os.unlink(path)
+                    except OSError:
+                        pass
         with spool.cond:
             spool.committed = True
             spool.finished = True
