@@ -111,7 +111,7 @@ def extract(
         forward = _ForwardReader(reader)
         root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         stack.callback(os.close, root_fd)
-        ex = _Extractor(root_fd, whiteouts, same_owner, stats)
+        ex = _Extractor(root_fd, whiteouts, same_owner, stats, fresh=_fresh(root_fd))
         stack.callback(ex.close)
 
         tf = _open_tar(forward)
@@ -144,6 +144,112 @@ def extract(
         stats.diff_id = reader.digest
         stats.uncompressed_size = reader.size
     return stats
+
+
+def _fresh(dir_fd: int) -> bool:
+    """Whether what we create in this directory gets exactly the owner and mode we ask
+    for: it is empty (nothing from before, so every directory below is ours, made
+    without set-group-ID), not set-group-ID itself, and without a default ACL. Then a
+    new entry is owned by our effective uid/gid and its mode is the requested one less
+    the umask, and calls that would set the same again can be skipped."""
+    st = os.fstat(dir_fd)
+    if st.st_mode & stat.S_ISGID or os.listdir(dir_fd):
+        return False
+    try:
+        os.getxattr(dir_fd, "system.posix_acl_default")
+    except OSError:
+        return True  # no default ACL (or no ACL support at all)
+    return False
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would, for every thread)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o7777  # unknown: every mode counts as needing its chmod
+
+
+# Files up to this size are read whole and handed to the writer threads.
+_SMALL_FILE = 256 << 10
+_WRITERS = 2
+
+
+def _write_small(name: str, pfd: int, base: str, data: bytes, created: int, mode: int,
+                 uid: int, gid: int, chmod: bool, mtime: int) -> None:
+    fd = os.open(base, _NEW_FILE_FLAGS, created, dir_fd=pfd)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if uid >= 0:
+            os.fchown(fd, uid, gid)
+        if chmod:  # after chown, which clears setuid/setgid bits
+            os.fchmod(fd, mode)
+        os.utime(fd, ns=(mtime, mtime))
+    finally:
+        os.close(fd)
+
+
+class _Writers:
+    """A few threads creating small files; `wait` returns when all put so far are done
+    and raises the first failure."""
+
+    def __init__(self) -> None:
+        import queue
+        import threading
+
+        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=512)
+        self._cond = threading.Condition()
+        self._outstanding = 0
+        self._error: KetchError | None = None
+        self._threads = [threading.Thread(target=self._run, name="extract-writer",
+                                          daemon=True) for _ in range(_WRITERS)]
+        for t in self._threads:
+            t.start()
+
+    def put(self, task: tuple[Any, ...]) -> None:
+        with self._cond:
+            if self._error is not None:
+                raise self._error
+            self._outstanding += 1
+        self._queue.put(task)
+
+    def _run(self) -> None:
+        while (task := self._queue.get()) is not None:
+            try:
+                if self._error is None:
+                    _write_small(*task)
+            except OSError as e:
+                with self._cond:
+                    if self._error is None:
+                        self._error = KetchError(
+                            f"cannot extract {task[0]!r}: {e.strerror or e}")
+            finally:
+                with self._cond:
+                    self._outstanding -= 1
+                    if not self._outstanding:
+                        self._cond.notify_all()
+
+    def wait(self) -> None:
+        with self._cond:
+            while self._outstanding:
+                self._cond.wait()
+            if self._error is not None:
+                raise self._error
+
+    def stop(self) -> None:
+        with self._cond:
+            while self._outstanding:
+                self._cond.wait()
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join()
 
 
 def _corrupt(e: BaseException) -> KetchError:
@@ -335,9 +441,15 @@ class _Extractor:
     """Per-archive state: descriptor cache, what was unpacked, directories to finish."""
 
     def __init__(
-        self, root_fd: int, mode: WhiteoutMode, same_owner: bool, stats: ExtractStats
+        self, root_fd: int, mode: WhiteoutMode, same_owner: bool, stats: ExtractStats,
+        *, fresh: bool = False,
     ) -> None:
         self.root_fd = root_fd
+        # In a fresh destination, the owner and mode a new entry gets by itself: the
+        # fchown/fchmod that would set them again are skipped (a layer's thousands of
+        # root-owned 0644/0755 entries then cost one system call less each, or two).
+        self.own = (os.geteuid(), os.getegid()) if fresh else None
+        self.umask = _umask() if fresh else 0o7777
         self.walker = InRoot(root_fd)
         self.mode = mode
         self.same_owner = same_owner
@@ -353,15 +465,43 @@ class _Extractor:
         # closed when the entry is done, so a number is never reused under our feet.
         self._retired: list[int] = []
         self._buf = memoryview(bytearray(COPY_BUFSIZE))
+        # Small new files are written by a few threads (their system calls release the
+        # GIL, so file creation overlaps reading the archive); `_pending` holds their
+        # resolved paths until `_drain` has seen them done.
+        self._writers: _Writers | None = None
+        self._pending: set[str] = set()
 
     # -- bookkeeping ---------------------------------------------------------------------
     def close(self) -> None:
+        if self._writers is not None:
+            self._writers.stop()  # before their directory descriptors are closed
+            self._writers = None
+            self._pending.clear()
         self._drop_cache()
         self.end_entry()
 
     def end_entry(self) -> None:
+        if self._pending:
+            return  # a writer may still use a retired descriptor: closed at `_drain`
         while self._retired:
             os.close(self._retired.pop())
+
+    def _drain(self) -> None:
+        """Wait for the writers: before anything that may touch what they create."""
+        if self._pending:
+            assert self._writers is not None
+            self._pending.clear()
+            self._writers.wait()
+            self.end_entry()
+
+    def _conflicts(self, name: str) -> bool:
+        """Whether `name` or a directory above it is a file a writer has yet to make."""
+        pending = self._pending
+        while name:
+            if name in pending:
+                return True
+            name = name.rpartition("/")[0]
+        return False
 
     def _drop_cache(self) -> None:
         self._retired.extend(fd for fd, _ in self._cache.values())
@@ -427,6 +567,7 @@ class _Extractor:
 
     def _remove(self, pfd: int, name: str) -> None:
         """Remove whatever `name` is (a whole tree for a directory), never following links."""
+        self._drain()
         st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
         if stat.S_ISDIR(st.st_mode):
             shutil.rmtree(name, dir_fd=pfd)
@@ -446,8 +587,15 @@ class _Extractor:
                     raise
                 self.stats.xattrs_ignored += 1
 
+    def _needs_chown(self, member: tarfile.TarInfo) -> bool:
+        return self.same_owner and self.own != (member.uid, member.gid)
+
+    def _needs_chmod(self, mode: int, created: int) -> bool:
+        """Whether an entry created with mode `created` must be chmodded to `mode`."""
+        return (created & ~self.umask) != mode or self.own is None
+
     def _lchown(self, pfd: int, name: str, member: tarfile.TarInfo) -> None:
-        if self.same_owner:
+        if self._needs_chown(member):
             os.chown(name, member.uid, member.gid, dir_fd=pfd, follow_symlinks=False)
 
     @staticmethod
@@ -459,16 +607,26 @@ class _Extractor:
     # -- entries -------------------------------------------------------------------------
     def add(self, member: tarfile.TarInfo, tf: tarfile.TarFile) -> None:
         name = clean_member_name(member.name)
+        # A hardlink may point at a file a writer has yet to make; anything else waits
+        # only when its own path goes through or replaces one.
+        if self._pending and (member.islnk() or self._conflicts(name)):
+            self._drain()
         if self.mode != "none" and WHITEOUT_PREFIX in name and self._whiteout(member, name):
             return
         parent, _, base = name.rpartition("/")
         if not base:
+            self._drain()
             self._root_entry(member)
             return
         got = self._dir(parent, create=True)
         assert got is not None
         pfd, presolved = got
         rel = _join(presolved, base)
+        if rel in self._pending:  # the same file again through a symlinked directory
+            self._drain()
+        if member.isreg() and self._delegate(member, tf, pfd, base, rel):
+            self._mark(rel)
+            return
         if member.isdir():
             self._directory(member, pfd, base, rel)
         elif member.isreg():
@@ -511,21 +669,55 @@ class _Extractor:
         self.dirs[rel] = (member.mode & 0o7777, _mtime_ns(member))
         self.stats.dirs += 1
 
-    def _file(self, member: tarfile.TarInfo, tf: tarfile.TarFile, pfd: int, base: str) -> None:
+    def _delegate(self, member: tarfile.TarInfo, tf: tarfile.TarFile, pfd: int, base: str,
+                  rel: str) -> bool:
+        """Hand a small plain file to the writers; False when it is not one for them."""
+        if (self.own is None or member.size > _SMALL_FILE or member.sparse is not None
+                or rel in self.unpacked or _xattrs(member)):
+            return False  # (a name made before is replaced by the careful path)
+        src = tf.fileobj
+        src.seek(member.offset_data)
         try:
-            fd = os.open(base, _NEW_FILE_FLAGS, 0o600, dir_fd=pfd)
+            data = src.read(member.size)
+        except Exception as e:
+            raise _corrupt(e) from e
+        if len(data) != member.size:
+            raise InvalidArgument(f"archive ends in the middle of {member.name!r}")
+        mode = member.mode & 0o7777
+        created = mode & 0o777
+        chown = self._needs_chown(member)
+        chmod = chown or self._needs_chmod(mode, created)
+        if self._writers is None:
+            self._writers = _Writers()
+        self._pending.add(rel)
+        self._writers.put((member.name, pfd, base, data, created, mode,
+                           member.uid if chown else -1, member.gid, chmod,
+                           _mtime_ns(member)))
+        self.stats.files += 1
+        self.stats.bytes_written += member.size
+        return True
+
+    def _file(self, member: tarfile.TarInfo, tf: tarfile.TarFile, pfd: int, base: str) -> None:
+        mode = member.mode & 0o7777
+        # Created with its final permission bits when they survive the umask (a new
+        # file is writable through the descriptor that created it, whatever its mode).
+        created = mode & 0o777 if self.own is not None else 0o600
+        try:
+            fd = os.open(base, _NEW_FILE_FLAGS, created, dir_fd=pfd)
         except FileExistsError:
             # Never write through what is there: it may be a symlink to the host or a
             # hardlink shared with another file.
             self._remove(pfd, base)
-            fd = os.open(base, _NEW_FILE_FLAGS, 0o600, dir_fd=pfd)
+            fd = os.open(base, _NEW_FILE_FLAGS, created, dir_fd=pfd)
         try:
             self._copy_data(member, tf, fd)
-            if self.same_owner:
+            chown = self._needs_chown(member)
+            if chown:
                 os.fchown(fd, member.uid, member.gid)
             # After chown, which clears setuid/setgid bits, and before xattrs, because
             # chown and writes also drop security.capability.
-            os.fchmod(fd, member.mode & 0o7777)
+            if chown or self._needs_chmod(mode, created):
+                os.fchmod(fd, mode)
             self._set_xattrs(fd, member, follow=True)
             t = _mtime_ns(member)
             os.utime(fd, ns=(t, t))
@@ -736,6 +928,7 @@ class _Extractor:
 
     def finish(self) -> None:
         """Apply directory modes and mtimes, children before parents."""
+        self._drain()  # new files change their directory's mtime
 
         def depth(rel: str) -> int:
             return rel.count("/") + 1 if rel else 0
@@ -748,5 +941,8 @@ class _Extractor:
                 continue  # replaced by a non-directory later in the archive
             if got is None:
                 continue  # deleted by a later whiteout
-            os.fchmod(got[0], mode)
+            # Directories below the root were made 0755 by mkdir (the root by whoever
+            # made it: always set).
+            if not rel or self._needs_chmod(mode, 0o755):
+                os.fchmod(got[0], mode)
             os.utime(got[0], ns=(mtime, mtime))

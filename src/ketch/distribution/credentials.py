@@ -11,14 +11,16 @@ from __future__ import annotations
 import base64
 import json
 import os
-import tempfile
-from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
 
 from ketch.errors import KetchError
+
+TYPE_CHECKING = False  # a pull only reads the config: no `typing`, no `tempfile`
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
 
 
 def config_dir() -> Path:
@@ -47,6 +49,8 @@ def _save(data: dict[str, Any]) -> None:
     path = config_path()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     # Written to a temp file and renamed: a crash must not truncate the user's logins.
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="config.json.")
     try:
         with os.fdopen(fd, "w") as f:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import TYPE_CHECKING
 
 from ketch import reference
 from ketch.distribution import credentials
@@ -18,11 +17,13 @@ from ketch.distribution.transport import MANIFEST_ACCEPT, RegistryErrorResponse,
 from ketch.errors import DigestMismatch, KetchError, NotFound
 from ketch.oci.media import MediaType
 
+TYPE_CHECKING = False  # `typing` costs milliseconds at start
 if TYPE_CHECKING:
     from collections.abc import Generator, Iterator
 
     from ketch.images.service import ImageService, NewLayer
     from ketch.oci.model import Descriptor, Manifest
+    from ketch.store.images import ImageRecord
 
 MAX_MANIFEST = 4 << 20
 MAX_CONCURRENT_DOWNLOADS = 3
@@ -64,51 +65,75 @@ def fetch_manifest(t: Transport, ref: reference.Reference, which: str,
 
 def fetch_blob(images: ImageService, t: Transport, repo_path: str, digest: str, size: int,
                scope: str) -> None:
+    """A small blob (a config) into the content store, checked before it is kept."""
     resp = t.request("GET", f"/v2/{repo_path}/blobs/{digest}", scope=scope, stream=True)
     raw = resp.raw
     assert raw is not None
-    with images.content.writer() as w:
-        while chunk := raw.read(1 << 20):
-            w.write(chunk)
-        w.commit(digest, size if size >= 0 else None)
+    try:
+        with images.content.writer() as w:
+            while chunk := raw.read(1 << 20):
+                w.write(chunk)
+            w.commit(digest, size if size >= 0 else None)
+    except TimeoutError:
+        raise KetchError(_stalled(t, digest)) from None
+
+
+def _stalled(t: Transport, digest: str) -> str:
+    from ketch.distribution.transport import read_timeout
+
+    return (f"error pulling {digest[7:19]}: {t.host} sent nothing for"
+            f" {read_timeout():g}s (read timed out)")
+
+
+def _short(digest: str) -> str:
+    return digest.split(":", 1)[1][:12]
+
+
+def _layer_plan(images: ImageService, manifest: Manifest,
+                diff_ids: list[str]) -> list[tuple[Descriptor, str, str | None, str]]:
+    """(descriptor, diff ID, parent chain ID, chain ID) of every layer, in order."""
+    plan = []
+    parent: str | None = None
+    for desc, diff_id in zip(manifest.layers, diff_ids, strict=True):
+        chain = (diff_id if parent is None else
+                 "sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()).hexdigest())
+        plan.append((desc, diff_id, parent, chain))
+        parent = chain
+    return plan
 
 
 def _download_and_unpack(images: ImageService, t: Transport, repo_path: str,
                          manifest: Manifest, diff_ids: list[str], scope: str,
                          quiet: bool) -> Generator[Progress, None, list[NewLayer]]:
-    """Download missing layer blobs a few at a time (as docker does: 3) and unpack each
-    in order as soon as it and its parents are in: unpacking overlaps downloading."""
-    from concurrent.futures import Future, ThreadPoolExecutor
+    """Every layer the store lacks, in one pass: see `ketch.distribution.pipeline`.
+    When everything is present (the common re-pull) no thread is started."""
+    from ketch.images.service import NewLayer
 
-    def download(desc: Descriptor) -> None:
-        own = t.clone()
+    plan = _layer_plan(images, manifest, diff_ids)
+    content, layer_store = images.content, images.layers
+    missing_blobs = {d.digest for d, _, _, _ in plan if not content.exists(d.digest)}
+    missing_chains = {c for _, _, _, c in plan if not layer_store.has(c)}
+    if missing_blobs or missing_chains:
+        from ketch.distribution.pipeline import LayerPipeline
+
+        pipe = LayerPipeline(images, t, repo_path, scope, plan, missing_blobs,
+                             missing_chains, MAX_CONCURRENT_DOWNLOADS)
+        events = pipe.run()
         try:
-            fetch_blob(images, own, repo_path, desc.digest, desc.size, scope)
+            for event in events:
+                if not quiet:
+                    yield event
         finally:
-            own.close()
-
-    pending: dict[str, Future[None]] = {}
+            events.close()  # an abandoned pull stops its threads now, not at gc
+    elif not quiet:
+        for desc, _, _, _ in plan:
+            yield Progress("Already exists", _short(desc.digest))
     layers: list[NewLayer] = []
-    pool = ThreadPoolExecutor(max_workers=MAX_CONCURRENT_DOWNLOADS)
-    try:
-        for desc in manifest.layers:
-            if desc.digest not in pending and not images.content.exists(desc.digest):
-                pending[desc.digest] = pool.submit(download, desc)
-        parent: str | None = None
-        for desc, diff_id in zip(manifest.layers, diff_ids, strict=True):
-            short = desc.digest.split(":", 1)[1][:12]
-            future = pending.get(desc.digest)
-            if future is not None:
-                future.result()
-            layers.append(images.add_layer_blob(desc.digest, desc.media_type,
-                                                       diff_id, 0, parent))
-            if not quiet:
-                yield Progress("Pull complete" if future is not None else "Already exists",
-                               short)
-            parent = (diff_id if parent is None else
-                      "sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()).hexdigest())
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    for desc, diff_id, _, chain in plan:
+        lr = images.records.layer(chain)
+        assert lr is not None
+        layers.append(NewLayer(desc.digest, desc.media_type, content.size(desc.digest),
+                               diff_id, lr.size))
     return layers
 
 
@@ -117,7 +142,7 @@ def pull(images: ImageService, name: str, *, quiet: bool = False,
     """Pull `name`: progress events (fewer when `quiet`), then a PullResult. Nothing
     happens until the iterator is advanced; abandoning it ends the pull. `platform`
     ("linux/arm64") picks that entry of an index instead of the host's."""
-    from ketch.oci.model import ImageConfig, Index, Manifest, Platform, host_platform
+    from ketch.oci.model import Index, Manifest, Platform, host_platform
 
     bare = reference.parse(name, default_tag=None)
     if bare.tag is None and bare.digest is None:
@@ -147,38 +172,18 @@ def pull(images: ImageService, name: str, *, quiet: bool = False,
                 # IDs all are): say so instead of failing on a digest mismatch later.
                 raise KetchError(f"image {ref.familiar()} refers to blob {d.digest}: only"
                                  " sha256 blobs can be pulled into ketch's store")
-        with images.writing():
-            if not images.content.exists(cfg_desc.digest):
-                fetch_blob(images, t, ref.path, cfg_desc.digest, cfg_desc.size, scope)
-            config_bytes = images.content.read(cfg_desc.digest)
-            config = ImageConfig.parse(config_bytes)
-            diff_ids = config.diff_ids
-            if len(diff_ids) != len(manifest.layers):
-                raise KetchError(f"invalid image {ref.familiar()}: {len(manifest.layers)}"
-                                 f" layers but {len(diff_ids)} diff IDs")
-            # Docker's "up to date": the name already pointed at this very image.
-            repo_digest = f"{ref.repository}@{top_digest}"
-            known = (images.records.lookup_tag(f"{ref.repository}:{ref.tag}")
-                     if ref.tag and not ref.digest
-                     else images.records.lookup_digest(repo_digest))
-            existed = images.records.get(cfg_desc.digest) is not None
-            up_to_date = existed and known == cfg_desc.digest
-            for desc in manifest.layers:
-                if desc.urls:
-                    raise KetchError(f"foreign layer {desc.digest} is not supported")
-            layers = yield from _download_and_unpack(images, t, ref.path, manifest, diff_ids,
+        repo_digest = f"{ref.repository}@{top_digest}"
+        rec = images.records.get(cfg_desc.digest)
+        if (rec is not None and images.records.lookup_digest(repo_digest) == rec.id
+                and (not ref.tag or ref.digest
+                     or images.records.lookup_tag(f"{ref.repository}:{ref.tag}") == rec.id)):
+            # Up to date: the image is recorded (so are its layers) and the name and
+            # digest already point at it. Nothing to write, so no write lock and no
+            # transaction; docker shows no layer lines either.
+            up_to_date = True
+        else:
+            rec, up_to_date = yield from _pull_image(images, t, ref, manifest, top_digest,
                                                      scope, quiet)
-            # A name with both tag and digest pulls the digest; docker ignores the tag.
-            tags = [f"{ref.repository}:{ref.tag}"] if ref.tag and not ref.digest else []
-            if existed:
-                rec = images.records.get(cfg_desc.digest)
-                assert rec is not None
-            else:
-                rec = images.commit(config.raw, layers, config_bytes=config_bytes)
-            with images.db.transaction() as conn:
-                for tag in tags:
-                    images.records.set_tag(conn, tag, rec.id)
-                images.records.add_digest(conn, repo_digest, rec.id)
     finally:
         t.close()
     if not quiet:
@@ -190,6 +195,48 @@ def pull(images: ImageService, name: str, *, quiet: bool = False,
             yield Progress(f"Status: Downloaded newer image for {shown}")
     images.event("pull", ref.familiar(), ref.familiar())
     yield PullResult(rec.id, top_digest, not up_to_date, str(ref))
+
+
+def _pull_image(images: ImageService, t: Transport, ref: reference.Reference,
+                manifest: Manifest, top_digest: str, scope: str,
+                quiet: bool) -> Generator[Progress, None, tuple[ImageRecord, bool]]:
+    """Config and layers into the stores, the image recorded and named."""
+    from ketch.oci.model import ImageConfig
+
+    cfg_desc = manifest.config
+    with images.writing():
+        if not images.content.exists(cfg_desc.digest):
+            fetch_blob(images, t, ref.path, cfg_desc.digest, cfg_desc.size, scope)
+        config_bytes = images.content.read(cfg_desc.digest)
+        config = ImageConfig.parse(config_bytes)
+        diff_ids = config.diff_ids
+        if len(diff_ids) != len(manifest.layers):
+            raise KetchError(f"invalid image {ref.familiar()}: {len(manifest.layers)}"
+                             f" layers but {len(diff_ids)} diff IDs")
+        # Docker's "up to date": the name already pointed at this very image.
+        repo_digest = f"{ref.repository}@{top_digest}"
+        known = (images.records.lookup_tag(f"{ref.repository}:{ref.tag}")
+                 if ref.tag and not ref.digest
+                 else images.records.lookup_digest(repo_digest))
+        existed = images.records.get(cfg_desc.digest) is not None
+        up_to_date = existed and known == cfg_desc.digest
+        for desc in manifest.layers:
+            if desc.urls:
+                raise KetchError(f"foreign layer {desc.digest} is not supported")
+        layers = yield from _download_and_unpack(images, t, ref.path, manifest, diff_ids,
+                                                 scope, quiet)
+        # A name with both tag and digest pulls the digest; docker ignores the tag.
+        tags = [f"{ref.repository}:{ref.tag}"] if ref.tag and not ref.digest else []
+        if existed:
+            rec = images.records.get(cfg_desc.digest)
+            assert rec is not None
+        else:
+            rec = images.commit(config.raw, layers, config_bytes=config_bytes)
+        with images.db.transaction() as conn:
+            for tag in tags:
+                images.records.set_tag(conn, tag, rec.id)
+            images.records.add_digest(conn, repo_digest, rec.id)
+    return rec, up_to_date
 
 
 def list_tags(ref: reference.Reference, page_size: int = 100) -> list[str]:

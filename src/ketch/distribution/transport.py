@@ -8,21 +8,35 @@ request needs, then the request is retried once.
 from __future__ import annotations
 
 import base64
-import http.client
 import ipaddress
 import json
 import re
-import socket
-import ssl
-import threading
-from dataclasses import dataclass, field
-from typing import Any, BinaryIO
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from ketch.errors import KetchError
 
+# A pull of an image that is already present makes one request; what it imports shows.
+# Plain HTTP (loopback registries) goes through `http11`; `http.client`, `ssl` and
+# `socket` are imported only for https.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
+
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 120.0
+
+
+def read_timeout() -> float:
+    """Seconds a registry may send nothing before a request fails (default 120):
+    `KETCH_REGISTRY_READ_TIMEOUT` overrides it."""
+    import os
+
+    raw = os.environ.get("KETCH_REGISTRY_READ_TIMEOUT", "")
+    try:
+        value = float(raw) if raw else READ_TIMEOUT
+    except ValueError:
+        value = READ_TIMEOUT
+    return value if value > 0 else READ_TIMEOUT
 HUB_REGISTRY = "registry-1.docker.io"
 
 MANIFEST_ACCEPT = ", ".join([
@@ -70,63 +84,53 @@ def endpoint_host(domain: str) -> str:
     return HUB_REGISTRY if domain == "docker.io" else domain
 
 
-@dataclass
 class Response:
-    status: int
-    headers: http.client.HTTPMessage
-    body: bytes = b""
-    raw: http.client.HTTPResponse | None = None
-    url: str = ""
+    """A registry's answer: `body` read whole, or `raw` to stream (2xx when asked)."""
+
+    def __init__(self, status: int, headers: Any, body: bytes = b"", raw: Any = None,
+                 url: str = "") -> None:
+        self.status = status
+        self.headers = headers  # http11.Headers or http.client.HTTPMessage: `.get`
+        self.body = body
+        self.raw = raw
+        self.url = url
 
     def header(self, name: str) -> str:
         return self.headers.get(name) or ""
 
 
-def _resolve(host: str, port: int, timeout: float) -> None:
-    """Fail fast when name resolution hangs (no DNS server reachable)."""
-    result: list[Any] = []
+def _https_connection(netloc: str) -> Any:
+    """An `http.client` HTTPS connection (imported here: plain HTTP never needs it)."""
+    import http.client
+    import ssl
 
-    def run() -> None:
-        try:
-            result.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
-        except OSError as e:
-            result.append(e)
+    from ketch.distribution.http11 import _resolve
 
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(timeout)
-    if not result:
-        raise OSError(f"lookup {host}: timed out")
-    if isinstance(result[0], OSError):
-        raise OSError(f"lookup {host}: no such host")
+    class HTTPS(http.client.HTTPSConnection):
+        up = False  # connected: a timeout after this is the registry not sending
 
+        def connect(self) -> None:
+            self.up = False
+            _resolve(self.host, self.port, CONNECT_TIMEOUT)  # fails fast without DNS
+            super().connect()
+            self.up = True
+            # A short connect timeout fails fast without a route; transfers may be slow.
+            self.sock.settimeout(read_timeout())
 
-class _HTTP(http.client.HTTPConnection):
-    def connect(self) -> None:
-        _resolve(self.host, self.port, CONNECT_TIMEOUT)
-        super().connect()
-        # A short connect timeout fails fast without a route; transfers may be slow.
-        self.sock.settimeout(READ_TIMEOUT)
+    return HTTPS(netloc, timeout=CONNECT_TIMEOUT, blocksize=1 << 20,
+                 context=ssl.create_default_context())
 
 
-class _HTTPS(http.client.HTTPSConnection):
-    def connect(self) -> None:
-        _resolve(self.host, self.port, CONNECT_TIMEOUT)
-        super().connect()
-        self.sock.settimeout(READ_TIMEOUT)
-
-
-@dataclass
 class Transport:
-    domain: str
-    credentials: tuple[str, str] | None = None
-    scheme: str = ""
-    _conns: dict[str, http.client.HTTPConnection] = field(default_factory=dict)
-    _basic: bool = False
-    _tokens: dict[str, str] = field(default_factory=dict)
-    _challenge: tuple[str, dict[str, str]] | None = None
-
-    def __post_init__(self) -> None:
+    def __init__(self, domain: str, credentials: tuple[str, str] | None = None,
+                 scheme: str = "") -> None:
+        self.domain = domain
+        self.credentials = credentials
+        self.scheme = scheme
+        self._conns: dict[str, Any] = {}
+        self._basic = False
+        self._tokens: dict[str, str] = {}
+        self._challenge: tuple[str, dict[str, str]] | None = None
         self.host = endpoint_host(self.domain)
         if not self.scheme:
             # Docker allows plain HTTP to loopback registries without configuration.
@@ -144,15 +148,17 @@ class Transport:
     def base(self) -> str:
         return f"{self.scheme}://{self.host}"
 
-    def _conn(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
+    def _conn(self, scheme: str, netloc: str) -> Any:
         key = f"{scheme}://{netloc}"
         conn = self._conns.get(key)
         if conn is None:
             if scheme == "https":
-                conn = _HTTPS(netloc, timeout=CONNECT_TIMEOUT, blocksize=1 << 20,
-                              context=ssl.create_default_context())
+                conn = _https_connection(netloc)
             else:
-                conn = _HTTP(netloc, timeout=CONNECT_TIMEOUT, blocksize=1 << 20)
+                from ketch.distribution.http11 import Connection
+
+                conn = Connection(netloc, timeout=CONNECT_TIMEOUT,
+                                  read_timeout=read_timeout())
             self._conns[key] = conn
         return conn
 
@@ -173,20 +179,23 @@ class Transport:
                     body.seek(0)  # type: ignore[union-attr]
                 conn.request(method, path, body=body, headers=headers)
                 raw = conn.getresponse()
-            except (http.client.RemoteDisconnected, BrokenPipeError,
-                    ConnectionResetError, http.client.CannotSendRequest) as e:
+            except Exception as e:
                 conn.close()
                 self._conns.pop(f"{parts.scheme}://{parts.netloc}", None)
-                if attempt == 0:
-                    continue  # a kept-alive connection the server had closed
-                raise KetchError(f'{method} "{url}": {e}') from None
-            except ssl.SSLError as e:
-                conn.close()
-                self._conns.pop(f"{parts.scheme}://{parts.netloc}", None)
-                raise KetchError(f'{method} "{url}": tls: {e.reason or e}') from None
-            except OSError as e:
-                conn.close()
-                self._conns.pop(f"{parts.scheme}://{parts.netloc}", None)
+                if _stale_connection(e):
+                    if attempt == 0:
+                        continue  # a kept-alive connection the server had closed
+                    raise KetchError(f'{method} "{url}": {e}') from None
+                if not isinstance(e, OSError):
+                    raise
+                if parts.scheme == "https":
+                    import ssl
+
+                    if isinstance(e, ssl.SSLError):
+                        raise KetchError(f'{method} "{url}": tls: {e.reason or e}') from None
+                if isinstance(e, TimeoutError) and getattr(conn, "up", False):
+                    raise KetchError(f'{method} "{url}": {parts.netloc} sent nothing for'
+                                     f' {read_timeout():g}s (read timed out)') from None
                 reason = e.strerror or str(e) or type(e).__name__
                 raise KetchError(f'{method.capitalize()} "{url}": dial tcp {parts.netloc}:'
                                  f' {reason}') from None
@@ -316,6 +325,20 @@ class Transport:
                 f"{self.base}/v2/ does not look like a registry (HTTP {resp.status})",
                 resp.status)
         return resp
+
+
+def _stale_connection(e: BaseException) -> bool:
+    """A kept-alive connection the server closed meanwhile: worth one more try."""
+    if isinstance(e, BrokenPipeError | ConnectionResetError):
+        return True  # http.client's RemoteDisconnected and http11's are resets
+    from ketch.distribution.http11 import CannotSendRequest
+
+    if isinstance(e, CannotSendRequest):
+        return True
+    import sys
+
+    client = sys.modules.get("http.client")  # imported only when https was used
+    return client is not None and isinstance(e, client.CannotSendRequest)
 
 
 _PARAM_RE = re.compile(r'(\w+)=(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')

@@ -19,7 +19,7 @@ from ketch.store.images import LayerRecord
 # `typing` costs milliseconds at start, and the store classes arrive with the Engine.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from typing import BinaryIO
 
     from ketch.store.content import ContentStore
@@ -72,11 +72,15 @@ class LayerStore:
 
     def unpack(self, stream: BinaryIO, *, chain_id: str, diff_id: str | None,
                parent: str | None, blob_digest: str | None, media_type: str | None,
-               blob_size: int | None) -> LayerRecord:
+               blob_size: int | None,
+               before_commit: Callable[[], None] | None = None) -> LayerRecord:
         """Unpack a (possibly compressed) layer stream as `chain_id` on top of `parent`.
 
         When `diff_id` is None the caller does not know it yet (a fresh layer); the
         chain ID must then be computed by the caller afterwards, so use `unpack_new`.
+        `before_commit` runs once the DiffID matched, before the layer is renamed into
+        place; it raises to keep the layer out (a pull waits there for its blob's
+        digest check).
         """
         import tempfile
 
@@ -95,6 +99,8 @@ class LayerStore:
                     raise DigestMismatch(
                         f"layer content does not match its diff ID: expected {diff_id},"
                         f" got {stats.diff_id}")
+                if before_commit is not None:
+                    before_commit()
                 rec = LayerRecord(chain_id, diff_id or stats.diff_id, parent, blob_digest,
                                   media_type, blob_size, stats.uncompressed_size)
                 final = self.dir / hex_of(chain_id)
