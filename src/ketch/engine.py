@@ -34,10 +34,11 @@ if TYPE_CHECKING:
     from ketch.containers.records import ContainerRecord
     from ketch.containers.service import ContainerService
     from ketch.containers.volumes import VolumeStore
-    from ketch.distribution.progress import Progress, PullResult, PushResult
+    from ketch.distribution.progress import PullResult, PushResult
     from ketch.images.service import ImageService, PruneReport
     from ketch.layers.store import LayerStore
     from ketch.network.service import NetworkService
+    from ketch.progress import Progress
     from ketch.store.content import ContentStore
     from ketch.store.images import ImageRecords
     from ketch.store.intents import Intent, Intents

@@ -9,7 +9,8 @@ import pytest
 from tests.conftest import KetchCLI, require_root
 
 from ketch import Engine
-from ketch.distribution.progress import Progress, PullResult, PushResult
+from ketch.distribution.progress import PullResult, PushResult
+from ketch.progress import Progress
 
 
 @pytest.fixture(autouse=True)

@@ -20,8 +20,9 @@ from tests.distribution.relay import Relay
 from tests.distribution.test_registry_server import call, push_blob, sha
 
 from ketch import Engine
-from ketch.distribution.progress import Progress, PullResult
+from ketch.distribution.progress import PullResult
 from ketch.oci.model import host_platform
+from ketch.progress import Progress
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 
 from ketch.cli.ttyprogress import Renderer, bar
-from ketch.distribution.progress import Progress
+from ketch.progress import Progress
 
 
 def test_bar_shows_docker_style_fill_and_decimal_sizes() -> None:

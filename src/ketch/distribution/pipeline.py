@@ -24,8 +24,8 @@ import queue
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ketch.distribution.progress import Progress
 from ketch.errors import DigestMismatch, KetchError
+from ketch.progress import Progress
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

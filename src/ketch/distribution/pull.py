@@ -12,10 +12,11 @@ import json
 
 from ketch import reference
 from ketch.distribution import credentials
-from ketch.distribution.progress import Progress, PullResult
+from ketch.distribution.progress import PullResult
 from ketch.distribution.transport import MANIFEST_ACCEPT, RegistryErrorResponse, Transport
 from ketch.errors import DigestMismatch, KetchError, NotFound
 from ketch.oci.media import MediaType
+from ketch.progress import Progress
 
 TYPE_CHECKING = False  # `typing` costs milliseconds at start
 if TYPE_CHECKING:

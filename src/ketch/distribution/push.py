@@ -23,7 +23,7 @@ from ketch.distribution.compression import (
     layer_media_type,
     parse,
 )
-from ketch.distribution.progress import Progress, PushResult
+from ketch.distribution.progress import PushResult
 from ketch.distribution.pull import transport_for
 from ketch.distribution.transport import (
     RegistryErrorResponse,
@@ -32,6 +32,7 @@ from ketch.distribution.transport import (
 )
 from ketch.errors import ImageNotFound, KetchError
 from ketch.oci.media import MediaType
+from ketch.progress import Progress
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -398,7 +398,7 @@ class _Reporting:
     def __init__(self, f: BinaryIO, diff_id: str, progress: Callable[[Any], None]) -> None:
         import time
 
-        from ketch.distribution.progress import Progress
+        from ketch.progress import Progress
 
         self._f = f
         self._progress = progress
