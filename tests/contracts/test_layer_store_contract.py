@@ -16,10 +16,12 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.conftest import require_root
 
 from ketch.errors import DigestMismatch, NotFound
 from ketch.layers.store import LayerStore
 from ketch.oci.digest import chain_ids, hex_of
+from ketch.store.images import LayerRecord
 from ketch.store.tmpclean import clean_tmp
 
 
@@ -38,7 +40,7 @@ def sha(data: bytes) -> str:
 
 
 def unpack(store: LayerStore, data: bytes, *, chain_id: str, diff_id: str | None,
-           parent: str | None = None, compressed: bytes | None = None):  # noqa: ANN201
+           parent: str | None = None, compressed: bytes | None = None) -> LayerRecord:
     blob = compressed if compressed is not None else data
     return store.unpack(io.BytesIO(blob), chain_id=chain_id, diff_id=diff_id, parent=parent,
                         blob_digest=sha(blob), media_type=None, blob_size=len(blob))
@@ -101,6 +103,27 @@ def test_a_parent_chain_gives_overlay_lower_dirs_topmost_first(layer_store: Laye
         parent = chain
     assert layer_store.lower_dirs(chains) == [layer_store.path(c) for c in reversed(chains)]
     assert [layer_store.records.layer(c).parent for c in chains] == [None, *chains[:2]]
+
+
+def test_a_chain_mounted_with_overlayfs_shows_the_union_with_whiteouts_applied(
+        layer_store: LayerStore, tmp_path: Path) -> None:
+    require_root()
+    base = layer_tar({"etc/keep": b"base\n", "etc/gone": b"x", "etc/changed": b"old\n"})
+    top = layer_tar({"etc/.wh.gone": b"", "etc/changed": b"new\n", "etc/added": b"+\n"})
+    chains = chain_ids([sha(base), sha(top)])
+    unpack(layer_store, base, chain_id=chains[0], diff_id=sha(base))
+    unpack(layer_store, top, chain_id=chains[1], diff_id=sha(top), parent=chains[0])
+    target = tmp_path / "merged"
+    target.mkdir()
+    lower = ":".join(str(p) for p in layer_store.lower_dirs(chains))
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={lower}",
+                    str(target)], check=True, capture_output=True)
+    try:
+        etc = target / "etc"
+        assert sorted(p.name for p in etc.iterdir()) == ["added", "changed", "keep"]
+        assert ((etc / "changed").read_text(), (etc / "keep").read_text()) == ("new\n", "base\n")
+    finally:
+        subprocess.run(["umount", str(target)], check=True)
 
 
 def test_unpacking_a_layer_that_exists_returns_it_without_reading_the_stream(
