@@ -69,7 +69,9 @@ class BlobWriter:
         digest = self.digest
         try:
             if expected is not None:
-                validate_digest(expected)  # malformed is bad input, not a mismatch
+                # Malformed, or in an algorithm the store does not keep: bad input, not
+                # a mismatch of the content.
+                self._store.path(expected)
             if expected is not None and expected != digest:
                 raise DigestMismatch(
                     f"content digest mismatch: expected {expected}, got {digest}")
@@ -138,7 +140,7 @@ class ContentStore:
 
     def put(self, data: bytes, expected: str | None = None) -> str:
         if expected is not None:
-            validate_digest(expected)
+            self.path(expected)  # refused before any byte is written
         with self.writer() as w:
             w.write(data)
             return w.commit(expected, len(data) if expected else None)
@@ -146,7 +148,7 @@ class ContentStore:
     def put_stream(self, src: BinaryIO, expected: str | None = None,
                    size: int | None = None) -> tuple[str, int]:
         if expected is not None:
-            validate_digest(expected)
+            self.path(expected)  # refused before any byte is written
         with self.writer() as w:
             w.copy_from(src, size)
             n = w.size
