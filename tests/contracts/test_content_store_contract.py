@@ -154,3 +154,20 @@ def test_a_malformed_digest_is_refused_before_touching_the_filesystem(
     with pytest.raises(InvalidArgument, match="invalid digest"):
         content_store.put(b"x", expected=bad)
     assert tmp_entries(content_store) == []
+
+
+def test_a_digest_in_an_algorithm_the_store_does_not_keep_is_refused_as_unsupported(
+        content_store: ContentStore) -> None:
+    data = b"named by sha512"
+    d = "sha512:" + hashlib.sha512(data).hexdigest()
+    for op in (lambda: content_store.exists(d), lambda: content_store.open(d),
+               lambda: content_store.put(data, expected=d),
+               lambda: content_store.put_stream(io.BytesIO(data), d)):
+        with pytest.raises(NotFound, match="unsupported digest algorithm in sha512:"):
+            op()
+    with pytest.raises(NotFound, match="unsupported digest algorithm"), \
+            content_store.writer() as w:
+        w.write(data)
+        w.commit(d)
+    assert list(content_store.walk()) == []
+    assert tmp_entries(content_store) == []
