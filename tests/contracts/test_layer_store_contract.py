@@ -12,7 +12,9 @@ import signal
 import subprocess
 import sys
 import tarfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -135,6 +137,24 @@ def test_unpacking_a_layer_that_exists_returns_it_without_reading_the_stream(
                                media_type=None, blob_size=None)
     assert again == first
     assert visible_layers(layer_store) == [hex_of(sha(tar))]
+
+
+def test_concurrent_unpacks_of_one_layer_all_return_it_and_leave_one_copy(
+        layer_store: LayerStore) -> None:
+    tar = layer_tar({f"d/f{i}": os.urandom(4096) for i in range(64)})
+    chain = sha(tar)
+    barrier = threading.Barrier(4)
+
+    def unpack_one() -> LayerRecord:
+        barrier.wait(10)
+        return unpack(layer_store, tar, chain_id=chain, diff_id=chain)
+
+    with ThreadPoolExecutor(4) as pool:
+        records = list(pool.map(lambda _i: unpack_one(), range(4)))
+    assert records == [layer_store.records.layer(chain)] * 4
+    assert visible_layers(layer_store) == [hex_of(chain)]
+    assert len(list((layer_store.path(chain) / "d").iterdir())) == 64
+    assert staging(layer_store) == []
 
 
 def test_a_removed_layer_is_gone_from_disk_records_and_lower_dirs(
