@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 
 import pytest
 from tests.contracts.conftest import ContractHarness
@@ -103,3 +104,40 @@ def test_a_created_container_can_be_force_deleted_without_running(
     h.runtime.delete(paths.container_id, force=True)
     assert h.runtime.state(paths.container_id) is None
     h.wait_for(lambda: not os.path.exists(f"/proc/{started.pid}"), what="process gone")
+
+
+def test_pause_freezes_resume_thaws_and_ps_lists_the_containers_processes(
+        runtime_harness: ContractHarness) -> None:
+    h = runtime_harness
+    rt = h.runtime
+    ticker = "i=0; while :; do i=$((i+1)); echo $i > /dev/shm/n; sleep 0.01; done"
+    paths, started = h.start(["sh", "-c", f"({ticker}) & wait"])
+    counter = f"/proc/{started.pid}/root/dev/shm/n"
+
+    def ticks() -> int:
+        seen: list[str] = []
+
+        def read() -> bool:  # the shell truncates, then writes: retry an empty read
+            try:
+                seen.append(open(counter).read().strip())
+            except FileNotFoundError:
+                return False
+            return seen[-1].isdigit()
+
+        h.wait_for(read, what="the counter")
+        return int(seen[-1])
+
+    h.wait_for(lambda: len(rt.ps(paths.container_id)) >= 2, what="the ticker")
+    assert started.pid in rt.ps(paths.container_id)
+    rt.pause(paths.container_id)
+    state = rt.state(paths.container_id)
+    assert state is not None and state.status == "paused"
+    frozen = ticks()
+    time.sleep(0.3)
+    assert ticks() == frozen, "a paused container kept running"
+    rt.resume(paths.container_id)
+    state = rt.state(paths.container_id)
+    assert state is not None and state.status == "running"
+    h.wait_for(lambda: ticks() > frozen, what="the ticker to go on after resume")
+    rt.kill(paths.container_id, "KILL", all_processes=True)
+    assert h.monitor.wait_exit(paths, timeout=10).exit_code == 137
