@@ -157,6 +157,29 @@ def test_concurrent_unpacks_of_one_layer_all_return_it_and_leave_one_copy(
     assert staging(layer_store) == []
 
 
+def test_an_adopted_tree_becomes_the_layer_and_a_second_adoption_keeps_the_first(
+        layer_store: LayerStore) -> None:
+    chain = sha(b"adopted")
+
+    def tree(name: str, text: str) -> Path:
+        t = layer_store.tmp / name
+        t.mkdir()
+        (t / "file").write_text(text)
+        return t
+
+    first = tree("first", "one")
+    rec = layer_store.adopt_dir(first, chain_id=chain, diff_id=chain, parent=None,
+                                blob_digest=None, media_type=None, blob_size=None, size=3)
+    assert not first.exists()
+    assert layer_store.has(chain) and layer_store.records.layer(chain) == rec
+    second = tree("second", "two")
+    again = layer_store.adopt_dir(second, chain_id=chain, diff_id=chain, parent=None,
+                                  blob_digest=None, media_type=None, blob_size=None, size=3)
+    assert again == rec
+    assert not second.exists()
+    assert (layer_store.path(chain) / "file").read_text() == "one"
+
+
 def test_a_removed_layer_is_gone_from_disk_records_and_lower_dirs(
         layer_store: LayerStore) -> None:
     keep, drop = layer_tar({"keep": b"k"}), layer_tar({"drop": b"d"})

@@ -16,7 +16,7 @@ import time
 import pytest
 from tests.contracts.conftest import ContractHarness
 
-from ketch.errors import RuntimeFailure
+from ketch.errors import InvalidArgument, RuntimeFailure
 from ketch.runtime.logs import read_log
 from ketch.runtime.monitor import ContainerPaths, process_alive
 
@@ -66,6 +66,18 @@ def test_output_is_written_to_the_log_path_as_k8s_file_records(
         ("stderr", b"to-err\n"), ("stdout", b"to-out\n")]
     line = re.compile(rb"\d{4}-\d\d-\d\dT[\d:.]+[+-]\d\d:\d\d (stdout|stderr) F to-(out|err)")
     assert all(line.fullmatch(raw) for raw in paths.log_path.read_bytes().splitlines())
+
+
+def test_a_log_path_the_monitor_cannot_take_is_refused_before_anything_starts(
+        monitor_harness: ContractHarness) -> None:
+    h = monitor_harness
+    paths = h.prepare(h.spec(["true"]))
+    bad = ContainerPaths.create(paths.container_id, paths.bundle, paths.run_dir,
+                                h.tmp_path / "a:b.log")
+    with pytest.raises(InvalidArgument, match="must not contain ':'"):
+        h.monitor.start_container(bad)
+    assert h.runtime.state(paths.container_id) is None
+    assert not bad.log_path.exists() and not bad.conmon_pidfile.exists()
 
 
 def test_attach_before_start_sees_every_byte_and_forwards_stdin(
