@@ -92,6 +92,25 @@ def test_a_layer_whose_content_does_not_match_its_diff_id_leaves_nothing(
     assert staging(layer_store) == []
 
 
+def test_a_chain_id_that_is_not_the_parents_chain_with_the_diff_id_is_refused(
+        layer_store: LayerStore) -> None:
+    base, top = layer_tar({"base": b"0"}), layer_tar({"top": b"1"})
+    unpack(layer_store, base, chain_id=sha(base), diff_id=sha(base))
+    wrong = sha(top)  # top's DiffID, but top sits on base: its chain ID differs
+    with pytest.raises(DigestMismatch, match="is not the chain ID of diff ID"):
+        unpack(layer_store, top, chain_id=wrong, diff_id=sha(top), parent=sha(base))
+    with pytest.raises(DigestMismatch, match="is not the chain ID of diff ID"):
+        unpack(layer_store, top, chain_id=wrong, diff_id=None, parent=sha(base))
+    tree = layer_store.tmp / "tree"
+    tree.mkdir()
+    with pytest.raises(DigestMismatch, match="is not the chain ID of diff ID"):
+        layer_store.adopt_dir(tree, chain_id=wrong, diff_id=sha(top), parent=sha(base),
+                              blob_digest=None, media_type=None, blob_size=None, size=0)
+    assert layer_store.records.layer(wrong) is None
+    assert visible_layers(layer_store) == [hex_of(sha(base))]
+    assert staging(layer_store) == []
+
+
 def test_a_parent_chain_gives_overlay_lower_dirs_topmost_first(layer_store: LayerStore) -> None:
     tars = [layer_tar({"base": b"0"}), layer_tar({"mid": b"1"}), layer_tar({"top": b"2"})]
     diffs = [sha(t) for t in tars]
