@@ -25,8 +25,13 @@ def created(h: ContractHarness, args: list[str]) -> tuple[ContainerPaths, Starte
 
 
 # PID 1 gets no default signal actions: a process that exits on a signal handles it.
-TRAPS = "trap 'exit 50' INT; trap 'exit 51' USR1; trap 'exit 52' TERM; " \
+# It says "ready" once its traps are set: a signal sent before would be ignored.
+TRAPS = "trap 'exit 50' INT; trap 'exit 51' USR1; trap 'exit 52' TERM; echo ready; " \
         "while :; do sleep 0.05; done"
+
+
+def wait_ready(h: ContractHarness, paths: ContainerPaths) -> None:
+    h.wait_for(lambda: h.output(paths)[0] == "ready\n", what="the traps to be set")
 
 
 def test_a_container_goes_created_running_stopped_and_then_has_no_state(
@@ -44,6 +49,7 @@ def test_a_container_goes_created_running_stopped_and_then_has_no_state(
     state = rt.state(cid)
     assert state is not None and state.status == "running"
     assert os.path.exists(f"/proc/{state.pid}")
+    wait_ready(h, paths)
     rt.kill(cid, "TERM")
     assert h.monitor.wait_exit(paths, timeout=10).exit_code == 52
     h.wait_for(lambda: (s := rt.state(cid)) is not None and s.status == "stopped",
@@ -66,8 +72,7 @@ def test_kill_with_a_signal_name_or_number_ends_the_process_with_that_signal(
     h = runtime_harness
     for sig, code in (("KILL", 137), ("SIGUSR1", 51), (2, 50)):
         paths, _ = h.start(["sh", "-c", TRAPS])
-        h.wait_for(lambda p=paths: h.runtime.state(p.container_id).status == "running",
-                   what="running")
+        wait_ready(h, paths)
         h.runtime.kill(paths.container_id, sig)
         assert h.monitor.wait_exit(paths, timeout=10).exit_code == code
 
