@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ketch.errors import DigestMismatch, NotFound
-from ketch.oci.digest import hex_of
+from ketch.oci.digest import chain_of, hex_of
 from ketch.store.images import LayerRecord
 
 # `typing` costs milliseconds at start, and the store classes arrive with the Engine.
@@ -31,6 +31,13 @@ def _rmtree(path: Path, ignore_errors: bool = False) -> None:
     import shutil  # on first use: `ketch images` never removes a layer
 
     shutil.rmtree(path, ignore_errors=ignore_errors)
+
+
+def _check_chain(chain_id: str, parent: str | None, diff_id: str) -> None:
+    if chain_of(parent, diff_id) != chain_id:
+        raise DigestMismatch(
+            f"layer {chain_id} is not the chain ID of diff ID {diff_id} on "
+            f"{parent or 'no parent'}")
 
 
 class LayerStore:
@@ -76,8 +83,9 @@ class LayerStore:
                before_commit: Callable[[], None] | None = None) -> LayerRecord:
         """Unpack a (possibly compressed) layer stream as `chain_id` on top of `parent`.
 
-        When `diff_id` is None the caller does not know it yet (a fresh layer); the
-        chain ID must then be computed by the caller afterwards, so use `unpack_new`.
+        `diff_id` is what the stream must hash to (None: whatever it hashes to). Either
+        way the layer is recorded only when `chain_id` is the chain ID of that DiffID on
+        `parent`: nothing is ever filed under an ID that does not describe it.
         `before_commit` runs once the DiffID matched, before the layer is renamed into
         place; it raises to keep the layer out (a pull waits there for its blob's
         digest check).
@@ -99,6 +107,7 @@ class LayerStore:
                     raise DigestMismatch(
                         f"layer content does not match its diff ID: expected {diff_id},"
                         f" got {stats.diff_id}")
+                _check_chain(chain_id, parent, stats.diff_id)
                 if before_commit is not None:
                     before_commit()
                 rec = LayerRecord(chain_id, diff_id or stats.diff_id, parent, blob_digest,
@@ -125,6 +134,7 @@ class LayerStore:
                   blob_digest: str | None, media_type: str | None, blob_size: int | None,
                   size: int) -> LayerRecord:
         """Move an already-unpacked tree (same filesystem) into place as a layer."""
+        _check_chain(chain_id, parent, diff_id)
         with self._lock(chain_id):
             existing = self.records.layer(chain_id)
             if existing is not None and self.path(chain_id).is_dir():

@@ -36,10 +36,17 @@ def hex_of(d: str) -> str:
     return d.split(":", 1)[1] if ":" in d else d
 
 
+def chain_of(parent: str | None, diff_id: str) -> str:
+    """The chain ID of a layer with DiffID `diff_id` on the layer whose chain ID is
+    `parent`: the DiffID itself for a base layer, else sha256("<parent> <diff_id>")."""
+    if parent is None:
+        return diff_id
+    return "sha256:" + small_sha256(f"{parent} {diff_id}".encode()).hexdigest()
+
+
 def chain_ids(diff_ids: list[str]) -> list[str]:
     """ChainID(L0) = DiffID(L0); ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln))."""
     out: list[str] = []
     for d in diff_ids:
-        out.append(d if not out else
-                   "sha256:" + small_sha256(f"{out[-1]} {d}".encode()).hexdigest())
+        out.append(chain_of(out[-1] if out else None, d))
     return out

@@ -68,6 +68,10 @@ class BlobWriter:
         self._f.close()
         digest = self.digest
         try:
+            if expected is not None:
+                # Malformed, or in an algorithm the store does not keep: bad input, not
+                # a mismatch of the content.
+                self._store.path(expected)
             if expected is not None and expected != digest:
                 raise DigestMismatch(
                     f"content digest mismatch: expected {expected}, got {digest}")
@@ -135,12 +139,16 @@ class ContentStore:
             w.abort()
 
     def put(self, data: bytes, expected: str | None = None) -> str:
+        if expected is not None:
+            self.path(expected)  # refused before any byte is written
         with self.writer() as w:
             w.write(data)
             return w.commit(expected, len(data) if expected else None)
 
     def put_stream(self, src: BinaryIO, expected: str | None = None,
                    size: int | None = None) -> tuple[str, int]:
+        if expected is not None:
+            self.path(expected)  # refused before any byte is written
         with self.writer() as w:
             w.copy_from(src, size)
             n = w.size
