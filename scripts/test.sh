@@ -11,6 +11,7 @@ fi
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 python3 -m ruff check .
+python3 -m mypy
 # pytest keeps its assertion-rewritten test modules as bytecode; with writing switched off
 # every run (and every worker) would rewrite all of them again.
 unset PYTHONDONTWRITEBYTECODE

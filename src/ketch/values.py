@@ -47,7 +47,7 @@ def field(*, default_factory: Callable[[], T]) -> T:
 
 def fields_of(obj: Any) -> tuple[str, ...]:
     """The field names of a value class or instance, in declaration order."""
-    return obj.__value_fields__  # type: ignore[no-any-return]
+    return obj.__value_fields__
 
 
 def _init(self: Any, *args: Any, **kwargs: Any) -> None:
@@ -133,14 +133,14 @@ def value(cls: type[T] | None = None, /, *, frozen: bool = False) -> Any:
                 raise TypeError(f"non-default argument {name!r} follows default argument")
         c.__value_fields__ = names  # type: ignore[attr-defined]
         c.__value_defaults__ = defaults  # type: ignore[attr-defined]
-        c.__init__ = _init  # type: ignore[misc,method-assign]
+        c.__init__ = _init  # type: ignore[method-assign]
         if "__repr__" not in c.__dict__:
-            c.__repr__ = _repr  # type: ignore[assignment]
-        c.__eq__ = _eq  # type: ignore[method-assign, assignment]
+            c.__repr__ = _repr  # type: ignore[method-assign]
+        c.__eq__ = _eq  # type: ignore[method-assign]
         if frozen:
-            c.__setattr__ = _frozen_setattr  # type: ignore[method-assign, assignment]
-            c.__delattr__ = _frozen_delattr  # type: ignore[method-assign, assignment]
-            c.__hash__ = _hash  # type: ignore[method-assign, assignment]
+            c.__setattr__ = _frozen_setattr  # type: ignore[method-assign]
+            c.__delattr__ = _frozen_delattr  # type: ignore[method-assign]
+            c.__hash__ = _hash  # type: ignore[method-assign]
         else:
             c.__hash__ = None  # type: ignore[assignment]
         return c

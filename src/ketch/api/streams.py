@@ -73,8 +73,8 @@ class Hijacked:
         transport = self.request.transport
         assert transport is not None
         tail = _Tail()
-        protocol.set_parser(tail)  # type: ignore[union-attr,arg-type]
-        transport.pause_reading()  # type: ignore[attr-defined]
+        protocol.set_parser(tail)  # type: ignore[arg-type]  # any object with feed_data
+        transport.pause_reading()
         self._tail = bytes(tail.data)
         raw = transport.get_extra_info("socket")
         fd = os.dup(raw.fileno())

@@ -70,7 +70,7 @@ class DigestingWriter(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, b: Any) -> int:  # type: ignore[override]
+    def write(self, b: Any) -> int:
         view = memoryview(b).cast("B")
         n = len(view)
         # Raw streams may accept less than asked; keep going so callers never lose bytes.
@@ -112,14 +112,14 @@ class DigestingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def read(self, size: int | None = -1) -> bytes:  # type: ignore[override]
+    def read(self, size: int | None = -1) -> bytes:
         data = self._inner.read(-1 if size is None else size)
         if data:
             self._hash.update(data)
             self.size += len(data)
         return data
 
-    def readinto(self, b: Any) -> int:  # type: ignore[override]
+    def readinto(self, b: Any) -> int:
         view = memoryview(b).cast("B")
         readinto = getattr(self._inner, "readinto", None)
         if readinto is not None:
@@ -158,7 +158,7 @@ class _PrefixedReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def read(self, size: int | None = -1) -> bytes:  # type: ignore[override]
+    def read(self, size: int | None = -1) -> bytes:
         if self._prefix:
             if size is None or size < 0:
                 data = self._prefix + self._inner.read()
@@ -172,7 +172,7 @@ class _PrefixedReader(io.RawIOBase):
             return head + self._inner.read(size - len(head))
         return self._inner.read(-1 if size is None else size)
 
-    def readinto(self, b: Any) -> int:  # type: ignore[override]
+    def readinto(self, b: Any) -> int:
         view = memoryview(b).cast("B")
         data = self.read(len(view))
         view[: len(data)] = data
@@ -212,7 +212,7 @@ def open_decompressed(fileobj: IO[bytes] | Any, *, threaded: bool = True) -> Bin
             if threaded:
                 from isal import igzip_threaded
 
-                return igzip_threaded.open(raw, "rb", block_size=COPY_BUFSIZE)  # type: ignore[return-value]
+                return igzip_threaded.open(raw, "rb", block_size=COPY_BUFSIZE)
             from isal import igzip
 
             return igzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
@@ -227,7 +227,7 @@ def open_decompressed(fileobj: IO[bytes] | Any, *, threaded: bool = True) -> Bin
             raise KetchError(
                 "the stream is zstd-compressed but the 'zstandard' package is not installed"
             ) from None
-        return zstandard.ZstdDecompressor().stream_reader(  # type: ignore[no-any-return]
+        return zstandard.ZstdDecompressor().stream_reader(
             raw, read_size=COPY_BUFSIZE, read_across_frames=True, closefd=False,  # type: ignore[arg-type]
         )
     if kind == "bzip2":
@@ -267,7 +267,7 @@ def gzip_writer(fileobj: IO[bytes] | Any, level: int = DEFAULT_GZIP_LEVEL) -> Bi
     try:
         from isal import igzip_threaded
 
-        return igzip_threaded.open(  # type: ignore[return-value]
+        return igzip_threaded.open(
             fileobj, "wb", compresslevel=level, threads=_compress_threads(),
             block_size=COPY_BUFSIZE,
         )

@@ -123,7 +123,7 @@ def extract(
             last = member
             # TarFile remembers every member for random access; a streamed layer can
             # have 10^5 of them and we never look back.
-            tf.members.clear()
+            tf.members.clear()  # type: ignore[attr-defined]  # not in typeshed
             stats.entries += 1
             if on_entry is not None and on_entry(member) is False:
                 stats.skipped += 1
@@ -338,7 +338,8 @@ class _FastTarInfo(tarfile.TarInfo):
     """
 
     @classmethod
-    def frombuf(cls, buf: bytes, encoding: str, errors: str) -> tarfile.TarInfo:
+    def frombuf(  # type: ignore[override]  # a TarInfo of the base class where unusual
+            cls, buf: bytes, encoding: str, errors: str) -> tarfile.TarInfo:
         if (
             len(buf) != tarfile.BLOCKSIZE
             or buf == _ZERO_HEADER
@@ -380,7 +381,7 @@ class _FastTarInfo(tarfile.TarInfo):
 
 def _open_tar(reader: _ForwardReader) -> tarfile.TarFile | None:
     try:
-        return tarfile.open(
+        return tarfile.open(  # type: ignore[call-overload]  # any object with read()
             fileobj=reader, mode="r:", encoding="utf-8", errors="surrogateescape",
             tarinfo=_FastTarInfo,
         )

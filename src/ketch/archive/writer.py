@@ -62,7 +62,7 @@ class _Sink(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, b: Any) -> int:  # type: ignore[override]
+    def write(self, b: Any) -> int:
         view = memoryview(b).cast("B")
         done = 0
         while done < len(view):

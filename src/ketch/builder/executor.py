@@ -845,7 +845,7 @@ class Builder:
                 assert root is not None
                 cache = self.checksums if from_ws is None else ChecksumCache(
                     None, root.root, persistent=False)
-                digests.append(sources_digest(root, sources, cache))  # type: ignore[arg-type]
+                digests.append(sources_digest(root, sources, cache))
             for name, data in heredocs:
                 digests.append("file:" + small_sha256(
                     name.encode() + b"\0" + data).hexdigest())

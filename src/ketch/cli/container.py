@@ -28,7 +28,7 @@ PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
 PS_DEFAULT_COLUMNS = ["ID", "Image", "Command", "CreatedSince", "Status", "Ports", "Names"]
 
 
-def _each(names: list[str], fn, *, echo: bool = True) -> int:  # type: ignore[no-untyped-def]
+def _each(names: list[str], fn, *, echo: bool = True) -> int:
     """Apply `fn` to every name; print each name that worked, an error for each that not."""
     rc = 0
     for n in names:
@@ -43,7 +43,7 @@ def _each(names: list[str], fn, *, echo: bool = True) -> int:  # type: ignore[no
 
 
 # -- run / create -------------------------------------------------------------------------
-def _create_from_ns(ns: Namespace):  # type: ignore[no-untyped-def]
+def _create_from_ns(ns: Namespace):
     from ketch.cli.container_opts import build_create_body
 
     body = build_create_body(ns)

@@ -335,4 +335,4 @@ def _resolve(host: str, port: int, timeout: float) -> list[Any]:
         raise OSError(f"lookup {host}: timed out")
     if isinstance(result[0], OSError):
         raise OSError(f"lookup {host}: no such host")
-    return result[0]  # type: ignore[no-any-return]
+    return result[0]

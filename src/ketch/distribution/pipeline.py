@@ -22,13 +22,14 @@ import hashlib
 import os
 import queue
 import threading
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ketch.errors import DigestMismatch, KetchError
 from ketch.progress import Progress
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Generator
 
     from ketch.distribution.transport import Transport
     from ketch.images.service import ImageService
@@ -159,7 +160,7 @@ class LayerPipeline:
         self._transports: list[Transport] = []
 
     # -- the caller's side ---------------------------------------------------------------
-    def run(self) -> Iterator[Progress]:
+    def run(self) -> Generator[Progress, None, None]:
         threads = [threading.Thread(target=self._guard, args=(self._download_loop,),
                                     name=f"pull-download-{i}", daemon=True)
                    for i in range(min(self.max_downloads, len(self.spools)))]
@@ -376,8 +377,7 @@ class LayerPipeline:
             else:
                 size = desc.size
                 stream = SpoolReader(spool, self.cancel,
-                                     lambda n, short=short, size=size: emit(
-                                         Progress("Extracting", short, n, size)))
+                                     partial(_extracting, emit, short, size))
 
                 def before_commit(spool: Spool = spool) -> None:
                     spool.wait_committed(self.cancel)
@@ -400,3 +400,6 @@ class LayerPipeline:
             emit(Progress("Extracting", short, size, size))
             emit(Progress("Pull complete", short))
 
+
+def _extracting(emit: Callable[[Progress], None], short: str, size: int, done: int) -> None:
+    emit(Progress("Extracting", short, done, size))

@@ -381,7 +381,7 @@ class RegistryServer:
             if handler is None:
                 raise RegistryError("UNSUPPORTED", "the operation is unsupported",
                                     status=405)
-            return await handler(req, **args)  # type: ignore[no-any-return]
+            return await handler(req, **args)
         await self._authorize(req, "base", None)
         raise RegistryError("NOT_FOUND", "no such endpoint", status=404)
 

@@ -168,7 +168,7 @@ class _Converter:
             if zone in _UTC_ZONES:
                 # "...123456789+00:00 stdout F text" → "...123456789Z text", in one pass
                 # over the block, unless some text contains the marker itself.
-                marker = zone + kind  # type: ignore[operator]
+                marker = zone + kind
                 if block.count(marker) == len(lines):
                     return [LogChunk(stream, block.replace(marker, b"Z "))]
             return [LogChunk(stream, self._bodies(lines, zone))]
