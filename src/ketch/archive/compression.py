@@ -10,10 +10,10 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from dataclasses import dataclass
 from typing import IO, Any, BinaryIO
 
 from ketch.errors import InvalidArgument, KetchError
+from ketch.values import value
 
 # One copy buffer size for the whole package: big enough that per-call Python overhead
 # vanishes next to the memcpy/hash/deflate work, small enough to stay in L2/L3 cache.
@@ -30,7 +30,7 @@ XZ_MAGIC = b"\xfd7zXZ\x00"
 _SNIFF_LEN = 6
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class LayerDigests:
     """Both identities of a compressed layer blob, plus both sizes."""
 

@@ -32,7 +32,6 @@ import stat
 import struct
 import tarfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -47,6 +46,7 @@ from ketch.archive.whiteouts import (
     WHITEOUT_PREFIX,
 )
 from ketch.errors import InvalidArgument, KetchError
+from ketch.values import value as _value
 
 WhiteoutMode = Literal["overlay", "apply", "none"]
 OnEntry = Callable[[tarfile.TarInfo], "bool | None"]
@@ -62,7 +62,7 @@ _CACHE_MAX = 128
 _XATTR_SOFT_ERRNOS = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.EACCES)
 
 
-@dataclass
+@_value
 class ExtractStats:
     """What an extraction did; diff_id is the sha256 of the whole uncompressed stream."""
 
