@@ -31,3 +31,15 @@ def test_texts_outside_the_fast_path_still_decode(text: str) -> None:
 def test_bad_text_raises_jsons_error(text: str) -> None:
     with pytest.raises(json.JSONDecodeError):
         loads(text)
+
+
+@pytest.mark.parametrize("blob", [b'{"architecture":"amd64","config":{"Cmd":["sh"]}}',
+                                  "{\"é\": \"日本\"}".encode(), b"\xef\xbb\xbf{\"a\": 1}",
+                                  "[1]".encode("utf-16"), b" [] "])
+def test_bytes_decode_as_json_loads_decodes_them(blob: bytes) -> None:
+    assert repr(loads(blob)) == repr(json.loads(blob))
+
+
+def test_undecodable_bytes_raise_json_loads_error() -> None:
+    with pytest.raises(ValueError):
+        loads(b"\xff\xfe{")

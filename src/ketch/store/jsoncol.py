@@ -33,7 +33,15 @@ except ImportError:  # pragma: no cover - CPython always has _json
     _scan = None  # type: ignore[assignment]
 
 
-def loads(text: str) -> Any:
+def loads(data: str | bytes) -> Any:
+    """`json.loads(data)`; bytes (a blob, e.g. an image config) are read as UTF-8 on the
+    fast path, and any other encoding json.loads detects still goes to json.loads."""
+    text = data
+    if isinstance(text, bytes):
+        try:
+            text = text.decode()
+        except UnicodeDecodeError:
+            text = ""
     if _scan is not None and text and text[0] in '{["ntf-0123456789':
         try:
             value, end = _scan(text, 0)
@@ -44,7 +52,7 @@ def loads(text: str) -> Any:
                 return value
     import json
 
-    return json.loads(text)
+    return json.loads(data)
 
 
 def dumps(value: Any) -> str:
