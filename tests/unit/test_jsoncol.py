@@ -43,3 +43,18 @@ def test_bytes_decode_as_json_loads_decodes_them(blob: bytes) -> None:
 def test_undecodable_bytes_raise_json_loads_error() -> None:
     with pytest.raises(ValueError):
         loads(b"\xff\xfe{")
+
+
+def test_dumps_refuses_what_json_dumps_refuses() -> None:
+    with pytest.raises(TypeError, match="Object of type object is not JSON serializable"):
+        dumps({"a": object()})
+    loop: list[object] = []
+    loop.append(loop)
+    with pytest.raises(ValueError, match="Circular reference"):
+        dumps(loop)
+
+
+@pytest.mark.parametrize("value", [float("nan"), [float("inf"), -float("inf")], "é\n",
+                                   {"k": (1, 2)}, {1: "int key", None: 2.5}])
+def test_dumps_of_other_values_matches_json(value: object) -> None:
+    assert dumps(value) == json.dumps(value)

@@ -1,4 +1,4 @@
-"""JSON columns of ketch.db, decoded without importing the `json` package.
+"""JSON columns of ketch.db, decoded and encoded without importing the `json` package.
 
 `json.decoder` compiles regular expressions at import, which pulls in `re` and `enum`:
 about a sixth of `ketch ps`'s run time on this class of machine. The C scanner
@@ -55,7 +55,26 @@ def loads(data: str | bytes) -> Any:
     return json.loads(data)
 
 
+def _unserializable(o: object) -> Any:
+    raise TypeError(f"Object of type {o.__class__.__name__} is not JSON serializable")
+
+
+try:  # the C encoder json.dumps runs for its default arguments
+    from _json import encode_basestring_ascii as _quote_ascii
+    from _json import make_encoder as _make_encoder
+except ImportError:  # pragma: no cover - CPython always has _json
+    _make_encoder = None  # type: ignore[assignment]
+
+
 def dumps(value: Any) -> str:
+    """`json.dumps(value)`: the same C encoder with json's default arguments (ASCII
+    output, ", " and ": " separators, circular references and NaN as json treats them)."""
+    if _make_encoder is not None:
+        if isinstance(value, str):
+            return _quote_ascii(value)
+        encode = _make_encoder({}, _unserializable, _quote_ascii, None, ": ", ", ",
+                               False, False, True)
+        return "".join(encode(value, 0))
     import json
 
     return json.dumps(value)
