@@ -23,7 +23,7 @@ CREATE = CORE | {
     "ketch.store.images", "ketch.images.service", "ketch.store.content", "ketch.layers",
     "ketch.layers.store", "ketch.oci.model", "ketch.containers.options", "ketch.runtime",
     "ketch.runtime.spec", "ketch.containers.mounts", "ketch.containers.volumes",
-    "ketch.containers.names"}
+    "ketch.containers.names", "ketch.events"}
 LOGS = CORE | {"ketch.fmt", "ketch.fmt.units", "ketch.containers.logconfig", "ketch.runtime",
                "ketch.runtime.logs"}
 # never on these paths: each costs milliseconds, or pulls in much more
@@ -69,7 +69,7 @@ def test_rm_of_a_created_container_stays_on_the_lean_import_path(ketch) -> None:
     assert ketch("ps", "-aq", "--no-trunc").stdout.split() == []
     assert not (ketch.root / "containers" / cid).exists()
     # rm of a container that never ran needs no pathlib (nor the re it loads)
-    check(mods, CORE, HEAVY | {"pathlib", "re"})
+    check(mods, CORE | {"ketch.events"}, HEAVY | {"pathlib", "re"})
 
 
 def test_logs_tail_stays_on_the_lean_import_path(ketch) -> None:
