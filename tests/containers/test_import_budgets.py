@@ -13,7 +13,7 @@ import ketch as ketch_pkg
 
 CORE = {"ketch", "ketch.cli", "ketch.cli.main", "ketch.cli.gcpolicy", "ketch.errors",
         "ketch.cli.flags", "ketch.cli.base", "ketch.cli.container", "ketch.store",
-        "ketch.store.db", "ketch.engine", "ketch.store.intents", "ketch.store.jsoncol",
+        "ketch.store.db", "ketch.engine", "ketch.store.intents", "ketch.fastjson",
         "ketch.values", "ketch.containers", "ketch.containers.records",
         "ketch.containers.service"}
 CREATE = CORE | {

@@ -247,7 +247,7 @@ class ImageService:
     # -- the build cache ----------------------------------------------------------------
     def read_config(self, image_id: str) -> dict[str, Any]:
         """An image's config JSON as a dict (its blob is named by the image ID)."""
-        from ketch.store.jsoncol import loads
+        from ketch.fastjson import loads
 
         return loads(self.content.read(image_id))
 

@@ -104,7 +104,7 @@ class Manifest:
 
     @classmethod
     def parse(cls, data: bytes) -> Manifest:
-        from ketch.store.jsoncol import loads
+        from ketch.fastjson import loads
 
         try:
             d = loads(data)
@@ -136,7 +136,7 @@ class Index:
 
     @classmethod
     def parse(cls, data: bytes) -> Index:
-        from ketch.store.jsoncol import loads
+        from ketch.fastjson import loads
 
         try:
             d = loads(data)
@@ -170,7 +170,7 @@ class ImageConfig:
 
     @classmethod
     def parse(cls, data: bytes) -> ImageConfig:
-        from ketch.store.jsoncol import loads  # `json` stays off `image inspect`'s path
+        from ketch.fastjson import loads  # `json` stays off `image inspect`'s path
 
         try:
             d = loads(data)

@@ -82,7 +82,7 @@ class Intent:
     __slots__ = ("id", "kind", "subject", "pid", "started", "created", "data")
 
     def __init__(self, row: sqlite3.Row) -> None:
-        from ketch.store.jsoncol import loads
+        from ketch.fastjson import loads
 
         self.id: int = row["id"]
         self.kind: str = row["kind"]
@@ -121,7 +121,7 @@ class Intents:
 
     def begin(self, kind: str, subject: str = "", data: dict[str, Any] | None = None) -> int:
         """Write the intent down (committed before the caller does anything)."""
-        from ketch.store.jsoncol import dumps
+        from ketch.fastjson import dumps
 
         self._schema()
         pid, started = me()

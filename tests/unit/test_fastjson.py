@@ -1,4 +1,4 @@
-"""ketch.db's JSON columns decode to exactly what json.loads gives, errors included."""
+"""ketch.fastjson decodes and encodes exactly as json.loads and json.dumps, errors included."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ketch.store.jsoncol import dumps, loads
+from ketch.fastjson import dumps, loads
 
 VALUES = [
     {"Cmd": ["sh", "-c", "echo \"hi\" \\ there"], "Env": ["A=1"], "Labels": {"é": "日本"}},

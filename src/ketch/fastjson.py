@@ -1,9 +1,10 @@
-"""JSON columns of ketch.db, decoded and encoded without importing the `json` package.
+"""JSON without importing the `json` package: ketch.db's JSON columns, the intents'
+data, image configs and manifests read on short commands' paths.
 
 `json.decoder` compiles regular expressions at import, which pulls in `re` and `enum`:
 about a sixth of `ketch ps`'s run time on this class of machine. The C scanner
 underneath it (`_json.make_scanner`, what `json.loads` itself runs) needs none of
-that, so the columns ketch wrote with `json.dumps` are read through it directly. Any
+that, so the text ketch wrote with `json.dumps` is read through it directly. Any
 text it does not take whole (and any interpreter without `_json`) goes to
 `json.loads`, which gives the same result or the usual error.
 """
