@@ -8,8 +8,11 @@ Measures, for ketch and beside it for docker when a Docker engine answers `docke
 
   run-rm     `run --rm busybox true`, wall clock per run
   cycle      `run -d` + `stop` + `rm` of a container that exits on SIGTERM
+  create     `create busybox true`
+  create-rm  `create` + `rm` of the container (never started)
   ps-100     `ps -a` with 100 containers in the store
   logs-1m    `logs` of a container that printed 1,000,000 lines (to /dev/null)
+  logs-tail  `logs --tail 10` of such a container
   rss        memory the engine keeps per running container: the monitor's RSS and PSS
              (conmon for ketch, containerd-shim for docker), over 10 containers
 
@@ -38,8 +41,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 IMAGE = "ketch-bench-busybox"
-GOALS = {"run-rm": "0.6x docker (0.17 s)", "cycle": "-", "ps-100": "1.5x docker (0.038 s)",
-         "logs-1m": "0.5x docker (2.5 s)", "rss": "2 MiB per container"}
+GOALS = {"run-rm": "0.6x docker (0.17 s)", "cycle": "-", "create": "1.0x docker",
+         "create-rm": "1.0x docker", "ps-100": "1.5x docker (0.038 s)",
+         "logs-1m": "0.5x docker (2.5 s)", "logs-tail": "1.0x docker",
+         "rss": "2 MiB per container"}
 TERM_EXITS = "trap 'exit 0' TERM; sleep 1000 & wait"
 
 
@@ -111,6 +116,25 @@ def bench_cycle(e: Engine, runs: int) -> tuple[float, float]:
     return median(samples)
 
 
+def bench_create(e: Engine, runs: int) -> tuple[float, float]:
+    try:
+        e.timed("create", "-l", "ketch-bench=1", IMAGE, "true")
+        return median([e.timed("create", "-l", "ketch-bench=1", IMAGE, "true")
+                       for _ in range(runs)])
+    finally:
+        e.remove_all("ketch-bench=1")
+
+
+def bench_create_rm(e: Engine, runs: int) -> tuple[float, float]:
+    samples = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        cid = e.run("create", "-l", "ketch-bench=1", IMAGE, "true").stdout.strip()
+        e.run("rm", cid, out=subprocess.DEVNULL)
+        samples.append(time.perf_counter() - t)
+    return median(samples)
+
+
 def bench_ps_100(e: Engine, runs: int) -> tuple[float, float]:
     for _ in range(100):
         e.run("create", "-l", "ketch-bench=1", IMAGE, "true", out=subprocess.DEVNULL)
@@ -130,6 +154,19 @@ def bench_logs_1m(e: Engine, runs: int) -> tuple[float, float]:
         if lines != "1000000":
             raise SystemExit(f"bench: {e.name} logs ended with {lines!r}")
         return median([e.timed("logs", name) for _ in range(max(3, runs // 3))])
+    finally:
+        e.remove_all("ketch-bench=1")
+
+
+def bench_logs_tail(e: Engine, runs: int) -> tuple[float, float]:
+    name = f"ketch-bench-tail-{os.getpid()}"
+    e.run("run", "--name", name, "-l", "ketch-bench=1", IMAGE, "seq", "1", "1000000",
+          out=subprocess.DEVNULL)
+    try:
+        lines = e.run("logs", "--tail", "10", name).stdout.split()
+        if lines != [str(n) for n in range(999991, 1000001)]:
+            raise SystemExit(f"bench: {e.name} logs --tail 10 printed {lines!r}")
+        return median([e.timed("logs", "--tail", "10", name) for _ in range(runs)])
     finally:
         e.remove_all("ketch-bench=1")
 
@@ -186,8 +223,9 @@ def bench_rss(e: Engine, _runs: int, n: int = 10) -> tuple[float, float]:
 
 
 CASES: dict[str, Callable[[Engine, int], tuple[float, float]]] = {
-    "run-rm": bench_run_rm, "cycle": bench_cycle, "ps-100": bench_ps_100,
-    "logs-1m": bench_logs_1m, "rss": bench_rss,
+    "run-rm": bench_run_rm, "cycle": bench_cycle, "create": bench_create,
+    "create-rm": bench_create_rm, "ps-100": bench_ps_100, "logs-1m": bench_logs_1m,
+    "logs-tail": bench_logs_tail, "rss": bench_rss,
 }
 
 

@@ -7,7 +7,7 @@ Prints, for ketch and beside it for docker when a Docker engine answers `docker 
 
 * the interpreter's own start-up (`python -c pass`), the floor under every ketch number;
 * start-up: `ketch --version` (docker: `docker --version`);
-* `ketch images` with 200 images in the store;
+* `ketch images` with 200 images in the store, and `image inspect` of one of them;
 * `ketch load -i` of a ~180 MB docker-archive (three 60 MB layers, incompressible).
 
 Each timing is the median of N runs (min in brackets), wall clock, in a private state
@@ -142,7 +142,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     # The console script installed beside this interpreter (a pyenv shim or `python -m`
     # would add their own start-up to every number).
-    script = Path(sys.executable).parent / "ketch"
+    script = Path(os.environ.get("KETCH_BIN") or Path(sys.executable).parent / "ketch")
     ketch = [str(script)] if script.exists() else [sys.executable, "-m", "ketch"]
     have_docker = docker_reachable()
     results: list[tuple[str, tuple[float, float], tuple[float, float] | None]] = []
@@ -179,6 +179,13 @@ def main() -> int:
             timed(["docker", "images"], dict(os.environ))
             d = series(opts.runs, lambda: timed(["docker", "images"], dict(os.environ)))
         results.append((f"images ({N_IMAGES} images)", k, d))
+
+        # 2b. image inspect of one of them (start-up, one lookup, the JSON)
+        one = "bench/img0:v0"
+        k = series(opts.runs, lambda: timed([*ketch, "image", "inspect", one], env))
+        d = series(opts.runs, lambda: timed(["docker", "image", "inspect", one],
+                                            dict(os.environ))) if have_docker else None
+        results.append(("image inspect", k, d))
 
         # 3. load of the big archive, each run into an empty store
         big_runs = max(3, opts.runs // 3)

@@ -65,3 +65,22 @@ def test_removed_containers_leave_nothing_behind(ketch, run_d):
     ketch("stop", "-t", "0", ids[1])
     ketch("rm", "-f", *ids)
     assert_clean(ketch)
+
+
+def test_rm_of_containers_that_never_ran_leaves_nothing_behind(ketch, tmp_path):
+    # `rm` skips the runtime, network and mount release for a container that never
+    # started: one with files copied in, one whose start failed and one holding a named
+    # volume must still go entirely
+    plain = ketch("create", "busybox", "true").stdout.strip()
+    with_file = ketch("create", "busybox", "true").stdout.strip()
+    (tmp_path / "f").write_text("x")
+    ketch("cp", str(tmp_path / "f"), f"{with_file}:/f")
+    failed = ketch("create", "busybox", "/no/such/command").stdout.strip()
+    with_volume = ketch("create", "-v", "leakvol:/data", "busybox", "true").stdout.strip()
+    ids = [plain, with_file, failed, with_volume]
+    ketch.ids.update(ids)
+    assert ketch("start", failed, check=False).returncode != 0
+    assert any((ketch.root / "containers" / with_file).rglob("f"))
+    assert ketch("rm", *ids).stdout.split() == ids
+    assert_clean(ketch)
+    assert ketch("volume", "rm", "leakvol").stdout.strip() == "leakvol"  # released

@@ -156,3 +156,44 @@ def test_images_does_not_load_the_container_or_archive_machinery(
                                                  "ketch.builder", "tarfile",
                                                  "ketch.fmt.gotemplate", "ketch.fmt.tabwriter"))}
     assert not unwanted, unwanted
+
+
+def _lean_imports(ketch: KetchCLI, *args: str) -> tuple[str, set[str]]:
+    """Stdout and the modules a command imports, started as the installed launcher starts
+    it (`-I -S`: nothing from site-packages' .pth files)."""
+    import ketch as ketch_pkg
+
+    src = os.path.dirname(os.path.dirname(ketch_pkg.__file__))
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from ketch.cli.main import main;"
+            " sys.exit(main(sys.argv[2:]))")
+    env = dict(os.environ, KETCH_ROOT=str(ketch.root), KETCH_RUN_ROOT=str(ketch.root / "run"))
+    proc = subprocess.run([sys.executable, "-I", "-S", "-X", "importtime", "-c", code, src,
+                           *args], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout, {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
+                         if line.startswith("import time:") and "|" in line}
+
+
+# What `image inspect` may load of ketch: the image store and its service, nothing of
+# containers, networks, archives or the builder.
+IMAGE_INSPECT_KETCH_MODULES = {
+    "ketch", "ketch.cli", "ketch.cli.main", "ketch.cli.gcpolicy", "ketch.errors",
+    "ketch.cli.flags", "ketch.cli.base", "ketch.fmt", "ketch.fmt.table", "ketch.cli.image",
+    "ketch.store", "ketch.store.db", "ketch.engine", "ketch.store.intents", "ketch.images",
+    "ketch.oci", "ketch.oci.digest", "ketch.oci.media", "ketch.values", "ketch.reference",
+    "ketch.fastjson", "ketch.store.images", "ketch.images.service",
+    "ketch.store.content", "ketch.layers", "ketch.layers.store", "ketch.fmt.units",
+    "ketch.oci.model", "ketch.fmt.jsonindent",
+}
+
+
+def test_image_inspect_stays_on_the_lean_import_path(ketch: KetchCLI, busybox: str) -> None:
+    # `image inspect` is mostly start-up (bench/bench_images.py times it beside docker's)
+    stdout, mods = _lean_imports(ketch, "image", "inspect", "busybox")
+    doc = json.loads(stdout)[0]
+    assert (doc["Id"], doc["RepoTags"]) == (busybox, ["busybox:latest"])
+    extra = {m for m in mods if m.startswith("ketch")} - IMAGE_INSPECT_KETCH_MODULES
+    assert not extra, sorted(extra)
+    heavy = {"json", "typing", "dataclasses", "argparse", "tarfile", "shutil", "subprocess",
+             "threading", "ctypes", "copy", "random"}
+    assert not mods & heavy, sorted(mods & heavy)

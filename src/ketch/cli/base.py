@@ -131,9 +131,9 @@ def out(text: str = "") -> None:
 
 
 def print_json(data: Any) -> None:
-    import json
+    from ketch.fmt.jsonindent import dumps
 
-    sys.stdout.write(json.dumps(data, indent=4, ensure_ascii=False) + "\n")
+    sys.stdout.write(dumps(data, indent=4) + "\n")
 
 
 def format_each(fmt: str, items: list[Any]) -> None:

@@ -5,12 +5,14 @@ As in Docker, the default options apply to a container that uses the default dri
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
 from ketch.errors import InvalidArgument
 
+# typing and pathlib only for annotations: `logs` loads this module for `reads_back`
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
+
     from ketch.runtime.logs import LogPolicy
 
 DEFAULT_DRIVER = "json-file"

@@ -9,10 +9,12 @@ effect or is refused here, with Docker's message: nothing is accepted and ignore
 
 from __future__ import annotations
 
-from typing import Any
-
 from ketch.errors import InvalidArgument
 from ketch.values import field, value
+
+TYPE_CHECKING = False  # typing only for annotations: it is not on create's path
+if TYPE_CHECKING:
+    from typing import Any
 
 PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
 DEFAULT_PROPAGATION = "rprivate"

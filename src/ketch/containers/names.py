@@ -5,8 +5,12 @@ The surnames are people who shaped computing and science; the lists are ours.
 
 from __future__ import annotations
 
-import random
+import os
 from collections.abc import Container
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import random
 
 ADJECTIVES = (
     "agile", "amazing", "bold", "brave", "bright", "busy", "calm", "clever", "cool",
@@ -32,8 +36,26 @@ SURNAMES = (
 )
 
 
+class _Urandom:
+    """The three calls `generate` makes, from os.urandom: `random` (with bisect and
+    hashlib's sha512 under it) is not imported to pick one name."""
+
+    @staticmethod
+    def _below(n: int) -> int:
+        return int.from_bytes(os.urandom(8)) % n  # bias below 2**-50: irrelevant here
+
+    def choice(self, seq: tuple[str, ...]) -> str:
+        return seq[self._below(len(seq))]
+
+    def randint(self, a: int, b: int) -> int:
+        return a + self._below(b - a + 1)
+
+    def getrandbits(self, k: int) -> int:
+        return int.from_bytes(os.urandom((k + 7) // 8)) >> (-k % 8)
+
+
 def generate(taken: Container[str], rng: random.Random | None = None) -> str:
-    r = rng or random.Random()
+    r = rng or _Urandom()
     for attempt in range(20):
         name = f"{r.choice(ADJECTIVES)}_{r.choice(SURNAMES)}"
         if attempt >= 10:

@@ -6,11 +6,13 @@ nodes, cgroup settings)."""
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
 
 from ketch.errors import Conflict, InvalidArgument
 
+TYPE_CHECKING = False  # typing only for annotations: it is not on create's path
 if TYPE_CHECKING:
+    from typing import Any
+
     from ketch.containers.records import ContainerRecord
     from ketch.containers.service import ContainerService
     from ketch.runtime.spec import ContainerSpec

@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlite3
 
 from ketch.errors import AmbiguousID, Conflict, ContainerNotFound
+from ketch.fastjson import dumps, loads
 from ketch.store.db import Database
-from ketch.store.jsoncol import dumps, loads
 from ketch.values import field, from_fields, value
 
 TYPE_CHECKING = False

@@ -16,8 +16,6 @@ values and named AppArmor profiles are refused instead of being silently ignored
 
 from __future__ import annotations
 
-import json
-
 from ketch.errors import InvalidArgument
 from ketch.values import value
 
@@ -61,6 +59,8 @@ def client_security_opts(opts: list[str]) -> tuple[list[str], bool]:
         if k != "no-new-privileges" and (not ok or not v):
             raise InvalidArgument(f'invalid --security-opt: "{opt}"')
         if k == "seccomp" and v not in (SECCOMP_BUILTIN, SECCOMP_UNCONFINED):
+            import json  # only for a profile file: json is not on create's usual path
+
             try:
                 with open(v, "rb") as f:
                     data = f.read()

@@ -125,8 +125,10 @@ class ContainerService:
     @contextmanager
     def lock(self, cid: str) -> Iterator[None]:
         """Serialises state changes of one container across ketch processes."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.run_dir / f"{cid}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        # string paths: `rm` of a created container needs no pathlib
+        run_dir = os.path.join(self.engine.run_root_dir, "containers")
+        os.makedirs(run_dir, exist_ok=True)
+        fd = os.open(os.path.join(run_dir, f"{cid}.lock"), os.O_CREAT | os.O_RDWR, 0o600)
         try:
             import fcntl
 
@@ -592,20 +594,42 @@ class ContainerService:
 
     def _delete(self, rec: ContainerRecord, *, volumes: bool = False,
                 release: bool = True, exit_code: int | None = None) -> None:
-        from ketch.containers import lifecycle
+        # `finish` has just released them when it auto-removes; a container that never
+        # started holds none (and `rm` of one then loads neither runtime nor network)
+        if release and not self._never_started(rec):
+            from ketch.containers import lifecycle
 
-        if release:  # `finish` has just released them when it auto-removes
             lifecycle.release_resources(self, rec)
-        if volumes:
+        if volumes and rec.extra.get("anon_volumes"):
+            from ketch.containers import lifecycle
+
             lifecycle.remove_anonymous_volumes(self, rec)
         self.records.delete(rec.id, exit_code=exit_code)
         self.event(rec, "destroy")
-        import shutil
-
-        shutil.rmtree(self.path(rec.id), ignore_errors=True)
+        _remove_tree(os.path.join(self.engine.root_dir, "containers", rec.id))
         # conmon's pid, exit and socket directories under the run root go with it
-        shutil.rmtree(self.run_dir / rec.id, ignore_errors=True)
-        (self.run_dir / f"{rec.id}.lock").unlink(missing_ok=True)
+        run_dir = os.path.join(self.engine.run_root_dir, "containers")
+        _remove_tree(os.path.join(run_dir, rec.id))
+        try:
+            os.unlink(os.path.join(run_dir, f"{rec.id}.lock"))
+        except FileNotFoundError:
+            pass
+
+    def _never_started(self, rec: ContainerRecord) -> bool:
+        """Whether `rec` was created and never started, so that no runtime state, network
+        sandbox, rootfs mount or volume reference exists to release. The record says so
+        and the run root agrees: a start killed half-way (which recovery may not yet
+        have undone) leaves the runtime's or the namespace's directory behind."""
+        hc = rec.host_config
+        if (rec.state != "created" or rec.started_at or rec.pid or rec.error or rec.network
+                or hc.get("Binds") or hc.get("Mounts") or rec.extra.get("anon_volumes")):
+            return False
+        run_root, cdir = self.engine.run_root_dir, os.path.join(self.engine.root_dir,
+                                                                 "containers", rec.id)
+        return not (os.path.lexists(os.path.join(run_root, "netns", rec.id))
+                    or any(os.path.lexists(os.path.join(run_root, rt, rec.id))
+                           for rt in ("runc", "crun"))
+                    or os.path.ismount(os.path.join(cdir, "merged")))
 
     def prune(self, filters: dict[str, builtins.list[str]] | None = None) -> PruneResult:
         filters = filters or {}
@@ -965,6 +989,21 @@ def _with_details(data: bytes, at_line_start: dict[str, bool], stream: str,
         out.append(line)
     at_line_start[stream] = data.endswith(b"\n")
     return b"\n".join(out)
+
+
+def _remove_tree(path: str) -> None:
+    """`shutil.rmtree(path, ignore_errors=True)`; an empty or missing directory (a
+    container that never ran has one) costs no shutil import (nor the re it loads)."""
+    try:
+        os.rmdir(path)
+        return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _label_ok(labels: dict[str, str], f: str) -> bool:

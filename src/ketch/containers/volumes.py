@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import builtins
 import re
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from ketch.errors import Conflict, InvalidArgument, KetchError, NotFound
 
+# typing for annotations only, shutil on first use: `create` loads this module
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ketch.containers.host import ContainerHost
 
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -251,6 +253,8 @@ class VolumeStore:
         unmount(p / "_data")
         if is_mounted(p / "_data"):
             raise Conflict(f"remove {name}: the volume's filesystem is still mounted")
+        import shutil
+
         shutil.rmtree(p)
         self.event("destroy", name)
 

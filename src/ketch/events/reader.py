@@ -14,7 +14,7 @@ import time
 
 from ketch.errors import InvalidArgument
 from ketch.events import FILE, OLD_FILE, directory
-from ketch.store.jsoncol import loads
+from ketch.fastjson import loads
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

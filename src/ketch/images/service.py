@@ -7,9 +7,7 @@ both front doors only format them.
 from __future__ import annotations
 
 import builtins
-import json
 import os
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +31,7 @@ from ketch.values import field, value
 # module, and each costs milliseconds of start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import re
     from collections.abc import Callable
     from pathlib import Path
     from typing import Any
@@ -86,6 +85,7 @@ def parse_created(s: str | None) -> float:
     """Seconds since the epoch from an RFC 3339 timestamp (nanoseconds allowed)."""
     if not s:
         return 0.0
+    import re
     from datetime import datetime
 
     m = re.match(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})$", s)
@@ -213,6 +213,8 @@ class ImageService:
 
         `config_bytes` keeps an existing config byte for byte (its digest is the image ID).
         """
+        import json
+
         from ketch.oci.model import Descriptor, Manifest
 
         cfg_bytes = config_bytes or json.dumps(config, separators=(",", ":")).encode()
@@ -245,7 +247,9 @@ class ImageService:
     # -- the build cache ----------------------------------------------------------------
     def read_config(self, image_id: str) -> dict[str, Any]:
         """An image's config JSON as a dict (its blob is named by the image ID)."""
-        return json.loads(self.content.read(image_id))
+        from ketch.fastjson import loads
+
+        return loads(self.content.read(image_id))
 
     def new_layers(self, image_id: str) -> builtins.list[NewLayer]:
         """An image's layers as `commit` takes them: blobs from the manifest, diff IDs from

@@ -17,15 +17,21 @@ import io
 import os
 import re
 import time
+from collections import namedtuple
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from functools import lru_cache, partial
 from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
-from typing import IO, Any, BinaryIO, NamedTuple
 
 from ketch.values import value
+
+# typing only for annotations: `logs --tail` is mostly start-up, and typing costs
+# milliseconds of it
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any, BinaryIO, NamedTuple
 
 BLOCK = 1 << 20
 WRITE_BUFFER = 1 << 20
@@ -46,11 +52,13 @@ _KIND_FLAG = {b" stdout F ": b"o", b" stderr F ": b"e"}
 _RUNS = re.compile(rb"o+|e+")
 
 
-class LogChunk(NamedTuple):
-    """Output of one stream: possibly many lines, as the container wrote them."""
-
-    stream: str
-    data: bytes
+if TYPE_CHECKING:
+    class LogChunk(NamedTuple):
+        stream: str
+        data: bytes
+else:
+    LogChunk = namedtuple("LogChunk", ("stream", "data"))
+LogChunk.__doc__ = "Output of one stream: possibly many lines, as the container wrote them."
 
 
 @value(frozen=True)

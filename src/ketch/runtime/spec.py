@@ -10,7 +10,6 @@ capability bounding set, whether swap accounting exists, devices for --privilege
 
 from __future__ import annotations
 
-import copy
 import os
 import resource
 import signal as _signal
@@ -18,10 +17,14 @@ import stat
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 from ketch.errors import InvalidArgument
 from ketch.values import field, value
+
+# typing for annotations only, copy on first use: `create` loads this module
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 OCI_VERSION = "1.0.2"
 
@@ -678,6 +681,8 @@ def exec_process(base: Mapping[str, Any], args: list[str], *, env: Iterable[str]
     if not args:
         raise InvalidArgument("No exec command specified")
     base_process = base.get("process", base)
+    import copy
+
     process = copy.deepcopy(dict(base_process))
     process["args"] = list(args)
     process["terminal"] = terminal

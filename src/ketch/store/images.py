@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlite3
 import time
 
+from ketch.fastjson import dumps, loads
 from ketch.store.db import Database
-from ketch.store.jsoncol import dumps, loads
 from ketch.values import field, value
 
 TYPE_CHECKING = False

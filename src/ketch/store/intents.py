@@ -82,7 +82,7 @@ class Intent:
     __slots__ = ("id", "kind", "subject", "pid", "started", "created", "data")
 
     def __init__(self, row: sqlite3.Row) -> None:
-        import json
+        from ketch.fastjson import loads
 
         self.id: int = row["id"]
         self.kind: str = row["kind"]
@@ -90,7 +90,7 @@ class Intent:
         self.pid: int = row["pid"]
         self.started: str = row["started"]
         self.created: float = row["created"]
-        self.data: dict[str, Any] = json.loads(row["data"])
+        self.data: dict[str, Any] = loads(row["data"])
 
     @property
     def owner_alive(self) -> bool:
@@ -121,7 +121,7 @@ class Intents:
 
     def begin(self, kind: str, subject: str = "", data: dict[str, Any] | None = None) -> int:
         """Write the intent down (committed before the caller does anything)."""
-        import json
+        from ketch.fastjson import dumps
 
         self._schema()
         pid, started = me()
@@ -129,7 +129,7 @@ class Intents:
             cur = conn.execute(
                 "INSERT INTO intents (kind, subject, pid, started, created, data)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (kind, subject, pid, started, time.time(), json.dumps(data or {})))
+                (kind, subject, pid, started, time.time(), dumps(data or {})))
             return int(cur.lastrowid or 0)
 
     def end(self, intent_id: int) -> None:

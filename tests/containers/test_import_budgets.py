@@ -1,0 +1,81 @@
+"""What `create`, `rm` and `logs --tail` load at start-up. Each is mostly start-up
+(bench/bench_containers.py times them beside docker's), so their paths must not grow
+back the imports that made them slower: the ketch modules each may load are listed,
+and the heavy standard-library modules it must not load."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import ketch as ketch_pkg
+
+CORE = {"ketch", "ketch.cli", "ketch.cli.main", "ketch.cli.gcpolicy", "ketch.errors",
+        "ketch.cli.flags", "ketch.cli.base", "ketch.cli.container", "ketch.store",
+        "ketch.store.db", "ketch.engine", "ketch.store.intents", "ketch.fastjson",
+        "ketch.values", "ketch.containers", "ketch.containers.records",
+        "ketch.containers.service"}
+CREATE = CORE | {
+    "ketch.cli.container_opts", "ketch.containers.security", "ketch.containers.restart",
+    "ketch.containers.hostconfig", "ketch.containers.logconfig", "ketch.containers.settings",
+    "ketch.images", "ketch.oci", "ketch.oci.digest", "ketch.oci.media", "ketch.reference",
+    "ketch.store.images", "ketch.images.service", "ketch.store.content", "ketch.layers",
+    "ketch.layers.store", "ketch.oci.model", "ketch.containers.options", "ketch.runtime",
+    "ketch.runtime.spec", "ketch.containers.mounts", "ketch.containers.volumes",
+    "ketch.containers.names", "ketch.events"}
+LOGS = CORE | {"ketch.fmt", "ketch.fmt.units", "ketch.containers.logconfig", "ketch.runtime",
+               "ketch.runtime.logs"}
+# never on these paths: each costs milliseconds, or pulls in much more
+HEAVY = {"json", "typing", "dataclasses", "argparse", "tarfile", "subprocess", "threading",
+         "ctypes", "socket", "copy", "random", "shutil", "ketch.containers.lifecycle",
+         "ketch.runtime.monitor", "ketch.network"}
+
+
+def imports(ketch, *args: str) -> tuple[str, set[str]]:
+    """Stdout and the modules of `ketch ARGS`, started as the installed launcher starts it
+    (`-I -S`)."""
+    src = os.path.dirname(os.path.dirname(ketch_pkg.__file__))
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from ketch.cli.main import main;"
+            " sys.exit(main(sys.argv[2:]))")
+    env = dict(os.environ, KETCH_ROOT=str(ketch.root), KETCH_RUN_ROOT=str(ketch.root / "run"))
+    proc = subprocess.run([sys.executable, "-I", "-S", "-X", "importtime", "-c", code, src,
+                           *args], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout, {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
+                         if line.startswith("import time:") and "|" in line}
+
+
+def check(mods: set[str], allowed: set[str], heavy: set[str] = HEAVY) -> None:
+    extra = {m for m in mods if m.startswith("ketch")} - allowed
+    assert not extra, sorted(extra)
+    assert not mods & heavy, sorted(mods & heavy)
+
+
+def test_create_stays_on_the_lean_import_path(ketch) -> None:
+    out, mods = imports(ketch, "create", "-l", "k=v", "busybox", "true")
+    cid = out.strip()
+    ketch.ids.add(cid)
+    assert ketch("inspect", "-f", "{{.State.Status}} {{.Config.Labels.k}}",
+                 cid).stdout.split() == ["created", "v"]
+    check(mods, CREATE)
+
+
+def test_rm_of_a_created_container_stays_on_the_lean_import_path(ketch) -> None:
+    cid = ketch("create", "busybox", "true").stdout.strip()
+    ketch.ids.add(cid)
+    out, mods = imports(ketch, "rm", cid)
+    assert out.strip() == cid
+    assert ketch("ps", "-aq", "--no-trunc").stdout.split() == []
+    assert not (ketch.root / "containers" / cid).exists()
+    # rm of a container that never ran needs no pathlib (nor the re it loads)
+    check(mods, CORE | {"ketch.events"}, HEAVY | {"pathlib", "re"})
+
+
+def test_logs_tail_stays_on_the_lean_import_path(ketch) -> None:
+    cid = ketch("run", "-d", "busybox", "seq", "1", "5000").stdout.strip()
+    ketch.ids.add(cid)
+    assert ketch("wait", cid).stdout.strip() == "0"
+    out, mods = imports(ketch, "logs", "--tail", "2", cid)
+    assert out.split() == ["4999", "5000"]
+    check(mods, LOGS)
