@@ -64,7 +64,7 @@ try:  # the C encoder json.dumps runs for its default arguments
     from _json import encode_basestring_ascii as _quote_ascii
     from _json import make_encoder as _make_encoder
 except ImportError:  # pragma: no cover - CPython always has _json
-    _make_encoder = None  # type: ignore[assignment]
+    _make_encoder = None  # type: ignore[assignment,misc]
 
 
 def dumps(value: Any) -> str:
