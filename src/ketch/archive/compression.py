@@ -10,10 +10,14 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from typing import IO, Any, BinaryIO
 
 from ketch.errors import InvalidArgument, KetchError
 from ketch.values import value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any, BinaryIO
+
 
 # One copy buffer size for the whole package: big enough that per-call Python overhead
 # vanishes next to the memcpy/hash/deflate work, small enough to stay in L2/L3 cache.

@@ -33,7 +33,7 @@ import struct
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Literal
 
 from ketch.archive.compression import COPY_BUFSIZE, DigestingReader, open_decompressed
 from ketch.archive.paths import InRoot, clean_member_name
@@ -47,6 +47,11 @@ from ketch.archive.whiteouts import (
 )
 from ketch.errors import InvalidArgument, KetchError
 from ketch.values import value as _value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any
+
 
 WhiteoutMode = Literal["overlay", "apply", "none"]
 OnEntry = Callable[[tarfile.TarInfo], "bool | None"]

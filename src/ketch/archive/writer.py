@@ -21,7 +21,6 @@ import struct
 import tarfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any
 
 from ketch.archive.compression import (
     COPY_BUFSIZE,
@@ -38,6 +37,11 @@ from ketch.archive.whiteouts import (
     WHITEOUT_PREFIX,
 )
 from ketch.errors import InvalidArgument, KetchError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any
+
 
 # exclude(path relative to the tree's top, is_dir) -> True to leave the entry (and, for a
 # directory, everything below it) out of the archive.

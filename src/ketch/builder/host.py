@@ -10,9 +10,8 @@ Imported only for type checking (no run-time cost).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from ketch.containers.service import ContainerService
 from ketch.images.service import ImageService
@@ -20,6 +19,12 @@ from ketch.layers.store import LayerStore
 from ketch.store.content import ContentStore
 from ketch.store.db import Database
 from ketch.store.images import ImageRecords
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
+
 
 
 class Closable(Protocol):

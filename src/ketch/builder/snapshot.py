@@ -14,12 +14,12 @@ import shutil
 import stat
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ketch.images.service import NewLayer
 from ketch.oci.digest import sha256_bytes
 from ketch.oci.media import MediaType
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ketch.builder.host import BuildHost
     from ketch.builder.watchdog import Watchdog

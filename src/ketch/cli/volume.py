@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
 from ketch.cli.base import (
     Registry,
@@ -17,6 +16,7 @@ from ketch.cli.base import (
 from ketch.cli.flags import Namespace, Parser
 from ketch.errors import InvalidArgument, KetchError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ketch.containers.volumes import VolumeStore
 

@@ -7,12 +7,14 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
 
 from ketch.errors import Conflict
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from typing import Any
+
     from ketch.containers.service import ContainerService
     from ketch.runtime.monitor import AttachSession, ContainerPaths
 

@@ -24,13 +24,15 @@ import posixpath
 import stat
 import sys
 import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
 
 from ketch.errors import Conflict, InvalidArgument, KetchError, NotFound
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from typing import IO, Any
+
     from ketch.archive import InRoot
     from ketch.containers.records import ContainerRecord
     from ketch.containers.service import ContainerService

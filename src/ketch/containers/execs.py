@@ -14,13 +14,15 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from ketch.errors import Conflict, InvalidArgument, NotFound
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
     from ketch.containers.records import ContainerRecord
     from ketch.containers.service import ContainerService
     from ketch.runtime.monitor import InputSource, OutputSink

@@ -11,7 +11,7 @@ Imported only for type checking (no run-time cost).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from ketch.containers.records import ContainerRecord
 from ketch.containers.service import ContainerService
@@ -22,6 +22,11 @@ from ketch.network.service import NetworkService
 from ketch.store.db import Database
 from ketch.store.images import ImageRecords
 from ketch.store.intents import Intents
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 
 class ContainerHost(Protocol):

@@ -14,15 +14,17 @@ import signal as _signal
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from ketch.containers.records import ContainerRecord
 from ketch.containers.rootfs import OverlayMount, mount_overlay, unmount
 from ketch.errors import Conflict, InvalidArgument, KetchError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
     from ketch.containers.service import ContainerService
     from ketch.network.service import DeferredStep
     from ketch.runtime.monitor import ConmonMonitor, ContainerPaths

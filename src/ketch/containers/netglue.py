@@ -3,12 +3,13 @@ become a `setup` call, and its result becomes Docker's NetworkSettings data."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from ketch.containers.records import ContainerRecord
 from ketch.errors import Forbidden, InvalidArgument, KetchError, NotFound
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ketch.containers.host import ContainerHost
     from ketch.network.models import PortBinding
     from ketch.network.service import DeferredStep

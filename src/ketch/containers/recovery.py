@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal as _signal
 import time
-from typing import TYPE_CHECKING, Any
 
 from ketch.containers.lifecycle import (
     _finish,
@@ -22,7 +21,10 @@ from ketch.containers.lifecycle import (
 from ketch.containers.rootfs import unmount
 from ketch.errors import KetchError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ketch.containers.records import ContainerRecord
     from ketch.containers.service import ContainerService
 def recover(svc: ContainerService, kind: str, cid: str, data: dict[str, Any]) -> bool:

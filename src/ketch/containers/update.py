@@ -5,11 +5,12 @@ As dockerd, a field left out or zero keeps its value."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from ketch.errors import InvalidArgument
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ketch.containers.service import ContainerService
 
 INT_FIELDS = ("BlkioWeight", "CpuShares", "CpuPeriod", "CpuQuota", "CpuRealtimePeriod",

@@ -23,13 +23,14 @@ import os
 import queue
 import threading
 from functools import partial
-from typing import TYPE_CHECKING, Any
 
 from ketch.errors import DigestMismatch, KetchError
 from ketch.progress import Progress
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator
+    from typing import Any
 
     from ketch.distribution.transport import Transport
     from ketch.images.service import ImageService

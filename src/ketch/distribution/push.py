@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import TYPE_CHECKING
 from urllib.parse import quote, urljoin
 
 from ketch import reference
@@ -34,6 +33,7 @@ from ketch.errors import ImageNotFound, KetchError
 from ketch.oci.media import MediaType
 from ketch.progress import Progress
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from typing import BinaryIO

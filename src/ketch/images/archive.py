@@ -15,9 +15,7 @@ import stat
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ketch import reference
 from ketch.errors import InvalidArgument, KetchError
@@ -27,7 +25,11 @@ from ketch.oci.model import Descriptor, ImageConfig, Index, Manifest, host_platf
 from ketch.store.images import ImageRecord
 from ketch.values import value
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, BinaryIO
+
     from ketch.images.service import ImageService
 
 CHUNK = 1 << 20

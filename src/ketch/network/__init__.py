@@ -7,8 +7,6 @@ are pure functions usable without it. Importing this package is cheap: the servi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from ketch.network.files import render_hosts, render_resolv_conf
 from ketch.network.models import Endpoint, Network, NetworkAttachment, PortBinding
 from ketch.network.ports import (
@@ -21,7 +19,10 @@ from ketch.network.ports import (
     publish_all,
 )
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ketch.network.config import NetworkConfig
     from ketch.network.service import NetworkService
 

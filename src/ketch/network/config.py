@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from ketch import values
 from ketch.errors import InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 # Podman takes 10.88.0.0/16 and Docker 172.17.0.0/16 (then 172.18-31, 192.168.x), so
 # the defaults sit in a part of 10/8 neither of them uses.

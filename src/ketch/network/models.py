@@ -4,9 +4,13 @@ attachments and network records. Plain value classes (ketch.values), no behaviou
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
 
 from ketch.values import field, value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 
 @value(frozen=True)

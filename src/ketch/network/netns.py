@@ -14,11 +14,15 @@ import ctypes
 import errno
 import os
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 from ketch.network.netlink import Netlink
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 CLONE_NEWNET = 0x40000000
 MS_BIND = 0x1000

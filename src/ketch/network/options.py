@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any
 
 from ketch.errors import InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 BRIDGE_NAME = "com.docker.network.bridge.name"
 ENABLE_ICC = "com.docker.network.bridge.enable_icc"

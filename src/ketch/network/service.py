@@ -27,10 +27,8 @@ import socket
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from ketch.errors import Conflict, Forbidden, InvalidArgument, KetchError, NotFound
 from ketch.network import netns, procs
@@ -40,6 +38,12 @@ from ketch.network.firewall import Firewall, FirewallError, Rule
 from ketch.network.models import Endpoint, Network, NetworkAttachment, PortBinding
 from ketch.network.netlink import Netlink, NetlinkError, delete_conntrack
 from ketch.store.db import Database
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Sequence
+    from typing import Any
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS net_networks (

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
 
 STATUS = {
     "BLOB_UNKNOWN": 404,

@@ -19,10 +19,9 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import TypeVar
 from urllib.parse import parse_qs, quote, urlsplit
 
 from aiohttp import web
@@ -41,6 +40,12 @@ from ketch.registry.storage import (
     upload_headers,
 )
 from ketch.registry.tokens import SERVICE, TokenIssuer, parse_scopes
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+    from typing import Any, BinaryIO
+
 
 _ROUTES = [
     ("manifest", re.compile(r"^/v2/(?P<name>.+)/manifests/(?P<ref>[^/]+)$")),

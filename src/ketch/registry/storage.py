@@ -11,13 +11,17 @@ import json
 import re
 import threading
 import uuid as uuidlib
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
 
 from ketch.registry import paths
 from ketch.registry.driver import FilesystemDriver, FileWriter, PathNotFound, StorageDriver
 from ketch.registry.errors import RegistryError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any, BinaryIO
+
 
 CHUNK = 256 << 10
 _DIGEST_RE = re.compile(r"^(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$")

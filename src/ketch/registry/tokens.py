@@ -15,7 +15,11 @@ import hmac
 import json
 import secrets
 import time
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 SERVICE = "ketch-registry"
 LIFETIME = 300

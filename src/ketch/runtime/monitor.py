@@ -33,12 +33,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from ketch.errors import InvalidArgument, RuntimeFailure
 from ketch.runtime.oci import OCIRuntime, explain_runtime_error, runtime_error_message, which
 from ketch.values import value
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ketch.runtime.logs import LogPolicy
 

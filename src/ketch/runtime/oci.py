@@ -13,13 +13,17 @@ import os
 import re
 import signal as _signal
 import subprocess
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from ketch.errors import InvalidArgument, RuntimeFailure
 from ketch.runtime.spec import signal_number
 from ketch.values import value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
+
 
 SUPPORTED_RUNTIMES = ("runc", "crun")
 

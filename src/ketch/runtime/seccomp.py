@@ -19,9 +19,13 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
-from typing import Any
 
 from ketch.errors import InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 EPERM = 1
 ENOSYS = 38

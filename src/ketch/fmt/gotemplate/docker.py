@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
-
 from ketch.fmt.gotemplate.exec import Context, Template
 from ketch.fmt.gotemplate.funcs import HEADER_FUNCS
 from ketch.fmt.tabwriter import tabwrite_text
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Any
+
 
 # docker/cli's column headers, keyed by the field names its --format templates use.
 CONTAINER_HEADERS: dict[str, str] = {

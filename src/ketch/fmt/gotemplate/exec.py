@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, NoReturn
+from typing import Any
 
 from ketch.errors import InvalidArgument
 from ketch.fmt.gofmt import MISSING, FuncError, go_string, sorted_keys, sprint_value, type_name
@@ -29,6 +29,11 @@ from ketch.fmt.gotemplate.parse import (
     TextNode,
     VariableNode,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
+
 
 # docker/cli wraps every template error, parse or execution, in this prefix.
 _ERROR_PREFIX = "template parsing error: "

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 from ketch.fmt.gofmt import MISSING, FuncError, json_encode, printf, sprint_value, type_name
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 # --- builtins -------------------------------------------------------------------------
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Any, NoReturn
 
 from ketch.values import value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
 
 
 class TemplateError(Exception):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, NoReturn
-
 from ketch.fmt.gotemplate.funcs import BUILTINS, LAZY_BUILTINS
 from ketch.fmt.gotemplate.lex import ActionItem, Lexer, TemplateError, TextItem, Token, line_of
 from ketch.values import value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any, NoReturn
+
 
 # --- parse tree --------------------------------------------------------------------------
 
