@@ -80,16 +80,25 @@ def median(samples: list[float]) -> tuple[float, float]:
     return statistics.median(samples), min(samples)
 
 
-def rss_mib(pid: int) -> float:
-    """VmRSS of `pid` in MiB; 0 when the process is gone."""
+def _kib(path: str, key: str) -> float:
     try:
-        with open(f"/proc/{pid}/status") as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(key):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
     return 0.0
+
+
+def rss_mib(pid: int) -> float:
+    """VmRSS of `pid` in MiB; 0 when the process is gone."""
+    return _kib(f"/proc/{pid}/status", "VmRSS:")
+
+
+def pss_mib(pid: int) -> float:
+    """Proportional set size: the shared libraries' pages split among their users."""
+    return _kib(f"/proc/{pid}/smaps_rollup", "Pss:")
 
 
 # -- the service ----------------------------------------------------------------------------
@@ -238,7 +247,7 @@ def main() -> int:
         clients = [ketch] + ([docker] if docker else [])
         try:
             time.sleep(1)
-            rss_start = rss_mib(service.pid)
+            rss_start, pss_start = rss_mib(service.pid), pss_mib(service.pid)
             if docker is not None:
                 docker.run("import", str(rootfs), IMAGE, out=subprocess.DEVNULL)
             for case in cases:
@@ -259,8 +268,8 @@ def main() -> int:
                     line += "   (no dockerd reachable: ketch alone)"
                 report(case, row, f"{line}   goal {GOALS[case]}x dockerd")
             if "rss" in cases:
-                time.sleep(2)
-                rss_after = rss_mib(service.pid)
+                time.sleep(3)  # the service returns a burst's memory after 2 idle seconds
+                rss_after, pss_after = rss_mib(service.pid), pss_mib(service.pid)
                 stop_service(service)
                 # a second service that leaves on --time 2 once idle
                 timed_service = start_service(tmpdir, sock, 2)
@@ -270,11 +279,13 @@ def main() -> int:
                 rss_gone = rss_mib(timed_service.pid)
                 stop_service(timed_service)
                 row = {"start_mib": rss_start, "after_workload_mib": rss_after,
+                       "start_pss_mib": pss_start, "after_workload_pss_mib": pss_after,
                        "after_time_mib": rss_gone, "exited": timed_service.returncode,
                        "dockerd_mib": dockerd_rss() if docker else None,
                        "goal_mib": RSS_GOAL_MIB}
-                line = (f"rss      ketch idle {rss_start:.1f} MiB after start, "
-                        f"{rss_after:.1f} MiB after the workload, {rss_gone:.1f} MiB "
+                line = (f"rss      ketch idle {rss_start:.1f} MiB after start (PSS"
+                        f" {pss_start:.1f}), {rss_after:.1f} MiB after the workload (PSS"
+                        f" {pss_after:.1f}), {rss_gone:.1f} MiB "
                         f"after --time 2 (exit {timed_service.returncode})")
                 if docker is not None:
                     line += f"   dockerd {row['dockerd_mib']:.1f} MiB"
