@@ -275,3 +275,36 @@ def test_socket_activation_ignores_sockets_passed_to_another_pid(api_root: Path)
         assert not ping(str(path))
     finally:
         stop_service(proc)
+
+
+def _threads(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no thread count for {pid}")
+
+
+def test_idle_service_lets_go_of_the_workers_a_burst_of_requests_started(
+        api_root: Path) -> None:
+    sock = api_root / "burst.sock"
+    cli = TrackingCLI(api_root)
+    names = [f"burst{i}" for i in range(20)]
+    for name in names:
+        cli("create", "--name", name, "busybox", "true")
+    proc = start_service(api_root, f"unix://{sock}", "--time", "0")
+    try:
+        wait_for(lambda: ping(str(sock)), what="the service to answer")
+        env = dict(os.environ, DOCKER_HOST=f"unix://{sock}",
+                   DOCKER_CONFIG=str(api_root / "docker-config"))
+        # the docker CLI sends the 20 removals at once: one worker thread each
+        rm = subprocess.run(["docker", "rm", *names], env=env, capture_output=True,
+                            text=True, timeout=120, stdin=subprocess.DEVNULL)
+        assert rm.returncode == 0, rm.stderr
+        assert _threads(proc.pid) > 8
+        wait_for(lambda: _threads(proc.pid) <= 3, timeout=15,
+                 what="the idle workers to leave")
+        assert ping(str(sock))  # and it serves on, with a new worker
+        assert cli("ps", "-aq").stdout == ""
+    finally:
+        stop_service(proc)
+        cli.remove_everything()
