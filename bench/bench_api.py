@@ -268,7 +268,7 @@ def main() -> int:
                     line += "   (no dockerd reachable: ketch alone)"
                 report(case, row, f"{line}   goal {GOALS[case]}x dockerd")
             if "rss" in cases:
-                time.sleep(3)  # the service returns a burst's memory after 2 idle seconds
+                time.sleep(5)  # the service returns a burst's memory after 2 idle seconds
                 rss_after, pss_after = rss_mib(service.pid), pss_mib(service.pid)
                 stop_service(service)
                 # a second service that leaves on --time 2 once idle
