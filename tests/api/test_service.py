@@ -196,3 +196,115 @@ def test_sigterm_ends_an_attached_run_but_not_its_container(api_root: Path) -> N
     finally:
         stop_service(proc)
         cli.remove_everything()
+
+
+def test_idle_time_waits_for_a_logs_follower_and_runs_again_once_it_leaves(
+        api_root: Path) -> None:
+    sock = api_root / "follow.sock"
+    cli = TrackingCLI(api_root)
+    cli("run", "-d", "--name", "quiet", "busybox", "sh", "-c", "echo hello; sleep 60")
+    proc = start_service(api_root, f"unix://{sock}", "--time", "1")
+    try:
+        wait_for(lambda: ping(str(sock)), what="the service to answer")
+        env = dict(os.environ, DOCKER_HOST=f"unix://{sock}",
+                   DOCKER_CONFIG=str(api_root / "docker-config"))
+        follower = subprocess.Popen(["docker", "logs", "-f", "quiet"], env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                    stdin=subprocess.DEVNULL)
+        assert follower.stdout is not None
+        assert follower.stdout.readline() == b"hello\n"
+        time.sleep(3)  # three idle times: the open stream is not idleness
+        assert proc.poll() is None
+        # the client leaves (Ctrl-C) while the container stays silent
+        follower.kill()
+        follower.wait(timeout=10)
+        follower.stdout.close()
+        left = time.monotonic()
+        assert proc.wait(timeout=15) == 0
+        assert time.monotonic() - left < 10
+        assert not sock.exists()
+        assert cli("ps", "--format", "{{.Names}} {{.State}}").stdout == "quiet running\n"
+    finally:
+        stop_service(proc)
+        cli.remove_everything()
+
+
+def test_sigterm_lets_a_request_in_progress_finish(api_root: Path) -> None:
+    sock = api_root / "drain.sock"
+    cli = TrackingCLI(api_root)
+    # ignores SIGTERM: `stop -t 2` takes its two seconds, then kills it
+    cli("run", "-d", "--name", "stubborn", "busybox", "sh", "-c",
+        "trap '' TERM; while true; do sleep 1; done")
+    proc = start_service(api_root, f"unix://{sock}", "--time", "0")
+    try:
+        wait_for(lambda: ping(str(sock)), what="the service to answer")
+        env = dict(os.environ, DOCKER_HOST=f"unix://{sock}",
+                   DOCKER_CONFIG=str(api_root / "docker-config"))
+        stop = subprocess.Popen(["docker", "stop", "-t", "2", "stubborn"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL)
+        time.sleep(0.7)
+        proc.send_signal(signal.SIGTERM)
+        out, err = stop.communicate(timeout=30)
+        assert (stop.returncode, out, err) == (0, b"stubborn\n", b"")
+        assert proc.wait(timeout=20) == 0
+        assert cli("inspect", "--format", "{{.State.Status}}", "stubborn"
+                   ).stdout == "exited\n"
+    finally:
+        stop_service(proc)
+        cli.remove_everything()
+
+
+def test_socket_activation_ignores_sockets_passed_to_another_pid(api_root: Path) -> None:
+    path = api_root / "other.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(8)
+    fd = listener.fileno()
+    # LISTEN_PID names some other process: the fds are not ours (sd_listen_fds(3))
+    script = ('export LISTEN_PID=1 LISTEN_FDS=1; exec "$0" -m ketch --root "$1"'
+              ' --run-root "$1/run" system service --time 0')
+    proc = subprocess.Popen(["/bin/sh", "-c", script, sys.executable, str(api_root)],
+                            pass_fds=(3,), preexec_fn=lambda: os.dup2(fd, 3),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    listener.close()
+    try:
+        default = api_root / "run" / "ketch.sock"
+        wait_for(lambda: ping(str(default)), what="the service on its default socket")
+        assert not ping(str(path))
+    finally:
+        stop_service(proc)
+
+
+def _threads(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no thread count for {pid}")
+
+
+def test_idle_service_lets_go_of_the_workers_a_burst_of_requests_started(
+        api_root: Path) -> None:
+    sock = api_root / "burst.sock"
+    cli = TrackingCLI(api_root)
+    names = [f"burst{i}" for i in range(20)]
+    for name in names:
+        cli("create", "--name", name, "busybox", "true")
+    proc = start_service(api_root, f"unix://{sock}", "--time", "0")
+    try:
+        wait_for(lambda: ping(str(sock)), what="the service to answer")
+        env = dict(os.environ, DOCKER_HOST=f"unix://{sock}",
+                   DOCKER_CONFIG=str(api_root / "docker-config"))
+        # the docker CLI sends the 20 removals at once: one worker thread each
+        rm = subprocess.run(["docker", "rm", *names], env=env, capture_output=True,
+                            text=True, timeout=120, stdin=subprocess.DEVNULL)
+        assert rm.returncode == 0, rm.stderr
+        assert _threads(proc.pid) > 8
+        wait_for(lambda: _threads(proc.pid) <= 3, timeout=15,
+                 what="the idle workers to leave")
+        assert ping(str(sock))  # and it serves on, with a new worker
+        assert cli("ps", "-aq").stdout == ""
+    finally:
+        stop_service(proc)
+        cli.remove_everything()

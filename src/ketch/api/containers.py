@@ -179,8 +179,16 @@ async def containers_logs(request: web.Request) -> web.StreamResponse:
     until = _seconds(request, "until")
     rec = await svc.run(lambda e: e.containers.get(name))
     tty = bool(rec.config.get("Tty"))
+    transport = request.transport
+
+    def left() -> bool:  # the client hung up (`logs -f` interrupted) or the service stops
+        return svc.stopping.is_set() or transport is None or transport.is_closing()
+
+    # A follower of a silent container would otherwise hold its worker thread, and keep
+    # the service from idling out, until the container next writes.
     chunks = await svc.run(lambda e: e.containers.logs(
-        rec.id, follow=follow, tail=tail, since=since, until=until, timestamps=timestamps))
+        rec.id, follow=follow, tail=tail, since=since, until=until, timestamps=timestamps,
+        cancelled=left))
     resp = web.StreamResponse(headers={
         "Content-Type": streams.RAW if tty else streams.MULTIPLEXED})
     await resp.prepare(request)
@@ -196,6 +204,9 @@ async def containers_logs(request: web.Request) -> web.StreamResponse:
                 return resp
             item: Any = step.result()
             if item is done:
+                if left():
+                    resp.force_close()
+                    return resp
                 break
             kind, data = item
             if kind == "stderr" and not want_err or kind != "stderr" and not want_out:

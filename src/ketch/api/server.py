@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import os
 import signal
@@ -30,6 +31,26 @@ from ketch.errors import InvalidArgument
 LISTEN_FDS_START = 3
 DRAIN_SECONDS = 10.0
 WORKERS = 64
+RELEASE_AFTER = 2.0  # idle seconds before the memory a burst of requests left is returned
+KEEP_WORKERS = 4  # idle worker threads kept past a burst (each holds an Engine)
+
+
+def release_memory() -> None:
+    """Give back what the last requests left behind: the garbage cycles of a long stream
+    (`logs` of a million lines leaves ~5 MiB), then the free pages glibc keeps in each
+    worker thread's arena. The modules those requests loaded stay."""
+    gc.collect()
+    try:
+        import ctypes
+
+        trim = ctypes.CDLL(None).malloc_trim
+    except (ImportError, OSError, AttributeError):  # not glibc
+        return
+    trim(0)
+
+
+def _alive(executor: ThreadPoolExecutor) -> bool:
+    return any(t.is_alive() for t in getattr(executor, "_threads", ()))
 
 
 def default_uri(run_root: str) -> str:
@@ -148,8 +169,14 @@ def serve(root: str, run_root: str, uri: str | None, idle: float) -> None:
 
 async def _serve(svc: Service, sock: socket.socket, idle: float) -> bool:
     loop = asyncio.get_running_loop()
-    executor = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="ketch-api")
-    loop.set_default_executor(executor)
+
+    def new_executor() -> ThreadPoolExecutor:
+        ex = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="ketch-api")
+        loop.set_default_executor(ex)
+        return ex
+
+    executor = new_executor()
+    retired: list[ThreadPoolExecutor] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, svc.stopping.set)
     runner = web.AppRunner(make_app(svc), handle_signals=False, access_log=None,
@@ -158,11 +185,24 @@ async def _serve(svc: Service, sock: socket.socket, idle: float) -> bool:
     site = web.SockSite(runner, sock, shutdown_timeout=DRAIN_SECONDS)
     await site.start()
     svc.last_active = loop.time()
+    released = svc.last_active  # the memory is as small as it gets at start
     try:
         while not svc.stopping.is_set():
             timeout = 1.0
-            if idle > 0:
-                if svc.active == 0:
+            if svc.active == 0:
+                if released != svc.last_active and \
+                        loop.time() - svc.last_active >= RELEASE_AFTER:
+                    released = svc.last_active
+                    if len(getattr(executor, "_threads", ())) > KEEP_WORKERS:
+                        # A burst (`docker rm -f` of 50 sends 50 requests at once) left
+                        # idle workers, each with its Engine and SQLite connection: let
+                        # them go; a worker that is still busy leaves when it is done.
+                        executor.shutdown(wait=False)
+                        retired = [ex for ex in retired if _alive(ex)] + [executor]
+                        executor = new_executor()
+                        await asyncio.sleep(0.2)
+                    release_memory()
+                if idle > 0:
                     left = svc.last_active + idle - loop.time()
                     if left <= 0:
                         break
@@ -178,7 +218,7 @@ async def _serve(svc: Service, sock: socket.socket, idle: float) -> bool:
             session.interrupt()
         await runner.cleanup()
     executor.shutdown(wait=False, cancel_futures=True)
-    workers = list(getattr(executor, "_threads", ()))
+    workers = [t for ex in (*retired, executor) for t in getattr(ex, "_threads", ())]
     for _ in range(20):  # idle workers leave at once; give finishing ones a moment
         if not any(t.is_alive() for t in workers):
             return True

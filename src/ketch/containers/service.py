@@ -794,11 +794,12 @@ class ContainerService:
 
     def logs(self, name_or_id: str, *, follow: bool = False, tail: int | None = None,
              since: float | None = None, until: float | None = None,
-             timestamps: bool = False, details: bool = False
-             ) -> Iterator[tuple[str, bytes]]:
+             timestamps: bool = False, details: bool = False,
+             cancelled: Callable[[], bool] | None = None) -> Iterator[tuple[str, bytes]]:
         """(stream, data) of the container's log. `details`: each line gets the log's
         extra attributes and a space before its text, as Docker's (ketch's log records
-        carry no attributes, so the space alone)."""
+        carry no attributes, so the space alone). `cancelled`: polled while following;
+        once true, the stream ends as if the container had exited (its reader left)."""
         from ketch.containers.logconfig import reads_back
         from ketch.runtime.logs import read_log
 
@@ -810,6 +811,8 @@ class ContainerService:
         log_path = self.path(rec.id) / "ctr.log"
 
         def running() -> bool:
+            if cancelled is not None and cancelled():
+                return False
             cur = self.records.get(rec.id)
             return cur is not None and self._refresh(cur).running
 
