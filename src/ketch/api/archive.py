@@ -7,13 +7,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from typing import Any
 
 from aiohttp import web
 
 from ketch.api import streams
 from ketch.api.common import SVC, Handler, Service, json_body, json_response, query_bool
 from ketch.errors import InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 STAT_HEADER = "X-Docker-Container-Path-Stat"
 TAR = "application/x-tar"

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from typing import Any
 
 from aiohttp import WSMsgType, web
 
@@ -16,6 +15,11 @@ from ketch.api.common import SVC, Handler, Service, query_bool, version_tuple
 from ketch.api.containers import _forget, _session_for
 from ketch.engine import Engine
 from ketch.errors import Conflict, KetchError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 
 async def attach_ws(request: web.Request) -> web.StreamResponse:

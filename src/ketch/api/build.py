@@ -4,8 +4,6 @@ POST /build/prune."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from typing import Any
 
 from aiohttp import web
 
@@ -13,6 +11,12 @@ from ketch.api.common import SVC, Handler, json_response, query_bool
 from ketch.api.jsonstream import Message, json_stream, registry_config, spool_body
 from ketch.engine import Engine
 from ketch.errors import InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
+
 
 
 def _json_query(request: web.Request, name: str) -> dict[str, Any]:

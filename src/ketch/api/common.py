@@ -11,7 +11,6 @@ import sys
 import threading
 import traceback
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 
@@ -19,6 +18,11 @@ from ketch import __version__
 from ketch.api import streams
 from ketch.engine import API_VERSION, MIN_API_VERSION, Engine
 from ketch.errors import InvalidArgument, KetchError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

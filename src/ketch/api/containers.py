@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import Any
 
 from aiohttp import web
 
@@ -23,6 +22,11 @@ from ketch.api.common import (
 )
 from ketch.engine import Engine
 from ketch.errors import Conflict, InvalidArgument, KetchError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 
 # -- containers --------------------------------------------------------------------------------

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import sys
 import traceback
-from collections.abc import Iterator
-from typing import IO, Any
 
 from aiohttp import web
 
@@ -21,6 +19,12 @@ from ketch.api.jsonstream import (
 )
 from ketch.engine import Engine
 from ketch.errors import InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import IO, Any
+
 
 
 def _messages(events: Iterator[Any]) -> Iterator[Message]:

@@ -12,11 +12,15 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from typing import Any
 
 from aiohttp import web
 
 from ketch.api.common import SVC, Service, query_filters
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 CHECK_SECONDS = 0.5
 _END = object()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
 
 from aiohttp import web
 
@@ -14,6 +13,11 @@ from ketch.api import streams
 from ketch.api.common import SVC, Handler, Service, empty, json_body, json_response, query_int
 from ketch.engine import Engine
 from ketch.errors import Conflict, InvalidArgument, KetchError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 
 def _folded(body: dict[str, Any]) -> dict[str, Any]:

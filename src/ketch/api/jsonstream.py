@@ -17,8 +17,7 @@ import sys
 import tempfile
 import threading
 import traceback
-from collections.abc import Callable, Iterable, Iterator
-from typing import IO, Any
+from typing import Any
 
 from aiohttp import web
 
@@ -26,6 +25,12 @@ from ketch import reference
 from ketch.api.common import SVC
 from ketch.engine import Engine
 from ketch.errors import InvalidArgument, KetchError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+    from typing import IO
+
 
 Message = dict[str, Any]
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from ketch.api.common import SVC, Handler, empty, json_body, json_response, query_filters
 from ketch.errors import InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 
 async def networks_list(request: web.Request) -> web.Response:

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 from aiohttp import web
 
 from ketch.api.common import SVC, Handler, Service, json_body, json_response, query_bool
 from ketch.engine import Engine
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 
 async def stats(request: web.Request) -> web.StreamResponse:

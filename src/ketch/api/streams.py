@@ -15,10 +15,14 @@ import os
 import socket
 import struct
 import threading
-from collections.abc import Awaitable, Callable
-from typing import IO, Any
 
 from aiohttp import web
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from typing import IO, Any
+
 
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
 RAW = "application/vnd.docker.raw-stream"

@@ -1,5 +1,6 @@
 """The one owner of the cyclic garbage collector's settings (see ARCHITECTURE.md,
-"Start-up policy"). Nothing else in ketch calls `gc`; the services never do.
+"Start-up policy"). The services never touch `gc`; the other front door, the API
+service (`ketch.api.server`), owns its own idle release.
 
 A ketch command is a short process whose start is mostly imports: thousands of
 long-lived objects and no garbage cycles. Collection passes over them find nothing and

@@ -1,0 +1,96 @@
+"""One idiom of each kind (ARCHITECTURE.md, "Start-up policy"): this test fails on the
+others.
+
+- Type-only imports sit under `if TYPE_CHECKING:`, with `TYPE_CHECKING = False` as a
+  module constant (so `typing` is not imported at run time); a name from `typing` at
+  module level must be used at run time (a Protocol base, a TypeVar, a cast).
+- Records are `ketch.values.value` classes: `dataclasses` is not imported.
+- The garbage collector's settings have one owner per front door: `ketch.cli.gcpolicy`
+  for the short-lived CLI, `ketch.api.server` for the long-running service (its idle
+  release). Services never touch it.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "ketch"
+
+# gofmt prints a record handed to a template by a library user; if that record is a
+# dataclass, dataclasses is already loaded and its fields are read with it.
+DATACLASSES_ALLOWED = {"fmt/gofmt.py"}
+GC_OWNERS = {"cli/gcpolicy.py", "api/server.py"}
+
+
+def _modules() -> list[tuple[str, ast.Module]]:
+    return [(str(p.relative_to(SRC)), ast.parse(p.read_text(), str(p)))
+            for p in sorted(SRC.rglob("*.py"))]
+
+
+def _annotation_node_ids(tree: ast.Module) -> set[int]:
+    ids: set[int] = set()
+    for n in ast.walk(tree):
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            a = n.args
+            for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg]:
+                if arg is not None and arg.annotation is not None:
+                    ids.update(id(x) for x in ast.walk(arg.annotation))
+            if n.returns is not None:
+                ids.update(id(x) for x in ast.walk(n.returns))
+        elif isinstance(n, ast.AnnAssign):
+            ids.update(id(x) for x in ast.walk(n.annotation))
+    return ids
+
+
+def _runtime_names(tree: ast.Module) -> set[str]:
+    skip = _annotation_node_ids(tree)
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in skip}
+
+
+def test_type_only_imports_sit_under_the_type_checking_constant():
+    found = []
+    for rel, tree in _modules():
+        used = _runtime_names(tree)
+        for n in ast.walk(tree):
+            if isinstance(n, ast.Import) and any(a.name == "typing" for a in n.names):
+                found.append(f"{rel}:{n.lineno}: `import typing`")
+            if isinstance(n, ast.ImportFrom) and n.module == "typing":
+                if any(a.name == "TYPE_CHECKING" for a in n.names):
+                    found.append(f"{rel}:{n.lineno}: TYPE_CHECKING from typing"
+                                 " (use the constant `TYPE_CHECKING = False`)")
+        for n in tree.body:  # module level: outside `if TYPE_CHECKING:`
+            if isinstance(n, ast.ImportFrom) and n.module == "typing":
+                idle = [a.asname or a.name for a in n.names
+                        if (a.asname or a.name) not in used and a.name != "TYPE_CHECKING"]
+                if idle:
+                    found.append(f"{rel}:{n.lineno}: {', '.join(idle)} used only in"
+                                 " annotations: import under `if TYPE_CHECKING:`")
+    assert not found, "\n".join(found)
+
+
+def test_records_are_values_not_dataclasses():
+    found = []
+    for rel, tree in _modules():
+        if rel in DATACLASSES_ALLOWED:
+            continue
+        for n in ast.walk(tree):
+            if isinstance(n, ast.Import) and any(a.name == "dataclasses" for a in n.names):
+                found.append(f"{rel}:{n.lineno}")
+            if isinstance(n, ast.ImportFrom) and n.module == "dataclasses":
+                found.append(f"{rel}:{n.lineno}")
+    assert not found, "dataclasses imported (declare records with ketch.values.value):\n" \
+        + "\n".join(found)
+
+
+def test_only_the_gc_policy_module_touches_the_collector():
+    found = []
+    for rel, tree in _modules():
+        if rel in GC_OWNERS:
+            continue
+        for n in ast.walk(tree):
+            if isinstance(n, ast.Import) and any(a.name == "gc" for a in n.names):
+                found.append(f"{rel}:{n.lineno}")
+            if isinstance(n, ast.ImportFrom) and n.module == "gc":
+                found.append(f"{rel}:{n.lineno}")
+    assert not found, f"gc used outside {sorted(GC_OWNERS)}:\n" + "\n".join(found)
