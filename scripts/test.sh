@@ -17,4 +17,4 @@ python3 -m mypy
 unset PYTHONDONTWRITEBYTECODE
 # In parallel (pytest-xdist): the tests mostly wait on containers and subprocesses, so
 # more workers than cores pay off. KETCH_TEST_WORKERS=0 runs them in this one process.
-exec python3 -m pytest -q -n "${KETCH_TEST_WORKERS:-4}" "$@"
+exec python3 -m pytest -q -n "${KETCH_TEST_WORKERS:-4}" --durations=15 "$@"
