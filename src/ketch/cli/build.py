@@ -116,7 +116,7 @@ def _run_host_config(ns: Namespace) -> dict[str, object]:
     """The HostConfig settings every RUN step's container gets, as `docker build` gives
     them (resources, cgroup parent, security options, ulimits; --add-host goes as the
     build's extra hosts)."""
-    from ketch.cli.container_opts import _bytes
+    from ketch.cli.container_opts import _bytes, ulimits_from
     from ketch.engine import Engine
 
     hc: dict[str, object] = {}
@@ -135,15 +135,7 @@ def _run_host_config(ns: Namespace) -> dict[str, object]:
         if unconfined:
             hc["MaskedPaths"], hc["ReadonlyPaths"] = [], []
     if ns.ulimit:
-        ulimits = {}
-        for u in ns.ulimit:
-            try:
-                entry = Engine.ulimit(u)
-            except InvalidArgument as e:
-                raise InvalidArgument(f'invalid argument "{u}" for "--ulimit" flag: {e}'
-                                      ) from None
-            ulimits[entry["Name"]] = entry
-        hc["Ulimits"] = list(ulimits.values())
+        hc["Ulimits"] = ulimits_from(ns.ulimit)
     return hc
 
 

@@ -410,15 +410,7 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
             tmpfs[path] = opts
         host_config["Tmpfs"] = tmpfs
     if ns.ulimit:
-        ulimits = {}
-        for u in ns.ulimit:
-            try:
-                entry = Engine.ulimit(u)
-            except InvalidArgument as e:
-                raise InvalidArgument(f'invalid argument "{u}" for "--ulimit" flag: {e}'
-                                      ) from None
-            ulimits[entry["Name"]] = entry  # the last one given for a name wins, as Docker
-        host_config["Ulimits"] = list(ulimits.values())
+        host_config["Ulimits"] = ulimits_from(ns.ulimit)
     if ns.mount:
         host_config["Mounts"] = [parse_mount(m) for m in ns.mount]
     networking: dict[str, Any] = {}
@@ -495,3 +487,19 @@ def parse_mount(spec: str) -> dict[str, Any]:
     except InvalidArgument as e:
         raise InvalidArgument(f'invalid argument "{spec}" for "--mount" flag:'
                               f" {e.message}") from None
+
+
+def ulimits_from(flags: list[str]) -> list[dict[str, Any]]:
+    """`--ulimit` values (run, create, build) as HostConfig.Ulimits; the last one given
+    for a name wins, as in Docker."""
+    from ketch.engine import Engine
+
+    ulimits: dict[str, dict[str, Any]] = {}
+    for u in flags:
+        try:
+            entry = Engine.ulimit(u)
+        except InvalidArgument as e:
+            raise InvalidArgument(f'invalid argument "{u}" for "--ulimit" flag: {e}'
+                                  ) from None
+        ulimits[entry["Name"]] = entry
+    return list(ulimits.values())
