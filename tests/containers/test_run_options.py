@@ -131,21 +131,27 @@ def test_a_container_whose_start_failed_is_removable_and_unmounted(ketch, remove
 
 # -- platform --------------------------------------------------------------------------
 def test_platform_mismatch_does_not_use_the_local_image_and_pulls(ketch):
+    import socket
+
     from ketch.oci.model import host_platform
 
     other = "linux/arm64" if host_platform().architecture != "arm64" else "linux/amd64"
-    # nothing listens on port 1 of loopback: the pull fails at once, never leaving the host
-    ketch("tag", "busybox", "127.0.0.1:1/plat/busybox")
-    try:
-        assert ketch("run", "--rm", "127.0.0.1:1/plat/busybox", "true").returncode == 0
-        p = ketch("run", "--rm", "--platform", other, "127.0.0.1:1/plat/busybox", "true",
-                  check=False)
-        assert p.returncode == 125
-        assert "Unable to find image '127.0.0.1:1/plat/busybox:latest' locally" in p.stderr
-        assert "127.0.0.1:1" in p.stderr.splitlines()[-1]
-        assert nothing_created(ketch)
-    finally:
-        ketch("rmi", "127.0.0.1:1/plat/busybox", check=False)
+    # a loopback port held by a socket that never listens: the pull is refused at once,
+    # never leaving the host, and no other process can take the port meanwhile
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        registry = f"127.0.0.1:{held.getsockname()[1]}"
+        ref = f"{registry}/plat/busybox"
+        ketch("tag", "busybox", ref)
+        try:
+            assert ketch("run", "--rm", ref, "true").returncode == 0
+            p = ketch("run", "--rm", "--platform", other, ref, "true", check=False)
+            assert p.returncode == 125
+            assert f"Unable to find image '{ref}:latest' locally" in p.stderr
+            assert registry in p.stderr.splitlines()[-1]
+            assert nothing_created(ketch)
+        finally:
+            ketch("rmi", ref, check=False)
 
 
 # -- sysctls, labels, commit, logs ------------------------------------------------------
