@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from ketch.images.service import NewLayer
-from ketch.oci.digest import sha256_bytes
+from ketch.oci.digest import chain_of
 from ketch.oci.media import MediaType
 
 TYPE_CHECKING = False
@@ -29,10 +29,6 @@ if TYPE_CHECKING:
 # them from a RUN step's upper dir instead, so they never end up in a layer.
 _MOUNT_POINT_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
 _MOUNT_POINT_DIRS = ("etc", "dev", "proc", "sys")
-
-
-def chain_of(parent_chain: str | None, diff_id: str) -> str:
-    return diff_id if parent_chain is None else sha256_bytes(f"{parent_chain} {diff_id}".encode())
 
 
 def _in_lowers(lowers: list[Path], rel: str) -> os.stat_result | None:

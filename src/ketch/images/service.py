@@ -21,7 +21,7 @@ from ketch.errors import (
     KetchError,
     NotFound,
 )
-from ketch.oci.digest import chain_ids, hex_of, sha256_bytes
+from ketch.oci.digest import chain_ids, chain_of, hex_of
 from ketch.oci.media import MediaType
 from ketch.reference import familiar
 from ketch.store.images import ImageRecord, labels_of
@@ -809,7 +809,7 @@ class ImageService:
                 diff_id = stats.diff_id
                 size = stats.uncompressed_size
                 blob = w.commit(diff_id)
-            chain = diff_id if parent is None else sha256_bytes(f"{parent} {diff_id}".encode())
+            chain = chain_of(parent, diff_id)
             self.layers.adopt_dir(stage / "diff", chain_id=chain, diff_id=diff_id,
                                   parent=parent, blob_digest=blob,
                                   media_type=MediaType.OCI_LAYER, blob_size=size, size=size)
@@ -820,7 +820,7 @@ class ImageService:
     def add_layer_blob(self, blob_digest: str, media_type: str, diff_id: str, size: int,
                        parent: str | None) -> NewLayer:
         """Record a layer whose compressed blob is in the content store (unpacking it)."""
-        chain = diff_id if parent is None else sha256_bytes(f"{parent} {diff_id}".encode())
+        chain = chain_of(parent, diff_id)
         lr = self.records.layer(chain)
         if lr is None or not self.layers.has(chain):
             lr = self.layers.unpack_blob(blob_digest, media_type, chain_id=chain,
