@@ -12,6 +12,9 @@ Every operation a front door offers is a method here, or a method of a service e
 here (`engine.containers.stop(...)`, `engine.images.tag(...)`), taking plain values
 and returning Docker-shaped results. Front doors parse and render; they never import a
 service package.
+
+Size: the façade is the whole public API, one short method per operation, documented for
+library users; it holds no behaviour of its own.
 """
 
 from __future__ import annotations

@@ -19,6 +19,10 @@ Whiteouts (image-spec layer.md) are handled in one of three ways:
 A whiteout only hides what lower layers had; entries from the same archive survive it
 ("Files that are present in the same layer as a whiteout file can only be hidden by
 whiteout files in subsequent layers"), which is why extraction tracks what it unpacked.
+
+Size: one job, extraction that never leaves its destination. The safety argument
+(descriptor-relative opens, the member checks, the writer threads' ordering) is easiest
+to review in one place; the path walk, whiteouts and compression are their own modules.
 """
 
 from __future__ import annotations

@@ -16,6 +16,11 @@ dir becomes the layer. Metadata instructions add no layer (`empty_layer: true`).
 
 Output is the classic builder's (`Step 2/7 : WORKDIR /app`, ` ---> Using cache`,
 ` ---> Running in …`, ` ---> <id>`, `Successfully built …`); the caller renders it.
+
+Size: one job, Docker's classic builder: one handler per Dockerfile instruction over one
+shared step state and cache lookup. The parsing (dockerfile/), the context
+(builder/context.py), COPY sources (builder/copy.py) and the snapshots
+(builder/snapshot.py) are already modules of their own.
 """
 
 from __future__ import annotations

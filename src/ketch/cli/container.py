@@ -1,4 +1,8 @@
-"""`ketch container ...` and its shortcuts: run, create, start, stop, ps, logs, rm, ..."""
+"""`ketch container ...` and its shortcuts: run, create, start, stop, ps, logs, rm, ...
+
+Size: the container commands' flag declarations (Docker's help text) and their thin
+handlers; no behaviour lives here (the flag translation is cli/container_opts.py).
+"""
 
 from __future__ import annotations
 

@@ -13,6 +13,10 @@ The work runs in a forked child with a private mount namespace. There the contai
 root is mounted if it is stopped, and its volumes and bind mounts are mounted where the
 container sees them, so `cp` reaches what the container's processes see. Those mounts
 die with the child: even a `kill -9` leaves no mount behind.
+
+Size: one job, copies into and out of an untrusted container filesystem; the containment
+argument (the held descriptors, the private mount namespace) spans copy in, copy out and
+export, so they stay together.
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ the ARG and ENV values in effect.
   HEALTHCHECK                     ["NONE"] or ["CMD", *command] (command as for CMD)
   MAINTAINER / STOPSIGNAL / USER / WORKDIR  [the raw rest of the line]
   ONBUILD                         [the trigger text]; the parsed trigger is in `sub`
+
+Size: one job, BuildKit's parsing rules, one function per instruction's argument form;
+the shell-word expansion and .dockerignore are their own modules.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ connections, a listen backlog of BACKLOG, request bodies streamed to disk in pie
 of about PIECE bytes (the memory a request holds is bounded whatever it uploads),
 blobs sent with sendfile(2). File-system work runs in a thread pool so the loop never
 waits for a disk; bcrypt checks run in a pool of their own (see auth.Authenticator).
+
+Size: one job, the distribution-spec endpoints over Storage with their error mapping and
+range handling; storage, auth and tokens are modules of their own.
 """
 
 from __future__ import annotations

@@ -8,6 +8,11 @@ A log can hold millions of lines, so nothing here handles lines one by one in Py
 the common path: blocks of ~1 MiB are split and their fixed-width headers sliced off with
 C-level map/join, streams are coalesced into large chunks, `tail` seeks backwards from the end and `since`/
 `until` are found by bisecting the file on timestamps (conmon writes them in order).
+
+Size: one job, reading and keeping one log format fast (parse, tail, since/until
+bisection, follow across rotations, the keeper's rotation). The pieces share the record
+layout and the block-wise helpers that make it fast; split apart, each would re-derive
+them.
 """
 
 from __future__ import annotations

@@ -18,6 +18,10 @@ Protocol facts, from conmon and Podman's libpod:
   write side closes the container's stdin unless conmon got `--leave-stdin-open`.
 - `<bundle>/ctl` is a fifo taking "1 <height> <width>\\n" to resize the TTY.
 - Exit status lands in `<exit-dir>/<cid>` and `<persist-dir>/exit` (128+n for signal n).
+
+Size: one job, everything that speaks conmon's protocol (its flags, sync and start
+pipes, attach-socket framing, exit files). Keeping the protocol in one module is the
+point: callers see ContainerPaths and plain options.
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@ runtime executes. It decides Docker's defaults: capabilities, masked and read-on
 paths, default mounts and device rules, rlimits (clamped to what this host allows),
 cgroup limits. It never touches the disk except to read host facts (rlimits, the
 capability bounding set, whether swap accounting exists, devices for --privileged).
+
+Size: one job, Docker's defaults as an OCI config (capabilities, mounts, devices,
+rlimits, cgroups, namespaces, seccomp hook-up), each a small function; the seccomp
+profile itself is runtime/seccomp.py.
 """
 
 from __future__ import annotations
