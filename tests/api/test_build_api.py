@@ -250,3 +250,13 @@ def test_docker_build_resource_flags_reach_the_run_steps(api: Api, tmp_path: Pat
                    timeout=120)
     assert r.returncode != 0 and "CPU cfs period can not be less than 1ms" in r.stderr
     _rmi(api, "limited")
+
+
+def test_build_refuses_cache_from_rather_than_ignoring_it(api: Api) -> None:
+    before = _image_ids(api)
+    body = _tar({"Dockerfile": b"FROM busybox\nRUN echo x\n"})
+    status, data = _raw_build(api, body, '?t=cf&cachefrom=["busybox"]')
+    assert status == 400
+    assert json.loads(data)["message"] == ("cachefrom is not supported: ketch's build cache"
+                                           " is the local images only")
+    assert _image_ids(api) == before

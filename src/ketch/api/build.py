@@ -76,6 +76,10 @@ async def build(request: web.Request) -> web.StreamResponse:
     if q.get("remote"):
         raise InvalidArgument("building from a remote context (remote=) is not supported:"
                               " send the context as the request body")
+    if q.get("cachefrom") not in (None, "", "null", "[]"):
+        # as `ketch build --cache-from`: refused, never accepted and ignored
+        raise InvalidArgument("cachefrom is not supported: ketch's build cache is the"
+                              " local images only")
     run_host_config = _run_host_config(request)
     build_args = {str(k): (None if v is None else str(v))
                   for k, v in _json_query(request, "buildargs").items()}
