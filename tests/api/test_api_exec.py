@@ -10,6 +10,7 @@ import time
 import pytest
 from tests.api.conftest import Api
 from tests.containers.conftest import wait_for
+from tests.helpers.terminal import read_until
 
 
 def _running(api: Api, name: str) -> str:
@@ -61,7 +62,6 @@ def test_docker_exec_refuses_a_stopped_container(api: Api) -> None:
 def test_docker_exec_it_through_a_pseudo_terminal_gets_its_size(api: Api) -> None:
     import fcntl
     import pty
-    import select
     import termios
 
     _running(api, "ex6")
@@ -71,20 +71,10 @@ def test_docker_exec_it_through_a_pseudo_terminal_gets_its_size(api: Api) -> Non
         os.execvpe("docker", ["docker", "exec", "-it", "ex6", "sh"], api.docker_env())
     seen = bytearray()
 
-    def read_until(marker: bytes, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while marker not in seen and time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.2)
-            if ready:
-                try:
-                    seen.extend(os.read(fd, 4096))
-                except OSError:
-                    return
-
     try:
-        read_until(b"# ")
+        read_until(fd, seen, b"# ")
         os.write(fd, b"stty size; echo TTY-$((6*7))\r")
-        read_until(b"TTY-42\r\n")
+        read_until(fd, seen, b"TTY-42\r\n")
         assert b"33 101\r\n" in seen
         assert b"TTY-42\r\n" in seen
         # the terminal changes size: the CLI resizes the exec's TTY (POST /exec/ID/resize)
@@ -93,10 +83,10 @@ def test_docker_exec_it_through_a_pseudo_terminal_gets_its_size(api: Api) -> Non
         while b"40 120\r\n" not in seen and time.monotonic() < deadline:
             time.sleep(0.3)
             os.write(fd, b"stty size\r")
-            read_until(b"40 120\r\n", timeout=1)
+            read_until(fd, seen, b"40 120\r\n", timeout=1)
         assert b"40 120\r\n" in seen
         os.write(fd, b"exit 3\r")
-        read_until(b"\0", timeout=10)
+        read_until(fd, seen, b"\0", timeout=10)
     finally:
         deadline = time.monotonic() + 20
         while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:

@@ -7,6 +7,7 @@ import json
 
 from tests.api.conftest import Api
 from tests.containers.conftest import wait_for
+from tests.helpers.terminal import read_until
 
 
 def test_docker_version_shows_the_ketch_server_engine(api: Api) -> None:
@@ -176,7 +177,6 @@ def test_docker_run_of_a_missing_image_asks_to_pull(api: Api) -> None:
 def test_docker_run_it_through_a_pseudo_terminal(api: Api) -> None:
     import os
     import pty
-    import select
     import time
 
     pid, fd = pty.fork()
@@ -185,23 +185,13 @@ def test_docker_run_it_through_a_pseudo_terminal(api: Api) -> None:
                    api.docker_env())
     seen = bytearray()
 
-    def read_until(marker: bytes, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while marker not in seen and time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.2)
-            if ready:
-                try:
-                    seen.extend(os.read(fd, 4096))
-                except OSError:
-                    return
-
     try:
-        read_until(b"# ")
+        read_until(fd, seen, b"# ")
         os.write(fd, b"echo TTY-$((6*7))\r")
-        read_until(b"TTY-42\r\n")
+        read_until(fd, seen, b"TTY-42\r\n")
         assert b"TTY-42\r\n" in seen  # the shell's output, through the raw TTY stream
         os.write(fd, b"exit 7\r")
-        read_until(b"\0", timeout=10)  # until the CLI closes the terminal
+        read_until(fd, seen, b"\0", timeout=10)  # until the CLI closes the terminal
     finally:
         deadline = time.monotonic() + 20
         while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:

@@ -106,20 +106,28 @@ def test_tcp_on_loopback_serves_and_other_addresses_are_refused(api_root: Path) 
     assert res.stderr.startswith("Error: refusing to serve on 0.0.0.0:")
 
 
-def test_socket_activation_serves_the_inherited_socket(api_root: Path) -> None:
-    path = api_root / "activated.sock"
+def _service_with_socket_on_fd3(api_root: Path, path: Path, *, listen_pid: str,
+                                extra: str = "") -> subprocess.Popen[bytes]:
+    """`ketch system service` started with a listening unix socket at `path` on fd 3 and
+    LISTEN_FDS=1, LISTEN_PID=`listen_pid` (a shell word: `$$` is the service itself)."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
     listener.listen(8)
     fd = listener.fileno()
-    # as systemd does: the socket is fd 3, LISTEN_PID names the service's own pid
-    script = ('export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0" -m ketch --root "$1"'
-              ' system service --time 0')
+    script = (f'export LISTEN_PID={listen_pid} LISTEN_FDS=1; exec "$0" -m ketch --root "$1"'
+              f' {extra} system service --time 0')
     proc = subprocess.Popen(["/bin/sh", "-c", script, sys.executable, str(api_root)],
                             pass_fds=(3,), preexec_fn=lambda: os.dup2(fd, 3),
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     listener.close()
+    return proc
+
+
+def test_socket_activation_serves_the_inherited_socket(api_root: Path) -> None:
+    path = api_root / "activated.sock"
+    # as systemd does: the socket is fd 3, LISTEN_PID names the service's own pid
+    proc = _service_with_socket_on_fd3(api_root, path, listen_pid="$$")
     try:
         wait_for(lambda: ping(str(path)), what="the activated service to answer")
         assert not (api_root / "run" / "ketch.sock").exists()
@@ -257,18 +265,9 @@ def test_sigterm_lets_a_request_in_progress_finish(api_root: Path) -> None:
 
 def test_socket_activation_ignores_sockets_passed_to_another_pid(api_root: Path) -> None:
     path = api_root / "other.sock"
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(path))
-    listener.listen(8)
-    fd = listener.fileno()
     # LISTEN_PID names some other process: the fds are not ours (sd_listen_fds(3))
-    script = ('export LISTEN_PID=1 LISTEN_FDS=1; exec "$0" -m ketch --root "$1"'
-              ' --run-root "$1/run" system service --time 0')
-    proc = subprocess.Popen(["/bin/sh", "-c", script, sys.executable, str(api_root)],
-                            pass_fds=(3,), preexec_fn=lambda: os.dup2(fd, 3),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    listener.close()
+    proc = _service_with_socket_on_fd3(api_root, path, listen_pid="1",
+                                       extra='--run-root "$1/run"')
     try:
         default = api_root / "run" / "ketch.sock"
         wait_for(lambda: ping(str(default)), what="the service on its default socket")

@@ -9,7 +9,6 @@ Everything is real: a temporary state root, real runc/crun, conmon and overlayfs
 from __future__ import annotations
 
 import contextlib
-import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 from tests.conftest import require_root, require_tool
 from tests.helpers.rootfs import extract_rootfs
-from tests.runtime.conftest import Harness, cgroup_dirs
+from tests.runtime.conftest import Harness, session_cgroup_parent
 
 from ketch.errors import RuntimeFailure
 from ketch.layers.store import LayerStore
@@ -74,15 +73,7 @@ def contract_rootfs(busybox_tar: Path, tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.fixture(scope="session")
 def contract_cgroup_parent() -> Iterator[str]:
-    parent = f"/ketch-contract-{secrets.token_hex(4)}"
-    yield parent
-    leftovers = []
-    for path in cgroup_dirs(parent):
-        try:
-            path.rmdir()
-        except OSError:
-            leftovers.append(path)
-    assert not leftovers, f"cgroups left behind: {leftovers}"
+    yield from session_cgroup_parent("ketch-contract")
 
 
 class ContractHarness(Harness):

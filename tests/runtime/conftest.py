@@ -44,9 +44,9 @@ def cgroup_dirs(cgroup_path: str) -> list[Path]:
     return found
 
 
-@pytest.fixture(scope="session")
-def cgroup_parent() -> Iterator[str]:
-    parent = f"/ketch-test-{secrets.token_hex(4)}"
+def session_cgroup_parent(prefix: str) -> Iterator[str]:
+    """A cgroup parent for a session's containers, checked empty and removed after."""
+    parent = f"/{prefix}-{secrets.token_hex(4)}"
     yield parent
     # runc removes each container's cgroup on delete; the parent is ours to remove.
     leftovers = []
@@ -56,6 +56,11 @@ def cgroup_parent() -> Iterator[str]:
         except OSError:
             leftovers.append(path)
     assert not leftovers, f"cgroups left behind: {leftovers}"
+
+
+@pytest.fixture(scope="session")
+def cgroup_parent() -> Iterator[str]:
+    yield from session_cgroup_parent("ketch-test")
 
 
 @pytest.fixture(scope="session")
