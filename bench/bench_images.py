@@ -33,6 +33,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from benchlib import print_ms_table
+
 N_IMAGES = 200
 BIG_LAYERS = 3
 BIG_LAYER_BYTES = 60 * 1000 * 1000
@@ -217,17 +219,7 @@ def main() -> int:
         if not opts.keep:
             shutil.rmtree(work, ignore_errors=True)
 
-    print(f"{'benchmark':<28}{'ketch median (min)':>22}{'docker median (min)':>24}"
-          f"{'ketch/docker':>14}")
-    for name, k, d in results:
-        ks = f"{k[0] * 1000:8.1f} ms ({k[1] * 1000:.1f})"
-        if d is None:
-            print(f"{name:<28}{ks:>22}{'-':>24}{'-':>14}")
-        else:
-            ds = f"{d[0] * 1000:8.1f} ms ({d[1] * 1000:.1f})"
-            print(f"{name:<28}{ks:>22}{ds:>24}{k[0] / d[0]:>14.2f}")
-    if not have_docker:
-        print("docker: no Docker engine reachable (`docker info` failed); ketch's numbers only")
+    print_ms_table(results, have_docker, 28)
     return 0
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import http.client
-import io
 import json
 import os
 import shutil
@@ -34,10 +33,11 @@ import socket
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
+
+from benchlib import app_tar, print_ms_table
 
 CACHE = Path("/var/tmp/ketch-bench")
 REPO = "bench/app"
@@ -77,18 +77,7 @@ def app_layer() -> tuple[bytes, bytes]:
     """A small app layer: its tar and its gzip."""
     import gzip
 
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        for d in ("app", "app/lib"):
-            ti = tarfile.TarInfo(d)
-            ti.type, ti.mode, ti.mtime = tarfile.DIRTYPE, 0o755, 1700000000
-            tf.addfile(ti)
-        for i in range(40):
-            data = (f"# module {i}\n" + "x = 1\n" * 200).encode()
-            ti = tarfile.TarInfo(f"app/lib/mod{i}.py")
-            ti.size, ti.mode, ti.mtime = len(data), 0o644, 1700000000
-            tf.addfile(ti, io.BytesIO(data))
-    raw = buf.getvalue()
+    raw = app_tar()
     return raw, gzip.compress(raw, mtime=0)
 
 
@@ -304,17 +293,7 @@ def main() -> int:
             subprocess.run(["umount", str(tmpfs)], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"{'benchmark':<34}{'ketch median (min)':>22}{'docker median (min)':>24}"
-          f"{'ketch/docker':>14}")
-    for name, k, d in rows:
-        ks = f"{k[0] * 1000:8.1f} ms ({k[1] * 1000:.1f})"
-        if d is None:
-            print(f"{name:<34}{ks:>22}{'-':>24}{'-':>14}")
-        else:
-            ds = f"{d[0] * 1000:8.1f} ms ({d[1] * 1000:.1f})"
-            print(f"{name:<34}{ks:>22}{ds:>24}{k[0] / d[0]:>14.2f}")
-    if not have_docker:
-        print("docker: no Docker engine reachable (`docker info` failed); ketch's numbers only")
+    print_ms_table(rows, have_docker, 34)
     return 0
 
 

@@ -36,6 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchlib import app_tar
+
 REPO = "bench/push"
 
 
@@ -48,19 +50,6 @@ def debian_base(explicit: str | None) -> Path:
     return path
 
 
-def app_tar() -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        for d in ("app", "app/lib"):
-            ti = tarfile.TarInfo(d)
-            ti.type, ti.mode, ti.mtime = tarfile.DIRTYPE, 0o755, 1700000000
-            tf.addfile(ti)
-        for i in range(40):
-            data = (f"# module {i}\n" + "x = 1\n" * 200).encode()
-            ti = tarfile.TarInfo(f"app/lib/mod{i}.py")
-            ti.size, ti.mode, ti.mtime = len(data), 0o644, 1700000000
-            tf.addfile(ti, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def sha256_file(path: Path) -> str:
