@@ -147,3 +147,30 @@ def test_a_websocket_client_leaving_frees_its_attach_at_once(api: Api) -> None:
     # the silent container keeps nothing of the service: its attach session is gone
     wait_for(lambda: attach_sockets() == 0, timeout=10, what="the attach to be released")
     assert api.docker("inspect", "-f", "{{.State.Running}}", "ws3").stdout.strip() == "true"
+
+
+def test_attach_without_upgrade_streams_the_output_on_a_200_until_the_container_exits(
+        api: Api) -> None:
+    # dockerd hijacks the connection either way; without `Upgrade: tcp` it answers 200
+    # and the multiplexed stream runs until the connection closes
+    client = api.client()
+    c = client.containers.create("busybox", ["sh", "-c", "read x; echo out:$x; echo err >&2"],
+                                 stdin_open=True, name="plain-attach")
+    client.api.start(c.id)
+    conn = api.http()
+    conn.request("POST", f"/v1.45/containers/{c.id}/attach?stream=1&stdout=1&stderr=1")
+    resp = conn.getresponse()
+    assert resp.status == 200
+    assert resp.getheader("Content-Type") == "application/vnd.docker.multiplexed-stream"
+    assert resp.getheader("Transfer-Encoding") is None
+    assert resp.getheader("Content-Length") is None
+    # the container waits on stdin: give it a line through a second (upgraded) attach
+    sock = client.api.attach_socket(c.id, params={"stdin": 1, "stream": 1})
+    sock._sock.sendall(b"typed\n")  # type: ignore[attr-defined]
+    from docker.utils.socket import frames_iter
+
+    frames = sorted(frames_iter(resp, tty=False))
+    sock.close()
+    conn.close()
+    assert frames == [(1, b"out:typed\n"), (2, b"err\n")]
+    assert c.wait(timeout=30)["StatusCode"] == 0

@@ -291,9 +291,6 @@ async def containers_attach(request: web.Request) -> web.StreamResponse:
     detach_keys = request.query.get("detachKeys") or None
     want_logs = query_bool(request, "logs")
     rec = await svc.run(lambda e: e.containers.get(name))
-    if not streams.wants_upgrade(request):
-        raise InvalidArgument("attach needs an HTTP upgrade: send Connection: Upgrade and"
-                              " Upgrade: tcp")
     if rec.state == "paused":
         raise Conflict("You cannot attach to a paused container, unpause it first")
     tty = bool(rec.config.get("Tty"))
@@ -303,7 +300,7 @@ async def containers_attach(request: web.Request) -> web.StreamResponse:
     if want_stream and not rec.running:
         fut = asyncio.get_running_loop().create_future()
         svc.pending.setdefault(rec.id, []).append(fut)
-    conn = streams.Hijacked(request, tty)
+    conn = streams.Hijacked(request, tty, upgrade=streams.wants_upgrade(request))
     try:
         resp = await conn.accept()
     except BaseException:

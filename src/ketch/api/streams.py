@@ -1,5 +1,7 @@
 """Docker's stream formats: the 8-byte multiplexed frames (logs and attach of a container
-without a TTY) and hijacked connections (attach with `Upgrade: tcp`).
+without a TTY) and hijacked connections (attach: `101 UPGRADED` when the client asked
+for `Upgrade: tcp`, else `200 OK` and the same raw stream until the connection closes,
+as dockerd answers both).
 
 A hijacked connection leaves aiohttp's hands after the 101 response: the event loop
 stops reading it and a worker thread copies between the socket and the container's
@@ -55,13 +57,22 @@ class _Tail:
         pass
 
 
+class _UntilClose(web.StreamResponse):
+    """A response with neither a length nor chunking: its body is the raw stream, ended
+    by closing the connection (aiohttp's WebSocketResponse switches the check off the
+    same way)."""
+
+    _length_check = False
+
+
 class Hijacked:
     """A client connection taken over after `101 UPGRADED`: `write` sends bytes (from any
     thread), `stdin_fd()` gives a readable fd with what the client sends."""
 
-    def __init__(self, request: web.Request, tty: bool) -> None:
+    def __init__(self, request: web.Request, tty: bool, upgrade: bool = True) -> None:
         self.request = request
         self.tty = tty
+        self.upgrade = upgrade
         self.sock: socket.socket | None = None
         self._tail = b""
         self._pipe_threads: list[threading.Thread] = []
@@ -69,8 +80,11 @@ class Hijacked:
 
     async def accept(self) -> web.StreamResponse:
         media = RAW if self.tty else MULTIPLEXED
-        resp = web.StreamResponse(status=101, reason="UPGRADED", headers={
-            "Content-Type": media, "Connection": "Upgrade", "Upgrade": "tcp"})
+        if self.upgrade:
+            resp = web.StreamResponse(status=101, reason="UPGRADED", headers={
+                "Content-Type": media, "Connection": "Upgrade", "Upgrade": "tcp"})
+        else:
+            resp = _UntilClose(status=200, headers={"Content-Type": media})
         resp.force_close()
         await resp.prepare(self.request)
         protocol = self.request.protocol
