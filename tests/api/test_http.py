@@ -255,3 +255,31 @@ def test_attach_upgrades_and_replays_the_log_with_logs_1(api: Api) -> None:
     assert _frames(body) == [(1, b"early\n")]
     _, body = _raw_attach(api, "/containers/replayed/attach?stdout=1&stderr=1")
     assert body == b""
+
+
+def test_create_reads_field_names_without_regard_to_case_and_keeps_map_keys(
+        api: Api) -> None:
+    # dockerd decodes with Go's encoding/json: `cmd` fills Cmd, `hostconfig.memory` fills
+    # Memory; the keys of Labels, PortBindings and Sysctls are data and stay as sent
+    doc = {"image": "busybox", "cmd": ["true"], "labels": {"MyKey": "v"},
+           "exposedPorts": {"80/tcp": {}},
+           "hostConfig": {"memory": 33554432, "restartPolicy": {"name": "on-failure",
+                                                              "maximumRetryCount": 2},
+                          "portBindings": {"80/tcp": [{"hostIp": "127.0.0.1",
+                                                       "hostPort": ""}]},
+                          "sysctls": {"net.ipv4.ip_forward": "1"}}}
+    status, _, body = request(api, "POST", "/v1.45/containers/create?name=folded",
+                              json.dumps(doc).encode(), {"Content-Type": "application/json"})
+    assert status == 201, body
+    status, _, body = request(api, "GET", "/v1.45/containers/folded/json")
+    info = json.loads(body)
+    assert info["Config"]["Cmd"] == ["true"]
+    assert info["Config"]["Labels"] == {"MyKey": "v"}
+    assert "80/tcp" in info["Config"]["ExposedPorts"]
+    hc = info["HostConfig"]
+    assert hc["Memory"] == 33554432
+    assert hc["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 2}
+    assert hc["PortBindings"] == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]}
+    assert hc["Sysctls"] == {"net.ipv4.ip_forward": "1"}
+    status, _, _ = request(api, "DELETE", "/v1.45/containers/folded")
+    assert status == 204

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from ketch.api import streams
 from ketch.api.common import SVC, Handler, Service, json_body, json_response, query_bool
+from ketch.api.fields import CONTAINER_CREATE, canonical
 from ketch.errors import InvalidArgument
 
 TYPE_CHECKING = False
@@ -107,7 +108,7 @@ async def commit(request: web.Request) -> web.Response:
     comment = request.query.get("comment") or ""
     author = request.query.get("author") or ""
     pause = query_bool(request, "pause", True)
-    config = await json_body(request) or None  # over the container's settings
+    config = canonical(await json_body(request), CONTAINER_CREATE) or None  # over the container's settings
     img = await request.app[SVC].run(lambda e: e.containers.commit(
         name, ref=ref, changes=changes_, message=comment, author=author, pause=pause,
         config=config))

@@ -20,6 +20,7 @@ from ketch.api.common import (
     query_filters,
     query_int,
 )
+from ketch.api.fields import CONTAINER_CREATE, canonical
 from ketch.engine import Engine
 from ketch.errors import Conflict, InvalidArgument, KetchError
 
@@ -41,7 +42,7 @@ async def containers_list(request: web.Request) -> web.Response:
 
 
 async def containers_create(request: web.Request) -> web.Response:
-    body = await json_body(request)
+    body = canonical(await json_body(request), CONTAINER_CREATE)
     name = request.query.get("name") or None
     host_config = body.pop("HostConfig", None)
     networking = body.pop("NetworkingConfig", None)

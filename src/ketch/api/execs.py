@@ -11,6 +11,7 @@ from aiohttp import web
 
 from ketch.api import streams
 from ketch.api.common import SVC, Handler, Service, empty, json_body, json_response, query_int
+from ketch.api.fields import EXEC_CREATE, EXEC_START, canonical
 from ketch.engine import Engine
 from ketch.errors import Conflict, InvalidArgument, KetchError
 
@@ -20,14 +21,8 @@ if TYPE_CHECKING:
 
 
 
-def _folded(body: dict[str, Any]) -> dict[str, Any]:
-    """The body's keys lower-cased: dockerd decodes JSON with Go's encoding/json, which
-    matches field names without regard to case (docker-py sends `detachKeys`)."""
-    return {k.lower(): v for k, v in body.items()}
-
-
 def _get(body: dict[str, Any], name: str, kind: type, default: Any) -> Any:
-    v = body.get(name.lower())
+    v = body.get(name)
     if v is None:
         return default
     if not isinstance(v, kind) or kind is int and isinstance(v, bool):
@@ -57,7 +52,7 @@ def _console_size(body: dict[str, Any]) -> tuple[int, int] | None:
 
 async def exec_create(request: web.Request) -> web.Response:
     name = request.match_info["id"]
-    body = _folded(await json_body(request))
+    body = canonical(await json_body(request), EXEC_CREATE)
     cmd = body.get("cmd")
     cmd = [cmd] if isinstance(cmd, str) else _strings(body, "Cmd")
     env = _strings(body, "Env")
@@ -76,7 +71,7 @@ async def exec_create(request: web.Request) -> web.Response:
 async def exec_start(request: web.Request) -> web.StreamResponse:
     svc: Service = request.app[SVC]
     eid = request.match_info["id"]
-    body = _folded(await json_body(request))
+    body = canonical(await json_body(request), EXEC_START)
     detach = _get(body, "Detach", bool, False)
     _get(body, "Tty", bool, False)
     size = _console_size(body)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ketch.api.common import SVC, Handler, empty, json_body, json_response, query_filters
+from ketch.api.fields import NETWORK_CONNECT, NETWORK_CREATE, NETWORK_DISCONNECT, canonical
 from ketch.errors import InvalidArgument
 
 TYPE_CHECKING = False
@@ -24,7 +25,7 @@ async def networks_inspect(request: web.Request) -> web.Response:
 
 
 async def networks_create(request: web.Request) -> web.Response:
-    doc = await json_body(request)
+    doc = canonical(await json_body(request), NETWORK_CREATE)
     return json_response(await request.app[SVC].run(lambda e: e.network_create(doc)), 201)
 
 
@@ -43,7 +44,7 @@ def _container(doc: dict[str, Any]) -> str:
 
 async def networks_connect(request: web.Request) -> web.Response:
     ref = request.match_info["id"]
-    doc = await json_body(request)
+    doc = canonical(await json_body(request), NETWORK_CONNECT)
     container = _container(doc)
     ep = doc.get("EndpointConfig") or {}
     if not isinstance(ep, dict):
@@ -64,7 +65,7 @@ async def networks_connect(request: web.Request) -> web.Response:
 
 async def networks_disconnect(request: web.Request) -> web.Response:
     ref = request.match_info["id"]
-    container = _container(await json_body(request))
+    container = _container(canonical(await json_body(request), NETWORK_DISCONNECT))
     await request.app[SVC].run(lambda e: e.network_disconnect(ref, container))
     return empty(200)
 

@@ -10,6 +10,7 @@ import json
 from aiohttp import web
 
 from ketch.api.common import SVC, Handler, Service, json_body, json_response, query_bool
+from ketch.api.fields import UPDATE, canonical
 from ketch.engine import Engine
 
 TYPE_CHECKING = False
@@ -49,7 +50,7 @@ async def stats(request: web.Request) -> web.StreamResponse:
 
 async def update(request: web.Request) -> web.Response:
     name = request.match_info["id"]
-    body: dict[str, Any] = await json_body(request)
+    body: dict[str, Any] = canonical(await json_body(request), UPDATE)
     warnings = await request.app[SVC].run(lambda e: e.containers.update(name, body))
     return json_response({"Warnings": warnings})
 

@@ -14,6 +14,7 @@ from ketch.api.common import (
     query_filters,
     version_tuple,
 )
+from ketch.api.fields import VOLUME_CREATE, canonical
 from ketch.errors import InvalidArgument
 
 
@@ -32,7 +33,7 @@ def _str_map(doc: object, what: str) -> dict[str, str]:
 
 
 async def volumes_create(request: web.Request) -> web.Response:
-    doc = await json_body(request)
+    doc = canonical(await json_body(request), VOLUME_CREATE)
     name = doc.get("Name") or None
     if name is not None and not isinstance(name, str):
         raise InvalidArgument("invalid Name: expected a string")
