@@ -317,3 +317,43 @@ def test_push_tries_one_mount_source_at_most(ketch: KetchCLI, busybox_tar: Path,
     out = ketch("push", f"{host}/new:1").stdout
     assert ": Mounted from t0" in out
     assert counting_proxy.mounts == 1
+
+
+def _remembered(root: Path) -> tuple[set[str], set[str]]:
+    import sqlite3
+
+    conn = sqlite3.connect(root / "ketch.db")
+    try:
+        pushed = {r[0] for r in conn.execute("SELECT diff_id FROM pushed_blobs")}
+        repos = {r[0] for r in conn.execute("SELECT digest FROM blob_repositories")}
+    finally:
+        conn.close()
+    return pushed, repos
+
+
+def test_push_forgets_the_compressed_blobs_of_layers_removed_since(
+        ketch: KetchCLI, ketch_root: Path, busybox_tar: Path, ketch_registry,
+        tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    reg = ketch_registry()
+    ketch("import", str(busybox_tar), f"{reg.host}/gone:1")
+    ketch("push", f"{reg.host}/gone:1")
+    gone = _diff_ids(ketch, f"{reg.host}/gone:1")
+    gone_blob = _skopeo_manifest(f"{reg.host}/gone:1")["layers"][0]["digest"]
+    assert set(gone) <= _remembered(ketch_root)[0]
+
+    small = tmp_path / "small.tar"
+    with tarfile.open(small, "w") as tf:
+        info = tarfile.TarInfo("hello.txt")
+        info.size = 6
+        tf.addfile(info, io.BytesIO(b"hello\n"))
+    ketch("import", str(small), f"{reg.host}/kept:1")
+    ketch("rmi", f"{reg.host}/gone:1")
+    ketch("push", f"{reg.host}/kept:1")
+
+    pushed, repos = _remembered(ketch_root)
+    assert pushed == set(_diff_ids(ketch, f"{reg.host}/kept:1"))
+    assert gone_blob not in repos
+    assert _skopeo_manifest(f"{reg.host}/kept:1")["layers"][0]["digest"] in repos

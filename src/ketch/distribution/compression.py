@@ -242,6 +242,18 @@ class CompressedBlobs:
         self.db = db
         db.ensure_schema("pushed_blobs", SCHEMA)
 
+    def forget_unused(self) -> None:
+        """Drop what no longer helps a push: compressed blobs of layers the store no
+        longer has, and the repositories of blobs that are neither such a compressed
+        blob nor a stored layer's own. Run at each push, so the tables stay as large as
+        the layers present (and what the pushes since sent), not the whole history."""
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM pushed_blobs WHERE diff_id NOT IN"
+                         " (SELECT diff_id FROM layers)")
+            conn.execute("DELETE FROM blob_repositories WHERE digest NOT IN"
+                         " (SELECT digest FROM pushed_blobs) AND digest NOT IN"
+                         " (SELECT blob_digest FROM layers WHERE blob_digest IS NOT NULL)")
+
     def lookup(self, diff_id: str, compression: Compression) -> tuple[str, int] | None:
         row = self.db.conn.execute(
             "SELECT digest, size FROM pushed_blobs WHERE diff_id=? AND format=? AND level=?",

@@ -165,6 +165,7 @@ class _Pusher:
         self.manifest_media_type = manifest_media_type
         self.fallback_source = fallback_source
         self.blobs = CompressedBlobs(images.db)
+        self.blobs.forget_unused()
         self.events: queue.SimpleQueue[Progress | None] = queue.SimpleQueue()
 
     def emit(self, event: Progress) -> None:
