@@ -18,7 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "ketch"
-FRONT_DOORS = frozenset({"cli", "api"})
+FRONT_DOORS = frozenset({"cli", "api", "cri"})
 # The registry server is a product of its own that `ketch registry serve` starts.
 FRONT_DOOR_MAY_USE = frozenset({"engine", "fmt", "errors", "values", "reference", "oci",
                                 "launcher", "registry"})

@@ -300,3 +300,23 @@ def service(ns: Namespace) -> None:
     sys.stderr.flush()
     os.execv(sys.executable, [sys.executable, "-I", "-S", "-c", code, e.root_dir,
                               e.run_root_dir, ns.uri or "", str(ns.time)])
+
+
+@registry.command("cri", "[OPTIONS]",
+                  "Serve the Kubernetes CRI (default unix:///run/ketch/cri.sock)")
+def _cri(p: Parser) -> None:
+    p.add_argument("--listen", metavar="string", default="",
+                   help="Socket to serve on (unix:///path)")
+
+
+@_cri.handler
+def cri(ns: Namespace) -> None:
+    # Its own program (ketch/cri/__main__.py), as `system service`: the CLI never loads
+    # gRPC.
+    e = engine()
+    code = (f"import sys; sys.path[:] = {sys.path!r}; from ketch.cri.__main__ import main;"
+            " sys.exit(main())")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-I", "-S", "-c", code, e.root_dir,
+                              e.run_root_dir, ns.listen])

@@ -13,7 +13,7 @@ import json
 import re
 from urllib.parse import urlencode, urljoin, urlsplit
 
-from ketch.errors import KetchError
+from ketch.errors import KetchError, Unauthorized
 
 # A pull of an image that is already present makes one request; what it imports shows.
 # Plain HTTP (loopback registries) goes through `http11`; `http.client`, `ssl` and
@@ -47,8 +47,12 @@ MANIFEST_ACCEPT = ", ".join([
 ])
 
 
-class RegistryUnauthorized(KetchError):
-    pass
+class RegistryUnauthorized(Unauthorized):
+    """The registry refused us. An Unauthorized error for callers that classify errors
+    (the CRI answers UNAUTHENTICATED), while the Engine API keeps answering 500 with
+    the registry's words, as it did."""
+
+    http_status = 500
 
 
 class RegistryErrorResponse(KetchError):

@@ -1,0 +1,30 @@
+"""`python -m ketch.cri ROOT RUN_ROOT URI`: the CRI server as a program (see __init__)."""
+
+from __future__ import annotations
+
+import sys
+
+from ketch.errors import KetchError
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 3:
+        sys.stderr.write("usage: python -m ketch.cri ROOT RUN_ROOT URI"
+                         " (URI may be empty for the default socket)\n")
+        return 2
+    root, run_root, uri = args
+    from ketch.cri.server import serve
+
+    try:
+        serve(root, run_root, uri or None)
+    except KetchError as e:
+        sys.stderr.write(f"Error: {e.message}\n")
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""What the CRI services share: one Engine per gRPC worker thread (an Engine holds one
+SQLite connection), and the mapping of ketch's errors to gRPC status codes."""
+
+from __future__ import annotations
+
+import functools
+import threading
+
+import grpc
+
+from ketch.engine import Engine
+from ketch.errors import Conflict, Forbidden, InvalidArgument, KetchError, NotFound, Unauthorized
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+
+class Engines:
+    """An Engine per worker thread, all on one state root."""
+
+    def __init__(self, root: str, run_root: str) -> None:
+        self.root = root
+        self.run_root = run_root
+        self._local = threading.local()
+
+    def get(self) -> Engine:
+        e = getattr(self._local, "engine", None)
+        if e is None:
+            e = self._local.engine = Engine(self.root, self.run_root)
+        return e
+
+
+_CODES: list[tuple[type[KetchError], grpc.StatusCode]] = [
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (Conflict, grpc.StatusCode.FAILED_PRECONDITION),
+    (Unauthorized, grpc.StatusCode.UNAUTHENTICATED),
+    (Forbidden, grpc.StatusCode.PERMISSION_DENIED),
+]
+
+
+def status_of(exc: KetchError) -> grpc.StatusCode:
+    for kind, code in _CODES:
+        if isinstance(exc, kind):
+            return code
+    return grpc.StatusCode.UNKNOWN
+
+
+def rpc(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A servicer method whose ketch errors become the call's gRPC status and message."""
+
+    @functools.wraps(method)
+    def call(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(self, request, context)
+        except KetchError as e:
+            context.abort(status_of(e), e.message)
+    return call

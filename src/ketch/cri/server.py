@@ -1,0 +1,59 @@
+"""The CRI gRPC server on a unix socket (default unix:///run/ketch/cri.sock, mode 0660):
+grpcio with the CRI v1 definitions from PyPI `container-runtime-interface-api` (the
+generated code of Kubernetes' published api.proto, kept in step with its releases, so
+ketch carries no generated code of its own). SIGTERM and SIGINT stop it, letting calls
+in progress finish for up to 5 seconds."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from concurrent import futures
+
+import grpc
+from cri_api.v1 import api_pb2_grpc
+
+from ketch.cri.common import Engines
+from ketch.cri.images import ImageService
+from ketch.cri.runtime import RuntimeService
+from ketch.errors import InvalidArgument
+
+DEFAULT_SOCKET = "/run/ketch/cri.sock"
+
+
+def socket_path(uri: str | None) -> str:
+    if not uri:
+        return DEFAULT_SOCKET
+    if not uri.startswith("unix://") or len(uri) <= len("unix://"):
+        raise InvalidArgument(f"invalid --listen {uri!r}: the CRI is served on a unix socket"
+                              " (unix:///path/to/cri.sock)")
+    path = uri[len("unix://"):]
+    if not os.path.isabs(path):
+        raise InvalidArgument(f"invalid --listen {uri!r}: the socket path must be absolute")
+    return path
+
+
+def serve(root: str, run_root: str, uri: str | None) -> None:
+    path = socket_path(uri)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if os.path.exists(path):
+        os.unlink(path)  # a socket left by a server that is gone
+    engines = Engines(root, run_root)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="cri"))
+    api_pb2_grpc.add_RuntimeServiceServicer_to_server(RuntimeService(engines), server)
+    api_pb2_grpc.add_ImageServiceServicer_to_server(ImageService(engines), server)
+    old = os.umask(0o117)  # the socket: rw for root and its group
+    try:
+        server.add_insecure_port(f"unix://{path}")
+        server.start()
+    finally:
+        os.umask(old)
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    while not done.wait(1):
+        pass
+    server.stop(grace=5).wait()
+    if os.path.exists(path):
+        os.unlink(path)
