@@ -507,6 +507,13 @@ class Engine:
 
         return unit_file(self.root_dir, self.run_root_dir)
 
+    def container_healthcheck(self, container: str) -> str:
+        """Run the container's health check once now and record it (what the health
+        timer runs); its health status: starting, healthy or unhealthy."""
+        from ketch.containers.health import check
+
+        return check(self.containers, container)
+
     def container_cleanup(self, container: str) -> None:
         """Finish a container whose process exited (the monitor's exit command)."""
         from ketch.containers.lifecycle import cleanup

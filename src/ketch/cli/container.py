@@ -768,6 +768,25 @@ def restart_wait(ns: Namespace) -> int:
     return engine().restart_wait(ns.container, ns.token, float(ns.at))
 
 
+@registry.command("healthcheck", "CONTAINER", "Run a container's health check now and print"
+                  " its health (as podman healthcheck run; the health timer runs it)")
+def _healthcheck(p: Parser) -> None:
+    p.add_argument("container", metavar="CONTAINER")
+
+
+@_healthcheck.handler
+def healthcheck(ns: Namespace) -> int:
+    # exit codes the health timer reads (ketch.containers.healthtimer): 0 healthy,
+    # 1 unhealthy, 2 starting, 3 nothing to check (gone, not running, no check)
+    try:
+        status = engine().container_healthcheck(ns.container)
+    except KetchError as e:
+        sys.stderr.write(f"Error: {e.message}\n")
+        return 3
+    print(status)
+    return {"healthy": 0, "unhealthy": 1}.get(status, 2)
+
+
 @registry.command("cleanup", "CONTAINER", "Finish a container after its process exited"
                   " (run by the container monitor)")
 def _cleanup(p: Parser) -> None:

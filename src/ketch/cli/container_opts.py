@@ -13,6 +13,42 @@ if TYPE_CHECKING:
     from typing import Any
 
 
+def _duration(text: str) -> int:
+    """A pflag duration flag ("200ms", "1m30s") in nanoseconds."""
+    from ketch.fmt.units import parse_duration
+
+    try:
+        return round(parse_duration(text) * 1_000_000_000)
+    except InvalidArgument as e:
+        raise ValueError(e.message) from None
+
+
+def _health_config(ns: Namespace, config: dict[str, Any]) -> None:
+    """Config.Healthcheck from the --health-* flags, as docker/cli builds it."""
+    durations = {"interval": ns.health_interval, "timeout": ns.health_timeout,
+                 "start-period": ns.health_start_period,
+                 "start-interval": ns.health_start_interval}
+    given = bool(ns.health_cmd) or ns.health_retries != 0 or any(durations.values())
+    if ns.no_healthcheck:
+        if given:
+            raise InvalidArgument("--no-healthcheck conflicts with --health-* options")
+        config["Healthcheck"] = {"Test": ["NONE"]}
+    elif given:
+        for name, value in durations.items():
+            if value < 0:
+                raise InvalidArgument(f"--health-{name} cannot be negative")
+        if ns.health_retries < 0:
+            raise InvalidArgument("--health-retries cannot be negative")
+        config["Healthcheck"] = {
+            "Test": ["CMD-SHELL", ns.health_cmd] if ns.health_cmd else None,
+            "Interval": ns.health_interval, "Timeout": ns.health_timeout,
+            "StartPeriod": ns.health_start_period,
+            "StartInterval": ns.health_start_interval, "Retries": ns.health_retries,
+        }
+    if ns.health_on_failure is not None:
+        config["HealthcheckOnFailureAction"] = ns.health_on_failure
+
+
 def add_create_flags(p: Parser) -> None:
     a = p.add_argument
     a("image", metavar="IMAGE")
@@ -77,6 +113,22 @@ def add_create_flags(p: Parser) -> None:
       " pass all GPUs); ketch has no GPU support and refuses it")
     a("--group-add", action="append", default=[], metavar="list",
       help="Add additional groups to join")
+    a("--health-cmd", metavar="string", help="Command to run to check health")
+    a("--health-interval", type=_duration, default=0, metavar="duration",
+      help="Time between running the check (ms|s|m|h) (default 0s)")
+    a("--health-on-failure", metavar="string",
+      help="Action to take once the container turns unhealthy: none, kill, restart or"
+           " stop (Podman's flag; default none)")
+    a("--health-retries", type=int, default=0, metavar="int",
+      help="Consecutive failures needed to report unhealthy")
+    a("--health-start-interval", type=_duration, default=0, metavar="duration",
+      help="Time between running the check during the start period (ms|s|m|h)"
+           " (default 0s)")
+    a("--health-start-period", type=_duration, default=0, metavar="duration",
+      help="Start period for the container to initialize before starting health-retries"
+           " countdown (ms|s|m|h) (default 0s)")
+    a("--health-timeout", type=_duration, default=0, metavar="duration",
+      help="Maximum time to allow one check to run (ms|s|m|h) (default 0s)")
     a("-h", "--hostname", metavar="string", help="Container host name")
     a("--init", action="store_true", help="Run an init inside the container")
     a("-i", "--interactive", action="store_true", help="Keep STDIN open even if not attached")
@@ -284,8 +336,7 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
         config["StopSignal"] = ns.stop_signal
     if ns.stop_timeout is not None:
         config["StopTimeout"] = ns.stop_timeout
-    if ns.no_healthcheck:
-        config["Healthcheck"] = {"Test": ["NONE"]}
+    _health_config(ns, config)
     security_opts, unconfined_paths = Engine.security_opts(ns.security_opt)
     restart_policy = Engine.restart_policy(ns.restart)
     # `-v /path` (no source) is an anonymous volume: Docker puts it in Config.Volumes.

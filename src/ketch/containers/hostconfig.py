@@ -335,5 +335,9 @@ def validate(config: dict[str, Any], hc: dict[str, Any]) -> None:
     a string Cmd/Entrypoint."""
     check_config_types(config)
     check_env(config)
+    if config.get("Healthcheck") is not None or config.get("HealthcheckOnFailureAction"):
+        from ketch.containers.health import validate as validate_health
+
+        validate_health(config)
     check_mounts(config, hc)
     check_resources(hc)

@@ -415,6 +415,9 @@ def _start_locked(svc: ContainerService, rec: ContainerRecord,
                        exit_code=0, error="", network=_public_net(net), **fields)
     rec = svc.records.get(rec.id) or rec
     svc.event(rec, "start")
+    from ketch.containers.health import start_timer
+
+    start_timer(svc, rec, pid)
     return rec
 
 
@@ -580,7 +583,12 @@ def _finish(svc: ContainerService, cid: str, apply_policy: bool = True) -> None:
     extra = dict(rec.extra)
     extra.pop("stopping", None)
     extra["OOMKilled"] = bool(status and status.oom_killed)
+    if extra["OOMKilled"]:
+        svc.event(rec, "oom")  # dockerd sends it before "die"
     svc.event(rec, "die", exitCode=code)  # before the network goes, as dockerd's order
+    from ketch.containers.health import stop_timer
+
+    stop_timer(svc, rec.id)
     release_resources(svc, rec)
     # The policy acts on an exit the monitor recorded; a monitor gone without one (the
     # host rebooted) leaves the container exited, for the boot-time command.

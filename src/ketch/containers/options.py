@@ -431,6 +431,19 @@ CREATE_OPTIONS: dict[str, str] = {
     "--expose": "Config.ExposedPorts, one entry per port of a range",
     "--gpus": "refused: ketch has no GPU support",
     "--group-add": "supplementary groups of the process",
+    "--health-cmd": "Config.Healthcheck.Test CMD-SHELL, run by the health timer"
+                    " (ketch.containers.health)",
+    "--health-interval": "Config.Healthcheck.Interval: the wait between checks",
+    "--health-on-failure": "Config.HealthcheckOnFailureAction (Podman's): kill, stop or"
+                           " restart a container that turned unhealthy",
+    "--health-retries": "Config.Healthcheck.Retries: failures in a row that make it"
+                        " unhealthy",
+    "--health-start-interval": "Config.Healthcheck.StartInterval: the wait between checks"
+                               " while starting in the start period",
+    "--health-start-period": "Config.Healthcheck.StartPeriod: failures in it do not count"
+                             " while starting",
+    "--health-timeout": "Config.Healthcheck.Timeout: a check running longer is killed and"
+                        " fails",
     "--hostname": "the UTS host name and /etc/hostname",
     "--init": "tini as PID 1: zombies reaped, signals forwarded",
     "--interactive": "the container's stdin stays open and is attached",

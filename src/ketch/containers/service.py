@@ -91,8 +91,10 @@ def merge_image_config(config: dict[str, Any], image: dict[str, Any]) -> dict[st
         merged = dict(ic.get(key) or {})
         merged.update(c.get(key) or {})
         c[key] = merged or None
-    if not c.get("Healthcheck") and ic.get("Healthcheck"):
-        c["Healthcheck"] = ic["Healthcheck"]
+    if c.get("Healthcheck") or ic.get("Healthcheck"):
+        from ketch.containers.health import merge
+
+        c["Healthcheck"] = merge(c.get("Healthcheck"), ic.get("Healthcheck"))
     return c
 
 
@@ -327,7 +329,12 @@ class ContainerService:
 
         now = now or time.time()
         if rec.state == "running":
-            return f"Up {human_duration(now - rec.started_at)}"
+            up = f"Up {human_duration(now - rec.started_at)}"
+            if not (rec.config.get("Healthcheck") or {}).get("Test"):
+                return up
+            from ketch.containers.health import status_suffix
+
+            return up + status_suffix(self, rec)
         if rec.state == "paused":
             return f"Up {human_duration(now - rec.started_at)} (Paused)"
         if rec.state == "restarting":
@@ -364,6 +371,11 @@ class ContainerService:
         for k in filters:
             if k not in allowed:
                 raise InvalidArgument(f"invalid filter '{k}'")
+        if "health" in filters:
+            from ketch.containers.health import check_filter
+            from ketch.containers.health import status as health_status
+
+            check_filter(filters["health"])
         recs = [self._refresh(r) for r in self.records.all()]
         if latest:
             limit = 1
@@ -405,6 +417,8 @@ class ContainerService:
                     continue
             if "exited" in filters and (r.state != "exited" or str(r.exit_code)
                                         not in filters["exited"]):
+                continue
+            if "health" in filters and health_status(self, r) not in filters["health"]:
                 continue
             if before is not None and r.created >= before:
                 continue
@@ -507,6 +521,11 @@ class ContainerService:
             "Config": cfg,
             "NetworkSettings": self._network_settings(r),
         }
+        from ketch.containers.health import read as read_health
+
+        health = read_health(self, r)
+        if health is not None:
+            out["State"]["Health"] = health
         if size:
             out["SizeRw"] = self.size_rw(r)
             out["SizeRootFs"] = out["SizeRw"] + self._image_size(r)
