@@ -98,6 +98,18 @@ def test_check_not_run_yet_shows_health_starting(ketch, run_d):
     assert ps_names(ketch, "health=starting") == ["hc-wait"]
 
 
+def test_failures_in_the_start_period_do_not_count_while_starting(ketch, run_d):
+    run_d("--name", "hc-warm", "--health-cmd", "exit 1", "--health-start-period", "1h",
+          "--health-start-interval", "200ms", "--health-interval", "30m",
+          "--health-retries", "1", "busybox", "sleep", "300")
+    # checked every start interval inside the start period: failures are logged, not
+    # counted
+    h = wait_for(lambda: (x := health(ketch, "hc-warm")) and len(x["Log"]) >= 3 and x,
+                 timeout=60, what="three checks in the start period")
+    assert (h["Status"], h["FailingStreak"]) == ("starting", 0)
+    assert {r["ExitCode"] for r in h["Log"]} == {1}
+
+
 def test_failing_check_turns_unhealthy_after_retries_with_streak_and_last_five_results(
         ketch, run_d):
     t0 = mark()
