@@ -254,13 +254,19 @@ def test_bad_health_flags_are_refused_with_125_and_nothing_is_created(ketch, fla
 
 def test_container_over_its_memory_limit_is_oom_killed_with_an_oom_event_before_die(ketch):
     t0 = mark()
-    proc = ketch("run", "--name", "hc-oom", "-m", "16m", "busybox", "dd", "if=/dev/zero",
-                 "of=/dev/null", "bs=64M", "count=1", check=False)
+    # the first run allocates 64 MiB under a 16 MiB limit; a later start only sleeps
+    proc = ketch("run", "--name", "hc-oom", "-m", "16m", "busybox", "sh", "-c",
+                 "[ -e /ran ] && exec sleep 300; touch /ran;"
+                 " exec dd if=/dev/zero of=/dev/null bs=64M count=1", check=False)
     assert proc.returncode == 137, proc.stderr
     assert ketch("inspect", "-f", "{{.State.OOMKilled}} {{.State.ExitCode}}",
                  "hc-oom").stdout.split() == ["true", "137"]
     acts = events(ketch, t0, "hc-oom")
     assert "oom" in acts and acts.index("oom") < acts.index("die"), acts
+    # cleared by the next start, as Docker does
+    ketch("start", "hc-oom")
+    assert ketch("inspect", "-f", "{{.State.OOMKilled}} {{.State.Status}}",
+                 "hc-oom").stdout.split() == ["false", "running"]
     ketch("run", "--name", "hc-fits", "-m", "16m", "busybox", "true")
     assert ketch("inspect", "-f", "{{.State.OOMKilled}}", "hc-fits").stdout.strip() == "false"
     assert "oom" not in events(ketch, t0, "hc-fits")

@@ -228,6 +228,7 @@ def started_fields(rec: ContainerRecord, token: str | None) -> dict[str, Any]:
     backoff; the user's start resets both and re-arms the policy."""
     extra = dict(rec.extra)
     extra.pop(RESTARTER, None)
+    extra.pop("OOMKilled", None)  # of the run before: Docker clears it at every start
     if token is not None:
         return {"extra": extra}
     for key in (MANUALLY_STOPPED, CANCELLED, BACKOFF):
