@@ -39,7 +39,7 @@ import os
 import sys
 import time
 
-from ketch.errors import Conflict, InvalidArgument, KetchError
+from ketch.errors import Conflict, InvalidArgument, KetchError, NotFound
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -190,8 +190,11 @@ class _Locked:
     def __enter__(self) -> _Locked:
         import fcntl
 
-        self.fd = os.open(self.path.with_name("health.lock"),
-                          os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        try:
+            self.fd = os.open(self.path.with_name("health.lock"),
+                              os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:  # removed meanwhile (during a probe)
+            raise NotFound(f"No such container: {self.path.parent.name}") from None
         fcntl.flock(self.fd, fcntl.LOCK_EX)
         try:
             doc: dict[str, Any] = json.loads(self.path.read_text())
