@@ -204,7 +204,9 @@ def test_on_failure_restart_restarts_the_unhealthy_container_and_counts_it(ketch
     # healthy once the check passes: the restarted container is checked again
     wait_for(lambda: ketch("inspect", "-f", "{{.State.Status}}", "hc-restart").stdout.strip()
              == "running", timeout=30, what="running again")
-    ketch("exec", "hc-restart", "touch", "/tmp/ok", check=False)
+    # (an exec may meet the container between two restarts: tried until it ran)
+    wait_for(lambda: ketch("exec", "hc-restart", "touch", "/tmp/ok", check=False
+                           ).returncode == 0, timeout=30, what="the file made")
     wait_status(ketch, "hc-restart", "healthy")
     assert timers(cid)
 
