@@ -244,7 +244,7 @@ def start_timer(svc: ContainerService, rec: ContainerRecord, pid: int) -> None:
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True,
-                                close_fds=True)
+                                close_fds=True, cwd="/")
     except OSError:
         return  # no timer: the container runs, its health stays "starting"
     path = _timer_pidfile(svc, rec.id)
