@@ -914,8 +914,10 @@ class ContainerService:
     def diff(self, name_or_id: str) -> builtins.list[tuple[int, str]]:
         """`diff`: (0 changed, 1 added, 2 deleted, path) from the container's upper dir."""
         rec = self.get(name_or_id)
+        from ketch.containers.diff import upper_changes
+
         lowers = self.engine.layers.lower_dirs(rec.chain_ids) if rec.chain_ids else []
-        return _upper_changes(self.path(rec.id) / "upper", lowers)
+        return upper_changes(self.path(rec.id) / "upper", lowers)
 
     def commit(self, name_or_id: str, *, ref: str | None = None,
                changes: builtins.list[str] | None = None, message: str = "", author: str = "",
@@ -923,18 +925,20 @@ class ContainerService:
         """`commit`: a new image, the container's image plus its upper dir as a layer.
         `config` (the API's body) overrides the container's settings, which fill in
         what it leaves unset (moby's merge)."""
+        from ketch.containers.commit import commit_container
+
         rec = self.get(name_or_id)
         if not (pause and rec.state == "running"):
-            return _commit_container(self, rec, ref=ref, changes=list(changes or []),
-                                     message=message, author=author, user_config=config)
+            return commit_container(self, rec, ref=ref, changes=list(changes or []),
+                                    message=message, author=author, user_config=config)
         # Killed while the container is frozen, this process leaves the intent for the
         # next ketch command to thaw it (lifecycle.recover).
         with self.engine.intents.held("containers.pause", rec.id):
             self.pause(rec.id)
             try:
-                return _commit_container(self, rec, ref=ref, changes=list(changes or []),
-                                         message=message, author=author,
-                                         user_config=config)
+                return commit_container(self, rec, ref=ref, changes=list(changes or []),
+                                        message=message, author=author,
+                                        user_config=config)
             finally:
                 self.unpause(rec.id)
 
@@ -964,7 +968,9 @@ class ContainerService:
         else:
             recs = [(r.id[:12], r) for r in (self._refresh(x) for x in self.records.all())
                     if all or r.state in ("running", "paused")]
-        return _stats_rows(self, recs, interval)
+        from ketch.containers.stats import sample_rows
+
+        return sample_rows(self, recs, interval)
 
     def update(self, name_or_id: str, changes: dict[str, Any]) -> builtins.list[str]:
         """`update`: resource limits and restart policy (Docker's UpdateConfig), in the
@@ -1033,232 +1039,12 @@ def _label_ok(labels: dict[str, str], f: str) -> bool:
     return k in labels and (not eq or labels[k] == v)
 
 
-# -- diff ----------------------------------------------------------------------------------
-# Files the runtime creates in a container's root as mount points: Docker keeps them in a
-# per-container init layer, so they are no change the user made.
-_MOUNTPOINT_FILES = {"etc/hostname", "etc/hosts", "etc/resolv.conf", ".dockerenv"}
-_MOUNTPOINT_DIRS = {"proc", "sys", "dev"}
-_OPAQUE = "trusted.overlay.opaque"
-
-
-def _is_whiteout(st: os.stat_result) -> bool:
-    import stat
-
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
-def _in_lowers(lowers: list[Path], parts: list[str]) -> os.stat_result | None:
-    """What the image (overlay lower dirs, topmost first) has at `parts`, or None."""
-    import stat
-
-    for lower in lowers:
-        cur = lower
-        masks_below = False
-        for i, part in enumerate(parts):
-            cur = cur / part
-            try:
-                st = os.lstat(cur)
-            except (FileNotFoundError, NotADirectoryError):
-                break  # not in this layer: the layers below decide, unless masked
-            if _is_whiteout(st):
-                return None
-            if i == len(parts) - 1:
-                return st
-            if not stat.S_ISDIR(st.st_mode):
-                return None  # a file hides everything below its name
-            if _opaque(cur):
-                masks_below = True
-        if masks_below:
-            return None
-    return None
-
-
-def _opaque(path: Path | str) -> bool:
-    try:
-        return os.getxattr(path, _OPAQUE, follow_symlinks=False) == b"y"
-    except OSError:
-        return False
-
-
-def _upper_changes(upper: Path, lowers: list[Path]) -> list[tuple[int, str]]:
-    """moby's overlay changes: whiteouts are deletions, entries the image lacks are
-    additions, the rest modifications; a directory counts only if its own metadata
-    changed or something directly in it was added or deleted."""
-    import stat
-
-    changes: dict[str, int] = {}
-    stack = [""]
-    while stack:
-        rel = stack.pop()
-        try:
-            entries = list(os.scandir(upper / rel if rel else upper))
-        except OSError:
-            continue
-        for e in entries:
-            path = f"{rel}/{e.name}" if rel else e.name
-            st = e.stat(follow_symlinks=False)
-            if _is_whiteout(st):
-                changes[path] = 2
-                continue
-            is_dir = stat.S_ISDIR(st.st_mode)
-            lower = _in_lowers(lowers, path.split("/"))
-            if lower is None:
-                if path in _MOUNTPOINT_FILES and stat.S_ISREG(st.st_mode) and not st.st_size:
-                    continue
-                if path in _MOUNTPOINT_DIRS and is_dir and not any(os.scandir(e.path)):
-                    continue
-                changes[path] = 1
-            elif not (is_dir and stat.S_ISDIR(lower.st_mode)
-                      and (st.st_mode, st.st_uid, st.st_gid)
-                      == (lower.st_mode, lower.st_uid, lower.st_gid)
-                      and not _opaque(e.path)):
-                changes[path] = 0
-            if is_dir:
-                stack.append(path)
-    for path, kind in list(changes.items()):
-        parent = path.rpartition("/")[0]
-        if kind in (1, 2) and parent and parent not in changes:
-            changes[parent] = 0
-    return sorted(((k, "/" + p) for p, k in changes.items()), key=lambda c: c[1])
-
-
-# -- commit --------------------------------------------------------------------------------
-_IMAGE_CONFIG_KEYS = ("User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes",
-                      "WorkingDir", "Labels", "StopSignal", "Healthcheck", "ArgsEscaped",
-                      "OnBuild", "Shell")
-
-
 def _running_execs(svc: ContainerService, rec: ContainerRecord) -> list[str]:
     if rec.state not in ("running", "paused"):
         return []
     from ketch.containers import execs
 
     return execs.running_ids(svc, rec.id)
-
-
-def _merge_config(user: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
-    """A commit's Config from the caller over the container's: what the caller leaves
-    unset comes from the container; ports, volumes, labels and Env (by name) are merged."""
-    out = {k: v for k, v in user.items() if k in _IMAGE_CONFIG_KEYS and v not in (None, "",
-                                                                                  [], {})}
-    for k in ("ExposedPorts", "Volumes", "Labels"):
-        if base.get(k):
-            out[k] = {**base[k], **(out.get(k) or {})}
-    if base.get("Env"):
-        own = {e.partition("=")[0] for e in out.get("Env") or []}
-        out["Env"] = list(out.get("Env") or []) + [e for e in base["Env"]
-                                                   if e.partition("=")[0] not in own]
-    if not out.get("Entrypoint"):
-        if not out.get("Cmd") and base.get("Cmd") is not None:
-            out["Cmd"] = base["Cmd"]
-        if base.get("Entrypoint") is not None:
-            out["Entrypoint"] = base["Entrypoint"]
-    for k in ("User", "WorkingDir", "StopSignal", "Healthcheck", "OnBuild", "Shell"):
-        if not out.get(k) and base.get(k) is not None:
-            out[k] = base[k]
-    return out
-
-
-def _commit_container(svc: ContainerService, rec: ContainerRecord, *, ref: str | None,
-                      changes: list[str], message: str, author: str,
-                      user_config: dict[str, Any] | None = None) -> ImageRecord:
-    import threading
-
-    from ketch import reference
-    from ketch.archive import write_layer_from_upper
-    from ketch.images.changes import apply_changes
-    from ketch.images.service import NewLayer, now_rfc3339
-
-    images = svc.engine.images
-    tags: list[str] = []
-    if ref:
-        target = reference.parse(ref)
-        if target.digest:
-            raise InvalidArgument("refusing to create a tag with a digest reference")
-        tags = [str(target)]
-    base = images.records.get(rec.image_id)
-    if base is None:
-        raise ImageNotFound(rec.image_id)
-    base_cfg = images.get_config(base).raw
-    base_manifest = images.get_manifest(base)
-    config: dict[str, Any] = {
-        k: v for k, v in base_cfg.items()
-        if k in ("architecture", "os", "os.version", "os.features", "variant")}
-    # Docker keeps the container's own settings (its command, env, ...) in the image.
-    config["config"] = {k: rec.config[k] for k in _IMAGE_CONFIG_KEYS
-                        if rec.config.get(k) is not None}
-    if user_config:
-        config["config"] = _merge_config(user_config, config["config"])
-    apply_changes(config, changes)
-    config["created"] = now_rfc3339()
-    if author:
-        config["author"] = author
-    if message:
-        config["comment"] = message  # `inspect`'s .Comment, as moby's commit
-    path, args = svc.command_line(rec)
-    history = list(base_cfg.get("history") or [])
-    entry: dict[str, Any] = {"created": config["created"],
-                             "created_by": " ".join([path, *args]).strip()}
-    if author:
-        entry["author"] = author
-    if message:
-        entry["comment"] = message
-    history.append(entry)
-    config["history"] = history
-    diff_ids = list((base_cfg.get("rootfs") or {}).get("diff_ids") or [])
-
-    upper = svc.path(rec.id) / "upper"
-    lowers = svc.engine.layers.lower_dirs(rec.chain_ids) if rec.chain_ids else []
-    r, w = os.pipe()
-    failed: list[BaseException] = []
-
-    def produce() -> None:
-        try:
-            with open(w, "wb") as out:
-                write_layer_from_upper(upper, out, lower_dirs=lowers)
-        except BaseException as e:  # reported by the reading side
-            failed.append(e)
-
-    with images.writing():
-        t = threading.Thread(target=produce, daemon=True)
-        t.start()
-        try:
-            with open(r, "rb") as stream:
-                layer = images.add_layer_stream(
-                    stream, parent=rec.chain_ids[-1] if rec.chain_ids else None)
-        finally:
-            t.join()
-        if failed:
-            raise failed[0]
-        config["rootfs"] = {"type": "layers", "diff_ids": diff_ids + [layer.diff_id]}
-        layers = [NewLayer(d.digest, d.media_type, d.size, diff_id, 0)
-                  for d, diff_id in zip(base_manifest.layers, diff_ids, strict=True)]
-        image = images.commit(config, layers + [layer], parent=base.id, tags=tags)
-    svc.event(rec, "commit", comment=message, imageID=image.id, imageRef=ref or "")
-    return image
-
-
-# -- stats ---------------------------------------------------------------------------------
-def _stats_rows(svc: ContainerService, recs: list[tuple[str, ContainerRecord]],
-                interval: float) -> list[dict[str, str]]:
-    """Two Docker stats documents per container, `interval` apart (sampled in parallel),
-    rendered as `docker stats` rows."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from ketch.containers import stats
-
-    def sample_all(pre: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
-        with ThreadPoolExecutor(max_workers=max(1, min(16, len(recs)))) as pool:
-            return list(pool.map(lambda i: stats.document(
-                svc, recs[i][1], pre[i] if pre else None), range(len(recs))))
-
-    if not recs:
-        return []
-    first = sample_all(None)
-    if any(r.state in ("running", "paused") for _, r in recs):
-        time.sleep(interval)
-    second = sample_all(first)
-    return [stats.row(doc, given) for doc, (given, _) in zip(second, recs, strict=True)]
 
 
 def _search(pattern: str, text: str) -> bool:

@@ -258,3 +258,23 @@ def bytes_size(n: float) -> str:
         n /= 1024
         i += 1
     return f"{n:.4g}{units[i]}"
+
+
+def sample_rows(svc: ContainerService, recs: list[tuple[str, ContainerRecord]],
+                interval: float) -> list[dict[str, str]]:
+    """Two Docker stats documents per container, `interval` apart (sampled in parallel),
+    rendered as `docker stats` rows."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def sample_all(pre: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+        with ThreadPoolExecutor(max_workers=max(1, min(16, len(recs)))) as pool:
+            return list(pool.map(lambda i: document(
+                svc, recs[i][1], pre[i] if pre else None), range(len(recs))))
+
+    if not recs:
+        return []
+    first = sample_all(None)
+    if any(r.state in ("running", "paused") for _, r in recs):
+        time.sleep(interval)
+    second = sample_all(first)
+    return [row(doc, given) for doc, (given, _) in zip(second, recs, strict=True)]
