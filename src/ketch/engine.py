@@ -516,9 +516,7 @@ class Engine:
 
     def container_cleanup(self, container: str) -> None:
         """Finish a container whose process exited (the monitor's exit command)."""
-        from ketch.containers.lifecycle import cleanup
-
-        cleanup(self.containers, container)
+        self.containers.cleanup(container)
 
     # -- events (ketch.events) -------------------------------------------------------------
     def events(self, *, since: str | None = None, until: str | None = None,

@@ -725,8 +725,6 @@ class Builder:
                    ) -> Iterator[tuple[str, bool]]:
         """Run `cmd` in a container of the current image, streaming its output; yields
         (container id, kept?) once it exited 0, and removes it afterwards by --rm rules."""
-        from ketch.containers import lifecycle
-
         if st.image_id is None:
             raise BuildError("Please provide a source image with `from` prior to run")
         svc = self.engine.containers
@@ -754,10 +752,10 @@ class Builder:
             holder: dict[str, Any] = {}
 
             def attach_first(paths: Any) -> None:
-                holder["s"] = lifecycle.monitor(svc, rec).attach(paths)
+                holder["s"] = svc.lifecycle.monitor(rec).attach(paths)
 
             try:
-                lifecycle.start(svc, cid, before_start=attach_first)
+                svc.lifecycle.start(cid, before_start=attach_first)
             except BaseException:
                 if "s" in holder:
                     holder["s"].close()

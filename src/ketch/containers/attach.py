@@ -72,13 +72,11 @@ def _stream(svc: ContainerService, session: AttachSession, paths: ContainerPaths
             stdin: bool, tty_mode: bool, detach_keys: str | None, stdout: bool = True,
             stderr: bool = True) -> bool:
     """Copy until the container's output ends; True when the user detached."""
-    from ketch.containers import lifecycle
-
     rec_monitor = None
     if tty_mode:
         size = _term_size()
         if size:
-            rec_monitor = lifecycle.monitor(svc, svc.records.get(paths.container_id))  # type: ignore[arg-type]
+            rec_monitor = svc.lifecycle.monitor(svc.records.get(paths.container_id))  # type: ignore[arg-type]
             with contextlib.suppress(Exception):
                 rec_monitor.resize(paths, *size)
 
@@ -105,18 +103,16 @@ def run_attached(svc: ContainerService, cid: str, *, stdin: bool, tty: bool,
     """Start a created (or stopped) container attached; return its exit code.
     `stdout`/`stderr` False leave that stream unread (`run -a stdout`); `on_started`
     is called once it runs (the CLI turns its garbage collector back on there)."""
-    from ketch.containers import lifecycle
-
     holder: dict[str, AttachSession] = {}
 
     def attach_first(paths: ContainerPaths) -> None:
         rec = svc.records.get(cid)
         assert rec is not None
-        holder["s"] = lifecycle.monitor(svc, rec).attach(paths)
+        holder["s"] = svc.lifecycle.monitor(rec).attach(paths)
         svc.event(rec, "attach")
 
     try:
-        rec = lifecycle.start(svc, cid, before_start=attach_first)
+        rec = svc.lifecycle.start(cid, before_start=attach_first)
     except BaseException:
         if "s" in holder:
             holder["s"].close()
@@ -124,7 +120,7 @@ def run_attached(svc: ContainerService, cid: str, *, stdin: bool, tty: bool,
             with contextlib.suppress(Exception):
                 svc.remove(cid, force=True)
         raise
-    paths = lifecycle.paths(svc, rec)
+    paths = svc.lifecycle.paths(rec)
     if on_started is not None:
         on_started()
     old = _proxy_signals(svc, cid) if sig_proxy and not tty else {}
@@ -143,8 +139,6 @@ def run_attached(svc: ContainerService, cid: str, *, stdin: bool, tty: bool,
 
 def attach_running(svc: ContainerService, name_or_id: str, *, stdin: bool,
                    detach_keys: str | None, sig_proxy: bool) -> int:
-    from ketch.containers import lifecycle
-
     rec = svc.get(name_or_id)
     if rec.state == "paused":
         raise Conflict("You cannot attach to a paused container, unpause it first")
@@ -153,11 +147,11 @@ def attach_running(svc: ContainerService, name_or_id: str, *, stdin: bool,
                        " running")
     if rec.state != "running":
         raise Conflict("You cannot attach to a stopped container, start it first")
-    paths = lifecycle.paths(svc, rec)
+    paths = svc.lifecycle.paths(rec)
     tty_mode = bool(rec.config.get("Tty"))
     old = _proxy_signals(svc, rec.id) if sig_proxy and not tty_mode else {}
     try:
-        with lifecycle.monitor(svc, rec).attach(paths) as session:
+        with svc.lifecycle.monitor(rec).attach(paths) as session:
             svc.event(rec, "attach")
             detached = _stream(svc, session, paths,
                                stdin=stdin and bool(rec.config.get("OpenStdin")),
@@ -221,20 +215,18 @@ def start_with_sessions(svc: ContainerService, name_or_id: str, count: int
                         ) -> tuple[Any, list[AttachSession]]:
     """Start a container with `count` attach sessions connected before its process runs,
     so they see all of its output. Returns (record, sessions)."""
-    from ketch.containers import lifecycle
-
     sessions: list[AttachSession] = []
 
     def attach_first(paths: ContainerPaths) -> None:
         rec = svc.records.get(svc.get(name_or_id).id)
         assert rec is not None
-        mon = lifecycle.monitor(svc, rec)
+        mon = svc.lifecycle.monitor(rec)
         for _ in range(count):
             sessions.append(mon.attach(paths))
         svc.event(rec, "attach")
 
     try:
-        rec = lifecycle.start(svc, name_or_id, before_start=attach_first if count else None)
+        rec = svc.lifecycle.start(name_or_id, before_start=attach_first if count else None)
     except BaseException:
         for s in sessions:
             s.close()
@@ -244,14 +236,12 @@ def start_with_sessions(svc: ContainerService, name_or_id: str, count: int
 
 def session_of_running(svc: ContainerService, name_or_id: str) -> AttachSession:
     """An attach session to a running container (output from now on)."""
-    from ketch.containers import lifecycle
-
     rec = svc.get(name_or_id)
     if rec.state == "paused":
         raise Conflict("You cannot attach to a paused container, unpause it first")
     if rec.state != "running":
         raise Conflict("You cannot attach to a stopped container, start it first")
-    session = lifecycle.monitor(svc, rec).attach(lifecycle.paths(svc, rec))
+    session = svc.lifecycle.monitor(rec).attach(svc.lifecycle.paths(rec))
     svc.event(rec, "attach")
     return session
 
@@ -268,14 +258,12 @@ def pump(session: AttachSession, streams: OutputStreams) -> bool:
 
 
 def resize(svc: ContainerService, name_or_id: str, height: int, width: int) -> None:
-    from ketch.containers import lifecycle
-
     rec = svc.get(name_or_id)
     if rec.state not in ("running", "paused"):
         raise Conflict(f"cannot resize container {rec.id}: it is not running")
     if not rec.config.get("Tty"):
         return  # Docker: resizing a container without a TTY does nothing
-    lifecycle.monitor(svc, rec).resize(lifecycle.paths(svc, rec), height, width)
+    svc.lifecycle.monitor(rec).resize(svc.lifecycle.paths(rec), height, width)
     svc.event(rec, "resize", height=height, width=width)
 
 

@@ -194,7 +194,6 @@ def start(svc: ContainerService, eid: str, *, stdout: OutputSink | None = None,
     settings attach) and `stdin` in (when it attaches stdin) until it exits; returns its
     exit code. Detached, or left with the detach keys: returns None once it runs. A
     command that cannot start raises ContainerStartError (126/127)."""
-    from ketch.containers import lifecycle
     from ketch.runtime.monitor import (
         DEFAULT_DETACH_KEYS,
         ContainerStartError,
@@ -217,7 +216,7 @@ def start(svc: ContainerService, eid: str, *, stdout: OutputSink | None = None,
         if doc["Running"] or doc["ExitCode"] is None:
             raise Conflict(f"Error: Exec command {eid} is already running") from None
         raise Conflict(f"Error: Exec command {eid} has already run") from None
-    paths = lifecycle.paths(svc, rec)
+    paths = svc.lifecycle.paths(rec)
     try:
         base = json.loads(paths.config.read_text())
         u = resolve_user(svc.path(rec.id) / "merged", doc["User"]) if doc["User"] else None
@@ -239,7 +238,7 @@ def start(svc: ContainerService, eid: str, *, stdout: OutputSink | None = None,
             on_started(pid)
 
     keys = parse_detach_keys(doc["DetachKeys"]) if doc["DetachKeys"] else DEFAULT_DETACH_KEYS
-    mon = lifecycle.monitor(svc, rec)
+    mon = svc.lifecycle.monitor(rec)
     try:
         res = mon.exec_process(
             paths, proc, exec_id=eid,

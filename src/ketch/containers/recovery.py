@@ -10,14 +10,6 @@ import os
 import signal as _signal
 import time
 
-from ketch.containers.lifecycle import (
-    _finish,
-    _remove_if_auto,
-    kill_now,
-    monitor,
-    paths,
-    release_resources,
-)
 from ketch.containers.rootfs import unmount
 from ketch.errors import KetchError
 
@@ -50,8 +42,8 @@ def _recover_start(svc: ContainerService, cid: str, data: dict[str, Any]) -> Non
     # (a policy restart killed half-way stays "restarting": its resources go here, the
     # restart policy starts it again)
     _settle_runtime(svc, rec)
-    release_resources(svc, rec)
-    _remove_if_auto(svc, rec)
+    svc.lifecycle.release_resources(rec)
+    svc.lifecycle.remove_if_auto(rec)
 
 
 def _settle_runtime(svc: ContainerService, rec: ContainerRecord, timeout: float = 10
@@ -60,8 +52,8 @@ def _settle_runtime(svc: ContainerService, rec: ContainerRecord, timeout: float 
     until no runtime state is left and conmon is gone or has recorded the exit."""
     from ketch.runtime.monitor import process_alive as pid_alive
 
-    mon = monitor(svc, rec)
-    p = paths(svc, rec)
+    mon = svc.lifecycle.monitor(rec)
+    p = svc.lifecycle.paths(rec)
     deadline = time.monotonic() + timeout
     while True:
         if mon.runtime.has_state(rec.id):
@@ -93,7 +85,7 @@ def _recover_pause(svc: ContainerService, cid: str, data: dict[str, Any]) -> Non
     rec = svc.records.get(cid)
     if rec is None or rec.state not in ("running", "paused"):
         return
-    mon = monitor(svc, rec)
+    mon = svc.lifecycle.monitor(rec)
     state = mon.runtime.state(cid) if mon.runtime.has_state(cid) else None
     if state is not None and state.status == "paused":
         mon.runtime.resume(cid)
@@ -109,8 +101,8 @@ def _recover_remove(svc: ContainerService, cid: str, data: dict[str, Any]) -> No
         _remove_leftovers(svc, cid)
         return
     if rec.running:
-        kill_now(svc, rec)
-        _finish(svc, cid, apply_policy=False)
+        svc.lifecycle.kill_now(rec)
+        svc.lifecycle.finish(cid, locked=True, apply_policy=False)
         rec = svc.records.get(cid)
         if rec is None:
             return

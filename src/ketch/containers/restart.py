@@ -1,7 +1,7 @@
 """Restart policies without a daemon.
 
 Docker's daemon keeps a restart manager per container; ketch has no daemon, so the
-policy is applied where the exit is recorded (`lifecycle._finish`, run by conmon's exit
+policy is applied where the exit is recorded (`Lifecycle.finish`, run by conmon's exit
 command or by whoever notices the exit first), and the wait before the restart is a
 detached ketch process (`python -m ketch.containers.restart`) that sleeps the backoff
 and then starts the container. The record says what is going on:
@@ -241,8 +241,6 @@ def restore(svc: ContainerService) -> list[str]:
     """Start what the policies want running after a reboot: `always`, and `unless-stopped`
     unless the user stopped it. Containers already running (or waiting for a restart)
     are left alone, so running it twice starts nothing twice. The names started."""
-    from ketch.containers import lifecycle
-
     started: list[str] = []
     for rec in svc.records.all():
         name, _ = policy(rec)
@@ -253,9 +251,9 @@ def restore(svc: ContainerService) -> list[str]:
             if cur is None:
                 continue
             if cur.state in ("running", "paused"):
-                if lifecycle.process_alive(svc, cur):
+                if svc.lifecycle.process_alive(cur):
                     continue
-                lifecycle.finish(svc, cur.id, locked=True, apply_policy=False)
+                svc.lifecycle.finish(cur.id, locked=True, apply_policy=False)
             cur = settle_if_orphaned(svc, svc.records.get(rec.id) or cur)
             if cur.state != "exited":
                 continue
@@ -299,10 +297,8 @@ def wait_and_start(svc: ContainerService, cid: str, token: str, at: float) -> in
     """The process `schedule` leaves (`ketch container restart-wait ID TOKEN AT`):
     sleep until AT, then start the container if TOKEN is still its record's."""
     time.sleep(max(0.0, at - time.time()))
-    from ketch.containers import lifecycle
-
     try:
-        lifecycle.start(svc, cid, policy_token=token)
+        svc.lifecycle.start(cid, policy_token=token)
     except BaseException as e:
         # could not start: the container stays exited, as Docker leaves it
         with svc.lock(cid):

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ketch.containers.host import ContainerHost
+    from ketch.containers.lifecycle import Lifecycle
     from ketch.containers.settings import ContainerSettings
     from ketch.store.images import ImageRecord
 
@@ -165,12 +166,7 @@ class ContainerService:
             from ketch.containers.restart import settle_if_orphaned
 
             return settle_if_orphaned(self, rec)
-        from ketch.containers import lifecycle
-
-        if lifecycle.process_alive(self, rec):
-            return rec
-        lifecycle.finish(self, rec.id, locked=locked)
-        return self.records.get(rec.id) or rec
+        return self.lifecycle.refresh(rec, locked=locked)
 
     # -- create -----------------------------------------------------------------------
     def create(self, config: dict[str, Any], host_config: dict[str, Any] | None = None, *,
@@ -602,12 +598,11 @@ class ContainerService:
             with self.engine.intents.held("containers.remove", rec.id,
                                           {"volumes": volumes}):
                 if rec.running:
-                    from ketch.containers import lifecycle
                     from ketch.containers.restart import suppress
 
                     if not suppress(self, rec, cancel=True):  # a waiting restart is off
-                        lifecycle.kill_now(self, rec)
-                        lifecycle.finish(self, rec.id, locked=True, apply_policy=False)
+                        self.lifecycle.kill_now(rec)
+                        self.lifecycle.finish(rec.id, locked=True, apply_policy=False)
                 self._delete(self.records.get(rec.id) or rec, volumes=volumes)
         return rec.id
 
@@ -616,13 +611,11 @@ class ContainerService:
         # `finish` has just released them when it auto-removes; a container that never
         # started holds none (and `rm` of one then loads neither runtime nor network)
         if release and not self._never_started(rec):
-            from ketch.containers import lifecycle
-
-            lifecycle.release_resources(self, rec)
+            self.lifecycle.release_resources(rec)
         if volumes and rec.extra.get("anon_volumes"):
-            from ketch.containers import lifecycle
+            from ketch.containers.resources import remove_anonymous_volumes
 
-            lifecycle.remove_anonymous_volumes(self, rec)
+            remove_anonymous_volumes(self, rec)
         self.records.delete(rec.id, exit_code=exit_code)
         self.event(rec, "destroy")
         _remove_tree(os.path.join(self.engine.root_dir, "containers", rec.id))
@@ -691,54 +684,39 @@ class ContainerService:
         self.records.update(rec.id, name=new_name)
         self.event(self.records.get(rec.id) or rec, "rename", oldName=f"/{rec.name}")
 
-    # -- lifecycle (ketch.containers.lifecycle does the work) ---------------------------
-    def start(self, name_or_id: str) -> ContainerRecord:
-        from ketch.containers import lifecycle
+    # -- lifecycle (ketch.containers.lifecycle owns the transitions) ------------------
+    @cached_property
+    def lifecycle(self) -> Lifecycle:
+        from ketch.containers.lifecycle import Lifecycle
 
-        return lifecycle.start(self, name_or_id)
+        return Lifecycle(self)
+
+    def start(self, name_or_id: str) -> ContainerRecord:
+        return self.lifecycle.start(name_or_id)
 
     def stop(self, name_or_id: str, *, timeout: int | None = None,
              signal: str | None = None) -> None:
-        from ketch.containers import lifecycle
-
-        lifecycle.stop(self, name_or_id, timeout=timeout, signal=signal)
+        self.lifecycle.stop(name_or_id, timeout=timeout, signal=signal)
 
     def restart(self, name_or_id: str, *, timeout: int | None = None,
                 signal: str | None = None) -> None:
-        # RestartCount counts restarts by the restart policy, not `docker restart`
-        rec = self.get(name_or_id)
-        self.stop(rec.id, timeout=timeout, signal=signal)
-        self.event(self.start(rec.id), "restart")
+        self.lifecycle.restart(name_or_id, timeout=timeout, signal=signal)
 
     def kill(self, name_or_id: str, signal: str | int = "KILL") -> None:
-        from ketch.containers import lifecycle
-
-        lifecycle.kill(self, name_or_id, signal)
+        self.lifecycle.kill(name_or_id, signal)
 
     def pause(self, name_or_id: str) -> None:
-        from ketch.containers import lifecycle
-
-        rec = self.get(name_or_id)
-        if rec.state != "running":
-            raise Conflict(f"container {rec.id} is not running")
-        lifecycle.monitor(self, rec).runtime.pause(rec.id)
-        self.records.update(rec.id, state="paused")
-        self.event(rec, "pause")
+        self.lifecycle.pause(name_or_id)
 
     def unpause(self, name_or_id: str) -> None:
-        from ketch.containers import lifecycle
-
-        rec = self.get(name_or_id)
-        if rec.state != "paused":
-            raise Conflict(f"container {rec.id} is not paused")
-        lifecycle.monitor(self, rec).runtime.resume(rec.id)
-        self.records.update(rec.id, state="running")
-        self.event(rec, "unpause")
+        self.lifecycle.unpause(name_or_id)
 
     def wait(self, name_or_id: str) -> int:
-        from ketch.containers import lifecycle
+        return self.lifecycle.wait(name_or_id)
 
-        return lifecycle.wait(self, name_or_id)
+    def cleanup(self, name_or_id: str) -> None:
+        """The monitor's exit command: finish the container now that its process exited."""
+        self.lifecycle.cleanup(name_or_id)
 
     def wait_condition(self, name_or_id: str, condition: str = "not-running", *,
                        cancelled: Callable[[], bool] | None = None) -> int | None:
@@ -874,10 +852,8 @@ class ContainerService:
         """`top`: the host's `ps` output, rows limited to the container's processes."""
         import subprocess
 
-        from ketch.containers import lifecycle
-
         rec = self._running(name_or_id)
-        pids = set(lifecycle.monitor(self, rec).runtime.ps(rec.id))
+        pids = set(self.lifecycle.monitor(rec).runtime.ps(rec.id))
         args = list(ps_args or []) or ["-ef"]
         # Docker's daemon runs ps with no terminal and no COLUMNS: full command lines,
         # whatever width the caller's terminal or environment has.
@@ -944,13 +920,11 @@ class ContainerService:
 
     def check(self) -> builtins.list[tuple[str, Any]]:
         """Containers recorded as running whose process is gone: (what, repair)."""
-        from ketch.containers import lifecycle
-
         found = []
         for rec in self.records.all():
-            if rec.running and not lifecycle.process_alive(self, rec):
+            if rec.running and not self.lifecycle.process_alive(rec):
                 found.append((f"container {rec.short_id} recorded as {rec.state} but its"
-                              " process is gone", lambda c=rec.id: lifecycle.finish(self, c)))
+                              " process is gone", lambda c=rec.id: self.lifecycle.finish(c)))
         return found
 
     def recover(self, intent: Any) -> bool:

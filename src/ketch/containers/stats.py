@@ -61,10 +61,8 @@ def networks(pid: int) -> dict[str, dict[str, int]]:
 
 
 def _raw(svc: ContainerService, rec: ContainerRecord) -> dict[str, Any]:
-    from ketch.containers import lifecycle
-
     try:
-        return lifecycle.monitor(svc, rec).runtime.stats(rec.id)
+        return svc.lifecycle.monitor(rec).runtime.stats(rec.id)
     except KetchError:
         return {}
 

@@ -93,7 +93,6 @@ def _cgroup_resources(hc: dict[str, Any]) -> dict[str, Any]:
 def update(svc: ContainerService, name_or_id: str, changes: dict[str, Any]) -> list[str]:
     """Apply `changes` (Docker's UpdateConfig: resources and RestartPolicy); the
     warnings (none)."""
-    from ketch.containers import lifecycle
     from ketch.containers.hostconfig import check_resources
     from ketch.containers.restart import validate
 
@@ -117,6 +116,6 @@ def update(svc: ContainerService, name_or_id: str, changes: dict[str, Any]) -> l
                                       " is enabled for the container")
             validate(hc)
         if rec.state in ("running", "paused") and any(k != "RestartPolicy" for k in wanted):
-            lifecycle.monitor(svc, rec).runtime.update(rec.id, _cgroup_resources(hc))
+            svc.lifecycle.monitor(rec).runtime.update(rec.id, _cgroup_resources(hc))
         svc.records.update(rec.id, host_config=hc)
     return []
