@@ -23,9 +23,9 @@ CREATE = CORE | {
     "ketch.store.images", "ketch.images.service", "ketch.store.content", "ketch.layers",
     "ketch.layers.store", "ketch.oci.model", "ketch.containers.options", "ketch.runtime",
     "ketch.runtime.spec", "ketch.containers.mounts", "ketch.containers.volumes",
-    "ketch.containers.names", "ketch.events"}
+    "ketch.containers.names", "ketch.containers.create", "ketch.events"}
 LOGS = CORE | {"ketch.fmt", "ketch.fmt.units", "ketch.containers.logconfig", "ketch.runtime",
-               "ketch.runtime.logs"}
+               "ketch.runtime.logs", "ketch.containers.logs"}
 # never on these paths: each costs milliseconds, or pulls in much more
 HEAVY = {"json", "typing", "dataclasses", "argparse", "tarfile", "subprocess", "threading",
          "ctypes", "socket", "copy", "random", "shutil", "ketch.containers.lifecycle",

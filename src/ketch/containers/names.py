@@ -12,6 +12,15 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import random
 
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+def valid_name(name: str) -> bool:
+    """Docker's container name rule, `^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$`."""
+    name = name[1:] if name.startswith("/") else name
+    return (len(name) >= 2 and name[0].isascii() and name[0].isalnum()
+            and all(c in _NAME_CHARS for c in name))
+
 ADJECTIVES = (
     "agile", "amazing", "bold", "brave", "bright", "busy", "calm", "clever", "cool",
     "crisp", "curious", "daring", "dazzling", "eager", "elastic", "elegant", "epic",

@@ -5,6 +5,18 @@ Daemonless: the record in SQLite is the truth for what ketch decided; whether th
 still runs is read from the monitor's exit file. Any command that finds a container
 whose process has exited finishes its bookkeeping (`_refresh`), so a container is
 cleaned up even if the monitor's exit command never ran.
+
+The service is the façade the Engine calls; the work of each command lives beside it:
+`create` (create.py), the state transitions (lifecycle.py, `self.lifecycle`), what a
+running container holds (resources.py), `inspect` (inspect.py), `logs` (logs.py), `top`
+(top.py), `diff` (diff.py), `commit` (commit.py), stats (stats.py), exec sessions
+(execs.py), attach (attach.py), crash recovery (recovery.py).
+
+Size: over 600 lines because it is the façade (some sixty public methods, most a few
+lines that hand over to the modules above) and keeps only the record-level operations
+that must stay on the lean import paths of `ps`, `rm` and `logs --tail`
+(tests/containers/test_import_budgets.py, test_ps.py): lookup and refresh, listing,
+removal and prune.
 """
 
 from __future__ import annotations
@@ -16,7 +28,7 @@ from contextlib import contextmanager
 from functools import cached_property
 
 from ketch.containers.records import ContainerRecord, ContainerRecords
-from ketch.errors import Conflict, ImageNotFound, InvalidArgument, KetchError
+from ketch.errors import Conflict, InvalidArgument, KetchError
 from ketch.values import field, value
 
 TYPE_CHECKING = False
@@ -29,16 +41,6 @@ if TYPE_CHECKING:
     from ketch.containers.lifecycle import Lifecycle
     from ketch.containers.settings import ContainerSettings
     from ketch.store.images import ImageRecord
-
-_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
-
-
-def valid_name(name: str) -> bool:
-    """Docker's container name rule, `^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$`."""
-    name = name[1:] if name.startswith("/") else name
-    return (len(name) >= 2 and name[0].isascii() and name[0].isalnum()
-            and all(c in _NAME_CHARS for c in name))
-ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
 class RunError(KetchError):
@@ -55,48 +57,6 @@ class RunError(KetchError):
 class PruneResult:
     deleted: list[str] = field(default_factory=list)
     space_reclaimed: int = 0
-
-
-def _ts(t: float) -> str:
-    if not t:
-        return ZERO_TIME
-    from ketch.fmt.units import rfc3339nano
-
-    return rfc3339nano(t)
-
-
-def merge_image_config(config: dict[str, Any], image: dict[str, Any]) -> dict[str, Any]:
-    """Fill a container Config from its image config, by Docker's rules."""
-    c = dict(config)
-    ic = image.get("config") or {}
-    if not c.get("Entrypoint"):
-        if not c.get("Cmd"):
-            c["Cmd"] = ic.get("Cmd")
-        if c.get("Entrypoint") is None:
-            c["Entrypoint"] = ic.get("Entrypoint")
-    env: dict[str, str] = {}
-    order: list[str] = []
-    for e in list(ic.get("Env") or []) + list(c.get("Env") or []):
-        k, _, v = e.partition("=")
-        if k not in env:
-            order.append(k)
-        env[k] = v
-    if not any(k == "PATH" for k in env):
-        order.insert(0, "PATH")
-        env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-    c["Env"] = [f"{k}={env[k]}" for k in order]
-    for key in ("WorkingDir", "User", "StopSignal"):
-        if not c.get(key) and ic.get(key):
-            c[key] = ic[key]
-    for key in ("ExposedPorts", "Labels", "Volumes"):
-        merged = dict(ic.get(key) or {})
-        merged.update(c.get(key) or {})
-        c[key] = merged or None
-    if c.get("Healthcheck") or ic.get("Healthcheck"):
-        from ketch.containers.health import merge
-
-        c["Healthcheck"] = merge(c.get("Healthcheck"), ic.get("Healthcheck"))
-    return c
 
 
 class ContainerService:
@@ -168,7 +128,7 @@ class ContainerService:
             return settle_if_orphaned(self, rec)
         return self.lifecycle.refresh(rec, locked=locked)
 
-    # -- create -----------------------------------------------------------------------
+    # -- create (ketch.containers.create does the work) ---------------------------------
     def create(self, config: dict[str, Any], host_config: dict[str, Any] | None = None, *,
                name: str | None = None,
                networking_config: dict[str, Any] | None = None,
@@ -176,148 +136,19 @@ class ContainerService:
                platform: str | None = None) -> ContainerRecord:
         """A new container in state "created". Docker's create warnings (settings this
         host cannot apply and drops) are appended to `warnings`."""
-        host_config = dict(host_config or {})
-        from ketch.containers.hostconfig import validate
+        from ketch.containers.create import create
 
-        validate(config, host_config)
-        from ketch.containers.restart import validate as validate_restart
-
-        validate_restart(host_config)  # before the image, as the daemon checks it
-        from ketch.containers.logconfig import resolve
-
-        host_config["LogConfig"] = resolve(host_config, self.engine.root)
-        warnings = [] if warnings is None else warnings
-        image_name = config.get("Image") or ""
-        if not image_name:
-            raise InvalidArgument("no image given: the first argument must be an image name")
-        try:
-            img = self.engine.images.resolve(image_name)
-        except ImageNotFound:
-            raise ImageNotFound(image_name) from None
-        cfg = self.engine.images.get_config(img)
-        icfg = cfg.raw
-        if platform:
-            from ketch.oci.model import Platform
-
-            # Docker uses a local image only when it is of the platform asked for;
-            # otherwise the image is "not found" and the caller pulls that platform.
-            if not Platform.parse(platform).matches(Platform.from_json(icfg)):
-                raise ImageNotFound(image_name)
-        merged = merge_image_config(config, icfg)
-        if not merged.get("Cmd") and not merged.get("Entrypoint"):
-            raise InvalidArgument("no command specified")
-        if name is not None:
-            if not valid_name(name):
-                raise InvalidArgument(
-                    f'Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are'
-                    " allowed")
-            name = name.lstrip("/")
-        from ketch.oci.digest import chain_ids
-
-        # ensure_unpacked reads the config and manifest again: only when a layer is missing
-        chains = chain_ids(cfg.diff_ids)
-        if not all(self.engine.layers.has(c) for c in chains):
-            chains = self.engine.images.ensure_unpacked(img)
-        cid = os.urandom(32).hex()
-        self._validate_host_config(host_config, merged, warnings)
-        self._namespace_hostname(host_config, merged)
-        if not merged.get("Hostname"):
-            merged["Hostname"] = cid[:12]
-        merged["Image"] = image_name
-        if networking_config:
-            from ketch.containers.options import check_endpoints
-
-            check_endpoints(networking_config,
-                            lambda n: self.engine.networks.inspect_network(n).ipv6)
-            host_config.setdefault("_NetworkingConfig", networking_config)
-        from ketch.containers import names
-
-        rec = ContainerRecord(
-            id=cid, name=name or names.generate(self.records.names_taken()),
-            image_id=img.id, image_name=image_name, created=time.time(), state="created",
-            pid=0, exit_code=0, error="", started_at=0.0, finished_at=0.0, restart_count=0,
-            config=merged, host_config=host_config, chain_ids=chains)
-        d = self.path(cid)
-        d.mkdir(parents=True)
-        try:
-            # The record is the image's reservation: written in the transaction that
-            # sees the image and its layers still recorded, so an `rmi` or `image prune`
-            # either comes first (and this create fails) or sees the container.
-            self.records.insert(rec, check=lambda _conn: self.engine.images.reserve(
-                img.id, chains, image_name))
-        except BaseException:
-            import shutil
-
-            shutil.rmtree(d, ignore_errors=True)
-            raise
-        self.event(rec, "create")
-        return rec
-
-    def _namespace_hostname(self, hc: dict[str, Any], config: dict[str, Any]) -> None:
-        """Docker's host name for shared namespaces: the host's own with `--network
-        host` or `--uts host`, the other container's with `--network container:X`."""
-        mode = hc.get("NetworkMode") or "bridge"
-        if mode.startswith("container:"):
-            if config.get("Hostname"):
-                raise InvalidArgument("conflicting options: hostname and the network mode")
-            other = self.get(mode.split(":", 1)[1])
-            config["Hostname"] = other.config.get("Hostname") or other.id[:12]
-            if other.config.get("Domainname"):
-                config["Domainname"] = other.config["Domainname"]
-        elif hc.get("UTSMode") == "host":
-            if config.get("Hostname"):
-                raise InvalidArgument("conflicting options: hostname and the UTS mode")
-            import socket
-
-            config["Hostname"] = socket.gethostname()
-        elif mode == "host" and not config.get("Hostname"):
-            import socket
-
-            config["Hostname"] = socket.gethostname()
+        return create(self, config, host_config, name=name,
+                      networking_config=networking_config, warnings=warnings,
+                      platform=platform)
 
     def check_host_config(self, host_config: dict[str, Any]) -> list[str]:
         """Refuse settings `create` would refuse (Docker's messages), creating nothing;
         the warnings `create` would give. For settings applied to containers made later
         (a build's RUN steps)."""
-        from ketch.containers.hostconfig import validate
+        from ketch.containers.create import check_host_config
 
-        hc = dict(host_config)
-        if hc.get("Binds") or hc.get("Mounts"):
-            raise InvalidArgument("mounts cannot be checked ahead of create")
-        validate({}, hc)
-        warnings: list[str] = []
-        self._validate_host_config(hc, {}, warnings)
-        return warnings
-
-    def _validate_host_config(self, hc: dict[str, Any], config: dict[str, Any],
-                              warnings: list[str]) -> None:
-        from ketch.containers import options
-
-        options.validate(self, hc, config, warnings)
-        mode = hc.get("NetworkMode") or "default"
-        if mode == "default":
-            hc["NetworkMode"] = "bridge"
-        from ketch.containers.security import parse_security_opts
-
-        parse_security_opts(hc.get("SecurityOpt"))
-        # Every mount is checked before anything exists, with Docker's messages; named
-        # volumes exist from `create` on, as in Docker (`volume rm` sees the user).
-        from ketch.containers.mounts import check_tmpfs_options, mount_point, parse_bind
-        from ketch.containers.volumes import VolumeStore
-
-        points = [parse_bind(b) for b in hc.get("Binds") or []]
-        points += [mount_point(m) for m in hc.get("Mounts") or []]
-        for opts in (hc.get("Tmpfs") or {}).values():
-            check_tmpfs_options(opts or "")
-        store = VolumeStore(self.engine)
-        for p in points:
-            if p.type == "volume" and p.source:
-                store.path(p.source)  # the name's check, before any volume is made
-        for p in points:
-            if p.type == "volume" and p.source:
-                store.create(p.source, labels=p.volume_labels, options=p.volume_options)
-        if hc.get("Init") or (hc.get("Init") is None and self.settings.init):
-            self.settings.init_binary()  # refused now, not at start, when it is missing
+        return check_host_config(self, host_config)
 
     # -- list / inspect -----------------------------------------------------------------
     def status_text(self, rec: ContainerRecord, now: float | None = None) -> str:
@@ -428,7 +259,7 @@ class ContainerService:
                 "Created": int(r.created), "Ports": self.ports(r), "Labels": labels,
                 "State": r.state, "Status": self.status_text(r, now),
                 "HostConfig": {"NetworkMode": r.host_config.get("NetworkMode", "bridge")},
-                "NetworkSettings": {"Networks": self._networks(r, lean=True)},
+                "NetworkSettings": {"Networks": self.networks(r, lean=True)},
                 "Mounts": r.extra.get("Mounts") or [],
             }
             if size:
@@ -458,76 +289,11 @@ class ContainerService:
         return total
 
     def inspect(self, name_or_id: str, *, size: bool = False) -> dict[str, Any]:
-        r = self.get(name_or_id)
-        path, args = self.command_line(r)
-        d = self.path(r.id)
-        lowers = [str(self.engine.layers.path(c)) for c in reversed(r.chain_ids)]
-        from ketch.containers.logconfig import reads_back
+        from ketch.containers.inspect import document
 
-        hc = {k: v for k, v in r.host_config.items() if not k.startswith("_")}
-        hc.setdefault("NetworkMode", "bridge")
-        hc.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
-        hc.setdefault("PortBindings", {})
-        hc.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
-        hc.setdefault("AutoRemove", False)
-        hc.setdefault("Binds", None)
-        hc.setdefault("Privileged", False)
-        hc.setdefault("ReadonlyRootfs", False)
-        hc.setdefault("Memory", 0)
-        hc.setdefault("NanoCpus", 0)
-        hc.setdefault("Runtime", "runc")
-        if not (hc.get("LogConfig") or {}).get("Type"):
-            # Docker's default driver name: clients (docker-py's `run`) read the logs
-            # back through the API only for drivers that keep them, as ketch's log does
-            hc["LogConfig"] = {"Type": "json-file", "Config": {}}
-        cfg = dict(r.config)
-        cfg.setdefault("AttachStdin", False)
-        cfg.setdefault("AttachStdout", False)
-        cfg.setdefault("AttachStderr", False)
-        cfg.setdefault("Tty", False)
-        cfg.setdefault("OpenStdin", False)
-        cfg.setdefault("StdinOnce", False)
-        cfg.setdefault("Domainname", "")
-        cfg.setdefault("User", "")
-        cfg.setdefault("WorkingDir", "")
-        out: dict[str, Any] = {
-            "Id": r.id, "Created": _ts(r.created), "Path": path, "Args": args,
-            "State": {
-                # Docker counts a restarting container as running
-                "Status": r.state, "Running": r.running,
-                "Paused": r.state == "paused", "Restarting": r.state == "restarting",
-                "OOMKilled": bool(r.extra.get("OOMKilled")), "Dead": r.state == "dead",
-                "Pid": r.pid if r.state in ("running", "paused") else 0,
-                "ExitCode": r.exit_code, "Error": r.error,
-                "StartedAt": _ts(r.started_at), "FinishedAt": _ts(r.finished_at),
-            },
-            "Image": r.image_id,
-            "ResolvConfPath": str(d / "resolv.conf"),
-            "HostnamePath": str(d / "hostname"), "HostsPath": str(d / "hosts"),
-            "LogPath": str(d / "ctr.log") if reads_back(hc) else "",
-            "Name": "/" + r.name,
-            "RestartCount": r.restart_count, "Driver": "overlay2", "Platform": "linux",
-            "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
-            "ExecIDs": _running_execs(self, r) or None,
-            "HostConfig": hc,
-            "GraphDriver": {"Name": "overlay2", "Data": {
-                "LowerDir": ":".join(lowers), "MergedDir": str(d / "merged"),
-                "UpperDir": str(d / "upper"), "WorkDir": str(d / "work")}},
-            "Mounts": r.extra.get("Mounts") or [],
-            "Config": cfg,
-            "NetworkSettings": self._network_settings(r),
-        }
-        from ketch.containers.health import read as read_health
+        return document(self, name_or_id, size=size)
 
-        health = read_health(self, r)
-        if health is not None:
-            out["State"]["Health"] = health
-        if size:
-            out["SizeRw"] = self.size_rw(r)
-            out["SizeRootFs"] = out["SizeRw"] + self._image_size(r)
-        return out
-
-    def _networks(self, r: ContainerRecord, lean: bool = False) -> dict[str, Any]:
+    def networks(self, r: ContainerRecord, lean: bool = False) -> dict[str, Any]:
         """NetworkSettings.Networks: the endpoints of a running container; those it will
         get at its start otherwise (as Docker shows them, without addresses). `lean`
         (the list) reads the record alone: the network names as configured, no IDs of
@@ -555,30 +321,6 @@ class ContainerService:
                          "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
                          "DriverOpts": cfg.get("DriverOpts"), "DNSNames": None}
         return out
-
-    def _network_settings(self, r: ContainerRecord) -> dict[str, Any]:
-        n = r.network or {}
-        ports: dict[str, Any] = {}
-        for key in (r.config.get("ExposedPorts") or {}):
-            ports[key] = None
-        for p in n.get("Ports") or []:
-            if "PublicPort" not in p:
-                continue
-            key = f"{p['PrivatePort']}/{p['Type']}"
-            ports.setdefault(key, None)
-            ports[key] = (ports[key] or []) + [{"HostIp": p.get("IP", "0.0.0.0"),
-                                                 "HostPort": str(p["PublicPort"])}]
-        nets = self._networks(r)
-        primary = nets.get("bridge") or (next(iter(nets.values())) if nets else {})
-        return {
-            "Bridge": "", "SandboxID": "", "SandboxKey": n.get("SandboxKey", ""),
-            "HairpinMode": False, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
-            "Ports": ports if r.state in ("running", "paused") else {},
-            "Gateway": primary.get("Gateway", ""), "IPAddress": primary.get("IPAddress", ""),
-            "IPPrefixLen": primary.get("IPPrefixLen", 0),
-            "MacAddress": primary.get("MacAddress", ""),
-            "Networks": nets,
-        }
 
     # -- remove / prune / rename ---------------------------------------------------------
     def remove(self, name_or_id: str, *, force: bool = False, volumes: bool = False) -> str:
@@ -672,6 +414,8 @@ class ContainerService:
         return res
 
     def rename(self, name_or_id: str, new_name: str) -> None:
+        from ketch.containers.names import valid_name
+
         rec = self.get(name_or_id)
         if not valid_name(new_name):
             raise InvalidArgument(
@@ -793,34 +537,11 @@ class ContainerService:
              since: float | None = None, until: float | None = None,
              timestamps: bool = False, details: bool = False,
              cancelled: Callable[[], bool] | None = None) -> Iterator[tuple[str, bytes]]:
-        """(stream, data) of the container's log. `details`: each line gets the log's
-        extra attributes and a space before its text, as Docker's (ketch's log records
-        carry no attributes, so the space alone). `cancelled`: polled while following;
-        once true, the stream ends as if the container had exited (its reader left)."""
-        from ketch.containers.logconfig import reads_back
-        from ketch.runtime.logs import read_log
+        """(stream, data) of the container's log (see containers.logs.read)."""
+        from ketch.containers.logs import read
 
-        rec = self.get(name_or_id)
-        if not reads_back(rec.host_config):
-            raise KetchError("configured logging driver does not support reading")
-        # the log's path, as lifecycle.paths() names it, without loading the lifecycle
-        # and the monitor: `logs --tail` is a read of a file's end
-        log_path = self.path(rec.id) / "ctr.log"
-
-        def running() -> bool:
-            if cancelled is not None and cancelled():
-                return False
-            cur = self.records.get(rec.id)
-            return cur is not None and self._refresh(cur).running
-
-        at_line_start = {"stdout": True, "stderr": True}
-        for chunk in read_log(log_path, follow=follow, tail=tail, since=since,
-                              until=until, timestamps=timestamps,
-                              is_done=lambda: not running()):
-            data = chunk.data
-            if details:
-                data = _with_details(data, at_line_start, chunk.stream, timestamps)
-            yield chunk.stream, data
+        return read(self, name_or_id, follow=follow, tail=tail, since=since, until=until,
+                    timestamps=timestamps, details=details, cancelled=cancelled)
 
     def port_lines(self, name_or_id: str, port: str | None = None) -> builtins.list[str]:
         rec = self.get(name_or_id)
@@ -850,42 +571,9 @@ class ContainerService:
     def top(self, name_or_id: str, ps_args: builtins.list[str] | None = None
             ) -> tuple[builtins.list[str], builtins.list[builtins.list[str]]]:
         """`top`: the host's `ps` output, rows limited to the container's processes."""
-        import subprocess
+        from ketch.containers.top import top
 
-        rec = self._running(name_or_id)
-        pids = set(self.lifecycle.monitor(rec).runtime.ps(rec.id))
-        args = list(ps_args or []) or ["-ef"]
-        # Docker's daemon runs ps with no terminal and no COLUMNS: full command lines,
-        # whatever width the caller's terminal or environment has.
-        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-        try:
-            proc = subprocess.run(["ps", *args], capture_output=True, text=True, check=False,
-                                  stdin=subprocess.DEVNULL, env=env)
-        except OSError as e:
-            raise KetchError(f"Error running ps: {e.strerror}") from None
-        if proc.returncode != 0:
-            raise KetchError(f"ps: {proc.stderr.strip() or 'exit status ' + str(proc.returncode)}")
-        lines = proc.stdout.splitlines()
-        if not lines:
-            raise KetchError("ps printed nothing")
-        titles = lines[0].split()
-        if "PID" not in titles:
-            raise KetchError("Couldn't find PID field in ps output")
-        pid_at = titles.index("PID")
-        rows = []
-        for line in lines[1:]:
-            fields = line.split()
-            if len(fields) <= pid_at:
-                continue
-            try:
-                pid = int(fields[pid_at])
-            except ValueError:
-                raise KetchError(f"Unexpected pid '{fields[pid_at]}'") from None
-            if pid in pids:
-                # the last column (the command) keeps its spaces
-                n = len(titles) - 1
-                rows.append(fields[:n] + [" ".join(fields[n:])])
-        return titles, rows
+        return top(self, self._running(name_or_id), ps_args)
 
     def diff(self, name_or_id: str) -> builtins.list[tuple[int, str]]:
         """`diff`: (0 changed, 1 added, 2 deleted, path) from the container's upper dir."""
@@ -971,28 +659,6 @@ class ContainerService:
         return self.list(all=True, size=True)
 
 
-def _with_details(data: bytes, at_line_start: dict[str, bool], stream: str,
-                  timestamps: bool) -> bytes:
-    """A space (the empty attribute list's separator) at the start of each line's text:
-    after the timestamp with `-t`, so "TS  text" as Docker prints it."""
-    lines = data.split(b"\n")
-    out: builtins.list[bytes] = []
-    for i, line in enumerate(lines):
-        starts = at_line_start[stream] if i == 0 else True
-        if i == len(lines) - 1 and not line:
-            out.append(line)  # after the last newline: nothing yet
-            continue
-        if starts:
-            if timestamps:
-                ts, sep, rest = line.partition(b" ")
-                line = ts + sep + b" " + rest
-            else:
-                line = b" " + line
-        out.append(line)
-    at_line_start[stream] = data.endswith(b"\n")
-    return b"\n".join(out)
-
-
 def _remove_tree(path: str) -> None:
     """`shutil.rmtree(path, ignore_errors=True)`; an empty or missing directory (a
     container that never ran has one) costs no shutil import (nor the re it loads)."""
@@ -1011,14 +677,6 @@ def _remove_tree(path: str) -> None:
 def _label_ok(labels: dict[str, str], f: str) -> bool:
     k, eq, v = f.partition("=")
     return k in labels and (not eq or labels[k] == v)
-
-
-def _running_execs(svc: ContainerService, rec: ContainerRecord) -> list[str]:
-    if rec.state not in ("running", "paused"):
-        return []
-    from ketch.containers import execs
-
-    return execs.running_ids(svc, rec.id)
 
 
 def _search(pattern: str, text: str) -> bool:

@@ -1,0 +1,127 @@
+"""`inspect`: a container's document in the Engine API's shape (ContainerJSON), from its
+record, its paths and its network endpoints."""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ketch.containers.records import ContainerRecord
+    from ketch.containers.service import ContainerService
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def _ts(t: float) -> str:
+    if not t:
+        return ZERO_TIME
+    from ketch.fmt.units import rfc3339nano
+
+    return rfc3339nano(t)
+
+
+def document(svc: ContainerService, name_or_id: str, *,
+             size: bool = False) -> dict[str, Any]:
+    """Docker's container inspect document (GET /containers/{id}/json)."""
+    r = svc.get(name_or_id)
+    path, args = svc.command_line(r)
+    d = svc.path(r.id)
+    lowers = [str(svc.engine.layers.path(c)) for c in reversed(r.chain_ids)]
+    from ketch.containers.logconfig import reads_back
+
+    hc = {k: v for k, v in r.host_config.items() if not k.startswith("_")}
+    hc.setdefault("NetworkMode", "bridge")
+    hc.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
+    hc.setdefault("PortBindings", {})
+    hc.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
+    hc.setdefault("AutoRemove", False)
+    hc.setdefault("Binds", None)
+    hc.setdefault("Privileged", False)
+    hc.setdefault("ReadonlyRootfs", False)
+    hc.setdefault("Memory", 0)
+    hc.setdefault("NanoCpus", 0)
+    hc.setdefault("Runtime", "runc")
+    if not (hc.get("LogConfig") or {}).get("Type"):
+        # Docker's default driver name: clients (docker-py's `run`) read the logs
+        # back through the API only for drivers that keep them, as ketch's log does
+        hc["LogConfig"] = {"Type": "json-file", "Config": {}}
+    cfg = dict(r.config)
+    cfg.setdefault("AttachStdin", False)
+    cfg.setdefault("AttachStdout", False)
+    cfg.setdefault("AttachStderr", False)
+    cfg.setdefault("Tty", False)
+    cfg.setdefault("OpenStdin", False)
+    cfg.setdefault("StdinOnce", False)
+    cfg.setdefault("Domainname", "")
+    cfg.setdefault("User", "")
+    cfg.setdefault("WorkingDir", "")
+    out: dict[str, Any] = {
+        "Id": r.id, "Created": _ts(r.created), "Path": path, "Args": args,
+        "State": {
+            # Docker counts a restarting container as running
+            "Status": r.state, "Running": r.running,
+            "Paused": r.state == "paused", "Restarting": r.state == "restarting",
+            "OOMKilled": bool(r.extra.get("OOMKilled")), "Dead": r.state == "dead",
+            "Pid": r.pid if r.state in ("running", "paused") else 0,
+            "ExitCode": r.exit_code, "Error": r.error,
+            "StartedAt": _ts(r.started_at), "FinishedAt": _ts(r.finished_at),
+        },
+        "Image": r.image_id,
+        "ResolvConfPath": str(d / "resolv.conf"),
+        "HostnamePath": str(d / "hostname"), "HostsPath": str(d / "hosts"),
+        "LogPath": str(d / "ctr.log") if reads_back(hc) else "",
+        "Name": "/" + r.name,
+        "RestartCount": r.restart_count, "Driver": "overlay2", "Platform": "linux",
+        "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
+        "ExecIDs": _running_execs(svc, r) or None,
+        "HostConfig": hc,
+        "GraphDriver": {"Name": "overlay2", "Data": {
+            "LowerDir": ":".join(lowers), "MergedDir": str(d / "merged"),
+            "UpperDir": str(d / "upper"), "WorkDir": str(d / "work")}},
+        "Mounts": r.extra.get("Mounts") or [],
+        "Config": cfg,
+        "NetworkSettings": network_settings(svc, r),
+    }
+    from ketch.containers.health import read as read_health
+
+    health = read_health(svc, r)
+    if health is not None:
+        out["State"]["Health"] = health
+    if size:
+        out["SizeRw"] = svc.size_rw(r)
+        out["SizeRootFs"] = out["SizeRw"] + svc._image_size(r)
+    return out
+
+
+def network_settings(svc: ContainerService, r: ContainerRecord) -> dict[str, Any]:
+    n = r.network or {}
+    ports: dict[str, Any] = {}
+    for key in (r.config.get("ExposedPorts") or {}):
+        ports[key] = None
+    for p in n.get("Ports") or []:
+        if "PublicPort" not in p:
+            continue
+        key = f"{p['PrivatePort']}/{p['Type']}"
+        ports.setdefault(key, None)
+        ports[key] = (ports[key] or []) + [{"HostIp": p.get("IP", "0.0.0.0"),
+                                             "HostPort": str(p["PublicPort"])}]
+    nets = svc.networks(r)
+    primary = nets.get("bridge") or (next(iter(nets.values())) if nets else {})
+    return {
+        "Bridge": "", "SandboxID": "", "SandboxKey": n.get("SandboxKey", ""),
+        "HairpinMode": False, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
+        "Ports": ports if r.state in ("running", "paused") else {},
+        "Gateway": primary.get("Gateway", ""), "IPAddress": primary.get("IPAddress", ""),
+        "IPPrefixLen": primary.get("IPPrefixLen", 0),
+        "MacAddress": primary.get("MacAddress", ""),
+        "Networks": nets,
+    }
+
+
+def _running_execs(svc: ContainerService, rec: ContainerRecord) -> list[str]:
+    if rec.state not in ("running", "paused"):
+        return []
+    from ketch.containers import execs
+
+    return execs.running_ids(svc, rec.id)

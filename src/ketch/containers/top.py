@@ -1,0 +1,53 @@
+"""`top`: the host's `ps`, run as Docker's daemon runs it, with the rows narrowed to the
+processes the runtime lists for the container."""
+
+from __future__ import annotations
+
+import os
+
+from ketch.errors import KetchError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ketch.containers.records import ContainerRecord
+    from ketch.containers.service import ContainerService
+
+
+def top(svc: ContainerService, rec: ContainerRecord, ps_args: list[str] | None = None
+        ) -> tuple[list[str], list[list[str]]]:
+    """`top`: the host's `ps` output, rows limited to the container's processes."""
+    import subprocess
+
+    pids = set(svc.lifecycle.monitor(rec).runtime.ps(rec.id))
+    args = list(ps_args or []) or ["-ef"]
+    # Docker's daemon runs ps with no terminal and no COLUMNS: full command lines,
+    # whatever width the caller's terminal or environment has.
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    try:
+        proc = subprocess.run(["ps", *args], capture_output=True, text=True, check=False,
+                              stdin=subprocess.DEVNULL, env=env)
+    except OSError as e:
+        raise KetchError(f"Error running ps: {e.strerror}") from None
+    if proc.returncode != 0:
+        raise KetchError(f"ps: {proc.stderr.strip() or 'exit status ' + str(proc.returncode)}")
+    lines = proc.stdout.splitlines()
+    if not lines:
+        raise KetchError("ps printed nothing")
+    titles = lines[0].split()
+    if "PID" not in titles:
+        raise KetchError("Couldn't find PID field in ps output")
+    pid_at = titles.index("PID")
+    rows = []
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) <= pid_at:
+            continue
+        try:
+            pid = int(fields[pid_at])
+        except ValueError:
+            raise KetchError(f"Unexpected pid '{fields[pid_at]}'") from None
+        if pid in pids:
+            # the last column (the command) keeps its spaces
+            n = len(titles) - 1
+            rows.append(fields[:n] + [" ".join(fields[n:])])
+    return titles, rows
