@@ -181,7 +181,7 @@ IMAGE_INSPECT_KETCH_MODULES = {
     "ketch.cli.flags", "ketch.cli.base", "ketch.fmt", "ketch.fmt.table", "ketch.cli.image",
     "ketch.store", "ketch.store.db", "ketch.engine", "ketch.store.intents", "ketch.images",
     "ketch.oci", "ketch.oci.digest", "ketch.oci.media", "ketch.values", "ketch.reference",
-    "ketch.fastjson", "ketch.store.images", "ketch.images.service",
+    "ketch.fastjson", "ketch.store.images", "ketch.images.service", "ketch.images.inspect",
     "ketch.store.content", "ketch.layers", "ketch.layers.store", "ketch.fmt.units",
     "ketch.oci.model", "ketch.fmt.jsonindent",
 }
