@@ -243,10 +243,11 @@ class Engine:
 
         from ketch.builder.events import events_of
 
-        options_kw = dict(tags=list(tags), build_args=build_args, target=target,
-                          no_cache=no_cache, pull=pull, labels=labels, network=network,
-                          platform=platform, remove=remove, force_remove=force_remove,
-                          extra_hosts=list(extra_hosts), run_host_config=run_host_config)
+        options_kw = dict(tags=list(tags), build_args=dict(build_args or {}), target=target,
+                          no_cache=no_cache, pull=pull, labels=dict(labels or {}),
+                          network=network, platform=platform, remove=remove,
+                          force_remove=force_remove, extra_hosts=list(extra_hosts),
+                          run_host_config=dict(run_host_config or {}))
 
         def work(emit: Callable[[BuildEvent], None]) -> BuildResult:
             from ketch.builder.context import prepare

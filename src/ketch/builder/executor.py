@@ -37,6 +37,7 @@ from ketch.fmt.gofmt import quote as go_quote
 from ketch.fmt.units import format_duration_ns
 from ketch.images.hashing import small_sha256
 from ketch.reference import is_full_image_id
+from ketch.values import field, value
 
 # An unchanged rebuild is mostly interpreter start-up: this module imports only what a
 # fully cached build needs. `typing`, `pathlib` and `hashlib` (OpenSSL) cost milliseconds
@@ -69,38 +70,30 @@ PROXY_ARGS = frozenset({
 })
 
 
-# Plain classes rather than dataclasses: building a dataclass costs about a millisecond
-# of start-up each, and an unchanged rebuild is mostly start-up.
+@value
 class BuildOptions:
     """What `docker build`'s flags ask for."""
 
-    def __init__(self, *, tags: list[str] | None = None,
-                 build_args: dict[str, str | None] | None = None, target: str | None = None,
-                 no_cache: bool = False, pull: bool = False,
-                 labels: dict[str, str] | None = None, network: str | None = None,
-                 platform: str | None = None, remove: bool = True,
-                 force_remove: bool = False, extra_hosts: list[str] | None = None,
-                 run_host_config: dict[str, Any] | None = None) -> None:
-        self.tags = list(tags or [])
-        self.build_args = dict(build_args or {})
-        self.target = target
-        self.no_cache = no_cache
-        self.pull = pull
-        self.labels = dict(labels or {})
-        self.network = network
-        self.platform = platform
-        self.remove = remove  # --rm: a step's container goes once the step is committed
-        self.force_remove = force_remove  # --force-rm: also the one of a failed step
-        self.extra_hosts = list(extra_hosts or [])  # --add-host: RUN containers' /etc/hosts
-        # -m, --cpu-*, --ulimit, --security-opt, ...: the HostConfig of every RUN container
-        self.run_host_config = dict(run_host_config or {})
+    tags: list[str] = field(default_factory=list)
+    build_args: dict[str, str | None] = field(default_factory=dict)
+    target: str | None = None
+    no_cache: bool = False
+    pull: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    network: str | None = None
+    platform: str | None = None
+    remove: bool = True  # --rm: a step's container goes once the step is committed
+    force_remove: bool = False  # --force-rm: also the one of a failed step
+    extra_hosts: list[str] = field(default_factory=list)  # --add-host: RUN's /etc/hosts
+    # -m, --cpu-*, --ulimit, --security-opt, ...: the HostConfig of every RUN container
+    run_host_config: dict[str, Any] = field(default_factory=dict)
 
 
+@value
 class BuildResult:
-    def __init__(self, image_id: str, tags: list[str], warnings: list[str]) -> None:
-        self.image_id = image_id
-        self.tags = tags
-        self.warnings = warnings
+    image_id: str
+    tags: list[str]
+    warnings: list[str]
 
 
 class _State:
