@@ -106,6 +106,7 @@ class Lifecycle:
             return False
         return mon.monitor_alive(p)
 
+    # -- start ---------------------------------------------------------------------------------
     def start(self, name_or_id: str, *,
               before_start: Callable[[ContainerPaths], None] | None = None,
               policy_token: str | None = None) -> ContainerRecord:
@@ -490,7 +491,7 @@ class Lifecycle:
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
 
-    # -- refresh / pause / unpause / restart ----------------------------------------------
+    # -- refresh / pause / unpause / restart ---------------------------------------------------
     def refresh(self, rec: ContainerRecord, *, locked: bool = False) -> ContainerRecord:
         """A running record, finished first if its process has exited (the service's
         `_refresh` for running and paused containers)."""
