@@ -281,6 +281,9 @@ def start(svc: ContainerService, name_or_id: str, *,
     """Start the container. `policy_token`: a restart by the restart policy
     (containers.restart), done only if the record still waits for that restart."""
     rec = svc.get(name_or_id)
+    if rec.host_config.get("_Pod") and not rec.running:
+        # a pod member joins the infra's namespaces: the infra runs first (ketch.pods)
+        svc.engine.pods.ensure_infra_running(rec.host_config["_Pod"])  # type: ignore[attr-defined]
     with svc.lock(rec.id):
         rec = svc._refresh(svc.records.get(rec.id) or rec, locked=True)
         if rec.state in ("running", "paused"):
@@ -599,6 +602,10 @@ def _finish(svc: ContainerService, cid: str, apply_policy: bool = True) -> None:
         return
     svc.records.update(cid, state="exited", exit_code=code, finished_at=finished, pid=0,
                        extra=extra)
+    if rec.host_config.get("_PodInfra"):
+        from ketch.pods.service import infra_exited
+
+        infra_exited(svc, rec)  # its members lose their namespaces: they stop too
     if rec.host_config.get("AutoRemove"):
         # An attached `run --rm` (or `wait`) may find the record gone before it reads
         # the exit code: the record leaves it behind.

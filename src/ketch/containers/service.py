@@ -177,10 +177,13 @@ class ContainerService:
                name: str | None = None,
                networking_config: dict[str, Any] | None = None,
                warnings: list[str] | None = None,
-               platform: str | None = None) -> ContainerRecord:
+               platform: str | None = None, pod: str | None = None) -> ContainerRecord:
         """A new container in state "created". Docker's create warnings (settings this
-        host cannot apply and drops) are appended to `warnings`."""
+        host cannot apply and drops) are appended to `warnings`. `pod`: the container
+        joins that pod's namespaces (ketch.pods)."""
         host_config = dict(host_config or {})
+        if pod:
+            self.engine.pods.join(pod, config, host_config)  # type: ignore[attr-defined]
         from ketch.containers.hostconfig import validate
 
         validate(config, host_config)
@@ -367,7 +370,7 @@ class ContainerService:
              limit: int = -1, size: bool = False, latest: bool = False) -> list[dict[str, Any]]:
         filters = filters or {}
         allowed = {"status", "name", "id", "ancestor", "label", "exited", "before", "since",
-                   "network", "publish", "expose", "health", "volume", "is-task"}
+                   "network", "publish", "expose", "health", "volume", "is-task", "pod"}
         for k in filters:
             if k not in allowed:
                 raise InvalidArgument(f"invalid filter '{k}'")
@@ -391,9 +394,14 @@ class ContainerService:
                     continue
         before = self.get(filters["before"][-1]).created if "before" in filters else None
         since = self.get(filters["since"][-1]).created if "since" in filters else None
+        in_pods = (self.engine.pods.ids_matching(filters["pod"])  # type: ignore[attr-defined]
+                   if "pod" in filters else None)
         now = time.time()
         out = []
         for r in recs:
+            pod = r.host_config.get("_Pod") or r.host_config.get("_PodInfra")
+            if in_pods is not None and pod not in in_pods:
+                continue
             if not all and "status" not in filters and r.state not in ("running", "paused",
                                                                         "restarting"):
                 continue
@@ -435,6 +443,8 @@ class ContainerService:
                 "NetworkSettings": {"Networks": self._networks(r, lean=True)},
                 "Mounts": r.extra.get("Mounts") or [],
             }
+            if pod:
+                item["Pod"] = pod  # Podman's field: the pod the container is part of
             if size:
                 item["SizeRw"] = self.size_rw(r)
                 item["SizeRootFs"] = item["SizeRw"] + self._image_size(r)
