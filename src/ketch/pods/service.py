@@ -98,7 +98,8 @@ class PodService:
         pod_id = os.urandom(32).hex()
         pod = PodRecord(id=pod_id, name=name, created=time.time(), infra_id="",
                         labels=dict(labels or {}),
-                        config={"Hostname": hostname or ("" if network == "host" else name), "Network": network or "bridge",
+                        config={"Hostname": hostname or ("" if network == "host" else name),
+                                "Network": network or "bridge",
                                 "PortBindings": port_bindings,
                                 "ExtraHosts": list(add_hosts or [])})
         self.records.insert(pod)  # the name is taken (or refused) first
@@ -133,7 +134,7 @@ class PodService:
         refused with Podman's messages: they belong to the pod."""
         pod = self.get(pod_name)
         mode = host_config.get("NetworkMode") or "default"
-        if mode not in ("default", "bridge") or host_config.get("_NetworkingConfig"):
+        if mode != "default" or host_config.get("_NetworkingConfig"):
             raise InvalidArgument("invalid config provided: networks must be defined when"
                                   f" the pod is created: {_NETWORK_ON_POD}")
         if host_config.get("PortBindings") or host_config.get("PublishAllPorts"):
