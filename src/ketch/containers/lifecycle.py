@@ -603,9 +603,8 @@ def _finish(svc: ContainerService, cid: str, apply_policy: bool = True) -> None:
     svc.records.update(cid, state="exited", exit_code=code, finished_at=finished, pid=0,
                        extra=extra)
     if rec.host_config.get("_PodInfra"):
-        from ketch.pods.service import infra_exited
-
-        infra_exited(svc, rec)  # its members lose their namespaces: they stop too
+        # its members lose their namespaces: they stop too (ketch.pods)
+        svc.engine.pods.infra_exited(rec)  # type: ignore[attr-defined]
     if rec.host_config.get("AutoRemove"):
         # An attached `run --rm` (or `wait`) may find the record gone before it reads
         # the exit code: the record leaves it behind.

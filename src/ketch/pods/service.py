@@ -359,6 +359,25 @@ class PodService:
             rows.extend(r)
         return titles, rows
 
+    def infra_exited(self, infra: ContainerRecord) -> None:
+        """The infra container has exited (the container service's exit path calls
+        this): its members lose their network, so they are stopped, and marked with
+        the reason."""
+        pod_id = infra.host_config.get("_PodInfra")
+        if not pod_id:
+            return
+        svc = self.containers
+        for m in svc.records.all():
+            if m.host_config.get("_Pod") != pod_id or m.state not in ("running", "paused"):
+                continue
+            try:
+                if m.state == "paused":
+                    svc.unpause(m.id)
+                svc.stop(m.id)
+                svc.records.update(m.id, error=INFRA_EXITED)
+            except KetchError:
+                continue  # removed meanwhile, or already stopping
+
     def ids_matching(self, refs: list[str]) -> set[str]:
         """The IDs of the pods the names or ID prefixes refer to (`ps --filter pod=`)."""
         out = set()
@@ -371,24 +390,6 @@ class PodService:
 def pod_of(rec: ContainerRecord) -> str:
     """The ID of the pod a container belongs to (member or infra), or ""."""
     return rec.host_config.get("_Pod") or rec.host_config.get("_PodInfra") or ""
-
-
-def infra_exited(svc: ContainerService, infra: ContainerRecord) -> None:
-    """The infra container has exited: its members lose their network, so they are
-    stopped, and marked with the reason."""
-    pod_id = infra.host_config.get("_PodInfra")
-    if not pod_id:
-        return
-    for m in svc.records.all():
-        if m.host_config.get("_Pod") != pod_id or m.state not in ("running", "paused"):
-            continue
-        try:
-            if m.state == "paused":
-                svc.unpause(m.id)
-            svc.stop(m.id)
-            svc.records.update(m.id, error=INFRA_EXITED)
-        except KetchError:
-            continue  # removed meanwhile, or already stopping
 
 
 def _matches(pod: PodRecord, status: str, ctrs: list[ContainerRecord],
