@@ -76,7 +76,9 @@ def ketch_engine(tmp: Path) -> Engine:
     return Engine("ketch", [script], env)
 
 
-def podman_engine() -> Engine | None:
+def podman_engine(tmp: Path) -> Engine | None:
+    """Podman with a storage root, run root and tmpdir of its own in `tmp`: the host's
+    other Podman users (and their `system reset`) never meet the bench's pods."""
     podman = shutil.which("podman")
     if not podman:
         return None
@@ -84,7 +86,9 @@ def podman_engine() -> Engine | None:
                            capture_output=True, text=True)
     if probe.returncode != 0:
         return None
-    return Engine(f"podman {probe.stdout.strip()}", [podman], dict(os.environ))
+    argv = [podman, "--root", str(tmp / "podman" / "root"), "--runroot",
+            str(tmp / "podman" / "run"), "--tmpdir", str(tmp / "podman" / "tmp")]
+    return Engine(f"podman {probe.stdout.strip()}", argv, dict(os.environ))
 
 
 def free_port() -> int:
@@ -104,18 +108,23 @@ def one_pod(e: Engine, name: str) -> float:
     return time.perf_counter() - t
 
 
-def bench(e: Engine, runs: int) -> dict[str, tuple[float, float]]:
-    one_pod(e, "ketch-bench-warm")  # the infra image is made (or built) here
-    e.run("pod", "rm", "-f", "ketch-bench-warm")
-    created, removed = [], []
+def bench(engines: list[Engine], runs: int) -> dict[str, dict[str, tuple[float, float]]]:
+    """The engines take turns, run by run, so a change in the host's load falls on both."""
+    for e in engines:
+        one_pod(e, "ketch-bench-warm")  # the infra image is made (or built) here
+        e.run("pod", "rm", "-f", "ketch-bench-warm")
+    created: dict[str, list[float]] = {e.name: [] for e in engines}
+    removed: dict[str, list[float]] = {e.name: [] for e in engines}
     for i in range(runs):
-        name = f"ketch-bench-pod{i}"
-        created.append(one_pod(e, name))
-        t = time.perf_counter()
-        e.run("pod", "rm", "-f", "-t", "0", name)
-        removed.append(time.perf_counter() - t)
-    return {"pod-2": (statistics.median(created), min(created)),
-            "pod-rm": (statistics.median(removed), min(removed))}
+        for e in engines:
+            name = f"ketch-bench-pod{i}"
+            created[e.name].append(one_pod(e, name))
+            t = time.perf_counter()
+            e.run("pod", "rm", "-f", "-t", "0", name)
+            removed[e.name].append(time.perf_counter() - t)
+    return {e.name: {"pod-2": (statistics.median(created[e.name]), min(created[e.name])),
+                     "pod-rm": (statistics.median(removed[e.name]), min(removed[e.name]))}
+            for e in engines}
 
 
 def main() -> int:
@@ -132,23 +141,28 @@ def main() -> int:
         rootfs = write_rootfs_tar(tmp / "busybox.tar")
         k = ketch_engine(tmp)
         k.run("import", "--change", 'CMD ["sh"]', str(rootfs), IMAGE)
-        results = {"ketch": bench(k, args.runs)}
-        p = podman_engine()
+        p = podman_engine(tmp)
+        engines = [k]
         if p is not None:
             archive = tmp / "busybox-docker.tar"
             k.run("save", "-o", str(archive), IMAGE)
             p.run("load", "-i", str(archive))
-            try:
-                results[p.name] = bench(p, args.runs)
-            finally:
-                p.run("pod", "rm", "-f", "-a", check=False)
-                p.run("rmi", f"localhost/{IMAGE}", IMAGE, check=False)
-        for pod in k.run("pod", "ps", "-q").stdout.split():
-            k.run("pod", "rm", "-f", pod, check=False)
-        k.run("rmi", IMAGE, check=False)
-        from ketch.containers.rootfs import unmount
+            engines.append(p)
+        try:
+            results = bench(engines, args.runs)
+        finally:
+            if p is not None:
+                p.run("pod", "rm", "-f", "-a", "-t", "0", check=False)
+                p.run("rmi", "-a", "-f", check=False)
+                for line in reversed(Path("/proc/self/mounts").read_text().splitlines()):
+                    where = line.split()[1]
+                    if where.startswith(str(tmp / "podman")):
+                        subprocess.run(["umount", "-l", where], capture_output=True)
+            for pod in k.run("pod", "ps", "-q", check=False).stdout.split():
+                k.run("pod", "rm", "-f", pod, check=False)
+            from ketch.containers.rootfs import unmount
 
-        unmount(tmp / "run" / "netns")
+            unmount(tmp / "run" / "netns")
     if args.json:
         print(json.dumps({e: {c: {"median": m, "min": n} for c, (m, n) in r.items()}
                           for e, r in results.items()}, indent=2))
