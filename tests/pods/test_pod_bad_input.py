@@ -76,3 +76,16 @@ def test_network_settings_of_a_member_are_refused(pk, flags, message):
 def test_pod_create_refuses_bad_settings_and_leaves_nothing(pk, args, message):
     _refused(pk, "pod", "create", *args, message=message)
     assert _inventory(pk) == ([], [])
+
+
+def test_rm_and_container_prune_leave_a_pods_infra_alone(pk):
+    pid = pk("pod", "create", "--name", "kept").stdout.strip()
+    infra = pk("pod", "inspect", "-f", "{{.InfraContainerID}}", "kept").stdout.strip()
+    r = pk("rm", "-f", infra, check=False)
+    assert r.returncode == 1
+    assert r.stderr.strip() == (f"Error: container {infra} is the infra container of pod"
+                                f" {pid} and cannot be removed without removing the pod")
+    pk("container", "prune", "-f")
+    assert pk("ps", "-aq", "--no-trunc").stdout.split() == [infra]
+    pk("pod", "start", "kept")  # still whole
+    assert pk("pod", "ps", "--format", "{{.Status}}").stdout.strip() == "Running"

@@ -597,6 +597,8 @@ class ContainerService:
     # -- remove / prune / rename ---------------------------------------------------------
     def remove(self, name_or_id: str, *, force: bool = False, volumes: bool = False) -> str:
         rec = self.get(name_or_id)
+        if rec.host_config.get("_PodInfra"):
+            self.engine.pods.check_infra_removal(rec)  # type: ignore[attr-defined]
         with self.lock(rec.id):
             rec = self._refresh(self.records.get(rec.id) or rec, locked=True)
             if rec.running:
@@ -675,6 +677,9 @@ class ContainerService:
             r = self._refresh(r)
             if r.running or r.state == "removing":
                 continue
+            if r.host_config.get("_PodInfra") and self.engine.pods.records.get(  # type: ignore[attr-defined]
+                    r.host_config["_PodInfra"]):
+                continue  # a pod's infra goes with its pod (pod rm, pod prune)
             if until is not None and r.created >= until:
                 continue
             labels = r.config.get("Labels") or {}

@@ -156,6 +156,14 @@ class PodService:
         host_config["ExtraHosts"] = list(pod.config.get("ExtraHosts") or []) or None
         host_config["_Pod"] = pod.id
 
+    def check_infra_removal(self, infra: ContainerRecord) -> None:
+        """`rm` of an infra container: refused while its pod exists, as Podman does
+        (`pod rm` removes the pod record first, then its containers)."""
+        pod = self.records.get(infra.host_config.get("_PodInfra") or "")
+        if pod is not None:
+            raise Conflict(f"container {infra.id} is the infra container of pod {pod.id} and"
+                           " cannot be removed without removing the pod")
+
     def ensure_infra_running(self, pod_id: str) -> None:
         """Start the pod's infra if it is not running: a member is being started."""
         pod = self.records.get(pod_id)
@@ -243,9 +251,11 @@ class PodService:
             for c in everything:
                 if c.state == "running":
                     self.containers.stop(c.id, timeout=timeout)
+        # the record goes first: then the infra may be removed, and a removal cut short
+        # leaves containers that `rm` takes, not a pod that cannot be emptied
+        self.records.delete(pod.id)
         for c in everything:
             self.containers.remove(c.id, force=True, volumes=False)
-        self.records.delete(pod.id)
         return pod.id
 
     def prune(self) -> list[str]:
