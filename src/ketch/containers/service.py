@@ -182,6 +182,8 @@ class ContainerService:
         host cannot apply and drops) are appended to `warnings`. `pod`: the container
         joins that pod's namespaces (ketch.pods)."""
         host_config = dict(host_config or {})
+        for key in ("_Pod", "_PodInfra"):  # set by ketch.pods only, never by a client
+            host_config.pop(key, None)
         if pod:
             self.engine.pods.join(pod, config, host_config)  # type: ignore[attr-defined]
         from ketch.containers.hostconfig import validate

@@ -103,6 +103,7 @@ class PodService:
                                 "PortBindings": port_bindings,
                                 "ExtraHosts": list(add_hosts or [])})
         self.records.insert(pod)  # the name is taken (or refused) first
+        infra_id = ""
         try:
             from ketch.pods.infra import ensure_pause_image
 
@@ -115,14 +116,19 @@ class PodService:
             host_config: dict[str, Any] = {
                 "NetworkMode": network or "bridge", "PortBindings": port_bindings,
                 "ExtraHosts": list(add_hosts or []) or None, "IpcMode": "shareable",
-                "Init": False, "_PodInfra": pod_id,
+                "Init": False,
             }
             if network == "host":
                 config.pop("Hostname")
             infra = self.containers.create(config, host_config, name=f"{pod_id[:12]}-infra")
+            infra_id = infra.id
+            self.containers.records.update(
+                infra.id, host_config={**infra.host_config, "_PodInfra": pod_id})
             self.records.set_infra(pod_id, infra.id)
         except BaseException:
             self.records.delete(pod_id)
+            if infra_id:
+                self.containers.remove(infra_id, force=True)
             raise
         return self.records.get(pod_id) or pod
 
