@@ -177,3 +177,13 @@ def test_pod_on_a_user_network(pk):
     finally:
         pk("pod", "rm", "-f", "onnet", check=False)
         pk("network", "rm", "podnet", check=False)
+
+
+def test_pod_logs_follow_shows_every_member_as_it_writes(pk):
+    pk("pod", "create", "--name", "chatty")
+    for name, delay in (("slow", "4"), ("fast", "0")):
+        pk("run", "-d", "--pod", "chatty", "--name", name, "busybox", "sh", "-c",
+           f"sleep {delay}; echo from {name}; sleep 1")
+    lines = pk("pod", "logs", "-f", "--names", "chatty", timeout=30).stdout.splitlines()
+    # as they were written, not one member after the other (slow was created first)
+    assert lines == ["fast from fast", "slow from slow"]

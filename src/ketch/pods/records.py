@@ -49,6 +49,9 @@ class PodRecord:
         return self.id[:12]
 
 
+Pod = PodRecord  # the name library users and ketch.kube know it by
+
+
 def _row(row: sqlite3.Row) -> PodRecord:
     d = dict(row)
     d["labels"] = loads(d["labels"])

@@ -345,7 +345,7 @@ class PodService:
              until: float | None = None, timestamps: bool = False
              ) -> Iterator[tuple[ContainerRecord, str, bytes]]:
         """The members' logs, one container after the other (the infra writes none):
-        (member, stream, data). With `follow`, the containers are followed in turn."""
+        (member, stream, data). With `follow`, every member is followed at once."""
         pod = self.get(name_or_id)
         members = self.members(pod)
         if container is not None:
@@ -353,11 +353,48 @@ class PodService:
                        or (len(container) >= 3 and m.id.startswith(container))]
             if not members:
                 raise KetchError(f"container {container} is not in pod {pod.name}")
-        for m in members:
-            for stream, data in self.containers.logs(m.id, follow=follow, tail=tail,
-                                                     since=since, until=until,
-                                                     timestamps=timestamps):
-                yield m, stream, data
+        kw: dict[str, Any] = dict(tail=tail, since=since, until=until,
+                                  timestamps=timestamps)
+        if not follow or len(members) < 2:
+            for m in members:
+                for stream, data in self.containers.logs(m.id, follow=follow, **kw):
+                    yield m, stream, data
+            return
+        yield from self._follow_all(members, kw)
+
+    def _follow_all(self, members: list[ContainerRecord], kw: dict[str, Any]
+                    ) -> Iterator[tuple[ContainerRecord, str, bytes]]:
+        """Several members' logs followed at once, as their lines come (a reader thread
+        each; the database gives each thread its own SQLite connection)."""
+        import queue
+        import threading
+
+        q: queue.Queue[tuple[ContainerRecord, str, bytes] | None] = queue.Queue(maxsize=256)
+        stop = threading.Event()
+
+        def read(m: ContainerRecord) -> None:
+            try:
+                for stream, data in self.containers.logs(m.id, follow=True,
+                                                         cancelled=stop.is_set, **kw):
+                    q.put((m, stream, data))
+            except KetchError:
+                pass
+            finally:
+                q.put(None)
+
+        threads = [threading.Thread(target=read, args=(m,), daemon=True) for m in members]
+        for t in threads:
+            t.start()
+        left = len(threads)
+        try:
+            while left:
+                item = q.get()
+                if item is None:
+                    left -= 1
+                    continue
+                yield item
+        finally:
+            stop.set()
 
     def top(self, name_or_id: str, ps_args: list[str] | None = None
             ) -> tuple[list[str], list[list[str]]]:
