@@ -187,3 +187,11 @@ def test_pod_logs_follow_shows_every_member_as_it_writes(pk):
     lines = pk("pod", "logs", "-f", "--names", "chatty", timeout=30).stdout.splitlines()
     # as they were written, not one member after the other (slow was created first)
     assert lines == ["fast from fast", "slow from slow"]
+
+
+def test_pod_without_a_network_still_shares_loopback(pk):
+    pk("pod", "create", "--name", "offline", "--network", "none")
+    pk("run", "-d", "--pod", "offline", "--name", "web", *HTTPD)
+    got = pk("run", "--rm", "--pod", "offline", "busybox", "sh", "-c",
+             "wget -qO- http://127.0.0.1:80/ && ip -o link | cut -d: -f2").stdout
+    assert got.split() == [*PAGE.split(), "lo"]

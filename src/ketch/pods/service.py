@@ -76,7 +76,7 @@ class PodService:
         if name is not None and not valid_name(name):
             raise InvalidArgument(f"invalid pod name {name!r}: only [a-zA-Z0-9]"
                                   "[a-zA-Z0-9_.-] are allowed")
-        if network and (network.startswith("container:") or network in ("none",)):
+        if network and network.startswith("container:"):
             raise InvalidArgument(f"pods cannot use network mode {network!r}: a pod's"
                                   " infra container owns its network")
         port_bindings: dict[str, list[dict[str, str]]] = {}
