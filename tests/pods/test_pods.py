@@ -195,3 +195,17 @@ def test_pod_without_a_network_still_shares_loopback(pk):
     got = pk("run", "--rm", "--pod", "offline", "busybox", "sh", "-c",
              "wget -qO- http://127.0.0.1:80/ && ip -o link | cut -d: -f2").stdout
     assert got.split() == [*PAGE.split(), "lo"]
+
+
+def test_pod_operations_are_pod_events(pk):
+    pid = pk("pod", "create", "--name", "evented", "--label", "team=a").stdout.strip()
+    pk("pod", "start", "evented")
+    pk("pod", "stop", "evented")
+    pk("pod", "rm", "evented")
+    got = pk("events", "--since", "5m", "--until", "0s", "--filter", "type=pod",
+             "--filter", "pod=evented", "--format",
+             "{{.Action}} {{.Actor.ID}} {{.Actor.Attributes.name}}").stdout.splitlines()
+    assert got == [f"{a} {pid} evented" for a in ("create", "start", "stop", "remove")]
+    labelled = pk("events", "--since", "5m", "--until", "0s", "--filter", "type=pod",
+                  "--filter", "label=team=a", "--format", "{{.Action}}").stdout.split()
+    assert labelled == ["create", "start", "stop", "remove"]

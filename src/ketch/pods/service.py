@@ -45,6 +45,12 @@ class PodService:
     def get(self, name_or_id: str) -> PodRecord:
         return self.records.find(name_or_id)
 
+    def event(self, pod: PodRecord, action: str) -> None:
+        """A pod event in the journal (`ketch events --filter type=pod`), as Podman's."""
+        from ketch.events import emit
+
+        emit(self.engine.root_dir, "pod", action, pod.id, {"name": pod.name, **pod.labels})
+
     # -- the pod's containers ---------------------------------------------------------
     def infra(self, pod: PodRecord) -> ContainerRecord | None:
         if not pod.infra_id:
@@ -130,6 +136,7 @@ class PodService:
             if infra_id:
                 self.containers.remove(infra_id, force=True)
             raise
+        self.event(pod, "create")
         return self.records.get(pod_id) or pod
 
     # -- members ----------------------------------------------------------------------
@@ -198,6 +205,7 @@ class PodService:
                 errors.append(f"{m.name}: {e.message}")
         if errors:
             raise KetchError(f"starting pod {pod.name}: " + "; ".join(errors))
+        self.event(pod, "start")
         return pod
 
     def stop(self, name_or_id: str, *, timeout: int | None = None) -> PodRecord:
@@ -206,6 +214,7 @@ class PodService:
         for c in self._members_then_infra(pod):
             if c.state in ("running", "paused", "restarting"):
                 self.containers.stop(c.id, timeout=timeout)
+        self.event(pod, "stop")
         return pod
 
     def restart(self, name_or_id: str, *, timeout: int | None = None) -> PodRecord:
@@ -220,6 +229,7 @@ class PodService:
             raise Conflict(f"pod {pod.name} has no running containers to kill")
         for c in running:
             self.containers.kill(c.id, signal)
+        self.event(pod, "kill")
         return pod
 
     def pause(self, name_or_id: str) -> PodRecord:
@@ -229,6 +239,7 @@ class PodService:
             raise Conflict(f"pod {pod.name} is not running")
         for c in running:
             self.containers.pause(c.id)
+        self.event(pod, "pause")
         return pod
 
     def unpause(self, name_or_id: str) -> PodRecord:
@@ -238,6 +249,7 @@ class PodService:
             raise Conflict(f"pod {pod.name} is not paused")
         for c in paused:
             self.containers.unpause(c.id)
+        self.event(pod, "unpause")
         return pod
 
     def remove(self, name_or_id: str, *, force: bool = False,
@@ -262,6 +274,7 @@ class PodService:
         self.records.delete(pod.id)
         for c in everything:
             self.containers.remove(c.id, force=True, volumes=False)
+        self.event(pod, "remove")
         return pod.id
 
     def prune(self) -> list[str]:
