@@ -3,7 +3,13 @@ Podman has them), exit 125, and nothing created or half-made."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
+
+import ketch
 
 NO_POD = "Error: no pod with name or ID nosuch found: no such pod"
 SHARED = "network cannot be configured when it is shared with a pod"
@@ -89,3 +95,26 @@ def test_rm_and_container_prune_leave_a_pods_infra_alone(pk):
     assert pk("ps", "-aq", "--no-trunc").stdout.split() == [infra]
     pk("pod", "start", "kept")  # still whole
     assert pk("pod", "ps", "--format", "{{.Status}}").stdout.strip() == "Running"
+
+
+def test_a_pod_create_killed_half_way_is_undone_by_the_next_command(pk):
+    # a `pod create` that died after recording the pod and making its infra container,
+    # before the infra was recorded on the pod: its intent row names a dead owner
+    script = (
+        "import os, sys\n"
+        "from ketch.engine import Engine\n"
+        "from ketch.pods.records import PodRecord\n"
+        "e = Engine()\n"
+        "pid = os.urandom(32).hex()\n"
+        "e.intents.begin('pods.create', pid)\n"
+        "e.pods.records.insert(PodRecord(pid, 'halfmade', 0.0, '', {}, {}))\n"
+        "from ketch.pods.infra import ensure_pause_image\n"
+        "e.containers.create({'Image': ensure_pause_image(e.images)}, {},"
+        " name=pid[:12] + '-infra')\n"
+        "os._exit(0)\n")
+    src = os.path.dirname(os.path.dirname(os.path.abspath(ketch.__file__)))
+    subprocess.run([sys.executable, "-c", script], env={**pk.env(), "PYTHONPATH": src},
+                   check=True)
+    assert pk("pod", "ps", "-q").stdout == ""  # the next command undid it
+    assert pk("ps", "-aq").stdout == ""
+    pk("pod", "create", "--name", "halfmade")  # and the name is free again

@@ -108,6 +108,17 @@ class PodService:
                                 "Network": network or "bridge",
                                 "PortBindings": port_bindings,
                                 "ExtraHosts": list(add_hosts or [])})
+        # killed before the infra is recorded on the pod, the next command undoes it all
+        with self.engine.intents.held("pods.create", pod_id):
+            self._create(pod, exposed, port_bindings)
+        self.event(pod, "create")
+        return self.records.get(pod_id) or pod
+
+    def _create(self, pod: PodRecord, exposed: dict[str, Any],
+                port_bindings: dict[str, Any]) -> None:
+        pod_id, name = pod.id, pod.name
+        network = pod.config["Network"]
+        add_hosts = pod.config["ExtraHosts"]
         self.records.insert(pod)  # the name is taken (or refused) first
         infra_id = ""
         try:
@@ -115,12 +126,12 @@ class PodService:
 
             image = ensure_pause_image(self.engine.images)
             config: dict[str, Any] = {
-                "Image": image, "Hostname": hostname or name,
+                "Image": image, "Hostname": pod.config["Hostname"] or name,
                 "ExposedPorts": exposed or None,
                 "Labels": {}, "StopTimeout": 10,
             }
             host_config: dict[str, Any] = {
-                "NetworkMode": network or "bridge", "PortBindings": port_bindings,
+                "NetworkMode": network, "PortBindings": port_bindings,
                 "ExtraHosts": list(add_hosts or []) or None, "IpcMode": "shareable",
                 "Init": False,
             }
@@ -136,8 +147,6 @@ class PodService:
             if infra_id:
                 self.containers.remove(infra_id, force=True)
             raise
-        self.event(pod, "create")
-        return self.records.get(pod_id) or pod
 
     # -- members ----------------------------------------------------------------------
     def join(self, pod_name: str, config: dict[str, Any], host_config: dict[str, Any]
@@ -271,9 +280,11 @@ class PodService:
                     self.containers.stop(c.id, timeout=timeout)
         # the record goes first: then the infra may be removed, and a removal cut short
         # leaves containers that `rm` takes, not a pod that cannot be emptied
-        self.records.delete(pod.id)
-        for c in everything:
-            self.containers.remove(c.id, force=True, volumes=False)
+        with self.engine.intents.held("pods.remove", pod.id,
+                                      {"containers": [c.id for c in everything]}):
+            self.records.delete(pod.id)
+            for c in everything:
+                self.containers.remove(c.id, force=True, volumes=False)
         self.event(pod, "remove")
         return pod.id
 
@@ -443,6 +454,27 @@ class PodService:
                 svc.records.update(m.id, error=INFRA_EXITED)
             except KetchError:
                 continue  # removed meanwhile, or already stopping
+
+    def recover(self, intent: Any) -> bool:
+        """Finish or undo a pod operation whose process was killed (Engine.recover): a
+        create is undone (record and infra container), a removal is finished."""
+        op = intent.kind.partition(".")[2]
+        if op == "create":
+            pod = self.records.get(intent.subject)
+            if pod is not None and pod.infra_id:
+                return True  # killed after the pod was complete
+            self.records.delete(intent.subject)
+            try:
+                infra = self.containers.records.find(f"{intent.subject[:12]}-infra")
+            except KetchError:
+                return True
+            self.containers.remove(infra.id, force=True)
+        elif op == "remove":
+            self.records.delete(intent.subject)
+            for cid in intent.data.get("containers") or []:
+                if self.containers.records.get(cid) is not None:
+                    self.containers.remove(cid, force=True)
+        return True
 
     def ids_matching(self, refs: list[str]) -> set[str]:
         """The IDs of the pods the names or ID prefixes refer to (`ps --filter pod=`)."""
