@@ -151,6 +151,11 @@ def teardown_root(root: Path, run_root: Path) -> None:
     except Exception:
         return
     try:
+        for pod in engine.pods.records.all():  # their infra containers go with them
+            try:
+                engine.pods.remove(pod.id, force=True)
+            except Exception:
+                pass
         for rec in engine.containers.records.all():
             try:
                 engine.containers.remove(rec.id, force=True, volumes=True)

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from ketch.images.service import ImageService, PruneReport
     from ketch.layers.store import LayerStore
     from ketch.network.service import NetworkService
+    from ketch.pods.records import PodRecord
+    from ketch.pods.service import PodService
     from ketch.progress import Progress
     from ketch.store.content import ContentStore
     from ketch.store.images import ImageRecords
@@ -128,6 +130,14 @@ class Engine:
         from ketch.containers.service import ContainerService
 
         return ContainerService(self)
+
+    @cached_property
+    def pods(self) -> PodService:
+        """Pods: groups of containers sharing an infra container's namespaces (the
+        `pod_*` methods here are the stable names for library users)."""
+        from ketch.pods.service import PodService
+
+        return PodService(self)
 
     @cached_property
     def volumes(self) -> VolumeStore:
@@ -415,6 +425,70 @@ class Engine:
         from ketch.containers.netglue import disconnect
 
         disconnect(self, container, network)
+
+    # -- pods (ketch.pods) ----------------------------------------------------------------
+    def pod_create(self, name: str | None = None, *, publish: Iterable[str] = (),
+                   network: str | None = None, hostname: str | None = None,
+                   add_hosts: Iterable[str] = (),
+                   labels: dict[str, str] | None = None) -> PodRecord:
+        """Create a pod and its infra container (not started), as `podman pod create`:
+        `publish` are `-p` values (the pod's ports), `network` the infra's network
+        (bridge, host or a user-defined network), `add_hosts` `HOST:IP` lines for every
+        member's /etc/hosts. A name in use is a Conflict; nothing is left when refused.
+        Containers join with `containers.create(..., pod=NAME)`."""
+        return self.pods.create(name, publish=list(publish), network=network,
+                                hostname=hostname, add_hosts=list(add_hosts),
+                                labels=labels)
+
+    def pod_start(self, name_or_id: str) -> PodRecord:
+        """Start the infra container, then every member."""
+        return self.pods.start(name_or_id)
+
+    def pod_stop(self, name_or_id: str, *, timeout: int | None = None) -> PodRecord:
+        """Stop the members (each after its stop timeout, or `timeout`), then the infra."""
+        return self.pods.stop(name_or_id, timeout=timeout)
+
+    def pod_restart(self, name_or_id: str, *, timeout: int | None = None) -> PodRecord:
+        return self.pods.restart(name_or_id, timeout=timeout)
+
+    def pod_kill(self, name_or_id: str, signal: str | int = "KILL") -> PodRecord:
+        return self.pods.kill(name_or_id, signal)
+
+    def pod_pause(self, name_or_id: str) -> PodRecord:
+        return self.pods.pause(name_or_id)
+
+    def pod_unpause(self, name_or_id: str) -> PodRecord:
+        return self.pods.unpause(name_or_id)
+
+    def pod_rm(self, name_or_id: str, *, force: bool = False,
+               timeout: int | None = None) -> str:
+        """Remove the pod with its members and infra; running ones only with `force`.
+        Returns the pod ID."""
+        return self.pods.remove(name_or_id, force=force, timeout=timeout)
+
+    def pod_prune(self) -> list[str]:
+        """Remove every pod none of whose containers runs; returns their IDs."""
+        return self.pods.prune()
+
+    def pod_list(self, filters: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
+        """Podman's `pod ps` reports (Id, Name, Created, Status, InfraId, Labels,
+        Networks, Containers); filters id, name, label, status, ctr-names, ctr-ids."""
+        return self.pods.list(filters)
+
+    def pod_inspect(self, name_or_id: str) -> dict[str, Any]:
+        """Podman's `pod inspect` document."""
+        return self.pods.inspect(name_or_id)
+
+    def pod_logs(self, name_or_id: str, **kw: Any) -> Iterator[tuple[ContainerRecord, str,
+                                                                     bytes]]:
+        """(member, stream, data) of the members' logs; keywords as `containers.logs`,
+        plus `container` to read one member."""
+        return self.pods.logs(name_or_id, **kw)
+
+    def pod_top(self, name_or_id: str, ps_args: list[str] | None = None
+                ) -> tuple[list[str], list[list[str]]]:
+        """The processes of the pod's running containers: (ps titles, rows)."""
+        return self.pods.top(name_or_id, ps_args)
 
     # -- containers: attached sessions, files ------------------------------------------
     # The attached forms drive this process's standard streams and terminal.

@@ -17,6 +17,7 @@ from ketch.cli.flags import Parser
 from ketch.containers.options import CREATE_OPTIONS, EXEC_OPTIONS
 from ketch.containers.volumes import VOLUME_CREATE_OPTIONS
 from ketch.network.options import NETWORK_CREATE_OPTIONS
+from ketch.pods.options import POD_CREATE_OPTIONS
 
 TESTS = Path(__file__).resolve().parent.parent
 
@@ -35,6 +36,8 @@ COMMANDS: dict[str, tuple[Callable[[], Callable[[Parser], None]], dict[str, str]
                        ('"network", "create"',)),
     "volume create": (lambda: _registered("volume", "create"), VOLUME_CREATE_OPTIONS,
                       ('"volume", "create"',)),
+    "pod create": (lambda: _registered("pod", "create"), POD_CREATE_OPTIONS,
+                   ('"pod", "create"',)),
 }
 
 

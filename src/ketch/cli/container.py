@@ -28,7 +28,7 @@ PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
               "CreatedSince": "CREATED", "RunningFor": "CREATED", "CreatedAt": "CREATED AT",
               "Status": "STATUS", "Ports": "PORTS", "Names": "NAMES", "State": "STATE",
               "Size": "SIZE", "Labels": "LABELS", "Mounts": "MOUNTS",
-              "Networks": "NETWORKS"}
+              "Networks": "NETWORKS", "Pod": "POD ID", "PodName": "PODNAME"}
 PS_DEFAULT_COLUMNS = ["ID", "Image", "Command", "CreatedSince", "Status", "Ports", "Names"]
 
 
@@ -63,7 +63,8 @@ def _create_from_ns(ns: Namespace):
     try:
         rec = engine().containers.create(body["Config"], body["HostConfig"], name=ns.name,
                                          networking_config=body["NetworkingConfig"],
-                                         warnings=warnings, platform=ns.platform)
+                                         warnings=warnings, platform=ns.platform,
+                                         pod=ns.pod)
     except ImageNotFound:
         if ns.pull != "missing" or _is_image_id(ns.image):
             raise
@@ -72,7 +73,8 @@ def _create_from_ns(ns: Namespace):
         _pull_for_run(ns.image, ns.quiet, ns.platform)
         rec = engine().containers.create(body["Config"], body["HostConfig"], name=ns.name,
                                          networking_config=body["NetworkingConfig"],
-                                         warnings=warnings, platform=ns.platform)
+                                         warnings=warnings, platform=ns.platform,
+                                         pod=ns.pod)
     for w in warnings:
         sys.stderr.write(f"WARNING: {w}\n")
     if ns.cidfile:
@@ -313,6 +315,8 @@ def _ls(p: Parser) -> None:
     p.add_argument("-l", "--latest", action="store_true",
                    help="Show the latest created container (includes all states)")
     p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
+    p.add_argument("--pod", action="store_true",
+                   help="Print the ID and name of the pod the containers are part of")
     p.add_argument("-q", "--quiet", action="store_true", help="Only display container IDs")
     p.add_argument("-s", "--size", action="store_true", help="Display total file sizes")
 
@@ -363,6 +367,8 @@ def ls(ns: Namespace) -> None:
                 "Mounts": "", "Networks": ",".join(c["NetworkSettings"]["Networks"]),
             })
         rows.append(row)
+    if ns.pod:
+        _pod_columns(items, rows, ns.no_trunc)
     if fmt == "json":
         format_each("json", rows)
         return
@@ -370,6 +376,8 @@ def ls(ns: Namespace) -> None:
         from ketch.fmt.table import tabulate
 
         cols = [*PS_DEFAULT_COLUMNS, "Size"] if ns.size else PS_DEFAULT_COLUMNS
+        if ns.pod:
+            cols = [*cols, "Pod", "PodName"]
         sys.stdout.write(tabulate([[PS_HEADERS[k] for k in cols]]
                                   + [[r[k] for k in cols] for r in rows]))
         return
@@ -378,6 +386,17 @@ def ls(ns: Namespace) -> None:
     sys.stdout.write(render_table(fmt, rows, PS_HEADERS, go_type="*formatter.ContainerContext",
                                   fields=CONTAINER_HEADERS,
                                   labels=[c["Labels"] or {} for c in items]))
+
+
+def _pod_columns(items: list[dict], rows: list[dict], no_trunc: bool) -> None:
+    """Podman's `ps --pod` columns: POD ID and PODNAME (empty outside a pod)."""
+    names = {}
+    if any(c.get("Pod") for c in items):
+        names = {p.id: p.name for p in engine().pods.records.all()}
+    for c, row in zip(items, rows, strict=True):
+        pod = c.get("Pod") or ""
+        row["Pod"] = pod if no_trunc else pod[:12]
+        row["PodName"] = names.get(pod, "")
 
 
 # -- logs / wait / inspect / port / rename --------------------------------------------------

@@ -176,6 +176,8 @@ def add_create_flags(p: Parser) -> None:
     a("--pids-limit", type=int, metavar="int", help="Tune container pids limit (set -1 for"
       " unlimited)")
     a("--platform", metavar="string", help="Set platform if server is multi-platform capable")
+    a("--pod", metavar="string", help="Run container in an existing pod (its network, IPC"
+      " and UTS namespaces)")
     a("--privileged", action="store_true",
       help="Give extended privileges to this container (every capability ketch's own"
            " bounding set holds, all host devices)")

@@ -16,6 +16,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "container": ("ketch.cli.container", "Manage containers"),
     "image": ("ketch.cli.image", "Manage images"),
     "network": ("ketch.cli.network", "Manage networks"),
+    "pod": ("ketch.cli.pod", "Manage pods"),
     "system": ("ketch.cli.system", "Manage ketch"),
     "volume": ("ketch.cli.volume", "Manage volumes"),
 }

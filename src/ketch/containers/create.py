@@ -56,10 +56,15 @@ def create(svc: ContainerService, config: dict[str, Any],
            host_config: dict[str, Any] | None = None, *, name: str | None = None,
            networking_config: dict[str, Any] | None = None,
            warnings: list[str] | None = None,
-           platform: str | None = None) -> ContainerRecord:
+           platform: str | None = None, pod: str | None = None) -> ContainerRecord:
     """A new container in state "created". Docker's create warnings (settings this
-    host cannot apply and drops) are appended to `warnings`."""
+    host cannot apply and drops) are appended to `warnings`. `pod`: the container
+    joins that pod's namespaces (ketch.pods)."""
     host_config = dict(host_config or {})
+    for key in ("_Pod", "_PodInfra"):  # set by ketch.pods only, never by a client
+        host_config.pop(key, None)
+    if pod:
+        svc.engine.pods.join(pod, config, host_config)  # type: ignore[attr-defined]
     from ketch.containers.hostconfig import validate
 
     validate(config, host_config)

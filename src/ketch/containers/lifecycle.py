@@ -114,6 +114,9 @@ class Lifecycle:
         (containers.restart), done only if the record still waits for that restart."""
         svc = self.svc
         rec = svc.get(name_or_id)
+        if rec.host_config.get("_Pod") and not rec.running:
+            # a pod member joins the infra's namespaces: the infra runs first (ketch.pods)
+            svc.engine.pods.ensure_infra_running(rec.host_config["_Pod"])  # type: ignore[attr-defined]
         with svc.lock(rec.id):
             rec = svc._refresh(svc.records.get(rec.id) or rec, locked=True)
             if rec.state in ("running", "paused"):
@@ -413,6 +416,9 @@ class Lifecycle:
             return
         svc.records.update(cid, state="exited", exit_code=code, finished_at=finished, pid=0,
                            extra=extra)
+        if rec.host_config.get("_PodInfra"):
+            # its members lose their namespaces: they stop too (ketch.pods)
+            svc.engine.pods.infra_exited(rec)  # type: ignore[attr-defined]
         if rec.host_config.get("AutoRemove"):
             # An attached `run --rm` (or `wait`) may find the record gone before it reads
             # the exit code: the record leaves it behind.

@@ -159,7 +159,9 @@ def validate(svc: ContainerService, hc: dict[str, Any], config: dict[str, Any],
     for key, kind, allowed in (("PidMode", "PID", ("", "host", "container")),
                                ("IpcMode", "IPC", ("", "private", "shareable", "host",
                                                    "none", "container")),
-                               ("UTSMode", "UTS", ("", "host")),
+                               # a pod member joins its infra's (ketch.pods)
+                               ("UTSMode", "UTS", ("", "host", "container") if hc.get("_Pod")
+                                else ("", "host")),
                                ("CgroupnsMode", "cgroup namespace", ("", "host", "private"))):
         mode = hc.get(key) or ""
         _namespace_mode(mode, kind, allowed)
@@ -472,6 +474,7 @@ CREATE_OPTIONS: dict[str, str] = {
     "--oom-score-adj": "the process's oom_score_adj",
     "--pid": "the host's or another container's PID namespace",
     "--pids-limit": "pids.max",
+    "--pod": "joins the pod's infra namespaces (network, IPC, UTS): ketch.pods.service.join",
     "--platform": "a local image of another platform is not used; that platform is pulled",
     "--privileged": "every capability in ketch's bounding set and every host device",
     "--publish": "host ports forwarded to the container",

@@ -133,14 +133,15 @@ class ContainerService:
                name: str | None = None,
                networking_config: dict[str, Any] | None = None,
                warnings: list[str] | None = None,
-               platform: str | None = None) -> ContainerRecord:
+               platform: str | None = None, pod: str | None = None) -> ContainerRecord:
         """A new container in state "created". Docker's create warnings (settings this
-        host cannot apply and drops) are appended to `warnings`."""
+        host cannot apply and drops) are appended to `warnings`. `pod`: the container
+        joins that pod's namespaces (ketch.pods)."""
         from ketch.containers.create import create
 
         return create(self, config, host_config, name=name,
                       networking_config=networking_config, warnings=warnings,
-                      platform=platform)
+                      platform=platform, pod=pod)
 
     def check_host_config(self, host_config: dict[str, Any]) -> list[str]:
         """Refuse settings `create` would refuse (Docker's messages), creating nothing;
@@ -194,7 +195,7 @@ class ContainerService:
              limit: int = -1, size: bool = False, latest: bool = False) -> list[dict[str, Any]]:
         filters = filters or {}
         allowed = {"status", "name", "id", "ancestor", "label", "exited", "before", "since",
-                   "network", "publish", "expose", "health", "volume", "is-task"}
+                   "network", "publish", "expose", "health", "volume", "is-task", "pod"}
         for k in filters:
             if k not in allowed:
                 raise InvalidArgument(f"invalid filter '{k}'")
@@ -218,9 +219,14 @@ class ContainerService:
                     continue
         before = self.get(filters["before"][-1]).created if "before" in filters else None
         since = self.get(filters["since"][-1]).created if "since" in filters else None
+        in_pods = (self.engine.pods.ids_matching(filters["pod"])  # type: ignore[attr-defined]
+                   if "pod" in filters else None)
         now = time.time()
         out = []
         for r in recs:
+            pod = r.host_config.get("_Pod") or r.host_config.get("_PodInfra")
+            if in_pods is not None and pod not in in_pods:
+                continue
             if not all and "status" not in filters and r.state not in ("running", "paused",
                                                                         "restarting"):
                 continue
@@ -262,6 +268,8 @@ class ContainerService:
                 "NetworkSettings": {"Networks": self.networks(r, lean=True)},
                 "Mounts": r.extra.get("Mounts") or [],
             }
+            if pod:
+                item["Pod"] = pod  # Podman's field: the pod the container is part of
             if size:
                 item["SizeRw"] = self.size_rw(r)
                 item["SizeRootFs"] = item["SizeRw"] + self._image_size(r)
@@ -325,6 +333,8 @@ class ContainerService:
     # -- remove / prune / rename ---------------------------------------------------------
     def remove(self, name_or_id: str, *, force: bool = False, volumes: bool = False) -> str:
         rec = self.get(name_or_id)
+        if rec.host_config.get("_PodInfra"):
+            self.engine.pods.check_infra_removal(rec)  # type: ignore[attr-defined]
         with self.lock(rec.id):
             rec = self._refresh(self.records.get(rec.id) or rec, locked=True)
             if rec.running:
@@ -400,6 +410,9 @@ class ContainerService:
             r = self._refresh(r)
             if r.running or r.state == "removing":
                 continue
+            if r.host_config.get("_PodInfra") and self.engine.pods.records.get(  # type: ignore[attr-defined]
+                    r.host_config["_PodInfra"]):
+                continue  # a pod's infra goes with its pod (pod rm, pod prune)
             if until is not None and r.created >= until:
                 continue
             labels = r.config.get("Labels") or {}

@@ -21,11 +21,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from typing import Any
 
+# "pod": Podman's pod events and filter (ketch.pods), beside dockerd's
 FILTER_KEYS = frozenset({"config", "container", "daemon", "event", "image", "label",
-                         "network", "node", "plugin", "scope", "secret", "service", "type",
-                         "volume"})
+                         "network", "node", "plugin", "pod", "scope", "secret", "service",
+                         "type", "volume"})
 TYPES = frozenset({"builder", "config", "container", "daemon", "image", "network", "node",
-                   "plugin", "secret", "service", "volume"})
+                   "plugin", "pod", "secret", "service", "volume"})
 # dockerd matches these event filters as prefixes ("exec_start" matches
 # "exec_start: sh -c ..."); others exactly
 _PREFIX_EVENTS = frozenset({"health_status", "exec_create", "exec_start"})
@@ -90,7 +91,8 @@ class Filter:
                 and self._exact("type", ev.get("Type") or "")
                 and self._exact("scope", ev.get("scope") or "")
                 and self._named("container", ev) and self._named("network", ev)
-                and self._named("volume", ev) and self._image(ev)
+                and self._named("volume", ev) and self._named("pod", ev)
+                and self._image(ev)
                 and "daemon" not in self.f and "plugin" not in self.f
                 and "node" not in self.f and "service" not in self.f
                 and "secret" not in self.f and "config" not in self.f

@@ -1,0 +1,211 @@
+"""Pods on real runc: members share the infra container's network, IPC and UTS
+namespaces; the pod publishes the ports; stop/start/rm leave nothing behind; a pod whose
+infra dies has its members stopped and marked. Traffic goes only to loopback and to the
+test's own containers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+from tests.containers_net.helpers import PAGE, fetch, unreachable
+from tests.crash.conftest import leftovers
+from tests.helpers.host import wait_for
+from tests.helpers.ports import free_port
+from tests.pods.conftest import infra_of, state, wait_state
+
+HTTPD = ("busybox", "httpd", "-f", "-p", "80", "-h", "/www")
+
+
+def _pod_row(pk, pod: str) -> dict[str, str]:
+    rows = json.loads(pk("pod", "ps", "--format", "json").stdout)
+    return next(r for r in rows if r["Name"] == pod)
+
+
+def test_containers_in_a_pod_reach_each_other_on_loopback(pk):
+    pk("pod", "create", "--name", "app", "--hostname", "apphost")
+    pk("run", "-d", "--pod", "app", "--name", "web", *HTTPD)
+    got = pk("run", "--rm", "--pod", "app", "busybox", "sh", "-c",
+             "wget -qO- http://127.0.0.1:80/ && hostname").stdout
+    assert got.splitlines() == [PAGE, "apphost"]
+
+
+def test_members_share_the_infra_namespaces_of_network_ipc_and_uts(pk):
+    pk("pod", "create", "--name", "ns")
+    pk("run", "-d", "--pod", "ns", "--name", "first", "busybox", "sleep", "60")
+    script = "for n in net ipc uts pid; do readlink /proc/self/ns/$n; done"
+    mine = pk("exec", "first", "sh", "-c", script).stdout.split()
+    other = pk("run", "--rm", "--pod", "ns", "busybox", "sh", "-c", script).stdout.split()
+    assert mine[:3] == other[:3]  # net, ipc, uts: the pod's
+    assert mine[3] != other[3]  # each member keeps its own PID namespace
+    infra = infra_of(pk, "ns")
+    pid = pk("inspect", "-f", "{{.State.Pid}}", infra).stdout.strip()
+    assert os.readlink(f"/proc/{pid}/ns/net") == mine[0]
+
+
+def test_port_published_by_the_pod_is_fetched_from_the_host(pk):
+    port = free_port()
+    pk("pod", "create", "--name", "pub", "-p", f"127.0.0.1:{port}:80")
+    pk("run", "-d", "--pod", "pub", "--name", "web", *HTTPD)
+    assert PAGE in fetch(f"http://127.0.0.1:{port}/")
+    ports = pk("pod", "inspect", "-f", "{{json .InfraConfig.PortBindings}}", "pub").stdout
+    assert json.loads(ports) == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}
+
+
+def test_pod_stop_start_rm_leave_no_namespace_veth_rule_or_process(pk):
+    port = free_port()
+    pk("pod", "create", "--name", "cyc", "--publish", f"{port}:80")
+    pk("run", "-d", "--pod", "cyc", "--name", "web", "--stop-timeout", "1", *HTTPD)
+    assert PAGE in fetch(f"http://127.0.0.1:{port}/")
+    pids = [int(pk("inspect", "-f", "{{.State.Pid}}", c).stdout) for c in
+            ("web", infra_of(pk, "cyc"))]
+
+    assert pk("pod", "stop", "cyc").returncode == 0
+    assert state(pk, "web") == "exited"
+    assert _pod_row(pk, "cyc")["Status"] == "Exited"
+    wait_for(lambda: not leftovers(pk), timeout=10, what="the stopped pod to leave nothing")
+    assert not [p for p in pids if os.path.exists(f"/proc/{p}")]
+    assert unreachable(f"http://127.0.0.1:{port}/")
+
+    pk("pod", "start", "cyc")
+    assert state(pk, "web") == "running"
+    assert _pod_row(pk, "cyc")["Status"] == "Running"
+    assert PAGE in fetch(f"http://127.0.0.1:{port}/")
+    pids = [int(pk("inspect", "-f", "{{.State.Pid}}", c).stdout) for c in
+            ("web", infra_of(pk, "cyc"))]
+
+    pk("pod", "rm", "-f", "cyc")
+    assert pk("ps", "-aq").stdout == ""
+    assert pk("pod", "ps", "-q").stdout == ""
+    wait_for(lambda: not leftovers(pk), timeout=10, what="the removed pod to leave nothing")
+    assert not [p for p in pids if os.path.exists(f"/proc/{p}")]
+
+
+def test_ps_pod_shows_the_pod_of_each_container_and_filters_by_pod(pk):
+    pid = pk("pod", "create", "--name", "p1").stdout.strip()
+    pk("create", "--pod", "p1", "--name", "member", "busybox", "true")
+    pk("create", "--name", "loner", "busybox", "true")
+    header, *rows = pk("ps", "-a", "--pod").stdout.splitlines()
+    assert header.split()[-3:] == ["POD", "ID", "PODNAME"]
+    tails = sorted(r.split()[-3:] for r in rows)
+    assert [f"{pid[:12]}-infra", pid[:12], "p1"] in tails
+    assert ["member", pid[:12], "p1"] in tails
+    loner = next(r for r in rows if r.split()[-1] == "loner")
+    assert pid[:12] not in loner
+    names = pk("ps", "-a", "--filter", "pod=p1", "--format", "{{.Names}}").stdout.split()
+    assert sorted(names) == sorted(["member", f"{pid[:12]}-infra"])
+    by_id = pk("ps", "-a", "--filter", f"pod={pid[:8]}", "--format", "{{.Names}}").stdout
+    assert sorted(by_id.split()) == sorted(names)
+
+
+def test_starting_a_member_of_a_created_pod_starts_its_infra_first(pk):
+    pk("pod", "create", "--name", "lazy")
+    pk("create", "--pod", "lazy", "--name", "mem", "busybox", "sleep", "60")
+    assert _pod_row(pk, "lazy")["Status"] == "Created"
+    pk("start", "mem")
+    assert state(pk, infra_of(pk, "lazy")) == "running"
+    assert _pod_row(pk, "lazy")["Status"] == "Running"
+
+
+def test_member_is_stopped_and_marked_when_the_infra_dies(pk):
+    pk("pod", "create", "--name", "fragile")
+    pk("run", "-d", "--pod", "fragile", "--name", "mem", "--stop-timeout", "1", "busybox",
+       "sleep", "600")
+    infra = infra_of(pk, "fragile")
+    os.kill(int(pk("inspect", "-f", "{{.State.Pid}}", infra).stdout), signal.SIGKILL)
+    wait_state(pk, "mem", "exited")
+    assert pk("inspect", "-f", "{{.State.Error}}", "mem").stdout.strip() == (
+        "the pod's infra container exited")
+    assert _pod_row(pk, "fragile")["Status"] == "Exited"
+    wait_for(lambda: not leftovers(pk), timeout=10, what="the dead pod to leave nothing")
+    pk("pod", "start", "fragile")  # and the pod comes back whole
+    assert state(pk, "mem") == "running"
+    assert pk("inspect", "-f", "{{.State.Error}}", "mem").stdout.strip() == ""
+
+
+def test_pod_pause_kill_restart_top_and_logs(pk):
+    pk("pod", "create", "--name", "ops", "--label", "tier=web", "--add-host",
+       "db.internal:10.1.2.3")
+    pk("run", "-d", "--pod", "ops", "--name", "talker", "busybox", "sh", "-c",
+       "echo hello from talker; grep db.internal /etc/hosts; exec sleep 600")
+    wait_for(lambda: "db.internal" in pk("logs", "talker").stdout, what="talker's output")
+    logs = pk("pod", "logs", "--names", "ops").stdout.splitlines()
+    assert logs[0] == "talker hello from talker"
+    assert logs[1].split()[1:] == ["10.1.2.3", "db.internal"]
+    top = pk("pod", "top", "ops").stdout
+    assert "sleep 600" in top and "sleep 86400" in top  # the member's and the infra's
+
+    pk("pod", "pause", "ops")
+    assert _pod_row(pk, "ops")["Status"] == "Paused"
+    pk("pod", "unpause", "ops")
+    assert _pod_row(pk, "ops")["Status"] == "Running"
+    pk("pod", "kill", "ops")
+    wait_state(pk, "talker", "exited")
+    assert _pod_row(pk, "ops")["Status"] == "Exited"
+    pk("pod", "restart", "ops")
+    assert state(pk, "talker") == "running"
+    assert pk("pod", "ps", "--filter", "label=tier=web", "--format",
+              "{{.Name}}").stdout.split() == ["ops"]
+
+
+def test_pod_rm_refuses_a_running_pod_without_force_and_prune_takes_stopped_ones(pk):
+    pk("pod", "create", "--name", "busy")
+    pk("run", "-d", "--pod", "busy", "--name", "mem", "busybox", "sleep", "600")
+    r = pk("pod", "rm", "busy", check=False)
+    assert r.returncode == 125
+    assert "running or paused containers cannot be removed without force" in r.stderr
+    assert state(pk, "mem") == "running"
+    pk("pod", "create", "--name", "idle")
+    pk("create", "--pod", "idle", "busybox", "true")
+    pruned = pk("pod", "prune", "-f").stdout.split()
+    assert len(pruned) == 1
+    assert pk("pod", "ps", "--format", "{{.Name}}").stdout.split() == ["busy"]
+    assert len(pk("ps", "-aq").stdout.split()) == 2  # busy's infra and m
+
+
+def test_pod_on_a_user_network(pk):
+    pk("network", "create", "podnet")
+    try:
+        pk("pod", "create", "--name", "onnet", "--network", "podnet")
+        pk("run", "-d", "--pod", "onnet", "--name", "mem", "busybox", "sleep", "60")
+        infra = infra_of(pk, "onnet")
+        nets = pk("inspect", "-f", "{{json .NetworkSettings.Networks}}", infra).stdout
+        assert list(json.loads(nets)) == ["podnet"]
+        assert pk("pod", "inspect", "-f", "{{json .InfraConfig.Networks}}",
+                  "onnet").stdout.strip() == '["podnet"]'
+    finally:
+        pk("pod", "rm", "-f", "onnet", check=False)
+        pk("network", "rm", "podnet", check=False)
+
+
+def test_pod_logs_follow_shows_every_member_as_it_writes(pk):
+    pk("pod", "create", "--name", "chatty")
+    for name, delay in (("slow", "4"), ("fast", "0")):
+        pk("run", "-d", "--pod", "chatty", "--name", name, "busybox", "sh", "-c",
+           f"sleep {delay}; echo from {name}; sleep 1")
+    lines = pk("pod", "logs", "-f", "--names", "chatty", timeout=30).stdout.splitlines()
+    # as they were written, not one member after the other (slow was created first)
+    assert lines == ["fast from fast", "slow from slow"]
+
+
+def test_pod_without_a_network_still_shares_loopback(pk):
+    pk("pod", "create", "--name", "offline", "--network", "none")
+    pk("run", "-d", "--pod", "offline", "--name", "web", *HTTPD)
+    got = pk("run", "--rm", "--pod", "offline", "busybox", "sh", "-c",
+             "wget -qO- http://127.0.0.1:80/ && ip -o link | cut -d: -f2").stdout
+    assert got.split() == [*PAGE.split(), "lo"]
+
+
+def test_pod_operations_are_pod_events(pk):
+    pid = pk("pod", "create", "--name", "evented", "--label", "team=a").stdout.strip()
+    pk("pod", "start", "evented")
+    pk("pod", "stop", "evented")
+    pk("pod", "rm", "evented")
+    got = pk("events", "--since", "5m", "--until", "0s", "--filter", "type=pod",
+             "--filter", "pod=evented", "--format",
+             "{{.Action}} {{.Actor.ID}} {{.Actor.Attributes.name}}").stdout.splitlines()
+    assert got == [f"{a} {pid} evented" for a in ("create", "start", "stop", "remove")]
+    labelled = pk("events", "--since", "5m", "--until", "0s", "--filter", "type=pod",
+                  "--filter", "label=team=a", "--format", "{{.Action}}").stdout.split()
+    assert labelled == ["create", "start", "stop", "remove"]
