@@ -78,7 +78,7 @@ class PodService:
                labels: dict[str, str] | None = None) -> PodRecord:
         """A new pod with its infra container (created, not started): Podman's `pod
         create`. Nothing is left behind when any part is refused."""
-        from ketch.containers.service import valid_name
+        from ketch.containers.names import valid_name
 
         if name is not None and not valid_name(name):
             raise InvalidArgument(f"invalid pod name {name!r}: only [a-zA-Z0-9]"
@@ -387,7 +387,7 @@ class PodService:
             return
         yield from self._follow_all(members, kw)
 
-    def _follow_all(self, members: list[ContainerRecord], kw: dict[str, Any]
+    def _follow_all(self, members: builtins.list[ContainerRecord], kw: dict[str, Any]
                     ) -> Iterator[tuple[ContainerRecord, str, bytes]]:
         """Several members' logs followed at once, as their lines come (a reader thread
         each; the database gives each thread its own SQLite connection)."""
