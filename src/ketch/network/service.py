@@ -37,6 +37,7 @@ from ketch.network.files import host_nameservers
 from ketch.network.firewall import Firewall, FirewallError, Rule
 from ketch.network.models import Endpoint, Network, NetworkAttachment, PortBinding
 from ketch.network.netlink import Netlink, NetlinkError, delete_conntrack
+from ketch.network.schema import SCHEMA
 from ketch.store.db import Database
 
 TYPE_CHECKING = False
@@ -44,77 +45,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
     from typing import Any
 
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS net_networks (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    driver TEXT NOT NULL,
-    bridge TEXT NOT NULL DEFAULT '',
-    subnet TEXT NOT NULL DEFAULT '',
-    gateway TEXT NOT NULL DEFAULT '',
-    internal INTEGER NOT NULL DEFAULT 0,
-    builtin INTEGER NOT NULL DEFAULT 0,
-    labels TEXT NOT NULL DEFAULT '{}',
-    created REAL NOT NULL,
-    last_ip TEXT NOT NULL DEFAULT '',
-    fw_rules TEXT NOT NULL DEFAULT '[]',
-    extra TEXT NOT NULL DEFAULT '{}'
-);
-CREATE TABLE IF NOT EXISTS net_sandboxes (
-    container_id TEXT PRIMARY KEY,
-    mode TEXT NOT NULL,
-    netns_path TEXT,
-    owns_netns INTEGER NOT NULL DEFAULT 0,
-    hostname TEXT NOT NULL DEFAULT '',
-    dns TEXT NOT NULL DEFAULT '',
-    fw_rules TEXT NOT NULL DEFAULT '[]',
-    proxy_pid INTEGER,
-    proxy_started TEXT,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS net_endpoints (
-    container_id TEXT NOT NULL,
-    network_id TEXT NOT NULL,
-    endpoint_id TEXT NOT NULL,
-    ip TEXT NOT NULL,
-    prefixlen INTEGER NOT NULL,
-    gateway TEXT NOT NULL,
-    mac TEXT NOT NULL,
-    ifname TEXT NOT NULL,
-    host_ifname TEXT NOT NULL,
-    aliases TEXT NOT NULL DEFAULT '[]',
-    seq INTEGER NOT NULL DEFAULT 0,
-    ip6 TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (container_id, network_id),
-    UNIQUE (network_id, ip)
-);
-CREATE TABLE IF NOT EXISTS net_names (
-    network_id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    ip TEXT NOT NULL,
-    container_id TEXT NOT NULL,
-    primary_name INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS net_names_lookup ON net_names(network_id, name);
-CREATE INDEX IF NOT EXISTS net_names_container ON net_names(container_id);
-CREATE TABLE IF NOT EXISTS net_ports (
-    protocol TEXT NOT NULL,
-    host_ip TEXT NOT NULL,
-    host_port INTEGER NOT NULL,
-    container_id TEXT NOT NULL,
-    network_id TEXT NOT NULL,
-    container_ip TEXT NOT NULL,
-    container_port INTEGER NOT NULL,
-    PRIMARY KEY (protocol, host_ip, host_port)
-);
-CREATE INDEX IF NOT EXISTS net_ports_container ON net_ports(container_id);
-CREATE TABLE IF NOT EXISTS net_dns (
-    network_id TEXT PRIMARY KEY,
-    pid INTEGER NOT NULL,
-    started TEXT NOT NULL
-);
-"""
 
 BUILTIN = ("bridge", "host", "none")
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
