@@ -233,7 +233,7 @@ def test_enable_ip_masquerade_false_leaves_out_the_masquerade_rule(nk: KetchCLI)
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--ipv6"], "--ipv6 needs an IPv6 --subnet"),
+    (["--ipv6", "--gateway", "fd00:1::1"], "an IPv6 --gateway needs an IPv6 --subnet"),
     (["--subnet", "fd00:1::/64"], "an IPv6 --subnet or --gateway needs --ipv6"),
     (["--ipv6", "--subnet", "fd00:1::/64", "--subnet", "fd00:2::/64"],
      "more than one IPv6 --subnet"),

@@ -33,7 +33,10 @@ def allocate(conn: sqlite3.Connection, container_id: str, net: Network, containe
     """Choose and record host ports. Runs inside the write transaction, so the
     records of every other ketch process are final while we look at them; a real
     bind test catches ports held by anything else on the host. Ports on IPv6 host
-    addresses come back with their bound socket, for the userland proxy."""
+    addresses come back with their bound socket, for the userland proxy.
+
+    On a network with IPv6, a port published on every address (`-p 8080:80`, `-P`)
+    also listens on [::] at the same host port, as Docker's with ip6tables does."""
     resolved: list[PortBinding] = []
     sockets: Sockets = []
     if not wanted:
@@ -59,33 +62,39 @@ def allocate(conn: sqlite3.Connection, container_id: str, net: Network, containe
                 offset = random.randrange(hi - lo + 1)
                 candidates = (lo + (offset + i) % (hi - lo + 1) for i in range(hi - lo + 1))
             explicit = bool(b.host_port) and not b.host_port_end
+            # the [::] twin of a port published on every IPv4 address
+            hosts = [b.host_ip, "::"] if (net.ipv6 and not b.host_ip
+                                          and b.protocol != "sctp") else [b.host_ip]
             chosen = None
             for port in candidates:
-                if _records_conflict(taken.get((b.protocol, port), ()), b.host_ip):
-                    if explicit:
-                        raise Conflict(f"Bind for {_where(b, port)} failed: "
-                                       "port is already allocated")
-                    continue
+                bound: Sockets = []
                 try:
-                    sock = _probe(b.host_ip, b.protocol, port, keep=b.family == 6)
+                    for host_ip in hosts:
+                        at = PortBinding(b.container_port, b.protocol, host_ip, port)
+                        if _records_conflict(taken.get((b.protocol, port), ()), host_ip):
+                            raise OSError(errno.EADDRINUSE, "port is already allocated")
+                        sock = _probe(host_ip, b.protocol, port, keep=at.family == 6)
+                        if sock is not None:
+                            bound.append((sock, at))
                 except OSError as e:
+                    for s, _b in bound:
+                        s.close()
                     if explicit or e.errno != errno.EADDRINUSE:
-                        raise _bind_error(b, port, e) from None
+                        raise _bind_error(at, port, e) from None
                     continue
                 chosen = port
-                if sock is not None:
-                    sockets.append((sock, PortBinding(b.container_port, b.protocol,
-                                                      b.host_ip, port)))
+                sockets += bound
                 break
             if chosen is None:
                 if not b.host_port:
                     raise Conflict("all ports are allocated")
                 raise Conflict(f"Bind for {_where(b, b.host_port)}-{b.host_port_end} "
                                "failed: port is already allocated")
-            res = PortBinding(b.container_port, b.protocol, b.host_ip, chosen)
-            taken.setdefault((b.protocol, chosen), []).append(b.host_ip)
-            resolved.append(res)
-            records.insert_port(conn, container_id, net.id, container_ip, res)
+            for host_ip in hosts:
+                res = PortBinding(b.container_port, b.protocol, host_ip, chosen)
+                taken.setdefault((b.protocol, chosen), []).append(host_ip)
+                resolved.append(res)
+                records.insert_port(conn, container_id, net.id, container_ip, res)
     except BaseException:
         for s, _b in sockets:
             s.close()
@@ -95,8 +104,8 @@ def allocate(conn: sqlite3.Connection, container_id: str, net: Network, containe
 
 def start_proxy(run_dir: Path, container_id: str, container_ip: str,
                 sockets: Sockets) -> tuple[int, str]:
-    """The userland proxy for the bound sockets (closed here, the proxy has them);
-    returns its pid and start time."""
+    """The userland proxy for the bound sockets (closed here, the proxy has them) to
+    `container_ip` (IPv4 or IPv6); returns its pid and start time."""
     specs = [f"{3 + i}:{b.protocol}:{b.container_port}" for i, (_s, b) in enumerate(sockets)]
     argv = [sys.executable, "-I", "-S", str(HELPERS / "proxy.py"),
             "--target", container_ip, *specs]

@@ -1,6 +1,8 @@
 """Address management of bridge networks (Docker's default IPAM driver): a network's
 subnets from the pool or the user's --subnet (no overlap with another network or a route
 the host has), --gateway, --ip-range and --aux-address, and the containers' addresses.
+An IPv6 network without an IPv6 --subnet gets a random ULA /64, as Podman's do (Docker
+20.10 has no default IPv6 pool and refuses).
 
 Leases are the endpoint records (records.py): every choice here is made inside the
 caller's write transaction, so two ketch processes never hand out one address.
@@ -53,6 +55,23 @@ def host_routes() -> list[ipaddress.IPv4Network]:
                      bin(mask).count("1")), strict=False)
                 out.append(net)
     except (OSError, StopIteration, ValueError):
+        pass
+    return out
+
+
+def host_routes6() -> list[ipaddress.IPv6Network]:
+    """IPv6 networks the host already routes (other than the default route)."""
+    out = []
+    try:
+        with open("/proc/net/ipv6_route") as f:
+            for line in f:
+                fields = line.split()
+                prefixlen = int(fields[1], 16)
+                if prefixlen == 0:
+                    continue
+                out.append(ipaddress.IPv6Network((int(fields[0], 16), prefixlen),
+                                                 strict=False))
+    except (OSError, IndexError, ValueError):
         pass
     return out
 
@@ -111,6 +130,18 @@ def free_subnet(config: NetworkConfig, taken: list[IPNetwork]) -> ipaddress.IPv4
             return candidate  # type: ignore[return-value]
     raise Conflict("could not find an available, non-overlapping IPv4 address pool "
                    "among the defaults to assign to the network")
+
+
+def free_subnet6(taken: list[IPNetwork]) -> ipaddress.IPv6Network:
+    """A unique local /64 (RFC 4193: fd00::/8 with random global and subnet IDs, as
+    Podman draws them) overlapping no network and no host route."""
+    busy = taken + host_routes6()
+    for _ in range(64):
+        prefix = (0xFD << 56) | int.from_bytes(os.urandom(7), "big")
+        candidate = ipaddress.IPv6Network((prefix << 64, 64))
+        if not any(candidate.overlaps(b) for b in busy):
+            return candidate
+    raise Conflict("could not find an available, non-overlapping IPv6 address pool")
 
 
 def ipam_config(subnet: Any, ip_range: str | None, gateway: str | None,

@@ -71,8 +71,8 @@ NETWORK_CREATE_OPTIONS: dict[str, str] = {
     "--ip-range": "containers get addresses from this part of the subnet",
     "--ipam-driver": "only 'default'",
     "--ipam-opt": "refused: ketch's default IPAM driver takes no options",
-    "--ipv6": "with an IPv6 --subnet: IPv6 addresses on the bridge and the containers"
-              " (on-link only: no IPv6 route out)",
+    "--ipv6": "IPv6 addresses on the bridge and the containers (the IPv6 --subnet, else a"
+              " ULA /64), their IPv6 default route, ip6tables isolation, -p also on [::]",
     "--label": "Labels of the network",
     "--opt": "bridge driver options: bridge.name, enable_icc, enable_ip_masquerade,"
              " host_binding_ipv4, driver.mtu; any other key refused",

@@ -117,13 +117,18 @@ class Plumbing:
         return int(net.option(MTU, str(self.config.mtu)))
 
     def network_rules(self, net: Network) -> list[Rule]:
-        """The firewall rules of the network as its options ask for them."""
+        """The firewall rules of the network as its options ask for them (iptables,
+        and ip6tables for a network with IPv6)."""
         from ketch.network.options import ENABLE_ICC, ENABLE_MASQUERADE, parse_bool
 
-        return self.fw.network_rules(
-            net.bridge, net.subnet, net.gateway, net.internal, net.resolves_names,
-            icc=parse_bool(ENABLE_ICC, net.option(ENABLE_ICC, "true")),
-            masquerade=parse_bool(ENABLE_MASQUERADE, net.option(ENABLE_MASQUERADE, "true")))
+        icc = parse_bool(ENABLE_ICC, net.option(ENABLE_ICC, "true"))
+        masquerade = parse_bool(ENABLE_MASQUERADE, net.option(ENABLE_MASQUERADE, "true"))
+        rules = self.fw.network_rules(net.bridge, net.subnet, net.gateway, net.internal,
+                                      net.resolves_names, icc=icc, masquerade=masquerade)
+        if net.ipv6:
+            rules += self.fw.network_rules6(net.bridge, net.subnet6, net.internal, icc=icc,
+                                            masquerade=masquerade)
+        return rules
 
     def ensure_bridge(self, net: Network, record: Callable[[list[Rule]], None]) -> None:
         """Bridge up with its gateway address, sysctls, chains and the network's rules
@@ -131,6 +136,8 @@ class Plumbing:
         done: a marker file (reset by a reboot via the boot id) and the bridge's sysfs
         entry are checked, nothing else."""
         write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")
+        if net.ipv6:  # containers' IPv6 traffic is routed by the host, as Docker's
+            write_sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1")
         marker = self.marker(net)
         try:
             if (marker.read_text() == self._token()
@@ -219,12 +226,13 @@ class Plumbing:
                 raise KetchError(f"{ep.ifname} did not appear in the container's namespace")
             inner.add_address(index, ep.cidr)
             if ep.ip6:
-                # on-link only: no IPv6 default route, so nothing leaves the bridge by v6
                 inner.add_address(index, f"{ep.ip6}/{ep.ip6_prefixlen}")
             for ll in ep.link_local:  # Docker's prefixes for link-local addresses
                 inner.add_address(index, f"{ll}/16" if "." in ll else f"{ll}/64")
             inner.set_up(index)
             if default_route and not net.internal:
                 inner.add_default_route(ep.gateway, index)
+                if ep.ip6:  # IPv6 leaves through the bridge's IPv6 gateway
+                    inner.add_default_route(ep.gateway6, index)
         finally:
             inner.close()

@@ -46,7 +46,6 @@ if TYPE_CHECKING:
     from ketch.network.firewall import Rule
 
 
-BUILTIN = ("bridge", "host", "none")
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
 
@@ -116,11 +115,10 @@ class NetworkService:
                            " IPAM driver")
         if ipam_options:
             raise InvalidArgument("ketch's default IPAM driver takes no options (--ipam-opt)")
-        if ipv6 and not subnet6:
-            raise InvalidArgument("--ipv6 needs an IPv6 --subnet: ketch has no default IPv6"
-                                  " address pool")
         if (subnet6 or gateway6) and not ipv6:
             raise InvalidArgument("an IPv6 --subnet or --gateway needs --ipv6")
+        if gateway6 and not subnet6:
+            raise InvalidArgument("an IPv6 --gateway needs an IPv6 --subnet")
         if scope not in ("", "local"):
             raise InvalidArgument(f'invalid scope "{scope}": a bridge network is "local"')
         options = dict(options or {})
@@ -143,9 +141,10 @@ class NetworkService:
             rng, aux = ipam.ipam_config(net, ip_range, str(gw), aux)
             extra = {"ip_range": rng, "aux_addresses": aux, "options": options,
                      "attachable": attachable}
-            if subnet6:
-                net6, gw6 = ipam.ipv6_config(subnet6, gateway6, [
-                    ipaddress.ip_network(s) for s in records.subnets6(conn)])
+            if ipv6:  # without an IPv6 --subnet: a ULA /64 from the default pool
+                taken6 = [ipaddress.ip_network(s) for s in records.subnets6(conn)]
+                net6, gw6 = ipam.ipv6_config(
+                    subnet6 or str(ipam.free_subnet6(taken6)), gateway6, taken6)
                 extra.update(subnet6=str(net6), gateway6=str(gw6))
             records.insert_network(conn, net_id, name, bridge, str(net), str(gw), internal,
                                    labels or {}, extra)
@@ -228,7 +227,6 @@ class NetworkService:
             removed.append(net.name)
         return removed
 
-    # -- kernel objects of a network ---------------------------------------------------
     def _remove_network_objects(self, net: Network, rules: Sequence[Rule] | None = None) -> None:
         self.dns.stop(net.id)
         self.plumbing.remove_bridge(net, rules)
@@ -353,8 +351,8 @@ class NetworkService:
                     self._ensure_ready(net)
                     self.fw.apply(add=rules)
             if proxy_sockets:
-                pid, started = hostports.start_proxy(self.run_dir, container_id, ep.ip,
-                                                     proxy_sockets)
+                pid, started = hostports.start_proxy(self.run_dir, container_id,
+                                                     ep.ip6 or ep.ip, proxy_sockets)
                 with self.db.transaction() as conn:
                     records.set_proxy(conn, container_id, pid, started)
             if net.resolves_names:
@@ -462,7 +460,8 @@ class NetworkService:
 
     # -- connect / disconnect ----------------------------------------------------------
     def connect(self, container_id: str, network: str, aliases: Iterable[str] = (),
-                ip: str | None = None, name: str | None = None) -> Endpoint:
+                ip: str | None = None, name: str | None = None,
+                ip6: str | None = None) -> Endpoint:
         self._init()
         row = self._sandbox_row(container_id)
         if row is None:
@@ -475,7 +474,7 @@ class NetworkService:
             net = records.find_network(conn, network)
             if net.driver != "bridge":
                 raise InvalidArgument(f"container cannot be connected to network {net.name}")
-            if ip and net.builtin:
+            if (ip or ip6) and net.builtin:
                 raise InvalidArgument("user specified IP address is supported on user "
                                       "defined networks only")
             if records.attached(conn, container_id, net.id):
@@ -485,7 +484,8 @@ class NetworkService:
             names = {ifname for ifname, _seq in existing}
             ifname = next(f"eth{i}" for i in range(len(names) + 1) if f"eth{i}" not in names)
             seq = max((s for _ifname, s in existing), default=-1) + 1
-            ep = self._add_endpoint(conn, container_id, net, aliases, ip, None, name, ifname, seq)
+            ep = self._add_endpoint(conn, container_id, net, aliases, ip, None, name, ifname, seq,
+                                    requested6=ip6)
         try:
             self._ensure_ready(net)
             self.plumbing.build_namespace(Path(row["netns_path"]), net, ep,
