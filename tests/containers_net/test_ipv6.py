@@ -24,7 +24,9 @@ def nk(net_ketch: KetchCLI) -> KetchCLI:
 
 
 def _prefix() -> str:
-    return f"fd{os.urandom(1).hex()}:{os.urandom(2).hex()}:{os.urandom(2).hex()}::"
+    """A random ULA /64 prefix in the canonical form ketch and ip(6tables) print."""
+    return str(ipaddress.IPv6Address((0xFD << 120) | (int.from_bytes(os.urandom(5), "big")
+                                                      << 80)))
 
 
 def _config(nk: KetchCLI, key: str) -> str:
