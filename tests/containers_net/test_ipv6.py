@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import socket
 import subprocess
 
 import pytest
@@ -158,3 +159,25 @@ def test_network_connect_ip6_gives_the_container_that_ipv6_address(nk: KetchCLI)
     assert refused.returncode == 1 and "user defined networks only" in refused.stderr
     nk("rm", "-f", "c6a")
     nk("network", "rm", "con6", "later6")
+
+
+def test_publish_cycles_on_an_ipv6_network_leave_no_proxy_port_or_rule(nk: KetchCLI) -> None:
+    prefix = _prefix()
+    nk("network", "create", "--ipv6", "--subnet", f"{prefix}/64", "cyc6")
+    nk("run", "--rm", "--network", "cyc6", "busybox", "true")  # chains exist from here
+    rules_before = _ip6tables_lines(nk)
+    port = free_port()
+    for _ in range(5):
+        nk("run", "-d", "--name", "cyc", "--network", "cyc6", "-p", f"{port}:80",
+           "busybox", "sleep", "60")
+        assert nk("port", "cyc", "80").stdout.split() == [f"0.0.0.0:{port}", f"[::]:{port}"]
+        nk("rm", "-f", "cyc")
+    # the [::] listener went with its container: the port can be bound again
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        s.bind(("::", port))
+    assert _ip6tables_lines(nk) == rules_before
+    proxies = subprocess.run(["pgrep", "-f", f"proxy.py --target {prefix}"],
+                             capture_output=True, text=True).stdout
+    assert proxies == ""
+    nk("network", "rm", "cyc6")
