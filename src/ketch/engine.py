@@ -414,11 +414,11 @@ class Engine:
         return create_from_request(self, request)
 
     def network_connect(self, network: str, container: str, *, aliases: Iterable[str] = (),
-                        ip: str | None = None) -> None:
+                        ip: str | None = None, ip6: str | None = None) -> None:
         """Connect a running container to a network (`docker network connect`)."""
         from ketch.containers.netglue import connect
 
-        connect(self, container, network, aliases=list(aliases), ip=ip)
+        connect(self, container, network, aliases=list(aliases), ip=ip, ip6=ip6)
 
     def network_disconnect(self, network: str, container: str) -> None:
         """Disconnect a container from a network (`docker network disconnect`)."""

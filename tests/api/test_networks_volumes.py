@@ -120,7 +120,7 @@ def test_docker_network_create_ip_range_aux_address_and_driver_options(napi: Api
 
 def test_network_create_refuses_bad_requests_and_creates_nothing(napi: Api) -> None:
     for body, want in ((["x"], 400), ({}, 400), ({"Name": "bad name!"}, 400),
-                       ({"Name": "v6", "EnableIPv6": True}, 400),
+                       ({"Name": "v6", "IPAM": {"Config": [{"Subnet": "fd00:1::/64"}]}}, 400),
                        ({"Name": "opt", "Options": {"com.docker.network.bridge.bogus": "x"}},
                         400),
                        ({"Name": "cfg", "ConfigOnly": True}, 400),

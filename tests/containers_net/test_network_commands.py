@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 
@@ -233,7 +234,7 @@ def test_enable_ip_masquerade_false_leaves_out_the_masquerade_rule(nk: KetchCLI)
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--ipv6"], "--ipv6 needs an IPv6 --subnet"),
+    (["--ipv6", "--gateway", "fd00:1::1"], "an IPv6 --gateway needs an IPv6 --subnet"),
     (["--subnet", "fd00:1::/64"], "an IPv6 --subnet or --gateway needs --ipv6"),
     (["--ipv6", "--subnet", "fd00:1::/64", "--subnet", "fd00:2::/64"],
      "more than one IPv6 --subnet"),
@@ -286,7 +287,9 @@ def test_link_local_ip_adds_addresses_to_eth0_and_ip6_needs_an_ipv6_network(nk: 
 
 
 def test_ipv6_network_gives_the_bridge_and_containers_ipv6_addresses(nk: KetchCLI) -> None:
-    prefix = f"fd{os.urandom(1).hex()}:{os.urandom(2).hex()}:{os.urandom(2).hex()}::"
+    # canonical, as ketch prints it (a random "0c3d" group is printed "c3d")
+    prefix = str(ipaddress.IPv6Address((0xFD << 120)
+                                       | (int.from_bytes(os.urandom(5), "big") << 80)))
     nk("network", "create", "--ipv6", "--subnet", f"{prefix}/64", "v6net")
     info = json.loads(nk("network", "inspect", "v6net").stdout)[0]
     assert info["EnableIPv6"] is True

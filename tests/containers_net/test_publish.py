@@ -226,6 +226,7 @@ def _kernel_objects(prefix_veth: str, chain: str, netns_dir: Path) -> tuple[int,
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
     veths = sum(1 for line in links.splitlines() if prefix_veth in line)
     rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    rules += subprocess.run(["ip6tables-save"], capture_output=True, text=True).stdout
     nrules = sum(1 for line in rules.splitlines() if chain in line)
     ns = len(list(netns_dir.iterdir())) if netns_dir.is_dir() else 0
     return veths, nrules, ns

@@ -85,7 +85,10 @@ class NetEnv:
         return [n for n in self.links() if n.startswith(self.veth_prefix)]
 
     def rules(self) -> list[str]:
+        """This test's iptables and ip6tables lines (chains, rules naming its links)."""
         out = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+        if shutil.which("ip6tables-save"):
+            out += subprocess.run(["ip6tables-save"], capture_output=True, text=True).stdout
         return [line for line in out.splitlines() if self.chain_prefix in line
                 or any(b in line for b in self.links())]
 

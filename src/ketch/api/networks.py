@@ -55,11 +55,10 @@ async def networks_connect(request: web.Request) -> web.Response:
     ipam = ep.get("IPAMConfig") or {}
     if not isinstance(ipam, dict):
         raise InvalidArgument("invalid IPAMConfig: expected an object")
-    if ipam.get("IPv6Address"):
-        raise InvalidArgument("IPv6 networks are not supported yet")
     ip = ipam.get("IPv4Address") or None
+    ip6 = ipam.get("IPv6Address") or None
     await request.app[SVC].run(lambda e: e.network_connect(ref, container, aliases=aliases,
-                                                            ip=ip))
+                                                            ip=ip, ip6=ip6))
     return empty(200)
 
 

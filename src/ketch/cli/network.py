@@ -175,11 +175,13 @@ def _connect(p: Parser) -> None:
     p.add_argument("--alias", action="append", default=[], metavar="strings",
                    help="Add network-scoped alias for the container")
     p.add_argument("--ip", metavar="string", help="IPv4 address (e.g., \"172.30.100.104\")")
+    p.add_argument("--ip6", metavar="string", help="IPv6 address (e.g., \"2001:db8::33\")")
 
 
 @_connect.handler
 def connect(ns: Namespace) -> None:
-    engine().network_connect(ns.network, ns.container, aliases=ns.alias, ip=ns.ip)
+    engine().network_connect(ns.network, ns.container, aliases=ns.alias, ip=ns.ip,
+                             ip6=ns.ip6)
 
 
 @registry.command("disconnect", "[OPTIONS] NETWORK CONTAINER",

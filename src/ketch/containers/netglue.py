@@ -45,7 +45,7 @@ def setup(engine: ContainerHost, rec: ContainerRecord, *,
         other = engine.containers.get(mode.split(":", 1)[1])
         mode = f"container:{other.id}"
     endpoints = ((hc.get("_NetworkingConfig") or {}).get("EndpointsConfig") or {})
-    ep_cfg: dict[str, Any] = endpoints.get(mode) or next(iter(endpoints.values()), {}) or {}
+    ep_cfg: dict[str, Any] = endpoints.get(mode) or _primary_config(engine, mode, endpoints)
     # Docker answers DNS for the container's name and short ID as well as its aliases.
     aliases = [rec.name, rec.id[:12]] + list(ep_cfg.get("Aliases") or [])
     ipam = ep_cfg.get("IPAMConfig") or {}
@@ -73,6 +73,23 @@ def setup(engine: ContainerHost, rec: ContainerRecord, *,
     }
 
 
+def _primary_config(engine: ContainerHost, mode: str, endpoints: dict[str, Any]
+                    ) -> dict[str, Any]:
+    """The endpoint settings recorded for the NetworkMode network under another of its
+    references (its ID, "default"); those of other networks (`network connect` to a
+    stopped container) are for `_connect_others`, not for this one."""
+    if not endpoints or mode in ("host", "none") or mode.startswith("container:"):
+        return {}
+    primary = engine.networks.inspect_network(mode).id
+    for key, cfg in endpoints.items():
+        try:
+            if engine.networks.inspect_network(key).id == primary:
+                return cfg or {}
+        except KetchError:
+            continue
+    return {}
+
+
 def _connect_others(engine: ContainerHost, rec: ContainerRecord, att: Any,
                     endpoints: dict[str, Any], later: list[DeferredStep] | None) -> None:
     """The networks the container was connected to while it was not running (or
@@ -85,9 +102,11 @@ def _connect_others(engine: ContainerHost, rec: ContainerRecord, att: Any,
             if net.id in first:
                 continue
             cfg = cfg or {}
-            ip = (cfg.get("IPAMConfig") or {}).get("IPv4Address") or None
+            ipam = cfg.get("IPAMConfig") or {}
             ep = svc.connect(rec.id, net.id, [rec.name, rec.id[:12],
-                                              *(cfg.get("Aliases") or [])], ip)
+                                              *(cfg.get("Aliases") or [])],
+                             ipam.get("IPv4Address") or None,
+                             ip6=ipam.get("IPv6Address") or None)
             att.networks[ep.network_name] = ep
             first.add(net.id)
     except BaseException:
@@ -166,7 +185,7 @@ def teardown(engine: ContainerHost, rec: ContainerRecord) -> None:
 
 
 def connect(engine: ContainerHost, name_or_id: str, network: str, *, aliases: list[str],
-            ip: str | None) -> None:
+            ip: str | None, ip6: str | None = None) -> None:
     rec = engine.containers.get(name_or_id)
     if rec.state not in ("running", "paused"):
         # Docker's way: a stopped container gets the network at its next start
@@ -175,11 +194,13 @@ def connect(engine: ContainerHost, name_or_id: str, network: str, *, aliases: li
             raise Forbidden(f"endpoint with name {rec.name} already exists in network"
                             f" {target.name}")
         cfg: dict[str, Any] = {"Aliases": aliases or None}
-        if ip:
-            cfg["IPAMConfig"] = {"IPv4Address": ip}
+        ipam = {k: v for k, v in (("IPv4Address", ip), ("IPv6Address", ip6)) if v}
+        if ipam:
+            cfg["IPAMConfig"] = ipam
         _edit_endpoints(engine, rec, target.id, cfg)
         return
-    ep = engine.networks.connect(rec.id, network, [rec.name, rec.id[:12], *aliases], ip)
+    ep = engine.networks.connect(rec.id, network, [rec.name, rec.id[:12], *aliases], ip,
+                                 ip6=ip6)
     net = dict(rec.network)
     nets = dict(net.get("Networks") or {})
     nets[ep.network_name] = ep.to_docker()

@@ -26,6 +26,12 @@ import sys
 import time
 from struct import Struct, pack, unpack_from
 
+if __package__:
+    from ketch.network import schema
+else:  # started as a file (`python -I -S dnsd.py`): the package is not on the path
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import schema  # type: ignore[no-redef]  # the same module, loaded by its file name
+
 TTL = 60  # short: a restarted container may come back with another address
 FORWARD_TIMEOUT = 2.0
 MAX_PENDING = 256
@@ -115,32 +121,24 @@ class Records:
             return self.conn.execute(sql, args).fetchall()
 
     def addresses(self, name: str) -> list[str]:
-        rows = self.query("SELECT ip FROM net_names WHERE network_id=? AND name=?",
-                          (self.network_id, name))
+        rows = self.query(schema.NAME_ADDRESSES, (self.network_id, name))
         return [r[0] for r in rows]
 
     def addresses6(self, name: str) -> list[str]:
         """The IPv6 addresses of `name`'s containers (networks made with --ipv6)."""
-        rows = self.query("SELECT e.ip6 FROM net_names n JOIN net_endpoints e"
-                          " ON e.container_id = n.container_id AND e.network_id = n.network_id"
-                          " WHERE n.network_id=? AND n.name=? AND e.ip6 != ''",
-                          (self.network_id, name))
+        rows = self.query(schema.NAME_ADDRESSES6, (self.network_id, name))
         return [r[0] for r in rows]
 
     def name_of(self, ip: str) -> str | None:
-        rows = self.query("SELECT name FROM net_names WHERE network_id=? AND ip=?"
-                          " ORDER BY primary_name DESC LIMIT 1", (self.network_id, ip))
+        rows = self.query(schema.NAME_OF_ADDRESS, (self.network_id, ip))
         return rows[0][0] if rows else None
 
     def upstreams_for(self, client_ip: str) -> list[str]:
-        rows = self.query("SELECT s.dns FROM net_endpoints e JOIN net_sandboxes s"
-                          " ON s.container_id = e.container_id"
-                          " WHERE e.network_id=? AND e.ip=?", (self.network_id, client_ip))
+        rows = self.query(schema.CLIENT_UPSTREAMS, (self.network_id, client_ip))
         return [s for s in rows[0][0].split(",") if s] if rows and rows[0][0] else []
 
     def endpoint_count(self) -> int:
-        rows = self.query("SELECT COUNT(*) FROM net_endpoints WHERE network_id=?",
-                          (self.network_id,))
+        rows = self.query(schema.ENDPOINT_COUNT, (self.network_id,))
         return int(rows[0][0])
 
 

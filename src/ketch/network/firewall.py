@@ -20,6 +20,12 @@ Layout (prefix P, "KETCH" by default), modelled on Docker's libnetwork chains:
                           hairpin traffic from a container to a port published by a
                           neighbour)
 
+On a network with IPv6 (--ipv6), ip6tables gets the same filter layout for the
+bridge's IPv6 subnet (FORWARD, ISOLATION-1/2: networks isolated from each other, and
+--internal ones from everything) and the MASQUERADE of outbound traffic; published
+ports reach IPv6 addresses through the userland proxy (proxy.py), so there is no IPv6
+DNAT chain, and no INPUT chain (the DNS service listens on the IPv4 gateway only).
+
 Chains and per-network rules stay across runs; a container with published ports adds
 and removes only its DNAT rules, in one `iptables-restore --noflush` transaction each
 way. Rules are written in the canonical form `iptables-save` prints, so presence checks
@@ -46,6 +52,7 @@ class Rule:
     chain: str
     spec: str
     insert: bool = False  # insert at the top of the chain instead of appending
+    family: int = 4  # 6: an ip6tables rule
 
     def add_line(self) -> str:
         return f"-I {self.chain} 1 {self.spec}" if self.insert else f"-A {self.chain} {self.spec}"
@@ -56,12 +63,14 @@ class Rule:
     def saved_line(self) -> str:
         return f"-A {self.chain} {self.spec}"
 
-    def encode(self) -> list[str | bool]:
-        return [self.table, self.chain, self.spec, self.insert]
+    def encode(self) -> list[str | bool | int]:
+        head: list[str | bool | int] = [self.table, self.chain, self.spec, self.insert]
+        return head + [6] if self.family == 6 else head
 
     @classmethod
     def decode(cls, data: Sequence[object]) -> Rule:
-        return cls(str(data[0]), str(data[1]), str(data[2]), bool(data[3]))
+        family = 6 if len(data) > 4 and data[4] == 6 else 4
+        return cls(str(data[0]), str(data[1]), str(data[2]), bool(data[3]), family)
 
 
 @value
@@ -92,6 +101,24 @@ def _restore_text(chains: Iterable[tuple[str, str]], lines: Iterable[tuple[str, 
     return "\n".join(out) + "\n"
 
 
+class Pending:
+    """The iptables-restore (and ip6tables-restore) processes of one `Firewall.start`."""
+
+    def __init__(self, procs: list[tuple[int, subprocess.Popen[bytes]]]) -> None:
+        self.procs = procs  # (address family, process)
+
+
+FAMILIES = (4, 6)
+TOOLS = {4: "iptables", 6: "ip6tables"}
+
+
+def _by_family(rules: Sequence[Rule]) -> dict[int, list[Rule]]:
+    out: dict[int, list[Rule]] = {}
+    for r in rules:
+        out.setdefault(r.family, []).append(r)
+    return out
+
+
 class Firewall:
     def __init__(self, prefix: str = "KETCH") -> None:
         self.prefix = prefix
@@ -101,16 +128,25 @@ class Firewall:
         self.isolation1 = f"{prefix}-ISOLATION-1"
         self.isolation2 = f"{prefix}-ISOLATION-2"
         self.input_chain = f"{prefix}-INPUT"
-        self._restore_bin: str | None = None
+        self._restore_bin: dict[int, str] = {}
 
     # -- rule sets -----------------------------------------------------------------------
-    def base_chains(self) -> list[tuple[str, str]]:
+    def base_chains(self, family: int = 4) -> list[tuple[str, str]]:
+        if family == 6:
+            return [("nat", self.postrouting_chain), ("filter", self.forward_chain),
+                    ("filter", self.isolation1), ("filter", self.isolation2)]
         return [("nat", self.dnat_chain), ("nat", self.postrouting_chain),
                 ("filter", self.forward_chain), ("filter", self.isolation1),
                 ("filter", self.isolation2), ("filter", self.input_chain)]
 
-    def base_rules(self) -> list[Rule]:
+    def base_rules(self, family: int = 4) -> list[Rule]:
         local = "-m addrtype --dst-type LOCAL"
+        if family == 6:
+            return [
+                Rule("nat", "POSTROUTING", f"-j {self.postrouting_chain}", True, 6),
+                Rule("filter", "FORWARD", f"-j {self.forward_chain}", True, 6),
+                Rule("filter", self.forward_chain, f"-j {self.isolation1}", True, 6),
+            ]
         return [
             Rule("nat", "PREROUTING", f"{local} -j {self.dnat_chain}"),
             Rule("nat", "OUTPUT", f"{local} -j {self.dnat_chain}"),
@@ -166,6 +202,37 @@ class Firewall:
                                   f"-d {gateway}/32 -i {br} -p {proto} -m {proto} --dport 53 -j ACCEPT"))
         return rules
 
+    def network_rules6(self, bridge: str, subnet6: str, internal: bool, *, icc: bool = True,
+                       masquerade: bool = True) -> list[Rule]:
+        """The IPv6 counterpart of `network_rules` for the bridge's IPv6 subnet: the same
+        isolation, forwarding and masquerading, nothing for loopback or DNS."""
+        br = bridge
+        rules: list[Rule] = []
+        if not icc:
+            rules.append(Rule("filter", self.forward_chain, f"-i {br} -o {br} -j DROP",
+                              family=6))
+        if internal:
+            rules += [
+                Rule("filter", self.isolation1, f"-i {br} ! -o {br} -j DROP", family=6),
+                Rule("filter", self.isolation1, f"! -i {br} -o {br} -j DROP", family=6),
+            ]
+            if icc:
+                rules.append(Rule("filter", self.forward_chain, f"-i {br} -o {br} -j ACCEPT",
+                                  family=6))
+            return rules
+        rules += [
+            Rule("filter", self.isolation1, f"-i {br} ! -o {br} -j {self.isolation2}",
+                 family=6),
+            Rule("filter", self.isolation2, f"-o {br} -j DROP", family=6),
+            Rule("filter", self.forward_chain,
+                 f"-o {br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT", family=6),
+            Rule("filter", self.forward_chain, f"-i {br} -j ACCEPT", family=6),
+        ]
+        if masquerade:
+            rules.append(Rule("nat", self.postrouting_chain,
+                              f"-s {subnet6} ! -o {br} -j MASQUERADE", family=6))
+        return rules
+
     def port_rules(self, bindings: Iterable[PortBinding], container_ip: str) -> list[Rule]:
         rules = []
         for b in bindings:
@@ -179,50 +246,66 @@ class Firewall:
         return rules
 
     # -- applying ------------------------------------------------------------------------
-    def _restore_cmd(self) -> list[str]:
-        if self._restore_bin is None:
+    def _restore_cmd(self, family: int = 4) -> list[str]:
+        if family not in self._restore_bin:
             import shutil  # only when there are rules to apply
 
-            found = shutil.which("iptables-restore")
+            tool = f"{TOOLS[family]}-restore"
+            found = shutil.which(tool)
             if found is None:
-                raise FirewallError("iptables-restore is not installed (Debian: apt-get install iptables)")
-            self._restore_bin = found
-        return [self._restore_bin, "--noflush", "-w"]
+                raise FirewallError(f"{tool} is not installed (Debian: apt-get install iptables)")
+            self._restore_bin[family] = found
+        return [self._restore_bin[family], "--noflush", "-w"]
 
     def start(self, add: Sequence[Rule] = (), delete: Sequence[Rule] = (),
-              chains: Sequence[tuple[str, str]] = ()) -> subprocess.Popen[bytes] | None:
-        """Start one iptables-restore transaction; `finish` waits for it. Splitting the
-        two lets the caller overlap the kernel's commit with other work."""
+              chains: Sequence[tuple[str, str]] = ()) -> Pending | None:
+        """Start one iptables-restore transaction per address family (`chains` are
+        IPv4 ones); `finish` waits for them. Splitting the two lets the caller overlap
+        the kernel's commit with other work."""
         if not add and not delete and not chains:
             return None
-        lines = [(r.table, r.delete_line()) for r in delete]
-        lines += [(r.table, r.add_line()) for r in add]
-        return self._start_lines(lines, chains)
+        procs = []
+        try:
+            for family in FAMILIES:
+                lines = [(r.table, r.delete_line()) for r in delete if r.family == family]
+                lines += [(r.table, r.add_line()) for r in add if r.family == family]
+                wanted = chains if family == 4 else ()
+                if lines or wanted:
+                    procs.append((family, self._start_lines(lines, wanted, family)))
+        except BaseException:
+            self.finish(Pending(procs))
+            raise
+        return Pending(procs)
 
     @staticmethod
-    def finish(proc: subprocess.Popen[bytes] | None) -> None:
-        if proc is None:
+    def finish(pending: Pending | None) -> None:
+        if pending is None:
             return
-        assert proc.stderr is not None
-        err = proc.stderr.read().decode(errors="replace")
-        proc.stderr.close()
-        if proc.wait() != 0:
-            raise FirewallError(f"iptables-restore failed: {err.strip()}\n"
-                                f"{getattr(proc, 'text', '')}")
+        failed = []
+        for family, proc in pending.procs:
+            assert proc.stderr is not None
+            err = proc.stderr.read().decode(errors="replace")
+            proc.stderr.close()
+            if proc.wait() != 0:
+                failed.append(f"{TOOLS[family]}-restore failed: {err.strip()}\n"
+                              f"{getattr(proc, 'text', '')}")
+        if failed:
+            raise FirewallError("\n".join(failed))
 
     def apply(self, add: Sequence[Rule] = (), delete: Sequence[Rule] = (),
               chains: Sequence[tuple[str, str]] = ()) -> None:
         self.finish(self.start(add, delete, chains))
 
-    def save(self) -> Ruleset:
+    def save(self, family: int = 4) -> Ruleset:
         import shutil
 
-        found = shutil.which("iptables-save")
+        tool = f"{TOOLS[family]}-save"
+        found = shutil.which(tool)
         if found is None:
-            raise FirewallError("iptables-save is not installed (Debian: apt-get install iptables)")
+            raise FirewallError(f"{tool} is not installed (Debian: apt-get install iptables)")
         out = subprocess.run([found], capture_output=True, text=True)
         if out.returncode != 0:
-            raise FirewallError(f"iptables-save failed: {out.stderr.strip()}")
+            raise FirewallError(f"{tool} failed: {out.stderr.strip()}")
         chains: dict[str, set[str]] = {}
         rules: dict[str, list[str]] = {}
         table = ""
@@ -239,17 +322,21 @@ class Firewall:
 
     def ensure(self, rules: Sequence[Rule]) -> None:
         """Create the base chains and add whichever of `rules` (base rules first) are
-        missing. Idempotent; costs one iptables-save and at most one restore."""
-        current = self.save()
-        chains = [(t, c) for t, c in self.base_chains() if not current.has_chain(t, c)]
-        wanted = [r for r in [*self.base_rules(), *rules] if not current.has_rule(r)]
-        seen: set[Rule] = set()
-        missing = []
-        for r in wanted:
-            if r not in seen:
-                seen.add(r)
-                missing.append(r)
-        self.apply(add=missing, chains=chains)
+        missing. Idempotent; costs one iptables-save and at most one restore (and as
+        much again for ip6tables when there are IPv6 rules)."""
+        grouped = _by_family(rules)
+        for family in FAMILIES:
+            if family != 4 and family not in grouped:
+                continue
+            current = self.save(family)
+            chains = [(t, c) for t, c in self.base_chains(family)
+                      if not current.has_chain(t, c)]
+            wanted = [r for r in [*self.base_rules(family), *grouped.get(family, ())]
+                      if not current.has_rule(r)]
+            missing = list(dict.fromkeys(wanted))
+            if missing or chains:
+                self.finish(Pending([(family, self._start_lines(
+                    [(r.table, r.add_line()) for r in missing], chains, family))]))
 
     def delete(self, rules: Sequence[Rule]) -> None:
         """Delete rules; those already gone (a reboot, a manual flush) are skipped."""
@@ -260,14 +347,24 @@ class Firewall:
             return
         except FirewallError:
             pass
-        current = self.save()
-        present = [r for r in dict.fromkeys(rules) if current.has_rule(r)]
+        present = []
+        for family, group in _by_family(rules).items():
+            current = self.save(family)
+            present += [r for r in dict.fromkeys(group) if current.has_rule(r)]
         self.apply(delete=present)
 
     def uninstall(self) -> None:
-        """Remove every chain of this prefix and every rule jumping to one of them."""
-        current = self.save()
-        ours = {c for _t, c in self.base_chains()}
+        """Remove every chain of this prefix and every rule jumping to one of them, in
+        iptables and (where installed) ip6tables."""
+        self._uninstall(4)
+        try:
+            self._uninstall(6)
+        except FirewallError:
+            pass  # no ip6tables here: then no IPv6 network had its rules installed either
+
+    def _uninstall(self, family: int) -> None:
+        current = self.save(family)
+        ours = {c for _t, c in self.base_chains(family)}
         lines: list[tuple[str, str]] = []
         for table, table_rules in current.rules.items():
             for line in table_rules:
@@ -276,19 +373,20 @@ class Firewall:
                 target = parts[parts.index("-j") + 1] if "-j" in parts else ""
                 if chain not in ours and target in ours:
                     lines.append((table, "-D " + line[3:]))
-        for table, chain in self.base_chains():
+        for table, chain in self.base_chains(family):
             if current.has_chain(table, chain):
                 lines.append((table, f"-F {chain}"))
-        for table, chain in self.base_chains():
+        for table, chain in self.base_chains(family):
             if current.has_chain(table, chain):
                 lines.append((table, f"-X {chain}"))
         if lines:
-            self.finish(self._start_lines(lines))
+            self.finish(Pending([(family, self._start_lines(lines, (), family))]))
 
     def _start_lines(self, lines: list[tuple[str, str]],
-                     chains: Sequence[tuple[str, str]] = ()) -> subprocess.Popen[bytes]:
+                     chains: Sequence[tuple[str, str]] = (),
+                     family: int = 4) -> subprocess.Popen[bytes]:
         text = _restore_text(chains, lines)
-        proc = subprocess.Popen(self._restore_cmd(), stdin=subprocess.PIPE,
+        proc = subprocess.Popen(self._restore_cmd(family), stdin=subprocess.PIPE,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         assert proc.stdin is not None
         proc.stdin.write(text.encode())

@@ -8,11 +8,6 @@ import re
 
 from ketch.errors import InvalidArgument
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
-
-
 BRIDGE_NAME = "com.docker.network.bridge.name"
 ENABLE_ICC = "com.docker.network.bridge.enable_icc"
 ENABLE_MASQUERADE = "com.docker.network.bridge.enable_ip_masquerade"
@@ -62,56 +57,6 @@ def check_driver_options(options: dict[str, str]) -> None:
                 raise InvalidArgument(f"invalid MTU number: {value!r} (68 to 65535)")
 
 
-def ipam_config(subnet: Any, ip_range: str | None, gateway: str | None,
-                aux: dict[str, str]) -> tuple[str, dict[str, str]]:
-    """Docker's checks of --ip-range and --aux-address against the subnet; the range
-    (normalised) and the auxiliary addresses."""
-    rng = ""
-    if ip_range:
-        try:
-            r = ipaddress.ip_network(ip_range, strict=False)
-        except ValueError:
-            raise InvalidArgument(f"invalid CIDR address: {ip_range}") from None
-        if r.version != subnet.version or not r.subnet_of(subnet):
-            raise InvalidArgument(f"no matching subnet for range {ip_range}")
-        rng = str(r)
-    for key, value in aux.items():
-        try:
-            a = ipaddress.ip_address(value)
-        except ValueError:
-            raise InvalidArgument(f"invalid aux-address {key}={value}") from None
-        if a not in subnet:
-            raise InvalidArgument(f"no matching subnet for aux-address {value}")
-        if gateway and a == ipaddress.ip_address(gateway):
-            raise InvalidArgument(f"aux-address {key}={value} is the gateway's address")
-    return rng, {k: str(ipaddress.ip_address(v)) for k, v in aux.items()}
-
-
-def ipv6_config(subnet6: str, gateway6: str | None, taken: list[Any]) -> tuple[Any, Any]:
-    """--ipv6's subnet (not overlapping another network's) and gateway (the subnet's
-    first address unless given)."""
-    try:
-        net = ipaddress.ip_network(subnet6, strict=False)
-    except ValueError:
-        raise InvalidArgument(f"invalid subnet {subnet6}") from None
-    if net.version != 6:
-        raise InvalidArgument(f"invalid IPv6 subnet {subnet6}")
-    if net.prefixlen > 124:
-        raise InvalidArgument(f"subnet {subnet6} is too small")
-    if any(net.overlaps(t) for t in taken):
-        raise InvalidArgument("Pool overlaps with other one on this address space")
-    if gateway6:
-        try:
-            gw = ipaddress.ip_address(gateway6)
-        except ValueError:
-            raise InvalidArgument(f"invalid gateway address {gateway6}") from None
-        if gw not in net or gw == net.network_address:
-            raise InvalidArgument(f"no matching subnet for gateway {gateway6}")
-    else:
-        gw = net.network_address + 1
-    return net, gw
-
-
 # Every `network create` flag and how it takes effect (tests/containers/test_option_table.py
 # keeps this table, the declared flags and the tests in step).
 NETWORK_CREATE_OPTIONS: dict[str, str] = {
@@ -126,8 +71,8 @@ NETWORK_CREATE_OPTIONS: dict[str, str] = {
     "--ip-range": "containers get addresses from this part of the subnet",
     "--ipam-driver": "only 'default'",
     "--ipam-opt": "refused: ketch's default IPAM driver takes no options",
-    "--ipv6": "with an IPv6 --subnet: IPv6 addresses on the bridge and the containers"
-              " (on-link only: no IPv6 route out)",
+    "--ipv6": "IPv6 addresses on the bridge and the containers (the IPv6 --subnet, else a"
+              " ULA /64), their IPv6 default route, ip6tables isolation, -p also on [::]",
     "--label": "Labels of the network",
     "--opt": "bridge driver options: bridge.name, enable_icc, enable_ip_masquerade,"
              " host_binding_ipv4, driver.mtu; any other key refused",

@@ -1,9 +1,11 @@
 """A userland port proxy for ports published on IPv6 host addresses (`-p [::1]:3000:80`).
 
 IPv4 host addresses, 127.0.0.1 included, are served by kernel DNAT (firewall.py),
-which is several times faster than any copy loop. Containers have IPv4 addresses only,
-and the kernel cannot NAT an IPv6 connection to an IPv4 one, so IPv6 host addresses
-need what Docker's docker-proxy does: accept, connect to the container, copy bytes.
+which is several times faster than any copy loop. IPv6 host addresses need what
+Docker's docker-proxy does: accept, connect to the container, copy bytes. The target is
+the container's IPv6 address on a network with IPv6 (the kernel has no route_localnet
+for [::1], so DNAT could not serve it), else its IPv4 one (the kernel cannot NAT an IPv6
+connection to an IPv4 one).
 
 Runs as its own process (`python -I -S proxy.py`, standard library only), one per
 container that has such ports. The network service binds the listening sockets (so a
@@ -97,7 +99,8 @@ def serve_udp(listener: socket.socket, target: tuple[str, int]) -> None:
         with lock:
             flow = flows.get(client)
             if flow is None:
-                up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                family = socket.AF_INET6 if ":" in target[0] else socket.AF_INET
+                up = socket.socket(family, socket.SOCK_DGRAM)
                 up.connect(target)
                 flow = (up, [time.monotonic()])
                 flows[client] = flow
@@ -112,7 +115,7 @@ def serve_udp(listener: socket.socket, target: tuple[str, int]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="ketch userland port proxy")
-    ap.add_argument("--target", required=True, help="container IPv4 address")
+    ap.add_argument("--target", required=True, help="container IPv4 or IPv6 address")
     ap.add_argument("listeners", nargs="+", help="FD:PROTO:CONTAINER_PORT")
     args = ap.parse_args(argv)
 
