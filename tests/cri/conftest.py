@@ -3,7 +3,6 @@ generated CRI v1 gRPC stubs as the client (the kubelet's own protocol)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -23,14 +22,37 @@ except ImportError:  # pragma: no cover - the dependency is in pyproject
 
 
 class Cri:
-    def __init__(self, root: Path, sock: Path, proc: subprocess.Popen[bytes]) -> None:
+    def __init__(self, root: Path, sock: Path, log: Path) -> None:
         self.root = root
         self.sock = sock
-        self.proc = proc
-        self.channel = grpc.insecure_channel(f"unix://{sock}")
+        self.log = log
+        self.cri = cri
+        self.proc = self._start()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        with open(self.log, "ab") as log:
+            proc = subprocess.Popen([*ketch_command(), "--root", str(self.root), "--run-root",
+                                     str(self.root / "run"), "system", "cri", "--listen",
+                                     f"unix://{self.sock}"], stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=log)
+        deadline = time.monotonic() + 20
+        while not self.sock.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None and self.sock.exists(), self.log.read_text()
+        self.channel = grpc.insecure_channel(f"unix://{self.sock}")
         self.runtime = api_pb2_grpc.RuntimeServiceStub(self.channel)
         self.images = api_pb2_grpc.ImageServiceStub(self.channel)
-        self.cri = cri
+        grpc.channel_ready_future(self.channel).result(timeout=20)
+        return proc
+
+    def stop(self) -> None:
+        self.channel.close()
+        _stop(self.proc)
+
+    def restart(self) -> None:
+        """A new server process on the same state root."""
+        self.stop()
+        self.proc = self._start()
 
     def ketch(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*ketch_command(), "--root", str(self.root), "--run-root",
@@ -49,31 +71,15 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture
-def cri_server(tmp_path: Path) -> Iterator[Cri]:
+def cri_server(ketch_root: Path, tmp_path: Path) -> Iterator[Cri]:
     require_root()
     require(grpc is not None, "grpcio and container-runtime-interface-api (pyproject)")
-    root = tmp_path / "root"
-    root.mkdir()
-    sock = tmp_path / "cri.sock"
-    log = open(tmp_path / "cri.log", "wb")
-    proc = subprocess.Popen([*ketch_command(), "--root", str(root), "--run-root",
-                             str(root / "run"), "system", "cri", "--listen",
-                             f"unix://{sock}"], stdin=subprocess.DEVNULL, stdout=log,
-                            stderr=log)
+    served = Cri(ketch_root, tmp_path / "cri.sock", tmp_path / "cri.log")
     try:
-        deadline = time.monotonic() + 20
-        while not sock.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert proc.poll() is None and sock.exists(), (tmp_path / "cri.log").read_text()
-        served = Cri(root, sock, proc)
-        grpc.channel_ready_future(served.channel).result(timeout=20)
         yield served
-        served.channel.close()
-        assert proc.poll() is None, "the CRI server died during the test"
+        assert served.proc.poll() is None, "the CRI server died during the test"
     finally:
-        _stop(proc)
-        log.close()
-    assert not sock.exists(), "the CRI server left its socket behind"
-    text = (tmp_path / "cri.log").read_text()
+        served.stop()
+    assert not served.sock.exists(), "the CRI server left its socket behind"
+    text = served.log.read_text()
     assert "Traceback" not in text, text
-    assert os.path.isdir(root)

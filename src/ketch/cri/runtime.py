@@ -1,6 +1,6 @@
-"""The CRI RuntimeService on the Engine. This first part answers what a kubelet asks
-before it runs anything (Version, Status, RuntimeConfig, UpdateRuntimeConfig); pod
-sandboxes and their containers build on ketch's pods."""
+"""The CRI RuntimeService on the Engine: what a kubelet asks before it runs anything
+(Version, Status, RuntimeConfig, UpdateRuntimeConfig), pod sandboxes (ketch pods,
+cri/sandboxes.py) and their containers (cri/containers.py), ExecSync."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from cri_api.v1 import api_pb2 as cri
 from cri_api.v1 import api_pb2_grpc
 
 from ketch import __version__
+from ketch.cri import containers, sandboxes
 from ketch.cri.common import Engines, rpc
 
 # the version of the kubelet-runtime API (the CRI's `version` field, "0.1.0" in every
@@ -50,3 +51,82 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         # the node's pod CIDR; ketch's own networks allocate pod addresses for now
         self.pod_cidr = request.runtime_config.network_config.pod_cidr
         return cri.UpdateRuntimeConfigResponse()
+
+    # -- sandboxes -------------------------------------------------------------------------
+    @rpc
+    def RunPodSandbox(self, request: cri.RunPodSandboxRequest,
+                      context: grpc.ServicerContext) -> cri.RunPodSandboxResponse:
+        return cri.RunPodSandboxResponse(
+            pod_sandbox_id=sandboxes.run(self.engines.get(), request.config))
+
+    @rpc
+    def StopPodSandbox(self, request: cri.StopPodSandboxRequest,
+                       context: grpc.ServicerContext) -> cri.StopPodSandboxResponse:
+        sandboxes.stop(self.engines.get(), request.pod_sandbox_id)
+        return cri.StopPodSandboxResponse()
+
+    @rpc
+    def RemovePodSandbox(self, request: cri.RemovePodSandboxRequest,
+                         context: grpc.ServicerContext) -> cri.RemovePodSandboxResponse:
+        sandboxes.remove(self.engines.get(), request.pod_sandbox_id)
+        return cri.RemovePodSandboxResponse()
+
+    @rpc
+    def PodSandboxStatus(self, request: cri.PodSandboxStatusRequest,
+                         context: grpc.ServicerContext) -> cri.PodSandboxStatusResponse:
+        return cri.PodSandboxStatusResponse(
+            status=sandboxes.status(self.engines.get(), request.pod_sandbox_id))
+
+    @rpc
+    def ListPodSandbox(self, request: cri.ListPodSandboxRequest,
+                       context: grpc.ServicerContext) -> cri.ListPodSandboxResponse:
+        flt = request.filter if request.HasField("filter") else None
+        return cri.ListPodSandboxResponse(items=sandboxes.listed(self.engines.get(), flt))
+
+    # -- containers ------------------------------------------------------------------------
+    @rpc
+    def CreateContainer(self, request: cri.CreateContainerRequest,
+                        context: grpc.ServicerContext) -> cri.CreateContainerResponse:
+        return cri.CreateContainerResponse(container_id=containers.create(
+            self.engines.get(), request.pod_sandbox_id, request.config))
+
+    @rpc
+    def StartContainer(self, request: cri.StartContainerRequest,
+                       context: grpc.ServicerContext) -> cri.StartContainerResponse:
+        containers.start(self.engines.get(), request.container_id)
+        return cri.StartContainerResponse()
+
+    @rpc
+    def StopContainer(self, request: cri.StopContainerRequest,
+                      context: grpc.ServicerContext) -> cri.StopContainerResponse:
+        containers.stop(self.engines.get(), request.container_id, int(request.timeout))
+        return cri.StopContainerResponse()
+
+    @rpc
+    def RemoveContainer(self, request: cri.RemoveContainerRequest,
+                        context: grpc.ServicerContext) -> cri.RemoveContainerResponse:
+        containers.remove(self.engines.get(), request.container_id)
+        return cri.RemoveContainerResponse()
+
+    @rpc
+    def ContainerStatus(self, request: cri.ContainerStatusRequest,
+                        context: grpc.ServicerContext) -> cri.ContainerStatusResponse:
+        return cri.ContainerStatusResponse(
+            status=containers.status(self.engines.get(), request.container_id))
+
+    @rpc
+    def ListContainers(self, request: cri.ListContainersRequest,
+                       context: grpc.ServicerContext) -> cri.ListContainersResponse:
+        flt = request.filter if request.HasField("filter") else None
+        return cri.ListContainersResponse(
+            containers=containers.listed(self.engines.get(), flt))
+
+    @rpc
+    def ExecSync(self, request: cri.ExecSyncRequest,
+                 context: grpc.ServicerContext) -> cri.ExecSyncResponse:
+        try:
+            out, err, code = containers.exec_sync(self.engines.get(), request.container_id,
+                                                  list(request.cmd), int(request.timeout))
+        except containers.ExecTimeout as e:
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(e))
+        return cri.ExecSyncResponse(stdout=out, stderr=err, exit_code=code)

@@ -1,0 +1,148 @@
+"""CRI pod sandboxes as ketch pods: an infra container holding the network, IPC and UTS
+namespaces, which the sandbox's containers join (ketch.pods).
+
+What the kubelet gave (metadata, labels, annotations) is kept in the pod's labels under
+`io.ketch.cri.*`, so the state on disk is all a restarted server needs, and only pods
+made through the CRI are listed to the kubelet (it removes sandboxes it does not know).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from cri_api.v1 import api_pb2 as cri
+
+from ketch.errors import InvalidArgument, NotFound
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ketch.engine import Engine
+
+MARK = "io.ketch.cri.sandbox"
+META = "io.ketch.cri.metadata"
+LABELS = "io.ketch.cri.labels"
+ANNOTATIONS = "io.ketch.cri.annotations"
+LOG_DIRECTORY = "io.ketch.cri.log-directory"
+
+_PROTOCOLS = {cri.TCP: "tcp", cri.UDP: "udp", cri.SCTP: "sctp"}
+
+
+def pod_name(meta: cri.PodSandboxMetadata) -> str:
+    """A unique, valid ketch name for the sandbox (Kubernetes names are DNS labels)."""
+    return f"k8s_{meta.name}_{meta.namespace}_{meta.uid}_{meta.attempt}"
+
+
+def _publish(config: cri.PodSandboxConfig) -> list[str]:
+    out = []
+    for pm in config.port_mappings:
+        if not pm.host_port:
+            continue  # no host port: reachable on the pod's address only
+        proto = _PROTOCOLS.get(pm.protocol, "tcp")
+        host = f"{pm.host_ip}:" if pm.host_ip else ""
+        out.append(f"{host}{pm.host_port}:{pm.container_port}/{proto}")
+    return out
+
+
+def run(e: Engine, config: cri.PodSandboxConfig) -> str:
+    meta = config.metadata
+    if not meta.name or not meta.namespace or not meta.uid:
+        raise InvalidArgument("sandbox metadata needs a name, a namespace and a uid")
+    ns = config.linux.security_context.namespace_options
+    network = "host" if ns.network == cri.NODE else None
+    labels = {
+        MARK: "true",
+        META: json.dumps({"name": meta.name, "namespace": meta.namespace,
+                          "uid": meta.uid, "attempt": meta.attempt}),
+        LABELS: json.dumps(dict(config.labels)),
+        ANNOTATIONS: json.dumps(dict(config.annotations)),
+        LOG_DIRECTORY: config.log_directory,
+    }
+    pod = e.pod_create(pod_name(meta), publish=_publish(config), network=network,
+                       hostname=config.hostname or None, labels=labels)
+    try:
+        e.pod_start(pod.id)
+    except BaseException:
+        e.pod_rm(pod.id, force=True)
+        raise
+    return pod.id
+
+
+def _ours(e: Engine, pod_id: str) -> Any | None:
+    try:
+        pod = e.pods.get(pod_id)
+    except NotFound:
+        return None
+    return pod if pod.labels.get(MARK) == "true" else None
+
+
+def stop(e: Engine, pod_id: str) -> None:
+    if _ours(e, pod_id) is not None:  # stopping what is gone is no error in the CRI
+        e.pod_stop(pod_id, timeout=10)
+
+
+def remove(e: Engine, pod_id: str) -> None:
+    if _ours(e, pod_id) is not None:
+        e.pod_rm(pod_id, force=True, timeout=0)
+
+
+def _metadata(pod: Any) -> cri.PodSandboxMetadata:
+    m = json.loads(pod.labels.get(META) or "{}")
+    return cri.PodSandboxMetadata(name=m.get("name", ""), namespace=m.get("namespace", ""),
+                                  uid=m.get("uid", ""), attempt=m.get("attempt", 0))
+
+
+def _state(e: Engine, pod: Any) -> cri.PodSandboxState.ValueType:
+    infra = e.pods.infra(pod)
+    return cri.SANDBOX_READY if infra is not None and infra.running else cri.SANDBOX_NOTREADY
+
+
+def _user_labels(pod: Any, key: str) -> dict[str, str]:
+    return json.loads(pod.labels.get(key) or "{}")
+
+
+def status(e: Engine, pod_id: str) -> cri.PodSandboxStatus:
+    pod = _ours(e, pod_id)
+    if pod is None:
+        raise NotFound(f"an error occurred when try to find sandbox {pod_id!r}: not found")
+    ip = ""
+    infra = e.pods.infra(pod)
+    if infra is not None and infra.running:
+        settings = e.containers.inspect(infra.id).get("NetworkSettings") or {}
+        ip = settings.get("IPAddress") or next(
+            (n.get("IPAddress") for n in (settings.get("Networks") or {}).values()
+             if n.get("IPAddress")), "")
+    network = pod.config.get("Network") or "bridge"
+    mode = cri.NODE if network == "host" else cri.POD
+    return cri.PodSandboxStatus(
+        id=pod.id, metadata=_metadata(pod), state=_state(e, pod),
+        created_at=int(pod.created * 1e9),
+        network=cri.PodSandboxNetworkStatus(ip=ip),
+        linux=cri.LinuxPodSandboxStatus(namespaces=cri.Namespace(options=cri.NamespaceOption(
+            network=mode, pid=cri.CONTAINER, ipc=cri.POD))),
+        labels=_user_labels(pod, LABELS), annotations=_user_labels(pod, ANNOTATIONS))
+
+
+def listed(e: Engine, flt: cri.PodSandboxFilter | None) -> list[cri.PodSandbox]:
+    out = []
+    for entry in e.pod_list({"label": [f"{MARK}=true"]}):
+        pod = e.pods.get(entry["Id"])
+        if flt is not None:
+            if flt.id and not pod.id.startswith(flt.id):
+                continue
+            if flt.HasField("state") and _state(e, pod) != flt.state.state:
+                continue
+            labels = _user_labels(pod, LABELS)
+            if any(labels.get(k) != v for k, v in flt.label_selector.items()):
+                continue
+        out.append(cri.PodSandbox(
+            id=pod.id, metadata=_metadata(pod), state=_state(e, pod),
+            created_at=int(pod.created * 1e9), labels=_user_labels(pod, LABELS),
+            annotations=_user_labels(pod, ANNOTATIONS)))
+    return out
+
+
+def now_ns() -> int:
+    return time.time_ns()

@@ -1,0 +1,177 @@
+"""CRI pod sandboxes and their containers on real runc, driven with the generated stubs
+as a kubelet drives them: two containers talking over the pod's localhost, a port
+mapping reached from the host, ExecSync, CRI-format logs at the kubelet's path, status
+across a server restart, and nothing left after removal."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+import pytest
+from tests.cri.conftest import Cri
+from tests.helpers.host import conmon_pids, mounts_under, wait_for
+from tests.helpers.ports import free_port
+
+
+@pytest.fixture
+def busybox(cri_server: Cri, busybox_tar: Path) -> str:
+    cri_server.ketch("import", "--change", 'CMD ["sh"]', str(busybox_tar), "busybox")
+    return "busybox"
+
+
+def _sandbox(cri_server: Cri, name: str, logs: Path, host_port: int = 0):  # type: ignore[no-untyped-def]
+    cri = cri_server.cri
+    ports = [cri.PortMapping(protocol=cri.TCP, container_port=80, host_port=host_port,
+                             host_ip="127.0.0.1")] if host_port else []
+    return cri.PodSandboxConfig(
+        metadata=cri.PodSandboxMetadata(name=name, namespace="default", uid=f"uid-{name}",
+                                        attempt=0),
+        hostname=name, log_directory=str(logs), port_mappings=ports,
+        labels={"app": name}, annotations={"note": "from a test"})
+
+
+def _container(cri_server: Cri, name: str, image: str, command: list[str],
+               **kw):  # type: ignore[no-untyped-def]
+    cri = cri_server.cri
+    return cri.ContainerConfig(metadata=cri.ContainerMetadata(name=name, attempt=0),
+                               image=cri.ImageSpec(image=image), command=command,
+                               log_path=f"{name}/0.log", labels={"role": name}, **kw)
+
+
+def test_a_sandbox_runs_two_containers_that_talk_over_localhost_and_a_host_port(
+        cri_server: Cri, busybox: str, tmp_path: Path) -> None:
+    cri = cri_server.cri
+    rt = cri_server.runtime
+    port = free_port("127.0.0.1")
+    config = _sandbox(cri_server, "web", tmp_path / "pods" / "web", host_port=port)
+    pod_id = rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config)).pod_sandbox_id
+
+    web = rt.CreateContainer(cri.CreateContainerRequest(
+        pod_sandbox_id=pod_id, sandbox_config=config, config=_container(
+            cri_server, "server", busybox,
+            ["sh", "-c", "mkdir -p /www && echo hello-from-the-pod > /www/index.html"
+             " && echo serving && exec httpd -f -p 80 -h /www"]))).container_id
+    client = rt.CreateContainer(cri.CreateContainerRequest(
+        pod_sandbox_id=pod_id, sandbox_config=config, config=_container(
+            cri_server, "client", busybox, ["sleep", "300"],
+            envs=[cri.KeyValue(key="GREETING", value="hi")]))).container_id
+    for cid in (web, client):
+        rt.StartContainer(cri.StartContainerRequest(container_id=cid))
+
+    # the other container reaches the server on the pod's 127.0.0.1
+    def fetched() -> bool:
+        r = rt.ExecSync(cri.ExecSyncRequest(container_id=client, timeout=10,
+                                            cmd=["wget", "-qO-", "http://127.0.0.1:80/"]))
+        return r.exit_code == 0 and r.stdout == b"hello-from-the-pod\n"
+    wait_for(fetched, timeout=20, what="the client to fetch the page over localhost")
+    env = rt.ExecSync(cri.ExecSyncRequest(container_id=client, cmd=["sh", "-c",
+                                                                     "echo $GREETING; exit 3"]))
+    assert (env.stdout, env.exit_code) == (b"hi\n", 3)
+    assert rt.ExecSync(cri.ExecSyncRequest(container_id=client, cmd=["hostname"])
+                       ).stdout == b"web\n"
+
+    # the sandbox's port mapping, from the host
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as resp:
+        assert resp.read() == b"hello-from-the-pod\n"
+
+    # CRI-format log at the kubelet's path
+    log = tmp_path / "pods" / "web" / "server" / "0.log"
+    wait_for(lambda: log.exists() and b"serving" in log.read_bytes(), timeout=10,
+             what="the server's log line")
+    line = log.read_text().splitlines()[0]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+(Z|[+-]\d\d:\d\d) stdout F serving",
+                        line), line
+
+    status = rt.PodSandboxStatus(cri.PodSandboxStatusRequest(pod_sandbox_id=pod_id)).status
+    assert status.state == cri.SANDBOX_READY
+    assert status.metadata.name == "web" and status.metadata.uid == "uid-web"
+    assert dict(status.labels) == {"app": "web"}
+    assert re.fullmatch(r"\d+\.\d+\.\d+\.\d+", status.network.ip)
+    listed = rt.ListContainers(cri.ListContainersRequest(filter=cri.ContainerFilter(
+        pod_sandbox_id=pod_id))).containers
+    assert sorted(c.metadata.name for c in listed) == ["client", "server"]
+    assert all(c.state == cri.CONTAINER_RUNNING for c in listed)
+    cs = rt.ContainerStatus(cri.ContainerStatusRequest(container_id=web)).status
+    assert cs.state == cri.CONTAINER_RUNNING and cs.started_at > 0
+    assert cs.log_path == str(log)
+
+    # the sandbox is a ketch pod like any other
+    pods = json.loads(cri_server.ketch("pod", "inspect", pod_id).stdout)
+    pods = pods if isinstance(pods, list) else [pods]
+    assert pods[0]["NumContainers"] == 3  # the infra and the two members
+
+    rt.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=pod_id))
+    status = rt.PodSandboxStatus(cri.PodSandboxStatusRequest(pod_sandbox_id=pod_id)).status
+    assert status.state == cri.SANDBOX_NOTREADY
+    cs = rt.ContainerStatus(cri.ContainerStatusRequest(container_id=web)).status
+    assert cs.state == cri.CONTAINER_EXITED and cs.finished_at >= cs.started_at
+
+    for cid in (web, client):
+        rt.RemoveContainer(cri.RemoveContainerRequest(container_id=cid))
+    assert not log.exists()
+    rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+    # removing again is no error in the CRI
+    rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+    assert list(rt.ListPodSandbox(cri.ListPodSandboxRequest()).items) == []
+    assert cri_server.ketch("ps", "-aq").stdout == ""
+    wait_for(lambda: not conmon_pids(str(cri_server.root)), timeout=10,
+             what="the sandbox's monitors to exit")
+    # the netns directory itself stays a mount point (as `ip netns` keeps /run/netns)
+    netns_dir = str(cri_server.root / "run" / "netns")
+    assert [m for m in mounts_under(cri_server.root) if m != netns_dir] == []
+
+
+def test_sandboxes_and_containers_are_found_again_by_a_restarted_server(
+        cri_server: Cri, busybox: str, tmp_path: Path) -> None:
+    cri = cri_server.cri
+    config = _sandbox(cri_server, "kept", tmp_path / "logs")
+    pod_id = cri_server.runtime.RunPodSandbox(
+        cri.RunPodSandboxRequest(config=config)).pod_sandbox_id
+    cid = cri_server.runtime.CreateContainer(cri.CreateContainerRequest(
+        pod_sandbox_id=pod_id, sandbox_config=config,
+        config=_container(cri_server, "sleeper", busybox, ["sleep", "300"]))).container_id
+    cri_server.runtime.StartContainer(cri.StartContainerRequest(container_id=cid))
+
+    cri_server.restart()
+
+    status = cri_server.runtime.PodSandboxStatus(
+        cri.PodSandboxStatusRequest(pod_sandbox_id=pod_id)).status
+    assert status.state == cri.SANDBOX_READY and status.metadata.name == "kept"
+    cs = cri_server.runtime.ContainerStatus(cri.ContainerStatusRequest(container_id=cid)).status
+    assert cs.state == cri.CONTAINER_RUNNING and cs.metadata.name == "sleeper"
+    cri_server.runtime.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+    assert cri_server.ketch("ps", "-aq").stdout == ""
+
+
+def test_unknown_sandbox_and_container_are_not_found_and_exec_times_out(
+        cri_server: Cri, busybox: str, tmp_path: Path) -> None:
+    cri = cri_server.cri
+    rt = cri_server.runtime
+    with pytest.raises(grpc.RpcError) as err:
+        rt.PodSandboxStatus(cri.PodSandboxStatusRequest(pod_sandbox_id="nope"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as err:
+        rt.CreateContainer(cri.CreateContainerRequest(
+            pod_sandbox_id="nope", config=_container(cri_server, "x", busybox, ["true"])))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    rt.StopContainer(cri.StopContainerRequest(container_id="nope"))  # no error: gone
+    rt.RemoveContainer(cri.RemoveContainerRequest(container_id="nope"))
+
+    config = _sandbox(cri_server, "slow", tmp_path / "logs")
+    pod_id = rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config)).pod_sandbox_id
+    cid = rt.CreateContainer(cri.CreateContainerRequest(
+        pod_sandbox_id=pod_id, sandbox_config=config,
+        config=_container(cri_server, "s", busybox, ["sleep", "300"]))).container_id
+    rt.StartContainer(cri.StartContainerRequest(container_id=cid))
+    started = time.monotonic()
+    with pytest.raises(grpc.RpcError) as err:
+        rt.ExecSync(cri.ExecSyncRequest(container_id=cid, cmd=["sleep", "30"], timeout=1))
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert time.monotonic() - started < 15
+    rt.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=pod_id))
+    rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
