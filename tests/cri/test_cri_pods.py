@@ -175,3 +175,45 @@ def test_unknown_sandbox_and_container_are_not_found_and_exec_times_out(
     assert time.monotonic() - started < 15
     rt.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=pod_id))
     rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+
+
+def test_stats_of_a_container_and_its_sandbox_and_a_live_resource_update(
+        cri_server: Cri, busybox: str, tmp_path: Path) -> None:
+    cri = cri_server.cri
+    rt = cri_server.runtime
+    config = _sandbox(cri_server, "busy", tmp_path / "logs")
+    pod_id = rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config)).pod_sandbox_id
+    # 8 MB held in a shell variable, a 1 MB file in the writable layer, then two processes
+    script = ("x=$(head -c 8000000 /dev/zero | tr '\\0' a); head -c 1048576 /dev/zero"
+              " > /big; touch /ready; sleep 300 & wait")
+    cid = rt.CreateContainer(cri.CreateContainerRequest(
+        pod_sandbox_id=pod_id, sandbox_config=config,
+        config=_container(cri_server, "hog", busybox, ["sh", "-c", script],
+                          linux=cri.LinuxContainerConfig(resources=cri.LinuxContainerResources(
+                              memory_limit_in_bytes=256 * 2**20))))).container_id
+    rt.StartContainer(cri.StartContainerRequest(container_id=cid))
+    wait_for(lambda: rt.ExecSync(cri.ExecSyncRequest(container_id=cid, cmd=["test", "-e",
+                                                                            "/ready"])
+                                 ).exit_code == 0, timeout=20, what="the container's work")
+
+    st = rt.ContainerStats(cri.ContainerStatsRequest(container_id=cid)).stats
+    assert st.attributes.id == cid and st.attributes.metadata.name == "hog"
+    assert st.cpu.usage_core_nano_seconds.value > 0
+    assert st.memory.working_set_bytes.value > 8_000_000
+    assert st.writable_layer.used_bytes.value >= 1_048_576
+    listed = rt.ListContainerStats(cri.ListContainerStatsRequest()).stats
+    assert [s.attributes.id for s in listed] == [cid]
+
+    pod = rt.PodSandboxStats(cri.PodSandboxStatsRequest(pod_sandbox_id=pod_id)).stats
+    assert pod.attributes.id == pod_id and pod.attributes.metadata.name == "busy"
+    assert [c.attributes.id for c in pod.linux.containers] == [cid]
+    assert pod.linux.process.process_count.value == 2  # sh and sleep
+    assert pod.linux.memory.working_set_bytes.value > 8_000_000
+    assert [s.attributes.id for s in rt.ListPodSandboxStats(
+        cri.ListPodSandboxStatsRequest()).stats] == [pod_id]
+
+    rt.UpdateContainerResources(cri.UpdateContainerResourcesRequest(
+        container_id=cid, linux=cri.LinuxContainerResources(memory_limit_in_bytes=64 * 2**20)))
+    usage = cri_server.ketch("stats", "--no-stream", "--format", "{{.MemUsage}}", cid).stdout
+    assert usage.split(" / ")[1].strip() == "64MiB"
+    rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod_id))

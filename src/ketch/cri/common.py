@@ -4,7 +4,9 @@ SQLite connection), and the mapping of ketch's errors to gRPC status codes."""
 from __future__ import annotations
 
 import functools
+import sys
 import threading
+import traceback
 
 import grpc
 
@@ -32,12 +34,17 @@ class Engines:
         return e
 
 
+class Deadline(KetchError):
+    """The call's own time limit ran out (ExecSync's timeout)."""
+
+
 _CODES: list[tuple[type[KetchError], grpc.StatusCode]] = [
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
     (Conflict, grpc.StatusCode.FAILED_PRECONDITION),
     (Unauthorized, grpc.StatusCode.UNAUTHENTICATED),
     (Forbidden, grpc.StatusCode.PERMISSION_DENIED),
+    (Deadline, grpc.StatusCode.DEADLINE_EXCEEDED),
 ]
 
 
@@ -57,4 +64,8 @@ def rpc(method: Callable[..., Any]) -> Callable[..., Any]:
             return method(self, request, context)
         except KetchError as e:
             context.abort(status_of(e), e.message)
+        except Exception as e:
+            # a bug: its traceback in the server's log, a one-line error to the caller
+            traceback.print_exc(file=sys.stderr)
+            context.abort(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
     return call

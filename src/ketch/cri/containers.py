@@ -17,6 +17,7 @@ import threading
 from cri_api.v1 import api_pb2 as cri
 
 from ketch.cri import sandboxes
+from ketch.cri.common import Deadline
 from ketch.errors import InvalidArgument, NotFound
 
 TYPE_CHECKING = False
@@ -156,7 +157,7 @@ def _link_log(e: Engine, cid: str, log_path: str) -> None:
     os.symlink(target, log_path)
 
 
-def _ours(e: Engine, cid: str) -> Any | None:
+def ours(e: Engine, cid: str) -> Any | None:
     try:
         rec = e.containers.get(cid)
     except NotFound:
@@ -165,19 +166,19 @@ def _ours(e: Engine, cid: str) -> Any | None:
 
 
 def start(e: Engine, cid: str) -> None:
-    if _ours(e, cid) is None:
+    if ours(e, cid) is None:
         raise NotFound(f"container {cid!r} not found")
     e.containers.start(cid)
 
 
 def stop(e: Engine, cid: str, timeout: int) -> None:
-    rec = _ours(e, cid)
+    rec = ours(e, cid)
     if rec is not None and rec.running:  # stopping a stopped one is no error
         e.containers.stop(cid, timeout=timeout)
 
 
 def remove(e: Engine, cid: str) -> None:
-    rec = _ours(e, cid)
+    rec = ours(e, cid)
     if rec is None:
         return
     log_path = (rec.config.get("Labels") or {}).get(LOG_PATH) or ""
@@ -195,17 +196,17 @@ def _ns(seconds: float) -> int:
     return int(seconds * 1e9) if seconds > 0 else 0
 
 
-def _labels(rec: Any, key: str) -> dict[str, str]:
+def user_labels(rec: Any, key: str) -> dict[str, str]:
     return json.loads((rec.config.get("Labels") or {}).get(key) or "{}")
 
 
-def _meta(rec: Any) -> cri.ContainerMetadata:
-    m = _labels(rec, META)
+def meta(rec: Any) -> cri.ContainerMetadata:
+    m = user_labels(rec, META)
     return cri.ContainerMetadata(name=str(m.get("name", "")), attempt=int(m.get("attempt", 0)))
 
 
 def status(e: Engine, cid: str) -> cri.ContainerStatus:
-    rec = _ours(e, cid)
+    rec = ours(e, cid)
     if rec is None:
         raise NotFound(f"an error occurred when try to find container {cid!r}: not found")
     code = _STATES.get(rec.state, cri.CONTAINER_UNKNOWN)
@@ -215,12 +216,12 @@ def status(e: Engine, cid: str) -> cri.ContainerStatus:
         reason = "OOMKilled" if oom else "Completed" if rec.exit_code == 0 else "Error"
     labels = rec.config.get("Labels") or {}
     return cri.ContainerStatus(
-        id=rec.id, metadata=_meta(rec), state=code, created_at=_ns(rec.created),
+        id=rec.id, metadata=meta(rec), state=code, created_at=_ns(rec.created),
         started_at=_ns(rec.started_at), finished_at=_ns(rec.finished_at),
         exit_code=rec.exit_code if code == cri.CONTAINER_EXITED else 0,
         image=cri.ImageSpec(image=rec.image_name), image_ref=rec.image_id,
-        image_id=rec.image_id, reason=reason, labels=_labels(rec, LABELS),
-        annotations=_labels(rec, ANNOTATIONS), log_path=labels.get(LOG_PATH, ""))
+        image_id=rec.image_id, reason=reason, labels=user_labels(rec, LABELS),
+        annotations=user_labels(rec, ANNOTATIONS), log_path=labels.get(LOG_PATH, ""))
 
 
 def listed(e: Engine, flt: cri.ContainerFilter | None) -> list[cri.Container]:
@@ -237,23 +238,19 @@ def listed(e: Engine, flt: cri.ContainerFilter | None) -> list[cri.Container]:
                 continue
             if flt.HasField("state") and state != flt.state.state:
                 continue
-            user = _labels(rec, LABELS)
+            user = user_labels(rec, LABELS)
             if any(user.get(k) != v for k, v in flt.label_selector.items()):
                 continue
         out.append(cri.Container(
-            id=rec.id, pod_sandbox_id=labels.get(SANDBOX, ""), metadata=_meta(rec),
+            id=rec.id, pod_sandbox_id=labels.get(SANDBOX, ""), metadata=meta(rec),
             image=cri.ImageSpec(image=rec.image_name), image_ref=rec.image_id,
             image_id=rec.image_id, state=state, created_at=_ns(rec.created),
-            labels=_labels(rec, LABELS), annotations=_labels(rec, ANNOTATIONS)))
+            labels=user_labels(rec, LABELS), annotations=user_labels(rec, ANNOTATIONS)))
     return out
 
 
-class ExecTimeout(Exception):
-    pass
-
-
 def exec_sync(e: Engine, cid: str, cmd: list[str], timeout: int) -> tuple[bytes, bytes, int]:
-    if _ours(e, cid) is None:
+    if ours(e, cid) is None:
         raise NotFound(f"container {cid!r} not found")
     if not cmd:
         raise InvalidArgument("no command given to exec")
@@ -270,6 +267,6 @@ def exec_sync(e: Engine, cid: str, cmd: list[str], timeout: int) -> tuple[bytes,
     worker.start()
     worker.join(timeout if timeout > 0 else None)
     if worker.is_alive():
-        raise ExecTimeout(f"command {cmd!r} timed out after {timeout}s")
+        raise Deadline(f"command {cmd!r} timed out after {timeout}s")
     code = result[0] if result else None
     return bytes(out), bytes(err), 0 if code is None else code

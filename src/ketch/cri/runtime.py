@@ -9,7 +9,7 @@ from cri_api.v1 import api_pb2 as cri
 from cri_api.v1 import api_pb2_grpc
 
 from ketch import __version__
-from ketch.cri import containers, sandboxes
+from ketch.cri import containers, sandboxes, stats
 from ketch.cri.common import Engines, rpc
 
 # the version of the kubelet-runtime API (the CRI's `version` field, "0.1.0" in every
@@ -124,9 +124,40 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
     @rpc
     def ExecSync(self, request: cri.ExecSyncRequest,
                  context: grpc.ServicerContext) -> cri.ExecSyncResponse:
-        try:
-            out, err, code = containers.exec_sync(self.engines.get(), request.container_id,
-                                                  list(request.cmd), int(request.timeout))
-        except containers.ExecTimeout as e:
-            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(e))
+        out, err, code = containers.exec_sync(self.engines.get(), request.container_id,
+                                              list(request.cmd), int(request.timeout))
         return cri.ExecSyncResponse(stdout=out, stderr=err, exit_code=code)
+
+    # -- stats and resources ---------------------------------------------------------------
+    @rpc
+    def ContainerStats(self, request: cri.ContainerStatsRequest,
+                       context: grpc.ServicerContext) -> cri.ContainerStatsResponse:
+        return cri.ContainerStatsResponse(
+            stats=stats.container_stats(self.engines.get(), request.container_id))
+
+    @rpc
+    def ListContainerStats(self, request: cri.ListContainerStatsRequest,
+                           context: grpc.ServicerContext) -> cri.ListContainerStatsResponse:
+        flt = request.filter if request.HasField("filter") else None
+        return cri.ListContainerStatsResponse(
+            stats=stats.list_container_stats(self.engines.get(), flt))
+
+    @rpc
+    def PodSandboxStats(self, request: cri.PodSandboxStatsRequest,
+                        context: grpc.ServicerContext) -> cri.PodSandboxStatsResponse:
+        return cri.PodSandboxStatsResponse(
+            stats=stats.sandbox_stats(self.engines.get(), request.pod_sandbox_id))
+
+    @rpc
+    def ListPodSandboxStats(self, request: cri.ListPodSandboxStatsRequest,
+                            context: grpc.ServicerContext) -> cri.ListPodSandboxStatsResponse:
+        flt = request.filter if request.HasField("filter") else None
+        return cri.ListPodSandboxStatsResponse(
+            stats=stats.list_sandbox_stats(self.engines.get(), flt))
+
+    @rpc
+    def UpdateContainerResources(self, request: cri.UpdateContainerResourcesRequest,
+                                 context: grpc.ServicerContext
+                                 ) -> cri.UpdateContainerResourcesResponse:
+        stats.update_resources(self.engines.get(), request.container_id, request.linux)
+        return cri.UpdateContainerResourcesResponse()

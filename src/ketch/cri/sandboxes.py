@@ -70,7 +70,7 @@ def run(e: Engine, config: cri.PodSandboxConfig) -> str:
     return pod.id
 
 
-def _ours(e: Engine, pod_id: str) -> Any | None:
+def ours(e: Engine, pod_id: str) -> Any | None:
     try:
         pod = e.pods.get(pod_id)
     except NotFound:
@@ -79,16 +79,16 @@ def _ours(e: Engine, pod_id: str) -> Any | None:
 
 
 def stop(e: Engine, pod_id: str) -> None:
-    if _ours(e, pod_id) is not None:  # stopping what is gone is no error in the CRI
+    if ours(e, pod_id) is not None:  # stopping what is gone is no error in the CRI
         e.pod_stop(pod_id, timeout=10)
 
 
 def remove(e: Engine, pod_id: str) -> None:
-    if _ours(e, pod_id) is not None:
+    if ours(e, pod_id) is not None:
         e.pod_rm(pod_id, force=True, timeout=0)
 
 
-def _metadata(pod: Any) -> cri.PodSandboxMetadata:
+def metadata(pod: Any) -> cri.PodSandboxMetadata:
     m = json.loads(pod.labels.get(META) or "{}")
     return cri.PodSandboxMetadata(name=m.get("name", ""), namespace=m.get("namespace", ""),
                                   uid=m.get("uid", ""), attempt=m.get("attempt", 0))
@@ -99,12 +99,12 @@ def _state(e: Engine, pod: Any) -> cri.PodSandboxState.ValueType:
     return cri.SANDBOX_READY if infra is not None and infra.running else cri.SANDBOX_NOTREADY
 
 
-def _user_labels(pod: Any, key: str) -> dict[str, str]:
+def user_labels(pod: Any, key: str) -> dict[str, str]:
     return json.loads(pod.labels.get(key) or "{}")
 
 
 def status(e: Engine, pod_id: str) -> cri.PodSandboxStatus:
-    pod = _ours(e, pod_id)
+    pod = ours(e, pod_id)
     if pod is None:
         raise NotFound(f"an error occurred when try to find sandbox {pod_id!r}: not found")
     ip = ""
@@ -117,12 +117,12 @@ def status(e: Engine, pod_id: str) -> cri.PodSandboxStatus:
     network = pod.config.get("Network") or "bridge"
     mode = cri.NODE if network == "host" else cri.POD
     return cri.PodSandboxStatus(
-        id=pod.id, metadata=_metadata(pod), state=_state(e, pod),
+        id=pod.id, metadata=metadata(pod), state=_state(e, pod),
         created_at=int(pod.created * 1e9),
         network=cri.PodSandboxNetworkStatus(ip=ip),
         linux=cri.LinuxPodSandboxStatus(namespaces=cri.Namespace(options=cri.NamespaceOption(
             network=mode, pid=cri.CONTAINER, ipc=cri.POD))),
-        labels=_user_labels(pod, LABELS), annotations=_user_labels(pod, ANNOTATIONS))
+        labels=user_labels(pod, LABELS), annotations=user_labels(pod, ANNOTATIONS))
 
 
 def listed(e: Engine, flt: cri.PodSandboxFilter | None) -> list[cri.PodSandbox]:
@@ -134,13 +134,13 @@ def listed(e: Engine, flt: cri.PodSandboxFilter | None) -> list[cri.PodSandbox]:
                 continue
             if flt.HasField("state") and _state(e, pod) != flt.state.state:
                 continue
-            labels = _user_labels(pod, LABELS)
+            labels = user_labels(pod, LABELS)
             if any(labels.get(k) != v for k, v in flt.label_selector.items()):
                 continue
         out.append(cri.PodSandbox(
-            id=pod.id, metadata=_metadata(pod), state=_state(e, pod),
-            created_at=int(pod.created * 1e9), labels=_user_labels(pod, LABELS),
-            annotations=_user_labels(pod, ANNOTATIONS)))
+            id=pod.id, metadata=metadata(pod), state=_state(e, pod),
+            created_at=int(pod.created * 1e9), labels=user_labels(pod, LABELS),
+            annotations=user_labels(pod, ANNOTATIONS)))
     return out
 
 
