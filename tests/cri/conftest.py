@@ -1,8 +1,15 @@
-"""The CRI server (`ketch system cri`) on a temporary socket and state root, and the
-generated CRI v1 gRPC stubs as the client (the kubelet's own protocol)."""
+"""CRI servers under test, driven by the generated CRI v1 gRPC stubs (the kubelet's own
+protocol): ketch (`ketch system cri`) on a temporary socket and state root, and, for the
+tests that ask only what Kubernetes expects of any runtime, Debian's containerd with its
+CRI plugin on a private socket, root and CNI configuration. Images for both come from a
+loopback registry: busybox-static, and ketch's pause image as containerd's sandbox image.
+"""
 
 from __future__ import annotations
 
+import json
+import shlex
+import shutil
 import signal
 import subprocess
 import time
@@ -10,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import ketch_command, require, require_root
+from tests.conftest import ketch_command, require, require_root, require_tool
 from tests.distribution.conftest import ketch_registry  # noqa: F401 - a fixture
 
 try:
@@ -21,45 +28,6 @@ except ImportError:  # pragma: no cover - the dependency is in pyproject
     grpc = None
 
 
-class Cri:
-    def __init__(self, root: Path, sock: Path, log: Path) -> None:
-        self.root = root
-        self.sock = sock
-        self.log = log
-        self.cri = cri
-        self.proc = self._start()
-
-    def _start(self) -> subprocess.Popen[bytes]:
-        with open(self.log, "ab") as log:
-            proc = subprocess.Popen([*ketch_command(), "--root", str(self.root), "--run-root",
-                                     str(self.root / "run"), "system", "cri", "--listen",
-                                     f"unix://{self.sock}"], stdin=subprocess.DEVNULL,
-                                    stdout=log, stderr=log)
-        deadline = time.monotonic() + 20
-        while not self.sock.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert proc.poll() is None and self.sock.exists(), self.log.read_text()
-        self.channel = grpc.insecure_channel(f"unix://{self.sock}")
-        self.runtime = api_pb2_grpc.RuntimeServiceStub(self.channel)
-        self.images = api_pb2_grpc.ImageServiceStub(self.channel)
-        grpc.channel_ready_future(self.channel).result(timeout=20)
-        return proc
-
-    def stop(self) -> None:
-        self.channel.close()
-        _stop(self.proc)
-
-    def restart(self) -> None:
-        """A new server process on the same state root."""
-        self.stop()
-        self.proc = self._start()
-
-    def ketch(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*ketch_command(), "--root", str(self.root), "--run-root",
-                               str(self.root / "run"), *args], capture_output=True,
-                              text=True, timeout=120, check=True)
-
-
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -68,6 +36,179 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+class Served:
+    """A CRI server process and the stubs that talk to it."""
+
+    name = ""
+
+    def __init__(self, sock: Path, log: Path) -> None:
+        self.sock = sock
+        self.log = log
+        self.cri = cri
+        self.proc = self._start()
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        with open(self.log, "ab") as log:
+            proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=log)
+        deadline = time.monotonic() + 30
+        while not self.sock.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None and self.sock.exists(), self.log.read_text()[-3000:]
+        self.channel = grpc.insecure_channel(f"unix://{self.sock}")
+        self.runtime = api_pb2_grpc.RuntimeServiceStub(self.channel)
+        self.images = api_pb2_grpc.ImageServiceStub(self.channel)
+        grpc.channel_ready_future(self.channel).result(timeout=20)
+        # a runtime may take a moment after its socket answers (containerd's CRI
+        # plugin says "server is not initialized yet"); the kubelet polls Status too
+        while True:
+            try:
+                self.runtime.Status(cri.StatusRequest())
+                break
+            except grpc.RpcError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        return proc
+
+    def stop(self) -> None:
+        self.channel.close()
+        _stop(self.proc)
+
+    def restart(self) -> None:
+        """A new server process on the same state."""
+        self.stop()
+        self.proc = self._start()
+
+    def remove_everything(self) -> None:
+        rt = self.runtime
+        for c in rt.ListContainers(cri.ListContainersRequest()).containers:
+            rt.StopContainer(cri.StopContainerRequest(container_id=c.id, timeout=0))
+            rt.RemoveContainer(cri.RemoveContainerRequest(container_id=c.id))
+        for s in rt.ListPodSandbox(cri.ListPodSandboxRequest()).items:
+            rt.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=s.id))
+            rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=s.id))
+
+
+class Cri(Served):
+    name = "ketch"
+
+    def __init__(self, root: Path, sock: Path, log: Path) -> None:
+        self.root = root
+        super().__init__(sock, log)
+
+    def command(self) -> list[str]:
+        return [*ketch_command(), "--root", str(self.root), "--run-root",
+                str(self.root / "run"), "system", "cri", "--listen", f"unix://{self.sock}"]
+
+    def ketch(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*ketch_command(), "--root", str(self.root), "--run-root",
+                               str(self.root / "run"), *args], capture_output=True,
+                              text=True, timeout=120, check=True)
+
+
+class Containerd(Served):
+    """containerd 1.6's CRI plugin on a root, state, socket and CNI network of its own."""
+
+    name = "containerd"
+
+    def __init__(self, top: Path, registry: str, pause: str) -> None:
+        from tests.network.helpers import SubnetPicker
+
+        self.top = top
+        tok = top.name[-6:].replace("-", "").replace("_", "")[:4] or "c"
+        self.bridge = f"ktcri{tok}"[:15]
+        cni = top / "cni"
+        cni.mkdir(parents=True)
+        (cni / "10-ktcri.conflist").write_text(json.dumps({
+            "cniVersion": "0.4.0", "name": "ktcri",
+            "plugins": [
+                {"type": "bridge", "bridge": self.bridge, "isGateway": True,
+                 "ipMasq": False, "hairpinMode": True,
+                 "ipam": {"type": "host-local", "ranges": [[{"subnet": SubnetPicker()()}]],
+                          "dataDir": str(top / "ipam")}},
+                {"type": "portmap", "capabilities": {"portMappings": True}},
+            ]}))
+        config = top / "config.toml"
+        config.write_text(f'''version = 2
+root = "{top}/root"
+state = "{top}/state"
+[grpc]
+  address = "{top}/containerd.sock"
+[ttrpc]
+  address = "{top}/containerd.sock.ttrpc"
+[plugins."io.containerd.grpc.v1.cri"]
+  restrict_oom_score_adj = true
+  sandbox_image = "{pause}"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{cni}"
+  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."{registry}"]
+    endpoint = ["http://{registry}"]
+''')
+        self.config = config
+        self.chains_before = _cni_chains()
+        super().__init__(top / "containerd.sock", top / "containerd.log")
+
+    def command(self) -> list[str]:
+        return ["containerd", "--config", str(self.config)]
+
+    def teardown(self) -> None:
+        """What containerd and the CNI plugins leave behind on purpose: mounts, the
+        bridge, and the portmap plugin's chains (when this test created them)."""
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+        new = _cni_chains() - self.chains_before
+        if new:
+            rules = subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True,
+                                   text=True, check=True).stdout.splitlines()
+            for rule in rules:
+                parts = shlex.split(rule)  # comments hold spaces, quoted
+                if parts[0] == "-A" and "-j" in parts and parts[parts.index("-j") + 1] in new \
+                        and parts[1] not in new:
+                    subprocess.run(["iptables", "-t", "nat", "-D", *parts[1:]], check=True)
+            for chain in new:
+                subprocess.run(["iptables", "-t", "nat", "-F", chain], check=True)
+            for chain in new:
+                subprocess.run(["iptables", "-t", "nat", "-X", chain], check=True)
+        with open("/proc/self/mountinfo") as f:
+            points = [line.split()[4] for line in f if f" {self.top}" in line]
+        for p in sorted(points, key=len, reverse=True):
+            subprocess.run(["umount", "-l", p], capture_output=True)
+
+
+def _cni_chains() -> set[str]:
+    rules = subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True, text=True,
+                           check=True).stdout.splitlines()
+    return {r.split()[1] for r in rules if r.startswith("-N CNI-")}
+
+
+@pytest.fixture
+def cri_images(ketch_registry, busybox_tar: Path, tmp_path: Path) -> dict[str, str]:  # noqa: F811
+    """A loopback registry holding `busybox` and ketch's pause image (containerd's sandbox
+    image); their names."""
+    reg = ketch_registry()
+    pusher = tmp_path / "pusher"
+    base = [*ketch_command(), "--root", str(pusher), "--run-root", str(pusher / "run")]
+    names = {"registry": reg.host, "busybox": f"{reg.host}/cri/busybox:1",
+             "pause": f"{reg.host}/cri/pause:1"}
+    subprocess.run([*base, "import", "--change", 'CMD ["sh"]', str(busybox_tar),
+                    names["busybox"]], check=True, capture_output=True, timeout=120)
+    from ketch.pods.infra import PAUSE_IMAGE
+
+    subprocess.run([*base, "pod", "create", "--name", "maker"], check=True,
+                   capture_output=True, timeout=120)  # makes the pause image
+    subprocess.run([*base, "pod", "rm", "-f", "maker"], check=True, capture_output=True)
+    subprocess.run([*base, "tag", PAUSE_IMAGE, names["pause"]], check=True,
+                   capture_output=True)
+    for n in ("busybox", "pause"):
+        subprocess.run([*base, "push", names[n]], check=True, capture_output=True,
+                       timeout=120)
+    return names
 
 
 @pytest.fixture
@@ -83,3 +224,26 @@ def cri_server(ketch_root: Path, tmp_path: Path) -> Iterator[Cri]:
     assert not served.sock.exists(), "the CRI server left its socket behind"
     text = served.log.read_text()
     assert "Traceback" not in text, text
+
+
+@pytest.fixture(params=["ketch", "containerd"])
+def any_runtime(request: pytest.FixtureRequest, tmp_path: Path,
+                cri_images: dict[str, str]) -> Iterator[Served]:
+    """ketch's CRI server, then containerd's: the tests that use this ask only what
+    Kubernetes expects of a node's runtime, so both must pass them."""
+    require_root()
+    require(grpc is not None, "grpcio and container-runtime-interface-api (pyproject)")
+    if request.param == "ketch":
+        yield request.getfixturevalue("cri_server")
+        return
+    require_tool("containerd")
+    require(Path("/usr/lib/cni/bridge").exists(), "containernetworking-plugins")
+    top = tmp_path / "ctrd"
+    served = Containerd(top, cri_images["registry"], cri_images["pause"])
+    try:
+        yield served
+        served.remove_everything()
+    finally:
+        served.stop()
+        served.teardown()
+        shutil.rmtree(top, ignore_errors=True)

@@ -8,19 +8,24 @@ from pathlib import Path
 import grpc
 import pytest
 from tests.conftest import ketch_command
-from tests.cri.conftest import Cri
+from tests.cri.conftest import Cri, Served
 from tests.distribution.conftest import write_htpasswd
 
 
-def test_version_status_and_runtime_config_answer_as_a_kubelet_expects(
-        cri_server: Cri) -> None:
-    cri = cri_server.cri
-    v = cri_server.runtime.Version(cri.VersionRequest(version="v1"))
-    assert (v.version, v.runtime_name, v.runtime_api_version) == ("0.1.0", "ketch", "v1")
+def test_version_and_status_answer_as_a_kubelet_expects(any_runtime: Served) -> None:
+    cri = any_runtime.cri
+    v = any_runtime.runtime.Version(cri.VersionRequest(version="v1"))
+    assert (v.version, v.runtime_name, v.runtime_api_version) == (
+        "0.1.0", any_runtime.name, "v1")
     assert v.runtime_version
-    status = cri_server.runtime.Status(cri.StatusRequest()).status
+    status = any_runtime.runtime.Status(cri.StatusRequest()).status
     ready = {c.type: c.status for c in status.conditions}
     assert ready == {"RuntimeReady": True, "NetworkReady": True}
+
+
+def test_runtime_config_names_the_cgroupfs_driver(cri_server: Cri) -> None:
+    # RuntimeConfig came with CRI 1.28: containerd 1.6 does not have it
+    cri = cri_server.cri
     config = cri_server.runtime.RuntimeConfig(cri.RuntimeConfigRequest())
     assert config.linux.cgroup_driver == cri.CGROUPFS
     cri_server.runtime.UpdateRuntimeConfig(cri.UpdateRuntimeConfigRequest(
@@ -31,7 +36,7 @@ def test_version_status_and_runtime_config_answer_as_a_kubelet_expects(
 def _push_busybox(busybox_tar: Path, tmp_path: Path, name: str) -> None:
     import subprocess
 
-    other = tmp_path / "pusher"
+    other = tmp_path / "pusher-auth"
     base = [*ketch_command(), "--root", str(other), "--run-root", str(other / "run")]
     subprocess.run([*base, "import", "--change", 'CMD ["sh"]', str(busybox_tar), name],
                    check=True, capture_output=True, timeout=120)
@@ -39,39 +44,50 @@ def _push_busybox(busybox_tar: Path, tmp_path: Path, name: str) -> None:
 
 
 def test_pull_list_status_and_remove_an_image_from_a_loopback_registry(
-        cri_server: Cri, busybox_tar: Path, ketch_registry, tmp_path: Path) -> None:
-    cri = cri_server.cri
-    reg = ketch_registry()
-    name = f"{reg.host}/cri/busybox:1"
-    _push_busybox(busybox_tar, tmp_path, name)
+        any_runtime: Served, cri_images: dict[str, str]) -> None:
+    cri = any_runtime.cri
+    images = any_runtime.images
+    name = cri_images["busybox"]
+    spec = cri.ImageSpec(image=name)
 
-    missing = cri_server.images.ImageStatus(cri.ImageStatusRequest(
-        image=cri.ImageSpec(image=name)))
+    missing = images.ImageStatus(cri.ImageStatusRequest(image=spec))
     assert not missing.HasField("image")  # absent: no image and no error
 
-    ref = cri_server.images.PullImage(cri.PullImageRequest(
-        image=cri.ImageSpec(image=name))).image_ref
+    ref = images.PullImage(cri.PullImageRequest(image=spec)).image_ref
     assert ref.startswith("sha256:") and len(ref) == 71
-    local_id = cri_server.ketch("image", "inspect", "--format", "{{.Id}}", name).stdout
-    assert ref == local_id.strip()  # the same image `ketch images` shows
 
-    listed = cri_server.images.ListImages(cri.ListImagesRequest()).images
+    listed = images.ListImages(cri.ListImagesRequest(
+        filter=cri.ImageFilter(image=spec))).images
     assert [i.id for i in listed] == [ref]
     assert list(listed[0].repo_tags) == [name]
     assert listed[0].size > 0
-    status = cri_server.images.ImageStatus(cri.ImageStatusRequest(
-        image=cri.ImageSpec(image=ref))).image
+    assert ref in [i.id for i in images.ListImages(cri.ListImagesRequest()).images]
+    status = images.ImageStatus(cri.ImageStatusRequest(image=cri.ImageSpec(image=ref))).image
     assert status.id == ref and list(status.repo_tags) == [name]
+    usage = images.ImageFsInfo(cri.ImageFsInfoRequest()).image_filesystems
+    # containerd refreshes its figure every few seconds: it may still say 0 here
+    assert usage[0].HasField("used_bytes") and usage[0].fs_id.mountpoint
 
-    usage = cri_server.images.ImageFsInfo(cri.ImageFsInfoRequest()).image_filesystems
-    assert usage[0].used_bytes.value > 0
-    assert usage[0].fs_id.mountpoint == str(cri_server.root / "layers")
-
-    cri_server.images.RemoveImage(cri.RemoveImageRequest(image=cri.ImageSpec(image=ref)))
-    assert list(cri_server.images.ListImages(cri.ListImagesRequest()).images) == []
-    assert "sha256" not in cri_server.ketch("images", "-q", "--no-trunc").stdout
+    images.RemoveImage(cri.RemoveImageRequest(image=cri.ImageSpec(image=ref)))
+    assert ref not in [i.id for i in images.ListImages(cri.ListImagesRequest()).images]
+    assert not images.ImageStatus(cri.ImageStatusRequest(image=spec)).HasField("image")
     # removing it again is no error in the CRI
+    images.RemoveImage(cri.RemoveImageRequest(image=cri.ImageSpec(image=ref)))
+
+
+def test_ketch_lists_cri_images_as_its_own(cri_server: Cri, cri_images: dict[str, str]
+                                           ) -> None:
+    cri = cri_server.cri
+    name = cri_images["busybox"]
+    ref = cri_server.images.PullImage(cri.PullImageRequest(
+        image=cri.ImageSpec(image=name))).image_ref
+    local_id = cri_server.ketch("image", "inspect", "--format", "{{.Id}}", name).stdout
+    assert ref == local_id.strip()  # the same image `ketch images` shows
+    usage = cri_server.images.ImageFsInfo(cri.ImageFsInfoRequest()).image_filesystems
+    assert usage[0].fs_id.mountpoint == str(cri_server.root / "layers")
+    assert usage[0].used_bytes.value > 0
     cri_server.images.RemoveImage(cri.RemoveImageRequest(image=cri.ImageSpec(image=ref)))
+    assert "sha256" not in cri_server.ketch("images", "-q", "--no-trunc").stdout
 
 
 def test_pull_uses_the_kubelets_credentials_and_fails_without_them(
@@ -98,12 +114,11 @@ def test_pull_uses_the_kubelets_credentials_and_fails_without_them(
     assert ref.startswith("sha256:")
 
 
-def test_an_image_that_is_not_there_fails_the_pull_with_not_found_or_a_message(
-        cri_server: Cri, ketch_registry) -> None:
-    cri = cri_server.cri
-    reg = ketch_registry()
+def test_an_image_that_is_not_there_fails_the_pull_naming_it(
+        any_runtime: Served, cri_images: dict[str, str]) -> None:
+    cri = any_runtime.cri
     with pytest.raises(grpc.RpcError) as err:
-        cri_server.images.PullImage(cri.PullImageRequest(
-            image=cri.ImageSpec(image=f"{reg.host}/no/such:1")))
+        any_runtime.images.PullImage(cri.PullImageRequest(
+            image=cri.ImageSpec(image=f"{cri_images['registry']}/no/such:1")))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     assert "no/such" in err.value.details()

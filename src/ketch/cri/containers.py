@@ -122,6 +122,9 @@ def create(e: Engine, pod_id: str, config: cri.ContainerConfig) -> str:
         "CapDrop": list(sc.capabilities.drop_capabilities),
         "SecurityOpt": _security_opts(sc),
     }
+    parent = pod.labels.get(sandboxes.CGROUP_PARENT) or ""
+    if parent:  # the kubelet's pod cgroup (cgroupfs driver): the members go under it
+        host["CgroupParent"] = parent
     if res.memory_limit_in_bytes:
         host["Memory"] = res.memory_limit_in_bytes
     if res.cpu_shares:
@@ -173,7 +176,9 @@ def start(e: Engine, cid: str) -> None:
 
 def stop(e: Engine, cid: str, timeout: int) -> None:
     rec = ours(e, cid)
-    if rec is not None and rec.running:  # stopping a stopped one is no error
+    if rec is None:
+        raise NotFound(f"an error occurred when try to find container {cid!r}: not found")
+    if rec.running:  # stopping a stopped one is no error
         e.containers.stop(cid, timeout=timeout)
 
 

@@ -26,6 +26,7 @@ META = "io.ketch.cri.metadata"
 LABELS = "io.ketch.cri.labels"
 ANNOTATIONS = "io.ketch.cri.annotations"
 LOG_DIRECTORY = "io.ketch.cri.log-directory"
+CGROUP_PARENT = "io.ketch.cri.cgroup-parent"
 
 _PROTOCOLS = {cri.TCP: "tcp", cri.UDP: "udp", cri.SCTP: "sctp"}
 
@@ -59,6 +60,7 @@ def run(e: Engine, config: cri.PodSandboxConfig) -> str:
         LABELS: json.dumps(dict(config.labels)),
         ANNOTATIONS: json.dumps(dict(config.annotations)),
         LOG_DIRECTORY: config.log_directory,
+        CGROUP_PARENT: config.linux.cgroup_parent,
     }
     pod = e.pod_create(pod_name(meta), publish=_publish(config), network=network,
                        hostname=config.hostname or None, labels=labels)
@@ -79,8 +81,9 @@ def ours(e: Engine, pod_id: str) -> Any | None:
 
 
 def stop(e: Engine, pod_id: str) -> None:
-    if ours(e, pod_id) is not None:  # stopping what is gone is no error in the CRI
-        e.pod_stop(pod_id, timeout=10)
+    if ours(e, pod_id) is None:
+        raise NotFound(f"an error occurred when try to find sandbox {pod_id!r}: not found")
+    e.pod_stop(pod_id, timeout=10)  # a stopped sandbox stops again without an error
 
 
 def remove(e: Engine, pod_id: str) -> None:
