@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 PKGS=(runc crun conmon skopeo busybox-static mmdebstrap iptables iproute2
       containernetworking-plugins docker-registry procps util-linux tini
-      docker-compose)
+      docker-compose containerd)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
