@@ -449,15 +449,19 @@ class Engine:
         return self.pods.stop(name_or_id, timeout=timeout)
 
     def pod_restart(self, name_or_id: str, *, timeout: int | None = None) -> PodRecord:
+        """Stop the pod (as `pod_stop`), then start it again."""
         return self.pods.restart(name_or_id, timeout=timeout)
 
     def pod_kill(self, name_or_id: str, signal: str | int = "KILL") -> PodRecord:
+        """Send `signal` to every running container of the pod."""
         return self.pods.kill(name_or_id, signal)
 
     def pod_pause(self, name_or_id: str) -> PodRecord:
+        """Freeze every running container of the pod."""
         return self.pods.pause(name_or_id)
 
     def pod_unpause(self, name_or_id: str) -> PodRecord:
+        """Thaw the pod's paused containers."""
         return self.pods.unpause(name_or_id)
 
     def pod_rm(self, name_or_id: str, *, force: bool = False,
