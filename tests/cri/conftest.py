@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.api.conftest import stop_service
 from tests.conftest import ketch_command, require, require_root, require_tool
 from tests.distribution.conftest import ketch_registry  # noqa: F401 - a fixture
 
@@ -26,16 +26,6 @@ try:
     from cri_api.v1 import api_pb2_grpc
 except ImportError:  # pragma: no cover - the dependency is in pyproject
     grpc = None
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 class Served:
@@ -78,7 +68,7 @@ class Served:
 
     def stop(self) -> None:
         self.channel.close()
-        _stop(self.proc)
+        stop_service(self.proc)
 
     def restart(self) -> None:
         """A new server process on the same state."""

@@ -290,16 +290,21 @@ def service(ns: Namespace) -> None:
         from ketch.errors import InvalidArgument
 
         raise InvalidArgument(f"invalid --time {ns.time}: must be 0 or more seconds")
-    # The service is its own program (ketch/api/__main__.py): this process becomes it,
-    # with the interpreter and module path this one runs with, so the CLI never loads
-    # the HTTP stack and the long-running service keeps none of the CLI's tuning.
+    _become("ketch.api", ns.uri or "", str(ns.time))
+
+
+def _become(package: str, *args: str) -> None:
+    """Replace this process with a server's own program (`python -m PACKAGE ROOT RUN_ROOT
+    ARGS...`), run with the interpreter and module path this one runs with: the CLI never
+    loads the server's stack (HTTP, gRPC), and the long-running server keeps none of the
+    CLI's short-lived-process tuning."""
     e = engine()
-    code = (f"import sys; sys.path[:] = {sys.path!r}; from ketch.api.__main__ import main;"
+    code = (f"import sys; sys.path[:] = {sys.path!r}; from {package}.__main__ import main;"
             " sys.exit(main())")
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, [sys.executable, "-I", "-S", "-c", code, e.root_dir,
-                              e.run_root_dir, ns.uri or "", str(ns.time)])
+                              e.run_root_dir, *args])
 
 
 @registry.command("cri", "[OPTIONS]",
@@ -311,12 +316,4 @@ def _cri(p: Parser) -> None:
 
 @_cri.handler
 def cri(ns: Namespace) -> None:
-    # Its own program (ketch/cri/__main__.py), as `system service`: the CLI never loads
-    # gRPC.
-    e = engine()
-    code = (f"import sys; sys.path[:] = {sys.path!r}; from ketch.cri.__main__ import main;"
-            " sys.exit(main())")
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-I", "-S", "-c", code, e.root_dir,
-                              e.run_root_dir, ns.listen])
+    _become("ketch.cri", ns.listen)
