@@ -163,18 +163,25 @@ def test_containers_started_through_the_service_outlive_it(api_root: Path) -> No
         cli.remove_everything()
 
 
-def test_raw_attach_without_upgrade_is_refused(api_root: Path) -> None:
+def test_raw_attach_without_upgrade_to_a_created_container_streams_once_it_starts(
+        api_root: Path) -> None:
+    # dockerd hijacks a plain attach too: a 200, then the raw stream until the end
     sock = api_root / "noupgrade.sock"
     proc = start_service(api_root, f"unix://{sock}", "--time", "0")
     cli = TrackingCLI(api_root)
     try:
         wait_for(lambda: ping(str(sock)), what="the service to answer")
-        cli("create", "--name", "plain", "busybox", "true")
+        cli("create", "--name", "plain", "-t", "busybox", "echo", "from-plain")
         conn = UnixHTTPConnection(str(sock))
         conn.request("POST", "/containers/plain/attach?stream=1&stdout=1")
         resp = conn.getresponse()
-        assert resp.status == 400
-        assert "Upgrade: tcp" in json.loads(resp.read())["message"]
+        assert resp.status == 200
+        assert resp.getheader("Content-Type") == "application/vnd.docker.raw-stream"
+        start = UnixHTTPConnection(str(sock))
+        start.request("POST", "/containers/plain/start")
+        assert start.getresponse().status == 204
+        start.close()
+        assert resp.read() == b"from-plain\r\n"  # a TTY's output, until the close
         conn.close()
     finally:
         stop_service(proc)
