@@ -302,7 +302,8 @@ class Engine:
         logins for this pull, as a client's X-Registry-Auth does; {} pulls anonymously."""
         from ketch.distribution.pull import pull
 
-        return _with_auth(auth, pull(self.images, name, quiet=quiet, platform=platform))
+        return _with_auth(auth, pull(lambda: self.images, self.records, self.root_dir, name,
+                                     quiet=quiet, platform=platform))
 
     def push(self, name: str, *, auth: dict[str, tuple[str, str]] | None = None,
              compression_format: str | None = None,

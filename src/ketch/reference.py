@@ -251,10 +251,46 @@ def _split_docker_domain(name: str) -> tuple[str, str]:
     return domain, remote
 
 
+_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
+
+
+def _is_domain(domain: str) -> bool:
+    # _DOMAIN_AND_PORT without the bracketed IPv6 form (that one goes to the regex)
+    host, colon, port = domain.partition(":")
+    if colon and not (port.isascii() and port.isdigit()):
+        return False
+    return all(c and c[0] != "-" and c[-1] != "-" and _HOST_CHARS.issuperset(c)
+               for c in host.split("."))
+
+
+def _parse_plain(s: str) -> Reference | None:
+    """`host[:port]/path[:tag][@digest]` checked by hand, component by component, by
+    the grammar's own rules; None for anything else (the regex then decides, and gives
+    the error). A registry name would otherwise compile the full grammar, milliseconds
+    of a re-pull."""
+    name, at, digest = s.partition("@")
+    if at:
+        algorithm, _, encoded = digest.partition(":")
+        if (len(encoded) != _DIGEST_HEX_LENGTH.get(algorithm, -1)
+                or not _LOWER_HEX.issuperset(encoded)):
+            return None
+    domain, _, rest = name.partition("/")
+    path, colon, tag = rest.partition(":")
+    if colon and not _is_tag(tag):
+        return None
+    if (not _is_domain(domain) or len(path) > NAME_TOTAL_LENGTH_MAX
+            or not all(_is_path_component(c) for c in path.split("/"))):
+        return None
+    return Reference(domain, path, tag if colon else None, digest if at else None)
+
+
 def _parse_canonical(s: str, *, original: str) -> Reference:
     """distribution/reference's Parse, for a string that already carries its domain."""
     if not s:
         raise InvalidReference(original, ERR_NAME_EMPTY)
+    plain = _parse_plain(s)
+    if plain is not None:
+        return plain
     m = _rx("reference").match(s)
     if m is None:
         lowered = s.lower()

@@ -78,6 +78,40 @@ def test_pull_by_digest_then_rmi(ketch: KetchCLI, tmp_path: Path, busybox_tar: P
     assert other("images", "-q").stdout.strip() == ""
 
 
+def test_pull_of_an_up_to_date_image_loads_no_stores_tls_or_parsers(
+        ketch: KetchCLI, busybox_tar: Path, ketch_registry, other_root) -> None:
+    """A re-pull is one manifest request: it must not grow back the imports that made it
+    slower than docker's (OpenSSL's hashlib, pathlib and the re it loads, json, the
+    content and layer stores, threads)."""
+    import os
+    import subprocess
+    import sys
+
+    import ketch as ketch_pkg
+
+    reg = ketch_registry()
+    name = f"{reg.host}/lean/bb:1"
+    _import(ketch, busybox_tar, name)
+    ketch("push", name)
+    other = other_root("other-root")
+    other("pull", name)
+    src = os.path.dirname(os.path.dirname(ketch_pkg.__file__))
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from ketch.cli.main import main;"
+            " sys.exit(main(sys.argv[2:]))")
+    env = dict(os.environ, KETCH_ROOT=str(other.root), KETCH_RUN_ROOT=str(other.root / "run"))
+    proc = subprocess.run([sys.executable, "-I", "-S", "-X", "importtime", "-c", code, src,
+                           "pull", name], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert f"Status: Image is up to date for {name}" in proc.stdout
+    mods = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}
+    heavy = {"hashlib", "_hashlib", "ssl", "http.client", "pathlib", "re", "json",
+             "urllib.parse", "base64", "threading", "typing", "dataclasses",
+             "ketch.store.content", "ketch.layers.store", "ketch.images.service",
+             "ketch.distribution.pipeline", "ketch.archive"}
+    assert not mods & heavy, sorted(mods & heavy)
+
+
 def test_cross_repository_push_mounts_blobs(ketch: KetchCLI, busybox_tar: Path,
                                             ketch_registry) -> None:
     reg = ketch_registry()

@@ -7,24 +7,23 @@ the image is recorded with its tag and its RepoDigest (the digest the registry s
 
 from __future__ import annotations
 
-import hashlib
-import json
-
 from ketch import reference
 from ketch.distribution import credentials
 from ketch.distribution.progress import PullResult
 from ketch.distribution.transport import MANIFEST_ACCEPT, RegistryErrorResponse, Transport
 from ketch.errors import DigestMismatch, KetchError, NotFound
+from ketch.fastjson import loads
+from ketch.oci.digest import chain_of
 from ketch.oci.media import MediaType
 from ketch.progress import Progress
 
 TYPE_CHECKING = False  # `typing` costs milliseconds at start
 if TYPE_CHECKING:
-    from collections.abc import Generator, Iterator
+    from collections.abc import Callable, Generator, Iterator
 
     from ketch.images.service import ImageService, NewLayer
     from ketch.oci.model import Descriptor, Manifest
-    from ketch.store.images import ImageRecord
+    from ketch.store.images import ImageRecord, ImageRecords
 
 MAX_MANIFEST = 4 << 20
 MAX_CONCURRENT_DOWNLOADS = 3
@@ -53,15 +52,27 @@ def fetch_manifest(t: Transport, ref: reference.Reference, which: str,
     algorithm = which.partition(":")[0] if ":" in which else "sha256"
     if algorithm not in ("sha256", "sha384", "sha512"):
         raise KetchError(f"unsupported digest algorithm in {which}")
-    digest = f"{algorithm}:" + hashlib.new(algorithm, data).hexdigest()
+    digest = f"{algorithm}:" + _hexdigest(algorithm, data)
     if ":" in which and digest != which:
         raise DigestMismatch(f"manifest verification failed for digest {which}")
     media_type = resp.header("Content-Type").split(";")[0].strip()
     try:
-        declared = json.loads(data).get("mediaType")
+        declared = loads(data).get("mediaType")
     except (ValueError, AttributeError):
         raise KetchError(f"invalid manifest for {ref.familiar()}") from None
     return data, declared or media_type, digest
+
+
+def _hexdigest(algorithm: str, data: bytes) -> str:
+    if algorithm == "sha256":
+        # A manifest is small: CPython's own sha256 spares loading OpenSSL (hashlib),
+        # milliseconds of a re-pull that makes this one request.
+        from ketch.oci.digest import small_sha256
+
+        return small_sha256(data).hexdigest()
+    import hashlib
+
+    return hashlib.new(algorithm, data).hexdigest()
 
 
 def fetch_blob(images: ImageService, t: Transport, repo_path: str, digest: str, size: int,
@@ -96,8 +107,7 @@ def _layer_plan(images: ImageService, manifest: Manifest,
     plan = []
     parent: str | None = None
     for desc, diff_id in zip(manifest.layers, diff_ids, strict=True):
-        chain = (diff_id if parent is None else
-                 "sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()).hexdigest())
+        chain = chain_of(parent, diff_id)
         plan.append((desc, diff_id, parent, chain))
         parent = chain
     return plan
@@ -138,11 +148,17 @@ def _download_and_unpack(images: ImageService, t: Transport, repo_path: str,
     return layers
 
 
-def pull(images: ImageService, name: str, *, quiet: bool = False,
-         platform: str | None = None) -> Iterator[Progress | PullResult]:
+def pull(images: Callable[[], ImageService], records: ImageRecords, root: str, name: str,
+         *, quiet: bool = False, platform: str | None = None
+         ) -> Iterator[Progress | PullResult]:
     """Pull `name`: progress events (fewer when `quiet`), then a PullResult. Nothing
     happens until the iterator is advanced; abandoning it ends the pull. `platform`
-    ("linux/arm64") picks that entry of an index instead of the host's."""
+    ("linux/arm64") picks that entry of an index instead of the host's.
+
+    `images` makes the image service on first need: an image that is up to date is
+    answered from `records` alone, without the content and layer stores (whose
+    `pathlib` and friends cost a re-pull, one manifest request, a good part of its
+    time). `root` is the state root, for the event journal."""
     from ketch.oci.model import Index, Manifest, Platform, host_platform
 
     bare = reference.parse(name, default_tag=None)
@@ -174,17 +190,17 @@ def pull(images: ImageService, name: str, *, quiet: bool = False,
                 raise KetchError(f"image {ref.familiar()} refers to blob {d.digest}: only"
                                  " sha256 blobs can be pulled into ketch's store")
         repo_digest = f"{ref.repository}@{top_digest}"
-        rec = images.records.get(cfg_desc.digest)
-        if (rec is not None and images.records.lookup_digest(repo_digest) == rec.id
+        rec = records.get(cfg_desc.digest)
+        if (rec is not None and records.lookup_digest(repo_digest) == rec.id
                 and (not ref.tag or ref.digest
-                     or images.records.lookup_tag(f"{ref.repository}:{ref.tag}") == rec.id)):
+                     or records.lookup_tag(f"{ref.repository}:{ref.tag}") == rec.id)):
             # Up to date: the image is recorded (so are its layers) and the name and
             # digest already point at it. Nothing to write, so no write lock and no
             # transaction; docker shows no layer lines either.
             up_to_date = True
         else:
-            rec, up_to_date = yield from _pull_image(images, t, ref, manifest, top_digest,
-                                                     scope, quiet)
+            rec, up_to_date = yield from _pull_image(images(), t, ref, manifest,
+                                                     top_digest, scope, quiet)
     finally:
         t.close()
     if not quiet:
@@ -194,7 +210,9 @@ def pull(images: ImageService, name: str, *, quiet: bool = False,
             yield Progress(f"Status: Image is up to date for {shown}")
         else:
             yield Progress(f"Status: Downloaded newer image for {shown}")
-    images.event("pull", ref.familiar(), ref.familiar())
+    from ketch.events import emit
+
+    emit(root, "image", "pull", ref.familiar(), {"name": ref.familiar()})
     yield PullResult(rec.id, top_digest, not up_to_date, str(ref))
 
 
@@ -252,7 +270,7 @@ def list_tags(ref: reference.Reference, page_size: int = 100) -> list[str]:
         while path:
             resp = t.request("GET", path, scope=scope)
             try:
-                page = json.loads(resp.body).get("tags") or []
+                page = loads(resp.body).get("tags") or []
             except (ValueError, AttributeError):
                 raise KetchError(f"invalid tag list from {ref.domain}") from None
             tags.extend(page)

@@ -7,17 +7,13 @@ request needs, then the request is retried once.
 
 from __future__ import annotations
 
-import base64
-import ipaddress
-import json
-import re
-from urllib.parse import urlencode, urljoin, urlsplit
-
 from ketch.errors import KetchError, Unauthorized
+from ketch.fastjson import loads
 
 # A pull of an image that is already present makes one request; what it imports shows.
 # Plain HTTP (loopback registries) goes through `http11`; `http.client`, `ssl` and
-# `socket` are imported only for https.
+# `socket` are imported only for https; `urllib.parse` (which brings `re` and
+# `ipaddress`), `base64` and `re` only for redirects, logins and auth challenges.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, BinaryIO
@@ -67,6 +63,11 @@ def is_loopback(host: str) -> bool:
     name = name.strip("[]")
     if name == "localhost":
         return True
+    parts = name.split(".")
+    if len(parts) == 4 and all(p.isdigit() and len(p) <= 3 for p in parts):
+        return parts[0] == "127" and all(int(p) < 256 for p in parts)
+    import ipaddress
+
     try:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
@@ -125,6 +126,20 @@ def _https_connection(netloc: str) -> Any:
                  context=ssl.create_default_context())
 
 
+def _split(url: str) -> tuple[str, str, str]:
+    """(scheme, host[:port], path with query) of an absolute http(s) URL: what
+    `urlsplit` gives for the URLs a registry conversation uses, fragments dropped."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "", "", url
+    netloc, slash, path = rest.partition("/")
+    path = (slash + path).partition("#")[0]
+    if "?" in netloc:  # "http://host?x" has no path
+        netloc, _, query = netloc.partition("?")
+        path = "?" + query
+    return scheme.lower(), netloc, path or "/"
+
+
 class Transport:
     def __init__(self, domain: str, credentials: tuple[str, str] | None = None,
                  scheme: str = "") -> None:
@@ -174,10 +189,9 @@ class Transport:
     # -- one exchange ---------------------------------------------------------------
     def _once(self, method: str, url: str, headers: dict[str, str],
               body: bytes | BinaryIO | None, stream: bool) -> Response:
-        parts = urlsplit(url)
-        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        scheme, netloc, path = _split(url)
         for attempt in (0, 1):
-            conn = self._conn(parts.scheme, parts.netloc)
+            conn = self._conn(scheme, netloc)
             try:
                 if hasattr(body, "seek"):
                     body.seek(0)  # type: ignore[union-attr]
@@ -185,23 +199,23 @@ class Transport:
                 raw = conn.getresponse()
             except Exception as e:
                 conn.close()
-                self._conns.pop(f"{parts.scheme}://{parts.netloc}", None)
+                self._conns.pop(f"{scheme}://{netloc}", None)
                 if _stale_connection(e):
                     if attempt == 0:
                         continue  # a kept-alive connection the server had closed
                     raise KetchError(f'{method} "{url}": {e}') from None
                 if not isinstance(e, OSError):
                     raise
-                if parts.scheme == "https":
+                if scheme == "https":
                     import ssl
 
                     if isinstance(e, ssl.SSLError):
                         raise KetchError(f'{method} "{url}": tls: {e.reason or e}') from None
                 if isinstance(e, TimeoutError) and getattr(conn, "up", False):
-                    raise KetchError(f'{method} "{url}": {parts.netloc} sent nothing for'
+                    raise KetchError(f'{method} "{url}": {netloc} sent nothing for'
                                      f' {read_timeout():g}s (read timed out)') from None
                 reason = e.strerror or str(e) or type(e).__name__
-                raise KetchError(f'{method.capitalize()} "{url}": dial tcp {parts.netloc}:'
+                raise KetchError(f'{method.capitalize()} "{url}": dial tcp {netloc}:'
                                  f' {reason}') from None
             resp = Response(raw.status, raw.headers, url=url)
             if stream and 200 <= raw.status < 300:
@@ -221,7 +235,7 @@ class Transport:
         hdrs.setdefault("User-Agent", "ketch")
         if body is None and method in ("PUT", "POST", "PATCH"):
             hdrs.setdefault("Content-Length", "0")
-        same_host = urlsplit(url).netloc == self.host
+        same_host = _split(url)[1] == self.host
         for _ in range(redirects + 1):
             auth = self._authorization(scope) if same_host else None
             if auth:
@@ -237,8 +251,10 @@ class Transport:
                     raise RegistryUnauthorized(_error_message(resp, "unauthorized"))
             if resp.status in (301, 302, 303, 307, 308) and resp.header("Location"):
                 # Blob downloads may be redirected to storage on another host.
+                from urllib.parse import urljoin
+
                 url = urljoin(url, resp.header("Location"))
-                same_host = urlsplit(url).netloc == self.host
+                same_host = _split(url)[1] == self.host
                 if resp.status == 303:
                     method, body = "GET", None
                 continue
@@ -256,6 +272,8 @@ class Transport:
             return None
         kind, _ = self._challenge
         if kind == "basic" and self.credentials:
+            import base64
+
             user, password = self.credentials
             return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
         if kind == "bearer" and scope in self._tokens:
@@ -292,6 +310,9 @@ class Transport:
             query["scope"] = scope
         if self.credentials:
             query["account"] = self.credentials[0]
+        import base64
+        from urllib.parse import urlencode
+
         url = realm + ("&" if "?" in realm else "?") + urlencode(query)
         hdrs = {"User-Agent": "ketch"}
         if self.credentials:
@@ -306,7 +327,7 @@ class Transport:
             raise RegistryErrorResponse(
                 f"token server {realm} answered {resp.status}", resp.status)
         try:
-            data = json.loads(resp.body)
+            data = loads(resp.body)
             token = data.get("token") or data.get("access_token")
         except ValueError:
             token = None
@@ -345,32 +366,34 @@ def _stale_connection(e: BaseException) -> bool:
     return client is not None and isinstance(e, client.CannotSendRequest)
 
 
-_PARAM_RE = re.compile(r'(\w+)=(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
+_PARAM = r'(\w+)=(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))'
 
 
 def parse_challenge(header: str) -> tuple[str, dict[str, str]] | None:
     if not header:
         return None
+    import re
+
     kind, _, rest = header.strip().partition(" ")
     params = {m.group(1).lower(): (m.group(2) if m.group(2) is not None else m.group(3))
-              for m in _PARAM_RE.finditer(rest)}
+              for m in re.finditer(_PARAM, rest)}
     return kind.lower(), params
 
 
 def _error_code(resp: Response) -> str:
     try:
-        return str(json.loads(resp.body)["errors"][0]["code"])
+        return str(loads(resp.body)["errors"][0]["code"])
     except (ValueError, KeyError, IndexError, TypeError):
         return ""
 
 
 def _error_message(resp: Response, default: str) -> str:
     try:
-        errs = json.loads(resp.body)["errors"]
+        errs = loads(resp.body)["errors"]
         return "; ".join(f"{str(e.get('code', '')).lower()}: {e.get('message', '')}"
                          for e in errs)
     except (ValueError, KeyError, TypeError, AttributeError):
         pass
     if default:
         return default
-    return f"{urlsplit(resp.url).path}: unexpected HTTP status {resp.status}"
+    return f"{_split(resp.url)[2].partition('?')[0]}: unexpected HTTP status {resp.status}"
