@@ -113,9 +113,16 @@ class Engine:
         """Local images: list, inspect, history, tag, remove, prune, import, load, save."""
         from ketch.images.service import ImageService
 
-        return ImageService(self.root, self.db, self.records, self.content, self.layers,
-                            users=self._image_users, layer_users=self.layer_users,
-                            intents=lambda: self.intents)
+        service = ImageService(self.root, self.db, self.records, self.content, self.layers,
+                               users=self._image_users, layer_users=self.layer_users,
+                               intents=lambda: self.intents)
+        try:
+            # Trees a killed emptier left (see ketch.store.trash); usually no trash/.
+            if os.listdir(os.path.join(self.root_dir, "trash")):
+                self.layers.empty_trash()
+        except FileNotFoundError:
+            pass
+        return service
 
     @cached_property
     def networks(self) -> NetworkService:

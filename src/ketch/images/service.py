@@ -440,6 +440,7 @@ class ImageService:
         for d in list(self.content.walk()):
             if d not in keep_blobs:
                 self.content.delete(d)
+        self.layers.empty_trash()
 
     # -- import / save / load ------------------------------------------------------------
     def import_tar(self, stream: Any, *, changes: builtins.list[str] = (),  # type: ignore[assignment]

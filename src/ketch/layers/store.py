@@ -27,10 +27,11 @@ if TYPE_CHECKING:
     from ketch.store.images import ImageRecords
 
 
-def _rmtree(path: Path, ignore_errors: bool = False) -> None:
-    import shutil  # on first use: `ketch images` never removes a layer
+def _discard(root: Path, path: Path) -> None:
+    """Into the trash, deleted later by a background emptier (`ketch.store.trash`)."""
+    from ketch.store.trash import discard
 
-    shutil.rmtree(path, ignore_errors=ignore_errors)
+    discard(str(root), str(path))
 
 
 def _check_chain(chain_id: str, parent: str | None, diff_id: str) -> None:
@@ -43,6 +44,7 @@ def _check_chain(chain_id: str, parent: str | None, diff_id: str) -> None:
 class LayerStore:
     def __init__(self, root: Path, db: Database, records: ImageRecords,
                  content: ContentStore) -> None:
+        self.root = root
         self.dir = root / "layers"
         self.tmp = root / "tmp"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -114,14 +116,15 @@ class LayerStore:
                                   media_type, blob_size, stats.uncompressed_size)
                 final = self.dir / hex_of(chain_id)
                 if final.exists():
-                    _rmtree(final)
+                    _discard(self.root, final)
                 os.rename(staging, final)
                 with self.db.transaction() as conn:
                     self.records.add_layer(conn, rec)
                 return rec
             finally:
                 if staging.exists():
-                    _rmtree(staging, ignore_errors=True)
+                    _discard(self.root, staging)
+                    self.empty_trash()
 
     def unpack_blob(self, blob_digest: str, media_type: str | None, *, chain_id: str,
                     diff_id: str, parent: str | None) -> LayerRecord:
@@ -138,11 +141,11 @@ class LayerStore:
         with self._lock(chain_id):
             existing = self.records.layer(chain_id)
             if existing is not None and self.path(chain_id).is_dir():
-                _rmtree(tree, ignore_errors=True)
+                _discard(self.root, tree)
                 return existing
             final = self.dir / hex_of(chain_id)
             if final.exists():
-                _rmtree(final)
+                _discard(self.root, final)
             final.mkdir()
             os.rename(tree, final / "diff")
             rec = LayerRecord(chain_id, diff_id, parent, blob_digest, media_type, blob_size,
@@ -155,8 +158,14 @@ class LayerStore:
         with self._lock(chain_id):
             with self.db.transaction() as conn:
                 self.records.delete_layer(conn, chain_id)
-            _rmtree(self.dir / hex_of(chain_id), ignore_errors=True)
+            _discard(self.root, self.dir / hex_of(chain_id))
         (self.dir / f"{hex_of(chain_id)}.lock").unlink(missing_ok=True)
+
+    def empty_trash(self) -> None:
+        """Start deleting what was discarded, in the background (after removals)."""
+        from ketch.store.trash import empty_in_background
+
+        empty_in_background(str(self.root))
 
     def sweep_unrecorded(self) -> int:
         """Remove layer directories that have no record: a kill between the rename into
@@ -177,7 +186,7 @@ class LayerStore:
                 except BlockingIOError:
                     continue
                 if self.records.layer("sha256:" + name) is None:
-                    _rmtree(entry, ignore_errors=True)
+                    _discard(self.root, entry)
                     (self.dir / f"{name}.lock").unlink(missing_ok=True)
                     removed += 1
             finally:
