@@ -21,6 +21,7 @@ from tests.distribution.test_registry_server import call, push_blob, sha
 
 from ketch import Engine
 from ketch.distribution.progress import PullResult
+from ketch.oci.digest import chain_of
 from ketch.oci.model import host_platform
 from ketch.progress import Progress
 
@@ -121,6 +122,46 @@ def test_pull_unpacks_a_layer_while_it_and_the_next_layer_download(
                 tree = engine.images.layers.path(rec.chain_id)
                 assert (tree / "one" / "f95").read_bytes() == first["one/f95"]
                 assert engine.images.content.exists(digests[1])
+        finally:
+            teardown_root(root, root / "run")
+
+
+def test_pull_extracts_two_layers_at_once_and_reports_them_complete_in_order(
+        ketch_registry, tmp_path: Path) -> None:
+    reg = ketch_registry()
+    first = _random_files(7, 48, 128 << 10, "one")  # 6 MiB each, incompressible
+    second = _random_files(8, 48, 128 << 10, "two")
+    digests = _publish(reg.host, "par", [first, second])
+    l1, l2 = (d[7:19] for d in digests)
+    root = tmp_path / "puller"
+    root.mkdir()
+    isolated_network_config(root)
+    # 8 MB/s per connection: both layers arrive side by side over most of a second,
+    # each extracted as its bytes come in.
+    with Relay(reg.host, rate=8e6) as relay:
+        try:
+            with Engine(root, root / "run") as engine:
+                events = list(engine.pull(f"{relay.host}/par:1"))
+                assert isinstance(events[-1], PullResult)
+                progress = [e for e in events if isinstance(e, Progress)]
+
+                def times(status: str, layer: str, partial: bool = False) -> list[float]:
+                    return [e.time for e in progress if (e.status, e.id) == (status, layer)
+                            and (not partial or 0 < e.current < e.total)]
+
+                l1_extracted = max(times("Extracting", l1))  # its last: current == total
+                l2_partial = times("Extracting", l2, partial=True)
+                assert l2_partial, [str(e) for e in progress]
+                # The second layer was being unpacked while the first still was.
+                assert l2_partial[0] < l1_extracted
+                completes = [e.id for e in progress if e.status == "Pull complete"]
+                assert completes == [l1, l2]
+                chain1 = sha(_tar(first))
+                chain2 = chain_of(chain1, sha(_tar(second)))
+                for chain, files, prefix in ((chain1, first, "one"), (chain2, second, "two")):
+                    assert engine.images.records.layer(chain) is not None
+                    tree = engine.images.layers.path(chain)
+                    assert (tree / prefix / "f47").read_bytes() == files[f"{prefix}/f47"]
         finally:
             teardown_root(root, root / "run")
 

@@ -8,12 +8,13 @@ network), decompresses it, hashes the tar (the DiffID) and unpacks it into stagi
 
 Nothing is committed until its digests match: the blob is fsynced once and renamed into
 the content store only when its digest and size are right; the unpacked tree is renamed
-into the layer store only when its DiffID is right *and* its blob was committed. Layers
-are extracted one at a time in manifest order (each into its own directory, so order
-does not change the result, but one extraction at a time suits a small machine and
-keeps the events in Docker's order), while later layers keep downloading. After a
-failure no new download starts, but those under way and the extraction of the layers
-before the failed one finish: what was complete is kept and the next pull resumes.
+into the layer store only when its DiffID is right *and* its blob was committed. Each
+layer unpacks into its own directory (a lower dir of the overlay: nothing in it depends
+on the layers below), so two layers extract at once, taken in manifest order, while
+later layers keep downloading; "Pull complete" is still reported in manifest order, as
+Docker's sequential extraction reports it. After a failure no new download or
+extraction starts, but those under way finish: what was complete is kept and the next
+pull resumes.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
     from ketch.oci.model import Descriptor
 
 CHUNK = 1 << 20
+# Layers extracted at once: decompression and file creation of two layers keep two
+# cores busy (ISA-L and system calls release the GIL); more only share them.
+EXTRACTORS = 2
 # A Downloading/Extracting progress event every this many (compressed) bytes.
 PROGRESS_STEP = 1 << 20
 
@@ -159,14 +163,23 @@ class LayerPipeline:
         self._todo = list(self.spools.values())
         self._todo_lock = threading.Lock()
         self._transports: list[Transport] = []
+        # Extraction jobs (plan indexes, in order), what each reports when done, and the
+        # next index whose "Pull complete" is due (they are reported in order).
+        self._jobs = list(range(len(plan)))
+        self._job_lock = threading.Lock()
+        self._seen: set[str] = set()
+        self._done: dict[int, str | None] = {}
+        self._next_done = 0
 
     # -- the caller's side ---------------------------------------------------------------
     def run(self) -> Generator[Progress, None, None]:
         threads = [threading.Thread(target=self._guard, args=(self._download_loop,),
                                     name=f"pull-download-{i}", daemon=True)
                    for i in range(min(self.max_downloads, len(self.spools)))]
-        threads.append(threading.Thread(target=self._guard, args=(self._extract_loop,),
-                                        name="pull-extract", daemon=True))
+        extractions = len({c for _, _, _, c in self.plan if c in self.missing_chains})
+        threads += [threading.Thread(target=self._guard, args=(self._extract_loop,),
+                                     name=f"pull-extract-{i}", daemon=True)
+                    for i in range(max(1, min(EXTRACTORS, extractions)))]
         emit = self.events.put
         for desc, _, _, chain in self.plan:
             short = _short(desc.digest)
@@ -356,50 +369,73 @@ class LayerPipeline:
 
     # -- extraction --------------------------------------------------------------------------
     def _extract_loop(self) -> None:
-        emit = self.events.put
-        seen: set[str] = set()
-        for desc, diff_id, parent, chain in self.plan:
+        """One extraction worker: takes the next layer in manifest order until none is
+        left or a worker failed."""
+        while True:
             if self.cancel.is_set():
                 raise _Cancelled()
+            with self._job_lock:
+                if not self._jobs or self.errors:
+                    return
+                i = self._jobs.pop(0)
+                desc, diff_id, parent, chain = self.plan[i]
+                # The first job naming a chain extracts it; a blob named again (the same
+                # layer elsewhere in the image) is waited for, not fetched twice.
+                extract = chain in self.missing_chains and chain not in self._seen
+                first_of_blob = desc.digest not in self._seen
+                self._seen.update((chain, desc.digest) if extract else (desc.digest,))
             short = _short(desc.digest)
             spool = self.spools.get(desc.digest)
-            if chain not in self.missing_chains or chain in seen:
-                if spool is not None and desc.digest not in seen:
-                    spool.wait_committed(self.cancel)
-                    emit(Progress("Pull complete", short))
-                seen.add(desc.digest)
-                continue
-            seen.add(chain)
-            seen.add(desc.digest)
-            if spool is None:
-                stream: Any = self.images.content.open(desc.digest)
-                size = self.images.content.size(desc.digest)
-                before_commit = None
+            if extract:
+                self._extract(desc, diff_id, parent, chain, spool)
+                self._report_done(i, short)
+            elif spool is not None and first_of_blob:
+                spool.wait_committed(self.cancel)
+                self._report_done(i, short)
             else:
-                size = desc.size
-                stream = SpoolReader(spool, self.cancel,
-                                     partial(_extracting, emit, short, size))
+                self._report_done(i, None)
 
-                def before_commit(spool: Spool = spool) -> None:
-                    spool.wait_committed(self.cancel)
+    def _report_done(self, index: int, short: str | None) -> None:
+        """Record job `index` done and emit every "Pull complete" now due, in order."""
+        with self._job_lock:
+            self._done[index] = short
+            while self._next_done in self._done:
+                due = self._done.pop(self._next_done)
+                self._next_done += 1
+                if due is not None:
+                    self.events.put(Progress("Pull complete", due))
+
+    def _extract(self, desc: Descriptor, diff_id: str, parent: str | None, chain: str,
+                 spool: Spool | None) -> None:
+        emit = self.events.put
+        short = _short(desc.digest)
+        if spool is None:
+            stream: Any = self.images.content.open(desc.digest)
+            size = self.images.content.size(desc.digest)
+            before_commit = None
+        else:
+            size = desc.size
+            stream = SpoolReader(spool, self.cancel, partial(_extracting, emit, short, size))
+
+            def before_commit(spool: Spool = spool) -> None:
+                spool.wait_committed(self.cancel)
+        try:
+            emit(Progress("Extracting", short, 0, size))
             try:
-                emit(Progress("Extracting", short, 0, size))
-                try:
-                    self.images.layers.unpack(
-                        stream, chain_id=chain, diff_id=diff_id, parent=parent,
-                        blob_digest=desc.digest, media_type=desc.media_type,
-                        blob_size=desc.size, before_commit=before_commit)
-                except BaseException as e:
-                    # The download's own error explains an extraction that broke off.
-                    if spool is not None and spool.error is not None:
-                        raise spool.error from None
-                    if isinstance(e, DigestMismatch):
-                        raise DigestMismatch(f"layer {short}: {e}") from None
-                    raise
-            finally:
-                stream.close()
-            emit(Progress("Extracting", short, size, size))
-            emit(Progress("Pull complete", short))
+                self.images.layers.unpack(
+                    stream, chain_id=chain, diff_id=diff_id, parent=parent,
+                    blob_digest=desc.digest, media_type=desc.media_type,
+                    blob_size=desc.size, before_commit=before_commit)
+            except BaseException as e:
+                # The download's own error explains an extraction that broke off.
+                if spool is not None and spool.error is not None:
+                    raise spool.error from None
+                if isinstance(e, DigestMismatch):
+                    raise DigestMismatch(f"layer {short}: {e}") from None
+                raise
+        finally:
+            stream.close()
+        emit(Progress("Extracting", short, size, size))
 
 
 def _extracting(emit: Callable[[Progress], None], short: str, size: int, done: int) -> None:
