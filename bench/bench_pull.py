@@ -12,10 +12,13 @@ beside it for docker (when `docker info` answers):
 * **present**: pull of the same image again (every layer present, "Image is up to date").
 
 ketch runs on the state root's filesystem (a directory under /var/tmp) and on a tmpfs;
-docker on its own data root (normally the same filesystem as /var/tmp). Timings are wall
-clock, median of N runs (min in brackets), ketch and docker alternating in one run so both
-meet the same filesystem state (on ext4 without a journal, creating files right after
-many were deleted is slow: see ketch's issue 12).
+docker on its own data root (normally the same filesystem as /var/tmp) and, for the tmpfs
+rows, a second dockerd started here with its data root on the same tmpfs (its own
+--exec-root, --pidfile and socket, no bridge and no iptables rules, so it leaves the
+system's dockerd alone; stopped at the end). Timings are wall clock, median of N runs (min
+in brackets), ketch and docker alternating in one run so both meet the same filesystem
+state (on ext4 without a journal, creating files right after many were deleted is slow:
+see ketch's issue 12).
 
 The base rootfs tarball comes from `--base`, else from KETCH_BENCH_DEBIAN, else it is made
 once with mmdebstrap into /var/tmp/ketch-bench/ (needs the Debian mirror).
@@ -198,15 +201,53 @@ def stats(samples: list[float]) -> tuple[float, float]:
     return statistics.median(samples), min(samples)
 
 
-def docker_reachable() -> bool:
+def docker_reachable(env: dict[str, str] | None = None) -> bool:
     if not shutil.which("docker"):
         return False
     try:
         proc = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"],
-                              capture_output=True, text=True, timeout=20)
+                              capture_output=True, text=True, timeout=20, env=env)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return proc.returncode == 0 and bool(proc.stdout.strip())
+
+
+def start_tmpfs_dockerd(work: Path, tmpfs: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    """A dockerd of its own with its data root on `tmpfs`; the environment that points
+    the docker CLI at it. Its exec root, pid file and socket are under `work`, it makes
+    no bridge and no iptables rules and reads no daemon.json, so the system's dockerd
+    (running or not) is not disturbed."""
+    binary = shutil.which("dockerd")
+    if binary is None:
+        raise SystemExit("dockerd is not installed")
+    config = work / "dockerd-tmpfs.json"
+    config.write_text("{}\n")
+    sock = work / "dockerd-tmpfs.sock"
+    log = open(work / "dockerd-tmpfs.log", "wb")  # noqa: SIM115  # the daemon's, until it stops
+    proc = subprocess.Popen(
+        [binary, "--config-file", str(config), "--data-root", str(tmpfs / "docker"),
+         "--exec-root", str(work / "dockerd-exec"), "--pidfile", str(work / "dockerd.pid"),
+         "-H", f"unix://{sock}", "--bridge", "none", "--iptables=false",
+         "--ip-masq=false", "--storage-driver", "overlay2"],
+        stdout=log, stderr=log)
+    env = dict(os.environ, DOCKER_HOST=f"unix://{sock}")
+    for _ in range(120):
+        if proc.poll() is not None:
+            raise SystemExit(f"the tmpfs dockerd exited: see {work}/dockerd-tmpfs.log")
+        if docker_reachable(env):
+            return proc, env
+        time.sleep(0.5)
+    proc.terminate()
+    raise SystemExit("the tmpfs dockerd did not come up")
+
+
+def stop_dockerd(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()  # by its own pid: never the system's dockerd
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def main() -> int:
@@ -231,33 +272,36 @@ def main() -> int:
     have_docker = docker_reachable()
     registry, host = start_registry(work)
     tmpfs: Path | None = None
+    tmpfs_dockerd: subprocess.Popen[bytes] | None = None
     image_id = ""
     rows: list[tuple[str, tuple[float, float], tuple[float, float] | None]] = []
     try:
         print(f"publishing {base} ({base.stat().st_size / 1e6:.0f} MB) on {host} ...",
               file=sys.stderr)
         image, image_id = publish(host, base)
-        places = [("state root fs", work)]
+        places: list[tuple[str, Path, dict[str, str] | None]] = [
+            ("state root fs", work, dict(os.environ) if have_docker else None)]
         if not opts.no_tmpfs:
             tmpfs = work / "tmpfs"
             tmpfs.mkdir()
-            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2g", "tmpfs", str(tmpfs)],
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3g", "tmpfs", str(tmpfs)],
                            check=True)
-            places.append(("tmpfs", tmpfs))
+            docker_env: dict[str, str] | None = None
+            if have_docker or shutil.which("dockerd"):
+                print("starting a dockerd with its data root on the tmpfs ...",
+                      file=sys.stderr)
+                tmpfs_dockerd, docker_env = start_tmpfs_dockerd(work, tmpfs)
+            places.append(("tmpfs", tmpfs, docker_env))
         counter = iter(range(10000))
 
         def env_for(root: Path) -> dict[str, str]:
             return dict(os.environ, KETCH_ROOT=str(root), KETCH_RUN_ROOT=str(root / "run"))
 
-        def docker_rmi() -> None:
+        def docker_rmi(env: dict[str, str]) -> None:
             # By ID: every name of the image goes, so its layers really are removed.
-            subprocess.run(["docker", "rmi", "-f", image_id], capture_output=True)
+            subprocess.run(["docker", "rmi", "-f", image_id], capture_output=True, env=env)
 
-        def docker_missing() -> float:
-            docker_rmi()
-            return timed(["docker", "pull", "-q", image], dict(os.environ))
-
-        for label, where in places:
+        for label, where, denv in places:
             km: list[float] = []
             dm: list[float] = []
             for _ in range(opts.runs):
@@ -266,10 +310,10 @@ def main() -> int:
                 km.append(timed([*ketch, "pull", "-q", image], env_for(root)))
                 subprocess.run([*ketch, "rmi", image], env=env_for(root), capture_output=True)
                 shutil.rmtree(root, ignore_errors=True)
-                if have_docker and where is work:
-                    docker_rmi()
+                if denv is not None:
+                    docker_rmi(denv)
                     time.sleep(opts.settle)
-                    dm.append(docker_missing())
+                    dm.append(timed(["docker", "pull", "-q", image], denv))
             rows.append((f"pull, all missing ({label})", stats(km),
                          stats(dm) if dm else None))
             root = where / "root-present"
@@ -277,10 +321,11 @@ def main() -> int:
             kp = [timed([*ketch, "pull", "-q", image], env_for(root))
                   for _ in range(opts.runs * 2)]
             dp: list[float] = []
-            if have_docker and where is work:
-                timed(["docker", "pull", "-q", image], dict(os.environ))
-                dp = [timed(["docker", "pull", "-q", image], dict(os.environ))
+            if denv is not None:
+                timed(["docker", "pull", "-q", image], denv)
+                dp = [timed(["docker", "pull", "-q", image], denv)
                       for _ in range(opts.runs * 2)]
+                docker_rmi(denv)
             rows.append((f"pull, all present ({label})", stats(kp),
                          stats(dp) if dp else None))
             shutil.rmtree(root, ignore_errors=True)
@@ -289,11 +334,13 @@ def main() -> int:
         registry.wait()
         if have_docker and image_id:
             subprocess.run(["docker", "rmi", "-f", image_id], capture_output=True)
+        if tmpfs_dockerd is not None:
+            stop_dockerd(tmpfs_dockerd)
         if tmpfs is not None:
-            subprocess.run(["umount", str(tmpfs)], capture_output=True)
+            subprocess.run(["umount", "-R", str(tmpfs)], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
 
-    print_ms_table(rows, have_docker, 34)
+    print_ms_table(rows, have_docker or tmpfs_dockerd is not None, 34)
     return 0
 
 
