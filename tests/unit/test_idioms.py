@@ -15,6 +15,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from tests.helpers.source import parsed
+
 SRC = Path(__file__).resolve().parents[2] / "src" / "ketch"
 
 # gofmt prints a record handed to a template by a library user; if that record is a
@@ -24,7 +26,7 @@ GC_OWNERS = {"cli/gcpolicy.py", "api/server.py"}
 
 
 def _modules() -> list[tuple[str, ast.Module]]:
-    return [(str(p.relative_to(SRC)), ast.parse(p.read_text(), str(p)))
+    return [(str(p.relative_to(SRC)), parsed(p))
             for p in sorted(SRC.rglob("*.py"))]
 
 

@@ -17,6 +17,8 @@ import ast
 from collections import defaultdict
 from pathlib import Path
 
+from tests.helpers.source import parsed
+
 SRC = Path(__file__).resolve().parents[2] / "src" / "ketch"
 FRONT_DOORS = frozenset({"cli", "api", "cri"})
 # The registry server is a product of its own that `ketch registry serve` starts.
@@ -76,7 +78,7 @@ def import_graph() -> dict[tuple[str, str], set[str]]:
     for path in sorted(SRC.rglob("*.py")):
         rel = path.relative_to(SRC)
         me = _package(rel)
-        for node in _runtime_imports(ast.parse(path.read_text(), str(path))):
+        for node in _runtime_imports(parsed(path)):
             for name in _targets(node, rel):
                 parts = name.split(".")
                 if len(parts) < 2 or parts[0] != "ketch":
