@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import sys
-import sysconfig
 
 HEADER = "# ketch launcher, written by `python3 -m ketch.launcher`; see ketch/launcher.py\n"
 
@@ -58,7 +57,25 @@ def render(python: str, path: list[str]) -> str:
 
 
 def default_target() -> str:
+    import sysconfig
+
     return os.path.join(sysconfig.get_path("scripts"), "ketch")
+
+
+def self_command() -> list[str]:
+    """The argv prefix that runs ketch again the way this process was started: through
+    the launcher when this process came through one (what conmon's exit command and the
+    restart waiter run, without paying for `site` again), else `python -m ketch`."""
+    script = sys.argv[0] if sys.argv else ""
+    if os.path.isabs(script):
+        try:
+            with open(script, "rb") as f:
+                head = f.read(512)
+        except OSError:
+            head = b""
+        if HEADER.encode() in head and os.access(script, os.X_OK):
+            return [script]
+    return [sys.executable, "-m", "ketch"]
 
 
 def install(target: str) -> None:

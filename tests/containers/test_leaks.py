@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.conftest import ketch_command
 from tests.containers.conftest import leaks
-from tests.helpers.host import wait_for
+from tests.helpers.host import conmon_pids, wait_for
 
 CYCLES = 50
 
@@ -84,3 +85,16 @@ def test_rm_of_containers_that_never_ran_leaves_nothing_behind(ketch, tmp_path):
     assert ketch("rm", *ids).stdout.split() == ids
     assert_clean(ketch)
     assert ketch("volume", "rm", "leakvol").stdout.strip() == "leakvol"  # released
+
+
+def test_exit_command_runs_ketch_through_the_launcher_the_container_came_from(ketch, run_d):
+    # conmon runs `ketch container cleanup` after the container exits: through the same
+    # `-I -S` launcher (no `site` processing again), not `python -m ketch`
+    cid = run_d("busybox", "sleep", "300")
+    [pid] = conmon_pids(cid)
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    cleanup = argv.index(b"--exit-command-arg=cleanup")
+    assert argv[cleanup - 6:cleanup - 3] == [
+        b"--exit-command-arg=" + ketch_command()[0].encode(), b"--exit-command-arg=--root",
+        b"--exit-command-arg=" + str(ketch.root).encode()]
+    ketch("rm", "-f", cid)

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import ketch
 
 
@@ -79,3 +81,21 @@ def test_installed_packages_cannot_shadow_the_standard_library(tmp_path: Path) -
     proc = subprocess.run([str(target), "ps", "-a"], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("CONTAINER ID")
+
+
+def test_ketch_runs_itself_again_through_the_launcher_it_came_through(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ketch.launcher import self_command
+
+    target = _write(tmp_path)
+    monkeypatch.setattr(sys, "argv", [str(target), "run"])
+    assert self_command() == [str(target)]
+    # started as `python -m ketch` (argv[0] is ketch/__main__.py), or by a script that
+    # is not a launcher: the same interpreter with -m
+    main = os.path.join(os.path.dirname(ketch.__file__), "__main__.py")
+    other = tmp_path / "other"
+    other.write_text("#!/bin/sh\n")
+    other.chmod(0o755)
+    for argv0 in (main, str(other), "ketch"):
+        monkeypatch.setattr(sys, "argv", [argv0, "run"])
+        assert self_command() == [sys.executable, "-m", "ketch"]

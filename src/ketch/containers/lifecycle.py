@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import signal as _signal
-import sys
 import time
 
 from ketch.containers import resources
@@ -91,8 +90,10 @@ class Lifecycle:
                              exit_command=self._exit_command(rec))
 
     def _exit_command(self, rec: ContainerRecord) -> list[str]:
+        from ketch.launcher import self_command
+
         svc = self.svc
-        cleanup = [sys.executable, "-m", "ketch", "--root", str(svc.engine.root),
+        cleanup = [*self_command(), "--root", str(svc.engine.root),
                    "--run-root", str(svc.engine.run_root), "container", "cleanup", rec.id]
         script = _EXIT_SCRIPT
         if (rec.host_config.get("RestartPolicy") or {}).get("Name") not in (None, "", "no"):

@@ -167,8 +167,10 @@ def schedule(svc: ContainerService, rec: ContainerRecord, *, exit_code: int,
     engine = svc.engine
     # the waiting process is a ketch command (`container restart-wait`): the Engine
     # builds its services there, as in any other ketch process
+    from ketch.launcher import self_command
+
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ketch", "--root", engine.root_dir, "--run-root",
+        [*self_command(), "--root", engine.root_dir, "--run-root",
          engine.run_root_dir, "container", "restart-wait", rec.id, token, repr(at)],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True, close_fds=True)
