@@ -15,13 +15,14 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from tests.conftest import (
+    import_image,
     isolated_network_config,
+    ketch_command,
     require,
     require_root,
     require_tool,
@@ -52,7 +53,7 @@ def start_service(root: Path, uri: str, *extra: str,
     # the service's output goes to a file: a pipe nobody reads could fill and stall it
     with open(root / "service.log", "ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "ketch", "--root", str(root), "--run-root",
+            [*ketch_command(), "--root", str(root), "--run-root",
              str(root / "run"), "system", "service", uri, *extra],
             env=full, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
 
@@ -139,7 +140,7 @@ def api_root(tmp_path_factory: pytest.TempPathFactory, busybox_tar: Path,
     root = tmp_path_factory.mktemp("ketch-api")
     isolated_network_config(root)
     cli = TrackingCLI(root)
-    cli("import", "--change", 'CMD ["sh"]', str(busybox_tar), "busybox")
+    import_image(root, busybox_tar, "busybox", 'CMD ["sh"]')
     yield root
     cli.remove_everything()
     wait_for(lambda: not leaks(root, cli.ids), timeout=20, what="the module's containers to go")

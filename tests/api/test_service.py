@@ -9,11 +9,11 @@ import signal
 import socket
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from tests.api.conftest import UnixHTTPConnection, ping, start_service, stop_service
+from tests.conftest import ketch_command
 from tests.containers.conftest import TrackingCLI, wait_for
 
 
@@ -52,7 +52,7 @@ def test_service_listens_on_a_socket_of_mode_0660_and_sigterm_ends_it(api_root: 
 
 def test_default_socket_is_ketch_sock_under_the_run_root(api_root: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ketch", "--root", str(api_root), "--run-root",
+        [*ketch_command(), "--root", str(api_root), "--run-root",
          str(api_root / "run"), "system", "service", "--time", "0"],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sock = api_root / "run" / "ketch.sock"
@@ -69,7 +69,7 @@ def test_a_second_service_on_the_same_socket_is_refused(api_root: Path) -> None:
     try:
         wait_for(lambda: ping(str(sock)), what="the service to answer")
         second = subprocess.run(
-            [sys.executable, "-m", "ketch", "--root", str(api_root), "system", "service",
+            [*ketch_command(), "--root", str(api_root), "system", "service",
              f"unix://{sock}"], capture_output=True, text=True, timeout=30)
         assert second.returncode == 1
         assert second.stderr == (f"Error: cannot listen on {sock}: another service is"
@@ -99,7 +99,7 @@ def test_tcp_on_loopback_serves_and_other_addresses_are_refused(api_root: Path) 
         wait_for(answers, what="the service to answer on TCP")
     finally:
         stop_service(proc)
-    res = subprocess.run([sys.executable, "-m", "ketch", "--root", str(api_root), "system",
+    res = subprocess.run([*ketch_command(), "--root", str(api_root), "system",
                           "service", "tcp://0.0.0.0:2375"], capture_output=True, text=True,
                          timeout=30)
     assert res.returncode == 1
@@ -114,9 +114,9 @@ def _service_with_socket_on_fd3(api_root: Path, path: Path, *, listen_pid: str,
     listener.bind(str(path))
     listener.listen(8)
     fd = listener.fileno()
-    script = (f'export LISTEN_PID={listen_pid} LISTEN_FDS=1; exec "$0" -m ketch --root "$1"'
+    script = (f'export LISTEN_PID={listen_pid} LISTEN_FDS=1; exec "$0" --root "$1"'
               f' {extra} system service --time 0')
-    proc = subprocess.Popen(["/bin/sh", "-c", script, sys.executable, str(api_root)],
+    proc = subprocess.Popen(["/bin/sh", "-c", script, *ketch_command(), str(api_root)],
                             pass_fds=(3,), preexec_fn=lambda: os.dup2(fd, 3),
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

@@ -9,7 +9,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 import tomllib
 from collections.abc import Callable, Iterator
@@ -19,7 +18,9 @@ from typing import IO
 import pytest
 from tests.conftest import (
     KetchCLI,
+    import_image,
     isolated_network_config,
+    ketch_command,
     require,
     require_root,
     require_tool,
@@ -43,7 +44,7 @@ def croot(tmp_path: Path, crash_prereqs: None, busybox_tar: Path) -> Iterator[Ke
     root.mkdir()
     isolated_network_config(root)
     cli = KetchCLI(root)
-    cli("import", "--change", 'CMD ["sh"]', str(busybox_tar), "busybox")
+    import_image(root, busybox_tar, "busybox", 'CMD ["sh"]')
     yield cli
     teardown_root(root, root / "run")
     from ketch.containers.rootfs import unmount
@@ -59,7 +60,7 @@ def kill_after(cli: KetchCLI, args: list[str], delay: float,
                stdin: IO[bytes] | None = None) -> bool:
     """Start `ketch ARGS`, SIGKILL it after `delay` seconds; True if it was still running
     (it was killed, not finished). With `stdin`, that file is fed through a pipe."""
-    proc = subprocess.Popen([sys.executable, "-m", "ketch", *args],
+    proc = subprocess.Popen([*ketch_command(), *args],
                             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=env_of(cli))
@@ -91,7 +92,7 @@ def kill_when(cli: KetchCLI, args: list[str], ready: Callable[[], bool], extra: 
               timeout: float = 60) -> bool:
     """Start `ketch ARGS`, SIGKILL it `extra` seconds after `ready()` first holds; True if
     it was still running then."""
-    proc = subprocess.Popen([sys.executable, "-m", "ketch", *args], stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen([*ketch_command(), *args], stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=env_of(cli))
     deadline = time.monotonic() + timeout

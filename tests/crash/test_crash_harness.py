@@ -14,7 +14,6 @@ import random
 import shutil
 import socket
 import subprocess
-import sys
 import tarfile
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.conftest import KetchCLI, isolated_network_config, teardown_root
+from tests.conftest import (
+    KetchCLI,
+    import_image,
+    isolated_network_config,
+    ketch_command,
+    teardown_root,
+)
 from tests.crash.conftest import assert_no_leftovers, assert_usable, kill_after
 from tests.images.archives import ImageSpec, big_layer, docker_archive, files_tar
 
@@ -72,12 +77,12 @@ def harness(tmp_path_factory: pytest.TempPathFactory, busybox_tar: Path,
     root.mkdir()
     isolated_network_config(root)
     cli = KetchCLI(root)
-    cli("import", "--change", 'CMD ["sh"]', str(busybox_tar), "busybox")
+    import_image(root, busybox_tar, "busybox", 'CMD ["sh"]')
     spec = ImageSpec([files_tar({"etc/h": b"h\n"}), big_layer(12 << 20, 5)],
                      tags=["hload:1"], cmd=["true"])
     archive = docker_archive(base / "hload.tar", [spec])
     server = subprocess.Popen(
-        [sys.executable, "-m", "ketch", "registry", "serve", "--addr", "127.0.0.1:0",
+        [*ketch_command(), "registry", "serve", "--addr", "127.0.0.1:0",
          "--root", str(base / "registry"), "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert server.stdout is not None

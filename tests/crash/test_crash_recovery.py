@@ -6,14 +6,13 @@ from __future__ import annotations
 import io
 import shutil
 import subprocess
-import sys
 import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import KetchCLI, isolated_network_config, teardown_root
+from tests.conftest import KetchCLI, isolated_network_config, ketch_command, teardown_root
 from tests.crash.conftest import (
     assert_no_leftovers,
     assert_usable,
@@ -49,7 +48,7 @@ def test_killed_load_leaves_no_staging_or_blobs_after_the_next_command(
     assert_no_leftovers(croot)
     assert store_state(croot) == before
     assert_usable(croot)
-    proc = subprocess.run([sys.executable, "-m", "ketch", "load", "-i", str(big_archive)],
+    proc = subprocess.run([*ketch_command(), "load", "-i", str(big_archive)],
                           capture_output=True, text=True, env=env_of(croot), timeout=300)
     assert proc.stdout == "Loaded image: big:1\n", proc.stderr
 
@@ -58,7 +57,7 @@ def test_live_load_staging_survives_other_commands(croot: KetchCLI, big_archive:
                                                    ) -> None:
     """Recovery removes only what dead processes left: a load still reading its input
     keeps its staging while `images`, `image prune` and `system check --repair` run."""
-    proc = subprocess.Popen([sys.executable, "-m", "ketch", "load"], stdin=subprocess.PIPE,
+    proc = subprocess.Popen([*ketch_command(), "load"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env_of(croot))
     assert proc.stdin is not None
     with open(big_archive, "rb") as f:
@@ -86,7 +85,7 @@ def served_big_image(tmp_path_factory: pytest.TempPathFactory, big_archive: Path
     """ketch's registry on loopback holding big:1 (pushed from a scratch root)."""
     base = tmp_path_factory.mktemp("served")
     server = subprocess.Popen(
-        [sys.executable, "-m", "ketch", "registry", "serve", "--addr", "127.0.0.1:0",
+        [*ketch_command(), "registry", "serve", "--addr", "127.0.0.1:0",
          "--root", str(base / "registry"), "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
@@ -213,10 +212,10 @@ def test_create_racing_rmi_never_leaves_a_container_without_its_layers(
             tf.addfile(info, io.BytesIO(b""))
         croot("import", "--change", 'CMD ["sh"]', str(unique), tag)
         create = subprocess.Popen(
-            [sys.executable, "-m", "ketch", "create", "--name", f"r{i}", tag, "true"],
+            [*ketch_command(), "create", "--name", f"r{i}", tag, "true"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_of(croot))
         time.sleep(0.01 * (i % 6))
-        rmi = subprocess.run([sys.executable, "-m", "ketch", "rmi", tag],
+        rmi = subprocess.run([*ketch_command(), "rmi", tag],
                              capture_output=True, text=True, env=env_of(croot))
         create.communicate(timeout=60)
         exists = croot("ps", "-aq", "--filter", f"name=^r{i}$").stdout.strip()
