@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.conftest import ketch_command
 from tests.containers.conftest import TrackingCLI
 from tests.helpers.host import live_pids, wait_for
 
@@ -87,6 +88,8 @@ def test_passing_check_turns_healthy_shown_by_inspect_ps_filters_and_events(ketc
               if b"healthtimer.py" in Path(f"/proc/{p}/cmdline").read_bytes()]
     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     assert cmdline[1:3] == [b"-I", b"-S"]
+    # and each check it starts is ketch through the launcher `run` came through
+    assert cmdline[cmdline.index(b"--") + 1] == ketch_command()[0].encode()
 
 
 def test_check_not_run_yet_shows_health_starting(ketch, run_d):

@@ -233,13 +233,15 @@ def start_timer(svc: ContainerService, rec: ContainerRecord, pid: int) -> None:
         state.write()
     c = rec.config
     engine = svc.engine
+    from ketch.launcher import self_command
+
     timer = os.path.join(os.path.dirname(os.path.abspath(__file__)), "healthtimer.py")
     argv = [sys.executable, "-I", "-S", timer, str(pid),
             repr(_seconds(c, "Interval", DEFAULT_INTERVAL)),
             repr(_seconds(c, "StartPeriod", DEFAULT_START_PERIOD)),
             repr(_seconds(c, "StartInterval", DEFAULT_START_INTERVAL)),
             repr(rec.started_at), "--",
-            sys.executable, "-m", "ketch", "--root", engine.root_dir, "--run-root",
+            *self_command(), "--root", engine.root_dir, "--run-root",
             engine.run_root_dir, "container", "healthcheck", rec.id]
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
