@@ -42,3 +42,13 @@ BUILD_OPTIONS: dict[str, str] = {
     "--target": "the stage built",
     "--ulimit": _RUN + "process rlimits",
 }
+
+# The flags of every `ketch builder` command (the index is ketch.optiontables).
+OPTIONS: dict[str, dict[str, str]] = {
+    "build": BUILD_OPTIONS,
+    "prune": {
+        "--all": "the same as without it: the classic builder's cache is its untagged"
+                 " intermediate images (tagged images are never build cache)",
+        "--force": "no confirmation prompt",
+    },
+}

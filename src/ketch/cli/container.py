@@ -275,6 +275,9 @@ def _rm(p: Parser) -> None:
 
 @_rm.handler
 def rm(ns: Namespace) -> int:
+    if ns.link:
+        raise InvalidArgument("--link is not supported: ketch keeps no links apart from the"
+                              " containers that made them (remove or recreate the container)")
     svc = engine().containers
     return _each(ns.containers, lambda n: svc.remove(n, force=ns.force, volumes=ns.volumes))
 

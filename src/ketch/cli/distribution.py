@@ -197,6 +197,10 @@ def serve_cmd(ns: Namespace) -> None:
     if ns.args not in ([], ["serve"]):
         raise InvalidArgument(f"unknown command {' '.join(ns.args)!r}: use 'ketch registry"
                               " serve' or 'ketch registry garbage-collect'")
+    for flag, given in (("--dry-run", ns.dry_run), ("--delete-untagged", ns.delete_untagged)):
+        if given:
+            raise InvalidArgument(f"{flag} is a flag of 'ketch registry garbage-collect',"
+                                  " not of serve")
     htpasswd = Htpasswd(Path(ns.htpasswd)) if ns.htpasswd else None
     if ns.auth == "token" and htpasswd is None:
         raise InvalidArgument("--auth token needs --htpasswd (the token endpoint checks"

@@ -282,6 +282,10 @@ def _save(p: Parser) -> None:
 @_save.handler
 def images_save(ns: Namespace) -> None:
     names = check_args(ns, 1)
+    if ns.platform:
+        from ketch.images.platforms import require_platform
+
+        require_platform(engine().images, names, ns.platform)
     if ns.output:
         parent = os.path.dirname(os.path.abspath(ns.output))
         if not os.path.isdir(parent):
@@ -319,6 +323,10 @@ def _load(p: Parser) -> None:
 
 @_load.handler
 def images_load(ns: Namespace) -> None:
+    if ns.platform:
+        from ketch.images.platforms import require_host_platform
+
+        require_host_platform(ns.platform)
     if ns.input:
         try:
             f = open(ns.input, "rb")
@@ -372,5 +380,5 @@ def images_import(ns: Namespace) -> None:
             raise InvalidArgument(f"cannot open {source}: {e.strerror}") from None
     with f:
         rec = engine().images.import_tar(f, changes=ns.change, ref=ref,
-                                         message=ns.message or "")
+                                         message=ns.message or "", platform=ns.platform)
     out(rec.id)

@@ -39,6 +39,10 @@ def import_tar(svc: ImageService, stream: Any, *, changes: builtins.list[str] = 
         "comment": comment, "config": {}, "rootfs": {"type": "layers", "diff_ids": []},
         "history": [{"created": created, "comment": comment}],
     }
+    if platform:
+        from ketch.images.platforms import set_platform
+
+        set_platform(config, platform)
     apply_changes(config, changes)
     with svc.writing():
         layer = svc.add_layer_stream(open_decompressed(stream), parent=None)

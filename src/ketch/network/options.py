@@ -79,3 +79,28 @@ NETWORK_CREATE_OPTIONS: dict[str, str] = {
     "--scope": "only 'local'",
     "--subnet": "the network's IPv4 subnet (overlaps with networks and host routes refused)",
 }
+
+
+# The flags of every `ketch network` command (the index is ketch.optiontables).
+OPTIONS: dict[str, dict[str, str]] = {
+    "connect": {
+        "--alias": "DNS names of the container on that network",
+        "--ip": "the container's address on that network",
+    },
+    "create": NETWORK_CREATE_OPTIONS,
+    "disconnect": {"--force": "as without it: a local container is disconnected whatever"
+                              " its state (Docker's force matters for swarm only)"},
+    "inspect": {"--format": "a Go template run on each network, or 'json'"},
+    "ls": {
+        "--filter": "Docker's network filters (driver, id, label, name, scope, type,"
+                    " dangling)",
+        "--format": "a Go template per row, 'table ...' or 'json'",
+        "--no-trunc": "full IDs",
+        "--quiet": "only IDs",
+    },
+    "prune": {
+        "--filter": "Docker's prune filters (until, label) select what is removed",
+        "--force": "no confirmation prompt",
+    },
+    "rm": {"--force": "a network that does not exist is no error"},
+}
