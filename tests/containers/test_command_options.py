@@ -1,0 +1,156 @@
+"""Options of the container commands other than run/create/exec (the tables in
+ketch.containers.optiontable), each seen to take effect on a real container."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import pexpect
+from tests.containers.conftest import cgroups_of
+from tests.helpers.host import wait_for
+
+TRAP = "trap 'echo caught USR1; exit 7' USR1; echo ready; while :; do sleep 0.1; done"
+
+
+def spawn(ketch, *args: str) -> pexpect.spawn:
+    return pexpect.spawn(ketch.argv(*args)[0], ketch.argv(*args)[1:], env=ketch.env(),
+                         timeout=30, encoding="utf-8", dimensions=(40, 100))
+
+
+def _logged(ketch, name: str, text: str) -> bool:
+    return text in ketch("logs", name).stdout
+
+
+def test_stop_signal_flag_sends_that_signal_first(ketch, run_d):
+    run_d("--name", "sig", "busybox", "sh", "-c", TRAP)
+    wait_for(lambda: _logged(ketch, "sig", "ready"), what="the trap to be set")
+    assert ketch("stop", "--signal", "USR1", "-t", "20", "sig").stdout == "sig\n"
+    assert ketch("inspect", "-f", "{{.State.ExitCode}}", "sig").stdout == "7\n"
+    assert "caught USR1" in ketch("logs", "sig").stdout
+
+
+def test_restart_signal_flag_sends_that_signal_then_starts_again(ketch, run_d):
+    run_d("--name", "rsig", "busybox", "sh", "-c", TRAP)
+    wait_for(lambda: _logged(ketch, "rsig", "ready"), what="the trap to be set")
+    assert ketch("restart", "-s", "USR1", "-t", "20", "rsig").stdout == "rsig\n"
+    assert ketch("inspect", "-f", "{{.State.Running}}", "rsig").stdout == "true\n"
+    assert ketch("logs", "rsig").stdout.count("caught USR1") == 1
+
+
+def test_start_detach_keys_end_the_session_and_leave_the_container_running(ketch):
+    ketch("create", "-it", "--name", "sdk", "busybox", "sh")
+    ketch.ids.add(ketch("inspect", "-f", "{{.Id}}", "sdk").stdout.strip())
+    child = spawn(ketch, "start", "-ai", "--detach-keys", "ctrl-a,d", "sdk")
+    try:
+        child.sendline("echo $((6*7))")
+        child.expect("42")
+        child.send("\x01d")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0
+    assert ketch("inspect", "-f", "{{.State.Running}}", "sdk").stdout == "true\n"
+
+
+def test_attach_detach_keys_end_the_session_and_leave_the_container_running(ketch, run_d):
+    run_d("-it", "--name", "adk", "busybox", "sh")
+    child = spawn(ketch, "attach", "--detach-keys", "ctrl-x,ctrl-y", "adk")
+    try:
+        child.sendline("echo $((6*7))")
+        child.expect("42")
+        child.send("\x18\x19")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0
+    assert ketch("inspect", "-f", "{{.State.Running}}", "adk").stdout == "true\n"
+
+
+def _signalled(ketch, *args: str) -> subprocess.Popen[str]:
+    """The command started, waited for until the container printed "ready", then sent
+    SIGUSR1 (the container's trap exits 7 when the signal reaches it)."""
+    p = subprocess.Popen(ketch.argv(*args), env=ketch.env(), stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout is not None
+    assert p.stdout.readline() == "ready\n"
+    time.sleep(0.3)  # the command's signal handlers are set once it attached
+    p.send_signal(signal.SIGUSR1)
+    p.wait(timeout=30)
+    return p
+
+
+def test_run_sig_proxy_forwards_signals_to_the_container_and_false_does_not(ketch):
+    p = _signalled(ketch, "run", "--name", "sp1", "busybox", "sh", "-c", TRAP)
+    ketch.ids.add(ketch("inspect", "-f", "{{.Id}}", "sp1").stdout.strip())
+    assert p.returncode == 7
+    assert ketch("inspect", "-f", "{{.State.ExitCode}}", "sp1").stdout == "7\n"
+    p = _signalled(ketch, "run", "--sig-proxy=false", "--name", "sp2", "busybox", "sh", "-c",
+                   TRAP)
+    ketch.ids.add(ketch("inspect", "-f", "{{.Id}}", "sp2").stdout.strip())
+    assert p.returncode != 7
+    assert ketch("inspect", "-f", "{{.State.Running}}", "sp2").stdout == "true\n"
+    assert "caught" not in ketch("logs", "sp2").stdout
+
+
+def test_attach_sig_proxy_forwards_signals_to_the_container_and_false_does_not(ketch,
+                                                                                run_d):
+    loop = "trap 'echo caught USR1; exit 7' USR1; while :; do echo ready; sleep 1; done"
+    run_d("--name", "ap1", "busybox", "sh", "-c", loop)
+    run_d("--name", "ap2", "busybox", "sh", "-c", loop)
+    p = _signalled(ketch, "attach", "--sig-proxy=false", "ap2")
+    assert p.returncode != 7
+    assert ketch("inspect", "-f", "{{.State.Running}}", "ap2").stdout == "true\n"
+    p = _signalled(ketch, "attach", "--sig-proxy", "ap1")
+    assert p.returncode == 7
+    assert ketch("inspect", "-f", "{{.State.ExitCode}}", "ap1").stdout == "7\n"
+
+
+def test_cp_quiet_copies_and_prints_nothing(ketch, run_d, tmp_path):
+    run_d("--name", "cpq", "busybox", "sleep", "300")
+    (tmp_path / "f").write_text("payload\n")
+    p = ketch("cp", "-q", str(tmp_path / "f"), "cpq:/tmp/f")
+    assert (p.stdout, p.stderr) == ("", "")
+    assert ketch("exec", "cpq", "cat", "/tmp/f").stdout == "payload\n"
+
+
+def test_rm_link_is_refused_and_removes_nothing(ketch, run_d):
+    run_d("--name", "lk", "busybox", "sleep", "300")
+    p = ketch("rm", "--link", "lk", check=False)
+    assert p.returncode == 1
+    assert p.stderr.startswith("Error: --link is not supported") and p.stderr.count("\n") == 1
+    assert ketch("inspect", "-f", "{{.State.Running}}", "lk").stdout == "true\n"
+
+
+def _cg(cid: str, name: str) -> str:
+    for d in cgroups_of(cid):
+        for f in d.rglob(name):
+            return f.read_text().strip()
+    raise AssertionError(f"no {name} in the cgroups of {cid}")
+
+
+def test_update_cpu_and_memory_flags_change_the_running_cgroup_and_the_record(ketch, run_d):
+    cid = run_d("--name", "updc", "busybox", "sleep", "300")
+    ketch("update", "--cpu-period", "50000", "--cpu-quota", "25000", "--cpu-shares", "512",
+          "--cpuset-cpus", "0", "--cpuset-mems", "0", "--memory-reservation", "32m", "updc")
+    assert _cg(cid, "cpu.cfs_period_us") == "50000"
+    assert _cg(cid, "cpu.cfs_quota_us") == "25000"
+    assert _cg(cid, "cpu.shares") == "512"
+    assert _cg(cid, "cpuset.cpus") == "0"
+    assert _cg(cid, "cpuset.mems") == "0"
+    assert _cg(cid, "memory.soft_limit_in_bytes") == str(32 << 20)
+    got = ketch("inspect", "-f", "{{.HostConfig.CpuPeriod}} {{.HostConfig.CpuQuota}}"
+                " {{.HostConfig.CpuShares}} {{.HostConfig.CpusetCpus}}"
+                " {{.HostConfig.MemoryReservation}}", "updc").stdout
+    assert got == f"50000 25000 512 0 {32 << 20}\n"
+    ketch("update", "--cpus", "0.5", "updc")
+    assert ketch("inspect", "-f", "{{.HostConfig.NanoCpus}}", "updc").stdout == "500000000\n"
+    assert int(_cg(cid, "cpu.cfs_quota_us")) * 2 == int(_cg(cid, "cpu.cfs_period_us"))
+
+
+def test_update_blkio_weight_is_recorded(ketch, run_d):
+    run_d("--name", "updb", "busybox", "sleep", "300")
+    p = ketch("update", "--blkio-weight", "300", "updb")
+    assert p.stdout == "updb\n"
+    assert ketch("inspect", "-f", "{{.HostConfig.BlkioWeight}}", "updb").stdout == "300\n"
