@@ -23,6 +23,7 @@ HELPERS: dict[tuple[str, str], tuple[str, ...]] = {
     ("container", "create"): ("run_d(",),
     ("container", "run"): ("run_d(",),
     ("builder", "build"): (".build(",),
+    ("distribution", "serve"): ("ketch_registry(",),
 }
 # run and create take their flags from one function (cli/container_opts.py): a test of
 # either uses the flag of both

@@ -152,6 +152,14 @@ def test_volume_prune(ketch):
     assert ketch("volume", "ls", "-q").stdout.split() == in_use
 
 
+def test_volume_prune_filter_removes_only_the_matching_volumes(ketch):
+    ketch("volume", "create", "--label", "keep=no", "drop-me")
+    ketch("volume", "create", "--label", "keep=yes", "keep-me")
+    p = ketch("volume", "prune", "-a", "-f", "--filter", "label=keep=no")
+    assert "Deleted Volumes:\ndrop-me\n" in p.stdout
+    assert ketch("volume", "ls", "-q").stdout.split() == ["keep-me"]
+
+
 @pytest.mark.parametrize("spec", ["rel/path:/x", "/host:relative"])
 def test_bad_volume_specs(ketch, spec):
     p = ketch("run", "--rm", "-v", spec, "busybox", "true", check=False)

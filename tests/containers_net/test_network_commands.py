@@ -59,6 +59,27 @@ def test_network_create_with_subnet_and_static_ip(nk: KetchCLI) -> None:
     nk("network", "rm", "fixed")
 
 
+def test_network_connect_ip_gives_the_container_that_address(nk: KetchCLI) -> None:
+    cfg = (nk.root / "network.toml").read_text()
+    base = cfg.split('pool = "')[1].split('"')[0].rsplit(".", 1)[0]
+    nk("network", "create", "--subnet", f"{base}.0/26", "later")
+    nk("run", "-d", "--name", "joiner", "busybox", "sleep", "60")
+    nk("network", "connect", "--ip", f"{base}.20", "later", "joiner")
+    addr = nk("exec", "joiner", "ip", "-4", "-o", "addr").stdout
+    assert f"{base}.20/26" in addr
+    nk("rm", "-f", "joiner")
+    nk("network", "rm", "later")
+
+
+def test_network_ls_no_trunc_shows_full_ids(nk: KetchCLI) -> None:
+    full = nk("network", "inspect", "-f", "{{.Id}}", "bridge").stdout.strip()
+    assert len(full) == 64
+    rows = nk("network", "ls", "--no-trunc", "-f", "name=bridge").stdout.splitlines()
+    assert rows[1].split()[0] == full
+    rows = nk("network", "ls", "-f", "name=bridge").stdout.splitlines()
+    assert rows[1].split()[0] == full[:12]
+
+
 def test_network_rm_is_refused_while_a_container_uses_it(nk: KetchCLI) -> None:
     nk("network", "create", "busy")
     nk("run", "-d", "--name", "user", "--network", "busy", "busybox", "sleep", "60")

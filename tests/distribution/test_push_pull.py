@@ -56,6 +56,21 @@ def test_push_then_pull_keeps_image_id_and_runs(ketch: KetchCLI, tmp_path: Path,
     assert out.stdout.strip() == "hello-from-registry"
 
 
+def test_pull_platform_takes_the_hosts_platform_and_refuses_another(
+        ketch: KetchCLI, busybox_tar: Path, ketch_registry, other_root) -> None:
+    reg = ketch_registry()
+    name = f"{reg.host}/plat"
+    image_id = _import(ketch, busybox_tar, f"{name}:1")
+    ketch("push", name + ":1")
+    other = other_root("plat-root")
+    p = other("pull", "--platform", "linux/arm64", f"{name}:1", check=False)
+    assert p.returncode == 1
+    assert p.stderr == "Error: --platform linux/arm64: ketch pulls only the host platform\n"
+    assert other("images", "-q").stdout == ""
+    other("pull", "--platform", "linux/amd64", f"{name}:1")
+    assert _image_id(other, f"{name}:1") == image_id
+
+
 def test_pull_by_digest_then_rmi(ketch: KetchCLI, tmp_path: Path, busybox_tar: Path,
                                  ketch_registry, other_root) -> None:
     reg = ketch_registry()

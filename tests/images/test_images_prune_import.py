@@ -141,6 +141,18 @@ def test_import_message_becomes_the_comment(ketch: KetchCLI, busybox_tar: Path) 
     assert ketch("image", "inspect", "-f", "{{.Comment}}", "m:1").stdout == "from the test\n"
 
 
+def test_import_platform_becomes_the_images_platform(ketch: KetchCLI, busybox_tar: Path) -> None:
+    ketch("import", "--platform", "linux/arm64/v8", str(busybox_tar), "arm:1")
+    got = ketch("image", "inspect", "-f", "{{.Os}}/{{.Architecture}}/{{.Variant}}",
+                "arm:1").stdout
+    assert got == "linux/arm64/v8\n"
+    ketch("import", str(busybox_tar), "host:1")
+    assert ketch("image", "inspect", "-f", "{{.Architecture}}", "host:1").stdout == "amd64\n"
+    p = ketch("import", "--platform", "a/b/c/d", str(busybox_tar), "bad:1", check=False)
+    assert p.returncode == 1 and "invalid platform" in p.stderr
+    assert ketch("images", "-q", "bad").stdout == ""
+
+
 def test_import_accepts_a_gzip_compressed_tarball(ketch: KetchCLI, tmp_path: Path) -> None:
     src = tmp_path / "rootfs.tar.gz"
     raw = files_tar({"a/b": b"compressed"})

@@ -306,3 +306,28 @@ def test_loaded_layers_stack_as_overlay_lower_dirs_with_whiteouts(
     (tmp_path / "again.tar").write_bytes(out)
     files = members(tmp_path / "again.tar")
     assert files[f"blobs/sha256/{sha256(top)[7:]}"] == top
+
+
+# -- --platform -----------------------------------------------------------------------------
+def test_save_platform_of_the_image_saves_it_and_another_is_refused(
+        ketch: KetchCLI, busybox: str, tmp_path: Path) -> None:
+    ketch("save", "--platform", "linux/amd64", "-o", str(tmp_path / "ok.tar"), "busybox")
+    assert "manifest.json" in members(tmp_path / "ok.tar")
+    p = ketch("save", "--platform", "linux/arm64", "-o", str(tmp_path / "arm.tar"), "busybox",
+              check=False)
+    assert p.returncode == 1
+    assert_one_line_error(p.stderr, "busybox is linux/amd64", "no linux/arm64")
+    assert not (tmp_path / "arm.tar").exists()
+
+
+def test_load_platform_of_the_host_loads_and_another_is_refused(
+        ketch: KetchCLI, busybox: str, tmp_path: Path) -> None:
+    ketch("save", "-o", str(tmp_path / "b.tar"), "busybox")
+    ketch("rmi", "busybox")
+    before = StoreState.of(ketch)
+    p = ketch("load", "--platform", "linux/arm64", "-i", str(tmp_path / "b.tar"), check=False)
+    assert p.returncode == 1
+    assert_one_line_error(p.stderr, "cannot load platform linux/arm64")
+    assert StoreState.of(ketch) == before
+    p = ketch("load", "--platform", "linux/amd64", "-i", str(tmp_path / "b.tar"))
+    assert p.stdout == "Loaded image: busybox:latest\n"

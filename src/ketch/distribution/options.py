@@ -15,7 +15,8 @@ OPTIONS: dict[str, dict[str, str]] = {
     "logout": {},
     "pull": {
         "--all-tags": "every tag of the repository is pulled",
-        "--platform": "that entry of a multi-platform image is pulled",
+        "--platform": "only the host's platform (its entry of a multi-platform image);"
+                      " another is refused",
         "--quiet": "only the image's name is printed",
     },
     "push": {
