@@ -117,6 +117,29 @@ def test_system_df_sums_images_and_marks_used_ones_active(ketch: KetchCLI, busyb
                                          "Build Cache"]
 
 
+def test_system_df_verbose_lists_each_image_container_and_volume(ketch: KetchCLI,
+                                                                busybox: str) -> None:
+    ketch("volume", "create", "dfvol")
+    cid = ketch("create", "--name", "dfc", "-v", "dfvol:/data", "busybox", "true").stdout
+    out = ketch("system", "df", "-v").stdout
+    sections = out.split("\n\n")
+    assert sections[0] == "Images space usage:"
+    images = sections[1].splitlines()
+    assert images[0].split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE",
+                                 "SHARED", "SIZE", "UNIQUE", "SIZE", "CONTAINERS"]
+    assert images[1].split()[:3] == ["busybox", "latest", busybox[7:19]]
+    assert images[1].split()[-1] == "1"
+    assert sections[2] == "Containers space usage:"
+    row = sections[3].splitlines()[1].split()
+    assert (row[0], row[1], row[2], row[-1]) == (cid[:12], "busybox", '"true"', "dfc")
+    assert sections[4] == "Local Volumes space usage:"
+    assert sections[5].splitlines()[1].split() == ["dfvol", "1", "0B"]
+    assert sections[6] == "Build cache usage: 0B"
+    again = ketch("system", "df", "--verbose", "--format", "json").stdout
+    assert again.split("\n\n")[::2] == sections[::2]  # the listing, not json rows
+    ketch("rm", "dfc")
+
+
 def test_root_flag_chooses_the_state_root(ketch: KetchCLI, busybox: str,
                                           tmp_path: Path) -> None:
     other = tmp_path / "other-root"

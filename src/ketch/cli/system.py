@@ -142,6 +142,9 @@ def df(ns: Namespace) -> None:
         {"Type": "Build Cache", "TotalCount": "0", "Active": "0", "Size": "0B",
          "Reclaimable": "0B"},
     ]
+    if ns.verbose:  # as docker: the verbose listing whatever --format says
+        sys.stdout.write(_df_verbose(d))
+        return
     if ns.format == "json":
         format_each("json", rows)
         return
@@ -150,6 +153,42 @@ def df(ns: Namespace) -> None:
     sys.stdout.write(render_table(fmt, rows, {
         "Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE",
         "Reclaimable": "RECLAIMABLE"}))
+
+
+def _df_verbose(d: dict[str, Any]) -> str:
+    """docker/cli's verbose disk-usage listing: images, containers, volumes, build cache."""
+    import time
+
+    from ketch.fmt.table import tabulate
+    from ketch.fmt.units import human_size, time_ago
+
+    now = time.time()
+    images = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE",
+               "UNIQUE SIZE", "CONTAINERS"]]
+    for i in d["Images"]:
+        shared = i["SharedSize"] if i["SharedSize"] >= 0 else 0
+        for tag in i["RepoTags"] or ["<none>:<none>"]:
+            repo, _, t = tag.rpartition(":")
+            images.append([repo, t, i["Id"].removeprefix("sha256:")[:12],
+                           time_ago(i["Created"], now), human_size(i["Size"], 3),
+                           human_size(shared, 3), human_size(i["Size"] - shared, 3),
+                           str(i["Containers"])])
+    conts = [["CONTAINER ID", "IMAGE", "COMMAND", "LOCAL VOLUMES", "SIZE", "CREATED",
+              "STATUS", "NAMES"]]
+    for c in d["Containers"]:
+        cmd = c["Command"] if len(c["Command"]) <= 20 else c["Command"][:19] + "…"
+        local = sum(1 for m in c.get("Mounts") or [] if m.get("Type") == "volume")
+        conts.append([c["Id"][:12], c["Image"], f'"{cmd}"', str(local),
+                      human_size(c.get("SizeRw", 0), 3), time_ago(c["Created"], now),
+                      c["Status"], ",".join(n.lstrip("/") for n in c["Names"])])
+    vols = [["VOLUME NAME", "LINKS", "SIZE"]]
+    for v in d["Volumes"]:
+        vols.append([v["Name"], str(v["UsageData"]["RefCount"]),
+                     human_size(v["UsageData"]["Size"], 3)])
+    cache = [["CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "LAST USED", "USAGE", "SHARED"]]
+    return ("Images space usage:\n\n" + tabulate(images) + "\nContainers space usage:\n\n"
+            + tabulate(conts) + "\nLocal Volumes space usage:\n\n" + tabulate(vols)
+            + "\nBuild cache usage: 0B\n\n" + tabulate(cache))
 
 
 @registry.command("check", "[OPTIONS]",
