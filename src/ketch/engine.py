@@ -240,7 +240,8 @@ class Engine:
               platform: str | None = None, remove: bool = True,
               force_remove: bool = False, extra_hosts: Iterable[str] = (),
               auth: dict[str, tuple[str, str]] | None = None,
-              run_host_config: dict[str, Any] | None = None
+              run_host_config: dict[str, Any] | None = None,
+              cache_from: Iterable[str] = ()
               ) -> Iterator[BuildEvent | BuildResult]:
         """Build an image from a Dockerfile, as `docker build` with the classic builder,
         as an iterator of events (ketch.builder.events): the builder's output lines
@@ -255,7 +256,9 @@ class Engine:
         refused (InvalidArgument) before anything is unpacked. `auth` (as for `pull`)
         is what pulling base images uses instead of the stored logins.
         `run_host_config` (Engine API HostConfig keys: resources, SecurityOpt, Ulimits,
-        CgroupParent, ...) applies to every RUN step's container, checked first."""
+        CgroupParent, ...) applies to every RUN step's container, checked first.
+        `cache_from` names images whose histories are cache sources besides the local
+        cache (ketch.builder.cachefrom)."""
         import contextlib
 
         from ketch.builder.events import events_of
@@ -264,7 +267,8 @@ class Engine:
                           no_cache=no_cache, pull=pull, labels=dict(labels or {}),
                           network=network, platform=platform, remove=remove,
                           force_remove=force_remove, extra_hosts=list(extra_hosts),
-                          run_host_config=dict(run_host_config or {}))
+                          run_host_config=dict(run_host_config or {}),
+                          cache_from=list(cache_from))
 
         def work(emit: Callable[[BuildEvent], None]) -> BuildResult:
             from ketch.builder.context import prepare

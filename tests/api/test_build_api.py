@@ -252,11 +252,21 @@ def test_docker_build_resource_flags_reach_the_run_steps(api: Api, tmp_path: Pat
     _rmi(api, "limited")
 
 
-def test_build_refuses_cache_from_rather_than_ignoring_it(api: Api) -> None:
-    before = _image_ids(api)
-    body = _tar({"Dockerfile": b"FROM busybox\nRUN echo x\n"})
-    status, data = _raw_build(api, body, '?t=cf&cachefrom=["busybox"]')
+def test_build_cachefrom_takes_steps_from_a_loaded_images_history(api: Api,
+                                                                   tmp_path: Path) -> None:
+    body = _tar({"Dockerfile": b"FROM busybox\nENV CF=1\nRUN echo cf > /cf\nCMD cat /cf\n"})
+    status, _ = _raw_build(api, body, "?t=cfsrc")
+    assert status == 200
+    built = api.docker("image", "inspect", "-f", "{{.Id}}", "cfsrc").stdout.strip()
+    archive = tmp_path / "cfsrc.tar"
+    api.docker("save", "-o", str(archive), "cfsrc")
+    api.docker("rmi", "cfsrc")  # its intermediate images (the local cache) go with it
+    api.docker("load", "-i", str(archive))
+    status, data = _raw_build(api, body, "?t=cfyes&cachefrom=" + '["cfsrc"]')
+    assert status == 200
+    assert data.count(b"Using cache") == 3
+    assert api.docker("image", "inspect", "-f", "{{.Id}}", "cfyes").stdout.strip() == built
+    status, data = _raw_build(api, body, "?t=cfbad&cachefrom=cfsrc")
     assert status == 400
-    assert json.loads(data)["message"] == ("cachefrom is not supported: ketch's build cache"
-                                           " is the local images only")
-    assert _image_ids(api) == before
+    assert json.loads(data)["message"] == "invalid cachefrom: not JSON"
+    _rmi(api, "cfsrc", "cfyes")

@@ -144,7 +144,6 @@ def test_build_refuses_what_it_cannot_do_and_builds_nothing(kb: Builder) -> None
             (["--ssh", "default"], "--ssh requires DOCKER_BUILDKIT=1"),
             (["-o", "type=local,dest=out"], "--output requires DOCKER_BUILDKIT=1"),
             (["--progress", "tty"], 'invalid --progress value "tty"'),
-            (["--cache-from", "busybox"], "--cache-from is not supported"),
             (["--isolation", "hyperv"], 'Invalid isolation: "hyperv"'),
             (["--cpu-period", "10"], "CPU cfs period can not be less than 1ms"),
             (["-m", "lots"], 'invalid argument "lots" for "-m, --memory" flag'),

@@ -34,6 +34,21 @@ def _json_query(request: web.Request, name: str) -> dict[str, Any]:
     return doc
 
 
+def _cache_from(raw: str | None) -> list[str]:
+    """`cachefrom`: a JSON array of image names (`docker build --cache-from`)."""
+    if not raw:
+        return []
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        raise InvalidArgument("invalid cachefrom: not JSON") from None
+    if doc is None:
+        return []
+    if not isinstance(doc, list) or not all(isinstance(x, str) for x in doc):
+        raise InvalidArgument("invalid cachefrom: expected a JSON array of image names")
+    return [x for x in doc if x]
+
+
 # POST /build query parameters that set the RUN steps' HostConfig (0 or empty: unset,
 # as the docker CLI sends every one of them)
 _RUN_INTS = {"memory": "Memory", "memswap": "MemorySwap", "cpushares": "CpuShares",
@@ -76,10 +91,7 @@ async def build(request: web.Request) -> web.StreamResponse:
     if q.get("remote"):
         raise InvalidArgument("building from a remote context (remote=) is not supported:"
                               " send the context as the request body")
-    if q.get("cachefrom") not in (None, "", "null", "[]"):
-        # as `ketch build --cache-from`: refused, never accepted and ignored
-        raise InvalidArgument("cachefrom is not supported: ketch's build cache is the"
-                              " local images only")
+    cache_from = _cache_from(q.get("cachefrom"))
     run_host_config = _run_host_config(request)
     build_args = {str(k): (None if v is None else str(v))
                   for k, v in _json_query(request, "buildargs").items()}
@@ -92,7 +104,8 @@ async def build(request: web.Request) -> web.StreamResponse:
         platform=q.get("platform") or None, remove=query_bool(request, "rm", True),
         force_remove=query_bool(request, "forcerm"),
         extra_hosts=[h for v in q.getall("extrahosts", []) for h in v.split(",") if h],
-        auth=registry_config(request), run_host_config=run_host_config)
+        auth=registry_config(request), run_host_config=run_host_config,
+        cache_from=cache_from)
     dockerfile = q.get("dockerfile") or None
     body = await spool_body(request)
 

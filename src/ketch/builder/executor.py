@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
+    from ketch.builder.cachefrom import CacheSources
     from ketch.builder.checksum import ChecksumCache
     from ketch.builder.context import BuildContext, Source, SourceRoot
     from ketch.builder.events import BuildEvent
@@ -87,6 +88,8 @@ class BuildOptions:
     extra_hosts: list[str] = field(default_factory=list)  # --add-host: RUN's /etc/hosts
     # -m, --cpu-*, --ulimit, --security-opt, ...: the HostConfig of every RUN container
     run_host_config: dict[str, Any] = field(default_factory=dict)
+    # --cache-from: images whose histories are cache sources (ketch.builder.cachefrom)
+    cache_from: list[str] = field(default_factory=list)
 
 
 @value
@@ -205,6 +208,7 @@ class Builder:
         # Chain IDs whose layers this build found in the store (cache hits check each once).
         self._verified_chains: set[str] = set()
         self.warnings: list[str] = []
+        self._cache_from: CacheSources | None = None
 
     # -- output ------------------------------------------------------------------------
     def say(self, line: str) -> None:
@@ -507,10 +511,21 @@ class Builder:
                           separators=(",", ":"), ensure_ascii=False)
         return "sha256:" + small_sha256(data.encode("utf-8", "surrogateescape")).hexdigest()
 
-    def _probe(self, st: _State, key: str) -> bool:
+    def _probe(self, st: _State, key: str, created_by: str | None = None,
+               config: dict[str, Any] | None = None) -> bool:
+        """A cache hit for the step: the local cache, then the --cache-from images (for a
+        step whose `created_by` says all it does, the `config` it ends with)."""
         if self.options.no_cache:
             return False
         hit = self.images.cached_config(st.image_id, key, self._verified_chains)
+        if hit is None and self.options.cache_from and created_by is not None:
+            if self._cache_from is None:
+                from ketch.builder.cachefrom import CacheSources
+
+                self._cache_from = CacheSources(self.images, self.options.cache_from)
+            hit = self._cache_from.lookup(st.image_id, st.config, created_by,
+                                          _clone(st.config if config is None else config),
+                                          key)
         if hit is None:
             return False
         self.say(" ---> Using cache")
@@ -598,7 +613,7 @@ class Builder:
         key = self._key(st, cmd, created_by, *extra)
         if cmd == "CMD":
             st.cmd_set = True
-        if self._probe(st, key):
+        if self._probe(st, key, created_by, config):
             return
         self._commit(st, config, created_by, key, None)
 
@@ -613,7 +628,7 @@ class Builder:
             parts.append(name + (f"={default}" if eq else ""))
         created_by = self._nop(st, "ARG " + " ".join(parts))
         key = self._key(st, "ARG", created_by)
-        if self._probe(st, key):
+        if self._probe(st, key, created_by):
             return
         self._commit(st, _clone(st.config), created_by, key, None)
 
@@ -658,7 +673,8 @@ class Builder:
             extra.append(f"network={network}")
         key = self._key(st, "RUN", created_by, *extra)
         try:
-            if self._probe(st, key):
+            # a script's content is not in created_by: such a step is no --cache-from hit
+            if self._probe(st, key, None if script else created_by):
                 return
             binds = [f"{script}:/dev/pipes/{pipe_name}:ro"] if script else []
             with self._container(st, cmd, declared + proxies, binds,
@@ -862,7 +878,7 @@ class Builder:
                 f"--chmod={chmod_text} " if chmod_text else "")
             created_by = self._nop(st, f"{cmd} {flags}{src_hash} in {dest} ", single=True)
             key = self._key(st, cmd, created_by)
-            if self._probe(st, key):
+            if self._probe(st, key, created_by):
                 return
             self._copy_miss(st, created_by, key, cmd, root, sources, heredocs, downloads,
                             cdest, into_dir, chown, chmod)

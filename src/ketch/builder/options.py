@@ -8,7 +8,8 @@ _RUN = "the HostConfig of every RUN step's container: "
 BUILD_OPTIONS: dict[str, str] = {
     "--add-host": _RUN + "ExtraHosts (lines of its /etc/hosts)",
     "--build-arg": "ARG values",
-    "--cache-from": "refused: ketch's build cache is the local images only",
+    "--cache-from": "the named images' histories are cache sources after the local"
+                    " cache (ketch.builder.cachefrom); a name not in the store is skipped",
     "--cgroup-parent": _RUN + "cgroupsPath <parent>/<id>",
     "--compress": "accepted: the context is read in place, nothing is sent to compress",
     "--cpu-period": _RUN + "cpu.cfs_period_us",

@@ -21,7 +21,7 @@ def _build(p: Parser) -> None:
     p.add_argument("--build-arg", action="append", default=[], metavar="list",
                    help="Set build-time variables")
     p.add_argument("--cache-from", action="append", default=[], metavar="strings",
-                   help="Images to consider as cache sources (not supported: refused)")
+                   help="Images to consider as cache sources")
     p.add_argument("--cgroup-parent", metavar="string",
                    help="Optional parent cgroup for the container")
     p.add_argument("--compress", action="store_true",
@@ -107,9 +107,6 @@ def _refuse_unsupported(ns: Namespace) -> None:
                               " builder")
     if ns.stream:
         raise InvalidArgument("--stream is an experimental feature ketch does not have")
-    if ns.cache_from:
-        raise InvalidArgument("--cache-from is not supported: ketch's build cache is the"
-                              " local images only")
 
 
 def _run_host_config(ns: Namespace) -> dict[str, object]:
@@ -186,7 +183,8 @@ def build(ns: Namespace) -> int:
                 target=ns.target, no_cache=ns.no_cache, pull=ns.pull,
                 labels=_labels(ns.label), network=ns.network, platform=ns.platform,
                 remove=ns.rm, force_remove=ns.force_rm, extra_hosts=ns.add_host,
-                run_host_config=run_host_config):
+                run_host_config=run_host_config,
+                cache_from=[n for v in ns.cache_from for n in v.split(",") if n]):
             # the events have text() and raw() (a RUN step's output as it came);
             # the last one is the result
             if not hasattr(event, "raw"):
