@@ -291,12 +291,17 @@ class Engine:
 
         return events_of(work)
 
-    def build_prune(self) -> PruneReport:
+    def build_prune(self, *, all: bool = False) -> PruneReport:
         """Remove the build cache: dangling (intermediate) images and the remembered
-        digests of context files. Tagged images are never build cache."""
+        digests of context files. Tagged images are never build cache. `all` (-a): also
+        every image's standing as a step's cache entry, so that no later build takes a
+        step from what is left (the images stay: they are tagged images' parents)."""
         from ketch.builder.checksum import forget
 
         report = self.images.prune()
+        if all:
+            with self.images.writing():
+                self.records.forget_cache_keys()
         forget(self.db)
         return report
 

@@ -220,3 +220,16 @@ def test_unchanged_rebuild_loads_no_run_or_commit_machinery(kb: Builder) -> None
         "ketch.builder.snapshot", "ketch.builder.watchdog", "ketch.oci.model", "tarfile"))}
     unwanted |= mods & {"ketch.builder.copy"}  # the copier; copyargs is what keys need
     assert not unwanted, unwanted
+
+
+def test_builder_prune_all_drops_the_cache_of_images_that_stay(kb: Builder) -> None:
+    ctx = kb.context({"Dockerfile": "FROM busybox\nENV P=1\nRUN echo p > /p\n"})
+    kb.build(ctx, "-t", "pruned")
+    # without -a: dangling images only; the tagged image's steps are still cache
+    kb("builder", "prune", "-f")
+    assert kb.build(ctx, "-t", "pruned").stdout.count(" ---> Using cache") == 2
+    kb("builder", "prune", "--all", "--force")
+    out = kb.build(ctx, "-t", "pruned2").stdout
+    assert " ---> Using cache" not in out
+    assert kb.run("pruned2", "cat", "/p") == "p\n"
+    assert kb.run("pruned", "cat", "/p") == "p\n"  # the image itself was kept

@@ -137,7 +137,8 @@ async def build(request: web.Request) -> web.StreamResponse:
 
 
 async def build_prune(request: web.Request) -> web.Response:
-    report = await request.app[SVC].run(lambda e: e.build_prune())
+    everything = query_bool(request, "all")
+    report = await request.app[SVC].run(lambda e: e.build_prune(all=everything))
     return json_response({"CachesDeleted": [d["Deleted"] for d in report.deleted
                                             if "Deleted" in d],
                           "SpaceReclaimed": report.space_reclaimed})

@@ -48,8 +48,8 @@ BUILD_OPTIONS: dict[str, str] = {
 OPTIONS: dict[str, dict[str, str]] = {
     "build": BUILD_OPTIONS,
     "prune": {
-        "--all": "the same as without it: the classic builder's cache is its untagged"
-                 " intermediate images (tagged images are never build cache)",
+        "--all": "also the images that stay (tagged ones and their parents) stop being"
+                 " any step's cache entry: the next build runs every step",
         "--force": "no confirmation prompt",
     },
 }

@@ -229,8 +229,9 @@ def prune(ns: Namespace) -> int:
 
         if not confirm("WARNING! This will remove all dangling build cache."):
             return 0
-    # Tagged images are never build cache, with or without -a.
-    report = engine().build_prune()
+    # Tagged images are never build cache; -a also drops the cache entries of the images
+    # that stay (intermediate images, parents of tagged ones)
+    report = engine().build_prune(all=ns.all)
     for d in report.deleted:
         for k, v in d.items():
             sys.stdout.write(f"{k}: {v}\n")

@@ -149,6 +149,12 @@ class ImageRecords:
                 " ORDER BY added DESC LIMIT 1", (parent, cache_key)).fetchone()
         return row["id"] if row else None
 
+    def forget_cache_keys(self) -> int:
+        """No image is a build step's cache entry any more (`builder prune -a`)."""
+        with self.db.transaction() as conn:
+            return conn.execute("UPDATE images SET cache_key=NULL"
+                                " WHERE cache_key IS NOT NULL").rowcount
+
     def children(self, image_id: str) -> list[str]:
         return [r["id"] for r in self.db.conn.execute(
             "SELECT id FROM images WHERE parent=?", (image_id,))]
