@@ -3,6 +3,7 @@ ketch.containers.optiontable), each seen to take effect on a real container."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -154,3 +155,44 @@ def test_update_blkio_weight_is_recorded(ketch, run_d):
     p = ketch("update", "--blkio-weight", "300", "updb")
     assert p.stdout == "updb\n"
     assert ketch("inspect", "-f", "{{.HostConfig.BlkioWeight}}", "updb").stdout == "300\n"
+
+
+def test_update_kernel_memory_is_discarded_with_dockers_warning(ketch, run_d):
+    run_d("--name", "updk", "busybox", "sleep", "300")
+    p = ketch("update", "--kernel-memory", "50m", "updk")
+    assert p.stdout == ("updk\nYour kernel does not support kernel memory limit capabilities"
+                        " or the cgroup is not mounted. Limitation discarded.\n")
+    hc = json.loads(ketch("inspect", "-f", "{{json .HostConfig}}", "updk").stdout)
+    assert hc.get("KernelMemory", 0) == 0
+
+
+def test_update_cpu_rt_flags_give_a_running_container_real_time_bandwidth(ketch, run_d):
+    from pathlib import Path
+
+    from tests.conftest import require
+
+    require(Path("/sys/fs/cgroup/cpu/cpu.rt_runtime_us").exists(),
+            "real-time group scheduling (cgroup v1 cpu.rt_runtime_us)")
+    cid = run_d("--name", "updrt", "busybox", "sleep", "300")
+    parents = [d.parent / "cpu.rt_runtime_us" for d in cgroups_of(cid)
+               if (d / "cpu.rt_runtime_us").exists()]
+    before = {p: p.read_text() for p in parents}
+    try:
+        ketch("update", "--cpu-rt-period", "100000", "--cpu-rt-runtime", "20000", "updrt")
+        assert _cg(cid, "cpu.rt_period_us") == "100000"
+        assert _cg(cid, "cpu.rt_runtime_us") == "20000"
+        got = ketch("inspect", "-f", "{{.HostConfig.CpuRealtimePeriod}}"
+                    " {{.HostConfig.CpuRealtimeRuntime}}", "updrt").stdout
+        assert got == "100000 20000\n"
+        bad = ketch("update", "--cpu-rt-period", "1000", "--cpu-rt-runtime", "2000", "updrt",
+                    check=False)
+        assert bad.returncode == 1
+        assert bad.stderr == ("Error: cpu real-time runtime cannot be higher than cpu"
+                              " real-time period\n")
+    finally:
+        ketch("rm", "-f", "updrt", check=False)
+        for p, text in before.items():
+            try:
+                p.write_text(text)  # the host's budget back
+            except OSError:
+                pass  # another container of the parent still holds some

@@ -706,6 +706,10 @@ def _update(p: Parser) -> None:
                    help="Limit CPU CFS (Completely Fair Scheduler) period")
     p.add_argument("--cpu-quota", type=int, metavar="int",
                    help="Limit CPU CFS (Completely Fair Scheduler) quota")
+    p.add_argument("--cpu-rt-period", type=int, metavar="int",
+                   help="Limit the CPU real-time period in microseconds")
+    p.add_argument("--cpu-rt-runtime", type=int, metavar="int",
+                   help="Limit the CPU real-time runtime in microseconds")
     p.add_argument("-c", "--cpu-shares", type=int, metavar="int",
                    help="CPU shares (relative weight)")
     p.add_argument("--cpus", metavar="decimal", help="Number of CPUs")
@@ -713,6 +717,8 @@ def _update(p: Parser) -> None:
                    help="CPUs in which to allow execution (0-3, 0,1)")
     p.add_argument("--cpuset-mems", metavar="string",
                    help="MEMs in which to allow execution (0-3, 0,1)")
+    p.add_argument("--kernel-memory", metavar="bytes",
+                   help="Kernel memory limit (deprecated: discarded with a warning)")
     p.add_argument("-m", "--memory", metavar="bytes", help="Memory limit")
     p.add_argument("--memory-reservation", metavar="bytes", help="Memory soft limit")
     p.add_argument("--memory-swap", metavar="bytes",
@@ -731,6 +737,9 @@ def update(ns: Namespace) -> int:
     changes: dict[str, object] = {}
     for key, val in (("BlkioWeight", ns.blkio_weight), ("CpuPeriod", ns.cpu_period),
                      ("CpuQuota", ns.cpu_quota), ("CpuShares", ns.cpu_shares),
+                     ("CpuRealtimePeriod", ns.cpu_rt_period),
+                     ("CpuRealtimeRuntime", ns.cpu_rt_runtime),
+                     ("KernelMemory", _bytes(ns.kernel_memory, "--kernel-memory")),
                      ("PidsLimit", ns.pids_limit), ("CpusetCpus", ns.cpuset_cpus),
                      ("CpusetMems", ns.cpuset_mems),
                      ("Memory", _bytes(ns.memory, "-m, --memory")),
@@ -754,13 +763,16 @@ def update(ns: Namespace) -> int:
         raise InvalidArgument("you must provide one or more flags when using this command")
     svc = engine().containers
     rc = 0
+    warnings: list[str] = []  # docker/cli prints them after the names, on stdout
     for name in ns.containers:
         try:
-            svc.update(name, changes)
+            warnings.extend(svc.update(name, changes))
             sys.stdout.write(name + "\n")
         except KetchError as e:
             sys.stderr.write(f"Error: {e.message}\n")
             rc = 1
+    if warnings:
+        sys.stdout.write("\n".join(warnings) + "\n")
     return rc
 
 

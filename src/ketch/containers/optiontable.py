@@ -98,10 +98,15 @@ OPTIONS: dict[str, dict[str, str]] = {
         "--blkio-weight": "blockIO.weight of the running container and its record",
         "--cpu-period": "cpu.cfs_period_us, live and recorded",
         "--cpu-quota": "cpu.cfs_quota_us, live and recorded",
+        "--cpu-rt-period": "cpu.rt_period_us, live and recorded (refused without real-time"
+                           " group scheduling)",
+        "--cpu-rt-runtime": "cpu.rt_runtime_us, live (the parent cgroups given the budget)"
+                            " and recorded",
         "--cpu-shares": "cpu.shares (cpu.weight on cgroup v2), live and recorded",
         "--cpus": "the CFS quota over a 100 ms period, live and recorded",
         "--cpuset-cpus": "cpuset.cpus, live and recorded",
         "--cpuset-mems": "cpuset.mems, live and recorded",
+        "--kernel-memory": "discarded with Docker's warning (kmem limits are deprecated)",
         "--memory": "the memory limit, live and recorded",
         "--memory-reservation": "the memory soft limit, live and recorded",
         "--memory-swap": "the memory plus swap limit, live and recorded",

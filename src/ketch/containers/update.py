@@ -87,16 +87,48 @@ def _cgroup_resources(hc: dict[str, Any]) -> dict[str, Any]:
         res["pids"] = {"limit": hc["PidsLimit"]}
     if hc.get("BlkioWeight"):
         res["blockIO"] = {"weight": hc["BlkioWeight"]}
+    if hc.get("CpuRealtimePeriod"):
+        res.setdefault("cpu", {})["realtimePeriod"] = hc["CpuRealtimePeriod"]
+    if hc.get("CpuRealtimeRuntime"):
+        res.setdefault("cpu", {})["realtimeRuntime"] = hc["CpuRealtimeRuntime"]
     return res
+
+
+def _realtime(hc: dict[str, Any], running: bool) -> None:
+    """--cpu-rt-period/--cpu-rt-runtime: refused as at create where the kernel has no
+    real-time group scheduling; for a running container, its parent cgroups given the
+    budget first (as a start gives them)."""
+    import os
+
+    from ketch.containers import options
+    from ketch.runtime.spec import DEFAULT_CGROUP_PARENT
+
+    period, runtime = hc.get("CpuRealtimePeriod") or 0, hc.get("CpuRealtimeRuntime") or 0
+    if period and not os.path.exists(options._RT_PERIOD):
+        raise InvalidArgument("Your kernel does not support cgroup cpu real-time period")
+    if runtime and not os.path.exists(options._RT_RUNTIME):
+        raise InvalidArgument("Your kernel does not support cgroup cpu real-time runtime")
+    if period and runtime and runtime > period:
+        raise InvalidArgument("cpu real-time runtime cannot be higher than cpu real-time"
+                              " period")
+    if running and runtime:
+        parent = hc.get("CgroupParent") or DEFAULT_CGROUP_PARENT
+        options._reserve_rt_runtime(parent if parent.startswith("/") else "/" + parent,
+                                    runtime, period or None)
 
 
 def update(svc: ContainerService, name_or_id: str, changes: dict[str, Any]) -> list[str]:
     """Apply `changes` (Docker's UpdateConfig: resources and RestartPolicy); the
-    warnings (none)."""
+    warnings (KernelMemory is discarded, as dockerd discards it)."""
     from ketch.containers.hostconfig import check_resources
     from ketch.containers.restart import validate
 
     wanted = _changes(changes)
+    warnings: list[str] = []
+    if wanted.pop("KernelMemory", None):
+        # as at create: the kernel deprecated kmem limits (5.4), dockerd discards them
+        warnings.append("Your kernel does not support kernel memory limit capabilities or"
+                        " the cgroup is not mounted. Limitation discarded.")
     rec = svc.get(name_or_id)
     with svc.lock(rec.id):
         rec = svc._refresh(svc.records.find(rec.id), locked=True)
@@ -115,7 +147,9 @@ def update(svc: ContainerService, name_or_id: str, changes: dict[str, Any]) -> l
                 raise InvalidArgument("Restart policy cannot be updated because AutoRemove"
                                       " is enabled for the container")
             validate(hc)
+        if "CpuRealtimePeriod" in wanted or "CpuRealtimeRuntime" in wanted:
+            _realtime(hc, rec.state in ("running", "paused"))
         if rec.state in ("running", "paused") and any(k != "RestartPolicy" for k in wanted):
             svc.lifecycle.monitor(rec).runtime.update(rec.id, _cgroup_resources(hc))
         svc.records.update(rec.id, host_config=hc)
-    return []
+    return warnings
