@@ -196,3 +196,15 @@ def test_update_cpu_rt_flags_give_a_running_container_real_time_bandwidth(ketch,
                 p.write_text(text)  # the host's budget back
             except OSError:
                 pass  # another container of the parent still holds some
+
+
+def test_start_checkpoint_is_refused_and_the_container_stays_created(ketch):
+    cid = ketch("create", "--name", "ckpt", "busybox", "true").stdout.strip()
+    ketch.ids.add(cid)
+    for flags in (["--checkpoint", "c1"], ["--checkpoint-dir", "/tmp/ckpt"]):
+        p = ketch("start", *flags, "ckpt", check=False)
+        assert p.returncode == 1
+        assert p.stderr == ("Error: checkpoints are not supported: ketch has no"
+                            " checkpoint/restore (an experimental Docker feature needing"
+                            " CRIU)\n")
+    assert ketch("inspect", "-f", "{{.State.Status}}", "ckpt").stdout == "created\n"

@@ -71,6 +71,17 @@ def test_pull_platform_takes_the_hosts_platform_and_refuses_another(
     assert _image_id(other, f"{name}:1") == image_id
 
 
+def test_push_and_pull_disable_content_trust_move_the_image_unsigned(
+        ketch: KetchCLI, busybox_tar: Path, ketch_registry, other_root) -> None:
+    reg = ketch_registry()
+    name = f"{reg.host}/unsigned:1"
+    image_id = _import(ketch, busybox_tar, name)
+    assert ": Pushed" in ketch("push", "--disable-content-trust", name).stdout
+    other = other_root("unsigned-root")
+    other("pull", "--disable-content-trust=true", name)
+    assert _image_id(other, name) == image_id
+
+
 def test_pull_by_digest_then_rmi(ketch: KetchCLI, tmp_path: Path, busybox_tar: Path,
                                  ketch_registry, other_root) -> None:
     reg = ketch_registry()

@@ -179,10 +179,17 @@ def _start(p: Parser) -> None:
                    help="Attach container's STDIN")
     p.add_argument("--detach-keys", metavar="string",
                    help="Override the key sequence for detaching a container")
+    p.add_argument("--checkpoint", metavar="string",
+                   help="Restore from this checkpoint (not supported: refused)")
+    p.add_argument("--checkpoint-dir", metavar="string",
+                   help="Use a custom checkpoint storage directory (not supported: refused)")
 
 
 @_start.handler
 def start(ns: Namespace) -> int:
+    if ns.checkpoint or ns.checkpoint_dir:
+        raise InvalidArgument("checkpoints are not supported: ketch has no checkpoint/restore"
+                              " (an experimental Docker feature needing CRIU)")
     svc = engine().containers
     if ns.attach or ns.interactive:
         if len(ns.containers) > 1:

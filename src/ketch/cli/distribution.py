@@ -31,6 +31,9 @@ def _pull(p: Parser) -> None:
                    help="Set platform if server is multi-platform capable")
     p.add_argument("-a", "--all-tags", action="store_true",
                    help="Download all tagged images in the repository")
+    p.add_argument("--disable-content-trust", action="store_true", default=True,
+                   help="Skip image verification (default true; ketch verifies no"
+                   " signatures)")
 
 
 @_pull.handler
@@ -70,6 +73,8 @@ def _push(p: Parser) -> None:
     p.add_argument("args", nargs="*", metavar="NAME")
     p.add_argument("-a", "--all-tags", action="store_true",
                    help="Push all tags of an image to the repository")
+    p.add_argument("--disable-content-trust", action="store_true", default=True,
+                   help="Skip image signing (default true; ketch signs nothing)")
     p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
     p.add_argument("--compression-format", metavar="string",
                    help='Compression for layers stored uncompressed: "gzip" (default),'

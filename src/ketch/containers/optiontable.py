@@ -82,6 +82,8 @@ OPTIONS: dict[str, dict[str, str]] = {
     },
     "start": {
         "--attach": "the container's output is copied here and signals forwarded",
+        "--checkpoint": "refused: no checkpoint/restore (experimental in Docker, needs CRIU)",
+        "--checkpoint-dir": "refused: no checkpoint/restore",
         "--detach-keys": "the key sequence that ends the attached session",
         "--interactive": "this terminal's input is the container's stdin",
     },

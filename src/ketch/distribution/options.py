@@ -15,12 +15,15 @@ OPTIONS: dict[str, dict[str, str]] = {
     "logout": {},
     "pull": {
         "--all-tags": "every tag of the repository is pulled",
+        "--disable-content-trust": "accepted (Docker's default too); ketch verifies no"
+                                   " signatures",
         "--platform": "only the host's platform (its entry of a multi-platform image);"
                       " another is refused",
         "--quiet": "only the image's name is printed",
     },
     "push": {
         "--all-tags": "every local tag of the repository is pushed",
+        "--disable-content-trust": "accepted (Docker's default too); ketch signs nothing",
         "--compression-format": "layers stored uncompressed are pushed gzip (default), zstd"
                                 " or uncompressed",
         "--compression-level": "the gzip (0-9) or zstd (1-22) level of those layers",
