@@ -23,6 +23,12 @@ OPTIONS: dict[str, dict[str, str]] = {
         "--type": "only objects of that type (container, image, network, volume) are looked"
                   " up",
     },
+    "prune": {
+        "--all": "images no container uses and all build cache, not only dangling ones",
+        "--filter": "Docker's prune filters (until, label), given to every part",
+        "--force": "no confirmation prompt",
+        "--volumes": "anonymous volumes no container uses are removed too",
+    },
     "restart-policies": {"--print-unit": "a systemd unit running this command at boot is"
                                          " printed instead"},
     "service": {"--time": "seconds without a request or connection before the service"

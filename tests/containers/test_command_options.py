@@ -4,6 +4,7 @@ ketch.containers.optiontable), each seen to take effect on a real container."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -208,3 +209,29 @@ def test_start_checkpoint_is_refused_and_the_container_stays_created(ketch):
                             " checkpoint/restore (an experimental Docker feature needing"
                             " CRIU)\n")
     assert ketch("inspect", "-f", "{{.State.Status}}", "ckpt").stdout == "created\n"
+
+
+def test_system_prune_removes_stopped_containers_unused_networks_and_dangling_images(
+        ketch, run_d):
+    keep = run_d("--name", "keeper", "busybox", "sleep", "300")
+    gone = ketch("create", "--name", "gone", "busybox", "true").stdout.strip()
+    ketch("network", "create", "unusednet")
+    anon = ketch("volume", "create").stdout.strip()
+    ketch("volume", "create", "named-kept")
+    # answering no changes nothing
+    p = ketch("system", "prune", input="n\n")
+    assert p.stdout.startswith("WARNING! This will remove:\n  - all stopped containers\n")
+    assert "Deleted" not in p.stdout
+    assert gone in ketch("ps", "-aq", "--no-trunc").stdout
+    p = ketch("system", "prune", "--volumes", "--force")
+    assert f"Deleted Containers:\n{gone}\n\n" in p.stdout
+    assert "Deleted Networks:\nunusednet\n\n" in p.stdout
+    assert f"Deleted Volumes:\n{anon}\n\n" in p.stdout
+    assert re.search(r"Total reclaimed space: \S+\n$", p.stdout)
+    assert ketch("ps", "-aq", "--no-trunc").stdout.split() == [keep]
+    assert "unusednet" not in ketch("network", "ls", "--format", "{{.Name}}").stdout
+    assert "named-kept" in ketch("volume", "ls", "-q").stdout.split()
+    # the running container's image is in use: even -a keeps it
+    ketch("system", "prune", "-a", "-f", "--filter", "until=1h")
+    assert ketch("images", "-q", "busybox").stdout.strip() != ""
+    ketch("volume", "rm", "named-kept")

@@ -191,6 +191,60 @@ def _df_verbose(d: dict[str, Any]) -> str:
             + "\nBuild cache usage: 0B\n\n" + tabulate(cache))
 
 
+@registry.command("prune", "[OPTIONS]", "Remove unused data")
+def _prune(p: Parser) -> None:
+    p.add_argument("-a", "--all", action="store_true",
+                   help="Remove all unused images not just dangling ones")
+    p.add_argument("--filter", action="append", default=[], metavar="filter",
+                   help="Provide filter values (e.g. 'label=<key>=<value>')")
+    p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
+    p.add_argument("--volumes", action="store_true", help="Prune anonymous volumes")
+
+
+@_prune.handler
+def prune(ns: Namespace) -> None:
+    """docker/cli's system prune: stopped containers, unused networks, (anonymous
+    volumes,) dangling or unused images, build cache; each part's report, one total."""
+    from ketch.cli.base import confirm, parse_filters
+    from ketch.fmt.units import human_size
+
+    filters = parse_filters(ns.filter)
+    if not ns.force:
+        items = ["all stopped containers", "all networks not used by at least one container"]
+        if ns.volumes:
+            items.append("anonymous volumes not used by at least one container")
+        items += (["all images without at least one container associated to them",
+                   "all build cache"] if ns.all else
+                  ["all dangling images", "all dangling build cache"])
+        text = "WARNING! This will remove:\n" + "".join(f"  - {i}\n" for i in items)
+        if not confirm(text + "\nAre you sure you want to continue?"):
+            return
+    e = engine()
+    space = 0
+
+    def section(title: str, lines: list[str]) -> None:
+        if lines:  # docker/cli: the part's lines, then a blank line
+            sys.stdout.write(title + "\n" + "".join(f"{line}\n" for line in lines) + "\n")
+
+    res = e.containers.prune(filters)
+    space += res.space_reclaimed
+    section("Deleted Containers:", list(res.deleted))
+    section("Deleted Networks:", list(e.networks.prune_networks(filters)))
+    if ns.volumes:
+        removed, volume_space = e.volumes.prune(all=False, filters=filters)
+        space += volume_space
+        section("Deleted Volumes:", list(removed))
+    report = e.images.prune(all=ns.all, filters=filters)
+    space += report.space_reclaimed
+    section("Deleted Images:", [f"{k.lower()}: {v}" for item in report.deleted
+                                for k, v in item.items()])
+    cache = e.build_prune(all=ns.all)
+    space += cache.space_reclaimed
+    section("Deleted build cache objects:", [v for item in cache.deleted
+                                             for v in item.values()])
+    out(f"Total reclaimed space: {human_size(space)}")
+
+
 @registry.command("check", "[OPTIONS]",
                   "Find (and with --repair, finish or undo) what killed ketch commands left")
 def _check(p: Parser) -> None:
