@@ -291,14 +291,16 @@ class Engine:
 
         return events_of(work)
 
-    def build_prune(self, *, all: bool = False) -> PruneReport:
+    def build_prune(self, *, all: bool = False,
+                    filters: dict[str, list[str]] | None = None) -> PruneReport:
         """Remove the build cache: dangling (intermediate) images and the remembered
         digests of context files. Tagged images are never build cache. `all` (-a): also
         every image's standing as a step's cache entry, so that no later build takes a
-        step from what is left (the images stay: they are tagged images' parents)."""
+        step from what is left (the images stay: they are tagged images' parents).
+        `filters`: image prune's (until, label) choose the images removed."""
         from ketch.builder.checksum import forget
 
-        report = self.images.prune()
+        report = self.images.prune(filters=filters)
         if all:
             with self.images.writing():
                 self.records.forget_cache_keys()

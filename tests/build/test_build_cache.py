@@ -233,3 +233,19 @@ def test_builder_prune_all_drops_the_cache_of_images_that_stay(kb: Builder) -> N
     assert " ---> Using cache" not in out
     assert kb.run("pruned2", "cat", "/p") == "p\n"
     assert kb.run("pruned", "cat", "/p") == "p\n"  # the image itself was kept
+
+
+def test_builder_prune_filter_chooses_the_images_and_keep_storage_is_refused(
+        kb: Builder) -> None:
+    ctx = kb.context({"Dockerfile": "FROM busybox\nLABEL stage=old\nRUN echo a > /a\n"})
+    first = kb.build(ctx, "-q").stdout.strip()
+    kb.build(ctx, "-q", "--no-cache")  # the first image is now the only dangling one
+    out = kb("builder", "prune", "-f", "--filter", "until=1000h").stdout
+    assert first not in out  # newer than the cut-off: kept
+    assert kb("image", "inspect", "-f", "{{.Id}}", first).stdout.strip() == first
+    out = kb("builder", "prune", "-f", "--filter", "label=stage=old").stdout
+    assert f"deleted: {first}" in out.lower()
+    p = kb("builder", "prune", "-f", "--keep-storage", "1g", check=False)
+    assert p.returncode == 1
+    assert p.stderr == ("Error: --keep-storage is not supported: the classic builder's cache"
+                        " is images, with no cache size to keep\n")

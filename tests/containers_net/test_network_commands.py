@@ -80,6 +80,12 @@ def test_network_ls_no_trunc_shows_full_ids(nk: KetchCLI) -> None:
     assert rows[1].split()[0] == full[:12]
 
 
+def test_network_inspect_verbose_shows_a_local_network_as_it_is(nk: KetchCLI) -> None:
+    plain = json.loads(nk("network", "inspect", "bridge").stdout)
+    verbose = json.loads(nk("network", "inspect", "--verbose", "bridge").stdout)
+    assert verbose == plain and verbose[0]["Scope"] == "local"
+
+
 def test_network_rm_is_refused_while_a_container_uses_it(nk: KetchCLI) -> None:
     nk("network", "create", "busy")
     nk("run", "-d", "--name", "user", "--network", "busy", "busybox", "sleep", "60")

@@ -50,6 +50,10 @@ OPTIONS: dict[str, dict[str, str]] = {
     "prune": {
         "--all": "also the images that stay (tagged ones and their parents) stop being"
                  " any step's cache entry: the next build runs every step",
+        "--filter": "image prune's filters (until, label) choose the dangling images"
+                    " removed",
         "--force": "no confirmation prompt",
+        "--keep-storage": "refused: the classic builder's cache is images, with no size to"
+                          " keep",
     },
 }

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 
-from ketch.cli.base import Registry, engine
+from ketch.cli.base import Registry, engine, parse_filters
 from ketch.cli.flags import Namespace, Parser
 from ketch.errors import BuildError, InvalidArgument
 
@@ -215,13 +215,20 @@ def build(ns: Namespace) -> int:
 def _prune(p: Parser) -> None:
     p.add_argument("-a", "--all", action="store_true",
                    help="Remove all unused build cache, not just dangling ones")
+    p.add_argument("--filter", action="append", default=[], metavar="filter",
+                   help="Provide filter values (e.g. 'until=24h')")
     p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
+    p.add_argument("--keep-storage", metavar="bytes",
+                   help="Amount of disk space to keep for cache (not supported: refused)")
 
 
 @_prune.handler
 def prune(ns: Namespace) -> int:
     """The classic builder's cache is its intermediate images (pruned like dangling
     images) plus ketch's remembered file digests."""
+    if ns.keep_storage:
+        raise InvalidArgument("--keep-storage is not supported: the classic builder's cache"
+                              " is images, with no cache size to keep")
     from ketch.fmt.units import human_size
 
     if not ns.force:
@@ -231,7 +238,7 @@ def prune(ns: Namespace) -> int:
             return 0
     # Tagged images are never build cache; -a also drops the cache entries of the images
     # that stay (intermediate images, parents of tagged ones)
-    report = engine().build_prune(all=ns.all)
+    report = engine().build_prune(all=ns.all, filters=parse_filters(ns.filter))
     for d in report.deleted:
         for k, v in d.items():
             sys.stdout.write(f"{k}: {v}\n")

@@ -133,6 +133,9 @@ def _inspect(p: Parser) -> None:
     p.add_argument("networks", nargs="+", metavar="NETWORK")
     p.add_argument("-f", "--format", metavar="string",
                    help="Format output using a custom template")
+    # Docker's verbose view adds a swarm network's services; a local network has none
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="Verbose output for diagnostics")
 
 
 @_inspect.handler

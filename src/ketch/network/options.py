@@ -90,7 +90,11 @@ OPTIONS: dict[str, dict[str, str]] = {
     "create": NETWORK_CREATE_OPTIONS,
     "disconnect": {"--force": "as without it: a local container is disconnected whatever"
                               " its state (Docker's force matters for swarm only)"},
-    "inspect": {"--format": "a Go template run on each network, or 'json'"},
+    "inspect": {
+        "--format": "a Go template run on each network, or 'json'",
+        "--verbose": "as without it: Docker's verbose view adds a swarm network's services,"
+                     " and ketch's networks are local",
+    },
     "ls": {
         "--filter": "Docker's network filters (driver, id, label, name, scope, type,"
                     " dangling)",
