@@ -21,7 +21,7 @@ OPTIONS: dict[str, dict[str, str]] = {
     "inspect": {"--format": "a Go template run on each image, or 'json'"},
     "load": {
         "--input": "the archive is read from the file instead of standard input",
-        "--platform": "only that platform is loaded; an archive without it is refused",
+        "--platform": "only the host's platform, which load reads; another is refused",
         "--quiet": "no progress bars; the \"Loaded image\" lines still printed, as Docker",
     },
     "ls": {
