@@ -6,6 +6,8 @@ from __future__ import annotations
 
 OPTIONS: dict[str, dict[str, str]] = {
     "check": {"--repair": "what the check finds is repaired, not only reported"},
+    "cri": {"--listen": "the unix socket the CRI service serves on (default"
+                        " unix:///run/ketch/cri.sock)"},
     "df": {
         "--format": "a Go template per row, 'table ...' or 'json'",
         "--verbose": "the images, containers, volumes and build cache listed one by one",
