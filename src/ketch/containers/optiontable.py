@@ -36,6 +36,7 @@ OPTIONS: dict[str, dict[str, str]] = {
     "diff": {},
     "exec": EXEC_OPTIONS,
     "export": {"--output": "the tar is written to the file (whole or not at all)"},
+    "healthcheck": {},
     "inspect": {
         "--format": _FORMAT,
         "--size": "SizeRw and SizeRootFs computed and shown",
