@@ -43,7 +43,8 @@ OPTIONS: dict[str, dict[str, str]] = {
     },
     "kill": {"--signal": "the signal sent (name, SIG name or number; default KILL)"},
     "logs": {
-        "--details": "the log-opt labels/env attributes before each line (a space when none)",
+        "--details": "each line's attributes before it: a space, the empty list (the log"
+                     " opts that add attributes, labels and env, are refused at create)",
         "--follow": "the log is followed until the container stops",
         "--since": "only lines from this time on (RFC 3339, Unix or relative)",
         "--tail": "only the last N lines",
