@@ -27,7 +27,8 @@ OPTIONS: dict[str, dict[str, str]] = {
     "ls": {
         "--all": "intermediate images (build steps) listed too",
         "--digests": "the DIGEST column (repository digests)",
-        "--filter": "Docker's image filters (dangling, label, before, since, reference)",
+        "--filter": "Docker's image filters (dangling, label, before, since, until,"
+                    " reference)",
         "--format": _FORMAT_ROWS,
         "--no-trunc": "full IDs",
         "--quiet": "only IDs",
