@@ -14,6 +14,7 @@ TABLE_MODULES: dict[str, str] = {
     "distribution": "ketch.distribution.options",
     "image": "ketch.images.optiontable",
     "network": "ketch.network.options",
+    "pod": "ketch.pods.options",
     "system": "ketch.systemoptions",
     "volume": "ketch.containers.volumeoptions",
 }

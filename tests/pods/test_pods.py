@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 
 from tests.containers_net.helpers import PAGE, fetch, unreachable
@@ -209,3 +210,32 @@ def test_pod_operations_are_pod_events(pk):
     labelled = pk("events", "--since", "5m", "--until", "0s", "--filter", "type=pod",
                   "--filter", "label=team=a", "--format", "{{.Action}}").stdout.split()
     assert labelled == ["create", "start", "stop", "remove"]
+
+
+def test_pod_kill_signal_log_windows_and_stop_and_rm_time(pk):
+    import time
+
+    pk("pod", "create", "--name", "sigs")
+    pk("run", "-d", "--pod", "sigs", "--name", "trapper", "busybox", "sh", "-c",
+       "trap 'echo got USR1' USR1; echo one; echo two; echo three;"
+       " while :; do sleep 0.1; done")
+    wait_for(lambda: "three" in pk("logs", "trapper").stdout, what="trapper's output")
+    last = pk("pod", "logs", "--names", "--tail", "1", "sigs").stdout
+    assert last == "trapper three\n"
+    stamped = pk("pod", "logs", "--names", "--timestamps", "--tail", "1", "sigs").stdout
+    assert re.match(r"^trapper \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z three\n$", stamped)
+    assert pk("pod", "logs", "--since", "2099-01-01T00:00:00Z", "sigs").stdout == ""
+    assert pk("pod", "logs", "--until", "2000-01-01T00:00:00Z", "sigs").stdout == ""
+    pk("pod", "kill", "--signal", "USR1", "sigs")
+    wait_for(lambda: "got USR1" in pk("logs", "trapper").stdout, what="the trap to run")
+    assert state(pk, "trapper") == "running"
+    # sh as PID 1 ignores SIGTERM: the stop's wait is what ends it
+    began = time.monotonic()
+    pk("pod", "stop", "--time", "1", "sigs")
+    assert time.monotonic() - began < 8
+    assert state(pk, "trapper") == "exited"
+    pk("pod", "start", "sigs")
+    began = time.monotonic()
+    pk("pod", "rm", "--force", "--time", "1", "sigs")
+    assert time.monotonic() - began < 8
+    assert pk("pod", "ps", "--format", "{{.Name}}").stdout.split() == []

@@ -58,6 +58,7 @@ OPTIONS: dict[str, dict[str, str]] = {
         "--last": "the N last created containers, all states",
         "--latest": "the last created container, whatever its state",
         "--no-trunc": "full IDs and commands",
+        "--pod": "the POD ID and PODNAME columns (Podman's)",
         "--quiet": "only IDs",
         "--size": "the SIZE column: writable layer (virtual: with the image)",
     },

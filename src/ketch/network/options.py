@@ -86,6 +86,7 @@ OPTIONS: dict[str, dict[str, str]] = {
     "connect": {
         "--alias": "DNS names of the container on that network",
         "--ip": "the container's address on that network",
+        "--ip6": "the container's IPv6 address on a network made with --ipv6",
     },
     "create": NETWORK_CREATE_OPTIONS,
     "disconnect": {"--force": "as without it: a local container is disconnected whatever"
