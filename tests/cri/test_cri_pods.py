@@ -237,6 +237,33 @@ def test_unknown_sandbox_and_container_are_not_found_and_exec_times_out(
     rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
 
 
+def test_stop_sandbox_kills_members_that_ignore_sigterm_without_waiting(
+        any_runtime: Served, busybox: str, tmp_path: Path) -> None:
+    # the kubelet gives grace periods through StopContainer; StopPodSandbox then stops
+    # what still runs forcibly (containerd: timeout 0), so `sleep` as PID 1, which
+    # ignores SIGTERM, must not hold the call for a stop timeout per member
+    cri = any_runtime.cri
+    rt = any_runtime.runtime
+    config = _sandbox(any_runtime, "stubborn", tmp_path / "logs")
+    pod_id = rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config)).pod_sandbox_id
+    ids = []
+    for name in ("one", "two"):
+        (tmp_path / "logs" / name).mkdir(parents=True, exist_ok=True)
+        cid = rt.CreateContainer(cri.CreateContainerRequest(
+            pod_sandbox_id=pod_id, sandbox_config=config,
+            config=_container(any_runtime, name, busybox, ["sleep", "300"]))).container_id
+        rt.StartContainer(cri.StartContainerRequest(container_id=cid))
+        ids.append(cid)
+    started = time.monotonic()
+    rt.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=pod_id))
+    took = time.monotonic() - started
+    states = [rt.ContainerStatus(cri.ContainerStatusRequest(container_id=c)).status.state
+              for c in ids]
+    assert states == [cri.CONTAINER_EXITED, cri.CONTAINER_EXITED]
+    assert took < 8, f"StopPodSandbox took {took:.1f} s"
+    rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+
+
 def test_stats_of_a_container_and_its_sandbox_and_a_live_resource_update(
         pod_cgroup: str, any_runtime: Served, busybox: str, tmp_path: Path) -> None:
     # (pod_cgroup first: it is removed after the runtime has removed the containers)
