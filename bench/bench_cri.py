@@ -93,9 +93,14 @@ def sandbox_config(cri, name: str, logs: Path):  # type: ignore[no-untyped-def]
 
 
 def container_config(cri, name: str, image: str):  # type: ignore[no-untyped-def]
-    return cri.ContainerConfig(metadata=cri.ContainerMetadata(name=name, attempt=0),
-                               image=cri.ImageSpec(image=image),
-                               command=["sleep", "3600"], log_path=f"{name}/0.log")
+    # seccomp RuntimeDefault spelled out: it is ketch's default when the kubelet sends
+    # no profile, containerd's default then is unconfined; both do the same work here
+    seccomp = cri.SecurityProfile(profile_type=cri.SecurityProfile.RuntimeDefault)
+    return cri.ContainerConfig(
+        metadata=cri.ContainerMetadata(name=name, attempt=0), image=cri.ImageSpec(image=image),
+        command=["sleep", "3600"], log_path=f"{name}/0.log",
+        linux=cri.LinuxContainerConfig(
+            security_context=cri.LinuxContainerSecurityContext(seccomp=seccomp)))
 
 
 def pod_up(served, image: str, name: str, logs: Path) -> tuple[float, str]:  # type: ignore[no-untyped-def]
@@ -265,6 +270,12 @@ def main() -> int:
                 s.images.PullImage(cri.PullImageRequest(
                     image=cri.ImageSpec(image=names["busybox"])))
             results = bench(servers, markers, names["busybox"], args.runs, logs)
+        except BaseException:
+            for log in (tmp / "cri.log", *((ctrd.log,) if ctrd else ())):
+                if log.exists():
+                    print(f"--- {log.name} (last lines)\n"
+                          + "\n".join(log.read_text().splitlines()[-15:]), file=sys.stderr)
+            raise
         finally:
             for s in servers:
                 try:
