@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import shutil
 import statistics
 import subprocess
@@ -191,9 +190,8 @@ def bench(servers: list, markers: dict[str, str], image: str, runs: int,  # type
             pids = [p for group in procs.values() for p in group]
             if not pids:
                 raise SystemExit(f"bench: {s.name}: no per-pod processes found")
-            rss = sum(_memory_kib(p)[0] for p in pids)
-            pss = sum(_memory_kib(p)[1] for p in pids)
-            mem[s.name].append((rss, pss, len(pids)))
+            kib = [_memory_kib(p) for p in pids]
+            mem[s.name].append((sum(r for r, _ in kib), sum(p for _, p in kib), len(pids)))
             down[s.name].append(pod_down(s, sid))
     out: dict[str, dict[str, object]] = {}
     for s in servers:
@@ -260,9 +258,7 @@ def main() -> int:
             servers.append(Cri(root, tmp / "cri.sock", tmp / "cri.log"))
             markers = {"ketch": str(root)}
             if have_containerd:
-                # a directory name of its own: the CNI bridge is named after it, and
-                # the tests' containerd (top "ctrd") may run beside the bench
-                ctrd = Containerd(tmp / f"c{secrets.token_hex(3)}", host, names["pause"])
+                ctrd = Containerd(tmp / "ctrd", host, names["pause"])
                 servers.append(ctrd)
                 markers["containerd"] = str(ctrd.top)
             for s in servers:

@@ -111,8 +111,11 @@ class Containerd(Served):
         from tests.network.helpers import SubnetPicker
 
         self.top = top
-        tok = top.name[-6:].replace("-", "").replace("_", "")[:4] or "c"
-        self.bridge = f"ktcri{tok}"[:15]
+        import secrets
+
+        # a bridge name of its own: two runs at once (other tests, the bench) must not
+        # share one bridge with different subnets
+        self.bridge = f"ktcri{secrets.token_hex(4)}"
         cni = top / "cni"
         cni.mkdir(parents=True)
         (cni / "10-ktcri.conflist").write_text(json.dumps({
