@@ -10,6 +10,8 @@ container was made from.
 
 from __future__ import annotations
 
+import base64
+import os
 import re
 
 from ketch.errors import InvalidArgument, NotFound
@@ -40,6 +42,7 @@ def generate(engine: Engine, names: list[str], *, kind: str = "pod",
     for name in names:
         pod = _pod_source(engine, name)
         obj = _object(engine, pod, kind)
+        docs.extend(pod.extra)
         docs.append(obj)
         if service:
             svc = _service(pod, obj)
@@ -47,7 +50,17 @@ def generate(engine: Engine, names: list[str], *, kind: str = "pod",
                 services.append(svc)
     head = ("# Made by ketch kube generate: `ketch kube play` or `kubectl apply -f` this"
             " file.\n")
-    return head + "---\n".join(yaml.safe_dump(d, sort_keys=False, default_flow_style=False)
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+        # file contents as literal blocks, as people write ConfigMaps
+        style = "|" if "\n" in data and data.strip() == data.rstrip("\n") else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+    Dumper.add_representer(str, text)
+    return head + "---\n".join(yaml.dump(d, Dumper=Dumper, sort_keys=False,
+                                         default_flow_style=False)
                                for d in services + docs)
 
 
@@ -64,6 +77,7 @@ class _PodSource:
         self.hosts = hosts
         self.members = members
         self.prefix = prefix
+        self.extra: list[dict[str, Any]] = []    # ConfigMaps and Secrets its volumes need
 
 
 def _pod_source(engine: Engine, name: str) -> _PodSource:
@@ -109,7 +123,7 @@ def _object(engine: Engine, pod: _PodSource, kind: str) -> dict[str, Any]:
         annotations.update(rec.host_config.get("Annotations") or {})
         restart = restart or policy
     spec: dict[str, Any] = {"containers": containers}
-    if pod.hostname:
+    if pod.hostname and pod.hostname != pod.name:  # a pod's host name is its name
         spec["hostname"] = pod.hostname
     aliases: dict[str, list[str]] = {}
     for line in pod.hosts:
@@ -327,6 +341,8 @@ def _mounts(engine: Engine, hc: dict[str, Any], pod: _PodSource
                 vname = _dns_label(source)
                 volumes[vname] = {"name": vname,
                                   "persistentVolumeClaim": {"claimName": source}}
+        elif mtype == "bind" and _projected(engine, pod, source, volumes):
+            vname = _dns_label(os.path.basename(source))
         elif mtype == "bind":
             vname = _dns_label(source.strip("/").replace("/", "-")) or "root"
             vname = vname[:63]
@@ -369,3 +385,48 @@ def _service(pod: _PodSource, obj: dict[str, Any]) -> dict[str, Any] | None:
     return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
             "spec": {"type": "NodePort", "selector": {"app": labels["app"]},
                      "ports": ports}}
+
+
+def _projected(engine: Engine, pod: _PodSource, source: str,
+               volumes: dict[str, dict[str, Any]]) -> bool:
+    """A bind of a ConfigMap/Secret volume `play` wrote: the volume, and the object
+    with the files' contents (a Secret's too: the YAML is what a cluster needs)."""
+    from ketch.kube.play import files_dir
+
+    kind_dir, vol = os.path.split(source)
+    base, kind = os.path.split(kind_dir)
+    if base != files_dir(engine, pod.name) or kind not in ("configMap", "secret"):
+        return False
+    vname = _dns_label(vol)
+    obj_name = _dns_label(f"{pod.name}-{vol}")
+    data: dict[str, str] = {}
+    binary: dict[str, str] = {}
+    items = []
+    for top, _dirs, files in os.walk(source):
+        for f in sorted(files):
+            path = os.path.join(top, f)
+            rel = os.path.relpath(path, source)
+            key = rel.replace("/", "-")
+            with open(path, "rb") as fh:
+                content = fh.read()
+            if kind == "secret":
+                data[key] = base64.b64encode(content).decode()
+            else:
+                try:
+                    data[key] = content.decode()
+                except UnicodeDecodeError:
+                    binary[key] = base64.b64encode(content).decode()
+            items.append({"key": key, "path": rel})
+    obj: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap" if kind == "configMap"
+                           else "Secret", "metadata": {"name": obj_name}}
+    if data:
+        obj["data"] = data
+    if binary:
+        obj["binaryData"] = binary
+    pod.extra.append(obj)
+    ref: dict[str, Any] = ({"name": obj_name} if kind == "configMap"
+                           else {"secretName": obj_name})
+    if any(i["key"] != i["path"] for i in items):
+        ref["items"] = items
+    volumes[vname] = {"name": vname, kind: ref}
+    return True

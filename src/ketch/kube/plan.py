@@ -152,7 +152,7 @@ class PodPlan:
     containers: list[ContainerPlan] = field(default_factory=list)
     # emptyDir volumes, made for the pod and removed by `kube down`: name -> driver options
     volumes: dict[str, dict[str, str]] = field(default_factory=dict)
-    # ConfigMap/Secret volumes: volume name -> {relative path: (content, mode)}
+    # ConfigMap/Secret volumes: "configMap/NAME" or "secret/NAME" -> {path: (content, mode)}
     files: dict[str, dict[str, tuple[bytes, int]]] = field(default_factory=dict)
 
 
@@ -477,8 +477,8 @@ def _volumes(doc: Doc, spec: dict[str, Any], path: str, pod: PodPlan,
             pod.volumes[vname] = opts
             out[name] = _Volume("volume", vname)
         elif kind in ("configMap", "secret"):
-            out[name] = _Volume("files", name)
-            pod.files[name] = _projected(doc, spath, kind, src, sources[kind])
+            out[name] = _Volume("files", f"{kind}/{name}")
+            pod.files[f"{kind}/{name}"] = _projected(doc, spath, kind, src, sources[kind])
         else:
             doc.fail(f"{vpath}.{kind}", "unsupported volume source: ketch has"
                      " persistentVolumeClaim, hostPath, emptyDir, configMap and secret")
