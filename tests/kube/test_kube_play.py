@@ -1,0 +1,262 @@
+"""`ketch kube play` / `kube down` / `kube generate` on real runc, with the busybox image:
+ConfigMaps and Secrets as env and files, a claim's volume across down and play, generate
+of a running pod validated and played back, bad input refused with nothing made."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import require
+from tests.helpers.ports import free_port
+from tests.kube.conftest import KubeCLI, fetch
+
+WEB = """
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: site}}
+data:
+  GREETING: hello from a ConfigMap
+  index.html: <h1>served from a ConfigMap</h1>
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: creds}}
+stringData: {{password: s3cret}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: web, labels: {{app: web}}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: httpd
+    image: busybox
+    command: [httpd, -f, -p, "80", -h, /www]
+    ports: [{{containerPort: 80, hostPort: {port}}}]
+    volumeMounts: [{{name: site, mountPath: /www}}]
+  - name: shell
+    image: busybox
+    command: [sleep, "600"]
+    env:
+    - name: GREETING
+      valueFrom: {{configMapKeyRef: {{name: site, key: GREETING}}}}
+    envFrom: [{{secretRef: {{name: creds}}, prefix: DB_}}]
+    volumeMounts: [{{name: creds, mountPath: /run/creds}}]
+  volumes:
+  - name: site
+    configMap: {{name: site, items: [{{key: index.html, path: index.html}}]}}
+  - name: creds
+    secret: {{secretName: creds, defaultMode: 0400}}
+"""
+
+
+def test_configmap_and_secret_as_env_and_as_mounted_files(kk: KubeCLI) -> None:
+    port = free_port()
+    path = kk.yaml(WEB.format(port=port))
+    out = kk("kube", "play", str(path)).stdout.splitlines()
+    assert out[0] == "Pod:" and out[2] == "Containers:"
+    assert kk.containers() == sorted(["web-httpd", "web-shell",
+                                      f"{out[1][:12]}-infra"])
+    assert fetch(f"http://127.0.0.1:{port}/") == "<h1>served from a ConfigMap</h1>"
+    env = kk.exec("web-shell", "echo \"$GREETING|$DB_password\"")
+    assert env == "hello from a ConfigMap|s3cret\n"
+    assert kk.exec("web-shell", "stat -c '%a %n' /run/creds/password; cat"
+                   " /run/creds/password") == "400 /run/creds/password\ns3cret"
+    # the projected files are read-only in the container, as the kubelet makes them
+    refused = kk("exec", "web-httpd", "sh", "-c", "echo x > /www/index.html", check=False)
+    assert refused.returncode != 0 and "Read-only file system" in refused.stderr
+
+    down = kk("kube", "down", str(path)).stdout.splitlines()
+    assert down[:2] == ["Pods stopped:", out[1]]
+    assert down[2:4] == ["Pods removed:", out[1]]
+    assert kk.pods() == [] and kk.containers() == []
+    assert not (kk.root / "kube" / "web").exists()
+
+
+CLAIM = """
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: notes-data}
+spec:
+  accessModes: [ReadWriteOnce]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: notes}
+spec:
+  selector: {matchLabels: {app: notes}}
+  template:
+    metadata: {labels: {app: notes}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: app
+        image: busybox
+        command: [sleep, "600"]
+        volumeMounts:
+        - {name: data, mountPath: /data}
+        - {name: cache, mountPath: /cache}
+      volumes:
+      - name: data
+        persistentVolumeClaim: {claimName: notes-data}
+      - name: cache
+        emptyDir: {}
+"""
+
+
+def test_a_claims_volume_survives_down_and_play_and_an_empty_dir_does_not(kk: KubeCLI
+                                                                          ) -> None:
+    path = kk.yaml(CLAIM)
+    played = kk("kube", "play", str(path)).stdout
+    assert "Volumes:\nnotes-data\n" in played
+    kk.exec("notes-pod-app", "echo kept > /data/note; echo gone > /cache/note")
+    down = kk("kube", "down", str(path)).stdout
+    assert down.endswith("Volumes removed:\nnotes-pod-cache\n")
+    assert kk("volume", "ls", "-q").stdout.split() == ["notes-data"]
+
+    kk("kube", "play", str(path))
+    assert kk.exec("notes-pod-app", "cat /data/note; ls /cache") == "kept\n"
+    kk("kube", "down", str(path))
+    kk("volume", "rm", "notes-data")
+
+
+def test_generate_of_a_running_pod_validates_and_plays_back(kk: KubeCLI) -> None:
+    try:
+        import kubernetes_validate as kv
+        from kubernetes import client
+    except ImportError:
+        require(False, "the test dependencies kubernetes-validate and kubernetes")
+    port = free_port()
+    kk("pod", "create", "--name", "demo", "-p", f"{port}:80", "--label", "app=demo")
+    kk("volume", "create", "demo-data")
+    kk("run", "-d", "--pod", "demo", "--name", "demo-web", "-e", "MESSAGE=hi", "-m", "64m",
+       "--cap-drop", "NET_RAW", "-v", "demo-data:/www", "--restart", "always",
+       "busybox", "sh", "-c", "echo \"$MESSAGE\" > /www/index.html; exec httpd -f -p 80"
+       " -h /www")
+    assert fetch(f"http://127.0.0.1:{port}/") == "hi\n"
+
+    text = kk("kube", "generate", "--service", "demo").stdout
+    import yaml
+
+    docs = list(yaml.safe_load_all(text))
+    assert [d["kind"] for d in docs] == ["Service", "Pod"]
+    version = kv.latest_version()
+    api = client.ApiClient()
+    for d in docs:
+        kv.validate(d, version, strict=True)  # raises on anything a cluster refuses
+        model = api.deserialize(json.dumps(d), f"V1{d['kind']}", "application/json")
+        assert model.metadata.name == d["metadata"]["name"]
+    pod = docs[1]
+    ctr = pod["spec"]["containers"][0]
+    assert ctr["name"] == "web" and ctr["image"] == "busybox"
+    assert {"name": "MESSAGE", "value": "hi"} in ctr["env"]
+    assert ctr["ports"] == [{"containerPort": 80, "hostPort": port, "protocol": "TCP"}]
+    assert ctr["resources"] == {"limits": {"memory": "64Mi"}}
+    assert ctr["securityContext"] == {"capabilities": {"drop": ["NET_RAW"]}}
+    assert pod["spec"]["restartPolicy"] == "Always"
+    assert pod["spec"]["volumes"] == [{"name": "demo-data",
+                                       "persistentVolumeClaim": {"claimName": "demo-data"}}]
+
+    kk("pod", "rm", "-f", "demo")
+    played = kk.yaml(text, "generated.yaml")
+    kk("kube", "play", str(played))
+    assert fetch(f"http://127.0.0.1:{port}/") == "hi\n"
+    fmt = "{{.HostConfig.Memory}} {{json .HostConfig.CapDrop}} {{.HostConfig.RestartPolicy.Name}}"
+    assert kk("inspect", "-f", fmt, "demo-web").stdout.strip() == \
+        f'{64 * 2**20} ["NET_RAW"] always'
+    kk("kube", "down", str(played))
+    kk("volume", "rm", "demo-data")
+
+
+def test_yaml_that_is_not_kubernetes_exits_125_with_one_line_and_makes_nothing(
+        kk: KubeCLI) -> None:
+    bad = kk.yaml("""
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: p}
+        spec:
+          containers:
+          - {name: c, image: busybox, ports: [{containerPort: eighty}]}
+        """)
+    r = kk("kube", "play", str(bad), check=False)
+    assert r.returncode == 125
+    assert r.stderr.strip().splitlines() == [
+        f"Error: {bad}: document 1 (Pod p): spec.containers[0].ports[0].containerPort:"
+        " expected integer, got string 'eighty'"]
+    assert kk.pods() == [] and kk.containers() == []
+
+
+def test_a_play_that_fails_halfway_removes_what_it_made(kk: KubeCLI) -> None:
+    # the second pod's container is refused by create (Docker's minimum memory limit),
+    # after the claim's volume, the first pod and its files were made
+    path = kk.yaml("""
+        apiVersion: v1
+        kind: PersistentVolumeClaim
+        metadata: {name: half-data}
+        ---
+        apiVersion: v1
+        kind: ConfigMap
+        metadata: {name: cfg}
+        data: {a: b}
+        ---
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: first}
+        spec:
+          containers:
+          - name: c
+            image: busybox
+            command: [sleep, "600"]
+            volumeMounts: [{name: cfg, mountPath: /cfg}, {name: d, mountPath: /d}]
+          volumes:
+          - {name: cfg, configMap: {name: cfg}}
+          - {name: d, persistentVolumeClaim: {claimName: half-data}}
+        ---
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: second}
+        spec:
+          containers:
+          - {name: c, image: busybox, resources: {limits: {memory: 1Ki}}}
+        """)
+    r = kk("kube", "play", str(path), check=False)
+    assert r.returncode == 125, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "memory" in r.stderr.lower()
+    assert kk.pods() == [] and kk.containers() == []
+    assert kk("volume", "ls", "-q").stdout.split() == []
+    assert not (kk.root / "kube" / "first").exists()
+
+
+def test_playing_the_same_pod_twice_conflicts_unless_replace(kk: KubeCLI) -> None:
+    path = kk.yaml("""
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: twice}
+        spec:
+          terminationGracePeriodSeconds: 1
+          containers: [{name: c, image: busybox, command: [sleep, "600"]}]
+        """)
+    first = kk("kube", "play", str(path)).stdout.splitlines()[1]
+    r = kk("kube", "play", str(path), check=False)
+    assert r.returncode == 125
+    assert r.stderr.strip() == ("Error: pod 'twice' already exists: remove it, or play"
+                                " with --replace")
+    second = kk("kube", "play", "--replace", str(path)).stdout.splitlines()[1]
+    assert second != first and kk.pods() == ["twice"]
+    assert kk("inspect", "-f", "{{.State.Status}}", "twice-c").stdout.strip() == "running"
+    kk("kube", "play", "--down", str(path))
+    assert kk.pods() == []
+
+
+def test_start_false_creates_without_starting_and_stdin_is_read(kk: KubeCLI) -> None:
+    text = """
+apiVersion: v1
+kind: Pod
+metadata: {name: idle}
+spec:
+  containers: [{name: c, image: busybox, command: [sleep, "600"]}]
+"""
+    kk("kube", "play", "--start=false", "-", input=text)
+    assert kk("inspect", "-f", "{{.State.Status}}", "idle-c").stdout.strip() == "created"
+    kk("kube", "down", "-", input=text)
+    assert kk.containers() == []
