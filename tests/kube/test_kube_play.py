@@ -260,3 +260,46 @@ spec:
     assert kk("inspect", "-f", "{{.State.Status}}", "idle-c").stdout.strip() == "created"
     kk("kube", "down", "-", input=text)
     assert kk.containers() == []
+
+
+def test_a_failing_liveness_probe_turns_unhealthy_and_restarts_the_container(
+        kk: KubeCLI) -> None:
+    import time
+
+    from tests.helpers.host import wait_for
+
+    since = str(int(time.time()))
+    path = kk.yaml("""
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: live}
+        spec:
+          restartPolicy: Always
+          terminationGracePeriodSeconds: 1
+          containers:
+          - name: app
+            image: busybox
+            command: [sh, -c, "touch /tmp/healthy; exec sleep 600"]
+            livenessProbe:
+              exec: {command: [cat, /tmp/healthy]}
+              periodSeconds: 1
+              failureThreshold: 2
+        """)
+    kk("kube", "play", str(path))
+
+    def status() -> str:
+        return kk("inspect", "-f", "{{.State.Health.Status}} {{.RestartCount}}",
+                  "live-app").stdout.strip()
+
+    wait_for(lambda: status() == "healthy 0", timeout=20, what="the probe to pass")
+    assert "(healthy)" in kk("ps", "--filter", "name=live-app", "--format",
+                             "{{.Status}}").stdout
+    kk.exec("live-app", "rm /tmp/healthy")
+    wait_for(lambda: status() == "healthy 1", timeout=30,
+             what="the container to be restarted and healthy again")
+    events = kk("events", "--since", since, "--until", str(int(time.time()) + 1),
+                "--filter", "container=live-app", "--format", "{{.Action}}").stdout
+    actions = events.splitlines()
+    assert "health_status: unhealthy" in actions
+    assert actions.index("health_status: unhealthy") < actions.index("restart")
+    kk("kube", "down", str(path))

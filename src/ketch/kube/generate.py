@@ -210,7 +210,7 @@ def _container(engine: Engine, rec: ContainerRecord, pod: _PodSource, *, first: 
         c["resources"] = res
     probe = _probe(cfg.get("Healthcheck"), icfg.get("Healthcheck"))
     if probe:
-        action = hc.get("HealthOnFailure") or ""
+        action = cfg.get("HealthcheckOnFailureAction") or ""
         c["livenessProbe" if action in ("restart", "kill") else "readinessProbe"] = probe
     if cfg.get("Tty"):
         c["tty"] = True

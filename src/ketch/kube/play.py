@@ -225,15 +225,12 @@ def _play_pod(engine: Engine, pod: PodPlan, network: str | None, made: _Made) ->
     for c in pod.containers:
         hc = dict(c.host_config)
         hc["Mounts"] = [_mount(engine, pod, m, base, made) for m in c.mounts]
-        _health_on_failure(c, hc)
-        ctr = engine.containers.create(dict(c.config), hc, name=c.name, pod=pod.name)
+        config = dict(c.config)
+        if c.health_on_failure:
+            config["HealthcheckOnFailureAction"] = c.health_on_failure  # Podman's name
+        ctr = engine.containers.create(config, hc, name=c.name, pod=pod.name)
         played.containers.append(ctr.id)
     return played
-
-
-def _health_on_failure(c: ContainerPlan, hc: dict[str, Any]) -> None:
-    if c.health_on_failure:
-        hc["HealthOnFailure"] = c.health_on_failure
 
 
 def _write_files(d: str, files: dict[str, tuple[bytes, int]]) -> None:
