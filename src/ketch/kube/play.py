@@ -97,8 +97,7 @@ def play(engine: Engine, text: str, source: str, *, folder: str, replace: bool =
         for pod in plan.pods:
             report.pods.append(_play_pod(engine, pod, network, made))
         if start:
-            for played in report.pods:
-                engine.pod_start(played.id)
+            _start(engine, report.pods)
     except BaseException:
         made.undo()
         raise
@@ -193,6 +192,48 @@ def _image(engine: Engine, c: ContainerPlan, folder: str, build: bool | None,
         return
     for ev in engine.pull(c.image):
         say(str(ev))
+
+
+def _start(engine: Engine, pods: list[PlayedPod]) -> None:
+    """The pods' infra containers, then all their members at once. Most of a start is
+    waiting for runc and conmon, so the containers start side by side, each in a child
+    process with its own Engine, as that many `ketch start` commands would (the state
+    root is made for concurrent ketch processes)."""
+    infras = [engine.pod_inspect(p.id)["InfraContainerID"] for p in pods]
+    _in_parallel(engine, infras)
+    _in_parallel(engine, [cid for p in pods for cid in p.containers])
+
+
+def _in_parallel(engine: Engine, ids: list[str]) -> None:
+    if len(ids) == 1:
+        engine.containers.start(ids[0])
+        return
+    children: list[tuple[int, int]] = []
+    for cid in ids:
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: start one container, report an error, exit at once
+            os.close(read)
+            code = 0
+            try:
+                with engine.reopen() as mine:
+                    mine.containers.start(cid)
+            except BaseException as e:  # noqa: BLE001 (anything goes back to the parent)
+                os.write(write, (getattr(e, "message", None) or str(e) or
+                                 type(e).__name__).encode()[:4000])
+                code = 1
+            os._exit(code)
+        os.close(write)
+        children.append((pid, read))
+    errors = []
+    for pid, read in children:
+        with os.fdopen(read, "rb") as f:
+            message = f.read().decode(errors="replace")
+        _, status = os.waitpid(pid, 0)
+        if status != 0:
+            errors.append(message or f"starting a container failed (status {status})")
+    if errors:
+        raise KetchError(errors[0])
 
 
 def _check_non_root(engine: Engine, c: ContainerPlan) -> None:
