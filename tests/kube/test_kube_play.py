@@ -157,6 +157,18 @@ def test_generate_of_a_running_pod_validates_and_plays_back(kk: KubeCLI) -> None
     assert pod["spec"]["volumes"] == [{"name": "demo-data",
                                        "persistentVolumeClaim": {"claimName": "demo-data"}}]
 
+    # a Deployment of it is valid too, and names the image by the tag it was pushed under
+    kk("tag", "busybox", "registry.example:5000/team/busybox:1")
+    text_d = kk("kube", "generate", "--type", "deployment", "demo").stdout
+    (deployment,) = yaml.safe_load_all(text_d)
+    kv.validate(deployment, version, strict=True)
+    api.deserialize(json.dumps(deployment), "V1Deployment", "application/json")
+    template = deployment["spec"]["template"]
+    assert deployment["metadata"]["name"] == "demo-deployment"
+    assert template["metadata"]["labels"] == {"app": "demo"}
+    assert template["spec"]["containers"][0]["image"] == "registry.example:5000/team/busybox:1"
+    kk("rmi", "registry.example:5000/team/busybox:1")
+
     kk("pod", "rm", "-f", "demo")
     played = kk.yaml(text, "generated.yaml")
     kk("kube", "play", str(played))
