@@ -94,7 +94,10 @@ def _pod_source(engine: Engine, name: str) -> _PodSource:
         return _PodSource(info["Name"], dict(info.get("Labels") or {}),
                           info.get("Hostname") or "", infra.get("PortBindings") or {},
                           list(infra.get("HostAdd") or []), members, info["Name"] + "-")
-    rec = engine.containers.get(name)  # ContainerNotFound names it when it is neither
+    try:
+        rec = engine.containers.get(name)
+    except NotFound:
+        raise NotFound(f"{name} does not refer to a pod or a container") from None
     hc = rec.host_config
     if hc.get("_Pod") or hc.get("_PodInfra"):
         raise InvalidArgument(f"container {rec.name} is part of a pod: generate the pod")
