@@ -315,3 +315,37 @@ def test_a_failing_liveness_probe_turns_unhealthy_and_restarts_the_container(
     assert "health_status: unhealthy" in actions
     assert actions.index("health_status: unhealthy") < actions.index("restart")
     kk("kube", "down", str(path))
+
+
+def test_host_paths_are_checked_by_type_and_generate_names_what_it_cannot_find(
+        kk: KubeCLI) -> None:
+    host = kk.folder / "shared"
+    path = kk.yaml(f"""
+        apiVersion: v1
+        kind: Pod
+        metadata: {{name: hp}}
+        spec:
+          terminationGracePeriodSeconds: 1
+          containers:
+          - name: c
+            image: busybox
+            command: [sleep, "600"]
+            volumeMounts: [{{name: made, mountPath: /made}}, {{name: must, mountPath: /must}}]
+          volumes:
+          - {{name: made, hostPath: {{path: {host}/made, type: DirectoryOrCreate}}}}
+          - {{name: must, hostPath: {{path: {host}/absent, type: Directory}}}}
+        """)
+    r = kk("kube", "play", str(path), check=False)
+    assert r.returncode == 125
+    assert r.stderr.strip() == f"Error: pod hp: hostPath {host}/absent does not exist (type" \
+        " Directory)"
+    assert kk.pods() == [] and kk.containers() == []
+    (host / "absent").mkdir()
+    kk("kube", "play", str(path))
+    kk.exec("hp-c", "echo from-pod > /made/f")
+    assert (host / "made" / "f").read_text() == "from-pod\n"
+    kk("kube", "down", str(path))
+
+    r = kk("kube", "generate", "nosuch", check=False)
+    assert (r.returncode, r.stderr.strip()) == (
+        125, "Error: nosuch does not refer to a pod or a container")
