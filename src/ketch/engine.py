@@ -533,13 +533,15 @@ class Engine:
         return play(self, text, source, folder=folder, replace=replace, network=network,
                     build=build, start=start, progress=progress)
 
-    def kube_down(self, path: str, *, stdin: IO[str] | None = None) -> DownReport:
+    def kube_down(self, path: str, *, stdin: IO[str] | None = None,
+                  force: bool = False) -> DownReport:
         """`podman kube down`: remove the pods a YAML file describes, with their
-        containers, emptyDir volumes and ConfigMap/Secret files (claims' volumes stay)."""
+        containers, emptyDir volumes and ConfigMap/Secret files; the claims' volumes
+        stay unless `force`."""
         from ketch.kube.play import down, read_source
 
         text, source, _ = read_source(path, stdin)
-        return down(self, text, source)
+        return down(self, text, source, force=force)
 
     def kube_generate(self, names: Iterable[str], *, kind: str = "pod",
                       service: bool = False) -> str:

@@ -116,8 +116,9 @@ def test_a_claims_volume_survives_down_and_play_and_an_empty_dir_does_not(kk: Ku
 
     kk("kube", "play", str(path))
     assert kk.exec("notes-pod-app", "cat /data/note; ls /cache") == "kept\n"
-    kk("kube", "down", str(path))
-    kk("volume", "rm", "notes-data")
+    down = kk("kube", "down", "--force", str(path)).stdout
+    assert down.endswith("Volumes removed:\nnotes-pod-cache\nnotes-data\n")
+    assert kk("volume", "ls", "-q").stdout.split() == []
 
 
 def test_generate_of_a_running_pod_validates_and_plays_back(kk: KubeCLI) -> None:

@@ -310,3 +310,30 @@ def test_kubernetes_quantities() -> None:
     for bad in ("12 MB", "Mi", "", "1.2.3"):
         with pytest.raises(ValueError):
             quantity(bad)
+
+
+def test_a_readiness_probe_only_marks_health_and_liveness_under_never_kills() -> None:
+    plan = plan_of("""
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: p}
+        spec:
+          restartPolicy: Never
+          containers:
+          - name: ready
+            image: busybox
+            ports: [{containerPort: 8080, name: web}]
+            readinessProbe: {httpGet: {path: /up, port: web}, periodSeconds: 3}
+          - name: live
+            image: busybox
+            livenessProbe: {tcpSocket: {port: 5432}, timeoutSeconds: 2}
+        """)
+    ready, live = plan.pods[0].containers
+    assert ready.health_on_failure == ""
+    test = ready.config["Healthcheck"]["Test"]
+    assert test[0] == "CMD-SHELL" and "http://127.0.0.1:8080/up" in test[1]
+    assert ready.config["Healthcheck"]["Interval"] == 3 * 10**9
+    assert live.health_on_failure == "kill"
+    assert live.config["Healthcheck"]["Test"] == ["CMD-SHELL", "nc -z 127.0.0.1 5432 || exit 1"]
+    assert live.config["Healthcheck"]["Timeout"] == 2 * 10**9
+    assert live.host_config["RestartPolicy"] == {"Name": "no", "MaximumRetryCount": 0}

@@ -71,11 +71,13 @@ def _print_down(report: DownReport) -> None:
                   error_exit=125)
 def _down(p: Parser) -> None:
     p.add_argument("file", metavar="KUBEFILE")
+    p.add_argument("--force", action="store_true",
+                   help="Remove the PersistentVolumeClaims' volumes too")
 
 
 @_down.handler
 def down(ns: Namespace) -> None:
-    _print_down(engine().kube_down(ns.file))
+    _print_down(engine().kube_down(ns.file, force=ns.force))
 
 
 @registry.command("generate", "[OPTIONS] POD|CONTAINER...", "Generate Kubernetes YAML"

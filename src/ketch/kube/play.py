@@ -339,13 +339,21 @@ def _host_path(pod: PodPlan, path: str, htype: str) -> str:
 
 
 # -- down ---------------------------------------------------------------------------------
-def down(engine: Engine, text: str, source: str) -> DownReport:
+def down(engine: Engine, text: str, source: str, *, force: bool = False) -> DownReport:
     """Remove the pods the YAML describes, with their containers, emptyDir volumes and
-    ConfigMap/Secret files. PersistentVolumeClaims' volumes stay, as on a cluster."""
+    ConfigMap/Secret files. PersistentVolumeClaims' volumes stay, as on a cluster,
+    unless `force` (Podman's `kube down --force`)."""
     plan = make_plan(load(text, source))
     report = DownReport()
     for pod in plan.pods:
         _down_pod(engine, pod, report)
+    if force:
+        for claim in plan.claims:
+            try:
+                engine.volumes.remove(claim)
+            except NotFound:
+                continue
+            report.volumes.append(claim)
     return report
 
 
