@@ -92,7 +92,8 @@ def podman_tool(tmp: Path) -> Tool | None:
         return None
     version = subprocess.run([podman, "--version"], capture_output=True, text=True)
     root = tmp / "podman"
-    return Tool(version.stdout.strip() or "podman",
+    name = version.stdout.strip().replace("podman version ", "podman ") or "podman"
+    return Tool(name,
                 [podman, "--root", str(root / "storage"), "--runroot", str(root / "run")],
                 dict(os.environ))
 
@@ -151,7 +152,7 @@ def main() -> int:
         print(json.dumps(results, indent=2))
         return 0
     names = list(results)
-    print(f"{'benchmark':<12}" + "".join(f"{n + ' median (min)':>32}" for n in names)
+    print(f"{'benchmark':<12}" + "".join(f"{n + ' median (min)':>28}" for n in names)
           + (f"{'ketch/podman':>14}" if len(names) > 1 else ""))
     for key in ("kube-play", "kube-down"):
         cells, medians = [], []
@@ -160,7 +161,7 @@ def main() -> int:
             med = statistics.median(s)
             medians.append(med)
             cells.append(f"{med * 1000:10.1f} ms ({min(s) * 1000:.1f})")
-        line = f"{key:<12}" + "".join(f"{c:>32}" for c in cells)
+        line = f"{key:<12}" + "".join(f"{c:>28}" for c in cells)
         if len(medians) > 1:
             line += f"{medians[0] / medians[1]:>14.2f}"
         print(line)
