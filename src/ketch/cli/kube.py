@@ -15,6 +15,10 @@ if TYPE_CHECKING:
 registry = Registry()
 
 
+def _progress(line: str) -> None:
+    sys.stderr.write(line + "\n")
+
+
 def _warn(line: str) -> None:
     sys.stderr.write(f"WARNING: {line}\n")
 
@@ -43,7 +47,7 @@ def play(ns: Namespace) -> None:
     build = None if ns.build == "auto" else bool(ns.build)
     report = engine().kube_play(ns.file, replace=ns.replace, network=ns.network,
                                 build=build, start=ns.start,
-                                progress=lambda line: sys.stderr.write(line + "\n"))
+                                progress=_progress)
     for w in report.warnings:
         _warn(w)
     for pod in report.pods:

@@ -53,10 +53,9 @@ class Doc:
         self.index = index
         self.body = body
         meta = body.get("metadata")
-        self.kind = body.get("kind") if isinstance(body.get("kind"), str) else ""
-        self.name = meta.get("name", "") if isinstance(meta, dict) else ""
-        if not isinstance(self.name, str):
-            self.name = ""
+        kind, name = body.get("kind"), meta.get("name") if isinstance(meta, dict) else ""
+        self.kind: str = kind if isinstance(kind, str) else ""
+        self.name: str = name if isinstance(name, str) else ""
 
     def where(self) -> str:
         what = " ".join(p for p in (self.kind, self.name) if p)

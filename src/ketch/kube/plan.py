@@ -637,8 +637,8 @@ def _env(doc: Doc, cpath: str, c: dict[str, Any], pod: PodPlan, resources: dict[
                 continue
             what = "ConfigMap" if refs[0] == "configMapRef" else "Secret"
             doc.fail(f"{rpath}.name", f"no {what} named {ref_name!r} in the file")
-        for k, v in known[ref_name].data.items():
-            values[prefix + k] = _text(doc, f"{rpath}.name", v)
+        for k, data in known[ref_name].data.items():
+            values[prefix + k] = _text(doc, f"{rpath}.name", data)
     for epath, e in doc.objects(c, "env", cpath):
         doc.check_fields(e, epath, _ENV)
         name = doc.get(e, "name", "string", epath, required=True)
@@ -886,7 +886,7 @@ def _probe_port(doc: Doc, apath: str, spec: dict[str, Any], c: dict[str, Any]) -
     for p in c.get("ports") or []:
         if isinstance(p, dict) and p.get("name") == port:
             return int(p.get("containerPort") or 0)
-    if port.isdigit():
+    if port is not None and port.isdigit():
         return int(port)
     doc.fail(f"{apath}.port", f"no container port named {port!r}")
 

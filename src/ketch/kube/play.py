@@ -126,18 +126,17 @@ class _Made:
 
     def undo(self) -> None:
         for pod in reversed(self.pods):
-            _quietly(lambda p=pod: self.engine.pod_rm(p, force=True, timeout=0))
+            try:
+                self.engine.pod_rm(pod, force=True, timeout=0)
+            except (KetchError, OSError):
+                pass
         for name in reversed(self.volumes):
-            _quietly(lambda n=name: self.engine.volumes.remove(n, force=True))
+            try:
+                self.engine.volumes.remove(name, force=True)
+            except (KetchError, OSError):
+                pass
         for d in self.dirs:
             shutil.rmtree(d, ignore_errors=True)
-
-
-def _quietly(fn: Callable[[], object]) -> None:
-    try:
-        fn()
-    except (KetchError, OSError):
-        pass
 
 
 # -- images -------------------------------------------------------------------------------
@@ -190,8 +189,8 @@ def _image(engine: Engine, c: ContainerPlan, folder: str, build: bool | None,
         if not _have(engine, c.image):
             raise ImageNotFound(c.image)
         return
-    for ev in engine.pull(c.image):
-        say(str(ev))
+    for pulled in engine.pull(c.image):
+        say(str(pulled))
 
 
 def _start(engine: Engine, pods: list[PlayedPod]) -> None:
@@ -249,12 +248,14 @@ def _check_non_root(engine: Engine, c: ContainerPlan) -> None:
 # -- pods ---------------------------------------------------------------------------------
 def _play_pod(engine: Engine, pod: PodPlan, network: str | None, made: _Made) -> PlayedPod:
     base = files_dir(engine, pod.name)
+    shutil.rmtree(base, ignore_errors=True)  # left by a pod of this name removed by hand
     if pod.files:
         os.makedirs(os.path.dirname(base), mode=0o700, exist_ok=True)
         made.dirs.append(base)
         for vol, files in pod.files.items():
             _write_files(os.path.join(base, vol), files)
     for vname, opts in pod.volumes.items():
+        _fresh_empty_dir(engine, pod.name, vname)
         made.volume(vname, {LABEL_VOLUME: pod.name}, opts)
     labels = {**pod.labels, LABEL_KIND: pod.kind, LABEL_OWNER: pod.owner}
     rec = engine.pod_create(pod.name, publish=pod.publish,
@@ -272,6 +273,18 @@ def _play_pod(engine: Engine, pod: PodPlan, network: str | None, made: _Made) ->
         ctr = engine.containers.create(config, hc, name=c.name, pod=pod.name)
         played.containers.append(ctr.id)
     return played
+
+
+def _fresh_empty_dir(engine: Engine, pod: str, name: str) -> None:
+    """An emptyDir starts empty: one a pod of this name left behind (removed without
+    `kube down`) goes; a volume of that name that is not a pod's is not touched."""
+    try:
+        labels = engine.volumes.inspect(name).get("Labels") or {}
+    except NotFound:
+        return
+    if labels.get(LABEL_VOLUME) != pod:
+        raise Conflict(f"pod {pod}: volume {name} exists and is not this pod's emptyDir")
+    engine.volumes.remove(name)
 
 
 def _write_files(d: str, files: dict[str, tuple[bytes, int]]) -> None:
