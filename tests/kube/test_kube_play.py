@@ -116,6 +116,11 @@ def test_a_claims_volume_survives_down_and_play_and_an_empty_dir_does_not(kk: Ku
 
     kk("kube", "play", str(path))
     assert kk.exec("notes-pod-app", "cat /data/note; ls /cache") == "kept\n"
+    # a pod removed by hand leaves its emptyDir volume; the next play starts it empty
+    kk.exec("notes-pod-app", "echo stale > /cache/note")
+    kk("pod", "rm", "-f", "notes-pod")
+    kk("kube", "play", str(path))
+    assert kk.exec("notes-pod-app", "ls /cache") == ""
     down = kk("kube", "down", "--force", str(path)).stdout
     assert down.endswith("Volumes removed:\nnotes-pod-cache\nnotes-data\n")
     assert kk("volume", "ls", "-q").stdout.split() == []
