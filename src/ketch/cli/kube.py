@@ -66,6 +66,8 @@ def play(ns: Namespace) -> None:
 def _print_down(report: DownReport) -> None:
     for title, items in (("Pods stopped:", report.stopped), ("Pods removed:", report.removed),
                          ("Volumes removed:", report.volumes)):
+        if title.startswith("Volumes") and not items:
+            continue  # as Podman: the volume list only when there is one
         out(title)
         for i in items:
             out(i)
