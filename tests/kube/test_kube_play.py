@@ -66,11 +66,41 @@ def test_configmap_and_secret_as_env_and_as_mounted_files(kk: KubeCLI) -> None:
     refused = kk("exec", "web-httpd", "sh", "-c", "echo x > /www/index.html", check=False)
     assert refused.returncode != 0 and "Read-only file system" in refused.stderr
 
+    # generate writes the ConfigMap and Secret volumes back with their objects
+    text = kk("kube", "generate", "web").stdout
+    kinds = [d["kind"] for d in _validated(text)]
+    assert kinds == ["ConfigMap", "Secret", "Pod"]
+
     down = kk("kube", "down", str(path)).stdout.splitlines()
-    assert down[:2] == ["Pods stopped:", out[1]]
-    assert down[2:4] == ["Pods removed:", out[1]]
+    assert down == ["Pods stopped:", out[1], "Pods removed:", out[1]]
     assert kk.pods() == [] and kk.containers() == []
     assert not (kk.root / "kube" / "web").exists()
+
+    again = kk.yaml(text, "generated.yaml")
+    kk("kube", "play", str(again))
+    assert fetch(f"http://127.0.0.1:{port}/") == "<h1>served from a ConfigMap</h1>"
+    assert kk.exec("web-shell", "echo \"$GREETING|$DB_password\"; cat /run/creds/password"
+                   ) == "hello from a ConfigMap|s3cret\ns3cret"
+    kk("kube", "down", str(again))
+
+
+def _validated(text: str) -> list[dict]:
+    """The documents of generated YAML, each checked with kubernetes-validate (strict)
+    and loaded into the official client's model of its kind."""
+    try:
+        import kubernetes_validate as kv
+        from kubernetes import client
+    except ImportError:
+        require(False, "the test dependencies kubernetes-validate and kubernetes")
+    import yaml
+
+    docs = list(yaml.safe_load_all(text))
+    api = client.ApiClient()
+    for d in docs:
+        kv.validate(d, kv.latest_version(), strict=True)  # raises on what a cluster refuses
+        model = api.deserialize(json.dumps(d), f"V1{d['kind']}", "application/json")
+        assert model.metadata.name == d["metadata"]["name"]
+    return docs
 
 
 CLAIM = """
@@ -127,11 +157,6 @@ def test_a_claims_volume_survives_down_and_play_and_an_empty_dir_does_not(kk: Ku
 
 
 def test_generate_of_a_running_pod_validates_and_plays_back(kk: KubeCLI) -> None:
-    try:
-        import kubernetes_validate as kv
-        from kubernetes import client
-    except ImportError:
-        require(False, "the test dependencies kubernetes-validate and kubernetes")
     port = free_port()
     kk("pod", "create", "--name", "demo", "-p", f"{port}:80", "--label", "app=demo")
     kk("volume", "create", "demo-data")
@@ -142,16 +167,8 @@ def test_generate_of_a_running_pod_validates_and_plays_back(kk: KubeCLI) -> None
     assert fetch(f"http://127.0.0.1:{port}/") == "hi\n"
 
     text = kk("kube", "generate", "--service", "demo").stdout
-    import yaml
-
-    docs = list(yaml.safe_load_all(text))
+    docs = _validated(text)
     assert [d["kind"] for d in docs] == ["Service", "Pod"]
-    version = kv.latest_version()
-    api = client.ApiClient()
-    for d in docs:
-        kv.validate(d, version, strict=True)  # raises on anything a cluster refuses
-        model = api.deserialize(json.dumps(d), f"V1{d['kind']}", "application/json")
-        assert model.metadata.name == d["metadata"]["name"]
     pod = docs[1]
     ctr = pod["spec"]["containers"][0]
     assert ctr["name"] == "web" and ctr["image"] == "busybox"
@@ -165,10 +182,7 @@ def test_generate_of_a_running_pod_validates_and_plays_back(kk: KubeCLI) -> None
 
     # a Deployment of it is valid too, and names the image by the tag it was pushed under
     kk("tag", "busybox", "registry.example:5000/team/busybox:1")
-    text_d = kk("kube", "generate", "--type", "deployment", "demo").stdout
-    (deployment,) = yaml.safe_load_all(text_d)
-    kv.validate(deployment, version, strict=True)
-    api.deserialize(json.dumps(deployment), "V1Deployment", "application/json")
+    (deployment,) = _validated(kk("kube", "generate", "--type", "deployment", "demo").stdout)
     template = deployment["spec"]["template"]
     assert deployment["metadata"]["name"] == "demo-deployment"
     assert template["metadata"]["labels"] == {"app": "demo"}
