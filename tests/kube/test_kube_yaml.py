@@ -105,7 +105,7 @@ def test_deployment_maps_onto_a_pod_named_like_podmans_with_its_containers() -> 
     plan = plan_of(DEPLOYMENT)
     assert [p.name for p in plan.pods] == ["web-pod"]
     pod = plan.pods[0]
-    assert pod.labels == {"tier": "front", "app": "web"}
+    assert pod.labels == {"app": "web"}  # the template's, not the Deployment's own
     assert pod.annotations == {"owner": "team-a"}
     assert (pod.hostname, pod.add_hosts) == ("webhost", ["db:10.0.0.9"])
     assert pod.publish == ["8080:80/tcp"]

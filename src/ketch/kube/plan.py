@@ -286,12 +286,10 @@ def _workload(doc: Doc, sources: dict[str, dict[str, _Source]], warnings: list[s
     tmeta = doc.obj(template, "metadata", "spec.template")
     doc.check_fields(tmeta, "spec.template.metadata", _META)
     pspec = doc.obj(template, "spec", "spec.template", required=True)
-    # the template's labels and annotations, the object's own under them
-    merged = {"labels": {**doc.string_map(meta, "labels", "metadata"),
-                         **doc.string_map(tmeta, "labels", "spec.template.metadata")},
-              "annotations": {**doc.string_map(meta, "annotations", "metadata"),
-                              **doc.string_map(tmeta, "annotations",
-                                               "spec.template.metadata")}}
+    # a pod gets the template's labels and annotations, as on a cluster (the object's
+    # own are the object's)
+    merged = {"labels": doc.string_map(tmeta, "labels", "spec.template.metadata"),
+              "annotations": doc.string_map(tmeta, "annotations", "spec.template.metadata")}
     path = "spec.template.spec"
     replicas = 1
     if doc.kind == "Deployment":
