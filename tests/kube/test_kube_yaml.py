@@ -8,7 +8,8 @@ import textwrap
 import pytest
 
 from ketch.kube.documents import KubeError, load, quantity
-from ketch.kube.plan import Plan, make_plan
+from ketch.kube.model import Plan
+from ketch.kube.plan import make_plan
 
 
 def plan_of(text: str) -> Plan:

@@ -7,11 +7,17 @@ spec.template.spec.containers[0].image: required`. The CLI turns them into exit 
 
 from __future__ import annotations
 
+import re
+
 from ketch.errors import InvalidArgument
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, NoReturn
+
+
+# a DNS-1123 label: container, volume and host names
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
 class KubeError(InvalidArgument):
@@ -128,6 +134,16 @@ class Doc:
         if isinstance(v, bool) or not isinstance(v, (int, str)):
             self.fail(full, f"expected integer or string, got {_type_name(v)}")
         return v
+
+    def size(self, path: str, v: object) -> int:
+        """A quantity of bytes ("64Mi")."""
+        try:
+            n = quantity(v)
+        except ValueError:
+            self.fail(path, f"not a quantity: {v!r}")
+        if n < 0:
+            self.fail(path, f"must not be negative, got {v!r}")
+        return int(n)
 
     def check_fields(self, obj: dict[str, Any], path: str, known: frozenset[str]) -> None:
         """Refuse a field Kubernetes does not define here (kubectl's strict validation)."""

@@ -15,7 +15,7 @@ import os
 import re
 
 from ketch.errors import InvalidArgument, NotFound
-from ketch.kube.plan import LABEL_KIND, LABEL_OWNER, LABEL_VOLUME
+from ketch.kube.model import LABEL_KIND, LABEL_OWNER, LABEL_VOLUME
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -19,7 +19,8 @@ import shutil
 
 from ketch.errors import Conflict, ImageNotFound, KetchError, NotFound
 from ketch.kube.documents import KubeError, load
-from ketch.kube.plan import LABEL_KIND, LABEL_OWNER, LABEL_VOLUME, make_plan
+from ketch.kube.model import LABEL_KIND, LABEL_OWNER, LABEL_VOLUME
+from ketch.kube.plan import make_plan
 from ketch.values import field, value
 
 TYPE_CHECKING = False
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ketch.engine import Engine
-    from ketch.kube.plan import ContainerPlan, MountPlan, Plan, PodPlan
+    from ketch.kube.model import ContainerPlan, MountPlan, Plan, PodPlan
 
 
 @value
