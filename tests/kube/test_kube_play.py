@@ -369,3 +369,33 @@ def test_host_paths_are_checked_by_type_and_generate_names_what_it_cannot_find(
     r = kk("kube", "generate", "nosuch", check=False)
     assert (r.returncode, r.stderr.strip()) == (
         125, "Error: nosuch does not refer to a pod or a container")
+
+
+def test_a_job_runs_once_and_retries_a_failure_up_to_its_backoff_limit(kk: KubeCLI) -> None:
+    from tests.helpers.host import wait_for
+
+    path = kk.yaml("""
+        apiVersion: batch/v1
+        kind: Job
+        metadata: {name: migrate}
+        spec:
+          backoffLimit: 2
+          template:
+            spec:
+              restartPolicy: OnFailure
+              containers:
+              - {name: ok, image: busybox, command: [sh, -c, "echo done"]}
+              - {name: flaky, image: busybox, command: [sh, -c, "echo try; exit 3"]}
+        """)
+    kk("kube", "play", str(path))
+    fmt = "{{.State.Status}} {{.State.ExitCode}} {{.RestartCount}}"
+
+    def state(name: str) -> str:
+        return kk("inspect", "-f", fmt, name).stdout.strip()
+
+    wait_for(lambda: state("migrate-pod-ok") == "exited 0 0", timeout=20,
+             what="the job's container to finish")
+    wait_for(lambda: state("migrate-pod-flaky") == "exited 3 2", timeout=30,
+             what="the failing container to be retried backoffLimit times")
+    assert kk("logs", "migrate-pod-flaky").stdout == "try\n" * 3
+    kk("kube", "down", str(path))
