@@ -399,3 +399,27 @@ def test_a_job_runs_once_and_retries_a_failure_up_to_its_backoff_limit(kk: KubeC
              what="the failing container to be retried backoffLimit times")
     assert kk("logs", "migrate-pod-flaky").stdout == "try\n" * 3
     kk("kube", "down", str(path))
+
+
+def test_down_removes_every_replica_of_a_deployment_scaled_since_it_was_played(
+        kk: KubeCLI) -> None:
+    text = """
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata: {{name: workers}}
+        spec:
+          replicas: {n}
+          template:
+            spec:
+              terminationGracePeriodSeconds: 1
+              containers: [{{name: w, image: busybox, command: [sleep, "600"],
+                            volumeMounts: [{{name: scratch, mountPath: /s}}]}}]
+              volumes: [{{name: scratch, emptyDir: {{}}}}]
+        """
+    kk("kube", "play", str(kk.yaml(text.format(n=2))))
+    assert sorted(kk.pods()) == ["workers-pod-0", "workers-pod-1"]
+    assert kk.exec("workers-pod-1-w", "hostname") == "workers-pod-1\n"
+    down = kk("kube", "down", str(kk.yaml(text.format(n=1)))).stdout
+    assert kk.pods() == [] and kk.containers() == []
+    assert "workers-pod-0-scratch" in down and "workers-pod-1-scratch" in down
+    assert kk("volume", "ls", "-q").stdout.split() == []

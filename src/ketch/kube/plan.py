@@ -123,6 +123,7 @@ def make_plan(docs: list[Doc]) -> Plan:
     sources = {"configMap": configmaps, "secret": secrets}
     seen: dict[str, Doc] = {}
     for doc in workloads:
+        plan.owners.append((doc.kind, doc.name))
         for pod in _workload(doc, sources, plan.warnings):
             if pod.name in seen:
                 doc.fail("metadata.name", f"pod {pod.name!r} is already made by"

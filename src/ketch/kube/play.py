@@ -80,6 +80,10 @@ def play(engine: Engine, text: str, source: str, *, folder: str, replace: bool =
          progress: Callable[[str], None] | None = None) -> PlayReport:
     plan = make_plan(load(text, source))
     report = PlayReport(warnings=list(plan.warnings))
+    for pod in plan.pods:
+        if pod.host_network and network:
+            report.warnings.append(f"pod {pod.name}: hostNetwork: it joins the host's"
+                                   f" network, not --network {network}")
     say = progress or (lambda _line: None)
     existing = {p["Name"] for p in engine.pod_list()}
     for pod in plan.pods:
@@ -90,7 +94,7 @@ def play(engine: Engine, text: str, source: str, *, folder: str, replace: bool =
     if replace:
         for pod in plan.pods:
             if pod.name in existing:
-                _down_pod(engine, pod, DownReport())
+                _down_pod(engine, pod.name, list(pod.volumes), DownReport())
     made = _Made(engine)
     try:
         for claim, labels in plan.claims.items():
@@ -359,8 +363,13 @@ def down(engine: Engine, text: str, source: str, *, force: bool = False) -> Down
     unless `force` (Podman's `kube down --force`)."""
     plan = make_plan(load(text, source))
     report = DownReport()
-    for pod in plan.pods:
-        _down_pod(engine, pod, report)
+    names = {pod.name: list(pod.volumes) for pod in plan.pods}
+    for kind, owner in plan.owners:
+        labels = [f"{LABEL_KIND}={kind}", f"{LABEL_OWNER}={owner}"]
+        for found in engine.pod_list({"label": labels}):
+            names.setdefault(found["Name"], [])
+    for name, volumes in names.items():
+        _down_pod(engine, name, volumes, report)
     if force:
         for claim in plan.claims:
             try:
@@ -371,9 +380,9 @@ def down(engine: Engine, text: str, source: str, *, force: bool = False) -> Down
     return report
 
 
-def _down_pod(engine: Engine, pod: PodPlan, report: DownReport) -> None:
+def _down_pod(engine: Engine, name: str, volumes: list[str], report: DownReport) -> None:
     try:
-        info = engine.pod_inspect(pod.name)
+        info = engine.pod_inspect(name)
     except NotFound:
         info = None
     if info is not None:
@@ -382,10 +391,11 @@ def _down_pod(engine: Engine, pod: PodPlan, report: DownReport) -> None:
             report.stopped.append(info["Id"])
         engine.pod_rm(info["Id"], force=True)
         report.removed.append(info["Id"])
-    for vname in pod.volumes:
+    labelled = [v["Name"] for v in engine.volumes.list({"label": [f"{LABEL_VOLUME}={name}"]})]
+    for vname in dict.fromkeys(volumes + labelled):
         try:
             engine.volumes.remove(vname)
         except NotFound:
             continue
         report.volumes.append(vname)
-    shutil.rmtree(files_dir(engine, pod.name), ignore_errors=True)
+    shutil.rmtree(files_dir(engine, name), ignore_errors=True)
