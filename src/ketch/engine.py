@@ -517,21 +517,23 @@ class Engine:
     # -- Kubernetes YAML (ketch.kube) ---------------------------------------------------
     def kube_play(self, path: str, *, stdin: IO[str] | None = None, replace: bool = False,
                   network: str | None = None, build: bool | None = None,
-                  start: bool = True, progress: Callable[[str], None] | None = None
-                  ) -> PlayReport:
+                  start: bool = True, configmaps: Iterable[str] = (),
+                  progress: Callable[[str], None] | None = None) -> PlayReport:
         """`podman kube play`: make the pods, containers and volumes a Kubernetes YAML
         file ("-": read from `stdin`) describes, and start them (unless not `start`).
         Images are built from a folder named after them beside the file when missing, or
         always with `build=True` (never with False), else pulled. `replace` removes pods of
-        the same names first. YAML that is not Kubernetes raises KubeError naming file,
-        document and field, before anything is made; a failure later removes what the
+        the same names first; `configmaps` are YAML files of more ConfigMaps for the
+        pods (Podman's --configmap). YAML that is not Kubernetes raises KubeError naming
+        file, document and field, before anything is made; a failure later removes what the
         play had made. `progress` gets build and pull lines. Returns the pods (IDs,
         container IDs), the volumes made and the warnings about what was not honoured."""
         from ketch.kube.play import play, read_source
 
         text, source, folder = read_source(path, stdin)
         return play(self, text, source, folder=folder, replace=replace, network=network,
-                    build=build, start=start, progress=progress)
+                    build=build, start=start, configmaps=list(configmaps),
+                    progress=progress)
 
     def kube_down(self, path: str, *, stdin: IO[str] | None = None,
                   force: bool = False) -> DownReport:

@@ -423,3 +423,36 @@ def test_down_removes_every_replica_of_a_deployment_scaled_since_it_was_played(
     assert kk.pods() == [] and kk.containers() == []
     assert "workers-pod-0-scratch" in down and "workers-pod-1-scratch" in down
     assert kk("volume", "ls", "-q").stdout.split() == []
+
+
+def test_configmaps_from_their_own_file_with_configmap_and_down_without_it(
+        kk: KubeCLI) -> None:
+    cm = kk.yaml("""
+        apiVersion: v1
+        kind: ConfigMap
+        metadata: {name: settings}
+        data: {MODE: production}
+        """, "settings.yaml")
+    pod = kk.yaml("""
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: cfgd}
+        spec:
+          containers:
+          - name: c
+            image: busybox
+            command: [sleep, "600"]
+            envFrom: [{configMapRef: {name: settings}}]
+        """)
+    r = kk("kube", "play", "--start=false", str(pod), check=False)
+    assert r.returncode == 125 and "no ConfigMap named 'settings' in the file" in r.stderr
+    r = kk("kube", "play", "--start=false", "--configmap", str(pod), str(pod), check=False)
+    assert (r.returncode, r.stderr.strip()) == (
+        125, f"Error: {pod}: document 1 (Pod cfgd): kind: --configmap files hold"
+             " ConfigMaps, not Pod")
+    assert kk.pods() == []
+    kk("kube", "play", "--start=false", "--configmap", str(cm), str(pod))
+    env = kk("inspect", "-f", "{{json .Config.Env}}", "cfgd-c").stdout
+    assert "MODE=production" in json.loads(env)
+    kk("kube", "down", str(pod))
+    assert kk.pods() == [] and kk.containers() == []

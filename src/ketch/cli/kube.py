@@ -30,6 +30,8 @@ def _play(p: Parser) -> None:
     p.add_argument("--build", action="store_true", default="auto",
                    help="Build images even if they are found in the local storage"
                    " (--build=false never builds)")
+    p.add_argument("--configmap", action="append", default=[], metavar="strings",
+                   help="YAML file of ConfigMaps the pods use (may be repeated)")
     p.add_argument("--down", action="store_true",
                    help="Stop and remove the pods the YAML describes instead")
     p.add_argument("--network", metavar="string", help="Connect the pods to this network")
@@ -46,7 +48,7 @@ def play(ns: Namespace) -> None:
         return
     build = None if ns.build == "auto" else bool(ns.build)
     report = engine().kube_play(ns.file, replace=ns.replace, network=ns.network,
-                                build=build, start=ns.start,
+                                build=build, start=ns.start, configmaps=ns.configmap,
                                 progress=_progress)
     for w in report.warnings:
         _warn(w)

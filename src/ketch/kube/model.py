@@ -70,9 +70,6 @@ class PodPlan:
 class Plan:
     pods: list[PodPlan] = field(default_factory=list)
     claims: dict[str, dict[str, str]] = field(default_factory=dict)  # PVC -> labels
-    # (kind, name) of every Pod, Deployment, DaemonSet and Job: `kube down` also finds
-    # their pods by label (a Deployment scaled since it was played)
-    owners: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 

@@ -72,6 +72,7 @@ _OTHER_KINDS = frozenset({
     "EndpointSlice", "LimitRange", "ResourceQuota", "CustomResourceDefinition",
     "PriorityClass", "PodTemplate", "Event", "Lease", "RuntimeClass",
     "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"})
+WORKLOADS = ("Pod", "Deployment", "DaemonSet", "Job")  # the kinds that make pods
 _API_VERSIONS = {"Pod": "v1", "ConfigMap": "v1", "Secret": "v1", "Service": "v1",
                  "PersistentVolumeClaim": "v1", "Deployment": "apps/v1",
                  "DaemonSet": "apps/v1", "Job": "batch/v1"}
@@ -123,7 +124,6 @@ def make_plan(docs: list[Doc]) -> Plan:
     sources = {"configMap": configmaps, "secret": secrets}
     seen: dict[str, Doc] = {}
     for doc in workloads:
-        plan.owners.append((doc.kind, doc.name))
         for pod in _workload(doc, sources, plan.warnings):
             if pod.name in seen:
                 doc.fail("metadata.name", f"pod {pod.name!r} is already made by"

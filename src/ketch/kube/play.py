@@ -20,7 +20,7 @@ import shutil
 from ketch.errors import Conflict, ImageNotFound, KetchError, NotFound
 from ketch.kube.documents import KubeError, load
 from ketch.kube.model import LABEL_KIND, LABEL_OWNER, LABEL_VOLUME
-from ketch.kube.plan import make_plan
+from ketch.kube.plan import WORKLOADS, make_plan
 from ketch.values import field, value
 
 TYPE_CHECKING = False
@@ -77,8 +77,16 @@ def files_dir(engine: Engine, pod: str) -> str:
 
 def play(engine: Engine, text: str, source: str, *, folder: str, replace: bool = False,
          network: str | None = None, build: bool | None = None, start: bool = True,
+         configmaps: list[str] | None = None,
          progress: Callable[[str], None] | None = None) -> PlayReport:
-    plan = make_plan(load(text, source))
+    extra = []
+    for path in configmaps or ():
+        ctext, csource, _ = read_source(path)
+        for doc in load(ctext, csource):
+            if doc.kind != "ConfigMap":
+                doc.fail("kind", f"--configmap files hold ConfigMaps, not {doc.kind}")
+            extra.append(doc)
+    plan = make_plan(extra + load(text, source))
     report = PlayReport(warnings=list(plan.warnings))
     for pod in plan.pods:
         if pod.host_network and network:
@@ -358,25 +366,30 @@ def _host_path(pod: PodPlan, path: str, htype: str) -> str:
 
 # -- down ---------------------------------------------------------------------------------
 def down(engine: Engine, text: str, source: str, *, force: bool = False) -> DownReport:
-    """Remove the pods the YAML describes, with their containers, emptyDir volumes and
-    ConfigMap/Secret files. PersistentVolumeClaims' volumes stay, as on a cluster,
-    unless `force` (Podman's `kube down --force`)."""
-    plan = make_plan(load(text, source))
+    """Remove the pods the YAML's objects made (found by the labels play gave them, so
+    the replicas of a Deployment scaled since are found too), with their containers,
+    emptyDir volumes and ConfigMap/Secret files. PersistentVolumeClaims' volumes stay,
+    as on a cluster, unless `force` (Podman's `kube down --force`). Only the objects'
+    kinds and names are read: a file whose ConfigMaps came from --configmap goes down."""
+    docs = load(text, source)
     report = DownReport()
-    names = {pod.name: list(pod.volumes) for pod in plan.pods}
-    for kind, owner in plan.owners:
-        labels = [f"{LABEL_KIND}={kind}", f"{LABEL_OWNER}={owner}"]
-        for found in engine.pod_list({"label": labels}):
-            names.setdefault(found["Name"], [])
-    for name, volumes in names.items():
-        _down_pod(engine, name, volumes, report)
+    names: dict[str, None] = {}
+    for doc in docs:
+        if doc.kind in WORKLOADS and doc.name:
+            labels = [f"{LABEL_KIND}={doc.kind}", f"{LABEL_OWNER}={doc.name}"]
+            for found in engine.pod_list({"label": labels}):
+                names[found["Name"]] = None
+    for name in names:
+        _down_pod(engine, name, [], report)
     if force:
-        for claim in plan.claims:
+        for doc in docs:
+            if doc.kind != "PersistentVolumeClaim" or not doc.name:
+                continue
             try:
-                engine.volumes.remove(claim)
+                engine.volumes.remove(doc.name)
             except NotFound:
                 continue
-            report.volumes.append(claim)
+            report.volumes.append(doc.name)
     return report
 
 
