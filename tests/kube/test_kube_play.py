@@ -217,6 +217,17 @@ def test_yaml_that_is_not_kubernetes_exits_125_with_one_line_and_makes_nothing(
         " expected integer, got string 'eighty'"]
     assert kk.pods() == [] and kk.containers() == []
 
+    missing = kk.yaml("""
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: p}
+        spec:
+          containers: [{name: c, image: nosuch-image, imagePullPolicy: Never}]
+        """)
+    r = kk("kube", "play", str(missing), check=False)
+    assert (r.returncode, r.stderr.strip()) == (125, "Error: No such image: nosuch-image")
+    assert kk.pods() == [] and kk.containers() == []
+
 
 def test_a_play_that_fails_halfway_removes_what_it_made(kk: KubeCLI) -> None:
     # the second pod's container is refused by create (Docker's minimum memory limit),
