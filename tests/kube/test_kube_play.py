@@ -467,3 +467,27 @@ def test_configmaps_from_their_own_file_with_configmap_and_down_without_it(
     assert "MODE=production" in json.loads(env)
     kk("kube", "down", str(pod))
     assert kk.pods() == [] and kk.containers() == []
+
+
+def test_network_puts_the_pods_on_a_user_network_and_generate_writes_a_file(
+        kk: KubeCLI) -> None:
+    path = kk.yaml("""
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: onnet}
+        spec:
+          terminationGracePeriodSeconds: 1
+          containers: [{name: c, image: busybox, command: [sleep, "600"]}]
+        """)
+    kk("network", "create", "kubenet")
+    try:
+        kk("kube", "play", "--network", "kubenet", str(path))
+        fmt = "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}"
+        infra = kk("pod", "inspect", "-f", "{{.InfraContainerID}}", "onnet").stdout.strip()
+        assert kk("inspect", "-f", fmt, infra).stdout.strip() == "kubenet"
+        out = kk.folder / "onnet.yaml"
+        assert kk("kube", "generate", "--filename", str(out), "onnet").stdout == ""
+        assert "name: onnet" in out.read_text()
+        kk("kube", "down", str(path))
+    finally:
+        kk("network", "rm", "kubenet", check=False)
