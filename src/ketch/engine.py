@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from ketch.containers.volumes import VolumeStore
     from ketch.distribution.progress import PullResult, PushResult
     from ketch.images.service import ImageService, PruneReport
+    from ketch.kube.play import DownReport, PlayReport
     from ketch.layers.store import LayerStore
     from ketch.network.service import NetworkService
     from ketch.pods.records import PodRecord
@@ -512,6 +513,46 @@ class Engine:
                 ) -> tuple[list[str], list[list[str]]]:
         """The processes of the pod's running containers: (ps titles, rows)."""
         return self.pods.top(name_or_id, ps_args)
+
+    # -- Kubernetes YAML (ketch.kube) ---------------------------------------------------
+    def kube_play(self, path: str, *, stdin: IO[str] | None = None, replace: bool = False,
+                  network: str | None = None, build: bool | None = None,
+                  start: bool = True, configmaps: Iterable[str] = (),
+                  progress: Callable[[str], None] | None = None) -> PlayReport:
+        """`podman kube play`: make the pods, containers and volumes a Kubernetes YAML
+        file ("-": read from `stdin`) describes, and start them (unless not `start`).
+        Images are built from a folder named after them beside the file when missing, or
+        always with `build=True` (never with False), else pulled. `replace` removes pods of
+        the same names first; `configmaps` are YAML files of more ConfigMaps for the
+        pods (Podman's --configmap). YAML that is not Kubernetes raises KubeError naming
+        file, document and field, before anything is made; a failure later removes what the
+        play had made. `progress` gets build and pull lines. Returns the pods (IDs,
+        container IDs), the volumes made and the warnings about what was not honoured."""
+        from ketch.kube.play import play, read_source
+
+        text, source, folder = read_source(path, stdin)
+        return play(self, text, source, folder=folder, replace=replace, network=network,
+                    build=build, start=start, configmaps=list(configmaps),
+                    progress=progress)
+
+    def kube_down(self, path: str, *, stdin: IO[str] | None = None,
+                  force: bool = False) -> DownReport:
+        """`podman kube down`: remove the pods a YAML file describes, with their
+        containers, emptyDir volumes and ConfigMap/Secret files; the claims' volumes
+        stay unless `force`."""
+        from ketch.kube.play import down, read_source
+
+        text, source, _ = read_source(path, stdin)
+        return down(self, text, source, force=force)
+
+    def kube_generate(self, names: Iterable[str], *, kind: str = "pod",
+                      service: bool = False) -> str:
+        """`podman kube generate`: Kubernetes YAML (a Pod, or with `kind="deployment"` a
+        Deployment) for pods or containers, with a NodePort Service when `service`;
+        `kube_play` of it makes an equivalent pod."""
+        from ketch.kube.generate import generate
+
+        return generate(self, list(names), kind=kind, service=service)
 
     # -- containers: attached sessions, files ------------------------------------------
     # The attached forms drive this process's standard streams and terminal.

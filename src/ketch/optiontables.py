@@ -13,6 +13,7 @@ TABLE_MODULES: dict[str, str] = {
     "container": "ketch.containers.optiontable",
     "distribution": "ketch.distribution.options",
     "image": "ketch.images.optiontable",
+    "kube": "ketch.kube.options",
     "network": "ketch.network.options",
     "pod": "ketch.pods.options",
     "system": "ketch.systemoptions",

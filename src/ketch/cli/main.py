@@ -15,6 +15,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "builder": ("ketch.cli.build", "Manage builds"),
     "container": ("ketch.cli.container", "Manage containers"),
     "image": ("ketch.cli.image", "Manage images"),
+    "kube": ("ketch.cli.kube", "Play, take down and generate Kubernetes YAML"),
     "network": ("ketch.cli.network", "Manage networks"),
     "pod": ("ketch.cli.pod", "Manage pods"),
     "system": ("ketch.cli.system", "Manage ketch"),

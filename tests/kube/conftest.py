@@ -1,0 +1,66 @@
+"""Fixtures for the kube tests: the container tests' state root (busybox, its own bridge
+and chains, leak checks after each test), plus `kk`: the CLI on it with helpers to write
+YAML and to play it; every pod and volume a test made is removed when it ends."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.containers.conftest import (  # noqa: F401 (fixtures)
+    TrackingCLI,
+    container_prereqs,
+    image_root,
+    ketch,
+)
+
+
+class KubeCLI:
+    """The CLI on one root, with a folder for the test's YAML files."""
+
+    def __init__(self, cli: TrackingCLI, folder: Path) -> None:
+        self.cli = cli
+        self.root = cli.root
+        self.folder = folder
+
+    def __call__(self, *args: str, **kw: object):  # type: ignore[no-untyped-def]
+        return self.cli(*args, **kw)  # type: ignore[arg-type]
+
+    def yaml(self, text: str, name: str = "app.yaml") -> Path:
+        path = self.folder / name
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    def exec(self, container: str, script: str) -> str:
+        return self.cli("exec", container, "sh", "-c", script).stdout
+
+    def pods(self) -> list[str]:
+        return self("pod", "ps", "--format", "{{.Name}}").stdout.split()
+
+    def containers(self) -> list[str]:
+        return sorted(self("ps", "-a", "--format", "{{.Names}}").stdout.split())
+
+
+@pytest.fixture
+def kk(ketch: TrackingCLI, tmp_path: Path) -> Iterator[KubeCLI]:  # noqa: F811
+    yield KubeCLI(ketch, tmp_path)
+    pods = ketch("pod", "ps", "-q", "--no-trunc", check=False).stdout.split()
+    if pods:
+        ketch("pod", "rm", "-f", *pods, check=False)
+    ketch.ids.update(ketch("ps", "-aq", "--no-trunc", check=False).stdout.split())
+
+
+def fetch(url: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return resp.read().decode()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
