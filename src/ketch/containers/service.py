@@ -546,6 +546,11 @@ class ContainerService:
 
         attach.resize(self, name_or_id, height, width)
 
+    def reopen_log(self, name_or_id: str) -> None:
+        from ketch.containers import logs
+
+        logs.reopen(self, name_or_id)
+
     def logs(self, name_or_id: str, *, follow: bool = False, tail: int | None = None,
              since: float | None = None, until: float | None = None,
              timestamps: bool = False, details: bool = False,
