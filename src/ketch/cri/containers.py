@@ -177,8 +177,11 @@ def remove(e: Engine, cid: str) -> None:
     if rec is None:
         return
     # the log stays: the kubelet removes the files it rotated with it, as it does with
-    # containerd's
+    # containerd's. Containers created before conmon wrote there had a link instead.
+    log_path = (rec.config.get("Labels") or {}).get(LOG_PATH) or ""
     e.containers.remove(cid, force=True)
+    if log_path and os.path.islink(log_path):
+        os.unlink(log_path)
 
 
 def reopen_log(e: Engine, cid: str) -> None:
