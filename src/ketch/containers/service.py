@@ -547,6 +547,8 @@ class ContainerService:
         attach.resize(self, name_or_id, height, width)
 
     def reopen_log(self, name_or_id: str) -> None:
+        """Have conmon reopen the running container's log path (after a rename: the
+        kubelet's rotation); Conflict when it is not running."""
         from ketch.containers import logs
 
         logs.reopen(self, name_or_id)
