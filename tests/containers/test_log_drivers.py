@@ -150,6 +150,12 @@ def test_k8s_file_path_option_puts_the_log_there_and_logs_reads_it(ketch, tmp_pa
     assert log_files(log_dir(ketch, "placed")) == []  # not in the container's directory
     assert ketch("logs", "placed").stdout == "written-there\n"
     assert ketch("inspect", "-f", "{{.LogPath}}", "placed").stdout.strip() == str(path)
+    (tmp_path / "a-file").write_text("")
+    p = ketch("run", "--log-driver", "k8s-file", "--log-opt",
+              f"path={tmp_path / 'a-file' / '0.log'}", "busybox", "true", check=False)
+    assert p.returncode == 125
+    assert p.stderr.strip() == (f"Error: cannot create the log directory {tmp_path / 'a-file'}:"
+                                " File exists")
 
 
 def test_journald_is_refused_when_journald_is_not_running(ketch):

@@ -652,7 +652,11 @@ class ConmonMonitor:
         self._clear_transient(paths)
         for d in (paths.run_dir, paths.exit_dir, paths.persist_dir, paths.socket_dir):
             d.mkdir(parents=True, exist_ok=True)
-        paths.log_path.parent.mkdir(parents=True, exist_ok=True)
+        try:  # a log path given at create (k8s-file's path=) may be anywhere
+            paths.log_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RuntimeFailure(f"cannot create the log directory {paths.log_path.parent}:"
+                                 f" {e.strerror}") from None
 
         args = self._common_args(cid, cid, paths.bundle, paths.pidfile, paths.exit_dir, name)
         args += [
