@@ -19,13 +19,13 @@ from ketch.errors import InvalidArgument, KetchError, NotFound
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
     from typing import Any
 
     from ketch import reference
     from ketch.distribution.transport import Transport
 
 _KEYS = ("mirrors", "mirror_only")
+CONFIG_FILE = "ketch.toml"  # containers/settings.py's; not imported: it loads pathlib
 
 
 class Mirrors:
@@ -51,13 +51,14 @@ def _endpoint(where: str, text: str) -> tuple[str, str]:
     return scheme, parts.netloc
 
 
-def load(root: Path) -> dict[str, Mirrors]:
+def load(root: str) -> dict[str, Mirrors]:
     """The `[registries]` table of `<root>/ketch.toml`; {} without the file or table.
-    A misspelt key or a malformed value is an error, as in `[containers]`."""
-    from ketch.containers.settings import CONFIG_FILE
+    A misspelt key or a malformed value is an error, as in `[containers]`. A re-pull
+    reads this too: nothing heavier than os without the file."""
+    import os
 
-    path = root / CONFIG_FILE
-    if not path.is_file():
+    path = os.path.join(root, CONFIG_FILE)
+    if not os.path.isfile(path):
         return {}
     import tomllib  # only when there is a file
 
@@ -89,7 +90,7 @@ def load(root: Path) -> dict[str, Mirrors]:
     return out
 
 
-def first_serving(root: Path, ref: reference.Reference, default: Callable[[], Transport],
+def first_serving(root: str, ref: reference.Reference, default: Callable[[], Transport],
                   fetch: Callable[[Transport], Any]) -> tuple[Transport, Any]:
     """(transport, fetch's result) from the first endpoint of `ref`'s registry whose
     `fetch` succeeds: its mirrors in order, then `default()` unless mirror_only. The

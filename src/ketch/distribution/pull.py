@@ -169,7 +169,7 @@ def pull(images: Callable[[], ImageService], records: ImageRecords, root: str, n
     scope = f"repository:{ref.path}:pull"
     # the registry's mirrors first (ketch.toml), the image then all from the one serving
     t, (data, media_type, top_digest) = mirrors.first_serving(
-        images.root, ref, lambda: transport_for(ref),
+        root, ref, lambda: transport_for(ref),
         lambda t: fetch_manifest(t, ref, which, scope))
     try:
         if not quiet:
