@@ -129,6 +129,9 @@ def test_log_driver_none_stores_nothing_and_logs_fails_as_docker(ketch):
      "compress cannot be true when max-file is less than 2 or max-size is not set"),
     (["--log-opt", "compress=yes"], 'strconv.ParseBool: parsing "yes": invalid syntax'),
     (["--log-opt", "max-size"], 'invalid argument "max-size" for "--log-opt" flag'),
+    (["--log-opt", "path=/tmp/x.log"], "unknown log opt 'path' for json-file log driver"),
+    (["--log-driver", "k8s-file", "--log-opt", "path=rel.log"],
+     "log opt path 'rel.log': must be an absolute file path"),
 ])
 def test_bad_log_configuration_is_refused_and_nothing_is_created(ketch, flags, message):
     for command in ("create", "run"):
@@ -137,6 +140,22 @@ def test_bad_log_configuration_is_refused_and_nothing_is_created(ketch, flags, m
         assert message in p.stderr
         assert len(p.stderr.strip().splitlines()) == 1
     assert ketch("ps", "-aq").stdout == ""
+
+
+def test_k8s_file_path_option_puts_the_log_there_and_logs_reads_it(ketch, tmp_path):
+    path = tmp_path / "kubelet" / "pod" / "0.log"
+    ketch("run", "--name", "placed", "--log-driver", "k8s-file", "--log-opt",
+          f"path={path}", "busybox", "echo", "written-there")
+    assert path.read_text().split(" ", 1)[1] == "stdout F written-there\n"
+    assert log_files(log_dir(ketch, "placed")) == []  # not in the container's directory
+    assert ketch("logs", "placed").stdout == "written-there\n"
+    assert ketch("inspect", "-f", "{{.LogPath}}", "placed").stdout.strip() == str(path)
+    (tmp_path / "a-file").write_text("")
+    p = ketch("run", "--log-driver", "k8s-file", "--log-opt",
+              f"path={tmp_path / 'a-file' / '0.log'}", "busybox", "true", check=False)
+    assert p.returncode == 125
+    assert p.stderr.strip() == (f"Error: cannot create the log directory {tmp_path / 'a-file'}:"
+                                " File exists")
 
 
 def test_journald_is_refused_when_journald_is_not_running(ketch):

@@ -122,3 +122,22 @@ def test_an_image_that_is_not_there_fails_the_pull_naming_it(
             image=cri.ImageSpec(image=f"{cri_images['registry']}/no/such:1")))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     assert "no/such" in err.value.details()
+
+
+def test_pull_image_of_registry_k8s_io_comes_from_its_loopback_mirror(
+        cri_server: Cri, cri_images: dict[str, str]) -> None:
+    # mirror_only: registry.k8s.io itself is never asked, the loopback mirror serves
+    (cri_server.root / "ketch.toml").write_text(
+        '[registries."registry.k8s.io"]\n'
+        f'mirrors = ["http://{cri_images["registry"]}"]\nmirror_only = true\n')
+    cri = cri_server.cri
+    images = cri_server.images
+    name = "registry.k8s.io/cri/busybox:1"
+    ref = images.PullImage(cri.PullImageRequest(image=cri.ImageSpec(image=name))).image_ref
+    status = images.ImageStatus(cri.ImageStatusRequest(image=cri.ImageSpec(image=ref))).image
+    assert list(status.repo_tags) == [name]
+    with pytest.raises(grpc.RpcError) as err:  # the mirror lacks it: no fallback
+        images.PullImage(cri.PullImageRequest(image=cri.ImageSpec(
+            image="registry.k8s.io/cri/absent:1")))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "mirrors only" in (err.value.details() or "")

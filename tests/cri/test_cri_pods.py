@@ -159,14 +159,14 @@ def test_a_sandbox_is_a_ketch_pod_and_leaves_nothing_when_removed(
         config=_container(cri_server, "sleeper", busybox, ["sleep", "300"]))).container_id
     rt.StartContainer(cri.StartContainerRequest(container_id=cid))
     log = tmp_path / "logs" / "sleeper" / "0.log"
-    assert log.is_symlink()
+    assert log.is_file() and not log.is_symlink()  # conmon writes at the kubelet's path
     pods = json.loads(cri_server.ketch("pod", "inspect", pod_id).stdout)
     pods = pods if isinstance(pods, list) else [pods]
     assert pods[0]["NumContainers"] == 2  # the infra and the member
     assert cid in cri_server.ketch("ps", "-q", "--no-trunc").stdout
 
     rt.RemoveContainer(cri.RemoveContainerRequest(container_id=cid))
-    assert not log.is_symlink()  # ketch's link to the container's log goes with it
+    # the log file is the kubelet's to remove, with its rotated generations
     rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
     assert cri_server.ketch("ps", "-aq").stdout == ""
     wait_for(lambda: not conmon_pids(str(cri_server.root)), timeout=10,
@@ -174,6 +174,56 @@ def test_a_sandbox_is_a_ketch_pod_and_leaves_nothing_when_removed(
     # the netns directory itself stays a mount point (as `ip netns` keeps /run/netns)
     netns_dir = str(cri_server.root / "run" / "netns")
     assert [m for m in mounts_under(cri_server.root) if m != netns_dir] == []
+
+
+def _numbers(path: Path) -> list[int]:
+    """The counter values in a CRI log of `line-N` lines."""
+    return [int(m) for m in re.findall(r" stdout F line-(\d+)$", path.read_text(), re.M)]
+
+
+def test_reopen_container_log_after_the_kubelets_rename_starts_a_new_file(
+        any_runtime: Served, busybox: str, tmp_path: Path) -> None:
+    served = any_runtime
+    cri = served.cri
+    rt = served.runtime
+    config = _sandbox(served, "rotated", tmp_path / "logs")
+    pod_id = rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config)).pod_sandbox_id
+    cid = rt.CreateContainer(cri.CreateContainerRequest(
+        pod_sandbox_id=pod_id, sandbox_config=config, config=_container(
+            served, "counter", busybox,
+            ["sh", "-c", "i=0; while true; do echo line-$i; i=$((i+1)); sleep 0.1; done"]
+        ))).container_id
+    rt.StartContainer(cri.StartContainerRequest(container_id=cid))
+    log = tmp_path / "logs" / "counter" / "0.log"
+    wait_for(lambda: log.is_file() and len(_numbers(log)) >= 3, timeout=10,
+             what="the first lines in the log")
+
+    # the kubelet's rotation: rename, then ask the runtime to reopen the path
+    old = log.with_name("0.log.20261203-201500")
+    log.rename(old)
+    rt.ReopenContainerLog(cri.ReopenContainerLogRequest(container_id=cid))
+    wait_for(lambda: log.is_file() and len(_numbers(log)) >= 3, timeout=10,
+             what="new lines in a new file at the log path")
+    before = _numbers(old)
+    time.sleep(0.5)
+    assert _numbers(old) == before, "the renamed file still grows"
+    new = _numbers(log)
+    assert before == list(range(before[0], before[-1] + 1)) and before[0] == 0
+    assert new[0] > before[-1]  # nothing written after the rename is lost or repeated
+    assert log.read_text().splitlines()[0].endswith(f"stdout F line-{new[0]}")
+    if isinstance(served, Cri):  # `ketch logs` reads the file at the kubelet's path
+        shown = served.ketch("logs", cid).stdout.split()
+        assert shown[:2] == [f"line-{new[0]}", f"line-{new[1]}"], shown[:5]
+
+    rt.StopContainer(cri.StopContainerRequest(container_id=cid, timeout=0))
+    with pytest.raises(grpc.RpcError):  # a stopped container has nothing to reopen
+        rt.ReopenContainerLog(cri.ReopenContainerLogRequest(container_id=cid))
+    with pytest.raises(grpc.RpcError) as err:
+        rt.ReopenContainerLog(cri.ReopenContainerLogRequest(container_id="nope"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    rt.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=pod_id))
+    rt.RemoveContainer(cri.RemoveContainerRequest(container_id=cid))
+    rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
 
 
 def test_sandboxes_and_containers_are_found_again_by_a_restarted_server(

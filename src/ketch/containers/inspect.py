@@ -28,7 +28,7 @@ def document(svc: ContainerService, name_or_id: str, *,
     path, args = svc.command_line(r)
     d = svc.path(r.id)
     lowers = [str(svc.engine.layers.path(c)) for c in reversed(r.chain_ids)]
-    from ketch.containers.logconfig import reads_back
+    from ketch.containers.logconfig import log_file, reads_back
 
     hc = {k: v for k, v in r.host_config.items() if not k.startswith("_")}
     hc.setdefault("NetworkMode", "bridge")
@@ -70,7 +70,7 @@ def document(svc: ContainerService, name_or_id: str, *,
         "Image": r.image_id,
         "ResolvConfPath": str(d / "resolv.conf"),
         "HostnamePath": str(d / "hostname"), "HostsPath": str(d / "hosts"),
-        "LogPath": str(d / "ctr.log") if reads_back(hc) else "",
+        "LogPath": str(log_file(hc, d / "ctr.log")) if reads_back(hc) else "",
         "Name": "/" + r.name,
         "RestartCount": r.restart_count, "Driver": "overlay2", "Platform": "linux",
         "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",

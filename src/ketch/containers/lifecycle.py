@@ -68,8 +68,10 @@ class Lifecycle:
         from ketch.runtime.monitor import ContainerPaths
 
         svc = self.svc
+        from ketch.containers.logconfig import log_file
+
         return ContainerPaths.create(rec.id, svc.path(rec.id), svc.run_dir / rec.id,
-                                     svc.path(rec.id) / "ctr.log")
+                                     log_file(rec.host_config, svc.path(rec.id) / "ctr.log"))
 
     def monitor(self, rec: ContainerRecord) -> ConmonMonitor:
         from ketch.runtime.monitor import ConmonMonitor

@@ -78,3 +78,11 @@ def reads_back(hc: dict[str, Any]) -> bool:
     """Whether `logs` can show this container's output (its driver keeps a file)."""
     driver = (hc.get("LogConfig") or {}).get("Type") or DEFAULT_DRIVER
     return driver in ("json-file", "local", "k8s-file")
+
+
+def log_file(hc: dict[str, Any], default: Path) -> Path:
+    """Where conmon writes this container's log: the k8s-file driver's `path` option
+    (as Podman's), else `default` (the container's own ctr.log)."""
+    cfg = hc.get("LogConfig") or {}
+    path = (cfg.get("Config") or {}).get("path") if cfg.get("Type") == "k8s-file" else None
+    return type(default)(path) if path else default

@@ -1,6 +1,6 @@
 """`logs`: a container's log read back, as Docker's logs endpoint streams it (tail, since,
 until, timestamps, details), following while the container runs. `logs --tail` is a
-read of a file's end: this module loads neither the lifecycle nor the monitor."""
+read of a file's end: reading loads neither the lifecycle nor the monitor."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def read(svc: ContainerService, name_or_id: str, *, follow: bool = False,
     extra attributes and a space before its text, as Docker's (ketch's log records
     carry no attributes, so the space alone). `cancelled`: polled while following;
     once true, the stream ends as if the container had exited (its reader left)."""
-    from ketch.containers.logconfig import reads_back
+    from ketch.containers.logconfig import log_file, reads_back
     from ketch.runtime.logs import read_log
 
     rec = svc.get(name_or_id)
@@ -29,7 +29,7 @@ def read(svc: ContainerService, name_or_id: str, *, follow: bool = False,
         raise KetchError("configured logging driver does not support reading")
     # the log's path, as lifecycle.paths() names it, without loading the lifecycle
     # and the monitor: `logs --tail` is a read of a file's end
-    log_path = svc.path(rec.id) / "ctr.log"
+    log_path = log_file(rec.host_config, svc.path(rec.id) / "ctr.log")
 
     def running() -> bool:
         if cancelled is not None and cancelled():
@@ -67,3 +67,15 @@ def _with_details(data: bytes, at_line_start: dict[str, bool], stream: str,
         out.append(line)
     at_line_start[stream] = data.endswith(b"\n")
     return b"\n".join(out)
+
+
+def reopen(svc: ContainerService, name_or_id: str) -> None:
+    """Have conmon open the container's log path anew: after the file there was renamed
+    (the kubelet's rotation), new output goes to a new file at the path and the old
+    file keeps what it had. Only a running container has a conmon to ask."""
+    from ketch.errors import Conflict
+
+    rec = svc.get(name_or_id)
+    if rec.state not in ("running", "paused") or not svc.lifecycle.monitor(rec).reopen_log(
+            svc.lifecycle.paths(rec)):
+        raise Conflict(f"container {rec.id} is not running")

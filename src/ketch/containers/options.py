@@ -459,7 +459,8 @@ CREATE_OPTIONS: dict[str, str] = {
     "--label-file": "Config.Labels, lines without '=' left out",
     "--link": "an /etc/hosts entry and Docker's legacy link environment",
     "--log-driver": "HostConfig.LogConfig.Type (ketch.containers.logconfig)",
-    "--log-opt": "HostConfig.LogConfig.Config (ketch.containers.logconfig)",
+    "--log-opt": "HostConfig.LogConfig.Config (ketch.containers.logconfig); k8s-file's"
+                 " path= is where conmon writes the log",
     "--mac-address": "the MAC address of eth0",
     "--memory": "memory.limit_in_bytes / memory.max",
     "--memory-reservation": "memory.soft_limit_in_bytes / memory.low",

@@ -546,6 +546,13 @@ class ContainerService:
 
         attach.resize(self, name_or_id, height, width)
 
+    def reopen_log(self, name_or_id: str) -> None:
+        """Have conmon reopen the running container's log path (after a rename: the
+        kubelet's rotation); Conflict when it is not running."""
+        from ketch.containers import logs
+
+        logs.reopen(self, name_or_id)
+
     def logs(self, name_or_id: str, *, follow: bool = False, tail: int | None = None,
              since: float | None = None, until: float | None = None,
              timestamps: bool = False, details: bool = False,

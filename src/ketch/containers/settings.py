@@ -9,7 +9,8 @@ daemon.json): its `[containers]` table.
 
 A container's own `--init` wins over `init`; its own `--log-driver` over `log_driver`, and
 `log_opts` apply to containers of the default driver (containers/logconfig.py). Unknown keys are refused, so a misspelt
-setting never goes unnoticed.
+setting never goes unnoticed. The same file's `[registries."HOST"]` tables (registry
+mirrors) are read by distribution/mirrors.py.
 """
 
 from __future__ import annotations

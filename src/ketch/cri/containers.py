@@ -3,13 +3,13 @@
 The kubelet's container config becomes an Engine API-shaped create (command is the
 ENTRYPOINT, args the CMD, as Kubernetes defines them over an image), its metadata,
 labels and annotations are kept in the container's labels under `io.ketch.cri.*`, and
-its log path is a link to the container's own log, which conmon already writes in the
-CRI log format (`<RFC 3339 time> <stream> <P|F> <text>`).
+conmon writes its log at the kubelet's path (the k8s-file driver's `path`: the CRI log
+format, `<RFC 3339 time> <stream> <P|F> <text>`), where the kubelet rotates it: it
+renames the file and calls ReopenContainerLog, and conmon opens the path anew.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import threading
@@ -122,6 +122,11 @@ def create(e: Engine, pod_id: str, config: cri.ContainerConfig) -> str:
         "CapDrop": list(sc.capabilities.drop_capabilities),
         "SecurityOpt": _security_opts(sc),
     }
+    if log_path:
+        if not os.path.isabs(log_path):
+            raise InvalidArgument(f"log path {log_path!r} is not absolute: the sandbox"
+                                  " needs a log_directory")
+        host["LogConfig"] = {"Type": "k8s-file", "Config": {"path": log_path}}
     parent = pod.labels.get(sandboxes.CGROUP_PARENT) or ""
     if parent:  # the kubelet's pod cgroup (cgroupfs driver): the members go under it
         host["CgroupParent"] = parent
@@ -142,22 +147,7 @@ def create(e: Engine, pod_id: str, config: cri.ContainerConfig) -> str:
     name = (f"k8s_{meta.name}_{smeta.get('name', '')}_{smeta.get('namespace', '')}_"
             f"{smeta.get('uid', '')}_{meta.attempt}")
     rec = e.containers.create(body, host, name=name, pod=pod.name)
-    if log_path:
-        try:
-            _link_log(e, rec.id, log_path)
-        except OSError as err:
-            e.containers.remove(rec.id, force=True)
-            raise InvalidArgument(f"cannot create the log at {log_path}: {err.strerror}"
-                                  ) from None
     return rec.id
-
-
-def _link_log(e: Engine, cid: str, log_path: str) -> None:
-    target = e.containers.inspect(cid).get("LogPath") or ""
-    os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(log_path)
-    os.symlink(target, log_path)
 
 
 def ours(e: Engine, cid: str) -> Any | None:
@@ -186,10 +176,18 @@ def remove(e: Engine, cid: str) -> None:
     rec = ours(e, cid)
     if rec is None:
         return
+    # the log stays: the kubelet removes the files it rotated with it, as it does with
+    # containerd's. Containers created before conmon wrote there had a link instead.
     log_path = (rec.config.get("Labels") or {}).get(LOG_PATH) or ""
     e.containers.remove(cid, force=True)
     if log_path and os.path.islink(log_path):
         os.unlink(log_path)
+
+
+def reopen_log(e: Engine, cid: str) -> None:
+    if ours(e, cid) is None:
+        raise NotFound(f"container {cid!r} not found")
+    e.containers.reopen_log(cid)
 
 
 _STATES = {"created": cri.CONTAINER_CREATED, "running": cri.CONTAINER_RUNNING,

@@ -122,6 +122,12 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
             containers=containers.listed(self.engines.get(), flt))
 
     @rpc
+    def ReopenContainerLog(self, request: cri.ReopenContainerLogRequest,
+                           context: grpc.ServicerContext) -> cri.ReopenContainerLogResponse:
+        containers.reopen_log(self.engines.get(), request.container_id)
+        return cri.ReopenContainerLogResponse()
+
+    @rpc
     def ExecSync(self, request: cri.ExecSyncRequest,
                  context: grpc.ServicerContext) -> cri.ExecSyncResponse:
         out, err, code = containers.exec_sync(self.engines.get(), request.container_id,

@@ -8,7 +8,7 @@ the image is recorded with its tag and its RepoDigest (the digest the registry s
 from __future__ import annotations
 
 from ketch import reference
-from ketch.distribution import credentials
+from ketch.distribution import credentials, mirrors
 from ketch.distribution.progress import PullResult
 from ketch.distribution.transport import MANIFEST_ACCEPT, RegistryErrorResponse, Transport
 from ketch.errors import DigestMismatch, KetchError, NotFound
@@ -166,10 +166,12 @@ def pull(images: Callable[[], ImageService], records: ImageRecords, root: str, n
         yield Progress("Using default tag: latest")
     ref = reference.parse(name)
     which = ref.digest or ref.tag or "latest"
-    t = transport_for(ref)
     scope = f"repository:{ref.path}:pull"
+    # the registry's mirrors first (ketch.toml), the image then all from the one serving
+    t, (data, media_type, top_digest) = mirrors.first_serving(
+        root, ref, lambda: transport_for(ref),
+        lambda t: fetch_manifest(t, ref, which, scope))
     try:
-        data, media_type, top_digest = fetch_manifest(t, ref, which, scope)
         if not quiet:
             yield Progress(f"Pulling from {ref.path}", ref.tag or ref.digest or "")
         if media_type in MediaType.INDEXES or b'"manifests"' in data[:4096] and (

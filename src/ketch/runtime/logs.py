@@ -810,8 +810,11 @@ def iter_entries(path: Path | str, **options: object) -> Iterator[LogEntry]:
 DEFAULT_DRIVER = "json-file"
 FILE_DRIVERS = ("json-file", "local", "k8s-file")
 _ROTATION_OPTS = ("max-size", "max-file", "compress")
+# k8s-file takes Podman's `path`: conmon writes the log there instead of the container's
+# directory (the CRI puts it where the kubelet asks)
 _DRIVER_OPTS: dict[str, tuple[str, ...]] = {
-    "json-file": _ROTATION_OPTS, "local": _ROTATION_OPTS, "k8s-file": _ROTATION_OPTS,
+    "json-file": _ROTATION_OPTS, "local": _ROTATION_OPTS,
+    "k8s-file": (*_ROTATION_OPTS, "path"),
     "none": (), "journald": ("tag",),
 }
 # Docker's local driver rotates by default: 20 MB files, 5 of them, compressed
@@ -860,6 +863,13 @@ def log_policy(driver: str, opts: dict[str, str]) -> LogPolicy:
                               f" {JOURNAL_SOCKET}): use another --log-driver")
     if driver not in FILE_DRIVERS:
         return LogPolicy(driver)
+    if "path" in opts:
+        path = opts["path"]
+        if not path.startswith("/") or path.endswith("/"):
+            raise InvalidArgument(f"log opt path {path!r}: must be an absolute file path")
+        if ":" in path or "\n" in path:
+            raise InvalidArgument(f"log opt path {path!r}: must not contain ':' or a"
+                                  " newline")
     if driver == "local":
         opts = {**_LOCAL_DEFAULTS, **opts}
     max_size: int | None = None

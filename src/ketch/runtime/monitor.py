@@ -16,7 +16,8 @@ Protocol facts, from conmon and Podman's libpod:
 - The attach socket (`<bundle>/attach`, SOCK_SEQPACKET) carries output packets whose
   first byte names the stream (2 stdout, 3 stderr); input is written raw. Closing our
   write side closes the container's stdin unless conmon got `--leave-stdin-open`.
-- `<bundle>/ctl` is a fifo taking "1 <height> <width>\\n" to resize the TTY.
+- `<bundle>/ctl` is a fifo taking "1 <height> <width>\\n" to resize the TTY and
+  "2 0 0\\n" to reopen the log file.
 - Exit status lands in `<exit-dir>/<cid>` and `<persist-dir>/exit` (128+n for signal n).
 
 Size: one job, everything that speaks conmon's protocol (its flags, sync and start
@@ -523,6 +524,23 @@ def resize_tty(bundle: Path, height: int, width: int) -> None:
         os.close(fd)
 
 
+def reopen_log(bundle: Path) -> bool:
+    """Ask conmon to close its log file and open the path again (after the file was
+    renamed away, as the kubelet rotates): message 2 on the control fifo. False when
+    no conmon reads the fifo any more."""
+    try:
+        fd = os.open(bundle / "ctl", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno in (errno.ENXIO, errno.ENOENT):
+            return False
+        raise RuntimeFailure(f"cannot reopen the log: {e.strerror}") from e
+    try:
+        os.write(fd, b"2 0 0\n")
+    finally:
+        os.close(fd)
+    return True
+
+
 class ConmonMonitor:
     """Runs containers and exec sessions under conmon.
 
@@ -634,7 +652,11 @@ class ConmonMonitor:
         self._clear_transient(paths)
         for d in (paths.run_dir, paths.exit_dir, paths.persist_dir, paths.socket_dir):
             d.mkdir(parents=True, exist_ok=True)
-        paths.log_path.parent.mkdir(parents=True, exist_ok=True)
+        try:  # a log path given at create (k8s-file's path=) may be anywhere
+            paths.log_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RuntimeFailure(f"cannot create the log directory {paths.log_path.parent}:"
+                                 f" {e.strerror}") from None
 
         args = self._common_args(cid, cid, paths.bundle, paths.pidfile, paths.exit_dir, name)
         args += [
@@ -743,6 +765,9 @@ class ConmonMonitor:
 
     def resize(self, paths: ContainerPaths, height: int, width: int) -> None:
         resize_tty(paths.bundle, height, width)
+
+    def reopen_log(self, paths: ContainerPaths) -> bool:
+        return reopen_log(paths.bundle)
 
     def conmon_pid(self, paths: ContainerPaths) -> int | None:
         return _read_int(paths.conmon_pidfile)
