@@ -115,6 +115,13 @@ def test_exec_streams_output_and_the_exit_status_and_a_token_is_used_once(
     assert failed.status["reason"] == "NonZeroExitCode"
     assert failed.status["details"]["causes"] == [{"reason": "ExitCode", "message": "3"}]
 
+    # the older protocol: the same channels, a failure's message alone on channel 3
+    older = talk(rt.Exec(cri.ExecRequest(container_id=cid, cmd=["sh", "-c", "exit 4"],
+                                         stdout=True)).url, protocols=("channel.k8s.io",))
+    assert older.protocol == "channel.k8s.io"
+    assert older.out(3).startswith(b"command terminated with non-zero exit code")
+    assert older.out(3).endswith(b"exit code 4")
+
     # stdin on channel 0
     echoed = talk(rt.Exec(cri.ExecRequest(container_id=cid, cmd=["sh", "-c",
                                                                  "read x; echo got:$x"],
@@ -142,7 +149,7 @@ def test_exec_with_a_tty_takes_the_terminal_size_from_the_resize_channel(
     with pytest.raises(grpc.RpcError) as err:
         rt.Exec(cri.ExecRequest(container_id=cid, cmd=["sh"], tty=True, stdout=True,
                                 stderr=True))
-    assert err.value.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNKNOWN)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "tty and stderr cannot both be true" in err.value.details()
     _remove(any_runtime, pod_id)
 

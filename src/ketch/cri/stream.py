@@ -292,8 +292,8 @@ class StreamServer:
             if v4:
                 await ws.send_bytes(bytes([ERROR]) + json.dumps(
                     _status(code, cmd, error)).encode())
-            elif error or code:
-                text = error or f"command terminated with exit code {code}"
+            elif error or code:  # the older protocol: a failure's message alone
+                text = _status(code, cmd, error)["message"]
                 await ws.send_bytes(bytes([ERROR]) + text.encode())
         except (ConnectionError, RuntimeError):
             pass
