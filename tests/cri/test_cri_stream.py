@@ -189,6 +189,14 @@ def test_port_forward_reaches_a_server_on_the_pods_localhost(
     assert data[2:].startswith(b"HTTP/1.")
     assert data.endswith(b"forwarded-page\n")
     assert done.out(1) == struct.pack("<H", 8080)  # no error
+
+    # nothing listens on 8081: the port's error channel says so
+    refused = talk(rt.PortForward(cri.PortForwardRequest(pod_sandbox_id=pod_id,
+                                                         port=[8081])).url,
+                   [b"\x00GET / HTTP/1.0\r\n\r\n"], timeout=20)
+    assert refused.out(0) == struct.pack("<H", 8081)
+    assert refused.out(1).startswith(struct.pack("<H", 8081))
+    assert b"8081" in refused.out(1)[2:]
     _remove(any_runtime, pod_id)
 
 

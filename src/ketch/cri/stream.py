@@ -380,14 +380,34 @@ def _netns_of(e: Engine, pod_id: str) -> str:
 
 
 def _connect_in(netns: str, port: int) -> socket.socket:
-    """A TCP connection to 127.0.0.1:port made inside the namespace at `netns` (a
-    socket keeps the namespace it was made in)."""
-    from ketch.network import netns as nsmod
+    """A TCP connection to 127.0.0.1:port made inside the network namespace at `netns`
+    (a socket keeps the namespace it was made in), from a thread of its own that joins
+    the namespace and ends, so no other thread ever runs there. As containerd's CRI
+    plugin does it: the pod needs no tool of its own for port-forward."""
+    import ctypes
 
-    def connect() -> socket.socket:
-        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        sock.settimeout(None)
-        sock.setblocking(False)
-        return sock
+    result: list[socket.socket] = []
+    failure: list[BaseException] = []
 
-    return nsmod.run_in(netns, connect)
+    def work() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+                    err = ctypes.get_errno()
+                    raise OSError(err, os.strerror(err))
+            finally:
+                os.close(fd)
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.setblocking(False)
+            result.append(sock)
+        except BaseException as e:  # handed to the caller below
+            failure.append(e)
+
+    t = threading.Thread(target=work, name="cri-portforward")
+    t.start()
+    t.join()
+    if failure:
+        raise failure[0]
+    return result[0]
