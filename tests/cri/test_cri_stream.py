@@ -215,7 +215,7 @@ def test_streaming_calls_for_unknown_containers_and_sandboxes_are_not_found(
         assert err.value.code() == grpc.StatusCode.NOT_FOUND, err.value.details()
 
 
-def test_stream_server_listens_on_the_stream_address_and_refuses_spdy(
+def test_stream_server_listens_on_the_stream_address_and_refuses_spdy_and_bad_ports(
         cri_server: Cri, cri_images: dict[str, str], tmp_path: Path) -> None:
     busybox = _pulled(cri_server, cri_images["busybox"])
     cri_server.stop()
@@ -237,6 +237,12 @@ def test_stream_server_listens_on_the_stream_address_and_refuses_spdy(
                 "X-Stream-Protocol-Version": "v4.channel.k8s.io"}) as r:
             return r.status
     assert asyncio.run(plain()) == 400
+
+    with pytest.raises(grpc.RpcError) as err:
+        cri_server.runtime.PortForward(cri.PortForwardRequest(pod_sandbox_id=pod_id,
+                                                              port=[70000]))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details() == "invalid port 70000: a port is 1 to 65535"
     _remove(cri_server, pod_id)
 
 

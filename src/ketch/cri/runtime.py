@@ -11,7 +11,7 @@ from cri_api.v1 import api_pb2_grpc
 from ketch import __version__
 from ketch.cri import containers, sandboxes, stats
 from ketch.cri.common import Engines, rpc
-from ketch.errors import KetchError, NotFound
+from ketch.errors import InvalidArgument, KetchError, NotFound
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -162,6 +162,9 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         if sandboxes.ours(self.engines.get(), request.pod_sandbox_id) is None:
             raise NotFound(f"an error occurred when try to find sandbox"
                            f" {request.pod_sandbox_id!r}: not found")
+        bad = [p for p in request.port if not 0 < p < 65536]
+        if bad:
+            raise InvalidArgument(f"invalid port {bad[0]}: a port is 1 to 65535")
         return cri.PortForwardResponse(url=self._url("portforward", request))
 
     # -- stats and resources ---------------------------------------------------------------
