@@ -7,7 +7,10 @@ from __future__ import annotations
 OPTIONS: dict[str, dict[str, str]] = {
     "check": {"--repair": "what the check finds is repaired, not only reported"},
     "cri": {"--listen": "the unix socket the CRI service serves on (default"
-                        " unix:///run/ketch/cri.sock)"},
+                        " unix:///run/ketch/cri.sock)",
+            "--stream-address": "the address of the streaming server that Exec, Attach"
+                                " and PortForward return URLs on (default 127.0.0.1:0,"
+                                " a free loopback port)"},
     "df": {
         "--format": "a Go template per row, 'table ...' or 'json'",
         "--verbose": "the images, containers, volumes and build cache listed one by one",

@@ -405,8 +405,11 @@ def _become(package: str, *args: str) -> None:
 def _cri(p: Parser) -> None:
     p.add_argument("--listen", metavar="string", default="",
                    help="Socket to serve on (unix:///path)")
+    p.add_argument("--stream-address", metavar="string", default="",
+                   help="Address of the streaming server for exec, attach and"
+                        " port-forward (default 127.0.0.1:0, a free port)")
 
 
 @_cri.handler
 def cri(ns: Namespace) -> None:
-    _become("ketch.cri", ns.listen)
+    _become("ketch.cri", ns.listen, ns.stream_address)

@@ -1,4 +1,5 @@
-"""`python -m ketch.cri ROOT RUN_ROOT URI`: the CRI server as a program (see __init__)."""
+"""`python -m ketch.cri ROOT RUN_ROOT URI [STREAM_ADDRESS]`: the CRI server as a program
+(see __init__)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,16 @@ from ketch.errors import KetchError
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 3:
-        sys.stderr.write("usage: python -m ketch.cri ROOT RUN_ROOT URI"
+    if len(args) not in (3, 4):
+        sys.stderr.write("usage: python -m ketch.cri ROOT RUN_ROOT URI [STREAM_ADDRESS]"
                          " (URI may be empty for the default socket)\n")
         return 2
-    root, run_root, uri = args
+    root, run_root, uri = args[:3]
+    stream = args[3] if len(args) == 4 else ""
     from ketch.cri.server import serve
 
     try:
-        serve(root, run_root, uri or None)
+        serve(root, run_root, uri or None, stream or None)
     except KetchError as e:
         sys.stderr.write(f"Error: {e.message}\n")
         return e.exit_code

@@ -18,7 +18,7 @@ from cri_api.v1 import api_pb2 as cri
 
 from ketch.cri import sandboxes
 from ketch.cri.common import Deadline
-from ketch.errors import InvalidArgument, NotFound
+from ketch.errors import Conflict, InvalidArgument, NotFound
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -273,3 +273,20 @@ def exec_sync(e: Engine, cid: str, cmd: list[str], timeout: int) -> tuple[bytes,
         raise Deadline(f"command {cmd!r} timed out after {timeout}s")
     code = result[0] if result else None
     return bytes(out), bytes(err), 0 if code is None else code
+
+
+def check_stream(e: Engine, cid: str, *, tty: bool, stdin: bool, stdout: bool, stderr: bool,
+                 cmd: list[str] | None = None) -> None:
+    """What Exec and Attach check before they hand out a streaming URL (the kubelet's
+    streaming server checks the same)."""
+    rec = ours(e, cid)
+    if rec is None:
+        raise NotFound(f"an error occurred when try to find container {cid!r}: not found")
+    if cmd is not None and not cmd:
+        raise InvalidArgument("cmd is empty")
+    if tty and stderr:
+        raise InvalidArgument("tty and stderr cannot both be true")
+    if not (stdin or stdout or stderr):
+        raise InvalidArgument("one of stdin, stdout, or stderr must be set")
+    if not rec.running:
+        raise Conflict(f"container {cid!r} is in {rec.state} state, not running")

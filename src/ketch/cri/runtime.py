@@ -11,6 +11,11 @@ from cri_api.v1 import api_pb2_grpc
 from ketch import __version__
 from ketch.cri import containers, sandboxes, stats
 from ketch.cri.common import Engines, rpc
+from ketch.errors import InvalidArgument, KetchError, NotFound
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ketch.cri.stream import StreamServer
 
 # the version of the kubelet-runtime API (the CRI's `version` field, "0.1.0" in every
 # runtime that implements v1) and of the protocol itself
@@ -19,8 +24,9 @@ RUNTIME_API_VERSION = "v1"
 
 
 class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
-    def __init__(self, engines: Engines) -> None:
+    def __init__(self, engines: Engines, streams: StreamServer | None = None) -> None:
         self.engines = engines
+        self.streams = streams
         self.pod_cidr = ""
 
     @rpc
@@ -133,6 +139,39 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         out, err, code = containers.exec_sync(self.engines.get(), request.container_id,
                                               list(request.cmd), int(request.timeout))
         return cri.ExecSyncResponse(stdout=out, stderr=err, exit_code=code)
+
+    # -- streaming: a URL on the streaming server (cri/stream.py) for each request -----
+    def _url(self, kind: str, request: object) -> str:
+        if self.streams is None:
+            raise KetchError("the streaming server is not running")
+        return self.streams.url(kind, request)
+
+    @rpc
+    def Exec(self, request: cri.ExecRequest,
+             context: grpc.ServicerContext) -> cri.ExecResponse:
+        containers.check_stream(self.engines.get(), request.container_id, tty=request.tty,
+                                stdin=request.stdin, stdout=request.stdout,
+                                stderr=request.stderr, cmd=list(request.cmd))
+        return cri.ExecResponse(url=self._url("exec", request))
+
+    @rpc
+    def Attach(self, request: cri.AttachRequest,
+               context: grpc.ServicerContext) -> cri.AttachResponse:
+        containers.check_stream(self.engines.get(), request.container_id, tty=request.tty,
+                                stdin=request.stdin, stdout=request.stdout,
+                                stderr=request.stderr)
+        return cri.AttachResponse(url=self._url("attach", request))
+
+    @rpc
+    def PortForward(self, request: cri.PortForwardRequest,
+                    context: grpc.ServicerContext) -> cri.PortForwardResponse:
+        if sandboxes.ours(self.engines.get(), request.pod_sandbox_id) is None:
+            raise NotFound(f"an error occurred when try to find sandbox"
+                           f" {request.pod_sandbox_id!r}: not found")
+        bad = [p for p in request.port if not 0 < p < 65536]
+        if bad:
+            raise InvalidArgument(f"invalid port {bad[0]}: a port is 1 to 65535")
+        return cri.PortForwardResponse(url=self._url("portforward", request))
 
     # -- stats and resources ---------------------------------------------------------------
     @rpc

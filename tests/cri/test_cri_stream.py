@@ -1,0 +1,271 @@
+"""The CRI's streaming calls (Exec, Attach, PortForward) as a kubelet or kubectl uses them:
+the RPC returns a URL on the runtime's streaming server, and a WebSocket client speaking
+the channel.k8s.io framing (aiohttp's) connects to it. The tests on `any_runtime` pass on
+containerd's CRI plugin too, whose streaming server is the kubelet's own library."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+import subprocess
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import aiohttp
+import grpc
+import pytest
+from tests.conftest import ketch_command
+from tests.cri.conftest import Cri, Served
+from tests.cri.test_cri_pods import _container, _pulled, _sandbox
+from tests.helpers.ports import free_port
+
+V4 = "v4.channel.k8s.io"
+
+
+@pytest.fixture
+def busybox(any_runtime: Served, cri_images: dict[str, str]) -> str:
+    return _pulled(any_runtime, cri_images["busybox"])
+
+
+class Streamed:
+    """What a stream delivered: the bytes per channel, and the v4 status."""
+
+    def __init__(self, channels: dict[int, bytes], protocol: str) -> None:
+        self.channels = channels
+        self.protocol = protocol
+
+    def out(self, channel: int) -> bytes:
+        return self.channels.get(channel, b"")
+
+    @property
+    def status(self) -> dict:
+        return json.loads(self.channels[3])
+
+
+async def _talk(url: str, sends: Iterable[bytes] = (), protocols: tuple[str, ...] = (V4,),
+                until: bytes | None = None, timeout: float = 30) -> Streamed:
+    """Connect, send each message (channel byte first) once the server has spoken, and
+    collect what comes back until the server closes (or `until` shows on a channel)."""
+    got: dict[int, bytearray] = {}
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(url, protocols=protocols) as ws:
+            pending = list(sends)
+            async with asyncio.timeout(timeout):
+                async for msg in ws:
+                    if msg.type != aiohttp.WSMsgType.BINARY:
+                        break
+                    got.setdefault(msg.data[0], bytearray()).extend(msg.data[1:])
+                    while pending:  # the first message says the stream is up
+                        await ws.send_bytes(pending.pop(0))
+                        await asyncio.sleep(0.2)
+                    if until is not None and any(until in v for v in got.values()):
+                        break
+            return Streamed({k: bytes(v) for k, v in got.items()}, ws.protocol or "")
+
+
+def talk(url: str, *args, **kw) -> Streamed:  # type: ignore[no-untyped-def]
+    return asyncio.run(_talk(url, *args, **kw))
+
+
+def _running(served: Served, image: str, logs: Path, name: str, command: list[str],
+             **kw) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    cri = served.cri
+    rt = served.runtime
+    config = _sandbox(served, name, logs)
+    pod_id = rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config)).pod_sandbox_id
+    cid = rt.CreateContainer(cri.CreateContainerRequest(
+        pod_sandbox_id=pod_id, sandbox_config=config,
+        config=_container(served, name, image, command, **kw))).container_id
+    rt.StartContainer(cri.StartContainerRequest(container_id=cid))
+    return pod_id, cid
+
+
+def _remove(served: Served, pod_id: str) -> None:
+    cri = served.cri
+    served.runtime.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=pod_id))
+    served.runtime.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+
+
+def test_exec_streams_output_and_the_exit_status_and_a_token_is_used_once(
+        any_runtime: Served, busybox: str, tmp_path: Path) -> None:
+    cri = any_runtime.cri
+    rt = any_runtime.runtime
+    pod_id, cid = _running(any_runtime, busybox, tmp_path / "logs", "ex", ["sleep", "300"])
+
+    url = rt.Exec(cri.ExecRequest(container_id=cid, cmd=["echo", "hello-stream"],
+                                  stdout=True, stderr=True)).url
+    assert url.startswith("http://127.0.0.1:"), url
+    done = talk(url)
+    assert done.protocol == V4
+    assert done.out(1) == b"hello-stream\n"
+    assert done.status["status"] == "Success"
+
+    # the URL was good for one connection
+    with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+        talk(url)
+    assert err.value.status == 404
+
+    failed = talk(rt.Exec(cri.ExecRequest(container_id=cid, cmd=["sh", "-c", "echo oops >&2;"
+                                                                  " exit 3"],
+                                          stdout=True, stderr=True)).url)
+    assert failed.out(2) == b"oops\n"
+    assert failed.status["status"] == "Failure"
+    assert failed.status["reason"] == "NonZeroExitCode"
+    assert failed.status["details"]["causes"] == [{"reason": "ExitCode", "message": "3"}]
+
+    # the older protocol: the same channels, a failure's message alone on channel 3
+    older = talk(rt.Exec(cri.ExecRequest(container_id=cid, cmd=["sh", "-c", "exit 4"],
+                                         stdout=True)).url, protocols=("channel.k8s.io",))
+    assert older.protocol == "channel.k8s.io"
+    assert older.out(3).startswith(b"command terminated with non-zero exit code")
+    assert older.out(3).endswith(b"exit code 4")
+
+    # stdin on channel 0
+    echoed = talk(rt.Exec(cri.ExecRequest(container_id=cid, cmd=["sh", "-c",
+                                                                 "read x; echo got:$x"],
+                                          stdin=True, stdout=True, stderr=True)).url,
+                  [b"\x00hello-in\n"])
+    assert echoed.out(1) == b"got:hello-in\n"
+    assert echoed.status["status"] == "Success"
+    _remove(any_runtime, pod_id)
+
+
+def test_exec_with_a_tty_takes_the_terminal_size_from_the_resize_channel(
+        any_runtime: Served, busybox: str, tmp_path: Path) -> None:
+    cri = any_runtime.cri
+    rt = any_runtime.runtime
+    pod_id, cid = _running(any_runtime, busybox, tmp_path / "logs", "tty", ["sleep", "300"])
+    url = rt.Exec(cri.ExecRequest(container_id=cid, cmd=["sh"], tty=True, stdin=True,
+                                  stdout=True)).url
+    size = json.dumps({"Width": 101, "Height": 33}).encode()
+    done = talk(url, [b"\x04" + size, b"\x00stty size; exit 5\n"])
+    assert b"33 101" in done.out(1)
+    assert 2 not in done.channels  # a terminal has one output stream
+    assert done.status["details"]["causes"] == [{"reason": "ExitCode", "message": "5"}]
+
+    # a terminal with a separate stderr is refused at the RPC
+    with pytest.raises(grpc.RpcError) as err:
+        rt.Exec(cri.ExecRequest(container_id=cid, cmd=["sh"], tty=True, stdout=True,
+                                stderr=True))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "tty and stderr cannot both be true" in err.value.details()
+    _remove(any_runtime, pod_id)
+
+
+def test_attach_reaches_a_container_reading_its_stdin(
+        any_runtime: Served, busybox: str, tmp_path: Path) -> None:
+    cri = any_runtime.cri
+    rt = any_runtime.runtime
+    pod_id, cid = _running(any_runtime, busybox, tmp_path / "logs", "reader",
+                           ["sh", "-c", "read x; echo attached:$x; sleep 1"], stdin=True)
+    url = rt.Attach(cri.AttachRequest(container_id=cid, stdin=True, stdout=True,
+                                      stderr=True)).url
+    done = talk(url, [b"\x00over-attach\n"], until=b"attached:over-attach\n")
+    assert b"attached:over-attach\n" in done.out(1)
+    _remove(any_runtime, pod_id)
+
+
+def test_port_forward_reaches_a_server_on_the_pods_localhost(
+        any_runtime: Served, busybox: str, tmp_path: Path) -> None:
+    cri = any_runtime.cri
+    rt = any_runtime.runtime
+    pod_id, cid = _running(
+        any_runtime, busybox, tmp_path / "logs", "pf",
+        ["sh", "-c", "mkdir -p /www && echo forwarded-page > /www/index.html"
+         " && exec httpd -f -p 127.0.0.1:8080 -h /www"])
+    ready = ["wget", "-qO-", "http://127.0.0.1:8080/"]
+    deadline = time.monotonic() + 20
+    while rt.ExecSync(cri.ExecSyncRequest(container_id=cid, cmd=ready, timeout=5)
+                      ).exit_code != 0:
+        assert time.monotonic() < deadline, "httpd did not come up"
+        time.sleep(0.2)
+
+    url = rt.PortForward(cri.PortForwardRequest(pod_sandbox_id=pod_id, port=[8080])).url
+    done = talk(url, [b"\x00GET / HTTP/1.0\r\n\r\n"], until=b"forwarded-page\n")
+    data = done.out(0)
+    assert data[:2] == struct.pack("<H", 8080)  # the channel opens with its port
+    assert data[2:].startswith(b"HTTP/1.")
+    assert data.endswith(b"forwarded-page\n")
+    assert done.out(1) == struct.pack("<H", 8080)  # no error
+
+    # nothing listens on 8081: the port's error channel says so
+    refused = talk(rt.PortForward(cri.PortForwardRequest(pod_sandbox_id=pod_id,
+                                                         port=[8081])).url,
+                   [b"\x00GET / HTTP/1.0\r\n\r\n"], timeout=20)
+    assert refused.out(0) == struct.pack("<H", 8081)
+    assert refused.out(1).startswith(struct.pack("<H", 8081))
+    assert b"8081" in refused.out(1)[2:]
+    _remove(any_runtime, pod_id)
+
+
+def test_streaming_calls_for_unknown_containers_and_sandboxes_are_not_found(
+        any_runtime: Served) -> None:
+    cri = any_runtime.cri
+    rt = any_runtime.runtime
+    calls = [
+        lambda: rt.Exec(cri.ExecRequest(container_id="nope", cmd=["true"], stdout=True)),
+        lambda: rt.Attach(cri.AttachRequest(container_id="nope", stdout=True)),
+        lambda: rt.PortForward(cri.PortForwardRequest(pod_sandbox_id="nope", port=[80])),
+    ]
+    for call in calls:
+        with pytest.raises(grpc.RpcError) as err:
+            call()
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND, err.value.details()
+
+
+def test_stream_server_listens_on_the_stream_address_and_refuses_spdy_and_bad_ports(
+        cri_server: Cri, cri_images: dict[str, str], tmp_path: Path) -> None:
+    busybox = _pulled(cri_server, cri_images["busybox"])
+    cri_server.stop()
+    port = free_port("127.0.0.1")
+    cri_server.command = lambda: [  # type: ignore[method-assign]
+        *ketch_command(), "--root", str(cri_server.root), "--run-root",
+        str(cri_server.root / "run"), "system", "cri", "--listen", f"unix://{cri_server.sock}",
+        "--stream-address", f"127.0.0.1:{port}"]
+    cri_server.proc = cri_server._start()
+    cri = cri_server.cri
+    pod_id, cid = _running(cri_server, busybox, tmp_path / "logs", "addr", ["sleep", "300"])
+    url = cri_server.runtime.Exec(cri.ExecRequest(container_id=cid, cmd=["true"],
+                                                  stdout=True)).url
+    assert url.startswith(f"http://127.0.0.1:{port}/exec/"), url
+
+    async def plain() -> int:  # an SPDY client's upgrade is not a WebSocket one
+        async with aiohttp.ClientSession() as s, s.get(url, headers={
+                "Connection": "Upgrade", "Upgrade": "SPDY/3.1",
+                "X-Stream-Protocol-Version": "v4.channel.k8s.io"}) as r:
+            return r.status
+    assert asyncio.run(plain()) == 400
+
+    with pytest.raises(grpc.RpcError) as err:
+        cri_server.runtime.PortForward(cri.PortForwardRequest(pod_sandbox_id=pod_id,
+                                                              port=[70000]))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details() == "invalid port 70000: a port is 1 to 65535"
+    _remove(cri_server, pod_id)
+
+
+def test_a_bad_stream_address_is_a_one_line_error(ketch_root: Path, tmp_path: Path) -> None:
+    r = subprocess.run([*ketch_command(), "--root", str(ketch_root), "system", "cri",
+                        "--listen", f"unix://{tmp_path}/c.sock", "--stream-address",
+                        "nonsense"], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert r.stderr.strip().splitlines() == [
+        "Error: invalid --stream-address 'nonsense': expected HOST:PORT"
+        " (127.0.0.1:0 picks a free port)"]
+    assert not (tmp_path / "c.sock").exists()
+
+
+def test_tokens_are_used_once_and_expire() -> None:
+    from ketch.cri.stream import Tokens
+
+    tokens = Tokens(ttl=0.2)
+    tok = tokens.issue("exec", "request")
+    assert tokens.consume("attach", tok) is None  # for another kind of stream: gone too
+    tok = tokens.issue("exec", "request")
+    assert tokens.consume("exec", tok) == "request"
+    assert tokens.consume("exec", tok) is None
+    late = tokens.issue("exec", "request")
+    time.sleep(0.3)
+    assert tokens.consume("exec", late) is None
