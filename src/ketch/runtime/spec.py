@@ -20,14 +20,14 @@ import signal as _signal
 import stat
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from pathlib import Path
 
 from ketch.errors import InvalidArgument
 from ketch.values import field, value
 
-# typing for annotations only, copy on first use: `create` loads this module
+# typing and pathlib for annotations only, copy on first use: `create` loads this module
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 OCI_VERSION = "1.0.2"
@@ -220,9 +220,9 @@ def _host_hard_limit(name: str) -> int | None:
 
 @lru_cache(maxsize=1)
 def swap_limit_supported() -> bool:
-    if Path("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists():
+    if os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"):
         return True
-    return Path("/sys/fs/cgroup/cgroup.controllers").exists()  # v2 always has memory.swap.max
+    return os.path.exists("/sys/fs/cgroup/cgroup.controllers")  # v2 always has memory.swap.max
 
 
 # --- helpers ----------------------------------------------------------------------
