@@ -14,9 +14,9 @@ profile itself is runtime/seccomp.py.
 
 from __future__ import annotations
 
+import _signal  # not `signal`: its Signals enum imports enum, ms on `create`
 import os
 import resource
-import signal as _signal
 import stat
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
@@ -307,15 +307,16 @@ def signal_number(sig: str | int) -> int:
         return int(text)
     if not text.startswith("SIG"):
         text = "SIG" + text
-    try:
-        return int(_signal.Signals[text])
-    except KeyError:
-        # SIGRTMIN+n forms, as Docker accepts.
-        if text.startswith("SIGRTMIN+") and text[9:].isdigit():
-            return int(_signal.SIGRTMIN) + int(text[9:])
-        if text.startswith("SIGRTMAX-") and text[9:].isdigit():
-            return int(_signal.SIGRTMAX) - int(text[9:])
-        raise InvalidArgument(f"Invalid signal: {sig}") from None
+    # the signal constants of the C module (SIG_DFL, SIG_BLOCK, ... are not signals)
+    number = None if text.startswith("SIG_") else getattr(_signal, text, None)
+    if isinstance(number, int):
+        return number
+    # SIGRTMIN+n forms, as Docker accepts.
+    if text.startswith("SIGRTMIN+") and text[9:].isdigit():
+        return int(_signal.SIGRTMIN) + int(text[9:])
+    if text.startswith("SIGRTMAX-") and text[9:].isdigit():
+        return int(_signal.SIGRTMAX) - int(text[9:])
+    raise InvalidArgument(f"Invalid signal: {sig}")
 
 
 def _env_has(env: Iterable[str], key: str) -> bool:
