@@ -802,7 +802,7 @@ class Engine:
             "MemTotal": mem, "Name": platform.node(), "ServerVersion": __version__,
             "CgroupDriver": "cgroupfs", "CgroupVersion": _cgroup_version(),
             "Runtimes": runtimes, "DefaultRuntime": "runc",
-            "LoggingDriver": root_defaults(self.root)[0],
+            "LoggingDriver": root_defaults(self.root_dir)[0],
             "SecurityOptions": _security_options(), "Labels": [],
             "ExperimentalBuild": False, "Swarm": {"LocalNodeState": "inactive"},
         }
