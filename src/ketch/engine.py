@@ -95,7 +95,7 @@ class Engine:
     def content(self) -> ContentStore:
         from ketch.store.content import ContentStore
 
-        return ContentStore(self.root)
+        return ContentStore(self.root_dir)
 
     @cached_property
     def records(self) -> ImageRecords:
@@ -107,14 +107,14 @@ class Engine:
     def layers(self) -> LayerStore:
         from ketch.layers.store import LayerStore
 
-        return LayerStore(self.root, self.db, self.records, self.content)
+        return LayerStore(self.root_dir, self.db, self.records, self.content)
 
     @cached_property
     def images(self) -> ImageService:
         """Local images: list, inspect, history, tag, remove, prune, import, load, save."""
         from ketch.images.service import ImageService
 
-        service = ImageService(self.root, self.db, self.records, self.content, self.layers,
+        service = ImageService(self.root_dir, self.db, self.records, self.content, self.layers,
                                users=self._image_users, layer_users=self.layer_users,
                                intents=lambda: self.intents)
         try:
@@ -802,7 +802,7 @@ class Engine:
             "MemTotal": mem, "Name": platform.node(), "ServerVersion": __version__,
             "CgroupDriver": "cgroupfs", "CgroupVersion": _cgroup_version(),
             "Runtimes": runtimes, "DefaultRuntime": "runc",
-            "LoggingDriver": root_defaults(self.root)[0],
+            "LoggingDriver": root_defaults(self.root_dir)[0],
             "SecurityOptions": _security_options(), "Labels": [],
             "ExperimentalBuild": False, "Swarm": {"LocalNodeState": "inactive"},
         }

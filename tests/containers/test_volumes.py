@@ -165,3 +165,19 @@ def test_bad_volume_specs(ketch, spec):
     p = ketch("run", "--rm", "-v", spec, "busybox", "true", check=False)
     assert p.returncode == 125
     assert p.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("name", ["a", "a b", "ab\n", "é1", ".ab", "ab/c"])
+def test_volume_create_refuses_a_name_outside_dockers_pattern_and_creates_nothing(ketch, name):
+    p = ketch("volume", "create", name, check=False)
+    assert p.returncode == 1
+    assert p.stderr == (f'Error: "{name}" includes invalid characters for a local volume'
+                        ' name, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed\n')
+    assert ketch("volume", "ls", "-q").stdout == ""
+
+
+def test_volume_names_of_two_characters_and_dots_dashes_underscores_are_accepted(ketch):
+    for name in ("9x", "ok.name-1_x"):
+        assert ketch("volume", "create", name).stdout == f"{name}\n"
+    assert sorted(ketch("volume", "ls", "-q").stdout.split()) == ["9x", "ok.name-1_x"]
+    ketch("volume", "rm", "9x", "ok.name-1_x")

@@ -218,5 +218,9 @@ def test_image_inspect_stays_on_the_lean_import_path(ketch: KetchCLI, busybox: s
     extra = {m for m in mods if m.startswith("ketch")} - IMAGE_INSPECT_KETCH_MODULES
     assert not extra, sorted(extra)
     heavy = {"json", "typing", "dataclasses", "argparse", "tarfile", "shutil", "subprocess",
-             "threading", "ctypes", "copy", "random"}
+             "threading", "ctypes", "copy", "random",
+             # pathlib (with fnmatch, re, enum, urllib.parse, ipaddress) and the sqlite3
+             # package (whose dbapi2 imports datetime): milliseconds each
+             "pathlib", "fnmatch", "re", "enum", "urllib.parse", "ipaddress", "datetime",
+             "sqlite3", "sqlite3.dbapi2"}
     assert not mods & heavy, sorted(mods & heavy)

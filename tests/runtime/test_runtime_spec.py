@@ -260,9 +260,17 @@ def test_stop_signal_annotation_and_sysctls():
 
 
 @pytest.mark.parametrize("text, number", [("SIGTERM", 15), ("kill", 9), ("9", 9),
-                                          ("HUP", 1), ("SIGRTMIN+1", 35)])
+                                          ("HUP", 1), ("SIGRTMIN+1", 35), ("iot", 6),
+                                          ("SIGCLD", 17), ("rtmax-1", 63)])
 def test_signals_are_accepted_by_name_or_number(text, number):
     assert signal_number(text) == number
+
+
+@pytest.mark.parametrize("text", ["SIG_DFL", "SIG_BLOCK", "NSIG", "SIG", "SIGRTMIN+x"])
+def test_names_of_signal_constants_that_are_no_signals_are_refused(text):
+    with pytest.raises(InvalidArgument) as refused:
+        signal_number(text)
+    assert str(refused.value) == f"Invalid signal: {text}"
 
 
 def test_exec_process_inherits_the_container_and_overrides_what_is_asked():

@@ -283,9 +283,7 @@ def _save(p: Parser) -> None:
 def images_save(ns: Namespace) -> None:
     names = check_args(ns, 1)
     if ns.platform:
-        from ketch.images.platforms import require_platform
-
-        require_platform(engine().images, names, ns.platform)
+        engine().images.check_save_platform(names, ns.platform)
     if ns.output:
         parent = os.path.dirname(os.path.abspath(ns.output))
         if not os.path.isdir(parent):
@@ -324,9 +322,7 @@ def _load(p: Parser) -> None:
 @_load.handler
 def images_load(ns: Namespace) -> None:
     if ns.platform:
-        from ketch.images.platforms import require_host_platform
-
-        require_host_platform(ns.platform)
+        engine().images.check_load_platform(ns.platform)
     if ns.input:
         try:
             f = open(ns.input, "rb")

@@ -73,7 +73,7 @@ def create(svc: ContainerService, config: dict[str, Any],
     validate_restart(host_config)  # before the image, as the daemon checks it
     from ketch.containers.logconfig import resolve
 
-    host_config["LogConfig"] = resolve(host_config, svc.engine.root)
+    host_config["LogConfig"] = resolve(host_config, svc.engine.root_dir)
     warnings = [] if warnings is None else warnings
     image_name = config.get("Image") or ""
     if not image_name:
@@ -125,8 +125,8 @@ def create(svc: ContainerService, config: dict[str, Any],
         image_id=img.id, image_name=image_name, created=time.time(), state="created",
         pid=0, exit_code=0, error="", started_at=0.0, finished_at=0.0, restart_count=0,
         config=merged, host_config=host_config, chain_ids=chains)
-    d = svc.path(cid)
-    d.mkdir(parents=True)
+    d = os.path.join(svc.engine.root_dir, "containers", cid)  # no pathlib on create
+    os.makedirs(d)
     try:
         # The record is the image's reservation: written in the transaction that
         # sees the image and its layers still recorded, so an `rmi` or `image prune`

@@ -27,7 +27,7 @@ def document(svc: ContainerService, name_or_id: str, *,
     r = svc.get(name_or_id)
     path, args = svc.command_line(r)
     d = svc.path(r.id)
-    lowers = [str(svc.engine.layers.path(c)) for c in reversed(r.chain_ids)]
+    lowers = [svc.engine.layers.diff_dir(c) for c in reversed(r.chain_ids)]
     from ketch.containers.logconfig import log_file, reads_back
 
     hc = {k: v for k, v in r.host_config.items() if not k.startswith("_")}

@@ -5,15 +5,19 @@ As in Docker, the default options apply to a container that uses the default dri
 
 from __future__ import annotations
 
+import os
+
 from ketch.errors import InvalidArgument
 
-# typing and pathlib only for annotations: `logs` loads this module for `reads_back`
+# typing only for annotations: `logs` loads this module for `reads_back`
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
-    from typing import Any
+    from typing import Any, TypeVar
 
     from ketch.runtime.logs import LogPolicy
+
+    P = TypeVar("P", str, Path)
 
 DEFAULT_DRIVER = "json-file"
 # One unrotated file: conmon's default, nothing to check or set up. ketch.runtime.logs
@@ -28,7 +32,7 @@ def _check(driver: str, opts: dict[str, str]) -> None:
         log_policy(driver, opts)
 
 
-def root_defaults(root: Path) -> tuple[str, dict[str, str]]:
+def root_defaults(root: str | os.PathLike[str]) -> tuple[str, dict[str, str]]:
     """(driver, options) from `<root>/ketch.toml` (containers/settings.py); Docker's
     json-file, no options, when the file or its keys are absent."""
     from ketch.containers.settings import CONFIG_FILE, ContainerSettings
@@ -38,12 +42,12 @@ def root_defaults(root: Path) -> tuple[str, dict[str, str]]:
     try:
         _check(driver, opts)
     except InvalidArgument as e:
-        raise InvalidArgument(f"{root / CONFIG_FILE}: [containers] log settings: {e}"
+        raise InvalidArgument(f"{os.path.join(root, CONFIG_FILE)}: [containers] log settings: {e}"
                               ) from None
     return driver, opts
 
 
-def resolve(hc: dict[str, Any], root: Path) -> dict[str, Any]:
+def resolve(hc: dict[str, Any], root: str | os.PathLike[str]) -> dict[str, Any]:
     """The LogConfig a new container gets ({"Type", "Config"}), checked: InvalidArgument
     with Docker's message for an unknown driver or option or a bad value."""
     given = hc.get("LogConfig") or {}
@@ -80,9 +84,9 @@ def reads_back(hc: dict[str, Any]) -> bool:
     return driver in ("json-file", "local", "k8s-file")
 
 
-def log_file(hc: dict[str, Any], default: Path) -> Path:
+def log_file(hc: dict[str, Any], default: P) -> P:
     """Where conmon writes this container's log: the k8s-file driver's `path` option
-    (as Podman's), else `default` (the container's own ctr.log)."""
+    (as Podman's), else `default` (the container's own ctr.log), as the same type."""
     cfg = hc.get("LogConfig") or {}
     path = (cfg.get("Config") or {}).get("path") if cfg.get("Type") == "k8s-file" else None
     return type(default)(path) if path else default

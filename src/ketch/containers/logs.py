@@ -4,6 +4,8 @@ read of a file's end: reading loads neither the lifecycle nor the monitor."""
 
 from __future__ import annotations
 
+import os
+
 from ketch.errors import KetchError
 
 TYPE_CHECKING = False
@@ -29,7 +31,8 @@ def read(svc: ContainerService, name_or_id: str, *, follow: bool = False,
         raise KetchError("configured logging driver does not support reading")
     # the log's path, as lifecycle.paths() names it, without loading the lifecycle
     # and the monitor: `logs --tail` is a read of a file's end
-    log_path = log_file(rec.host_config, svc.path(rec.id) / "ctr.log")
+    log_path = log_file(rec.host_config,
+                        os.path.join(svc.engine.root_dir, "containers", rec.id, "ctr.log"))
 
     def running() -> bool:
         if cancelled is not None and cancelled():

@@ -7,11 +7,9 @@ UNIQUE in SQLite: two `run --name x` at once cannot both win.
 
 from __future__ import annotations
 
-import sqlite3
-
 from ketch.errors import AmbiguousID, Conflict, ContainerNotFound
 from ketch.fastjson import dumps, loads
-from ketch.store.db import Database
+from ketch.store.db import Database, sqlite3
 from ketch.values import field, from_fields, value
 
 TYPE_CHECKING = False

@@ -70,7 +70,7 @@ class ContainerService:
     def settings(self) -> ContainerSettings:
         from ketch.containers.settings import ContainerSettings
 
-        return ContainerSettings.load(self.engine.root)
+        return ContainerSettings.load(self.engine.root_dir)
 
     # Paths on first use: listing containers needs none (and no pathlib import).
     @cached_property

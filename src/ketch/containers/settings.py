@@ -16,7 +16,6 @@ mirrors) are read by distribution/mirrors.py.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from ketch.errors import InvalidArgument
 from ketch.values import value
@@ -36,10 +35,10 @@ class ContainerSettings:
     log_opts: dict[str, str] | None = None
 
     @classmethod
-    def load(cls, root: Path) -> ContainerSettings:
+    def load(cls, root: str | os.PathLike[str]) -> ContainerSettings:
         settings = cls()
-        path = root / CONFIG_FILE
-        if not path.is_file():
+        path = os.path.join(root, CONFIG_FILE)  # a string: `create` needs no pathlib
+        if not os.path.isfile(path):
             return settings
         import tomllib  # only when there is a file
 

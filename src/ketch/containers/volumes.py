@@ -11,21 +11,28 @@ the image's content at its mount point (`seed_from_image`).
 from __future__ import annotations
 
 import builtins
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from functools import cached_property
 
 from ketch.errors import Conflict, InvalidArgument, KetchError, NotFound
 
 # typing for annotations only, shutil on first use: `create` loads this module
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
     from ketch.containers.host import ContainerHost
 
-_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+# A local volume's name, Docker's [a-zA-Z0-9][a-zA-Z0-9_.-]+, checked without `re` and
+# pathlib (with `Path`s on first use) since `create` builds a VolumeStore.
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_NAME_REST = _ALNUM | frozenset("_.-")
+
+
+def _valid_name(name: str) -> bool:
+    return len(name) >= 2 and name[0] in _ALNUM and all(c in _NAME_REST for c in name[1:])
 # The local driver's options (Docker 20.10) and which others each one needs.
 DRIVER_OPTIONS = ("type", "device", "o")
 _REQUIRED = {"device": ("type",), "type": ("device",), "o": ("device", "type")}
@@ -58,13 +65,22 @@ def check_driver_options(options: dict[str, str]) -> None:
                               " no network filesystems (tmpfs, bind and local devices only)")
 
 
+def _as_path(path: str) -> Path:
+    from pathlib import Path
+
+    return Path(path)
+
+
 class VolumeStore:
     def __init__(self, engine: ContainerHost) -> None:
         self.engine = engine
-        self.dir = engine.root / "volumes"
+
+    @cached_property
+    def dir(self) -> Path:
+        return self.engine.root / "volumes"
 
     def path(self, name: str) -> Path:
-        if not _NAME.match(name):
+        if not _valid_name(name):
             raise InvalidArgument(
                 f'"{name}" includes invalid characters for a local volume name, only'
                 ' "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed')
@@ -263,7 +279,7 @@ class VolumeStore:
         out = []
         for v in self.list():
             size = 0
-            for f in Path(v["Mountpoint"]).rglob("*"):
+            for f in _as_path(v["Mountpoint"]).rglob("*"):
                 try:
                     if f.is_file() and not f.is_symlink():
                         size += f.lstat().st_size
@@ -299,7 +315,7 @@ class VolumeStore:
                 continue
             if self.in_use(v["Name"]):
                 continue
-            for f in Path(v["Mountpoint"]).rglob("*"):
+            for f in _as_path(v["Mountpoint"]).rglob("*"):
                 if f.is_file() and not f.is_symlink():
                     space += f.stat().st_size
             self.remove(v["Name"])

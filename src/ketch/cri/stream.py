@@ -261,7 +261,7 @@ class StreamServer:
                         with contextlib.suppress(ValueError, KetchError):
                             size = json.loads(data)
                             h, w = int(size.get("Height", 0)), int(size.get("Width", 0))
-                            await self._run(lambda e, h=h, w=w: resize(e, h, w))
+                            await self._run(_resizing(resize, h, w))
             except OSError:
                 pass
             finally:
@@ -411,3 +411,9 @@ def _connect_in(netns: str, port: int) -> socket.socket:
     if failure:
         raise failure[0]
     return result[0]
+
+
+def _resizing(resize: Callable[[Engine, int, int], None], height: int, width: int
+              ) -> Callable[[Engine], None]:
+    """`resize` bound to one size, for the Engine's worker thread."""
+    return lambda e: resize(e, height, width)

@@ -358,11 +358,11 @@ class LayerPipeline:
             os.fsync(fd)  # the one fsync, before the rename makes the blob visible
             final = content.path(desc.digest)
             with spool.cond:
-                if final.exists():
+                if os.path.exists(final):
                     os.unlink(path)
                 else:
                     os.rename(path, final)
-                spool.path = str(final)
+                spool.path = final
             done = True
         finally:
             os.close(fd)

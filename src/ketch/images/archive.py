@@ -359,7 +359,7 @@ def _commit_loaded(svc: ImageService, cfg_bytes: bytes, cfg: ImageConfig,
                                      strict=True):
         if not layer.path.exists() and svc.content.exists(diff_id):
             # An earlier image of this archive shares the file and moved it into the store.
-            layer.path = svc.content.path(diff_id)
+            layer.path = Path(svc.content.path(diff_id))
         with open(layer.path, "rb") as f:
             magic = f.read(4)
         compressed = magic[:2] == b"\x1f\x8b" or magic == b"\x28\xb5\x2f\xfd"

@@ -26,7 +26,7 @@ def document(svc: ImageService, name: str) -> dict[str, Any]:
     cfg = image_config.raw
     c = cfg.get("config") or {}
     diff_ids = image_config.diff_ids
-    lowers = [str(svc.layers.path(ch)) for ch in reversed(chain_ids(diff_ids))]
+    lowers = [svc.layers.diff_dir(ch) for ch in reversed(chain_ids(diff_ids))]
     config = {
         "Hostname": "", "Domainname": "", "User": c.get("User", ""),
         "AttachStdin": False, "AttachStdout": False, "AttachStderr": False,

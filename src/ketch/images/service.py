@@ -34,7 +34,6 @@ from ketch.values import field, value
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
     from typing import Any
 
     from ketch.layers.store import LayerStore
@@ -112,12 +111,12 @@ class ImageService:
     containers.
     """
 
-    def __init__(self, root: Path, db: Database, records: ImageRecords, content: ContentStore,
+    def __init__(self, root: str | os.PathLike[str], db: Database, records: ImageRecords, content: ContentStore,
                  layers: LayerStore, *,
                  users: ImageUsers | None = None,
                  layer_users: Callable[[], set[str]] | None = None,
                  intents: Callable[[], Intents] | None = None) -> None:
-        self.root = root
+        self.root = os.fspath(root)  # a string: inspect and list need no pathlib
         self.records = records
         self.content = content
         self.layers = layers
@@ -135,7 +134,7 @@ class ImageService:
         reference for pull and push, as dockerd), `name` its `name` attribute."""
         from ketch.events import emit
 
-        emit(str(self.root), "image", action, actor_id, {"name": name})
+        emit(self.root, "image", action, actor_id, {"name": name})
 
     # -- lookup -------------------------------------------------------------------
     def resolve(self, name: str) -> ImageRecord:
@@ -376,7 +375,7 @@ class ImageService:
         """Held (shared) by anything that writes blobs/layers before recording an image."""
         import fcntl
 
-        fd = os.open(self.root / "gc.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        fd = os.open(os.path.join(self.root, "gc.lock"), os.O_CREAT | os.O_RDWR, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)
             # Staging in tmp/ and blobs or layers not yet recorded: if this process is
@@ -403,7 +402,7 @@ class ImageService:
         """
         import fcntl
 
-        fd = os.open(self.root / "gc.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        fd = os.open(os.path.join(self.root, "gc.lock"), os.O_CREAT | os.O_RDWR, 0o600)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -494,6 +493,20 @@ class ImageService:
         from ketch.images.transfer import save
 
         save(self, names, out)
+
+    def check_save_platform(self, names: builtins.list[str], platform: str) -> None:
+        """`save --platform`: refuse images of another platform, before anything is
+        written (see images.platforms)."""
+        from ketch.images.platforms import require_platform
+
+        require_platform(self, names, platform)
+
+    @staticmethod
+    def check_load_platform(platform: str) -> None:
+        """`load --platform`: only the host's platform is loaded (see images.platforms)."""
+        from ketch.images.platforms import require_host_platform
+
+        require_host_platform(platform)
 
     def load(self, stream: Any, *, on_message: Callable[[str], None] | None = None,
              on_progress: Callable[[Any], None] | None = None) -> builtins.list[str]:

@@ -4,13 +4,17 @@ A layer is unpacked into tmp/ while its DiffID is computed from the same stream,
 against the DiffID the image config promises, and only then renamed into place and
 recorded. A per-layer file lock keeps two ketch processes from unpacking the same layer
 at once; the second simply finds it done.
+
+The store keeps its paths as strings and makes `pathlib.Path`s only where its interface
+returns them (`dir`, `tmp`, `path`, `lower_dirs`): pathlib imports fnmatch, re and
+urllib.parse, milliseconds that `image inspect` and `create`, which build the store but
+only ask for a layer's directory (`diff_dir`, a string), should not pay.
 """
 
 from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from pathlib import Path
 
 from ketch.errors import DigestMismatch, NotFound
 from ketch.oci.digest import chain_of, hex_of
@@ -20,6 +24,7 @@ from ketch.store.images import LayerRecord
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+    from pathlib import Path
     from typing import BinaryIO
 
     from ketch.store.content import ContentStore
@@ -27,11 +32,24 @@ if TYPE_CHECKING:
     from ketch.store.images import ImageRecords
 
 
-def _discard(root: Path, path: Path) -> None:
+def _discard(root: str, path: str | os.PathLike[str]) -> None:
     """Into the trash, deleted later by a background emptier (`ketch.store.trash`)."""
     from ketch.store.trash import discard
 
-    discard(str(root), str(path))
+    discard(root, os.fspath(path))
+
+
+def _as_path(path: str) -> Path:
+    from pathlib import Path
+
+    return Path(path)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _check_chain(chain_id: str, parent: str | None, diff_id: str) -> None:
@@ -42,35 +60,50 @@ def _check_chain(chain_id: str, parent: str | None, diff_id: str) -> None:
 
 
 class LayerStore:
-    def __init__(self, root: Path, db: Database, records: ImageRecords,
+    def __init__(self, root: str | os.PathLike[str], db: Database, records: ImageRecords,
                  content: ContentStore) -> None:
-        self.root = root
-        self.dir = root / "layers"
-        self.tmp = root / "tmp"
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.root = os.fspath(root)
+        self.dir_path = os.path.join(self.root, "layers")
+        self.tmp_path = os.path.join(self.root, "tmp")
+        os.makedirs(self.dir_path, exist_ok=True)
         self.db = db
         self.records = records
         self.content = content
 
+    @property
+    def dir(self) -> Path:
+        return _as_path(self.dir_path)
+
+    @property
+    def tmp(self) -> Path:
+        return _as_path(self.tmp_path)
+
+    def diff_dir(self, chain_id: str) -> str:
+        """The layer's unpacked tree, as a string (`path` without pathlib)."""
+        return os.path.join(self.dir_path, hex_of(chain_id), "diff")
+
     def path(self, chain_id: str) -> Path:
-        return self.dir / hex_of(chain_id) / "diff"
+        return _as_path(self.diff_dir(chain_id))
 
     def has(self, chain_id: str) -> bool:
-        return self.path(chain_id).is_dir() and self.records.layer(chain_id) is not None
+        return os.path.isdir(self.diff_dir(chain_id)) and self.records.layer(chain_id) is not None
 
     def lower_dirs(self, chain_ids: list[str]) -> list[Path]:
         """Overlay lowerdir order: topmost layer first."""
         out = []
         for c in reversed(chain_ids):
-            p = self.path(c)
-            if not p.is_dir():
+            p = self.diff_dir(c)
+            if not os.path.isdir(p):
                 raise NotFound(f"layer {c} is not unpacked")
-            out.append(p)
+            out.append(_as_path(p))
         return out
+
+    def _lock_path(self, name: str) -> str:
+        return os.path.join(self.dir_path, f"{name}.lock")
 
     @contextmanager
     def _lock(self, chain_id: str) -> Iterator[None]:
-        fd = os.open(self.dir / f"{hex_of(chain_id)}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        fd = os.open(self._lock_path(hex_of(chain_id)), os.O_CREAT | os.O_RDWR, 0o600)
         try:
             import fcntl  # on first use: a cached build only asks whether layers exist
 
@@ -99,12 +132,12 @@ class LayerStore:
 
         with self._lock(chain_id):
             existing = self.records.layer(chain_id)
-            if existing is not None and self.path(chain_id).is_dir():
+            if existing is not None and os.path.isdir(self.diff_dir(chain_id)):
                 return existing
-            staging = Path(tempfile.mkdtemp(prefix=f"layer-{owner_tag()}-", dir=self.tmp))
+            staging = tempfile.mkdtemp(prefix=f"layer-{owner_tag()}-", dir=self.tmp_path)
             try:
                 # extract() hashes the decompressed stream (the DiffID) as it unpacks it.
-                stats = extract(stream, staging / "diff", whiteouts="overlay")
+                stats = extract(stream, os.path.join(staging, "diff"), whiteouts="overlay")
                 if diff_id is not None and stats.diff_id != diff_id:
                     raise DigestMismatch(
                         f"layer content does not match its diff ID: expected {diff_id},"
@@ -114,15 +147,15 @@ class LayerStore:
                     before_commit()
                 rec = LayerRecord(chain_id, diff_id or stats.diff_id, parent, blob_digest,
                                   media_type, blob_size, stats.uncompressed_size)
-                final = self.dir / hex_of(chain_id)
-                if final.exists():
+                final = os.path.join(self.dir_path, hex_of(chain_id))
+                if os.path.exists(final):
                     _discard(self.root, final)
                 os.rename(staging, final)
                 with self.db.transaction() as conn:
                     self.records.add_layer(conn, rec)
                 return rec
             finally:
-                if staging.exists():
+                if os.path.exists(staging):
                     _discard(self.root, staging)
                     self.empty_trash()
 
@@ -133,21 +166,21 @@ class LayerStore:
                                blob_digest=blob_digest, media_type=media_type,
                                blob_size=self.content.size(blob_digest))
 
-    def adopt_dir(self, tree: Path, *, chain_id: str, diff_id: str, parent: str | None,
+    def adopt_dir(self, tree: str | os.PathLike[str], *, chain_id: str, diff_id: str, parent: str | None,
                   blob_digest: str | None, media_type: str | None, blob_size: int | None,
                   size: int) -> LayerRecord:
         """Move an already-unpacked tree (same filesystem) into place as a layer."""
         _check_chain(chain_id, parent, diff_id)
         with self._lock(chain_id):
             existing = self.records.layer(chain_id)
-            if existing is not None and self.path(chain_id).is_dir():
+            if existing is not None and os.path.isdir(self.diff_dir(chain_id)):
                 _discard(self.root, tree)
                 return existing
-            final = self.dir / hex_of(chain_id)
-            if final.exists():
+            final = os.path.join(self.dir_path, hex_of(chain_id))
+            if os.path.exists(final):
                 _discard(self.root, final)
-            final.mkdir()
-            os.rename(tree, final / "diff")
+            os.mkdir(final)
+            os.rename(tree, os.path.join(final, "diff"))
             rec = LayerRecord(chain_id, diff_id, parent, blob_digest, media_type, blob_size,
                               size)
             with self.db.transaction() as conn:
@@ -158,14 +191,14 @@ class LayerStore:
         with self._lock(chain_id):
             with self.db.transaction() as conn:
                 self.records.delete_layer(conn, chain_id)
-            _discard(self.root, self.dir / hex_of(chain_id))
-        (self.dir / f"{hex_of(chain_id)}.lock").unlink(missing_ok=True)
+            _discard(self.root, os.path.join(self.dir_path, hex_of(chain_id)))
+        _unlink(self._lock_path(hex_of(chain_id)))
 
     def empty_trash(self) -> None:
         """Start deleting what was discarded, in the background (after removals)."""
         from ketch.store.trash import empty_in_background
 
-        empty_in_background(str(self.root))
+        empty_in_background(self.root)
 
     def sweep_unrecorded(self) -> int:
         """Remove layer directories that have no record: a kill between the rename into
@@ -175,19 +208,19 @@ class LayerStore:
 
         recorded = {hex_of(lr.chain_id) for lr in self.records.all_layers()}
         removed = 0
-        for entry in self.dir.iterdir():
+        for entry in os.scandir(self.dir_path):
             name = entry.name
             if name in recorded or not entry.is_dir() or len(name) != 64:
                 continue
-            fd = os.open(self.dir / f"{name}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+            fd = os.open(self._lock_path(name), os.O_CREAT | os.O_RDWR, 0o600)
             try:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     continue
                 if self.records.layer("sha256:" + name) is None:
-                    _discard(self.root, entry)
-                    (self.dir / f"{name}.lock").unlink(missing_ok=True)
+                    _discard(self.root, entry.path)
+                    _unlink(self._lock_path(name))
                     removed += 1
             finally:
                 os.close(fd)

@@ -21,10 +21,14 @@ import _socket
 import _thread
 import os
 import select
-import sqlite3
 import sys
 import time
 from struct import Struct, pack, unpack_from
+
+try:  # the extension itself: the sqlite3 package would import datetime (see store/db.py)
+    import _sqlite3 as sqlite3
+except ImportError:  # pragma: no cover
+    import sqlite3  # type: ignore[no-redef]
 
 if __package__:
     from ketch.network import schema

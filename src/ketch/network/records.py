@@ -9,7 +9,6 @@ import ipaddress
 import json
 import os
 import re
-import sqlite3
 import time
 
 from ketch.errors import NotFound
@@ -17,6 +16,7 @@ from ketch.network import schema
 from ketch.network.config import DERIVED_SUBNETS
 from ketch.network.firewall import Rule
 from ketch.network.models import Endpoint, Network, PortBinding
+from ketch.store.db import sqlite3
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

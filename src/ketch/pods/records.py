@@ -4,11 +4,9 @@ in SQLite, so two `pod create --name x` at once cannot both win."""
 
 from __future__ import annotations
 
-import sqlite3
-
 from ketch.errors import AmbiguousID, Conflict, NotFound
 from ketch.fastjson import dumps, loads
-from ketch.store.db import Database
+from ketch.store.db import Database, sqlite3
 from ketch.values import field, from_fields, value
 
 TYPE_CHECKING = False

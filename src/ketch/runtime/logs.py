@@ -13,6 +13,11 @@ Size: one job, reading and keeping one log format fast (parse, tail, since/until
 bisection, follow across rotations, the keeper's rotation). The pieces share the record
 layout and the block-wise helpers that make it fast; split apart, each would re-derive
 them.
+
+The reading side takes paths as strings (any path-like is accepted) and imports neither
+`re`, `pathlib` nor `datetime` until a rare case needs one: `logs --tail` is mostly
+interpreter start-up, and those three (with fnmatch, urllib.parse and enum behind them)
+cost about as much CPU as the read itself (`python3 -I -S -X importtime`).
 """
 
 from __future__ import annotations
@@ -20,15 +25,12 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import re
 import time
 from collections import namedtuple
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from functools import lru_cache, partial
 from itertools import repeat
 from operator import itemgetter
-from pathlib import Path
 
 from ketch.values import value
 
@@ -36,7 +38,11 @@ from ketch.values import value
 # milliseconds of it
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from datetime import datetime
+    from pathlib import Path
     from typing import IO, Any, BinaryIO, NamedTuple
+
+    StrPath = str | os.PathLike[str]
 
 BLOCK = 1 << 20
 WRITE_BUFFER = 1 << 20
@@ -54,7 +60,16 @@ _ZONE = itemgetter(slice(29, _TS_WIDTH))
 _FULL_KINDS = {b" stdout F ": "stdout", b" stderr F ": "stderr"}
 _UTC_ZONES = (b"+00:00", b"-00:00")
 _KIND_FLAG = {b" stdout F ": b"o", b" stderr F ": b"e"}
-_RUNS = re.compile(rb"o+|e+")
+
+
+def _runs(flags: bytes) -> Iterator[tuple[int, int]]:
+    """(start, end) of each run of one flag in a string of b"o"/b"e" flags."""
+    start, n = 0, len(flags)
+    while start < n:
+        end = flags.find(b"e" if flags[start] == 111 else b"o", start)  # 111 is "o"
+        end = n if end < 0 else end
+        yield start, end
+        start = end
 
 
 if TYPE_CHECKING:
@@ -83,6 +98,8 @@ class LogEntry:
 def _second_to_epoch(prefix: bytes, tz: bytes) -> int:
     """Epoch seconds of "YYYY-MM-DDTHH:MM:SS" in zone "+HH:MM"/"Z" (cached: a log has
     few distinct seconds compared with lines)."""
+    from datetime import datetime  # only for since/until and non-UTC stamps
+
     text = (prefix + (b"+00:00" if tz in (b"", b"Z") else tz)).decode("ascii")
     return int(datetime.fromisoformat(text).timestamp())
 
@@ -136,7 +153,9 @@ def to_ns(value: datetime | float | int | None) -> int | None:
     """A bound for since/until: datetime (naive = UTC) or Unix seconds."""
     if value is None:
         return None
-    if isinstance(value, datetime):
+    if not isinstance(value, int | float | str):  # a datetime
+        from datetime import UTC
+
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         return int(value.timestamp()) * 1_000_000_000 + value.microsecond * 1000
@@ -185,8 +204,8 @@ class _Converter:
                 if block.count(marker) == len(lines):
                     return [LogChunk(stream, block.replace(marker, b"Z "))]
             return [LogChunk(stream, self._bodies(lines, zone))]
-        # Several streams: find the runs of each with one regex over a string of one
-        # flag byte per line ("ooeoo..."), then join each run's bodies.
+        # Several streams: find the runs of each in a string of one flag byte per line
+        # ("ooeoo...", searched with bytes.find), then join each run's bodies.
         if self.timestamps:
             bodies = self._bodies(lines, zone).split(b"\n")
         else:
@@ -194,8 +213,7 @@ class _Converter:
         flags = b"".join(map(_KIND_FLAG.__getitem__, map(_KIND, lines)))
         out: list[LogChunk] = []
         wanted = self.streams
-        for run in _RUNS.finditer(flags):
-            start, end = run.span()
+        for start, end in _runs(flags):
             stream = "stdout" if flags[start] == 111 else "stderr"  # 111 is "o"
             if stream in wanted:
                 out.append(LogChunk(stream, b"\n".join(bodies[start:end]) + b"\n"))
@@ -328,7 +346,7 @@ def _last_newline(f: BinaryIO, size: int) -> int:
 # --- public API --------------------------------------------------------------------
 
 
-def read_log(path: Path | str, *, tail: int | None = None,
+def read_log(path: StrPath, *, tail: int | None = None,
              since: datetime | float | None = None, until: datetime | float | None = None,
              timestamps: bool = False, follow: bool = False,
              is_done: Callable[[], bool] | None = None, streams: tuple[str, ...] = STREAMS,
@@ -344,14 +362,14 @@ def read_log(path: Path | str, *, tail: int | None = None,
                      poll_interval=poll_interval)
 
 
-def _read_log(path: Path | str, *, tail: int | None = None,
+def _read_log(path: StrPath, *, tail: int | None = None,
               since: datetime | float | None = None, until: datetime | float | None = None,
               timestamps: bool = False, follow: bool = False,
               is_done: Callable[[], bool] | None = None, streams: tuple[str, ...] = STREAMS,
               poll_interval: float = 0.1, idle: Callable[[], None] | None = None
               ) -> Iterator[LogChunk]:
     since_ns, until_ns = to_ns(since), to_ns(until)
-    path = Path(path)
+    path = os.fspath(path)
     converter = _Converter(timestamps, streams)
     # Rotated generations first (oldest first), opened before the current file so that a
     # rotation meanwhile shifts names under us without losing what was opened.
@@ -460,9 +478,9 @@ def rotated_paths(path: Path) -> list[Path]:
     return found[::-1]
 
 
-def _open_generation(p: Path) -> tuple[BinaryIO, int]:
+def _open_generation(p: str) -> tuple[BinaryIO, int]:
     """A rotated generation, readable and seekable, with its inode number."""
-    if p.suffix == ".gz":
+    if p.endswith(".gz"):
         import gzip
 
         with open(p, "rb") as raw:
@@ -489,23 +507,24 @@ def _in_order(opened: list[tuple[BinaryIO, int]], base: int, f: BinaryIO, live_i
     return unknown + [known[span] for span in sorted(known)]
 
 
-def _open_older(path: Path) -> list[tuple[BinaryIO, int]]:
+def _open_older(path: str) -> list[tuple[BinaryIO, int]]:
     """The rotated generations, oldest first by name (see _in_order), each once. All
     `<log>.N[.gz]` in the directory: while the keeper shifts names one may be missing
     for a moment, which must not hide the older ones."""
-    found: dict[int, Path] = {}
-    finishing: dict[int, Path] = {}  # moved out, not yet shifted in as `.1`: the newest
+    found: dict[int, str] = {}
+    finishing: dict[int, str] = {}  # moved out, not yet shifted in as `.1`: the newest
+    parent, base = os.path.split(path)
     with contextlib.suppress(FileNotFoundError):
-        for name in os.listdir(path.parent):
-            m = _ROTATED_NAME.fullmatch(name[len(path.name):])
-            if not name.startswith(path.name) or m is None:
+        for name in os.listdir(parent or "."):
+            m = _generation_suffix(name[len(base):]) if name.startswith(base) else None
+            if m is None:
                 continue
-            if m[1]:
-                finishing[int(m[1])] = path.parent / name
+            done, n, gz = m
+            if done:
+                finishing[n] = os.path.join(parent, name)
                 continue
-            n = int(m[2])
-            if n not in found or not m[3]:  # a plain file wins over its .gz
-                found[n] = path.parent / name
+            if n not in found or not gz:  # a plain file wins over its .gz
+                found[n] = os.path.join(parent, name)
     opened: list[tuple[BinaryIO, int]] = []
     seen: set[int] = set()
     names = [found[n] for n in sorted(found, reverse=True)]
@@ -523,7 +542,21 @@ def _open_older(path: Path) -> list[tuple[BinaryIO, int]]:
     return opened
 
 
-_ROTATED_NAME = re.compile(r"\.(?:done([0-9]+)|([0-9]+)(\.gz)?)")
+def _generation_suffix(rest: str) -> tuple[bool, int, bool] | None:
+    """What follows `<log>` in a generation's name: `.N`, `.N.gz` (shifted in) or
+    `.doneN` (moved out, not yet shifted) → (done, N, gzipped); None for anything else."""
+    if not rest.startswith("."):
+        return None
+    rest = rest[1:]
+    done = rest.startswith("done")
+    if done:
+        rest = rest[4:]
+    gz = not done and rest.endswith(".gz")
+    if gz:
+        rest = rest[:-3]
+    if not (rest.isdigit() and rest.isascii()):
+        return None
+    return done, int(rest), gz
 
 
 # --- reading past the keeper's hole punch ---------------------------------------------
@@ -537,10 +570,11 @@ _ROTATED_NAME = re.compile(r"\.(?:done([0-9]+)|([0-9]+)(\.gz)?)")
 # the bytes before it are taken from the generation that holds them instead.
 
 
-def _generations(path: Path) -> tuple[int, dict[int, tuple[int, int]]]:
+def _generations(path: StrPath) -> tuple[int, dict[int, tuple[int, int]]]:
     """(inode of the live file the offsets refer to, {inode: (first, end)})."""
     try:
-        lines = path.with_name(path.name + ".gens").read_bytes().split(b"\n")
+        with open(os.fspath(path) + ".gens", "rb") as f:
+            lines = f.read().split(b"\n")
         live = int(lines[0])
         ranges: dict[int, tuple[int, int]] = {}
         for line in lines[1:]:
@@ -559,10 +593,7 @@ def _is_live(f: BinaryIO, live_ino: int) -> bool:
         return False
 
 
-_GENERATION_NAME = re.compile(r"\.(?:[0-9]+(?:\.gz)?|done[0-9]+)")
-
-
-def _recover(f: BinaryIO, path: Path, pos: int, hi: int) -> bytes | None:
+def _recover(f: BinaryIO, path: StrPath, pos: int, hi: int) -> bytes | None:
     """Bytes from `pos` (at most up to `hi`) of the live file `f`, read from the
     generation the keeper copied them to; None when no generation holds them any more
     (dropped by max-file) or `f` is not the file the keeper rotates."""
@@ -574,16 +605,17 @@ def _recover(f: BinaryIO, path: Path, pos: int, hi: int) -> bytes | None:
         if not wanted:
             return None
         # names move (shift, gzip) while we look: identify each file by its inode
-        prefix = path.name
+        parent, prefix = os.path.split(os.fspath(path))
         with contextlib.suppress(FileNotFoundError):
-            for name in os.listdir(path.parent):
+            for name in os.listdir(parent or "."):
                 if not (name.startswith(prefix)
-                        and _GENERATION_NAME.fullmatch(name[len(prefix):])):
+                        and _generation_suffix(name[len(prefix):]) is not None):
                     continue
+                gen = os.path.join(parent, name)
                 try:
-                    if os.stat(path.parent / name).st_ino not in wanted:
+                    if os.stat(gen).st_ino not in wanted:
                         continue
-                    g, ino = _open_generation(path.parent / name)
+                    g, ino = _open_generation(gen)
                 except (FileNotFoundError, EOFError, OSError):
                     continue
                 with g:
@@ -598,7 +630,7 @@ def _recover(f: BinaryIO, path: Path, pos: int, hi: int) -> bytes | None:
     return None
 
 
-def _checked(f: BinaryIO, path: Path, pos: int, data: bytes) -> bytes:
+def _checked(f: BinaryIO, path: StrPath, pos: int, data: bytes) -> bytes:
     """`data` just read from the live file at `pos`, or, where the keeper may have
     punched it meanwhile, the same bytes from the generation it copied them to: a
     prefix of what was asked, never zeros. Empty when they are gone for good."""
@@ -610,7 +642,7 @@ def _checked(f: BinaryIO, path: Path, pos: int, data: bytes) -> bytes:
     return _recover(f, path, pos, min(moved, pos + len(data))) or b""
 
 
-def _open_waiting(path: Path, follow: bool, is_done: Callable[[], bool] | None,
+def _open_waiting(path: StrPath, follow: bool, is_done: Callable[[], bool] | None,
                   poll_interval: float) -> BinaryIO | None:
     while True:
         try:
@@ -621,7 +653,7 @@ def _open_waiting(path: Path, follow: bool, is_done: Callable[[], bool] | None,
             time.sleep(poll_interval)
 
 
-def _follow(f: BinaryIO, path: Path, pos: int, converter: _Converter, until_ns: int | None,
+def _follow(f: BinaryIO, path: StrPath, pos: int, converter: _Converter, until_ns: int | None,
             is_done: Callable[[], bool] | None, poll_interval: float,
             idle: Callable[[], None] | None) -> Iterator[LogChunk]:
     carry = b""
@@ -695,10 +727,10 @@ def _cut_until(block: bytes, until_ns: int) -> tuple[bytes, bool]:
     return block, False
 
 
-def _rotated(f: BinaryIO, path: Path, pos: int) -> bool:
+def _rotated(f: BinaryIO, path: StrPath, pos: int) -> bool:
     """conmon replaces the file when it reaches --log-size-max."""
     try:
-        st = path.stat()
+        st = os.stat(path)
     except FileNotFoundError:
         return False
     own = os.fstat(f.fileno())
@@ -715,7 +747,7 @@ def _same_file(a: IO[bytes], b: IO[bytes]) -> bool:
     return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
-def write_log(path: Path | str, stdout: IO[bytes] | None, stderr: IO[bytes] | None,
+def write_log(path: StrPath, stdout: IO[bytes] | None, stderr: IO[bytes] | None,
               **options: Any) -> None:
     """Copy a log to two byte streams (the CLI's `logs`); options as for read_log.
 
@@ -755,7 +787,7 @@ def write_log(path: Path | str, stdout: IO[bytes] | None, stderr: IO[bytes] | No
     flush()
 
 
-def iter_entries(path: Path | str, **options: object) -> Iterator[LogEntry]:
+def iter_entries(path: StrPath, **options: object) -> Iterator[LogEntry]:
     """Records one by one with their timestamps (slower; for small logs and tests)."""
     tail = options.pop("tail", None)
     since_ns = to_ns(options.pop("since", None))  # type: ignore[arg-type]
@@ -768,7 +800,7 @@ def iter_entries(path: Path | str, **options: object) -> Iterator[LogEntry]:
         return
     with f:
         end = _last_newline(f, os.fstat(f.fileno()).st_size)
-        start = min(start_offset(Path(path)), end)
+        start = min(start_offset(path), end)
         if since_ns is not None:
             start = _first_at_or_after(f, start, end, since_ns, strict=False)
         if until_ns is not None:
@@ -779,9 +811,9 @@ def iter_entries(path: Path | str, **options: object) -> Iterator[LogEntry]:
         pos = start
         while pos < end:
             f.seek(pos)
-            piece = _checked(f, Path(path), pos, f.read(end - pos))
+            piece = _checked(f, path, pos, f.read(end - pos))
             if not piece:  # moved out and dropped (max-file) before we got there
-                pos = start_offset(Path(path))
+                pos = start_offset(path)
                 continue
             pieces.append(piece)
             pos += len(piece)
@@ -819,7 +851,7 @@ _DRIVER_OPTS: dict[str, tuple[str, ...]] = {
 }
 # Docker's local driver rotates by default: 20 MB files, 5 of them, compressed
 _LOCAL_DEFAULTS = {"max-size": "20m", "max-file": "5", "compress": "true"}
-JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
 
 
 @value(frozen=True)
@@ -858,7 +890,7 @@ def log_policy(driver: str, opts: dict[str, str]) -> LogPolicy:
     for key in opts:
         if key not in allowed:
             raise InvalidArgument(f"unknown log opt '{key}' for {driver} log driver")
-    if driver == "journald" and not JOURNAL_SOCKET.exists():
+    if driver == "journald" and not os.path.exists(JOURNAL_SOCKET):
         raise InvalidArgument(f"logger: journald is not running on this host (no"
                               f" {JOURNAL_SOCKET}): use another --log-driver")
     if driver not in FILE_DRIVERS:
@@ -882,7 +914,8 @@ def log_policy(driver: str, opts: dict[str, str]) -> LogPolicy:
     max_file = 1
     if "max-file" in opts:
         text = opts["max-file"]
-        if not re.fullmatch(r"[+-]?[0-9]+", text):
+        digits = text[1:] if text[:1] in ("+", "-") else text
+        if not (digits.isdigit() and digits.isascii()):  # Go's strconv.Atoi
             raise InvalidArgument(f'strconv.Atoi: parsing "{text}": invalid syntax')
         max_file = int(text)
         if max_file < 1:
@@ -989,10 +1022,10 @@ def _punch(fd: int, length: int) -> bool:
     return libc.fallocate(fd, _FALLOC_FL_KEEP_SIZE | _FALLOC_FL_PUNCH_HOLE, 0, length) == 0
 
 
-def start_offset(path: Path) -> int:
+def start_offset(path: StrPath) -> int:
     """Where a log's records begin: past what the keeper has rotated out (0 if none)."""
     try:
-        with open(path.with_name(path.name + ".start"), "rb") as f:
+        with open(os.fspath(path) + ".start", "rb") as f:
             return int(f.read() or b"0")
     except (FileNotFoundError, ValueError):
         return 0
@@ -1194,6 +1227,8 @@ if __name__ == "__main__":
         with contextlib.suppress(OSError):
             os.write(1, b"ready\n")
             os.close(1)
+
+    from pathlib import Path
 
     _, _cmd, _log, _pid, _size_s, _files, _gz = sys.argv
     keep_rotating(Path(_log), int(_pid), int(_size_s), int(_files), _gz == "1", _ready)

@@ -14,20 +14,20 @@ profile itself is runtime/seccomp.py.
 
 from __future__ import annotations
 
+import _signal  # not `signal`: its Signals enum imports enum, ms on `create`
 import os
 import resource
-import signal as _signal
 import stat
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from pathlib import Path
 
 from ketch.errors import InvalidArgument
 from ketch.values import field, value
 
-# typing for annotations only, copy on first use: `create` loads this module
+# typing and pathlib for annotations only, copy on first use: `create` loads this module
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 OCI_VERSION = "1.0.2"
@@ -220,9 +220,9 @@ def _host_hard_limit(name: str) -> int | None:
 
 @lru_cache(maxsize=1)
 def swap_limit_supported() -> bool:
-    if Path("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists():
+    if os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"):
         return True
-    return Path("/sys/fs/cgroup/cgroup.controllers").exists()  # v2 always has memory.swap.max
+    return os.path.exists("/sys/fs/cgroup/cgroup.controllers")  # v2 always has memory.swap.max
 
 
 # --- helpers ----------------------------------------------------------------------
@@ -307,15 +307,16 @@ def signal_number(sig: str | int) -> int:
         return int(text)
     if not text.startswith("SIG"):
         text = "SIG" + text
-    try:
-        return int(_signal.Signals[text])
-    except KeyError:
-        # SIGRTMIN+n forms, as Docker accepts.
-        if text.startswith("SIGRTMIN+") and text[9:].isdigit():
-            return int(_signal.SIGRTMIN) + int(text[9:])
-        if text.startswith("SIGRTMAX-") and text[9:].isdigit():
-            return int(_signal.SIGRTMAX) - int(text[9:])
-        raise InvalidArgument(f"Invalid signal: {sig}") from None
+    # the signal constants of the C module (SIG_DFL, SIG_BLOCK, ... are not signals)
+    number = None if text.startswith("SIG_") else getattr(_signal, text, None)
+    if isinstance(number, int):
+        return number
+    # SIGRTMIN+n forms, as Docker accepts.
+    if text.startswith("SIGRTMIN+") and text[9:].isdigit():
+        return int(_signal.SIGRTMIN) + int(text[9:])
+    if text.startswith("SIGRTMAX-") and text[9:].isdigit():
+        return int(_signal.SIGRTMAX) - int(text[9:])
+    raise InvalidArgument(f"Invalid signal: {sig}")
 
 
 def _env_has(env: Iterable[str], key: str) -> bool:

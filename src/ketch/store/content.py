@@ -4,6 +4,10 @@ A blob is written to `tmp/`, hashed while it streams, fsynced, verified against 
 digest and size the caller expects, and only then renamed into place. Nothing
 unverified is ever stored under a digest, and a crash leaves at most a temp file
 that `clean_tmp` removes.
+
+Paths are strings (`os.path`, `os`): pathlib imports fnmatch, re and urllib.parse, several
+milliseconds that `image inspect` and `create`, which only read a blob or two, should not
+pay. `root` may be any path-like.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from ketch.errors import DigestMismatch, NotFound
 from ketch.oci.digest import hex_of, validate_digest
@@ -35,7 +38,7 @@ class BlobWriter:
 
         self._store = store
         fd, name = tempfile.mkstemp(prefix=f"blob-{owner_tag()}-", dir=store.tmp)
-        self.path = Path(name)
+        self.path = name
         self._f = os.fdopen(fd, "wb", buffering=CHUNK)
         self._h = hashlib.sha256()
         self.size = 0
@@ -79,44 +82,51 @@ class BlobWriter:
                 raise DigestMismatch(
                     f"content size mismatch for {digest}: expected {size}, got {self.size}")
             final = self._store.path(digest)
-            if final.exists():
-                self.path.unlink()
+            if os.path.exists(final):
+                os.unlink(self.path)
             else:
                 os.rename(self.path, final)
             self._done = True
             return digest
         finally:
             if not self._done:
-                self.path.unlink(missing_ok=True)
+                _unlink(self.path)
                 self._done = True
 
     def abort(self) -> None:
         if not self._done:
             self._f.close()
-            self.path.unlink(missing_ok=True)
+            _unlink(self.path)
             self._done = True
 
 
-class ContentStore:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.blobs = root / "blobs" / "sha256"
-        self.tmp = root / "tmp"
-        self.blobs.mkdir(parents=True, exist_ok=True)
-        self.tmp.mkdir(parents=True, exist_ok=True)
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
-    def path(self, digest: str) -> Path:
+
+class ContentStore:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = os.fspath(root)
+        self.blobs = os.path.join(self.root, "blobs", "sha256")
+        self.tmp = os.path.join(self.root, "tmp")
+        os.makedirs(self.blobs, exist_ok=True)
+        os.makedirs(self.tmp, exist_ok=True)
+
+    def path(self, digest: str) -> str:
         validate_digest(digest)
         if not digest.startswith("sha256:"):
             raise NotFound(f"unsupported digest algorithm in {digest}")
-        return self.blobs / hex_of(digest)
+        return os.path.join(self.blobs, hex_of(digest))
 
     def exists(self, digest: str) -> bool:
-        return self.path(digest).exists()
+        return os.path.exists(self.path(digest))
 
     def size(self, digest: str) -> int:
         try:
-            return self.path(digest).stat().st_size
+            return os.stat(self.path(digest)).st_size
         except FileNotFoundError:
             raise NotFound(f"blob {digest} not found") from None
 
@@ -154,7 +164,7 @@ class ContentStore:
             n = w.size
             return w.commit(expected, size), n
 
-    def adopt(self, path: Path, digest: str) -> None:
+    def adopt(self, path: str | os.PathLike[str], digest: str) -> None:
         """Move a file under tmp/ into the store as `digest`.
 
         Only for bytes whose digest the caller has just computed itself (a layer tar that
@@ -169,8 +179,8 @@ class ContentStore:
         os.rename(path, self.path(digest))
 
     def delete(self, digest: str) -> None:
-        self.path(digest).unlink(missing_ok=True)
+        _unlink(self.path(digest))
 
     def walk(self) -> Iterator[str]:
-        for p in self.blobs.iterdir():
-            yield "sha256:" + p.name
+        for name in os.listdir(self.blobs):
+            yield "sha256:" + name

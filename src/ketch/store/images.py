@@ -8,11 +8,10 @@ references (`docker.io/library/node:latest`) to image IDs.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
 from ketch.fastjson import dumps, loads
-from ketch.store.db import Database
+from ketch.store.db import Database, sqlite3
 from ketch.values import field, value
 
 TYPE_CHECKING = False

@@ -12,16 +12,15 @@ A recovery that is itself killed leaves the row claimed by a dead process: the n
 finder takes it over, so handlers must be idempotent.
 
 Finding nothing costs one query on a table that is empty almost always; the commands
-on the hot path (`ps`, `run`) pay that and no import beyond sqlite3.
+on the hot path (`ps`, `run`) pay that and no import beyond the SQLite binding.
 """
 
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
 
-from ketch.store.db import Database
+from ketch.store.db import Database, sqlite3
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

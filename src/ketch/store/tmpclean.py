@@ -43,7 +43,7 @@ def _remove(entry: Path) -> None:
         entry.unlink(missing_ok=True)
 
 
-def clean_tmp(tmp: Path, owner: tuple[int, str] | None = None) -> int:
+def clean_tmp(tmp: str | os.PathLike[str], owner: tuple[int, str] | None = None) -> int:
     """Remove staging whose writer is dead (with `owner`: only that writer's, which the
     caller knows is dead). Returns how many entries went."""
     removed = 0
@@ -65,7 +65,7 @@ def clean_tmp(tmp: Path, owner: tuple[int, str] | None = None) -> int:
     return removed
 
 
-def debris(tmp: Path) -> list[Path]:
+def debris(tmp: str | os.PathLike[str]) -> list[Path]:
     """Staging entries whose writer is dead (for `system check`)."""
     out = []
     try:
