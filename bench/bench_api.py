@@ -40,6 +40,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from benchlib import drop_host_network
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
@@ -296,9 +298,7 @@ def main() -> int:
             if docker is not None:
                 docker.run("rmi", IMAGE, check=False)
             stop_service(service)
-            from ketch.containers.rootfs import unmount
-
-            unmount(tmpdir / "run" / "netns")
+            drop_host_network(tmpdir / "root", tmpdir / "run")
     if args.json:
         print(json.dumps(results, indent=2))
     return 0

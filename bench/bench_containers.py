@@ -37,6 +37,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from benchlib import drop_host_network
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -295,9 +297,7 @@ def main() -> int:
                 docker.run("rmi", IMAGE, check=False)
             ketch = engines[0]
             ketch.remove_all("ketch-bench=1")
-            from ketch.containers.rootfs import unmount
-
-            unmount(tmpdir / "run" / "netns")
+            drop_host_network(tmpdir / "root", tmpdir / "run")
     if args.json:
         print(json.dumps({"python_startup_s": floor, "results": results}, indent=2))
     else:

@@ -42,6 +42,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchlib import drop_host_network
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "src"))
@@ -160,9 +162,7 @@ def main() -> int:
                         subprocess.run(["umount", "-l", where], capture_output=True)
             for pod in k.run("pod", "ps", "-q", check=False).stdout.split():
                 k.run("pod", "rm", "-f", pod, check=False)
-            from ketch.containers.rootfs import unmount
-
-            unmount(tmp / "run" / "netns")
+            drop_host_network(tmp / "root", tmp / "run")
     if args.json:
         print(json.dumps({e: {c: {"median": m, "min": n} for c, (m, n) in r.items()}
                           for e, r in results.items()}, indent=2))

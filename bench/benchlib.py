@@ -1,10 +1,12 @@
 """What several benchmarks share: the small app layer pushed and pulled on top of the
-Debian base, and the ketch-beside-Docker table of millisecond rows."""
+Debian base, the ketch-beside-Docker table of millisecond rows, and the removal of what
+a bench root's containers set up on the host."""
 
 from __future__ import annotations
 
 import io
 import tarfile
+from pathlib import Path
 
 
 def app_tar() -> bytes:
@@ -38,3 +40,14 @@ def print_ms_table(rows: list[tuple[str, tuple[float, float], tuple[float, float
             print(f"{name:<{width}}{ks:>22}{ds:>24}{k[0] / d[0]:>14.2f}")
     if not have_docker:
         print("docker: no Docker engine reachable (`docker info` failed); ketch's numbers only")
+
+
+def drop_host_network(root: Path, run_root: Path) -> None:
+    """Remove a bench state root's host objects, after its containers: its bridge,
+    firewall chains and DNS processes, and the mount of its netns directory."""
+    from ketch.containers.rootfs import unmount
+    from ketch.engine import Engine
+
+    with Engine(root, run_root) as engine:
+        engine.networks.uninstall()
+    unmount(run_root / "netns")
