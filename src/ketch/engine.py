@@ -28,6 +28,7 @@ from ketch.store.db import Database
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import socket
     from collections.abc import Callable, Iterable, Iterator
     from pathlib import Path
     from typing import IO, Any
@@ -513,6 +514,11 @@ class Engine:
                 ) -> tuple[list[str], list[list[str]]]:
         """The processes of the pod's running containers: (ps titles, rows)."""
         return self.pods.top(name_or_id, ps_args)
+
+    def pod_connect(self, name_or_id: str, port: int) -> socket.socket:
+        """A TCP connection to 127.0.0.1:`port` inside the pod's network namespace (a
+        port-forward's); Conflict when the pod is not running."""
+        return self.pods.connect(name_or_id, port)
 
     # -- Kubernetes YAML (ketch.kube) ---------------------------------------------------
     def kube_play(self, path: str, *, stdin: IO[str] | None = None, replace: bool = False,

@@ -23,7 +23,6 @@ import contextlib
 import json
 import os
 import secrets
-import socket
 import struct
 import sys
 import threading
@@ -34,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from aiohttp import WSMsgType, web
 
 from ketch.cri.common import Engines
-from ketch.errors import Conflict, InvalidArgument, KetchError
+from ketch.errors import InvalidArgument, KetchError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -316,7 +315,7 @@ class StreamServer:
             return opened
         ws, req = opened
         ports = [int(p) for p in req.port]
-        netns = await self._run(lambda e: _netns_of(e, req.pod_sandbox_id))
+        pod_id = req.pod_sandbox_id
         writers: dict[int, asyncio.StreamWriter] = {}
         for i, port in enumerate(ports):  # each channel opens with its port
             prefix = struct.pack("<H", port)
@@ -325,7 +324,8 @@ class StreamServer:
 
         async def forward(i: int, port: int) -> None:
             try:
-                sock = await self.loop.run_in_executor(self.pool, _connect_in, netns, port)
+                sock = await self._run(lambda e: e.pod_connect(pod_id, port))
+                sock.setblocking(False)
                 reader, writer = await asyncio.open_connection(sock=sock)
             except (OSError, KetchError) as exc:
                 text = getattr(exc, "message", None) or getattr(exc, "strerror", None) or exc
@@ -369,48 +369,6 @@ class StreamServer:
             with contextlib.suppress(Exception):
                 await ws.close()
         return ws
-
-
-def _netns_of(e: Engine, pod_id: str) -> str:
-    pod = e.pods.get(pod_id)
-    infra = e.pods.infra(pod)
-    if infra is None or not infra.running or not infra.pid:
-        raise Conflict(f"sandbox {pod_id!r} is not running")
-    return f"/proc/{infra.pid}/ns/net"
-
-
-def _connect_in(netns: str, port: int) -> socket.socket:
-    """A TCP connection to 127.0.0.1:port made inside the network namespace at `netns`
-    (a socket keeps the namespace it was made in), from a thread of its own that joins
-    the namespace and ends, so no other thread ever runs there. As containerd's CRI
-    plugin does it: the pod needs no tool of its own for port-forward."""
-    import ctypes
-
-    result: list[socket.socket] = []
-    failure: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
-                    err = ctypes.get_errno()
-                    raise OSError(err, os.strerror(err))
-            finally:
-                os.close(fd)
-            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-            sock.setblocking(False)
-            result.append(sock)
-        except BaseException as e:  # handed to the caller below
-            failure.append(e)
-
-    t = threading.Thread(target=work, name="cri-portforward")
-    t.start()
-    t.join()
-    if failure:
-        raise failure[0]
-    return result[0]
 
 
 def _resizing(resize: Callable[[Engine, int, int], None], height: int, width: int

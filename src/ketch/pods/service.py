@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import socket
 import time
 
 from ketch.errors import Conflict, InvalidArgument, KetchError
@@ -420,6 +421,19 @@ class PodService:
                 yield item
         finally:
             stop.set()
+
+    def connect(self, name_or_id: str, port: int) -> socket.socket:
+        """A TCP connection to 127.0.0.1:`port` inside the pod's network namespace (its
+        infra process's), as a port-forward needs: the socket keeps that namespace, so
+        the caller can use it from any thread."""
+        from ketch.network.netns import run_in
+
+        pod = self.get(name_or_id)
+        infra = self.infra(pod)
+        if infra is None or not infra.running or not infra.pid:
+            raise Conflict(f"pod {pod.name} is not running")
+        return run_in(f"/proc/{infra.pid}/ns/net",
+                      lambda: socket.create_connection(("127.0.0.1", port), timeout=10))
 
     def top(self, name_or_id: str, ps_args: builtins.list[str] | None = None
             ) -> tuple[builtins.list[str], builtins.list[builtins.list[str]]]:
