@@ -7,9 +7,9 @@ UNIQUE in SQLite: two `run --name x` at once cannot both win.
 
 from __future__ import annotations
 
-from ketch.errors import AmbiguousID, Conflict, ContainerNotFound
+from ketch.errors import Conflict, ContainerNotFound
 from ketch.fastjson import dumps, loads
-from ketch.store.db import Database, sqlite3
+from ketch.store.db import Database, find_row, sqlite3
 from ketch.values import field, from_fields, value
 
 TYPE_CHECKING = False
@@ -181,16 +181,7 @@ class ContainerRecords:
         key = name_or_id.lstrip("/") if name_or_id.startswith("/") else name_or_id
         if not key:
             raise ContainerNotFound(name_or_id)
-        conn = self.db.conn
-        row = conn.execute("SELECT * FROM containers WHERE id=?", (key,)).fetchone()
-        if row is None:
-            row = conn.execute("SELECT * FROM containers WHERE name=?", (key,)).fetchone()
-        if row is None and all(c in "0123456789abcdef" for c in key):
-            rows = conn.execute("SELECT * FROM containers WHERE id >= ? AND id < ? LIMIT 2",
-                                (key, key + "g")).fetchall()
-            if len(rows) > 1:
-                raise AmbiguousID(key, "container")
-            row = rows[0] if rows else None
+        row = find_row(self.db.conn, "containers", key, "container")
         if row is None:
             raise ContainerNotFound(name_or_id)
         return _row(row)

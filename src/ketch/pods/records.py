@@ -4,9 +4,9 @@ in SQLite, so two `pod create --name x` at once cannot both win."""
 
 from __future__ import annotations
 
-from ketch.errors import AmbiguousID, Conflict, NotFound
+from ketch.errors import Conflict, NotFound
 from ketch.fastjson import dumps, loads
-from ketch.store.db import Database, sqlite3
+from ketch.store.db import Database, find_row, sqlite3
 from ketch.values import field, from_fields, value
 
 TYPE_CHECKING = False
@@ -96,16 +96,7 @@ class PodRecords:
         key = name_or_id
         if not key:
             raise PodNotFound(name_or_id)
-        conn = self.db.conn
-        row = conn.execute("SELECT * FROM pods WHERE id=?", (key,)).fetchone()
-        if row is None:
-            row = conn.execute("SELECT * FROM pods WHERE name=?", (key,)).fetchone()
-        if row is None and all(c in "0123456789abcdef" for c in key):
-            rows = conn.execute("SELECT * FROM pods WHERE id >= ? AND id < ? LIMIT 2",
-                                (key, key + "g")).fetchall()
-            if len(rows) > 1:
-                raise AmbiguousID(key, "pod")
-            row = rows[0] if rows else None
+        row = find_row(self.db.conn, "pods", key, "pod")
         if row is None:
             raise PodNotFound(name_or_id)
         return _row(row)

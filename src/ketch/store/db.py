@@ -115,3 +115,22 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
                 raise
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
+
+
+def find_row(conn: sqlite3.Connection, table: str, key: str, kind: str
+             ) -> sqlite3.Row | None:
+    """Docker's (and Podman's) lookup of a record by reference: full ID, then exact name,
+    then a unique ID prefix (AmbiguousID, naming `kind`, when several match). `table`
+    is one of ketch's own tables, with `id` and `name` columns."""
+    row = conn.execute(f"SELECT * FROM {table} WHERE id=?", (key,)).fetchone()
+    if row is None:
+        row = conn.execute(f"SELECT * FROM {table} WHERE name=?", (key,)).fetchone()
+    if row is None and all(c in "0123456789abcdef" for c in key):
+        rows = conn.execute(f"SELECT * FROM {table} WHERE id >= ? AND id < ? LIMIT 2",
+                            (key, key + "g")).fetchall()
+        if len(rows) > 1:
+            from ketch.errors import AmbiguousID
+
+            raise AmbiguousID(key, kind)
+        row = rows[0] if rows else None
+    return row
