@@ -4,25 +4,12 @@ build, the cache when only the source changes, and the page through `-p HOST:80`
 from __future__ import annotations
 
 import shutil
-import time
-import urllib.request
 from pathlib import Path
 
 from tests.build.conftest import REPO, Builder
 from tests.build.test_build_cache import steps
+from tests.helpers.host import fetch
 from tests.helpers.ports import free_port
-
-
-def _fetch(url: str, timeout: float = 20) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                return resp.read().decode()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 def test_sample_app_builds_caches_and_serves_its_page(kb: Builder, node_rootfs_tar: Path
@@ -44,7 +31,7 @@ def test_sample_app_builds_caches_and_serves_its_page(kb: Builder, node_rootfs_t
     port = free_port()
     kb("run", "-d", "-p", f"{port}:80", "--name", "node-hello", "node-hello")
     try:
-        page = _fetch(f"http://127.0.0.1:{port}/")
+        page = fetch(f"http://127.0.0.1:{port}/")
         assert "<h1>Hello again from ketch!</h1>" in page
     finally:
         kb("rm", "-f", "node-hello", check=False)

@@ -9,6 +9,7 @@ import contextlib
 import http.server
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,20 @@ def wait_for(cond: Callable[[], Any], timeout: float = 15, interval: float = 0.0
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def fetch(url: str, timeout: float = 30) -> str:
+    """The body of `url`, retried until the server answers (it may take a moment to
+    listen) or `timeout` runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return resp.read().decode()  # type: ignore[no-any-return]
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def mounts_under(*paths: Path) -> list[str]:

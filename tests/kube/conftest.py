@@ -5,8 +5,6 @@ YAML and to play it; every pod and volume a test made is removed when it ends.""
 from __future__ import annotations
 
 import textwrap
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,15 +50,3 @@ def kk(ketch: TrackingCLI, tmp_path: Path) -> Iterator[KubeCLI]:  # noqa: F811
     if pods:
         ketch("pod", "rm", "-f", *pods, check=False)
     ketch.ids.update(ketch("ps", "-aq", "--no-trunc", check=False).stdout.split())
-
-
-def fetch(url: str, timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                return resp.read().decode()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)

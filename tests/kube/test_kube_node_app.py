@@ -9,8 +9,9 @@ from pathlib import Path
 
 from tests.build.conftest import REPO, node_rootfs_tar  # noqa: F401 (fixture)
 from tests.conftest import import_image
+from tests.helpers.host import fetch
 from tests.helpers.ports import free_port
-from tests.kube.conftest import KubeCLI, fetch
+from tests.kube.conftest import KubeCLI
 
 DEPLOYMENT = """
 apiVersion: apps/v1

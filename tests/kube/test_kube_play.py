@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 
 from tests.conftest import require
+from tests.helpers.host import fetch
 from tests.helpers.ports import free_port
-from tests.kube.conftest import KubeCLI, fetch
+from tests.kube.conftest import KubeCLI
 
 WEB = """
 apiVersion: v1
