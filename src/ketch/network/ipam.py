@@ -100,7 +100,8 @@ def subnet4(conn: sqlite3.Connection, config: NetworkConfig, subnet: str | None,
         except ValueError:
             raise InvalidArgument(f"invalid subnet {subnet}") from None
         if net.version != 4:
-            raise InvalidArgument("IPv6 networks are not supported yet")
+            raise InvalidArgument(f"subnet {subnet} is not an IPv4 subnet: an IPv6 one needs"
+                                  " --ipv6")
         if net.prefixlen > 30:
             raise InvalidArgument(f"subnet {subnet} is too small")
         # a route the host already has (another engine's bridge, a VPN, the LAN)
