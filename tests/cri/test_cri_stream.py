@@ -215,7 +215,7 @@ def test_streaming_calls_for_unknown_containers_and_sandboxes_are_not_found(
         assert err.value.code() == grpc.StatusCode.NOT_FOUND, err.value.details()
 
 
-def test_stream_server_listens_on_the_stream_address_and_refuses_spdy_and_bad_ports(
+def test_stream_server_listens_on_the_stream_address_and_refuses_plain_gets_and_bad_ports(
         cri_server: Cri, cri_images: dict[str, str], tmp_path: Path) -> None:
     busybox = _pulled(cri_server, cri_images["busybox"])
     cri_server.stop()
@@ -231,12 +231,12 @@ def test_stream_server_listens_on_the_stream_address_and_refuses_spdy_and_bad_po
                                                   stdout=True)).url
     assert url.startswith(f"http://127.0.0.1:{port}/exec/"), url
 
-    async def plain() -> int:  # an SPDY client's upgrade is not a WebSocket one
+    async def plain() -> tuple[int, str]:  # neither a WebSocket nor an SPDY upgrade
         async with aiohttp.ClientSession() as s, s.get(url, headers={
-                "Connection": "Upgrade", "Upgrade": "SPDY/3.1",
                 "X-Stream-Protocol-Version": "v4.channel.k8s.io"}) as r:
-            return r.status
-    assert asyncio.run(plain()) == 400
+            return r.status, await r.text()
+    assert asyncio.run(plain()) == (400, "unable to upgrade: missing upgrade headers in"
+                                    " request (WebSocket or SPDY/3.1)\n")
 
     with pytest.raises(grpc.RpcError) as err:
         cri_server.runtime.PortForward(cri.PortForwardRequest(pod_sandbox_id=pod_id,

@@ -3,17 +3,31 @@ lead, as the kubelet's own streaming server (k8s.io/kubelet/pkg/cri/streaming) s
 
 An RPC checks its request and stores it under a one-use token that expires after a
 minute (the kubelet's default cache TTL); the client then opens
-`http://HOST:PORT/{exec,attach,portforward}/TOKEN` on this server, an aiohttp
-application run in a thread of the CRI server process, bound to 127.0.0.1 by default.
+`http://HOST:PORT/{exec,attach,portforward}/TOKEN` on this server, run on an event loop
+in a thread of the CRI server process, bound to 127.0.0.1 by default. Each connection's
+request head is looked at first: an SPDY/3.1 upgrade is served here (cri/spdy.py), any
+other request goes on to an aiohttp application (WebSocket, and the refusals).
 
-Served protocols: WebSocket only, with the channel.k8s.io framing (each message starts
-with its channel's number). Exec and attach: `v4.channel.k8s.io` (channel 0 stdin, 1
-stdout, 2 stderr, 3 the outcome as a JSON metav1.Status with the exit code, 4 terminal
-resize as JSON `{"Width":..,"Height":..}`) and the older `channel.k8s.io` (the same
-channels; 3 carries only an error's text). Port forward: `v4.channel.k8s.io` (or no
-subprotocol), a data and an error channel per port (0 and 1 for the first), each opening
-with the port as two little-endian bytes. SPDY/3.1 is not served: a request without a
-WebSocket upgrade is refused with 400.
+WebSocket, with the channel.k8s.io framing (each message starts with its channel's
+number). Exec and attach: `v4.channel.k8s.io` (channel 0 stdin, 1 stdout, 2 stderr, 3
+the outcome as a JSON metav1.Status with the exit code, 4 terminal resize as JSON
+`{"Width":..,"Height":..}`) and the older `channel.k8s.io` (the same channels; 3
+carries only an error's text). Port forward: `v4.channel.k8s.io` (or no subprotocol), a
+data and an error channel per port (0 and 1 for the first), each opening with the port
+as two little-endian bytes.
+
+SPDY/3.1 (`Upgrade: SPDY/3.1`; what kubectl, client-go and the kubelet's proxy use), the
+version picked from the client's `X-Stream-Protocol-Version` values in its order (none
+known: 403 naming the accepted ones in `X-Accepted-Stream-Protocol-Versions`). Exec and
+attach: v4, v3, v2 and v1 `channel.k8s.io`; the client opens one stream per standard
+stream, told apart by the `streamType` header (error, stdin, stdout, stderr, and resize
+for a terminal from v3 on); the command starts once all have come (at most 30 s); the
+outcome goes on the error stream (v4: the JSON Status; before: a failure's text only),
+each output stream ends with FIN. Port forward: `portforward.k8s.io`; for each forwarded
+connection the client opens an error and a data stream carrying the same `requestID` and
+`port` headers; the pair is connected to the port inside the pod, and a failure is
+written on its error stream. One SPDY connection carries any number of such pairs until
+the client closes it.
 """
 
 from __future__ import annotations
@@ -29,9 +43,11 @@ import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from aiohttp import WSMsgType, web
 
+from ketch.cri import spdy
 from ketch.cri.common import Engines
 from ketch.errors import InvalidArgument, KetchError
 
@@ -48,7 +64,15 @@ MAX_IN_FLIGHT = 1000  # requests waiting for their connection, as the kubelet's 
 
 STDIN, STDOUT, STDERR, ERROR, RESIZE = range(5)
 V4 = "v4.channel.k8s.io"
+V3 = "v3.channel.k8s.io"
+V2 = "v2.channel.k8s.io"
 V1 = "channel.k8s.io"
+PORT_FORWARD = "portforward.k8s.io"
+SPDY_PROTOCOLS = {"exec": (V4, V3, V2, V1), "attach": (V4, V3, V2, V1),
+                  "portforward": (PORT_FORWARD,)}
+STREAM_CREATION_TIMEOUT = 30.0  # seconds, the kubelet's default
+LINGER = 10.0  # seconds a finished SPDY session waits for the client to hang up
+MAX_HEAD = 65536  # a longer request head goes on to aiohttp, which refuses it
 
 
 class TooMany(KetchError):
@@ -113,6 +137,17 @@ def _status(code: int | None, cmd: list[str], error: str = "") -> dict[str, Any]
             "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
 
 
+@dataclass
+class _Ops:
+    """What an exec or an attach does, whichever transport carries its streams."""
+
+    cmd: list[str]
+    start: Callable[[Engine, Any, Any, int | None], int | None]
+    resize: Callable[[Engine, int, int], None]
+    gone: Callable[[], None] | None = None
+    prepare: Callable[[Engine], None] | None = None
+
+
 class StreamServer:
     """The HTTP server behind the streaming URLs, on its own event loop thread."""
 
@@ -122,7 +157,7 @@ class StreamServer:
         self.tokens = Tokens()
         self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="cri-stream")
         self.loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
+        self._sessions: set[asyncio.Task[None]] = set()
         app = web.Application()
         app.router.add_get("/exec/{token}", self._exec)
         app.router.add_get("/attach/{token}", self._attach)
@@ -130,15 +165,14 @@ class StreamServer:
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         self.loop.run_until_complete(self._runner.setup())
         try:
-            site = web.TCPSite(self._runner, self.host, port, reuse_address=True)
-            self.loop.run_until_complete(site.start())
+            self._listener = self.loop.run_until_complete(self.loop.create_server(
+                lambda: _Front(self), self.host, port, reuse_address=True))
         except OSError as e:
             self.loop.run_until_complete(self._runner.cleanup())
             self.loop.close()
             raise InvalidArgument(f"cannot serve streams on {self.host}:{port}:"
                                   f" {e.strerror}") from None
-        server = site._server  # the bound socket tells the port picked for :0
-        sockets = getattr(server, "sockets", None) or []
+        sockets = self._listener.sockets or []
         self.port = sockets[0].getsockname()[1] if sockets else port
         self._thread = threading.Thread(target=self.loop.run_forever, name="cri-stream",
                                         daemon=True)
@@ -151,8 +185,10 @@ class StreamServer:
 
     def stop(self) -> None:
         async def down() -> None:
-            if self._runner is not None:
-                await self._runner.cleanup()
+            self._listener.close()
+            for task in list(self._sessions):
+                task.cancel()
+            await self._runner.cleanup()
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(down(), self.loop).result(timeout=5)
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -169,18 +205,14 @@ class StreamServer:
         if stored is None:
             return web.Response(status=404, text="404 page not found\n")
         if request.headers.get("Upgrade", "").lower() != "websocket":
-            return web.Response(status=400, text="only WebSocket streams are served"
-                                " (v4.channel.k8s.io); SPDY is not\n")
+            return web.Response(status=400, text="unable to upgrade: missing upgrade headers"
+                                " in request (WebSocket or SPDY/3.1)\n")
         ws = web.WebSocketResponse(protocols=protocols, max_msg_size=0)
         await ws.prepare(request)
         return ws, stored
 
     # -- exec and attach ---------------------------------------------------------------
-    async def _exec(self, request: web.Request) -> web.StreamResponse:
-        opened = await self._open(request, "exec", (V4, V1))
-        if isinstance(opened, web.Response):
-            return opened
-        ws, req = opened
+    def _exec_ops(self, req: Any) -> _Ops:
         cmd = list(req.cmd)
         cid = req.container_id
         eid: list[str] = []
@@ -195,14 +227,9 @@ class StreamServer:
         def resize(e: Engine, h: int, w: int) -> None:
             e.containers.exec_resize(eid[0], h, w)
 
-        await self._remote(ws, req, cmd, start, resize, prepare=prepare)
-        return ws
+        return _Ops(cmd, start, resize, prepare=prepare)
 
-    async def _attach(self, request: web.Request) -> web.StreamResponse:
-        opened = await self._open(request, "attach", (V4, V1))
-        if isinstance(opened, web.Response):
-            return opened
-        ws, req = opened
+    def _attach_ops(self, req: Any) -> _Ops:
         cid = req.container_id
         held: dict[str, Any] = {}
 
@@ -221,14 +248,25 @@ class StreamServer:
             if "session" in held:
                 held["session"].interrupt()
 
-        await self._remote(ws, req, [], start, resize, gone)
+        return _Ops([], start, resize, gone)
+
+    async def _exec(self, request: web.Request) -> web.StreamResponse:
+        opened = await self._open(request, "exec", (V4, V1))
+        if isinstance(opened, web.Response):
+            return opened
+        ws, req = opened
+        await self._remote(ws, req, self._exec_ops(req))
         return ws
 
-    async def _remote(self, ws: web.WebSocketResponse, req: Any, cmd: list[str],
-                      start: Callable[[Engine, Any, Any, int | None], int | None],
-                      resize: Callable[[Engine, int, int], None],
-                      gone: Callable[[], None] | None = None,
-                      prepare: Callable[[Engine], None] | None = None) -> None:
+    async def _attach(self, request: web.Request) -> web.StreamResponse:
+        opened = await self._open(request, "attach", (V4, V1))
+        if isinstance(opened, web.Response):
+            return opened
+        ws, req = opened
+        await self._remote(ws, req, self._attach_ops(req))
+        return ws
+
+    async def _remote(self, ws: web.WebSocketResponse, req: Any, ops: _Ops) -> None:
         """Run an exec or attach with the websocket as its streams."""
         loop = asyncio.get_running_loop()
         v4 = ws.ws_protocol == V4
@@ -260,15 +298,15 @@ class StreamServer:
                         with contextlib.suppress(ValueError, KetchError):
                             size = json.loads(data)
                             h, w = int(size.get("Height", 0)), int(size.get("Width", 0))
-                            await self._run(_resizing(resize, h, w))
+                            await self._run(_resizing(ops.resize, h, w))
             except OSError:
                 pass
             finally:
                 if stdin_w is not None:
                     with contextlib.suppress(OSError):
                         os.close(stdin_w)
-                if ws.closed and gone is not None:
-                    gone()  # the client left: let go of an attach session now
+                if ws.closed and ops.gone is not None:
+                    ops.gone()  # the client left: let go of an attach session now
 
         out = sender(STDOUT) if req.stdout else None
         err = sender(STDERR) if req.stderr and not req.tty else None
@@ -276,10 +314,10 @@ class StreamServer:
         error = ""
         reader: asyncio.Future[None] | None = None
         try:
-            if prepare is not None:
-                await self._run(prepare)
+            if ops.prepare is not None:
+                await self._run(ops.prepare)
             reader = asyncio.ensure_future(read_client())
-            code = await self._run(lambda e: start(e, out, err, stdin_r))
+            code = await self._run(lambda e: ops.start(e, out, err, stdin_r))
         except KetchError as exc:
             error = exc.message
         except (OSError, RuntimeError, ConnectionError):
@@ -290,9 +328,9 @@ class StreamServer:
         try:
             if v4:
                 await ws.send_bytes(bytes([ERROR]) + json.dumps(
-                    _status(code, cmd, error)).encode())
+                    _status(code, ops.cmd, error)).encode())
             elif error or code:  # the older protocol: a failure's message alone
-                text = _status(code, cmd, error)["message"]
+                text = _status(code, ops.cmd, error)["message"]
                 await ws.send_bytes(bytes([ERROR]) + text.encode())
         except (ConnectionError, RuntimeError):
             pass
@@ -328,11 +366,9 @@ class StreamServer:
                 sock.setblocking(False)
                 reader, writer = await asyncio.open_connection(sock=sock)
             except (OSError, KetchError) as exc:
-                text = getattr(exc, "message", None) or getattr(exc, "strerror", None) or exc
                 with contextlib.suppress(ConnectionError, RuntimeError):
-                    await ws.send_bytes(bytes([2 * i + 1]) + (
-                        f"error forwarding port {port} to pod {req.pod_sandbox_id}:"
-                        f" {text}").encode())
+                    await ws.send_bytes(bytes([2 * i + 1])
+                                        + _forward_error(port, pod_id, exc).encode())
                 return
             writers[i] = writer
             try:
@@ -369,6 +405,360 @@ class StreamServer:
             with contextlib.suppress(Exception):
                 await ws.close()
         return ws
+
+
+    # -- SPDY/3.1 ------------------------------------------------------------------------
+    async def _spdy(self, head: _Head, reader: asyncio.StreamReader,
+                    writer: asyncio.StreamWriter) -> None:
+        """Serve a connection whose request asked for an SPDY/3.1 upgrade."""
+        try:
+            kind, _, tok = head.path.lstrip("/").partition("/")
+            protocols = SPDY_PROTOCOLS.get(kind)
+            if head.method not in ("GET", "POST") or protocols is None or not tok \
+                    or "/" in tok:
+                return _http_error(writer, 404, "404 page not found")
+            req = self.tokens.consume(kind, tok)
+            if req is None:
+                return _http_error(writer, 404, "404 page not found")
+            offered = [p.strip() for v in head.values("x-stream-protocol-version")
+                       for p in v.split(",") if p.strip()]
+            if not offered:
+                return _http_error(writer, 400, "unable to upgrade: X-Stream-Protocol-Version"
+                                   " is required")
+            chosen = next((p for p in offered if p in protocols), None)
+            if chosen is None:
+                return _http_error(
+                    writer, 403, "unable to upgrade: unable to negotiate protocol: client"
+                    f" supports [{' '.join(offered)}], server accepts [{' '.join(protocols)}]",
+                    [("X-Accepted-Stream-Protocol-Versions", p) for p in protocols])
+            writer.write(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                         b"Upgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: "
+                         + chosen.encode() + b"\r\n\r\n")
+            if kind == "portforward":
+                await self._spdy_portforward(reader, writer, req)
+            else:
+                ops = self._exec_ops(req) if kind == "exec" else self._attach_ops(req)
+                await self._spdy_remote(reader, writer, req, ops, chosen)
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def _spdy_remote(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                           req: Any, ops: _Ops, protocol: str) -> None:
+        """An exec or attach: one SPDY stream per standard stream, by `streamType`."""
+        wanted = {"error"}
+        wanted |= {"stdin"} if req.stdin else set()
+        wanted |= {"stdout"} if req.stdout else set()
+        wanted |= {"stderr"} if req.stderr and not req.tty else set()
+        wanted |= {"resize"} if req.tty and protocol in (V4, V3) else set()
+        got: dict[str, spdy.Stream] = {}
+        all_in = asyncio.Event()
+
+        def on_stream(stream: spdy.Stream) -> bool:
+            kind = stream.header("streamtype")
+            if kind not in wanted or kind in got:
+                return False  # refused: a type not asked for, or a second of one type
+            got[kind] = stream
+            if len(got) == len(wanted):
+                all_in.set()
+            return True
+
+        async def run(session: spdy.Session) -> None:
+            try:
+                await asyncio.wait_for(all_in.wait(), STREAM_CREATION_TIMEOUT)
+            except TimeoutError:
+                return  # as the kubelet: no stream to say it on, the connection ends
+            await self._spdy_command(session, got, req, ops, protocol)
+
+        await spdy.serve_session(reader, writer, on_stream, run)
+
+    async def _spdy_command(self, session: spdy.Session, got: dict[str, spdy.Stream],
+                            req: Any, ops: _Ops, protocol: str) -> None:
+        loop = asyncio.get_running_loop()
+
+        def sender(stream: spdy.Stream | None) -> Callable[[bytes], None] | None:
+            if stream is None:
+                return None
+
+            def send(data: bytes) -> None:  # from a worker thread
+                if data and not stream.local_closed:
+                    asyncio.run_coroutine_threadsafe(stream.write(data), loop).result()
+            return send
+
+        stdin_r: int | None = None
+        stdin_w: int | None = None
+        tasks: list[asyncio.Future[None]] = []
+        if "stdin" in got:
+            stdin_r, stdin_w = os.pipe()
+            if protocol == V1:  # v1 servers close their (unused) side of stdin at once
+                await got["stdin"].close()
+
+            async def pump_stdin(stream: spdy.Stream, fd: int) -> None:
+                try:
+                    while data := await stream.read():
+                        await loop.run_in_executor(self.pool, _write_all, fd, data)
+                except OSError:
+                    pass  # the command closed its stdin
+                finally:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+            tasks.append(asyncio.ensure_future(pump_stdin(got["stdin"], stdin_w)))
+            stdin_w = None  # the task owns it
+        if ops.gone is not None:
+            gone = ops.gone
+
+            async def watch() -> None:  # the client left: let go of an attach now
+                await session.wait_closed(None)
+                gone()
+            tasks.append(asyncio.ensure_future(watch()))
+
+        code: int | None = None
+        error = ""
+        try:
+            if ops.prepare is not None:
+                await self._run(ops.prepare)
+            if "resize" in got:  # once the exec exists
+                tasks.append(asyncio.ensure_future(self._spdy_resizes(got["resize"], ops)))
+            out, err = sender(got.get("stdout")), sender(got.get("stderr"))
+            code = await self._run(lambda e: ops.start(e, out, err, stdin_r))
+        except KetchError as exc:
+            error = exc.message
+        except (OSError, RuntimeError, ConnectionError):
+            pass  # the client went away
+        except Exception as exc:  # a bug: logged, reported on the error stream
+            traceback.print_exc(file=sys.stderr)
+            error = f"{type(exc).__name__}: {exc}"
+        try:
+            for kind in ("stdout", "stderr"):
+                if kind in got:
+                    await got[kind].close()
+            status = _status(code, ops.cmd, error)
+            if protocol == V4:
+                await got["error"].write(json.dumps(status).encode())
+            elif status["status"] != "Success":  # before v4: a failure's text alone
+                await got["error"].write(status["message"].encode())
+            await got["error"].close()
+            # the client hangs up once it has read everything; going away first could
+            # cut off what it still has queued
+            await session.wait_closed(LINGER)
+        except ConnectionError:
+            pass
+        finally:
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+            if stdin_r is not None:
+                os.close(stdin_r)
+
+    async def _spdy_resizes(self, stream: spdy.Stream, ops: _Ops) -> None:
+        """Terminal sizes: JSON objects one after another, as they come."""
+        decoder = json.JSONDecoder()
+        text = ""
+        while data := await stream.read():
+            try:
+                text += data.decode()
+            except UnicodeDecodeError:
+                return
+            while text.strip():
+                try:
+                    size, end = decoder.raw_decode(text.lstrip())
+                except ValueError:
+                    break  # an object cut in two: the rest comes in the next frame
+                text = text.lstrip()[end:]
+                if not isinstance(size, dict):
+                    return
+                with contextlib.suppress(ValueError, TypeError, KetchError):
+                    h, w = int(size.get("Height", 0)), int(size.get("Width", 0))
+                    await self._run(_resizing(ops.resize, h, w))
+            if len(text) > 4096:
+                return  # not JSON sizes: as the kubelet, stop reading them
+
+    async def _spdy_portforward(self, reader: asyncio.StreamReader,
+                                writer: asyncio.StreamWriter, req: Any) -> None:
+        """Port forward: an error and a data stream per forwarded connection, paired by
+        their requestID header, any number of them until the client hangs up."""
+        pod_id = req.pod_sandbox_id
+        allowed = {int(p) for p in req.port}
+        pairs: dict[str, dict[str, spdy.Stream]] = {}
+        tasks: set[asyncio.Future[None]] = set()
+
+        def spawn(coro: Any) -> None:
+            task = asyncio.ensure_future(coro)
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        async def incomplete(rid: str) -> None:
+            await asyncio.sleep(STREAM_CREATION_TIMEOUT)
+            pair = pairs.pop(rid, None)
+            if pair and "error" in pair:
+                with contextlib.suppress(ConnectionError):
+                    await pair["error"].write(b"timed out waiting for streams")
+                    await pair["error"].close()
+
+        def on_stream(stream: spdy.Stream) -> bool:
+            port, kind = stream.header("port"), stream.header("streamtype")
+            if not port.isdigit() or not 0 < int(port) < 65536 \
+                    or kind not in ("error", "data"):
+                return False
+            rid = stream.header("requestid") or str(
+                stream.id if kind == "error" else stream.id - 2)  # clients before 1.5
+            pair = pairs.setdefault(rid, {})
+            if kind in pair:
+                return False
+            if not pair:
+                spawn(incomplete(rid))
+            pair[kind] = stream
+            if len(pair) == 2:
+                del pairs[rid]
+                spawn(self._spdy_forward(pod_id, allowed, pair["data"], pair["error"]))
+            return True
+
+        async def run(session: spdy.Session) -> None:
+            await session.wait_closed(None)
+
+        try:
+            await spdy.serve_session(reader, writer, on_stream, run)
+        finally:
+            for task in list(tasks):
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+
+    async def _spdy_forward(self, pod_id: str, allowed: set[int], data: spdy.Stream,
+                            error: spdy.Stream) -> None:
+        port = int(data.header("port"))
+        try:
+            if allowed and port not in allowed:
+                raise InvalidArgument(f"port {port} was not asked for in the request")
+            sock = await self._run(lambda e: e.pod_connect(pod_id, port))
+            sock.setblocking(False)
+            pod_r, pod_w = await asyncio.open_connection(sock=sock)
+        except (OSError, KetchError) as exc:
+            with contextlib.suppress(ConnectionError):
+                await error.write(_forward_error(port, pod_id, exc).encode())
+                await error.close()
+                await data.close()
+            return
+
+        async def to_pod() -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while chunk := await data.read():
+                    pod_w.write(chunk)
+                    await pod_w.drain()
+                if pod_w.can_write_eof():
+                    pod_w.write_eof()  # the client's half-close, passed on
+
+        upstream = asyncio.ensure_future(to_pod())
+        try:
+            while chunk := await pod_r.read(65536):
+                await data.write(chunk)
+            await data.close()
+            await error.close()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            upstream.cancel()
+            with contextlib.suppress(BaseException):
+                await upstream
+            pod_w.close()
+
+
+class _Head:
+    """A request line and its headers, as far as choosing the transport needs them."""
+
+    def __init__(self, raw: bytes) -> None:
+        lines = raw.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        self.method = parts[0] if len(parts) == 3 else ""
+        self.path = parts[1].partition("?")[0] if len(parts) == 3 else ""
+        self.headers: list[tuple[str, str]] = []
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if sep:
+                self.headers.append((name.strip().lower(), value.strip()))
+
+    def values(self, name: str) -> list[str]:
+        return [v for n, v in self.headers if n == name]
+
+    @property
+    def spdy_upgrade(self) -> bool:
+        connection = ",".join(self.values("connection")).lower()
+        upgrade = ",".join(self.values("upgrade")).lower()
+        return "upgrade" in connection and "spdy/3.1" in upgrade
+
+
+class _Front(asyncio.Protocol):
+    """Reads a connection's request head, then hands the connection to the SPDY server
+    or to aiohttp (with the bytes read so far)."""
+
+    def __init__(self, server: StreamServer) -> None:
+        self.server = server
+        self.buf = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.timer = self.server.loop.call_later(STREAM_CREATION_TIMEOUT, transport.close)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0 and len(self.buf) <= MAX_HEAD:
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+        transport = self.transport
+        assert transport is not None
+        head = _Head(bytes(self.buf[:end])) if end >= 0 else None
+        if head is not None and head.spdy_upgrade:
+            reader = asyncio.StreamReader(limit=MAX_HEAD)
+            protocol = asyncio.StreamReaderProtocol(reader)
+            transport.set_protocol(protocol)
+            protocol.connection_made(transport)
+            reader.feed_data(bytes(self.buf[end + 4:]))
+            writer = asyncio.StreamWriter(transport, protocol, reader, self.server.loop)
+            task = asyncio.ensure_future(self.server._spdy(head, reader, writer))
+            self.server._sessions.add(task)
+            task.add_done_callback(self.server._sessions.discard)
+            return
+        factory = self.server._runner.server
+        if factory is None:
+            transport.close()
+            return
+        handler = factory()
+        transport.set_protocol(handler)
+        handler.connection_made(transport)
+        handler.data_received(bytes(self.buf))
+
+
+def _http_error(writer: asyncio.StreamWriter, code: int, text: str,
+                headers: list[tuple[str, str]] | None = None) -> None:
+    """A plain-text refusal, after which the connection closes."""
+    reason = {400: "Bad Request", 403: "Forbidden", 404: "Not Found"}[code]
+    body = (text + "\n").encode()
+    lines = [f"HTTP/1.1 {code} {reason}", "Content-Type: text/plain; charset=utf-8",
+             "X-Content-Type-Options: nosniff", f"Content-Length: {len(body)}",
+             "Connection: close", *(f"{n}: {v}" for n, v in headers or [])]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _forward_error(port: int, pod_id: str, exc: Exception) -> str:
+    text = getattr(exc, "message", None) or getattr(exc, "strerror", None) or exc
+    return f"error forwarding port {port} to pod {pod_id}: {text}"
 
 
 def _resizing(resize: Callable[[Engine, int, int], None], height: int, width: int
