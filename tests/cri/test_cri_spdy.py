@@ -11,14 +11,19 @@ import base64
 import json
 import os
 import shutil
+import socket
+import struct
 import subprocess
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from tests.conftest import require
-from tests.cri.conftest import Served
+from tests.cri.conftest import Cri, Served
+from tests.cri.test_cri_pods import _pulled
 from tests.cri.test_cri_stream import _remove, _running, busybox  # noqa: F401 - a fixture
 
 HERE = Path(__file__).parent / "spdyclient"
@@ -77,7 +82,7 @@ def test_exec_over_spdy_streams_stdin_stdout_stderr_and_the_exit_status(
         return rt.Exec(cri.ExecRequest(container_id=cid, cmd=cmd, **kw)).url
 
     done = _ok(spdy(spdy_client, "exec", url(["echo", "hello-spdy"], stdout=True, stderr=True),
-                    flags=("-stdout", "-stderr")))
+                    flags=("-stdout", "-stderr", "-method", "POST")))  # as kubectl exec
     assert done["protocol"] == V4
     assert done.bytes("stdout") == b"hello-spdy\n"
     assert done.bytes("stderr") == b""
@@ -229,3 +234,197 @@ def test_spdy_upgrades_with_an_unknown_token_or_protocol_are_refused(
     assert notpf["status"] == 403
     assert notpf["headers"]["x-accepted-stream-protocol-versions"] == "portforward.k8s.io"
     _remove(any_runtime, pod_id)
+
+
+# -- ketch alone ---------------------------------------------------------------------------
+# What follows asks more of the server than containerd's (spdystream) does: SPDY/3.1's
+# flow control, which spdystream leaves out, and stricter refusals.
+
+def test_spdy_upgrades_without_a_protocol_version_or_to_unknown_paths_are_refused(
+        cri_server: Cri, cri_images: dict[str, str], spdy_client: Path,
+        tmp_path: Path) -> None:
+    image = _pulled(cri_server, cri_images["busybox"])
+    cri = cri_server.cri
+    rt = cri_server.runtime
+    pod_id, cid = _running(cri_server, image, tmp_path / "logs", "nov", ["sleep", "300"])
+    url = rt.Exec(cri.ExecRequest(container_id=cid, cmd=["true"], stdout=True)).url
+    bare = spdy(spdy_client, "exec", url, flags=("-stdout", "-protocols", ""))
+    assert (bare["status"], bare["body"]) == (
+        400, "unable to upgrade: X-Stream-Protocol-Version is required\n")
+    base = url.rsplit("/", 2)[0]
+    lost = spdy(spdy_client, "exec", f"{base}/logs/abc", flags=("-stdout",))
+    assert (lost["status"], lost["body"]) == (404, "404 page not found\n")
+
+    # a stream of a type the request did not ask for is refused; the rest goes on
+    extra = _ok(spdy(spdy_client, "exec", rt.Exec(cri.ExecRequest(
+        container_id=cid, cmd=["echo", "still-here"], stdout=True)).url,
+        flags=("-stdout", "-stream", "stdin")))
+    assert extra["refused"] == ["stdin"]
+    assert extra.bytes("stdout") == b"still-here\n"
+    assert extra.status["status"] == "Success"
+
+    # a port-forward connection for a port the request did not name
+    pf = rt.PortForward(cri.PortForwardRequest(pod_sandbox_id=pod_id, port=[8080])).url
+    other = _ok(spdy(spdy_client, "portforward", pf, flags=(
+        "-protocols", "portforward.k8s.io", "-port", "22")))
+    assert base64.b64decode(other["forwards"][0]["error"]) == (
+        f"error forwarding port 22 to pod {pod_id}: port 22 was not asked for in the"
+        " request").encode()
+    _remove(cri_server, pod_id)
+
+
+class RawSpdy:
+    """A client written from the SPDY/3.1 draft, for what spdystream does not do: keep
+    to the windows and give them back."""
+
+    def __init__(self, url: str, protocol: str) -> None:
+        u = urlsplit(url)
+        self.sock = socket.create_connection((u.hostname, u.port), timeout=20)
+        self.sock.sendall(
+            f"GET {u.path} HTTP/1.1\r\nHost: {u.netloc}\r\nConnection: Upgrade\r\n"
+            f"Upgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: {protocol}\r\n\r\n".encode())
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            assert chunk, self.buf
+            self.buf += chunk
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        from ketch.cri.spdy import DICTIONARY  # the draft's dictionary, as data
+
+        self.deflate = zlib.compressobj(zdict=DICTIONARY)
+        self.inflate = zlib.decompressobj(zdict=DICTIONARY)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def control(self, kind: int, payload: bytes, flags: int = 0, version: int = 3) -> None:
+        self.sock.sendall(struct.pack(">HHI", 0x8000 | version, kind,
+                                      flags << 24 | len(payload)) + payload)
+
+    def open(self, sid: int, **headers: str) -> None:
+        block = struct.pack(">I", len(headers))
+        for name, value in headers.items():
+            block += struct.pack(">I", len(name)) + name.lower().encode()
+            block += struct.pack(">I", len(value)) + value.encode()
+        packed = self.deflate.compress(block) + self.deflate.flush(zlib.Z_SYNC_FLUSH)
+        self.control(1, struct.pack(">IIBB", sid, 0, 0, 0) + packed)
+
+    def data(self, sid: int, data: bytes, fin: bool = False) -> None:
+        self.sock.sendall(struct.pack(">II", sid, int(fin) << 24 | len(data)) + data)
+
+    def _exactly(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError
+            self.buf += chunk
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def frame(self, timeout: float = 20) -> tuple | None:
+        """('control', type, flags, payload) or ('data', stream, flags, data); None when
+        nothing comes for `timeout` seconds."""
+        self.sock.settimeout(timeout)
+        try:
+            head = self._exactly(8)
+        except TimeoutError:
+            return None
+        self.sock.settimeout(20)
+        word, flags_len = struct.unpack(">II", head)
+        body = self._exactly(flags_len & 0xFFFFFF)
+        if word & 0x80000000:
+            kind = word & 0xFFFF
+            if kind in (1, 2):  # the header blocks keep the decompressor in step
+                self.inflate.decompress(body[10 if kind == 1 else 4:])
+            return ("control", kind, flags_len >> 24, body)
+        return ("data", word, flags_len >> 24, body)
+
+
+def test_spdy_flow_control_holds_output_to_the_clients_window_and_returns_its_own(
+        cri_server: Cri, cri_images: dict[str, str], tmp_path: Path) -> None:
+    image = _pulled(cri_server, cri_images["busybox"])
+    cri = cri_server.cri
+    rt = cri_server.runtime
+    pod_id, cid = _running(cri_server, image, tmp_path / "logs", "flow", ["sleep", "300"])
+
+    # output: no more than the 4 KiB window this client announces, until it grants more
+    client = RawSpdy(rt.Exec(cri.ExecRequest(container_id=cid, stdout=True, cmd=[
+        "sh", "-c", "head -c 200000 /dev/zero | tr '\\0' z"])).url, V4)
+    client.control(4, struct.pack(">III", 1, 7, 4096))  # SETTINGS INITIAL_WINDOW_SIZE
+    client.control(6, struct.pack(">I", 1))  # PING 1
+    client.open(1, streamType="error")
+    client.open(3, streamType="stdout")
+    got: dict[int, bytes] = {1: b"", 3: b""}
+    ended: set[int] = set()
+    pings: list[bytes] = []
+
+    def take(f: tuple | None) -> None:
+        assert f is not None, (len(got[3]), got[1])
+        if f[0] == "data":
+            got[f[1]] += f[3]
+            if f[2] & 1:
+                ended.add(f[1])
+        elif f[1] == 6:
+            pings.append(f[3])
+
+    while len(got[3]) < 4096:
+        take(client.frame())
+    while (f := client.frame(timeout=1.5)) is not None:  # and then nothing more
+        take(f)
+    assert got[3] == b"z" * 4096
+    assert pings == [struct.pack(">I", 1)]  # the PING came back
+    client.control(9, struct.pack(">II", 3, 1_000_000))  # WINDOW_UPDATE stream 3
+    client.control(9, struct.pack(">II", 0, 1_000_000))  # and the session
+    while ended != {1, 3}:
+        take(client.frame())
+    assert got[3] == b"z" * 200000
+    assert json.loads(got[1])["status"] == "Success"
+    client.close()
+
+    # input: a client keeping to the server's 64 KiB windows gets them back as the
+    # command reads
+    client = RawSpdy(rt.Exec(cri.ExecRequest(container_id=cid, cmd=["wc", "-c"], stdin=True,
+                                             stdout=True)).url, V4)
+    client.open(1, streamType="error")
+    client.open(3, streamType="stdin")
+    client.open(5, streamType="stdout")
+    stream_window = session_window = 65536
+    sent, total = 0, 300_000
+    out = b""
+    while sent < total:
+        n = min(16384, total - sent, stream_window, session_window)
+        if n > 0:
+            client.data(3, b"q" * n)
+            sent += n
+            stream_window -= n
+            session_window -= n
+            continue
+        f = client.frame()
+        assert f is not None, f"stalled after {sent} bytes: no WINDOW_UPDATE"
+        if f[0] == "control" and f[1] == 9:
+            sid, delta = struct.unpack(">II", f[3])
+            if sid == 3:
+                stream_window += delta
+            elif sid == 0:
+                session_window += delta
+    client.data(3, b"", fin=True)
+    while not out.endswith(b"\n"):
+        f = client.frame()
+        assert f is not None, out
+        if f[0] == "data" and f[1] == 5:
+            out += f[3]
+    assert out.strip() == b"300000"
+    client.close()
+
+    # a frame of another SPDY version ends the session with GOAWAY (PROTOCOL_ERROR)
+    client = RawSpdy(rt.Exec(cri.ExecRequest(container_id=cid, cmd=["true"], stdout=True)
+                             ).url, V4)
+    client.control(6, struct.pack(">I", 1), version=2)
+    f = client.frame()
+    assert f is not None and f[:2] == ("control", 7), f
+    assert struct.unpack(">II", f[3]) == (0, 1)
+    with pytest.raises(EOFError):
+        client.frame()
+    client.close()
+    _remove(cri_server, pod_id)

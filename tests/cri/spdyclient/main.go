@@ -82,6 +82,7 @@ func (c *bufConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 var (
 	protocols = flag.String("protocols", "v4.channel.k8s.io", "X-Stream-Protocol-Version values, comma-separated ('' sends none)")
 	upgrade   = flag.String("upgrade", "SPDY/3.1", "the Upgrade header")
+	method    = flag.String("method", "GET", "the request's method (kubectl's exec and attach POST)")
 	stdin     = flag.Bool("stdin", false, "open a stdin stream")
 	stdout    = flag.Bool("stdout", false, "open a stdout stream")
 	stderr    = flag.Bool("stderr", false, "open a stderr stream")
@@ -126,7 +127,7 @@ func dial(raw string, rep *report) (*spdystream.Connection, error) {
 	if err != nil {
 		return nil, err
 	}
-	req, _ := http.NewRequest("GET", raw, nil)
+	req, _ := http.NewRequest(*method, raw, nil)
 	req.Header.Set("Connection", "Upgrade")
 	if *upgrade != "" {
 		req.Header.Set("Upgrade", *upgrade)
