@@ -4,9 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# golang-go and golang-github-docker-spdystream-dev: the tests' SPDY client
+# (tests/cri/spdyclient), built offline from Debian's packaged Go sources
 PKGS=(runc crun conmon skopeo busybox-static mmdebstrap iptables iproute2
       containernetworking-plugins docker-registry procps util-linux tini
-      docker-compose containerd)
+      docker-compose containerd golang-go golang-github-docker-spdystream-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
