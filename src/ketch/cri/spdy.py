@@ -131,20 +131,22 @@ def decode_headers(block: bytes) -> Headers:
         pos = 4
         headers: Headers = {}
         for _ in range(count):
-            (n,) = struct.unpack_from(">I", block, pos)
-            name = block[pos + 4:pos + 4 + n].decode()
-            pos += 4 + n
-            (n,) = struct.unpack_from(">I", block, pos)
-            value = block[pos + 4:pos + 4 + n].decode()
-            if pos + 4 + n > len(block):
-                raise ProtocolError("truncated header block")
-            pos += 4 + n
+            name, pos = _string(block, pos)
+            value, pos = _string(block, pos)
             if name != name.lower() or not name or name in headers:
                 raise ProtocolError(f"bad header name {name!r}")
             headers[name] = value.split("\0")
     except (struct.error, UnicodeDecodeError) as e:
         raise ProtocolError(f"malformed header block: {e}") from None
     return headers
+
+
+def _string(block: bytes, pos: int) -> tuple[str, int]:
+    """A length-prefixed string of a header block at `pos`, and the position after it."""
+    (n,) = struct.unpack_from(">I", block, pos)
+    if pos + 4 + n > len(block):
+        raise ProtocolError("truncated header block")
+    return block[pos + 4:pos + 4 + n].decode(), pos + 4 + n
 
 
 class Stream:
@@ -305,9 +307,9 @@ class Session:
         self._lost()
         self.writer.close()
 
-    async def wait_closed(self, timeout: float) -> None:
+    async def wait_closed(self, timeout: float | None) -> None:
         """Until the client ends the session (GOAWAY, or its side of the connection), at
-        most `timeout` seconds."""
+        most `timeout` seconds (None: no limit)."""
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._done), timeout)
 

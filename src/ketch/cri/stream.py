@@ -172,7 +172,7 @@ class StreamServer:
             self.loop.close()
             raise InvalidArgument(f"cannot serve streams on {self.host}:{port}:"
                                   f" {e.strerror}") from None
-        sockets = self._listener.sockets or []
+        sockets = self._listener.sockets
         self.port = sockets[0].getsockname()[1] if sockets else port
         self._thread = threading.Thread(target=self.loop.run_forever, name="cri-stream",
                                         daemon=True)
@@ -440,7 +440,9 @@ class StreamServer:
                 ops = self._exec_ops(req) if kind == "exec" else self._attach_ops(req)
                 await self._spdy_remote(reader, writer, req, ops, chosen)
         except (ConnectionError, OSError):
-            pass
+            pass  # the client went away
+        except Exception:  # a bug: logged; the connection ends
+            traceback.print_exc(file=sys.stderr)
         finally:
             writer.close()
 
@@ -582,15 +584,18 @@ class StreamServer:
         pod_id = req.pod_sandbox_id
         allowed = {int(p) for p in req.port}
         pairs: dict[str, dict[str, spdy.Stream]] = {}
+        timers: dict[str, asyncio.Future[None]] = {}
         tasks: set[asyncio.Future[None]] = set()
 
-        def spawn(coro: Any) -> None:
+        def spawn(coro: Any) -> asyncio.Future[None]:
             task = asyncio.ensure_future(coro)
             tasks.add(task)
             task.add_done_callback(tasks.discard)
+            return task
 
         async def incomplete(rid: str) -> None:
             await asyncio.sleep(STREAM_CREATION_TIMEOUT)
+            timers.pop(rid, None)
             pair = pairs.pop(rid, None)
             if pair and "error" in pair:
                 with contextlib.suppress(ConnectionError):
@@ -608,10 +613,11 @@ class StreamServer:
             if kind in pair:
                 return False
             if not pair:
-                spawn(incomplete(rid))
+                timers[rid] = spawn(incomplete(rid))
             pair[kind] = stream
             if len(pair) == 2:
                 del pairs[rid]
+                timers.pop(rid).cancel()
                 spawn(self._spdy_forward(pod_id, allowed, pair["data"], pair["error"]))
             return True
 
