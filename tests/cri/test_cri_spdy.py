@@ -176,6 +176,49 @@ def test_attach_over_spdy_reaches_a_container_reading_its_stdin(
     _remove(any_runtime, pod_id)
 
 
+def test_attach_over_spdy_lets_go_when_the_client_leaves_and_the_container_runs_on(
+        any_runtime: Served, busybox: str, spdy_client: Path, tmp_path: Path) -> None:  # noqa: F811
+    cri = any_runtime.cri
+    rt = any_runtime.runtime
+    pod_id, cid = _running(any_runtime, busybox, tmp_path / "logs", "loop",
+                           ["sh", "-c", "while read x; do echo got:$x; done"], stdin=True)
+    for word in ("first", "second"):
+        url = rt.Attach(cri.AttachRequest(container_id=cid, stdin=True, stdout=True,
+                                          stderr=True)).url
+        done = _ok(spdy(spdy_client, "exec", url, f"stdin:{word}\n", f"wait:got:{word}",
+                        "quit", flags=("-stdin", "-stdout", "-stderr")))
+        assert f"got:{word}\n".encode() in done.bytes("stdout")
+    status = rt.ContainerStatus(cri.ContainerStatusRequest(container_id=cid)).status
+    assert status.state == cri.CONTAINER_RUNNING
+    _remove(any_runtime, pod_id)
+
+
+def test_attach_over_spdy_ending_its_input_closes_only_a_stdin_once_containers_stdin(
+        any_runtime: Served, busybox: str, spdy_client: Path, tmp_path: Path) -> None:  # noqa: F811
+    cri = any_runtime.cri
+    rt = any_runtime.runtime
+    script = ["sh", "-c", "while read x; do echo got:$x; done; echo input-ended"]
+    pod_id, once = _running(any_runtime, busybox, tmp_path / "logs", "once", script,
+                            stdin=True, stdin_once=True)
+    done = _ok(spdy(spdy_client, "exec", rt.Attach(cri.AttachRequest(
+        container_id=once, stdin=True, stdout=True)).url,
+        "stdin:one\n", "wait:got:one", "eof", "wait:input-ended", "quit",
+        flags=("-stdin", "-stdout")))
+    assert done.bytes("stdout") == b"got:one\ninput-ended\n"
+    _remove(any_runtime, pod_id)
+
+    pod_id, kept = _running(any_runtime, busybox, tmp_path / "logs2", "kept", script,
+                            stdin=True)
+    for word in ("one", "two"):
+        _ok(spdy(spdy_client, "exec", rt.Attach(cri.AttachRequest(
+            container_id=kept, stdin=True, stdout=True)).url,
+            f"stdin:{word}\n", f"wait:got:{word}", "eof", "sleep:500", "quit",
+            flags=("-stdin", "-stdout")))
+    status = rt.ContainerStatus(cri.ContainerStatusRequest(container_id=kept)).status
+    assert status.state == cri.CONTAINER_RUNNING
+    _remove(any_runtime, pod_id)
+
+
 def test_port_forward_over_spdy_carries_concurrent_connections_to_the_pod(
         any_runtime: Served, busybox: str, spdy_client: Path, tmp_path: Path) -> None:  # noqa: F811
     cri = any_runtime.cri

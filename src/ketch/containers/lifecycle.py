@@ -219,8 +219,12 @@ class Lifecycle:
             try:
                 from ketch.containers.logconfig import policy
 
+                # Docker and the CRI close a container's stdin when an attached client
+                # ends its input only for StdinOnce; a terminal's never
                 mon.create_container(p, name=rec.name, terminal=bool(c.get("Tty")),
-                                     stdin=bool(c.get("OpenStdin")), log=policy(hc))
+                                     stdin=bool(c.get("OpenStdin")), log=policy(hc),
+                                     leave_stdin_open=bool(c.get("Tty"))
+                                     or not c.get("StdinOnce"))
             except BaseException:
                 plumbing.wait(raise_error=False)
                 raise

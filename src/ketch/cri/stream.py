@@ -500,6 +500,10 @@ class StreamServer:
                 try:
                     while data := await stream.read():
                         await loop.run_in_executor(self.pool, _write_all, fd, data)
+                    if stream.reset_status is not None and ops.gone is not None:
+                        # the client left without ending its input: an attach lets go
+                        # of the container before the end of input could reach it
+                        ops.gone()
                 except OSError:
                     pass  # the command closed its stdin
                 finally:

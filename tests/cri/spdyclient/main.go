@@ -10,7 +10,8 @@
 //	spdyclient [flags] portforward URL
 //
 // ACTIONs run in order once the streams exist: stdin:TEXT, resize:WxH, wait:TEXT (until
-// stdout holds TEXT), eof (close stdin), ping, sleep:MS.
+// stdout holds TEXT), eof (close stdin), ping, sleep:MS, quit (leave without waiting for
+// the outcome).
 package main
 
 import (
@@ -292,6 +293,9 @@ func remoteCommand(conn *spdystream.Connection, rep *report, actions []string) e
 		case "sleep":
 			ms, _ := strconv.Atoi(arg)
 			time.Sleep(time.Duration(ms) * time.Millisecond)
+		case "quit": // leave at once, as a detaching kubectl attach
+			rep.Stdout, rep.Stderr = outBuf.Bytes(), errBuf.Bytes()
+			return nil
 		default:
 			return fmt.Errorf("unknown action %q", a)
 		}
