@@ -406,7 +406,6 @@ class StreamServer:
                 await ws.close()
         return ws
 
-
     # -- SPDY/3.1 ------------------------------------------------------------------------
     async def _spdy(self, head: _Head, reader: asyncio.StreamReader,
                     writer: asyncio.StreamWriter) -> None:
