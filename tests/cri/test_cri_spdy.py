@@ -151,8 +151,8 @@ def test_exec_with_a_tty_over_spdy_follows_the_resize_stream(
     url = rt.Exec(cri.ExecRequest(container_id=cid, cmd=["sh"], tty=True, stdin=True,
                                   stdout=True)).url
     done = _ok(spdy(spdy_client, "exec", url,
-                    "resize:101x33", "sleep:300", "stdin:stty size\n", "wait:33 101",
-                    "resize:90x20", "sleep:300", "stdin:stty size; exit 5\n",
+                    "resize:101x33", "sleep:1000", "stdin:stty size\n", "wait:33 101",
+                    "resize:90x20", "sleep:1000", "stdin:stty size; exit 5\n",
                     flags=("-tty", "-stdin", "-stdout")))
     out = done.bytes("stdout")
     assert b"33 101" in out
