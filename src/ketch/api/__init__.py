@@ -8,5 +8,5 @@
 - `streams`: Docker's stream framing and the hijacked (HTTP upgrade) connections of
   attach.
 
-The package imports aiohttp; nothing on the CLI's start-up path imports this package.
+The package runs on `ketch.web` (asyncio + h11); nothing on the CLI's start-up path imports this package.
 """

@@ -12,9 +12,7 @@ import threading
 import traceback
 from collections.abc import Awaitable, Callable
 
-from aiohttp import web
-
-from ketch import __version__
+from ketch import __version__, web
 from ketch.api import streams
 from ketch.engine import API_VERSION, MIN_API_VERSION, Engine
 from ketch.errors import InvalidArgument, KetchError
@@ -133,7 +131,6 @@ def error_response(status: int, message: str) -> web.Response:
     return json_response({"message": message}, status)
 
 
-@web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     svc: Service = request.app[SVC]
     svc.active += 1
@@ -152,12 +149,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
                                    f" API version is {MIN_API_VERSION}, please upgrade"
                                    " your client to a newer version")
         return await handler(request)
-    except web.HTTPNotFound:
-        return error_response(404, "page not found")
-    except web.HTTPMethodNotAllowed:
-        return error_response(405, f"method {request.method} not allowed for {request.path}")
-    except web.HTTPException:
-        raise
+    except web.HTTPError:
+        raise  # the server's own (a body too large, a malformed one): answered as such
     except KetchError as e:
         return error_response(e.http_status if 400 <= e.http_status < 600 else 500, e.message)
     except (ConnectionError, asyncio.CancelledError):

@@ -6,8 +6,7 @@ import asyncio
 import contextlib
 import json
 
-from aiohttp import web
-
+from ketch import web
 from ketch.api import streams
 from ketch.api.common import (
     SVC,
@@ -138,11 +137,8 @@ async def containers_wait(request: web.Request) -> web.StreamResponse:
     # container (`docker run` registers its wait first).
     resp = web.StreamResponse(headers={"Content-Type": "application/json"})
     await resp.prepare(request)
-    transport = request.transport
-    gone = svc.stopping.is_set
-
     def cancelled() -> bool:
-        return gone() or transport is None or transport.is_closing()
+        return svc.stopping.is_set() or request.disconnected
 
     try:
         code = await svc.run(lambda e: e.containers.wait_condition(
@@ -184,10 +180,8 @@ async def containers_logs(request: web.Request) -> web.StreamResponse:
     until = _seconds(request, "until")
     rec = await svc.run(lambda e: e.containers.get(name))
     tty = bool(rec.config.get("Tty"))
-    transport = request.transport
-
     def left() -> bool:  # the client hung up (`logs -f` interrupted) or the service stops
-        return svc.stopping.is_set() or transport is None or transport.is_closing()
+        return svc.stopping.is_set() or request.disconnected
 
     # A follower of a silent container would otherwise hold its worker thread, and keep
     # the service from idling out, until the container next writes.

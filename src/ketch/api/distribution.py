@@ -7,8 +7,7 @@ import asyncio
 import sys
 import traceback
 
-from aiohttp import web
-
+from ketch import web
 from ketch.api.common import SVC, Handler, json_body, json_response, query_filters
 from ketch.api.jsonstream import (
     Message,
@@ -147,9 +146,7 @@ async def _save(request: web.Request, names: list[str]) -> web.StreamResponse:
         # half an archive went out: the client must see a broken stream, not an end
         if not isinstance(e, ConnectionError):  # else the client is gone already
             traceback.print_exc(file=sys.stderr)
-        resp.force_close()
-        if request.transport is not None:
-            request.transport.abort()
+        resp.force_close()  # the connection is cut: no end of the chunked body
         return resp
     if not resp.prepared:
         await resp.prepare(request)

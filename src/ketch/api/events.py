@@ -13,8 +13,7 @@ import asyncio
 import json
 import threading
 
-from aiohttp import web
-
+from ketch import web
 from ketch.api.common import SVC, Service, query_filters
 
 TYPE_CHECKING = False
@@ -59,7 +58,7 @@ async def events(request: web.Request) -> web.StreamResponse:
             try:
                 item = await asyncio.wait_for(queue.get(), CHECK_SECONDS)
             except TimeoutError:
-                if svc.stopping.is_set() or _gone(request):
+                if svc.stopping.is_set() or request.disconnected:
                     resp.force_close()
                     return resp
                 continue
@@ -72,11 +71,6 @@ async def events(request: web.Request) -> web.StreamResponse:
     finally:
         stop.set()  # the reader sees it within its poll interval and closes the journal
     return resp
-
-
-def _gone(request: web.Request) -> bool:
-    transport = request.transport
-    return transport is None or transport.is_closing()
 
 
 ROUTES = [

@@ -19,9 +19,7 @@ import threading
 import traceback
 from typing import Any
 
-from aiohttp import web
-
-from ketch import reference
+from ketch import reference, web
 from ketch.api.common import SVC
 from ketch.engine import Engine
 from ketch.errors import InvalidArgument, KetchError

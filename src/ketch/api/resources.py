@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from aiohttp import web
-
+from ketch import web
 from ketch.api.common import SVC, Handler, Service, json_body, json_response, query_bool
 from ketch.api.fields import UPDATE, canonical
 from ketch.engine import Engine
@@ -28,10 +27,8 @@ async def stats(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": "application/json"})
     await resp.prepare(request)
     loop = asyncio.get_running_loop()
-    transport = request.transport
-
     def cancelled() -> bool:
-        return svc.stopping.is_set() or transport is None or transport.is_closing()
+        return svc.stopping.is_set() or request.disconnected
 
     def pump(e: Engine) -> None:
         # one worker thread walks the whole stream: its Engine is this thread's

@@ -8,8 +8,7 @@ resource is a module with a ROUTES list, added to MODULES below.
 
 from __future__ import annotations
 
-from aiohttp import web
-
+from ketch import web
 from ketch.api import (
     archive,
     attach_ws,
@@ -24,7 +23,7 @@ from ketch.api import (
     system,
     volumes,
 )
-from ketch.api.common import SERVER, SVC, Service, error_response, errors_middleware
+from ketch.api.common import SERVER, SVC, Service, errors_middleware
 
 __all__ = ["Service", "make_app"]
 
@@ -32,21 +31,13 @@ MODULES = (system, containers, images, networks, volumes, build, distribution, e
            resources, attach_ws, events)
 
 
-async def _not_found(request: web.Request) -> web.Response:
-    return error_response(404, "page not found")
-
-
-async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers["Server"] = SERVER
-
-
 def make_app(svc: Service) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware], client_max_size=64 << 20)
+    # an unknown path is the application's 404 "page not found", through the middleware
+    app = web.Application(middlewares=[errors_middleware], client_max_size=64 << 20,
+                          server_header=SERVER)
     app[SVC] = svc
-    app.on_response_prepare.append(_server_header)
     for method, path, handler in (r for m in MODULES for r in m.ROUTES):
         # unversioned, and /v1.N/... for every version up to ketch's
         app.router.add_route(method, path, handler)
         app.router.add_route(method, r"/v{ver:[0-9]+\.[0-9]+}" + path, handler)
-    app.router.add_route("*", "/{tail:.*}", _not_found)
     return app

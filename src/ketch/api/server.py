@@ -23,8 +23,7 @@ import stat
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-from aiohttp import web
-
+from ketch import web
 from ketch.api.routes import Service, make_app
 from ketch.errors import InvalidArgument
 
@@ -179,11 +178,8 @@ async def _serve(svc: Service, sock: socket.socket, idle: float) -> bool:
     retired: list[ThreadPoolExecutor] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, svc.stopping.set)
-    runner = web.AppRunner(make_app(svc), handle_signals=False, access_log=None,
-                           shutdown_timeout=DRAIN_SECONDS)
-    await runner.setup()
-    site = web.SockSite(runner, sock, shutdown_timeout=DRAIN_SECONDS)
-    await site.start()
+    server = web.Server(make_app(svc))
+    await server.start(sock)
     svc.last_active = loop.time()
     released = svc.last_active  # the memory is as small as it gets at start
     try:
@@ -216,7 +212,7 @@ async def _serve(svc: Service, sock: socket.socket, idle: float) -> bool:
             conn.shutdown()
         for session in list(svc.sessions):
             session.interrupt()
-        await runner.cleanup()
+        await server.shutdown(DRAIN_SECONDS)
     executor.shutdown(wait=False, cancel_futures=True)
     workers = [t for ex in (*retired, executor) for t in getattr(ex, "_threads", ())]
     for _ in range(20):  # idle workers leave at once; give finishing ones a moment

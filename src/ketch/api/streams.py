@@ -3,9 +3,10 @@ without a TTY) and hijacked connections (attach: `101 UPGRADED` when the client 
 for `Upgrade: tcp`, else `200 OK` and the same raw stream until the connection closes,
 as dockerd answers both).
 
-A hijacked connection leaves aiohttp's hands after the 101 response: the event loop
-stops reading it and a worker thread copies between the socket and the container's
-monitor with blocking I/O, as the attach session in `ketch.containers` expects.
+A hijacked connection leaves the server's hands after the 101 response (`ketch.web`'s
+`StreamResponse.hijack`): the event loop stops reading it and a worker thread copies
+between the socket and the container's monitor with blocking I/O, as the attach session
+in `ketch.containers` expects.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import socket
 import struct
 import threading
 
-from aiohttp import web
+from ketch import web
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -42,29 +43,6 @@ def wants_upgrade(request: web.Request) -> bool:
     return "upgrade" in connection and request.headers.get("Upgrade", "").lower() == "tcp"
 
 
-class _Tail:
-    """Takes the bytes a client sent after its request (before the upgrade was
-    answered): they belong to the container's stdin."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
-        self.data += data
-        return False, b""
-
-    def feed_eof(self) -> None:
-        pass
-
-
-class _UntilClose(web.StreamResponse):
-    """A response with neither a length nor chunking: its body is the raw stream, ended
-    by closing the connection (aiohttp's WebSocketResponse switches the check off the
-    same way)."""
-
-    _length_check = False
-
-
 class Hijacked:
     """A client connection taken over after `101 UPGRADED`: `write` sends bytes (from any
     thread), `stdin_fd()` gives a readable fd with what the client sends."""
@@ -84,20 +62,13 @@ class Hijacked:
             resp = web.StreamResponse(status=101, reason="UPGRADED", headers={
                 "Content-Type": media, "Connection": "Upgrade", "Upgrade": "tcp"})
         else:
-            resp = _UntilClose(status=200, headers={"Content-Type": media})
-        resp.force_close()
-        await resp.prepare(self.request)
-        protocol = self.request.protocol
-        transport = self.request.transport
-        assert transport is not None
-        tail = _Tail()
-        protocol.set_parser(tail)  # type: ignore[arg-type]  # any object with feed_data
-        transport.pause_reading()
-        self._tail = bytes(tail.data)
-        raw = transport.get_extra_info("socket")
-        fd = os.dup(raw.fileno())
-        os.set_blocking(fd, True)
-        self.sock = socket.socket(fileno=fd)
+            # neither a length nor chunking: the body is the raw stream, ended by closing
+            # the connection
+            resp = web.StreamResponse(status=200, reason="OK", headers={
+                "Content-Type": media, "Connection": "close"})
+        # what the client sent after its request (before the upgrade was answered)
+        # belongs to the container's stdin
+        self.sock, self._tail = await resp.hijack(self.request)
         return resp
 
     # -- called from the worker thread ---------------------------------------------------
@@ -154,9 +125,7 @@ class Hijacked:
             with contextlib.suppress(OSError):
                 self.sock.shutdown(socket.SHUT_WR)
             self.sock.close()
-        transport = self.request.transport
-        if transport is not None:
-            transport.close()
+        # the server closes its side of the connection when the handler returns
 
 
 class BodyReader(io.RawIOBase):

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from aiohttp import web
-
+from ketch import web
 from ketch.api.common import SVC, Handler, json_response
 from ketch.engine import API_VERSION
 
