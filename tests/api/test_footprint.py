@@ -1,6 +1,6 @@
 """What the service costs while it waits: its idle memory (issue 11's goal: at most 30
 MiB RSS, dockerd idles at ~135 MiB here) and what it imports (its HTTP layer is
-ketch.web on h11: aiohttp, yarl and multidict, ~16 MiB between them, stay out)."""
+ketch.api.web on h11: aiohttp, yarl and multidict, ~16 MiB between them, stay out)."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def test_the_service_serves_without_importing_aiohttp_yarl_or_multidict(
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["statuses"] == [200, 200, 200, 200, 200, 200, 200, 404, 200]
-    assert "ketch.web" in report["modules"] and "h11" in report["modules"]
+    assert "ketch.api.web" in report["modules"] and "h11" in report["modules"]
     assert [m for m in report["modules"]
             if m.split(".")[0] in ("aiohttp", "yarl", "multidict")] == []
 

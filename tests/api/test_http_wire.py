@@ -1,4 +1,4 @@
-"""The service's HTTP/1.1 handling on the wire (ketch.web): keep-alive and pipelining,
+"""The service's HTTP/1.1 handling on the wire (ketch.api.web): keep-alive and pipelining,
 half-closing clients, Expect: 100-continue, malformed requests and bodies that do not
 match their length. Raw sockets, as a client library would smooth these over."""
 

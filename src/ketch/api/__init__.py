@@ -7,6 +7,8 @@
   answer in Docker's JSON shapes; errors mapped to statuses in one place.
 - `streams`: Docker's stream framing and the hijacked (HTTP upgrade) connections of
   attach.
+- `web`: the HTTP/1.1 server under all of it (asyncio + h11; wsproto for the attach
+  websocket), ketch's own rather than aiohttp for the service's memory.
 
-The package runs on `ketch.web` (asyncio + h11); nothing on the CLI's start-up path imports this package.
+Nothing on the CLI's start-up path imports this package.
 """

@@ -8,8 +8,7 @@ import asyncio
 import base64
 import json
 
-from ketch import web
-from ketch.api import streams
+from ketch.api import streams, web
 from ketch.api.common import SVC, Handler, Service, json_body, json_response, query_bool
 from ketch.api.fields import CONTAINER_CREATE, canonical
 from ketch.errors import InvalidArgument

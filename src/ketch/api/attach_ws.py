@@ -9,12 +9,12 @@ import asyncio
 import contextlib
 import os
 
-from ketch import web
+from ketch.api import web
 from ketch.api.common import SVC, Handler, Service, query_bool, version_tuple
 from ketch.api.containers import _forget, _session_for
+from ketch.api.web import WSMsgType
 from ketch.engine import Engine
 from ketch.errors import Conflict, KetchError
-from ketch.web import WSMsgType
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from ketch import web
+from ketch.api import web
 from ketch.api.common import SVC, Handler, json_response, query_bool
 from ketch.api.jsonstream import Message, json_stream, registry_config, spool_body
 from ketch.engine import Engine

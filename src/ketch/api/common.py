@@ -12,8 +12,8 @@ import threading
 import traceback
 from collections.abc import Awaitable, Callable
 
-from ketch import __version__, web
-from ketch.api import streams
+from ketch import __version__
+from ketch.api import streams, web
 from ketch.engine import API_VERSION, MIN_API_VERSION, Engine
 from ketch.errors import InvalidArgument, KetchError
 

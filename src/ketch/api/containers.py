@@ -6,8 +6,7 @@ import asyncio
 import contextlib
 import json
 
-from ketch import web
-from ketch.api import streams
+from ketch.api import streams, web
 from ketch.api.common import (
     SVC,
     Handler,

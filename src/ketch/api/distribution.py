@@ -7,7 +7,7 @@ import asyncio
 import sys
 import traceback
 
-from ketch import web
+from ketch.api import web
 from ketch.api.common import SVC, Handler, json_body, json_response, query_filters
 from ketch.api.jsonstream import (
     Message,

@@ -13,7 +13,7 @@ import asyncio
 import json
 import threading
 
-from ketch import web
+from ketch.api import web
 from ketch.api.common import SVC, Service, query_filters
 
 TYPE_CHECKING = False

@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from ketch import web
-from ketch.api import streams
+from ketch.api import streams, web
 from ketch.api.common import SVC, Handler, Service, empty, json_body, json_response, query_int
 from ketch.api.fields import EXEC_CREATE, EXEC_START, canonical
 from ketch.engine import Engine

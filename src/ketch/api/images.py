@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ketch import web
+from ketch.api import web
 from ketch.api.common import SVC, Handler, empty, json_response, query_bool, query_filters
 from ketch.errors import InvalidArgument
 

@@ -19,7 +19,8 @@ import threading
 import traceback
 from typing import Any
 
-from ketch import reference, web
+from ketch import reference
+from ketch.api import web
 from ketch.api.common import SVC
 from ketch.engine import Engine
 from ketch.errors import InvalidArgument, KetchError

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ketch import web
+from ketch.api import web
 from ketch.api.common import SVC, Handler, empty, json_body, json_response, query_filters
 from ketch.api.fields import NETWORK_CONNECT, NETWORK_CREATE, NETWORK_DISCONNECT, canonical
 from ketch.errors import InvalidArgument

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from ketch import web
+from ketch.api import web
 from ketch.api.common import SVC, Handler, Service, json_body, json_response, query_bool
 from ketch.api.fields import UPDATE, canonical
 from ketch.engine import Engine

@@ -8,7 +8,6 @@ resource is a module with a ROUTES list, added to MODULES below.
 
 from __future__ import annotations
 
-from ketch import web
 from ketch.api import (
     archive,
     attach_ws,
@@ -22,6 +21,7 @@ from ketch.api import (
     resources,
     system,
     volumes,
+    web,
 )
 from ketch.api.common import SERVER, SVC, Service, errors_middleware
 

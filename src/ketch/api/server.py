@@ -23,7 +23,7 @@ import stat
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-from ketch import web
+from ketch.api import web
 from ketch.api.routes import Service, make_app
 from ketch.errors import InvalidArgument
 

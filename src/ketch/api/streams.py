@@ -3,7 +3,7 @@ without a TTY) and hijacked connections (attach: `101 UPGRADED` when the client 
 for `Upgrade: tcp`, else `200 OK` and the same raw stream until the connection closes,
 as dockerd answers both).
 
-A hijacked connection leaves the server's hands after the 101 response (`ketch.web`'s
+A hijacked connection leaves the server's hands after the 101 response (`ketch.api.web`'s
 `StreamResponse.hijack`): the event loop stops reading it and a worker thread copies
 between the socket and the container's monitor with blocking I/O, as the attach session
 in `ketch.containers` expects.
@@ -19,7 +19,7 @@ import socket
 import struct
 import threading
 
-from ketch import web
+from ketch.api import web
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

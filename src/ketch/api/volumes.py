@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ketch import web
+from ketch.api import web
 from ketch.api.common import (
     SVC,
     Handler,

@@ -22,6 +22,10 @@ part under the same names, and nothing else:
 - `WebSocketResponse`: the handshake, then messages both ways.
 - `Server`: serving a listening socket, keep-alive, and a drain on shutdown.
 
+Size: one job, HTTP/1.1 serving for the handlers (the connection's state machine,
+bodies both ways, hijack and websocket upgrade, routes, the drain), kept in one module
+so the service imports one small thing; h11 does the parsing and framing.
+
 A handler returns its response. One not sent yet is sent whole; a prepared one not
 ended is ended (or, after `force_close`, cut: the client sees the stream broken);
 after a hijack or an upgrade the connection is the handler's and is closed when it
@@ -39,10 +43,14 @@ import sys
 import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 from urllib.parse import parse_qsl, unquote
 
 import h11
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 T = TypeVar("T")
 
@@ -709,10 +717,10 @@ class _Connection(asyncio.Protocol):
                 if not await self._handle(ev):
                     break
                 self.h11.start_next_cycle()
-        except (ConnectionError, h11.ProtocolError):
+        except (ConnectionError, h11.ProtocolError, asyncio.CancelledError):
             pass
-        except asyncio.CancelledError:
-            pass
+        except Exception:  # a bug of this module's: the log gets it, the client a close
+            traceback.print_exc(file=sys.stderr)
         finally:
             if self.transport is not None and not self.transport.is_closing():
                 self.transport.close()
