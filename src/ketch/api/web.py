@@ -59,6 +59,7 @@ INBOX_LIMIT = 256 << 10  # unread bytes held per connection before reading pause
 KEEPALIVE_SECONDS = 75.0  # an idle keep-alive connection is closed after this
 DRAIN_BODY_LIMIT = 64 << 20  # an unread request body up to this is read past, else close
 DRAIN_BODY_SECONDS = 10.0  # ... for at most this long
+LINGER_SECONDS = 2.0  # after our side is closed, input is read and dropped this long
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
@@ -149,12 +150,12 @@ class Body:
         try:
             ev = await conn.receive()
         except h11.RemoteProtocolError as e:
-            if conn.eof:
+            if conn.eof and ("closed connection" in str(e) or "unexpectedly closed" in str(e)):
                 raise ConnectionResetError("the client closed the connection during its"
                                            " request body") from None
             raise HTTPError(400, f"malformed request body: {e}") from None
         if isinstance(ev, h11.Data):
-            self._buf += bytes(ev.data)
+            self._buf = self._buf + ev.data if self._buf else bytes(ev.data)
             self.received += len(ev.data)
         else:  # EndOfMessage; or PAUSED after it, for an upgrade request
             self._eof = True
@@ -217,6 +218,13 @@ class Request:
         return self._query
 
     @property
+    def remote(self) -> str | None:
+        """The client's address (its IP for TCP), None on a unix socket."""
+        transport = self._conn.transport
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        return str(peer[0]) if isinstance(peer, tuple) and peer else None
+
+    @property
     def content_length(self) -> int | None:
         value = self.headers.get("Content-Length")
         return int(value) if value is not None and value.isdigit() else None
@@ -256,6 +264,7 @@ class StreamResponse:
         self.status = status
         self.reason = reason
         self.headers: dict[str, str] = dict(headers or {})
+        self.extra_headers: list[tuple[str, str]] = []  # names that may repeat
         self._conn: _Connection | None = None
         self._eof_sent = False
         self._must_close = False
@@ -275,7 +284,7 @@ class StreamResponse:
         headers.setdefault("Date", _http_date())
         if self._must_close:
             headers["Connection"] = "close"
-        return list(headers.items())
+        return [*headers.items(), *self.extra_headers]
 
     async def prepare(self, request: Request) -> None:
         if self._conn is not None:
@@ -311,6 +320,38 @@ class StreamResponse:
         conn.write(conn.h11.send(h11.EndOfMessage()))
         await conn.drain()
 
+    async def sendfile(self, f: Any, offset: int, count: int) -> None:
+        """Send `count` bytes of the open file `f` from `offset` as (part of) the body,
+        with sendfile(2) where the transport allows, else by reading it in a thread."""
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("sendfile before prepare")
+        if count <= 0:
+            return
+        conn.check_open()
+        # h11 frames a body it is told the length of; the bytes go out around it
+        pieces = conn.h11.send_with_data_passthrough(h11.Data(data=_Span(count)))  # type: ignore[arg-type]
+        transport = conn.transport
+        assert transport is not None
+        for piece in pieces or ():
+            if not isinstance(piece, _Span):
+                conn.write(bytes(piece))
+                continue
+            await conn.drain()
+            try:
+                await conn.loop.sendfile(transport, f, offset, count)
+            except NotImplementedError:  # TLS, or a transport without sendfile
+                f.seek(offset)
+                left = count
+                while left > 0:
+                    chunk = await asyncio.to_thread(f.read, min(1 << 20, left))
+                    if not chunk:
+                        raise ConnectionResetError("the file ended early") from None
+                    conn.write(chunk)
+                    await conn.drain()
+                    left -= len(chunk)
+        await conn.drain()
+
     async def hijack(self, request: Request) -> tuple[socket.socket, bytes]:
         """Send this response's status line and headers raw (no framing: what follows is
         a stream of the handler's, until the connection closes) and hand the connection
@@ -320,6 +361,16 @@ class StreamResponse:
         self._taken = True
         await conn.send_raw_head(self.status, self.reason or "", self._head(conn))
         return conn.take_socket()
+
+
+class _Span:
+    """A body part of known length that `StreamResponse.sendfile` sends itself."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
 
 
 class Response(StreamResponse):
@@ -341,12 +392,24 @@ class Response(StreamResponse):
             self.headers["Content-Type"] = "application/octet-stream"
 
     async def send(self, request: Request) -> None:
-        if not (100 <= self.status < 200 or self.status in (204, 304)):
+        if self.status in (204, 304):
+            self.headers.pop("Content-Length", None)
+        elif not (request.method == "HEAD" and "Content-Length" in self.headers):
+            # (a HEAD's answer may give the length of what a GET would send)
             self.headers["Content-Length"] = str(len(self.body))
-        await self.prepare(request)
+        conn = request._conn
+        self._conn = conn
+        self._eof_sent = True
+        conn.check_open()
+        events: list[Any] = [h11.Response(status_code=self.status,
+                                          reason=(self.reason or "").encode("latin-1"),
+                                          headers=self._head(conn))]
         if self.body and request.method != "HEAD" and self.status not in (204, 304):
-            await self.write(self.body)
-        await self.write_eof()
+            events.append(h11.Data(data=self.body))
+        events.append(h11.EndOfMessage())
+        # one write: a head and body sent apart would wait on the client's delayed ACK
+        conn.write(b"".join(conn.h11.send(ev) or b"" for ev in events))
+        await conn.drain()
 
 
 # -- websockets --------------------------------------------------------------------------------
@@ -519,8 +582,12 @@ async def _not_found(request: Request) -> StreamResponse:
 
 class Application:
     def __init__(self, middlewares: Iterable[Middleware] = (),
-                 client_max_size: int = 1 << 20, server_header: str = "ketch") -> None:
+                 client_max_size: int = 1 << 20, server_header: str = "ketch",
+                 bad_request: Callable[[int, str], Response] | None = None) -> None:
         self.router = Router()
+        # the answer to a request that could not be parsed (`Connection: close` follows)
+        self.bad_request = bad_request or (lambda status, message: _error(
+            status, f"bad request: {message}"))
         self.middlewares = list(middlewares)
         self.client_max_size = client_max_size
         self.server_header = server_header
@@ -577,6 +644,11 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # responses go out as whole writes: no Nagle wait for more
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.connections.add(self)
         self.task = self.loop.create_task(self._run())
 
@@ -623,9 +695,8 @@ class _Connection(asyncio.Protocol):
         finally:
             self._input = None
 
-    def _take_inbox(self) -> bytes:
-        data = bytes(self.inbox)
-        self.inbox.clear()
+    def _take_inbox(self) -> bytearray:
+        data, self.inbox = self.inbox, bytearray()  # handed over, not copied
         if self._reading_paused and not self.lost and self.transport is not None:
             self._reading_paused = False
             self.transport.resume_reading()
@@ -638,13 +709,13 @@ class _Connection(asyncio.Protocol):
             if ev is not h11.NEED_DATA:
                 return ev
             if self.inbox:
-                self.h11.receive_data(self._take_inbox())
+                self.h11.receive_data(self._take_inbox())  # type: ignore[arg-type]  # any buffer
             elif self.eof:
                 self.h11.receive_data(b"")
             else:
                 await self._wait_input()
 
-    async def read_raw(self) -> bytes:
+    async def read_raw(self) -> bytes | bytearray:
         """After an upgrade: the next bytes from the client, b"" at its EOF."""
         while not self.inbox:
             if self.eof:
@@ -709,7 +780,7 @@ class _Connection(asyncio.Protocol):
                 except TimeoutError:
                     break
                 except h11.RemoteProtocolError as e:
-                    if not self.eof:
+                    if not self.lost:  # (a client that half-closed still reads it)
                         await self._refuse(e)
                     break
                 if not isinstance(ev, h11.Request):
@@ -722,17 +793,48 @@ class _Connection(asyncio.Protocol):
         except Exception:  # a bug of this module's: the log gets it, the client a close
             traceback.print_exc(file=sys.stderr)
         finally:
-            if self.transport is not None and not self.transport.is_closing():
-                self.transport.close()
+            if self.raw:
+                self.close()
+            else:
+                await self._linger()
+
+    async def _linger(self) -> None:
+        """Close as HTTP servers do: end our side first, then read and drop what the
+        client still sends until it closes too (LINGER_SECONDS at most). Closing with
+        its bytes unread would reset the connection, and a TCP reset can destroy the
+        answer we sent before it arrives (a 400 for a body we did not read)."""
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        try:
+            if not self.lost and t.can_write_eof():
+                t.write_eof()
+                deadline = self.loop.time() + LINGER_SECONDS
+                while not self.eof:
+                    self._take_inbox()
+                    left = deadline - self.loop.time()
+                    if left <= 0:
+                        break
+                    try:
+                        await asyncio.wait_for(self._wait_input(), left)
+                    except TimeoutError:
+                        break
+        except (OSError, RuntimeError):
+            pass
+        except asyncio.CancelledError:
+            t.abort()
+            raise
+        finally:
+            self.close()
 
     async def _refuse(self, e: h11.RemoteProtocolError) -> None:
-        resp = _error(e.error_status_hint, f"bad request: {e}")
+        resp = self.server.app.bad_request(e.error_status_hint, str(e))
         resp.force_close()
         try:
             body = resp.body
-            self.write(self.h11.send(h11.Response(
-                status_code=resp.status, headers=[*resp._head(self),
-                                                  ("Content-Length", str(len(body)))])))
+            resp.headers["Content-Length"] = str(len(body))
+            self.write(self.h11.send(h11.Response(status_code=resp.status,
+                                                  headers=resp._head(self))))
             self.write(self.h11.send(h11.Data(data=body)))
             self.write(self.h11.send(h11.EndOfMessage()))
         except h11.LocalProtocolError:
@@ -766,7 +868,7 @@ class _Connection(asyncio.Protocol):
                 if resp._must_close:
                     return False  # cut short: the client sees the body unfinished
                 await resp.write_eof()
-            if resp._must_close or self.eof:
+            if resp._must_close:
                 return False
         finally:
             self.busy = False
@@ -778,6 +880,8 @@ class _Connection(asyncio.Protocol):
                     return False
             except (HTTPError, ConnectionError, TimeoutError):
                 return False
+        if self.eof and not self.inbox and not self.h11.trailing_data[0]:
+            return False  # the client half-closed: the requests it sent are answered
         return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
 
     def close(self) -> None:
