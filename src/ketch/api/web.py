@@ -218,13 +218,6 @@ class Request:
         return self._query
 
     @property
-    def remote(self) -> str | None:
-        """The client's address (its IP for TCP), None on a unix socket."""
-        transport = self._conn.transport
-        peer = transport.get_extra_info("peername") if transport is not None else None
-        return str(peer[0]) if isinstance(peer, tuple) and peer else None
-
-    @property
     def content_length(self) -> int | None:
         value = self.headers.get("Content-Length")
         return int(value) if value is not None and value.isdigit() else None
@@ -264,7 +257,6 @@ class StreamResponse:
         self.status = status
         self.reason = reason
         self.headers: dict[str, str] = dict(headers or {})
-        self.extra_headers: list[tuple[str, str]] = []  # names that may repeat
         self._conn: _Connection | None = None
         self._eof_sent = False
         self._must_close = False
@@ -284,7 +276,7 @@ class StreamResponse:
         headers.setdefault("Date", _http_date())
         if self._must_close:
             headers["Connection"] = "close"
-        return [*headers.items(), *self.extra_headers]
+        return list(headers.items())
 
     async def prepare(self, request: Request) -> None:
         if self._conn is not None:
@@ -320,38 +312,6 @@ class StreamResponse:
         conn.write(conn.h11.send(h11.EndOfMessage()))
         await conn.drain()
 
-    async def sendfile(self, f: Any, offset: int, count: int) -> None:
-        """Send `count` bytes of the open file `f` from `offset` as (part of) the body,
-        with sendfile(2) where the transport allows, else by reading it in a thread."""
-        conn = self._conn
-        if conn is None:
-            raise RuntimeError("sendfile before prepare")
-        if count <= 0:
-            return
-        conn.check_open()
-        # h11 frames a body it is told the length of; the bytes go out around it
-        pieces = conn.h11.send_with_data_passthrough(h11.Data(data=_Span(count)))  # type: ignore[arg-type]
-        transport = conn.transport
-        assert transport is not None
-        for piece in pieces or ():
-            if not isinstance(piece, _Span):
-                conn.write(bytes(piece))
-                continue
-            await conn.drain()
-            try:
-                await conn.loop.sendfile(transport, f, offset, count)
-            except NotImplementedError:  # TLS, or a transport without sendfile
-                f.seek(offset)
-                left = count
-                while left > 0:
-                    chunk = await asyncio.to_thread(f.read, min(1 << 20, left))
-                    if not chunk:
-                        raise ConnectionResetError("the file ended early") from None
-                    conn.write(chunk)
-                    await conn.drain()
-                    left -= len(chunk)
-        await conn.drain()
-
     async def hijack(self, request: Request) -> tuple[socket.socket, bytes]:
         """Send this response's status line and headers raw (no framing: what follows is
         a stream of the handler's, until the connection closes) and hand the connection
@@ -361,16 +321,6 @@ class StreamResponse:
         self._taken = True
         await conn.send_raw_head(self.status, self.reason or "", self._head(conn))
         return conn.take_socket()
-
-
-class _Span:
-    """A body part of known length that `StreamResponse.sendfile` sends itself."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-
-    def __len__(self) -> int:
-        return self.size
 
 
 class Response(StreamResponse):
@@ -582,12 +532,8 @@ async def _not_found(request: Request) -> StreamResponse:
 
 class Application:
     def __init__(self, middlewares: Iterable[Middleware] = (),
-                 client_max_size: int = 1 << 20, server_header: str = "ketch",
-                 bad_request: Callable[[int, str], Response] | None = None) -> None:
+                 client_max_size: int = 1 << 20, server_header: str = "ketch") -> None:
         self.router = Router()
-        # the answer to a request that could not be parsed (`Connection: close` follows)
-        self.bad_request = bad_request or (lambda status, message: _error(
-            status, f"bad request: {message}"))
         self.middlewares = list(middlewares)
         self.client_max_size = client_max_size
         self.server_header = server_header
@@ -828,7 +774,7 @@ class _Connection(asyncio.Protocol):
             self.close()
 
     async def _refuse(self, e: h11.RemoteProtocolError) -> None:
-        resp = self.server.app.bad_request(e.error_status_hint, str(e))
+        resp = _error(e.error_status_hint, f"bad request: {e}")
         resp.force_close()
         try:
             body = resp.body

@@ -1,9 +1,9 @@
 """HTTP for the registry: the OCI Distribution Spec endpoints over `Storage`.
 
-The Engine API service's HTTP layer (`ketch.api.web`: asyncio + h11): one event loop
-for all connections, a listen backlog of BACKLOG, request bodies streamed to disk in
-pieces of about PIECE bytes (the memory a request holds is bounded whatever it
-uploads), blobs sent with sendfile(2). File-system work runs in a thread pool so the loop never
+aiohttp's low-level server, as the Engine API service uses: one event loop for all
+connections, a listen backlog of BACKLOG, request bodies streamed to disk in pieces
+of about PIECE bytes (the memory a request holds is bounded whatever it uploads),
+blobs sent with sendfile(2). File-system work runs in a thread pool so the loop never
 waits for a disk; bcrypt checks run in a pool of their own (see auth.Authenticator).
 
 Size: one job, the distribution-spec endpoints over Storage with their error mapping and
@@ -25,12 +25,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlsplit
 
-from ketch.api import web
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
+
 from ketch.registry.auth import Authenticator, Htpasswd, TooManyFailures
 from ketch.registry.errors import RegistryError
 from ketch.registry.storage import (
+    CHUNK,
     UPLOAD_IDLE,
     Storage,
     check_digest,
@@ -57,9 +61,8 @@ _ROUTES = [
     ("base", re.compile(r"^/v2/?$")),
 ]
 MAX_MANIFEST = 4 << 20
-# Body bytes a request holds before they are written to disk (plus what the HTTP layer
-# holds per connection before it stops reading the socket, web.INBOX_LIMIT and one read
-# of the event loop's): what bounds the server's memory per upload.
+# Body bytes a request holds before they are written to disk (plus READ_BUFSIZE that
+# the HTTP layer buffers): what bounds the server's memory per upload.
 PIECE = 256 << 10
 # What has arrived of a slow body is written out at least this often, so an upload's
 # temp file shows (by its mtime) that its writer is alive.
@@ -68,9 +71,11 @@ MAX_QUERY_TAGS = 64  # the spec asks for at least 10; more may be answered with 
 BACKLOG = 1024
 WORKERS = 16  # metadata: manifests, links, listings, opening blobs
 BULK_WORKERS = 32  # body bytes: writes, fsyncs, hashing
+# Bytes the HTTP layer buffers per connection before it stops reading the socket.
+READ_BUFSIZE = 64 << 10
 DRAIN_SECONDS = 5.0
-# A request line may carry MAX_QUERY_TAGS `tag=` parameters of up to 128 characters:
-# well inside the HTTP layer's limit for a request's head (web.MAX_HEAD).
+# A request line may carry MAX_QUERY_TAGS `tag=` parameters of up to 128 characters.
+MAX_LINE = 64 << 10
 API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0", "Server": "ketch-registry"}
 
 T = TypeVar("T")
@@ -79,11 +84,12 @@ T = TypeVar("T")
 class _Request:
     """What the handlers need of one request: its parts, parsed once."""
 
-    def __init__(self, raw: web.Request) -> None:
+    def __init__(self, raw: web.BaseRequest) -> None:
         self.raw = raw
         self.method = raw.method
-        self.path = raw.raw_path
-        self.query_all = parse_qs(raw.query_string)
+        url = urlsplit(raw.raw_path)
+        self.path = url.path
+        self.query_all = parse_qs(url.query)
         self.query = {k: v[-1] for k, v in self.query_all.items()}
         self.headers = raw.headers
         self.scope = ""
@@ -95,7 +101,8 @@ def _response(status: int, body: bytes = b"", headers: dict[str, str] | None = N
               extra: list[tuple[str, str]] | None = None) -> web.Response:
     resp = web.Response(status=status, body=body or None, headers={**API_VERSION,
                                                                    **(headers or {})})
-    resp.extra_headers.extend(extra or [])  # headers that may repeat
+    for k, v in extra or []:  # headers that may repeat
+        resp.headers.add(k, v)
     if content_type:
         resp.headers["Content-Type"] = content_type
     return resp
@@ -112,34 +119,85 @@ def _error_response(method: str, e: RegistryError,
     return _json(e.status, e.body(), headers)
 
 
-def _bad_request(status: int, message: str) -> web.Response:
-    """The answer to a request the HTTP layer cannot parse (a bad Content-Length, a
-    broken request line, bytes left over from a body longer than its Content-Length):
-    the spec's JSON error shape, then the connection closes."""
-    text = message or "bad request"
-    code = "UNKNOWN"
-    lowered = text.lower()
-    if status == 400 and ("content-length" in lowered or "chunk" in lowered):
-        code = "SIZE_INVALID"
-    first = text.splitlines()[0][:200] if text.strip() else "bad request"
-    body = {"errors": [{"code": code, "message": f"malformed HTTP request: {first}"}]}
-    return _response(status, json.dumps(body).encode(), {"Connection": "close"},
-                     "application/json")
+class _ProtocolHandler(RequestHandler):
+    """aiohttp's connection handler, answering requests it cannot parse (a bad
+    Content-Length, a broken request line, bytes left over from a body longer than its
+    Content-Length) with the spec's JSON error shape instead of plain text."""
+
+    # asyncio's protocols may return True here to keep the transport open for writing;
+    # aiohttp's annotation says None.
+    def eof_received(self) -> bool:  # type: ignore[override]
+        """A client that ends its sending side (shutdown(SHUT_WR)) still gets the
+        answers to the requests it sent, then the connection closes; a body it cut
+        short fails the request instead of waiting for bytes that cannot come."""
+        current = getattr(self, "_current_request", None)
+        content = getattr(current, "content", None)
+        if content is not None and not content.is_eof():
+            content.set_exception(ConnectionError("client closed its side mid-body"))
+        self.close()
+        return True
+
+    def handle_error(self, request: web.BaseRequest, status: int = 500,
+                     exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started")
+        text = str(message or (exc and getattr(exc, "message", "")) or "bad request")
+        code = "UNKNOWN"
+        lowered = text.lower()
+        if status == 400 and ("content-length" in lowered or "chunk" in lowered):
+            code = "SIZE_INVALID"
+        first = text.splitlines()[0][:200] if text.strip() else "bad request"
+        body = {"errors": [{"code": code, "message": f"malformed HTTP request: {first}"}]}
+        resp = _response(status, json.dumps(body).encode(), {"Connection": "close"},
+                         "application/json")
+        resp.force_close()
+        return resp
 
 
-async def _send_blob(request: web.Request, f: BinaryIO, offset: int, count: int,
-                     status: int, headers: dict[str, str]) -> web.StreamResponse:
+class _LowLevelServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _ProtocolHandler(self, loop=self._loop, **self._kwargs)
+
+
+class _BlobResponse(web.StreamResponse):
     """A byte range of an open blob, sent with sendfile(2) where the transport allows."""
-    resp = web.StreamResponse(status=status, headers={**headers,
-                                                      "Content-Length": str(count)})
-    try:
-        await resp.prepare(request)
-        if request.method != "HEAD":
-            await resp.sendfile(f, offset, count)
-        await resp.write_eof()
-    finally:
-        f.close()
-    return resp
+
+    def __init__(self, f: BinaryIO, offset: int, count: int, status: int,
+                 headers: dict[str, str]) -> None:
+        super().__init__(status=status, headers=headers)
+        self._file = f
+        self._offset = offset
+        self._count = count
+        self.content_length = count
+
+    async def prepare(self, request: web.BaseRequest) -> Any:
+        try:
+            if request.method == "HEAD" or self._count == 0:
+                return await super().prepare(request)
+            writer = await super().prepare(request)
+            transport = request.transport
+            if transport is None:
+                raise ConnectionResetError("connection lost")
+            loop = asyncio.get_running_loop()
+            try:
+                await loop.sendfile(transport, self._file, self._offset, self._count)
+            except NotImplementedError:  # TLS or a transport without sendfile
+                await self._copy(writer, loop)
+            await super().write_eof()
+            return writer
+        finally:
+            self._file.close()
+
+    async def _copy(self, writer: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._file.seek(self._offset)
+        left = self._count
+        while left > 0:
+            chunk = await loop.run_in_executor(None, self._file.read, min(CHUNK, left))
+            if not chunk:
+                break
+            await writer.write(chunk)
+            left -= len(chunk)
 
 
 class RegistryServer:
@@ -205,15 +263,17 @@ class RegistryServer:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._stop.set)
-        app = web.Application(server_header=API_VERSION["Server"],
-                              bad_request=_bad_request)
-        app.router.add_route("*", "/{path:.*}", self._handle)
-        server = web.Server(app)
-        await server.start(self.socket)
+        server = _LowLevelServer(self._handle, access_log=None, read_bufsize=READ_BUFSIZE,
+                                 max_line_size=MAX_LINE, max_field_size=MAX_LINE)
+        runner = web.ServerRunner(server, handle_signals=False,
+                                  shutdown_timeout=DRAIN_SECONDS)
+        await runner.setup()
+        site = web.SockSite(runner, self.socket, backlog=self.backlog)
+        await site.start()
         try:
             await self._stop.wait()
         finally:
-            await server.shutdown(DRAIN_SECONDS)
+            await runner.cleanup()
             executor.shutdown(wait=True, cancel_futures=True)
             self._bulk.shutdown(wait=True, cancel_futures=True)
 
@@ -234,9 +294,7 @@ class RegistryServer:
         if not self.quiet:
             peer = req.raw.remote or "-"
             ms = (time.monotonic() - started) * 1000
-            target = req.raw.raw_path + ("?" + req.raw.query_string
-                                         if req.raw.query_string else "")
-            sys.stderr.write(f"{peer} {req.method} {target} {status}"
+            sys.stderr.write(f"{peer} {req.method} {req.raw.raw_path} {status}"
                              f" {ms:.1f}ms\n")
 
     async def _chunks(self, req: _Request) -> AsyncIterator[bytes]:
@@ -253,9 +311,9 @@ class RegistryServer:
                     data = await content.readany()
             except TimeoutError:
                 raise ConnectionError("client sent nothing for too long") from None
-            except web.HTTPError as e:  # a malformed chunk: where the body ends is unknown
+            except HttpProcessingError as e:
                 raise RegistryError("SIZE_INVALID", "invalid request body framing",
-                                    e.message, status=400) from None
+                                    str(e.message or e), status=400) from None
             if not data:
                 break
             parts.append(data)
@@ -286,7 +344,7 @@ class RegistryServer:
         return int(writer.size)
 
     # -- dispatch -------------------------------------------------------------------------
-    async def _handle(self, raw: web.Request) -> web.StreamResponse:
+    async def _handle(self, raw: web.BaseRequest) -> web.StreamResponse:
         started = time.monotonic()
         req = _Request(raw)
         try:
@@ -427,7 +485,7 @@ class RegistryServer:
         return _response(200, data, {"Docker-Content-Digest": digest, "ETag": f'"{digest}"'},
                          media_type)
 
-    _manifest_head = _manifest_get  # no body goes out for HEAD, the length stays
+    _manifest_head = _manifest_get  # aiohttp sends no body for HEAD, the length stays
 
     async def _manifest_put(self, req: _Request, name: str, ref: str) -> web.StreamResponse:
         tags = req.query_all.get("tag") or []
@@ -470,7 +528,7 @@ class RegistryServer:
         except BaseException:
             f.close()
             raise
-        return await _send_blob(req.raw, f, start, end - start + 1, status, headers)
+        return _BlobResponse(f, start, end - start + 1, status, headers)
 
     _blob_head = _blob_get
 
