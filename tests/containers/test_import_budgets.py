@@ -31,9 +31,13 @@ HEAVY = {"json", "typing", "dataclasses", "argparse", "tarfile", "subprocess", "
          "ctypes", "socket", "copy", "random", "shutil", "ketch.containers.lifecycle",
          "ketch.runtime.monitor", "ketch.network"}
 # Nor these: pathlib brings fnmatch, re (and enum) and urllib.parse (and ipaddress); the
-# sqlite3 package's dbapi2 brings datetime (ketch uses the _sqlite3 extension itself).
+# sqlite3 package's dbapi2 brings datetime (ketch uses the _sqlite3 extension itself);
+# functools brings collections, operator, types, reprlib and keyword, and contextlib
+# brings functools (ketch.values has the two decorators these paths use, store/db gives
+# _sqlite3 the one name it takes from functools).
 SLOW_STDLIB = {"pathlib", "fnmatch", "re", "enum", "urllib.parse", "ipaddress", "datetime",
-               "sqlite3", "sqlite3.dbapi2"}
+               "sqlite3", "sqlite3.dbapi2", "functools", "collections", "collections.abc",
+               "contextlib", "operator", "types", "reprlib"}
 
 
 def imports(ketch, *args: str) -> tuple[str, set[str]]:

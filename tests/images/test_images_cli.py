@@ -222,5 +222,9 @@ def test_image_inspect_stays_on_the_lean_import_path(ketch: KetchCLI, busybox: s
              # pathlib (with fnmatch, re, enum, urllib.parse, ipaddress) and the sqlite3
              # package (whose dbapi2 imports datetime): milliseconds each
              "pathlib", "fnmatch", "re", "enum", "urllib.parse", "ipaddress", "datetime",
-             "sqlite3", "sqlite3.dbapi2"}
+             "sqlite3", "sqlite3.dbapi2",
+             # functools (collections, operator, types, reprlib behind it) and contextlib:
+             # a fifth of the command's instructions, for two decorators
+             "functools", "collections", "collections.abc", "contextlib", "operator",
+             "types", "reprlib"}
     assert not mods & heavy, sorted(mods & heavy)
