@@ -52,8 +52,8 @@ def render(python: str, path: list[str]) -> str:
             # after the standard library, as `site` would put them: nothing installed
             # can shadow a standard module
             f"sys.path += {path!r}\n"
-            "from ketch.cli.main import main\n"
-            "sys.exit(main())\n")
+            "from ketch.cli.main import run\n"
+            "run()\n")
 
 
 def default_target() -> str:
