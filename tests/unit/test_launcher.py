@@ -25,7 +25,7 @@ def test_launcher_runs_ketch_isolated_from_the_callers_environment(tmp_path: Pat
     target = _write(tmp_path)
     text = target.read_text()
     first = text.splitlines()[0]
-    assert first == f"#!{os.path.realpath(sys.executable)} -IS"
+    assert first == f"#!{os.path.realpath(sys.executable)} -ISXutf8"
     assert os.access(target, os.X_OK)
     # ketch's source directory is on the launcher's path; the working directory of the
     # `python -m` that wrote it is not.
@@ -49,10 +49,12 @@ def test_launcher_skips_site(tmp_path: Path) -> None:
     target = _write(tmp_path)
     probe = tmp_path / "probe.py"
     # Run the launcher's own interpreter line on a probe: `site` must not have run.
-    probe.write_text("import sys; print('site' in sys.modules, sys.flags.isolated)\n")
+    probe.write_text("import sys; print('site' in sys.modules, sys.flags.isolated,"
+                     " sys.flags.utf8_mode)\n")
     first = target.read_text().splitlines()[0][2:].split()
-    proc = subprocess.run([*first, str(probe)], capture_output=True, text=True)
-    assert proc.stdout.split() == ["False", "1"]
+    proc = subprocess.run([*first, str(probe)], capture_output=True, text=True,
+                          env=dict(os.environ, LC_ALL="C.UTF-8"))
+    assert proc.stdout.split() == ["False", "1", "1"]
 
 
 def test_launcher_refuses_bad_usage(tmp_path: Path) -> None:
