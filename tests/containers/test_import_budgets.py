@@ -11,11 +11,13 @@ import sys
 
 import ketch as ketch_pkg
 
+# ketch.codebundle: the code bundle's writer, imported at exit by a run that found the
+# bundle missing or stale (the first run after an edit)
 CORE = {"ketch", "ketch.cli", "ketch.cli.main", "ketch.cli.gcpolicy", "ketch.errors",
         "ketch.cli.flags", "ketch.cli.base", "ketch.cli.container", "ketch.store",
         "ketch.store.db", "ketch.engine", "ketch.store.intents", "ketch.fastjson",
         "ketch.values", "ketch.containers", "ketch.containers.records",
-        "ketch.containers.service"}
+        "ketch.containers.service", "ketch.codebundle"}
 CREATE = CORE | {
     "ketch.cli.container_opts", "ketch.containers.security", "ketch.containers.restart",
     "ketch.containers.hostconfig", "ketch.containers.logconfig", "ketch.containers.settings",
