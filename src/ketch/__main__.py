@@ -1,3 +1,3 @@
-from ketch.cli.main import main
+from ketch.cli.main import run
 
-raise SystemExit(main())
+run()

@@ -20,11 +20,11 @@ library users; it holds no behaviour of its own.
 from __future__ import annotations
 
 import os
-from functools import cached_property
 
 from ketch import __version__
 from ketch.errors import KetchError
 from ketch.store.db import Database
+from ketch.values import cached_property
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

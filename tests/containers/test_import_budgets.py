@@ -11,11 +11,13 @@ import sys
 
 import ketch as ketch_pkg
 
+# ketch.codebundle: the code bundle's writer, imported at exit by a run that found the
+# bundle missing or stale (the first run after an edit)
 CORE = {"ketch", "ketch.cli", "ketch.cli.main", "ketch.cli.gcpolicy", "ketch.errors",
         "ketch.cli.flags", "ketch.cli.base", "ketch.cli.container", "ketch.store",
         "ketch.store.db", "ketch.engine", "ketch.store.intents", "ketch.fastjson",
         "ketch.values", "ketch.containers", "ketch.containers.records",
-        "ketch.containers.service"}
+        "ketch.containers.service", "ketch.codebundle"}
 CREATE = CORE | {
     "ketch.cli.container_opts", "ketch.containers.security", "ketch.containers.restart",
     "ketch.containers.hostconfig", "ketch.containers.logconfig", "ketch.containers.settings",
@@ -31,9 +33,13 @@ HEAVY = {"json", "typing", "dataclasses", "argparse", "tarfile", "subprocess", "
          "ctypes", "socket", "copy", "random", "shutil", "ketch.containers.lifecycle",
          "ketch.runtime.monitor", "ketch.network"}
 # Nor these: pathlib brings fnmatch, re (and enum) and urllib.parse (and ipaddress); the
-# sqlite3 package's dbapi2 brings datetime (ketch uses the _sqlite3 extension itself).
+# sqlite3 package's dbapi2 brings datetime (ketch uses the _sqlite3 extension itself);
+# functools brings collections, operator, types, reprlib and keyword, and contextlib
+# brings functools (ketch.values has the two decorators these paths use, store/db gives
+# _sqlite3 the one name it takes from functools).
 SLOW_STDLIB = {"pathlib", "fnmatch", "re", "enum", "urllib.parse", "ipaddress", "datetime",
-               "sqlite3", "sqlite3.dbapi2"}
+               "sqlite3", "sqlite3.dbapi2", "functools", "collections", "collections.abc",
+               "contextlib", "operator", "types", "reprlib"}
 
 
 def imports(ketch, *args: str) -> tuple[str, set[str]]:

@@ -155,7 +155,8 @@ def test_ps_of_created_and_exited_containers_stays_on_the_lean_import_path(ketch
     # the SQLite extension alone: the sqlite3 package's dbapi2 imports datetime
     heavy = {"argparse", "re", "json", "pathlib", "threading", "typing", "dataclasses",
              "enum", "shlex", "ketch.runtime", "ketch.network", "ketch.fmt.gotemplate",
-             "ketch.fmt.tabwriter", "sqlite3", "sqlite3.dbapi2", "datetime"}
+             "ketch.fmt.tabwriter", "sqlite3", "sqlite3.dbapi2", "datetime", "functools",
+             "collections", "contextlib", "operator"}
     assert not mods & heavy, sorted(mods & heavy)
 
 

@@ -1,4 +1,5 @@
-"""ketch.values.value: the dataclass stand-in used on `run`'s path."""
+"""ketch.values: the stand-ins for dataclass, cached_property and contextmanager used on
+the short commands' paths."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 from ketch.network.config import NetworkConfig
 from ketch.network.models import PortBinding
 from ketch.runtime.spec import ContainerSpec, Mount, User
-from ketch.values import field, fields_of, value
+from ketch.values import cached_property, contextmanager, field, fields_of, value
 
 
 @value
@@ -108,3 +109,116 @@ def test_a_derived_value_has_its_bases_fields_first():
     assert Named(1) != Node(1)
     assert fields_of(Named) == ("pos", "text", "name")
     assert repr(Named(2, name="y")) == f"{Named.__qualname__}(pos=2, text='', name='y')"
+
+
+# -- cached_property ----------------------------------------------------------------------
+class Counted:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    @cached_property
+    def answer(self) -> int:
+        """Computed once."""
+        self.calls += 1
+        return 40 + self.calls + 1
+
+
+def test_cached_property_computes_once_per_instance_and_can_be_reset() -> None:
+    a, b = Counted(), Counted()
+    assert (a.answer, a.answer, a.calls) == (42, 42, 1)
+    assert (b.answer, b.calls) == (42, 1)
+    a.answer = 7  # assignable, as functools' (it lives in the instance's __dict__)
+    assert a.answer == 7
+    del a.answer
+    assert (a.answer, a.calls) == (43, 2)
+    assert Counted.answer.__doc__ == "Computed once."
+    assert isinstance(Counted.__dict__["answer"], cached_property)
+
+
+def test_cached_property_refuses_two_names() -> None:
+    def value_of(self: object) -> int:
+        return 1
+
+    shared = cached_property(value_of)
+    with pytest.raises(RuntimeError) as info:  # Python 3.11 wraps __set_name__'s error
+        type("Twice", (), {"a": shared, "b": shared})
+    assert isinstance(info.value.__cause__, TypeError)
+    assert "two names" in str(info.value.__cause__)
+
+
+# -- contextmanager -----------------------------------------------------------------------
+@contextmanager
+def tracked(log: list[str], *, handle: type[BaseException] | None = None,
+            replace: BaseException | None = None):
+    log.append("enter")
+    try:
+        yield "thing"
+    except BaseException as e:
+        log.append(f"caught {type(e).__name__}")
+        if replace is not None:
+            raise replace from e
+        if handle is None or not isinstance(e, handle):
+            raise
+    else:
+        log.append("ok")
+    finally:
+        log.append("exit")
+
+
+def test_contextmanager_runs_the_generator_around_the_block() -> None:
+    log: list[str] = []
+    with tracked(log) as got:
+        log.append(f"body {got}")
+    assert log == ["enter", "body thing", "ok", "exit"]
+
+
+def test_contextmanager_passes_an_exception_it_does_not_handle() -> None:
+    log: list[str] = []
+    with pytest.raises(KeyError) as info:
+        with tracked(log):
+            raise KeyError("k")
+    assert info.value.args == ("k",)
+    assert log == ["enter", "caught KeyError", "exit"]
+
+
+def test_contextmanager_suppresses_an_exception_the_generator_handles() -> None:
+    log: list[str] = []
+    with tracked(log, handle=ValueError):
+        raise ValueError("handled")
+    assert log == ["enter", "caught ValueError", "exit"]
+
+
+def test_contextmanager_raises_what_the_generator_raises_instead() -> None:
+    log: list[str] = []
+    with pytest.raises(RuntimeError, match="replaced") as info:
+        with tracked(log, replace=RuntimeError("replaced")):
+            raise OSError("first")
+    assert isinstance(info.value.__cause__, OSError)
+
+
+def test_contextmanager_lets_stop_iteration_and_runtime_errors_of_the_block_through() -> None:
+    for exc in (StopIteration("s"), RuntimeError("r")):
+        log: list[str] = []
+        with pytest.raises(type(exc)) as info:
+            with tracked(log):
+                raise exc
+        assert info.value is exc
+
+
+def test_contextmanager_refuses_generators_that_do_not_yield_once() -> None:
+    @contextmanager
+    def never():
+        return
+        yield
+
+    @contextmanager
+    def twice():
+        yield 1
+        yield 2
+
+    with pytest.raises(RuntimeError, match="didn't yield"):
+        with never():
+            pass
+    with pytest.raises(RuntimeError, match="didn't stop"):
+        with twice():
+            pass

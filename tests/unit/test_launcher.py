@@ -25,7 +25,7 @@ def test_launcher_runs_ketch_isolated_from_the_callers_environment(tmp_path: Pat
     target = _write(tmp_path)
     text = target.read_text()
     first = text.splitlines()[0]
-    assert first == f"#!{os.path.realpath(sys.executable)} -IS"
+    assert first == f"#!{os.path.realpath(sys.executable)} -ISXutf8"
     assert os.access(target, os.X_OK)
     # ketch's source directory is on the launcher's path; the working directory of the
     # `python -m` that wrote it is not.
@@ -49,10 +49,12 @@ def test_launcher_skips_site(tmp_path: Path) -> None:
     target = _write(tmp_path)
     probe = tmp_path / "probe.py"
     # Run the launcher's own interpreter line on a probe: `site` must not have run.
-    probe.write_text("import sys; print('site' in sys.modules, sys.flags.isolated)\n")
+    probe.write_text("import sys; print('site' in sys.modules, sys.flags.isolated,"
+                     " sys.flags.utf8_mode)\n")
     first = target.read_text().splitlines()[0][2:].split()
-    proc = subprocess.run([*first, str(probe)], capture_output=True, text=True)
-    assert proc.stdout.split() == ["False", "1"]
+    proc = subprocess.run([*first, str(probe)], capture_output=True, text=True,
+                          env=dict(os.environ, LC_ALL="C.UTF-8"))
+    assert proc.stdout.split() == ["False", "1", "1"]
 
 
 def test_launcher_refuses_bad_usage(tmp_path: Path) -> None:
@@ -99,3 +101,35 @@ def test_ketch_runs_itself_again_through_the_launcher_it_came_through(
     for argv0 in (main, str(other), "ketch"):
         monkeypatch.setattr(sys, "argv", [argv0, "run"])
         assert self_command() == [sys.executable, "-m", "ketch"]
+
+
+def test_a_command_ends_without_teardown_yet_flushes_closes_and_keeps_its_exit_code(
+        tmp_path: Path) -> None:
+    # The launcher ends a command with os._exit (ketch.cli.main.exit_now): what is
+    # written must still reach a pipe whole, the exit code must be the command's, and
+    # the database must be closed as at a normal exit (no WAL left for later commands
+    # to recover).
+    target = _write(tmp_path)
+    env = dict(os.environ, KETCH_ROOT=str(tmp_path / "root"),
+               KETCH_RUN_ROOT=str(tmp_path / "run"))
+    proc = subprocess.run([str(target), "ps", "-a", "--format", "json"], capture_output=True,
+                          text=True, env=env)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+    assert sorted(p.name for p in (tmp_path / "root").glob("ketch.db*")) == ["ketch.db"]
+    big = subprocess.run([str(target), "image", "inspect", *[f"img{i}" for i in range(300)]],
+                         capture_output=True, text=True, env=env)
+    assert big.returncode == 1
+    assert big.stdout == "[]\n"
+    lines = big.stderr.splitlines()
+    assert len(lines) == 300 and lines[-1] == "Error: No such image: img299"
+    bad = subprocess.run([str(target), "create", "--bogus-flag", "x"], capture_output=True,
+                         text=True, env=env)
+    assert bad.returncode == 125 and len(bad.stderr.splitlines()) == 1
+    # `python -m ketch` ends the same way
+    src = os.path.dirname(os.path.dirname(ketch.__file__))
+    again = subprocess.run([sys.executable, "-I", "-S", "-c",
+                            "import sys, runpy; sys.path.insert(0, sys.argv[1]);"
+                            " sys.argv[1:2] = []; runpy.run_module('ketch', run_name='__main__')",
+                            src, "image", "inspect", "nothing"],
+                           capture_output=True, text=True, env=env)
+    assert again.returncode == 1 and again.stderr == "Error: No such image: nothing\n"

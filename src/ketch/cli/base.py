@@ -126,6 +126,12 @@ def engine(*, recover: bool = True) -> Engine:
     return _engine
 
 
+def close_engine() -> None:
+    """Close the command's Engine, if it made one."""
+    if _engine is not None:
+        _engine.close()
+
+
 def out(text: str = "") -> None:
     sys.stdout.write(text + ("" if text.endswith("\n") else "\n"))
 

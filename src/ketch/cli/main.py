@@ -168,3 +168,46 @@ def main(argv: list[str] | None = None) -> int:
 
     module = (GROUPS.get(group) or HIDDEN_GROUPS[group])[0]
     return run_command(module, group, sub, prog, args, debug=debug)
+
+
+def run() -> None:
+    """The `ketch` process: `main()`, then `exit_now` (what the launcher and
+    `python -m ketch` call; in-process callers use `main`)."""
+    exit_now(main())
+
+
+def exit_now(code: int) -> None:
+    """End the process without the interpreter's teardown.
+
+    A ketch command is over when `main` returns: what the interpreter does after that
+    (a full garbage collection, then clearing every module with three more collections,
+    freeing each object) is work for nobody, and it was 18% of the instructions of
+    `ketch image inspect` (callgrind: 13.8 of 75.8 million; a bare `python -I -S -c
+    pass` spends 6.2 million there). So: flush the standard streams, close the
+    command's Engine (its SQLite connection), run the atexit callbacks (weakref
+    finalizers, the code bundle's refresh) and `os._exit`. Where the normal exit would
+    still do something, this falls back to it: a flush that fails (the interpreter
+    reports it and exits 120) and threads still running (it joins the non-daemon
+    ones)."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        sys.exit(code)
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() > 1:
+        sys.exit(code)
+    base = sys.modules.get("ketch.cli.base")
+    if base is not None:
+        # SQLite's last connection to close checkpoints the WAL and removes it; a WAL
+        # left behind would be read back (recovered) by the open of every later command
+        base.close_engine()
+    import atexit
+
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        sys.exit(code)
+    os._exit(code)

@@ -6,11 +6,11 @@ The surnames are people who shaped computing and science; the lists are ours.
 from __future__ import annotations
 
 import os
-from collections.abc import Container
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import random
+    from collections.abc import Container
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 

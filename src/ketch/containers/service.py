@@ -24,12 +24,10 @@ from __future__ import annotations
 import builtins
 import os
 import time
-from contextlib import contextmanager
-from functools import cached_property
 
 from ketch.containers.records import ContainerRecord, ContainerRecords
 from ketch.errors import Conflict, InvalidArgument, KetchError
-from ketch.values import field, value
+from ketch.values import cached_property, contextmanager, field, value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

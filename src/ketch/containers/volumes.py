@@ -11,15 +11,14 @@ the image's content at its mount point (`seed_from_image`).
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterator
-from contextlib import contextmanager
-from functools import cached_property
 
 from ketch.errors import Conflict, InvalidArgument, KetchError, NotFound
+from ketch.values import cached_property, contextmanager
 
 # typing for annotations only, shutil on first use: `create` loads this module
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
     from typing import Any
 

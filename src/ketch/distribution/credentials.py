@@ -9,11 +9,11 @@ docker-credential-helpers protocol (`docker-credential-NAME get|store|erase`).
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from contextvars import ContextVar
 
 from ketch.errors import KetchError
 from ketch.fastjson import loads
+from ketch.values import contextmanager  # contextlib's imports functools and collections
 
 # A pull only reads the config: no `typing`, no `tempfile`, and no `pathlib`, `json` or
 # `base64` (with what they import, milliseconds of a re-pull's one request).

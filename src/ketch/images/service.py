@@ -13,8 +13,6 @@ from __future__ import annotations
 import builtins
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from ketch.errors import (
     AmbiguousID,
@@ -27,13 +25,13 @@ from ketch.oci.digest import chain_ids, chain_of
 from ketch.oci.media import MediaType
 from ketch.reference import familiar
 from ketch.store.images import ImageRecord, labels_of
-from ketch.values import field, value
+from ketch.values import contextmanager, field, value
 
 # `typing` and `dataclasses` are not imported at run time: a cached `build` loads this
 # module, and each costs milliseconds of start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from typing import Any
 
     from ketch.layers.store import LayerStore

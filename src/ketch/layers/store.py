@@ -14,11 +14,11 @@ only ask for a layer's directory (`diff_dir`, a string), should not pay.
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 
 from ketch.errors import DigestMismatch, NotFound
 from ketch.oci.digest import chain_of, hex_of
 from ketch.store.images import LayerRecord
+from ketch.values import contextmanager
 
 # `typing` costs milliseconds at start, and the store classes arrive with the Engine.
 TYPE_CHECKING = False

@@ -22,22 +22,21 @@ cost about as much CPU as the read itself (`python3 -I -S -X importtime`).
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import time
-from collections import namedtuple
-from collections.abc import Callable, Iterator
-from functools import lru_cache, partial
+from _operator import itemgetter  # operator's own: the module adds only Python copies
 from itertools import repeat
-from operator import itemgetter
 
 from ketch.values import value
 
-# typing only for annotations: `logs --tail` is mostly start-up, and typing costs
-# milliseconds of it
+# typing and collections.abc only for annotations; contextlib, functools' partial and
+# collections' namedtuple not at all on the reading side: `logs --tail` is mostly
+# start-up, and those (with collections, operator and the rest functools imports) cost
+# a fifth of its instructions (callgrind)
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
     from datetime import datetime
     from pathlib import Path
     from typing import IO, Any, BinaryIO, NamedTuple
@@ -74,11 +73,44 @@ def _runs(flags: bytes) -> Iterator[tuple[int, int]]:
 
 if TYPE_CHECKING:
     class LogChunk(NamedTuple):
+        """Output of one stream: possibly many lines, as the container wrote them."""
+
         stream: str
         data: bytes
 else:
-    LogChunk = namedtuple("LogChunk", ("stream", "data"))
-LogChunk.__doc__ = "Output of one stream: possibly many lines, as the container wrote them."
+    class LogChunk(tuple):
+        """Output of one stream: possibly many lines, as the container wrote them.
+        A (stream, data) pair with those names, as a namedtuple would be."""
+
+        __slots__ = ()
+
+        def __new__(cls, stream: str, data: bytes) -> LogChunk:
+            return tuple.__new__(cls, (stream, data))
+
+        stream = property(itemgetter(0))
+        data = property(itemgetter(1))
+
+        def __repr__(self) -> str:
+            return f"LogChunk(stream={self[0]!r}, data={self[1]!r})"
+
+
+def _memo(func: Callable[[bytes, bytes], Any]) -> Callable[[bytes, bytes], Any]:
+    """A cache of `func`'s results by arguments, emptied at 4096 entries (functools'
+    lru_cache without importing functools)."""
+    cache: dict[tuple[bytes, bytes], Any] = {}
+
+    def cached(a: bytes, b: bytes) -> Any:
+        key = (a, b)
+        try:
+            return cache[key]
+        except KeyError:
+            pass
+        if len(cache) >= 4096:
+            cache.clear()
+        result = cache[key] = func(a, b)
+        return result
+
+    return cached
 
 
 @value(frozen=True)
@@ -94,7 +126,7 @@ class LogEntry:
 # --- timestamps -------------------------------------------------------------------
 
 
-@lru_cache(maxsize=4096)
+@_memo
 def _second_to_epoch(prefix: bytes, tz: bytes) -> int:
     """Epoch seconds of "YYYY-MM-DDTHH:MM:SS" in zone "+HH:MM"/"Z" (cached: a log has
     few distinct seconds compared with lines)."""
@@ -128,7 +160,7 @@ def format_timestamp(ns: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{frac:09d}Z"
 
 
-@lru_cache(maxsize=4096)
+@_memo
 def _docker_second(prefix: bytes, tz: bytes) -> bytes:
     if tz in (b"", b"Z", b"+00:00"):
         return prefix
@@ -314,8 +346,10 @@ def _tail_offset(f: BinaryIO, lo: int, hi: int, n: int) -> tuple[int, int]:
         return hi, 0
     need = n + 1  # the newline ending the record before the first one we keep
     pos = hi
+    # a few records are a few KiB: start small, growing to BLOCK for long tails
+    step = min(BLOCK, 64 * 1024)
     while pos > lo:
-        start = max(lo, pos - BLOCK)
+        start = max(lo, pos - step)
         f.seek(start)
         data = f.read(pos - start)
         count = data.count(b"\n")
@@ -326,6 +360,7 @@ def _tail_offset(f: BinaryIO, lo: int, hi: int, n: int) -> tuple[int, int]:
             return start + idx + 1, n
         need -= count
         pos = start
+        step = min(BLOCK, step * 4)
     return lo, n + 1 - need
 
 
@@ -383,10 +418,8 @@ def _read_log(path: StrPath, *, tail: int | None = None,
         if not opened:
             return
         f = io.BytesIO()
-    with contextlib.ExitStack() as stack:
-        for g, _ino in opened:
-            stack.enter_context(g)
-        stack.enter_context(f)
+    held = [g for g, _ino in opened] + [f]
+    try:
         older = _in_order(opened, base, f, *_generations(path))
         regions, stop_early = _regions([*older, f], since_ns, until_ns, tail, base)
         for g, pos, end in regions:
@@ -411,12 +444,15 @@ def _read_log(path: StrPath, *, tail: int | None = None,
             f = _open_waiting(path, True, is_done, poll_interval)
             if f is None:
                 return
-            stack.enter_context(f)
+            held.append(f)
             end = 0
         else:
             end = regions[-1][2] if regions and regions[-1][0] is f else _last_newline(
                 f, os.fstat(f.fileno()).st_size)
         yield from _follow(f, path, end, converter, until_ns, is_done, poll_interval, idle)
+    finally:
+        for g in reversed(held):
+            g.close()
 
 
 def _regions(files: list[BinaryIO], since_ns: int | None, until_ns: int | None,
@@ -514,17 +550,20 @@ def _open_older(path: str) -> list[tuple[BinaryIO, int]]:
     found: dict[int, str] = {}
     finishing: dict[int, str] = {}  # moved out, not yet shifted in as `.1`: the newest
     parent, base = os.path.split(path)
-    with contextlib.suppress(FileNotFoundError):
-        for name in os.listdir(parent or "."):
-            m = _generation_suffix(name[len(base):]) if name.startswith(base) else None
-            if m is None:
-                continue
-            done, n, gz = m
-            if done:
-                finishing[n] = os.path.join(parent, name)
-                continue
-            if n not in found or not gz:  # a plain file wins over its .gz
-                found[n] = os.path.join(parent, name)
+    try:
+        names_here = os.listdir(parent or ".")
+    except FileNotFoundError:
+        names_here = []
+    for name in names_here:
+        m = _generation_suffix(name[len(base):]) if name.startswith(base) else None
+        if m is None:
+            continue
+        done, n, gz = m
+        if done:
+            finishing[n] = os.path.join(parent, name)
+            continue
+        if n not in found or not gz:  # a plain file wins over its .gz
+            found[n] = os.path.join(parent, name)
     opened: list[tuple[BinaryIO, int]] = []
     seen: set[int] = set()
     names = [found[n] for n in sorted(found, reverse=True)]
@@ -597,6 +636,8 @@ def _recover(f: BinaryIO, path: StrPath, pos: int, hi: int) -> bytes | None:
     """Bytes from `pos` (at most up to `hi`) of the live file `f`, read from the
     generation the keeper copied them to; None when no generation holds them any more
     (dropped by max-file) or `f` is not the file the keeper rotates."""
+    import contextlib
+
     for attempt in range(50):
         live_ino, ranges = _generations(path)
         if not _is_live(f, live_ino):
@@ -755,6 +796,8 @@ def write_log(path: StrPath, stdout: IO[bytes] | None, stderr: IO[bytes] | None,
     TTY). When both streams lead to the same file (`2>&1`, a terminal) they share one
     buffer, so lines keep their order; otherwise each is buffered on its own.
     """
+    import contextlib
+
     streams = tuple(s for s, out in (("stdout", stdout), ("stderr", stderr)) if out)
     if stdout is not None and stderr is not None and _same_file(stdout, stderr):
         targets = {"stdout": stdout, "stderr": stdout}
@@ -945,6 +988,8 @@ def log_files(path: Path) -> list[Path]:
 
 def _shift(path: Path, max_file: int) -> None:
     """ctr.log.k → ctr.log.k+1, dropping the oldest kept: `.1` is then free."""
+    import contextlib
+
     def name(n: int, gz: bool) -> Path:
         return path.with_name(f"{path.name}.{n}" + (".gz" if gz else ""))
 
@@ -965,6 +1010,8 @@ def _gzip_file(src: Path, packed: Callable[[int], None] | None = None) -> None:
     """`src` → `src.gz`, by a gzip process at low priority: in this process it would
     hold the interpreter the keeper needs to act in time (Python's gzip module where
     there is no gzip binary)."""
+    import contextlib
+
     dst = src.with_name(src.name + ".gz")
     tmp = src.with_name(src.name + ".gz.tmp")
     try:
@@ -992,6 +1039,8 @@ def _gzip_file(src: Path, packed: Callable[[int], None] | None = None) -> None:
 
 
 def _alive(pid: int) -> bool:
+    import contextlib
+
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -1126,8 +1175,10 @@ def keep_rotating(path: Path, conmon_pid: int, max_size: int, max_file: int,
     late the keeper runs, and neither conmon nor the container ever waits for it; gzip
     runs in a worker thread (as a low-priority gzip process).
     """
+    import contextlib
     import queue
     import threading
+    from functools import partial
 
     done: queue.Queue[Path | None] = queue.Queue()
 
@@ -1219,6 +1270,7 @@ def _copy_range(src: int, dst: int, offset: int, count: int) -> None:
 
 
 if __name__ == "__main__":
+    import contextlib
     import sys
 
     # python -m ketch.runtime.logs keep <log> <conmon pid> <max-size> <max-file> <0|1>

@@ -18,15 +18,15 @@ import _signal  # not `signal`: its Signals enum imports enum, ms on `create`
 import os
 import resource
 import stat
-from collections.abc import Iterable, Mapping
-from functools import lru_cache
 
 from ketch.errors import InvalidArgument
 from ketch.values import field, value
 
-# typing and pathlib for annotations only, copy on first use: `create` loads this module
+# typing, collections.abc and pathlib for annotations only, copy on first use, no
+# functools (it imports collections): `create` loads this module
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
     from pathlib import Path
     from typing import Any
 
@@ -189,7 +189,20 @@ class ContainerSpec:
 # --- host facts -------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
+def _once(func: Callable[[], Any]) -> Callable[[], Any]:
+    """`func`'s result, computed at the first call and kept."""
+    kept: list[Any] = []
+
+    def cached() -> Any:
+        if not kept:
+            kept.append(func())
+        return kept[0]
+
+    cached.__name__, cached.__doc__ = func.__name__, func.__doc__
+    return cached
+
+
+@_once
 def host_capabilities() -> tuple[str, ...]:
     """Capabilities in this process's bounding set: the most any container can get.
 
@@ -218,7 +231,7 @@ def _host_hard_limit(name: str) -> int | None:
     return None if hard == resource.RLIM_INFINITY else hard
 
 
-@lru_cache(maxsize=1)
+@_once
 def swap_limit_supported() -> bool:
     if os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"):
         return True

@@ -13,16 +13,16 @@ pay. `root` may be any path-like.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from ketch.errors import DigestMismatch, NotFound
 from ketch.oci.digest import hex_of, validate_digest
+from ketch.values import contextmanager
 
 CHUNK = 1 << 20
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import BinaryIO
 
 
