@@ -100,6 +100,23 @@ def test_tail_keeps_the_last_records(tmp_path: Path):
     assert collect(log, tail=5000)[0].count(b"\n") == 1000
 
 
+def test_tail_counts_a_line_written_in_pieces_once(tmp_path: Path):
+    # conmon splits a line it read in several pieces into partial (P) records ended by
+    # a full (F) one; `logs --tail N` still means the last N lines, as Docker's does
+    records = []
+    for i in range(200):
+        if i % 3 == 0:
+            records += [record(BASE + i, "stdout", f"{i}a", "P"),
+                        record(BASE + i, "stdout", f"{i}b", "P")]
+        records.append(record(BASE + i, "stdout", f"{i}" + ("c" if i % 3 == 0 else "")))
+    log = write(tmp_path / "log", records)
+    assert collect(log, tail=1)[0] == b"199\n"
+    assert collect(log, tail=2)[0] == b"198a198b198c\n199\n"
+    assert collect(log, tail=3)[0] == b"197\n198a198b198c\n199\n"
+    assert collect(log, tail=100)[0].count(b"\n") == 100
+    assert collect(log, tail=500)[0].count(b"\n") == 200
+
+
 def test_since_and_until_bound_the_output_inclusively(tmp_path: Path):
     log = write(tmp_path / "log", [record(BASE + i, "stdout", str(i)) for i in range(100)])
     assert collect(log, since=BASE + 97)[0] == b"97\n98\n99\n"

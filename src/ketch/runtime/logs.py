@@ -339,7 +339,7 @@ def _first_at_or_after(f: BinaryIO, lo: int, hi: int, bound: int, strict: bool) 
     return _record_after(f, left, hi)[0] if left < hi else hi
 
 
-def _tail_offset(f: BinaryIO, lo: int, hi: int, n: int) -> tuple[int, int]:
+def _tail_records(f: BinaryIO, lo: int, hi: int, n: int) -> tuple[int, int]:
     """(start of the n-th last record in [lo, hi), how many records that keeps): fewer
     than n when the region holds fewer. `hi` is just after a newline."""
     if n <= 0:
@@ -362,6 +362,64 @@ def _tail_offset(f: BinaryIO, lo: int, hi: int, n: int) -> tuple[int, int]:
         pos = start
         step = min(BLOCK, step * 4)
     return lo, n + 1 - need
+
+
+def _tail_offset(f: BinaryIO, lo: int, hi: int, n: int) -> tuple[int, int]:
+    """(start of the n-th last line in [lo, hi), how many lines that keeps), as `logs
+    --tail` counts them: conmon writes a line that arrived in pieces as partial (P)
+    records ended by a full (F) one, and such a line counts once. Fewer than n when the
+    region holds fewer. `hi` is just after a newline."""
+    records = n
+    while True:
+        offset, found = _tail_records(f, lo, hi, records)
+        f.seek(offset)
+        region = f.read(hi - offset)
+        if b"stdout P " not in region and b"stderr P " not in region:
+            # no partial records: a record is a line (a cut one is made whole)
+            return _group_start(f, lo, offset), found
+        lines = _lines_of(region)
+        if lines >= n or offset <= lo:
+            return _group_start(f, lo, offset), lines
+        records += n - lines
+
+
+def _lines_of(region: bytes) -> int:
+    """How many lines the records of `region` make: each full record ends one, and a
+    stream whose last record is partial has one still being written."""
+    full = 0
+    open_streams: set[bytes] = set()
+    for record in region.split(b"\n")[:-1]:
+        parts = record.split(b" ", 3)
+        if len(parts) < 4:
+            continue
+        if parts[2] == b"F":
+            full += 1
+            open_streams.discard(parts[1])
+        elif parts[2] == b"P":
+            open_streams.add(parts[1])
+    return full + len(open_streams)
+
+
+def _group_start(f: BinaryIO, lo: int, offset: int) -> int:
+    """`offset` moved back over the partial records just before it, so the first line
+    kept is whole."""
+    window = 4096
+    while offset > lo:
+        start = max(lo, offset - window)
+        f.seek(start)
+        data = f.read(offset - start)
+        nl = data.rfind(b"\n", 0, len(data) - 1)
+        if nl < 0 and start > lo:
+            if window >= BLOCK:
+                return offset  # a record longer than BLOCK: the cut stays where it is
+            window *= 16
+            continue
+        record = data[nl + 1:]
+        parts = record.split(b" ", 3)
+        if len(parts) < 4 or parts[2] != b"P":
+            return offset
+        offset = start + nl + 1
+    return offset
 
 
 def _last_newline(f: BinaryIO, size: int) -> int:
