@@ -457,7 +457,9 @@ class ImageService:
 
         from ketch.archive import extract
         from ketch.store.intents import owner_tag
+        from ketch.store.topdir import ensure_top_dir
 
+        ensure_top_dir(self.content.tmp)  # the tree away from deleted ones (store/topdir.py)
         stage = Path(tempfile.mkdtemp(prefix=f"layer-{owner_tag()}-", dir=self.content.tmp))
         try:
             with self.content.writer() as w:

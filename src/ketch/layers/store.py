@@ -134,6 +134,9 @@ class LayerStore:
             existing = self.records.layer(chain_id)
             if existing is not None and os.path.isdir(self.diff_dir(chain_id)):
                 return existing
+            from ketch.store.topdir import ensure_top_dir
+
+            ensure_top_dir(self.tmp_path)  # the tree away from deleted ones (store/topdir.py)
             staging = tempfile.mkdtemp(prefix=f"layer-{owner_tag()}-", dir=self.tmp_path)
             try:
                 # extract() hashes the decompressed stream (the DiffID) as it unpacks it.

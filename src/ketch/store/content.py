@@ -113,7 +113,11 @@ class ContentStore:
         self.blobs = os.path.join(self.root, "blobs", "sha256")
         self.tmp = os.path.join(self.root, "tmp")
         os.makedirs(self.blobs, exist_ok=True)
-        os.makedirs(self.tmp, exist_ok=True)
+        if not os.path.isdir(self.tmp):
+            os.makedirs(self.tmp, exist_ok=True)
+            from ketch.store.topdir import ensure_top_dir
+
+            ensure_top_dir(self.tmp)  # new trees away from deleted ones (store/topdir.py)
 
     def path(self, digest: str) -> str:
         validate_digest(digest)
