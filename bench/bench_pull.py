@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Pull benchmark, run by hand as root (not by CI):
 
-    python3 bench/bench_pull.py [--runs N] [--base TAR] [--no-tmpfs]
+    python3 bench/bench_pull.py [--runs N] [--base TAR] [--no-tmpfs] [--settle S]
+                                [--private-ext4 GB]
 
 An image of a ~180 MB Debian bookworm base (gzip, as registries serve it) plus a small
 app layer is pushed to Debian's `docker-registry` on a loopback port; then, for ketch and
@@ -15,7 +16,9 @@ ketch runs on the state root's filesystem (a directory under /var/tmp) and on a 
 docker on its own data root (normally the same filesystem as /var/tmp) and, for the tmpfs
 rows, a second dockerd started here with its data root on the same tmpfs (its own
 --exec-root, --pidfile and socket, no bridge and no iptables rules, so it leaves the
-system's dockerd alone; stopped at the end). Timings are wall clock, median of N runs (min
+system's dockerd alone; stopped at the end). `--private-ext4 GB` adds rows on an ext4
+without a journal made for the run (a sparse image file, loop-mounted), with a dockerd of
+its own there too: no other work deletes files on it. Timings are wall clock, median of N runs (min
 in brackets), ketch and docker alternating in one run so both meet the same filesystem
 state (on ext4 without a journal, creating files right after many were deleted is slow:
 see ketch's issue 12).
@@ -212,33 +215,35 @@ def docker_reachable(env: dict[str, str] | None = None) -> bool:
     return proc.returncode == 0 and bool(proc.stdout.strip())
 
 
-def start_tmpfs_dockerd(work: Path, tmpfs: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
-    """A dockerd of its own with its data root on `tmpfs`; the environment that points
-    the docker CLI at it. Its exec root, pid file and socket are under `work`, it makes
-    no bridge and no iptables rules and reads no daemon.json, so the system's dockerd
-    (running or not) is not disturbed."""
+def start_private_dockerd(work: Path, data: Path, tag: str
+                          ) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    """A dockerd of its own with its data root in `data` (a tmpfs, a private ext4); the
+    environment that points the docker CLI at it. Its exec root, pid file and socket are
+    under `work` (named by `tag`), it makes no bridge and no iptables rules and reads no
+    daemon.json, so the system's dockerd (running or not) is not disturbed."""
     binary = shutil.which("dockerd")
     if binary is None:
         raise SystemExit("dockerd is not installed")
-    config = work / "dockerd-tmpfs.json"
+    config = work / f"dockerd-{tag}.json"
     config.write_text("{}\n")
-    sock = work / "dockerd-tmpfs.sock"
-    log = open(work / "dockerd-tmpfs.log", "wb")  # noqa: SIM115  # the daemon's, until it stops
+    sock = work / f"dockerd-{tag}.sock"
+    log = open(work / f"dockerd-{tag}.log", "wb")  # noqa: SIM115  # the daemon's, until it stops
     proc = subprocess.Popen(
-        [binary, "--config-file", str(config), "--data-root", str(tmpfs / "docker"),
-         "--exec-root", str(work / "dockerd-exec"), "--pidfile", str(work / "dockerd.pid"),
+        [binary, "--config-file", str(config), "--data-root", str(data / "docker"),
+         "--exec-root", str(work / f"dockerd-exec-{tag}"),
+         "--pidfile", str(work / f"dockerd-{tag}.pid"),
          "-H", f"unix://{sock}", "--bridge", "none", "--iptables=false",
          "--ip-masq=false", "--storage-driver", "overlay2"],
         stdout=log, stderr=log)
     env = dict(os.environ, DOCKER_HOST=f"unix://{sock}")
     for _ in range(120):
         if proc.poll() is not None:
-            raise SystemExit(f"the tmpfs dockerd exited: see {work}/dockerd-tmpfs.log")
+            raise SystemExit(f"the {tag} dockerd exited: see {work}/dockerd-{tag}.log")
         if docker_reachable(env):
             return proc, env
         time.sleep(0.5)
     proc.terminate()
-    raise SystemExit("the tmpfs dockerd did not come up")
+    raise SystemExit(f"the {tag} dockerd did not come up")
 
 
 def stop_dockerd(proc: subprocess.Popen[bytes]) -> None:
@@ -255,6 +260,9 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5, help="runs per timing (default 5)")
     ap.add_argument("--base", help="the Debian rootfs tarball to use as the base layer")
     ap.add_argument("--no-tmpfs", action="store_true", help="skip the tmpfs rows")
+    ap.add_argument("--private-ext4", type=int, default=0, metavar="GB",
+                    help="add rows on a loop-mounted ext4 without a journal of GB (sparse)"
+                    " gigabytes made for the run, docker on it too")
     ap.add_argument("--settle", type=float, default=0, metavar="S",
                     help="wait S seconds before each timed all-missing pull, so that"
                     " inodes freed by the previous removal are reusable again (ext4)")
@@ -272,7 +280,8 @@ def main() -> int:
     have_docker = docker_reachable()
     registry, host = start_registry(work)
     tmpfs: Path | None = None
-    tmpfs_dockerd: subprocess.Popen[bytes] | None = None
+    private: Path | None = None
+    dockerds: list[subprocess.Popen[bytes]] = []
     image_id = ""
     rows: list[tuple[str, tuple[float, float], tuple[float, float] | None]] = []
     try:
@@ -290,8 +299,30 @@ def main() -> int:
             if have_docker or shutil.which("dockerd"):
                 print("starting a dockerd with its data root on the tmpfs ...",
                       file=sys.stderr)
-                tmpfs_dockerd, docker_env = start_tmpfs_dockerd(work, tmpfs)
+                proc, docker_env = start_private_dockerd(work, tmpfs, "tmpfs")
+                dockerds.append(proc)
             places.append(("tmpfs", tmpfs, docker_env))
+        if opts.private_ext4:
+            image_file = work / "ext4.img"
+            with open(image_file, "wb") as f:
+                f.truncate(opts.private_ext4 << 30)
+            subprocess.run(["mkfs.ext4", "-q", "-F", "-O", "^has_journal", str(image_file)],
+                           check=True)
+            private = work / "ext4"
+            private.mkdir()
+            # noinit_itable: no background zeroing of inode tables during the timings.
+            subprocess.run(["mount", "-o", "loop,noinit_itable", str(image_file),
+                            str(private)], check=True)
+            docker_env = None
+            if have_docker or shutil.which("dockerd"):
+                print("starting a dockerd with its data root on the private ext4 ...",
+                      file=sys.stderr)
+                proc, docker_env = start_private_dockerd(work, private, "ext4")
+                dockerds.append(proc)
+            # Roots one level down, as /var/lib/ketch is: a directory made in the mount's
+            # root would be spread by ext4's allocator however ketch makes it.
+            (private / "ketch").mkdir()
+            places.append(("private ext4", private / "ketch", docker_env))
         counter = iter(range(10000))
 
         def env_for(root: Path) -> dict[str, str]:
@@ -334,13 +365,14 @@ def main() -> int:
         registry.wait()
         if have_docker and image_id:
             subprocess.run(["docker", "rmi", "-f", image_id], capture_output=True)
-        if tmpfs_dockerd is not None:
-            stop_dockerd(tmpfs_dockerd)
-        if tmpfs is not None:
-            subprocess.run(["umount", "-R", str(tmpfs)], capture_output=True)
+        for proc in dockerds:
+            stop_dockerd(proc)
+        for mount in (tmpfs, private):
+            if mount is not None:
+                subprocess.run(["umount", "-R", str(mount)], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
 
-    print_ms_table(rows, have_docker or tmpfs_dockerd is not None, 34)
+    print_ms_table(rows, have_docker or bool(dockerds), 34)
     return 0
 
 
