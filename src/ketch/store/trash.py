@@ -1,12 +1,15 @@
 """Removed trees go to `<root>/trash` at once and are deleted later, in the background.
 
-Why not delete them on the spot: on ext4 without a journal (this project's machines), an
-inode freed in the last minute is skipped when a new file is created, and each skip
-reads its inode table entry, so a layer unpacked right after another was deleted costs
-several times the system time (issue 12). A rename is one system call; the tree's
-inodes stay in use until the emptier deletes them, and the emptier pauses while a
-writer (pull, load, build, import: holders of `gc.lock`, shared) is unpacking, so a new
-tree does not land among inodes it has just freed.
+Why not delete them on the spot: deleting a ~10,000-entry tree takes system time that
+the command removing it (`rmi`, an unpack that failed) need not wait for, and an unpack
+running beside the deletion competes with it for the cores. A rename is one system call;
+the emptier deletes later and pauses while a writer (pull, load, build, import: holders
+of `gc.lock`, shared) is unpacking. That pause does not keep a later tree off the freed
+inodes: ext4 without a journal (this project's machines) avoids an inode freed less than
+60 s ago, 360 s while its inode-table block is dirty, and every new inode dirties its
+block, so a tree unpacked where another was deleted minutes before scans past the freed
+inodes for every file (issue 12). New trees are kept out of those block groups by where
+they are made instead (`ketch.store.topdir`).
 
 The emptier is a detached child (double fork, own session, standard streams on
 /dev/null): the command that removed something returns at once. One emptier per root
