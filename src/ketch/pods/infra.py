@@ -38,22 +38,24 @@ _MTIME = 1700000000
 # What the infra may call once runc has loaded its filter (runc loads it before it
 # drops capabilities, as ketch does not set no-new-privileges): runc init's last steps
 # (credentials, capabilities, closing file descriptors, the exec fifo), the Go runtime
-# under it, then busybox's sh and sleep. Found with strace of the infra's start; all
-# are in the default profile's unconditional list.
+# under it, then busybox's sh and sleep. Found with strace of the infra's start (runc
+# 1.1), with the variants other runc versions and architectures use (close_range, the
+# stat and open family, pidfd_open); all are in the default profile's unconditional list.
 _INFRA_SYSCALLS = (
     # runc init: credentials, capabilities, cwd, the exec fifo, then execve
     "capget", "capset", "chdir", "fchdir", "getcwd", "prctl", "setgid", "setgroups",
     "setsid", "setuid", "umask", "execve", "execveat",
     # files and descriptors
-    "access", "close", "dup3", "faccessat2", "fcntl", "fstat", "fstatfs", "getdents64",
-    "lseek", "newfstatat", "openat", "openat2", "pipe2", "pread64", "read", "readlink",
-    "readlinkat", "socketpair", "statfs", "write",
+    "access", "close", "close_range", "dup", "dup2", "dup3", "faccessat", "faccessat2",
+    "fcntl", "fstat", "fstatfs", "getdents64", "lseek", "lstat", "newfstatat", "open",
+    "openat", "openat2", "pipe2", "poll", "ppoll", "pread64", "read", "readlink",
+    "readlinkat", "socketpair", "stat", "statfs", "statx", "write",
     # memory and the Go runtime's threads, signals and polling
     "brk", "epoll_create1", "epoll_ctl", "epoll_pwait", "futex",
     "getrandom", "getrlimit", "madvise", "mmap", "mprotect", "munmap", "prlimit64",
     "rseq", "sched_getaffinity", "sched_yield", "set_robust_list", "set_tid_address",
     "sigaltstack", "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigsuspend",
-    "restart_syscall", "tgkill", "kill",
+    "restart_syscall", "tgkill", "kill", "pidfd_open", "pidfd_send_signal",
     # the shell's loop: fork a sleep, wait for it, and leave on SIGTERM
     "fork", "vfork", "wait4", "waitid", "nanosleep", "clock_nanosleep", "pause",
     "getpid", "getppid", "gettid", "getuid", "geteuid", "getegid", "exit", "exit_group",
