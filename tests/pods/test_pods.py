@@ -45,6 +45,24 @@ def test_members_share_the_infra_namespaces_of_network_ipc_and_uts(pk):
     assert os.readlink(f"/proc/{pid}/ns/net") == mine[0]
 
 
+def test_infra_runs_under_a_seccomp_allow_list_narrower_than_the_default(pk):
+    pk("pod", "create", "--name", "tight")
+    pk("run", "-d", "--pod", "tight", "--name", "mem", "busybox", "sh", "-c",
+       "mkdir /made && sleep 60")
+    infra = infra_of(pk, "tight")
+    pid = pk("inspect", "-f", "{{.State.Pid}}", infra).stdout.strip()
+    with open(f"/proc/{pid}/status") as f:
+        assert "Seccomp:\t2" in f.read()  # filtered
+    # what the default profile allows a member, the infra's profile refuses
+    assert pk("exec", "mem", "ls", "-d", "/made").stdout.strip() == "/made"
+    denied = pk("exec", infra, "/bin/sh", "-c", "mkdir /made", check=False)
+    assert denied.returncode == 1
+    assert "Operation not permitted" in denied.stderr
+    # and the loop still ends cleanly on the SIGTERM of `pod stop`
+    pk("pod", "stop", "-t", "5", "tight")
+    assert pk("inspect", "-f", "{{.State.ExitCode}}", infra).stdout.strip() == "0"
+
+
 def test_port_published_by_the_pod_is_fetched_from_the_host(pk):
     port = free_port()
     pk("pod", "create", "--name", "pub", "-p", f"127.0.0.1:{port}:80")

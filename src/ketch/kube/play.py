@@ -93,7 +93,7 @@ def play(engine: Engine, text: str, source: str, *, folder: str, replace: bool =
             report.warnings.append(f"pod {pod.name}: hostNetwork: it joins the host's"
                                    f" network, not --network {network}")
     say = progress or (lambda _line: None)
-    existing = {p["Name"] for p in engine.pod_list()}
+    existing = set(engine.pods.records.names())  # names only: no container is refreshed
     for pod in plan.pods:
         if pod.name in existing and not replace:
             raise Conflict(f"pod {pod.name!r} already exists: remove it, or play with"

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import builtins
 import os
-import socket
 import time
 
 from ketch.errors import Conflict, InvalidArgument, KetchError
@@ -22,6 +21,7 @@ from ketch.pods.records import PodNotFound, PodRecord, PodRecords
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import socket
     from collections.abc import Iterator
     from typing import Any
 
@@ -124,7 +124,7 @@ class PodService:
         self.records.insert(pod)  # the name is taken (or refused) first
         infra_id = ""
         try:
-            from ketch.pods.infra import ensure_pause_image
+            from ketch.pods.infra import ensure_pause_image, infra_seccomp
 
             image = ensure_pause_image(self.engine.images)
             config: dict[str, Any] = {
@@ -135,7 +135,7 @@ class PodService:
             host_config: dict[str, Any] = {
                 "NetworkMode": network, "PortBindings": port_bindings,
                 "ExtraHosts": list(add_hosts or []) or None, "IpcMode": "shareable",
-                "Init": False,
+                "Init": False, "SecurityOpt": [infra_seccomp()],
             }
             if network == "host":
                 config.pop("Hostname")
@@ -426,6 +426,8 @@ class PodService:
         """A TCP connection to 127.0.0.1:`port` inside the pod's network namespace (its
         infra process's), as a port-forward needs: the socket keeps that namespace, so
         the caller can use it from any thread."""
+        import socket
+
         from ketch.network.netns import run_in
 
         pod = self.get(name_or_id)

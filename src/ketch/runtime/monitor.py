@@ -201,12 +201,14 @@ def write_config(bundle: Path, config: Mapping[str, Any]) -> Path:
     """Write config.json into `bundle` atomically (write, rename): a reader sees the old
     file or the new one. No fsync: config.json is derived state, written again at every
     start, and only read (by the runtime, by `exec`) while the container runs, which a
-    crash ends; a sync would cost every start a few ms of waiting for the disk."""
+    crash ends; a sync would cost every start a few ms of waiting for the disk. Compact
+    JSON: json's C encoder writes it (an indented dump goes through the pure-Python
+    encoder, ~15x slower for a config with the default seccomp profile)."""
     bundle.mkdir(parents=True, exist_ok=True)
     target = bundle / "config.json"
     tmp = bundle / f".config.json.{os.urandom(4).hex()}"
     with open(tmp, "w", encoding="utf-8") as f:
-        f.write(json.dumps(config, indent=1))
+        f.write(json.dumps(config, separators=(",", ":")))
     os.replace(tmp, target)
     return target
 
