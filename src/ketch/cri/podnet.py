@@ -1,0 +1,144 @@
+"""A CRI sandbox's network settings beyond the ketch pod itself: its namespace put on
+the CNI network (cri/cni.py) when the server has a CNI configuration, the kubelet's
+DNSConfig for the members' /etc/resolv.conf, and the sandbox's sysctls.
+
+A sandbox on CNI is a ketch pod whose infra has a network namespace of its own with
+only `lo` (network mode "none"); the CNI plugins add its interface once the infra runs,
+and take it away before the infra stops. Without a CNI configuration a sandbox is on
+ketch's default bridge, as an ordinary pod is, with its port mappings published by ketch.
+"""
+
+from __future__ import annotations
+
+import json
+
+from cri_api.v1 import api_pb2 as cri
+
+from ketch.containers.options import SYSCTL_NAMES, SYSCTL_PREFIXES
+from ketch.errors import InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ketch.cri.cni import Cni
+    from ketch.engine import Engine
+
+NETWORK = "io.ketch.cri.network"  # "cni" on a sandbox attached through CNI
+DNS = "io.ketch.cri.dns"
+
+_PROTOCOLS = {cri.TCP: "tcp", cri.UDP: "udp", cri.SCTP: "sctp"}
+_IPC_SYSCTLS = ("kernel.shm", "kernel.msg", "kernel.sem", "fs.mqueue.")
+
+
+def uses_cni(cni: Cni | None, config: cri.PodSandboxConfig) -> bool:
+    """Whether the sandbox goes on the CNI network: not with the node's network, and
+    only when the server has a network configuration."""
+    if cni is None:
+        return False
+    if config.linux.security_context.namespace_options.network == cri.NODE:
+        return False
+    return cni.network() is not None
+
+
+def sysctls(config: cri.PodSandboxConfig) -> dict[str, str]:
+    """The sandbox's sysctls, checked: only those a pod's own namespaces hold (network,
+    IPC), and none of a namespace the sandbox shares with the node."""
+    out = dict(config.linux.sysctls)
+    opts = config.linux.security_context.namespace_options
+    for key, value in out.items():
+        if key not in SYSCTL_NAMES and not key.startswith(SYSCTL_PREFIXES):
+            raise InvalidArgument(f"sysctl {key!r}={value!r} is not allowed for a sandbox:"
+                                  " only namespaced sysctls (net.*, kernel.shm*, kernel.msg*,"
+                                  " kernel.sem, fs.mqueue.*) can be set")
+        if key.startswith("net.") and opts.network == cri.NODE:
+            raise InvalidArgument(f"sysctl {key!r} not allowed in host network namespace")
+        if key.startswith(_IPC_SYSCTLS) and opts.ipc == cri.NODE:
+            raise InvalidArgument(f"sysctl {key!r} not allowed in host IPC namespace")
+    return out
+
+
+def dns_label(config: cri.PodSandboxConfig) -> str:
+    d = config.dns_config
+    if not (d.servers or d.searches or d.options):
+        return ""
+    return json.dumps({"servers": list(d.servers), "searches": list(d.searches),
+                       "options": list(d.options)})
+
+
+def member_dns(pod: Any) -> dict[str, list[str]]:
+    """Host-config settings that give a member the sandbox's resolv.conf."""
+    d = json.loads(pod.labels.get(DNS) or "{}")
+    out = {}
+    for key, field in (("Dns", "servers"), ("DnsSearch", "searches"),
+                       ("DnsOptions", "options")):
+        if d.get(field):
+            out[key] = list(d[field])
+    return out
+
+
+def apply_sysctls(e: Engine, pod: Any, values: dict[str, str]) -> None:
+    """Give the pod's infra the sysctls before it starts: runc sets them in the
+    namespaces the members join."""
+    if not values or not pod.infra_id:
+        return
+    infra = e.containers.records.get(pod.infra_id)
+    if infra is None:
+        return
+    e.containers.records.update(infra.id, host_config={**infra.host_config,
+                                                       "Sysctls": values})
+
+
+def _port_mappings(config: cri.PodSandboxConfig) -> list[dict[str, Any]]:
+    out = []
+    for pm in config.port_mappings:
+        if pm.host_port <= 0:
+            continue  # as containerd: reachable on the pod's address only
+        m: dict[str, Any] = {"hostPort": pm.host_port, "containerPort": pm.container_port,
+                             "protocol": _PROTOCOLS.get(pm.protocol, "tcp")}
+        if pm.host_ip:
+            m["hostIP"] = pm.host_ip
+        out.append(m)
+    return out
+
+
+def _netns(e: Engine, pod: Any) -> str:
+    infra = e.pods.infra(pod)
+    if infra is None or not infra.running or not infra.pid:
+        return ""
+    key = (e.containers.inspect(infra.id).get("NetworkSettings") or {}).get("SandboxKey")
+    return key or f"/proc/{infra.pid}/ns/net"
+
+
+def attach(e: Engine, cni: Cni, pod: Any, config: cri.PodSandboxConfig) -> None:
+    """Put the running sandbox on the CNI network."""
+    meta = config.metadata
+    args = {"K8S_POD_NAMESPACE": meta.namespace, "K8S_POD_NAME": meta.name,
+            "K8S_POD_INFRA_CONTAINER_ID": pod.id, "K8S_POD_UID": meta.uid}
+    netns = _netns(e, pod)
+    if not netns:
+        raise InvalidArgument(f"sandbox {pod.id} has no network namespace to attach")
+    cni.add(pod.id, netns, args, _port_mappings(config))
+
+
+def detach(e: Engine, cni: Cni | None, pod: Any) -> None:
+    """Take the sandbox off the CNI network (nothing when it is not on it)."""
+    if cni is None or pod.labels.get(NETWORK) != "cni":
+        return
+    cni.delete(pod.id, _netns(e, pod))
+
+
+def detach_id(cni: Cni | None, pod_id: str) -> None:
+    """DEL for a sandbox whose record is gone, from the cache alone."""
+    if cni is not None:
+        cni.delete(pod_id, "")
+
+
+def ips(cni: Cni | None, pod: Any) -> list[str] | None:
+    """The sandbox's CNI addresses; None when it is not on the CNI network."""
+    if pod.labels.get(NETWORK) != "cni":
+        return None
+    from ketch.cri.cni import pod_ips
+
+    entry = cni.cached(pod.id) if cni is not None else None
+    return pod_ips(entry.get("result")) if entry else []
