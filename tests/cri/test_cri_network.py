@@ -9,6 +9,7 @@ kubelet's DNSConfig in /etc/resolv.conf and the sandbox's sysctls. The tests on
 from __future__ import annotations
 
 import ipaddress
+import json
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import grpc
 import pytest
 from tests.conftest import ketch_command
-from tests.cri.conftest import Cri, Served
+from tests.cri.conftest import CniNetwork, Cri, Served, _ketch_cri
 from tests.cri.test_cri_pods import _container, _pulled, _sandbox
 from tests.helpers.host import wait_for
 from tests.helpers.ports import free_port
@@ -189,10 +190,12 @@ def test_the_sandboxs_sysctls_are_set_in_its_namespaces(
     config = _sandbox(served, "tuned", tmp_path / "logs")
     config.linux.sysctls["net.ipv4.ip_unprivileged_port_start"] = "79"
     config.linux.sysctls["kernel.shm_rmid_forced"] = "1"
+    config.linux.sysctls["net.ipv4.conf.eth0.arp_ignore"] = "2"  # of the CNI interface
     pod_id, cid = _start(served, config, busybox, "sleeper", ["sleep", "300"])
     got = _exec(served, cid, ["cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start",
-                              "/proc/sys/kernel/shm_rmid_forced"]).stdout
-    assert got == b"79\n1\n"
+                              "/proc/sys/kernel/shm_rmid_forced",
+                              "/proc/sys/net/ipv4/conf/eth0/arp_ignore"]).stdout
+    assert got == b"79\n1\n2\n"
     host = Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text()
     assert host != "79\n"  # the sandbox's own namespace, not the node's
     _remove(served, pod_id)
@@ -215,9 +218,20 @@ def test_a_sysctl_outside_the_sandboxs_namespaces_is_refused_and_nothing_is_left
         rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config))
     assert err.value.details() == ("sysctl 'net.ipv4.ip_forward' not allowed in host network"
                                    " namespace")
+    # a network sysctl the kernel does not have fails after the CNI ADD: undone too
+    config = _sandbox(cri_server, "refused3", tmp_path / "logs")
+    config.linux.sysctls["net.ipv4.no_such_setting"] = "1"
+    with pytest.raises(grpc.RpcError) as err:
+        rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config))
+    assert err.value.details() == ("sysctl 'net.ipv4.no_such_setting'='1': No such file or"
+                                   " directory")
     assert list(rt.ListPodSandbox(cri.ListPodSandboxRequest()).items) == []
     assert cri_server.ketch("ps", "-aq").stdout == ""
-    assert cri_server.network is not None and cri_server.network.leases() == []
+    network = cri_server.network
+    assert network is not None
+    assert (network.leases(), _veths(network.bridge), _sandbox_chains(cri_server)) == (
+        [], [], set())
+    assert not list((cri_server.root / "cri" / "cni").iterdir())
 
 
 def test_without_a_cni_config_the_network_is_not_ready_and_sandboxes_use_ketchs_bridge(
@@ -255,3 +269,30 @@ def test_a_relative_cni_directory_is_a_one_line_error(ketch_root: Path, tmp_path
     assert r.stderr.strip().splitlines() == [
         "Error: invalid CNI directory 'net.d': the path must be absolute"]
     assert not (tmp_path / "c.sock").exists()
+
+
+def test_a_plugin_that_is_not_installed_fails_the_sandbox_and_leaves_nothing(
+        ketch_root: Path, tmp_path: Path, cri_network: CniNetwork) -> None:
+    conf = tmp_path / "broken"
+    conf.mkdir()
+    good = json.loads((cri_network.conf_dir / "10-ktcri.conflist").read_text())
+    good["plugins"].append({"type": "no-such-plugin"})
+    (conf / "10-broken.conflist").write_text(json.dumps(good))
+    (conf / "20-unused.conflist").write_text("not even JSON: only the first file counts")
+    with _ketch_cri(ketch_root, tmp_path, conf) as served:
+        cri = served.cri
+        status = served.runtime.Status(cri.StatusRequest()).status
+        network = next(c for c in status.conditions if c.type == "NetworkReady")
+        assert (network.status, network.reason) == (False, "NetworkPluginNotReady")
+        assert network.message == ("cni plugin 'no-such-plugin' of network 'ktcri' not"
+                                   " found in /usr/lib/cni")
+        with pytest.raises(grpc.RpcError) as err:
+            served.runtime.RunPodSandbox(cri.RunPodSandboxRequest(
+                config=_sandbox(served, "broken", tmp_path / "logs")))
+        assert err.value.details() == ("failed to find plugin 'no-such-plugin' in path"
+                                       " [/usr/lib/cni]")
+        assert list(served.runtime.ListPodSandbox(cri.ListPodSandboxRequest()).items) == []
+        assert served.ketch("ps", "-aq").stdout == ""
+        # the plugins before it ran and were undone: no address, no interface
+        assert (cri_network.leases(), _veths(cri_network.bridge)) == ([], [])
+        assert not list((ketch_root / "cri" / "cni").iterdir())

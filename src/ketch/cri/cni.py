@@ -157,12 +157,21 @@ class Cni:
                                              entry["runtimeConfig"])
             self._save(sandbox_id, entry)
         except BaseException:
-            try:
-                self.delete(sandbox_id)
-            except KetchError:
-                pass  # the cache stays: StopPodSandbox and RemovePodSandbox try again
+            self.forget(sandbox_id, netns)
             raise
         return entry["result"]
+
+    def forget(self, sandbox_id: str, netns: str = "") -> None:
+        """DEL as far as it goes, then drop the cache: for a sandbox that is going away
+        on a failure of its own making, which nothing would retry."""
+        try:
+            self.delete(sandbox_id, netns)
+        except KetchError:
+            pass
+        try:
+            os.unlink(self._path(sandbox_id))
+        except FileNotFoundError:
+            pass
 
     def delete(self, sandbox_id: str, netns: str | None = None) -> None:
         """Detach the sandbox from the network it was added to; nothing when it is not
@@ -216,6 +225,7 @@ class Cni:
         version = net["cniVersion"]
         plugins = list(net["plugins"])
         prev: dict[str, Any] | None = None
+        failed: CniError | None = None
         if command == "DEL":
             plugins.reverse()
             # the cached result goes to DEL from spec 0.4.0 on, as libcni does
@@ -231,9 +241,17 @@ class Cni:
                       if isinstance(caps, dict) and caps.get(k) and v}
             if wanted:
                 conf["runtimeConfig"] = {**(conf.get("runtimeConfig") or {}), **wanted}
-            out = self._exec(command, conf, sandbox_id, netns, ifname, args)
-            if command == "ADD":
-                prev = out
+            if command == "DEL":
+                # every plugin gets its DEL even when one fails (the spec asks DEL to
+                # release all it can); the first failure is the call's error
+                try:
+                    self._exec(command, conf, sandbox_id, netns, ifname, args)
+                except CniError as e:
+                    failed = failed or e
+                continue
+            prev = self._exec(command, conf, sandbox_id, netns, ifname, args)
+        if failed is not None:
+            raise failed
         return prev
 
     def _exec(self, command: str, conf: dict[str, Any], sandbox_id: str, netns: str,

@@ -79,7 +79,8 @@ def member_dns(pod: Any) -> dict[str, list[str]]:
 
 def apply_sysctls(e: Engine, pod: Any, values: dict[str, str]) -> None:
     """Give the pod's infra the sysctls before it starts: runc sets them in the
-    namespaces the members join."""
+    namespaces the members join. (Those of a sandbox on CNI's network namespace wait
+    for `apply_net_sysctls`: its interface is there only after ADD.)"""
     if not values or not pod.infra_id:
         return
     infra = e.containers.records.get(pod.infra_id)
@@ -87,6 +88,34 @@ def apply_sysctls(e: Engine, pod: Any, values: dict[str, str]) -> None:
         return
     e.containers.records.update(infra.id, host_config={**infra.host_config,
                                                        "Sysctls": values})
+
+
+def split_sysctls(values: dict[str, str], on_cni: bool
+                  ) -> tuple[dict[str, str], dict[str, str]]:
+    """(for the infra's start, for after the CNI ADD)."""
+    if not on_cni:
+        return values, {}
+    later = {k: v for k, v in values.items() if k.startswith("net.")}
+    return {k: v for k, v in values.items() if k not in later}, later
+
+
+def apply_net_sysctls(e: Engine, pod: Any, values: dict[str, str]) -> None:
+    """Set network sysctls in the running sandbox's network namespace, as runc would
+    (the key's dots are the path's slashes under /proc/sys)."""
+    if not values:
+        return
+    from ketch.network.netns import run_in
+
+    def write() -> None:
+        for key, value in values.items():
+            path = "/proc/sys/" + key.replace(".", "/")
+            try:
+                with open(path, "w") as f:
+                    f.write(value)
+            except OSError as err:
+                raise InvalidArgument(f"sysctl {key!r}={value!r}: {err.strerror}") from None
+
+    run_in(_netns(e, pod), write)
 
 
 def _port_mappings(config: cri.PodSandboxConfig) -> list[dict[str, Any]]:
@@ -126,6 +155,12 @@ def detach(e: Engine, cni: Cni | None, pod: Any) -> None:
     if cni is None or pod.labels.get(NETWORK) != "cni":
         return
     cni.delete(pod.id, _netns(e, pod))
+
+
+def undo(e: Engine, cni: Cni | None, pod: Any) -> None:
+    """Take a sandbox that failed to start off the CNI network, as far as that goes."""
+    if cni is not None and pod.labels.get(NETWORK) == "cni":
+        cni.forget(pod.id, _netns(e, pod))
 
 
 def detach_id(cni: Cni | None, pod_id: str) -> None:

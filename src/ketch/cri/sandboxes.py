@@ -71,13 +71,16 @@ def run(e: Engine, config: cri.PodSandboxConfig, cni: Cni | None = None) -> str:
         labels[podnet.NETWORK] = "cni"
     pod = e.pod_create(pod_name(meta), publish=[] if on_cni else _publish(config),
                        network=network, hostname=config.hostname or None, labels=labels)
+    now, after_add = podnet.split_sysctls(sysctls, on_cni)
     try:
-        podnet.apply_sysctls(e, pod, sysctls)
+        podnet.apply_sysctls(e, pod, now)
         e.pod_start(pod.id)
         if on_cni:
             assert cni is not None
             podnet.attach(e, cni, pod, config)  # undoes itself when it fails
+            podnet.apply_net_sysctls(e, pod, after_add)
     except BaseException:
+        podnet.undo(e, cni, pod)
         e.pod_rm(pod.id, force=True, timeout=0)
         raise
     return pod.id
