@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -296,3 +297,46 @@ def test_a_plugin_that_is_not_installed_fails_the_sandbox_and_leaves_nothing(
         # the plugins before it ran and were undone: no address, no interface
         assert (cri_network.leases(), _veths(cri_network.bridge)) == ([], [])
         assert not list((ketch_root / "cri" / "cni").iterdir())
+
+
+def test_cni_settings_from_ketch_toml_and_a_single_plugin_conf_file(
+        tmp_path: Path, cri_network: CniNetwork) -> None:
+    from ketch.cri.cni import Cni, pod_ips
+    from ketch.errors import InvalidArgument
+
+    root, conf = tmp_path / "root", tmp_path / "conf"
+    root.mkdir()
+    conf.mkdir()
+    plugin = json.loads((cri_network.conf_dir / "10-ktcri.conflist").read_text())["plugins"][0]
+    (conf / "20-single.conf").write_text(json.dumps(
+        {"cniVersion": "1.0.0", "name": "single", **plugin}))
+    (conf / "30-later.conflist").write_text(json.dumps(
+        {"cniVersion": "1.0.0", "name": "later", "plugins": [{"type": "no-such-plugin"}]}))
+    (conf / "05-notes.txt").write_text("not a configuration")
+    (root / "ketch.toml").write_text(f'[cri]\ncni_conf_dir = "{conf}"\n'
+                                     'cni_bin_dir = ["/nonexistent", "/usr/lib/cni"]\n')
+    cni = Cni(str(root))
+    assert (cni.conf_dir, cni.bin_dirs) == (str(conf), ["/nonexistent", "/usr/lib/cni"])
+    assert cni.not_ready() == ""
+    assert Cni(str(root), bin_dirs="/usr/lib/cni").bin_dirs == ["/usr/lib/cni"]  # flag wins
+    name = f"ktcni{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    sandbox = "c" * 64
+    try:
+        result = cni.add(sandbox, f"/run/netns/{name}", {"K8S_POD_NAME": "single"}, [])
+        (ip,) = pod_ips(result)
+        assert ipaddress.ip_address(ip) in ipaddress.ip_network(cri_network.subnet)
+        lease = cri_network.ipam_dir / "single" / ip  # host-local's, per network name
+        assert lease.is_file()
+        shown = subprocess.run(["ip", "-n", name, "-4", "-o", "addr", "show", "eth0"],
+                               capture_output=True, text=True, check=True).stdout
+        assert f" {ip}/24 " in shown
+    finally:
+        cni.delete(sandbox, f"/run/netns/{name}")
+        subprocess.run(["ip", "netns", "del", name], check=True)
+    assert not lease.exists()
+    cni.delete(sandbox)  # again: nothing to do
+    (root / "ketch.toml").write_text('[cri]\ncni_confdir = "/etc/cni/net.d"\n')
+    with pytest.raises(InvalidArgument) as err:
+        Cni(str(root))
+    assert err.value.message == f"{root}/ketch.toml: unknown setting [cri] cni_confdir"
