@@ -340,3 +340,20 @@ def test_cni_settings_from_ketch_toml_and_a_single_plugin_conf_file(
     with pytest.raises(InvalidArgument) as err:
         Cni(str(root))
     assert err.value.message == f"{root}/ketch.toml: unknown setting [cri] cni_confdir"
+
+
+def test_a_sandbox_removed_by_ketch_pod_rm_is_taken_off_the_network_by_the_next_server(
+        cri_server: Cri, cri_images: dict[str, str], tmp_path: Path) -> None:
+    network = cri_server.network
+    assert network is not None
+    busybox = _pulled(cri_server, cri_images["busybox"])
+    config = _sandbox(cri_server, "bypassed", tmp_path / "logs",
+                      host_port=free_port("127.0.0.1"))
+    pod_id, _cid = _start(cri_server, config, busybox, "sleeper", ["sleep", "300"])
+    assert len(network.leases()) == 1 and len(_sandbox_chains(cri_server)) == 1
+    cri_server.stop()
+    cri_server.ketch("pod", "rm", "-f", "-t", "0", pod_id)  # not through the CRI
+    assert len(network.leases()) == 1  # ketch's pods know nothing of CNI
+    cri_server.proc = cri_server._start()
+    assert (network.leases(), _sandbox_chains(cri_server)) == ([], set())
+    assert not list((cri_server.root / "cri" / "cni").iterdir())

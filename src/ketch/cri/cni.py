@@ -193,6 +193,14 @@ class Cni:
         except FileNotFoundError:
             pass
 
+    def attached(self) -> list[str]:
+        """The sandboxes with a cached ADD."""
+        try:
+            names = os.listdir(self.cache_dir)
+        except FileNotFoundError:
+            return []
+        return [n[:-len(".json")] for n in names if n.endswith(".json")]
+
     def cached(self, sandbox_id: str) -> dict[str, Any] | None:
         try:
             with open(self._path(sandbox_id), "rb") as f:

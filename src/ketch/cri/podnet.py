@@ -177,3 +177,22 @@ def ips(cni: Cni | None, pod: Any) -> list[str] | None:
 
     entry = cni.cached(pod.id) if cni is not None else None
     return pod_ips(entry.get("result")) if entry else []
+
+
+def collect(e: Engine, cni: Cni) -> list[str]:
+    """DEL for every cached attachment whose sandbox is gone (removed by `ketch pod rm`
+    rather than through the CRI, or while no server ran): its address, host ports and
+    cache are released. The sandbox IDs collected."""
+    from ketch.errors import NotFound
+
+    gone = []
+    for sandbox_id in cni.attached():
+        try:
+            e.pods.get(sandbox_id)
+            continue
+        except NotFound:
+            pass
+        cni.forget(sandbox_id)
+        gone.append(sandbox_id)
+    return gone
+

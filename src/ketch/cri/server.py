@@ -14,6 +14,7 @@ from concurrent import futures
 import grpc
 from cri_api.v1 import api_pb2_grpc
 
+from ketch.cri import podnet
 from ketch.cri.cni import Cni
 from ketch.cri.common import Engines
 from ketch.cri.images import ImageService
@@ -45,6 +46,7 @@ def serve(root: str, run_root: str, uri: str | None, stream_address: str | None 
     if os.path.exists(path):
         os.unlink(path)  # a socket left by a server that is gone
     engines = Engines(root, run_root)
+    podnet.collect(engines.get(), cni)  # what sandboxes removed meanwhile left on the network
     streams = StreamServer(engines, stream_address)
     try:
         _serve(engines, streams, path, cni)
