@@ -123,21 +123,51 @@ class CniNetwork:
     def new_chains(self) -> set[str]:
         return cni_chains() - self.chains_before
 
+    def sandbox_chains(self) -> set[str]:
+        """portmap's per-sandbox chains (CNI-DN-...) that send to this network."""
+        import ipaddress
+
+        subnet = ipaddress.ip_network(self.subnet)
+        ours = set()
+        for rule in _nat_rules():
+            parts = shlex.split(rule)  # comments hold spaces, quoted
+            if parts[0] == "-A" and parts[1].startswith("CNI-DN-") \
+                    and "--to-destination" in parts:
+                dest = parts[parts.index("--to-destination") + 1].rsplit(":", 1)[0]
+                if ipaddress.ip_address(dest.strip("[]")) in subnet:
+                    ours.add(parts[1])
+        return ours
+
     def cleanup(self) -> None:
+        """The bridge; the portmap chains of this network's sandboxes (those sending to
+        its subnet); and portmap's shared CNI-HOSTPORT-* chains when they appeared during
+        the test and no other network's sandbox uses them any more (a test running at
+        the same time may)."""
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
-        new = self.new_chains()
-        if new:
-            rules = subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True,
-                                   text=True, check=True).stdout.splitlines()
-            for rule in rules:
-                parts = shlex.split(rule)  # comments hold spaces, quoted
-                if parts[0] == "-A" and "-j" in parts and parts[parts.index("-j") + 1] in new \
-                        and parts[1] not in new:
-                    subprocess.run(["iptables", "-t", "nat", "-D", *parts[1:]], check=True)
-            for chain in new:
-                subprocess.run(["iptables", "-t", "nat", "-F", chain], check=True)
-            for chain in new:
-                subprocess.run(["iptables", "-t", "nat", "-X", chain], check=True)
+        _drop_chains(self.sandbox_chains())
+        shared = {c for c in self.new_chains() if c.startswith("CNI-HOSTPORT-")}
+        if shared and not any(c.startswith("CNI-DN-") for c in cni_chains()):
+            _drop_chains(shared)
+
+
+def _nat_rules() -> list[str]:
+    return subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True, text=True,
+                          check=True).stdout.splitlines()
+
+
+def _drop_chains(chains: set[str]) -> None:
+    """Delete the jumps to `chains` from elsewhere, then the chains."""
+    if not chains:
+        return
+    for rule in _nat_rules():
+        parts = shlex.split(rule)
+        if parts[0] == "-A" and "-j" in parts and parts[parts.index("-j") + 1] in chains \
+                and parts[1] not in chains:
+            subprocess.run(["iptables", "-t", "nat", "-D", *parts[1:]], check=True)
+    for chain in chains:
+        subprocess.run(["iptables", "-t", "nat", "-F", chain], check=True)
+    for chain in chains:
+        subprocess.run(["iptables", "-t", "nat", "-X", chain], check=True)
 
 
 class Cri(Served):
@@ -172,6 +202,7 @@ class Containerd(Served):
     def __init__(self, top: Path, registry: str, pause: str) -> None:
         self.top = top
         self.network = CniNetwork(top)
+        self.bridge = self.network.bridge
         cni = self.network.conf_dir
         config = top / "config.toml"
         config.write_text(f'''version = 2
@@ -207,9 +238,7 @@ state = "{top}/state"
 
 
 def cni_chains() -> set[str]:
-    rules = subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True, text=True,
-                           check=True).stdout.splitlines()
-    return {r.split()[1] for r in rules if r.startswith("-N CNI-")}
+    return {r.split()[1] for r in _nat_rules() if r.startswith("-N CNI-")}
 
 
 @pytest.fixture

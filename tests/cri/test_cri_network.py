@@ -67,10 +67,10 @@ def _veths(bridge: str) -> list[str]:
 
 
 def _sandbox_chains(served: Served) -> set[str]:
-    """The portmap plugin's chains of one sandbox (CNI-DN-...); its shared top chains
-    (CNI-HOSTPORT-...) stay, as they do under every runtime."""
+    """The portmap plugin's chains of the network's sandboxes (CNI-DN-...); its shared
+    top chains (CNI-HOSTPORT-...) stay, as they do under every runtime."""
     assert served.network is not None
-    return {c for c in served.network.new_chains() if c.startswith("CNI-DN-")}
+    return served.network.sandbox_chains()
 
 
 def test_sandboxes_get_addresses_from_host_local_and_reach_each_other_and_a_host_port(
