@@ -14,7 +14,6 @@ import json
 
 from cri_api.v1 import api_pb2 as cri
 
-from ketch.containers.options import SYSCTL_NAMES, SYSCTL_PREFIXES
 from ketch.errors import InvalidArgument
 
 TYPE_CHECKING = False
@@ -42,15 +41,11 @@ def uses_cni(cni: Cni | None, config: cri.PodSandboxConfig) -> bool:
 
 
 def sysctls(config: cri.PodSandboxConfig) -> dict[str, str]:
-    """The sandbox's sysctls, checked: only those a pod's own namespaces hold (network,
-    IPC), and none of a namespace the sandbox shares with the node."""
+    """The sandbox's sysctls, none of a namespace it shares with the node (the pod
+    refuses those outside its own namespaces, Docker's whitelist)."""
     out = dict(config.linux.sysctls)
     opts = config.linux.security_context.namespace_options
-    for key, value in out.items():
-        if key not in SYSCTL_NAMES and not key.startswith(SYSCTL_PREFIXES):
-            raise InvalidArgument(f"sysctl {key!r}={value!r} is not allowed for a sandbox:"
-                                  " only namespaced sysctls (net.*, kernel.shm*, kernel.msg*,"
-                                  " kernel.sem, fs.mqueue.*) can be set")
+    for key in out:
         if key.startswith("net.") and opts.network == cri.NODE:
             raise InvalidArgument(f"sysctl {key!r} not allowed in host network namespace")
         if key.startswith(_IPC_SYSCTLS) and opts.ipc == cri.NODE:
@@ -77,45 +72,14 @@ def member_dns(pod: Any) -> dict[str, list[str]]:
     return out
 
 
-def apply_sysctls(e: Engine, pod: Any, values: dict[str, str]) -> None:
-    """Give the pod's infra the sysctls before it starts: runc sets them in the
-    namespaces the members join. (Those of a sandbox on CNI's network namespace wait
-    for `apply_net_sysctls`: its interface is there only after ADD.)"""
-    if not values or not pod.infra_id:
-        return
-    infra = e.containers.records.get(pod.infra_id)
-    if infra is None:
-        return
-    e.containers.records.update(infra.id, host_config={**infra.host_config,
-                                                       "Sysctls": values})
-
-
 def split_sysctls(values: dict[str, str], on_cni: bool
                   ) -> tuple[dict[str, str], dict[str, str]]:
-    """(for the infra's start, for after the CNI ADD)."""
+    """(for the infra's start, for after the CNI ADD): the network ones of a sandbox on
+    CNI wait for its interface, which is there only after ADD (`net.ipv4.conf.eth0.*`)."""
     if not on_cni:
         return values, {}
     later = {k: v for k, v in values.items() if k.startswith("net.")}
     return {k: v for k, v in values.items() if k not in later}, later
-
-
-def apply_net_sysctls(e: Engine, pod: Any, values: dict[str, str]) -> None:
-    """Set network sysctls in the running sandbox's network namespace, as runc would
-    (the key's dots are the path's slashes under /proc/sys)."""
-    if not values:
-        return
-    from ketch.network.netns import run_in
-
-    def write() -> None:
-        for key, value in values.items():
-            path = "/proc/sys/" + key.replace(".", "/")
-            try:
-                with open(path, "w") as f:
-                    f.write(value)
-            except OSError as err:
-                raise InvalidArgument(f"sysctl {key!r}={value!r}: {err.strerror}") from None
-
-    run_in(_netns(e, pod), write)
 
 
 def _port_mappings(config: cri.PodSandboxConfig) -> list[dict[str, Any]]:

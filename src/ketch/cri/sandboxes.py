@@ -73,12 +73,12 @@ def run(e: Engine, config: cri.PodSandboxConfig, cni: Cni | None = None) -> str:
                        network=network, hostname=config.hostname or None, labels=labels)
     now, after_add = podnet.split_sysctls(sysctls, on_cni)
     try:
-        podnet.apply_sysctls(e, pod, now)
+        e.pod_sysctls(pod.id, now)
         e.pod_start(pod.id)
         if on_cni:
             assert cni is not None
             podnet.attach(e, cni, pod, config)  # undoes itself when it fails
-            podnet.apply_net_sysctls(e, pod, after_add)
+            e.pod_sysctls(pod.id, after_add)
     except BaseException:
         podnet.undo(e, cni, pod)
         e.pod_rm(pod.id, force=True, timeout=0)
