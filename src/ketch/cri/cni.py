@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import threading
 
 from ketch.errors import InvalidArgument, KetchError
 
@@ -71,7 +70,6 @@ class Cni:
                 raise InvalidArgument(f"invalid CNI directory {d!r}: the path must be"
                                       " absolute")
         self.cache_dir = os.path.join(root, "cri", "cni")
-        self._lock = threading.Lock()
 
     # -- configuration ---------------------------------------------------------------
     def network(self) -> dict[str, Any] | None:
