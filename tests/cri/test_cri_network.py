@@ -178,11 +178,17 @@ def test_the_kubelets_dns_config_is_the_containers_resolv_conf(
         servers=["10.96.0.10"], searches=["default.svc.cluster.local", "svc.cluster.local"],
         options=["ndots:5", "timeout:2"]))
     pod_id, cid = _start(served, config, busybox, "sleeper", ["sleep", "300"])
-    text = _exec(served, cid, ["cat", "/etc/resolv.conf"]).stdout.decode()
-    lines = sorted(line.split() for line in text.splitlines() if line.strip())
-    assert lines == [["nameserver", "10.96.0.10"], ["options", "ndots:5", "timeout:2"],
-                     ["search", "default.svc.cluster.local", "svc.cluster.local"]]
-    _remove(served, pod_id)
+    assert _exec(served, cid, ["cat", "/etc/resolv.conf"]).stdout == (
+        b"search default.svc.cluster.local svc.cluster.local\n"
+        b"nameserver 10.96.0.10\noptions ndots:5 timeout:2\n")
+    # servers alone (dnsPolicy None): nothing of the node's search domains or options
+    only = _sandbox(served, "dns-servers", tmp_path / "logs2")
+    only.dns_config.CopyFrom(cri.DNSConfig(servers=["10.96.0.11", "10.96.0.12"]))
+    only_id, only_cid = _start(served, only, busybox, "sleeper", ["sleep", "300"])
+    assert _exec(served, only_cid, ["cat", "/etc/resolv.conf"]).stdout == (
+        b"nameserver 10.96.0.11\nnameserver 10.96.0.12\n")
+    for p in (pod_id, only_id):
+        _remove(served, p)
 
 
 def test_the_sandboxs_sysctls_are_set_in_its_namespaces(

@@ -61,15 +61,20 @@ def dns_label(config: cri.PodSandboxConfig) -> str:
                        "options": list(d.options)})
 
 
-def member_dns(pod: Any) -> dict[str, list[str]]:
-    """Host-config settings that give a member the sandbox's resolv.conf."""
+def member_dns(pod: Any) -> dict[str, str]:
+    """Host-config settings that give a member the sandbox's resolv.conf: exactly the
+    kubelet's DNSConfig, as containerd writes it (nothing of the host's added); none
+    without a DNSConfig (then the host's servers, as for any container)."""
     d = json.loads(pod.labels.get(DNS) or "{}")
-    out = {}
-    for key, field in (("Dns", "servers"), ("DnsSearch", "searches"),
-                       ("DnsOptions", "options")):
-        if d.get(field):
-            out[key] = list(d[field])
-    return out
+    if not d:
+        return {}
+    lines = []
+    if d.get("searches"):
+        lines.append("search " + " ".join(d["searches"]))
+    lines += [f"nameserver {s}" for s in d.get("servers") or []]
+    if d.get("options"):
+        lines.append("options " + " ".join(d["options"]))
+    return {"_ResolvConf": "".join(f"{line}\n" for line in lines)}
 
 
 def split_sysctls(values: dict[str, str], on_cni: bool
