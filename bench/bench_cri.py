@@ -4,7 +4,8 @@
     python3 bench/bench_cri.py [--runs N] [--json]
 
 Drives ketch's CRI server (`ketch system cri`, this checkout's src/) and Debian's
-containerd with its CRI plugin, each on a private socket and state root, with the
+containerd with its CRI plugin, each on a private socket, state root and CNI network
+(Debian's bridge + host-local + portmap, a bridge and subnet of its own), with the
 generated CRI v1 stubs as a kubelet does, and measures for a two-container busybox pod:
 
   pod-up      RunPodSandbox + CreateContainer x2 + StartContainer x2, until
@@ -209,13 +210,12 @@ def bench(servers: list, markers: dict[str, str], image: str, runs: int,  # type
     return out
 
 
-def _check_left(tmp: Path, root: Path, ctrd) -> None:  # type: ignore[no-untyped-def]
+def _check_left(tmp: Path, root: Path, ctrd, knet) -> None:  # type: ignore[no-untyped-def]
     """Say what the run left behind: bridges, mounts, monitors, shims."""
     import tomllib
 
     bridges = [tomllib.loads((root / "network.toml").read_text())["network"]["bridge_name"]]
-    if ctrd is not None:
-        bridges.append(ctrd.bridge)
+    bridges += [n.bridge for n in (ctrd, knet) if n is not None]
     left = [f"bridge {b}" for b in bridges
             if subprocess.run(["ip", "link", "show", b], capture_output=True).returncode == 0]
     left += [f"mount {line.split()[1]}" for line in
@@ -238,7 +238,7 @@ def main() -> int:
     except ImportError:
         raise SystemExit("bench: needs grpcio and container-runtime-interface-api") from None
     from tests.conftest import isolated_network_config, teardown_root
-    from tests.cri.conftest import Containerd, Cri
+    from tests.cri.conftest import CniNetwork, Containerd, Cri
 
     from ketch.images.busybox import write_rootfs_tar
 
@@ -253,9 +253,13 @@ def main() -> int:
         isolated_network_config(root)
         servers: list = []  # type: ignore[type-arg]
         ctrd = None
+        knet = None
         try:
             names = push_images(tmp, host, write_rootfs_tar(tmp / "busybox.tar"))
-            servers.append(Cri(root, tmp / "cri.sock", tmp / "cri.log"))
+            # sandboxes on a CNI network of their own, as containerd's below (the host's
+            # /etc/cni/net.d may hold another runtime's network)
+            knet = CniNetwork(tmp / "knet")
+            servers.append(Cri(root, tmp / "cri.sock", tmp / "cri.log", knet.conf_dir))
             markers = {"ketch": str(root)}
             if have_containerd:
                 ctrd = Containerd(tmp / "ctrd", host, names["pause"])
@@ -281,6 +285,8 @@ def main() -> int:
                 s.stop()
             if ctrd is not None:
                 ctrd.teardown()
+            if knet is not None:
+                knet.cleanup()
             teardown_root(root, root / "run")
             teardown_root(tmp / "pusher", tmp / "pusher" / "run")
             from ketch.containers.rootfs import unmount
@@ -289,7 +295,7 @@ def main() -> int:
                 unmount(run_root / "netns")
             registry.terminate()
             registry.wait(timeout=20)
-            _check_left(tmp, root, ctrd)
+            _check_left(tmp, root, ctrd, knet)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0

@@ -520,6 +520,11 @@ class Engine:
         port-forward's); Conflict when the pod is not running."""
         return self.pods.connect(name_or_id, port)
 
+    def pod_sysctls(self, name_or_id: str, values: dict[str, str]) -> None:
+        """Namespaced sysctls for a pod: given to its infra before it starts; `net.*`
+        ones written in its network namespace while it runs."""
+        self.pods.set_sysctls(name_or_id, values)
+
     # -- Kubernetes YAML (ketch.kube) ---------------------------------------------------
     def kube_play(self, path: str, *, stdin: IO[str] | None = None, replace: bool = False,
                   network: str | None = None, build: bool | None = None,

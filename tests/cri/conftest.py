@@ -7,6 +7,7 @@ loopback registry: busybox-static, and ketch's pause image as containerd's sandb
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import shutil
@@ -85,16 +86,107 @@ class Served:
             rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=s.id))
 
 
+class CniNetwork:
+    """A private CNI network as a kubelet's node has one: a conflist of Debian's
+    bridge, host-local and portmap plugins in a configuration directory of its own, on
+    a bridge name and subnet of its own (two runs at once must not share a bridge with
+    different subnets). `cleanup` removes what the plugins leave behind on purpose: the
+    bridge and the portmap plugin's chains (when this network created them)."""
+
+    def __init__(self, top: Path) -> None:
+        import secrets
+
+        from tests.network.helpers import SubnetPicker
+
+        self.top = top
+        self.bridge = f"ktcri{secrets.token_hex(4)}"
+        self.subnet = SubnetPicker()()
+        self.conf_dir = top / "cni"
+        self.ipam_dir = top / "ipam"
+        self.conf_dir.mkdir(parents=True)
+        (self.conf_dir / "10-ktcri.conflist").write_text(json.dumps({
+            "cniVersion": "0.4.0", "name": "ktcri",
+            "plugins": [
+                {"type": "bridge", "bridge": self.bridge, "isGateway": True,
+                 "ipMasq": False, "hairpinMode": True,
+                 "ipam": {"type": "host-local", "ranges": [[{"subnet": self.subnet}]],
+                          "dataDir": str(self.ipam_dir)}},
+                {"type": "portmap", "capabilities": {"portMappings": True}},
+            ]}))
+        self.chains_before = cni_chains()
+
+    def leases(self) -> list[str]:
+        """The addresses host-local has handed out and not taken back."""
+        d = self.ipam_dir / "ktcri"
+        return sorted(p.name for p in d.iterdir() if p.name[0].isdigit()) if d.is_dir() else []
+
+    def new_chains(self) -> set[str]:
+        return cni_chains() - self.chains_before
+
+    def sandbox_chains(self) -> set[str]:
+        """portmap's per-sandbox chains (CNI-DN-...) that send to this network."""
+        import ipaddress
+
+        subnet = ipaddress.ip_network(self.subnet)
+        ours = set()
+        for rule in _nat_rules():
+            parts = shlex.split(rule)  # comments hold spaces, quoted
+            if parts[0] == "-A" and parts[1].startswith("CNI-DN-") \
+                    and "--to-destination" in parts:
+                dest = parts[parts.index("--to-destination") + 1].rsplit(":", 1)[0]
+                if ipaddress.ip_address(dest.strip("[]")) in subnet:
+                    ours.add(parts[1])
+        return ours
+
+    def cleanup(self) -> None:
+        """The bridge; the portmap chains of this network's sandboxes (those sending to
+        its subnet); and portmap's shared CNI-HOSTPORT-* chains when they appeared during
+        the test and no other network's sandbox uses them any more (a test running at
+        the same time may)."""
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+        _drop_chains(self.sandbox_chains())
+        shared = {c for c in self.new_chains() if c.startswith("CNI-HOSTPORT-")}
+        if shared and not any(c.startswith("CNI-DN-") for c in cni_chains()):
+            _drop_chains(shared)
+
+
+def _nat_rules() -> list[str]:
+    return subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True, text=True,
+                          check=True).stdout.splitlines()
+
+
+def _drop_chains(chains: set[str]) -> None:
+    """Delete the jumps to `chains` from elsewhere, then the chains."""
+    if not chains:
+        return
+    for rule in _nat_rules():
+        parts = shlex.split(rule)
+        if parts[0] == "-A" and "-j" in parts and parts[parts.index("-j") + 1] in chains \
+                and parts[1] not in chains:
+            subprocess.run(["iptables", "-t", "nat", "-D", *parts[1:]], check=True)
+    for chain in chains:
+        subprocess.run(["iptables", "-t", "nat", "-F", chain], check=True)
+    for chain in chains:
+        subprocess.run(["iptables", "-t", "nat", "-X", chain], check=True)
+
+
 class Cri(Served):
     name = "ketch"
 
-    def __init__(self, root: Path, sock: Path, log: Path) -> None:
+    network: CniNetwork | None = None
+
+    def __init__(self, root: Path, sock: Path, log: Path, cni_conf_dir: Path | None = None
+                 ) -> None:
         self.root = root
+        self.cni_conf_dir = cni_conf_dir
         super().__init__(sock, log)
 
     def command(self) -> list[str]:
+        cni = ["--cni-conf-dir", str(self.cni_conf_dir), "--cni-bin-dir", "/usr/lib/cni"] \
+            if self.cni_conf_dir else []
         return [*ketch_command(), "--root", str(self.root), "--run-root",
-                str(self.root / "run"), "system", "cri", "--listen", f"unix://{self.sock}"]
+                str(self.root / "run"), "system", "cri", "--listen", f"unix://{self.sock}",
+                *cni]
 
     def ketch(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*ketch_command(), "--root", str(self.root), "--run-root",
@@ -108,25 +200,10 @@ class Containerd(Served):
     name = "containerd"
 
     def __init__(self, top: Path, registry: str, pause: str) -> None:
-        from tests.network.helpers import SubnetPicker
-
         self.top = top
-        import secrets
-
-        # a bridge name of its own: two runs at once (other tests, the bench) must not
-        # share one bridge with different subnets
-        self.bridge = f"ktcri{secrets.token_hex(4)}"
-        cni = top / "cni"
-        cni.mkdir(parents=True)
-        (cni / "10-ktcri.conflist").write_text(json.dumps({
-            "cniVersion": "0.4.0", "name": "ktcri",
-            "plugins": [
-                {"type": "bridge", "bridge": self.bridge, "isGateway": True,
-                 "ipMasq": False, "hairpinMode": True,
-                 "ipam": {"type": "host-local", "ranges": [[{"subnet": SubnetPicker()()}]],
-                          "dataDir": str(top / "ipam")}},
-                {"type": "portmap", "capabilities": {"portMappings": True}},
-            ]}))
+        self.network = CniNetwork(top)
+        self.bridge = self.network.bridge
+        cni = self.network.conf_dir
         config = top / "config.toml"
         config.write_text(f'''version = 2
 root = "{top}/root"
@@ -145,7 +222,6 @@ state = "{top}/state"
     endpoint = ["http://{registry}"]
 ''')
         self.config = config
-        self.chains_before = _cni_chains()
         super().__init__(top / "containerd.sock", top / "containerd.log")
 
     def command(self) -> list[str]:
@@ -153,31 +229,16 @@ state = "{top}/state"
 
     def teardown(self) -> None:
         """What containerd and the CNI plugins leave behind on purpose: mounts, the
-        bridge, and the portmap plugin's chains (when this test created them)."""
-        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
-        new = _cni_chains() - self.chains_before
-        if new:
-            rules = subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True,
-                                   text=True, check=True).stdout.splitlines()
-            for rule in rules:
-                parts = shlex.split(rule)  # comments hold spaces, quoted
-                if parts[0] == "-A" and "-j" in parts and parts[parts.index("-j") + 1] in new \
-                        and parts[1] not in new:
-                    subprocess.run(["iptables", "-t", "nat", "-D", *parts[1:]], check=True)
-            for chain in new:
-                subprocess.run(["iptables", "-t", "nat", "-F", chain], check=True)
-            for chain in new:
-                subprocess.run(["iptables", "-t", "nat", "-X", chain], check=True)
+        bridge, and the portmap plugin's chains."""
+        self.network.cleanup()
         with open("/proc/self/mountinfo") as f:
             points = [line.split()[4] for line in f if f" {self.top}" in line]
         for p in sorted(points, key=len, reverse=True):
             subprocess.run(["umount", "-l", p], capture_output=True)
 
 
-def _cni_chains() -> set[str]:
-    rules = subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True, text=True,
-                           check=True).stdout.splitlines()
-    return {r.split()[1] for r in rules if r.startswith("-N CNI-")}
+def cni_chains() -> set[str]:
+    return {r.split()[1] for r in _nat_rules() if r.startswith("-N CNI-")}
 
 
 @pytest.fixture
@@ -204,11 +265,11 @@ def cri_images(ketch_registry, busybox_tar: Path, tmp_path: Path) -> dict[str, s
     return names
 
 
-@pytest.fixture
-def cri_server(ketch_root: Path, tmp_path: Path) -> Iterator[Cri]:
+@contextlib.contextmanager
+def _ketch_cri(root: Path, tmp_path: Path, cni_conf_dir: Path | None) -> Iterator[Cri]:
     require_root()
     require(grpc is not None, "grpcio and container-runtime-interface-api (pyproject)")
-    served = Cri(ketch_root, tmp_path / "cri.sock", tmp_path / "cri.log")
+    served = Cri(root, tmp_path / "cri.sock", tmp_path / "cri.log", cni_conf_dir)
     try:
         yield served
         assert served.proc.poll() is None, "the CRI server died during the test"
@@ -217,6 +278,37 @@ def cri_server(ketch_root: Path, tmp_path: Path) -> Iterator[Cri]:
     assert not served.sock.exists(), "the CRI server left its socket behind"
     text = served.log.read_text()
     assert "Traceback" not in text, text
+
+
+@pytest.fixture
+def cri_network(tmp_path: Path) -> Iterator[CniNetwork]:
+    """A private CNI network (configuration directory, bridge, subnet); what the
+    plugins leave on the host is removed after the test."""
+    require_root()
+    require(Path("/usr/lib/cni/bridge").exists(), "containernetworking-plugins")
+    network = CniNetwork(tmp_path / "net")
+    try:
+        yield network
+    finally:
+        network.cleanup()
+
+
+@pytest.fixture
+def cri_server(ketch_root: Path, tmp_path: Path, cri_network: CniNetwork) -> Iterator[Cri]:
+    """ketch's CRI server with sandboxes on a private CNI network, as on a node."""
+    with _ketch_cri(ketch_root, tmp_path, cri_network.conf_dir) as served:
+        served.network = cri_network
+        yield served
+
+
+@pytest.fixture
+def bridge_cri_server(ketch_root: Path, tmp_path: Path) -> Iterator[Cri]:
+    """ketch's CRI server with no CNI configuration (an empty directory): sandboxes on
+    ketch's default bridge."""
+    empty = tmp_path / "no-cni"
+    empty.mkdir()
+    with _ketch_cri(ketch_root, tmp_path, empty) as served:
+        yield served
 
 
 @pytest.fixture(params=["ketch", "containerd"])

@@ -408,8 +408,14 @@ def _cri(p: Parser) -> None:
     p.add_argument("--stream-address", metavar="string", default="",
                    help="Address of the streaming server for exec, attach and"
                         " port-forward (default 127.0.0.1:0, a free port)")
+    p.add_argument("--cni-conf-dir", metavar="string", default="",
+                   help="Directory of the CNI network configuration for pod sandboxes"
+                        " (default /etc/cni/net.d)")
+    p.add_argument("--cni-bin-dir", metavar="string", default="",
+                   help="Directories of the CNI plugins, colon-separated (default"
+                        " /opt/cni/bin:/usr/lib/cni)")
 
 
 @_cri.handler
 def cri(ns: Namespace) -> None:
-    _become("ketch.cri", ns.listen, ns.stream_address)
+    _become("ketch.cri", ns.listen, ns.stream_address, ns.cni_conf_dir, ns.cni_bin_dir)

@@ -31,7 +31,8 @@ def write_etc_files(svc: ContainerService, rec: ContainerRecord,
     extra: list[str | tuple[str, str]] = [*(hc.get("ExtraHosts") or ()), *link_hosts]
     (d / "hosts").write_text(render_hosts(att, hostname, extra,
                                           rec.config.get("Domainname") or ""))
-    (d / "resolv.conf").write_text(render_resolv_conf(
+    exact = hc.get("_ResolvConf")  # a front door's own file (the CRI's DNSConfig)
+    (d / "resolv.conf").write_text(exact if isinstance(exact, str) else render_resolv_conf(
         att, hc.get("Dns") or (), hc.get("DnsSearch") or (), hc.get("DnsOptions") or ()))
 
 

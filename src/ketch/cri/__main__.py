@@ -1,5 +1,5 @@
-"""`python -m ketch.cri ROOT RUN_ROOT URI [STREAM_ADDRESS]`: the CRI server as a program
-(see __init__)."""
+"""`python -m ketch.cri ROOT RUN_ROOT URI [STREAM_ADDRESS [CNI_CONF_DIR CNI_BIN_DIR]]`: the
+CRI server as a program (see __init__); an empty argument takes the default."""
 
 from __future__ import annotations
 
@@ -10,16 +10,18 @@ from ketch.errors import KetchError
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) not in (3, 4):
-        sys.stderr.write("usage: python -m ketch.cri ROOT RUN_ROOT URI [STREAM_ADDRESS]"
-                         " (URI may be empty for the default socket)\n")
+    if len(args) not in (3, 4, 6):
+        sys.stderr.write("usage: python -m ketch.cri ROOT RUN_ROOT URI [STREAM_ADDRESS"
+                         " [CNI_CONF_DIR CNI_BIN_DIR]] (empty arguments take the"
+                         " defaults)\n")
         return 2
     root, run_root, uri = args[:3]
-    stream = args[3] if len(args) == 4 else ""
+    stream = args[3] if len(args) >= 4 else ""
+    conf_dir, bin_dir = (args[4], args[5]) if len(args) == 6 else ("", "")
     from ketch.cri.server import serve
 
     try:
-        serve(root, run_root, uri or None, stream or None)
+        serve(root, run_root, uri or None, stream or None, conf_dir, bin_dir)
     except KetchError as e:
         sys.stderr.write(f"Error: {e.message}\n")
         return e.exit_code

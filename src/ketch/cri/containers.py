@@ -16,7 +16,7 @@ import threading
 
 from cri_api.v1 import api_pb2 as cri
 
-from ketch.cri import sandboxes
+from ketch.cri import podnet, sandboxes
 from ketch.cri.common import Deadline
 from ketch.errors import Conflict, InvalidArgument, NotFound
 
@@ -122,6 +122,7 @@ def create(e: Engine, pod_id: str, config: cri.ContainerConfig) -> str:
         "CapDrop": list(sc.capabilities.drop_capabilities),
         "SecurityOpt": _security_opts(sc),
     }
+    host.update(podnet.member_dns(pod))  # the sandbox's DNSConfig in /etc/resolv.conf
     if log_path:
         if not os.path.isabs(log_path):
             raise InvalidArgument(f"log path {log_path!r} is not absolute: the sandbox"

@@ -15,6 +15,7 @@ from ketch.errors import InvalidArgument, KetchError, NotFound
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from ketch.cri.cni import Cni
     from ketch.cri.stream import StreamServer
 
 # the version of the kubelet-runtime API (the CRI's `version` field, "0.1.0" in every
@@ -24,9 +25,11 @@ RUNTIME_API_VERSION = "v1"
 
 
 class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
-    def __init__(self, engines: Engines, streams: StreamServer | None = None) -> None:
+    def __init__(self, engines: Engines, streams: StreamServer | None = None,
+                 cni: Cni | None = None) -> None:
         self.engines = engines
         self.streams = streams
+        self.cni = cni
         self.pod_cidr = ""
 
     @rpc
@@ -40,8 +43,13 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
     def Status(self, request: cri.StatusRequest,
                context: grpc.ServicerContext) -> cri.StatusResponse:
         self.engines.get()  # the state root opens: the runtime is ready
-        conditions = [cri.RuntimeCondition(type="RuntimeReady", status=True),
-                      cri.RuntimeCondition(type="NetworkReady", status=True)]
+        # as containerd: the network is ready once there is a CNI configuration (until
+        # then sandboxes are put on ketch's default bridge)
+        why = self.cni.not_ready() if self.cni is not None else ""
+        network = cri.RuntimeCondition(type="NetworkReady", status=not why)
+        if why:
+            network.reason, network.message = "NetworkPluginNotReady", why
+        conditions = [cri.RuntimeCondition(type="RuntimeReady", status=True), network]
         return cri.StatusResponse(status=cri.RuntimeStatus(conditions=conditions))
 
     @rpc
@@ -63,25 +71,26 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
     def RunPodSandbox(self, request: cri.RunPodSandboxRequest,
                       context: grpc.ServicerContext) -> cri.RunPodSandboxResponse:
         return cri.RunPodSandboxResponse(
-            pod_sandbox_id=sandboxes.run(self.engines.get(), request.config))
+            pod_sandbox_id=sandboxes.run(self.engines.get(), request.config, self.cni))
 
     @rpc
     def StopPodSandbox(self, request: cri.StopPodSandboxRequest,
                        context: grpc.ServicerContext) -> cri.StopPodSandboxResponse:
-        sandboxes.stop(self.engines.get(), request.pod_sandbox_id)
+        sandboxes.stop(self.engines.get(), request.pod_sandbox_id, self.cni)
         return cri.StopPodSandboxResponse()
 
     @rpc
     def RemovePodSandbox(self, request: cri.RemovePodSandboxRequest,
                          context: grpc.ServicerContext) -> cri.RemovePodSandboxResponse:
-        sandboxes.remove(self.engines.get(), request.pod_sandbox_id)
+        sandboxes.remove(self.engines.get(), request.pod_sandbox_id, self.cni)
         return cri.RemovePodSandboxResponse()
 
     @rpc
     def PodSandboxStatus(self, request: cri.PodSandboxStatusRequest,
                          context: grpc.ServicerContext) -> cri.PodSandboxStatusResponse:
         return cri.PodSandboxStatusResponse(
-            status=sandboxes.status(self.engines.get(), request.pod_sandbox_id))
+            status=sandboxes.status(self.engines.get(), request.pod_sandbox_id,
+                                  self.cni))
 
     @rpc
     def ListPodSandbox(self, request: cri.ListPodSandboxRequest,

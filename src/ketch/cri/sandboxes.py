@@ -13,12 +13,14 @@ import time
 
 from cri_api.v1 import api_pb2 as cri
 
+from ketch.cri import podnet
 from ketch.errors import InvalidArgument, NotFound
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ketch.cri.cni import Cni
     from ketch.engine import Engine
 
 MARK = "io.ketch.cri.sandbox"
@@ -47,12 +49,14 @@ def _publish(config: cri.PodSandboxConfig) -> list[str]:
     return out
 
 
-def run(e: Engine, config: cri.PodSandboxConfig) -> str:
+def run(e: Engine, config: cri.PodSandboxConfig, cni: Cni | None = None) -> str:
     meta = config.metadata
     if not meta.name or not meta.namespace or not meta.uid:
         raise InvalidArgument("sandbox metadata needs a name, a namespace and a uid")
+    sysctls = podnet.sysctls(config)
+    on_cni = podnet.uses_cni(cni, config)
     ns = config.linux.security_context.namespace_options
-    network = "host" if ns.network == cri.NODE else None
+    network = "host" if ns.network == cri.NODE else "none" if on_cni else None
     labels = {
         MARK: "true",
         META: json.dumps({"name": meta.name, "namespace": meta.namespace,
@@ -61,13 +65,23 @@ def run(e: Engine, config: cri.PodSandboxConfig) -> str:
         ANNOTATIONS: json.dumps(dict(config.annotations)),
         LOG_DIRECTORY: config.log_directory,
         CGROUP_PARENT: config.linux.cgroup_parent,
+        podnet.DNS: podnet.dns_label(config),
     }
-    pod = e.pod_create(pod_name(meta), publish=_publish(config), network=network,
-                       hostname=config.hostname or None, labels=labels)
+    if on_cni:
+        labels[podnet.NETWORK] = "cni"
+    pod = e.pod_create(pod_name(meta), publish=[] if on_cni else _publish(config),
+                       network=network, hostname=config.hostname or None, labels=labels)
+    now, after_add = podnet.split_sysctls(sysctls, on_cni)
     try:
+        e.pod_sysctls(pod.id, now)
         e.pod_start(pod.id)
+        if on_cni:
+            assert cni is not None
+            podnet.attach(e, cni, pod, config)  # undoes itself when it fails
+            e.pod_sysctls(pod.id, after_add)
     except BaseException:
-        e.pod_rm(pod.id, force=True)
+        podnet.undo(e, cni, pod)
+        e.pod_rm(pod.id, force=True, timeout=0)
         raise
     return pod.id
 
@@ -80,18 +94,26 @@ def ours(e: Engine, pod_id: str) -> Any | None:
     return pod if pod.labels.get(MARK) == "true" else None
 
 
-def stop(e: Engine, pod_id: str) -> None:
-    if ours(e, pod_id) is None:
+def stop(e: Engine, pod_id: str, cni: Cni | None = None) -> None:
+    pod = ours(e, pod_id)
+    if pod is None:
         raise NotFound(f"an error occurred when try to find sandbox {pod_id!r}: not found")
+    # off the CNI network while its namespace is there (containerd tears the network
+    # down before the sandbox's process stops); a failure leaves the cache for Remove
+    podnet.detach(e, cni, pod)
     # the kubelet has given each container its grace period through StopContainer
     # before this call; what still runs is killed at once, as containerd does (a stop
     # timeout here would hold the call for every member ignoring SIGTERM)
     e.pod_stop(pod_id, timeout=0)  # a stopped sandbox stops again without an error
 
 
-def remove(e: Engine, pod_id: str) -> None:
-    if ours(e, pod_id) is not None:
+def remove(e: Engine, pod_id: str, cni: Cni | None = None) -> None:
+    pod = ours(e, pod_id)
+    if pod is not None:
+        podnet.detach(e, cni, pod)  # again: a no-op after StopPodSandbox's
         e.pod_rm(pod_id, force=True, timeout=0)
+    elif all(c in "0123456789abcdef" for c in pod_id) and len(pod_id) == 64:
+        podnet.detach_id(cni, pod_id)  # the pod went another way: its CNI state too
 
 
 def metadata(pod: Any) -> cri.PodSandboxMetadata:
@@ -109,13 +131,17 @@ def user_labels(pod: Any, key: str) -> dict[str, str]:
     return json.loads(pod.labels.get(key) or "{}")
 
 
-def status(e: Engine, pod_id: str) -> cri.PodSandboxStatus:
+def status(e: Engine, pod_id: str, cni: Cni | None = None) -> cri.PodSandboxStatus:
     pod = ours(e, pod_id)
     if pod is None:
         raise NotFound(f"an error occurred when try to find sandbox {pod_id!r}: not found")
     ip = ""
     infra = e.pods.infra(pod)
-    if infra is not None and infra.running:
+    on_cni = podnet.ips(cni, pod)
+    extra: list[str] = []
+    if on_cni is not None:
+        ip, extra = (on_cni[0], on_cni[1:]) if on_cni else ("", [])
+    elif infra is not None and infra.running:
         settings = e.containers.inspect(infra.id).get("NetworkSettings") or {}
         ip = settings.get("IPAddress") or next(
             (n.get("IPAddress") for n in (settings.get("Networks") or {}).values()
@@ -125,7 +151,8 @@ def status(e: Engine, pod_id: str) -> cri.PodSandboxStatus:
     return cri.PodSandboxStatus(
         id=pod.id, metadata=metadata(pod), state=_state(e, pod),
         created_at=int(pod.created * 1e9),
-        network=cri.PodSandboxNetworkStatus(ip=ip),
+        network=cri.PodSandboxNetworkStatus(
+            ip=ip, additional_ips=[cri.PodIP(ip=x) for x in extra]),
         linux=cri.LinuxPodSandboxStatus(namespaces=cri.Namespace(options=cri.NamespaceOption(
             network=mode, pid=cri.CONTAINER, ipc=cri.POD))),
         labels=user_labels(pod, LABELS), annotations=user_labels(pod, ANNOTATIONS))

@@ -14,6 +14,8 @@ from concurrent import futures
 import grpc
 from cri_api.v1 import api_pb2_grpc
 
+from ketch.cri import podnet
+from ketch.cri.cni import Cni
 from ketch.cri.common import Engines
 from ketch.cri.images import ImageService
 from ketch.cri.runtime import RuntimeService
@@ -35,24 +37,27 @@ def socket_path(uri: str | None) -> str:
     return path
 
 
-def serve(root: str, run_root: str, uri: str | None, stream_address: str | None = None
-          ) -> None:
+def serve(root: str, run_root: str, uri: str | None, stream_address: str | None = None,
+          cni_conf_dir: str = "", cni_bin_dir: str = "") -> None:
     path = socket_path(uri)
     parse_address(stream_address)  # a bad address fails before anything is made
+    cni = Cni(root, cni_conf_dir, cni_bin_dir)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     if os.path.exists(path):
         os.unlink(path)  # a socket left by a server that is gone
     engines = Engines(root, run_root)
+    podnet.collect(engines.get(), cni)  # what sandboxes removed meanwhile left on the network
     streams = StreamServer(engines, stream_address)
     try:
-        _serve(engines, streams, path)
+        _serve(engines, streams, path, cni)
     finally:
         streams.stop()
 
 
-def _serve(engines: Engines, streams: StreamServer, path: str) -> None:
+def _serve(engines: Engines, streams: StreamServer, path: str, cni: Cni) -> None:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="cri"))
-    api_pb2_grpc.add_RuntimeServiceServicer_to_server(RuntimeService(engines, streams), server)
+    api_pb2_grpc.add_RuntimeServiceServicer_to_server(RuntimeService(engines, streams, cni),
+                                                      server)
     api_pb2_grpc.add_ImageServiceServicer_to_server(ImageService(engines), server)
     old = os.umask(0o117)  # the socket: rw for root and its group
     try:

@@ -437,6 +437,42 @@ class PodService:
         return run_in(f"/proc/{infra.pid}/ns/net",
                       lambda: socket.create_connection(("127.0.0.1", port), timeout=10))
 
+    def set_sysctls(self, name_or_id: str, values: dict[str, str]) -> None:
+        """Namespaced sysctls for the pod (Docker's whitelist): before it starts, on its
+        infra, which runc gives them as it starts; while it runs, `net.*` ones written
+        in its network namespace at once (as for an interface that appeared later)."""
+        if not values:
+            return
+        from ketch.containers.options import SYSCTL_NAMES, SYSCTL_PREFIXES
+
+        pod = self.get(name_or_id)
+        for key, value in values.items():
+            if key not in SYSCTL_NAMES and not key.startswith(SYSCTL_PREFIXES):
+                raise InvalidArgument(f"sysctl '{key}={value}' is not whitelisted")
+        infra = self.infra(pod)
+        if infra is None:
+            raise KetchError(f"pod {pod.name} has no infra container")
+        if not infra.running:
+            sysctls = {**(infra.host_config.get("Sysctls") or {}), **values}
+            self.containers.records.update(infra.id, host_config={**infra.host_config,
+                                                                  "Sysctls": sysctls})
+            return
+        late = [k for k in values if not k.startswith("net.")]
+        if late:
+            raise Conflict(f"pod {pod.name} is running: sysctl {late[0]!r} can only be set"
+                           " before it starts")
+        from ketch.network.netns import run_in
+
+        def write() -> None:
+            for key, value in values.items():
+                try:
+                    with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+                        f.write(value)
+                except OSError as e:
+                    raise InvalidArgument(f"sysctl '{key}={value}': {e.strerror}") from None
+
+        run_in(f"/proc/{infra.pid}/ns/net", write)
+
     def top(self, name_or_id: str, ps_args: builtins.list[str] | None = None
             ) -> tuple[builtins.list[str], builtins.list[builtins.list[str]]]:
         """The processes of every running container of the pod (infra included, as
