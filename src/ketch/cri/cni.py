@@ -144,9 +144,10 @@ class Cni:
         if net is None:
             raise CniError(f"no network config found in {self.conf_dir}: cni plugin not"
                            " initialized")
-        entry = {"network": net, "netns": netns, "ifname": IFNAME, "args": args,
-                 "runtimeConfig": {"portMappings": port_mappings}, "result": None,
-                 "loopback": self._find("loopback") is not None}
+        entry: dict[str, Any] = {
+            "network": net, "netns": netns, "ifname": IFNAME, "args": args,
+            "runtimeConfig": {"portMappings": port_mappings}, "result": None,
+            "loopback": self._find("loopback") is not None}
         self._save(sandbox_id, entry)  # first: DEL knows what to undo after a crash
         try:
             if entry["loopback"]:
