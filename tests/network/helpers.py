@@ -89,8 +89,9 @@ class NetEnv:
         out = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
         if shutil.which("ip6tables-save"):
             out += subprocess.run(["ip6tables-save"], capture_output=True, text=True).stdout
+        links = self.links()  # once: it runs `ip link`
         return [line for line in out.splitlines() if self.chain_prefix in line
-                or any(b in line for b in self.links())]
+                or any(b in line for b in links)]
 
     def namespaces(self) -> list[str]:
         d = self.run_root / "netns"
