@@ -60,13 +60,12 @@ def live_pids(match) -> list[int]:  # type: ignore[no-untyped-def]
         if not entry.name.isdigit():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes()
+            if not match((entry / "cmdline").read_bytes()):
+                continue  # (most processes: their state is not read at all)
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        if stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X"):
-            continue
-        if match(cmdline):
+        if stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X"):
             pids.append(int(entry.name))
     return pids
 
