@@ -9,6 +9,7 @@ cgroup of those containers is left behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -130,17 +131,18 @@ def container_prereqs() -> None:
             "the kernel has no overlayfs")
 
 
-@pytest.fixture(scope="module")
-def image_root(tmp_path_factory: pytest.TempPathFactory, busybox_tar: Path,
-               container_prereqs: None) -> Iterator[Path]:
-    """A state root holding the busybox image (`busybox`, CMD ["sh"]), per test module,
-    with its own bridge, subnets and chains (never the host's `ketch0`, nor another
-    worker's)."""
+@contextlib.contextmanager
+def busybox_root(tmp_path_factory: pytest.TempPathFactory,
+                 busybox_tar: Path) -> Iterator[TrackingCLI]:
+    """A state root holding the busybox image (`busybox`, CMD ["sh"]) with its own
+    bridge, subnets and chains (never the host's `ketch0`, nor another worker's), and
+    the CLI on it; at the end every container there is removed and must leave nothing
+    behind, and the root goes."""
     root = tmp_path_factory.mktemp("ketch-ctr")
     isolated_network_config(root)
     cli = TrackingCLI(root)
     import_image(root, busybox_tar, "busybox", 'CMD ["sh"]')
-    yield root
+    yield cli
     cli.remove_everything()
     wait_for(lambda: not leaks(root, cli.ids), timeout=20, what="the module's containers to go")
     teardown_root(root, root / "run")
@@ -148,6 +150,14 @@ def image_root(tmp_path_factory: pytest.TempPathFactory, busybox_tar: Path,
 
     unmount(root / "run" / "netns")
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def image_root(tmp_path_factory: pytest.TempPathFactory, busybox_tar: Path,
+               container_prereqs: None) -> Iterator[Path]:
+    """A busybox_root per test module; each test's `ketch` cleans up after itself."""
+    with busybox_root(tmp_path_factory, busybox_tar) as cli:
+        yield cli.root
 
 
 @pytest.fixture

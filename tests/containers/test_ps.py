@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+from tests.containers.conftest import busybox_root
 
 HEADER = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
 UP = r"Up (Less than a second|\d+ seconds?)"
@@ -16,16 +17,30 @@ def columns(line: str) -> list[str]:
     return [c for c in re.split(r"\s{2,}", line.strip()) if c]
 
 
-@pytest.fixture
-def three(ketch, run_d):
+def make_three(ketch, sleep: str = "60") -> dict[str, str]:
     """One running, one exited (code 3), one created container."""
-    up = run_d("--name", "up1", "-l", "role=web", "busybox", "sleep", "60")
+    up = ketch("run", "-d", "--name", "up1", "-l", "role=web", "busybox", "sleep", sleep
+               ).stdout.strip()
     ketch("run", "--name", "ex1", "-l", "role=job", "busybox", "sh", "-c", "exit 3",
           check=False)
     ex = ketch("container", "inspect", "-f", "{{.Id}}", "ex1").stdout.strip()
     cr = ketch("create", "--name", "cr1", "busybox", "echo", "a long command line here"
                ).stdout.strip()
     return {"up": up, "ex": ex, "cr": cr}
+
+
+@pytest.fixture
+def three(ketch):
+    """The three containers, made for this test (its status texts and times are read)."""
+    return make_three(ketch)
+
+
+@pytest.fixture(scope="module")
+def three_shared(tmp_path_factory, busybox_tar, container_prereqs):
+    """The three containers made once, in a root of their own, for the tests below that
+    only read them; they go, and must leave nothing behind, after the last of those."""
+    with busybox_root(tmp_path_factory, busybox_tar) as cli:
+        yield cli, make_three(cli, sleep="3600")  # running for as long as the module runs
 
 
 def test_ps_shows_running_containers_in_dockers_columns(ketch, three):
@@ -65,18 +80,6 @@ def test_ps_paused_status(ketch, three):
     ketch("unpause", "up1")
 
 
-def test_ps_quiet_no_trunc_last_latest(ketch, three):
-    assert ketch("ps", "-q").stdout.split() == [three["up"][:12]]
-    assert ketch("ps", "-aq", "--no-trunc").stdout.split() == [three["cr"], three["ex"],
-                                                               three["up"]]
-    assert ketch("ps", "-q", "-n", "2").stdout.split() == [three["cr"][:12],
-                                                           three["ex"][:12]]
-    assert ketch("ps", "-q", "-l").stdout.split() == [three["cr"][:12]]
-    full = ketch("ps", "-a", "--no-trunc").stdout
-    assert '"echo a long command line here"' in full
-    assert three["cr"] in full
-
-
 def test_ps_size(ketch, three):
     ketch("exec", "up1", "sh", "-c", "head -c 5000 /dev/zero > /tmp/five-k")
     lines = ketch("ps", "-s").stdout.splitlines()
@@ -84,50 +87,69 @@ def test_ps_size(ketch, three):
     assert re.search(r"5kB \(virtual 2\.\d+MB\)$", lines[1].rstrip()), lines[1]
 
 
-@pytest.mark.parametrize("flt, expect", [
-    ("status=exited", ["ex1"]),
-    ("status=created", ["cr1"]),
-    ("status=running", ["up1"]),
-    ("name=1", ["cr1", "ex1", "up1"]),
-    ("name=^/?ex", ["ex1"]),
-    ("label=role", ["ex1", "up1"]),
-    ("label=role=web", ["up1"]),
-    ("exited=3", ["ex1"]),
-    ("exited=0", []),
-    ("ancestor=busybox", ["cr1", "ex1", "up1"]),
-    ("ancestor=busybox:latest", ["cr1", "ex1", "up1"]),
-])
-def test_ps_filters(ketch, three, flt, expect):
-    names = ketch("ps", "-a", "--filter", flt, "--format", "{{.Names}}").stdout.split()
-    assert names == expect
+class TestReadingTheSameThreeContainers:
+    """`ps` only reads: these tests share the three containers of `three_shared`
+    (`ketch` here is the CLI on their root)."""
 
+    @pytest.fixture
+    def ketch(self, three_shared):
+        return three_shared[0]
 
-def test_ps_filter_by_id_prefix(ketch, three):
-    out = ketch("ps", "-a", "-f", f"id={three['ex'][:6]}", "-q").stdout.split()
-    assert out == [three["ex"][:12]]
+    @pytest.fixture
+    def three(self, three_shared):
+        return three_shared[1]
 
+    def test_ps_quiet_no_trunc_last_latest(self, ketch, three):
+        assert ketch("ps", "-q").stdout.split() == [three["up"][:12]]
+        assert ketch("ps", "-aq", "--no-trunc").stdout.split() == [three["cr"], three["ex"],
+                                                                   three["up"]]
+        assert ketch("ps", "-q", "-n", "2").stdout.split() == [three["cr"][:12],
+                                                               three["ex"][:12]]
+        assert ketch("ps", "-q", "-l").stdout.split() == [three["cr"][:12]]
+        full = ketch("ps", "-a", "--no-trunc").stdout
+        assert '"echo a long command line here"' in full
+        assert three["cr"] in full
 
-def test_ps_filter_unknown_is_an_error(ketch, three):
-    p = ketch("ps", "--filter", "colour=red", check=False)
-    assert p.returncode == 1
-    assert p.stderr.strip() == "Error: invalid filter 'colour'"
+    @pytest.mark.parametrize("flt, expect", [
+        ("status=exited", ["ex1"]),
+        ("status=created", ["cr1"]),
+        ("status=running", ["up1"]),
+        ("name=1", ["cr1", "ex1", "up1"]),
+        ("name=^/?ex", ["ex1"]),
+        ("label=role", ["ex1", "up1"]),
+        ("label=role=web", ["up1"]),
+        ("exited=3", ["ex1"]),
+        ("exited=0", []),
+        ("ancestor=busybox", ["cr1", "ex1", "up1"]),
+        ("ancestor=busybox:latest", ["cr1", "ex1", "up1"]),
+    ])
+    def test_ps_filters(self, ketch, three, flt, expect):
+        names = ketch("ps", "-a", "--filter", flt, "--format", "{{.Names}}").stdout.split()
+        assert names == expect
 
+    def test_ps_filter_by_id_prefix(self, ketch, three):
+        out = ketch("ps", "-a", "-f", f"id={three['ex'][:6]}", "-q").stdout.split()
+        assert out == [three["ex"][:12]]
 
-def test_ps_format_template_table_and_json(ketch, three):
-    out = ketch("ps", "--format", "{{.ID}} {{.Names}} {{.State}}").stdout
-    assert out == f"{three['up'][:12]} up1 running\n"
-    table = ketch("ps", "-a", "--format", "table {{.Names}}\t{{.Image}}").stdout.splitlines()
-    assert columns(table[0]) == ["NAMES", "IMAGE"]
-    assert [columns(r)[0] for r in table[1:]] == ["cr1", "ex1", "up1"]
-    docs = [json.loads(line) for line in ketch("ps", "-a", "--format", "json"
-                                               ).stdout.splitlines()]
-    assert {d["Names"] for d in docs} == {"cr1", "ex1", "up1"}
-    assert {"ID", "Image", "Command", "Status", "State", "Labels"} <= set(docs[0])
+    def test_ps_filter_unknown_is_an_error(self, ketch, three):
+        p = ketch("ps", "--filter", "colour=red", check=False)
+        assert p.returncode == 1
+        assert p.stderr.strip() == "Error: invalid filter 'colour'"
 
+    def test_ps_format_template_table_and_json(self, ketch, three):
+        out = ketch("ps", "--format", "{{.ID}} {{.Names}} {{.State}}").stdout
+        assert out == f"{three['up'][:12]} up1 running\n"
+        table = ketch("ps", "-a", "--format", "table {{.Names}}\t{{.Image}}").stdout.splitlines()
+        assert columns(table[0]) == ["NAMES", "IMAGE"]
+        assert [columns(r)[0] for r in table[1:]] == ["cr1", "ex1", "up1"]
+        docs = [json.loads(line) for line in ketch("ps", "-a", "--format", "json"
+                                                   ).stdout.splitlines()]
+        assert {d["Names"] for d in docs} == {"cr1", "ex1", "up1"}
+        assert {"ID", "Image", "Command", "Status", "State", "Labels"} <= set(docs[0])
 
-def test_container_ls_and_list_are_ps(ketch, three):
-    assert ketch("container", "ls", "-q").stdout == ketch("ps", "-q").stdout
-    assert ketch("container", "list", "-aq").stdout == ketch("container", "ps", "-aq").stdout
+    def test_container_ls_and_list_are_ps(self, ketch, three):
+        assert ketch("container", "ls", "-q").stdout == ketch("ps", "-q").stdout
+        assert ketch("container", "list", "-aq").stdout == ketch("container", "ps", "-aq").stdout
 
 
 def test_ps_of_created_and_exited_containers_stays_on_the_lean_import_path(ketch):
