@@ -11,6 +11,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from tests.containers.conftest import busybox_root
 from tests.helpers.host import mounts_under, wait_for
 
 SETUP = (
@@ -30,75 +31,140 @@ def secret(tmp_path: Path) -> Path:
     return p
 
 
-@pytest.fixture(params=["running", "stopped"])
-def ctr(request, ketch, run_d, secret: Path) -> str:
+def start_ctr(ketch, name: str, state: str, secret: Path, sleep: str = "300") -> str:
+    """A container `name` holding the files of SETUP, `running` or `stopped`."""
     script = SETUP + f" ln -s {secret} /leak; ln -s {secret.parent} /leakdir;"
-    if request.param == "running":
-        script += " echo ready; sleep 300"
+    if state == "running":
+        script += f" echo ready; sleep {sleep}"
     else:
         script += " echo ready"
-    run_d("--name", "cpc", "-v", "cpvol:/data", "busybox", "sh", "-c", script)
-    if request.param == "stopped":
-        ketch("wait", "cpc")
+    ketch("run", "-d", "--name", name, "-v", "cpvol:/data", "busybox", "sh", "-c", script)
+    if state == "stopped":
+        ketch("wait", name)
     else:
-        wait_for(lambda: "ready" in ketch("logs", "cpc").stdout, what="the setup")
-    return "cpc"
+        wait_for(lambda: "ready" in ketch("logs", name).stdout, what="the setup")
+    return name
+
+
+@pytest.fixture(params=["running", "stopped"])
+def ctr(request, ketch, secret: Path) -> str:
+    return start_ctr(ketch, "cpc", request.param, secret)
+
+
+@pytest.fixture(scope="module")
+def cp_root(tmp_path_factory, busybox_tar, container_prereqs):
+    """A root of its own for the tests that only copy out of a container."""
+    with busybox_root(tmp_path_factory, busybox_tar) as cli:
+        yield cli
+
+
+@pytest.fixture(scope="module", params=["running", "stopped"])
+def ctr_shared(request, cp_root, tmp_path_factory) -> str:
+    """One container per state in `cp_root`, made once and only read by the tests."""
+    secret = tmp_path_factory.mktemp("cp-secret") / "host-secret"
+    secret.write_text("HOST SECRET\n")
+    # running for as long as the module runs
+    return start_ctr(cp_root, f"cpc-{request.param}", request.param, secret, sleep="3600")
 
 
 # -- out of the container ---------------------------------------------------------------
-def test_copy_a_file_out(ketch, ctr, tmp_path: Path):
-    ketch("cp", f"{ctr}:/d/a", str(tmp_path / "a-copy"))
-    assert (tmp_path / "a-copy").read_text() == "a\n"
-    assert (tmp_path / "a-copy").stat().st_mode & 0o777 == 0o640
-    (tmp_path / "into").mkdir()
-    ketch("cp", f"{ctr}:d/a", str(tmp_path / "into"))  # the leading "/" is optional
-    assert (tmp_path / "into" / "a").read_text() == "a\n"
-    (tmp_path / "existing").write_text("old")
-    ketch("cp", f"{ctr}:/d/sub/b", str(tmp_path / "existing"))
-    assert (tmp_path / "existing").read_text() == "b\n"
+class TestCopyingOut:
+    """Copying out only reads the container: these tests share one per state
+    (`ctr_shared`; `ketch` here is the CLI on their root)."""
 
+    @pytest.fixture
+    def ketch(self, cp_root):
+        return cp_root
 
-def test_copy_a_directory_out(ketch, ctr, tmp_path: Path):
-    ketch("cp", f"{ctr}:/d", str(tmp_path / "new"))
-    assert sorted(os.listdir(tmp_path / "new")) == ["a", "abs-dirlink", "empty", "rel-link",
-                                                     "sub"]
-    assert (tmp_path / "new" / "sub" / "b").read_text() == "b\n"
-    # symlinks inside come as symlinks, exactly as they were
-    assert os.readlink(tmp_path / "new" / "abs-dirlink") == "/d/sub"
-    # files copied to the host belong to the user running cp
-    assert (tmp_path / "new" / "sub" / "b").stat().st_uid == os.getuid()
-    (tmp_path / "there").mkdir()
-    ketch("cp", f"{ctr}:/d", str(tmp_path / "there"))
-    assert (tmp_path / "there" / "d" / "a").read_text() == "a\n"
+    @pytest.fixture
+    def ctr(self, ctr_shared):
+        return ctr_shared
 
+    def test_copy_a_file_out(self, ketch, ctr, tmp_path: Path):
+        ketch("cp", f"{ctr}:/d/a", str(tmp_path / "a-copy"))
+        assert (tmp_path / "a-copy").read_text() == "a\n"
+        assert (tmp_path / "a-copy").stat().st_mode & 0o777 == 0o640
+        (tmp_path / "into").mkdir()
+        ketch("cp", f"{ctr}:d/a", str(tmp_path / "into"))  # the leading "/" is optional
+        assert (tmp_path / "into" / "a").read_text() == "a\n"
+        (tmp_path / "existing").write_text("old")
+        ketch("cp", f"{ctr}:/d/sub/b", str(tmp_path / "existing"))
+        assert (tmp_path / "existing").read_text() == "b\n"
 
-def test_copy_directory_contents_out_with_slash_dot(ketch, ctr, tmp_path: Path):
-    (tmp_path / "there").mkdir()
-    ketch("cp", f"{ctr}:/d/.", str(tmp_path / "there"))
-    assert (tmp_path / "there" / "a").read_text() == "a\n"
-    assert not (tmp_path / "there" / "d").exists()
-    ketch("cp", f"{ctr}:/d/sub/.", str(tmp_path / "fresh"))
-    assert os.listdir(tmp_path / "fresh") == ["b"]
+    def test_copy_a_directory_out(self, ketch, ctr, tmp_path: Path):
+        ketch("cp", f"{ctr}:/d", str(tmp_path / "new"))
+        assert sorted(os.listdir(tmp_path / "new")) == ["a", "abs-dirlink", "empty", "rel-link",
+                                                         "sub"]
+        assert (tmp_path / "new" / "sub" / "b").read_text() == "b\n"
+        # symlinks inside come as symlinks, exactly as they were
+        assert os.readlink(tmp_path / "new" / "abs-dirlink") == "/d/sub"
+        # files copied to the host belong to the user running cp
+        assert (tmp_path / "new" / "sub" / "b").stat().st_uid == os.getuid()
+        (tmp_path / "there").mkdir()
+        ketch("cp", f"{ctr}:/d", str(tmp_path / "there"))
+        assert (tmp_path / "there" / "d" / "a").read_text() == "a\n"
 
+    def test_copy_directory_contents_out_with_slash_dot(self, ketch, ctr, tmp_path: Path):
+        (tmp_path / "there").mkdir()
+        ketch("cp", f"{ctr}:/d/.", str(tmp_path / "there"))
+        assert (tmp_path / "there" / "a").read_text() == "a\n"
+        assert not (tmp_path / "there" / "d").exists()
+        ketch("cp", f"{ctr}:/d/sub/.", str(tmp_path / "fresh"))
+        assert os.listdir(tmp_path / "fresh") == ["b"]
 
-def test_copy_out_as_a_tar_stream(ketch, ctr):
-    data = subprocess.run(ketch.argv("cp", f"{ctr}:/d", "-"), env=ketch.env(),
-                          capture_output=True, check=True).stdout
-    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
-        names = sorted(m.name for m in tf.getmembers())
-        b = tf.getmember("d/sub/b")
-        assert (b.uid, b.gid) == (33, 33)
-    assert names == ["d", "d/a", "d/abs-dirlink", "d/empty", "d/rel-link", "d/sub", "d/sub/b"]
+    def test_copy_out_as_a_tar_stream(self, ketch, ctr):
+        data = subprocess.run(ketch.argv("cp", f"{ctr}:/d", "-"), env=ketch.env(),
+                              capture_output=True, check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+            names = sorted(m.name for m in tf.getmembers())
+            b = tf.getmember("d/sub/b")
+            assert (b.uid, b.gid) == (33, 33)
+        assert names == ["d", "d/a", "d/abs-dirlink", "d/empty", "d/rel-link", "d/sub", "d/sub/b"]
 
+    def test_follow_link_copies_the_target_under_the_links_name(self, ketch, ctr,
+                                                                tmp_path: Path):
+        ketch("cp", f"{ctr}:/d/rel-link", str(tmp_path / "plain"))
+        assert os.readlink(tmp_path / "plain") == "a"
+        ketch("cp", "-L", f"{ctr}:/d/rel-link", str(tmp_path / "followed"))
+        assert (tmp_path / "followed").read_text() == "a\n"
+        (tmp_path / "dir").mkdir()
+        ketch("cp", "--follow-link", f"{ctr}:/d/abs-dirlink", str(tmp_path / "dir"))
+        assert (tmp_path / "dir" / "abs-dirlink" / "b").read_text() == "b\n"
 
-def test_follow_link_copies_the_target_under_the_links_name(ketch, ctr, tmp_path: Path):
-    ketch("cp", f"{ctr}:/d/rel-link", str(tmp_path / "plain"))
-    assert os.readlink(tmp_path / "plain") == "a"
-    ketch("cp", "-L", f"{ctr}:/d/rel-link", str(tmp_path / "followed"))
-    assert (tmp_path / "followed").read_text() == "a\n"
-    (tmp_path / "dir").mkdir()
-    ketch("cp", "--follow-link", f"{ctr}:/d/abs-dirlink", str(tmp_path / "dir"))
-    assert (tmp_path / "dir" / "abs-dirlink" / "b").read_text() == "b\n"
+    def test_copy_out_errors(self, ketch, ctr, tmp_path: Path):
+        p = ketch("cp", f"{ctr}:/nope", str(tmp_path / "x"), check=False)
+        assert p.returncode == 1
+        assert p.stderr == f"Error: Could not find the file /nope in container {ctr}\n"
+        p = ketch("cp", f"{ctr}:/d", str(tmp_path / "missing" / "x"), check=False)
+        assert p.returncode == 1 and "no such file or directory" in p.stderr
+        (tmp_path / "file").write_text("")
+        p = ketch("cp", f"{ctr}:/d", str(tmp_path / "file"), check=False)
+        assert p.stderr == "Error: cannot copy directory\n"
+        p = ketch("cp", f"{ctr}:/d/a", str(tmp_path / "nodir") + "/", check=False)
+        assert p.stderr == "Error: no such directory\n"
+        p = ketch("cp", "nosuch:/x", str(tmp_path), check=False)
+        assert p.stderr == "Error: No such container: nosuch\n"
+        p = ketch("cp", str(tmp_path), str(tmp_path / "y"), check=False)
+        assert p.stderr == "Error: must specify at least one container source\n"
+        p = ketch("cp", f"{ctr}:/d", f"{ctr}:/e", check=False)
+        assert p.stderr == "Error: copying between containers is not supported\n"
+
+    def test_container_symlinks_never_reach_host_files_when_copying_out(self, ketch, ctr,
+                                                                        tmp_path: Path):
+        # /escape -> / and /up -> ../../.. resolve inside the container's root
+        for path in ("/escape/tmp/passwd", "/up/tmp/passwd", "/escape/up/escape/tmp/passwd"):
+            ketch("cp", f"{ctr}:{path}", str(tmp_path / "out"))
+            assert (tmp_path / "out").read_text() == "container-passwd\n"
+            (tmp_path / "out").unlink()
+        # links naming a host file by its absolute path find nothing in the container
+        for args in (["-L", f"{ctr}:/leak"], [f"{ctr}:/leakdir/host-secret"],
+                     ["-L", f"{ctr}:/leakdir"]):
+            p = ketch("cp", *args, str(tmp_path / "got"), check=False)
+            assert p.returncode == 1 and "Could not find the file" in p.stderr
+            assert not (tmp_path / "got").exists()
+        # without -L the link itself is copied, and it stays a link
+        ketch("cp", f"{ctr}:/leak", str(tmp_path / "link"))
+        assert (tmp_path / "link").is_symlink()
 
 
 def test_volumes_are_copied_through(ketch, ctr, tmp_path: Path):
@@ -110,44 +176,7 @@ def test_volumes_are_copied_through(ketch, ctr, tmp_path: Path):
     assert Path(vol, "nv").read_text() == "new in volume\n"
 
 
-def test_copy_out_errors(ketch, ctr, tmp_path: Path):
-    p = ketch("cp", f"{ctr}:/nope", str(tmp_path / "x"), check=False)
-    assert p.returncode == 1
-    assert p.stderr == f"Error: Could not find the file /nope in container {ctr}\n"
-    p = ketch("cp", f"{ctr}:/d", str(tmp_path / "missing" / "x"), check=False)
-    assert p.returncode == 1 and "no such file or directory" in p.stderr
-    (tmp_path / "file").write_text("")
-    p = ketch("cp", f"{ctr}:/d", str(tmp_path / "file"), check=False)
-    assert p.stderr == "Error: cannot copy directory\n"
-    p = ketch("cp", f"{ctr}:/d/a", str(tmp_path / "nodir") + "/", check=False)
-    assert p.stderr == "Error: no such directory\n"
-    p = ketch("cp", "nosuch:/x", str(tmp_path), check=False)
-    assert p.stderr == "Error: No such container: nosuch\n"
-    p = ketch("cp", str(tmp_path), str(tmp_path / "y"), check=False)
-    assert p.stderr == "Error: must specify at least one container source\n"
-    p = ketch("cp", f"{ctr}:/d", f"{ctr}:/e", check=False)
-    assert p.stderr == "Error: copying between containers is not supported\n"
-
-
 # -- symlink escapes --------------------------------------------------------------------
-def test_container_symlinks_never_reach_host_files_when_copying_out(ketch, ctr,
-                                                                    tmp_path: Path):
-    # /escape -> / and /up -> ../../.. resolve inside the container's root
-    for path in ("/escape/tmp/passwd", "/up/tmp/passwd", "/escape/up/escape/tmp/passwd"):
-        ketch("cp", f"{ctr}:{path}", str(tmp_path / "out"))
-        assert (tmp_path / "out").read_text() == "container-passwd\n"
-        (tmp_path / "out").unlink()
-    # links naming a host file by its absolute path find nothing in the container
-    for args in (["-L", f"{ctr}:/leak"], [f"{ctr}:/leakdir/host-secret"],
-                 ["-L", f"{ctr}:/leakdir"]):
-        p = ketch("cp", *args, str(tmp_path / "got"), check=False)
-        assert p.returncode == 1 and "Could not find the file" in p.stderr
-        assert not (tmp_path / "got").exists()
-    # without -L the link itself is copied, and it stays a link
-    ketch("cp", f"{ctr}:/leak", str(tmp_path / "link"))
-    assert (tmp_path / "link").is_symlink()
-
-
 def test_container_symlinks_never_lead_writes_to_the_host(ketch, ctr, tmp_path: Path,
                                                           secret: Path):
     src = tmp_path / "payload"
