@@ -17,7 +17,4 @@ python3 -m mypy
 unset PYTHONDONTWRITEBYTECODE
 # In parallel (pytest-xdist): the tests mostly wait on containers and subprocesses, so
 # more workers than cores pay off. KETCH_TEST_WORKERS=0 runs them in this one process.
-# Work stealing: each worker starts on its own contiguous share of the tests (a module's
-# tests stay together, so its module-scoped root and image are made once, not once per
-# worker) and a worker that runs out takes half of what a busy one has left.
-exec python3 -m pytest -q -n "${KETCH_TEST_WORKERS:-4}" --dist worksteal --durations=15 "$@"
+exec python3 -m pytest -q -n "${KETCH_TEST_WORKERS:-4}" --durations=15 "$@"
