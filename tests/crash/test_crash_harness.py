@@ -34,7 +34,9 @@ from tests.images.archives import ImageSpec, big_layer, docker_archive, files_ta
 POINTS = int(os.environ.get("KETCH_CRASH_POINTS", "1"))
 SEED = int(os.environ.get("KETCH_CRASH_SEED", "20261203"))
 
-pytestmark = pytest.mark.slow
+# one worker runs them all under `--dist loadgroup`: the harness (a registry, a loaded
+# and pushed image, a build context) is made once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("crash_harness")]
 
 
 @dataclass
@@ -108,17 +110,26 @@ def harness(tmp_path_factory: pytest.TempPathFactory, busybox_tar: Path,
         if not cli("ps", "-q", "--filter", "name=^h-c$").stdout.strip():
             rm("h-c")
             cli("run", "-d", "--name", "h-c", "busybox", "sh", "-c",
-                "dd if=/dev/urandom of=/big bs=1M count=16 2>/dev/null; sleep 3000")
-            time.sleep(1.5)
+                "dd if=/dev/urandom of=/big bs=1M count=16 2>/dev/null; touch /written;"
+                " sleep 3000")
+            # returns once dd has written its 16 MB
+            cli("exec", "h-c", "sh", "-c", "while [ ! -e /written ]; do sleep 0.05; done",
+                timeout=60)
         cli("rmi", "-f", "h-snap", check=False)
 
     def prepare_prune() -> None:
-        for i in range(3):
-            unique = base / "dangling.tar"
-            shutil.copyfile(busybox_tar, unique)
-            with tarfile.open(unique, "a") as tf:
-                tf.addfile(tarfile.TarInfo(f"d-{next(counter)}-{i}"), io.BytesIO(b""))
-            cli("import", str(unique))
+        from ketch.engine import Engine
+
+        # three dangling images (`import` without a name), made in this process: making
+        # them is not what is under test
+        with Engine(root, root / "run") as engine:
+            for i in range(3):
+                unique = base / "dangling.tar"
+                shutil.copyfile(busybox_tar, unique)
+                with tarfile.open(unique, "a") as tf:
+                    tf.addfile(tarfile.TarInfo(f"d-{next(counter)}-{i}"), io.BytesIO(b""))
+                with open(unique, "rb") as f:
+                    engine.images.import_tar(f)
 
     ops = {
         "load": Op("load", ["load", "-i", str(archive)],

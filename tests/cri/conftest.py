@@ -3,6 +3,16 @@ protocol): ketch (`ketch system cri`) on a temporary socket and state root, and,
 tests that ask only what Kubernetes expects of any runtime, Debian's containerd with its
 CRI plugin on a private socket, root and CNI configuration. Images for both come from a
 loopback registry: busybox-static, and ketch's pause image as containerd's sandbox image.
+
+Starting a server (and filling the registry) costs seconds, so each is started once per
+session of a worker and shared: `cri_server` and `any_runtime` hand a test a server
+with no sandbox, container or image in it, check after the test that it still runs
+and logged no traceback, and remove what the test left (ketch's must then leave no
+monitor or mount). The modules mark themselves with one xdist_group, so that under
+`--dist loadgroup` one worker runs them all on one set of servers (and no two
+containerds of one run share the host's portmap chains). A test that
+needs a server process of its own (other options, a root of its own) takes
+`private_cri_server`, or `ketch_cri(root, folder)` for more than one.
 """
 
 from __future__ import annotations
@@ -18,8 +28,22 @@ from pathlib import Path
 
 import pytest
 from tests.api.conftest import stop_service
-from tests.conftest import ketch_command, require, require_root, require_tool
-from tests.distribution.conftest import ketch_registry  # noqa: F401 - a fixture
+from tests.conftest import (
+    import_image,
+    isolated_network_config,
+    ketch_command,
+    require,
+    require_root,
+    require_tool,
+    teardown_root,
+)
+from tests.distribution.conftest import Served as Registry
+from tests.distribution.conftest import (
+    _stop,
+    _wait_for_v2,
+    ketch_registry,  # noqa: F401 - a fixture
+)
+from tests.helpers.host import conmon_pids, mounts_under, wait_for
 
 try:
     import grpc
@@ -84,6 +108,29 @@ class Served:
         for s in rt.ListPodSandbox(cri.ListPodSandboxRequest()).items:
             rt.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=s.id))
             rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=s.id))
+
+    def remove_images(self) -> None:
+        """Every image, the sandbox image too (containerd 1.6 lists every image whatever
+        the filter asks, so a test sees exactly what it pulled)."""
+        for image in self.images.ListImages(cri.ListImagesRequest()).images:
+            self.images.RemoveImage(cri.RemoveImageRequest(
+                image=cri.ImageSpec(image=image.id)))
+
+    def reset(self) -> None:
+        """Back to what a new server on a new root shows: no sandbox, container or
+        image (a shared server between two tests)."""
+        if self.proc.poll() is not None:  # the last test stopped it and failed
+            self.proc = self._start()
+        self.remove_everything()
+        self.remove_images()
+
+    def log_size(self) -> int:
+        return self.log.stat().st_size if self.log.exists() else 0
+
+    def log_since(self, offset: int) -> str:
+        with open(self.log, "rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
 
 
 class CniNetwork:
@@ -193,6 +240,17 @@ class Cri(Served):
                                str(self.root / "run"), *args], capture_output=True,
                               text=True, timeout=120, check=True)
 
+    def reset(self) -> None:
+        super().reset()
+        (self.root / "ketch.toml").unlink(missing_ok=True)  # a test's registry settings
+
+    def leaks(self) -> list[str]:
+        """Monitors and mounts of the root's containers (none once all are removed; the
+        netns directory itself stays a mount point, as `ip netns` keeps /run/netns)."""
+        netns_dir = str(self.root / "run" / "netns")
+        return ([f"mount {m}" for m in mounts_under(self.root) if m != netns_dir]
+                + [f"conmon {p}" for p in conmon_pids(str(self.root))])
+
 
 class Containerd(Served):
     """containerd 1.6's CRI plugin on a root, state, socket and CNI network of its own."""
@@ -241,22 +299,49 @@ def cni_chains() -> set[str]:
     return {r.split()[1] for r in _nat_rules() if r.startswith("-N CNI-")}
 
 
-@pytest.fixture
-def cri_images(ketch_registry, busybox_tar: Path, tmp_path: Path) -> dict[str, str]:  # noqa: F811
-    """A loopback registry holding `busybox` and ketch's pause image (containerd's sandbox
-    image); their names."""
-    reg = ketch_registry()
-    pusher = tmp_path / "pusher"
-    base = [*ketch_command(), "--root", str(pusher), "--run-root", str(pusher / "run")]
-    names = {"registry": reg.host, "busybox": f"{reg.host}/cri/busybox:1",
-             "pause": f"{reg.host}/cri/pause:1"}
-    subprocess.run([*base, "import", "--change", 'CMD ["sh"]', str(busybox_tar),
-                    names["busybox"]], check=True, capture_output=True, timeout=120)
-    from ketch.pods.infra import PAUSE_IMAGE
+def _prerequisites() -> None:
+    require_root()
+    require(grpc is not None, "grpcio and container-runtime-interface-api (pyproject)")
 
-    subprocess.run([*base, "pod", "create", "--name", "maker"], check=True,
-                   capture_output=True, timeout=120)  # makes the pause image
-    subprocess.run([*base, "pod", "rm", "-f", "maker"], check=True, capture_output=True)
+
+@pytest.fixture(scope="session")
+def cri_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """`ketch registry serve` on a loopback port, for the whole session (of this worker):
+    the registry the CRI servers pull from."""
+    root = tmp_path_factory.mktemp("cri-registry")
+    proc = subprocess.Popen([*ketch_command(), "registry", "serve", "--addr", "127.0.0.1:0",
+                             "--root", str(root), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().decode().strip()
+        assert line.startswith("listening on "), line
+        host = line.removeprefix("listening on ")
+        _wait_for_v2(host, proc)
+        yield Registry(host, root, proc)
+    finally:
+        _stop(proc)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+@pytest.fixture(scope="session")
+def cri_images(cri_registry: Registry, busybox_tar: Path,
+               tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The session's loopback registry holding `busybox` and ketch's pause image
+    (containerd's sandbox image); their names. The tests only pull them."""
+    from ketch.engine import Engine
+    from ketch.pods.infra import PAUSE_IMAGE, ensure_pause_image
+
+    pusher = tmp_path_factory.mktemp("cri-pusher")
+    host = cri_registry.host
+    names = {"registry": host, "busybox": f"{host}/cri/busybox:1",
+             "pause": f"{host}/cri/pause:1"}
+    # made in this process (making images is not what these tests are about)
+    import_image(pusher, busybox_tar, names["busybox"], 'CMD ["sh"]')
+    with Engine(pusher, pusher / "run") as engine:
+        ensure_pause_image(engine.images)
+    base = [*ketch_command(), "--root", str(pusher), "--run-root", str(pusher / "run")]
     subprocess.run([*base, "tag", PAUSE_IMAGE, names["pause"]], check=True,
                    capture_output=True)
     for n in ("busybox", "pause"):
@@ -266,10 +351,12 @@ def cri_images(ketch_registry, busybox_tar: Path, tmp_path: Path) -> dict[str, s
 
 
 @contextlib.contextmanager
-def _ketch_cri(root: Path, tmp_path: Path, cni_conf_dir: Path | None) -> Iterator[Cri]:
-    require_root()
-    require(grpc is not None, "grpcio and container-runtime-interface-api (pyproject)")
-    served = Cri(root, tmp_path / "cri.sock", tmp_path / "cri.log", cni_conf_dir)
+def ketch_cri(root: Path, where: Path, cni_conf_dir: Path | None = None) -> Iterator[Cri]:
+    """`ketch system cri` on `root` (sandboxes on the CNI network configured in
+    `cni_conf_dir`, if given), its socket and log in `where`; it must still run at the
+    end, and once stopped its socket must be gone and its log hold no traceback."""
+    _prerequisites()
+    served = Cri(root, where / "cri.sock", where / "cri.log", cni_conf_dir)
     try:
         yield served
         assert served.proc.poll() is None, "the CRI server died during the test"
@@ -278,6 +365,9 @@ def _ketch_cri(root: Path, tmp_path: Path, cni_conf_dir: Path | None) -> Iterato
     assert not served.sock.exists(), "the CRI server left its socket behind"
     text = served.log.read_text()
     assert "Traceback" not in text, text
+
+
+_ketch_cri = ketch_cri  # (its name in the CNI tests)
 
 
 @pytest.fixture
@@ -293,10 +383,69 @@ def cri_network(tmp_path: Path) -> Iterator[CniNetwork]:
         network.cleanup()
 
 
+@contextlib.contextmanager
+def one_test(served: Served) -> Iterator[Served]:
+    """A shared server for one test: as new at the start (no sandbox, container or
+    image); after the test it must still run with no traceback logged, and everything
+    the test left is removed (and, for ketch, must leave no monitor or mount)."""
+    served.reset()
+    mark = served.log_size()
+    yield served
+    assert served.proc.poll() is None, "the CRI server died during the test"
+    text = served.log_since(mark)
+    assert "Traceback" not in text, text
+    served.remove_everything()
+    if isinstance(served, Cri):
+        left: list[str] = []
+
+        def gone() -> bool:
+            left[:] = served.leaks()
+            return not left
+        try:
+            wait_for(gone, timeout=15, what="the sandboxes' monitors and mounts to go")
+        except AssertionError:
+            pytest.fail(f"left behind after the test: {left}")
+
+
+@pytest.fixture(scope="session")
+def shared_cri_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cri]:
+    """One `ketch system cri` per session (of this worker) on a root of its own, with
+    sandboxes on a private CNI network, as on a node; tests get it through
+    `cri_server`, which resets it between them."""
+    _prerequisites()
+    require(Path("/usr/lib/cni/bridge").exists(), "containernetworking-plugins")
+    where = tmp_path_factory.mktemp("cri-ketch")
+    root = where / "ketch-root"
+    root.mkdir()
+    isolated_network_config(root)
+    network = CniNetwork(where / "net")
+    try:
+        with ketch_cri(root, where, network.conf_dir) as served:
+            served.network = network
+            yield served
+    finally:
+        teardown_root(root, root / "run")
+        from ketch.containers.rootfs import unmount
+
+        unmount(root / "run" / "netns")
+        network.cleanup()
+
+
 @pytest.fixture
-def cri_server(ketch_root: Path, tmp_path: Path, cri_network: CniNetwork) -> Iterator[Cri]:
-    """ketch's CRI server with sandboxes on a private CNI network, as on a node."""
-    with _ketch_cri(ketch_root, tmp_path, cri_network.conf_dir) as served:
+def cri_server(shared_cri_server: Cri) -> Iterator[Cri]:
+    """ketch's CRI server on a private CNI network, with nothing in it at the start of
+    the test (shared by the tests of a worker: one that needs a process of its own,
+    e.g. to start it with other options, uses `private_cri_server`)."""
+    with one_test(shared_cri_server):
+        yield shared_cri_server
+
+
+@pytest.fixture
+def private_cri_server(ketch_root: Path, tmp_path: Path, cri_network: CniNetwork
+                       ) -> Iterator[Cri]:
+    """A `ketch system cri` process and root for this test alone, on a private CNI
+    network."""
+    with ketch_cri(ketch_root, tmp_path, cri_network.conf_dir) as served:
         served.network = cri_network
         yield served
 
@@ -304,26 +453,21 @@ def cri_server(ketch_root: Path, tmp_path: Path, cri_network: CniNetwork) -> Ite
 @pytest.fixture
 def bridge_cri_server(ketch_root: Path, tmp_path: Path) -> Iterator[Cri]:
     """ketch's CRI server with no CNI configuration (an empty directory): sandboxes on
-    ketch's default bridge."""
+    ketch's default bridge (a process and root of its own)."""
     empty = tmp_path / "no-cni"
     empty.mkdir()
-    with _ketch_cri(ketch_root, tmp_path, empty) as served:
+    with ketch_cri(ketch_root, tmp_path, empty) as served:
         yield served
 
 
-@pytest.fixture(params=["ketch", "containerd"])
-def any_runtime(request: pytest.FixtureRequest, tmp_path: Path,
-                cri_images: dict[str, str]) -> Iterator[Served]:
-    """ketch's CRI server, then containerd's: the tests that use this ask only what
-    Kubernetes expects of a node's runtime, so both must pass them."""
-    require_root()
-    require(grpc is not None, "grpcio and container-runtime-interface-api (pyproject)")
-    if request.param == "ketch":
-        yield request.getfixturevalue("cri_server")
-        return
+@pytest.fixture(scope="session")
+def shared_containerd(tmp_path_factory: pytest.TempPathFactory,
+                      cri_images: dict[str, str]) -> Iterator[Containerd]:
+    """containerd with its CRI plugin, one per session (of this worker)."""
+    _prerequisites()
     require_tool("containerd")
     require(Path("/usr/lib/cni/bridge").exists(), "containernetworking-plugins")
-    top = tmp_path / "ctrd"
+    top = tmp_path_factory.mktemp("cri-containerd") / "ctrd"
     served = Containerd(top, cri_images["registry"], cri_images["pause"])
     try:
         yield served
@@ -332,3 +476,16 @@ def any_runtime(request: pytest.FixtureRequest, tmp_path: Path,
         served.stop()
         served.teardown()
         shutil.rmtree(top, ignore_errors=True)
+
+
+@pytest.fixture(params=["ketch", "containerd"])
+def any_runtime(request: pytest.FixtureRequest, cri_images: dict[str, str]
+                ) -> Iterator[Served]:
+    """ketch's CRI server, then containerd's: the tests that use this ask only what
+    Kubernetes expects of a node's runtime, so both must pass them. Each is shared by
+    the tests of a worker and reset between them, as `cri_server` is."""
+    if request.param == "ketch":
+        yield request.getfixturevalue("cri_server")
+        return
+    with one_test(request.getfixturevalue("shared_containerd")) as served:
+        yield served

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from tests.conftest import ketch_command
 from tests.cri.conftest import Cri, Served
+from tests.distribution.conftest import Served as Registry
 from tests.distribution.conftest import write_htpasswd
+
+pytestmark = pytest.mark.xdist_group("cri")  # one worker, one set of servers
 
 
 def test_version_and_status_answer_as_a_kubelet_expects(any_runtime: Served) -> None:
@@ -31,16 +33,6 @@ def test_runtime_config_names_the_cgroupfs_driver(cri_server: Cri) -> None:
     cri_server.runtime.UpdateRuntimeConfig(cri.UpdateRuntimeConfigRequest(
         runtime_config=cri.RuntimeConfig(network_config=cri.NetworkConfig(
             pod_cidr="10.244.0.0/24"))))
-
-
-def _push_busybox(busybox_tar: Path, tmp_path: Path, name: str) -> None:
-    import subprocess
-
-    other = tmp_path / "pusher-auth"
-    base = [*ketch_command(), "--root", str(other), "--run-root", str(other / "run")]
-    subprocess.run([*base, "import", "--change", 'CMD ["sh"]', str(busybox_tar), name],
-                   check=True, capture_output=True, timeout=120)
-    subprocess.run([*base, "push", name], check=True, capture_output=True, timeout=120)
 
 
 def test_pull_list_status_and_remove_an_image_from_a_loopback_registry(
@@ -91,15 +83,14 @@ def test_ketch_lists_cri_images_as_its_own(cri_server: Cri, cri_images: dict[str
 
 
 def test_pull_uses_the_kubelets_credentials_and_fails_without_them(
-        cri_server: Cri, busybox_tar: Path, ketch_registry, tmp_path: Path) -> None:
+        cri_server: Cri, cri_registry: Registry, cri_images: dict[str, str], ketch_registry,
+        tmp_path: Path) -> None:
     cri = cri_server.cri
-    open_reg = ketch_registry()
-    name = f"{open_reg.host}/cri/auth:1"
-    _push_busybox(busybox_tar, tmp_path, name)
-    # the same storage behind a server that wants a password
+    # the session registry's storage (holding cri/busybox:1) behind a server that wants
+    # a password
     htpasswd = write_htpasswd(tmp_path / "htpasswd", "kube", "s3cret")
-    locked = ketch_registry(htpasswd=htpasswd, extra=("--root", str(open_reg.root)))
-    locked_name = f"{locked.host}/cri/auth:1"
+    locked = ketch_registry(htpasswd=htpasswd, extra=("--root", str(cri_registry.root)))
+    locked_name = f"{locked.host}/cri/busybox:1"
 
     with pytest.raises(grpc.RpcError) as denied:
         cri_server.images.PullImage(cri.PullImageRequest(

@@ -23,6 +23,8 @@ from tests.cri.test_cri_pods import _container, _pulled, _sandbox
 from tests.helpers.host import wait_for
 from tests.helpers.ports import free_port
 
+pytestmark = pytest.mark.xdist_group("cri")  # one worker, one set of servers
+
 HTTPD = ["sh", "-c", "mkdir -p /www && hostname > /www/index.html"
          " && exec httpd -f -p 80 -h /www"]
 

@@ -19,6 +19,8 @@ from tests.cri.conftest import Cri, Served
 from tests.helpers.host import conmon_pids, mounts_under, wait_for
 from tests.helpers.ports import free_port
 
+pytestmark = pytest.mark.xdist_group("cri")  # one worker, one set of servers
+
 
 def _pulled(served: Served, name: str) -> str:
     cri = served.cri

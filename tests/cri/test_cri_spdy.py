@@ -25,10 +25,13 @@ from tests.conftest import require
 from tests.cri.conftest import Cri, Served
 from tests.cri.test_cri_pods import _pulled
 from tests.cri.test_cri_stream import _remove, _running, busybox  # noqa: F401 - a fixture
+from tests.helpers.rootfs import CACHE
 
 HERE = Path(__file__).parent / "spdyclient"
 SPDYSTREAM = Path("/usr/share/gocode/src/github.com/moby/spdystream")
 V4 = "v4.channel.k8s.io"
+
+pytestmark = pytest.mark.xdist_group("cri")  # one worker, one set of servers
 
 
 @pytest.fixture(scope="session")
@@ -38,8 +41,12 @@ def spdy_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     require(go is not None, "golang-go (scripts/install-deps.sh)")
     require(SPDYSTREAM.is_dir(), "golang-github-docker-spdystream-dev (scripts/install-deps.sh)")
     out = tmp_path_factory.mktemp("spdyclient")
+    # Go's build cache is kept between sessions (as the test rootfs tarballs are): a
+    # cold build compiles the standard library's packages it uses, seconds of CPU; Go
+    # checks every cached result against its inputs and is safe for concurrent builds
+    CACHE.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "GO111MODULE": "off", "GOPATH": "/usr/share/gocode",
-           "GOCACHE": str(out / "cache"), "GOPROXY": "off", "GOFLAGS": "",
+           "GOCACHE": str(CACHE / "go-build"), "GOPROXY": "off", "GOFLAGS": "",
            "CGO_ENABLED": "0"}
     r = subprocess.run([go, "build", "-o", str(out / "spdyclient"), "."], cwd=HERE, env=env,
                        capture_output=True, text=True, timeout=300)

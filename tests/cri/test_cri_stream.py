@@ -23,6 +23,8 @@ from tests.helpers.ports import free_port
 
 V4 = "v4.channel.k8s.io"
 
+pytestmark = pytest.mark.xdist_group("cri")  # one worker, one set of servers
+
 
 @pytest.fixture
 def busybox(any_runtime: Served, cri_images: dict[str, str]) -> str:
@@ -216,7 +218,8 @@ def test_streaming_calls_for_unknown_containers_and_sandboxes_are_not_found(
 
 
 def test_stream_server_listens_on_the_stream_address_and_refuses_plain_gets_and_bad_ports(
-        cri_server: Cri, cri_images: dict[str, str], tmp_path: Path) -> None:
+        private_cri_server: Cri, cri_images: dict[str, str], tmp_path: Path) -> None:
+    cri_server = private_cri_server  # restarted with other options
     busybox = _pulled(cri_server, cri_images["busybox"])
     cri_server.stop()
     port = free_port("127.0.0.1")

@@ -15,6 +15,7 @@ from tests.containers.conftest import (  # noqa: F401 (fixtures)
     image_root,
     ketch,
 )
+from tests.pods.conftest import remove_pods
 
 
 class KubeCLI:
@@ -46,7 +47,4 @@ class KubeCLI:
 @pytest.fixture
 def kk(ketch: TrackingCLI, tmp_path: Path) -> Iterator[KubeCLI]:  # noqa: F811
     yield KubeCLI(ketch, tmp_path)
-    pods = ketch("pod", "ps", "-q", "--no-trunc", check=False).stdout.split()
-    if pods:
-        ketch("pod", "rm", "-f", *pods, check=False)
-    ketch.ids.update(ketch("ps", "-aq", "--no-trunc", check=False).stdout.split())
+    remove_pods(ketch)

@@ -10,6 +10,7 @@ from tests.conftest import require
 from tests.helpers.host import fetch
 from tests.helpers.ports import free_port
 from tests.kube.conftest import KubeCLI
+from tests.pods.conftest import CLI_POLL
 
 WEB = """
 apiVersion: v1
@@ -335,11 +336,12 @@ def test_a_failing_liveness_probe_turns_unhealthy_and_restarts_the_container(
         return kk("inspect", "-f", "{{.State.Health.Status}} {{.RestartCount}}",
                   "live-app").stdout.strip()
 
-    wait_for(lambda: status() == "healthy 0", timeout=20, what="the probe to pass")
+    wait_for(lambda: status() == "healthy 0", timeout=20, interval=CLI_POLL,
+             what="the probe to pass")
     assert "(healthy)" in kk("ps", "--filter", "name=live-app", "--format",
                              "{{.Status}}").stdout
     kk.exec("live-app", "rm /tmp/healthy")
-    wait_for(lambda: status() == "healthy 1", timeout=30,
+    wait_for(lambda: status() == "healthy 1", timeout=30, interval=CLI_POLL,
              what="the container to be restarted and healthy again")
     events = kk("events", "--since", since, "--until", str(int(time.time()) + 1),
                 "--filter", "container=live-app", "--format", "{{.Action}}").stdout
@@ -405,9 +407,9 @@ def test_a_job_runs_once_and_retries_a_failure_up_to_its_backoff_limit(kk: KubeC
     def state(name: str) -> str:
         return kk("inspect", "-f", fmt, name).stdout.strip()
 
-    wait_for(lambda: state("migrate-pod-ok") == "exited 0 0", timeout=20,
+    wait_for(lambda: state("migrate-pod-ok") == "exited 0 0", timeout=20, interval=CLI_POLL,
              what="the job's container to finish")
-    wait_for(lambda: state("migrate-pod-flaky") == "exited 3 2", timeout=30,
+    wait_for(lambda: state("migrate-pod-flaky") == "exited 3 2", timeout=30, interval=CLI_POLL,
              what="the failing container to be retried backoffLimit times")
     assert kk("logs", "migrate-pod-flaky").stdout == "try\n" * 3
     kk("kube", "down", str(path))

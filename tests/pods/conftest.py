@@ -15,14 +15,30 @@ from tests.containers.conftest import (  # noqa: F401 (fixtures)
 )
 from tests.helpers.host import wait_for
 
+# how often a condition read with a CLI command is polled (each poll is a ketch process)
+CLI_POLL = 0.2
+
+
+def remove_pods(cli: TrackingCLI) -> None:
+    """`pod rm -f` of every pod of the root, through the Engine in this process (the
+    test's own commands went through the CLI; its clean-up is not what is under test);
+    the IDs of all containers are kept for the leak check that follows."""
+    from ketch.engine import Engine
+    from ketch.errors import KetchError
+
+    with Engine(cli.root, cli.root / "run") as engine:
+        cli.ids.update(rec.id for rec in engine.containers.records.all())
+        for pod in engine.pods.records.all():
+            try:
+                engine.pods.remove(pod.id, force=True)
+            except KetchError:  # left for the leak check to report
+                pass
+
 
 @pytest.fixture
 def pk(ketch: TrackingCLI) -> Iterator[TrackingCLI]:  # noqa: F811
     yield ketch
-    pods = ketch("pod", "ps", "-q", "--no-trunc", check=False).stdout.split()
-    if pods:
-        ketch("pod", "rm", "-f", *pods, check=False)
-    ketch.ids.update(ketch("ps", "-aq", "--no-trunc", check=False).stdout.split())
+    remove_pods(ketch)
 
 
 def state(cli: TrackingCLI, name: str) -> str:
@@ -30,7 +46,11 @@ def state(cli: TrackingCLI, name: str) -> str:
 
 
 def wait_state(cli: TrackingCLI, name: str, want: str, timeout: float = 20) -> None:
-    wait_for(lambda: state(cli, name) == want, timeout=timeout,
+    if want == "exited":  # `wait` blocks until it stops: one command instead of polling
+        cli("wait", name, timeout=timeout)
+        assert state(cli, name) == want
+        return
+    wait_for(lambda: state(cli, name) == want, timeout=timeout, interval=CLI_POLL,
              what=f"{name} to be {want}")
 
 

@@ -14,7 +14,7 @@ from tests.containers_net.helpers import PAGE, fetch, unreachable
 from tests.crash.conftest import leftovers
 from tests.helpers.host import wait_for
 from tests.helpers.ports import free_port
-from tests.pods.conftest import infra_of, state, wait_state
+from tests.pods.conftest import CLI_POLL, infra_of, state, wait_state
 
 HTTPD = ("busybox", "httpd", "-f", "-p", "80", "-h", "/www")
 
@@ -148,7 +148,8 @@ def test_pod_pause_kill_restart_top_and_logs(pk):
        "db.internal:10.1.2.3")
     pk("run", "-d", "--pod", "ops", "--name", "talker", "busybox", "sh", "-c",
        "echo hello from talker; grep db.internal /etc/hosts; exec sleep 600")
-    wait_for(lambda: "db.internal" in pk("logs", "talker").stdout, what="talker's output")
+    wait_for(lambda: "db.internal" in pk("logs", "talker").stdout, interval=CLI_POLL,
+             what="talker's output")
     logs = pk("pod", "logs", "--names", "ops").stdout.splitlines()
     assert logs[0] == "talker hello from talker"
     assert logs[1].split()[1:] == ["10.1.2.3", "db.internal"]
@@ -237,7 +238,8 @@ def test_pod_kill_signal_log_windows_and_stop_and_rm_time(pk):
     pk("run", "-d", "--pod", "sigs", "--name", "trapper", "busybox", "sh", "-c",
        "trap 'echo got USR1' USR1; echo one; echo two; echo three;"
        " while :; do sleep 0.1; done")
-    wait_for(lambda: "three" in pk("logs", "trapper").stdout, what="trapper's output")
+    wait_for(lambda: "three" in pk("logs", "trapper").stdout, interval=CLI_POLL,
+             what="trapper's output")
     last = pk("pod", "logs", "--names", "--tail", "1", "sigs").stdout
     assert last == "trapper three\n"
     stamped = pk("pod", "logs", "--names", "--timestamps", "--tail", "1", "sigs").stdout
@@ -245,7 +247,8 @@ def test_pod_kill_signal_log_windows_and_stop_and_rm_time(pk):
     assert pk("pod", "logs", "--since", "2099-01-01T00:00:00Z", "sigs").stdout == ""
     assert pk("pod", "logs", "--until", "2000-01-01T00:00:00Z", "sigs").stdout == ""
     pk("pod", "kill", "--signal", "USR1", "sigs")
-    wait_for(lambda: "got USR1" in pk("logs", "trapper").stdout, what="the trap to run")
+    wait_for(lambda: "got USR1" in pk("logs", "trapper").stdout, interval=CLI_POLL,
+             what="the trap to run")
     assert state(pk, "trapper") == "running"
     # sh as PID 1 ignores SIGTERM: the stop's wait is what ends it
     began = time.monotonic()
