@@ -17,4 +17,6 @@ python3 -m mypy
 unset PYTHONDONTWRITEBYTECODE
 # In parallel (pytest-xdist): the tests mostly wait on containers and subprocesses, so
 # more workers than cores pay off. KETCH_TEST_WORKERS=0 runs them in this one process.
-exec python3 -m pytest -q -n "${KETCH_TEST_WORKERS:-4}" --durations=15 "$@"
+# --dist loadgroup keeps the tests marked xdist_group("NAME") on one worker, so the
+# servers and images they share are made once (tests/cri, the crash harness).
+exec python3 -m pytest -q -n "${KETCH_TEST_WORKERS:-4}" --dist loadgroup --durations=15 "$@"
