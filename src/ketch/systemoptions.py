@@ -6,7 +6,12 @@ from __future__ import annotations
 
 OPTIONS: dict[str, dict[str, str]] = {
     "check": {"--repair": "what the check finds is repaired, not only reported"},
-    "cri": {"--listen": "the unix socket the CRI service serves on (default"
+    "cri": {"--cni-bin-dir": "where the CNI plugins are looked for, colon-separated"
+                             " (default /opt/cni/bin:/usr/lib/cni; [cri] cni_bin_dir)",
+            "--cni-conf-dir": "the first network configuration there (lexical order)"
+                              " attaches every sandbox through CNI (default"
+                              " /etc/cni/net.d; [cri] cni_conf_dir)",
+            "--listen": "the unix socket the CRI service serves on (default"
                         " unix:///run/ketch/cri.sock)",
             "--stream-address": "the address of the streaming server that Exec, Attach"
                                 " and PortForward return URLs on (default 127.0.0.1:0,"
