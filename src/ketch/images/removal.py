@@ -27,8 +27,10 @@ def remove(svc: ImageService, name: str, *, force: bool = False,
     image has child images or a running container (even with -f), or, without -f,
     a stopped container or tags in several repositories.
     """
-    records = _remove(svc, name, force=force, prune=prune)
-    svc.gc()
+    # killed between deleting a record and the sweep: the next command sweeps (recover)
+    with svc.intents().held("images.remove", name):
+        records = _remove(svc, name, force=force, prune=prune)
+        svc.gc()
     return records
 
 
@@ -194,6 +196,15 @@ def prune(svc: ImageService, *, all: bool = False,
         if svc.users(r.id):
             continue  # moby's ImagePrune: an image a container uses keeps every tag
         candidates.append(r.id)
+    with svc.intents().held("images.remove", "prune"):  # as in remove()
+        _prune(svc, candidates, report, dangling_only)
+    report.space_reclaimed = sum(layer_sizes.get(d["Deleted"], 0)
+                                 for d in report.deleted if "Deleted" in d)
+    return report
+
+
+def _prune(svc: ImageService, candidates: builtins.list[str], report: PruneReport,
+           dangling_only: bool) -> None:
     for image_id in candidates:
         cur = svc.records.get(image_id)
         if cur is None:
@@ -208,9 +219,6 @@ def prune(svc: ImageService, *, all: bool = False,
             except (Conflict, ImageNotFound):
                 continue
     svc.gc()
-    report.space_reclaimed = sum(layer_sizes.get(d["Deleted"], 0)
-                                 for d in report.deleted if "Deleted" in d)
-    return report
 
 
 
