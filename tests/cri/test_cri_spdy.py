@@ -14,7 +14,6 @@ import shutil
 import socket
 import struct
 import subprocess
-import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,12 @@ import pytest
 from tests.conftest import require
 from tests.cri.conftest import Cri, Served
 from tests.cri.test_cri_pods import _pulled
-from tests.cri.test_cri_stream import _remove, _running, busybox  # noqa: F401 - a fixture
+from tests.cri.test_cri_stream import (  # noqa: F401 - busybox is a fixture
+    _remove,
+    _running,
+    _serving_page,
+    busybox,
+)
 from tests.helpers.rootfs import CACHE
 
 HERE = Path(__file__).parent / "spdyclient"
@@ -230,16 +234,7 @@ def test_port_forward_over_spdy_carries_concurrent_connections_to_the_pod(
         any_runtime: Served, busybox: str, spdy_client: Path, tmp_path: Path) -> None:  # noqa: F811
     cri = any_runtime.cri
     rt = any_runtime.runtime
-    pod_id, cid = _running(
-        any_runtime, busybox, tmp_path / "logs", "spf",
-        ["sh", "-c", "mkdir -p /www && echo spdy-page > /www/index.html"
-         " && exec httpd -f -p 127.0.0.1:8080 -h /www"])
-    ready = ["wget", "-qO-", "http://127.0.0.1:8080/"]
-    deadline = time.monotonic() + 20
-    while rt.ExecSync(cri.ExecSyncRequest(container_id=cid, cmd=ready, timeout=5)
-                      ).exit_code != 0:
-        assert time.monotonic() < deadline, "httpd did not come up"
-        time.sleep(0.2)
+    pod_id, cid = _serving_page(any_runtime, busybox, tmp_path / "logs", "spf", "spdy-page")
 
     url = rt.PortForward(cri.PortForwardRequest(pod_sandbox_id=pod_id, port=[8080])).url
     done = _ok(spdy(spdy_client, "portforward", url, flags=(

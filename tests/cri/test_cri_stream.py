@@ -84,6 +84,23 @@ def _running(served: Served, image: str, logs: Path, name: str, command: list[st
     return pod_id, cid
 
 
+def _serving_page(served: Served, image: str, logs: Path, name: str, page: str
+                  ) -> tuple[str, str]:
+    """A sandbox whose container serves `page` on the pod's 127.0.0.1:8080 (busybox
+    httpd), once the page answers from inside: (sandbox id, container id)."""
+    pod_id, cid = _running(
+        served, image, logs, name,
+        ["sh", "-c", f"mkdir -p /www && echo {page} > /www/index.html"
+         " && exec httpd -f -p 127.0.0.1:8080 -h /www"])
+    ready = ["wget", "-qO-", "http://127.0.0.1:8080/"]
+    deadline = time.monotonic() + 20
+    while served.runtime.ExecSync(served.cri.ExecSyncRequest(
+            container_id=cid, cmd=ready, timeout=5)).exit_code != 0:
+        assert time.monotonic() < deadline, "httpd did not come up"
+        time.sleep(0.2)
+    return pod_id, cid
+
+
 def _remove(served: Served, pod_id: str) -> None:
     cri = served.cri
     served.runtime.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=pod_id))
@@ -173,16 +190,8 @@ def test_port_forward_reaches_a_server_on_the_pods_localhost(
         any_runtime: Served, busybox: str, tmp_path: Path) -> None:
     cri = any_runtime.cri
     rt = any_runtime.runtime
-    pod_id, cid = _running(
-        any_runtime, busybox, tmp_path / "logs", "pf",
-        ["sh", "-c", "mkdir -p /www && echo forwarded-page > /www/index.html"
-         " && exec httpd -f -p 127.0.0.1:8080 -h /www"])
-    ready = ["wget", "-qO-", "http://127.0.0.1:8080/"]
-    deadline = time.monotonic() + 20
-    while rt.ExecSync(cri.ExecSyncRequest(container_id=cid, cmd=ready, timeout=5)
-                      ).exit_code != 0:
-        assert time.monotonic() < deadline, "httpd did not come up"
-        time.sleep(0.2)
+    pod_id, cid = _serving_page(any_runtime, busybox, tmp_path / "logs", "pf",
+                                "forwarded-page")
 
     url = rt.PortForward(cri.PortForwardRequest(pod_sandbox_id=pod_id, port=[8080])).url
     done = talk(url, [b"\x00GET / HTTP/1.0\r\n\r\n"], until=b"forwarded-page\n")
