@@ -100,12 +100,7 @@ def first_serving(root: str, ref: reference.Reference, default: Callable[[], Tra
 
     mirrors = load(root).get(ref.domain)
     if mirrors is None:
-        t = default()
-        try:
-            return t, fetch(t)
-        except BaseException:
-            t.close()
-            raise
+        return _first(default(), fetch)
     last: KetchError | None = None
     last_mirror = ""
     for scheme, host in mirrors.endpoints:
@@ -123,7 +118,11 @@ def first_serving(root: str, ref: reference.Reference, default: Callable[[], Tra
         message = (f"{ref.domain} is pulled from its mirrors only ({len(mirrors.endpoints)}"
                    f" in ketch.toml) and none served {ref.familiar()}: {last_mirror}: {last}")
         raise (NotFound if isinstance(last, NotFound) else KetchError)(message) from None
-    t = default()
+    return _first(default(), fetch)
+
+
+def _first(t: Any, fetch: Any) -> tuple[Any, Any]:
+    """(t, fetch(t)), with `t` closed if the fetch fails."""
     try:
         return t, fetch(t)
     except BaseException:
