@@ -12,6 +12,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
+source scripts/venv.sh  # ketch and python3 below: ketch's environment
 
 export KETCH_ROOT="${KETCH_ROOT:-/var/lib/ketch}"
 work=$(mktemp -d)

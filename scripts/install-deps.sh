@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # golang-go and golang-github-docker-spdystream-dev: the tests' SPDY client
 # (tests/cri/spdyclient), built offline from Debian's packaged Go sources
-PKGS=(runc crun conmon skopeo busybox-static mmdebstrap iptables iproute2
+PKGS=(python3 python3-venv runc crun conmon skopeo busybox-static mmdebstrap iptables iproute2
       containernetworking-plugins docker-registry procps util-linux tini
       docker-compose containerd golang-go golang-github-docker-spdystream-dev)
 missing=()
@@ -21,10 +21,26 @@ fi
 # The registry package starts a service on port 5000 that the tests do not want.
 systemctl disable --now docker-registry >/dev/null 2>&1 || true
 
-python3 -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 \
+# ketch's Python environment: a virtual environment on the distribution's python3 (not
+# whichever python3 is first on PATH). Debian builds its interpreter with PGO and LTO and
+# a static libpython; a default source build (pyenv's, for one) has neither, and every
+# ketch command runs ~20% slower on it (`python -I -S` start 9.8 against 8.6 ms here,
+# `ketch image inspect` 20.9 against 16.8 ms). The venv also keeps pip away from the
+# system's own packages (PEP 668).
+source scripts/venv.sh
+PY=/usr/bin/python3
+"$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+  || { echo "install-deps: ketch needs Python 3.11 or later as $PY" >&2; exit 1; }
+if [ "$(readlink -f "$KETCH_VENV/bin/python3" 2>/dev/null)" != "$(readlink -f "$PY")" ]; then
+  rm -rf "$KETCH_VENV"
+  "$PY" -m venv "$KETCH_VENV"
+fi
+PY="$KETCH_VENV/bin/python3"
+"$PY" -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 \
   | grep -v -E "^WARNING: (Running pip as|Location)" || true
 # PYTHONDONTWRITEBYTECODE may be set; precompile so each ketch call does not recompile.
-python3 -m compileall -q src >/dev/null
+"$PY" -m compileall -q src >/dev/null
 # Replace pip's console script with ketch's lean launcher (python -I -S, explicit sys.path):
 # no site .pth processing at every start. See src/ketch/launcher.py.
-python3 -m ketch.launcher >/dev/null
+"$PY" -m ketch.launcher >/dev/null
+ln -sfn "$KETCH_VENV/bin/ketch" /usr/local/bin/ketch

@@ -10,6 +10,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
+source scripts/venv.sh  # python3 below is ketch's environment's (see install-deps.sh)
 python3 -m ruff check .
 python3 -m mypy
 # pytest keeps its assertion-rewritten test modules as bytecode; with writing switched off
