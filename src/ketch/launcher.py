@@ -70,7 +70,10 @@ def default_target() -> str:
 def self_command() -> list[str]:
     """The argv prefix that runs ketch again the way this process was started: through
     the launcher when this process came through one (what conmon's exit command and the
-    restart waiter run, without paying for `site` again), else `python -m ketch`."""
+    restart waiter run, without paying for `site` again), else the interpreter this
+    process runs on with its module path (`python -I -S -c ...`): a server started
+    through `ketch system service` runs as `-c` code, and the bare interpreter need not
+    find ketch at all (a venv's packages, for one)."""
     script = sys.argv[0] if sys.argv else ""
     if os.path.isabs(script):
         try:
@@ -80,7 +83,9 @@ def self_command() -> list[str]:
             head = b""
         if HEADER.encode() in head and os.access(script, os.X_OK):
             return [script]
-    return [sys.executable, "-m", "ketch"]
+    code = (f"import sys; sys.path[:] = {[p for p in sys.path if p]!r};"
+            " from ketch.cli.main import run; run()")
+    return [sys.executable, "-I", "-S", "-c", code]
 
 
 def install(target: str) -> None:

@@ -30,7 +30,12 @@ def extract_rootfs(tar_path: Path, dest: Path) -> Path:
     """Unpack a trusted test rootfs tarball (for runtime tests that need a plain dir)."""
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(tar_path) as tf:
-        tf.extractall(dest, filter="fully_trusted")
+        # Extraction filters came in 3.11.4; Debian 12's python3 is 3.11.2, where
+        # extractall is what the "fully_trusted" filter selects anyway.
+        if hasattr(tarfile, "fully_trusted_filter"):
+            tf.extractall(dest, filter="fully_trusted")
+        else:
+            tf.extractall(dest)
     return dest
 
 

@@ -92,15 +92,20 @@ def test_ketch_runs_itself_again_through_the_launcher_it_came_through(
     target = _write(tmp_path)
     monkeypatch.setattr(sys, "argv", [str(target), "run"])
     assert self_command() == [str(target)]
-    # started as `python -m ketch` (argv[0] is ketch/__main__.py), or by a script that
-    # is not a launcher: the same interpreter with -m
+    # started as `python -m ketch` (argv[0] is ketch/__main__.py), by a script that is
+    # not a launcher, or as `-c` code (the API service): the same interpreter with this
+    # process's module path, which the bare interpreter may not have (a venv's)
     main = os.path.join(os.path.dirname(ketch.__file__), "__main__.py")
     other = tmp_path / "other"
     other.write_text("#!/bin/sh\n")
     other.chmod(0o755)
-    for argv0 in (main, str(other), "ketch"):
+    for argv0 in (main, str(other), "ketch", "-c"):
         monkeypatch.setattr(sys, "argv", [argv0, "run"])
-        assert self_command() == [sys.executable, "-m", "ketch"]
+        argv = self_command()
+        assert argv[:4] == [sys.executable, "-I", "-S", "-c"] and len(argv) == 5
+    proc = subprocess.run([*argv, "--version"], capture_output=True, text=True,
+                          env={"PATH": os.environ["PATH"]}, cwd="/")
+    assert proc.returncode == 0 and proc.stdout.startswith("ketch version "), proc.stderr
 
 
 def test_a_command_ends_without_teardown_yet_flushes_closes_and_keeps_its_exit_code(

@@ -276,7 +276,12 @@ def unit_file(root: str, run_root: str) -> str:
     import shutil
 
     exe = shutil.which("ketch")
-    cmd = [exe] if exe else [sys.executable, "-m", "ketch"]
+    if exe:
+        cmd = [exe]
+    else:
+        from ketch.launcher import self_command
+
+        cmd = self_command()
     cmd += ["--root", root, "--run-root", run_root, "system", "restart-policies"]
     return ("[Unit]\n"
             "Description=ketch: start containers with restart policy always or"

@@ -1327,18 +1327,23 @@ def _copy_range(src: int, dst: int, offset: int, count: int) -> None:
         count -= n
 
 
-if __name__ == "__main__":
+def main(argv: list[str]) -> None:
+    """`keep <log> <conmon pid> <max-size> <max-file> <0|1>`: the keeper's process
+    (started by runtime/monitor.py). Its stdout is a pipe to the starting `ketch`: one
+    line once the keeper is ready."""
     import contextlib
-    import sys
+    from pathlib import Path
 
-    # python -m ketch.runtime.logs keep <log> <conmon pid> <max-size> <max-file> <0|1>
-    # stdout is a pipe to the starting `ketch`: one line once the keeper is ready.
-    def _ready() -> None:
+    def ready() -> None:
         with contextlib.suppress(OSError):
             os.write(1, b"ready\n")
             os.close(1)
 
-    from pathlib import Path
+    _cmd, log, pid, size, files, gz = argv
+    keep_rotating(Path(log), int(pid), int(size), int(files), gz == "1", ready)
 
-    _, _cmd, _log, _pid, _size_s, _files, _gz = sys.argv
-    keep_rotating(Path(_log), int(_pid), int(_size_s), int(_files), _gz == "1", _ready)
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])
