@@ -374,7 +374,8 @@ class Lifecycle:
                 return
             except TimeoutError:
                 pass
-        mon.runtime.kill(rec.id, _signal.SIGKILL)
+        if not mon.runtime.kill_init(rec.id, _signal.SIGKILL):
+            mon.runtime.kill(rec.id, _signal.SIGKILL)
         svc.event(rec, "kill", signal=int(_signal.SIGKILL))
         mon.wait_exit(p, timeout=30)
 

@@ -7,7 +7,9 @@ the CNI protocol: the operation and sandbox in CNI_* variables, the plugin's net
 configuration on stdin (with `name`, `cniVersion`, the previous plugin's `prevResult`,
 and `runtimeConfig.portMappings` for a plugin that declares that capability, e.g.
 portmap), and its result or error as JSON on stdout. Before it, as containerd does, the
-`loopback` plugin brings up `lo` when it is installed.
+`loopback` plugin brings up `lo` when it is installed, unless the caller says `lo` is up
+already (a namespace ketch made has it up from the start: the plugin's exec, ~15 ms,
+would change nothing, and its DEL, on a namespace about to go, neither).
 
 What ADD was given and what it returned are kept under the state root
 (`<root>/cri/cni/<sandbox>.json`): DEL, which the CRI asks for on StopPodSandbox and
@@ -137,9 +139,10 @@ class Cni:
 
     # -- operations ------------------------------------------------------------------
     def add(self, sandbox_id: str, netns: str, args: dict[str, str],
-            port_mappings: list[dict[str, Any]]) -> dict[str, Any]:
+            port_mappings: list[dict[str, Any]], lo_up: bool = False) -> dict[str, Any]:
         """Attach the sandbox's namespace to the network; the network's result. On a
-        failure whatever was added is deleted again and the error raised."""
+        failure whatever was added is deleted again and the error raised. `lo_up`: the
+        namespace's loopback is up already (no loopback plugin)."""
         net = self.network()
         if net is None:
             raise CniError(f"no network config found in {self.conf_dir}: cni plugin not"
@@ -147,7 +150,7 @@ class Cni:
         entry: dict[str, Any] = {
             "network": net, "netns": netns, "ifname": IFNAME, "args": args,
             "runtimeConfig": {"portMappings": port_mappings}, "result": None,
-            "loopback": self._find("loopback") is not None}
+            "loopback": not lo_up and self._find("loopback") is not None}
         self._save(sandbox_id, entry)  # first: DEL knows what to undo after a crash
         try:
             if entry["loopback"]:
