@@ -18,6 +18,7 @@ from ketch.errors import InvalidArgument
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from ketch.cri.cni import Cni
@@ -110,15 +111,21 @@ def _netns(e: Engine, pod: Any) -> tuple[str, bool]:
     return (key, True) if key else (f"/proc/{infra.pid}/ns/net", False)
 
 
-def attach(e: Engine, cni: Cni, pod: Any, config: cri.PodSandboxConfig) -> None:
-    """Put the running sandbox on the CNI network."""
+def attacher(cni: Cni, pod: Any, config: cri.PodSandboxConfig) -> Callable[[str], None]:
+    """What puts the sandbox on the CNI network, given the path of the network namespace
+    ketch made for its infra (with `lo` up): the infra's start calls it as soon as the
+    namespace exists, so the plugins run beside the runtime's create of the infra, as
+    containerd makes the namespace and runs CNI before it starts the sandbox. A failure
+    undoes what the plugins did (Cni.add) and fails the infra's start."""
     meta = config.metadata
     args = {"K8S_POD_NAMESPACE": meta.namespace, "K8S_POD_NAME": meta.name,
             "K8S_POD_INFRA_CONTAINER_ID": pod.id, "K8S_POD_UID": meta.uid}
-    netns, ours = _netns(e, pod)
-    if not netns:
-        raise InvalidArgument(f"sandbox {pod.id} has no network namespace to attach")
-    cni.add(pod.id, netns, args, _port_mappings(config), lo_up=ours)
+    mappings = _port_mappings(config)
+
+    def attach(netns: str) -> None:
+        cni.add(pod.id, netns, args, mappings, lo_up=True)
+
+    return attach
 
 
 def detach(e: Engine, cni: Cni | None, pod: Any) -> None:

@@ -77,10 +77,15 @@ def run(e: Engine, config: cri.PodSandboxConfig, cni: Cni | None = None) -> str:
     now, after_add = podnet.split_sysctls(sysctls, on_cni)
     try:
         e.pod_sysctls(pod.id, now)
-        e.pod_start(pod.id)
         if on_cni:
             assert cni is not None
-            podnet.attach(e, cni, pod, config)  # undoes itself when it fails
+            infra = e.pods.infra(pod)
+            if infra is None:
+                raise InvalidArgument(f"sandbox {pod.id} has no infra container")
+            # on the network while the runtime creates the infra (podnet.attacher)
+            e.containers.start(infra.id, network_ready=podnet.attacher(cni, pod, config))
+        e.pod_start(pod.id)
+        if on_cni:
             e.pod_sysctls(pod.id, after_add)
     except BaseException:
         podnet.undo(e, cni, pod)
