@@ -324,7 +324,8 @@ class Lifecycle:
             except KetchError:
                 pass
         try:
-            mon.runtime.kill(rec.id, _signal.SIGKILL)
+            if not mon.runtime.kill_init(rec.id, _signal.SIGKILL):
+                mon.runtime.kill(rec.id, _signal.SIGKILL)
             svc.event(rec, "kill", signal=int(_signal.SIGKILL))
         except KetchError:
             pass

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 
 from ketch.errors import InvalidArgument, KetchError
 
@@ -44,6 +45,7 @@ _SETTINGS = ("cni_conf_dir", "cni_bin_dir")
 # what containerd's CNI library runs for the sandbox's loopback interface
 _LOOPBACK = {"cniVersion": "0.3.1", "name": "cni-loopback", "plugins": [{"type": "loopback"}]}
 _PLUGIN_TIMEOUT = 60
+_PROFILE_DIR = os.environ.get("KETCH_CRI_PROFILE", "")
 
 
 class CniError(KetchError):
@@ -277,6 +279,7 @@ class Cni:
                "CNI_ARGS": ";".join(["IgnoreUnknown=1", *(f"{k}={v}"
                                                           for k, v in args.items())]),
                "CNI_PATH": ":".join(self.bin_dirs)}
+        began = time.perf_counter()
         try:
             proc = subprocess.run([binary], input=json.dumps(conf).encode(), env=env,
                                   capture_output=True, timeout=_PLUGIN_TIMEOUT,
@@ -286,6 +289,10 @@ class Cni:
                            f" no answer in {_PLUGIN_TIMEOUT}s") from None
         except OSError as e:
             raise CniError(f"plugin type={kind!r} failed ({command}): {e}") from None
+        if _PROFILE_DIR:  # the plugins' times, the calls' profiles beside (cri.common)
+            with open(os.path.join(_PROFILE_DIR, "cni.log"), "a") as log:
+                log.write(f"{time.time():.3f} {command} {kind}"
+                          f" {(time.perf_counter() - began) * 1000:.1f} ms\n")
         text = proc.stdout.decode(errors="replace").strip()
         if proc.returncode != 0:
             msg = text or proc.stderr.decode(errors="replace").strip()

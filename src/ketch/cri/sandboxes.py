@@ -125,6 +125,11 @@ def _kill_member(e: Engine, cid: str) -> None:
         own.containers.stop(cid, timeout=0)
 
 
+def _remove_member(e: Engine, cid: str) -> None:
+    with e.reopen() as own:
+        own.containers.remove(cid, force=True)
+
+
 def _at_once(jobs: list[Callable[[], None]]) -> None:
     """Run the jobs, the first in this thread and the others in threads of their own;
     the first error (in the jobs' order) is raised once all are done."""
@@ -151,7 +156,11 @@ def _at_once(jobs: list[Callable[[], None]]) -> None:
 def remove(e: Engine, pod_id: str, cni: Cni | None = None) -> None:
     pod = ours(e, pod_id)
     if pod is not None:
-        podnet.detach(e, cni, pod)  # again: a no-op after StopPodSandbox's
+        # the members' directories go at once (each container's removal waits mostly on
+        # the filesystem), beside the DEL (a no-op after StopPodSandbox's); then the pod
+        jobs: list[Callable[[], None]] = [lambda: podnet.detach(e, cni, pod)]
+        jobs += [functools.partial(_remove_member, e, m.id) for m in e.pods.members(pod)]
+        _at_once(jobs)
         e.pod_rm(pod_id, force=True, timeout=0)
     elif all(c in "0123456789abcdef" for c in pod_id) and len(pod_id) == 64:
         podnet.detach_id(cni, pod_id)  # the pod went another way: its CNI state too
