@@ -107,7 +107,7 @@ def _netns(e: Engine, pod: Any) -> tuple[str, bool]:
     infra = e.pods.infra(pod)
     if infra is None or not infra.running or not infra.pid:
         return "", False
-    key = (e.containers.inspect(infra.id).get("NetworkSettings") or {}).get("SandboxKey")
+    key = (infra.network or {}).get("SandboxKey")  # as `inspect` shows it
     return (key, True) if key else (f"/proc/{infra.pid}/ns/net", False)
 
 
