@@ -89,6 +89,39 @@ def test_true_runs_from_start_to_recorded_exit(harness):
     assert harness.monitor.exit_status(paths) is not None
 
 
+def test_kill_init_kills_the_container_and_its_pid_namespace_without_a_runc_process(harness):
+    # the shell's background child dies with the namespace's init, as with `runc kill`
+    paths, started = harness.start(["sh", "-c", "sleep 30 & exec sleep 31"])
+    state = json.loads((harness.runtime.state_root / paths.container_id
+                        / "state.json").read_text())
+    init = state["init_process_pid"]
+    children = Path(f"/proc/{init}/task/{init}/children")
+    harness.wait_for(lambda: children.exists(), what="the container's init")
+    assert harness.runtime.kill_init(paths.container_id, signal.SIGKILL) is True
+    status = harness.monitor.wait_exit(paths, timeout=10)
+    assert status.exit_code == 137
+    assert not process_alive(init)
+    assert harness.runtime.state(paths.container_id).status == "stopped"
+
+
+def test_kill_init_leaves_alone_a_process_that_is_not_the_recorded_init(harness):
+    paths, _started = harness.start(["sleep", "30"])
+    state_file = harness.runtime.state_root / paths.container_id / "state.json"
+    original = state_file.read_text()
+    state = json.loads(original)
+    # the pid now names a process started at another time: a pid reused after the
+    # init exited, which must not get the signal
+    state["init_process_start"] += 1
+    state_file.write_text(json.dumps(state))
+    try:
+        assert harness.runtime.kill_init(paths.container_id, signal.SIGKILL) is False
+        time.sleep(0.2)
+        assert harness.monitor.exit_status(paths) is None
+        assert process_alive(state["init_process_pid"])
+    finally:
+        state_file.write_text(original)
+
+
 def test_monitor_memory_stays_near_two_mebibytes(harness):
     _paths, started = harness.start(["sleep", "30"])
     status = Path(f"/proc/{started.conmon_pid}/status").read_text()

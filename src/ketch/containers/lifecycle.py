@@ -112,9 +112,14 @@ class Lifecycle:
     # -- start ---------------------------------------------------------------------------------
     def start(self, name_or_id: str, *,
               before_start: Callable[[ContainerPaths], None] | None = None,
-              policy_token: str | None = None) -> ContainerRecord:
+              policy_token: str | None = None,
+              network_ready: Callable[[str], None] | None = None) -> ContainerRecord:
         """Start the container. `policy_token`: a restart by the restart policy
-        (containers.restart), done only if the record still waits for that restart."""
+        (containers.restart), done only if the record still waits for that restart.
+        `network_ready`: called with the path of the container's own network namespace
+        once it exists, in the helper thread of the deferred network plumbing, beside
+        the runtime's create; the process starts after it returned, and what it raises
+        fails the start (the CRI attaches a sandbox to CNI there)."""
         svc = self.svc
         rec = svc.get(name_or_id)
         if rec.host_config.get("_Pod") and not rec.running:
@@ -134,11 +139,12 @@ class Lifecycle:
             # If this process is killed before the record says "running", whoever finds
             # the intent undoes the start (containers/recovery.py): mounts, runtime, network.
             with svc.engine.intents.held("containers.start", rec.id):
-                return self._start_locked(rec, before_start, policy_token)
+                return self._start_locked(rec, before_start, policy_token, network_ready)
 
     def _start_locked(self, rec: ContainerRecord,
                       before_start: Callable[[ContainerPaths], None] | None,
-                      policy_token: str | None) -> ContainerRecord:
+                      policy_token: str | None,
+                      network_ready: Callable[[str], None] | None = None) -> ContainerRecord:
         from ketch.containers.security import parse_security_opts
         from ketch.runtime.monitor import ContainerStartError, write_config
         from ketch.runtime.spec import ContainerSpec, generate_config
@@ -170,6 +176,8 @@ class Lifecycle:
             os.makedirs(rootfs / wd.lstrip("/"), exist_ok=True)  # Docker creates WORKDIR
             mounts, shown, root_propagation = resources.mounts(svc, rec, rootfs)
             net = resources.network_up(svc, rec, later)
+            if network_ready is not None and net.get("netns") not in (None, "host"):
+                later.append(_ready_step(network_ready, net["netns"]))
             from ketch.containers import options
 
             link_hosts, link_env = options.links(svc, rec, net)
@@ -316,7 +324,8 @@ class Lifecycle:
             except KetchError:
                 pass
         try:
-            mon.runtime.kill(rec.id, _signal.SIGKILL)
+            if not mon.runtime.kill_init(rec.id, _signal.SIGKILL):
+                mon.runtime.kill(rec.id, _signal.SIGKILL)
             svc.event(rec, "kill", signal=int(_signal.SIGKILL))
         except KetchError:
             pass
@@ -374,7 +383,8 @@ class Lifecycle:
                 return
             except TimeoutError:
                 pass
-        mon.runtime.kill(rec.id, _signal.SIGKILL)
+        if not mon.runtime.kill_init(rec.id, _signal.SIGKILL):
+            mon.runtime.kill(rec.id, _signal.SIGKILL)
         svc.event(rec, "kill", signal=int(_signal.SIGKILL))
         mon.wait_exit(p, timeout=30)
 
@@ -538,3 +548,9 @@ class Lifecycle:
         rec = svc.get(name_or_id)
         self.stop(rec.id, timeout=timeout, signal=signal)
         svc.event(self.start(rec.id), "restart")
+
+
+def _ready_step(network_ready: Callable[[str], None], netns: str) -> DeferredStep:
+    from ketch.network.sandbox import DeferredStep
+
+    return DeferredStep(lambda: network_ready(netns), lambda: None)

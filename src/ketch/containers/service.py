@@ -446,8 +446,9 @@ class ContainerService:
 
         return Lifecycle(self)
 
-    def start(self, name_or_id: str) -> ContainerRecord:
-        return self.lifecycle.start(name_or_id)
+    def start(self, name_or_id: str, *,
+              network_ready: Callable[[str], None] | None = None) -> ContainerRecord:
+        return self.lifecycle.start(name_or_id, network_ready=network_ready)
 
     def stop(self, name_or_id: str, *, timeout: int | None = None,
              signal: str | None = None) -> None:

@@ -7,7 +7,9 @@ the CNI protocol: the operation and sandbox in CNI_* variables, the plugin's net
 configuration on stdin (with `name`, `cniVersion`, the previous plugin's `prevResult`,
 and `runtimeConfig.portMappings` for a plugin that declares that capability, e.g.
 portmap), and its result or error as JSON on stdout. Before it, as containerd does, the
-`loopback` plugin brings up `lo` when it is installed.
+`loopback` plugin brings up `lo` when it is installed, unless the caller says `lo` is up
+already (a namespace ketch made has it up from the start: the plugin's exec, ~15 ms,
+would change nothing, and its DEL, on a namespace about to go, neither).
 
 What ADD was given and what it returned are kept under the state root
 (`<root>/cri/cni/<sandbox>.json`): DEL, which the CRI asks for on StopPodSandbox and
@@ -26,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 
 from ketch.errors import InvalidArgument, KetchError
 
@@ -42,6 +45,7 @@ _SETTINGS = ("cni_conf_dir", "cni_bin_dir")
 # what containerd's CNI library runs for the sandbox's loopback interface
 _LOOPBACK = {"cniVersion": "0.3.1", "name": "cni-loopback", "plugins": [{"type": "loopback"}]}
 _PLUGIN_TIMEOUT = 60
+_PROFILE_DIR = os.environ.get("KETCH_CRI_PROFILE", "")
 
 
 class CniError(KetchError):
@@ -137,9 +141,10 @@ class Cni:
 
     # -- operations ------------------------------------------------------------------
     def add(self, sandbox_id: str, netns: str, args: dict[str, str],
-            port_mappings: list[dict[str, Any]]) -> dict[str, Any]:
+            port_mappings: list[dict[str, Any]], lo_up: bool = False) -> dict[str, Any]:
         """Attach the sandbox's namespace to the network; the network's result. On a
-        failure whatever was added is deleted again and the error raised."""
+        failure whatever was added is deleted again and the error raised. `lo_up`: the
+        namespace's loopback is up already (no loopback plugin)."""
         net = self.network()
         if net is None:
             raise CniError(f"no network config found in {self.conf_dir}: cni plugin not"
@@ -147,7 +152,7 @@ class Cni:
         entry: dict[str, Any] = {
             "network": net, "netns": netns, "ifname": IFNAME, "args": args,
             "runtimeConfig": {"portMappings": port_mappings}, "result": None,
-            "loopback": self._find("loopback") is not None}
+            "loopback": not lo_up and self._find("loopback") is not None}
         self._save(sandbox_id, entry)  # first: DEL knows what to undo after a crash
         try:
             if entry["loopback"]:
@@ -274,6 +279,7 @@ class Cni:
                "CNI_ARGS": ";".join(["IgnoreUnknown=1", *(f"{k}={v}"
                                                           for k, v in args.items())]),
                "CNI_PATH": ":".join(self.bin_dirs)}
+        began = time.perf_counter()
         try:
             proc = subprocess.run([binary], input=json.dumps(conf).encode(), env=env,
                                   capture_output=True, timeout=_PLUGIN_TIMEOUT,
@@ -283,6 +289,10 @@ class Cni:
                            f" no answer in {_PLUGIN_TIMEOUT}s") from None
         except OSError as e:
             raise CniError(f"plugin type={kind!r} failed ({command}): {e}") from None
+        if _PROFILE_DIR:  # the plugins' times, the calls' profiles beside (cri.common)
+            with open(os.path.join(_PROFILE_DIR, "cni.log"), "a") as log:
+                log.write(f"{time.time():.3f} {command} {kind}"
+                          f" {(time.perf_counter() - began) * 1000:.1f} ms\n")
         text = proc.stdout.decode(errors="replace").strip()
         if proc.returncode != 0:
             msg = text or proc.stderr.decode(errors="replace").strip()

@@ -4,6 +4,7 @@ SQLite connection), and the mapping of ketch's errors to gRPC status codes."""
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import threading
 import traceback
@@ -61,6 +62,8 @@ def rpc(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     def call(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         try:
+            if _PROFILE_DIR:
+                return _profiled(method, self, request, context)
             return method(self, request, context)
         except KetchError as e:
             context.abort(status_of(e), e.message)
@@ -69,3 +72,21 @@ def rpc(method: Callable[..., Any]) -> Callable[..., Any]:
             traceback.print_exc(file=sys.stderr)
             context.abort(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
     return call
+
+
+# KETCH_CRI_PROFILE=DIR: every call is run under cProfile and its statistics written to
+# DIR/<n>-<Method>.prof (for `python3 -m pstats`), to see where a call's time goes
+_PROFILE_DIR = os.environ.get("KETCH_CRI_PROFILE", "")
+_profiled_calls = [0]
+
+
+def _profiled(method: Callable[..., Any], *args: Any) -> Any:
+    import cProfile
+
+    prof = cProfile.Profile()
+    try:
+        return prof.runcall(method, *args)
+    finally:
+        _profiled_calls[0] += 1
+        prof.dump_stats(os.path.join(
+            _PROFILE_DIR, f"{_profiled_calls[0]:04d}-{method.__name__}.prof"))

@@ -18,6 +18,7 @@ from ketch.errors import InvalidArgument
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from ketch.cri.cni import Cni
@@ -100,36 +101,44 @@ def _port_mappings(config: cri.PodSandboxConfig) -> list[dict[str, Any]]:
     return out
 
 
-def _netns(e: Engine, pod: Any) -> str:
+def _netns(e: Engine, pod: Any) -> tuple[str, bool]:
+    """The path of the running infra's network namespace, and whether ketch made it
+    (pinned at its SandboxKey, made with `lo` up: ketch.network.netns)."""
     infra = e.pods.infra(pod)
     if infra is None or not infra.running or not infra.pid:
-        return ""
-    key = (e.containers.inspect(infra.id).get("NetworkSettings") or {}).get("SandboxKey")
-    return key or f"/proc/{infra.pid}/ns/net"
+        return "", False
+    key = (infra.network or {}).get("SandboxKey")  # as `inspect` shows it
+    return (key, True) if key else (f"/proc/{infra.pid}/ns/net", False)
 
 
-def attach(e: Engine, cni: Cni, pod: Any, config: cri.PodSandboxConfig) -> None:
-    """Put the running sandbox on the CNI network."""
+def attacher(cni: Cni, pod: Any, config: cri.PodSandboxConfig) -> Callable[[str], None]:
+    """What puts the sandbox on the CNI network, given the path of the network namespace
+    ketch made for its infra (with `lo` up): the infra's start calls it as soon as the
+    namespace exists, so the plugins run beside the runtime's create of the infra, as
+    containerd makes the namespace and runs CNI before it starts the sandbox. A failure
+    undoes what the plugins did (Cni.add) and fails the infra's start."""
     meta = config.metadata
     args = {"K8S_POD_NAMESPACE": meta.namespace, "K8S_POD_NAME": meta.name,
             "K8S_POD_INFRA_CONTAINER_ID": pod.id, "K8S_POD_UID": meta.uid}
-    netns = _netns(e, pod)
-    if not netns:
-        raise InvalidArgument(f"sandbox {pod.id} has no network namespace to attach")
-    cni.add(pod.id, netns, args, _port_mappings(config))
+    mappings = _port_mappings(config)
+
+    def attach(netns: str) -> None:
+        cni.add(pod.id, netns, args, mappings, lo_up=True)
+
+    return attach
 
 
 def detach(e: Engine, cni: Cni | None, pod: Any) -> None:
     """Take the sandbox off the CNI network (nothing when it is not on it)."""
     if cni is None or pod.labels.get(NETWORK) != "cni":
         return
-    cni.delete(pod.id, _netns(e, pod))
+    cni.delete(pod.id, _netns(e, pod)[0])
 
 
 def undo(e: Engine, cni: Cni | None, pod: Any) -> None:
     """Take a sandbox that failed to start off the CNI network, as far as that goes."""
     if cni is not None and pod.labels.get(NETWORK) == "cni":
-        cni.forget(pod.id, _netns(e, pod))
+        cni.forget(pod.id, _netns(e, pod)[0])
 
 
 def detach_id(cni: Cni | None, pod_id: str) -> None:

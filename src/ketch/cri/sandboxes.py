@@ -8,7 +8,9 @@ made through the CRI are listed to the kubelet (it removes sandboxes it does not
 
 from __future__ import annotations
 
+import functools
 import json
+import threading
 import time
 
 from cri_api.v1 import api_pb2 as cri
@@ -18,6 +20,7 @@ from ketch.errors import InvalidArgument, NotFound
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from ketch.cri.cni import Cni
@@ -74,10 +77,15 @@ def run(e: Engine, config: cri.PodSandboxConfig, cni: Cni | None = None) -> str:
     now, after_add = podnet.split_sysctls(sysctls, on_cni)
     try:
         e.pod_sysctls(pod.id, now)
-        e.pod_start(pod.id)
         if on_cni:
             assert cni is not None
-            podnet.attach(e, cni, pod, config)  # undoes itself when it fails
+            infra = e.pods.infra(pod)
+            if infra is None:
+                raise InvalidArgument(f"sandbox {pod.id} has no infra container")
+            # on the network while the runtime creates the infra (podnet.attacher)
+            e.containers.start(infra.id, network_ready=podnet.attacher(cni, pod, config))
+        e.pod_start(pod.id)
+        if on_cni:
             e.pod_sysctls(pod.id, after_add)
     except BaseException:
         podnet.undo(e, cni, pod)
@@ -98,19 +106,61 @@ def stop(e: Engine, pod_id: str, cni: Cni | None = None) -> None:
     pod = ours(e, pod_id)
     if pod is None:
         raise NotFound(f"an error occurred when try to find sandbox {pod_id!r}: not found")
-    # off the CNI network while its namespace is there (containerd tears the network
-    # down before the sandbox's process stops); a failure leaves the cache for Remove
-    podnet.detach(e, cni, pod)
-    # the kubelet has given each container its grace period through StopContainer
+    # The kubelet has given each container its grace period through StopContainer
     # before this call; what still runs is killed at once, as containerd does (a stop
-    # timeout here would hold the call for every member ignoring SIGTERM)
+    # timeout here would hold the call for every member ignoring SIGTERM). Taking the
+    # sandbox off the CNI network (while its namespace is there: containerd tears the
+    # network down before the sandbox's process stops; a failure leaves the cache for
+    # Remove) and stopping the members do not depend on each other: they run at once,
+    # each a few runtime and plugin processes mostly waited for. The infra goes last.
+    jobs: list[Callable[[], None]] = [lambda: podnet.detach(e, cni, pod)]
+    jobs += [functools.partial(_kill_member, e, m.id) for m in e.pods.members(pod)
+             if m.state in ("running", "paused", "restarting")]
+    _at_once(jobs)
     e.pod_stop(pod_id, timeout=0)  # a stopped sandbox stops again without an error
+
+
+def _kill_member(e: Engine, cid: str) -> None:
+    with e.reopen() as own:  # an Engine holds one SQLite connection per thread
+        own.containers.stop(cid, timeout=0)
+
+
+def _remove_member(e: Engine, cid: str) -> None:
+    with e.reopen() as own:
+        own.containers.remove(cid, force=True)
+
+
+def _at_once(jobs: list[Callable[[], None]]) -> None:
+    """Run the jobs, the first in this thread and the others in threads of their own;
+    the first error (in the jobs' order) is raised once all are done."""
+    errors: list[BaseException | None] = [None] * len(jobs)
+
+    def run(i: int) -> None:
+        try:
+            jobs[i]()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+            errors[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,), name="cri-stop", daemon=True)
+               for i in range(1, len(jobs))]
+    for t in threads:
+        t.start()
+    run(0)
+    for t in threads:
+        t.join()
+    for exc in errors:
+        if exc is not None:
+            raise exc
 
 
 def remove(e: Engine, pod_id: str, cni: Cni | None = None) -> None:
     pod = ours(e, pod_id)
     if pod is not None:
-        podnet.detach(e, cni, pod)  # again: a no-op after StopPodSandbox's
+        # the members' directories go at once (each container's removal waits mostly on
+        # the filesystem), beside the DEL (a no-op after StopPodSandbox's); then the pod
+        jobs: list[Callable[[], None]] = [lambda: podnet.detach(e, cni, pod)]
+        jobs += [functools.partial(_remove_member, e, m.id) for m in e.pods.members(pod)]
+        _at_once(jobs)
         e.pod_rm(pod_id, force=True, timeout=0)
     elif all(c in "0123456789abcdef" for c in pod_id) and len(pod_id) == 64:
         podnet.detach_id(cni, pod_id)  # the pod went another way: its CNI state too

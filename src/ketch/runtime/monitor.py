@@ -838,8 +838,11 @@ class ConmonMonitor:
     def cleanup_begin(self, paths: ContainerPaths) -> Callable[[], None]:
         """`cleanup` in two halves: the runtime's delete starts now, and the returned
         function waits for it and removes the transient files. The caller can release
-        other resources (the network) in between."""
-        wait = self.runtime.delete_begin(paths.container_id, force=True)
+        other resources (the network) in between. Without runtime state (deleted
+        already: `rm` after the stop that cleaned up) no runtime process is started."""
+        wait = _noop
+        if self.runtime.has_state(paths.container_id):
+            wait = self.runtime.delete_begin(paths.container_id, force=True)
 
         def finish() -> None:
             wait()

@@ -263,6 +263,44 @@ class OCIRuntime:
             args.append("--all")
         self._run(*args, container_id, str(signal_number(sig)))
 
+    def kill_init(self, container_id: str, sig: int) -> bool:
+        """Signal the container's init process from here, as `runc kill` (without --all)
+        does, saving its process (~15 ms, and more on a loaded host): runc's state file
+        names the init's pid and start time; a pidfd opened on that pid, whose process
+        has that start time, is that process for good (no pid reuse can redirect the
+        signal). Only for runc and a container with a PID namespace of its own, where
+        the kernel takes the namespace's other processes with its init on SIGKILL.
+        False when this cannot be done here: the caller runs `kill` instead (which
+        also gives the runtime's error for a container that is not running)."""
+        if self.name != "runc":
+            return False
+        try:
+            with open(self.state_root / container_id / "state.json", "rb") as f:
+                state = json.load(f)
+            pid = int(state["init_process_pid"])
+            start = int(state["init_process_start"])
+            own_pidns = any(ns.get("type") == "NEWPID" and not ns.get("path")
+                            for ns in state["config"]["namespaces"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return False
+        if not own_pidns or pid <= 0:
+            return False
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            return False
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            if int(fields[19]) != start:  # field 22, starttime: another process now
+                return False
+            _signal.pidfd_send_signal(fd, sig)
+        except (OSError, ValueError, IndexError):
+            return False
+        finally:
+            os.close(fd)
+        return True
+
     def delete(self, container_id: str, force: bool = False) -> None:
         """Remove the runtime state (and cgroup). Missing state is not an error:
         cleanup must be idempotent."""
