@@ -5,6 +5,7 @@ and the heavy standard-library modules it must not load."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -89,3 +90,30 @@ def test_logs_tail_stays_on_the_lean_import_path(ketch) -> None:
     out, mods = imports(ketch, "logs", "--tail", "2", cid)
     assert out.split() == ["4999", "5000"]
     check(mods, LOGS)
+
+
+INSPECT = CORE | {"ketch.cli.system", "ketch.containers.inspect", "ketch.oci",
+                  "ketch.oci.digest", "ketch.store.images", "ketch.layers",
+                  "ketch.layers.store", "ketch.store.content", "ketch.fmt", "ketch.fmt.units",
+                  "ketch.containers.logconfig", "ketch.containers.netglue",
+                  "ketch.network", "ketch.network.lookup", "ketch.containers.health",
+                  "ketch.fmt.jsonindent"}
+
+
+def test_inspect_of_a_created_container_stays_on_the_lean_import_path(ketch) -> None:
+    # what compose and IDEs ask for constantly: no network service (netlink, iptables,
+    # ipaddress, socket, subprocess), no image service, no volumes, no pathlib
+    cid = ketch("create", "--name", "lean", "busybox", "true").stdout.strip()
+    ketch.ids.add(cid)
+    bridge = ketch("network", "inspect", "-f", "{{.Id}}", "bridge").stdout.strip()
+    for argv in (["inspect", "lean"], ["container", "inspect", "lean"]):
+        out, mods = imports(ketch, *argv)
+        doc = json.loads(out)[0]
+        assert doc["Id"] == cid
+        assert doc["State"]["Status"] == "created"
+        assert doc["NetworkSettings"]["Networks"]["bridge"]["NetworkID"] == bridge
+        assert doc["HostsPath"] == str(ketch.root / "containers" / cid / "hosts")
+        allowed = (INSPECT | {"ketch.cli.container"}) - {"ketch.cli.system"} \
+            if argv[0] == "container" else INSPECT
+        # the package alone (its names load on use); ketch.network.service is not allowed
+        check(mods, allowed, (HEAVY | SLOW_STDLIB) - {"ketch.network"})

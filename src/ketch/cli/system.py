@@ -286,12 +286,14 @@ def inspect(ns: Namespace) -> int:
         lookups = []
         if ns.type in (None, "container"):
             lookups.append(lambda n: e.containers.inspect(n, size=ns.size))
+        # each service is built when its turn comes: a container found first needs
+        # neither the image store nor the volumes
         if ns.type in (None, "image"):
-            lookups.append(e.images.inspect)
+            lookups.append(lambda n: e.images.inspect(n))
         if ns.type in (None, "network"):
             lookups.append(e.network_inspect)
         if ns.type in (None, "volume"):
-            lookups.append(e.volumes.inspect)
+            lookups.append(lambda n: e.volumes.inspect(n))
         for look in lookups:
             try:
                 found = look(name)

@@ -34,12 +34,12 @@ past its timeout is killed and recorded with exit code -1.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 
 from ketch.errors import Conflict, InvalidArgument, KetchError, NotFound
+from ketch.fastjson import dumps, loads
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -149,7 +149,7 @@ def read(svc: ContainerService, rec: ContainerRecord) -> dict[str, Any] | None:
     try:
         with open(os.path.join(svc.engine.root_dir, "containers", rec.id,
                                "health.json")) as f:
-            doc: dict[str, Any] = json.load(f)
+            doc: dict[str, Any] = loads(f.read())
     except (OSError, ValueError):
         return None
     return {"Status": doc.get("Status") or STARTING,
@@ -197,7 +197,7 @@ class _Locked:
             raise NotFound(f"No such container: {self.path.parent.name}") from None
         fcntl.flock(self.fd, fcntl.LOCK_EX)
         try:
-            doc: dict[str, Any] = json.loads(self.path.read_text())
+            doc: dict[str, Any] = loads(self.path.read_text())
         except (OSError, ValueError):
             doc = {}
         doc.setdefault("Status", STARTING)
@@ -208,7 +208,7 @@ class _Locked:
 
     def write(self) -> None:
         tmp = self.path.with_name("health.json.tmp")
-        tmp.write_text(json.dumps(self.doc))
+        tmp.write_text(dumps(self.doc))
         os.replace(tmp, self.path)
 
     def __exit__(self, *exc: object) -> None:

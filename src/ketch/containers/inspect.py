@@ -3,6 +3,8 @@ record, its paths and its network endpoints."""
 
 from __future__ import annotations
 
+import os
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -26,10 +28,9 @@ def document(svc: ContainerService, name_or_id: str, *,
     """Docker's container inspect document (GET /containers/{id}/json)."""
     r = svc.get(name_or_id)
     path, args = svc.command_line(r)
-    d = svc.path(r.id)
+    # string paths: an inspect needs no pathlib (its import is a fifth of the command)
+    d = os.path.join(svc.engine.root_dir, "containers", r.id)
     lowers = [svc.engine.layers.diff_dir(c) for c in reversed(r.chain_ids)]
-    from ketch.containers.logconfig import log_file, reads_back
-
     hc = {k: v for k, v in r.host_config.items() if not k.startswith("_")}
     hc.setdefault("NetworkMode", "bridge")
     hc.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
@@ -68,17 +69,17 @@ def document(svc: ContainerService, name_or_id: str, *,
             "StartedAt": _ts(r.started_at), "FinishedAt": _ts(r.finished_at),
         },
         "Image": r.image_id,
-        "ResolvConfPath": str(d / "resolv.conf"),
-        "HostnamePath": str(d / "hostname"), "HostsPath": str(d / "hosts"),
-        "LogPath": str(log_file(hc, d / "ctr.log")) if reads_back(hc) else "",
+        "ResolvConfPath": os.path.join(d, "resolv.conf"),
+        "HostnamePath": os.path.join(d, "hostname"), "HostsPath": os.path.join(d, "hosts"),
+        "LogPath": _log_path(hc, d),
         "Name": "/" + r.name,
         "RestartCount": r.restart_count, "Driver": "overlay2", "Platform": "linux",
         "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
         "ExecIDs": _running_execs(svc, r) or None,
         "HostConfig": hc,
         "GraphDriver": {"Name": "overlay2", "Data": {
-            "LowerDir": ":".join(lowers), "MergedDir": str(d / "merged"),
-            "UpperDir": str(d / "upper"), "WorkDir": str(d / "work")}},
+            "LowerDir": ":".join(lowers), "MergedDir": os.path.join(d, "merged"),
+            "UpperDir": os.path.join(d, "upper"), "WorkDir": os.path.join(d, "work")}},
         "Mounts": r.extra.get("Mounts") or [],
         "Config": cfg,
         "NetworkSettings": network_settings(svc, r),
@@ -92,6 +93,20 @@ def document(svc: ContainerService, name_or_id: str, *,
         out["SizeRw"] = svc.size_rw(r)
         out["SizeRootFs"] = out["SizeRw"] + svc._image_size(r)
     return out
+
+
+def _log_path(hc: dict[str, Any], d: str) -> str:
+    from ketch.containers.logconfig import log_file, reads_back
+
+    if not reads_back(hc):
+        return ""
+    own = os.path.join(d, "ctr.log")
+    path = log_file(hc, own)
+    if path != own:  # a k8s-file driver's path option, shown as a Path spells it
+        from pathlib import PurePath
+
+        path = str(PurePath(path))
+    return path
 
 
 def network_settings(svc: ContainerService, r: ContainerRecord) -> dict[str, Any]:

@@ -128,20 +128,24 @@ def configured_networks(engine: ContainerHost, rec: ContainerRecord) -> dict[str
     endpoints = {"bridge" if k == "default" else k: v for k, v in (
         (rec.host_config.get("_NetworkingConfig") or {}).get("EndpointsConfig") or {}).items()}
     names = [mode if mode != "default" else "bridge"] + [n for n in endpoints if n != mode]
-    known = {}
-    for n in engine.networks.list_networks():
-        known[n.name] = known[n.id] = n
+    from ketch.network.lookup import network_ids
+
+    ids = network_ids(engine.db)
+    if ids is None:  # no network table yet: the service makes it and the built-ins
+        ids = {n.name: n.id for n in engine.networks.list_networks()}
+    names_of = {net_id: net_name for net_name, net_id in ids.items()}
+    known = {**ids, **{net_id: net_id for net_id in names_of}}  # by name or full ID
     out: dict[str, Any] = {}
     for name in names:
         cfg = endpoints.get(name) or {}
-        net = known.get(name) or next((n for n in known.values()
-                                       if len(name) >= 12 and n.id.startswith(name)), None)
-        if net is None or net.name in out:
+        found = known.get(name) or next((i for i in names_of
+                                         if len(name) >= 12 and i.startswith(name)), None)
+        if found is None or names_of[found] in out:
             continue  # removed since: the start reports it
-        out[net.name] = {
+        out[names_of[found]] = {
             "IPAMConfig": cfg.get("IPAMConfig"), "Links": cfg.get("Links"),
             "Aliases": list(cfg.get("Aliases") or []) or None, "MacAddress": "",
-            "NetworkID": net.id, "EndpointID": "", "Gateway": "", "IPAddress": "",
+            "NetworkID": found, "EndpointID": "", "Gateway": "", "IPAddress": "",
             "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
             "GlobalIPv6PrefixLen": 0, "DriverOpts": cfg.get("DriverOpts"), "DNSNames": None}
     return out

@@ -1,0 +1,28 @@
+"""Reads of the network table that need none of the network service: what a container's
+inspect shows for a container that is not running (the IDs of the networks it will
+join). Building the `NetworkService` imports netlink, iptables handling, `ipaddress`,
+`socket` and `subprocess` and checks the schema and the built-in networks: two thirds
+of the instructions of `ketch inspect` of a created container, for two columns of one
+table.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ketch.store.db import Database
+
+
+def network_ids(db: Database) -> dict[str, str] | None:
+    """Every network's name and ID (name -> ID), oldest first; None where the network
+    service has not yet made its table and the built-in networks (a root where nothing
+    networked ran): the caller asks the service, which makes them."""
+    from ketch.store.db import sqlite3
+
+    try:
+        rows = db.conn.execute(
+            "SELECT name, id FROM net_networks ORDER BY created").fetchall()
+    except sqlite3.OperationalError:  # no such table
+        return None
+    found = {name: net_id for name, net_id in rows}
+    return found if "bridge" in found else None
