@@ -92,7 +92,10 @@ _JSON_FIELDS = ("config", "host_config", "chain_ids", "network", "extra")
 
 
 def _row(row: sqlite3.Row) -> ContainerRecord:
-    d = dict(row)
+    return _record(dict(row))
+
+
+def _record(d: dict[str, Any]) -> ContainerRecord:
     for k in _JSON_FIELDS:
         d[k] = loads(d[k])
     return from_fields(ContainerRecord, d)
@@ -173,8 +176,14 @@ class ContainerRecords:
         return _row(row) if row else None
 
     def all(self) -> list[ContainerRecord]:
-        return [_row(r) for r in self.db.conn.execute(
-            "SELECT * FROM containers ORDER BY created DESC")]
+        # plain tuples zipped with the column names: `dict(row)` of a sqlite3.Row looks
+        # each of the 17 names up by a case-insensitive scan of the columns, a quarter
+        # of `ps -a`'s instructions with 100 containers (callgrind)
+        cur = self.db.conn.cursor()
+        cur.row_factory = None
+        cur.execute("SELECT * FROM containers ORDER BY created DESC")
+        names = [c[0] for c in cur.description]
+        return [_record(dict(zip(names, t, strict=True))) for t in cur]
 
     def find(self, name_or_id: str) -> ContainerRecord:
         """Docker's lookup order: full ID, exact name, then unique ID prefix."""

@@ -90,7 +90,7 @@ class Database:
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
                                    isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            # `timeout` is SQLite's busy timeout already (sqlite3_busy_timeout): no PRAGMA
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 _enable_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
