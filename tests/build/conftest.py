@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import KetchCLI, import_image, require_root, require_tool
 from tests.helpers.host import mounts_under
 from tests.helpers.rootfs import debian_rootfs_tar
+from tests.helpers.shared_images import template_root
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -112,3 +113,9 @@ def kb(build_prereqs: None, ketch: KetchCLI, busybox_tar: Path, tmp_path: Path
 def node_rootfs_tar() -> Path:
     """A bookworm minbase rootfs with nodejs and npm, kept between test sessions."""
     return debian_rootfs_tar("node", "nodejs,npm")
+
+
+@pytest.fixture(scope="session")
+def node_template(tmp_path_factory: pytest.TempPathFactory, node_rootfs_tar: Path) -> Path:
+    """`node:latest` (CMD ["node"]) imported once per test run, for link_images()."""
+    return template_root(tmp_path_factory, node_rootfs_tar, "node:latest", 'CMD ["node"]')

@@ -10,12 +10,12 @@ from tests.build.conftest import REPO, Builder
 from tests.build.test_build_cache import steps
 from tests.helpers.host import fetch
 from tests.helpers.ports import free_port
+from tests.helpers.shared_images import link_images
 
 
-def test_sample_app_builds_caches_and_serves_its_page(kb: Builder, node_rootfs_tar: Path
+def test_sample_app_builds_caches_and_serves_its_page(kb: Builder, node_template: Path
                                                       ) -> None:
-    kb("import", "--change", 'CMD ["node"]', str(node_rootfs_tar), "node:latest",
-       timeout=600)
+    link_images(node_template, kb.root)
     app = kb.tmp / "node-app"
     shutil.copytree(REPO / "examples" / "node-app", app)
     first = kb.build(app, "-t", "node-hello", timeout=600).stdout

@@ -7,10 +7,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from tests.build.conftest import REPO, node_rootfs_tar  # noqa: F401 (fixture)
-from tests.conftest import import_image
+from tests.build.conftest import REPO, node_rootfs_tar, node_template  # noqa: F401 (fixtures)
 from tests.helpers.host import fetch
 from tests.helpers.ports import free_port
+from tests.helpers.shared_images import link_images
 from tests.kube.conftest import KubeCLI
 
 DEPLOYMENT = """
@@ -34,8 +34,8 @@ spec:
 
 
 def test_node_app_deployment_built_by_play_serves_and_down_leaves_nothing(
-        kk: KubeCLI, node_rootfs_tar: Path) -> None:  # noqa: F811
-    import_image(kk.root, node_rootfs_tar, "node:latest", 'CMD ["node"]')
+        kk: KubeCLI, node_template: Path) -> None:  # noqa: F811
+    link_images(node_template, kk.root)
     shutil.copytree(REPO / "examples" / "node-app", kk.folder / "node-hello")
     port = free_port()
     path = kk.yaml(DEPLOYMENT.format(port=port))
