@@ -12,8 +12,8 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from tests.containers.conftest import cgroups_of
-from tests.helpers.host import conmon_pids, live_pids, wait_for
+from tests.containers.conftest import NOTHING_MADE, cgroups_of, made_in
+from tests.helpers.host import conmon_pids, live_pids, poll_pause, wait_for
 
 from ketch.containers.records import ContainerRecord
 from ketch.containers.restart import BACKOFF_FIRST, BACKOFF_MAX, next_delay
@@ -42,9 +42,10 @@ def stays(cond, seconds: float) -> bool:
     """`cond` holds on every check for `seconds`."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
+        began = time.monotonic()
         if not cond():
             return False
-        time.sleep(0.1)
+        time.sleep(poll_pause(0.1, time.monotonic() - began))
     return bool(cond())
 
 
@@ -218,7 +219,7 @@ def test_invalid_restart_policies_are_refused(ketch, value, message):
     p = ketch("run", "--rm", "--restart", "always", "busybox", "true", check=False)
     assert (p.returncode, p.stderr.strip()) == (
         125, "Error: Conflicting options: --restart and --rm")
-    assert ketch("ps", "-aq").stdout == ""
+    assert made_in(ketch.root) == NOTHING_MADE
 
 
 # -- after a reboot -------------------------------------------------------------------------------

@@ -14,18 +14,36 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+# A check that runs a `ketch` command costs a process start-up (tens of ms of CPU, more
+# on a loaded machine); polled every 50 ms it would keep most of a core busy for as long
+# as the test waits, and the suite runs several tests per core. So between two checks a
+# poll waits at least POLL_SHARE times as long as the last check took: a check of a file
+# or of /proc still runs every `interval`, a CLI check uses at most a quarter of the time
+# it waits (and backs off further when the machine is slow), never pausing longer than
+# POLL_MAX_PAUSE.
+POLL_SHARE = 3.0
+POLL_MAX_PAUSE = 0.5
+
+
+def poll_pause(interval: float, check_took: float) -> float:
+    """How long to sleep before the next check (see POLL_SHARE)."""
+    return max(interval, min(POLL_SHARE * check_took, POLL_MAX_PAUSE))
+
 
 def wait_for(cond: Callable[[], Any], timeout: float = 15, interval: float = 0.05,
              what: str = "condition") -> Any:
     """Poll `cond` until it returns something truthy (returned); fail after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
+        began = time.monotonic()
         value = cond()
         if value:
             return value
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+        # the last check is made at the deadline, not a pause after it
+        time.sleep(max(0.0, min(poll_pause(interval, now - began), deadline - now)))
 
 
 def fetch(url: str, timeout: float = 30) -> str:
