@@ -60,6 +60,20 @@ def leaks(root: Path, ids: set[str]) -> list[str]:
     return found
 
 
+def made_in(root: Path) -> dict[str, list[str]]:
+    """What a refused `run`/`create` must not have made, read in this process (no CLI
+    start-up, where `ps -aq` and `volume ls -q` cost one each): container records and
+    volumes."""
+    from ketch.engine import Engine
+
+    with Engine(root, root / "run") as engine:
+        return {"containers": [rec.id for rec in engine.containers.records.all()],
+                "volumes": [v["Name"] for v in engine.volumes.list()]}
+
+
+NOTHING_MADE: dict[str, list[str]] = {"containers": [], "volumes": []}
+
+
 class TrackingCLI(KetchCLI):
     """KetchCLI that remembers the ID of every container `run`/`create` made."""
 

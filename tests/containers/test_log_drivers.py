@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from tests.containers.conftest import wait_for
+from tests.containers.conftest import NOTHING_MADE, made_in, wait_for
 
 # ~105 bytes a line: 300,000 lines are ~31 MB of output
 PRINT = ('i=0; while [ $i -lt {n} ]; do echo "line $i padding padding padding padding'
@@ -143,7 +143,7 @@ def test_bad_log_configuration_is_refused_and_nothing_is_created(ketch, flags, m
         assert p.returncode == 125, p.stderr
         assert message in p.stderr
         assert len(p.stderr.strip().splitlines()) == 1
-    assert ketch("ps", "-aq").stdout == ""
+    assert made_in(ketch.root) == NOTHING_MADE
 
 
 def test_k8s_file_path_option_puts_the_log_there_and_logs_reads_it(ketch, tmp_path):
@@ -168,7 +168,7 @@ def test_journald_is_refused_when_journald_is_not_running(ketch):
     p = ketch("create", "--log-driver", "journald", "busybox", "true", check=False)
     assert p.returncode == 125
     assert "journald is not running on this host" in p.stderr
-    assert ketch("ps", "-aq").stdout == ""
+    assert made_in(ketch.root) == NOTHING_MADE
 
 
 def test_state_root_config_sets_the_default_driver_and_options(ketch):

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.containers.conftest import cgroups_of
+from tests.containers.conftest import NOTHING_MADE, cgroups_of, made_in
 from tests.helpers.host import wait_for
 
 DOCKER_DEFAULT_CAPEFF = 0xA80425FB
@@ -81,7 +81,7 @@ def test_exit_126_when_the_command_cannot_be_invoked(ketch):
     p = ketch("run", "--rm", "busybox", "/etc", check=False)
     assert p.returncode == 126
     assert "permission denied" in p.stderr
-    assert ketch("ps", "-aq").stdout == ""
+    assert made_in(ketch.root) == NOTHING_MADE
 
 
 def test_exit_127_when_the_command_is_not_found(ketch):
@@ -259,7 +259,7 @@ def test_invalid_names_are_refused_and_nothing_is_created(ketch, bad):
     assert p.returncode == 125
     assert p.stderr == (f"Error: Invalid container name ({bad}), only [a-zA-Z0-9]"
                         "[a-zA-Z0-9_.-] are allowed\n")
-    assert ketch("ps", "-aq").stdout == ""
+    assert made_in(ketch.root) == NOTHING_MADE
     ok = ketch("create", "--name", "/Ok_1.x-y", "busybox").stdout.strip()
     ketch.ids.add(ok)
     assert ketch("ps", "-a", "--format", "{{.Names}}").stdout == "Ok_1.x-y\n"

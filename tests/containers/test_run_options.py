@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import require
-from tests.containers.conftest import mounts_under
+from tests.containers.conftest import NOTHING_MADE, made_in, mounts_under
 
 V1 = Path("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists()
 
@@ -378,7 +378,7 @@ def test_create_refuses_a_device_the_host_lacks_and_creates_nothing(ketch, path,
     assert p.returncode == 125
     assert p.stderr == ("Error: error gathering device information while adding custom"
                         f' device "{path}": {why}\n')
-    assert ketch("ps", "-aq").stdout == ""
+    assert made_in(ketch.root) == NOTHING_MADE
 
 
 def test_device_cgroup_rule_allows_a_device_node(ketch):
@@ -631,4 +631,4 @@ def test_cpu_rt_runtime_and_period_reach_the_containers_cgroup(ketch):
     assert bad.returncode == 125
     assert bad.stderr.strip() == ("Error: cpu real-time runtime cannot be higher than cpu"
                                   " real-time period")
-    assert ketch("ps", "-aq").stdout == ""
+    assert made_in(ketch.root) == NOTHING_MADE

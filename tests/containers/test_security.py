@@ -7,6 +7,7 @@ import json
 import re
 
 import pytest
+from tests.containers.conftest import NOTHING_MADE, made_in
 
 STATUS = ["grep", "-E", "^(Seccomp|NoNewPrivs):", "/proc/self/status"]
 
@@ -138,7 +139,7 @@ def test_bad_security_opts_are_refused_and_nothing_is_created(ketch, opt, messag
               check=False)
     assert p.returncode == 125
     assert p.stderr == message + "\n"
-    assert ketch("ps", "-aq").stdout == ""
+    assert made_in(ketch.root) == NOTHING_MADE
     assert ketch("volume", "ls", "-q").stdout == ""
 
 
@@ -154,7 +155,7 @@ def test_a_profile_that_is_not_json_is_refused(ketch, tmp_path):
     p = ketch("run", "--security-opt", f"seccomp={unknown}", "busybox", "true", check=False)
     assert (p.returncode, p.stderr) == (125, "Error: invalid seccomp profile: unknown action"
                                              " 'SCMP_ACT_MAYBE' in defaultAction\n")
-    assert ketch("ps", "-aq").stdout == ""
+    assert made_in(ketch.root) == NOTHING_MADE
 
 
 def test_info_reports_only_what_is_applied(ketch):
