@@ -144,11 +144,19 @@ def test_bad_since_and_unknown_filters_are_one_line_errors(ketch: TrackingCLI) -
         assert "Traceback" not in proc.stderr
 
 
+def _interruptible() -> None:
+    """In the follower, before exec: SIGINT and SIGQUIT as a terminal gives them. A
+    child inherits ignored signals, and under xdist the worker that starts it may have
+    them ignored (seen under load): Ctrl-C must be what these tests send."""
+    for s in (signal.SIGINT, signal.SIGQUIT):
+        signal.signal(s, signal.SIG_DFL)
+
+
 def test_events_follows_until_interrupted_and_exits_0_quietly(ketch: TrackingCLI) -> None:
     follower = subprocess.Popen(
         ketch.argv("events", "--filter", "container=ev-follow", "--format",
                    "{{.Action}}"), env=ketch.env(), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
+        stderr=subprocess.PIPE, text=True, preexec_fn=_interruptible)
     try:
         time.sleep(1.0)  # it is reading the journal's end by now
         cid = ketch("create", "--name", "ev-follow", "busybox").stdout.strip()
@@ -232,7 +240,8 @@ def test_a_follower_reads_across_rotations_without_losing_events(ketch: Tracking
     follower = subprocess.Popen(
         ketch.argv("events", "--filter", "event=untag", "--format",
                    "{{.Actor.Attributes.name}}"),
-        env=ketch.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env=ketch.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_interruptible)
     got: list[str] = []
     threading.Thread(target=lambda: got.extend(follower.stdout or ()), daemon=True).start()
     try:
@@ -242,7 +251,12 @@ def test_a_follower_reads_across_rotations_without_losing_events(ketch: Tracking
         assert [line.strip() for line in got] == names  # all, in the order rmi made them
     finally:
         follower.send_signal(signal.SIGINT)
-        follower.wait(timeout=10)
+        try:
+            follower.wait(timeout=10)
+        finally:
+            if follower.poll() is None:
+                follower.kill()
+                follower.wait()
 
 
 @pytest.mark.parametrize("fmt", ["json", "{{json .}}"])
