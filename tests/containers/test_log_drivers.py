@@ -102,6 +102,17 @@ def test_logs_follow_reads_on_while_generations_rotate(ketch, run_d):
         f"line {i} padding padding padding padding padding padding" for i in range(20_000)]
 
 
+def test_rm_of_a_container_whose_log_is_still_rotating_leaves_no_file_or_keeper(ketch, run_d):
+    # many generations to shift: the keeper is still at work when the container exits
+    cid = run_d("--log-opt", "max-size=16k", "--log-opt", "max-file=1000", "busybox",
+                "sh", "-c", PRINT.format(n=20_000))
+    d = ketch.root / "containers" / cid
+    ketch("wait", cid)
+    ketch("rm", "-f", cid)
+    assert not d.exists(), sorted(p.name for p in d.iterdir())[:10]
+    assert keepers_of(d) == []
+
+
 def test_log_driver_none_stores_nothing_and_logs_fails_as_docker(ketch):
     p = ketch("run", "--name", "quiet", "--log-driver", "none", "busybox", "echo", "shown")
     assert p.stdout == "shown\n"  # attached output does not need a log

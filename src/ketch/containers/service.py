@@ -362,6 +362,14 @@ class ContainerService:
         # started holds none (and `rm` of one then loads neither runtime nor network)
         if release and not self._never_started(rec):
             self.lifecycle.release_resources(rec)
+        if rec.started_at or rec.pid:
+            from ketch.containers.logconfig import log_file
+            from ketch.runtime.logs import stop_keeper
+
+            # a keeper still rotating the log would refill the directory removed below
+            stop_keeper(log_file(rec.host_config,
+                                 os.path.join(self.engine.root_dir, "containers", rec.id,
+                                              "ctr.log")))
         if volumes and rec.extra.get("anon_volumes"):
             from ketch.containers.resources import remove_anonymous_volumes
 
