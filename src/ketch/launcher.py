@@ -83,9 +83,17 @@ def self_command() -> list[str]:
             head = b""
         if HEADER.encode() in head and os.access(script, os.X_OK):
             return [script]
-    code = (f"import sys; sys.path[:] = {[p for p in sys.path if p]!r};"
-            " from ketch.cli.main import run; run()")
-    return [sys.executable, "-I", "-S", "-c", code]
+    return python_command("from ketch.cli.main import run; run()")
+
+
+def python_command(statements: str) -> list[str]:
+    """The argv that runs `statements` in a new interpreter like this one: the same
+    executable with `-I -S` and this process's module path. The launcher's path is
+    explicit, and the bare interpreter need not find ketch at all (a venv's packages,
+    for one), so a child that imports ketch gets the path its parent has. Arguments
+    for the child follow the returned list (its `sys.argv[1:]`)."""
+    path = [p for p in sys.path if p]
+    return [sys.executable, "-I", "-S", "-c", f"import sys; sys.path[:] = {path!r}; {statements}"]
 
 
 def install(target: str) -> None:

@@ -96,11 +96,15 @@ def test_kill_init_kills_the_container_and_its_pid_namespace_without_a_runc_proc
                         / "state.json").read_text())
     init = state["init_process_pid"]
     children = Path(f"/proc/{init}/task/{init}/children")
-    harness.wait_for(lambda: children.exists(), what="the container's init")
+    harness.wait_for(lambda: children.exists() and children.read_text().split(),
+                     what="the container's background child")
+    background = children.read_text().split()
     assert harness.runtime.kill_init(paths.container_id, signal.SIGKILL) is True
     status = harness.monitor.wait_exit(paths, timeout=10)
     assert status.exit_code == 137
     assert not process_alive(init)
+    harness.wait_for(lambda: not process_alive(int(background[0])),
+                     what="the background child to die with the namespace")
     assert harness.runtime.state(paths.container_id).status == "stopped"
 
 

@@ -393,13 +393,13 @@ def _become(package: str, *args: str) -> None:
     ARGS...`), run with the interpreter and module path this one runs with: the CLI never
     loads the server's stack (HTTP, gRPC), and the long-running server keeps none of the
     CLI's short-lived-process tuning."""
+    from ketch.launcher import python_command
+
     e = engine()
-    code = (f"import sys; sys.path[:] = {sys.path!r}; from {package}.__main__ import main;"
-            " sys.exit(main())")
+    argv = python_command(f"from {package}.__main__ import main; sys.exit(main())")
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-I", "-S", "-c", code, e.root_dir,
-                              e.run_root_dir, *args])
+    os.execv(argv[0], [*argv, e.root_dir, e.run_root_dir, *args])
 
 
 @registry.command("cri", "[OPTIONS]",

@@ -290,9 +290,12 @@ class Cni:
         except OSError as e:
             raise CniError(f"plugin type={kind!r} failed ({command}): {e}") from None
         if _PROFILE_DIR:  # the plugins' times, the calls' profiles beside (cri.common)
-            with open(os.path.join(_PROFILE_DIR, "cni.log"), "a") as log:
-                log.write(f"{time.time():.3f} {command} {kind}"
-                          f" {(time.perf_counter() - began) * 1000:.1f} ms\n")
+            try:
+                with open(os.path.join(_PROFILE_DIR, "cni.log"), "a") as log:
+                    log.write(f"{time.time():.3f} {command} {kind}"
+                              f" {(time.perf_counter() - began) * 1000:.1f} ms\n")
+            except OSError:
+                pass  # a profiling aid never fails the plugin call
         text = proc.stdout.decode(errors="replace").strip()
         if proc.returncode != 0:
             msg = text or proc.stderr.decode(errors="replace").strip()

@@ -88,5 +88,8 @@ def _profiled(method: Callable[..., Any], *args: Any) -> Any:
         return prof.runcall(method, *args)
     finally:
         _profiled_calls[0] += 1
-        prof.dump_stats(os.path.join(
-            _PROFILE_DIR, f"{_profiled_calls[0]:04d}-{method.__name__}.prof"))
+        try:  # a profiling aid never fails the call it watches
+            prof.dump_stats(os.path.join(
+                _PROFILE_DIR, f"{_profiled_calls[0]:04d}-{method.__name__}.prof"))
+        except OSError as e:
+            print(f"KETCH_CRI_PROFILE: {e}", file=sys.stderr)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import functools
 import json
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from cri_api.v1 import api_pb2 as cri
 
@@ -131,26 +131,12 @@ def _remove_member(e: Engine, cid: str) -> None:
 
 
 def _at_once(jobs: list[Callable[[], None]]) -> None:
-    """Run the jobs, the first in this thread and the others in threads of their own;
-    the first error (in the jobs' order) is raised once all are done."""
-    errors: list[BaseException | None] = [None] * len(jobs)
-
-    def run(i: int) -> None:
-        try:
-            jobs[i]()
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
-            errors[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,), name="cri-stop", daemon=True)
-               for i in range(1, len(jobs))]
-    for t in threads:
-        t.start()
-    run(0)
-    for t in threads:
-        t.join()
-    for exc in errors:
-        if exc is not None:
-            raise exc
+    """Run the jobs at once; the first error (in the jobs' order) is raised once all
+    are done."""
+    with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="cri-pod") as pool:
+        futures = [pool.submit(job) for job in jobs]
+    for future in futures:
+        future.result()
 
 
 def remove(e: Engine, pod_id: str, cni: Cni | None = None) -> None:

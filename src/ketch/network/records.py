@@ -1,7 +1,9 @@
 """The network service's reads and writes of its tables (schema.py): every statement the
 service runs is here, each a function of an open connection, so the caller decides what
 shares one transaction (an address lease, a host port and the sandbox's rules commit
-together or not at all)."""
+together or not at all). The one read other packages make without the service (the
+networks' names and IDs, for a container's inspect) is in lookup.py, which imports
+none of this module's dependencies."""
 
 from __future__ import annotations
 

@@ -959,15 +959,12 @@ LOG_KEEPER_TIMEOUT = 5.0
 def _spawn_log_keeper(log_path: Path, conmon_pid: int, log: LogPolicy) -> None:
     """Start the process that rotates this container's log (ketch.runtime.logs); it
     ends by itself once conmon has exited."""
-    import sys
+    from ketch.launcher import python_command
 
     assert log.max_size is not None
-    # With this process's module path: the launcher runs `-I -S` with an explicit one, and
-    # the bare interpreter need not find ketch at all (a venv's packages, for one).
-    code = (f"import sys; sys.path[:] = {sys.path!r}; from ketch.runtime.logs import main;"
-            " main(sys.argv[1:])")
-    argv = [sys.executable, "-I", "-S", "-c", code, "keep", str(log_path),
-            str(conmon_pid), str(log.max_size), str(log.max_file), str(int(log.compress))]
+    argv = [*python_command("from ketch.runtime.logs import main; main(sys.argv[1:])"),
+            "keep", str(log_path), str(conmon_pid), str(log.max_size), str(log.max_file),
+            str(int(log.compress))]
     # A keeper that cannot start does not fail the container's start (its log is then
     # not rotated). The container starts once the keeper has opened the log.
     try:
