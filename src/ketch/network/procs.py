@@ -38,37 +38,63 @@ def alive(pid: int | None, started: str | None) -> bool:
 
 def spawn_detached(argv: Sequence[str], sockets: Sequence[socket.socket],
                    log_path: Path | None = None) -> tuple[int, str]:
-    """Start argv detached with `sockets` as fds 3, 4, ...; returns (pid, start time)."""
-    read_end, write_end = os.pipe()
+    """Start argv detached with `sockets` as fds 3, 4, ...; returns (pid, start time).
+
+    Returns once the helper has exec'd (a close-on-exec pipe tells), so the pid names
+    the helper program and not a copy of this process that has not yet replaced itself;
+    an exec that fails is raised here with its errno.
+    """
+    pid_read, pid_write = os.pipe()
+    exec_read, exec_write = os.pipe2(os.O_CLOEXEC)
     child = os.fork()
     if child == 0:
         try:
-            os.close(read_end)
+            os.close(pid_read)
+            os.close(exec_read)
             os.setsid()
             grandchild = os.fork()
             if grandchild == 0:
-                _exec_helper(argv, sockets, log_path)
-            os.write(write_end, str(grandchild).encode())
+                os.close(pid_write)
+                _exec_helper(argv, sockets, log_path, exec_write)
+            os.write(pid_write, str(grandchild).encode())
         finally:
             os._exit(0)
-    os.close(write_end)
+    os.close(pid_write)
+    os.close(exec_write)
     os.waitpid(child, 0)
-    data = b""
-    while chunk := os.read(read_end, 64):
-        data += chunk
-    os.close(read_end)
+    try:
+        data = _read_all(pid_read)
+        failure = _read_all(exec_read)  # EOF once the exec succeeded
+    finally:
+        os.close(pid_read)
+        os.close(exec_read)
     if not data:
         raise OSError("could not start helper process " + argv[0])
+    if failure:
+        code = int(failure)
+        raise OSError(code, f"cannot run {argv[0]}: {os.strerror(code)}")
     pid = int(data)
     started = start_time(pid) or ""
     return pid, started
 
 
+def _read_all(fd: int) -> bytes:
+    data = b""
+    while chunk := os.read(fd, 64):
+        data += chunk
+    return data
+
+
 def _exec_helper(argv: Sequence[str], sockets: Sequence[socket.socket],
-                 log_path: Path | None) -> None:
+                 log_path: Path | None, status_fd: int) -> None:
+    """In the grandchild: set up fds 0-2 and the sockets, then exec. Never returns; a
+    failure before or at the exec is written to `status_fd` as an errno."""
+    status = status_fd
+    code = 5  # EIO, unless the failure says better
     try:
         # move the sockets out of the way first: one of them may sit on fd 3 or 4
         high = [fcntl.fcntl(s.fileno(), fcntl.F_DUPFD, 100) for s in sockets]
+        status = fcntl.fcntl(status_fd, fcntl.F_DUPFD_CLOEXEC, 100)
         devnull = os.open("/dev/null", os.O_RDWR)
         err = devnull
         if log_path is not None:
@@ -78,10 +104,17 @@ def _exec_helper(argv: Sequence[str], sockets: Sequence[socket.socket],
         os.dup2(err, 2)
         for i, fd in enumerate(high):
             os.dup2(fd, 3 + i)  # dup2 clears close-on-exec on the new descriptor
-        os.closerange(3 + len(high), 65536)
+        first_free = 3 + len(high)
+        status = os.dup2(status, first_free, inheritable=False)
+        os.closerange(first_free + 1, 65536)
         os.execv(argv[0], list(argv))
+    except OSError as e:
+        code = e.errno or code
     finally:
-        os._exit(127)
+        try:
+            os.write(status, str(code).encode())
+        finally:
+            os._exit(127)
 
 
 def stop(pid: int | None, started: str | None, timeout: float = 2.0) -> None:
