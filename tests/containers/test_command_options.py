@@ -151,11 +151,23 @@ def test_update_cpu_and_memory_flags_change_the_running_cgroup_and_the_record(ke
     assert int(_cg(cid, "cpu.cfs_quota_us")) * 2 == int(_cg(cid, "cpu.cfs_period_us"))
 
 
-def test_update_blkio_weight_is_recorded(ketch, run_d):
+def test_update_blkio_weight_is_recorded_where_the_kernel_has_weights(ketch, run_d):
+    """Where the blkio controller has a weight file (CFQ's or BFQ's), the weight is set
+    and recorded; where it has none (no BFQ scheduler), dockerd discards it with its
+    warning, at update as at create."""
+    from ketch.containers.options import blkio_weight_supported
+
     run_d("--name", "updb", "busybox", "sleep", "300")
     p = ketch("update", "--blkio-weight", "300", "updb")
-    assert p.stdout == "updb\n"
-    assert ketch("inspect", "-f", "{{.HostConfig.BlkioWeight}}", "updb").stdout == "300\n"
+    if blkio_weight_supported():
+        assert p.stdout == "updb\n"
+        assert ketch("inspect", "-f", "{{.HostConfig.BlkioWeight}}", "updb").stdout == "300\n"
+    else:
+        assert p.stdout == ("updb\nYour kernel does not support Block I/O weight or the cgroup"
+                            " is not mounted. Weight discarded.\n")
+        assert ketch("inspect", "-f", "{{.HostConfig.BlkioWeight}}", "updb").stdout == "0\n"
+    p = ketch("update", "--blkio-weight", "5", "updb", check=False)
+    assert (p.returncode, p.stderr) == (1, "Error: Range of blkio weight is from 10 to 1000\n")
 
 
 def test_update_kernel_memory_is_discarded_with_dockers_warning(ketch, run_d):

@@ -515,6 +515,15 @@ def test_inspect_shows_dockers_namespace_defaults(ketch):
     assert p.stdout.split() == ["private", default_cgroupns_mode()]
 
 
+def test_inspect_shows_dockers_zero_resources_for_a_container_made_without_them(ketch):
+    cid = ketch("create", "busybox", "true").stdout.strip()
+    p = ketch("inspect", "-f", "{{.HostConfig.BlkioWeight}} {{.HostConfig.CpuShares}}"
+              " {{.HostConfig.CpuQuota}} {{.HostConfig.ShmSize}} {{.HostConfig.OomScoreAdj}}"
+              " {{json .HostConfig.PidsLimit}} {{json .HostConfig.ConsoleSize}}"
+              " {{len .HostConfig.BlkioDeviceReadBps}}", cid)
+    assert p.stdout == "0 0 0 67108864 0 null [0,0] 0\n"
+
+
 
 # -- flags that took effect without a test of their own ---------------------------------
 def test_blkio_weight_device_is_applied_or_discarded_with_dockers_warning(ketch):

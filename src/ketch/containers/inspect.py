@@ -23,6 +23,21 @@ def _ts(t: float) -> str:
     return rfc3339nano(t)
 
 
+# HostConfig fields dockerd always shows (Go struct fields without omitempty), with the
+# value a container made without them has, so that templates such as
+# `{{.HostConfig.BlkioWeight}}` print 0 as Docker's do instead of failing
+_HOST_CONFIG_ZEROS: tuple[tuple[str, Any], ...] = (
+    ("ContainerIDFile", ""), ("ConsoleSize", [0, 0]), ("Cgroup", ""), ("OomScoreAdj", 0),
+    ("ShmSize", 64 << 20), ("CpuShares", 0), ("Memory", 0), ("NanoCpus", 0),
+    ("BlkioWeight", 0), ("BlkioWeightDevice", []), ("BlkioDeviceReadBps", []),
+    ("BlkioDeviceWriteBps", []), ("BlkioDeviceReadIOps", []), ("BlkioDeviceWriteIOps", []),
+    ("CpuPeriod", 0), ("CpuQuota", 0), ("CpuRealtimePeriod", 0), ("CpuRealtimeRuntime", 0),
+    ("CpusetCpus", ""), ("CpusetMems", ""), ("MemoryReservation", 0), ("MemorySwap", 0),
+    ("MemorySwappiness", None), ("PidsLimit", None), ("Ulimits", None), ("CpuCount", 0),
+    ("CpuPercent", 0), ("IOMaximumIOps", 0), ("IOMaximumBandwidth", 0),
+)
+
+
 def document(svc: ContainerService, name_or_id: str, *,
              size: bool = False) -> dict[str, Any]:
     """Docker's container inspect document (GET /containers/{id}/json)."""
@@ -40,9 +55,10 @@ def document(svc: ContainerService, name_or_id: str, *,
     hc.setdefault("Binds", None)
     hc.setdefault("Privileged", False)
     hc.setdefault("ReadonlyRootfs", False)
-    hc.setdefault("Memory", 0)
-    hc.setdefault("NanoCpus", 0)
     hc.setdefault("Runtime", "runc")
+    for key, zero in _HOST_CONFIG_ZEROS:
+        if key not in hc:
+            hc[key] = list(zero) if isinstance(zero, list) else zero
     if not (hc.get("LogConfig") or {}).get("Type"):
         # Docker's default driver name: clients (docker-py's `run`) read the logs
         # back through the API only for drivers that keep them, as ketch's log does

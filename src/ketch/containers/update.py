@@ -129,6 +129,16 @@ def update(svc: ContainerService, name_or_id: str, changes: dict[str, Any]) -> l
         # as at create: the kernel deprecated kmem limits (5.4), dockerd discards them
         warnings.append("Your kernel does not support kernel memory limit capabilities or"
                         " the cgroup is not mounted. Limitation discarded.")
+    if wanted.get("BlkioWeight"):
+        from ketch.containers.options import blkio_weight_supported
+
+        if not 10 <= wanted["BlkioWeight"] <= 1000:
+            raise InvalidArgument("Range of blkio weight is from 10 to 1000")
+        if not blkio_weight_supported():
+            # as at create (and as dockerd's update): this host has no weight to set
+            del wanted["BlkioWeight"]
+            warnings.append("Your kernel does not support Block I/O weight or the cgroup is"
+                            " not mounted. Weight discarded.")
     rec = svc.get(name_or_id)
     with svc.lock(rec.id):
         rec = svc._refresh(svc.records.find(rec.id), locked=True)
