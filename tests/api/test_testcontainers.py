@@ -76,8 +76,10 @@ def test_testcontainers_network_lets_one_container_reach_another_by_alias(
                   .with_network(network).with_network_aliases("backend")
                   .waiting_for(LogMessageWaitStrategy("up")))
         client = (DockerContainer("busybox")
+                  # stays up after its line: testcontainers reads the logs and then the
+                  # status, so a client that exited in between would be taken for a crash
                   .with_command(["sh", "-c", "until wget -qO- http://backend/; do sleep 0.2;"
-                                 " done; echo fetched"])
+                                 " done; echo fetched; exec sleep 300"])
                   .with_network(network)
                   .waiting_for(LogMessageWaitStrategy("fetched")))
         with server, client:
