@@ -50,6 +50,26 @@ def test_detached_container_outlives_the_cli_and_records_its_exit(ketch, run_d):
     assert st == ["exited", "7"]
 
 
+def test_run_di_keeps_stdin_open_across_attaches_and_attaches_nothing(ketch, run_d):
+    """docker run -di: stdin stays open after an attach ends (StdinOnce false), so a
+    second attach still feeds the same process; nothing is attached by run itself."""
+    run_d("-i", "--name", "keep", "busybox", "sh", "-c",
+          "while read l; do echo got:$l; done")
+    got = ketch("inspect", "-f", "{{.Config.OpenStdin}} {{.Config.StdinOnce}}"
+                " {{.Config.AttachStdin}} {{.Config.AttachStdout}}", "keep").stdout
+    assert got == "true false false false\n"
+    for word in ("one", "two"):
+        p = subprocess.Popen(ketch.argv("attach", "keep"), env=ketch.env(),
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        p.stdin.write(f"{word}\n".encode())
+        p.stdin.close()
+        wait_for(lambda w=word: f"got:{w}" in ketch("logs", "keep").stdout, timeout=10)
+        p.kill()
+        p.wait()
+    assert ketch("logs", "keep").stdout == "got:one\ngot:two\n"
+    assert ketch("inspect", "-f", "{{.State.Status}}", "keep").stdout == "running\n"
+
+
 def test_run_interactive_forwards_stdin(ketch):
     p = ketch("run", "-i", "--rm", "busybox", "sh", "-c", "read a; echo got:$a",
               input="hello\n")

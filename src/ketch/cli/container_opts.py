@@ -318,6 +318,11 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
         "AttachStdout": not attach or "stdout" in attach,
         "AttachStderr": not attach or "stderr" in attach,
     }
+    if getattr(ns, "detach", False):
+        # docker run -d: nothing is attached, and an open stdin (-di) stays open for
+        # every later attach instead of closing after the first one
+        config.update(AttachStdin=False, AttachStdout=False, AttachStderr=False,
+                      StdinOnce=False)
     if ns.entrypoint is not None:
         # docker keeps the value as one word: `--entrypoint "sh -c"` runs "sh -c"
         config["Entrypoint"] = [ns.entrypoint] if ns.entrypoint else None
