@@ -159,8 +159,12 @@ class CniNetwork:
                  "ipam": {"type": "host-local", "ranges": [[{"subnet": self.subnet}]],
                           "dataDir": str(self.ipam_dir)}},
                 {"type": "portmap", "capabilities": {"portMappings": True}},
+                # accepts the pods' forwarded traffic in the filter table, as Podman's
+                # default network does: a host where dockerd ran has FORWARD set to DROP
+                {"type": "firewall", "backend": "iptables"},
             ]}))
         self.chains_before = cni_chains()
+        self.filter_chains_before = _filter_chains()
 
     def leases(self) -> list[str]:
         """The addresses host-local has handed out and not taken back."""
@@ -185,6 +189,21 @@ class CniNetwork:
                     ours.add(parts[1])
         return ours
 
+    def forward_rules(self) -> list[str]:
+        """The firewall plugin's rules (filter table, CNI-FORWARD) for addresses of this
+        network's subnet: one pair for each pod on it."""
+        import ipaddress
+
+        subnet = ipaddress.ip_network(self.subnet)
+        ours = []
+        for rule in _pod_rules("CNI-FORWARD"):
+            parts = rule.split()
+            for flag in ("-s", "-d"):
+                if flag in parts and ipaddress.ip_network(
+                        parts[parts.index(flag) + 1], strict=False).subnet_of(subnet):
+                    ours.append(rule)
+        return ours
+
     def cleanup(self) -> None:
         """The bridge; the portmap chains of this network's sandboxes (those sending to
         its subnet); and portmap's shared CNI-HOSTPORT-* chains when they appeared during
@@ -195,6 +214,40 @@ class CniNetwork:
         shared = {c for c in self.new_chains() if c.startswith("CNI-HOSTPORT-")}
         if shared and not any(c.startswith("CNI-DN-") for c in cni_chains()):
             _drop_chains(shared)
+        # the firewall plugin's CNI-FORWARD and CNI-ADMIN: kept by DEL for other
+        # networks; dropped here when they appeared during the test and hold no pod's
+        # rule any more (a test running at the same time may still use them)
+        made = {"CNI-FORWARD", "CNI-ADMIN"} - self.filter_chains_before
+        if made and not _pod_rules("CNI-FORWARD"):
+            _drop_filter_chains(made)
+
+
+def _filter_chains() -> set[str]:
+    out = subprocess.run(["iptables", "-S"], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    return {r.split()[1] for r in out if r.startswith("-N CNI-")}
+
+
+def _pod_rules(chain: str) -> list[str]:
+    """The rules of `chain` in the filter table but its jump to CNI-ADMIN (none when the
+    chain does not exist)."""
+    proc = subprocess.run(["iptables", "-S", chain], capture_output=True, text=True)
+    return [r for r in proc.stdout.splitlines()
+            if r.startswith("-A ") and not r.endswith("-j CNI-ADMIN")]
+
+
+def _drop_filter_chains(chains: set[str]) -> None:
+    """Delete the jumps to `chains` (in the filter table), then the chains."""
+    rules = subprocess.run(["iptables", "-S"], capture_output=True, text=True,
+                           check=True).stdout.splitlines()
+    for rule in rules:
+        parts = shlex.split(rule)  # comments hold spaces, quoted
+        if parts[0] == "-A" and "-j" in parts and parts[parts.index("-j") + 1] in chains:
+            subprocess.run(["iptables", "-D", *parts[1:]], capture_output=True)
+    for chain in chains:
+        subprocess.run(["iptables", "-F", chain], capture_output=True)
+    for chain in chains:
+        subprocess.run(["iptables", "-X", chain], capture_output=True)
 
 
 def _nat_rules() -> list[str]:

@@ -121,6 +121,7 @@ def test_stop_and_remove_leave_no_veth_lease_or_chain_across_a_server_restart(
     assert network.leases() == [_ip(served, pod_id)]
     assert len(_veths(network.bridge)) == 1
     assert len(_sandbox_chains(served)) == 1
+    assert len(network.forward_rules()) == 2  # the firewall plugin's, from and to the pod
 
     served.restart()  # DEL must work from what was kept on disk
 
@@ -134,6 +135,7 @@ def test_stop_and_remove_leave_no_veth_lease_or_chain_across_a_server_restart(
     rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod_id))  # no error
     assert (_veths(network.bridge), network.leases(), _sandbox_chains(served)) == ([], [],
                                                                                   set())
+    assert network.forward_rules() == []
     if isinstance(served, Cri):
         assert not list((served.root / "cri" / "cni").iterdir())  # no cached result left
 
@@ -302,8 +304,10 @@ def test_a_plugin_that_is_not_installed_fails_the_sandbox_and_leaves_nothing(
                                        " [/usr/lib/cni]")
         assert list(served.runtime.ListPodSandbox(cri.ListPodSandboxRequest()).items) == []
         assert served.ketch("ps", "-aq").stdout == ""
-        # the plugins before it ran and were undone: no address, no interface
+        # the plugins before it ran and were undone: no address, no interface, and no
+        # firewall rule (its DEL was given the result the plugins before it made)
         assert (cri_network.leases(), _veths(cri_network.bridge)) == ([], [])
+        assert cri_network.forward_rules() == []
         assert not list((ketch_root / "cri" / "cni").iterdir())
 
 

@@ -158,9 +158,15 @@ class Cni:
             if entry["loopback"]:
                 self._run_list("ADD", _LOOPBACK, sandbox_id, netns, "lo", args, {})
             entry["result"] = self._run_list("ADD", net, sandbox_id, netns, IFNAME, args,
-                                             entry["runtimeConfig"])
+                                             entry["runtimeConfig"], progress=entry)
             self._save(sandbox_id, entry)
         except BaseException:
+            # the result of the plugins that did succeed goes to their DEL as its
+            # prevResult (the firewall plugin finds the rules it made for the pod there)
+            try:
+                self._save(sandbox_id, entry)
+            except OSError:
+                pass
             self.forget(sandbox_id, netns)
             raise
         return entry["result"]
@@ -233,7 +239,10 @@ class Cni:
 
     def _run_list(self, command: str, net: dict[str, Any], sandbox_id: str, netns: str,
                   ifname: str, args: dict[str, str], runtime: dict[str, Any],
-                  cached: dict[str, Any] | None = None) -> dict[str, Any] | None:
+                  cached: dict[str, Any] | None = None,
+                  progress: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """Run each plugin of `net` (ADD in order, DEL in reverse); the last result. On ADD,
+        `progress["result"]` follows the result of the plugins run so far."""
         version = net["cniVersion"]
         plugins = list(net["plugins"])
         prev: dict[str, Any] | None = None
@@ -262,6 +271,8 @@ class Cni:
                     failed = failed or e
                 continue
             prev = self._exec(command, conf, sandbox_id, netns, ifname, args)
+            if progress is not None and prev is not None:
+                progress["result"] = prev
         if failed is not None:
             raise failed
         return prev
