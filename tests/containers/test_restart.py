@@ -188,8 +188,18 @@ def test_kill_with_another_signal_than_the_stop_signal_keeps_the_policy(ketch, r
 
 def test_rm_force_during_the_backoff_leaves_nothing(ketch, run_d, image_root):
     cid = run_d("--name", "doomed", "--restart", "always", "busybox", "sh", "-c", "exit 3")
-    wait_for(lambda: (lambda s: s["status"] == "restarting" and s["count"] >= 3)(
-        look(ketch, "doomed")), timeout=60, interval=0.02, what="a restart to wait for")
+    seen: list[dict] = []
+
+    def waiting_after_three_restarts() -> bool:
+        seen.append(look(ketch, "doomed"))
+        return seen[-1]["status"] == "restarting" and seen[-1]["count"] >= 3
+
+    try:
+        wait_for(waiting_after_three_restarts, timeout=60, interval=0.02)
+    except AssertionError:  # say where the restarts stopped
+        state = ketch("inspect", "-f", "{{json .State}}", "doomed").stdout
+        raise AssertionError(f"no restart to wait for: last seen {seen[-1]}; {state}") \
+            from None
     refused = ketch("rm", "doomed", check=False)
     assert refused.returncode == 1
     assert "You cannot remove a restarting container" in refused.stderr
