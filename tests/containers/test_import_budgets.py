@@ -117,3 +117,40 @@ def test_inspect_of_a_created_container_stays_on_the_lean_import_path(ketch) -> 
             if argv[0] == "container" else INSPECT
         # the package alone (its names load on use); ketch.network.service is not allowed
         check(mods, allowed, (HEAVY | SLOW_STDLIB) - {"ketch.network"})
+
+
+
+def _importer(stderr: str, module: str) -> str | None:
+    """The module whose import made `module` load, from `-X importtime`'s tree (a child
+    is printed before its parent, one level of indentation deeper); None if not loaded."""
+    rows = []
+    for line in stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            name = line.rsplit("|", 1)[1]
+            rows.append((len(name) - len(name.lstrip()), name.strip()))
+    for i, (depth, name) in enumerate(rows):
+        if name == module:
+            return next((n for d, n in rows[i + 1:] if d < depth), "<top level>")
+    return None
+
+
+def test_no_ketch_module_loads_typing_on_the_way_to_a_running_container(ketch) -> None:
+    # starting a container needs subprocess, sockets and pathlib, but no module of
+    # ketch's loads `typing` or `dataclasses` for its annotations (ARCHITECTURE.md,
+    # start-up policy; `typing` alone was ~2 ms of every `run -d`). The standard
+    # library's tomllib, which reads ketch.toml, does load typing.
+    src = os.path.dirname(os.path.dirname(ketch_pkg.__file__))
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from ketch.cli.main import main;"
+            " sys.exit(main(sys.argv[2:]))")
+    env = dict(os.environ, KETCH_ROOT=str(ketch.root), KETCH_RUN_ROOT=str(ketch.root / "run"))
+    proc = subprocess.run([sys.executable, "-I", "-S", "-X", "importtime", "-c", code, src,
+                           "run", "-d", "busybox", "true"], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    cid = proc.stdout.strip()
+    ketch.ids.add(cid)
+    assert ketch("wait", cid).stdout.strip() == "0"
+    assert _importer(proc.stderr, "ketch.runtime.monitor") is not None  # it did start one
+    for module in ("typing", "dataclasses", "argparse"):
+        importer = _importer(proc.stderr, module)
+        assert not (importer or "").startswith("ketch"), (module, importer)

@@ -15,13 +15,15 @@ import errno
 import os
 import threading
 from pathlib import Path
-from typing import TypeVar
 
 from ketch.network.netlink import Netlink
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 
 CLONE_NEWNET = 0x40000000
@@ -30,7 +32,6 @@ MS_REC = 0x4000
 MS_SHARED = 1 << 20
 MNT_DETACH = 2
 
-T = TypeVar("T")
 
 _libc: ctypes.CDLL | None = None
 _prepared_dirs: set[str] = set()

@@ -36,9 +36,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
 
 from ketch.errors import InvalidArgument, RuntimeFailure
 from ketch.runtime.oci import OCIRuntime, explain_runtime_error, runtime_error_message, which
@@ -46,7 +44,13 @@ from ketch.values import value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import IO, Any, TypeAlias
+
     from ketch.runtime.logs import LogPolicy
+
+    OutputSink: TypeAlias = Callable[[bytes], Any] | IO[bytes]
+    InputSource: TypeAlias = int | IO[bytes]
 
 STDIN_PIPE, STDOUT_PIPE, STDERR_PIPE = 1, 2, 3
 DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p, ctrl-q
@@ -59,10 +63,6 @@ STDIN_BACKLOG = 1 << 20
 
 def _noop() -> None:
     pass
-
-OutputSink = Callable[[bytes], Any] | IO[bytes]
-InputSource = int | IO[bytes]
-
 
 class ContainerStartError(RuntimeFailure):
     """The process could not be started. `exit_code` follows Docker: 127 when the
