@@ -294,11 +294,21 @@ async def containers_attach(request: web.Request) -> web.StreamResponse:
     if want_stream and not rec.running:
         fut = asyncio.get_running_loop().create_future()
         svc.pending.setdefault(rec.id, []).append(fut)
+    # A running container is attached to before the client hears 200/101, so what it
+    # writes once the client has the status line reaches the client (which may feed it
+    # stdin through another attach right then). With logs=1 the session opens after
+    # the replay, so nothing is sent twice.
+    early = None
+    if want_stream and fut is None and not want_logs:
+        with contextlib.suppress(KetchError):  # said on the stream below, as before
+            early = await svc.run(lambda e: e.containers.attach_session(rec.id))
     conn = streams.Hijacked(request, tty, upgrade=streams.wants_upgrade(request))
     try:
         resp = await conn.accept()
     except BaseException:
         _forget(svc, rec.id, fut)
+        if early is not None:
+            early.close()
         raise
     svc.hijacked.add(conn)
     try:
@@ -310,7 +320,7 @@ async def containers_attach(request: web.Request) -> web.StreamResponse:
         if not want_stream:
             return resp
         try:
-            session = await _session_for(svc, rec, fut)
+            session = early if early is not None else await _session_for(svc, rec, fut)
         except KetchError as exc:
             # the status line is sent: say it on the stream, as the daemon's errors after
             # a hijack reach the client only as output
