@@ -40,11 +40,18 @@ async def attach_ws(request: web.Request) -> web.StreamResponse:
     if want_stream and not rec.running:
         fut = asyncio.get_running_loop().create_future()
         svc.pending.setdefault(rec.id, []).append(fut)
+    # attached before the handshake completes, as the plain attach is (see there)
+    early = None
+    if want_stream and fut is None and not want_logs:
+        with contextlib.suppress(KetchError):  # said on the socket below, as before
+            early = await svc.run(lambda e: e.containers.attach_session(rec.id))
     ws = web.WebSocketResponse()
     try:
         await ws.prepare(request)
     except BaseException:
         _forget(svc, rec.id, fut)
+        if early is not None:
+            early.close()
         raise
     loop = asyncio.get_running_loop()
 
@@ -87,7 +94,7 @@ async def attach_ws(request: web.Request) -> web.StreamResponse:
                                                  send if want_err else None))
         if want_stream:
             try:
-                session = await _session_for(svc, rec, fut)
+                session = early if early is not None else await _session_for(svc, rec, fut)
             except KetchError as exc:
                 await ws.send_str(f"Error: {exc.message}\n")
                 session = None
