@@ -25,13 +25,11 @@ if TYPE_CHECKING:
 
     T = TypeVar("T")
 
-
 CLONE_NEWNET = 0x40000000
 MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_SHARED = 1 << 20
 MNT_DETACH = 2
-
 
 _libc: ctypes.CDLL | None = None
 _prepared_dirs: set[str] = set()

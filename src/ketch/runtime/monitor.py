@@ -64,6 +64,7 @@ STDIN_BACKLOG = 1 << 20
 def _noop() -> None:
     pass
 
+
 class ContainerStartError(RuntimeFailure):
     """The process could not be started. `exit_code` follows Docker: 127 when the
     executable is not found, 126 when it cannot be invoked, 125 otherwise."""
