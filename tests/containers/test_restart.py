@@ -186,6 +186,34 @@ def test_kill_with_another_signal_than_the_stop_signal_keeps_the_policy(ketch, r
     assert (look(ketch, "sig")["exit"], ketch("logs", "sig").stdout) == (6, "up\nup\n")
 
 
+def test_a_stale_restarting_record_does_not_turn_a_restarted_container_exited(ketch, run_d):
+    """A reader (any `inspect`) that read "restarting" just before the waiting process
+    started the container and exited finds that process gone: it looks again under the
+    container's lock instead of writing "exited" over the running container, which
+    nothing would then finish or restart (a CI run saw the restarts stop)."""
+    import subprocess
+
+    from ketch.containers.restart import RESTARTER, settle_if_orphaned
+    from ketch.engine import Engine
+    from ketch.values import fields_of
+
+    cid = run_d("--restart", "always", "busybox", "sleep", "300")
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a waiting process that has exited
+    with Engine(ketch.root, ketch.root / "run") as engine:
+        svc = engine.containers
+        running = svc.records.get(cid)
+        assert running is not None and running.state == "running"
+        fields = {name: getattr(running, name) for name in fields_of(running)}
+        fields["state"] = "restarting"
+        fields["extra"] = {**running.extra,
+                           RESTARTER: {"pid": gone.pid, "start": "1", "token": "t", "at": 0}}
+        settled = settle_if_orphaned(svc, ContainerRecord(**fields))
+        assert settled.state == "running"
+    assert ketch("inspect", "-f", "{{.State.Status}} {{.State.Pid}}", cid).stdout.split() \
+        == ["running", str(running.pid)]
+
+
 def test_rm_force_during_the_backoff_leaves_nothing(ketch, run_d, image_root):
     cid = run_d("--name", "doomed", "--restart", "always", "busybox", "sh", "-c", "exit 3")
     seen: list[dict] = []

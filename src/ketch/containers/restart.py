@@ -214,11 +214,22 @@ def suppress(svc: ContainerService, rec: ContainerRecord, *, cancel: bool) -> bo
     return stopped
 
 
-def settle_if_orphaned(svc: ContainerService, rec: ContainerRecord) -> ContainerRecord:
+def settle_if_orphaned(svc: ContainerService, rec: ContainerRecord, *,
+                       locked: bool = False) -> ContainerRecord:
     """A record left "restarting" with nobody waiting (the process was killed, or the
-    host rebooted) is exited."""
+    host rebooted) is exited. `locked`: the caller holds the container's lock.
+
+    The decision is made again under the lock on a fresh read: a waiting process that
+    has just started the container records "running" and then exits, so a reader
+    holding the "restarting" record read before that would otherwise find its process
+    gone and write "exited" over the running container, which then nobody finishes
+    and no policy restarts."""
     if rec.state != "restarting" or restarter_alive(rec):
         return rec
+    if not locked:
+        with svc.lock(rec.id):
+            cur = svc.records.get(rec.id)
+            return rec if cur is None else settle_if_orphaned(svc, cur, locked=True)
     extra = dict(rec.extra)
     extra.pop(RESTARTER, None)
     svc.records.update(rec.id, state="exited", extra=extra)
@@ -256,7 +267,7 @@ def restore(svc: ContainerService) -> list[str]:
                 if svc.lifecycle.process_alive(cur):
                     continue
                 svc.lifecycle.finish(cur.id, locked=True, apply_policy=False)
-            cur = settle_if_orphaned(svc, svc.records.get(rec.id) or cur)
+            cur = settle_if_orphaned(svc, svc.records.get(rec.id) or cur, locked=True)
             if cur.state != "exited":
                 continue
             if name == "unless-stopped" and cur.extra.get(MANUALLY_STOPPED):

@@ -123,7 +123,7 @@ class ContainerService:
         if rec.state == "restarting":
             from ketch.containers.restart import settle_if_orphaned
 
-            return settle_if_orphaned(self, rec)
+            return settle_if_orphaned(self, rec, locked=locked)
         return self.lifecycle.refresh(rec, locked=locked)
 
     # -- create (ketch.containers.create does the work) ---------------------------------
