@@ -526,19 +526,23 @@ class Lifecycle:
     def pause(self, name_or_id: str) -> None:
         svc = self.svc
         rec = svc.get(name_or_id)
-        if rec.state != "running":
-            raise Conflict(f"container {rec.id} is not running")
-        self.monitor(rec).runtime.pause(rec.id)
-        svc.records.update(rec.id, state="paused")
+        with svc.lock(rec.id):  # as every state change: an exit finished meanwhile wins
+            rec = svc._refresh(svc.records.get(rec.id) or rec, locked=True)
+            if rec.state != "running":
+                raise Conflict(f"container {rec.id} is not running")
+            self.monitor(rec).runtime.pause(rec.id)
+            svc.records.update(rec.id, state="paused")
         svc.event(rec, "pause")
 
     def unpause(self, name_or_id: str) -> None:
         svc = self.svc
         rec = svc.get(name_or_id)
-        if rec.state != "paused":
-            raise Conflict(f"container {rec.id} is not paused")
-        self.monitor(rec).runtime.resume(rec.id)
-        svc.records.update(rec.id, state="running")
+        with svc.lock(rec.id):
+            rec = svc._refresh(svc.records.get(rec.id) or rec, locked=True)
+            if rec.state != "paused":
+                raise Conflict(f"container {rec.id} is not paused")
+            self.monitor(rec).runtime.resume(rec.id)
+            svc.records.update(rec.id, state="running")
         svc.event(rec, "unpause")
 
     def restart(self, name_or_id: str, *, timeout: int | None = None,
