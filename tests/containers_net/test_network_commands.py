@@ -123,6 +123,32 @@ def test_connect_and_disconnect_a_running_container(nk: KetchCLI) -> None:
     nk("network", "rm", "extra")
 
 
+@pytest.mark.parametrize("running", [False, True], ids=["created", "running"])
+def test_connects_at_the_same_time_are_all_kept(nk: KetchCLI, running: bool) -> None:
+    """`network connect` of one container to several networks at once (compose does so):
+    each connect changes the container's record under its lock, so none is lost."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = [f"par{i}" for i in range(4)]
+    for name in names:
+        nk("network", "create", name)
+    if running:
+        nk("run", "-d", "--name", "multi", "busybox", "sleep", "60")
+    else:
+        nk("create", "--name", "multi", "busybox", "sleep", "60")
+    with ThreadPoolExecutor(len(names)) as pool:
+        list(pool.map(lambda n: nk("network", "connect", n, "multi"), names))
+    if not running:
+        nk("start", "multi")
+    nets = json.loads(nk("inspect", "-f", "{{json .NetworkSettings.Networks}}",
+                         "multi").stdout)
+    assert set(nets) == {"bridge", *names}
+    addresses = nk("exec", "multi", "ip", "-4", "-o", "addr").stdout
+    assert all(nets[n]["IPAddress"] in addresses for n in names)
+    nk("rm", "-f", "multi")
+    nk("network", "rm", *names)
+
+
 def test_hostname_add_host_and_dns_flags_shape_the_container_files(nk: KetchCLI) -> None:
     r = nk("run", "--rm", "-h", "box1", "--add-host", "db.local:10.1.2.3", "--dns",
            "127.0.0.1", "--dns-search", "example.test", "busybox", "sh", "-c",

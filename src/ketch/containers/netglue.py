@@ -190,7 +190,17 @@ def teardown(engine: ContainerHost, rec: ContainerRecord) -> None:
 
 def connect(engine: ContainerHost, name_or_id: str, network: str, *, aliases: list[str],
             ip: str | None, ip6: str | None = None) -> None:
-    rec = engine.containers.get(name_or_id)
+    svc = engine.containers
+    rec = svc.get(name_or_id)
+    # under the container's lock on a fresh record, as every change of the record: two
+    # connects at once (compose makes them) would otherwise each keep only their own
+    with svc.lock(rec.id):
+        _connect(engine, svc._refresh(svc.records.get(rec.id) or rec, locked=True),
+                 network, aliases=aliases, ip=ip, ip6=ip6)
+
+
+def _connect(engine: ContainerHost, rec: ContainerRecord, network: str, *,
+             aliases: list[str], ip: str | None, ip6: str | None) -> None:
     if rec.state not in ("running", "paused"):
         # Docker's way: a stopped container gets the network at its next start
         target = engine.networks.inspect_network(network)
@@ -213,7 +223,14 @@ def connect(engine: ContainerHost, name_or_id: str, network: str, *, aliases: li
 
 
 def disconnect(engine: ContainerHost, name_or_id: str, network: str) -> None:
-    rec = engine.containers.get(name_or_id)
+    svc = engine.containers
+    rec = svc.get(name_or_id)
+    with svc.lock(rec.id):  # as connect
+        _disconnect(engine, svc._refresh(svc.records.get(rec.id) or rec, locked=True),
+                    network)
+
+
+def _disconnect(engine: ContainerHost, rec: ContainerRecord, network: str) -> None:
     target = engine.networks.inspect_network(network)
     if rec.state not in ("running", "paused"):
         if target.name not in configured_networks(engine, rec):
