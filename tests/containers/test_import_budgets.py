@@ -43,9 +43,9 @@ SLOW_STDLIB = {"pathlib", "fnmatch", "re", "enum", "urllib.parse", "ipaddress", 
                "contextlib", "operator", "types", "reprlib"}
 
 
-def imports(ketch, *args: str) -> tuple[str, set[str]]:
-    """Stdout and the modules of `ketch ARGS`, started as the installed launcher starts it
-    (`-I -S`)."""
+def importtime(ketch, *args: str) -> subprocess.CompletedProcess[str]:
+    """`ketch ARGS` started as the installed launcher starts it (`-I -S`), under `-X
+    importtime` (its tree on stderr)."""
     src = os.path.dirname(os.path.dirname(ketch_pkg.__file__))
     code = ("import sys; sys.path.insert(0, sys.argv[1]); from ketch.cli.main import main;"
             " sys.exit(main(sys.argv[2:]))")
@@ -53,6 +53,12 @@ def imports(ketch, *args: str) -> tuple[str, set[str]]:
     proc = subprocess.run([sys.executable, "-I", "-S", "-X", "importtime", "-c", code, src,
                            *args], capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def imports(ketch, *args: str) -> tuple[str, set[str]]:
+    """Stdout and the modules of `ketch ARGS`."""
+    proc = importtime(ketch, *args)
     return proc.stdout, {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
                          if line.startswith("import time:") and "|" in line}
 
@@ -139,14 +145,7 @@ def test_no_ketch_module_loads_typing_on_the_way_to_a_running_container(ketch) -
     # ketch's loads `typing` or `dataclasses` for its annotations (ARCHITECTURE.md,
     # start-up policy; `typing` alone was ~2 ms of every `run -d`). The standard
     # library's tomllib, which reads ketch.toml, does load typing.
-    src = os.path.dirname(os.path.dirname(ketch_pkg.__file__))
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from ketch.cli.main import main;"
-            " sys.exit(main(sys.argv[2:]))")
-    env = dict(os.environ, KETCH_ROOT=str(ketch.root), KETCH_RUN_ROOT=str(ketch.root / "run"))
-    proc = subprocess.run([sys.executable, "-I", "-S", "-X", "importtime", "-c", code, src,
-                           "run", "-d", "busybox", "true"], capture_output=True, text=True,
-                          env=env, timeout=60)
-    assert proc.returncode == 0, proc.stderr
+    proc = importtime(ketch, "run", "-d", "busybox", "true")
     cid = proc.stdout.strip()
     ketch.ids.add(cid)
     assert ketch("wait", cid).stdout.strip() == "0"

@@ -522,6 +522,9 @@ def test_inspect_shows_dockers_zero_resources_for_a_container_made_without_them(
               " {{json .HostConfig.PidsLimit}} {{json .HostConfig.ConsoleSize}}"
               " {{len .HostConfig.BlkioDeviceReadBps}}", cid)
     assert p.stdout == "0 0 0 67108864 0 null [0,0] 0\n"
+    # and it is the /dev/shm such a container really gets
+    df = ketch("run", "--rm", "busybox", "df", "-k", "/dev/shm").stdout.splitlines()[1]
+    assert int(df.split()[1]) * 1024 == 67108864
 
 
 

@@ -164,7 +164,7 @@ class CniNetwork:
                 {"type": "firewall", "backend": "iptables"},
             ]}))
         self.chains_before = cni_chains()
-        self.filter_chains_before = _filter_chains()
+        self.filter_chains_before = cni_chains("filter")
 
     def leases(self) -> list[str]:
         """The addresses host-local has handed out and not taken back."""
@@ -180,7 +180,7 @@ class CniNetwork:
 
         subnet = ipaddress.ip_network(self.subnet)
         ours = set()
-        for rule in _nat_rules():
+        for rule in _rules():
             parts = shlex.split(rule)  # comments hold spaces, quoted
             if parts[0] == "-A" and parts[1].startswith("CNI-DN-") \
                     and "--to-destination" in parts:
@@ -217,15 +217,9 @@ class CniNetwork:
         # the firewall plugin's CNI-FORWARD and CNI-ADMIN: kept by DEL for other
         # networks; dropped here when they appeared during the test and hold no pod's
         # rule any more (a test running at the same time may still use them)
-        made = {"CNI-FORWARD", "CNI-ADMIN"} - self.filter_chains_before
+        made = ({"CNI-FORWARD", "CNI-ADMIN"} & cni_chains("filter")) - self.filter_chains_before
         if made and not _pod_rules("CNI-FORWARD"):
-            _drop_filter_chains(made)
-
-
-def _filter_chains() -> set[str]:
-    out = subprocess.run(["iptables", "-S"], capture_output=True, text=True,
-                         check=True).stdout.splitlines()
-    return {r.split()[1] for r in out if r.startswith("-N CNI-")}
+            _drop_chains(made, "filter")
 
 
 def _pod_rules(chain: str) -> list[str]:
@@ -236,38 +230,24 @@ def _pod_rules(chain: str) -> list[str]:
             if r.startswith("-A ") and not r.endswith("-j CNI-ADMIN")]
 
 
-def _drop_filter_chains(chains: set[str]) -> None:
-    """Delete the jumps to `chains` (in the filter table), then the chains."""
-    rules = subprocess.run(["iptables", "-S"], capture_output=True, text=True,
-                           check=True).stdout.splitlines()
-    for rule in rules:
-        parts = shlex.split(rule)  # comments hold spaces, quoted
-        if parts[0] == "-A" and "-j" in parts and parts[parts.index("-j") + 1] in chains:
-            subprocess.run(["iptables", "-D", *parts[1:]], capture_output=True)
-    for chain in chains:
-        subprocess.run(["iptables", "-F", chain], capture_output=True)
-    for chain in chains:
-        subprocess.run(["iptables", "-X", chain], capture_output=True)
-
-
-def _nat_rules() -> list[str]:
-    return subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True, text=True,
+def _rules(table: str = "nat") -> list[str]:
+    return subprocess.run(["iptables", "-t", table, "-S"], capture_output=True, text=True,
                           check=True).stdout.splitlines()
 
 
-def _drop_chains(chains: set[str]) -> None:
+def _drop_chains(chains: set[str], table: str = "nat") -> None:
     """Delete the jumps to `chains` from elsewhere, then the chains."""
     if not chains:
         return
-    for rule in _nat_rules():
-        parts = shlex.split(rule)
+    for rule in _rules(table):
+        parts = shlex.split(rule)  # comments hold spaces, quoted
         if parts[0] == "-A" and "-j" in parts and parts[parts.index("-j") + 1] in chains \
                 and parts[1] not in chains:
-            subprocess.run(["iptables", "-t", "nat", "-D", *parts[1:]], check=True)
+            subprocess.run(["iptables", "-t", table, "-D", *parts[1:]], check=True)
     for chain in chains:
-        subprocess.run(["iptables", "-t", "nat", "-F", chain], check=True)
+        subprocess.run(["iptables", "-t", table, "-F", chain], check=True)
     for chain in chains:
-        subprocess.run(["iptables", "-t", "nat", "-X", chain], check=True)
+        subprocess.run(["iptables", "-t", table, "-X", chain], check=True)
 
 
 class Cri(Served):
@@ -348,8 +328,8 @@ state = "{top}/state"
             subprocess.run(["umount", "-l", p], capture_output=True)
 
 
-def cni_chains() -> set[str]:
-    return {r.split()[1] for r in _nat_rules() if r.startswith("-N CNI-")}
+def cni_chains(table: str = "nat") -> set[str]:
+    return {r.split()[1] for r in _rules(table) if r.startswith("-N CNI-")}
 
 
 def _prerequisites() -> None:

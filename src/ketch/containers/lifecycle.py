@@ -525,9 +525,7 @@ class Lifecycle:
 
     def pause(self, name_or_id: str) -> None:
         svc = self.svc
-        rec = svc.get(name_or_id)
-        with svc.lock(rec.id):  # as every state change: an exit finished meanwhile wins
-            rec = svc._refresh(svc.records.get(rec.id) or rec, locked=True)
+        with svc.locked(name_or_id) as rec:  # an exit finished meanwhile wins
             if rec.state != "running":
                 raise Conflict(f"container {rec.id} is not running")
             self.monitor(rec).runtime.pause(rec.id)
@@ -536,9 +534,7 @@ class Lifecycle:
 
     def unpause(self, name_or_id: str) -> None:
         svc = self.svc
-        rec = svc.get(name_or_id)
-        with svc.lock(rec.id):
-            rec = svc._refresh(svc.records.get(rec.id) or rec, locked=True)
+        with svc.locked(name_or_id) as rec:
             if rec.state != "paused":
                 raise Conflict(f"container {rec.id} is not paused")
             self.monitor(rec).runtime.resume(rec.id)

@@ -190,13 +190,10 @@ def teardown(engine: ContainerHost, rec: ContainerRecord) -> None:
 
 def connect(engine: ContainerHost, name_or_id: str, network: str, *, aliases: list[str],
             ip: str | None, ip6: str | None = None) -> None:
-    svc = engine.containers
-    rec = svc.get(name_or_id)
-    # under the container's lock on a fresh record, as every change of the record: two
-    # connects at once (compose makes them) would otherwise each keep only their own
-    with svc.lock(rec.id):
-        _connect(engine, svc._refresh(svc.records.get(rec.id) or rec, locked=True),
-                 network, aliases=aliases, ip=ip, ip6=ip6)
+    # on the record read under the container's lock: two connects at once (compose
+    # makes them) would otherwise each keep only their own network
+    with engine.containers.locked(name_or_id) as rec:
+        _connect(engine, rec, network, aliases=aliases, ip=ip, ip6=ip6)
 
 
 def _connect(engine: ContainerHost, rec: ContainerRecord, network: str, *,
@@ -223,11 +220,8 @@ def _connect(engine: ContainerHost, rec: ContainerRecord, network: str, *,
 
 
 def disconnect(engine: ContainerHost, name_or_id: str, network: str) -> None:
-    svc = engine.containers
-    rec = svc.get(name_or_id)
-    with svc.lock(rec.id):  # as connect
-        _disconnect(engine, svc._refresh(svc.records.get(rec.id) or rec, locked=True),
-                    network)
+    with engine.containers.locked(name_or_id) as rec:  # as connect
+        _disconnect(engine, rec, network)
 
 
 def _disconnect(engine: ContainerHost, rec: ContainerRecord, network: str) -> None:

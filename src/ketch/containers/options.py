@@ -80,6 +80,18 @@ def blkio_weight_supported() -> bool:
     return any(os.path.exists(p) for p in _BLKIO_WEIGHT_FILES)
 
 
+def checked_blkio_weight(weight: int, warnings: list[str]) -> int:
+    """--blkio-weight as dockerd takes it at create and at update: refused out of range,
+    0 (discarded, with its warning) where the host has no blkio weight file."""
+    if not 10 <= weight <= 1000:
+        raise InvalidArgument("Range of blkio weight is from 10 to 1000")
+    if not blkio_weight_supported():
+        warnings.append("Your kernel does not support Block I/O weight or the cgroup is"
+                        " not mounted. Weight discarded.")
+        return 0
+    return weight
+
+
 def validate(svc: ContainerService, hc: dict[str, Any], config: dict[str, Any],
              warnings: list[str]) -> None:
     """Docker's create-time checks of these options; settings this host cannot apply
@@ -132,14 +144,8 @@ def validate(svc: ContainerService, hc: dict[str, Any], config: dict[str, Any],
     if rt_period and rt_runtime and rt_runtime > rt_period:
         raise InvalidArgument("cpu real-time runtime cannot be higher than cpu real-time"
                               " period")
-    weight = hc.get("BlkioWeight") or 0
-    if weight:
-        if not 10 <= weight <= 1000:
-            raise InvalidArgument("Range of blkio weight is from 10 to 1000")
-        if not blkio_weight_supported():
-            warnings.append("Your kernel does not support Block I/O weight or the cgroup is"
-                            " not mounted. Weight discarded.")
-            hc["BlkioWeight"] = 0
+    if hc.get("BlkioWeight"):
+        hc["BlkioWeight"] = checked_blkio_weight(hc["BlkioWeight"], warnings)
     if hc.get("BlkioWeightDevice") and not blkio_weight_supported():
         warnings.append("Your kernel does not support BPS Block I/O weight_device or the"
                         " cgroup is not mounted. Weight-device discarded.")

@@ -98,6 +98,16 @@ class ContainerService:
         finally:
             os.close(fd)
 
+    @contextmanager
+    def locked(self, name_or_id: str) -> Iterator[ContainerRecord]:
+        """The container's record for a read-modify-write: read again under its lock
+        (with an exit that happened meanwhile finished first), so a change made by
+        another process in between is neither lost nor overwritten. ContainerNotFound
+        when it was removed in between."""
+        rec = self.get(name_or_id)
+        with self.lock(rec.id):
+            yield self._refresh(self.records.find(rec.id), locked=True)
+
     # -- events ------------------------------------------------------------------------
     def event(self, rec: ContainerRecord, action: str, **extra: object) -> None:
         """Journal a container event (ketch.events) with dockerd's attributes: the

@@ -130,18 +130,12 @@ def update(svc: ContainerService, name_or_id: str, changes: dict[str, Any]) -> l
         warnings.append("Your kernel does not support kernel memory limit capabilities or"
                         " the cgroup is not mounted. Limitation discarded.")
     if wanted.get("BlkioWeight"):
-        from ketch.containers.options import blkio_weight_supported
+        from ketch.containers.options import checked_blkio_weight
 
-        if not 10 <= wanted["BlkioWeight"] <= 1000:
-            raise InvalidArgument("Range of blkio weight is from 10 to 1000")
-        if not blkio_weight_supported():
-            # as at create (and as dockerd's update): this host has no weight to set
+        # as at create (and as dockerd's update): discarded where the host has no weight
+        if not checked_blkio_weight(wanted["BlkioWeight"], warnings):
             del wanted["BlkioWeight"]
-            warnings.append("Your kernel does not support Block I/O weight or the cgroup is"
-                            " not mounted. Weight discarded.")
-    rec = svc.get(name_or_id)
-    with svc.lock(rec.id):
-        rec = svc._refresh(svc.records.find(rec.id), locked=True)
+    with svc.locked(name_or_id) as rec:
         hc = dict(rec.host_config)
         hc.update(wanted)
         if ("Memory" in wanted and "MemorySwap" not in wanted

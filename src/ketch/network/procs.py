@@ -8,6 +8,7 @@ API server) and belongs to no terminal session. The pid alone is not an identity
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import select
@@ -90,7 +91,7 @@ def _exec_helper(argv: Sequence[str], sockets: Sequence[socket.socket],
     """In the grandchild: set up fds 0-2 and the sockets, then exec. Never returns; a
     failure before or at the exec is written to `status_fd` as an errno."""
     status = status_fd
-    code = 5  # EIO, unless the failure says better
+    code = errno.EIO  # unless the failure says better
     try:
         # move the sockets out of the way first: one of them may sit on fd 3 or 4
         high = [fcntl.fcntl(s.fileno(), fcntl.F_DUPFD, 100) for s in sockets]
