@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import struct
 import subprocess
+import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -262,11 +264,35 @@ def test_a_bad_stream_address_is_a_one_line_error(ketch_root: Path, tmp_path: Pa
     r = subprocess.run([*ketch_command(), "--root", str(ketch_root), "system", "cri",
                         "--listen", f"unix://{tmp_path}/c.sock", "--stream-address",
                         "nonsense"], capture_output=True, text=True, timeout=60)
-    assert r.returncode != 0
+    assert r.returncode == 1
     assert r.stderr.strip().splitlines() == [
         "Error: invalid --stream-address 'nonsense': expected HOST:PORT"
         " (127.0.0.1:0 picks a free port)"]
     assert not (tmp_path / "c.sock").exists()
+
+
+@pytest.mark.parametrize(("uri", "stream", "error"), [
+    ("", "nonsense", "invalid --stream-address 'nonsense'"),
+    ("tcp://127.0.0.1:1", "", "invalid --listen 'tcp://127.0.0.1:1'"),
+    ("unix://cri.sock", "", "the socket path must be absolute"),
+])
+def test_the_server_refuses_bad_addresses_before_it_loads_grpc(
+        ketch_root: Path, uri: str, stream: str, error: str) -> None:
+    # the program `ketch system cri` execs, under -X importtime (its imports on stderr)
+    import ketch
+
+    src = os.path.dirname(os.path.dirname(ketch.__file__))
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from ketch.cri.__main__ import main;"
+            " sys.exit(main(sys.argv[2:]))")
+    r = subprocess.run([sys.executable, "-I", "-S", "-X", "importtime", "-c", code, src,
+                        str(ketch_root), str(ketch_root / "run"), uri, stream],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    lines = r.stderr.splitlines()
+    loaded = {line.rsplit("|", 1)[1].strip() for line in lines if line.startswith("import time:")}
+    assert not {"grpc", "aiohttp", "ketch.cri.server"} & loaded
+    messages = [line for line in lines if not line.startswith("import time:")]
+    assert len(messages) == 1 and messages[0].startswith("Error: ") and error in messages[0]
 
 
 def test_tokens_are_used_once_and_expire() -> None:

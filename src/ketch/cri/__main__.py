@@ -18,9 +18,15 @@ def main(argv: list[str] | None = None) -> int:
     root, run_root, uri = args[:3]
     stream = args[3] if len(args) >= 4 else ""
     conf_dir, bin_dir = (args[4], args[5]) if len(args) == 6 else ("", "")
-    from ketch.cri.server import serve
-
     try:
+        # a typo in an address is refused before the server's imports (gRPC, aiohttp:
+        # some 0.3 s)
+        from ketch.cri.addresses import parse_address, socket_path
+
+        socket_path(uri or None)
+        parse_address(stream or None)
+        from ketch.cri.server import serve
+
         serve(root, run_root, uri or None, stream or None, conf_dir, bin_dir)
     except KetchError as e:
         sys.stderr.write(f"Error: {e.message}\n")

@@ -15,26 +15,12 @@ import grpc
 from cri_api.v1 import api_pb2_grpc
 
 from ketch.cri import podnet
+from ketch.cri.addresses import parse_address, socket_path
 from ketch.cri.cni import Cni
 from ketch.cri.common import Engines
 from ketch.cri.images import ImageService
 from ketch.cri.runtime import RuntimeService
-from ketch.cri.stream import StreamServer, parse_address
-from ketch.errors import InvalidArgument
-
-DEFAULT_SOCKET = "/run/ketch/cri.sock"
-
-
-def socket_path(uri: str | None) -> str:
-    if not uri:
-        return DEFAULT_SOCKET
-    if not uri.startswith("unix://") or len(uri) <= len("unix://"):
-        raise InvalidArgument(f"invalid --listen {uri!r}: the CRI is served on a unix socket"
-                              " (unix:///path/to/cri.sock)")
-    path = uri[len("unix://"):]
-    if not os.path.isabs(path):
-        raise InvalidArgument(f"invalid --listen {uri!r}: the socket path must be absolute")
-    return path
+from ketch.cri.stream import StreamServer
 
 
 def serve(root: str, run_root: str, uri: str | None, stream_address: str | None = None,

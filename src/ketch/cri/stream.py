@@ -46,6 +46,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import WSMsgType, web
 
+from ketch.cri.addresses import parse_address
 from ketch.cri.common import Engines
 from ketch.cri.spdyserve import Head, SpdyServer
 from ketch.cri.streamops import (
@@ -71,7 +72,6 @@ if TYPE_CHECKING:
 
     from ketch.engine import Engine
 
-DEFAULT_ADDRESS = "127.0.0.1:0"
 TOKEN_TTL = 60.0  # seconds, the kubelet's default streaming cache TTL
 MAX_IN_FLIGHT = 1000  # requests waiting for their connection, as the kubelet's cache
 
@@ -80,16 +80,6 @@ MAX_HEAD = 65536  # a longer request head goes on to aiohttp, which refuses it
 
 class TooMany(KetchError):
     """More requests waiting for their connection than the cache holds."""
-
-
-def parse_address(address: str | None) -> tuple[str, int]:
-    text = address or DEFAULT_ADDRESS
-    host, sep, port = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise InvalidArgument(f"invalid --stream-address {text!r}: expected HOST:PORT"
-                              " (127.0.0.1:0 picks a free port)")
-    return host, int(port)
 
 
 class Tokens:
