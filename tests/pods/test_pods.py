@@ -260,3 +260,19 @@ def test_pod_kill_signal_log_windows_and_stop_and_rm_time(pk):
     pk("pod", "rm", "--force", "--time", "1", "sigs")
     assert time.monotonic() - began < 8
     assert pk("pod", "ps", "--format", "{{.Name}}").stdout.split() == []
+
+
+def test_pod_create_stays_on_the_lean_import_path(pk) -> None:
+    # `pod create` of a pod without ports, once the pause image exists (the first pod
+    # made it): the tar writer, the busybox lookup, the port parser and the json
+    # package are not loaded (they cost it ~16 of 37 ms; bench/bench_pods.py times it
+    # with two members beside podman)
+    from tests.containers.test_import_budgets import imports
+
+    pk("pod", "create", "--name", "first")
+    out, mods = imports(pk, "pod", "create", "--name", "second")
+    assert len(out.strip()) == 64
+    assert pk("pod", "inspect", "-f", "{{.Name}}", "second").stdout == "second\n"
+    loaded = mods & {"tarfile", "shutil", "subprocess", "ipaddress", "re", "json", "pathlib",
+                     "functools", "ketch.images.busybox", "ketch.network.ports"}
+    assert not loaded, sorted(loaded)

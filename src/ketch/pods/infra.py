@@ -19,13 +19,12 @@ on a 2-core host where this one takes a few (bench/bench_pods.py).
 
 from __future__ import annotations
 
-import io
-import tarfile
-
 from ketch import __version__
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import tarfile
+
     from ketch.images.service import ImageService
 
 PAUSE_IMAGE = f"localhost/ketch-pause:{__version__}"
@@ -63,13 +62,19 @@ _INFRA_SYSCALLS = (
 
 
 def _entry(name: str, kind: bytes, mode: int, size: int = 0, link: str = "") -> tarfile.TarInfo:
+    import tarfile
+
     ti = tarfile.TarInfo(name)
     ti.type, ti.mode, ti.size, ti.linkname, ti.mtime = kind, mode, size, link, _MTIME
     return ti
 
 
 def pause_rootfs() -> bytes:
-    """The rootfs tarball of the pause image."""
+    """The rootfs tarball of the pause image (made once per state root: tarfile and
+    the busybox lookup are imported here, not by every `pod create`)."""
+    import io
+    import tarfile
+
     from ketch.images.busybox import find_busybox
 
     with open(find_busybox(), "rb") as f:
@@ -87,13 +92,16 @@ def pause_rootfs() -> bytes:
 def ensure_pause_image(images: ImageService) -> str:
     """The pause image's reference, imported first if this state root lacks it."""
     from ketch.errors import KetchError
-    from ketch.images.busybox import BusyboxMissing
 
     try:
         images.resolve(PAUSE_IMAGE)
         return PAUSE_IMAGE
     except KetchError:
         pass
+    import io
+
+    from ketch.images.busybox import BusyboxMissing
+
     try:
         tar = pause_rootfs()
     except BusyboxMissing as e:
@@ -119,9 +127,9 @@ def infra_seccomp() -> str:
         "archMap": default["archMap"],
         "syscalls": [{"names": list(_INFRA_SYSCALLS), "action": "SCMP_ACT_ALLOW"}, *kept],
     }
-    import json
+    from ketch import fastjson
 
-    return "seccomp=" + json.dumps(profile, separators=(",", ":"))
+    return "seccomp=" + fastjson.dumps(profile)
 
 
 def _json(v: object) -> str:

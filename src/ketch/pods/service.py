@@ -89,8 +89,8 @@ class PodService:
                                   " infra container owns its network")
         port_bindings: dict[str, list[dict[str, str]]] = {}
         exposed: dict[str, dict[str, Any]] = {}
-        from ketch.network.ports import parse_publish
-
+        if publish:  # (the parser's imports cost a pod without ports ~5 ms)
+            from ketch.network.ports import parse_publish
         for spec in publish or []:
             for b in parse_publish(spec):
                 key = f"{b.container_port}/{b.protocol}"

@@ -18,7 +18,6 @@ imported only when a container's config.json is written.
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 
 from ketch.errors import InvalidArgument
 
@@ -269,14 +268,18 @@ def _kernel_at_least(minimum: str) -> bool:
     return _version_tuple(os.uname().release) >= _version_tuple(minimum)
 
 
-@lru_cache(maxsize=1)
+_SUPPORTED: list[bool] = []  # seccomp_supported's answer, once found
+
+
 def seccomp_supported() -> bool:
     """The kernel filters syscalls: /proc/self/status has the Seccomp field."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            return any(line.startswith("Seccomp:") for line in f)
-    except OSError:
-        return False
+    if not _SUPPORTED:
+        try:
+            with open("/proc/self/status", encoding="ascii") as f:
+                _SUPPORTED.append(any(line.startswith("Seccomp:") for line in f))
+        except OSError:
+            _SUPPORTED.append(False)
+    return _SUPPORTED[0]
 
 
 # --- Docker profile → OCI -------------------------------------------------------------
@@ -284,10 +287,10 @@ def seccomp_supported() -> bool:
 
 def load_profile(text: str) -> dict[str, Any]:
     """A Docker-format profile from its JSON text (Docker's message when it is not)."""
-    import json
+    from ketch import fastjson
 
     try:
-        doc = json.loads(text)
+        doc = fastjson.loads(text)
     except ValueError as e:
         raise InvalidArgument(f"Decoding seccomp profile failed: {e}") from None
     if not isinstance(doc, dict):
