@@ -26,21 +26,23 @@ unset PYTHONDONTWRITEBYTECODE
 # is removed when it ends (pyproject: tmp_path_retention_policy), which keeps the tmpfs
 # small.
 tmpfs=""
+cleanup() {  # (never changes the script's exit status)
+  if [ -n "$tmpfs" ]; then
+    if mountpoint -q "$tmpfs"; then umount -l "$tmpfs" || true; fi
+    rmdir "$tmpfs" || true
+  fi
+}
+trap cleanup EXIT
 if [ "${KETCH_TEST_TMPFS:-1}" != 0 ]; then
   tmpfs="$(mktemp -d /tmp/ketch-tests.XXXXXX)"
   mount -t tmpfs -o mode=0700 ketch-tests "$tmpfs"
   export TMPDIR="$tmpfs"
   set -- --basetemp "$tmpfs/pytest" "$@"
 fi
-cleanup() {
-  if [ -n "$tmpfs" ]; then
-    umount -l "$tmpfs" && rmdir "$tmpfs"
-  fi
-}
-trap cleanup EXIT
 # In parallel (pytest-xdist): the tests mostly wait on containers and subprocesses, so
-# more workers than cores pay off (on 2 cores: 4 workers 340-359 s, 6 workers 296-308
-# s, both on the disk). KETCH_TEST_WORKERS=0 runs them in this one process.
+# more workers than cores pay off, up to where both cores are busy (2 cores, on the disk:
+# 4 workers 340-359 s, 6 workers 296-308 s; on the tmpfs: 6 workers 260-274 s with the
+# cores ~85% busy, 8 workers 257 s). KETCH_TEST_WORKERS=0 runs them in this one process.
 # --dist loadgroup keeps the tests marked xdist_group("NAME") on one worker, so the
 # servers and images they share are made once (tests/cri, the crash harness).
 python3 -m pytest -q -n "${KETCH_TEST_WORKERS:-6}" --dist loadgroup --durations=15 "$@"
