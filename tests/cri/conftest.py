@@ -211,15 +211,15 @@ class CniNetwork:
         the same time may)."""
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
         _drop_chains(self.sandbox_chains())
-        shared = {c for c in self.new_chains() if c.startswith("CNI-HOSTPORT-")}
-        if shared and not any(c.startswith("CNI-DN-") for c in cni_chains()):
-            _drop_chains(shared)
+        hostport = {c for c in self.new_chains() if c.startswith("CNI-HOSTPORT-")}
+        if hostport and not any(c.startswith("CNI-DN-") for c in cni_chains()):
+            _drop_chains(hostport, shared=True)
         # the firewall plugin's CNI-FORWARD and CNI-ADMIN: kept by DEL for other
         # networks; dropped here when they appeared during the test and hold no pod's
         # rule any more (a test running at the same time may still use them)
         made = ({"CNI-FORWARD", "CNI-ADMIN"} & cni_chains("filter")) - self.filter_chains_before
         if made and not _pod_rules("CNI-FORWARD"):
-            _drop_chains(made, "filter")
+            _drop_chains(made, "filter", shared=True)
 
 
 def _pod_rules(chain: str) -> list[str]:
@@ -235,19 +235,26 @@ def _rules(table: str = "nat") -> list[str]:
                           check=True).stdout.splitlines()
 
 
-def _drop_chains(chains: set[str], table: str = "nat") -> None:
-    """Delete the jumps to `chains` from elsewhere, then the chains."""
+def _drop_chains(chains: set[str], table: str = "nat", *, shared: bool = False) -> None:
+    """Delete the jumps to `chains` from elsewhere, then the chains. `shared`: chains
+    the plugins share between networks, which another worker's session may be dropping
+    at the same moment: a jump or chain already gone is not an error."""
     if not chains:
         return
+
+    def iptables(*args: str) -> None:
+        subprocess.run(["iptables", "-t", table, *args], check=not shared,
+                       capture_output=shared)
+
     for rule in _rules(table):
         parts = shlex.split(rule)  # comments hold spaces, quoted
         if parts[0] == "-A" and "-j" in parts and parts[parts.index("-j") + 1] in chains \
                 and parts[1] not in chains:
-            subprocess.run(["iptables", "-t", table, "-D", *parts[1:]], check=True)
+            iptables("-D", *parts[1:])
     for chain in chains:
-        subprocess.run(["iptables", "-t", table, "-F", chain], check=True)
+        iptables("-F", chain)
     for chain in chains:
-        subprocess.run(["iptables", "-t", table, "-X", chain], check=True)
+        iptables("-X", chain)
 
 
 class Cri(Served):
