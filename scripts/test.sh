@@ -46,7 +46,7 @@ fi
 python3 -m pytest --collect-only -q -p no:xdist "$@" > /dev/null 2>&1 || true
 # In parallel (pytest-xdist): the tests mostly wait on containers and subprocesses, so
 # more workers than cores pay off, up to where both cores are busy (2 cores, on the disk:
-# 4 workers 340-359 s, 6 workers 296-308 s; on the tmpfs: 6 workers 260-310 s with the
+# 4 workers 340-359 s, 6 workers 296-308 s; on the tmpfs: 6 workers 254-310 s with the
 # cores ~85% busy, 8 workers 257 s). KETCH_TEST_WORKERS=0 runs them in this one process.
 # --dist loadgroup keeps the tests marked xdist_group("NAME") on one worker, so the
 # servers and images they share are made once (tests/cri, the crash harness).
