@@ -11,7 +11,7 @@ import os
 
 from ketch.api import web
 from ketch.api.common import SVC, Handler, Service, query_bool, version_tuple
-from ketch.api.containers import _forget, _session_for
+from ketch.api.containers import _early_session, _forget, _session_for
 from ketch.api.web import WSMsgType
 from ketch.engine import Engine
 from ketch.errors import Conflict, KetchError
@@ -40,11 +40,7 @@ async def attach_ws(request: web.Request) -> web.StreamResponse:
     if want_stream and not rec.running:
         fut = asyncio.get_running_loop().create_future()
         svc.pending.setdefault(rec.id, []).append(fut)
-    # attached before the handshake completes, as the plain attach is (see there)
-    early = None
-    if want_stream and fut is None and not want_logs:
-        with contextlib.suppress(KetchError):  # said on the socket below, as before
-            early = await svc.run(lambda e: e.containers.attach_session(rec.id))
+    early = await _early_session(svc, rec, fut, want_stream, want_logs)
     ws = web.WebSocketResponse()
     try:
         await ws.prepare(request)

@@ -294,14 +294,7 @@ async def containers_attach(request: web.Request) -> web.StreamResponse:
     if want_stream and not rec.running:
         fut = asyncio.get_running_loop().create_future()
         svc.pending.setdefault(rec.id, []).append(fut)
-    # A running container is attached to before the client hears 200/101, so what it
-    # writes once the client has the status line reaches the client (which may feed it
-    # stdin through another attach right then). With logs=1 the session opens after
-    # the replay, so nothing is sent twice.
-    early = None
-    if want_stream and fut is None and not want_logs:
-        with contextlib.suppress(KetchError):  # said on the stream below, as before
-            early = await svc.run(lambda e: e.containers.attach_session(rec.id))
+    early = await _early_session(svc, rec, fut, want_stream, want_logs)
     conn = streams.Hijacked(request, tty, upgrade=streams.wants_upgrade(request))
     try:
         resp = await conn.accept()
@@ -355,6 +348,21 @@ def _replay_logs(e: Engine, cid: str, conn: streams.Hijacked, want_out: bool,
             conn.stderr(data)
         elif kind != "stderr" and want_out:
             conn.stdout(data)
+
+
+async def _early_session(svc: Service, rec: Any, fut: asyncio.Future[Any] | None,
+                         want_stream: bool, want_logs: bool) -> Any:
+    """A running container's attach session, opened before the client hears 200/101, so
+    what it writes once the client has the status line reaches the client (which may
+    feed it stdin through another attach right then). None otherwise: with logs=1 the
+    session opens after the replay (nothing is sent twice), a container not running
+    yet hands its session over at its start, and a failure here is met again by
+    `_session_for` and said on the stream, as before."""
+    if not want_stream or fut is not None or want_logs:
+        return None
+    with contextlib.suppress(KetchError):
+        return await svc.run(lambda e: e.containers.attach_session(rec.id))
+    return None
 
 
 async def _session_for(svc: Service, rec: Any, fut: asyncio.Future[Any] | None) -> Any:

@@ -268,18 +268,19 @@ def _kernel_at_least(minimum: str) -> bool:
     return _version_tuple(os.uname().release) >= _version_tuple(minimum)
 
 
-_SUPPORTED: list[bool] = []  # seccomp_supported's answer, once found
+_supported: bool | None = None  # seccomp_supported's answer, once found
 
 
 def seccomp_supported() -> bool:
     """The kernel filters syscalls: /proc/self/status has the Seccomp field."""
-    if not _SUPPORTED:
+    global _supported
+    if _supported is None:
         try:
             with open("/proc/self/status", encoding="ascii") as f:
-                _SUPPORTED.append(any(line.startswith("Seccomp:") for line in f))
+                _supported = any(line.startswith("Seccomp:") for line in f)
         except OSError:
-            _SUPPORTED.append(False)
-    return _SUPPORTED[0]
+            _supported = False
+    return _supported
 
 
 # --- Docker profile → OCI -------------------------------------------------------------
