@@ -752,9 +752,10 @@ class Engine:
 
         return parse_expose(spec)
 
-    def close(self) -> None:
-        """Close the database connection."""
-        self.db.close()
+    def close(self, *, exiting: bool = False) -> None:
+        """Close the database connection. `exiting`: the process ends right after
+        without the interpreter's teardown (`os._exit`); see `Database.close`."""
+        self.db.close(exiting=exiting)
 
     def __enter__(self) -> Engine:
         return self

@@ -166,8 +166,9 @@ def test_killed_commit_leaves_the_container_running_not_frozen(
           timeout=60)
     killed = kill_when(croot, ["commit", cid, "snap:1"],
                        lambda: _freezer_state(cid) == "1", delay)
-    if delay < 0.5:
-        assert killed  # (the last point may land after a fast machine's commit ended)
+    if delay == 0.0:
+        assert killed  # (later points may land after the commit ended: an idle machine
+        # copies the 64 MB in ~0.2 s; the container must be running and thawed either way)
     state = croot("ps", "-a", "--filter", f"id={cid}", "--format", "{{.State}}").stdout
     assert state.strip() == "running"
     assert _freezer_state(cid) == "0"

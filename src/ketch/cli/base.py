@@ -126,10 +126,10 @@ def engine(*, recover: bool = True) -> Engine:
     return _engine
 
 
-def close_engine() -> None:
-    """Close the command's Engine, if it made one."""
+def close_engine(*, exiting: bool = False) -> None:
+    """Close the command's Engine, if it made one (`exiting`: see `Engine.close`)."""
     if _engine is not None:
-        _engine.close()
+        _engine.close(exiting=exiting)
 
 
 def out(text: str = "") -> None:

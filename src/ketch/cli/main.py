@@ -184,7 +184,7 @@ def exit_now(code: int) -> None:
     freeing each object) is work for nobody, and it was 18% of the instructions of
     `ketch image inspect` (callgrind: 13.8 of 75.8 million; a bare `python -I -S -c
     pass` spends 6.2 million there). So: flush the standard streams, close the
-    command's Engine (its SQLite connection), run the atexit callbacks (weakref
+    command's Engine (checkpoint its SQLite connection), run the atexit callbacks (weakref
     finalizers, the code bundle's refresh) and `os._exit`. Where the normal exit would
     still do something, this falls back to it: a flush that fails (the interpreter
     reports it and exits 120) and threads still running (it joins the non-daemon
@@ -199,9 +199,9 @@ def exit_now(code: int) -> None:
         sys.exit(code)
     base = sys.modules.get("ketch.cli.base")
     if base is not None:
-        # SQLite's last connection to close checkpoints the WAL and removes it; a WAL
-        # left behind would be read back (recovered) by the open of every later command
-        base.close_engine()
+        # the WAL is folded into the database before the process ends, so the next
+        # command has nothing to recover, and the WAL file is kept (Database.close)
+        base.close_engine(exiting=True)
     import atexit
 
     atexit._run_exitfuncs()
