@@ -43,9 +43,12 @@ DEFAULT_STOP_TIMEOUT = 10
 # command that looks at it), so the command waits a moment and starts Python only if the
 # container's pid file (removed by whoever finishes it) is still there: a `run --rm` then
 # costs no second interpreter, while a detached container nobody watches is still cleaned
-# up (and removed, with --rm) a second after it exits. A container that never started has
-# no pid file: nothing to wait for, and the `start` that failed undoes it itself.
-_EXIT_SCRIPT = '[ -e "$0" ] || exit 0; sleep 1; [ -e "$0" ] || exit 0; exec "$@"'
+# up (and removed, with --rm) a second after it exits. The wait looks for the pid file
+# every 0.1 s, so conmon ends as soon as the container is finished rather than a second
+# later (a `rm -f` left its monitor behind for that second). A container that never
+# started has no pid file: nothing to wait for, and the `start` that failed undoes it.
+_EXIT_SCRIPT = ('n=0; while [ -e "$0" ]; do'
+                ' [ $n -lt 10 ] || exec "$@"; n=$((n+1)); sleep 0.1; done')
 # With a restart policy the exit is acted on at once: the policy's backoff is the only
 # delay before the restart (an attached `run` finishing meanwhile is harmless: the
 # second to take the container lock finds the exit recorded).
