@@ -70,8 +70,9 @@ def test_configmap_and_secret_as_env_and_as_mounted_files(kk: KubeCLI) -> None:
 
     # generate writes the ConfigMap and Secret volumes back with their objects
     text = kk("kube", "generate", "web").stdout
-    kinds = [d["kind"] for d in _validated(text)]
-    assert kinds == ["ConfigMap", "Secret", "Pod"]
+    docs = _validated(text)
+    assert [d["kind"] for d in docs] == ["ConfigMap", "Secret", "Pod"]
+    assert docs[2]["spec"]["terminationGracePeriodSeconds"] == 1  # as played
 
     down = kk("kube", "down", str(path)).stdout.splitlines()
     assert down == ["Pods stopped:", out[1], "Pods removed:", out[1]]
@@ -164,6 +165,7 @@ def test_generate_of_a_running_pod_validates_and_plays_back(kk: KubeCLI) -> None
     kk("volume", "create", "demo-data")
     kk("run", "-d", "--pod", "demo", "--name", "demo-web", "-e", "MESSAGE=hi", "-m", "64m",
        "--cap-drop", "NET_RAW", "-v", "demo-data:/www", "--restart", "always",
+       "--stop-timeout", "1",
        "busybox", "sh", "-c", "echo \"$MESSAGE\" > /www/index.html; exec httpd -f -p 80"
        " -h /www")
     assert fetch(f"http://127.0.0.1:{port}/") == "hi\n"
@@ -179,6 +181,7 @@ def test_generate_of_a_running_pod_validates_and_plays_back(kk: KubeCLI) -> None
     assert ctr["resources"] == {"limits": {"memory": "64Mi"}}
     assert ctr["securityContext"] == {"capabilities": {"drop": ["NET_RAW"]}}
     assert pod["spec"]["restartPolicy"] == "Always"
+    assert pod["spec"]["terminationGracePeriodSeconds"] == 1  # the member's --stop-timeout
     assert pod["spec"]["volumes"] == [{"name": "demo-data",
                                        "persistentVolumeClaim": {"claimName": "demo-data"}}]
 

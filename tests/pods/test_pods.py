@@ -48,7 +48,7 @@ def test_members_share_the_infra_namespaces_of_network_ipc_and_uts(pk):
 def test_infra_runs_under_a_seccomp_allow_list_narrower_than_the_default(pk):
     pk("pod", "create", "--name", "tight")
     pk("run", "-d", "--pod", "tight", "--name", "mem", "busybox", "sh", "-c",
-       "mkdir /made && sleep 60")
+       "trap 'exit 0' TERM; mkdir /made; while :; do sleep 0.1; done")
     infra = infra_of(pk, "tight")
     pid = pk("inspect", "-f", "{{.State.Pid}}", infra).stdout.strip()
     with open(f"/proc/{pid}/status") as f:
@@ -260,6 +260,30 @@ def test_pod_kill_signal_log_windows_and_stop_and_rm_time(pk):
     pk("pod", "rm", "--force", "--time", "1", "sigs")
     assert time.monotonic() - began < 8
     assert pk("pod", "ps", "--format", "{{.Name}}").stdout.split() == []
+
+
+def test_pod_stop_and_rm_stop_the_members_together(pk):
+    # Each member's PID 1 ignores SIGTERM and takes its stop timeout of 3 s: one after
+    # the other the stop takes 6 s and more, together (as Podman stops them) 3 s
+    import time
+
+    pk("pod", "create", "--name", "slow")
+    for name in ("one", "two"):
+        pk("run", "-d", "--pod", "slow", "--name", name, "--stop-timeout", "3",
+           "busybox", "sleep", "600")
+    began = time.monotonic()
+    pk("pod", "stop", "slow")
+    took = time.monotonic() - began
+    assert 3 <= took < 5.5, took
+    assert [state(pk, n) for n in ("one", "two")] == ["exited", "exited"]
+    assert [pk("inspect", "-f", "{{.State.ExitCode}}", n).stdout for n in ("one", "two")
+            ] == ["137\n", "137\n"]
+    pk("pod", "start", "slow")
+    began = time.monotonic()
+    pk("pod", "rm", "--force", "--time", "3", "slow")
+    took = time.monotonic() - began
+    assert 3 <= took < 5.5, took
+    assert pk("ps", "-a", "--format", "{{.Names}}").stdout == ""
 
 
 def test_pod_create_stays_on_the_lean_import_path(pk) -> None:

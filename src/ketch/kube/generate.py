@@ -135,6 +135,12 @@ def _object(engine: Engine, pod: _PodSource, kind: str) -> dict[str, Any]:
     if aliases:
         spec["hostAliases"] = [{"ip": ip, "hostnames": h} for ip, h in aliases.items()]
     spec["restartPolicy"] = restart or "Never"
+    # play sets each member's stop timeout from the pod's grace period; one a member
+    # carries (from play or `--stop-timeout`) goes back, the longest if they differ
+    grace = [int(t) for rec in pod.members
+             if (t := rec.config.get("StopTimeout")) is not None]
+    if grace:
+        spec["terminationGracePeriodSeconds"] = max(grace)
     if volumes:
         spec["volumes"] = list(volumes.values())
     meta: dict[str, Any] = {"labels": labels}

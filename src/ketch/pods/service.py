@@ -220,13 +220,47 @@ class PodService:
         return pod
 
     def stop(self, name_or_id: str, *, timeout: int | None = None) -> PodRecord:
-        """Stop the members, then the infra."""
+        """Stop the members (all at once), then the infra."""
         pod = self.get(name_or_id)
-        for c in self._members_then_infra(pod):
-            if c.state in ("running", "paused", "restarting"):
-                self.containers.stop(c.id, timeout=timeout)
+        self._stop_members_then_infra(pod, timeout, ("running", "paused", "restarting"))
         self.event(pod, "stop")
         return pod
+
+    def _stop_members_then_infra(self, pod: PodRecord, timeout: int | None,
+                                 states: tuple[str, ...]) -> None:
+        self._stop_together([c for c in self.members(pod) if c.state in states], timeout)
+        infra = self.infra(pod)
+        if infra is not None and infra.state in states:
+            self.containers.stop(infra.id, timeout=timeout)
+
+    def _stop_together(self, members: builtins.list[ContainerRecord],
+                       timeout: int | None) -> None:
+        """Stop the members at the same time, each with its own stop signal and timeout,
+        as Podman's `pod stop` does: a pod whose members ignore SIGTERM stops in one
+        timeout, not in the sum of them. The first failure is raised once all have
+        ended."""
+        if len(members) < 2:
+            for c in members:
+                self.containers.stop(c.id, timeout=timeout)
+            return
+        import threading
+
+        failures: builtins.list[BaseException] = []
+
+        def stop(cid: str) -> None:
+            try:
+                self.containers.stop(cid, timeout=timeout)
+            except BaseException as e:  # re-raised in the calling thread below
+                failures.append(e)
+
+        threads = [threading.Thread(target=stop, args=(c.id,), name=f"stop-{c.id[:12]}")
+                   for c in members]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if failures:
+            raise failures[0]
 
     def restart(self, name_or_id: str, *, timeout: int | None = None) -> PodRecord:
         self.stop(name_or_id, timeout=timeout)
@@ -277,9 +311,7 @@ class PodService:
                                f" {busy[0].state} - running or paused containers cannot be"
                                " removed without force: container state improper")
         if force and timeout is not None:
-            for c in everything:
-                if c.state == "running":
-                    self.containers.stop(c.id, timeout=timeout)
+            self._stop_members_then_infra(pod, timeout, ("running",))
         # the record goes first: then the infra may be removed, and a removal cut short
         # leaves containers that `rm` takes, not a pod that cannot be emptied
         with self.engine.intents.held("pods.remove", pod.id,
