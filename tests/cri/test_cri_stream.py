@@ -105,7 +105,16 @@ def _serving_page(served: Served, image: str, logs: Path, name: str, page: str
 
 def _remove(served: Served, pod_id: str) -> None:
     cri = served.cri
-    served.runtime.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=pod_id))
+    stop = cri.StopPodSandboxRequest(pod_sandbox_id=pod_id)
+    try:
+        served.runtime.StopPodSandbox(stop)
+    except grpc.RpcError as e:
+        # containerd 1.6's shim can drop its connection while it kills a container that
+        # has just ended ("failed to kill container ...: ttrpc: closed"); the kubelet
+        # retries a failed stop at its next sync, and so does this, for containerd only
+        if served.name != "containerd" or "ttrpc: closed" not in str(e.details()):
+            raise
+        served.runtime.StopPodSandbox(stop)
     served.runtime.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
 
 
