@@ -44,11 +44,12 @@ DEFAULT_STOP_TIMEOUT = 10
 # container's pid file (removed by whoever finishes it) is still there: a `run --rm` then
 # costs no second interpreter, while a detached container nobody watches is still cleaned
 # up (and removed, with --rm) a second after it exits. The wait looks for the pid file
-# every 0.1 s, so conmon ends as soon as the container is finished rather than a second
-# later (a `rm -f` left its monitor behind for that second). A container that never
-# started has no pid file: nothing to wait for, and the `start` that failed undoes it.
-_EXIT_SCRIPT = ('n=0; while [ -e "$0" ]; do'
-                ' [ $n -lt 10 ] || exec "$@"; n=$((n+1)); sleep 0.1; done')
+# after 10, 30, 70, 150, 300, 600 and 1000 ms (seven sleeps, each a fork), so conmon ends
+# soon after the container is finished rather than a second later (a `rm -f` left its
+# monitor behind for that second). A container that never started has no pid file:
+# nothing to wait for, and the `start` that failed undoes it itself.
+_EXIT_SCRIPT = ('for d in 0.01 0.02 0.04 0.08 0.15 0.3 0.4; do [ -e "$0" ] || exit 0;'
+                ' sleep $d; done; [ -e "$0" ] || exit 0; exec "$@"')
 # With a restart policy the exit is acted on at once: the policy's backoff is the only
 # delay before the restart (an attached `run` finishing meanwhile is harmless: the
 # second to take the container lock finds the exit recorded).
