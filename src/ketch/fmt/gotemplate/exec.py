@@ -80,8 +80,8 @@ def _arity(fn: Callable[..., Any]) -> tuple[int, int, bool] | None:
     bound = 0
     if isinstance(fn, MethodType):
         fn, bound = fn.__func__, 1
-    code = getattr(fn, "__code__", None)
-    if isinstance(fn, FunctionType) and code is not None:
+    if isinstance(fn, FunctionType):
+        code = fn.__code__
         positional = code.co_argcount - bound
         defaults = len(fn.__defaults__ or ())
         return (max(0, positional - defaults), positional,
