@@ -57,7 +57,8 @@ import sys, time
 from ketch.store.db import sqlite3
 conn = sqlite3.connect(sys.argv[1], isolation_level=None)
 conn.execute("BEGIN")
-conn.execute("SELECT count(*) FROM tags").fetchone()  # a read snapshot of the WAL
+conn.execute("SELECT count(*) FROM tags").fetchone()  # frames written after this read
+# began cannot be checkpointed while it lasts
 print("holding", flush=True)
 time.sleep(60)
 """
