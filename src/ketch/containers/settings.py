@@ -40,12 +40,11 @@ class ContainerSettings:
         path = os.path.join(root, CONFIG_FILE)  # a string: `create` needs no pathlib
         if not os.path.isfile(path):
             return settings
-        import tomllib  # only when there is a file
+        from ketch import tomlfile  # only when there is a file
 
         try:
-            with open(path, "rb") as f:
-                data = tomllib.load(f)
-        except (OSError, tomllib.TOMLDecodeError) as e:
+            data = tomlfile.read(path, os.fspath(root))
+        except (OSError, ValueError) as e:  # (tomllib.TOMLDecodeError is a ValueError)
             raise InvalidArgument(f"cannot read {path}: {e}") from None
         table = data.get("containers") or {}
         for key, val in table.items():

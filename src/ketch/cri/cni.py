@@ -362,12 +362,11 @@ def _from_file(root: str) -> tuple[str, list[str]]:
     path = os.path.join(root, CONFIG_FILE)
     if not os.path.isfile(path):
         return "", []
-    import tomllib
+    from ketch import tomlfile
 
     try:
-        with open(path, "rb") as f:
-            table = tomllib.load(f).get("cri") or {}
-    except (OSError, tomllib.TOMLDecodeError) as e:
+        table = tomlfile.read(path, root).get("cri") or {}
+    except (OSError, ValueError) as e:  # (tomllib.TOMLDecodeError is a ValueError)
         raise InvalidArgument(f"cannot read {path}: {e}") from None
     if not isinstance(table, dict):
         raise InvalidArgument(f"{path}: [cri] must be a table")

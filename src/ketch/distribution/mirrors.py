@@ -60,12 +60,11 @@ def load(root: str) -> dict[str, Mirrors]:
     path = os.path.join(root, CONFIG_FILE)
     if not os.path.isfile(path):
         return {}
-    import tomllib  # only when there is a file
+    from ketch import tomlfile  # only when there is a file
 
     try:
-        with open(path, "rb") as f:
-            table: Any = tomllib.load(f).get("registries") or {}
-    except (OSError, tomllib.TOMLDecodeError) as e:
+        table: Any = tomlfile.read(path, root).get("registries") or {}
+    except (OSError, ValueError) as e:  # (tomllib.TOMLDecodeError is a ValueError)
         raise InvalidArgument(f"cannot read {path}: {e}") from None
     if not isinstance(table, dict):
         raise InvalidArgument(f"{path}: [registries] must be a table of registry hosts")

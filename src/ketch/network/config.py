@@ -69,10 +69,9 @@ class NetworkConfig:
         candidate = Path(path) if path else (state_root / "network.toml" if state_root else None)
         given: set[str] = set()
         if candidate is not None and candidate.is_file():
-            import tomllib  # only when there is a file: its import costs a `run` 5 ms
+            from ketch import tomlfile  # parsed once per change (see ketch.tomlfile)
 
-            with open(candidate, "rb") as f:
-                data = tomllib.load(f)
+            data = tomlfile.read(str(candidate), str(state_root) if state_root else None)
             cfg.update(data.get("network", data))
             given.update(data.get("network", data))
         for key, var in ENV_KEYS.items():
