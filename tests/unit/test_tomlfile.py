@@ -10,6 +10,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+
 from ketch import tomlfile
 
 TEXT = '[network]\nbridge_name = "kt0"\npool_prefixlen = 26\ndns_upstreams = []\n'
