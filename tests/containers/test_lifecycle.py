@@ -4,6 +4,7 @@ by name and ID prefix, `inspect`, and images held by containers."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 
@@ -87,7 +88,13 @@ def test_kill_sends_the_signal_given(ketch, run_d):
 
 def test_kill_defaults_to_sigkill_and_refuses_stopped_containers(ketch, run_d):
     run_d("--name", "k2", "busybox", "sleep", "60")
+    pid = int(ketch("inspect", "-f", "{{.State.Pid}}", "k2").stdout)
     ketch("kill", "k2")
+    # as docker's, a SIGKILL returns once the container has stopped: the next command
+    # finds it exited, its process gone
+    assert not os.path.exists(f"/proc/{pid}")
+    assert ketch("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "k2"
+                 ).stdout == "exited 137\n"
     assert ketch("wait", "k2").stdout == "137\n"
     p = ketch("kill", "k2", check=False)
     assert p.returncode == 1

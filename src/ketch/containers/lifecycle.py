@@ -315,8 +315,17 @@ class Lifecycle:
             suppress(svc, rec, cancel=cancels(rec, num))
         if rec.state == "restarting":
             return  # nothing runs: the wait was called off, or goes on (another signal)
-        self.monitor(rec).runtime.kill(rec.id, num)
+        mon = self.monitor(rec)
+        mon.runtime.kill(rec.id, num)
         svc.event(rec, "kill", signal=num)
+        if num == _signal.SIGKILL:
+            # as dockerd's: a SIGKILL returns once the container has stopped (up to 10 s)
+            # and its exit is recorded, so the next command finds it exited
+            try:
+                mon.wait_exit(self.paths(rec), timeout=10)
+            except (TimeoutError, KetchError):
+                return  # still dying, or its monitor is gone: whoever looks next finishes it
+            self.finish(rec.id)
 
     def kill_now(self, rec: ContainerRecord) -> None:
         svc = self.svc
