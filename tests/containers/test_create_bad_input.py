@@ -140,7 +140,7 @@ def test_engine_refuses_the_same_values_without_the_cli(image_root, host_config,
     from ketch.engine import Engine
     from ketch.errors import InvalidArgument
 
-    with Engine(image_root) as engine:
+    with Engine(image_root, image_root / "run") as engine:
         with pytest.raises(InvalidArgument) as e:
             engine.containers.create({"Image": "busybox", "Cmd": ["true"]},
                                      dict(host_config))
@@ -152,7 +152,7 @@ def test_engine_refuses_an_env_entry_without_a_name(image_root):
     from ketch.engine import Engine
     from ketch.errors import InvalidArgument
 
-    with Engine(image_root) as engine:
+    with Engine(image_root, image_root / "run") as engine:
         with pytest.raises(InvalidArgument, match="^invalid environment variable: =x$"):
             engine.containers.create({"Image": "busybox", "Cmd": ["true"], "Env": ["=x"]})
         assert engine.containers.list(all=True) == []
