@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 
+from ketch.errors import InvalidArgument
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -22,8 +24,15 @@ CACHE_DIR = "cache"
 
 
 def read(path: str, root: str | None = None) -> dict[str, Any]:
-    """The TOML document at `path`. Raises OSError when it cannot be read and ValueError
-    (`tomllib.TOMLDecodeError`) when it is not TOML."""
+    """The TOML document at `path`; InvalidArgument ("cannot read PATH: why", one line)
+    when it cannot be read or is not TOML."""
+    try:
+        return _read(path, root)
+    except (OSError, ValueError) as e:  # (tomllib.TOMLDecodeError is a ValueError)
+        raise InvalidArgument(f"cannot read {path}: {e}") from None
+
+
+def _read(path: str, root: str | None) -> dict[str, Any]:
     st = os.stat(path)
     key = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
     cache = None

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ketch import tomlfile
+from ketch.errors import InvalidArgument
 
 TEXT = '[network]\nbridge_name = "kt0"\npool_prefixlen = 26\ndns_upstreams = []\n'
 
@@ -19,6 +20,7 @@ PROBE = """
 import sys
 sys.path.insert(0, sys.argv[1])
 from ketch import tomlfile
+from ketch.errors import InvalidArgument
 data = tomlfile.read(sys.argv[2], sys.argv[3])
 print(data["network"]["bridge_name"], "tomllib" in sys.modules)
 """
@@ -74,12 +76,30 @@ def test_bad_toml_raises_and_keeps_nothing_and_an_unwritable_cache_is_no_error(
         tmp_path: Path) -> None:
     conf = tmp_path / "ketch.toml"
     conf.write_text("[containers\n")
-    with pytest.raises(tomllib.TOMLDecodeError):
+    with pytest.raises(InvalidArgument, match=r"^cannot read .*ketch\.toml: Expected ']'"):
         tomlfile.read(str(conf), str(tmp_path))
     assert not (tmp_path / "cache").exists()
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(InvalidArgument, match=r"^cannot read .*missing\.toml: \[Errno 2\]"):
         tomlfile.read(str(tmp_path / "missing.toml"), str(tmp_path))
     (tmp_path / "cache").write_text("not a directory")
     conf.write_text(TEXT)
     assert tomlfile.read(str(conf), str(tmp_path)) == tomllib.loads(TEXT)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "ketch.toml"]
+
+
+def test_a_broken_network_toml_is_one_line_and_makes_nothing(ketch, ketch_root: Path) -> None:
+    conf = ketch_root / "network.toml"
+    good = conf.read_text()
+    conf.write_text("[network\n")
+    try:
+        for args in (["network", "ls"], ["network", "create", "n1"]):
+            proc = ketch(*args, check=False)
+            assert proc.returncode == 1, proc
+            assert proc.stdout == ""
+            assert proc.stderr == (f"Error: cannot read {conf}: Expected ']' at the end of a"
+                                   " table declaration (at line 1, column 9)\n")
+        assert not (ketch_root / "run" / "network").exists()
+        assert not (ketch_root / "cache").exists()
+    finally:
+        conf.write_text(good)
+    assert "n1" not in ketch("network", "ls", "--format", "{{.Name}}").stdout.split()

@@ -42,10 +42,7 @@ class ContainerSettings:
             return settings
         from ketch import tomlfile  # only when there is a file
 
-        try:
-            data = tomlfile.read(path, os.fspath(root))
-        except (OSError, ValueError) as e:  # (tomllib.TOMLDecodeError is a ValueError)
-            raise InvalidArgument(f"cannot read {path}: {e}") from None
+        data = tomlfile.read(path, os.fspath(root))
         table = data.get("containers") or {}
         for key, val in table.items():
             if key == "init" and isinstance(val, bool):

@@ -364,10 +364,7 @@ def _from_file(root: str) -> tuple[str, list[str]]:
         return "", []
     from ketch import tomlfile
 
-    try:
-        table = tomlfile.read(path, root).get("cri") or {}
-    except (OSError, ValueError) as e:  # (tomllib.TOMLDecodeError is a ValueError)
-        raise InvalidArgument(f"cannot read {path}: {e}") from None
+    table = tomlfile.read(path, root).get("cri") or {}
     if not isinstance(table, dict):
         raise InvalidArgument(f"{path}: [cri] must be a table")
     for key in table:

@@ -62,10 +62,7 @@ def load(root: str) -> dict[str, Mirrors]:
         return {}
     from ketch import tomlfile  # only when there is a file
 
-    try:
-        table: Any = tomlfile.read(path, root).get("registries") or {}
-    except (OSError, ValueError) as e:  # (tomllib.TOMLDecodeError is a ValueError)
-        raise InvalidArgument(f"cannot read {path}: {e}") from None
+    table: Any = tomlfile.read(path, root).get("registries") or {}
     if not isinstance(table, dict):
         raise InvalidArgument(f"{path}: [registries] must be a table of registry hosts")
     out: dict[str, Mirrors] = {}
