@@ -332,3 +332,40 @@ def test_exec_sessions_beyond_the_kept_number_are_forgotten_oldest_first(
         except NotFound as err:
             assert err.message == f"No such exec instance: {eid}"
     assert known == ids[-3:]  # the two kept finished ones and the newest
+
+
+def test_an_exec_that_outlives_its_container_ends_without_an_error(ketch, run_d):
+    # The exec's output is held until `rm -f` has removed the container, records and
+    # all; the exec then ends (its process was killed with the container) with nothing
+    # left to record, and no error (the CRI's ExecSync past its timeout met this)
+    import threading
+
+    from ketch.engine import Engine
+
+    cid = run_d("busybox", "sleep", "300")
+    with Engine(ketch.root, ketch.root / "run") as engine:
+        eid = engine.containers.exec_create(cid, ["sh", "-c", "echo started; sleep 30"])
+        removed = threading.Event()
+        got: list[bytes] = []
+        ended: list[object] = []
+
+        def out(data: bytes) -> None:
+            got.append(data)
+            removed.wait(30)
+
+        def run() -> None:
+            try:
+                ended.append(engine.containers.exec_start(eid, stdout=out))
+            except BaseException as e:  # reported below
+                ended.append(e)
+
+        t = threading.Thread(target=run)
+        t.start()
+        wait_for(lambda: got, what="the exec's first output")
+        ketch("rm", "-f", cid)
+        assert not (ketch.root / "run" / "containers" / cid).exists()
+        removed.set()
+        t.join(30)
+        assert not t.is_alive()
+        assert len(ended) == 1 and not isinstance(ended[0], BaseException), ended
+    assert b"started" in b"".join(got)

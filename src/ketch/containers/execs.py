@@ -42,16 +42,23 @@ def _write(path: Path, doc: dict[str, Any]) -> None:
 
 def _update(path: Path, **fields: Any) -> dict[str, Any]:
     """Change some fields of a record under its lock (a start and a resize may write at
-    once, from different processes); the record as written."""
+    once, from different processes); the record as written, or {} when the container
+    was removed meanwhile (its exec records went with it: an exec that outlived a
+    `rm -f`, e.g. a CRI ExecSync past its timeout, has nothing left to record)."""
     import fcntl
 
-    fd = os.open(path.with_suffix(".lock"), os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    try:
+        fd = os.open(path.with_suffix(".lock"), os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    except FileNotFoundError:
+        return {}
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         doc = json.loads(path.read_text())
         doc.update(fields)
         _write(path, doc)
         return doc
+    except FileNotFoundError:
+        return {}
     finally:
         os.close(fd)
 
@@ -273,6 +280,6 @@ def resize(svc: ContainerService, eid: str, height: int, width: int) -> None:
     if not doc["Tty"]:
         return
     doc = _update(path, ConsoleSize=[height, width])  # for a start still to come
-    if not doc["Running"]:
+    if not doc.get("Running"):
         return
     resize_tty(path.with_suffix(""), height, width)
