@@ -279,6 +279,10 @@ def inspect(ns: Namespace) -> int:
     from ketch.errors import NotFound
 
     e = engine()
+    if ns.type in (None, "container"):
+        # a container service that cannot be had (its state root runs containers under
+        # another run root) is the command's error, not a miss of each name
+        e.containers  # noqa: B018
     results = []
     rc = 0
     for name in check_args(ns, 1):

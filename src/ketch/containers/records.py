@@ -7,6 +7,8 @@ UNIQUE in SQLite: two `run --name x` at once cannot both win.
 
 from __future__ import annotations
 
+import os
+
 from ketch.errors import Conflict, ContainerNotFound
 from ketch.fastjson import dumps, loads
 from ketch.store.db import Database, find_row, sqlite3
@@ -38,6 +40,12 @@ CREATE TABLE IF NOT EXISTS containers (
     extra TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS containers_image ON containers(image_id);
+-- The run root (runc state, conmon pid files, exit files, network namespaces) that the
+-- containers of this state root live under: one row (ContainerRecords.claim_run_root).
+CREATE TABLE IF NOT EXISTS run_root (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    path TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS container_exits (
     id TEXT PRIMARY KEY,
     exit_code INTEGER NOT NULL,
@@ -105,6 +113,34 @@ class ContainerRecords:
     def __init__(self, db: Database) -> None:
         self.db = db
         db.ensure_schema("containers", SCHEMA)
+
+    def claim_run_root(self, run_root: str) -> None:
+        """Make sure the containers of this state root are looked after under `run_root`.
+
+        A running container's state is in the run root it was started under; a command
+        given another one finds no state there and would record the container as exited
+        (137) while its process goes on running, unmanaged. So the state root remembers
+        its run root (on first use), and a command with a different one is refused while
+        a container still lives under the recorded one, as Podman refuses a configuration
+        that does not match its database. When none does (all stopped, or the old run
+        root went with a reboot), the new run root is taken over. One read when it
+        matches."""
+        row = self.db.conn.execute("SELECT path FROM run_root WHERE id=1").fetchone()
+        if row is not None and row[0] == run_root:
+            return
+        with self.db.transaction() as conn:
+            row = conn.execute("SELECT path FROM run_root WHERE id=1").fetchone()
+            if row is not None and row[0] != run_root:
+                old = row[0]
+                for (cid,) in conn.execute("SELECT id FROM containers WHERE state IN"
+                                           " ('running', 'paused', 'restarting')"):
+                    if os.path.isdir(os.path.join(old, "containers", cid)):
+                        raise Conflict(
+                            f"containers of {os.path.dirname(self.db.path)} are running"
+                            f" under the run root {old}, not {run_root}: use --run-root"
+                            f" {old} (or KETCH_RUN_ROOT), or stop them first")
+            conn.execute("INSERT OR REPLACE INTO run_root (id, path) VALUES (1, ?)",
+                         (run_root,))
 
     def insert(self, rec: ContainerRecord,
                check: Callable[[sqlite3.Connection], None] | None = None) -> None:

@@ -62,6 +62,7 @@ class ContainerService:
         self.engine = engine
         self.db = engine.db
         self.records = ContainerRecords(engine.db)
+        self.records.claim_run_root(engine.run_root_dir)
         os.makedirs(os.path.join(engine.root_dir, "containers"), exist_ok=True)
 
     @cached_property
