@@ -132,10 +132,11 @@ def _tar_with(name: str) -> bytes:
 
 
 def test_stop_calls_restarts_off_until_the_next_start(ketch, run_d):
-    # once /rearmed exists (copied in while stopped) each run lasts 8 s, so the count
-    # read right after `start` cannot race the next exit on a loaded machine
+    # once /rearmed exists (copied in while stopped) a run waits for /go before it ends,
+    # so the count read right after `start` cannot race the next exit
     cid = run_d("--name", "svc", "--restart", "always", "busybox", "sh", "-c",
-                "echo run; [ -e /rearmed ] && sleep 7; sleep 1; exit 3")
+                "echo run; [ -e /rearmed ] && until [ -e /go ]; do sleep 0.05; done;"
+                " sleep 1; exit 3")
     wait_for(lambda: look(ketch, "svc")["count"] >= 1, timeout=30, what="a restart")
     assert ketch("stop", "-t", "1", "svc").stdout == "svc\n"
     assert look(ketch, "svc")["status"] == "exited"
@@ -146,6 +147,7 @@ def test_stop_calls_restarts_off_until_the_next_start(ketch, run_d):
     ketch("cp", "-", "svc:/", input=_tar_with("rearmed"))
     ketch("start", "svc")
     assert look(ketch, "svc")["count"] == 0
+    ketch("exec", "svc", "touch", "/go")
     wait_for(lambda: look(ketch, "svc")["count"] >= 1, timeout=30, what="a restart")
 
 

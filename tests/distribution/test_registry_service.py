@@ -148,7 +148,8 @@ def _basic(user: str, password: str) -> dict[str, str]:
 
 def test_wrong_passwords_of_one_client_do_not_hold_up_a_logged_in_client(
         ketch_registry, tmp_path: Path) -> None:
-    htpasswd = write_htpasswd(tmp_path / "htpasswd", "alice", "right")
+    # at a cost that makes each wrong password a quarter of a second of bcrypt
+    htpasswd = write_htpasswd(tmp_path / "htpasswd", "alice", "right", cost=12)
     # `htpasswd -B` writes $2y$; the registry reads it like $2b$.
     htpasswd.write_text(htpasswd.read_text().replace("$2b$", "$2y$"))
     reg: Served = ketch_registry(htpasswd)
