@@ -68,3 +68,20 @@ def test_the_run_root_is_taken_over_once_nothing_runs_under_the_old_one(ketch, r
         unmount(moved_run / "netns")
     assert ketch("ps", "-a").stdout.count("\n") == 1  # the header: back on the first
     assert mounts_under(moved_run) == []
+
+
+def test_a_long_lived_engine_claims_its_run_root_again_at_each_start(ketch, tmp_path: Path):
+    # as the API service does: its Engine and container service are made when it begins
+    from ketch.engine import Engine
+
+    moved = {"KETCH_RUN_ROOT": str(tmp_path / "moved-run")}
+    with Engine(ketch.root, ketch.root / "run") as engine:
+        assert engine.containers.list(all=True) == []
+        ketch("ps", env=moved)  # nothing runs: the command's run root takes over
+        rec = engine.containers.create({"Image": "busybox", "Cmd": ["sleep", "600"]}, {},
+                                       name="lib")
+        ketch.ids.add(rec.id)
+        engine.containers.start(rec.id)  # takes it back, for the container it starts
+    refused = ketch("ps", check=False, env=moved)
+    assert refused.returncode == 1 and "running under the run root" in refused.stderr
+    assert ketch("ps", "--format", "{{.Names}} {{.State}}").stdout == "lib running\n"

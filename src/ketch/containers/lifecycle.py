@@ -140,6 +140,9 @@ class Lifecycle:
                 return rec  # the restart was called off (stop, kill, start, rm)
             if rec.state == "removing":
                 raise Conflict(f"container {rec.name} is being removed")
+            # again at each start: a long-lived front door (the API service) checked when
+            # it began, and a command with another run root may have taken over since
+            svc.records.claim_run_root(svc.engine.run_root_dir)
             # If this process is killed before the record says "running", whoever finds
             # the intent undoes the start (containers/recovery.py): mounts, runtime, network.
             with svc.engine.intents.held("containers.start", rec.id):
