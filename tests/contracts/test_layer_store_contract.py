@@ -295,3 +295,45 @@ def test_a_layer_is_kept_while_an_image_or_a_container_uses_it_and_freed_after(
         engine.images.gc()
         assert not engine.layers.has(chain)
         assert visible_layers(engine.layers) == []
+
+
+def test_gc_waits_out_a_moment_of_its_lock_and_leaves_the_sweep_to_a_writer(
+        tmp_path: Path) -> None:
+    """A writer (pull, load, build) holds gc.lock shared while it writes: gc does not wait
+    for it, and the next gc sweeps. The trash emptier takes the lock for a moment before
+    each tree it deletes: a gc that meets that moment still sweeps."""
+    import fcntl
+
+    from ketch.engine import Engine
+
+    with Engine(tmp_path / "root", tmp_path / "run") as engine:
+        image = engine.images.import_tar(io.BytesIO(layer_tar({"gone": b"x"})), ref="t:1")
+        [chain] = engine.images.chain_ids(image)
+        lock = os.open(tmp_path / "root" / "gc.lock", os.O_RDWR)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_SH)  # a writer
+            began = time.monotonic()
+            engine.images.remove(image.id)
+            assert time.monotonic() - began < 2
+            assert engine.records.get(image.id) is None and engine.layers.has(chain)
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+            held = threading.Event()
+
+            def moment() -> None:  # as the emptier looks for writers
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                held.set()
+                time.sleep(0.05)
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+            t = threading.Thread(target=moment)
+            t.start()
+            try:
+                held.wait(10)
+                swept = engine.images.gc()
+            finally:
+                t.join()
+            assert swept is True
+        finally:
+            os.close(lock)
+        assert not engine.layers.has(chain)

@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     ImageUsers = Callable[[str], list[tuple[str, bool]]]
 
 _HEX = frozenset("0123456789abcdef")
+# How long gc waits for gc.lock before it leaves the sweep to the next gc (seconds).
+GC_LOCK_WAIT = 0.2
 
 
 def hex_of_id(name: str, full: bool) -> str | None:
@@ -396,16 +398,24 @@ class ImageService:
         """Mark and sweep: remove blobs and layers no image or container references.
 
         Returns False when a writer held the lock and nothing was swept (the next gc
-        will); the records are the truth, so skipping is always safe.
+        will); the records are the truth, so skipping is always safe. A writer (pull,
+        load, build) holds the lock for as long as it writes, so gc does not wait for
+        it; the trash emptier takes the lock for a moment before each tree it deletes
+        (its look for writers), and that moment is waited out (GC_LOCK_WAIT).
         """
         import fcntl
 
         fd = os.open(os.path.join(self.root, "gc.lock"), os.O_CREAT | os.O_RDWR, 0o600)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return False
+            deadline = time.monotonic() + GC_LOCK_WAIT
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        return False
+                    time.sleep(0.01)
             with self.intents().held("images.gc"):  # killed: the next gc finishes
                 self._sweep(extra_chains)
             return True
