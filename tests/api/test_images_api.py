@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 from tests.api.conftest import Api
-from tests.distribution.conftest import Served, ketch_registry, write_htpasswd
+from tests.distribution.conftest import Served, inproc_registry, write_htpasswd
 
 docker = pytest.importorskip("docker")
 
-__all__ = ["ketch_registry"]  # the fixture, for this module's tests
+__all__ = ["inproc_registry"]  # the fixture, for this module's tests
 
 
 def _ids(api: Api) -> list[str]:
@@ -103,13 +103,13 @@ def test_images_search_is_an_honest_error(api: Api) -> None:
     assert "ketch has no index to search" in res.stderr
 
 
-def _login_registry(ketch_registry: Callable[..., Served], tmp_path: Path) -> Served:
-    return ketch_registry(htpasswd=write_htpasswd(tmp_path / "htpasswd", "alice", "s3cret"))
+def _login_registry(inproc_registry: Callable[..., Served], tmp_path: Path) -> Served:
+    return inproc_registry(htpasswd=write_htpasswd(tmp_path / "htpasswd", "alice", "s3cret"))
 
 
 def test_docker_login_push_pull_logout_with_a_registry(
-        api: Api, ketch_registry: Callable[..., Served], tmp_path: Path) -> None:
-    reg = _login_registry(ketch_registry, tmp_path)
+        api: Api, inproc_registry: Callable[..., Served], tmp_path: Path) -> None:
+    reg = _login_registry(inproc_registry, tmp_path)
     bad = api.docker("login", "-u", "alice", "--password-stdin", reg.host, input="wrong\n",
                      check=False)
     assert bad.returncode == 1
@@ -144,8 +144,8 @@ def test_docker_login_push_pull_logout_with_a_registry(
 
 
 def test_pull_of_an_unknown_image_is_a_404(api: Api,
-                                           ketch_registry: Callable[..., Served]) -> None:
-    reg = ketch_registry()
+                                           inproc_registry: Callable[..., Served]) -> None:
+    reg = inproc_registry()
     conn = api.http()
     conn.request("POST", f"/v1.45/images/create?fromImage={reg.host}/no/such&tag=latest",
                  headers={"X-Registry-Auth": base64.urlsafe_b64encode(b"{}").decode()})
@@ -159,8 +159,8 @@ def test_pull_of_an_unknown_image_is_a_404(api: Api,
 
 
 def test_docker_py_push_pull_list_remove_with_auth_config(
-        api: Api, ketch_registry: Callable[..., Served], tmp_path: Path) -> None:
-    reg = _login_registry(ketch_registry, tmp_path)
+        api: Api, inproc_registry: Callable[..., Served], tmp_path: Path) -> None:
+    reg = _login_registry(inproc_registry, tmp_path)
     client = api.client()
     creds = {"username": "alice", "password": "s3cret"}
     repo = f"{reg.host}/dpy/box"
@@ -181,8 +181,8 @@ def test_docker_py_push_pull_list_remove_with_auth_config(
 
 
 def test_docker_build_pulls_its_base_with_the_clients_credentials(
-        api: Api, ketch_registry: Callable[..., Served], tmp_path: Path) -> None:
-    reg = _login_registry(ketch_registry, tmp_path)
+        api: Api, inproc_registry: Callable[..., Served], tmp_path: Path) -> None:
+    reg = _login_registry(inproc_registry, tmp_path)
     base = f"{reg.host}/base/box:1"
     api.docker("login", "-u", "alice", "--password-stdin", reg.host, input="s3cret\n")
     api.docker("tag", "busybox", base)
@@ -220,8 +220,8 @@ def test_docker_py_save_load_and_prune(api: Api) -> None:
 
 
 def test_docker_py_pushes_anonymously_without_auth_config(
-        api: Api, ketch_registry: Callable[..., Served]) -> None:
-    reg = ketch_registry()  # no htpasswd: open to anyone
+        api: Api, inproc_registry: Callable[..., Served]) -> None:
+    reg = inproc_registry()  # no htpasswd: open to anyone
     client = api.client()
     repo = f"{reg.host}/open/box"
     client.images.get("busybox").tag(repo, "v3")
@@ -235,8 +235,8 @@ def test_docker_py_pushes_anonymously_without_auth_config(
 
 
 def test_docker_push_of_a_missing_local_image_fails(
-        api: Api, ketch_registry: Callable[..., Served]) -> None:
-    reg = ketch_registry()
+        api: Api, inproc_registry: Callable[..., Served]) -> None:
+    reg = inproc_registry()
     res = api.docker("push", f"{reg.host}/not/here:v1", check=False)
     assert res.returncode == 1
     assert res.stderr.startswith("Error response from daemon: ")

@@ -71,7 +71,9 @@ def write_htpasswd(path: Path, user: str, password: str, cost: int = 5) -> Path:
 
 @pytest.fixture
 def ketch_registry(tmp_path: Path) -> Iterator[Callable[..., Served]]:
-    """Start `ketch registry serve` on an ephemeral port; stopped after the test."""
+    """Start `ketch registry serve` on an ephemeral port; stopped after the test. For the
+    tests of the command and its process (signals, memory, options); the others use
+    `inproc_registry`."""
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(htpasswd: Path | None = None, auth: str = "basic",
@@ -99,7 +101,9 @@ def ketch_registry(tmp_path: Path) -> Iterator[Callable[..., Served]]:
 
 @pytest.fixture
 def inproc_registry(tmp_path: Path) -> Iterator[Callable[..., Served]]:
-    """ketch's registry in a thread of the test process, for HTTP-level tests."""
+    """ketch's registry in a thread of the test process: the server `ketch registry serve`
+    runs, over HTTP on loopback, without a process start (its imports are ~0.2 s of CPU,
+    and the suite starts dozens)."""
     servers: list[RegistryServer] = []
 
     def start(htpasswd: Path | None = None, auth: str = "basic") -> Served:

@@ -42,10 +42,10 @@ def _steps(build_output: str) -> list[str]:
     return out
 
 
-def _published(ketch: KetchCLI, busybox_tar: Path, ketch_registry, tmp_path: Path
+def _published(ketch: KetchCLI, busybox_tar: Path, inproc_registry, tmp_path: Path
                ) -> tuple[str, str, str, Path]:
     """busybox and an app built on it, pushed: (registry, base name, app ID, context)."""
-    reg = ketch_registry()
+    reg = inproc_registry()
     base = f"{reg.host}/busybox:1"
     ketch("import", "-c", 'CMD ["sh"]', str(busybox_tar), base)
     ketch("push", base)
@@ -57,9 +57,9 @@ def _published(ketch: KetchCLI, busybox_tar: Path, ketch_registry, tmp_path: Pat
 
 
 def test_build_cache_from_a_pulled_image_uses_the_cache_for_every_step(
-        ketch: KetchCLI, busybox_tar: Path, ketch_registry, other_root,
+        ketch: KetchCLI, busybox_tar: Path, inproc_registry, other_root,
         tmp_path: Path) -> None:
-    host, base, app_id, ctx = _published(ketch, busybox_tar, ketch_registry, tmp_path)
+    host, base, app_id, ctx = _published(ketch, busybox_tar, inproc_registry, tmp_path)
     fresh = other_root("fresh")
     fresh("pull", base)
     fresh("pull", f"{host}/app:1")
@@ -82,9 +82,9 @@ def test_build_cache_from_a_pulled_image_uses_the_cache_for_every_step(
 
 
 def test_build_cache_from_stops_matching_at_the_first_changed_step(
-        ketch: KetchCLI, busybox_tar: Path, ketch_registry, other_root,
+        ketch: KetchCLI, busybox_tar: Path, inproc_registry, other_root,
         tmp_path: Path) -> None:
-    host, base, app_id, ctx = _published(ketch, busybox_tar, ketch_registry, tmp_path)
+    host, base, app_id, ctx = _published(ketch, busybox_tar, inproc_registry, tmp_path)
     fresh = other_root("fresh")
     fresh("pull", base)
     fresh("pull", f"{host}/app:1")

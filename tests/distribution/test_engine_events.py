@@ -19,8 +19,8 @@ def _as_root() -> None:
 
 
 def test_engine_push_and_pull_yield_progress_then_a_result(
-        ketch: KetchCLI, busybox_tar: Path, ketch_registry, other_root) -> None:
-    reg = ketch_registry()
+        ketch: KetchCLI, busybox_tar: Path, inproc_registry, other_root) -> None:
+    reg = inproc_registry()
     name = f"{reg.host}/lib/busybox"
     image_id = ketch("import", str(busybox_tar), f"{name}:v1").stdout.strip()
 

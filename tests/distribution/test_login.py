@@ -32,10 +32,10 @@ def _config(env: dict[str, str]) -> dict:
 
 
 def test_login_stores_docker_auth_and_logout_removes_it(ketch: KetchCLI, tmp_path: Path,
-                                                         ketch_registry,
+                                                         inproc_registry,
                                                          docker_config: dict[str, str]
                                                          ) -> None:
-    reg = ketch_registry(write_htpasswd(tmp_path / "htpasswd", "alice", "s3cret"))
+    reg = inproc_registry(write_htpasswd(tmp_path / "htpasswd", "alice", "s3cret"))
     out = ketch("login", reg.host, "-u", "alice", "--password-stdin", input="s3cret\n",
                 env=docker_config)
     assert out.stdout.strip() == "Login Succeeded"
@@ -53,9 +53,9 @@ def test_login_stores_docker_auth_and_logout_removes_it(ketch: KetchCLI, tmp_pat
 
 
 def test_login_with_wrong_password_is_unauthorized_and_stores_nothing(
-        ketch: KetchCLI, tmp_path: Path, ketch_registry,
+        ketch: KetchCLI, tmp_path: Path, inproc_registry,
         docker_config: dict[str, str]) -> None:
-    reg = ketch_registry(write_htpasswd(tmp_path / "htpasswd", "alice", "s3cret"))
+    reg = inproc_registry(write_htpasswd(tmp_path / "htpasswd", "alice", "s3cret"))
     proc = ketch("login", reg.host, "-u", "alice", "-p", "wrong", env=docker_config,
                  check=False)
     assert proc.returncode != 0
@@ -66,9 +66,9 @@ def test_login_with_wrong_password_is_unauthorized_and_stores_nothing(
 
 
 def test_push_and_pull_need_credentials_and_use_stored_ones(
-        ketch: KetchCLI, tmp_path: Path, busybox_tar: Path, ketch_registry, other_root,
+        ketch: KetchCLI, tmp_path: Path, busybox_tar: Path, inproc_registry, other_root,
         docker_config: dict[str, str]) -> None:
-    reg = ketch_registry(write_htpasswd(tmp_path / "htpasswd", "alice", "s3cret"))
+    reg = inproc_registry(write_htpasswd(tmp_path / "htpasswd", "alice", "s3cret"))
     name = f"{reg.host}/private/app:1"
     ketch("import", str(busybox_tar), name)
 
@@ -89,9 +89,9 @@ def test_push_and_pull_need_credentials_and_use_stored_ones(
 
 
 def test_bearer_token_registry_login_push_pull(ketch: KetchCLI, tmp_path: Path,
-                                               busybox_tar: Path, ketch_registry, other_root,
+                                               busybox_tar: Path, inproc_registry, other_root,
                                                docker_config: dict[str, str]) -> None:
-    reg = ketch_registry(write_htpasswd(tmp_path / "htpasswd", "bob", "pw"), auth="token")
+    reg = inproc_registry(write_htpasswd(tmp_path / "htpasswd", "bob", "pw"), auth="token")
     name = f"{reg.host}/team/app:2"
     image_id = ketch("import", str(busybox_tar), name).stdout.strip()
 
@@ -115,7 +115,7 @@ def test_bearer_token_registry_login_push_pull(ketch: KetchCLI, tmp_path: Path,
 
 @pytest.mark.parametrize("auth", ["basic", "token"])
 def test_skopeo_authenticates_against_ketch_registry(ketch: KetchCLI, tmp_path: Path,
-                                                     busybox_tar: Path, ketch_registry,
+                                                     busybox_tar: Path, inproc_registry,
                                                      docker_config: dict[str, str],
                                                      auth: str) -> None:
     import subprocess
@@ -123,7 +123,7 @@ def test_skopeo_authenticates_against_ketch_registry(ketch: KetchCLI, tmp_path: 
     from tests.conftest import require_tool
 
     skopeo = require_tool("skopeo")
-    reg = ketch_registry(write_htpasswd(tmp_path / "htpasswd", "dave", "pw"), auth=auth)
+    reg = inproc_registry(write_htpasswd(tmp_path / "htpasswd", "dave", "pw"), auth=auth)
     name = f"{reg.host}/auth/{auth}:1"
     ketch("import", str(busybox_tar), name)
     ketch("login", reg.host, "-u", "dave", "-p", "pw", env=docker_config)
@@ -163,7 +163,7 @@ json.dump(db, open(path, "w"))
 
 
 def test_login_uses_the_configured_credential_helper(ketch: KetchCLI, tmp_path: Path,
-                                                      busybox_tar: Path, ketch_registry,
+                                                      busybox_tar: Path, inproc_registry,
                                                       docker_config: dict[str, str]
                                                       ) -> None:
     import sys
@@ -179,7 +179,7 @@ def test_login_uses_the_configured_credential_helper(ketch: KetchCLI, tmp_path: 
     cfg_path = Path(docker_config["DOCKER_CONFIG"]) / "config.json"
     cfg_path.write_text(json.dumps({"credsStore": "ketchtest"}))
 
-    reg = ketch_registry(write_htpasswd(tmp_path / "htpasswd", "erin", "pw"))
+    reg = inproc_registry(write_htpasswd(tmp_path / "htpasswd", "erin", "pw"))
     ketch("login", reg.host, "-u", "erin", "-p", "pw", env=env)
     assert json.loads(store.read_text()) == {reg.host: ["erin", "pw"]}
     assert _config(docker_config)["auths"] == {reg.host: {}}

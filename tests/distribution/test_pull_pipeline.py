@@ -86,8 +86,8 @@ def tmpfs_dir(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.mark.parametrize("filesystem", ["state-root-fs", "tmpfs"])
 def test_pull_unpacks_a_layer_while_it_and_the_next_layer_download(
-        filesystem: str, ketch_registry, tmp_path: Path, request) -> None:
-    reg = ketch_registry()
+        filesystem: str, inproc_registry, tmp_path: Path, request) -> None:
+    reg = inproc_registry()
     first = _random_files(1, 96, 64 << 10, "one")  # 6 MiB in 96 files
     second = _random_files(2, 1, 6 << 20, "two")
     digests = _publish(reg.host, "pipe", [first, second])
@@ -127,8 +127,8 @@ def test_pull_unpacks_a_layer_while_it_and_the_next_layer_download(
 
 
 def test_pull_extracts_two_layers_at_once_and_reports_them_complete_in_order(
-        ketch_registry, tmp_path: Path) -> None:
-    reg = ketch_registry()
+        inproc_registry, tmp_path: Path) -> None:
+    reg = inproc_registry()
     first = _random_files(7, 48, 128 << 10, "one")  # 6 MiB each, incompressible
     second = _random_files(8, 48, 128 << 10, "two")
     digests = _publish(reg.host, "par", [first, second])
@@ -171,8 +171,8 @@ def _files_of(root: Path) -> set[str]:
 
 
 def test_pull_of_a_corrupt_layer_names_it_keeps_nothing_of_it_and_resumes(
-        ketch_registry, other_root) -> None:
-    reg = ketch_registry()
+        inproc_registry, other_root) -> None:
+    reg = inproc_registry()
     digests = _publish(reg.host, "resume", [_random_files(3, 20, 32 << 10, "a"),
                                             _random_files(4, 20, 32 << 10, "b")])
     l1, l2 = (d[7:19] for d in digests)
@@ -201,8 +201,8 @@ def test_pull_of_a_corrupt_layer_names_it_keeps_nothing_of_it_and_resumes(
 
 
 def test_pull_from_a_registry_that_stops_sending_times_out_in_one_line(
-        ketch_registry, other_root) -> None:
-    reg = ketch_registry()
+        inproc_registry, other_root) -> None:
+    reg = inproc_registry()
     digests = _publish(reg.host, "stall", [_random_files(5, 4, 256 << 10, "s")])
     puller: KetchCLI = other_root("puller")
     with Relay(reg.host, stall_after=256 << 10) as relay:
@@ -221,8 +221,8 @@ def test_pull_from_a_registry_that_stops_sending_times_out_in_one_line(
 
 
 def test_an_abandoned_pull_stops_its_stalled_download_at_once_and_leaves_no_staging(
-        ketch_registry, tmp_path: Path) -> None:
-    reg = ketch_registry()
+        inproc_registry, tmp_path: Path) -> None:
+    reg = inproc_registry()
     _publish(reg.host, "slow", [_random_files(6, 1, 4 << 20, "x")])
     root = tmp_path / "puller"
     root.mkdir()

@@ -54,8 +54,8 @@ def _diff_ids(ketch: KetchCLI, name: str) -> list[str]:
 
 @pytest.mark.parametrize("fmt", ["gzip", "zstd"])
 def test_push_compresses_uncompressed_layers_readable_by_skopeo_and_pull(
-        fmt: str, ketch: KetchCLI, busybox_tar: Path, ketch_registry, other_root) -> None:
-    reg = ketch_registry()
+        fmt: str, ketch: KetchCLI, busybox_tar: Path, inproc_registry, other_root) -> None:
+    reg = inproc_registry()
     name = f"{reg.host}/comp/{fmt}:1"
     image_id = ketch("import", str(busybox_tar), name).stdout.strip()
     args = ["push", name] if fmt == "gzip" else ["push", "--compression-format", fmt, name]
@@ -85,8 +85,8 @@ def test_push_compresses_uncompressed_layers_readable_by_skopeo_and_pull(
 
 
 def test_push_without_compression_sends_the_tar_as_it_is(ketch: KetchCLI, busybox_tar: Path,
-                                                        ketch_registry) -> None:
-    reg = ketch_registry()
+                                                        inproc_registry) -> None:
+    reg = inproc_registry()
     name = f"{reg.host}/plain:1"
     ketch("import", str(busybox_tar), name)
     ketch("push", "--compression-format", "none", name)
@@ -142,8 +142,8 @@ class _CountingProxy:
 
 
 @pytest.fixture
-def counting_proxy(ketch_registry) -> Iterator[_CountingProxy]:
-    proxy = _CountingProxy(ketch_registry().host)
+def counting_proxy(inproc_registry) -> Iterator[_CountingProxy]:
+    proxy = _CountingProxy(inproc_registry().host)
     yield proxy
     proxy.close()
 
@@ -212,8 +212,8 @@ def _run_on_pty(root: Path, *args: str) -> tuple[int, str]:
 
 
 def test_push_and_pull_on_a_terminal_redraw_layer_lines_in_place(
-        ketch: KetchCLI, busybox_tar: Path, ketch_registry, other_root) -> None:
-    reg = ketch_registry()
+        ketch: KetchCLI, busybox_tar: Path, inproc_registry, other_root) -> None:
+    reg = inproc_registry()
     name = f"{reg.host}/tty:1"
     ketch("import", str(busybox_tar), name)
     rc, out = _run_on_pty(ketch.root, "push", name)
@@ -232,8 +232,8 @@ def test_push_and_pull_on_a_terminal_redraw_layer_lines_in_place(
 
 
 def test_push_and_pull_without_a_terminal_print_plain_lines(
-        ketch: KetchCLI, busybox_tar: Path, ketch_registry, other_root) -> None:
-    reg = ketch_registry()
+        ketch: KetchCLI, busybox_tar: Path, inproc_registry, other_root) -> None:
+    reg = inproc_registry()
     name = f"{reg.host}/plainout:1"
     ketch("import", str(busybox_tar), name)
     out = ketch("push", name).stdout
@@ -268,8 +268,8 @@ def test_load_on_a_terminal_shows_loading_layer_bars_and_plain_output_without(
 
 
 def test_a_pulled_image_is_pushed_with_its_compressed_blobs_as_they_are(
-        ketch: KetchCLI, busybox_tar: Path, ketch_registry, other_root) -> None:
-    first, second = ketch_registry(), ketch_registry()
+        ketch: KetchCLI, busybox_tar: Path, inproc_registry, other_root) -> None:
+    first, second = inproc_registry(), inproc_registry()
     name = f"{first.host}/orig:1"
     ketch("import", str(busybox_tar), name)
     digest = ketch("push", name).stdout.strip().split("digest: ")[1].split()[0]
@@ -286,8 +286,8 @@ def test_a_pulled_image_is_pushed_with_its_compressed_blobs_as_they_are(
 
 
 def test_each_compression_level_is_its_own_blob(ketch: KetchCLI, busybox_tar: Path,
-                                                ketch_registry) -> None:
-    reg = ketch_registry()
+                                                inproc_registry) -> None:
+    reg = inproc_registry()
     name = f"{reg.host}/levels:1"
     ketch("import", str(busybox_tar), name)
     ketch("push", "--compression-level", "1", name)
@@ -332,12 +332,12 @@ def _remembered(root: Path) -> tuple[set[str], set[str]]:
 
 
 def test_push_forgets_the_compressed_blobs_of_layers_removed_since(
-        ketch: KetchCLI, ketch_root: Path, busybox_tar: Path, ketch_registry,
+        ketch: KetchCLI, ketch_root: Path, busybox_tar: Path, inproc_registry,
         tmp_path: Path) -> None:
     import io
     import tarfile
 
-    reg = ketch_registry()
+    reg = inproc_registry()
     ketch("import", str(busybox_tar), f"{reg.host}/gone:1")
     ketch("push", f"{reg.host}/gone:1")
     gone = _diff_ids(ketch, f"{reg.host}/gone:1")

@@ -25,8 +25,8 @@ def _image_id(ketch: KetchCLI, name: str) -> str:
 
 
 def test_push_then_pull_keeps_image_id_and_runs(ketch: KetchCLI, tmp_path: Path,
-                                                busybox_tar: Path, ketch_registry, other_root) -> None:
-    reg = ketch_registry()
+                                                busybox_tar: Path, inproc_registry, other_root) -> None:
+    reg = inproc_registry()
     name = f"{reg.host}/busybox"
     image_id = _import(ketch, busybox_tar, f"{name}:latest")
     pushed = ketch("push", name).stdout
@@ -57,8 +57,8 @@ def test_push_then_pull_keeps_image_id_and_runs(ketch: KetchCLI, tmp_path: Path,
 
 
 def test_pull_platform_takes_the_hosts_platform_and_refuses_another(
-        ketch: KetchCLI, busybox_tar: Path, ketch_registry, other_root) -> None:
-    reg = ketch_registry()
+        ketch: KetchCLI, busybox_tar: Path, inproc_registry, other_root) -> None:
+    reg = inproc_registry()
     name = f"{reg.host}/plat"
     image_id = _import(ketch, busybox_tar, f"{name}:1")
     ketch("push", name + ":1")
@@ -72,8 +72,8 @@ def test_pull_platform_takes_the_hosts_platform_and_refuses_another(
 
 
 def test_push_and_pull_disable_content_trust_move_the_image_unsigned(
-        ketch: KetchCLI, busybox_tar: Path, ketch_registry, other_root) -> None:
-    reg = ketch_registry()
+        ketch: KetchCLI, busybox_tar: Path, inproc_registry, other_root) -> None:
+    reg = inproc_registry()
     name = f"{reg.host}/unsigned:1"
     image_id = _import(ketch, busybox_tar, name)
     assert ": Pushed" in ketch("push", "--disable-content-trust", name).stdout
@@ -83,8 +83,8 @@ def test_push_and_pull_disable_content_trust_move_the_image_unsigned(
 
 
 def test_pull_by_digest_then_rmi(ketch: KetchCLI, tmp_path: Path, busybox_tar: Path,
-                                 ketch_registry, other_root) -> None:
-    reg = ketch_registry()
+                                 inproc_registry, other_root) -> None:
+    reg = inproc_registry()
     name = f"{reg.host}/tools/bb"
     image_id = _import(ketch, busybox_tar, f"{name}:v1")
     digest = ketch("push", f"{name}:v1").stdout.strip().split("digest: ")[1].split()[0]
@@ -105,7 +105,7 @@ def test_pull_by_digest_then_rmi(ketch: KetchCLI, tmp_path: Path, busybox_tar: P
 
 
 def test_pull_of_an_up_to_date_image_loads_no_stores_tls_or_parsers(
-        ketch: KetchCLI, busybox_tar: Path, ketch_registry, other_root) -> None:
+        ketch: KetchCLI, busybox_tar: Path, inproc_registry, other_root) -> None:
     """A re-pull is one manifest request: it must not grow back the imports that made it
     slower than docker's (OpenSSL's hashlib, pathlib and the re it loads, json, the
     content and layer stores, threads)."""
@@ -115,7 +115,7 @@ def test_pull_of_an_up_to_date_image_loads_no_stores_tls_or_parsers(
 
     import ketch as ketch_pkg
 
-    reg = ketch_registry()
+    reg = inproc_registry()
     name = f"{reg.host}/lean/bb:1"
     _import(ketch, busybox_tar, name)
     ketch("push", name)
@@ -141,8 +141,8 @@ def test_pull_of_an_up_to_date_image_loads_no_stores_tls_or_parsers(
 
 
 def test_cross_repository_push_mounts_blobs(ketch: KetchCLI, busybox_tar: Path,
-                                            ketch_registry) -> None:
-    reg = ketch_registry()
+                                            inproc_registry) -> None:
+    reg = inproc_registry()
     _import(ketch, busybox_tar, f"{reg.host}/first:latest")
     ketch("push", f"{reg.host}/first:latest")
     ketch("tag", f"{reg.host}/first:latest", f"{reg.host}/second:latest")
@@ -151,16 +151,16 @@ def test_cross_repository_push_mounts_blobs(ketch: KetchCLI, busybox_tar: Path,
 
 
 def test_pull_of_unknown_image_reports_manifest_unknown(ketch: KetchCLI,
-                                                         ketch_registry) -> None:
-    reg = ketch_registry()
+                                                         inproc_registry) -> None:
+    reg = inproc_registry()
     proc = ketch("pull", f"{reg.host}/missing:1.0", check=False)
     assert proc.returncode != 0
     assert proc.stderr.strip() == (f"Error: manifest for {reg.host}/missing:1.0 not found:"
                                    " manifest unknown: manifest unknown")
 
 
-def test_push_of_missing_image_fails(ketch: KetchCLI, ketch_registry) -> None:
-    reg = ketch_registry()
+def test_push_of_missing_image_fails(ketch: KetchCLI, inproc_registry) -> None:
+    reg = inproc_registry()
     proc = ketch("push", f"{reg.host}/ghost", check=False)
     assert proc.returncode != 0
     assert "An image does not exist locally with the tag" in proc.stderr
@@ -184,11 +184,11 @@ def test_pull_from_an_unreachable_registry_fails_fast_in_one_line(ketch: KetchCL
 
 def test_skopeo_copies_an_image_out_of_ketch_registry(ketch: KetchCLI, tmp_path: Path,
                                                       busybox_tar: Path,
-                                                      ketch_registry, other_root) -> None:
+                                                      inproc_registry, other_root) -> None:
     skopeo = require_tool("skopeo")
     import subprocess
 
-    reg = ketch_registry()
+    reg = inproc_registry()
     image_id = _import(ketch, busybox_tar, f"{reg.host}/x:latest")
     ketch("push", f"{reg.host}/x:latest")
     archive = tmp_path / "x.tar"
@@ -226,12 +226,12 @@ def test_push_and_pull_against_debian_docker_registry(ketch: KetchCLI, tmp_path:
 
 
 def test_pull_through_an_index_picks_the_host_platform(ketch: KetchCLI, busybox_tar: Path,
-                                                       ketch_registry, other_root) -> None:
+                                                       inproc_registry, other_root) -> None:
     from tests.distribution.test_registry_server import call, sha
 
     from ketch.oci.model import host_platform
 
-    reg = ketch_registry()
+    reg = inproc_registry()
     name = f"{reg.host}/multi"
     image_id = _import(ketch, busybox_tar, f"{name}:single")
     ketch("push", f"{name}:single")
@@ -273,14 +273,14 @@ def _tar_with(files: dict[str, bytes]) -> bytes:
 
 
 def test_pull_of_multi_layer_gzip_image_unpacks_layers_in_order(
-        ketch: KetchCLI, busybox_tar: Path, ketch_registry) -> None:
+        ketch: KetchCLI, busybox_tar: Path, inproc_registry) -> None:
     import gzip
 
     from tests.distribution.test_registry_server import call, push_blob, sha
 
     from ketch.oci.model import host_platform
 
-    reg = ketch_registry()
+    reg = inproc_registry()
     base = busybox_tar.read_bytes()
     layers = [base,
               _tar_with({"etc/motd": b"first\n", "data/one": b"1\n"}),
@@ -318,8 +318,8 @@ def test_pull_of_multi_layer_gzip_image_unpacks_layers_in_order(
 
 
 def test_pull_refuses_a_blob_whose_bytes_do_not_match_its_digest(
-        ketch: KetchCLI, busybox_tar: Path, ketch_registry, other_root) -> None:
-    reg = ketch_registry()
+        ketch: KetchCLI, busybox_tar: Path, inproc_registry, other_root) -> None:
+    reg = inproc_registry()
     name = f"{reg.host}/tampered:1"
     _import(ketch, busybox_tar, name)
     ketch("push", name)
@@ -337,11 +337,11 @@ def test_pull_refuses_a_blob_whose_bytes_do_not_match_its_digest(
 
 
 def test_pull_all_tags_follows_tag_list_pages(ketch: KetchCLI, busybox_tar: Path,
-                                              ketch_registry, other_root) -> None:
+                                              inproc_registry, other_root) -> None:
     from ketch import reference
     from ketch.distribution.pull import list_tags
 
-    reg = ketch_registry()
+    reg = inproc_registry()
     repo = f"{reg.host}/many"
     _import(ketch, busybox_tar, f"{repo}:a")
     for tag in ("b", "c", "d", "e"):
@@ -358,8 +358,8 @@ def test_pull_all_tags_follows_tag_list_pages(ketch: KetchCLI, busybox_tar: Path
 
 
 def test_run_pulls_a_missing_image_as_docker_does(ketch: KetchCLI, busybox_tar: Path,
-                                                  ketch_registry, other_root) -> None:
-    reg = ketch_registry()
+                                                  inproc_registry, other_root) -> None:
+    reg = inproc_registry()
     name = f"{reg.host}/runme"
     _import(ketch, busybox_tar, f"{name}:latest")
     ketch("push", name)
@@ -378,8 +378,8 @@ def test_run_pulls_a_missing_image_as_docker_does(ketch: KetchCLI, busybox_tar: 
 
 
 def test_build_pulls_a_missing_base_image_and_pull_flag_pulls_again(
-        ketch: KetchCLI, busybox_tar: Path, ketch_registry, other_root, tmp_path: Path) -> None:
-    reg = ketch_registry()
+        ketch: KetchCLI, busybox_tar: Path, inproc_registry, other_root, tmp_path: Path) -> None:
+    reg = inproc_registry()
     name = f"{reg.host}/base"
     _import(ketch, busybox_tar, f"{name}:1")
     ketch("push", f"{name}:1")

@@ -62,8 +62,8 @@ def _push(ketch: KetchCLI, tar: Path, name: str) -> str:
 
 
 def test_pull_takes_an_image_that_only_the_mirror_has_through_the_mirror(
-        ketch: KetchCLI, busybox_tar: Path, ketch_registry, other_root) -> None:
-    origin, mirror = ketch_registry(), ketch_registry()
+        ketch: KetchCLI, busybox_tar: Path, inproc_registry, other_root) -> None:
+    origin, mirror = inproc_registry(), inproc_registry()
     image_id = _push(ketch, busybox_tar, f"{mirror.host}/team/busybox:1")
     puller = other_root("puller")
     name = f"{origin.host}/team/busybox:1"
@@ -75,8 +75,8 @@ def test_pull_takes_an_image_that_only_the_mirror_has_through_the_mirror(
 
 
 def test_pull_falls_back_to_the_host_when_the_mirror_is_down(
-        ketch: KetchCLI, busybox_tar: Path, ketch_registry, other_root) -> None:
-    origin = ketch_registry()
+        ketch: KetchCLI, busybox_tar: Path, inproc_registry, other_root) -> None:
+    origin = inproc_registry()
     name = f"{origin.host}/team/busybox:1"
     image_id = _push(ketch, busybox_tar, name)
     puller = other_root("puller")
