@@ -73,7 +73,7 @@ def _install_code_bundle() -> None:
                 return None
             if st.st_mtime_ns != entry[2] or st.st_size != entry[3]:
                 return None
-            spec = ModuleSpec(name, BundleLoader,  # type: ignore[arg-type]
+            spec = ModuleSpec(name, BundleLoader,  # type: ignore[arg-type]  # the loader is the class itself (static methods), not an instance
                               origin=origin, is_package=entry[1])
             spec.has_location = True
             spec.cached = bundle

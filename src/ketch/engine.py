@@ -265,7 +265,8 @@ class Engine:
 
         from ketch.builder.events import events_of
 
-        options_kw = dict(tags=list(tags), build_args=dict(build_args or {}), target=target,
+        # the typed parameters above, for the builder's record
+        options_kw: dict[str, Any] = dict(tags=list(tags), build_args=dict(build_args or {}), target=target,
                           no_cache=no_cache, pull=pull, labels=dict(labels or {}),
                           network=network, platform=platform, remove=remove,
                           force_remove=force_remove, extra_hosts=list(extra_hosts),
@@ -276,7 +277,7 @@ class Engine:
             from ketch.builder.context import prepare
             from ketch.builder.executor import BuildOptions, build
 
-            options = BuildOptions(**options_kw)  # type: ignore[arg-type]
+            options = BuildOptions(**options_kw)
             given: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
             if auth is not None:
                 from ketch.distribution import credentials

@@ -29,9 +29,9 @@ class _Context:
 try:
     from _json import make_scanner as _make_scanner
 
-    _scan = _make_scanner(_Context())  # type: ignore[arg-type]
+    _scan = _make_scanner(_Context())  # type: ignore[arg-type]  # _json's scanner takes any object with the decoder's attributes
 except ImportError:  # pragma: no cover - CPython always has _json
-    _scan = None  # type: ignore[assignment]
+    _scan = None  # type: ignore[assignment]  # an interpreter without _json: the pure-Python path is used
 
 
 def loads(data: str | bytes) -> Any:
@@ -64,7 +64,7 @@ try:  # the C encoder json.dumps runs for its default arguments
     from _json import encode_basestring_ascii as _quote_ascii
     from _json import make_encoder as _make_encoder
 except ImportError:  # pragma: no cover - CPython always has _json
-    _make_encoder = None  # type: ignore[assignment,misc]
+    _make_encoder = None  # type: ignore[assignment,misc]  # as `_scan` above
 
 
 def dumps(value: Any) -> str:

@@ -199,7 +199,7 @@ def parse(s: str, *, default_tag: str | None = DEFAULT_TAG) -> Reference:
                 and len(name) + len(OFFICIAL_REPO_PREFIX) <= NAME_TOTAL_LENGTH_MAX
                 and not (len(name) == 64 and _LOWER_HEX.issuperset(name))):
             if not colon:
-                tag = default_tag  # type: ignore[assignment]
+                tag = default_tag  # type: ignore[assignment]  # a None default tag is checked on the next line
                 if tag is not None and not _is_tag(tag):
                     raise InvalidReference(tag, ERR_TAG_INVALID_FORMAT)
             return Reference(DEFAULT_DOMAIN, OFFICIAL_REPO_PREFIX + name, tag or None, None)

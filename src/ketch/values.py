@@ -56,7 +56,7 @@ class _Factory:
 
 def field(*, default_factory: Callable[[], T]) -> T:
     """A field whose default is made per instance, as `dataclasses.field(default_factory=)`."""
-    return _Factory(default_factory)  # type: ignore[return-value]
+    return _Factory(default_factory)  # type: ignore[return-value]  # the decorator swaps the marker for the factory's value
 
 
 def fields_of(obj: Any) -> tuple[str, ...]:
@@ -94,9 +94,9 @@ def from_fields(cls: type[T], fields: dict[str, Any]) -> T:
     """An instance from a mapping of every field to its value (a database row), without
     the per-field checks of `__init__`: for records read by the hundred."""
     obj = object.__new__(cls)
-    if fields.keys() != set(cls.__value_fields__):  # type: ignore[attr-defined]
+    if fields.keys() != set(cls.__value_fields__):  # type: ignore[attr-defined]  # set on the class by @value
         raise TypeError(f"{cls.__name__}: fields {sorted(fields)} do not match "
-                        f"{list(cls.__value_fields__)}")  # type: ignore[attr-defined]
+                        f"{list(cls.__value_fields__)}")  # type: ignore[attr-defined]  # set on the class by @value
     obj.__dict__.update(fields)
     return obj
 
@@ -145,18 +145,18 @@ def value(cls: type[T] | None = None, /, *, frozen: bool = False) -> Any:
                     delattr(c, name)
             elif defaults:
                 raise TypeError(f"non-default argument {name!r} follows default argument")
-        c.__value_fields__ = names  # type: ignore[attr-defined]
-        c.__value_defaults__ = defaults  # type: ignore[attr-defined]
-        c.__init__ = _init  # type: ignore[method-assign]
+        c.__value_fields__ = names  # type: ignore[attr-defined]  # @value's own class attributes
+        c.__value_defaults__ = defaults  # type: ignore[attr-defined]  # @value's own class attributes
+        c.__init__ = _init  # type: ignore[method-assign]  # @value writes the class's methods
         if "__repr__" not in c.__dict__:
-            c.__repr__ = _repr  # type: ignore[method-assign]
-        c.__eq__ = _eq  # type: ignore[method-assign]
+            c.__repr__ = _repr  # type: ignore[method-assign]  # @value writes the class's methods
+        c.__eq__ = _eq  # type: ignore[method-assign]  # @value writes the class's methods
         if frozen:
-            c.__setattr__ = _frozen_setattr  # type: ignore[method-assign]
-            c.__delattr__ = _frozen_delattr  # type: ignore[method-assign]
-            c.__hash__ = _hash  # type: ignore[method-assign]
+            c.__setattr__ = _frozen_setattr  # type: ignore[method-assign]  # @value writes the class's methods
+            c.__delattr__ = _frozen_delattr  # type: ignore[method-assign]  # @value writes the class's methods
+            c.__hash__ = _hash  # type: ignore[method-assign]  # @value writes the class's methods
         else:
-            c.__hash__ = None  # type: ignore[assignment]
+            c.__hash__ = None  # type: ignore[assignment]  # unhashable, as a mutable dataclass
         return c
 
     return wrap if cls is None else wrap(cls)

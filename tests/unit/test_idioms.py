@@ -8,11 +8,15 @@ others.
 - The garbage collector's settings have one owner per front door: `ketch.cli.gcpolicy`
   for the short-lived CLI, `ketch.api.server` for the long-running service (its idle
   release). Services never touch it.
+- A `# type: ignore` names its error codes and says why, on the same line.
 """
 
 from __future__ import annotations
 
 import ast
+import io
+import re
+import tokenize
 from pathlib import Path
 
 from tests.helpers.source import parsed
@@ -116,3 +120,19 @@ def test_a_module_over_600_lines_says_at_its_top_why_it_is_one():
             found.append(f"{rel}: {text.count(chr(10))} lines")
     assert not found, ("modules over 600 lines with no `Size:` paragraph in their"
                        " docstring saying why they are one:\n" + "\n".join(found))
+
+
+_IGNORE = re.compile(r"#\s*type:\s*ignore(?P<codes>\[[a-z, -]+\])?(?P<rest>.*)$")
+
+
+def test_every_type_ignore_names_its_codes_and_says_why():
+    bare = []
+    for path in sorted(SRC.rglob("*.py")):
+        tokens = tokenize.generate_tokens(io.StringIO(path.read_text()).readline)
+        for tok in tokens:
+            if tok.type != tokenize.COMMENT:
+                continue
+            m = _IGNORE.search(tok.string)
+            if m and (not m["codes"] or not re.match(r"\s+#\s*\S", m["rest"])):
+                bare.append(f"{path.relative_to(SRC)}:{tok.start[0]}: {tok.string}")
+    assert bare == [], "a type: ignore without its codes or a reason:\n" + "\n".join(bare)

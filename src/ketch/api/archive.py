@@ -63,7 +63,7 @@ async def archive_put(request: web.Request) -> web.Response:
     copy_uid_gid = query_bool(request, "copyUIDGID")
     body = streams.BodyReader(request, asyncio.get_running_loop())
     await svc.run(lambda e: e.copy_to_container(
-        name, "-", path, tar=body, copy_uid_gid=copy_uid_gid,  # type: ignore[arg-type]
+        name, "-", path, tar=body, copy_uid_gid=copy_uid_gid,  # type: ignore[arg-type]  # BodyReader is a binary reader without the whole IO interface
         no_overwrite_dir_non_dir=no_overwrite))
     return web.Response(status=200)
 

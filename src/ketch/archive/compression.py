@@ -210,7 +210,7 @@ def open_decompressed(fileobj: IO[bytes] | Any, *, threaded: bool = True) -> Bin
     raw = _PrefixedReader(head, fileobj)
     kind = detect_compression(head)
     if kind == "none":
-        return raw  # type: ignore[return-value]
+        return raw  # type: ignore[return-value]  # any readable binary object is returned as it is
     if kind == "gzip":
         try:
             if threaded:
@@ -219,11 +219,11 @@ def open_decompressed(fileobj: IO[bytes] | Any, *, threaded: bool = True) -> Bin
                 return igzip_threaded.open(raw, "rb", block_size=COPY_BUFSIZE)
             from isal import igzip
 
-            return igzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+            return igzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]  # a binary reader, typed as GzipFile
         except ImportError:
             import gzip
 
-            return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+            return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]  # a binary reader, typed as GzipFile
     if kind == "zstd":
         try:
             import zstandard
@@ -232,16 +232,16 @@ def open_decompressed(fileobj: IO[bytes] | Any, *, threaded: bool = True) -> Bin
                 "the stream is zstd-compressed but the 'zstandard' package is not installed"
             ) from None
         return zstandard.ZstdDecompressor().stream_reader(
-            raw, read_size=COPY_BUFSIZE, read_across_frames=True, closefd=False,  # type: ignore[arg-type]
+            raw, read_size=COPY_BUFSIZE, read_across_frames=True, closefd=False,  # type: ignore[arg-type]  # zstandard's stub wants a file; any readable works
         )
     if kind == "bzip2":
         import bz2
 
-        return bz2.BZ2File(raw, "rb")  # type: ignore[return-value]
+        return bz2.BZ2File(raw, "rb")  # type: ignore[return-value]  # a binary reader, typed as BZ2File
     if kind == "xz":
         import lzma
 
-        return lzma.LZMAFile(raw, "rb")  # type: ignore[return-value,arg-type]
+        return lzma.LZMAFile(raw, "rb")  # type: ignore[return-value,arg-type]  # a binary reader, typed as LZMAFile
     raise InvalidArgument(f"unsupported compression: {kind}")  # pragma: no cover
 
 
@@ -278,7 +278,7 @@ def gzip_writer(fileobj: IO[bytes] | Any, level: int = DEFAULT_GZIP_LEVEL) -> Bi
     except ImportError:
         import gzip
 
-        return gzip.GzipFile(  # type: ignore[return-value]
+        return gzip.GzipFile(  # type: ignore[return-value]  # a binary writer, typed as GzipFile
             filename="", fileobj=fileobj, mode="wb", compresslevel=(1, 3, 6, 9)[level], mtime=0
         )
 

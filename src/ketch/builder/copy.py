@@ -62,7 +62,7 @@ def resolve_chown(rootfs: Path, spec: str | None) -> Owner:
             entries = parse_passwd(text) if kind == "user" else parse_group(text)
             for e in entries:
                 if e.name == name:
-                    return e.uid if kind == "user" else e.gid  # type: ignore[union-attr]
+                    return e.uid if kind == "user" else e.gid  # type: ignore[union-attr]  # user entries have uid, group entries gid
         raise BuildError(f"unable to convert uid/gid chown string to host mapping: can't"
                          f" find {kind} {name}: no such {kind}")
 

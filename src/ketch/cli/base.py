@@ -61,7 +61,7 @@ class Registry:
                     self.alias_of[a] = name
                 return handler
 
-            setup.handler = bind  # type: ignore[attr-defined]
+            setup.handler = bind  # type: ignore[attr-defined]  # the registry's decorator attribute on a plain function
             return setup
 
         return deco

@@ -57,7 +57,7 @@ class Renderer:
         if status is None:
             return str(event)
         if getattr(event, "bar", False):
-            status = f"{status} {bar(event.current, event.total)}"  # type: ignore[attr-defined]
+            status = f"{status} {bar(event.current, event.total)}"  # type: ignore[attr-defined]  # events with `bar` carry current and total
         return f"{ident}: {status}" if ident else status
 
     def show(self, event: object) -> None:

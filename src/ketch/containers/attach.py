@@ -76,7 +76,7 @@ def _stream(svc: ContainerService, session: AttachSession, paths: ContainerPaths
     if tty_mode:
         size = _term_size()
         if size:
-            rec_monitor = svc.lifecycle.monitor(svc.records.get(paths.container_id))  # type: ignore[arg-type]
+            rec_monitor = svc.lifecycle.monitor(svc.records.get(paths.container_id))  # type: ignore[arg-type]  # the attached container exists: it is running
             with contextlib.suppress(Exception):
                 rec_monitor.resize(paths, *size)
 

@@ -340,7 +340,7 @@ def _pump(write: Callable[[IO[bytes]], None], read: Callable[[IO[bytes]], object
 
     def produce() -> None:
         try:
-            write(counter)  # type: ignore[arg-type]
+            write(counter)  # type: ignore[arg-type]  # a writable stand-in for the file the writer takes
         except BaseException as e:  # handed to the reading side below
             errors.append(e)
         finally:
@@ -680,7 +680,7 @@ class _CountingReader:
         return data
 
     def readinto(self, b: Any) -> int:
-        n = self.src.readinto(b)  # type: ignore[attr-defined]
+        n = self.src.readinto(b)  # type: ignore[attr-defined]  # the source is a binary file object (raw or buffered)
         self.count += n or 0
         return n or 0
 

@@ -64,7 +64,7 @@ def create(svc: ContainerService, config: dict[str, Any],
     for key in ("_Pod", "_PodInfra"):  # set by ketch.pods only, never by a client
         host_config.pop(key, None)
     if pod:
-        svc.engine.pods.join(pod, config, host_config)  # type: ignore[attr-defined]
+        svc.engine.pods.join(pod, config, host_config)
     from ketch.containers.hostconfig import validate
 
     validate(config, host_config)

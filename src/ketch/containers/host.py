@@ -27,6 +27,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    # pods build on containers (a pod's members are containers); the lifecycle only
+    # calls back into the pod service, so the arrow exists for the type checker alone
+    from ketch.pods.service import PodService
+
 
 
 class ContainerHost(Protocol):
@@ -52,6 +56,8 @@ class ContainerHost(Protocol):
     def volumes(self) -> VolumeStore: ...
     @property
     def intents(self) -> Intents: ...
+    @property
+    def pods(self) -> PodService: ...
 
     def network_setup(self, rec: ContainerRecord) -> dict[str, Any]: ...
     def network_teardown(self, rec: ContainerRecord) -> None: ...

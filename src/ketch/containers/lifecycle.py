@@ -128,7 +128,7 @@ class Lifecycle:
         rec = svc.get(name_or_id)
         if rec.host_config.get("_Pod") and not rec.running:
             # a pod member joins the infra's namespaces: the infra runs first (ketch.pods)
-            svc.engine.pods.ensure_infra_running(rec.host_config["_Pod"])  # type: ignore[attr-defined]
+            svc.engine.pods.ensure_infra_running(rec.host_config["_Pod"])
         with svc.lock(rec.id):
             rec = svc._refresh(svc.records.get(rec.id) or rec, locked=True)
             if rec.state in ("running", "paused"):
@@ -451,7 +451,7 @@ class Lifecycle:
                            extra=extra)
         if rec.host_config.get("_PodInfra"):
             # its members lose their namespaces: they stop too (ketch.pods)
-            svc.engine.pods.infra_exited(rec)  # type: ignore[attr-defined]
+            svc.engine.pods.infra_exited(rec)
         if rec.host_config.get("AutoRemove"):
             # An attached `run --rm` (or `wait`) may find the record gone before it reads
             # the exit code: the record leaves it behind.

@@ -78,7 +78,7 @@ def mount_overlay(m: OverlayMount) -> None:
     cwd = os.getcwd() if base and len(m.lower) > 1 else None
     try:
         if cwd is not None:
-            os.chdir(base)  # type: ignore[arg-type]
+            os.chdir(base)  # type: ignore[arg-type]  # base is set whenever cwd is
         rc = libc().mount(b"overlay", str(m.target).encode(), b"overlay", 0, opts.encode())
         if rc != 0:
             e = ctypes.get_errno()

@@ -228,7 +228,7 @@ class ContainerService:
                     continue
         before = self.get(filters["before"][-1]).created if "before" in filters else None
         since = self.get(filters["since"][-1]).created if "since" in filters else None
-        in_pods = (self.engine.pods.ids_matching(filters["pod"])  # type: ignore[attr-defined]
+        in_pods = (self.engine.pods.ids_matching(filters["pod"])
                    if "pod" in filters else None)
         now = time.time()
         out = []
@@ -343,7 +343,7 @@ class ContainerService:
     def remove(self, name_or_id: str, *, force: bool = False, volumes: bool = False) -> str:
         rec = self.get(name_or_id)
         if rec.host_config.get("_PodInfra"):
-            self.engine.pods.check_infra_removal(rec)  # type: ignore[attr-defined]
+            self.engine.pods.check_infra_removal(rec)
         with self.lock(rec.id):
             rec = self._refresh(self.records.get(rec.id) or rec, locked=True)
             if rec.running:
@@ -427,7 +427,7 @@ class ContainerService:
             r = self._refresh(r)
             if r.running or r.state == "removing":
                 continue
-            if r.host_config.get("_PodInfra") and self.engine.pods.records.get(  # type: ignore[attr-defined]
+            if r.host_config.get("_PodInfra") and self.engine.pods.records.get(
                     r.host_config["_PodInfra"]):
                 continue  # a pod's infra goes with its pod (pod rm, pod prune)
             if until is not None and r.created >= until:

@@ -118,7 +118,7 @@ def _upload(images: ImageService, t: Transport, path: str, desc: Descriptor, sco
     url = _with_digest(_start_upload(t, path, scope), desc.digest)
     with images.content.open(desc.digest) as f:
         body: BinaryIO | _Counting = f if on_read is None else _Counting(f, on_read)
-        t.request("PUT", url, scope=scope, body=body, ok=(201, 204),  # type: ignore[arg-type]
+        t.request("PUT", url, scope=scope, body=body, ok=(201, 204),  # type: ignore[arg-type]  # _Counting reads as a binary file
                   headers={"Content-Type": "application/octet-stream",
                            "Content-Length": str(desc.size)})
 
@@ -127,7 +127,7 @@ def _upload_stream(t: Transport, path: str, stream: CompressedStream, scope: str
     """Stream a blob whose digest is known only at its end: PATCH the bytes chunked,
     then close the upload with a PUT naming the digest (the spec's chunked upload)."""
     url = _start_upload(t, path, scope)
-    resp = t.request("PATCH", url, scope=scope, body=stream,  # type: ignore[arg-type]
+    resp = t.request("PATCH", url, scope=scope, body=stream,  # type: ignore[arg-type]  # CompressedStream reads as a binary file
                      headers={"Content-Type": "application/octet-stream"}, ok=(202, 204))
     if not stream.done:
         raise KetchError("the registry answered before the layer was sent")

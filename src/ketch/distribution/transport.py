@@ -194,7 +194,7 @@ class Transport:
             conn = self._conn(scheme, netloc)
             try:
                 if hasattr(body, "seek"):
-                    body.seek(0)  # type: ignore[union-attr]
+                    body.seek(0)  # type: ignore[union-attr]  # hasattr above: a file body
                 conn.request(method, path, body=body, headers=headers)
                 raw = conn.getresponse()
             except Exception as e:

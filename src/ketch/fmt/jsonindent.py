@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 try:
     from _json import encode_basestring as _quote
 except ImportError:  # pragma: no cover - CPython always has _json
-    _quote = None  # type: ignore[assignment]
+    _quote = None  # type: ignore[assignment]  # an interpreter without _json: json's pure-Python quoting is used
 
 _INF = float("inf")
 

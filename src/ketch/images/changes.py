@@ -7,7 +7,7 @@ from ketch.errors import InvalidArgument
 
 TYPE_CHECKING = False  # `typing` costs milliseconds at start; a cached build loads this
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from typing import Any
 
 CHANGE_INSTRUCTIONS = {"CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "STOPSIGNAL",
@@ -150,7 +150,7 @@ def healthcheck_config(instr: Any) -> dict[str, Any]:
     return hc
 
 
-def apply_changes(config: dict[str, Any], changes: list[str]) -> None:
+def apply_changes(config: dict[str, Any], changes: Sequence[str]) -> None:
     """`--change 'CMD ["x"]'`: each change is one Dockerfile metadata instruction."""
     if not changes:
         return

@@ -31,7 +31,7 @@ from ketch.values import contextmanager, field, value
 # module, and each costs milliseconds of start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Sequence
     from typing import Any
 
     from ketch.layers.store import LayerStore
@@ -206,7 +206,7 @@ class ImageService:
 
     # -- create -------------------------------------------------------------------
     def commit(self, config: dict[str, Any], layers: list[NewLayer], *,
-               parent: str | None = None, tags: list[str] = (),  # type: ignore[assignment]
+               parent: str | None = None, tags: Sequence[str] = (),
                cache_key: str | None = None, created: float | None = None,
                config_bytes: bytes | None = None) -> ImageRecord:
         """Store config + manifest for layers already in the stores and record the image.
@@ -364,7 +364,7 @@ class ImageService:
         for image_id in self.records.ids():
             try:
                 used.update(self._chains.get(image_id) or self.chain_ids(
-                    self.records.get(image_id)))  # type: ignore[arg-type]
+                    self.records.get(image_id)))  # type: ignore[arg-type]  # an image removed meanwhile makes chain_ids raise: skipped below
             except Exception:  # a damaged record keeps what it may reference
                 continue
         return used
@@ -450,7 +450,7 @@ class ImageService:
         self.layers.empty_trash()
 
     # -- import / save / load ------------------------------------------------------------
-    def import_tar(self, stream: Any, *, changes: builtins.list[str] = (),  # type: ignore[assignment]
+    def import_tar(self, stream: Any, *, changes: Sequence[str] = (),
                    ref: str | None = None, message: str = "",
                    platform: str | None = None) -> ImageRecord:
         """`docker import`: one layer from a rootfs tarball (plain or compressed)."""

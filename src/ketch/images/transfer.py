@@ -11,14 +11,14 @@ from ketch.reference import familiar
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from typing import Any
 
     from ketch.images.service import ImageService
     from ketch.store.images import ImageRecord
 
 
-def import_tar(svc: ImageService, stream: Any, *, changes: builtins.list[str] = (),  # type: ignore[assignment]
+def import_tar(svc: ImageService, stream: Any, *, changes: Sequence[str] = (),
                ref: str | None = None, message: str = "",
                platform: str | None = None) -> ImageRecord:
     """`docker import`: one layer from a rootfs tarball (plain or compressed)."""

@@ -28,7 +28,7 @@ from struct import Struct, pack, unpack_from
 try:  # the extension itself: the sqlite3 package would import datetime (see store/db.py)
     import _sqlite3 as sqlite3
 except ImportError:  # pragma: no cover
-    import sqlite3  # type: ignore[no-redef]
+    import sqlite3  # type: ignore[no-redef]  # the same module under its public name
 
 if __package__:
     from ketch.network import schema
@@ -299,7 +299,7 @@ class Server:
 
     def on_accept(self) -> None:
         try:
-            fd, addr = self.tcp._accept()  # type: ignore[attr-defined]
+            fd, addr = self.tcp._accept()  # type: ignore[attr-defined]  # socket's undocumented accept that returns the fd, skipping a socket object
         except BlockingIOError:
             return
         conn = _socket.socket(self.tcp.family, _socket.SOCK_STREAM, 0, fd)

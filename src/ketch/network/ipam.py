@@ -128,7 +128,7 @@ def free_subnet(config: NetworkConfig, taken: list[IPNetwork]) -> ipaddress.IPv4
     busy = taken + host_routes()
     for candidate in pool.subnets(new_prefix=config.pool_prefixlen):
         if not any(candidate.overlaps(b) for b in busy):
-            return candidate  # type: ignore[return-value]
+            return candidate  # type: ignore[return-value]  # an IPv4 pool yields IPv4 subnets
     raise Conflict("could not find an available, non-overlapping IPv4 address pool "
                    "among the defaults to assign to the network")
 

@@ -84,7 +84,7 @@ def serve_udp(listener: socket.socket, target: tuple[str, int]) -> None:
                 break
             seen[0] = time.monotonic()
             try:
-                listener.sendto(data, client)  # type: ignore[call-overload]
+                listener.sendto(data, client)  # type: ignore[call-overload]  # client is the address recvfrom gave
             except OSError:
                 pass
         with lock:

@@ -133,9 +133,8 @@ class NetworkService:
         with self.db.transaction() as conn:
             if records.name_taken(conn, name):
                 raise Conflict(f"network with name {name} already exists")
-            if netopts.BRIDGE_NAME in options and (
-                    records.bridge_taken(conn, bridge)
-                    or os.path.exists(f"/sys/class/net/{bridge}")):
+            if netopts.BRIDGE_NAME in options and (records.bridge_taken(conn, bridge)
+                                                   or os.path.exists(f"/sys/class/net/{bridge}")):
                 raise Conflict(f"bridge name {bridge} is already in use on this host")
             net, gw = ipam.subnet4(conn, self.config, subnet, gateway)
             rng, aux = ipam.ipam_config(net, ip_range, str(gw), aux)
@@ -310,7 +309,7 @@ class NetworkService:
             except BaseException:
                 self.teardown(container_id)
                 raise
-            return self.attachment(container_id)  # type: ignore[return-value]
+            return self._recorded(container_id)
         link_local = list(link_local)
         if (ip or ip6 or link_local) and net.builtin:
             raise InvalidArgument("user specified IP address is supported on user defined "
@@ -339,8 +338,7 @@ class NetworkService:
             # the DNAT rules go in while the namespace is built: both wait on the kernel
             proc = self.fw.start(add=rules)
             try:
-                self.plumbing.build_namespace(netns_path, net, ep, default_route=True,
-                                              later=later)
+                self.plumbing.build_namespace(netns_path, net, ep, default_route=True, later=later)
             finally:
                 try:
                     self.fw.finish(proc)
@@ -362,7 +360,7 @@ class NetworkService:
                 s.close()
             self.teardown(container_id)
             raise
-        return self.attachment(container_id)  # type: ignore[return-value]
+        return self._recorded(container_id)
 
     def _setup_simple(self, container_id: str, mode: str, netns_path: Path | None,
                       hostname: str) -> NetworkAttachment:
@@ -370,7 +368,7 @@ class NetworkService:
             records.insert_sandbox(conn, container_id, mode,
                                    str(netns_path) if netns_path else None,
                                    netns_path is not None, hostname)
-        return self.attachment(container_id)  # type: ignore[return-value]
+        return self._recorded(container_id)
 
     def _setup_joined(self, container_id: str, other: str, hostname: str) -> NetworkAttachment:
         row = self._sandbox_row(other)
@@ -382,7 +380,7 @@ class NetworkService:
         with self.db.transaction() as conn:
             records.insert_sandbox(conn, container_id, f"container:{row['container_id']}",
                                    row["netns_path"], False, hostname)
-        return self.attachment(container_id)  # type: ignore[return-value]
+        return self._recorded(container_id)
 
     def _add_endpoint(self, conn: sqlite3.Connection, container_id: str, net: Network,
                       aliases: list[str], ip: str | None, mac: str | None,
@@ -422,8 +420,7 @@ class NetworkService:
         return records.sandbox_row(self.db.conn, container_id)
 
     def teardown(self, container_id: str) -> None:
-        """Remove everything `setup` and `connect` made for the container. Idempotent:
-        whatever is already gone is skipped."""
+        """Remove all `setup` and `connect` made for it (idempotent: what is gone is skipped)."""
         row = self._sandbox_row(container_id)
         if row is None:
             if (self.netns_dir / container_id).exists():
@@ -523,6 +520,12 @@ class NetworkService:
         self.dns.stop(ep.network_id, only_if_unused=True)
 
     # -- queries -----------------------------------------------------------------------
+    def _recorded(self, container_id: str) -> NetworkAttachment:
+        """The attachment a set-up has just recorded (only a racing teardown removes it)."""
+        if (att := self.attachment(container_id)) is None:
+            raise Conflict(f"container {container_id[:12]}: network torn down during set-up")
+        return att
+
     def attachment(self, container_id: str) -> NetworkAttachment | None:
         """What the container is attached to now, or None."""
         row = self._sandbox_row(container_id)
@@ -582,12 +585,9 @@ def _has_label(net: Network, f: str) -> bool:
 
 def _network_matches(net: Network, used: bool, filters: dict[str, list[str]]) -> bool:
     """Every filter key must match; the values of one key are alternatives."""
-
     checks: dict[str, Callable[[str], bool]] = {
-        "driver": lambda v: net.driver == v,
-        "id": lambda v: net.id.startswith(v),
-        "name": lambda v: v in net.name,
-        "scope": lambda v: v == "local",
+        "driver": lambda v: net.driver == v, "id": lambda v: net.id.startswith(v),
+        "name": lambda v: v in net.name, "scope": lambda v: v == "local",
         "type": lambda v: (v == "builtin") == net.builtin,
         "dangling": lambda v: (v.lower() in ("true", "1")) == (not used and not net.builtin),
     }

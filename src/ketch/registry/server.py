@@ -126,7 +126,7 @@ class _ProtocolHandler(RequestHandler):
 
     # asyncio's protocols may return True here to keep the transport open for writing;
     # aiohttp's annotation says None.
-    def eof_received(self) -> bool:  # type: ignore[override]
+    def eof_received(self) -> bool:  # type: ignore[override]  # asyncio allows True (keep the transport open); aiohttp annotates None
         """A client that ends its sending side (shutdown(SHUT_WR)) still gets the
         answers to the requests it sent, then the connection closes; a body it cut
         short fails the request instead of waiting for bytes that cannot come."""

@@ -860,7 +860,7 @@ def write_log(path: StrPath, stdout: IO[bytes] | None, stderr: IO[bytes] | None,
     if stdout is not None and stderr is not None and _same_file(stdout, stderr):
         targets = {"stdout": stdout, "stderr": stdout}
     else:
-        targets = {"stdout": stdout, "stderr": stderr}  # type: ignore[dict-item]
+        targets = {"stdout": stdout, "stderr": stderr}  # type: ignore[dict-item]  # a None target is never in `streams`, so never looked up
     pending: dict[int, tuple[IO[bytes], bytearray]] = {}
     for out in targets.values():
         if out is not None:
@@ -891,8 +891,8 @@ def write_log(path: StrPath, stdout: IO[bytes] | None, stderr: IO[bytes] | None,
 def iter_entries(path: StrPath, **options: object) -> Iterator[LogEntry]:
     """Records one by one with their timestamps (slower; for small logs and tests)."""
     tail = options.pop("tail", None)
-    since_ns = to_ns(options.pop("since", None))  # type: ignore[arg-type]
-    until_ns = to_ns(options.pop("until", None))  # type: ignore[arg-type]
+    since_ns = to_ns(options.pop("since", None))  # type: ignore[arg-type]  # callers pass what to_ns takes (ns, seconds, text or None)
+    until_ns = to_ns(options.pop("until", None))  # type: ignore[arg-type]  # as `since`
     if options:
         raise TypeError(f"unexpected options: {', '.join(options)}")
     try:
@@ -907,7 +907,7 @@ def iter_entries(path: StrPath, **options: object) -> Iterator[LogEntry]:
         if until_ns is not None:
             end = _first_at_or_after(f, start, end, until_ns, strict=True)
         if tail is not None:
-            start = max(start, _tail_offset(f, start, end, int(tail))[0])  # type: ignore[call-overload]
+            start = max(start, _tail_offset(f, start, end, int(tail))[0])  # type: ignore[call-overload]  # tail is a count (int or its text) when given
         pieces = []
         pos = start
         while pos < end:

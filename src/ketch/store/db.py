@@ -55,7 +55,7 @@ def _load_binding() -> ModuleType:
         return lambda func: _lru_cache_wrapper(func, maxsize, typed, None)
 
     stand_in = type(sys)("functools")
-    stand_in.lru_cache = lru_cache  # type: ignore[attr-defined]
+    stand_in.lru_cache = lru_cache  # type: ignore[attr-defined]  # a module object made here to stand in for functools
     sys.modules["functools"] = stand_in
     try:
         import _sqlite3
