@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from ketch.pods.service import PodService
 
 
-
 class ContainerHost(Protocol):
     root_dir: str
     run_root_dir: str

@@ -364,7 +364,7 @@ class ImageService:
         for image_id in self.records.ids():
             try:
                 used.update(self._chains.get(image_id) or self.chain_ids(
-                    self.records.get(image_id)))  # type: ignore[arg-type]  # an image removed meanwhile makes chain_ids raise: skipped below
+                    self.records.get(image_id)))  # type: ignore[arg-type]  # removed meanwhile: raises, skipped
             except Exception:  # a damaged record keeps what it may reference
                 continue
         return used
