@@ -80,8 +80,10 @@ def manifest_bytes(config: str, layers: list[tuple[str, int]], cfg_size: int = 2
 
 
 @pytest.fixture
-def reg(ketch_registry: Callable[..., Served]) -> Served:
-    return ketch_registry()
+def reg(inproc_registry: Callable[..., Served]) -> Served:
+    """The registry's server in this process (see inproc_registry); the test of a
+    killed `registry serve` below starts the command."""
+    return inproc_registry()
 
 
 # -- ambiguous manifests (CVE-2021-41190) -----------------------------------------------------
@@ -347,8 +349,8 @@ def _token(host: str, scopes: list[str]) -> dict[str, str]:
 
 
 def test_mount_with_a_token_lacking_pull_on_the_source_gets_a_401_challenge(
-        ketch_registry: Callable[..., Served], tmp_path: Path) -> None:
-    reg = ketch_registry(write_htpasswd(tmp_path / "htpasswd", "carol", "pw"), auth="token")
+        inproc_registry: Callable[..., Served], tmp_path: Path) -> None:
+    reg = inproc_registry(write_htpasswd(tmp_path / "htpasswd", "carol", "pw"), auth="token")
     assert call(reg.host, "GET", "/v2/").status == 401
     data = os.urandom(1000)
     src = _token(reg.host, ["repository:src:pull,push"])
