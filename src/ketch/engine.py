@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 
 from ketch import __version__
-from ketch.errors import KetchError
+from ketch.errors import InvalidArgument, KetchError
 from ketch.store.db import Database
 from ketch.values import cached_property
 
@@ -57,6 +57,19 @@ API_VERSION = "1.45"
 MIN_API_VERSION = "1.24"
 
 
+def _make_dir(path: str, what: str, mode: int) -> None:
+    """Make the state or run root (and its parents), or say in one line why not. The run
+    root is made by the services that keep state there (containers, networks): image
+    commands never need it."""
+    try:
+        os.makedirs(path, mode=mode, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InvalidArgument(f"cannot use {path} as the {what}: it (or a parent) is not"
+                              " a directory") from None
+    except OSError as e:
+        raise InvalidArgument(f"cannot use {path} as the {what}: {e.strerror}") from None
+
+
 class Engine:
     """A ketch state root, and everything that can be done with it.
 
@@ -76,7 +89,7 @@ class Engine:
         self.root_dir = os.path.abspath(root or os.environ.get("KETCH_ROOT") or DEFAULT_ROOT)
         self.run_root_dir = os.path.abspath(run_root or os.environ.get("KETCH_RUN_ROOT")
                                             or DEFAULT_RUN_ROOT)
-        os.makedirs(self.root_dir, mode=0o711, exist_ok=True)
+        _make_dir(self.root_dir, "state root", 0o711)
         self.db = Database(os.path.join(self.root_dir, "ketch.db"))
 
     @cached_property
@@ -131,6 +144,7 @@ class Engine:
         """Networks: create, list, inspect, remove, prune (see also `network_*` here)."""
         from ketch.network.service import NetworkService
 
+        _make_dir(self.run_root_dir, "run root", 0o777)  # (the umask applies)
         return NetworkService(self.db, self.root, self.run_root)
 
     @cached_property
@@ -138,6 +152,7 @@ class Engine:
         """Containers: create, start, stop, kill, list, inspect, logs, remove, prune, ..."""
         from ketch.containers.service import ContainerService
 
+        _make_dir(self.run_root_dir, "run root", 0o777)  # (the umask applies)
         return ContainerService(self)
 
     @cached_property

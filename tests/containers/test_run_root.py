@@ -85,3 +85,17 @@ def test_a_long_lived_engine_claims_its_run_root_again_at_each_start(ketch, tmp_
     refused = ketch("ps", check=False, env=moved)
     assert refused.returncode == 1 and "running under the run root" in refused.stderr
     assert ketch("ps", "--format", "{{.Names}} {{.State}}").stdout == "lib running\n"
+
+
+def test_a_root_or_run_root_that_cannot_be_a_directory_is_one_line_and_makes_nothing(
+        ketch, tmp_path: Path):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    run = ketch("run", "--rm", "busybox", "true", check=False,
+                env={"KETCH_RUN_ROOT": str(afile / "run")})
+    assert (run.returncode, run.stderr) == (125, f"Error: cannot use {afile / 'run'} as the"
+                                            " run root: it (or a parent) is not a directory\n")
+    images = ketch("--root", str(afile), "images", check=False)
+    assert (images.returncode, images.stderr) == (1, f"Error: cannot use {afile} as the state"
+                                                  " root: it (or a parent) is not a directory\n")
+    assert ketch("ps", "-aq").stdout == ""
