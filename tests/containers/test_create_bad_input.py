@@ -156,3 +156,27 @@ def test_engine_refuses_an_env_entry_without_a_name(image_root):
         with pytest.raises(InvalidArgument, match="^invalid environment variable: =x$"):
             engine.containers.create({"Image": "busybox", "Cmd": ["true"], "Env": ["=x"]})
         assert engine.containers.list(all=True) == []
+
+
+def test_a_cidfile_that_cannot_be_made_or_exists_is_refused_before_the_container(
+        ketch, tmp_path):
+    missing = tmp_path / "no" / "dir" / "cid"
+    p = ketch("run", "--cidfile", str(missing), "busybox", "true", check=False)
+    assert (p.returncode, p.stderr) == (125, "Error: failed to create the container ID file:"
+                                        f" open {missing}: no such file or directory\n")
+    taken = tmp_path / "cid"
+    taken.write_text("someone else's\n")
+    p = ketch("create", "--cidfile", str(taken), "busybox", "true", check=False)
+    assert (p.returncode, p.stderr) == (125, "Error: container ID file found, make sure the"
+                                        " other container isn't running or delete"
+                                        f" {taken}\n")
+    assert taken.read_text() == "someone else's\n"
+    assert made_in(ketch.root) == NOTHING_MADE
+
+
+def test_a_bind_source_that_cannot_be_made_fails_the_start_and_rm_removes_it(ketch):
+    p = ketch("run", "--rm", "-v", "/proc/ketch-nope/x:/x", "busybox", "true", check=False)
+    assert (p.returncode, p.stderr) == (125, "Error: error while creating mount source path"
+                                        " '/proc/ketch-nope/x': mkdir /proc/ketch-nope: no"
+                                        " such file or directory\n")
+    assert made_in(ketch.root)["containers"] == []

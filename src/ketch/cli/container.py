@@ -22,6 +22,10 @@ from ketch.cli.base import (
 from ketch.cli.flags import REMAINDER, Namespace, Parser
 from ketch.errors import ImageNotFound, InvalidArgument, KetchError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any
+
 registry = Registry()
 
 PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
@@ -57,6 +61,34 @@ def _create_from_ns(ns: Namespace):
     if ns.pull not in ("missing", "always", "never"):
         raise InvalidArgument(f'invalid pull option: "{ns.pull}": must be one of "always",'
                               ' "missing" or "never"')
+    cidfile = _open_cidfile(ns.cidfile) if ns.cidfile else None
+    try:
+        rec = _create_body(ns, body)
+    except BaseException:
+        if cidfile is not None:
+            cidfile.close()
+            os.unlink(ns.cidfile)
+        raise
+    if cidfile is not None:
+        with cidfile:
+            cidfile.write(rec.id)
+    return rec
+
+
+def _open_cidfile(path: str) -> IO[str]:
+    """docker's --cidfile: refused when the file exists, made before the container (so a
+    file that cannot be made leaves no container), the ID written once it is created."""
+    if os.path.exists(path):
+        raise InvalidArgument(f"container ID file found, make sure the other container"
+                              f" isn't running or delete {path}")
+    try:
+        return open(path, "x")
+    except OSError as e:
+        raise InvalidArgument(f"failed to create the container ID file: open {path}:"
+                              f" {(e.strerror or str(e)).lower()}") from None
+
+
+def _create_body(ns: Namespace, body: dict[str, Any]):
     if ns.pull == "always":
         _pull_for_run(ns.image, ns.quiet, ns.platform)
     warnings: list[str] = []
@@ -77,12 +109,6 @@ def _create_from_ns(ns: Namespace):
                                          pod=ns.pod)
     for w in warnings:
         sys.stderr.write(f"WARNING: {w}\n")
-    if ns.cidfile:
-        if os.path.exists(ns.cidfile):
-            raise InvalidArgument(f"container ID file found, make sure the other container"
-                                  f" isn't running or delete {ns.cidfile}")
-        with open(ns.cidfile, "w") as f:
-            f.write(rec.id)
     return rec
 
 

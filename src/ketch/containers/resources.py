@@ -103,7 +103,12 @@ def mounts(svc: ContainerService, rec: ContainerRecord, rootfs: Path
         if mp.type == "bind":
             source = mp.source
             if not os.path.exists(source):
-                os.makedirs(source, exist_ok=True)  # Docker creates a missing -v source
+                try:  # Docker creates a missing -v source
+                    os.makedirs(source, exist_ok=True)
+                except OSError as e:
+                    raise InvalidArgument(
+                        f"error while creating mount source path '{source}': mkdir"
+                        f" {e.filename}: {(e.strerror or str(e)).lower()}") from None
             wanted = check_propagation(source, propagation)
             if wanted == "rshared" or (wanted and root_propagation is None):
                 root_propagation = "shared" if wanted == "rshared" else "rslave"
