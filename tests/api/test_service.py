@@ -12,6 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from tests.api.conftest import UnixHTTPConnection, ping, start_service, stop_service
 from tests.conftest import ketch_command
 from tests.containers.conftest import TrackingCLI, wait_for
@@ -104,6 +105,20 @@ def test_tcp_on_loopback_serves_and_other_addresses_are_refused(api_root: Path) 
                          timeout=30)
     assert res.returncode == 1
     assert res.stderr.startswith("Error: refusing to serve on 0.0.0.0:")
+
+
+@pytest.mark.parametrize(("uri", "error"), [
+    ("unix:///proc/ketch-api.sock", "cannot listen on /proc/ketch-api.sock: No such file or"
+                                    " directory"),
+    ("unix:///proc/ketch-nope/api.sock", "cannot listen on /proc/ketch-nope/api.sock: No"
+                                         " such file or directory"),
+    ("tcp://127.0.0.1:99999", "cannot listen on 127.0.0.1:99999: the port must be 0-65535"),
+])
+def test_an_address_that_cannot_be_listened_on_is_one_line(api_root: Path, uri: str,
+                                                           error: str) -> None:
+    res = subprocess.run([*ketch_command(), "--root", str(api_root), "system", "service",
+                          uri], capture_output=True, text=True, timeout=30)
+    assert (res.returncode, res.stderr) == (1, f"Error: {error}\n")
 
 
 def _service_with_socket_on_fd3(api_root: Path, path: Path, *, listen_pid: str,

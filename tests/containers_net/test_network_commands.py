@@ -187,6 +187,14 @@ def test_restarted_container_gets_its_published_port_back(nk: KetchCLI) -> None:
     nk("restart", "-t", "1", "web")
     assert PAGE in fetch(f"http://127.0.0.1:{port}/")
     assert nk("port", "web").stdout.strip() == f"80/tcp -> 0.0.0.0:{port}"
+    # docker's parse of PRIVATE_PORT (strconv.ParseUint(port, 10, 16)) and its messages
+    for arg, why in (("abc", "invalid syntax"), ("70000", "value out of range")):
+        bad = nk("port", "web", arg, check=False)
+        assert (bad.returncode, bad.stderr) == (1, f"Error: invalid port ({arg}):"
+                                                f" strconv.ParseUint: parsing \"{arg}\":"
+                                                f" {why}\n")
+    miss = nk("port", "web", "81/udp", check=False)
+    assert miss.stderr == "Error: No public port '81/udp' published for web\n"
 
 
 # -- network create's IPAM and driver options -------------------------------------------

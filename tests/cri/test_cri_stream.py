@@ -280,6 +280,14 @@ def test_a_bad_stream_address_is_a_one_line_error(ketch_root: Path, tmp_path: Pa
     assert not (tmp_path / "c.sock").exists()
 
 
+def test_a_socket_path_that_cannot_be_bound_is_a_one_line_error(ketch_root: Path) -> None:
+    r = subprocess.run([*ketch_command(), "--root", str(ketch_root), "system", "cri",
+                        "--listen", "unix:///proc/ketch-cri.sock"], capture_output=True,
+                       text=True, timeout=60)
+    assert (r.returncode, r.stderr) == (1, "Error: cannot listen on /proc/ketch-cri.sock:"
+                                        " No such file or directory\n")
+
+
 @pytest.mark.parametrize(("uri", "stream", "error"), [
     ("", "nonsense", "invalid --stream-address 'nonsense'"),
     ("tcp://127.0.0.1:1", "", "invalid --listen 'tcp://127.0.0.1:1'"),

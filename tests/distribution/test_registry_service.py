@@ -211,3 +211,16 @@ def test_sigterm_stops_the_server_cleanly(ketch_registry) -> None:
         c.close()
 
 
+
+
+def test_a_listen_address_that_is_not_one_is_a_one_line_error(tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.conftest import ketch_command
+
+    for addr, error in (("127.0.0.1:99999", "invalid listen address '127.0.0.1:99999': the"
+                                            " port must be 0-65535"),
+                        ("127.0.0.1:x", "invalid listen address '127.0.0.1:x'")):
+        r = subprocess.run([*ketch_command(), "registry", "serve", "--addr", addr, "--root",
+                            str(tmp_path / "reg")], capture_output=True, text=True, timeout=60)
+        assert (r.returncode, r.stderr) == (1, f"Error: {error}\n")

@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # noqa: BLE001 (one line, as the CLI says it, never a traceback)
+        sys.stderr.write(f"Error: internal error: {type(e).__name__}: {e}\n")
+        return 1
     return 0
 
 

@@ -74,7 +74,10 @@ def activated_socket() -> socket.socket | None:
 
 
 def _unix_listener(path: str) -> socket.socket:
-    os.makedirs(os.path.dirname(path) or ".", mode=0o711, exist_ok=True)
+    try:
+        os.makedirs(os.path.dirname(path) or ".", mode=0o711, exist_ok=True)
+    except OSError as e:
+        raise InvalidArgument(f"cannot listen on {path}: {e.strerror}") from None
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -95,6 +98,9 @@ def _unix_listener(path: str) -> socket.socket:
     old = os.umask(0o177)
     try:
         sock.bind(path)
+    except OSError as e:
+        sock.close()
+        raise InvalidArgument(f"cannot listen on {path}: {e.strerror}") from None
     finally:
         os.umask(old)
     os.chmod(path, 0o660)
@@ -119,7 +125,12 @@ def _tcp_listener(where: str) -> socket.socket:
     family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((str(ip), int(port_text)))
+    try:
+        sock.bind((str(ip), int(port_text)))
+    except (OSError, OverflowError) as e:  # Overflow: a port over 65535
+        sock.close()
+        why = e.strerror if isinstance(e, OSError) else "the port must be 0-65535"
+        raise InvalidArgument(f"cannot listen on {where}: {why}") from None
     sock.listen(128)
     sock.setblocking(False)
     return sock

@@ -586,6 +586,11 @@ class ContainerService:
         want = None
         if port:
             num, _, proto = port.partition("/")
+            digits = num.isascii() and num.isdigit()
+            if not digits or int(num) > 65535:  # docker's strconv.ParseUint(port, 10, 16)
+                why = "value out of range" if digits else "invalid syntax"
+                raise InvalidArgument(f'invalid port ({num}): strconv.ParseUint: parsing'
+                                      f' "{num}": {why}')
             want = (int(num), proto or "tcp")
         lines = []
         for p in rec.network.get("Ports") or []:

@@ -21,6 +21,7 @@ from ketch.cri.common import Engines
 from ketch.cri.images import ImageService
 from ketch.cri.runtime import RuntimeService
 from ketch.cri.stream import StreamServer
+from ketch.errors import InvalidArgument
 
 
 def serve(root: str, run_root: str, uri: str | None, stream_address: str | None = None,
@@ -28,9 +29,13 @@ def serve(root: str, run_root: str, uri: str | None, stream_address: str | None 
     path = socket_path(uri)
     parse_address(stream_address)  # a bad address fails before anything is made
     cni = Cni(root, cni_conf_dir, cni_bin_dir)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    except OSError as e:
+        raise InvalidArgument(f"cannot listen on {path}: {e.strerror}") from None
     if os.path.exists(path):
         os.unlink(path)  # a socket left by a server that is gone
+    _check_bind(path)
     engines = Engines(root, run_root)
     podnet.collect(engines.get(), cni)  # what sandboxes removed meanwhile left on the network
     streams = StreamServer(engines, stream_address)
@@ -38,6 +43,21 @@ def serve(root: str, run_root: str, uri: str | None, stream_address: str | None 
         _serve(engines, streams, path, cni)
     finally:
         streams.stop()
+
+
+def _check_bind(path: str) -> None:
+    """A socket can be made at `path`: said in one line here, where gRPC would log its
+    own error and raise a generic one."""
+    import socket
+
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.bind(path)
+    except OSError as e:
+        raise InvalidArgument(f"cannot listen on {path}: {e.strerror}") from None
+    finally:
+        probe.close()
+    os.unlink(path)
 
 
 def _serve(engines: Engines, streams: StreamServer, path: str, cni: Cni) -> None:

@@ -649,9 +649,10 @@ def parse_addr(addr: str) -> tuple[str, int]:
     if not sep:
         host, port = addr, "5000"
     host = host.strip("[]") or "0.0.0.0"
-    try:
-        return host, int(port)
-    except ValueError:
-        from ketch.errors import InvalidArgument
+    from ketch.errors import InvalidArgument
 
-        raise InvalidArgument(f"invalid listen address {addr!r}") from None
+    if not (port.isascii() and port.isdigit()):
+        raise InvalidArgument(f"invalid listen address {addr!r}")
+    if int(port) > 65535:
+        raise InvalidArgument(f"invalid listen address {addr!r}: the port must be 0-65535")
+    return host, int(port)
