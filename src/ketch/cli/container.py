@@ -67,7 +67,10 @@ def _create_from_ns(ns: Namespace):
     except BaseException:
         if cidfile is not None:
             cidfile.close()
-            os.unlink(ns.cidfile)
+            try:
+                os.unlink(ns.cidfile)
+            except OSError:  # gone already: nothing to take back
+                pass
         raise
     if cidfile is not None:
         with cidfile:
