@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from tests.api.conftest import Api
-from tests.network.helpers import SubnetPicker
+from tests.network.helpers import SubnetPicker, configured_subnets
 
 
 def _netcfg(root: Path) -> dict[str, str]:
@@ -68,7 +68,7 @@ def test_docker_network_ls_shows_the_default_network_as_bridge(napi: Api) -> Non
 
 
 def test_docker_network_create_inspect_ls_and_rm(napi: Api) -> None:
-    subnet = SubnetPicker()()
+    subnet = SubnetPicker(avoid=configured_subnets(napi.root))()
     gateway = subnet.replace(".0/24", ".1")
     nid = napi.docker("network", "create", "--label", "team=a", "--subnet", subnet,
                       "--gateway", gateway, "apnet").stdout.strip()
@@ -100,7 +100,7 @@ def test_docker_network_create_inspect_ls_and_rm(napi: Api) -> None:
 
 
 def test_docker_network_create_ip_range_aux_address_and_driver_options(napi: Api) -> None:
-    subnet = SubnetPicker()()
+    subnet = SubnetPicker(avoid=configured_subnets(napi.root))()
     base = subnet.rsplit(".", 1)[0]
     napi.docker("network", "create", "--subnet", subnet, "--ip-range", f"{base}.128/25",
                 "--aux-address", f"printer={base}.128", "-o",
@@ -226,7 +226,7 @@ def test_docker_py_manages_networks(napi: Api) -> None:
     import docker
 
     client = napi.client()
-    subnet = SubnetPicker()()
+    subnet = SubnetPicker(avoid=configured_subnets(napi.root))()
     net = client.networks.create("pynet", driver="bridge", labels={"via": "docker-py"},
                                  ipam=docker.types.IPAMConfig(pool_configs=[
                                      docker.types.IPAMPool(subnet=subnet)]))

@@ -13,7 +13,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,14 +40,24 @@ def _routed_networks() -> list[ipaddress.IPv4Network]:
     return [n for n in nets if isinstance(n, ipaddress.IPv4Network) and n.prefixlen > 0]
 
 
+def configured_subnets(root: Path) -> list[str]:
+    """The bridge subnet and address pool a test root's network.toml gives it
+    (isolated_network_config): not routed until the root's bridge exists, so a picker
+    for a network of that root must be told to avoid them."""
+    import tomllib
+
+    cfg = tomllib.loads((root / "network.toml").read_text())["network"]
+    return [cfg["bridge_subnet"], cfg["pool"]]
+
+
 class SubnetPicker:
     """Random 10.240-254.x.0/24 subnets not routed on this host and not used twice.
 
     A subnet is only routed once its bridge exists, so two tests running at once could
     pick the same one: each xdist worker picks from its own 10.(240+N).0.0/16."""
 
-    def __init__(self) -> None:
-        self.used: list[ipaddress.IPv4Network] = []
+    def __init__(self, avoid: Iterable[str] = ()) -> None:
+        self.used: list[ipaddress.IPv4Network] = [ipaddress.IPv4Network(a) for a in avoid]
         n = worker_index()
         self.second = (240, 254) if n is None or n > 14 else (240 + n, 240 + n)
 
