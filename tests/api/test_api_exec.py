@@ -210,3 +210,15 @@ def test_exec_start_in_a_container_stopped_since_the_create_is_409(api: Api) -> 
     with pytest.raises(docker.errors.NotFound) as exc:
         client.api.exec_start(eid)
     assert "No such exec instance" in str(exc.value)
+
+
+def test_a_plain_stdin_goes_in_whole_through_the_api_whatever_bytes_it_holds(
+        api: Api) -> None:
+    # without a terminal the detach keys (ctrl-p ctrl-q) are not looked for, as dockerd
+    # copies such a stdin as it is: `docker exec -i db psql < dump.sql`
+    _running(api, "plain")
+    data = ("x" * 1000 + "\x10\x11") * 100
+    assert api.docker("exec", "-i", "plain", "wc", "-c", input=data).stdout.strip() == \
+        str(len(data))
+    assert api.docker("run", "--rm", "-i", "busybox", "wc", "-c", input=data
+                      ).stdout.strip() == str(len(data))

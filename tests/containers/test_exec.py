@@ -369,3 +369,28 @@ def test_an_exec_that_outlives_its_container_ends_without_an_error(ketch, run_d)
         assert not t.is_alive()
         assert len(ended) == 1 and not isinstance(ended[0], BaseException), ended
     assert b"started" in b"".join(got)
+
+
+def _stdin_from(ketch, path: Path | str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`ketch ARGS... < path`: stdin a file (or /dev/null), as a shell redirection gives."""
+    with open(path, "rb") as f:
+        return subprocess.run(ketch.argv(*args), stdin=f, capture_output=True, text=True,
+                              env=ketch.env(), timeout=60)
+
+
+def test_a_file_as_stdin_goes_in_whole_whatever_bytes_it_holds(ketch, box, tmp_path: Path):
+    # `exec -i db psql < dump.sql`: no terminal, so the detach keys (ctrl-p ctrl-q by
+    # default) are not looked for, as dockerd copies a plain stdin as it is; and a file or
+    # /dev/null is a stdin epoll cannot wait on
+    data = (b"x" * 1000 + b"\x10\x11") * 200
+    dump = tmp_path / "dump.bin"
+    dump.write_bytes(data)
+    p = _stdin_from(ketch, dump, "exec", "-i", "box", "wc", "-c")
+    assert (p.returncode, p.stdout.strip(), p.stderr) == (0, str(len(data)), "")
+    p = _stdin_from(ketch, dump, "run", "--rm", "-i", "busybox", "wc", "-c")
+    assert (p.returncode, p.stdout.strip(), p.stderr) == (0, str(len(data)), "")
+    for args in (("exec", "-i", "box", "cat"), ("run", "--rm", "-i", "busybox", "cat")):
+        p = _stdin_from(ketch, "/dev/null", *args)
+        assert (p.returncode, p.stdout, p.stderr) == (0, "", ""), args
+    p = _stdin_from(ketch, "/dev/null", "exec", "-it", "box", "true")
+    assert p.stderr == "Error: the input device is not a TTY\n"

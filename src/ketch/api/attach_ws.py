@@ -102,7 +102,7 @@ async def attach_ws(request: web.Request) -> web.StreamResponse:
                 try:
                     await svc.run(lambda e: e.containers.pump(
                         session, send if want_out else None, send if want_err else None,
-                        stdin_r, detach_keys))
+                        stdin_r, detach_keys, tty=bool(rec.config.get("Tty"))))
                 except (OSError, ConnectionError, RuntimeError):
                     pass  # the client went away; the container goes on
                 finally:

@@ -329,7 +329,8 @@ async def containers_attach(request: web.Request) -> web.StreamResponse:
         out = conn.stdout if want_out else None
         err = conn.stderr if want_err else None
         try:
-            await svc.run(lambda e: e.containers.pump(session, out, err, stdin, detach_keys))
+            await svc.run(lambda e: e.containers.pump(session, out, err, stdin, detach_keys,
+                                                      tty=bool(rec.config.get("Tty"))))
         except OSError:
             pass  # the client went away; the container goes on
         finally:

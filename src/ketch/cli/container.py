@@ -579,6 +579,9 @@ def _exec(p: Parser) -> None:
 def exec_(ns: Namespace) -> int:
     if not ns.command:
         raise InvalidArgument("exec needs a command to run: ketch exec CONTAINER COMMAND")
+    # docker's CheckTty, as for run: only an attached stdin must be a terminal for -t
+    if ns.tty and ns.interactive and not ns.detach and not sys.stdin.isatty():
+        raise InvalidArgument("the input device is not a TTY")
     from ketch.cli.container_opts import environment
 
     return engine().exec(ns.container, ns.command, env=environment(ns.env_file, ns.env),

@@ -87,7 +87,7 @@ def _stream(svc: ContainerService, session: AttachSession, paths: ContainerPaths
                         rec_monitor.resize(paths, *sz)
 
             signal.signal(signal.SIGWINCH, on_winch)
-    keys = _detach_keys(detach_keys) if (stdin and tty_mode) or detach_keys else None
+    keys = _detach_keys(detach_keys) if stdin and tty_mode else None
     with raw_terminal(tty_mode and stdin):
         result = session.stream(stdout=sys.stdout.buffer if stdout else None,
                                 stderr=sys.stderr.buffer if stderr else None,
@@ -201,14 +201,16 @@ def exec_attached(svc: ContainerService, name_or_id: str, command: list[str], *,
 class OutputStreams:
     """Where an attach session's output goes and how input comes in, for a caller that
     is not a terminal: `stdout`/`stderr` take bytes, `stdin` is a readable fd (or None),
-    `detach_keys` Docker's key spec (used only with stdin)."""
+    `detach_keys` Docker's key spec, looked for only in the input of a container with a
+    terminal (`tty`), as dockerd does: a plain stdin is copied whatever bytes it holds."""
 
     def __init__(self, stdout: Any, stderr: Any, stdin: int | None = None,
-                 detach_keys: str | None = None) -> None:
+                 detach_keys: str | None = None, tty: bool = False) -> None:
         self.stdout = stdout
         self.stderr = stderr
         self.stdin = stdin
         self.detach_keys = detach_keys
+        self.tty = tty
 
 
 def start_with_sessions(svc: ContainerService, name_or_id: str, count: int
@@ -249,7 +251,7 @@ def session_of_running(svc: ContainerService, name_or_id: str) -> AttachSession:
 def pump(session: AttachSession, streams: OutputStreams) -> bool:
     """Copy one session until the container's output ends; True when detached."""
     keys = None
-    if streams.stdin is not None:
+    if streams.stdin is not None and streams.tty:
         keys = _detach_keys(streams.detach_keys)
     with session:
         result = session.stream(stdout=streams.stdout, stderr=streams.stderr,

@@ -244,7 +244,11 @@ def start(svc: ContainerService, eid: str, *, stdout: OutputSink | None = None,
         if on_started is not None:
             on_started(pid)
 
-    keys = parse_detach_keys(doc["DetachKeys"]) if doc["DetachKeys"] else DEFAULT_DETACH_KEYS
+    # as dockerd's attach copier: the detach keys are looked for only on a terminal; a
+    # plain stdin (`exec -i ... < dump.sql`) is copied as it is, whatever bytes it holds
+    keys = None
+    if doc["Tty"]:
+        keys = parse_detach_keys(doc["DetachKeys"]) if doc["DetachKeys"] else DEFAULT_DETACH_KEYS
     mon = svc.lifecycle.monitor(rec)
     try:
         res = mon.exec_process(

@@ -517,12 +517,14 @@ class ContainerService:
 
     def pump(self, session: Any, stdout: Callable[[bytes], Any] | None,
              stderr: Callable[[bytes], Any] | None, stdin: int | None = None,
-             detach_keys: str | None = None) -> bool:
+             detach_keys: str | None = None, *, tty: bool = False) -> bool:
         """Copy an attach session: output to the callables, input from the fd `stdin`,
-        until the container's output ends; True when the detach keys were read."""
+        until the container's output ends; True when the detach keys were read (only
+        looked for when the container has a terminal, `tty`)."""
         from ketch.containers import attach
 
-        return attach.pump(session, attach.OutputStreams(stdout, stderr, stdin, detach_keys))
+        return attach.pump(session, attach.OutputStreams(stdout, stderr, stdin, detach_keys,
+                                                         tty))
 
     # -- exec sessions (containers.execs) ----------------------------------------------
     def exec_create(self, name_or_id: str, command: builtins.list[str], *,

@@ -412,7 +412,10 @@ class AttachSession:
         out, err = _sink(stdout), _sink(stderr)
         sock = self.sock
         sock.setblocking(False)
-        sel = selectors.DefaultSelector()
+        # poll, not epoll: epoll refuses a regular file or /dev/null (EPERM), and those are
+        # what `run -i ... < FILE` hands over as stdin; poll finds them always readable,
+        # and reading gives their bytes, then EOF
+        sel = selectors.PollSelector()
         sel.register(sock, selectors.EVENT_READ, "sock")
         in_fd: int | None = None
         release_in: Callable[[], None] = _noop
