@@ -73,6 +73,17 @@ def test_create_with_malformed_json_is_400_and_creates_nothing(api: Api) -> None
     assert api.ketch("ps", "-aq").stdout == ""
 
 
+def test_create_with_an_exposed_port_that_is_not_one_is_400_and_ps_still_lists(
+        api: Api) -> None:
+    status, _, body = request(api, "POST", "/v1.45/containers/create?name=badport",
+                              json.dumps({"Image": "busybox", "Cmd": ["true"],
+                                          "ExposedPorts": {"abc": {}}}).encode(),
+                              {"Content-Type": "application/json"})
+    assert (status, json.loads(body)) == (400, {"message": 'invalid port specification:'
+                                                           ' "abc"'})
+    assert api.ketch("ps", "-a", "--format", "{{.Names}}").stdout == ""
+
+
 def test_create_of_a_missing_image_is_404_no_such_image(api: Api) -> None:
     status, _, body = request(api, "POST", "/v1.45/containers/create",
                               json.dumps({"Image": "ghost:2", "Cmd": ["true"]}).encode(),

@@ -330,11 +330,22 @@ def check_config_types(config: dict[str, Any]) -> None:
         raise _wrong("StopTimeout", timeout, "an integer")
 
 
+def check_exposed_ports(config: dict[str, Any]) -> None:
+    """dockerd's check of Config.ExposedPorts: each key PORT[/PROTO] with a port number
+    (a range, as an image's EXPOSE keeps it, is let through)."""
+    for key in config.get("ExposedPorts") or {}:
+        port = str(key).partition("/")[0]
+        numbers = port.split("-", 1)
+        if not all(n.isascii() and n.isdigit() and int(n) <= 65535 for n in numbers):
+            raise InvalidArgument(f'invalid port specification: "{port}"')
+
+
 def validate(config: dict[str, Any], hc: dict[str, Any]) -> None:
     """Refuse a create request the daemon would refuse; changes nothing but the form of
     a string Cmd/Entrypoint."""
     check_config_types(config)
     check_env(config)
+    check_exposed_ports(config)
     if config.get("Healthcheck") is not None or config.get("HealthcheckOnFailureAction"):
         from ketch.containers.health import validate as validate_health
 

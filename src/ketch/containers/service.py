@@ -197,7 +197,9 @@ class ContainerService:
         if not out:
             for key in (rec.config.get("ExposedPorts") or {}):
                 port, _, proto = key.partition("/")
-                out.append({"PrivatePort": int(port.split("-")[0]), "Type": proto or "tcp"})
+                first = port.split("-")[0]
+                if first.isascii() and first.isdigit():  # (create checks; older records)
+                    out.append({"PrivatePort": int(first), "Type": proto or "tcp"})
         return out
 
     def list(self, *, all: bool = False, filters: dict[str, list[str]] | None = None,
