@@ -494,6 +494,10 @@ def test_network_puts_the_pods_on_a_user_network_and_generate_writes_a_file(
         out = kk.folder / "onnet.yaml"
         assert kk("kube", "generate", "--filename", str(out), "onnet").stdout == ""
         assert "name: onnet" in out.read_text()
+        nowhere = kk.folder / "no" / "dir.yaml"
+        bad = kk("kube", "generate", "--filename", str(nowhere), "onnet", check=False)
+        assert (bad.returncode, bad.stderr) == (125, f'Error: cannot write to "{nowhere}":'
+                                                " no such file or directory\n")
         kk("kube", "down", str(path))
     finally:
         kk("network", "rm", "kubenet", check=False)

@@ -7,6 +7,7 @@ import sys
 
 from ketch.cli.base import Registry, engine, out
 from ketch.cli.flags import Namespace, Parser
+from ketch.errors import InvalidArgument
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -103,7 +104,11 @@ def _generate(p: Parser) -> None:
 def generate(ns: Namespace) -> None:
     text = engine().kube_generate(ns.names, kind=ns.type, service=ns.service)
     if ns.filename:
-        with open(ns.filename, "w") as f:
-            f.write(text)
+        try:
+            with open(ns.filename, "w") as f:
+                f.write(text)
+        except OSError as e:
+            raise InvalidArgument(f'cannot write to "{ns.filename}":'
+                                  f" {(e.strerror or str(e)).lower()}") from None
         return
     sys.stdout.write(text)
