@@ -152,8 +152,9 @@ class Engine:
         """Containers: create, start, stop, kill, list, inspect, logs, remove, prune, ..."""
         from ketch.containers.service import ContainerService
 
+        service = ContainerService(self)  # refuses another run root first (claim_run_root)
         _make_dir(self.run_root_dir, "run root", 0o777)  # (the umask applies)
-        return ContainerService(self)
+        return service
 
     @cached_property
     def pods(self) -> PodService:
@@ -281,12 +282,12 @@ class Engine:
         from ketch.builder.events import events_of
 
         # the typed parameters above, for the builder's record
-        options_kw: dict[str, Any] = dict(tags=list(tags), build_args=dict(build_args or {}), target=target,
-                          no_cache=no_cache, pull=pull, labels=dict(labels or {}),
-                          network=network, platform=platform, remove=remove,
-                          force_remove=force_remove, extra_hosts=list(extra_hosts),
-                          run_host_config=dict(run_host_config or {}),
-                          cache_from=list(cache_from))
+        options_kw: dict[str, Any] = dict(
+            tags=list(tags), build_args=dict(build_args or {}), target=target,
+            no_cache=no_cache, pull=pull, labels=dict(labels or {}), network=network,
+            platform=platform, remove=remove, force_remove=force_remove,
+            extra_hosts=list(extra_hosts), run_host_config=dict(run_host_config or {}),
+            cache_from=list(cache_from))
 
         def work(emit: Callable[[BuildEvent], None]) -> BuildResult:
             from ketch.builder.context import prepare

@@ -332,7 +332,8 @@ def check_config_types(config: dict[str, Any]) -> None:
 
 def check_exposed_ports(config: dict[str, Any]) -> None:
     """dockerd's check of Config.ExposedPorts: each key PORT[/PROTO] with a port number
-    (a range, as an image's EXPOSE keeps it, is let through)."""
+    (a range, as an image's EXPOSE keeps it, is let through). Not network.ports'
+    parser: it brings `re` and the network models onto create's lean import path."""
     for key in config.get("ExposedPorts") or {}:
         port = str(key).partition("/")[0]
         numbers = port.split("-", 1)
