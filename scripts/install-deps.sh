@@ -36,8 +36,16 @@ if [ "$(readlink -f "$KETCH_VENV/bin/python3" 2>/dev/null)" != "$(readlink -f "$
   "$PY" -m venv "$KETCH_VENV"
 fi
 PY="$KETCH_VENV/bin/python3"
-"$PY" -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 \
-  | grep -v -E "^WARNING: (Running pip as|Location)" || true
+# pip's output without its warnings about running as root; a failed install stops here
+pip_log="$(mktemp)"
+pip_status=0
+"$PY" -m pip install -q --disable-pip-version-check -e ".[test]" >"$pip_log" 2>&1 || pip_status=$?
+grep -v -E "^WARNING: (Running pip as|Location)" "$pip_log" >&2 || true
+rm -f "$pip_log"
+if [ "$pip_status" != 0 ]; then
+  echo "install-deps: pip could not install ketch's Python dependencies (exit $pip_status)" >&2
+  exit "$pip_status"
+fi
 # PYTHONDONTWRITEBYTECODE may be set; precompile so each ketch call does not recompile.
 "$PY" -m compileall -q src >/dev/null
 # Replace pip's console script with ketch's lean launcher (python -I -S, explicit sys.path):
