@@ -178,16 +178,26 @@ def test_exec_exit_codes(ketch, box):
     assert "executable file not found" in p.stderr
     p = ketch("exec", "box", "/etc/passwd", check=False)
     assert p.returncode == 126
+    # a session that cannot start exits 126, as dockerd sets it
+    p = ketch("exec", "-u", "nobody-here", "box", "true", check=False)
+    assert (p.returncode, p.stderr) == (126, "Error: unable to find user nobody-here: no"
+                                             " matching entries in passwd file\n")
+    # errors before the session (the docker CLI's own exit 1, as docker 20.10 gives here)
+    p = ketch("exec", "no-such-box", "true", check=False)
+    assert (p.returncode, p.stderr) == (1, "Error: No such container: no-such-box\n")
+    p = ketch("exec", "box", check=False)
+    assert (p.returncode, p.stderr) == (
+        1, 'Error: "ketch exec" requires at least 2 arguments.\n')
     ketch("kill", "box")
     p = ketch("exec", "box", "true", check=False)
-    assert p.returncode == 126
+    assert p.returncode == 1
     assert re.fullmatch(r"Error: container [0-9a-f]{64} is not running\n", p.stderr)
 
 
 def test_exec_in_a_paused_container_is_refused(ketch, box):
     ketch("pause", "box")
     p = ketch("exec", "box", "true", check=False)
-    assert p.returncode == 126 and "is paused" in p.stderr
+    assert p.returncode == 1 and "is paused" in p.stderr
     ketch("unpause", "box")
 
 

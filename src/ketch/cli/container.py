@@ -19,7 +19,7 @@ from ketch.cli.base import (
     out,
     parse_filters,
 )
-from ketch.cli.flags import REMAINDER, Namespace, Parser
+from ketch.cli.flags import REMAINDER, Namespace, Parser, count_message
 from ketch.errors import ImageNotFound, InvalidArgument, KetchError
 
 TYPE_CHECKING = False
@@ -552,7 +552,7 @@ def rename(ns: Namespace) -> None:
 
 # -- exec / attach / top / diff / commit / cp / stats / export ------------------------------
 @registry.command("exec", "[OPTIONS] CONTAINER COMMAND [ARG...]",
-                  "Execute a command in a running container", error_exit=126)
+                  "Execute a command in a running container")
 def _exec(p: Parser) -> None:
     p.add_argument("container", metavar="CONTAINER")
     p.add_argument("command", nargs=REMAINDER, metavar="COMMAND")
@@ -578,7 +578,7 @@ def _exec(p: Parser) -> None:
 @_exec.handler
 def exec_(ns: Namespace) -> int:
     if not ns.command:
-        raise InvalidArgument("exec needs a command to run: ketch exec CONTAINER COMMAND")
+        raise InvalidArgument(count_message("ketch exec", 2, None, 1))  # docker's words
     # docker's CheckTty, as for run: only an attached stdin must be a terminal for -t
     if ns.tty and ns.interactive and not ns.detach and not sys.stdin.isatty():
         raise InvalidArgument("the input device is not a TTY")

@@ -16,7 +16,7 @@ import os
 import re
 from pathlib import Path
 
-from ketch.errors import Conflict, InvalidArgument, NotFound
+from ketch.errors import Conflict, InvalidArgument, KetchError, NotFound
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -230,8 +230,12 @@ def start(svc: ContainerService, eid: str, *, stdout: OutputSink | None = None,
         proc = exec_process(base, doc["Cmd"], env=doc["Env"], cwd=doc["WorkingDir"] or None,
                             user=u, terminal=doc["Tty"],
                             privileged=doc["Privileged"] or None)
-    except BaseException:
+    except BaseException as e:
         _update(path, Started=True, ExitCode=126)
+        if isinstance(e, KetchError):
+            # as dockerd: a session that cannot start (an unknown user) exits 126, where
+            # errors before it (no such container, not running, paused) are the CLI's 1
+            e.exit_code, e.exit_code_is_specific = 126, True
         raise
     _update(path, Started=True)
     svc.event(rec, "exec_start: " + " ".join(doc["Cmd"]), execID=eid)
