@@ -572,6 +572,28 @@ def test_dns_option_group_add_and_shm_size(ketch):
     assert shm.split()[1] == str(8 * 1024)
 
 
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--dns", "bad", "IP address is not correctly formatted: bad"),
+    ("--dns", "1.2.3", "IP address is not correctly formatted: 1.2.3"),
+    ("--dns-search", "bad search!", "bad search! is not a valid domain"),
+    ("--dns-search", "-a.example", "-a.example is not a valid domain"),
+    ("--dns-search", "123", "123 is not a valid domain"),
+])
+def test_a_dns_server_or_search_domain_that_is_not_one_is_refused(ketch, flag, value, message):
+    p = ketch("run", "--rm", flag, value, "busybox", "true", check=False)
+    assert (p.returncode, p.stderr) == (125, f"Error: {message}\n")
+    assert nothing_created(ketch)
+
+
+def test_dns_servers_are_trimmed_and_search_dot_means_no_search_line(ketch):
+    p = ketch("run", "--rm", "--dns", " 192.0.2.53", "--dns", "2001:db8::53",
+              "--dns-search", ".", "busybox", "cat", "/etc/resolv.conf")
+    assert p.stdout == "nameserver 192.0.2.53\nnameserver 2001:db8::53\n"
+    p = ketch("run", "--rm", "--dns", "192.0.2.53", "--dns-search", "corp.example.",
+              "--dns-search", "b-2.example", "busybox", "cat", "/etc/resolv.conf")
+    assert p.stdout == "nameserver 192.0.2.53\nsearch corp.example. b-2.example\n"
+
+
 def test_memory_reservation_reaches_the_cgroup(ketch):
     require_cgroup_v1()
     p = ketch("run", "--rm", "-m", "64m", "--memory-reservation", "32m", "busybox", "cat",

@@ -341,6 +341,35 @@ def check_exposed_ports(config: dict[str, Any]) -> None:
             raise InvalidArgument(f'invalid port specification: "{port}"')
 
 
+def _is_domain(name: str) -> bool:
+    """A DNS name as docker/cli's --dns-search accepts it: dot-separated labels of
+    letters, digits and inner hyphens (a trailing dot allowed), with a letter somewhere,
+    under 255 characters."""
+    labels = name[:-1].split(".") if name.endswith(".") else name.split(".")
+    return (0 < len(name) < 255 and any(c.isalpha() for c in name)
+            and all(label and label.isascii() and label.replace("-", "").isalnum()
+                    and label[0] != "-" and label[-1] != "-" for label in labels))
+
+
+def check_dns(hc: dict[str, Any]) -> None:
+    """HostConfig.Dns must hold IP addresses and DnsSearch domains ("." for none), as
+    docker/cli checks them: anything else would end up as a broken line in the
+    container's resolv.conf (a search "domain" with a space in it is two)."""
+    servers = hc.get("Dns") or []
+    if servers:
+        import ipaddress
+
+        for server in servers:
+            try:
+                ipaddress.ip_address(str(server).strip())
+            except ValueError:
+                raise InvalidArgument(
+                    f"IP address is not correctly formatted: {server}") from None
+    for domain in hc.get("DnsSearch") or []:
+        if str(domain).strip(" ") != "." and not _is_domain(str(domain).strip(" ")):
+            raise InvalidArgument(f"{domain} is not a valid domain")
+
+
 def validate(config: dict[str, Any], hc: dict[str, Any]) -> None:
     """Refuse a create request the daemon would refuse; changes nothing but the form of
     a string Cmd/Entrypoint."""
@@ -353,3 +382,4 @@ def validate(config: dict[str, Any], hc: dict[str, Any]) -> None:
         validate_health(config)
     check_mounts(config, hc)
     check_resources(hc)
+    check_dns(hc)

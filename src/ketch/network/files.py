@@ -118,14 +118,16 @@ def render_resolv_conf(attachment: NetworkAttachment, dns: Sequence[str] = (),
     if attachment.mode == "host" and not (dns or dns_search or dns_options):
         return host_text
     host_servers, host_search, host_options = parse_resolv_conf(host_text)
-    search = list(dns_search) or list(attachment.dns_search) or host_search
+    search = [d.strip(" ") for d in dns_search] or list(attachment.dns_search) or host_search
+    if search == ["."]:  # docker's --dns-search .: no search domains at all
+        search = []
     options = list(dns_options) or host_options
     if attachment.dns_servers:
         # the network's DNS service forwards to --dns (or the host's servers) itself
         servers = list(attachment.dns_servers)
         options = [o for o in options if not o.startswith("ndots:")] + ["ndots:0"]
     elif dns:
-        servers = list(dns)
+        servers = [s.strip() for s in dns]
     elif attachment.mode == "host":
         servers = host_servers
     else:

@@ -325,7 +325,7 @@ class NetworkService:
         proxy_sockets: list[tuple[socket.socket, PortBinding]] = []
         with self.db.transaction() as conn:
             records.insert_sandbox(conn, container_id, net.name, str(netns_path), True,
-                                   hostname, ",".join(dns))
+                                   hostname, ",".join(d.strip() for d in dns))
             ep = self._add_endpoint(conn, container_id, net, aliases, ip, mac, name, "eth0", 0,
                                     requested6=ip6)
             ep.link_local = list(link_local)
