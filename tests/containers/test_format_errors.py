@@ -20,7 +20,6 @@ def objects(ketch):
 
 
 @pytest.mark.parametrize(("command", "message"), [
-    (["ps", "-a"], "can't evaluate field Nope in type *formatter.ContainerContext"),
     (["images"], "can't evaluate field Nope in type *formatter.imageContext"),
     (["history", "busybox"], "can't evaluate field Nope in type *image.historyContext"),
     (["network", "ls"], "can't evaluate field Nope in type *network.networkContext"),
@@ -39,6 +38,38 @@ def test_unknown_field_in_format_is_an_error_with_dockers_message(ketch, objects
     assert p.returncode == 1
     assert p.stdout == ""
     assert p.stderr == PREFIX + message + "\n"
+
+
+PS_PREFIX = 'Error: failed to execute template: template: :1:2: executing "" at <.Nope>: '
+
+
+@pytest.mark.parametrize("listed", [True, False])
+def test_ps_checks_its_template_before_listing_with_or_without_containers(
+        ketch, request, listed):
+    # docker ps runs the template once over an empty container before it lists: an
+    # unknown field fails even when there is nothing to list, in that step's words
+    if listed:
+        request.getfixturevalue("objects")
+    p = ketch("ps", "-a", "--format", "{{.Nope}}", check=False)
+    assert (p.returncode, p.stdout) == (1, "")
+    assert p.stderr == PS_PREFIX + "can't evaluate field Nope in type"\
+        " *formatter.ContainerContext\n"
+    p = ketch("ps", "--format", "{{.ID", check=False)
+    assert (p.returncode, p.stderr) == (
+        1, "Error: failed to parse template: template: :1: unclosed action\n")
+
+
+def test_ps_format_reading_size_turns_size_on(ketch, objects):
+    p = ketch("ps", "-a", "--format", "{{.Names}}: {{.Size}}")
+    assert p.stdout.startswith("fmt-ctr: 0B (virtual ")
+    assert p.stdout.endswith("MB)\n")
+
+
+def test_inspect_of_an_unknown_type_is_refused(ketch, objects):
+    p = ketch("inspect", "--type", "bogus", "fmt-ctr", check=False)
+    assert (p.returncode, p.stdout) == (1, "")
+    assert p.stderr == ('Error: unknown type: "bogus": must be one of "container", "image",'
+                        ' "network", "volume"\n')
 
 
 def test_inspect_missing_nested_key_is_an_error_not_no_value(ketch, objects):

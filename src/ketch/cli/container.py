@@ -369,8 +369,17 @@ def ls(ns: Namespace) -> None:
     from ketch.fmt.ports import displayable_ports
     from ketch.fmt.units import human_size, time_ago
 
+    sizes = ns.size
+    if ns.format and ns.format not in ("table", "json"):
+        from ketch.fmt.gotemplate import CONTAINER_HEADERS, probe_format
+
+        # as docker ps: a template that cannot work fails before anything is listed,
+        # and one that reads .Size turns --size on
+        if "Size" in probe_format(ns.format, PS_HEADERS, fields=CONTAINER_HEADERS,
+                                  go_type="*formatter.ContainerContext"):
+            sizes = True
     items = engine().containers.list(all=ns.all, filters=parse_filters(ns.filter),
-                                     limit=ns.last, size=ns.size, latest=ns.latest)
+                                     limit=ns.last, size=sizes, latest=ns.latest)
     if ns.quiet:
         for c in items:
             out(c["Id"] if ns.no_trunc else c["Id"][:12])
@@ -388,7 +397,7 @@ def ls(ns: Namespace) -> None:
             if image.startswith("sha256:"):
                 image = image[7:19]
         size = ""
-        if ns.size:
+        if sizes:
             size = (f"{human_size(c['SizeRw'], 3)} (virtual {human_size(c['SizeRootFs'], 3)})")
         row = {
             "ID": c["Id"] if ns.no_trunc else c["Id"][:12], "Image": image,
@@ -414,7 +423,7 @@ def ls(ns: Namespace) -> None:
     if fmt == "table":
         from ketch.fmt.table import tabulate
 
-        cols = [*PS_DEFAULT_COLUMNS, "Size"] if ns.size else PS_DEFAULT_COLUMNS
+        cols = [*PS_DEFAULT_COLUMNS, "Size"] if sizes else PS_DEFAULT_COLUMNS
         if ns.pod:
             cols = [*cols, "Pod", "PodName"]
         sys.stdout.write(tabulate([[PS_HEADERS[k] for k in cols]]

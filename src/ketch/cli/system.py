@@ -7,7 +7,7 @@ import sys
 
 from ketch.cli.base import Registry, check_args, engine, format_each, out, positional, print_json
 from ketch.cli.flags import Namespace, Parser
-from ketch.errors import KetchError
+from ketch.errors import InvalidArgument, KetchError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -278,6 +278,10 @@ def _inspect(p: Parser) -> None:
 def inspect(ns: Namespace) -> int:
     from ketch.errors import NotFound
 
+    types = ("container", "image", "network", "volume")
+    if ns.type is not None and ns.type not in types:
+        raise InvalidArgument(f'unknown type: "{ns.type}": must be one of '
+                              + ", ".join(f'"{t}"' for t in types))
     e = engine()
     if ns.type in (None, "container"):
         # a container service that cannot be had (its state root runs containers under
@@ -386,8 +390,6 @@ def _service(p: Parser) -> None:
 @_service.handler
 def service(ns: Namespace) -> None:
     if ns.time < 0:
-        from ketch.errors import InvalidArgument
-
         raise InvalidArgument(f"invalid --time {ns.time}: must be 0 or more seconds")
     _become("ketch.api", ns.uri or "", str(ns.time))
 

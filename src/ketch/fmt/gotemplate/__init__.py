@@ -20,7 +20,7 @@ Printing values as Go does lives in `ketch.fmt.gofmt`, the tabwriter in
 `ketch.fmt.tabwriter`; neither imports this package.
 """
 
-from ketch.fmt.gotemplate.docker import CONTAINER_HEADERS, render_table
+from ketch.fmt.gotemplate.docker import CONTAINER_HEADERS, probe_format, render_table
 from ketch.fmt.gotemplate.exec import Context, Template
 
-__all__ = ["CONTAINER_HEADERS", "Context", "Template", "render_table"]
+__all__ = ["CONTAINER_HEADERS", "Context", "Template", "probe_format", "render_table"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ketch.fmt.gotemplate.exec import Context, Template
+from ketch.fmt.gotemplate.exec import ERROR_PREFIX, Context, Template
 from ketch.fmt.gotemplate.funcs import HEADER_FUNCS
 from ketch.fmt.tabwriter import tabwrite_text
 
@@ -43,6 +43,41 @@ class _HeaderContext(dict[str, str]):
         """`{{.Label "com.example.vendor"}}` heads its column "vendor", as docker does."""
         last = name.split(".")[-1]
         return last.replace("-", " ").replace("_", " ")
+
+
+class _Probe(Context):
+    """An empty row that notes the fields a template reads."""
+
+    def __init__(self, go_type: str, known: frozenset[str]) -> None:
+        super().__init__({}, go_type, known, {})
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.add(key)
+        return super().get(key, default)
+
+
+def probe_format(fmt: str, headers: Mapping[str, str], *, go_type: str,
+                 fields: Mapping[str, str] | None = None) -> frozenset[str]:
+    """docker ps's look at its --format before it lists anything: the template run once
+    over an empty row, so that one that cannot work fails even when there is nothing to
+    list ("failed to parse template: ..." / "failed to execute template: ..."), and the
+    fields it reads are known (`.Size` turns on --size). Returns those fields."""
+    from ketch.errors import InvalidArgument
+
+    def reworded(e: InvalidArgument, prefix: str) -> InvalidArgument:
+        return InvalidArgument(prefix + e.message.removeprefix(ERROR_PREFIX))
+
+    try:
+        template = Template(fmt)
+    except InvalidArgument as e:
+        raise reworded(e, "failed to parse template: ") from None
+    probe = _Probe(go_type, frozenset({**(fields or {}), **headers}))
+    try:
+        template.execute(probe)
+    except InvalidArgument as e:
+        raise reworded(e, "failed to execute template: ") from None
+    return frozenset(probe.read)
 
 
 def render_table(fmt: str, rows: list[Any], headers: Mapping[str, str], *,

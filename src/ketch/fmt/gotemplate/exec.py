@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 
 # docker/cli wraps every template error, parse or execution, in this prefix.
-_ERROR_PREFIX = "template parsing error: "
+ERROR_PREFIX = "template parsing error: "
 
 
 
@@ -493,7 +493,7 @@ class Template:
             parser = Parser(text, self.funcs)
             self.root = parser.parse()
         except TemplateError as e:
-            raise InvalidArgument(_ERROR_PREFIX + str(e)) from None
+            raise InvalidArgument(ERROR_PREFIX + str(e)) from None
         self.defines = parser.defines
 
     def execute(self, data: Any) -> str:
@@ -503,10 +503,10 @@ class Template:
         try:
             state.walk(data, self.root)
         except TemplateError as e:
-            raise InvalidArgument(_ERROR_PREFIX + str(e)) from None
+            raise InvalidArgument(ERROR_PREFIX + str(e)) from None
         except RecursionError:
             raise InvalidArgument(
-                _ERROR_PREFIX + "template: : exceeded maximum template depth"
+                ERROR_PREFIX + "template: : exceeded maximum template depth"
             ) from None
         return "".join(state.out)
 
