@@ -180,3 +180,12 @@ def test_a_bind_source_that_cannot_be_made_fails_the_start_and_rm_removes_it(ket
                                         " '/proc/ketch-nope/x': mkdir /proc/ketch-nope: no"
                                         " such file or directory\n")
     assert made_in(ketch.root)["containers"] == []
+
+
+@pytest.mark.parametrize("command", [["run"], ["create"], ["run", "--rm"]])
+def test_run_or_create_without_an_image_exits_1_as_docker(ketch, command):
+    # cobra's argument check in docker/cli ends every command with 1, `run` too; the
+    # 125 of run's own errors is for what comes after it
+    p = ketch(*command, check=False)
+    assert (p.returncode, p.stdout) == (1, "")
+    assert p.stderr == f'Error: "ketch {command[0]}" requires at least 1 argument.\n'

@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 import sys
 
-from ketch.cli.flags import REMAINDER, Namespace, Parser, UsageError, count_message
-from ketch.errors import InvalidArgument, KetchError
+from ketch.cli.flags import REMAINDER, Namespace, Parser, UsageError, count_error
+from ketch.errors import KetchError
 
 __all__ = ["REMAINDER", "Namespace", "Parser", "UsageError"]
 
@@ -96,7 +96,7 @@ def check_args(ns: Namespace, low: int, high: int | None = None) -> list[str]:
     """docker/cli's RequiresMinArgs/MaxArgs/RangeArgs/ExactArgs; `high` None: no limit."""
     n = len(ns.args)
     if n < low or (high is not None and n > high):
-        raise InvalidArgument(count_message(ns.prog, low, high, n))
+        raise count_error(ns.prog, low, high, n)
     return list(ns.args)
 
 

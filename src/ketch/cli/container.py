@@ -19,7 +19,7 @@ from ketch.cli.base import (
     out,
     parse_filters,
 )
-from ketch.cli.flags import REMAINDER, Namespace, Parser, count_message
+from ketch.cli.flags import REMAINDER, Namespace, Parser, count_error
 from ketch.errors import ImageNotFound, InvalidArgument, KetchError
 
 TYPE_CHECKING = False
@@ -587,7 +587,7 @@ def _exec(p: Parser) -> None:
 @_exec.handler
 def exec_(ns: Namespace) -> int:
     if not ns.command:
-        raise InvalidArgument(count_message("ketch exec", 2, None, 1))  # docker's words
+        raise count_error("ketch exec", 2, None, 1)  # docker's words
     # docker's CheckTty, as for run: only an attached stdin must be a terminal for -t
     if ns.tty and ns.interactive and not ns.detach and not sys.stdin.isatty():
         raise InvalidArgument("the input device is not a TTY")

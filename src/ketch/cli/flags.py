@@ -254,7 +254,7 @@ class Parser:
         unbounded = any(p.nargs in ("*", "+", REMAINDER) for p in self._positionals)
         high = None if unbounded else sum(1 for _ in self._positionals)
         if len(rest) < low or (high is not None and len(rest) > high):
-            raise InvalidArgument(count_message(self.prog, low, high, len(rest)))
+            raise count_error(self.prog, low, high, len(rest))
         i = 0
         for k, p in enumerate(self._positionals):
             later_min = sum(1 for q in self._positionals[k + 1:] if q.nargs in (None, "+"))
@@ -317,6 +317,15 @@ def _parse_int(raw: str) -> int:
                 raise FlagValueError(f'strconv.ParseInt: parsing "{raw}": value out of range')
             return value
     raise FlagValueError(f'strconv.ParseInt: parsing "{raw}": invalid syntax')
+
+
+def count_error(prog: str, low: int, high: int | None, n: int) -> InvalidArgument:
+    """The error for a wrong number of arguments: exit 1 whatever the command (`run`
+    and `create` too, whose other errors are 125), as cobra's argument checks in
+    docker/cli are."""
+    e = InvalidArgument(count_message(prog, low, high, n))
+    e.exit_code_is_specific = True
+    return e
 
 
 def count_message(prog: str, low: int, high: int | None, n: int) -> str:
