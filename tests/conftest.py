@@ -24,6 +24,15 @@ from tests.helpers.rootfs import write_busybox_rootfs_tar
 
 IN_CI = os.environ.get("CI") == "true"
 
+# ketch's settings in the caller's environment (a developer's exported KETCH_RUN_ROOT,
+# DOCKER_HOST) would point the tests' commands at the caller's own state and daemons:
+# each test says what it means itself, so none of them is inherited.
+for _name in ("KETCH_ROOT", "KETCH_RUN_ROOT", "KETCH_BRIDGE_NAME", "KETCH_BRIDGE_SUBNET",
+              "KETCH_DEBUG", "KETCH_EVENTS_MAX_BYTES", "KETCH_INSECURE_REGISTRIES",
+              "KETCH_NETWORK_CONFIG", "KETCH_NETWORK_MTU", "KETCH_NETWORK_POOL",
+              "KETCH_REGISTRY_READ_TIMEOUT", "DOCKER_HOST", "DOCKER_CONTEXT"):
+    os.environ.pop(_name, None)
+
 
 def worker_index() -> int | None:
     """This xdist worker's number (gw3 → 3), or None outside xdist."""
