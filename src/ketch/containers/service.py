@@ -191,15 +191,23 @@ class ContainerService:
         return (full[0] if full else "", full[1:])
 
     def ports(self, rec: ContainerRecord) -> list[dict[str, Any]]:
-        out = []
-        for p in (rec.network.get("Ports") or []):
-            out.append(p)
-        if not out:
-            for key in (rec.config.get("ExposedPorts") or {}):
-                port, _, proto = key.partition("/")
-                first = port.split("-")[0]
-                if first.isascii() and first.isdigit():  # (create checks; older records)
-                    out.append({"PrivatePort": int(first), "Type": proto or "tcp"})
+        """The list's Ports, as dockerd gives them: a running container's published
+        ports and its other exposed ports (no host side); none while it does not run,
+        nor on the host's, no or another container's network."""
+        if rec.state not in ("running", "paused", "restarting"):
+            return []
+        out = list(rec.network.get("Ports") or [])
+        mode = rec.host_config.get("NetworkMode") or "bridge"
+        if mode in ("host", "none") or mode.startswith("container:"):
+            return out
+        have = {(p.get("PrivatePort"), p.get("Type") or "tcp") for p in out}
+        for key in (rec.config.get("ExposedPorts") or {}):
+            port, _, proto = key.partition("/")
+            first = port.split("-")[0]
+            if not (first.isascii() and first.isdigit()):  # (create checks; older records)
+                continue
+            if (int(first), proto or "tcp") not in have:
+                out.append({"PrivatePort": int(first), "Type": proto or "tcp"})
         return out
 
     def list(self, *, all: bool = False, filters: dict[str, list[str]] | None = None,
@@ -228,6 +236,9 @@ class ContainerService:
                     ancestors.add(self.engine.images.resolve(a).id)
                 except KetchError:
                     continue
+        from ketch.containers.psfilters import compile_filters
+
+        connected = compile_filters(filters)
         before = self.get(filters["before"][-1]).created if "before" in filters else None
         since = self.get(filters["since"][-1]).created if "since" in filters else None
         in_pods = (self.engine.pods.ids_matching(filters["pod"])
@@ -279,6 +290,8 @@ class ContainerService:
                 "NetworkSettings": {"Networks": self.networks(r, lean=True)},
                 "Mounts": r.extra.get("Mounts") or [],
             }
+            if connected is not None and not connected(item):
+                continue
             if pod:
                 item["Pod"] = pod  # Podman's field: the pod the container is part of
             if size:
