@@ -190,3 +190,59 @@ def test_ps_name_filter_is_a_regular_expression_and_a_bad_one_is_one_line(ketch)
     bad = ketch("ps", "-a", "--filter", "name=[", check=False)
     assert bad.returncode == 1 and len(bad.stderr.splitlines()) == 1
     assert bad.stderr.startswith("Error: invalid name filter '['"), bad.stderr
+
+
+@pytest.fixture
+def connected(ketch, run_d, tmp_path):
+    """Three running containers: `pub` on a network of its own with a named volume, a
+    published and an exposed port; `bind` with a bind mount; `plain` with nothing."""
+    ketch("network", "create", "psnet")
+    run_d("--name", "pub", "--network", "psnet", "-v", "psvol:/data", "-p", "127.0.0.1::80",
+          "--expose", "90", "busybox", "sleep", "60")
+    run_d("--name", "bind", "-v", f"{tmp_path}:/hosttmp", "busybox", "sleep", "60")
+    run_d("--name", "plain", "busybox", "sleep", "60")
+    port = ketch("port", "pub", "80").stdout.strip().rsplit(":", 1)[1]
+    yield port
+    ketch("rm", "-f", "pub", "bind", "plain")
+    ketch("network", "rm", "psnet")
+    ketch("volume", "rm", "psvol")
+
+
+def test_ps_network_volume_publish_expose_and_is_task_filters(ketch, connected, tmp_path):
+    # dockerd's meanings: network by name or ID prefix, volume by name, bind source or
+    # destination, publish a host port, expose a container port (tcp unless said)
+    net_id = ketch("network", "inspect", "-f", "{{.Id}}", "psnet").stdout.strip()
+    port = int(connected)
+    cases = {
+        "network=psnet": ["pub"], f"network={net_id[:10]}": ["pub"],
+        "network=bridge": ["bind", "plain"], "volume=psvol": ["pub"], "volume=/data": ["pub"],
+        f"volume={tmp_path}": ["bind"], "volume=/hosttmp": ["bind"], "volume=nope": [],
+        f"publish={port}": ["pub"], "publish=80": [], f"publish={port}/udp": [],
+        f"publish={port - 1}-{port + 1}": ["pub"], "expose=80": ["pub"], "expose=90": ["pub"],
+        "expose=85-95/tcp": ["pub"], "expose=90/udp": [], "is-task=true": [],
+        "is-task=false": ["bind", "plain", "pub"],
+    }
+    for flt, names in cases.items():
+        got = ketch("ps", "--filter", flt, "--format", "{{.Names}}").stdout.split()
+        assert sorted(got) == names, flt
+    p = ketch("ps", "--filter", "publish=abc", check=False)
+    assert (p.returncode, p.stderr) == (1, "Error: error while looking up for publish abc:"
+                                           ' strconv.ParseUint: parsing "abc": invalid syntax\n')
+
+
+def test_ps_ports_mounts_created_at_and_json_as_docker(ketch, connected, tmp_path):
+    out = ketch("ps", "--filter", "name=pub", "--format", "{{.Ports}}|{{.Mounts}}").stdout
+    assert out == f"90/tcp, 127.0.0.1:{connected}->80/tcp|psvol\n"
+    mounts = ketch("ps", "--filter", "name=bind", "--format", "{{.Mounts}}").stdout.strip()
+    assert mounts == (str(tmp_path) if len(str(tmp_path)) <= 15 else str(tmp_path)[:14] + "…")
+    created = ketch("ps", "--filter", "name=plain", "--format", "{{.CreatedAt}}").stdout
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4} \S+\n", created)
+    doc = json.loads(ketch("ps", "--filter", "name=pub", "--format", "json").stdout)
+    assert list(doc) == sorted(["Command", "CreatedAt", "ID", "Image", "Labels",
+                                "LocalVolumes", "Mounts", "Names", "Networks", "Platform",
+                                "Ports", "RunningFor", "Size", "State", "Status"])
+    assert (doc["LocalVolumes"], doc["Size"], doc["Networks"]) == ("1", "0B", "psnet")
+    # a container that does not run has no ports, as dockerd lists it
+    ketch("stop", "-t", "0", "pub")
+    assert ketch("ps", "-a", "--filter", "name=pub", "--format", "[{{.Ports}}]").stdout \
+        == "[]\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 
 import pytest
 from tests.conftest import KetchCLI
@@ -78,6 +79,24 @@ def test_network_ls_no_trunc_shows_full_ids(nk: KetchCLI) -> None:
     assert rows[1].split()[0] == full
     rows = nk("network", "ls", "-f", "name=bridge").stdout.splitlines()
     assert rows[1].split()[0] == full[:12]
+
+
+def test_network_ls_labels_and_created_at_as_docker_prints_them(nk: KetchCLI) -> None:
+    nk("network", "create", "--label", "a=b", "--label", "c=d", "lbl")
+    try:
+        out = nk("network", "ls", "-f", "name=lbl", "--format",
+                 "{{.Labels}}|{{.CreatedAt}}").stdout
+        created = nk("network", "inspect", "-f", "{{.Created}}", "lbl").stdout.strip()
+    finally:
+        nk("network", "rm", "lbl")
+    labels, _, at = out.rstrip("\n").partition("|")
+    assert labels == "a=b,c=d"
+    # Go's time.Time.String() in the local zone: the inspect time's seconds, then its
+    # fraction without trailing zeros
+    m = re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:(\d\d(?:\.\d+)?) [+-]\d{4} \S+", at)
+    assert m is not None, at
+    fraction = created[20:].rstrip("Z")[:6].rstrip("0")
+    assert m.group(1) == created[17:19] + (f".{fraction}" if fraction else "")
 
 
 def test_network_inspect_verbose_shows_a_local_network_as_it_is(nk: KetchCLI) -> None:

@@ -271,3 +271,19 @@ def test_rfc3339nano_prints_utc_with_trailing_zeros_trimmed(ts: float, text: str
 def test_rfc3339nano_ns_keeps_all_nine_digits() -> None:
     assert rfc3339nano_ns(1_714_564_800_123_456_789) == "2024-05-01T12:00:00.123456789Z"
     assert rfc3339nano_ns(1_714_564_800_000_000_010) == "2024-05-01T12:00:00.00000001Z"
+
+
+def test_go_time_prints_gos_time_string_with_the_fraction_go_keeps(monkeypatch):
+    import time
+
+    from ketch.fmt.units import go_time
+
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    try:
+        assert go_time(0) == "1970-01-01 00:00:00 +0000 UTC"
+        assert go_time(1.25) == "1970-01-01 00:00:01.25 +0000 UTC"
+        assert go_time(1764901799.0438955) == "2025-12-05 02:29:59.043896 +0000 UTC"
+    finally:
+        monkeypatch.undo()
+        time.tzset()

@@ -364,6 +364,12 @@ def _ellipsis(s: str, n: int) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
+def _mount_name(m: dict, no_trunc: bool) -> str:
+    """ps's Mounts entry: a volume's name, or a bind mount's source (15 characters)."""
+    name = m.get("Name") or m.get("Source") or ""
+    return name if no_trunc else _ellipsis(name, 15)
+
+
 @_ls.handler
 def ls(ns: Namespace) -> None:
     from ketch.fmt.ports import displayable_ports
@@ -396,9 +402,10 @@ def ls(ns: Namespace) -> None:
             cmd = _ellipsis(cmd, 20)
             if image.startswith("sha256:"):
                 image = image[7:19]
-        size = ""
-        if sizes:
-            size = (f"{human_size(c['SizeRw'], 3)} (virtual {human_size(c['SizeRootFs'], 3)})")
+        # docker's Size column: the writable layer, and the whole when it was measured
+        size = human_size(c.get("SizeRw") or 0, 3)
+        if c.get("SizeRootFs"):
+            size += f" (virtual {human_size(c['SizeRootFs'], 3)})"
         row = {
             "ID": c["Id"] if ns.no_trunc else c["Id"][:12], "Image": image,
             "Command": f'"{cmd}"', "CreatedSince": time_ago(c["Created"], now),
@@ -406,19 +413,28 @@ def ls(ns: Namespace) -> None:
             "Names": ",".join(n.lstrip("/") for n in c["Names"]), "Size": size,
         }
         if everything:
-            from ketch.fmt.units import rfc3339nano
+            from ketch.fmt.units import go_time
 
             row.update({
-                "RunningFor": row["CreatedSince"], "CreatedAt": rfc3339nano(c["Created"]),
+                "RunningFor": row["CreatedSince"], "CreatedAt": go_time(c["Created"]),
                 "State": c["State"],
                 "Labels": ",".join(f"{k}={v}" for k, v in (c["Labels"] or {}).items()),
-                "Mounts": "", "Networks": ",".join(c["NetworkSettings"]["Networks"]),
+                "Mounts": ",".join(_mount_name(m, ns.no_trunc) for m in c["Mounts"]),
+                "LocalVolumes": str(sum(m.get("Driver") == "local" for m in c["Mounts"])),
+                "Networks": ",".join(c["NetworkSettings"]["Networks"]),
             })
         rows.append(row)
     if ns.pod:
         _pod_columns(items, rows, ns.no_trunc)
     if fmt == "json":
-        format_each("json", rows)
+        # docker's {{json .}} of a container: its fields in name order (no CreatedSince,
+        # which is the images' column; the platform is not known)
+        fields = []
+        for r in rows:
+            d = {k: v for k, v in r.items() if k != "CreatedSince"}
+            d["Platform"] = None
+            fields.append(dict(sorted(d.items())))
+        format_each("json", fields)
         return
     if fmt == "table":
         from ketch.fmt.table import tabulate

@@ -51,7 +51,7 @@ DIGEST_IMAGE_COLUMNS = ("Repository", "Tag", "Digest", "ID", "CreatedSince", "Si
 
 @_ls.handler
 def images_ls(ns: Namespace) -> None:
-    from ketch.fmt.units import human_size, time_ago
+    from ketch.fmt.units import go_time, human_size, time_ago
 
     match = check_args(ns, 0, 1)
     filters = parse_filters(ns.filter)
@@ -70,7 +70,7 @@ def images_ls(ns: Namespace) -> None:
         if everything:
             common.update({
                 "Containers": str(img["Containers"]) if img["Containers"] >= 0 else "N/A",
-                "CreatedAt": _go_time(img["Created"]), "SharedSize": "N/A",
+                "CreatedAt": go_time(img["Created"]), "SharedSize": "N/A",
                 "UniqueSize": "N/A", "VirtualSize": human_size(img["Size"])})
         for repo, tag, digest in _image_rows(img["RepoTags"], img["RepoDigests"],
                                              need_digest, ns.digests):
@@ -124,14 +124,6 @@ def _image_rows(repo_tags: list[str], repo_digests: list[str], need_digest: bool
         else:
             rows.append((repo, "<none>", ""))
     return rows
-
-
-def _go_time(ts: float) -> str:
-    """Go's time.Time.String() in the local zone, as docker's CreatedAt column prints it:
-    "2024-05-01 12:00:00 +0000 UTC"."""
-    from datetime import datetime
-
-    return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S %z %Z")
 
 
 @registry.command("rm", "[OPTIONS] IMAGE [IMAGE...]", "Remove one or more images",

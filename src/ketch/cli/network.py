@@ -103,13 +103,16 @@ def _ls(p: Parser) -> None:
 @_ls.handler
 def ls(ns: Namespace) -> None:
     from ketch.fmt.gotemplate import render_table
+    from ketch.fmt.units import go_time
 
     filters = parse_filters(ns.filter)
     rows, labels = [], []
     for n in engine().networks.list_networks(filters):
         rows.append({"ID": n.id if ns.no_trunc else n.id[:12], "Name": n.name,
                      "Driver": n.driver, "Scope": "local",
-                     "Internal": str(n.internal).lower(), "IPv6": str(n.ipv6).lower()})
+                     "Internal": str(n.internal).lower(), "IPv6": str(n.ipv6).lower(),
+                     "Labels": ",".join(f"{k}={v}" for k, v in (n.labels or {}).items()),
+                     "CreatedAt": go_time(n.created)})
         labels.append(n.labels)
     if ns.quiet:
         for r in rows:

@@ -340,3 +340,17 @@ def rfc3339nano_ns(ns: int) -> str:
     if nanos:
         out += f".{nanos:09d}".rstrip("0")
     return out + "Z"
+
+
+def go_time(ts: float) -> str:
+    """Go's time.Time.String() in the local zone, as docker's CreatedAt columns print
+    it: "2024-05-01 12:00:00 +0000 UTC", with the fraction of a second when there is
+    one ("12:00:00.1473 +0000 UTC", trailing zeros dropped, as Go does)."""
+    from datetime import datetime
+
+    # rounded to microseconds as rfc3339nano rounds them, so both print the same instant
+    seconds, micros = divmod(round(ts * 1_000_000), 1_000_000)
+    moment = datetime.fromtimestamp(seconds).astimezone()
+    fraction = f"{micros:06d}".rstrip("0")
+    return moment.strftime("%Y-%m-%d %H:%M:%S") + (f".{fraction}" if fraction else "") \
+        + moment.strftime(" %z %Z")
