@@ -17,7 +17,7 @@ DOCKERFILE = """\
 FROM busybox
 WORKDIR /app
 COPY package.json /app
-RUN echo installing; cat package.json; date +%s%N > /app/installed
+RUN echo installing; cat package.json; cat /proc/sys/kernel/random/uuid > /app/installed
 COPY . /app
 EXPOSE 80
 CMD ["node", "server.js"]
@@ -58,7 +58,7 @@ def test_first_build_prints_every_step_and_tags(kb: Builder) -> None:
     assert [line for line in out.splitlines() if line.startswith("Step ")] == [
         "Step 1/7 : FROM busybox", "Step 2/7 : WORKDIR /app",
         "Step 3/7 : COPY package.json /app",
-        "Step 4/7 : RUN echo installing; cat package.json; date +%s%N > /app/installed",
+        "Step 4/7 : RUN echo installing; cat package.json; cat /proc/sys/kernel/random/uuid > /app/installed",
         "Step 5/7 : COPY . /app", "Step 6/7 : EXPOSE 80",
         'Step 7/7 : CMD ["node", "server.js"]']
     assert "installing\n" in out and '{"name": "demo"' in out  # RUN output is streamed
@@ -138,7 +138,7 @@ def test_history_has_one_row_per_instruction(kb: Builder) -> None:
         '/bin/sh -c #(nop)  CMD ["node" "server.js"]',
         "/bin/sh -c #(nop)  EXPOSE 80/tcp",
         created_by[2],
-        "/bin/sh -c echo installing; cat package.json; date +%s%N > /app/installed",
+        "/bin/sh -c echo installing; cat package.json; cat /proc/sys/kernel/random/uuid > /app/installed",
         created_by[4],
         "/bin/sh -c #(nop) WORKDIR /app",
     ]
