@@ -33,7 +33,10 @@ CMD ["hello"]
 """})
     kb.build(ctx, "-t", "meta")
     c = config(kb, "meta")
-    assert c["Env"] == ["A=1", "B=two words", "C=1-two words"]
+    # a base without PATH (busybox imported here) gets the default one, as docker build
+    # writes it into the image
+    assert c["Env"] == ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                        "A=1", "B=two words", "C=1-two words"]
     assert c["Labels"] == {"org.example.a": "x y", "b": "1"}
     assert kb.inspect("meta", "{{.Author}}") == "Jane <jane@example.com>"
     assert c["ExposedPorts"] == {"80/tcp": {}, "8000/udp": {}, "8001/udp": {}}
@@ -219,6 +222,13 @@ CMD ["/bin/busybox", "cat", "/greeting", "/two.txt", "/from-heredoc.txt", "/lite
     assert "line one\nline two\n" in out
     assert kb.run("heredocs") == "hello world\nline one\nline two\nwho=world\nwho=${WHO}\n"
     assert kb.inspect("heredocs", "{{len .RootFS.Layers}}") == "2"
+    # as docker build: FROM scratch gets the default PATH in its config, and an image
+    # built on an imported base does not inherit the base's "Imported from -" comment
+    assert kb.inspect("heredocs", "{{.Config.Env}}") == (
+        "[PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin]")
+    assert kb.inspect("busybox", "{{.Comment}}") == "Imported from -"
+    kb.build(kb.context({"Dockerfile": "FROM busybox\nENV X=1\n"}), "-t", "child-of-import")
+    assert kb.inspect("child-of-import", "{{.Comment}}|{{.Author}}") == "|"
 
 
 def test_heredoc_with_shebang_runs_its_interpreter(kb: Builder) -> None:

@@ -413,6 +413,17 @@ class Builder:
             st = _State(stage, None, self._scratch_config(), [])
         else:
             st = self._from_image(stage, base)
+        if dep is None:
+            from ketch.oci import DEFAULT_PATH_ENV
+
+            # as docker build: the stage's image has a PATH (the default one when its
+            # base has none, FROM scratch too), and its base's comment and author are
+            # not its own (MAINTAINER sets an author)
+            env = list(st.run_config.get("Env") or [])
+            if not any(e.startswith("PATH=") for e in env):
+                st.run_config["Env"] = [DEFAULT_PATH_ENV, *env]
+            st.config.pop("comment", None)
+            st.config.pop("author", None)
         triggers = list(st.run_config.get("OnBuild") or [])
         if triggers:
             # The triggers run now, in this build, and are not inherited further.

@@ -21,6 +21,11 @@ if TYPE_CHECKING:
         host_platform,
     )
 
+# The PATH a Linux container gets, and a built image's config, when its image sets none
+# (Docker's default: the builder writes it into the config, the daemon into the process).
+# Here rather than in a model module: the builder's cached path and `run` read it.
+DEFAULT_PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
 _WHERE = {
     "Digest": "digest", "sha256_bytes": "digest", "validate_digest": "digest",
     "MediaType": "media",
@@ -29,6 +34,7 @@ _WHERE = {
 }
 
 __all__ = [
+    "DEFAULT_PATH_ENV",
     "Descriptor",
     "Digest",
     "ImageConfig",

@@ -20,6 +20,7 @@ import resource
 import stat
 
 from ketch.errors import InvalidArgument
+from ketch.oci import DEFAULT_PATH_ENV
 from ketch.values import field, value
 
 # typing, collections.abc and pathlib for annotations only, copy on first use, no
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 
 OCI_VERSION = "1.0.2"
 
-DEFAULT_PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_SHM_SIZE = 64 * 1024 * 1024
 DEFAULT_CGROUP_PARENT = "/ketch"
 STOP_SIGNAL_ANNOTATION = "org.opencontainers.image.stopSignal"
