@@ -10,6 +10,7 @@ import time
 from ketch.containers.names import valid_name
 from ketch.containers.records import ContainerRecord
 from ketch.errors import ImageNotFound, InvalidArgument
+from ketch.oci import DEFAULT_PATH_ENV
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ def merge_image_config(config: dict[str, Any], image: dict[str, Any]) -> dict[st
         env[k] = v
     if not any(k == "PATH" for k in env):
         order.insert(0, "PATH")
-        env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        env["PATH"] = DEFAULT_PATH_ENV.partition("=")[2]
     c["Env"] = [f"{k}={env[k]}" for k in order]
     for key in ("WorkingDir", "User", "StopSignal"):
         if not c.get(key) and ic.get(key):
