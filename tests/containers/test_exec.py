@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -246,6 +247,8 @@ def test_top_lists_the_containers_processes(ketch, run_d):
     assert lines[0].split() == ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
     cmds = [line.split(None, 7)[7] for line in lines[1:]]
     assert sorted(cmds) == ["sh -c sleep 300 & sleep 301 & wait", "sleep 300", "sleep 301"]
+    # docker top's table: columns at least 20 wide, three spaces apart
+    assert lines[0].startswith("UID" + " " * 17 + "PID" + " " * 17 + "PPID ")
     p = ketch("top", "tp", "-o", "pid,comm")
     assert p.stdout.splitlines()[0].split() == ["PID", "COMMAND"]
     assert sorted(line.split()[1] for line in p.stdout.splitlines()[1:]) == [
@@ -284,6 +287,13 @@ def test_stats_no_stream(ketch, run_d):
     assert "never 0 0.00%" in p.stdout.splitlines()
     p = ketch("stats", "--no-stream", "--format", "{{.Container}}", "calm")
     assert p.stdout == "calm\n"
+    # docker's {{json .}}: the row's fields in name order; the full ID with --no-trunc
+    for flags, id_len in (((), 12), (("--no-trunc",), 64)):
+        doc = json.loads(ketch("stats", "--no-stream", *flags, "--format", "json",
+                               "calm").stdout)
+        assert list(doc) == ["BlockIO", "CPUPerc", "Container", "ID", "MemPerc", "MemUsage",
+                             "Name", "NetIO", "PIDs"]
+        assert (doc["Name"], len(doc["ID"])) == ("calm", id_len)
     ketch("kill", "burn")
 
 

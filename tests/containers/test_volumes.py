@@ -109,6 +109,14 @@ def test_volume_create_ls_inspect_rm(ketch):
     assert ketch("volume", "inspect", "-f", "{{.Name}}", "v1", "v2").stdout == "v1\nv2\n"
     assert ketch("volume", "ls", "-q", "--filter", "label=team").stdout == "v2\n"
     assert ketch("volume", "ls", "-q", "-f", "name=v").stdout.split() == ["v1", "v2"]
+    # docker's volume context, in name order for {{json .}}
+    doc = json.loads(ketch("volume", "ls", "--format", "json", "-f", "name=v2").stdout)
+    assert doc == {"Availability": "N/A", "Driver": "local", "Group": "N/A",
+                   "Labels": "team=core", "Links": "N/A", "Mountpoint": v["Mountpoint"],
+                   "Name": "v2", "Scope": "local", "Size": "N/A", "Status": "N/A"}
+    assert list(doc) == sorted(doc)
+    assert ketch("volume", "ls", "--format", "{{.Name}}|{{.Status}}|{{.Links}}", "-f",
+                 "name=v2").stdout == "v2|N/A|N/A\n"
     assert ketch("volume", "ls", "--format", "{{.Name}}:{{.Driver}}", "-f", "name=v1"
                  ).stdout == "v1:local\n"
     assert ketch("volume", "rm", "v1", "v2", anon).stdout == f"v1\nv2\n{anon}\n"

@@ -645,7 +645,7 @@ def top(ns: Namespace) -> None:
     from ketch.fmt.tabwriter import tabwrite
 
     titles, procs = engine().containers.top(ns.container, ns.ps_args)
-    sys.stdout.write(tabwrite([titles, *procs]))
+    sys.stdout.write(tabwrite([titles, *procs], minwidth=20))  # docker top's columns
 
 
 @registry.command("diff", "CONTAINER",
@@ -747,7 +747,17 @@ def stats(ns: Namespace) -> None:
     tty = sys.stdout.isatty()
     while True:
         rows = svc.stats_rows(ns.containers, all=ns.all)
-        text = render_table(fmt, rows, headers, go_type="*container.statsContext")
+        if fmt == "json":
+            import json
+
+            # docker's {{json .}} of a stats row: its fields in name order, the ID in full
+            # with --no-trunc
+            text = "".join(json.dumps({k: (r["FullID"] if k == "ID" and ns.no_trunc else v)
+                                       for k, v in sorted(r.items()) if k != "FullID"},
+                                      ensure_ascii=False, separators=(",", ":")) + "\n"
+                           for r in rows)
+        else:
+            text = render_table(fmt, rows, headers, go_type="*container.statsContext")
         if ns.no_stream:
             sys.stdout.write(text)
             return

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 registry = Registry()
 
 VOLUME_HEADERS = {"Driver": "DRIVER", "Name": "VOLUME NAME", "Mountpoint": "MOUNTPOINT",
-                  "Scope": "SCOPE", "Labels": "LABELS", "CreatedAt": "CREATED"}
+                  "Scope": "SCOPE", "Labels": "LABELS"}
 
 
 def _store() -> VolumeStore:
@@ -81,8 +81,12 @@ def ls(ns: Namespace) -> None:
         for v in vols:
             out(v["Name"])
         return
-    rows = [dict(v, Labels=",".join(f"{k}={val}" for k, val in (v["Labels"] or {}).items()))
-            for v in vols]
+    # docker's volume context, its fields in name order ({{json .}}): what a listing does
+    # not measure (links, size) and what only cluster volumes have are "N/A"
+    rows = [{"Availability": "N/A", "Driver": v["Driver"], "Group": "N/A",
+             "Labels": ",".join(f"{k}={val}" for k, val in (v["Labels"] or {}).items()),
+             "Links": "N/A", "Mountpoint": v["Mountpoint"], "Name": v["Name"],
+             "Scope": v["Scope"], "Size": "N/A", "Status": "N/A"} for v in vols]
     fmt = ns.format
     if fmt == "json":
         format_each("json", rows)
@@ -90,7 +94,8 @@ def ls(ns: Namespace) -> None:
     if not fmt or fmt == "table":
         fmt = "table {{.Driver}}\t{{.Name}}"
     sys.stdout.write(render_table(fmt, rows, VOLUME_HEADERS, go_type="*formatter.volumeContext",
-                                  fields={"Links": "LINKS", "Size": "SIZE"},
+                                  fields={"Links": "LINKS", "Size": "SIZE", "Group": "GROUP",
+                                          "Availability": "AVAILABILITY", "Status": "STATUS"},
                                   labels=[v["Labels"] or {} for v in vols]))
 
 
