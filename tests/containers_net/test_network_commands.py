@@ -134,6 +134,9 @@ def test_connect_and_disconnect_a_running_container(nk: KetchCLI) -> None:
     nets = json.loads(nk("inspect", "-f", "{{json .NetworkSettings.Networks}}",
                          "client").stdout)
     assert set(nets) == {"bridge", "extra"}
+    again = nk("network", "connect", "extra", "client", check=False)
+    assert (again.returncode, again.stderr) == (
+        1, "Error: endpoint with name client already exists in network extra\n")
     nk("network", "disconnect", "extra", "client")
     nets = json.loads(nk("inspect", "-f", "{{json .NetworkSettings.Networks}}",
                          "client").stdout)

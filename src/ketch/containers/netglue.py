@@ -211,7 +211,7 @@ def _connect(engine: ContainerHost, rec: ContainerRecord, network: str, *,
         _edit_endpoints(engine, rec, target.id, cfg)
         return
     ep = engine.networks.connect(rec.id, network, [rec.name, rec.id[:12], *aliases], ip,
-                                 ip6=ip6)
+                                 name=rec.name, ip6=ip6)
     net = dict(rec.network)
     nets = dict(net.get("Networks") or {})
     nets[ep.network_name] = ep.to_docker()

@@ -475,8 +475,8 @@ class NetworkService:
                 raise InvalidArgument("user specified IP address is supported on user "
                                       "defined networks only")
             if records.attached(conn, container_id, net.id):
-                raise Conflict(f"endpoint with name {container_id[:12]} already exists in "
-                               f"network {net.name}")
+                raise Conflict(f"endpoint with name {name or container_id[:12]} already"
+                               f" exists in network {net.name}")
             existing = records.interfaces(conn, container_id)
             names = {ifname for ifname, _seq in existing}
             ifname = next(f"eth{i}" for i in range(len(names) + 1) if f"eth{i}" not in names)
