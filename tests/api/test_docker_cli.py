@@ -294,6 +294,8 @@ def test_docker_run_of_a_missing_command_exits_127_and_leaves_nothing(api: Api) 
     res = api.docker("run", "--rm", "busybox", "nope", check=False)
     assert res.returncode == 127
     assert 'exec: "nope": executable file not found in $PATH' in res.stderr
+    # said once, by the start's own answer, as with dockerd (the attach stream had it too)
+    assert res.stderr.count("executable file not found") == 1, res.stderr
     res = api.docker("run", "--rm", "busybox", "/etc", check=False)
     assert res.returncode == 126
     assert api.docker("ps", "-aq").stdout == ""

@@ -315,10 +315,15 @@ async def containers_attach(request: web.Request) -> web.StreamResponse:
         try:
             session = early if early is not None else await _session_for(svc, rec, fut)
         except KetchError as exc:
-            # the status line is sent: say it on the stream, as the daemon's errors after
-            # a hijack reach the client only as output
-            with contextlib.suppress(OSError):
-                await asyncio.to_thread(conn.stderr, f"Error: {exc.message}\n".encode())
+            # the start that was to hand the session over failed: its own request says
+            # why, and the stream just ends, as dockerd's does (the docker CLI printed
+            # the error twice). Other errors after the status line are said on the
+            # stream, as the daemon's errors after a hijack reach the client only so.
+            from_start = (fut is not None and fut.done() and not fut.cancelled()
+                          and fut.exception() is exc)
+            if not from_start:
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(conn.stderr, f"Error: {exc.message}\n".encode())
             return resp
         if session is None:
             return resp
