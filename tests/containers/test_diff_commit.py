@@ -93,6 +93,21 @@ def test_commit_of_a_running_container_pauses_it_and_resumes(ketch, run_d):
     ketch("commit", "--pause=false", "busy", "snap:running2")
 
 
+def test_commit_of_a_container_that_never_ran_is_its_image_plus_an_empty_layer(ketch):
+    cid = ketch("create", "--name", "unstarted", "busybox", "true").stdout.strip()
+    image = ketch("commit", cid, "unstarted-image").stdout.strip()
+    try:
+        assert image.startswith("sha256:")
+        assert ketch("run", "--rm", "unstarted-image", "echo", "ok").stdout == "ok\n"
+        layers = ketch("image", "inspect", "-f", "{{len .RootFS.Layers}}",
+                       "unstarted-image").stdout.strip()
+        assert layers == str(1 + int(ketch("image", "inspect", "-f",
+                                           "{{len .RootFS.Layers}}", "busybox").stdout))
+    finally:
+        ketch("rm", cid)
+        ketch("rmi", "unstarted-image")
+
+
 def test_commit_errors(ketch):
     p = ketch("commit", "nosuch", check=False)
     assert p.returncode == 1 and p.stderr == "Error: No such container: nosuch\n"

@@ -99,7 +99,15 @@ def commit_container(svc: ContainerService, rec: ContainerRecord, *, ref: str | 
     def produce() -> None:
         try:
             with open(w, "wb") as out:
-                write_layer_from_upper(upper, out, lower_dirs=lowers)
+                if upper.is_dir():
+                    write_layer_from_upper(upper, out, lower_dirs=lowers)
+                else:
+                    # never started: nothing was written over the image, an empty layer
+                    import tempfile
+                    from pathlib import Path
+
+                    with tempfile.TemporaryDirectory(dir=svc.path(rec.id)) as empty:
+                        write_layer_from_upper(Path(empty), out, lower_dirs=lowers)
         except BaseException as e:  # reported by the reading side
             failed.append(e)
 
