@@ -136,6 +136,23 @@ def test_entrypoint_replaces_the_image_entrypoint_and_args_replace_cmd(ketch):
     assert p.stdout == "from-cmd\n"
 
 
+def test_an_empty_entrypoint_resets_the_images_entrypoint_and_cmd(ketch):
+    # an image with ENTRYPOINT ["echo", "ep"] and CMD ["default"]
+    cid = ketch("create", "busybox", "true").stdout.strip()
+    ketch("commit", "--change", 'ENTRYPOINT ["echo", "ep"]', "--change", 'CMD ["default"]',
+          cid, "ep-image")
+    ketch("rm", cid)
+    try:
+        assert ketch("run", "--rm", "ep-image").stdout == "ep default\n"
+        # as docker: --entrypoint "" drops the entrypoint, and the image's CMD with it
+        assert ketch("run", "--rm", "--entrypoint", "", "ep-image", "echo", "x").stdout \
+            == "x\n"
+        p = ketch("run", "--rm", "--entrypoint", "", "ep-image", check=False)
+        assert (p.returncode, p.stderr) == (125, "Error: no command specified\n")
+    finally:
+        ketch("rmi", "ep-image")
+
+
 def test_labels_are_recorded(ketch, run_d):
     cid = run_d("-l", "team=core", "--label", "tier", "busybox", "sleep", "30")
     labels = ketch("inspect", "-f", "{{json .Config.Labels}}", cid).stdout.strip()

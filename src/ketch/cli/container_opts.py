@@ -324,8 +324,9 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
         config.update(AttachStdin=False, AttachStdout=False, AttachStderr=False,
                       StdinOnce=False)
     if ns.entrypoint is not None:
-        # docker keeps the value as one word: `--entrypoint "sh -c"` runs "sh -c"
-        config["Entrypoint"] = [ns.entrypoint] if ns.entrypoint else None
+        # docker keeps the value as one word: `--entrypoint "sh -c"` runs "sh -c"; an
+        # empty one is sent as [""], which resets the image's entrypoint
+        config["Entrypoint"] = [ns.entrypoint]
     if ns.workdir:
         if not ns.workdir.startswith("/"):
             raise InvalidArgument(f"the working directory '{ns.workdir}' is invalid: it needs"

@@ -23,7 +23,11 @@ def merge_image_config(config: dict[str, Any], image: dict[str, Any]) -> dict[st
     """Fill a container Config from its image config, by Docker's rules."""
     c = dict(config)
     ic = image.get("config") or {}
-    if not c.get("Entrypoint"):
+    if c.get("Entrypoint") == [""]:
+        # docker's --entrypoint "": no entrypoint at all, and the image's Cmd (an
+        # argument list for the entrypoint being dropped) is not taken either
+        c["Entrypoint"] = None
+    elif not c.get("Entrypoint"):
         if not c.get("Cmd"):
             c["Cmd"] = ic.get("Cmd")
         if c.get("Entrypoint") is None:
