@@ -92,6 +92,26 @@ def test_create_of_a_missing_image_is_404_no_such_image(api: Api) -> None:
     assert json.loads(body) == {"message": "No such image: ghost:2"}
 
 
+def test_create_honours_platform_and_answers_the_warnings(api: Api) -> None:
+    hdr = {"Content-Type": "application/json"}
+    spec = json.dumps({"Image": "busybox", "Cmd": ["true"]}).encode()
+    # busybox here is linux/amd64 only: another platform is an image to pull, as dockerd
+    # answers it (the docker CLI then pulls); it was ignored and the container made
+    status, _, body = request(api, "POST", "/containers/create?name=arm&platform=linux/arm64",
+                              spec, hdr)
+    assert status == 404 and json.loads(body)["message"].startswith("No such image")
+    assert api.ketch("ps", "-a", "--format", "{{.Names}}").stdout == ""
+    # what create discards it says in Warnings, which the docker CLI prints
+    spec = json.dumps({"Image": "busybox", "Cmd": ["true"],
+                       "HostConfig": {"KernelMemory": 10 << 20}}).encode()
+    status, _, body = request(api, "POST", "/containers/create?name=kmem&platform=linux/amd64",
+                              spec, hdr)
+    assert status == 201
+    warnings = json.loads(body)["Warnings"]
+    assert any("kernel memory limit" in w for w in warnings), warnings
+    api.ketch("rm", "kmem")
+
+
 def test_create_of_a_taken_name_is_409(api: Api) -> None:
     spec = json.dumps({"Image": "busybox", "Cmd": ["true"]}).encode()
     hdr = {"Content-Type": "application/json"}

@@ -50,9 +50,12 @@ async def containers_create(request: web.Request) -> web.Response:
         raise InvalidArgument("invalid HostConfig: expected an object")
     if networking is not None and not isinstance(networking, dict):
         raise InvalidArgument("invalid NetworkingConfig: expected an object")
+    platform = request.query.get("platform") or None
+    warnings: list[str] = []
     rec = await request.app[SVC].run(lambda e: e.containers.create(
-        body, host_config, name=name, networking_config=networking))
-    return json_response({"Id": rec.id, "Warnings": []}, 201)
+        body, host_config, name=name, networking_config=networking, warnings=warnings,
+        platform=platform))
+    return json_response({"Id": rec.id, "Warnings": warnings}, 201)
 
 
 async def containers_inspect(request: web.Request) -> web.Response:
