@@ -51,6 +51,23 @@ def test_cap_add_sys_admin_opens_what_docker_ties_to_it(ketch):
                                      "Seccomp:\t2"]
 
 
+def test_capabilities_are_kept_as_dockerd_keeps_them_and_an_unknown_one_is_refused(ketch):
+    cid = ketch("create", "--cap-add", "net_admin", "--cap-drop", "CAP_CHOWN", "busybox",
+                "true").stdout.strip()
+    try:
+        assert ketch("inspect", "-f", "{{.HostConfig.CapAdd}} {{.HostConfig.CapDrop}}",
+                     cid).stdout == "[CAP_NET_ADMIN] [CAP_CHOWN]\n"
+    finally:
+        ketch("rm", cid)
+    # refused when the container is made, not at its first start
+    for flag, key in (("--cap-add", "CapAdd"), ("--cap-drop", "CapDrop")):
+        p = ketch("create", "--name", "badcap", flag, "BOGUS", "busybox", "true",
+                  check=False)
+        assert (p.returncode, p.stderr) == (
+            125, f'Error: invalid {key}: unknown capability: "CAP_BOGUS"\n')
+        assert ketch("ps", "-aq", "--filter", "name=badcap").stdout == ""
+
+
 def test_privileged_runs_without_a_filter_as_docker(ketch):
     out = ketch("run", "--rm", "--privileged", "busybox", *STATUS).stdout
     assert status(out)["Seccomp"] == "0"

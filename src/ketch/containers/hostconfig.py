@@ -370,9 +370,26 @@ def check_dns(hc: dict[str, Any]) -> None:
             raise InvalidArgument(f"{domain} is not a valid domain")
 
 
+def check_capabilities(hc: dict[str, Any]) -> None:
+    """CapAdd and CapDrop as dockerd keeps them: upper case with the CAP_ prefix ("ALL"
+    as it is), and an unknown name refused at create ('invalid CapAdd: unknown
+    capability: "CAP_BOGUS"'), not at the first start."""
+    from ketch.runtime.spec import normalize_capability
+
+    for key in ("CapAdd", "CapDrop"):
+        names = hc.get(key)
+        if not names:
+            continue
+        try:
+            hc[key] = [normalize_capability(str(n)) for n in names]
+        except InvalidArgument as e:
+            raise InvalidArgument(f"invalid {key}: "
+                                  + e.message.removeprefix("invalid capability: ")) from None
+
+
 def validate(config: dict[str, Any], hc: dict[str, Any]) -> None:
     """Refuse a create request the daemon would refuse; changes nothing but the form of
-    a string Cmd/Entrypoint."""
+    a string Cmd/Entrypoint and of capability names."""
     check_config_types(config)
     check_env(config)
     check_exposed_ports(config)
@@ -383,3 +400,4 @@ def validate(config: dict[str, Any], hc: dict[str, Any]) -> None:
     check_mounts(config, hc)
     check_resources(hc)
     check_dns(hc)
+    check_capabilities(hc)

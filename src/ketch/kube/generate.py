@@ -257,11 +257,12 @@ def _security(cfg: dict[str, Any], hc: dict[str, Any], icfg: dict[str, Any]
             sec["runAsUser"] = int(uid)
         if gid.isdigit():
             sec["runAsGroup"] = int(gid)
+    # Kubernetes names capabilities without the CAP_ prefix the container keeps
     caps: dict[str, list[str]] = {}
     if hc.get("CapAdd"):
-        caps["add"] = list(hc["CapAdd"])
+        caps["add"] = [c.removeprefix("CAP_") for c in hc["CapAdd"]]
     if hc.get("CapDrop"):
-        caps["drop"] = list(hc["CapDrop"])
+        caps["drop"] = [c.removeprefix("CAP_") for c in hc["CapDrop"]]
     if caps:
         sec["capabilities"] = caps
     if hc.get("Privileged"):
