@@ -62,6 +62,8 @@ CASES = [
     (["--cpus", "0.0000000001"], "invalid argument \"0.0000000001\" for \"--cpus\" flag:"
                                  " value is too precise"),
     (["--cpu-shares", "-5"], "shares: invalid argument"),
+    (["-l", "=x"], "invalid argument \"=x\" for \"-l, --label\" flag: invalid label '=x':"
+                   " empty name"),
     (["--shm-size", "-5"], "invalid argument \"-5\" for \"--shm-size\" flag: invalid size:"
                            " '-5'"),
     (["--ulimit", "nofile"], "invalid argument \"nofile\" for \"--ulimit\" flag: invalid"

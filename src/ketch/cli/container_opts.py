@@ -288,6 +288,9 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
                 labels[k] = v
     for lab in ns.label:
         k, _, v = lab.partition("=")
+        if not k.strip():  # docker/cli's ValidateLabel
+            raise InvalidArgument(f'invalid argument "{lab}" for "-l, --label" flag: invalid'
+                                  f" label '{lab}': empty name")
         labels[k] = v
     exposed: dict[str, dict[str, Any]] = {}
     from ketch.engine import Engine
