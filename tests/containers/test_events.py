@@ -321,3 +321,27 @@ def test_network_and_volume_events(ketch: TrackingCLI) -> None:
                 ).stdout.splitlines()
     assert vol == ["create ev-vol <no value>", "mount ev-vol /data",
                    "unmount ev-vol <no value>", "destroy ev-vol <no value>"]
+
+
+def test_commit_import_and_build_journal_their_tags_and_load_does_not(
+        ketch: TrackingCLI, tmp_path: Path, busybox_tar: Path) -> None:
+    # dockerd's image events, checked against dockerd 20.10: import and commit say
+    # "tag" for the name they give, a build for each -t, and load only "load"
+    since = mark()
+    ketch("import", str(busybox_tar), "ev-import:1")
+    cid = ketch("create", "busybox", "true").stdout.strip()
+    ketch("commit", cid, "ev-commit:1")
+    ketch("rm", cid)
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nLABEL ev=1\n")
+    ketch("build", "-q", "-t", "ev-build:1", str(tmp_path))
+    ketch("save", "-o", str(tmp_path / "s.tar"), "ev-build:1")
+    ketch("rmi", "ev-build:1")
+    ketch("load", "-i", str(tmp_path / "s.tar"))
+    try:
+        fmt = "{{.Action}} {{.Actor.Attributes.name}}"
+        out = ketch("events", "--since", since, "--until", mark(), "--filter", "type=image",
+                    "--format", fmt).stdout.splitlines()
+    finally:
+        ketch("rmi", "ev-import:1", "ev-commit:1", "ev-build:1")
+    assert [line for line in out if line.startswith(("tag", "load"))] == [
+        "tag ev-import:1", "tag ev-commit:1", "tag ev-build:1", "load ev-build:1"]

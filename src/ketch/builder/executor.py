@@ -271,6 +271,8 @@ class Builder:
             with self.engine.db.transaction() as conn:
                 for t in moved:
                     records.set_tag(conn, t, final.image_id)
+            for t in moved:  # as dockerd journals a build's tags
+                self.images.event("tag", final.image_id, reference.parse(t).familiar())
         self.say(f"Successfully built {_short(final.image_id)}")
         for t in tags:
             self.say(f"Successfully tagged {reference.parse(t).familiar()}")

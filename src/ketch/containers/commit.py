@@ -127,4 +127,6 @@ def commit_container(svc: ContainerService, rec: ContainerRecord, *, ref: str | 
                   for d, diff_id in zip(base_manifest.layers, diff_ids, strict=True)]
         image = images.commit(config, layers + [layer], parent=base.id, tags=tags)
     svc.event(rec, "commit", comment=message, imageID=image.id, imageRef=ref or "")
+    for tag in tags:  # and the image's tag, as dockerd journals a commit's
+        images.event("tag", image.id, reference.familiar(tag))
     return image

@@ -49,6 +49,8 @@ def import_tar(svc: ImageService, stream: Any, *, changes: Sequence[str] = (),
         config["rootfs"]["diff_ids"] = [layer.diff_id]
         rec = svc.commit(config, [layer], tags=[str(target)] if target else [])
     svc.event("import", rec.id, familiar(str(target)) if target else rec.id)
+    if target:
+        svc.event("tag", rec.id, familiar(str(target)))  # as dockerd journals an import
     return rec
 
 
