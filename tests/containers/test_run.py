@@ -153,6 +153,18 @@ def test_an_empty_entrypoint_resets_the_images_entrypoint_and_cmd(ketch):
         ketch("rmi", "ep-image")
 
 
+def test_config_env_is_the_images_and_the_users_and_the_process_gets_a_path(ketch):
+    # busybox here is imported without Env: as dockerd, the record keeps only what the
+    # image and the user give, and the process still gets Docker's default PATH
+    cid = ketch("create", "-e", "A=1", "busybox", "sh", "-c", "echo $PATH").stdout.strip()
+    try:
+        assert ketch("inspect", "-f", "{{json .Config.Env}}", cid).stdout == '["A=1"]\n'
+        assert ketch("start", "-a", cid).stdout == (
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n")
+    finally:
+        ketch("rm", cid)
+
+
 def test_labels_are_recorded(ketch, run_d):
     cid = run_d("-l", "team=core", "--label", "tier", "busybox", "sleep", "30")
     labels = ketch("inspect", "-f", "{{json .Config.Labels}}", cid).stdout.strip()

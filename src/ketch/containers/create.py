@@ -10,7 +10,6 @@ import time
 from ketch.containers.names import valid_name
 from ketch.containers.records import ContainerRecord
 from ketch.errors import ImageNotFound, InvalidArgument
-from ketch.oci import DEFAULT_PATH_ENV
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -39,9 +38,8 @@ def merge_image_config(config: dict[str, Any], image: dict[str, Any]) -> dict[st
         if k not in env:
             order.append(k)
         env[k] = v
-    if not any(k == "PATH" for k in env):
-        order.insert(0, "PATH")
-        env["PATH"] = DEFAULT_PATH_ENV.partition("=")[2]
+    # as dockerd: the image's and the user's variables only; a process without a PATH
+    # gets the default one when it starts (runtime.spec.process_env), not the record
     c["Env"] = [f"{k}={env[k]}" for k in order]
     for key in ("WorkingDir", "User", "StopSignal"):
         if not c.get(key) and ic.get(key):
