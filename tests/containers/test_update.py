@@ -37,6 +37,12 @@ def test_update_refuses_bad_values_and_changes_nothing(ketch, run_d) -> None:  #
     assert p.returncode == 1 and p.stderr == "Error: Minimum memory limit allowed is 6MB\n"
     p = ketch("update", "--restart", "sometimes", "upd2", check=False)
     assert p.returncode == 1 and "invalid restart policy" in p.stderr
+    # a value the docker CLI's flag parsing refuses ends update with 125, as docker's
+    p = ketch("update", "-m", "lots", "upd2", check=False)
+    assert (p.returncode, p.stderr) == (125, 'Error: invalid argument "lots" for "-m, --memory"'
+                                             " flag: invalid size: 'lots'\n")
+    p = ketch("update", "--cpus", "abc", "upd2", check=False)
+    assert p.returncode == 125 and p.stderr.startswith('Error: invalid argument "abc"')
     p = ketch("update", "-m", "96m", "nosuch", check=False)
     assert p.stderr == "Error: No such container: nosuch\n"
     assert ketch("inspect", "-f", "{{.HostConfig.Memory}}", "upd2").stdout.strip() == \

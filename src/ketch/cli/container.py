@@ -805,10 +805,35 @@ def _update(p: Parser) -> None:
 
 @_update.handler
 def update(ns: Namespace) -> int:
+    changes: dict[str, object] = {}
+    try:
+        _update_changes(ns, changes)
+    except KetchError as e:
+        # a flag's value is wrong: docker's flag parsing ends `update` with 125
+        e.exit_code, e.exit_code_is_specific = 125, True
+        raise
+    if not changes:
+        raise InvalidArgument("you must provide one or more flags when using this command")
+    svc = engine().containers
+    rc = 0
+    warnings: list[str] = []  # docker/cli prints them after the names, on stdout
+    for name in ns.containers:
+        try:
+            warnings.extend(svc.update(name, changes))
+            sys.stdout.write(name + "\n")
+        except KetchError as e:
+            sys.stderr.write(f"Error: {e.message}\n")
+            rc = 1
+    if warnings:
+        sys.stdout.write("\n".join(warnings) + "\n")
+    return rc
+
+
+def _update_changes(ns: Namespace, changes: dict[str, object]) -> None:
+    """The HostConfig changes `update`'s flags ask for (docker/cli parses these)."""
     from ketch.cli.container_opts import _bytes
     from ketch.engine import Engine
 
-    changes: dict[str, object] = {}
     for key, val in (("BlkioWeight", ns.blkio_weight), ("CpuPeriod", ns.cpu_period),
                      ("CpuQuota", ns.cpu_quota), ("CpuShares", ns.cpu_shares),
                      ("CpuRealtimePeriod", ns.cpu_rt_period),
@@ -833,21 +858,6 @@ def update(ns: Namespace) -> int:
         changes["NanoCpus"] = int(nano)
     if ns.restart is not None:
         changes["RestartPolicy"] = Engine.restart_policy(ns.restart)
-    if not changes:
-        raise InvalidArgument("you must provide one or more flags when using this command")
-    svc = engine().containers
-    rc = 0
-    warnings: list[str] = []  # docker/cli prints them after the names, on stdout
-    for name in ns.containers:
-        try:
-            warnings.extend(svc.update(name, changes))
-            sys.stdout.write(name + "\n")
-        except KetchError as e:
-            sys.stderr.write(f"Error: {e.message}\n")
-            rc = 1
-    if warnings:
-        sys.stdout.write("\n".join(warnings) + "\n")
-    return rc
 
 
 @registry.command("export", "[OPTIONS] CONTAINER",
