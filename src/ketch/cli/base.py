@@ -142,13 +142,18 @@ def print_json(data: Any) -> None:
     sys.stdout.write(dumps(data, indent=4) + "\n")
 
 
+def json_lines(items: list[Any]) -> str:
+    """docker's `--format json`: one compact JSON document per line."""
+    import json
+
+    return "".join(json.dumps(it, ensure_ascii=False, separators=(",", ":")) + "\n"
+                   for it in items)
+
+
 def format_each(fmt: str, items: list[Any]) -> None:
     """`--format` for inspect-like commands: 'json' or a Go template per item."""
     if fmt == "json":
-        import json
-
-        for it in items:
-            sys.stdout.write(json.dumps(it, ensure_ascii=False, separators=(",", ":")) + "\n")
+        sys.stdout.write(json_lines(items))
         return
     from ketch.fmt.gotemplate import Template
 

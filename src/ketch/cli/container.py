@@ -16,6 +16,7 @@ from ketch.cli.base import (
     engine,
     format_each,
     inspect_each,
+    json_lines,
     out,
     parse_filters,
 )
@@ -748,14 +749,11 @@ def stats(ns: Namespace) -> None:
     while True:
         rows = svc.stats_rows(ns.containers, all=ns.all)
         if fmt == "json":
-            import json
-
             # docker's {{json .}} of a stats row: its fields in name order, the ID in full
             # with --no-trunc
-            text = "".join(json.dumps({k: (r["FullID"] if k == "ID" and ns.no_trunc else v)
-                                       for k, v in sorted(r.items()) if k != "FullID"},
-                                      ensure_ascii=False, separators=(",", ":")) + "\n"
-                           for r in rows)
+            text = json_lines([{k: (r["FullID"] if k == "ID" and ns.no_trunc else v)
+                                for k, v in sorted(r.items()) if k != "FullID"}
+                               for r in rows])
         else:
             text = render_table(fmt, rows, headers, go_type="*container.statsContext")
         if ns.no_stream:
