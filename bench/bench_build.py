@@ -73,7 +73,9 @@ def write_context(ctx: Path, base: str) -> None:
 
 def measure(build: list[str], ctx: Path, env: dict[str, str], runs: int) -> dict[str, float]:
     out: dict[str, float] = {}
-    cold = [timed(build[:2] + ["--no-cache"] + build[2:], ctx, env) for _ in range(max(1, runs // 3))]
+    at = build.index("build") + 1  # after the verb, whatever the command's prefix is
+    cold = [timed(build[:at] + ["--no-cache"] + build[at:], ctx, env)
+            for _ in range(max(1, runs // 3))]
     out["cold"] = statistics.median(cold)
     timed(build, ctx, env)  # make sure the cache is warm
     out["unchanged"] = statistics.median(timed(build, ctx, env) for _ in range(runs))
