@@ -429,7 +429,10 @@ class Lifecycle:
         if status is None and mon.monitor_alive(p):
             return  # still running
         code = status.exit_code if status else 137
-        finished = status.finished_at if status else time.time()
+        # the monitor stamps the exit when it reaps the process, ketch the start after the
+        # runtime's start returns: a process quicker than that return would show an exit
+        # before its start (inspect, the restart policy's back-off); never earlier
+        finished = max(status.finished_at if status else time.time(), rec.started_at)
         extra = dict(rec.extra)
         extra.pop("stopping", None)
         extra["OOMKilled"] = bool(status and status.oom_killed)
