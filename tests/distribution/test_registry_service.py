@@ -224,3 +224,31 @@ def test_a_listen_address_that_is_not_one_is_a_one_line_error(tmp_path: Path) ->
         r = subprocess.run([*ketch_command(), "registry", "serve", "--addr", addr, "--root",
                             str(tmp_path / "reg")], capture_output=True, text=True, timeout=60)
         assert (r.returncode, r.stderr) == (1, f"Error: {error}\n")
+
+
+def test_servers_import_aiohttp_without_loading_ca_certificates_and_keep_tls_intact(
+        tmp_path: Path) -> None:
+    """The servers' aiohttp import (ketch.registry.aiohttp_import) skips the CA bundle
+    that aiohttp's unused client contexts would load, and leaves TLS in the rest of the
+    process as it was: the caller's SSL_CERT_FILE is back, a new context loads its CAs."""
+    import subprocess
+    import sys
+
+    import certifi
+
+    code = ("import os, ssl, aiohttp_probe\n"
+            "from ketch.registry.aiohttp_import import import_aiohttp\n"
+            "import_aiohttp()\n"
+            "import aiohttp.connector as c\n"
+            "print(c._SSL_CONTEXT_VERIFIED.cert_store_stats()['x509_ca'],"
+            " os.environ.get('SSL_CERT_FILE') == aiohttp_probe.BUNDLE,"
+            " ssl.create_default_context().cert_store_stats()['x509_ca'] > 100)\n")
+    (tmp_path / "aiohttp_probe.py").write_text(f"BUNDLE = {certifi.where()!r}\n")
+    import ketch
+
+    src = str(Path(ketch.__file__).parents[1])
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={"PATH": "/usr/bin:/bin", "SSL_CERT_FILE": certifi.where(),
+                            "PYTHONPATH": f"{src}:{tmp_path}"}, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["0", "True", "True"]

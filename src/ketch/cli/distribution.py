@@ -179,6 +179,9 @@ def serve_cmd(ns: Namespace) -> None:
     import os
     from pathlib import Path
 
+    from ketch.registry.aiohttp_import import import_aiohttp
+
+    import_aiohttp()
     from ketch.registry.auth import Htpasswd
     from ketch.registry.server import RegistryServer, parse_addr
 

@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
 
         socket_path(uri or None)
         parse_address(stream or None)
+        from ketch.registry.aiohttp_import import import_aiohttp
+
+        import_aiohttp()
         from ketch.cri.server import serve
 
         serve(root, run_root, uri or None, stream or None, conf_dir, bin_dir)
