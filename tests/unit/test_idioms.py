@@ -19,7 +19,12 @@ import re
 import tokenize
 from pathlib import Path
 
+import pytest
 from tests.helpers.source import parsed
+
+# The lint tests that read src/ share one worker, where each file is parsed once
+# (tests.helpers.source); spread over the workers, each parsed the whole tree.
+pytestmark = pytest.mark.xdist_group("source-trees")
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "ketch"
 

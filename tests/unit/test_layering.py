@@ -17,7 +17,12 @@ import ast
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
 from tests.helpers.source import parsed
+
+# The lint tests that read src/ share one worker, where each file is parsed once
+# (tests.helpers.source); spread over the workers, each parsed the whole tree.
+pytestmark = pytest.mark.xdist_group("source-trees")
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "ketch"
 FRONT_DOORS = frozenset({"cli", "api", "cri"})
