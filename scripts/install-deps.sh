@@ -36,15 +36,25 @@ if [ "$(readlink -f "$KETCH_VENV/bin/python3" 2>/dev/null)" != "$(readlink -f "$
   "$PY" -m venv "$KETCH_VENV"
 fi
 PY="$KETCH_VENV/bin/python3"
-# pip's output without its warnings about running as root; a failed install stops here
-pip_log="$(mktemp)"
-pip_status=0
-"$PY" -m pip install -q --disable-pip-version-check -e ".[test]" >"$pip_log" 2>&1 || pip_status=$?
-grep -v -E "^WARNING: (Running pip as|Location)" "$pip_log" >&2 || true
-rm -f "$pip_log"
-if [ "$pip_status" != 0 ]; then
-  echo "install-deps: pip could not install ketch's Python dependencies (exit $pip_status)" >&2
-  exit "$pip_status"
+# pip takes ~3 s even when everything is installed already, at every test run: a stamp
+# in the venv records the checkout and the pyproject.toml it last installed with
+# success, and pip runs when either differs (a new venv has no stamp).
+stamp="$KETCH_VENV/.ketch-installed"
+want="$(pwd -P) $(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  rm -f "$stamp"
+  # pip's output without its warnings about running as root; a failed install stops here
+  pip_log="$(mktemp)"
+  pip_status=0
+  "$PY" -m pip install -q --disable-pip-version-check -e ".[test]" >"$pip_log" 2>&1 \
+    || pip_status=$?
+  grep -v -E "^WARNING: (Running pip as|Location)" "$pip_log" >&2 || true
+  rm -f "$pip_log"
+  if [ "$pip_status" != 0 ]; then
+    echo "install-deps: pip could not install ketch's Python dependencies (exit $pip_status)" >&2
+    exit "$pip_status"
+  fi
+  echo "$want" > "$stamp"
 fi
 # PYTHONDONTWRITEBYTECODE may be set; precompile so each ketch call does not recompile.
 "$PY" -m compileall -q src >/dev/null
