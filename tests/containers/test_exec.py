@@ -174,9 +174,14 @@ def test_exec_detached(ketch, box):
 
 def test_exec_exit_codes(ketch, box):
     assert ketch("exec", "box", "sh", "-c", "exit 4", check=False).returncode == 4
+    # every session that cannot start exits 126, a command not found too (dockerd
+    # records 126 for them all; run's 127 is not exec's)
     p = ketch("exec", "box", "no-such-binary", check=False)
-    assert p.returncode == 127
+    assert p.returncode == 126
     assert "executable file not found" in p.stderr
+    p = ketch("exec", "-w", "/no/such/dir", "box", "pwd", check=False)
+    assert p.returncode == 126
+    assert 'chdir to cwd ("/no/such/dir")' in p.stderr
     p = ketch("exec", "box", "/etc/passwd", check=False)
     assert p.returncode == 126
     # a session that cannot start exits 126, as dockerd sets it

@@ -262,10 +262,13 @@ def start(svc: ContainerService, eid: str, *, stdout: OutputSink | None = None,
             stdin=stdin if doc["AttachStdin"] and not detach else None,
             detach=detach, detach_keys=keys, on_started=started)
     except ContainerStartError as e:
+        # dockerd records 126 for every session that could not start, a command not
+        # found too (the 127 its runtime error maps to is overwritten), and docker exec
+        # exits with that: unlike run's 127, an exec has no "not found" code
+        e.exit_code = 126
         _update(path, Running=False, ExitCode=e.exit_code)
         svc.event(rec, "exec_die", execID=eid, exitCode=e.exit_code)
-        # the command's own failure: `exec` exits 126/127 with it, as docker exec does
-        e.exit_code_is_specific = e.exit_code in (126, 127)
+        e.exit_code_is_specific = True
         raise
     except BaseException:
         if not _find(svc, eid)[1]["Running"]:
