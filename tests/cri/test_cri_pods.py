@@ -289,6 +289,30 @@ def test_unknown_sandbox_and_container_are_not_found_and_exec_times_out(
     rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
 
 
+def test_exec_sync_of_a_command_that_cannot_start_is_an_error_not_an_exit_status(
+        any_runtime: Served, busybox: str, tmp_path: Path) -> None:
+    # an exec probe of a missing binary must fail (the kubelet counts the error as a
+    # failed probe); a command that runs and exits non-zero is an exit status
+    cri = any_runtime.cri
+    rt = any_runtime.runtime
+    config = _sandbox(any_runtime, "probe", tmp_path / "logs")
+    pod_id = rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config)).pod_sandbox_id
+    (tmp_path / "logs" / "c").mkdir(parents=True, exist_ok=True)
+    cid = rt.CreateContainer(cri.CreateContainerRequest(
+        pod_sandbox_id=pod_id, sandbox_config=config,
+        config=_container(any_runtime, "c", busybox, ["sleep", "300"]))).container_id
+    rt.StartContainer(cri.StartContainerRequest(container_id=cid))
+    with pytest.raises(grpc.RpcError) as err:
+        rt.ExecSync(cri.ExecSyncRequest(container_id=cid, cmd=["no-such-command"],
+                                        timeout=10))
+    assert "executable file not found" in (err.value.details() or "")
+    r = rt.ExecSync(cri.ExecSyncRequest(container_id=cid, cmd=["sh", "-c", "exit 3"],
+                                        timeout=10))
+    assert r.exit_code == 3
+    rt.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=pod_id))
+    rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+
+
 def test_stop_sandbox_kills_members_that_ignore_sigterm_without_waiting(
         any_runtime: Served, busybox: str, tmp_path: Path) -> None:
     # the kubelet gives grace periods through StopContainer; StopPodSandbox then stops

@@ -261,17 +261,25 @@ def exec_sync(e: Engine, cid: str, cmd: list[str], timeout: int) -> tuple[bytes,
     eid = e.containers.exec_create(cid, cmd)
     out, err = bytearray(), bytearray()
     result: list[int | None] = []
+    failed: list[Exception] = []
 
     def run() -> None:
-        with e.reopen() as own:  # an Engine holds one SQLite connection per thread
-            result.append(own.containers.exec_start(eid, stdout=out.extend,
-                                                    stderr=err.extend))
+        try:
+            with e.reopen() as own:  # an Engine holds one SQLite connection per thread
+                result.append(own.containers.exec_start(eid, stdout=out.extend,
+                                                        stderr=err.extend))
+        except Exception as exc:  # noqa: BLE001 (the call's own error, raised below)
+            failed.append(exc)
 
     worker = threading.Thread(target=run, name="cri-exec", daemon=True)
     worker.start()
     worker.join(timeout if timeout > 0 else None)
     if worker.is_alive():
         raise Deadline(f"command {cmd!r} timed out after {timeout}s")
+    if failed:
+        # a command that could not start (not found, not executable) is the call's
+        # error, as containerd answers it: an exec probe of it fails, never exits 0
+        raise failed[0]
     code = result[0] if result else None
     return bytes(out), bytes(err), 0 if code is None else code
 
