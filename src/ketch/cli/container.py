@@ -316,7 +316,23 @@ def rm(ns: Namespace) -> int:
         raise InvalidArgument("--link is not supported: ketch keeps no links apart from the"
                               " containers that made them (remove or recreate the container)")
     svc = engine().containers
-    return _each(ns.containers, lambda n: svc.remove(n, force=ns.force, volumes=ns.volumes))
+    if not ns.force:
+        return _each(ns.containers, lambda n: svc.remove(n, volumes=ns.volumes))
+    # as docker rm -f: a container that is not there is reported, and is no failure
+    # (`rm -f NAME` in a clean-up script succeeds whether or not NAME exists)
+    from ketch.errors import ContainerNotFound
+
+    rc = 0
+    for n in ns.containers:
+        try:
+            svc.remove(n, force=True, volumes=ns.volumes)
+            out(n)
+        except ContainerNotFound as e:
+            sys.stderr.write(f"Error: {e.message}\n")
+        except KetchError as e:
+            sys.stderr.write(f"Error: {e.message}\n")
+            rc = 1
+    return rc
 
 
 @registry.command("prune", "[OPTIONS]", "Remove all stopped containers")
