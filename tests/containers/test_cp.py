@@ -136,7 +136,12 @@ class TestCopyingOut:
         assert p.returncode == 1
         assert p.stderr == f"Error: Could not find the file /nope in container {ctr}\n"
         p = ketch("cp", f"{ctr}:/d", str(tmp_path / "missing" / "x"), check=False)
-        assert p.returncode == 1 and "no such file or directory" in p.stderr
+        assert (p.returncode, p.stderr) == (1, "Error: invalid output path: directory"
+                                               f' "{tmp_path / "missing"}" does not exist\n')
+        # an empty path in the container is refused (it copied the whole root)
+        p = ketch("cp", f"{ctr}:", str(tmp_path / "all"), check=False)
+        assert (p.returncode, p.stderr) == (1, "Error: path cannot be empty\n")
+        assert not (tmp_path / "all").exists()
         (tmp_path / "file").write_text("")
         p = ketch("cp", f"{ctr}:/d", str(tmp_path / "file"), check=False)
         assert p.stderr == "Error: cannot copy directory\n"
@@ -318,6 +323,11 @@ def test_export_writes_the_root_filesystem(ketch, ctr, tmp_path: Path):
         assert tf.extractfile("d/a").read() == b"a\n"  # type: ignore[union-attr]
     assert {"bin/busybox", "etc/passwd", "d/sub/b", "escape", "tmp/passwd"} <= names
     assert "data/v" not in names  # volumes are not part of export
+    # a missing directory is named as it is (not a temporary file's name), nothing made
+    p = ketch("export", "-o", str(tmp_path / "no" / "fs.tar"), ctr, check=False)
+    assert (p.returncode, p.stderr) == (1, "Error: failed to export container: invalid output"
+                                           f" path: stat {tmp_path / 'no'}: no such file or"
+                                           " directory\n")
     raw = subprocess.run(ketch.argv("container", "export", ctr), env=ketch.env(),
                          capture_output=True, check=True).stdout
     with tarfile.open(fileobj=io.BytesIO(raw)) as tf:

@@ -464,6 +464,8 @@ def copy_out(svc: ContainerService, name: str, src: str, dest: str,
              follow_link: bool, stream: IO[bytes] | None = None) -> int:
     """`cp CONTAINER:SRC DEST|-`; returns the number of bytes of tar that moved.
     With DEST "-" the tar goes to `stream` (standard output by default)."""
+    if not src:
+        raise InvalidArgument("path cannot be empty")  # `cp CTR: DEST`, as dockerd
     if dest == "-":
         check_in_root(src)
     spec = _Spec("/" + src.lstrip("/"))
@@ -471,8 +473,8 @@ def copy_out(svc: ContainerService, name: str, src: str, dest: str,
     if target is not None:
         parent = os.path.dirname(target.trimmed) or "/"
         if not os.path.isdir(parent):
-            raise KetchError(f"stat {parent}: " + ("not a directory" if os.path.exists(parent)
-                                                   else "no such file or directory"))
+            raise KetchError(f'invalid output path: directory "{parent}" does not exist'
+                             if not os.path.exists(parent) else f"stat {parent}: not a directory")
 
     def work(root_fd: int, root: Path) -> int:
         from ketch.archive import InRoot, extract, write_tree
@@ -537,6 +539,8 @@ def copy_in(svc: ContainerService, name: str, src: str, dest: str, follow_link: 
     temporary file and checked whole before anything is written: a member with an
     absolute name or a ".." refuses the copy, and with `no_overwrite_dir_non_dir` so
     does one that would replace a directory with a non-directory or the reverse."""
+    if not dest:
+        raise InvalidArgument("path cannot be empty")  # `cp SRC CTR:`, as dockerd
     dspec = _Spec("/" + dest.lstrip("/"))
     source = None if src == "-" else _Spec(_local_abs(src))
     src_path = ""
@@ -712,6 +716,12 @@ def export(svc: ContainerService, name: str, output: str | None,
     if output is None and stream is None and sys.stdout.isatty():
         raise InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag or"
                               " redirect")
+    if output is not None:
+        parent = os.path.dirname(os.path.abspath(output))
+        if not os.path.isdir(parent):  # before any work, and never a temporary name
+            raise InvalidArgument("failed to export container: invalid output path: stat"
+                                  f" {parent}: " + ("not a directory" if os.path.exists(parent)
+                                                    else "no such file or directory"))
 
     def work(root_fd: int, root: Path) -> int:
         from ketch.archive import write_tree
