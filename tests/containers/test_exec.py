@@ -197,7 +197,7 @@ def test_exec_exit_codes(ketch, box):
     ketch("kill", "box")
     p = ketch("exec", "box", "true", check=False)
     assert p.returncode == 1
-    assert re.fullmatch(r"Error: container [0-9a-f]{64} is not running\n", p.stderr)
+    assert re.fullmatch(r"Error: Container [0-9a-f]{64} is not running\n", p.stderr)
 
 
 def test_exec_in_a_paused_container_is_refused(ketch, box):
@@ -264,7 +264,7 @@ def test_top_of_a_stopped_container_is_refused(ketch):
     ketch("create", "--name", "idle", "busybox")
     p = ketch("top", "idle", check=False)
     assert p.returncode == 1
-    assert re.fullmatch(r"Error: container [0-9a-f]{64} is not running\n", p.stderr)
+    assert re.fullmatch(r"Error: Container [0-9a-f]{64} is not running\n", p.stderr)
 
 
 # -- stats ------------------------------------------------------------------------------

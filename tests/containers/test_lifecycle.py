@@ -105,7 +105,14 @@ def test_kill_defaults_to_sigkill_and_refuses_stopped_containers(ketch, run_d):
 def test_kill_rejects_an_unknown_signal(ketch, run_d):
     run_d("--name", "k3", "busybox", "sleep", "60")
     p = ketch("kill", "-s", "NOPE", "k3", check=False)
-    assert p.returncode == 1 and "invalid signal: NOPE" in p.stderr
+    assert (p.returncode, p.stderr) == (1, "Error: Invalid signal: NOPE\n")
+    # 0 is no signal (it only probed the process), 99 no signal of this host: refused
+    # as dockerd refuses them, where the runtime's "invalid argument" was all one saw
+    p = ketch("kill", "-s", "0", "k3", check=False)
+    assert (p.returncode, p.stdout, p.stderr) == (1, "", "Error: Invalid signal: 0\n")
+    p = ketch("kill", "-s", "99", "k3", check=False)
+    assert (p.returncode, p.stderr) == (1, "Error: Cannot kill container: k3: The linux"
+                                           " daemon does not support signal 99\n")
     assert state(ketch, "k3") == "running"
 
 
@@ -120,12 +127,17 @@ def test_pause_freezes_and_unpause_resumes(ketch, run_d):
     time.sleep(0.5)
     assert ketch("logs", "pz").stdout == before
     p = ketch("pause", "pz", check=False)
-    assert p.returncode == 1 and "is not running" in p.stderr
+    assert re.fullmatch(r"Error: Container [0-9a-f]{64} is already paused\n", p.stderr)
+    assert p.returncode == 1
+    p = ketch("exec", "pz", "true", check=False)  # dockerd names it as it was given
+    assert (p.returncode, p.stderr) == (1, "Error: Container pz is paused, unpause the"
+                                           " container before exec\n")
     assert ketch("unpause", "pz").stdout == "pz\n"
     assert state(ketch, "pz") == "running"
     wait_for(lambda: ketch("logs", "pz").stdout != before, what="output after unpause")
     p = ketch("unpause", "pz", check=False)
-    assert p.returncode == 1 and "is not paused" in p.stderr
+    assert re.fullmatch(r"Error: Container [0-9a-f]{64} is not paused\n", p.stderr)
+    assert p.returncode == 1
 
 
 def test_wait_blocks_until_exit_and_prints_codes(ketch, run_d):
@@ -162,6 +174,11 @@ def test_rm_of_several(ketch):
     assert p.stdout == "r1\nr2\nr3\n"
     assert p.stderr == "Error: No such container: nosuch\n"
     assert ketch("ps", "-aq").stdout == ""
+    # with --force a missing container is reported but is no failure, as docker rm -f
+    ketch("create", "--name", "r4", "busybox")
+    p = ketch("rm", "-f", "nosuch", "r4", check=False)
+    assert (p.returncode, p.stdout, p.stderr) == (0, "r4\n", "Error: No such container:"
+                                                            " nosuch\n")
 
 
 def test_rm_of_a_running_container_needs_force_and_leaves_it_untouched(ketch, run_d):

@@ -91,7 +91,7 @@ def _startable(e: Engine, eid: str) -> dict[str, Any]:
     info = e.containers.exec_inspect(eid)
     rec = e.containers.get(info["ContainerID"])
     if not rec.running:
-        raise Conflict(f"container {rec.id} is not running")
+        raise Conflict(f"Container {rec.id} is not running")
     return info
 
 

@@ -65,12 +65,12 @@ def _update(path: Path, **fields: Any) -> dict[str, Any]:
 
 def _check_running(rec: ContainerRecord) -> None:
     if rec.state == "paused":
-        raise Conflict(f"container {rec.id} is paused, unpause the container before exec")
+        raise Conflict(f"Container {rec.name} is paused, unpause the container before exec")
     if rec.state == "restarting":
         raise Conflict(f"Container {rec.id} is restarting, wait until the container is"
                        " running")
     if rec.state != "running":
-        raise Conflict(f"container {rec.id} is not running")
+        raise Conflict(f"Container {rec.id} is not running")
 
 
 def create(svc: ContainerService, name_or_id: str, command: list[str], *,

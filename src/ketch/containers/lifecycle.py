@@ -303,14 +303,21 @@ class Lifecycle:
         from ketch.runtime.spec import signal_number
 
         svc = self.svc
-        rec = svc.get(name_or_id)
-        if not rec.running:
-            raise Conflict(f"cannot kill container: {name_or_id}: container {rec.id} is not"
-                           " running")
+        # dockerd's order: the signal is parsed first (0 is none), then the container's
+        # checked, then whether the host has such a signal
         try:
             num = signal_number(sig)
         except (KetchError, ValueError):
-            raise InvalidArgument(f"invalid signal: {sig}") from None
+            num = 0
+        if num == 0:
+            raise InvalidArgument(f"Invalid signal: {sig}")
+        rec = svc.get(name_or_id)
+        if not 0 < num <= _signal.SIGRTMAX:
+            raise InvalidArgument(f"Cannot kill container: {name_or_id}: The linux daemon does"
+                                  f" not support signal {num}")
+        if not rec.running:
+            raise Conflict(f"cannot kill container: {name_or_id}: container {rec.id} is not"
+                           " running")
         with svc.lock(rec.id):
             rec = svc.records.get(rec.id) or rec
             # Docker counts a kill as the user stopping the container (unless-stopped stays
@@ -545,8 +552,10 @@ class Lifecycle:
     def pause(self, name_or_id: str) -> None:
         svc = self.svc
         with svc.locked(name_or_id) as rec:  # an exit finished meanwhile wins
+            if rec.state == "paused":
+                raise Conflict(f"Container {rec.id} is already paused")
             if rec.state != "running":
-                raise Conflict(f"container {rec.id} is not running")
+                raise Conflict(f"Container {rec.id} is not running")
             self.monitor(rec).runtime.pause(rec.id)
             svc.records.update(rec.id, state="paused")
         svc.event(rec, "pause")
@@ -555,7 +564,7 @@ class Lifecycle:
         svc = self.svc
         with svc.locked(name_or_id) as rec:
             if rec.state != "paused":
-                raise Conflict(f"container {rec.id} is not paused")
+                raise Conflict(f"Container {rec.id} is not paused")
             self.monitor(rec).runtime.resume(rec.id)
             svc.records.update(rec.id, state="running")
         svc.event(rec, "unpause")

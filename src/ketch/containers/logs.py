@@ -81,4 +81,4 @@ def reopen(svc: ContainerService, name_or_id: str) -> None:
     rec = svc.get(name_or_id)
     if rec.state not in ("running", "paused") or not svc.lifecycle.monitor(rec).reopen_log(
             svc.lifecycle.paths(rec)):
-        raise Conflict(f"container {rec.id} is not running")
+        raise Conflict(f"Container {rec.id} is not running")

@@ -625,7 +625,7 @@ class ContainerService:
     def _running(self, name_or_id: str) -> ContainerRecord:
         rec = self.get(name_or_id)
         if rec.state not in ("running", "paused"):
-            raise Conflict(f"container {rec.id} is not running")
+            raise Conflict(f"Container {rec.id} is not running")
         return rec
 
     def top(self, name_or_id: str, ps_args: builtins.list[str] | None = None
