@@ -258,7 +258,11 @@ def test_invalid_restart_policies_are_refused(ketch, value, message):
         assert p.stderr.strip() == f"Error: {message}"
     p = ketch("run", "--rm", "--restart", "always", "busybox", "true", check=False)
     assert (p.returncode, p.stderr.strip()) == (
-        125, "Error: Conflicting options: --restart and --rm")
+        125, "Error: conflicting options: cannot specify both --restart and --rm")
+    # found before the policy's name is looked at, as the docker CLI does
+    p = ketch("run", "--rm", "--restart", "bogus", "busybox", "true", check=False)
+    assert (p.returncode, p.stderr.strip()) == (
+        125, "Error: conflicting options: cannot specify both --restart and --rm")
     assert made_in(ketch.root) == NOTHING_MADE
 
 

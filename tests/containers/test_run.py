@@ -283,7 +283,8 @@ def test_rm_detached_is_removed_by_the_monitor_when_it_exits(ketch, run_d):
 def test_rm_refused_with_restart_policy(ketch):
     p = ketch("run", "--rm", "--restart", "always", "busybox", "true", check=False)
     assert p.returncode == 125
-    assert p.stderr.strip() == "Error: Conflicting options: --restart and --rm"
+    assert p.stderr.strip() == ("Error: conflicting options: cannot specify both --restart"
+                                " and --rm")
 
 
 # -- names ------------------------------------------------------------------------------

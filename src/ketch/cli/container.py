@@ -178,12 +178,20 @@ def run(ns: Namespace) -> int:
         return _run_body(ns)
 
 
+def _client_error(message: str) -> InvalidArgument:
+    """An error the docker CLI finds before it asks the daemon anything: exit 1 for run
+    and create too (their other errors are 125)."""
+    e = InvalidArgument(message)
+    e.exit_code_is_specific = True
+    return e
+
+
 def _run_body(ns: Namespace) -> int:
     if ns.detach and ns.attach:
-        raise InvalidArgument("Conflicting options: -a and -d")
+        raise _client_error("conflicting options: cannot specify both --attach and --detach")
     # docker's CheckTty: only an attached stdin must be a terminal for -t
     if ns.tty and ns.interactive and not ns.detach and not sys.stdin.isatty():
-        raise InvalidArgument("the input device is not a TTY")
+        raise _client_error("the input device is not a TTY")
     rec = _create_from_ns(ns)
     if ns.detach:
         engine().containers.start(rec.id)
@@ -623,7 +631,7 @@ def exec_(ns: Namespace) -> int:
         raise count_error("ketch exec", 2, None, 1)  # docker's words
     # docker's CheckTty, as for run: only an attached stdin must be a terminal for -t
     if ns.tty and ns.interactive and not ns.detach and not sys.stdin.isatty():
-        raise InvalidArgument("the input device is not a TTY")
+        raise _client_error("the input device is not a TTY")
     from ketch.cli.container_opts import environment
 
     return engine().exec(ns.container, ns.command, env=environment(ns.env_file, ns.env),

@@ -79,6 +79,9 @@ def validate(hc: dict[str, Any]) -> None:
     count = rp.get("MaximumRetryCount") or 0
     if not isinstance(count, int):
         raise InvalidArgument("maximum retry count must be an integer")
+    # the docker CLI finds the conflict before the daemon looks at the policy's name
+    if hc.get("AutoRemove") and name not in ("", "no"):
+        raise InvalidArgument("conflicting options: cannot specify both --restart and --rm")
     if name in ("always", "unless-stopped", "no"):
         if count != 0:
             raise InvalidArgument(
@@ -88,8 +91,6 @@ def validate(hc: dict[str, Any]) -> None:
             raise InvalidArgument("maximum retry count cannot be negative")
     elif name != "":
         raise InvalidArgument(f"invalid restart policy '{name}'")
-    if hc.get("AutoRemove") and name not in ("", "no"):
-        raise InvalidArgument("Conflicting options: --restart and --rm")
 
 
 def policy(rec: ContainerRecord) -> tuple[str, int]:
