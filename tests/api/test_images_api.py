@@ -238,6 +238,7 @@ def test_docker_push_of_a_missing_local_image_fails(
         api: Api, inproc_registry: Callable[..., Served]) -> None:
     reg = inproc_registry()
     res = api.docker("push", f"{reg.host}/not/here:v1", check=False)
+    # as against dockerd: the stream names the repository, then ends with the error
     assert res.returncode == 1
-    assert res.stderr.startswith("Error response from daemon: ")
-    assert f"An image does not exist locally with the tag: {reg.host}/not/here\n" in res.stderr
+    assert f"The push refers to repository [{reg.host}/not/here]" in res.stdout
+    assert res.stderr == f"An image does not exist locally with the tag: {reg.host}/not/here\n"

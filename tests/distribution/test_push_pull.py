@@ -162,8 +162,12 @@ def test_pull_of_unknown_image_reports_manifest_unknown(ketch: KetchCLI,
 def test_push_of_missing_image_fails(ketch: KetchCLI, inproc_registry) -> None:
     reg = inproc_registry()
     proc = ketch("push", f"{reg.host}/ghost", check=False)
-    assert proc.returncode != 0
-    assert "An image does not exist locally with the tag" in proc.stderr
+    # as docker push: the repository is named, then the image found missing (the error
+    # said "No such image: An image does not exist ...")
+    assert proc.returncode == 1
+    assert proc.stdout == ("Using default tag: latest\n"
+                           f"The push refers to repository [{reg.host}/ghost]\n")
+    assert proc.stderr == f"Error: An image does not exist locally with the tag: {reg.host}/ghost\n"
 
 
 def test_pull_from_an_unreachable_registry_fails_fast_in_one_line(ketch: KetchCLI) -> None:

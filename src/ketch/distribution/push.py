@@ -29,7 +29,7 @@ from ketch.distribution.transport import (
     RegistryUnauthorized,
     Transport,
 )
-from ketch.errors import ImageNotFound, KetchError
+from ketch.errors import ImageNotFound, KetchError, NotFound
 from ketch.oci.media import MediaType
 from ketch.progress import Progress
 
@@ -271,15 +271,16 @@ def push(images: ImageService, name: str, *, compression_format: str | None = No
     if bare.tag is None:
         yield Progress("Using default tag: latest")
     ref = reference.parse(name)
+    # docker push names the repository before it finds the image missing
+    yield Progress(f"The push refers to repository [{ref.repository}]")
     try:
         rec = images.resolve(str(ref))
     except ImageNotFound:
-        raise ImageNotFound(f"An image does not exist locally with the tag:"
-                            f" {ref.familiar_name}") from None
+        raise NotFound(f"An image does not exist locally with the tag:"
+                       f" {ref.familiar_name}") from None
     manifest = images.get_manifest(rec)
     manifest_bytes = images.content.read(rec.manifest_digest)
     diff_ids = images.get_config(rec).diff_ids
-    yield Progress(f"The push refers to repository [{ref.repository}]")
     scope = f"repository:{ref.path}:pull,push"
     # The repository of this registry the image came from (pulled, or pushed before):
     # the registry can link a blob from there instead of receiving it again.
