@@ -157,4 +157,4 @@ def test_history_truncates_created_by_to_45_characters(ketch: KetchCLI, busybox:
 def test_history_of_a_missing_image_says_no_such_image(ketch: KetchCLI) -> None:
     proc = ketch("history", "ghost", check=False)
     assert proc.returncode == 1
-    assert proc.stderr == "Error: No such image: ghost\n"
+    assert proc.stderr == "Error: No such image: ghost:latest\n"

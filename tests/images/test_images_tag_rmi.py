@@ -193,9 +193,13 @@ def test_rmi_several_at_once_reports_each_and_fails_for_the_missing_one(
 
 
 def test_rmi_of_unknown_image_says_no_such_image(ketch: KetchCLI) -> None:
+    # named as dockerd names it: the reference as parsed, with its default tag
     proc = ketch("rmi", "nothere", check=False)
     assert proc.returncode == 1 and proc.stdout == ""
-    assert proc.stderr == "Error: No such image: nothere\n"
+    assert proc.stderr == "Error: No such image: nothere:latest\n"
+    # with --force a missing image is reported and is no failure, as docker rmi -f
+    proc = ketch("rmi", "-f", "nothere", check=False)
+    assert (proc.returncode, proc.stderr) == (0, "Error: No such image: nothere:latest\n")
 
 
 def test_rmi_of_an_invalid_name_says_invalid_reference_format(ketch: KetchCLI) -> None:

@@ -126,7 +126,7 @@ def test_a_command_ends_without_teardown_yet_flushes_closes_and_keeps_its_exit_c
     assert big.returncode == 1
     assert big.stdout == "[]\n"
     lines = big.stderr.splitlines()
-    assert len(lines) == 300 and lines[-1] == "Error: No such image: img299"
+    assert len(lines) == 300 and lines[-1] == "Error: No such image: img299:latest"
     bad = subprocess.run([str(target), "create", "--bogus-flag", "x"], capture_output=True,
                          text=True, env=env)
     assert bad.returncode == 125 and len(bad.stderr.splitlines()) == 1
@@ -137,4 +137,4 @@ def test_a_command_ends_without_teardown_yet_flushes_closes_and_keeps_its_exit_c
                             " sys.argv[1:2] = []; runpy.run_module('ketch', run_name='__main__')",
                             src, "image", "inspect", "nothing"],
                            capture_output=True, text=True, env=env)
-    assert again.returncode == 1 and again.stderr == "Error: No such image: nothing\n"
+    assert again.returncode == 1 and again.stderr == "Error: No such image: nothing:latest\n"

@@ -19,7 +19,7 @@ from ketch.cli.base import (
     positional,
 )
 from ketch.cli.flags import Namespace, Parser
-from ketch.errors import InvalidArgument, KetchError
+from ketch.errors import ImageNotFound, InvalidArgument, KetchError
 from ketch.fmt.table import tabulate
 
 registry = Registry()
@@ -142,6 +142,10 @@ def images_rm(ns: Namespace) -> int:
             for item in engine().images.remove(name, force=ns.force, prune=not ns.no_prune):
                 for k, v in item.items():
                     out(f"{k}: {v}")
+        except ImageNotFound as e:
+            sys.stderr.write(f"Error: {e.message}\n")
+            # as docker rmi -f: an image that is not there is reported, no failure
+            rc = rc if ns.force else 1
         except KetchError as e:
             sys.stderr.write(f"Error: {e.message}\n")
             rc = 1
@@ -279,8 +283,9 @@ def images_save(ns: Namespace) -> None:
     if ns.output:
         parent = os.path.dirname(os.path.abspath(ns.output))
         if not os.path.isdir(parent):
-            raise InvalidArgument(f"failed to save image: invalid output path: directory"
-                                  f' "{parent}" does not exist')
+            raise InvalidArgument("failed to save image: invalid output path: stat"
+                                  f" {parent}: " + ("not a directory" if os.path.exists(parent)
+                                                    else "no such file or directory"))
         # Written beside the target and renamed at the end: a failed save never leaves
         # a half archive under the name asked for.
         tmp = f"{ns.output}.ketch-{os.getpid()}.tmp"
@@ -319,7 +324,7 @@ def images_load(ns: Namespace) -> None:
         try:
             f = open(ns.input, "rb")
         except OSError as e:
-            raise InvalidArgument(f"cannot open {ns.input}: {e.strerror}") from None
+            raise InvalidArgument(f"open {ns.input}: {(e.strerror or '').lower()}") from None
     else:
         if sys.stdin.isatty():
             raise InvalidArgument("requested load from stdin, but stdin is empty")
@@ -365,7 +370,7 @@ def images_import(ns: Namespace) -> None:
         try:
             f = open(source, "rb")
         except OSError as e:
-            raise InvalidArgument(f"cannot open {source}: {e.strerror}") from None
+            raise InvalidArgument(f"open {source}: {(e.strerror or '').lower()}") from None
     with f:
         rec = engine().images.import_tar(f, changes=ns.change, ref=ref,
                                          message=ns.message or "", platform=ns.platform)

@@ -173,7 +173,8 @@ class ImageService:
         if ref is None and not prefix:
             # Not a valid name and not an ID: Docker reports the format problem.
             reference.parse(name)
-        raise ImageNotFound(name)
+        # dockerd names a missing reference as it parsed it: `nosuch` is nosuch:latest
+        raise ImageNotFound(ref.familiar() if ref is not None else name)
 
     def get_config(self, rec: ImageRecord) -> ImageConfig:
         from ketch.oci.model import ImageConfig
