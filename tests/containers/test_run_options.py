@@ -34,6 +34,14 @@ def test_attach_stderr_only_shows_stderr(ketch):
     assert (p.stdout, p.stderr) == ("", "err\n")
 
 
+def test_a_missing_env_or_label_file_is_named_as_docker_names_it(ketch, tmp_path):
+    for flag in ("--env-file", "--label-file"):
+        p = ketch("run", "--rm", flag, str(tmp_path / "nope"), "busybox", "true", check=False)
+        assert (p.returncode, p.stderr) == (125, f"Error: open {tmp_path / 'nope'}: no such"
+                                                 " file or directory\n")
+    assert nothing_created(ketch)
+
+
 def test_attach_with_detach_is_refused_as_docker(ketch):
     p = ketch("run", "-d", "-a", "stdout", "busybox", "true", check=False)
     # the docker CLI's own check: exit 1, as its argument errors

@@ -222,12 +222,13 @@ def add_create_flags(p: Parser) -> None:
     a("-w", "--workdir", metavar="string", help="Working directory inside the container")
 
 
-def _read_kv_file(path: str, what: str) -> list[str]:
+def _read_kv_file(path: str) -> list[str]:
     try:
         with open(path) as f:
             lines = f.read().splitlines()
     except OSError as e:
-        raise InvalidArgument(f"cannot read {what} file {path}: {e.strerror}") from None
+        # as the docker CLI's: Go's error for the open
+        raise InvalidArgument(f"open {path}: {(e.strerror or '').lower()}") from None
     out = []
     for line in lines:
         line = line.strip()
@@ -263,7 +264,7 @@ def environment(env_files: list[str], env: list[str]) -> list[str]:
     """`--env-file` entries, then `-e`: NAME=value, or NAME alone for the caller's value."""
     out = []
     for f in env_files:
-        for line in _read_kv_file(f, "env"):
+        for line in _read_kv_file(f):
             e = _env_entry(line)
             if e:
                 out.append(e)
@@ -282,7 +283,7 @@ def build_create_body(ns: Namespace) -> dict[str, Any]:
     env = environment(ns.env_file, ns.env)
     labels: dict[str, str] = {}
     for f in ns.label_file:
-        for line in _read_kv_file(f, "label"):
+        for line in _read_kv_file(f):
             k, eq, v = line.partition("=")
             if eq:  # docker's label files ignore a line without "="
                 labels[k] = v
