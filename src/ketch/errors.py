@@ -83,4 +83,10 @@ class RuntimeFailure(KetchError):
 
 
 class BuildError(KetchError):
-    pass
+    """A build step failed. `code` is a RUN's non-zero exit status, which the classic
+    builder hands on (dockerd's JSON error carries it and docker build exits with it);
+    1 for any other failure."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code

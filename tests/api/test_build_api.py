@@ -66,12 +66,14 @@ def test_docker_build_with_two_tags_build_args_and_a_target(api: Api, tmp_path: 
     _rmi(api, "multi-a", "multi-b:v2")
 
 
-def test_docker_build_failing_run_exits_1_with_the_builders_message(
+def test_docker_build_failing_run_exits_with_its_status_and_the_builders_message(
         api: Api, tmp_path: Path) -> None:
     ctx = _context(tmp_path, "FROM busybox\nRUN echo about to fail; exit 3\n")
     before = _image_ids(api)
     res = api.docker("build", "-t", "broken", str(ctx), check=False, timeout=120)
-    assert res.returncode == 1
+    # the stream's error carries the RUN's status (errorDetail.code), as dockerd's
+    # classic builder: the docker CLI exits with it
+    assert res.returncode == 3
     assert "about to fail" in res.stdout
     assert ("The command '/bin/sh -c echo about to fail; exit 3' returned a non-zero code: 3"
             in res.stderr)
@@ -170,6 +172,7 @@ def test_docker_py_build_streams_and_returns_the_image(api: Api, tmp_path: Path)
     with pytest.raises(docker.errors.BuildError) as exc:
         client.images.build(path=str(_context(tmp_path / "x", "FROM busybox\nRUN exit 5\n")))
     assert "returned a non-zero code: 5" in str(exc.value)
+    assert list(exc.value.build_log)[-1]["errorDetail"]["code"] == 5
     client.images.remove("dpy-built:1")
 
 

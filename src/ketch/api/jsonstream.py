@@ -23,7 +23,7 @@ from ketch import reference
 from ketch.api import web
 from ketch.api.common import SVC
 from ketch.engine import Engine
-from ketch.errors import InvalidArgument, KetchError
+from ketch.errors import BuildError, InvalidArgument, KetchError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -42,6 +42,9 @@ def error_message(e: BaseException) -> Message:
     else:  # a bug: the log gets the traceback
         traceback.print_exception(e, file=sys.stderr)
         text = f"{type(e).__name__}: {e}"
+    code = getattr(e, "code", 0) if isinstance(e, BuildError) else 0
+    if code:  # a failed RUN's status, which the docker CLI exits with (dockerd's JSONError)
+        return {"errorDetail": {"code": code, "message": text}, "error": text}
     return {"errorDetail": {"message": text}, "error": text}
 
 

@@ -788,7 +788,7 @@ class Builder:
             code = svc.wait(cid)
             if code != 0:
                 raise BuildError(f"The command '{' '.join(cmd)}' returned a non-zero"
-                                 f" code: {code}")
+                                 f" code: {code}", code=code if 0 < code < 256 else 1)
             yield cid, keep
             ok = True
         finally:

@@ -153,6 +153,13 @@ def _labels(values: list[str]) -> dict[str, str]:
     return out
 
 
+def _flag_error(message: str) -> InvalidArgument:
+    """A value the docker CLI's flag parsing refuses: exit 125, as its flag errors."""
+    e = InvalidArgument(message)
+    e.exit_code, e.exit_code_is_specific = 125, True
+    return e
+
+
 def _check_tags(tags: list[str]) -> None:
     from ketch import reference
 
@@ -160,10 +167,10 @@ def _check_tags(tags: list[str]) -> None:
         try:
             r = reference.parse(t)
         except InvalidArgument as e:
-            raise InvalidArgument(f'invalid argument "{t}" for "-t, --tag" flag: {e}') from None
+            raise _flag_error(f'invalid argument "{t}" for "-t, --tag" flag: {e}') from None
         if r.digest:
-            raise InvalidArgument(f'invalid argument "{t}" for "-t, --tag" flag: a tag cannot'
-                                  " contain a digest")
+            raise _flag_error(f'invalid argument "{t}" for "-t, --tag" flag: a tag cannot'
+                              " contain a digest")
 
 
 @_build.handler
@@ -195,13 +202,14 @@ def build(ns: Namespace) -> int:
                 out.buffer.write(event.raw())
                 out.buffer.flush()
     except BuildError as e:
-        # The classic builder's failures are printed as they are, one line, exit 1
-        # ("The command '/bin/sh -c false' returned a non-zero code: 1").
+        # The classic builder's failures are printed as they are, one line, and exit
+        # with a failed RUN's status ("The command '/bin/sh -c exit 3' returned a
+        # non-zero code: 3" exits 3), 1 otherwise, as docker build with it
         if ns.quiet and quiet_buf:
             sys.stderr.write("".join(quiet_buf))
         out.flush()
         sys.stderr.write(e.message.rstrip("\n") + "\n")
-        return 1
+        return e.code
     assert result is not None
     if ns.iidfile:
         with open(ns.iidfile, "w") as f:
