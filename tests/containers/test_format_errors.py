@@ -91,14 +91,39 @@ def test_volume_ls_label_method_prints_the_label(ketch, objects):
     assert p.stdout == "fmt-vol qa\n"
 
 
-def test_inspect_prints_the_items_the_template_suits_and_an_error_for_the_others(
-        ketch, objects):
+def test_inspect_prints_each_item_through_the_template(ketch, objects):
     ketch("volume", "create", "fmt-plain")
     try:
         p = ketch("volume", "inspect", "-f", "{{.Labels.owner}}", "fmt-vol", "fmt-plain",
                   check=False)
+        # a volume without the label prints <no value>, as docker volume inspect
+        assert (p.returncode, p.stdout, p.stderr) == (0, "qa\n<no value>\n", "")
+        p = ketch("volume", "inspect", "-f", "{{.Labels.owner}}", "fmt-vol", "nosuch",
+                  "fmt-plain", check=False)
     finally:
         ketch("volume", "rm", "fmt-plain")
-    assert p.returncode == 1
-    assert p.stdout == "qa\n"
-    assert p.stderr.count("\n") == 1 and p.stderr.startswith("Error: template parsing error:")
+    # one that is not there is an error line; the others are still printed
+    assert (p.returncode, p.stdout) == (1, "qa\n<no value>\n")
+    assert p.stderr == "Error: get nosuch: no such volume\n"
+
+
+def test_inspect_labels_and_options_are_go_maps_a_missing_key_prints_no_value(ketch, objects):
+    # docker's inspect runs the template on its typed object first, where labels and
+    # options are Go maps: a key they lack (or a nil map) prints <no value>, not an error
+    p = ketch("inspect", "--format", "{{.Config.Labels.role}}|{{.Config.Labels.nope}}|"
+              "{{index .Config.Labels \"nope\"}}|{{.State.Pid | printf \"%T\"}}", "fmt-ctr")
+    assert p.stdout == "web|<no value>||int\n"
+    p = ketch("volume", "inspect", "--format", "{{.Options.x}}|{{json .Options}}|"
+              "{{.Options}}|{{len .Options}}|{{.Labels.owner}}", "fmt-vol")
+    assert p.stdout == "<no value>|null|map[]|0|qa\n"
+    p = ketch("image", "inspect", "--format", "{{.Config.Labels.x}}|{{json .Config.Labels}}",
+              "busybox")
+    assert p.stdout == "<no value>|null\n"
+
+
+@pytest.mark.parametrize("command", [["inspect", "fmt-ctr"], ["volume", "inspect", "fmt-vol"],
+                                     ["version"], ["info"]])
+def test_an_inspect_template_that_does_not_parse_exits_64(ketch, objects, command):
+    p = ketch(*command, "--format", "{{.ID", check=False)  # as the docker CLI's inspect
+    assert (p.returncode, p.stdout) == (64, "")
+    assert p.stderr == "Error: template parsing error: template: :1: unclosed action\n"

@@ -150,17 +150,48 @@ def json_lines(items: list[Any]) -> str:
                    for it in items)
 
 
+# The maps of an inspect document that are Go maps of string values in docker's typed
+# objects (labels and driver options): a key they lack prints <no value> (GoMap).
+_GO_MAPS = frozenset({"Labels", "Options", "DriverOpts"})
+
+
+def _typed_maps(item: Any) -> Any:
+    """`item` (a copy) with its _GO_MAPS made GoMaps, a null one a NilGoMap."""
+    if isinstance(item, dict):
+        from ketch.fmt.gotemplate import GoMap, NilGoMap
+
+        def typed(k: str, v: Any) -> Any:
+            if k in _GO_MAPS and (v is None or type(v) is dict):
+                return NilGoMap() if v is None else GoMap(v)
+            return _typed_maps(v)
+
+        out = {k: typed(k, v) for k, v in item.items()}
+        return type(item)(out) if type(item) is not dict else out
+    if isinstance(item, list):
+        return [_typed_maps(v) for v in item]
+    return item
+
+
+def _inspect_template(fmt: str) -> Any:
+    """docker's inspect template: run on the decoded JSON with missingkey=error; a
+    template that does not parse exits 64, as the docker CLI's inspect."""
+    from ketch.fmt.gotemplate import Template
+
+    try:
+        return Template(fmt, missingkey_error=True)
+    except KetchError as e:
+        e.exit_code, e.exit_code_is_specific = 64, True
+        raise
+
+
 def format_each(fmt: str, items: list[Any]) -> None:
     """`--format` for inspect-like commands: 'json' or a Go template per item."""
     if fmt == "json":
         sys.stdout.write(json_lines(items))
         return
-    from ketch.fmt.gotemplate import Template
-
-    # docker's inspect runs the template on the decoded JSON with missingkey=error
-    t = Template(fmt, missingkey_error=True)
+    t = _inspect_template(fmt)
     for it in items:
-        sys.stdout.write(t.execute(it) + "\n")
+        sys.stdout.write(t.execute(_typed_maps(it)) + "\n")
 
 
 def inspect_each(names: list[str], lookup: Callable[[str], Any], fmt: str | None) -> int:
@@ -169,16 +200,14 @@ def inspect_each(names: list[str], lookup: Callable[[str], Any], fmt: str | None
     results, rc = [], 0
     template = None
     if fmt and fmt != "json":
-        from ketch.fmt.gotemplate import Template
-
-        template = Template(fmt, missingkey_error=True)  # a parse error stops everything
+        template = _inspect_template(fmt)  # a parse error stops everything
     for name in names:
         try:
             item = lookup(name)
             if template is not None:
                 # as docker: an item the template fails on is an error line, the others
                 # are still printed
-                sys.stdout.write(template.execute(item) + "\n")
+                sys.stdout.write(template.execute(_typed_maps(item)) + "\n")
             results.append(item)
         except KetchError as e:
             sys.stderr.write(f"Error: {e.message}\n")

@@ -164,6 +164,8 @@ def json_encode(value: Any) -> str:
 
         return '"' + base64.b64encode(bytes(value)).decode("ascii") + '"'
     if isinstance(value, Mapping):
+        if getattr(value, "go_nil", False):  # a nil Go map (gotemplate.NilGoMap)
+            return "null"
         # Insertion order, not Go's sorted map order: ketch's dicts mostly stand for
         # Go structs (inspect output), whose JSON keeps declaration order.
         members = ",".join(f"{_json_string(str(k))}:{json_encode(v)}" for k, v in value.items())
@@ -294,6 +296,8 @@ def _format_verb(verb: str, flags: str, width: str | None, precision: str | None
         text = sprint_value(arg)
         if prec is not None:
             text = text[:prec]
+    elif verb == "T":  # the operand's Go type
+        text = type_name(arg)
     elif verb == "q" and isinstance(arg, str):
         text = quote(arg)
     elif verb == "t" and isinstance(arg, bool):

@@ -21,6 +21,7 @@ Printing values as Go does lives in `ketch.fmt.gofmt`, the tabwriter in
 """
 
 from ketch.fmt.gotemplate.docker import CONTAINER_HEADERS, probe_format, render_table
-from ketch.fmt.gotemplate.exec import Context, Template
+from ketch.fmt.gotemplate.exec import Context, GoMap, NilGoMap, Template
 
-__all__ = ["CONTAINER_HEADERS", "Context", "Template", "probe_format", "render_table"]
+__all__ = ["CONTAINER_HEADERS", "Context", "GoMap", "NilGoMap", "Template", "probe_format",
+           "render_table"]

@@ -55,6 +55,20 @@ class Context(dict[str, "Any"]):  # (a string: typing is not imported at run tim
         return (self.labels or {}).get(name, "")
 
 
+class GoMap(dict[str, "Any"]):
+    """A Go map in the typed object docker/cli's inspect executes a template on first
+    (a map[string]string such as Config.Labels): a key it lacks prints `<no value>`, where
+    a missing field of the decoded JSON, its fallback, is an error under missingkey=error."""
+
+    go_nil = False
+
+
+class NilGoMap(GoMap):
+    """Such a map that is nil (JSON null): empty to a template, `null` to `json`."""
+
+    go_nil = True
+
+
 # --- execution ----------------------------------------------------------------------------
 
 
@@ -375,7 +389,7 @@ class State:
             if has_args:
                 self.error(f"{name} is not a method but has arguments")
             value = receiver.get(name, MISSING)
-            if value is MISSING and self.strict:
+            if value is MISSING and self.strict and not isinstance(receiver, GoMap):
                 self.error(f'map has no entry for key "{name}"')
             return value
         if name.startswith("_") or isinstance(
