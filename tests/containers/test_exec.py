@@ -258,6 +258,9 @@ def test_top_lists_the_containers_processes(ketch, run_d):
     assert p.stdout.splitlines()[0].split() == ["PID", "COMMAND"]
     assert sorted(line.split()[1] for line in p.stdout.splitlines()[1:]) == [
         "sh", "sleep", "sleep"]
+    # options ps refuses: its one-line error, as docker top (not ps's usage text)
+    p = ketch("top", "tp", "--bogus", check=False)
+    assert (p.returncode, p.stderr) == (1, "Error: ps: error: unknown gnu long option\n")
 
 
 def test_top_of_a_stopped_container_is_refused(ketch):

@@ -29,7 +29,9 @@ def top(svc: ContainerService, rec: ContainerRecord, ps_args: list[str] | None =
     except OSError as e:
         raise KetchError(f"Error running ps: {e.strerror}") from None
     if proc.returncode != 0:
-        raise KetchError(f"ps: {proc.stderr.strip() or 'exit status ' + str(proc.returncode)}")
+        # ps's first line says what is wrong; its usage text after it is not an error
+        first = (proc.stderr.strip().splitlines() or [""])[0].strip()
+        raise KetchError(f"ps: {first or 'exit status ' + str(proc.returncode)}")
     lines = proc.stdout.splitlines()
     if not lines:
         raise KetchError("ps printed nothing")
