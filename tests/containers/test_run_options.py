@@ -42,6 +42,15 @@ def test_a_missing_env_or_label_file_is_named_as_docker_names_it(ketch, tmp_path
     assert nothing_created(ketch)
 
 
+def test_a_network_alias_on_a_built_in_network_is_refused_at_create(ketch):
+    # it was accepted and ignored: the default bridge and host have no DNS to answer it
+    for network in ([], ["--network", "host"]):
+        p = ketch("create", *network, "--network-alias", "web", "busybox", check=False)
+        assert (p.returncode, p.stderr) == (125, "Error: network-scoped aliases are only"
+                                                 " supported for user-defined networks\n")
+    assert nothing_created(ketch)
+
+
 def test_attach_with_detach_is_refused_as_docker(ketch):
     p = ketch("run", "-d", "-a", "stdout", "busybox", "true", check=False)
     # the docker CLI's own check: exit 1, as its argument errors

@@ -213,6 +213,10 @@ def check_endpoints(networking: dict[str, Any], has_ipv6: Any) -> None:
     import ipaddress
 
     for name, ep in ((networking or {}).get("EndpointsConfig") or {}).items():
+        # the built-in networks have no DNS to answer an alias: dockerd refuses them
+        if (ep or {}).get("Aliases") and name in ("bridge", "default", "host", "none"):
+            raise InvalidArgument("network-scoped aliases are only supported for"
+                                  " user-defined networks")
         ipam = (ep or {}).get("IPAMConfig") or {}
         v6 = ipam.get("IPv6Address")
         if v6 and not has_ipv6(name):
