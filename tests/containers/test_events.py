@@ -131,6 +131,11 @@ def test_since_and_until_take_rfc3339_unix_seconds_and_durations(ketch: Tracking
     got = ketch("events", "--since", "10m", "--until", "0s", "--filter", "container=ev-t-",
                 "--format", "{{.Actor.Attributes.name}}").stdout.split()
     assert got == ["ev-t-a", "ev-t-b"]
+    # --until alone reaches back as far as the journal does, as dockerd's buffered
+    # events (it listed nothing)
+    got = ketch("events", "--until", "0s", "--filter", "container=ev-t-",
+                "--format", "{{.Actor.Attributes.name}}").stdout.split()
+    assert got == ["ev-t-a", "ev-t-b"]
 
 
 def test_bad_since_and_unknown_filters_are_one_line_errors(ketch: TrackingCLI) -> None:

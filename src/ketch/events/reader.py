@@ -164,16 +164,17 @@ def read(root: str, *, since: int | None = None, until: int | None = None,
          poll: float = POLL_SECONDS) -> Iterator[dict[str, Any]]:
     """The events of the state root `root` as dicts of dockerd's JSON shape.
 
-    `since`/`until` are nanoseconds since the epoch. Without `since`, only events that
-    happen from now on; with it, the journal's events from then (as far back as the
-    journal still reaches) and, when following, the new ones. Following ends when the
-    clock passes `until`, or when `stopped()` says so (checked every `poll` seconds)."""
+    `since`/`until` are nanoseconds since the epoch. Without either, only events that
+    happen from now on; with one of them, the journal's events from `since` (from as far
+    back as the journal still reaches without it: dockerd's buffered past events) and,
+    when following, the new ones. Following ends when the clock passes `until`, or when
+    `stopped()` says so (checked every `poll` seconds)."""
     folder = directory(root)
     path = os.path.join(folder, FILE)
     flt = filters or Filter()
     cur = _open(path)
     files: list[_File] = []
-    if since is not None:
+    if since is not None or until is not None:
         old = _open(os.path.join(folder, OLD_FILE))
         if old is not None and cur is not None and old.ino == cur.ino:
             old.close()  # rotated between the two opens: `cur` holds it all
