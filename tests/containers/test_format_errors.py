@@ -119,6 +119,14 @@ def test_inspect_labels_and_options_are_go_maps_a_missing_key_prints_no_value(ke
     p = ketch("image", "inspect", "--format", "{{.Config.Labels.x}}|{{json .Config.Labels}}",
               "busybox")
     assert p.stdout == "<no value>|null\n"
+    # a set's values are Go's struct{}: printed {} (they printed map[])
+    ketch("create", "--name", "fmt-set", "--expose", "80", "-v", "/data", "busybox")
+    try:
+        p = ketch("inspect", "--format", "{{.Config.ExposedPorts}}|{{.Config.Volumes}}|"
+                  "{{json .Config.ExposedPorts}}", "fmt-set")
+    finally:
+        ketch("rm", "-v", "fmt-set")
+    assert p.stdout == 'map[80/tcp:{}]|map[/data:{}]|{"80/tcp":{}}\n'
 
 
 @pytest.mark.parametrize("command", [["inspect", "fmt-ctr"], ["volume", "inspect", "fmt-vol"],

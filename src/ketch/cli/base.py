@@ -151,18 +151,22 @@ def json_lines(items: list[Any]) -> str:
 
 
 # The maps of an inspect document that are Go maps of string values in docker's typed
-# objects (labels and driver options): a key they lack prints <no value> (GoMap).
+# objects (labels and driver options): a key they lack prints <no value> (GoMap); and
+# those whose values are Go's struct{} (GoSet), printed `map[80/tcp:{}]`.
 _GO_MAPS = frozenset({"Labels", "Options", "DriverOpts"})
+_GO_SETS = frozenset({"ExposedPorts", "Volumes"})
 
 
 def _typed_maps(item: Any) -> Any:
     """`item` (a copy) with its _GO_MAPS made GoMaps, a null one a NilGoMap."""
     if isinstance(item, dict):
-        from ketch.fmt.gotemplate import GoMap, NilGoMap
+        from ketch.fmt.gotemplate import GoMap, GoSet, NilGoMap
 
         def typed(k: str, v: Any) -> Any:
             if k in _GO_MAPS and (v is None or type(v) is dict):
                 return NilGoMap() if v is None else GoMap(v)
+            if k in _GO_SETS and type(v) is dict:
+                return GoSet(v)
             return _typed_maps(v)
 
         out = {k: typed(k, v) for k, v in item.items()}

@@ -60,6 +60,8 @@ def sprint_value(value: Any) -> str:
     if isinstance(value, bytes | bytearray):
         return "[" + " ".join(str(b) for b in value) + "]"
     if isinstance(value, Mapping):
+        if getattr(value, "go_set", False):  # values are Go's struct{} (gotemplate.GoSet)
+            return "map[" + " ".join(f"{sprint_value(k)}:{{}}" for k in sorted_keys(value)) + "]"
         items = " ".join(
             f"{sprint_value(k)}:{sprint_value(value[k])}" for k in sorted_keys(value)
         )

@@ -21,7 +21,7 @@ Printing values as Go does lives in `ketch.fmt.gofmt`, the tabwriter in
 """
 
 from ketch.fmt.gotemplate.docker import CONTAINER_HEADERS, probe_format, render_table
-from ketch.fmt.gotemplate.exec import Context, GoMap, NilGoMap, Template
+from ketch.fmt.gotemplate.exec import Context, GoMap, GoSet, NilGoMap, Template
 
-__all__ = ["CONTAINER_HEADERS", "Context", "GoMap", "NilGoMap", "Template", "probe_format",
-           "render_table"]
+__all__ = ["CONTAINER_HEADERS", "Context", "GoMap", "GoSet", "NilGoMap", "Template",
+           "probe_format", "render_table"]

@@ -63,6 +63,13 @@ class GoMap(dict[str, "Any"]):
     go_nil = False
 
 
+class GoSet(GoMap):
+    """A Go map whose values are empty structs (Config.ExposedPorts, Config.Volumes):
+    each value prints `{}`, as Go prints struct{}{}."""
+
+    go_set = True
+
+
 class NilGoMap(GoMap):
     """Such a map that is nil (JSON null): empty to a template, `null` to `json`."""
 
