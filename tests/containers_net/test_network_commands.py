@@ -134,6 +134,12 @@ def test_connect_and_disconnect_a_running_container(nk: KetchCLI) -> None:
     nets = json.loads(nk("inspect", "-f", "{{json .NetworkSettings.Networks}}",
                          "client").stdout)
     assert set(nets) == {"bridge", "extra"}
+    # as dockerd: the default bridge has no DNS names; on "extra" the aliases given plus
+    # the short ID, and every name the DNS answers (name, alias, short ID = hostname)
+    short = nk("inspect", "-f", "{{.Id}}", "client").stdout.strip()[:12]
+    assert (nets["bridge"]["Aliases"], nets["bridge"]["DNSNames"]) == (None, None)
+    assert nets["extra"]["Aliases"] == ["cli", short]
+    assert nets["extra"]["DNSNames"] == ["client", "cli", short]
     again = nk("network", "connect", "extra", "client", check=False)
     assert (again.returncode, again.stderr) == (
         1, "Error: endpoint with name client already exists in network extra\n")

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ketch.containers.host import ContainerHost
-    from ketch.network.models import PortBinding
+    from ketch.network.models import Endpoint, PortBinding
     from ketch.network.service import DeferredStep
 
 
@@ -59,7 +59,7 @@ def setup(engine: ContainerHost, rec: ContainerRecord, *,
         svc.event("connect", ep.network_id, ep.network_name, container=rec.id)
     if att.networks:
         _connect_others(engine, rec, att, endpoints, later)
-    networks = {name: ep.to_docker() for name, ep in att.networks.items()}
+    networks = {name: endpoint_doc(rec, ep) for name, ep in att.networks.items()}
     primary = next(iter(networks.values()), None)
     if ipam and primary is not None:
         primary["IPAMConfig"] = dict(ipam)  # inspect echoes the request, as Docker's
@@ -214,9 +214,28 @@ def _connect(engine: ContainerHost, rec: ContainerRecord, network: str, *,
                                  name=rec.name, ip6=ip6)
     net = dict(rec.network)
     nets = dict(net.get("Networks") or {})
-    nets[ep.network_name] = ep.to_docker()
+    nets[ep.network_name] = endpoint_doc(rec, ep)
     net["Networks"] = nets
     engine.containers.records.update(rec.id, network=net)
+
+
+def endpoint_doc(rec: ContainerRecord, ep: Endpoint) -> dict[str, Any]:
+    """NetworkSettings.Networks[<name>] as dockerd shows it: Aliases are the ones the
+    user gave and the short ID (dockerd's list before API 1.45, which docker-compose 1
+    reads: without the short ID there it reconnects the container); DNSNames every name
+    the network's DNS answers for the container (its name, those aliases, its short ID,
+    its hostname). The default bridge has no DNS: both are null there. (The endpoint's
+    own list, which the DNS service reads, holds the name and short ID first.)"""
+    doc = ep.to_docker()
+    if ep.network_name == "bridge":
+        doc["Aliases"] = doc["DNSNames"] = None
+        return doc
+    short = rec.id[:12]
+    given = [a for a in ep.aliases if a not in (rec.name, short)]
+    doc["Aliases"] = [*given, short]
+    hostname = rec.config.get("Hostname") or ""
+    doc["DNSNames"] = list(dict.fromkeys(n for n in (rec.name, *given, short, hostname) if n))
+    return doc
 
 
 def disconnect(engine: ContainerHost, name_or_id: str, network: str) -> None:
