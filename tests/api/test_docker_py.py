@@ -74,3 +74,24 @@ def test_docker_py_images_list_inspect_and_not_found(api: Api) -> None:
         client.containers.get("nosuch")
     assert exc.value.explanation == "No such container: nosuch"
 
+
+
+def test_docker_py_errors_and_empty_answers_as_dockerd_gives_them(api: Api) -> None:
+    client = api.client()
+    # the status line has its phrase, which docker-py prints in its errors
+    with pytest.raises(docker.errors.NotFound) as missing:
+        client.containers.get("nosuch")
+    assert missing.value.response.reason == "Not Found"
+    assert "404 Client Error for" in str(missing.value)
+    assert str(missing.value).endswith(': Not Found ("No such container: nosuch")')
+    # a command that cannot be found is the request's fault: 400, as dockerd
+    c = client.containers.create("busybox", ["no-such-command"], name="dpy-bad")
+    with pytest.raises(docker.errors.APIError) as bad:
+        c.start()
+    assert bad.value.status_code == 400
+    assert "executable file not found" in str(bad.value)
+    c.remove()
+    # a container with no change on its filesystem: null, as dockerd's
+    c = client.containers.create("busybox", ["true"], name="dpy-same")
+    assert c.diff() is None
+    c.remove()

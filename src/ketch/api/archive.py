@@ -87,7 +87,8 @@ async def export(request: web.Request) -> web.StreamResponse:
 async def changes(request: web.Request) -> web.Response:
     name = request.match_info["id"]
     rows = await request.app[SVC].run(lambda e: e.containers.diff(name))
-    return json_response([{"Path": p, "Kind": k} for k, p in rows])
+    # no change at all is null, as dockerd's nil slice
+    return json_response([{"Path": p, "Kind": k} for k, p in rows] or None)
 
 
 async def commit(request: web.Request) -> web.Response:

@@ -152,7 +152,7 @@ async def containers_wait(request: web.Request) -> web.StreamResponse:
         resp.force_close()
         return resp
     try:
-        await resp.write(json.dumps({"StatusCode": code, "Error": error}).encode() + b"\n")
+        await resp.write(json.dumps({"Error": error, "StatusCode": code}).encode() + b"\n")
         await resp.write_eof()
     except ConnectionError:
         resp.force_close()

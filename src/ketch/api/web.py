@@ -249,13 +249,24 @@ def _http_date() -> str:
     return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())
 
 
+def _phrase(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
 class StreamResponse:
     """A response whose body is written as it comes (chunked for HTTP/1.1 clients)."""
 
     def __init__(self, *, status: int = 200, reason: str | None = None,
                  headers: dict[str, str] | None = None) -> None:
         self.status = status
-        self.reason = reason
+        # the status line's phrase, as Go's net/http writes it ("404 Not Found"): clients
+        # print it (docker-py: '404 Client Error for URL: Not Found')
+        self.reason = reason if reason is not None else _phrase(status)
         self.headers: dict[str, str] = dict(headers or {})
         self._conn: _Connection | None = None
         self._eof_sent = False

@@ -49,6 +49,9 @@ class RunError(KetchError):
     def __init__(self, message: str, exit_code: int = 125) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        # dockerd answers a command that cannot be found or run as the request's fault
+        # (400, its invalid-config error), any other start failure as its own (500)
+        self.http_status = 400 if exit_code in (126, 127) else 500
 
 
 @value
