@@ -47,6 +47,14 @@ def test_docker_run_attached_keeps_stdout_and_stderr_apart(api: Api) -> None:
     assert api.docker("wait", "apart").stdout == "0\n"
 
 
+def test_docker_run_with_bad_detach_keys_gets_the_attach_refused(api: Api) -> None:
+    # as against dockerd: the attach is refused with a 400, the docker CLI exits 1
+    res = api.docker("run", "--name", "dk", "--detach-keys", "bogus", "busybox", "true",
+                     check=False)
+    assert (res.returncode, res.stderr.strip()) == (1, "unable to upgrade to tcp, received 400")
+    api.docker("rm", "-f", "dk")
+
+
 def test_docker_run_interactive_forwards_stdin_until_eof(api: Api) -> None:
     res = api.docker("run", "--rm", "-i", "busybox", "sh", "-c", "tr a-z A-Z",
                      input="piped through\n")

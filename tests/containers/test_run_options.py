@@ -51,6 +51,14 @@ def test_a_network_alias_on_a_built_in_network_is_refused_at_create(ketch):
     assert nothing_created(ketch)
 
 
+def test_bad_detach_keys_are_refused_before_anything_is_made(ketch):
+    # dockerd refuses them at attach, whether a terminal is attached or not; they were
+    # accepted (and ignored) without one
+    p = ketch("run", "--rm", "--detach-keys", "bogus", "busybox", "true", check=False)
+    assert (p.returncode, p.stderr) == (125, "Error: Invalid detach keys (bogus) provided\n")
+    assert nothing_created(ketch)
+
+
 def test_attach_with_detach_is_refused_as_docker(ketch):
     p = ketch("run", "-d", "-a", "stdout", "busybox", "true", check=False)
     # the docker CLI's own check: exit 1, as its argument errors

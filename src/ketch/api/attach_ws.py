@@ -34,6 +34,8 @@ async def attach_ws(request: web.Request) -> web.StreamResponse:
     ver = request.match_info.get("ver")
     binary = ver is None or version_tuple(ver) >= (1, 28)
     rec = await svc.run(lambda e: e.containers.get(name))
+    if detach_keys:  # refused with a 400, as dockerd's attach refuses them
+        await svc.run(lambda e: e.containers.check_detach_keys(detach_keys))
     if rec.state == "paused":
         raise Conflict("You cannot attach to a paused container, unpause it first")
     fut: asyncio.Future[Any] | None = None

@@ -288,6 +288,8 @@ async def containers_attach(request: web.Request) -> web.StreamResponse:
     detach_keys = request.query.get("detachKeys") or None
     want_logs = query_bool(request, "logs")
     rec = await svc.run(lambda e: e.containers.get(name))
+    if detach_keys:  # refused with a 400, as dockerd's attach refuses them
+        await svc.run(lambda e: e.containers.check_detach_keys(detach_keys))
     if rec.state == "paused":
         raise Conflict("You cannot attach to a paused container, unpause it first")
     tty = bool(rec.config.get("Tty"))

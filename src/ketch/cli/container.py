@@ -186,7 +186,15 @@ def _client_error(message: str) -> InvalidArgument:
     return e
 
 
+def _check_detach_keys(spec: str | None) -> None:
+    """A --detach-keys value dockerd would refuse at attach is refused before anything is
+    made ('Invalid detach keys (SPEC) provided'), with or without a terminal."""
+    if spec:
+        engine().containers.check_detach_keys(spec)
+
+
 def _run_body(ns: Namespace) -> int:
+    _check_detach_keys(ns.detach_keys)
     if ns.detach and ns.attach:
         raise _client_error("conflicting options: cannot specify both --attach and --detach")
     # docker's CheckTty: only an attached stdin must be a terminal for -t
@@ -230,6 +238,7 @@ def start(ns: Namespace) -> int:
                               " (an experimental Docker feature needing CRIU)")
     svc = engine().containers
     if ns.attach or ns.interactive:
+        _check_detach_keys(ns.detach_keys)
         if len(ns.containers) > 1:
             raise InvalidArgument("you cannot start and attach multiple containers at once")
         rec = svc.get(ns.containers[0])
@@ -632,6 +641,7 @@ def exec_(ns: Namespace) -> int:
     # docker's CheckTty, as for run: only an attached stdin must be a terminal for -t
     if ns.tty and ns.interactive and not ns.detach and not sys.stdin.isatty():
         raise _client_error("the input device is not a TTY")
+    _check_detach_keys(ns.detach_keys)
     from ketch.cli.container_opts import environment
 
     return engine().exec(ns.container, ns.command, env=environment(ns.env_file, ns.env),
@@ -654,6 +664,7 @@ def _attach(p: Parser) -> None:
 
 @_attach.handler
 def attach(ns: Namespace) -> int:
+    _check_detach_keys(ns.detach_keys)
     return engine().attach(ns.container, stdin=not ns.no_stdin,
                            detach_keys=ns.detach_keys, sig_proxy=ns.sig_proxy)
 

@@ -579,6 +579,14 @@ class ContainerService:
 
         execs.resize(self, exec_id, height, width)
 
+    def check_detach_keys(self, spec: str | None) -> None:
+        """Refuse a detach-keys value dockerd refuses at attach ('Invalid detach keys (SPEC)
+        provided'): front doors check it before they make or attach anything."""
+        if spec:
+            from ketch.runtime.monitor import parse_detach_keys
+
+            parse_detach_keys(spec)
+
     def resize(self, name_or_id: str, height: int, width: int) -> None:
         from ketch.containers import attach
 
