@@ -7,6 +7,7 @@ import io
 import json
 import tarfile
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from tests.api.conftest import Api
@@ -181,6 +182,17 @@ def test_build_prune_removes_the_dangling_cache(api: Api, tmp_path: Path) -> Non
     api.docker("build", "-t", "prunable", str(ctx), timeout=120)
     api.docker("rmi", "prunable")  # its layers are dangling cache now
     conn = api.http()
+    # filters are read (they were ignored): a bad one is refused, one that keeps the
+    # fresh cache removes nothing
+    conn.request("POST", "/v1.45/build/prune?filters=" + quote('{"until": ["abc"]}'))
+    resp = conn.getresponse()
+    assert resp.status == 400, resp.status
+    assert 'failed to parse value as time or duration: \\"abc\\"' in resp.read().decode()
+    before = api.docker("images", "-aq").stdout.split()
+    conn.request("POST", "/v1.45/build/prune?filters=" + quote('{"until": ["1h"]}'))
+    resp = conn.getresponse()
+    assert (resp.status, json.loads(resp.read())["CachesDeleted"]) == (200, [])
+    assert api.docker("images", "-aq").stdout.split() == before
     conn.request("POST", "/v1.45/build/prune")
     resp = conn.getresponse()
     report = json.loads(resp.read())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from ketch.api import web
-from ketch.api.common import SVC, Handler, json_response, query_bool
+from ketch.api.common import SVC, Handler, json_response, query_bool, query_filters
 from ketch.api.jsonstream import Message, json_stream, registry_config, spool_body
 from ketch.engine import Engine
 from ketch.errors import InvalidArgument
@@ -137,7 +137,9 @@ async def build(request: web.Request) -> web.StreamResponse:
 
 async def build_prune(request: web.Request) -> web.Response:
     everything = query_bool(request, "all")
-    report = await request.app[SVC].run(lambda e: e.build_prune(all=everything))
+    filters = query_filters(request)  # until, label: as `ketch builder prune --filter`
+    report = await request.app[SVC].run(lambda e: e.build_prune(all=everything,
+                                                                  filters=filters))
     return json_response({"CachesDeleted": [d["Deleted"] for d in report.deleted
                                             if "Deleted" in d],
                           "SpaceReclaimed": report.space_reclaimed})
