@@ -149,6 +149,20 @@ def test_bad_since_and_unknown_filters_are_one_line_errors(ketch: TrackingCLI) -
         assert "Traceback" not in proc.stderr
 
 
+def test_a_format_that_fails_on_a_message_exits_64_before_any_event(ketch: TrackingCLI
+                                                                     ) -> None:
+    # as docker events: tried on an empty message first, whether any event comes or not
+    for fmt, message in (("{{.Bogus}}", 'template: :1:2: executing "" at <.Bogus>: can\'t'
+                                        " evaluate field Bogus in type *events.Message"),
+                         ("{{.status}}", 'template: :1:2: executing "" at <.status>: can\'t'
+                                         " evaluate field status in type *events.Message"),
+                         ("{{.Action", "template: :1: unclosed action")):
+        p = ketch("events", "--until", "0s", "--filter", "container=ev-none", "--format",
+                  fmt, check=False, timeout=30)
+        assert (p.returncode, p.stdout) == (64, ""), fmt
+        assert p.stderr == f"Error: template parsing error: {message}\n"
+
+
 def _interruptible() -> None:
     """In the follower, before exec: SIGINT and SIGQUIT as a terminal gives them. A
     child inherits ignored signals, and under xdist the worker that starts it may have

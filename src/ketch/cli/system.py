@@ -356,9 +356,17 @@ def _event_renderer(fmt: str | None) -> Callable[[dict[str, Any]], str]:
         import json
 
         return lambda ev: json.dumps(ev, ensure_ascii=False, separators=(",", ":"))
+    from ketch.errors import KetchError
     from ketch.fmt.gotemplate import Template
 
-    template = Template(fmt)
+    # as docker events: the template is tried on an empty message before any event is
+    # read, and one that does not parse or reads a field a message lacks exits 64
+    try:
+        template = Template(fmt)
+        template.execute(render.template_view({}))
+    except KetchError as e:
+        e.exit_code, e.exit_code_is_specific = 64, True
+        raise
     return lambda ev: template.execute(render.template_view(ev))
 
 

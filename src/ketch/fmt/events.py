@@ -30,11 +30,21 @@ def plain(ev: dict[str, Any]) -> str:
     return line
 
 
+# moby's events.Message, by its Go field names: what a template may read
+MESSAGE_FIELDS = frozenset({"Status", "ID", "From", "Type", "Action", "Actor", "Scope",
+                            "Time", "TimeNano"})
+
+
 def template_view(ev: dict[str, Any]) -> dict[str, Any]:
     """The fields a Go template sees: moby's events.Message by its Go names (.Type,
-    .Action, .Actor.ID, .Status, .ID, .From, .Time, .TimeNano, .Scope)."""
-    view = dict(ev)
-    view.update({"Status": ev.get("status", ""), "ID": ev.get("id", ""),
-                 "From": ev.get("from", ""), "Scope": ev.get("scope", ""),
-                 "Time": ev.get("time", 0), "TimeNano": ev.get("timeNano", 0)})
-    return view
+    .Action, .Actor.ID, .Status, .ID, .From, .Time, .TimeNano, .Scope); a field it does
+    not have is an error, as on the Go struct."""
+    from ketch.fmt.gotemplate import Context
+
+    view = {"Status": ev.get("status", ""), "ID": ev.get("id", ""),
+            "From": ev.get("from", ""), "Type": ev.get("Type", ""),
+            "Action": ev.get("Action", ""),
+            "Actor": ev.get("Actor") or {"ID": "", "Attributes": None},
+            "Scope": ev.get("scope", ""), "Time": ev.get("time", 0),
+            "TimeNano": ev.get("timeNano", 0)}
+    return Context(view, "*events.Message", MESSAGE_FIELDS)
