@@ -70,7 +70,7 @@ def test_ps_all_shows_docker_status_texts_newest_first(ketch, three):
     assert m and m.group(1) == "3"
     assert re.fullmatch(UP, status["up1"])
     # a long command is cut to 20 characters with an ellipsis
-    assert rows[0][2] == '"echo a long command…"'
+    assert rows[0][2] == '"echo \'a long comman…"'
 
 
 def test_ps_paused_status(ketch, three):
@@ -107,7 +107,8 @@ class TestReadingTheSameThreeContainers:
                                                                three["ex"][:12]]
         assert ketch("ps", "-q", "-l").stdout.split() == [three["cr"][:12]]
         full = ketch("ps", "-a", "--no-trunc").stdout
-        assert '"echo a long command line here"' in full
+        # an argument with spaces in single quotes, as dockerd writes the command
+        assert '"echo \'a long command line here\'"' in full
         assert three["cr"] in full
 
     @pytest.mark.parametrize("flt, expect", [
@@ -135,6 +136,11 @@ class TestReadingTheSameThreeContainers:
         p = ketch("ps", "--filter", "colour=red", check=False)
         assert p.returncode == 1
         assert p.stderr.strip() == "Error: invalid filter 'colour'"
+        # values dockerd refuses (they listed nothing)
+        for flt, message in (("status=Running", "invalid filter 'status=Running'"),
+                             ("exited=abc", 'strconv.Atoi: parsing "abc": invalid syntax')):
+            p = ketch("ps", "-a", "--filter", flt, check=False)
+            assert (p.returncode, p.stdout, p.stderr) == (1, "", f"Error: {message}\n")
 
     def test_ps_format_template_table_and_json(self, ketch, three):
         out = ketch("ps", "--format", "{{.ID}} {{.Names}} {{.State}}").stdout
@@ -146,6 +152,10 @@ class TestReadingTheSameThreeContainers:
                                                    ).stdout.splitlines()]
         assert {d["Names"] for d in docs} == {"cr1", "ex1", "up1"}
         assert {"ID", "Image", "Command", "Status", "State", "Labels"} <= set(docs[0])
+        # {{json .}} is what `--format json` is, as in the docker CLI
+        again = [json.loads(line) for line in ketch("ps", "-a", "--format", "{{json .}}"
+                                                    ).stdout.splitlines()]
+        assert [list(d) for d in again] == [list(d) for d in docs]
 
     def test_container_ls_and_list_are_ps(self, ketch, three):
         assert ketch("container", "ls", "-q").stdout == ketch("ps", "-q").stdout

@@ -460,7 +460,7 @@ def ls(ns: Namespace) -> None:
         rows.append(row)
     if ns.pod:
         _pod_columns(items, rows, ns.no_trunc)
-    if fmt == "json":
+    if fmt == "json" or fmt.replace(" ", "") == "{{json.}}":
         # docker's {{json .}} of a container: its fields in name order (no CreatedSince,
         # which is the images' column; the platform is not known)
         fields = []

@@ -226,6 +226,17 @@ class ContainerService:
             from ketch.containers.health import status as health_status
 
             check_filter(filters["health"])
+        # dockerd's checks of the values: a state it does not know, an exit code that is
+        # not a number
+        for v in filters.get("status", []):
+            if v not in ("created", "restarting", "running", "removing", "paused", "exited",
+                         "dead"):
+                raise InvalidArgument(f"invalid filter 'status={v}'")
+        for v in filters.get("exited", []):
+            try:
+                int(v, 10)
+            except ValueError:
+                raise InvalidArgument(f'strconv.Atoi: parsing "{v}": invalid syntax') from None
         recs = [self._refresh(r) for r in self.records.all()]
         if latest:
             limit = 1
@@ -286,7 +297,9 @@ class ContainerService:
             item: dict[str, Any] = {
                 "Id": r.id, "Names": ["/" + r.name], "Image": r.image_name,
                 "ImageID": r.image_id,
-                "Command": " ".join([path, *args]).strip(),
+                # dockerd's: an argument with a space in single quotes, nothing escaped
+                "Command": " ".join([path, *(f"'{a}'" if " " in a else a for a in args)]
+                                    ).strip(),
                 "Created": int(r.created), "Ports": self.ports(r), "Labels": labels,
                 "State": r.state, "Status": self.status_text(r, now),
                 "HostConfig": {"NetworkMode": r.host_config.get("NetworkMode", "bridge")},
