@@ -98,7 +98,7 @@ def test_kill_defaults_to_sigkill_and_refuses_stopped_containers(ketch, run_d):
     assert ketch("wait", "k2").stdout == "137\n"
     p = ketch("kill", "k2", check=False)
     assert p.returncode == 1
-    assert re.fullmatch(r"Error: cannot kill container: k2: container [0-9a-f]{64} is not"
+    assert re.fullmatch(r"Error: Cannot kill container: k2: Container [0-9a-f]{64} is not"
                         r" running\n", p.stderr)
 
 

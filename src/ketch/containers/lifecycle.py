@@ -316,7 +316,7 @@ class Lifecycle:
             raise InvalidArgument(f"Cannot kill container: {name_or_id}: The linux daemon does"
                                   f" not support signal {num}")
         if not rec.running:
-            raise Conflict(f"cannot kill container: {name_or_id}: container {rec.id} is not"
+            raise Conflict(f"Cannot kill container: {name_or_id}: Container {rec.id} is not"
                            " running")
         with svc.lock(rec.id):
             rec = svc.records.get(rec.id) or rec
