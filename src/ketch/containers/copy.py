@@ -598,8 +598,8 @@ def copy_in(svc: ContainerService, name: str, src: str, dest: str, follow_link: 
 
             walker = InRoot(root_fd)
             found = _lookup(walker, dspec.trimmed, follow=True)
-            if found is None:
-                raise _not_found(dspec.raw, name)
+            if found is None:  # its directory is missing: named, as docker cp names it
+                raise _not_found(os.path.dirname(dspec.raw.rstrip("/")) or "/", name)
             try:
                 into_rel, top_name = destination(found)
             finally:
