@@ -344,11 +344,10 @@ def rm(ns: Namespace) -> int:
         try:
             svc.remove(n, force=True, volumes=ns.volumes)
             out(n)
-        except ContainerNotFound as e:
-            sys.stderr.write(f"Error: {e.message}\n")
         except KetchError as e:
             sys.stderr.write(f"Error: {e.message}\n")
-            rc = 1
+            if not isinstance(e, ContainerNotFound):
+                rc = 1
     return rc
 
 

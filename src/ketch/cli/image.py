@@ -142,13 +142,11 @@ def images_rm(ns: Namespace) -> int:
             for item in engine().images.remove(name, force=ns.force, prune=not ns.no_prune):
                 for k, v in item.items():
                     out(f"{k}: {v}")
-        except ImageNotFound as e:
-            sys.stderr.write(f"Error: {e.message}\n")
-            # as docker rmi -f: an image that is not there is reported, no failure
-            rc = rc if ns.force else 1
         except KetchError as e:
             sys.stderr.write(f"Error: {e.message}\n")
-            rc = 1
+            # as docker rmi -f: an image that is not there is reported, no failure
+            if not (ns.force and isinstance(e, ImageNotFound)):
+                rc = 1
     return rc
 
 
