@@ -289,19 +289,30 @@ def test_unknown_sandbox_and_container_are_not_found_and_exec_times_out(
     rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
 
 
+def _sleeping_pod(served: Served, pod: str, names: list[str], image: str, tmp_path: Path
+                  ) -> tuple[str, list[str]]:
+    """A sandbox whose members `names` run `sleep 300`: (sandbox ID, container IDs)."""
+    cri, rt = served.cri, served.runtime
+    config = _sandbox(served, pod, tmp_path / "logs")
+    pod_id = rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config)).pod_sandbox_id
+    ids = []
+    for name in names:
+        (tmp_path / "logs" / name).mkdir(parents=True, exist_ok=True)
+        cid = rt.CreateContainer(cri.CreateContainerRequest(
+            pod_sandbox_id=pod_id, sandbox_config=config,
+            config=_container(served, name, image, ["sleep", "300"]))).container_id
+        rt.StartContainer(cri.StartContainerRequest(container_id=cid))
+        ids.append(cid)
+    return pod_id, ids
+
+
 def test_exec_sync_of_a_command_that_cannot_start_is_an_error_not_an_exit_status(
         any_runtime: Served, busybox: str, tmp_path: Path) -> None:
     # an exec probe of a missing binary must fail (the kubelet counts the error as a
     # failed probe); a command that runs and exits non-zero is an exit status
     cri = any_runtime.cri
     rt = any_runtime.runtime
-    config = _sandbox(any_runtime, "probe", tmp_path / "logs")
-    pod_id = rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config)).pod_sandbox_id
-    (tmp_path / "logs" / "c").mkdir(parents=True, exist_ok=True)
-    cid = rt.CreateContainer(cri.CreateContainerRequest(
-        pod_sandbox_id=pod_id, sandbox_config=config,
-        config=_container(any_runtime, "c", busybox, ["sleep", "300"]))).container_id
-    rt.StartContainer(cri.StartContainerRequest(container_id=cid))
+    pod_id, (cid,) = _sleeping_pod(any_runtime, "probe", ["c"], busybox, tmp_path)
     with pytest.raises(grpc.RpcError) as err:
         rt.ExecSync(cri.ExecSyncRequest(container_id=cid, cmd=["no-such-command"],
                                         timeout=10))
@@ -320,16 +331,7 @@ def test_stop_sandbox_kills_members_that_ignore_sigterm_without_waiting(
     # ignores SIGTERM, must not hold the call for a stop timeout per member
     cri = any_runtime.cri
     rt = any_runtime.runtime
-    config = _sandbox(any_runtime, "stubborn", tmp_path / "logs")
-    pod_id = rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config)).pod_sandbox_id
-    ids = []
-    for name in ("one", "two"):
-        (tmp_path / "logs" / name).mkdir(parents=True, exist_ok=True)
-        cid = rt.CreateContainer(cri.CreateContainerRequest(
-            pod_sandbox_id=pod_id, sandbox_config=config,
-            config=_container(any_runtime, name, busybox, ["sleep", "300"]))).container_id
-        rt.StartContainer(cri.StartContainerRequest(container_id=cid))
-        ids.append(cid)
+    pod_id, ids = _sleeping_pod(any_runtime, "stubborn", ["one", "two"], busybox, tmp_path)
     started = time.monotonic()
     rt.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=pod_id))
     took = time.monotonic() - started
