@@ -47,6 +47,17 @@ def test_docker_run_attached_keeps_stdout_and_stderr_apart(api: Api) -> None:
     assert api.docker("wait", "apart").stdout == "0\n"
 
 
+def test_docker_create_naming_a_missing_container_does_not_pull(api: Api) -> None:
+    # a 404 from create means "no such image" to the docker CLI, which then pulls; a
+    # missing --volumes-from, --link or --ipc container is a 400, as dockerd answers
+    for flags in (["--volumes-from", "nosuch"], ["--link", "nosuch:x"],
+                  ["--ipc", "container:nosuch"]):
+        res = api.docker("create", *flags, "busybox", check=False)
+        assert (res.returncode, res.stderr) == (
+            1, "Error response from daemon: No such container: nosuch\n"), flags
+    assert api.docker("ps", "-aq").stdout == ""
+
+
 def test_docker_run_with_bad_detach_keys_gets_the_attach_refused(api: Api) -> None:
     # as against dockerd: the attach is refused with a 400, the docker CLI exits 1
     res = api.docker("run", "--name", "dk", "--detach-keys", "bogus", "busybox", "true",

@@ -20,7 +20,7 @@ from ketch.api.common import (
 )
 from ketch.api.fields import CONTAINER_CREATE, canonical
 from ketch.engine import Engine
-from ketch.errors import Conflict, InvalidArgument, KetchError
+from ketch.errors import Conflict, ImageNotFound, InvalidArgument, KetchError, NotFound
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -52,9 +52,17 @@ async def containers_create(request: web.Request) -> web.Response:
         raise InvalidArgument("invalid NetworkingConfig: expected an object")
     platform = request.query.get("platform") or None
     warnings: list[str] = []
-    rec = await request.app[SVC].run(lambda e: e.containers.create(
-        body, host_config, name=name, networking_config=networking, warnings=warnings,
-        platform=platform))
+    try:
+        rec = await request.app[SVC].run(lambda e: e.containers.create(
+            body, host_config, name=name, networking_config=networking, warnings=warnings,
+            platform=platform))
+    except NotFound as e:
+        if isinstance(e, ImageNotFound):
+            raise
+        # a 404 from create means "no such image" to the docker CLI, which then pulls:
+        # anything else missing (a --volumes-from, --link or --ipc container) is the
+        # request's fault, as dockerd answers it
+        raise InvalidArgument(e.message) from None
     return json_response({"Id": rec.id, "Warnings": warnings}, 201)
 
 
