@@ -275,3 +275,32 @@ def test_logs_reads_every_generation_once_in_order_while_the_keeper_shifts_names
     assert b"".join(c.data for c in read_log(log)) == _expected(5000)
     last_two = b"".join(_expected(5000).splitlines(keepends=True)[-2:])
     assert b"".join(c.data for c in read_log(log, tail=2)) == last_two
+
+
+def test_the_keeper_never_ends_a_generation_inside_a_line_that_came_in_pieces(
+        tmp_path: Path):
+    # conmon writes a long line as P pieces then an F; a generation that ended between
+    # them would leave the next one (and, once the first goes, the log) beginning with
+    # the end of a line. The cut goes back to before the pieces.
+    whole = _lines(0, 40)
+    pieces = [record(BASE + 1, "stdout", "long " * 20, "P"),
+              record(BASE + 1, "stderr", "other stream", "F"),
+              record(BASE + 1, "stdout", "line, continued " * 5, "P"),
+              record(BASE + 1, "stdout", "and ended", "F")]
+    log = write(tmp_path / "ctr.log", whole + pieces + _lines(40, 40))
+    manifest = _keeper_manifest(log)
+    max_size = len("".join(whole + pieces[:3]).encode())  # room for up to the last piece
+    _rotate(log, manifest, 1, max_size)
+    generation = (tmp_path / "ctr.log.done1").read_bytes()
+    assert generation == "".join(whole).encode()  # ends before the first piece
+    (tmp_path / "ctr.log.done1").rename(tmp_path / "ctr.log.1")
+    # the live part begins with the first piece, and nothing is lost or doubled
+    from ketch.runtime.logs import start_offset
+
+    with open(log, "rb") as f:
+        f.seek(start_offset(log))
+        assert f.readline() == pieces[0].encode()
+    out, err = collect(log)
+    assert out == _expected(40) + b"long " * 20 + b"line, continued " * 5 + b"and ended\n" \
+        + b"".join(f"line {i} {'padding ' * 6}\n".encode() for i in range(40, 80))
+    assert err == b"other stream\n"

@@ -1201,7 +1201,7 @@ def _rotate_out(f: BinaryIO, path: Path, start: int, size: int, max_size: int,
     the live file. Returns the new start."""
     f.seek(start)
     head = f.read(max_size)
-    cut = start + head.rfind(b"\n") + 1
+    cut = start + _clean_cut(head)
     if cut == start:
         cut = _last_newline(f, size)
         if cut <= start:
@@ -1218,6 +1218,37 @@ def _rotate_out(f: BinaryIO, path: Path, start: int, size: int, max_size: int,
     _set_start(path, cut)
     _punch(f.fileno(), cut - 1)  # the newline before the new start stays readable
     return cut
+
+
+_CUT_WINDOW = 64  # records looked back over for a clean cut (a line's pieces are 8 KiB)
+
+
+def _clean_cut(head: bytes) -> int:
+    """Where to end a generation in `head`: after its last whole record at which no
+    stream is inside a line that came in pieces (P records up to the F that ends it),
+    so that no generation begins with the end of a line whose start a removed one held.
+    Looked for among the last _CUT_WINDOW records; a longer chain is cut after its last
+    record there, as any record end. 0 when `head` holds no whole record."""
+    end = head.rfind(b"\n") + 1
+    if end == 0:
+        return 0
+    ends: list[int] = []  # the end offsets of the window's records, last first
+    kinds: list[tuple[bytes, bytes]] = []  # their (stream, tag)
+    pos = end
+    while pos > 0 and len(ends) < _CUT_WINDOW:
+        begin = head.rfind(b"\n", 0, pos - 1) + 1
+        parts = head[begin:pos].split(b" ", 3)
+        ends.append(pos)
+        kinds.append((parts[1], parts[2]) if len(parts) == 4 else (b"", b"F"))
+        pos = begin
+    for i, cut in enumerate(ends):
+        # cutting after record i: each stream's last record before the cut decides
+        last: dict[bytes, bytes] = {}
+        for stream, tag in kinds[i:]:
+            last.setdefault(stream, tag)
+        if b"P" not in last.values():
+            return cut
+    return end
 
 
 def keep_rotating(path: Path, conmon_pid: int, max_size: int, max_file: int,
