@@ -51,6 +51,24 @@ def test_a_network_alias_on_a_built_in_network_is_refused_at_create(ketch):
     assert nothing_created(ketch)
 
 
+def test_a_non_root_user_binds_port_80_and_pings_as_with_docker(ketch):
+    # dockerd's defaults for a container with its own network namespace: ports below
+    # 1024 and ICMP echo sockets without capabilities (a `USER node` app on port 80)
+    p = ketch("run", "--rm", "-u", "1000", "busybox", "sh", "-c",
+              "nc -l -p 80 & sleep 0.3; netstat -tln | grep -c ':80 '; "
+              "cat /proc/sys/net/ipv4/ping_group_range")
+    assert p.stdout.split("\n")[:2] == ["1", "0\t2147483647"]
+    # the user's value wins; the host's namespace is left as it is
+    p = ketch("run", "--rm", "--sysctl", "net.ipv4.ip_unprivileged_port_start=500",
+              "busybox", "cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start")
+    assert p.stdout == "500\n"
+    with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+        host = f.read()
+    p = ketch("run", "--rm", "--network", "host", "busybox", "cat",
+              "/proc/sys/net/ipv4/ip_unprivileged_port_start")
+    assert p.stdout == host
+
+
 def test_bad_detach_keys_are_refused_before_anything_is_made(ketch):
     # dockerd refuses them at attach, whether a terminal is attached or not; they were
     # accepted (and ignored) without one

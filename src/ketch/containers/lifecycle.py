@@ -212,7 +212,7 @@ class Lifecycle:
                 cpuset_cpus=hc.get("CpusetCpus") or None,
                 pids_limit=hc.get("PidsLimit") or None,
                 netns_path=net.get("netns"), stop_signal=c.get("StopSignal"),
-                sysctls=dict(hc.get("Sysctls") or {}),
+                sysctls=options.sysctls(hc),
                 ulimits={u["Name"]: (u["Soft"], u["Hard"]) for u in hc.get("Ulimits") or []},
             )
             if hc.get("ShmSize"):

@@ -25,6 +25,28 @@ SYSCTL_NAMES = frozenset((
     "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"))
 SYSCTL_PREFIXES = ("net.", "fs.mqueue.")
 
+# dockerd's defaults for a container with a network namespace of its own (moby's
+# adaptContainerSettings): unprivileged ICMP echo sockets without CAP_NET_RAW, and ports
+# below 1024 without CAP_NET_BIND_SERVICE (a `USER node` app listening on 80). A value
+# the user gives wins; a kernel without the key gets neither.
+_DEFAULT_NET_SYSCTLS = (("net.ipv4.ping_group_range", "0 2147483647"),
+                        ("net.ipv4.ip_unprivileged_port_start", "0"))
+
+
+def sysctls(hc: dict[str, Any]) -> dict[str, str]:
+    """The container's sysctls: the user's, and dockerd's network defaults when its
+    network namespace is its own (not the host's, another container's, or a pod infra's
+    namespace, which Podman and the CRI leave as the kernel has it)."""
+    out = dict(hc.get("Sysctls") or {})
+    mode = hc.get("NetworkMode") or "default"
+    if mode == "host" or mode.startswith("container:") or hc.get("_PodInfra"):
+        return out
+    for key, value in _DEFAULT_NET_SYSCTLS:
+        if key not in out and os.path.exists("/proc/sys/" + key.replace(".", "/")):
+            out[key] = value
+    return out
+
+
 _BLKIO_WEIGHT_FILES = ("/sys/fs/cgroup/blkio/blkio.weight", "/sys/fs/cgroup/blkio/blkio.bfq.weight",
                        "/sys/fs/cgroup/io.weight", "/sys/fs/cgroup/io.bfq.weight")
 
