@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 
-from ketch.cli.flags import REMAINDER, Namespace, Parser, UsageError, count_error
+from ketch.cli.flags import REMAINDER, Namespace, Parser, UsageError, count_error, exits
 from ketch.errors import KetchError
 
 __all__ = ["REMAINDER", "Namespace", "Parser", "UsageError"]
@@ -184,8 +184,7 @@ def _inspect_template(fmt: str) -> Any:
     try:
         return Template(fmt, missingkey_error=True)
     except KetchError as e:
-        e.exit_code, e.exit_code_is_specific = 64, True
-        raise
+        raise exits(e, 64) from None
 
 
 def format_each(fmt: str, items: list[Any]) -> None:

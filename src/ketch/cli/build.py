@@ -7,7 +7,7 @@ import os
 import sys
 
 from ketch.cli.base import Registry, engine, parse_filters
-from ketch.cli.flags import Namespace, Parser
+from ketch.cli.flags import Namespace, Parser, exits
 from ketch.errors import BuildError, InvalidArgument
 
 registry = Registry()
@@ -153,13 +153,6 @@ def _labels(values: list[str]) -> dict[str, str]:
     return out
 
 
-def _flag_error(message: str) -> InvalidArgument:
-    """A value the docker CLI's flag parsing refuses: exit 125, as its flag errors."""
-    e = InvalidArgument(message)
-    e.exit_code, e.exit_code_is_specific = 125, True
-    return e
-
-
 def _check_tags(tags: list[str]) -> None:
     from ketch import reference
 
@@ -167,10 +160,12 @@ def _check_tags(tags: list[str]) -> None:
         try:
             r = reference.parse(t)
         except InvalidArgument as e:
-            raise _flag_error(f'invalid argument "{t}" for "-t, --tag" flag: {e}') from None
+            # a flag value the docker CLI refuses: 125, as its flag errors
+            raise exits(InvalidArgument(f'invalid argument "{t}" for "-t, --tag" flag:'
+                                        f" {e}"), 125) from None
         if r.digest:
-            raise _flag_error(f'invalid argument "{t}" for "-t, --tag" flag: a tag cannot'
-                              " contain a digest")
+            raise exits(InvalidArgument(f'invalid argument "{t}" for "-t, --tag" flag: a tag'
+                                        " cannot contain a digest"), 125)
 
 
 @_build.handler

@@ -20,7 +20,7 @@ from ketch.cli.base import (
     out,
     parse_filters,
 )
-from ketch.cli.flags import REMAINDER, Namespace, Parser, count_error
+from ketch.cli.flags import REMAINDER, Namespace, Parser, count_error, exits
 from ketch.errors import ImageNotFound, InvalidArgument, KetchError
 
 TYPE_CHECKING = False
@@ -178,14 +178,6 @@ def run(ns: Namespace) -> int:
         return _run_body(ns)
 
 
-def _client_error(message: str) -> InvalidArgument:
-    """An error the docker CLI finds before it asks the daemon anything: exit 1 for run
-    and create too (their other errors are 125)."""
-    e = InvalidArgument(message)
-    e.exit_code_is_specific = True
-    return e
-
-
 def _check_detach_keys(spec: str | None) -> None:
     """A --detach-keys value dockerd would refuse at attach is refused before anything is
     made ('Invalid detach keys (SPEC) provided'), with or without a terminal."""
@@ -196,10 +188,12 @@ def _check_detach_keys(spec: str | None) -> None:
 def _run_body(ns: Namespace) -> int:
     _check_detach_keys(ns.detach_keys)
     if ns.detach and ns.attach:
-        raise _client_error("conflicting options: cannot specify both --attach and --detach")
+        # the docker CLI's own checks, before it asks the daemon: exit 1
+        raise exits(InvalidArgument("conflicting options: cannot specify both --attach and"
+                                    " --detach"), 1)
     # docker's CheckTty: only an attached stdin must be a terminal for -t
     if ns.tty and ns.interactive and not ns.detach and not sys.stdin.isatty():
-        raise _client_error("the input device is not a TTY")
+        raise exits(InvalidArgument("the input device is not a TTY"), 1)
     rec = _create_from_ns(ns)
     if ns.detach:
         engine().containers.start(rec.id)
@@ -446,12 +440,13 @@ def ls(ns: Namespace) -> None:
             "Names": ",".join(n.lstrip("/") for n in c["Names"]), "Size": size,
         }
         if everything:
+            from ketch.fmt.table import labels_column
             from ketch.fmt.units import go_time
 
             row.update({
                 "RunningFor": row["CreatedSince"], "CreatedAt": go_time(c["Created"]),
                 "State": c["State"],
-                "Labels": ",".join(f"{k}={v}" for k, v in (c["Labels"] or {}).items()),
+                "Labels": labels_column(c["Labels"]),
                 "Mounts": ",".join(_mount_name(m, ns.no_trunc) for m in c["Mounts"]),
                 "LocalVolumes": str(sum(m.get("Driver") == "local" for m in c["Mounts"])),
                 "Networks": ",".join(c["NetworkSettings"]["Networks"]),
@@ -639,7 +634,7 @@ def exec_(ns: Namespace) -> int:
         raise count_error("ketch exec", 2, None, 1)  # docker's words
     # docker's CheckTty, as for run: only an attached stdin must be a terminal for -t
     if ns.tty and ns.interactive and not ns.detach and not sys.stdin.isatty():
-        raise _client_error("the input device is not a TTY")
+        raise exits(InvalidArgument("the input device is not a TTY"), 1)
     _check_detach_keys(ns.detach_keys)
     from ketch.cli.container_opts import environment
 
@@ -842,8 +837,7 @@ def update(ns: Namespace) -> int:
         _update_changes(ns, changes)
     except KetchError as e:
         # a flag's value is wrong: docker's flag parsing ends `update` with 125
-        e.exit_code, e.exit_code_is_specific = 125, True
-        raise
+        raise exits(e, 125) from None
     if not changes:
         raise InvalidArgument("you must provide one or more flags when using this command")
     svc = engine().containers

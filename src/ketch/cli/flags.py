@@ -25,7 +25,11 @@ from ketch.errors import InvalidArgument
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any
+    from typing import Any, TypeVar
+
+    from ketch.errors import KetchError
+
+    E = TypeVar("E", bound=KetchError)
 
 REMAINDER = "..."
 
@@ -319,13 +323,19 @@ def _parse_int(raw: str) -> int:
     raise FlagValueError(f'strconv.ParseInt: parsing "{raw}": invalid syntax')
 
 
+def exits(e: E, code: int) -> E:
+    """`e`, made to end the command with exit `code` whatever the command's own code
+    for errors (run's 125): the codes the docker CLI gives a failure of its own, such as
+    1 for its argument checks, 125 for a flag value, 64 for a template."""
+    e.exit_code, e.exit_code_is_specific = code, True
+    return e
+
+
 def count_error(prog: str, low: int, high: int | None, n: int) -> InvalidArgument:
     """The error for a wrong number of arguments: exit 1 whatever the command (`run`
     and `create` too, whose other errors are 125), as cobra's argument checks in
     docker/cli are."""
-    e = InvalidArgument(count_message(prog, low, high, n))
-    e.exit_code_is_specific = True
-    return e
+    return exits(InvalidArgument(count_message(prog, low, high, n)), 1)
 
 
 def count_message(prog: str, low: int, high: int | None, n: int) -> str:

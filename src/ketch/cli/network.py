@@ -103,6 +103,7 @@ def _ls(p: Parser) -> None:
 @_ls.handler
 def ls(ns: Namespace) -> None:
     from ketch.fmt.gotemplate import render_table
+    from ketch.fmt.table import labels_column
     from ketch.fmt.units import go_time
 
     filters = parse_filters(ns.filter)
@@ -111,7 +112,7 @@ def ls(ns: Namespace) -> None:
         rows.append({"ID": n.id if ns.no_trunc else n.id[:12], "Name": n.name,
                      "Driver": n.driver, "Scope": "local",
                      "Internal": str(n.internal).lower(), "IPv6": str(n.ipv6).lower(),
-                     "Labels": ",".join(f"{k}={v}" for k, v in (n.labels or {}).items()),
+                     "Labels": labels_column(n.labels),
                      "CreatedAt": go_time(n.created)})
         labels.append(n.labels)
     if ns.quiet:

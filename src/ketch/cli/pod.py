@@ -83,6 +83,7 @@ def _ps(p: Parser) -> None:
 
 @_ps.handler
 def ps(ns: Namespace) -> None:
+    from ketch.fmt.table import labels_column
     from ketch.fmt.units import time_ago
 
     pods = engine().pod_list(parse_filters(ns.filter))
@@ -103,7 +104,7 @@ def ps(ns: Namespace) -> None:
             "Status": p["Status"], "Created": time_ago(p["Created"], now),
             "InfraId": p["InfraId"] if ns.no_trunc else p["InfraId"][:12],
             "NumberOfContainers": str(len(p["Containers"])),
-            "Labels": ",".join(f"{k}={v}" for k, v in p["Labels"].items()),
+            "Labels": labels_column(p["Labels"]),
             "Networks": ",".join(p["Networks"]),
         })
     if ns.format:

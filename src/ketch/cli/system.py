@@ -6,7 +6,7 @@ import os
 import sys
 
 from ketch.cli.base import Registry, check_args, engine, format_each, out, positional, print_json
-from ketch.cli.flags import Namespace, Parser
+from ketch.cli.flags import Namespace, Parser, exits
 from ketch.errors import InvalidArgument, KetchError
 
 TYPE_CHECKING = False
@@ -365,8 +365,7 @@ def _event_renderer(fmt: str | None) -> Callable[[dict[str, Any]], str]:
         template = Template(fmt)
         template.execute(render.template_view({}))
     except KetchError as e:
-        e.exit_code, e.exit_code_is_specific = 64, True
-        raise
+        raise exits(e, 64) from None
     return lambda ev: template.execute(render.template_view(ev))
 
 

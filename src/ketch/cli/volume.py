@@ -75,6 +75,7 @@ def _ls(p: Parser) -> None:
 @_ls.handler
 def ls(ns: Namespace) -> None:
     from ketch.fmt.gotemplate import render_table
+    from ketch.fmt.table import labels_column
 
     vols = _store().list(parse_filters(ns.filter))
     if ns.quiet:
@@ -84,7 +85,7 @@ def ls(ns: Namespace) -> None:
     # docker's volume context, its fields in name order ({{json .}}): what a listing does
     # not measure (links, size) and what only cluster volumes have are "N/A"
     rows = [{"Availability": "N/A", "Driver": v["Driver"], "Group": "N/A",
-             "Labels": ",".join(f"{k}={val}" for k, val in (v["Labels"] or {}).items()),
+             "Labels": labels_column(v["Labels"]),
              "Links": "N/A", "Mountpoint": v["Mountpoint"], "Name": v["Name"],
              "Scope": v["Scope"], "Size": "N/A", "Status": "N/A"} for v in vols]
     fmt = ns.format

@@ -40,3 +40,8 @@ def tabulate(rows: list[list[str]], minwidth: int = 10, padding: int = 3) -> str
         lines.append("".join(r[i] + " " * (col[i] - w[i]) for i in range(ncols - 1))
                      + r[-1])
     return "\n".join(lines) + "\n"
+
+
+def labels_column(labels: dict[str, str] | None) -> str:
+    """docker's LABELS column (and `{{.Labels}}`): `k=v` pairs, comma-separated."""
+    return ",".join(f"{k}={v}" for k, v in (labels or {}).items())
