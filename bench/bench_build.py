@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchlib import ketch_command
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -42,11 +44,6 @@ CMD ["node", "server.js"]
 """
 
 GOALS = {"cold": 1.70, "unchanged": 0.066, "one-file": 0.32}
-
-
-def ketch_cmd() -> list[str]:
-    script = Path(os.environ.get("KETCH_BIN") or Path(sys.executable).with_name("ketch"))
-    return [str(script)] if script.exists() else [sys.executable, "-m", "ketch"]
 
 
 def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
@@ -107,10 +104,11 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="ketch-bench-build-"))
     results: dict[str, dict[str, float] | str] = {}
+    ketch = [sys.executable, "-m", "ketch"]
     try:
         env = dict(os.environ, KETCH_ROOT=str(work / "root"), KETCH_RUN_ROOT=str(work / "run"))
         rootfs = write_busybox_rootfs_tar(work / "busybox.tar")
-        ketch = ketch_cmd()
+        ketch = ketch_command(work)
         subprocess.run(ketch + ["import", "--change", 'CMD ["sh"]', str(rootfs),
                                 "bench-base"], env=env, check=True, capture_output=True)
         # ketch's launcher starts Python with -I -S (no site, no .pth files): so does this.
@@ -139,7 +137,7 @@ def main() -> int:
     finally:
         bench_env = dict(os.environ, KETCH_ROOT=str(work / "root"),
                          KETCH_RUN_ROOT=str(work / "run"))
-        subprocess.run(ketch_cmd() + ["image", "prune", "-a", "-f"], capture_output=True,
+        subprocess.run(ketch + ["image", "prune", "-a", "-f"], capture_output=True,
                        env=bench_env)
         # RUN steps set up networking: drop the bench root's bridge, rules and netns mount.
         subprocess.run([sys.executable, "-c", "from ketch.engine import Engine;"

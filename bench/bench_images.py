@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchlib import print_ms_table
+from benchlib import ketch_command, print_ms_table
 
 N_IMAGES = 200
 BIG_LAYERS = 3
@@ -156,10 +156,7 @@ def main() -> int:
 
     work = Path(opts.keep or tempfile.mkdtemp(prefix="ketch-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    # The console script installed beside this interpreter (a pyenv shim or `python -m`
-    # would add their own start-up to every number).
-    script = Path(os.environ.get("KETCH_BIN") or Path(sys.executable).parent / "ketch")
-    ketch = [str(script)] if script.exists() else [sys.executable, "-m", "ketch"]
+    ketch = ketch_command(work)
     have_docker = docker_reachable()
     results: list[tuple[str, tuple[float, float], tuple[float, float] | None]] = []
     try:

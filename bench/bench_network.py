@@ -23,6 +23,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from benchlib import ketch_command
+
 from ketch.images.busybox import write_rootfs_tar as write_busybox_rootfs_tar
 
 SIZE_MB = 200
@@ -127,7 +129,7 @@ def main() -> None:
         raise SystemExit("run as root")
     work = Path(tempfile.mkdtemp(prefix="ketch-bench-net-"))
     env = dict(os.environ, KETCH_ROOT=str(work / "root"), KETCH_RUN_ROOT=str(work / "run"))
-    ketch = Tool("ketch", [sys.executable, "-m", "ketch"], env)
+    ketch = Tool("ketch", ketch_command(work), env)
     tar = write_busybox_rootfs_tar(work / "busybox.tar")
     ketch("import", str(tar), "bench-busybox")
     results: dict[str, dict[str, float]] = {"ketch": {}}

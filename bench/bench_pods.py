@@ -42,7 +42,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import drop_host_network
+from benchlib import drop_host_network, ketch_command
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -68,14 +68,8 @@ class Engine:
 def ketch_engine(tmp: Path) -> Engine:
     """ketch as users run it: the `-I -S` launcher (src/ketch/launcher.py), rendered for
     this checkout's src/ (or $KETCH_BIN)."""
-    script = os.environ.get("KETCH_BIN")
-    if not script:
-        script = str(tmp / "ketch")
-        subprocess.run([sys.executable, "-m", "ketch.launcher", script], check=True,
-                       cwd=tmp, env=dict(os.environ, PYTHONPATH=str(REPO / "src")),
-                       capture_output=True)
     env = dict(os.environ, KETCH_ROOT=str(tmp / "root"), KETCH_RUN_ROOT=str(tmp / "run"))
-    return Engine("ketch", [script], env)
+    return Engine("ketch", ketch_command(tmp), env)
 
 
 def podman_engine(tmp: Path) -> Engine | None:

@@ -43,7 +43,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import app_tar, print_ms_table
+from benchlib import app_tar, ketch_command, print_ms_table
 
 CACHE = Path("/var/tmp/ketch-bench")
 REPO = "bench/app"
@@ -273,10 +273,7 @@ def main() -> int:
     base = debian_base(opts.base)
     # Under /var/tmp: the filesystem ketch's and docker's state roots live on here.
     work = Path(tempfile.mkdtemp(prefix="bench-pull-", dir="/var/tmp"))
-    # The lean launcher beside this interpreter; KETCH_BIN=/path/to/ketch picks another
-    # (`python3 -m ketch.launcher PATH` writes one for a source tree on PYTHONPATH).
-    script = Path(os.environ.get("KETCH_BIN") or Path(sys.executable).parent / "ketch")
-    ketch = [str(script)] if script.exists() else [sys.executable, "-m", "ketch"]
+    ketch = ketch_command(work)
     have_docker = docker_reachable()
     registry, host = start_registry(work)
     tmpfs: Path | None = None

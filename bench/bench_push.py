@@ -36,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import app_tar
+from benchlib import app_tar, ketch_command
 
 REPO = "bench/push"
 
@@ -191,8 +191,7 @@ def main() -> int:
         raise SystemExit("run as root (ketch keeps layer owners)")
     base = debian_base(opts.base)
     work = Path(tempfile.mkdtemp(prefix="bench-push-", dir="/var/tmp"))
-    script = Path(os.environ.get("KETCH_BIN") or Path(sys.executable).parent / "ketch")
-    ketch = [str(script)] if script.exists() else [sys.executable, "-m", "ketch"]
+    ketch = ketch_command(work)
     root = work / "ketch-root"
     env = dict(os.environ, KETCH_ROOT=str(root), KETCH_RUN_ROOT=str(root / "run"))
     have_docker = docker_reachable()

@@ -1,12 +1,32 @@
 """What several benchmarks share: the small app layer pushed and pulled on top of the
-Debian base, the ketch-beside-Docker table of millisecond rows, and the removal of what
-a bench root's containers set up on the host."""
+Debian base, the ketch-beside-Docker table of millisecond rows, the `ketch` command as
+users run it, and the removal of what a bench root's containers set up on the host."""
 
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def ketch_command(tmp: Path) -> list[str]:
+    """`ketch` as users run it: $KETCH_BIN when set, else the `-I -S` launcher that
+    scripts/install-deps.sh installs (src/ketch/launcher.py), written into `tmp` for
+    this checkout's src/ and the interpreter running the bench. Never `python -m ketch`:
+    `site` processing (every .pth file of site-packages) would add 5-10 ms to each
+    command, which users of the launcher do not pay."""
+    script = os.environ.get("KETCH_BIN")
+    if not script:
+        script = str(tmp / "ketch")
+        env = dict(os.environ, PYTHONPATH=str(SRC))
+        subprocess.run([sys.executable, "-m", "ketch.launcher", script], check=True,
+                       cwd=tmp, env=env, capture_output=True)
+    return [script]
 
 
 def app_tar() -> bytes:
