@@ -10,6 +10,7 @@ Measures, for ketch and beside it for docker when a Docker engine answers `docke
   cycle      `run -d` + `stop` + `rm` of a container that exits on SIGTERM
   create     `create busybox true`
   create-rm  `create` + `rm` of the container (never started)
+  rm         `rm` of a container that ran and exited (the rm alone is timed)
   ps-100     `ps -a` with 100 containers in the store
   logs-1m    `logs` of a container that printed 1,000,000 lines (to /dev/null)
   logs-tail  `logs --tail 10` of such a container
@@ -37,14 +38,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchlib import drop_host_network
+from benchlib import drop_host_network, ketch_command
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 IMAGE = "ketch-bench-busybox"
 GOALS = {"run-rm": "0.6x docker (0.17 s)", "cycle": "-", "create": "1.0x docker",
-         "create-rm": "1.0x docker", "ps-100": "1.5x docker (0.038 s)",
+         "create-rm": "1.0x docker", "rm": "1.0x docker", "ps-100": "1.5x docker (0.038 s)",
          "logs-1m": "0.5x docker (2.5 s)", "logs-tail": "1.0x docker",
          "rss": "2 MiB per container"}
 TERM_EXITS = "trap 'exit 0' TERM; sleep 1000 & wait"
@@ -79,8 +80,7 @@ class Engine:
 
 
 def ketch_engine(root: Path) -> Engine:
-    script = Path(os.environ.get("KETCH_BIN") or Path(sys.executable).with_name("ketch"))
-    argv = [str(script)] if script.exists() else [sys.executable, "-m", "ketch"]
+    argv = ketch_command(root)
     env = dict(os.environ, KETCH_ROOT=str(root / "root"), KETCH_RUN_ROOT=str(root / "run"))
     return Engine("ketch", argv, env)
 
@@ -135,6 +135,17 @@ def bench_create_rm(e: Engine, runs: int) -> tuple[float, float]:
         e.run("rm", cid, out=subprocess.DEVNULL)
         samples.append(time.perf_counter() - t)
     return median(samples)
+
+
+def bench_rm(e: Engine, runs: int) -> tuple[float, float]:
+    ids = [e.run("run", "-d", "-l", "ketch-bench=1", IMAGE, "true").stdout.strip()
+           for _ in range(runs + 1)]
+    try:
+        e.run("wait", *ids, out=subprocess.DEVNULL)
+        e.timed("rm", ids.pop())
+        return median([e.timed("rm", cid) for cid in ids])
+    finally:
+        e.remove_all("ketch-bench=1")
 
 
 def bench_ps_100(e: Engine, runs: int) -> tuple[float, float]:
@@ -226,7 +237,7 @@ def bench_rss(e: Engine, _runs: int, n: int = 10) -> tuple[float, float]:
 
 CASES: dict[str, Callable[[Engine, int], tuple[float, float]]] = {
     "run-rm": bench_run_rm, "cycle": bench_cycle, "create": bench_create,
-    "create-rm": bench_create_rm, "ps-100": bench_ps_100, "logs-1m": bench_logs_1m,
+    "create-rm": bench_create_rm, "rm": bench_rm, "ps-100": bench_ps_100, "logs-1m": bench_logs_1m,
     "logs-tail": bench_logs_tail, "rss": bench_rss,
 }
 

@@ -401,8 +401,9 @@ class ContainerService:
     def _delete(self, rec: ContainerRecord, *, volumes: bool = False,
                 release: bool = True, exit_code: int | None = None) -> None:
         # `finish` has just released them when it auto-removes; a container that never
-        # started holds none (and `rm` of one then loads neither runtime nor network)
-        if release and not self._never_started(rec):
+        # started, or whose exit was finished, holds none (and `rm` of one then loads
+        # neither runtime nor network)
+        if release and not self._holds_nothing(rec):
             self.lifecycle.release_resources(rec)
         if rec.started_at or rec.pid:
             from ketch.containers.logconfig import log_file
@@ -427,21 +428,28 @@ class ContainerService:
         except FileNotFoundError:
             pass
 
-    def _never_started(self, rec: ContainerRecord) -> bool:
-        """Whether `rec` was created and never started, so that no runtime state, network
-        sandbox, rootfs mount or volume reference exists to release. The record says so
-        and the run root agrees: a start killed half-way (which recovery may not yet
-        have undone) leaves the runtime's or the namespace's directory behind."""
+    def _holds_nothing(self, rec: ContainerRecord) -> bool:
+        """Whether `rec` holds nothing to release: no runtime state, network sandbox,
+        rootfs mount or volume: a container created and never started, or one whose
+        exit was finished (`Lifecycle.finish` released all it held). The record says
+        it is not running and the host agrees: a start or finish killed half-way (which
+        recovery may not yet have redone) leaves the runtime's state, the namespace or
+        the network's sandbox row behind. Containers with volumes always take the full
+        release (a volume mounted with options counts its holders)."""
         hc = rec.host_config
-        if (rec.state != "created" or rec.started_at or rec.pid or rec.error or rec.network
-                or hc.get("Binds") or hc.get("Mounts") or rec.extra.get("anon_volumes")):
+        if (rec.state not in ("created", "exited") or rec.pid or hc.get("Binds")
+                or hc.get("Mounts") or rec.extra.get("anon_volumes")):
             return False
         run_root, cdir = self.engine.run_root_dir, os.path.join(self.engine.root_dir,
                                                                  "containers", rec.id)
-        return not (os.path.lexists(os.path.join(run_root, "netns", rec.id))
-                    or any(os.path.lexists(os.path.join(run_root, rt, rec.id))
-                           for rt in ("runc", "crun"))
-                    or os.path.ismount(os.path.join(cdir, "merged")))
+        if (os.path.lexists(os.path.join(run_root, "netns", rec.id))
+                or any(os.path.lexists(os.path.join(run_root, rt, rec.id))
+                       for rt in ("runc", "crun"))
+                or os.path.ismount(os.path.join(cdir, "merged"))):
+            return False
+        from ketch.network.lookup import has_sandbox
+
+        return not has_sandbox(self.db, rec.id)
 
     def prune(self, filters: dict[str, builtins.list[str]] | None = None) -> PruneResult:
         filters = filters or {}
@@ -744,8 +752,8 @@ class ContainerService:
 
 
 def _remove_tree(path: str) -> None:
-    """`shutil.rmtree(path, ignore_errors=True)`; an empty or missing directory (a
-    container that never ran has one) costs no shutil import (nor the re it loads)."""
+    """`shutil.rmtree(path, ignore_errors=True)` without shutil's import; an empty or
+    missing directory (a container that never ran has one) costs one system call."""
     try:
         os.rmdir(path)
         return
@@ -753,9 +761,9 @@ def _remove_tree(path: str) -> None:
         return
     except OSError:
         pass
-    import shutil
+    from ketch.store.trash import delete_tree
 
-    shutil.rmtree(path, ignore_errors=True)
+    delete_tree(path)
 
 
 def _label_ok(labels: dict[str, str], f: str) -> bool:

@@ -13,6 +13,19 @@ if TYPE_CHECKING:
     from ketch.store.db import Database
 
 
+def has_sandbox(db: Database, container_id: str) -> bool:
+    """Whether the network service holds a sandbox for the container (its namespace,
+    addresses, port rules), which its `teardown` releases."""
+    from ketch.store.db import sqlite3
+
+    try:
+        row = db.conn.execute("SELECT 1 FROM net_sandboxes WHERE container_id=?",
+                              (container_id,)).fetchone()
+    except sqlite3.OperationalError:  # no such table: nothing networked ran here
+        return False
+    return row is not None
+
+
 def network_ids(db: Database) -> dict[str, str] | None:
     """Every network's name and ID (name -> ID), oldest first; None where the network
     service has not yet made its table and the built-in networks (a root where nothing
