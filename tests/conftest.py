@@ -11,7 +11,9 @@ test subnets, the host's ip_forward setting) is locked or split between them.
 from __future__ import annotations
 
 import atexit
+import itertools
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -38,6 +40,22 @@ def worker_index() -> int | None:
     """This xdist worker's number (gw3 → 3), or None outside xdist."""
     name = os.environ.get("PYTEST_XDIST_WORKER", "")
     return int(name[2:]) if name.startswith("gw") and name[2:].isdigit() else None
+
+
+_network_tokens = itertools.count(random.randrange(4096))
+
+
+def network_token() -> str:
+    """Four hex digits that name one test's bridges, veths and iptables chains
+    (`kt<token>n<8 hex>` fills an interface name's 15 characters). Random tokens
+    collided: a run makes ~1,500 state roots, and two alive at once on different
+    workers drew the same token about one run in ten; each then removed the other's
+    chains and links (a network isolation test saw its DROP rules vanish). The first
+    digit is the worker's index, the other three a counter: no two tests of one run
+    share a token (up to 15 workers)."""
+    n = worker_index()
+    first = n if n is not None and n < 15 else 15
+    return f"{first:x}{next(_network_tokens) % 4096:03x}"
 
 
 _IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
@@ -151,11 +169,9 @@ def import_image(root: Path, tar: Path, ref: str, *changes: str) -> str:
 def isolated_network_config(root: Path) -> None:
     """Give a state root its own bridge, subnets and iptables chains (network.toml), so
     tests never touch a user's `ketch0` bridge or KETCH chains, nor each other's."""
-    import secrets
-
     from tests.network.helpers import SubnetPicker
 
-    tok = secrets.token_hex(2)
+    tok = network_token()
     pick = SubnetPicker()
     (root / "network.toml").write_text(
         "[network]\n"

@@ -9,11 +9,11 @@ namespaces; DNS upstreams are empty, so nothing is ever forwarded off the host.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.conftest import network_token
 from tests.network.helpers import NetEnv, SubnetPicker, require_network_tools
 
 
@@ -24,7 +24,7 @@ def netenv(tmp_path: Path) -> Iterator[NetEnv]:
     from ketch.network.service import NetworkService
     from ketch.store.db import Database
 
-    tok = secrets.token_hex(2)
+    tok = network_token()
     pick = SubnetPicker()
     subnet = pick()
     cfg = NetworkConfig(
