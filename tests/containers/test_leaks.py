@@ -104,3 +104,22 @@ def test_exit_command_runs_ketch_through_the_launcher_the_container_came_from(ke
         b"--exit-command-arg=" + ketch_command()[0].encode(), b"--exit-command-arg=--root",
         b"--exit-command-arg=" + str(ketch.root).encode()]
     ketch("rm", "-f", cid)
+
+
+def test_rm_and_volume_rm_delete_a_tree_nested_thousands_deep(ketch):
+    # A recursive walk stopped at Python's recursion limit (~1,000 levels): `rm` failed
+    # with an internal error once the record was gone and left the directory; `volume
+    # rm` failed the same way. docker removes both.
+    nest = "i=0; while [ $i -lt 1500 ]; do mkdir d; cd d; i=$((i+1)); done; echo deep > f"
+    ketch("volume", "create", "deepvol")
+    cid = ketch("run", "-d", "-v", "deepvol:/v", "busybox", "sh", "-c",
+                f"mkdir /n && cd /n && {nest} && chmod 500 . && cd /v && {nest}").stdout.strip()
+    ketch.ids.add(cid)
+    assert ketch("wait", cid).stdout.strip() == "0"
+    rm = ketch("rm", cid, check=False)
+    assert (rm.returncode, rm.stderr) == (0, "")
+    assert not (ketch.root / "containers" / cid).exists()
+    vrm = ketch("volume", "rm", "deepvol", check=False)
+    assert (vrm.returncode, vrm.stderr) == (0, "")
+    assert not (ketch.root / "volumes" / "deepvol").exists()
+    assert_clean(ketch)

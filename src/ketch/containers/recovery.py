@@ -112,9 +112,8 @@ def _recover_remove(svc: ContainerService, cid: str, data: dict[str, Any]) -> No
 def _remove_leftovers(svc: ContainerService, cid: str) -> None:
     """The record is gone: nothing of the container may stay (runtime, network, mount,
     directories)."""
-    import shutil
-
     from ketch.runtime.oci import OCIRuntime
+    from ketch.store.trash import delete_tree
 
     for name in ("runc", "crun"):
         rt = OCIRuntime(name, svc.engine.run_root / name)
@@ -128,5 +127,5 @@ def _remove_leftovers(svc: ContainerService, cid: str) -> None:
     except KetchError:
         pass
     unmount(svc.path(cid) / "merged")
-    shutil.rmtree(svc.path(cid), ignore_errors=True)
-    shutil.rmtree(svc.run_dir / cid, ignore_errors=True)
+    delete_tree(str(svc.path(cid)))
+    delete_tree(str(svc.run_dir / cid))

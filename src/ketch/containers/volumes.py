@@ -268,9 +268,9 @@ class VolumeStore:
         unmount(p / "_data")
         if is_mounted(p / "_data"):
             raise Conflict(f"remove {name}: the volume's filesystem is still mounted")
-        import shutil
+        from ketch.store.trash import delete_tree
 
-        shutil.rmtree(p)
+        delete_tree(str(p), ignore_errors=False)
         self.event("destroy", name)
 
     def df(self) -> builtins.list[dict[str, Any]]:

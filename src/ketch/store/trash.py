@@ -23,6 +23,7 @@ from __future__ import annotations
 
 # Imported here, not in the emptier: a child forked while another thread holds the
 # import lock must not import. (This module loads only when something is removed.)
+import errno
 import fcntl
 import os
 import stat
@@ -36,6 +37,10 @@ START_DELAY = 2.0
 _BATCH = 256
 
 _count = 0
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def trash_dir(root: str) -> str:
@@ -152,21 +157,21 @@ class _WriterGate:
         os.close(self.fd)
 
 
-def delete_tree(path: str) -> None:
+def delete_tree(path: str, *, ignore_errors: bool = True) -> None:
     """Delete the tree at `path` now, in this process, with the emptier's walk (a
-    symlink is removed, never followed); what cannot be deleted (a mount point, an
-    immutable file) is left, as `shutil.rmtree(path, ignore_errors=True)` leaves it.
-    For small trees a command removes itself (a container's directory): shutil's
-    import (fnmatch and re) was a sixth of `rm` of an exited container."""
+    symlink is removed, never followed; a mount inside is not entered); what cannot be
+    deleted (a mount point, an immutable file) is left, as `shutil.rmtree(path,
+    ignore_errors=True)` leaves it, or, without `ignore_errors`, the first such error
+    is raised once the rest is deleted. For the trees a command removes itself (a
+    container's directory, a volume): shutil's import (fnmatch and re) was a sixth of
+    `rm` of an exited container, and its recursive walk failed on a directory a
+    container had nested 1,000 deep (RecursionError), leaving it behind."""
     parent, name = os.path.split(os.path.abspath(path))
     try:
         _delete_tree(parent, name, _NO_GATE)
-    except FileNotFoundError:
-        pass
     except OSError:
-        import shutil
-
-        shutil.rmtree(path, ignore_errors=True)
+        if not ignore_errors:
+            raise
 
 
 class _NoGate:
@@ -180,52 +185,169 @@ class _NoGate:
 
 
 _NO_GATE = _NoGate()
+# Directories a walk keeps open at once; a subtree deeper than this is moved up into
+# the top directory of the walk (a rename inside the tree) and emptied from there, so
+# any depth is deleted with a bounded stack and a bounded number of descriptors.
+_MAX_OPEN = 64
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def _delete_tree(parent: str, name: str, gate: _WriterGate | _NoGate) -> None:
+def _delete_tree(parent: str, name: str, gate: _WriterGate | _NoGate,
+                 errors: list[OSError] | None = None) -> None:
     """Delete `parent/name` and all below it, descriptor-relative (a symlink in the
-    tree is removed, never followed), looking at the gate every few entries."""
-    top = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    tree is removed, never followed; a directory on another filesystem, a mount, is
+    not entered), looking at the gate every few entries. An entry that cannot be
+    deleted is skipped; with `errors` the walk goes on and collects them, without it
+    the first one is raised once the walk is done."""
+    found: list[OSError] = [] if errors is None else errors
+    pfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         gate.wait()
-        _delete_entry(top, name, gate)
-    finally:
-        os.close(top)
-
-
-def _delete_entry(dir_fd: int, name: str, gate: _WriterGate | _NoGate) -> None:
-    try:
-        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return
-    if stat.S_ISDIR(st.st_mode):
         try:
-            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         dir_fd=dir_fd)
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
         except FileNotFoundError:
             return
-        try:
-            # A tree from a layer may hold read-only directories: make it ours to empty.
-            if st.st_mode & 0o700 != 0o700:
-                os.chmod(fd, 0o700)
-            for entry in os.scandir(fd):
-                if entry.is_dir(follow_symlinks=False):
-                    _delete_entry(fd, entry.name, gate)
-                else:
-                    try:
-                        os.unlink(entry.name, dir_fd=fd)
-                    except FileNotFoundError:
+        if not stat.S_ISDIR(st.st_mode):
+            _unlink(pfd, name, found)
+            gate.tick()
+        else:
+            top = _open_dir(pfd, name, None, found)
+            if top is not None:
+                path = os.path.join(os.path.realpath(parent), name)
+                try:
+                    while _empty(top, path, gate, found):
                         pass
+                finally:
+                    os.close(top)
+                _rmdir(pfd, name, found)
+    finally:
+        os.close(pfd)
+    if errors is None and found:
+        raise found[0]
+
+
+def _empty(top: int, path: str, gate: _WriterGate | _NoGate, errors: list[OSError]) -> bool:
+    """One depth-first pass deleting what the open directory `top` (at `path`) holds,
+    iteratively; True when it moved deep subtrees up into `top`, which another pass
+    then empties. A mount point inside is left as it is, with what it shows (a bind
+    mount of the same filesystem has the same device number: the mount table says)."""
+    dev = os.fstat(top).st_dev
+    mounts = _mount_points_under(path)
+    # (descriptor, its entries, its name in the directory above, its path when the
+    # tree holds mount points)
+    stack: list[tuple[int, Any, str, str]] = [(top, os.scandir(top), "", path)]
+    hoisted = False
+    try:
+        while stack:
+            fd, entries, dname, dpath = stack[-1]
+            entry = next(entries, None)
+            if entry is None:
+                stack.pop()
+                if stack:  # a directory below top, now empty
+                    os.close(fd)
+                    _rmdir(stack[-1][0], dname, errors)
                     gate.tick()
-        finally:
+                continue
+            if not entry.is_dir(follow_symlinks=False):
+                _unlink(fd, entry.name, errors)
+                gate.tick()
+                continue
+            cpath = f"{dpath}/{entry.name}" if mounts else ""
+            if cpath in mounts:
+                errors.append(OSError(errno.EBUSY, "a mount inside the tree is left", cpath))
+                continue
+            if len(stack) >= _MAX_OPEN and not mounts:
+                hoisted = _hoist(fd, entry.name, top, errors) or hoisted
+                continue
+            child = _open_dir(fd, entry.name, dev, errors)
+            if child is not None:
+                stack.append((child, os.scandir(child), entry.name, cpath))
+    finally:
+        for i, (fd, entries, _name, _path) in enumerate(stack):
+            entries.close()
+            if i:
+                os.close(fd)
+    return hoisted
+
+
+def _mount_points_under(path: str) -> set[str]:
+    """The mount points below `path` (this process's mount table)."""
+    prefix = path.rstrip("/") + "/"
+    found: set[str] = set()
+    try:
+        with open("/proc/self/mountinfo", "rb") as f:
+            table = f.read()
+    except OSError:
+        return found
+    for line in table.splitlines():
+        fields = line.split(b" ", 5)
+        if len(fields) < 5:
+            continue
+        point = fields[4]
+        if b"\\" in point:  # spaces, tabs, newlines and backslashes are octal escapes
+            point = point.decode("unicode_escape").encode("latin-1")
+        name = os.fsdecode(point)
+        if name.startswith(prefix):
+            found.add(name)
+    return found
+
+
+def _open_dir(dir_fd: int, name: str, dev: int | None, errors: list[OSError]) -> int | None:
+    """Open a directory of the tree to empty it; None when it is gone, or is a mount
+    (another device than the walk's top), which is left as it is."""
+    try:
+        fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        errors.append(e)
+        return None
+    try:
+        st = os.fstat(fd)
+        if dev is not None and st.st_dev != dev:
             os.close(fd)
+            errors.append(OSError(errno.EBUSY, "a mount inside the tree is left", name))
+            return None
+        # A tree from a layer may hold read-only directories: make it ours to empty.
+        if st.st_mode & 0o700 != 0o700:
+            os.chmod(fd, 0o700)
+    except OSError as e:
+        os.close(fd)
+        errors.append(e)
+        return None
+    return fd
+
+
+def _hoist(dir_fd: int, name: str, top: int, errors: list[OSError]) -> bool:
+    """Move a subtree too deep for this pass up into the walk's top directory."""
+    for n in range(1000):
         try:
-            os.rmdir(name, dir_fd=dir_fd)
-        except FileNotFoundError:
-            pass
-    else:
-        try:
-            os.unlink(name, dir_fd=dir_fd)
-        except FileNotFoundError:
-            pass
-    gate.tick()
+            os.rename(name, f".deep-{os.getpid()}-{time.monotonic_ns()}-{n}",
+                      src_dir_fd=dir_fd, dst_dir_fd=top)
+            return True
+        except FileExistsError:
+            continue
+        except OSError as e:
+            if e.errno == errno.ENOTEMPTY:  # the name is taken by a directory
+                continue
+            errors.append(e)
+            return False
+    return False
+
+
+def _unlink(dir_fd: int, name: str, errors: list[OSError]) -> None:
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        errors.append(e)
+
+
+def _rmdir(dir_fd: int, name: str, errors: list[OSError]) -> None:
+    try:
+        os.rmdir(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        errors.append(e)
