@@ -158,9 +158,9 @@ class BuildContext(SourceRoot):
 
     def close(self) -> None:
         if self.temporary:
-            import shutil
+            from ketch.store.trash import delete_tree
 
-            shutil.rmtree(self.root, ignore_errors=True)
+            delete_tree(str(self.root))
 
 
 class Prepared:
@@ -221,9 +221,9 @@ def _unpack(stream: IO[bytes] | Any, tmp_root: Path) -> Path:
         # Ownership is kept: it is part of what COPY's checksum covers, as in Docker.
         extract(stream, dest, whiteouts="none", same_owner=True)
     except BaseException:
-        import shutil
+        from ketch.store.trash import delete_tree
 
-        shutil.rmtree(dest, ignore_errors=True)
+        delete_tree(str(dest))
         raise
     return dest
 

@@ -10,7 +10,6 @@ itself is moved into the layer store instead of being unpacked again.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import tempfile
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 from ketch.images.service import NewLayer
 from ketch.oci.digest import chain_of
 from ketch.oci.media import MediaType
+from ketch.store.trash import delete_tree
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ class Workspace:
 
     def close(self) -> None:
         self.unmount()
-        shutil.rmtree(self.stage, ignore_errors=True)
+        delete_tree(str(self.stage))
         if self.watchdog is not None:
             self.watchdog.done("dir", str(self.stage))
 

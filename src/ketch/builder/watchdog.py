@@ -105,7 +105,7 @@ def _child(r: int, reopen: Callable[[], Closable]) -> None:  # pragma: no cover
 
 
 def _cleanup(pending: dict[str, set[str]], reopen: Callable[[], Closable]) -> None:  # pragma: no cover
-    import shutil
+    from ketch.store.trash import delete_tree
 
     if pending["container"]:
         engine = reopen()
@@ -120,4 +120,4 @@ def _cleanup(pending: dict[str, set[str]], reopen: Callable[[], Closable]) -> No
             unmount(Path(mnt))
             os.rmdir(mnt)
     for d in pending["dir"]:
-        shutil.rmtree(d, ignore_errors=True)
+        delete_tree(d)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import tarfile
 import tempfile
@@ -23,6 +22,7 @@ from ketch.oci.digest import chain_ids, hex_of, sha256_bytes
 from ketch.oci.media import MediaType
 from ketch.oci.model import Descriptor, ImageConfig, Index, Manifest, host_platform
 from ketch.store.images import ImageRecord
+from ketch.store.trash import delete_tree
 from ketch.values import value
 
 TYPE_CHECKING = False
@@ -246,7 +246,7 @@ def read_image_archive(svc: ImageService, stream: BinaryIO,
             "invalid archive: it has neither manifest.json nor index.json;"
             " expected the output of `docker save` or an OCI image layout")
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        delete_tree(str(stage))
 
 
 def _start_writeback(stage: Path) -> None:

@@ -462,13 +462,13 @@ class ImageService:
 
     def add_layer_stream(self, stream: Any, parent: str | None) -> NewLayer:
         """Store an uncompressed layer tar stream as a blob and unpack it, in one read."""
-        import shutil
         import tempfile
         from pathlib import Path
 
         from ketch.archive import extract
         from ketch.store.intents import owner_tag
         from ketch.store.topdir import ensure_top_dir
+        from ketch.store.trash import delete_tree
 
         ensure_top_dir(self.content.tmp)  # the tree away from deleted ones (store/topdir.py)
         stage = Path(tempfile.mkdtemp(prefix=f"layer-{owner_tag()}-", dir=self.content.tmp))
@@ -485,7 +485,7 @@ class ImageService:
                                   parent=parent, blob_digest=blob,
                                   media_type=MediaType.OCI_LAYER, blob_size=size, size=size)
         finally:
-            shutil.rmtree(stage, ignore_errors=True)
+            delete_tree(str(stage))
         return NewLayer(blob, MediaType.OCI_LAYER, size, diff_id, size)
 
     def add_layer_blob(self, blob_digest: str, media_type: str, diff_id: str, size: int,

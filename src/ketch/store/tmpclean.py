@@ -8,10 +8,10 @@ writer is no longer alive can only be debris.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 from ketch.store.intents import alive
+from ketch.store.trash import delete_tree
 
 
 def _owner(name: str) -> tuple[int, str | None] | None:
@@ -38,7 +38,7 @@ def _owner_alive(pid: int, started: str | None) -> bool:
 
 def _remove(entry: Path) -> None:
     if entry.is_dir() and not entry.is_symlink():
-        shutil.rmtree(entry, ignore_errors=True)
+        delete_tree(str(entry))
     else:
         entry.unlink(missing_ok=True)
 
