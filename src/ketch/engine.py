@@ -328,7 +328,7 @@ class Engine:
 
     # -- registries (ketch.distribution) ---------------------------------------------------
     def pull(self, name: str, *, quiet: bool = False, platform: str | None = None,
-             auth: dict[str, tuple[str, str]] | None = None
+             auth: dict[str, tuple[str, str]] | None = None, all_tags: bool = False
              ) -> Iterator[Progress | PullResult]:
         """Pull `name` from its registry, as an iterator of events: `Progress` (Docker's
         status messages; the per-layer ones left out when `quiet`), then a `PullResult`.
@@ -336,26 +336,30 @@ class Engine:
         message. The pull runs as the iterator is advanced: drain it. `platform` picks
         that entry of a multi-platform image. `auth` (registry key as
         `reference.registry_for_auth` gives it -> (user, password)) replaces the stored
-        logins for this pull, as a client's X-Registry-Auth does; {} pulls anonymously."""
+        logins for this pull, as a client's X-Registry-Auth does; {} pulls anonymously.
+        `all_tags`: `name` is a repository whose every tag is pulled, in one stream."""
         from ketch.distribution.pull import pull
 
         return _with_auth(auth, pull(lambda: self.images, self.records, self.root_dir, name,
-                                     quiet=quiet, platform=platform))
+                                     quiet=quiet, platform=platform, all_tags=all_tags))
 
     def push(self, name: str, *, auth: dict[str, tuple[str, str]] | None = None,
              compression_format: str | None = None,
-             compression_level: int | str | None = None) -> Iterator[Progress | PushResult]:
+             compression_level: int | str | None = None,
+             all_tags: bool = False) -> Iterator[Progress | PushResult]:
         """Push the local image `name` to its registry, as an iterator of events:
         `Progress`, then a `PushResult` (tag, manifest digest, size). The push runs as
         the iterator is advanced: drain it. `auth` as for `pull`. Layers stored
         uncompressed are sent as `compression_format` ("gzip" by default, "zstd", "none")
-        at `compression_level`; both are checked before anything is sent."""
+        at `compression_level`; both are checked before anything is sent. `all_tags`:
+        `name` is a repository whose every local tag is pushed (a PushResult each)."""
         from ketch.distribution.compression import parse
         from ketch.distribution.push import push
 
         parse(compression_format, compression_level)
         return _with_auth(auth, push(self.images, name, compression_format=compression_format,
-                                     compression_level=compression_level))
+                                     compression_level=compression_level,
+                                     all_tags=all_tags))
 
     def search(self, term: str, *, limit: int | None = None) -> list[dict[str, Any]]:
         """`docker search`: ketch knows no index to search (Docker Hub's search API is a
@@ -377,11 +381,13 @@ class Engine:
         return sorted(list_tags(reference.parse(repository, default_tag=None)))
 
     def login(self, server: str | None, username: str | None,
-              password: str | None, *, store: bool = True) -> str:
+              password: str | None, *, store: bool = True) -> tuple[str, str | None]:
         """Check the credentials against `server` (default Docker Hub) and store them
         (unless not `store`: the Engine API's client keeps its own); without a username
         or password, the stored ones are checked again. Returns the key the credentials
-        are stored under. Rejected credentials raise Unauthorized."""
+        are stored under, and the docker config file's path when it now holds a new
+        password unencrypted (None otherwise: a credential helper keeps it, or it was
+        there already). Rejected credentials raise Unauthorized."""
         from ketch import reference
         from ketch.distribution import credentials
         from ketch.distribution.transport import RegistryUnauthorized, Transport
@@ -393,21 +399,22 @@ class Engine:
             stored = credentials.get(key)
             if stored is None or (username and stored[0] != username):
                 raise InvalidArgument("Cannot perform an interactive login from a"
-                                      " non TTY device: give -u and -p or --password-stdin")
+                                      " non TTY device")
             username, password = stored
         domain = "docker.io" if key == reference.HUB_AUTH_KEY else key
         t = Transport(domain, (username, password))
         try:
             t.ping()
         except RegistryUnauthorized as e:
+            if e.message.startswith("login attempt to "):
+                raise Unauthorized(e.message) from None
             raise Unauthorized(f"login to {server} failed: {e.message}") from None
         except KetchError as e:
             raise KetchError(f"login to {server} failed: {e.message}") from None
         finally:
             t.close()
-        if store:
-            credentials.store(key, username, password)
-        return key
+        plain = credentials.store(key, username, password) if store else None
+        return key, plain
 
     def logout(self, server: str | None) -> tuple[str, bool]:
         """Forget the stored credentials of `server` (default Docker Hub); returns the

@@ -96,7 +96,9 @@ def test_pull_uses_the_kubelets_credentials_and_fails_without_them(
         cri_server.images.PullImage(cri.PullImageRequest(
             image=cri.ImageSpec(image=locked_name)))
     assert denied.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    assert denied.value.details() == "no basic auth credentials"  # Docker's words
+    # dockerd's words (the request, then the reason)
+    assert denied.value.details() == (f'Head "http://{locked.host}/v2/cri/busybox/manifests/1":'
+                                      " no basic auth credentials")
     assert list(cri_server.images.ListImages(cri.ListImagesRequest()).images) == []
 
     ref = cri_server.images.PullImage(cri.PullImageRequest(

@@ -150,16 +150,25 @@ def test_cross_repository_push_mounts_blobs(ketch: KetchCLI, busybox_tar: Path,
     assert ": Mounted from first" in out
 
 
-def test_pull_of_unknown_image_reports_manifest_unknown(ketch: KetchCLI,
-                                                         inproc_registry) -> None:
+def test_pull_of_unknown_image_reports_manifest_or_name_unknown(
+        ketch: KetchCLI, busybox_tar: Path, inproc_registry) -> None:
+    # dockerd's words for each: a repository the registry does not know (its
+    # NAME_UNKNOWN message quoted), and a tag missing from one it knows
     reg = inproc_registry()
     proc = ketch("pull", f"{reg.host}/missing:1.0", check=False)
-    assert proc.returncode != 0
-    assert proc.stderr.strip() == (f"Error: manifest for {reg.host}/missing:1.0 not found:"
-                                   " manifest unknown: manifest unknown")
+    assert proc.returncode == 1
+    assert proc.stderr == (f"Error: repository {reg.host}/missing not found: name unknown:"
+                           " repository name not known to registry\n")
+    _import(ketch, busybox_tar, f"{reg.host}/known:1")
+    ketch("push", f"{reg.host}/known:1")
+    proc = ketch("pull", f"{reg.host}/known:2", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr == (f"Error: manifest for {reg.host}/known:2 not found:"
+                           " manifest unknown: manifest unknown\n")
 
 
-def test_push_of_missing_image_fails(ketch: KetchCLI, inproc_registry) -> None:
+def test_push_of_missing_image_fails(ketch: KetchCLI, busybox_tar: Path,
+                                     inproc_registry) -> None:
     reg = inproc_registry()
     proc = ketch("push", f"{reg.host}/ghost", check=False)
     # as docker push: the repository is named, then the image found missing (the error
@@ -167,7 +176,11 @@ def test_push_of_missing_image_fails(ketch: KetchCLI, inproc_registry) -> None:
     assert proc.returncode == 1
     assert proc.stdout == ("Using default tag: latest\n"
                            f"The push refers to repository [{reg.host}/ghost]\n")
-    assert proc.stderr == f"Error: An image does not exist locally with the tag: {reg.host}/ghost\n"
+    # (printed as it comes in the push's stream: the docker CLI adds no "Error")
+    assert proc.stderr == f"An image does not exist locally with the tag: {reg.host}/ghost\n"
+    _import(ketch, busybox_tar, f"{reg.host}/ghost:1")
+    proc = ketch("push", f"{reg.host}/ghost", check=False)  # the repository, not the tag
+    assert (proc.returncode, proc.stderr) == (1, f"tag does not exist: {reg.host}/ghost:latest\n")
 
 
 def test_pull_from_an_unreachable_registry_fails_fast_in_one_line(ketch: KetchCLI) -> None:
@@ -350,12 +363,21 @@ def test_pull_all_tags_follows_tag_list_pages(ketch: KetchCLI, busybox_tar: Path
     _import(ketch, busybox_tar, f"{repo}:a")
     for tag in ("b", "c", "d", "e"):
         ketch("tag", f"{repo}:a", f"{repo}:{tag}")
-    ketch("push", "--all-tags", repo)
+    pushed = ketch("push", "--all-tags", repo).stdout
+    # one stream, as dockerd pushes a repository: the repository named once, a digest
+    # line per tag
+    assert pushed.count("The push refers to repository") == 1
+    assert [line.split(":")[0] for line in pushed.splitlines() if ": digest: " in line
+            ] == list("abcde")
     assert list_tags(reference.parse(repo, default_tag=None), page_size=2) == [
         "a", "b", "c", "d", "e"]
     puller = other_root("puller")
     out = puller("pull", "--all-tags", repo).stdout
-    assert out.count("Status: ") == 5
+    # one stream: a "Pulling from" and a digest per tag, one status for the repository
+    assert [line.split(":")[0] for line in out.splitlines() if "Pulling from" in line
+            ] == list("abcde")
+    assert out.count("Digest: ") == 5
+    assert out.endswith(f"Status: Downloaded newer image for {repo}\n{repo}\n")
     tags = json.loads(puller("image", "inspect", "--format", "{{json .RepoTags}}",
                              f"{repo}:a").stdout)
     assert tags == [f"{repo}:{t}" for t in "abcde"]
@@ -402,3 +424,31 @@ def test_build_pulls_a_missing_base_image_and_pull_flag_pulls_again(
     assert "Pulling" not in again.stdout and "Using cache" in again.stdout
     forced = other("build", "--pull", "-t", "app", str(ctx))
     assert f"Status: Image is up to date for {name}:1" in forced.stdout, forced.stdout
+
+
+def test_pull_of_an_image_held_under_another_name_only_names_it(
+        ketch: KetchCLI, busybox_tar: Path, inproc_registry) -> None:
+    # dockerd pulls nothing when the image (its config) is already here: no layer is
+    # fetched or shown, the name and digest are recorded, "Downloaded newer image"
+    reg = inproc_registry()
+    image_id = _import(ketch, busybox_tar, f"{reg.host}/held:1")
+    ketch("push", f"{reg.host}/held:1")
+    ketch("tag", f"{reg.host}/held:1", "kept:1")
+    ketch("rmi", f"{reg.host}/held:1")
+    out = ketch("pull", f"{reg.host}/held:1").stdout.splitlines()
+    assert out[0] == "1: Pulling from held"
+    assert out[1].startswith("Digest: sha256:")
+    assert out[2:] == [f"Status: Downloaded newer image for {reg.host}/held:1",
+                       f"{reg.host}/held:1"]
+    assert ketch("image", "inspect", "-f", "{{.Id}}", f"{reg.host}/held:1"
+                 ).stdout.strip() == image_id
+    digests = ketch("images", "--digests", "--format", "{{.Digest}}", f"{reg.host}/held"
+                    ).stdout.split()
+    assert digests == [out[1].removeprefix("Digest: ")]
+
+
+def test_search_is_an_honest_error(ketch: KetchCLI) -> None:
+    proc = ketch("search", "busybox", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("Error: cannot search for 'busybox': ketch has no index")
+    assert ketch("search", "--limit", "x", "busybox", check=False).returncode == 125

@@ -64,8 +64,12 @@ async def images_create(request: web.Request) -> web.StreamResponse:
     auth = registry_auth(request, image)
     platform = q.get("platform") or None
 
+    # no tag: every tag of the repository, as dockerd (`docker pull --all-tags`; the
+    # docker CLI and docker-py name `latest` themselves when neither is asked for)
+    all_tags = not tag and ":" not in image.rpartition("/")[2] and "@" not in image
+
     def messages(e: Engine) -> Iterator[Message]:
-        return _messages(e.pull(image, platform=platform, auth=auth))
+        return _messages(e.pull(image, platform=platform, auth=auth, all_tags=all_tags))
 
     return await json_stream(request, messages, hold=_leading)
 
@@ -104,7 +108,10 @@ async def images_push(request: web.Request) -> web.StreamResponse:
         auth = body_auth(await json_body(request), name)
 
     def messages(e: Engine) -> Iterator[Message]:
-        return _messages(e.push(name, auth=auth))
+        # no tag: every tag of the repository, as dockerd (`docker push --all-tags`;
+        # the docker CLI names `latest` itself when neither is given)
+        return _messages(e.push(name, auth=auth, all_tags=not tag and ":" not in
+                                name.rpartition("/")[2] and "@" not in name))
 
     return await json_stream(request, messages)
 

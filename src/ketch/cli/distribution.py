@@ -41,30 +41,18 @@ def pull_cmd(ns: Namespace) -> None:
 
     if len(ns.args) != 1:
         raise InvalidArgument('"ketch pull" requires exactly 1 argument.')
-    if ns.all_tags:
-        from ketch import reference
-
-        ref = reference.parse(ns.args[0], default_tag=None)
-        if ref.tag or ref.digest:
-            raise InvalidArgument("tag can't be used with --all-tags/-a")
-        for tag in engine().registry_tags(ns.args[0]):
-            _pull_one(str(ref.with_tag(tag)), ns.quiet)
-        return
     if ns.platform:
         from ketch.oci.model import Platform, host_platform
 
         if not host_platform().matches(Platform.parse(ns.platform)):
             raise InvalidArgument(f"--platform {ns.platform}: ketch pulls only the host"
                                   " platform")
-    _pull_one(ns.args[0], ns.quiet)
-
-
-def _pull_one(name: str, quiet: bool) -> None:
-    """`-q` prints only the reference pulled (the final event), as docker does."""
+    # `-q` prints only the reference pulled (the final event), as docker does
     from ketch.cli.progress import show
 
-    last = show(engine().pull(name, quiet=quiet), quiet=quiet)
-    if quiet and last is not None:
+    last = show(engine().pull(ns.args[0], quiet=ns.quiet, all_tags=ns.all_tags),
+                quiet=ns.quiet)
+    if ns.quiet and last is not None:
         out(str(last))
 
 
@@ -84,7 +72,7 @@ def _push(p: Parser) -> None:
 
 
 @_push.handler
-def push_cmd(ns: Namespace) -> None:
+def push_cmd(ns: Namespace) -> int | None:
     from ketch import reference
 
     if len(ns.args) != 1:
@@ -96,16 +84,37 @@ def push_cmd(ns: Namespace) -> None:
         ref = reference.parse(name, default_tag=None)
         if ref.tag or ref.digest:
             raise InvalidArgument("tag can't be used with --all-tags/-a")
-        tags = engine().records.tags_in_repository(ref.repository)
-        if not tags:
-            raise KetchError(f"An image does not exist locally with the tag:"
-                             f" {ref.familiar_name}")
-        for tag, _ in tags:
-            _show(engine().push(tag, **opts), silent=ns.quiet)
-        return
-    _show(engine().push(name, **opts), silent=ns.quiet)
+    events = engine().push(name, all_tags=ns.all_tags, **opts)
+    try:
+        _show(events, silent=ns.quiet)
+    except KetchError as e:
+        # what goes wrong once the push has begun comes in its stream, which the docker
+        # CLI prints as it is (no "Error response from daemon")
+        sys.stderr.write(f"{e.message}\n")
+        return 1
     if ns.quiet:
         out(reference.parse(name).familiar())
+    return None
+
+
+@registry.command("search", "[OPTIONS] TERM", "Search Docker Hub for images")
+def _search(p: Parser) -> None:
+    p.add_argument("args", nargs="*", metavar="TERM")
+    p.add_argument("-f", "--filter", action="append", metavar="filter",
+                   help="Filter output based on conditions provided")
+    p.add_argument("--format", metavar="string", help="Pretty-print search using a Go"
+                   " template")
+    p.add_argument("--limit", type=int, metavar="int", help="Max number of search results")
+    p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
+
+
+@_search.handler
+def search_cmd(ns: Namespace) -> None:
+    """The flags are docker's; the answer is the Engine's, which has no index to
+    search (an honest error, exit 1, as when docker cannot reach its index)."""
+    if len(ns.args) != 1:
+        raise InvalidArgument('"ketch search" requires exactly 1 argument.')
+    engine().search(ns.args[0], limit=ns.limit)
 
 
 @registry.command("login", "[OPTIONS] [SERVER]", "Log in to a registry")
@@ -118,9 +127,12 @@ def _login(p: Parser) -> None:
 
 
 @_login.handler
-def login_cmd(ns: Namespace) -> None:
+def login_cmd(ns: Namespace) -> int | None:
     if len(ns.args) > 1:
         raise InvalidArgument('"ketch login" requires at most 1 argument.')
+    if ns.username == "":  # given, and empty: the docker CLI's check, before any other
+        sys.stderr.write("username is empty\n")
+        return 1
     password = ns.password
     if ns.password_stdin:
         if password:
@@ -131,8 +143,12 @@ def login_cmd(ns: Namespace) -> None:
     elif password:
         sys.stderr.write("WARNING! Using --password via the CLI is insecure."
                          " Use --password-stdin.\n")
-    engine().login(ns.args[0] if ns.args else None, ns.username, password)
+    _key, plain = engine().login(ns.args[0] if ns.args else None, ns.username, password)
+    if plain is not None:
+        sys.stderr.write(f"WARNING! Your credentials are stored unencrypted in '{plain}'.\n"
+                         "Configure a credential helper to remove this warning.\n")
     out("Login Succeeded")
+    return None
 
 
 @registry.command("logout", "[SERVER]", "Log out from a registry")
@@ -144,11 +160,9 @@ def _logout(p: Parser) -> None:
 def logout_cmd(ns: Namespace) -> None:
     if len(ns.args) > 1:
         raise InvalidArgument('"ketch logout" requires at most 1 argument.')
-    key, removed = engine().logout(ns.args[0] if ns.args else None)
-    if removed:
-        out(f"Removing login credentials for {key}")
-    else:
-        out(f"Not logged in to {key}")
+    # the docker CLI says so whether or not there were any
+    key, _removed = engine().logout(ns.args[0] if ns.args else None)
+    out(f"Removing login credentials for {key}")
 
 
 @registry.command("serve", "serve|garbage-collect [OPTIONS]",

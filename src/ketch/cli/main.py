@@ -23,7 +23,8 @@ GROUPS: dict[str, tuple[str, str]] = {
 }
 # Groups that only back shortcuts (not listed as management commands).
 HIDDEN_GROUPS: dict[str, tuple[str, str]] = {
-    "distribution": ("ketch.cli.distribution", "Registries: pull, push, login, logout"),
+    "distribution": ("ketch.cli.distribution", "Registries: pull, push, login, logout,"
+                     " search"),
 }
 
 SHORTCUTS: dict[str, tuple[str, str, str]] = {
@@ -64,6 +65,7 @@ SHORTCUTS: dict[str, tuple[str, str, str]] = {
     "restart": ("container", "restart", "Restart one or more containers"),
     "rm": ("container", "rm", "Remove one or more containers"),
     "rmi": ("image", "rm", "Remove one or more images"),
+    "search": ("distribution", "search", "Search Docker Hub for images"),
     "save": ("image", "save", "Save one or more images to a tar archive (streamed to STDOUT"
              " by default)"),
     "start": ("container", "start", "Start one or more stopped containers"),

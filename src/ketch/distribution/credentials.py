@@ -160,7 +160,10 @@ def get(server: str) -> tuple[str, str] | None:
     return (user, password) if sep else None
 
 
-def store(server: str, user: str, password: str) -> None:
+def store(server: str, user: str, password: str) -> str | None:
+    """Keep the credentials (through the configured helper, else base64 in the config
+    file). Returns the config file's path when it now holds the password unencrypted
+    and did not hold this one before (what the docker CLI warns about), else None."""
     data = _load()
     helper = _helper_for(data, server)
     if helper is not None:
@@ -171,12 +174,15 @@ def store(server: str, user: str, password: str) -> None:
         # docker keeps an empty entry so `auths` still lists the registry.
         data.setdefault("auths", {})[server] = {}
         _save(data)
-        return
+        return None
     import base64
 
     auths = data.setdefault("auths", {})
-    auths[server] = {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
+    entry = {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
+    changed = (auths.get(server) or {}).get("auth") != entry["auth"]
+    auths[server] = entry
     _save(data)
+    return str(config_path()) if changed else None
 
 
 def remove(server: str) -> bool:

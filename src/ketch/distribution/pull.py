@@ -10,8 +10,13 @@ from __future__ import annotations
 from ketch import reference
 from ketch.distribution import credentials, mirrors
 from ketch.distribution.progress import PullResult
-from ketch.distribution.transport import MANIFEST_ACCEPT, RegistryErrorResponse, Transport
-from ketch.errors import DigestMismatch, KetchError, NotFound
+from ketch.distribution.transport import (
+    MANIFEST_ACCEPT,
+    RegistryErrorResponse,
+    RegistryUnauthorized,
+    Transport,
+)
+from ketch.errors import DigestMismatch, InvalidArgument, KetchError, NotFound
 from ketch.fastjson import loads
 from ketch.oci.digest import chain_of
 from ketch.oci.media import MediaType
@@ -36,13 +41,22 @@ def transport_for(ref: reference.Reference) -> Transport:
 def fetch_manifest(t: Transport, ref: reference.Reference, which: str,
                    scope: str) -> tuple[bytes, str, str]:
     """Bytes, media type and digest of a manifest, the digest checked when pinned."""
+    path = f"/v2/{ref.path}/manifests/{which}"
     try:
-        resp = t.request("GET", f"/v2/{ref.path}/manifests/{which}", scope=scope,
-                         headers={"Accept": MANIFEST_ACCEPT})
+        resp = t.request("GET", path, scope=scope, headers={"Accept": MANIFEST_ACCEPT})
     except RegistryErrorResponse as e:
+        if e.status == 404 and e.code == "NAME_UNKNOWN":
+            message = e.message.partition(": ")[2] or "repository name not known to registry"
+            raise NotFound(f"repository {ref.repository} not found: name unknown:"
+                           f" {message}") from None
         if e.status == 404:
             raise NotFound(f"manifest for {ref.familiar()} not found: manifest unknown:"
                            " manifest unknown") from None
+        raise
+    except RegistryUnauthorized as e:
+        if e.message == "no basic auth credentials":
+            # dockerd names the request, as Go's HTTP client reports it
+            raise RegistryUnauthorized(f'Head "{t.base}{path}": {e.message}') from None
         raise
     data = resp.body
     if len(data) > MAX_MANIFEST:
@@ -149,22 +163,59 @@ def _download_and_unpack(images: ImageService, t: Transport, repo_path: str,
 
 
 def pull(images: Callable[[], ImageService], records: ImageRecords, root: str, name: str,
-         *, quiet: bool = False, platform: str | None = None
+         *, quiet: bool = False, platform: str | None = None, all_tags: bool = False
          ) -> Iterator[Progress | PullResult]:
     """Pull `name`: progress events (fewer when `quiet`), then a PullResult. Nothing
     happens until the iterator is advanced; abandoning it ends the pull. `platform`
-    ("linux/arm64") picks that entry of an index instead of the host's.
+    ("linux/arm64") picks that entry of an index instead of the host's. `all_tags`:
+    `name` is a repository, and every tag the registry lists is pulled, in one stream
+    with one status line for the repository at its end, as dockerd pulls a repository
+    named without a tag (a tag with no image for the platform is passed over).
 
     `images` makes the image service on first need: an image that is up to date is
     answered from `records` alone, without the content and layer stores (whose
     `pathlib` and friends cost a re-pull, one manifest request, a good part of its
     time). `root` is the state root, for the event journal."""
-    from ketch.oci.model import Index, Manifest, Platform, host_platform
-
     bare = reference.parse(name, default_tag=None)
+    if all_tags:
+        if bare.tag or bare.digest:
+            raise InvalidArgument("tag can't be used with --all-tags/-a")
+        downloaded, last = False, None
+        for tag in sorted(list_tags(bare)):
+            try:
+                last = yield from _pull_ref(images, records, root, bare.with_tag(tag),
+                                            quiet=quiet, platform=platform)
+            except NotFound as e:
+                if "no matching manifest" in e.message:
+                    continue
+                raise
+            downloaded = downloaded or last.downloaded
+        shown = bare.familiar()
+        if not quiet:
+            yield Progress(f"Status: {_status(downloaded)} for {shown}")
+        if last is None:
+            raise NotFound(f"repository {bare.familiar()} has no tags to pull")
+        yield PullResult(last.image_id, last.digest, downloaded, str(bare))
+        return
     if bare.tag is None and bare.digest is None:
         yield Progress("Using default tag: latest")
     ref = reference.parse(name)
+    result = yield from _pull_ref(images, records, root, ref, quiet=quiet, platform=platform)
+    if not quiet:
+        yield Progress(f"Status: {_status(result.downloaded)} for {ref.familiar()}")
+    yield result
+
+
+def _status(downloaded: bool) -> str:
+    return "Downloaded newer image" if downloaded else "Image is up to date"
+
+
+def _pull_ref(images: Callable[[], ImageService], records: ImageRecords, root: str,
+              ref: reference.Reference, *, quiet: bool, platform: str | None
+              ) -> Generator[Progress, None, PullResult]:
+    """One image: its "Pulling from", layer and "Digest" lines; the result."""
+    from ketch.oci.model import Index, Manifest, Platform, host_platform
+
     which = ref.digest or ref.tag or "latest"
     scope = f"repository:{ref.path}:pull"
     # the registry's mirrors first (ketch.toml), the image then all from the one serving
@@ -207,15 +258,10 @@ def pull(images: Callable[[], ImageService], records: ImageRecords, root: str, n
         t.close()
     if not quiet:
         yield Progress(f"Digest: {top_digest}")
-        shown = ref.familiar()
-        if up_to_date:
-            yield Progress(f"Status: Image is up to date for {shown}")
-        else:
-            yield Progress(f"Status: Downloaded newer image for {shown}")
     from ketch.events import emit
 
     emit(root, "image", "pull", ref.familiar(), {"name": ref.familiar()})
-    yield PullResult(rec.id, top_digest, not up_to_date, str(ref))
+    return PullResult(rec.id, top_digest, not up_to_date, str(ref))
 
 
 def _pull_image(images: ImageService, t: Transport, ref: reference.Reference,
@@ -241,17 +287,19 @@ def _pull_image(images: ImageService, t: Transport, ref: reference.Reference,
                  else images.records.lookup_digest(repo_digest))
         existed = images.records.get(cfg_desc.digest) is not None
         up_to_date = existed and known == cfg_desc.digest
-        for desc in manifest.layers:
-            if desc.urls:
-                raise KetchError(f"foreign layer {desc.digest} is not supported")
-        layers = yield from _download_and_unpack(images, t, ref.path, manifest, diff_ids,
-                                                 scope, quiet)
         # A name with both tag and digest pulls the digest; docker ignores the tag.
         tags = [f"{ref.repository}:{ref.tag}"] if ref.tag and not ref.digest else []
         if existed:
+            # The image is here under another name (its config, so its layers): it is
+            # only named, no layer is fetched or shown, as dockerd does.
             rec = images.records.get(cfg_desc.digest)
             assert rec is not None
         else:
+            for desc in manifest.layers:
+                if desc.urls:
+                    raise KetchError(f"foreign layer {desc.digest} is not supported")
+            layers = yield from _download_and_unpack(images, t, ref.path, manifest,
+                                                     diff_ids, scope, quiet)
             rec = images.commit(config.raw, layers, config_bytes=config_bytes)
         with images.db.transaction() as conn:
             for tag in tags:

@@ -29,7 +29,7 @@ from ketch.distribution.transport import (
     RegistryUnauthorized,
     Transport,
 )
-from ketch.errors import ImageNotFound, KetchError, NotFound
+from ketch.errors import ImageNotFound, InvalidArgument, KetchError, NotFound
 from ketch.oci.media import MediaType
 from ketch.progress import Progress
 
@@ -260,22 +260,44 @@ class _Pusher:
 
 
 def push(images: ImageService, name: str, *, compression_format: str | None = None,
-         compression_level: int | str | None = None) -> Iterator[Progress | PushResult]:
+         compression_level: int | str | None = None,
+         all_tags: bool = False) -> Iterator[Progress | PushResult]:
     """Push the local image `name`: progress events, then a PushResult. Nothing happens
     until the iterator is advanced. Uncompressed layers are compressed as
-    `compression_format` ("gzip", the default, "zstd" or "none") at `compression_level`."""
+    `compression_format` ("gzip", the default, "zstd" or "none") at `compression_level`.
+    `all_tags`: `name` is a repository, and each of its local tags is pushed, in one
+    stream (one "The push refers to repository" line, a PushResult per tag), as
+    dockerd pushes a repository named without a tag."""
     compression = parse(compression_format, compression_level)
     bare = reference.parse(name, default_tag=None)
     if bare.digest:
         raise KetchError("cannot push a digest reference")
+    if all_tags:
+        if bare.tag:
+            raise InvalidArgument("tag can't be used with --all-tags/-a")
+        # docker push names the repository before it finds the image missing
+        yield Progress(f"The push refers to repository [{bare.repository}]")
+        tags = images.records.tags_in_repository(bare.repository)
+        if not tags:
+            raise NotFound(f"An image does not exist locally with the tag:"
+                           f" {bare.familiar_name}")
+        for tag, _ in tags:
+            yield from _push_one(images, reference.parse(tag), compression)
+        return
     if bare.tag is None:
         yield Progress("Using default tag: latest")
     ref = reference.parse(name)
-    # docker push names the repository before it finds the image missing
     yield Progress(f"The push refers to repository [{ref.repository}]")
+    yield from _push_one(images, ref, compression)
+
+
+def _push_one(images: ImageService, ref: reference.Reference,
+              compression: Compression) -> Iterator[Progress | PushResult]:
     try:
         rec = images.resolve(str(ref))
     except ImageNotFound:
+        if images.records.tags_in_repository(ref.repository):
+            raise NotFound(f"tag does not exist: {ref.familiar()}") from None
         raise NotFound(f"An image does not exist locally with the tag:"
                        f" {ref.familiar_name}") from None
     manifest = images.get_manifest(rec)

@@ -344,6 +344,10 @@ class Transport:
             hdrs = {"User-Agent": "ketch", "Authorization": self._authorization("") or ""}
             resp = self._once("GET", self.base + "/v2/", hdrs, None, False)
             if resp.status == 401:
+                if self._challenge is not None and self._challenge[0] == "basic":
+                    # the credentials themselves were refused: dockerd's words
+                    raise RegistryUnauthorized(f"login attempt to {self.base}/v2/ failed"
+                                               " with status: 401 Unauthorized")
                 raise RegistryUnauthorized(_error_message(resp, "unauthorized"))
         if resp.status != 200:
             raise RegistryErrorResponse(
