@@ -1,10 +1,11 @@
-"""The flags of the registry commands (pull, push, login, logout and `ketch registry`)
+"""The flags of the registry commands (pull, push, login, logout, search and `ketch registry`)
 and how each takes effect (the index is ketch.optiontables; tests/containers/
 test_option_table.py keeps it, the declared flags and the tests in step)."""
 
 from __future__ import annotations
 
 _GC = "garbage-collect only (refused with serve): "
+_NO_INDEX = "accepted as docker's; the search fails for want of an index to search "
 
 OPTIONS: dict[str, dict[str, str]] = {
     "login": {
@@ -28,6 +29,12 @@ OPTIONS: dict[str, dict[str, str]] = {
                                 " or uncompressed",
         "--compression-level": "the gzip (0-9) or zstd (1-22) level of those layers",
         "--quiet": "only the image's name is printed",
+    },
+    "search": {
+        "--filter": _NO_INDEX + "(no results to filter)",
+        "--format": _NO_INDEX + "(no results to format)",
+        "--limit": _NO_INDEX + "(a value that is not a number is refused first)",
+        "--no-trunc": _NO_INDEX + "(no results to truncate)",
     },
     "serve": {
         "--addr": "the address the registry listens on (default 127.0.0.1:5000)",
