@@ -141,6 +141,10 @@ def test_volume_ls_dangling(ketch):
     ketch("create", "--name", "h1", "-v", "taken:/t", "busybox")
     assert ketch("volume", "ls", "-q", "-f", "dangling=true").stdout == "free\n"
     assert ketch("volume", "ls", "-q", "-f", "dangling=false").stdout == "taken\n"
+    assert ketch("volume", "ls", "-q", "-f", "dangling=1").stdout == "free\n"
+    bad = ketch("volume", "ls", "-q", "-f", "dangling=maybe", check=False)
+    assert (bad.returncode, bad.stdout, bad.stderr) == (
+        1, "", "Error: invalid filter 'dangling=[maybe]'\n")  # not a list of everything
 
 
 def test_volume_prune(ketch):

@@ -221,6 +221,10 @@ class VolumeStore:
         for k in filters:
             if k not in LS_FILTERS:
                 raise InvalidArgument(f"invalid filter '{k}'")
+        dangling = filters.get("dangling") or []
+        if any(w.lower() not in ("true", "1", "false", "0") for w in dangling):
+            # dockerd's check: a value that is not a boolean is refused, not ignored
+            raise InvalidArgument(f"invalid filter 'dangling=[{' '.join(dangling)}]'")
         if not self.dir.is_dir():
             return []
         vols = [self.inspect(p.name) for p in sorted(self.dir.iterdir()) if p.is_dir()]
