@@ -107,6 +107,15 @@ def test_since_and_until(ketch):
     assert ketch("logs", "--since", iso, "slow").stdout == "middle\nlate\n"
 
 
+def test_a_since_or_until_that_is_no_time_is_the_docker_clis_error(ketch):
+    ketch("run", "--name", "times", "busybox", "echo", "hi")
+    for flag in ("since", "until"):
+        p = ketch("logs", f"--{flag}", "abc", "times", check=False)
+        assert (p.returncode, p.stdout, p.stderr) == (
+            1, "", f'invalid value for "{flag}": failed to parse value as time or duration:'
+                   ' "abc"\n')
+
+
 def test_logs_of_unknown_container(ketch):
     p = ketch("logs", "nosuch", check=False)
     assert p.returncode == 1 and p.stderr == "Error: No such container: nosuch\n"

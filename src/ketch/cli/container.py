@@ -507,7 +507,7 @@ def _logs(p: Parser) -> None:
 
 
 @_logs.handler
-def logs(ns: Namespace) -> None:
+def logs(ns: Namespace) -> int | None:
     from ketch.fmt.units import parse_timestamp
 
     now = time.time()
@@ -520,8 +520,14 @@ def logs(ns: Namespace) -> None:
                                   " or \"all\"") from None
         if tail < 0:
             tail = None
-    since = parse_timestamp(ns.since, now) if ns.since else None
-    until = parse_timestamp(ns.until, now) if ns.until else None
+    try:
+        since = parse_timestamp(ns.since, now) if ns.since else None
+        until = parse_timestamp(ns.until, now) if ns.until else None
+    except InvalidArgument as e:
+        # the docker CLI's own check, in its words (no "Error:"), exit 1
+        which = "since" if ns.since and e.message.endswith(f'"{ns.since}"') else "until"
+        sys.stderr.write(f'invalid value for "{which}": {e.message}\n')
+        return 1
     stdout = sys.stdout.buffer
     stderr = sys.stderr.buffer
     last = None
@@ -538,6 +544,7 @@ def logs(ns: Namespace) -> None:
         if ns.follow:
             target.flush()
     stdout.flush()
+    return None
 
 
 @registry.command("wait", "CONTAINER [CONTAINER...]",
