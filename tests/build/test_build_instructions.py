@@ -137,7 +137,10 @@ RUN echo "$GLOBAL $LOCAL $FROM_ENV [$UNSET]" > /args.txt
     out = kb.build(ctx, "-t", "args", "--build-arg", "LOCAL=l2", "--build-arg",
                    "GLOBAL=g2").stdout
     lines = out.splitlines()
-    step4 = lines.index("Step 2/7 : RUN echo \"before:[$GLOBAL]\" > /before.txt")
+    # the ARGs before FROM are steps, as the classic builder counts and prints them
+    assert lines[:3] == ["Step 1/9 : ARG BASE=busybox", "Step 2/9 : ARG GLOBAL=g1",
+                         "Step 3/9 : FROM $BASE"]
+    step4 = lines.index("Step 4/9 : RUN echo \"before:[$GLOBAL]\" > /before.txt")
     assert lines[step4 + 1] == " ---> Using cache"
     assert "Running in" in out
     assert kb.run("args", "cat", "/args.txt") == "g2 l2 l2 []\n"

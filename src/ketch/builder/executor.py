@@ -242,10 +242,14 @@ class Builder:
         target = self._target(df)
         needed = self._needed(df, target)
         stages = [s for s in df.stages[: target.index + 1] if s.index in needed]
-        self.total = sum(1 + len(s.instructions) for s in stages)
+        # the ARGs before the first FROM are steps of their own, as the classic builder
+        # counts and prints them
+        self.total = len(df.meta_args) + sum(1 + len(s.instructions) for s in stages)
         label_instr = self._label_instruction()
         if label_instr is not None:
             self.total += 1
+        for ins in df.meta_args:
+            self._step(ins)
         try:
             for stage in stages:
                 extra = [label_instr] if stage is target and label_instr is not None else []
