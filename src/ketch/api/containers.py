@@ -182,9 +182,8 @@ async def containers_logs(request: web.Request) -> web.StreamResponse:
         try:
             tail = int(tail_text)
         except ValueError:
-            raise InvalidArgument(f"invalid value for tail: {tail_text!r}: expected a"
-                                  ' number or "all"') from None
-        if tail < 0:
+            tail = None  # dockerd sends the whole log for a tail that is not a number
+        if tail is not None and tail < 0:
             tail = None
     since = _seconds(request, "since")
     until = _seconds(request, "until")

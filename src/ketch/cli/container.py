@@ -516,9 +516,8 @@ def logs(ns: Namespace) -> int | None:
         try:
             tail = int(ns.tail)
         except ValueError:
-            raise InvalidArgument(f"invalid value for --tail: {ns.tail!r}: expected a number"
-                                  " or \"all\"") from None
-        if tail < 0:
+            tail = None  # dockerd shows the whole log for a --tail that is not a number
+        if tail is not None and tail < 0:
             tail = None
     try:
         since = parse_timestamp(ns.since, now) if ns.since else None
