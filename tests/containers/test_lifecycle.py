@@ -166,6 +166,16 @@ def test_rename(ketch, run_d):
     assert p.returncode == 1 and "same name as its current name" in p.stderr
 
 
+def test_start_of_several_names_those_that_failed_last(ketch):
+    for n in ("s1", "s2"):
+        ketch("create", "--name", n, "busybox", "true")
+    p = ketch("start", "s1", "nosuch", "s2", "gone", check=False)
+    assert (p.returncode, p.stdout) == (1, "s1\ns2\n")
+    # each error, then the list of what did not start, as the docker CLI prints them
+    assert p.stderr == ("Error: No such container: nosuch\nError: No such container: gone\n"
+                        "Error: failed to start containers: nosuch, gone\n")
+
+
 def test_rm_of_several(ketch):
     for n in ("r1", "r2", "r3"):
         ketch("create", "--name", n, "busybox")

@@ -37,9 +37,10 @@ PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
 PS_DEFAULT_COLUMNS = ["ID", "Image", "Command", "CreatedSince", "Status", "Ports", "Names"]
 
 
-def _each(names: list[str], fn, *, echo: bool = True) -> int:
-    """Apply `fn` to every name; print each name that worked, an error for each that not."""
-    rc = 0
+def _each(names: list[str], fn, *, echo: bool = True, summary: str = "") -> int:
+    """Apply `fn` to every name; print each name that worked, an error for each that not,
+    and, with `summary`, a last line naming those that failed (docker's `start`)."""
+    failed = []
     for n in names:
         try:
             fn(n)
@@ -47,8 +48,10 @@ def _each(names: list[str], fn, *, echo: bool = True) -> int:
                 out(n)
         except KetchError as e:
             sys.stderr.write(f"Error: {e.message}\n")
-            rc = 1
-    return rc
+            failed.append(n)
+    if failed and summary:
+        sys.stderr.write(f"Error: {summary}: {', '.join(failed)}\n")
+    return 1 if failed else 0
 
 
 # -- run / create -------------------------------------------------------------------------
@@ -240,7 +243,7 @@ def start(ns: Namespace) -> int:
                                      tty=bool(rec.config.get("Tty")),
                                      detach_keys=ns.detach_keys, sig_proxy=True,
                                      remove=bool(rec.host_config.get("AutoRemove")))
-    return _each(ns.containers, svc.start)
+    return _each(ns.containers, svc.start, summary="failed to start containers")
 
 
 @registry.command("stop", "[OPTIONS] CONTAINER [CONTAINER...]",
