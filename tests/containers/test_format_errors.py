@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-PREFIX = 'Error: template parsing error: template: :1:2: executing "" at <.Nope>: '
+PREFIX = 'template parsing error: template: :1:2: executing "" at <.Nope>: '
 
 
 @pytest.fixture
@@ -19,25 +19,62 @@ def objects(ketch):
     ketch("volume", "rm", "-f", "fmt-vol")
 
 
+LISTING = 'Error: template parsing error: template: :1:2: executing "" at <.Nope>: '
+
+
 @pytest.mark.parametrize(("command", "message"), [
     (["images"], "can't evaluate field Nope in type *formatter.imageContext"),
     (["history", "busybox"], "can't evaluate field Nope in type *image.historyContext"),
     (["network", "ls"], "can't evaluate field Nope in type *network.networkContext"),
     (["volume", "ls"], "can't evaluate field Nope in type *formatter.volumeContext"),
-    (["inspect", "fmt-ctr"], 'map has no entry for key "Nope"'),
-    (["container", "inspect", "fmt-ctr"], 'map has no entry for key "Nope"'),
-    (["image", "inspect", "busybox"], 'map has no entry for key "Nope"'),
-    (["network", "inspect", "bridge"], 'map has no entry for key "Nope"'),
-    (["volume", "inspect", "fmt-vol"], 'map has no entry for key "Nope"'),
-    (["version"], 'map has no entry for key "Nope"'),
-    (["info"], 'map has no entry for key "Nope"'),
 ])
-def test_unknown_field_in_format_is_an_error_with_dockers_message(ketch, objects, command,
-                                                                  message):
+def test_unknown_field_in_a_listing_format_is_an_error_with_dockers_message(
+        ketch, objects, command, message):
     p = ketch(*command, "--format", "{{.Nope}}", check=False)
     assert p.returncode == 1
     assert p.stdout == ""
-    assert p.stderr == PREFIX + message + "\n"
+    assert p.stderr == LISTING + message + "\n"
+
+
+@pytest.mark.parametrize(("command", "message"), [
+    # the docker CLI 28's inspect: the template's own words (no "Error:"), one empty
+    # line out for no output; the raw document's error where there is one, the typed
+    # object's for a volume, which has none
+    (["inspect", "fmt-ctr"], PREFIX + 'map has no entry for key "Nope"'),
+    (["container", "inspect", "fmt-ctr"], PREFIX + 'map has no entry for key "Nope"'),
+    (["image", "inspect", "busybox"], PREFIX + 'map has no entry for key "Nope"'),
+    (["network", "inspect", "bridge"], PREFIX + 'map has no entry for key "Nope"'),
+    (["volume", "inspect", "fmt-vol"], PREFIX + "can't evaluate field Nope in type"
+                                                " volume.Volume"),
+    (["version"], 'template: version:1:2: executing "version" at <.Nope>: can\'t evaluate'
+                  " field Nope in type system.versionInfo"),
+    (["info"], 'template: :1:2: executing "" at <.Nope>: can\'t evaluate field Nope in type'
+               " system.dockerInfo"),
+])
+def test_unknown_field_in_an_inspect_format_is_an_error_with_dockers_message(
+        ketch, objects, command, message):
+    p = ketch(*command, "--format", "{{.Nope}}", check=False)
+    assert (p.returncode, p.stdout, p.stderr) == (1, "\n", message + "\n")
+
+
+def test_inspect_prints_the_items_a_template_works_on(ketch, objects):
+    p = ketch("inspect", "--format", "{{.Name}}", "fmt-ctr", "busybox", check=False)
+    assert (p.returncode, p.stdout) == (1, "/fmt-ctr\n")
+    assert p.stderr == PREFIX.replace("<.Nope>", "<.Name>") + 'map has no entry for key "Name"\n'
+
+
+def test_a_container_template_sees_dockers_typed_nils(ketch, objects):
+    # the typed object: a nil pointer prints <nil>, a nil slice [], an omitted string
+    # is empty; selecting through a nil pointer is the raw document's error
+    fmt = ("{{.State.Health}}|{{json .State.Health}}|{{if .State.Health}}h{{end}}|"
+           "{{.ExecIDs}}|{{json .ExecIDs}}|{{.Config.StopSignal}}|{{.Config.StopTimeout}}|"
+           "{{.Config.Entrypoint}}")
+    assert ketch("inspect", "--format", fmt, "fmt-ctr").stdout == \
+        "<nil>|null||[]|null||<nil>|[]\n"
+    p = ketch("inspect", "--format", "{{.State.Health.Status}}", "fmt-ctr", check=False)
+    assert (p.returncode, p.stdout) == (1, "\n")
+    assert p.stderr == ('template parsing error: template: :1:8: executing "" at'
+                        ' <.State.Health.Status>: map has no entry for key "Health"\n')
 
 
 PS_PREFIX = 'Error: failed to execute template: template: :1:2: executing "" at <.Nope>: '
@@ -68,8 +105,10 @@ def test_ps_format_reading_size_turns_size_on(ketch, objects):
 def test_inspect_of_an_unknown_type_is_refused(ketch, objects):
     p = ketch("inspect", "--type", "bogus", "fmt-ctr", check=False)
     assert (p.returncode, p.stdout) == (1, "")
-    assert p.stderr == ('Error: unknown type: "bogus": must be one of "container", "image",'
-                        ' "network", "volume"\n')
+    assert p.stderr == ('unknown type: "bogus": must be one of "container", "image",'
+                        ' "network", "volume"\n')  # the docker CLI's own check: no "Error:"
+    p = ketch("inspect", "--type", "image", "fmt-ctr", check=False)  # that type's words
+    assert (p.returncode, p.stderr) == (1, "Error: No such image: fmt-ctr:latest\n")
 
 
 def test_inspect_missing_nested_key_is_an_error_not_no_value(ketch, objects):

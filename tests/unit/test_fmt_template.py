@@ -369,12 +369,16 @@ def strict(text: str, data: Any = INSPECT) -> str:
 
 @pytest.mark.parametrize(("text", "message"), [
     ("{{.Nope}}", 'template: :1:2: executing "" at <.Nope>: map has no entry for key "Nope"'),
+    # a chain of fields is one node placed at its second field, as Go's parser makes it
+    # (the docker CLI 28 says :1:8 for {{.State.Health.Status}})
     ("x {{.State.Health.Status}}",
-     'template: :1:4: executing "" at <.State.Health.Status>: map has no entry for key'
+     'template: :1:10: executing "" at <.State.Health.Status>: map has no entry for key'
      ' "Health"'),
     ("{{.Config.Entrypoint.X}}",
-     'template: :1:2: executing "" at <.Config.Entrypoint.X>: nil pointer evaluating'
+     'template: :1:9: executing "" at <.Config.Entrypoint.X>: nil pointer evaluating'
      " interface {}.X"),
+    ("{{$.State.Nope}}",
+     'template: :1:3: executing "" at <$.State.Nope>: map has no entry for key "Nope"'),
 ])
 def test_missingkey_error_refuses_a_missing_key_as_docker_inspect_does(text, message):
     with pytest.raises(InvalidArgument) as e:

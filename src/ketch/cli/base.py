@@ -158,22 +158,47 @@ _GO_SETS = frozenset({"ExposedPorts", "Volumes"})
 
 
 def _typed_maps(item: Any) -> Any:
-    """`item` (a copy) with its _GO_MAPS made GoMaps, a null one a NilGoMap."""
+    """`item` (a copy) with its _GO_MAPS made GoMaps, a null one a NilGoMap; a container
+    document also gets the typed nils of docker's Go types (_container_fields)."""
     if isinstance(item, dict):
         from ketch.fmt.gotemplate import GoMap, GoSet, NilGoMap
 
         def typed(k: str, v: Any) -> Any:
             if k in _GO_MAPS and (v is None or type(v) is dict):
                 return NilGoMap() if v is None else GoMap(v)
-            if k in _GO_SETS and type(v) is dict:
-                return GoSet(v)
+            if k in _GO_SETS and (v is None or type(v) is dict):
+                return NilGoMap() if v is None else GoSet(v)
             return _typed_maps(v)
 
         out = {k: typed(k, v) for k, v in item.items()}
+        if type(out.get("State")) is dict and type(out.get("Config")) is dict:
+            _container_fields(out)
         return type(item)(out) if type(item) is not dict else out
     if isinstance(item, list):
         return [_typed_maps(v) for v in item]
     return item
+
+
+def _container_fields(doc: dict[str, Any]) -> None:
+    """The fields of a container document that dockerd leaves out or sends as null and
+    the docker CLI's typed object still has: a nil pointer prints `<nil>` (State.Health
+    of a container without a health check), a nil slice `[]` (ExecIDs), an omitted
+    string is empty; `{{.State.Health.Status}}` is Go's nil pointer error."""
+    from ketch.fmt.gotemplate import NilGoPointer, NilGoSlice
+
+    state, config = doc["State"], doc["Config"]
+    if state.get("Health") is None:
+        state["Health"] = NilGoPointer("*container.Health")
+    for key, go_type in (("Healthcheck", "*container.HealthConfig"),
+                         ("StopTimeout", "*int")):
+        if config.get(key) is None:
+            config[key] = NilGoPointer(go_type)
+    config.setdefault("StopSignal", "")
+    for key in ("Cmd", "Entrypoint", "OnBuild", "Shell"):
+        if config.get(key) is None:
+            config[key] = NilGoSlice()
+    if doc.get("ExecIDs") is None:
+        doc["ExecIDs"] = NilGoSlice()
 
 
 def _inspect_template(fmt: str) -> Any:
@@ -187,40 +212,80 @@ def _inspect_template(fmt: str) -> Any:
         raise exits(e, 64) from None
 
 
-def format_each(fmt: str, items: list[Any]) -> None:
-    """`--format` for inspect-like commands: 'json' or a Go template per item."""
+def format_each(fmt: str, items: list[Any], *, go_type: str = "") -> int:
+    """`--format` for inspect-like commands: 'json' or a Go template per item, as the
+    docker CLI's inspect runs it: an item the template fails on is an error line (the
+    template's own words, no "Error:"), the others are still printed, and a single
+    empty line stands for no output at all. `go_type`: the items are docker's typed
+    object of that name only (no raw JSON to fall back on: `volume inspect`). Returns 1
+    when an item failed, else 0."""
     if fmt == "json":
         sys.stdout.write(json_lines(items))
-        return
+        return 0
     t = _inspect_template(fmt)
+    rc, printed = 0, False
     for it in items:
-        sys.stdout.write(t.execute(_typed_maps(it)) + "\n")
+        try:
+            sys.stdout.write(_execute(t, it, go_type) + "\n")
+            printed = True
+        except KetchError as e:
+            sys.stderr.write(f"{e.message}\n")
+            rc = 1
+    if not printed:
+        sys.stdout.write("\n")
+    return rc
 
 
-def inspect_each(names: list[str], lookup: Callable[[str], Any], fmt: str | None) -> int:
+def format_one(fmt: str, data: dict[str, Any], *, name: str, go_type: str) -> int:
+    """`--format` of `version` and `info`: docker's typed object only, whose unknown
+    field is "can't evaluate field X in type GO_TYPE", in a template called `name`; an
+    error is an empty line out and the error's line (no "Error:"), returning 1."""
+    from ketch.fmt.gotemplate import Context, Template
+
+    try:
+        t = Template(fmt, missingkey_error=True, name=name, exec_prefix="")
+    except KetchError as e:
+        raise exits(e, 64) from None
+    try:
+        sys.stdout.write(t.execute(Context(_typed_maps(data), go_type, frozenset(data)))
+                         + "\n")
+    except KetchError as e:
+        sys.stdout.write("\n")
+        sys.stderr.write(f"{e.message}\n")
+        return 1
+    return 0
+
+
+def _execute(template: Any, item: Any, go_type: str = "") -> str:
+    """The docker CLI's inspect: the template runs on the typed object first and, when
+    that fails, on the raw decoded JSON, whose error is the one reported."""
+    if go_type:
+        from ketch.fmt.gotemplate import Context
+
+        return template.execute(Context(_typed_maps(item), go_type, frozenset(item)))
+    try:
+        return template.execute(_typed_maps(item))
+    except KetchError:
+        return template.execute(item)
+
+
+def inspect_each(names: list[str], lookup: Callable[[str], Any], fmt: str | None, *,
+                 go_type: str = "") -> int:
     """The `inspect` commands: look each name up, print the results as a JSON list or
-    through `--format`, and an error line for each name that was not found."""
+    through `--format` (format_each; `go_type` as there), and an error line for each
+    name that was not found."""
     results, rc = [], 0
-    template = None
     if fmt and fmt != "json":
-        template = _inspect_template(fmt)  # a parse error stops everything
+        _inspect_template(fmt)  # a parse error stops everything, before any lookup
     for name in names:
         try:
-            item = lookup(name)
-            if template is not None:
-                # as docker: an item the template fails on is an error line, the others
-                # are still printed
-                sys.stdout.write(template.execute(_typed_maps(item)) + "\n")
-            results.append(item)
+            results.append(lookup(name))
         except KetchError as e:
             sys.stderr.write(f"Error: {e.message}\n")
             rc = 1
-    if template is not None:
-        return rc
     if fmt:
-        format_each(fmt, results)
-    else:
-        print_json(results)
+        return format_each(fmt, results, go_type=go_type) or rc
+    print_json(results)
     return rc
 
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 import os
 import sys
 
-from ketch.cli.base import Registry, check_args, engine, format_each, out, positional, print_json
+from ketch.cli.base import (
+    Registry,
+    check_args,
+    engine,
+    format_each,
+    format_one,
+    out,
+    positional,
+    print_json,
+)
 from ketch.cli.flags import Namespace, Parser, exits
 from ketch.errors import InvalidArgument, KetchError
 
@@ -24,7 +33,7 @@ def _version(p: Parser) -> None:
 
 
 @_version.handler
-def version(ns: Namespace) -> None:
+def version(ns: Namespace) -> int | None:
     import platform
 
     from ketch import __version__
@@ -34,14 +43,14 @@ def version(ns: Namespace) -> None:
                        "GoVersion": v["GoVersion"], "Os": "linux", "Arch": v["Arch"]},
             "Server": v}
     if ns.format:
-        format_each(ns.format, [data])
-        return
+        return format_one(ns.format, data, name="version", go_type="system.versionInfo")
     out(f"Client:\n Version:           {__version__}\n API version:       {v['ApiVersion']}\n"
         f" Python version:    {platform.python_version()}\n OS/Arch:           linux/"
         f"{v['Arch']}\n\nServer: ketch (daemonless)\n Engine:\n  Version:          "
         f"{v['Version']}\n  API version:      {v['ApiVersion']} (minimum version"
         f" {v['MinAPIVersion']})\n  OS/Arch:          linux/{v['Arch']}\n"
         f"  Kernel version:   {v['KernelVersion']}")
+    return None
 
 
 @registry.command("info", "[OPTIONS]", "Display system-wide information")
@@ -51,11 +60,10 @@ def _info(p: Parser) -> None:
 
 
 @_info.handler
-def info(ns: Namespace) -> None:
+def info(ns: Namespace) -> int | None:
     i = engine().info()
     if ns.format:
-        format_each(ns.format, [i])
-        return
+        return format_one(ns.format, i, name="", go_type="system.dockerInfo")
     lines = [
         "Server:",
         f" Containers: {i['Containers']}",
@@ -83,6 +91,7 @@ def info(ns: Namespace) -> None:
         " Daemon: none (daemonless)",
     ]
     out("\n".join(lines))
+    return None
 
 
 def _security_lines(options: list[str]) -> list[str]:
@@ -280,8 +289,10 @@ def inspect(ns: Namespace) -> int:
 
     types = ("container", "image", "network", "volume")
     if ns.type is not None and ns.type not in types:
-        raise InvalidArgument(f'unknown type: "{ns.type}": must be one of '
-                              + ", ".join(f'"{t}"' for t in types))
+        # the docker CLI's own check, in its words (no "Error:")
+        sys.stderr.write(f'unknown type: "{ns.type}": must be one of '
+                         + ", ".join(f'"{t}"' for t in types) + "\n")
+        return 1
     e = engine()
     if ns.type in (None, "container"):
         # a container service that cannot be had (its state root runs containers under
@@ -302,21 +313,26 @@ def inspect(ns: Namespace) -> int:
             lookups.append(e.network_inspect)
         if ns.type in (None, "volume"):
             lookups.append(lambda n: e.volumes.inspect(n))
+        missed: KetchError | None = None
         for look in lookups:
             try:
                 found = look(name)
                 break
-            except NotFound:
+            except NotFound as err:
+                missed = err
                 continue
-            except KetchError:
+            except KetchError as err:
+                missed = err
                 continue
         if found is None:
-            sys.stderr.write(f"Error: No such object: {name}\n")
+            # one type asked for: its own "not found"; else docker's "No such object"
+            message = missed.message if ns.type and missed else f"No such object: {name}"
+            sys.stderr.write(f"Error: {message}\n")
             rc = 1
         else:
             results.append(found)
     if ns.format:
-        format_each(ns.format, results)
+        rc = format_each(ns.format, results) or rc
     else:
         print_json(results)
     return rc

@@ -112,7 +112,7 @@ def _inspect(p: Parser) -> None:
 def inspect(ns: Namespace) -> int:
 
     store = _store()
-    return inspect_each(ns.volumes, store.inspect, ns.format)
+    return inspect_each(ns.volumes, store.inspect, ns.format, go_type="volume.Volume")
 
 
 @registry.command("rm", "[OPTIONS] VOLUME [VOLUME...]", "Remove one or more volumes",

@@ -172,6 +172,8 @@ def json_encode(value: Any) -> str:
         # Go structs (inspect output), whose JSON keeps declaration order.
         members = ",".join(f"{_json_string(str(k))}:{json_encode(v)}" for k, v in value.items())
         return "{" + members + "}"
+    if getattr(value, "go_nil", False):  # a nil Go slice or pointer (gotemplate)
+        return "null"
     if isinstance(value, list | tuple):
         return "[" + ",".join(json_encode(v) for v in value) + "]"
     names = struct_fields(value)

@@ -21,7 +21,16 @@ Printing values as Go does lives in `ketch.fmt.gofmt`, the tabwriter in
 """
 
 from ketch.fmt.gotemplate.docker import CONTAINER_HEADERS, probe_format, render_table
-from ketch.fmt.gotemplate.exec import Context, GoMap, GoSet, NilGoMap, Template
+from ketch.fmt.gotemplate.exec import (
+    Context,
+    GoMap,
+    GoSet,
+    NilGoMap,
+    NilGoPointer,
+    NilGoSlice,
+    Template,
+)
 
-__all__ = ["CONTAINER_HEADERS", "Context", "GoMap", "GoSet", "NilGoMap", "Template",
+__all__ = ["CONTAINER_HEADERS", "Context", "GoMap", "GoSet", "NilGoMap", "NilGoPointer",
+           "NilGoSlice", "Template",
            "probe_format", "render_table"]

@@ -76,6 +76,31 @@ class NilGoMap(GoMap):
     go_nil = True
 
 
+class NilGoSlice(list["Any"]):
+    """A nil Go slice of docker's typed object (ExecIDs, Config.Entrypoint when unset):
+    prints `[]` as Go prints it, `null` to `json`, ranges over nothing."""
+
+    go_nil = True
+
+
+class NilGoPointer:
+    """A nil pointer field of docker's typed object (State.Health of a container without
+    a health check, Config.StopTimeout): prints `<nil>`, `null` to `json`, and selecting
+    a field from it is Go's error, "nil pointer evaluating *TYPE.FIELD"."""
+
+    go_nil = True
+    __slots__ = ("go_type",)
+
+    def __init__(self, go_type: str) -> None:
+        self.go_type = go_type
+
+    def __str__(self) -> str:
+        return "<nil>"
+
+    def __bool__(self) -> bool:
+        return False
+
+
 # --- execution ----------------------------------------------------------------------------
 
 
@@ -166,7 +191,9 @@ class State:
         context = self.node.text
         if len(context) > 20:
             context = context[:20] + "..."
-        raise TemplateError(f'template: :{line}:{col}: executing "" at <{context}>: {message}')
+        name = self.tmpl.name
+        raise TemplateError(f'template: {name}:{line}:{col}: executing "{name}" at <{context}>:'
+                            f" {message}")
 
     # variables
 
@@ -399,6 +426,8 @@ class State:
             if value is MISSING and self.strict and not isinstance(receiver, GoMap):
                 self.error(f'map has no entry for key "{name}"')
             return value
+        if isinstance(receiver, NilGoPointer):
+            self.error(f"nil pointer evaluating {receiver.go_type}.{name}")
         if name.startswith("_") or isinstance(
             receiver, str | int | float | bool | list | tuple | bytes
         ):
@@ -504,8 +533,14 @@ class Template:
     """A compiled Go template. Parse errors raise InvalidArgument at construction."""
 
     def __init__(self, text: str, funcs: Mapping[str, Callable[..., Any]] | None = None,
-                 *, missingkey_error: bool = False) -> None:
+                 *, missingkey_error: bool = False, name: str = "",
+                 exec_prefix: str = ERROR_PREFIX) -> None:
+        """`name`: the template's name in execution errors (docker's `version` names its
+        template "version"); `exec_prefix`: what such an error starts with (the docker
+        CLI's inspect says "template parsing error: ", `version` and `info` nothing)."""
         self.source = text
+        self.name = name
+        self.exec_prefix = exec_prefix
         self.missingkey_error = missingkey_error
         self.funcs: dict[str, Callable[..., Any]] = dict(DOCKER_FUNCS)
         if funcs:
@@ -524,10 +559,10 @@ class Template:
         try:
             state.walk(data, self.root)
         except TemplateError as e:
-            raise InvalidArgument(ERROR_PREFIX + str(e)) from None
+            raise InvalidArgument(self.exec_prefix + str(e)) from None
         except RecursionError:
             raise InvalidArgument(
-                ERROR_PREFIX + "template: : exceeded maximum template depth"
+                self.exec_prefix + "template: : exceeded maximum template depth"
             ) from None
         return "".join(state.out)
 

@@ -313,7 +313,10 @@ class Parser:
                 idents.append(tokens[i].value)
                 i += 1
             end = tokens[i - 1].pos + len(tokens[i - 1].text)
-            return FieldNode(tok.pos, self.src[tok.pos : end], idents), i
+            # Go's parser makes a chain of fields one node placed at its second field
+            # (.State.Health.Status is at .Health): error positions say so
+            at = tokens[i - len(idents) + 1].pos if len(idents) > 1 else tok.pos
+            return FieldNode(at, self.src[tok.pos : end], idents), i
         elif tok.kind == "var":
             if tok.value not in self.vars:
                 self.error(tok.pos, f'undefined variable "{tok.value}"')
@@ -323,7 +326,8 @@ class Parser:
                 idents.append(tokens[i].value)
                 i += 1
             end = tokens[i - 1].pos + len(tokens[i - 1].text)
-            return VariableNode(tok.pos, self.src[tok.pos : end], tok.value, idents), i
+            at = tokens[i - len(idents)].pos if idents else tok.pos  # as Go: at the fields
+            return VariableNode(at, self.src[tok.pos : end], tok.value, idents), i
         elif tok.kind == "ident":
             if (
                 tok.value not in self.funcs
