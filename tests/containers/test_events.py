@@ -160,7 +160,7 @@ def test_a_format_that_fails_on_a_message_exits_64_before_any_event(ketch: Track
         p = ketch("events", "--until", "0s", "--filter", "container=ev-none", "--format",
                   fmt, check=False, timeout=30)
         assert (p.returncode, p.stdout) == (64, ""), fmt
-        assert p.stderr == f"Error: template parsing error: {message}\n"
+        assert p.stderr == f"Error parsing format: {message}\n"  # the docker CLI 28's words
 
 
 def _interruptible() -> None:

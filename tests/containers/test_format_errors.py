@@ -19,7 +19,7 @@ def objects(ketch):
     ketch("volume", "rm", "-f", "fmt-vol")
 
 
-LISTING = 'Error: template parsing error: template: :1:2: executing "" at <.Nope>: '
+LISTING = PREFIX  # the docker CLI 28 prints template errors as they are: no "Error:"
 
 
 @pytest.mark.parametrize(("command", "message"), [
@@ -77,7 +77,7 @@ def test_a_container_template_sees_dockers_typed_nils(ketch, objects):
                         ' <.State.Health.Status>: map has no entry for key "Health"\n')
 
 
-PS_PREFIX = 'Error: failed to execute template: template: :1:2: executing "" at <.Nope>: '
+PS_PREFIX = 'failed to execute template: template: :1:2: executing "" at <.Nope>: '
 
 
 @pytest.mark.parametrize("listed", [True, False])
@@ -93,7 +93,7 @@ def test_ps_checks_its_template_before_listing_with_or_without_containers(
         " *formatter.ContainerContext\n"
     p = ketch("ps", "--format", "{{.ID", check=False)
     assert (p.returncode, p.stderr) == (
-        1, "Error: failed to parse template: template: :1: unclosed action\n")
+        1, "failed to parse template: template: :1: unclosed action\n")
 
 
 def test_ps_format_reading_size_turns_size_on(ketch, objects):
@@ -173,4 +173,5 @@ def test_inspect_labels_and_options_are_go_maps_a_missing_key_prints_no_value(ke
 def test_an_inspect_template_that_does_not_parse_exits_64(ketch, objects, command):
     p = ketch(*command, "--format", "{{.ID", check=False)  # as the docker CLI's inspect
     assert (p.returncode, p.stdout) == (64, "")
-    assert p.stderr == "Error: template parsing error: template: :1: unclosed action\n"
+    name = "version" if command == ["version"] else ""  # docker names version's template
+    assert p.stderr == f"template parsing error: template: {name}:1: unclosed action\n"

@@ -337,7 +337,7 @@ def run_command(module: str, group: str, sub: str, prog: str, args: list[str], *
             import traceback
 
             traceback.print_exc()
-        sys.stderr.write(f"Error: {e.message}\n")
+        sys.stderr.write(f"{e.message}\n" if e.bare else f"Error: {e.message}\n")
         if e.exit_code_is_specific:
             return e.exit_code
         return cmd.error_exit or e.exit_code

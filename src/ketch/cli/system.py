@@ -159,9 +159,11 @@ def df(ns: Namespace) -> None:
         return
     fmt = ns.format or ("table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t"
                         "{{.Reclaimable}}")
+    # each row is a context of its own type in docker; the images row comes first, so a
+    # field no row has fails there, in its type's words
     sys.stdout.write(render_table(fmt, rows, {
         "Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE",
-        "Reclaimable": "RECLAIMABLE"}))
+        "Reclaimable": "RECLAIMABLE"}, go_type="*formatter.diskUsageImagesContext"))
 
 
 def _df_verbose(d: dict[str, Any]) -> str:
@@ -381,7 +383,11 @@ def _event_renderer(fmt: str | None) -> Callable[[dict[str, Any]], str]:
         template = Template(fmt)
         template.execute(render.template_view({}))
     except KetchError as e:
-        raise exits(e, 64) from None
+        # docker's words for it: "Error parsing format: template: ..."
+        err = KetchError("Error parsing format: "
+                         + e.message.removeprefix("template parsing error: "))
+        err.bare = True
+        raise exits(err, 64) from None
     return lambda ev: template.execute(render.template_view(ev))
 
 

@@ -549,7 +549,10 @@ class Template:
             parser = Parser(text, self.funcs)
             self.root = parser.parse()
         except TemplateError as e:
-            raise InvalidArgument(ERROR_PREFIX + str(e)) from None
+            message = str(e)
+            if name:
+                message = message.replace("template: :", f"template: {name}:", 1)
+            raise _bare(InvalidArgument(ERROR_PREFIX + message)) from None
         self.defines = parser.defines
 
     def execute(self, data: Any) -> str:
@@ -559,12 +562,18 @@ class Template:
         try:
             state.walk(data, self.root)
         except TemplateError as e:
-            raise InvalidArgument(self.exec_prefix + str(e)) from None
+            raise _bare(InvalidArgument(self.exec_prefix + str(e))) from None
         except RecursionError:
-            raise InvalidArgument(
+            raise _bare(InvalidArgument(
                 self.exec_prefix + "template: : exceeded maximum template depth"
-            ) from None
+            )) from None
         return "".join(state.out)
+
+
+def _bare(e: InvalidArgument) -> InvalidArgument:
+    """A template error, which the docker CLI prints as it is (no "Error: ")."""
+    e.bare = True
+    return e
 
 
 # --- docker's table output ------------------------------------------------------------------
