@@ -251,16 +251,9 @@ def start_timer(svc: ContainerService, rec: ContainerRecord, pid: int) -> None:
         return  # no timer: the container runs, its health stays "starting"
     path = _timer_pidfile(svc, rec.id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"{proc.pid} {_start_time(proc.pid)}\n")
+    from ketch.procstat import start_time
 
-
-def _start_time(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return ""
-    return data[data.rindex(b")") + 2:].split()[19].decode()
+    path.write_text(f"{proc.pid} {start_time(proc.pid) or ''}\n")
 
 
 def stop_timer(svc: ContainerService, cid: str) -> None:
@@ -273,8 +266,10 @@ def stop_timer(svc: ContainerService, cid: str) -> None:
         path.unlink()
     except OSError:
         return
+    from ketch.procstat import alive
+
     pid = int(pid_s)
-    if pid > 0 and start and _start_time(pid) == start:
+    if alive(pid, start or None):
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:

@@ -137,22 +137,11 @@ def cancels(rec: ContainerRecord, signum: int) -> bool:
 
 
 # -- scheduling and cancelling ------------------------------------------------------------
-def _start_time(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    fields = data[data.rindex(b")") + 2:].split()
-    if fields[0] in (b"Z", b"X"):
-        return None
-    return int(fields[19])
-
-
 def restarter_alive(rec: ContainerRecord) -> bool:
+    from ketch.procstat import alive
+
     info = rec.extra.get(RESTARTER) or {}
-    pid = int(info.get("pid") or 0)
-    return pid > 0 and _start_time(pid) == info.get("start")
+    return alive(int(info.get("pid") or 0), info.get("start"))
 
 
 def schedule(svc: ContainerService, rec: ContainerRecord, *, exit_code: int,
@@ -177,7 +166,9 @@ def schedule(svc: ContainerService, rec: ContainerRecord, *, exit_code: int,
         start_new_session=True, close_fds=True)
     extra = dict(extra)
     extra[BACKOFF] = delay
-    extra[RESTARTER] = {"pid": proc.pid, "start": _start_time(proc.pid), "token": token,
+    from ketch.procstat import start_time
+
+    extra[RESTARTER] = {"pid": proc.pid, "start": start_time(proc.pid), "token": token,
                         "at": at}
     svc.records.update(rec.id, state="restarting", exit_code=exit_code,
                        finished_at=finished_at, pid=0,
@@ -187,10 +178,12 @@ def schedule(svc: ContainerService, rec: ContainerRecord, *, exit_code: int,
 def _kill_restarter(info: dict[str, Any] | None) -> None:
     import signal as _signal
 
+    from ketch.procstat import alive
+
     if not info:
         return
     pid = int(info.get("pid") or 0)
-    if pid > 0 and _start_time(pid) == info.get("start"):
+    if alive(pid, info.get("start")):
         try:
             os.kill(pid, _signal.SIGKILL)
         except ProcessLookupError:

@@ -407,12 +407,13 @@ class ContainerService:
             self.lifecycle.release_resources(rec)
         if rec.started_at or rec.pid:
             from ketch.containers.logconfig import log_file
-            from ketch.runtime.logs import stop_keeper
+            from ketch.procstat import stop_recorded
 
-            # a keeper still rotating the log would refill the directory removed below
-            stop_keeper(log_file(rec.host_config,
-                                 os.path.join(self.engine.root_dir, "containers", rec.id,
-                                              "ctr.log")))
+            # a keeper still rotating the log would refill the directory removed below:
+            # it is ended (its pid file is `<log>.keeper`, runtime.logs.stop_keeper)
+            log = log_file(rec.host_config,
+                           os.path.join(self.engine.root_dir, "containers", rec.id, "ctr.log"))
+            stop_recorded(f"{log}.keeper")
         if volumes and rec.extra.get("anon_volumes"):
             from ketch.containers.resources import remove_anonymous_volumes
 

@@ -18,23 +18,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ketch.procstat import alive, start_time
 
-def start_time(pid: int) -> str | None:
-    """Field 22 of /proc/<pid>/stat (clock ticks since boot), or None if gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            data = f.read()
-    except OSError:
-        return None
-    # the command name may contain spaces and parentheses: split after the last ')'
-    fields = data.rsplit(")", 1)[1].split()
-    if fields[0] == "Z":
-        return None
-    return fields[19]
-
-
-def alive(pid: int | None, started: str | None) -> bool:
-    return bool(pid) and started is not None and start_time(pid or 0) == started
+__all__ = ["alive", "spawn_detached", "start_time", "stop"]
 
 
 def spawn_detached(argv: Sequence[str], sockets: Sequence[socket.socket],

@@ -1372,45 +1372,21 @@ def main(argv: list[str]) -> None:
 
     _cmd, log, pid, size, files, gz = argv
     # who the keeper is, for stop_keeper: its pid and start time (no pid reuse fools it)
+    from ketch.procstat import record
+
     with contextlib.suppress(OSError):
-        tmp = f"{log}.keeper.tmp"
-        with open(tmp, "w", opener=_private) as f:
-            f.write(f"{os.getpid()} {_start_time(os.getpid())}\n")
-        os.rename(tmp, f"{log}.keeper")
+        record(f"{log}.keeper", os.getpid())
     keep_rotating(Path(log), int(pid), int(size), int(files), gz == "1", ready)
-
-
-def _start_time(pid: int) -> int:
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        return int(f.read().rsplit(b")", 1)[1].split()[19])  # field 22, starttime
 
 
 def stop_keeper(log: str, timeout: float = 5.0) -> None:
     """End the log's keeper if it still runs, and return once it is gone: the container
     and its directory are being removed, and a keeper still shifting generations would
     put files back into the directory while it is emptied. Its `<log>.keeper` file
-    names it; a pidfd opened on that pid whose process has the recorded start time is
-    that process for good. (`_signal`, not `signal`: the module's enums cost `rm` a
-    fifth of its time.)"""
-    try:
-        with open(f"{log}.keeper", "rb") as f:
-            pid_s, start_s = f.read().split()
-        pid, start = int(pid_s), int(start_s)
-        fd = os.pidfd_open(pid)
-    except (OSError, ValueError):
-        return
-    import _signal
-    import select
+    names it (ketch.procstat). `rm` calls procstat itself, without loading this module."""
+    from ketch.procstat import stop_recorded
 
-    try:
-        if _start_time(pid) != start:
-            return
-        _signal.pidfd_send_signal(fd, _signal.SIGKILL)
-        select.select([fd], [], [], timeout)  # readable once the process has exited
-    except (OSError, ValueError, IndexError):
-        pass
-    finally:
-        os.close(fd)
+    stop_recorded(f"{log}.keeper", timeout)
 
 
 if __name__ == "__main__":

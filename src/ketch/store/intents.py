@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import time
 
+from ketch.procstat import start_time
 from ketch.store.db import Database, sqlite3
 
 TYPE_CHECKING = False
@@ -37,20 +38,6 @@ CREATE TABLE IF NOT EXISTS intents (
     data TEXT NOT NULL DEFAULT '{}'
 )
 """
-
-
-def start_time(pid: int) -> str | None:
-    """Field 22 of /proc/PID/stat (clock ticks after boot), None if gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    # the command name may hold spaces and parentheses: split after the last ')'
-    fields = data.rsplit(b")", 1)[1].split()
-    if fields[0] == b"Z":
-        return None
-    return fields[19].decode()
 
 
 _self: tuple[int, str] | None = None
