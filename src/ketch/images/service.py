@@ -177,7 +177,7 @@ class ImageService:
         raise ImageNotFound(ref.familiar() if ref is not None else name)
 
     def get_config(self, rec: ImageRecord) -> ImageConfig:
-        from ketch.oci.model import ImageConfig
+        from ketch.oci.imageconfig import ImageConfig
 
         return ImageConfig.parse(self.content.read(rec.id))
 
