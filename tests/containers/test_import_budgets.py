@@ -25,7 +25,8 @@ CREATE = CORE | {
     "ketch.containers.hostconfig", "ketch.containers.logconfig", "ketch.containers.settings",
     "ketch.images", "ketch.oci", "ketch.oci.digest", "ketch.oci.media", "ketch.reference",
     "ketch.store.images", "ketch.images.service", "ketch.store.content", "ketch.layers",
-    "ketch.layers.store", "ketch.oci.model", "ketch.containers.options", "ketch.runtime",
+    "ketch.layers.store", "ketch.oci.model", "ketch.oci.imageconfig",
+    "ketch.containers.options", "ketch.runtime",
     "ketch.runtime.spec", "ketch.containers.mounts", "ketch.containers.volumes",
     "ketch.containers.names", "ketch.containers.create", "ketch.events"}
 LOGS = CORE | {"ketch.fmt", "ketch.fmt.units", "ketch.containers.logconfig", "ketch.runtime",

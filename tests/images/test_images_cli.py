@@ -204,11 +204,13 @@ IMAGE_INSPECT_KETCH_MODULES = {
     "ketch.codebundle",
     "ketch", "ketch.cli", "ketch.cli.main", "ketch.cli.gcpolicy", "ketch.errors",
     "ketch.cli.flags", "ketch.cli.base", "ketch.fmt", "ketch.fmt.table", "ketch.cli.image",
-    "ketch.store", "ketch.store.db", "ketch.engine", "ketch.store.intents", "ketch.images",
+    "ketch.store", "ketch.store.db", "ketch.engine", "ketch.store.intents", "ketch.procstat",
+    "ketch.images",
     "ketch.oci", "ketch.oci.digest", "ketch.oci.media", "ketch.values", "ketch.reference",
     "ketch.fastjson", "ketch.store.images", "ketch.images.service", "ketch.images.inspect",
     "ketch.store.content", "ketch.layers", "ketch.layers.store", "ketch.fmt.units",
-    "ketch.oci.model", "ketch.fmt.jsonindent",
+    # the image's config alone, not the other documents of ketch.oci.model
+    "ketch.oci.imageconfig", "ketch.fmt.jsonindent",
 }
 
 
