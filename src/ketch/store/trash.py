@@ -40,6 +40,7 @@ _count = 0
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 
@@ -336,17 +337,18 @@ def _hoist(dir_fd: int, name: str, top: int, errors: list[OSError]) -> bool:
 
 
 def _unlink(dir_fd: int, name: str, errors: list[OSError]) -> None:
-    try:
-        os.unlink(name, dir_fd=dir_fd)
-    except FileNotFoundError:
-        pass
-    except OSError as e:
-        errors.append(e)
+    _remove(os.unlink, dir_fd, name, errors)
 
 
 def _rmdir(dir_fd: int, name: str, errors: list[OSError]) -> None:
+    _remove(os.rmdir, dir_fd, name, errors)
+
+
+def _remove(remove: Callable[..., None], dir_fd: int, name: str,
+            errors: list[OSError]) -> None:
+    """`remove(name, dir_fd=dir_fd)`; gone already is fine, another error is collected."""
     try:
-        os.rmdir(name, dir_fd=dir_fd)
+        remove(name, dir_fd=dir_fd)
     except FileNotFoundError:
         pass
     except OSError as e:
