@@ -183,7 +183,8 @@ def _container_fields(doc: dict[str, Any]) -> None:
     """The fields of a container document that dockerd leaves out or sends as null and
     the docker CLI's typed object still has: a nil pointer prints `<nil>` (State.Health
     of a container without a health check), a nil slice `[]` (ExecIDs), an omitted
-    string is empty; `{{.State.Health.Status}}` is Go's nil pointer error."""
+    string is empty. Selecting through a nil pointer fails, and the raw document's error
+    is then the one shown (_execute)."""
     from ketch.fmt.gotemplate import NilGoPointer, NilGoSlice
 
     state, config = doc["State"], doc["Config"]
