@@ -346,6 +346,9 @@ def test_docker_system_df_counts_images_containers_and_volumes(napi: Api) -> Non
     status, doc = _status(napi, "GET", "/v1.45/system/df")
     assert status == 200
     assert {"LayersSize", "Images", "Containers", "Volumes", "BuildCache"} <= set(doc)
+    assert "BuilderSize" not in doc  # gone from API 1.42 on, as from dockerd's answer
+    status, old = _status(napi, "GET", "/v1.41/system/df")
+    assert (status, old["BuilderSize"]) == (200, 0)  # still sent to older clients
     vol = doc["Volumes"][0]
     assert vol["Name"] == "dfvol" and vol["UsageData"] == {"Size": 4096, "RefCount": 1}
     # the ketch CLI reads the same Engine data

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ketch.api import web
-from ketch.api.common import SVC, Handler, json_response
+from ketch.api.common import SVC, Handler, json_response, version_tuple
 from ketch.engine import API_VERSION
 
 # -- system ------------------------------------------------------------------------------------
@@ -27,7 +27,13 @@ async def info(request: web.Request) -> web.Response:
 
 
 async def system_df(request: web.Request) -> web.Response:
-    return json_response(await request.app[SVC].run(lambda e: e.system_df()))
+    df = await request.app[SVC].run(lambda e: e.system_df())
+    ver = request.match_info.get("ver")
+    if ver is not None and version_tuple(ver) < (1, 42):
+        # the build cache's size of its own, which dockerd sends up to API 1.41 (ketch's
+        # classic builder keeps no build cache apart from its images)
+        df["BuilderSize"] = sum(int(c.get("Size") or 0) for c in df.get("BuildCache") or [])
+    return json_response(df)
 
 
 ROUTES: list[tuple[str, str, Handler]] = [
