@@ -86,7 +86,7 @@ def test_ctrl_p_ctrl_q_detaches_and_attach_comes_back(ketch, tmp_path):
 def test_run_t_without_a_terminal_is_refused(ketch):
     p = ketch("run", "-it", "busybox", "true", check=False)
     assert p.returncode == 1  # the docker CLI's own check, before any daemon call
-    assert p.stderr == "Error: the input device is not a TTY\n"
+    assert p.stderr == "the input device is not a TTY\n"  # the docker CLI's words
 
 
 def test_ctrl_c_stops_an_attached_container(ketch, tmp_path):
@@ -125,6 +125,13 @@ def test_exec_env_workdir_user(ketch, box):
     assert p.stdout.split() == ["2", "3", "/tmp", "33", "33"]
     p = ketch("exec", "-u", "nobody", "box", "id", "-un")
     assert p.stdout == "nobody\n"
+    # what the docker CLI checks itself, in its words (no "Error:"): a bad -e is a flag
+    # error (125), an env file it cannot open exits 1
+    p = ketch("exec", "-e", "=x", "box", "true", check=False)
+    assert (p.returncode, p.stderr) == (125, 'invalid argument "=x" for "-e, --env" flag:'
+                                             " invalid environment variable: =x\n")
+    p = ketch("exec", "--env-file", "/nonexistent", "box", "true", check=False)
+    assert (p.returncode, p.stderr) == (1, "open /nonexistent: no such file or directory\n")
 
 
 def test_exec_interactive_reads_stdin(ketch, box):
@@ -421,4 +428,4 @@ def test_a_file_as_stdin_goes_in_whole_whatever_bytes_it_holds(ketch, box, tmp_p
         p = _stdin_from(ketch, "/dev/null", *args)
         assert (p.returncode, p.stdout, p.stderr) == (0, "", ""), args
     p = _stdin_from(ketch, "/dev/null", "exec", "-it", "box", "true")
-    assert p.stderr == "Error: the input device is not a TTY\n"
+    assert p.stderr == "the input device is not a TTY\n"  # the docker CLI's words

@@ -102,7 +102,7 @@ def test_tty_without_interactive_runs_when_stdin_is_no_terminal(ketch):
 
 def test_tty_with_interactive_still_needs_a_terminal(ketch):
     p = ketch("run", "--rm", "-it", "busybox", "true", input="", check=False)
-    assert (p.returncode, p.stderr) == (1, "Error: the input device is not a TTY\n")
+    assert (p.returncode, p.stderr) == (1, "the input device is not a TTY\n")  # as docker's
 
 
 # -- entrypoint, expose, publish ------------------------------------------------------

@@ -181,6 +181,14 @@ def run(ns: Namespace) -> int:
         return _run_body(ns)
 
 
+def _not_a_tty() -> InvalidArgument:
+    """The docker CLI's own check of `-t` with an attached stdin: its words as they are
+    (no "Error:"), exit 1."""
+    e = exits(InvalidArgument("the input device is not a TTY"), 1)
+    e.bare = True
+    return e
+
+
 def _check_detach_keys(spec: str | None) -> None:
     """A --detach-keys value dockerd would refuse at attach is refused before anything is
     made ('Invalid detach keys (SPEC) provided'), with or without a terminal."""
@@ -196,7 +204,7 @@ def _run_body(ns: Namespace) -> int:
                                     " --detach"), 1)
     # docker's CheckTty: only an attached stdin must be a terminal for -t
     if ns.tty and ns.interactive and not ns.detach and not sys.stdin.isatty():
-        raise exits(InvalidArgument("the input device is not a TTY"), 1)
+        raise _not_a_tty()
     rec = _create_from_ns(ns)
     if ns.detach:
         engine().containers.start(rec.id)
@@ -643,11 +651,18 @@ def exec_(ns: Namespace) -> int:
         raise count_error("ketch exec", 2, None, 1)  # docker's words
     # docker's CheckTty, as for run: only an attached stdin must be a terminal for -t
     if ns.tty and ns.interactive and not ns.detach and not sys.stdin.isatty():
-        raise exits(InvalidArgument("the input device is not a TTY"), 1)
+        raise _not_a_tty()
     _check_detach_keys(ns.detach_keys)
     from ketch.cli.container_opts import environment
 
-    return engine().exec(ns.container, ns.command, env=environment(ns.env_file, ns.env),
+    try:
+        env = environment(ns.env_file, ns.env)
+    except InvalidArgument as e:
+        # checked by the docker CLI itself: its words as they are; a bad -e value is a
+        # flag error (125), an env file it cannot read exits 1
+        e.bare = True
+        raise exits(e, 125 if e.message.startswith('invalid argument "') else 1) from None
+    return engine().exec(ns.container, ns.command, env=env,
                          user=ns.user, workdir=ns.workdir, tty=ns.tty,
                          stdin=ns.interactive, detach=ns.detach, privileged=ns.privileged,
                          detach_keys=ns.detach_keys)
