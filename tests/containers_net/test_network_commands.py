@@ -72,6 +72,29 @@ def test_network_connect_ip_gives_the_container_that_address(nk: KetchCLI) -> No
     nk("network", "rm", "later")
 
 
+def test_an_address_is_refused_on_a_network_whose_subnet_came_from_the_pool(
+        nk: KetchCLI) -> None:
+    # dockerd takes --ip only where the user configured the subnet, at start (20.10 lets
+    # the create through, as ketch does) and on connect, in its words
+    nk("network", "create", "pooled")
+    subnet = nk("network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
+                "pooled").stdout.strip()
+    addr = subnet.rsplit(".", 1)[0] + ".9"
+    message = ("Error: user specified IP address is supported only when connecting to"
+               " networks with user configured subnets\n")
+    r = nk("run", "-d", "--name", "pinned", "--network", "pooled", "--ip", addr, "busybox",
+           "true", check=False)
+    assert (r.returncode, r.stderr) == (125, message)
+    assert nk("inspect", "-f", "{{.State.Status}}", "pinned").stdout == "created\n"
+    nk("rm", "pinned")
+    nk("run", "-d", "--name", "joiner", "busybox", "sleep", "60")
+    r = nk("network", "connect", "--ip", addr, "pooled", "joiner", check=False)
+    assert (r.returncode, r.stderr) == (1, message)
+    assert nk("inspect", "-f", "{{len .NetworkSettings.Networks}}", "joiner").stdout == "1\n"
+    nk("rm", "-f", "joiner")
+    nk("network", "rm", "pooled")
+
+
 def test_network_ls_no_trunc_shows_full_ids(nk: KetchCLI) -> None:
     full = nk("network", "inspect", "-f", "{{.Id}}", "bridge").stdout.strip()
     assert len(full) == 64

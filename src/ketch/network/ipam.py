@@ -203,6 +203,9 @@ def address4(conn: sqlite3.Connection, net: Network, requested: str | None) -> s
     used = records.leased(conn, net.id)
     if not requested:
         return next_ip(conn, net, subnet, gateway, used)
+    if net.pool_subnet:
+        raise InvalidArgument("user specified IP address is supported only when connecting"
+                              " to networks with user configured subnets")
     try:
         addr = ipaddress.ip_address(requested)
     except ValueError:

@@ -140,6 +140,8 @@ class Network:
     attachable: bool = False
     subnet6: str = ""  # --ipv6: the network's IPv6 subnet and gateway
     gateway6: str = ""
+    # the subnet came from the address pool, not --subnet: dockerd takes no --ip there
+    pool_subnet: bool = False
 
     def option(self, key: str, default: str) -> str:
         return self.options.get(key, default)

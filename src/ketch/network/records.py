@@ -83,7 +83,8 @@ def row_to_network(row: sqlite3.Row) -> Network:
                    aux_addresses=extra.get("aux_addresses") or {},
                    options=extra.get("options") or {},
                    attachable=bool(extra.get("attachable")),
-                   subnet6=extra.get("subnet6", ""), gateway6=extra.get("gateway6", ""))
+                   subnet6=extra.get("subnet6", ""), gateway6=extra.get("gateway6", ""),
+                   pool_subnet=bool(extra.get("pool_subnet")))
 
 
 def find_network(conn: sqlite3.Connection, ref: str) -> Network:

@@ -139,7 +139,7 @@ class NetworkService:
             net, gw = ipam.subnet4(conn, self.config, subnet, gateway)
             rng, aux = ipam.ipam_config(net, ip_range, str(gw), aux)
             extra = {"ip_range": rng, "aux_addresses": aux, "options": options,
-                     "attachable": attachable}
+                     "attachable": attachable, "pool_subnet": not subnet}
             if ipv6:  # without an IPv6 --subnet: a ULA /64 from the default pool
                 taken6 = [ipaddress.ip_network(s) for s in records.subnets6(conn)]
                 net6, gw6 = ipam.ipv6_config(
