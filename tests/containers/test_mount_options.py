@@ -62,10 +62,12 @@ def test_tmpfs_size_and_mode_are_applied(ketch, how):
     (["-v", "/tmp:/x:nocopy"], "Error: invalid volume specification: '/tmp:/x:nocopy':"
      ' invalid mount config for type "bind": field VolumeOptions must not be specified\n'),
     (["--tmpfs", "/x:bogus=1"], 'Error: Invalid tmpfs option ["bogus" "1"]\n'),
+    # dockerd's words, the volume named ("create v: ...")
     (["--mount", "type=volume,src=v,dst=/x,volume-opt=bogus=1"],
-     'Error: invalid option key: "bogus"\n'),
+     'Error: create v: invalid option: "bogus"\n'),
     (["--mount", "type=volume,src=v,dst=/x,volume-driver=nfsplugin"],
-     'Error: plugin "nfsplugin" not found: ketch has only the local volume driver\n'),
+     'Error: create v: error looking up volume plugin nfsplugin: plugin "nfsplugin" not'
+     " found\n"),
 ])
 def test_bad_mount_options_are_refused_and_nothing_is_created(ketch, args, message):
     p = ketch("run", "--rm", *args, "busybox", "true", check=False)
@@ -156,12 +158,14 @@ def test_bind_volume_shows_a_host_directory_and_rm_keeps_it(ketch, tmp_path):
 
 
 @pytest.mark.parametrize("opts, message", [
-    (["bogus=1"], 'Error: invalid option key: "bogus"\n'),
-    (["type=tmpfs"], 'Error: missing required option: "device"\n'),
-    (["o=size=1m", "device=tmpfs"], 'Error: missing required option: "type"\n'),
+    # dockerd's words, the volume named ("create badopts: ...")
+    (["bogus=1"], 'Error: create badopts: invalid option: "bogus"\n'),
+    (["type=tmpfs"], 'Error: create badopts: missing required option: "device"\n'),
+    (["o=size=1m", "device=tmpfs"], 'Error: create badopts: missing required option:'
+                                    ' "type"\n'),
     (["type=nfs", "o=addr=192.0.2.1,rw", "device=:/export"],
-     'Error: volume type "nfs" is a network filesystem: ketch mounts no network filesystems'
-     ' (tmpfs, bind and local devices only)\n'),
+     'Error: create badopts: volume type "nfs" is a network filesystem: ketch mounts no'
+     ' network filesystems (tmpfs, bind and local devices only)\n'),
 ])
 def test_volume_create_refuses_unknown_or_incomplete_options(ketch, opts, message):
     args = [a for o in opts for a in ("--opt", o)]
@@ -170,12 +174,23 @@ def test_volume_create_refuses_unknown_or_incomplete_options(ketch, opts, messag
     assert ketch("volume", "ls", "-q").stdout == ""
 
 
-def test_volume_that_cannot_be_mounted_fails_the_start(ketch):
+def test_volume_that_cannot_be_mounted_fails_the_start(ketch, tmp_path):
     ketch("volume", "create", "--opt", "type=tmpfs", "--opt", "device=tmpfs", "--opt",
           "o=size=nonsense", "badmount")
     p = ketch("run", "--rm", "-v", "badmount:/x", "busybox", "true", check=False)
-    assert p.returncode == 125 and "failed to mount local volume" in p.stderr
     data = Path(json.loads(ketch("volume", "inspect", "badmount").stdout)[0]["Mountpoint"])
+    # moby's mount error: the flags and data only when there are any
+    assert (p.returncode, p.stderr) == (
+        125, f"Error: error while mounting volume '{data}': failed to mount local volume:"
+             f" mount tmpfs:{data}, data: size=nonsense: invalid argument\n")
+    missing = tmp_path / "missing"
+    ketch("volume", "create", "--opt", "type=none", "--opt", f"device={missing}", "--opt",
+          "o=bind", "badbind")
+    p = ketch("run", "--rm", "-v", "badbind:/x", "busybox", "true", check=False)
+    bind = Path(json.loads(ketch("volume", "inspect", "badbind").stdout)[0]["Mountpoint"])
+    assert p.stderr == (f"Error: error while mounting volume '{bind}': failed to mount local"
+                        f" volume: mount {missing}:{bind}, flags: 0x1000: no such file or"
+                        " directory\n")
     wait_for(lambda: not mounts_under(data), what="nothing mounted")
 
 

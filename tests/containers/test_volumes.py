@@ -83,8 +83,8 @@ def test_volume_create_takes_the_local_driver_and_the_name_flag_only(ketch):
         "byflag\n"
     p = ketch("volume", "create", "-d", "convoy", "other", check=False)
     assert p.returncode == 1
-    assert p.stderr == ('Error: plugin "convoy" not found: ketch has only the local volume'
-                        " driver\n")
+    assert p.stderr == ('Error: create other: error looking up volume plugin convoy: plugin'
+                        ' "convoy" not found\n')  # dockerd's words
     p = ketch("volume", "create", "--name", "one", "two", check=False)
     assert p.returncode == 1 and "conflicting options" in p.stderr
     assert ketch("volume", "ls", "-q").stdout == "byflag\n"

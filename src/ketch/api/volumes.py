@@ -37,13 +37,12 @@ async def volumes_create(request: web.Request) -> web.Response:
     if name is not None and not isinstance(name, str):
         raise InvalidArgument("invalid Name: expected a string")
     driver = doc.get("Driver") or "local"
-    if driver != "local":
-        raise InvalidArgument(f'plugin "{driver}" not found: ketch has only the local'
-                              " volume driver")
+    if not isinstance(driver, str):
+        raise InvalidArgument("invalid Driver: expected a string")
     labels = _str_map(doc.get("Labels"), "Labels")
     opts = _str_map(doc.get("DriverOpts"), "DriverOpts")
     vol = await request.app[SVC].run(lambda e: e.volumes.create(name, labels=labels,
-                                                                options=opts))
+                                                                options=opts, driver=driver))
     return json_response(vol, 201)
 
 

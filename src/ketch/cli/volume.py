@@ -57,11 +57,8 @@ def create(ns: Namespace) -> None:
     if ns.name and ns.name_flag and ns.name != ns.name_flag:
         raise InvalidArgument("conflicting options: cannot specify a volume-name through"
                               " both --name and as a positional arg")
-    if ns.driver != "local":
-        raise InvalidArgument(f"plugin \"{ns.driver}\" not found: ketch has only the local"
-                              " volume driver")
     v = _store().create(ns.name or ns.name_flag, labels=_kv(ns.label, "label"),
-                        options=_kv(ns.opt, "option"))
+                        options=_kv(ns.opt, "option"), driver=ns.driver)
     out(v["Name"])
 
 

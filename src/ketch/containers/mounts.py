@@ -272,13 +272,18 @@ def mount_point(m: dict[str, Any]) -> MountPoint:
                                       " volumes")
         vo = vol_opts or {}
         driver = vo.get("DriverConfig") or {}
+        # dockerd's words when it creates the volume, named as there ("create v: ...")
+        named = f"create {source}: " if source else ""
         if (driver.get("Name") or "local") != "local":
-            raise InvalidArgument(f"plugin \"{driver['Name']}\" not found: ketch has only"
-                                  " the local volume driver")
+            raise InvalidArgument(f"{named}error looking up volume plugin {driver['Name']}:"
+                                  f" plugin \"{driver['Name']}\" not found")
         from ketch.containers.volumes import check_driver_options
 
         options = dict(driver.get("Options") or {})
-        check_driver_options(options)
+        try:
+            check_driver_options(options)
+        except InvalidArgument as e:
+            raise InvalidArgument(named + e.message) from None
         return MountPoint(kind, target, source, ro, copy_data=not vo.get("NoCopy"),
                           volume_options=options, volume_labels=dict(vo.get("Labels") or {}))
     if source:

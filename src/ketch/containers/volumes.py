@@ -51,7 +51,7 @@ VOLUME_CREATE_OPTIONS: dict[str, str] = {
 def check_driver_options(options: dict[str, str]) -> None:
     for key in options:
         if key not in DRIVER_OPTIONS:
-            raise InvalidArgument(f'invalid option key: "{key}"')
+            raise InvalidArgument(f'invalid option: "{key}"')
     for key, needs in _REQUIRED.items():
         if key in options:
             for other in needs:
@@ -91,13 +91,21 @@ class VolumeStore:
         return data
 
     def create(self, name: str | None = None, *, labels: dict[str, str] | None = None,
-               options: dict[str, str] | None = None) -> dict[str, Any]:
-        """Create a volume (an existing one is returned as it is, as Docker does)."""
+               options: dict[str, str] | None = None, driver: str = "local"
+               ) -> dict[str, Any]:
+        """Create a volume (an existing one is returned as it is, as Docker does). A
+        refusal names the volume, as dockerd's ("create NAME: ...")."""
         import os
 
         options = dict(options or {})
-        check_driver_options(options)
         name = name or os.urandom(32).hex()
+        if driver != "local":
+            raise InvalidArgument(f"create {name}: error looking up volume plugin {driver}:"
+                                  f' plugin "{driver}" not found')
+        try:
+            check_driver_options(options)
+        except InvalidArgument as e:
+            raise InvalidArgument(f"create {name}: {e.message}") from None
         existed = (self.path(name) / "_data").is_dir()
         if not existed:
             # metadata first: a volume whose `_data` exists is complete
@@ -357,8 +365,10 @@ def mount_device(opts: dict[str, str], target: Path) -> None:
                     fstype.encode() if fstype and fstype != "none" else None, flags,
                     data.encode() if data else None) != 0:
         e = ctypes.get_errno()
+        # moby's mount error: flags and data only when there are any
+        detail = (f", flags: {flags:#x}" if flags else "") + (f", data: {data}" if data else "")
         raise KetchError(f"error while mounting volume '{target}': failed to mount local"
-                         f" volume: mount {device}:{target}, flags: {flags:#x}, data: {data}:"
+                         f" volume: mount {device}:{target}{detail}:"
                          f" {os.strerror(e).lower()}")
 
 
