@@ -103,14 +103,15 @@ def blkio_weight_supported() -> bool:
 
 
 def checked_blkio_weight(weight: int, warnings: list[str]) -> int:
-    """--blkio-weight as dockerd takes it at create and at update: refused out of range,
-    0 (discarded, with its warning) where the host has no blkio weight file."""
-    if not 10 <= weight <= 1000:
-        raise InvalidArgument("Range of blkio weight is from 10 to 1000")
+    """--blkio-weight as dockerd takes it at create and at update: 0 (discarded, with its
+    warning) where the host has no blkio weight file, whatever the value (dockerd looks
+    there first), else refused out of range."""
     if not blkio_weight_supported():
         warnings.append("Your kernel does not support Block I/O weight or the cgroup is"
                         " not mounted. Weight discarded.")
         return 0
+    if not 10 <= weight <= 1000:
+        raise InvalidArgument("Range of blkio weight is from 10 to 1000")
     return weight
 
 
