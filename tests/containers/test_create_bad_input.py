@@ -190,4 +190,4 @@ def test_run_or_create_without_an_image_exits_1_as_docker(ketch, command):
     # 125 of run's own errors is for what comes after it
     p = ketch(*command, check=False)
     assert (p.returncode, p.stdout) == (1, "")
-    assert p.stderr == f'Error: "ketch {command[0]}" requires at least 1 argument.\n'
+    assert p.stderr == f"ketch: 'ketch {command[0]}' requires at least 1 argument\n"

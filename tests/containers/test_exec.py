@@ -200,7 +200,7 @@ def test_exec_exit_codes(ketch, box):
     assert (p.returncode, p.stderr) == (1, "Error: No such container: no-such-box\n")
     p = ketch("exec", "box", check=False)
     assert (p.returncode, p.stderr) == (
-        1, 'Error: "ketch exec" requires at least 2 arguments.\n')
+        1, "ketch: 'ketch exec' requires at least 2 arguments\n")  # the docker CLI 28's words
     ketch("kill", "box")
     p = ketch("exec", "box", "true", check=False)
     assert p.returncode == 1

@@ -7,7 +7,7 @@ import os
 import sys
 
 from ketch.cli.base import Registry, engine, parse_filters
-from ketch.cli.flags import Namespace, Parser, exits
+from ketch.cli.flags import Namespace, Parser, count_error, exits
 from ketch.errors import BuildError, InvalidArgument
 
 registry = Registry()
@@ -171,8 +171,7 @@ def _check_tags(tags: list[str]) -> None:
 @_build.handler
 def build(ns: Namespace) -> int:
     if ns.context is None:
-        raise InvalidArgument('"ketch build" requires exactly 1 argument: the build context'
-                              " (a directory, a tarball or -)")
+        raise count_error("ketch build", 1, 1, 0)  # the context: a directory, tarball or -
     _check_tags(ns.tag)
     _refuse_unsupported(ns)
     run_host_config = _run_host_config(ns)

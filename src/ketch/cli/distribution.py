@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ketch.cli.base import Registry, engine, out
-from ketch.cli.flags import Namespace, Parser
+from ketch.cli.flags import Namespace, Parser, count_error
 from ketch.errors import InvalidArgument, KetchError
 
 TYPE_CHECKING = False
@@ -40,7 +40,7 @@ def _pull(p: Parser) -> None:
 def pull_cmd(ns: Namespace) -> None:
 
     if len(ns.args) != 1:
-        raise InvalidArgument('"ketch pull" requires exactly 1 argument.')
+        raise count_error("ketch pull", 1, 1, len(ns.args))
     if ns.platform:
         from ketch.oci.model import Platform, host_platform
 
@@ -76,7 +76,7 @@ def push_cmd(ns: Namespace) -> int | None:
     from ketch import reference
 
     if len(ns.args) != 1:
-        raise InvalidArgument('"ketch push" requires exactly 1 argument.')
+        raise count_error("ketch push", 1, 1, len(ns.args))
     name = ns.args[0]
     opts = {"compression_format": ns.compression_format,
             "compression_level": ns.compression_level}
@@ -113,7 +113,7 @@ def search_cmd(ns: Namespace) -> None:
     """The flags are docker's; the answer is the Engine's, which has no index to
     search (an honest error, exit 1, as when docker cannot reach its index)."""
     if len(ns.args) != 1:
-        raise InvalidArgument('"ketch search" requires exactly 1 argument.')
+        raise count_error("ketch search", 1, 1, len(ns.args))
     engine().search(ns.args[0], limit=ns.limit)
 
 
@@ -129,7 +129,7 @@ def _login(p: Parser) -> None:
 @_login.handler
 def login_cmd(ns: Namespace) -> int | None:
     if len(ns.args) > 1:
-        raise InvalidArgument('"ketch login" requires at most 1 argument.')
+        raise count_error("ketch login", 0, 1, len(ns.args))
     if ns.username == "":  # given, and empty: the docker CLI's check, before any other
         sys.stderr.write("username is empty\n")
         return 1
@@ -159,7 +159,7 @@ def _logout(p: Parser) -> None:
 @_logout.handler
 def logout_cmd(ns: Namespace) -> None:
     if len(ns.args) > 1:
-        raise InvalidArgument('"ketch logout" requires at most 1 argument.')
+        raise count_error("ketch logout", 0, 1, len(ns.args))
     # the docker CLI says so whether or not there were any
     key, _removed = engine().logout(ns.args[0] if ns.args else None)
     out(f"Removing login credentials for {key}")

@@ -334,20 +334,25 @@ def exits(e: E, code: int) -> E:
 def count_error(prog: str, low: int, high: int | None, n: int) -> InvalidArgument:
     """The error for a wrong number of arguments: exit 1 whatever the command (`run`
     and `create` too, whose other errors are 125), as cobra's argument checks in
-    docker/cli are."""
-    return exits(InvalidArgument(count_message(prog, low, high, n)), 1)
+    docker/cli are; printed as the docker CLI 28 prints it (no "Error:")."""
+    e = exits(InvalidArgument(count_message(prog, low, high, n)), 1)
+    e.bare = True
+    return e
 
 
 def count_message(prog: str, low: int, high: int | None, n: int) -> str:
-    """docker/cli's RequiresMinArgs/MaxArgs/RangeArgs/ExactArgs messages."""
+    """docker/cli's RequiresMinArgs/MaxArgs/RangeArgs/ExactArgs messages, as the docker
+    CLI 28 words them ("docker: 'docker tag' requires 2 arguments"), without the usage
+    block it prints after them."""
 
     def noun(k: int) -> str:
         return f"{k} argument" + ("" if k == 1 else "s")
 
+    head = f"{prog.split()[0]}: '{prog}'"
     if high == low:
-        return f'"{prog}" requires exactly {noun(low)}.'
+        return f"{head} requires {noun(low)}"
     if high is None:
-        return f'"{prog}" requires at least {noun(low)}.'
+        return f"{head} requires at least {noun(low)}"
     if low == 0:
-        return f'"{prog}" accepts at most {noun(high)}.'
-    return f'"{prog}" requires at least {low} and at most {noun(high)}.'
+        return f"{head} requires at most {noun(high)}"
+    return f"{head} requires at least {low} and at most {noun(high)}"
