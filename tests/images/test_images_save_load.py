@@ -213,11 +213,12 @@ def test_load_of_an_oci_layout_whose_ref_name_is_only_a_tag_is_untagged(
 
 
 def test_load_from_a_missing_file_is_a_clear_error(ketch: KetchCLI, tmp_path: Path) -> None:
+    # the docker CLI opens the file itself and prints its words as they are (no "Error:")
     proc = ketch("load", "-i", str(tmp_path / "nope.tar"), check=False)
-    assert (proc.returncode, proc.stderr) == (1, f"Error: open {tmp_path / 'nope.tar'}: no such"
+    assert (proc.returncode, proc.stderr) == (1, f"open {tmp_path / 'nope.tar'}: no such"
                                                  " file or directory\n")
     proc = ketch("import", str(tmp_path / "nope.tar"), "x", check=False)
-    assert (proc.returncode, proc.stderr) == (1, f"Error: open {tmp_path / 'nope.tar'}: no such"
+    assert (proc.returncode, proc.stderr) == (1, f"open {tmp_path / 'nope.tar'}: no such"
                                                  " file or directory\n")
 
 

@@ -159,7 +159,12 @@ def _tag(p: Parser) -> None:
 @_tag.handler
 def images_tag(ns: Namespace) -> None:
     source, target = check_args(ns, 2, 2)
-    engine().images.tag(source, target)
+    try:
+        engine().images.tag(source, target)
+    except InvalidArgument as e:
+        if e.message.startswith(("Error parsing reference", "refusing to create a tag")):
+            e.bare = True  # the docker CLI's own check: its words as they are
+        raise
 
 
 @registry.command("inspect", "[OPTIONS] IMAGE [IMAGE...]",
@@ -322,7 +327,9 @@ def images_load(ns: Namespace) -> None:
         try:
             f = open(ns.input, "rb")
         except OSError as e:
-            raise InvalidArgument(f"open {ns.input}: {(e.strerror or '').lower()}") from None
+            err = InvalidArgument(f"open {ns.input}: {(e.strerror or '').lower()}")
+            err.bare = True  # the docker CLI opens the file itself: its words as they are
+            raise err from None
     else:
         if sys.stdin.isatty():
             raise InvalidArgument("requested load from stdin, but stdin is empty")
@@ -368,7 +375,9 @@ def images_import(ns: Namespace) -> None:
         try:
             f = open(source, "rb")
         except OSError as e:
-            raise InvalidArgument(f"open {source}: {(e.strerror or '').lower()}") from None
+            err = InvalidArgument(f"open {source}: {(e.strerror or '').lower()}")
+            err.bare = True  # the docker CLI opens the file itself: its words as they are
+            raise err from None
     with f:
         rec = engine().images.import_tar(f, changes=ns.change, ref=ref,
                                          message=ns.message or "", platform=ns.platform)
