@@ -178,7 +178,8 @@ def test_a_cidfile_that_cannot_be_made_or_exists_is_refused_before_the_container
 
 def test_a_bind_source_that_cannot_be_made_fails_the_start_and_rm_removes_it(ketch):
     p = ketch("run", "--rm", "-v", "/proc/ketch-nope/x:/x", "busybox", "true", check=False)
-    assert (p.returncode, p.stderr) == (125, "Error: error while creating mount source path"
+    # 127: the docker CLI's exit for a start failure that says a file is not there
+    assert (p.returncode, p.stderr) == (127, "Error: error while creating mount source path"
                                         " '/proc/ketch-nope/x': mkdir /proc/ketch-nope: no"
                                         " such file or directory\n")
     assert made_in(ketch.root)["containers"] == []

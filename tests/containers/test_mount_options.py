@@ -188,6 +188,8 @@ def test_volume_that_cannot_be_mounted_fails_the_start(ketch, tmp_path):
           "o=bind", "badbind")
     p = ketch("run", "--rm", "-v", "badbind:/x", "busybox", "true", check=False)
     bind = Path(json.loads(ketch("volume", "inspect", "badbind").stdout)[0]["Mountpoint"])
+    # the docker CLI's exit for a start failure that says a file is not there: 127
+    assert p.returncode == 127
     assert p.stderr == (f"Error: error while mounting volume '{bind}': failed to mount local"
                         f" volume: mount {missing}:{bind}, flags: 0x1000: no such file or"
                         " directory\n")

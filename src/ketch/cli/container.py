@@ -207,17 +207,37 @@ def _run_body(ns: Namespace) -> int:
         raise _not_a_tty()
     rec = _create_from_ns(ns)
     if ns.detach:
-        engine().containers.start(rec.id)
+        try:
+            engine().containers.start(rec.id)
+        except KetchError as e:
+            raise _start_failure(e) from None
         out(rec.id)
         return 0
     from ketch.cli import gcpolicy
 
     c = rec.config
-    return engine().run_attached(rec.id, stdin=ns.interactive, tty=ns.tty,
-                                 detach_keys=ns.detach_keys, sig_proxy=ns.sig_proxy,
-                                 remove=ns.rm, stdout=bool(c.get("AttachStdout", True)),
-                                 stderr=bool(c.get("AttachStderr", True)),
-                                 on_started=gcpolicy.long_session_started)
+    try:
+        return engine().run_attached(rec.id, stdin=ns.interactive, tty=ns.tty,
+                                     detach_keys=ns.detach_keys, sig_proxy=ns.sig_proxy,
+                                     remove=ns.rm, stdout=bool(c.get("AttachStdout", True)),
+                                     stderr=bool(c.get("AttachStderr", True)),
+                                     on_started=gcpolicy.long_session_started)
+    except KetchError as e:
+        raise _start_failure(e) from None
+
+
+def _start_failure(e: KetchError) -> KetchError:
+    """`run`'s exit code for a container that could not start, as the docker CLI picks
+    it from the daemon's message: 127 when it says a file is not there, 126 when one
+    may not be run, else 125 (a volume that cannot be mounted for want of its device
+    is 127 too)."""
+    if not e.exit_code_is_specific or e.exit_code == 125:
+        text = e.message
+        if "executable file not found" in text or "no such file or directory" in text:
+            exits(e, 127)
+        elif "permission denied" in text or "is a directory" in text:
+            exits(e, 126)
+    return e
 
 
 @registry.command("start", "[OPTIONS] CONTAINER [CONTAINER...]",
