@@ -66,3 +66,24 @@ def test_a_mount_inside_the_tree_is_not_entered(tmp_path: Path) -> None:
         subprocess.run(["umount", str(tree / "mnt")], check=True)
     delete_tree(str(tree), ignore_errors=False)
     assert not tree.exists()
+
+
+def test_a_mount_point_with_a_space_in_its_path_is_known_as_one(tmp_path: Path) -> None:
+    # mountinfo writes the space as \040: one reader (ketch.mountinfo) decodes it for
+    # every caller (the overlay and volume checks read the raw field before)
+    require_root()
+    from ketch.containers.rootfs import is_mounted
+    from ketch.mountinfo import is_mount_point, mount_points_under
+
+    data = tmp_path / "data"
+    data.mkdir()
+    target = tmp_path / "a dir" / "mnt point"
+    target.mkdir(parents=True)
+    assert not is_mounted(target)
+    subprocess.run(["mount", "--bind", str(data), str(target)], check=True)
+    try:
+        assert is_mount_point(target) and is_mounted(target)
+        assert mount_points_under(str(tmp_path / "a dir")) == {str(target)}
+    finally:
+        subprocess.run(["umount", str(target)], check=True)
+    assert not is_mount_point(target)

@@ -48,15 +48,9 @@ class OverlayMount:
 
 
 def is_mounted(path: Path) -> bool:
-    target = os.path.realpath(path)
-    try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                if line.split()[4] == target:
-                    return True
-    except OSError:
-        pass
-    return False
+    from ketch.mountinfo import is_mount_point
+
+    return is_mount_point(path)
 
 
 def mount_overlay(m: OverlayMount) -> None:

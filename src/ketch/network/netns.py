@@ -91,13 +91,9 @@ def prepare_dir(directory: Path) -> None:
 
 
 def _is_mount_point(path: Path) -> bool:
-    target = str(path)
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            mount_point = line.split(" ", 5)[4]
-            if mount_point.replace("\\040", " ") == target:
-                return True
-    return False
+    from ketch.mountinfo import is_mount_point
+
+    return is_mount_point(path)
 
 
 def release_dir(directory: Path) -> None:

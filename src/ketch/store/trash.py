@@ -29,6 +29,8 @@ import os
 import stat
 import time
 
+from ketch.mountinfo import mount_points_under
+
 TRASH = "trash"
 # A removal is often followed at once by a command that unpacks (`rmi` then `pull`):
 # the emptier gives it this long to take the writers' lock before deleting anything.
@@ -233,7 +235,7 @@ def _empty(top: int, path: str, gate: _WriterGate | _NoGate, errors: list[OSErro
     then empties. A mount point inside is left as it is, with what it shows (a bind
     mount of the same filesystem has the same device number: the mount table says)."""
     dev = os.fstat(top).st_dev
-    mounts = _mount_points_under(path)
+    mounts = mount_points_under(path)
     # (descriptor, its entries, its name in the directory above, its path when the
     # tree holds mount points)
     stack: list[tuple[int, Any, str, str]] = [(top, os.scandir(top), "", path)]
@@ -269,28 +271,6 @@ def _empty(top: int, path: str, gate: _WriterGate | _NoGate, errors: list[OSErro
             if i:
                 os.close(fd)
     return hoisted
-
-
-def _mount_points_under(path: str) -> set[str]:
-    """The mount points below `path` (this process's mount table)."""
-    prefix = path.rstrip("/") + "/"
-    found: set[str] = set()
-    try:
-        with open("/proc/self/mountinfo", "rb") as f:
-            table = f.read()
-    except OSError:
-        return found
-    for line in table.splitlines():
-        fields = line.split(b" ", 5)
-        if len(fields) < 5:
-            continue
-        point = fields[4]
-        if b"\\" in point:  # spaces, tabs, newlines and backslashes are octal escapes
-            point = point.decode("unicode_escape").encode("latin-1")
-        name = os.fsdecode(point)
-        if name.startswith(prefix):
-            found.add(name)
-    return found
 
 
 def _open_dir(dir_fd: int, name: str, dev: int | None, errors: list[OSError]) -> int | None:
