@@ -15,13 +15,15 @@ class KetchError(Exception):
     # True when exit_code was chosen for this error (126/127 from a failed start) and
     # must not be replaced by the command's generic failure code (125 for `run`).
     exit_code_is_specific: bool = False
-    # True when the message is printed as it is, without "Error: " (the docker CLI's
-    # template errors: "template parsing error: ...", "failed to execute template: ...")
+    # True when the message is printed as it is, without "Error: ": what the docker CLI
+    # checks itself ("template parsing error: ...", "open FILE: ...", argument counts)
     bare: bool = False
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, bare: bool = False) -> None:
         super().__init__(message)
         self.message = message
+        if bare:
+            self.bare = True
 
     def __str__(self) -> str:
         return self.message

@@ -37,9 +37,11 @@ PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
 PS_DEFAULT_COLUMNS = ["ID", "Image", "Command", "CreatedSince", "Status", "Ports", "Names"]
 
 
-def _each(names: list[str], fn, *, echo: bool = True, summary: str = "") -> int:
+def _each(names: list[str], fn, *, echo: bool = True, summary: str = "",
+          forgiven: type[KetchError] | None = None) -> int:
     """Apply `fn` to every name; print each name that worked, an error for each that not,
-    and, with `summary`, a last line naming those that failed (docker's `start`)."""
+    and, with `summary`, a last line naming those that failed (docker's `start`). An
+    error of the `forgiven` kind is reported but fails nothing (docker's `rm -f`)."""
     failed = []
     for n in names:
         try:
@@ -48,7 +50,8 @@ def _each(names: list[str], fn, *, echo: bool = True, summary: str = "") -> int:
                 out(n)
         except KetchError as e:
             sys.stderr.write(f"Error: {e.message}\n")
-            failed.append(n)
+            if forgiven is None or not isinstance(e, forgiven):
+                failed.append(n)
     if failed and summary:
         sys.stderr.write(f"Error: {summary}: {', '.join(failed)}\n")
     return 1 if failed else 0
@@ -184,9 +187,7 @@ def run(ns: Namespace) -> int:
 def _not_a_tty() -> InvalidArgument:
     """The docker CLI's own check of `-t` with an attached stdin: its words as they are
     (no "Error:"), exit 1."""
-    e = exits(InvalidArgument("the input device is not a TTY"), 1)
-    e.bare = True
-    return e
+    return exits(InvalidArgument("the input device is not a TTY", bare=True), 1)
 
 
 def _check_detach_keys(spec: str | None) -> None:
@@ -364,16 +365,8 @@ def rm(ns: Namespace) -> int:
     # (`rm -f NAME` in a clean-up script succeeds whether or not NAME exists)
     from ketch.errors import ContainerNotFound
 
-    rc = 0
-    for n in ns.containers:
-        try:
-            svc.remove(n, force=True, volumes=ns.volumes)
-            out(n)
-        except KetchError as e:
-            sys.stderr.write(f"Error: {e.message}\n")
-            if not isinstance(e, ContainerNotFound):
-                rc = 1
-    return rc
+    return _each(ns.containers, lambda n: svc.remove(n, force=True, volumes=ns.volumes),
+                 forgiven=ContainerNotFound)
 
 
 @registry.command("prune", "[OPTIONS]", "Remove all stopped containers")

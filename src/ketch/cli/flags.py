@@ -335,9 +335,7 @@ def count_error(prog: str, low: int, high: int | None, n: int) -> InvalidArgumen
     """The error for a wrong number of arguments: exit 1 whatever the command (`run`
     and `create` too, whose other errors are 125), as cobra's argument checks in
     docker/cli are; printed as the docker CLI 28 prints it (no "Error:")."""
-    e = exits(InvalidArgument(count_message(prog, low, high, n)), 1)
-    e.bare = True
-    return e
+    return exits(InvalidArgument(count_message(prog, low, high, n), bare=True), 1)
 
 
 def count_message(prog: str, low: int, high: int | None, n: int) -> str:

@@ -327,9 +327,9 @@ def images_load(ns: Namespace) -> None:
         try:
             f = open(ns.input, "rb")
         except OSError as e:
-            err = InvalidArgument(f"open {ns.input}: {(e.strerror or '').lower()}")
-            err.bare = True  # the docker CLI opens the file itself: its words as they are
-            raise err from None
+            # the docker CLI opens the file itself: its words as they are
+            raise InvalidArgument(f"open {ns.input}: {(e.strerror or '').lower()}",
+                                  bare=True) from None
     else:
         if sys.stdin.isatty():
             raise InvalidArgument("requested load from stdin, but stdin is empty")
@@ -375,9 +375,9 @@ def images_import(ns: Namespace) -> None:
         try:
             f = open(source, "rb")
         except OSError as e:
-            err = InvalidArgument(f"open {source}: {(e.strerror or '').lower()}")
-            err.bare = True  # the docker CLI opens the file itself: its words as they are
-            raise err from None
+            # the docker CLI opens the file itself: its words as they are
+            raise InvalidArgument(f"open {source}: {(e.strerror or '').lower()}",
+                                  bare=True) from None
     with f:
         rec = engine().images.import_tar(f, changes=ns.change, ref=ref,
                                          message=ns.message or "", platform=ns.platform)

@@ -384,10 +384,9 @@ def _event_renderer(fmt: str | None) -> Callable[[dict[str, Any]], str]:
         template.execute(render.template_view({}))
     except KetchError as e:
         # docker's words for it: "Error parsing format: template: ..."
-        err = KetchError("Error parsing format: "
-                         + e.message.removeprefix("template parsing error: "))
-        err.bare = True
-        raise exits(err, 64) from None
+        raise exits(KetchError("Error parsing format: "
+                               + e.message.removeprefix("template parsing error: "),
+                               bare=True), 64) from None
     return lambda ev: template.execute(render.template_view(ev))
 
 

@@ -66,9 +66,8 @@ def probe_format(fmt: str, headers: Mapping[str, str], *, go_type: str,
     from ketch.errors import InvalidArgument
 
     def reworded(e: InvalidArgument, prefix: str) -> InvalidArgument:
-        out = InvalidArgument(prefix + e.message.removeprefix(ERROR_PREFIX))
-        out.bare = True  # printed as it is, as the docker CLI prints it
-        return out
+        # printed as it is, as the docker CLI prints it
+        return InvalidArgument(prefix + e.message.removeprefix(ERROR_PREFIX), bare=True)
 
     try:
         template = Template(fmt)
