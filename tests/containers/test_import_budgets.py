@@ -112,7 +112,8 @@ def test_rm_of_an_exited_container_stays_on_the_lean_import_path(ketch, tmp_path
     assert (victim / "sub" / "keep").read_text() == "host data\n"
     # (the log keeper is stopped through ketch.procstat: not the log reader's module)
     check(mods, CORE | {"ketch.events", "ketch.network", "ketch.network.lookup",
-                        "ketch.containers.logconfig", "ketch.store.trash"})
+                        "ketch.containers.logconfig", "ketch.store.trash",
+                        "ketch.mountinfo"})
     assert "signal" not in mods  # its enums (the keeper is stopped through _signal)
 
 
