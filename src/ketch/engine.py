@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 
 from ketch import __version__
-from ketch.errors import InvalidArgument, KetchError
+from ketch.errors import InvalidArgument, KetchError, NotFound
 from ketch.store.db import Database
 from ketch.values import cached_property
 
@@ -440,6 +440,10 @@ class Engine:
 
     def network_inspect(self, name_or_id: str) -> dict[str, Any]:
         """`docker network inspect` data of one network, with its containers' names."""
+        from ketch.network.lookup import surely_missing
+
+        if surely_missing(self.db, name_or_id):  # (`inspect` of a name that is something else)
+            raise NotFound(f"network {name_or_id} not found")
         from ketch.containers.netglue import network_json
 
         return network_json(self, self.networks.inspect_network(name_or_id))

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+
+from tests.helpers.host import wait_for
 
 import ketch as ketch_pkg
 
@@ -45,16 +48,16 @@ SLOW_STDLIB = {"pathlib", "fnmatch", "re", "enum", "urllib.parse", "ipaddress", 
                "contextlib", "operator", "types", "reprlib"}
 
 
-def importtime(ketch, *args: str) -> subprocess.CompletedProcess[str]:
+def importtime(ketch, *args: str, status: int = 0) -> subprocess.CompletedProcess[str]:
     """`ketch ARGS` started as the installed launcher starts it (`-I -S`), under `-X
-    importtime` (its tree on stderr)."""
+    importtime` (its tree on stderr), which must exit with `status`."""
     src = os.path.dirname(os.path.dirname(ketch_pkg.__file__))
     code = ("import sys; sys.path.insert(0, sys.argv[1]); from ketch.cli.main import main;"
             " sys.exit(main(sys.argv[2:]))")
     env = dict(os.environ, KETCH_ROOT=str(ketch.root), KETCH_RUN_ROOT=str(ketch.root / "run"))
     proc = subprocess.run([sys.executable, "-I", "-S", "-X", "importtime", "-c", code, src,
                            *args], capture_output=True, text=True, env=env, timeout=60)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == status, proc.stderr
     return proc
 
 
@@ -217,3 +220,53 @@ def test_a_format_template_loads_neither_inspect_nor_typing(ketch) -> None:
             assert _importer(proc.stderr, module) is None, (args[0], module)
         # (the standard library's tomllib, which reads the network config, loads typing)
         assert not (_importer(proc.stderr, "typing") or "").startswith("ketch"), args[0]
+
+
+def test_looking_at_a_running_container_loads_no_monitor_and_still_sees_an_exit(ketch) -> None:
+    # `ps`, `inspect` and `logs` ask of each running container whether it has exited
+    # (an exit nobody finished yet is finished first). For one that runs, conmon's
+    # files answer (ketch.runtime.conmonfiles); the lifecycle and the monitor, ~14 ms of
+    # imports, load only for an exit to finish.
+    cid = ketch("run", "-d", "busybox", "sh", "-c", "echo up; exec sleep 60").stdout.strip()
+    ketch.ids.add(cid)
+    wait_for(lambda: ketch("logs", cid).stdout == "up\n", what="the container's output")
+    looks = {"ps": ["ps", "--no-trunc", "-q"], "inspect": ["inspect", "-f",
+             "{{.State.Status}} {{.ExecIDs}}", cid], "logs": ["logs", cid]}
+    seen = {}
+    for what, argv in looks.items():
+        out, mods = imports(ketch, *argv)
+        seen[what] = out
+        assert not mods & {"ketch.containers.lifecycle", "ketch.runtime.monitor",
+                           "ketch.containers.execs"}, what
+    assert seen == {"ps": f"{cid}\n", "inspect": "running []\n", "logs": "up\n"}
+    # its monitor and process killed behind ketch's back: no exit recorded, no conmon;
+    # the next look finishes the exit through the monitor
+    conmon = int((ketch.root / "run" / "containers" / cid / "conmon.pid").read_text())
+    pid = int(ketch("inspect", "-f", "{{.State.Pid}}", cid).stdout)
+    os.kill(conmon, signal.SIGKILL)
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not os.path.exists(f"/proc/{conmon}/stat")
+             or open(f"/proc/{conmon}/stat").read().rsplit(")", 1)[1].split()[0] == "Z",
+             what="conmon to die")
+    out, mods = imports(ketch, "inspect", "-f", "{{.State.Status}}", cid)
+    assert out == "exited\n"
+    assert "ketch.containers.lifecycle" in mods
+    assert ketch("ps", "-q").stdout == ""
+
+
+def test_inspect_of_a_name_that_is_nothing_does_not_build_the_network_service(ketch) -> None:
+    ketch("network", "create", "lonely")
+    nid = ketch("network", "inspect", "-f", "{{.Id}}", "lonely").stdout.strip()
+    proc = ketch("inspect", "nosuch", check=False)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (1, "[]\n",
+                                                           "Error: No such object: nosuch\n")
+    assert _importer(importtime(ketch, "inspect", "nosuch", status=1).stderr,
+                     "ketch.network.service") is None
+    _, mods = imports(ketch, "inspect", "-f", "{{.Name}}", "--type", "network", nid[:5])
+    assert "ketch.network.service" in mods  # (a network found is shown by the service)
+    proc = importtime(ketch, "network", "inspect", "-f", "{{.Name}}", "lonely", nid[:7],
+                      "default", "bridge")
+    assert proc.stdout.split() == ["lonely", "lonely", "bridge", "bridge"]
+    bad = ketch("network", "inspect", "nosuch", "lone", check=False)
+    assert bad.returncode == 1
+    assert bad.stderr == "Error: network nosuch not found\nError: network lone not found\n"

@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 
 from ketch.errors import Conflict, InvalidArgument, KetchError, NotFound
+from ketch.runtime.conmonfiles import EXEC_DIR
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ _ID = re.compile(r"[0-9a-f]{64}")
 
 
 def _dir(svc: ContainerService, cid: str) -> Path:
-    return svc.run_dir / cid / "exec"  # the monitor's exec root (ContainerPaths.exec_root)
+    return svc.run_dir / cid / EXEC_DIR  # the monitor's exec root (ContainerPaths.exec_root)
 
 
 def _write(path: Path, doc: dict[str, Any]) -> None:

@@ -153,6 +153,14 @@ def network_settings(svc: ContainerService, r: ContainerRecord) -> dict[str, Any
 def _running_execs(svc: ContainerService, rec: ContainerRecord) -> list[str]:
     if rec.state not in ("running", "paused"):
         return []
+    from ketch.runtime.conmonfiles import EXEC_DIR
+
+    try:  # (no session recorded, the usual case: the exec module is not loaded)
+        names = os.listdir(f"{svc.engine.run_root_dir}/containers/{rec.id}/{EXEC_DIR}")
+    except OSError:
+        return []
+    if not any(n.endswith(".json") for n in names):
+        return []
     from ketch.containers import execs
 
     return execs.running_ids(svc, rec.id)

@@ -138,6 +138,11 @@ class ContainerService:
             from ketch.containers.restart import settle_if_orphaned
 
             return settle_if_orphaned(self, rec, locked=locked)
+        from ketch.runtime.conmonfiles import still_running
+
+        # (the lifecycle, and the monitor under it, load only for an exit to finish)
+        if still_running(f"{self.engine.run_root_dir}/containers/{rec.id}", rec.id):
+            return rec
         return self.lifecycle.refresh(rec, locked=locked)
 
     # -- create (ketch.containers.create does the work) ---------------------------------

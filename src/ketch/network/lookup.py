@@ -39,3 +39,20 @@ def network_ids(db: Database) -> dict[str, str] | None:
         return None
     found = {name: net_id for name, net_id in rows}
     return found if "bridge" in found else None
+
+
+def surely_missing(db: Database, ref: str) -> bool:
+    """Whether no network can be `ref` (by name, full ID or ID prefix, as
+    `records.find_network` looks): what `inspect` of a name that is no network learns
+    without the service. False when the table is not made yet (the service makes it and
+    the built-in networks, then answers)."""
+    ids = network_ids(db)
+    if ids is None:
+        return False
+    if ref == "default" or ref in ids:
+        return False
+    hexdigits = "0123456789abcdef"
+    prefix = len(ref) <= 64 and ref != "" and all(c in hexdigits for c in ref)
+    return not any(net_id == ref or (prefix and net_id.startswith(ref))
+                   for net_id in ids.values())
+

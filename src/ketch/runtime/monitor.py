@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 from ketch.errors import InvalidArgument, RuntimeFailure
+from ketch.runtime.conmonfiles import CONMON_PIDFILE, EXEC_DIR, EXIT_DIR, PERSIST_DIR
 from ketch.runtime.oci import OCIRuntime, explain_runtime_error, runtime_error_message, which
 from ketch.values import value
 
@@ -148,11 +149,11 @@ class ContainerPaths:
 
     @property
     def conmon_pidfile(self) -> Path:
-        return self.run_dir / "conmon.pid"
+        return self.run_dir / CONMON_PIDFILE
 
     @property
     def exit_dir(self) -> Path:
-        return self.run_dir / "exits"
+        return self.run_dir / EXIT_DIR
 
     @property
     def exit_file(self) -> Path:
@@ -160,7 +161,7 @@ class ContainerPaths:
 
     @property
     def persist_dir(self) -> Path:
-        return self.run_dir / "persist"
+        return self.run_dir / PERSIST_DIR
 
     @property
     def socket_dir(self) -> Path:
@@ -168,7 +169,7 @@ class ContainerPaths:
 
     @property
     def exec_root(self) -> Path:
-        return self.run_dir / "exec"
+        return self.run_dir / EXEC_DIR
 
 
 @value(frozen=True)
