@@ -12,6 +12,8 @@ Measures, for ketch and beside it for docker when a Docker engine answers `docke
   create-rm  `create` + `rm` of the container (never started)
   rm         `rm` of a container that ran and exited (the rm alone is timed)
   ps-100     `ps -a` with 100 containers in the store
+  ps-up      `ps` with 10 containers running (each one's exit is checked)
+  inspect-up `inspect` of a running container
   logs-1m    `logs` of a container that printed 1,000,000 lines (to /dev/null)
   logs-tail  `logs --tail 10` of such a container
   rss        memory the engine keeps per running container: the monitor's RSS and PSS
@@ -46,6 +48,7 @@ sys.path.insert(0, str(REPO))
 IMAGE = "ketch-bench-busybox"
 GOALS = {"run-rm": "0.6x docker (0.17 s)", "cycle": "-", "create": "1.0x docker",
          "create-rm": "1.0x docker", "rm": "1.0x docker", "ps-100": "1.5x docker (0.038 s)",
+         "ps-up": "1.0x docker", "inspect-up": "1.0x docker",
          "logs-1m": "0.5x docker (2.5 s)", "logs-tail": "1.0x docker",
          "rss": "2 MiB per container"}
 TERM_EXITS = "trap 'exit 0' TERM; sleep 1000 & wait"
@@ -158,6 +161,26 @@ def bench_ps_100(e: Engine, runs: int) -> tuple[float, float]:
         e.remove_all("ketch-bench=1")
 
 
+def bench_ps_up(e: Engine, runs: int) -> tuple[float, float]:
+    for _ in range(10):
+        e.run("run", "-d", "-l", "ketch-bench=1", IMAGE, "sleep", "1000",
+              out=subprocess.DEVNULL)
+    try:
+        e.timed("ps")
+        return median([e.timed("ps") for _ in range(runs)])
+    finally:
+        e.remove_all("ketch-bench=1")
+
+
+def bench_inspect_up(e: Engine, runs: int) -> tuple[float, float]:
+    cid = e.run("run", "-d", "-l", "ketch-bench=1", IMAGE, "sleep", "1000").stdout.strip()
+    try:
+        e.timed("inspect", cid)
+        return median([e.timed("inspect", cid) for _ in range(runs)])
+    finally:
+        e.remove_all("ketch-bench=1")
+
+
 def bench_logs_1m(e: Engine, runs: int) -> tuple[float, float]:
     name = f"ketch-bench-logs-{os.getpid()}"
     e.run("run", "--name", name, "-l", "ketch-bench=1", IMAGE, "seq", "1", "1000000",
@@ -237,7 +260,8 @@ def bench_rss(e: Engine, _runs: int, n: int = 10) -> tuple[float, float]:
 
 CASES: dict[str, Callable[[Engine, int], tuple[float, float]]] = {
     "run-rm": bench_run_rm, "cycle": bench_cycle, "create": bench_create,
-    "create-rm": bench_create_rm, "rm": bench_rm, "ps-100": bench_ps_100, "logs-1m": bench_logs_1m,
+    "create-rm": bench_create_rm, "rm": bench_rm, "ps-100": bench_ps_100,
+    "ps-up": bench_ps_up, "inspect-up": bench_inspect_up, "logs-1m": bench_logs_1m,
     "logs-tail": bench_logs_tail, "rss": bench_rss,
 }
 
