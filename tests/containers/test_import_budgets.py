@@ -238,6 +238,9 @@ def test_looking_at_a_running_container_loads_no_monitor_and_still_sees_an_exit(
         seen[what] = out
         assert not mods & {"ketch.containers.lifecycle", "ketch.runtime.monitor",
                            "ketch.containers.execs"}, what
+        # nor the heavy standard library (the template engine, for inspect -f, loads
+        # neither re, functools nor collections: its lexer scans words by hand)
+        assert not mods & (HEAVY | SLOW_STDLIB) - {"types"}, (what, mods & (HEAVY | SLOW_STDLIB))
     assert seen == {"ps": f"{cid}\n", "inspect": "running []\n", "logs": "up\n"}
     # its monitor and process killed behind ketch's back: no exit recorded, no conmon;
     # the next look finishes the exit through the monitor

@@ -426,3 +426,15 @@ def test_a_field_given_apart_from_the_headers_gets_its_title():
     out = render_table("table {{.ID}}\t{{.LocalVolumes}}", LABELLED_ROWS, {"ID": "ID"},
                        fields={"LocalVolumes": "LOCAL VOLUMES"})
     assert out.splitlines() == ["ID        LOCAL VOLUMES", "abc       "]
+
+
+def test_identifiers_may_hold_letters_beyond_ascii_as_in_go() -> None:
+    # Go's lexer reads letters and digits of any script in field names, variables and
+    # function names; a field like `.Café` ended in an AssertionError ("internal error")
+    doc = {"Café": {"Größe": 3}, "Labels": {"名前": "x"}}
+    assert Template("{{.Café.Größe}} {{$n := .Café}}{{$n.Größe}} {{.Labels.名前}}").execute(
+        doc) == "3 3 x"
+    assert Template("{{ 1.5e-7 | json }} {{ 2e-12 | json }} {{ -3e-5 | json }}").execute(
+        {}) == "1.5e-7 2e-12 -0.00003"
+    with pytest.raises(InvalidArgument, match=r'bad number syntax: "1x"'):
+        Template("{{ 1x }}").execute({})

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Mapping
+from _collections_abc import Mapping  # (why not collections.abc: gotemplate/exec.py)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -194,7 +193,8 @@ def _json_float(f: float) -> str:
     if abs(f) < 1e-6 or abs(f) >= 1e21:
         text = _fmt_e(digits, dp)
         # encoding/json writes e-7, not e-07
-        text = re.sub(r"e-0(\d)$", r"e-\1", text)
+        if text[-4:-1] == "e-0":
+            text = text[:-2] + text[-1]
         return sign + text
     return sign + _fmt_f(digits, dp)
 
@@ -264,7 +264,7 @@ def quote(s: str) -> str:
     return "".join(out)
 
 
-_PRINTF_VERB_RE = re.compile(r"%([-+# 0]*)(\d+)?(?:\.(\d*))?([a-zA-Z%])")
+_PRINTF_VERB = r"%([-+# 0]*)(\d+)?(?:\.(\d*))?([a-zA-Z%])"
 
 
 def printf(format_: str, *args: Any) -> str:
@@ -272,7 +272,9 @@ def printf(format_: str, *args: Any) -> str:
     out: list[str] = []
     arg_index = 0
     pos = 0
-    for m in _PRINTF_VERB_RE.finditer(format_):
+    import re  # (on use: `inspect -f` without printf does not load it)
+
+    for m in re.finditer(_PRINTF_VERB, format_):
         out.append(format_[pos : m.start()])
         pos = m.end()
         flags, width, precision, verb = m.group(1), m.group(2), m.group(3), m.group(4)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
+from _collections_abc import Mapping  # (why not collections.abc: gotemplate/exec.py)
 
 from ketch.fmt.gofmt import MISSING, FuncError, json_encode, printf, sprint_value, type_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
     from typing import Any
 
 
@@ -180,6 +180,8 @@ def _builtin_js(*args: Any) -> str:
 
 
 def _builtin_urlquery(*args: Any) -> str:
+    import urllib.parse  # (on use: it loads ipaddress and more)
+
     return urllib.parse.quote_plus(_sprint(*args), safe="")
 
 

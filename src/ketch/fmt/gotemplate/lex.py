@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from ketch.values import value
 
 TYPE_CHECKING = False
@@ -21,15 +19,25 @@ _KEYWORDS = frozenset(
     {"if", "else", "end", "range", "with", "define", "template", "block", "break", "continue"}
 )
 _SPACE = " \t\r\n"
-_NUMBER_RE = re.compile(
+# (compiled on the first number: a template without one, as most are, loads no `re`)
+_NUMBER = (
     r"[+-]?(?:"
     r"0[xX][0-9a-fA-F_]*(?:\.[0-9a-fA-F_]*)?(?:[pP][+-]?[0-9_]+)?"
     r"|0[bB][01_]+|0[oO][0-7_]+"
     r"|(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)(?:[eE][+-]?[0-9_]+)?"
     r")"
 )
-_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_VARIABLE_RE = re.compile(r"\$[A-Za-z0-9_]*")
+_WORD_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
+_WORD = _WORD_START | frozenset("0123456789")
+
+
+def _word_end(src: str, pos: int) -> int:
+    """Where the run of letters, digits and underscores from `pos` ends (Unicode ones
+    too, as Go's template lexer reads identifiers)."""
+    end, n = pos, len(src)
+    while end < n and (src[end] in _WORD or (src[end] > "\x7f" and src[end].isalnum())):
+        end += 1
+    return end
 
 
 @value
@@ -171,38 +179,39 @@ class Lexer:
                     self.error(tok_start, f"malformed character constant: {src[tok_start:pos]}")
                 add("char", ord(value), pos)
             elif ch == "$":
-                m = _VARIABLE_RE.match(src, pos)
-                assert m is not None
-                add("var", m.group(0), m.end())
-                pos = m.end()
+                end = _word_end(src, pos + 1)
+                add("var", src[pos:end], end)
+                pos = end
             elif ch == "." and not src[pos + 1 : pos + 2].isdigit():
-                m = _IDENT_RE.match(src, pos + 1)
-                if m is None:
+                nxt = src[pos + 1 : pos + 2]
+                if not (nxt in _WORD_START or (nxt > "\x7f" and nxt.isalpha())):
                     add("dot", ".", pos + 1)
                     pos += 1
                 else:
-                    add("field", m.group(0), m.end())
-                    pos = m.end()
+                    end = _word_end(src, pos + 1)
+                    add("field", src[pos + 1 : end], end)
+                    pos = end
             elif ch.isdigit() or ch == "." or (ch in "+-" and src[pos + 1 : pos + 2].isdigit()):
-                m = _NUMBER_RE.match(src, pos)
+                import re
+
+                m = re.compile(_NUMBER).match(src, pos)
                 if m is None or (m.end() < len(src) and (src[m.end()].isalnum())):
                     end = m.end() + 1 if m is not None else pos + 1
                     self.error(pos, f'bad number syntax: "{src[pos:end]}"')
                 add("number", m.group(0), m.end())
                 pos = m.end()
             elif ch.isalpha() or ch == "_":
-                m = _IDENT_RE.match(src, pos)
-                assert m is not None
-                word = m.group(0)
+                end = _word_end(src, pos)
+                word = src[pos:end]
                 if word in ("true", "false"):
-                    add("bool", word == "true", m.end())
+                    add("bool", word == "true", end)
                 elif word == "nil":
-                    add("nil", None, m.end())
+                    add("nil", None, end)
                 elif word in _KEYWORDS:
-                    add("keyword", word, m.end())
+                    add("keyword", word, end)
                 else:
-                    add("ident", word, m.end())
-                pos = m.end()
+                    add("ident", word, end)
+                pos = end
             else:
                 self.error(pos, f"unrecognized character in action: U+{ord(ch):04X} {ch!r}")
             space = False
