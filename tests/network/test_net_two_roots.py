@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import KetchCLI, require, require_root, require_tool, teardown_root
 from tests.network.helpers import _routed_networks
 
-from ketch.network.config import derived_hash, derived_subnets
+from ketch.network.config import derived_first_subnet, derived_hash, derived_subnets
 
 
 @pytest.fixture
@@ -85,3 +85,12 @@ def test_two_default_roots_get_their_own_bridges_and_never_the_same_address(
     assert ipaddress.ip_address(_address(b, again)[0]) in net_b
     for cli in (a, b):
         cli("rm", "-f", *cli("ps", "-aq").stdout.split())
+
+
+def test_a_roots_bridge_subnet_is_the_first_of_its_order(tmp_path: Path) -> None:
+    # (what every command in the root reads is worked out without the other 255)
+    for i in range(300):
+        root = str(tmp_path / f"root-{i}")
+        order = derived_subnets(root)
+        assert len(order) == 256 and len(set(order)) == 256
+        assert derived_first_subnet(root) == str(order[0])

@@ -91,7 +91,7 @@ class NetworkConfig:
         if "chain_prefix" not in given:
             self.chain_prefix = f"K{h[:8].upper()}"
         if "bridge_subnet" not in given:
-            self.bridge_subnet = str(derived_subnets(root)[0])
+            self.bridge_subnet = derived_first_subnet(root)
             self.derived_subnet = "bridge_gateway" not in given
 
     def update(self, data: dict[str, Any]) -> None:
@@ -134,6 +134,19 @@ def derived_hash(root: str) -> str:
     except ImportError:
         from hashlib import sha256
     return sha256(root.encode()).hexdigest()
+
+
+def derived_first_subnet(root: str) -> str:
+    """`derived_subnets(root)[0]`, without making the other 255 (every command in such a
+    root reads its network configuration)."""
+    import ipaddress
+
+    space = ipaddress.ip_network(DERIVED_SUBNETS)
+    size = 2 ** (DERIVED_PREFIXLEN - space.prefixlen)
+    start = int(derived_hash(root)[8:16], 16) % size
+    step = 2 ** (space.max_prefixlen - DERIVED_PREFIXLEN)
+    return str(ipaddress.ip_network(
+        (int(space.network_address) + start * step, DERIVED_PREFIXLEN)))
 
 
 def derived_subnets(root: str) -> list[Any]:

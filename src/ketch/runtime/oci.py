@@ -76,10 +76,11 @@ def runtime_error_message(output: str | bytes) -> str:
     return " ".join(message.split())
 
 
-_CGROUP_WRITE = re.compile(
+# (patterns, compiled by `re`'s cache when an error is explained: not at every import)
+_CGROUP_WRITE = (
     r'failed to write "(?P<value>[^"]*)"(?: to "[^"]*")?: (?:write|open) '
     r'/sys/fs/cgroup/(?:[^/]+/)*?(?P<file>[a-z_]+\.[a-z_.]+): (?P<why>.+)$')
-_SYSCTL = re.compile(r"(?P<op>open|write) /proc/sys/(?P<key>\S+): (?P<why>.+)$")
+_SYSCTL = r"(?P<op>open|write) /proc/sys/(?P<key>\S+): (?P<why>.+)$"
 _CGROUP_FLAGS = {"cpuset.cpus": "--cpuset-cpus", "cpuset.mems": "--cpuset-mems",
                  "cpu.cfs_quota_us": "--cpu-quota", "cpu.cfs_period_us": "--cpu-period",
                  "cpu.shares": "--cpu-shares", "memory.limit_in_bytes": "--memory",
@@ -100,7 +101,7 @@ def explain_runtime_error(message: str) -> str:
     """The runtime's text for a container it could not create, as one line a user can
     act on when ketch recognises the cause (a cgroup value or sysctl the kernel
     refused); runc's text otherwise."""
-    m = _CGROUP_WRITE.search(message)
+    m = re.search(_CGROUP_WRITE, message)
     if m:
         value, file, why = m["value"], m["file"], m["why"]
         if file == "cpuset.cpus":
@@ -112,7 +113,7 @@ def explain_runtime_error(message: str) -> str:
         flag = _CGROUP_FLAGS.get(file)
         what = f"{flag} {value}" if flag else f"{file} = {value}"
         return f"the kernel refused {what}: {why}"
-    m = _SYSCTL.search(message)
+    m = re.search(_SYSCTL, message)
     if m:
         key = m["key"].replace("/", ".")
         if m["op"] == "open" and "no such file" in m["why"]:
