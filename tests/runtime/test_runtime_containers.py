@@ -210,6 +210,9 @@ def test_pause_freezes_and_resume_thaws(harness):
     harness.runtime.pause(cid)
     assert harness.runtime.state(cid).status == "paused"
     assert started.pid in harness.runtime.ps(cid)  # (with the loop's sleep, if forked)
+    # a line written just before the freeze may still be on its way through conmon to
+    # the log (conmon is not frozen): count once it has landed
+    time.sleep(0.2)
     lines_paused = len(harness.output(paths)[0].splitlines())
     time.sleep(0.3)
     assert len(harness.output(paths)[0].splitlines()) == lines_paused
