@@ -287,3 +287,23 @@ def test_go_time_prints_gos_time_string_with_the_fraction_go_keeps(monkeypatch):
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def test_durations_and_their_errors_are_read_without_re() -> None:
+    # `logs --since 10m`, `events --until 0s`, `stop -t`: no `re` (with enum) at start-up
+    import os
+    import subprocess
+    import sys
+
+    import ketch
+
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from ketch.fmt.units import"
+            " parse_duration, parse_timestamp\n"
+            "from ketch.errors import InvalidArgument\n"
+            "print(parse_duration('1h1m1.5s'), parse_timestamp('10m', 1000.0))\n"
+            "try:\n    parse_duration('3x')\nexcept InvalidArgument as e:\n    print(e)\n"
+            "print('re' in sys.modules, 'enum' in sys.modules)")
+    src = os.path.dirname(os.path.dirname(ketch.__file__))
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code, src], capture_output=True,
+                         text=True, check=True).stdout
+    assert out == '3661.5 400.0\ntime: unknown unit "x" in duration "3x"\nFalse False\n'

@@ -158,6 +158,18 @@ def _decode(line: bytes) -> dict[str, Any] | None:
     return ev if isinstance(ev, dict) else None
 
 
+def _time_of(line: bytes) -> int | None:
+    """The timeNano of a journal line, read from its end, where `encode` writes it (a
+    string value holding the same text has its quotes escaped); None when the line does
+    not end that way. Lines out of --since/--until are skipped without decoding them:
+    the journal holds up to 2 MB."""
+    at = line.rfind(b'"timeNano":')
+    if at < 0:
+        return None
+    digits = line[at + 11:].rstrip(b"}\r\n ")
+    return int(digits) if digits.isdigit() else None
+
+
 def read(root: str, *, since: int | None = None, until: int | None = None,
          filters: Filter | None = None, follow: bool = True,
          stopped: Callable[[], bool] | None = None,
@@ -189,6 +201,11 @@ def read(root: str, *, since: int | None = None, until: int | None = None,
         while True:
             for f in files:
                 for line in f.lines():
+                    if since is not None or until is not None:
+                        t = _time_of(line)
+                        if t is not None and ((since is not None and t < since)
+                                              or (until is not None and t > until)):
+                            continue
                     ev = _decode(line)
                     if ev is None:
                         continue

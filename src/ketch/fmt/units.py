@@ -144,7 +144,25 @@ _DURATION_UNITS = {
     "m": 60.0,
     "h": 3600.0,
 }
-_DURATION_PART = r"(\d*)(?:\.(\d*))?([^\d.]*)"
+
+
+def _duration_part(s: str) -> tuple[str, str, str, int]:
+    """The leading `digits[.digits]unit` of `s` (each part may be empty) and where it
+    ends. By hand, not with `re`: `logs --since 10m` and `events --until 0s` load no
+    `re` (with enum, a quarter of their start-up)."""
+    end, n = 0, len(s)
+    while end < n and s[end].isdecimal():
+        end += 1
+    whole, frac = s[:end], ""
+    if end < n and s[end] == ".":
+        start = end = end + 1
+        while end < n and s[end].isdecimal():
+            end += 1
+        frac = s[start:end]
+    start = end
+    while end < n and not (s[end].isdecimal() or s[end] == "."):
+        end += 1
+    return whole, frac, s[start:end], end
 
 
 def parse_duration(text: str) -> float:
@@ -152,8 +170,6 @@ def parse_duration(text: str) -> float:
 
     Raises InvalidArgument with Go's message ('time: invalid duration "x"').
     """
-    import re
-
     original = text
     s = text
     negative = False
@@ -166,9 +182,7 @@ def parse_duration(text: str) -> float:
         raise InvalidArgument(f'time: invalid duration "{original}"')
     total = 0.0
     while s:
-        m = re.match(_DURATION_PART, s)
-        assert m is not None  # every group may be empty, so the pattern always matches
-        whole, frac, unit = m.group(1), m.group(2), m.group(3)
+        whole, frac, unit, end = _duration_part(s)
         if not whole and not frac:
             # ".s" or a unit with no number in front of it
             raise InvalidArgument(f'time: invalid duration "{original}"')
@@ -178,7 +192,7 @@ def parse_duration(text: str) -> float:
         if scale is None:
             raise InvalidArgument(f'time: unknown unit "{unit}" in duration "{original}"')
         total += float(f"{whole or '0'}.{frac or '0'}") * scale
-        s = s[m.end() :]
+        s = s[end:]
     return -total if negative else total
 
 
