@@ -145,7 +145,7 @@ class Engine:
         from ketch.network.service import NetworkService
 
         _make_dir(self.run_root_dir, "run root", 0o777)  # (the umask applies)
-        return NetworkService(self.db, self.root, self.run_root)
+        return NetworkService(self.db, self.root_dir, self.run_root_dir)
 
     @cached_property
     def containers(self) -> ContainerService:

@@ -273,3 +273,24 @@ def test_inspect_of_a_name_that_is_nothing_does_not_build_the_network_service(ke
     bad = ketch("network", "inspect", "nosuch", "lone", check=False)
     assert bad.returncode == 1
     assert bad.stderr == "Error: network nosuch not found\nError: network lone not found\n"
+
+
+def test_network_ls_and_inspect_read_the_tables_without_the_kernel_side(ketch) -> None:
+    # the network service builds its firewall, bridges, DNS and host-port parts on first
+    # use, and its tables are read without ipaddress, re or json: listing and inspecting
+    # took 2.6 times docker's time, two thirds of it those imports
+    ketch("network", "create", "--subnet", "10.231.7.0/24", "budgetnet")
+    cid = ketch("run", "-d", "--network", "budgetnet", "busybox", "sleep", "60").stdout.strip()
+    ketch.ids.add(cid)
+    kernel_side = {"ketch.network.firewall", "ketch.network.sandbox", "ketch.network.dns",
+                   "ketch.network.hostports", "ketch.network.ipam", "ketch.network.netns",
+                   "subprocess", "socket", "ctypes", "ipaddress", "re", "json", "pathlib"}
+    out, mods = imports(ketch, "network", "ls", "--format", "{{.Name}} {{.Driver}}")
+    assert {"budgetnet bridge", "bridge bridge", "host host", "none null"} <= set(
+        out.splitlines())
+    assert "ketch.network.service" in mods and not mods & kernel_side, mods & kernel_side
+    out, mods = imports(ketch, "network", "inspect", "-f",
+                        "{{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}}"
+                        " {{len .Containers}}", "budgetnet")
+    assert out == "10.231.7.0/24 10.231.7.1 1\n"
+    assert not mods & kernel_side, mods & kernel_side

@@ -9,7 +9,6 @@ beside a real installation with its own prefixes and never touch the real object
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from ketch import values
 from ketch.errors import InvalidArgument
@@ -61,14 +60,14 @@ class NetworkConfig:
     derived_subnet: bool = False
 
     @classmethod
-    def load(cls, state_root: Path | None = None,
+    def load(cls, state_root: str | os.PathLike[str] | None = None,
              env: dict[str, str] | None = None) -> NetworkConfig:
         env = dict(os.environ) if env is None else env
         cfg = cls()
         path = env.get("KETCH_NETWORK_CONFIG")
-        candidate = Path(path) if path else (state_root / "network.toml" if state_root else None)
+        candidate = path or (os.path.join(state_root, "network.toml") if state_root else None)
         given: set[str] = set()
-        if candidate is not None and candidate.is_file():
+        if candidate is not None and os.path.isfile(candidate):
             from ketch import tomlfile  # parsed once per change (see ketch.tomlfile)
 
             data = tomlfile.read(str(candidate), str(state_root) if state_root else None)
@@ -137,16 +136,16 @@ def derived_hash(root: str) -> str:
 
 
 def derived_first_subnet(root: str) -> str:
-    """`derived_subnets(root)[0]`, without making the other 255 (every command in such a
-    root reads its network configuration)."""
-    import ipaddress
-
-    space = ipaddress.ip_network(DERIVED_SUBNETS)
-    size = 2 ** (DERIVED_PREFIXLEN - space.prefixlen)
-    start = int(derived_hash(root)[8:16], 16) % size
-    step = 2 ** (space.max_prefixlen - DERIVED_PREFIXLEN)
-    return str(ipaddress.ip_network(
-        (int(space.network_address) + start * step, DERIVED_PREFIXLEN)))
+    """`derived_subnets(root)[0]`, without making the other 255, nor importing ipaddress
+    (every command in such a root reads its network configuration)."""
+    addr, _, plen = DERIVED_SUBNETS.partition("/")
+    base = 0
+    for octet in addr.split("."):
+        base = base * 256 + int(octet)
+    start = int(derived_hash(root)[8:16], 16) % 2 ** (DERIVED_PREFIXLEN - int(plen))
+    first = base + start * 2 ** (32 - DERIVED_PREFIXLEN)
+    return ".".join(str(first >> shift & 255) for shift in (24, 16, 8, 0)) \
+        + f"/{DERIVED_PREFIXLEN}"
 
 
 def derived_subnets(root: str) -> list[Any]:

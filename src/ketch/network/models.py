@@ -3,8 +3,6 @@ attachments and network records. Plain value classes (ketch.values), no behaviou
 
 from __future__ import annotations
 
-import ipaddress
-
 from ketch.values import field, value
 
 TYPE_CHECKING = False
@@ -156,7 +154,11 @@ class Network:
 
     @property
     def prefixlen(self) -> int:
-        return ipaddress.ip_network(self.subnet).prefixlen if self.subnet else 0
+        if not self.subnet:
+            return 0
+        import ipaddress  # (on use: listing networks does not ask)
+
+        return ipaddress.ip_network(self.subnet).prefixlen
 
     @property
     def resolves_names(self) -> bool:

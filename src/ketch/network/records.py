@@ -7,16 +7,13 @@ none of this module's dependencies."""
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import os
-import re
 import time
 
 from ketch.errors import NotFound
+from ketch.fastjson import dumps, loads
 from ketch.network import schema
 from ketch.network.config import DERIVED_SUBNETS
-from ketch.network.firewall import Rule
 from ketch.network.models import Endpoint, Network, PortBinding
 from ketch.store.db import sqlite3
 
@@ -26,6 +23,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ketch.network.config import NetworkConfig
+    from ketch.network.firewall import Rule
     from ketch.store.db import Database
 
 CONTAINER_TABLES = ("net_ports", "net_names", "net_endpoints", "net_sandboxes")
@@ -46,6 +44,13 @@ def install(db: Database, config: NetworkConfig) -> None:
                          " DEFAULT ''")
         rows = {r["name"]: r for r in conn.execute(
             "SELECT * FROM net_networks WHERE builtin=1")}
+        bridge = rows.get("bridge")
+        if len(rows) == 3 and bridge is not None and bridge["bridge"] == config.bridge_name \
+                and bridge["subnet"] == config.bridge_subnet and bridge["gateway"] == (
+                    config.bridge_gateway or _first_host4(config.bridge_subnet)):
+            return  # as configured (what every command finds): no need for ipaddress
+        import ipaddress
+
         subnet = str(ipaddress.ip_network(config.bridge_subnet, strict=False))
         gateway = config.bridge_gateway or str(next(ipaddress.ip_network(subnet).hosts()))
         for name, driver in (("bridge", "bridge"), ("host", "host"), ("none", "null")):
@@ -72,12 +77,31 @@ def install(db: Database, config: NetworkConfig) -> None:
                              (subnet, gateway, config.bridge_name, row["id"]))
 
 
+def _first_host4(cidr: str) -> str | None:
+    """The first host address of an IPv4 subnet written in its normal form ("a.b.c.0/n",
+    n at most 30), as ipaddress's `hosts()` gives it; None for anything else."""
+    addr, _, plen = cidr.partition("/")
+    parts = addr.split(".")
+    if len(parts) != 4 or not (plen.isascii() and plen.isdigit()) or int(plen) > 30:
+        return None
+    value = 0
+    for part in parts:
+        if not (part.isascii() and part.isdigit()) or len(part) > 3 or int(part) > 255 \
+                or (part[0] == "0" and part != "0"):
+            return None
+        value = value * 256 + int(part)
+    if value & (0xFFFFFFFF >> int(plen)):  # host bits set: not the normal form
+        return None
+    first = value + 1
+    return ".".join(str(first >> shift & 255) for shift in (24, 16, 8, 0))
+
+
 # -- networks --------------------------------------------------------------------------
 def row_to_network(row: sqlite3.Row) -> Network:
-    extra = json.loads(row["extra"] or "{}")
+    extra = loads(row["extra"] or "{}")
     return Network(id=row["id"], name=row["name"], driver=row["driver"],
                    bridge=row["bridge"], subnet=row["subnet"], gateway=row["gateway"],
-                   internal=bool(row["internal"]), labels=json.loads(row["labels"]),
+                   internal=bool(row["internal"]), labels=loads(row["labels"]),
                    created=row["created"], builtin=bool(row["builtin"]),
                    ip_range=extra.get("ip_range", ""),
                    aux_addresses=extra.get("aux_addresses") or {},
@@ -93,7 +117,7 @@ def find_network(conn: sqlite3.Connection, ref: str) -> Network:
         ref = "bridge"
     row = conn.execute("SELECT * FROM net_networks WHERE name=? OR id=?",
                        (ref, ref)).fetchone()
-    if row is None and re.fullmatch(r"[0-9a-f]{1,64}", ref):
+    if row is None and 0 < len(ref) <= 64 and all(c in "0123456789abcdef" for c in ref):
         rows = conn.execute("SELECT * FROM net_networks WHERE id LIKE ?",
                             (ref + "%",)).fetchall()
         if len(rows) > 1:
@@ -130,7 +154,7 @@ def subnets(conn: sqlite3.Connection) -> list[str]:
 
 def subnets6(conn: sqlite3.Connection) -> list[str]:
     """The IPv6 subnets of the networks made with --ipv6."""
-    return [json.loads(r[0] or "{}")["subnet6"] for r in conn.execute(
+    return [loads(r[0] or "{}")["subnet6"] for r in conn.execute(
         "SELECT extra FROM net_networks WHERE extra LIKE '%\"subnet6\"%'")]
 
 
@@ -140,8 +164,8 @@ def insert_network(conn: sqlite3.Connection, net_id: str, name: str, bridge: str
     conn.execute(
         "INSERT INTO net_networks (id, name, driver, bridge, subnet, gateway, internal,"
         " labels, created, extra) VALUES (?, ?, 'bridge', ?, ?, ?, ?, ?, ?, ?)",
-        (net_id, name, bridge, subnet, gateway, int(internal), json.dumps(labels),
-         time.time(), json.dumps(extra)))
+        (net_id, name, bridge, subnet, gateway, int(internal), dumps(labels),
+         time.time(), dumps(extra)))
 
 
 def delete_network(conn: sqlite3.Connection, net_id: str) -> list[Rule]:
@@ -149,12 +173,14 @@ def delete_network(conn: sqlite3.Connection, net_id: str) -> list[Rule]:
     row = conn.execute("SELECT fw_rules FROM net_networks WHERE id=?", (net_id,)).fetchone()
     conn.execute("DELETE FROM net_networks WHERE id=?", (net_id,))
     conn.execute("DELETE FROM net_names WHERE network_id=?", (net_id,))
-    return [Rule.decode(r) for r in json.loads(row[0])] if row else []
+    from ketch.network.firewall import Rule
+
+    return [Rule.decode(r) for r in loads(row[0])] if row else []
 
 
 def set_network_rules(conn: sqlite3.Connection, net_id: str, rules: Sequence[Rule]) -> None:
     conn.execute("UPDATE net_networks SET fw_rules=? WHERE id=?",
-                 (json.dumps([r.encode() for r in rules]), net_id))
+                 (dumps([r.encode() for r in rules]), net_id))
 
 
 def set_subnet(conn: sqlite3.Connection, net_id: str, subnet: str, gateway: str) -> None:
@@ -182,11 +208,13 @@ def endpoints(conn: sqlite3.Connection, where: str,
         ep = Endpoint(
             network_id=r["network_id"], network_name=r["network_name"], ip=r["ip"],
             prefixlen=r["prefixlen"], gateway=r["gateway"], mac=r["mac"],
-            aliases=json.loads(r["aliases"]), endpoint_id=r["endpoint_id"],
+            aliases=loads(r["aliases"]), endpoint_id=r["endpoint_id"],
             ifname=r["ifname"], host_ifname=r["host_ifname"])
         if r["ip6"]:
-            extra = json.loads(r["network_extra"] or "{}")
+            extra = loads(r["network_extra"] or "{}")
             ep.ip6, ep.gateway6 = r["ip6"], extra.get("gateway6", "")
+            import ipaddress
+
             ep.ip6_prefixlen = ipaddress.ip_network(extra["subnet6"]).prefixlen
         out.append((r["container_id"], ep))
     return out
@@ -238,7 +266,7 @@ def insert_endpoint(conn: sqlite3.Connection, container_id: str, ep: Endpoint,
         " gateway, mac, ifname, host_ifname, aliases, seq, ip6)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (container_id, ep.network_id, ep.endpoint_id, ep.ip, ep.prefixlen, ep.gateway,
-         ep.mac, ep.ifname, ep.host_ifname, json.dumps(ep.aliases), seq, ep.ip6))
+         ep.mac, ep.ifname, ep.host_ifname, dumps(ep.aliases), seq, ep.ip6))
 
 
 def insert_names(conn: sqlite3.Connection, net_id: str, container_id: str,
@@ -283,13 +311,15 @@ def insert_sandbox(conn: sqlite3.Connection, container_id: str, mode: str,
 
 def sandbox_rules(row: sqlite3.Row | None) -> list[Rule]:
     """The firewall rules recorded for a sandbox (its published ports)."""
-    return [Rule.decode(r) for r in json.loads(row["fw_rules"])] if row else []
+    from ketch.network.firewall import Rule
+
+    return [Rule.decode(r) for r in loads(row["fw_rules"])] if row else []
 
 
 def set_sandbox_rules(conn: sqlite3.Connection, container_id: str,
                       rules: Sequence[Rule]) -> None:
     conn.execute("UPDATE net_sandboxes SET fw_rules=? WHERE container_id=?",
-                 (json.dumps([r.encode() for r in rules]), container_id))
+                 (dumps([r.encode() for r in rules]), container_id))
 
 
 def set_proxy(conn: sqlite3.Connection, container_id: str, pid: int, started: str) -> None:

@@ -17,59 +17,110 @@ kernel side (namespace, veth, DNAT rules, helper processes) is built after the c
 and `teardown` undoes it from the records, so a crash between the two is repaired by
 the next teardown. Only with published ports does a container's set-up start a process
 (one iptables-restore).
+
+Size: a little over 600 lines because it is the one place that keeps the order of the
+network's set-up and teardown (networks, container sandboxes, connect and disconnect,
+restore after a restart, uninstall); the work itself is in the parts above. Some sixty
+of its lines are the imports made where they are used and the parts built on first use,
+which keep `network ls` and `network inspect` from loading the kernel side.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import re
 import time
-from pathlib import Path
 
 from ketch.errors import Conflict, Forbidden, InvalidArgument, NotFound
-from ketch.network import hostports, ipam, netns, procs, records
+from ketch.network import records
 from ketch.network.config import NetworkConfig
-from ketch.network.dns import DnsProcesses
-from ketch.network.firewall import Firewall, FirewallError
 from ketch.network.models import Endpoint, Network, NetworkAttachment, PortBinding
-from ketch.network.sandbox import DeferredStep as DeferredStep  # re-exported for callers
-from ketch.network.sandbox import Plumbing, short_hash
 from ketch.store.db import Database
+from ketch.values import cached_property
 
+# The kernel side (firewall, bridges and namespaces, DNS processes, host ports, address
+# management) is imported where it is used: `network ls` and `network inspect` read the
+# tables only, and its imports (subprocess, socket, ctypes, re) were two thirds of their
+# start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
     import sqlite3
     from collections.abc import Callable, Iterable, Sequence
+    from pathlib import Path
 
-    from ketch.network.firewall import Rule
+    from ketch.network.dns import DnsProcesses
+    from ketch.network.firewall import Firewall, Rule
+    from ketch.network.sandbox import DeferredStep, Plumbing
 
 
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$"
+
+
+def __getattr__(name: str) -> object:
+    if name == "DeferredStep":  # (re-exported for callers, from where it lives)
+        from ketch.network.sandbox import DeferredStep
+
+        return DeferredStep
+    raise AttributeError(name)
 
 
 class NetworkService:
-    def __init__(self, db: Database, state_root: Path, run_root: Path,
-                 config: NetworkConfig | None = None) -> None:
+    def __init__(self, db: Database, state_root: str | os.PathLike[str],
+                 run_root: str | os.PathLike[str], config: NetworkConfig | None = None
+                 ) -> None:
         self.db = db
-        self.state_root = Path(state_root)
-        self.run_root = Path(run_root)
-        self.config = config or NetworkConfig.load(self.state_root)
+        # (paths as text until one is needed as a Path: pathlib, with re and enum behind
+        # it, is not imported by reading the tables)
+        self.state_root_dir = os.path.abspath(state_root)
+        self.run_root_dir = os.path.abspath(run_root)
+        self.config = config or NetworkConfig.load(self.state_root_dir)
         self.config.validate()
-        self.fw = Firewall(self.config.chain_prefix)
-        self.netns_dir = self.run_root / "netns"
-        self.run_dir = self.run_root / "network"
-        self.plumbing = Plumbing(self.config, self.fw, self.run_dir)
-        self.dns = DnsProcesses(db, self.config, self.run_dir, self.plumbing.lock)
         self._ready = False
+
+    @cached_property
+    def state_root(self) -> Path:
+        from pathlib import Path
+
+        return Path(self.state_root_dir)
+
+    @cached_property
+    def run_root(self) -> Path:
+        from pathlib import Path
+
+        return Path(self.run_root_dir)
+
+    @cached_property
+    def netns_dir(self) -> Path:
+        return self.run_root / "netns"
+
+    @cached_property
+    def run_dir(self) -> Path:
+        return self.run_root / "network"
+
+    @cached_property
+    def fw(self) -> Firewall:
+        from ketch.network.firewall import Firewall
+
+        return Firewall(self.config.chain_prefix)
+
+    @cached_property
+    def plumbing(self) -> Plumbing:
+        from ketch.network.sandbox import Plumbing
+
+        return Plumbing(self.config, self.fw, self.run_dir)
+
+    @cached_property
+    def dns(self) -> DnsProcesses:
+        from ketch.network.dns import DnsProcesses
+
+        return DnsProcesses(self.db, self.config, self.run_dir, self.plumbing.lock)
 
     # -- schema and built-in networks --------------------------------------------------
     def _init(self) -> None:
         if self._ready:
             return
         records.install(self.db, self.config)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.join(self.run_root_dir, "network"), exist_ok=True)
         self._ready = True
 
     # -- public: networks --------------------------------------------------------------
@@ -81,7 +132,7 @@ class NetworkService:
         attrs = {"name": name, "type": driver}
         if container:
             attrs["container"] = container
-        emit(str(self.state_root), "network", action, net_id, attrs)
+        emit(self.state_root_dir, "network", action, net_id, attrs)
 
     def create_network(self, name: str, subnet: str | None = None, gateway: str | None = None,
                        internal: bool = False, driver: str = "bridge",
@@ -95,10 +146,14 @@ class NetworkService:
         """A user-defined bridge network. `ip_range` narrows where containers' addresses
         come from, `aux_addresses` are never handed out, `options` are the bridge
         driver's (ketch.network.options); what ketch cannot do is refused."""
+        import ipaddress
+        import re
+
+        from ketch.network import ipam
         from ketch.network import options as netopts
 
         self._init()
-        if not NAME_RE.match(name):
+        if not re.match(NAME_PATTERN, name):
             raise InvalidArgument(
                 f'invalid network name "{name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed')
         if driver in ("host", "null"):
@@ -245,6 +300,9 @@ class NetworkService:
         a subnet another root's bridge (or anything else) routes is skipped for the next
         one of the root's sequence (config.derived_subnets). The bridge with its address
         is the claim every other root sees, so two roots never share a subnet."""
+        import ipaddress
+
+        from ketch.network import ipam
         from ketch.network.config import derived_subnets
 
         if os.path.exists(f"/sys/class/net/{net.bridge}"):
@@ -259,7 +317,7 @@ class NetworkService:
                         raise Conflict(f"the default bridge's subnet {net.subnet} is routed"
                                        " elsewhere on this host; remove this root's"
                                        " containers or set bridge_subnet in network.toml")
-                    root = os.path.abspath(self.state_root)
+                    root = self.state_root_dir
                     free = [c for c in derived_subnets(root)
                             if not any(c.overlaps(t) for t in taken)]
                     if not free:
@@ -287,6 +345,9 @@ class NetworkService:
         to run, e.g. while the OCI runtime creates the container (which only needs the
         namespace to exist). The caller must run it before the container's process
         starts, and call `teardown` if it fails."""
+        from ketch.network import hostports, netns
+        from ketch.network.firewall import FirewallError
+
         self._init()
         ports = list(ports)
         aliases = [a for a in dict.fromkeys(aliases) if a]
@@ -386,6 +447,11 @@ class NetworkService:
                       aliases: list[str], ip: str | None, mac: str | None,
                       name: str | None, ifname: str, seq: int,
                       requested6: str | None = None) -> Endpoint:
+        import ipaddress
+
+        from ketch.network import ipam
+        from ketch.network.sandbox import short_hash
+
         chosen = ipam.address4(conn, net, ip)
         ip6 = ""
         if net.ipv6:
@@ -421,6 +487,11 @@ class NetworkService:
 
     def teardown(self, container_id: str) -> None:
         """Remove all `setup` and `connect` made for it (idempotent: what is gone is skipped)."""
+        from pathlib import Path
+
+        from ketch.network import hostports, netns, procs
+        from ketch.network.firewall import FirewallError
+
         row = self._sandbox_row(container_id)
         if row is None:
             if (self.netns_dir / container_id).exists():
@@ -459,6 +530,8 @@ class NetworkService:
     def connect(self, container_id: str, network: str, aliases: Iterable[str] = (),
                 ip: str | None = None, name: str | None = None,
                 ip6: str | None = None) -> Endpoint:
+        from pathlib import Path
+
         self._init()
         row = self._sandbox_row(container_id)
         if row is None:
@@ -565,6 +638,8 @@ class NetworkService:
         """Remove every kernel object of this configuration: containers' network state,
         bridges, DNS processes, iptables chains; the records of user networks stay, and
         their bridges come back on next use. For tests and `system reset`."""
+        from ketch.network import netns
+
         for cid in self.sandboxes():
             self.teardown(cid)
         for net in self.list_networks():
