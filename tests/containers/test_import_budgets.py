@@ -294,3 +294,15 @@ def test_network_ls_and_inspect_read_the_tables_without_the_kernel_side(ketch) -
                         " {{len .Containers}}", "budgetnet")
     assert out == "10.231.7.0/24 10.231.7.1 1\n"
     assert not mods & kernel_side, mods & kernel_side
+
+
+def test_volume_ls_and_inspect_load_no_pathlib(ketch) -> None:
+    # (pathlib brings fnmatch, re, enum and urllib.parse: 1.8 times docker's time)
+    ketch("volume", "create", "--label", "k=v", "budgetvol")
+    out, mods = imports(ketch, "volume", "ls", "--format", "{{.Name}} {{.Driver}}")
+    assert "budgetvol local" in out.splitlines()
+    assert not mods & {"pathlib", "re", "json", "enum"}, mods & {"pathlib", "re", "json"}
+    out, mods = imports(ketch, "volume", "inspect", "-f",
+                        "{{.Mountpoint}} {{.Labels.k}}", "budgetvol")
+    assert out == f"{ketch.root}/volumes/budgetvol/_data v\n"
+    assert not mods & {"pathlib", "re", "json", "enum"}, mods & {"pathlib", "re", "json"}

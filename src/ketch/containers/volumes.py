@@ -79,11 +79,24 @@ class VolumeStore:
         return self.engine.root / "volumes"
 
     def path(self, name: str) -> Path:
+        return _as_path(self._where(name))
+
+    def _where(self, name: str) -> str:
+        """The volume's directory as text: reading one (inspect, ls) needs no pathlib."""
         if not _valid_name(name):
             raise InvalidArgument(
                 f'"{name}" includes invalid characters for a local volume name, only'
                 ' "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed')
-        return self.dir / name
+        return f"{self.engine.root_dir}/volumes/{name}"
+
+    def _read_json(self, name: str, file: str) -> Any:
+        from ketch.fastjson import loads
+
+        try:
+            with open(f"{self._where(name)}/{file}", "rb") as f:
+                return loads(f.read())
+        except (OSError, ValueError):
+            return None
 
     def ensure(self, name: str) -> Path:
         data = self.path(name) / "_data"
@@ -135,12 +148,7 @@ class VolumeStore:
         os.replace(tmp, meta)
 
     def options(self, name: str) -> dict[str, str]:
-        import json
-
-        try:
-            return json.loads((self.path(name) / "opts.json").read_text()) or {}
-        except (OSError, ValueError):
-            return {}
+        return self._read_json(name, "opts.json") or {}
 
     # -- mounting driver volumes -----------------------------------------------------------
     @contextmanager
@@ -201,24 +209,25 @@ class VolumeStore:
                 unmount(self.path(name) / "_data")
 
     def labels(self, name: str) -> dict[str, str] | None:
-        import json
-
-        try:
-            return json.loads((self.path(name) / "labels.json").read_text()) or None
-        except (OSError, ValueError):
-            return None
+        return self._read_json(name, "labels.json") or None
 
     def inspect(self, name: str) -> dict[str, Any]:
-        p = self.path(name)
-        if not p.is_dir():
-            raise NotFound(f"get {name}: no such volume")
+        import os
+        import stat
         import time
 
+        where = self._where(name)
+        try:
+            st = os.stat(where)
+        except OSError:
+            st = None
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            raise NotFound(f"get {name}: no such volume")
         # the local driver's format: RFC 3339 in seconds, local time
-        created = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(p.stat().st_mtime))
+        created = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(st.st_mtime))
         created = created[:-2] + ":" + created[-2:]
         return {"CreatedAt": created.replace("+00:00", "Z"), "Driver": "local",
-                "Labels": self.labels(name), "Mountpoint": str(p / "_data"), "Name": name,
+                "Labels": self.labels(name), "Mountpoint": f"{where}/_data", "Name": name,
                 "Options": self.options(name) or None, "Scope": "local"}
 
     def list(self, filters: dict[str, builtins.list[str]] | None = None
@@ -233,9 +242,14 @@ class VolumeStore:
         if any(w.lower() not in ("true", "1", "false", "0") for w in dangling):
             # dockerd's check: a value that is not a boolean is refused, not ignored
             raise InvalidArgument(f"invalid filter 'dangling=[{' '.join(dangling)}]'")
-        if not self.dir.is_dir():
+        import os
+
+        top = f"{self.engine.root_dir}/volumes"
+        try:
+            names = sorted(os.listdir(top))
+        except (FileNotFoundError, NotADirectoryError):
             return []
-        vols = [self.inspect(p.name) for p in sorted(self.dir.iterdir()) if p.is_dir()]
+        vols = [self.inspect(n) for n in names if os.path.isdir(f"{top}/{n}")]
         return [v for v in vols if self._matches(v, filters)]
 
     def _matches(self, v: dict[str, Any], filters: dict[str, builtins.list[str]]) -> bool:
