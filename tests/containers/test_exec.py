@@ -252,7 +252,7 @@ def test_attach_to_a_stopped_container_is_refused(ketch):
 
 
 # -- top --------------------------------------------------------------------------------
-def test_top_lists_the_containers_processes(ketch, run_d):
+def test_top_lists_the_containers_processes(ketch, run_d, tmp_path):
     run_d("--name", "tp", "busybox", "sh", "-c", "sleep 300 & sleep 301 & wait")
     wait_for(lambda: "sleep 301" in ketch("top", "tp").stdout, what="both sleeps")
     lines = ketch("top", "tp").stdout.splitlines()
@@ -268,6 +268,15 @@ def test_top_lists_the_containers_processes(ketch, run_d):
     # options ps refuses: its one-line error, as docker top (not ps's usage text)
     p = ketch("top", "tp", "--bogus", check=False)
     assert (p.returncode, p.stderr) == (1, "Error: ps: error: unknown gnu long option\n")
+    # the processes come from the container's cgroup, which runc recorded: runc itself
+    # is not started (half of top's time), so a broken runc first on $PATH changes nothing
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "runc").write_text("#!/bin/sh\necho 'runc: not this one' >&2\nexit 1\n")
+    (fake / "runc").chmod(0o755)
+    p = ketch("top", "tp", "-o", "pid,comm", env={"PATH": f"{fake}:{os.environ['PATH']}"})
+    assert sorted(line.split()[1] for line in p.stdout.splitlines()[1:]) == [
+        "sh", "sleep", "sleep"]
 
 
 def test_top_of_a_stopped_container_is_refused(ketch):
