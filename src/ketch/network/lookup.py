@@ -55,4 +55,3 @@ def surely_missing(db: Database, ref: str) -> bool:
     prefix = len(ref) <= 64 and ref != "" and all(c in hexdigits for c in ref)
     return not any(net_id == ref or (prefix and net_id.startswith(ref))
                    for net_id in ids.values())
-
