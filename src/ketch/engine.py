@@ -794,14 +794,12 @@ class Engine:
     # -- system -------------------------------------------------------------------
     def version(self) -> dict[str, Any]:
         """`docker version`'s server part (the Engine API's GET /version)."""
-        import platform
-
-        kernel = platform.release()
+        kernel = os.uname().release
         from ketch.oci.model import host_platform
 
         plat = host_platform()
         details = {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
-                   "GitCommit": "", "GoVersion": "python" + platform.python_version(),
+                   "GitCommit": "", "GoVersion": "python" + python_version(),
                    "Os": "linux", "Arch": plat.architecture, "KernelVersion": kernel,
                    "BuildTime": "", "Experimental": "false"}
         return {"Platform": {"Name": "ketch"}, "Version": __version__,
@@ -813,10 +811,8 @@ class Engine:
 
     def info(self) -> dict[str, Any]:
         """`docker info` data (the Engine API's GET /info)."""
-        import platform
-        import shutil
-
         from ketch.containers.logconfig import root_defaults
+        from ketch.runtime import which
 
         images = self.records.all()
         counts = self._container_counts()
@@ -826,8 +822,8 @@ class Engine:
                 mem = int(f.readline().split()[1]) * 1024
         except OSError:
             pass
-        runtimes = {n: {"path": shutil.which(n) or n} for n in ("runc", "crun")
-                    if shutil.which(n)}
+        runtimes = {n: {"path": path} for n in ("runc", "crun") if (path := which(n))}
+        host = os.uname()  # (what platform's release, machine and node read)
         return {
             "ID": "", "Containers": sum(counts.values()),
             "ContainersRunning": counts.get("running", 0),
@@ -835,11 +831,11 @@ class Engine:
             "ContainersStopped": sum(v for k, v in counts.items()
                                      if k not in ("running", "paused")),
             "Images": len(images), "Driver": "overlay2",
-            "DriverStatus": [["Backing Filesystem", _fs_type(self.root)]],
-            "DockerRootDir": str(self.root), "KernelVersion": platform.release(),
+            "DriverStatus": [["Backing Filesystem", _fs_type(self.root_dir)]],
+            "DockerRootDir": self.root_dir, "KernelVersion": host.release,
             "OperatingSystem": _os_name(), "OSType": "linux",
-            "Architecture": platform.machine(), "NCPU": os.cpu_count() or 1,
-            "MemTotal": mem, "Name": platform.node(), "ServerVersion": __version__,
+            "Architecture": host.machine, "NCPU": os.cpu_count() or 1,
+            "MemTotal": mem, "Name": host.nodename, "ServerVersion": __version__,
             "CgroupDriver": "cgroupfs", "CgroupVersion": _cgroup_version(),
             "Runtimes": runtimes, "DefaultRuntime": "runc",
             "LoggingDriver": root_defaults(self.root_dir)[0],
@@ -886,7 +882,14 @@ def _security_options() -> list[str]:
     return ["name=seccomp,profile=builtin"] if seccomp_supported() else []
 
 
-def _fs_type(path: Path) -> str:
+def python_version() -> str:
+    """platform.python_version() ("3.11.2"), without platform's import (re, collections)."""
+    import sys
+
+    return sys.version.split()[0]
+
+
+def _fs_type(path: str) -> str:
     best, fstype = "", "unknown"
     try:
         with open("/proc/mounts") as f:

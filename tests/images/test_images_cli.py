@@ -258,3 +258,22 @@ def test_created_times_are_read_as_rfc_3339(text: str | None, seconds: float) ->
     from ketch.images.service import parse_created
 
     assert parse_created(text) == seconds
+
+
+def test_info_and_version_read_the_host_without_platform(ketch: KetchCLI) -> None:
+    # os.uname() is what platform's release(), machine() and node() read; platform itself
+    # (re, collections) and the runtime driver's module were most of `info`'s start-up
+    host = os.uname()
+    stdout, mods = _lean_imports(ketch, "info", "--format",
+                                 "{{.KernelVersion}}|{{.Architecture}}|{{.Name}}|"
+                                 "{{.DockerRootDir}}|{{index .Runtimes \"runc\"}}")
+    from shutil import which
+
+    assert stdout == (f"{host.release}|{host.machine}|{host.nodename}|{ketch.root}|"
+                      f"map[path:{which('runc')}]\n")
+    assert not mods & {"platform", "re", "json", "pathlib", "subprocess",
+                       "ketch.runtime.oci"}, sorted(mods & {"platform", "re", "json"})
+    stdout, mods = _lean_imports(ketch, "version", "--format", "{{.Server.KernelVersion}}"
+                                 " {{.Client.GoVersion}}")
+    assert stdout == f"{host.release} python{sys.version.split()[0]}\n"
+    assert "platform" not in mods

@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 from ketch.errors import InvalidArgument, RuntimeFailure
+from ketch.runtime import which as which  # (its home; here for the driver's callers)
 from ketch.runtime.spec import signal_number
 from ketch.values import value
 
@@ -28,14 +29,6 @@ if TYPE_CHECKING:
 SUPPORTED_RUNTIMES = ("runc", "crun")
 
 
-def which(name: str) -> str | None:
-    """`shutil.which` for a bare command name: the first executable file of that name on
-    $PATH. Here because shutil's import (bz2, lzma, fnmatch) costs `run` ~5 ms."""
-    for d in (os.environ.get("PATH") or os.defpath).split(os.pathsep):
-        candidate = os.path.join(d or ".", name)
-        if os.access(candidate, os.X_OK) and os.path.isfile(candidate):
-            return candidate
-    return None
 
 # runc (logrus text format): time="..." level=error msg="container \"x\" does not exist"
 _LOGFMT_MSG = r'level=(?:error|fatal|warning)\s+msg="((?:[^"\\]|\\.)*)"'
