@@ -306,3 +306,17 @@ def test_volume_ls_and_inspect_load_no_pathlib(ketch) -> None:
                         "{{.Mountpoint}} {{.Labels.k}}", "budgetvol")
     assert out == f"{ketch.root}/volumes/budgetvol/_data v\n"
     assert not mods & {"pathlib", "re", "json", "enum"}, mods & {"pathlib", "re", "json"}
+
+
+def test_system_df_and_ps_size_load_no_pathlib(ketch) -> None:
+    # the writable layers' and the volumes' sizes are summed over text paths
+    cid = ketch("run", "-d", "-v", "dfbudget:/d", "busybox", "sh", "-c",
+                "echo data > /d/f; echo more > /x; sleep 60").stdout.strip()
+    ketch.ids.add(cid)
+    wait_for(lambda: ketch("exec", cid, "cat", "/x").stdout == "more\n", what="the files")
+    out, mods = imports(ketch, "system", "df")
+    assert out.splitlines()[0].split()[:2] == ["TYPE", "TOTAL"]
+    assert not mods & {"pathlib", "re", "fnmatch"}, mods & {"pathlib", "re", "fnmatch"}
+    out, mods = imports(ketch, "ps", "-s", "--format", "{{.Size}}")
+    assert out.startswith("5B (virtual "), out  # "more\n"
+    assert not mods & {"pathlib", "re", "fnmatch"}, mods & {"pathlib", "re", "fnmatch"}

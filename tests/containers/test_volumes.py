@@ -193,3 +193,17 @@ def test_volume_names_of_two_characters_and_dots_dashes_underscores_are_accepted
         assert ketch("volume", "create", name).stdout == f"{name}\n"
     assert sorted(ketch("volume", "ls", "-q").stdout.split()) == ["9x", "ok.name-1_x"]
     ketch("volume", "rm", "9x", "ok.name-1_x")
+
+
+def test_system_df_and_prune_count_a_volumes_regular_files_only(ketch):
+    # 100 KiB in a nested file and 3 bytes elsewhere; a symlink (to a 2 MB binary) and
+    # directories count nothing: what docker's du-based size of a local volume says
+    ketch("run", "--rm", "-v", "sized:/d", "busybox", "sh", "-c",
+          "dd if=/dev/zero of=/d/f bs=1024 count=100 2>/dev/null; mkdir -p /d/x/y;"
+          " printf abc > /d/x/y/z; ln -s /bin/busybox /d/l")
+    # docker's volume table prints four digits ("102.4kB"; 3 gave "102kB")
+    table = ketch("system", "df", "-v").stdout.split("Local Volumes space usage:\n\n")[1]
+    assert table.splitlines()[:2] == ["VOLUME NAME   LINKS     SIZE",
+                                      "sized         0         102.4kB"]
+    p = ketch("volume", "prune", "-a", "-f")
+    assert p.stdout.endswith("Deleted Volumes:\nsized\n\nTotal reclaimed space: 102.4kB\n")

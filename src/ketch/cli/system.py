@@ -193,8 +193,9 @@ def _df_verbose(d: dict[str, Any]) -> str:
                       c["Status"], ",".join(n.lstrip("/") for n in c["Names"])])
     vols = [["VOLUME NAME", "LINKS", "SIZE"]]
     for v in d["Volumes"]:
+        # (docker's volume table prints HumanSize: four digits, where the others have 3)
         vols.append([v["Name"], str(v["UsageData"]["RefCount"]),
-                     human_size(v["UsageData"]["Size"], 3)])
+                     human_size(v["UsageData"]["Size"])])
     cache = [["CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "LAST USED", "USAGE", "SHARED"]]
     return ("Images space usage:\n\n" + tabulate(images) + "\nContainers space usage:\n\n"
             + tabulate(conts) + "\nLocal Volumes space usage:\n\n" + tabulate(vols)

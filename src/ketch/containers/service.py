@@ -332,7 +332,7 @@ class ContainerService:
 
     def size_rw(self, rec: ContainerRecord) -> int:
         total = 0
-        upper = self.path(rec.id) / "upper"
+        upper = f"{self.engine.root_dir}/containers/{rec.id}/upper"  # (no pathlib: ps -s)
         for dirpath, _dirs, files in os.walk(upper):
             for f in files:
                 try:
