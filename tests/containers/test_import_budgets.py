@@ -320,3 +320,18 @@ def test_system_df_and_ps_size_load_no_pathlib(ketch) -> None:
     out, mods = imports(ketch, "ps", "-s", "--format", "{{.Size}}")
     assert out.startswith("5B (virtual "), out  # "more\n"
     assert not mods & {"pathlib", "re", "fnmatch"}, mods & {"pathlib", "re", "fnmatch"}
+
+
+def test_inspect_loads_no_exec_module_once_the_sessions_ended(ketch) -> None:
+    # a detached session's end is recorded by the first look that finds it (as a
+    # container's exit is finished by whoever finds it); later looks read the records
+    cid = ketch("run", "-d", "busybox", "sleep", "60").stdout.strip()
+    ketch.ids.add(cid)
+    ketch("exec", "-d", cid, "sh", "-c", "sleep 0.3; exit 3")
+    assert ketch("inspect", "-f", "{{len .ExecIDs}}", cid).stdout == "1\n"
+    wait_for(lambda: ketch("inspect", "-f", "{{.ExecIDs}}", cid).stdout == "[]\n",
+             what="the session to end")
+    out, mods = imports(ketch, "inspect", "-f", "{{.ExecIDs}}", cid)
+    assert out == "[]\n" and "ketch.containers.execs" not in mods
+    (record,) = (ketch.root / "run" / "containers" / cid / "exec").glob("*.json")
+    assert json.loads(record.read_text())["ExitCode"] == 3

@@ -161,6 +161,9 @@ def _settle(path: Path, doc: dict[str, Any]) -> dict[str, Any]:
         return doc
     doc["Running"] = False
     doc["ExitCode"] = code if code is not None else -1
+    # recorded, as a container's exit is finished by whoever finds it: the next look
+    # (every `inspect` of the container) then reads the end instead of working it out
+    _update(path, Running=False, ExitCode=doc["ExitCode"])
     return doc
 
 

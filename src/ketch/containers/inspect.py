@@ -155,11 +155,23 @@ def _running_execs(svc: ContainerService, rec: ContainerRecord) -> list[str]:
         return []
     from ketch.runtime.conmonfiles import EXEC_DIR
 
+    where = f"{svc.engine.run_root_dir}/containers/{rec.id}/{EXEC_DIR}"
     try:  # (no session recorded, the usual case: the exec module is not loaded)
-        names = os.listdir(f"{svc.engine.run_root_dir}/containers/{rec.id}/{EXEC_DIR}")
+        names = os.listdir(where)
     except OSError:
         return []
-    if not any(n.endswith(".json") for n in names):
+    from ketch.fastjson import loads
+
+    for name in names:  # nor when every recorded session says it has ended
+        if name.endswith(".json"):
+            try:
+                with open(f"{where}/{name}", "rb") as f:
+                    running = loads(f.read()).get("Running")
+            except (OSError, ValueError, AttributeError):
+                running = True  # (the exec module reads it again and decides)
+            if running:
+                break
+    else:
         return []
     from ketch.containers import execs
 
