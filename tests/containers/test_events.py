@@ -364,3 +364,27 @@ def test_commit_import_and_build_journal_their_tags_and_load_does_not(
         ketch("rmi", "ev-import:1", "ev-commit:1", "ev-build:1")
     assert [line for line in out if line.startswith(("tag", "load"))] == [
         "tag ev-import:1", "tag ev-commit:1", "tag ev-build:1", "load ev-build:1"]
+
+
+def test_bad_since_and_until_are_the_clis_own_errors_in_its_words(ketch: TrackingCLI) -> None:
+    # the docker CLI parses --since/--until itself: its message alone (no "Error:"),
+    # exit 1, and Go's words for a field out of range
+    for args, message in (
+            (["--since", "10x", "--until", "0s"],
+             'failed to parse value as time or duration: "10x"'),
+            (["--since", "1h", "--until", "5y"],
+             'failed to parse value as time or duration: "5y"'),
+            (["--since", "2024-13-01", "--until", "0s"],
+             'parsing time "2024-13-01": month out of range'),
+            (["--since", "2024-02-30T10:00:00Z", "--until", "0s"],
+             'parsing time "2024-02-30T10:00:00Z": day out of range')):
+        proc = ketch("events", *args, check=False, timeout=30)
+        assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", message + "\n")
+
+
+def test_top_is_journaled_as_dockerd_journals_it(ketch: TrackingCLI, run_d) -> None:
+    t0 = mark()
+    run_d("--name", "ev-top", "busybox", "sleep", "100")
+    ketch("top", "ev-top")
+    assert ketch("top", "ev-top", "--bogus", check=False).returncode == 1  # (no answer)
+    assert actions(ketch, t0, "container=ev-top") == ["create", "start", "top"]

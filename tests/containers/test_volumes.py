@@ -179,12 +179,27 @@ def test_bad_volume_specs(ketch, spec):
     assert p.stderr.count("\n") == 1
 
 
-@pytest.mark.parametrize("name", ["a", "a b", "ab\n", "é1", ".ab", "ab/c"])
-def test_volume_create_refuses_a_name_outside_dockers_pattern_and_creates_nothing(ketch, name):
+@pytest.mark.parametrize(("name", "quoted"), [
+    ("a b", '"a b"'), ("ab\n", '"ab\\n"'), ("é1", '"é1"'), (".ab", '".ab"'),
+    ("ab/c", '"ab/c"')])
+def test_volume_create_refuses_a_name_outside_dockers_pattern_and_creates_nothing(
+        ketch, name, quoted):
+    # dockerd's local driver's words (Go's %q of the name)
     p = ketch("volume", "create", name, check=False)
     assert p.returncode == 1
-    assert p.stderr == (f'Error: "{name}" includes invalid characters for a local volume'
-                        ' name, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed\n')
+    assert p.stderr == (f"Error: create {name}: {quoted} includes invalid characters for a"
+                        ' local volume name, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed.'
+                        " If you intended to pass a host directory, use absolute path\n")
+    assert ketch("volume", "ls", "-q").stdout == ""
+
+
+def test_a_volume_name_no_volume_can_have_is_refused_in_dockers_words(ketch):
+    p = ketch("volume", "create", "a", check=False)
+    assert (p.returncode, p.stderr) == (1, "Error: create a: volume name is too short, names"
+                                           " should be at least two alphanumeric characters\n")
+    for verb in ("inspect", "rm"):  # (no volume has it: not found, as dockerd says)
+        p = ketch("volume", verb, "ab/c", check=False)
+        assert (p.returncode, p.stderr) == (1, "Error: get ab/c: no such volume\n")
     assert ketch("volume", "ls", "-q").stdout == ""
 
 

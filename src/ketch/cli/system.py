@@ -351,9 +351,20 @@ def _events(p: Parser) -> None:
 
 
 @_events.handler
-def events(ns: Namespace) -> None:
-    from ketch.cli.base import parse_filters
+def events(ns: Namespace) -> int | None:
+    import time
 
+    from ketch.cli.base import parse_filters
+    from ketch.errors import InvalidArgument
+    from ketch.events.reader import parse_time
+
+    now = time.time()
+    try:  # the docker CLI's own check, in its words (no "Error:"), exit 1
+        parse_time(ns.since, now)
+        parse_time(ns.until, now)
+    except InvalidArgument as e:
+        sys.stderr.write(e.message + "\n")
+        return 1
     stream = engine().events(since=ns.since, until=ns.until,
                              filters=parse_filters(ns.filter))
     render = _event_renderer(ns.format)
@@ -362,7 +373,8 @@ def events(ns: Namespace) -> None:
             sys.stdout.write(render(ev) + "\n")
             sys.stdout.flush()
     except KeyboardInterrupt:
-        return  # Ctrl-C ends the stream, as docker's: exit 0, no message
+        pass  # Ctrl-C ends the stream, as docker's: exit 0, no message
+    return None
 
 
 def _event_renderer(fmt: str | None) -> Callable[[dict[str, Any]], str]:

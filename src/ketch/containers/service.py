@@ -671,7 +671,10 @@ class ContainerService:
         """`top`: the host's `ps` output, rows limited to the container's processes."""
         from ketch.containers.top import top
 
-        return top(self, self._running(name_or_id), ps_args)
+        rec = self._running(name_or_id)
+        result = top(self, rec, ps_args)
+        self.event(rec, "top")  # (dockerd journals every top that answered)
+        return result
 
     def diff(self, name_or_id: str) -> builtins.list[tuple[int, str]]:
         """`diff`: (0 changed, 1 added, 2 deleted, path) from the container's upper dir."""

@@ -115,6 +115,15 @@ class VolumeStore:
         if driver != "local":
             raise InvalidArgument(f"create {name}: error looking up volume plugin {driver}:"
                                   f' plugin "{driver}" not found')
+        if not _valid_name(name):  # (dockerd's local driver's words)
+            from ketch.fmt.gofmt import quote
+
+            raise InvalidArgument(
+                f"create {name}: volume name is too short, names should be at least two"
+                " alphanumeric characters" if len(name) == 1 else
+                f"create {name}: {quote(name)} includes invalid characters for a local"
+                ' volume name, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you'
+                " intended to pass a host directory, use absolute path")
         try:
             check_driver_options(options)
         except InvalidArgument as e:
@@ -216,6 +225,8 @@ class VolumeStore:
         import stat
         import time
 
+        if not _valid_name(name):  # (no volume can have it: dockerd's "no such volume")
+            raise NotFound(f"get {name}: no such volume")
         where = self._where(name)
         try:
             st = os.stat(where)
@@ -280,6 +291,10 @@ class VolumeStore:
         return users
 
     def remove(self, name: str, *, force: bool = False, missing_ok: bool = False) -> None:
+        if not _valid_name(name):  # (no volume can have it: dockerd's "no such volume")
+            if missing_ok:
+                return
+            raise NotFound(f"get {name}: no such volume")
         p = self.path(name)
         if not p.is_dir():
             if missing_ok:

@@ -311,7 +311,11 @@ def _timestamp_from_match(m: re.Match[str], text: str, tz: tzinfo | None) -> flo
             tzinfo=zone_info,
         )
     except ValueError as e:
-        raise InvalidArgument(f'parsing time "{text}": {e}') from None
+        # Go's words for the field out of range ("month out of range"), not Python's
+        field = next((f for f in ("month", "day", "hour", "minute", "second")
+                      if str(e).startswith(f)), None)
+        why = f"{field} out of range" if field else str(e)
+        raise InvalidArgument(f'parsing time "{text}": {why}') from None
     # Fractions go in separately: datetime keeps only microseconds.
     fraction = int(frac) / 10 ** len(frac) if frac else 0.0
     return moment.timestamp() + fraction
