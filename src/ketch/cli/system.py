@@ -356,12 +356,13 @@ def events(ns: Namespace) -> int | None:
 
     from ketch.cli.base import parse_filters
     from ketch.errors import InvalidArgument
-    from ketch.events.reader import parse_time
+    from ketch.fmt.units import parse_timestamp
 
     now = time.time()
     try:  # the docker CLI's own check, in its words (no "Error:"), exit 1
-        parse_time(ns.since, now)
-        parse_time(ns.until, now)
+        for value in (ns.since, ns.until):
+            if value:
+                parse_timestamp(value, now)
     except InvalidArgument as e:
         sys.stderr.write(e.message + "\n")
         return 1
