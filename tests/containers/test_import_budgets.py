@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -335,3 +336,17 @@ def test_inspect_loads_no_exec_module_once_the_sessions_ended(ketch) -> None:
     assert out == "[]\n" and "ketch.containers.execs" not in mods
     (record,) = (ketch.root / "run" / "containers" / cid / "exec").glob("*.json")
     assert json.loads(record.read_text())["ExitCode"] == 3
+
+
+def test_ps_format_works_out_created_at_only_for_a_template_that_can_reach_it(ketch) -> None:
+    # CreatedAt is Go's time format, through datetime: `ps --format '{{.Names}}'` (what
+    # scripts run) does not load it; a template that names it, or takes the whole row,
+    # gets it as before
+    cid = ketch("create", "--name", "fmt-created", "busybox", "true").stdout.strip()
+    ketch.ids.add(cid)
+    out, mods = imports(ketch, "ps", "-a", "--format", "{{.Names}}")
+    assert out == "fmt-created\n" and "datetime" not in mods
+    for fmt in ("{{.Names}} {{.CreatedAt}}", "{{json .}}", "json",
+                "{{range $k, $v := .}}{{if eq $k \"CreatedAt\"}}{{$v}}{{end}}{{end}}"):
+        out = ketch("ps", "-a", "--format", fmt).stdout
+        assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4} \w+", out), (fmt, out)
