@@ -28,8 +28,6 @@ if TYPE_CHECKING:
 
 SUPPORTED_RUNTIMES = ("runc", "crun")
 
-
-
 # runc (logrus text format): time="..." level=error msg="container \"x\" does not exist"
 _LOGFMT_MSG = r'level=(?:error|fatal|warning)\s+msg="((?:[^"\\]|\\.)*)"'
 
