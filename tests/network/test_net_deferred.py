@@ -14,7 +14,7 @@ def _addresses(netns_path: str) -> str:
 
 
 def test_deferred_plumbing_completes_the_network_when_run(netenv: NetEnv) -> None:
-    from ketch.network.service import DeferredStep
+    from ketch.network.sandbox import DeferredStep
 
     cid = "d" * 64
     later: list[DeferredStep] = []
@@ -32,7 +32,7 @@ def test_deferred_plumbing_completes_the_network_when_run(netenv: NetEnv) -> Non
 
 
 def test_cancelled_plumbing_and_teardown_leave_nothing(netenv: NetEnv) -> None:
-    from ketch.network.service import DeferredStep
+    from ketch.network.sandbox import DeferredStep
 
     cid = "e" * 64
     later: list[DeferredStep] = []

@@ -94,3 +94,22 @@ def test_a_roots_bridge_subnet_is_the_first_of_its_order(tmp_path: Path) -> None
         order = derived_subnets(root)
         assert len(order) == 256 and len(set(order)) == 256
         assert derived_first_subnet(root) == str(order[0])
+
+
+def test_the_default_bridges_gateway_is_worked_out_as_ipaddress_would() -> None:
+    # (the built-in networks are checked against the configuration on every command,
+    # without ipaddress: its first host of the subnet, or nothing for an unusual form)
+    import random
+
+    from ketch.network.config import first_host4
+
+    rng = random.Random(7)
+    for _ in range(20000):
+        plen = rng.randint(0, 32)
+        value = rng.getrandbits(32) & (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF
+        cidr = f"{ipaddress.IPv4Address(value)}/{plen}"
+        want = str(next(ipaddress.ip_network(cidr).hosts())) if plen <= 30 else None
+        assert first_host4(cidr) == want, cidr
+    for odd in ("10.0.0.1/24", "010.0.0.0/8", "10.0.0/8", "fd00::/64", "10.0.0.0",
+                "1.2.3.256/24", "10.0.0.0/ 8"):
+        assert first_host4(odd) is None, odd

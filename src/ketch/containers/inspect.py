@@ -155,7 +155,7 @@ def _running_execs(svc: ContainerService, rec: ContainerRecord) -> list[str]:
         return []
     from ketch.runtime.conmonfiles import EXEC_DIR
 
-    where = f"{svc.engine.run_root_dir}/containers/{rec.id}/{EXEC_DIR}"
+    where = f"{svc.run_path(rec.id)}/{EXEC_DIR}"
     try:  # (no session recorded, the usual case: the exec module is not loaded)
         names = os.listdir(where)
     except OSError:

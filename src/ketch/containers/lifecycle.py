@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ketch.containers.service import ContainerService
-    from ketch.network.service import DeferredStep
+    from ketch.network.sandbox import DeferredStep
     from ketch.runtime.monitor import ConmonMonitor, ContainerPaths
     from ketch.runtime.oci import OCIRuntime
 

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
     from ketch.containers.host import ContainerHost
     from ketch.network.models import Endpoint, PortBinding
-    from ketch.network.service import DeferredStep
+    from ketch.network.sandbox import DeferredStep
 
 
 def _bindings(rec: ContainerRecord) -> list[PortBinding]:

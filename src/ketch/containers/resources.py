@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from ketch.containers.records import ContainerRecord
     from ketch.containers.service import ContainerService
-    from ketch.network.service import DeferredStep
+    from ketch.network.sandbox import DeferredStep
 
 
 def write_etc_files(svc: ContainerService, rec: ContainerRecord,

@@ -81,17 +81,24 @@ class ContainerService:
 
     @cached_property
     def run_dir(self) -> Path:
-        return self.engine.run_root / "containers"
+        return self.engine.run_root / "containers"  # (run_path(), as a Path)
 
     # -- paths and locks --------------------------------------------------------------
     def path(self, cid: str) -> Path:
         return self.dir / cid
 
+    def run_path(self, cid: str = "") -> str:
+        """The container's transient directory under the run root (conmon's pid, exit
+        and exec files: ketch.runtime.conmonfiles), as text (no pathlib for the commands
+        that only look); the directory of them all without `cid`."""
+        top = f"{self.engine.run_root_dir}/containers"
+        return f"{top}/{cid}" if cid else top
+
     @contextmanager
     def lock(self, cid: str) -> Iterator[None]:
         """Serialises state changes of one container across ketch processes."""
         # string paths: `rm` of a created container needs no pathlib
-        run_dir = os.path.join(self.engine.run_root_dir, "containers")
+        run_dir = self.run_path()
         os.makedirs(run_dir, exist_ok=True)
         fd = os.open(os.path.join(run_dir, f"{cid}.lock"), os.O_CREAT | os.O_RDWR, 0o600)
         try:
@@ -141,7 +148,7 @@ class ContainerService:
         from ketch.runtime.conmonfiles import still_running
 
         # (the lifecycle, and the monitor under it, load only for an exit to finish)
-        if still_running(f"{self.engine.run_root_dir}/containers/{rec.id}", rec.id):
+        if still_running(self.run_path(rec.id), rec.id):
             return rec
         return self.lifecycle.refresh(rec, locked=locked)
 
@@ -427,8 +434,8 @@ class ContainerService:
         self.event(rec, "destroy")
         _remove_tree(os.path.join(self.engine.root_dir, "containers", rec.id))
         # conmon's pid, exit and socket directories under the run root go with it
-        run_dir = os.path.join(self.engine.run_root_dir, "containers")
-        _remove_tree(os.path.join(run_dir, rec.id))
+        run_dir = self.run_path()
+        _remove_tree(self.run_path(rec.id))
         try:
             os.unlink(os.path.join(run_dir, f"{rec.id}.lock"))
         except FileNotFoundError:

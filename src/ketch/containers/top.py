@@ -57,29 +57,13 @@ def top(svc: ContainerService, rec: ContainerRecord, ps_args: list[str] | None =
     return titles, rows
 
 
+
 def _cgroup_pids(svc: ContainerService, rec: ContainerRecord) -> set[int] | None:
-    """What `runc ps` answers, without starting runc (half of `top`'s time): the
-    processes of the container's cgroup and the cgroups below it, the one runc recorded
-    in its state (the devices hierarchy on cgroup v1, as runc reads it; the unified one
-    on v2). None when runc's state does not say (another runtime): ask the runtime."""
+    """runc's answer without runc's driver module (OCIRuntime.ps asks the same file):
+    None for another runtime, or when runc's state does not say."""
     if (rec.host_config.get("Runtime") or "runc") != "runc":
         return None
-    from ketch.fastjson import loads
+    from ketch.runtime.runcstate import cgroup_pids
 
-    try:
-        with open(f"{svc.engine.run_root_dir}/runc/{rec.id}/state.json", "rb") as f:
-            paths = loads(f.read()).get("cgroup_paths") or {}
-    except (OSError, ValueError, AttributeError):
-        return None
-    top = paths.get("devices") or paths.get("")
-    if not isinstance(top, str) or not top.startswith("/sys/fs/cgroup/") \
-            or not os.path.isdir(top):
-        return None
-    pids: set[int] = set()
-    try:
-        for where, _dirs, _files in os.walk(top):
-            with open(f"{where}/cgroup.procs") as f:
-                pids.update(int(p) for p in f.read().split())
-    except (OSError, ValueError):
-        return None
-    return pids
+    # (the state root Lifecycle.monitor gives runc: <run root>/runc)
+    return cgroup_pids(f"{svc.engine.run_root_dir}/runc", rec.id)

@@ -143,9 +143,30 @@ def derived_first_subnet(root: str) -> str:
     for octet in addr.split("."):
         base = base * 256 + int(octet)
     start = int(derived_hash(root)[8:16], 16) % 2 ** (DERIVED_PREFIXLEN - int(plen))
-    first = base + start * 2 ** (32 - DERIVED_PREFIXLEN)
-    return ".".join(str(first >> shift & 255) for shift in (24, 16, 8, 0)) \
-        + f"/{DERIVED_PREFIXLEN}"
+    return f"{_ipv4_text(base + start * 2 ** (32 - DERIVED_PREFIXLEN))}/{DERIVED_PREFIXLEN}"
+
+
+def first_host4(cidr: str) -> str | None:
+    """The first host address of an IPv4 subnet written in its normal form ("a.b.c.0/n",
+    n at most 30), as ipaddress's `hosts()` gives it; None for anything else. (What the
+    built-in networks' check needs on every command, without importing ipaddress.)"""
+    addr, _, plen = cidr.partition("/")
+    parts = addr.split(".")
+    if len(parts) != 4 or not (plen.isascii() and plen.isdigit()) or int(plen) > 30:
+        return None
+    value = 0
+    for part in parts:
+        if not (part.isascii() and part.isdigit()) or len(part) > 3 or int(part) > 255 \
+                or (part[0] == "0" and part != "0"):
+            return None
+        value = value * 256 + int(part)
+    if value & (0xFFFFFFFF >> int(plen)):  # host bits set: not the normal form
+        return None
+    return _ipv4_text(value + 1)
+
+
+def _ipv4_text(value: int) -> str:
+    return ".".join(str(value >> shift & 255) for shift in (24, 16, 8, 0))
 
 
 def derived_subnets(root: str) -> list[Any]:

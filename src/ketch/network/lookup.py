@@ -51,7 +51,11 @@ def surely_missing(db: Database, ref: str) -> bool:
         return False
     if ref == "default" or ref in ids:
         return False
-    hexdigits = "0123456789abcdef"
-    prefix = len(ref) <= 64 and ref != "" and all(c in hexdigits for c in ref)
+    prefix = is_id_prefix(ref)
     return not any(net_id == ref or (prefix and net_id.startswith(ref))
                    for net_id in ids.values())
+
+
+def is_id_prefix(ref: str) -> bool:
+    """Whether `ref` may be (the start of) a network ID: 1 to 64 lowercase hex digits."""
+    return 0 < len(ref) <= 64 and all(c in "0123456789abcdef" for c in ref)

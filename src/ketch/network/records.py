@@ -13,7 +13,8 @@ import time
 from ketch.errors import NotFound
 from ketch.fastjson import dumps, loads
 from ketch.network import schema
-from ketch.network.config import DERIVED_SUBNETS
+from ketch.network.config import DERIVED_SUBNETS, first_host4
+from ketch.network.lookup import is_id_prefix
 from ketch.network.models import Endpoint, Network, PortBinding
 from ketch.store.db import sqlite3
 
@@ -47,7 +48,7 @@ def install(db: Database, config: NetworkConfig) -> None:
         bridge = rows.get("bridge")
         if len(rows) == 3 and bridge is not None and bridge["bridge"] == config.bridge_name \
                 and bridge["subnet"] == config.bridge_subnet and bridge["gateway"] == (
-                    config.bridge_gateway or _first_host4(config.bridge_subnet)):
+                    config.bridge_gateway or first_host4(config.bridge_subnet)):
             return  # as configured (what every command finds): no need for ipaddress
         import ipaddress
 
@@ -77,25 +78,6 @@ def install(db: Database, config: NetworkConfig) -> None:
                              (subnet, gateway, config.bridge_name, row["id"]))
 
 
-def _first_host4(cidr: str) -> str | None:
-    """The first host address of an IPv4 subnet written in its normal form ("a.b.c.0/n",
-    n at most 30), as ipaddress's `hosts()` gives it; None for anything else."""
-    addr, _, plen = cidr.partition("/")
-    parts = addr.split(".")
-    if len(parts) != 4 or not (plen.isascii() and plen.isdigit()) or int(plen) > 30:
-        return None
-    value = 0
-    for part in parts:
-        if not (part.isascii() and part.isdigit()) or len(part) > 3 or int(part) > 255 \
-                or (part[0] == "0" and part != "0"):
-            return None
-        value = value * 256 + int(part)
-    if value & (0xFFFFFFFF >> int(plen)):  # host bits set: not the normal form
-        return None
-    first = value + 1
-    return ".".join(str(first >> shift & 255) for shift in (24, 16, 8, 0))
-
-
 # -- networks --------------------------------------------------------------------------
 def row_to_network(row: sqlite3.Row) -> Network:
     extra = loads(row["extra"] or "{}")
@@ -117,7 +99,7 @@ def find_network(conn: sqlite3.Connection, ref: str) -> Network:
         ref = "bridge"
     row = conn.execute("SELECT * FROM net_networks WHERE name=? OR id=?",
                        (ref, ref)).fetchone()
-    if row is None and 0 < len(ref) <= 64 and all(c in "0123456789abcdef" for c in ref):
+    if row is None and is_id_prefix(ref):
         rows = conn.execute("SELECT * FROM net_networks WHERE id LIKE ?",
                             (ref + "%",)).fetchall()
         if len(rows) > 1:

@@ -56,14 +56,6 @@ if TYPE_CHECKING:
 NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$"
 
 
-def __getattr__(name: str) -> object:
-    if name == "DeferredStep":  # (re-exported for callers, from where it lives)
-        from ketch.network.sandbox import DeferredStep
-
-        return DeferredStep
-    raise AttributeError(name)
-
-
 class NetworkService:
     def __init__(self, db: Database, state_root: str | os.PathLike[str],
                  run_root: str | os.PathLike[str], config: NetworkConfig | None = None

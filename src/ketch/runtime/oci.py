@@ -323,7 +323,14 @@ class OCIRuntime:
         self._run("resume", container_id)
 
     def ps(self, container_id: str) -> builtins.list[int]:
-        """Host PIDs of every process in the container."""
+        """Host PIDs of every process in the container (runc's from the cgroup its
+        state records, without starting it: ketch.runtime.runcstate)."""
+        if self.name == "runc":
+            from ketch.runtime.runcstate import cgroup_pids
+
+            pids = cgroup_pids(str(self.state_root), container_id)
+            if pids is not None:
+                return sorted(pids)
         proc = self._run("ps", "--format", "json", container_id)
         return [int(p) for p in json.loads(proc.stdout or b"[]") or []]
 
