@@ -794,12 +794,14 @@ class Engine:
     # -- system -------------------------------------------------------------------
     def version(self) -> dict[str, Any]:
         """`docker version`'s server part (the Engine API's GET /version)."""
+        import sys  # (sys.version's first word is what platform.python_version() reads)
+
         kernel = os.uname().release
         from ketch.oci.model import host_platform
 
         plat = host_platform()
         details = {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
-                   "GitCommit": "", "GoVersion": "python" + python_version(),
+                   "GitCommit": "", "GoVersion": "python" + sys.version.split()[0],
                    "Os": "linux", "Arch": plat.architecture, "KernelVersion": kernel,
                    "BuildTime": "", "Experimental": "false"}
         return {"Platform": {"Name": "ketch"}, "Version": __version__,
@@ -880,13 +882,6 @@ def _security_options() -> list[str]:
     from ketch.runtime.seccomp import seccomp_supported
 
     return ["name=seccomp,profile=builtin"] if seccomp_supported() else []
-
-
-def python_version() -> str:
-    """platform.python_version() ("3.11.2"), without platform's import (re, collections)."""
-    import sys
-
-    return sys.version.split()[0]
 
 
 def _fs_type(path: str) -> str:

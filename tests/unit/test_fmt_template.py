@@ -438,3 +438,15 @@ def test_identifiers_may_hold_letters_beyond_ascii_as_in_go() -> None:
         {}) == "1.5e-7 2e-12 -0.00003"
     with pytest.raises(InvalidArgument, match=r'bad number syntax: "1x"'):
         Template("{{ 1x }}").execute({})
+
+
+@pytest.mark.parametrize(("template", "reaches"), [
+    ("{{.Names}}", False), ("table {{.Names}}\t{{.Status}}", False),
+    ("{{.Names}} {{.CreatedAt}}", True), ("{{.}}", True), ("{{ json . }}", True),
+    ("{{range $k, $v := .}}{{$k}}{{end}}", True), ("{{index . \"Names\"}}", True),
+    ("{{with .Names}}{{.}}{{end}}", True)])  # (the last one errs on the side of yes)
+def test_may_reach_says_whether_a_template_can_get_at_a_field(template: str,
+                                                              reaches: bool) -> None:
+    from ketch.fmt.gotemplate.docker import may_reach
+
+    assert may_reach(template, "CreatedAt") is reaches

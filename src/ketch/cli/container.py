@@ -415,21 +415,6 @@ def _ellipsis(s: str, n: int) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
-def _may_use(template: str, field: str) -> bool:
-    """Whether a Go template can reach `field` of its row: it names it, or it takes a
-    bare dot or a variable, which may hold the whole row (`{{.}}`, `{{json .}}`,
-    `range`). Errs on the side of yes."""
-    if field in template or "$" in template:
-        return True
-    at = template.find(".")
-    while at >= 0:
-        after = template[at + 1:at + 2]
-        if not (after.isalnum() or after == "_"):
-            return True
-        at = template.find(".", at + 1)
-    return False
-
-
 def _mount_name(m: dict, no_trunc: bool) -> str:
     """ps's Mounts entry: a volume's name, or a bind mount's source (15 characters)."""
     name = m.get("Name") or m.get("Source") or ""
@@ -460,7 +445,11 @@ def ls(ns: Namespace) -> None:
     # The default table needs only its columns: skip formatting the others.
     everything = fmt != "table"
     # CreatedAt (Go's time format, through datetime) only for a format that can reach it
-    created_at = everything and (fmt.strip() == "json" or _may_use(fmt, "CreatedAt"))
+    created_at = everything and fmt.strip() == "json"
+    if everything and not created_at:
+        from ketch.fmt.gotemplate.docker import may_reach
+
+        created_at = may_reach(fmt, "CreatedAt")
     now = time.time()
     rows = []
     for c in items:

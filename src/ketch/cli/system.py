@@ -35,7 +35,6 @@ def _version(p: Parser) -> None:
 @_version.handler
 def version(ns: Namespace) -> int | None:
     from ketch import __version__
-    from ketch.engine import python_version
 
     v = engine().version()
     data = {"Client": {"Version": __version__, "ApiVersion": v["ApiVersion"],
@@ -44,7 +43,7 @@ def version(ns: Namespace) -> int | None:
     if ns.format:
         return format_one(ns.format, data, name="version", go_type="system.versionInfo")
     out(f"Client:\n Version:           {__version__}\n API version:       {v['ApiVersion']}\n"
-        f" Python version:    {python_version()}\n OS/Arch:           linux/"
+        f" Python version:    {v['GoVersion'].removeprefix('python')}\n OS/Arch:           linux/"
         f"{v['Arch']}\n\nServer: ketch (daemonless)\n Engine:\n  Version:          "
         f"{v['Version']}\n  API version:      {v['ApiVersion']} (minimum version"
         f" {v['MinAPIVersion']})\n  OS/Arch:          linux/{v['Arch']}\n"

@@ -115,3 +115,18 @@ def render_table(fmt: str, rows: list[Any], headers: Mapping[str, str], *,
     header = Template(text, funcs=HEADER_FUNCS).execute(_HeaderContext(titles))
     return tabwrite_text(header + "\n" + rendered)
 
+
+def may_reach(template: str, field: str) -> bool:
+    """Whether a --format template can reach `field` of the row it is given: it names
+    it, or it takes a bare dot or a variable, which may hold the whole row (`{{.}}`,
+    `{{json .}}`, `range`). Errs on the side of yes: what it says no to is not looked
+    at, so a row may leave that field empty (`ps` and its CreatedAt)."""
+    if field in template or "$" in template:
+        return True
+    at = template.find(".")
+    while at >= 0:
+        after = template[at + 1:at + 2]
+        if not (after.isalnum() or after == "_"):
+            return True
+        at = template.find(".", at + 1)
+    return False
