@@ -149,6 +149,34 @@ def test_logs_tail_stays_on_the_lean_import_path(ketch) -> None:
     check(mods, LOGS)
 
 
+# `pause` and `unpause` go through the state machine to the runtime's driver, without the
+# monitor, the container's mounts and network, or `subprocess` (ketch.runtime.spawn)
+PAUSE = CORE | {"ketch.containers.lifecycle", "ketch.runtime", "ketch.runtime.conmonfiles",
+                "ketch.runtime.oci", "ketch.runtime.spawn", "ketch.runtime.spec", "ketch.oci",
+                "ketch.events"}
+
+
+def test_pause_and_unpause_stay_on_the_lean_import_path(ketch) -> None:
+    cid = ketch("run", "-d", "busybox", "sleep", "60").stdout.strip()
+    ketch.ids.add(cid)
+    assert (ketch.root / "run" / "runc" / cid / "state.json").exists()
+    for verb, status, paused in (("pause", "paused", "true"), ("unpause", "running", "false")):
+        out, mods = imports(ketch, verb, cid[:12])
+        assert out.strip() == cid[:12]
+        assert ketch("inspect", "-f", "{{.State.Status}} {{.State.Paused}}",
+                     cid).stdout.split() == [status, paused]
+        # the runtime's own view: runc reads the container's freezer
+        assert f'"status": "{status}"' in subprocess.run(
+            ["runc", "--root", str(ketch.root / "run" / "runc"), "state", cid],
+            capture_output=True, text=True, check=True).stdout
+        check(mods, PAUSE, (HEAVY - {"ketch.containers.lifecycle"}) | SLOW_STDLIB | {"signal"})
+    # a refusal comes from the same lean path: one line, exit 1
+    proc = subprocess.run([*ketch.argv("unpause", cid)], capture_output=True, text=True,
+                          env=ketch.env(), timeout=60)
+    assert (proc.returncode, proc.stderr) == (
+        1, f"Error: Container {cid} is not paused\n")
+
+
 INSPECT = CORE | {"ketch.cli.system", "ketch.containers.inspect", "ketch.oci",
                   "ketch.oci.digest", "ketch.store.images", "ketch.layers",
                   "ketch.layers.store", "ketch.store.content", "ketch.fmt", "ketch.fmt.units",

@@ -92,7 +92,7 @@ def test_true_runs_from_start_to_recorded_exit(harness):
 def test_kill_init_kills_the_container_and_its_pid_namespace_without_a_runc_process(harness):
     # the shell's background child dies with the namespace's init, as with `runc kill`
     paths, started = harness.start(["sh", "-c", "sleep 30 & exec sleep 31"])
-    state = json.loads((harness.runtime.state_root / paths.container_id
+    state = json.loads((Path(harness.runtime.state_root) / paths.container_id
                         / "state.json").read_text())
     init = state["init_process_pid"]
     children = Path(f"/proc/{init}/task/{init}/children")
@@ -110,7 +110,7 @@ def test_kill_init_kills_the_container_and_its_pid_namespace_without_a_runc_proc
 
 def test_kill_init_leaves_alone_a_process_that_is_not_the_recorded_init(harness):
     paths, _started = harness.start(["sleep", "30"])
-    state_file = harness.runtime.state_root / paths.container_id / "state.json"
+    state_file = Path(harness.runtime.state_root) / paths.container_id / "state.json"
     original = state_file.read_text()
     state = json.loads(original)
     # the pid now names a process started at another time: a pid reused after the

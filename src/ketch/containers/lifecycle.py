@@ -17,13 +17,11 @@ released by `containers.resources`.
 
 from __future__ import annotations
 
+import _signal  # not `signal`: its enums import enum (ms for `pause`; ketch.runtime.spec)
 import os
-import signal as _signal
 import time
 
-from ketch.containers import resources
 from ketch.containers.records import ContainerRecord
-from ketch.containers.rootfs import OverlayMount, mount_overlay, unmount
 from ketch.errors import Conflict, InvalidArgument, KetchError
 
 TYPE_CHECKING = False
@@ -31,6 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+    from ketch.containers import resources
     from ketch.containers.service import ContainerService
     from ketch.network.sandbox import DeferredStep
     from ketch.runtime.monitor import ConmonMonitor, ContainerPaths
@@ -77,17 +76,24 @@ class Lifecycle:
         return ContainerPaths.create(rec.id, svc.path(rec.id), svc.run_dir / rec.id,
                                      log_file(rec.host_config, svc.path(rec.id) / "ctr.log"))
 
-    def monitor(self, rec: ContainerRecord) -> ConmonMonitor:
-        from ketch.runtime.monitor import ConmonMonitor
+    def runtime(self, rec: ContainerRecord) -> OCIRuntime:
+        """The driver of the container's OCI runtime (one per name and process): all a
+        pause or an unpause needs, without the monitor's module."""
         from ketch.runtime.oci import OCIRuntime
 
-        svc = self.svc
         name = rec.host_config.get("Runtime") or "runc"
         if name not in ("runc", "crun"):
             raise InvalidArgument(f"unknown runtime {name!r}: use runc or crun")
         runtime = self._runtimes.get(name)
         if runtime is None:
-            runtime = self._runtimes[name] = OCIRuntime(name, svc.engine.run_root / name)
+            runtime = self._runtimes[name] = OCIRuntime(
+                name, f"{self.svc.engine.run_root_dir}/{name}")
+        return runtime
+
+    def monitor(self, rec: ContainerRecord) -> ConmonMonitor:
+        from ketch.runtime.monitor import ConmonMonitor
+
+        runtime = self.runtime(rec)
         if self._conmon is None:
             from ketch.runtime.oci import which
 
@@ -152,6 +158,9 @@ class Lifecycle:
                       before_start: Callable[[ContainerPaths], None] | None,
                       policy_token: str | None,
                       network_ready: Callable[[str], None] | None = None) -> ContainerRecord:
+        # (what a start needs and a pause or a look does not: mounts, the network)
+        from ketch.containers import resources
+        from ketch.containers.rootfs import OverlayMount, mount_overlay
         from ketch.containers.security import parse_security_opts
         from ketch.runtime.monitor import ContainerStartError, write_config
         from ketch.runtime.spec import ContainerSpec, generate_config
@@ -469,6 +478,9 @@ class Lifecycle:
                         exit_code=code)
 
     def release_resources(self, rec: ContainerRecord) -> None:
+        from ketch.containers import resources
+        from ketch.containers.rootfs import unmount
+
         svc = self.svc
         p = self.paths(rec)
         # `runc delete` (a process) and the network teardown (the veth deletion waits for
@@ -556,7 +568,7 @@ class Lifecycle:
                 raise Conflict(f"Container {rec.id} is already paused")
             if rec.state != "running":
                 raise Conflict(f"Container {rec.id} is not running")
-            self.monitor(rec).runtime.pause(rec.id)
+            self.runtime(rec).pause(rec.id)
             svc.records.update(rec.id, state="paused")
         svc.event(rec, "pause")
 
@@ -565,7 +577,7 @@ class Lifecycle:
         with svc.locked(name_or_id) as rec:
             if rec.state != "paused":
                 raise Conflict(f"Container {rec.id} is not paused")
-            self.monitor(rec).runtime.resume(rec.id)
+            self.runtime(rec).resume(rec.id)
             svc.records.update(rec.id, state="running")
         svc.event(rec, "unpause")
 

@@ -3,19 +3,22 @@
 Every call passes `--root <state_root>` so ketch's containers never mix with Docker's,
 Podman's or a bare `runc list`. Failures raise RuntimeFailure carrying the runtime's
 own message, reduced to one readable line.
+
+Lean at import (`pause`, `unpause` and `top` load little more than this): the runtime
+runs through ketch.runtime.spawn rather than `subprocess`, signals come from `_signal`
+(as in ketch.runtime.spec), and `json` and `re` are imported by the calls that read a
+document or explain an error.
 """
 
 from __future__ import annotations
 
+import _signal
 import builtins
-import json
 import os
-import re
-import signal as _signal
-import subprocess
-from pathlib import Path
 
 from ketch.errors import InvalidArgument, RuntimeFailure
+from ketch.fastjson import loads
+from ketch.runtime import spawn
 from ketch.runtime import which as which  # (its home; here for the driver's callers)
 from ketch.runtime.spec import signal_number
 from ketch.values import value
@@ -23,6 +26,7 @@ from ketch.values import value
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from pathlib import Path
     from typing import Any
 
 
@@ -33,6 +37,8 @@ _LOGFMT_MSG = r'level=(?:error|fatal|warning)\s+msg="((?:[^"\\]|\\.)*)"'
 
 
 def _unquote_go(text: str) -> str:
+    import json
+
     try:
         return json.loads(f'"{text}"')
     except ValueError:
@@ -42,6 +48,9 @@ def _unquote_go(text: str) -> str:
 def runtime_error_message(output: str | bytes) -> str:
     """The useful line of a runtime's stderr: logrus `msg="..."`, a JSON log record's
     `msg`, or the last non-empty line; crun's `crun: ` prefix is kept off."""
+    import json
+    import re
+
     if isinstance(output, bytes):
         output = output.decode("utf-8", errors="replace")
     messages = [_unquote_go(m) for m in re.findall(_LOGFMT_MSG, output)]  # cached by re
@@ -92,6 +101,8 @@ def explain_runtime_error(message: str) -> str:
     """The runtime's text for a container it could not create, as one line a user can
     act on when ketch recognises the cause (a cgroup value or sysctl the kernel
     refused); runc's text otherwise."""
+    import re
+
     m = re.search(_CGROUP_WRITE, message)
     if m:
         value, file, why = m["value"], m["file"], m["why"]
@@ -113,13 +124,13 @@ def explain_runtime_error(message: str) -> str:
     return message
 
 
-def _is_missing(message: str, state_root: Path) -> bool:
+def _is_missing(message: str, state_root: str) -> bool:
     """Whether the runtime failed because it has no state for the container: runc says
     "container ... does not exist", crun fails to open `<root>/<id>/status`."""
     lowered = message.lower()
     if "container" in lowered and ("does not exist" in lowered or "not found" in lowered):
         return True
-    return str(state_root) in message and "no such file or directory" in lowered
+    return state_root in message and "no such file or directory" in lowered
 
 
 class ContainerMissing(RuntimeFailure):
@@ -159,34 +170,35 @@ class OCIRuntime:
             raise RuntimeFailure(f"OCI runtime {name} is not installed (not found in $PATH)")
         self.name = base
         self.path = found
-        self.state_root = Path(state_root)
+        self.state_root = os.fspath(state_root)
 
     def __repr__(self) -> str:
-        return f"OCIRuntime({self.name!r}, state_root={str(self.state_root)!r})"
+        return f"OCIRuntime({self.name!r}, state_root={self.state_root!r})"
 
     @property
     def global_args(self) -> list[str]:
         """Flags that go before the subcommand (also handed to conmon)."""
-        return ["--root", str(self.state_root)]
+        return ["--root", self.state_root]
 
     def command(self, *args: str) -> list[str]:
         return [self.path, *self.global_args, *args]
 
     def _run(self, *args: str, input: bytes | None = None, timeout: float = 60,
-             what: str | None = None) -> subprocess.CompletedProcess[bytes]:
-        self.state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+             what: str | None = None) -> bytes:
+        """Run `<runtime> args` to its end; its stdout. RuntimeFailure (ContainerMissing
+        for a container it has no state for) when it fails or outlives `timeout`."""
+        os.makedirs(self.state_root, mode=0o700, exist_ok=True)
         try:
-            proc = subprocess.run(self.command(*args), input=input, capture_output=True,
-                                  timeout=timeout, check=False)
-        except subprocess.TimeoutExpired as e:
+            code, out, err = spawn.run(self.command(*args), input=input, timeout=timeout)
+        except spawn.SpawnTimeout as e:
             raise RuntimeFailure(f"{self.name} {args[0]} timed out after {timeout:.0f}s") from e
-        self._check(proc, args, what)
-        return proc
+        self._check(code, out, err, args, what)
+        return out
 
-    def _check(self, proc: subprocess.CompletedProcess[bytes], args: Sequence[str],
+    def _check(self, code: int, out: bytes, err: bytes, args: Sequence[str],
                what: str | None = None) -> None:
-        if proc.returncode != 0:
-            message = runtime_error_message(proc.stderr or proc.stdout)
+        if code != 0:
+            message = runtime_error_message(err or out)
             error_cls = ContainerMissing if _is_missing(message, self.state_root) else RuntimeFailure
             raise error_cls(f"{self.name} {what or args[0]}: {message}")
 
@@ -194,23 +206,19 @@ class OCIRuntime:
         """Launch `<runtime> args` and return at once; the returned function waits for
         it and raises as `_run` would. Lets a caller overlap the runtime's work (a Go
         binary's start-up alone costs runc ~10 ms) with its own."""
-        self.state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.makedirs(self.state_root, mode=0o700, exist_ok=True)
         try:
-            popen = subprocess.Popen(self.command(*args), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            child = spawn.Child(self.command(*args))
         except OSError as e:
             raise RuntimeFailure(f"cannot run {self.name}: {e.strerror}") from e
 
         def finish() -> None:
             try:
-                out, err = popen.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired as e:
-                popen.kill()
-                popen.wait()
+                code, out, err = child.communicate(timeout)
+            except spawn.SpawnTimeout as e:
                 raise RuntimeFailure(
                     f"{self.name} {args[0]} timed out after {timeout:.0f}s") from e
-            self._check(subprocess.CompletedProcess(popen.args, popen.returncode, out, err),
-                        args)
+            self._check(code, out, err, args)
 
         return finish
 
@@ -231,21 +239,20 @@ class OCIRuntime:
     def has_state(self, container_id: str) -> bool:
         """Whether the runtime may hold state for the container: runc and crun both keep
         it in `<root>/<id>/`. A cheap check before `state`, which costs a process."""
-        return os.path.lexists(self.state_root / container_id)
+        return os.path.lexists(f"{self.state_root}/{container_id}")
 
     def state(self, container_id: str) -> RuntimeState | None:
         """The runtime's view of the container, or None when it has no state for it."""
         try:
-            proc = self._run("state", container_id)
+            out = self._run("state", container_id)
         except ContainerMissing:
             return None
-        return RuntimeState.from_json(json.loads(proc.stdout))
+        return RuntimeState.from_json(loads(out))
 
     def list(self) -> list[RuntimeState]:
-        if not self.state_root.exists():
+        if not os.path.exists(self.state_root):
             return []
-        proc = self._run("list", "--format", "json")
-        docs = json.loads(proc.stdout or b"null") or []
+        docs = loads(self._run("list", "--format", "json") or b"null") or []
         return [RuntimeState.from_json(d) for d in docs]
 
     def kill(self, container_id: str, sig: int | str = _signal.SIGTERM,
@@ -267,8 +274,8 @@ class OCIRuntime:
         if self.name != "runc":
             return False
         try:
-            with open(self.state_root / container_id / "state.json", "rb") as f:
-                state = json.load(f)
+            with open(f"{self.state_root}/{container_id}/state.json", "rb") as f:
+                state = loads(f.read())
             pid = int(state["init_process_pid"])
             start = int(state["init_process_start"])
             own_pidns = any(ns.get("type") == "NEWPID" and not ns.get("path")
@@ -328,14 +335,16 @@ class OCIRuntime:
         if self.name == "runc":
             from ketch.runtime.runcstate import cgroup_pids
 
-            pids = cgroup_pids(str(self.state_root), container_id)
+            pids = cgroup_pids(self.state_root, container_id)
             if pids is not None:
                 return sorted(pids)
-        proc = self._run("ps", "--format", "json", container_id)
-        return [int(p) for p in json.loads(proc.stdout or b"[]") or []]
+        out = self._run("ps", "--format", "json", container_id)
+        return [int(p) for p in loads(out or b"[]") or []]
 
     def update(self, container_id: str, resources: dict[str, Any]) -> None:
         """Change cgroup limits of a live container (`docker update`)."""
+        import json
+
         self._run("update", "--resources", "-", container_id,
                   input=json.dumps(resources).encode())
 
@@ -343,8 +352,7 @@ class OCIRuntime:
         """One cgroup statistics sample (`runc events --stats`): cpu, memory, pids."""
         if self.name != "runc":
             raise RuntimeFailure(f"{self.name} does not report statistics")
-        proc = self._run("events", "--stats", container_id)
-        doc = json.loads(proc.stdout)
+        doc = loads(self._run("events", "--stats", container_id))
         return dict(doc.get("data") or {})
 
     def exec_args(self, container_id: str, process_file: Path, *, tty: bool = False,

@@ -1,0 +1,50 @@
+"""ketch.runtime.spawn: how the OCI runtime's short commands are run (in place of
+`subprocess`, for its import cost): exit status, both outputs, input, deadline, the
+child's signals and descriptors."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from ketch.runtime import spawn
+
+
+def test_exit_status_and_both_outputs_come_back_apart() -> None:
+    assert spawn.run(["/bin/sh", "-c", "echo out; echo err >&2; exit 3"]) == (
+        3, b"out\n", b"err\n")
+
+
+def test_input_and_output_larger_than_a_pipe_go_through_whole() -> None:
+    data = os.urandom(300_000)  # over the 64 KiB of a pipe, both ways
+    code, out, err = spawn.run(["/bin/cat"], input=data)
+    assert (code, out == data, err) == (0, True, b"")
+
+
+def test_a_process_ended_by_a_signal_reports_minus_its_number() -> None:
+    assert spawn.run(["/bin/sh", "-c", "kill -TERM $$"])[0] == -15
+
+
+def test_the_child_has_sigpipe_back_and_only_its_three_descriptors() -> None:
+    # Python ignores SIGPIPE; a child that inherited that would see `yes` fail with
+    # EPIPE and complain, where with the default action it just ends
+    assert spawn.run(["/bin/sh", "-c", "yes | head -n 1"]) == (0, b"y\n", b"")
+    with open(__file__, "rb"):  # a descriptor of this process, not to be inherited
+        code, out, _ = spawn.run(["/bin/sh", "-c", "ls /proc/$$/fd"])
+    assert (code, sorted(out.split())) == (0, [b"0", b"1", b"2"])
+
+
+def test_a_deadline_kills_and_reaps_the_process() -> None:
+    child = spawn.Child(["/bin/sleep", "30"])
+    began = time.monotonic()
+    with pytest.raises(spawn.SpawnTimeout):
+        child.communicate(timeout=0.2)
+    assert time.monotonic() - began < 5
+    assert not os.path.exists(f"/proc/{child.pid}")  # killed and waited for: no zombie
+
+
+def test_a_missing_program_is_an_os_error() -> None:
+    with pytest.raises(FileNotFoundError):
+        spawn.run(["/nonexistent/runc", "state", "x"])
