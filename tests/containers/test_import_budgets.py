@@ -149,6 +149,23 @@ def test_logs_tail_stays_on_the_lean_import_path(ketch) -> None:
     check(mods, LOGS)
 
 
+def test_rm_f_of_a_running_container_loads_no_subprocess(ketch) -> None:
+    # the container is killed (a pidfd), runc's state deleted (ketch.runtime.spawn), its
+    # veth and namespace removed (netlink); a sandbox without published ports has no
+    # rules, so no iptables process (nor `subprocess`, which the firewall's module loads
+    # only to run one), no host-port module, and nothing of the monitor's start side
+    cid = ketch("run", "-d", "busybox", "sleep", "60").stdout.strip()
+    ketch.ids.add(cid)
+    out, mods = imports(ketch, "rm", "-f", cid)
+    assert out.strip() == cid
+    assert ketch("ps", "-aq", "--no-trunc").stdout.split() == []
+    assert not (ketch.root / "run" / "runc" / cid).exists()
+    assert ketch("network", "inspect", "-f", "{{len .Containers}}", "bridge").stdout == "0\n"
+    assert "ketch.containers.lifecycle" in mods  # (a running container: its state machine)
+    loaded = mods & {"subprocess", "json", "ketch.network.hostports"}
+    assert not loaded, sorted(loaded)
+
+
 # `pause` and `unpause` go through the state machine to the runtime's driver, without the
 # monitor, the container's mounts and network, or `subprocess` (ketch.runtime.spawn)
 PAUSE = CORE | {"ketch.containers.lifecycle", "ketch.runtime", "ketch.runtime.conmonfiles",

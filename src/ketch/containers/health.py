@@ -258,7 +258,7 @@ def start_timer(svc: ContainerService, rec: ContainerRecord, pid: int) -> None:
 
 def stop_timer(svc: ContainerService, cid: str) -> None:
     """The container stopped: its timer goes (it also notices by itself)."""
-    import signal
+    import _signal  # (the constants, without signal's enums)
 
     path = _timer_pidfile(svc, cid)
     try:
@@ -271,7 +271,7 @@ def stop_timer(svc: ContainerService, cid: str) -> None:
     pid = int(pid_s)
     if alive(pid, start or None):
         try:
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, _signal.SIGTERM)
         except ProcessLookupError:
             pass
 
@@ -321,7 +321,7 @@ def _run_probe(svc: ContainerService, rec: ContainerRecord, command: list[str],
                timeout: float) -> tuple[int, str]:
     """Run the probe as an exec session; its exit code and output (-1 and moby's
     message when it ran past `timeout` and was killed, or could not be run)."""
-    import signal
+    import _signal  # (the constants, without signal's enums)
     import threading
 
     from ketch.fmt.units import format_duration
@@ -335,7 +335,7 @@ def _run_probe(svc: ContainerService, rec: ContainerRecord, command: list[str],
             fired.set()
             for p in _descendants(pid):
                 try:
-                    os.kill(p, signal.SIGKILL)
+                    os.kill(p, _signal.SIGKILL)
                 except ProcessLookupError:
                     pass
 

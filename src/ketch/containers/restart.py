@@ -123,7 +123,7 @@ def should_restart(rec: ContainerRecord, exit_code: int) -> bool:
 def cancels(rec: ContainerRecord, signum: int) -> bool:
     """Whether `kill` with this signal cancels the policy (Docker: SIGKILL or the stop
     signal; any signal when the container has no StopSignal of its own)."""
-    import signal as _signal
+    import _signal
 
     from ketch.runtime.spec import signal_number
 
@@ -176,7 +176,7 @@ def schedule(svc: ContainerService, rec: ContainerRecord, *, exit_code: int,
 
 
 def _kill_restarter(info: dict[str, Any] | None) -> None:
-    import signal as _signal
+    import _signal
 
     from ketch.procstat import alive
 

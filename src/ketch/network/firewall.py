@@ -34,12 +34,14 @@ are plain string comparisons.
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Iterable, Sequence
-
 from ketch.errors import KetchError
 from ketch.network.models import PortBinding
 from ketch.values import value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import subprocess
+    from collections.abc import Iterable, Sequence
 
 
 class FirewallError(KetchError):
@@ -303,6 +305,8 @@ class Firewall:
         found = shutil.which(tool)
         if found is None:
             raise FirewallError(f"{tool} is not installed (Debian: apt-get install iptables)")
+        import subprocess  # (here: a sandbox's teardown without rules loads none of it)
+
         out = subprocess.run([found], capture_output=True, text=True)
         if out.returncode != 0:
             raise FirewallError(f"{tool} failed: {out.stderr.strip()}")
@@ -385,6 +389,8 @@ class Firewall:
     def _start_lines(self, lines: list[tuple[str, str]],
                      chains: Sequence[tuple[str, str]] = (),
                      family: int = 4) -> subprocess.Popen[bytes]:
+        import subprocess
+
         text = _restore_text(chains, lines)
         proc = subprocess.Popen(self._restore_cmd(family), stdin=subprocess.PIPE,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

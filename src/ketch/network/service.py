@@ -478,11 +478,12 @@ class NetworkService:
         return records.sandbox_row(self.db.conn, container_id)
 
     def teardown(self, container_id: str) -> None:
-        """Remove all `setup` and `connect` made for it (idempotent: what is gone is skipped)."""
+        """Remove all `setup` and `connect` made for it (idempotent: what is gone is skipped).
+        The firewall, port and proxy parts are loaded only for a sandbox that has them: a
+        container that published nothing leaves without iptables or their modules."""
         from pathlib import Path
 
-        from ketch.network import hostports, netns, procs
-        from ketch.network.firewall import FirewallError
+        from ketch.network import netns
 
         row = self._sandbox_row(container_id)
         if row is None:
@@ -496,20 +497,30 @@ class NetworkService:
         # the iptables commit and the veth deletion each wait for the kernel (RCU grace
         # periods); overlapping them roughly halves teardown time
         proc = None
-        try:
-            proc = self.fw.start(delete=rules)
-        except FirewallError:
-            proc = None
-        procs.stop(row["proxy_pid"], row["proxy_started"])
+        if rules:
+            from ketch.network.firewall import FirewallError
+
+            try:
+                proc = self.fw.start(delete=rules)
+            except FirewallError:
+                proc = None
+        if row["proxy_pid"]:
+            from ketch.network import procs
+
+            procs.stop(row["proxy_pid"], row["proxy_started"])
         self.plumbing.delete_links(ep.host_ifname for _cid, ep in endpoints)
         if row["owns_netns"] and row["netns_path"]:
             netns.remove(Path(row["netns_path"]))
-        try:
-            self.fw.finish(proc)
-        except FirewallError:
-            self.fw.delete(rules)  # some were gone already; delete the rest
-        for p in datagram_ports:
-            hostports.forget_flows(p["protocol"], p["container_ip"], p["container_port"])
+        if rules:
+            try:
+                self.fw.finish(proc)
+            except FirewallError:
+                self.fw.delete(rules)  # some were gone already; delete the rest
+        if datagram_ports:
+            from ketch.network import hostports
+
+            for p in datagram_ports:
+                hostports.forget_flows(p["protocol"], p["container_ip"], p["container_port"])
         with self.db.transaction() as wconn:
             records.delete_container(wconn, container_id)
         nets = {ep.network_id for _cid, ep in endpoints}

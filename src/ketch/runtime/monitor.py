@@ -23,18 +23,16 @@ Protocol facts, from conmon and Podman's libpod:
 Size: one job, everything that speaks conmon's protocol (its flags, sync and start
 pipes, attach-socket framing, exit files). Keeping the protocol in one module is the
 point: callers see ContainerPaths and plain options.
+
+What starts or attaches to a container (subprocess, socket, selectors, threading, json)
+is imported by the functions that do it: `stop`, `kill` and `rm -f`, which only signal
+the container, wait for its exit file and release it, load none of them.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import json
 import os
-import selectors
-import socket
-import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -45,6 +43,8 @@ from ketch.values import value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import socket
+    import subprocess
     from collections.abc import Callable, Mapping, Sequence
     from typing import IO, Any, TypeAlias
 
@@ -206,6 +206,8 @@ def write_config(bundle: Path, config: Mapping[str, Any]) -> Path:
     crash ends; a sync would cost every start a few ms of waiting for the disk. Compact
     JSON: json's C encoder writes it (an indented dump goes through the pure-Python
     encoder, ~15x slower for a config with the default seccomp profile)."""
+    import json
+
     bundle.mkdir(parents=True, exist_ok=True)
     target = bundle / "config.json"
     tmp = bundle / f".config.json.{os.urandom(4).hex()}"
@@ -247,6 +249,8 @@ def process_alive(pid: int) -> bool:
 
 def _recv_json(sock: socket.socket, timeout: float) -> dict[str, Any] | None:
     """One JSON message from a conmon pipe; None on EOF."""
+    from ketch.fastjson import loads
+
     deadline = time.monotonic() + timeout
     buf = b""
     while True:
@@ -267,7 +271,7 @@ def _recv_json(sock: socket.socket, timeout: float) -> dict[str, Any] | None:
             break
     line = buf.split(b"\n", 1)[0]
     try:
-        doc = json.loads(line)
+        doc = loads(line)
     except ValueError as e:
         raise RuntimeFailure(f"unexpected message from conmon: {line[:200]!r}") from e
     return doc if isinstance(doc, dict) else {"data": doc}
@@ -325,6 +329,8 @@ class _DetachMatcher:
 def _input_fd(stdin: InputSource) -> tuple[int, Callable[[], None]]:
     """A readable fd for `stdin`; objects without one are pumped through a pipe by a
     daemon thread."""
+    import threading
+
     if isinstance(stdin, int):
         return stdin, _noop
     try:
@@ -344,8 +350,10 @@ def _input_fd(stdin: InputSource) -> tuple[int, Callable[[], None]]:
         except OSError:
             pass
         finally:
-            with contextlib.suppress(OSError):
+            try:
                 os.close(w)
+            except OSError:
+                pass
 
     threading.Thread(target=pump, name="ketch-stdin-pump", daemon=True).start()
     return r, lambda: os.close(r)
@@ -354,6 +362,8 @@ def _input_fd(stdin: InputSource) -> tuple[int, Callable[[], None]]:
 def _connect_seqpacket(directory: Path, name: str) -> socket.socket:
     """Connect to `directory/name` even when the path exceeds sun_path's 108 bytes, by
     going through /proc/self/fd of an O_PATH handle on the directory (as conmon binds)."""
+    import socket
+
     dir_fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -388,14 +398,20 @@ class AttachSession:
         self.bundle = bundle
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
+        try:
             self.sock.close()
+        except OSError:
+            pass
 
     def interrupt(self) -> None:
         """End a `stream()` running in another thread (it returns as at the end of the
         output); the container is not affected."""
-        with contextlib.suppress(OSError):
+        import socket
+
+        try:
             self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def __enter__(self) -> AttachSession:
         return self
@@ -410,6 +426,9 @@ class AttachSession:
         output ends (it exited) or the detach keys are typed. EOF on `stdin` half-closes
         the connection, which closes the container's stdin as Docker does. Without
         `stdin` nothing is sent and the container's stdin is left alone."""
+        import selectors
+        import socket
+
         out, err = _sink(stdout), _sink(stderr)
         sock = self.sock
         sock.setblocking(False)
@@ -454,8 +473,10 @@ class AttachSession:
                 if pending:
                     self._flush_input(pending)
                 if half_close and not pending:
-                    with contextlib.suppress(OSError):
+                    try:
                         sock.shutdown(socket.SHUT_WR)
+                    except OSError:
+                        pass
                     half_close = False
                 if reading_stdin:
                     # Back-pressure: a container that does not read its stdin must not
@@ -474,6 +495,8 @@ class AttachSession:
 
     def _drain_input(self, pending: bytearray, timeout: float = 5.0) -> None:
         """Send all of `pending`, waiting for the socket as needed (bounded)."""
+        import selectors
+
         deadline = time.monotonic() + timeout
         while pending and time.monotonic() < deadline:
             self._flush_input(pending)
@@ -600,6 +623,8 @@ class ConmonMonitor:
 
     def _spawn(self, args: list[str], cwd: Path, pipes: Mapping[str, socket.socket]
                ) -> subprocess.Popen[bytes]:
+        import subprocess
+
         env = {k: v for k, v in os.environ.items()
                if k != "NOTIFY_SOCKET" and not k.startswith("_OCI_")}
         env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
@@ -616,6 +641,8 @@ class ConmonMonitor:
     @staticmethod
     def _wait_parent(proc: subprocess.Popen[bytes], timeout: float) -> None:
         """conmon's first process exits as soon as it has forked the monitor."""
+        import subprocess
+
         try:
             _out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired as e:
@@ -694,6 +721,8 @@ class ConmonMonitor:
         command = exit_command if exit_command is not None else self.exit_command
         args += self._exit_command_args(command)
 
+        import socket
+
         parent_sync, child_sync = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         parent_start, child_start = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
@@ -757,8 +786,10 @@ class ConmonMonitor:
 
     def _abort(self, paths: ContainerPaths) -> None:
         """Undo a half-made container: no process, runtime state or cgroup may stay."""
-        with contextlib.suppress(RuntimeFailure):
+        try:
             self.runtime.delete(paths.container_id, force=True)
+        except RuntimeFailure:
+            pass
         conmon_pid = _read_int(paths.conmon_pidfile)
         if conmon_pid:
             deadline = time.monotonic() + 5
@@ -857,14 +888,11 @@ class ConmonMonitor:
 
     @staticmethod
     def _clear_transient(paths: ContainerPaths) -> None:
-        for name in ("attach", "ctl", "winsz"):
-            with contextlib.suppress(FileNotFoundError):
-                (paths.bundle / name).unlink()
-        for path in (paths.pidfile, paths.conmon_pidfile, paths.exit_file,
+        for path in (paths.bundle / "attach", paths.bundle / "ctl", paths.bundle / "winsz",
+                     paths.pidfile, paths.conmon_pidfile, paths.exit_file,
                      paths.persist_dir / "exit", paths.persist_dir / "oom",
                      paths.run_dir / "oom", paths.socket_dir / paths.container_id):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            path.unlink(missing_ok=True)
         if paths.exec_root.exists():
             import shutil
 
@@ -884,6 +912,9 @@ class ConmonMonitor:
         process exits and returns its exit code. Detached: returns once it runs.
         A process that cannot start raises ContainerStartError (exit code 126/127).
         `exec_id` names the session's directory (its ctl fifo serves resizes)."""
+        import json
+        import socket
+
         exec_id = exec_id or os.urandom(16).hex()
         exec_dir = paths.exec_root / exec_id
         exec_dir.mkdir(parents=True)
@@ -964,6 +995,9 @@ LOG_KEEPER_TIMEOUT = 5.0
 def _spawn_log_keeper(log_path: Path, conmon_pid: int, log: LogPolicy) -> None:
     """Start the process that rotates this container's log (ketch.runtime.logs); it
     ends by itself once conmon has exited."""
+    import selectors
+    import subprocess
+
     from ketch.launcher import python_command
 
     assert log.max_size is not None
