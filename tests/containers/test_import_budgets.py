@@ -166,6 +166,19 @@ def test_rm_f_of_a_running_container_loads_no_subprocess(ketch) -> None:
     assert not loaded, sorted(loaded)
 
 
+def test_top_runs_ps_without_subprocess(ketch) -> None:
+    # the container's processes from runc's recorded cgroup, the host's `ps` started
+    # through ketch.runtime.spawn: no subprocess, signal or enum for a table of processes
+    cid = ketch("run", "-d", "busybox", "sleep", "61").stdout.strip()
+    ketch.ids.add(cid)
+    out, mods = imports(ketch, "top", cid, "-o", "pid,args")
+    lines = out.splitlines()
+    assert lines[0].split() == ["PID", "COMMAND"]
+    assert [line.split(None, 1)[1] for line in lines[1:]] == ["sleep 61"]
+    loaded = mods & {"subprocess", "signal", "enum", "json", "pathlib", "ketch.runtime.monitor"}
+    assert not loaded, sorted(loaded)
+
+
 # `pause` and `unpause` go through the state machine to the runtime's driver, without the
 # monitor, the container's mounts and network, or `subprocess` (ketch.runtime.spawn)
 PAUSE = CORE | {"ketch.containers.lifecycle", "ketch.runtime", "ketch.runtime.conmonfiles",

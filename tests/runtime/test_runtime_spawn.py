@@ -48,3 +48,7 @@ def test_a_deadline_kills_and_reaps_the_process() -> None:
 def test_a_missing_program_is_an_os_error() -> None:
     with pytest.raises(FileNotFoundError):
         spawn.run(["/nonexistent/runc", "state", "x"])
+
+
+def test_the_environment_given_is_the_whole_environment() -> None:
+    assert spawn.run(["/usr/bin/env"], env={"ONLY": "this"}) == (0, b"ONLY=this\n", b"")

@@ -16,25 +16,27 @@ if TYPE_CHECKING:
 def top(svc: ContainerService, rec: ContainerRecord, ps_args: list[str] | None = None
         ) -> tuple[list[str], list[list[str]]]:
     """`top`: the host's `ps` output, rows limited to the container's processes."""
-    import subprocess
+    from ketch.runtime import spawn, which
 
     pids = _cgroup_pids(svc, rec)
     if pids is None:
-        pids = set(svc.lifecycle.monitor(rec).runtime.ps(rec.id))
+        pids = set(svc.lifecycle.runtime(rec).ps(rec.id))
     args = list(ps_args or []) or ["-ef"]
     # Docker's daemon runs ps with no terminal and no COLUMNS: full command lines,
     # whatever width the caller's terminal or environment has.
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    ps = which("ps")
+    if ps is None:
+        raise KetchError("Error running ps: ps is not installed (Debian: procps)")
     try:
-        proc = subprocess.run(["ps", *args], capture_output=True, text=True, check=False,
-                              stdin=subprocess.DEVNULL, env=env)
+        code, out, err = spawn.run([ps, *args], env=env)
     except OSError as e:
         raise KetchError(f"Error running ps: {e.strerror}") from None
-    if proc.returncode != 0:
+    if code != 0:
         # ps's first line says what is wrong; its usage text after it is not an error
-        first = (proc.stderr.strip().splitlines() or [""])[0].strip()
-        raise KetchError(f"ps: {first or 'exit status ' + str(proc.returncode)}")
-    lines = proc.stdout.splitlines()
+        first = (err.decode(errors="replace").strip().splitlines() or [""])[0].strip()
+        raise KetchError(f"ps: {first or 'exit status ' + str(code)}")
+    lines = out.decode(errors="replace").splitlines()
     if not lines:
         raise KetchError("ps printed nothing")
     titles = lines[0].split()

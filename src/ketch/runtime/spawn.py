@@ -24,7 +24,7 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
 
 def _inherited() -> list[int]:
@@ -49,7 +49,8 @@ class SpawnTimeout(Exception):
 class Child:
     """A started process whose stdout and stderr are pipes to this one."""
 
-    def __init__(self, argv: Sequence[str], input: bytes | None = None) -> None:
+    def __init__(self, argv: Sequence[str], input: bytes | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
         self.argv = list(argv)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
@@ -59,7 +60,8 @@ class Child:
             (os.POSIX_SPAWN_DUP2, err_w, 2)]
         actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inherited()]
         try:
-            self.pid = os.posix_spawn(self.argv[0], self.argv, os.environ,
+            self.pid = os.posix_spawn(self.argv[0], self.argv,
+                                      os.environ if env is None else env,
                                       file_actions=actions,
                                       setsigdef=(_signal.SIGPIPE, _signal.SIGXFSZ))
         except BaseException:
@@ -135,8 +137,9 @@ class Child:
         os.waitpid(self.pid, 0)
 
 
-def run(argv: Sequence[str], *, input: bytes | None = None,
-        timeout: float | None = None) -> tuple[int, bytes, bytes]:
-    """Run `argv` (its first item an absolute path) to its end: (exit code, stdout,
-    stderr). OSError when it cannot be started; SpawnTimeout after `timeout` seconds."""
-    return Child(argv, input).communicate(timeout)
+def run(argv: Sequence[str], *, input: bytes | None = None, timeout: float | None = None,
+        env: Mapping[str, str] | None = None) -> tuple[int, bytes, bytes]:
+    """Run `argv` (its first item an absolute path) to its end, in `env` (this process's
+    environment by default): (exit code, stdout, stderr). OSError when it cannot be
+    started; SpawnTimeout after `timeout` seconds."""
+    return Child(argv, input, env).communicate(timeout)
