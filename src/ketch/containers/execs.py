@@ -11,12 +11,11 @@ runtime state when it stops, as Docker forgets a container's exec sessions then.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import re
 from pathlib import Path
 
 from ketch.errors import Conflict, InvalidArgument, KetchError, NotFound
+from ketch.fastjson import dumps, loads
 from ketch.runtime.conmonfiles import EXEC_DIR
 
 TYPE_CHECKING = False
@@ -28,7 +27,20 @@ if TYPE_CHECKING:
     from ketch.containers.service import ContainerService
     from ketch.runtime.monitor import InputSource, OutputSink
 
-_ID = re.compile(r"[0-9a-f]{64}")
+_HEX = frozenset("0123456789abcdef")
+
+
+def _is_id(text: str) -> bool:
+    """A session ID: 64 lowercase hex digits (nothing else names a file to look for)."""
+    return len(text) == 64 and _HEX.issuperset(text)
+
+
+def _records(d: Path) -> list[Path]:
+    """The session records in an exec directory (no glob: fnmatch and re at every exec)."""
+    try:
+        return [d / name for name in os.listdir(d) if name.endswith(".json")]
+    except OSError:
+        return []
 
 
 def _dir(svc: ContainerService, cid: str) -> Path:
@@ -37,7 +49,7 @@ def _dir(svc: ContainerService, cid: str) -> Path:
 
 def _write(path: Path, doc: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc))
+    tmp.write_text(dumps(doc))
     os.replace(tmp, path)
 
 
@@ -54,7 +66,7 @@ def _update(path: Path, **fields: Any) -> dict[str, Any]:
         return {}
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        doc = json.loads(path.read_text())
+        doc = loads(path.read_text())
         doc.update(fields)
         _write(path, doc)
         return doc
@@ -115,19 +127,19 @@ KEEP_FINISHED = 256
 
 
 def _prune(d: Path) -> None:
+    paths = _records(d)
+    if len(paths) <= KEEP_FINISHED:
+        return
     import shutil
 
     try:
-        paths = list(d.glob("*.json"))
-        if len(paths) <= KEEP_FINISHED:
-            return
         paths.sort(key=lambda p: p.stat().st_mtime)
     except OSError:
         return
     finished = []
     for path in paths:
         with contextlib.suppress(OSError, ValueError):
-            doc = _settle(path, json.loads(path.read_text()))
+            doc = _settle(path, loads(path.read_text()))
             if not doc["Running"] and doc["ExitCode"] is not None:
                 finished.append(path)
     for path in finished[:max(0, len(finished) - KEEP_FINISHED)]:
@@ -138,10 +150,15 @@ def _prune(d: Path) -> None:
 
 
 def _find(svc: ContainerService, eid: str) -> tuple[Path, dict[str, Any]]:
-    if _ID.fullmatch(eid):
-        for path in svc.run_dir.glob(f"*/exec/{eid}.json"):
+    if _is_id(eid):
+        try:
+            containers = os.listdir(svc.run_path())
+        except OSError:
+            containers = []
+        for cid in containers:
+            path = svc.run_dir / cid / EXEC_DIR / f"{eid}.json"
             with contextlib.suppress(OSError, ValueError):
-                return path, json.loads(path.read_text())
+                return path, loads(path.read_text())
     raise NotFound(f"No such exec instance: {eid}")
 
 
@@ -185,14 +202,10 @@ def inspect(svc: ContainerService, eid: str) -> dict[str, Any]:
 
 def running_ids(svc: ContainerService, cid: str) -> list[str]:
     """The IDs of the container's exec sessions still running (inspect's ExecIDs)."""
-    try:
-        paths = sorted(_dir(svc, cid).glob("*.json"))
-    except OSError:
-        return []
     out = []
-    for path in paths:
+    for path in sorted(_records(_dir(svc, cid))):
         with contextlib.suppress(OSError, ValueError):
-            if _settle(path, json.loads(path.read_text()))["Running"]:
+            if _settle(path, loads(path.read_text()))["Running"]:
                 out.append(path.stem)
     return out
 
@@ -229,7 +242,7 @@ def start(svc: ContainerService, eid: str, *, stdout: OutputSink | None = None,
         raise Conflict(f"Error: Exec command {eid} has already run") from None
     paths = svc.lifecycle.paths(rec)
     try:
-        base = json.loads(paths.config.read_text())
+        base = loads(paths.config.read_text())
         u = resolve_user(svc.path(rec.id) / "merged", doc["User"]) if doc["User"] else None
         proc = exec_process(base, doc["Cmd"], env=doc["Env"], cwd=doc["WorkingDir"] or None,
                             user=u, terminal=doc["Tty"],
