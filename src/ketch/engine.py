@@ -692,8 +692,12 @@ class Engine:
 
         return check(self.containers, container)
 
-    def container_cleanup(self, container: str) -> None:
-        """Finish a container whose process exited (the monitor's exit command)."""
+    def container_cleanup(self, container: str, exec_id: str | None = None) -> None:
+        """Finish a container whose process exited, or with `exec_id` one of its detached
+        exec sessions (the monitor's exit command)."""
+        if exec_id is not None:
+            self.containers.exec_cleanup(exec_id)
+            return
         self.containers.cleanup(container)
 
     # -- events (ketch.events) -------------------------------------------------------------

@@ -319,6 +319,32 @@ def test_rename_pause_unpause_restart_and_exec_are_journaled(ketch: TrackingCLI,
         "exec_start: sh -c exit 4"]
 
 
+def test_a_detached_exec_journals_its_exec_die_once_when_it_ends(ketch: TrackingCLI,
+                                                                  run_d) -> None:
+    # as dockerd: the end of `exec -d` is journaled when the process exits, with no
+    # command or look waiting for it (the monitor's exit command records it); a later
+    # look at the session finds it recorded and journals nothing more
+    from ketch.engine import Engine
+
+    t0 = mark()
+    run_d("--name", "ev-dx", "busybox", "sleep", "100")
+    assert ketch("exec", "-d", "ev-dx", "sh", "-c", "sleep 0.2; exit 3").stdout == ""
+
+    def ends() -> list[str]:
+        return ketch("events", "--since", t0, "--until", mark(), "--filter",
+                     "event=exec_die", "--format",
+                     "{{.Actor.Attributes.exitCode}} {{.Actor.Attributes.execID}}"
+                     ).stdout.splitlines()
+
+    wait_for(ends, what="the detached session's exec_die")
+    (code, eid), = (line.split() for line in ends())
+    assert code == "3"
+    with Engine(ketch.root, ketch.root / "run") as engine:
+        doc = engine.containers.exec_inspect(eid)
+    assert (doc["Running"], doc["ExitCode"]) == (False, 3)
+    assert ends() == [f"3 {eid}"]
+
+
 def test_network_and_volume_events(ketch: TrackingCLI) -> None:
     t0 = mark()
     ketch("network", "create", "ev-net")

@@ -978,9 +978,11 @@ def healthcheck(ns: Namespace) -> int:
 @registry.command("cleanup", "CONTAINER", "Finish a container after its process exited"
                   " (run by the container monitor)")
 def _cleanup(p: Parser) -> None:
+    p.add_argument("--exec", metavar="ID", dest="exec_id",
+                   help="Record the end of this detached exec session instead")
     p.add_argument("container", metavar="CONTAINER")
 
 
 @_cleanup.handler
 def cleanup(ns: Namespace) -> None:
-    engine().container_cleanup(ns.container)
+    engine().container_cleanup(ns.container, ns.exec_id)

@@ -76,6 +76,33 @@ def _update(path: Path, **fields: Any) -> dict[str, Any]:
         os.close(fd)
 
 
+def _end(svc: ContainerService, path: Path, code: int) -> bool:
+    """Record that a running session ended with `code`, and journal its exec_die, once:
+    whoever records the end first (the attached `exec`, the monitor's exit command of a
+    detached one, or a look that finds it over) journals it; False for the others."""
+    import fcntl
+
+    try:
+        fd = os.open(path.with_suffix(".lock"), os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    except FileNotFoundError:
+        return False  # the container and its records are gone
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        doc = loads(path.read_text())
+        if not doc["Running"]:
+            return False
+        doc.update(Running=False, ExitCode=code)
+        _write(path, doc)
+    except (FileNotFoundError, ValueError):
+        return False
+    finally:
+        os.close(fd)
+    rec = svc.records.get(doc["ContainerID"])
+    if rec is not None:
+        svc.event(rec, "exec_die", execID=doc["ID"], exitCode=code)
+    return True
+
+
 def _check_running(rec: ContainerRecord) -> None:
     if rec.state == "paused":
         raise Conflict(f"Container {rec.name} is paused, unpause the container before exec")
@@ -117,7 +144,7 @@ def create(svc: ContainerService, name_or_id: str, command: list[str], *,
     d = _dir(svc, rec.id)
     d.mkdir(parents=True, exist_ok=True)
     _write(d / f"{eid}.json", doc)
-    _prune(d)
+    _prune(svc, d)
     svc.event(rec, "exec_create: " + " ".join(command), execID=eid)
     return eid
 
@@ -126,7 +153,7 @@ KEEP_FINISHED = 256
 """Finished sessions kept per running container (for their inspect); older ones go."""
 
 
-def _prune(d: Path) -> None:
+def _prune(svc: ContainerService, d: Path) -> None:
     paths = _records(d)
     if len(paths) <= KEEP_FINISHED:
         return
@@ -139,7 +166,7 @@ def _prune(d: Path) -> None:
     finished = []
     for path in paths:
         with contextlib.suppress(OSError, ValueError):
-            doc = _settle(path, loads(path.read_text()))
+            doc = _settle(svc, path, loads(path.read_text()))
             if not doc["Running"] and doc["ExitCode"] is not None:
                 finished.append(path)
     for path in finished[:max(0, len(finished) - KEEP_FINISHED)]:
@@ -162,7 +189,7 @@ def _find(svc: ContainerService, eid: str) -> tuple[Path, dict[str, Any]]:
     raise NotFound(f"No such exec instance: {eid}")
 
 
-def _settle(path: Path, doc: dict[str, Any]) -> dict[str, Any]:
+def _settle(svc: ContainerService, path: Path, doc: dict[str, Any]) -> dict[str, Any]:
     """A session started detached (or left with the detach keys) ran on without anyone
     recording its end: read its exit from the monitor's files."""
     if not doc["Running"]:
@@ -180,14 +207,25 @@ def _settle(path: Path, doc: dict[str, Any]) -> dict[str, Any]:
     doc["ExitCode"] = code if code is not None else -1
     # recorded, as a container's exit is finished by whoever finds it: the next look
     # (every `inspect` of the container) then reads the end instead of working it out
-    _update(path, Running=False, ExitCode=doc["ExitCode"])
+    _end(svc, path, doc["ExitCode"])
     return doc
+
+
+def finish(svc: ContainerService, eid: str) -> None:
+    """The monitor's exit command for a detached session: record its end (and journal
+    its exec_die, as Docker's daemon does when the process exits) unless a look at it
+    did already."""
+    try:
+        path, doc = _find(svc, eid)
+    except NotFound:
+        return  # its container was removed meanwhile, records and all
+    _settle(svc, path, doc)
 
 
 def inspect(svc: ContainerService, eid: str) -> dict[str, Any]:
     """Docker's ExecInspectResponse."""
     path, doc = _find(svc, eid)
-    doc = _settle(path, doc)
+    doc = _settle(svc, path, doc)
     cmd = doc["Cmd"]
     return {
         "CanRemove": False, "ContainerID": doc["ContainerID"],
@@ -205,7 +243,7 @@ def running_ids(svc: ContainerService, cid: str) -> list[str]:
     out = []
     for path in sorted(_records(_dir(svc, cid))):
         with contextlib.suppress(OSError, ValueError):
-            if _settle(path, loads(path.read_text()))["Running"]:
+            if _settle(svc, path, loads(path.read_text()))["Running"]:
                 out.append(path.stem)
     return out
 
@@ -236,7 +274,7 @@ def start(svc: ContainerService, eid: str, *, stdout: OutputSink | None = None,
         os.close(os.open(path.with_suffix(".started"), os.O_CREAT | os.O_EXCL | os.O_WRONLY,
                          0o600))
     except FileExistsError:
-        doc = _settle(path, doc)
+        doc = _settle(svc, path, doc)
         if doc["Running"] or doc["ExitCode"] is None:
             raise Conflict(f"Error: Exec command {eid} is already running") from None
         raise Conflict(f"Error: Exec command {eid} has already run") from None
@@ -271,13 +309,20 @@ def start(svc: ContainerService, eid: str, *, stdout: OutputSink | None = None,
     if doc["Tty"]:
         keys = parse_detach_keys(doc["DetachKeys"]) if doc["DetachKeys"] else DEFAULT_DETACH_KEYS
     mon = svc.lifecycle.monitor(rec)
+    exit_command = None
+    if detach:  # nobody waits for its end: the monitor has it recorded
+        from ketch.launcher import self_command
+
+        exit_command = [*self_command(), "--root", str(svc.engine.root), "--run-root",
+                        str(svc.engine.run_root), "container", "cleanup", "--exec", eid,
+                        rec.id]
     try:
         res = mon.exec_process(
             paths, proc, exec_id=eid,
             stdout=stdout if doc["AttachStdout"] else None,
             stderr=stderr if doc["AttachStderr"] else None,
             stdin=stdin if doc["AttachStdin"] and not detach else None,
-            detach=detach, detach_keys=keys, on_started=started)
+            detach=detach, detach_keys=keys, on_started=started, exit_command=exit_command)
     except ContainerStartError as e:
         # dockerd records 126 for every session that could not start, a command not
         # found too (the 127 its runtime error maps to is overwritten), and docker exec
@@ -293,8 +338,7 @@ def start(svc: ContainerService, eid: str, *, stdout: OutputSink | None = None,
         raise
     if res.detached or res.exit_code is None:
         return None
-    _update(path, Running=False, ExitCode=res.exit_code)
-    svc.event(rec, "exec_die", execID=eid, exitCode=res.exit_code)
+    _end(svc, path, res.exit_code)
     return res.exit_code
 
 

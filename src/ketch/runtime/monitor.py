@@ -906,12 +906,15 @@ class ConmonMonitor:
                      detach_keys: bytes | None = DEFAULT_DETACH_KEYS,
                      on_started: Callable[[int], None] | None = None,
                      timeout: float = CREATE_TIMEOUT,
-                     exec_id: str | None = None) -> ExecResult:
+                     exec_id: str | None = None,
+                     exit_command: Sequence[str] | None = None) -> ExecResult:
         """Run `process` (an OCI process object, see spec.exec_process) in the running
         container, under a short-lived conmon in exec mode. Attached: streams until the
         process exits and returns its exit code. Detached: returns once it runs.
         A process that cannot start raises ContainerStartError (exit code 126/127).
-        `exec_id` names the session's directory (its ctl fifo serves resizes)."""
+        `exec_id` names the session's directory (its ctl fifo serves resizes).
+        `exit_command` is run by conmon when the process exits (a detached session's end
+        is recorded by it)."""
         import json
         import socket
 
@@ -929,6 +932,7 @@ class ConmonMonitor:
             "--log-path", "none",
             "--exec", "--exec-attach", "--exec-process-spec", str(spec_file),
         ]
+        args += self._exit_command_args(exit_command)
         if terminal:
             args.append("--terminal")
         if stdin is not None:
