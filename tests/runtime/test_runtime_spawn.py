@@ -52,3 +52,22 @@ def test_a_missing_program_is_an_os_error() -> None:
 
 def test_the_environment_given_is_the_whole_environment() -> None:
     assert spawn.run(["/usr/bin/env"], env={"ONLY": "this"}) == (0, b"ONLY=this\n", b"")
+
+
+def test_a_process_started_without_stdio_still_gives_its_child_three_pipes() -> None:
+    # (conmon's exit command and daemons may run ketch with 0, 1 or 2 closed: the pipes
+    # then get those numbers, and the child's descriptors must still be the right ones)
+    code = ("import os, sys; os.close(0); os.close(1); os.close(2)\n"
+            "from ketch.runtime import spawn\n"
+            "result = spawn.run(['/bin/sh', '-c', 'cat; echo out; echo err >&2'],"
+            " input=b'in:')\n"
+            "fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT)\n"
+            "os.write(fd, repr(result).encode())\n")
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.NamedTemporaryFile() as f:
+        subprocess.run([sys.executable, "-c", code, f.name], check=True,
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        assert f.read() == repr((0, b"in:out\n", b"err\n")).encode()

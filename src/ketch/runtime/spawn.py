@@ -52,6 +52,8 @@ class Child:
     def __init__(self, argv: Sequence[str], input: bytes | None = None,
                  env: Mapping[str, str] | None = None) -> None:
         self.argv = list(argv)
+        # (made in this order, a pipe that takes 0, 1 or 2, in a process started without
+        # them, is copied to its place before its number is overwritten in the child)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         in_r, in_w = os.pipe() if input else (os.open(os.devnull, os.O_RDONLY), -1)
