@@ -293,12 +293,9 @@ def insert_sandbox(conn: sqlite3.Connection, container_id: str, mode: str,
 
 def sandbox_rules(row: sqlite3.Row | None) -> list[Rule]:
     """The firewall rules recorded for a sandbox (its published ports)."""
-    encoded = loads(row["fw_rules"]) if row else []
-    if not encoded:  # (no firewall module, and its subprocess, for a sandbox without)
-        return []
     from ketch.network.firewall import Rule
 
-    return [Rule.decode(r) for r in encoded]
+    return [Rule.decode(r) for r in loads(row["fw_rules"])] if row else []
 
 
 def set_sandbox_rules(conn: sqlite3.Connection, container_id: str,
