@@ -53,11 +53,12 @@ def _write(path: Path, doc: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _update(path: Path, **fields: Any) -> dict[str, Any]:
+def _update(path: Path, *, if_running: bool = False, **fields: Any) -> dict[str, Any]:
     """Change some fields of a record under its lock (a start and a resize may write at
     once, from different processes); the record as written, or {} when the container
     was removed meanwhile (its exec records went with it: an exec that outlived a
-    `rm -f`, e.g. a CRI ExecSync past its timeout, has nothing left to record)."""
+    `rm -f`, e.g. a CRI ExecSync past its timeout, has nothing left to record), or,
+    with `if_running`, when the record no longer says the session runs."""
     import fcntl
 
     try:
@@ -67,6 +68,8 @@ def _update(path: Path, **fields: Any) -> dict[str, Any]:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         doc = loads(path.read_text())
+        if if_running and not doc["Running"]:
+            return {}
         doc.update(fields)
         _write(path, doc)
         return doc
@@ -76,31 +79,14 @@ def _update(path: Path, **fields: Any) -> dict[str, Any]:
         os.close(fd)
 
 
-def _end(svc: ContainerService, path: Path, code: int) -> bool:
+def _end(svc: ContainerService, path: Path, code: int) -> None:
     """Record that a running session ended with `code`, and journal its exec_die, once:
     whoever records the end first (the attached `exec`, the monitor's exit command of a
-    detached one, or a look that finds it over) journals it; False for the others."""
-    import fcntl
-
-    try:
-        fd = os.open(path.with_suffix(".lock"), os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
-    except FileNotFoundError:
-        return False  # the container and its records are gone
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        doc = loads(path.read_text())
-        if not doc["Running"]:
-            return False
-        doc.update(Running=False, ExitCode=code)
-        _write(path, doc)
-    except (FileNotFoundError, ValueError):
-        return False
-    finally:
-        os.close(fd)
-    rec = svc.records.get(doc["ContainerID"])
+    detached one, or a look that finds it over) journals it."""
+    doc = _update(path, if_running=True, Running=False, ExitCode=code)
+    rec = svc.records.get(doc["ContainerID"]) if doc else None
     if rec is not None:
         svc.event(rec, "exec_die", execID=doc["ID"], exitCode=code)
-    return True
 
 
 def _check_running(rec: ContainerRecord) -> None:

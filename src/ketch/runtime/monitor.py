@@ -25,8 +25,8 @@ pipes, attach-socket framing, exit files). Keeping the protocol in one module is
 point: callers see ContainerPaths and plain options.
 
 What starts or attaches to a container (subprocess, socket, selectors, threading, json)
-is imported by the functions that do it: `stop`, `kill` and `rm -f`, which only signal
-the container, wait for its exit file and release it, load none of them.
+is imported by the functions that do it: for `stop`, `kill` and `rm -f`, which only
+signal the container, wait for its exit file and release it, this module loads none.
 """
 
 from __future__ import annotations
