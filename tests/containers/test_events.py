@@ -342,6 +342,9 @@ def test_a_detached_exec_journals_its_exec_die_once_when_it_ends(ketch: Tracking
     with Engine(ketch.root, ketch.root / "run") as engine:
         doc = engine.containers.exec_inspect(eid)
     assert (doc["Running"], doc["ExitCode"]) == (False, 3)
+    # the monitor's command run again (or for a session long gone) records nothing more
+    assert ketch("container", "cleanup", "--exec", eid, "ev-dx").returncode == 0
+    assert ketch("container", "cleanup", "--exec", "0" * 64, "ev-dx").returncode == 0
     assert ends() == [f"3 {eid}"]
 
 

@@ -19,7 +19,8 @@ OPTIONS: dict[str, dict[str, str]] = {
         "--sig-proxy": "signals this command gets are sent to the container's process"
                        " (not with a TTY, as Docker)",
     },
-    "cleanup": {},
+    "cleanup": {"--exec": "the end of this detached exec session is recorded (its exit"
+                          " code, one exec_die event) instead of the container's"},
     "commit": {
         "--author": "the image's author field",
         "--change": "Dockerfile instructions applied to the image's config",
