@@ -975,7 +975,7 @@ def healthcheck(ns: Namespace) -> int:
     return {"healthy": 0, "unhealthy": 1}.get(status, 2)
 
 
-@registry.command("cleanup", "CONTAINER", "Finish a container after its process exited"
+@registry.command("cleanup", "[OPTIONS] CONTAINER", "Finish a container after its process exited"
                   " (run by the container monitor)")
 def _cleanup(p: Parser) -> None:
     p.add_argument("--exec", metavar="ID", dest="exec_id",
