@@ -43,8 +43,8 @@ from ketch.values import value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import socket
     import subprocess
+    from _socket import socket
     from collections.abc import Callable, Mapping, Sequence
     from typing import IO, Any, TypeAlias
 
@@ -247,7 +247,7 @@ def process_alive(pid: int) -> bool:
         return False
 
 
-def _recv_json(sock: socket.socket, timeout: float) -> dict[str, Any] | None:
+def _recv_json(sock: socket, timeout: float) -> dict[str, Any] | None:
     """One JSON message from a conmon pipe; None on EOF."""
     from ketch.fastjson import loads
 
@@ -359,14 +359,14 @@ def _input_fd(stdin: InputSource) -> tuple[int, Callable[[], None]]:
     return r, lambda: os.close(r)
 
 
-def _connect_seqpacket(directory: Path, name: str) -> socket.socket:
+def _connect_seqpacket(directory: Path, name: str) -> socket:
     """Connect to `directory/name` even when the path exceeds sun_path's 108 bytes, by
     going through /proc/self/fd of an O_PATH handle on the directory (as conmon binds)."""
-    import socket
+    import _socket
 
     dir_fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
         try:
             sock.connect(f"/proc/self/fd/{dir_fd}/{name}")
         except OSError:
@@ -375,6 +375,30 @@ def _connect_seqpacket(directory: Path, name: str) -> socket.socket:
         return sock
     finally:
         os.close(dir_fd)
+
+
+def _seqpacket_pair() -> tuple[socket, socket]:
+    """A SOCK_SEQPACKET socketpair for conmon's sync, start and attach pipes (`_socket`'s:
+    the `socket` module's import converts its constants to enums)."""
+    import _socket
+
+    return _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+
+
+def _remove_flat(directory: Path) -> None:
+    """Remove an exec session's directory: conmon's files in it (pid and exit files, the
+    attach socket, the ctl and winsz fifos, a symlink), no subdirectory; anything else
+    there is left to shutil's walk."""
+    try:
+        for name in os.listdir(directory):
+            os.unlink(os.path.join(directory, name))
+        os.rmdir(directory)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        import shutil
+
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 class AttachSession:
@@ -406,10 +430,10 @@ class AttachSession:
     def interrupt(self) -> None:
         """End a `stream()` running in another thread (it returns as at the end of the
         output); the container is not affected."""
-        import socket
+        import _socket
 
         try:
-            self.sock.shutdown(socket.SHUT_RDWR)
+            self.sock.shutdown(_socket.SHUT_RDWR)
         except OSError:
             pass
 
@@ -426,8 +450,8 @@ class AttachSession:
         output ends (it exited) or the detach keys are typed. EOF on `stdin` half-closes
         the connection, which closes the container's stdin as Docker does. Without
         `stdin` nothing is sent and the container's stdin is left alone."""
+        import _socket
         import selectors
-        import socket
 
         out, err = _sink(stdout), _sink(stderr)
         sock = self.sock
@@ -474,7 +498,7 @@ class AttachSession:
                     self._flush_input(pending)
                 if half_close and not pending:
                     try:
-                        sock.shutdown(socket.SHUT_WR)
+                        sock.shutdown(_socket.SHUT_WR)
                     except OSError:
                         pass
                     half_close = False
@@ -621,7 +645,7 @@ class ConmonMonitor:
             args.append(f"--exit-command-arg={arg}")
         return args
 
-    def _spawn(self, args: list[str], cwd: Path, pipes: Mapping[str, socket.socket]
+    def _spawn(self, args: list[str], cwd: Path, pipes: Mapping[str, socket]
                ) -> subprocess.Popen[bytes]:
         import subprocess
 
@@ -721,10 +745,8 @@ class ConmonMonitor:
         command = exit_command if exit_command is not None else self.exit_command
         args += self._exit_command_args(command)
 
-        import socket
-
-        parent_sync, child_sync = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        parent_start, child_start = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        parent_sync, child_sync = _seqpacket_pair()
+        parent_start, child_start = _seqpacket_pair()
         try:
             proc = self._spawn(args, paths.run_dir, {"_OCI_SYNCPIPE": child_sync,
                                                      "_OCI_STARTPIPE": child_start})
@@ -915,14 +937,13 @@ class ConmonMonitor:
         `exec_id` names the session's directory (its ctl fifo serves resizes).
         `exit_command` is run by conmon when the process exits (a detached session's end
         is recorded by it)."""
-        import json
-        import socket
+        from ketch.fastjson import dumps
 
         exec_id = exec_id or os.urandom(16).hex()
         exec_dir = paths.exec_root / exec_id
         exec_dir.mkdir(parents=True)
         spec_file = exec_dir / "process.json"
-        spec_file.write_text(json.dumps(process))
+        spec_file.write_text(dumps(process))
         terminal = bool(process.get("terminal"))
         args = self._common_args(paths.container_id, exec_id, exec_dir, exec_dir / "pid",
                                  exec_dir, None)
@@ -937,7 +958,7 @@ class ConmonMonitor:
             args.append("--terminal")
         if stdin is not None:
             args.append("--stdin")
-        pipes = {name: socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pipes = {name: _seqpacket_pair()
                  for name in ("_OCI_SYNCPIPE", "_OCI_STARTPIPE", "_OCI_ATTACHPIPE")}
         session: AttachSession | None = None
         finished = False  # the session is over: its directory can go
@@ -988,9 +1009,7 @@ class ConmonMonitor:
             # A detached session keeps its directory (conmon still writes there);
             # cleanup() removes what is left when the container goes.
             if finished:
-                import shutil
-
-                shutil.rmtree(exec_dir, ignore_errors=True)
+                _remove_flat(exec_dir)
 
 
 LOG_KEEPER_TIMEOUT = 5.0
