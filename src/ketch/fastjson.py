@@ -67,15 +67,17 @@ except ImportError:  # pragma: no cover - CPython always has _json
     _make_encoder = None  # type: ignore[assignment,misc]  # as `_scan` above
 
 
-def dumps(value: Any) -> str:
+def dumps(value: Any, *, compact: bool = False) -> str:
     """`json.dumps(value)`: the same C encoder with json's default arguments (ASCII
-    output, ", " and ": " separators, circular references and NaN as json treats them)."""
+    output, ", " and ": " separators, circular references and NaN as json treats them);
+    `compact`: `separators=(",", ":")`."""
+    item, key = (",", ":") if compact else (", ", ": ")
     if _make_encoder is not None:
         if isinstance(value, str):
             return _quote_ascii(value)
-        encode = _make_encoder({}, _unserializable, _quote_ascii, None, ": ", ", ",
+        encode = _make_encoder({}, _unserializable, _quote_ascii, None, key, item,
                                False, False, True)
         return "".join(encode(value, 0))
     import json
 
-    return json.dumps(value)
+    return json.dumps(value, separators=(item, key))

@@ -265,19 +265,25 @@ def _importer(stderr: str, module: str) -> str | None:
     return None
 
 
-def test_no_ketch_module_loads_typing_on_the_way_to_a_running_container(ketch) -> None:
-    # starting a container needs subprocess, sockets and pathlib, but no module of
+def test_the_way_to_a_running_container_loads_no_typing_socket_or_json(ketch) -> None:
+    # starting a container needs subprocess (conmon) and pathlib, but no module of
     # ketch's loads `typing` or `dataclasses` for its annotations (ARCHITECTURE.md,
     # start-up policy; `typing` alone was ~2 ms of every `run -d`). The standard
-    # library's tomllib, which reads ketch.toml, does load typing.
+    # library's tomllib, which reads ketch.toml, does load typing. Nor, for a container
+    # on the default bridge that publishes nothing, the `socket` module (netlink and
+    # conmon's pipes go through `_socket`; its enums were ~6 ms of a `run -d`) or json
+    # (config.json is written by ketch.fastjson).
     proc = importtime(ketch, "run", "-d", "busybox", "true")
     cid = proc.stdout.strip()
     ketch.ids.add(cid)
     assert ketch("wait", cid).stdout.strip() == "0"
     assert _importer(proc.stderr, "ketch.runtime.monitor") is not None  # it did start one
+    assert _importer(proc.stderr, "ketch.network.netlink") is not None  # and its network
     for module in ("typing", "dataclasses", "argparse"):
         importer = _importer(proc.stderr, module)
         assert not (importer or "").startswith("ketch"), (module, importer)
+    for module in ("socket", "json", "ketch.network.hostports"):
+        assert _importer(proc.stderr, module) is None, (module, _importer(proc.stderr, module))
 
 
 def test_a_format_template_loads_neither_inspect_nor_typing(ketch) -> None:

@@ -58,3 +58,9 @@ def test_dumps_refuses_what_json_dumps_refuses() -> None:
                                    {"k": (1, 2)}, {1: "int key", None: 2.5}])
 def test_dumps_of_other_values_matches_json(value: object) -> None:
     assert dumps(value) == json.dumps(value)
+
+
+@pytest.mark.parametrize("value", VALUES)
+def test_compact_dumps_matches_jsons_compact_separators(value: object) -> None:
+    # (how an OCI config.json is written at every container start)
+    assert dumps(value, compact=True) == json.dumps(value, separators=(",", ":"))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import fcntl
 import ipaddress
 import os
-import socket
 from contextlib import contextmanager
 
 from ketch.errors import Conflict, InvalidArgument
@@ -51,7 +50,7 @@ def host_routes() -> list[ipaddress.IPv4Network]:
                 if mask == 0:
                     continue
                 net = ipaddress.IPv4Network(
-                    (socket.inet_ntoa(dest.to_bytes(4, "little")),
+                    (ipaddress.IPv4Address(dest.to_bytes(4, "little")),
                      bin(mask).count("1")), strict=False)
                 out.append(net)
     except (OSError, StopIteration, ValueError):

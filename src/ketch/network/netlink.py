@@ -12,10 +12,10 @@ linux/if_link.h, linux/veth.h).
 
 from __future__ import annotations
 
+import _socket  # not `socket`: its constants become enums at import (ms of `run`)
 import errno
 import ipaddress
 import os
-import socket
 import struct
 from collections.abc import Iterator
 
@@ -112,9 +112,9 @@ class NetlinkError(OSError):
 class Netlink:
     """One NETLINK_ROUTE socket; requests are synchronous and acknowledged."""
 
-    def __init__(self, sock: socket.socket | None = None) -> None:
+    def __init__(self, sock: _socket.socket | None = None) -> None:
         if sock is None:
-            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+            sock = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC,
                                  NETLINK_ROUTE)
             sock.bind((0, 0))
         self.sock = sock
@@ -168,7 +168,7 @@ class Netlink:
 
     # -- links -------------------------------------------------------------------------
     def link_index(self, name: str) -> int | None:
-        body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + nla_str(IFLA_IFNAME, name)
+        body = _IFINFOMSG.pack(_socket.AF_UNSPEC, 0, 0, 0, 0) + nla_str(IFLA_IFNAME, name)
         try:
             seq = self._send(RTM_GETLINK, 0, body)
             for _t, _f, payload in self._messages(seq):
@@ -182,7 +182,7 @@ class Netlink:
     def links(self) -> list[tuple[int, str, str]]:
         """(index, name, kind) of every link in this namespace."""
         out = []
-        for payload in self.dump(RTM_GETLINK, _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
+        for payload in self.dump(RTM_GETLINK, _IFINFOMSG.pack(_socket.AF_UNSPEC, 0, 0, 0, 0)):
             index = _IFINFOMSG.unpack_from(payload)[2]
             attrs = parse_attrs(payload, _IFINFOMSG.size)
             name = attrs.get(IFLA_IFNAME, b"").rstrip(b"\0").decode()
@@ -194,11 +194,11 @@ class Netlink:
         return out
 
     def set_up(self, index: int) -> None:
-        self.request(RTM_NEWLINK, 0, _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index,
+        self.request(RTM_NEWLINK, 0, _IFINFOMSG.pack(_socket.AF_UNSPEC, 0, index,
                                                      IFF_UP, IFF_UP))
 
     def create_bridge(self, name: str, mac: str, mtu: int) -> int:
-        body = (_IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, IFF_UP, IFF_UP)
+        body = (_IFINFOMSG.pack(_socket.AF_UNSPEC, 0, 0, IFF_UP, IFF_UP)
                 + nla_str(IFLA_IFNAME, name) + nla_u32(IFLA_MTU, mtu)
                 # a fixed MAC: otherwise the bridge takes the lowest MAC of its ports and
                 # changes it as containers come and go, which confuses ARP caches
@@ -214,11 +214,11 @@ class Netlink:
                     peer_mac: str, master_index: int, mtu: int) -> None:
         """Create a veth pair: `host_name` up and enslaved to the bridge here, the peer
         created directly inside the container's namespace (no move step)."""
-        peer = (_IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+        peer = (_IFINFOMSG.pack(_socket.AF_UNSPEC, 0, 0, 0, 0)
                 + nla_str(IFLA_IFNAME, peer_name) + nla_u32(IFLA_MTU, mtu)
                 + nla(IFLA_ADDRESS, mac_bytes(peer_mac))
                 + nla_u32(IFLA_NET_NS_FD, peer_netns_fd))
-        body = (_IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, IFF_UP, IFF_UP)
+        body = (_IFINFOMSG.pack(_socket.AF_UNSPEC, 0, 0, IFF_UP, IFF_UP)
                 + nla_str(IFLA_IFNAME, host_name) + nla_u32(IFLA_MTU, mtu)
                 + nla_u32(IFLA_MASTER, master_index)
                 + nested(IFLA_LINKINFO, nla_str(IFLA_INFO_KIND, "veth"),
@@ -227,7 +227,7 @@ class Netlink:
 
     def delete_link(self, name: str) -> bool:
         """Delete a link by name; False when it does not exist."""
-        body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + nla_str(IFLA_IFNAME, name)
+        body = _IFINFOMSG.pack(_socket.AF_UNSPEC, 0, 0, 0, 0) + nla_str(IFLA_IFNAME, name)
         try:
             self.request(RTM_DELLINK, 0, body)
         except NetlinkError as e:
@@ -239,7 +239,7 @@ class Netlink:
     # -- addresses and routes ----------------------------------------------------------
     def add_address(self, index: int, cidr: str) -> None:
         iface = ipaddress.ip_interface(cidr)
-        family = socket.AF_INET if iface.version == 4 else socket.AF_INET6
+        family = _socket.AF_INET if iface.version == 4 else _socket.AF_INET6
         packed = iface.ip.packed
         # IPv6: IFA_F_NODAD (0x02), usable at once instead of "tentative" for a second
         flags = 0x02 if iface.version == 6 else 0
@@ -256,7 +256,7 @@ class Netlink:
 
     def addresses(self, index: int) -> list[str]:
         out = []
-        for payload in self.dump(RTM_GETADDR, _IFADDRMSG.pack(socket.AF_INET, 0, 0, 0, 0)):
+        for payload in self.dump(RTM_GETADDR, _IFADDRMSG.pack(_socket.AF_INET, 0, 0, 0, 0)):
             family, prefixlen, _fl, _scope, ifindex = _IFADDRMSG.unpack_from(payload)
             if ifindex != index:
                 continue
@@ -268,7 +268,7 @@ class Netlink:
 
     def add_default_route(self, gateway: str, oif: int) -> None:
         gw = ipaddress.ip_address(gateway)
-        family = socket.AF_INET if gw.version == 4 else socket.AF_INET6
+        family = _socket.AF_INET if gw.version == 4 else _socket.AF_INET6
         body = (_RTMSG.pack(family, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE,
                             RTN_UNICAST, 0)
                 + nla(RTA_GATEWAY, gw.packed) + nla_u32(RTA_OIF, oif))
@@ -299,11 +299,12 @@ def delete_conntrack(protocol: int, reply_src: str, reply_port: int) -> int:
     want_ip = ipaddress.ip_address(reply_src).packed
     want_port = struct.pack("!H", reply_port)
     msg_type = NFNL_SUBSYS_CTNETLINK << 8
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                       NETLINK_NETFILTER) as sock:
+    sock = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC,
+                          NETLINK_NETFILTER)
+    try:
         sock.bind((0, 0))
         nl = Netlink(sock)
-        body = _NFGENMSG.pack(socket.AF_INET, 0, 0)
+        body = _NFGENMSG.pack(_socket.AF_INET, 0, 0)
         victims = []
         for payload in nl.dump(msg_type | IPCTNL_MSG_CT_GET, body):
             attrs = parse_attrs(payload, _NFGENMSG.size)
@@ -324,3 +325,5 @@ def delete_conntrack(protocol: int, reply_src: str, reply_port: int) -> int:
                 if e.errno != errno.ENOENT:  # expired meanwhile
                     raise
         return deleted
+    finally:
+        sock.close()

@@ -337,7 +337,7 @@ class NetworkService:
         to run, e.g. while the OCI runtime creates the container (which only needs the
         namespace to exist). The caller must run it before the container's process
         starts, and call `teardown` if it fails."""
-        from ketch.network import hostports, netns
+        from ketch.network import netns
         from ketch.network.firewall import FirewallError
 
         self._init()
@@ -382,8 +382,12 @@ class NetworkService:
             ep = self._add_endpoint(conn, container_id, net, aliases, ip, mac, name, "eth0", 0,
                                     requested6=ip6)
             ep.link_local = list(link_local)
-            resolved, proxy_sockets = hostports.allocate(
-                conn, container_id, net, ep.ip, ports, self.config.local_port_range())
+            resolved: list[PortBinding] = []
+            if ports:  # (the host-port module, sockets and all, only to publish)
+                from ketch.network import hostports
+
+                resolved, proxy_sockets = hostports.allocate(
+                    conn, container_id, net, ep.ip, ports, self.config.local_port_range())
             rules = self.fw.port_rules(resolved, ep.ip)
             records.set_sandbox_rules(conn, container_id, rules)
         try:
@@ -402,6 +406,8 @@ class NetworkService:
                     self._ensure_ready(net)
                     self.fw.apply(add=rules)
             if proxy_sockets:
+                from ketch.network import hostports
+
                 pid, started = hostports.start_proxy(self.run_dir, container_id,
                                                      ep.ip6 or ep.ip, proxy_sockets)
                 with self.db.transaction() as conn:

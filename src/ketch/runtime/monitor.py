@@ -206,13 +206,13 @@ def write_config(bundle: Path, config: Mapping[str, Any]) -> Path:
     crash ends; a sync would cost every start a few ms of waiting for the disk. Compact
     JSON: json's C encoder writes it (an indented dump goes through the pure-Python
     encoder, ~15x slower for a config with the default seccomp profile)."""
-    import json
+    from ketch.fastjson import dumps
 
     bundle.mkdir(parents=True, exist_ok=True)
     target = bundle / "config.json"
     tmp = bundle / f".config.json.{os.urandom(4).hex()}"
     with open(tmp, "w", encoding="utf-8") as f:
-        f.write(json.dumps(config, separators=(",", ":")))
+        f.write(dumps(config, compact=True))
     os.replace(tmp, target)
     return target
 
