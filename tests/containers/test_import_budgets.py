@@ -162,7 +162,7 @@ def test_rm_f_of_a_running_container_loads_no_subprocess(ketch) -> None:
     assert not (ketch.root / "run" / "runc" / cid).exists()
     assert ketch("network", "inspect", "-f", "{{len .Containers}}", "bridge").stdout == "0\n"
     assert "ketch.containers.lifecycle" in mods  # (a running container: its state machine)
-    loaded = mods & {"subprocess", "json", "ketch.network.hostports"}
+    loaded = mods & {"subprocess", "json", "socket", "signal", "ketch.network.hostports"}
     assert not loaded, sorted(loaded)
 
 

@@ -5,7 +5,6 @@ time (a recycled pid is never taken for it); stopped with the network's last end
 
 from __future__ import annotations
 
-import socket
 import sys
 from pathlib import Path
 
@@ -39,6 +38,8 @@ class DnsProcesses:
             known = records.dns_process(self.db.conn, net.id)
             if known and procs.alive(*known):
                 return
+            import socket  # (here: stopping a network's DNS process needs none)
+
             udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             try:

@@ -8,22 +8,25 @@ API server) and belongs to no terminal session. The pid alone is not an identity
 
 from __future__ import annotations
 
+import _signal  # not `signal` (its enums): stopping a helper is on `rm -f`'s way
 import errno
 import fcntl
 import os
 import select
-import signal
-import socket
 import time
-from collections.abc import Sequence
-from pathlib import Path
 
 from ketch.procstat import alive, start_time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+    from socket import socket
 
 __all__ = ["alive", "spawn_detached", "start_time", "stop"]
 
 
-def spawn_detached(argv: Sequence[str], sockets: Sequence[socket.socket],
+def spawn_detached(argv: Sequence[str], sockets: Sequence[socket],
                    log_path: Path | None = None) -> tuple[int, str]:
     """Start argv detached with `sockets` as fds 3, 4, ...; returns (pid, start time).
 
@@ -72,7 +75,7 @@ def _read_all(fd: int) -> bytes:
     return data
 
 
-def _exec_helper(argv: Sequence[str], sockets: Sequence[socket.socket],
+def _exec_helper(argv: Sequence[str], sockets: Sequence[socket],
                  log_path: Path | None, status_fd: int) -> None:
     """In the grandchild: set up fds 0-2 and the sockets, then exec. Never returns; a
     failure before or at the exec is written to `status_fd` as an errno."""
@@ -115,7 +118,7 @@ def stop(pid: int | None, started: str | None, timeout: float = 2.0) -> None:
     try:
         if not alive(pid, started):  # the pid may have been reused since the check
             return
-        signal.pidfd_send_signal(pidfd, signal.SIGTERM)
+        _signal.pidfd_send_signal(pidfd, _signal.SIGTERM)
         killed = False
         deadline = time.monotonic() + timeout
         while alive(pid, started):
@@ -123,7 +126,7 @@ def stop(pid: int | None, started: str | None, timeout: float = 2.0) -> None:
             if remaining <= 0:
                 if killed:
                     return
-                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                _signal.pidfd_send_signal(pidfd, _signal.SIGKILL)
                 killed = True
                 deadline = time.monotonic() + 1.0
                 continue
