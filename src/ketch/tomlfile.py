@@ -59,10 +59,10 @@ def _read(path: str, root: str | None) -> dict[str, Any]:
 
 def _keep(cache: str, key: list[int], data: dict[str, Any]) -> None:
     """Write the parse (atomically: a reader sees the old entry or the new one)."""
-    import json
+    from ketch.fastjson import dumps
 
     try:
-        text = json.dumps({"key": key, "data": data})
+        text = dumps({"key": key, "data": data})
     except (TypeError, ValueError):
         return  # a value JSON cannot hold
     tmp = f"{cache}.{os.getpid()}.tmp"
