@@ -24,9 +24,11 @@ Size: one job, everything that speaks conmon's protocol (its flags, sync and sta
 pipes, attach-socket framing, exit files). Keeping the protocol in one module is the
 point: callers see ContainerPaths and plain options.
 
-What starts or attaches to a container (subprocess, socket, selectors, threading, json)
-is imported by the functions that do it: for `stop`, `kill` and `rm -f`, which only
-signal the container, wait for its exit file and release it, this module loads none.
+What starts or attaches to a container (subprocess, selectors, threading) is imported by
+the functions that do it: for `stop`, `kill` and `rm -f`, which only signal the
+container, wait for its exit file and release it, this module loads none. Its sockets
+are `_socket`'s and its JSON ketch.fastjson's: the `socket` module turns its constants
+into enums at import, and json compiles regular expressions.
 """
 
 from __future__ import annotations
