@@ -6,13 +6,14 @@ and inspected during and after its run. Its record is a small JSON file in the
 container's run directory (`exec/<id>.json`), so every ketch process sees it: the service
 that created it, the one that inspects it, a CLI. The records go with the container's
 runtime state when it stops, as Docker forgets a container's exec sessions then.
+
+Cheap to import (no pathlib, contextlib or json of its own): every `inspect` of a running
+container asks `may_be_running` whether the exec sessions need a look.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-from pathlib import Path
 
 from ketch.errors import Conflict, InvalidArgument, KetchError, NotFound
 from ketch.fastjson import dumps, loads
@@ -21,6 +22,7 @@ from ketch.runtime.conmonfiles import EXEC_DIR
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
     from typing import Any
 
     from ketch.containers.records import ContainerRecord
@@ -151,14 +153,15 @@ def _prune(svc: ContainerService, d: Path) -> None:
         return
     finished = []
     for path in paths:
-        with contextlib.suppress(OSError, ValueError):
+        try:
             doc = _settle(svc, path, loads(path.read_text()))
-            if not doc["Running"] and doc["ExitCode"] is not None:
-                finished.append(path)
+        except (OSError, ValueError):
+            continue
+        if not doc["Running"] and doc["ExitCode"] is not None:
+            finished.append(path)
     for path in finished[:max(0, len(finished) - KEEP_FINISHED)]:
         for extra in (path, path.with_suffix(".lock"), path.with_suffix(".started")):
-            with contextlib.suppress(OSError):
-                extra.unlink()
+            extra.unlink(missing_ok=True)
         shutil.rmtree(path.with_suffix(""), ignore_errors=True)
 
 
@@ -170,8 +173,10 @@ def _find(svc: ContainerService, eid: str) -> tuple[Path, dict[str, Any]]:
             containers = []
         for cid in containers:
             path = svc.run_dir / cid / EXEC_DIR / f"{eid}.json"
-            with contextlib.suppress(OSError, ValueError):
+            try:
                 return path, loads(path.read_text())
+            except (OSError, ValueError):
+                continue
     raise NotFound(f"No such exec instance: {eid}")
 
 
@@ -228,10 +233,33 @@ def running_ids(svc: ContainerService, cid: str) -> list[str]:
     """The IDs of the container's exec sessions still running (inspect's ExecIDs)."""
     out = []
     for path in sorted(_records(_dir(svc, cid))):
-        with contextlib.suppress(OSError, ValueError):
+        try:
             if _settle(svc, path, loads(path.read_text()))["Running"]:
                 out.append(path.stem)
+        except (OSError, ValueError):
+            pass
     return out
+
+
+def may_be_running(svc: ContainerService, cid: str) -> bool:
+    """Whether a session of the container may still run: False when none is recorded
+    (the usual case) or every record says it ended, read as text, without a Path; True
+    sends the caller to `running_ids`, which settles the ones that say they run."""
+    where = f"{svc.run_path(cid)}/{EXEC_DIR}"
+    try:
+        names = os.listdir(where)
+    except OSError:
+        return False
+    for name in names:
+        if name.endswith(".json"):
+            try:
+                with open(f"{where}/{name}", "rb") as f:
+                    if not loads(f.read()).get("Running"):
+                        continue
+            except (OSError, ValueError, AttributeError):
+                pass  # (unreadable: running_ids reads it again and decides)
+            return True
+    return False
 
 
 def start(svc: ContainerService, eid: str, *, stdout: OutputSink | None = None,
@@ -284,8 +312,10 @@ def start(svc: ContainerService, eid: str, *, stdout: OutputSink | None = None,
     def started(pid: int) -> None:
         size = _update(path, Running=True, Pid=pid).get("ConsoleSize")
         if doc["Tty"] and size:
-            with contextlib.suppress(Exception):
+            try:
                 resize_tty(path.with_suffix(""), int(size[0]), int(size[1]))
+            except Exception:  # noqa: BLE001 (a size it cannot take: the TTY keeps its own)
+                pass
         if on_started is not None:
             on_started(pid)
 

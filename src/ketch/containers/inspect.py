@@ -153,26 +153,6 @@ def network_settings(svc: ContainerService, r: ContainerRecord) -> dict[str, Any
 def _running_execs(svc: ContainerService, rec: ContainerRecord) -> list[str]:
     if rec.state not in ("running", "paused"):
         return []
-    from ketch.runtime.conmonfiles import EXEC_DIR
-
-    where = f"{svc.run_path(rec.id)}/{EXEC_DIR}"
-    try:  # (no session recorded, the usual case: the exec module is not loaded)
-        names = os.listdir(where)
-    except OSError:
-        return []
-    from ketch.fastjson import loads
-
-    for name in names:  # nor when every recorded session says it has ended
-        if name.endswith(".json"):
-            try:
-                with open(f"{where}/{name}", "rb") as f:
-                    running = loads(f.read()).get("Running")
-            except (OSError, ValueError, AttributeError):
-                running = True  # (the exec module reads it again and decides)
-            if running:
-                break
-    else:
-        return []
     from ketch.containers import execs
 
-    return execs.running_ids(svc, rec.id)
+    return execs.running_ids(svc, rec.id) if execs.may_be_running(svc, rec.id) else []
