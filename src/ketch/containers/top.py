@@ -18,9 +18,8 @@ def top(svc: ContainerService, rec: ContainerRecord, ps_args: list[str] | None =
     """`top`: the host's `ps` output, rows limited to the container's processes."""
     from ketch.runtime import spawn, which
 
-    pids = _cgroup_pids(svc, rec)
-    if pids is None:
-        pids = set(svc.lifecycle.runtime(rec).ps(rec.id))
+    # (runc's recorded cgroup, read without starting runc: OCIRuntime.ps)
+    pids = set(svc.lifecycle.runtime(rec).ps(rec.id))
     args = list(ps_args or []) or ["-ef"]
     # Docker's daemon runs ps with no terminal and no COLUMNS: full command lines,
     # whatever width the caller's terminal or environment has.
@@ -57,15 +56,3 @@ def top(svc: ContainerService, rec: ContainerRecord, ps_args: list[str] | None =
             n = len(titles) - 1
             rows.append(fields[:n] + [" ".join(fields[n:])])
     return titles, rows
-
-
-
-def _cgroup_pids(svc: ContainerService, rec: ContainerRecord) -> set[int] | None:
-    """runc's answer without runc's driver module (OCIRuntime.ps asks the same file):
-    None for another runtime, or when runc's state does not say."""
-    if (rec.host_config.get("Runtime") or "runc") != "runc":
-        return None
-    from ketch.runtime.runcstate import cgroup_pids
-
-    # (the state root Lifecycle.monitor gives runc: <run root>/runc)
-    return cgroup_pids(f"{svc.engine.run_root_dir}/runc", rec.id)
