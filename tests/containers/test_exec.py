@@ -438,3 +438,37 @@ def test_a_file_as_stdin_goes_in_whole_whatever_bytes_it_holds(ketch, box, tmp_p
         assert (p.returncode, p.stdout, p.stderr) == (0, "", ""), args
     p = _stdin_from(ketch, "/dev/null", "exec", "-it", "box", "true")
     assert p.stderr == "the input device is not a TTY\n"  # the docker CLI's words
+
+
+def test_a_look_at_a_detached_exec_between_its_exit_and_the_exit_file_waits_for_the_code(
+        ketch, run_d):
+    # conmon writes a session's exit file only after it has reaped the process: a look
+    # in between (the process a zombie or gone, no exit file yet) must not record an
+    # end without a code (-1, for good), it must report the session still running
+    import signal
+
+    from ketch.engine import Engine
+
+    cid = run_d("busybox", "sleep", "300")
+    with Engine(ketch.root, ketch.root / "run") as engine:
+        c = engine.containers
+        eid = c.exec_create(cid, ["sh", "-c", "sleep 0.5; exit 9"])
+        assert c.exec_start(eid, detach=True) is None
+        pid = c.exec_inspect(eid)["Pid"]
+        with open(f"/proc/{pid}/stat") as f:
+            conmon = int(f.read().rsplit(")", 1)[1].split()[1])  # its parent, the reaper
+        with open(f"/proc/{conmon}/comm") as f:
+            assert f.read().strip() == "conmon"
+        os.kill(conmon, signal.SIGSTOP)
+        try:
+            def ended() -> bool:
+                with open(f"/proc/{pid}/stat") as f:
+                    return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+
+            wait_for(ended, what="the exec's process to exit (a zombie: conmon is stopped)")
+            doc = c.exec_inspect(eid)
+            assert (doc["Running"], doc["ExitCode"]) == (True, None)
+        finally:
+            os.kill(conmon, signal.SIGCONT)
+        wait_for(lambda: c.exec_inspect(eid)["ExitCode"] == 9, what="the exec's exit code")
+        assert c.exec_inspect(eid)["Running"] is False

@@ -185,15 +185,19 @@ def _settle(svc: ContainerService, path: Path, doc: dict[str, Any]) -> dict[str,
     recording its end: read its exit from the monitor's files."""
     if not doc["Running"]:
         return doc
-    from ketch.runtime.monitor import process_alive
+    from ketch.runtime.monitor import process_alive, read_int
 
-    exit_file = path.with_suffix("") / "exit"
-    try:
-        code: int | None = int(exit_file.read_text().strip())
-    except (OSError, ValueError):
-        code = None
-    if code is None and doc["Pid"] and process_alive(doc["Pid"]):
-        return doc
+    session_dir = path.with_suffix("")
+    code = read_int(session_dir / "exit")
+    if code is None:
+        if doc["Pid"] and process_alive(doc["Pid"]):
+            return doc
+        # its process has ended, but conmon writes the exit file only after reaping it:
+        # while conmon runs, the code is on its way (recording -1 now would lose it)
+        conmon = read_int(session_dir / "conmon.pid")
+        if conmon is not None and process_alive(conmon):
+            return doc
+        code = read_int(session_dir / "exit")  # (conmon wrote it, and left, meanwhile)
     doc["Running"] = False
     doc["ExitCode"] = code if code is not None else -1
     # recorded, as a container's exit is finished by whoever finds it: the next look

@@ -219,7 +219,8 @@ def write_config(bundle: Path, config: Mapping[str, Any]) -> Path:
     return target
 
 
-def _read_int(path: Path) -> int | None:
+def read_int(path: Path) -> int | None:
+    """The integer a pid or exit file holds; None when there is none (yet)."""
     try:
         text = path.read_text().strip()
     except (FileNotFoundError, NotADirectoryError):
@@ -773,7 +774,7 @@ class ConmonMonitor:
                 raise ContainerStartError(explained, 125)
             raise ContainerStartError(f"OCI runtime create failed: {text}",
                                       classify_start_error(text))
-        conmon_pid = _read_int(paths.conmon_pidfile) or 0
+        conmon_pid = read_int(paths.conmon_pidfile) or 0
         if log is not None and log.keeper_needed and conmon_pid:
             _spawn_log_keeper(paths.log_path, conmon_pid, log)
         return StartedContainer(cid, pid, conmon_pid)
@@ -814,7 +815,7 @@ class ConmonMonitor:
             self.runtime.delete(paths.container_id, force=True)
         except RuntimeFailure:
             pass
-        conmon_pid = _read_int(paths.conmon_pidfile)
+        conmon_pid = read_int(paths.conmon_pidfile)
         if conmon_pid:
             deadline = time.monotonic() + 5
             while process_alive(conmon_pid) and time.monotonic() < deadline:
@@ -832,7 +833,7 @@ class ConmonMonitor:
         return reopen_log(paths.bundle)
 
     def conmon_pid(self, paths: ContainerPaths) -> int | None:
-        return _read_int(paths.conmon_pidfile)
+        return read_int(paths.conmon_pidfile)
 
     def monitor_alive(self, paths: ContainerPaths) -> bool:
         pid = self.conmon_pid(paths)
@@ -841,7 +842,7 @@ class ConmonMonitor:
     def exit_status(self, paths: ContainerPaths) -> ExitStatus | None:
         """The recorded exit, or None while the container has not exited."""
         for path in (paths.persist_dir / "exit", paths.exit_file):
-            code = _read_int(path)
+            code = read_int(path)
             if code is None:
                 continue
             try:
@@ -952,6 +953,9 @@ class ConmonMonitor:
         args += [
             "--persist-dir", str(exec_dir),
             "--socket-dir-path", str(exec_dir),
+            # a look at a detached session tells "its process has exited and conmon is
+            # about to write the exit file" from "conmon is gone without one" by it
+            "--conmon-pidfile", str(exec_dir / "conmon.pid"),
             "--log-path", "none",
             "--exec", "--exec-attach", "--exec-process-spec", str(spec_file),
         ]
@@ -997,7 +1001,7 @@ class ConmonMonitor:
             if result.detached:
                 return ExecResult(exec_id, pid, None, detached=True)
             final = _recv_json(sync, timeout=24 * 3600)
-            code = _read_int(exec_dir / "exit")
+            code = read_int(exec_dir / "exit")
             if final is not None and "data" in final:
                 code = int(final["data"])
             finished = True
