@@ -103,6 +103,34 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
+_GROUPS_LOST = pytest.StashKey[str]()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """On an xdist worker under `--dist loadgroup`: the groups must have reached the
+    scheduler. xdist passes a test's group as an `@NAME` suffix of its node ID; pytest
+    9.2's node IDs no longer take that suffix (pytest-dev/pytest-xdist#1386), and the
+    groups were then lost without a word: every worker made the module roots, API, CRI
+    and containerd servers for itself, ~50 CPU-seconds a run. Its grouped tests fail
+    instead (pytest_runtest_setup), saying why."""
+    config = session.config
+    if not hasattr(config, "workerinput") or not config.getvalue("loadgroup"):
+        return
+    for item in session.items:
+        if any(item.iter_markers("xdist_group")):
+            if "@" not in item.nodeid:
+                config.stash[_GROUPS_LOST] = (
+                    f"pytest-xdist did not give {item.nodeid} its xdist_group: this pytest"
+                    " and pytest-xdist do not keep a group on one worker (see pyproject.toml)")
+            return
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    lost = item.config.stash.get(_GROUPS_LOST, None)
+    if lost is not None and any(item.iter_markers("xdist_group")):
+        pytest.fail(lost, pytrace=False)
+
+
 _LAUNCHER: list[str] = []
 
 
