@@ -266,14 +266,15 @@ def _importer(stderr: str, module: str) -> str | None:
 
 
 def test_the_way_to_a_running_container_loads_no_typing_socket_or_json(ketch) -> None:
-    # starting a container needs subprocess (conmon) and pathlib, but no module of
-    # ketch's loads `typing` or `dataclasses` for its annotations (ARCHITECTURE.md,
-    # start-up policy; `typing` alone was ~2 ms of every `run -d`). The standard
-    # library's tomllib, which reads ketch.toml, does load typing. Nor, for a container
-    # on the default bridge that publishes nothing, the `socket` module (netlink and
-    # conmon's pipes go through `_socket`; its enums were ~6 ms of a `run -d`) or json
-    # (config.json is written by ketch.fastjson), also when network.toml changed and
-    # its parse is kept again (ketch.tomlfile)
+    # starting a container needs pathlib, but no module of ketch's loads `typing` or
+    # `dataclasses` for its annotations (ARCHITECTURE.md, start-up policy; `typing`
+    # alone was ~2 ms of every `run -d`). The standard library's tomllib, which reads
+    # ketch.toml, does load typing. Nor, for a container on the default bridge that
+    # publishes nothing, the `socket` module (netlink and conmon's pipes go through
+    # `_socket`; its enums were ~6 ms of a `run -d`) or json (config.json is written by
+    # ketch.fastjson), also when network.toml changed and its parse is kept again
+    # (ketch.tomlfile). Nor subprocess, and with it signal: conmon is started through
+    # ketch.runtime.spawn (3.4 ms of a `run -d`)
     os.utime(ketch.root / "network.toml")
     proc = importtime(ketch, "run", "-d", "busybox", "true")
     cid = proc.stdout.strip()
@@ -284,7 +285,7 @@ def test_the_way_to_a_running_container_loads_no_typing_socket_or_json(ketch) ->
     for module in ("typing", "dataclasses", "argparse"):
         importer = _importer(proc.stderr, module)
         assert not (importer or "").startswith("ketch"), (module, importer)
-    for module in ("socket", "json", "ketch.network.hostports"):
+    for module in ("socket", "json", "ketch.network.hostports", "subprocess", "signal"):
         assert _importer(proc.stderr, module) is None, (module, _importer(proc.stderr, module))
 
 

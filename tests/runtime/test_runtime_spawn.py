@@ -71,3 +71,29 @@ def test_a_process_started_without_stdio_still_gives_its_child_three_pipes() -> 
         subprocess.run([sys.executable, "-c", code, f.name], check=True,
                        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
         assert f.read() == repr((0, b"in:out\n", b"err\n")).encode()
+
+
+def test_a_directory_a_passed_descriptor_a_session_and_no_stdout(tmp_path) -> None:
+    # how conmon is started: in the container's directory, with its sync pipes under
+    # their own numbers, in a session of its own, its stdout going nowhere
+    import sys
+
+    r, w = os.pipe()
+    code = ("import os, sys; print('gone'); os.write(int(sys.argv[1]), b'passed');"
+            " fds = sorted(int(f) for f in os.listdir('/proc/self/fd'));"
+            " print(os.getcwd(), os.getsid(0) == os.getpid(), fds, file=sys.stderr)")
+    child = spawn.Child([sys.executable, "-I", "-S", "-c", code, str(w)],
+                        cwd=str(tmp_path), stdout=False, pass_fds=[w], new_session=True)
+    assert not os.get_inheritable(w)  # close-on-exec again in this process
+    os.close(w)
+    result = child.communicate(timeout=30)
+    with os.fdopen(r, "rb") as f:
+        passed = f.read()
+    # (the listing's own descriptor is the one more than 0, 1, 2 and the pipe)
+    listing = f"{tmp_path} True {sorted([0, 1, 2, w, 3 if w != 3 else 4])}\n".encode()
+    assert (result, passed) == ((0, b"", listing), b"passed")
+
+
+def test_a_directory_that_is_not_there_fails_the_child_saying_so(tmp_path) -> None:
+    code, _out, err = spawn.Child(["/bin/true"], cwd=str(tmp_path / "gone")).communicate(30)
+    assert code == 125 and b"cannot change directory" in err

@@ -24,9 +24,10 @@ Size: one job, everything that speaks conmon's protocol (its flags, sync and sta
 pipes, attach-socket framing, exit files). Keeping the protocol in one module is the
 point: callers see ContainerPaths and plain options.
 
-What starts or attaches to a container (subprocess, selectors, threading) is imported by
-the functions that do it: for `stop`, `kill` and `rm -f`, which only signal the
-container, wait for its exit file and release it, this module loads none. Its sockets
+What attaches to a container (selectors, threading) is imported by the functions that do
+it: for `stop`, `kill` and `rm -f`, which only signal the container, wait for its exit
+file and release it, this module loads none. conmon is started through ketch.runtime.spawn
+(posix_spawn), not subprocess (see there). Its sockets
 are `_socket`'s and its JSON ketch.fastjson's: the `socket` module turns its constants
 into enums at import, and json compiles regular expressions.
 """
@@ -45,12 +46,12 @@ from ketch.values import value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import subprocess
     from _socket import socket
     from collections.abc import Callable, Mapping, Sequence
     from typing import IO, Any, TypeAlias
 
     from ketch.runtime.logs import LogPolicy
+    from ketch.runtime.spawn import Child
 
     OutputSink: TypeAlias = Callable[[bytes], Any] | IO[bytes]
     InputSource: TypeAlias = int | IO[bytes]
@@ -648,9 +649,10 @@ class ConmonMonitor:
             args.append(f"--exit-command-arg={arg}")
         return args
 
-    def _spawn(self, args: list[str], cwd: Path, pipes: Mapping[str, socket]
-               ) -> subprocess.Popen[bytes]:
-        import subprocess
+    def _spawn(self, args: list[str], cwd: Path, pipes: Mapping[str, socket]) -> Child:
+        """Start conmon's first process in `cwd`, the pipes given to it under the names
+        conmon reads their numbers from."""
+        from ketch.runtime.spawn import Child
 
         env = {k: v for k, v in os.environ.items()
                if k != "NOTIFY_SOCKET" and not k.startswith("_OCI_")}
@@ -658,29 +660,24 @@ class ConmonMonitor:
         for var, sock in pipes.items():
             env[var] = str(sock.fileno())
         try:
-            return subprocess.Popen(
-                [self.conmon_path, *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                pass_fds=[s.fileno() for s in pipes.values()], start_new_session=True)
+            return Child([self.conmon_path, *args], env=env, cwd=str(cwd), stdout=False,
+                         pass_fds=[s.fileno() for s in pipes.values()], new_session=True)
         except OSError as e:
             raise RuntimeFailure(f"cannot run conmon: {e.strerror}") from e
 
     @staticmethod
-    def _wait_parent(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    def _wait_parent(proc: Child, timeout: float) -> None:
         """conmon's first process exits as soon as it has forked the monitor."""
-        import subprocess
+        from ketch.runtime.spawn import SpawnTimeout
 
         try:
-            _out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired as e:
-            proc.kill()
-            proc.wait()
+            code, _out, err = proc.communicate(timeout)
+        except SpawnTimeout as e:  # (killed and reaped)
             raise RuntimeFailure("conmon did not start in time") from e
-        if proc.returncode != 0:
-            message = (err or b"").decode(errors="replace").strip().splitlines()
+        if code != 0:
+            message = err.decode(errors="replace").strip().splitlines()
             raise RuntimeFailure(
-                f"conmon failed (exit {proc.returncode}): "
-                f"{message[-1] if message else 'no message'}")
+                f"conmon failed (exit {code}): {message[-1] if message else 'no message'}")
 
     # --- containers ---------------------------------------------------------------
 
