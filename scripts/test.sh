@@ -41,9 +41,12 @@ fi
 # Each xdist worker collects every test module, and on a fresh checkout each would
 # rewrite all their asserts (pytest's assertion rewriting: ~5 s of CPU a process, 6 at
 # once); one collection first writes the rewritten bytecode that the workers then load
-# (~1.5 s each). mypy (~5 s, one core) checks src/ beside it, and its report comes first.
+# (~1.5 s each). mypy checks src/ beside it, and its report comes first. Its cache is kept
+# with the tests' image cache, outside the checkout: mypy validates each entry by the
+# file's contents, so a fresh clone checks in ~0.2 s what takes ~5 s from nothing.
 mypy_log="$(mktemp)"
-python3 -m mypy > "$mypy_log" 2>&1 &
+python3 -m mypy --cache-dir "${KETCH_TEST_CACHE:-/var/tmp/ketch-test-cache}/mypy" \
+  > "$mypy_log" 2>&1 &
 mypy_pid=$!
 python3 -m pytest --collect-only -q -p no:xdist "$@" > /dev/null 2>&1 || true
 mypy_status=0
