@@ -26,10 +26,10 @@ point: callers see ContainerPaths and plain options.
 
 What attaches to a container (selectors, threading) is imported by the functions that do
 it: for `stop`, `kill` and `rm -f`, which only signal the container, wait for its exit
-file and release it, this module loads none. conmon is started through ketch.runtime.spawn
-(posix_spawn), not subprocess (see there). Its sockets
-are `_socket`'s and its JSON ketch.fastjson's: the `socket` module turns its constants
-into enums at import, and json compiles regular expressions.
+file and release it, this module loads none. conmon is started through
+ketch.runtime.spawn (posix_spawn), not subprocess (see there). Its sockets are
+`_socket`'s and its JSON ketch.fastjson's: the `socket` module turns its constants into
+enums at import, and json compiles regular expressions.
 """
 
 from __future__ import annotations
