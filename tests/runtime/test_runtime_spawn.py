@@ -84,7 +84,7 @@ def test_a_directory_a_passed_descriptor_a_session_and_no_stdout(tmp_path) -> No
             " print(os.getcwd(), os.getsid(0) == os.getpid(), fds, file=sys.stderr)")
     child = spawn.Child([sys.executable, "-I", "-S", "-c", code, str(w)],
                         cwd=str(tmp_path), stdout=False, pass_fds=[w], new_session=True)
-    assert not os.get_inheritable(w)  # close-on-exec again in this process
+    assert not os.get_inheritable(w)  # (never made inheritable in this process)
     os.close(w)
     result = child.communicate(timeout=30)
     with os.fdopen(r, "rb") as f:

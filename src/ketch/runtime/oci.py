@@ -343,10 +343,10 @@ class OCIRuntime:
 
     def update(self, container_id: str, resources: dict[str, Any]) -> None:
         """Change cgroup limits of a live container (`docker update`)."""
-        import json
+        from ketch.fastjson import dumps
 
         self._run("update", "--resources", "-", container_id,
-                  input=json.dumps(resources).encode())
+                  input=dumps(resources).encode())
 
     def stats(self, container_id: str) -> dict[str, Any]:
         """One cgroup statistics sample (`runc events --stats`): cpu, memory, pids."""

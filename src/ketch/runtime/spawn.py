@@ -63,8 +63,11 @@ class Child:
                  stdout: bool = True, pass_fds: Sequence[int] = (),
                  new_session: bool = False) -> None:
         """`stdout=False`: the child's stdout is /dev/null. `pass_fds`: descriptors the
-        child inherits under their own numbers. `new_session`: the child starts a
-        session of its own (setsid), as subprocess's start_new_session."""
+        child inherits under their own numbers (a dup2 onto itself in the child, which
+        clears close-on-exec there, glibc 2.29 and later: the parent's flag is never
+        changed, so a process started meanwhile by another thread cannot inherit them).
+        `new_session`: the child starts a session of its own (setsid), as subprocess's
+        start_new_session."""
         self.argv = list(argv)
         started = self.argv if cwd is None else [ENV, "--chdir", cwd, "--", *self.argv]
         # (made in this order, a pipe that takes 0, 1 or 2, in a process started without
@@ -76,8 +79,7 @@ class Child:
             (os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),
             (os.POSIX_SPAWN_DUP2, err_w, 2)]
         actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inherited() if fd not in pass_fds]
-        for fd in pass_fds:
-            os.set_inheritable(fd, True)
+        actions += [(os.POSIX_SPAWN_DUP2, fd, fd) for fd in pass_fds]
         try:
             self.pid = os.posix_spawn(started[0], started, os.environ if env is None else env,
                                       file_actions=actions, setsid=new_session,
@@ -90,8 +92,6 @@ class Child:
         finally:
             for fd in (out_w, err_w, in_r):
                 os.close(fd)
-            for fd in pass_fds:
-                os.set_inheritable(fd, False)
         self._out, self._err, self._in = out_r, err_r, in_w
         self._input = memoryview(input or b"")
         if in_w >= 0:
