@@ -696,7 +696,7 @@ class Engine:
         """Finish a container whose process exited, or with `exec_id` one of its detached
         exec sessions (the monitor's exit command)."""
         if exec_id is not None:
-            self.containers.exec_cleanup(exec_id)
+            self.containers.exec_cleanup(exec_id, container)
             return
         self.containers.cleanup(container)
 

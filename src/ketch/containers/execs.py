@@ -206,15 +206,21 @@ def _settle(svc: ContainerService, path: Path, doc: dict[str, Any]) -> dict[str,
     return doc
 
 
-def finish(svc: ContainerService, eid: str) -> None:
-    """The monitor's exit command for a detached session: record its end (and journal
-    its exec_die, as Docker's daemon does when the process exits) unless a look at it
-    did already."""
+def finish(svc: ContainerService, eid: str, container: str) -> None:
+    """The monitor's exit command for a detached session of `container`: record its end
+    (and journal its exec_die, as Docker's daemon does when the process exits) unless a
+    look at it did already. Nothing for a container or session that is gone."""
     try:
-        path, doc = _find(svc, eid)
+        cid = svc.get(container).id
     except NotFound:
-        return  # its container was removed meanwhile, records and all
-    _settle(svc, path, doc)
+        return  # the container was removed meanwhile, its sessions' records with it
+    path = svc.run_dir / cid / EXEC_DIR / f"{eid}.json"
+    try:
+        doc = loads(path.read_text()) if _is_id(eid) else None
+    except (OSError, ValueError):
+        doc = None
+    if doc is not None:
+        _settle(svc, path, doc)
 
 
 def inspect(svc: ContainerService, eid: str) -> dict[str, Any]:

@@ -603,11 +603,12 @@ class ContainerService:
         return execs.start(self, exec_id, stdout=stdout, stderr=stderr, stdin=stdin,
                            detach=detach)
 
-    def exec_cleanup(self, exec_id: str) -> None:
-        """The monitor's exit command for a detached exec session: record its end."""
+    def exec_cleanup(self, exec_id: str, name_or_id: str) -> None:
+        """The monitor's exit command for a detached exec session of the container:
+        record its end."""
         from ketch.containers import execs
 
-        execs.finish(self, exec_id)
+        execs.finish(self, exec_id, name_or_id)
 
     def exec_inspect(self, exec_id: str) -> dict[str, Any]:
         from ketch.containers import execs
