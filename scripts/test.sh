@@ -43,7 +43,7 @@ fi
 # rewrite all their asserts (pytest's assertion rewriting: ~5 s of CPU a process, 6 at
 # once); a collection first writes the rewritten bytecode that the workers then load
 # (~1.5 s each): for the whole suite two of them, one per core, each over half of the
-# test directories by lines of code (a fresh clone's 4.9 s, one core, in ~2.8). mypy
+# test directories by lines of code (a fresh clone's 4.9 s, one core, in ~3.7). mypy
 # checks src/ beside them, and its report comes first. Its cache is kept with the tests'
 # image cache, outside the checkout: mypy validates each entry by the file's contents,
 # so a fresh clone checks in ~0.2 s what takes ~5 s from nothing.
