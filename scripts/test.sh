@@ -25,7 +25,12 @@ unset PYTHONDONTWRITEBYTECODE
 # is removed when it ends (pyproject: tmp_path_retention_policy), which keeps the tmpfs
 # small.
 tmpfs=""
+roots=""
 cleanup() {  # (never changes the script's exit status)
+  if [ -n "$roots" ] && kill -0 "$roots" 2>/dev/null; then
+    kill -TERM -- "-$roots" 2>/dev/null || true
+    wait "$roots" 2>/dev/null || true
+  fi
   if [ -n "$tmpfs" ]; then
     if mountpoint -q "$tmpfs"; then umount -l "$tmpfs" || true; fi
     rmdir "$tmpfs" || true
@@ -38,6 +43,16 @@ if [ "${KETCH_TEST_TMPFS:-1}" != 0 ]; then
   mount -t tmpfs -o mode=0700 ketch-tests "$tmpfs"
   export TMPDIR="$tmpfs"
   set -- --basetemp "$tmpfs/pytest" "$@"
+fi
+# The Debian roots some tests import (PostgreSQL, Node.js: tests/helpers/rootfs.py) are
+# made from the mirror once per machine and cached; on a fresh machine that is ~50
+# CPU-seconds of mmdebstrap, which starts here, beside mypy and the collection below,
+# instead of in the middle of the run (where the first test to need a root waited ~50 s
+# for it and ended the run late). The tests wait on the roots' locks. (Its own process
+# group: an early exit of this script stops it.)
+if [ "$given" = 0 ]; then
+  setsid python3 -m tests.helpers.rootfs > /dev/null 2>&1 &
+  roots=$!
 fi
 # Each xdist worker collects every test module, and on a fresh checkout each would
 # rewrite all their asserts (pytest's assertion rewriting: ~5 s of CPU a process, 6 at

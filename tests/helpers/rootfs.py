@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -43,10 +44,15 @@ def extract_rootfs(tar_path: Path, dest: Path) -> Path:
 CACHE = Path(os.environ.get("KETCH_TEST_CACHE", "/var/tmp/ketch-test-cache"))
 
 
-def debian_rootfs_tar(name: str, packages: str) -> Path:
-    """`CACHE/<name>-bookworm-rootfs.tar`: a bookworm minbase rootfs with `packages`
-    (comma-separated) from the Debian mirror, made once. One maker at a time (xdist
-    workers, another test run): the others wait on its lock and take its tarball."""
+# The Debian roots the tests use, by name: the packages each holds (comma-separated).
+DEBIAN_ROOTS = {"postgres": "postgresql", "node": "nodejs,npm"}
+
+
+def debian_rootfs_tar(name: str) -> Path:
+    """`CACHE/<name>-bookworm-rootfs.tar`: a bookworm minbase rootfs with the packages
+    DEBIAN_ROOTS gives for `name`, from the Debian mirror, made once. One maker at a
+    time (xdist workers, scripts/test.sh's early start, another test run): the others
+    wait on its lock and take its tarball."""
     from tests.conftest import IN_CI, require, require_root
 
     require_root()
@@ -54,22 +60,47 @@ def debian_rootfs_tar(name: str, packages: str) -> Path:
     tar = CACHE / f"{name}-bookworm-rootfs.tar"
     if tar.exists() and tar.stat().st_size > 0:
         return tar
+    error = _make(name, tar)
+    if error:
+        if IN_CI:
+            pytest.fail(error)
+        pytest.skip(error)
+    return tar
+
+
+def _make(name: str, tar: Path) -> str | None:
+    """Make `tar` unless another maker has (waiting on its lock); an error, or None."""
     CACHE.mkdir(parents=True, exist_ok=True)
     with open(CACHE / f"{name}-bookworm-rootfs.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if tar.exists() and tar.stat().st_size > 0:
-            return tar
+            return None
         partial = tar.with_name(f"partial-{name}-{os.getpid()}.tar")
         proc = subprocess.run(
             ["mmdebstrap", "--quiet", "--format=tar", "--variant=minbase",
-             f"--include={packages}",
+             f"--include={DEBIAN_ROOTS[name]}",
              "--customize-hook=rm -rf \"$1\"/var/lib/apt/lists/* \"$1\"/var/cache/apt/*.bin",
              "bookworm", str(partial)], capture_output=True, text=True, timeout=1500)
         if proc.returncode != 0:
             partial.unlink(missing_ok=True)
-            msg = f"mmdebstrap failed: {proc.stderr.strip()[-500:]}"
-            if IN_CI:
-                pytest.fail(msg)
-            pytest.skip(msg)
+            return f"mmdebstrap failed: {proc.stderr.strip()[-500:]}"
         os.replace(partial, tar)
-    return tar
+    return None
+
+
+def main() -> int:
+    """`python3 -m tests.helpers.rootfs`: make the Debian roots that are not cached yet,
+    at once. scripts/test.sh starts it before its checks and the test collection, so
+    the mirror's packages are unpacked while one core would otherwise wait (a fresh
+    machine's two roots take ~50 CPU-seconds); the tests that need a root wait on its
+    lock. Prints nothing; a failure is reported by the tests that need the root."""
+    if os.geteuid() != 0 or shutil.which("mmdebstrap") is None:
+        return 0
+    todo = [n for n in DEBIAN_ROOTS if not (CACHE / f"{n}-bookworm-rootfs.tar").exists()]
+    with ThreadPoolExecutor(max(1, len(todo))) as pool:
+        errors = list(pool.map(lambda n: _make(n, CACHE / f"{n}-bookworm-rootfs.tar"), todo))
+    return 1 if any(errors) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
