@@ -12,6 +12,7 @@ and `familiar()` gives back the short form docker prints.
 from __future__ import annotations
 
 from ketch.errors import InvalidReference
+from ketch.ids import LOWER_HEX, is_full_id, is_id_prefix
 from ketch.values import value
 
 TYPE_CHECKING = False
@@ -91,7 +92,6 @@ def _rx(name: str) -> re.Pattern[str]:
 
 
 _LOWER_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
-_LOWER_HEX = frozenset("0123456789abcdef")
 _TAG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 
@@ -197,13 +197,13 @@ def parse(s: str, *, default_tag: str | None = DEFAULT_TAG) -> Reference:
         name, colon, tag = s.partition(":")
         if (_is_path_component(name) and (not colon or _is_tag(tag))
                 and len(name) + len(OFFICIAL_REPO_PREFIX) <= NAME_TOTAL_LENGTH_MAX
-                and not (len(name) == 64 and _LOWER_HEX.issuperset(name))):
+                and not is_full_id(name)):
             if not colon:
                 tag = default_tag  # type: ignore[assignment]  # a None default tag is checked on the next line
                 if tag is not None and not _is_tag(tag):
                     raise InvalidReference(tag, ERR_TAG_INVALID_FORMAT)
             return Reference(DEFAULT_DOMAIN, OFFICIAL_REPO_PREFIX + name, tag or None, None)
-    if len(s) == 64 and _LOWER_HEX.issuperset(s):
+    if is_full_id(s):
         # A bare 64-hex string is an image ID; letting it through as a name would make
         # `docker run <id>` ambiguous.
         raise InvalidReference(
@@ -272,7 +272,7 @@ def _parse_plain(s: str) -> Reference | None:
     if at:
         algorithm, _, encoded = digest.partition(":")
         if (len(encoded) != _DIGEST_HEX_LENGTH.get(algorithm, -1)
-                or not _LOWER_HEX.issuperset(encoded)):
+                or not LOWER_HEX.issuperset(encoded)):
             return None
     domain, _, rest = name.partition("/")
     path, colon, tag = rest.partition(":")
@@ -323,7 +323,7 @@ def _validate_digest(digest: str, *, original: str | None = None) -> None:
         raise InvalidReference(name, ERR_DIGEST_UNSUPPORTED)
     if len(encoded) != length:
         raise InvalidReference(name, ERR_DIGEST_INVALID_LENGTH)
-    if not _LOWER_HEX.issuperset(encoded):
+    if not LOWER_HEX.issuperset(encoded):
         raise InvalidReference(name, ERR_DIGEST_INVALID_FORMAT)
 
 
@@ -334,8 +334,7 @@ def is_valid_tag(tag: str) -> bool:
 
 def is_full_image_id(s: str) -> bool:
     """True for a complete image ID: 64 lower-case hex, bare or with "sha256:"."""
-    hexpart = s[7:] if s.startswith("sha256:") else s
-    return len(hexpart) == 64 and _LOWER_HEX.issuperset(hexpart)
+    return is_full_id(s[7:] if s.startswith("sha256:") else s)
 
 
 def looks_like_id_prefix(s: str, *, min_length: int = 4) -> bool:
@@ -345,8 +344,7 @@ def looks_like_id_prefix(s: str, *, min_length: int = 4) -> bool:
     also be a valid name ("cafe", "dbcc1"): engines look the name up first and fall back
     to the ID prefix, which is why this is a "looks like", not a decision.
     """
-    hexpart = s[7:] if s.startswith("sha256:") else s
-    return min_length <= len(hexpart) <= 64 and _LOWER_HEX.issuperset(hexpart)
+    return is_id_prefix(s[7:] if s.startswith("sha256:") else s, min_length=min_length)
 
 
 def registry_for_auth(ref: Reference | str) -> str:

@@ -21,7 +21,7 @@ import ketch as ketch_pkg
 CORE = {"ketch", "ketch.cli", "ketch.cli.main", "ketch.cli.gcpolicy", "ketch.errors",
         "ketch.cli.flags", "ketch.cli.base", "ketch.cli.container", "ketch.store",
         "ketch.store.db", "ketch.engine", "ketch.store.intents", "ketch.procstat",
-        "ketch.fastjson",
+        "ketch.fastjson", "ketch.ids",
         "ketch.values", "ketch.containers", "ketch.containers.records",
         "ketch.containers.service", "ketch.codebundle"}
 CREATE = CORE | {

@@ -207,7 +207,8 @@ IMAGE_INSPECT_KETCH_MODULES = {
     "ketch.store", "ketch.store.db", "ketch.engine", "ketch.store.intents", "ketch.procstat",
     "ketch.images",
     "ketch.oci", "ketch.oci.digest", "ketch.oci.media", "ketch.values", "ketch.reference",
-    "ketch.fastjson", "ketch.store.images", "ketch.images.service", "ketch.images.inspect",
+    "ketch.fastjson", "ketch.ids", "ketch.store.images", "ketch.images.service",
+    "ketch.images.inspect",
     "ketch.store.content", "ketch.layers", "ketch.layers.store", "ketch.fmt.units",
     # the image's config alone, not the other documents of ketch.oci.model
     "ketch.oci.imageconfig", "ketch.fmt.jsonindent",

@@ -17,6 +17,7 @@ import os
 
 from ketch.errors import Conflict, InvalidArgument, KetchError, NotFound
 from ketch.fastjson import dumps, loads
+from ketch.ids import is_full_id
 from ketch.runtime.conmonfiles import EXEC_DIR
 
 TYPE_CHECKING = False
@@ -29,12 +30,9 @@ if TYPE_CHECKING:
     from ketch.containers.service import ContainerService
     from ketch.runtime.monitor import InputSource, OutputSink
 
-_HEX = frozenset("0123456789abcdef")
-
-
 def _is_id(text: str) -> bool:
-    """A session ID: 64 lowercase hex digits (nothing else names a file to look for)."""
-    return len(text) == 64 and _HEX.issuperset(text)
+    """A session ID (nothing else names a file to look for)."""
+    return is_full_id(text)
 
 
 def _records(d: Path) -> list[Path]:

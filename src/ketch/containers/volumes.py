@@ -325,7 +325,9 @@ class VolumeStore:
     @staticmethod
     def is_anonymous(name: str) -> bool:
         """Anonymous volumes get 64 hex digits for a name, as Docker's do."""
-        return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
+        from ketch.ids import is_full_id
+
+        return is_full_id(name)
 
     def prune(self, *, all: bool = False, filters: dict[str, builtins.list[str]] | None = None
               ) -> tuple[builtins.list[str], int]:

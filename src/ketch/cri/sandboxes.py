@@ -17,6 +17,7 @@ from cri_api.v1 import api_pb2 as cri
 
 from ketch.cri import podnet
 from ketch.errors import InvalidArgument, NotFound
+from ketch.ids import is_full_id
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -148,7 +149,7 @@ def remove(e: Engine, pod_id: str, cni: Cni | None = None) -> None:
         jobs += [functools.partial(_remove_member, e, m.id) for m in e.pods.members(pod)]
         _at_once(jobs)
         e.pod_rm(pod_id, force=True, timeout=0)
-    elif all(c in "0123456789abcdef" for c in pod_id) and len(pod_id) == 64:
+    elif is_full_id(pod_id):
         podnet.detach_id(cni, pod_id)  # the pod went another way: its CNI state too
 
 

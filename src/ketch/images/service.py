@@ -21,6 +21,7 @@ from ketch.errors import (
     InvalidReference,
     NotFound,
 )
+from ketch.ids import LOWER_HEX
 from ketch.oci.digest import chain_ids, chain_of
 from ketch.oci.media import MediaType
 from ketch.reference import familiar
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
     # service registers itself here so images never import containers.
     ImageUsers = Callable[[str], list[tuple[str, bool]]]
 
-_HEX = frozenset("0123456789abcdef")
 # How long gc waits for gc.lock before it leaves the sweep to the next gc (seconds).
 GC_LOCK_WAIT = 0.2
 
@@ -53,7 +53,7 @@ GC_LOCK_WAIT = 0.2
 def hex_of_id(name: str, full: bool) -> str | None:
     """The hex of `[sha256:]<hex>`: 64 digits when `full`, else 1 to 63; None otherwise."""
     h = name[7:] if name.startswith("sha256:") else name
-    if not h or not _HEX.issuperset(h) or (len(h) == 64) != full or len(h) > 64:
+    if not h or not LOWER_HEX.issuperset(h) or (len(h) == 64) != full or len(h) > 64:
         return None
     return h
 

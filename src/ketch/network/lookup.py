@@ -8,6 +8,8 @@ table.
 
 from __future__ import annotations
 
+from ketch import ids
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ketch.store.db import Database
@@ -58,4 +60,4 @@ def surely_missing(db: Database, ref: str) -> bool:
 
 def is_id_prefix(ref: str) -> bool:
     """Whether `ref` may be (the start of) a network ID: 1 to 64 lowercase hex digits."""
-    return 0 < len(ref) <= 64 and all(c in "0123456789abcdef" for c in ref)
+    return ids.is_id_prefix(ref)

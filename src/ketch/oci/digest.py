@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ketch.errors import InvalidArgument
+from ketch.ids import LOWER_HEX
 
 # Small inputs (chain IDs, cache keys, file headers) hash through CPython's own sha256:
 # `hashlib` loads OpenSSL, which costs milliseconds at the start of every command that
@@ -14,14 +15,13 @@ except ImportError:  # pragma: no cover - an interpreter built without it
     from hashlib import sha256 as small_sha256
 
 _HEX_LENGTH = {"sha256": 64, "sha384": 96, "sha512": 128}
-_LOWER_HEX = frozenset("0123456789abcdef")
 
 Digest = str
 
 
 def validate_digest(d: str) -> str:
     algorithm, _, hexpart = d.partition(":")
-    if len(hexpart) != _HEX_LENGTH.get(algorithm) or not _LOWER_HEX.issuperset(hexpart):
+    if len(hexpart) != _HEX_LENGTH.get(algorithm) or not LOWER_HEX.issuperset(hexpart):
         raise InvalidArgument(f"invalid digest {d!r}: expected sha256:<64 hex characters>")
     return d
 

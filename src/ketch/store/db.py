@@ -22,6 +22,7 @@ import os
 import sys
 from _thread import _local as thread_local  # threading.local, without importing threading
 
+from ketch.ids import LOWER_HEX
 from ketch.values import contextmanager
 
 TYPE_CHECKING = False
@@ -187,7 +188,7 @@ def find_row(conn: sqlite3.Connection, table: str, key: str, kind: str
     row = conn.execute(f"SELECT * FROM {table} WHERE id=?", (key,)).fetchone()
     if row is None:
         row = conn.execute(f"SELECT * FROM {table} WHERE name=?", (key,)).fetchone()
-    if row is None and all(c in "0123456789abcdef" for c in key):
+    if row is None and LOWER_HEX.issuperset(key):
         rows = conn.execute(f"SELECT * FROM {table} WHERE id >= ? AND id < ? LIMIT 2",
                             (key, key + "g")).fetchall()
         if len(rows) > 1:
