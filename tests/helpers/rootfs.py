@@ -75,6 +75,8 @@ def _make(name: str, tar: Path) -> str | None:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if tar.exists() and tar.stat().st_size > 0:
             return None
+        for stale in CACHE.glob(f"partial-{name}-*.tar"):  # of a maker killed on the way
+            stale.unlink(missing_ok=True)
         partial = tar.with_name(f"partial-{name}-{os.getpid()}.tar")
         proc = subprocess.run(
             ["mmdebstrap", "--quiet", "--format=tar", "--variant=minbase",
@@ -90,10 +92,9 @@ def _make(name: str, tar: Path) -> str | None:
 
 def main() -> int:
     """`python3 -m tests.helpers.rootfs`: make the Debian roots that are not cached yet,
-    at once. scripts/test.sh starts it before its checks and the test collection, so
-    the mirror's packages are unpacked while one core would otherwise wait (a fresh
-    machine's two roots take ~50 CPU-seconds); the tests that need a root wait on its
-    lock. Prints nothing; a failure is reported by the tests that need the root."""
+    side by side. scripts/test.sh starts it beside mypy and the test collection (a
+    fresh machine's two roots take ~50 CPU-seconds); the tests that need a root wait
+    on its lock. Prints nothing; a failure is reported by the tests that need it."""
     if os.geteuid() != 0 or shutil.which("mmdebstrap") is None:
         return 0
     todo = [n for n in DEBIAN_ROOTS if not (CACHE / f"{n}-bookworm-rootfs.tar").exists()]
