@@ -45,14 +45,15 @@ if [ "${KETCH_TEST_TMPFS:-1}" != 0 ]; then
   set -- --basetemp "$tmpfs/pytest" "$@"
 fi
 # The Debian roots some tests import (PostgreSQL, Node.js: tests/helpers/rootfs.py) are
-# made from the mirror once per machine and cached; on a fresh machine that is ~50
-# CPU-seconds of mmdebstrap, which starts here, beside mypy and the collection below,
-# instead of in the middle of the run, where the first test to need a root waited ~50 s
-# for it and ended the run late (a fresh machine's run: 3:25 before, 3:13 after; a
-# machine with the roots cached, 2:42-2:49, does not change). The tests wait on the
-# roots' locks. (Its own process group: an early exit of this script stops it.)
+# made from the mirror once per machine and cached, as is Go's build cache for the
+# tests' Go client; on a fresh machine that is ~56 CPU-seconds, which start here
+# (tests/helpers/warm.py), beside mypy and the collection below, instead of in the middle
+# of the run, where the first test to need a root waited ~50 s for it and ended the run
+# late (a fresh machine's run: 3:25 before, 3:13 after; a machine with the roots cached,
+# 2:42-2:49, does not change). The tests wait on the roots' locks. (Its own process
+# group: an early exit of this script stops it.)
 if [ "$given" = 0 ]; then
-  setsid python3 -m tests.helpers.rootfs > /dev/null 2>&1 &
+  setsid python3 -m tests.helpers.warm > /dev/null 2>&1 &
   roots=$!
 fi
 # Each xdist worker collects every test module, and on a fresh checkout each would

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
 import socket
 import struct
@@ -29,10 +28,8 @@ from tests.cri.test_cri_stream import (  # noqa: F401 - busybox is a fixture
     _serving_page,
     busybox,
 )
-from tests.helpers.rootfs import CACHE
+from tests.helpers.gobuild import SPDY_CLIENT, SPDYSTREAM, go_build
 
-HERE = Path(__file__).parent / "spdyclient"
-SPDYSTREAM = Path("/usr/share/gocode/src/github.com/moby/spdystream")
 V4 = "v4.channel.k8s.io"
 
 pytestmark = pytest.mark.xdist_group("cri")  # one worker, one set of servers
@@ -41,19 +38,10 @@ pytestmark = pytest.mark.xdist_group("cri")  # one worker, one set of servers
 @pytest.fixture(scope="session")
 def spdy_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The Go client, built once per session, offline, from Debian's packaged sources."""
-    go = shutil.which("go")
-    require(go is not None, "golang-go (scripts/install-deps.sh)")
+    require(shutil.which("go") is not None, "golang-go (scripts/install-deps.sh)")
     require(SPDYSTREAM.is_dir(), "golang-github-docker-spdystream-dev (scripts/install-deps.sh)")
     out = tmp_path_factory.mktemp("spdyclient")
-    # Go's build cache is kept between sessions (as the test rootfs tarballs are): a
-    # cold build compiles the standard library's packages it uses, seconds of CPU; Go
-    # checks every cached result against its inputs and is safe for concurrent builds
-    CACHE.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "GO111MODULE": "off", "GOPATH": "/usr/share/gocode",
-           "GOCACHE": str(CACHE / "go-build"), "GOPROXY": "off", "GOFLAGS": "",
-           "CGO_ENABLED": "0"}
-    r = subprocess.run([go, "build", "-o", str(out / "spdyclient"), "."], cwd=HERE, env=env,
-                       capture_output=True, text=True, timeout=300)
+    r = go_build(SPDY_CLIENT, out / "spdyclient")
     assert r.returncode == 0, r.stderr
     yield out / "spdyclient"
     shutil.rmtree(out, ignore_errors=True)

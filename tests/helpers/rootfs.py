@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import tarfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -60,7 +59,7 @@ def debian_rootfs_tar(name: str) -> Path:
     tar = CACHE / f"{name}-bookworm-rootfs.tar"
     if tar.exists() and tar.stat().st_size > 0:
         return tar
-    error = _make(name, tar)
+    error = make(name, tar)
     if error:
         if IN_CI:
             pytest.fail(error)
@@ -68,7 +67,7 @@ def debian_rootfs_tar(name: str) -> Path:
     return tar
 
 
-def _make(name: str, tar: Path) -> str | None:
+def make(name: str, tar: Path) -> str | None:
     """Make `tar` unless another maker has (waiting on its lock); an error, or None."""
     CACHE.mkdir(parents=True, exist_ok=True)
     with open(CACHE / f"{name}-bookworm-rootfs.lock", "w") as lock:
@@ -89,19 +88,3 @@ def _make(name: str, tar: Path) -> str | None:
         os.replace(partial, tar)
     return None
 
-
-def main() -> int:
-    """`python3 -m tests.helpers.rootfs`: make the Debian roots that are not cached yet,
-    side by side. scripts/test.sh starts it beside mypy and the test collection (a
-    fresh machine's two roots take ~50 CPU-seconds); the tests that need a root wait
-    on its lock. Prints nothing; a failure is reported by the tests that need it."""
-    if os.geteuid() != 0 or shutil.which("mmdebstrap") is None:
-        return 0
-    todo = [n for n in DEBIAN_ROOTS if not (CACHE / f"{n}-bookworm-rootfs.tar").exists()]
-    with ThreadPoolExecutor(max(1, len(todo))) as pool:
-        errors = list(pool.map(lambda n: _make(n, CACHE / f"{n}-bookworm-rootfs.tar"), todo))
-    return 1 if any(errors) else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
