@@ -30,11 +30,6 @@ if TYPE_CHECKING:
     from ketch.containers.service import ContainerService
     from ketch.runtime.monitor import InputSource, OutputSink
 
-def _is_id(text: str) -> bool:
-    """A session ID (nothing else names a file to look for)."""
-    return is_full_id(text)
-
-
 def _records(d: Path) -> list[Path]:
     """The session records in an exec directory (no glob: fnmatch and re at every exec)."""
     try:
@@ -164,7 +159,7 @@ def _prune(svc: ContainerService, d: Path) -> None:
 
 
 def _find(svc: ContainerService, eid: str) -> tuple[Path, dict[str, Any]]:
-    if _is_id(eid):
+    if is_full_id(eid):
         try:
             containers = os.listdir(svc.run_path())
         except OSError:
@@ -214,7 +209,7 @@ def finish(svc: ContainerService, eid: str, container: str) -> None:
         return  # the container was removed meanwhile, its sessions' records with it
     path = svc.run_dir / cid / EXEC_DIR / f"{eid}.json"
     try:
-        doc = loads(path.read_text()) if _is_id(eid) else None
+        doc = loads(path.read_text()) if is_full_id(eid) else None
     except (OSError, ValueError):
         doc = None
     if doc is not None:

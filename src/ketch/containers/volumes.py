@@ -13,6 +13,7 @@ from __future__ import annotations
 import builtins
 
 from ketch.errors import Conflict, InvalidArgument, KetchError, NotFound
+from ketch.ids import is_full_id
 from ketch.values import cached_property, contextmanager
 
 # typing for annotations only, shutil on first use: `create` loads this module
@@ -325,8 +326,6 @@ class VolumeStore:
     @staticmethod
     def is_anonymous(name: str) -> bool:
         """Anonymous volumes get 64 hex digits for a name, as Docker's do."""
-        from ketch.ids import is_full_id
-
         return is_full_id(name)
 
     def prune(self, *, all: bool = False, filters: dict[str, builtins.list[str]] | None = None

@@ -8,7 +8,7 @@ table.
 
 from __future__ import annotations
 
-from ketch import ids
+from ketch.ids import is_id_prefix
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -57,7 +57,3 @@ def surely_missing(db: Database, ref: str) -> bool:
     return not any(net_id == ref or (prefix and net_id.startswith(ref))
                    for net_id in ids.values())
 
-
-def is_id_prefix(ref: str) -> bool:
-    """Whether `ref` may be (the start of) a network ID: 1 to 64 lowercase hex digits."""
-    return ids.is_id_prefix(ref)

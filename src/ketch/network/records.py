@@ -12,9 +12,9 @@ import time
 
 from ketch.errors import NotFound
 from ketch.fastjson import dumps, loads
+from ketch.ids import is_id_prefix
 from ketch.network import schema
 from ketch.network.config import DERIVED_SUBNETS, first_host4
-from ketch.network.lookup import is_id_prefix
 from ketch.network.models import Endpoint, Network, PortBinding
 from ketch.store.db import sqlite3
 
