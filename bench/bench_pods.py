@@ -25,7 +25,9 @@ with
 
 (the host's hard RLIMIT_NOFILE is below Podman's default 1048576, and crun is not what
 ketch uses). Podman's infra container runs catatonit from its own local pause image
-(`localhost/podman-pause`, built on first use), so its first `pod create` is warmed up
+(`localhost/podman-pause`, built on first use from the host's catatonit: Debian's
+podman 4.3 does not pull in the `catatonit` package, which must be installed too; without
+it the warm-up fails with "finding pause binary"), so its first `pod create` is warmed up
 and not measured, as ketch's first (which makes its `localhost/ketch-pause` image) is.
 """
 
