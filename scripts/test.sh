@@ -25,11 +25,11 @@ unset PYTHONDONTWRITEBYTECODE
 # is removed when it ends (pyproject: tmp_path_retention_policy), which keeps the tmpfs
 # small.
 tmpfs=""
-roots=""
+warm=""
 cleanup() {  # (never changes the script's exit status)
-  if [ -n "$roots" ] && kill -0 "$roots" 2>/dev/null; then
-    kill -TERM -- "-$roots" 2>/dev/null || true
-    wait "$roots" 2>/dev/null || true
+  if [ -n "$warm" ] && kill -0 "$warm" 2>/dev/null; then
+    kill -TERM -- "-$warm" 2>/dev/null || true
+    wait "$warm" 2>/dev/null || true
   fi
   if [ -n "$tmpfs" ]; then
     if mountpoint -q "$tmpfs"; then umount -l "$tmpfs" || true; fi
@@ -54,7 +54,7 @@ fi
 # group: an early exit of this script stops it.)
 if [ "$given" = 0 ]; then
   setsid python3 -m tests.helpers.warm > /dev/null 2>&1 &
-  roots=$!
+  warm=$!
 fi
 # Each xdist worker collects every test module, and on a fresh checkout each would
 # rewrite all their asserts (pytest's assertion rewriting: ~5 s of CPU a process, 6 at

@@ -56,10 +56,10 @@ def debian_rootfs_tar(name: str) -> Path:
 
     require_root()
     require(shutil.which("mmdebstrap") is not None, "mmdebstrap is not installed")
-    tar = CACHE / f"{name}-bookworm-rootfs.tar"
+    tar = tar_of(name)
     if tar.exists() and tar.stat().st_size > 0:
         return tar
-    error = make(name, tar)
+    error = make(name)
     if error:
         if IN_CI:
             pytest.fail(error)
@@ -67,15 +67,22 @@ def debian_rootfs_tar(name: str) -> Path:
     return tar
 
 
-def make(name: str, tar: Path) -> str | None:
-    """Make `tar` unless another maker has (waiting on its lock); an error, or None."""
+def tar_of(name: str) -> Path:
+    """Where the root `name` of DEBIAN_ROOTS is kept."""
+    return CACHE / f"{name}-bookworm-rootfs.tar"
+
+
+def make(name: str) -> str | None:
+    """Make the root `name` unless another maker has (waiting on its lock): an error, or
+    None."""
+    tar = tar_of(name)
     CACHE.mkdir(parents=True, exist_ok=True)
     with open(CACHE / f"{name}-bookworm-rootfs.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if tar.exists() and tar.stat().st_size > 0:
-            return None
         for stale in CACHE.glob(f"partial-{name}-*.tar"):  # of a maker killed on the way
             stale.unlink(missing_ok=True)
+        if tar.exists() and tar.stat().st_size > 0:
+            return None
         partial = tar.with_name(f"partial-{name}-{os.getpid()}.tar")
         proc = subprocess.run(
             ["mmdebstrap", "--quiet", "--format=tar", "--variant=minbase",
@@ -87,4 +94,3 @@ def make(name: str, tar: Path) -> str | None:
             return f"mmdebstrap failed: {proc.stderr.strip()[-500:]}"
         os.replace(partial, tar)
     return None
-

@@ -31,9 +31,8 @@ def main() -> int:
     jobs = [_go]
     if shutil.which("mmdebstrap") is not None:
         for name in rootfs.DEBIAN_ROOTS:
-            tar = rootfs.CACHE / f"{name}-bookworm-rootfs.tar"
-            if not tar.exists():
-                jobs.append(lambda name=name, tar=tar: rootfs.make(name, tar) is None)
+            if not rootfs.tar_of(name).exists():
+                jobs.append(lambda name=name: rootfs.make(name) is None)
     with ThreadPoolExecutor(len(jobs)) as pool:
         done = list(pool.map(lambda job: job(), jobs))
     return 0 if all(done) else 1
