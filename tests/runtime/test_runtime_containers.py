@@ -271,6 +271,46 @@ def test_large_stdin_survives_the_attach_socket_packet_limit(harness):
     assert b"".join(out).strip() == str(len(payload)).encode()
 
 
+def test_stdin_of_an_object_arrives_whole_while_signals_cut_its_pipe_writes_short(harness):
+    """A stdin without a descriptor (a library caller's BytesIO) is pumped through a
+    pipe by a thread; a signal handled while that thread's write blocks makes the write
+    return short, and the rest must still go in (it was dropped, and the container
+    counted less)."""
+    # more than the attach loop buffers (1 MiB): the pump waits on a full pipe
+    payload = os.urandom(4_000_000)
+    paths, session = start_attached(harness, ["sh", "-c", "sleep 0.3; cat | wc -c"])
+    previous = signal.signal(signal.SIGUSR1, lambda *_: None)
+    done = threading.Event()
+    signalled = 0
+
+    def interrupt_the_pump() -> None:
+        nonlocal signalled
+        while not done.is_set():
+            for t in threading.enumerate():
+                if t.name == "ketch-stdin-pump" and t.ident is not None:
+                    try:
+                        signal.pthread_kill(t.ident, signal.SIGUSR1)
+                        signalled += 1
+                    except ProcessLookupError:
+                        pass
+            time.sleep(0.001)
+
+    interrupter = threading.Thread(target=interrupt_the_pump)
+    interrupter.start()
+    out: list[bytes] = []
+    try:
+        with session:
+            # (no detach keys: as for every container without a terminal, random
+            # bytes are copied as they are)
+            session.stream(stdout=out.append, stdin=io.BytesIO(payload), detach_keys=None)
+    finally:
+        done.set()
+        interrupter.join()
+        signal.signal(signal.SIGUSR1, previous)
+    assert signalled > 10  # the pump was interrupted while it wrote
+    assert b"".join(out).strip() == str(len(payload)).encode()
+
+
 def test_attach_without_stdin_leaves_the_containers_stdin_open(harness):
     paths, session = start_attached(harness, ["sh", "-c", "echo start; read x; echo got $x"])
     out: list[bytes] = []

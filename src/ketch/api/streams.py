@@ -93,17 +93,18 @@ class Hijacked:
         sock, tail = self.sock, self._tail
 
         def copy() -> None:
+            # a buffered writer's write and flush go on after a short write (a signal
+            # can cut a pipe write short), where a bare os.write would drop the rest
+            # (closing the writer closes `w`, also after a failed flush)
             try:
-                os.write(w, tail)
-                while True:
-                    data = sock.recv(65536)
-                    if not data:
-                        break
-                    os.write(w, data)
+                with open(w, "wb") as pipe:
+                    pipe.write(tail)
+                    pipe.flush()
+                    while data := sock.recv(65536):
+                        pipe.write(data)
+                        pipe.flush()
             except OSError:
                 pass
-            finally:
-                os.close(w)
 
         t = threading.Thread(target=copy, name="ketch-api-stdin", daemon=True)
         t.start()

@@ -50,6 +50,7 @@ from ketch.archive.whiteouts import (
     WHITEOUT_PREFIX,
 )
 from ketch.errors import InvalidArgument, KetchError
+from ketch.fdio import write_all
 from ketch.values import value as _value
 
 TYPE_CHECKING = False
@@ -192,9 +193,7 @@ def _write_small(name: str, pfd: int, base: str, data: bytes, created: int, mode
                  uid: int, gid: int, chmod: bool, mtime: int) -> None:
     fd = os.open(base, _NEW_FILE_FLAGS, created, dir_fd=pfd)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, data)
         if uid >= 0:
             os.fchown(fd, uid, gid)
         if chmod:  # after chown, which clears setuid/setgid bits
@@ -750,9 +749,7 @@ class _Extractor:
                 raise _corrupt(e) from e
             if not n:
                 raise InvalidArgument(f"archive ends in the middle of {member.name!r}")
-            view = buf[:n]
-            while view:
-                view = view[os.write(fd, view):]
+            write_all(fd, buf[:n])
             remaining -= n
             self.stats.bytes_written += n
 

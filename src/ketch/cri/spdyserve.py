@@ -24,9 +24,9 @@ from ketch.cri.streamops import (
     forward_error,
     outcome,
     resizing,
-    write_all,
 )
 from ketch.errors import InvalidArgument, KetchError
+from ketch.fdio import write_all
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -4,8 +4,6 @@ the v4 outcome Status."""
 
 from __future__ import annotations
 
-import os
-
 from ketch.values import value
 
 TYPE_CHECKING = False
@@ -47,12 +45,6 @@ class Ops:
     resize: Callable[[Engine, int, int], None]
     gone: Callable[[], None] | None = None
     prepare: Callable[[Engine], None] | None = None
-
-
-def write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def forward_error(port: int, pod_id: str, exc: Exception) -> str:

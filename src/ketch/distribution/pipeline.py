@@ -26,6 +26,7 @@ import threading
 from functools import partial
 
 from ketch.errors import DigestMismatch, KetchError
+from ketch.fdio import write_all
 from ketch.progress import Progress
 
 TYPE_CHECKING = False
@@ -338,8 +339,7 @@ class LayerPipeline:
                                          f" the registry sent more than {total} bytes")
                 chunk = view[:n]
                 h.update(chunk)
-                while chunk:
-                    chunk = chunk[os.write(fd, chunk):]
+                write_all(fd, chunk)
                 got += n
                 with spool.cond:
                     spool.written = got

@@ -18,6 +18,7 @@ import os
 import shutil
 
 from ketch.errors import Conflict, ImageNotFound, KetchError, NotFound
+from ketch.fdio import write_all
 from ketch.kube.documents import KubeError, load
 from ketch.kube.model import LABEL_KIND, LABEL_OWNER, LABEL_VOLUME
 from ketch.kube.plan import WORKLOADS, make_plan
@@ -307,7 +308,7 @@ def _write_files(d: str, files: dict[str, tuple[bytes, int]]) -> None:
         os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
         try:
-            os.write(fd, data)
+            write_all(fd, data)
             os.fchmod(fd, mode)
         finally:
             os.close(fd)

@@ -335,6 +335,8 @@ def _input_fd(stdin: InputSource) -> tuple[int, Callable[[], None]]:
     daemon thread."""
     import threading
 
+    from ketch.fdio import write_all
+
     if isinstance(stdin, int):
         return stdin, _noop
     try:
@@ -350,7 +352,7 @@ def _input_fd(stdin: InputSource) -> tuple[int, Callable[[], None]]:
                 data = read1(65536) if read1 else stdin.read(65536)
                 if not data:
                     break
-                os.write(w, data)
+                write_all(w, data)  # a signal can cut a pipe write short
         except OSError:
             pass
         finally:

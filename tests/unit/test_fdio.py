@@ -1,0 +1,87 @@
+"""ketch.fdio.write_all: every byte arrives although signals cut pipe writes short."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from ketch.fdio import write_all
+
+R = TypeVar("R")
+
+
+def _slow_reader(fd: int, into: bytearray) -> threading.Thread:
+    def read() -> None:
+        while True:
+            time.sleep(0.0005)  # slower than the writer: the pipe stays full
+            data = os.read(fd, 4096)
+            if not data:
+                return
+            into.extend(data)
+
+    t = threading.Thread(target=read)
+    t.start()
+    return t
+
+
+def _with_signals_every_2ms(body: Callable[[], R]) -> R:
+    previous = signal.signal(signal.SIGALRM, lambda *_: None)
+    signal.setitimer(signal.ITIMER_REAL, 0.002, 0.002)
+    try:
+        return body()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_bare_write_to_a_full_pipe_returns_short_when_a_signal_is_handled() -> None:
+    # what write_all is for: the condition below really makes os.write write less
+    r, w = os.pipe()
+    got = bytearray()
+    reader = _slow_reader(r, got)
+    data = os.urandom(1 << 20)
+    try:
+        counts = _with_signals_every_2ms(lambda: [os.write(w, data) for _ in range(3)])
+    finally:
+        os.close(w)
+        reader.join()
+        os.close(r)
+    assert min(counts) < len(data)
+    assert len(got) == sum(counts)
+
+
+def test_write_all_writes_every_byte_in_order_under_the_same_signals() -> None:
+    r, w = os.pipe()
+    got = bytearray()
+    reader = _slow_reader(r, got)
+    data = os.urandom(3 << 20)
+    try:
+        _with_signals_every_2ms(lambda: write_all(w, data))
+    finally:
+        os.close(w)
+        reader.join()
+        os.close(r)
+    assert bytes(got) == data
+
+
+def test_write_all_takes_a_memoryview_slice_and_raises_on_a_closed_reader() -> None:
+    r, w = os.pipe()
+    buf = bytearray(b"0123456789")
+    write_all(w, memoryview(buf)[2:6])
+    assert os.read(r, 100) == b"2345"
+    os.close(r)
+    previous = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    try:
+        try:
+            write_all(w, b"x")
+        except BrokenPipeError:
+            pass
+        else:
+            raise AssertionError("a write to a pipe without a reader did not raise")
+    finally:
+        signal.signal(signal.SIGPIPE, previous)
+        os.close(w)
