@@ -9,7 +9,9 @@ containerd with its CRI plugin, each on a private socket, state root and CNI net
 generated CRI v1 stubs as a kubelet does, and measures for a two-container busybox pod:
 
   pod-up      RunPodSandbox + CreateContainer x2 + StartContainer x2, until
-              ContainerStatus reports both containers running
+              ContainerStatus reports both containers running; its parts (medians)
+              are printed below the table: the sandbox, the two creates, the two
+              starts, the wait for "running"
   pod-down    StopPodSandbox + RemovePodSandbox of that pod
   memory      RSS and PSS (/proc/PID/smaps_rollup) of the processes a runtime keeps
               per pod while it runs: ketch's conmon monitors (infra and both members)
@@ -36,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from itertools import pairwise
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,7 +106,12 @@ def container_config(cri, name: str, image: str):  # type: ignore[no-untyped-def
             security_context=cri.LinuxContainerSecurityContext(seccomp=seccomp)))
 
 
-def pod_up(served, image: str, name: str, logs: Path) -> tuple[float, str]:  # type: ignore[no-untyped-def]
+PARTS = ("sandbox", "2 creates", "2 starts", "wait")
+
+
+def pod_up(served, image: str, name: str, logs: Path  # type: ignore[no-untyped-def]
+           ) -> tuple[float, str, tuple[float, ...]]:
+    """(seconds, sandbox ID, seconds of each of PARTS)"""
     cri, rt = served.cri, served.runtime
     logs = logs / served.name / name
     for c in ("first", "second"):  # the kubelet makes these before CreateContainer
@@ -111,11 +119,14 @@ def pod_up(served, image: str, name: str, logs: Path) -> tuple[float, str]:  # t
     config = sandbox_config(cri, name, logs)
     t = time.perf_counter()
     sid = rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config)).pod_sandbox_id
+    marks = [time.perf_counter()]
     ids = [rt.CreateContainer(cri.CreateContainerRequest(
         pod_sandbox_id=sid, config=container_config(cri, c, image),
         sandbox_config=config)).container_id for c in ("first", "second")]
+    marks.append(time.perf_counter())
     for cid in ids:
         rt.StartContainer(cri.StartContainerRequest(container_id=cid))
+    marks.append(time.perf_counter())
     deadline = time.monotonic() + 60
     while True:
         states = [rt.ContainerStatus(cri.ContainerStatusRequest(container_id=cid)).status.state
@@ -125,7 +136,9 @@ def pod_up(served, image: str, name: str, logs: Path) -> tuple[float, str]:  # t
         if time.monotonic() > deadline:
             raise SystemExit(f"bench: {served.name}: containers not running: {states}")
         time.sleep(0.005)
-    return time.perf_counter() - t, sid
+    end = time.perf_counter()
+    edges = [t, *marks, end]
+    return end - t, sid, tuple(b - a for a, b in pairwise(edges))
 
 
 def pod_down(served, sid: str) -> float:  # type: ignore[no-untyped-def]
@@ -179,13 +192,15 @@ def bench(servers: list, markers: dict[str, str], image: str, runs: int,  # type
     up: dict[str, list[float]] = {s.name: [] for s in servers}
     down: dict[str, list[float]] = {s.name: [] for s in servers}
     mem: dict[str, list[tuple[int, int, int]]] = {s.name: [] for s in servers}
+    parts: dict[str, list[tuple[float, ...]]] = {s.name: [] for s in servers}
     for s in servers:  # a first pod each, not timed: caches, the CNI plugins' first use
-        _, sid = pod_up(s, image, "warm", logs)
+        _, sid, _ = pod_up(s, image, "warm", logs)
         pod_down(s, sid)
     for i in range(runs):
         for s in servers:
-            took, sid = pod_up(s, image, f"pod{i}", logs)
+            took, sid, split = pod_up(s, image, f"pod{i}", logs)
             up[s.name].append(took)
+            parts[s.name].append(split)
             time.sleep(0.3)  # let the monitors settle after start before reading them
             procs = per_pod_processes(s, markers[s.name])
             pids = [p for group in procs.values() for p in group]
@@ -205,6 +220,8 @@ def bench(servers: list, markers: dict[str, str], image: str, runs: int,  # type
             "per-pod RSS KiB": statistics.median(rss),
             "per-pod PSS KiB": statistics.median(pss),
             "per-pod processes": mem[s.name][-1][2],
+            "pod-up parts": {name: statistics.median(p[n] for p in parts[s.name])
+                             for n, name in enumerate(PARTS)},
             "server RSS KiB": srss, "server PSS KiB": spss,
         }
     return out
@@ -325,6 +342,11 @@ def main() -> int:
         print(f"{label:<18}{ks:>22}{f'{cv:8.2f} MiB':>26}{kv / cv:>8.2f}   {goal}")
     print(f"per-pod processes: ketch {k['per-pod processes']} (conmon per container and "
           f"the infra), containerd {c['per-pod processes'] if c else '-'} (shim)")
+    for r in (k, c):
+        if r is not None:
+            split: dict[str, float] = r["pod-up parts"]  # type: ignore[assignment]
+            print(f"pod-up parts, {'ketch' if r is k else 'containerd'} (medians): "
+                  + ", ".join(f"{name} {split[name] * 1000:.1f} ms" for name in PARTS))
     if c is None:
         print("containerd: not installed (or no /usr/lib/cni/bridge); ketch's numbers only")
     return 0

@@ -7,7 +7,8 @@ Measures, for ketch and beside it for Podman when `podman` is installed (ratio
 ketch/podman in the same run; below 1.0 ketch is faster):
 
   pod-2      `pod create -p PORT:80` + two `run -d --pod` (busybox httpd and sleep),
-             wall clock of the three commands together
+             wall clock of the three commands together; each command's median is
+             printed below the table (the first member's run starts the infra)
   pod-rm     `pod rm -f` of such a pod (both members and the infra running)
 
 Goal (issue 14): pod-2 at most 0.5x Podman's time. Each timing is the median of N
@@ -42,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from itertools import pairwise
 from pathlib import Path
 
 from benchlib import drop_host_network, ketch_command
@@ -97,32 +99,47 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def one_pod(e: Engine, name: str) -> float:
+PARTS = ("pod create", "1st run -d", "2nd run -d")
+
+
+def one_pod(e: Engine, name: str) -> tuple[float, ...]:
+    """Seconds of each of PARTS."""
     port = free_port()
-    t = time.perf_counter()
+    t = [time.perf_counter()]
     e.run("pod", "create", "--name", name, "-p", f"127.0.0.1:{port}:80")
+    t.append(time.perf_counter())
     e.run("run", "-d", "--pod", name, IMAGE, "httpd", "-f", "-p", "80", "-h", "/www")
+    t.append(time.perf_counter())
     e.run("run", "-d", "--pod", name, IMAGE, "sleep", "600")
-    return time.perf_counter() - t
+    t.append(time.perf_counter())
+    return tuple(b - a for a, b in pairwise(t))
 
 
-def bench(engines: list[Engine], runs: int) -> dict[str, dict[str, tuple[float, float]]]:
-    """The engines take turns, run by run, so a change in the host's load falls on both."""
+def bench(engines: list[Engine], runs: int) -> tuple[dict[str, dict[str, tuple[float, float]]],
+                                                     dict[str, dict[str, float]]]:
+    """The engines take turns, run by run, so a change in the host's load falls on both.
+    Returns the rows, and the median of each of PARTS per engine."""
     for e in engines:
         one_pod(e, "ketch-bench-warm")  # the infra image is made (or built) here
         e.run("pod", "rm", "-f", "ketch-bench-warm")
     created: dict[str, list[float]] = {e.name: [] for e in engines}
     removed: dict[str, list[float]] = {e.name: [] for e in engines}
+    parts: dict[str, list[tuple[float, ...]]] = {e.name: [] for e in engines}
     for i in range(runs):
         for e in engines:
             name = f"ketch-bench-pod{i}"
-            created[e.name].append(one_pod(e, name))
+            split = one_pod(e, name)
+            parts[e.name].append(split)
+            created[e.name].append(sum(split))
             t = time.perf_counter()
             e.run("pod", "rm", "-f", "-t", "0", name)
             removed[e.name].append(time.perf_counter() - t)
-    return {e.name: {"pod-2": (statistics.median(created[e.name]), min(created[e.name])),
+    rows = {e.name: {"pod-2": (statistics.median(created[e.name]), min(created[e.name])),
                      "pod-rm": (statistics.median(removed[e.name]), min(removed[e.name]))}
             for e in engines}
+    medians = {e.name: {name: statistics.median(p[n] for p in parts[e.name])
+                        for n, name in enumerate(PARTS)} for e in engines}
+    return rows, medians
 
 
 def main() -> int:
@@ -147,7 +164,7 @@ def main() -> int:
             p.run("load", "-i", str(archive))
             engines.append(p)
         try:
-            results = bench(engines, args.runs)
+            results, parts = bench(engines, args.runs)
         finally:
             if p is not None:
                 p.run("pod", "rm", "-f", "-a", "-t", "0", check=False)
@@ -175,6 +192,9 @@ def main() -> int:
         ps = f"{pm * 1000:8.1f} ms ({pn * 1000:.1f})"
         print(f"{case:<10}{ks:>22}{ps:>24}{m / pm:>14.2f}   "
               f"{GOAL if case == 'pod-2' else '-'}")
+    for name, split in parts.items():
+        print(f"pod-2 parts, {name} (medians): "
+              + ", ".join(f"{part} {split[part] * 1000:.1f} ms" for part in PARTS))
     if pod is None:
         print("podman: not installed; ketch's numbers only")
     else:
