@@ -30,6 +30,29 @@ def __getattr__(name: str) -> type[Engine]:
     raise AttributeError(name)
 
 
+def _fill_closed_stdio() -> None:
+    # A process started without a standard descriptor (`ketch ps >&-`, a service's
+    # `<&-`): /dev/null takes that number now, as Go's runtime does for the docker CLI,
+    # before the bundle below or any file ketch opens gets it (the bundle on fd 0 was
+    # what `run -i` then sent a container as its stdin; a database on fd 2 would take
+    # the error messages). Python leaves such a stream None: cli/main.py gives it one.
+    import sys
+
+    if sys.stdin is not None and sys.stdout is not None and sys.stderr is not None:
+        return
+    from posix import O_RDWR, close, dup2, fstat
+    from posix import open as open_fd
+
+    for fd in (0, 1, 2):
+        try:
+            fstat(fd)
+        except OSError:
+            null = open_fd("/dev/null", O_RDWR)  # the lowest free number: fd itself
+            if null != fd:
+                dup2(null, fd)
+                close(null)
+
+
 def _install_code_bundle() -> None:
     # Here rather than in ketch.codebundle, so that reading the bundle costs no module
     # search of its own; ketch.codebundle has the format, the measurements and the writer.
@@ -131,4 +154,5 @@ def _install_code_bundle() -> None:
         atexit.register(refresh)
 
 
+_fill_closed_stdio()
 _install_code_bundle()

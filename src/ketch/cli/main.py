@@ -175,7 +175,25 @@ def main(argv: list[str] | None = None) -> int:
 def run() -> None:
     """The `ketch` process: `main()`, then `exit_now` (what the launcher and
     `python -m ketch` call; in-process callers use `main`)."""
+    if sys.stdout is None or sys.stderr is None or sys.stdin is None:
+        streams_for_closed_stdio()
     exit_now(main())
+
+
+def streams_for_closed_stdio() -> None:
+    """Python's streams for the standard descriptors the process started without
+    (`ketch ps >&-`), which importing ketch gave /dev/null (ketch/__init__.py): what goes
+    to a closed stdout is discarded, as docker's is, where a print was a traceback."""
+    import io
+
+    if sys.stdin is None:
+        sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
+    if sys.stdout is None:
+        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8",
+                                      write_through=True)
+    if sys.stderr is None:
+        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8",
+                                      errors="backslashreplace", write_through=True)
 
 
 def exit_now(code: int) -> None:
