@@ -333,16 +333,16 @@ class _DetachMatcher:
 def _input_fd(stdin: InputSource) -> tuple[int, Callable[[], None]]:
     """A readable fd for `stdin`; objects without one are pumped through a pipe by a
     daemon thread."""
-    import threading
-
-    from ketch.fdio import write_all
-
     if isinstance(stdin, int):
         return stdin, _noop
     try:
         return stdin.fileno(), _noop
     except (AttributeError, OSError, ValueError):
         pass
+    import threading
+
+    from ketch.fdio import write_all
+
     r, w = os.pipe()
 
     def pump() -> None:
