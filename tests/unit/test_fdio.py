@@ -14,58 +14,48 @@ from ketch.fdio import write_all
 R = TypeVar("R")
 
 
-def _slow_reader(fd: int, into: bytearray) -> threading.Thread:
+def _into_a_slow_pipe(write: Callable[[int], R]) -> tuple[R, bytes]:
+    """`write(fd)` to a pipe whose reader is slower than the writer (the pipe stays
+    full, so writes block), while a handled SIGALRM comes every 2 ms: (what `write`
+    returned, every byte the reader got)."""
+    r, w = os.pipe()
+    got = bytearray()
+
     def read() -> None:
         while True:
-            time.sleep(0.0005)  # slower than the writer: the pipe stays full
-            data = os.read(fd, 4096)
+            time.sleep(0.0005)
+            data = os.read(r, 4096)
             if not data:
                 return
-            into.extend(data)
+            got.extend(data)
 
-    t = threading.Thread(target=read)
-    t.start()
-    return t
-
-
-def _with_signals_every_2ms(body: Callable[[], R]) -> R:
+    reader = threading.Thread(target=read)
+    reader.start()
     previous = signal.signal(signal.SIGALRM, lambda *_: None)
     signal.setitimer(signal.ITIMER_REAL, 0.002, 0.002)
     try:
-        return body()
+        result = write(w)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-
-
-def test_a_bare_write_to_a_full_pipe_returns_short_when_a_signal_is_handled() -> None:
-    # what write_all is for: the condition below really makes os.write write less
-    r, w = os.pipe()
-    got = bytearray()
-    reader = _slow_reader(r, got)
-    data = os.urandom(1 << 20)
-    try:
-        counts = _with_signals_every_2ms(lambda: [os.write(w, data) for _ in range(3)])
-    finally:
         os.close(w)
         reader.join()
         os.close(r)
+    return result, bytes(got)
+
+
+def test_a_bare_write_to_a_full_pipe_returns_short_when_a_signal_is_handled() -> None:
+    # what write_all is for: the condition really makes os.write write less
+    data = os.urandom(1 << 20)
+    counts, got = _into_a_slow_pipe(lambda w: [os.write(w, data) for _ in range(3)])
     assert min(counts) < len(data)
     assert len(got) == sum(counts)
 
 
 def test_write_all_writes_every_byte_in_order_under_the_same_signals() -> None:
-    r, w = os.pipe()
-    got = bytearray()
-    reader = _slow_reader(r, got)
     data = os.urandom(3 << 20)
-    try:
-        _with_signals_every_2ms(lambda: write_all(w, data))
-    finally:
-        os.close(w)
-        reader.join()
-        os.close(r)
-    assert bytes(got) == data
+    _, got = _into_a_slow_pipe(lambda w: write_all(w, data))
+    assert got == data
 
 
 def test_write_all_takes_a_memoryview_slice_and_raises_on_a_closed_reader() -> None:
