@@ -26,18 +26,23 @@ BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 
 
 def _routed_networks() -> list[ipaddress.IPv4Network]:
-    out = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True,
-                         text=True).stdout
+    """The IPv4 destinations routed on this host, in every table (what `ip -4 route show
+    table all` lists), default routes left out: a netlink dump in this process, where
+    an `ip` process per pick cost ~2 ms of CPU and ~8 ms (two picks for each of the
+    ~1,500 state roots of a run)."""
+    import struct
+
+    from ketch.network.netlink import Netlink, parse_attrs
+
+    rtm_getroute, rta_dst = 26, 1
+    with Netlink() as nl:  # struct rtmsg: family, then zeros (every table, type, scope)
+        routes = nl.dump(rtm_getroute, struct.pack("=8BI", socket.AF_INET, *[0] * 8))
     nets = []
-    for line in out.splitlines():
-        first = line.split()[0] if line.split() else ""
-        if first in ("local", "broadcast", "unreachable", "prohibit", "blackhole"):
-            first = line.split()[1]
-        try:
-            nets.append(ipaddress.ip_network(first, strict=False))
-        except ValueError:
-            continue
-    return [n for n in nets if isinstance(n, ipaddress.IPv4Network) and n.prefixlen > 0]
+    for rtmsg in routes:
+        dst_len, dst = rtmsg[1], parse_attrs(rtmsg, 12).get(rta_dst)
+        if dst_len and dst is not None and len(dst) == 4:
+            nets.append(ipaddress.IPv4Network((dst, dst_len), strict=False))
+    return nets
 
 
 def configured_subnets(root: Path) -> list[str]:
