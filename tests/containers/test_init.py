@@ -86,6 +86,8 @@ def test_init_reaps_an_orphaned_zombie(run_d, ketch):
 def test_init_forwards_the_stop_signal(run_d, ketch):
     # sleep as PID 1 ignores SIGTERM; under tini it gets it and dies at once (143)
     cid = run_d("--init", "busybox", "sleep", "60")
+    wait_for(lambda: [name for _, name, _ in _processes(ketch, cid)]
+             == ["docker-init", "sleep"], what="tini and its sleep")
     t0 = time.monotonic()
     ketch("stop", "-t", "30", cid)
     assert time.monotonic() - t0 < 10

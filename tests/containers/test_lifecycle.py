@@ -8,6 +8,7 @@ import os
 import re
 import time
 
+from tests.containers.conftest import wait_for_pid1
 from tests.helpers.host import wait_for
 
 TRAP_USR1 = 'trap "echo got-usr1; exit 9" USR1; echo ready; while true; do sleep 0.1; done'
@@ -42,6 +43,7 @@ def test_stop_then_start_detached_then_start_attached(ketch, run_d):
 
 def test_stop_kills_after_the_timeout(ketch, run_d):
     run_d("--name", "stubborn", "busybox", "sleep", "60")  # pid 1 ignores SIGTERM
+    wait_for_pid1(ketch, "stubborn", "sleep")
     start = time.monotonic()
     ketch("stop", "-t", "1", "stubborn")
     took = time.monotonic() - start
