@@ -237,6 +237,48 @@ def test_docker_attach_to_a_running_container_gets_its_later_output(api: Api) ->
     assert res.returncode == 4
 
 
+def test_a_killed_attach_to_a_silent_container_lets_go_of_its_thread_and_connections(
+        api: Api) -> None:
+    """A client killed while attached to a container that prints nothing: the service
+    finds the connection closed and ends the session (before, its worker thread, its
+    database connection and both sockets stayed until the container's next output, so
+    such attaches piled up: 10 of them, +48 descriptors and +9 threads)."""
+    import subprocess
+    from pathlib import Path
+
+    api.docker("run", "-d", "--name", "silent", "busybox", "sleep", "300")
+    task, fds = Path(f"/proc/{api.proc.pid}/task"), Path(f"/proc/{api.proc.pid}/fd")
+
+    def counts() -> tuple[int, int]:
+        return len(list(task.iterdir())), len(list(fds.iterdir()))
+
+    def attach_and_kill() -> None:
+        before = counts()[1]
+        client = subprocess.Popen(["docker", "attach", "silent"], env=api.docker_env(),
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        # attached: the service holds the client's connection and conmon's socket
+        wait_for(lambda: counts()[1] >= before + 2, what="the attach to reach the service")
+        attached = counts()[1]
+        client.kill()
+        client.wait()
+        wait_for(lambda: counts()[1] <= attached - 2, timeout=10,
+                 what="the killed client's session to end")
+
+    for _ in range(2):  # (the service's worker pool grows to what attaches need)
+        attach_and_kill()
+    threads, descriptors = counts()
+    for _ in range(6):
+        attach_and_kill()
+    # each lingering session held a thread and ~5 descriptors; the pool may still add
+    # a worker (and its database connection) on the way
+    wait_for(lambda: counts()[0] <= threads + 1 and counts()[1] <= descriptors + 3,
+             timeout=10, what=f"no more than {threads} + 1 threads and {descriptors} + 3"
+             f" descriptors after six more killed attaches (now {counts()})")
+    assert api.docker("inspect", "-f", "{{.State.Running}}", "silent").stdout == "true\n"
+    api.docker("rm", "-f", "silent")
+
+
 def test_a_client_leaving_logs_follow_does_not_disturb_the_service(api: Api) -> None:
     import subprocess
     import time

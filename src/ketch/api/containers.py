@@ -340,6 +340,7 @@ async def containers_attach(request: web.Request) -> web.StreamResponse:
         if session is None:
             return resp
         svc.sessions.add(session)
+        conn.on_peer_gone(session.interrupt)
         stdin = None
         if want_in and rec.config.get("OpenStdin"):
             stdin = conn.stdin_fd()

@@ -111,6 +111,30 @@ class Hijacked:
         self._pipe_threads.append(t)
         return r
 
+    def on_peer_gone(self, callback: Callable[[], Any]) -> None:
+        """Call `callback` once, from a thread of its own, if the client closes its end of
+        the connection entirely (killed, or gone) before the stream ends: an attach that
+        sends nothing (a silent container) would otherwise only find out at the
+        container's next output, and hold its worker thread and database connection
+        until then. A client that only ends its input (the docker CLI shuts its write side
+        when its stdin ends) is not gone: poll reports POLLHUP on a unix socket only when
+        both directions are shut."""
+        assert self.sock is not None
+        fd = self.sock.fileno()
+
+        def watch() -> None:
+            import select
+
+            p = select.poll()
+            p.register(fd, 0)  # (POLLHUP and POLLERR are reported whatever is asked)
+            while not self._closed:
+                # a timeout, not a wake-up: closing a descriptor does not end a poll on it
+                if p.poll(500) and not self._closed:
+                    callback()
+                    return
+
+        threading.Thread(target=watch, name="ketch-api-peer", daemon=True).start()
+
     def shutdown(self) -> None:
         """End the connection (the service is stopping): the copying thread sees EOF."""
         if self.sock is not None:
