@@ -209,7 +209,8 @@ def wait_for_pid1(ketch: TrackingCLI, name: str, command: str) -> None:
     """Wait until the container's PID 1 runs `command` (its /proc comm). `run -d`
     returns once runc has let the process go (as docker's does), which can be before
     runc's init has exec'd the command; a signal in between reaches the init, which
-    exits 2 (a test that signals at once must wait for this first)."""
+    exits 2, and `top` lists `runc init` (a test that signals or lists at once waits
+    for this first)."""
     pid = int(ketch("inspect", "-f", "{{.State.Pid}}", name).stdout)
     comm = Path(f"/proc/{pid}/comm")
     wait_for(lambda: comm.read_text().strip() == command[:15], what=f"{command} to run")

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 
+from tests.containers.conftest import wait_for_pid1
 from tests.helpers.host import wait_for
 
 import ketch as ketch_pkg
@@ -171,10 +172,7 @@ def test_top_runs_ps_without_subprocess(ketch) -> None:
     # through ketch.runtime.spawn: no subprocess, signal or enum for a table of processes
     cid = ketch("run", "-d", "busybox", "sleep", "61").stdout.strip()
     ketch.ids.add(cid)
-    # `run -d` returns once runc's init has been let go, which may still be before its
-    # execve of the command (`ps` then shows "runc init"), as with docker
-    wait_for(lambda: "sleep 61" in ketch("top", cid, "-o", "pid,args").stdout,
-             what="the container's command to replace runc's init")
+    wait_for_pid1(ketch, cid, "sleep")  # (else `ps` may still show "runc init")
     out, mods = imports(ketch, "top", cid, "-o", "pid,args")
     lines = out.splitlines()
     assert lines[0].split() == ["PID", "COMMAND"]
