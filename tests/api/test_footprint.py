@@ -32,6 +32,15 @@ class Conn(http.client.HTTPConnection):
         self.sock.connect(sock)
 
 def drive():
+    try:
+        report()
+    except BaseException:  # (a failure ends the probe at once, with its traceback)
+        import traceback
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)
+
+def report():
     deadline = time.monotonic() + 30
     while not os.path.exists(sock) and time.monotonic() < deadline:
         time.sleep(0.05)

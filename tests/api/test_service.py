@@ -9,6 +9,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -62,6 +63,50 @@ def test_default_socket_is_ketch_sock_under_the_run_root(api_root: Path) -> None
     finally:
         stop_service(proc)
     assert not sock.exists()
+
+
+# A client that waits for the socket's path and connects the moment it appears.
+_CONNECT_ON_SIGHT = r"""
+import socket, sys
+print("ready", flush=True)
+while True:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(sys.argv[1])
+    except FileNotFoundError:
+        s.close()
+        continue
+    except ConnectionRefusedError:
+        print("refused")
+        break
+    print("accepted")
+    break
+"""
+
+
+def test_the_socket_path_appears_only_once_the_service_accepts(tmp_path: Path) -> None:
+    """The path is the service's promise to a client (and to scripts that wait for it):
+    a bind at the path itself showed the file before listen(), and a client that connected
+    on sight was refused (12 of 30 starts here)."""
+    from ketch.api.server import listen
+
+    seen = []
+    for i in range(20):
+        path = tmp_path / f"s{i}.sock"
+        client = subprocess.Popen([sys.executable, "-I", "-S", "-c", _CONNECT_ON_SIGHT,
+                                   str(path)], stdout=subprocess.PIPE, text=True)
+        try:
+            assert client.stdout is not None
+            assert client.stdout.readline() == "ready\n"
+            sock, _ = listen(f"unix://{path}")
+            seen.append(client.stdout.readline().strip())
+            assert stat.S_IMODE(os.stat(path).st_mode) == 0o660
+            sock.close()
+        finally:
+            client.kill()
+            client.wait()
+    assert seen == ["accepted"] * 20
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"s{i}.sock" for i in range(20))
 
 
 def test_a_second_service_on_the_same_socket_is_refused(api_root: Path) -> None:

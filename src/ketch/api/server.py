@@ -94,17 +94,32 @@ def _unix_listener(path: str) -> socket.socket:
             raise InvalidArgument(f"cannot listen on {path}: another service is using it")
         finally:
             probe.close()
+    # The socket is bound, given its mode and listening under a temporary name and only
+    # then renamed to `path`: a client that sees the path (one that waits for it to
+    # appear, as scripts and the tests do) can connect, where a bind at `path` itself
+    # showed the file a moment before listen() and such a connect was refused.
+    staging = os.path.join(os.path.dirname(path), f".ketch-api-{os.getpid()}.sock")
+    if len(os.fsencode(staging)) > 107:  # (sun_path's limit; the path itself may fit)
+        staging = path
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)
     try:
-        sock.bind(path)
+        with contextlib.suppress(FileNotFoundError):
+            if staging != path:
+                os.unlink(staging)
+        sock.bind(staging)
+        os.chmod(staging, 0o660)
+        sock.listen(128)
+        if staging != path:
+            os.rename(staging, path)
     except OSError as e:
         sock.close()
+        if staging != path:
+            with contextlib.suppress(OSError):
+                os.unlink(staging)
         raise InvalidArgument(f"cannot listen on {path}: {e.strerror}") from None
     finally:
         os.umask(old)
-    os.chmod(path, 0o660)
-    sock.listen(128)
     sock.setblocking(False)
     return sock
 
