@@ -169,8 +169,12 @@ def serve(root: str, run_root: str, uri: str | None, idle: float) -> None:
     """Serve until idle for `idle` seconds (0: never) or a SIGTERM/SIGINT."""
     sock = activated_socket()
     path = None
+    mine = None
     if sock is None:
         sock, path = listen(uri or default_uri(run_root))
+        if path is not None:
+            st = os.stat(path)
+            mine = (st.st_dev, st.st_ino)
     try:
         # Not asyncio.run: its exit joins the worker threads, and one may be blocked
         # for good on a stream nobody reads any more.
@@ -181,8 +185,12 @@ def serve(root: str, run_root: str, uri: str | None, idle: float) -> None:
             loop.close()
     finally:
         if path is not None:
+            # only this service's own socket: one started after this one stopped
+            # listening may have taken the path over by now
             with contextlib.suppress(OSError):
-                os.unlink(path)
+                st = os.lstat(path)
+                if (st.st_dev, st.st_ino) == mine:
+                    os.unlink(path)
         sock.close()
     if not clean:
         # A worker thread is still blocked reading for a stream that nobody reads any
