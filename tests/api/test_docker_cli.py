@@ -279,6 +279,48 @@ def test_a_killed_attach_to_a_silent_container_lets_go_of_its_thread_and_connect
     api.docker("rm", "-f", "silent")
 
 
+def test_a_killed_exec_of_a_silent_command_lets_go_of_its_worker_and_the_command_runs_on(
+        api: Api) -> None:
+    """`docker exec` killed while its command prints nothing: the service ends the
+    session's streaming at once and the command runs on, as under dockerd. Before, each
+    held a worker thread (of 64), its database connection and its sockets until the
+    command's next output or its end: 12 such execs, +132 descriptors and +14 threads,
+    and 64 of them left the service answering nothing."""
+    import subprocess
+    from pathlib import Path
+
+    api.docker("run", "-d", "--name", "silent-exec", "busybox", "sleep", "300")
+    task, fds = Path(f"/proc/{api.proc.pid}/task"), Path(f"/proc/{api.proc.pid}/fd")
+
+    def counts() -> tuple[int, int]:
+        return len(list(task.iterdir())), len(list(fds.iterdir()))
+
+    def exec_and_kill() -> None:
+        before = counts()[1]
+        client = subprocess.Popen(["docker", "exec", "silent-exec", "sleep", "301"],
+                                  env=api.docker_env(), stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: counts()[1] >= before + 2, what="the exec to reach the service")
+        streaming = counts()[1]
+        client.kill()
+        client.wait()
+        wait_for(lambda: counts()[1] <= streaming - 2, timeout=10,
+                 what="the killed client's session to end")
+
+    for _ in range(2):  # (the service's worker pool grows to what the execs need)
+        exec_and_kill()
+    threads, descriptors = counts()
+    for _ in range(6):
+        exec_and_kill()
+    wait_for(lambda: counts()[0] <= threads + 1 and counts()[1] <= descriptors + 3,
+             timeout=10, what=f"no more than {threads} + 1 threads and {descriptors} + 3"
+             f" descriptors after six more killed execs (now {counts()})")
+    top = api.docker("top", "silent-exec").stdout
+    assert top.count("sleep 301") == 8, top
+    assert api.docker("exec", "silent-exec", "echo", "still-served").stdout == "still-served\n"
+    api.docker("rm", "-f", "silent-exec")
+
+
 def test_a_client_leaving_logs_follow_does_not_disturb_the_service(api: Api) -> None:
     import subprocess
     import time

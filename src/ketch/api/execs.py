@@ -103,8 +103,11 @@ async def _hijacked(request: web.Request, svc: Service, eid: str, tty: bool,
     try:
         fd = conn.stdin_fd() if stdin else None
         try:
+            # a killed client lets go of the worker at once, not at the process's next
+            # output or its end (the process runs on, as dockerd's)
             await svc.run(lambda e: e.containers.exec_start(
-                eid, stdout=conn.stdout, stderr=conn.stderr, stdin=fd))
+                eid, stdout=conn.stdout, stderr=conn.stderr, stdin=fd,
+                on_streaming=conn.on_peer_gone))
         except KetchError as exc:
             # after the upgrade an error reaches the client only as output, as dockerd's
             with contextlib.suppress(OSError):

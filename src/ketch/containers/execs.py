@@ -267,12 +267,15 @@ def may_be_running(svc: ContainerService, cid: str) -> bool:
 
 def start(svc: ContainerService, eid: str, *, stdout: OutputSink | None = None,
           stderr: OutputSink | None = None, stdin: InputSource | None = None,
-          detach: bool = False, on_started: Callable[[int], None] | None = None
-          ) -> int | None:
+          detach: bool = False, on_started: Callable[[int], None] | None = None,
+          on_streaming: Callable[[Callable[[], None]], Any] | None = None) -> int | None:
     """Run a created session once. Attached: copy its output to the sinks (those its
     settings attach) and `stdin` in (when it attaches stdin) until it exits; returns its
     exit code. Detached, or left with the detach keys: returns None once it runs. A
-    command that cannot start raises ContainerStartError (126/127)."""
+    command that cannot start raises ContainerStartError (126/127). `on_streaming` is
+    handed a function that ends an attached session's streaming from another thread (its
+    client is gone): the process runs on and the call returns None, as after the detach
+    keys; its end is recorded by the next look at the session."""
     from ketch.runtime.monitor import (
         DEFAULT_DETACH_KEYS,
         ContainerStartError,
@@ -341,7 +344,8 @@ def start(svc: ContainerService, eid: str, *, stdout: OutputSink | None = None,
             stdout=stdout if doc["AttachStdout"] else None,
             stderr=stderr if doc["AttachStderr"] else None,
             stdin=stdin if doc["AttachStdin"] and not detach else None,
-            detach=detach, detach_keys=keys, on_started=started, exit_command=exit_command)
+            detach=detach, detach_keys=keys, on_started=started, exit_command=exit_command,
+            on_streaming=on_streaming)
     except ContainerStartError as e:
         # dockerd records 126 for every session that could not start, a command not
         # found too (the 127 its runtime error maps to is overwritten), and docker exec

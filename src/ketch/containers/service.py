@@ -595,13 +595,16 @@ class ContainerService:
 
     def exec_start(self, exec_id: str, *, stdout: Callable[[bytes], Any] | None = None,
                    stderr: Callable[[bytes], Any] | None = None, stdin: int | None = None,
-                   detach: bool = False) -> int | None:
+                   detach: bool = False,
+                   on_streaming: Callable[[Callable[[], None]], Any] | None = None
+                   ) -> int | None:
         """Run an exec session: output to the callables, input from the fd `stdin`; its
-        exit code, or None when detached."""
+        exit code, or None when detached (or its streaming was ended through the function
+        `on_streaming` is handed: see execs.start)."""
         from ketch.containers import execs
 
         return execs.start(self, exec_id, stdout=stdout, stderr=stderr, stdin=stdin,
-                           detach=detach)
+                           detach=detach, on_streaming=on_streaming)
 
     def exec_cleanup(self, exec_id: str, name_or_id: str) -> None:
         """The monitor's exit command for a detached exec session of the container:

@@ -426,6 +426,7 @@ class AttachSession:
                         f"({e.strerror})") from e
                 time.sleep(0.005)
         self.bundle = bundle
+        self.interrupted = False
 
     def close(self) -> None:
         try:
@@ -438,6 +439,7 @@ class AttachSession:
         output); the container is not affected."""
         import _socket
 
+        self.interrupted = True
         try:
             self.sock.shutdown(_socket.SHUT_RDWR)
         except OSError:
@@ -931,14 +933,18 @@ class ConmonMonitor:
                      on_started: Callable[[int], None] | None = None,
                      timeout: float = CREATE_TIMEOUT,
                      exec_id: str | None = None,
-                     exit_command: Sequence[str] | None = None) -> ExecResult:
+                     exit_command: Sequence[str] | None = None,
+                     on_streaming: Callable[[Callable[[], None]], Any] | None = None
+                     ) -> ExecResult:
         """Run `process` (an OCI process object, see spec.exec_process) in the running
         container, under a short-lived conmon in exec mode. Attached: streams until the
         process exits and returns its exit code. Detached: returns once it runs.
         A process that cannot start raises ContainerStartError (exit code 126/127).
         `exec_id` names the session's directory (its ctl fifo serves resizes).
         `exit_command` is run by conmon when the process exits (a detached session's end
-        is recorded by it)."""
+        is recorded by it). `on_streaming` is handed a function that ends the streaming
+        from another thread (the client is gone): the process goes on, as after the
+        detach keys, and the call returns detached."""
         from ketch.fastjson import dumps
 
         exec_id = exec_id or os.urandom(16).hex()
@@ -995,9 +1001,11 @@ class ConmonMonitor:
                 on_started(pid)
             if detach or session is None:
                 return ExecResult(exec_id, pid, None, detached=True)
+            if on_streaming is not None:
+                on_streaming(session.interrupt)
             result = session.stream(stdout=stdout, stderr=stderr, stdin=stdin,
                                     detach_keys=detach_keys)
-            if result.detached:
+            if result.detached or session.interrupted:
                 return ExecResult(exec_id, pid, None, detached=True)
             final = _recv_json(sync, timeout=24 * 3600)
             code = read_int(exec_dir / "exit")
