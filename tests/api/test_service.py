@@ -109,6 +109,29 @@ def test_the_socket_path_appears_only_once_the_service_accepts(tmp_path: Path) -
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"s{i}.sock" for i in range(20))
 
 
+def test_a_stopping_service_leaves_a_socket_that_took_its_path_over(api_root: Path) -> None:
+    """A service started while another was stopping (it stops listening first, then
+    exits) takes the path over; the old one's exit removed the new one's socket, which
+    ran on unreachable. Here the path is taken over by hand."""
+    sock = api_root / "over.sock"
+    proc = start_service(api_root, f"unix://{sock}", "--time", "0")
+    try:
+        wait_for(lambda: ping(str(sock)), what="the service to answer")
+        sock.unlink()
+        newer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        newer.bind(str(sock))
+        newer.listen(1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert stat.S_ISSOCK(os.lstat(sock).st_mode)
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.connect(str(sock))  # still the newer socket's
+        probe.close()
+        newer.close()
+    finally:
+        stop_service(proc)
+
+
 def test_a_second_service_on_the_same_socket_is_refused(api_root: Path) -> None:
     sock = api_root / "twice.sock"
     first = start_service(api_root, f"unix://{sock}", "--time", "0")
