@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import IO, Any
 
-    from ketch.builder.events import BuildEvent
+    from ketch.builder.events import BuildEvent, Cancellation
     from ketch.builder.executor import BuildResult
     from ketch.containers.records import ContainerRecord
     from ketch.containers.service import ContainerService
@@ -289,7 +289,7 @@ class Engine:
             extra_hosts=list(extra_hosts), run_host_config=dict(run_host_config or {}),
             cache_from=list(cache_from))
 
-        def work(emit: Callable[[BuildEvent], None]) -> BuildResult:
+        def work(emit: Callable[[BuildEvent], None], cancel: Cancellation) -> BuildResult:
             from ketch.builder.context import prepare
             from ketch.builder.executor import BuildOptions, build
 
@@ -304,7 +304,7 @@ class Engine:
                                    dockerfile_in_context=context_tar is not None)
                 try:
                     return build(self, prepared.context, prepared.dockerfile_text,
-                                 prepared.dockerfile_name, options, emit)
+                                 prepared.dockerfile_name, options, emit, cancel)
                 finally:
                     prepared.context.close()
 

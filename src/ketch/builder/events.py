@@ -72,19 +72,69 @@ class BuildImage:
 BuildEvent = BuildLog | BuildOutput | BuildImage
 
 
-def events_of(work: Callable[[Callable[[BuildEvent], None]], R]) -> Iterator[BuildEvent | R]:
-    """Turn `work(emit)`, which reports through `emit` and returns its result, into an
-    iterator of its events and then the result: `work` runs in a thread of its own
-    while the caller drains the iterator, and its exception comes out of the iterator.
+class Cancellation:
+    """Set once the build's caller is gone (Ctrl-C, a client that hung up). Work that
+    waits without emitting (a RUN step whose command prints nothing) registers how to
+    stop waiting with `on_cancel`."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._set = False
+        self._callbacks: list[Callable[[], object]] = []
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        with self._lock:
+            if self._set:
+                return
+            self._set = True
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 (one that fails does not keep the others)
+                pass
+
+    def on_cancel(self, callback: Callable[[], object]) -> Callable[[], None]:
+        """Call `callback` (in the cancelling thread) when the build is cancelled, at
+        once if it is already; returns the function that unregisters it."""
+        with self._lock:
+            if not self._set:
+                self._callbacks.append(callback)
+
+                def forget() -> None:
+                    with self._lock:
+                        if callback in self._callbacks:
+                            self._callbacks.remove(callback)
+                return forget
+        callback()
+        return _nothing
+
+
+def _nothing() -> None:
+    pass
+
+
+def events_of(work: Callable[[Callable[[BuildEvent], None], Cancellation], R]
+              ) -> Iterator[BuildEvent | R]:
+    """Turn `work(emit, cancellation)`, which reports through `emit` and returns its
+    result, into an iterator of its events and then the result: `work` runs in a thread
+    of its own while the caller drains the iterator, and its exception comes out of the
+    iterator.
 
     Closing the iterator early (a client gone, Ctrl-C) cancels the work: its next
     `emit` raises BuildError, so the builder's own clean-up (step containers, staging)
-    runs. Work that emits nothing for a long time notices only when it next emits."""
+    runs, and what it registered with `cancellation.on_cancel` is called, so a step
+    that emits nothing for a long time stops waiting too."""
     import queue
     import threading
 
     q: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
-    cancelled = threading.Event()
+    cancelled = Cancellation()
 
     def emit(event: BuildEvent) -> None:
         if cancelled.is_set():
@@ -93,7 +143,7 @@ def events_of(work: Callable[[Callable[[BuildEvent], None]], R]) -> Iterator[Bui
 
     def main() -> None:
         try:
-            q.put((_RESULT, work(emit)))
+            q.put((_RESULT, work(emit, cancelled)))
         except BaseException as e:  # handed over to the iterator's caller
             q.put((_FAILED, e))
 
@@ -114,6 +164,6 @@ def events_of(work: Callable[[Callable[[BuildEvent], None]], R]) -> Iterator[Bui
     finally:
         if not finished:
             cancelled.set()
-            t.join(timeout=5)  # time for its clean-up when it is emitting
+            t.join(timeout=5)  # time for its clean-up (a step's container is removed)
         else:
             t.join()

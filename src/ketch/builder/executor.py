@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from ketch.builder.cachefrom import CacheSources
     from ketch.builder.checksum import ChecksumCache
     from ketch.builder.context import BuildContext, Source, SourceRoot
-    from ketch.builder.events import BuildEvent
+    from ketch.builder.events import BuildEvent, Cancellation
     from ketch.builder.host import BuildHost
     from ketch.builder.snapshot import Workspace
     from ketch.builder.watchdog import Watchdog
@@ -187,8 +187,10 @@ class Builder:
     builder's output lines, RUN output as the container writes it, the image built."""
 
     def __init__(self, engine: BuildHost, context: BuildContext, dockerfile_text: str,
-                 dockerfile_name: str, options: BuildOptions, emit: Emit) -> None:
+                 dockerfile_name: str, options: BuildOptions, emit: Emit,
+                 cancel: Cancellation | None = None) -> None:
         self.engine = engine
+        self.cancel = cancel
         self.images = engine.images
         self.context = context
         self.text = dockerfile_text
@@ -296,7 +298,7 @@ class Builder:
         if self._watchdog is None:
             from ketch.builder.watchdog import Watchdog
 
-            self._watchdog = Watchdog(self.engine.reopen)
+            self._watchdog = Watchdog(str(self.engine.root), str(self.engine.run_root))
         return self._watchdog
 
     @property
@@ -787,8 +789,19 @@ class Builder:
                     holder["s"].close()
                 raise
             with holder["s"] as session:
-                session.stream(stdout=self.emit_bytes, stderr=self.emit_bytes,
-                               detach_keys=None)
+                # a cancelled build stops waiting for a step that prints nothing
+                forget = (self.cancel.on_cancel(session.interrupt) if self.cancel
+                          else None)
+                try:
+                    session.stream(stdout=self.emit_bytes, stderr=self.emit_bytes,
+                                   detach_keys=None)
+                finally:
+                    if forget is not None:
+                        forget()
+            if session.interrupted:
+                with contextlib.suppress(KetchError):
+                    svc.kill(cid)  # (kept by --rm=false or not, it does not run on)
+                raise BuildError("the build was cancelled")
             code = svc.wait(cid)
             if code != 0:
                 raise BuildError(f"The command '{' '.join(cmd)}' returned a non-zero"
@@ -980,6 +993,9 @@ class Builder:
 
 
 def build(engine: BuildHost, context: BuildContext, dockerfile_text: str, dockerfile_name: str,
-          options: BuildOptions, emit: Emit) -> BuildResult:
-    """Run a build, its events to `emit`; the caller owns (and closes) the context."""
-    return Builder(engine, context, dockerfile_text, dockerfile_name, options, emit).build()
+          options: BuildOptions, emit: Emit, cancel: Cancellation | None = None
+          ) -> BuildResult:
+    """Run a build, its events to `emit`; the caller owns (and closes) the context.
+    `cancel` stops a step's waiting when the build is cancelled."""
+    return Builder(engine, context, dockerfile_text, dockerfile_name, options, emit,
+                   cancel).build()

@@ -1,8 +1,7 @@
 """What the builder needs from the composition root, as a Protocol.
 
 The Engine runs a build by handing itself over as this narrow view: the state paths,
-the stores, the image and container services, pulling a base image, and a way for the
-build's watchdog process to open its own connection to the same state. The builder never
+the stores, the image and container services, pulling a base image. The builder never
 imports `ketch.engine`.
 
 Imported only for type checking (no run-time cost).
@@ -27,14 +26,6 @@ if TYPE_CHECKING:
 
 
 
-class Closable(Protocol):
-    """A fresh handle on the same state (the watchdog's, after fork)."""
-
-    @property
-    def containers(self) -> ContainerService: ...
-    def close(self) -> None: ...
-
-
 class BuildHost(Protocol):
     db: Database
 
@@ -54,4 +45,3 @@ class BuildHost(Protocol):
     def containers(self) -> ContainerService: ...
 
     def pull(self, name: str, *, quiet: bool = False) -> Iterator[Any]: ...
-    def reopen(self) -> Closable: ...

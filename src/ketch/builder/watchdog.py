@@ -6,6 +6,13 @@ tells it, over a pipe, what it is about to create and what it has cleaned up its
 when the pipe reaches end-of-file (the build exited, however it exited) the watchdog
 removes whatever is still registered. It runs in its own session, so the Ctrl-C that
 interrupts the build does not interrupt the cleanup.
+
+The forked watchdog never touches the database: a copy of a process that has SQLite
+connections open must not use SQLite (it inherits the parent's record of which locks
+the process holds, not the locks themselves, and reads or writes beside other
+processes without them: sqlite.org's "How To Corrupt" 2.6; interrupted builds left a
+"database disk image is malformed" here). Mounts and directories it removes itself;
+the containers it leaves to a fresh `ketch rm -f -v` it execs.
 """
 
 from __future__ import annotations
@@ -15,19 +22,13 @@ import os
 import signal
 from pathlib import Path
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from ketch.builder.host import Closable
-
 
 class Watchdog:
-    """`reopen` gives the child, after fork, its own handle on the state (a new
-    database connection: the parent's must not be shared across fork)."""
+    """The watchdog of one build on the state root `root` (and `run_root`)."""
 
-    def __init__(self, reopen: Callable[[], Closable]) -> None:
-        self.reopen = reopen
+    def __init__(self, root: str, run_root: str) -> None:
+        self.root = root
+        self.run_root = run_root
         self._fd: int | None = None
         self._pid = 0
 
@@ -37,7 +38,7 @@ class Watchdog:
         if pid == 0:  # pragma: no cover - the child; exercised by the SIGKILL test
             try:
                 os.close(w)
-                _child(r, self.reopen)
+                _child(r, self.root, self.run_root)
             finally:
                 os._exit(0)
         os.close(r)
@@ -74,10 +75,10 @@ class Watchdog:
             os.waitpid(self._pid, 0)
 
 
-def _child(r: int, reopen: Callable[[], Closable]) -> None:  # pragma: no cover
+def _child(r: int, root: str, run_root: str) -> None:  # pragma: no cover
     os.setsid()
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-        signal.signal(s, signal.SIG_IGN)
+        signal.signal(s, signal.SIG_IGN)  # (and so in the `ketch rm` it may exec)
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
@@ -99,21 +100,21 @@ def _child(r: int, reopen: Callable[[], Closable]) -> None:  # pragma: no cover
                     pending[kind].add(value)
                 else:
                     pending[kind].discard(value)
-    if not any(pending.values()):
-        return
-    _cleanup(pending, reopen)
-
-
-def _cleanup(pending: dict[str, set[str]], reopen: Callable[[], Closable]) -> None:  # pragma: no cover
-    from ketch.store.trash import delete_tree
-
+    _cleanup_files(pending)
     if pending["container"]:
-        engine = reopen()
-        for cid in pending["container"]:
-            with contextlib.suppress(Exception):
-                engine.containers.remove(cid, force=True, volumes=True)
-        engine.close()
+        from ketch.launcher import self_command
+
+        argv = [*self_command(), "--root", root, "--run-root", run_root, "rm", "-f", "-v",
+                *sorted(pending["container"])]
+        os.closerange(3, 65536)  # (the parent's database among them)
+        os.execv(argv[0], argv)
+
+
+def _cleanup_files(pending: dict[str, set[str]]) -> None:  # pragma: no cover
+    if not pending["mount"] and not pending["dir"]:
+        return
     from ketch.containers.rootfs import unmount
+    from ketch.store.trash import delete_tree
 
     for mnt in pending["mount"]:
         with contextlib.suppress(Exception):
