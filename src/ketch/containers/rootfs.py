@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+from _thread import allocate_lock
 from pathlib import Path
 
 from ketch.errors import KetchError
@@ -17,6 +18,10 @@ from ketch.values import value
 
 _libc: ctypes.CDLL | None = None
 MNT_DETACH = 2
+# The working directory is the process's: a mount with relative lower dirs changes it for
+# a moment, and threads that mount at once (the Engine API service's workers, kube
+# play's starts) must not see each other's.
+_CWD = allocate_lock()
 
 
 def libc() -> ctypes.CDLL:
@@ -69,18 +74,21 @@ def mount_overlay(m: OverlayMount) -> None:
     # for images with many layers (mount(2) takes at most 4096 bytes of options).
     base = os.path.commonpath([str(p) for p in m.lower]) if m.lower else None
     opts = m.options(Path(base) if base and len(m.lower) > 1 else None)
-    cwd = os.getcwd() if base and len(m.lower) > 1 else None
-    try:
-        if cwd is not None:
-            os.chdir(base)  # type: ignore[arg-type]  # base is set whenever cwd is
-        rc = libc().mount(b"overlay", str(m.target).encode(), b"overlay", 0, opts.encode())
-        if rc != 0:
-            e = ctypes.get_errno()
-            raise KetchError(f"mounting the container's root filesystem failed:"
-                             f" {os.strerror(e)}")
-    finally:
-        if cwd is not None:
-            os.chdir(cwd)
+    relative = bool(base and len(m.lower) > 1)
+    with _CWD:
+        cwd = os.getcwd() if relative else None
+        try:
+            if cwd is not None:
+                os.chdir(base)  # type: ignore[arg-type]  # base is set whenever cwd is
+            rc = libc().mount(b"overlay", str(m.target).encode(), b"overlay", 0,
+                              opts.encode())
+            e = ctypes.get_errno() if rc != 0 else 0
+        finally:
+            if cwd is not None:
+                os.chdir(cwd)
+    if rc != 0:
+        raise KetchError(f"mounting the container's root filesystem failed:"
+                         f" {os.strerror(e)}")
 
 
 def bind_mount(source: Path, target: Path, readonly: bool = False) -> None:

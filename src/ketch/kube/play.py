@@ -209,44 +209,42 @@ def _image(engine: Engine, c: ContainerPlan, folder: str, build: bool | None,
 
 def _start(engine: Engine, pods: list[PlayedPod]) -> None:
     """The pods' infra containers, then all their members at once. Most of a start is
-    waiting for runc and conmon, so the containers start side by side, each in a child
-    process with its own Engine, as that many `ketch start` commands would (the state
-    root is made for concurrent ketch processes)."""
+    waiting for runc and conmon, so the containers start side by side, each in a thread
+    with its own Engine (its own database connection), as the Engine API service starts
+    them for concurrent requests."""
     infras = [engine.pod_inspect(p.id)["InfraContainerID"] for p in pods]
     _in_parallel(engine, infras)
     _in_parallel(engine, [cid for p in pods for cid in p.containers])
 
 
 def _in_parallel(engine: Engine, ids: list[str]) -> None:
+    # Threads, not forked processes: a copy of a process with SQLite connections open
+    # must not use SQLite (see ketch.builder.watchdog).
     if len(ids) == 1:
         engine.containers.start(ids[0])
         return
-    children: list[tuple[int, int]] = []
-    for cid in ids:
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: start one container, report an error, exit at once
-            os.close(read)
-            code = 0
-            try:
-                with engine.reopen() as mine:
-                    mine.containers.start(cid)
-            except BaseException as e:  # noqa: BLE001 (anything goes back to the parent)
-                os.write(write, (getattr(e, "message", None) or str(e) or
-                                 type(e).__name__).encode()[:4000])
-                code = 1
-            os._exit(code)
-        os.close(write)
-        children.append((pid, read))
-    errors = []
-    for pid, read in children:
-        with os.fdopen(read, "rb") as f:
-            message = f.read().decode(errors="replace")
-        _, status = os.waitpid(pid, 0)
-        if status != 0:
-            errors.append(message or f"starting a container failed (status {status})")
+    import threading
+
+    errors: list[BaseException] = []
+
+    def start(cid: str) -> None:
+        try:
+            with engine.reopen() as mine:
+                mine.containers.start(cid)
+        except BaseException as e:  # noqa: BLE001 (reported by the caller)
+            errors.append(e)
+
+    threads = [threading.Thread(target=start, args=(cid,), name="ketch-kube-start")
+               for cid in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     if errors:
-        raise KetchError(errors[0])
+        first = errors[0]
+        if isinstance(first, KetchError):
+            raise first
+        raise KetchError(f"starting a container failed: {type(first).__name__}: {first}")
 
 
 def _check_non_root(engine: Engine, c: ContainerPlan) -> None:
