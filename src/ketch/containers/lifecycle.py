@@ -136,7 +136,7 @@ class Lifecycle:
             # a pod member joins the infra's namespaces: the infra runs first (ketch.pods)
             svc.engine.pods.ensure_infra_running(rec.host_config["_Pod"])
         with svc.lock(rec.id):
-            rec = svc._refresh(svc.records.get(rec.id) or rec, locked=True)
+            rec = svc._refresh(svc.reread(rec, name_or_id), locked=True)
             if rec.state in ("running", "paused"):
                 return rec
             if rec.state == "restarting" and (policy_token is None or (
@@ -328,7 +328,7 @@ class Lifecycle:
             raise Conflict(f"Cannot kill container: {name_or_id}: Container {rec.id} is not"
                            " running")
         with svc.lock(rec.id):
-            rec = svc.records.get(rec.id) or rec
+            rec = svc.reread(rec, name_or_id)
             # Docker counts a kill as the user stopping the container (unless-stopped stays
             # down), and a kill with the stop signal or SIGKILL calls the policy off
             suppress(svc, rec, cancel=cancels(rec, num))
@@ -376,7 +376,7 @@ class Lifecycle:
         if not rec.running:
             return  # Docker: stopping a stopped container succeeds
         with svc.lock(rec.id):
-            rec = svc.records.get(rec.id) or rec
+            rec = svc.reread(rec, name_or_id)
             if not rec.running:
                 return
             # stopped by the user: no restart until the next `start`; a restart that was

@@ -136,6 +136,22 @@ class ContainerService:
         rec = self.records.find(name_or_id)
         return self._refresh(rec)
 
+    def reread(self, rec: ContainerRecord, name_or_id: str) -> ContainerRecord:
+        """The record again, under the container's lock: a command that waited for the
+        lock may find the container removed meanwhile (a concurrent `rm`, `prune`, an
+        auto-remove), and goes no further with the record it read before."""
+        current = self.records.get(rec.id)
+        if current is None:
+            from ketch.errors import ContainerNotFound
+
+            # the lock file this command opened after the removal had taken the old one
+            try:
+                os.unlink(os.path.join(self.run_path(), f"{rec.id}.lock"))
+            except FileNotFoundError:
+                pass
+            raise ContainerNotFound(name_or_id)
+        return current
+
     def _refresh(self, rec: ContainerRecord, *, locked: bool = False) -> ContainerRecord:
         """The record, finished first if its process has exited. `locked`: the caller
         holds the container's lock (taking it again would wait for ourselves)."""
@@ -388,7 +404,7 @@ class ContainerService:
         if rec.host_config.get("_PodInfra"):
             self.engine.pods.check_infra_removal(rec)
         with self.lock(rec.id):
-            rec = self._refresh(self.records.get(rec.id) or rec, locked=True)
+            rec = self._refresh(self.reread(rec, name_or_id), locked=True)
             if rec.running:
                 if not force and rec.state == "restarting":
                     raise Conflict(
@@ -489,9 +505,17 @@ class ContainerService:
                 continue
             if any(_label_ok(labels, f) for f in filters.get("label!", [])):
                 continue
-            res.space_reclaimed += self.size_rw(r)
             with self.lock(r.id):
-                self._delete(r)
+                # what the listing saw may have changed before the lock was ours: a
+                # `start` (of a `run`) that held it, or another removal
+                current = self.records.get(r.id)
+                if current is None:
+                    continue
+                current = self._refresh(current, locked=True)
+                if current.running or current.state == "removing":
+                    continue
+                res.space_reclaimed += self.size_rw(current)
+                self._delete(current)
             res.deleted.append(r.id)
         return res
 

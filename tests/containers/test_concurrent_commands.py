@@ -1,0 +1,105 @@
+"""Commands on one container from several processes at once: ketch has no daemon to
+serialise them, only the container's lock, so a command that waited for the lock must
+look at the container again before it acts on what it saw before."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from pathlib import Path
+
+from tests.conftest import ketch_command
+from tests.helpers.host import wait_for
+
+
+def _holds_open(pid: int, path: Path) -> bool:
+    """Whether process `pid` has `path` open (a command waiting for that lock file)."""
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for name in names:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{name}") == str(path):
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def test_a_prune_that_waited_for_a_start_leaves_the_started_container_running(ketch):
+    """`container prune` lists a created container, then waits for its lock while a
+    `start` (of a `run`) holds it: once the start is done the container runs, and the
+    prune leaves it. Before, the prune removed it with what its listing had seen, and
+    killed the freshly started container."""
+    from ketch.engine import Engine
+
+    cid = ketch("create", "busybox", "sleep", "300").stdout.strip()
+    ketch.ids.add(cid)
+    lock = ketch.root / "run" / "containers" / f"{cid}.lock"
+    release = threading.Event()
+    prune: list[subprocess.Popen[str]] = []
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        # the start holds the container's lock while `before_start` runs: the prune is
+        # started there, and the start goes on once the prune waits for the lock
+        def before_start(_paths: object) -> None:
+            env = dict(os.environ, KETCH_ROOT=str(ketch.root),
+                       KETCH_RUN_ROOT=str(ketch.root / "run"))
+            prune.append(subprocess.Popen([*ketch_command(), "container", "prune", "-f"],
+                                          env=env, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True))
+            release.wait(60)
+
+        try:
+            with Engine(ketch.root, ketch.root / "run") as engine:
+                engine.containers.lifecycle.start(cid, before_start=before_start)
+        except BaseException as e:  # (reported by the test's thread)
+            errors.append(e)
+
+    starter = threading.Thread(target=start)
+    starter.start()
+    try:
+        wait_for(lambda: prune and _holds_open(prune[0].pid, lock),
+                 what="the prune to wait for the container's lock")
+    finally:
+        release.set()
+        starter.join(60)
+    assert errors == []
+    out, err = prune[0].communicate(timeout=60)
+    assert prune[0].returncode == 0, err
+    assert cid not in out
+    assert ketch("inspect", "-f", "{{.State.Status}}", cid).stdout == "running\n"
+    ketch("rm", "-f", cid)
+
+
+def test_a_start_that_waited_for_a_removal_says_the_container_is_gone(ketch):
+    """`start` finds the container, then waits for its lock while an `rm` holds it:
+    once the removal is done, the start says there is no such container (as dockerd's)
+    and starts nothing. Before, it went on with the removed container's record: an
+    internal error from `run`, or a start of a container that no longer existed."""
+    from ketch.engine import Engine
+
+    cid = ketch("create", "busybox", "sleep", "300").stdout.strip()
+    ketch.ids.add(cid)
+    lock = ketch.root / "run" / "containers" / f"{cid}.lock"
+    env = dict(os.environ, KETCH_ROOT=str(ketch.root), KETCH_RUN_ROOT=str(ketch.root / "run"))
+    with Engine(ketch.root, ketch.root / "run") as engine:
+        with engine.containers.lock(cid):  # the removal's lock, held here
+            starting = subprocess.Popen([*ketch_command(), "start", cid], env=env,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True)
+            wait_for(lambda: _holds_open(starting.pid, lock),
+                     what="the start to wait for the container's lock")
+            engine.containers._delete(engine.containers.records.get(cid))
+        out, err = starting.communicate(timeout=60)
+    assert (starting.returncode, out) == (1, "")
+    assert err == (f"Error: No such container: {cid}\n"
+                   f"Error: failed to start containers: {cid}\n")
+    assert ketch("ps", "-aq", "--no-trunc").stdout == ""
+    assert not lock.exists()  # the lock file the start made is not left behind
+    runc = subprocess.run(["runc", "--root", str(ketch.root / "run" / "runc"), "list", "-q"],
+                          capture_output=True, text=True)
+    assert cid not in runc.stdout
