@@ -109,6 +109,11 @@ def test_volume_create_ls_inspect_rm(ketch):
     assert ketch("volume", "inspect", "-f", "{{.Name}}", "v1", "v2").stdout == "v1\nv2\n"
     assert ketch("volume", "ls", "-q", "--filter", "label=team").stdout == "v2\n"
     assert ketch("volume", "ls", "-q", "-f", "name=v").stdout.split() == ["v1", "v2"]
+    # as dockerd's: the value is also a regular expression searched in the name
+    assert ketch("volume", "ls", "-q", "-f", "name=^v1$").stdout == "v1\n"
+    assert ketch("volume", "ls", "-q", "-f", "name=v[2-9]").stdout == "v2\n"
+    assert ketch("volume", "ls", "-q", "-f", "name=^v$").stdout == ""
+    assert ketch("volume", "ls", "-q", "-f", "name=v(").stdout == ""  # (not an expression)
     # docker's volume context, in name order for {{json .}}
     doc = json.loads(ketch("volume", "ls", "--format", "json", "-f", "name=v2").stdout)
     assert doc == {"Availability": "N/A", "Driver": "local", "Group": "N/A",

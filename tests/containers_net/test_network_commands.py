@@ -102,6 +102,13 @@ def test_network_ls_no_trunc_shows_full_ids(nk: KetchCLI) -> None:
     assert rows[1].split()[0] == full
     rows = nk("network", "ls", "-f", "name=bridge").stdout.splitlines()
     assert rows[1].split()[0] == full[:12]
+    # as dockerd's, name= and id= are regular expressions searched in the name and ID:
+    # scripts check that a network exists with name=^NAME$
+    assert nk("network", "ls", "-q", "-f", "name=^bridge$").stdout == full[:12] + "\n"
+    assert nk("network", "ls", "-q", "-f", "name=^bridg$").stdout == ""
+    assert nk("network", "ls", "--format", "{{.Name}}", "-f", "name=^(bridge|host)$"
+              ).stdout.split() == ["bridge", "host"]
+    assert nk("network", "ls", "-q", "-f", f"id=^{full[:6]}").stdout == full[:12] + "\n"
 
 
 def test_network_ls_labels_and_created_at_as_docker_prints_them(nk: KetchCLI) -> None:

@@ -167,6 +167,9 @@ def test_pod_pause_kill_restart_top_and_logs(pk):
     assert state(pk, "talker") == "running"
     assert pk("pod", "ps", "--filter", "label=tier=web", "--format",
               "{{.Name}}").stdout.split() == ["ops"]
+    # as Podman's, name= is a regular expression searched in the pod's name
+    assert pk("pod", "ps", "--filter", "name=^op", "--format", "{{.Name}}").stdout == "ops\n"
+    assert pk("pod", "ps", "--filter", "name=^op$", "--format", "{{.Name}}").stdout == ""
 
 
 def test_pod_rm_refuses_a_running_pod_without_force_and_prune_takes_stopped_ones(pk):

@@ -274,7 +274,9 @@ class VolumeStore:
                 if v["Driver"] not in wanted:
                     return False
             elif key == "name":
-                if not any(w in v["Name"] for w in wanted):
+                from ketch.filtermatch import matches
+
+                if not any(matches(w, v["Name"]) for w in wanted):
                     return False
             elif key == "label":
                 if not all(_has_label(v, w) for w in wanted):

@@ -669,9 +669,11 @@ def _has_label(net: Network, f: str) -> bool:
 
 def _network_matches(net: Network, used: bool, filters: dict[str, list[str]]) -> bool:
     """Every filter key must match; the values of one key are alternatives."""
+    from ketch.filtermatch import matches
+
     checks: dict[str, Callable[[str], bool]] = {
-        "driver": lambda v: net.driver == v, "id": lambda v: net.id.startswith(v),
-        "name": lambda v: v in net.name, "scope": lambda v: v == "local",
+        "driver": lambda v: net.driver == v, "id": lambda v: matches(v, net.id),
+        "name": lambda v: matches(v, net.name), "scope": lambda v: v == "local",
         "type": lambda v: (v == "builtin") == net.builtin,
         "dangling": lambda v: (v.lower() in ("true", "1")) == (not used and not net.builtin),
     }

@@ -580,8 +580,11 @@ def _matches(pod: PodRecord, status: str, ctrs: list[ContainerRecord],
     for key, wants in filters.items():
         if key == "id" and not any(pod.id.startswith(w) for w in wants):
             return False
-        if key == "name" and not any(w in pod.name for w in wants):
-            return False
+        if key == "name":
+            from ketch.filtermatch import matches
+
+            if not any(matches(w, pod.name) for w in wants):
+                return False
         if key == "status" and status.lower() not in [w.lower() for w in wants]:
             return False
         if key == "label":
