@@ -17,6 +17,7 @@ import os
 import time
 
 from ketch.errors import Conflict, InvalidArgument, KetchError
+from ketch.filtermatch import matches
 from ketch.pods.records import PodNotFound, PodRecord, PodRecords
 
 TYPE_CHECKING = False
@@ -580,11 +581,8 @@ def _matches(pod: PodRecord, status: str, ctrs: list[ContainerRecord],
     for key, wants in filters.items():
         if key == "id" and not any(pod.id.startswith(w) for w in wants):
             return False
-        if key == "name":
-            from ketch.filtermatch import matches
-
-            if not any(matches(w, pod.name) for w in wants):
-                return False
+        if key == "name" and not any(matches(w, pod.name) for w in wants):
+            return False
         if key == "status" and status.lower() not in [w.lower() for w in wants]:
             return False
         if key == "label":
