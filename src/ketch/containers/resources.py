@@ -116,8 +116,12 @@ def mounts(svc: ContainerService, rec: ContainerRecord, rootfs: Path
             # an anonymous volume keeps its name across restarts, and `rm -v` finds it
             anon = rec.extra.setdefault("anon_volumes", {})
             name = mp.source or anon.get(mp.target) or os.urandom(32).hex()
-            if not mp.source:
+            if not mp.source and anon.get(mp.target) != name:
                 anon[mp.target] = name
+                # the record names it before it exists: a `volume prune` meanwhile
+                # (anonymous volumes are what it takes) finds it in use, where it removed
+                # it between its making and the end of this start
+                svc.records.update(rec.id, extra=rec.extra)
             if not store.path(name).is_dir():
                 store.create(name, labels=mp.volume_labels, options=mp.volume_options)
             data = store.acquire(name, rec.id)

@@ -312,9 +312,14 @@ class VolumeStore:
         unmount(p / "_data")
         if is_mounted(p / "_data"):
             raise Conflict(f"remove {name}: the volume's filesystem is still mounted")
-        from ketch.store.trash import delete_tree
+        from ketch.store.trash import delete_tree, take
 
-        delete_tree(str(p), ignore_errors=False)
+        # one rename (into the trash) claims it: of two removals at once (two prunes),
+        # the other finds no such volume
+        taken = take(self.engine.root_dir, str(p))
+        if taken is None:
+            raise NotFound(f"get {name}: no such volume")
+        delete_tree(taken, ignore_errors=False)
         self.event("destroy", name)
 
     def df(self) -> builtins.list[dict[str, Any]]:
@@ -352,8 +357,12 @@ class VolumeStore:
                 continue
             if self.in_use(v["Name"]):
                 continue
-            space += _files_size(v["Mountpoint"])
-            self.remove(v["Name"])
+            size = _files_size(v["Mountpoint"])
+            try:
+                self.remove(v["Name"])
+            except (NotFound, Conflict):
+                continue  # another prune took it meanwhile, or a container did
+            space += size
             removed.append(v["Name"])
         return removed, space
 

@@ -53,6 +53,12 @@ def trash_dir(root: str) -> str:
 def discard(root: str, path: str) -> bool:
     """Move `path` (a tree inside `root`) into the trash; False when it was not there.
     The caller starts the emptier (`empty_in_background`) when its work is done."""
+    return take(root, path) is not None
+
+
+def take(root: str, path: str) -> str | None:
+    """Move `path` into the trash and return where it is now; None when it was not
+    there. Of two processes taking the same path, one gets it (a rename)."""
     global _count
     from ketch.store.intents import owner_tag
 
@@ -63,10 +69,10 @@ def discard(root: str, path: str) -> bool:
         os.rename(path, target)
     except FileNotFoundError:
         if not os.path.lexists(path):
-            return False
+            return None
         os.mkdir(folder, 0o700)  # the trash itself was missing
         os.rename(path, target)
-    return True
+    return target
 
 
 def pending(root: str) -> bool:
