@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import IO, Any
 
-    from ketch.builder.events import BuildEvent, Cancellation
+    from ketch.builder.events import BuildEvent, BuildEvents, Cancellation
     from ketch.builder.executor import BuildResult
     from ketch.containers.records import ContainerRecord
     from ketch.containers.service import ContainerService
@@ -260,13 +260,14 @@ class Engine:
               auth: dict[str, tuple[str, str]] | None = None,
               run_host_config: dict[str, Any] | None = None,
               cache_from: Iterable[str] = ()
-              ) -> Iterator[BuildEvent | BuildResult]:
+              ) -> BuildEvents:
         """Build an image from a Dockerfile, as `docker build` with the classic builder,
         as an iterator of events (ketch.builder.events): the builder's output lines
         (`BuildLog`), a RUN step's raw output (`BuildOutput`), the image built
         (`BuildImage`), then the `BuildResult` (image ID, tags, warnings). A failed step
         raises `BuildError` from the iterator. The build runs as the iterator is
-        drained; closing it early cancels the build.
+        drained; closing it early, or its `cancel()` from another thread, cancels the
+        build.
 
         `context` is a directory, a tarball or "-" (a tar read from `context_tar`,
         default standard input); `dockerfile` a path (default `Dockerfile` in the

@@ -285,3 +285,34 @@ def test_build_cachefrom_takes_steps_from_a_loaded_images_history(api: Api,
     assert status == 400
     assert json.loads(data)["message"] == "invalid cachefrom: not JSON"
     _rmi(api, "cfsrc", "cfyes")
+
+
+def test_a_killed_docker_build_stops_its_silent_step_at_once(api: Api, tmp_path: Path) -> None:
+    """The client of a build goes away during a RUN that prints nothing: as under
+    dockerd, the build stops and its step's container goes. Before, the service noticed
+    only at the step's next output, here after its 60 s sleep."""
+    import subprocess
+    import time
+
+    from tests.helpers.host import wait_for
+
+    ctx = _context(tmp_path, "FROM busybox\nRUN echo st''arted; sleep 60\n")
+    client = subprocess.Popen(["docker", "build", "--no-cache", "-t", "never:1", str(ctx)],
+                              env=api.docker_env(), stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert client.stdout is not None
+    seen = ""
+    deadline = time.monotonic() + 60
+    while "\nstarted\n" not in seen and time.monotonic() < deadline:  # the step's output
+        line = client.stdout.readline()
+        if not line:
+            break
+        seen += line
+    assert "\nstarted\n" in seen, seen
+    step = api.docker("ps", "-aq", "--no-trunc").stdout.split()
+    assert len(step) == 1  # the RUN's container, running its sleep
+    client.kill()
+    client.wait()
+    wait_for(lambda: api.docker("ps", "-aq").stdout == "", timeout=15,
+             what="the build's step container to go")
+    assert api.docker("images", "-q", "never:1").stdout == ""

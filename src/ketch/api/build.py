@@ -107,12 +107,14 @@ async def build(request: web.Request) -> web.StreamResponse:
         cache_from=cache_from)
     dockerfile = q.get("dockerfile") or None
     body = await spool_body(request)
+    running: list[Any] = []  # the build's events (ketch.builder.events.BuildEvents)
 
     def messages(e: Engine) -> Iterator[Message]:
         suppressed: list[Message] = []  # q=1: sent only if the build fails
         image_id = ""
         try:
-            for event in e.build("-", dockerfile, context_tar=body, **kwargs):
+            running.append(e.build("-", dockerfile, context_tar=body, **kwargs))
+            for event in running[0]:
                 message = getattr(event, "message", None)
                 if message is None:
                     continue  # the result: its image was announced already
@@ -132,7 +134,11 @@ async def build(request: web.Request) -> web.StreamResponse:
         if quiet and image_id:
             yield {"stream": image_id + "\n"}
 
-    return await json_stream(request, messages)
+    def cancel() -> None:  # the client hung up: as dockerd's, the build stops
+        if running:
+            running[0].cancel()
+
+    return await json_stream(request, messages, on_gone=cancel)
 
 
 async def build_prune(request: web.Request) -> web.Response:

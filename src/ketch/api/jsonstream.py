@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 Message = dict[str, Any]
 
 _MSG, _END = 0, 1
+GONE_POLL = 0.5  # seconds between looks at the client while a stream is silent
 
 
 def error_message(e: BaseException) -> Message:
@@ -49,11 +50,14 @@ def error_message(e: BaseException) -> Message:
 
 
 async def json_stream(request: web.Request, make: Callable[[Engine], Iterable[Message]],
-                      hold: Callable[[Message], bool] = lambda m: False
-                      ) -> web.StreamResponse:
+                      hold: Callable[[Message], bool] = lambda m: False,
+                      on_gone: Callable[[], object] | None = None) -> web.StreamResponse:
     """Send the messages `make(engine)` yields (drained in a worker thread). Leading
     messages for which `hold` is true wait until a later one comes: if the iterator
-    fails before that, the client gets an error status instead of a stream."""
+    fails before that, the client gets an error status instead of a stream.
+    `on_gone` is called (once, from the event loop) when the client hangs up while no
+    message comes, for work that would otherwise only notice at its next message (a
+    build's step that prints nothing)."""
     svc = request.app[SVC]
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
@@ -82,7 +86,16 @@ async def json_stream(request: web.Request, make: Callable[[Engine], Iterable[Me
     held: list[Message] = []
     try:
         while True:
-            kind, msg = await queue.get()
+            if on_gone is None:
+                kind, msg = await queue.get()
+            else:
+                try:
+                    kind, msg = await asyncio.wait_for(queue.get(), GONE_POLL)
+                except TimeoutError:
+                    if request.disconnected and not gone.is_set():
+                        gone.set()
+                        on_gone()
+                    continue
             if kind == _END:
                 break
             if resp is None and hold(msg):
@@ -108,10 +121,13 @@ async def json_stream(request: web.Request, make: Callable[[Engine], Iterable[Me
             pass
         return resp
     except _Gone:
-        # the client went away: the iterator ends at its next message, nothing to answer
+        # the client went away: the iterator ends at its next message (or at once, by
+        # `on_gone`), nothing to answer
         assert resp is not None
         return resp
     finally:
+        if not fut.done() and not gone.is_set() and on_gone is not None:
+            on_gone()
         gone.set()
 
 

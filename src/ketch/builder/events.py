@@ -13,7 +13,7 @@ from ketch.values import value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Generator
     from typing import Any, TypeVar
 
     R = TypeVar("R")
@@ -119,22 +119,51 @@ def _nothing() -> None:
     pass
 
 
+class BuildEvents:
+    """The iterator `events_of` returns: its events, then the result. `cancel()`, from
+    any thread, cancels the work as closing the iterator does, also while another
+    thread is waiting in `next()` (the Engine API's worker, when its client hangs up
+    during a step that prints nothing)."""
+
+    def __init__(self, events: Generator[Any, None, None], cancellation: Cancellation
+                 ) -> None:
+        self._events = events
+        self._cancellation = cancellation
+
+    def __iter__(self) -> BuildEvents:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self._events)
+
+    def close(self) -> None:
+        self._events.close()
+
+    def cancel(self) -> None:
+        self._cancellation.set()
+
+
 def events_of(work: Callable[[Callable[[BuildEvent], None], Cancellation], R]
-              ) -> Iterator[BuildEvent | R]:
+              ) -> BuildEvents:
     """Turn `work(emit, cancellation)`, which reports through `emit` and returns its
     result, into an iterator of its events and then the result: `work` runs in a thread
     of its own while the caller drains the iterator, and its exception comes out of the
     iterator.
 
-    Closing the iterator early (a client gone, Ctrl-C) cancels the work: its next
-    `emit` raises BuildError, so the builder's own clean-up (step containers, staging)
-    runs, and what it registered with `cancellation.on_cancel` is called, so a step
-    that emits nothing for a long time stops waiting too."""
+    Closing the iterator early (a client gone, Ctrl-C), or its `cancel()`, cancels the
+    work: its next `emit` raises BuildError, so the builder's own clean-up (step
+    containers, staging) runs, and what it registered with `cancellation.on_cancel` is
+    called, so a step that emits nothing for a long time stops waiting too."""
+    cancelled = Cancellation()
+    return BuildEvents(_drain(work, cancelled), cancelled)
+
+
+def _drain(work: Callable[[Callable[[BuildEvent], None], Cancellation], R],
+           cancelled: Cancellation) -> Generator[Any, None, None]:
     import queue
     import threading
 
     q: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
-    cancelled = Cancellation()
 
     def emit(event: BuildEvent) -> None:
         if cancelled.is_set():
