@@ -155,6 +155,35 @@ def test_wait_blocks_until_exit_and_prints_codes(ketch, run_d):
     assert p.returncode == 1 and "No such container: nosuch" in p.stderr
 
 
+def test_wait_on_a_container_that_rm_f_kills_prints_137(ketch, run_d):
+    """As dockerd's: `rm -f` kills the container, and a `wait` on it returns that exit,
+    though the record is gone by the time it looks (it printed 0, the code the
+    container had when the wait began)."""
+    import signal
+    import subprocess
+
+    from tests.conftest import ketch_command
+
+    cid = run_d("busybox", "sleep", "300")
+    env = dict(os.environ, KETCH_ROOT=str(ketch.root), KETCH_RUN_ROOT=str(ketch.root / "run"))
+    waiting = subprocess.Popen([*ketch_command(), "wait", cid], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: any(os.readlink(f"/proc/{waiting.pid}/fd/{fd}").endswith("ketch.db")
+                         for fd in os.listdir(f"/proc/{waiting.pid}/fd")
+                         if os.path.exists(f"/proc/{waiting.pid}/fd/{fd}")),
+             what="the wait to look at the container")
+    time.sleep(0.5)  # past its lookup of the name, into its polling of the exit
+    # the wait is held still while `rm -f` kills and removes the container, so it next
+    # looks at a container that is gone
+    os.kill(waiting.pid, signal.SIGSTOP)
+    try:
+        ketch("rm", "-f", cid)
+    finally:
+        os.kill(waiting.pid, signal.SIGCONT)
+    out, err = waiting.communicate(timeout=60)
+    assert (waiting.returncode, out, err) == (0, "137\n", "")
+
+
 # -- rename / rm / prune ----------------------------------------------------------------
 def test_rename(ketch, run_d):
     cid = run_d("--name", "old", "busybox", "sleep", "60")

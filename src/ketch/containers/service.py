@@ -417,13 +417,19 @@ class ContainerService:
             # killed half-way, the removal is finished by the next command
             with self.engine.intents.held("containers.remove", rec.id,
                                           {"volumes": volumes}):
+                killed = False
                 if rec.running:
                     from ketch.containers.restart import suppress
 
                     if not suppress(self, rec, cancel=True):  # a waiting restart is off
                         self.lifecycle.kill_now(rec)
                         self.lifecycle.finish(rec.id, locked=True, apply_policy=False)
-                self._delete(self.records.get(rec.id) or rec, volumes=volumes)
+                        killed = True
+                current = self.records.get(rec.id) or rec
+                # a `wait` on the container that `rm -f` killed gets its exit (137), as
+                # dockerd's, though the record is gone by the time it looks
+                self._delete(current, volumes=volumes,
+                             exit_code=current.exit_code if killed else None)
         return rec.id
 
     def _delete(self, rec: ContainerRecord, *, volumes: bool = False,
