@@ -4,6 +4,7 @@ the same state as the ketch CLI."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from tests.api.conftest import Api
 from tests.containers.conftest import wait_for
@@ -237,6 +238,30 @@ def test_docker_attach_to_a_running_container_gets_its_later_output(api: Api) ->
     assert res.returncode == 4
 
 
+def _service_counts(api: Api) -> tuple[int, int]:
+    """The service's threads and open descriptors."""
+    import os
+
+    return (len(os.listdir(f"/proc/{api.proc.pid}/task")),
+            len(os.listdir(f"/proc/{api.proc.pid}/fd")))
+
+
+def _killed_clients_hold_nothing(api: Api, kill_one: Callable[[], None], what: str) -> None:
+    """`kill_one()` six times (after two that let the service's worker pool grow to
+    what such sessions need): the service holds no more threads and descriptors than
+    before them. Each lingering session held a thread and ~5 descriptors; the pool may
+    still add a worker (and its database connection) on the way."""
+    for _ in range(2):
+        kill_one()
+    threads, descriptors = _service_counts(api)
+    for _ in range(6):
+        kill_one()
+    wait_for(lambda: (_service_counts(api)[0] <= threads + 1
+                      and _service_counts(api)[1] <= descriptors + 3),
+             timeout=10, what=f"no more than {threads} + 1 threads and {descriptors} + 3"
+             f" descriptors after six more killed {what} (now {_service_counts(api)})")
+
+
 def test_a_killed_attach_to_a_silent_container_lets_go_of_its_thread_and_connections(
         api: Api) -> None:
     """A client killed while attached to a container that prints nothing: the service
@@ -244,13 +269,11 @@ def test_a_killed_attach_to_a_silent_container_lets_go_of_its_thread_and_connect
     database connection and both sockets stayed until the container's next output, so
     such attaches piled up: 10 of them, +48 descriptors and +9 threads)."""
     import subprocess
-    from pathlib import Path
 
     api.docker("run", "-d", "--name", "silent", "busybox", "sleep", "300")
-    task, fds = Path(f"/proc/{api.proc.pid}/task"), Path(f"/proc/{api.proc.pid}/fd")
 
     def counts() -> tuple[int, int]:
-        return len(list(task.iterdir())), len(list(fds.iterdir()))
+        return _service_counts(api)
 
     def attach_and_kill() -> None:
         before = counts()[1]
@@ -265,16 +288,7 @@ def test_a_killed_attach_to_a_silent_container_lets_go_of_its_thread_and_connect
         wait_for(lambda: counts()[1] <= attached - 2, timeout=10,
                  what="the killed client's session to end")
 
-    for _ in range(2):  # (the service's worker pool grows to what attaches need)
-        attach_and_kill()
-    threads, descriptors = counts()
-    for _ in range(6):
-        attach_and_kill()
-    # each lingering session held a thread and ~5 descriptors; the pool may still add
-    # a worker (and its database connection) on the way
-    wait_for(lambda: counts()[0] <= threads + 1 and counts()[1] <= descriptors + 3,
-             timeout=10, what=f"no more than {threads} + 1 threads and {descriptors} + 3"
-             f" descriptors after six more killed attaches (now {counts()})")
+    _killed_clients_hold_nothing(api, attach_and_kill, "attaches")
     assert api.docker("inspect", "-f", "{{.State.Running}}", "silent").stdout == "true\n"
     api.docker("rm", "-f", "silent")
 
@@ -288,13 +302,11 @@ def test_a_killed_exec_of_a_silent_command_lets_go_of_its_worker_and_the_command
     and 64 of them left the service answering nothing."""
     import os
     import subprocess
-    from pathlib import Path
 
     api.docker("run", "-d", "--name", "silent-exec", "busybox", "sleep", "300")
-    task, fds = Path(f"/proc/{api.proc.pid}/task"), Path(f"/proc/{api.proc.pid}/fd")
 
     def counts() -> tuple[int, int]:
-        return len(list(task.iterdir())), len(list(fds.iterdir()))
+        return _service_counts(api)
 
     def sleepers() -> int:  # the execs' commands, seen from the host
         found = 0
@@ -320,14 +332,7 @@ def test_a_killed_exec_of_a_silent_command_lets_go_of_its_worker_and_the_command
                  what=f"the killed client's session to end ({before} + 3 descriptors,"
                  f" now {counts()[1]})")
 
-    for _ in range(2):  # (the service's worker pool grows to what the execs need)
-        exec_and_kill()
-    threads, descriptors = counts()
-    for _ in range(6):
-        exec_and_kill()
-    wait_for(lambda: counts()[0] <= threads + 1 and counts()[1] <= descriptors + 3,
-             timeout=10, what=f"no more than {threads} + 1 threads and {descriptors} + 3"
-             f" descriptors after six more killed execs (now {counts()})")
+    _killed_clients_hold_nothing(api, exec_and_kill, "execs")
     top = api.docker("top", "silent-exec").stdout
     assert top.count("sleep 301") == 8, top
     assert api.docker("exec", "silent-exec", "echo", "still-served").stdout == "still-served\n"
