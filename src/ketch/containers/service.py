@@ -117,7 +117,7 @@ class ContainerService:
         when it was removed in between."""
         rec = self.get(name_or_id)
         with self.lock(rec.id):
-            yield self._refresh(self.records.find(rec.id), locked=True)
+            yield self._refresh(self.reread(rec, name_or_id), locked=True)
 
     # -- events ------------------------------------------------------------------------
     def event(self, rec: ContainerRecord, action: str, **extra: object) -> None:
