@@ -159,3 +159,40 @@ def test_prunes_side_by_side_each_take_what_the_other_left(ketch):
                if len(line) == 64]
     assert sorted(removed) == sorted(names)
     assert ketch("volume", "ls", "-q").stdout == ""
+
+
+def test_a_commit_beside_a_pause_commits_and_leaves_the_users_pause(ketch):
+    """`commit` pauses a running container while it copies its changes; a `pause` of
+    the user's that comes first is no error for the commit, which commits the paused
+    container and leaves it paused, as dockerd's. Before, the commit looked before it
+    took the lock and failed with "Container ... is already paused" (4 of 8 here)."""
+    env = dict(os.environ, KETCH_ROOT=str(ketch.root), KETCH_RUN_ROOT=str(ketch.root / "run"))
+    names = [f"cp{i}" for i in range(8)]
+    for name in names:
+        ketch.ids.add(ketch("run", "-d", "--name", name, "busybox", "sleep", "300"
+                            ).stdout.strip())
+    procs = []
+    for name in names:
+        procs.append(subprocess.Popen([*ketch_command(), "commit", name, f"{name}-image"],
+                                      env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+        procs.append(subprocess.Popen([*ketch_command(), "pause", name], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True))
+    results = [(p.args[-2] if "commit" in p.args else "pause", p.wait(timeout=120),
+                p.communicate()[1]) for p in procs]
+    assert [r for r in results if r[0] != "pause" and r[1] != 0] == []
+    images = ketch("images", "--format", "{{.Repository}}").stdout.split()
+    assert sorted(i for i in images if i.endswith("-image")) == sorted(
+        f"{n}-image" for n in names)
+    for name, (_kind, code, err) in zip(names, results[1::2], strict=True):
+        # the user's pause either came first or found the commit's in place (an error,
+        # as dockerd's); a container whose pause succeeded is paused now
+        status = ketch("inspect", "-f", "{{.State.Status}}", name).stdout.strip()
+        if code == 0:
+            assert status == "paused", (name, err)
+        else:
+            assert "is already paused" in err and status == "running", (name, err)
+    for name in names:
+        ketch("rm", "-f", name)
+        ketch("rmi", f"{name}-image")

@@ -26,7 +26,7 @@ import os
 import time
 
 from ketch.containers.records import ContainerRecord, ContainerRecords
-from ketch.errors import Conflict, InvalidArgument, KetchError
+from ketch.errors import Conflict, InvalidArgument, KetchError, NotFound
 from ketch.values import cached_property, contextmanager, field, value
 
 TYPE_CHECKING = False
@@ -746,13 +746,18 @@ class ContainerService:
         # Killed while the container is frozen, this process leaves the intent for the
         # next ketch command to thaw it (lifecycle.recover).
         with self.engine.intents.held("containers.pause", rec.id):
-            self.pause(rec.id)
+            # (paused by someone else meanwhile: committed as it is, and left paused)
+            paused = self.lifecycle.pause_if_running(rec.id)
             try:
                 return commit_container(self, rec, ref=ref, changes=list(changes or []),
                                         message=message, author=author,
                                         user_config=config)
             finally:
-                self.unpause(rec.id)
+                if paused:
+                    try:
+                        self.unpause(rec.id)
+                    except (Conflict, NotFound):
+                        pass  # unpaused, or removed, by another command meanwhile
 
     def check(self) -> builtins.list[tuple[str, Any]]:
         """Containers recorded as running whose process is gone: (what, repair)."""
