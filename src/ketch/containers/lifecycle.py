@@ -561,25 +561,19 @@ class Lifecycle:
         self.finish(rec.id, locked=locked)
         return self.svc.records.get(rec.id) or rec
 
-    def pause(self, name_or_id: str) -> None:
-        self.pause_if_running(name_or_id, strict=True)
-
-    def pause_if_running(self, name_or_id: str, *, strict: bool = False) -> bool:
-        """Pause the container if it runs; False if it is paused or stopped already
-        (`strict`: those are Conflicts, as `pause` says them). Looked at and done under
-        its lock: `commit` pauses with this, so a `pause` of the user's that came first
-        is neither an error for the commit nor undone by its unpause."""
-        svc = self.svc
-        with svc.locked(name_or_id) as rec:  # an exit finished meanwhile wins
+    def pause(self, name_or_id: str, *, strict: bool = True) -> bool:
+        """Not `strict` (commit's): False for one paused or stopped already (a pause of
+        the user's that came first stays), looked at under its lock."""
+        with self.svc.locked(name_or_id) as rec:  # an exit finished meanwhile wins
+            if rec.state != "running" and not strict:
+                return False
+            if rec.state == "paused":
+                raise Conflict(f"Container {rec.id} is already paused")
             if rec.state != "running":
-                if not strict:
-                    return False
-                if rec.state == "paused":
-                    raise Conflict(f"Container {rec.id} is already paused")
                 raise Conflict(f"Container {rec.id} is not running")
             self.runtime(rec).pause(rec.id)
-            svc.records.update(rec.id, state="paused")
-        svc.event(rec, "pause")
+            self.svc.records.update(rec.id, state="paused")
+        self.svc.event(rec, "pause")
         return True
 
     def unpause(self, name_or_id: str) -> None:

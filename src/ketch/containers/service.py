@@ -747,7 +747,7 @@ class ContainerService:
         # next ketch command to thaw it (lifecycle.recover).
         with self.engine.intents.held("containers.pause", rec.id):
             # (paused by someone else meanwhile: committed as it is, and left paused)
-            paused = self.lifecycle.pause_if_running(rec.id)
+            paused = self.lifecycle.pause(rec.id, strict=False)
             try:
                 return commit_container(self, rec, ref=ref, changes=list(changes or []),
                                         message=message, author=author,
