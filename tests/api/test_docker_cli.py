@@ -300,8 +300,9 @@ def test_a_killed_exec_of_a_silent_command_lets_go_of_its_worker_and_the_command
     held a worker thread (of 64), its database connection and its sockets until the
     command's next output or its end: 12 such execs, +132 descriptors and +14 threads,
     and 64 of them left the service answering nothing."""
-    import os
     import subprocess
+
+    from tests.helpers.host import live_pids
 
     api.docker("run", "-d", "--name", "silent-exec", "busybox", "sleep", "300")
 
@@ -309,14 +310,7 @@ def test_a_killed_exec_of_a_silent_command_lets_go_of_its_worker_and_the_command
         return _service_counts(api)
 
     def sleepers() -> int:  # the execs' commands, seen from the host
-        found = 0
-        for pid in os.listdir("/proc"):
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    found += f.read() == b"sleep\x00301\x00"
-            except OSError:
-                pass
-        return found
+        return len(live_pids(lambda cmdline: cmdline == b"sleep\x00301\x00"))
 
     def exec_and_kill() -> None:
         before, running = counts()[1], sleepers()

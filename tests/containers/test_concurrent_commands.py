@@ -10,22 +10,7 @@ import threading
 from pathlib import Path
 
 from tests.conftest import ketch_command
-from tests.helpers.host import wait_for
-
-
-def _holds_open(pid: int, path: Path) -> bool:
-    """Whether process `pid` has `path` open (a command waiting for that lock file)."""
-    try:
-        names = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return False
-    for name in names:
-        try:
-            if os.readlink(f"/proc/{pid}/fd/{name}") == str(path):
-                return True
-        except OSError:
-            pass
-    return False
+from tests.helpers.host import has_open, wait_for
 
 
 def test_a_prune_that_waited_for_a_start_leaves_the_started_container_running(ketch):
@@ -62,7 +47,7 @@ def test_a_prune_that_waited_for_a_start_leaves_the_started_container_running(ke
     starter = threading.Thread(target=start)
     starter.start()
     try:
-        wait_for(lambda: prune and _holds_open(prune[0].pid, lock),
+        wait_for(lambda: prune and has_open(prune[0].pid, lock),
                  what="the prune to wait for the container's lock")
     finally:
         release.set()
@@ -91,7 +76,7 @@ def test_a_start_that_waited_for_a_removal_says_the_container_is_gone(ketch):
             starting = subprocess.Popen([*ketch_command(), "start", cid], env=env,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         text=True)
-            wait_for(lambda: _holds_open(starting.pid, lock),
+            wait_for(lambda: has_open(starting.pid, lock),
                      what="the start to wait for the container's lock")
             engine.containers._delete(engine.containers.records.get(cid))
         out, err = starting.communicate(timeout=60)

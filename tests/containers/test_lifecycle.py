@@ -9,7 +9,7 @@ import re
 import time
 
 from tests.containers.conftest import wait_for_pid1
-from tests.helpers.host import wait_for
+from tests.helpers.host import has_open, wait_for
 
 TRAP_USR1 = 'trap "echo got-usr1; exit 9" USR1; echo ready; while true; do sleep 0.1; done'
 
@@ -168,9 +168,7 @@ def test_wait_on_a_container_that_rm_f_kills_prints_137(ketch, run_d):
     env = dict(os.environ, KETCH_ROOT=str(ketch.root), KETCH_RUN_ROOT=str(ketch.root / "run"))
     waiting = subprocess.Popen([*ketch_command(), "wait", cid], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: any(os.readlink(f"/proc/{waiting.pid}/fd/{fd}").endswith("ketch.db")
-                         for fd in os.listdir(f"/proc/{waiting.pid}/fd")
-                         if os.path.exists(f"/proc/{waiting.pid}/fd/{fd}")),
+    wait_for(lambda: has_open(waiting.pid, ketch.root / "ketch.db"),
              what="the wait to look at the container")
     time.sleep(0.5)  # past its lookup of the name, into its polling of the exit
     # the wait is held still while `rm -f` kills and removes the container, so it next

@@ -92,6 +92,22 @@ def live_pids(match) -> list[int]:  # type: ignore[no-untyped-def]
     return pids
 
 
+def has_open(pid: int, path: str | Path) -> bool:
+    """Whether process `pid` has `path` open (a command waiting on that lock file, or
+    one that has opened the database)."""
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for name in names:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{name}") == str(path):
+                return True
+        except OSError:
+            pass
+    return False
+
+
 def _read_proc(path: str) -> bytes:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:

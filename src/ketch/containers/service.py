@@ -279,6 +279,7 @@ class ContainerService:
                 except KetchError:
                     continue
         from ketch.containers.psfilters import compile_filters
+        from ketch.filtermatch import matches
 
         connected = compile_filters(filters)
         before = self.get(filters["before"][-1]).created if "before" in filters else None
@@ -296,7 +297,7 @@ class ContainerService:
                 continue
             if "status" in filters and r.state not in filters["status"]:
                 continue
-            if "name" in filters and not any(_search(n.lstrip("/"), r.name)
+            if "name" in filters and not any(matches(n.lstrip("/"), r.name, refuse_bad=True)
                                              for n in filters["name"]):
                 continue
             if "id" in filters and not any(r.id.startswith(i) for i in filters["id"]):
@@ -830,13 +831,3 @@ def _remove_tree(path: str) -> None:
 def _label_ok(labels: dict[str, str], f: str) -> bool:
     k, eq, v = f.partition("=")
     return k in labels and (not eq or labels[k] == v)
-
-
-def _search(pattern: str, text: str) -> bool:
-    """The `name=` filter: a regular expression searched in the name, as Docker's."""
-    import re
-
-    try:
-        return re.search(pattern, text) is not None
-    except re.error as e:
-        raise InvalidArgument(f"invalid name filter {pattern!r}: {e}") from None
