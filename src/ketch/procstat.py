@@ -54,14 +54,26 @@ def stop_recorded(path: str, timeout: float = 5.0) -> None:
         with open(path, "rb") as f:
             pid_s, start_s = f.read().split()
         pid = int(pid_s)
-        fd = os.pidfd_open(pid)
     except (OSError, ValueError):
+        return
+    kill_and_wait(pid, start_s.decode(), timeout)
+
+
+def kill_and_wait(pid: int, started: str | int | None, timeout: float = 5.0) -> None:
+    """SIGKILL the process recorded as (pid, start time) if it still runs, and return
+    once it has exited (not once the signal is sent: until then it still runs) or after
+    `timeout` seconds."""
+    if not pid or started is None:
+        return
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
         return
     import _signal
     import select
 
     try:
-        if start_time(pid) != start_s.decode():
+        if start_time(pid) != str(started):
             return
         _signal.pidfd_send_signal(fd, _signal.SIGKILL)
         select.select([fd], [], [], timeout)  # readable once the process has exited

@@ -4,14 +4,18 @@ called off by `stop`/`kill`/`rm -f`, re-armed by `start`, and brought back after
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
+import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+from tests.conftest import require
 from tests.containers.conftest import NOTHING_MADE, cgroups_of, made_in
 from tests.helpers.host import conmon_pids, live_pids, poll_pause, wait_for
 
@@ -36,6 +40,27 @@ def look(ketch, name: str) -> dict:
 def restarters(cid: str) -> list[int]:
     """Live processes waiting to restart this container."""
     return live_pids(lambda cmdline: b"restart-wait" in cmdline and cid.encode() in cmdline)
+
+
+@contextlib.contextmanager
+def frozen(pid: int) -> Iterator[None]:
+    """Freeze the process for the block, and thaw it 0.5 s into it."""
+    freezer = Path("/sys/fs/cgroup/freezer")
+    require(freezer.is_dir(), "the cgroup v1 freezer")
+    group = freezer / f"kt-test-{os.getpid()}-{pid}"
+    group.mkdir()
+    thaw = threading.Timer(0.5, lambda: (group / "freezer.state").write_text("THAWED"))
+    try:
+        (group / "cgroup.procs").write_text(str(pid))
+        (group / "freezer.state").write_text("FROZEN")
+        thaw.start()
+        yield
+    finally:
+        thaw.cancel()
+        (group / "freezer.state").write_text("THAWED")
+        for moved in (group / "cgroup.procs").read_text().split():
+            (freezer / "cgroup.procs").write_text(moved)
+        group.rmdir()
 
 
 def stays(cond, seconds: float) -> bool:
@@ -233,9 +258,13 @@ def test_rm_force_during_the_backoff_leaves_nothing(ketch, run_d, image_root):
     refused = ketch("rm", "doomed", check=False)
     assert refused.returncode == 1
     assert "You cannot remove a restarting container" in refused.stderr
-    ketch("rm", "-f", "doomed")
+    # rm -f returns once the waiting process is gone, not once it is signalled: frozen
+    # (a cgroup v1 freezer holds back even SIGKILL), it dies only when thawed 0.5 s on
+    (waiting,) = restarters(cid)
+    with frozen(waiting):
+        ketch("rm", "-f", "doomed")
+        assert restarters(cid) == []
     assert ketch("ps", "-aq").stdout == ""
-    assert restarters(cid) == []
     # nothing comes back once the backoff would have run out
     assert stays(lambda: not conmon_pids(cid) and ketch("ps", "-aq").stdout == "",
                  2)

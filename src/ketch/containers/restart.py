@@ -176,18 +176,12 @@ def schedule(svc: ContainerService, rec: ContainerRecord, *, exit_code: int,
 
 
 def _kill_restarter(info: dict[str, Any] | None) -> None:
-    import _signal
+    """End the waiting process, and return once it has: `rm -f` that returned with it
+    still exiting left it listed (a user's ps, the leak check of a test)."""
+    from ketch.procstat import kill_and_wait
 
-    from ketch.procstat import alive
-
-    if not info:
-        return
-    pid = int(info.get("pid") or 0)
-    if alive(pid, info.get("start")):
-        try:
-            os.kill(pid, _signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    if info:
+        kill_and_wait(int(info.get("pid") or 0), info.get("start"))
 
 
 def suppress(svc: ContainerService, rec: ContainerRecord, *, cancel: bool) -> bool:
