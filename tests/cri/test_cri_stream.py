@@ -288,6 +288,26 @@ def test_a_socket_path_that_cannot_be_bound_is_a_one_line_error(ketch_root: Path
                                         " No such file or directory\n")
 
 
+def test_a_second_server_on_the_socket_of_a_running_one_is_refused(cri_server: Cri) -> None:
+    """The socket of a running server stays its own: a second `ketch system cri` on
+    the same path says so in one line and leaves it, and the first keeps answering
+    (the second used to remove the first's socket and serve in its place)."""
+    before = os.lstat(cri_server.sock).st_ino
+    second = subprocess.Popen(cri_server.command(), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = second.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        second.kill()
+        second.communicate()
+        raise AssertionError("a second server took the socket over and served") from None
+    assert (second.returncode, err) == (
+        1, f"Error: cannot listen on {cri_server.sock}: another service is using it\n")
+    assert os.lstat(cri_server.sock).st_ino == before
+    version = cri_server.runtime.Version(cri_server.cri.VersionRequest())
+    assert version.runtime_name == "ketch"
+
+
 @pytest.mark.parametrize(("uri", "stream", "error"), [
     ("", "nonsense", "invalid --stream-address 'nonsense'"),
     ("tcp://127.0.0.1:1", "", "invalid --listen 'tcp://127.0.0.1:1'"),

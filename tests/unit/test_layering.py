@@ -28,7 +28,8 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "ketch"
 FRONT_DOORS = frozenset({"cli", "api", "cri"})
 # The registry server is a product of its own that `ketch registry serve` starts.
 FRONT_DOOR_MAY_USE = frozenset({"engine", "fmt", "errors", "values", "reference", "oci",
-                                "ids", "fdio", "tomlfile", "launcher", "registry"})
+                                "ids", "fdio", "tomlfile", "sockpath", "launcher",
+                                "registry"})
 # `ketch system service` does not import the other front door: it execs the service's
 # own program (`python -m ketch.api`), so no front door imports another.
 FRONT_DOOR_STARTS: frozenset[tuple[str, str]] = frozenset()
