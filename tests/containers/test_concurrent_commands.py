@@ -90,6 +90,31 @@ def test_a_start_that_waited_for_a_removal_says_the_container_is_gone(ketch):
     assert cid not in runc.stdout
 
 
+def test_a_rename_that_waited_for_a_removal_says_the_container_is_gone(ketch):
+    """`rename` finds the container, then waits for its lock while an `rm` holds it:
+    once the removal is done, it says there is no such container. Before, it renamed
+    nothing (the record was gone), said nothing and exited 0."""
+    from ketch.engine import Engine
+
+    cid = ketch("create", "--name", "before", "busybox", "true").stdout.strip()
+    ketch.ids.add(cid)
+    lock = ketch.root / "run" / "containers" / f"{cid}.lock"
+    env = dict(os.environ, KETCH_ROOT=str(ketch.root), KETCH_RUN_ROOT=str(ketch.root / "run"))
+    with Engine(ketch.root, ketch.root / "run") as engine:
+        with engine.containers.lock(cid):  # the removal's lock, held here
+            renaming = subprocess.Popen([*ketch_command(), "rename", "before", "after"],
+                                        env=env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True)
+            # (or its end: the rename that took no lock was over at once, exit 0)
+            wait_for(lambda: renaming.poll() is not None or has_open(renaming.pid, lock),
+                     what="the rename to wait for the container's lock")
+            engine.containers._delete(engine.containers.records.get(cid))
+        out, err = renaming.communicate(timeout=60)
+    assert (renaming.returncode, out, err) == (1, "", "Error: No such container: before\n")
+    assert ketch("ps", "-aq", "--no-trunc").stdout == ""
+    assert not lock.exists()
+
+
 def test_a_volume_prune_during_a_first_start_leaves_the_new_anonymous_volume(ketch):
     """A `volume prune` (which takes unused anonymous volumes) while a container's first
     start has made its anonymous volume: the volume is the container's from the moment it

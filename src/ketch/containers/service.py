@@ -529,17 +529,18 @@ class ContainerService:
     def rename(self, name_or_id: str, new_name: str) -> None:
         from ketch.containers.names import valid_name
 
-        rec = self.get(name_or_id)
         if not valid_name(new_name):
+            self.get(name_or_id)  # (a missing container is said first, as dockerd does)
             raise InvalidArgument(
                 f"Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are"
                 " allowed")
         new_name = new_name.lstrip("/")
-        if new_name == rec.name:
-            raise InvalidArgument(
-                "Renaming a container with the same name as its current name")
-        self.records.update(rec.id, name=new_name)
-        self.event(self.records.get(rec.id) or rec, "rename", oldName=f"/{rec.name}")
+        with self.locked(name_or_id) as rec:  # (not a container an `rm` has just taken)
+            if new_name == rec.name:
+                raise InvalidArgument(
+                    "Renaming a container with the same name as its current name")
+            self.records.update(rec.id, name=new_name)
+            self.event(self.records.get(rec.id) or rec, "rename", oldName=f"/{rec.name}")
 
     # -- lifecycle (ketch.containers.lifecycle owns the transitions) ------------------
     @cached_property
