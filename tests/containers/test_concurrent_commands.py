@@ -12,6 +12,8 @@ from pathlib import Path
 from tests.conftest import ketch_command
 from tests.helpers.host import has_open, wait_for
 
+from ketch.errors import NotFound
+
 
 def test_a_prune_that_waited_for_a_start_leaves_the_started_container_running(ketch):
     """`container prune` lists a created container, then waits for its lock while a
@@ -113,6 +115,43 @@ def test_a_rename_that_waited_for_a_removal_says_the_container_is_gone(ketch):
     assert (renaming.returncode, out, err) == (1, "", "Error: No such container: before\n")
     assert ketch("ps", "-aq", "--no-trunc").stdout == ""
     assert not lock.exists()
+
+
+def test_a_network_removed_while_a_start_looks_it_up_is_not_joined(ketch, monkeypatch):
+    """A `network rm` that commits between a start's lookup of the network and the
+    transaction that adds the start's endpoint: the start says the network is gone (and
+    a `network rm` after that transaction finds the endpoint and refuses). Before, the
+    start added its endpoint to the removed network and ran with an address on it,
+    listed on no network (1 of 10 `run --network N & network rm N` rounds here). The
+    real `ketch network rm` runs at that moment: the test calls it when the start's
+    lookup of the network has returned."""
+    from ketch.engine import Engine
+    from ketch.network import records
+
+    ketch("network", "create", "racy")
+    cid = ketch("create", "--network", "racy", "busybox", "sleep", "300").stdout.strip()
+    ketch.ids.add(cid)
+    lookup = records.find_network
+    removals: list[subprocess.CompletedProcess[str]] = []
+
+    def find_network(conn, ref):  # type: ignore[no-untyped-def]
+        found = lookup(conn, ref)
+        if ref == "racy" and not removals:
+            removals.append(ketch("network", "rm", "racy", check=False))
+        return found
+
+    monkeypatch.setattr(records, "find_network", find_network)
+    with Engine(ketch.root, ketch.root / "run") as engine:
+        try:
+            engine.containers.start(cid)
+        except NotFound as e:
+            error = str(e)
+        else:
+            error = ""
+    assert [(r.returncode, r.stdout) for r in removals] == [(0, "racy\n")]
+    assert error == "network racy not found"
+    assert ketch("inspect", "-f", "{{.State.Status}}", cid).stdout == "created\n"
+    assert "racy" not in ketch("network", "ls", "--format", "{{.Name}}").stdout
 
 
 def test_a_volume_prune_during_a_first_start_leaves_the_new_anonymous_volume(ketch):

@@ -377,6 +377,13 @@ class NetworkService:
             net = self._claim_bridge_subnet(net)
         proxy_sockets: list[tuple[socket.socket, PortBinding]] = []
         with self.db.transaction() as conn:
+            # the network again, in the transaction that adds the endpoint: a `network rm`
+            # that committed since the lookup above has removed it (its bridge goes next),
+            # and one that comes after finds the endpoint and refuses
+            try:
+                net = records.find_network(conn, net.id)
+            except NotFound:
+                raise NotFound(f"network {mode} not found") from None
             records.insert_sandbox(conn, container_id, net.name, str(netns_path), True,
                                    hostname, ",".join(d.strip() for d in dns))
             ep = self._add_endpoint(conn, container_id, net, aliases, ip, mac, name, "eth0", 0,
