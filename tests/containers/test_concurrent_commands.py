@@ -117,6 +117,38 @@ def test_a_rename_that_waited_for_a_removal_says_the_container_is_gone(ketch):
     assert not lock.exists()
 
 
+def test_an_exec_that_waited_for_a_removal_leaves_no_session_record(ketch):
+    """`exec` finds the running container, then waits for its lock while an `rm -f`
+    holds it: once the removal is done, it says there is no such container and leaves
+    nothing. Before, it took no lock and went on beside the removal (here: it ran and
+    exited 0), and in 1 of 10 `exec & rm -f` rounds recorded its session after the
+    removal, which made the removed container's run directory again and left it."""
+    from ketch.engine import Engine
+
+    cid = ketch("run", "-d", "busybox", "sleep", "300").stdout.strip()
+    ketch.ids.add(cid)
+    run_dir = ketch.root / "run" / "containers" / cid
+    lock = ketch.root / "run" / "containers" / f"{cid}.lock"
+    env = dict(os.environ, KETCH_ROOT=str(ketch.root), KETCH_RUN_ROOT=str(ketch.root / "run"))
+    with Engine(ketch.root, ketch.root / "run") as engine:
+        svc = engine.containers
+        with svc.lock(cid):  # what `rm -f` does under the container's lock
+            execing = subprocess.Popen([*ketch_command(), "exec", cid, "true"], env=env,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       text=True)
+            # (or its end: an exec that took no lock went on at once)
+            wait_for(lambda: execing.poll() is not None or has_open(execing.pid, lock),
+                     what="the exec to wait for the container's lock")
+            rec = svc.records.get(cid)
+            svc.lifecycle.kill_now(rec)
+            svc.lifecycle.finish(cid, locked=True, apply_policy=False)
+            svc._delete(svc.records.get(cid) or rec)
+        out, err = execing.communicate(timeout=60)
+    assert (execing.returncode, out, err) == (1, "", f"Error: No such container: {cid}\n")
+    assert not run_dir.exists()
+    assert ketch("ps", "-aq", "--no-trunc").stdout == ""
+
+
 def test_a_network_removed_while_a_start_looks_it_up_is_not_joined(ketch, monkeypatch):
     """A `network rm` that commits between a start's lookup of the network and the
     transaction that adds the start's endpoint: the start says the network is gone (and

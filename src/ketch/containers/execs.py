@@ -100,10 +100,21 @@ def create(svc: ContainerService, name_or_id: str, command: list[str], *,
            stdout: bool = True, stderr: bool = True, privileged: bool = False,
            detach_keys: str | None = None,
            console_size: tuple[int, int] | None = None) -> str:
-    """Record an exec session in a running container; its ID."""
+    """Record an exec session in a running container; its ID. Recorded under the
+    container's lock: a session recorded after an `rm -f` had taken the container
+    (and its run directory) would make the directory again, and stay there."""
+    with svc.locked(name_or_id) as rec:
+        return _create(svc, rec, command, env=env, user=user, workdir=workdir, tty=tty,
+                       stdin=stdin, stdout=stdout, stderr=stderr, privileged=privileged,
+                       detach_keys=detach_keys, console_size=console_size)
+
+
+def _create(svc: ContainerService, rec: ContainerRecord, command: list[str], *,
+            env: list[str] | None, user: str | None, workdir: str | None, tty: bool,
+            stdin: bool, stdout: bool, stderr: bool, privileged: bool,
+            detach_keys: str | None, console_size: tuple[int, int] | None) -> str:
     from ketch.runtime.monitor import parse_detach_keys
 
-    rec = svc.get(name_or_id)
     _check_running(rec)
     if not command:
         raise InvalidArgument("No exec command specified")
