@@ -235,6 +235,20 @@ def test_container_network_mode_shares_another_containers_namespace(nk: KetchCLI
     assert PAGE in r.stdout
 
 
+def test_joining_the_network_of_a_stopped_container_says_it_is_not_running(
+        nk: KetchCLI) -> None:
+    """dockerd's words (getNetworkedContainer): the container exists, it has no network
+    while stopped. Before: "No such container: ID", of a container that `ps -a` lists."""
+    owner = nk("run", "-d", "--name", "owner", "busybox", "sleep", "300").stdout.strip()
+    joiner = nk("create", "--network", "container:owner", "busybox", "true").stdout.strip()
+    nk("stop", "-t", "0", "owner")
+    r = nk("start", joiner, check=False)
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr.splitlines()[0] == (
+        f"Error: cannot join network of a non running container: {owner}")
+    assert nk("inspect", "-f", "{{.State.Status}}", joiner).stdout == "created\n"
+
+
 def test_restarted_container_gets_its_published_port_back(nk: KetchCLI) -> None:
     port = free_port()
     httpd(nk, "-p", f"{port}:80")

@@ -441,8 +441,8 @@ class NetworkService:
         if row is None:
             rows = records.sandbox_rows_like(self.db.conn, other)
             row = rows[0] if len(rows) == 1 else None
-        if row is None:
-            raise NotFound(f"No such container: {other}")
+        if row is None:  # (the container exists: the caller found it; it has no network)
+            raise Conflict(f"cannot join network of a non running container: {other}")
         with self.db.transaction() as conn:
             records.insert_sandbox(conn, container_id, f"container:{row['container_id']}",
                                    row["netns_path"], False, hostname)
