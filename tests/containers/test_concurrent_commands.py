@@ -149,6 +149,38 @@ def test_an_exec_that_waited_for_a_removal_leaves_no_session_record(ketch):
     assert ketch("ps", "-aq", "--no-trunc").stdout == ""
 
 
+def test_a_pod_start_beside_a_pod_kill_starts_the_pod_after_the_kill(ketch):
+    """`pod start` waits for the pod's lock while a `pod kill` holds it, then starts
+    the pod the kill left: every container runs. Before, it went on beside the kill,
+    and (3 of 6 rounds of `pod kill P & pod start P`) started members into the
+    namespaces of the infra the kill was ending: "cannot join network of a non running
+    container", the pod left exited."""
+    from ketch.engine import Engine
+
+    ketch("pod", "create", "--name", "pk")
+    ketch("run", "-d", "--pod", "pk", "--name", "pk-m", "busybox", "sleep", "300")
+    env = dict(os.environ, KETCH_ROOT=str(ketch.root), KETCH_RUN_ROOT=str(ketch.root / "run"))
+    with Engine(ketch.root, ketch.root / "run") as engine:
+        with engine.pods.locked("pk") as pod:  # the kill's lock, held here
+            lock = ketch.root / "run" / "pods" / f"{pod.id}.lock"
+            starting = subprocess.Popen([*ketch_command(), "pod", "start", "pk"], env=env,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True)
+            # (or its end: a start that took no lock went on at once)
+            wait_for(lambda: starting.poll() is not None or has_open(starting.pid, lock),
+                     what="the pod start to wait for the pod's lock")
+            engine.pods.kill(pod.id)
+            for c in engine.pods.all_containers(pod):
+                wait_for(lambda c=c: engine.containers.get(c.id).state == "exited",
+                         what=f"{c.name} to exit")
+        out, err = starting.communicate(timeout=60)
+    assert (starting.returncode, err) == (0, ""), err
+    states = ketch("ps", "-a", "--filter", "pod=pk", "--format", "{{.State}}").stdout
+    assert states.split() == ["running", "running"]
+    ketch("pod", "rm", "-f", "pk")
+    assert not lock.exists()
+
+
 def test_a_network_removed_while_a_start_looks_it_up_is_not_joined(ketch, monkeypatch):
     """A `network rm` that commits between a start's lookup of the network and the
     transaction that adds the start's endpoint: the start says the network is gone (and

@@ -8,6 +8,14 @@ the pod's record. When the infra exits by itself, the container service's exit p
 calls `infra_exited`, which stops the members and marks them (State.Error says why):
 whoever finds the infra dead (its monitor's exit command, or the next command that
 looks at it) does this, daemonless.
+
+The pod-wide operations (start, stop, restart, kill, pause, unpause, rm) hold the pod's
+lock (`locked`), as Podman's pod lock: a `pod start` beside a `pod kill` starts the pod
+after the kill, or finds it started, where members were started into the namespaces of
+an infra the kill was ending. A member's own start does not take it.
+
+Size: one job, the pod state machine (the ordered operations, the lock, the infra's exit,
+status and filters); the records and the infra image are modules of their own.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ class PodService:
     def __init__(self, engine: ContainerHost) -> None:
         self.engine = engine
         self.records = PodRecords(engine.db)
+        self._held: set[str] = set()  # pods whose lock this service holds (`locked`)
 
     @property
     def containers(self) -> ContainerService:
@@ -47,6 +56,13 @@ class PodService:
 
     def get(self, name_or_id: str) -> PodRecord:
         return self.records.find(name_or_id)
+
+    def locked(self, name_or_id: str) -> _PodLock:
+        """`with pods.locked(P) as pod:` the pod's record, read again under the pod's
+        lock (a flock of RUN_ROOT/pods/ID.lock, across ketch processes): PodNotFound
+        when it was removed meanwhile. Taken again by its holder (restart, rm), it is
+        held already."""
+        return _PodLock(self, name_or_id)
 
     def event(self, pod: PodRecord, action: str) -> None:
         """A pod event in the journal (`ketch events --filter type=pod`), as Podman's."""
@@ -205,27 +221,27 @@ class PodService:
     # -- state changes ------------------------------------------------------------------
     def start(self, name_or_id: str) -> PodRecord:
         """Start the infra, then every member not running (Podman's `pod start`)."""
-        pod = self.get(name_or_id)
-        self.ensure_infra_running(pod.id)
-        errors = []
-        for m in self.members(pod):
-            if m.state in ("running", "paused"):
-                continue
-            try:
-                self.containers.start(m.id)
-            except KetchError as e:
-                errors.append(f"{m.name}: {e.message}")
-        if errors:
-            raise KetchError(f"starting pod {pod.name}: " + "; ".join(errors))
-        self.event(pod, "start")
-        return pod
+        with self.locked(name_or_id) as pod:
+            self.ensure_infra_running(pod.id)
+            errors = []
+            for m in self.members(pod):
+                if m.state in ("running", "paused"):
+                    continue
+                try:
+                    self.containers.start(m.id)
+                except KetchError as e:
+                    errors.append(f"{m.name}: {e.message}")
+            if errors:
+                raise KetchError(f"starting pod {pod.name}: " + "; ".join(errors))
+            self.event(pod, "start")
+            return pod
 
     def stop(self, name_or_id: str, *, timeout: int | None = None) -> PodRecord:
         """Stop the members (all at once), then the infra."""
-        pod = self.get(name_or_id)
-        self._stop_members_then_infra(pod, timeout, ("running", "paused", "restarting"))
-        self.event(pod, "stop")
-        return pod
+        with self.locked(name_or_id) as pod:
+            self._stop_members_then_infra(pod, timeout, ("running", "paused", "restarting"))
+            self.event(pod, "stop")
+            return pod
 
     def _stop_members_then_infra(self, pod: PodRecord, timeout: int | None,
                                  states: tuple[str, ...]) -> None:
@@ -264,45 +280,49 @@ class PodService:
             raise failures[0]
 
     def restart(self, name_or_id: str, *, timeout: int | None = None) -> PodRecord:
-        self.stop(name_or_id, timeout=timeout)
-        return self.start(name_or_id)
+        with self.locked(name_or_id) as pod:
+            self.stop(pod.id, timeout=timeout)
+            return self.start(pod.id)
 
     def kill(self, name_or_id: str, signal: str | int = "KILL") -> PodRecord:
         """Send the signal to every running container of the pod, members first."""
-        pod = self.get(name_or_id)
-        running = [c for c in self._members_then_infra(pod) if c.state == "running"]
-        if not running:
-            raise Conflict(f"pod {pod.name} has no running containers to kill")
-        for c in running:
-            self.containers.kill(c.id, signal)
-        self.event(pod, "kill")
-        return pod
+        with self.locked(name_or_id) as pod:
+            running = [c for c in self._members_then_infra(pod) if c.state == "running"]
+            if not running:
+                raise Conflict(f"pod {pod.name} has no running containers to kill")
+            for c in running:
+                self.containers.kill(c.id, signal)
+            self.event(pod, "kill")
+            return pod
 
     def pause(self, name_or_id: str) -> PodRecord:
-        pod = self.get(name_or_id)
-        running = [c for c in self._members_then_infra(pod) if c.state == "running"]
-        if not running:
-            raise Conflict(f"pod {pod.name} is not running")
-        for c in running:
-            self.containers.pause(c.id)
-        self.event(pod, "pause")
-        return pod
+        with self.locked(name_or_id) as pod:
+            running = [c for c in self._members_then_infra(pod) if c.state == "running"]
+            if not running:
+                raise Conflict(f"pod {pod.name} is not running")
+            for c in running:
+                self.containers.pause(c.id)
+            self.event(pod, "pause")
+            return pod
 
     def unpause(self, name_or_id: str) -> PodRecord:
-        pod = self.get(name_or_id)
-        paused = [c for c in self.all_containers(pod) if c.state == "paused"]
-        if not paused:
-            raise Conflict(f"pod {pod.name} is not paused")
-        for c in paused:
-            self.containers.unpause(c.id)
-        self.event(pod, "unpause")
-        return pod
+        with self.locked(name_or_id) as pod:
+            paused = [c for c in self.all_containers(pod) if c.state == "paused"]
+            if not paused:
+                raise Conflict(f"pod {pod.name} is not paused")
+            for c in paused:
+                self.containers.unpause(c.id)
+            self.event(pod, "unpause")
+            return pod
 
     def remove(self, name_or_id: str, *, force: bool = False,
                timeout: int | None = None) -> str:
         """Remove the pod, its members and its infra. A running container is refused
         without `force`, before anything is removed."""
-        pod = self.get(name_or_id)
+        with self.locked(name_or_id) as pod:
+            return self._remove(pod, force, timeout)
+
+    def _remove(self, pod: PodRecord, force: bool, timeout: int | None) -> str:
         everything = self._members_then_infra(pod)
         if not force:
             busy = [c for c in everything if c.running]
@@ -320,6 +340,10 @@ class PodService:
             self.records.delete(pod.id)
             for c in everything:
                 self.containers.remove(c.id, force=True, volumes=False)
+        try:  # (a command waiting for the lock finds the pod gone)
+            os.unlink(os.path.join(self.engine.run_root_dir, "pods", f"{pod.id}.lock"))
+        except FileNotFoundError:
+            pass
         self.event(pod, "remove")
         return pod.id
 
@@ -597,3 +621,43 @@ def _matches(pod: PodRecord, status: str, ctrs: list[ContainerRecord],
         if key == "ctr-number" and str(len(ctrs) - 1) not in wants:
             return False
     return True
+
+
+class _PodLock:
+    """PodService.locked (a class, not contextlib's decorator: `pod create` loads
+    neither contextlib nor functools)."""
+
+    def __init__(self, pods: PodService, name_or_id: str) -> None:
+        self.pods = pods
+        self.name_or_id = name_or_id
+        self.fd = -1
+        self.pod_id = ""
+
+    def __enter__(self) -> PodRecord:
+        pods = self.pods
+        pod = pods.get(self.name_or_id)
+        if pod.id in pods._held:
+            return pod
+        import fcntl
+
+        where = os.path.join(pods.engine.run_root_dir, "pods")
+        os.makedirs(where, exist_ok=True)
+        self.fd = os.open(os.path.join(where, f"{pod.id}.lock"), os.O_CREAT | os.O_RDWR,
+                          0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            current = pods.records.get(pod.id)
+            if current is None:
+                raise PodNotFound(self.name_or_id)
+        except BaseException:
+            os.close(self.fd)
+            raise
+        self.pod_id = pod.id
+        pods._held.add(pod.id)
+        return current
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd >= 0:
+            self.pods._held.discard(self.pod_id)
+            os.close(self.fd)
+            self.fd = -1
