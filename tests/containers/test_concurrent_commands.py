@@ -186,7 +186,7 @@ def test_a_network_removed_while_a_start_looks_it_up_is_not_joined(ketch, monkey
     transaction that adds the start's endpoint: the start says the network is gone (and
     a `network rm` after that transaction finds the endpoint and refuses). Before, the
     start added its endpoint to the removed network and ran with an address on it,
-    listed on no network (1 of 10 `run --network N & network rm N` rounds here). The
+    listed on no network (1 of 40 `run --network N & network rm N` rounds here). The
     real `ketch network rm` runs at that moment: the test calls it when the start's
     lookup of the network has returned."""
     from ketch.engine import Engine
