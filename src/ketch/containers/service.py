@@ -297,7 +297,7 @@ class ContainerService:
                 continue
             if "status" in filters and r.state not in filters["status"]:
                 continue
-            if "name" in filters and not any(matches(n.lstrip("/"), r.name, refuse_bad=True)
+            if "name" in filters and not any(matches(n.lstrip("/"), r.name)
                                              for n in filters["name"]):
                 continue
             if "id" in filters and not any(r.id.startswith(i) for i in filters["id"]):
