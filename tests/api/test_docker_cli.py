@@ -276,12 +276,19 @@ def test_a_killed_attach_to_a_silent_container_lets_go_of_its_thread_and_connect
         return _service_counts(api)
 
     def attach_and_kill() -> None:
-        before = counts()[1]
+        seen = [counts()[1]]
+
+        def attached() -> bool:
+            # the service holds the client's connection and conmon's socket: two more
+            # descriptors than the fewest seen since the client started (the last
+            # session's own may still be closing: above the count read before it)
+            seen.append(counts()[1])
+            return seen[-1] >= min(seen) + 2
+
         client = subprocess.Popen(["docker", "attach", "silent"], env=api.docker_env(),
                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
-        # attached: the service holds the client's connection and conmon's socket
-        wait_for(lambda: counts()[1] >= before + 2, what="the attach to reach the service")
+        wait_for(attached, what="the attach to reach the service")
         attached = counts()[1]
         client.kill()
         client.wait()
