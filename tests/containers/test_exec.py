@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pexpect
 import pytest
-from tests.helpers.host import wait_for
+from tests.helpers.host import interruptible, wait_for
 
 PROMPT = r"[#$] "
 
@@ -339,9 +340,12 @@ def test_exec_keeps_running_processes_visible_to_top(ketch, box):
 
 
 def test_stats_streams_until_interrupted(ketch, run_d):
+    """It redraws until Ctrl-C, which ends it with no message and status 130, as the
+    docker CLI 28's `docker stats`."""
     run_d("--name", "streamed", "busybox", "sleep", "300")
     proc = subprocess.Popen(ketch.argv("stats", "streamed"), env=ketch.env(),
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=interruptible)
     try:
         assert proc.stdout is not None
         headers = 0
@@ -350,9 +354,13 @@ def test_stats_streams_until_interrupted(ketch, run_d):
             assert line, "stats ended by itself"
             headers += line.startswith("CONTAINER ID")
         assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 130
+        assert proc.stderr is not None and proc.stderr.read() == ""
     finally:
-        proc.kill()
-        proc.wait()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     p = ketch("stats", "--no-stream", "--no-trunc", "--format", "{{.ID}}", "streamed")
     assert len(p.stdout.strip()) == 64
 
@@ -447,8 +455,6 @@ def test_a_look_at_a_detached_exec_between_its_exit_and_the_exit_file_waits_for_
     # conmon writes a session's exit file only after it has reaped the process: a look
     # in between (the process a zombie or gone, no exit file yet) must not record an
     # end without a code (-1, for good), it must report the session still running
-    import signal
-
     from ketch.engine import Engine
 
     cid = run_d("busybox", "sleep", "300")

@@ -157,3 +157,13 @@ def serve_http(address: str = "127.0.0.1", *, directory: Path | None = None,
     finally:
         server.shutdown()
         server.server_close()
+
+
+def interruptible() -> None:
+    """A `preexec_fn`: SIGINT and SIGQUIT as a terminal gives them to the child. A child
+    inherits ignored signals, and under xdist the worker that starts it may have them
+    ignored (seen under load): a test's Ctrl-C must reach the command it sends it to."""
+    import signal
+
+    for s in (signal.SIGINT, signal.SIGQUIT):
+        signal.signal(s, signal.SIG_DFL)

@@ -807,7 +807,7 @@ def _stats(p: Parser) -> None:
 
 
 @_stats.handler
-def stats(ns: Namespace) -> None:
+def stats(ns: Namespace) -> int | None:
     from ketch.fmt.gotemplate import render_table
 
     fmt = ns.format or ("table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t"
@@ -831,14 +831,14 @@ def stats(ns: Namespace) -> None:
             text = render_table(fmt, rows, headers, go_type="*container.statsContext")
         if ns.no_stream:
             sys.stdout.write(text)
-            return
+            return None
         # streaming: redraw in place on a terminal, as docker does; plain blocks otherwise
         sys.stdout.write(("\033[2J\033[H" if tty else "") + text)
         sys.stdout.flush()
         try:
             time.sleep(0.5)
         except KeyboardInterrupt:
-            return
+            return 130  # (as the docker CLI 28; one during sampling exits 130 too)
 
 
 @registry.command("update", "[OPTIONS] CONTAINER [CONTAINER...]",

@@ -373,7 +373,7 @@ def events(ns: Namespace) -> int | None:
             sys.stdout.write(render(ev) + "\n")
             sys.stdout.flush()
     except KeyboardInterrupt:
-        pass  # Ctrl-C ends the stream, as docker's: exit 0, no message
+        return 130  # Ctrl-C ends the stream, no message, 130: the docker CLI 28's exit
     return None
 
 
