@@ -103,40 +103,31 @@ def create(svc: ContainerService, name_or_id: str, command: list[str], *,
     """Record an exec session in a running container; its ID. Recorded under the
     container's lock: a session recorded after an `rm -f` had taken the container
     (and its run directory) would make the directory again, and stay there."""
-    with svc.locked(name_or_id) as rec:
-        return _create(svc, rec, command, env=env, user=user, workdir=workdir, tty=tty,
-                       stdin=stdin, stdout=stdout, stderr=stderr, privileged=privileged,
-                       detach_keys=detach_keys, console_size=console_size)
-
-
-def _create(svc: ContainerService, rec: ContainerRecord, command: list[str], *,
-            env: list[str] | None, user: str | None, workdir: str | None, tty: bool,
-            stdin: bool, stdout: bool, stderr: bool, privileged: bool,
-            detach_keys: str | None, console_size: tuple[int, int] | None) -> str:
     from ketch.runtime.monitor import parse_detach_keys
 
-    _check_running(rec)
-    if not command:
-        raise InvalidArgument("No exec command specified")
-    if detach_keys:
-        parse_detach_keys(detach_keys)  # an invalid spec is refused here, not at start
-    if workdir and not workdir.startswith("/"):
-        raise InvalidArgument(f"the working directory '{workdir}' is invalid, it needs to"
-                              " be an absolute path")
-    eid = os.urandom(32).hex()
-    doc = {
-        "ID": eid, "ContainerID": rec.id, "StartedAt": rec.started_at,
-        "Cmd": list(command), "Env": list(env or []), "User": user or "",
-        "WorkingDir": workdir or "", "Tty": tty, "AttachStdin": stdin,
-        "AttachStdout": stdout, "AttachStderr": stderr, "Privileged": privileged,
-        "DetachKeys": detach_keys or "",
-        "ConsoleSize": list(console_size) if console_size else None,
-        "Started": False, "Running": False, "Pid": 0, "ExitCode": None,
-    }
-    d = _dir(svc, rec.id)
-    d.mkdir(parents=True, exist_ok=True)
-    _write(d / f"{eid}.json", doc)
-    _prune(svc, d)
+    with svc.locked(name_or_id) as rec:
+        _check_running(rec)
+        if not command:
+            raise InvalidArgument("No exec command specified")
+        if detach_keys:
+            parse_detach_keys(detach_keys)  # an invalid spec is refused here, not at start
+        if workdir and not workdir.startswith("/"):
+            raise InvalidArgument(f"the working directory '{workdir}' is invalid, it needs"
+                                  " to be an absolute path")
+        eid = os.urandom(32).hex()
+        doc = {
+            "ID": eid, "ContainerID": rec.id, "StartedAt": rec.started_at,
+            "Cmd": list(command), "Env": list(env or []), "User": user or "",
+            "WorkingDir": workdir or "", "Tty": tty, "AttachStdin": stdin,
+            "AttachStdout": stdout, "AttachStderr": stderr, "Privileged": privileged,
+            "DetachKeys": detach_keys or "",
+            "ConsoleSize": list(console_size) if console_size else None,
+            "Started": False, "Running": False, "Pid": 0, "ExitCode": None,
+        }
+        d = _dir(svc, rec.id)
+        d.mkdir(parents=True, exist_ok=True)
+        _write(d / f"{eid}.json", doc)
+        _prune(svc, d)
     svc.event(rec, "exec_create: " + " ".join(command), execID=eid)
     return eid
 
