@@ -288,6 +288,22 @@ def test_a_socket_path_that_cannot_be_bound_is_a_one_line_error(ketch_root: Path
                                         " No such file or directory\n")
 
 
+def test_a_file_at_the_socket_path_is_kept_and_refused_in_one_line(ketch_root: Path,
+                                                                   tmp_path: Path) -> None:
+    """What is at the path and is not a socket is the user's: refused, and kept (the
+    server used to remove whatever was there)."""
+    (tmp_path / "run").mkdir()
+    kept = tmp_path / "run" / "cri.sock"
+    kept.write_text("not a socket\n")
+    r = subprocess.run([*ketch_command(), "--root", str(ketch_root), "system", "cri",
+                        "--listen", f"unix://{kept}"], capture_output=True, text=True,
+                       timeout=30)  # (the old server removed the file and served on)
+    assert (r.returncode, r.stdout, r.stderr) == (
+        1, "", f"Error: cannot listen on {kept}: it exists and is not a socket\n")
+    assert kept.read_text() == "not a socket\n"
+    assert [p.name for p in kept.parent.iterdir()] == ["cri.sock"]  # no staging socket
+
+
 def test_a_second_server_on_the_socket_of_a_running_one_is_refused(cri_server: Cri) -> None:
     """The socket of a running server stays its own: a second `ketch system cri` on
     the same path says so in one line and leaves it, and the first keeps answering
