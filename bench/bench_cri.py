@@ -13,6 +13,11 @@ generated CRI v1 stubs as a kubelet does, and measures for a two-container busyb
               are printed below the table: the sandbox, the two creates, the two
               starts, the wait for "running"
   pod-down    StopPodSandbox + RemovePodSandbox of that pod
+  runc floor  after both: `runc create` + `runc start` of the pod's three containers
+              with the configs ketch generated for its last pod and no engine
+              (benchlib.runc_floor): what any runtime that starts them through runc
+              pays at least; and the CNI floor: the ADD of one sandbox's network by the
+              conflist's plugins, with no engine (both runtimes run them)
   memory      RSS and PSS (/proc/PID/smaps_rollup) of the processes a runtime keeps
               per pod while it runs: ketch's conmon monitors (infra and both members)
               and any health timers; containerd's containerd-shim-runc-v2 (one per
@@ -40,6 +45,8 @@ import tempfile
 import time
 from itertools import pairwise
 from pathlib import Path
+
+from benchlib import pod_configs, runc_floor
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -95,10 +102,14 @@ def sandbox_config(cri, name: str, logs: Path):  # type: ignore[no-untyped-def]
         hostname=name, log_directory=str(logs))
 
 
+SECCOMP = {"runtime-default": "RuntimeDefault", "unconfined": "Unconfined"}
+PROFILE = "RuntimeDefault"  # (--seccomp)
+
+
 def container_config(cri, name: str, image: str):  # type: ignore[no-untyped-def]
-    # seccomp RuntimeDefault spelled out: it is ketch's default when the kubelet sends
-    # no profile, containerd's default then is unconfined; both do the same work here
-    seccomp = cri.SecurityProfile(profile_type=cri.SecurityProfile.RuntimeDefault)
+    # the seccomp profile spelled out: RuntimeDefault is ketch's default when the kubelet
+    # sends none, containerd's default then is unconfined; both do the same work here
+    seccomp = cri.SecurityProfile(profile_type=getattr(cri.SecurityProfile, PROFILE))
     return cri.ContainerConfig(
         metadata=cri.ContainerMetadata(name=name, attempt=0), image=cri.ImageSpec(image=image),
         command=["sleep", "3600"], log_path=f"{name}/0.log",
@@ -187,8 +198,47 @@ def start_registry(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
     return proc, line.removeprefix("listening on ")
 
 
+def cni_floor(conf_dir: Path, runs: int) -> tuple[float, float]:
+    """Median and min seconds of the CNI ADD of one sandbox's network with no engine: the
+    conflist's plugins (and loopback, which runtimes add first) run one after the
+    other, each given the previous one's result, as a runtime runs them, each into a
+    new network namespace (deleted again, with DEL, untimed)."""
+    conflist = json.loads(next(conf_dir.glob("*.conflist")).read_text())
+
+    def call(command: str, plugin: dict, netns: str, prev: object = None,  # type: ignore[type-arg]
+             ifname: str = "eth0") -> object:
+        conf = dict(plugin, cniVersion=conflist["cniVersion"], name=conflist["name"])
+        if prev is not None:
+            conf["prevResult"] = prev
+        env = dict(os.environ, CNI_COMMAND=command, CNI_CONTAINERID=netns,
+                   CNI_NETNS=f"/run/netns/{netns}", CNI_IFNAME=ifname, CNI_PATH="/usr/lib/cni")
+        proc = subprocess.run([f"/usr/lib/cni/{plugin['type']}"], input=json.dumps(conf),
+                              env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"bench: CNI {plugin['type']} {command}: {proc.stdout}{proc.stderr}")
+        return json.loads(proc.stdout) if proc.stdout.strip() else None
+
+    took = []
+    for run in range(runs):
+        netns = f"ketch-bench-cni-{run}"
+        subprocess.run(["ip", "netns", "add", netns], check=True)
+        try:
+            t = time.perf_counter()
+            call("ADD", {"type": "loopback"}, netns, ifname="lo")
+            prev = None
+            for plugin in conflist["plugins"]:
+                prev = call("ADD", plugin, netns, prev) or prev
+            took.append(time.perf_counter() - t)
+            for plugin in reversed(conflist["plugins"]):
+                call("DEL", plugin, netns, prev)
+        finally:
+            subprocess.run(["ip", "netns", "del", netns], check=True)
+    return statistics.median(took), min(took)
+
+
 def bench(servers: list, markers: dict[str, str], image: str, runs: int,  # type: ignore[type-arg]
-          logs: Path) -> dict[str, dict[str, object]]:
+          logs: Path, root: Path) -> tuple[dict[str, dict[str, object]], list[dict]]:  # type: ignore[type-arg]
+    """The rows per server, and the OCI configs of ketch's last pod (root: ketch's)."""
     up: dict[str, list[float]] = {s.name: [] for s in servers}
     down: dict[str, list[float]] = {s.name: [] for s in servers}
     mem: dict[str, list[tuple[int, int, int]]] = {s.name: [] for s in servers}
@@ -208,6 +258,8 @@ def bench(servers: list, markers: dict[str, str], image: str, runs: int,  # type
                 raise SystemExit(f"bench: {s.name}: no per-pod processes found")
             kib = [_memory_kib(p) for p in pids]
             mem[s.name].append((sum(r for r, _ in kib), sum(p for _, p in kib), len(pids)))
+            if s.name == "ketch" and i == runs - 1:
+                configs = pod_configs(root, root.parent / "floor-files")
             down[s.name].append(pod_down(s, sid))
     out: dict[str, dict[str, object]] = {}
     for s in servers:
@@ -224,7 +276,7 @@ def bench(servers: list, markers: dict[str, str], image: str, runs: int,  # type
                              for n, name in enumerate(PARTS)},
             "server RSS KiB": srss, "server PSS KiB": spss,
         }
-    return out
+    return out, configs
 
 
 def _check_left(tmp: Path, root: Path, ctrd, knet) -> None:  # type: ignore[no-untyped-def]
@@ -246,7 +298,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--seccomp", choices=SECCOMP, default="runtime-default",
+                    help="the members' profile (the kubelet's seccompDefault: runtime-default)")
     args = ap.parse_args()
+    global PROFILE
+    PROFILE = SECCOMP[args.seccomp]
     if os.geteuid() != 0:
         raise SystemExit("bench: run as root (real runc, bridges and iptables)")
     try:
@@ -272,7 +328,8 @@ def main() -> int:
         ctrd = None
         knet = None
         try:
-            names = push_images(tmp, host, write_rootfs_tar(tmp / "busybox.tar"))
+            busybox = write_rootfs_tar(tmp / "busybox.tar")
+            names = push_images(tmp, host, busybox)
             # sandboxes on a CNI network of their own, as containerd's below (the host's
             # /etc/cni/net.d may hold another runtime's network)
             knet = CniNetwork(tmp / "knet")
@@ -286,7 +343,9 @@ def main() -> int:
                 cri = s.cri
                 s.images.PullImage(cri.PullImageRequest(
                     image=cri.ImageSpec(image=names["busybox"])))
-            results = bench(servers, markers, names["busybox"], args.runs, logs)
+            results, configs = bench(servers, markers, names["busybox"], args.runs, logs,
+                                     root)
+            cni = cni_floor(knet.conf_dir, args.runs)
         except BaseException:
             for log in (tmp / "cri.log", *((ctrd.log,) if ctrd else ())):
                 if log.exists():
@@ -313,8 +372,10 @@ def main() -> int:
             registry.terminate()
             registry.wait(timeout=20)
             _check_left(tmp, root, ctrd, knet)
+        floor = runc_floor(configs, busybox, tmp, args.runs)
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps({**results, "runc floor": {"median": floor[0], "min": floor[1]},
+                          "CNI floor": {"median": cni[0], "min": cni[1]}}, indent=2))
         return 0
     k = results["ketch"]
     c = results.get("containerd")
@@ -347,6 +408,14 @@ def main() -> int:
             split: dict[str, float] = r["pod-up parts"]  # type: ignore[assignment]
             print(f"pod-up parts, {'ketch' if r is k else 'containerd'} (medians): "
                   + ", ".join(f"{name} {split[name] * 1000:.1f} ms" for name in PARTS))
+    print(f"runc floor: create + start of the pod's {len(configs)} containers with ketch's "
+          f"configs, no engine: {floor[0] * 1000:.1f} ms ({floor[1] * 1000:.1f}; each, "
+          f"the infra first: {', '.join(f'{x * 1000:.1f}' for x in floor[2])} ms)"
+          + (f", {floor[0] / c['pod-up'][0]:.2f}x containerd's pod-up" if c else ""))  # type: ignore[index]
+    print(f"CNI floor: ADD of one sandbox's network (loopback and the conflist's "
+          f"plugins), no engine: {cni[0] * 1000:.1f} ms ({cni[1] * 1000:.1f})"
+          + (f"; with the runc floor {(floor[0] + cni[0]) / c['pod-up'][0]:.2f}x "  # type: ignore[index]
+             "containerd's pod-up" if c else ""))
     if c is None:
         print("containerd: not installed (or no /usr/lib/cni/bridge); ketch's numbers only")
     return 0

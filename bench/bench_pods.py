@@ -11,6 +11,10 @@ ketch/podman in the same run; below 1.0 ketch is faster):
              printed below the table (the first member's run starts the infra)
   pod-rm     `pod rm -f` of such a pod (both members and the infra running)
 
+and, after both, the runc floor: `runc create` + `runc start` of the pod's three
+containers with the configs ketch generated for its last pod, with no engine (see
+benchlib.runc_floor): what any engine that starts them through runc pays at least.
+
 Goal (issue 14): pod-2 at most 0.5x Podman's time. Each timing is the median of N
 runs, min in brackets. Both engines get the same offline busybox root filesystem
 (Debian's busybox-static): ketch imports it, Podman `podman load`s it as a docker
@@ -46,7 +50,7 @@ import time
 from itertools import pairwise
 from pathlib import Path
 
-from benchlib import drop_host_network, ketch_command
+from benchlib import drop_host_network, ketch_command, pod_configs, runc_floor
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -116,9 +120,10 @@ def one_pod(e: Engine, name: str) -> tuple[float, ...]:
 
 
 def bench(engines: list[Engine], runs: int) -> tuple[dict[str, dict[str, tuple[float, float]]],
-                                                     dict[str, dict[str, float]]]:
+                                                     dict[str, dict[str, float]], list[dict]]:  # type: ignore[type-arg]
     """The engines take turns, run by run, so a change in the host's load falls on both.
-    Returns the rows, and the median of each of PARTS per engine."""
+    Returns the rows, the median of each of PARTS per engine, and the OCI configs of
+    ketch's last pod (for the runc floor)."""
     for e in engines:
         one_pod(e, "ketch-bench-warm")  # the infra image is made (or built) here
         e.run("pod", "rm", "-f", "ketch-bench-warm")
@@ -131,6 +136,9 @@ def bench(engines: list[Engine], runs: int) -> tuple[dict[str, dict[str, tuple[f
             split = one_pod(e, name)
             parts[e.name].append(split)
             created[e.name].append(sum(split))
+            if e.name == "ketch" and i == runs - 1:
+                configs = pod_configs(Path(e.env["KETCH_ROOT"]),
+                                      Path(e.env["KETCH_ROOT"]).parent / "floor-files")
             t = time.perf_counter()
             e.run("pod", "rm", "-f", "-t", "0", name)
             removed[e.name].append(time.perf_counter() - t)
@@ -139,7 +147,7 @@ def bench(engines: list[Engine], runs: int) -> tuple[dict[str, dict[str, tuple[f
             for e in engines}
     medians = {e.name: {name: statistics.median(p[n] for p in parts[e.name])
                         for n, name in enumerate(PARTS)} for e in engines}
-    return rows, medians
+    return rows, medians, configs
 
 
 def main() -> int:
@@ -164,7 +172,7 @@ def main() -> int:
             p.run("load", "-i", str(archive))
             engines.append(p)
         try:
-            results, parts = bench(engines, args.runs)
+            results, parts, configs = bench(engines, args.runs)
         finally:
             if p is not None:
                 p.run("pod", "rm", "-f", "-a", "-t", "0", check=False)
@@ -176,9 +184,12 @@ def main() -> int:
             for pod in k.run("pod", "ps", "-q", check=False).stdout.split():
                 k.run("pod", "rm", "-f", pod, check=False)
             drop_host_network(tmp / "root", tmp / "run")
+        floor = runc_floor(configs, rootfs, tmp, args.runs)
     if args.json:
-        print(json.dumps({e: {c: {"median": m, "min": n} for c, (m, n) in r.items()}
-                          for e, r in results.items()}, indent=2))
+        out = {e: {c: {"median": m, "min": n} for c, (m, n) in r.items()}
+               for e, r in results.items()}
+        out["runc floor"] = {"median": floor[0], "min": floor[1]}
+        print(json.dumps(out, indent=2))
         return 0
     pod = next((n for n in results if n != "ketch"), None)
     print(f"{'benchmark':<10}{'ketch median (min)':>22}{'podman median (min)':>24}"
@@ -195,6 +206,10 @@ def main() -> int:
     for name, split in parts.items():
         print(f"pod-2 parts, {name} (medians): "
               + ", ".join(f"{part} {split[part] * 1000:.1f} ms" for part in PARTS))
+    print(f"runc floor: create + start of the pod's {len(configs)} containers with ketch's "
+          f"configs, no engine: {floor[0] * 1000:.1f} ms ({floor[1] * 1000:.1f}; each, "
+          f"the infra first: {', '.join(f'{x * 1000:.1f}' for x in floor[2])} ms)"
+          + (f", {floor[0] / results[pod]['pod-2'][0]:.2f}x podman's pod-2" if pod else ""))
     if pod is None:
         print("podman: not installed; ketch's numbers only")
     else:

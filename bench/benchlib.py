@@ -71,3 +71,105 @@ def drop_host_network(root: Path, run_root: Path) -> None:
     with Engine(root, run_root) as engine:
         engine.networks.uninstall()
     unmount(run_root / "netns")
+
+
+def pod_configs(root: Path, keep: Path) -> list[dict]:  # type: ignore[type-arg]
+    """The OCI configs ketch wrote for the containers of `root`'s one live pod, the infra
+    (the one that makes the IPC namespace the others join) first; the files and
+    directories they bind-mount are copied into `keep` (they go with the pod)."""
+    import json
+    import shutil
+
+    configs = [json.loads(p.read_text()) for p in sorted(root.glob("containers/*/config.json"))]
+    for n, config in enumerate(configs):
+        for i, m in enumerate(config["mounts"]):
+            src = Path(m.get("source", ""))
+            binds = m.get("type") == "bind" or {"bind", "rbind"} & set(m.get("options", []))
+            if binds and src.is_absolute():
+                copy_to = keep / f"c{n}-m{i}"
+                keep.mkdir(parents=True, exist_ok=True)
+                if src.is_dir():
+                    copy_to.mkdir()
+                else:
+                    shutil.copyfile(src, copy_to)
+                m["source"] = str(copy_to)
+
+    def joins(config: dict) -> bool:  # type: ignore[type-arg]
+        return any(ns["type"] == "ipc" and ns.get("path")
+                   for ns in config["linux"]["namespaces"])
+
+    return sorted(configs, key=joins)
+
+
+def runc_floor(configs: list[dict], rootfs_tar: Path, tmp: Path,  # type: ignore[type-arg]
+               runs: int) -> tuple[float, float, list[float]]:
+    """Median and min seconds of `runc create` + `runc start` of the pod's containers,
+    one after the other, with the configs ketch generated for them (`pod_configs`) and
+    no engine at all: what runc alone takes for the pod, a floor for any engine that
+    starts the same containers through it. Stricter than the engines' own runs: the
+    root is a plain directory (no overlay mount), the standard streams /dev/null (no
+    monitor), the network namespace an empty one. Third: each container's median, in
+    order (the infra first)."""
+    import copy
+    import json
+    import statistics
+    import time
+
+    work = tmp / "runc-floor"
+    rootfs = work / "rootfs"
+    rootfs.mkdir(parents=True)
+    subprocess.run(["tar", "-xf", str(rootfs_tar), "-C", str(rootfs)], check=True)
+    netns = "ketch-bench-floor"
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    state = work / "runc"
+    null = subprocess.DEVNULL
+
+    def runc(*args: str) -> None:
+        subprocess.run(["runc", "--root", str(state), *args], check=True, stdin=null,
+                       stdout=null, stderr=null)
+
+    def bundle(config: dict, n: int, run: int, infra_pid: int) -> Path:  # type: ignore[type-arg]
+        config = copy.deepcopy(config)
+        where = work / f"c{n}"
+        where.mkdir(exist_ok=True)
+        config["root"]["path"] = str(rootfs)
+        config["process"]["terminal"] = False
+        if n:
+            config["process"]["args"] = ["sleep", "600"]
+        for ns in config["linux"]["namespaces"]:
+            if ns["type"] == "network":
+                ns["path"] = f"/run/netns/{netns}"
+            elif ns["type"] in ("ipc", "uts") and ns.get("path"):
+                ns["path"] = f"/proc/{infra_pid}/ns/{ns['type']}"
+        config["linux"]["cgroupsPath"] = f"/ketch/bench-floor-{run}-{n}"
+        (where / "config.json").write_text(json.dumps(config))
+        return where
+
+    took = []
+    each: list[list[float]] = [[] for _ in configs]
+    try:
+        for run in range(runs):
+            names = []
+            t = time.perf_counter()
+            infra_pid = 0
+            for n, config in enumerate(configs):
+                started = time.perf_counter()
+                name = f"ketch-bench-floor-{run}-{n}"
+                pid_file = work / f"{name}.pid"
+                runc("create", "--bundle", str(bundle(config, n, run, infra_pid)),
+                     "--pid-file", str(pid_file), name)
+                names.append(name)
+                runc("start", name)
+                each[n].append(time.perf_counter() - started)
+                if not n:
+                    infra_pid = int(pid_file.read_text())
+            took.append(time.perf_counter() - t)
+            for name in reversed(names):
+                runc("delete", "-f", name)
+    finally:
+        for line in subprocess.run(["runc", "--root", str(state), "list", "-q"],
+                                   capture_output=True, text=True).stdout.split():
+            subprocess.run(["runc", "--root", str(state), "delete", "-f", line],
+                           capture_output=True)
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+    return statistics.median(took), min(took), [statistics.median(e) for e in each]
