@@ -141,6 +141,32 @@ def test_volume_rm_refuses_a_volume_in_use(ketch):
     ketch("volume", "rm", "used")
 
 
+def test_volume_creations_and_removals_take_turns(ketch):
+    """A removal waits while another command creates or removes a volume (the volume
+    store's lock), so it never renames a volume away while a creation of the name
+    writes its labels: that creation failed with an internal error."""
+    import fcntl
+    import os
+    import subprocess
+
+    from tests.conftest import ketch_command
+    from tests.helpers.host import has_open, wait_for
+
+    ketch("volume", "create", "--label", "a=b", "turns")
+    lock = ketch.root / "volumes" / ".lock"
+    env = dict(os.environ, KETCH_ROOT=str(ketch.root), KETCH_RUN_ROOT=str(ketch.root / "run"))
+    with open(lock, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        rm = subprocess.Popen([*ketch_command(), "volume", "rm", "turns"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: has_open(rm.pid, lock), what="the removal to wait for the lock")
+        assert rm.poll() is None
+        assert ketch("volume", "inspect", "-f", "{{.Labels.a}}", "turns").stdout == "b\n"
+    out, err = rm.communicate(timeout=60)
+    assert (rm.returncode, out, err) == (0, "turns\n", "")
+    assert ketch("volume", "ls", "-q").stdout == ""
+
+
 def test_volume_ls_dangling(ketch):
     ketch("volume", "create", "free")
     ketch("create", "--name", "h1", "-v", "taken:/t", "busybox")

@@ -105,10 +105,11 @@ class VolumeStore:
         return data
 
     def create(self, name: str | None = None, *, labels: dict[str, str] | None = None,
-               options: dict[str, str] | None = None, driver: str = "local"
-               ) -> dict[str, Any]:
-        """Create a volume (an existing one is returned as it is, as Docker does). A
-        refusal names the volume, as dockerd's ("create NAME: ...")."""
+               options: dict[str, str] | None = None, driver: str = "local",
+               exclusive: bool = False) -> dict[str, Any]:
+        """Create a volume (an existing one is returned as it is, as Docker does; with
+        `exclusive`, Conflict). A refusal names the volume, as dockerd's ("create NAME:
+        ...")."""
         import os
 
         options = dict(options or {})
@@ -129,18 +130,37 @@ class VolumeStore:
             check_driver_options(options)
         except InvalidArgument as e:
             raise InvalidArgument(f"create {name}: {e.message}") from None
-        existed = (self.path(name) / "_data").is_dir()
-        if not existed:
-            # metadata first: a volume whose `_data` exists is complete
-            self.path(name).mkdir(parents=True, exist_ok=True)
-            if labels:
-                self._write_json(name, "labels.json", labels)
-            if options:
-                self._write_json(name, "opts.json", options)
-        self.ensure(name)
+        with self._store_lock():  # (a removal of the name takes the directory away)
+            existed = (self.path(name) / "_data").is_dir()
+            if existed and exclusive:
+                raise Conflict(f"create {name}: volume already exists")
+            if not existed:
+                # metadata first: a volume whose `_data` exists is complete
+                self.path(name).mkdir(parents=True, exist_ok=True)
+                if labels:
+                    self._write_json(name, "labels.json", labels)
+                if options:
+                    self._write_json(name, "opts.json", options)
+            self.ensure(name)
         if not existed:
             self.event("create", name)
         return self.inspect(name)
+
+    @contextmanager
+    def _store_lock(self) -> Iterator[None]:
+        """Creations and removals of volumes one at a time (volumes/.lock): a removal
+        renaming a volume away while a creation of the name writes its metadata failed
+        that creation with an internal error."""
+        import fcntl
+        import os
+
+        os.makedirs(self.dir, exist_ok=True)
+        fd = os.open(self.dir / ".lock", os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def event(self, action: str, name: str, **attrs: object) -> None:
         """Journal a volume event (ketch.events), with dockerd's attributes."""
@@ -299,26 +319,26 @@ class VolumeStore:
                 return
             raise NotFound(f"get {name}: no such volume")
         p = self.path(name)
-        if not p.is_dir():
-            if missing_ok:
-                return
-            raise NotFound(f"get {name}: no such volume")
-        users = self.in_use(name)
-        if users and not force:
-            raise Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
         from ketch.containers.rootfs import is_mounted, unmount
-
-        # never delete through a mount: a bind volume's `_data` is the user's directory
-        unmount(p / "_data")
-        if is_mounted(p / "_data"):
-            raise Conflict(f"remove {name}: the volume's filesystem is still mounted")
         from ketch.store.trash import delete_tree, take
 
-        # one rename (into the trash) claims it: of two removals at once (two prunes),
-        # the other finds no such volume
-        taken = take(self.engine.root_dir, str(p))
-        if taken is None:
-            raise NotFound(f"get {name}: no such volume")
+        with self._store_lock():
+            if not p.is_dir():
+                if missing_ok:
+                    return
+                raise NotFound(f"get {name}: no such volume")
+            users = self.in_use(name)
+            if users and not force:
+                raise Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
+            # never delete through a mount: a bind volume's `_data` is the user's directory
+            unmount(p / "_data")
+            if is_mounted(p / "_data"):
+                raise Conflict(f"remove {name}: the volume's filesystem is still mounted")
+            # one rename (into the trash) claims it: of two removals at once (two
+            # prunes), the other finds no such volume
+            taken = take(self.engine.root_dir, str(p))
+            if taken is None:
+                raise NotFound(f"get {name}: no such volume")
         delete_tree(taken, ignore_errors=False)
         self.event("destroy", name)
 
