@@ -297,6 +297,56 @@ def test_playing_the_same_pod_twice_conflicts_unless_replace(kk: KubeCLI) -> Non
     assert kk.pods() == []
 
 
+def test_two_plays_of_one_pod_at_once_leave_the_winners_files_and_volumes(kk: KubeCLI
+                                                                         ) -> None:
+    """Two `kube play` of a pod with a ConfigMap volume and an emptyDir at the same
+    moment: one plays it, the other says the pod exists, and the pod that runs keeps
+    its ConfigMap file and its emptyDir. Before, the losing play removed the pod's
+    files and emptyDir on its way in and out, and both failed ("bind source path does
+    not exist", "volume is in use")."""
+    import os
+    import subprocess
+
+    from tests.conftest import ketch_command
+
+    path = kk.yaml("""
+        apiVersion: v1
+        kind: ConfigMap
+        metadata: {name: cfg}
+        data: {greeting: hello}
+        ---
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: both}
+        spec:
+          terminationGracePeriodSeconds: 1
+          containers:
+          - name: c
+            image: busybox
+            command: [sleep, "600"]
+            volumeMounts: [{name: conf, mountPath: /conf}, {name: scratch, mountPath: /s}]
+          volumes:
+          - {name: conf, configMap: {name: cfg}}
+          - {name: scratch, emptyDir: {}}
+        """)
+    env = dict(os.environ, KETCH_ROOT=str(kk.root), KETCH_RUN_ROOT=str(kk.root / "run"))
+    for _ in range(2):
+        plays = [subprocess.Popen([*ketch_command(), "kube", "play", str(path)], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+        results = sorted((p.wait(timeout=120), p.stderr.read().strip()) for p in plays)
+        for p in plays:
+            p.stdout.close()  # type: ignore[union-attr]
+            p.stderr.close()  # type: ignore[union-attr]
+        assert results == [(0, ""), (125, "Error: pod 'both' already exists: remove it,"
+                                          " or play with --replace")]
+        assert kk.exec("both-c", "cat /conf/greeting; touch /s/x && echo ok") == "hellook\n"
+        assert kk("volume", "ls", "-q").stdout.split() == ["both-scratch"]
+        kk("kube", "down", str(path))
+        assert kk.pods() == [] and kk("volume", "ls", "-q").stdout.split() == []
+        assert not (kk.root / "kube" / "both").exists()
+
+
 def test_start_false_creates_without_starting_and_stdin_is_read(kk: KubeCLI) -> None:
     text = """
 apiVersion: v1

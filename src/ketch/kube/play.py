@@ -134,7 +134,11 @@ class _Made:
             return str(store.inspect(name)["Mountpoint"])
         except NotFound:
             pass
-        mountpoint = str(store.create(name, labels=labels, options=options)["Mountpoint"])
+        try:
+            mountpoint = str(store.create(name, labels=labels, options=options,
+                                          exclusive=True)["Mountpoint"])
+        except Conflict:  # made meanwhile by another command: not this play's to undo
+            return str(store.inspect(name)["Mountpoint"])
         self.volumes.append(name)
         return mountpoint
 
@@ -259,6 +263,21 @@ def _check_non_root(engine: Engine, c: ContainerPlan) -> None:
 
 # -- pods ---------------------------------------------------------------------------------
 def _play_pod(engine: Engine, pod: PodPlan, network: str | None, made: _Made) -> PlayedPod:
+    # The pod first: its name is what the pod's files and emptyDirs are kept under, and
+    # a play of the same pod at the same moment must fail here, before it touches them
+    # (it removed the running pod's ConfigMap files and emptyDirs, and so did its undo).
+    labels = {**pod.labels, LABEL_KIND: pod.kind, LABEL_OWNER: pod.owner}
+    try:
+        rec = engine.pod_create(pod.name, publish=pod.publish,
+                                network="host" if pod.host_network else network,
+                                hostname=pod.hostname or None, add_hosts=pod.add_hosts,
+                                labels=labels)
+    except Conflict:
+        if pod.name not in engine.pods.records.names():
+            raise
+        raise Conflict(f"pod {pod.name!r} already exists: remove it, or play with"
+                       " --replace") from None
+    made.pods.append(rec.id)
     base = files_dir(engine, pod.name)
     shutil.rmtree(base, ignore_errors=True)  # left by a pod of this name removed by hand
     if pod.files:
@@ -269,12 +288,6 @@ def _play_pod(engine: Engine, pod: PodPlan, network: str | None, made: _Made) ->
     for vname, opts in pod.volumes.items():
         _fresh_empty_dir(engine, pod.name, vname)
         made.volume(vname, {LABEL_VOLUME: pod.name}, opts)
-    labels = {**pod.labels, LABEL_KIND: pod.kind, LABEL_OWNER: pod.owner}
-    rec = engine.pod_create(pod.name, publish=pod.publish,
-                            network="host" if pod.host_network else network,
-                            hostname=pod.hostname or None, add_hosts=pod.add_hosts,
-                            labels=labels)
-    made.pods.append(rec.id)
     played = PlayedPod(id=rec.id, name=pod.name)
     for c in pod.containers:
         hc = dict(c.host_config)
