@@ -27,6 +27,29 @@ def test_tags_quiet_iidfile_and_labels(kb: Builder) -> None:
     assert 'invalid argument "Bad:Tag" for "-t, --tag" flag' in bad.stderr
 
 
+def test_an_iidfile_is_removed_before_the_build_and_one_it_cannot_write_is_one_line(
+        kb: Builder) -> None:
+    """As the docker CLI: a stale --iidfile goes before the build (a failed build leaves
+    none), a path it cannot remove stops the build, and a path it cannot write says so
+    in one line, exit 1, after the -q line (it was an internal error)."""
+    ctx = kb.context({"Dockerfile": "FROM busybox\nRUN false\n"})
+    iid = kb.tmp / "stale-iid"
+    iid.write_text("sha256:" + "0" * 64)
+    assert kb.build(ctx, "--iidfile", str(iid), check=False).returncode == 1
+    assert not iid.exists()
+    ctx = kb.context({"Dockerfile": "FROM busybox\nCMD [\"true\"]\n"})
+    where = kb.tmp / "no-such-dir" / "iid"
+    r = kb.build(ctx, "-q", "--iidfile", str(where), check=False)
+    assert r.returncode == 1
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}\n", r.stdout), r.stdout
+    assert r.stderr == f"Error: open {where}: no such file or directory\n"
+    (kb.tmp / "a-dir" / "inside").mkdir(parents=True)
+    r = kb.build(ctx, "-q", "--iidfile", str(kb.tmp / "a-dir"), check=False)
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr == (f"Error: Removing image ID file: remove {kb.tmp / 'a-dir'}:"
+                        " directory not empty\n")
+
+
 def test_platform_must_be_the_hosts(kb: Builder) -> None:
     ctx = kb.context({"Dockerfile": "FROM busybox\nCMD [\"true\"]\n"})
     arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())

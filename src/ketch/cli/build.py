@@ -8,7 +8,7 @@ import sys
 
 from ketch.cli.base import Registry, engine, parse_filters
 from ketch.cli.flags import Namespace, Parser, count_error, exits
-from ketch.errors import BuildError, InvalidArgument
+from ketch.errors import BuildError, InvalidArgument, KetchError
 
 registry = Registry()
 
@@ -175,6 +175,8 @@ def build(ns: Namespace) -> int:
     _check_tags(ns.tag)
     _refuse_unsupported(ns)
     run_host_config = _run_host_config(ns)
+    if ns.iidfile:
+        _remove_stale_iidfile(ns.iidfile)
     out = sys.stdout
     quiet_buf: list[str] = []
     result = None
@@ -205,12 +207,35 @@ def build(ns: Namespace) -> int:
         sys.stderr.write(e.message.rstrip("\n") + "\n")
         return e.code
     assert result is not None
-    if ns.iidfile:
-        with open(ns.iidfile, "w") as f:
-            f.write(result.image_id)
     if ns.quiet:
         out.write(result.image_id + "\n")
+    if ns.iidfile:  # after the build and its -q line, as the docker CLI writes it
+        try:
+            with open(ns.iidfile, "w") as f:
+                f.write(result.image_id)
+        except OSError as e:
+            out.flush()
+            raise KetchError(f"open {ns.iidfile}: {_os_words(e)}") from None
     return 0
+
+
+def _remove_stale_iidfile(path: str) -> None:
+    """The docker CLI removes an --iidfile before it builds, so a failed build leaves no
+    stale ID behind; a file it cannot remove stops the build before it starts."""
+    try:
+        try:
+            os.unlink(path)
+        except IsADirectoryError:
+            os.rmdir(path)  # as Go's os.Remove: an empty directory goes too
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise KetchError(f"Removing image ID file: remove {path}: {_os_words(e)}") from None
+
+
+def _os_words(e: OSError) -> str:
+    """An OSError as Go's syscall errors print it ("no such file or directory")."""
+    return (e.strerror or str(e)).lower()
 
 
 @registry.command("prune", "[OPTIONS]", "Remove build cache")
