@@ -329,6 +329,12 @@ def test_export_writes_the_root_filesystem(ketch, ctr, tmp_path: Path):
     assert (p.returncode, p.stderr) == (1, "Error: failed to export container: invalid output"
                                            f" path: stat {tmp_path / 'no'}: no such file or"
                                            " directory\n")
+    # a directory is refused before the work (it failed at the end, naming the
+    # temporary file it had written the whole archive to), and nothing is left in it
+    p = ketch("export", "-o", str(tmp_path), ctr, check=False)
+    assert (p.returncode, p.stderr) == (1, "Error: failed to export container: invalid output"
+                                           f' path: "{tmp_path}" is a directory\n')
+    assert not list(tmp_path.parent.glob(f"{tmp_path.name}.ketch-*"))
     raw = subprocess.run(ketch.argv("container", "export", ctr), env=ketch.env(),
                          capture_output=True, check=True).stdout
     with tarfile.open(fileobj=io.BytesIO(raw)) as tf:

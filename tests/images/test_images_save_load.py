@@ -109,6 +109,19 @@ def test_save_into_a_missing_directory_says_so(ketch: KetchCLI, busybox: str,
                            f" {tmp_path / 'no' / 'such'}: no such file or directory\n")
 
 
+def test_save_into_a_directory_says_so_before_it_writes(ketch: KetchCLI, busybox: str,
+                                                      tmp_path: Path) -> None:
+    """It was an internal error at the end, once the whole archive was written."""
+    where = tmp_path / "archives"
+    where.mkdir()
+    proc = ketch("save", "-o", str(where), "busybox", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr == ("Error: failed to save image: invalid output path:"
+                           f' "{where}" is a directory\n')
+    assert list(where.iterdir()) == []
+    assert not list(tmp_path.glob("archives.ketch-*"))
+
+
 def test_save_refuses_to_write_to_a_terminal(ketch: KetchCLI, busybox: str) -> None:
     import pty
 

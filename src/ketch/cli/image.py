@@ -289,6 +289,11 @@ def images_save(ns: Namespace) -> None:
             raise InvalidArgument("failed to save image: invalid output path: stat"
                                   f" {parent}: " + ("not a directory" if os.path.exists(parent)
                                                     else "no such file or directory"))
+        if os.path.isdir(ns.output):  # (the rename at the end would fail, after the work)
+            from ketch.fmt.gofmt import quote
+
+            raise InvalidArgument("failed to save image: invalid output path:"
+                                  f" {quote(ns.output)} is a directory")
         # Written beside the target and renamed at the end: a failed save never leaves
         # a half archive under the name asked for.
         tmp = f"{ns.output}.ketch-{os.getpid()}.tmp"

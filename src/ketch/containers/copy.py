@@ -722,6 +722,11 @@ def export(svc: ContainerService, name: str, output: str | None,
             raise InvalidArgument("failed to export container: invalid output path: stat"
                                   f" {parent}: " + ("not a directory" if os.path.exists(parent)
                                                     else "no such file or directory"))
+        if os.path.isdir(output):  # (the rename at the end would fail, after the work)
+            from ketch.fmt.gofmt import quote
+
+            raise InvalidArgument("failed to export container: invalid output path:"
+                                  f" {quote(output)} is a directory")
 
     def work(root_fd: int, root: Path) -> int:
         from ketch.archive import write_tree
