@@ -215,7 +215,21 @@ def test_create_with_wrong_field_types_is_400_and_creates_nothing(api: Api) -> N
             ({"Image": "busybox", "Cmd": ["true"], "Tty": 1},
              "invalid Tty: expected a boolean, got number"),
             ({"Image": "busybox", "Cmd": ["true"], "HostConfig": []},
-             "invalid HostConfig: expected an object")):
+             "invalid HostConfig: expected an object"),
+            # the HostConfig fields the engine reads as lists, maps and objects (each of
+            # these was a 500 with a Python error: "'int' object is not iterable")
+            ({"Image": "busybox", "HostConfig": {"Binds": 5}},
+             "invalid Binds: expected an array of strings, got number"),
+            ({"Image": "busybox", "HostConfig": {"Tmpfs": ["/x"]}},
+             "invalid Tmpfs: expected an object of strings, got array"),
+            ({"Image": "busybox", "HostConfig": {"Mounts": [5]}},
+             "invalid Mounts: expected an array of objects, got array"),
+            ({"Image": "busybox", "HostConfig": {"RestartPolicy": "always"}},
+             "invalid RestartPolicy: expected an object, got string"),
+            ({"Image": "busybox", "HostConfig": {"LogConfig": {"Type": ["json-file"]}}},
+             "invalid LogConfig.Type: expected a string, got array"),
+            ({"Image": "busybox", "HostConfig": {"CpusetCpus": 1}},
+             "invalid CpusetCpus: expected a string, got number")):
         status, _, data = request(api, "POST", "/containers/create", json.dumps(body).encode(),
                                   hdr)
         assert (status, json.loads(data)["message"]) == (400, message)

@@ -127,6 +127,16 @@ def test_network_create_refuses_bad_requests_and_creates_nothing(napi: Api) -> N
                        ({"Name": "plug", "Driver": "overlay"}, 404)):
         status, doc = _status(napi, "POST", "/v1.45/networks/create", body)
         assert (status, bool(doc.get("message"))) == (want, True), (body, doc)
+    # wrong JSON types where objects belong (each was a 500 with a Python error)
+    for body, message in (({"Name": "t1", "IPAM": 5}, "invalid IPAM: expected an object"),
+                          ({"Name": "t2", "IPAM": {"Config": "10.9.0.0/24"}},
+                           "invalid IPAM.Config: expected an array of objects"),
+                          ({"Name": "t3", "IPAM": {"Config": [5]}},
+                           "invalid IPAM.Config: expected an array of objects"),
+                          ({"Name": "t4", "ConfigFrom": "x"},
+                           "invalid ConfigFrom: expected an object")):
+        assert _status(napi, "POST", "/v1.45/networks/create", body) == \
+            (400, {"message": message})
     conn = napi.http()
     conn.request("POST", "/v1.45/networks/create", body=b"{not json",
                  headers={"Content-Type": "application/json"})

@@ -330,6 +330,56 @@ def check_config_types(config: dict[str, Any]) -> None:
         raise _wrong("StopTimeout", timeout, "an integer")
 
 
+# HostConfig fields by JSON type, the ones the engine reads as such (others are checked
+# where they are read: resources, ports, devices)
+_HC_STR_FIELDS = ("CpusetCpus", "CpusetMems", "NetworkMode", "IpcMode", "PidMode",
+                  "UTSMode", "UsernsMode", "CgroupnsMode", "CgroupParent", "Runtime",
+                  "VolumeDriver", "Isolation")
+_HC_STR_LIST_FIELDS = ("Binds", "CapAdd", "CapDrop", "Dns", "DnsOptions", "DnsSearch",
+                       "ExtraHosts", "GroupAdd", "SecurityOpt", "VolumesFrom", "Links",
+                       "MaskedPaths", "ReadonlyPaths", "DeviceCgroupRules")
+_HC_STR_MAP_FIELDS = ("Tmpfs", "Sysctls", "StorageOpt")
+_HC_OBJECT_LIST_FIELDS = ("Mounts", "Ulimits")
+
+
+def check_host_config_types(hc: dict[str, Any]) -> None:
+    """The JSON types of a create request's HostConfig fields (null is always allowed),
+    so that a client's wrong type is refused in a line rather than met as a crash."""
+    for name in _HC_STR_FIELDS:
+        v = hc.get(name)
+        if v is not None and not isinstance(v, str):
+            raise _wrong(name, v, "a string")
+    for name in _HC_STR_LIST_FIELDS:
+        v = hc.get(name)
+        if v is not None and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
+            raise _wrong(name, v, "an array of strings")
+    for name in _HC_STR_MAP_FIELDS:
+        v = hc.get(name)
+        if v is not None and not (isinstance(v, dict)
+                                  and all(isinstance(x, str) for x in v.values())):
+            raise _wrong(name, v, "an object of strings")
+    for name in _HC_OBJECT_LIST_FIELDS:
+        v = hc.get(name)
+        if v is not None and not (isinstance(v, list) and all(isinstance(x, dict) for x in v)):
+            raise _wrong(name, v, "an array of objects")
+    policy = hc.get("RestartPolicy")
+    if policy is not None:
+        if not isinstance(policy, dict):
+            raise _wrong("RestartPolicy", policy, "an object")
+        if policy.get("Name") is not None and not isinstance(policy["Name"], str):
+            raise _wrong("RestartPolicy.Name", policy["Name"], "a string")
+    log = hc.get("LogConfig")
+    if log is not None:
+        if not isinstance(log, dict):
+            raise _wrong("LogConfig", log, "an object")
+        if log.get("Type") is not None and not isinstance(log["Type"], str):
+            raise _wrong("LogConfig.Type", log["Type"], "a string")
+        opts = log.get("Config")
+        if opts is not None and not (isinstance(opts, dict)
+                                     and all(isinstance(x, str) for x in opts.values())):
+            raise _wrong("LogConfig.Config", opts, "an object of strings")
+
+
 def check_exposed_ports(config: dict[str, Any]) -> None:
     """dockerd's check of Config.ExposedPorts: each key PORT[/PROTO] with a port number
     (a range, as an image's EXPOSE keeps it, is let through). Not network.ports'
@@ -391,6 +441,7 @@ def validate(config: dict[str, Any], hc: dict[str, Any]) -> None:
     """Refuse a create request the daemon would refuse; changes nothing but the form of
     a string Cmd/Entrypoint and of capability names."""
     check_config_types(config)
+    check_host_config_types(hc)
     check_env(config)
     check_exposed_ports(config)
     if config.get("Healthcheck") is not None or config.get("HealthcheckOnFailureAction"):

@@ -301,7 +301,15 @@ def create_from_request(engine: ContainerHost, doc: dict[str, Any]) -> dict[str,
     if not isinstance(labels, dict) or not isinstance(options, dict):
         raise InvalidArgument("invalid Labels or Options: expected an object")
     ipam = doc.get("IPAM") or {}
-    configs = [c for c in ipam.get("Config") or [] if c]
+    if not isinstance(ipam, dict):
+        raise InvalidArgument("invalid IPAM: expected an object")
+    configs = [c for c in ipam.get("Config") or [] if c] \
+        if isinstance(ipam.get("Config") or [], list) else None
+    if configs is None or not all(isinstance(c, dict) for c in configs):
+        raise InvalidArgument("invalid IPAM.Config: expected an array of objects")
+    config_from = doc.get("ConfigFrom") or {}
+    if not isinstance(config_from, dict):
+        raise InvalidArgument("invalid ConfigFrom: expected an object")
     v4 = [c for c in configs if ":" not in str(c.get("Subnet") or "")]
     v6 = [c for c in configs if ":" in str(c.get("Subnet") or "")]
     if len(v4) > 1 or len(v6) > 1:
@@ -327,6 +335,6 @@ def create_from_request(engine: ContainerHost, doc: dict[str, Any]) -> dict[str,
         ipam_options=ipam.get("Options") or None, ipv6=bool(doc.get("EnableIPv6")),
         scope=scope, subnet6=c6.get("Subnet") or None, gateway6=c6.get("Gateway") or None,
         config_only=bool(doc.get("ConfigOnly")),
-        config_from=(doc.get("ConfigFrom") or {}).get("Network") or None,
+        config_from=config_from.get("Network") or None,
         ingress=bool(doc.get("Ingress")))
     return {"Id": net.id, "Warning": ""}
