@@ -146,8 +146,13 @@ def test_update_cpu_and_memory_flags_change_the_running_cgroup_and_the_record(ke
                 " {{.HostConfig.CpuShares}} {{.HostConfig.CpusetCpus}}"
                 " {{.HostConfig.MemoryReservation}}", "updc").stdout
     assert got == f"50000 25000 512 0 {32 << 20}\n"
-    ketch("update", "--cpus", "0.5", "updc")
-    assert ketch("inspect", "-f", "{{.HostConfig.NanoCpus}}", "updc").stdout == "500000000\n"
+    # --cpus sets the period and quota itself: not beside ones set before (dockerd's)
+    p = ketch("update", "--cpus", "0.5", "updc", check=False)
+    assert (p.returncode, p.stderr) == (1, "Error: Conflicting options: Nano CPUs cannot be"
+                                           " updated as CPU Period has already been set\n")
+    cid = run_d("--name", "updn", "busybox", "sleep", "300")
+    ketch("update", "--cpus", "0.5", "updn")
+    assert ketch("inspect", "-f", "{{.HostConfig.NanoCpus}}", "updn").stdout == "500000000\n"
     assert int(_cg(cid, "cpu.cfs_quota_us")) * 2 == int(_cg(cid, "cpu.cfs_period_us"))
 
 

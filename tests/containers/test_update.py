@@ -48,3 +48,35 @@ def test_update_refuses_bad_values_and_changes_nothing(ketch, run_d) -> None:  #
     assert ketch("inspect", "-f", "{{.HostConfig.Memory}}", "upd2").stdout.strip() == \
         str(64 * MiB)
     assert _limit(ketch, "upd2") == "64MiB"
+
+
+def test_update_checks_cpu_values_as_dockerd_before_it_changes_anything(  # type: ignore[no-untyped-def]
+        ketch, run_d) -> None:
+    """The CFS period and quota are checked as at create, NanoCpus does not meet a period
+    or quota set before (either way), and a cpuset the kernel refuses is said as at
+    start; before, a bad value reached runc ('runc update: failed to write "5": write
+    /sys/fs/cgroup/...: invalid argument') and --cpus beside --cpu-period was taken."""
+    run_d("--name", "cpu1", "busybox", "sleep", "300")
+    run_d("--name", "cpu2", "--cpus", "1", "busybox", "sleep", "300")
+    for args, said in (
+            (("--cpu-quota", "5", "cpu1"), "CPU cfs quota can not be less than 1ms (i.e. 1000)"),
+            (("--cpu-period", "5", "cpu1"), "CPU cfs period can not be less than 1ms"
+                                            " (i.e. 1000) or larger than 1s (i.e. 1000000)"),
+            (("--cpus", "1", "--cpu-period", "100000", "cpu1"),
+             "Conflicting options: Nano CPUs and CPU Period cannot both be set"),
+            (("--cpuset-mems", "7", "cpu1"),
+             "Requested memory nodes are not available - requested 7, available: 0"),
+            (("--cpu-quota", "50000", "cpu2"),
+             "Conflicting options: CPU Quota cannot be updated as NanoCPUs has already been"
+             " set")):
+        p = ketch("update", *args, check=False)
+        assert (p.returncode, p.stdout, p.stderr) == (1, "", f"Error: {said}\n"), args
+    fields = "{{.HostConfig.NanoCpus}} {{.HostConfig.CpuQuota}} {{.HostConfig.CpuPeriod}}" \
+             " {{.HostConfig.CpusetMems}}"
+    assert ketch("inspect", "-f", fields, "cpu1", "cpu2").stdout.split("\n")[:2] == \
+        ["0 0 0 ", "1000000000 0 0 "]
+    assert ketch("update", "--cpu-quota", "50000", "cpu1").stdout == "cpu1\n"
+    p = ketch("update", "--cpus", "0.5", "cpu1", check=False)
+    assert p.stderr == ("Error: Conflicting options: Nano CPUs cannot be updated as CPU Quota"
+                        " has already been set\n")
+    assert ketch("update", "--cpus", "0.5", "cpu2").stdout == "cpu2\n"

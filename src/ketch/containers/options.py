@@ -149,16 +149,7 @@ def validate(svc: ContainerService, hc: dict[str, Any], config: dict[str, Any],
     if swappiness is not None and swappiness != -1 and not 0 <= swappiness <= 100:
         raise InvalidArgument(
             f"Invalid value: {swappiness}, valid memory swappiness range is 0-100")
-    period, quota = hc.get("CpuPeriod") or 0, hc.get("CpuQuota") or 0
-    if hc.get("NanoCpus") and period:
-        raise InvalidArgument("Conflicting options: Nano CPUs and CPU Period cannot both be set")
-    if hc.get("NanoCpus") and quota:
-        raise InvalidArgument("Conflicting options: Nano CPUs and CPU Quota cannot both be set")
-    if period and not 1000 <= period <= 1_000_000:
-        raise InvalidArgument("CPU cfs period can not be less than 1ms (i.e. 1000) or larger"
-                              " than 1s (i.e. 1000000)")
-    if quota and quota < 1000 and quota != -1:
-        raise InvalidArgument("CPU cfs quota can not be less than 1ms (i.e. 1000)")
+    check_cpu_period_quota(hc)
     rt_period, rt_runtime = hc.get("CpuRealtimePeriod") or 0, hc.get("CpuRealtimeRuntime") or 0
     if rt_period and not os.path.exists(_RT_PERIOD):
         raise InvalidArgument("Your kernel does not support cgroup cpu real-time period")
@@ -228,6 +219,21 @@ def validate(svc: ContainerService, hc: dict[str, Any], config: dict[str, Any],
                                   f"{dev.get('PathInContainer')}: the container path must"
                                   " be absolute")
         _host_device(dev.get("PathOnHost") or "")
+
+
+def check_cpu_period_quota(hc: dict[str, Any]) -> None:
+    """dockerd's checks of NanoCpus, CpuPeriod and CpuQuota (at create and, on the
+    request alone, at update)."""
+    period, quota = hc.get("CpuPeriod") or 0, hc.get("CpuQuota") or 0
+    if hc.get("NanoCpus") and period:
+        raise InvalidArgument("Conflicting options: Nano CPUs and CPU Period cannot both be set")
+    if hc.get("NanoCpus") and quota:
+        raise InvalidArgument("Conflicting options: Nano CPUs and CPU Quota cannot both be set")
+    if period and not 1000 <= period <= 1_000_000:
+        raise InvalidArgument("CPU cfs period can not be less than 1ms (i.e. 1000) or larger"
+                              " than 1s (i.e. 1000000)")
+    if quota and quota < 1000 and quota != -1:
+        raise InvalidArgument("CPU cfs quota can not be less than 1ms (i.e. 1000)")
 
 
 def check_endpoints(networking: dict[str, Any], has_ipv6: Any) -> None:

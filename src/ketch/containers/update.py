@@ -51,6 +51,20 @@ def _changes(update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _check_cpu_conflicts(wanted: dict[str, Any], current: dict[str, Any]) -> None:
+    """NanoCpus sets the CFS period and quota: once one way is set, the other is not
+    updated (dockerd's checks, in its order and words)."""
+    nano, had_nano = wanted.get("NanoCpus", 0) > 0, (current.get("NanoCpus") or 0) > 0
+    for field, name in (("CpuPeriod", "CPU Period"), ("CpuQuota", "CPU Quota")):
+        if nano and (current.get(field) or 0) > 0:
+            raise InvalidArgument(f"Conflicting options: Nano CPUs cannot be updated as {name}"
+                                  " has already been set")
+    for field, name in (("CpuPeriod", "CPU Period"), ("CpuQuota", "CPU Quota")):
+        if wanted.get(field, 0) > 0 and had_nano:
+            raise InvalidArgument(f"Conflicting options: {name} cannot be updated as NanoCPUs"
+                                  " has already been set")
+
+
 def _cgroup_resources(hc: dict[str, Any]) -> dict[str, Any]:
     """The OCI LinuxResources `runc update` applies, from a HostConfig (the same
     derivation as a start's: swap twice the memory unless set)."""
@@ -121,9 +135,11 @@ def update(svc: ContainerService, name_or_id: str, changes: dict[str, Any]) -> l
     """Apply `changes` (Docker's UpdateConfig: resources and RestartPolicy); the
     warnings (KernelMemory is discarded, as dockerd discards it)."""
     from ketch.containers.hostconfig import check_resources
+    from ketch.containers.options import check_cpu_period_quota
     from ketch.containers.restart import validate
 
     wanted = _changes(changes)
+    check_cpu_period_quota(wanted)  # the request alone, as dockerd's
     warnings: list[str] = []
     if wanted.pop("KernelMemory", None):
         # as at create: the kernel deprecated kmem limits (5.4), dockerd discards them
@@ -146,6 +162,7 @@ def update(svc: ContainerService, name_or_id: str, changes: dict[str, Any]) -> l
             raise InvalidArgument("You should always set the Memory limit when using"
                                   " Memoryswap limit, see usage")
         check_resources(hc)
+        _check_cpu_conflicts(wanted, rec.host_config)
         if "RestartPolicy" in wanted:
             if hc.get("AutoRemove") and wanted["RestartPolicy"]["Name"] not in ("", "no"):
                 raise InvalidArgument("Restart policy cannot be updated because AutoRemove"
@@ -154,6 +171,15 @@ def update(svc: ContainerService, name_or_id: str, changes: dict[str, Any]) -> l
         if "CpuRealtimePeriod" in wanted or "CpuRealtimeRuntime" in wanted:
             _realtime(hc, rec.state in ("running", "paused"))
         if rec.state in ("running", "paused") and any(k != "RestartPolicy" for k in wanted):
-            svc.lifecycle.monitor(rec).runtime.update(rec.id, _cgroup_resources(hc))
+            from ketch.errors import RuntimeFailure
+            from ketch.runtime.oci import explain_runtime_error
+
+            try:
+                svc.lifecycle.monitor(rec).runtime.update(rec.id, _cgroup_resources(hc))
+            except RuntimeFailure as e:  # a value the kernel refused, said as at start
+                explained = explain_runtime_error(e.message)
+                if explained == e.message:
+                    raise
+                raise InvalidArgument(explained) from None
         svc.records.update(rec.id, host_config=hc)
     return warnings
