@@ -17,6 +17,7 @@ from ketch.errors import InvalidArgument
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 MIN_MEMORY = 6 * 1024 * 1024  # Docker's floor for a memory limit or reservation
@@ -296,32 +297,46 @@ def _wrong(name: str, v: Any, want: str) -> InvalidArgument:
     return InvalidArgument(f"invalid {name}: expected {want}, got {_json_type(v)}")
 
 
+def _strings(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+# a JSON type's name in the messages, and its test
+_KINDS: dict[str, Callable[[Any], bool]] = {
+    "a string": lambda v: isinstance(v, str),
+    "a boolean": lambda v: isinstance(v, bool),
+    "an array of strings": _strings,
+    "an object": lambda v: isinstance(v, dict),
+    "an object of strings": lambda v: isinstance(v, dict) and all(
+        isinstance(x, str) for x in v.values()),
+    "an array of objects": lambda v: isinstance(v, list) and all(
+        isinstance(x, dict) for x in v),
+}
+
+
+def _check_kinds(doc: dict[str, Any], fields: dict[str, tuple[str, ...]]) -> None:
+    """Each field of `doc` named in `fields` (a kind of _KINDS: names) is of that kind
+    or null."""
+    for kind, names in fields.items():
+        ok = _KINDS[kind]
+        for name in names:
+            v = doc.get(name)
+            if v is not None and not ok(v):
+                raise _wrong(name, v, kind)
+
+
 def check_config_types(config: dict[str, Any]) -> None:
     """The JSON types of a create request's Config (null is always allowed). A string
     Cmd or Entrypoint is taken as a one-element list, as the daemon does."""
-    for name in _STR_FIELDS:
-        v = config.get(name)
-        if v is not None and not isinstance(v, str):
-            raise _wrong(name, v, "a string")
-    for name in _BOOL_FIELDS:
-        v = config.get(name)
-        if v is not None and not isinstance(v, bool):
-            raise _wrong(name, v, "a boolean")
     for name in _STR_SLICE_FIELDS:
         v = config.get(name)
         if isinstance(v, str):
             config[name] = [v]
-        elif v is not None and not (isinstance(v, list)
-                                    and all(isinstance(x, str) for x in v)):
+        elif v is not None and not _strings(v):
             raise _wrong(name, v, "a string or an array of strings")
-    for name in _STR_LIST_FIELDS:
-        v = config.get(name)
-        if v is not None and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
-            raise _wrong(name, v, "an array of strings")
-    for name in _OBJECT_FIELDS:
-        v = config.get(name)
-        if v is not None and not isinstance(v, dict):
-            raise _wrong(name, v, "an object")
+    _check_kinds(config, {"a string": _STR_FIELDS, "a boolean": _BOOL_FIELDS,
+                          "an array of strings": _STR_LIST_FIELDS,
+                          "an object": _OBJECT_FIELDS})
     labels = config.get("Labels") or {}
     if not all(isinstance(v, str) for v in labels.values()):
         raise InvalidArgument("invalid Labels: every value must be a string")
@@ -345,23 +360,9 @@ _HC_OBJECT_LIST_FIELDS = ("Mounts", "Ulimits")
 def check_host_config_types(hc: dict[str, Any]) -> None:
     """The JSON types of a create request's HostConfig fields (null is always allowed),
     so that a client's wrong type is refused in a line rather than met as a crash."""
-    for name in _HC_STR_FIELDS:
-        v = hc.get(name)
-        if v is not None and not isinstance(v, str):
-            raise _wrong(name, v, "a string")
-    for name in _HC_STR_LIST_FIELDS:
-        v = hc.get(name)
-        if v is not None and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
-            raise _wrong(name, v, "an array of strings")
-    for name in _HC_STR_MAP_FIELDS:
-        v = hc.get(name)
-        if v is not None and not (isinstance(v, dict)
-                                  and all(isinstance(x, str) for x in v.values())):
-            raise _wrong(name, v, "an object of strings")
-    for name in _HC_OBJECT_LIST_FIELDS:
-        v = hc.get(name)
-        if v is not None and not (isinstance(v, list) and all(isinstance(x, dict) for x in v)):
-            raise _wrong(name, v, "an array of objects")
+    _check_kinds(hc, {"a string": _HC_STR_FIELDS, "an array of strings": _HC_STR_LIST_FIELDS,
+                      "an object of strings": _HC_STR_MAP_FIELDS,
+                      "an array of objects": _HC_OBJECT_LIST_FIELDS})
     policy = hc.get("RestartPolicy")
     if policy is not None:
         if not isinstance(policy, dict):
@@ -374,10 +375,8 @@ def check_host_config_types(hc: dict[str, Any]) -> None:
             raise _wrong("LogConfig", log, "an object")
         if log.get("Type") is not None and not isinstance(log["Type"], str):
             raise _wrong("LogConfig.Type", log["Type"], "a string")
-        opts = log.get("Config")
-        if opts is not None and not (isinstance(opts, dict)
-                                     and all(isinstance(x, str) for x in opts.values())):
-            raise _wrong("LogConfig.Config", opts, "an object of strings")
+        if log.get("Config") is not None and not _KINDS["an object of strings"](log["Config"]):
+            raise _wrong("LogConfig.Config", log["Config"], "an object of strings")
 
 
 def check_exposed_ports(config: dict[str, Any]) -> None:

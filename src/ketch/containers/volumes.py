@@ -20,6 +20,7 @@ from ketch.values import cached_property, contextmanager
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from contextlib import AbstractContextManager
     from pathlib import Path
     from typing import Any
 
@@ -146,21 +147,12 @@ class VolumeStore:
             self.event("create", name)
         return self.inspect(name)
 
-    @contextmanager
-    def _store_lock(self) -> Iterator[None]:
+    def _store_lock(self) -> AbstractContextManager[None]:
         """Creations and removals of volumes one at a time (volumes/.lock): a removal
         renaming a volume away while a creation of the name writes its metadata failed
         that creation with an internal error."""
-        import fcntl
-        import os
-
-        os.makedirs(self.dir, exist_ok=True)
-        fd = os.open(self.dir / ".lock", os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        return _flocked(self.dir / ".lock")
 
     def event(self, action: str, name: str, **attrs: object) -> None:
         """Journal a volume event (ketch.events), with dockerd's attributes."""
@@ -181,17 +173,8 @@ class VolumeStore:
         return self._read_json(name, "opts.json") or {}
 
     # -- mounting driver volumes -----------------------------------------------------------
-    @contextmanager
-    def _lock(self, name: str) -> Iterator[None]:
-        import fcntl
-        import os
-
-        fd = os.open(self.path(name) / "lock", os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+    def _lock(self, name: str) -> AbstractContextManager[None]:
+        return _flocked(self.path(name) / "lock")
 
     def _holders(self, name: str) -> set[str]:
         try:
@@ -406,6 +389,20 @@ def _files_size(top: str) -> int:
             if stat.S_ISREG(st.st_mode):
                 size += st.st_size
     return size
+
+
+@contextmanager
+def _flocked(path: Path) -> Iterator[None]:
+    """An exclusive flock of `path` (made if missing) for the body."""
+    import fcntl
+    import os
+
+    fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _has_label(v: dict[str, Any], f: str) -> bool:
