@@ -309,3 +309,27 @@ def test_a_commit_beside_a_pause_commits_and_leaves_the_users_pause(ketch):
     for name in names:
         ketch("rm", "-f", name)
         ketch("rmi", f"{name}-image")
+
+
+def test_an_attached_run_rm_whose_container_another_command_removes_exits_137(ketch):
+    """`run --rm` attached, and `rm -f` of its container from another shell: the run
+    ends with the kill's 137 as docker run does, and the container is destroyed once.
+    Before, the removal deleted the record a second time with the exit code it had read
+    before the kill (the run exited 0) and journaled a second destroy."""
+    import time
+
+    env = dict(os.environ, KETCH_ROOT=str(ketch.root), KETCH_RUN_ROOT=str(ketch.root / "run"))
+    since = str(int(time.time()))
+    run = subprocess.Popen([*ketch_command(), "run", "--rm", "--name", "gone", "busybox",
+                            "sleep", "300"], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: ketch("inspect", "-f", "{{.State.Running}}", "gone",
+                           check=False).stdout == "true\n", what="the run's container to run")
+    assert ketch("rm", "-f", "gone").stdout == "gone\n"
+    out, err = run.communicate(timeout=60)
+    assert (run.returncode, out, err) == (137, "", "")
+    until = str(int(time.time()) + 1)
+    actions = ketch("events", "--since", since, "--until", until, "--filter",
+                    "container=gone", "--format", "{{.Action}}").stdout.split()
+    assert actions.count("destroy") == 1 and actions[-1] == "destroy", actions
+    assert ketch("ps", "-aq").stdout == ""

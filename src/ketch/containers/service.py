@@ -426,7 +426,13 @@ class ContainerService:
                         self.lifecycle.kill_now(rec)
                         self.lifecycle.finish(rec.id, locked=True, apply_policy=False)
                         killed = True
-                current = self.records.get(rec.id) or rec
+                current = self.records.get(rec.id)
+                if current is None and killed:
+                    # an --rm container: `finish` removed it, with its exit code (137)
+                    # for a `wait` and its destroy event; not again with the ones of the
+                    # record read before the kill (that `run --rm` then exited 0)
+                    return rec.id
+                current = current or rec
                 # a `wait` on the container that `rm -f` killed gets its exit (137), as
                 # dockerd's, though the record is gone by the time it looks
                 self._delete(current, volumes=volumes,
