@@ -179,3 +179,16 @@ def test_build_refuses_what_it_cannot_do_and_builds_nothing(kb: Builder) -> None
         assert message in r.stderr, (args, r.stderr)
         assert "Step 1/" not in r.stdout, args
         assert kb("images", "-q", "refused").stdout == "", args
+
+
+def test_a_built_layers_size_is_what_it_holds_as_dockerd_counts_it(kb: Builder) -> None:
+    """`history` and `image inspect` count a layer's files and symlink targets, as
+    dockerd does, not the length of its tar (headers and padding: 1536 bytes more for
+    one small file)."""
+    ctx = kb.context({"Dockerfile": "FROM busybox\nRUN printf 12345 > /five && ln -s /five"
+                                    " /six\n"})
+    kb.build(ctx, "-t", "sized")
+    first = kb("history", "--human=false", "--format", "{{.Size}}", "sized").stdout.split()[0]
+    assert first == str(5 + len("/five"))
+    base = int(kb.inspect("busybox", "{{.Size}}"))
+    assert int(kb.inspect("sized", "{{.Size}}")) == base + 10

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 # the tables that describe stored images (ketch/store/schema), copied row for row
-_IMAGE_TABLES = ("layers", "images", "tags", "repo_digests")
+_IMAGE_TABLES = ("layers", "layer_tar_sizes", "images", "tags", "repo_digests")
 
 
 def _session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -27,7 +27,7 @@ def test_images_prints_docker_table_with_header_and_aligned_columns(
     out = ketch("images").stdout
     lines = out.splitlines()
     assert HEADER.match(lines[0])
-    assert rows(out) == [["busybox", "latest", busybox[7:19], rows(out)[0][3], "2.14MB"]]
+    assert rows(out) == [["busybox", "latest", busybox[7:19], rows(out)[0][3], "1.99MB"]]
     assert re.fullmatch(r"\d+ seconds? ago|Less than a second ago|About a minute ago",
                         rows(out)[0][3])
     # docker's tabwriter: each column padded to its widest cell + 3, at least 10 wide
@@ -189,7 +189,7 @@ def test_filter_until_takes_a_timestamp_or_duration(ketch: KetchCLI, busybox: st
 
 def test_format_template_renders_each_row(ketch: KetchCLI, busybox: str) -> None:
     out = ketch("images", "--format", "{{.Repository}}|{{.Tag}}|{{.ID}}|{{.Size}}").stdout
-    assert out == f"busybox|latest|{busybox[7:19]}|2.14MB\n"
+    assert out == f"busybox|latest|{busybox[7:19]}|1.99MB\n"
 
 
 def test_format_table_template_adds_headers(ketch: KetchCLI, busybox: str) -> None:
@@ -210,7 +210,7 @@ def test_format_json_prints_one_docker_shaped_object_per_row(
     obj = json.loads(lines[0])
     assert list(obj) == sorted(obj)  # Go marshals the map with sorted keys
     assert obj["Repository"] == "busybox" and obj["Tag"] == "latest"
-    assert obj["ID"] == busybox[7:19] and obj["Size"] == "2.14MB"
+    assert obj["ID"] == busybox[7:19] and obj["Size"] == "1.99MB"
     assert obj["Containers"] == "N/A" and obj["Digest"] == "<none>"
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4} \S+", obj["CreatedAt"])
 

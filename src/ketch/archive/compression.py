@@ -42,6 +42,8 @@ class LayerDigests:
     digest: str  # sha256 of the compressed blob
     size: int  # compressed size in bytes
     uncompressed_size: int
+    # the unpacked layer's size as dockerd gives it (archive.writer); -1: not known
+    content_size: int = -1
 
 
 def detect_compression(head: bytes) -> str:

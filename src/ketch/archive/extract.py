@@ -89,6 +89,9 @@ class ExtractStats:
     xattrs_ignored: int = 0
     diff_id: str = ""
     uncompressed_size: int = 0
+    # the layer's size as dockerd gives it (`docker images` SIZE): the bytes of its
+    # regular files and symlink targets, as its directory holds them, not the tar's length
+    content_size: int = 0
 
 
 def extract(
@@ -153,6 +156,7 @@ def extract(
             raise _corrupt(e) from e
         stats.diff_id = reader.digest
         stats.uncompressed_size = reader.size
+        stats.content_size = stats.bytes_written + ex.symlink_bytes
     return stats
 
 
@@ -463,6 +467,7 @@ class _Extractor:
         self.mode = mode
         self.same_owner = same_owner
         self.stats = stats
+        self.symlink_bytes = 0  # (the targets' lengths: a symlink's size, as stat gives it)
         # Resolved paths (relative to the root) this archive created, with all their
         # ancestors: opaque dirs and whiteouts in "apply" mode spare these.
         self.unpacked: set[str] = set()
@@ -769,6 +774,7 @@ class _Extractor:
         t = _mtime_ns(member)
         os.utime(base, ns=(t, t), dir_fd=pfd, follow_symlinks=False)
         self.stats.symlinks += 1
+        self.symlink_bytes += len(os.fsencode(member.linkname))
 
     def _hardlink(self, member: tarfile.TarInfo, pfd: int, base: str, rel: str) -> bool:
         target = clean_member_name(member.linkname)

@@ -132,6 +132,9 @@ class _TarWriter:
         self._upper = upper
         self._links: dict[tuple[int, int], str] = {}
         self._buf = bytearray(COPY_BUFSIZE)
+        # what the files written take as dockerd counts a layer: regular files (each
+        # inode once: a second name is a hardlink entry) and symlinks' targets
+        self.content_size = 0
         self._lowers: list[int] = []
         try:
             for lower in lower_dirs:
@@ -319,6 +322,7 @@ class _TarWriter:
             target = os.readlink(name, dir_fd=dfd)
             pax, _ = self._xattrs(_proc_path(dfd, name), follow=False)
             self._header(arcname, st, tarfile.SYMTYPE, linkname=target, xattrs=pax)
+            self.content_size += len(os.fsencode(target))
         else:
             kind = {stat.S_IFCHR: tarfile.CHRTYPE, stat.S_IFBLK: tarfile.BLKTYPE,
                     stat.S_IFIFO: tarfile.FIFOTYPE}.get(stat.S_IFMT(mode))
@@ -342,6 +346,7 @@ class _TarWriter:
             size = st.st_size
             self._header(arcname, st, tarfile.REGTYPE, size=size, xattrs=pax)
             self._copy(fd, size, arcname)
+            self.content_size += size
         finally:
             os.close(fd)
 
@@ -422,14 +427,15 @@ def _proc_path(dfd: int, name: str) -> str:
 
 def write_layer_from_upper(
     upper: Path | str, out_fileobj: IO[bytes] | Any, *, lower_dirs: Sequence[Path] = ()
-) -> None:
+) -> int:
     """Write the layer tar that an overlayfs upper dir stands for to `out_fileobj`.
 
     Char devices 0/0 become `.wh.NAME`, opaque directories get a `DIR/.wh..wh..opq`
     entry after them (only if a lower dir has that directory, when `lower_dirs`, topmost
     first, are given), other xattrs become `SCHILY.xattr.*` records, and files sharing
     an inode become hardlinks to the first path written. `out_fileobj` is flushed, not
-    closed.
+    closed. Returns the layer's size as dockerd gives it (the bytes of its regular files,
+    each inode once, and of its symlinks' targets).
     """
     writer = _TarWriter(out_fileobj, upper=True, lower_dirs=lower_dirs)
     fd = os.open(upper, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -441,6 +447,7 @@ def write_layer_from_upper(
     finally:
         os.close(fd)
     writer.close()
+    return writer.content_size
 
 
 def write_tree(
@@ -518,7 +525,7 @@ def layer_blob_from_upper(
     gz = gzip_writer(compressed, level)
     try:
         uncompressed = DigestingWriter(gz)
-        write_layer_from_upper(upper, uncompressed, lower_dirs=lower_dirs)
+        content_size = write_layer_from_upper(upper, uncompressed, lower_dirs=lower_dirs)
     finally:
         gz.close()
     compressed.flush()
@@ -527,4 +534,5 @@ def layer_blob_from_upper(
         digest=compressed.digest,
         size=compressed.size,
         uncompressed_size=uncompressed.size,
+        content_size=content_size,
     )

@@ -91,11 +91,11 @@ def commit_upper(engine: BuildHost, upper: Path, lowers: list[Path], parent_chai
     if move:
         engine.layers.adopt_dir(upper, chain_id=chain, diff_id=d.diff_id, parent=parent_chain,
                                 blob_digest=blob, media_type=media, blob_size=d.size,
-                                size=d.uncompressed_size)
+                                size=d.content_size, tar_size=d.uncompressed_size)
     elif not engine.layers.has(chain):
         engine.layers.unpack_blob(blob, media, chain_id=chain, diff_id=d.diff_id,
                                   parent=parent_chain)
-    return NewLayer(blob, media, d.size, d.diff_id, d.uncompressed_size)
+    return NewLayer(blob, media, d.size, d.diff_id, d.content_size)
 
 
 class Workspace:

@@ -116,7 +116,7 @@ def write_image_archive(svc: ImageService, entries: list[tuple[ImageRecord, list
             else:
                 if lr is None:
                     raise KetchError(f"layer {diff_id} has no size record: store is damaged")
-                size = lr.size
+                size = lr.tar_size if lr.tar_size is not None else lr.size
                 with svc.content.open(desc.digest) as f:
                     tw.stream(name, open_decompressed(f), size)
             layer_descs.append(Descriptor(MediaType.OCI_LAYER, diff_id, size))

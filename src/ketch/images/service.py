@@ -502,10 +502,11 @@ class ImageService:
             chain = chain_of(parent, diff_id)
             self.layers.adopt_dir(stage / "diff", chain_id=chain, diff_id=diff_id,
                                   parent=parent, blob_digest=blob,
-                                  media_type=MediaType.OCI_LAYER, blob_size=size, size=size)
+                                  media_type=MediaType.OCI_LAYER, blob_size=size,
+                                  size=stats.content_size, tar_size=size)
         finally:
             delete_tree(str(stage))
-        return NewLayer(blob, MediaType.OCI_LAYER, size, diff_id, size)
+        return NewLayer(blob, MediaType.OCI_LAYER, size, diff_id, stats.content_size)
 
     def add_layer_blob(self, blob_digest: str, media_type: str, diff_id: str, size: int,
                        parent: str | None) -> NewLayer:

@@ -149,7 +149,8 @@ class LayerStore:
                 if before_commit is not None:
                     before_commit()
                 rec = LayerRecord(chain_id, diff_id or stats.diff_id, parent, blob_digest,
-                                  media_type, blob_size, stats.uncompressed_size)
+                                  media_type, blob_size, stats.content_size,
+                                  stats.uncompressed_size)
                 final = os.path.join(self.dir_path, hex_of(chain_id))
                 if os.path.exists(final):
                     _discard(self.root, final)
@@ -171,7 +172,7 @@ class LayerStore:
 
     def adopt_dir(self, tree: str | os.PathLike[str], *, chain_id: str, diff_id: str, parent: str | None,
                   blob_digest: str | None, media_type: str | None, blob_size: int | None,
-                  size: int) -> LayerRecord:
+                  size: int, tar_size: int | None = None) -> LayerRecord:
         """Move an already-unpacked tree (same filesystem) into place as a layer."""
         _check_chain(chain_id, parent, diff_id)
         with self._lock(chain_id):
@@ -185,7 +186,7 @@ class LayerStore:
             os.mkdir(final)
             os.rename(tree, os.path.join(final, "diff"))
             rec = LayerRecord(chain_id, diff_id, parent, blob_digest, media_type, blob_size,
-                              size)
+                              size, tar_size)
             with self.db.transaction() as conn:
                 self.records.add_layer(conn, rec)
             return rec

@@ -4,6 +4,12 @@ An image is identified by the digest of its config JSON (Docker's image ID). Its
 manifest (kept as a blob) names the layer blobs; `layers` records one row per chain ID
 with the blob it came from and where it is unpacked. Tags map full normalised
 references (`docker.io/library/node:latest`) to image IDs.
+
+A layer's `size` is dockerd's: the bytes its unpacked tree holds (regular files, each
+inode once, and symlink targets), which `images`, `history` and `system df` show. The
+length of its uncompressed tar, which `save` writes ahead of the decompressed stream,
+is kept beside it in `layer_tar_sizes`; a layer recorded before that table (whose
+`size` was the tar's length) has no row there.
 """
 
 from __future__ import annotations
@@ -51,6 +57,10 @@ CREATE TABLE IF NOT EXISTS layers (
     blob_size INTEGER,
     size INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS layer_tar_sizes (
+    chain_id TEXT PRIMARY KEY,
+    tar_size INTEGER NOT NULL
+);
 """
 
 
@@ -82,6 +92,11 @@ class LayerRecord:
     media_type: str | None
     blob_size: int | None
     size: int
+    tar_size: int | None = None  # None: recorded before, `size` is the tar's length
+
+
+_LAYER_ROWS = ("SELECT layers.*, layer_tar_sizes.tar_size FROM layers"
+               " LEFT JOIN layer_tar_sizes USING(chain_id)")
 
 
 class ImageRecords:
@@ -217,7 +232,7 @@ class ImageRecords:
 
     # -- layers -----------------------------------------------------------------
     def layer(self, chain_id: str) -> LayerRecord | None:
-        row = self.db.conn.execute("SELECT * FROM layers WHERE chain_id=?",
+        row = self.db.conn.execute(f"{_LAYER_ROWS} WHERE layers.chain_id=?",
                                    (chain_id,)).fetchone()
         return LayerRecord(**dict(row)) if row else None
 
@@ -230,12 +245,16 @@ class ImageRecords:
             " blob_size=COALESCE(layers.blob_size, excluded.blob_size)",
             (rec.chain_id, rec.diff_id, rec.parent, rec.blob_digest, rec.media_type,
              rec.blob_size, rec.size))
+        if rec.tar_size is not None:
+            conn.execute("INSERT OR IGNORE INTO layer_tar_sizes VALUES(?,?)",
+                         (rec.chain_id, rec.tar_size))
 
     def all_layers(self) -> list[LayerRecord]:
-        return [LayerRecord(**dict(r)) for r in self.db.conn.execute("SELECT * FROM layers")]
+        return [LayerRecord(**dict(r)) for r in self.db.conn.execute(_LAYER_ROWS)]
 
     def delete_layer(self, conn: sqlite3.Connection, chain_id: str) -> None:
         conn.execute("DELETE FROM layers WHERE chain_id=?", (chain_id,))
+        conn.execute("DELETE FROM layer_tar_sizes WHERE chain_id=?", (chain_id,))
 
 
 def labels_of(config: dict[str, Any]) -> dict[str, str]:
