@@ -62,7 +62,8 @@ def test_a_layer_unpacked_from_a_tar_stream_is_recorded_under_its_chain_id(
     diff = sha(tar)
     rec = unpack(layer_store, tar, chain_id=diff, diff_id=diff)
     assert (rec.chain_id, rec.diff_id, rec.parent) == (diff, diff, None)
-    assert rec.size == len(tar)  # the uncompressed stream's size
+    # its size as dockerd counts it (the files' bytes); the tar's length beside it
+    assert (rec.size, rec.tar_size) == (len(b"hi\n#!/bin/sh\n"), len(tar))
     assert layer_store.has(diff)
     assert layer_store.records.layer(diff) == rec
     assert (layer_store.path(diff) / "etc" / "hello").read_bytes() == b"hi\n"
