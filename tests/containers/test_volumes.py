@@ -167,6 +167,26 @@ def test_volume_creations_and_removals_take_turns(ketch):
     assert ketch("volume", "ls", "-q").stdout == ""
 
 
+def test_an_exclusive_create_of_a_volume_that_exists_is_a_conflict(ketch):
+    """What kube play relies on to undo only the volumes it made: `create` of an existing
+    volume returns it as Docker's does, `exclusive=True` refuses it and keeps it whole."""
+    from ketch.engine import Engine
+    from ketch.errors import Conflict
+
+    ketch("volume", "create", "--label", "by=user", "claimed")
+    with Engine(ketch.root, ketch.root / "run") as engine:
+        assert engine.volumes.create("claimed")["Labels"] == {"by": "user"}
+        try:
+            engine.volumes.create("claimed", labels={"by": "play"}, exclusive=True)
+        except Conflict as e:
+            assert e.message == "create claimed: volume already exists"
+        else:
+            raise AssertionError("an exclusive create of an existing volume went through")
+        assert engine.volumes.create("fresh", exclusive=True)["Name"] == "fresh"
+    assert ketch("volume", "inspect", "-f", "{{.Labels.by}}", "claimed").stdout == "user\n"
+    assert ketch("volume", "ls", "-q").stdout.split() == ["claimed", "fresh"]
+
+
 def test_volume_ls_dangling(ketch):
     ketch("volume", "create", "free")
     ketch("create", "--name", "h1", "-v", "taken:/t", "busybox")
