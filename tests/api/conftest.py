@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,15 +19,12 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import (
-    import_image,
-    isolated_network_config,
     ketch_command,
     require,
     require_root,
     require_tool,
-    teardown_root,
 )
-from tests.containers.conftest import TrackingCLI, leaks, wait_for
+from tests.containers.conftest import TrackingCLI, leaks, tracked_busybox_root, wait_for
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -137,18 +133,8 @@ def api_prereqs() -> None:
 @pytest.fixture(scope="module")
 def api_root(tmp_path_factory: pytest.TempPathFactory, busybox_tar: Path,
              api_prereqs: None) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("ketch-api")
-    isolated_network_config(root)
-    cli = TrackingCLI(root)
-    import_image(root, busybox_tar, "busybox", 'CMD ["sh"]')
-    yield root
-    cli.remove_everything()
-    wait_for(lambda: not leaks(root, cli.ids), timeout=20, what="the module's containers to go")
-    teardown_root(root, root / "run")
-    from ketch.containers.rootfs import unmount
-
-    unmount(root / "run" / "netns")
-    shutil.rmtree(root, ignore_errors=True)
+    with tracked_busybox_root(tmp_path_factory, busybox_tar, "ketch-api") as cli:
+        yield cli.root
 
 
 @pytest.fixture(scope="module")

@@ -152,7 +152,16 @@ def busybox_root(tmp_path_factory: pytest.TempPathFactory,
     bridge, subnets and chains (never the host's `ketch0`, nor another worker's), and
     the CLI on it; at the end every container there is removed and must leave nothing
     behind, and the root goes."""
-    root = tmp_path_factory.mktemp("ketch-ctr")
+    with tracked_busybox_root(tmp_path_factory, busybox_tar, "ketch-ctr") as cli:
+        yield cli
+
+
+@contextlib.contextmanager
+def tracked_busybox_root(tmp_path_factory: pytest.TempPathFactory, busybox_tar: Path,
+                         name: str) -> Iterator[TrackingCLI]:
+    """busybox_root's root, made under `name`: its CLI, and at the end its containers
+    removed, checked for leaks, and the root taken down."""
+    root = tmp_path_factory.mktemp(name)
     isolated_network_config(root)
     cli = TrackingCLI(root)
     import_image(root, busybox_tar, "busybox", 'CMD ["sh"]')
