@@ -819,7 +819,9 @@ class Engine:
     def info(self) -> dict[str, Any]:
         """`docker info` data (the Engine API's GET /info)."""
         from ketch.containers.logconfig import root_defaults
-        from ketch.runtime import which
+        from ketch.network.models import NETWORK_DRIVERS
+        from ketch.runtime import version_commit, which
+        from ketch.runtime.logs import LOG_DRIVERS
 
         images = self.records.all()
         counts = self._container_counts()
@@ -830,6 +832,12 @@ class Engine:
         except OSError:
             pass
         runtimes = {n: {"path": path} for n in ("runc", "crun") if (path := which(n))}
+        runc = runtimes.get("runc", {}).get("path")
+        commit = version_commit(runc) if runc else "N/A"
+        try:
+            init = self.containers.settings.init_binary()
+        except InvalidArgument:
+            init = ""
         host = os.uname()  # (what platform's release, machine and node read)
         return {
             "ID": "", "Containers": sum(counts.values()),
@@ -845,7 +853,10 @@ class Engine:
             "MemTotal": mem, "Name": host.nodename, "ServerVersion": __version__,
             "CgroupDriver": "cgroupfs", "CgroupVersion": _cgroup_version(),
             "Runtimes": runtimes, "DefaultRuntime": "runc",
+            "InitBinary": init, "RuncCommit": {"ID": commit, "Expected": commit},
             "LoggingDriver": root_defaults(self.root_dir)[0],
+            "Plugins": {"Volume": ["local"], "Network": list(NETWORK_DRIVERS),
+                        "Authorization": None, "Log": list(LOG_DRIVERS)},
             "SecurityOptions": _security_options(), "Labels": [],
             "ExperimentalBuild": False, "Swarm": {"LocalNodeState": "inactive"},
         }

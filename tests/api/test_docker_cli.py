@@ -4,6 +4,7 @@ the same state as the ketch CLI."""
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Callable
 
 from tests.api.conftest import Api
@@ -22,6 +23,19 @@ def test_docker_version_shows_the_ketch_server_engine(api: Api) -> None:
 def test_docker_info_reports_containers_and_images(api: Api) -> None:
     out = api.docker("info", "--format", "{{.Images}} {{.OSType}}").stdout
     assert out.strip() == "1 linux"
+
+
+def test_docker_info_lists_the_drivers_ketch_has_and_runcs_commit(api: Api) -> None:
+    """What the docker CLI printed empty: the plugin lists and runc's version (the
+    commit line of `runc --version`, as dockerd reports it)."""
+    runc = subprocess.run(["runc", "--version"], capture_output=True, text=True,
+                          check=True).stdout
+    commit = next(line.split(":", 1)[1].strip() for line in runc.splitlines()
+                  if line.startswith("commit:"))
+    out = api.docker("info").stdout
+    assert ("\n Plugins:\n  Volume: local\n  Network: bridge host null\n"
+            "  Log: journald json-file k8s-file local\n") in out
+    assert f"\n runc version: {commit}\n" in out
 
 
 def test_docker_run_rm_prints_the_output_and_leaves_no_container(api: Api) -> None:

@@ -97,6 +97,9 @@ def test_info_counts_images_and_names_the_root(ketch: KetchCLI, busybox: str,
     out = ketch("info").stdout
     assert " Images: 2\n" in out
     assert f" Ketch Root Dir: {ketch.root}" in out
+    assert ("\n Plugins:\n  Volume: local\n  Network: bridge host null\n"
+            "  Log: journald json-file k8s-file local\n") in out
+    assert "\n Init Binary: /usr/bin/tini-static\n" in out
     assert ketch("info", "--format", "{{.Images}} {{.Driver}}").stdout == "2 overlay2\n"
 
 

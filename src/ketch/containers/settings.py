@@ -67,7 +67,7 @@ class ContainerSettings:
                                       f" in {CONFIG_FILE}) does not exist or is not"
                                       " executable")
             return self.init_path
-        from ketch.runtime.oci import which
+        from ketch.runtime import which
 
         for name in _INIT_NAMES:
             found = which(name)

@@ -9,6 +9,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+# The network drivers ketch has (`docker info`'s Plugins.Network): bridge networks are
+# made by `network create`, host and null exist once each.
+NETWORK_DRIVERS = ("bridge", "host", "null")
+
 
 
 @value(frozen=True)

@@ -16,3 +16,19 @@ def which(name: str) -> str | None:
         if os.access(candidate, os.X_OK) and os.path.isfile(candidate):
             return candidate
     return None
+
+
+def version_commit(binary: str) -> str:
+    """The `commit:` line of `BINARY --version` (runc's and crun's), which dockerd reports
+    as the default runtime's commit in `docker info`; "N/A" when the binary cannot say."""
+    from ketch.runtime.spawn import SpawnTimeout, run
+
+    try:
+        status, out, _ = run([binary, "--version"], timeout=5)
+    except (OSError, SpawnTimeout):
+        return "N/A"
+    for line in out.decode(errors="replace").splitlines():
+        key, sep, commit = line.partition(":")
+        if sep and key.strip() == "commit":
+            return commit.strip()
+    return "N/A"

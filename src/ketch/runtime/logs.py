@@ -950,6 +950,9 @@ _DRIVER_OPTS: dict[str, tuple[str, ...]] = {
     "k8s-file": (*_ROTATION_OPTS, "path"),
     "none": (), "journald": ("tag",),
 }
+# The drivers a container may log with, as `docker info` lists them (Plugins.Log: not
+# "none", which logs nothing)
+LOG_DRIVERS = tuple(sorted(d for d in _DRIVER_OPTS if d != "none"))
 # Docker's local driver rotates by default: 20 MB files, 5 of them, compressed
 _LOCAL_DEFAULTS = {"max-size": "20m", "max-file": "5", "compress": "true"}
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
