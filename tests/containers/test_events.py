@@ -313,6 +313,22 @@ def test_rename_pause_unpause_restart_and_exec_are_journaled(ketch: TrackingCLI,
         "exec_start: sh -c exit 4"]
 
 
+def test_update_cp_and_export_are_journaled_as_dockerd_journals_them(
+        ketch: TrackingCLI, run_d, tmp_path: Path) -> None:
+    """dockerd's update, archive-path (a copy out), extract-to-dir (a copy in) and export
+    events; a copy that fails and a stat journal nothing."""
+    t0 = mark()
+    run_d("--name", "ev-files", "busybox", "sleep", "100")
+    ketch("update", "--memory", "64m", "ev-files")
+    ketch("cp", "ev-files:/etc/hostname", str(tmp_path / "hostname"))
+    ketch("cp", str(tmp_path / "hostname"), "ev-files:/tmp/")
+    assert ketch("cp", "ev-files:/nowhere", str(tmp_path), check=False).returncode == 1
+    ketch("export", "-o", str(tmp_path / "fs.tar"), "ev-files")
+    assert (tmp_path / "fs.tar").stat().st_size > 1_000_000
+    assert actions(ketch, t0, "container=ev-files") == [
+        "create", "start", "update", "archive-path", "extract-to-dir", "export"]
+
+
 def test_a_detached_exec_journals_its_exec_die_once_when_it_ends(ketch: TrackingCLI,
                                                                   run_d) -> None:
     # as dockerd: the end of `exec -d` is journaled when the process exits, with no

@@ -512,7 +512,9 @@ def copy_out(svc: ContainerService, name: str, src: str, dest: str,
             found.close()
 
     with _container_held(svc, name) as rec:
-        return _in_container_fs(svc, rec, work)
+        moved = _in_container_fs(svc, rec, work)
+        svc.event(rec, "archive-path")  # and for a copy out of one
+        return moved
 
 
 def _host_destination(target: _Spec, src_is_dir: bool, contents: bool,
@@ -627,7 +629,9 @@ def copy_in(svc: ContainerService, name: str, src: str, dest: str, follow_link: 
             finally:
                 os.close(dfd)
 
-        return _in_container_fs(svc, rec, work)
+        moved = _in_container_fs(svc, rec, work)
+        svc.event(rec, "extract-to-dir")  # dockerd's event for a copy into a container
+        return moved
 
 
 def _spool_checked(svc: ContainerService, stream: IO[bytes]
@@ -749,4 +753,6 @@ def export(svc: ContainerService, name: str, output: str | None,
         return counter.count
 
     with _container_held(svc, name) as rec:
-        return _in_container_fs(svc, rec, work, volumes=False)
+        moved = _in_container_fs(svc, rec, work, volumes=False)
+        svc.event(rec, "export")
+        return moved

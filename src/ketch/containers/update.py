@@ -182,4 +182,5 @@ def update(svc: ContainerService, name_or_id: str, changes: dict[str, Any]) -> l
                     raise
                 raise InvalidArgument(explained) from None
         svc.records.update(rec.id, host_config=hc)
+        svc.event(rec, "update")
     return warnings
