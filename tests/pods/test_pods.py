@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+from datetime import datetime
 
 from tests.containers_net.helpers import PAGE, fetch, unreachable
 from tests.crash.conftest import leftovers
@@ -141,6 +142,25 @@ def test_member_is_stopped_and_marked_when_the_infra_dies(pk):
     pk("pod", "start", "fragile")  # and the pod comes back whole
     assert state(pk, "mem") == "running"
     assert pk("inspect", "-f", "{{.State.Error}}", "mem").stdout.strip() == ""
+
+
+def test_members_of_a_pod_whose_infra_dies_are_stopped_together(pk):
+    """Members that ignore SIGTERM end one stop timeout after the infra, together, as
+    `pod stop` stops them (they went one after another: a 10 s timeout each)."""
+    pk("pod", "create", "--name", "brittle")
+    for name in ("m1", "m2"):
+        pk("run", "-d", "--pod", "brittle", "--name", name, "--stop-timeout", "3",
+           "busybox", "sleep", "600")
+    infra = infra_of(pk, "brittle")
+    os.kill(int(pk("inspect", "-f", "{{.State.Pid}}", infra).stdout), signal.SIGKILL)
+    for name in ("m1", "m2"):
+        wait_state(pk, name, "exited")
+    ends = [datetime.fromisoformat(pk("inspect", "-f", "{{.State.FinishedAt}}", name)
+                                   .stdout.strip()[:26]) for name in ("m1", "m2")]
+    assert abs((ends[0] - ends[1]).total_seconds()) < 2, ends  # one after another: >= 3
+    for name in ("m1", "m2"):
+        assert pk("inspect", "-f", "{{.State.ExitCode}} {{.State.Error}}", name
+                  ).stdout.strip() == "137 the pod's infra container exited"
 
 
 def test_pod_pause_kill_restart_top_and_logs(pk):

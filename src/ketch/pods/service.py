@@ -31,7 +31,7 @@ from ketch.pods.records import PodNotFound, PodRecord, PodRecords
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from typing import Any
 
     from ketch.containers.host import ContainerHost
@@ -256,21 +256,28 @@ class PodService:
         as Podman's `pod stop` does: a pod whose members ignore SIGTERM stops in one
         timeout, not in the sum of them. The first failure is raised once all have
         ended."""
+        self._each_at_once(members, lambda c: self.containers.stop(c.id, timeout=timeout))
+
+    @staticmethod
+    def _each_at_once(members: builtins.list[ContainerRecord],
+                      work: Callable[[ContainerRecord], object]) -> None:
+        """`work` on every member, each in a thread of its own; the first failure is
+        raised once all have ended."""
         if len(members) < 2:
             for c in members:
-                self.containers.stop(c.id, timeout=timeout)
+                work(c)
             return
         import threading
 
         failures: builtins.list[BaseException] = []
 
-        def stop(cid: str) -> None:
+        def one(c: ContainerRecord) -> None:
             try:
-                self.containers.stop(cid, timeout=timeout)
+                work(c)
             except BaseException as e:  # re-raised in the calling thread below
                 failures.append(e)
 
-        threads = [threading.Thread(target=stop, args=(c.id,), name=f"stop-{c.id[:12]}")
+        threads = [threading.Thread(target=one, args=(c,), name=f"stop-{c.id[:12]}")
                    for c in members]
         for t in threads:
             t.start()
@@ -554,16 +561,20 @@ class PodService:
         if not pod_id:
             return
         svc = self.containers
-        for m in svc.records.all():
-            if m.host_config.get("_Pod") != pod_id or m.state not in ("running", "paused"):
-                continue
+
+        def stop_and_mark(m: ContainerRecord) -> None:
             try:
                 if m.state == "paused":
                     svc.unpause(m.id)
                 svc.stop(m.id)
                 svc.records.update(m.id, error=INFRA_EXITED)
             except KetchError:
-                continue  # removed meanwhile, or already stopping
+                pass  # removed meanwhile, or already stopping
+
+        # all at once, as `pod stop`: members that ignore SIGTERM went one stop timeout
+        # after another (a second member of a dead pod still ran 10 s after the first)
+        self._each_at_once([m for m in svc.records.all() if m.host_config.get("_Pod") == pod_id
+                            and m.state in ("running", "paused")], stop_and_mark)
 
     def recover(self, intent: Any) -> bool:
         """Finish or undo a pod operation whose process was killed (Engine.recover): a
