@@ -513,7 +513,7 @@ def copy_out(svc: ContainerService, name: str, src: str, dest: str,
 
     with _container_held(svc, name) as rec:
         moved = _in_container_fs(svc, rec, work)
-        svc.event(rec, "archive-path")  # and for a copy out of one
+        svc.event(rec, "archive-path")  # dockerd's event for a copy out of a container
         return moved
 
 
@@ -630,7 +630,7 @@ def copy_in(svc: ContainerService, name: str, src: str, dest: str, follow_link: 
                 os.close(dfd)
 
         moved = _in_container_fs(svc, rec, work)
-        svc.event(rec, "extract-to-dir")  # dockerd's event for a copy into a container
+        svc.event(rec, "extract-to-dir")  # and for a copy into one
         return moved
 
 

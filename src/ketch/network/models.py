@@ -14,7 +14,6 @@ if TYPE_CHECKING:
 NETWORK_DRIVERS = ("bridge", "host", "null")
 
 
-
 @value(frozen=True)
 class PortBinding:
     """One published container port.

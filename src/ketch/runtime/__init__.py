@@ -24,7 +24,7 @@ def version_commit(binary: str) -> str:
     from ketch.runtime.spawn import SpawnTimeout, run
 
     try:
-        status, out, _ = run([binary, "--version"], timeout=5)
+        _, out, _ = run([binary, "--version"], timeout=5)
     except (OSError, SpawnTimeout):
         return "N/A"
     for line in out.decode(errors="replace").splitlines():
