@@ -111,7 +111,7 @@ def kb(build_prereqs: None, ketch: KetchCLI, busybox_tar: Path, tmp_path: Path
 
 @pytest.fixture(scope="session")
 def node_rootfs_tar() -> Path:
-    """A bookworm minbase rootfs with nodejs and npm, kept between test sessions."""
+    """A bookworm root with Debian's nodejs and npm, kept between test sessions."""
     return debian_rootfs_tar("node")
 
 

@@ -24,7 +24,7 @@ CMD ["/usr/lib/postgresql/15/bin/postgres", "-c", "unix_socket_directories=/tmp"
 
 @pytest.fixture(scope="session")
 def postgres_rootfs_tar() -> Path:
-    """A bookworm minbase rootfs with Debian's postgresql, kept between test sessions."""
+    """A bookworm root with Debian's postgresql, kept between test sessions."""
     return debian_rootfs_tar("postgres")
 
 

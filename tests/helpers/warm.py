@@ -1,6 +1,6 @@
 """`python3 -m tests.helpers.warm`: what the tests keep between sessions and a fresh
 machine lacks, made side by side before the tests start: the Debian roots
-(tests/helpers/rootfs.py, ~50 CPU-seconds of mmdebstrap) and Go's build cache for the
+(tests/helpers/rootfs.py, ~20 CPU-seconds of mmdebstrap) and Go's build cache for the
 tests' Go client (tests/helpers/gobuild.py, ~6). scripts/test.sh starts it beside mypy
 and the test collection; the tests that need a root wait on its lock, and a Go build
 finds the cache filled. Prints nothing: a failure is reported by the tests that need
