@@ -230,6 +230,23 @@ def test_bad_volume_specs(ketch, spec):
     assert p.stderr.count("\n") == 1
 
 
+def test_run_refuses_a_volume_name_in_the_words_of_volume_create_and_makes_no_volume(ketch):
+    """`-v NAME:/path` makes the volume NAME, so a name no volume can have is refused as
+    `volume create` refuses it, with dockerd's hint for a host path meant; a good name
+    beside it is not made either."""
+    p = ketch("run", "--rm", "-v", "rel/x:/d", "busybox", "true", check=False)
+    assert (p.returncode, p.stderr) == (125, (
+        'Error: create rel/x: "rel/x" includes invalid characters for a local volume name,'
+        ' only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host'
+        " directory, use absolute path\n"))
+    p = ketch("create", "-v", "fine:/d", "--mount", "type=volume,src=b,dst=/e", "busybox",
+              check=False)
+    assert (p.returncode, p.stderr) == (125, "Error: create b: volume name is too short,"
+                                             " names should be at least two alphanumeric"
+                                             " characters\n")
+    assert ketch("volume", "ls", "-q").stdout == ""
+
+
 @pytest.mark.parametrize(("name", "quoted"), [
     ("a b", '"a b"'), ("ab\n", '"ab\\n"'), ("é1", '"é1"'), (".ab", '".ab"'),
     ("ab/c", '"ab/c"')])

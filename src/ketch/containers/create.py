@@ -207,7 +207,7 @@ def _validate_host_config(svc: ContainerService, hc: dict[str, Any], config: dic
     store = VolumeStore(svc.engine)
     for p in points:
         if p.type == "volume" and p.source:
-            store.path(p.source)  # the name's check, before any volume is made
+            store.check_new_name(p.source)  # before any volume is made
     for p in points:
         if p.type == "volume" and p.source:
             store.create(p.source, labels=p.volume_labels, options=p.volume_options)

@@ -105,6 +105,20 @@ class VolumeStore:
         data.mkdir(parents=True, exist_ok=True)
         return data
 
+    @staticmethod
+    def check_new_name(name: str) -> None:
+        """Refuse a name a new volume cannot have, in dockerd's local driver's words (what
+        `volume create` and a `-v NAME:/path` of `run` both say)."""
+        if not _valid_name(name):
+            from ketch.fmt.gofmt import quote
+
+            raise InvalidArgument(
+                f"create {name}: volume name is too short, names should be at least two"
+                " alphanumeric characters" if len(name) == 1 else
+                f"create {name}: {quote(name)} includes invalid characters for a local"
+                ' volume name, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you'
+                " intended to pass a host directory, use absolute path")
+
     def create(self, name: str | None = None, *, labels: dict[str, str] | None = None,
                options: dict[str, str] | None = None, driver: str = "local",
                exclusive: bool = False) -> dict[str, Any]:
@@ -118,15 +132,7 @@ class VolumeStore:
         if driver != "local":
             raise InvalidArgument(f"create {name}: error looking up volume plugin {driver}:"
                                   f' plugin "{driver}" not found')
-        if not _valid_name(name):  # (dockerd's local driver's words)
-            from ketch.fmt.gofmt import quote
-
-            raise InvalidArgument(
-                f"create {name}: volume name is too short, names should be at least two"
-                " alphanumeric characters" if len(name) == 1 else
-                f"create {name}: {quote(name)} includes invalid characters for a local"
-                ' volume name, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you'
-                " intended to pass a host directory, use absolute path")
+        self.check_new_name(name)
         try:
             check_driver_options(options)
         except InvalidArgument as e:
