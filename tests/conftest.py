@@ -34,6 +34,13 @@ for _name in ("KETCH_ROOT", "KETCH_RUN_ROOT", "KETCH_BRIDGE_NAME", "KETCH_BRIDGE
               "KETCH_NETWORK_CONFIG", "KETCH_NETWORK_MTU", "KETCH_NETWORK_POOL",
               "KETCH_REGISTRY_READ_TIMEOUT", "DOCKER_HOST", "DOCKER_CONTEXT"):
     os.environ.pop(_name, None)
+# Nor the machine's docker config (~/.docker/config.json: the logins a `docker login` or
+# `ketch login` stored there): a test neither reads nor writes it, but an empty one of
+# this process's (a re-pull's import test failed on a machine where a login had left
+# `{"auths": {}}` behind).
+_docker_config = tempfile.mkdtemp(prefix="ketch-tests-docker-config-")
+atexit.register(shutil.rmtree, _docker_config, True)
+os.environ["DOCKER_CONFIG"] = _docker_config
 
 
 def worker_index() -> int | None:
