@@ -34,13 +34,6 @@ for _name in ("KETCH_ROOT", "KETCH_RUN_ROOT", "KETCH_BRIDGE_NAME", "KETCH_BRIDGE
               "KETCH_NETWORK_CONFIG", "KETCH_NETWORK_MTU", "KETCH_NETWORK_POOL",
               "KETCH_REGISTRY_READ_TIMEOUT", "DOCKER_HOST", "DOCKER_CONTEXT"):
     os.environ.pop(_name, None)
-# Nor the machine's docker config (~/.docker/config.json: the logins a `docker login` or
-# `ketch login` stored there): a test neither reads nor writes it, but an empty one of
-# this process's (a re-pull's import test failed on a machine where a login had left
-# `{"auths": {}}` behind).
-_docker_config = tempfile.mkdtemp(prefix="ketch-tests-docker-config-")
-atexit.register(shutil.rmtree, _docker_config, True)
-os.environ["DOCKER_CONFIG"] = _docker_config
 
 
 def worker_index() -> int | None:
@@ -72,6 +65,7 @@ _ip_forward_before = pytest.StashKey[str]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    _own_docker_config()
     if hasattr(config, "workerinput"):
         return
     # Setting up a bridge network turns on IPv4 forwarding (as Docker does). The host is
@@ -81,6 +75,23 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_ip_forward_before] = _IP_FORWARD.read_text().strip()
     except OSError:
         pass
+
+
+_DOCKER_CONFIG_PREFIX = "ketch-tests-docker-config-"
+
+
+def _own_docker_config() -> None:
+    """Nor is the machine's docker config (~/.docker/config.json: the logins a `docker
+    login` or `ketch login` stored there) read or written by a test: the run has an
+    empty one of its own, which xdist's workers inherit (a re-pull's import test failed
+    on a machine where a login had left `{"auths": {}}` behind). Set here, not when
+    this module is imported: the benches import it and run podman, which refuses a
+    DOCKER_CONFIG without a config.json."""
+    if os.path.basename(os.environ.get("DOCKER_CONFIG", "")).startswith(_DOCKER_CONFIG_PREFIX):
+        return  # the main process's, in a worker
+    directory = tempfile.mkdtemp(prefix=_DOCKER_CONFIG_PREFIX)
+    atexit.register(shutil.rmtree, directory, True)
+    os.environ["DOCKER_CONFIG"] = directory
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
