@@ -228,6 +228,10 @@ def test_create_with_wrong_field_types_is_400_and_creates_nothing(api: Api) -> N
              "invalid RestartPolicy: expected an object, got string"),
             ({"Image": "busybox", "HostConfig": {"LogConfig": {"Type": ["json-file"]}}},
              "invalid LogConfig.Type: expected a string, got array"),
+            ({"Image": "busybox", "HostConfig": {"LogConfig": {"Config": {"max-size": 5}}}},
+             "invalid LogConfig.Config: expected an object of strings, got object"),
+            ({"Image": "busybox", "HostConfig": {"RestartPolicy": {"Name": 1}}},
+             "invalid RestartPolicy.Name: expected a string, got number"),
             ({"Image": "busybox", "HostConfig": {"CpusetCpus": 1}},
              "invalid CpusetCpus: expected a string, got number")):
         status, _, data = request(api, "POST", "/containers/create", json.dumps(body).encode(),

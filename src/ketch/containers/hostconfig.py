@@ -314,15 +314,16 @@ _KINDS: dict[str, Callable[[Any], bool]] = {
 }
 
 
-def _check_kinds(doc: dict[str, Any], fields: dict[str, tuple[str, ...]]) -> None:
+def _check_kinds(doc: dict[str, Any], fields: dict[str, tuple[str, ...]],
+                 prefix: str = "") -> None:
     """Each field of `doc` named in `fields` (a kind of _KINDS: names) is of that kind
-    or null."""
+    or null; `prefix` names `doc` in the message ("LogConfig.")."""
     for kind, names in fields.items():
         ok = _KINDS[kind]
         for name in names:
             v = doc.get(name)
             if v is not None and not ok(v):
-                raise _wrong(name, v, kind)
+                raise _wrong(prefix + name, v, kind)
 
 
 def check_config_types(config: dict[str, Any]) -> None:
@@ -355,6 +356,11 @@ _HC_STR_LIST_FIELDS = ("Binds", "CapAdd", "CapDrop", "Dns", "DnsOptions", "DnsSe
                        "MaskedPaths", "ReadonlyPaths", "DeviceCgroupRules")
 _HC_STR_MAP_FIELDS = ("Tmpfs", "Sysctls", "StorageOpt")
 _HC_OBJECT_LIST_FIELDS = ("Mounts", "Ulimits")
+# objects, and the kinds of their own fields
+_HC_OBJECT_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
+    "RestartPolicy": {"a string": ("Name",)},
+    "LogConfig": {"a string": ("Type",), "an object of strings": ("Config",)},
+}
 
 
 def check_host_config_types(hc: dict[str, Any]) -> None:
@@ -363,20 +369,12 @@ def check_host_config_types(hc: dict[str, Any]) -> None:
     _check_kinds(hc, {"a string": _HC_STR_FIELDS, "an array of strings": _HC_STR_LIST_FIELDS,
                       "an object of strings": _HC_STR_MAP_FIELDS,
                       "an array of objects": _HC_OBJECT_LIST_FIELDS})
-    policy = hc.get("RestartPolicy")
-    if policy is not None:
-        if not isinstance(policy, dict):
-            raise _wrong("RestartPolicy", policy, "an object")
-        if policy.get("Name") is not None and not isinstance(policy["Name"], str):
-            raise _wrong("RestartPolicy.Name", policy["Name"], "a string")
-    log = hc.get("LogConfig")
-    if log is not None:
-        if not isinstance(log, dict):
-            raise _wrong("LogConfig", log, "an object")
-        if log.get("Type") is not None and not isinstance(log["Type"], str):
-            raise _wrong("LogConfig.Type", log["Type"], "a string")
-        if log.get("Config") is not None and not _KINDS["an object of strings"](log["Config"]):
-            raise _wrong("LogConfig.Config", log["Config"], "an object of strings")
+    for name, fields in _HC_OBJECT_FIELDS.items():
+        sub = hc.get(name)
+        if sub is not None:
+            if not isinstance(sub, dict):
+                raise _wrong(name, sub, "an object")
+            _check_kinds(sub, fields, prefix=f"{name}.")
 
 
 def check_exposed_ports(config: dict[str, Any]) -> None:

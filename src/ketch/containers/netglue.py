@@ -303,10 +303,10 @@ def create_from_request(engine: ContainerHost, doc: dict[str, Any]) -> dict[str,
     ipam = doc.get("IPAM") or {}
     if not isinstance(ipam, dict):
         raise InvalidArgument("invalid IPAM: expected an object")
-    configs = [c for c in ipam.get("Config") or [] if c] \
-        if isinstance(ipam.get("Config") or [], list) else None
-    if configs is None or not all(isinstance(c, dict) for c in configs):
+    configs = ipam.get("Config") or []
+    if not isinstance(configs, list) or not all(isinstance(c, dict) for c in configs if c):
         raise InvalidArgument("invalid IPAM.Config: expected an array of objects")
+    configs = [c for c in configs if c]
     config_from = doc.get("ConfigFrom") or {}
     if not isinstance(config_from, dict):
         raise InvalidArgument("invalid ConfigFrom: expected an object")
