@@ -95,3 +95,9 @@ class BuildError(KetchError):
     def __init__(self, message: str, code: int = 1) -> None:
         super().__init__(message)
         self.code = code
+
+
+def os_words(e: OSError) -> str:
+    """An OSError's reason as Go's syscall errors print it ("no such file or
+    directory"), for the messages that quote dockerd's or the docker CLI's."""
+    return (e.strerror or str(e)).lower()

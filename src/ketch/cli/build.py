@@ -8,7 +8,7 @@ import sys
 
 from ketch.cli.base import Registry, engine, parse_filters
 from ketch.cli.flags import Namespace, Parser, count_error, exits
-from ketch.errors import BuildError, InvalidArgument, KetchError
+from ketch.errors import BuildError, InvalidArgument, KetchError, os_words
 
 registry = Registry()
 
@@ -215,7 +215,7 @@ def build(ns: Namespace) -> int:
                 f.write(result.image_id)
         except OSError as e:
             out.flush()
-            raise KetchError(f"open {ns.iidfile}: {_os_words(e)}") from None
+            raise KetchError(f"open {ns.iidfile}: {os_words(e)}") from None
     return 0
 
 
@@ -230,12 +230,7 @@ def _remove_stale_iidfile(path: str) -> None:
     except FileNotFoundError:
         pass
     except OSError as e:
-        raise KetchError(f"Removing image ID file: remove {path}: {_os_words(e)}") from None
-
-
-def _os_words(e: OSError) -> str:
-    """An OSError as Go's syscall errors print it ("no such file or directory")."""
-    return (e.strerror or str(e)).lower()
+        raise KetchError(f"Removing image ID file: remove {path}: {os_words(e)}") from None
 
 
 @registry.command("prune", "[OPTIONS]", "Remove build cache")

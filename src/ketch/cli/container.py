@@ -21,7 +21,7 @@ from ketch.cli.base import (
     parse_filters,
 )
 from ketch.cli.flags import REMAINDER, Namespace, Parser, count_error, exits
-from ketch.errors import ImageNotFound, InvalidArgument, KetchError
+from ketch.errors import ImageNotFound, InvalidArgument, KetchError, os_words
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ def _open_cidfile(path: str) -> IO[str]:
         return open(path, "x")
     except OSError as e:
         raise InvalidArgument(f"failed to create the container ID file: open {path}:"
-                              f" {(e.strerror or str(e)).lower()}") from None
+                              f" {os_words(e)}") from None
 
 
 def _create_body(ns: Namespace, body: dict[str, Any]):

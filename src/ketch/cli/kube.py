@@ -7,7 +7,7 @@ import sys
 
 from ketch.cli.base import Registry, engine, out
 from ketch.cli.flags import Namespace, Parser
-from ketch.errors import InvalidArgument
+from ketch.errors import InvalidArgument, os_words
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -109,6 +109,6 @@ def generate(ns: Namespace) -> None:
                 f.write(text)
         except OSError as e:
             raise InvalidArgument(f'cannot write to "{ns.filename}":'
-                                  f" {(e.strerror or str(e)).lower()}") from None
+                                  f" {os_words(e)}") from None
         return
     sys.stdout.write(text)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from ketch.errors import Conflict, InvalidArgument
+from ketch.errors import Conflict, InvalidArgument, os_words
 
 TYPE_CHECKING = False  # typing only for annotations: it is not on create's path
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ def _reserve_rt_runtime(parent: str, runtime: int, period: int | None) -> None:
         except OSError as e:
             raise InvalidArgument(
                 f"cannot give cgroup {path[len(_CPU_V1):]} {needed} µs of real-time runtime:"
-                f" {(e.strerror or str(e)).lower()} (the host's budget is"
+                f" {os_words(e)} (the host's budget is"
                 f" {open(_RT_RUNTIME).read().strip()} µs in each period, shared by its"
                 " cgroups)") from None
 
@@ -272,7 +272,7 @@ def _host_device(path: str) -> None:
         st = os.stat(path)
     except OSError as e:
         raise InvalidArgument("error gathering device information while adding custom device"
-                              f" {quote(path)}: {(e.strerror or str(e)).lower()}") from None
+                              f" {quote(path)}: {os_words(e)}") from None
     if not (stat.S_ISBLK(st.st_mode) or stat.S_ISCHR(st.st_mode) or stat.S_ISDIR(st.st_mode)):
         raise InvalidArgument("error gathering device information while adding custom device"
                               f" {quote(path)}: not a device node")
@@ -292,7 +292,7 @@ def _block_device(path: str) -> tuple[int, int]:
         st = os.stat(path)
     except OSError as e:
         raise InvalidArgument(f"error getting device information for {path}:"
-                              f" {(e.strerror or str(e)).lower()}") from None
+                              f" {os_words(e)}") from None
     if not (stat.S_ISBLK(st.st_mode) or stat.S_ISCHR(st.st_mode)):
         raise InvalidArgument(f"{path} is not a device")
     return os.major(st.st_rdev), os.minor(st.st_rdev)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import threading
 
-from ketch.errors import InvalidArgument, KetchError
+from ketch.errors import InvalidArgument, KetchError, os_words
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ def mounts(svc: ContainerService, rec: ContainerRecord, rootfs: Path
                 except OSError as e:
                     raise InvalidArgument(
                         f"error while creating mount source path '{source}': mkdir"
-                        f" {e.filename}: {(e.strerror or str(e)).lower()}") from None
+                        f" {e.filename}: {os_words(e)}") from None
             wanted = check_propagation(source, propagation)
             if wanted == "rshared" or (wanted and root_propagation is None):
                 root_propagation = "shared" if wanted == "rshared" else "rslave"

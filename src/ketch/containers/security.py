@@ -16,7 +16,7 @@ values and named AppArmor profiles are refused instead of being silently ignored
 
 from __future__ import annotations
 
-from ketch.errors import InvalidArgument
+from ketch.errors import InvalidArgument, os_words
 from ketch.values import value
 
 SECCOMP_BUILTIN = "builtin"
@@ -65,7 +65,7 @@ def client_security_opts(opts: list[str]) -> tuple[list[str], bool]:
                 with open(v, "rb") as f:
                     data = f.read()
             except OSError as e:
-                reason = (e.strerror or str(e)).lower()
+                reason = os_words(e)
                 raise InvalidArgument(
                     f"opening seccomp profile ({v}) failed: open {v}: {reason}") from None
             try:

@@ -19,7 +19,7 @@ import os
 import resource
 import stat
 
-from ketch.errors import InvalidArgument
+from ketch.errors import InvalidArgument, os_words
 from ketch.oci import DEFAULT_PATH_ENV
 from ketch.values import field, value
 
@@ -442,7 +442,7 @@ def device_node(host_path: str, container_path: str, access: str) -> dict[str, A
         st = os.stat(host_path)
     except OSError as e:
         raise InvalidArgument(f"error gathering device information while adding custom"
-                              f" device \"{host_path}\": {(e.strerror or str(e)).lower()}") from None
+                              f" device \"{host_path}\": {os_words(e)}") from None
     if stat.S_ISCHR(st.st_mode):
         kind = "c"
     elif stat.S_ISBLK(st.st_mode):
