@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from ketch.cli.flags import REMAINDER, Namespace, Parser
-from ketch.errors import InvalidArgument
+from ketch.errors import InvalidArgument, os_words
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -228,7 +228,7 @@ def _read_kv_file(path: str) -> list[str]:
             lines = f.read().splitlines()
     except OSError as e:
         # as the docker CLI's: Go's error for the open
-        raise InvalidArgument(f"open {path}: {(e.strerror or '').lower()}") from None
+        raise InvalidArgument(f"open {path}: {os_words(e)}") from None
     out = []
     for line in lines:
         line = line.strip()

@@ -19,7 +19,7 @@ from ketch.cli.base import (
     positional,
 )
 from ketch.cli.flags import Namespace, Parser
-from ketch.errors import ImageNotFound, InvalidArgument, KetchError
+from ketch.errors import ImageNotFound, InvalidArgument, KetchError, os_words
 from ketch.fmt.table import tabulate
 
 registry = Registry()
@@ -333,7 +333,7 @@ def images_load(ns: Namespace) -> None:
             f = open(ns.input, "rb")
         except OSError as e:
             # the docker CLI opens the file itself: its words as they are
-            raise InvalidArgument(f"open {ns.input}: {(e.strerror or '').lower()}",
+            raise InvalidArgument(f"open {ns.input}: {os_words(e)}",
                                   bare=True) from None
     else:
         if sys.stdin.isatty():
@@ -381,7 +381,7 @@ def images_import(ns: Namespace) -> None:
             f = open(source, "rb")
         except OSError as e:
             # the docker CLI opens the file itself: its words as they are
-            raise InvalidArgument(f"open {source}: {(e.strerror or '').lower()}",
+            raise InvalidArgument(f"open {source}: {os_words(e)}",
                                   bare=True) from None
     with f:
         rec = engine().images.import_tar(f, changes=ns.change, ref=ref,
