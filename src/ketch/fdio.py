@@ -1,4 +1,4 @@
-"""Writing a whole buffer to a file descriptor.
+"""Writing a whole buffer to a file descriptor, and a whole file under a name.
 
 `os.write` may write less than it was given and say so in its result: a pipe or a
 stream socket when a signal (or a debugger's stop) interrupts a blocking write after
@@ -6,12 +6,20 @@ part of the data went in, a file when the disk fills up. A caller that ignores t
 count loses the rest without an error. Data that must arrive whole (a container's
 stdin, a file ketch writes) goes through `write_all`.
 
-Standard library only, and nothing loaded at import.
+`WholeFile` writes a file (an archive `save -o` or `export -o` makes) beside the name
+asked for and renames it over that name at the end: a failure never leaves half a file
+there. `check_output_file` refuses, before any work, a name that could not take it.
+
+Standard library only (and ketch.errors for the refusal), nothing loaded at import.
 """
 
 from __future__ import annotations
 
 import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 
 def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
@@ -26,3 +34,44 @@ def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
 
             raise OSError(errno.EIO, "short write took no bytes")
         view = view[n:]
+
+
+def check_output_file(path: str, failure: str) -> None:
+    """Refuse an output file whose directory is missing, or that is a directory (the
+    rename at the end would fail, after the work), in the docker CLI's words after
+    `failure` ("failed to save image")."""
+    from ketch.errors import InvalidArgument
+
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise InvalidArgument(f"{failure}: invalid output path: stat {parent}: "
+                              + ("not a directory" if os.path.exists(parent)
+                                 else "no such file or directory"))
+    if os.path.isdir(path):
+        from ketch.fmt.gofmt import quote
+
+        raise InvalidArgument(f"{failure}: invalid output path: {quote(path)} is a directory")
+
+
+class WholeFile:
+    """`with WholeFile(path) as f:` a binary file written beside `path` and renamed over
+    it when the body ends without an error; otherwise removed."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.tmp = f"{path}.ketch-{os.getpid()}.tmp"
+
+    def __enter__(self) -> BinaryIO:
+        self.file = open(self.tmp, "wb")  # noqa: SIM115 (closed by __exit__)
+        return self.file
+
+    def __exit__(self, kind: object, *rest: object) -> None:
+        try:
+            self.file.close()
+            if kind is None:
+                os.replace(self.tmp, self.path)
+        finally:
+            try:
+                os.unlink(self.tmp)
+            except FileNotFoundError:
+                pass

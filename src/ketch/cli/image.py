@@ -284,29 +284,7 @@ def images_save(ns: Namespace) -> None:
     if ns.platform:
         engine().images.check_save_platform(names, ns.platform)
     if ns.output:
-        parent = os.path.dirname(os.path.abspath(ns.output))
-        if not os.path.isdir(parent):
-            raise InvalidArgument("failed to save image: invalid output path: stat"
-                                  f" {parent}: " + ("not a directory" if os.path.exists(parent)
-                                                    else "no such file or directory"))
-        if os.path.isdir(ns.output):  # (the rename at the end would fail, after the work)
-            from ketch.fmt.gofmt import quote
-
-            raise InvalidArgument("failed to save image: invalid output path:"
-                                  f" {quote(ns.output)} is a directory")
-        # Written beside the target and renamed at the end: a failed save never leaves
-        # a half archive under the name asked for.
-        tmp = f"{ns.output}.ketch-{os.getpid()}.tmp"
-        try:
-            try:
-                with open(tmp, "wb") as f:
-                    engine().images.save(names, f)
-            except OSError as e:
-                raise InvalidArgument(f"failed to save image: {e.strerror or e}") from None
-            os.replace(tmp, ns.output)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        engine().images.save_to(names, ns.output)
         return
     if sys.stdout.isatty():
         raise InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag or"

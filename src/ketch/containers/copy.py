@@ -721,16 +721,9 @@ def export(svc: ContainerService, name: str, output: str | None,
         raise InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag or"
                               " redirect")
     if output is not None:
-        parent = os.path.dirname(os.path.abspath(output))
-        if not os.path.isdir(parent):  # before any work, and never a temporary name
-            raise InvalidArgument("failed to export container: invalid output path: stat"
-                                  f" {parent}: " + ("not a directory" if os.path.exists(parent)
-                                                    else "no such file or directory"))
-        if os.path.isdir(output):  # (the rename at the end would fail, after the work)
-            from ketch.fmt.gofmt import quote
+        from ketch.fdio import check_output_file
 
-            raise InvalidArgument("failed to export container: invalid output path:"
-                                  f" {quote(output)} is a directory")
+        check_output_file(output, "failed to export container")  # before any work
 
     def work(root_fd: int, root: Path) -> int:
         from ketch.archive import write_tree
@@ -741,15 +734,11 @@ def export(svc: ContainerService, name: str, output: str | None,
             write_tree(root, counter)
             out.flush()
             return counter.count
-        tmp = f"{output}.ketch-{os.getpid()}.tmp"
-        try:
-            with open(tmp, "wb") as f:
-                counter = _Counter(f)
-                write_tree(root, counter)
-            os.replace(tmp, output)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+        from ketch.fdio import WholeFile
+
+        with WholeFile(output) as f:
+            counter = _Counter(f)
+            write_tree(root, counter)
         return counter.count
 
     with _container_held(svc, name) as rec:

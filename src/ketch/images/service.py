@@ -525,6 +525,18 @@ class ImageService:
 
         save(self, names, out)
 
+    def save_to(self, names: builtins.list[str], path: str) -> None:
+        """`save -o PATH`: the archive written whole under PATH or not at all; a PATH that
+        could not take it is refused before any work."""
+        from ketch.fdio import WholeFile, check_output_file
+
+        check_output_file(path, "failed to save image")
+        try:
+            with WholeFile(path) as f:
+                self.save(names, f)
+        except OSError as e:
+            raise InvalidArgument(f"failed to save image: {e.strerror or e}") from None
+
     def check_save_platform(self, names: builtins.list[str], platform: str) -> None:
         """`save --platform`: refuse images of another platform, before anything is
         written (see images.platforms)."""
