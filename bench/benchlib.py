@@ -75,7 +75,7 @@ def drop_host_network(root: Path, run_root: Path) -> None:
 
 def pod_configs(root: Path, keep: Path) -> list[dict]:  # type: ignore[type-arg]
     """The OCI configs ketch wrote for the containers of `root`'s one live pod, the infra
-    (the one that makes the IPC namespace the others join) first; the files and
+    (the one that runs the pause loop) first; the files and
     directories they bind-mount are copied into `keep` (they go with the pod)."""
     import json
     import shutil
@@ -94,11 +94,9 @@ def pod_configs(root: Path, keep: Path) -> list[dict]:  # type: ignore[type-arg]
                     shutil.copyfile(src, copy_to)
                 m["source"] = str(copy_to)
 
-    def joins(config: dict) -> bool:  # type: ignore[type-arg]
-        return any(ns["type"] == "ipc" and ns.get("path")
-                   for ns in config["linux"]["namespaces"])
+    from ketch.pods.infra import PAUSE_CMD
 
-    return sorted(configs, key=joins)
+    return sorted(configs, key=lambda config: config["process"]["args"] != PAUSE_CMD)
 
 
 def runc_floor(configs: list[dict], rootfs_tar: Path, tmp: Path,  # type: ignore[type-arg]
@@ -108,8 +106,9 @@ def runc_floor(configs: list[dict], rootfs_tar: Path, tmp: Path,  # type: ignore
     no engine at all: what runc alone takes for the pod, a floor for any engine that
     starts the same containers through it. Stricter than the engines' own runs: the
     root is a plain directory (no overlay mount), the standard streams /dev/null (no
-    monitor), the network namespace an empty one. Third: each container's median, in
-    order (the infra first)."""
+    monitor), the network namespace an empty one, the IPC and UTS namespaces they share
+    pinned once beforehand (as ketch pins a pod's before its containers are created).
+    Third: each container's median, in order (the infra first)."""
     import copy
     import json
     import statistics
@@ -121,6 +120,11 @@ def runc_floor(configs: list[dict], rootfs_tar: Path, tmp: Path,  # type: ignore
     subprocess.run(["tar", "-xf", str(rootfs_tar), "-C", str(rootfs)], check=True)
     netns = "ketch-bench-floor"
     subprocess.run(["ip", "netns", "add", netns], check=True)
+    pins = {kind: work / kind for kind in ("ipc", "uts")}
+    for pin in pins.values():
+        pin.touch()
+    subprocess.run(["unshare", f"--ipc={pins['ipc']}", f"--uts={pins['uts']}", "true"],
+                   check=True)
     state = work / "runc"
     null = subprocess.DEVNULL
 
@@ -128,7 +132,7 @@ def runc_floor(configs: list[dict], rootfs_tar: Path, tmp: Path,  # type: ignore
         subprocess.run(["runc", "--root", str(state), *args], check=True, stdin=null,
                        stdout=null, stderr=null)
 
-    def bundle(config: dict, n: int, run: int, infra_pid: int) -> Path:  # type: ignore[type-arg]
+    def bundle(config: dict, n: int, run: int) -> Path:  # type: ignore[type-arg]
         config = copy.deepcopy(config)
         where = work / f"c{n}"
         where.mkdir(exist_ok=True)
@@ -139,8 +143,8 @@ def runc_floor(configs: list[dict], rootfs_tar: Path, tmp: Path,  # type: ignore
         for ns in config["linux"]["namespaces"]:
             if ns["type"] == "network":
                 ns["path"] = f"/run/netns/{netns}"
-            elif ns["type"] in ("ipc", "uts") and ns.get("path"):
-                ns["path"] = f"/proc/{infra_pid}/ns/{ns['type']}"
+            elif ns["type"] in pins and ns.get("path"):
+                ns["path"] = str(pins[ns["type"]])
         config["linux"]["cgroupsPath"] = f"/ketch/bench-floor-{run}-{n}"
         (where / "config.json").write_text(json.dumps(config))
         return where
@@ -151,18 +155,15 @@ def runc_floor(configs: list[dict], rootfs_tar: Path, tmp: Path,  # type: ignore
         for run in range(runs):
             names = []
             t = time.perf_counter()
-            infra_pid = 0
             for n, config in enumerate(configs):
                 started = time.perf_counter()
                 name = f"ketch-bench-floor-{run}-{n}"
                 pid_file = work / f"{name}.pid"
-                runc("create", "--bundle", str(bundle(config, n, run, infra_pid)),
+                runc("create", "--bundle", str(bundle(config, n, run)),
                      "--pid-file", str(pid_file), name)
                 names.append(name)
                 runc("start", name)
                 each[n].append(time.perf_counter() - started)
-                if not n:
-                    infra_pid = int(pid_file.read_text())
             took.append(time.perf_counter() - t)
             for name in reversed(names):
                 runc("delete", "-f", name)
@@ -172,4 +173,6 @@ def runc_floor(configs: list[dict], rootfs_tar: Path, tmp: Path,  # type: ignore
             subprocess.run(["runc", "--root", str(state), "delete", "-f", line],
                            capture_output=True)
         subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+        for pin in pins.values():
+            subprocess.run(["umount", str(pin)], capture_output=True)
     return statistics.median(took), min(took), [statistics.median(e) for e in each]

@@ -491,7 +491,7 @@ class Engine:
                                 labels=labels)
 
     def pod_start(self, name_or_id: str) -> PodRecord:
-        """Start the infra container, then every member."""
+        """Start the infra container and every member (see PodService.start)."""
         return self.pods.start(name_or_id)
 
     def pod_stop(self, name_or_id: str, *, timeout: int | None = None) -> PodRecord:

@@ -162,7 +162,9 @@ def leftovers(cli: KetchCLI, keep: set[str] = frozenset()) -> list[str]:
         found += [f"runc state {p.name}" for p in runc_root.iterdir()
                   if p.is_dir() and p.name not in keep]
     if netns_dir.is_dir():
-        found += [f"netns {p.name}" for p in netns_dir.iterdir() if p.name not in keep]
+        # (a pod infra's IPC and UTS namespaces are pinned there too, as ID-ipc, ID-uts)
+        found += [f"netns {p.name}" for p in netns_dir.iterdir()
+                  if p.name.partition("-")[0] not in keep]
     ours = {r[0] for r in _db_rows(root, "SELECT container_id FROM net_sandboxes")}
     veths = [n for n in os.listdir("/sys/class/net") if n.startswith(names["veth_prefix"])]
     endpoints = _db_rows(root, "SELECT container_id, host_ifname, ip FROM net_endpoints")

@@ -10,6 +10,7 @@ import os
 import re
 import signal
 from datetime import datetime
+from pathlib import Path
 
 from tests.containers_net.helpers import PAGE, fetch, unreachable
 from tests.crash.conftest import leftovers
@@ -43,7 +44,7 @@ def test_members_share_the_infra_namespaces_of_network_ipc_and_uts(pk):
     assert mine[3] != other[3]  # each member keeps its own PID namespace
     infra = infra_of(pk, "ns")
     pid = pk("inspect", "-f", "{{.State.Pid}}", infra).stdout.strip()
-    assert os.readlink(f"/proc/{pid}/ns/net") == mine[0]
+    assert [os.readlink(f"/proc/{pid}/ns/{n}") for n in ("net", "ipc", "uts")] == mine[:3]
 
 
 def test_infra_runs_under_a_seccomp_allow_list_narrower_than_the_default(pk):
@@ -126,6 +127,29 @@ def test_starting_a_member_of_a_created_pod_starts_its_infra_first(pk):
     pk("start", "mem")
     assert state(pk, infra_of(pk, "lazy")) == "running"
     assert _pod_row(pk, "lazy")["Status"] == "Running"
+
+
+def test_a_member_whose_infra_fails_to_start_beside_it_is_undone_with_the_infras_error(pk):
+    # The member is created beside its infra, once the infra's namespaces exist; an infra
+    # whose runtime create then fails (its image has lost /bin/busybox) fails the member
+    # with its error, and neither is left running or holding anything
+    pk("pod", "create", "--name", "broken")
+    infra = infra_of(pk, "broken")
+    image = pk("inspect", "-f", "{{.Image}}", infra).stdout.strip()
+    layer = Path(pk("image", "inspect", "-f", "{{.GraphDriver.Data.UpperDir}}",
+                    image).stdout.strip())
+    (layer / "bin" / "busybox").rename(layer / "bin" / "busybox.away")
+    failed = pk("run", "-d", "--pod", "broken", "--name", "mem", "busybox", "sleep", "60",
+                check=False)
+    assert failed.returncode == 127
+    assert failed.stderr.splitlines() == [
+        'Error: OCI runtime create failed: runc create failed: unable to start container'
+        ' process: exec: "/bin/sh": stat /bin/sh: no such file or directory']
+    assert [state(pk, c) for c in ("mem", infra)] == ["created", "created"]
+    assert not leftovers(pk)
+    (layer / "bin" / "busybox.away").rename(layer / "bin" / "busybox")
+    pk("pod", "start", "broken")
+    assert [state(pk, c) for c in ("mem", infra)] == ["running", "running"]
 
 
 def test_member_is_stopped_and_marked_when_the_infra_dies(pk):

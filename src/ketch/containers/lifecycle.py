@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ketch.containers import resources
+    from ketch.containers.podns import InfraStart
     from ketch.containers.service import ContainerService
     from ketch.network.sandbox import DeferredStep
     from ketch.runtime.monitor import ConmonMonitor, ContainerPaths
@@ -123,18 +124,39 @@ class Lifecycle:
     def start(self, name_or_id: str, *,
               before_start: Callable[[ContainerPaths], None] | None = None,
               policy_token: str | None = None,
-              network_ready: Callable[[str], None] | None = None) -> ContainerRecord:
+              network_ready: Callable[[str], None] | None = None,
+              namespaces_ready: Callable[[], None] | None = None,
+              infra_start: InfraStart | None = None) -> ContainerRecord:
         """Start the container. `policy_token`: a restart by the restart policy
         (containers.restart), done only if the record still waits for that restart.
         `network_ready`: called with the path of the container's own network namespace
         once it exists, in the helper thread of the deferred network plumbing, beside
         the runtime's create; the process starts after it returned, and what it raises
-        fails the start (the CRI attaches a sandbox to CNI there)."""
+        fails the start (the CRI attaches a sandbox to CNI there).
+
+        A pod member joins its infra's namespaces. When the infra is not running, its
+        start runs beside the member's (`infra_start`, or one of the member's own):
+        the member is created once the infra's namespaces exist (`namespaces_ready`,
+        called by the infra's start when they do) and its process starts once the infra
+        has started; the infra's failure is the member's."""
         svc = self.svc
         rec = svc.get(name_or_id)
-        if rec.host_config.get("_Pod") and not rec.running:
-            # a pod member joins the infra's namespaces: the infra runs first (ketch.pods)
-            svc.engine.pods.ensure_infra_running(rec.host_config["_Pod"])
+        if infra_start is None and rec.host_config.get("_Pod") and not rec.running:
+            infra_start = svc.engine.pods.start_infra_beside(rec.host_config["_Pod"])
+        if infra_start is not None:
+            before_start = infra_start.then(before_start)
+        try:
+            return self._start(rec, name_or_id, before_start, policy_token, network_ready,
+                               namespaces_ready)
+        finally:
+            if infra_start is not None:
+                infra_start.join()  # (a failure the member never waited for is not ours)
+
+    def _start(self, rec: ContainerRecord, name_or_id: str,
+               before_start: Callable[[ContainerPaths], None] | None,
+               policy_token: str | None, network_ready: Callable[[str], None] | None,
+               namespaces_ready: Callable[[], None] | None) -> ContainerRecord:
+        svc = self.svc
         with svc.lock(rec.id):
             rec = svc._refresh(svc.reread(rec, name_or_id), locked=True)
             if rec.state in ("running", "paused"):
@@ -152,18 +174,20 @@ class Lifecycle:
             # If this process is killed before the record says "running", whoever finds
             # the intent undoes the start (containers/recovery.py): mounts, runtime, network.
             with svc.engine.intents.held("containers.start", rec.id):
-                return self._start_locked(rec, before_start, policy_token, network_ready)
+                return self._start_locked(rec, before_start, policy_token, network_ready,
+                                          namespaces_ready)
 
     def _start_locked(self, rec: ContainerRecord,
                       before_start: Callable[[ContainerPaths], None] | None,
                       policy_token: str | None,
-                      network_ready: Callable[[str], None] | None = None) -> ContainerRecord:
+                      network_ready: Callable[[str], None] | None = None,
+                      namespaces_ready: Callable[[], None] | None = None) -> ContainerRecord:
         # (what a start needs and a pause or a look does not: mounts, the network)
         from ketch.containers import resources
+        from ketch.containers.ocispec import container_spec
         from ketch.containers.rootfs import OverlayMount, mount_overlay
-        from ketch.containers.security import parse_security_opts
         from ketch.runtime.monitor import ContainerStartError, write_config
-        from ketch.runtime.spec import ContainerSpec, generate_config
+        from ketch.runtime.spec import generate_config
         from ketch.runtime.users import resolve_groups, resolve_user
 
         svc = self.svc
@@ -198,43 +222,14 @@ class Lifecycle:
 
             link_hosts, link_env = options.links(svc, rec, net)
             resources.write_etc_files(svc, rec, net, link_hosts)
-            args = list(c.get("Entrypoint") or []) + list(c.get("Cmd") or [])
-            if hc.get("Init") or (hc.get("Init") is None and svc.settings.init):
-                # Docker's docker-init: tini as PID 1 reaps orphans and forwards signals
-                from ketch.containers.settings import INIT_TARGET
-                from ketch.runtime.spec import Mount
-
-                mounts.append(Mount(INIT_TARGET, svc.settings.init_binary(), "bind",
-                                    ["bind", "ro"]))
-                args = [INIT_TARGET, "--", *args]
-            nano = hc.get("NanoCpus") or 0
-            spec = ContainerSpec(
-                id=rec.id, rootfs=rootfs, args=args, env=list(c.get("Env") or []),
-                cwd=wd, user=user, hostname=c.get("Hostname") or rec.id[:12],
-                terminal=bool(c.get("Tty")), mounts=mounts,
-                readonly_rootfs=bool(hc.get("ReadonlyRootfs")),
-                privileged=bool(hc.get("Privileged")),
-                cap_add=list(hc.get("CapAdd") or []), cap_drop=list(hc.get("CapDrop") or []),
-                memory=hc.get("Memory") or None, memory_swap=hc.get("MemorySwap") or None,
-                memory_reservation=hc.get("MemoryReservation") or None,
-                cpus=(nano / 1e9) if nano else None, cpu_shares=hc.get("CpuShares") or None,
-                cpuset_cpus=hc.get("CpusetCpus") or None,
-                pids_limit=hc.get("PidsLimit") or None,
-                netns_path=net.get("netns"), stop_signal=c.get("StopSignal"),
-                sysctls=options.sysctls(hc),
-                ulimits={u["Name"]: (u["Soft"], u["Hard"]) for u in hc.get("Ulimits") or []},
-            )
-            if hc.get("ShmSize"):
-                spec.shm_size = hc["ShmSize"]
-            security = parse_security_opts(hc.get("SecurityOpt"))
-            spec.seccomp = security.seccomp
-            spec.no_new_privileges = security.no_new_privileges
-            if hc.get("MaskedPaths") is not None:
-                spec.masked_paths = list(hc["MaskedPaths"])
-            if hc.get("ReadonlyPaths") is not None:
-                spec.readonly_paths = list(hc["ReadonlyPaths"])
+            spec = container_spec(svc, rec, rootfs, user, wd, mounts, net)
             spec.rootfs_propagation = root_propagation
-            options.apply(svc, rec, spec)
+            if hc.get("_PodInfra"):
+                from ketch.containers import podns
+
+                podns.pin(svc, rec, spec)  # (the network namespace exists already)
+                if namespaces_ready is not None:
+                    namespaces_ready()
             # link variables come first: the container's own -e wins, as in Docker
             own = {e.partition("=")[0] for e in spec.env}
             spec.env = [e for e in link_env if e.partition("=")[0] not in own] + spec.env
@@ -496,6 +491,10 @@ class Lifecycle:
             resources.network_down(svc, rec)
         except KetchError:
             pass
+        if rec.host_config.get("_PodInfra"):
+            from ketch.containers import podns
+
+            podns.unpin(svc, rec.id)
         if finish is not None:
             try:
                 finish()

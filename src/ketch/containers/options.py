@@ -310,15 +310,21 @@ def _go_list(caps: list[Any]) -> str:
 
 
 def _joined(svc: ContainerService, mode: str, kind: str, what: str) -> str:
-    """`container:X` → X's namespace file; X must be running."""
+    """`container:X` → X's namespace file; X must be running, or be a pod's infra whose
+    namespaces are pinned (it is being started beside this container: podns)."""
     other = svc.get(mode.split(":", 1)[1])
-    if other.state not in ("running", "paused") or not other.pid:
+    pinned = None
+    if other.host_config.get("_PodInfra"):
+        from ketch.containers import podns
+
+        pinned = podns.pinned(svc, other.id, kind)
+    if pinned is None and (other.state not in ("running", "paused") or not other.pid):
         raise Conflict(f"cannot join {what} of a non running container: {other.id}")
     if kind == "ipc" and (other.host_config.get("IpcMode") or "private") not in (
             "shareable", "host"):
         raise Conflict(f"cannot join IPC of a non-shareable container: {other.id}: use"
                        " --ipc shareable for it")
-    return f"/proc/{other.pid}/ns/{kind}"
+    return pinned or f"/proc/{other.pid}/ns/{kind}"
 
 
 def apply(svc: ContainerService, rec: ContainerRecord, spec: ContainerSpec) -> None:

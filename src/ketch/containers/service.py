@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from ketch.containers.host import ContainerHost
     from ketch.containers.lifecycle import Lifecycle
+    from ketch.containers.podns import InfraStart
     from ketch.containers.settings import ContainerSettings
     from ketch.store.images import ImageRecord
 
@@ -484,6 +485,11 @@ class ContainerService:
             return False
         run_root, cdir = self.engine.run_root_dir, os.path.join(self.engine.root_dir,
                                                                  "containers", rec.id)
+        if hc.get("_PodInfra"):
+            from ketch.containers import podns
+
+            if podns.held(run_root, rec.id):
+                return False
         if (os.path.lexists(os.path.join(run_root, "netns", rec.id))
                 or any(os.path.lexists(os.path.join(run_root, rt, rec.id))
                        for rt in ("runc", "crun"))
@@ -556,8 +562,12 @@ class ContainerService:
         return Lifecycle(self)
 
     def start(self, name_or_id: str, *,
-              network_ready: Callable[[str], None] | None = None) -> ContainerRecord:
-        return self.lifecycle.start(name_or_id, network_ready=network_ready)
+              network_ready: Callable[[str], None] | None = None,
+              namespaces_ready: Callable[[], None] | None = None,
+              infra_start: InfraStart | None = None) -> ContainerRecord:
+        return self.lifecycle.start(name_or_id, network_ready=network_ready,
+                                    namespaces_ready=namespaces_ready,
+                                    infra_start=infra_start)
 
     def stop(self, name_or_id: str, *, timeout: int | None = None,
              signal: str | None = None) -> None:

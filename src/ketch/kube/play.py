@@ -212,34 +212,27 @@ def _image(engine: Engine, c: ContainerPlan, folder: str, build: bool | None,
 
 
 def _start(engine: Engine, pods: list[PlayedPod]) -> None:
-    """The pods' infra containers, then all their members at once. Most of a start is
-    waiting for runc and conmon, so the containers start side by side, each in a thread
-    with its own Engine (its own database connection), as the Engine API service starts
-    them for concurrent requests."""
-    infras = [engine.pod_inspect(p.id)["InfraContainerID"] for p in pods]
-    _in_parallel(engine, infras)
-    _in_parallel(engine, [cid for p in pods for cid in p.containers])
-
-
-def _in_parallel(engine: Engine, ids: list[str]) -> None:
-    # Threads, not forked processes: a copy of a process with SQLite connections open
-    # must not use SQLite (see ketch.builder.watchdog).
-    if len(ids) == 1:
-        engine.containers.start(ids[0])
+    """Each pod started as `pod start` starts it (its members created beside its infra,
+    all at once), as Podman's play starts each pod; the pods side by side, each in a
+    thread with its own Engine (its own database connection), as the Engine API service
+    serves concurrent requests. Threads, not forked processes: a copy of a process with
+    SQLite connections open must not use SQLite (see ketch.builder.watchdog)."""
+    if len(pods) == 1:
+        engine.pod_start(pods[0].id)
         return
     import threading
 
     errors: list[BaseException] = []
 
-    def start(cid: str) -> None:
+    def start(pod_id: str) -> None:
         try:
             with engine.reopen() as mine:
-                mine.containers.start(cid)
+                mine.pod_start(pod_id)
         except BaseException as e:  # noqa: BLE001 (reported by the caller)
             errors.append(e)
 
-    threads = [threading.Thread(target=start, args=(cid,), name="ketch-kube-start")
-               for cid in ids]
+    threads = [threading.Thread(target=start, args=(p.id,), name="ketch-kube-start")
+               for p in pods]
     for t in threads:
         t.start()
     for t in threads:
@@ -248,7 +241,7 @@ def _in_parallel(engine: Engine, ids: list[str]) -> None:
         first = errors[0]
         if isinstance(first, KetchError):
             raise first
-        raise KetchError(f"starting a container failed: {type(first).__name__}: {first}")
+        raise KetchError(f"starting a pod failed: {type(first).__name__}: {first}")
 
 
 def _check_non_root(engine: Engine, c: ContainerPlan) -> None:

@@ -1,4 +1,5 @@
-"""Named network namespaces as bind-mounted files, the way `ip netns` keeps them.
+"""Named network namespaces as bind-mounted files, the way `ip netns` keeps them (and,
+with `pin`, the IPC and UTS namespaces a pod's containers share).
 
 A namespace lives as long as something references it; a bind mount of
 /proc/<tid>/ns/net onto a file under <run root>/netns keeps it after the creating
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     T = TypeVar("T")
 
 CLONE_NEWNET = 0x40000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUTS = 0x04000000
+_CLONE_FLAGS = {"ipc": CLONE_NEWIPC, "uts": CLONE_NEWUTS}
 MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_SHARED = 1 << 20
@@ -124,6 +128,34 @@ def create(path: Path) -> Netlink:
         return nl
 
     return _in_thread(work)
+
+
+def pin(paths: dict[str, Path]) -> None:
+    """New namespaces of the kinds named ("ipc", "uts"), each pinned at its path, as
+    CRI-O's pinns makes a sandbox's: containers join them by path, so none has to wait
+    for another's process to exist. `remove` each path to drop them."""
+    flags = 0
+    for kind, path in paths.items():
+        flags |= _CLONE_FLAGS[kind]
+        prepare_dir(path.parent)
+
+    def work() -> None:
+        # (a thread's IPC and UTS namespaces are its own, as its network namespace is)
+        _check(_c().unshare(flags), "unshare")
+        made: list[Path] = []
+        try:
+            for kind, path in paths.items():
+                fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+                os.close(fd)
+                made.append(path)
+                _mount(f"/proc/self/task/{threading.get_native_id()}/ns/{kind}", str(path),
+                       MS_BIND)
+        except BaseException:
+            for path in made:
+                remove(path)
+            raise
+
+    _in_thread(work)
 
 
 def enter(path: Path | str) -> Netlink:

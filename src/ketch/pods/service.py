@@ -2,7 +2,9 @@
 network, IPC and UTS namespaces; the published ports) and members that join it.
 
 Each operation acts on the containers in Podman's order: the infra starts first and
-stops last, so a member never starts without namespaces to join. A member's own
+stops last, so a member never runs without namespaces to join (a member is created
+beside its infra once the infra's namespaces exist, and its process starts once the
+infra runs: Lifecycle.start). A member's own
 lifecycle stays the container service's; this module only orders the calls and keeps
 the pod's record. When the infra exits by itself, the container service's exit path
 calls `infra_exited`, which stops the members and marks them (State.Error says why):
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ketch.containers.host import ContainerHost
+    from ketch.containers.podns import InfraStart
     from ketch.containers.records import ContainerRecord
     from ketch.containers.service import ContainerService
 
@@ -205,8 +208,10 @@ class PodService:
             raise Conflict(f"container {infra.id} is the infra container of pod {pod.id} and"
                            " cannot be removed without removing the pod")
 
-    def ensure_infra_running(self, pod_id: str) -> None:
-        """Start the pod's infra if it is not running: a member is being started."""
+    def start_infra_beside(self, pod_id: str) -> InfraStart | None:
+        """Start the pod's infra if it is not running, beside the start of members: the
+        returned start has made the infra's namespaces, which is what a member's start
+        waits for (see Lifecycle.start); None when the infra runs already."""
         pod = self.records.get(pod_id)
         if pod is None:
             raise PodNotFound(pod_id)
@@ -215,26 +220,49 @@ class PodService:
             raise KetchError(f"pod {pod.name} has no infra container")
         if infra.state == "paused":
             raise Conflict(f"pod {pod.name} is paused: unpause it first")
-        if infra.state != "running":
-            self.containers.start(infra.id)
+        if infra.state == "running":
+            return None
+        from ketch.containers.podns import InfraStart
+
+        return InfraStart(self.engine, infra.id)
 
     # -- state changes ------------------------------------------------------------------
     def start(self, name_or_id: str) -> PodRecord:
-        """Start the infra, then every member not running (Podman's `pod start`)."""
+        """Start the infra and every member not running (Podman's `pod start`): the
+        members at once, each created beside the infra and started once it runs."""
         with self.locked(name_or_id) as pod:
-            self.ensure_infra_running(pod.id)
-            errors = []
-            for m in self.members(pod):
-                if m.state in ("running", "paused"):
-                    continue
+            infra_start = self.start_infra_beside(pod.id)
+            waiting = [m for m in self.members(pod) if m.state not in ("running", "paused")]
+            failed: dict[str, str] = {}
+
+            def start(m: ContainerRecord) -> None:
                 try:
-                    self.containers.start(m.id)
+                    self._in_own_engine(len(waiting) > 1, lambda e: e.containers.start(
+                        m.id, infra_start=infra_start))
                 except KetchError as e:
-                    errors.append(f"{m.name}: {e.message}")
-            if errors:
-                raise KetchError(f"starting pod {pod.name}: " + "; ".join(errors))
+                    failed[m.id] = f"{m.name}: {e.message}"
+
+            try:
+                self._each_at_once(waiting, start)
+            finally:
+                if infra_start is not None:
+                    infra_start.join()
+            if infra_start is not None:
+                infra_start.wait()  # (raises its failure if no member did)
+            if failed:
+                raise KetchError(f"starting pod {pod.name}: " + "; ".join(
+                    failed[m.id] for m in waiting if m.id in failed))
             self.event(pod, "start")
             return pod
+
+    def _in_own_engine(self, own: bool, work: Callable[[ContainerHost], object]) -> None:
+        """`work` with an Engine of its own (its own database connection: for a thread
+        beside others) or with this one."""
+        if not own:
+            work(self.engine)
+            return
+        with self.engine.reopen() as mine:
+            work(mine)
 
     def stop(self, name_or_id: str, *, timeout: int | None = None) -> PodRecord:
         """Stop the members (all at once), then the infra."""
