@@ -61,6 +61,39 @@ def test_default_profile_covers_the_native_and_compat_architectures_the_kernel_r
     assert resolved()["architectures"] == expected[native]
 
 
+def test_threads_asking_at_once_whether_the_kernel_filters_all_hear_yes(monkeypatch):
+    """The starts of a pod's infra and members run in threads of one process, and each
+    asks, the first time, whether the kernel has seccomp: none may see the answer half
+    found (a "no" refuses the infra's own profile: "seccomp is not enabled in your
+    kernel")."""
+    import threading
+
+    from ketch.runtime import seccomp
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # a thread switch at nearly every bytecode
+    try:
+        for _ in range(50):
+            monkeypatch.setattr(seccomp, "_mode", None)
+            monkeypatch.setattr(seccomp, "_x32", None)
+            barrier = threading.Barrier(4)
+            answers: list[bool] = []
+
+            def ask(barrier: threading.Barrier, answers: list[bool]) -> None:
+                barrier.wait()
+                answers.append(seccomp.seccomp_supported())
+
+            threads = [threading.Thread(target=ask, args=(barrier, answers))
+                       for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert answers == [True] * 4
+    finally:
+        sys.setswitchinterval(interval)
+
+
 @pytest.mark.parametrize("name", ["mount", "umount2", "unshare", "setns", "kexec_load",
                                   "init_module", "reboot", "bpf", "open_by_handle_at",
                                   "clock_settime", "acct", "kcmp", "iopl", "syslog",

@@ -280,16 +280,17 @@ def _seccomp_mode() -> str:
     """The Seccomp field of /proc/self/status: "0" unfiltered, "2" filtered; "" where the
     kernel has no seccomp."""
     global _mode
-    if _mode is None:
-        _mode = ""
+    if _mode is None:  # (found whole before it is kept: threads of a pod start ask too)
+        mode = ""
         try:
             with open("/proc/self/status", encoding="ascii") as f:
                 for line in f:
                     if line.startswith("Seccomp:"):
-                        _mode = line.split(":", 1)[1].strip()
+                        mode = line.split(":", 1)[1].strip()
                         break
         except OSError:
             pass
+        _mode = mode
     return _mode
 
 
@@ -308,13 +309,14 @@ def kernel_runs_x32() -> bool:
     already confines does not ask (a filter that does not list x32 kills the asker) and
     keeps x32, as Docker's profile does."""
     global _x32
-    if _x32 is None:
-        _x32 = True
+    if _x32 is None:  # (as _seccomp_mode: found whole before it is kept)
+        runs = True
         if os.uname().machine == "x86_64" and _seccomp_mode() == "0":
             import ctypes
 
             libc = ctypes.CDLL(None, use_errno=True)
-            _x32 = libc.syscall(_X32_GETPID) != -1 or ctypes.get_errno() != ENOSYS
+            runs = libc.syscall(_X32_GETPID) != -1 or ctypes.get_errno() != ENOSYS
+        _x32 = runs
     return _x32
 
 
