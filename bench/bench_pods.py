@@ -12,8 +12,10 @@ ketch/podman in the same run; below 1.0 ketch is faster):
   pod-rm     `pod rm -f` of such a pod (both members and the infra running)
 
 and, after both, the runc floor: `runc create` + `runc start` of the pod's three
-containers with the configs ketch generated for its last pod, with no engine (see
-benchlib.runc_floor): what any engine that starts them through runc pays at least.
+containers with the configs ketch generated for its last pod, one after the other, with
+no engine (see benchlib.runc_floor): what any engine that starts them through runc one
+by one pays at least. ketch creates a pod's first member beside its infra (their
+namespaces are pinned first), so its 1st run -d can take less than two of them.
 
 Goal (issue 14): pod-2 at most 0.5x Podman's time. Each timing is the median of N
 runs, min in brackets. Both engines get the same offline busybox root filesystem

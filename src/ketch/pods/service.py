@@ -4,12 +4,11 @@ network, IPC and UTS namespaces; the published ports) and members that join it.
 Each operation acts on the containers in Podman's order: the infra starts first and
 stops last, so a member never runs without namespaces to join (a member is created
 beside its infra once the infra's namespaces exist, and its process starts once the
-infra runs: Lifecycle.start). A member's own
-lifecycle stays the container service's; this module only orders the calls and keeps
-the pod's record. When the infra exits by itself, the container service's exit path
-calls `infra_exited`, which stops the members and marks them (State.Error says why):
-whoever finds the infra dead (its monitor's exit command, or the next command that
-looks at it) does this, daemonless.
+infra runs: Lifecycle.start). A member's own lifecycle stays the container service's;
+this module only orders the calls and keeps the pod's record. When the infra exits by
+itself, the container service's exit path calls `infra_exited`, which stops the
+members and marks them (State.Error says why): whoever finds the infra dead (its
+monitor's exit command, or the next command that looks at it) does this, daemonless.
 
 The pod-wide operations (start, stop, restart, kill, pause, unpause, rm) hold the pod's
 lock (`locked`), as Podman's pod lock: a `pod start` beside a `pod kill` starts the pod
@@ -305,7 +304,7 @@ class PodService:
             except BaseException as e:  # re-raised in the calling thread below
                 failures.append(e)
 
-        threads = [threading.Thread(target=one, args=(c,), name=f"stop-{c.id[:12]}")
+        threads = [threading.Thread(target=one, args=(c,), name=f"member-{c.id[:12]}")
                    for c in members]
         for t in threads:
             t.start()
