@@ -45,8 +45,10 @@ def test_the_exit_code_is_written_to_the_exit_file_and_reported(
     status = h.monitor.wait_exit(paths, timeout=10)
     assert (status.exit_code, status.oom_killed) == (42, False)
     assert before - 1 <= status.finished_at <= time.time() + 1
-    assert paths.exit_file.read_text().strip() == "42"
+    # (conmon writes the exit to its persist dir, then to the exit dir: wait_exit may
+    # have read the first before the second was there)
     h.monitor.wait_monitor_exit(paths, timeout=10)
+    assert paths.exit_file.read_text().strip() == "42"
     assert not h.monitor.monitor_alive(paths)
 
 
