@@ -96,6 +96,21 @@ class Child:
         self._input = memoryview(input or b"")
         if in_w >= 0:
             os.set_blocking(in_w, False)
+            self._feed()  # what the pipe takes now: a short input is there before any wait
+
+    def _feed(self) -> None:
+        """Write what the stdin pipe takes without blocking; close it once all is sent
+        (or the child stopped reading: the rest is moot)."""
+        try:
+            sent = os.write(self._in, self._input)
+        except BlockingIOError:
+            return
+        except BrokenPipeError:
+            sent = len(self._input)
+        self._input = self._input[sent:]
+        if not self._input:
+            os.close(self._in)
+            self._in = -1
 
     def communicate(self, timeout: float | None = None) -> tuple[int, bytes, bytes]:
         """Wait for the process to end: (exit code, stdout, stderr). The exit code of a
@@ -122,17 +137,9 @@ class Child:
                     raise SpawnTimeout(f"{self.argv[0]} did not end within {timeout}s")
                 for fd, _mask in events:
                     if fd == self._in:
-                        try:
-                            sent = os.write(fd, self._input)
-                        except BlockingIOError:
-                            continue
-                        except BrokenPipeError:  # it stopped reading: the rest is moot
-                            sent = len(self._input)
-                        self._input = self._input[sent:]
-                        if not self._input:
+                        self._feed()
+                        if self._in < 0:
                             poller.unregister(fd)
-                            os.close(fd)
-                            self._in = -1
                             open_fds -= 1
                         continue
                     data = os.read(fd, 65536)
