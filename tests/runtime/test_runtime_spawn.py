@@ -97,3 +97,16 @@ def test_a_directory_a_passed_descriptor_a_session_and_no_stdout(tmp_path) -> No
 def test_a_directory_that_is_not_there_fails_the_child_saying_so(tmp_path) -> None:
     code, _out, err = spawn.Child(["/bin/true"], cwd=str(tmp_path / "gone")).communicate(30)
     assert code == 125 and b"cannot change directory" in err
+
+
+def test_a_short_input_is_there_for_the_child_before_anyone_waits_for_it(tmp_path) -> None:
+    # iptables-restore commits its rules while ketch goes on with a container's start:
+    # the input must not wait in this process until `communicate`
+    out = tmp_path / "got"
+    child = spawn.Child(["/bin/sh", "-c", f"cat > {out}.part && mv {out}.part {out}"],
+                        input=b"rules\n", stdout=False)
+    deadline = time.monotonic() + 10
+    while not out.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert out.read_bytes() == b"rules\n"
+    assert child.communicate(5) == (0, b"", b"")
