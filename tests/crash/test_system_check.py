@@ -74,3 +74,31 @@ def test_an_intent_of_a_live_owner_is_left_and_a_reused_pid_is_not_its_owner(
     croot("images")  # its owner is gone now: recovered
     assert list((croot.root / "tmp").iterdir()) == []
     assert croot("system", "check").stdout == "No problems found\n"
+
+
+def test_system_check_finds_pinned_pod_namespaces_of_a_removed_container_and_repair_drops_them(
+        croot: KetchCLI) -> None:
+    # an infra whose record went (a store edited by hand) without its release: its IPC
+    # and UTS namespaces would stay pinned, and nothing else would ever drop them
+    from ketch.network import netns
+
+    netns_dir = croot.root / "run" / "netns"
+    cid = "ab" * 32
+    pins = {kind: netns_dir / f"{cid}-{kind}" for kind in ("ipc", "uts")}
+    netns.pin(pins)
+    try:
+        check = croot("system", "check", check=False)
+        assert check.returncode == 1
+        assert (f"found: pinned namespaces of removed container {cid[:12]}"
+                in check.stdout.splitlines()), check.stdout
+        repair = croot("system", "check", "--repair")
+        assert (f"repaired: pinned namespaces of removed container {cid[:12]}"
+                in repair.stdout.splitlines()), repair.stdout
+        assert list(netns_dir.iterdir()) == []
+        mounts = Path("/proc/self/mountinfo").read_text()
+        assert not [p for p in pins.values() if f" {p} " in mounts]
+        assert croot("system", "check").stdout == "No problems found\n"
+    finally:
+        for p in pins.values():
+            netns.remove(p)
+        netns.release_dir(netns_dir)

@@ -53,6 +53,16 @@ def pinned(svc: ContainerService, cid: str, kind: str) -> str | None:
     return str(p) if os.path.lexists(p) else None
 
 
+def pinned_ids(run_root: str) -> set[str]:
+    """The containers that have pins (`system check` looks for those of removed ones)."""
+    try:
+        names = os.listdir(os.path.join(run_root, "netns"))
+    except OSError:
+        return set()
+    return {name.rsplit("-", 1)[0] for name in names
+            if name.rpartition("-")[2] in KINDS}
+
+
 def held(run_root: str, cid: str) -> bool:
     return any(os.path.lexists(path(run_root, cid, kind)) for kind in KINDS)
 

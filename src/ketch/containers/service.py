@@ -778,12 +778,20 @@ class ContainerService:
                         pass  # unpaused, or removed, by another command meanwhile
 
     def check(self) -> builtins.list[tuple[str, Any]]:
-        """Containers recorded as running whose process is gone: (what, repair)."""
+        """Containers recorded as running whose process is gone, and pinned pod
+        namespaces of containers with no record: (what, repair)."""
+        from ketch.containers import podns
+
         found = []
-        for rec in self.records.all():
+        recs = self.records.all()
+        for rec in recs:
             if rec.running and not self.lifecycle.process_alive(rec):
                 found.append((f"container {rec.short_id} recorded as {rec.state} but its"
                               " process is gone", lambda c=rec.id: self.lifecycle.finish(c)))
+        known = {rec.id for rec in recs}
+        for cid in podns.pinned_ids(self.engine.run_root_dir) - known:
+            found.append((f"pinned namespaces of removed container {cid[:12]}",
+                          lambda c=cid: podns.unpin(self, c)))
         return found
 
     def recover(self, intent: Any) -> bool:
