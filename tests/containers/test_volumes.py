@@ -176,12 +176,9 @@ def test_an_exclusive_create_of_a_volume_that_exists_is_a_conflict(ketch):
     ketch("volume", "create", "--label", "by=user", "claimed")
     with Engine(ketch.root, ketch.root / "run") as engine:
         assert engine.volumes.create("claimed")["Labels"] == {"by": "user"}
-        try:
+        with pytest.raises(Conflict) as refused:
             engine.volumes.create("claimed", labels={"by": "play"}, exclusive=True)
-        except Conflict as e:
-            assert e.message == "create claimed: volume already exists"
-        else:
-            raise AssertionError("an exclusive create of an existing volume went through")
+        assert refused.value.message == "create claimed: volume already exists"
         assert engine.volumes.create("fresh", exclusive=True)["Name"] == "fresh"
     assert ketch("volume", "inspect", "-f", "{{.Labels.by}}", "claimed").stdout == "user\n"
     assert ketch("volume", "ls", "-q").stdout.split() == ["claimed", "fresh"]

@@ -20,6 +20,7 @@ def unpacked_size(tar: Path) -> int:
         return sum(m.size if m.isreg() else len(m.linkname.encode()) if m.issym() else 0
                    for m in tf)
 
+
 def test_inspect_prints_a_docker_shaped_json_array(ketch: KetchCLI, busybox: str,
                                                    busybox_tar: Path) -> None:
     data = json.loads(ketch("image", "inspect", "busybox").stdout)
