@@ -270,7 +270,12 @@ class VolumeStore:
             names = sorted(os.listdir(top))
         except (FileNotFoundError, NotADirectoryError):
             return []
-        vols = [self.inspect(n) for n in names if os.path.isdir(f"{top}/{n}")]
+        vols = []
+        for n in names:
+            try:
+                vols.append(self.inspect(n))
+            except NotFound:
+                continue  # removed since the listing (a prune beside this one), or no volume
         return [v for v in vols if self._matches(v, filters)]
 
     def _matches(self, v: dict[str, Any], filters: dict[str, builtins.list[str]]) -> bool:
