@@ -126,6 +126,34 @@ def test_kill_init_leaves_alone_a_process_that_is_not_the_recorded_init(harness)
         state_file.write_text(original)
 
 
+def test_start_lets_a_created_container_run_without_a_runc_process(harness):
+    """What `runc start` does, done from here: the init's exec FIFO read and removed,
+    after which runc itself reports the container running and its output arrives."""
+    paths = harness.prepare(harness.spec(["sh", "-c", "echo started; exec sleep 30"]))
+    harness.monitor.create_container(paths)
+    fifo = Path(harness.runtime.state_root) / paths.container_id / "exec.fifo"
+    assert harness.runtime.state(paths.container_id).status == "created"
+    assert fifo.exists()
+    assert harness.runtime.start_init(paths.container_id) is True
+    assert not fifo.exists()
+    assert harness.runtime.state(paths.container_id).status == "running"
+    harness.wait_for(lambda: harness.output(paths)[0] == "started\n",
+                     what="the container's output")
+
+
+def test_start_of_a_container_whose_init_died_before_it_gives_runcs_error(harness):
+    paths = harness.prepare(harness.spec(["true"]))
+    harness.monitor.create_container(paths)
+    state = json.loads((Path(harness.runtime.state_root) / paths.container_id
+                        / "state.json").read_text())
+    os.kill(state["init_process_pid"], signal.SIGKILL)
+    harness.wait_for(lambda: harness.runtime.state(paths.container_id).status == "stopped",
+                     what="the init to be gone")
+    assert harness.runtime.start_init(paths.container_id) is False
+    with pytest.raises(RuntimeFailure, match="runc start: .*(dead|stopped)"):
+        harness.runtime.start(paths.container_id)
+
+
 def test_monitor_memory_stays_near_two_mebibytes(harness):
     _paths, started = harness.start(["sleep", "30"])
     status = Path(f"/proc/{started.conmon_pid}/status").read_text()

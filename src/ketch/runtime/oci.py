@@ -234,7 +234,80 @@ class OCIRuntime:
         self._run(*args, container_id)
 
     def start(self, container_id: str) -> None:
+        """Let a created container's process run (`start_init`, or `<runtime> start`)."""
+        if self.name == "runc" and self.start_init(container_id):
+            return
         self._run("start", container_id)
+
+    def start_init(self, container_id: str) -> bool:
+        """Let a created container's process run from here, as `runc start` does, saving
+        its process (a Go start-up, ~5 ms of every container start): `runc create` leaves
+        the container's init blocked opening the FIFO `exec.fifo` in the container's
+        state directory; `runc start` opens it, reads the byte the init writes, waits for
+        the end of the stream (the init's exec closes it) and removes the FIFO, after
+        which runc reports the container running. Done here for runc when its state
+        names the init (pid and start time, checked through a pidfd as `kill_init`
+        does) and no hooks. False when it cannot be done here, before anything was read:
+        the caller runs `start`, which also gives runc's error (the init died before its
+        start, the container is not in the created state)."""
+        if self.name != "runc":
+            return False
+        import select
+
+        where = f"{self.state_root}/{container_id}"
+        try:
+            with open(f"{where}/state.json", "rb") as f:
+                state = loads(f.read())
+            pid = int(state["init_process_pid"])
+            start = int(state["init_process_start"])
+            hooks = state["config"].get("hooks")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return False
+        if hooks or pid <= 0:
+            return False
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            return False
+        got = b""
+        try:
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+                if int(fields[19]) != start:  # field 22, starttime: another process now
+                    return False
+                # (non-blocking: an open for reading of a FIFO nobody writes would wait
+                # for good if the init died before it opened its end)
+                fifo = os.open(f"{where}/exec.fifo",
+                               os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except (OSError, ValueError, IndexError):
+                return False
+            try:
+                poller = select.poll()
+                poller.register(fifo, select.POLLIN)
+                poller.register(pidfd, select.POLLIN)
+                while True:
+                    ready = dict(poller.poll())
+                    if fifo in ready:
+                        chunk = os.read(fifo, 64)
+                        if not chunk:  # the init went on to the container's process
+                            break
+                        got += chunk
+                    elif not got:  # the init is gone and never wrote: runc says so
+                        return False
+                    else:
+                        break
+            finally:
+                os.close(fifo)
+        finally:
+            os.close(pidfd)
+        if not got:  # (runc: "cannot start an already running container")
+            return False
+        try:
+            os.unlink(f"{where}/exec.fifo")
+        except FileNotFoundError:
+            pass
+        return True
 
     def has_state(self, container_id: str) -> bool:
         """Whether the runtime may hold state for the container: runc and crun both keep
