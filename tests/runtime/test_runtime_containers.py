@@ -154,6 +154,24 @@ def test_start_of_a_container_whose_init_died_before_it_gives_runcs_error(harnes
         harness.runtime.start(paths.container_id)
 
 
+def test_delete_of_a_stopped_container_removes_its_cgroups_and_state_without_runc(harness):
+    """What `runc delete` does for a stopped container, done from here: every hierarchy's
+    cgroup of the container and its runc state directory are gone; while the init ran,
+    nothing was removed."""
+    paths, _started = harness.start(["sleep", "30"])
+    where = Path(harness.runtime.state_root) / paths.container_id
+    cgroups = set(json.loads((where / "state.json").read_text())["cgroup_paths"].values())
+    assert len(cgroups) > 1 and all(Path(c).is_dir() for c in cgroups)
+    assert harness.runtime.delete_stopped(paths.container_id) is False
+    assert where.is_dir() and all(Path(c).is_dir() for c in cgroups)
+    assert harness.runtime.kill_init(paths.container_id, signal.SIGKILL) is True
+    harness.monitor.wait_exit(paths, timeout=10)
+    assert harness.runtime.delete_stopped(paths.container_id) is True
+    assert [c for c in cgroups if Path(c).exists()] == []
+    assert not where.exists()
+    assert harness.runtime.state(paths.container_id) is None
+
+
 def test_monitor_memory_stays_near_two_mebibytes(harness):
     _paths, started = harness.start(["sleep", "30"])
     status = Path(f"/proc/{started.conmon_pid}/status").read_text()

@@ -133,6 +133,38 @@ def _is_missing(message: str, state_root: str) -> bool:
     return state_root in message and "no such file or directory" in lowered
 
 
+def _remove_cgroup(path: str) -> bool:
+    """Remove a cgroup directory and the cgroups below it (a cgroup's own files go with
+    it); whether it is gone. (runc's RemovePath.)"""
+    try:
+        os.rmdir(path)
+        return True
+    except FileNotFoundError:
+        return True
+    except OSError:
+        pass
+    try:
+        with os.scandir(path) as entries:
+            below = [e.path for e in entries if e.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    if not all(_remove_cgroup(p) for p in below):
+        return False
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    return True
+
+
+def _done() -> None:
+    return None
+
+
 class ContainerMissing(RuntimeFailure):
     """The runtime has no state for this container ID."""
 
@@ -373,9 +405,74 @@ class OCIRuntime:
             os.close(fd)
         return True
 
+    def delete_stopped(self, container_id: str) -> bool:
+        """Remove the runtime state of a runc container whose init has exited, from
+        here, as `runc delete` does for a stopped container, saving its process (a Go
+        start-up: ~5 ms of CPU, and 7-30 ms of wall clock here): the container's cgroup
+        in each hierarchy (the directories below it first), retried while the kernel
+        still counts a dying process in one (runc's schedule: 10, 20, 40 and 80 ms),
+        then its state directory. Only when runc's state names the init (gone: no such
+        process, another one by now, or a zombie), a PID namespace of the container's
+        own (so none of its processes outlives the init), no hooks and no Intel RDT
+        group. False when it cannot be done here, or a cgroup stays busy: the caller runs
+        `delete`, which then kills what is left and gives runc's error."""
+        if self.name != "runc":
+            return False
+        where = f"{self.state_root}/{container_id}"
+        try:
+            with open(f"{where}/state.json", "rb") as f:
+                state = loads(f.read())
+        except FileNotFoundError:  # deleted by another cleanup (the exit command's)
+            return not os.path.lexists(where)
+        except (OSError, ValueError):
+            return False
+        try:
+            pid = int(state["init_process_pid"])
+            start = int(state["init_process_start"])
+            config = state["config"]
+            own_pidns = any(ns.get("type") == "NEWPID" and not ns.get("path")
+                            for ns in config["namespaces"])
+            cgroups = set((state.get("cgroup_paths") or {}).values())
+            extra = config.get("hooks") or state.get("intel_rdt_path")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return False
+        if extra or not own_pidns or pid <= 0 or not all(
+                isinstance(c, str) and c.startswith("/sys/fs/cgroup/") and "/../" not in c
+                for c in cgroups):
+            return False
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            if int(fields[19]) == start and fields[0] != b"Z":
+                return False  # (field 22, starttime: the init itself, still running)
+        except FileNotFoundError:
+            pass  # (exited and reaped)
+        except (OSError, ValueError, IndexError):
+            return False
+        import time
+
+        for delay in (0.01, 0.02, 0.04, 0.08, None):
+            cgroups = {c for c in cgroups if not _remove_cgroup(c)}
+            if not cgroups:
+                break
+            if delay is None:
+                return False
+            time.sleep(delay)
+        try:
+            for name in os.listdir(where):
+                os.unlink(f"{where}/{name}")
+            os.rmdir(where)
+        except FileNotFoundError:
+            pass  # (another cleanup of the same container was quicker)
+        except OSError:
+            return False
+        return True
+
     def delete(self, container_id: str, force: bool = False) -> None:
         """Remove the runtime state (and cgroup). Missing state is not an error:
         cleanup must be idempotent."""
+        if self.delete_stopped(container_id):
+            return
         args = ["delete"]
         if force:
             args.append("--force")
@@ -386,6 +483,8 @@ class OCIRuntime:
 
     def delete_begin(self, container_id: str, force: bool = False) -> Callable[[], None]:
         """`delete`, launched without waiting: call the result to wait for it."""
+        if self.delete_stopped(container_id):
+            return _done
         finish = self._begin("delete", *(["--force"] if force else []), container_id)
 
         def wait() -> None:
