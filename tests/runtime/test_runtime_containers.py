@@ -154,6 +154,18 @@ def test_start_of_a_container_whose_init_died_before_it_gives_runcs_error(harnes
         harness.runtime.start(paths.container_id)
 
 
+def test_start_of_a_created_container_whose_init_cannot_write_times_out(harness):
+    # a frozen init: its FIFO is opened for it, but it never writes the byte
+    paths = harness.prepare(harness.spec(["true"]))
+    harness.monitor.create_container(paths)
+    harness.runtime.pause(paths.container_id)
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeFailure, match="runc start timed out after 0s"):
+        harness.runtime.start_init(paths.container_id, timeout=0.3)
+    assert 0.3 <= time.monotonic() - t0 < 5
+    harness.runtime.resume(paths.container_id)
+
+
 def test_delete_of_a_stopped_container_removes_its_cgroups_and_state_without_runc(harness):
     """What `runc delete` does for a stopped container, done from here: every hierarchy's
     cgroup of the container and its runc state directory are gone; while the init ran,

@@ -271,17 +271,19 @@ class OCIRuntime:
             return
         self._run("start", container_id)
 
-    def start_init(self, container_id: str) -> bool:
+    def start_init(self, container_id: str, timeout: float = 60) -> bool:
         """Let a created container's process run from here, as `runc start` does, saving
         its process (a Go start-up, ~5 ms of every container start): `runc create` leaves
         the container's init blocked opening the FIFO `exec.fifo` in the container's
         state directory; `runc start` opens it, reads the byte the init writes, waits for
         the end of the stream (the init's exec closes it) and removes the FIFO, after
-        which runc reports the container running. Done here for runc when its state
-        names the init (pid and start time, checked through a pidfd as `kill_init`
-        does) and no hooks. False when it cannot be done here, before anything was read:
-        the caller runs `start`, which also gives runc's error (the init died before its
-        start, the container is not in the created state)."""
+        which runc reports the container running. Here the FIFO is removed as soon as
+        the byte is read. Done for runc when its state names the init (pid and start
+        time, checked through a pidfd as `kill_init` does) and no hooks. False when it
+        cannot be done here, before anything was read: the caller runs `start`, which
+        also gives runc's error (the init died before its start, the container is not in
+        the created state). RuntimeFailure when the init writes nothing in `timeout`
+        seconds (as `runc start` run through `_run` would time out)."""
         if self.name != "runc":
             return False
         import select
@@ -318,28 +320,37 @@ class OCIRuntime:
                 poller = select.poll()
                 poller.register(fifo, select.POLLIN)
                 poller.register(pidfd, select.POLLIN)
+                import time
+
+                deadline = time.monotonic() + timeout
                 while True:
-                    ready = dict(poller.poll())
+                    left = deadline - time.monotonic()
+                    ready = dict(poller.poll(max(0, int(left * 1000)) + 1))
                     if fifo in ready:
                         chunk = os.read(fifo, 64)
                         if not chunk:  # the init went on to the container's process
                             break
+                        if not got:
+                            # (at once: a start cut short after this read leaves runc a
+                            # running container, not a "created" one whose FIFO nobody
+                            # will write again)
+                            try:
+                                os.unlink(f"{where}/exec.fifo")
+                            except FileNotFoundError:
+                                pass
                         got += chunk
-                    elif not got:  # the init is gone and never wrote: runc says so
-                        return False
-                    else:
-                        break
+                    elif pidfd in ready and not got:
+                        return False  # the init is gone and never wrote: runc says so
+                    elif got:
+                        break  # (the init exited or is slow to exec: it has started)
+                    elif left <= 0:
+                        raise RuntimeFailure(f"{self.name} start timed out after "
+                                             f"{timeout:.0f}s")
             finally:
                 os.close(fifo)
         finally:
             os.close(pidfd)
-        if not got:  # (runc: "cannot start an already running container")
-            return False
-        try:
-            os.unlink(f"{where}/exec.fifo")
-        except FileNotFoundError:
-            pass
-        return True
+        return bool(got)  # (nothing: runc's "cannot start an already running container")
 
     def has_state(self, container_id: str) -> bool:
         """Whether the runtime may hold state for the container: runc and crun both keep
