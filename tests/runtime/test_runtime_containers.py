@@ -184,6 +184,34 @@ def test_delete_of_a_stopped_container_removes_its_cgroups_and_state_without_run
     assert harness.runtime.state(paths.container_id) is None
 
 
+@pytest.mark.parametrize("change", ["shared PID namespace", "hooks", "systemd cgroup"])
+def test_delete_leaves_to_runc_a_stopped_container_it_cannot_remove_alone(harness, change):
+    """A container whose processes may outlive its init (a PID namespace it joined), or
+    whose removal runs more than rmdir (hooks, a systemd unit), is not removed from here:
+    runc's delete is."""
+    paths, _started = harness.start(["sleep", "30"])
+    state_file = Path(harness.runtime.state_root) / paths.container_id / "state.json"
+    assert harness.runtime.kill_init(paths.container_id, signal.SIGKILL) is True
+    harness.monitor.wait_exit(paths, timeout=10)
+    original = state_file.read_text()
+    state = json.loads(original)
+    if change == "shared PID namespace":
+        for ns in state["config"]["namespaces"]:
+            if ns["type"] == "NEWPID":
+                ns["path"] = "/proc/1/ns/pid"
+    elif change == "hooks":
+        state["config"]["hooks"] = {"poststop": [{"path": "/bin/true"}]}
+    else:
+        state["config"]["cgroups"]["Systemd"] = True
+    state_file.write_text(json.dumps(state))
+    try:
+        assert harness.runtime.delete_stopped(paths.container_id) is False
+        assert state_file.exists()
+        assert all(Path(c).is_dir() for c in state["cgroup_paths"].values())
+    finally:
+        state_file.write_text(original)
+
+
 def test_monitor_memory_stays_near_two_mebibytes(harness):
     _paths, started = harness.start(["sleep", "30"])
     status = Path(f"/proc/{started.conmon_pid}/status").read_text()

@@ -424,8 +424,8 @@ class OCIRuntime:
         still counts a dying process in one (runc's schedule: 10, 20, 40 and 80 ms),
         then its state directory. Only when runc's state names the init (gone: no such
         process, another one by now, or a zombie), a PID namespace of the container's
-        own (so none of its processes outlives the init), no hooks and no Intel RDT
-        group. False when it cannot be done here, or a cgroup stays busy: the caller runs
+        own (so none of its processes outlives the init), cgroups runc made itself (no
+        systemd unit, not rootless), no hooks and no Intel RDT group. False when it cannot be done here, or a cgroup stays busy: the caller runs
         `delete`, which then kills what is left and gives runc's error."""
         if self.name != "runc":
             return False
@@ -444,7 +444,10 @@ class OCIRuntime:
             own_pidns = any(ns.get("type") == "NEWPID" and not ns.get("path")
                             for ns in config["namespaces"])
             cgroups = set((state.get("cgroup_paths") or {}).values())
-            extra = config.get("hooks") or state.get("intel_rdt_path")
+            # (what runc's delete does beyond the cgroups and the state directory:
+            # hooks, an Intel RDT group, a systemd unit; rootless cgroups it may not own)
+            extra = (config.get("hooks") or state.get("intel_rdt_path") or state.get("rootless")
+                     or (config.get("cgroups") or {}).get("Systemd"))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return False
         if extra or not own_pidns or pid <= 0 or not all(
