@@ -13,7 +13,7 @@ generated CRI v1 stubs as a kubelet does, and measures for a two-container busyb
               are printed below the table: the sandbox, the two creates, the two
               starts, the wait for "running"
   pod-down    StopPodSandbox + RemovePodSandbox of that pod
-  runc floor  after both: `runc create` + `runc start` of the pod's three containers
+  runc floor  after both: `runc create` + the start of the pod's three containers
               with the configs ketch generated for its last pod and no engine
               (benchlib.runc_floor): what any runtime that starts them through runc
               pays at least; and the CNI floor: the ADD of one sandbox's network by the

@@ -11,7 +11,7 @@ ketch/podman in the same run; below 1.0 ketch is faster):
              printed below the table (the first member's run starts the infra)
   pod-rm     `pod rm -f` of such a pod (both members and the infra running)
 
-and, after both, the runc floor: `runc create` + `runc start` of the pod's three
+and, after both, the runc floor: `runc create` + the start of the pod's three
 containers with the configs ketch generated for its last pod, one after the other, with
 no engine (see benchlib.runc_floor): what any engine that starts them through runc one
 by one pays at least. ketch creates a pod's first member beside its infra (their
