@@ -165,6 +165,37 @@ def _done() -> None:
     return None
 
 
+@value(frozen=True)
+class _RuncInit:
+    """What runc's state.json says of a container's init: its pid and start time
+    (field 22 of /proc/PID/stat, in clock ticks), whether it has a PID namespace of its
+    own (not joined: the kernel then takes the namespace's other processes with it), and
+    the whole document."""
+
+    pid: int
+    start: int
+    own_pidns: bool
+    state: dict[str, Any]
+
+    def stat(self) -> tuple[int, bytes] | None:
+        """(start time, state letter) of the process that has the init's pid now, None
+        when there is none; OSError or ValueError when /proc cannot say."""
+        try:
+            with open(f"/proc/{self.pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except FileNotFoundError:
+            return None
+        try:
+            return int(fields[19]), fields[0]
+        except IndexError as e:
+            raise ValueError(f"/proc/{self.pid}/stat: {e}") from e
+
+    def is_running(self) -> bool:
+        """Whether the init is the process with its pid and still runs (not a zombie)."""
+        now = self.stat()
+        return now is not None and now[0] == self.start and now[1] != b"Z"
+
+
 class ContainerMissing(RuntimeFailure):
     """The runtime has no state for this container ID."""
 
@@ -284,37 +315,27 @@ class OCIRuntime:
         also gives runc's error (the init died before its start, the container is not in
         the created state). RuntimeFailure when the init writes nothing in `timeout`
         seconds (as `runc start` run through `_run` would time out)."""
-        if self.name != "runc":
+        init = self._runc_init(container_id)
+        if init is None or init.state["config"].get("hooks"):
             return False
         import select
 
         where = f"{self.state_root}/{container_id}"
         try:
-            with open(f"{where}/state.json", "rb") as f:
-                state = loads(f.read())
-            pid = int(state["init_process_pid"])
-            start = int(state["init_process_start"])
-            hooks = state["config"].get("hooks")
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            return False
-        if hooks or pid <= 0:
-            return False
-        try:
-            pidfd = os.pidfd_open(pid)
+            pidfd = os.pidfd_open(init.pid)
         except OSError:
             return False
         got = b""
         try:
             try:
-                with open(f"/proc/{pid}/stat", "rb") as f:
-                    fields = f.read().rsplit(b")", 1)[1].split()
-                if int(fields[19]) != start:  # field 22, starttime: another process now
+                now = init.stat()
+                if now is None or now[0] != init.start:  # another process now
                     return False
                 # (non-blocking: an open for reading of a FIFO nobody writes would wait
                 # for good if the init died before it opened its end)
                 fifo = os.open(f"{where}/exec.fifo",
                                os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-            except (OSError, ValueError, IndexError):
+            except (OSError, ValueError):
                 return False
             try:
                 poller = select.poll()
@@ -378,6 +399,22 @@ class OCIRuntime:
             args.append("--all")
         self._run(*args, container_id, str(signal_number(sig)))
 
+    def _runc_init(self, container_id: str) -> _RuncInit | None:
+        """runc's state of the container's init; None when runc is not this runtime, or
+        its state cannot be read (none, or not in runc's format)."""
+        if self.name != "runc":
+            return None
+        try:
+            with open(f"{self.state_root}/{container_id}/state.json", "rb") as f:
+                state = loads(f.read())
+            pid = int(state["init_process_pid"])
+            own_pidns = any(ns.get("type") == "NEWPID" and not ns.get("path")
+                            for ns in state["config"]["namespaces"])
+            init = _RuncInit(pid, int(state["init_process_start"]), own_pidns, state)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+        return init if pid > 0 else None
+
     def kill_init(self, container_id: str, sig: int) -> bool:
         """Signal the container's init process from here, as `runc kill` (without --all)
         does, saving its process (~15 ms, and more on a loaded host): runc's state file
@@ -387,30 +424,19 @@ class OCIRuntime:
         the kernel takes the namespace's other processes with its init on SIGKILL.
         False when this cannot be done here: the caller runs `kill` instead (which
         also gives the runtime's error for a container that is not running)."""
-        if self.name != "runc":
+        init = self._runc_init(container_id)
+        if init is None or not init.own_pidns:
             return False
         try:
-            with open(f"{self.state_root}/{container_id}/state.json", "rb") as f:
-                state = loads(f.read())
-            pid = int(state["init_process_pid"])
-            start = int(state["init_process_start"])
-            own_pidns = any(ns.get("type") == "NEWPID" and not ns.get("path")
-                            for ns in state["config"]["namespaces"])
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            return False
-        if not own_pidns or pid <= 0:
-            return False
-        try:
-            fd = os.pidfd_open(pid)
+            fd = os.pidfd_open(init.pid)
         except OSError:
             return False
         try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-            if int(fields[19]) != start:  # field 22, starttime: another process now
+            now = init.stat()
+            if now is None or now[0] != init.start:  # another process now
                 return False
             _signal.pidfd_send_signal(fd, sig)
-        except (OSError, ValueError, IndexError):
+        except (OSError, ValueError):
             return False
         finally:
             os.close(fd)
@@ -425,43 +451,30 @@ class OCIRuntime:
         then its state directory. Only when runc's state names the init (gone: no such
         process, another one by now, or a zombie), a PID namespace of the container's
         own (so none of its processes outlives the init), cgroups runc made itself (no
-        systemd unit, not rootless), no hooks and no Intel RDT group. False when it cannot be done here, or a cgroup stays busy: the caller runs
-        `delete`, which then kills what is left and gives runc's error."""
-        if self.name != "runc":
-            return False
+        systemd unit, not rootless), no hooks and no Intel RDT group. False when it
+        cannot be done here, or a cgroup stays busy: the caller runs `delete`, which
+        then kills what is left and gives runc's error."""
         where = f"{self.state_root}/{container_id}"
+        init = self._runc_init(container_id)
+        if init is None:  # (no state left at all: another cleanup was quicker)
+            return self.name == "runc" and not os.path.lexists(where)
+        state, config = init.state, init.state["config"]
         try:
-            with open(f"{where}/state.json", "rb") as f:
-                state = loads(f.read())
-        except FileNotFoundError:  # deleted by another cleanup (the exit command's)
-            return not os.path.lexists(where)
-        except (OSError, ValueError):
-            return False
-        try:
-            pid = int(state["init_process_pid"])
-            start = int(state["init_process_start"])
-            config = state["config"]
-            own_pidns = any(ns.get("type") == "NEWPID" and not ns.get("path")
-                            for ns in config["namespaces"])
             cgroups = set((state.get("cgroup_paths") or {}).values())
             # (what runc's delete does beyond the cgroups and the state directory:
             # hooks, an Intel RDT group, a systemd unit; rootless cgroups it may not own)
             extra = (config.get("hooks") or state.get("intel_rdt_path") or state.get("rootless")
                      or (config.get("cgroups") or {}).get("Systemd"))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        except (TypeError, AttributeError):
             return False
-        if extra or not own_pidns or pid <= 0 or not all(
+        if extra or not init.own_pidns or not all(
                 isinstance(c, str) and c.startswith("/sys/fs/cgroup/") and "/../" not in c
                 for c in cgroups):
             return False
         try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-            if int(fields[19]) == start and fields[0] != b"Z":
-                return False  # (field 22, starttime: the init itself, still running)
-        except FileNotFoundError:
-            pass  # (exited and reaped)
-        except (OSError, ValueError, IndexError):
+            if init.is_running():
+                return False
+        except (OSError, ValueError):
             return False
         import time
 
