@@ -8,20 +8,22 @@ IPv6 host addresses in brackets, a host range with a single container port meani
 
 from __future__ import annotations
 
-import ipaddress
-import re
-from collections.abc import Iterable
-
 from ketch.errors import InvalidArgument
 from ketch.network.models import PortBinding
 
+# (no re, ipaddress or collections.abc at import: `pod create -p` and `create -p` load
+# this module, and only a host address needs ipaddress)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 PROTOCOLS = ("tcp", "udp", "sctp")
-_DIGITS = re.compile(r"[0-9]+")
 
 
 def _port_number(text: str) -> int:
-    # Go's ParseUint(s, 10, 16): digits only (no sign, spaces or underscores), < 65536
-    if not _DIGITS.fullmatch(text):
+    # Go's ParseUint(s, 10, 16): ASCII digits only (no sign, spaces or underscores),
+    # < 65536
+    if not (text.isascii() and text.isdigit()):
         raise ValueError(text)
     value = int(text)
     if value > 65535:
@@ -66,6 +68,8 @@ def _normalize_ip(raw: str) -> str:
         if not ip.endswith("]"):
             raise InvalidArgument(f"invalid IP address {raw}: missing ']' in address")
         ip = ip[1:-1]
+    import ipaddress
+
     try:
         addr = ipaddress.ip_address(ip)
     except ValueError:
