@@ -86,6 +86,23 @@ def test_create_stays_on_the_lean_import_path(ketch) -> None:
     assert "_sqlite3" in mods  # the binding store/db chose, without the package
 
 
+def test_create_and_pod_create_publishing_a_port_load_no_re_or_ipaddress(ketch) -> None:
+    # the port grammar (network/ports) needs neither for a port without a host address
+    out, mods = imports(ketch, "create", "-p", "8080:80", "busybox", "true")
+    ketch.ids.add(out.strip())
+    assert ketch("inspect", "-f", "{{json .HostConfig.PortBindings}}", out.strip()
+                 ).stdout.strip() == '{"80/tcp":[{"HostIp":"","HostPort":"8080"}]}'
+    assert not mods & SLOW_STDLIB, sorted(mods & SLOW_STDLIB)
+    ketch("pod", "create", "--name", "first")  # (the first one makes the pause image)
+    out, mods = imports(ketch, "pod", "create", "--name", "web", "-p", "8081:80")
+    assert ketch("pod", "inspect", "-f", "{{.Name}}", "web").stdout.strip() == "web"
+    # (types comes with ctypes, which asks the kernel whether it runs x32 binaries for
+    # the infra's seccomp profile)
+    slow = SLOW_STDLIB - {"types"}
+    assert not mods & slow, sorted(mods & slow)
+    ketch("pod", "rm", "first", "web")
+
+
 def test_rm_of_a_created_container_stays_on_the_lean_import_path(ketch) -> None:
     cid = ketch("create", "busybox", "true").stdout.strip()
     ketch.ids.add(cid)
