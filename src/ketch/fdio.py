@@ -58,8 +58,12 @@ class WholeFile:
     it when the body ends without an error; otherwise removed."""
 
     def __init__(self, path: str) -> None:
+        from _thread import get_ident
+
         self.path = path
-        self.tmp = f"{path}.ketch-{os.getpid()}.tmp"
+        # (the process and the thread: two threads of a program using ketch.Engine may
+        # save to the same path at once, each into a file of its own)
+        self.tmp = f"{path}.ketch-{os.getpid()}-{get_ident()}.tmp"
 
     def __enter__(self) -> BinaryIO:
         self.file = open(self.tmp, "wb")  # noqa: SIM115 (closed by __exit__)

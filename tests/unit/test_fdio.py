@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from ketch.fdio import write_all
+from ketch.fdio import WholeFile, write_all
 
 R = TypeVar("R")
 
@@ -75,3 +75,32 @@ def test_write_all_takes_a_memoryview_slice_and_raises_on_a_closed_reader() -> N
     finally:
         signal.signal(signal.SIGPIPE, previous)
         os.close(w)
+
+
+def test_whole_files_written_to_one_path_by_two_threads_at_once_end_whole(tmp_path) -> None:
+    # each thread's temporary file is its own: the path ends as one of the two files,
+    # whole, and nothing else is left beside it
+    target = str(tmp_path / "out.tar")
+    bodies = [bytes([n]) * 1_000_000 for n in (1, 2)]
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def write(body: bytes) -> None:
+        try:
+            with WholeFile(target) as f:
+                f.write(body[:500_000])
+                barrier.wait()
+                f.write(body[500_000:])
+                barrier.wait()
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(b,)) for b in bodies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with open(target, "rb") as f:
+        assert f.read() in bodies
+    assert os.listdir(tmp_path) == ["out.tar"]
