@@ -25,7 +25,7 @@ from ketch.archive.compression import (
     gzip_writer,
     open_decompressed,
 )
-from ketch.archive.extract import ExtractStats, WhiteoutMode, extract
+from ketch.archive.extract import ExtractStats, extract
 from ketch.archive.paths import (
     InRoot,
     clean_member_name,
@@ -58,7 +58,6 @@ __all__ = [
     "ExtractStats",
     "InRoot",
     "LayerDigests",
-    "WhiteoutMode",
     "clean_member_name",
     "compress_gzip",
     "copy_stream",
