@@ -82,7 +82,7 @@ def test_whole_files_written_to_one_path_by_two_threads_at_once_end_whole(tmp_pa
     # whole, and nothing else is left beside it
     target = str(tmp_path / "out.tar")
     bodies = [bytes([n]) * 1_000_000 for n in (1, 2)]
-    barrier = threading.Barrier(2)
+    barrier = threading.Barrier(2, timeout=30)  # (a thread that fails early breaks it)
     errors: list[BaseException] = []
 
     def write(body: bytes) -> None:

@@ -123,6 +123,17 @@ class InfraStart:
         self._thread.join()
 
     def wait(self) -> None:
+        """Join the infra's start; raise what it raised, each caller its own copy (the
+        members of a pod wait on one infra in threads of their own: one exception object
+        raised in each would have its traceback and context rewritten by all of them)."""
         self._thread.join()
-        if self.error is not None:
-            raise self.error
+        error = self.error
+        if error is None:
+            return
+        import copy
+
+        try:
+            mine = copy.copy(error)  # (message, exit code and the rest of its attributes)
+        except Exception:  # noqa: BLE001 (a class that cannot be rebuilt from its args)
+            mine = error
+        raise mine.with_traceback(error.__traceback__)
