@@ -148,6 +148,14 @@ class Lifecycle:
         try:
             return self._start(rec, name_or_id, before_start, policy_token, network_ready,
                                namespaces_ready)
+        except KetchError:
+            if infra_start is not None:
+                # A member whose own create failed because its infra's did (the infra's
+                # undo dropped the namespaces the member was joining: "namespace path:
+                # lstat ...-ipc") fails with the infra's error, the cause; a member that
+                # failed alone, with its own.
+                infra_start.wait()
+            raise
         finally:
             if infra_start is not None:
                 infra_start.join()  # (a failure the member never waited for is not ours)
