@@ -143,22 +143,12 @@ class Lifecycle:
         rec = svc.get(name_or_id)
         if infra_start is None and rec.host_config.get("_Pod") and not rec.running:
             infra_start = svc.engine.pods.start_infra_beside(rec.host_config["_Pod"])
-        if infra_start is not None:
-            before_start = infra_start.then(before_start)
-        try:
+        if infra_start is None:
             return self._start(rec, name_or_id, before_start, policy_token, network_ready,
                                namespaces_ready)
-        except KetchError:
-            if infra_start is not None:
-                # A member whose own create failed because its infra's did (the infra's
-                # undo dropped the namespaces the member was joining: "namespace path:
-                # lstat ...-ipc") fails with the infra's error, the cause; a member that
-                # failed alone, with its own.
-                infra_start.wait()
-            raise
-        finally:
-            if infra_start is not None:
-                infra_start.join()  # (a failure the member never waited for is not ours)
+        return infra_start.member(lambda after_infra: self._start(
+            rec, name_or_id, after_infra, policy_token, network_ready, namespaces_ready),
+            before_start)
 
     def _start(self, rec: ContainerRecord, name_or_id: str,
                before_start: Callable[[ContainerPaths], None] | None,

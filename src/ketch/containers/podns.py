@@ -14,15 +14,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ketch.errors import KetchError
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import TypeVar
 
     from ketch.containers.host import ContainerHost
     from ketch.containers.records import ContainerRecord
     from ketch.containers.service import ContainerService
     from ketch.runtime.monitor import ContainerPaths
     from ketch.runtime.spec import ContainerSpec
+
+    T = TypeVar("T")
 
 KINDS = ("ipc", "uts")
 
@@ -108,16 +113,27 @@ class InfraStart:
         finally:
             self._ready.set()  # (also when the infra was running already)
 
-    def then(self, before_start: Callable[[ContainerPaths], None] | None
-             ) -> Callable[[ContainerPaths], None]:
-        """A member's `before_start`: the infra's start has ended well first."""
+    def member(self, start: Callable[[Callable[[ContainerPaths], None]], T],
+               before_start: Callable[[ContainerPaths], None] | None) -> T:
+        """A member's start (`start`, given its `before_start`) beside this infra's: the
+        member's process starts once the infra's start has ended well (then
+        `before_start`). A member whose own create failed because the infra's did (the
+        infra's undo dropped the namespaces it was joining: "namespace path: lstat
+        ...-ipc") fails with the infra's error, the cause; one that failed alone, with
+        its own. Returns when the infra's start has ended too."""
 
         def after_infra(p: ContainerPaths) -> None:
             self.wait()
             if before_start is not None:
                 before_start(p)
 
-        return after_infra
+        try:
+            return start(after_infra)
+        except KetchError:
+            self.wait()
+            raise
+        finally:
+            self.join()  # (a failure the member never waited for is not the member's)
 
     def join(self) -> None:
         self._thread.join()
