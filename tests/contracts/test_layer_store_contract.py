@@ -67,7 +67,7 @@ def test_a_layer_unpacked_from_a_tar_stream_is_recorded_under_its_chain_id(
     assert layer_store.has(diff)
     assert layer_store.records.layer(diff) == rec
     assert (layer_store.path(diff) / "etc" / "hello").read_bytes() == b"hi\n"
-    assert layer_store.lower_dirs([diff]) == [layer_store.path(diff)]
+    assert layer_store.lower_dirs([diff]) == [str(layer_store.path(diff))]
     assert staging(layer_store) == []
 
 
@@ -123,7 +123,7 @@ def test_a_parent_chain_gives_overlay_lower_dirs_topmost_first(layer_store: Laye
         rec = unpack(layer_store, tar, chain_id=chain, diff_id=diff, parent=parent)
         assert rec.parent == parent
         parent = chain
-    assert layer_store.lower_dirs(chains) == [layer_store.path(c) for c in reversed(chains)]
+    assert layer_store.lower_dirs(chains) == [str(layer_store.path(c)) for c in reversed(chains)]
     assert [layer_store.records.layer(c).parent for c in chains] == [None, *chains[:2]]
 
 

@@ -21,6 +21,11 @@ from ketch.runtime.logs import read_log
 from ketch.runtime.monitor import ContainerPaths, process_alive
 
 
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
 def test_start_runs_the_process_and_reports_its_pid_and_the_monitors(
         monitor_harness: ContractHarness) -> None:
     h = monitor_harness
@@ -28,7 +33,7 @@ def test_start_runs_the_process_and_reports_its_pid_and_the_monitors(
     assert started.container_id == paths.container_id
     assert process_alive(started.pid) and process_alive(started.conmon_pid)
     assert started.pid != started.conmon_pid
-    assert int(paths.pidfile.read_text()) == started.pid
+    assert int(_read(paths.pidfile)) == started.pid
     assert h.monitor.conmon_pid(paths) == started.conmon_pid
     assert h.monitor.monitor_alive(paths)
     assert h.monitor.exit_status(paths) is None
@@ -48,7 +53,7 @@ def test_the_exit_code_is_written_to_the_exit_file_and_reported(
     # (conmon writes the exit to its persist dir, then to the exit dir: wait_exit may
     # have read the first before the second was there)
     h.monitor.wait_monitor_exit(paths, timeout=10)
-    assert paths.exit_file.read_text().strip() == "42"
+    assert _read(paths.exit_file).strip() == "42"
     assert not h.monitor.monitor_alive(paths)
 
 
@@ -67,7 +72,7 @@ def test_output_is_written_to_the_log_path_as_k8s_file_records(
     assert sorted((c.stream, c.data) for c in read_log(paths.log_path)) == [
         ("stderr", b"to-err\n"), ("stdout", b"to-out\n")]
     line = re.compile(rb"\d{4}-\d\d-\d\dT[\d:.]+[+-]\d\d:\d\d (stdout|stderr) F to-(out|err)")
-    assert all(line.fullmatch(raw) for raw in paths.log_path.read_bytes().splitlines())
+    assert all(line.fullmatch(raw) for raw in _read(paths.log_path).encode().splitlines())
 
 
 def test_a_log_path_the_monitor_cannot_take_is_refused_before_anything_starts(
@@ -79,7 +84,7 @@ def test_a_log_path_the_monitor_cannot_take_is_refused_before_anything_starts(
     with pytest.raises(InvalidArgument, match="must not contain ':'"):
         h.monitor.start_container(bad)
     assert h.runtime.state(paths.container_id) is None
-    assert not bad.log_path.exists() and not bad.conmon_pidfile.exists()
+    assert not os.path.exists(bad.log_path) and not os.path.exists(bad.conmon_pidfile)
 
 
 def test_attach_before_start_sees_every_byte_and_forwards_stdin(

@@ -36,7 +36,7 @@ def test_echo_output_lands_in_the_log_as_a_k8s_file_record(harness):
     status, out, err = harness.run(["echo", "hello"])
     assert status.exit_code == 0 and not status.oom_killed
     assert (out, err) == ("hello\n", "")
-    raw = harness.created[0].log_path.read_text()
+    raw = Path(harness.created[0].log_path).read_text()
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}[+-]\d\d:\d\d stdout F hello\n",
                         raw), raw
 
@@ -75,7 +75,7 @@ def test_start_reports_the_container_and_monitor_pids(harness):
     paths, started = harness.start(["sleep", "30"])
     assert started.pid > 0 and started.conmon_pid > 0
     assert process_alive(started.pid) and process_alive(started.conmon_pid)
-    assert int(paths.pidfile.read_text()) == started.pid
+    assert int(Path(paths.pidfile).read_text()) == started.pid
     state = harness.runtime.state(paths.container_id)
     assert state is not None and state.status == "running" and state.pid == started.pid
     assert harness.monitor.exit_status(paths) is None
@@ -244,9 +244,9 @@ def test_cleanup_removes_runtime_state_cgroups_and_monitor_files(harness):
     harness.monitor.wait_monitor_exit(paths)
     harness.monitor.cleanup(paths)
     assert harness.runtime.state(paths.container_id) is None
-    assert not any((paths.bundle / n).exists() for n in ("attach", "ctl", "winsz"))
-    assert not paths.exit_file.exists() and not paths.pidfile.exists()
-    assert paths.log_path.exists() and paths.config.exists()
+    assert not any(os.path.exists(f"{paths.bundle}/{n}") for n in ("attach", "ctl", "winsz"))
+    assert not os.path.exists(paths.exit_file) and not os.path.exists(paths.pidfile)
+    assert os.path.exists(paths.log_path) and os.path.exists(paths.config)
     harness.monitor.cleanup(paths)  # twice is fine
 
 
@@ -473,7 +473,7 @@ def test_attach_works_through_a_bundle_path_longer_than_a_socket_address(harness
 @pytest.fixture
 def running(harness):
     paths, _ = harness.start(["sleep", "60"], hostname="exec-box", env=["FROM_CTR=1"])
-    return paths, json.loads(paths.config.read_text())
+    return paths, json.loads(Path(paths.config).read_text())
 
 
 def test_exec_streams_output_and_returns_the_exit_code(harness, running):
@@ -693,6 +693,6 @@ def test_cleanup_in_two_halves_removes_runtime_state_and_monitor_files(harness):
     finish = harness.monitor.cleanup_begin(paths)
     finish()
     assert harness.runtime.state(paths.container_id) is None
-    assert not paths.exit_file.exists() and not paths.pidfile.exists()
+    assert not os.path.exists(paths.exit_file) and not os.path.exists(paths.pidfile)
     # a container the runtime never knew: the delete finds nothing, quietly
     harness.runtime.delete_begin("never-created", force=True)()

@@ -87,7 +87,7 @@ def test_crun_is_selectable(tmp_path: Path):
 
 def test_container_paths_keep_monitor_files_apart_from_the_bundle(tmp_path: Path):
     paths = ContainerPaths.create("abc", tmp_path / "b", tmp_path / "r")
-    assert paths.config == tmp_path / "b" / "config.json"
-    assert paths.attach_socket == tmp_path / "b" / "attach"
-    assert paths.exit_file == tmp_path / "r" / "exits" / "abc"
-    assert paths.log_path == tmp_path / "b" / "ctr.log"
+    assert paths.config == f"{tmp_path}/b/config.json"
+    assert paths.attach_socket == f"{tmp_path}/b/attach"
+    assert paths.exit_file == f"{tmp_path}/r/exits/abc"
+    assert paths.log_path == f"{tmp_path}/b/ctr.log"

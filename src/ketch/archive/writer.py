@@ -126,7 +126,8 @@ def _mtime(st: os.stat_result) -> int:
 
 class _TarWriter:
     def __init__(
-        self, out: IO[bytes] | Any, *, upper: bool = False, lower_dirs: Sequence[Path] = ()
+        self, out: IO[bytes] | Any, *, upper: bool = False,
+        lower_dirs: Sequence[str | os.PathLike[str]] = ()
     ) -> None:
         self._out = io.BufferedWriter(_Sink(out), buffer_size=COPY_BUFSIZE)
         self._upper = upper
@@ -426,7 +427,8 @@ def _proc_path(dfd: int, name: str) -> str:
 
 
 def write_layer_from_upper(
-    upper: Path | str, out_fileobj: IO[bytes] | Any, *, lower_dirs: Sequence[Path] = ()
+    upper: Path | str, out_fileobj: IO[bytes] | Any, *,
+    lower_dirs: Sequence[str | os.PathLike[str]] = ()
 ) -> int:
     """Write the layer tar that an overlayfs upper dir stands for to `out_fileobj`.
 
@@ -513,7 +515,7 @@ def layer_blob_from_upper(
     upper: Path | str,
     dst_file: IO[bytes] | Any,
     *,
-    lower_dirs: Sequence[Path] = (),
+    lower_dirs: Sequence[str | os.PathLike[str]] = (),
     level: int = DEFAULT_GZIP_LEVEL,
 ) -> LayerDigests:
     """Write the gzip layer blob for an upper dir to `dst_file`, in one streaming pass.

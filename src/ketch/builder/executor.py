@@ -698,12 +698,14 @@ class Builder:
             binds = [f"{script}:/dev/pipes/{pipe_name}:ro"] if script else []
             with self._container(st, cmd, declared + proxies, binds,
                                  network) as (cid, keep):
+                from pathlib import Path
+
                 from ketch.builder.snapshot import commit_upper, drop_mount_points
                 from ketch.oci.digest import chain_ids
 
                 chains = chain_ids(st.diff_ids)
                 lowers = self.engine.layers.lower_dirs(chains) if chains else []
-                upper = self.engine.containers.path(cid) / "upper"
+                upper = Path(self.engine.containers.path(cid), "upper")
                 # (a kept container gets them again from the runtime when it starts)
                 drop_mount_points(upper, lowers)
                 # The layer and the image that uses it are recorded under the GC's

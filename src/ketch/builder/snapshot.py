@@ -21,6 +21,10 @@ from ketch.store.trash import delete_tree
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from _typeshed import StrPath
+
     from ketch.builder.host import BuildHost
     from ketch.builder.watchdog import Watchdog
 
@@ -31,10 +35,10 @@ _MOUNT_POINT_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
 _MOUNT_POINT_DIRS = ("etc", "dev", "proc", "sys")
 
 
-def _in_lowers(lowers: list[Path], rel: str) -> os.stat_result | None:
+def _in_lowers(lowers: Sequence[StrPath], rel: str) -> os.stat_result | None:
     for lower in lowers:
         try:
-            st = os.lstat(lower / rel)
+            st = os.lstat(os.path.join(lower, rel))
         except (FileNotFoundError, NotADirectoryError):
             continue
         if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
@@ -43,7 +47,7 @@ def _in_lowers(lowers: list[Path], rel: str) -> os.stat_result | None:
     return None
 
 
-def drop_mount_points(upper: Path, lowers: list[Path]) -> None:
+def drop_mount_points(upper: Path, lowers: Sequence[StrPath]) -> None:
     """Remove what the runtime created only to mount /etc/hosts, /proc, ... on."""
     for rel in _MOUNT_POINT_FILES:
         p = upper / rel
@@ -73,7 +77,7 @@ def drop_mount_points(upper: Path, lowers: list[Path]) -> None:
             os.rmdir(p)
 
 
-def commit_upper(engine: BuildHost, upper: Path, lowers: list[Path], parent_chain: str | None,
+def commit_upper(engine: BuildHost, upper: Path, lowers: Sequence[StrPath], parent_chain: str | None,
                  *, move: bool = True) -> NewLayer:
     """Write the layer blob for `upper` and put the tree in the layer store.
 
@@ -127,7 +131,7 @@ class Workspace:
     def mount(self) -> Path:
         from ketch.containers.rootfs import OverlayMount, mount_overlay
 
-        lowers = self.lowers
+        lowers: list[StrPath] = [*self.lowers]
         if not lowers:
             empty = self.stage / "empty"
             empty.mkdir()

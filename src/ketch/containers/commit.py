@@ -91,7 +91,7 @@ def commit_container(svc: ContainerService, rec: ContainerRecord, *, ref: str | 
     config["history"] = history
     diff_ids = list((base_cfg.get("rootfs") or {}).get("diff_ids") or [])
 
-    upper = svc.path(rec.id) / "upper"
+    upper = f"{svc.path(rec.id)}/upper"
     lowers = svc.engine.layers.lower_dirs(rec.chain_ids) if rec.chain_ids else []
     r, w = os.pipe()
     failed: list[BaseException] = []
@@ -99,15 +99,14 @@ def commit_container(svc: ContainerService, rec: ContainerRecord, *, ref: str | 
     def produce() -> None:
         try:
             with open(w, "wb") as out:
-                if upper.is_dir():
+                if os.path.isdir(upper):
                     write_layer_from_upper(upper, out, lower_dirs=lowers)
                 else:
                     # never started: nothing was written over the image, an empty layer
                     import tempfile
-                    from pathlib import Path
 
                     with tempfile.TemporaryDirectory(dir=svc.path(rec.id)) as empty:
-                        write_layer_from_upper(Path(empty), out, lower_dirs=lowers)
+                        write_layer_from_upper(empty, out, lower_dirs=lowers)
         except BaseException as e:  # reported by the reading side
             failed.append(e)
 

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from typing import IO, Any
 
+    from _typeshed import StrPath
+
     from ketch.archive import InRoot
     from ketch.containers.records import ContainerRecord
     from ketch.containers.service import ContainerService
@@ -69,10 +71,12 @@ def _enter_private_namespace() -> None:
 def _mount_root(svc: ContainerService, rec: ContainerRecord) -> Path:
     from ketch.containers.rootfs import OverlayMount, is_mounted, mount_overlay
 
-    d = svc.path(rec.id)
+    d = Path(svc.path(rec.id))
     merged = d / "merged"
     if not is_mounted(merged):
-        lowers = svc.engine.layers.lower_dirs(rec.chain_ids) if rec.chain_ids else []
+        lowers: list[StrPath] = []
+        if rec.chain_ids:
+            lowers += svc.engine.layers.lower_dirs(rec.chain_ids)
         if not lowers:
             (d / "empty").mkdir(exist_ok=True)
             lowers = [d / "empty"]
@@ -83,7 +87,7 @@ def _mount_root(svc: ContainerService, rec: ContainerRecord) -> Path:
 def container_mounts(svc: ContainerService, rec: ContainerRecord) -> list[dict[str, Any]]:
     """What the container has mounted over its root (Docker's `Mounts`, plus the /etc
     files), shallowest first so nested mounts stack as they do in the container."""
-    d = svc.path(rec.id)
+    d = Path(svc.path(rec.id))
     out = [dict(m) for m in rec.extra.get("Mounts") or [] if m.get("Type") in ("bind",
                                                                                  "volume")]
     for name in ("hostname", "hosts", "resolv.conf"):

@@ -7,7 +7,9 @@ import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from pathlib import Path
+    from collections.abc import Sequence
+
+    from _typeshed import StrPath
 
 # Files the runtime creates in a container's root as mount points: Docker keeps them in a
 # per-container init layer, so they are no change the user made.
@@ -22,7 +24,7 @@ def _is_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
-def _in_lowers(lowers: list[Path], parts: list[str]) -> os.stat_result | None:
+def _in_lowers(lowers: Sequence[StrPath], parts: list[str]) -> os.stat_result | None:
     """What the image (overlay lower dirs, topmost first) has at `parts`, or None."""
     import stat
 
@@ -30,7 +32,7 @@ def _in_lowers(lowers: list[Path], parts: list[str]) -> os.stat_result | None:
         cur = lower
         masks_below = False
         for i, part in enumerate(parts):
-            cur = cur / part
+            cur = os.path.join(cur, part)
             try:
                 st = os.lstat(cur)
             except (FileNotFoundError, NotADirectoryError):
@@ -48,14 +50,14 @@ def _in_lowers(lowers: list[Path], parts: list[str]) -> os.stat_result | None:
     return None
 
 
-def _opaque(path: Path | str) -> bool:
+def _opaque(path: StrPath) -> bool:
     try:
         return os.getxattr(path, _OPAQUE, follow_symlinks=False) == b"y"
     except OSError:
         return False
 
 
-def upper_changes(upper: Path, lowers: list[Path]) -> list[tuple[int, str]]:
+def upper_changes(upper: StrPath, lowers: Sequence[StrPath]) -> list[tuple[int, str]]:
     """moby's overlay changes: whiteouts are deletions, entries the image lacks are
     additions, the rest modifications; a directory counts only if its own metadata
     changed or something directly in it was added or deleted."""
@@ -66,7 +68,7 @@ def upper_changes(upper: Path, lowers: list[Path]) -> list[tuple[int, str]]:
     while stack:
         rel = stack.pop()
         try:
-            entries = list(os.scandir(upper / rel if rel else upper))
+            entries = list(os.scandir(os.path.join(upper, rel) if rel else upper))
         except OSError:
             continue
         for e in entries:

@@ -39,7 +39,9 @@ def _records(d: Path) -> list[Path]:
 
 
 def _dir(svc: ContainerService, cid: str) -> Path:
-    return svc.run_dir / cid / EXEC_DIR  # the monitor's exec root (ContainerPaths.exec_root)
+    from pathlib import Path
+
+    return Path(svc.run_dir, cid, EXEC_DIR)  # the monitor's exec root (ContainerPaths.exec_root)
 
 
 def _write(path: Path, doc: dict[str, Any]) -> None:
@@ -167,7 +169,7 @@ def _find(svc: ContainerService, eid: str) -> tuple[Path, dict[str, Any]]:
         except OSError:
             containers = []
         for cid in containers:
-            path = svc.run_dir / cid / EXEC_DIR / f"{eid}.json"
+            path = _dir(svc, cid) / f"{eid}.json"
             try:
                 return path, loads(path.read_text())
             except (OSError, ValueError):
@@ -209,7 +211,7 @@ def finish(svc: ContainerService, eid: str, container: str) -> None:
         cid = svc.get(container).id
     except NotFound:
         return  # the container was removed meanwhile, its sessions' records with it
-    path = svc.run_dir / cid / EXEC_DIR / f"{eid}.json"
+    path = _dir(svc, cid) / f"{eid}.json"
     try:
         doc = loads(path.read_text()) if is_full_id(eid) else None
     except (OSError, ValueError):
@@ -302,8 +304,9 @@ def start(svc: ContainerService, eid: str, *, stdout: OutputSink | None = None,
         raise Conflict(f"Error: Exec command {eid} has already run") from None
     paths = svc.lifecycle.paths(rec)
     try:
-        base = loads(paths.config.read_text())
-        u = resolve_user(svc.path(rec.id) / "merged", doc["User"]) if doc["User"] else None
+        with open(paths.config, encoding="utf-8") as f:
+            base = loads(f.read())
+        u = resolve_user(f"{svc.path(rec.id)}/merged", doc["User"]) if doc["User"] else None
         proc = exec_process(base, doc["Cmd"], env=doc["Env"], cwd=doc["WorkingDir"] or None,
                             user=u, terminal=doc["Tty"],
                             privileged=doc["Privileged"] or None)

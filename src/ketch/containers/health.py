@@ -138,7 +138,9 @@ def retries(config: dict[str, Any]) -> int:
 
 # -- state --------------------------------------------------------------------------------
 def _state_path(svc: ContainerService, cid: str) -> Path:
-    return svc.path(cid) / "health.json"
+    from pathlib import Path
+
+    return Path(svc.path(cid), "health.json")
 
 
 def read(svc: ContainerService, rec: ContainerRecord) -> dict[str, Any] | None:
@@ -217,7 +219,9 @@ class _Locked:
 
 # -- the timer ----------------------------------------------------------------------------
 def _timer_pidfile(svc: ContainerService, cid: str) -> Path:
-    return svc.run_dir / cid / "health-timer.pid"
+    from pathlib import Path
+
+    return Path(svc.run_dir, cid, "health-timer.pid")
 
 
 def start_timer(svc: ContainerService, rec: ContainerRecord, pid: int) -> None:

@@ -74,8 +74,8 @@ class Lifecycle:
         svc = self.svc
         from ketch.containers.logconfig import log_file
 
-        return ContainerPaths.create(rec.id, svc.path(rec.id), svc.run_dir / rec.id,
-                                     log_file(rec.host_config, svc.path(rec.id) / "ctr.log"))
+        return ContainerPaths.create(rec.id, svc.path(rec.id), f"{svc.run_dir}/{rec.id}",
+                                     log_file(rec.host_config, f"{svc.path(rec.id)}/ctr.log"))
 
     def runtime(self, rec: ContainerRecord) -> OCIRuntime:
         """The driver of the container's OCI runtime (one per name and process): all a
@@ -106,12 +106,12 @@ class Lifecycle:
         from ketch.launcher import self_command
 
         svc = self.svc
-        cleanup = [*self_command(), "--root", str(svc.engine.root),
-                   "--run-root", str(svc.engine.run_root), "container", "cleanup", rec.id]
+        cleanup = [*self_command(), "--root", svc.engine.root_dir,
+                   "--run-root", svc.engine.run_root_dir, "container", "cleanup", rec.id]
         script = _EXIT_SCRIPT
         if (rec.host_config.get("RestartPolicy") or {}).get("Name") not in (None, "", "no"):
             script = _EXIT_SCRIPT_NOW
-        return ["/bin/sh", "-c", script, str(self.paths(rec).pidfile), *cleanup]
+        return ["/bin/sh", "-c", script, self.paths(rec).pidfile, *cleanup]
 
     def process_alive(self, rec: ContainerRecord) -> bool:
         mon = self.monitor(rec)
@@ -184,18 +184,18 @@ class Lifecycle:
         from ketch.containers import resources
         from ketch.containers.ocispec import container_spec
         from ketch.containers.rootfs import OverlayMount, mount_overlay
-        from ketch.runtime.monitor import ContainerStartError, write_config
+        from ketch.runtime.monitor import ContainerStartError, read_int, write_config
         from ketch.runtime.spec import generate_config
         from ketch.runtime.users import resolve_groups, resolve_user
 
         svc = self.svc
         d = svc.path(rec.id)
-        rootfs = d / "merged"
+        rootfs = f"{d}/merged"
         lowers = svc.engine.layers.lower_dirs(rec.chain_ids) if rec.chain_ids else []
         if not lowers:
-            (d / "empty").mkdir(exist_ok=True)
-            lowers = [d / "empty"]
-        mount_overlay(OverlayMount(lowers, d / "upper", d / "work", rootfs,
+            os.makedirs(f"{d}/empty", exist_ok=True)
+            lowers = [f"{d}/empty"]
+        mount_overlay(OverlayMount(lowers, f"{d}/upper", f"{d}/work", rootfs,
                                    volatile=bool(rec.host_config.get("AutoRemove"))))
         net: dict[str, Any] = {}
         p = self.paths(rec)
@@ -211,7 +211,7 @@ class Lifecycle:
                 user.additional_gids = list(user.additional_gids) + resolve_groups(
                     rootfs, list(hc["GroupAdd"]))
             wd = c.get("WorkingDir") or "/"
-            os.makedirs(rootfs / wd.lstrip("/"), exist_ok=True)  # Docker creates WORKDIR
+            os.makedirs(os.path.join(rootfs, wd.lstrip("/")), exist_ok=True)  # Docker creates WORKDIR
             mounts, shown, root_propagation = resources.mounts(svc, rec, rootfs)
             net = resources.network_up(svc, rec, later)
             if network_ready is not None and net.get("netns") not in (None, "host"):
@@ -251,7 +251,7 @@ class Lifecycle:
                 before_start(p)
             started_at = time.time()  # the process may run (and exit) before start returns
             mon.start(p)
-            pid = int(p.pidfile.read_text().strip()) if p.pidfile.exists() else 0
+            pid = read_int(p.pidfile) or 0
         except ContainerStartError as e:
             resources.cancel(later, plumbing)
             self._undo_start(rec, mon, p, started)
@@ -423,7 +423,10 @@ class Lifecycle:
                 self._finish(cid, apply_policy)
                 if svc.records.get(cid) is None:
                     # removed meanwhile (--rm): the lock file we just made is all that is left
-                    (svc.run_dir / f"{cid}.lock").unlink(missing_ok=True)
+                    try:
+                        os.unlink(f"{svc.run_dir}/{cid}.lock")
+                    except FileNotFoundError:
+                        pass
         else:
             self._finish(cid, apply_policy)
 
@@ -498,7 +501,7 @@ class Lifecycle:
                 finish()
             except KetchError:
                 pass
-        unmount(svc.path(rec.id) / "merged")
+        unmount(f"{svc.path(rec.id)}/merged")
         resources.release_volumes(svc, rec)
 
     def cleanup(self, name_or_id: str) -> None:

@@ -6,15 +6,16 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from pathlib import Path
     from typing import Any
+
+    from _typeshed import StrPath
 
     from ketch.containers.records import ContainerRecord
     from ketch.containers.service import ContainerService
     from ketch.runtime.spec import ContainerSpec, Mount, User
 
 
-def container_spec(svc: ContainerService, rec: ContainerRecord, rootfs: Path, user: User,
+def container_spec(svc: ContainerService, rec: ContainerRecord, rootfs: StrPath, user: User,
                    wd: str, mounts: list[Mount], net: dict[str, Any]) -> ContainerSpec:
     from ketch.containers import options
     from ketch.containers.security import parse_security_opts

@@ -12,7 +12,6 @@ pins exist from the infra's start until its resources are released
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from ketch.errors import KetchError
 
@@ -32,8 +31,8 @@ if TYPE_CHECKING:
 KINDS = ("ipc", "uts")
 
 
-def path(run_root: str, cid: str, kind: str) -> Path:
-    return Path(run_root, "netns", f"{cid}-{kind}")
+def path(run_root: str, cid: str, kind: str) -> str:
+    return f"{run_root}/netns/{cid}-{kind}"
 
 
 def pin(svc: ContainerService, rec: ContainerRecord, spec: ContainerSpec) -> None:
@@ -49,13 +48,13 @@ def pin(svc: ContainerService, rec: ContainerRecord, spec: ContainerSpec) -> Non
     unpin(svc, rec.id)  # left by a start that was killed half-way
     netns.pin(paths)
     for kind, p in paths.items():
-        setattr(spec, f"{kind}_ns", str(p))
+        setattr(spec, f"{kind}_ns", p)
 
 
 def pinned(svc: ContainerService, cid: str, kind: str) -> str | None:
     """The path of the container's pinned namespace of this kind, if it has one."""
     p = path(svc.engine.run_root_dir, cid, kind)
-    return str(p) if os.path.lexists(p) else None
+    return p if os.path.lexists(p) else None
 
 
 def pinned_ids(run_root: str) -> set[str]:

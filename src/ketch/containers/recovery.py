@@ -62,7 +62,8 @@ def _settle_runtime(svc: ContainerService, rec: ContainerRecord, timeout: float 
             except KetchError:
                 pass
         try:
-            conmon = int(p.conmon_pidfile.read_text().strip() or 0)
+            with open(p.conmon_pidfile, encoding="utf-8") as f:
+                conmon = int(f.read().strip() or 0)
         except (OSError, ValueError):
             conmon = 0
         conmon_busy = bool(conmon) and pid_alive(conmon or 0) and (
@@ -126,6 +127,6 @@ def _remove_leftovers(svc: ContainerService, cid: str) -> None:
         svc.engine.networks.teardown(cid)
     except KetchError:
         pass
-    unmount(svc.path(cid) / "merged")
-    delete_tree(str(svc.path(cid)))
-    delete_tree(str(svc.run_dir / cid))
+    unmount(f"{svc.path(cid)}/merged")
+    delete_tree(svc.path(cid))
+    delete_tree(f"{svc.run_dir}/{cid}")

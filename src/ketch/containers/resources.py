@@ -11,8 +11,9 @@ from ketch.errors import InvalidArgument, KetchError, os_words
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from pathlib import Path
     from typing import Any
+
+    from _typeshed import StrPath
 
     from ketch.containers.records import ContainerRecord
     from ketch.containers.service import ContainerService
@@ -27,16 +28,19 @@ def write_etc_files(svc: ContainerService, rec: ContainerRecord,
     hc = rec.host_config
     hostname = rec.config.get("Hostname") or rec.id[:12]
     att = net["attachment"]
-    (d / "hostname").write_text(hostname + "\n")
     extra: list[str | tuple[str, str]] = [*(hc.get("ExtraHosts") or ()), *link_hosts]
-    (d / "hosts").write_text(render_hosts(att, hostname, extra,
-                                          rec.config.get("Domainname") or ""))
     exact = hc.get("_ResolvConf")  # a front door's own file (the CRI's DNSConfig)
-    (d / "resolv.conf").write_text(exact if isinstance(exact, str) else render_resolv_conf(
-        att, hc.get("Dns") or (), hc.get("DnsSearch") or (), hc.get("DnsOptions") or ()))
+    for name, text in (
+            ("hostname", hostname + "\n"),
+            ("hosts", render_hosts(att, hostname, extra, rec.config.get("Domainname") or "")),
+            ("resolv.conf", exact if isinstance(exact, str) else render_resolv_conf(
+                att, hc.get("Dns") or (), hc.get("DnsSearch") or (),
+                hc.get("DnsOptions") or ()))):
+        with open(f"{d}/{name}", "w", encoding="utf-8") as f:
+            f.write(text)
 
 
-def mounts(svc: ContainerService, rec: ContainerRecord, rootfs: Path
+def mounts(svc: ContainerService, rec: ContainerRecord, rootfs: StrPath
             ) -> tuple[list[Any], list[dict[str, Any]], str | None]:
     """OCI mounts for binds, volumes and tmpfs, Docker's `Mounts` for inspect, and the
     propagation the container's root needs for shared or slave binds (None: runc's).
@@ -57,10 +61,8 @@ def mounts(svc: ContainerService, rec: ContainerRecord, rootfs: Path
     d = svc.path(rec.id)
     hc = rec.host_config
     store = VolumeStore(svc.engine)
-    mounts = [Mount("/etc/hostname", str(d / "hostname"), "bind", ["rbind", "rprivate"]),
-              Mount("/etc/hosts", str(d / "hosts"), "bind", ["rbind", "rprivate"]),
-              Mount("/etc/resolv.conf", str(d / "resolv.conf"), "bind",
-                    ["rbind", "rprivate"])]
+    mounts = [Mount(f"/etc/{name}", f"{d}/{name}", "bind", ["rbind", "rprivate"])
+              for name in ("hostname", "hosts", "resolv.conf")]
     shown: list[dict[str, Any]] = []
     root_propagation: str | None = None
     # Docker copies image content into volumes once, for the container's creation: a

@@ -11,10 +11,15 @@ import ctypes
 import errno
 import os
 from _thread import allocate_lock
-from pathlib import Path
 
 from ketch.errors import KetchError
 from ketch.values import value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from _typeshed import StrPath
 
 _libc: ctypes.CDLL | None = None
 MNT_DETACH = 2
@@ -35,16 +40,16 @@ def libc() -> ctypes.CDLL:
 
 @value
 class OverlayMount:
-    lower: list[Path]  # topmost first
-    upper: Path
-    work: Path
-    target: Path
+    lower: Sequence[StrPath]  # topmost first
+    upper: StrPath
+    work: StrPath
+    target: StrPath
     # No syncs of the upper dir, ever: for containers that are deleted when they exit
     # (`--rm`), where durability buys nothing and unmounting then skips a filesystem sync.
     volatile: bool = False
 
-    def options(self, relative_to: Path | None = None) -> str:
-        lowers = [os.path.relpath(p, relative_to) if relative_to else str(p)
+    def options(self, relative_to: str | None = None) -> str:
+        lowers = [os.path.relpath(p, relative_to) if relative_to else os.fspath(p)
                   for p in self.lower]
         # Redirects and metacopy entries cannot be expressed in a layer tar: keep them off
         # so every upper dir can become a layer (Docker's overlay2 does the same).
@@ -52,7 +57,7 @@ class OverlayMount:
                 "redirect_dir=off,metacopy=off" + (",volatile" if self.volatile else ""))
 
 
-def is_mounted(path: Path) -> bool:
+def is_mounted(path: StrPath) -> bool:
     from ketch.mountinfo import is_mount_point
 
     return is_mount_point(path)
@@ -60,27 +65,27 @@ def is_mounted(path: Path) -> bool:
 
 def mount_overlay(m: OverlayMount) -> None:
     for d in (m.upper, m.work, m.target):
-        d.mkdir(parents=True, exist_ok=True)
+        os.makedirs(d, exist_ok=True)
     if is_mounted(m.target):
         return
     # A volatile mount leaves this marker behind and overlayfs refuses the work dir until
     # it is gone (the mount before was never synced: fine for a container we delete).
-    incompat = m.work / "work" / "incompat"
-    if incompat.exists():
+    incompat = os.path.join(m.work, "work", "incompat")
+    if os.path.exists(incompat):
         import shutil
 
         shutil.rmtree(incompat, ignore_errors=True)
     # Relative lowerdirs from the layer store keep the option string under a page even
     # for images with many layers (mount(2) takes at most 4096 bytes of options).
-    base = os.path.commonpath([str(p) for p in m.lower]) if m.lower else None
-    opts = m.options(Path(base) if base and len(m.lower) > 1 else None)
+    base = os.path.commonpath([os.fspath(p) for p in m.lower]) if m.lower else None
+    opts = m.options(base if base and len(m.lower) > 1 else None)
     relative = bool(base and len(m.lower) > 1)
     with _CWD:
         cwd = os.getcwd() if relative else None
         try:
             if cwd is not None:
                 os.chdir(base)  # type: ignore[arg-type]  # base is set whenever cwd is
-            rc = libc().mount(b"overlay", str(m.target).encode(), b"overlay", 0,
+            rc = libc().mount(b"overlay", os.fsencode(m.target), b"overlay", 0,
                               opts.encode())
             e = ctypes.get_errno() if rc != 0 else 0
         finally:
@@ -91,28 +96,28 @@ def mount_overlay(m: OverlayMount) -> None:
                          f" {os.strerror(e)}")
 
 
-def bind_mount(source: Path, target: Path, readonly: bool = False) -> None:
+def bind_mount(source: StrPath, target: StrPath, readonly: bool = False) -> None:
     MS_BIND, MS_REMOUNT, MS_RDONLY = 4096, 32, 1
-    if libc().mount(str(source).encode(), str(target).encode(), None, MS_BIND, None) != 0:
+    if libc().mount(os.fsencode(source), os.fsencode(target), None, MS_BIND, None) != 0:
         e = ctypes.get_errno()
         raise KetchError(f"bind mount of {source} failed: {os.strerror(e)}")
     if readonly:
-        libc().mount(None, str(target).encode(), None, MS_BIND | MS_REMOUNT | MS_RDONLY, None)
+        libc().mount(None, os.fsencode(target), None, MS_BIND | MS_REMOUNT | MS_RDONLY, None)
 
 
-def unmount(target: Path) -> None:
+def unmount(target: StrPath) -> None:
     """Detach the mount; missing or already-unmounted targets are fine.
 
     MNT_DETACH returns at once instead of waiting for overlayfs's sync on unmount (about
     0.1 s here); the container's processes are gone by then, so nothing holds it.
     """
     for _ in range(3):
-        if libc().umount2(str(target).encode(), MNT_DETACH) == 0:
+        if libc().umount2(os.fsencode(target), MNT_DETACH) == 0:
             continue
         e = ctypes.get_errno()
         if e in (errno.EINVAL, errno.ENOENT):
             return
         if e == errno.EBUSY:
-            libc().umount2(str(target).encode(), MNT_DETACH)
+            libc().umount2(os.fsencode(target), MNT_DETACH)
             return
         raise KetchError(f"unmounting {target} failed: {os.strerror(e)}")

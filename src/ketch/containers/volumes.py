@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
+    from _typeshed import StrPath
+
     from ketch.containers.host import ContainerHost
 
 # A local volume's name, Docker's [a-zA-Z0-9][a-zA-Z0-9_.-]+, checked without `re` and
@@ -451,7 +453,7 @@ def mount_device(opts: dict[str, str], target: Path) -> None:
                          f" {os.strerror(e).lower()}")
 
 
-def seed_from_image(rootfs: Path, target: str, data: Path) -> bool:
+def seed_from_image(rootfs: StrPath, target: str, data: Path) -> bool:
     """Docker's copy-up: an empty volume gets what the image has at `target` (owners,
     modes, xattrs, symlinks as links) and that directory's own owner and mode. A volume
     with anything in it is left alone. The image path is walked in-root and copied from

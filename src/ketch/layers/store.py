@@ -88,14 +88,14 @@ class LayerStore:
     def has(self, chain_id: str) -> bool:
         return os.path.isdir(self.diff_dir(chain_id)) and self.records.layer(chain_id) is not None
 
-    def lower_dirs(self, chain_ids: list[str]) -> list[Path]:
+    def lower_dirs(self, chain_ids: list[str]) -> list[str]:
         """Overlay lowerdir order: topmost layer first."""
         out = []
         for c in reversed(chain_ids):
             p = self.diff_dir(c)
             if not os.path.isdir(p):
                 raise NotFound(f"layer {c} is not unpacked")
-            out.append(_as_path(p))
+            out.append(p)
         return out
 
     def _lock_path(self, name: str) -> str:

@@ -15,14 +15,15 @@ import ctypes
 import errno
 import os
 import threading
-from pathlib import Path
 
 from ketch.network.netlink import Netlink
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
     from typing import TypeVar
+
+    from _typeshed import StrPath
 
     T = TypeVar("T")
 
@@ -76,50 +77,51 @@ def _in_thread(fn: Callable[[], T]) -> T:
     return result[0]
 
 
-def prepare_dir(directory: Path) -> None:
+def prepare_dir(directory: StrPath) -> None:
     """Make the namespace directory a shared mount point, as iproute2 does for
     /run/netns: processes that copied the mount table earlier (a container's mount
     namespace, a PrivateTmp service) then see our unmounts, instead of pinning dead
     namespaces forever."""
-    key = str(directory)
+    key = os.fspath(directory)
     if key in _prepared_dirs:
         return
     with _prepare_lock:
         if key in _prepared_dirs:
             return
-        directory.mkdir(parents=True, exist_ok=True)
+        os.makedirs(key, exist_ok=True)
         if not _is_mount_point(directory):
             _mount(key, key, MS_BIND | MS_REC)
         _mount(None, key, MS_SHARED | MS_REC)
         _prepared_dirs.add(key)
 
 
-def _is_mount_point(path: Path) -> bool:
+def _is_mount_point(path: StrPath) -> bool:
     from ketch.mountinfo import is_mount_point
 
     return is_mount_point(path)
 
 
-def release_dir(directory: Path) -> None:
+def release_dir(directory: StrPath) -> None:
     """Undo prepare_dir (used when a whole run root goes away, e.g. in tests)."""
-    key = str(directory)
+    key = os.fspath(directory)
     while _is_mount_point(directory):
         if _c().umount2(key.encode(), MNT_DETACH) != 0:
             break
     _prepared_dirs.discard(key)
 
 
-def create(path: Path) -> Netlink:
+def create(path: StrPath) -> Netlink:
     """Create a network namespace pinned at `path` with its loopback up; returns a
     netlink socket inside it."""
-    prepare_dir(path.parent)
+    path = os.fspath(path)
+    prepare_dir(os.path.dirname(path))
 
     def work() -> Netlink:
         _check(_c().unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
         fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
         os.close(fd)
         try:
-            _mount(f"/proc/self/task/{threading.get_native_id()}/ns/net", str(path), MS_BIND)
+            _mount(f"/proc/self/task/{threading.get_native_id()}/ns/net", path, MS_BIND)
         except BaseException:
             os.unlink(path)
             raise
@@ -130,26 +132,26 @@ def create(path: Path) -> Netlink:
     return _in_thread(work)
 
 
-def pin(paths: dict[str, Path]) -> None:
+def pin(paths: Mapping[str, StrPath]) -> None:
     """New namespaces of the kinds named ("ipc", "uts"), each pinned at its path, as
     CRI-O's pinns makes a sandbox's: containers join them by path, so none has to wait
     for another's process to exist. `remove` each path to drop them."""
     flags = 0
     for kind, path in paths.items():
         flags |= _CLONE_FLAGS[kind]
-        prepare_dir(path.parent)
+        prepare_dir(os.path.dirname(path))
 
     def work() -> None:
         # (a thread's IPC and UTS namespaces are its own, as its network namespace is)
         _check(_c().unshare(flags), "unshare")
-        made: list[Path] = []
+        made: list[StrPath] = []
         try:
             for kind, path in paths.items():
                 fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
                 os.close(fd)
                 made.append(path)
-                _mount(f"/proc/self/task/{threading.get_native_id()}/ns/{kind}", str(path),
-                       MS_BIND)
+                _mount(f"/proc/self/task/{threading.get_native_id()}/ns/{kind}",
+                       os.fspath(path), MS_BIND)
         except BaseException:
             for path in made:
                 remove(path)
@@ -158,7 +160,7 @@ def pin(paths: dict[str, Path]) -> None:
     _in_thread(work)
 
 
-def enter(path: Path | str) -> Netlink:
+def enter(path: StrPath) -> Netlink:
     """A netlink socket inside the existing namespace at `path`."""
 
     def work() -> Netlink:
@@ -172,7 +174,7 @@ def enter(path: Path | str) -> Netlink:
     return _in_thread(work)
 
 
-def run_in(path: Path | str, fn: Callable[[], T]) -> T:
+def run_in(path: StrPath, fn: Callable[[], T]) -> T:
     """Run `fn` in a helper thread that has joined the namespace at `path`."""
 
     def work() -> T:
@@ -186,12 +188,12 @@ def run_in(path: Path | str, fn: Callable[[], T]) -> T:
     return _in_thread(work)
 
 
-def remove(path: Path) -> bool:
+def remove(path: StrPath) -> bool:
     """Unmount and delete a namespace file; False when there was nothing to remove.
 
     The kernel frees the namespace (and the container end of its veths) once the last
     reference is gone; this drops ours."""
-    key = str(path).encode()
+    key = os.fsencode(path)
     found = False
     while _c().umount2(key, MNT_DETACH) == 0:
         found = True

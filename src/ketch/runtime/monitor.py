@@ -37,7 +37,6 @@ from __future__ import annotations
 import errno
 import os
 import time
-from pathlib import Path
 
 from ketch.errors import InvalidArgument, RuntimeFailure
 from ketch.runtime.conmonfiles import CONMON_PIDFILE, EXEC_DIR, EXIT_DIR, PERSIST_DIR
@@ -49,6 +48,8 @@ if TYPE_CHECKING:
     from _socket import socket
     from collections.abc import Callable, Mapping, Sequence
     from typing import IO, Any, TypeAlias
+
+    from _typeshed import StrPath
 
     from ketch.runtime.logs import LogPolicy
     from ketch.runtime.spawn import Child
@@ -123,56 +124,57 @@ class ContainerPaths:
     """
 
     container_id: str
-    bundle: Path
-    run_dir: Path
-    log_path: Path
+    bundle: str
+    run_dir: str
+    log_path: str
 
     @classmethod
-    def create(cls, container_id: str, bundle: Path, run_dir: Path | None = None,
-               log_path: Path | None = None) -> ContainerPaths:
-        run = run_dir if run_dir is not None else bundle / "run"
-        return cls(container_id, Path(bundle), Path(run),
-                   Path(log_path) if log_path is not None else Path(bundle) / "ctr.log")
+    def create(cls, container_id: str, bundle: str | os.PathLike[str],
+               run_dir: str | os.PathLike[str] | None = None,
+               log_path: str | os.PathLike[str] | None = None) -> ContainerPaths:
+        b = os.fspath(bundle)
+        return cls(container_id, b, os.fspath(run_dir) if run_dir is not None else f"{b}/run",
+                   os.fspath(log_path) if log_path is not None else f"{b}/ctr.log")
 
     @property
-    def config(self) -> Path:
-        return self.bundle / "config.json"
+    def config(self) -> str:
+        return f"{self.bundle}/config.json"
 
     @property
-    def attach_socket(self) -> Path:
-        return self.bundle / "attach"
+    def attach_socket(self) -> str:
+        return f"{self.bundle}/attach"
 
     @property
-    def ctl_fifo(self) -> Path:
-        return self.bundle / "ctl"
+    def ctl_fifo(self) -> str:
+        return f"{self.bundle}/ctl"
 
     @property
-    def pidfile(self) -> Path:
-        return self.run_dir / "pidfile"
+    def pidfile(self) -> str:
+        return f"{self.run_dir}/pidfile"
 
     @property
-    def conmon_pidfile(self) -> Path:
-        return self.run_dir / CONMON_PIDFILE
+    def conmon_pidfile(self) -> str:
+        return f"{self.run_dir}/{CONMON_PIDFILE}"
 
     @property
-    def exit_dir(self) -> Path:
-        return self.run_dir / EXIT_DIR
+    def exit_dir(self) -> str:
+        return f"{self.run_dir}/{EXIT_DIR}"
 
     @property
-    def exit_file(self) -> Path:
-        return self.exit_dir / self.container_id
+    def exit_file(self) -> str:
+        return f"{self.run_dir}/{EXIT_DIR}/{self.container_id}"
 
     @property
-    def persist_dir(self) -> Path:
-        return self.run_dir / PERSIST_DIR
+    def persist_dir(self) -> str:
+        return f"{self.run_dir}/{PERSIST_DIR}"
 
     @property
-    def socket_dir(self) -> Path:
-        return self.run_dir / "sockets"
+    def socket_dir(self) -> str:
+        return f"{self.run_dir}/sockets"
 
     @property
-    def exec_root(self) -> Path:
-        return self.run_dir / EXEC_DIR
+    def exec_root(self) -> str:
+        return f"{self.run_dir}/{EXEC_DIR}"
 
 
 @value(frozen=True)
@@ -202,7 +204,7 @@ class ExecResult:
     detached: bool = False
 
 
-def write_config(bundle: Path, config: Mapping[str, Any]) -> Path:
+def write_config(bundle: StrPath, config: Mapping[str, Any]) -> str:
     """Write config.json into `bundle` atomically (write, rename): a reader sees the old
     file or the new one. No fsync: config.json is derived state, written again at every
     start, and only read (by the runtime, by `exec`) while the container runs, which a
@@ -211,19 +213,20 @@ def write_config(bundle: Path, config: Mapping[str, Any]) -> Path:
     encoder, ~15x slower for a config with the default seccomp profile)."""
     from ketch.fastjson import dumps
 
-    bundle.mkdir(parents=True, exist_ok=True)
-    target = bundle / "config.json"
-    tmp = bundle / f".config.json.{os.urandom(4).hex()}"
+    os.makedirs(bundle, exist_ok=True)
+    target = os.path.join(bundle, "config.json")
+    tmp = os.path.join(bundle, f".config.json.{os.urandom(4).hex()}")
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(dumps(config, compact=True))
     os.replace(tmp, target)
     return target
 
 
-def read_int(path: Path) -> int | None:
+def read_int(path: StrPath) -> int | None:
     """The integer a pid or exit file holds; None when there is none (yet)."""
     try:
-        text = path.read_text().strip()
+        with open(path, encoding="utf-8") as f:
+            text = f.read().strip()
     except (FileNotFoundError, NotADirectoryError):
         return None
     try:
@@ -365,7 +368,7 @@ def _input_fd(stdin: InputSource) -> tuple[int, Callable[[], None]]:
     return r, lambda: os.close(r)
 
 
-def _connect_seqpacket(directory: Path, name: str) -> socket:
+def _connect_seqpacket(directory: StrPath, name: str) -> socket:
     """Connect to `directory/name` even when the path exceeds sun_path's 108 bytes, by
     going through /proc/self/fd of an O_PATH handle on the directory (as conmon binds)."""
     import _socket
@@ -391,7 +394,7 @@ def _seqpacket_pair() -> tuple[socket, socket]:
     return _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
 
 
-def _remove_flat(directory: Path) -> None:
+def _remove_flat(directory: StrPath) -> None:
     """Remove an exec session's directory: conmon's files in it (pid and exit files, the
     attach socket, the ctl and winsz fifos, a symlink), no subdirectory; anything else
     there is left to shutil's walk."""
@@ -411,7 +414,7 @@ class AttachSession:
     """A connection to conmon's attach socket. Connect before `runc start` to see every
     byte of output; then `stream()`."""
 
-    def __init__(self, bundle: Path) -> None:
+    def __init__(self, bundle: StrPath) -> None:
         deadline = time.monotonic() + 5
         while True:
             try:
@@ -570,12 +573,12 @@ class AttachSession:
         return True
 
 
-def resize_tty(bundle: Path, height: int, width: int) -> None:
+def resize_tty(bundle: StrPath, height: int, width: int) -> None:
     """Resize the container's TTY through conmon's control fifo."""
     if not (0 <= height <= 1000 and 0 <= width <= 1000):
         raise InvalidArgument(f"invalid terminal size {height}x{width}")
     try:
-        fd = os.open(bundle / "ctl", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(os.path.join(bundle, "ctl"), os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as e:
         if e.errno in (errno.ENXIO, errno.ENOENT):
             return  # nobody reads it any more: the container is gone
@@ -586,12 +589,12 @@ def resize_tty(bundle: Path, height: int, width: int) -> None:
         os.close(fd)
 
 
-def reopen_log(bundle: Path) -> bool:
+def reopen_log(bundle: StrPath) -> bool:
     """Ask conmon to close its log file and open the path again (after the file was
     renamed away, as the kubelet rotates): message 2 on the control fifo. False when
     no conmon reads the fifo any more."""
     try:
-        fd = os.open(bundle / "ctl", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(os.path.join(bundle, "ctl"), os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as e:
         if e.errno in (errno.ENXIO, errno.ENOENT):
             return False
@@ -624,8 +627,8 @@ class ConmonMonitor:
 
     # --- conmon invocation ----------------------------------------------------------
 
-    def _common_args(self, cid: str, cuuid: str, bundle: Path, pidfile: Path,
-                     exit_dir: Path, name: str | None) -> list[str]:
+    def _common_args(self, cid: str, cuuid: str, bundle: StrPath, pidfile: StrPath,
+                     exit_dir: StrPath, name: str | None) -> list[str]:
         args = [
             "--api-version",
             "--cid", cid, "--cuuid", cuuid, "--name", name or cid,
@@ -653,7 +656,7 @@ class ConmonMonitor:
             args.append(f"--exit-command-arg={arg}")
         return args
 
-    def _spawn(self, args: list[str], cwd: Path, pipes: Mapping[str, socket]) -> Child:
+    def _spawn(self, args: list[str], cwd: StrPath, pipes: Mapping[str, socket]) -> Child:
         """Start conmon's first process in `cwd`, the pipes given to it under the names
         conmon reads their numbers from."""
         from ketch.runtime.spawn import Child
@@ -699,9 +702,9 @@ class ConmonMonitor:
         the shell's stdin, while `-i` without a TTY follows Docker's StdinOnce.
         `log` is the container's log driver and rotation (default: one k8s-file).
         """
-        if not paths.config.exists():
+        if not os.path.exists(paths.config):
             raise InvalidArgument(f"no config.json in bundle {paths.bundle}")
-        if ":" in str(paths.log_path):
+        if ":" in paths.log_path:
             raise InvalidArgument("the log path must not contain ':' (conmon's separator)")
         cid = paths.container_id
         existing = self.runtime.state(cid) if self.runtime.has_state(cid) else None
@@ -713,11 +716,12 @@ class ConmonMonitor:
             self.runtime.delete(cid, force=True)
         self._clear_transient(paths)
         for d in (paths.run_dir, paths.exit_dir, paths.persist_dir, paths.socket_dir):
-            d.mkdir(parents=True, exist_ok=True)
+            os.makedirs(d, exist_ok=True)
+        log_dir = os.path.dirname(paths.log_path)
         try:  # a log path given at create (k8s-file's path=) may be anywhere
-            paths.log_path.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(log_dir, exist_ok=True)
         except OSError as e:
-            raise RuntimeFailure(f"cannot create the log directory {paths.log_path.parent}:"
+            raise RuntimeFailure(f"cannot create the log directory {log_dir}:"
                                  f" {e.strerror}") from None
 
         args = self._common_args(cid, cid, paths.bundle, paths.pidfile, paths.exit_dir, name)
@@ -842,15 +846,16 @@ class ConmonMonitor:
 
     def exit_status(self, paths: ContainerPaths) -> ExitStatus | None:
         """The recorded exit, or None while the container has not exited."""
-        for path in (paths.persist_dir / "exit", paths.exit_file):
+        for path in (f"{paths.persist_dir}/exit", paths.exit_file):
             code = read_int(path)
             if code is None:
                 continue
             try:
-                when = path.stat().st_mtime
+                when = os.stat(path).st_mtime
             except FileNotFoundError:
                 continue  # cleaned up since it was read (a restart's cleanup): not an exit now
-            oom = (paths.persist_dir / "oom").exists() or (paths.run_dir / "oom").exists()
+            oom = (os.path.exists(f"{paths.persist_dir}/oom")
+                   or os.path.exists(f"{paths.run_dir}/oom"))
             return ExitStatus(code, oom, when)
         return None
 
@@ -914,12 +919,15 @@ class ConmonMonitor:
 
     @staticmethod
     def _clear_transient(paths: ContainerPaths) -> None:
-        for path in (paths.bundle / "attach", paths.bundle / "ctl", paths.bundle / "winsz",
+        for path in (paths.attach_socket, paths.ctl_fifo, f"{paths.bundle}/winsz",
                      paths.pidfile, paths.conmon_pidfile, paths.exit_file,
-                     paths.persist_dir / "exit", paths.persist_dir / "oom",
-                     paths.run_dir / "oom", paths.socket_dir / paths.container_id):
-            path.unlink(missing_ok=True)
-        if paths.exec_root.exists():
+                     f"{paths.persist_dir}/exit", f"{paths.persist_dir}/oom",
+                     f"{paths.run_dir}/oom", f"{paths.socket_dir}/{paths.container_id}"):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        if os.path.exists(paths.exec_root):
             import shutil
 
             shutil.rmtree(paths.exec_root, ignore_errors=True)
@@ -948,21 +956,22 @@ class ConmonMonitor:
         from ketch.fastjson import dumps
 
         exec_id = exec_id or os.urandom(16).hex()
-        exec_dir = paths.exec_root / exec_id
-        exec_dir.mkdir(parents=True)
-        spec_file = exec_dir / "process.json"
-        spec_file.write_text(dumps(process))
+        exec_dir = f"{paths.exec_root}/{exec_id}"
+        os.makedirs(exec_dir)
+        spec_file = f"{exec_dir}/process.json"
+        with open(spec_file, "w", encoding="utf-8") as f:
+            f.write(dumps(process))
         terminal = bool(process.get("terminal"))
-        args = self._common_args(paths.container_id, exec_id, exec_dir, exec_dir / "pid",
+        args = self._common_args(paths.container_id, exec_id, exec_dir, f"{exec_dir}/pid",
                                  exec_dir, None)
         args += [
-            "--persist-dir", str(exec_dir),
-            "--socket-dir-path", str(exec_dir),
+            "--persist-dir", exec_dir,
+            "--socket-dir-path", exec_dir,
             # a look at a detached session tells "its process has exited and conmon is
             # about to write the exit file" from "conmon is gone without one" by it
-            "--conmon-pidfile", str(exec_dir / "conmon.pid"),
+            "--conmon-pidfile", f"{exec_dir}/conmon.pid",
             "--log-path", "none",
-            "--exec", "--exec-attach", "--exec-process-spec", str(spec_file),
+            "--exec", "--exec-attach", "--exec-process-spec", spec_file,
         ]
         args += self._exit_command_args(exit_command)
         if terminal:
@@ -1008,7 +1017,7 @@ class ConmonMonitor:
             if result.detached or session.interrupted:
                 return ExecResult(exec_id, pid, None, detached=True)
             final = _recv_json(sync, timeout=24 * 3600)
-            code = read_int(exec_dir / "exit")
+            code = read_int(f"{exec_dir}/exit")
             if final is not None and "data" in final:
                 code = int(final["data"])
             finished = True
@@ -1028,7 +1037,7 @@ class ConmonMonitor:
 LOG_KEEPER_TIMEOUT = 5.0
 
 
-def _spawn_log_keeper(log_path: Path, conmon_pid: int, log: LogPolicy) -> None:
+def _spawn_log_keeper(log_path: StrPath, conmon_pid: int, log: LogPolicy) -> None:
     """Start the process that rotates this container's log (ketch.runtime.logs); it
     ends by itself once conmon has exited."""
     import selectors

@@ -28,8 +28,9 @@ from ketch.values import field, value
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
-    from pathlib import Path
     from typing import Any
+
+    from _typeshed import StrPath
 
 OCI_VERSION = "1.0.2"
 
@@ -117,7 +118,7 @@ class ContainerSpec:
     """Everything the runtime layer needs to run one container, already resolved."""
 
     id: str
-    rootfs: Path
+    rootfs: StrPath
     args: list[str]
     env: list[str] = field(default_factory=list)
     cwd: str = "/"
@@ -676,7 +677,7 @@ def generate_config(spec: ContainerSpec) -> dict[str, Any]:
     config: dict[str, Any] = {
         "ociVersion": OCI_VERSION,
         "process": process,
-        "root": {"path": str(spec.rootfs), "readonly": spec.readonly_rootfs},
+        "root": {"path": os.fspath(spec.rootfs), "readonly": spec.readonly_rootfs},
         "mounts": mounts,
         "linux": linux,
     }

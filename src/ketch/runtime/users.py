@@ -11,11 +11,14 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from pathlib import Path
 
 from ketch.errors import InvalidArgument, UnsafeArchive
 from ketch.runtime.spec import User
 from ketch.values import value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from _typeshed import StrPath
 
 MAX_ID = 2**31 - 1
 # An /etc/passwd bigger than this is not a passwd file we want to hold in memory.
@@ -44,7 +47,7 @@ _RESOLVE_IN_ROOT = 0x10
 _openat2_missing = False
 
 
-def _openat2_in_root(root: Path, path: str, flags: int) -> int | None:
+def _openat2_in_root(root: StrPath, path: str, flags: int) -> int | None:
     """openat2 with RESOLVE_IN_ROOT: the kernel resolves `path` (symlinks and `..`
     included) as if `root` were "/". None when the kernel cannot do it (too old, a
     seccomp filter, or EAGAIN after a concurrent rename): then walk in Python."""
@@ -75,7 +78,7 @@ def _openat2_in_root(root: Path, path: str, flags: int) -> int | None:
     raise OSError(err, os.strerror(err), path)
 
 
-def read_file_in_root(root: Path, path: str) -> str | None:
+def read_file_in_root(root: StrPath, path: str) -> str | None:
     """Text of `path` inside `root`, or None when it does not exist or is not a regular
     file. Symlinks are expanded as if `root` were "/", so nothing outside `root` is ever
     opened, even if the tree changes meanwhile: by the kernel (openat2 RESOLVE_IN_ROOT)
@@ -87,7 +90,7 @@ def read_file_in_root(root: Path, path: str) -> str | None:
         if fd is None:
             from ketch.archive.paths import open_in_root
 
-            fd = open_in_root(root, path, flags)
+            fd = open_in_root(os.fspath(root), path, flags)
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError, UnsafeArchive):
         return None
     except OSError as e:
@@ -151,7 +154,7 @@ def _check_range(value: int) -> int:
     return value
 
 
-def resolve_user(root: Path, user_spec: str | None) -> User:
+def resolve_user(root: StrPath, user_spec: str | None) -> User:
     """Resolve Docker's `-u` value (`name`, `uid`, `name:group`, `uid:gid`, ...).
 
     An empty spec means root. HOME comes from the passwd entry, else "/".
@@ -195,7 +198,7 @@ def resolve_user(root: Path, user_spec: str | None) -> User:
     return User(uid=uid, gid=gid, additional_gids=additional, home=home)
 
 
-def resolve_groups(root: Path, names: list[str]) -> list[int]:
+def resolve_groups(root: StrPath, names: list[str]) -> list[int]:
     """`--group-add` values (names or numbers) → GIDs."""
     if not names:
         return []
