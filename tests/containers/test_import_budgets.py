@@ -285,7 +285,7 @@ def _importer(stderr: str, module: str) -> str | None:
 
 
 def test_the_way_to_a_running_container_loads_no_typing_socket_or_json(ketch) -> None:
-    # starting a container needs pathlib, but no module of ketch's loads `typing` or
+    # no module of ketch's on the way to a running container loads `typing` or
     # `dataclasses` for its annotations (ARCHITECTURE.md, start-up policy; `typing`
     # alone was ~2 ms of every `run -d`). The standard library's tomllib, which reads
     # ketch.toml, does load typing. Nor, for a container on the default bridge that
@@ -310,6 +310,43 @@ def test_the_way_to_a_running_container_loads_no_typing_socket_or_json(ketch) ->
         assert not (importer or "").startswith("ketch"), (module, importer)
     for module in ("socket", "json", "ketch.network.hostports", "subprocess", "signal"):
         assert _importer(proc.stderr, module) is None, (module, _importer(proc.stderr, module))
+
+
+PATHLIB_CHAIN = {"pathlib", "fnmatch", "re", "enum", "urllib.parse"}
+
+
+def test_run_and_a_pods_members_load_no_pathlib_or_re(ketch) -> None:
+    # A container's start keeps its paths as text (ContainerPaths, the services' dirs,
+    # the network's namespaces and run files): pathlib and what it brings (fnmatch, re,
+    # enum, urllib.parse) were ~7 ms of every `run`. The pod's first member starts its
+    # infra, whose start publishes the pod's port (through `_socket`, not `socket`); the
+    # second joins the namespaces and builds no network, so no ipaddress either.
+    ketch("run", "--rm", "busybox", "true")  # (the bridge and its chains first)
+    proc = importtime(ketch, "run", "-d", "busybox", "true")
+    ketch.ids.add(proc.stdout.strip())
+    assert ketch("wait", proc.stdout.strip()).stdout.strip() == "0"
+    mods = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}
+    assert "ketch.runtime.monitor" in mods and "ketch.network.netns" in mods
+    assert not mods & PATHLIB_CHAIN, sorted(mods & PATHLIB_CHAIN)
+    ketch("pod", "create", "--name", "budget", "-p", "127.0.0.1::80")
+    try:
+        for member, not_loaded in (("first", PATHLIB_CHAIN | {"socket"}),
+                                   ("second", PATHLIB_CHAIN | {"socket", "ipaddress"})):
+            out, mods = imports(ketch, "run", "-d", "--pod", "budget", "--name",
+                                f"budget-{member}", "busybox", "sleep", "60")
+            assert "ketch.runtime.monitor" in mods, member
+            assert not mods & not_loaded, (member, sorted(mods & not_loaded))
+        ps = ketch("ps", "--filter", "pod=budget", "--format",
+                   "{{.Names}} {{.State}} {{.Ports}}")
+        rows = dict(line.split(" ", 1) for line in ps.stdout.split("\n")[:-1])
+        infra = next(name for name in rows if name.endswith("-infra"))
+        assert sorted(rows) == sorted([infra, "budget-first", "budget-second"]), rows
+        # all three running, the pod's port published on the loopback address
+        assert len(set(rows.values())) == 1, rows
+        assert re.fullmatch(r"running 127\.0\.0\.1:\d+->80/tcp", rows[infra]), rows
+    finally:
+        ketch("pod", "rm", "-f", "budget")
 
 
 def test_a_format_template_loads_neither_inspect_nor_typing(ketch) -> None:

@@ -151,6 +151,26 @@ def test_resolv_conf_drops_loopback_servers_and_falls_back_like_docker(tmp_path:
     assert render_resolv_conf(_attachment("host"), host_resolv_conf=host) == host.read_text()
 
 
+@pytest.mark.parametrize("server", ["127.0.0.1", "127.0.0.53", "127.255.1.2", "::1",
+                                    "0:0:0:0:0:0:0:1", "127.0.0.1%lo", "10.255.255.53",
+                                    "192.0.2.53", "fe80::1%eth0", "::ffff:127.0.0.1",
+                                    "127.00.0.1", "0127.0.0.1", "127.1", "1.2.3.256"])
+def test_resolv_conf_drops_exactly_the_servers_python_calls_loopback(
+        tmp_path: Path, server: str) -> None:
+    # (dotted quads are told apart without ipaddress, whose import a start saves)
+    import ipaddress
+
+    try:
+        loopback = ipaddress.ip_address(server.split("%")[0]).is_loopback
+    except ValueError:
+        loopback = False  # not an address: kept, as the container's resolver decides
+    host = tmp_path / "resolv.conf"
+    host.write_text(f"nameserver {server}\nnameserver 192.0.2.7\n")
+    kept = render_resolv_conf(_attachment(), host_resolv_conf=host).split("\n")[:-1]
+    want = ["nameserver 192.0.2.7"]
+    assert kept == (want if loopback else [f"nameserver {server}", *want])
+
+
 def test_resolv_conf_on_a_user_network_points_at_its_dns_service(tmp_path: Path) -> None:
     host = tmp_path / "resolv.conf"
     host.write_text("nameserver 192.0.2.53\nsearch example.org\n")

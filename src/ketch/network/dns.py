@@ -5,8 +5,8 @@ time (a recycled pid is never taken for it); stopped with the network's last end
 
 from __future__ import annotations
 
+import os
 import sys
-from pathlib import Path
 
 from ketch.errors import KetchError
 from ketch.network import procs, records
@@ -21,11 +21,11 @@ if TYPE_CHECKING:
     from ketch.network.models import Network
     from ketch.store.db import Database
 
-HELPERS = Path(__file__).parent
+HELPERS = os.path.dirname(os.path.abspath(__file__))
 
 
 class DnsProcesses:
-    def __init__(self, db: Database, config: NetworkConfig, run_dir: Path,
+    def __init__(self, db: Database, config: NetworkConfig, run_dir: str,
                  lock: Callable[[], AbstractContextManager[None]]) -> None:
         self.db = db
         self.config = config
@@ -49,12 +49,12 @@ class DnsProcesses:
                 tcp.listen(64)
                 upstreams = self.config.dns_upstreams
                 if upstreams is None:
-                    upstreams = host_nameservers(Path(self.config.resolv_conf))
-                argv = [sys.executable, "-I", "-S", str(HELPERS / "dnsd.py"),
+                    upstreams = host_nameservers(self.config.resolv_conf)
+                argv = [sys.executable, "-I", "-S", f"{HELPERS}/dnsd.py",
                         "--db", str(self.db.path), "--network", net.id, "--subnet", net.subnet,
                         "--udp-fd", "3", "--tcp-fd", "4", "--upstream", ",".join(upstreams)]
                 pid, started = procs.spawn_detached(argv, [udp, tcp],
-                                                    self.run_dir / f"dns-{net.id[:12]}.log")
+                                                    f"{self.run_dir}/dns-{net.id[:12]}.log")
             except OSError as e:
                 raise KetchError(f"cannot start the DNS service of network {net.name} on "
                                  f"{net.gateway}:53: {e.strerror or e}") from e

@@ -10,12 +10,17 @@ With `--network host` the host's files are used unchanged.
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Iterable, Sequence
-from pathlib import Path
-
 from ketch.errors import InvalidArgument
-from ketch.network.models import NetworkAttachment
+
+# Annotations only; ipaddress on first use: a container's start renders these files
+# (pathlib, collections and ipaddress cost it milliseconds of imports).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from _typeshed import StrPath
+
+    from ketch.network.models import NetworkAttachment
 
 FALLBACK_NAMESERVERS = ("8.8.8.8", "8.8.4.4")
 
@@ -38,6 +43,8 @@ def parse_add_host(spec: str) -> tuple[str, str]:
     if not name or not ip:
         raise InvalidArgument(f"bad format for add-host: {spec!r}")
     if ip != "host-gateway":
+        import ipaddress
+
         try:
             ipaddress.ip_address(ip)
         except ValueError:
@@ -47,7 +54,7 @@ def parse_add_host(spec: str) -> tuple[str, str]:
 
 def render_hosts(attachment: NetworkAttachment, hostname: str = "",
                  extra_hosts: Iterable[str | tuple[str, str]] = (), domainname: str = "",
-                 host_gateway: str = "", host_hosts: Path = Path("/etc/hosts")) -> str:
+                 host_gateway: str = "", host_hosts: StrPath = "/etc/hosts") -> str:
     """The container's /etc/hosts: localhost lines, `--add-host` entries, then the
     container's own address under its hostname (Docker's order)."""
     gateway = host_gateway or (attachment.primary.gateway if attachment.primary else "")
@@ -61,7 +68,7 @@ def render_hosts(attachment: NetworkAttachment, hostname: str = "",
         extra_lines.append(f"{ip}\t{name}\n")
     if attachment.mode == "host":
         try:
-            base = host_hosts.read_text()
+            base = _read(host_hosts)
         except OSError:
             base = HOSTS_HEADER
         if base and not base.endswith("\n"):
@@ -76,9 +83,21 @@ def render_hosts(attachment: NetworkAttachment, hostname: str = "",
     return out
 
 
+def _read(path: StrPath) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
 def _is_loopback(server: str) -> bool:
+    address = server.split("%", 1)[0]
+    octets = address.split(".")
+    if len(octets) == 4 and all(o.isascii() and o.isdigit() and int(o) < 256
+                                and (o == "0" or o[0] != "0") for o in octets):
+        return octets[0] == "127"  # (a dotted quad without ipaddress's import)
+    import ipaddress
+
     try:
-        return ipaddress.ip_address(server.split("%", 1)[0]).is_loopback
+        return ipaddress.ip_address(address).is_loopback
     except ValueError:
         return False
 
@@ -101,18 +120,18 @@ def parse_resolv_conf(text: str) -> tuple[list[str], list[str], list[str]]:
     return servers, search, options
 
 
-def host_nameservers(resolv_conf: Path = Path("/etc/resolv.conf")) -> list[str]:
+def host_nameservers(resolv_conf: StrPath = "/etc/resolv.conf") -> list[str]:
     try:
-        return parse_resolv_conf(resolv_conf.read_text())[0]
+        return parse_resolv_conf(_read(resolv_conf))[0]
     except OSError:
         return []
 
 
 def render_resolv_conf(attachment: NetworkAttachment, dns: Sequence[str] = (),
                        dns_search: Sequence[str] = (), dns_options: Sequence[str] = (),
-                       host_resolv_conf: Path = Path("/etc/resolv.conf")) -> str:
+                       host_resolv_conf: StrPath = "/etc/resolv.conf") -> str:
     try:
-        host_text = host_resolv_conf.read_text()
+        host_text = _read(host_resolv_conf)
     except OSError:
         host_text = ""
     if attachment.mode == "host" and not (dns or dns_search or dns_options):

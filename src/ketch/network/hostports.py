@@ -5,10 +5,10 @@ addresses, and the conntrack clean-up a datagram port needs when it goes away.""
 
 from __future__ import annotations
 
+import _socket  # not `socket`: its constants become enums at import (ms of `run -p`)
 import errno
-import socket
+import os
 import sys
-from pathlib import Path
 
 from ketch.errors import Conflict, InvalidArgument, KetchError
 from ketch.network import procs, records
@@ -18,13 +18,14 @@ from ketch.network.netlink import delete_conntrack
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import sqlite3
+    from _socket import socket
     from collections.abc import Iterable
 
     from ketch.network.models import Network
 
-HELPERS = Path(__file__).parent
+    Sockets = list[tuple[socket, PortBinding]]
 
-Sockets = list[tuple[socket.socket, PortBinding]]
+HELPERS = os.path.dirname(os.path.abspath(__file__))
 
 
 def allocate(conn: sqlite3.Connection, container_id: str, net: Network, container_ip: str,
@@ -102,16 +103,16 @@ def allocate(conn: sqlite3.Connection, container_id: str, net: Network, containe
     return resolved, sockets
 
 
-def start_proxy(run_dir: Path, container_id: str, container_ip: str,
+def start_proxy(run_dir: str, container_id: str, container_ip: str,
                 sockets: Sockets) -> tuple[int, str]:
     """The userland proxy for the bound sockets (closed here, the proxy has them) to
     `container_ip` (IPv4 or IPv6); returns its pid and start time."""
     specs = [f"{3 + i}:{b.protocol}:{b.container_port}" for i, (_s, b) in enumerate(sockets)]
-    argv = [sys.executable, "-I", "-S", str(HELPERS / "proxy.py"),
+    argv = [sys.executable, "-I", "-S", f"{HELPERS}/proxy.py",
             "--target", container_ip, *specs]
     try:
         return procs.spawn_detached(argv, [s for s, _b in sockets],
-                                    run_dir / f"proxy-{container_id[:12]}.log")
+                                    f"{run_dir}/proxy-{container_id[:12]}.log")
     finally:
         for s, _b in sockets:
             s.close()
@@ -137,23 +138,23 @@ def _records_conflict(existing: Iterable[str], host_ip: str) -> bool:
     return False
 
 
-def _probe(host_ip: str, protocol: str, port: int, keep: bool) -> socket.socket | None:
+def _probe(host_ip: str, protocol: str, port: int, keep: bool) -> socket | None:
     """Bind the port to see whether anything on the host holds it. With `keep` (ports
     served by the userland proxy) the bound socket is returned for the proxy to use."""
     if protocol == "sctp":
         return None  # no portable bind test; ketch's own records still apply
-    family = socket.AF_INET6 if ":" in host_ip else socket.AF_INET
-    kind = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
-    sock = socket.socket(family, kind)
+    family = _socket.AF_INET6 if ":" in host_ip else _socket.AF_INET
+    kind = _socket.SOCK_STREAM if protocol == "tcp" else _socket.SOCK_DGRAM
+    sock = _socket.socket(family, kind)
     try:
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        if kind == socket.SOCK_STREAM:
+        if family == _socket.AF_INET6:
+            sock.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY, 1)
+        if kind == _socket.SOCK_STREAM:
             # ignore connections lingering in TIME_WAIT; a listener still conflicts
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host_ip or ("::" if family == socket.AF_INET6 else "0.0.0.0"), port))
+            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        sock.bind((host_ip or ("::" if family == _socket.AF_INET6 else "0.0.0.0"), port))
         if keep:
-            if kind == socket.SOCK_STREAM:
+            if kind == _socket.SOCK_STREAM:
                 sock.listen(128)
             return sock
     except BaseException:

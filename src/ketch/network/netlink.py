@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import _socket  # not `socket`: its constants become enums at import (ms of `run`)
 import errno
-import ipaddress
 import os
 import struct
-from collections.abc import Iterator
+
+# ipaddress on first use: a member joining its pod's namespace needs none
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 NETLINK_ROUTE = 0
 
@@ -238,6 +241,8 @@ class Netlink:
 
     # -- addresses and routes ----------------------------------------------------------
     def add_address(self, index: int, cidr: str) -> None:
+        import ipaddress
+
         iface = ipaddress.ip_interface(cidr)
         family = _socket.AF_INET if iface.version == 4 else _socket.AF_INET6
         packed = iface.ip.packed
@@ -255,6 +260,8 @@ class Netlink:
                 raise
 
     def addresses(self, index: int) -> list[str]:
+        import ipaddress
+
         out = []
         for payload in self.dump(RTM_GETADDR, _IFADDRMSG.pack(_socket.AF_INET, 0, 0, 0, 0)):
             family, prefixlen, _fl, _scope, ifindex = _IFADDRMSG.unpack_from(payload)
@@ -267,6 +274,8 @@ class Netlink:
         return out
 
     def add_default_route(self, gateway: str, oif: int) -> None:
+        import ipaddress
+
         gw = ipaddress.ip_address(gateway)
         family = _socket.AF_INET if gw.version == 4 else _socket.AF_INET6
         body = (_RTMSG.pack(family, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE,
@@ -296,6 +305,8 @@ def delete_conntrack(protocol: int, reply_src: str, reply_port: int) -> int:
     `reply_src:reply_port` (a container's published port). Without this, a UDP client
     that keeps sending keeps its old DNAT entry alive and never reaches the next
     container published on the same host port. Returns how many were deleted."""
+    import ipaddress
+
     want_ip = ipaddress.ip_address(reply_src).packed
     want_port = struct.pack("!H", reply_port)
     msg_type = NFNL_SUBSYS_CTNETLINK << 8

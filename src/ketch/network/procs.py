@@ -19,15 +19,16 @@ from ketch.procstat import alive, start_time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from _socket import socket
     from collections.abc import Sequence
-    from pathlib import Path
-    from socket import socket
+
+    from _typeshed import StrPath
 
 __all__ = ["alive", "spawn_detached", "start_time", "stop"]
 
 
 def spawn_detached(argv: Sequence[str], sockets: Sequence[socket],
-                   log_path: Path | None = None) -> tuple[int, str]:
+                   log_path: StrPath | None = None) -> tuple[int, str]:
     """Start argv detached with `sockets` as fds 3, 4, ...; returns (pid, start time).
 
     Returns once the helper has exec'd (a close-on-exec pipe tells), so the pid names
@@ -76,7 +77,7 @@ def _read_all(fd: int) -> bytes:
 
 
 def _exec_helper(argv: Sequence[str], sockets: Sequence[socket],
-                 log_path: Path | None, status_fd: int) -> None:
+                 log_path: StrPath | None, status_fd: int) -> None:
     """In the grandchild: set up fds 0-2 and the sockets, then exec. Never returns; a
     failure before or at the exec is written to `status_fd` as an errno."""
     status = status_fd

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import ipaddress
 import os
-from contextlib import contextmanager
-from pathlib import Path
 
 from ketch.errors import KetchError
 from ketch.network import netns
 from ketch.network.netlink import Netlink, NetlinkError
+from ketch.values import contextmanager
 
+# ipaddress on first use, the rest for annotations: a container's start builds its
+# namespace here
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -54,6 +54,18 @@ def short_hash(*parts: str, length: int) -> str:
     return sha256("\0".join(parts).encode()).hexdigest()[:length]
 
 
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 def write_sysctl(path: str, value: str) -> None:
     try:
         with open(path) as f:
@@ -82,7 +94,7 @@ def bridge_netfilter() -> None:
 class Plumbing:
     """Bridges and container namespaces of one network configuration."""
 
-    def __init__(self, config: NetworkConfig, fw: Firewall, run_dir: Path) -> None:
+    def __init__(self, config: NetworkConfig, fw: Firewall, run_dir: str) -> None:
         self.config = config
         self.fw = fw
         self.run_dir = run_dir
@@ -91,8 +103,8 @@ class Plumbing:
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Serialises bridge and DNS set-up between ketch processes of this root."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.run_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        os.makedirs(self.run_dir, exist_ok=True)
+        fd = os.open(f"{self.run_dir}/lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -100,13 +112,14 @@ class Plumbing:
             os.close(fd)
 
     # -- a network's bridge ------------------------------------------------------------
-    def marker(self, net: Network) -> Path:
-        return self.run_dir / f"ready-{net.bridge}"
+    def marker(self, net: Network) -> str:
+        return f"{self.run_dir}/ready-{net.bridge}"
 
     def _token(self) -> str:
         if not self._boot_id:
             try:
-                self._boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+                with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+                    self._boot_id = f.read().strip()
             except OSError:
                 self._boot_id = "unknown"
         return f"{self._boot_id} {self.fw.prefix}"
@@ -140,7 +153,7 @@ class Plumbing:
             write_sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1")
         marker = self.marker(net)
         try:
-            if (marker.read_text() == self._token()
+            if (_read(marker) == self._token()
                     and os.path.exists(f"/sys/class/net/{net.bridge}")):
                 return
         except OSError:
@@ -154,6 +167,8 @@ class Plumbing:
                     index = nl.create_bridge(net.bridge, mac, self.mtu(net))
                 nl.add_address(index, f"{net.gateway}/{net.prefixlen}")
                 if net.ipv6:
+                    import ipaddress
+
                     prefix = ipaddress.ip_network(net.subnet6).prefixlen
                     nl.add_address(index, f"{net.gateway6}/{prefix}")
                 nl.set_up(index)
@@ -165,7 +180,8 @@ class Plumbing:
             rules = self.network_rules(net)
             self.fw.ensure(rules)
             record(rules)
-            marker.write_text(self._token())
+            with open(marker, "w", encoding="utf-8") as f:
+                f.write(self._token())
 
     def remove_bridge(self, net: Network, rules: Sequence[Rule] | None = None) -> None:
         """The network's rules (`rules` as recorded, else as its options make them)
@@ -173,7 +189,7 @@ class Plumbing:
         self.fw.delete(self.network_rules(net) if rules is None else rules)
         with Netlink() as nl:
             nl.delete_link(net.bridge)
-        self.marker(net).unlink(missing_ok=True)
+        _unlink(self.marker(net))
 
     # -- a container's namespace -------------------------------------------------------
     @staticmethod
@@ -183,13 +199,13 @@ class Plumbing:
             for name in names:
                 nl.delete_link(name)
 
-    def build_namespace(self, path: Path, net: Network, ep: Endpoint,
+    def build_namespace(self, path: str, net: Network, ep: Endpoint,
                         default_route: bool, create: bool = True,
                         later: list[DeferredStep] | None = None) -> None:
         """The namespace at `path` (made unless `create` is false) with the endpoint's
         interface; with `later`, the interface is left to a DeferredStep."""
         if create:
-            if path.exists():
+            if os.path.exists(path):
                 netns.remove(path)  # left behind by a crash; its records are gone
             inner = netns.create(path)
         else:
@@ -200,7 +216,7 @@ class Plumbing:
             later.append(DeferredStep(lambda: self.plumb(path, inner, net, ep, default_route),
                                       inner.close))
 
-    def plumb(self, path: Path, inner: Netlink, net: Network, ep: Endpoint,
+    def plumb(self, path: str, inner: Netlink, net: Network, ep: Endpoint,
               default_route: bool) -> None:
         """The endpoint's veth pair, its address and route; closes `inner`."""
         try:
