@@ -331,8 +331,11 @@ def test_run_and_a_pods_members_load_no_pathlib_or_re(ketch) -> None:
     assert not mods & PATHLIB_CHAIN, sorted(mods & PATHLIB_CHAIN)
     ketch("pod", "create", "--name", "budget", "-p", "127.0.0.1::80")
     try:
+        # (the second starts no thread: no network plumbing of its own, no health timer)
         for member, not_loaded in (("first", PATHLIB_CHAIN | {"socket"}),
-                                   ("second", PATHLIB_CHAIN | {"socket", "ipaddress"})):
+                                   ("second", PATHLIB_CHAIN | {"socket", "ipaddress",
+                                                               "threading", "functools",
+                                                               "ketch.containers.health"})):
             out, mods = imports(ketch, "run", "-d", "--pod", "budget", "--name",
                                 f"budget-{member}", "busybox", "sleep", "60")
             assert "ketch.runtime.monitor" in mods, member

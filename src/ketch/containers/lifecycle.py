@@ -275,9 +275,9 @@ class Lifecycle:
                            exit_code=0, error="", network=resources.public_net(net), **fields)
         rec = svc.records.get(rec.id) or rec
         svc.event(rec, "start")
-        from ketch.containers.health import start_timer
-
-        start_timer(svc, rec, pid)
+        if rec.config.get("Healthcheck"):  # (the module only for a container with one)
+            from ketch.containers.health import start_timer
+            start_timer(svc, rec, pid)
         return rec
 
     def remove_if_auto(self, rec: ContainerRecord) -> None:

@@ -5,12 +5,12 @@ its volume references."""
 from __future__ import annotations
 
 import os
-import threading
 
 from ketch.errors import InvalidArgument, KetchError, os_words
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import threading
     from typing import Any
 
     from _typeshed import StrPath
@@ -185,7 +185,9 @@ class Background:
         self.steps = steps
         self.error: BaseException | None = None
         self.thread: threading.Thread | None = None
-        if steps:
+        if steps:  # (threading only then: a pod's member, which joins, has none)
+            import threading
+
             self.thread = threading.Thread(target=self._run, name="ketch-net-plumb")
             self.thread.start()
 

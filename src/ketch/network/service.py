@@ -324,9 +324,6 @@ class NetworkService:
         to run, e.g. while the OCI runtime creates the container (which only needs the
         namespace to exist). The caller must run it before the container's process
         starts, and call `teardown` if it fails."""
-        from ketch.network import netns
-        from ketch.network.firewall import FirewallError
-
         self._init()
         ports = list(ports)
         aliases = [a for a in dict.fromkeys(aliases) if a]
@@ -337,6 +334,10 @@ class NetworkService:
                 raise InvalidArgument("conflicting options: port publishing and the "
                                       "container type network mode")
             return self._setup_joined(container_id, mode.split(":", 1)[1], hostname)
+        # (a namespace of its own: not for a pod's member, which joins its infra's)
+        from ketch.network import netns
+        from ketch.network.firewall import FirewallError
+
         net = records.find_network(self.db.conn, mode or "bridge")
         if net.driver == "host":
             return self._setup_simple(container_id, "host", None, hostname)
