@@ -151,6 +151,25 @@ def test_resolv_conf_drops_loopback_servers_and_falls_back_like_docker(tmp_path:
     assert render_resolv_conf(_attachment("host"), host_resolv_conf=host) == host.read_text()
 
 
+@pytest.mark.parametrize("host_ip", ["127.0.0.1", "0.0.0.0", "10.1.2.3", "255.255.255.255",
+                                     "[::1]", "[::ffff:10.0.0.1]", "::", "256.1.1.1",
+                                     "01.2.3.4", "1.2.3", "1.2.3.4.5", "a.b.c.d", "１.2.3.4"])
+def test_a_published_host_address_is_read_as_python_reads_it(host_ip: str) -> None:
+    # (dotted quads are read without ipaddress, whose import `-p 127.0.0.1:...` saves)
+    import ipaddress
+
+    try:
+        addr = ipaddress.ip_address(host_ip.strip("[]"))
+    except ValueError:
+        with pytest.raises(InvalidArgument, match="invalid IP address"):
+            parse_publish(f"{host_ip}:8080:80")
+        return
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+        addr = addr.ipv4_mapped
+    want = "" if str(addr) == "0.0.0.0" else str(addr)
+    assert [b.host_ip for b in parse_publish(f"{host_ip}:8080:80")] == [want]
+
+
 @pytest.mark.parametrize("server", ["127.0.0.1", "127.0.0.53", "127.255.1.2", "::1",
                                     "0:0:0:0:0:0:0:1", "127.0.0.1%lo", "10.255.255.53",
                                     "192.0.2.53", "fe80::1%eth0", "::ffff:127.0.0.1",

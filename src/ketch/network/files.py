@@ -89,11 +89,11 @@ def _read(path: StrPath) -> str:
 
 
 def _is_loopback(server: str) -> bool:
+    from ketch.network.ports import is_dotted_quad
+
     address = server.split("%", 1)[0]
-    octets = address.split(".")
-    if len(octets) == 4 and all(o.isascii() and o.isdigit() and int(o) < 256
-                                and (o == "0" or o[0] != "0") for o in octets):
-        return octets[0] == "127"  # (a dotted quad without ipaddress's import)
+    if is_dotted_quad(address):
+        return address.startswith("127.")
     import ipaddress
 
     try:

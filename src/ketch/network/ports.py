@@ -62,12 +62,22 @@ def _split_proto(text: str) -> tuple[str, str]:
     return port, (proto or "tcp")
 
 
+def is_dotted_quad(text: str) -> bool:
+    """An IPv4 address as ipaddress writes it (four decimal octets, no leading zeros),
+    told without importing ipaddress (and functools and collections with it)."""
+    octets = text.split(".")
+    return len(octets) == 4 and all(o.isascii() and o.isdigit() and int(o) < 256
+                                    and (o == "0" or o[0] != "0") for o in octets)
+
+
 def _normalize_ip(raw: str) -> str:
     ip = raw
     if ip.startswith("["):
         if not ip.endswith("]"):
             raise InvalidArgument(f"invalid IP address {raw}: missing ']' in address")
         ip = ip[1:-1]
+    if is_dotted_quad(ip):  # (the common case, `-p 127.0.0.1:8080:80`)
+        return "" if ip == "0.0.0.0" else ip
     import ipaddress
 
     try:
