@@ -6,9 +6,9 @@ recorded. A per-layer file lock keeps two ketch processes from unpacking the sam
 at once; the second simply finds it done.
 
 The store keeps its paths as strings and makes `pathlib.Path`s only where its interface
-returns them (`dir`, `tmp`, `path`, `lower_dirs`): pathlib imports fnmatch, re and
-urllib.parse, milliseconds that `image inspect` and `create`, which build the store but
-only ask for a layer's directory (`diff_dir`, a string), should not pay.
+returns them (`dir`, `tmp`, `path`; `lower_dirs`, which every container start asks for,
+gives strings): pathlib imports fnmatch, re and urllib.parse, milliseconds that `run`,
+`image inspect` and `create` should not pay.
 """
 
 from __future__ import annotations

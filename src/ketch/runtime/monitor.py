@@ -129,9 +129,8 @@ class ContainerPaths:
     log_path: str
 
     @classmethod
-    def create(cls, container_id: str, bundle: str | os.PathLike[str],
-               run_dir: str | os.PathLike[str] | None = None,
-               log_path: str | os.PathLike[str] | None = None) -> ContainerPaths:
+    def create(cls, container_id: str, bundle: StrPath, run_dir: StrPath | None = None,
+               log_path: StrPath | None = None) -> ContainerPaths:
         b = os.fspath(bundle)
         return cls(container_id, b, os.fspath(run_dir) if run_dir is not None else f"{b}/run",
                    os.fspath(log_path) if log_path is not None else f"{b}/ctr.log")
