@@ -48,6 +48,7 @@ HEAVY = {"json", "typing", "dataclasses", "argparse", "tarfile", "subprocess", "
 SLOW_STDLIB = {"pathlib", "fnmatch", "re", "enum", "urllib.parse", "ipaddress", "datetime",
                "sqlite3", "sqlite3.dbapi2", "functools", "collections", "collections.abc",
                "contextlib", "operator", "types", "reprlib"}
+PATHLIB_CHAIN = {"pathlib", "fnmatch", "re", "enum", "urllib.parse"}
 
 
 def importtime(ketch, *args: str, status: int = 0) -> subprocess.CompletedProcess[str]:
@@ -182,6 +183,16 @@ def test_rm_f_of_a_running_container_loads_no_subprocess(ketch) -> None:
     assert "ketch.containers.lifecycle" in mods  # (a running container: its state machine)
     loaded = mods & {"subprocess", "json", "socket", "signal", "ketch.network.hostports"}
     assert not loaded, sorted(loaded)
+    # nor pathlib: a stop finishes the container (its health timer's pid file, its
+    # mounts and network) with paths as text
+    cid = ketch("run", "-d", "busybox", "sleep", "60").stdout.strip()
+    ketch.ids.add(cid)
+    out, mods = imports(ketch, "stop", "-t", "0", cid)
+    assert ketch("inspect", "-f", "{{.State.Status}}", cid).stdout == "exited\n"
+    assert "ketch.containers.lifecycle" in mods
+    assert not mods & PATHLIB_CHAIN, sorted(mods & PATHLIB_CHAIN)
+    out, mods = imports(ketch, "rm", cid)
+    assert not mods & PATHLIB_CHAIN, sorted(mods & PATHLIB_CHAIN)
 
 
 def test_top_runs_ps_without_subprocess(ketch) -> None:
@@ -201,12 +212,14 @@ def test_top_runs_ps_without_subprocess(ketch) -> None:
 def test_exec_loads_neither_socket_json_nor_shutil(ketch) -> None:
     # conmon's pipes and attach socket through `_socket` (the `socket` module's enums
     # are ~1 ms), the session's process spec through ketch.fastjson, and its directory
-    # removed without shutil's walk: ~3.5 ms of an exec's ~30 ms of CPU
+    # removed without shutil's walk: ~3.5 ms of an exec's ~30 ms of CPU. Its session's
+    # files are named as text (no pathlib, fnmatch, re), and the attached streams'
+    # signal handlers are set through `_signal` (no enum)
     cid = ketch("run", "-d", "busybox", "sleep", "60").stdout.strip()
     ketch.ids.add(cid)
     out, mods = imports(ketch, "exec", cid, "sh", "-c", "echo hi; echo err >&2")
     assert out == "hi\n"
-    loaded = mods & {"socket", "json", "shutil"}
+    loaded = mods & ({"socket", "json", "shutil", "signal"} | PATHLIB_CHAIN)
     assert not loaded, sorted(loaded)
     # what is left of the ended session is its record, not conmon's directory
     left = os.listdir(ketch.root / "run" / "containers" / cid / "exec")
@@ -310,9 +323,6 @@ def test_the_way_to_a_running_container_loads_no_typing_socket_or_json(ketch) ->
         assert not (importer or "").startswith("ketch"), (module, importer)
     for module in ("socket", "json", "ketch.network.hostports", "subprocess", "signal"):
         assert _importer(proc.stderr, module) is None, (module, _importer(proc.stderr, module))
-
-
-PATHLIB_CHAIN = {"pathlib", "fnmatch", "re", "enum", "urllib.parse"}
 
 
 def test_run_and_a_pods_members_load_no_pathlib_or_re(ketch) -> None:

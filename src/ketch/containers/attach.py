@@ -3,9 +3,9 @@ terminal or pipes to a container through its monitor's attach socket."""
 
 from __future__ import annotations
 
+import _signal as signal  # not `signal`: its enums import enum (ms of every attached run)
 import contextlib
 import os
-import signal
 import sys
 
 from ketch.errors import Conflict

@@ -8,7 +8,9 @@ that created it, the one that inspects it, a CLI. The records go with the contai
 runtime state when it stops, as Docker forgets a container's exec sessions then.
 
 Cheap to import (no pathlib, contextlib or json of its own): every `inspect` of a running
-container asks `may_be_running` whether the exec sessions need a look.
+container asks `may_be_running` whether the exec sessions need a look. Paths are text
+(a record `<dir>/<id>.json`, beside it the session's `<id>/`, `<id>.lock`, `<id>.started`):
+an `exec` loads no pathlib.
 """
 
 from __future__ import annotations
@@ -23,34 +25,42 @@ from ketch.runtime.conmonfiles import EXEC_DIR
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
     from typing import Any
 
     from ketch.containers.records import ContainerRecord
     from ketch.containers.service import ContainerService
     from ketch.runtime.monitor import InputSource, OutputSink
 
-def _records(d: Path) -> list[Path]:
+def _records(d: str) -> list[str]:
     """The session records in an exec directory (no glob: fnmatch and re at every exec)."""
     try:
-        return [d / name for name in os.listdir(d) if name.endswith(".json")]
+        return [f"{d}/{name}" for name in os.listdir(d) if name.endswith(".json")]
     except OSError:
         return []
 
 
-def _dir(svc: ContainerService, cid: str) -> Path:
-    from pathlib import Path
-
-    return Path(svc.run_dir, cid, EXEC_DIR)  # the monitor's exec root (ContainerPaths.exec_root)
+def _dir(svc: ContainerService, cid: str) -> str:
+    return f"{svc.run_dir}/{cid}/{EXEC_DIR}"  # the monitor's exec root (ContainerPaths.exec_root)
 
 
-def _write(path: Path, doc: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(dumps(doc))
-    os.replace(tmp, path)
+def _base(path: str) -> str:
+    """A record's path without `.json`: the session's directory, and its files' stem."""
+    return path[:-len(".json")]
 
 
-def _update(path: Path, *, if_running: bool = False, **fields: Any) -> dict[str, Any]:
+def _read(path: str) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as f:
+        doc: dict[str, Any] = loads(f.read())
+    return doc
+
+
+def _write(path: str, doc: dict[str, Any]) -> None:
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.write(dumps(doc))
+    os.replace(path + ".tmp", path)
+
+
+def _update(path: str, *, if_running: bool = False, **fields: Any) -> dict[str, Any]:
     """Change some fields of a record under its lock (a start and a resize may write at
     once, from different processes); the record as written, or {} when the container
     was removed meanwhile (its exec records went with it: an exec that outlived a
@@ -59,12 +69,12 @@ def _update(path: Path, *, if_running: bool = False, **fields: Any) -> dict[str,
     import fcntl
 
     try:
-        fd = os.open(path.with_suffix(".lock"), os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        fd = os.open(_base(path) + ".lock", os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
     except FileNotFoundError:
         return {}
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        doc = loads(path.read_text())
+        doc = _read(path)
         if if_running and not doc["Running"]:
             return {}
         doc.update(fields)
@@ -76,7 +86,7 @@ def _update(path: Path, *, if_running: bool = False, **fields: Any) -> dict[str,
         os.close(fd)
 
 
-def _end(svc: ContainerService, path: Path, code: int) -> None:
+def _end(svc: ContainerService, path: str, code: int) -> None:
     """Record that a running session ended with `code`, and journal its exec_die, once:
     whoever records the end first (the attached `exec`, the monitor's exit command of a
     detached one, or a look that finds it over) journals it."""
@@ -127,8 +137,8 @@ def create(svc: ContainerService, name_or_id: str, command: list[str], *,
             "Started": False, "Running": False, "Pid": 0, "ExitCode": None,
         }
         d = _dir(svc, rec.id)
-        d.mkdir(parents=True, exist_ok=True)
-        _write(d / f"{eid}.json", doc)
+        os.makedirs(d, exist_ok=True)
+        _write(f"{d}/{eid}.json", doc)
         _prune(svc, d)
     svc.event(rec, "exec_create: " + " ".join(command), execID=eid)
     return eid
@@ -138,63 +148,66 @@ KEEP_FINISHED = 256
 """Finished sessions kept per running container (for their inspect); older ones go."""
 
 
-def _prune(svc: ContainerService, d: Path) -> None:
+def _prune(svc: ContainerService, d: str) -> None:
     paths = _records(d)
     if len(paths) <= KEEP_FINISHED:
         return
     import shutil
 
     try:
-        paths.sort(key=lambda p: p.stat().st_mtime)
+        paths.sort(key=lambda p: os.stat(p).st_mtime)
     except OSError:
         return
     finished = []
     for path in paths:
         try:
-            doc = _settle(svc, path, loads(path.read_text()))
+            doc = _settle(svc, path, _read(path))
         except (OSError, ValueError):
             continue
         if not doc["Running"] and doc["ExitCode"] is not None:
             finished.append(path)
     for path in finished[:max(0, len(finished) - KEEP_FINISHED)]:
-        for extra in (path, path.with_suffix(".lock"), path.with_suffix(".started")):
-            extra.unlink(missing_ok=True)
-        shutil.rmtree(path.with_suffix(""), ignore_errors=True)
+        for extra in (path, _base(path) + ".lock", _base(path) + ".started"):
+            try:
+                os.unlink(extra)
+            except FileNotFoundError:
+                pass
+        shutil.rmtree(_base(path), ignore_errors=True)
 
 
-def _find(svc: ContainerService, eid: str) -> tuple[Path, dict[str, Any]]:
+def _find(svc: ContainerService, eid: str) -> tuple[str, dict[str, Any]]:
     if is_full_id(eid):
         try:
             containers = os.listdir(svc.run_path())
         except OSError:
             containers = []
         for cid in containers:
-            path = _dir(svc, cid) / f"{eid}.json"
+            path = f"{_dir(svc, cid)}/{eid}.json"
             try:
-                return path, loads(path.read_text())
+                return path, _read(path)
             except (OSError, ValueError):
                 continue
     raise NotFound(f"No such exec instance: {eid}")
 
 
-def _settle(svc: ContainerService, path: Path, doc: dict[str, Any]) -> dict[str, Any]:
+def _settle(svc: ContainerService, path: str, doc: dict[str, Any]) -> dict[str, Any]:
     """A session started detached (or left with the detach keys) ran on without anyone
     recording its end: read its exit from the monitor's files."""
     if not doc["Running"]:
         return doc
     from ketch.runtime.monitor import process_alive, read_int
 
-    session_dir = path.with_suffix("")
-    code = read_int(session_dir / "exit")
+    session_dir = _base(path)
+    code = read_int(f"{session_dir}/exit")
     if code is None:
         if doc["Pid"] and process_alive(doc["Pid"]):
             return doc
         # its process has ended, but conmon writes the exit file only after reaping it:
         # while conmon runs, the code is on its way (recording -1 now would lose it)
-        conmon = read_int(session_dir / "conmon.pid")
+        conmon = read_int(f"{session_dir}/conmon.pid")
         if conmon is not None and process_alive(conmon):
             return doc
-        code = read_int(session_dir / "exit")  # (conmon wrote it, and left, meanwhile)
+        code = read_int(f"{session_dir}/exit")  # (conmon wrote it, and left, meanwhile)
     doc["Running"] = False
     doc["ExitCode"] = code if code is not None else -1
     # recorded, as a container's exit is finished by whoever finds it: the next look
@@ -211,9 +224,9 @@ def finish(svc: ContainerService, eid: str, container: str) -> None:
         cid = svc.get(container).id
     except NotFound:
         return  # the container was removed meanwhile, its sessions' records with it
-    path = _dir(svc, cid) / f"{eid}.json"
+    path = f"{_dir(svc, cid)}/{eid}.json"
     try:
-        doc = loads(path.read_text()) if is_full_id(eid) else None
+        doc = _read(path) if is_full_id(eid) else None
     except (OSError, ValueError):
         doc = None
     if doc is not None:
@@ -241,8 +254,8 @@ def running_ids(svc: ContainerService, cid: str) -> list[str]:
     out = []
     for path in sorted(_records(_dir(svc, cid))):
         try:
-            if _settle(svc, path, loads(path.read_text()))["Running"]:
-                out.append(path.stem)
+            if _settle(svc, path, _read(path))["Running"]:
+                out.append(os.path.basename(_base(path)))
         except (OSError, ValueError):
             pass
     return out
@@ -295,7 +308,7 @@ def start(svc: ContainerService, eid: str, *, stdout: OutputSink | None = None,
     if rec.started_at != doc["StartedAt"]:
         raise NotFound(f"No such exec instance: {eid}")  # of an earlier run
     try:  # one start per session, whoever asks
-        os.close(os.open(path.with_suffix(".started"), os.O_CREAT | os.O_EXCL | os.O_WRONLY,
+        os.close(os.open(_base(path) + ".started", os.O_CREAT | os.O_EXCL | os.O_WRONLY,
                          0o600))
     except FileExistsError:
         doc = _settle(svc, path, doc)
@@ -324,7 +337,7 @@ def start(svc: ContainerService, eid: str, *, stdout: OutputSink | None = None,
         size = _update(path, Running=True, Pid=pid).get("ConsoleSize")
         if doc["Tty"] and size:
             try:
-                resize_tty(path.with_suffix(""), int(size[0]), int(size[1]))
+                resize_tty(_base(path), int(size[0]), int(size[1]))
             except Exception:  # noqa: BLE001 (a size it cannot take: the TTY keeps its own)
                 pass
         if on_started is not None:
@@ -382,4 +395,4 @@ def resize(svc: ContainerService, eid: str, height: int, width: int) -> None:
     doc = _update(path, ConsoleSize=[height, width])  # for a start still to come
     if not doc.get("Running"):
         return
-    resize_tty(path.with_suffix(""), height, width)
+    resize_tty(_base(path), height, width)

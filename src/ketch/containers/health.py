@@ -218,10 +218,8 @@ class _Locked:
 
 
 # -- the timer ----------------------------------------------------------------------------
-def _timer_pidfile(svc: ContainerService, cid: str) -> Path:
-    from pathlib import Path
-
-    return Path(svc.run_dir, cid, "health-timer.pid")
+def _timer_pidfile(svc: ContainerService, cid: str) -> str:
+    return f"{svc.run_dir}/{cid}/health-timer.pid"
 
 
 def start_timer(svc: ContainerService, rec: ContainerRecord, pid: int) -> None:
@@ -254,10 +252,11 @@ def start_timer(svc: ContainerService, rec: ContainerRecord, pid: int) -> None:
     except OSError:
         return  # no timer: the container runs, its health stays "starting"
     path = _timer_pidfile(svc, rec.id)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     from ketch.procstat import start_time
 
-    path.write_text(f"{proc.pid} {start_time(proc.pid) or ''}\n")
+    with open(path, "w", encoding="ascii") as f:
+        f.write(f"{proc.pid} {start_time(proc.pid) or ''}\n")
 
 
 def stop_timer(svc: ContainerService, cid: str) -> None:
@@ -266,9 +265,10 @@ def stop_timer(svc: ContainerService, cid: str) -> None:
 
     path = _timer_pidfile(svc, cid)
     try:
-        pid_s, _, start = path.read_text().strip().partition(" ")
-        path.unlink()
-    except OSError:
+        with open(path, encoding="ascii") as f:
+            pid_s, _, start = f.read().strip().partition(" ")
+        os.unlink(path)
+    except (OSError, ValueError):
         return
     from ketch.procstat import alive
 

@@ -451,9 +451,9 @@ class Lifecycle:
         if extra["OOMKilled"]:
             svc.event(rec, "oom")  # dockerd sends it before "die"
         svc.event(rec, "die", exitCode=code)  # before the network goes, as dockerd's order
-        from ketch.containers.health import stop_timer
-
-        stop_timer(svc, rec.id)
+        if rec.config.get("Healthcheck"):  # (its timer's pid file, if it has one)
+            from ketch.containers.health import stop_timer
+            stop_timer(svc, rec.id)
         self.release_resources(rec)
         # The policy acts on an exit the monitor recorded; a monitor gone without one (the
         # host rebooted) leaves the container exited, for the boot-time command.
