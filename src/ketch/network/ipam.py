@@ -13,10 +13,10 @@ from __future__ import annotations
 import fcntl
 import ipaddress
 import os
-from contextlib import contextmanager
 
 from ketch.errors import Conflict, InvalidArgument
 from ketch.network import records
+from ketch.values import contextmanager
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
