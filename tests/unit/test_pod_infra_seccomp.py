@@ -33,3 +33,16 @@ def test_infra_profile_denies_by_default_and_keeps_the_default_conditional_rules
     names = {n for r in oci["syscalls"] for n in r["names"]}
     for call in ("mount", "mkdirat", "socket", "ptrace", "unshare", "setns"):
         assert call not in names
+
+
+def test_infra_profile_leaves_x32_out_even_where_the_kernel_runs_it(monkeypatch):
+    # (the pause program makes no x32 call: its filter lists one architecture less, and
+    # `pod create` does not ask the kernel, through ctypes, whether it runs x32)
+    from ketch.runtime import seccomp
+
+    monkeypatch.setattr(seccomp, "_x32", True)  # as on a kernel that runs x32 calls
+    assert "SCMP_ARCH_X32" in str(default_profile()["archMap"])
+    arches = {a for m in _profile()["archMap"] for a in [m["architecture"],
+                                                         *m["subArchitectures"]]}
+    assert "SCMP_ARCH_X32" not in arches
+    assert {"SCMP_ARCH_X86_64", "SCMP_ARCH_X86"} <= arches

@@ -114,11 +114,14 @@ def ensure_pause_image(images: ImageService) -> str:
 def infra_seccomp() -> str:
     """The infra's `--security-opt seccomp=` value: the allow-list above (denied calls
     fail with EPERM, as under the default profile), with the default profile's
-    architectures and its rules for arch_prctl (amd64 and x32 only), clone (no new
-    namespaces) and clone3 (ENOSYS, so libc falls back to clone)."""
+    architectures but x32 and its rules for arch_prctl (amd64 and x32 only), clone (no
+    new namespaces) and clone3 (ENOSYS, so libc falls back to clone). The pause program
+    is ketch's own x86-64 (or native) binary and makes no x32 call, so its filter need
+    not list x32 on a kernel that runs it: no probe of the kernel (and no ctypes) for
+    `pod create`, and one architecture less for runc to compile."""
     from ketch.runtime.seccomp import default_profile
 
-    default = default_profile()
+    default = default_profile(x32=False)
     kept = [r for r in default["syscalls"]
             if r["names"][0] in ("arch_prctl", "clone", "clone3")]
     profile = {

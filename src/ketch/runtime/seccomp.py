@@ -215,9 +215,10 @@ def _allow(names: tuple[str, ...] | list[str], **extra: Any) -> dict[str, Any]:
     return {"names": list(names), "action": "SCMP_ACT_ALLOW", **extra}
 
 
-def default_profile() -> dict[str, Any]:
+def default_profile(x32: bool | None = None) -> dict[str, Any]:
     """Docker's default profile, in Docker's profile format (what `seccomp=FILE` takes):
-    deny with EPERM what is not listed."""
+    deny with EPERM what is not listed. `x32`: whether x32 is one of its architectures
+    (None: when this kernel runs x32 binaries, kernel_runs_x32)."""
     rules: list[dict[str, Any]] = [_allow(ALWAYS_ALLOWED)]
     # ptrace and process_vm_* became safe to allow once the kernel stopped letting
     # ptrace bypass seccomp (4.8); with CAP_SYS_PTRACE they are allowed anyway.
@@ -243,7 +244,8 @@ def default_profile() -> dict[str, Any]:
         includes={"arches": ["s390", "s390x"]}, excludes={"caps": ["CAP_SYS_ADMIN"]}))
     rules.append({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS,
                   "excludes": {"caps": ["CAP_SYS_ADMIN"]}})
-    x32 = kernel_runs_x32()
+    if x32 is None:
+        x32 = kernel_runs_x32()
     return {
         "defaultAction": "SCMP_ACT_ERRNO",
         "defaultErrnoRet": EPERM,
