@@ -21,6 +21,24 @@ def test_logs_of_a_detached_container(ketch, run_d):
     assert ketch("container", "logs", "hello").stdout == "one\ntwo\n"
 
 
+def test_logs_asked_for_before_a_removal_are_read_after_it(ketch, run_d):
+    # A front door that answers a logs request first and reads the log after (the
+    # Engine API sends the response's headers, docker-py's `containers.run` then waits
+    # for and removes the container, and only then reads the body) gets the output:
+    # the log is opened when it is asked for, not at its first chunk.
+    from ketch.engine import Engine
+
+    cid = run_d("busybox", "sh", "-c", "echo one; echo two >&2")
+    assert ketch("wait", cid).stdout == "0\n"
+    with Engine(ketch.root, ketch.root / "run") as engine:
+        plain = engine.containers.logs(cid)
+        following = engine.containers.logs(cid, follow=True)
+        ketch("rm", cid)
+        assert ketch("ps", "-aq", "--no-trunc").stdout.split() == []
+        for chunks in (plain, following):
+            assert sorted(chunks) == [("stderr", b"two\n"), ("stdout", b"one\n")]
+
+
 def test_stdout_and_stderr_stay_apart(ketch):
     ketch("run", "--name", "both", "busybox", "sh", "-c",
           "echo out1; echo err1 >&2; echo out2; echo err2 >&2")

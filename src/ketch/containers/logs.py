@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from ketch.containers.service import ContainerService
+    from ketch.runtime.logs import LogChunk
 
 
 def read(svc: ContainerService, name_or_id: str, *, follow: bool = False,
@@ -22,7 +23,11 @@ def read(svc: ContainerService, name_or_id: str, *, follow: bool = False,
     """(stream, data) of the container's log. `details`: each line gets the log's
     extra attributes and a space before its text, as Docker's (ketch's log records
     carry no attributes, so the space alone). `cancelled`: polled while following;
-    once true, the stream ends as if the container had exited (its reader left)."""
+    once true, the stream ends as if the container had exited (its reader left).
+
+    The container is looked up and its log opened when this is called, not at the
+    first chunk: what the log held is read even if the container is removed in between
+    (runtime.logs.read_log)."""
     from ketch.containers.logconfig import log_file, reads_back
     from ketch.runtime.logs import read_log
 
@@ -40,10 +45,15 @@ def read(svc: ContainerService, name_or_id: str, *, follow: bool = False,
         cur = svc.records.get(rec.id)
         return cur is not None and svc._refresh(cur).running
 
+    chunks = read_log(log_path, follow=follow, tail=tail, since=since, until=until,
+                      timestamps=timestamps, is_done=lambda: not running())
+    return _pairs(chunks, details, timestamps)
+
+
+def _pairs(chunks: Iterator[LogChunk], details: bool, timestamps: bool
+           ) -> Iterator[tuple[str, bytes]]:
     at_line_start = {"stdout": True, "stderr": True}
-    for chunk in read_log(log_path, follow=follow, tail=tail, since=since,
-                          until=until, timestamps=timestamps,
-                          is_done=lambda: not running()):
+    for chunk in chunks:
         data = chunk.data
         if details:
             data = _with_details(data, at_line_start, chunk.stream, timestamps)

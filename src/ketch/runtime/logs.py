@@ -93,6 +93,8 @@ else:
         def __repr__(self) -> str:
             return f"LogChunk(stream={self[0]!r}, data={self[1]!r})"
 
+# what a primed reader yields first, once its files are open (never a stream's output)
+_OPENED = LogChunk("", b"")
 
 def _memo(func: Callable[[bytes, bytes], Any]) -> Callable[[bytes, bytes], Any]:
     """A cache of `func`'s results by arguments, emptied at 4096 entries (functools'
@@ -449,18 +451,27 @@ def read_log(path: StrPath, *, tail: int | None = None,
     `tail` keeps the last N records; `since`/`until` bound timestamps (inclusive);
     `timestamps` prefixes each line with Docker's UTC timestamp. With `follow`, keeps
     reading until `is_done()` is true (the container exited) and the file is drained.
+
+    The log's files that exist are opened before this returns, so what they hold is
+    read even if they are removed before the first chunk is asked for (a client of the
+    Engine API gets the logs response's headers, then removes the container, then reads
+    the body: docker-py's `containers.run` does).
     """
-    return _read_log(path, tail=tail, since=since, until=until, timestamps=timestamps,
-                     follow=follow, is_done=is_done, streams=streams,
-                     poll_interval=poll_interval)
+    chunks = _read_log(path, tail=tail, since=since, until=until, timestamps=timestamps,
+                       follow=follow, is_done=is_done, streams=streams,
+                       poll_interval=poll_interval, primed=True)
+    next(chunks)  # (_OPENED: the files are open)
+    return chunks
 
 
 def _read_log(path: StrPath, *, tail: int | None = None,
               since: datetime | float | None = None, until: datetime | float | None = None,
               timestamps: bool = False, follow: bool = False,
               is_done: Callable[[], bool] | None = None, streams: tuple[str, ...] = STREAMS,
-              poll_interval: float = 0.1, idle: Callable[[], None] | None = None
-              ) -> Iterator[LogChunk]:
+              poll_interval: float = 0.1, idle: Callable[[], None] | None = None,
+              primed: bool = False) -> Iterator[LogChunk]:
+    """read_log's generator. `primed`: it first yields _OPENED, once the files that
+    exist are open (before waiting for a current file that does not exist yet)."""
     since_ns, until_ns = to_ns(since), to_ns(until)
     path = os.fspath(path)
     converter = _Converter(timestamps, streams)
@@ -471,13 +482,18 @@ def _read_log(path: StrPath, *, tail: int | None = None,
     # keeper has already punched it), never skipped; one opened twice is dropped below.
     base = start_offset(path)
     opened = _open_older(path)
-    f = _open_waiting(path, follow and not opened, is_done, poll_interval)
-    if f is None:
-        if not opened:
-            return
-        f = io.BytesIO()
-    held = [g for g, _ino in opened] + [f]
+    f = _open_waiting(path, False, None, poll_interval)
+    held = [g for g, _ino in opened] + ([f] if f is not None else [])
     try:
+        if primed:
+            yield _OPENED
+        if f is None:
+            f = _open_waiting(path, follow and not opened, is_done, poll_interval)
+            if f is None:
+                if not opened:
+                    return
+                f = io.BytesIO()
+            held.append(f)
         older = _in_order(opened, base, f, *_generations(path))
         regions, stop_early = _regions([*older, f], since_ns, until_ns, tail, base)
         for g, pos, end in regions:
