@@ -93,8 +93,10 @@ else:
         def __repr__(self) -> str:
             return f"LogChunk(stream={self[0]!r}, data={self[1]!r})"
 
+
 # what a primed reader yields first, once its files are open (never a stream's output)
 _OPENED = LogChunk("", b"")
+
 
 def _memo(func: Callable[[bytes, bytes], Any]) -> Callable[[bytes, bytes], Any]:
     """A cache of `func`'s results by arguments, emptied at 4096 entries (functools'
