@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+import pytest
+
 from ketch.fdio import WholeFile, write_all
 
 R = TypeVar("R")
@@ -104,3 +106,16 @@ def test_whole_files_written_to_one_path_by_two_threads_at_once_end_whole(tmp_pa
     with open(target, "rb") as f:
         assert f.read() in bodies
     assert os.listdir(tmp_path) == ["out.tar"]
+
+
+def test_remove_file_removes_a_file_and_takes_a_missing_one_as_done(tmp_path) -> None:
+    from ketch.fdio import read_text, remove_file
+
+    f = tmp_path / "pid"
+    f.write_bytes("4242 ünïcode\n".encode())
+    assert read_text(str(f)) == "4242 ünïcode\n"
+    remove_file(str(f))
+    assert not f.exists()
+    remove_file(str(f))  # (gone already: no error)
+    with pytest.raises(IsADirectoryError):
+        remove_file(str(tmp_path))  # a directory is not a file it removes

@@ -19,6 +19,7 @@ import os
 
 from ketch.errors import Conflict, InvalidArgument, KetchError, NotFound
 from ketch.fastjson import dumps, loads
+from ketch.fdio import read_text, remove_file
 from ketch.ids import is_full_id
 from ketch.runtime.conmonfiles import EXEC_DIR
 
@@ -49,8 +50,7 @@ def _base(path: str) -> str:
 
 
 def _read(path: str) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as f:
-        doc: dict[str, Any] = loads(f.read())
+    doc: dict[str, Any] = loads(read_text(path))
     return doc
 
 
@@ -168,10 +168,7 @@ def _prune(svc: ContainerService, d: str) -> None:
             finished.append(path)
     for path in finished[:max(0, len(finished) - KEEP_FINISHED)]:
         for extra in (path, _base(path) + ".lock", _base(path) + ".started"):
-            try:
-                os.unlink(extra)
-            except FileNotFoundError:
-                pass
+            remove_file(extra)
         shutil.rmtree(_base(path), ignore_errors=True)
 
 
@@ -317,8 +314,7 @@ def start(svc: ContainerService, eid: str, *, stdout: OutputSink | None = None,
         raise Conflict(f"Error: Exec command {eid} has already run") from None
     paths = svc.lifecycle.paths(rec)
     try:
-        with open(paths.config, encoding="utf-8") as f:
-            base = loads(f.read())
+        base = loads(read_text(paths.config))
         u = resolve_user(f"{svc.path(rec.id)}/merged", doc["User"]) if doc["User"] else None
         proc = exec_process(base, doc["Cmd"], env=doc["Env"], cwd=doc["WorkingDir"] or None,
                             user=u, terminal=doc["Tty"],

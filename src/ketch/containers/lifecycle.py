@@ -423,10 +423,8 @@ class Lifecycle:
                 self._finish(cid, apply_policy)
                 if svc.records.get(cid) is None:
                     # removed meanwhile (--rm): the lock file we just made is all that is left
-                    try:
-                        os.unlink(f"{svc.run_dir}/{cid}.lock")
-                    except FileNotFoundError:
-                        pass
+                    from ketch.fdio import remove_file
+                    remove_file(f"{svc.run_dir}/{cid}.lock")
         else:
             self._finish(cid, apply_policy)
 

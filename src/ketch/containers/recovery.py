@@ -12,6 +12,7 @@ import time
 
 from ketch.containers.rootfs import unmount
 from ketch.errors import KetchError
+from ketch.fdio import read_text
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -62,8 +63,7 @@ def _settle_runtime(svc: ContainerService, rec: ContainerRecord, timeout: float 
             except KetchError:
                 pass
         try:
-            with open(p.conmon_pidfile, encoding="utf-8") as f:
-                conmon = int(f.read().strip() or 0)
+            conmon = int(read_text(p.conmon_pidfile).strip() or 0)
         except (OSError, ValueError):
             conmon = 0
         conmon_busy = bool(conmon) and pid_alive(conmon or 0) and (

@@ -11,6 +11,7 @@ With `--network host` the host's files are used unchanged.
 from __future__ import annotations
 
 from ketch.errors import InvalidArgument
+from ketch.fdio import read_text
 
 # Annotations only; ipaddress on first use: a container's start renders these files
 # (pathlib, collections and ipaddress cost it milliseconds of imports).
@@ -68,7 +69,7 @@ def render_hosts(attachment: NetworkAttachment, hostname: str = "",
         extra_lines.append(f"{ip}\t{name}\n")
     if attachment.mode == "host":
         try:
-            base = _read(host_hosts)
+            base = read_text(host_hosts)
         except OSError:
             base = HOSTS_HEADER
         if base and not base.endswith("\n"):
@@ -81,11 +82,6 @@ def render_hosts(attachment: NetworkAttachment, hostname: str = "",
         for ep in attachment.networks.values():
             out += f"{ep.ip}\t{names}\n"
     return out
-
-
-def _read(path: StrPath) -> str:
-    with open(path, encoding="utf-8") as f:
-        return f.read()
 
 
 def _is_loopback(server: str) -> bool:
@@ -122,7 +118,7 @@ def parse_resolv_conf(text: str) -> tuple[list[str], list[str], list[str]]:
 
 def host_nameservers(resolv_conf: StrPath = "/etc/resolv.conf") -> list[str]:
     try:
-        return parse_resolv_conf(_read(resolv_conf))[0]
+        return parse_resolv_conf(read_text(resolv_conf))[0]
     except OSError:
         return []
 
@@ -131,7 +127,7 @@ def render_resolv_conf(attachment: NetworkAttachment, dns: Sequence[str] = (),
                        dns_search: Sequence[str] = (), dns_options: Sequence[str] = (),
                        host_resolv_conf: StrPath = "/etc/resolv.conf") -> str:
     try:
-        host_text = _read(host_resolv_conf)
+        host_text = read_text(host_resolv_conf)
     except OSError:
         host_text = ""
     if attachment.mode == "host" and not (dns or dns_search or dns_options):

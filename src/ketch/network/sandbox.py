@@ -15,6 +15,7 @@ import fcntl
 import os
 
 from ketch.errors import KetchError
+from ketch.fdio import read_text, remove_file
 from ketch.network import netns
 from ketch.network.netlink import Netlink, NetlinkError
 from ketch.values import contextmanager
@@ -52,18 +53,6 @@ def short_hash(*parts: str, length: int) -> str:
     except ImportError:
         from hashlib import sha256
     return sha256("\0".join(parts).encode()).hexdigest()[:length]
-
-
-def _read(path: str) -> str:
-    with open(path, encoding="utf-8") as f:
-        return f.read()
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def write_sysctl(path: str, value: str) -> None:
@@ -153,7 +142,7 @@ class Plumbing:
             write_sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1")
         marker = self.marker(net)
         try:
-            if (_read(marker) == self._token()
+            if (read_text(marker) == self._token()
                     and os.path.exists(f"/sys/class/net/{net.bridge}")):
                 return
         except OSError:
@@ -189,7 +178,7 @@ class Plumbing:
         self.fw.delete(self.network_rules(net) if rules is None else rules)
         with Netlink() as nl:
             nl.delete_link(net.bridge)
-        _unlink(self.marker(net))
+        remove_file(self.marker(net))
 
     # -- a container's namespace -------------------------------------------------------
     @staticmethod

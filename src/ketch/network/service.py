@@ -31,6 +31,7 @@ import os
 import time
 
 from ketch.errors import Conflict, Forbidden, InvalidArgument, NotFound
+from ketch.fdio import remove_file
 from ketch.network import records
 from ketch.network.config import NetworkConfig
 from ketch.network.models import Endpoint, Network, NetworkAttachment, PortBinding
@@ -397,10 +398,7 @@ class NetworkService:
                 except FirewallError:
                     # the chains went away behind ketch's back (iptables -F, a firewall
                     # reload): rebuild them once and try again
-                    try:
-                        os.unlink(self.plumbing.marker(net))
-                    except FileNotFoundError:
-                        pass
+                    remove_file(self.plumbing.marker(net))
                     self._ensure_ready(net)
                     self.fw.apply(add=rules)
             if proxy_sockets:

@@ -39,6 +39,7 @@ import os
 import time
 
 from ketch.errors import InvalidArgument, RuntimeFailure
+from ketch.fdio import read_text, remove_file
 from ketch.runtime.conmonfiles import CONMON_PIDFILE, EXEC_DIR, EXIT_DIR, PERSIST_DIR
 from ketch.runtime.oci import OCIRuntime, explain_runtime_error, runtime_error_message, which
 from ketch.values import value
@@ -224,8 +225,7 @@ def write_config(bundle: StrPath, config: Mapping[str, Any]) -> str:
 def read_int(path: StrPath) -> int | None:
     """The integer a pid or exit file holds; None when there is none (yet)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read().strip()
+        text = read_text(path).strip()
     except (FileNotFoundError, NotADirectoryError):
         return None
     try:
@@ -922,10 +922,7 @@ class ConmonMonitor:
                      paths.pidfile, paths.conmon_pidfile, paths.exit_file,
                      f"{paths.persist_dir}/exit", f"{paths.persist_dir}/oom",
                      f"{paths.run_dir}/oom", f"{paths.socket_dir}/{paths.container_id}"):
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
+            remove_file(path)
         if os.path.exists(paths.exec_root):
             import shutil
 
