@@ -25,7 +25,12 @@ def mark() -> str:
 
 
 def health(ketch: TrackingCLI, name: str) -> dict | None:
-    """inspect's State.Health (None: absent, as Docker omits it without a check)."""
+    """inspect's State.Health (None: absent, as Docker omits it without a check), read
+    in this process (the tests poll it: see KetchCLI.inspected)."""
+    return ketch.inspected(name)["State"].get("Health")
+
+
+def health_through_the_cli(ketch: TrackingCLI, name: str) -> dict | None:
     out = ketch("inspect", "-f", "{{json .State}}", name).stdout
     return json.loads(out).get("Health")
 
@@ -95,7 +100,8 @@ def test_passing_check_turns_healthy_shown_by_inspect_ps_filters_and_events(ketc
 def test_check_not_run_yet_shows_health_starting(ketch, run_d):
     run_d("--name", "hc-wait", "--health-cmd", "true", "--health-interval", "1h", "busybox",
           "sleep", "300")
-    assert health(ketch, "hc-wait") == {"Status": "starting", "FailingStreak": 0, "Log": []}
+    assert health_through_the_cli(ketch, "hc-wait") == {"Status": "starting",
+                                                        "FailingStreak": 0, "Log": []}
     status = ketch("ps", "--filter", "name=hc-wait", "--format", "{{.Status}}").stdout
     assert status.strip().endswith(" (health: starting)"), status
     assert ps_names(ketch, "health=starting") == ["hc-wait"]
@@ -142,7 +148,7 @@ def test_check_past_its_timeout_is_killed_and_recorded(ketch, run_d):
     proc = ketch("container", "healthcheck", "hc-slow", check=False)
     assert (proc.returncode, proc.stdout) == (1, "unhealthy\n")
     assert time.monotonic() - began < 20
-    last = health(ketch, "hc-slow")["Log"][-1]
+    last = health_through_the_cli(ketch, "hc-slow")["Log"][-1]
     assert (last["ExitCode"], last["Output"]) == (-1, "Health check exceeded timeout (300ms)")
     # the probe was killed, not left running in the container
     assert "sleep 77" not in ketch("top", "hc-slow").stdout
@@ -160,7 +166,7 @@ def test_image_healthcheck_runs_and_no_healthcheck_disables_it(ketch, run_d, che
 
     cid = run_d("--name", "hc-off", "--no-healthcheck", checked_image, "sleep", "300")
     time.sleep(1)  # five intervals of the image's check
-    assert health(ketch, "hc-off") is None
+    assert health_through_the_cli(ketch, "hc-off") is None
     assert json.loads(ketch("inspect", "-f", "{{json .Config.Healthcheck.Test}}",
                             "hc-off").stdout) == ["NONE"]
     status = ketch("ps", "--filter", "name=hc-off", "--format", "{{.Status}}").stdout.strip()
@@ -177,7 +183,7 @@ def test_healthcheck_none_in_the_dockerfile_leaves_no_check(ketch, image_root,
     ketch("build", "-q", "-t", "hc-none", str(ctx))
     ketch("run", "-d", "--name", "hc-none-c", "hc-none", "sleep", "300")
     time.sleep(1)
-    assert health(ketch, "hc-none-c") is None
+    assert health_through_the_cli(ketch, "hc-none-c") is None
     assert "hc-none-c" in ps_names(ketch, "health=none")
 
 
@@ -188,7 +194,7 @@ def test_health_timer_is_gone_after_stop_and_rm(ketch, run_d):
     ketch("stop", "-t", "0", "hc-gone")
     wait_for(lambda: not timers(cid), timeout=10, what="the health timer to exit")
     ketch("start", "hc-gone")
-    assert health(ketch, "hc-gone")["Status"] in ("starting", "healthy")
+    assert health_through_the_cli(ketch, "hc-gone")["Status"] in ("starting", "healthy")
     wait_for(lambda: timers(cid), timeout=10, what="a new health timer")
     ketch("rm", "-f", "hc-gone")
     wait_for(lambda: not timers(cid), timeout=10, what="the health timer to exit")
@@ -220,7 +226,7 @@ def test_on_failure_kill_kills_the_unhealthy_container(ketch, run_d):
     wait_for(lambda: ketch("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}",
                            "hc-kill").stdout.split() == ["exited", "137"],
              timeout=30, what="the container killed")
-    assert health(ketch, "hc-kill")["Status"] == "unhealthy"
+    assert health_through_the_cli(ketch, "hc-kill")["Status"] == "unhealthy"
 
 
 def test_healthcheck_command_runs_the_check_once_now(ketch, run_d):
@@ -228,7 +234,7 @@ def test_healthcheck_command_runs_the_check_once_now(ketch, run_d):
           "--health-retries", "1", "busybox", "sleep", "300")
     proc = ketch("container", "healthcheck", "hc-now", check=False)
     assert (proc.returncode, proc.stdout) == (1, "unhealthy\n")
-    assert health(ketch, "hc-now")["FailingStreak"] == 1
+    assert health_through_the_cli(ketch, "hc-now")["FailingStreak"] == 1
     run_d("--name", "hc-never", "busybox", "sleep", "300")
     proc = ketch("container", "healthcheck", "hc-never", check=False)
     assert proc.returncode == 3

@@ -52,10 +52,15 @@ class StoreState:
 
     @classmethod
     def of(cls, ketch: KetchCLI) -> StoreState:
-        out = ketch("images", "-a", "--no-trunc", "--format", "{{json .}}").stdout
-        images = [json.loads(line) for line in out.splitlines()]
-        for img in images:
-            img.pop("CreatedSince", None)  # ages move on between two snapshots
+        """The store as the next command finds it: the Engine calls `images -a` makes
+        (recovery first, then Docker's image summaries), here in this process, since
+        the tests take it before and after the command they test (what `images` prints
+        is tested through the CLI in test_images_list.py)."""
+        from ketch.engine import Engine
+
+        with Engine(ketch.root, ketch.root / "run") as engine:
+            engine.recover()
+            images = engine.images.list(all=True)
         root = ketch.root
         blobs = {p.name for p in (root / "blobs" / "sha256").iterdir()}
         layers = {p.name for p in (root / "layers").iterdir() if p.is_dir()}

@@ -157,7 +157,7 @@ def test_load_into_the_same_store_is_idempotent(ketch: KetchCLI, busybox: str,
         "Loaded image: busybox:latest\n")
     after = StoreState.of(ketch)
     assert (after.blobs, after.layers) == (before.blobs, before.layers)
-    assert [i["ID"] for i in after.images] == [i["ID"] for i in before.images]
+    assert [i["Id"] for i in after.images] == [i["Id"] for i in before.images]
 
 
 def test_load_of_an_untagged_archive_reports_the_id(ketch: KetchCLI, busybox: str,

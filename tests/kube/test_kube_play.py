@@ -386,12 +386,14 @@ def test_a_failing_liveness_probe_turns_unhealthy_and_restarts_the_container(
         """)
     kk("kube", "play", str(path))
 
-    def status() -> str:
-        return kk("inspect", "-f", "{{.State.Health.Status}} {{.RestartCount}}",
-                  "live-app").stdout.strip()
+    def status() -> str:  # (polled: read in this process, see KetchCLI.inspected)
+        doc = kk.cli.inspected("live-app")
+        return f"{doc['State']['Health']['Status']} {doc['RestartCount']}"
 
     wait_for(lambda: status() == "healthy 0", timeout=20, interval=CLI_POLL,
              what="the probe to pass")
+    assert kk("inspect", "-f", "{{.State.Health.Status}} {{.RestartCount}}",
+              "live-app").stdout == "healthy 0\n"
     assert "(healthy)" in kk("ps", "--filter", "name=live-app", "--format",
                              "{{.Status}}").stdout
     kk.exec("live-app", "rm /tmp/healthy")
