@@ -59,7 +59,7 @@ if [ "$given" = 0 ]; then
   warm=$!
 fi
 # Each xdist worker collects every test module, and on a fresh checkout each would
-# rewrite all their asserts (pytest's assertion rewriting: ~5 s of CPU a process, 6 at
+# rewrite all their asserts (pytest's assertion rewriting: ~5 s of CPU a process, all at
 # once); a collection first writes the rewritten bytecode that the workers then load
 # (~1.5 s each): for the whole suite two of them, one per core, each over half of the
 # test directories by lines of code (a fresh clone's 4.9 s, one core, in ~3.7). mypy
@@ -94,9 +94,11 @@ cat "$mypy_log"
 rm -f "$mypy_log"
 [ "$mypy_status" = 0 ] || exit "$mypy_status"
 # In parallel (pytest-xdist): the tests mostly wait on containers and subprocesses, so
-# more workers than cores pay off, up to where both cores are busy (2 cores, on the disk:
-# 4 workers 340-359 s, 6 workers 296-308 s; on the tmpfs: 6 workers 254-310 s with the
-# cores ~85% busy, 8 workers 257 s). KETCH_TEST_WORKERS=0 runs them in this one process.
+# more workers than cores pay off, up to where both cores are busy; past that, more
+# processes at once make each slower, and the run takes more CPU for the same work. On 2 cores and the tmpfs, whole clean-clone runs of .ci/run:
+# 4 workers 2:54 (274 busy CPU-seconds), 5 workers 2:44-2:48 (289-299), 6 workers
+# 2:48-2:58 (315-334), 8 workers 2:52 (336). KETCH_TEST_WORKERS=0 runs them in this one
+# process.
 # --dist loadgroup keeps the tests marked xdist_group("NAME") on one worker, so the
 # servers and images they share are made once (tests/cri, the crash harness).
-python3 -m pytest -q -n "${KETCH_TEST_WORKERS:-6}" --dist loadgroup --durations=15 "$@"
+python3 -m pytest -q -n "${KETCH_TEST_WORKERS:-5}" --dist loadgroup --durations=15 "$@"
