@@ -226,6 +226,19 @@ def test_exec_loads_neither_socket_json_nor_shutil(ketch) -> None:
                                                                       "started"}
 
 
+def test_cp_hashes_nothing(ketch, tmp_path) -> None:
+    # the tar streams of `cp` are unpacked without a diff ID, so neither side (nor the
+    # child in the container's mounts) loads hashlib and OpenSSL's libcrypto (~2.5 ms)
+    cid = ketch("run", "-d", "busybox", "sleep", "60").stdout.strip()
+    ketch.ids.add(cid)
+    (tmp_path / "in.txt").write_text("in\n")
+    _, into = imports(ketch, "cp", str(tmp_path / "in.txt"), f"{cid}:/tmp/")
+    _, out_of = imports(ketch, "cp", f"{cid}:/tmp/in.txt", str(tmp_path / "out.txt"))
+    assert (tmp_path / "out.txt").read_text() == "in\n"
+    assert not (into | out_of) & {"hashlib", "_hashlib"}, sorted((into | out_of) & {
+        "hashlib", "_hashlib"})
+
+
 # `pause` and `unpause` go through the state machine to the runtime's driver, without the
 # monitor, the container's mounts and network, or `subprocess` (ketch.runtime.spawn)
 PAUSE = CORE | {"ketch.containers.lifecycle", "ketch.runtime", "ketch.runtime.conmonfiles",

@@ -640,6 +640,17 @@ def test_diff_id_covers_the_whole_stream_including_trailing_padding(tmp_path: Pa
     assert stats.diff_id == "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
+def test_extract_without_a_digest_unpacks_and_counts_the_same(tmp_path: Path) -> None:
+    # (cp, load's outer archive, a build context: nothing reads their diff ID)
+    raw = make_tar(reg("a", b"1"), reg("d/b", b"22")) + bytes(4096)
+    hashed = extract(io.BytesIO(raw), tmp_path / "hashed")
+    plain = extract(io.BytesIO(raw), tmp_path / "plain", digest=False)
+    assert (plain.diff_id, hashed.diff_id) == ("", "sha256:" + hashlib.sha256(raw).hexdigest())
+    assert (plain.entries, plain.uncompressed_size, plain.bytes_written) == (
+        hashed.entries, hashed.uncompressed_size, hashed.bytes_written) == (2, len(raw), 3)
+    assert (tmp_path / "plain" / "d" / "b").read_bytes() == b"22"
+
+
 def test_an_empty_stream_is_an_empty_archive(tmp_path: Path) -> None:
     stats = extract(io.BytesIO(b""), tmp_path)
     assert stats.entries == 0 and os.listdir(tmp_path) == []

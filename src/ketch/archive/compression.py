@@ -7,7 +7,6 @@ through, so a 1 GB layer is never held in memory and never read twice.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 
@@ -32,6 +31,15 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 BZIP2_MAGIC = b"BZh"
 XZ_MAGIC = b"\xfd7zXZ\x00"
 _SNIFF_LEN = 6
+
+
+def _new_hash(algorithm: str) -> Any:
+    """hashlib's hash object for `algorithm`. hashlib is imported here, when a stream is
+    digested: it loads OpenSSL's libcrypto (~2.5 ms), which `cp` and `export`, reading
+    and writing archives without digests, do not need."""
+    import hashlib
+
+    return hashlib.new(algorithm)
 
 
 @value(frozen=True)
@@ -70,7 +78,7 @@ class DigestingWriter(io.RawIOBase):
         super().__init__()
         self._inner = fileobj
         self._algorithm = algorithm
-        self._hash = hashlib.new(algorithm)
+        self._hash = _new_hash(algorithm)
         self.size = 0
 
     def writable(self) -> bool:
@@ -105,14 +113,25 @@ class DigestingWriter(io.RawIOBase):
         return f"{self._algorithm}:{self._hash.hexdigest()}"
 
 
-class DigestingReader(io.RawIOBase):
-    """A read-only stream that digests every byte read through it."""
+class _NoHash:
+    """The hash of a DigestingReader asked for no digest: it only counts."""
 
-    def __init__(self, fileobj: IO[bytes] | Any, algorithm: str = "sha256") -> None:
+    def update(self, data: Any) -> None:
+        pass
+
+    def hexdigest(self) -> str:
+        return ""
+
+
+class DigestingReader(io.RawIOBase):
+    """A read-only stream that digests every byte read through it (with `algorithm`
+    None it only counts them, and its digest is "")."""
+
+    def __init__(self, fileobj: IO[bytes] | Any, algorithm: str | None = "sha256") -> None:
         super().__init__()
         self._inner = fileobj
         self._algorithm = algorithm
-        self._hash = hashlib.new(algorithm)
+        self._hash = _new_hash(algorithm) if algorithm is not None else _NoHash()
         self.size = 0
 
     def readable(self) -> bool:
@@ -150,6 +169,8 @@ class DigestingReader(io.RawIOBase):
 
     @property
     def digest(self) -> str:
+        if self._algorithm is None:
+            return ""
         return f"{self._algorithm}:{self._hash.hexdigest()}"
 
 

@@ -101,14 +101,17 @@ def extract(
     whiteouts: WhiteoutMode = "overlay",
     same_owner: bool = True,
     on_entry: OnEntry | None = None,
+    digest: bool = True,
 ) -> ExtractStats:
     """Unpack a tar stream (plain, gzip, zstd, bzip2 or xz) into `dest`, never outside it.
 
     `stream_or_fileobj` is a readable binary stream (a pipe is fine; nothing is seeked)
     or a path. `dest` is created if missing. `same_owner` keeps the archive's numeric
     uid/gid (names are never looked up). `on_entry` sees every member first and may
-    return False to skip it. Raises UnsafeArchive for names that climb out of `dest`,
-    InvalidArgument for malformed archives and KetchError for I/O failures.
+    return False to skip it. `digest=False` leaves the stats' diff_id empty instead of
+    hashing the stream (`cp` has no use for it). Raises UnsafeArchive for names that
+    climb out of `dest`, InvalidArgument for malformed archives and KetchError for I/O
+    failures.
     """
     if whiteouts not in _MODES:
         raise InvalidArgument(f"whiteouts must be one of {', '.join(_MODES)}, not {whiteouts!r}")
@@ -120,7 +123,7 @@ def extract(
             stream_or_fileobj = stack.enter_context(open(stream_or_fileobj, "rb"))
         decompressed = open_decompressed(stream_or_fileobj)
         stack.callback(decompressed.close)
-        reader = DigestingReader(decompressed)
+        reader = DigestingReader(decompressed, "sha256" if digest else None)
         forward = _ForwardReader(reader)
         root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         stack.callback(os.close, root_fd)

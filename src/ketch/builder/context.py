@@ -219,7 +219,7 @@ def _unpack(stream: IO[bytes] | Any, tmp_root: Path) -> Path:
     dest = Path(tempfile.mkdtemp(prefix=f"context-{owner_tag()}-", dir=tmp_root))
     try:
         # Ownership is kept: it is part of what COPY's checksum covers, as in Docker.
-        extract(stream, dest, whiteouts="none", same_owner=True)
+        extract(stream, dest, whiteouts="none", same_owner=True, digest=False)
     except BaseException:
         from ketch.store.trash import delete_tree
 

@@ -232,7 +232,7 @@ class Copier:
 
         target = self.ensure_dir(dest)
         try:
-            extract(str(src.path), target, whiteouts="none", same_owner=True)
+            extract(str(src.path), target, whiteouts="none", same_owner=True, digest=False)
         except BuildError:
             raise
         except Exception as e:

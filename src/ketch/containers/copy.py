@@ -509,7 +509,7 @@ def copy_out(svc: ContainerService, name: str, src: str, dest: str,
                 return _pump(
                     lambda out: write_tree(top, out, arcname_prefix=final),
                     lambda stream: extract(stream, f"/proc/self/fd/{dfd}", whiteouts="none",
-                                           same_owner=False))
+                                           same_owner=False, digest=False))
             finally:
                 os.close(dfd)
         finally:
@@ -623,13 +623,14 @@ def copy_in(svc: ContainerService, name: str, src: str, dest: str, follow_link: 
                         for member, is_dir in members:
                             _check_overwrite(dfd, member, is_dir)
                     counter = _CountingReader(spool)
-                    extract(counter, into, whiteouts="none", same_owner=copy_uid_gid)
+                    extract(counter, into, whiteouts="none", same_owner=copy_uid_gid,
+                            digest=False)
                     return counter.count
                 _check_overwrite(dfd, top_name, src_is_dir)
                 return _pump(
                     lambda out: write_tree(src_path, out, arcname_prefix=top_name),
                     lambda stream: extract(stream, into, whiteouts="none",
-                                           same_owner=copy_uid_gid))
+                                           same_owner=copy_uid_gid, digest=False))
             finally:
                 os.close(dfd)
 

@@ -494,7 +494,7 @@ def seed_from_image(rootfs: StrPath, target: str, data: Path) -> bool:
         t.start()
         try:
             with open(r, "rb") as stream:
-                extract(stream, data, whiteouts="none", same_owner=True)
+                extract(stream, data, whiteouts="none", same_owner=True, digest=False)
         finally:
             t.join()
         if failed:

@@ -224,7 +224,7 @@ def read_image_archive(svc: ImageService, stream: BinaryIO,
     stage = Path(tempfile.mkdtemp(prefix=f"load-{owner_tag()}-", dir=svc.content.tmp))
     try:
         try:
-            extract(stream, stage, whiteouts="none", same_owner=False)
+            extract(stream, stage, whiteouts="none", same_owner=False, digest=False)
         except (tarfile.TarError, EOFError, zlib.error) as e:
             raise InvalidArgument(f"invalid archive: {e or 'unexpected end of file'}") from None
         except KetchError as e:
