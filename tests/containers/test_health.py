@@ -187,6 +187,20 @@ def test_healthcheck_none_in_the_dockerfile_leaves_no_check(ketch, image_root,
     assert "hc-none-c" in ps_names(ketch, "health=none")
 
 
+def test_stop_of_a_container_whose_timer_pid_file_was_cut_short(ketch, run_d):
+    # a start killed while it wrote the timer's pid file leaves it empty: the stop that
+    # finishes the container takes that as no timer, not as an error (the timer, which
+    # watches the container's process, ends by itself)
+    cid = run_d("--name", "hc-cut", "--health-cmd", "true", *FAST, "busybox", "sleep", "300")
+    pidfile = ketch.root / "run" / "containers" / cid / "health-timer.pid"
+    wait_for(pidfile.exists, timeout=10, what="the timer's pid file")
+    pidfile.write_text("")
+    proc = ketch("stop", "-t", "0", "hc-cut", check=False)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "hc-cut\n", "")
+    assert not pidfile.exists()
+    wait_for(lambda: not timers(cid), timeout=10, what="the health timer to exit")
+
+
 def test_health_timer_is_gone_after_stop_and_rm(ketch, run_d):
     cid = run_d("--name", "hc-gone", "--health-cmd", "true", *FAST, "busybox", "sleep", "300")
     wait_status(ketch, "hc-gone", "healthy")

@@ -263,16 +263,17 @@ def stop_timer(svc: ContainerService, cid: str) -> None:
     """The container stopped: its timer goes (it also notices by itself)."""
     import _signal  # (the constants, without signal's enums)
 
+    from ketch.fdio import read_text
+
     path = _timer_pidfile(svc, cid)
     try:
-        with open(path, encoding="ascii") as f:
-            pid_s, _, start = f.read().strip().partition(" ")
+        pid_s, _, start = read_text(path).strip().partition(" ")
         os.unlink(path)
+        pid = int(pid_s)  # (a file cut short by a killed start holds no pid: no timer)
     except (OSError, ValueError):
         return
     from ketch.procstat import alive
 
-    pid = int(pid_s)
     if alive(pid, start or None):
         try:
             os.kill(pid, _signal.SIGTERM)
