@@ -109,7 +109,8 @@ def extract(
     or a path. `dest` is created if missing. `same_owner` keeps the archive's numeric
     uid/gid (names are never looked up). `on_entry` sees every member first and may
     return False to skip it. `digest=False` leaves the stats' diff_id empty instead of
-    hashing the stream (`cp` has no use for it). Raises UnsafeArchive for names that
+    hashing the stream (for what is no layer: `cp`'s streams, load's outer archive, a
+    build context). Raises UnsafeArchive for names that
     climb out of `dest`, InvalidArgument for malformed archives and KetchError for I/O
     failures.
     """

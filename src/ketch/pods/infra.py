@@ -115,8 +115,9 @@ def infra_seccomp() -> str:
     """The infra's `--security-opt seccomp=` value: the allow-list above (denied calls
     fail with EPERM, as under the default profile), with the default profile's
     architectures but x32 and its rules for arch_prctl (amd64 and x32 only), clone (no
-    new namespaces) and clone3 (ENOSYS, so libc falls back to clone). The pause program
-    is ketch's own x86-64 (or native) binary and makes no x32 call, so its filter need
+    new namespaces) and clone3 (ENOSYS, so libc falls back to clone). The infra runs
+    the host's busybox-static (its sh and sleep, which ketch puts in the pause image),
+    built for the host's own architecture and making no x32 call, so its filter need
     not list x32 on a kernel that runs it: no probe of the kernel (and no ctypes) for
     `pod create`, and one architecture less for runc to compile."""
     from ketch.runtime.seccomp import default_profile
